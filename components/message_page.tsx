@@ -1,0 +1,11 @@
+import { Page } from "./html.tsx";
+
+/** A friendly page for buyers and operators when something is missing or wrong. */
+export function MessagePage(props: { title: string; text: string }) {
+  return (
+    <Page title={`${props.title} · AimbrellaPay`}>
+      <h1>{props.title}</h1>
+      <p>{props.text}</p>
+    </Page>
+  );
+}

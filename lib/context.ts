@@ -1,0 +1,15 @@
+import type { Config } from "./config.ts";
+import type { JobMessage } from "./db/jobs.ts";
+import type { PaymentProvider } from "./providers/types.ts";
+import type { Resolver } from "./relay/url_guard.ts";
+
+/** What domain code needs from the outside world, built once in main.ts (or by a test). */
+export interface AppContext {
+  kv: Deno.Kv;
+  config: Config;
+  provider: PaymentProvider;
+  resolve: Resolver;
+  now: () => number;
+  /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
+  kick: (msg: JobMessage, delayMs?: number) => void;
+}

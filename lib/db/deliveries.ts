@@ -1,0 +1,96 @@
+import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
+import { collectValues } from "./kv.ts";
+import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+
+const deliveryKey = (id: string) => ["deliveries", id] as const;
+const byPaymentKey = (paymentId: string, id: string) => ["deliveries_by_payment", paymentId, id] as const;
+const attemptKey = (id: string, n: number) => ["delivery_attempts", id, n] as const;
+
+const job = (id: string) => ({ kind: "postback" as const, id });
+
+/** Adds a new delivery, its index and its schedule to an atomic operation (called with the state change). */
+export function addDeliveryOps(op: Deno.AtomicOperation, d: Delivery, jobs: ScheduleOptions) {
+  op.check({ key: deliveryKey(d.id), versionstamp: null })
+    .set(deliveryKey(d.id), d)
+    .set(byPaymentKey(d.paymentId, d.id), d.id);
+  scheduleJob(op, job(d.id), d.nextAttemptAt, jobs);
+}
+
+export function getDeliveryEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Delivery>> {
+  return kv.get<Delivery>(deliveryKey(id));
+}
+
+/**
+ * Takes a lease on a due delivery so no other worker sends the same attempt.
+ * Returns the claimed entry, or null when it is not due, leased, or finished.
+ */
+export async function claimDelivery(
+  kv: Deno.Kv,
+  id: string,
+  now: number,
+  leaseMs: number,
+): Promise<Deno.KvEntry<Delivery> | null> {
+  const entry = await getDeliveryEntry(kv, id);
+  const d = entry.value;
+  if (!d || d.status !== "pending" || d.nextAttemptAt > now || d.leaseUntil > now) return null;
+  const claimed = { ...d, leaseUntil: now + leaseMs };
+  const res = await kv.atomic().check(entry).set(deliveryKey(id), claimed).commit();
+  if (!res.ok) return null;
+  return { ...entry, value: claimed, versionstamp: res.versionstamp };
+}
+
+/**
+ * Records one attempt and the delivery's next state in one atomic operation,
+ * moving its due-index entry. Returns false when the lease was lost (another
+ * worker took the delivery after our lease ran out).
+ */
+export async function recordDeliveryAttempt(
+  kv: Deno.Kv,
+  claimed: Deno.KvEntry<Delivery>,
+  attempt: DeliveryAttempt,
+  next: Delivery,
+  jobs: ScheduleOptions,
+): Promise<boolean> {
+  const op = kv.atomic().check(claimed)
+    .set(deliveryKey(next.id), next)
+    .set(attemptKey(next.id, attempt.n), attempt);
+  unscheduleJob(op, job(next.id), claimed.value.nextAttemptAt);
+  if (next.status === "pending") scheduleJob(op, job(next.id), next.nextAttemptAt, jobs);
+  return (await op.commit()).ok;
+}
+
+/** Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. */
+export async function rescheduleDelivery(
+  kv: Deno.Kv,
+  id: string,
+  now: number,
+  jobs: ScheduleOptions,
+): Promise<Delivery | null> {
+  for (;;) {
+    const entry = await getDeliveryEntry(kv, id);
+    const d = entry.value;
+    if (!d) return null;
+    const next: Delivery = {
+      ...d,
+      status: "pending",
+      scheduleStep: 0,
+      nextAttemptAt: now,
+      leaseUntil: 0,
+      updatedAt: now,
+    };
+    const op = kv.atomic().check(entry).set(deliveryKey(id), next);
+    if (d.status === "pending") unscheduleJob(op, job(id), d.nextAttemptAt);
+    scheduleJob(op, job(id), now, jobs);
+    if ((await op.commit()).ok) return next;
+  }
+}
+
+export async function listDeliveriesByPayment(kv: Deno.Kv, paymentId: string): Promise<Delivery[]> {
+  const ids = await collectValues(kv.list<string>({ prefix: ["deliveries_by_payment", paymentId] }));
+  const entries = ids.length ? await kv.getMany<Delivery[]>(ids.map(deliveryKey)) : [];
+  return entries.flatMap((e) => (e.value ? [e.value] : []));
+}
+
+export function listDeliveryAttempts(kv: Deno.Kv, id: string): Promise<DeliveryAttempt[]> {
+  return collectValues(kv.list<DeliveryAttempt>({ prefix: ["delivery_attempts", id] }));
+}

@@ -1,0 +1,174 @@
+import type { Payment, PaymentEvent } from "../payments/types.ts";
+import type { Delivery } from "../relay/types.ts";
+import { sortableId } from "../ids.ts";
+import { collectValues } from "./kv.ts";
+import { addDeliveryOps } from "./deliveries.ts";
+import type { ScheduleOptions } from "./jobs.ts";
+
+const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+const paymentKey = (id: string) => ["payments", id] as const;
+const byShopKey = (shopId: string, seq: string) => ["payments_by_shop", shopId, seq] as const;
+const byShopRefKey = (shopId: string, ref: string) => ["payments_by_shop_ref", shopId, ref] as const;
+const byIdempotencyKey = (shopId: string, key: string) => ["payments_by_idempotency_key", shopId, key] as const;
+const byProviderRefKey = (provider: string, ref: string) => ["payments_by_provider_ref", provider, ref] as const;
+const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentId, seq] as const;
+const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
+
+/** How a request claims its payment: the shop's transaction id, an Idempotency-Key, or nothing. */
+export type Reservation =
+  | { kind: "shop_ref"; value: string }
+  | { kind: "idempotency_key"; value: string }
+  | { kind: "none" };
+
+function reservationKey(shopId: string, r: Reservation) {
+  switch (r.kind) {
+    case "shop_ref":
+      return byShopRefKey(shopId, r.value);
+    case "idempotency_key":
+      return byIdempotencyKey(shopId, r.value);
+    case "none":
+      return null;
+  }
+}
+
+/**
+ * Stores a new payment with its indexes and its "created" event, claiming the
+ * reservation atomically. Returns the payment already holding the
+ * reservation when there is one, so exactly one request reaches the provider.
+ */
+export async function createPayment(
+  kv: Deno.Kv,
+  payment: Payment,
+  reservation: Reservation,
+): Promise<{ created: true; entry: Deno.KvEntry<Payment> } | { created: false; existingId: string }> {
+  const resKey = reservationKey(payment.shopId, reservation);
+  const op = kv.atomic()
+    .check({ key: paymentKey(payment.id), versionstamp: null })
+    .set(paymentKey(payment.id), payment)
+    .set(byShopKey(payment.shopId, payment.seq), payment.id)
+    .set(
+      eventKey(payment.id, sortableId()),
+      {
+        type: "created",
+        at: payment.createdAt,
+        data: { amount: payment.amount, currency: payment.currency },
+      } satisfies PaymentEvent,
+    );
+  if (resKey) {
+    const ttl = reservation.kind === "idempotency_key" ? { expireIn: IDEMPOTENCY_TTL_MS } : undefined;
+    op.check({ key: resKey, versionstamp: null }).set(resKey, payment.id, ttl);
+  }
+  const res = await op.commit();
+  if (res.ok) {
+    return { created: true, entry: { key: paymentKey(payment.id), value: payment, versionstamp: res.versionstamp } };
+  }
+  const existing = resKey ? (await kv.get<string>(resKey)).value : null;
+  if (!existing) throw new Error("payment id collision"); // 128 random bits: a bug, not bad luck
+  return { created: false, existingId: existing };
+}
+
+export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | null> {
+  return (await kv.get<Payment>(paymentKey(id))).value;
+}
+
+export function getPaymentEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Payment>> {
+  return kv.get<Payment>(paymentKey(id));
+}
+
+export async function getPaymentIdByShopRef(kv: Deno.Kv, shopId: string, ref: string): Promise<string | null> {
+  return (await kv.get<string>(byShopRefKey(shopId, ref))).value;
+}
+
+export async function getPaymentIdByProviderRef(kv: Deno.Kv, provider: string, ref: string): Promise<string | null> {
+  return (await kv.get<string>(byProviderRefKey(provider, ref))).value;
+}
+
+/** Writes `next` over the payment read as `entry`; returns the new entry, or null if someone wrote first. */
+export async function replacePayment(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Payment>,
+  next: Payment,
+): Promise<Deno.KvEntry<Payment> | null> {
+  const res = await kv.atomic().check(entry).set(paymentKey(next.id), next).commit();
+  return res.ok ? { key: entry.key, value: next, versionstamp: res.versionstamp } : null;
+}
+
+export interface PaymentUpdate {
+  events?: PaymentEvent[];
+  /** A postback to schedule in the same atomic operation as the change that causes it. */
+  delivery?: Delivery;
+  /** Marks a provider webhook as handled, so a duplicate is ignored. */
+  webhookEventId?: string;
+  jobs: ScheduleOptions;
+}
+
+/**
+ * Writes a new version of a payment read as `entry`, with its events and
+ * consequences, in one atomic operation. Returns false when someone else wrote
+ * the payment first: the caller re-reads and decides again.
+ */
+export async function updatePayment(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Payment>,
+  next: Payment,
+  update: PaymentUpdate,
+): Promise<boolean> {
+  const op = kv.atomic().check(entry).set(paymentKey(next.id), next);
+  if (next.providerRef && next.providerRef !== entry.value.providerRef) {
+    op.set(byProviderRefKey(next.provider, next.providerRef), next.id);
+  }
+  for (const event of update.events ?? []) op.set(eventKey(next.id, sortableId()), event);
+  if (update.delivery) addDeliveryOps(op, update.delivery, update.jobs);
+  if (update.webhookEventId) {
+    op.check({ key: webhookSeenKey(next.provider, update.webhookEventId), versionstamp: null })
+      .set(webhookSeenKey(next.provider, update.webhookEventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
+  }
+  return (await op.commit()).ok;
+}
+
+export async function isWebhookEventSeen(kv: Deno.Kv, provider: string, eventId: string): Promise<boolean> {
+  return (await kv.get(webhookSeenKey(provider, eventId))).versionstamp !== null;
+}
+
+/** Records that a webhook was handled without changing the payment (duplicates, stale news). */
+export async function markWebhookEventSeen(
+  kv: Deno.Kv,
+  provider: string,
+  eventId: string,
+  paymentId: string,
+  event: PaymentEvent,
+) {
+  await kv.atomic()
+    .set(webhookSeenKey(provider, eventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS })
+    .set(eventKey(paymentId, sortableId()), event)
+    .commit();
+}
+
+export async function addPaymentEvent(kv: Deno.Kv, paymentId: string, event: PaymentEvent) {
+  await kv.set(eventKey(paymentId, sortableId()), event);
+}
+
+export function listPaymentEvents(kv: Deno.Kv, paymentId: string): Promise<PaymentEvent[]> {
+  return collectValues(kv.list<PaymentEvent>({ prefix: ["payment_events", paymentId] }));
+}
+
+/** A shop's payments, newest first, with a cursor for the next page. */
+export async function listPaymentsByShop(
+  kv: Deno.Kv,
+  shopId: string,
+  opts: { limit: number; cursor?: string },
+): Promise<{ payments: Payment[]; cursor: string | null }> {
+  const iter = kv.list<string>({ prefix: ["payments_by_shop", shopId] }, {
+    reverse: true,
+    limit: opts.limit,
+    cursor: opts.cursor,
+  });
+  const ids = await collectValues(iter);
+  const entries = ids.length ? await kv.getMany<Payment[]>(ids.map(paymentKey)) : [];
+  return {
+    payments: entries.flatMap((e) => (e.value ? [e.value] : [])),
+    cursor: ids.length === opts.limit ? iter.cursor : null,
+  };
+}

@@ -1,0 +1,83 @@
+import { ConflictError } from "../errors.ts";
+import { collectValues } from "./kv.ts";
+
+export interface Shop {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  /** Lower-case hostnames the shop's URLs may point at; empty = any. */
+  allowedHosts: string[];
+  defaultPostbackUrl: string | null;
+  /** Standard Webhooks signing secret (`whsec_...`); shown to the shop once, never in a listing. */
+  webhookSecret: string;
+  createdAt: number;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  shopId: string;
+  /** The first characters of the key, so people can tell keys apart. */
+  hint: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+const shopKey = (id: string) => ["shops", id] as const;
+const apiKeyKey = (hash: string) => ["api_keys", hash] as const;
+const apiKeyByShopKey = (shopId: string, keyId: string) => ["api_keys_by_shop", shopId, keyId] as const;
+
+/** Stores a shop together with its first API key. */
+export async function createShopWithKey(kv: Deno.Kv, shop: Shop, key: ApiKeyRecord, keyHash: string) {
+  const res = await kv.atomic()
+    .check({ key: shopKey(shop.id), versionstamp: null })
+    .check({ key: apiKeyKey(keyHash), versionstamp: null })
+    .set(shopKey(shop.id), shop)
+    .set(apiKeyKey(keyHash), key)
+    .set(apiKeyByShopKey(shop.id, key.id), keyHash)
+    .commit();
+  if (!res.ok) throw new ConflictError("Shop or key already exists.");
+}
+
+export async function getShop(kv: Deno.Kv, id: string): Promise<Shop | null> {
+  return (await kv.get<Shop>(shopKey(id))).value;
+}
+
+export function listShops(kv: Deno.Kv): Promise<Shop[]> {
+  return collectValues(kv.list<Shop>({ prefix: ["shops"] }));
+}
+
+export async function addApiKey(kv: Deno.Kv, key: ApiKeyRecord, keyHash: string) {
+  const res = await kv.atomic()
+    .check({ key: apiKeyKey(keyHash), versionstamp: null })
+    .set(apiKeyKey(keyHash), key)
+    .set(apiKeyByShopKey(key.shopId, key.id), keyHash)
+    .commit();
+  if (!res.ok) throw new ConflictError("Key already exists.");
+}
+
+export async function getApiKeyByHash(kv: Deno.Kv, keyHash: string): Promise<ApiKeyRecord | null> {
+  return (await kv.get<ApiKeyRecord>(apiKeyKey(keyHash))).value;
+}
+
+/** Marks a key revoked; the very next request with it fails because lookups are never cached. */
+export async function revokeApiKey(
+  kv: Deno.Kv,
+  shopId: string,
+  keyId: string,
+  now: number,
+): Promise<ApiKeyRecord | null> {
+  const hash = (await kv.get<string>(apiKeyByShopKey(shopId, keyId))).value;
+  if (!hash) return null;
+  const entry = await kv.get<ApiKeyRecord>(apiKeyKey(hash));
+  if (!entry.value) return null;
+  const revoked = { ...entry.value, revokedAt: entry.value.revokedAt ?? now };
+  const res = await kv.atomic().check(entry).set(apiKeyKey(hash), revoked).commit();
+  if (!res.ok) throw new ConflictError();
+  return revoked;
+}
+
+export async function listApiKeys(kv: Deno.Kv, shopId: string): Promise<ApiKeyRecord[]> {
+  const hashes = await collectValues(kv.list<string>({ prefix: ["api_keys_by_shop", shopId] }));
+  const entries = await Promise.all(hashes.map((h) => kv.get<ApiKeyRecord>(apiKeyKey(h))));
+  return entries.flatMap((e) => (e.value ? [e.value] : []));
+}

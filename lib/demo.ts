@@ -1,0 +1,89 @@
+import type { AppContext } from "./context.ts";
+import { addDemoPostback, type DemoPostback, listDemoPostbacks } from "./db/demo.ts";
+import { getSetting, initSetting } from "./db/settings.ts";
+import { sortableId } from "./ids.ts";
+import { log } from "./log.ts";
+import { verifyWebhook } from "./relay/signing.ts";
+import { createShop } from "./shops.ts";
+
+/**
+ * The demo shop that zero-config mode ships: a real shop with a real key that
+ * calls our API over HTTP like any integration would. It keeps its own key
+ * and secret, as a shop keeps its credentials; our key store still has only
+ * the hash.
+ */
+export interface DemoShop {
+  shopId: string;
+  apiKey: string;
+  webhookSecret: string;
+}
+
+const SETTING = "demo_shop";
+
+/** Creates the demo shop on first start; prints its key that one time. */
+export async function ensureDemoShop(ctx: AppContext): Promise<DemoShop> {
+  const existing = await getSetting<DemoShop>(ctx.kv, SETTING);
+  if (existing) return existing;
+  const { shop, apiKey } = await createShop(ctx.kv, {
+    name: "Demo shop",
+    defaultPostbackUrl: `${ctx.config.publicBaseUrl}/demo/postback`,
+  }, { allowLocalUrls: true, now: ctx.now() });
+  const { value, created } = await initSetting<DemoShop>(ctx.kv, SETTING, {
+    shopId: shop.id,
+    apiKey,
+    webhookSecret: shop.webhookSecret,
+  });
+  if (created) {
+    // Printed once, on first start, so a developer can call the API by hand.
+    console.log(`Demo shop created: ${shop.id}\nIts API key (shown once): ${apiKey}`);
+  }
+  return value;
+}
+
+/** What the demo "Buy" button does: a server-side init-payment call, returning the pay URL. */
+export async function demoBuy(ctx: AppContext, demo: DemoShop, selfUrl: string): Promise<string> {
+  const base = ctx.config.publicBaseUrl;
+  const order = `demo_${sortableId().toLowerCase()}`;
+  const res = await fetch(`${selfUrl}/api/v1/init-payment`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${demo.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      id: order,
+      email: "buyer@example.com",
+      name: "Demo Buyer",
+      amount: 1000,
+      currency: "EUR",
+      successUrl: `${base}/demo/result?outcome=success&order=${order}`,
+      errorUrl: `${base}/demo/result?outcome=error&order=${order}`,
+    }),
+    signal: AbortSignal.timeout(20_000),
+  });
+  const body = await res.json();
+  if (!res.ok) throw new Error(`init-payment answered ${res.status}: ${body?.error?.code}`);
+  return body.url;
+}
+
+/** The demo shop's postback endpoint: verify like a shop would, and remember what arrived. */
+export async function receiveDemoPostback(ctx: AppContext, demo: DemoShop, headers: Headers, body: string) {
+  const verified = await verifyWebhook(demo.webhookSecret, headers, body, Math.floor(ctx.now() / 1000));
+  let data: { type?: string; data?: { id?: string; paymentId?: string } } = {};
+  try {
+    data = JSON.parse(body);
+  } catch {
+    log.warn("demo shop got a postback that is not JSON");
+  }
+  const postback: DemoPostback = {
+    receivedAt: ctx.now(),
+    webhookId: headers.get("webhook-id") ?? "",
+    type: String(data.type ?? "unknown"),
+    shopTxId: data.data?.id ?? null,
+    paymentId: data.data?.paymentId ?? null,
+    verified,
+  };
+  await addDemoPostback(ctx.kv, postback);
+  return verified;
+}
+
+export function recentDemoPostbacks(ctx: AppContext) {
+  return listDemoPostbacks(ctx.kv, 20);
+}

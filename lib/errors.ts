@@ -1,0 +1,58 @@
+/**
+ * The one family of domain errors. Routes never build error bodies by hand:
+ * `app.onError` maps these to a status and `{status:"error",error:{...}}`.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly fields?: Record<string, string>,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class ValidationError extends AppError {
+  constructor(message: string, fields?: Record<string, string>) {
+    super(400, "invalid_request", message, fields);
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(message = "Missing, unknown or revoked API key.") {
+    super(401, "unauthorized", message);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message = "Not found.") {
+    super(404, "not_found", message);
+  }
+}
+
+/** A KV check failed: someone else wrote first. Callers re-read and retry, or surface 409. */
+export class ConflictError extends AppError {
+  constructor(message = "The resource changed concurrently; retry.", code = "conflict") {
+    super(409, code, message, undefined, { "retry-after": "1" });
+  }
+}
+
+export class IdempotencyMismatchError extends AppError {
+  constructor(message: string) {
+    super(422, "idempotency_mismatch", message);
+  }
+}
+
+/** The provider answered badly (502) or not in time (504). The message never carries provider internals. */
+export class UpstreamError extends AppError {
+  constructor(readonly timedOut: boolean, readonly detail: string) {
+    super(
+      timedOut ? 504 : 502,
+      timedOut ? "provider_timeout" : "provider_error",
+      timedOut ? "The payment provider did not answer in time." : "The payment provider failed.",
+    );
+  }
+}

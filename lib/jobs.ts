@@ -1,0 +1,89 @@
+import type { AppContext } from "./context.ts";
+import { isJobMessage, iterateDueJobs, type JobKind, type JobMessage } from "./db/jobs.ts";
+import { describeError, log } from "./log.ts";
+import { runDelivery } from "./relay/deliver.ts";
+
+const SWEEP_CONCURRENCY = 16;
+/** Longer waits are left to the sweep, which survives restarts. */
+const MAX_KICK_DELAY_MS = 60_000;
+
+type Handler = (ctx: AppContext, id: string) => Promise<void>;
+
+const handlers: Record<JobKind, Handler> = {
+  postback: runDelivery,
+};
+
+/**
+ * Runs background jobs from three triggers: KV queue messages (where queues
+ * exist), in-process kicks, and sweeps of the due index (cron, start-up, and an
+ * optional interval). Every trigger ends in the same idempotent handler.
+ */
+export class JobRunner {
+  private sweeping: Promise<number> | null = null;
+  private inFlight = new Set<Promise<void>>();
+  private timers = new Set<ReturnType<typeof setTimeout>>();
+  private stopped = false;
+
+  constructor(private readonly ctx: AppContext) {}
+
+  /** Runs one job; errors are logged, never thrown, so a queue message is not retried for our own bug. */
+  async run(msg: JobMessage): Promise<void> {
+    try {
+      await handlers[msg.kind](this.ctx, msg.id);
+    } catch (err) {
+      log.error("job failed", { kind: msg.kind, id: msg.id, error: describeError(err) });
+    }
+  }
+
+  /** Handler for `kv.listenQueue`. */
+  onQueueMessage = async (value: unknown): Promise<void> => {
+    if (isJobMessage(value)) await this.run(value);
+  };
+
+  /**
+   * Runs a job in the background after `delayMs`. Only a shortcut for when no
+   * queue wakes jobs: a timer dies with the process, the sweep does not.
+   */
+  kick = (msg: JobMessage, delayMs = 0): void => {
+    if (this.stopped || delayMs > MAX_KICK_DELAY_MS) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      const p = this.run(msg).finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }, delayMs);
+    this.timers.add(timer);
+  };
+
+  /** Cancels pending kicks and waits for running ones (tests and shutdown). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    await this.idle();
+  }
+
+  /** Runs every job due now, once each; overlapping calls share one sweep. Returns how many it ran. */
+  sweep(): Promise<number> {
+    this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = null));
+    return this.sweeping;
+  }
+
+  /** Waits for background work started by kick (tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private async sweepOnce(): Promise<number> {
+    let ran = 0;
+    for (const kind of Object.keys(handlers) as JobKind[]) {
+      const running = new Set<Promise<void>>();
+      for await (const id of iterateDueJobs(this.ctx.kv, kind, this.ctx.now())) {
+        const p = this.run({ kind, id }).finally(() => running.delete(p));
+        running.add(p);
+        ran++;
+        if (running.size >= SWEEP_CONCURRENCY) await Promise.race(running);
+      }
+      await Promise.all(running);
+    }
+    return ran;
+  }
+}

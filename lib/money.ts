@@ -1,0 +1,42 @@
+/**
+ * ISO 4217 active currency codes and their minor-unit exponents. Amounts are
+ * always integers in the minor unit (1000 EUR = 10.00 EUR, 1000 JPY = 1000 JPY).
+ * Precious metals and test codes (XAU, XTS, XXX...) have no minor unit and are
+ * not accepted.
+ */
+const EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF";
+const EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND";
+const EXPONENT_4 = "CLF UYW";
+const EXPONENT_2 = "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BMD BND BOB BOV BRL " +
+  "BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN " +
+  "ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS " +
+  "KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV " +
+  "MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG " +
+  "SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN " +
+  "UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG";
+
+const exponents = new Map<string, number>();
+for (const [codes, exp] of [[EXPONENT_0, 0], [EXPONENT_2, 2], [EXPONENT_3, 3], [EXPONENT_4, 4]] as const) {
+  for (const code of codes.split(" ")) exponents.set(code, exp);
+}
+
+export function isCurrency(code: string): boolean {
+  return exponents.has(code);
+}
+
+/** Minor-unit exponent of an ISO 4217 code; throws on an unknown code (a bug: validate first). */
+export function currencyExponent(code: string): number {
+  const exp = exponents.get(code);
+  if (exp === undefined) throw new Error(`unknown currency ${code}`);
+  return exp;
+}
+
+/** Formats minor units for people: formatAmount(1000, "EUR") === "10.00 EUR". Integer-only arithmetic. */
+export function formatAmount(minor: number, currency: string): string {
+  const exp = currencyExponent(currency);
+  const sign = minor < 0 ? "-" : "";
+  const digits = String(Math.abs(minor)).padStart(exp + 1, "0");
+  const whole = digits.slice(0, digits.length - exp);
+  const frac = exp ? "." + digits.slice(digits.length - exp) : "";
+  return `${sign}${whole}${frac} ${currency}`;
+}

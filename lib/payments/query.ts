@@ -1,0 +1,48 @@
+import type { AppContext } from "../context.ts";
+import { NotFoundError } from "../errors.ts";
+import { getPayment, getPaymentIdByShopRef } from "../db/payments.ts";
+import type { Shop } from "../db/shops.ts";
+import type { Payment } from "./types.ts";
+
+/** A payment of this shop; another shop's payment is reported as not found, never as forbidden. */
+export async function getShopPayment(ctx: AppContext, shop: Shop, paymentId: string): Promise<Payment> {
+  const p = await getPayment(ctx.kv, paymentId);
+  if (!p || p.shopId !== shop.id) throw new NotFoundError("Unknown payment.");
+  return p;
+}
+
+export async function getShopPaymentByTxId(ctx: AppContext, shop: Shop, shopTxId: string): Promise<Payment> {
+  const id = await getPaymentIdByShopRef(ctx.kv, shop.id, shopTxId);
+  if (!id) throw new NotFoundError("Unknown payment.");
+  return await getShopPayment(ctx, shop, id);
+}
+
+export type RedirectKind = "pay" | "success" | "error";
+
+/**
+ * Where our wrapper sends the buyer. Only URLs stored at creation are used,
+ * never anything from the query string. `pay` goes to the provider while the
+ * payment is open, and to the shop's result page once it is settled.
+ */
+export async function buyerRedirect(kv: Deno.Kv, paymentId: string, kind: RedirectKind): Promise<string | null> {
+  const p = await getPayment(kv, paymentId);
+  if (!p) return null;
+  switch (kind) {
+    case "success":
+      return p.successUrl;
+    case "error":
+      return p.errorUrl;
+    case "pay":
+      switch (p.status) {
+        case "initiating":
+          return null;
+        case "pending":
+          return p.providerUrl;
+        case "succeeded":
+          return p.successUrl;
+        case "failed":
+        case "expired":
+          return p.errorUrl;
+      }
+  }
+}

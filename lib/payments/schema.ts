@@ -1,0 +1,67 @@
+import { z } from "zod";
+import { isCurrency } from "../money.ts";
+import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
+import { text } from "../validation.ts";
+
+/**
+ * The init-payment body, as the original spec names its fields. Amounts are
+ * integer minor units. `sussessUrl` is the spec's spelling of `successUrl`;
+ * either is accepted, not both. Unknown fields are rejected.
+ */
+export function initPaymentSchema(maxAmount: number) {
+  const url = z.string().min(1).max(MAX_URL_LENGTH);
+  return z.strictObject({
+    id: text(1, 64).optional().describe(
+      "The shop's own transaction id; unique per shop. Without it no postback is sent.",
+    ),
+    email: z.email().max(254).describe("The buyer's validated email."),
+    name: text(1, 200).optional().describe("The buyer's name."),
+    amount: z.number().int().positive().max(maxAmount)
+      .describe("Integer amount in the currency's minor unit: 1000 with EUR is 10.00 EUR."),
+    currency: z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
+      .transform((c) => c.toUpperCase())
+      .refine(isCurrency, "is not an ISO 4217 currency")
+      .describe("ISO 4217 code, case-insensitive."),
+    type: z.enum(["fiat", "crypto"]).default("fiat"),
+    successUrl: url.optional().describe("Where the buyer goes after paying."),
+    sussessUrl: url.optional().describe("The original spec's spelling of successUrl."),
+    errorUrl: url.describe("Where the buyer goes after a failed or cancelled payment."),
+    postbackUrl: url.optional().describe("Where the signed postback goes; defaults to the shop's."),
+  }).superRefine((b, ctx) => {
+    if (b.successUrl === undefined && b.sussessUrl === undefined) {
+      ctx.addIssue({ code: "custom", path: ["successUrl"], message: "is required" });
+    }
+    if (b.successUrl !== undefined && b.sussessUrl !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["sussessUrl"], message: "give successUrl or sussessUrl, not both" });
+    }
+  });
+}
+
+export type InitPaymentBody = z.output<ReturnType<typeof initPaymentSchema>>;
+
+/** The body a shop sends, normalized: the fields that decide whether a retry is the same request. */
+export interface InitPaymentInput {
+  shopTxId: string | null;
+  email: string;
+  name: string | null;
+  amount: number;
+  currency: string;
+  type: "fiat" | "crypto";
+  successUrl: string;
+  errorUrl: string;
+  postbackUrl: string | null;
+}
+
+export function normalizeInit(b: InitPaymentBody): InitPaymentInput {
+  return {
+    shopTxId: b.id ?? null,
+    email: b.email,
+    name: b.name ?? null,
+    amount: b.amount,
+    currency: b.currency,
+    type: b.type,
+    successUrl: (b.successUrl ?? b.sussessUrl)!,
+    errorUrl: b.errorUrl,
+    postbackUrl: b.postbackUrl ?? null,
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * Payment statuses and the only moves between them. `initiating` is ours: the
+ * shop's request is reserved but the provider has not answered yet. Terminal
+ * states never change, so a late or replayed webhook cannot move a payment
+ * backwards. Refunds and crypto statuses slot in as new rows of the table.
+ */
+export type PaymentStatus = "initiating" | "pending" | "succeeded" | "failed" | "expired";
+
+export const PAYMENT_STATUSES = [
+  "initiating",
+  "pending",
+  "succeeded",
+  "failed",
+  "expired",
+] as const satisfies readonly PaymentStatus[];
+
+const TRANSITIONS: Record<PaymentStatus, readonly PaymentStatus[]> = {
+  initiating: ["pending", "failed", "expired"],
+  pending: ["succeeded", "failed", "expired"],
+  succeeded: [],
+  failed: [],
+  expired: [],
+};
+
+export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+export function isTerminal(status: PaymentStatus): boolean {
+  switch (status) {
+    case "initiating":
+    case "pending":
+      return false;
+    case "succeeded":
+    case "failed":
+    case "expired":
+      return true;
+  }
+}
+
+/** The postback event type a shop receives when a payment reaches this status, if any. */
+export function postbackEventType(status: PaymentStatus): string | null {
+  switch (status) {
+    case "initiating":
+    case "pending":
+      return null;
+    case "succeeded":
+    case "failed":
+    case "expired":
+      return `payment.${status}`;
+  }
+}

@@ -1,0 +1,47 @@
+import type { PaymentStatus } from "./status.ts";
+
+export type PaymentType = "fiat" | "crypto";
+
+/** A payment as we store it. Amounts are integer minor units of `currency`. */
+export interface Payment {
+  id: string;
+  /** ULID, orders the per-shop listing by creation time. */
+  seq: string;
+  shopId: string;
+  /** The shop's own transaction id; without it no postback is sent. */
+  shopTxId: string | null;
+  idempotencyKey: string | null;
+  /** SHA-256 of the normalized request, to tell a retry from a reused id. */
+  requestHash: string;
+  email: string;
+  name: string | null;
+  amount: number;
+  currency: string;
+  type: PaymentType;
+  successUrl: string;
+  errorUrl: string;
+  postbackUrl: string | null;
+  status: PaymentStatus;
+  provider: string;
+  providerRef: string | null;
+  providerUrl: string | null;
+  /** While a worker is calling the provider for an `initiating` payment, others answer 409 until this time. */
+  initLeaseUntil: number;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+  finalizedAt: number | null;
+}
+
+export interface PaymentEvent {
+  type:
+    | "created"
+    | "provider_initiated"
+    | "provider_failed"
+    | "webhook_received"
+    | "status_checked"
+    | "status_changed"
+    | "postback_resent";
+  at: number;
+  data: Record<string, string | number | boolean | null>;
+}

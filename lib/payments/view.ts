@@ -1,0 +1,48 @@
+import type { Payment } from "./types.ts";
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** A payment as the shop's API shows it: the shop's own fields and ours, nothing internal. */
+export function paymentView(p: Payment, publicBaseUrl: string) {
+  return {
+    id: p.id,
+    shopTxId: p.shopTxId,
+    status: p.status,
+    amount: p.amount,
+    currency: p.currency,
+    type: p.type,
+    email: p.email,
+    name: p.name,
+    url: payUrl(p.id, publicBaseUrl),
+    successUrl: p.successUrl,
+    errorUrl: p.errorUrl,
+    postbackUrl: p.postbackUrl,
+    createdAt: iso(p.createdAt),
+    updatedAt: iso(p.updatedAt),
+    finalizedAt: iso(p.finalizedAt),
+  };
+}
+
+/** Our wrapper URL that sends the buyer on to the provider. */
+export function payUrl(paymentId: string, publicBaseUrl: string): string {
+  return `${publicBaseUrl}/integration/pay?id=${encodeURIComponent(paymentId)}`;
+}
+
+/** The postback body (Standard Webhooks payload shape: type, timestamp, data). */
+export function postbackBody(p: Payment, type: string, now: number): string {
+  return JSON.stringify({
+    type,
+    timestamp: new Date(now).toISOString(),
+    data: {
+      id: p.shopTxId,
+      paymentId: p.id,
+      status: p.status,
+      amount: p.amount,
+      currency: p.currency,
+      type: p.type,
+      email: p.email,
+      createdAt: iso(p.createdAt),
+      finalizedAt: iso(p.finalizedAt),
+    },
+  });
+}

@@ -1,0 +1,105 @@
+import { UpstreamError } from "../errors.ts";
+import {
+  banskyStatusToOurs,
+  checkBanskySignature,
+  InitResponse,
+  SIGNATURE_HEADER,
+  StatusResponse,
+  WebhookBody,
+} from "./bansky_wire.ts";
+import type { z } from "zod";
+import {
+  type InitiateRequest,
+  type InitiateResult,
+  type PaymentProvider,
+  type ProviderStatus,
+  type WebhookNotice,
+  WebhookRejectedError,
+} from "./types.ts";
+
+export interface BanskyOptions {
+  apiUrl: string;
+  apiToken: string;
+  webhookSecret: string;
+  timeoutMs: number;
+}
+
+/**
+ * Bansky over HTTP with our credentials. The token goes only into the
+ * Authorization header; errors carry the status code, never the token or the
+ * provider's body.
+ */
+export class BanskyProvider implements PaymentProvider {
+  readonly name = "bansky";
+  constructor(private readonly opts: BanskyOptions) {}
+
+  async initiate(req: InitiateRequest): Promise<InitiateResult> {
+    const body = {
+      id: req.paymentId,
+      email: req.email,
+      name: req.name ?? undefined,
+      amount: req.amount,
+      currency: req.currency,
+      type: req.type,
+      // Bansky kept the original spelling of this field.
+      sussessUrl: req.successUrl,
+      errorUrl: req.errorUrl,
+      postbackUrl: req.webhookUrl,
+    };
+    const res = await this.call("POST", "/payments", InitResponse, body);
+    return { ref: res.id, url: res.url };
+  }
+
+  async getStatus(ref: string): Promise<ProviderStatus> {
+    const res = await this.call("GET", `/payments/${encodeURIComponent(ref)}`, StatusResponse);
+    return banskyStatusToOurs[res.status];
+  }
+
+  async verifyWebhook(headers: Headers, rawBody: string, now: number): Promise<WebhookNotice> {
+    const problem = await checkBanskySignature(
+      this.opts.webhookSecret,
+      headers.get(SIGNATURE_HEADER),
+      rawBody,
+      Math.floor(now / 1000),
+    );
+    if (problem) throw new WebhookRejectedError(problem);
+    let parsed;
+    try {
+      parsed = WebhookBody.parse(JSON.parse(rawBody));
+    } catch {
+      throw new WebhookRejectedError("malformed body");
+    }
+    return {
+      eventId: parsed.eventId,
+      paymentId: parsed.id,
+      ref: parsed.ref,
+      claimedStatus: banskyStatusToOurs[parsed.status],
+    };
+  }
+
+  private async call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.opts.apiUrl + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.opts.apiToken}`,
+          ...(body ? { "content-type": "application/json" } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+        redirect: "manual",
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+      });
+    } catch (err) {
+      const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+      throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new UpstreamError(false, `${method} ${path} answered ${res.status}`);
+    }
+    const parsed = schema.safeParse(await res.json().catch(() => undefined));
+    if (!parsed.success) throw new UpstreamError(false, `${method} ${path} answered an unexpected body`);
+    return parsed.data;
+  }
+}

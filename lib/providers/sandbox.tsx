@@ -1,0 +1,249 @@
+import { type Context, Hono, type Next } from "hono";
+import { Page, renderPage } from "../../components/html.tsx";
+import { randomId } from "../ids.ts";
+import { formatAmount } from "../money.ts";
+import { log } from "../log.ts";
+import { type BanskyStatus, signBanskyWebhook, type WebhookBody } from "./bansky_wire.ts";
+
+/**
+ * A real HTTP imitation of Bansky for development, tests and benchmarks: it
+ * creates payments, hosts a pay page with Pay and Decline, redirects the buyer
+ * and sends signed webhooks (retried until answered 2xx). Fault knobs make it
+ * slow, flaky, repetitive or out of order on purpose.
+ */
+export interface SandboxKnobs {
+  /** Added to every API answer. */
+  latencyMs: number;
+  /** Share (0..1) of API calls answered 503. */
+  failureRate: number;
+  /** Send every webhook twice. */
+  duplicateWebhooks: boolean;
+  /** After the final webhook, send a stale "pending" one. */
+  outOfOrderWebhooks: boolean;
+  /** Wait this long before sending a webhook. */
+  webhookDelayMs: number;
+}
+
+export const DEFAULT_KNOBS: SandboxKnobs = {
+  latencyMs: 0,
+  failureRate: 0,
+  duplicateWebhooks: false,
+  outOfOrderWebhooks: false,
+  webhookDelayMs: 0,
+};
+
+interface SandboxPayment {
+  ref: string;
+  merchantId: string;
+  email: string;
+  amount: number;
+  currency: string;
+  status: BanskyStatus;
+  successUrl: string;
+  errorUrl: string;
+  webhookUrl: string;
+}
+
+export interface SandboxOptions {
+  apiToken: string;
+  webhookSecret: string;
+  /** Where buyers reach the sandbox, e.g. http://localhost:8000/sandbox/bansky. */
+  publicUrl: string;
+  knobs?: Partial<SandboxKnobs>;
+}
+
+const WEBHOOK_RETRY_MS = [200, 500, 1000, 2000, 5000, 10_000, 20_000, 30_000, 60_000, 60_000, 60_000];
+
+export class Sandbox {
+  readonly knobs: SandboxKnobs;
+  readonly app = new Hono();
+  private readonly payments = new Map<string, SandboxPayment>();
+  private readonly byMerchantId = new Map<string, string>();
+  private closed = false;
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Webhooks answered 2xx, for tests that count deliveries. */
+  webhooksAccepted = 0;
+
+  constructor(private readonly opts: SandboxOptions) {
+    this.knobs = { ...DEFAULT_KNOBS, ...opts.knobs };
+    this.routes();
+  }
+
+  /** Stops pending webhook retries (tests and shutdown). */
+  close() {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+  }
+
+  private routes() {
+    const app = this.app;
+    const api = new Hono();
+    api.use("/payments", this.apiGate);
+    api.use("/payments/*", this.apiGate);
+    api.use("/knobs", this.apiGate);
+    api.post("/payments", async (c) => {
+      const b = await c.req.json().catch(() => null);
+      if (!b || typeof b.id !== "string" || !Number.isInteger(b.amount) || typeof b.postbackUrl !== "string") {
+        return c.json({ error: "bad request" }, 400);
+      }
+      // Bansky is idempotent on the merchant's id: a retry gets the same payment.
+      const known = this.byMerchantId.get(b.id);
+      const p = known ? this.payments.get(known)! : this.create(b);
+      return c.json({ id: p.ref, url: `${this.opts.publicUrl}/pay/${p.ref}` }, known ? 200 : 201);
+    });
+    api.get("/payments/:ref", (c) => {
+      const p = this.payments.get(c.req.param("ref"));
+      return p
+        ? c.json({ id: p.ref, merchantId: p.merchantId, status: p.status })
+        : c.json({ error: "not found" }, 404);
+    });
+    // For tests and benchmarks: what the buyer's click does, without a browser.
+    api.post("/payments/:ref/complete", async (c) => {
+      const { outcome } = await c.req.json().catch(() => ({}));
+      const redirect = this.complete(c.req.param("ref"), outcome);
+      return redirect ? c.json({ redirect }) : c.json({ error: "not found or not pending" }, 404);
+    });
+    api.get("/knobs", (c) => c.json(this.knobs));
+    api.post("/knobs", async (c) => {
+      Object.assign(this.knobs, pickKnobs(await c.req.json().catch(() => ({}))));
+      return c.json(this.knobs);
+    });
+    app.route("/", api);
+
+    app.get("/pay/:ref", (c) => {
+      const p = this.payments.get(c.req.param("ref"));
+      if (!p) return c.html(renderPage(<SandboxMessage text="This sandbox payment does not exist." />), 404);
+      return c.html(renderPage(<PayPage payment={p} />));
+    });
+    app.post("/pay/:ref/:outcome", (c) => {
+      const redirect = this.complete(c.req.param("ref"), c.req.param("outcome"));
+      if (!redirect) return c.html(renderPage(<SandboxMessage text="This payment is no longer open." />), 409);
+      return c.redirect(redirect, 303);
+    });
+  }
+
+  /** The API checks our bearer token and applies the latency and failure knobs; the buyer's pages do not. */
+  private apiGate = async (c: Context, next: Next) => {
+    if (c.req.header("authorization") !== `Bearer ${this.opts.apiToken}`) {
+      return c.json({ error: "unauthorized" }, 401);
+    }
+    if (this.knobs.latencyMs) await sleep(this.knobs.latencyMs);
+    if (Math.random() < this.knobs.failureRate) return c.json({ error: "sandbox fault" }, 503);
+    await next();
+  };
+
+  private create(b: Record<string, unknown>): SandboxPayment {
+    const p: SandboxPayment = {
+      ref: randomId("bsk"),
+      merchantId: String(b.id),
+      email: String(b.email ?? ""),
+      amount: Number(b.amount),
+      currency: String(b.currency ?? ""),
+      status: "pending",
+      successUrl: String(b.sussessUrl ?? b.successUrl ?? ""),
+      errorUrl: String(b.errorUrl ?? ""),
+      webhookUrl: String(b.postbackUrl),
+    };
+    this.payments.set(p.ref, p);
+    this.byMerchantId.set(p.merchantId, p.ref);
+    return p;
+  }
+
+  /** Settles a pending payment, schedules its webhooks and returns where the buyer goes next. */
+  private complete(ref: string, outcome: unknown): string | null {
+    const p = this.payments.get(ref);
+    if (!p || p.status !== "pending" || (outcome !== "paid" && outcome !== "declined")) return null;
+    p.status = outcome;
+    const final = this.webhookBody(p, p.status);
+    const delay = this.knobs.webhookDelayMs;
+    this.sendWebhook(p.webhookUrl, final, delay);
+    if (this.knobs.duplicateWebhooks) this.sendWebhook(p.webhookUrl, final, delay);
+    if (this.knobs.outOfOrderWebhooks) this.sendWebhook(p.webhookUrl, this.webhookBody(p, "pending"), delay + 50);
+    return outcome === "paid" ? p.successUrl : p.errorUrl;
+  }
+
+  private webhookBody(p: SandboxPayment, status: BanskyStatus): WebhookBody {
+    return { eventId: randomId("evt"), id: p.merchantId, ref: p.ref, status };
+  }
+
+  private sendWebhook(url: string, body: WebhookBody, delayMs: number, attempt = 0) {
+    const timer = setTimeout(async () => {
+      this.timers.delete(timer);
+      if (this.closed) return;
+      const text = JSON.stringify(body);
+      try {
+        const res = await fetch(url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "bansky-signature": await signBanskyWebhook(this.opts.webhookSecret, Math.floor(Date.now() / 1000), text),
+          },
+          body: text,
+          signal: AbortSignal.timeout(10_000),
+        });
+        await res.body?.cancel();
+        if (res.ok) {
+          this.webhooksAccepted++;
+          return;
+        }
+      } catch {
+        // The receiver is down: retry below, as a real provider would.
+      }
+      if (attempt < WEBHOOK_RETRY_MS.length && !this.closed) {
+        this.sendWebhook(url, body, WEBHOOK_RETRY_MS[attempt], attempt + 1);
+      } else {
+        log.warn("sandbox gave up on a webhook", { eventId: body.eventId });
+      }
+    }, delayMs);
+    this.timers.add(timer);
+  }
+}
+
+function pickKnobs(input: Record<string, unknown>): Partial<SandboxKnobs> {
+  const out: Partial<SandboxKnobs> = {};
+  if (typeof input.latencyMs === "number") out.latencyMs = Math.max(0, input.latencyMs);
+  if (typeof input.failureRate === "number") out.failureRate = Math.min(1, Math.max(0, input.failureRate));
+  if (typeof input.duplicateWebhooks === "boolean") out.duplicateWebhooks = input.duplicateWebhooks;
+  if (typeof input.outOfOrderWebhooks === "boolean") out.outOfOrderWebhooks = input.outOfOrderWebhooks;
+  if (typeof input.webhookDelayMs === "number") out.webhookDelayMs = Math.max(0, input.webhookDelayMs);
+  return out;
+}
+
+function sleep(ms: number) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function PayPage({ payment }: { payment: SandboxPayment }) {
+  return (
+    <Page title="Bansky sandbox: pay">
+      <h1>Bansky sandbox</h1>
+      <p class="muted">A test payment page. No money moves.</p>
+      <div class="card">
+        <p>
+          Pay <strong>{formatAmount(payment.amount, payment.currency)}</strong> as {payment.email}
+        </p>
+        {payment.status === "pending"
+          ? (
+            <>
+              <form class="inline" method="post" action={`${payment.ref}/paid`}>
+                <button type="submit">Pay</button>
+              </form>
+              <form class="inline" method="post" action={`${payment.ref}/declined`}>
+                <button type="submit" class="secondary">Decline</button>
+              </form>
+            </>
+          )
+          : <p>This payment is {payment.status}.</p>}
+      </div>
+    </Page>
+  );
+}
+
+function SandboxMessage({ text }: { text: string }) {
+  return (
+    <Page title="Bansky sandbox">
+      <h1>Bansky sandbox</h1>
+      <p>{text}</p>
+    </Page>
+  );
+}

@@ -1,0 +1,42 @@
+import type { PaymentStatus } from "../payments/status.ts";
+import type { PaymentType } from "../payments/types.ts";
+
+/** The statuses a provider can report; `initiating` is ours alone. */
+export type ProviderStatus = Exclude<PaymentStatus, "initiating">;
+
+export interface InitiateRequest {
+  paymentId: string;
+  email: string;
+  name: string | null;
+  amount: number;
+  currency: string;
+  type: PaymentType;
+  /** Our wrappers, never the shop's URLs: the provider only ever talks to us. */
+  successUrl: string;
+  errorUrl: string;
+  webhookUrl: string;
+}
+
+export interface InitiateResult {
+  ref: string;
+  url: string;
+}
+
+/** A verified webhook: authentic, but only a hint about the status until confirmed with getStatus. */
+export interface WebhookNotice {
+  eventId: string;
+  paymentId: string;
+  ref: string;
+  claimedStatus: ProviderStatus;
+}
+
+/** The fixed verbs every upstream implements. Domain code never sees provider JSON. */
+export interface PaymentProvider {
+  readonly name: string;
+  initiate(req: InitiateRequest): Promise<InitiateResult>;
+  getStatus(ref: string): Promise<ProviderStatus>;
+  /** Throws WebhookRejectedError when the signature, timestamp or body is wrong. */
+  verifyWebhook(headers: Headers, rawBody: string, now: number): Promise<WebhookNotice>;
+}
+
+export class WebhookRejectedError extends Error {}

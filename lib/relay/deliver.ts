@@ -1,0 +1,120 @@
+import type { AppContext } from "../context.ts";
+import { claimDelivery, recordDeliveryAttempt } from "../db/deliveries.ts";
+import { getShop } from "../db/shops.ts";
+import { describeError, log } from "../log.ts";
+import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./schedule.ts";
+import { webhookHeaders } from "./signing.ts";
+import type { Delivery, DeliveryAttempt } from "./types.ts";
+import { checkPostbackDestination, checkShopUrl } from "./url_guard.ts";
+
+const RESPONSE_KEEP_BYTES = 1024;
+
+/**
+ * Makes one attempt at a due postback, if it is still due and nobody else holds
+ * it, and records the result. Safe to call any number of times for the same id:
+ * the lease and the versionstamp check make extra calls no-ops.
+ */
+export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
+  const leaseMs = ctx.config.postbackTimeoutMs + 10_000;
+  const claimed = await claimDelivery(ctx.kv, id, ctx.now(), leaseMs);
+  if (!claimed) return;
+  const d = claimed.value;
+  const started = ctx.now();
+  const { outcome, responseStart } = await attempt(ctx, d);
+  const finished = ctx.now();
+  const record: DeliveryAttempt = {
+    n: d.attempts + 1,
+    at: started,
+    latencyMs: finished - started,
+    statusCode: outcome.statusCode,
+    error: outcome.kind === "retry" ? outcome.error : null,
+    responseStart,
+  };
+  const next = nextDeliveryState(d, outcome, ctx.config.postbackScheduleMs, finished);
+  const saved = await recordDeliveryAttempt(ctx.kv, claimed, record, next, {
+    queue: ctx.config.jobsQueue,
+    now: finished,
+  });
+  if (!saved) log.warn("postback lease lost; another worker owns it now", { deliveryId: id });
+  else if (next.status === "pending" && !ctx.config.jobsQueue) {
+    ctx.kick({ kind: "postback", id }, next.nextAttemptAt - finished);
+  }
+  log.info("postback attempt", {
+    deliveryId: id,
+    paymentId: d.paymentId,
+    attempt: record.n,
+    statusCode: record.statusCode,
+    outcome: next.status,
+    latencyMs: record.latencyMs,
+  });
+}
+
+async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
+  const shop = await getShop(ctx.kv, d.shopId);
+  if (!shop) return blocked("the shop no longer exists");
+  // The URL was checked at creation; the address is checked again now because DNS can change.
+  const urlProblem = checkShopUrl(d.url, { allowLocal: ctx.config.allowLocalUrls, allowedHosts: [] });
+  const url = new URL(d.url);
+  const addressProblem = urlProblem ??
+    await checkPostbackDestination(url, { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve });
+  if (addressProblem) return blocked(`postbackUrl ${addressProblem}`);
+
+  const timestamp = Math.floor(ctx.now() / 1000);
+  try {
+    const res = await fetch(url, {
+      method: "POST",
+      headers: {
+        ...await webhookHeaders([shop.webhookSecret], d.id, timestamp, d.body),
+        "user-agent": "AimbrellaPay-Postback/1",
+      },
+      body: d.body,
+      redirect: "manual",
+      signal: AbortSignal.timeout(ctx.config.postbackTimeoutMs),
+    });
+    const responseStart = await readStart(res);
+    if (res.status >= 200 && res.status < 300) {
+      return { outcome: { kind: "delivered", statusCode: res.status }, responseStart };
+    }
+    if (res.status === 410) return { outcome: { kind: "gone", statusCode: 410 }, responseStart };
+    const retryAfterMs = res.status === 429 || res.status === 503
+      ? parseRetryAfter(res.headers.get("retry-after"), ctx.now())
+      : null;
+    const error = res.status >= 300 && res.status < 400 ? `redirect ${res.status} not followed` : `HTTP ${res.status}`;
+    return { outcome: { kind: "retry", statusCode: res.status, retryAfterMs, error }, responseStart };
+  } catch (err) {
+    const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+    const error = timedOut ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : describeError(err).slice(0, 200);
+    return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error }, responseStart: "" };
+  }
+}
+
+function blocked(error: string) {
+  return { outcome: { kind: "retry" as const, statusCode: null, retryAfterMs: null, error }, responseStart: "" };
+}
+
+/** Reads at most 1 KiB of the shop's answer and drops the rest unread. */
+async function readStart(res: Response): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < RESPONSE_KEEP_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } catch {
+    // A broken body after the status line still counts by its status.
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return new TextDecoder().decode(all.subarray(0, RESPONSE_KEEP_BYTES));
+}

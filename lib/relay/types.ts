@@ -1,0 +1,31 @@
+/** One postback message to a shop and its delivery state. `id` is the stable `webhook-id`. */
+export interface Delivery {
+  id: string;
+  paymentId: string;
+  shopId: string;
+  url: string;
+  eventType: string;
+  /** The exact body sent on every attempt, fixed when the delivery is created. */
+  body: string;
+  status: "pending" | "delivered" | "failed";
+  /** Attempts made so far, across manual resends; numbers the attempt records. */
+  attempts: number;
+  /** Position in the retry schedule; a manual resend starts it again. */
+  scheduleStep: number;
+  nextAttemptAt: number;
+  leaseUntil: number;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface DeliveryAttempt {
+  n: number;
+  at: number;
+  latencyMs: number;
+  statusCode: number | null;
+  error: string | null;
+  /** The first KiB of the shop's answer, for operators. */
+  responseStart: string;
+}

@@ -1,0 +1,151 @@
+/**
+ * Rules for URLs a shop gives us. Redirect URLs must be https (http and
+ * loopback only in dev mode), carry no credentials and sit on the shop's
+ * allowed hosts. Postback URLs additionally must not reach a private,
+ * loopback, link-local, CGNAT, multicast or reserved address, checked when the
+ * payment is created and again before every send (DNS can change in between).
+ */
+export const MAX_URL_LENGTH = 2048;
+
+export interface UrlRules {
+  allowLocal: boolean;
+  /** Lower-case hostnames; "*.example.com" also matches subdomains. Empty = any host. */
+  allowedHosts: readonly string[];
+}
+
+/** Returns a reason the URL is unacceptable, or null when it is fine. */
+export function checkShopUrl(raw: string, rules: UrlRules): string | null {
+  if (raw.length > MAX_URL_LENGTH) return `must be at most ${MAX_URL_LENGTH} characters`;
+  // Require an explicit scheme so "//evil.example" or "/path" can never be read relative to us.
+  if (!/^https?:\/\/[^/\\]/i.test(raw)) return "must be an absolute https URL";
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return "is not a valid URL";
+  }
+  if (url.protocol !== "https:" && !(rules.allowLocal && url.protocol === "http:")) return "must use https";
+  if (url.username || url.password) return "must not contain credentials";
+  const host = url.hostname.toLowerCase();
+  if (rules.allowedHosts.length > 0 && !rules.allowedHosts.some((h) => hostMatches(host, h))) {
+    return `host ${host} is not in the shop's allowed hosts`;
+  }
+  return null;
+}
+
+function hostMatches(host: string, pattern: string): boolean {
+  if (pattern.startsWith("*.")) return host.endsWith(pattern.slice(1)) || host === pattern.slice(2);
+  return host === pattern;
+}
+
+export type Resolver = (hostname: string) => Promise<string[]>;
+
+/** Resolves A and AAAA records with Deno's resolver. */
+export const resolveWithDns: Resolver = async (hostname) => {
+  const [v4, v6] = await Promise.allSettled([
+    Deno.resolveDns(hostname, "A"),
+    Deno.resolveDns(hostname, "AAAA"),
+  ]);
+  return [
+    ...(v4.status === "fulfilled" ? v4.value : []),
+    ...(v6.status === "fulfilled" ? v6.value : []),
+  ];
+};
+
+/**
+ * Returns a reason the postback destination is unsafe to call, or null.
+ * In dev mode loopback is allowed (the demo shop and tests live there), but
+ * other private ranges never are.
+ */
+export async function checkPostbackDestination(
+  url: URL,
+  opts: { allowLocal: boolean; resolve: Resolver },
+): Promise<string | null> {
+  const host = url.hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  let addresses: string[];
+  if (isIpLiteral(host)) {
+    addresses = [host];
+  } else if (host === "localhost" || host.endsWith(".localhost")) {
+    addresses = ["127.0.0.1"];
+  } else {
+    addresses = await opts.resolve(host);
+    if (addresses.length === 0) return `host ${host} does not resolve`;
+  }
+  for (const address of addresses) {
+    const kind = classifyAddress(address);
+    if (kind === "public" || (kind === "loopback" && opts.allowLocal)) continue;
+    return `host ${host} resolves to a ${kind} address`;
+  }
+  return null;
+}
+
+function isIpLiteral(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(":");
+}
+
+export type AddressKind = "public" | "loopback" | "private" | "link-local" | "multicast" | "reserved" | "invalid";
+
+/** Classifies an IPv4 or IPv6 address (IPv4-mapped and NAT64/6to4 forms judged by the IPv4 inside). */
+export function classifyAddress(address: string): AddressKind {
+  if (address.includes(":")) return classifyIpv6(address);
+  const parts = address.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return "invalid";
+  return classifyIpv4(parts);
+}
+
+function classifyIpv4([a, b, c]: number[]): AddressKind {
+  if (a === 127) return "loopback";
+  if (a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168)) return "private";
+  if (a === 100 && b >= 64 && b <= 127) return "private"; // CGNAT, RFC 6598
+  if (a === 169 && b === 254) return "link-local";
+  if (a >= 224 && a <= 239) return "multicast";
+  if (
+    a === 0 || a >= 240 || // "this network", reserved and broadcast
+    (a === 192 && b === 0 && (c === 0 || c === 2)) || // IETF protocol assignments, TEST-NET-1
+    (a === 192 && b === 88 && c === 99) || // 6to4 relay anycast
+    (a === 198 && (b === 18 || b === 19)) || // benchmarking
+    (a === 198 && b === 51 && c === 100) || (a === 203 && b === 0 && c === 113) // TEST-NET-2/3
+  ) return "reserved";
+  return "public";
+}
+
+function classifyIpv6(address: string): AddressKind {
+  const groups = parseIpv6(address);
+  if (!groups) return "invalid";
+  const embeddedV4 = (i: number) => [groups[i] >> 8, groups[i] & 255, groups[i + 1] >> 8, groups[i + 1] & 255];
+  const zeros = (n: number) => groups.slice(0, n).every((g) => g === 0);
+  if (zeros(8)) return "reserved"; // ::
+  if (zeros(7) && groups[7] === 1) return "loopback"; // ::1
+  if (zeros(5) && groups[5] === 0xffff) return classifyIpv4(embeddedV4(6)); // ::ffff:a.b.c.d
+  if (zeros(6)) return "reserved"; // deprecated IPv4-compatible ::a.b.c.d
+  if (groups[0] === 0x64 && groups[1] === 0xff9b) return classifyIpv4(embeddedV4(6)); // NAT64
+  if (groups[0] === 0x2002) return classifyIpv4(embeddedV4(1)); // 6to4
+  const first = groups[0];
+  if ((first & 0xfe00) === 0xfc00) return "private"; // fc00::/7 unique local
+  if ((first & 0xffc0) === 0xfe80 || (first & 0xffc0) === 0xfec0) return "link-local";
+  if ((first & 0xff00) === 0xff00) return "multicast";
+  if (first === 0x2001 && (groups[1] < 0x200 || groups[1] === 0xdb8)) return "reserved"; // 2001::/23, docs
+  if ((first & 0xe000) !== 0x2000) return "reserved"; // only 2000::/3 is global unicast
+  return "public";
+}
+
+function parseIpv6(address: string): number[] | null {
+  let text = address.toLowerCase().split("%")[0];
+  const v4 = text.match(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number);
+    if ([a, b, c, d].some((n) => n > 255)) return null;
+    text = text.slice(0, v4.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const parse = (
+    s: string,
+  ) => (s === "" ? [] : s.split(":").map((g) => (/^[0-9a-f]{1,4}$/.test(g) ? parseInt(g, 16) : NaN)));
+  const head = parse(halves[0]);
+  const tail = halves.length === 2 ? parse(halves[1]) : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return null;
+  const groups = [...head, ...Array(halves.length === 2 ? missing : 0).fill(0), ...tail];
+  return groups.some((g) => Number.isNaN(g)) ? null : groups;
+}

@@ -1,0 +1,33 @@
+import { z } from "zod";
+import { ValidationError } from "./errors.ts";
+
+/**
+ * Text a person typed: bounded, well-formed UTF-16 (no lone surrogates, which
+ * break JSON encoders downstream) and free of control characters.
+ */
+export function text(min: number, max: number) {
+  return z.string().min(min).max(max)
+    .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
+    // deno-lint-ignore no-control-regex
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");
+}
+
+/** Parses with a zod schema or throws one ValidationError listing every bad field. */
+export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, what = "request"): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  throw new ValidationError(`The ${what} is invalid.`, fieldErrors(parsed.error));
+}
+
+export function fieldErrors(error: z.ZodError): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const issue of error.issues) {
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) fields[key] ??= "unknown field";
+      continue;
+    }
+    const path = issue.path.map(String).join(".") || "body";
+    fields[path] ??= issue.message;
+  }
+  return fields;
+}

@@ -1,0 +1,73 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { AppContext } from "../../lib/context.ts";
+import { authenticateShop } from "../../lib/auth/api_keys.ts";
+import { AppError, ValidationError } from "../../lib/errors.ts";
+import { parseStrictJson } from "../../lib/json_body.ts";
+import { initPayment } from "../../lib/payments/init.ts";
+import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.ts";
+import { paymentView, payUrl } from "../../lib/payments/view.ts";
+import type { Shop } from "../../lib/db/shops.ts";
+
+export const MAX_API_BODY_BYTES = 16 * 1024;
+
+type Env = { Variables: { shop: Shop } };
+
+/** The shop-facing JSON API: every route authenticates with the shop's key. */
+export function apiV1Routes(ctx: AppContext) {
+  const app = new Hono<Env>();
+
+  app.use(async (c, next) => {
+    c.set("shop", await authenticateShop(ctx.kv, c.req.header("authorization")));
+    await next();
+  });
+
+  app.post(
+    "/init-payment",
+    bodyLimit({
+      maxSize: MAX_API_BODY_BYTES,
+      onError: () => {
+        throw new AppError(413, "body_too_large", `The body must be at most ${MAX_API_BODY_BYTES} bytes.`);
+      },
+    }),
+    async (c) => {
+      const body = await readJson(c.req.raw);
+      const { payment, replay } = await initPayment(ctx, c.var.shop, body, {
+        idempotencyKey: c.req.header("idempotency-key"),
+      });
+      return c.json(
+        { status: "success", id: payment.id, url: payUrl(payment.id, ctx.config.publicBaseUrl) },
+        replay ? 200 : 201,
+      );
+    },
+  );
+
+  app.get("/payments/:id", async (c) => {
+    const p = await getShopPayment(ctx, c.var.shop, c.req.param("id"));
+    return c.json({ status: "success", payment: paymentView(p, ctx.config.publicBaseUrl) });
+  });
+
+  app.get("/payments", async (c) => {
+    const shopTxId = c.req.query("shopTxId");
+    if (!shopTxId || shopTxId.length > 64) {
+      throw new ValidationError("Give shopTxId (at most 64 characters).", { shopTxId: "is required" });
+    }
+    const p = await getShopPaymentByTxId(ctx, c.var.shop, shopTxId);
+    return c.json({ status: "success", payment: paymentView(p, ctx.config.publicBaseUrl) });
+  });
+
+  return app;
+}
+
+/** Reads a JSON object body: 415 unless it is JSON, 400 unless it parses strictly. */
+async function readJson(req: Request): Promise<unknown> {
+  const type = req.headers.get("content-type") ?? "";
+  if (!/^application\/json\s*(;|$)/i.test(type)) {
+    throw new AppError(415, "unsupported_media_type", "Send the body as application/json.");
+  }
+  const value = parseStrictJson(await req.text());
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ValidationError("The body must be a JSON object.");
+  }
+  return value;
+}

@@ -1,0 +1,77 @@
+import { Hono } from "hono";
+import type { AppContext } from "../lib/context.ts";
+import { demoBuy, type DemoShop, receiveDemoPostback, recentDemoPostbacks } from "../lib/demo.ts";
+import type { DemoPostback } from "../lib/db/demo.ts";
+import { Page, renderPage } from "../components/html.tsx";
+
+/** A tiny shop that integrates AimbrellaPay the way a real one would. */
+export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
+  const app = new Hono();
+  app.get("/", async (c) => c.html(renderPage(<DemoPage postbacks={await recentDemoPostbacks(ctx)} />)));
+  app.post("/buy", async (c) => c.redirect(await demoBuy(ctx, demo, selfUrl), 303));
+  app.get("/result", (c) => {
+    const ok = c.req.query("outcome") === "success";
+    return c.html(renderPage(<ResultPage ok={ok} order={c.req.query("order") ?? ""} />));
+  });
+  app.post("/postback", async (c) => {
+    const verified = await receiveDemoPostback(ctx, demo, c.req.raw.headers, await c.req.text());
+    return verified ? c.json({ received: true }) : c.json({ received: false, error: "bad signature" }, 400);
+  });
+  return app;
+}
+
+function DemoPage({ postbacks }: { postbacks: DemoPostback[] }) {
+  return (
+    <Page title="Demo shop · AimbrellaPay">
+      <h1>Demo shop</h1>
+      <p class="muted">
+        A pretend shop using AimbrellaPay with the built-in Bansky sandbox. No money moves.
+      </p>
+      <div class="card">
+        <p>A very fine umbrella</p>
+        <form method="post" action="/demo/buy">
+          <button type="submit">Buy for 10.00 EUR</button>
+        </form>
+      </div>
+      <h2>Postbacks received</h2>
+      {postbacks.length === 0 ? <p class="muted">None yet. Buy something and pay or decline it.</p> : (
+        <table>
+          <thead>
+            <tr>
+              <th>Received</th>
+              <th>Event</th>
+              <th>Order</th>
+              <th>Signature</th>
+            </tr>
+          </thead>
+          <tbody>
+            {postbacks.map((p) => (
+              <tr key={p.webhookId + p.receivedAt}>
+                <td>{new Date(p.receivedAt).toISOString().replace("T", " ").slice(0, 19)}</td>
+                <td>{p.type}</td>
+                <td>{p.shopTxId}</td>
+                <td class={p.verified ? "ok" : "bad"}>{p.verified ? "verified" : "INVALID"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </Page>
+  );
+}
+
+function ResultPage({ ok, order }: { ok: boolean; order: string }) {
+  return (
+    <Page title="Demo shop · AimbrellaPay">
+      <h1>{ok ? "Thank you!" : "Payment not completed"}</h1>
+      <p>
+        Order {order}: {ok
+          ? "the provider says you paid. The shop trusts the signed postback, not this page."
+          : "the payment was declined or cancelled."}
+      </p>
+      <p>
+        <a href="/demo">Back to the demo shop</a>
+      </p>
+    </Page>
+  );
+}

@@ -1,0 +1,69 @@
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import type { AppContext } from "../lib/context.ts";
+import { AppError } from "../lib/errors.ts";
+import { describeError, log } from "../lib/log.ts";
+import type { DemoShop } from "../lib/demo.ts";
+import type { Sandbox } from "../lib/providers/sandbox.tsx";
+import { apiV1Routes } from "./api/v1.ts";
+import { integrationRoutes } from "./integration/mod.tsx";
+import { webhookRoutes } from "./webhooks/mod.ts";
+import { demoRoutes } from "./demo.tsx";
+import { staticRoutes } from "./static.ts";
+import { renderPage } from "../components/html.tsx";
+import { MessagePage } from "../components/message_page.tsx";
+
+export interface AppOptions {
+  /** The embedded provider sandbox, mounted at /sandbox/bansky. */
+  sandbox?: Sandbox;
+  demo?: { shop: DemoShop; selfUrl: string };
+}
+
+/** Builds the whole HTTP surface. Routes stay thin; errors map to one JSON shape in one place. */
+export function createApp(ctx: AppContext, opts: AppOptions = {}) {
+  const app = new Hono();
+  app.use(requestId());
+  app.use(secureHeaders({
+    contentSecurityPolicy: {
+      defaultSrc: ["'none'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", "data:"],
+      formAction: ["'self'"],
+      frameAncestors: ["'none'"],
+      baseUri: ["'none'"],
+    },
+    referrerPolicy: "no-referrer",
+  }));
+
+  app.get("/healthz", async (c) => {
+    await ctx.kv.get(["healthz"]);
+    return c.json({ status: "ok" });
+  });
+  app.get("/", (c) => c.redirect(opts.demo ? "/demo" : "/healthz"));
+  app.route("/static", staticRoutes());
+  app.route("/api/v1", apiV1Routes(ctx));
+  app.route("/api", webhookRoutes(ctx));
+  app.route("/integration", integrationRoutes(ctx));
+  if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
+  if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
+
+  app.notFound((c) => {
+    if (c.req.path.startsWith("/api/")) {
+      return c.json({ status: "error", error: { code: "not_found", message: "No such endpoint." } }, 404);
+    }
+    return c.html(renderPage(<MessagePage title="Page not found" text="There is nothing at this address." />), 404);
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof AppError) {
+      for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+      const error = { code: err.code, message: err.message, ...(err.fields ? { fields: err.fields } : {}) };
+      return c.json({ status: "error", error }, err.status as 400);
+    }
+    log.error("unhandled error", { requestId: c.get("requestId"), path: c.req.path, error: describeError(err) });
+    const message = "Something went wrong on our side. It has been logged.";
+    return c.json({ status: "error", error: { code: "internal_error", message, requestId: c.get("requestId") } }, 500);
+  });
+  return app;
+}

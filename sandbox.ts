@@ -1,0 +1,27 @@
+/**
+ * The Bansky sandbox on its own port, so the proxy reaches it over a real
+ * network hop: `deno task sandbox`. Point the proxy at it with
+ * BANSKY_API_URL=http://127.0.0.1:8001, BANSKY_API_TOKEN and
+ * BANSKY_WEBHOOK_SECRET set to the same values as here.
+ */
+import { Sandbox } from "./lib/providers/sandbox.tsx";
+
+const port = Number(Deno.env.get("SANDBOX_PORT") ?? 8001);
+const hostname = Deno.env.get("SANDBOX_HOSTNAME") ?? "127.0.0.1";
+const sandbox = new Sandbox({
+  apiToken: Deno.env.get("SANDBOX_API_TOKEN") ?? "sandbox-token",
+  webhookSecret: Deno.env.get("SANDBOX_WEBHOOK_SECRET") ?? "sandbox-webhook-secret",
+  publicUrl: Deno.env.get("SANDBOX_PUBLIC_URL") ?? `http://localhost:${port}`,
+  knobs: {
+    latencyMs: Number(Deno.env.get("SANDBOX_LATENCY_MS") ?? 0),
+    failureRate: Number(Deno.env.get("SANDBOX_FAILURE_RATE") ?? 0),
+    duplicateWebhooks: Deno.env.get("SANDBOX_DUPLICATE_WEBHOOKS") === "1",
+    outOfOrderWebhooks: Deno.env.get("SANDBOX_OUT_OF_ORDER_WEBHOOKS") === "1",
+    webhookDelayMs: Number(Deno.env.get("SANDBOX_WEBHOOK_DELAY_MS") ?? 0),
+  },
+});
+Deno.serve({
+  port,
+  hostname,
+  onListen: ({ port }) => console.log(JSON.stringify({ msg: "Bansky sandbox listening", port })),
+}, sandbox.app.fetch);

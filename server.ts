@@ -1,0 +1,93 @@
+import type { Config } from "./lib/config.ts";
+import type { AppContext } from "./lib/context.ts";
+import { getSetting, initSetting } from "./lib/db/settings.ts";
+import { type DemoShop, ensureDemoShop } from "./lib/demo.ts";
+import { randomId } from "./lib/ids.ts";
+import { JobRunner } from "./lib/jobs.ts";
+import { BanskyProvider } from "./lib/providers/bansky.ts";
+import { Sandbox, type SandboxKnobs } from "./lib/providers/sandbox.tsx";
+import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
+import { createApp } from "./routes/mod.tsx";
+
+export interface ServerParts {
+  app: ReturnType<typeof createApp>;
+  ctx: AppContext;
+  runner: JobRunner;
+  sandbox?: Sandbox;
+  demo?: DemoShop;
+  integrations: Record<string, string>;
+  close(): Promise<void>;
+}
+
+/** Credentials of the embedded sandbox, kept in KV so webhooks in flight still verify after a restart. */
+interface SandboxCredentials {
+  apiToken: string;
+  webhookSecret: string;
+}
+
+/**
+ * Wires config and KV into the provider, job runner and HTTP app. main.ts adds
+ * the listener, queue and cron; tests call this directly.
+ */
+export async function createServer(
+  config: Config,
+  kv: Deno.Kv,
+  opts: { resolve?: Resolver; sandboxKnobs?: Partial<SandboxKnobs> } = {},
+): Promise<ServerParts> {
+  // Loopback address for calls to ourselves (the embedded sandbox, the demo shop).
+  const selfUrl = `http://127.0.0.1:${config.port}`;
+  let sandbox: Sandbox | undefined;
+  let provider;
+  if (config.bansky) {
+    provider = new BanskyProvider({ ...config.bansky, timeoutMs: config.providerTimeoutMs });
+  } else {
+    const creds = (await getSetting<SandboxCredentials>(kv, "sandbox_credentials")) ??
+      (await initSetting<SandboxCredentials>(kv, "sandbox_credentials", {
+        apiToken: randomId("sbx_token"),
+        webhookSecret: randomId("sbx_whsec"),
+      })).value;
+    sandbox = new Sandbox({ ...creds, publicUrl: `${config.publicBaseUrl}/sandbox/bansky`, knobs: opts.sandboxKnobs });
+    provider = new BanskyProvider({
+      apiUrl: `${selfUrl}/sandbox/bansky`,
+      apiToken: creds.apiToken,
+      webhookSecret: creds.webhookSecret,
+      timeoutMs: config.providerTimeoutMs,
+    });
+  }
+
+  const ctx: AppContext = {
+    kv,
+    config,
+    provider,
+    resolve: opts.resolve ?? resolveWithDns,
+    now: () => Date.now(),
+    kick: () => {},
+  };
+  const runner = new JobRunner(ctx);
+  ctx.kick = runner.kick;
+
+  const demo = config.demo ? await ensureDemoShop(ctx) : undefined;
+  const app = createApp(ctx, { sandbox, demo: demo ? { shop: demo, selfUrl } : undefined });
+  const integrations = {
+    provider: config.bansky
+      ? `Bansky at ${new URL(config.bansky.apiUrl).host}`
+      : "built-in Bansky sandbox at /sandbox/bansky",
+    jobs: config.jobsQueue ? "KV queue + cron sweep" : "cron sweep only (JOBS_QUEUE=off)",
+    localUrls: config.allowLocalUrls ? "allowed (development)" : "refused",
+    demo: demo ? "on at /demo" : "off",
+    bigquery: "off (not built yet)",
+    metabase: "off (not built yet)",
+  };
+  return {
+    app,
+    ctx,
+    runner,
+    sandbox,
+    demo,
+    integrations,
+    async close() {
+      sandbox?.close();
+      await runner.stop();
+    },
+  };
+}
