@@ -14,8 +14,18 @@ function redact(fields: Fields): Fields {
   return out;
 }
 
-function write(level: string, msg: string, fields: Fields = {}) {
-  if (level === "debug" && !Deno.env.get("LOG_DEBUG")) return;
+const LEVELS = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 } as const;
+type Level = Exclude<keyof typeof LEVELS, "silent">;
+let threshold: number | undefined;
+
+/** LOG_LEVEL (debug|info|warn|error|silent, default info), read on first use rather than at import. */
+function minLevel(): number {
+  threshold ??= LEVELS[(Deno.env.get("LOG_LEVEL") ?? "info") as keyof typeof LEVELS] ?? LEVELS.info;
+  return threshold;
+}
+
+function write(level: Level, msg: string, fields: Fields = {}) {
+  if (LEVELS[level] < minLevel()) return;
   const line = JSON.stringify({ t: new Date().toISOString(), level, msg, ...redact(fields) });
   if (level === "error" || level === "warn") console.error(line);
   else console.log(line);

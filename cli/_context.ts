@@ -1,0 +1,23 @@
+import { ConfigError, loadConfig } from "../lib/config.ts";
+import { openKv } from "../lib/db/kv.ts";
+import { createServer, type ServerParts } from "../server.ts";
+
+/** Opens the same KV and provider the server uses, for operator commands. */
+export async function openCliServer(): Promise<ServerParts> {
+  try {
+    const config = { ...loadConfig(Deno.env.toObject()), demo: false };
+    return await createServer(config, await openKv(config.kvPath));
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+}
+
+export function fail(message: string): never {
+  console.error(message);
+  Deno.exit(2);
+}
+
+export function printJson(value: unknown) {
+  console.log(JSON.stringify(value, null, 2));
+}

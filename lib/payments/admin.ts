@@ -1,0 +1,36 @@
+import type { AppContext } from "../context.ts";
+import { NotFoundError, ValidationError } from "../errors.ts";
+import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
+import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
+import { runDelivery } from "../relay/deliver.ts";
+import type { Delivery } from "../relay/types.ts";
+
+/** Everything an operator needs about one payment: the record, its events and every postback attempt. */
+export async function describePayment(ctx: AppContext, paymentId: string) {
+  const payment = await getPayment(ctx.kv, paymentId);
+  if (!payment) throw new NotFoundError("Unknown payment.");
+  const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
+  return {
+    payment,
+    events: await listPaymentEvents(ctx.kv, paymentId),
+    deliveries: await Promise.all(deliveries.map(async (d) => ({
+      ...d,
+      attemptLog: await listDeliveryAttempts(ctx.kv, d.id),
+    }))),
+  };
+}
+
+/**
+ * Sends a payment's latest postback again now, with the same webhook-id, and
+ * makes the first attempt right away so the operator sees its result.
+ */
+export async function resendPostback(ctx: AppContext, paymentId: string): Promise<Delivery> {
+  const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
+  const latest = deliveries.sort((a, b) => b.createdAt - a.createdAt)[0];
+  if (!latest) throw new ValidationError("This payment has no postback to resend.");
+  const now = ctx.now();
+  await rescheduleDelivery(ctx.kv, latest.id, now, { queue: ctx.config.jobsQueue, now });
+  await addPaymentEvent(ctx.kv, paymentId, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
+  await runDelivery(ctx, latest.id);
+  return (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === latest.id)!;
+}

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { Webhook } from "standardwebhooks";
+import { buyerSettles, callInit, paymentBody, startShopReceiver, startTestApp, waitFor } from "./_helpers.ts";
+
+for (const standaloneSandbox of [false, true]) {
+  const where = standaloneSandbox ? "standalone sandbox over the network" : "embedded sandbox";
+  Deno.test(`[flow] a paid payment redirects the buyer to the shop and delivers a verifiable postback (${where})`, async () => {
+    const app = await startTestApp({ standaloneSandbox });
+    const shop = startShopReceiver();
+    try {
+      const init = await callInit(app, paymentBody({ id: "order-1", postbackUrl: shop.url }));
+      assert.equal(init.status, 201);
+      assert.equal(init.body.status, "success");
+      assert.match(init.body.url, new RegExp(`^${app.baseUrl}/integration/pay\\?id=pay_`));
+
+      const finalStop = await buyerSettles(app, init.body.url, "paid");
+      assert.equal(finalStop, "http://127.0.0.1:9/shop/success");
+
+      const postback = await waitFor("the postback", () => shop.received[0]);
+      const payload = new Webhook(app.shop.webhookSecret).verify(
+        postback.body,
+        Object.fromEntries(postback.headers),
+      ) as {
+        type: string;
+        data: Record<string, unknown>;
+      };
+      assert.equal(payload.type, "payment.succeeded");
+      assert.equal(payload.data.id, "order-1");
+      assert.equal(payload.data.paymentId, init.body.id);
+      assert.equal(payload.data.amount, 1000);
+      assert.equal(payload.data.currency, "EUR");
+
+      const status = await fetch(`${app.baseUrl}/api/v1/payments/${init.body.id}`, {
+        headers: { authorization: `Bearer ${app.shop.apiKey}` },
+      }).then((r) => r.json());
+      assert.equal(status.payment.status, "succeeded");
+    } finally {
+      await shop.close();
+      await app.close();
+    }
+  });
+}
+
+Deno.test("[flow] a declined payment sends the buyer to the error URL and the shop a payment.failed postback", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const init = await callInit(app, paymentBody({ id: "order-2", postbackUrl: shop.url }));
+    assert.equal(await buyerSettles(app, init.body.url, "declined"), "http://127.0.0.1:9/shop/error");
+    const postback = await waitFor("the postback", () => shop.received[0]);
+    assert.equal(JSON.parse(postback.body).type, "payment.failed");
+    // Once settled, the pay wrapper sends the buyer to the shop's result page, not back to the provider.
+    const again = await fetch(init.body.url, { redirect: "manual" });
+    await again.body?.cancel();
+    assert.equal(again.headers.get("location"), "http://127.0.0.1:9/shop/error");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
