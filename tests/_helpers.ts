@@ -158,7 +158,7 @@ export async function callInit(
 }
 
 /** Follows our pay wrapper to the sandbox and settles the payment as the buyer would; returns the buyer's final stop. */
-export async function buyerSettles(app: TestApp, payUrl: string, outcome: "paid" | "declined"): Promise<string> {
+export async function buyerSettles(payUrl: string, outcome: "paid" | "declined"): Promise<string> {
   const toProvider = await fetch(payUrl, { redirect: "manual" });
   await toProvider.body?.cancel();
   const providerPage = toProvider.headers.get("location")!;

@@ -13,7 +13,7 @@ for (const standaloneSandbox of [false, true]) {
       assert.equal(init.body.status, "success");
       assert.match(init.body.url, new RegExp(`^${app.baseUrl}/integration/pay\\?id=pay_`));
 
-      const finalStop = await buyerSettles(app, init.body.url, "paid");
+      const finalStop = await buyerSettles(init.body.url, "paid");
       assert.equal(finalStop, "http://127.0.0.1:9/shop/success");
 
       const postback = await waitFor("the postback", () => shop.received[0]);
@@ -46,7 +46,7 @@ Deno.test("[flow] a declined payment sends the buyer to the error URL and the sh
   const shop = startShopReceiver();
   try {
     const init = await callInit(app, paymentBody({ id: "order-2", postbackUrl: shop.url }));
-    assert.equal(await buyerSettles(app, init.body.url, "declined"), "http://127.0.0.1:9/shop/error");
+    assert.equal(await buyerSettles(init.body.url, "declined"), "http://127.0.0.1:9/shop/error");
     const postback = await waitFor("the postback", () => shop.received[0]);
     assert.equal(JSON.parse(postback.body).type, "payment.failed");
     // Once settled, the pay wrapper sends the buyer to the shop's result page, not back to the provider.
