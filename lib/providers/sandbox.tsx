@@ -63,6 +63,8 @@ export class Sandbox {
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   /** Webhooks answered 2xx, for tests that count deliveries. */
   webhooksAccepted = 0;
+  /** API calls received, for tests that count provider round trips. */
+  readonly calls = { create: 0, status: 0 };
 
   constructor(private readonly opts: SandboxOptions) {
     this.knobs = { ...DEFAULT_KNOBS, ...opts.knobs };
@@ -82,6 +84,7 @@ export class Sandbox {
     api.use("/payments/*", this.apiGate);
     api.use("/knobs", this.apiGate);
     api.post("/payments", async (c) => {
+      this.calls.create++;
       const b = await c.req.json().catch(() => null);
       if (!b || typeof b.id !== "string" || !Number.isInteger(b.amount) || typeof b.postbackUrl !== "string") {
         return c.json({ error: "bad request" }, 400);
@@ -92,6 +95,7 @@ export class Sandbox {
       return c.json({ id: p.ref, url: `${this.opts.publicUrl}/pay/${p.ref}` }, known ? 200 : 201);
     });
     api.get("/payments/:ref", (c) => {
+      this.calls.status++;
       const p = this.payments.get(c.req.param("ref"));
       return p
         ? c.json({ id: p.ref, merchantId: p.merchantId, status: p.status })
