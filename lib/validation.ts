@@ -20,7 +20,8 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, wha
 }
 
 export function fieldErrors(error: z.ZodError): Record<string, string> {
-  const fields: Record<string, string> = {};
+  // No prototype: a field named "__proto__" must become a key, not a prototype.
+  const fields: Record<string, string> = Object.create(null);
   for (const issue of error.issues) {
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) fields[key] ??= "unknown field";

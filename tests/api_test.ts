@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { createShopKey, revokeShopKey } from "../lib/shops.ts";
+import { callInit, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
+
+async function countPayments(app: TestApp): Promise<number> {
+  let n = 0;
+  for await (const _ of app.kv.list({ prefix: ["payments"] })) n++;
+  return n;
+}
+
+Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the server keeps serving", async (t) => {
+  const app = await startTestApp({ allowedHosts: ["127.0.0.1", "shop.example"] });
+  try {
+    const ok = paymentBody();
+    const cases: [string, { body?: unknown; raw?: string; headers?: Record<string, string> }, number, string?][] = [
+      ["malformed JSON", { raw: '{"email": "a@b.co",' }, 400],
+      ["truncated JSON", { raw: JSON.stringify(ok).slice(0, 30) }, 400],
+      ["a JSON array", { raw: "[1,2]" }, 400],
+      ["a JSON string", { raw: '"hello"' }, 400],
+      ["JSON null", { raw: "null" }, 400],
+      ["deep nesting", { raw: '{"name":' + "[".repeat(50) + "]".repeat(50) + "}" }, 400],
+      ["a duplicated field", { raw: JSON.stringify(ok).replace("{", '{"amount":1,') }, 400, "amount"],
+      ["an unknown field", { body: { ...ok, tip: 5 } }, 400, "tip"],
+      ["__proto__", { raw: JSON.stringify(ok).replace("{", '{"__proto__":{"admin":true},') }, 400, "__proto__"],
+      ["wrong content type", { raw: JSON.stringify(ok), headers: { "content-type": "text/plain" } }, 415],
+      ["no content type", { raw: JSON.stringify(ok), headers: { "content-type": "" } }, 415],
+      ["a negative amount", { body: { ...ok, amount: -5 } }, 400, "amount"],
+      ["a zero amount", { body: { ...ok, amount: 0 } }, 400, "amount"],
+      ["a fractional amount", { body: { ...ok, amount: 10.5 } }, 400, "amount"],
+      ["a string amount", { body: { ...ok, amount: "1000" } }, 400, "amount"],
+      ["a huge amount", { body: { ...ok, amount: 1e300 } }, 400, "amount"],
+      ["an amount over the maximum", { body: { ...ok, amount: 100_000_001 } }, 400, "amount"],
+      ["an unknown currency", { body: { ...ok, currency: "ABC" } }, 400, "currency"],
+      ["a numeric currency", { body: { ...ok, currency: 978 } }, 400, "currency"],
+      ["a missing email", { body: { ...ok, email: undefined } }, 400, "email"],
+      ["an invalid email", { body: { ...ok, email: "not-an-email" } }, 400, "email"],
+      ["an overlong email", { body: { ...ok, email: "a".repeat(250) + "@b.co" } }, 400, "email"],
+      ["a javascript: URL", { body: { ...ok, successUrl: "javascript:alert(1)" } }, 400, "successUrl"],
+      ["a data: URL", { body: { ...ok, errorUrl: "data:text/html,x" } }, 400, "errorUrl"],
+      ["a file: URL", { body: { ...ok, successUrl: "file:///etc/passwd" } }, 400, "successUrl"],
+      ["a protocol-relative URL", { body: { ...ok, successUrl: "//evil.example/x" } }, 400, "successUrl"],
+      ["a URL with credentials", { body: { ...ok, successUrl: "http://u:p@127.0.0.1/x" } }, 400, "successUrl"],
+      ["a host outside the allow-list", { body: { ...ok, successUrl: "https://evil.example/x" } }, 400, "successUrl"],
+      ["a private postback host", { body: { ...ok, postbackUrl: "http://10.0.0.1/pb" } }, 400, "postbackUrl"],
+      ["a link-local postback host", { body: { ...ok, postbackUrl: "http://169.254.169.254/" } }, 400, "postbackUrl"],
+      ["an IPv4-mapped private postback host", { body: { ...ok, postbackUrl: "http://[::ffff:a00:1]/" } }, 400, "postbackUrl"],
+      ["a decimal private postback host", { body: { ...ok, postbackUrl: "http://167772161/" } }, 400, "postbackUrl"],
+      ["an id without any postback URL", { body: { ...ok, id: "o-1" } }, 400, "postbackUrl"],
+      ["an overlong id", { body: { ...ok, id: "x".repeat(65) } }, 400, "id"],
+      ["a lone surrogate in the name", { raw: JSON.stringify({ ...ok, name: "ab" }).replace("ab", "a\\ud800b") }, 400, "name"],
+      ["a control character in the name", { body: { ...ok, name: "a\u0007b" } }, 400, "name"],
+      ["a control character in the id", { body: { ...ok, id: "o\n1" } }, 400, "id"],
+      ["both successUrl spellings", { body: { ...ok, sussessUrl: ok.successUrl } }, 400, "sussessUrl"],
+      ["no success URL", { body: { ...ok, successUrl: undefined } }, 400, "successUrl"],
+      ["an unknown type", { body: { ...ok, type: "barter" } }, 400, "type"],
+      ["a body over 16 KiB", { body: { ...ok, name: "x".repeat(17 * 1024) } }, 413],
+    ];
+    for (const [name, init, status, field] of cases) {
+      await t.step(name, async () => {
+        const res = await callInit(app, init.body, { raw: init.raw, headers: init.headers });
+        assert.equal(res.status, status, JSON.stringify(res.body));
+        assert.equal(res.body.status, "error");
+        assert.equal(typeof res.body.error.code, "string");
+        assert.equal(typeof res.body.error.message, "string");
+        if (field) {
+          assert.ok(Object.hasOwn(res.body.error.fields ?? {}, field), `expected ${field}: ${JSON.stringify(res.body)}`);
+        }
+      });
+    }
+    assert.equal(await countPayments(app), 0, "nothing was stored");
+    assert.equal(app.sandbox.calls.create, 0, "the provider was never called");
+    const good = await callInit(app, ok);
+    assert.equal(good.status, 201, "the server still serves");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[api] keys: missing, unknown and revoked keys get 401; Token and Bearer both work", async () => {
+  const app = await startTestApp();
+  try {
+    assert.equal((await callInit(app, paymentBody(), { key: "" })).status, 401);
+    assert.equal((await callInit(app, paymentBody(), { key: "apay_sk_" + "A".repeat(32) })).status, 401);
+    const viaToken = await fetch(`${app.baseUrl}/api/v1/init-payment`, {
+      method: "POST",
+      headers: { authorization: `Token ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify(paymentBody()),
+    });
+    assert.equal(viaToken.status, 201);
+    await viaToken.body?.cancel();
+
+    const second = await createShopKey(app.kv, app.shop.id, Date.now());
+    assert.equal((await callInit(app, paymentBody(), { key: second.apiKey })).status, 201);
+    await revokeShopKey(app.kv, app.shop.id, second.record.id, Date.now());
+    const revoked = await callInit(app, paymentBody(), { key: second.apiKey });
+    assert.equal(revoked.status, 401);
+    assert.equal(revoked.body.error.code, "unauthorized");
+    assert.equal((await callInit(app, paymentBody())).status, 201, "the shop's other key still works");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[api] a shop reads its own payments by our id or its id, and never another shop's", async () => {
+  const app = await startTestApp();
+  try {
+    const created = await callInit(app, paymentBody({ id: "order-7", postbackUrl: "http://127.0.0.1:9/pb", name: "Ann" }));
+    const get = (path: string, key = app.shop.apiKey) =>
+      fetch(`${app.baseUrl}/api/v1${path}`, { headers: { authorization: `Bearer ${key}` } }).then(async (r) => ({
+        status: r.status,
+        body: await r.json(),
+      }));
+    const byId = await get(`/payments/${created.body.id}`);
+    assert.equal(byId.status, 200);
+    assert.equal(byId.body.payment.status, "pending");
+    assert.equal(byId.body.payment.shopTxId, "order-7");
+    assert.equal(byId.body.payment.amount, 1000);
+    assert.equal(byId.body.payment.name, "Ann");
+    assert.ok(!JSON.stringify(byId.body).includes(app.shop.webhookSecret));
+    assert.ok(!("providerUrl" in byId.body.payment));
+    const byRef = await get(`/payments?shopTxId=order-7`);
+    assert.equal(byRef.body.payment.id, created.body.id);
+    assert.equal((await get(`/payments/pay_doesnotexist`)).status, 404);
+    assert.equal((await get(`/payments?shopTxId=nope`)).status, 404);
+    assert.equal((await get(`/payments`)).status, 400);
+
+    // A key of another shop (on the same store) cannot see it.
+    const { createShop } = await import("../lib/shops.ts");
+    const stranger = await createShop(app.kv, { name: "Stranger" }, { allowLocalUrls: true, now: Date.now() });
+    assert.equal((await get(`/payments/${created.body.id}`, stranger.apiKey)).status, 404);
+    assert.equal((await get(`/payments?shopTxId=order-7`, stranger.apiKey)).status, 404);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[api] unknown API paths answer JSON 404, unknown pages an HTML 404", async () => {
+  const app = await startTestApp();
+  try {
+    const api = await fetch(`${app.baseUrl}/api/v1/nope`, { headers: { authorization: `Bearer ${app.shop.apiKey}` } });
+    assert.equal(api.status, 404);
+    assert.equal((await api.json()).status, "error");
+    const page = await fetch(`${app.baseUrl}/nope`);
+    assert.equal(page.status, 404);
+    assert.match(await page.text(), /Page not found/);
+    const health = await fetch(`${app.baseUrl}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  } finally {
+    await app.close();
+  }
+});

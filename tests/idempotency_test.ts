@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { callInit, paymentBody, startTestApp } from "./_helpers.ts";
+
+Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const body = paymentBody({ id: "order-1", postbackUrl: "http://127.0.0.1:9/pb" });
+    const first = await callInit(app, body);
+    assert.equal(first.status, 201);
+    // Key order and the spec's spelling of successUrl do not make it a different request.
+    const { successUrl, ...rest } = body;
+    const second = await callInit(app, { sussessUrl: successUrl, ...rest, currency: "eur" });
+    assert.equal(second.status, 200);
+    assert.deepEqual(second.body, first.body);
+    assert.equal(app.sandbox.calls.create, 1);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] the same id with a different body is refused with 422", async () => {
+  const app = await startTestApp();
+  try {
+    await callInit(app, paymentBody({ id: "order-1", postbackUrl: "http://127.0.0.1:9/pb" }));
+    const reused = await callInit(app, paymentBody({ id: "order-1", postbackUrl: "http://127.0.0.1:9/pb", amount: 1 }));
+    assert.equal(reused.status, 422);
+    assert.equal(reused.body.error.code, "idempotency_mismatch");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] 50 concurrent copies make exactly one provider call", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { latencyMs: 150 } });
+  try {
+    const body = paymentBody({ id: "order-burst", postbackUrl: "http://127.0.0.1:9/pb" });
+    const answers = await Promise.all(Array.from({ length: 50 }, () => callInit(app, body)));
+    assert.equal(app.sandbox.calls.create, 1);
+    const statuses = answers.map((a) => a.status);
+    assert.equal(statuses.filter((s) => s === 201).length, 1, statuses.join(","));
+    assert.ok(statuses.every((s) => s === 201 || s === 200 || s === 409), statuses.join(","));
+    const inFlight = answers.find((a) => a.status === 409);
+    if (inFlight) {
+      assert.equal(inFlight.body.error.code, "request_in_flight");
+      assert.equal(inFlight.headers.get("retry-after"), "1");
+    }
+    const ids = new Set(answers.filter((a) => a.status !== 409).map((a) => a.body.id));
+    assert.equal(ids.size, 1);
+    // Once the first finished, a retry gets its answer.
+    const later = await callInit(app, body);
+    assert.equal(later.status, 200);
+    assert.ok(ids.has(later.body.id));
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] Idempotency-Key works for requests without an id", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const headers = { "idempotency-key": "key-123" };
+    const first = await callInit(app, paymentBody(), { headers });
+    const again = await callInit(app, paymentBody(), { headers });
+    assert.equal(first.status, 201);
+    assert.equal(again.status, 200);
+    assert.equal(again.body.id, first.body.id);
+    const different = await callInit(app, paymentBody({ amount: 5 }), { headers });
+    assert.equal(different.status, 422);
+    const noKey = await callInit(app, paymentBody());
+    assert.notEqual(noKey.body.id, first.body.id, "without a key every request is new");
+    assert.equal(app.sandbox.calls.create, 2);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] a provider failure stores no answer; the shop's retry succeeds with the same payment", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { failureRate: 1 } });
+  try {
+    const body = paymentBody({ id: "order-retry", postbackUrl: "http://127.0.0.1:9/pb" });
+    const failed = await callInit(app, body);
+    assert.equal(failed.status, 502);
+    assert.equal(failed.body.error.code, "provider_error");
+    assert.ok(!JSON.stringify(failed.body).includes("test-sandbox-token"));
+    app.sandbox.knobs.failureRate = 0;
+    const retried = await callInit(app, body);
+    assert.equal(retried.status, 200);
+    assert.match(retried.body.url, /integration\/pay\?id=pay_/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] a provider that does not answer in time gets 504", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { latencyMs: 1500 },
+    env: { PROVIDER_TIMEOUT_MS: "300" },
+  });
+  try {
+    const res = await callInit(app, paymentBody());
+    assert.equal(res.status, 504);
+    assert.equal(res.body.error.code, "provider_timeout");
+  } finally {
+    await app.close();
+  }
+});
