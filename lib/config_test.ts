@@ -28,12 +28,16 @@ Deno.test("[config] one error names every bad variable and never echoes a secret
     () => loadConfig({ PORT: "eighty", JOBS_QUEUE: "maybe", POSTBACK_SCHEDULE: "0,x", BANSKY_API_URL: "ftp://x" }),
     (err) => {
       assert.ok(err instanceof ConfigError);
-      for (const name of ["PORT", "JOBS_QUEUE", "POSTBACK_SCHEDULE", "BANSKY_API_URL"]) assert.match(err.message, new RegExp(name));
+      for (const name of ["PORT", "JOBS_QUEUE", "POSTBACK_SCHEDULE", "BANSKY_API_URL"]) {
+        assert.match(err.message, new RegExp(name));
+      }
       return true;
     },
   );
   assert.throws(
     () => loadConfig({ BANSKY_API_URL: "https://b.example", BANSKY_API_TOKEN: "tok_super_secret" }),
-    (err) => err instanceof ConfigError && /must be set together/.test(err.message) && !err.message.includes("tok_super_secret"),
+    (err) =>
+      err instanceof ConfigError && /must be set together/.test(err.message) &&
+      !err.message.includes("tok_super_secret"),
   );
 });

@@ -7,6 +7,7 @@ import { type Config, loadConfig } from "../lib/config.ts";
 import { createShop } from "../lib/shops.ts";
 import { Sandbox, type SandboxKnobs } from "../lib/providers/sandbox.tsx";
 import { createServer, type ServerParts } from "../server.ts";
+import type { Resolver } from "../lib/relay/url_guard.ts";
 
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -40,10 +41,12 @@ export interface TestAppOptions {
   standaloneSandbox?: boolean;
   allowedHosts?: string[];
   kvPath?: string;
+  /** A stand-in DNS for postback hosts (tests of the address guard). */
+  resolve?: Resolver;
 }
 
-const SANDBOX_TOKEN = "test-sandbox-token";
-const SANDBOX_SECRET = "test-sandbox-webhook-secret";
+export const SANDBOX_TOKEN = "test-sandbox-token";
+export const SANDBOX_SECRET = "test-sandbox-webhook-secret";
 
 export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
   const port = freePort();
@@ -75,7 +78,7 @@ export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> 
   }
   const config = loadConfig({ ...env, ...opts.env });
   const kv = await Deno.openKv(config.kvPath);
-  const server = await createServer(config, kv, { sandboxKnobs: opts.knobs });
+  const server = await createServer(config, kv, { sandboxKnobs: opts.knobs, resolve: opts.resolve });
   if (config.jobsQueue) kv.listenQueue(server.runner.onQueueMessage);
   const http = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, server.app.fetch);
   const { shop, apiKey } = await createShop(kv, { name: "Test shop", allowedHosts: opts.allowedHosts ?? [] }, {

@@ -43,9 +43,19 @@ Deno.test("[schedule] failures follow the schedule, then fail", () => {
 });
 
 Deno.test("[schedule] Retry-After on 429/503 delays the next attempt but never below the schedule", () => {
-  const later = nextDeliveryState(base, { kind: "retry", statusCode: 429, retryAfterMs: 60_000, error: "HTTP 429" }, schedule, 0);
+  const later = nextDeliveryState(
+    base,
+    { kind: "retry", statusCode: 429, retryAfterMs: 60_000, error: "HTTP 429" },
+    schedule,
+    0,
+  );
   assert.equal(later.nextAttemptAt, 60_000);
-  const sooner = nextDeliveryState(base, { kind: "retry", statusCode: 503, retryAfterMs: 1, error: "HTTP 503" }, schedule, 0);
+  const sooner = nextDeliveryState(
+    base,
+    { kind: "retry", statusCode: 503, retryAfterMs: 1, error: "HTTP 503" },
+    schedule,
+    0,
+  );
   assert.equal(sooner.nextAttemptAt, 5_000);
 });
 

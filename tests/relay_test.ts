@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { Webhook } from "standardwebhooks";
+import { describePayment, resendPostback } from "../lib/payments/admin.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  type TestAppOptions,
+  waitFor,
+} from "./_helpers.ts";
+
+/** Creates a payment whose postback goes to `postbackUrl`, and has the buyer pay it. */
+async function paidPayment(app: TestApp, postbackUrl: string): Promise<string> {
+  const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl }));
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  await buyerSettles(init.body.url, "paid");
+  return init.body.id;
+}
+
+async function deliveryOf(app: TestApp, paymentId: string) {
+  const { deliveries } = await describePayment(app.server.ctx, paymentId);
+  return deliveries[0];
+}
+
+async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
+  const app = await startTestApp(opts);
+  try {
+    await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+Deno.test("[relay] retries a 500 and delivers once the shop recovers, with one stable webhook-id", async () => {
+  const shop = startShopReceiver((n) => new Response("down", { status: n <= 2 ? 500 : 200 }));
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    assert.equal(shop.received.length, 3);
+    const ids = new Set(shop.received.map((r) => r.headers.get("webhook-id")));
+    assert.equal(ids.size, 1);
+    for (const r of shop.received) new Webhook(app.shop.webhookSecret).verify(r.body, Object.fromEntries(r.headers));
+    const d = await deliveryOf(app, id);
+    assert.deepEqual(d.attemptLog.map((a) => a.statusCode), [500, 500, 200]);
+    assert.equal(d.attemptLog[0].responseStart, "down");
+    assert.ok(d.attemptLog.every((a) => a.latencyMs >= 0 && a.at > 0));
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] 410 Gone stops retrying at once", async () => {
+  const shop = startShopReceiver(() => new Response("gone", { status: 410 }));
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(shop.received.length, 1);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a redirect counts as a failure and is not followed", async () => {
+  const shop = startShopReceiver((n) =>
+    n === 1
+      ? new Response(null, { status: 302, headers: { location: "http://127.0.0.1:9/elsewhere" } })
+      : new Response("ok")
+  );
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    const d = await deliveryOf(app, id);
+    assert.deepEqual(d.attemptLog.map((a) => a.statusCode), [302, 200]);
+    assert.match(d.attemptLog[0].error!, /redirect 302 not followed/);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] 429 with Retry-After waits at least that long", async () => {
+  const shop = startShopReceiver((n) =>
+    n === 1 ? new Response("slow down", { status: 429, headers: { "retry-after": "1" } }) : new Response("ok")
+  );
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    const gap = shop.received[1].at - shop.received[0].at;
+    assert.ok(gap >= 950, `second attempt came after ${gap} ms`);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a slow shop times out, a huge answer is cut to 1 KiB, and the schedule ends in failed", async () => {
+  const shop = startShopReceiver(async (n) => {
+    if (n === 1) await new Promise((r) => setTimeout(r, 800));
+    return new Response("x".repeat(100_000), { status: 500 });
+  });
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "300", POSTBACK_SCHEDULE: "0,0.1,0.1" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
+    const d = await deliveryOf(app, id);
+    assert.equal(d.attemptLog.length, 3);
+    assert.equal(d.attemptLog[0].statusCode, null);
+    assert.match(d.attemptLog[0].error!, /no answer within 300 ms/);
+    assert.equal(d.attemptLog[1].responseStart.length, 1024);
+  });
+  await new Promise((r) => setTimeout(r, 600)); // let the slow handler finish before shutting the shop
+  await shop.close();
+});
+
+Deno.test("[relay] an operator resend delivers a failed postback with the same webhook-id", async () => {
+  let healthy = false;
+  const shop = startShopReceiver(() => new Response("", { status: healthy ? 200 : 500 }));
+  await withApp({ env: { POSTBACK_SCHEDULE: "0,0.1" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
+    healthy = true;
+    const d = await resendPostback(app.server.ctx, id);
+    assert.equal(d.status, "delivered");
+    assert.equal(d.attempts, 3);
+    assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, 1);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] the postback address is checked again at send time (DNS can change)", async () => {
+  const answers: Record<string, string[]> = { "shop.test": ["127.0.0.1"] };
+  const shop = startShopReceiver();
+  const port = new URL(shop.url).port;
+  await withApp({ resolve: (h) => Promise.resolve(answers[h] ?? []), env: { POSTBACK_SCHEDULE: "0" } }, async (app) => {
+    const init = await callInit(app, paymentBody({ id: "o-dns", postbackUrl: `http://shop.test:${port}/pb` }));
+    assert.equal(init.status, 201);
+    answers["shop.test"] = ["10.0.0.7"]; // the name now points inside our network
+    await buyerSettles(init.body.url, "paid");
+    await waitFor(
+      "failure",
+      async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
+    );
+    const d = await deliveryOf(app, init.body.id);
+    assert.match(d.attemptLog[0].error!, /resolves to a private address/);
+    assert.equal(shop.received.length, 0);
+  });
+  await shop.close();
+});

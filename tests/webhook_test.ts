@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { signBanskyWebhook } from "../lib/providers/bansky_wire.ts";
+import { describePayment } from "../lib/payments/admin.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  SANDBOX_SECRET,
+  SANDBOX_TOKEN,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "./_helpers.ts";
+
+async function createPending(app: TestApp, postbackUrl: string) {
+  const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl }));
+  const payment = (await describePayment(app.server.ctx, init.body.id)).payment;
+  return { id: init.body.id as string, ref: payment.providerRef!, payUrl: init.body.url as string };
+}
+
+async function sendWebhook(
+  app: TestApp,
+  body: Record<string, unknown>,
+  opts: { secret?: string; timestamp?: number; tamper?: (s: string) => string } = {},
+) {
+  const text = JSON.stringify(body);
+  const ts = opts.timestamp ?? Math.floor(Date.now() / 1000);
+  const signature = await signBanskyWebhook(opts.secret ?? SANDBOX_SECRET, ts, text);
+  const res = await fetch(`${app.baseUrl}/api/payment-verify`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "bansky-signature": signature },
+    body: opts.tamper ? opts.tamper(text) : text,
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function settleAtProvider(app: TestApp, ref: string, outcome: "paid" | "declined") {
+  // Settle without the sandbox's own webhook racing the test: pause its webhooks far into the future.
+  app.sandbox.knobs.webhookDelayMs = 60_000;
+  const res = await fetch(`${app.sandboxUrl}/payments/${ref}/complete`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${SANDBOX_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ outcome }),
+  });
+  await res.body?.cancel();
+}
+
+Deno.test("[webhook] forged, tampered and out-of-window webhooks are rejected and change nothing", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    await settleAtProvider(app, p.ref, "paid");
+    const claim = { eventId: "evt_1", id: p.id, ref: p.ref, status: "paid" };
+    const forged = await sendWebhook(app, claim, { secret: "not-the-secret" });
+    assert.equal(forged.status, 401);
+    assert.equal(forged.body.error.code, "invalid_webhook");
+    const tampered = await sendWebhook(app, claim, { tamper: (s) => s.replace('"paid"', '"paid" ') });
+    assert.equal(tampered.status, 401);
+    const old = await sendWebhook(app, claim, { timestamp: Math.floor(Date.now() / 1000) - 301 });
+    assert.equal(old.status, 401);
+    assert.match(old.body.error.message, /window/);
+    const future = await sendWebhook(app, claim, { timestamp: Math.floor(Date.now() / 1000) + 301 });
+    assert.equal(future.status, 401);
+    const unsigned = await fetch(`${app.baseUrl}/api/payment-verify`, { method: "POST", body: JSON.stringify(claim) });
+    assert.equal(unsigned.status, 401);
+    await unsigned.body?.cancel();
+
+    const { payment } = await describePayment(app.server.ctx, p.id);
+    assert.equal(payment.status, "pending");
+    assert.equal(app.sandbox.calls.status, 0, "nothing unverified reached the provider");
+    assert.equal(shop.received.length, 0);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] a signed webhook is only a hint: the provider's status decides", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    // Bansky's key signs this, but the payment is not paid at Bansky.
+    const res = await sendWebhook(app, { eventId: "evt_lie", id: p.id, ref: p.ref, status: "paid" });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.outcome, "unchanged");
+    assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "pending");
+    assert.equal(app.sandbox.calls.status, 1);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] a replayed webhook is ignored and a wrong ref is refused", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    await settleAtProvider(app, p.ref, "paid");
+    const event = { eventId: "evt_once", id: p.id, ref: p.ref, status: "paid" };
+    assert.equal((await sendWebhook(app, event)).body.outcome, "applied");
+    assert.equal((await sendWebhook(app, event)).body.outcome, "duplicate");
+    assert.equal((await sendWebhook(app, { ...event, eventId: "evt_other" })).body.outcome, "unchanged");
+    const wrongRef = await sendWebhook(app, { ...event, eventId: "evt_ref", ref: "bsk_someone_else" });
+    assert.equal(wrongRef.status, 400);
+    const unknown = await sendWebhook(app, { ...event, eventId: "evt_unknown", id: "pay_unknown" });
+    assert.equal(unknown.status, 404);
+    await waitFor("the postback", () => shop.received[0]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(shop.received.length, 1, "one status change, one postback");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] duplicate and out-of-order webhooks from the provider produce one postback and no step back", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { duplicateWebhooks: true, outOfOrderWebhooks: true },
+  });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    await buyerSettles(p.payUrl, "paid");
+    await waitFor("all three webhooks accepted", () => (app.sandbox.webhooksAccepted >= 3 ? true : undefined));
+    const { payment, deliveries } = await describePayment(app.server.ctx, p.id);
+    assert.equal(payment.status, "succeeded");
+    assert.equal(deliveries.length, 1);
+    await waitFor("the postback", () => shop.received[0]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(shop.received.length, 1);
+    assert.equal(JSON.parse(shop.received[0].body).type, "payment.succeeded");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] the buyer's redirect alone never marks a payment paid", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { webhookDelayMs: 60_000 } });
+  try {
+    const p = await createPending(app, "http://127.0.0.1:9/pb");
+    const success = await fetch(`${app.baseUrl}/integration/success?id=${p.id}`, { redirect: "manual" });
+    await success.body?.cancel();
+    assert.equal(success.status, 302);
+    assert.equal(success.headers.get("location"), "http://127.0.0.1:9/shop/success");
+    assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "pending");
+    // The redirect target comes from what was stored, never from the query string.
+    const sneaky = await fetch(`${app.baseUrl}/integration/success?id=${p.id}&url=https://evil.example`, {
+      redirect: "manual",
+    });
+    await sneaky.body?.cancel();
+    assert.equal(sneaky.headers.get("location"), "http://127.0.0.1:9/shop/success");
+    const unknown = await fetch(`${app.baseUrl}/integration/pay?id=pay_nope`);
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.headers.get("content-type")!, /text\/html/);
+    assert.match(await unknown.text(), /could not find this payment/);
+  } finally {
+    await app.close();
+  }
+});
