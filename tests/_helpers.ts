@@ -187,3 +187,86 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** The repository root, where main.ts, cli/ and deno.json live (subprocesses run there). */
+const REPO_ROOT = new URL("..", import.meta.url);
+
+export interface AppProcessExit {
+  code: number;
+  signal: Deno.Signal | null;
+  stderr: string;
+}
+
+/** The app as a real process (`deno run -A main.ts`), for tests that kill and restart it. */
+export interface AppProcess {
+  child: Deno.ChildProcess;
+  /** Settles when the process has exited, with its exit status and everything it wrote to stderr. */
+  exited: Promise<AppProcessExit>;
+}
+
+/** Starts main.ts in a subprocess with `env` added to ours; stdout and stderr are collected, never inherited. */
+export function spawnApp(env: Record<string, string>): AppProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts"],
+    cwd: REPO_ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const exited = child.output().then((o) => ({
+    code: o.code,
+    signal: o.signal,
+    stderr: new TextDecoder().decode(o.stderr),
+  }));
+  return { child, exited };
+}
+
+/** Sends `signal` (SIGKILL unless told) if the process still runs, and waits for it to exit. */
+export async function stopApp(app: AppProcess, signal: Deno.Signal = "SIGKILL"): Promise<AppProcessExit> {
+  try {
+    app.child.kill(signal);
+  } catch {
+    // Already exited.
+  }
+  return await app.exited;
+}
+
+/** Polls `${baseUrl}/healthz` until it answers 200; fails early, with its stderr, if the process exits first. */
+export async function waitHealthy(baseUrl: string, app: AppProcess, timeoutMs = 15_000): Promise<void> {
+  let exit: AppProcessExit | undefined;
+  app.exited.then((e) => (exit = e));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exit) throw new Error(`the app exited (code ${exit.code}) before answering /healthz:\n${exit.stderr}`);
+    try {
+      const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`the app did not answer ${baseUrl}/healthz within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Creates a shop with the operator CLI (`cli/shop.ts create`) against the KV in `env.DENO_KV_PATH`. */
+export async function createShopWithCli(
+  env: Record<string, string>,
+  name: string,
+  postbackUrl: string,
+): Promise<TestShop> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli/shop.ts", "create", "--name", name, "--postback-url", postbackUrl],
+    cwd: REPO_ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (!out.success) throw new Error(`cli/shop.ts create failed (code ${out.code}):\n${stderr}`);
+  const created = JSON.parse(new TextDecoder().decode(out.stdout));
+  return { id: created.shopId, apiKey: created.apiKey, webhookSecret: created.webhookSecret };
+}

@@ -43,11 +43,21 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
       ["a host outside the allow-list", { body: { ...ok, successUrl: "https://evil.example/x" } }, 400, "successUrl"],
       ["a private postback host", { body: { ...ok, postbackUrl: "http://10.0.0.1/pb" } }, 400, "postbackUrl"],
       ["a link-local postback host", { body: { ...ok, postbackUrl: "http://169.254.169.254/" } }, 400, "postbackUrl"],
-      ["an IPv4-mapped private postback host", { body: { ...ok, postbackUrl: "http://[::ffff:a00:1]/" } }, 400, "postbackUrl"],
+      [
+        "an IPv4-mapped private postback host",
+        { body: { ...ok, postbackUrl: "http://[::ffff:a00:1]/" } },
+        400,
+        "postbackUrl",
+      ],
       ["a decimal private postback host", { body: { ...ok, postbackUrl: "http://167772161/" } }, 400, "postbackUrl"],
       ["an id without any postback URL", { body: { ...ok, id: "o-1" } }, 400, "postbackUrl"],
       ["an overlong id", { body: { ...ok, id: "x".repeat(65) } }, 400, "id"],
-      ["a lone surrogate in the name", { raw: JSON.stringify({ ...ok, name: "ab" }).replace("ab", "a\\ud800b") }, 400, "name"],
+      [
+        "a lone surrogate in the name",
+        { raw: JSON.stringify({ ...ok, name: "ab" }).replace("ab", "a\\ud800b") },
+        400,
+        "name",
+      ],
       ["a control character in the name", { body: { ...ok, name: "a\u0007b" } }, 400, "name"],
       ["a control character in the id", { body: { ...ok, id: "o\n1" } }, 400, "id"],
       ["both successUrl spellings", { body: { ...ok, sussessUrl: ok.successUrl } }, 400, "sussessUrl"],
@@ -63,7 +73,10 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
         assert.equal(typeof res.body.error.code, "string");
         assert.equal(typeof res.body.error.message, "string");
         if (field) {
-          assert.ok(Object.hasOwn(res.body.error.fields ?? {}, field), `expected ${field}: ${JSON.stringify(res.body)}`);
+          assert.ok(
+            Object.hasOwn(res.body.error.fields ?? {}, field),
+            `expected ${field}: ${JSON.stringify(res.body)}`,
+          );
         }
       });
     }
@@ -104,7 +117,10 @@ Deno.test("[api] keys: missing, unknown and revoked keys get 401; Token and Bear
 Deno.test("[api] a shop reads its own payments by our id or its id, and never another shop's", async () => {
   const app = await startTestApp();
   try {
-    const created = await callInit(app, paymentBody({ id: "order-7", postbackUrl: "http://127.0.0.1:9/pb", name: "Ann" }));
+    const created = await callInit(
+      app,
+      paymentBody({ id: "order-7", postbackUrl: "http://127.0.0.1:9/pb", name: "Ann" }),
+    );
     const get = (path: string, key = app.shop.apiKey) =>
       fetch(`${app.baseUrl}/api/v1${path}`, { headers: { authorization: `Bearer ${key}` } }).then(async (r) => ({
         status: r.status,
