@@ -25,6 +25,7 @@ const EnvSchema = z.object({
   POSTBACK_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   DEMO: flag.optional(),
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -51,6 +52,8 @@ export interface Config {
   postbackTimeoutMs: number;
   providerTimeoutMs: number;
   demo: boolean;
+  /** API requests a shop may make per minute (per isolate). */
+  rateLimitPerMinute: number;
 }
 
 export class ConfigError extends Error {}
@@ -93,5 +96,6 @@ export function loadConfig(env: Env): Config {
     postbackTimeoutMs: e.POSTBACK_TIMEOUT_MS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     demo: e.DEMO ?? !bansky,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
   };
 }

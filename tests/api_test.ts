@@ -166,3 +166,23 @@ Deno.test("[api] unknown API paths answer JSON 404, unknown pages an HTML 404", 
     await app.close();
   }
 });
+
+Deno.test("[api] a shop over its rate limit gets 429 with Retry-After", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_PER_MINUTE: "3" } });
+  try {
+    const get = () =>
+      fetch(`${app.baseUrl}/api/v1/payments/pay_x`, { headers: { authorization: `Bearer ${app.shop.apiKey}` } });
+    const statuses = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await get();
+      statuses.push(res.status);
+      if (res.status === 429) {
+        assert.ok(Number(res.headers.get("retry-after")) >= 1);
+        assert.equal((await res.json()).error.code, "rate_limited");
+      } else await res.body?.cancel();
+    }
+    assert.deepEqual(statuses, [404, 404, 404, 429]);
+  } finally {
+    await app.close();
+  }
+});

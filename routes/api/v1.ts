@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppContext } from "../../lib/context.ts";
 import { authenticateShop } from "../../lib/auth/api_keys.ts";
+import { RateLimiter } from "../../lib/auth/rate_limit.ts";
 import { AppError, ValidationError } from "../../lib/errors.ts";
 import { parseStrictJson } from "../../lib/json_body.ts";
 import { initPayment } from "../../lib/payments/init.ts";
@@ -16,9 +17,12 @@ type Env = { Variables: { shop: Shop } };
 /** The shop-facing JSON API: every route authenticates with the shop's key. */
 export function apiV1Routes(ctx: AppContext) {
   const app = new Hono<Env>();
+  const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);
 
   app.use(async (c, next) => {
-    c.set("shop", await authenticateShop(ctx.kv, c.req.header("authorization")));
+    const shop = await authenticateShop(ctx.kv, c.req.header("authorization"));
+    limiter.take(shop.id, ctx.now());
+    c.set("shop", shop);
     await next();
   });
 
