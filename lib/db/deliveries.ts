@@ -5,6 +5,8 @@ import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 const deliveryKey = (id: string) => ["deliveries", id] as const;
 const byPaymentKey = (paymentId: string, id: string) => ["deliveries_by_payment", paymentId, id] as const;
 const attemptKey = (id: string, n: number) => ["delivery_attempts", id, n] as const;
+/** Deliveries that failed at least once and are not delivered: the console's "needs attention" list. */
+const attentionKey = (shopId: string, id: string) => ["deliveries_attention", shopId, id] as const;
 
 const job = (id: string) => ({ kind: "postback" as const, id });
 
@@ -56,6 +58,8 @@ export async function recordDeliveryAttempt(
     .set(attemptKey(next.id, attempt.n), attempt);
   unscheduleJob(op, job(next.id), claimed.value.nextAttemptAt);
   if (next.status === "pending") scheduleJob(op, job(next.id), next.nextAttemptAt, jobs);
+  if (next.status === "delivered") op.delete(attentionKey(next.shopId, next.id));
+  else op.set(attentionKey(next.shopId, next.id), next.createdAt);
   return (await op.commit()).ok;
 }
 
@@ -93,4 +97,28 @@ export async function listDeliveriesByPayment(kv: Deno.Kv, paymentId: string): P
 
 export function listDeliveryAttempts(kv: Deno.Kv, id: string): Promise<DeliveryAttempt[]> {
   return collectValues(kv.list<DeliveryAttempt>({ prefix: ["delivery_attempts", id] }));
+}
+
+/** Deliveries needing attention (failing or failed), newest first; one shop's or all. */
+export async function listAttentionDeliveries(
+  kv: Deno.Kv,
+  opts: { shopId?: string; limit: number },
+): Promise<Delivery[]> {
+  const prefix = opts.shopId ? ["deliveries_attention", opts.shopId] : ["deliveries_attention"];
+  const ids: string[] = [];
+  for await (const e of kv.list({ prefix }, { limit: 5000 })) ids.push(e.key[e.key.length - 1] as string);
+  const out: Delivery[] = [];
+  for (let i = 0; i < ids.length; i += 10) {
+    const entries = await kv.getMany<Delivery[]>(ids.slice(i, i + 10).map(deliveryKey));
+    for (const e of entries) if (e.value) out.push(e.value);
+  }
+  return out.sort((a, b) => b.updatedAt - a.updatedAt).slice(0, opts.limit);
+}
+
+export async function countAttentionDeliveries(kv: Deno.Kv): Promise<{ failing: number; failed: number }> {
+  const all = await listAttentionDeliveries(kv, { limit: 100_000 });
+  return {
+    failing: all.filter((d) => d.status === "pending").length,
+    failed: all.filter((d) => d.status === "failed").length,
+  };
 }

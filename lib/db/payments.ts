@@ -4,12 +4,15 @@ import { sortableId } from "../ids.ts";
 import { collectValues } from "./kv.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import type { ScheduleOptions } from "./jobs.ts";
+import { addStatsOps, type StatStatus } from "./stats.ts";
+import { isTerminal } from "../payments/status.ts";
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
 const paymentKey = (id: string) => ["payments", id] as const;
 const byShopKey = (shopId: string, seq: string) => ["payments_by_shop", shopId, seq] as const;
+const byTimeKey = (seq: string) => ["payments_by_time", seq] as const;
 const byShopRefKey = (shopId: string, ref: string) => ["payments_by_shop_ref", shopId, ref] as const;
 const byIdempotencyKey = (shopId: string, key: string) => ["payments_by_idempotency_key", shopId, key] as const;
 const byProviderRefKey = (provider: string, ref: string) => ["payments_by_provider_ref", provider, ref] as const;
@@ -48,6 +51,7 @@ export async function createPayment(
     .check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
+    .set(byTimeKey(payment.seq), payment.id)
     .set(
       eventKey(payment.id, sortableId()),
       {
@@ -56,6 +60,7 @@ export async function createPayment(
         data: { amount: payment.amount, currency: payment.currency },
       } satisfies PaymentEvent,
     );
+  addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
   if (resKey) {
     const ttl = reservation.kind === "idempotency_key" ? { expireIn: IDEMPOTENCY_TTL_MS } : undefined;
     op.check({ key: resKey, versionstamp: null }).set(resKey, payment.id, ttl);
@@ -120,6 +125,15 @@ export async function updatePayment(
     op.set(byProviderRefKey(next.provider, next.providerRef), next.id);
   }
   for (const event of update.events ?? []) op.set(eventKey(next.id, sortableId()), event);
+  if (next.status !== entry.value.status && isTerminal(next.status) && next.status !== "initiating") {
+    const at = next.finalizedAt ?? next.updatedAt;
+    addStatsOps(op, {
+      ...next,
+      at,
+      status: next.status as StatStatus,
+      payMs: next.status === "succeeded" ? at - next.createdAt : undefined,
+    });
+  }
   if (update.delivery) addDeliveryOps(op, update.delivery, update.jobs);
   if (update.webhookEventId) {
     op.check({ key: webhookSeenKey(next.provider, update.webhookEventId), versionstamp: null })
@@ -154,6 +168,39 @@ export function listPaymentEvents(kv: Deno.Kv, paymentId: string): Promise<Payme
   return collectValues(kv.list<PaymentEvent>({ prefix: ["payment_events", paymentId] }));
 }
 
+/**
+ * Records the buyer's first pass through our pay wrapper. Later passes write
+ * nothing, which keeps the redirect hot path to a single read.
+ */
+export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payment>, now: number) {
+  await kv.atomic().check(entry)
+    .set(paymentKey(entry.value.id), { ...entry.value, firstRedirectAt: now })
+    .set(eventKey(entry.value.id, sortableId()), { type: "buyer_redirected", at: now, data: {} } satisfies PaymentEvent)
+    .commit();
+}
+
+/** Payment ids newest first: one shop's, or everyone's; `start`/`end` bound the ULIDs (creation time). */
+export function iteratePaymentIds(
+  kv: Deno.Kv,
+  opts: { shopId?: string; startSeq?: string; endSeq?: string; cursor?: string },
+): Deno.KvListIterator<string> {
+  const prefix = opts.shopId ? ["payments_by_shop", opts.shopId] : ["payments_by_time"];
+  return kv.list<string>({
+    start: [...prefix, opts.startSeq ?? ""],
+    end: [...prefix, opts.endSeq ?? "\uffff"],
+  }, { reverse: true, cursor: opts.cursor, batchSize: 200 });
+}
+
+/** Reads payments by id, 10 at a time (KV's getMany limit). */
+export async function getPayments(kv: Deno.Kv, ids: string[]): Promise<Payment[]> {
+  const out: Payment[] = [];
+  for (let i = 0; i < ids.length; i += 10) {
+    const entries = await kv.getMany<Payment[]>(ids.slice(i, i + 10).map(paymentKey));
+    for (const e of entries) if (e.value) out.push(e.value);
+  }
+  return out;
+}
+
 /** A shop's payments, newest first, with a cursor for the next page. */
 export async function listPaymentsByShop(
   kv: Deno.Kv,
@@ -166,9 +213,8 @@ export async function listPaymentsByShop(
     cursor: opts.cursor,
   });
   const ids = await collectValues(iter);
-  const entries = ids.length ? await kv.getMany<Payment[]>(ids.map(paymentKey)) : [];
   return {
-    payments: entries.flatMap((e) => (e.value ? [e.value] : [])),
+    payments: await getPayments(kv, ids),
     cursor: ids.length === opts.limit ? iter.cursor : null,
   };
 }

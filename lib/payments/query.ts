@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { NotFoundError } from "../errors.ts";
-import { getPayment, getPaymentIdByShopRef } from "../db/payments.ts";
+import { getPayment, getPaymentEntry, getPaymentIdByShopRef, markBuyerRedirected } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import type { Payment } from "./types.ts";
 
@@ -24,8 +24,14 @@ export type RedirectKind = "pay" | "success" | "error";
  * never anything from the query string. `pay` goes to the provider while the
  * payment is open, and to the shop's result page once it is settled.
  */
-export async function buyerRedirect(kv: Deno.Kv, paymentId: string, kind: RedirectKind): Promise<string | null> {
-  const p = await getPayment(kv, paymentId);
+export async function buyerRedirect(
+  kv: Deno.Kv,
+  paymentId: string,
+  kind: RedirectKind,
+  now: number,
+): Promise<string | null> {
+  const entry = await getPaymentEntry(kv, paymentId);
+  const p = entry.value;
   if (!p) return null;
   switch (kind) {
     case "success":
@@ -37,6 +43,8 @@ export async function buyerRedirect(kv: Deno.Kv, paymentId: string, kind: Redire
         case "initiating":
           return null;
         case "pending":
+          // For the timeline: the first pass only, so repeat visits stay a single read.
+          if (!p.firstRedirectAt) await markBuyerRedirected(kv, entry as Deno.KvEntry<Payment>, now);
           return p.providerUrl;
         case "succeeded":
           return p.successUrl;

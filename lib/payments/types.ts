@@ -31,6 +31,8 @@ export interface Payment {
   createdAt: number;
   updatedAt: number;
   finalizedAt: number | null;
+  /** When the buyer first passed through our pay wrapper (absent on older records). */
+  firstRedirectAt?: number | null;
 }
 
 export interface PaymentEvent {
@@ -41,7 +43,8 @@ export interface PaymentEvent {
     | "webhook_received"
     | "status_checked"
     | "status_changed"
-    | "postback_resent";
+    | "postback_resent"
+    | "buyer_redirected";
   at: number;
   data: Record<string, string | number | boolean | null>;
 }

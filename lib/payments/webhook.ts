@@ -1,8 +1,15 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
-import { getPaymentEntry, isWebhookEventSeen, markWebhookEventSeen, updatePayment } from "../db/payments.ts";
+import {
+  addPaymentEvent,
+  getPayment,
+  getPaymentEntry,
+  isWebhookEventSeen,
+  markWebhookEventSeen,
+  updatePayment,
+} from "../db/payments.ts";
 import { log } from "../log.ts";
-import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
+import { type ProviderStatus, type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
 import { newMessageId } from "../relay/signing.ts";
 import type { Delivery } from "../relay/types.ts";
 import { canTransition, isTerminal, postbackEventType } from "./status.ts";
@@ -37,7 +44,7 @@ export async function handleProviderWebhook(
   const provider = ctx.provider.name;
   if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
 
-  let entry = await getPaymentEntry(ctx.kv, notice.paymentId);
+  const entry = await getPaymentEntry(ctx.kv, notice.paymentId);
   if (!entry.value) throw new NotFoundError("Unknown payment.");
   if (entry.value.providerRef !== null && entry.value.providerRef !== notice.ref) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
@@ -47,25 +54,45 @@ export async function handleProviderWebhook(
     throw new ConflictError("The payment is still being created.");
   }
   const confirmed = await ctx.provider.getStatus(notice.ref);
-
-  for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
-    const p: Payment = entry.value!;
-    const now = ctx.now();
-    const received: PaymentEvent = {
+  return await applyProviderStatus(ctx, notice.paymentId, confirmed, {
+    webhookEventId: notice.eventId,
+    event: {
       type: "webhook_received",
-      at: now,
+      at: ctx.now(),
       data: { eventId: notice.eventId, claimed: notice.claimedStatus, confirmed },
-    };
+    },
+  });
+}
+
+/**
+ * Moves a payment to the status the provider confirmed, with its events and
+ * postback in one atomic operation, re-reading on conflicts. A status the
+ * payment cannot move to (stale news, a settled payment) changes nothing.
+ */
+export async function applyProviderStatus(
+  ctx: AppContext,
+  paymentId: string,
+  confirmed: ProviderStatus,
+  source: { event: PaymentEvent; webhookEventId?: string },
+): Promise<WebhookOutcome> {
+  const provider = ctx.provider.name;
+  for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
+    const entry = await getPaymentEntry(ctx.kv, paymentId);
+    if (!entry.value) throw new NotFoundError("Unknown payment.");
+    const p: Payment = entry.value;
+    const now = ctx.now();
     if (!canTransition(p.status, confirmed)) {
-      await markWebhookEventSeen(ctx.kv, provider, notice.eventId, p.id, received);
+      if (source.webhookEventId) {
+        await markWebhookEventSeen(ctx.kv, provider, source.webhookEventId, p.id, source.event);
+      } else await addPaymentEvent(ctx.kv, p.id, source.event);
       return "unchanged";
     }
     const next: Payment = { ...p, status: confirmed, updatedAt: now, finalizedAt: isTerminal(confirmed) ? now : null };
     const delivery = postbackFor(next, now);
     const saved = await updatePayment(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
-      events: [received, { type: "status_changed", at: now, data: { from: p.status, to: confirmed } }],
+      events: [source.event, { type: "status_changed", at: now, data: { from: p.status, to: confirmed } }],
       delivery: delivery ?? undefined,
-      webhookEventId: notice.eventId,
+      webhookEventId: source.webhookEventId,
       jobs: { queue: ctx.config.jobsQueue, now },
     });
     if (saved) {
@@ -73,10 +100,20 @@ export async function handleProviderWebhook(
       if (delivery && !ctx.config.jobsQueue) ctx.kick({ kind: "postback", id: delivery.id });
       return "applied";
     }
-    if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
-    entry = await getPaymentEntry(ctx.kv, notice.paymentId);
+    if (source.webhookEventId && await isWebhookEventSeen(ctx.kv, provider, source.webhookEventId)) return "duplicate";
   }
-  throw new ConflictError("The payment is busy; retry the webhook.");
+  throw new ConflictError("The payment is busy; retry.");
+}
+
+/** Asks the provider for a payment's status now and applies it (operator "re-check"). */
+export async function recheckPaymentStatus(ctx: AppContext, paymentId: string): Promise<WebhookOutcome> {
+  const p = await getPayment(ctx.kv, paymentId);
+  if (!p) throw new NotFoundError("Unknown payment.");
+  if (!p.providerRef) throw new ConflictError("The provider has not answered for this payment yet.");
+  const confirmed = await ctx.provider.getStatus(p.providerRef);
+  return await applyProviderStatus(ctx, paymentId, confirmed, {
+    event: { type: "status_checked", at: ctx.now(), data: { confirmed } },
+  });
 }
 
 /** The postback a status change causes, when the shop asked for one (it gave its own id). */

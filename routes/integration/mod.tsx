@@ -14,7 +14,7 @@ export function integrationRoutes(ctx: AppContext) {
   for (const kind of ["pay", "success", "error"] as const satisfies RedirectKind[]) {
     app.get(`/${kind}`, async (c) => {
       const id = c.req.query("id");
-      const target = id && id.length <= 100 ? await buyerRedirect(ctx.kv, id, kind) : null;
+      const target = id && id.length <= 100 ? await buyerRedirect(ctx.kv, id, kind, ctx.now()) : null;
       if (!target) {
         return c.html(
           renderPage(

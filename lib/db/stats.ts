@@ -1,0 +1,64 @@
+/**
+ * Counters kept in the same atomic operation as the payment changes they
+ * count, so the console's numbers never drift from the payments. Per UTC day,
+ * shop, currency and status ("created" or a settled status): a count, the
+ * amount in minor units, and for successes the total time to pay.
+ */
+export type StatStatus = "created" | "succeeded" | "failed" | "expired";
+type Measure = "count" | "amount" | "pay_ms";
+
+const statKey = (measure: Measure, day: string, shopId: string, currency: string, status: StatStatus) =>
+  ["stats", measure, day, shopId, currency, status] as const;
+
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+export interface StatEvent {
+  at: number;
+  shopId: string;
+  currency: string;
+  status: StatStatus;
+  amount: number;
+  /** For successes: milliseconds from creation to payment. */
+  payMs?: number;
+}
+
+export function addStatsOps(op: Deno.AtomicOperation, e: StatEvent) {
+  const day = utcDay(e.at);
+  op.sum(statKey("count", day, e.shopId, e.currency, e.status), 1n);
+  op.sum(statKey("amount", day, e.shopId, e.currency, e.status), BigInt(e.amount));
+  if (e.payMs !== undefined) {
+    op.sum(statKey("pay_ms", day, e.shopId, e.currency, e.status), BigInt(Math.max(0, e.payMs)));
+  }
+}
+
+export interface StatRow {
+  day: string;
+  shopId: string;
+  currency: string;
+  status: StatStatus;
+  count: number;
+  amount: number;
+  payMs: number;
+}
+
+/** Every counter row for the days in [fromDay, toDay], optionally for one shop. */
+export async function readStats(kv: Deno.Kv, fromDay: string, toDay: string, shopId?: string): Promise<StatRow[]> {
+  const rows = new Map<string, StatRow>();
+  for (const measure of ["count", "amount", "pay_ms"] as const) {
+    const iter = kv.list<Deno.KvU64>({ start: ["stats", measure, fromDay], end: ["stats", measure, toDay + "\uffff"] });
+    for await (const { key, value } of iter) {
+      const [, , day, shop, currency, status] = key as [string, string, string, string, string, StatStatus];
+      if (shopId && shop !== shopId) continue;
+      const id = `${day}|${shop}|${currency}|${status}`;
+      const row = rows.get(id) ?? { day, shopId: shop, currency, status, count: 0, amount: 0, payMs: 0 };
+      const n = Number(value.value);
+      if (measure === "count") row.count = n;
+      else if (measure === "amount") row.amount = n;
+      else row.payMs = n;
+      rows.set(id, row);
+    }
+  }
+  return [...rows.values()];
+}
