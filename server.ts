@@ -1,7 +1,7 @@
 import type { Config } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { getSetting, initSetting } from "./lib/db/settings.ts";
-import { type DemoShop, ensureDemoShop } from "./lib/demo.ts";
+import { type DemoShop, ensureDemoOperator, ensureDemoShop } from "./lib/demo.ts";
 import { randomId } from "./lib/ids.ts";
 import { JobRunner } from "./lib/jobs.ts";
 import { BanskyProvider } from "./lib/providers/bansky.ts";
@@ -55,18 +55,22 @@ export async function createServer(
     });
   }
 
+  const sessionSecret = config.sessionSecret ??
+    (await initSetting(kv, "session_secret", randomId("ses_secret") + randomId("x"))).value;
   const ctx: AppContext = {
     kv,
     config,
     provider,
     resolve: opts.resolve ?? resolveWithDns,
     now: () => Date.now(),
+    sessionKey: new TextEncoder().encode(sessionSecret),
     kick: () => {},
   };
   const runner = new JobRunner(ctx);
   ctx.kick = runner.kick;
 
   const demo = config.demo ? await ensureDemoShop(ctx) : undefined;
+  if (config.demo) await ensureDemoOperator(ctx);
   const app = createApp(ctx, { sandbox, demo: demo ? { shop: demo, selfUrl } : undefined });
   const integrations = {
     provider: config.bansky

@@ -26,6 +26,8 @@ const EnvSchema = z.object({
   PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   DEMO: flag.optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  PASSWORD_ITERATIONS: z.coerce.number().int().min(1000).default(600_000),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -54,6 +56,10 @@ export interface Config {
   demo: boolean;
   /** API requests a shop may make per minute (per isolate). */
   rateLimitPerMinute: number;
+  /** Signs operator sessions; without it a random one is kept in KV (zero-config). */
+  sessionSecret?: string;
+  /** PBKDF2 iterations for new operator passwords. */
+  passwordIterations: number;
 }
 
 export class ConfigError extends Error {}
@@ -97,5 +103,7 @@ export function loadConfig(env: Env): Config {
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     demo: e.DEMO ?? !bansky,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    sessionSecret: e.SESSION_SECRET,
+    passwordIterations: e.PASSWORD_ITERATIONS,
   };
 }

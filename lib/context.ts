@@ -10,6 +10,8 @@ export interface AppContext {
   provider: PaymentProvider;
   resolve: Resolver;
   now: () => number;
+  /** HMAC key for operator session tokens. */
+  sessionKey: Uint8Array;
   /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
   kick: (msg: JobMessage, delayMs?: number) => void;
 }

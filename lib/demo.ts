@@ -5,6 +5,9 @@ import { sortableId } from "./ids.ts";
 import { log } from "./log.ts";
 import { verifyWebhook } from "./relay/signing.ts";
 import { createShop } from "./shops.ts";
+import { createOperatorAccount } from "./auth/operators.ts";
+import { getOperatorByEmail } from "./db/operators.ts";
+import { ConflictError } from "./errors.ts";
 
 /**
  * The demo shop that zero-config mode ships: a real shop with a real key that
@@ -86,4 +89,16 @@ export async function receiveDemoPostback(ctx: AppContext, demo: DemoShop, heade
 
 export function recentDemoPostbacks(ctx: AppContext) {
   return listDemoPostbacks(ctx.kv, 20);
+}
+
+/** Zero-config mode's operator, admin@localhost, created once with its password printed that one time. */
+export async function ensureDemoOperator(ctx: AppContext) {
+  const email = "admin@localhost";
+  if (await getOperatorByEmail(ctx.kv, email)) return;
+  try {
+    const { password } = await createOperatorAccount(ctx, email);
+    console.log(`Operator ${email} created. Its one-time password (shown once): ${password}`);
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err; // another instance created it first
+  }
 }

@@ -1,8 +1,18 @@
 import { z } from "zod";
 import { newApiKey } from "./auth/api_keys.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
-import { addApiKey, type ApiKeyRecord, createShopWithKey, getShop, revokeApiKey, type Shop } from "./db/shops.ts";
+import {
+  addApiKey,
+  type ApiKeyRecord,
+  createShopWithKey,
+  getShop,
+  getShopEntry,
+  replaceShop,
+  revokeApiKey,
+  type Shop,
+} from "./db/shops.ts";
 import { sortableId } from "./ids.ts";
+import { writeAudit } from "./db/audit.ts";
 import { newWebhookSecret } from "./relay/signing.ts";
 import { checkShopUrl } from "./relay/url_guard.ts";
 import { parseOrThrow, text } from "./validation.ts";
@@ -26,7 +36,7 @@ export interface NewShop {
 export async function createShop(
   kv: Deno.Kv,
   input: z.input<typeof NewShopSchema>,
-  opts: { allowLocalUrls: boolean; now: number },
+  opts: { allowLocalUrls: boolean; now: number; actor?: string },
 ): Promise<NewShop> {
   const data = parseOrThrow(NewShopSchema, input, "shop");
   if (data.defaultPostbackUrl) {
@@ -47,6 +57,14 @@ export async function createShop(
   };
   const key = await newApiKey(shop.id, opts.now);
   await createShopWithKey(kv, shop, key.record, key.hash);
+  await writeAudit(kv, {
+    at: opts.now,
+    actor: opts.actor ?? "system",
+    action: "shop.create",
+    target: shop.id,
+    before: null,
+    after: redactShop(shop),
+  });
   return { shop, apiKey: key.key };
 }
 
@@ -55,15 +73,109 @@ export async function createShopKey(
   kv: Deno.Kv,
   shopId: string,
   now: number,
+  actor = "system",
 ): Promise<{ apiKey: string; record: ApiKeyRecord }> {
   if (!(await getShop(kv, shopId))) throw new NotFoundError("Unknown shop.");
   const key = await newApiKey(shopId, now);
   await addApiKey(kv, key.record, key.hash);
+  await writeAudit(kv, { at: now, actor, action: "key.create", target: shopId, before: null, after: key.record });
   return { apiKey: key.key, record: key.record };
 }
 
-export async function revokeShopKey(kv: Deno.Kv, shopId: string, keyId: string, now: number): Promise<ApiKeyRecord> {
+export async function revokeShopKey(
+  kv: Deno.Kv,
+  shopId: string,
+  keyId: string,
+  now: number,
+  actor = "system",
+): Promise<ApiKeyRecord> {
   const revoked = await revokeApiKey(kv, shopId, keyId, now);
   if (!revoked) throw new NotFoundError("Unknown key for this shop.");
+  await writeAudit(kv, { at: now, actor, action: "key.revoke", target: shopId, before: null, after: revoked });
   return revoked;
+}
+
+/** The secrets postbacks are signed with now: the current one, plus the previous one during a rotation's overlap. */
+export function signingSecrets(shop: Shop, now: number): string[] {
+  const previous = shop.previousWebhookSecret && (shop.previousSecretExpiresAt ?? 0) > now
+    ? [shop.previousWebhookSecret]
+    : [];
+  return [shop.webhookSecret, ...previous];
+}
+
+export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;
+
+export const ShopSettingsSchema = z.strictObject({
+  name: text(1, 100),
+  allowedHosts: z.array(Hostname).max(50),
+  defaultPostbackUrl: z.string().max(2048).nullable(),
+});
+
+/** Applies an edit to a shop (read-modify-write with audit), retrying if someone else saved first. */
+async function changeShop(
+  kv: Deno.Kv,
+  shopId: string,
+  actor: string,
+  action: string,
+  now: number,
+  change: (shop: Shop) => Shop,
+): Promise<Shop> {
+  for (;;) {
+    const entry = await getShopEntry(kv, shopId);
+    if (!entry.value) throw new NotFoundError("Unknown shop.");
+    const next = change(entry.value);
+    const audit = { at: now, actor, action, target: shopId, before: redactShop(entry.value), after: redactShop(next) };
+    if (await replaceShop(kv, entry as Deno.KvEntry<Shop>, next, audit)) return next;
+  }
+}
+
+/** A shop as the audit log keeps it: never its secrets. */
+function redactShop(shop: Shop) {
+  const { webhookSecret: _s, previousWebhookSecret: _p, ...rest } = shop;
+  return rest;
+}
+
+export async function updateShopSettings(
+  kv: Deno.Kv,
+  shopId: string,
+  input: z.input<typeof ShopSettingsSchema>,
+  opts: { actor: string; allowLocalUrls: boolean; now: number },
+): Promise<Shop> {
+  const data = parseOrThrow(ShopSettingsSchema, input, "shop");
+  if (data.defaultPostbackUrl) {
+    const problem = checkShopUrl(data.defaultPostbackUrl, {
+      allowLocal: opts.allowLocalUrls,
+      allowedHosts: data.allowedHosts,
+    });
+    if (problem) throw new ValidationError("The shop is invalid.", { defaultPostbackUrl: problem });
+  }
+  return await changeShop(kv, shopId, opts.actor, "shop.update", opts.now, (s) => ({ ...s, ...data }));
+}
+
+export function setShopStatus(
+  kv: Deno.Kv,
+  shopId: string,
+  status: Shop["status"],
+  opts: { actor: string; now: number },
+) {
+  return changeShop(kv, shopId, opts.actor, status === "active" ? "shop.enable" : "shop.disable", opts.now, (s) => ({
+    ...s,
+    status,
+  }));
+}
+
+/** A new signing secret, shown once; the old one keeps signing for 24 h so shops can switch without losing postbacks. */
+export async function rotateShopSecret(
+  kv: Deno.Kv,
+  shopId: string,
+  opts: { actor: string; now: number },
+): Promise<{ shop: Shop; secret: string }> {
+  const secret = newWebhookSecret();
+  const shop = await changeShop(kv, shopId, opts.actor, "shop.rotate_secret", opts.now, (s) => ({
+    ...s,
+    webhookSecret: secret,
+    previousWebhookSecret: s.webhookSecret,
+    previousSecretExpiresAt: opts.now + SECRET_OVERLAP_MS,
+  }));
+  return { shop, secret };
 }

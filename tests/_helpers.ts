@@ -62,6 +62,7 @@ export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> 
     POSTBACK_SCHEDULE: "0,0.2,0.2,0.2,0.2",
     POSTBACK_TIMEOUT_MS: "2000",
     PROVIDER_TIMEOUT_MS: "2000",
+    PASSWORD_ITERATIONS: "1000",
   };
   if (opts.standaloneSandbox) {
     const sandboxPort = freePort();

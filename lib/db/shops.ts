@@ -1,5 +1,6 @@
 import { ConflictError } from "../errors.ts";
 import { collectValues } from "./kv.ts";
+import { addAuditOps, type AuditEntry } from "./audit.ts";
 
 export interface Shop {
   id: string;
@@ -10,6 +11,9 @@ export interface Shop {
   defaultPostbackUrl: string | null;
   /** Standard Webhooks signing secret (`whsec_...`); shown to the shop once, never in a listing. */
   webhookSecret: string;
+  /** After a rotation, the old secret keeps signing too until `previousSecretExpiresAt`. */
+  previousWebhookSecret?: string | null;
+  previousSecretExpiresAt?: number | null;
   createdAt: number;
 }
 
@@ -36,6 +40,16 @@ export async function createShopWithKey(kv: Deno.Kv, shop: Shop, key: ApiKeyReco
     .set(apiKeyByShopKey(shop.id, key.id), keyHash)
     .commit();
   if (!res.ok) throw new ConflictError("Shop or key already exists.");
+}
+
+export function getShopEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Shop>> {
+  return kv.get<Shop>(shopKey(id));
+}
+
+/** Replaces a shop read as `entry`, with its audit record, in one atomic operation; false if it changed meanwhile. */
+export async function replaceShop(kv: Deno.Kv, entry: Deno.KvEntry<Shop>, next: Shop, audit: Omit<AuditEntry, "id">) {
+  const op = kv.atomic().check(entry).set(shopKey(next.id), next);
+  return (await addAuditOps(op, audit).commit()).ok;
 }
 
 export async function getShop(kv: Deno.Kv, id: string): Promise<Shop | null> {

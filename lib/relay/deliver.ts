@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { claimDelivery, recordDeliveryAttempt } from "../db/deliveries.ts";
 import { getShop } from "../db/shops.ts";
+import { signingSecrets } from "../shops.ts";
 import { describeError, log } from "../log.ts";
 import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./schedule.ts";
 import { webhookHeaders } from "./signing.ts";

@@ -1,0 +1,101 @@
+import type { ComponentChildren } from "preact";
+
+const NAV = [
+  ["/admin", "Overview"],
+  ["/admin/shops", "Shops"],
+  ["/admin/payments", "Payments"],
+  ["/admin/deliveries", "Deliveries"],
+  ["/admin/audit", "Audit log"],
+  ["/internal", "Internal docs"],
+] as const;
+
+/** The console's shell: navigation, sign-out, one stylesheet, one island bundle. */
+export function AdminLayout(props: {
+  title: string;
+  path: string;
+  email: string;
+  csrf: string;
+  children: ComponentChildren;
+}) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{`${props.title} · AimbrellaPay console`}</title>
+        <link rel="stylesheet" href="/static/style.css" />
+        <script type="module" src="/static/islands.js" defer />
+      </head>
+      <body class="console">
+        <a class="skip" href="#content">Skip to content</a>
+        <header class="topbar">
+          <strong class="brand">AimbrellaPay</strong>
+          <nav aria-label="Console">
+            {NAV.map(([href, label]) => (
+              <a
+                key={href}
+                href={href}
+                aria-current={(href === "/admin" ? props.path === href : props.path.startsWith(href)) ? "page" : undefined}
+              >
+                {label}
+              </a>
+            ))}
+          </nav>
+          <form method="post" action="/admin/logout" class="signout">
+            <CsrfField token={props.csrf} />
+            <span class="muted">{props.email}</span> <button type="submit" class="secondary small">Sign out</button>
+          </form>
+        </header>
+        <main id="content" class="wide">
+          <h1>{props.title}</h1>
+          {props.children}
+        </main>
+      </body>
+    </html>
+  );
+}
+
+export function CsrfField({ token }: { token: string }) {
+  return <input type="hidden" name="_csrf" value={token} />;
+}
+
+/** A labelled input with its error beside it. */
+export function Field(props: {
+  label: string;
+  name: string;
+  value?: string;
+  error?: string;
+  type?: "text" | "email" | "password" | "url" | "date" | "datetime-local" | "search";
+  hint?: string;
+  required?: boolean;
+  autocomplete?: string;
+}) {
+  const id = `f-${props.name}`;
+  return (
+    <div class={props.error ? "field invalid" : "field"}>
+      <label for={id}>{props.label}</label>
+      <input
+        id={id}
+        name={props.name}
+        // Preact's input types are a union per type value; ours is one of the text-like ones.
+        // deno-lint-ignore no-explicit-any
+        {...{ type: (props.type ?? "text") as any }}
+        value={props.value ?? ""}
+        required={props.required}
+        autocomplete={props.autocomplete}
+        aria-invalid={props.error ? "true" : undefined}
+        aria-describedby={props.error ? `${id}-error` : props.hint ? `${id}-hint` : undefined}
+      />
+      {props.hint && !props.error && <small id={`${id}-hint`} class="muted">{props.hint}</small>}
+      {props.error && <small id={`${id}-error`} class="error">{props.error}</small>}
+    </div>
+  );
+}
+
+export function Flash(props: { kind: "ok" | "bad"; children: ComponentChildren }) {
+  return <p class={`flash ${props.kind}`} role={props.kind === "bad" ? "alert" : "status"}>{props.children}</p>;
+}
+
+export function formatTime(ms: number | null | undefined): string {
+  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "—";
+}

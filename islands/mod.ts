@@ -1,0 +1,6 @@
+/** Every island, by the name pages use; shared by the server renderer and the browser entry. */
+import BarChart from "./bar_chart.tsx";
+import CopyButton from "./copy_button.tsx";
+
+export const islands = { BarChart, CopyButton } as const;
+export type IslandName = keyof typeof islands;

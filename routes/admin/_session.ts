@@ -1,0 +1,93 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { getCookie, setCookie } from "hono/cookie";
+import type { AppContext } from "../../lib/context.ts";
+import { authenticateOperator, SESSION_TTL_MS } from "../../lib/auth/operators.ts";
+import { constantTimeEqual } from "../../lib/auth/passwords.ts";
+import type { Operator, Session } from "../../lib/db/operators.ts";
+import { AppError } from "../../lib/errors.ts";
+import { randomId } from "../../lib/ids.ts";
+
+export const SESSION_COOKIE = "__Host-apay_session";
+export const CSRF_COOKIE = "__Host-apay_csrf";
+
+export type ConsoleEnv = { Variables: { operator: Operator; session: Session; csrf: string; form: Record<string, string> } };
+
+/**
+ * CSRF defence for every form: the request must come from our own pages
+ * (Sec-Fetch-Site / Origin) and echo the random token from our `__Host-`
+ * cookie (double submit). GETs get the cookie set so forms can carry it.
+ */
+export function csrfProtection(ctx: AppContext): MiddlewareHandler<ConsoleEnv> {
+  const ourOrigin = new URL(ctx.config.publicBaseUrl).origin;
+  return async (c, next) => {
+    let token = getCookie(c, CSRF_COOKIE);
+    if (c.req.method === "GET" || c.req.method === "HEAD") {
+      if (!token) {
+        token = randomId("csrf");
+        setCookie(c, CSRF_COOKIE, token, { path: "/", secure: true, httpOnly: true, sameSite: "Strict" });
+      }
+      c.set("csrf", token);
+      return await next();
+    }
+    const site = c.req.header("sec-fetch-site");
+    const origin = c.req.header("origin");
+    const sameOrigin = (!site || site === "same-origin") &&
+      (!origin || origin === ourOrigin || origin === new URL(c.req.url).origin);
+    const form = await readForm(c);
+    if (!sameOrigin || !token || !form._csrf || !constantTimeEqual(form._csrf, token)) {
+      throw new AppError(403, "csrf_rejected", "This form is out of date or came from another site. Reload the page and try again.");
+    }
+    c.set("csrf", token);
+    c.set("form", form);
+    await next();
+  };
+}
+
+/** Form fields as strings (files and repeated fields are not used by our forms). */
+async function readForm(c: Context): Promise<Record<string, string>> {
+  const type = c.req.header("content-type") ?? "";
+  if (!type.startsWith("application/x-www-form-urlencoded") && !type.startsWith("multipart/form-data")) return {};
+  const body = await c.req.parseBody({ all: true });
+  const out: Record<string, string> = Object.create(null);
+  for (const [k, v] of Object.entries(body)) {
+    const value = Array.isArray(v) ? v.filter((x) => typeof x === "string").join("\n") : v;
+    if (typeof value === "string") out[k] = value;
+  }
+  return out;
+}
+
+/** Requires a live operator session; pages redirect to sign-in, other requests get 401. */
+export function requireOperator(ctx: AppContext): MiddlewareHandler<ConsoleEnv> {
+  return async (c, next) => {
+    const auth = await authenticateOperator(ctx, getCookie(c, SESSION_COOKIE));
+    if (!auth) {
+      if (c.req.method === "GET") return c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303);
+      throw new AppError(401, "signin_required", "Please sign in.");
+    }
+    if (auth.operator.mustChangePassword && c.req.path !== "/admin/password") {
+      if (c.req.method === "GET") return c.redirect("/admin/password", 303);
+    }
+    c.set("operator", auth.operator);
+    c.set("session", auth.session);
+    await next();
+  };
+}
+
+export function setSessionCookie(c: Context, token: string) {
+  setCookie(c, SESSION_COOKIE, token, {
+    path: "/",
+    secure: true,
+    httpOnly: true,
+    sameSite: "Strict",
+    maxAge: SESSION_TTL_MS / 1000,
+  });
+}
+
+export function clearSessionCookie(c: Context) {
+  setCookie(c, SESSION_COOKIE, "", { path: "/", secure: true, httpOnly: true, sameSite: "Strict", maxAge: 0 });
+}
+
+/** A same-site path to return to after sign-in; anything else goes to the overview. */
+export function safeNext(next: string | undefined): string {
+  return next && /^\/(admin|internal)(\/[\w\-./?=&%]*)?$/.test(next) ? next : "/admin";
+}
