@@ -35,7 +35,9 @@ export function AdminLayout(props: {
               <a
                 key={href}
                 href={href}
-                aria-current={(href === "/admin" ? props.path === href : props.path.startsWith(href)) ? "page" : undefined}
+                aria-current={(href === "/admin" ? props.path === href : props.path.startsWith(href))
+                  ? "page"
+                  : undefined}
               >
                 {label}
               </a>
@@ -77,9 +79,11 @@ export function Field(props: {
       <input
         id={id}
         name={props.name}
-        // Preact's input types are a union per type value; ours is one of the text-like ones.
-        // deno-lint-ignore no-explicit-any
-        {...{ type: (props.type ?? "text") as any }}
+        {
+          // Preact's input types are a union per type value; ours is one of the text-like ones.
+          // deno-lint-ignore no-explicit-any
+          ...{ type: (props.type ?? "text") as any }
+        }
         value={props.value ?? ""}
         required={props.required}
         autocomplete={props.autocomplete}

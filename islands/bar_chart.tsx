@@ -40,7 +40,9 @@ export default function BarChart({ title, bars }: BarChartProps) {
           );
         })}
         {bars.length > 0 && <text x="0" y={height + 16} class="axis">{bars[0].label}</text>}
-        {bars.length > 1 && <text x={width} y={height + 16} text-anchor="end" class="axis">{bars[bars.length - 1].label}</text>}
+        {bars.length > 1 && (
+          <text x={width} y={height + 16} text-anchor="end" class="axis">{bars[bars.length - 1].label}</text>
+        )}
       </svg>
     </figure>
   );

@@ -13,6 +13,8 @@ import { demoRoutes } from "./demo.tsx";
 import { staticRoutes } from "./static.ts";
 import { renderPage } from "../components/html.tsx";
 import { MessagePage } from "../components/message_page.tsx";
+import { consoleRoutes } from "./admin/mod.tsx";
+import type { Context } from "hono";
 
 export interface AppOptions {
   /** The embedded provider sandbox, mounted at /sandbox/bansky. */
@@ -28,8 +30,9 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     contentSecurityPolicy: {
       defaultSrc: ["'none'"],
       styleSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      connectSrc: ["'self'"],
       imgSrc: ["'self'", "data:"],
-      formAction: ["'self'"],
       frameAncestors: ["'none'"],
       baseUri: ["'none'"],
     },
@@ -45,6 +48,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/api/v1", apiV1Routes(ctx));
   app.route("/api", webhookRoutes(ctx));
   app.route("/integration", integrationRoutes(ctx));
+  app.route("/admin", consoleRoutes(ctx));
   if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
   if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
 
@@ -56,6 +60,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   });
 
   app.onError((err, c) => {
+    if (isPagePath(c.req.path)) return errorPage(c, err);
     if (err instanceof AppError) {
       for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
       const error = { code: err.code, message: err.message, ...(err.fields ? { fields: err.fields } : {}) };
@@ -66,4 +71,30 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     return c.json({ status: "error", error: { code: "internal_error", message, requestId: c.get("requestId") } }, 500);
   });
   return app;
+}
+
+/** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
+function isPagePath(path: string): boolean {
+  return /^\/(admin|internal|docs|demo|integration)(\/|$)/.test(path);
+}
+
+function errorPage(c: Context, err: Error) {
+  if (err instanceof AppError) {
+    for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+    const title = err.status === 404 ? "Not found" : err.status === 403 ? "Not allowed" : "That did not work";
+    const text = err.fields
+      ? `${err.message} ${Object.entries(err.fields).map(([k, v]) => `${k} ${v}`).join("; ")}.`
+      : err.message;
+    return c.html(renderPage(<MessagePage title={title} text={text} />), err.status as 400);
+  }
+  log.error("unhandled error", { requestId: c.get("requestId"), path: c.req.path, error: describeError(err) });
+  return c.html(
+    renderPage(
+      <MessagePage
+        title="Something went wrong"
+        text={`It is our fault and it has been logged (request ${c.get("requestId")}). Please try again.`}
+      />,
+    ),
+    500,
+  );
 }

@@ -182,13 +182,13 @@ export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payme
 /** Payment ids newest first: one shop's, or everyone's; `start`/`end` bound the ULIDs (creation time). */
 export function iteratePaymentIds(
   kv: Deno.Kv,
-  opts: { shopId?: string; startSeq?: string; endSeq?: string; cursor?: string },
+  opts: { shopId?: string; startSeq?: string; endSeq?: string },
 ): Deno.KvListIterator<string> {
   const prefix = opts.shopId ? ["payments_by_shop", opts.shopId] : ["payments_by_time"];
   return kv.list<string>({
     start: [...prefix, opts.startSeq ?? ""],
     end: [...prefix, opts.endSeq ?? "\uffff"],
-  }, { reverse: true, cursor: opts.cursor, batchSize: 200 });
+  }, { reverse: true, batchSize: 200 });
 }
 
 /** Reads payments by id, 10 at a time (KV's getMany limit). */

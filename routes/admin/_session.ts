@@ -10,7 +10,9 @@ import { randomId } from "../../lib/ids.ts";
 export const SESSION_COOKIE = "__Host-apay_session";
 export const CSRF_COOKIE = "__Host-apay_csrf";
 
-export type ConsoleEnv = { Variables: { operator: Operator; session: Session; csrf: string; form: Record<string, string> } };
+export type ConsoleEnv = {
+  Variables: { operator: Operator; session: Session; csrf: string; form: Record<string, string> };
+};
 
 /**
  * CSRF defence for every form: the request must come from our own pages
@@ -35,7 +37,11 @@ export function csrfProtection(ctx: AppContext): MiddlewareHandler<ConsoleEnv> {
       (!origin || origin === ourOrigin || origin === new URL(c.req.url).origin);
     const form = await readForm(c);
     if (!sameOrigin || !token || !form._csrf || !constantTimeEqual(form._csrf, token)) {
-      throw new AppError(403, "csrf_rejected", "This form is out of date or came from another site. Reload the page and try again.");
+      throw new AppError(
+        403,
+        "csrf_rejected",
+        "This form is out of date or came from another site. Reload the page and try again.",
+      );
     }
     c.set("csrf", token);
     c.set("form", form);

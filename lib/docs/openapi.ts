@@ -1,0 +1,464 @@
+import { z } from "zod";
+import { initPaymentSchema } from "../payments/schema.ts";
+import {
+  API_ERRORS,
+  type ApiErrorCode,
+  ErrorResponse,
+  InitPaymentResponse,
+  PaymentResponse,
+  PaymentStatusSchema,
+  PaymentView,
+  PostbackBody,
+  ProviderWebhookResponse,
+} from "../payments/api_schemas.ts";
+import { SIGNATURE_HEADER, WebhookBody } from "../providers/bansky_wire.ts";
+
+/**
+ * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
+ * the handlers validate with (requests) and lib/payments/api_schemas.ts
+ * (answers), so it cannot drift from the code. Served at /openapi.json and
+ * rendered at /docs/api-reference.
+ */
+
+export type JsonSchema = { [key: string]: unknown };
+
+export type HttpMethod = "get" | "post" | "put" | "patch" | "delete";
+
+export interface Parameter {
+  name: string;
+  in: "query" | "path" | "header";
+  required: boolean;
+  description: string;
+  schema: JsonSchema;
+}
+
+export interface MediaType {
+  schema: JsonSchema;
+  example?: unknown;
+  examples?: Record<string, { summary?: string; value: unknown }>;
+}
+
+export interface ResponseObject {
+  description: string;
+  headers?: Record<string, { description: string; schema: JsonSchema; required?: boolean }>;
+  content?: Record<string, MediaType>;
+}
+
+export interface Operation {
+  operationId: string;
+  summary: string;
+  description?: string;
+  tags: string[];
+  security: Record<string, string[]>[];
+  parameters?: Parameter[];
+  requestBody?: { required: boolean; description?: string; content: Record<string, MediaType> };
+  responses: Record<string, ResponseObject>;
+  /** Who calls it: shops, buyers' browsers, or the provider. */
+  "x-audience": "shop" | "buyer" | "provider";
+}
+
+export type PathItem = Partial<Record<HttpMethod, Operation>>;
+
+export interface OpenApiDocument {
+  openapi: "3.1.0";
+  info: { title: string; version: string; description: string };
+  servers: { url: string }[];
+  tags: { name: string; description: string }[];
+  paths: Record<string, PathItem>;
+  webhooks: Record<string, PathItem>;
+  components: {
+    schemas: Record<string, JsonSchema>;
+    securitySchemes: Record<string, { type: "http"; scheme: "bearer"; bearerFormat: string; description: string }>;
+  };
+}
+
+export interface OpenApiOptions {
+  /** `MAX_AMOUNT`: the largest amount init-payment accepts. */
+  maxAmount: number;
+  /** Where the API is served, e.g. https://pay.example.com. */
+  publicBaseUrl: string;
+}
+
+export const API_VERSION = "1.0.0";
+export const HTTP_METHODS: readonly HttpMethod[] = ["get", "post", "put", "patch", "delete"];
+
+const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: JsonSchema, extra: Omit<MediaType, "schema"> = {}) => ({
+  "application/json": { schema, ...extra },
+});
+const retryAfter = {
+  "Retry-After": { description: "Seconds to wait before retrying.", schema: { type: "integer", minimum: 0 } },
+};
+
+/** Turns a registry of zod schemas into component schemas, without the per-schema `$schema`/`$id` noise. */
+function componentSchemas(
+  entries: Record<string, z.ZodType>,
+  io: "input" | "output",
+): Record<string, JsonSchema> {
+  const registry = z.registry<{ id: string }>();
+  for (const [id, schema] of Object.entries(entries)) registry.add(schema, { id });
+  const out = z.toJSONSchema(registry, {
+    io,
+    target: "draft-2020-12",
+    uri: (id) => `#/components/schemas/${id}`,
+    override: (ctx) => {
+      // The date-time regex zod adds is an implementation detail; `format` says it.
+      if (ctx.jsonSchema.format === "date-time") delete ctx.jsonSchema.pattern;
+    },
+  });
+  const schemas: Record<string, JsonSchema> = {};
+  for (const [id, schema] of Object.entries(out.schemas)) {
+    const { $schema: _s, $id: _i, ...rest } = schema as JsonSchema;
+    schemas[id] = rest;
+  }
+  return schemas;
+}
+
+/** One response per HTTP status for these error codes, each code with an example body. */
+function errorResponses(codes: readonly ApiErrorCode[]): Record<string, ResponseObject> {
+  const byStatus = new Map<number, (typeof API_ERRORS)[number][]>();
+  for (const code of codes) {
+    const known = API_ERRORS.filter((e) => e.code === code);
+    if (known.length === 0) throw new Error(`unknown error code ${code}`);
+    for (const e of known) byStatus.set(e.status, [...(byStatus.get(e.status) ?? []), e]);
+  }
+  const responses: Record<string, ResponseObject> = {};
+  for (const [status, errors] of [...byStatus].sort(([a], [b]) => a - b)) {
+    const examples: Record<string, { summary: string; value: unknown }> = {};
+    for (const e of errors) {
+      examples[e.code] = {
+        summary: e.when,
+        value: {
+          status: "error",
+          error: {
+            code: e.code,
+            message: "A sentence for people.",
+            ...(e.code === "invalid_request"
+              ? { fields: { amount: "Too big: expected number to be <=100000000" } }
+              : {}),
+            ...(e.code === "internal_error" ? { requestId: "9f3c2a7e-0d1b-4c55-8f6e-2b7d1a9c3e10" } : {}),
+          },
+        },
+      };
+    }
+    responses[String(status)] = {
+      description: errors.map((e) => `\`${e.code}\`: ${e.when}`).join(" "),
+      ...(status === 409 || status === 429 ? { headers: retryAfter } : {}),
+      content: json(ref("ErrorResponse"), { examples }),
+    };
+  }
+  return responses;
+}
+
+const SHOP_ERRORS = ["unauthorized", "shop_disabled", "rate_limited", "internal_error"] as const;
+const bearer = [{ bearerAuth: [] }];
+
+function redirectOperation(kind: "pay" | "success" | "error"): Operation {
+  const text = {
+    pay:
+      "Where the shop sends the buyer (the `url` from init-payment). While the payment is open it redirects to the provider's pay page; once it is settled, to the shop's successUrl or errorUrl.",
+    success: "The provider sends the buyer here after paying; we redirect to the shop's successUrl.",
+    error: "The provider sends the buyer here after a failed or cancelled payment; we redirect to the shop's errorUrl.",
+  }[kind];
+  return {
+    operationId: `redirect${kind[0].toUpperCase()}${kind.slice(1)}`,
+    summary:
+      { pay: "Send the buyer to pay", success: "Buyer back after paying", error: "Buyer back after failing" }[kind],
+    description: `${text} A redirect never changes a payment and is no proof of payment: wait for the postback.`,
+    tags: ["Buyer redirects"],
+    security: [],
+    parameters: [{
+      name: "id",
+      in: "query",
+      required: true,
+      description: "Our payment id (pay_...).",
+      schema: { type: "string", maxLength: 100 },
+    }],
+    responses: {
+      "302": {
+        description: "Redirect to the stored URL (never to one taken from the query string).",
+        headers: { Location: { description: "Where the buyer goes.", schema: { type: "string" }, required: true } },
+      },
+      "404": {
+        description: "Unknown payment (or one still being created): an HTML page for the buyer.",
+        content: { "text/html": { schema: { type: "string" } } },
+      },
+    },
+    "x-audience": "buyer",
+  };
+}
+
+/** Builds the whole OpenAPI document. Pure; callers cache it. */
+export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
+  const requestSchemas = componentSchemas({ InitPaymentRequest: initPaymentSchema(opts.maxAmount) }, "input");
+  // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
+  requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
+  const responseSchemas = componentSchemas({
+    InitPaymentResponse,
+    PaymentStatus: PaymentStatusSchema,
+    Payment: PaymentView,
+    PaymentResponse,
+    ErrorResponse,
+    Postback: PostbackBody,
+    ProviderWebhook: WebhookBody,
+    ProviderWebhookResponse,
+  }, "output");
+
+  const initExample = {
+    id: "order-1",
+    email: "buyer@example.com",
+    amount: 1000,
+    currency: "EUR",
+    successUrl: "https://shop.example/thanks",
+    errorUrl: "https://shop.example/sorry",
+  };
+  const paymentExample = {
+    status: "success",
+    payment: {
+      id: "pay_7fJ2kQ9xVb3sLm1N",
+      shopTxId: "order-1",
+      status: "succeeded",
+      amount: 1000,
+      currency: "EUR",
+      type: "fiat",
+      email: "buyer@example.com",
+      name: null,
+      url: `${opts.publicBaseUrl}/integration/pay?id=pay_7fJ2kQ9xVb3sLm1N`,
+      successUrl: "https://shop.example/thanks",
+      errorUrl: "https://shop.example/sorry",
+      postbackUrl: "https://shop.example/postbacks",
+      createdAt: "2026-11-23T12:00:00.000Z",
+      updatedAt: "2026-11-23T12:01:10.000Z",
+      finalizedAt: "2026-11-23T12:01:10.000Z",
+    },
+  };
+  const created = {
+    description: "Created.",
+    content: json(ref("InitPaymentResponse"), {
+      example: {
+        status: "success",
+        id: "pay_7fJ2kQ9xVb3sLm1N",
+        url: `${opts.publicBaseUrl}/integration/pay?id=pay_7fJ2kQ9xVb3sLm1N`,
+      },
+    }),
+  };
+
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "AimbrellaPay API",
+      version: API_VERSION,
+      description:
+        "One small API in front of the Bansky payment provider. Amounts are integers in the currency's minor unit. Settled payments are reported by signed postbacks (Standard Webhooks).",
+    },
+    servers: [{ url: opts.publicBaseUrl }],
+    tags: [
+      { name: "Payments", description: "The shop's API; every call carries the shop's key." },
+      { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
+      { name: "Provider webhook", description: "Provider-facing: called by Bansky, not by shops." },
+    ],
+    paths: {
+      "/api/v1/init-payment": {
+        post: {
+          operationId: "initPayment",
+          summary: "Create a payment",
+          description:
+            "Creates a payment at the provider and answers our wrapper URL for the buyer. Unknown or duplicated fields are refused. URLs must be https, without credentials, at most 2048 characters and on the shop's allowed hosts; postback hosts must be public addresses. Retrying with the same `id` (or Idempotency-Key) and body answers 200 with the first answer.",
+          tags: ["Payments"],
+          security: bearer,
+          parameters: [{
+            name: "Idempotency-Key",
+            in: "header",
+            required: false,
+            description:
+              "For requests without `id`: the same key with the same body within 24 h answers the first result.",
+            schema: { type: "string", minLength: 1, maxLength: 255 },
+          }],
+          requestBody: {
+            required: true,
+            description: "At most 16 KiB of JSON.",
+            content: json(ref("InitPaymentRequest"), { example: initExample }),
+          },
+          responses: {
+            "200": { ...created, description: "A retry of a request already handled: the first answer again." },
+            "201": created,
+            ...errorResponses([
+              "invalid_request",
+              ...SHOP_ERRORS,
+              "request_in_flight",
+              "body_too_large",
+              "unsupported_media_type",
+              "idempotency_mismatch",
+              "provider_error",
+              "provider_timeout",
+            ]),
+          },
+          "x-audience": "shop",
+        },
+      },
+      "/api/v1/payments/{id}": {
+        get: {
+          operationId: "getPayment",
+          summary: "Read a payment by our id",
+          description: "Only the shop's own payments; another shop's payment is 404.",
+          tags: ["Payments"],
+          security: bearer,
+          parameters: [{
+            name: "id",
+            in: "path",
+            required: true,
+            description: "Our payment id (pay_...).",
+            schema: { type: "string" },
+          }],
+          responses: {
+            "200": { description: "The payment.", content: json(ref("PaymentResponse"), { example: paymentExample }) },
+            ...errorResponses([...SHOP_ERRORS, "not_found"]),
+          },
+          "x-audience": "shop",
+        },
+      },
+      "/api/v1/payments": {
+        get: {
+          operationId: "getPaymentByShopTxId",
+          summary: "Read a payment by your id",
+          description: "Finds the payment created with this `id` in init-payment.",
+          tags: ["Payments"],
+          security: bearer,
+          parameters: [{
+            name: "shopTxId",
+            in: "query",
+            required: true,
+            description: "Your `id` from init-payment.",
+            schema: { type: "string", minLength: 1, maxLength: 64 },
+          }],
+          responses: {
+            "200": { description: "The payment.", content: json(ref("PaymentResponse"), { example: paymentExample }) },
+            ...errorResponses(["invalid_request", ...SHOP_ERRORS, "not_found"]),
+          },
+          "x-audience": "shop",
+        },
+      },
+      "/integration/pay": { get: redirectOperation("pay") },
+      "/integration/success": { get: redirectOperation("success") },
+      "/integration/error": { get: redirectOperation("error") },
+      "/api/payment-verify": {
+        post: {
+          operationId: "providerWebhook",
+          summary: "Provider webhook (Bansky)",
+          description:
+            "Provider-facing: Bansky calls it when a payment changes; shops never do. We check the HMAC signature and a 300 s timestamp window, ignore event ids already handled, confirm the status with Bansky, and commit the change with its postback before answering 2xx. Anything else makes Bansky retry.",
+          tags: ["Provider webhook"],
+          security: [],
+          parameters: [{
+            name: SIGNATURE_HEADER,
+            in: "header",
+            required: true,
+            description: '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` with the shared webhook secret.',
+            schema: { type: "string" },
+          }],
+          requestBody: {
+            required: true,
+            description: "At most 64 KiB.",
+            content: json(ref("ProviderWebhook"), {
+              example: { eventId: "evt_1", id: "pay_7fJ2kQ9xVb3sLm1N", ref: "bsk_42", status: "paid" },
+            }),
+          },
+          responses: {
+            "200": {
+              description: "Committed (or a duplicate); the provider may stop retrying.",
+              content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
+            },
+            ...errorResponses([
+              "invalid_webhook",
+              "not_found",
+              "conflict",
+              "body_too_large",
+              "internal_error",
+              "provider_error",
+              "provider_timeout",
+            ]),
+          },
+          "x-audience": "provider",
+        },
+      },
+    },
+    webhooks: {
+      postback: {
+        post: {
+          operationId: "postback",
+          summary: "Postback to the shop",
+          description:
+            "When a payment created with an `id` settles we POST this to its postback URL, signed with Standard Webhooks headers. Verify the signature over the raw body before trusting it; deduplicate on `webhook-id`, which stays the same on every retry.",
+          tags: ["Payments"],
+          security: [],
+          parameters: [
+            {
+              name: "webhook-id",
+              in: "header",
+              required: true,
+              description: "Message id (msg_...), the same on every retry.",
+              schema: { type: "string" },
+            },
+            {
+              name: "webhook-timestamp",
+              in: "header",
+              required: true,
+              description: "Unix seconds of this attempt; refuse values far from now.",
+              schema: { type: "string", pattern: "^[0-9]+$" },
+            },
+            {
+              name: "webhook-signature",
+              in: "header",
+              required: true,
+              description:
+                "Space-separated `v1,<base64 HMAC-SHA256>` entries over `${webhook-id}.${webhook-timestamp}.${body}` with the base64-decoded secret after `whsec_`. Two entries during a secret rotation: accept if any matches.",
+              schema: { type: "string" },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: json(ref("Postback"), {
+              example: {
+                type: "payment.succeeded",
+                timestamp: "2026-11-23T12:01:10.000Z",
+                data: {
+                  id: "order-1",
+                  paymentId: "pay_7fJ2kQ9xVb3sLm1N",
+                  status: "succeeded",
+                  amount: 1000,
+                  currency: "EUR",
+                  type: "fiat",
+                  email: "buyer@example.com",
+                  createdAt: "2026-11-23T12:00:00.000Z",
+                  finalizedAt: "2026-11-23T12:01:10.000Z",
+                },
+              },
+            }),
+          },
+          responses: {
+            "2XX": { description: "Acknowledged: no more attempts." },
+            "410": { description: "Gone: we stop retrying and mark the postback failed." },
+            "429": { description: "Retried, not before `Retry-After` (at most 24 h).", headers: retryAfter },
+            "503": { description: "Retried, not before `Retry-After` (at most 24 h).", headers: retryAfter },
+            default: {
+              description:
+                "Anything else (3xx included: redirects are not followed) and timeouts are retried on the schedule.",
+            },
+          },
+          "x-audience": "shop",
+        },
+      },
+    },
+    components: {
+      schemas: { ...requestSchemas, ...responseSchemas },
+      securitySchemes: {
+        bearerAuth: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "apay_sk_...",
+          description: "The shop's API key: `Authorization: Bearer apay_sk_...` (`Token apay_sk_...` also works).",
+        },
+      },
+    },
+  };
+}

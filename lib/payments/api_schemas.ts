@@ -1,0 +1,108 @@
+import { z } from "zod";
+import { PAYMENT_STATUSES } from "./status.ts";
+
+/**
+ * The shapes of what the API answers, as zod schemas, so the OpenAPI document
+ * (lib/docs/openapi.ts) is generated rather than written by hand. The request
+ * side is `initPaymentSchema` in ./schema.ts, the one the handler validates
+ * with. tests/docs_test.ts checks real answers against these schemas, so they
+ * cannot drift from the handlers silently.
+ */
+
+const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
+
+export const PaymentStatusSchema = z.enum(PAYMENT_STATUSES).describe(
+  "initiating: we are creating it at the provider; pending: waiting for the buyer; succeeded, failed, expired: settled, never change again.",
+);
+
+export const InitPaymentResponse = z.object({
+  status: z.literal("success"),
+  id: z.string().describe("Our payment id (pay_...)."),
+  url: z.url().describe("Our wrapper URL: send the buyer here."),
+});
+
+export const PaymentView = z.object({
+  id: z.string().describe("Our payment id (pay_...)."),
+  shopTxId: z.string().nullable().describe("Your `id` from init-payment, or null."),
+  status: PaymentStatusSchema,
+  amount: z.int().positive().describe("Minor units of `currency`."),
+  currency: z.string().length(3).describe("ISO 4217 code, upper case."),
+  type: z.enum(["fiat", "crypto"]),
+  email: z.string(),
+  name: z.string().nullable(),
+  url: z.url().describe("Our wrapper URL for the buyer."),
+  successUrl: z.string(),
+  errorUrl: z.string(),
+  postbackUrl: z.string().nullable(),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+  finalizedAt: isoTime.nullable().describe("When the payment settled; null while it is open."),
+});
+
+export const PaymentResponse = z.object({
+  status: z.literal("success"),
+  payment: PaymentView,
+});
+
+/** Every error code the API and the provider webhook answer with, its HTTP status and when it happens. */
+export const API_ERRORS = [
+  { code: "invalid_request", status: 400, when: "Bad JSON or fields; `fields` names each problem." },
+  { code: "unauthorized", status: 401, when: "Missing, unknown or revoked API key." },
+  { code: "shop_disabled", status: 403, when: "The shop is disabled." },
+  { code: "not_found", status: 404, when: "Unknown payment (or another shop's) or unknown endpoint." },
+  { code: "request_in_flight", status: 409, when: "The same request is still being processed; see `Retry-After`." },
+  { code: "body_too_large", status: 413, when: "Body over 16 KiB (64 KiB for provider webhooks)." },
+  { code: "unsupported_media_type", status: 415, when: "Body not `application/json`." },
+  { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },
+  { code: "rate_limited", status: 429, when: "Too many requests; see `Retry-After`." },
+  { code: "internal_error", status: 500, when: "Our fault; logged with the `requestId` in the answer." },
+  { code: "provider_error", status: 502, when: "The provider failed." },
+  { code: "provider_timeout", status: 504, when: "The provider did not answer in time." },
+  { code: "invalid_webhook", status: 401, when: "Provider webhook: bad or stale signature, or malformed body." },
+  { code: "invalid_webhook", status: 400, when: "Provider webhook: its reference does not match the payment." },
+  {
+    code: "conflict",
+    status: 409,
+    when: "Provider webhook: the payment is being created or busy; the provider retries.",
+  },
+] as const;
+
+export type ApiErrorCode = typeof API_ERRORS[number]["code"];
+
+const ERROR_CODES = [...new Set(API_ERRORS.map((e) => e.code))] as [ApiErrorCode, ...ApiErrorCode[]];
+
+export const ErrorResponse = z.object({
+  status: z.literal("error"),
+  error: z.object({
+    code: z.enum(ERROR_CODES),
+    message: z.string().describe("For people; may change. Match on `code`."),
+    fields: z.record(z.string(), z.string()).optional().describe("Per-field problems, for invalid_request."),
+    requestId: z.string().optional().describe("On internal_error: quote it when you contact us."),
+  }),
+});
+
+export const POSTBACK_EVENT_TYPES = ["payment.succeeded", "payment.failed", "payment.expired"] as const;
+
+/** The body of a postback to the shop (Standard Webhooks payload: type, timestamp, data). */
+export const PostbackBody = z.object({
+  type: z.enum(POSTBACK_EVENT_TYPES),
+  timestamp: isoTime.describe("When the postback was created; the same on every retry."),
+  data: z.object({
+    id: z.string().describe("Your `id` from init-payment (postbacks are sent only for payments with one)."),
+    paymentId: z.string(),
+    status: z.enum(["succeeded", "failed", "expired"]),
+    amount: z.int().positive(),
+    currency: z.string().length(3),
+    type: z.enum(["fiat", "crypto"]),
+    email: z.string(),
+    createdAt: isoTime,
+    finalizedAt: isoTime,
+  }),
+});
+
+export const ProviderWebhookResponse = z.object({
+  status: z.literal("success"),
+  outcome: z.enum(["applied", "duplicate", "unchanged"]).describe(
+    "applied: the status changed; duplicate: this event was handled before; unchanged: nothing new.",
+  ),
+});

@@ -1,0 +1,74 @@
+import { countAttentionDeliveries } from "./db/deliveries.ts";
+import { readStats, type StatRow, utcDay } from "./db/stats.ts";
+
+export interface Overview {
+  today: PeriodSummary;
+  last30: PeriodSummary;
+  /** Created payments per day over the last 30 days, oldest first. */
+  daily: { day: string; created: number; succeeded: number }[];
+  postbacks: { failing: number; failed: number };
+}
+
+export interface PeriodSummary {
+  created: number;
+  succeeded: number;
+  failed: number;
+  expired: number;
+  /** Settled payments that succeeded, 0..1 (null when none settled). */
+  successRate: number | null;
+  /** Created but not settled within the period. */
+  open: number;
+  /** Succeeded volume per currency in minor units. */
+  volume: Record<string, number>;
+  /** Mean seconds from creation to payment, for successes. */
+  meanSecondsToPay: number | null;
+}
+
+export function summarize(rows: StatRow[]): PeriodSummary {
+  const sum = (status: StatRow["status"]) => rows.filter((r) => r.status === status).reduce((n, r) => n + r.count, 0);
+  const created = sum("created");
+  const succeeded = sum("succeeded");
+  const failed = sum("failed");
+  const expired = sum("expired");
+  const settled = succeeded + failed + expired;
+  const volume: Record<string, number> = {};
+  let payMs = 0;
+  for (const r of rows) {
+    if (r.status !== "succeeded") continue;
+    volume[r.currency] = (volume[r.currency] ?? 0) + r.amount;
+    payMs += r.payMs;
+  }
+  return {
+    created,
+    succeeded,
+    failed,
+    expired,
+    successRate: settled ? succeeded / settled : null,
+    open: Math.max(0, created - settled),
+    volume,
+    meanSecondsToPay: succeeded ? Math.round(payMs / succeeded / 1000) : null,
+  };
+}
+
+/** The console overview: today, the last 30 days, a daily series and postback health, optionally for one shop. */
+export async function overview(kv: Deno.Kv, now: number, shopId?: string): Promise<Overview> {
+  const today = utcDay(now);
+  const from = utcDay(now - 29 * 86_400_000);
+  const rows = await readStats(kv, from, today, shopId);
+  const daily = [];
+  for (let i = 29; i >= 0; i--) {
+    const day = utcDay(now - i * 86_400_000);
+    const dayRows = rows.filter((r) => r.day === day);
+    daily.push({
+      day,
+      created: dayRows.filter((r) => r.status === "created").reduce((n, r) => n + r.count, 0),
+      succeeded: dayRows.filter((r) => r.status === "succeeded").reduce((n, r) => n + r.count, 0),
+    });
+  }
+  return {
+    today: summarize(rows.filter((r) => r.day === today)),
+    last30: summarize(rows),
+    daily,
+    postbacks: await countAttentionDeliveries(kv),
+  };
+}

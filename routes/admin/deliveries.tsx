@@ -1,0 +1,120 @@
+import { Hono } from "hono";
+import type { AppContext } from "../../lib/context.ts";
+import { writeAudit } from "../../lib/db/audit.ts";
+import { listAttentionDeliveries } from "../../lib/db/deliveries.ts";
+import { listShops } from "../../lib/db/shops.ts";
+import { ValidationError } from "../../lib/errors.ts";
+import { resendPostback } from "../../lib/payments/admin.ts";
+import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
+import { renderPage } from "../../components/html.tsx";
+import { AdminLayout, CsrfField, Flash, formatTime } from "../../components/admin_layout.tsx";
+import type { ConsoleEnv } from "./_session.ts";
+
+/** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
+export function deliveryRoutes(ctx: AppContext) {
+  const app = new Hono<ConsoleEnv>();
+
+  app.get("/", async (c) => {
+    const shopId = c.req.query("shopId") || undefined;
+    const [deliveries, shops] = await Promise.all([
+      listAttentionDeliveries(ctx.kv, { shopId, limit: 200 }),
+      listShops(ctx.kv),
+    ]);
+    const done = c.req.query("done");
+    return c.html(renderPage(
+      <AdminLayout title="Deliveries" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
+        {done && <Flash kind="ok">{done}</Flash>}
+        <p class="muted">Postbacks that failed at least once and are not delivered, newest first.</p>
+        {deliveries.length === 0 ? <p>Nothing failing. 🎉</p> : (
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th>Updated</th>
+                  <th>Payment</th>
+                  <th>Event</th>
+                  <th>Status</th>
+                  <th>Attempts</th>
+                  <th>Last error</th>
+                  <th></th>
+                </tr>
+              </thead>
+              <tbody>
+                {deliveries.map((d) => (
+                  <tr key={d.id}>
+                    <td>{formatTime(d.updatedAt)}</td>
+                    <td>
+                      <a href={`/admin/payments/${d.paymentId}`}>
+                        <code>{d.paymentId}</code>
+                      </a>
+                    </td>
+                    <td>{d.eventType}</td>
+                    <td class={d.status === "failed" ? "bad" : ""}>{d.status === "pending" ? "retrying" : d.status}</td>
+                    <td class="num">{d.attempts}</td>
+                    <td>{d.lastStatusCode ?? ""} {d.lastError ?? ""}</td>
+                    <td>
+                      <form method="post" action={`/admin/deliveries/resend`} class="inline">
+                        <CsrfField token={c.var.csrf} />
+                        <input type="hidden" name="paymentId" value={d.paymentId} />
+                        <button type="submit" class="small">Resend</button>
+                      </form>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+        <section class="card">
+          <h2>Replay a shop's failed postbacks</h2>
+          <form method="post" action="/admin/deliveries/replay" class="filters">
+            <CsrfField token={c.var.csrf} />
+            <label>
+              Shop
+              <select name="shopId" required>
+                {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
+              </select>
+            </label>
+            <label>
+              Created since (UTC) <input type="datetime-local" name="since" required />
+            </label>
+            <button type="submit">Replay</button>
+          </form>
+        </section>
+      </AdminLayout>,
+    ));
+  });
+
+  app.post("/resend", async (c) => {
+    const paymentId = c.var.form.paymentId ?? "";
+    const d = await resendPostback(ctx, paymentId);
+    await writeAudit(ctx.kv, {
+      at: ctx.now(),
+      actor: c.var.operator.email,
+      action: "postback.resend",
+      target: paymentId,
+      before: null,
+      after: { deliveryId: d.id, status: d.status },
+    });
+    return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Resent ${d.id}: ${d.status}.`)}`, 303);
+  });
+
+  app.post("/replay", async (c) => {
+    const { shopId = "", since = "" } = c.var.form;
+    const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
+    if (!shopId || Number.isNaN(sinceMs)) {
+      throw new ValidationError("Choose a shop and a time.", { since: "is required" });
+    }
+    const n = await replayFailedDeliveries(ctx, shopId, sinceMs);
+    await writeAudit(ctx.kv, {
+      at: ctx.now(),
+      actor: c.var.operator.email,
+      action: "postback.replay",
+      target: shopId,
+      before: null,
+      after: { since: new Date(sinceMs).toISOString(), count: n },
+    });
+    return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`${n} failed postbacks queued again.`)}`, 303);
+  });
+  return app;
+}

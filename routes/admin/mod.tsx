@@ -1,0 +1,27 @@
+import { Hono } from "hono";
+import type { AppContext } from "../../lib/context.ts";
+import { type ConsoleEnv, csrfProtection, requireOperator } from "./_session.ts";
+import { authRoutes } from "./auth.tsx";
+import { overviewRoutes } from "./overview.tsx";
+import { shopRoutes } from "./shops.tsx";
+import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
+import { deliveryRoutes } from "./deliveries.tsx";
+import { auditRoutes } from "./audit.tsx";
+
+const PUBLIC_PATHS = new Set(["/admin/login"]);
+
+/** The operator console at /admin: CSRF on every form, a session on every page but sign-in. */
+export function consoleRoutes(ctx: AppContext) {
+  const app = new Hono<ConsoleEnv>();
+  const signedIn = requireOperator(ctx);
+  app.use(csrfProtection(ctx));
+  app.use((c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : signedIn(c, next)));
+  app.route("/", authRoutes(ctx));
+  app.route("/", overviewRoutes(ctx));
+  app.route("/shops", shopRoutes(ctx));
+  app.route("/payments.csv", paymentCsvRoute(ctx));
+  app.route("/payments", paymentRoutes(ctx));
+  app.route("/deliveries", deliveryRoutes(ctx));
+  app.route("/audit", auditRoutes(ctx));
+  return app;
+}

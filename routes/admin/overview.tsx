@@ -1,0 +1,67 @@
+import { Hono } from "hono";
+import type { AppContext } from "../../lib/context.ts";
+import { formatAmount } from "../../lib/money.ts";
+import { overview, type PeriodSummary } from "../../lib/stats.ts";
+import { renderPage } from "../../components/html.tsx";
+import { AdminLayout } from "../../components/admin_layout.tsx";
+import { Island } from "../../components/island.tsx";
+import type { ConsoleEnv } from "./_session.ts";
+
+export function overviewRoutes(ctx: AppContext) {
+  const app = new Hono<ConsoleEnv>();
+  app.get("/", async (c) => {
+    const o = await overview(ctx.kv, ctx.now());
+    return c.html(renderPage(
+      <AdminLayout title="Overview" path="/admin" email={c.var.operator.email} csrf={c.var.csrf}>
+        <div class="grid2">
+          <Summary title="Today (UTC)" s={o.today} />
+          <Summary title="Last 30 days" s={o.last30} />
+        </div>
+        <section class="card">
+          <h2>Postbacks</h2>
+          <p>
+            <a href="/admin/deliveries">
+              <strong class={o.postbacks.failing ? "bad" : ""}>{o.postbacks.failing}</strong> failing (retrying),{" "}
+              <strong class={o.postbacks.failed ? "bad" : ""}>{o.postbacks.failed}</strong> failed
+            </a>
+          </p>
+        </section>
+        <Island
+          name="BarChart"
+          props={{
+            title: "Payments created per day, last 30 days",
+            bars: o.daily.map((d) => ({
+              label: d.day.slice(5),
+              value: d.created,
+              display: `${d.created} created, ${d.succeeded} succeeded`,
+            })),
+          }}
+        />
+      </AdminLayout>,
+    ));
+  });
+  return app;
+}
+
+function Summary({ title, s }: { title: string; s: PeriodSummary }) {
+  const volume = Object.entries(s.volume);
+  return (
+    <section class="card">
+      <h2>{title}</h2>
+      <dl class="stats">
+        <dt>Payments</dt>
+        <dd>{s.created}</dd>
+        <dt>Succeeded</dt>
+        <dd>{s.succeeded}</dd>
+        <dt>Success rate</dt>
+        <dd>{s.successRate === null ? "—" : `${Math.round(s.successRate * 1000) / 10}%`}</dd>
+        <dt>Pending</dt>
+        <dd>{s.open}</dd>
+        <dt>Time to pay (mean)</dt>
+        <dd>{s.meanSecondsToPay === null ? "—" : `${s.meanSecondsToPay} s`}</dd>
+        <dt>Volume</dt>
+        <dd>{volume.length ? volume.map(([cur, amount]) => formatAmount(amount, cur)).join(", ") : "—"}</dd>
+      </dl>
+    </section>
+  );
+}

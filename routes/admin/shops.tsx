@@ -1,0 +1,341 @@
+import { type Context, Hono } from "hono";
+import type { AppContext } from "../../lib/context.ts";
+import { getShop, listApiKeys, listShops, type Shop } from "../../lib/db/shops.ts";
+import type { ApiKeyRecord } from "../../lib/db/shops.ts";
+import { NotFoundError, ValidationError } from "../../lib/errors.ts";
+import {
+  createShop,
+  createShopKey,
+  revokeShopKey,
+  rotateShopSecret,
+  setShopStatus,
+  updateShopSettings,
+} from "../../lib/shops.ts";
+import { renderPage } from "../../components/html.tsx";
+import { AdminLayout, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
+import { Island } from "../../components/island.tsx";
+import type { ConsoleEnv } from "./_session.ts";
+
+/** Shops: list, create, edit, disable; keys; signing-secret rotation. */
+export function shopRoutes(ctx: AppContext) {
+  const app = new Hono<ConsoleEnv>();
+  const opts = (actor: string) => ({ actor, allowLocalUrls: ctx.config.allowLocalUrls, now: ctx.now() });
+  const hostsOf = (text = "") => text.split(/[\s,]+/).map((h) => h.trim()).filter(Boolean);
+
+  app.get("/", async (c) => {
+    const shops = await listShops(ctx.kv);
+    return c.html(renderPage(
+      <AdminLayout title="Shops" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+        <ShopList shops={shops} />
+        <NewShopForm csrf={c.var.csrf} />
+      </AdminLayout>,
+    ));
+  });
+
+  app.post("/", async (c) => {
+    const f = c.var.form;
+    try {
+      const { shop, apiKey } = await createShop(ctx.kv, {
+        name: f.name ?? "",
+        allowedHosts: hostsOf(f.allowedHosts),
+        defaultPostbackUrl: f.defaultPostbackUrl || null,
+      }, opts(c.var.operator.email));
+      return c.html(
+        renderPage(
+          <AdminLayout
+            title={`Shop created: ${shop.name}`}
+            path="/admin/shops"
+            email={c.var.operator.email}
+            csrf={c.var.csrf}
+          >
+            <SecretsOnce
+              items={[["API key", apiKey], ["Postback signing secret", shop.webhookSecret]]}
+              note="Give these to the shop now: they are shown only once."
+            />
+            <p>
+              <a href={`/admin/shops/${shop.id}`}>Go to the shop</a>
+            </p>
+          </AdminLayout>,
+        ),
+        201,
+      );
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      const shops = await listShops(ctx.kv);
+      return c.html(
+        renderPage(
+          <AdminLayout title="Shops" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+            <ShopList shops={shops} />
+            <NewShopForm csrf={c.var.csrf} values={f} errors={err.fields} />
+          </AdminLayout>,
+        ),
+        400,
+      );
+    }
+  });
+
+  const detail = async (c: Context<ConsoleEnv>, extra: {
+    errors?: Record<string, string>;
+    values?: Record<string, string>;
+    flash?: string;
+    secrets?: [string, string][];
+  } = {}, status = 200) => {
+    const shop = await getShop(ctx.kv, c.req.param("id") ?? "");
+    if (!shop) throw new NotFoundError("Unknown shop.");
+    const keys = await listApiKeys(ctx.kv, shop.id);
+    return c.html(
+      renderPage(
+        <AdminLayout title={shop.name} path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+          {extra.flash && <Flash kind="ok">{extra.flash}</Flash>}
+          {extra.secrets && <SecretsOnce items={extra.secrets} note="Shown only once: copy it now." />}
+          <ShopDetail
+            shop={shop}
+            keys={keys}
+            csrf={c.var.csrf}
+            errors={extra.errors}
+            values={extra.values}
+            now={ctx.now()}
+          />
+        </AdminLayout>,
+      ),
+      status as 200,
+    );
+  };
+
+  app.get("/:id", (c) => detail(c));
+
+  app.post("/:id", async (c) => {
+    const f = c.var.form;
+    try {
+      await updateShopSettings(ctx.kv, c.req.param("id"), {
+        name: f.name ?? "",
+        allowedHosts: hostsOf(f.allowedHosts),
+        defaultPostbackUrl: f.defaultPostbackUrl || null,
+      }, opts(c.var.operator.email));
+      return detail(c, { flash: "Saved." });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return detail(c, { errors: err.fields, values: f }, 400);
+    }
+  });
+
+  app.post("/:id/status", async (c) => {
+    const status = c.var.form.status === "active" ? "active" : "disabled";
+    await setShopStatus(ctx.kv, c.req.param("id"), status, { actor: c.var.operator.email, now: ctx.now() });
+    return detail(c, { flash: status === "active" ? "Shop enabled." : "Shop disabled: its keys stop working now." });
+  });
+
+  app.post("/:id/keys", async (c) => {
+    const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), ctx.now(), c.var.operator.email);
+    return detail(c, { secrets: [["New API key", apiKey]] }, 201);
+  });
+
+  app.post("/:id/keys/:keyId/revoke", async (c) => {
+    await revokeShopKey(ctx.kv, c.req.param("id"), c.req.param("keyId"), ctx.now(), c.var.operator.email);
+    return detail(c, { flash: "Key revoked: it fails from the next request on." });
+  });
+
+  app.post("/:id/rotate-secret", async (c) => {
+    const { secret } = await rotateShopSecret(ctx.kv, c.req.param("id"), {
+      actor: c.var.operator.email,
+      now: ctx.now(),
+    });
+    return detail(c, {
+      secrets: [["New postback signing secret", secret]],
+      flash: "For the next 24 hours postbacks carry signatures with both the old and the new secret.",
+    });
+  });
+  return app;
+}
+
+function ShopList({ shops }: { shops: Shop[] }) {
+  if (!shops.length) return <p class="muted">No shops yet.</p>;
+  return (
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Id</th>
+            <th>Status</th>
+            <th>Allowed hosts</th>
+            <th>Created</th>
+          </tr>
+        </thead>
+        <tbody>
+          {shops.map((s) => (
+            <tr key={s.id}>
+              <td>
+                <a href={`/admin/shops/${s.id}`}>{s.name}</a>
+              </td>
+              <td>
+                <code>{s.id}</code>
+              </td>
+              <td class={s.status === "active" ? "ok" : "bad"}>{s.status}</td>
+              <td>{s.allowedHosts.join(", ") || "any"}</td>
+              <td>{formatTime(s.createdAt)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function NewShopForm(props: { csrf: string; values?: Record<string, string>; errors?: Record<string, string> }) {
+  const e = props.errors ?? {};
+  return (
+    <section class="card">
+      <h2>New shop</h2>
+      <form method="post" action="/admin/shops" class="stack narrow">
+        <CsrfField token={props.csrf} />
+        <Field label="Name" name="name" value={props.values?.name} required error={e.name} />
+        <Field
+          label="Allowed hosts"
+          name="allowedHosts"
+          value={props.values?.allowedHosts}
+          hint="Space or comma separated, e.g. shop.example *.shop.example. Empty allows any host."
+          error={firstError(e, "allowedHosts")}
+        />
+        <Field
+          label="Default postback URL"
+          name="defaultPostbackUrl"
+          type="url"
+          value={props.values?.defaultPostbackUrl}
+          error={e.defaultPostbackUrl}
+        />
+        <button type="submit">Create shop</button>
+      </form>
+    </section>
+  );
+}
+
+function firstError(errors: Record<string, string>, prefix: string): string | undefined {
+  const key = Object.keys(errors).find((k) => k === prefix || k.startsWith(prefix + "."));
+  return key ? errors[key] : undefined;
+}
+
+function SecretsOnce({ items, note }: { items: [string, string][]; note: string }) {
+  return (
+    <section class="card secret" aria-live="polite">
+      <p>
+        <strong>{note}</strong>
+      </p>
+      {items.map(([label, value]) => (
+        <div key={label} class="secret-row">
+          <span>{label}</span>
+          <code class="select-all" data-secret="">{value}</code>
+          <Island name="CopyButton" props={{ text: value, label: "Copy" }} />
+        </div>
+      ))}
+    </section>
+  );
+}
+
+function ShopDetail(props: {
+  shop: Shop;
+  keys: ApiKeyRecord[];
+  csrf: string;
+  errors?: Record<string, string>;
+  values?: Record<string, string>;
+  now: number;
+}) {
+  const { shop, csrf } = props;
+  const e = props.errors ?? {};
+  const v = props.values;
+  const overlap = shop.previousSecretExpiresAt && shop.previousSecretExpiresAt > props.now;
+  return (
+    <>
+      <p class="muted">
+        <code>{shop.id}</code> · created {formatTime(shop.createdAt)} · status{" "}
+        <strong class={shop.status === "active" ? "ok" : "bad"}>{shop.status}</strong>
+      </p>
+      <section class="card">
+        <h2>Settings</h2>
+        <form method="post" action={`/admin/shops/${shop.id}`} class="stack narrow">
+          <CsrfField token={csrf} />
+          <Field label="Name" name="name" value={v?.name ?? shop.name} required error={e.name} />
+          <Field
+            label="Allowed hosts"
+            name="allowedHosts"
+            value={v?.allowedHosts ?? shop.allowedHosts.join(" ")}
+            hint="Space or comma separated. Empty allows any host."
+            error={firstError(e, "allowedHosts")}
+          />
+          <Field
+            label="Default postback URL"
+            name="defaultPostbackUrl"
+            type="url"
+            value={v?.defaultPostbackUrl ?? shop.defaultPostbackUrl ?? ""}
+            error={e.defaultPostbackUrl}
+          />
+          <button type="submit">Save</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>API keys</h2>
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>Key</th>
+                <th>Created</th>
+                <th>Revoked</th>
+                <th></th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.keys.map((k) => (
+                <tr key={k.id}>
+                  <td>
+                    <code>{k.hint}…</code>
+                  </td>
+                  <td>{formatTime(k.createdAt)}</td>
+                  <td>{formatTime(k.revokedAt)}</td>
+                  <td>
+                    {k.revokedAt === null && (
+                      <form method="post" action={`/admin/shops/${shop.id}/keys/${k.id}/revoke`} class="inline">
+                        <CsrfField token={csrf} />
+                        <button type="submit" class="danger small">Revoke</button>
+                      </form>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        <form method="post" action={`/admin/shops/${shop.id}/keys`}>
+          <CsrfField token={csrf} />
+          <button type="submit">Create a key</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>Postback signing secret</h2>
+        <p class="muted">
+          {overlap
+            ? `Rotation in progress: the previous secret also signs until ${formatTime(shop.previousSecretExpiresAt)}.`
+            : "Rotating gives a new secret; for 24 hours postbacks carry both signatures."}
+        </p>
+        <form method="post" action={`/admin/shops/${shop.id}/rotate-secret`}>
+          <CsrfField token={csrf} />
+          <button type="submit" class="secondary">Rotate secret</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>Status</h2>
+        <form method="post" action={`/admin/shops/${shop.id}/status`}>
+          <CsrfField token={csrf} />
+          <input type="hidden" name="status" value={shop.status === "active" ? "disabled" : "active"} />
+          <button type="submit" class={shop.status === "active" ? "danger" : ""}>
+            {shop.status === "active" ? "Disable shop" : "Enable shop"}
+          </button>
+        </form>
+        <p>
+          <a href={`/admin/payments?shopId=${shop.id}`}>Payments of this shop</a> ·{" "}
+          <a href={`/admin/deliveries?shopId=${shop.id}`}>Failing postbacks</a>
+        </p>
+      </section>
+    </>
+  );
+}

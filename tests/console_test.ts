@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { createOperatorAccount } from "../lib/auth/operators.ts";
+import { updateOperatorPassword } from "../lib/db/operators.ts";
+import { hashPassword } from "../lib/auth/passwords.ts";
+import { callInit, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
+
+/** A tiny browser: keeps cookies, sends same-origin form posts with the CSRF token from the last page. */
+class Browser {
+  cookies = new Map<string, string>();
+  lastHtml = "";
+  constructor(readonly app: TestApp) {}
+
+  async request(path: string, init: RequestInit = {}) {
+    const headers = new Headers(init.headers);
+    headers.set("cookie", [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "));
+    const res = await fetch(this.app.baseUrl + path, { ...init, headers, redirect: "manual" });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(";");
+      const [k, v] = pair.split("=");
+      if (/max-age=0/i.test(c)) this.cookies.delete(k);
+      else this.cookies.set(k, v);
+    }
+    const text = await res.text();
+    if (res.headers.get("content-type")?.includes("text/html")) this.lastHtml = text;
+    return { status: res.status, text, location: res.headers.get("location"), headers: res.headers };
+  }
+
+  get(path: string) {
+    return this.request(path);
+  }
+
+  csrf(): string {
+    return this.lastHtml.match(/name="_csrf" value="([^"]+)"/)?.[1] ?? "";
+  }
+
+  post(path: string, fields: Record<string, string>, opts: { csrf?: string; origin?: string } = {}) {
+    return this.request(path, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: opts.origin ?? this.app.baseUrl,
+        "sec-fetch-site": opts.origin ? "cross-site" : "same-origin",
+      },
+      body: new URLSearchParams({ _csrf: opts.csrf ?? this.csrf(), ...fields }),
+    });
+  }
+}
+
+async function operatorBrowser(app: TestApp) {
+  const { operator } = await createOperatorAccount(app.server.ctx, "ops@example.com");
+  await updateOperatorPassword(app.kv, operator.id, await hashPassword("correct horse battery", 1000));
+  const b = new Browser(app);
+  await b.get("/admin/login");
+  const res = await b.post("/admin/login", { email: "ops@example.com", password: "correct horse battery" });
+  assert.equal(res.status, 303);
+  return b;
+}
+
+Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sign-out revokes it", async () => {
+  const app = await startTestApp();
+  try {
+    const anon = new Browser(app);
+    const page = await anon.get("/admin/payments");
+    assert.equal(page.status, 303);
+    assert.equal(page.location, "/admin/login?next=%2Fadmin%2Fpayments");
+
+    const b = await operatorBrowser(app);
+    const cookie = [...b.cookies.keys()].find((k) => k === "__Host-apay_session");
+    assert.ok(cookie);
+    const overview = await b.get("/admin");
+    assert.equal(overview.status, 200);
+    assert.match(overview.text, /Last 30 days/);
+    assert.match(overview.headers.get("content-security-policy")!, /script-src 'self'/);
+    const stolen = b.cookies.get("__Host-apay_session")!;
+
+    assert.equal((await b.post("/admin/logout", {})).status, 303);
+    const thief = new Browser(app);
+    thief.cookies.set("__Host-apay_session", stolen);
+    assert.equal((await thief.get("/admin")).status, 303, "a signed-out session token no longer works");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] a form post without the CSRF token or from another site is refused", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    await b.get("/admin/shops");
+    const noToken = await b.post("/admin/shops", { name: "Evil" }, { csrf: "" });
+    assert.equal(noToken.status, 403);
+    const crossSite = await b.post("/admin/shops", { name: "Evil" }, { origin: "https://evil.example" });
+    assert.equal(crossSite.status, 403);
+    await b.get("/admin/shops");
+    assert.ok(!b.lastHtml.includes("Evil"), "nothing was created");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] the sixth failed sign-in within 15 minutes gets 429", async () => {
+  const app = await startTestApp();
+  try {
+    await createOperatorAccount(app.server.ctx, "ops@example.com");
+    const b = new Browser(app);
+    await b.get("/admin/login");
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      statuses.push((await b.post("/admin/login", { email: "ops@example.com", password: "nope" })).status);
+    }
+    assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] creating a shop shows its key once, escapes names, and the key works", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    await b.get("/admin/shops");
+    const bad = await b.post("/admin/shops", { name: "", allowedHosts: "not a host!" });
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /class="error"/);
+    const created = await b.post("/admin/shops", { name: "<script>alert(1)</script>", allowedHosts: "127.0.0.1" });
+    assert.equal(created.status, 201);
+    assert.ok(!created.text.includes("<script>alert(1)</script>"));
+    assert.match(created.text, /&lt;script>alert\(1\)&lt;\/script>/);
+    const key = created.text.match(/apay_sk_[A-Za-z0-9_-]+/)![0];
+    const res = await callInit(app, paymentBody(), { key });
+    assert.equal(res.status, 201);
+    const list = await b.get("/admin/shops");
+    assert.ok(!list.text.includes(key), "the key is never shown again");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] payments list filters, pages with a cursor, exports CSV and shows a timeline", async () => {
+  const app = await startTestApp();
+  try {
+    for (let i = 0; i < 7; i++) {
+      await callInit(
+        app,
+        paymentBody({ id: `o-${i}`, postbackUrl: "http://127.0.0.1:9/pb", currency: i % 2 ? "USD" : "EUR" }),
+      );
+    }
+    const b = await operatorBrowser(app);
+    const all = await b.get(`/admin/payments?shopId=${app.shop.id}`);
+    assert.equal((all.text.match(/href="\/admin\/payments\/pay_/g) ?? []).length, 7);
+    const usd = await b.get(`/admin/payments?currency=usd`);
+    assert.equal((usd.text.match(/href="\/admin\/payments\/pay_/g) ?? []).length, 3);
+    const one = await b.get(`/admin/payments?shopId=${app.shop.id}&shopTxId=o-4`);
+    assert.equal((one.text.match(/href="\/admin\/payments\/pay_/g) ?? []).length, 1);
+    const csv = await b.get(`/admin/payments.csv?currency=EUR`);
+    assert.match(csv.headers.get("content-type")!, /text\/csv/);
+    assert.equal(csv.text.trim().split("\r\n").length, 1 + 4);
+    const id = all.text.match(/href="\/admin\/payments\/(pay_[^"]+)"/)![1];
+    const detail = await b.get(`/admin/payments/${id}`);
+    assert.match(detail.text, /provider initiated/);
+    assert.match(detail.text, /created/);
+  } finally {
+    await app.close();
+  }
+});
