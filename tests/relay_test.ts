@@ -143,3 +143,18 @@ Deno.test("[relay] the postback address is checked again at send time (DNS can c
   });
   await shop.close();
 });
+
+Deno.test("[relay] after a secret rotation postbacks carry both signatures for 24 hours", async () => {
+  const { rotateShopSecret } = await import("../lib/shops.ts");
+  const shop = startShopReceiver();
+  await withApp({}, async (app) => {
+    const { secret } = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: Date.now() });
+    await paidPayment(app, shop.url);
+    const r = await waitFor("the postback", () => shop.received[0]);
+    const headers = Object.fromEntries(r.headers);
+    assert.equal(headers["webhook-signature"].split(" ").length, 2);
+    new Webhook(secret).verify(r.body, headers);
+    new Webhook(app.shop.webhookSecret).verify(r.body, headers);
+  });
+  await shop.close();
+});

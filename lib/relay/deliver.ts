@@ -65,7 +65,7 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
     const res = await fetch(url, {
       method: "POST",
       headers: {
-        ...await webhookHeaders([shop.webhookSecret], d.id, timestamp, d.body),
+        ...await webhookHeaders(signingSecrets(shop, ctx.now()), d.id, timestamp, d.body),
         "user-agent": "AimbrellaPay-Postback/1",
       },
       body: d.body,
