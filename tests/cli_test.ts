@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+
+/** Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. */
+async function cli(kvPath: string, script: string, ...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `cli/${script}.ts`, ...args],
+    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", PASSWORD_ITERATIONS: "1000" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  return { code: out.code, json: out.code === 0 ? JSON.parse(stdout) : null, stderr };
+}
+
+Deno.test("[cli] shops, keys and operators from the command line", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    const created = await cli(kv, "shop", "create", "--name", "Acme", "--allowed-host", "shop.example");
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.json.shopId, /^shop_/);
+    assert.match(created.json.apiKey, /^apay_sk_/);
+    assert.match(created.json.webhookSecret, /^whsec_/);
+
+    const key = await cli(kv, "shop", "key", "create", created.json.shopId);
+    assert.match(key.json.apiKey, /^apay_sk_/);
+    const revoked = await cli(kv, "shop", "key", "revoke", created.json.shopId, key.json.keyId);
+    assert.equal(revoked.code, 0, revoked.stderr);
+
+    const list = await cli(kv, "shop", "list");
+    assert.equal(list.json.length, 1);
+    assert.deepEqual(list.json[0].allowedHosts, ["shop.example"]);
+    assert.equal(list.json[0].keys.length, 2);
+    assert.equal(list.json[0].keys.filter((k: { revokedAt: string | null }) => k.revokedAt).length, 1);
+    const listed = JSON.stringify(list.json);
+    assert.ok(
+      !listed.includes(created.json.apiKey) && !listed.includes(created.json.webhookSecret),
+      "no secrets in listings",
+    );
+
+    const bad = await cli(kv, "shop", "create", "--name", "");
+    assert.equal(bad.code, 2);
+    const unknown = await cli(kv, "payment", "show", "pay_nope");
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /not_found/);
+
+    const op = await cli(kv, "operator", "create", "ops@example.com");
+    assert.equal(op.json.email, "ops@example.com");
+    assert.ok(op.json.oneTimePassword.length >= 20);
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 2, "emails are unique");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
