@@ -36,7 +36,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
       frameAncestors: ["'none'"],
       baseUri: ["'none'"],
     },
-    referrerPolicy: "no-referrer",
+    // "same-origin" rather than "no-referrer": the latter makes browsers send "Origin: null" on our own form posts.
+    referrerPolicy: "same-origin",
   }));
 
   app.get("/healthz", async (c) => {
