@@ -1,5 +1,6 @@
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
 import { collectValues } from "./kv.ts";
+import { addActivityOps } from "./activity.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 
 const deliveryKey = (id: string) => ["deliveries", id] as const;
@@ -58,6 +59,13 @@ export async function recordDeliveryAttempt(
     .set(attemptKey(next.id, attempt.n), attempt);
   unscheduleJob(op, job(next.id), claimed.value.nextAttemptAt);
   if (next.status === "pending") scheduleJob(op, job(next.id), next.nextAttemptAt, jobs);
+  addActivityOps(op, {
+    kind: "attempt",
+    paymentId: next.paymentId,
+    shopId: next.shopId,
+    deliveryId: next.id,
+    attempt: attempt.n,
+  });
   if (next.status === "delivered") op.delete(attentionKey(next.shopId, next.id));
   else op.set(attentionKey(next.shopId, next.id), next.createdAt);
   return (await op.commit()).ok;
@@ -121,4 +129,8 @@ export async function countAttentionDeliveries(kv: Deno.Kv): Promise<{ failing: 
     failing: all.filter((d) => d.status === "pending").length,
     failed: all.filter((d) => d.status === "failed").length,
   };
+}
+
+export async function getDeliveryAttempt(kv: Deno.Kv, id: string, n: number): Promise<DeliveryAttempt | null> {
+  return (await kv.get<DeliveryAttempt>(attemptKey(id, n))).value;
 }

@@ -5,6 +5,7 @@ import { collectValues } from "./kv.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import type { ScheduleOptions } from "./jobs.ts";
 import { addStatsOps, type StatStatus } from "./stats.ts";
+import { addActivityOps } from "./activity.ts";
 import { isTerminal } from "../payments/status.ts";
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -17,6 +18,13 @@ const byShopRefKey = (shopId: string, ref: string) => ["payments_by_shop_ref", s
 const byIdempotencyKey = (shopId: string, key: string) => ["payments_by_idempotency_key", shopId, key] as const;
 const byProviderRefKey = (provider: string, ref: string) => ["payments_by_provider_ref", provider, ref] as const;
 const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentId, seq] as const;
+/** Writes a payment event and its activity-log entry into an atomic operation. */
+function addEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string, event: PaymentEvent) {
+  const eventSeq = sortableId();
+  op.set(eventKey(paymentId, eventSeq), event);
+  addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq });
+}
+
 const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
 
 /** How a request claims its payment: the shop's transaction id, an Idempotency-Key, or nothing. */
@@ -51,15 +59,12 @@ export async function createPayment(
     .check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
-    .set(byTimeKey(payment.seq), payment.id)
-    .set(
-      eventKey(payment.id, sortableId()),
-      {
-        type: "created",
-        at: payment.createdAt,
-        data: { amount: payment.amount, currency: payment.currency },
-      } satisfies PaymentEvent,
-    );
+    .set(byTimeKey(payment.seq), payment.id);
+  addEventOps(op, payment.id, payment.shopId, {
+    type: "created",
+    at: payment.createdAt,
+    data: { amount: payment.amount, currency: payment.currency },
+  });
   addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
   if (resKey) {
     const ttl = reservation.kind === "idempotency_key" ? { expireIn: IDEMPOTENCY_TTL_MS } : undefined;
@@ -124,7 +129,7 @@ export async function updatePayment(
   if (next.providerRef && next.providerRef !== entry.value.providerRef) {
     op.set(byProviderRefKey(next.provider, next.providerRef), next.id);
   }
-  for (const event of update.events ?? []) op.set(eventKey(next.id, sortableId()), event);
+  for (const event of update.events ?? []) addEventOps(op, next.id, next.shopId, event);
   if (next.status !== entry.value.status && isTerminal(next.status) && next.status !== "initiating") {
     const at = next.finalizedAt ?? next.updatedAt;
     addStatsOps(op, {
@@ -151,17 +156,22 @@ export async function markWebhookEventSeen(
   kv: Deno.Kv,
   provider: string,
   eventId: string,
-  paymentId: string,
+  payment: Payment,
   event: PaymentEvent,
 ) {
-  await kv.atomic()
-    .set(webhookSeenKey(provider, eventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS })
-    .set(eventKey(paymentId, sortableId()), event)
-    .commit();
+  const op = kv.atomic().set(webhookSeenKey(provider, eventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
+  addEventOps(op, payment.id, payment.shopId, event);
+  await op.commit();
 }
 
-export async function addPaymentEvent(kv: Deno.Kv, paymentId: string, event: PaymentEvent) {
-  await kv.set(eventKey(paymentId, sortableId()), event);
+export async function addPaymentEvent(kv: Deno.Kv, payment: Payment, event: PaymentEvent) {
+  const op = kv.atomic();
+  addEventOps(op, payment.id, payment.shopId, event);
+  await op.commit();
+}
+
+export async function getPaymentEvent(kv: Deno.Kv, paymentId: string, seq: string): Promise<PaymentEvent | null> {
+  return (await kv.get<PaymentEvent>(eventKey(paymentId, seq))).value;
 }
 
 export function listPaymentEvents(kv: Deno.Kv, paymentId: string): Promise<PaymentEvent[]> {
@@ -173,10 +183,9 @@ export function listPaymentEvents(kv: Deno.Kv, paymentId: string): Promise<Payme
  * nothing, which keeps the redirect hot path to a single read.
  */
 export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payment>, now: number) {
-  await kv.atomic().check(entry)
-    .set(paymentKey(entry.value.id), { ...entry.value, firstRedirectAt: now })
-    .set(eventKey(entry.value.id, sortableId()), { type: "buyer_redirected", at: now, data: {} } satisfies PaymentEvent)
-    .commit();
+  const op = kv.atomic().check(entry).set(paymentKey(entry.value.id), { ...entry.value, firstRedirectAt: now });
+  addEventOps(op, entry.value.id, entry.value.shopId, { type: "buyer_redirected", at: now, data: {} });
+  await op.commit();
 }
 
 /** Payment ids newest first: one shop's, or everyone's; `start`/`end` bound the ULIDs (creation time). */

@@ -30,7 +30,10 @@ export async function resendPostback(ctx: AppContext, paymentId: string): Promis
   if (!latest) throw new ValidationError("This payment has no postback to resend.");
   const now = ctx.now();
   await rescheduleDelivery(ctx.kv, latest.id, now, { queue: ctx.config.jobsQueue, now });
-  await addPaymentEvent(ctx.kv, paymentId, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
+  const payment = await getPayment(ctx.kv, paymentId);
+  if (payment) {
+    await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
+  }
   await runDelivery(ctx, latest.id);
   return (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === latest.id)!;
 }

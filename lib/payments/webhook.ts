@@ -83,8 +83,8 @@ export async function applyProviderStatus(
     const now = ctx.now();
     if (!canTransition(p.status, confirmed)) {
       if (source.webhookEventId) {
-        await markWebhookEventSeen(ctx.kv, provider, source.webhookEventId, p.id, source.event);
-      } else await addPaymentEvent(ctx.kv, p.id, source.event);
+        await markWebhookEventSeen(ctx.kv, provider, source.webhookEventId, p, source.event);
+      } else await addPaymentEvent(ctx.kv, p, source.event);
       return "unchanged";
     }
     const next: Payment = { ...p, status: confirmed, updatedAt: now, finalizedAt: isTerminal(confirmed) ? now : null };

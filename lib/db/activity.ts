@@ -1,0 +1,41 @@
+import { sortableId } from "../ids.ts";
+
+/**
+ * A global, time-ordered log of everything that happened to payments: each
+ * payment event and each postback attempt gets an entry, written in the same
+ * atomic operation as the thing it points at. Background readers (the
+ * BigQuery export, a backfill) walk it with a cursor; nothing else needs a
+ * per-write hook, so the request path pays one extra key per event.
+ */
+export type ActivityRef =
+  | { kind: "event"; paymentId: string; shopId: string; eventSeq: string }
+  | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number };
+
+const activityKey = (seq: string) => ["activity", seq] as const;
+
+/** Adds an activity entry to an atomic operation. */
+export function addActivityOps(op: Deno.AtomicOperation, ref: ActivityRef) {
+  op.set(activityKey(sortableId()), ref);
+}
+
+/** Activity entries strictly after `afterSeq` (or from `fromSeq`), oldest first. */
+export async function listActivity(
+  kv: Deno.Kv,
+  opts: { afterSeq?: string | null; fromSeq?: string; toSeq?: string; limit: number },
+): Promise<{ seq: string; ref: ActivityRef }[]> {
+  const start = opts.afterSeq ? [...activityKey(opts.afterSeq), ""] : ["activity", opts.fromSeq ?? ""];
+  const end = ["activity", opts.toSeq ?? "\uffff"];
+  const out: { seq: string; ref: ActivityRef }[] = [];
+  for await (const e of kv.list<ActivityRef>({ start, end }, { limit: opts.limit })) {
+    out.push({ seq: e.key[1] as string, ref: e.value });
+  }
+  return out;
+}
+
+/** How many entries follow `afterSeq` (the export backlog), counting at most `max`. */
+export async function countActivityAfter(kv: Deno.Kv, afterSeq: string | null, max = 100_000): Promise<number> {
+  let n = 0;
+  const start = afterSeq ? [...activityKey(afterSeq), ""] : ["activity", ""];
+  for await (const _ of kv.list({ start, end: ["activity", "\uffff"] }, { limit: max })) n++;
+  return n;
+}
