@@ -1,13 +1,14 @@
 import type { ComponentChildren } from "preact";
 
-const NAV = [
+const CONSOLE_NAV: readonly (readonly [string, string])[] = [
   ["/admin", "Overview"],
   ["/admin/shops", "Shops"],
   ["/admin/payments", "Payments"],
   ["/admin/deliveries", "Deliveries"],
+  ["/admin/stats", "Stats"],
   ["/admin/audit", "Audit log"],
   ["/internal", "Internal docs"],
-] as const;
+];
 
 /** The console's shell: navigation, sign-out, one stylesheet, one island bundle. */
 export function AdminLayout(props: {
@@ -16,14 +17,21 @@ export function AdminLayout(props: {
   email: string;
   csrf: string;
   children: ComponentChildren;
+  /** The shop portal passes its own navigation, home and sign-out. */
+  nav?: readonly (readonly [string, string])[];
+  home?: string;
+  signoutAction?: string;
 }) {
+  const nav = props.nav ?? CONSOLE_NAV;
+  const home = props.home ?? "/admin";
   return (
     <html lang="en">
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <title>{`${props.title} · AimbrellaPay console`}</title>
+        <title>{`${props.title} · AimbrellaPay`}</title>
         <link rel="stylesheet" href="/static/style.css" />
+        <link rel="stylesheet" href="/static/uplot.css" />
         <script type="module" src="/static/islands.js" defer />
       </head>
       <body class="console">
@@ -31,11 +39,11 @@ export function AdminLayout(props: {
         <header class="topbar">
           <strong class="brand">AimbrellaPay</strong>
           <nav aria-label="Console">
-            {NAV.map(([href, label]) => (
+            {nav.map(([href, label]) => (
               <a
                 key={href}
                 href={href}
-                aria-current={(href === "/admin" ? props.path === href : props.path.startsWith(href))
+                aria-current={(href === home ? props.path === href : props.path.startsWith(href))
                   ? "page"
                   : undefined}
               >
@@ -43,7 +51,7 @@ export function AdminLayout(props: {
               </a>
             ))}
           </nav>
-          <form method="post" action="/admin/logout" class="signout">
+          <form method="post" action={props.signoutAction ?? "/admin/logout"} class="signout">
             <CsrfField token={props.csrf} />
             <span class="muted">{props.email}</span> <button type="submit" class="secondary small">Sign out</button>
           </form>

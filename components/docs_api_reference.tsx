@@ -74,14 +74,14 @@ export function ApiReference(props: { spec: OpenApiDocument; specHref: string })
             <p>
               <Inline text={tag.description} />
             </p>
-            {inTag.map((o) => <OperationView key={o.op.operationId} {...o} />)}
+            {inTag.map((o) => <OperationView key={o.op.operationId} {...o} schemas={spec.components.schemas} />)}
           </section>
         );
       })}
 
       <h2 id="webhooks">Webhooks we send</h2>
       <p>Requests we make to your server. They are OpenAPI 3.1 webhooks: the name is not a path on our side.</p>
-      {hooks.map((o) => <OperationView key={o.op.operationId} {...o} webhook />)}
+      {hooks.map((o) => <OperationView key={o.op.operationId} {...o} schemas={spec.components.schemas} webhook />)}
 
       <h2 id="schemas">Schemas</h2>
       {Object.entries(spec.components.schemas).map(([name, schema]) => (
@@ -111,7 +111,7 @@ function operations(paths: Record<string, PathItem>): Op[] {
   return out;
 }
 
-function OperationView(props: Op & { webhook?: boolean }) {
+function OperationView(props: Op & { schemas: Record<string, JsonSchema>; webhook?: boolean }) {
   const { op, path, method } = props;
   const body = op.requestBody;
   return (
@@ -181,7 +181,9 @@ function OperationView(props: Op & { webhook?: boolean }) {
               <Inline text={body.description} />
             </p>
           )}
-          {Object.entries(body.content).map(([type, media]) => <Media key={type} type={type} media={media} />)}
+          {Object.entries(body.content).map(([type, media]) => (
+            <Media key={type} type={type} media={media} schemas={props.schemas} />
+          ))}
         </>
       )}
 
@@ -210,6 +212,7 @@ function OperationView(props: Op & { webhook?: boolean }) {
                     key={type}
                     type={type}
                     media={media}
+                    schemas={props.schemas}
                     compact
                   />
                 ))}
@@ -221,8 +224,11 @@ function OperationView(props: Op & { webhook?: boolean }) {
   );
 }
 
-function Media(props: { type: string; media: MediaType; compact?: boolean }) {
+/** A body: its type, its schema (a reference is linked, and shown in full unless compact) and its examples. */
+function Media(props: { type: string; media: MediaType; schemas: Record<string, JsonSchema>; compact?: boolean }) {
   const { media } = props;
+  const name = refName(media.schema);
+  const schema = name ? props.schemas[name] : media.schema;
   const examples = media.example !== undefined
     ? [{ key: "example", label: "Example", value: media.example }]
     : Object.entries(media.examples ?? {}).map(([key, e]) => ({ key, label: `Example: ${key}`, value: e.value }));
@@ -237,7 +243,7 @@ function Media(props: { type: string; media: MediaType; compact?: boolean }) {
           </>
         )}
       </p>
-      {!props.compact && !refName(media.schema) && <SchemaView schema={media.schema} />}
+      {!props.compact && schema && <SchemaView schema={schema} />}
       {examples.map((e) => (
         <details key={e.key} class="api-example">
           <summary>{e.label}</summary>
@@ -378,13 +384,12 @@ function TypeOf(props: { schema: JsonSchema }): JSX.Element {
 function Constraints(props: { schema: JsonSchema }) {
   const s = props.schema;
   const parts: string[] = [];
-  if (typeof s.minLength === "number" || typeof s.maxLength === "number") {
-    parts.push(
-      s.minLength === s.maxLength
-        ? `exactly ${s.minLength} characters`
-        : `${s.minLength ?? 0}–${s.maxLength ?? "∞"} characters`,
-    );
-  }
+  const min = typeof s.minLength === "number" ? s.minLength : null;
+  const max = typeof s.maxLength === "number" ? s.maxLength : null;
+  if (min !== null && min === max) parts.push(`exactly ${min} characters`);
+  else if (min !== null && max !== null) parts.push(`${min}–${max} characters`);
+  else if (max !== null) parts.push(`at most ${max} characters`);
+  else if (min !== null) parts.push(`at least ${min} characters`);
   if (typeof s.exclusiveMinimum === "number") parts.push(`> ${s.exclusiveMinimum}`);
   if (typeof s.minimum === "number") parts.push(`≥ ${s.minimum}`);
   if (typeof s.maximum === "number" && s.maximum < Number.MAX_SAFE_INTEGER) parts.push(`≤ ${s.maximum}`);

@@ -1,6 +1,6 @@
 import type { SequenceDiagram as Diagram } from "../lib/docs/sequence.ts";
 
-const COL = 190;
+const COL = 205;
 const BOX_W = 150;
 const BOX_H = 34;
 const TOP = 10;
@@ -88,7 +88,9 @@ export function SequenceDiagram(props: { diagram: Diagram; id: string }) {
                   stroke-dasharray={m.answer ? "6 4" : undefined}
                   marker-end={`url(#${id}-arrow)`}
                 />
-                <text x={(x(m.from) + x(m.to)) / 2} y={y - 7} text-anchor="middle">{`${n + 1}. ${m.label}`}</text>
+                <text class="label" x={(x(m.from) + x(m.to)) / 2} y={y - 7} text-anchor="middle">
+                  {`${n + 1}. ${m.label}`}
+                </text>
               </g>
             );
           })}

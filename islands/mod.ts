@@ -1,6 +1,7 @@
 /** Every island, by the name pages use; shared by the server renderer and the browser entry. */
 import BarChart from "./bar_chart.tsx";
 import CopyButton from "./copy_button.tsx";
+import TimeChart from "./time_chart.tsx";
 
-export const islands = { BarChart, CopyButton } as const;
+export const islands = { BarChart, CopyButton, TimeChart } as const;
 export type IslandName = keyof typeof islands;

@@ -28,6 +28,10 @@ const EnvSchema = z.object({
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PASSWORD_ITERATIONS: z.coerce.number().int().min(1000).default(600_000),
+  METABASE_SITE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  METABASE_SECRET_KEY: optionalText,
+  METABASE_OPERATOR_DASHBOARD_ID: z.coerce.number().int().positive().optional(),
+  METABASE_SHOP_DASHBOARD_ID: z.coerce.number().int().positive().optional(),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -60,6 +64,15 @@ export interface Config {
   sessionSecret?: string;
   /** PBKDF2 iterations for new operator passwords. */
   passwordIterations: number;
+  /** Signed Metabase embedding; undefined = the built-in charts. */
+  metabase?: MetabaseConfig;
+}
+
+export interface MetabaseConfig {
+  siteUrl: string;
+  secretKey: string;
+  operatorDashboardId: number;
+  shopDashboardId: number;
 }
 
 export class ConfigError extends Error {}
@@ -87,7 +100,28 @@ export function loadConfig(env: Env): Config {
       webhookSecret: e.BANSKY_WEBHOOK_SECRET!,
     }
     : undefined;
+  const metabaseParts = [
+    e.METABASE_SITE_URL,
+    e.METABASE_SECRET_KEY,
+    e.METABASE_OPERATOR_DASHBOARD_ID,
+    e.METABASE_SHOP_DASHBOARD_ID,
+  ];
+  const metabaseCount = metabaseParts.filter((v) => v !== undefined).length;
+  if (metabaseCount > 0 && metabaseCount < 4) {
+    throw new ConfigError(
+      "Invalid configuration:\n  METABASE_SITE_URL, METABASE_SECRET_KEY, METABASE_OPERATOR_DASHBOARD_ID and METABASE_SHOP_DASHBOARD_ID must be set together",
+    );
+  }
+  const metabase = metabaseCount === 4
+    ? {
+      siteUrl: e.METABASE_SITE_URL!.replace(/\/+$/, ""),
+      secretKey: e.METABASE_SECRET_KEY!,
+      operatorDashboardId: e.METABASE_OPERATOR_DASHBOARD_ID!,
+      shopDashboardId: e.METABASE_SHOP_DASHBOARD_ID!,
+    }
+    : undefined;
   return {
+    metabase,
     port: e.PORT,
     hostname: e.HOSTNAME,
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),

@@ -72,3 +72,34 @@ export async function overview(kv: Deno.Kv, now: number, shopId?: string): Promi
     postbacks: await countAttentionDeliveries(kv),
   };
 }
+
+export interface DailyPoint {
+  day: string;
+  created: number;
+  succeeded: number;
+  settled: number;
+  successRate: number | null;
+  /** Succeeded volume per currency, in minor units. */
+  volume: Record<string, number>;
+  meanSecondsToPay: number | null;
+}
+
+/** One point per UTC day over the last `days` days, oldest first (the built-in charts). */
+export async function dailySeries(kv: Deno.Kv, now: number, days: number, shopId?: string): Promise<DailyPoint[]> {
+  const rows = await readStats(kv, utcDay(now - (days - 1) * 86_400_000), utcDay(now), shopId);
+  const out: DailyPoint[] = [];
+  for (let i = days - 1; i >= 0; i--) {
+    const day = utcDay(now - i * 86_400_000);
+    const s = summarize(rows.filter((r) => r.day === day));
+    out.push({
+      day,
+      created: s.created,
+      succeeded: s.succeeded,
+      settled: s.succeeded + s.failed + s.expired,
+      successRate: s.successRate,
+      volume: s.volume,
+      meanSecondsToPay: s.meanSecondsToPay,
+    });
+  }
+  return out;
+}

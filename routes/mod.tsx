@@ -14,6 +14,8 @@ import { staticRoutes } from "./static.ts";
 import { renderPage } from "../components/html.tsx";
 import { MessagePage } from "../components/message_page.tsx";
 import { consoleRoutes } from "./admin/mod.tsx";
+import { portalRoutes } from "./portal/mod.tsx";
+import { publicDocsRoutes } from "./docs/mod.tsx";
 import type { Context } from "hono";
 
 export interface AppOptions {
@@ -33,6 +35,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
       scriptSrc: ["'self'"],
       connectSrc: ["'self'"],
       imgSrc: ["'self'", "data:"],
+      // Only the configured Metabase may be framed (signed dashboards).
+      frameSrc: ctx.config.metabase ? [new URL(ctx.config.metabase.siteUrl).origin] : ["'none'"],
       frameAncestors: ["'none'"],
       baseUri: ["'none'"],
     },
@@ -50,6 +54,11 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/api", webhookRoutes(ctx));
   app.route("/integration", integrationRoutes(ctx));
   app.route("/admin", consoleRoutes(ctx));
+  app.route("/portal", portalRoutes(ctx));
+  // Public documentation at /docs and the OpenAPI document at /openapi.json.
+  app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
+  // TODO(lead): mount internalDocsRoutes() (routes/docs/internal.tsx) at /internal behind operator auth,
+  // e.g. app.use("/internal/*", requireOperator(ctx)); app.route("/internal", internalDocsRoutes()). Not unprotected.
   if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
   if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
 
@@ -76,7 +85,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
 
 /** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 function isPagePath(path: string): boolean {
-  return /^\/(admin|internal|docs|demo|integration)(\/|$)/.test(path);
+  return /^\/(admin|portal|internal|docs|demo|integration)(\/|$)/.test(path);
 }
 
 function errorPage(c: Context, err: Error) {

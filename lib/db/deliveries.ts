@@ -123,8 +123,11 @@ export async function listAttentionDeliveries(
   return out.sort((a, b) => b.updatedAt - a.updatedAt).slice(0, opts.limit);
 }
 
-export async function countAttentionDeliveries(kv: Deno.Kv): Promise<{ failing: number; failed: number }> {
-  const all = await listAttentionDeliveries(kv, { limit: 100_000 });
+export async function countAttentionDeliveries(
+  kv: Deno.Kv,
+  shopId?: string,
+): Promise<{ failing: number; failed: number }> {
+  const all = await listAttentionDeliveries(kv, { shopId, limit: 100_000 });
   return {
     failing: all.filter((d) => d.status === "pending").length,
     failed: all.filter((d) => d.status === "failed").length,

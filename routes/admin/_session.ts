@@ -10,16 +10,16 @@ import { randomId } from "../../lib/ids.ts";
 export const SESSION_COOKIE = "__Host-apay_session";
 export const CSRF_COOKIE = "__Host-apay_csrf";
 
-export type ConsoleEnv = {
-  Variables: { operator: Operator; session: Session; csrf: string; form: Record<string, string> };
-};
+/** What the CSRF middleware gives every form page: the token to embed and the parsed form fields. */
+export type CsrfEnv = { Variables: { csrf: string; form: Record<string, string> } };
+export type ConsoleEnv = { Variables: CsrfEnv["Variables"] & { operator: Operator; session: Session } };
 
 /**
  * CSRF defence for every form: the request must come from our own pages
  * (Sec-Fetch-Site / Origin) and echo the random token from our `__Host-`
  * cookie (double submit). GETs get the cookie set so forms can carry it.
  */
-export function csrfProtection(ctx: AppContext): MiddlewareHandler<ConsoleEnv> {
+export function csrfProtection(ctx: AppContext): MiddlewareHandler<CsrfEnv> {
   const ourOrigin = new URL(ctx.config.publicBaseUrl).origin;
   return async (c, next) => {
     let token = getCookie(c, CSRF_COOKIE);

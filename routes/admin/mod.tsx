@@ -7,6 +7,7 @@ import { shopRoutes } from "./shops.tsx";
 import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
 import { auditRoutes } from "./audit.tsx";
+import { statsRoutes } from "./stats.tsx";
 
 const PUBLIC_PATHS = new Set(["/admin/login"]);
 
@@ -23,5 +24,6 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/payments", paymentRoutes(ctx));
   app.route("/deliveries", deliveryRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
+  app.route("/stats", statsRoutes(ctx));
   return app;
 }

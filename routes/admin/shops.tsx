@@ -15,6 +15,7 @@ import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
 import type { ConsoleEnv } from "./_session.ts";
+import { createPortalLink } from "../../lib/auth/portal.ts";
 
 /** Shops: list, create, edit, disable; keys; signing-secret rotation. */
 export function shopRoutes(ctx: AppContext) {
@@ -133,6 +134,14 @@ export function shopRoutes(ctx: AppContext) {
   app.post("/:id/keys/:keyId/revoke", async (c) => {
     await revokeShopKey(ctx.kv, c.req.param("id"), c.req.param("keyId"), ctx.now(), c.var.operator.email);
     return detail(c, { flash: "Key revoked: it fails from the next request on." });
+  });
+
+  app.post("/:id/portal-link", async (c) => {
+    const link = await createPortalLink(ctx, c.req.param("id"), c.var.operator.email);
+    return detail(c, {
+      secrets: [["Portal sign-in link (single use, 24 h)", link]],
+      flash: "Send this link to the shop's staff: it signs them in to their own portal once.",
+    });
   });
 
   app.post("/:id/rotate-secret", async (c) => {
@@ -330,6 +339,10 @@ function ShopDetail(props: {
           <button type="submit" class={shop.status === "active" ? "danger" : ""}>
             {shop.status === "active" ? "Disable shop" : "Enable shop"}
           </button>
+        </form>
+        <form method="post" action={`/admin/shops/${shop.id}/portal-link`}>
+          <CsrfField token={csrf} />
+          <button type="submit" class="secondary">Create a portal sign-in link</button>
         </form>
         <p>
           <a href={`/admin/payments?shopId=${shop.id}`}>Payments of this shop</a> ·{" "}

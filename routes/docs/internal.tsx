@@ -19,6 +19,9 @@ export function internalDocsRoutes(opts: { basePath?: string } = {}) {
   const app = new Hono();
   app.get("/", (c) => docResponse(c, library, "", SHELL, CACHE));
   app.get("/:slug{[a-z0-9-]+}", (c) => docResponse(c, library, c.req.param("slug"), SHELL, CACHE));
-  app.get("*", (c) => docResponse(c, library, "/", SHELL, CACHE));
+  app.get("*", (c) => {
+    if (c.req.path === `${library.href("")}/`) return c.redirect(library.href(""), 301);
+    return docResponse(c, library, "/", SHELL, CACHE);
+  });
   return app;
 }

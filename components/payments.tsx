@@ -1,0 +1,174 @@
+import { formatAmount } from "../lib/money.ts";
+import type { describePayment } from "../lib/payments/admin.ts";
+import type { PaymentFilter } from "../lib/payments/search.ts";
+import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
+import type { Payment } from "../lib/payments/types.ts";
+import { CsrfField, formatTime } from "./admin_layout.tsx";
+
+/** Payment list, filters and detail, shared by the operator console and the shop portal. */
+export function FilterForm(
+  { filter, shops, basePath }: { filter: PaymentFilter; shops?: [string, string][]; basePath: string },
+) {
+  return (
+    <form method="get" action={basePath} class="filters" role="search">
+      {shops && (
+        <label>
+          Shop
+          <select name="shopId">
+            <option value="">All shops</option>
+            {shops.map(([id, name]) => <option key={id} value={id} selected={filter.shopId === id}>{name}</option>)}
+          </select>
+        </label>
+      )}
+      <label>
+        Status
+        <select name="status">
+          <option value="">Any</option>
+          {PAYMENT_STATUSES.map((s) => <option key={s} value={s} selected={filter.status === s}>{s}</option>)}
+        </select>
+      </label>
+      <label>
+        From <input type="date" name="from" value={filter.from ?? ""} />
+      </label>
+      <label>
+        To <input type="date" name="to" value={filter.to ?? ""} />
+      </label>
+      <label>
+        Currency <input name="currency" size={4} maxLength={3} value={filter.currency ?? ""} />
+      </label>
+      <label>
+        Email <input type="email" name="email" value={filter.email ?? ""} />
+      </label>
+      <label>
+        Shop's id <input name="shopTxId" value={filter.shopTxId ?? ""} />
+      </label>
+      <button type="submit">Filter</button>
+    </form>
+  );
+}
+
+export function PaymentTable({ payments, basePath }: { payments: Payment[]; basePath: string }) {
+  if (!payments.length) return <p class="muted">No payments match.</p>;
+  return (
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th>Created</th>
+            <th>Payment</th>
+            <th>Shop's id</th>
+            <th>Amount</th>
+            <th>Status</th>
+            <th>Email</th>
+          </tr>
+        </thead>
+        <tbody>
+          {payments.map((p) => (
+            <tr key={p.id}>
+              <td>{formatTime(p.createdAt)}</td>
+              <td>
+                <a href={`${basePath}/${p.id}`}>
+                  <code>{p.id}</code>
+                </a>
+              </td>
+              <td>{p.shopTxId ?? "—"}</td>
+              <td class="num">{formatAmount(p.amount, p.currency)}</td>
+              <td class={`status-${p.status}`}>{p.status}</td>
+              <td>{p.email}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+export type PaymentInfo = Awaited<ReturnType<typeof describePayment>>;
+
+interface TimelineItem {
+  at: number;
+  what: string;
+  detail: string;
+}
+
+/** Events and postback attempts, merged in time order. */
+function timeline(info: PaymentInfo): TimelineItem[] {
+  const items: TimelineItem[] = info.events.map((e) => ({
+    at: e.at,
+    what: e.type.replace(/_/g, " "),
+    detail: Object.entries(e.data).map(([k, v]) => `${k}: ${v}`).join(", "),
+  }));
+  for (const d of info.deliveries) {
+    for (const a of d.attemptLog) {
+      items.push({
+        at: a.at,
+        what: `postback attempt ${a.n}`,
+        detail: `${a.statusCode ?? "no answer"} in ${a.latencyMs} ms${a.error ? ` · ${a.error}` : ""}${
+          a.responseStart ? ` · “${a.responseStart.slice(0, 120)}”` : ""
+        }`,
+      });
+    }
+  }
+  return items.sort((a, b) => a.at - b.at);
+}
+
+export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: string; canRecheck: boolean }) {
+  const p = props.payment;
+  const fields: [string, string | null][] = [
+    ["Payment id", p.id],
+    ["Shop", p.shopId],
+    ["Shop's id", p.shopTxId],
+    ["Status", p.status],
+    ["Amount", formatAmount(p.amount, p.currency)],
+    ["Type", p.type],
+    ["Email", p.email],
+    ["Name", p.name],
+    ["Success URL", p.successUrl],
+    ["Error URL", p.errorUrl],
+    ["Postback URL", p.postbackUrl],
+    ["Provider", `${p.provider} ${p.providerRef ?? ""}`],
+    ["Created", formatTime(p.createdAt)],
+    ["Updated", formatTime(p.updatedAt)],
+    ["Settled", formatTime(p.finalizedAt)],
+    ["Last error", p.lastError],
+  ];
+  return (
+    <>
+      <dl class="fields">
+        {fields.map(([k, v]) => [<dt key={k + "t"}>{k}</dt>, <dd key={k + "d"}>{v ?? "—"}</dd>])}
+      </dl>
+      <div class="actions">
+        {props.canRecheck && (
+          <form method="post" action={`${props.basePath}/${p.id}/recheck`} class="inline">
+            <CsrfField token={props.csrf} />
+            <button type="submit" class="secondary">Re-check status with the provider</button>
+          </form>
+        )}
+        {props.deliveries.length > 0 && (
+          <form method="post" action={`${props.basePath}/${p.id}/resend`} class="inline">
+            <CsrfField token={props.csrf} />
+            <button type="submit">Resend postback</button>
+          </form>
+        )}
+      </div>
+      <h2>Postbacks</h2>
+      {props.deliveries.length === 0
+        ? <p class="muted">None: the shop gave no id, or the payment is not settled.</p>
+        : props.deliveries.map((d) => (
+          <p key={d.id}>
+            <code>{d.id}</code> {d.eventType} → {d.url}:{" "}
+            <strong class={d.status === "delivered" ? "ok" : "bad"}>{d.status}</strong> after {d.attempts}{" "}
+            attempt{d.attempts === 1 ? "" : "s"}
+          </p>
+        ))}
+      <h2>Timeline</h2>
+      <ol class="timeline">
+        {timeline(props).map((t, i) => (
+          <li key={i}>
+            <time>{formatTime(t.at)}</time> <strong>{t.what}</strong> <span class="muted">{t.detail}</span>
+          </li>
+        ))}
+      </ol>
+    </>
+  );
+}

@@ -1,0 +1,66 @@
+import { currencyExponent } from "../lib/money.ts";
+import type { DailyPoint } from "../lib/stats.ts";
+import { Island } from "./island.tsx";
+
+/** The built-in charts: payments, success rate, volume per currency, time to pay, postback health. */
+export function BuiltInStats(props: { points: DailyPoint[]; postbacks: { failing: number; failed: number } }) {
+  const days = props.points.map((p) => p.day);
+  const currencies = [...new Set(props.points.flatMap((p) => Object.keys(p.volume)))].sort();
+  return (
+    <>
+      <p class="muted">
+        Built-in statistics from counters kept with every payment change (UTC days). Postbacks now:{" "}
+        <strong>{props.postbacks.failing}</strong> retrying, <strong>{props.postbacks.failed}</strong> failed.
+      </p>
+      <Island
+        name="TimeChart"
+        props={{
+          title: "Payments per day",
+          days,
+          series: [
+            { label: "created", values: props.points.map((p) => p.created) },
+            { label: "succeeded", values: props.points.map((p) => p.succeeded) },
+          ],
+        }}
+      />
+      <Island
+        name="TimeChart"
+        props={{
+          title: "Success rate of settled payments",
+          days,
+          unit: "%",
+          series: [{
+            label: "success rate",
+            values: props.points.map((p) => (p.successRate === null ? null : Math.round(p.successRate * 1000) / 10)),
+          }],
+        }}
+      />
+      <Island
+        name="TimeChart"
+        props={{
+          title: "Succeeded volume per day",
+          days,
+          series: currencies.map((c) => ({
+            label: c,
+            // Major units for reading; the counters themselves stay integer minor units.
+            values: props.points.map((p) => (p.volume[c] ?? 0) / 10 ** currencyExponent(c)),
+          })),
+        }}
+      />
+      <Island
+        name="TimeChart"
+        props={{
+          title: "Mean time to pay",
+          days,
+          unit: " s",
+          series: [{ label: "seconds", values: props.points.map((p) => p.meanSecondsToPay) }],
+        }}
+      />
+    </>
+  );
+}
+
+/** A Metabase dashboard embedded with a signed, short-lived URL. */
+export function EmbeddedDashboard({ url, title }: { url: string; title: string }) {
+  return <iframe class="dashboard" src={url} title={title} loading="lazy" />;
+}

@@ -1,0 +1,96 @@
+import { jwtVerify, SignJWT } from "jose";
+import type { AppContext } from "../context.ts";
+import { writeAudit } from "../db/audit.ts";
+import {
+  createPortalSession,
+  deletePortalSession,
+  getPortalSession,
+  type PortalSession,
+  useSigninLink,
+} from "../db/portal.ts";
+import { getShop } from "../db/shops.ts";
+import { AppError, NotFoundError } from "../errors.ts";
+import { randomId } from "../ids.ts";
+import { SESSION_TTL_MS } from "./operators.ts";
+
+const LINK_TTL_MS = 24 * 60 * 60 * 1000;
+/** Link and session tokens share the signing key but never validate as each other. */
+const LINK_AUDIENCE = "portal-link";
+const SESSION_AUDIENCE = "portal-session";
+
+/** A single-use sign-in link for a shop's staff, valid 24 hours; created by an operator. */
+export async function createPortalLink(ctx: AppContext, shopId: string, actor: string): Promise<string> {
+  if (!(await getShop(ctx.kv, shopId))) throw new NotFoundError("Unknown shop.");
+  const now = ctx.now();
+  const token = await new SignJWT({})
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(shopId)
+    .setAudience(LINK_AUDIENCE)
+    .setJti(randomId("lnk"))
+    .setIssuedAt(Math.floor(now / 1000))
+    .setExpirationTime(Math.floor((now + LINK_TTL_MS) / 1000))
+    .sign(ctx.sessionKey);
+  await writeAudit(ctx.kv, { at: now, actor, action: "portal.link", target: shopId, before: null, after: null });
+  return `${ctx.config.publicBaseUrl}/portal/signin?token=${encodeURIComponent(token)}`;
+}
+
+/** Checks a sign-in link without using it up (the confirmation page). */
+export async function peekPortalLink(ctx: AppContext, token: string): Promise<{ shopId: string; jti: string }> {
+  try {
+    const { payload } = await jwtVerify(token, ctx.sessionKey, {
+      algorithms: ["HS256"],
+      audience: LINK_AUDIENCE,
+      currentDate: new Date(ctx.now()),
+    });
+    if (!payload.sub || !payload.jti) throw new Error("incomplete");
+    return { shopId: payload.sub, jti: payload.jti };
+  } catch {
+    throw new AppError(401, "invalid_link", "This sign-in link is invalid or expired. Ask your contact for a new one.");
+  }
+}
+
+/** Uses a sign-in link (once) and opens a portal session for its shop. */
+export async function signInWithLink(ctx: AppContext, token: string): Promise<string> {
+  const { shopId, jti } = await peekPortalLink(ctx, token);
+  if (!(await useSigninLink(ctx.kv, jti, LINK_TTL_MS))) {
+    throw new AppError(401, "invalid_link", "This sign-in link was already used. Ask your contact for a new one.");
+  }
+  const now = ctx.now();
+  const session: PortalSession = { id: randomId("pses"), shopId, createdAt: now, expiresAt: now + SESSION_TTL_MS };
+  await createPortalSession(ctx.kv, session);
+  await writeAudit(ctx.kv, {
+    at: now,
+    actor: `portal:${shopId}`,
+    action: "portal.signin",
+    target: shopId,
+    before: null,
+    after: null,
+  });
+  return await new SignJWT({ sid: session.id })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(shopId)
+    .setAudience(SESSION_AUDIENCE)
+    .setExpirationTime(Math.floor(session.expiresAt / 1000))
+    .sign(ctx.sessionKey);
+}
+
+export async function authenticatePortal(ctx: AppContext, token: string | undefined): Promise<PortalSession | null> {
+  if (!token) return null;
+  try {
+    const { payload } = await jwtVerify(token, ctx.sessionKey, {
+      algorithms: ["HS256"],
+      audience: SESSION_AUDIENCE,
+      currentDate: new Date(ctx.now()),
+    });
+    const session = typeof payload.sid === "string" ? await getPortalSession(ctx.kv, payload.sid) : null;
+    if (!session || session.shopId !== payload.sub || session.expiresAt <= ctx.now()) return null;
+    const shop = await getShop(ctx.kv, session.shopId);
+    return shop?.status === "active" ? session : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function signOutPortal(ctx: AppContext, session: PortalSession) {
+  await deletePortalSession(ctx.kv, session.id);
+}

@@ -1,0 +1,221 @@
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { getCookie, setCookie } from "hono/cookie";
+import type { AppContext } from "../../lib/context.ts";
+import { authenticatePortal, peekPortalLink, signInWithLink, signOutPortal } from "../../lib/auth/portal.ts";
+import { SESSION_TTL_MS } from "../../lib/auth/operators.ts";
+import { dashboardEmbedUrl } from "../../lib/analytics/metabase.ts";
+import { writeAudit } from "../../lib/db/audit.ts";
+import { countAttentionDeliveries, listAttentionDeliveries } from "../../lib/db/deliveries.ts";
+import type { PortalSession } from "../../lib/db/portal.ts";
+import { getShop } from "../../lib/db/shops.ts";
+import { AppError, NotFoundError } from "../../lib/errors.ts";
+import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
+import { getShopPayment } from "../../lib/payments/query.ts";
+import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payments/search.ts";
+import { dailySeries } from "../../lib/stats.ts";
+import { Page, renderPage } from "../../components/html.tsx";
+import { AdminLayout, CsrfField, Flash, formatTime } from "../../components/admin_layout.tsx";
+import { FilterForm, PaymentDetail, PaymentTable } from "../../components/payments.tsx";
+import { BuiltInStats, EmbeddedDashboard } from "../../components/stats_view.tsx";
+import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
+import { doneMessage } from "../admin/payments.tsx";
+import type { ComponentChildren } from "preact";
+
+const PORTAL_COOKIE = "__Host-apay_portal";
+const NAV = [["/portal", "Stats"], ["/portal/payments", "Payments"], ["/portal/deliveries", "Postbacks"]] as const;
+
+type PortalEnv = { Variables: CsrfEnv["Variables"] & { portal: PortalSession; shopName: string } };
+
+/**
+ * The shop portal: a shop's own staff, signed in through a single-use link
+ * from an operator, see their payments, postbacks and stats, and nothing of
+ * any other shop (other shops' payments are simply not found).
+ */
+export function portalRoutes(ctx: AppContext) {
+  const app = new Hono<PortalEnv>();
+  app.use(csrfProtection(ctx));
+
+  app.get("/signin", async (c) => {
+    const token = c.req.query("token") ?? "";
+    const { shopId } = await peekPortalLink(ctx, token);
+    const shop = await getShop(ctx.kv, shopId);
+    // A button, not an automatic sign-in: link scanners in mail clients must not use the link up.
+    return c.html(renderPage(
+      <Page title="Sign in · AimbrellaPay">
+        <h1>Sign in to {shop?.name ?? "your shop"}</h1>
+        <p>This link works once and signs you in for 12 hours.</p>
+        <form method="post" action="/portal/signin">
+          <CsrfField token={c.var.csrf} />
+          <input type="hidden" name="token" value={token} />
+          <button type="submit">Continue</button>
+        </form>
+      </Page>,
+    ));
+  });
+
+  app.post("/signin", async (c) => {
+    const session = await signInWithLink(ctx, c.var.form.token ?? "");
+    setCookie(c, PORTAL_COOKIE, session, {
+      path: "/",
+      secure: true,
+      httpOnly: true,
+      sameSite: "Strict",
+      maxAge: SESSION_TTL_MS / 1000,
+    });
+    return c.redirect("/portal", 303);
+  });
+
+  app.use(requirePortal(ctx));
+
+  const layout = (c: Context<PortalEnv>, title: string, children: ComponentChildren) =>
+    renderPage(
+      <AdminLayout
+        title={title}
+        path={c.req.path}
+        email={c.var.shopName}
+        csrf={c.var.csrf}
+        nav={NAV}
+        home="/portal"
+        signoutAction="/portal/logout"
+      >
+        {children}
+      </AdminLayout>,
+    );
+
+  app.post("/logout", async (c) => {
+    await signOutPortal(ctx, c.var.portal);
+    setCookie(c, PORTAL_COOKIE, "", { path: "/", secure: true, httpOnly: true, sameSite: "Strict", maxAge: 0 });
+    return c.html(renderPage(<Page title="Signed out">{<h1>You are signed out.</h1>}</Page>));
+  });
+
+  app.get("/", async (c) => {
+    const shopId = c.var.portal.shopId;
+    const mb = ctx.config.metabase;
+    const body = mb
+      ? <EmbeddedDashboard url={await dashboardEmbedUrl(mb, { kind: "shop", shopId }, ctx.now())} title="Your stats" />
+      : (
+        <BuiltInStats
+          points={await dailySeries(ctx.kv, ctx.now(), 30, shopId)}
+          postbacks={await countAttentionDeliveries(ctx.kv, shopId)}
+        />
+      );
+    return c.html(layout(c, "Stats", body));
+  });
+
+  app.get("/payments", async (c) => {
+    // The shop filter is forced to the session's shop, whatever the query says.
+    const filter = { ...parsePaymentFilter(c.req.query()), shopId: c.var.portal.shopId };
+    const page = await searchPayments(ctx.kv, filter, { limit: 50, cursor: c.req.query("cursor")?.slice(0, 40) });
+    const { shopId: _, ...shown } = filter;
+    const qs = new URLSearchParams(Object.entries(shown).filter(([, v]) => v) as [string, string][]);
+    return c.html(layout(
+      c,
+      "Payments",
+      <>
+        <FilterForm filter={shown} basePath="/portal/payments" />
+        <p>
+          <a href={`/portal/payments.csv?${qs}`} download>Export these as CSV</a>
+        </p>
+        <PaymentTable payments={page.payments} basePath="/portal/payments" />
+        {page.cursor && (
+          <a class="button secondary" href={`/portal/payments?${qs}&cursor=${encodeURIComponent(page.cursor)}`}>
+            Older payments
+          </a>
+        )}
+      </>,
+    ));
+  });
+
+  app.get("/payments.csv", (c) => {
+    const filter = { ...parsePaymentFilter(c.req.query()), shopId: c.var.portal.shopId };
+    return c.body(paymentsCsv(ctx.kv, filter), 200, {
+      "content-type": "text/csv; charset=utf-8",
+      "content-disposition": `attachment; filename="payments.csv"`,
+    });
+  });
+
+  app.get("/payments/:id", async (c) => {
+    const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
+    const info = await describePayment(ctx, payment.id);
+    return c.html(layout(
+      c,
+      "Payment",
+      <>
+        {c.req.query("done") && <Flash kind="ok">{doneMessage(c.req.query("done")!)}</Flash>}
+        <PaymentDetail {...info} csrf={c.var.csrf} basePath="/portal/payments" canRecheck={false} />
+      </>,
+    ));
+  });
+
+  app.post("/payments/:id/resend", async (c) => {
+    const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
+    const d = await resendPostback(ctx, payment.id);
+    await writeAudit(ctx.kv, {
+      at: ctx.now(),
+      actor: `portal:${c.var.portal.shopId}`,
+      action: "postback.resend",
+      target: payment.id,
+      before: null,
+      after: { deliveryId: d.id, status: d.status },
+    });
+    return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
+  });
+
+  app.get("/deliveries", async (c) => {
+    const deliveries = await listAttentionDeliveries(ctx.kv, { shopId: c.var.portal.shopId, limit: 200 });
+    return c.html(layout(
+      c,
+      "Postbacks",
+      deliveries.length === 0 ? <p>No failing postbacks.</p> : (
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>Updated</th>
+                <th>Payment</th>
+                <th>Status</th>
+                <th>Attempts</th>
+                <th>Last error</th>
+              </tr>
+            </thead>
+            <tbody>
+              {deliveries.map((d) => (
+                <tr key={d.id}>
+                  <td>{formatTime(d.updatedAt)}</td>
+                  <td>
+                    <a href={`/portal/payments/${d.paymentId}`}>
+                      <code>{d.paymentId}</code>
+                    </a>
+                  </td>
+                  <td>{d.status === "pending" ? "retrying" : d.status}</td>
+                  <td class="num">{d.attempts}</td>
+                  <td>{d.lastStatusCode ?? ""} {d.lastError ?? ""}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ),
+    ));
+  });
+  return app;
+}
+
+function requirePortal(ctx: AppContext): MiddlewareHandler<PortalEnv> {
+  return async (c, next) => {
+    const session = await authenticatePortal(ctx, getCookie(c, PORTAL_COOKIE));
+    if (!session) {
+      throw new AppError(401, "signin_required", "Please sign in with the link your AimbrellaPay contact sent you.");
+    }
+    c.set("portal", session);
+    c.set("shopName", (await getShop(ctx.kv, session.shopId))?.name ?? session.shopId);
+    await next();
+  };
+}
+
+/** A payment of the signed-in shop; any other id is "not found", never "forbidden". */
+async function ownPayment(ctx: AppContext, session: PortalSession, paymentId: string) {
+  const shop = await getShop(ctx.kv, session.shopId);
+  if (!shop) throw new NotFoundError();
+  return await getShopPayment(ctx, shop, paymentId);
+}

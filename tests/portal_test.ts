@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { jwtVerify } from "jose";
+import { createPortalLink } from "../lib/auth/portal.ts";
+import { readStats } from "../lib/db/stats.ts";
+import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
+import { createShop } from "../lib/shops.ts";
+import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "./_helpers.ts";
+
+/** Cookie-keeping fetch with the CSRF token of the last page, as a browser would send it. */
+function browser(app: TestApp) {
+  const cookies = new Map<string, string>();
+  let last = "";
+  const request = async (path: string, init: RequestInit = {}) => {
+    const headers = new Headers(init.headers);
+    headers.set("cookie", [...cookies].map(([k, v]) => `${k}=${v}`).join("; "));
+    const res = await fetch(path.startsWith("http") ? path : app.baseUrl + path, {
+      ...init,
+      headers,
+      redirect: "manual",
+    });
+    for (const c of res.headers.getSetCookie()) {
+      const [k, v] = c.split(";")[0].split("=");
+      cookies.set(k, v);
+    }
+    const text = await res.text();
+    last = text;
+    return { status: res.status, text, location: res.headers.get("location"), headers: res.headers };
+  };
+  const post = (path: string, fields: Record<string, string>) =>
+    request(path, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: app.baseUrl,
+        "sec-fetch-site": "same-origin",
+      },
+      body: new URLSearchParams({ _csrf: last.match(/name="_csrf" value="([^"]+)"/)?.[1] ?? "", ...fields }),
+    });
+  return { request, post, cookies };
+}
+
+async function signInPortal(app: TestApp, shopId: string) {
+  const link = await createPortalLink(app.server.ctx, shopId, "ops@example.com");
+  const b = browser(app);
+  const page = await b.request(link);
+  assert.equal(page.status, 200);
+  assert.match(page.text, /Continue/);
+  const token = new URL(link).searchParams.get("token")!;
+  const res = await b.post("/portal/signin", { token });
+  assert.equal(res.status, 303);
+  return { b, link, token };
+}
+
+Deno.test("[portal] a single-use link signs shop staff in; they see only their own payments", async () => {
+  const app = await startTestApp();
+  try {
+    const mine = await callInit(app, paymentBody({ id: "mine-1", postbackUrl: "http://127.0.0.1:9/pb" }));
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const theirs = await callInit(app, paymentBody({ id: "theirs-1", postbackUrl: "http://127.0.0.1:9/pb" }), {
+      key: other.apiKey,
+    });
+    assert.equal(theirs.status, 201);
+
+    const { b, token } = await signInPortal(app, app.shop.id);
+    const list = await b.request("/portal/payments");
+    assert.equal(list.status, 200);
+    assert.match(list.text, new RegExp(mine.body.id));
+    assert.ok(!list.text.includes(theirs.body.id));
+    // Asking for another shop in the query changes nothing.
+    const sneaky = await b.request(`/portal/payments?shopId=${other.shop.id}`);
+    assert.ok(!sneaky.text.includes(theirs.body.id));
+    assert.equal((await b.request(`/portal/payments/${theirs.body.id}`)).status, 404);
+    assert.equal((await b.request(`/portal/payments/${mine.body.id}`)).status, 200);
+    const csv = await b.request("/portal/payments.csv");
+    assert.ok(csv.text.includes(mine.body.id) && !csv.text.includes(theirs.body.id));
+    assert.equal((await b.request("/portal")).status, 200);
+
+    // The link works once.
+    const again = browser(app);
+    await again.request(`/portal/signin?token=${encodeURIComponent(token)}`);
+    assert.equal((await again.post("/portal/signin", { token })).status, 401);
+    // Tampered and missing sessions are refused; an operator-only page stays closed.
+    assert.equal((await browser(app).request("/portal/payments")).status, 401);
+    assert.equal((await b.request("/admin")).status, 303);
+
+    await b.request("/portal");
+    const sessionCookie = b.cookies.get("__Host-apay_portal")!;
+    assert.equal((await b.post("/portal/logout", {})).status, 200);
+    b.cookies.set("__Host-apay_portal", sessionCookie); // a copy kept by an attacker
+    assert.equal((await b.request("/portal/payments")).status, 401, "signing out ends the session on the server");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[metabase] embeds are signed for ten minutes, and a shop's carries its own shop_id locked", async () => {
+  const secret = "metabase-embedding-secret-0123456789";
+  const app = await startTestApp({
+    env: {
+      METABASE_SITE_URL: "https://metabase.example",
+      METABASE_SECRET_KEY: secret,
+      METABASE_OPERATOR_DASHBOARD_ID: "3",
+      METABASE_SHOP_DASHBOARD_ID: "7",
+    },
+  });
+  try {
+    const { b } = await signInPortal(app, app.shop.id);
+    const page = await b.request("/portal");
+    const src = page.text.match(/<iframe[^>]+src="([^"]+)"/)![1].replace(/&amp;/g, "&");
+    assert.match(src, /^https:\/\/metabase\.example\/embed\/dashboard\//);
+    const token = src.split("/embed/dashboard/")[1].split("#")[0];
+    const { payload } = await jwtVerify(token, new TextEncoder().encode(secret));
+    assert.deepEqual(payload.resource, { dashboard: 7 });
+    assert.deepEqual(payload.params, { shop_id: app.shop.id });
+    assert.ok(payload.exp! - payload.iat! <= 600);
+    await assert.rejects(jwtVerify(token, new TextEncoder().encode("another-secret-0123456789012345")));
+    assert.match(page.headers.get("content-security-policy")!, /frame-src https:\/\/metabase\.example/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[stats] counters match a recount over the payments after a randomized run", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const currencies = ["EUR", "USD", "JPY"];
+    const outcomes: ("paid" | "declined" | null)[] = [];
+    for (let i = 0; i < 40; i++) {
+      const init = await callInit(
+        app,
+        paymentBody({ amount: 1 + Math.floor(Math.random() * 50_000), currency: currencies[i % 3] }),
+      );
+      const outcome = ([null, "paid", "declined"] as const)[Math.floor(Math.random() * 3)];
+      outcomes.push(outcome);
+      if (!outcome) continue;
+      const p = (await getPayments(app.kv, [init.body.id]))[0];
+      const res = await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SANDBOX_TOKEN}` },
+        body: JSON.stringify({ outcome }),
+      });
+      await res.body?.cancel();
+    }
+    const settled = outcomes.filter(Boolean).length;
+    await waitFor("all webhooks", () => (app.sandbox.webhooksAccepted >= settled ? true : undefined));
+
+    const ids: string[] = [];
+    for await (const e of iteratePaymentIds(app.kv, {})) ids.push(e.value);
+    const payments = await getPayments(app.kv, ids);
+    const day = new Date().toISOString().slice(0, 10);
+    const rows = await readStats(app.kv, day, day);
+    for (const currency of currencies) {
+      for (const status of ["created", "succeeded", "failed"] as const) {
+        const expected = payments.filter((p) =>
+          p.currency === currency && (status === "created" || p.status === status)
+        );
+        const row = rows.find((r) => r.currency === currency && r.status === status);
+        assert.equal(row?.count ?? 0, expected.length, `${currency} ${status} count`);
+        assert.equal(row?.amount ?? 0, expected.reduce((n, p) => n + p.amount, 0), `${currency} ${status} amount`);
+      }
+    }
+  } finally {
+    await app.close();
+  }
+});
