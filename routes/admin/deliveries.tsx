@@ -7,7 +7,8 @@ import { ValidationError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
 import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, CsrfField, Flash, formatTime } from "../../components/admin_layout.tsx";
+import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
+import { DeliveryTable } from "../../components/deliveries.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 /** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
@@ -25,46 +26,12 @@ export function deliveryRoutes(ctx: AppContext) {
       <AdminLayout title="Deliveries" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
         {done && <Flash kind="ok">{done}</Flash>}
         <p class="muted">Postbacks that failed at least once and are not delivered, newest first.</p>
-        {deliveries.length === 0 ? <p>Nothing failing. 🎉</p> : (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th>Updated</th>
-                  <th>Payment</th>
-                  <th>Event</th>
-                  <th>Status</th>
-                  <th>Attempts</th>
-                  <th>Last error</th>
-                  <th></th>
-                </tr>
-              </thead>
-              <tbody>
-                {deliveries.map((d) => (
-                  <tr key={d.id}>
-                    <td>{formatTime(d.updatedAt)}</td>
-                    <td>
-                      <a href={`/admin/payments/${d.paymentId}`}>
-                        <code>{d.paymentId}</code>
-                      </a>
-                    </td>
-                    <td>{d.eventType}</td>
-                    <td class={d.status === "failed" ? "bad" : ""}>{d.status === "pending" ? "retrying" : d.status}</td>
-                    <td class="num">{d.attempts}</td>
-                    <td>{d.lastStatusCode ?? ""} {d.lastError ?? ""}</td>
-                    <td>
-                      <form method="post" action={`/admin/deliveries/resend`} class="inline">
-                        <CsrfField token={c.var.csrf} />
-                        <input type="hidden" name="paymentId" value={d.paymentId} />
-                        <button type="submit" class="small">Resend</button>
-                      </form>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeliveryTable
+          deliveries={deliveries}
+          paymentBase="/admin/payments"
+          resendAction="/admin/deliveries/resend"
+          csrf={c.var.csrf}
+        />
         <section class="card">
           <h2>Replay a shop's failed postbacks</h2>
           <form method="post" action="/admin/deliveries/replay" class="filters">

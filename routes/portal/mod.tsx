@@ -14,7 +14,8 @@ import { getShopPayment } from "../../lib/payments/query.ts";
 import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payments/search.ts";
 import { dailySeries } from "../../lib/stats.ts";
 import { Page, renderPage } from "../../components/html.tsx";
-import { AdminLayout, CsrfField, Flash, formatTime } from "../../components/admin_layout.tsx";
+import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
+import { DeliveryTable } from "../../components/deliveries.tsx";
 import { FilterForm, PaymentDetail, PaymentTable } from "../../components/payments.tsx";
 import { BuiltInStats, EmbeddedDashboard } from "../../components/stats_view.tsx";
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
@@ -166,36 +167,7 @@ export function portalRoutes(ctx: AppContext) {
     return c.html(layout(
       c,
       "Postbacks",
-      deliveries.length === 0 ? <p>No failing postbacks.</p> : (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>Updated</th>
-                <th>Payment</th>
-                <th>Status</th>
-                <th>Attempts</th>
-                <th>Last error</th>
-              </tr>
-            </thead>
-            <tbody>
-              {deliveries.map((d) => (
-                <tr key={d.id}>
-                  <td>{formatTime(d.updatedAt)}</td>
-                  <td>
-                    <a href={`/portal/payments/${d.paymentId}`}>
-                      <code>{d.paymentId}</code>
-                    </a>
-                  </td>
-                  <td>{d.status === "pending" ? "retrying" : d.status}</td>
-                  <td class="num">{d.attempts}</td>
-                  <td>{d.lastStatusCode ?? ""} {d.lastError ?? ""}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ),
+      <DeliveryTable deliveries={deliveries} paymentBase="/portal/payments" csrf={c.var.csrf} />,
     ));
   });
   return app;
