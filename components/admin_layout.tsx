@@ -43,9 +43,7 @@ export function AdminLayout(props: {
               <a
                 key={href}
                 href={href}
-                aria-current={(href === home ? props.path === href : props.path.startsWith(href))
-                  ? "page"
-                  : undefined}
+                aria-current={(href === home ? props.path === href : props.path.startsWith(href)) ? "page" : undefined}
               >
                 {label}
               </a>

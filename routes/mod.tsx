@@ -13,7 +13,7 @@ import { demoRoutes } from "./demo.tsx";
 import { staticRoutes } from "./static.ts";
 import { renderPage } from "../components/html.tsx";
 import { MessagePage } from "../components/message_page.tsx";
-import { consoleRoutes } from "./admin/mod.tsx";
+import { consoleRoutes, internalDocsBehindSignIn } from "./admin/mod.tsx";
 import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
 import type { Context } from "hono";
@@ -57,8 +57,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/portal", portalRoutes(ctx));
   // Public documentation at /docs and the OpenAPI document at /openapi.json.
   app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
-  // TODO(lead): mount internalDocsRoutes() (routes/docs/internal.tsx) at /internal behind operator auth,
-  // e.g. app.use("/internal/*", requireOperator(ctx)); app.route("/internal", internalDocsRoutes()). Not unprotected.
+  app.route("/internal", internalDocsBehindSignIn(ctx));
   if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
   if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
 

@@ -71,6 +71,10 @@ Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sig
     assert.equal(overview.status, 200);
     assert.match(overview.text, /Last 30 days/);
     assert.match(overview.headers.get("content-security-policy")!, /script-src 'self'/);
+    const handbook = await b.get("/internal/deploy");
+    assert.equal(handbook.status, 200);
+    assert.match(handbook.text, /Deploying/);
+    assert.equal((await anon.get("/internal")).status, 303, "the handbook needs a session");
     const stolen = b.cookies.get("__Host-apay_session")!;
 
     assert.equal((await b.post("/admin/logout", {})).status, 303);

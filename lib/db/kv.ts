@@ -1,6 +1,11 @@
-/** Opens Deno KV at a file path (creating its folder) or in memory for ":memory:". */
-export async function openKv(path: string): Promise<Deno.Kv> {
-  if (path !== ":memory:") {
+/**
+ * Opens Deno KV: a SQLite file (creating its folder), ":memory:", a KV Connect
+ * URL (a Deploy database from an operator's machine), or, with no path, the
+ * platform's own KV on Deno Deploy.
+ */
+export async function openKv(path: string | undefined): Promise<Deno.Kv> {
+  if (path === undefined) return await Deno.openKv();
+  if (path !== ":memory:" && !/^https?:\/\//.test(path)) {
     const dir = path.replace(/[/\\][^/\\]*$/, "");
     if (dir && dir !== path) await Deno.mkdir(dir, { recursive: true });
   }

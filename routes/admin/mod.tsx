@@ -8,6 +8,7 @@ import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
 import { auditRoutes } from "./audit.tsx";
 import { statsRoutes } from "./stats.tsx";
+import { internalDocsRoutes } from "../docs/internal.tsx";
 
 const PUBLIC_PATHS = new Set(["/admin/login"]);
 
@@ -25,5 +26,13 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/deliveries", deliveryRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
   app.route("/stats", statsRoutes(ctx));
+  return app;
+}
+
+/** The operators' handbook at /internal: the same session as the console. */
+export function internalDocsBehindSignIn(ctx: AppContext) {
+  const app = new Hono<ConsoleEnv>();
+  app.use(csrfProtection(ctx), requireOperator(ctx));
+  app.route("/", internalDocsRoutes());
   return app;
 }
