@@ -9,6 +9,15 @@ import { text } from "../validation.ts";
  * either is accepted, not both. Unknown fields are rejected.
  */
 export function initPaymentSchema(maxAmount: number) {
+  // Building a zod schema is far costlier than using one: build once per maximum, not per request.
+  let schema = schemas.get(maxAmount);
+  if (!schema) schemas.set(maxAmount, schema = buildInitPaymentSchema(maxAmount));
+  return schema;
+}
+
+const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
+
+function buildInitPaymentSchema(maxAmount: number) {
   const url = z.string().min(1).max(MAX_URL_LENGTH);
   return z.strictObject({
     id: text(1, 64).optional().describe(
@@ -37,7 +46,7 @@ export function initPaymentSchema(maxAmount: number) {
   });
 }
 
-export type InitPaymentBody = z.output<ReturnType<typeof initPaymentSchema>>;
+export type InitPaymentBody = z.output<ReturnType<typeof buildInitPaymentSchema>>;
 
 /** The body a shop sends, normalized: the fields that decide whether a retry is the same request. */
 export interface InitPaymentInput {
