@@ -1,3 +1,4 @@
+import { createAnalytics, startAnalyticsExport } from "./lib/analytics/mod.ts";
 import type { Config } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { getSetting, initSetting } from "./lib/db/settings.ts";
@@ -65,9 +66,12 @@ export async function createServer(
     now: () => Date.now(),
     sessionKey: new TextEncoder().encode(sessionSecret),
     kick: () => {},
+    analytics: await createAnalytics(config),
   };
   const runner = new JobRunner(ctx);
   ctx.kick = runner.kick;
+  // The start-up sweep (main.ts) and the queue run it from here on.
+  await startAnalyticsExport(ctx);
 
   const demo = config.demo ? await ensureDemoShop(ctx) : undefined;
   if (config.demo) await ensureDemoOperator(ctx);
@@ -79,7 +83,9 @@ export async function createServer(
     jobs: config.jobsQueue ? "KV queue + cron sweep" : "cron sweep only (JOBS_QUEUE=off)",
     localUrls: config.allowLocalUrls ? "allowed (development)" : "refused",
     demo: demo ? "on at /demo" : "off",
-    bigquery: "off (not built yet)",
+    bigquery: ctx.analytics
+      ? `on (${ctx.analytics.sink.target}, email ${config.analytics.email})`
+      : "off (set BIGQUERY_PROJECT, BIGQUERY_DATASET, BIGQUERY_LOCATION and BIGQUERY_CREDENTIALS)",
     metabase: "off (not built yet)",
   };
   return {

@@ -12,7 +12,9 @@ const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   HOSTNAME: z.string().min(1).default("0.0.0.0"),
   PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
-  DENO_KV_PATH: z.string().min(1).default("./data/kv.sqlite3"),
+  DENO_KV_PATH: z.string().min(1).optional(),
+  // Set by Deno Deploy; there the platform's KV is used when DENO_KV_PATH is not set.
+  DENO_DEPLOYMENT_ID: z.string().optional(),
   BANSKY_API_URL: z.url({ protocol: /^https?$/ }).optional(),
   BANSKY_API_TOKEN: optionalText,
   BANSKY_WEBHOOK_SECRET: optionalText,
@@ -32,6 +34,19 @@ const EnvSchema = z.object({
   METABASE_SECRET_KEY: optionalText,
   METABASE_OPERATOR_DASHBOARD_ID: z.coerce.number().int().positive().optional(),
   METABASE_SHOP_DASHBOARD_ID: z.coerce.number().int().positive().optional(),
+  // Project and dataset ids end up inside the view SQL that `bq setup` writes, so only BigQuery's own alphabet passes.
+  BIGQUERY_PROJECT: z.string().regex(/^[a-z0-9][a-z0-9.:-]{0,127}$/, "must be a Google Cloud project id").optional(),
+  BIGQUERY_DATASET: z.string().regex(/^[A-Za-z0-9_]{1,1024}$/, "letters, digits and underscores only").optional(),
+  BIGQUERY_LOCATION: z.string().regex(/^[A-Za-z0-9-]{2,64}$/, "a BigQuery location such as EU or europe-west3")
+    .optional(),
+  BIGQUERY_CREDENTIALS: optionalText,
+  BIGQUERY_API_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  BIGQUERY_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  ANALYTICS_EMAIL: z.enum(["raw", "hash", "omit"]).default("raw"),
+  ANALYTICS_HASH_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  ANALYTICS_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(500),
+  ANALYTICS_INTERVAL_MS: z.coerce.number().int().min(10).default(5_000),
+  ANALYTICS_SETTLE_MS: z.coerce.number().int().min(0).default(5_000),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -46,7 +61,8 @@ export interface Config {
   port: number;
   hostname: string;
   publicBaseUrl: string;
-  kvPath: string;
+  /** A SQLite file, ":memory:", a KV Connect URL, or undefined for the platform's KV (Deno Deploy). */
+  kvPath: string | undefined;
   /** Set when Bansky is configured; undefined means the embedded sandbox is the provider. */
   bansky?: BanskyConfig;
   allowLocalUrls: boolean;
@@ -64,6 +80,9 @@ export interface Config {
   sessionSecret?: string;
   /** PBKDF2 iterations for new operator passwords. */
   passwordIterations: number;
+  /** BigQuery export target; undefined = the export is off. */
+  bigquery?: BigQueryConfig;
+  analytics: AnalyticsConfig;
   /** Signed Metabase embedding; undefined = the built-in charts. */
   metabase?: MetabaseConfig;
 }
@@ -73,6 +92,39 @@ export interface MetabaseConfig {
   secretKey: string;
   operatorDashboardId: number;
   shopDashboardId: number;
+}
+
+/** The fields of a Google service-account key file the BigQuery client needs. */
+export interface ServiceAccountKey {
+  clientEmail: string;
+  privateKey: string;
+  privateKeyId?: string;
+}
+
+/** Set when BigQuery is configured; undefined means the export is off. */
+export interface BigQueryConfig {
+  projectId: string;
+  dataset: string;
+  location: string;
+  credentials: ServiceAccountKey;
+  /** Another endpoint than Google's (tests, emulators). */
+  apiEndpoint?: string;
+  timeoutMs: number;
+}
+
+export type EmailPolicy = "raw" | "hash" | "omit";
+
+export interface AnalyticsConfig {
+  /** What the `email` column holds: the address, an HMAC of it, or nothing. */
+  email: EmailPolicy;
+  /** HMAC key for `email: "hash"`. */
+  hashSecret?: string;
+  /** Activity entries per export run (each becomes at most one row per table). */
+  batchSize: number;
+  /** Pause between export runs when the last one was not full. */
+  intervalMs: number;
+  /** How old an activity entry must be before it is exported (see lib/analytics/export.ts). */
+  settleMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -120,12 +172,15 @@ export function loadConfig(env: Env): Config {
       shopDashboardId: e.METABASE_SHOP_DASHBOARD_ID!,
     }
     : undefined;
+  const { bigquery, analytics } = analyticsConfig(e);
   return {
     metabase,
+    bigquery,
+    analytics,
     port: e.PORT,
     hostname: e.HOSTNAME,
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
-    kvPath: e.DENO_KV_PATH,
+    kvPath: e.DENO_KV_PATH ?? (e.DENO_DEPLOYMENT_ID ? undefined : "./data/kv.sqlite3"),
     bansky,
     // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set.
     allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? !bansky,
@@ -139,5 +194,69 @@ export function loadConfig(env: Env): Config {
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     sessionSecret: e.SESSION_SECRET,
     passwordIterations: e.PASSWORD_ITERATIONS,
+  };
+}
+
+const BIGQUERY_REQUIRED = [
+  "BIGQUERY_PROJECT",
+  "BIGQUERY_DATASET",
+  "BIGQUERY_LOCATION",
+  "BIGQUERY_CREDENTIALS",
+] as const;
+
+/** The BigQuery target and export settings; partial BigQuery settings are an error naming what is missing. */
+function analyticsConfig(e: z.infer<typeof EnvSchema>): { bigquery?: BigQueryConfig; analytics: AnalyticsConfig } {
+  const problems: string[] = [];
+  const given = [...BIGQUERY_REQUIRED, "BIGQUERY_API_ENDPOINT" as const].filter((name) => e[name] !== undefined);
+  const missing = BIGQUERY_REQUIRED.filter((name) => e[name] === undefined);
+  if (given.length > 0 && missing.length > 0) {
+    problems.push(`${BIGQUERY_REQUIRED.join(", ")} must be set together; missing: ${missing.join(", ")}`);
+  }
+  const credentials = e.BIGQUERY_CREDENTIALS === undefined ? undefined : parseServiceAccountKey(e.BIGQUERY_CREDENTIALS);
+  if (credentials === null) {
+    problems.push("BIGQUERY_CREDENTIALS: must be a service-account key in JSON, with client_email and private_key");
+  }
+  if (e.ANALYTICS_EMAIL === "hash" && !e.ANALYTICS_HASH_SECRET) {
+    problems.push("ANALYTICS_HASH_SECRET: required when ANALYTICS_EMAIL=hash");
+  }
+  if (problems.length) throw new ConfigError(`Invalid configuration:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+  const bigquery = credentials && missing.length === 0
+    ? {
+      projectId: e.BIGQUERY_PROJECT!,
+      dataset: e.BIGQUERY_DATASET!,
+      location: e.BIGQUERY_LOCATION!,
+      credentials,
+      apiEndpoint: e.BIGQUERY_API_ENDPOINT?.replace(/\/+$/, ""),
+      timeoutMs: e.BIGQUERY_TIMEOUT_MS,
+    }
+    : undefined;
+  return {
+    bigquery,
+    analytics: {
+      email: e.ANALYTICS_EMAIL,
+      hashSecret: e.ANALYTICS_HASH_SECRET,
+      batchSize: e.ANALYTICS_BATCH_SIZE,
+      intervalMs: e.ANALYTICS_INTERVAL_MS,
+      settleMs: e.ANALYTICS_SETTLE_MS,
+    },
+  };
+}
+
+/** Reads a service-account key; null when it is not one. Never echoes the text: it holds a private key. */
+function parseServiceAccountKey(text: string): ServiceAccountKey | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const k = json as Record<string, unknown>;
+  if (typeof k !== "object" || k === null) return null;
+  if (typeof k.client_email !== "string" || typeof k.private_key !== "string") return null;
+  if (!k.private_key.includes("PRIVATE KEY")) return null;
+  return {
+    clientEmail: k.client_email,
+    privateKey: k.private_key,
+    privateKeyId: typeof k.private_key_id === "string" ? k.private_key_id : undefined,
   };
 }

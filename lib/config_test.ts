@@ -41,3 +41,94 @@ Deno.test("[config] one error names every bad variable and never echoes a secret
       !err.message.includes("tok_super_secret"),
   );
 });
+
+Deno.test("[config] on Deno Deploy without DENO_KV_PATH the platform's KV is used", () => {
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc123" }).kvPath, undefined);
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DENO_KV_PATH: ":memory:" }).kvPath, ":memory:");
+  assert.equal(loadConfig({}).kvPath, "./data/kv.sqlite3");
+});
+
+const BIGQUERY = {
+  BIGQUERY_PROJECT: "acme-analytics",
+  BIGQUERY_DATASET: "aimbrella",
+  BIGQUERY_LOCATION: "EU",
+  BIGQUERY_CREDENTIALS: JSON.stringify({
+    type: "service_account",
+    client_email: "exporter@acme-analytics.iam.gserviceaccount.com",
+    private_key: "-----BEGIN PRIVATE KEY-----\nMIIsecretkeymaterial\n-----END PRIVATE KEY-----\n",
+    private_key_id: "k1",
+  }),
+};
+
+Deno.test("[config] BigQuery is off without its variables; the email column defaults to raw", () => {
+  const c = loadConfig({});
+  assert.equal(c.bigquery, undefined);
+  assert.deepEqual(c.analytics, {
+    email: "raw",
+    hashSecret: undefined,
+    batchSize: 500,
+    intervalMs: 5000,
+    settleMs: 5000,
+  });
+});
+
+Deno.test("[config] all four BigQuery variables switch the export on", () => {
+  const c = loadConfig({ ...BIGQUERY, BIGQUERY_API_ENDPOINT: "http://127.0.0.1:9050/" });
+  assert.deepEqual(c.bigquery, {
+    projectId: "acme-analytics",
+    dataset: "aimbrella",
+    location: "EU",
+    credentials: {
+      clientEmail: "exporter@acme-analytics.iam.gserviceaccount.com",
+      privateKey: "-----BEGIN PRIVATE KEY-----\nMIIsecretkeymaterial\n-----END PRIVATE KEY-----\n",
+      privateKeyId: "k1",
+    },
+    apiEndpoint: "http://127.0.0.1:9050",
+    timeoutMs: 30_000,
+  });
+});
+
+Deno.test("[config] partial BigQuery settings name the missing variables and never echo the key", () => {
+  const { BIGQUERY_DATASET: _d, BIGQUERY_LOCATION: _l, ...partial } = BIGQUERY;
+  assert.throws(() => loadConfig(partial), (err) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /must be set together; missing: BIGQUERY_DATASET, BIGQUERY_LOCATION$/m);
+    assert.ok(!err.message.includes("secretkeymaterial"));
+    return true;
+  });
+  assert.throws(
+    () => loadConfig({ BIGQUERY_API_ENDPOINT: "http://127.0.0.1:9050" }),
+    /missing: BIGQUERY_PROJECT, BIGQUERY_DATASET, BIGQUERY_LOCATION, BIGQUERY_CREDENTIALS/,
+  );
+});
+
+Deno.test("[config] credentials that are not a service-account key are refused without being shown", () => {
+  for (const bad of ['{"private_key": "-----BEGIN PRIVATE KEY-----sk_live_x"', '{"client_email":"a@b"}', "sk_live_x"]) {
+    assert.throws(() => loadConfig({ ...BIGQUERY, BIGQUERY_CREDENTIALS: bad }), (err) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /BIGQUERY_CREDENTIALS: must be a service-account key in JSON/);
+      assert.ok(!err.message.includes("sk_live_x") && !err.message.includes("a@b"));
+      return true;
+    });
+  }
+});
+
+Deno.test("[config] ANALYTICS_EMAIL=hash needs a hash secret; bad ids and policies are named", () => {
+  assert.throws(
+    () => loadConfig({ ANALYTICS_EMAIL: "hash" }),
+    /ANALYTICS_HASH_SECRET: required when ANALYTICS_EMAIL=hash/,
+  );
+  const c = loadConfig({ ANALYTICS_EMAIL: "hash", ANALYTICS_HASH_SECRET: "0123456789abcdef" });
+  assert.equal(c.analytics.email, "hash");
+  assert.throws(
+    () =>
+      loadConfig({ ...BIGQUERY, BIGQUERY_DATASET: "a-b`; DROP", ANALYTICS_EMAIL: "sha1", ANALYTICS_BATCH_SIZE: "501" }),
+    (err) => {
+      assert.ok(err instanceof ConfigError);
+      for (const name of ["BIGQUERY_DATASET", "ANALYTICS_EMAIL", "ANALYTICS_BATCH_SIZE"]) {
+        assert.match(err.message, new RegExp(name));
+      }
+      return true;
+    },
+  );
+});

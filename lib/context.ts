@@ -1,3 +1,4 @@
+import type { Analytics } from "./analytics/types.ts";
 import type { Config } from "./config.ts";
 import type { JobMessage } from "./db/jobs.ts";
 import type { PaymentProvider } from "./providers/types.ts";
@@ -14,4 +15,6 @@ export interface AppContext {
   sessionKey: Uint8Array;
   /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
   kick: (msg: JobMessage, delayMs?: number) => void;
+  /** The BigQuery export, when BIGQUERY_* is configured. */
+  analytics?: Analytics;
 }

@@ -1,3 +1,4 @@
+import { runAnalyticsExport } from "./analytics/export.ts";
 import type { AppContext } from "./context.ts";
 import { isJobMessage, iterateDueJobs, type JobKind, type JobMessage } from "./db/jobs.ts";
 import { describeError, log } from "./log.ts";
@@ -11,6 +12,7 @@ type Handler = (ctx: AppContext, id: string) => Promise<void>;
 
 const handlers: Record<JobKind, Handler> = {
   postback: runDelivery,
+  analytics: runAnalyticsExport,
 };
 
 /**
@@ -28,6 +30,8 @@ export class JobRunner {
 
   /** Runs one job; errors are logged, never thrown, so a queue message is not retried for our own bug. */
   async run(msg: JobMessage): Promise<void> {
+    // After stop() the store may be closing; a job left undone stays due for the next process.
+    if (this.stopped) return;
     try {
       await handlers[msg.kind](this.ctx, msg.id);
     } catch (err) {

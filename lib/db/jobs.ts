@@ -4,7 +4,9 @@
  * where queues exist an enqueue in the same atomic operation wakes the job on
  * time without waiting for the sweep.
  */
-export type JobKind = "postback";
+export type JobKind = "postback" | "analytics";
+
+const JOB_KINDS: readonly JobKind[] = ["postback", "analytics"];
 
 export interface JobMessage {
   kind: JobKind;
@@ -44,5 +46,5 @@ export async function countScheduledJobs(kv: Deno.Kv, kind: JobKind): Promise<nu
 
 export function isJobMessage(value: unknown): value is JobMessage {
   const v = value as JobMessage;
-  return typeof v === "object" && v !== null && v.kind === "postback" && typeof v.id === "string";
+  return typeof v === "object" && v !== null && JOB_KINDS.includes(v.kind) && typeof v.id === "string";
 }

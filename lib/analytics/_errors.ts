@@ -1,0 +1,26 @@
+/**
+ * A short description of a failed BigQuery call for logs and the console:
+ * status and BigQuery's own message, never request options, headers or rows
+ * (the client's errors carry the whole response, which may echo our bearer token).
+ */
+export function describeBigQueryError(err: unknown): string {
+  const e = err as { name?: string; code?: unknown; message?: string; errors?: unknown[] };
+  let text: string;
+  if (e?.name === "PartialFailureError" && Array.isArray(e.errors)) {
+    const reasons = e.errors.flatMap((r) => (r as { errors?: { reason?: string; message?: string }[] }).errors ?? []);
+    const first = reasons.find((r) => r.reason !== "stopped") ?? reasons[0];
+    text = `BigQuery rejected ${e.errors.length} row(s): ${first?.reason ?? "unknown"}: ${first?.message ?? ""}`;
+  } else if (typeof e?.code === "number") {
+    text = `BigQuery HTTP ${e.code}: ${e.message ?? ""}`;
+  } else {
+    text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  }
+  return scrub(text).slice(0, 300);
+}
+
+/** Drops anything shaped like a JWT or a PEM block, whatever a server or library put in a message. */
+function scrub(text: string): string {
+  return text
+    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, "[token]")
+    .replace(/-----BEGIN [^-]+-----[\s\S]*?(-----END [^-]+-----|$)/g, "[key]");
+}

@@ -1,0 +1,74 @@
+import type { ActivityRef } from "../db/activity.ts";
+import { getActivityRecords } from "../db/analytics.ts";
+import { getDeliveryEntry, listDeliveriesByPayment } from "../db/deliveries.ts";
+import { getPayments } from "../db/payments.ts";
+import { log } from "../log.ts";
+import type { Payment, PaymentEvent } from "../payments/types.ts";
+import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
+import { attemptRow, eventRow, paymentRow } from "./rows.ts";
+import type { EmailOptions, InsertRow } from "./types.ts";
+
+export interface RowBatch {
+  /** One row per activity entry. */
+  events: InsertRow[];
+  /** One row per payment touched by the batch, in its current state. */
+  payments: InsertRow[];
+}
+
+/**
+ * Reads what a slice of the activity log points at and builds its rows. Reads
+ * are batched and run concurrently, so a batch costs a few KV round trips
+ * rather than one per entry.
+ */
+export async function buildRows(
+  kv: Deno.Kv,
+  entries: { seq: string; ref: ActivityRef }[],
+  email: EmailOptions,
+): Promise<RowBatch> {
+  const deliveries = new Map<string, Promise<Delivery | null>>();
+  const delivery = (id: string) => {
+    let p = deliveries.get(id);
+    if (!p) deliveries.set(id, p = getDeliveryEntry(kv, id).then((e) => e.value));
+    return p;
+  };
+  const records = await getActivityRecords(kv, entries.map((e) => e.ref));
+  const events = await Promise.all(entries.map(async ({ seq, ref }, i): Promise<InsertRow | null> => {
+    const record = records[i];
+    if (!record) return null;
+    const src = { activitySeq: seq, paymentId: ref.paymentId, shopId: ref.shopId };
+    switch (ref.kind) {
+      case "event":
+        return eventRow(src, ref.eventSeq, record as PaymentEvent);
+      case "attempt": {
+        const d = await delivery(ref.deliveryId);
+        return d ? attemptRow(src, d, record as DeliveryAttempt) : null;
+      }
+    }
+  }));
+
+  const paymentIds = [...new Set(entries.map((e) => e.ref.paymentId))];
+  // getPayments reads 10 at a time (KV's getMany limit); chunks in parallel keep big batches quick.
+  const chunks = Array.from(
+    { length: Math.ceil(paymentIds.length / 10) },
+    (_, i) => paymentIds.slice(i * 10, i * 10 + 10),
+  );
+  const payments = (await Promise.all(chunks.map((ids) => getPayments(kv, ids)))).flat();
+  const paymentRows = await Promise.all(
+    payments.map(async (p) => paymentRow(p, mayHavePostbacks(p) ? await listDeliveriesByPayment(kv, p.id) : [], email)),
+  );
+  const found = events.filter((r): r is InsertRow => r !== null);
+  // Entries and records are written in one atomic operation and never deleted, so this is a bug worth hearing of.
+  if (found.length < events.length) {
+    log.warn("activity entries without their record", { missing: events.length - found.length });
+  }
+  return { events: found, payments: paymentRows };
+}
+
+/**
+ * Postbacks need the shop's id and a URL, and start with the first status
+ * after `pending` (statuses never go back), so most payments in a busy batch,
+ * just created, can skip the deliveries lookup.
+ */
+function mayHavePostbacks(p: Payment): boolean {
+  return p.shopTxId !== null && p.postbackUrl !== null && p.status !== "initiating" && p.status !== "pending";
+}

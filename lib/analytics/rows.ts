@@ -1,0 +1,130 @@
+import type { Payment, PaymentEvent } from "../payments/types.ts";
+import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
+import type { EmailOptions, InsertRow } from "./types.ts";
+
+/**
+ * Turns stored records into BigQuery rows (columns in docs/bigquery/*.json).
+ * Rows are pure functions of what is in KV, so a row sent again after a crash
+ * or by a backfill is byte-for-byte the first one, under the same insertId.
+ * Only fields listed here leave KV: delivery bodies, the shop's answers and
+ * every secret stay behind.
+ */
+
+const ts = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : iso(ms));
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Imports the HMAC key that `ANALYTICS_EMAIL=hash` uses. */
+export function importEmailHashKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
+}
+
+/** The `email` column: the address, a keyed hash of it (joinable across payments, not reversible), or null. */
+export async function emailColumn(email: string, opts: EmailOptions): Promise<string | null> {
+  switch (opts.policy) {
+    case "raw":
+      return email;
+    case "omit":
+      return null;
+    case "hash": {
+      if (!opts.hashKey) throw new Error("ANALYTICS_EMAIL=hash without a hash key");
+      const normalized = new TextEncoder().encode(email.trim().toLowerCase());
+      const mac = new Uint8Array(await crypto.subtle.sign("HMAC", opts.hashKey, normalized));
+      return `hmac_sha256:${Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    }
+  }
+}
+
+/**
+ * The payment's current state with its latest postback. `updated_at` is the
+ * newest change to anything in the row, and with the id it forms the
+ * insertId: the same state is never inserted twice, a new state always is.
+ */
+export async function paymentRow(p: Payment, deliveries: Delivery[], email: EmailOptions): Promise<InsertRow> {
+  const latest = deliveries.reduce<Delivery | null>((a, d) => (!a || d.createdAt > a.createdAt ? d : a), null);
+  const updatedAt = Math.max(p.updatedAt, p.firstRedirectAt ?? 0, ...deliveries.map((d) => d.updatedAt));
+  return {
+    insertId: `${p.id}:${updatedAt}`,
+    json: {
+      id: p.id,
+      shop_id: p.shopId,
+      shop_tx_id: p.shopTxId,
+      idempotency_key: p.idempotencyKey,
+      email: await emailColumn(p.email, email),
+      name: p.name,
+      amount: p.amount,
+      currency: p.currency,
+      type: p.type,
+      success_url: p.successUrl,
+      error_url: p.errorUrl,
+      postback_url: p.postbackUrl,
+      status: p.status,
+      provider: p.provider,
+      provider_ref: p.providerRef,
+      provider_url: p.providerUrl,
+      last_error: p.lastError,
+      created_at: iso(p.createdAt),
+      updated_at: iso(updatedAt),
+      finalized_at: ts(p.finalizedAt),
+      first_redirect_at: ts(p.firstRedirectAt),
+      postback_status: latest?.status ?? null,
+      postback_attempts: latest?.attempts ?? null,
+      postback_last_status_code: latest?.lastStatusCode ?? null,
+      postback_last_error: latest?.lastError ?? null,
+    },
+  };
+}
+
+/** Where a `payment_events` row came from in the activity log. */
+export interface RowSource {
+  activitySeq: string;
+  paymentId: string;
+  shopId: string;
+}
+
+/** A payment event (created, status_changed, ...) as a `payment_events` row. */
+export function eventRow(src: RowSource, eventSeq: string, e: PaymentEvent): InsertRow {
+  const eventId = `${src.paymentId}:${eventSeq}`;
+  return {
+    insertId: eventId,
+    json: {
+      ...eventColumns(src, eventId, e.type, e.at),
+      data: JSON.stringify(e.data),
+    },
+  };
+}
+
+/** A postback attempt as a `payment_events` row of type `postback_attempt`. */
+export function attemptRow(src: RowSource, d: Delivery, a: DeliveryAttempt): InsertRow {
+  const eventId = `${d.id}:${a.n}`;
+  return {
+    insertId: eventId,
+    json: {
+      ...eventColumns(src, eventId, "postback_attempt", a.at),
+      data: JSON.stringify({ eventType: d.eventType }),
+      delivery_id: d.id,
+      attempt: a.n,
+      status_code: a.statusCode,
+      latency_ms: a.latencyMs,
+      error: a.error,
+    },
+  };
+}
+
+function eventColumns(src: RowSource, eventId: string, type: string, at: number) {
+  return {
+    event_id: eventId,
+    activity_seq: src.activitySeq,
+    payment_id: src.paymentId,
+    shop_id: src.shopId,
+    type,
+    at: iso(at),
+    data: null as string | null,
+    delivery_id: null as string | null,
+    attempt: null as number | null,
+    status_code: null as number | null,
+    latency_ms: null as number | null,
+    error: null as string | null,
+  };
+}
