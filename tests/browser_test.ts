@@ -87,8 +87,13 @@ Deno.test({
         await shot(buyer, "06-sandbox-pay");
         await buyer.getByRole("button", { name: "Pay", exact: true }).click();
         await buyer.getByRole("heading", { name: "Thank you!" }).waitFor();
-        await buyer.goto(`${base}/demo`);
-        await buyer.getByText("payment.succeeded").waitFor();
+        // The postback arrives in the background; reload the shop's page until it shows.
+        for (let i = 0; i < 100; i++) {
+          await buyer.goto(`${base}/demo`);
+          if (await buyer.getByText("payment.succeeded").count()) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await buyer.getByText("payment.succeeded").waitFor({ timeout: 1000 });
         assert.equal(await buyer.locator("td.ok").first().textContent(), "verified");
         await shot(buyer, "07-demo-postback");
         await buyer.close();

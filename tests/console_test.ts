@@ -77,6 +77,7 @@ Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sig
     assert.equal((await anon.get("/internal")).status, 303, "the handbook needs a session");
     const stolen = b.cookies.get("__Host-apay_session")!;
 
+    await b.get("/admin");
     assert.equal((await b.post("/admin/logout", {})).status, 303);
     const thief = new Browser(app);
     thief.cookies.set("__Host-apay_session", stolen);
