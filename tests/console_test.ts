@@ -70,6 +70,7 @@ Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sig
     const overview = await b.get("/admin");
     assert.equal(overview.status, 200);
     assert.match(overview.text, /Last 30 days/);
+    assert.match(overview.text, /BigQuery export/);
     assert.match(overview.headers.get("content-security-policy")!, /script-src 'self'/);
     const handbook = await b.get("/internal/deploy");
     assert.equal(handbook.status, 200);

@@ -3,14 +3,15 @@ import type { AppContext } from "../../lib/context.ts";
 import { formatAmount } from "../../lib/money.ts";
 import { overview, type PeriodSummary } from "../../lib/stats.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout } from "../../components/admin_layout.tsx";
+import { AdminLayout, formatTime } from "../../components/admin_layout.tsx";
+import { analyticsStatus } from "../../lib/analytics/mod.ts";
 import { Island } from "../../components/island.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 export function overviewRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
   app.get("/", async (c) => {
-    const o = await overview(ctx.kv, ctx.now());
+    const [o, bq] = await Promise.all([overview(ctx.kv, ctx.now()), analyticsStatus(ctx)]);
     return c.html(renderPage(
       <AdminLayout title="Overview" path="/admin" email={c.var.operator.email} csrf={c.var.csrf}>
         <div class="grid2">
@@ -25,6 +26,20 @@ export function overviewRoutes(ctx: AppContext) {
               <strong class={o.postbacks.failed ? "bad" : ""}>{o.postbacks.failed}</strong> failed
             </a>
           </p>
+        </section>
+        <section class="card">
+          <h2>BigQuery export</h2>
+          {bq.enabled
+            ? (
+              <p>
+                {bq.target} · backlog <strong class={bq.backlog > 5000 ? "bad" : ""}>{bq.backlog}</strong>{" "}
+                entries · last success {formatTime(bq.lastSuccessAt)}
+                {bq.lastError && (
+                  <span class="bad">· failing since {formatTime(bq.lastError.at)}: {bq.lastError.message}</span>
+                )}
+              </p>
+            )
+            : <p class="muted">Off: set the BIGQUERY_* variables to export every payment.</p>}
         </section>
         <Island
           name="BarChart"
