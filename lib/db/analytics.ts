@@ -1,6 +1,8 @@
 import type { PaymentEvent } from "../payments/types.ts";
 import type { DeliveryAttempt } from "../relay/types.ts";
 import { type ActivityRef, countActivityAfter } from "./activity.ts";
+import { deliveryAttemptKey } from "./deliveries.ts";
+import { paymentEventKey } from "./payments.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 
 /**
@@ -102,8 +104,8 @@ export async function countExportBacklog(kv: Deno.Kv, max = 100_000): Promise<nu
 
 /**
  * The records activity entries point at, in order (null where one is gone).
- * The keys are the ones lib/db/payments.ts and lib/db/deliveries.ts write
- * (docs/architecture.md); they are read here in bulk, 10 per getMany (KV's
+ * The keys come from lib/db/payments.ts and lib/db/deliveries.ts, which own
+ * them; they are read here in bulk, 10 per getMany (KV's
  * limit) with the chunks in parallel, because one get per entry made reading
  * the slowest part of an export batch.
  */
@@ -112,7 +114,7 @@ export async function getActivityRecords(
   refs: ActivityRef[],
 ): Promise<(PaymentEvent | DeliveryAttempt | null)[]> {
   const keys = refs.map((r) =>
-    r.kind === "event" ? ["payment_events", r.paymentId, r.eventSeq] : ["delivery_attempts", r.deliveryId, r.attempt]
+    r.kind === "event" ? paymentEventKey(r.paymentId, r.eventSeq) : deliveryAttemptKey(r.deliveryId, r.attempt)
   );
   const chunks: Deno.KvKey[][] = [];
   for (let i = 0; i < keys.length; i += 10) chunks.push(keys.slice(i, i + 10));

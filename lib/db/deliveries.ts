@@ -6,6 +6,8 @@ import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 const deliveryKey = (id: string) => ["deliveries", id] as const;
 const byPaymentKey = (paymentId: string, id: string) => ["deliveries_by_payment", paymentId, id] as const;
 const attemptKey = (id: string, n: number) => ["delivery_attempts", id, n] as const;
+/** The key of one postback attempt, for bulk readers such as the analytics export. */
+export const deliveryAttemptKey = attemptKey;
 /** Deliveries that failed at least once and are not delivered: the console's "needs attention" list. */
 const attentionKey = (shopId: string, id: string) => ["deliveries_attention", shopId, id] as const;
 

@@ -18,6 +18,8 @@ const byShopRefKey = (shopId: string, ref: string) => ["payments_by_shop_ref", s
 const byIdempotencyKey = (shopId: string, key: string) => ["payments_by_idempotency_key", shopId, key] as const;
 const byProviderRefKey = (provider: string, ref: string) => ["payments_by_provider_ref", provider, ref] as const;
 const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentId, seq] as const;
+/** The key of one payment event, for bulk readers such as the analytics export. */
+export const paymentEventKey = eventKey;
 /** Writes a payment event and its activity-log entry into an atomic operation. */
 function addEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string, event: PaymentEvent) {
   const eventSeq = sortableId();
