@@ -180,11 +180,10 @@ async function seedPayments(kv: Deno.Kv, shopId: string, n: number) {
       successUrl: "https://shop.example/success",
       errorUrl: "https://shop.example/error",
       postbackUrl: null,
-      status: "initiating",
+      status: "pending",
       provider: "bansky",
-      providerRef: null,
-      providerUrl: null,
-      initLeaseUntil: 0,
+      providerRef: `ref_${i}`,
+      providerUrl: `https://bansky.example/pay/${i}`,
       lastError: null,
       createdAt: now,
       updatedAt: now,
@@ -192,9 +191,7 @@ async function seedPayments(kv: Deno.Kv, shopId: string, n: number) {
     };
     await createPayment(kv, p, { kind: "none" });
     const steps: [Partial<Payment>, Parameters<typeof updatePayment>[3]["events"]][] = [
-      [{ status: "pending", providerRef: `ref_${i}`, providerUrl: `https://bansky.example/pay/${i}` }, [
-        { type: "provider_initiated", at: now, data: { ref: `ref_${i}` } },
-      ]],
+      [{ firstRedirectAt: now }, [{ type: "buyer_redirected", at: now, data: {} }]],
       [{ status: "succeeded", finalizedAt: now }, [
         {
           type: "webhook_received",

@@ -12,7 +12,7 @@ export interface AppContext {
   resolve: Resolver;
   now: () => number;
   /** HMAC key for operator session tokens. */
-  sessionKey: Uint8Array;
+  sessionKey: Uint8Array<ArrayBuffer>;
   /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
   kick: (msg: JobMessage, delayMs?: number) => void;
   /** The BigQuery export, when BIGQUERY_* is configured. */

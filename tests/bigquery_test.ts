@@ -175,7 +175,7 @@ Deno.test({
         for (const row of fake.table("payments").rows.values()) assert.equal(validateRow(paymentsFields, row), null);
 
         const types = events.filter((e) => e.payment_id === id).map((e) => e.type).sort();
-        for (const t of ["created", "provider_initiated", "buyer_redirected", "webhook_received", "status_changed"]) {
+        for (const t of ["created", "buyer_redirected", "webhook_received", "status_changed"]) {
           assert.ok(types.includes(t), `missing ${t} in ${types}`);
         }
         const change = events.find((e) => e.type === "status_changed")!;
@@ -419,7 +419,7 @@ Deno.test({
         return s.failures >= 2 ? s : undefined;
       });
       assert.match(status.lastError!.message, /^BigQuery HTTP 401: Request had invalid authentication credentials/);
-      assert.ok(status.backlog >= 2);
+      assert.ok(status.backlog >= 1, "the payment's created event waits");
       assert.ok(fake.unauthorized >= 2);
       assert.equal(fake.inserts.length, 0);
     }).finally(async () => {

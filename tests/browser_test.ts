@@ -105,7 +105,7 @@ Deno.test({
         await page.getByRole("button", { name: "Filter" }).click();
         await page.locator("td a code").first().click();
         await page.getByRole("heading", { name: "Timeline" }).waitFor();
-        for (const text of ["provider initiated", "buyer redirected", "webhook received", "postback attempt 1"]) {
+        for (const text of ["created", "buyer redirected", "webhook received", "postback attempt 1"]) {
           await page.locator("ol.timeline").getByText(text).first().waitFor();
         }
         await shot(page, "08-payment-detail");

@@ -252,7 +252,6 @@ Deno.test("[docs] the postback body matches its documented schema", () => {
     provider: "bansky",
     providerRef: "bsk_1",
     providerUrl: "https://bansky.example/pay/bsk_1",
-    initLeaseUntil: 0,
     lastError: null,
     createdAt: now - 70_000,
     updatedAt: now,

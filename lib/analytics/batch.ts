@@ -70,5 +70,5 @@ export async function buildRows(
  * just created, can skip the deliveries lookup.
  */
 function mayHavePostbacks(p: Payment): boolean {
-  return p.shopTxId !== null && p.postbackUrl !== null && p.status !== "initiating" && p.status !== "pending";
+  return p.shopTxId !== null && p.postbackUrl !== null && p.status !== "pending";
 }

@@ -47,9 +47,10 @@ function reservationKey(shopId: string, r: Reservation) {
 }
 
 /**
- * Stores a new payment with its indexes and its "created" event, claiming the
- * reservation atomically. Returns the payment already holding the
- * reservation when there is one, so exactly one request reaches the provider.
+ * Stores a new payment (already known to the provider) with its indexes,
+ * "created" event and counters, claiming its reservation in the same atomic
+ * operation. When another request holds the reservation, nothing is written
+ * and that request's payment id is returned.
  */
 export async function createPayment(
   kv: Deno.Kv,
@@ -62,10 +63,11 @@ export async function createPayment(
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
     .set(byTimeKey(payment.seq), payment.id);
+  if (payment.providerRef) op.set(byProviderRefKey(payment.provider, payment.providerRef), payment.id);
   addEventOps(op, payment.id, payment.shopId, {
     type: "created",
     at: payment.createdAt,
-    data: { amount: payment.amount, currency: payment.currency },
+    data: { amount: payment.amount, currency: payment.currency, ref: payment.providerRef },
   });
   addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
   if (resKey) {
@@ -97,14 +99,10 @@ export async function getPaymentIdByProviderRef(kv: Deno.Kv, provider: string, r
   return (await kv.get<string>(byProviderRefKey(provider, ref))).value;
 }
 
-/** Writes `next` over the payment read as `entry`; returns the new entry, or null if someone wrote first. */
-export async function replacePayment(
-  kv: Deno.Kv,
-  entry: Deno.KvEntry<Payment>,
-  next: Payment,
-): Promise<Deno.KvEntry<Payment> | null> {
-  const res = await kv.atomic().check(entry).set(paymentKey(next.id), next).commit();
-  return res.ok ? { key: entry.key, value: next, versionstamp: res.versionstamp } : null;
+/** The payment that holds a reservation (the shop's id or an Idempotency-Key), if any. */
+export async function getPaymentIdByReservation(kv: Deno.Kv, shopId: string, r: Reservation): Promise<string | null> {
+  const key = reservationKey(shopId, r);
+  return key ? (await kv.get<string>(key)).value : null;
 }
 
 export interface PaymentUpdate {
@@ -132,7 +130,7 @@ export async function updatePayment(
     op.set(byProviderRefKey(next.provider, next.providerRef), next.id);
   }
   for (const event of update.events ?? []) addEventOps(op, next.id, next.shopId, event);
-  if (next.status !== entry.value.status && isTerminal(next.status) && next.status !== "initiating") {
+  if (next.status !== entry.value.status && isTerminal(next.status)) {
     const at = next.finalizedAt ?? next.updatedAt;
     addStatsOps(op, {
       ...next,

@@ -285,7 +285,6 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             ...errorResponses([
               "invalid_request",
               ...SHOP_ERRORS,
-              "request_in_flight",
               "body_too_large",
               "unsupported_media_type",
               "idempotency_mismatch",

@@ -12,7 +12,7 @@ import { PAYMENT_STATUSES } from "./status.ts";
 const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
 
 export const PaymentStatusSchema = z.enum(PAYMENT_STATUSES).describe(
-  "initiating: we are creating it at the provider; pending: waiting for the buyer; succeeded, failed, expired: settled, never change again.",
+  "pending: waiting for the buyer; succeeded, failed, expired: settled, never change again.",
 );
 
 export const InitPaymentResponse = z.object({
@@ -50,7 +50,6 @@ export const API_ERRORS = [
   { code: "unauthorized", status: 401, when: "Missing, unknown or revoked API key." },
   { code: "shop_disabled", status: 403, when: "The shop is disabled." },
   { code: "not_found", status: 404, when: "Unknown payment (or another shop's) or unknown endpoint." },
-  { code: "request_in_flight", status: 409, when: "The same request is still being processed; see `Retry-After`." },
   { code: "body_too_large", status: 413, when: "Body over 16 KiB (64 KiB for provider webhooks)." },
   { code: "unsupported_media_type", status: 415, when: "Body not `application/json`." },
   { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },

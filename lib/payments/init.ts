@@ -1,8 +1,8 @@
 import type { AppContext } from "../context.ts";
-import { ConflictError, IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
-import { createPayment, getPaymentEntry, replacePayment, type Reservation, updatePayment } from "../db/payments.ts";
+import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
+import { createPayment, getPayment, getPaymentIdByReservation, type Reservation } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
-import { randomId, sha256Hex, sortableId } from "../ids.ts";
+import { base64url, randomId, sha256Hex, sortableId } from "../ids.ts";
 import { log } from "../log.ts";
 import { checkPostbackDestination, checkShopUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
@@ -18,10 +18,22 @@ export interface InitResult {
 }
 
 /**
- * Creates a payment for a shop: validates the body, reserves the shop's id (or
- * Idempotency-Key) so concurrent copies make one provider call, asks the
- * provider, and stores its answer. A retry of the same request gets the first
- * answer; the same id with another body is refused.
+ * Requests in flight in this app instance (one per isolate), by reservation:
+ * concurrent copies of one request share a single provider call.
+ */
+const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Payment>>>();
+
+/**
+ * Creates a payment for a shop: validates the body, asks the provider, and
+ * stores the payment with its provider reference in one atomic operation.
+ *
+ * Idempotency without a second write: a request with the shop's `id` (or an
+ * Idempotency-Key) gets a payment id derived from it with a keyed hash, so a
+ * retry, or a copy racing in another isolate, asks the provider for the same
+ * payment (Bansky is idempotent on our id) and the store's uniqueness check
+ * lets exactly one of them commit. Copies in the same isolate share one
+ * provider call. A finished request is answered again without calling the
+ * provider; the same id with another body is refused.
  */
 export async function initPayment(
   ctx: AppContext,
@@ -42,14 +54,91 @@ export async function initPayment(
     : { kind: "none" };
   const requestHash = await sha256Hex(JSON.stringify(input));
 
+  if (reservation.kind === "none") {
+    return {
+      payment: await createAtProvider(ctx, shop, input, { postbackUrl, requestHash, reservation, idempotencyKey }),
+      replay: false,
+    };
+  }
+  const existing = await getPaymentIdByReservation(ctx.kv, shop.id, reservation);
+  if (existing) return await replay(ctx, existing, requestHash);
+
+  let inFlight = inFlightByApp.get(ctx);
+  if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());
+  const flightKey = `${shop.id}\0${reservation.kind}\0${reservation.value}`;
+  const running = inFlight.get(flightKey);
+  if (running) {
+    const payment = await running;
+    if (payment.requestHash !== requestHash) throw mismatch();
+    return { payment, replay: true };
+  }
+  const flight = createAtProvider(ctx, shop, input, { postbackUrl, requestHash, reservation, idempotencyKey });
+  inFlight.set(flightKey, flight);
+  try {
+    return { payment: await flight, replay: false };
+  } catch (err) {
+    if (err instanceof ReservationTaken) return await replay(ctx, err.paymentId, requestHash);
+    throw err;
+  } finally {
+    inFlight.delete(flightKey);
+  }
+}
+
+/** Another request (another isolate, or an earlier try) committed this reservation first. */
+class ReservationTaken extends Error {
+  constructor(readonly paymentId: string) {
+    super("reservation taken");
+  }
+}
+
+function mismatch() {
+  return new IdempotencyMismatchError("This id was already used for a payment with different details.");
+}
+
+async function replay(ctx: AppContext, paymentId: string, requestHash: string): Promise<InitResult> {
+  const payment = await getPayment(ctx.kv, paymentId);
+  if (!payment) throw new Error(`reservation points at missing payment ${paymentId}`);
+  if (payment.requestHash !== requestHash) throw mismatch();
+  return { payment, replay: true };
+}
+
+/**
+ * Asks the provider for the payment, then stores it with its indexes, events
+ * and counters in one atomic operation. A provider failure stores nothing, so
+ * the shop's retry starts clean (with the same derived id).
+ */
+async function createAtProvider(
+  ctx: AppContext,
+  shop: Shop,
+  input: InitPaymentInput,
+  extra: { postbackUrl: string | null; requestHash: string; reservation: Reservation; idempotencyKey: string | null },
+): Promise<Payment> {
+  const r = extra.reservation;
+  const id = r.kind === "none" ? randomId("pay") : await derivedPaymentId(ctx, shop.id, r);
+  const base = ctx.config.publicBaseUrl;
+  const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
+  const result = await ctx.provider.initiate({
+    paymentId: id,
+    email: input.email,
+    name: input.name,
+    amount: input.amount,
+    currency: input.currency,
+    type: input.type,
+    successUrl: wrapper("success"),
+    errorUrl: wrapper("error"),
+    webhookUrl: `${base}/api/payment-verify`,
+  }).catch((err) => {
+    if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
+    throw err;
+  });
   const now = ctx.now();
   const payment: Payment = {
-    id: randomId("pay"),
+    id,
     seq: sortableId(),
     shopId: shop.id,
     shopTxId: input.shopTxId,
-    idempotencyKey: input.shopTxId ? null : idempotencyKey,
-    requestHash,
+    idempotencyKey: input.shopTxId ? null : extra.idempotencyKey,
+    requestHash: extra.requestHash,
     email: input.email,
     name: input.name,
     amount: input.amount,
@@ -57,100 +146,34 @@ export async function initPayment(
     type: input.type,
     successUrl: input.successUrl,
     errorUrl: input.errorUrl,
-    postbackUrl,
-    status: "initiating",
+    postbackUrl: extra.postbackUrl,
+    status: "pending",
     provider: ctx.provider.name,
-    providerRef: null,
-    providerUrl: null,
-    initLeaseUntil: now + initLeaseMs(ctx),
+    providerRef: result.ref,
+    providerUrl: result.url,
     lastError: null,
     createdAt: now,
     updatedAt: now,
     finalizedAt: null,
   };
-  const created = await createPayment(ctx.kv, payment, reservation);
-  if (created.created) return { payment: await askProvider(ctx, created.entry), replay: false };
-  return await resume(ctx, created.existingId, requestHash);
-}
-
-/** The same reservation was used before: replay its answer, wait for it, or retry its provider call. */
-async function resume(ctx: AppContext, paymentId: string, requestHash: string): Promise<InitResult> {
-  const entry = await getPaymentEntry(ctx.kv, paymentId);
-  if (!entry.value) throw new Error(`reservation points at missing payment ${paymentId}`);
-  const p = entry.value;
-  if (p.requestHash !== requestHash) {
-    throw new IdempotencyMismatchError("This id was already used for a payment with different details.");
-  }
-  if (p.status !== "initiating") return { payment: p, replay: true };
-  const now = ctx.now();
-  if (p.initLeaseUntil > now) {
-    throw new ConflictError("A request with this id is still being processed; retry shortly.", "request_in_flight");
-  }
-  // The earlier attempt failed at the provider: try again with the same payment id, which Bansky deduplicates.
-  const leased = await replacePayment(ctx.kv, entry, { ...p, initLeaseUntil: now + initLeaseMs(ctx), updatedAt: now });
-  if (!leased) {
-    throw new ConflictError("A request with this id is still being processed; retry shortly.", "request_in_flight");
-  }
-  return { payment: await askProvider(ctx, leased), replay: true };
+  const created = await createPayment(ctx.kv, payment, r);
+  if (!created.created) throw new ReservationTaken(created.existingId);
+  return payment;
 }
 
 /**
- * Calls the provider for a payment we hold the init lease on and stores the
- * answer. On failure the lease is released so the shop's retry can try again.
+ * The payment id for a reserved request: an HMAC of the shop and its id, so
+ * every copy and retry names the same payment, yet nobody without our key can
+ * guess it (128 bits of the MAC).
  */
-async function askProvider(ctx: AppContext, entry: Deno.KvEntry<Payment>): Promise<Payment> {
-  const p = entry.value;
-  const base = ctx.config.publicBaseUrl;
-  const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(p.id)}`;
-  let result;
-  try {
-    result = await ctx.provider.initiate({
-      paymentId: p.id,
-      email: p.email,
-      name: p.name,
-      amount: p.amount,
-      currency: p.currency,
-      type: p.type,
-      successUrl: wrapper("success"),
-      errorUrl: wrapper("error"),
-      webhookUrl: `${base}/api/payment-verify`,
-    });
-  } catch (err) {
-    if (!(err instanceof UpstreamError)) throw err;
-    log.warn("provider init failed", { paymentId: p.id, detail: err.detail });
-    const now = ctx.now();
-    const released: Payment = { ...p, initLeaseUntil: 0, lastError: err.code, updatedAt: now };
-    await updatePayment(ctx.kv, entry, released, {
-      events: [{ type: "provider_failed", at: now, data: { code: err.code } }],
-      jobs: { queue: false, now },
-    });
-    throw err;
-  }
-  const now = ctx.now();
-  const next: Payment = {
-    ...p,
-    status: "pending",
-    providerRef: result.ref,
-    providerUrl: result.url,
-    initLeaseUntil: 0,
-    lastError: null,
-    updatedAt: now,
-  };
-  const saved = await updatePayment(ctx.kv, entry, next, {
-    events: [{ type: "provider_initiated", at: now, data: { ref: result.ref } }],
-    jobs: { queue: false, now },
-  });
-  if (saved) return next;
-  // Our lease ran out and another request took over; its view of the payment is the truth.
-  const current = await getPaymentEntry(ctx.kv, p.id);
-  if (current.value?.status === "initiating") {
-    throw new ConflictError("A request with this id is still being processed; retry shortly.", "request_in_flight");
-  }
-  return current.value!;
-}
-
-function initLeaseMs(ctx: AppContext): number {
-  return ctx.config.providerTimeoutMs + 5_000;
+async function derivedPaymentId(ctx: AppContext, shopId: string, r: Reservation & { value: string }): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", ctx.sessionKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    key,
+    new TextEncoder().encode(`payment-id\0${shopId}\0${r.kind}\0${r.value}`),
+  );
+  return `pay_${base64url(new Uint8Array(mac).slice(0, 16))}`;
 }
 
 /** Checks the shop's URLs against the URL rules and its allowed hosts; throws one ValidationError for all. */

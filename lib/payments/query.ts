@@ -40,8 +40,6 @@ export async function buyerRedirect(
       return p.errorUrl;
     case "pay":
       switch (p.status) {
-        case "initiating":
-          return null;
         case "pending":
           // For the timeline: the first pass only, so repeat visits stay a single read.
           if (!p.firstRedirectAt) await markBuyerRedirected(kv, entry as Deno.KvEntry<Payment>, now);

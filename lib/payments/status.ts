@@ -1,13 +1,12 @@
 /**
- * Payment statuses and the only moves between them. `initiating` is ours: the
- * shop's request is reserved but the provider has not answered yet. Terminal
+ * Payment statuses and the only moves between them. A payment is stored once
+ * the provider has it, so it starts `pending`. Terminal
  * states never change, so a late or replayed webhook cannot move a payment
  * backwards. Refunds and crypto statuses slot in as new rows of the table.
  */
-export type PaymentStatus = "initiating" | "pending" | "succeeded" | "failed" | "expired";
+export type PaymentStatus = "pending" | "succeeded" | "failed" | "expired";
 
 export const PAYMENT_STATUSES = [
-  "initiating",
   "pending",
   "succeeded",
   "failed",
@@ -15,7 +14,6 @@ export const PAYMENT_STATUSES = [
 ] as const satisfies readonly PaymentStatus[];
 
 const TRANSITIONS: Record<PaymentStatus, readonly PaymentStatus[]> = {
-  initiating: ["pending", "failed", "expired"],
   pending: ["succeeded", "failed", "expired"],
   succeeded: [],
   failed: [],
@@ -28,7 +26,6 @@ export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
 
 export function isTerminal(status: PaymentStatus): boolean {
   switch (status) {
-    case "initiating":
     case "pending":
       return false;
     case "succeeded":
@@ -41,7 +38,6 @@ export function isTerminal(status: PaymentStatus): boolean {
 /** The postback event type a shop receives when a payment reaches this status, if any. */
 export function postbackEventType(status: PaymentStatus): string | null {
   switch (status) {
-    case "initiating":
     case "pending":
       return null;
     case "succeeded":

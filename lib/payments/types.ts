@@ -25,8 +25,6 @@ export interface Payment {
   provider: string;
   providerRef: string | null;
   providerUrl: string | null;
-  /** While a worker is calling the provider for an `initiating` payment, others answer 409 until this time. */
-  initLeaseUntil: number;
   lastError: string | null;
   createdAt: number;
   updatedAt: number;
@@ -38,8 +36,6 @@ export interface Payment {
 export interface PaymentEvent {
   type:
     | "created"
-    | "provider_initiated"
-    | "provider_failed"
     | "webhook_received"
     | "status_checked"
     | "status_changed"

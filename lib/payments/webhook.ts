@@ -44,14 +44,11 @@ export async function handleProviderWebhook(
   const provider = ctx.provider.name;
   if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
 
-  const entry = await getPaymentEntry(ctx.kv, notice.paymentId);
-  if (!entry.value) throw new NotFoundError("Unknown payment.");
-  if (entry.value.providerRef !== null && entry.value.providerRef !== notice.ref) {
+  // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
+  const payment = await getPayment(ctx.kv, notice.paymentId);
+  if (!payment) throw new NotFoundError("Unknown payment.");
+  if (payment.providerRef !== notice.ref) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
-  }
-  if (entry.value.status === "initiating") {
-    // We have not stored the provider's answer yet; the provider retries and will find it.
-    throw new ConflictError("The payment is still being created.");
   }
   const confirmed = await ctx.provider.getStatus(notice.ref);
   return await applyProviderStatus(ctx, notice.paymentId, confirmed, {

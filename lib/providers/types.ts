@@ -1,8 +1,8 @@
 import type { PaymentStatus } from "../payments/status.ts";
 import type { PaymentType } from "../payments/types.ts";
 
-/** The statuses a provider can report; `initiating` is ours alone. */
-export type ProviderStatus = Exclude<PaymentStatus, "initiating">;
+/** The statuses a provider can report: ours exactly, so none is lost in translation. */
+export type ProviderStatus = PaymentStatus;
 
 export interface InitiateRequest {
   paymentId: string;
