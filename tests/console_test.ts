@@ -169,3 +169,70 @@ Deno.test("[console] payments list filters, pages with a cursor, exports CSV and
     await app.close();
   }
 });
+
+Deno.test("[console] failing postbacks are listed, replayed for a shop since a time, and the audit log finds it", async () => {
+  let healthy = false;
+  const { startShopReceiver, buyerSettles, waitFor } = await import("./_helpers.ts");
+  const shop = startShopReceiver(() => new Response("", { status: healthy ? 200 : 500 }));
+  const app = await startTestApp({ env: { POSTBACK_SCHEDULE: "0,0.1" } });
+  try {
+    const init = await callInit(app, paymentBody({ id: "o-fail", postbackUrl: shop.url }));
+    await buyerSettles(init.body.url, "paid");
+    const { describePayment } = await import("../lib/payments/admin.ts");
+    await waitFor("the postback to fail", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, init.body.id);
+      return deliveries[0]?.status === "failed" ? true : undefined;
+    });
+    const b = await operatorBrowser(app);
+    const list = await b.get("/admin/deliveries");
+    assert.match(list.text, new RegExp(init.body.id));
+    assert.match(list.text, /HTTP 500/);
+
+    healthy = true;
+    const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
+    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });
+    assert.equal(replay.status, 303);
+    assert.match(decodeURIComponent(replay.location!), /1 failed postbacks queued again/);
+    await waitFor(
+      "the replayed postback",
+      () => (shop.received.at(-1) && healthy && shop.received.length >= 3 ? true : undefined),
+    );
+    await waitFor("delivery", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, init.body.id);
+      return deliveries[0].status === "delivered" ? true : undefined;
+    });
+    assert.ok(!(await b.get("/admin/deliveries")).text.includes(init.body.id), "no longer needs attention");
+
+    await b.get(`/admin/payments/${init.body.id}`);
+    const recheck = await b.post(`/admin/payments/${init.body.id}/recheck`, {});
+    assert.equal(recheck.status, 303);
+    assert.match(recheck.location!, /done=recheck-unchanged/);
+
+    const audit = await b.get("/admin/audit?q=postback.replay");
+    assert.match(audit.text, /postback\.replay/);
+    assert.ok(!audit.text.includes("payment.recheck"), "the search filters");
+  } finally {
+    await app.close();
+    await shop.close();
+  }
+});
+
+Deno.test("[console] payment pages follow the cursor through every payment exactly once", async () => {
+  const app = await startTestApp();
+  try {
+    for (let i = 0; i < 7; i++) await callInit(app, paymentBody());
+    const { searchPayments } = await import("../lib/payments/search.ts");
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 5; page++) {
+      const res = await searchPayments(app.kv, { shopId: app.shop.id }, { limit: 3, cursor });
+      seen.push(...res.payments.map((p) => p.id));
+      if (!res.cursor) break;
+      cursor = res.cursor;
+    }
+    assert.equal(seen.length, 7);
+    assert.equal(new Set(seen).size, 7);
+  } finally {
+    await app.close();
+  }
+});
