@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from "../lib/config.ts";
+import { AppError } from "../lib/errors.ts";
 import { openKv } from "../lib/db/kv.ts";
 import { createServer, type ServerParts } from "../server.ts";
 
@@ -20,4 +21,23 @@ export function fail(message: string): never {
 
 export function printJson(value: unknown) {
   console.log(JSON.stringify(value, null, 2));
+}
+
+/**
+ * Runs an operator command against the server's store: domain errors become
+ * one line on stderr and exit code 2; the store is always closed.
+ */
+export async function runCommand(command: (server: ServerParts) => Promise<void>) {
+  const server = await openCliServer();
+  try {
+    await command(server);
+  } catch (err) {
+    if (err instanceof AppError) {
+      fail(`${err.code}: ${err.message}${err.fields ? " " + JSON.stringify(err.fields) : ""}`);
+    }
+    throw err;
+  } finally {
+    await server.close();
+    server.ctx.kv.close();
+  }
 }

@@ -5,15 +5,13 @@
  */
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { listOperators } from "../lib/db/operators.ts";
-import { AppError } from "../lib/errors.ts";
-import { fail, openCliServer, printJson } from "./_context.ts";
+import { fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE = "usage:\n  deno task operator create EMAIL\n  deno task operator list";
 const [cmd, email] = Deno.args;
 if (!(cmd === "create" && email) && cmd !== "list") fail(USAGE);
 
-const server = await openCliServer();
-try {
+await runCommand(async (server) => {
   if (cmd === "create") {
     const { operator, password } = await createOperatorAccount(server.ctx, email);
     printJson({ operatorId: operator.id, email: operator.email, oneTimePassword: password });
@@ -25,10 +23,4 @@ try {
       createdAt: new Date(o.createdAt).toISOString(),
     })));
   }
-} catch (err) {
-  if (err instanceof AppError) fail(`${err.code}: ${err.message}`);
-  throw err;
-} finally {
-  await server.close();
-  server.ctx.kv.close();
-}
+});

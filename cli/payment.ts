@@ -3,16 +3,14 @@
  *   deno task payment show PAYMENT_ID     the payment, its events and postback attempts
  *   deno task payment resend PAYMENT_ID   send its latest postback again now
  */
-import { AppError } from "../lib/errors.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
-import { fail, openCliServer, printJson } from "./_context.ts";
+import { fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE = "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID";
 const [cmd, id] = Deno.args;
 if (!id || (cmd !== "show" && cmd !== "resend")) fail(USAGE);
 
-const server = await openCliServer();
-try {
+await runCommand(async (server) => {
   if (cmd === "show") {
     const { payment, events, deliveries } = await describePayment(server.ctx, id);
     // Delivery bodies are the shop's own data; operators see them, secrets are never stored there.
@@ -27,10 +25,4 @@ try {
       lastError: d.lastError,
     });
   }
-} catch (err) {
-  if (err instanceof AppError) fail(`${err.code}: ${err.message}`);
-  throw err;
-} finally {
-  await server.close();
-  server.ctx.kv.close();
-}
+});

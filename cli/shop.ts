@@ -8,9 +8,8 @@
  */
 import { parseArgs } from "node:util";
 import { listApiKeys, listShops } from "../lib/db/shops.ts";
-import { AppError } from "../lib/errors.ts";
 import { createShop, createShopKey, revokeShopKey } from "../lib/shops.ts";
-import { fail, openCliServer, printJson } from "./_context.ts";
+import { fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
@@ -28,10 +27,9 @@ const { values, positionals } = parseArgs({
   },
 });
 
-const server = await openCliServer();
-const { kv, config } = server.ctx;
-const now = Date.now();
-try {
+await runCommand(async (server) => {
+  const { kv, config } = server.ctx;
+  const now = Date.now();
   const [cmd, sub, ...rest] = positionals;
   if (cmd === "create") {
     if (!values.name) fail(USAGE);
@@ -67,10 +65,4 @@ try {
   } else {
     fail(USAGE);
   }
-} catch (err) {
-  if (err instanceof AppError) fail(`${err.code}: ${err.message}${err.fields ? " " + JSON.stringify(err.fields) : ""}`);
-  throw err;
-} finally {
-  await server.close();
-  kv.close();
-}
+});
