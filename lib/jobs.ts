@@ -4,7 +4,8 @@ import { isJobMessage, iterateDueJobs, type JobKind, type JobMessage } from "./d
 import { describeError, log } from "./log.ts";
 import { runDelivery } from "./relay/deliver.ts";
 
-const SWEEP_CONCURRENCY = 16;
+/** Postbacks sent at once by a sweep: most of the time is waiting on shops, so more than cores. */
+const SWEEP_CONCURRENCY = 32;
 /** Longer waits are left to the sweep, which survives restarts. */
 const MAX_KICK_DELAY_MS = 60_000;
 

@@ -27,6 +27,19 @@ export interface AppOptions {
 /** Builds the whole HTTP surface. Routes stay thin; errors map to one JSON shape in one place. */
 export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   const app = new Hono();
+  // The buyer's redirects and the shops' JSON API are the hot paths: they are registered before the page
+  // middlewares (which then never run for them) and set the few headers a redirect or JSON answer needs.
+  app.route("/integration", integrationRoutes(ctx));
+  const api = new Hono();
+  api.use(requestId(), async (c, next) => {
+    await next();
+    c.header("x-content-type-options", "nosniff");
+    c.header("cache-control", "no-store");
+  });
+  api.route("/v1", apiV1Routes(ctx));
+  api.route("/", webhookRoutes(ctx));
+  app.route("/api", api);
+
   app.use(requestId());
   app.use(secureHeaders({
     contentSecurityPolicy: {
@@ -50,9 +63,6 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   });
   app.get("/", (c) => c.redirect(opts.demo ? "/demo" : "/healthz"));
   app.route("/static", staticRoutes());
-  app.route("/api/v1", apiV1Routes(ctx));
-  app.route("/api", webhookRoutes(ctx));
-  app.route("/integration", integrationRoutes(ctx));
   app.route("/admin", consoleRoutes(ctx));
   app.route("/portal", portalRoutes(ctx));
   // Public documentation at /docs and the OpenAPI document at /openapi.json.

@@ -158,6 +158,8 @@ Deno.test("[webhook] the buyer's redirect alone never marks a payment paid", asy
     const unknown = await fetch(`${app.baseUrl}/integration/pay?id=pay_nope`);
     assert.equal(unknown.status, 404);
     assert.match(unknown.headers.get("content-type")!, /text\/html/);
+    assert.match(unknown.headers.get("content-security-policy")!, /default-src 'none'/);
+    assert.equal(success.headers.get("cache-control"), "no-store");
     assert.match(await unknown.text(), /could not find this payment/);
   } finally {
     await app.close();

@@ -94,7 +94,8 @@ export async function applyProviderStatus(
     });
     if (saved) {
       log.info("payment status changed", { paymentId: p.id, from: p.status, to: confirmed });
-      if (delivery && !ctx.config.jobsQueue) ctx.kick({ kind: "postback", id: delivery.id });
+      // Send now in this process; the queue message or the sweep is the durable backup (the lease stops doubles).
+      if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
       return "applied";
     }
     if (source.webhookEventId && await isWebhookEventSeen(ctx.kv, provider, source.webhookEventId)) return "duplicate";

@@ -1,4 +1,5 @@
 import { UpstreamError } from "../errors.ts";
+import { isTimeout, withTimeout } from "../timeout.ts";
 import {
   banskyStatusToOurs,
   checkBanskySignature,
@@ -77,29 +78,36 @@ export class BanskyProvider implements PaymentProvider {
     };
   }
 
-  private async call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetch(this.opts.apiUrl + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.opts.apiToken}`,
-          ...(body ? { "content-type": "application/json" } : {}),
-        },
-        body: body ? JSON.stringify(body) : undefined,
-        redirect: "manual",
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
+  /** One API call, the body read included, within the timeout. */
+  private call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
+    return withTimeout(this.opts.timeoutMs, async (signal) => {
+      let res: Response;
+      try {
+        res = await fetch(this.opts.apiUrl + path, {
+          method,
+          headers: {
+            authorization: `Bearer ${this.opts.apiToken}`,
+            ...(body ? { "content-type": "application/json" } : {}),
+          },
+          body: body ? JSON.stringify(body) : undefined,
+          redirect: "manual",
+          signal,
+        });
+      } catch (err) {
+        const timedOut = isTimeout(err);
+        throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
+      }
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new UpstreamError(false, `${method} ${path} answered ${res.status}`);
+      }
+      const json = await res.json().catch((err) => {
+        if (isTimeout(err)) throw new UpstreamError(true, `${method} ${path} timed out`);
+        return undefined;
       });
-    } catch (err) {
-      const timedOut = err instanceof DOMException && err.name === "TimeoutError";
-      throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
-    }
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new UpstreamError(false, `${method} ${path} answered ${res.status}`);
-    }
-    const parsed = schema.safeParse(await res.json().catch(() => undefined));
-    if (!parsed.success) throw new UpstreamError(false, `${method} ${path} answered an unexpected body`);
-    return parsed.data;
+      const parsed = schema.safeParse(json);
+      if (!parsed.success) throw new UpstreamError(false, `${method} ${path} answered an unexpected body`);
+      return parsed.data;
+    });
   }
 }

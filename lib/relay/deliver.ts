@@ -5,6 +5,7 @@ import { signingSecrets } from "../shops.ts";
 import { describeError, log } from "../log.ts";
 import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./schedule.ts";
 import { webhookHeaders } from "./signing.ts";
+import { isTimeout, withTimeout } from "../timeout.ts";
 import type { Delivery, DeliveryAttempt } from "./types.ts";
 import { checkPostbackDestination, checkShopUrl } from "./url_guard.ts";
 
@@ -61,32 +62,40 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
   if (addressProblem) return blocked(`postbackUrl ${addressProblem}`);
 
   const timestamp = Math.floor(ctx.now() / 1000);
+  const headers = {
+    ...await webhookHeaders(signingSecrets(shop, ctx.now()), d.id, timestamp, d.body),
+    "user-agent": "AimbrellaPay-Postback/1",
+  };
   try {
-    const res = await fetch(url, {
-      method: "POST",
-      headers: {
-        ...await webhookHeaders(signingSecrets(shop, ctx.now()), d.id, timestamp, d.body),
-        "user-agent": "AimbrellaPay-Postback/1",
-      },
-      body: d.body,
-      redirect: "manual",
-      signal: AbortSignal.timeout(ctx.config.postbackTimeoutMs),
-    });
-    const responseStart = await readStart(res);
-    if (res.status >= 200 && res.status < 300) {
-      return { outcome: { kind: "delivered", statusCode: res.status }, responseStart };
-    }
-    if (res.status === 410) return { outcome: { kind: "gone", statusCode: 410 }, responseStart };
-    const retryAfterMs = res.status === 429 || res.status === 503
-      ? parseRetryAfter(res.headers.get("retry-after"), ctx.now())
-      : null;
-    const error = res.status >= 300 && res.status < 400 ? `redirect ${res.status} not followed` : `HTTP ${res.status}`;
-    return { outcome: { kind: "retry", statusCode: res.status, retryAfterMs, error }, responseStart };
+    return await withTimeout(
+      ctx.config.postbackTimeoutMs,
+      (signal) => send(url, { headers, body: d.body, signal }, ctx.now()),
+    );
   } catch (err) {
-    const timedOut = err instanceof DOMException && err.name === "TimeoutError";
-    const error = timedOut ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : describeError(err).slice(0, 200);
+    const error = isTimeout(err)
+      ? `no answer within ${ctx.config.postbackTimeoutMs} ms`
+      : describeError(err).slice(0, 200);
     return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error }, responseStart: "" };
   }
+}
+
+/** The POST itself: redirects are not followed and only the start of the answer is read. */
+async function send(
+  url: URL,
+  init: { headers: Record<string, string>; body: string; signal: AbortSignal },
+  now: number,
+): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
+  const res = await fetch(url, { method: "POST", ...init, redirect: "manual" });
+  const responseStart = await readStart(res);
+  if (res.status >= 200 && res.status < 300) {
+    return { outcome: { kind: "delivered", statusCode: res.status }, responseStart };
+  }
+  if (res.status === 410) return { outcome: { kind: "gone", statusCode: 410 }, responseStart };
+  const retryAfterMs = res.status === 429 || res.status === 503
+    ? parseRetryAfter(res.headers.get("retry-after"), now)
+    : null;
+  const error = res.status >= 300 && res.status < 400 ? `redirect ${res.status} not followed` : `HTTP ${res.status}`;
+  return { outcome: { kind: "retry", statusCode: res.status, retryAfterMs, error }, responseStart };
 }
 
 function blocked(error: string) {

@@ -9,6 +9,13 @@ import { renderPage } from "../../components/html.tsx";
  * provider sends them back through our success/error wrappers to the shop.
  * A redirect never changes a payment; only a verified webhook does.
  */
+/** What the "not found" page needs; the app-wide page middlewares do not run on this hot path. */
+const PAGE_HEADERS = {
+  "content-security-policy": "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "same-origin",
+};
+
 export function integrationRoutes(ctx: AppContext) {
   const app = new Hono();
   for (const kind of ["pay", "success", "error"] as const satisfies RedirectKind[]) {
@@ -24,10 +31,11 @@ export function integrationRoutes(ctx: AppContext) {
             />,
           ),
           404,
+          PAGE_HEADERS,
         );
       }
-      c.header("cache-control", "no-store");
-      return c.redirect(target, 302);
+      // A stale cached redirect could send a buyer back to pay twice.
+      return c.body(null, 302, { location: target, "cache-control": "no-store", "referrer-policy": "same-origin" });
     });
   }
   return app;

@@ -1,0 +1,61 @@
+/**
+ * The floor server: the least work each benchmarked endpoint could possibly
+ * do, written for the purpose. The app is measured as a ratio to it, which
+ * cancels out the machine, the Deno version and the load generator.
+ *
+ *   GET /integration/pay?id=   bare Deno.serve + one kv.get + 302 to the stored provider URL.
+ *   POST /api/v1/init-payment  bare Deno.serve + one fetch to the same sandbox + one atomic commit.
+ *
+ * No routing library, no middleware, no auth, no validation, no logging. It
+ * stores the same kind of record the app does (the request plus the
+ * provider's answer) so the pay floor reads a value of realistic size.
+ *
+ * Env: FLOOR_PORT, FLOOR_KV_PATH, SANDBOX_URL, SANDBOX_TOKEN.
+ */
+const port = Number(Deno.env.get("FLOOR_PORT"));
+const sandboxUrl = Deno.env.get("SANDBOX_URL")!;
+const sandboxToken = Deno.env.get("SANDBOX_TOKEN")!;
+const baseUrl = `http://127.0.0.1:${port}`;
+const kv = await Deno.openKv(Deno.env.get("FLOOR_KV_PATH")!);
+
+interface FloorPayment {
+  id: string;
+  request: Record<string, unknown>;
+  providerRef: string;
+  providerUrl: string;
+  createdAt: number;
+}
+
+async function pay(url: URL): Promise<Response> {
+  const p = (await kv.get<FloorPayment>(["payments", url.searchParams.get("id") ?? ""])).value;
+  if (!p) return new Response("not found", { status: 404 });
+  return new Response(null, { status: 302, headers: { location: p.providerUrl } });
+}
+
+async function initPayment(req: Request): Promise<Response> {
+  const request = await req.json();
+  const id = `pay_${crypto.randomUUID()}`;
+  const res = await fetch(`${sandboxUrl}/payments`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${sandboxToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ ...request, id, postbackUrl: `${baseUrl}/api/payment-verify` }),
+  });
+  if (!res.ok) return new Response(await res.text(), { status: 502 });
+  const provider = await res.json();
+  const payment: FloorPayment = {
+    id,
+    request,
+    providerRef: provider.id,
+    providerUrl: provider.url,
+    createdAt: Date.now(),
+  };
+  await kv.atomic().check({ key: ["payments", id], versionstamp: null }).set(["payments", id], payment).commit();
+  return Response.json({ status: "success", id, url: `${baseUrl}/integration/pay?id=${id}` }, { status: 201 });
+}
+
+Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, (req) => {
+  const url = new URL(req.url);
+  if (req.method === "GET" && url.pathname === "/integration/pay") return pay(url);
+  if (req.method === "POST" && url.pathname === "/api/v1/init-payment") return initPayment(req);
+  return new Response("not found", { status: 404 });
+});

@@ -1,0 +1,331 @@
+/**
+ * The benchmark phases. Each drives the load generator (bench/load.ts, its own
+ * process) against processes started by stack.ts and returns plain numbers;
+ * report.ts turns them into the table.
+ */
+import type { ClosedResult, ClosedSpec, PacedResult, PacedSpec, RequestKind } from "./load.ts";
+import type { Profile } from "./profile.ts";
+import { cpuSample, cpuTimeMs, foreignShare, runDenoJson } from "./procs.ts";
+import type { Stack } from "./stack.ts";
+import { median, nowMs, percentile, sortedCopy } from "./stats.ts";
+
+export type Who = "app" | "floor";
+
+/** What the phases need from the driver: a progress line, and a wait for a quiet machine before measuring. */
+export interface Driver {
+  log(line: string): void;
+  settle(): Promise<void>;
+}
+
+export interface ThroughputResult {
+  endpoint: string;
+  target: number;
+  rounds: Record<Who, ClosedResult[]>;
+  /** Median requests per second over the measured rounds. */
+  rps: Record<Who, number>;
+  /**
+   * Median CPU time the server process spent per answered request, in ms (all its threads). Unlike requests per
+   * second it hardly moves when other programs share the machine, so it backs up the ratio on a busy machine.
+   */
+  cpuMsPerRequest: Record<Who, number>;
+  /** Median of the per-round latency percentiles. */
+  p50Ms: Record<Who, number>;
+  p99Ms: Record<Who, number>;
+  ratio: number;
+  /** App/floor ratio of each pair of rounds, to show how steady the ratio is. */
+  roundRatios: number[];
+  errors: Record<Who, number>;
+  firstError: string | null;
+  /** Files of ids saved by the rounds (init-payment only), by target. */
+  idFiles: Record<Who, string[]>;
+  /** Share of the machine (0..1) other programs used during each measured round (empty where unknown). */
+  foreign: number[];
+}
+
+export interface ThroughputCase {
+  endpoint: string;
+  target: number;
+  expectStatus: number;
+  request: (who: Who) => RequestKind;
+  /** Keep the ids of created payments (for the phases after init-payment). */
+  saveIds?: boolean;
+  /**
+   * Start the warm-up with this many requests (capped at 10 s). The pay wrapper records a buyer's first visit
+   * with a commit; a first pass over every id makes the measured rounds repeat visits for both targets.
+   */
+  warmupRequests?: number;
+  /** Warm-up time after that first pass (default: the profile's). */
+  warmupMs?: number;
+}
+
+/**
+ * Runs one endpoint against the app and the floor, side by side: a warm-up
+ * round each, then `rounds` measured rounds each, alternating which goes first
+ * (ABBA) so drift over the run (disk cache, KV size, thermal) hits both alike.
+ */
+export async function compareThroughput(
+  stack: Stack,
+  profile: Profile,
+  c: ThroughputCase,
+  driver: Driver,
+): Promise<ThroughputResult> {
+  const port: Record<Who, number> = { app: stack.app.port, floor: stack.floor.port };
+  const rounds: Record<Who, ClosedResult[]> = { app: [], floor: [] };
+  const cpu: Record<Who, number[]> = { app: [], floor: [] };
+  const idFiles: Record<Who, string[]> = { app: [], floor: [] };
+  const foreign: number[] = [];
+  let seq = 0;
+  const pid = (who: Who) => (who === "app" ? stack.app.proc.pid : stack.floor.proc.pid);
+  const once = async (who: Who, durationMs: number, maxRequests?: number) => {
+    const saveIdsTo = c.saveIds ? `${stack.dir}/ids-${who}-${seq++}.json` : undefined;
+    const spec: ClosedSpec = {
+      mode: "closed",
+      port: port[who],
+      concurrency: profile.concurrency,
+      durationMs,
+      maxRequests,
+      expectStatus: c.expectStatus,
+      request: c.request(who),
+      saveIdsTo,
+    };
+    const before = cpuSample();
+    const cpuBefore = cpuTimeMs(pid(who));
+    const result = await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
+    cpu[who].push((cpuTimeMs(pid(who)) - cpuBefore) / result.ok);
+    const share = foreignShare(before, cpuSample());
+    if (share !== null) foreign.push(share);
+    if (saveIdsTo) idFiles[who].push(saveIdsTo);
+    return result;
+  };
+
+  for (const who of ["app", "floor"] as const) {
+    if (c.warmupRequests) await once(who, 10_000, c.warmupRequests);
+    await once(who, c.warmupMs ?? profile.warmupMs);
+  }
+  foreign.length = 0;
+  cpu.app.length = cpu.floor.length = 0;
+  for (let i = 0; i < profile.rounds; i++) {
+    const order: Who[] = i % 2 === 0 ? ["app", "floor"] : ["floor", "app"];
+    for (const who of order) {
+      await driver.settle();
+      rounds[who].push(await once(who, profile.roundMs));
+    }
+    const line = (w: Who) => `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req)`;
+    driver.log(`  ${c.endpoint} round ${i + 1}/${profile.rounds}: ${line("app")}, ${line("floor")}`);
+  }
+
+  const per = <T>(f: (who: Who) => T): Record<Who, T> => ({ app: f("app"), floor: f("floor") });
+  const rps = per((w) => median(rounds[w].map((r) => r.rps)));
+  return {
+    endpoint: c.endpoint,
+    target: c.target,
+    rounds,
+    rps,
+    cpuMsPerRequest: per((w) => median(cpu[w])),
+    p50Ms: per((w) => median(rounds[w].map((r) => r.p50Ms))),
+    p99Ms: per((w) => median(rounds[w].map((r) => r.p99Ms))),
+    ratio: rps.app / rps.floor,
+    roundRatios: rounds.app.map((a, i) => a.rps / rounds.floor[i].rps),
+    errors: per((w) => rounds[w].reduce((n, r) => n + r.errors, 0)),
+    firstError: [...rounds.app, ...rounds.floor].find((r) => r.firstError)?.firstError ?? null,
+    idFiles,
+    foreign,
+  };
+}
+
+/** Creates `count` more payments through the app's API (when the init rounds made too few for a later phase). */
+export async function createPayments(stack: Stack, profile: Profile, count: number): Promise<string[]> {
+  const saveIdsTo = `${stack.dir}/ids-extra.json`;
+  const spec: ClosedSpec = {
+    mode: "closed",
+    port: stack.app.port,
+    concurrency: profile.concurrency,
+    durationMs: 60_000,
+    maxRequests: count,
+    expectStatus: 201,
+    request: { kind: "init", apiKey: stack.shop.apiKey, txPrefix: `bench-extra-${crypto.randomUUID()}` },
+    saveIdsTo,
+  };
+  await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
+  return await readIds([saveIdsTo]);
+}
+
+/** Reads and concatenates id files written by the load generator. */
+export async function readIds(files: string[]): Promise<string[]> {
+  const lists = await Promise.all(files.map(async (f) => JSON.parse(await Deno.readTextFile(f)) as string[]));
+  return lists.flat();
+}
+
+export interface Delivered {
+  expected: number;
+  received: number;
+  lost: number;
+  /** Arrivals beyond the first for the same payment (a redelivery or a second postback). */
+  duplicates: number;
+}
+
+export interface WebhookResult extends Delivered {
+  rate: number;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Settlements the sandbox refused (should be 0). */
+  sendErrors: number;
+  generatorLagMs: number;
+  foreign: number | null;
+}
+
+/**
+ * Webhook in → postback out, end to end, at a steady rate. The generator
+ * settles `rate` payments per second at the sandbox; each settlement makes the
+ * sandbox sign and send its webhook at once, and the app must verify it,
+ * confirm the status with the sandbox, commit, and deliver the signed postback
+ * to the shop. Latency is settlement → arrival at the shop.
+ */
+export async function webhookLatency(
+  stack: Stack,
+  profile: Profile,
+  pendingIds: string[],
+  driver: Driver,
+): Promise<WebhookResult> {
+  const count = profile.webhookRate * profile.webhookSeconds;
+  if (pendingIds.length < count) throw new Error(`need ${count} pending payments, have ${pendingIds.length}`);
+  const idsFile = `${stack.dir}/webhook-ids.json`;
+  await Deno.writeTextFile(idsFile, JSON.stringify(pendingIds.slice(0, count)));
+  await shopCall(stack, "POST", "/reset");
+
+  const spec: PacedSpec = {
+    mode: "paced",
+    appPort: stack.app.port,
+    sandboxPort: stack.sandbox.port,
+    sandboxToken: stack.sandbox.token,
+    idsFile,
+    rate: profile.webhookRate,
+  };
+  await driver.settle();
+  const before = cpuSample();
+  const paced = await runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
+  const arrivals = await awaitArrivals(stack, paced.sent.length, profile.webhookTimeoutMs);
+  const foreign = foreignShare(before, cpuSample());
+
+  const latencies: number[] = [];
+  for (const [paymentId, sentAt] of paced.sent) {
+    const first = arrivals.firstAt.get(paymentId);
+    if (first !== undefined) latencies.push(first - sentAt);
+  }
+  const sorted = sortedCopy(latencies);
+  return {
+    rate: profile.webhookRate,
+    seconds: profile.webhookSeconds,
+    ...tally(paced.sent.map(([id]) => id), arrivals),
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted[sorted.length - 1] ?? NaN,
+    sendErrors: paced.errors,
+    generatorLagMs: paced.maxLagMs,
+    foreign,
+  };
+}
+
+export interface DrainResult extends Delivered {
+  seedMs: number;
+  /** App start (spawn) until it answered /healthz. */
+  startupMs: number;
+  /** First to last arrival at the shop. */
+  drainMs: number;
+  /** Postbacks per second over drainMs. */
+  rate: number;
+  /** App spawn until the last arrival. */
+  totalMs: number;
+  peakRssMB: number | null;
+  foreign: number | null;
+}
+
+/**
+ * A backlog of due postbacks (10,000 in the full run), queued while the app
+ * was stopped; then the app starts and the clock runs until the shop has
+ * every one. The app's own start-up
+ * sweep and its KV queue listener both pick them up, as after a real outage.
+ */
+export async function drainBacklog(stack: Stack, profile: Profile, driver: Driver): Promise<DrainResult> {
+  await stack.app.proc.stop();
+  await shopCall(stack, "POST", "/reset");
+  const seeded = await runDenoJson<{ seeded: number; ms: number }>("bench/seed_postbacks.ts", [
+    `${stack.dir}/app.sqlite3`,
+    stack.shop.shopId,
+    stack.shop.postbackUrl,
+    String(profile.drainCount),
+  ]);
+
+  await driver.settle();
+  const spawnedAt = nowMs();
+  const app = await stack.startApp();
+  const startupMs = nowMs() - spawnedAt;
+  const before = cpuSample();
+  const arrivals = await awaitArrivals(stack, profile.drainCount, profile.drainTimeoutMs);
+  const foreign = foreignShare(before, cpuSample());
+  const peakRssMB = app.peakRssMB();
+  const drainMs = arrivals.lastAt - arrivals.earliestAt;
+  const expectedIds = Array.from({ length: profile.drainCount }, (_, i) => `pay_seed_${i}`);
+  return {
+    ...tally(expectedIds, arrivals),
+    seedMs: seeded.ms,
+    startupMs,
+    drainMs,
+    rate: (arrivals.firstAt.size - 1) / (drainMs / 1000),
+    totalMs: arrivals.lastAt - spawnedAt,
+    peakRssMB,
+    foreign,
+  };
+}
+
+interface Arrivals {
+  /** First arrival per payment id. */
+  firstAt: Map<string, number>;
+  /** Arrivals per payment id. */
+  count: Map<string, number>;
+  earliestAt: number;
+  lastAt: number;
+}
+
+type ShopRecord = [messageId: string, paymentId: string, at: number];
+
+/** Waits until the shop has `expected` distinct postbacks (or the timeout), then a moment for stray duplicates. */
+async function awaitArrivals(stack: Stack, expected: number, timeoutMs: number): Promise<Arrivals> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stats = await shopCall(stack, "GET", "/stats") as { unique: number };
+    if (stats.unique >= expected || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // A duplicate would come from a second worker or a retry of an attempt the shop already answered; retries
+  // run a second apart (POSTBACK_SCHEDULE), so wait just over that before counting.
+  await new Promise((r) => setTimeout(r, 1_200));
+  const records = await shopCall(stack, "GET", "/records") as ShopRecord[];
+  const firstAt = new Map<string, number>();
+  const count = new Map<string, number>();
+  let earliestAt = Infinity;
+  let lastAt = -Infinity;
+  for (const [, paymentId, at] of records) {
+    count.set(paymentId, (count.get(paymentId) ?? 0) + 1);
+    if (!firstAt.has(paymentId) || at < firstAt.get(paymentId)!) firstAt.set(paymentId, at);
+    earliestAt = Math.min(earliestAt, at);
+  }
+  // The drain ends when the last payment got its first postback; later duplicates do not extend it.
+  for (const at of firstAt.values()) lastAt = Math.max(lastAt, at);
+  return { firstAt, count, earliestAt, lastAt };
+}
+
+function tally(expectedIds: string[], arrivals: Arrivals): Delivered {
+  const received = expectedIds.filter((id) => arrivals.firstAt.has(id)).length;
+  let duplicates = 0;
+  for (const n of arrivals.count.values()) duplicates += n - 1;
+  return { expected: expectedIds.length, received, lost: expectedIds.length - received, duplicates };
+}
+
+async function shopCall(stack: Stack, method: "GET" | "POST", path: string): Promise<unknown> {
+  const res = await fetch(`http://127.0.0.1:${stack.shop.port}${path}`, { method });
+  if (!res.ok) throw new Error(`shop ${path} answered ${res.status}`);
+  return await res.json();
+}

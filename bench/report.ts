@@ -1,0 +1,270 @@
+/**
+ * Turns the phase results into the stdout table and docs/benchmarks.md. The
+ * doc is generated whole on every full run, so its numbers always come from
+ * one run of the current code.
+ */
+import type { DrainResult, ThroughputResult, WebhookResult } from "./phases.ts";
+import type { Profile } from "./profile.ts";
+import { fmtInt, fmtMs, fmtRatio, median } from "./stats.ts";
+
+export const RSS_TARGET_MB = 200;
+
+export interface BenchResults {
+  profile: Profile;
+  command: string;
+  startedAt: Date;
+  elapsedS: number;
+  machine: string;
+  pay: ThroughputResult;
+  init: ThroughputResult;
+  webhook: WebhookResult;
+  drain: DrainResult;
+  /** Peak RSS of the app process that served init, pay and the webhook load. */
+  loadRssMB: number | null;
+  /** Warning and error lines the app processes logged (LOG_LEVEL=warn), as a health check of the run. */
+  appLogLines: number;
+}
+
+interface Row {
+  benchmark: string;
+  app: string;
+  floor: string;
+  ratio: string;
+  target: string;
+  pass: boolean;
+}
+
+function rows(r: BenchResults): Row[] {
+  const throughput = (t: ThroughputResult): Row => ({
+    benchmark: `${t.endpoint} (req/s)`,
+    app: fmtInt(t.rps.app),
+    floor: fmtInt(t.rps.floor),
+    ratio: fmtRatio(t.ratio),
+    target: `≥ ${t.target.toFixed(1)} × floor`,
+    pass: t.ratio >= t.target && t.errors.app === 0,
+  });
+  const w = r.webhook;
+  const d = r.drain;
+  const rss = (label: string, mb: number | null): Row => ({
+    benchmark: `Peak RSS of the app, ${label}`,
+    app: mb === null ? "n/a" : `${mb.toFixed(0)} MB`,
+    floor: "",
+    ratio: "",
+    target: `< ${RSS_TARGET_MB} MB`,
+    pass: mb !== null && mb < RSS_TARGET_MB,
+  });
+  return [
+    throughput(r.pay),
+    throughput(r.init),
+    {
+      benchmark: `Webhook → postback at ${w.rate}/s for ${w.seconds} s`,
+      app: `p50 ${fmtMs(w.p50Ms)} ms, p99 ${fmtMs(w.p99Ms)} ms`,
+      floor: "",
+      ratio: "",
+      target: "none lost",
+      pass: w.lost === 0 && w.sendErrors === 0,
+    },
+    {
+      benchmark: "",
+      app: `${fmtInt(w.received)}/${fmtInt(w.expected)} arrived, ${w.duplicates} duplicates`,
+      floor: "",
+      ratio: "",
+      target: "",
+      pass: w.lost === 0,
+    },
+    {
+      benchmark: `Drain of ${fmtInt(d.expected)} queued postbacks`,
+      app: `${fmtInt(d.rate)} postbacks/s`,
+      floor: "",
+      ratio: "",
+      target: "none lost",
+      pass: d.lost === 0,
+    },
+    {
+      benchmark: "",
+      app: `${fmtInt(d.received)}/${fmtInt(d.expected)} arrived, ${d.duplicates} duplicates`,
+      floor: "",
+      ratio: "",
+      target: "",
+      pass: d.lost === 0,
+    },
+    rss("init + pay + webhook load", r.loadRssMB),
+    rss(`${fmtInt(d.expected)}-postback drain`, d.peakRssMB),
+  ];
+}
+
+/** Target rows that failed (continuation rows repeat their parent's verdict and are not counted). */
+export function failures(r: BenchResults): string[] {
+  return rows(r).filter((row) => row.benchmark && !row.pass).map((row) => row.benchmark);
+}
+
+export function renderText(r: BenchResults): string {
+  const header = ["Benchmark", "App", "Floor", "App/floor", "Target", "Result"];
+  const body = rows(r).map((row) => [
+    row.benchmark,
+    row.app,
+    row.floor,
+    row.ratio,
+    row.target,
+    row.benchmark ? (row.pass ? "PASS" : "FAIL") : "",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((line) => line[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...body.map(line),
+    "",
+    ...detailLines(r),
+  ].join("\n");
+}
+
+function detailLines(r: BenchResults): string[] {
+  const t = (x: ThroughputResult) =>
+    `${x.endpoint}: CPU per request app ${x.cpuMsPerRequest.app.toFixed(3)} ms, floor ${
+      x.cpuMsPerRequest.floor.toFixed(3)
+    } ms (floor/app ${fmtRatio(x.cpuMsPerRequest.floor / x.cpuMsPerRequest.app)}); latency p50/p99 app ${
+      fmtMs(x.p50Ms.app)
+    }/${fmtMs(x.p99Ms.app)} ms, floor ${fmtMs(x.p50Ms.floor)}/${fmtMs(x.p99Ms.floor)} ms; per-round ratios ${
+      x.roundRatios.map(fmtRatio).join(", ")
+    }; errors app ${x.errors.app}, floor ${x.errors.floor}${x.firstError ? ` (first: ${x.firstError})` : ""}`;
+  const w = r.webhook;
+  const d = r.drain;
+  return [
+    t(r.pay),
+    t(r.init),
+    `Webhook → postback: max ${fmtMs(w.maxMs)} ms; sandbox refused ${w.sendErrors} settlements; generator lag ≤ ${
+      fmtMs(w.generatorLagMs)
+    } ms`,
+    `Drain: seeded in ${fmtMs(d.seedMs / 1000)} s; app up in ${fmtMs(d.startupMs / 1000)} s; first → last postback ${
+      fmtMs(d.drainMs / 1000)
+    } s; app start → last postback ${fmtMs(d.totalMs / 1000)} s`,
+    `App warning/error log lines during the run: ${r.appLogLines}`,
+    noiseLine(r),
+  ];
+}
+
+/** Programs outside the bench share the 2 cores; above this share their noise is worth a warning. */
+const NOISE_WARN = 0.1;
+
+export function noiseLine(r: BenchResults): string {
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  const rounds = (name: string, xs: number[]) =>
+    xs.length ? `${name} ${pct(median(xs))} (worst round ${pct(Math.max(...xs))})` : `${name} n/a`;
+  const single = (name: string, x: number | null) => `${name} ${x === null ? "n/a" : pct(x)}`;
+  const all = [...r.pay.foreign, ...r.init.foreign, r.webhook.foreign ?? 0, r.drain.foreign ?? 0];
+  const quiet = median(all) <= NOISE_WARN;
+  return `Other programs' share of the machine while measuring (median): ${
+    [
+      rounds("pay", r.pay.foreign),
+      rounds("init", r.init.foreign),
+      single("webhook", r.webhook.foreign),
+      single("drain", r.drain.foreign),
+    ].join(", ")
+  }${quiet ? "" : " — the machine was busy: absolute numbers are low and ratios noisier than usual"}`;
+}
+
+export function renderMarkdown(r: BenchResults): string {
+  const p = r.profile;
+  const table = rows(r).map((row) =>
+    `| ${row.benchmark} | ${row.app} | ${row.floor} | ${row.ratio} | ${row.target} | ${
+      row.benchmark ? (row.pass ? "pass" : "**FAIL**") : ""
+    } |`
+  );
+  return `# Benchmarks
+
+Generated by \`deno task bench\` (\`bench/run.ts\`); rerun it to refresh this page. \`deno task bench --quick\` is a
+short smoke run of the same code paths and leaves this page alone.
+
+- Command: \`${r.command}\`
+- Date: ${r.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC (run took ${Math.round(r.elapsedS)} s)
+- Machine: ${r.machine}
+- Profile: ${p.rounds} measured rounds of ${p.roundMs / 1000} s per target after a ${
+    p.warmupMs / 1000
+  } s warm-up (pay: one visit to every id, then ${
+    p.payWarmupMs / 1000
+  } s), ${p.concurrency} keep-alive connections, app and floor alternating (ABBA), medians shown.
+
+## Results
+
+| Benchmark | App | Floor | App/floor | Target | Result |
+| --- | --- | --- | --- | --- | --- |
+${table.join("\n")}
+
+Details:
+
+${detailLines(r).map((l) => `- ${l}`).join("\n")}
+
+## Reading the numbers
+
+- A ratio is the app's median requests per second over the floor's; the per-round ratios in the details show the spread.
+- Every process here, the load generator and the sandbox included, shares the machine's cores, so absolute requests per
+  second hold for this machine only; the ratios are what carries over.
+- Before each measurement the bench waits up to 5 s (60 s in all) for other programs to go quiet, and it reports the
+  share of the machine they still took while it measured ("other programs' share", from \`/proc/stat\` minus the bench's
+  own processes). A large share means a disturbed run: rerun it on an idle machine.
+- "CPU per request" in the details is the server process's own CPU time (all threads) per answered request. It barely
+  moves when other programs compete for the cores, so on a busy machine the floor/app CPU ratio is the steadier guide.
+- Peak RSS (\`VmHWM\`) also counts the resident pages of the Deno executable itself, about 45 MB of it.
+
+## What runs
+
+Every piece is its own process on 127.0.0.1, so nothing shares an event loop with what it measures:
+
+- **App**: \`main.ts\` exactly as deployed, with \`BANSKY_API_URL\` pointing at the standalone sandbox, a KV file in a
+  temp dir, \`LOG_LEVEL=warn\`, \`POSTBACK_SCHEDULE=0,1,1,1,1,1\` and the per-shop rate limit raised out of the way. Its
+  one shop is created with \`cli/shop.ts create\`, as an operator would.
+- **Sandbox**: \`sandbox.ts\` (the Bansky imitation) at zero latency and no faults, shared by the app and the floor.
+- **Floor**: \`bench/floor.ts\`, a server written only to be the lower bound (see below).
+- **Shop**: \`bench/shop.ts\`, a postback receiver that answers 200 at once and records arrival times.
+- **Load generator**: \`bench/load.ts\`, started fresh for every round. It speaks HTTP/1.1 over raw keep-alive
+  connections (\`bench/http1.ts\`) because \`fetch\` costs a client about as much CPU as these small servers spend per
+  request, and on 2 cores that would cap the app and the floor at the same speed.
+
+## The floors
+
+A floor is the least work the endpoint could possibly do on this machine with this Deno; the app is shown as a ratio
+to it, which cancels out the machine and the load generator.
+
+- **\`GET /integration/pay\`**: bare \`Deno.serve\`, one \`kv.get\` of the payment record, a 302 to the stored provider
+  URL. No router, middleware, security headers or logging. The app adds Hono routing, request ids, security headers and
+  the status check. Each cycles through the same number (up to ${
+    fmtInt(p.payIds)
+  }) of payments it created itself in the init-payment rounds. The app records a buyer's first visit with one commit; the warm-up visits every id once, so the measured rounds are repeat visits,
+  which is what the floor's single read stands for.
+- **\`POST /api/v1/init-payment\`**: bare \`Deno.serve\`, read the JSON body, one \`fetch\` to the same sandbox, one
+  atomic commit of the record. The app adds Hono middleware, API-key authentication, validation, idempotency on the
+  shop's transaction id, the provider adapter, and the indexes, events and counters it writes with the payment.
+  Requests carry a fresh shop transaction id each.
+
+## The delivery measurements
+
+- **Webhook → postback**: the generator settles payments created by the init rounds at the sandbox at a steady rate
+  (open loop). Each settlement makes the sandbox sign and send its webhook at once; the app verifies it, confirms the
+  status with the sandbox, commits the change with its postback job, and delivers the signed postback to the shop.
+  Latency is settlement → arrival at the shop (clocks of one machine, sub-millisecond). Every postback must arrive;
+  arrivals beyond the first for a payment count as duplicates.
+- **Drain**: the app is stopped, ${
+    fmtInt(p.drainCount)
+  } due postbacks are written into its KV by the app's own data layer (record, due index and queue
+  message, as a webhook writes them; \`bench/seed_postbacks.ts\`), and the app is started again. Its start-up sweep and
+  its KV queue listener drain them to the shop; the rate is counted from the first to the last arrival, and every one
+  must arrive.
+- **Peak RSS**: \`VmHWM\` from \`/proc/<pid>/status\` of the app process (the kernel's high-water mark), once for the
+  process that served the init, pay and webhook load and once for the fresh process that drained the backlog.
+`;
+}
+
+/** One line about the machine: cores matter most, since 2 cores are shared by every process above. */
+export function machineInfo(): string {
+  let cpu = "unknown CPU";
+  try {
+    cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.+)$/m)?.[1]?.trim() ?? cpu;
+  } catch {
+    // Not Linux.
+  }
+  const memGiB = Deno.systemMemoryInfo().total / 2 ** 30;
+  return `${navigator.hardwareConcurrency} cores (${cpu}), ${
+    memGiB.toFixed(0)
+  } GiB RAM, ${Deno.build.os}/${Deno.build.arch}, Deno ${Deno.version.deno}`;
+}

@@ -1,0 +1,170 @@
+/**
+ * `deno task bench [--quick] [--no-docs] [--strict]`
+ *
+ * Benchmarks the app against floor servers side by side on loopback: the pay
+ * redirect, init-payment, webhook → postback latency, the drain of a postback
+ * backlog and the app's peak memory. Prints a table; a full run also rewrites
+ * docs/benchmarks.md (--no-docs keeps it). --quick is a short smoke run that
+ * never touches the doc. --strict exits 1 when a target is missed.
+ *
+ * Everything runs in subprocesses (see stack.ts) with its data in a temp dir;
+ * both are removed at the end, also on failure or Ctrl-C.
+ */
+import { parseArgs } from "node:util";
+import { compareThroughput, createPayments, drainBacklog, type Driver, readIds, webhookLatency } from "./phases.ts";
+import { cpuSample, DENO, foreignShare, QuietGate, stopAll, tail } from "./procs.ts";
+import { FULL, QUICK } from "./profile.ts";
+import { type BenchResults, failures, machineInfo, renderMarkdown, renderText } from "./report.ts";
+import { type Stack, startStack } from "./stack.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, "no-docs": { type: "boolean" }, strict: { type: "boolean" } },
+});
+const profile = flags.quick ? QUICK : FULL;
+const writeDocs = !flags.quick && !flags["no-docs"];
+const DOC = "docs/benchmarks.md";
+
+// Scripts and the Deno binary are addressed relative to the repository root.
+Deno.chdir(new URL("..", import.meta.url));
+const dir = await Deno.makeTempDir({ prefix: "aimbrella-bench-" });
+const log = (line: string) => console.error(line);
+// Up to 5 s before each measurement and 60 s in all (quick: none) waiting for other programs to quiet down.
+const gate = new QuietGate(flags.quick ? 0 : 60_000, 5_000);
+const driver: Driver = { log, settle: () => gate.settle() };
+
+let cleaning: Promise<void> | null = null;
+/** Stops every subprocess and removes the temp dir; safe to call from several places, it runs once. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await stopAll();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  })();
+  return cleaning;
+}
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    interrupted = true;
+    log(`\n${signal}: stopping the bench processes`);
+    cleanup().finally(() => Deno.exit(130));
+  });
+}
+
+// The whole run is bounded (about 3 minutes is normal); past this something hangs, so stop and say so.
+const WATCHDOG_MS = 330_000;
+const watchdog = setTimeout(() => {
+  log(`bench: still running after ${WATCHDOG_MS / 1000} s; giving up`);
+  cleanup().finally(() => Deno.exit(1));
+}, WATCHDOG_MS);
+
+const startedAt = new Date();
+const t0 = performance.now();
+let stack: Stack | undefined;
+try {
+  log(`bench (${profile.name}) on ${machineInfo()}; temp dir ${dir}`);
+  await warnIfBusy();
+  stack = await startStack(dir);
+  log("stack up: sandbox, shop, floor, app");
+
+  log("POST /api/v1/init-payment");
+  const init = await compareThroughput(stack, profile, {
+    endpoint: "POST /api/v1/init-payment",
+    target: 0.6,
+    expectStatus: 201,
+    request: (who) => ({ kind: "init", apiKey: stack!.shop.apiKey, txPrefix: `bench-${who}-${crypto.randomUUID()}` }),
+    saveIds: true,
+  }, driver);
+  // The pay rounds cycle through payments created above, the same number for both targets.
+  const appIds = await readIds(init.idFiles.app);
+  const floorIds = await readIds(init.idFiles.floor);
+  const payCount = Math.min(profile.payIds, appIds.length, floorIds.length);
+  const idsFile = (who: string, ids: string[]) => {
+    const path = `${dir}/pay-ids-${who}.json`;
+    Deno.writeTextFileSync(path, JSON.stringify(ids.slice(-payCount)));
+    return path;
+  };
+  const payFiles = { app: idsFile("app", appIds), floor: idsFile("floor", floorIds) };
+
+  log("GET /integration/pay");
+  const pay = await compareThroughput(stack, profile, {
+    endpoint: "GET /integration/pay",
+    target: 0.8,
+    expectStatus: 302,
+    request: (who) => ({ kind: "pay", idsFile: payFiles[who] }),
+    warmupRequests: payCount,
+    warmupMs: profile.payWarmupMs,
+  }, driver);
+
+  log(`webhook → postback at ${profile.webhookRate}/s for ${profile.webhookSeconds} s`);
+  const needed = profile.webhookRate * profile.webhookSeconds;
+  if (appIds.length < needed) appIds.push(...await createPayments(stack, profile, needed - appIds.length));
+  const webhook = await webhookLatency(stack, profile, appIds, driver);
+  const loadRssMB = stack.app.proc.peakRssMB();
+
+  log(`drain of ${profile.drainCount} queued postbacks`);
+  const drain = await drainBacklog(stack, profile, driver);
+  // Both app processes append to one log file.
+  const appLogLines = await countLines(stack.app.proc.logPath);
+
+  const results: BenchResults = {
+    profile,
+    command: `deno task bench${flags.quick ? " --quick" : ""}`,
+    startedAt,
+    elapsedS: (performance.now() - t0) / 1000,
+    machine: machineInfo(),
+    pay,
+    init,
+    webhook,
+    drain,
+    loadRssMB,
+    appLogLines,
+  };
+  console.log(`\n${renderText(results)}`);
+  if (appLogLines > 0) log(`\napp log (last lines):\n${await tail(stack.app.proc.logPath, 10)}`);
+  if (writeDocs) {
+    await Deno.writeTextFile(DOC, renderMarkdown(results));
+    // Let the formatter align the tables, so the committed page passes `deno fmt --check` as generated.
+    await new Deno.Command(DENO, { args: ["fmt", "--quiet", DOC] }).output();
+    log(`\nwrote ${DOC}`);
+  }
+  const failed = failures(results);
+  log(
+    `${failed.length ? `targets missed: ${failed.join("; ")}` : "all targets met"} (${results.elapsedS.toFixed(0)} s, ${
+      (gate.waitedMs / 1000).toFixed(0)
+    } s of it waiting for a quiet machine)`,
+  );
+  if (flags.strict && failed.length) Deno.exitCode = 1;
+} catch (err) {
+  // After Ctrl-C the load generator dies mid-round; that failure is expected and not worth printing.
+  if (!interrupted) {
+    console.error(err instanceof Error ? err.stack : err);
+    if (stack) {
+      for (const proc of [stack.app.proc, stack.sandbox.proc, stack.floor.proc, stack.shop.proc]) {
+        console.error(`--- ${proc.name} log ---\n${await tail(proc.logPath)}`);
+      }
+    }
+  }
+  Deno.exitCode = 1;
+} finally {
+  clearTimeout(watchdog);
+  await cleanup();
+}
+
+/** Every process here shares the cores with whatever else runs; say so up front when that is a lot. */
+async function warnIfBusy() {
+  const before = cpuSample();
+  await new Promise((r) => setTimeout(r, 1_000));
+  const share = foreignShare(before, cpuSample());
+  if (share !== null && share > 0.1) {
+    log(`warning: other programs are using ${Math.round(share * 100)}% of the machine; results will be noisy`);
+  }
+}
+
+async function countLines(path: string): Promise<number> {
+  try {
+    return (await Deno.readTextFile(path)).split("\n").filter((l) => l.trim()).length;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Starts the processes under test on loopback: the standalone Bansky sandbox,
+ * the bench shop's postback receiver, the floor server and the app itself
+ * (main.ts, exactly as deployed, pointed at the sandbox as if it were Bansky).
+ */
+import { childEnv, DENO, freePort, type Proc, startDeno, startTaskV8Flags, waitForHttp } from "./procs.ts";
+
+/** Shared with the sandbox: the app talks to it as it would to Bansky. */
+const SANDBOX_TOKEN = "bench-sandbox-token";
+const SANDBOX_SECRET = "bench-sandbox-webhook-secret";
+
+export interface Stack {
+  dir: string;
+  sandbox: { proc: Proc; port: number; token: string };
+  shop: { proc: Proc; port: number; postbackUrl: string; shopId: string; apiKey: string };
+  floor: { proc: Proc; port: number };
+  app: { proc: Proc; port: number };
+  /** Starts the app again on the same port and KV file once it is stopped (for the drain); resolves when it answers. */
+  startApp(): Promise<Proc>;
+}
+
+export async function startStack(dir: string): Promise<Stack> {
+  const sandboxPort = freePort();
+  const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
+  const shopPort = freePort();
+  const floorPort = freePort();
+  const appPort = freePort();
+  const postbackUrl = `http://127.0.0.1:${shopPort}/postback`;
+
+  const appEnv: Record<string, string> = {
+    PORT: String(appPort),
+    HOSTNAME: "127.0.0.1",
+    PUBLIC_BASE_URL: `http://127.0.0.1:${appPort}`,
+    DENO_KV_PATH: `${dir}/app.sqlite3`,
+    BANSKY_API_URL: sandboxUrl,
+    BANSKY_API_TOKEN: SANDBOX_TOKEN,
+    BANSKY_WEBHOOK_SECRET: SANDBOX_SECRET,
+    DEV_ALLOW_LOCAL_URLS: "1",
+    LOG_LEVEL: "warn",
+    // Retries a second apart, so a failed attempt shows up as latency within the run instead of as loss.
+    POSTBACK_SCHEDULE: "0,1,1,1,1,1",
+    // One bench shop sends far more than a real shop may; the per-shop limit would otherwise measure itself.
+    RATE_LIMIT_PER_MINUTE: "1000000000",
+  };
+
+  const [sandbox, shop, floor] = await Promise.all([
+    startDeno("sandbox", "sandbox.ts", {
+      SANDBOX_PORT: String(sandboxPort),
+      SANDBOX_HOSTNAME: "127.0.0.1",
+      SANDBOX_PUBLIC_URL: sandboxUrl,
+      SANDBOX_API_TOKEN: SANDBOX_TOKEN,
+      SANDBOX_WEBHOOK_SECRET: SANDBOX_SECRET,
+    }, dir),
+    startDeno("shop", "bench/shop.ts", { SHOP_PORT: String(shopPort) }, dir),
+    startDeno("floor", "bench/floor.ts", {
+      FLOOR_PORT: String(floorPort),
+      FLOOR_KV_PATH: `${dir}/floor.sqlite3`,
+      SANDBOX_URL: sandboxUrl,
+      SANDBOX_TOKEN: SANDBOX_TOKEN,
+    }, dir),
+  ]);
+  const created = await createShop(appEnv, postbackUrl);
+
+  const startApp = async () => {
+    const proc = await startDeno("app", "main.ts", appEnv, dir, [], startTaskV8Flags());
+    await waitForHttp(`http://127.0.0.1:${appPort}/healthz`, proc);
+    return proc;
+  };
+  const app = await startApp();
+  await Promise.all([
+    waitForHttp(`${sandboxUrl}/knobs`, sandbox),
+    waitForHttp(`http://127.0.0.1:${shopPort}/stats`, shop),
+    waitForHttp(`http://127.0.0.1:${floorPort}/`, floor),
+  ]);
+
+  const stack: Stack = {
+    dir,
+    sandbox: { proc: sandbox, port: sandboxPort, token: SANDBOX_TOKEN },
+    shop: { proc: shop, port: shopPort, postbackUrl, ...created },
+    floor: { proc: floor, port: floorPort },
+    app: { proc: app, port: appPort },
+    async startApp() {
+      stack.app.proc = await startApp();
+      return stack.app.proc;
+    },
+  };
+  return stack;
+}
+
+/** The operator's way to add a shop (cli/shop.ts), with its default postback URL at the bench shop. */
+async function createShop(env: Record<string, string>, postbackUrl: string) {
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "-A", "cli/shop.ts", "create", "--name", "Bench shop", "--postback-url", postbackUrl],
+    env: childEnv(env),
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) throw new Error(`cli/shop.ts create failed:\n${new TextDecoder().decode(out.stderr)}${text}`);
+  const { shopId, apiKey } = JSON.parse(text) as { shopId: string; apiKey: string };
+  return { shopId, apiKey };
+}
