@@ -1,4 +1,5 @@
 import { sortableId } from "../ids.ts";
+import type { PaymentEvent } from "../payments/types.ts";
 
 /**
  * A global, time-ordered log of everything that happened to payments: each
@@ -8,7 +9,8 @@ import { sortableId } from "../ids.ts";
  * per-write hook, so the request path pays one extra key per event.
  */
 export type ActivityRef =
-  | { kind: "event"; paymentId: string; shopId: string; eventSeq: string }
+  // The event rides along (it is small) so the export need not read it back.
+  | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent }
   | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number };
 
 const activityKey = (seq: string) => ["activity", seq] as const;

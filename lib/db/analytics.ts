@@ -113,11 +113,16 @@ export async function getActivityRecords(
   kv: Deno.Kv,
   refs: ActivityRef[],
 ): Promise<(PaymentEvent | DeliveryAttempt | null)[]> {
-  const keys = refs.map((r) =>
-    r.kind === "event" ? paymentEventKey(r.paymentId, r.eventSeq) : deliveryAttemptKey(r.deliveryId, r.attempt)
-  );
+  // Events carried in their activity entry need no read; older entries and attempts are read in bulk.
+  const missing = refs.flatMap((r, i) => (r.kind === "event" && r.event ? [] : [i]));
+  const keys = missing.map((i) => {
+    const r = refs[i];
+    return r.kind === "event" ? paymentEventKey(r.paymentId, r.eventSeq) : deliveryAttemptKey(r.deliveryId, r.attempt);
+  });
   const chunks: Deno.KvKey[][] = [];
   for (let i = 0; i < keys.length; i += 10) chunks.push(keys.slice(i, i + 10));
-  const read = await Promise.all(chunks.map((c) => kv.getMany<(PaymentEvent | DeliveryAttempt)[]>(c)));
-  return read.flat().map((e) => e.value);
+  const read = (await Promise.all(chunks.map((c) => kv.getMany<(PaymentEvent | DeliveryAttempt)[]>(c)))).flat();
+  const out: (PaymentEvent | DeliveryAttempt | null)[] = refs.map((r) => (r.kind === "event" && r.event) || null);
+  missing.forEach((refIndex, j) => (out[refIndex] = read[j].value));
+  return out;
 }

@@ -24,7 +24,7 @@ export const paymentEventKey = eventKey;
 function addEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string, event: PaymentEvent) {
   const eventSeq = sortableId();
   op.set(eventKey(paymentId, eventSeq), event);
-  addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq });
+  addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq, event });
 }
 
 const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
