@@ -121,11 +121,18 @@ Deno.test({
         assert.equal(await page.getByText("Sneaky").count(), 0);
       });
 
+      await t.step("the stats page draws its charts in the browser", async () => {
+        await page.getByRole("navigation").getByRole("link", { name: "Stats" }).click();
+        await page.locator(".uplot canvas").first().waitFor();
+        assert.equal(await page.locator("figure.chart").count(), 4);
+        await shot(page, "09-stats");
+      });
+
       await t.step("the audit log shows what the operator did", async () => {
         await page.getByRole("navigation").getByRole("link", { name: "Audit log" }).click();
         await page.getByRole("cell", { name: "shop.create" }).first().waitFor();
         await page.getByRole("cell", { name: "postback.resend" }).first().waitFor();
-        await shot(page, "09-audit");
+        await shot(page, "10-audit");
       });
 
       await t.step("sign out", async () => {
