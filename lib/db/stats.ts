@@ -1,8 +1,9 @@
 /**
  * Counters kept in the same atomic operation as the payment changes they
  * count, so the console's numbers never drift from the payments. Per UTC day,
- * shop, currency and status ("created" or a settled status): a count, the
- * amount in minor units, and for successes the total time to pay.
+ * shop, currency and status ("created" or a settled status): a count, for
+ * settled statuses the amount in minor units, and for successes the total
+ * time to pay.
  */
 export type StatStatus = "created" | "succeeded" | "failed" | "expired";
 type Measure = "count" | "amount" | "pay_ms";
@@ -27,7 +28,8 @@ export interface StatEvent {
 export function addStatsOps(op: Deno.AtomicOperation, e: StatEvent) {
   const day = utcDay(e.at);
   op.sum(statKey("count", day, e.shopId, e.currency, e.status), 1n);
-  op.sum(statKey("amount", day, e.shopId, e.currency, e.status), BigInt(e.amount));
+  // Amounts count for settled payments only (volume); a created payment's amount is not money yet.
+  if (e.status !== "created") op.sum(statKey("amount", day, e.shopId, e.currency, e.status), BigInt(e.amount));
   if (e.payMs !== undefined) {
     op.sum(statKey("pay_ms", day, e.shopId, e.currency, e.status), BigInt(Math.max(0, e.payMs)));
   }

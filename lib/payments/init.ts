@@ -22,6 +22,8 @@ export interface InitResult {
  * concurrent copies of one request share a single provider call.
  */
 const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Payment>>>();
+/** The HMAC key for derived payment ids, imported once per app instance. */
+const idKeys = new WeakMap<AppContext, CryptoKey>();
 
 /**
  * Creates a payment for a shop: validates the body, asks the provider, and
@@ -167,7 +169,11 @@ async function createAtProvider(
  * guess it (128 bits of the MAC).
  */
 async function derivedPaymentId(ctx: AppContext, shopId: string, r: Reservation & { value: string }): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", ctx.sessionKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  let key = idKeys.get(ctx);
+  if (!key) {
+    key = await crypto.subtle.importKey("raw", ctx.sessionKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    idKeys.set(ctx, key);
+  }
   const mac = await crypto.subtle.sign(
     "HMAC",
     key,
