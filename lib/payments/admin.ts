@@ -29,7 +29,9 @@ export async function resendPostback(ctx: AppContext, paymentId: string): Promis
   const latest = deliveries.sort((a, b) => b.createdAt - a.createdAt)[0];
   if (!latest) throw new ValidationError("This payment has no postback to resend.");
   const now = ctx.now();
-  await rescheduleDelivery(ctx.kv, latest.id, now, { queue: ctx.config.jobsQueue, now });
+  // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
+  // looking at "pending". If this process dies first, the due index still gets it sent.
+  await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now });
   const payment = await getPayment(ctx.kv, paymentId);
   if (payment) {
     await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
