@@ -40,10 +40,10 @@ await runCommand(async (server) => {
     }, { allowLocalUrls: config.allowLocalUrls, now, actor: "cli" });
     printJson({ shopId: shop.id, apiKey, webhookSecret: shop.webhookSecret });
   } else if (cmd === "key" && sub === "create" && rest.length === 1) {
-    const { apiKey, record } = await createShopKey(kv, rest[0], now, "cli");
+    const { apiKey, record } = await createShopKey(kv, rest[0], { now, actor: "cli" });
     printJson({ shopId: record.shopId, keyId: record.id, apiKey });
   } else if (cmd === "key" && sub === "revoke" && rest.length === 2) {
-    const record = await revokeShopKey(kv, rest[0], rest[1], now, "cli");
+    const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor: "cli" });
     printJson({ shopId: record.shopId, keyId: record.id, revokedAt: new Date(record.revokedAt!).toISOString() });
   } else if (cmd === "list") {
     const shops = await listShops(kv);

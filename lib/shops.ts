@@ -72,8 +72,7 @@ export async function createShop(
 export async function createShopKey(
   kv: Deno.Kv,
   shopId: string,
-  now: number,
-  actor = "system",
+  { now, actor = "system" }: { now: number; actor?: string },
 ): Promise<{ apiKey: string; record: ApiKeyRecord }> {
   if (!(await getShop(kv, shopId))) throw new NotFoundError("Unknown shop.");
   const key = await newApiKey(shopId, now);
@@ -82,13 +81,13 @@ export async function createShopKey(
   return { apiKey: key.key, record: key.record };
 }
 
+/** Revokes one of a shop's keys; it fails from the next request on. */
 export async function revokeShopKey(
   kv: Deno.Kv,
-  shopId: string,
-  keyId: string,
-  now: number,
-  actor = "system",
+  key: { shopId: string; keyId: string },
+  { now, actor = "system" }: { now: number; actor?: string },
 ): Promise<ApiKeyRecord> {
+  const { shopId, keyId } = key;
   const revoked = await revokeApiKey(kv, shopId, keyId, now);
   if (!revoked) throw new NotFoundError("Unknown key for this shop.");
   await writeAudit(kv, { at: now, actor, action: "key.revoke", target: shopId, before: null, after: revoked });

@@ -102,9 +102,9 @@ Deno.test("[api] keys: missing, unknown and revoked keys get 401; Token and Bear
     assert.equal(viaToken.status, 201);
     await viaToken.body?.cancel();
 
-    const second = await createShopKey(app.kv, app.shop.id, Date.now());
+    const second = await createShopKey(app.kv, app.shop.id, { now: Date.now() });
     assert.equal((await callInit(app, paymentBody(), { key: second.apiKey })).status, 201);
-    await revokeShopKey(app.kv, app.shop.id, second.record.id, Date.now());
+    await revokeShopKey(app.kv, { shopId: app.shop.id, keyId: second.record.id }, { now: Date.now() });
     const revoked = await callInit(app, paymentBody(), { key: second.apiKey });
     assert.equal(revoked.status, 401);
     assert.equal(revoked.body.error.code, "unauthorized");

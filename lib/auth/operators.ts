@@ -64,9 +64,7 @@ function normalizeEmail(email: string): string {
  */
 export async function signIn(
   ctx: AppContext,
-  email: string,
-  password: string,
-  ip: string,
+  { email, password, ip }: { email: string; password: string; ip: string },
 ): Promise<{ token: string; session: Session; operator: Operator }> {
   const normalized = email.trim().toLowerCase().slice(0, 320);
   const [byEmail, byIp] = await Promise.all([
@@ -154,9 +152,7 @@ export async function signOut(ctx: AppContext, session: Session) {
 export async function changePassword(
   ctx: AppContext,
   operator: Operator,
-  current: string,
-  next: string,
-  repeat: string,
+  { current, next, repeat }: { current: string; next: string; repeat: string },
 ) {
   if (!(await verifyPassword(current, operator.passwordHash))) {
     throw new ValidationError("The current password is wrong.", { current: "is wrong" });

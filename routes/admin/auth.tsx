@@ -18,7 +18,7 @@ export function authRoutes(ctx: AppContext) {
     // The connection's address, not X-Forwarded-For, which a client could forge to dodge the throttle.
     const ip = (c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined)?.remoteAddr?.hostname ?? "unknown";
     try {
-      const { token } = await signIn(ctx, form.email ?? "", form.password ?? "", ip);
+      const { token } = await signIn(ctx, { email: form.email ?? "", password: form.password ?? "", ip });
       setSessionCookie(c, token);
       return c.redirect(safeNext(form.next), 303);
     } catch (err) {
@@ -45,7 +45,11 @@ export function authRoutes(ctx: AppContext) {
   app.post("/password", requireOperator(ctx), async (c) => {
     const f = c.var.form;
     try {
-      await changePassword(ctx, c.var.operator, f.current ?? "", f.password ?? "", f.repeat ?? "");
+      await changePassword(ctx, c.var.operator, {
+        current: f.current ?? "",
+        next: f.password ?? "",
+        repeat: f.repeat ?? "",
+      });
       return c.redirect("/admin", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;

@@ -127,12 +127,15 @@ export function shopRoutes(ctx: AppContext) {
   });
 
   app.post("/:id/keys", async (c) => {
-    const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), ctx.now(), c.var.operator.email);
+    const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), { now: ctx.now(), actor: c.var.operator.email });
     return detail(c, { secrets: [["New API key", apiKey]] }, 201);
   });
 
   app.post("/:id/keys/:keyId/revoke", async (c) => {
-    await revokeShopKey(ctx.kv, c.req.param("id"), c.req.param("keyId"), ctx.now(), c.var.operator.email);
+    await revokeShopKey(ctx.kv, { shopId: c.req.param("id"), keyId: c.req.param("keyId") }, {
+      now: ctx.now(),
+      actor: c.var.operator.email,
+    });
     return detail(c, { flash: "Key revoked: it fails from the next request on." });
   });
 
