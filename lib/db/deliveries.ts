@@ -135,7 +135,3 @@ export async function countAttentionDeliveries(
     failed: all.filter((d) => d.status === "failed").length,
   };
 }
-
-export async function getDeliveryAttempt(kv: Deno.Kv, id: string, n: number): Promise<DeliveryAttempt | null> {
-  return (await kv.get<DeliveryAttempt>(attemptKey(id, n))).value;
-}

@@ -95,10 +95,6 @@ export async function getPaymentIdByShopRef(kv: Deno.Kv, shopId: string, ref: st
   return (await kv.get<string>(byShopRefKey(shopId, ref))).value;
 }
 
-export async function getPaymentIdByProviderRef(kv: Deno.Kv, provider: string, ref: string): Promise<string | null> {
-  return (await kv.get<string>(byProviderRefKey(provider, ref))).value;
-}
-
 /** The payment that holds a reservation (the shop's id or an Idempotency-Key), if any. */
 export async function getPaymentIdByReservation(kv: Deno.Kv, shopId: string, r: Reservation): Promise<string | null> {
   const key = reservationKey(shopId, r);
@@ -170,10 +166,6 @@ export async function addPaymentEvent(kv: Deno.Kv, payment: Payment, event: Paym
   await op.commit();
 }
 
-export async function getPaymentEvent(kv: Deno.Kv, paymentId: string, seq: string): Promise<PaymentEvent | null> {
-  return (await kv.get<PaymentEvent>(eventKey(paymentId, seq))).value;
-}
-
 export function listPaymentEvents(kv: Deno.Kv, paymentId: string): Promise<PaymentEvent[]> {
   return collectValues(kv.list<PaymentEvent>({ prefix: ["payment_events", paymentId] }));
 }
@@ -208,22 +200,4 @@ export async function getPayments(kv: Deno.Kv, ids: string[]): Promise<Payment[]
     for (const e of entries) if (e.value) out.push(e.value);
   }
   return out;
-}
-
-/** A shop's payments, newest first, with a cursor for the next page. */
-export async function listPaymentsByShop(
-  kv: Deno.Kv,
-  shopId: string,
-  opts: { limit: number; cursor?: string },
-): Promise<{ payments: Payment[]; cursor: string | null }> {
-  const iter = kv.list<string>({ prefix: ["payments_by_shop", shopId] }, {
-    reverse: true,
-    limit: opts.limit,
-    cursor: opts.cursor,
-  });
-  const ids = await collectValues(iter);
-  return {
-    payments: await getPayments(kv, ids),
-    cursor: ids.length === opts.limit ? iter.cursor : null,
-  };
 }
