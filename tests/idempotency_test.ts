@@ -125,3 +125,20 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
     await app.close();
   }
 });
+
+Deno.test("[idempotency] an Idempotency-Key reused after its 24 h entry expired still names the same payment", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const headers = { "idempotency-key": "key-old" };
+    const first = await callInit(app, paymentBody(), { headers });
+    // What KV's expiry does after 24 hours.
+    await app.kv.delete(["payments_by_idempotency_key", app.shop.id, "key-old"]);
+    const later = await callInit(app, paymentBody(), { headers });
+    assert.equal(later.status, 200);
+    assert.equal(later.body.id, first.body.id);
+    const different = await callInit(app, paymentBody({ amount: 7 }), { headers });
+    assert.equal(different.status, 422);
+  } finally {
+    await app.close();
+  }
+});

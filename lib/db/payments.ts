@@ -79,8 +79,10 @@ export async function createPayment(
     return { created: true, entry: { key: paymentKey(payment.id), value: payment, versionstamp: res.versionstamp } };
   }
   const existing = resKey ? (await kv.get<string>(resKey)).value : null;
-  if (!existing) throw new Error("payment id collision"); // 128 random bits: a bug, not bad luck
-  return { created: false, existingId: existing };
+  if (existing) return { created: false, existingId: existing };
+  // A derived id outlives its Idempotency-Key entry (kept 24 h): the same key later still names the same payment.
+  if ((await kv.get(paymentKey(payment.id))).versionstamp) return { created: false, existingId: payment.id };
+  throw new Error("payment id collision"); // 128 random bits: a bug, not bad luck
 }
 
 export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | null> {
