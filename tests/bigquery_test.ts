@@ -368,18 +368,24 @@ Deno.test({
   async fn() {
     await withExport({ env: { ANALYTICS_BATCH_SIZE: "4", ANALYTICS_INTERVAL_MS: "1500" } }, async (h) => {
       const { app, fake } = h;
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 6; i++) {
         const init = await callInit(app, paymentBody());
         await buyerSettles(init.body.url, "paid");
       }
       const count = await waitExported(h);
-      assert.ok(count >= 12, `only ${count} activity entries`);
+      assert.ok(count >= 24, `only ${count} activity entries`);
       const calls = fake.inserts.filter((c) => c.table === "payment_events" && c.status === 200);
       assert.ok(calls.every((c) => c.rows <= 4), JSON.stringify(calls));
-      // The full batches followed each other at once: far less than one 1.5 s interval between them.
-      const full = calls.filter((c) => c.rows === 4);
-      assert.ok(full.length >= 3);
-      assert.ok(full.at(-1)!.at - full[0].at < 1000, JSON.stringify(full));
+      // Some run found a backlog: its full batches followed each other at once, far less than the 1.5 s interval
+      // apart. (Runs while the payments were still being made may have taken smaller batches first.)
+      let streak = 1;
+      let longest = 0;
+      for (let i = 1; i < calls.length; i++) {
+        const quick = calls[i - 1].rows === 4 && calls[i].rows === 4 && calls[i].at - calls[i - 1].at < 500;
+        streak = quick ? streak + 1 : 1;
+        longest = Math.max(longest, streak);
+      }
+      assert.ok(longest >= 3, JSON.stringify(calls));
     });
   },
 });
