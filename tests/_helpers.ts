@@ -16,6 +16,18 @@ export function freePort(): number {
   return port;
 }
 
+/** The environment every test app needs: bound to loopback on `port`, its KV at `kvPath`, local URLs allowed, no demo. */
+export function loopbackAppEnv(port: number, kvPath: string): Record<string, string> {
+  return {
+    PORT: String(port),
+    HOSTNAME: "127.0.0.1",
+    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+    DENO_KV_PATH: kvPath,
+    DEV_ALLOW_LOCAL_URLS: "1",
+    DEMO: "0",
+  };
+}
+
 export interface TestShop {
   id: string;
   apiKey: string;
@@ -53,12 +65,7 @@ export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> 
   const baseUrl = `http://127.0.0.1:${port}`;
   let standalone: { sandbox: Sandbox; server: Deno.HttpServer; url: string } | undefined;
   const env: Record<string, string> = {
-    PORT: String(port),
-    HOSTNAME: "127.0.0.1",
-    PUBLIC_BASE_URL: baseUrl,
-    DENO_KV_PATH: opts.kvPath ?? ":memory:",
-    DEV_ALLOW_LOCAL_URLS: "1",
-    DEMO: "0",
+    ...loopbackAppEnv(port, opts.kvPath ?? ":memory:"),
     POSTBACK_SCHEDULE: "0,0.2,0.2,0.2,0.2",
     POSTBACK_TIMEOUT_MS: "2000",
     PROVIDER_TIMEOUT_MS: "2000",

@@ -26,6 +26,7 @@ import {
   callInit,
   createShopWithCli,
   freePort,
+  loopbackAppEnv,
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
@@ -492,12 +493,7 @@ Deno.test({
     const baseUrl = `http://127.0.0.1:${port}`;
     const env = {
       ...bigqueryEnv(fake, account, { BIGQUERY_TIMEOUT_MS: "500" }),
-      PORT: String(port),
-      HOSTNAME: "127.0.0.1",
-      PUBLIC_BASE_URL: baseUrl,
-      DENO_KV_PATH: `${dir}/kv.sqlite3`,
-      DEV_ALLOW_LOCAL_URLS: "1",
-      DEMO: "0",
+      ...loopbackAppEnv(port, `${dir}/kv.sqlite3`),
       // The dead process's lease (2 x timeout + 1 s) must run out before the new one takes the batch over.
       JOBS_SWEEP_INTERVAL_MS: "100",
       LOG_LEVEL: "error",
@@ -534,7 +530,7 @@ Deno.test({
       await pay();
 
       const events = fake.table("payment_events");
-      const kv = await Deno.openKv(env.DENO_KV_PATH);
+      const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
       try {
         // The embedded sandbox died with the first process, so some webhooks never come: wait for the
         // activity log to stop growing rather than for a number of postbacks.

@@ -18,6 +18,7 @@ import {
   type AppProcessExit,
   createShopWithCli,
   freePort,
+  loopbackAppEnv,
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
@@ -89,15 +90,10 @@ Deno.test({
     const deliveredPaymentIds = () => new Set(postbacks().filter((p) => p.answered === 200).map(paymentIdOf));
 
     const env: Record<string, string> = {
-      PORT: String(appPort),
-      HOSTNAME: "127.0.0.1",
-      PUBLIC_BASE_URL: baseUrl,
-      DENO_KV_PATH: `${dir}/kv.sqlite3`,
+      ...loopbackAppEnv(appPort, `${dir}/kv.sqlite3`),
       BANSKY_API_URL: sandboxUrl,
       BANSKY_API_TOKEN: SANDBOX_TOKEN,
       BANSKY_WEBHOOK_SECRET: SANDBOX_SECRET,
-      DEV_ALLOW_LOCAL_URLS: "1",
-      DEMO: "0",
       LOG_LEVEL: "warn",
       JOBS_QUEUE: "on",
       JOBS_SWEEP_INTERVAL_MS: "500",

@@ -19,6 +19,7 @@ import {
   buyerSettles,
   createShopWithCli,
   freePort,
+  loopbackAppEnv,
   paymentBody,
   type ReceivedPostback,
   spawnApp,
@@ -67,12 +68,7 @@ async function startQueueOffApp(opts: { kick: boolean }): Promise<QueueOffApp> {
   const port = freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const config = loadConfig({
-    PORT: String(port),
-    HOSTNAME: "127.0.0.1",
-    PUBLIC_BASE_URL: baseUrl,
-    DENO_KV_PATH: ":memory:",
-    DEV_ALLOW_LOCAL_URLS: "1",
-    DEMO: "0",
+    ...loopbackAppEnv(port, ":memory:"),
     JOBS_QUEUE: "off",
     POSTBACK_SCHEDULE: "0,0.3,0.3,0.3,0.3",
     POSTBACK_TIMEOUT_MS: "2000",
@@ -250,12 +246,7 @@ Deno.test("[queue-off] main.ts with JOBS_QUEUE=off: a postback that failed befor
   const baseUrl = `http://127.0.0.1:${port}`;
   const shop = failingShop(2);
   const env: Record<string, string> = {
-    PORT: String(port),
-    HOSTNAME: "127.0.0.1",
-    PUBLIC_BASE_URL: baseUrl,
-    DENO_KV_PATH: `${dir}/kv.sqlite3`,
-    DEV_ALLOW_LOCAL_URLS: "1",
-    DEMO: "0",
+    ...loopbackAppEnv(port, `${dir}/kv.sqlite3`),
     LOG_LEVEL: "warn",
     JOBS_QUEUE: "off",
     JOBS_SWEEP_INTERVAL_MS: "200",
