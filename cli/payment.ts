@@ -16,7 +16,7 @@ await runCommand(async (server) => {
     // Delivery bodies are the shop's own data; operators see them, secrets are never stored there.
     printJson({ payment, events, deliveries });
   } else {
-    const d = await resendPostback(server.ctx, id);
+    const d = await resendPostback(server.ctx, id, { actor: "cli" });
     printJson({
       deliveryId: d.id,
       status: d.status,

@@ -1,4 +1,5 @@
 import type { AppContext } from "../context.ts";
+import { writeAudit } from "../db/audit.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
@@ -24,7 +25,11 @@ export async function describePayment(ctx: AppContext, paymentId: string) {
  * Sends a payment's latest postback again now, with the same webhook-id, and
  * makes the first attempt right away so the operator sees its result.
  */
-export async function resendPostback(ctx: AppContext, paymentId: string): Promise<Delivery> {
+export async function resendPostback(
+  ctx: AppContext,
+  paymentId: string,
+  { actor }: { actor: string },
+): Promise<Delivery> {
   const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
   const latest = deliveries.sort((a, b) => b.createdAt - a.createdAt)[0];
   if (!latest) throw new ValidationError("This payment has no postback to resend.");
@@ -37,5 +42,14 @@ export async function resendPostback(ctx: AppContext, paymentId: string): Promis
     await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
   }
   await runDelivery(ctx, latest.id);
-  return (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === latest.id)!;
+  const result = (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === latest.id)!;
+  await writeAudit(ctx.kv, {
+    at: ctx.now(),
+    actor,
+    action: "postback.resend",
+    target: paymentId,
+    before: null,
+    after: { deliveryId: result.id, status: result.status },
+  });
+  return result;
 }

@@ -54,15 +54,7 @@ export function deliveryRoutes(ctx: AppContext) {
 
   app.post("/resend", async (c) => {
     const paymentId = c.var.form.paymentId ?? "";
-    const d = await resendPostback(ctx, paymentId);
-    await writeAudit(ctx.kv, {
-      at: ctx.now(),
-      actor: c.var.operator.email,
-      action: "postback.resend",
-      target: paymentId,
-      before: null,
-      after: { deliveryId: d.id, status: d.status },
-    });
+    const d = await resendPostback(ctx, paymentId, { actor: c.var.operator.email });
     return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Resent ${d.id}: ${d.status}.`)}`, 303);
   });
 

@@ -69,15 +69,7 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/resend", async (c) => {
     const id = c.req.param("id");
-    const d = await resendPostback(ctx, id);
-    await writeAudit(ctx.kv, {
-      at: ctx.now(),
-      actor: c.var.operator.email,
-      action: "postback.resend",
-      target: id,
-      before: null,
-      after: { deliveryId: d.id, status: d.status },
-    });
+    const d = await resendPostback(ctx, id, { actor: c.var.operator.email });
     return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=resend-${d.status}`, 303);
   });
   return app;

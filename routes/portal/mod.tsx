@@ -4,7 +4,6 @@ import type { AppContext } from "../../lib/context.ts";
 import { authenticatePortal, peekPortalLink, signInWithLink, signOutPortal } from "../../lib/auth/portal.ts";
 import { SESSION_TTL_MS } from "../../lib/auth/operators.ts";
 import { dashboardEmbedUrl } from "../../lib/analytics/metabase.ts";
-import { writeAudit } from "../../lib/db/audit.ts";
 import { countAttentionDeliveries, listAttentionDeliveries } from "../../lib/db/deliveries.ts";
 import type { PortalSession } from "../../lib/db/portal.ts";
 import { getShop } from "../../lib/db/shops.ts";
@@ -150,15 +149,7 @@ export function portalRoutes(ctx: AppContext) {
 
   app.post("/payments/:id/resend", async (c) => {
     const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
-    const d = await resendPostback(ctx, payment.id);
-    await writeAudit(ctx.kv, {
-      at: ctx.now(),
-      actor: `portal:${c.var.portal.shopId}`,
-      action: "postback.resend",
-      target: payment.id,
-      before: null,
-      after: { deliveryId: d.id, status: d.status },
-    });
+    const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
     return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
   });
 
