@@ -55,7 +55,7 @@ export async function createShop(
     webhookSecret: newWebhookSecret(),
     createdAt: opts.now,
   };
-  const key = await newApiKey(shop.id, opts.now);
+  const key = newApiKey(shop.id, opts.now);
   await createShopWithKey(kv, shop, key.record, key.hash);
   await writeAudit(kv, {
     at: opts.now,
@@ -75,7 +75,7 @@ export async function createShopKey(
   { now, actor = "system" }: { now: number; actor?: string },
 ): Promise<{ apiKey: string; record: ApiKeyRecord }> {
   if (!(await getShop(kv, shopId))) throw new NotFoundError("Unknown shop.");
-  const key = await newApiKey(shopId, now);
+  const key = newApiKey(shopId, now);
   await addApiKey(kv, key.record, key.hash);
   await writeAudit(kv, { at: now, actor, action: "key.create", target: shopId, before: null, after: key.record });
   return { apiKey: key.key, record: key.record };

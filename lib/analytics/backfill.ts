@@ -1,4 +1,4 @@
-import { encodeTime } from "ulid";
+import { encodeTime } from "../ids.ts";
 import { listActivity } from "../db/activity.ts";
 import { describeBigQueryError } from "./_errors.ts";
 import { sendBatch } from "./export.ts";
@@ -27,8 +27,8 @@ export async function backfillAnalytics(
   a: Analytics,
   opts: BackfillOptions,
 ): Promise<{ entries: number; rows: number }> {
-  const fromSeq = encodeTime(opts.from, 10);
-  const toSeq = encodeTime(opts.to, 10);
+  const fromSeq = encodeTime(opts.from);
+  const toSeq = encodeTime(opts.to);
   const total = { entries: 0, rows: 0 };
   let after: string | null = null;
   for (;;) {

@@ -1,4 +1,4 @@
-import { encodeTime } from "ulid";
+import { encodeTime } from "../ids.ts";
 import type { AppContext } from "../context.ts";
 import { type ActivityRef, listActivity } from "../db/activity.ts";
 import { claimExport, EXPORT_JOB, type ExportState, finishExport } from "../db/analytics.ts";
@@ -75,7 +75,7 @@ async function exportNextBatch(ctx: AppContext, a: Analytics, state: ExportState
  * exported; waiting until ids are old enough keeps the cursor from skipping it.
  */
 function listSettledActivity(kv: Deno.Kv, cursor: string | null, settledBefore: number, limit: number) {
-  const toSeq = encodeTime(Math.max(0, settledBefore), 10);
+  const toSeq = encodeTime(Math.max(0, settledBefore));
   if (cursor && cursor >= toSeq) return Promise.resolve([]);
   return listActivity(kv, { afterSeq: cursor, toSeq, limit });
 }

@@ -7,10 +7,7 @@ import type { ApiKeyRecord } from "../db/shops.ts";
 export const API_KEY_PREFIX = "apay_sk_";
 
 /** A new key: the prefix plus 192 random bits. Only its SHA-256 is stored. */
-export async function newApiKey(
-  shopId: string,
-  now: number,
-): Promise<{ key: string; hash: string; record: ApiKeyRecord }> {
+export function newApiKey(shopId: string, now: number): { key: string; hash: string; record: ApiKeyRecord } {
   const key = API_KEY_PREFIX + base64url(randomBytes(24));
   const record: ApiKeyRecord = {
     id: randomId("key"),
@@ -19,7 +16,7 @@ export async function newApiKey(
     createdAt: now,
     revokedAt: null,
   };
-  return { key, hash: await sha256Hex(key), record };
+  return { key, hash: sha256Hex(key), record };
 }
 
 /**
@@ -30,7 +27,7 @@ export async function newApiKey(
 export async function authenticateShop(kv: Deno.Kv, authorization: string | undefined): Promise<Shop> {
   const match = authorization?.match(/^(?:Bearer|Token)\s+(\S{1,200})$/i);
   if (!match || !match[1].startsWith(API_KEY_PREFIX)) throw new UnauthorizedError();
-  const record = await getApiKeyByHash(kv, await sha256Hex(match[1]));
+  const record = await getApiKeyByHash(kv, sha256Hex(match[1]));
   if (!record || record.revokedAt !== null) throw new UnauthorizedError();
   const shop = await getShop(kv, record.shopId);
   if (!shop) throw new UnauthorizedError();

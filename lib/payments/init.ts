@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
 import { createPayment, getPayment, getPaymentIdByReservation, type Reservation } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
-import { base64url, randomId, sha256Hex, sortableId } from "../ids.ts";
+import { base64url, hmacSha256, randomId, sha256Hex, sortableId } from "../ids.ts";
 import { log } from "../log.ts";
 import { checkPostbackDestination, checkShopUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
@@ -22,8 +22,6 @@ export interface InitResult {
  * concurrent copies of one request share a single provider call.
  */
 const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Payment>>>();
-/** The HMAC key for derived payment ids, imported once per app instance. */
-const idKeys = new WeakMap<AppContext, CryptoKey>();
 
 /**
  * Creates a payment for a shop: validates the body, asks the provider, and
@@ -54,7 +52,7 @@ export async function initPayment(
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
     : { kind: "none" };
-  const requestHash = await sha256Hex(JSON.stringify(input));
+  const requestHash = sha256Hex(JSON.stringify(input));
 
   if (reservation.kind === "none") {
     return {
@@ -116,7 +114,7 @@ async function createAtProvider(
   extra: { postbackUrl: string | null; requestHash: string; reservation: Reservation; idempotencyKey: string | null },
 ): Promise<Payment> {
   const r = extra.reservation;
-  const id = r.kind === "none" ? randomId("pay") : await derivedPaymentId(ctx, shop.id, r);
+  const id = r.kind === "none" ? randomId("pay") : derivedPaymentId(ctx, shop.id, r);
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
   const result = await ctx.provider.initiate({
@@ -168,18 +166,9 @@ async function createAtProvider(
  * every copy and retry names the same payment, yet nobody without our key can
  * guess it (128 bits of the MAC).
  */
-async function derivedPaymentId(ctx: AppContext, shopId: string, r: Reservation & { value: string }): Promise<string> {
-  let key = idKeys.get(ctx);
-  if (!key) {
-    key = await crypto.subtle.importKey("raw", ctx.sessionKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    idKeys.set(ctx, key);
-  }
-  const mac = await crypto.subtle.sign(
-    "HMAC",
-    key,
-    new TextEncoder().encode(`payment-id\0${shopId}\0${r.kind}\0${r.value}`),
-  );
-  return `pay_${base64url(new Uint8Array(mac).slice(0, 16))}`;
+function derivedPaymentId(ctx: AppContext, shopId: string, r: Reservation & { value: string }): string {
+  const mac = hmacSha256(ctx.sessionKey, `payment-id\0${shopId}\0${r.kind}\0${r.value}`);
+  return `pay_${base64url(mac.slice(0, 16))}`;
 }
 
 /** Checks the shop's URLs against the URL rules and its allowed hosts; throws one ValidationError for all. */
