@@ -58,6 +58,8 @@ export async function createServer(
 
   const sessionSecret = config.sessionSecret ??
     (await initSetting(kv, "session_secret", randomId("ses_secret") + randomId("x"))).value;
+  // Kept apart from the session secret so that rotating that one does not orphan the payments named by shops.
+  const paymentIdSecret = (await initSetting(kv, "payment_id_key", randomId("pid_key") + randomId("x"))).value;
   const ctx: AppContext = {
     kv,
     config,
@@ -65,6 +67,7 @@ export async function createServer(
     resolve: opts.resolve ?? resolveWithDns,
     now: () => Date.now(),
     sessionKey: new TextEncoder().encode(sessionSecret),
+    paymentIdKey: new TextEncoder().encode(paymentIdSecret),
     kick: () => {},
     analytics: await createAnalytics(config),
   };

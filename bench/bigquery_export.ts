@@ -189,7 +189,7 @@ async function seedPayments(kv: Deno.Kv, shopId: string, n: number) {
       updatedAt: now,
       finalizedAt: null,
     };
-    await createPayment(kv, p, { kind: "none" });
+    await createPayment(kv, p);
     const steps: [Partial<Payment>, Parameters<typeof updatePayment>[3]["events"]][] = [
       [{ firstRedirectAt: now }, [{ type: "buyer_redirected", at: now, data: {} }]],
       [{ status: "succeeded", finalizedAt: now }, [

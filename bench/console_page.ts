@@ -107,7 +107,7 @@ async function seed(kv: Deno.Kv, shopId: string, n: number) {
       updatedAt: now,
       finalizedAt: i % 4 === 0 ? now : null,
     };
-    return createPayment(kv, p, { kind: "shop_ref", value: p.shopTxId! });
+    return createPayment(kv, p);
   };
   for (let i = 0; i < n; i += 100) {
     await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => one(i + j)));

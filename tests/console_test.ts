@@ -225,7 +225,7 @@ Deno.test("[console] payment pages follow the cursor through every payment exact
     const seen: string[] = [];
     let cursor: string | undefined;
     for (let page = 0; page < 5; page++) {
-      const res = await searchPayments(app.kv, { shopId: app.shop.id }, { limit: 3, cursor });
+      const res = await searchPayments(app.server.ctx, { shopId: app.shop.id }, { limit: 3, cursor });
       seen.push(...res.payments.map((p) => p.id));
       if (!res.cursor) break;
       cursor = res.cursor;

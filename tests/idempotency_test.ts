@@ -126,19 +126,41 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
   }
 });
 
-Deno.test("[idempotency] an Idempotency-Key reused after its 24 h entry expired still names the same payment", async () => {
-  const app = await startTestApp({ standaloneSandbox: true });
+Deno.test("[idempotency] a shop's names outlive a session-secret rotation: lookups and retries find the payment", async () => {
+  const dir = await Deno.makeTempDir();
+  const kvPath = `${dir}/kv.sqlite3`;
+  const before = await startTestApp({ kvPath, env: { SESSION_SECRET: "a".repeat(40) } });
+  const shop = before.shop;
+  let first, keyed;
   try {
-    const headers = { "idempotency-key": "key-old" };
-    const first = await callInit(app, paymentBody(), { headers });
-    // What KV's expiry does after 24 hours.
-    await app.kv.delete(["payments_by_idempotency_key", app.shop.id, "key-old"]);
-    const later = await callInit(app, paymentBody(), { headers });
-    assert.equal(later.status, 200);
-    assert.equal(later.body.id, first.body.id);
-    const different = await callInit(app, paymentBody({ amount: 7 }), { headers });
+    first = await callInit(before, paymentBody({ id: "order-rot", postbackUrl: "http://127.0.0.1:9/pb" }));
+    keyed = await callInit(before, paymentBody(), { headers: { "idempotency-key": "key-rot" } });
+    assert.equal(first.status, 201);
+    assert.equal(keyed.status, 201);
+  } finally {
+    await before.close();
+  }
+  const after = await startTestApp({ kvPath, env: { SESSION_SECRET: "b".repeat(40) } });
+  try {
+    const asShop = { key: shop.apiKey };
+    const lookup = await fetch(`${after.baseUrl}/api/v1/payments?shopTxId=order-rot`, {
+      headers: { authorization: `Bearer ${shop.apiKey}` },
+    });
+    assert.equal(lookup.status, 200);
+    assert.equal((await lookup.json()).payment.id, first.body.id);
+    const retry = await callInit(after, paymentBody({ id: "order-rot", postbackUrl: "http://127.0.0.1:9/pb" }), asShop);
+    assert.equal(retry.status, 200);
+    assert.equal(retry.body.id, first.body.id);
+    const keyedRetry = await callInit(after, paymentBody(), { ...asShop, headers: { "idempotency-key": "key-rot" } });
+    assert.equal(keyedRetry.status, 200);
+    assert.equal(keyedRetry.body.id, keyed.body.id);
+    const different = await callInit(after, paymentBody({ amount: 7 }), {
+      ...asShop,
+      headers: { "idempotency-key": "key-rot" },
+    });
     assert.equal(different.status, 422);
   } finally {
-    await app.close();
+    await after.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -9,7 +9,8 @@ import type { PaymentEvent } from "../payments/types.ts";
  * per-write hook, so the request path pays one extra key per event.
  */
 export type ActivityRef =
-  // The event rides along (it is small) so the export need not read it back.
+  // The event rides along (it is small) so the export need not read it back. For "created" the payment's own
+  // seq stands in for eventSeq: that event is not stored apart (see createPayment).
   | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent }
   | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number };
 

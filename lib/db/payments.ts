@@ -8,15 +8,11 @@ import { addStatsOps, type StatStatus } from "./stats.ts";
 import { addActivityOps } from "./activity.ts";
 import { isTerminal } from "../payments/status.ts";
 
-const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
 const paymentKey = (id: string) => ["payments", id] as const;
 const byShopKey = (shopId: string, seq: string) => ["payments_by_shop", shopId, seq] as const;
 const byTimeKey = (seq: string) => ["payments_by_time", seq] as const;
-const byShopRefKey = (shopId: string, ref: string) => ["payments_by_shop_ref", shopId, ref] as const;
-const byIdempotencyKey = (shopId: string, key: string) => ["payments_by_idempotency_key", shopId, key] as const;
-const byProviderRefKey = (provider: string, ref: string) => ["payments_by_provider_ref", provider, ref] as const;
 const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentId, seq] as const;
 /** The key of one payment event, for bulk readers such as the analytics export. */
 export const paymentEventKey = eventKey;
@@ -29,60 +25,37 @@ function addEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string
 
 const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
 
-/** How a request claims its payment: the shop's transaction id, an Idempotency-Key, or nothing. */
-export type Reservation =
-  | { kind: "shop_ref"; value: string }
-  | { kind: "idempotency_key"; value: string }
-  | { kind: "none" };
-
-function reservationKey(shopId: string, r: Reservation) {
-  switch (r.kind) {
-    case "shop_ref":
-      return byShopRefKey(shopId, r.value);
-    case "idempotency_key":
-      return byIdempotencyKey(shopId, r.value);
-    case "none":
-      return null;
-  }
-}
-
 /**
  * Stores a new payment (already known to the provider) with its indexes,
- * "created" event and counters, claiming its reservation in the same atomic
- * operation. When another request holds the reservation, nothing is written
- * and that request's payment id is returned.
+ * "created" activity entry and counters in one atomic operation. False when a
+ * payment with this id exists: a request with a derived id (a shop's own id or
+ * Idempotency-Key) lost the race to a copy of itself.
+ *
+ * The request path writes as few keys as it can, since each key costs the
+ * store a page: the "created" event lives only in the activity log (the
+ * payment record holds its content, and `listPaymentEvents` shows it from
+ * there).
  */
-export async function createPayment(
-  kv: Deno.Kv,
-  payment: Payment,
-  reservation: Reservation,
-): Promise<{ created: true; entry: Deno.KvEntry<Payment> } | { created: false; existingId: string }> {
-  const resKey = reservationKey(payment.shopId, reservation);
+export async function createPayment(kv: Deno.Kv, payment: Payment): Promise<boolean> {
   const op = kv.atomic()
     .check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
     .set(byTimeKey(payment.seq), payment.id);
-  if (payment.providerRef) op.set(byProviderRefKey(payment.provider, payment.providerRef), payment.id);
-  addEventOps(op, payment.id, payment.shopId, {
-    type: "created",
-    at: payment.createdAt,
-    data: { amount: payment.amount, currency: payment.currency, ref: payment.providerRef },
+  addActivityOps(op, {
+    kind: "event",
+    paymentId: payment.id,
+    shopId: payment.shopId,
+    eventSeq: payment.seq,
+    event: createdEvent(payment),
   });
   addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
-  if (resKey) {
-    const ttl = reservation.kind === "idempotency_key" ? { expireIn: IDEMPOTENCY_TTL_MS } : undefined;
-    op.check({ key: resKey, versionstamp: null }).set(resKey, payment.id, ttl);
-  }
-  const res = await op.commit();
-  if (res.ok) {
-    return { created: true, entry: { key: paymentKey(payment.id), value: payment, versionstamp: res.versionstamp } };
-  }
-  const existing = resKey ? (await kv.get<string>(resKey)).value : null;
-  if (existing) return { created: false, existingId: existing };
-  // A derived id outlives its Idempotency-Key entry (kept 24 h): the same key later still names the same payment.
-  if ((await kv.get(paymentKey(payment.id))).versionstamp) return { created: false, existingId: payment.id };
-  throw new Error("payment id collision"); // 128 random bits: a bug, not bad luck
+  return (await op.commit()).ok;
+}
+
+/** The "created" event of a payment, made from the record itself. */
+function createdEvent(p: Payment): PaymentEvent {
+  return { type: "created", at: p.createdAt, data: { amount: p.amount, currency: p.currency, ref: p.providerRef } };
 }
 
 export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | null> {
@@ -91,16 +64,6 @@ export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | nul
 
 export function getPaymentEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Payment>> {
   return kv.get<Payment>(paymentKey(id));
-}
-
-export async function getPaymentIdByShopRef(kv: Deno.Kv, shopId: string, ref: string): Promise<string | null> {
-  return (await kv.get<string>(byShopRefKey(shopId, ref))).value;
-}
-
-/** The payment that holds a reservation (the shop's id or an Idempotency-Key), if any. */
-export async function getPaymentIdByReservation(kv: Deno.Kv, shopId: string, r: Reservation): Promise<string | null> {
-  const key = reservationKey(shopId, r);
-  return key ? (await kv.get<string>(key)).value : null;
 }
 
 export interface PaymentUpdate {
@@ -124,9 +87,6 @@ export async function updatePayment(
   update: PaymentUpdate,
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(paymentKey(next.id), next);
-  if (next.providerRef && next.providerRef !== entry.value.providerRef) {
-    op.set(byProviderRefKey(next.provider, next.providerRef), next.id);
-  }
   for (const event of update.events ?? []) addEventOps(op, next.id, next.shopId, event);
   if (next.status !== entry.value.status && isTerminal(next.status)) {
     const at = next.finalizedAt ?? next.updatedAt;
@@ -168,8 +128,11 @@ export async function addPaymentEvent(kv: Deno.Kv, payment: Payment, event: Paym
   await op.commit();
 }
 
-export function listPaymentEvents(kv: Deno.Kv, paymentId: string): Promise<PaymentEvent[]> {
-  return collectValues(kv.list<PaymentEvent>({ prefix: ["payment_events", paymentId] }));
+/** A payment's timeline, oldest first, starting with its "created" event. */
+export async function listPaymentEvents(kv: Deno.Kv, payment: Payment): Promise<PaymentEvent[]> {
+  const stored = await collectValues(kv.list<PaymentEvent>({ prefix: ["payment_events", payment.id] }));
+  // Payments stored before the "created" event moved into the record have it among their events.
+  return stored.some((e) => e.type === "created") ? stored : [createdEvent(payment), ...stored];
 }
 
 /**

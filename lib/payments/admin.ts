@@ -13,7 +13,7 @@ export async function describePayment(ctx: AppContext, paymentId: string) {
   const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
   return {
     payment,
-    events: await listPaymentEvents(ctx.kv, paymentId),
+    events: await listPaymentEvents(ctx.kv, payment),
     deliveries: await Promise.all(deliveries.map(async (d) => ({
       ...d,
       attemptLog: await listDeliveryAttempts(ctx.kv, d.id),

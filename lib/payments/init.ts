@@ -1,13 +1,14 @@
 import type { AppContext } from "../context.ts";
 import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
-import { createPayment, getPayment, getPaymentIdByReservation, type Reservation } from "../db/payments.ts";
+import { createPayment, getPayment } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
-import { base64url, hmacSha256, randomId, sha256Hex, sortableId } from "../ids.ts";
+import { randomId, sha256Hex, sortableId } from "../ids.ts";
 import { log } from "../log.ts";
 import { checkPostbackDestination, checkShopUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
+import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
 
 const IdempotencyKey = text(1, 255);
 
@@ -18,20 +19,20 @@ export interface InitResult {
 }
 
 /**
- * Requests in flight in this app instance (one per isolate), by reservation:
+ * Requests in flight in this app instance (one per isolate), by payment id:
  * concurrent copies of one request share a single provider call.
  */
 const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Payment>>>();
 
 /**
  * Creates a payment for a shop: validates the body, asks the provider, and
- * stores the payment with its provider reference in one atomic operation.
+ * stores the payment in one atomic operation.
  *
- * Idempotency without a second write: a request with the shop's `id` (or an
- * Idempotency-Key) gets a payment id derived from it with a keyed hash, so a
- * retry, or a copy racing in another isolate, asks the provider for the same
- * payment (Bansky is idempotent on our id) and the store's uniqueness check
- * lets exactly one of them commit. Copies in the same isolate share one
+ * Idempotency without an index: a request with the shop's `id` (or an
+ * Idempotency-Key) gets a payment id derived from it, so a retry, or a copy
+ * racing in another isolate, asks the provider for the same payment (Bansky
+ * is idempotent on our id) and the store's uniqueness check on the payment's
+ * key lets exactly one of them commit. Copies in the same isolate share one
  * provider call. A finished request is answered again without calling the
  * provider; the same id with another body is refused.
  */
@@ -47,58 +48,48 @@ export async function initPayment(
   const idempotencyKey = opts.idempotencyKey
     ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
     : null;
-  const reservation: Reservation = input.shopTxId
+  const name: PaymentName | null = input.shopTxId
     ? { kind: "shop_ref", value: input.shopTxId }
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
-    : { kind: "none" };
+    : null;
   const requestHash = sha256Hex(JSON.stringify(input));
+  const extra = { postbackUrl, requestHash, idempotencyKey };
 
-  if (reservation.kind === "none") {
-    return {
-      payment: await createAtProvider(ctx, shop, input, { postbackUrl, requestHash, reservation, idempotencyKey }),
-      replay: false,
-    };
-  }
-  const existing = await getPaymentIdByReservation(ctx.kv, shop.id, reservation);
-  if (existing) return await replay(ctx, existing, requestHash);
+  if (!name) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
+  const id = derivedPaymentId(ctx.paymentIdKey, shop.id, name);
+  const existing = await getPayment(ctx.kv, id);
+  if (existing) return replay(existing, requestHash);
 
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());
-  const flightKey = `${shop.id}\0${reservation.kind}\0${reservation.value}`;
-  const running = inFlight.get(flightKey);
-  if (running) {
-    const payment = await running;
-    if (payment.requestHash !== requestHash) throw mismatch();
-    return { payment, replay: true };
-  }
-  const flight = createAtProvider(ctx, shop, input, { postbackUrl, requestHash, reservation, idempotencyKey });
-  inFlight.set(flightKey, flight);
+  const running = inFlight.get(id);
+  if (running) return replay(await running, requestHash);
+  const flight = createAtProvider(ctx, shop, id, input, extra);
+  inFlight.set(id, flight);
   try {
     return { payment: await flight, replay: false };
   } catch (err) {
-    if (err instanceof ReservationTaken) return await replay(ctx, err.paymentId, requestHash);
-    throw err;
+    if (!(err instanceof AlreadyStored)) throw err;
+    const winner = await getPayment(ctx.kv, id);
+    if (!winner) throw new Error(`payment ${id} reported stored but missing`);
+    return replay(winner, requestHash);
   } finally {
-    inFlight.delete(flightKey);
+    inFlight.delete(id);
   }
 }
 
-/** Another request (another isolate, or an earlier try) committed this reservation first. */
-class ReservationTaken extends Error {
-  constructor(readonly paymentId: string) {
-    super("reservation taken");
+/** Another request (another isolate, or an earlier try) stored this payment first. */
+class AlreadyStored extends Error {
+  constructor() {
+    super("payment already stored");
   }
 }
 
-function mismatch() {
-  return new IdempotencyMismatchError("This id was already used for a payment with different details.");
-}
-
-async function replay(ctx: AppContext, paymentId: string, requestHash: string): Promise<InitResult> {
-  const payment = await getPayment(ctx.kv, paymentId);
-  if (!payment) throw new Error(`reservation points at missing payment ${paymentId}`);
-  if (payment.requestHash !== requestHash) throw mismatch();
+function replay(payment: Payment, requestHash: string): InitResult {
+  if (payment.requestHash !== requestHash) {
+    throw new IdempotencyMismatchError("This id was already used for a payment with different details.");
+  }
   return { payment, replay: true };
 }
 
@@ -110,11 +101,10 @@ async function replay(ctx: AppContext, paymentId: string, requestHash: string): 
 async function createAtProvider(
   ctx: AppContext,
   shop: Shop,
+  id: string,
   input: InitPaymentInput,
-  extra: { postbackUrl: string | null; requestHash: string; reservation: Reservation; idempotencyKey: string | null },
+  extra: { postbackUrl: string | null; requestHash: string; idempotencyKey: string | null },
 ): Promise<Payment> {
-  const r = extra.reservation;
-  const id = r.kind === "none" ? randomId("pay") : derivedPaymentId(ctx, shop.id, r);
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
   const result = await ctx.provider.initiate({
@@ -156,19 +146,8 @@ async function createAtProvider(
     updatedAt: now,
     finalizedAt: null,
   };
-  const created = await createPayment(ctx.kv, payment, r);
-  if (!created.created) throw new ReservationTaken(created.existingId);
+  if (!(await createPayment(ctx.kv, payment))) throw new AlreadyStored();
   return payment;
-}
-
-/**
- * The payment id for a reserved request: an HMAC of the shop and its id, so
- * every copy and retry names the same payment, yet nobody without our key can
- * guess it (128 bits of the MAC).
- */
-function derivedPaymentId(ctx: AppContext, shopId: string, r: Reservation & { value: string }): string {
-  const mac = hmacSha256(ctx.sessionKey, `payment-id\0${shopId}\0${r.kind}\0${r.value}`);
-  return `pay_${base64url(mac.slice(0, 16))}`;
 }
 
 /** Checks the shop's URLs against the URL rules and its allowed hosts; throws one ValidationError for all. */

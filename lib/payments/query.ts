@@ -1,8 +1,9 @@
 import type { AppContext } from "../context.ts";
 import { NotFoundError } from "../errors.ts";
-import { getPayment, getPaymentEntry, getPaymentIdByShopRef, markBuyerRedirected } from "../db/payments.ts";
+import { getPayment, getPaymentEntry, markBuyerRedirected } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import type { Payment } from "./types.ts";
+import { derivedPaymentId } from "./derived_id.ts";
 
 /** A payment of this shop; another shop's payment is reported as not found, never as forbidden. */
 export async function getShopPayment(ctx: AppContext, shop: Shop, paymentId: string): Promise<Payment> {
@@ -11,10 +12,8 @@ export async function getShopPayment(ctx: AppContext, shop: Shop, paymentId: str
   return p;
 }
 
-export async function getShopPaymentByTxId(ctx: AppContext, shop: Shop, shopTxId: string): Promise<Payment> {
-  const id = await getPaymentIdByShopRef(ctx.kv, shop.id, shopTxId);
-  if (!id) throw new NotFoundError("Unknown payment.");
-  return await getShopPayment(ctx, shop, id);
+export function getShopPaymentByTxId(ctx: AppContext, shop: Shop, shopTxId: string): Promise<Payment> {
+  return getShopPayment(ctx, shop, derivedPaymentId(ctx.paymentIdKey, shop.id, { kind: "shop_ref", value: shopTxId }));
 }
 
 export type RedirectKind = "pay" | "success" | "error";

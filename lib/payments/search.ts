@@ -1,5 +1,7 @@
 import { z } from "zod";
-import { getPaymentIdByShopRef, getPayments, iteratePaymentIds } from "../db/payments.ts";
+import type { AppContext } from "../context.ts";
+import { getPayments, iteratePaymentIds } from "../db/payments.ts";
+import { derivedPaymentId } from "./derived_id.ts";
 import { PAYMENT_STATUSES } from "./status.ts";
 import type { Payment } from "./types.ts";
 import { parseOrThrow } from "../validation.ts";
@@ -36,13 +38,14 @@ export interface PaymentPage {
  * filters apply to each record.
  */
 export async function searchPayments(
-  kv: Deno.Kv,
+  ctx: Pick<AppContext, "kv" | "paymentIdKey">,
   filter: PaymentFilter,
   opts: { limit: number; cursor?: string },
 ): Promise<PaymentPage> {
+  const kv = ctx.kv;
   if (filter.shopTxId && filter.shopId) {
-    const id = await getPaymentIdByShopRef(kv, filter.shopId, filter.shopTxId);
-    const found = id ? await getPayments(kv, [id]) : [];
+    const id = derivedPaymentId(ctx.paymentIdKey, filter.shopId, { kind: "shop_ref", value: filter.shopTxId });
+    const found = await getPayments(kv, [id]);
     return { payments: found.filter((p) => matches(p, filter)), cursor: null };
   }
   // The cursor is the ULID of the last payment looked at; the next page lists strictly older ones.
@@ -115,7 +118,10 @@ const CSV_COLUMNS = [
 ] as const;
 
 /** Every payment matching the filter as CSV, streamed page by page. Cells are quoted and formula-neutralised. */
-export function paymentsCsv(kv: Deno.Kv, filter: PaymentFilter): ReadableStream<Uint8Array> {
+export function paymentsCsv(
+  ctx: Pick<AppContext, "kv" | "paymentIdKey">,
+  filter: PaymentFilter,
+): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let cursor: string | undefined;
   let started = false;
@@ -126,7 +132,7 @@ export function paymentsCsv(kv: Deno.Kv, filter: PaymentFilter): ReadableStream<
         controller.enqueue(encoder.encode(CSV_COLUMNS.join(",") + "\r\n"));
         return;
       }
-      const page = await searchPayments(kv, filter, { limit: 500, cursor });
+      const page = await searchPayments(ctx, filter, { limit: 500, cursor });
       const lines = page.payments.map((p) =>
         CSV_COLUMNS.map((c) => {
           const v = p[c];

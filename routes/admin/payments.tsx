@@ -21,7 +21,7 @@ export function paymentRoutes(ctx: AppContext) {
     const filter = parsePaymentFilter(query);
     const cursor = query.cursor?.slice(0, 40) || undefined;
     const [page, shops] = await Promise.all([
-      searchPayments(ctx.kv, filter, { limit: PAGE_SIZE, cursor }),
+      searchPayments(ctx, filter, { limit: PAGE_SIZE, cursor }),
       listShops(ctx.kv),
     ]);
     const qs = new URLSearchParams(Object.entries(filter).filter(([, v]) => v) as [string, string][]);
@@ -80,7 +80,7 @@ export function paymentCsvRoute(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
   app.get("/", (c) => {
     const filter = parsePaymentFilter(c.req.query());
-    return c.body(paymentsCsv(ctx.kv, filter), 200, {
+    return c.body(paymentsCsv(ctx, filter), 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="payments-${new Date(ctx.now()).toISOString().slice(0, 10)}.csv"`,
     });

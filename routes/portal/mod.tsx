@@ -105,7 +105,7 @@ export function portalRoutes(ctx: AppContext) {
   app.get("/payments", async (c) => {
     // The shop filter is forced to the session's shop, whatever the query says.
     const filter = { ...parsePaymentFilter(c.req.query()), shopId: c.var.portal.shopId };
-    const page = await searchPayments(ctx.kv, filter, { limit: 50, cursor: c.req.query("cursor")?.slice(0, 40) });
+    const page = await searchPayments(ctx, filter, { limit: 50, cursor: c.req.query("cursor")?.slice(0, 40) });
     const { shopId: _, ...shown } = filter;
     const qs = new URLSearchParams(Object.entries(shown).filter(([, v]) => v) as [string, string][]);
     return c.html(layout(
@@ -128,7 +128,7 @@ export function portalRoutes(ctx: AppContext) {
 
   app.get("/payments.csv", (c) => {
     const filter = { ...parsePaymentFilter(c.req.query()), shopId: c.var.portal.shopId };
-    return c.body(paymentsCsv(ctx.kv, filter), 200, {
+    return c.body(paymentsCsv(ctx, filter), 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="payments.csv"`,
     });
