@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createShopKey, revokeShopKey } from "../lib/shops.ts";
+import { createShopKey, revokeShopKey, setShopStatus } from "../lib/shops.ts";
 import { callInit, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
 
 async function countPayments(app: TestApp): Promise<number> {
@@ -109,6 +109,22 @@ Deno.test("[api] keys: missing, unknown and revoked keys get 401; Token and Bear
     assert.equal(revoked.status, 401);
     assert.equal(revoked.body.error.code, "unauthorized");
     assert.equal((await callInit(app, paymentBody())).status, 201, "the shop's other key still works");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[api] disabling a shop refuses its keys on the very next request, and enabling lets them in again", async () => {
+  const app = await startTestApp();
+  try {
+    assert.equal((await callInit(app, paymentBody())).status, 201);
+    const opts = { actor: "test", now: Date.now() };
+    await setShopStatus(app.kv, app.shop.id, "disabled", opts);
+    const refused = await callInit(app, paymentBody());
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.error.code, "shop_disabled");
+    await setShopStatus(app.kv, app.shop.id, "active", opts);
+    assert.equal((await callInit(app, paymentBody())).status, 201);
   } finally {
     await app.close();
   }

@@ -1,5 +1,5 @@
 import { AppError, UnauthorizedError } from "../errors.ts";
-import { getApiKeyByHash, getShop, type Shop } from "../db/shops.ts";
+import { getApiKeyAndShop, type Shop } from "../db/shops.ts";
 import { base64url, randomBytes, randomId, sha256Hex } from "../ids.ts";
 import type { ApiKeyRecord } from "../db/shops.ts";
 
@@ -20,6 +20,15 @@ export function newApiKey(shopId: string, now: number): { key: string; hash: str
 }
 
 /**
+ * Which shop each key belongs to, by key hash. That never changes, so knowing
+ * it lets one read fetch the key record and the shop together; both are still
+ * read fresh on every request, so a revocation or a disabled shop takes effect
+ * at once. Bounded: when full it starts over.
+ */
+const shopOfKey = new Map<string, string>();
+const SHOP_OF_KEY_MAX = 10_000;
+
+/**
  * Finds the shop behind an Authorization header (`Bearer KEY`, or the original
  * spec's `Token KEY`). Keys are looked up on every request, never cached, so a
  * revocation takes effect at once.
@@ -27,10 +36,13 @@ export function newApiKey(shopId: string, now: number): { key: string; hash: str
 export async function authenticateShop(kv: Deno.Kv, authorization: string | undefined): Promise<Shop> {
   const match = authorization?.match(/^(?:Bearer|Token)\s+(\S{1,200})$/i);
   if (!match || !match[1].startsWith(API_KEY_PREFIX)) throw new UnauthorizedError();
-  const record = await getApiKeyByHash(kv, sha256Hex(match[1]));
-  if (!record || record.revokedAt !== null) throw new UnauthorizedError();
-  const shop = await getShop(kv, record.shopId);
-  if (!shop) throw new UnauthorizedError();
+  const hash = sha256Hex(match[1]);
+  const { record, shop } = await getApiKeyAndShop(kv, hash, shopOfKey.get(hash));
+  if (!record || record.revokedAt !== null || !shop) throw new UnauthorizedError();
+  if (!shopOfKey.has(hash)) {
+    if (shopOfKey.size >= SHOP_OF_KEY_MAX) shopOfKey.clear();
+    shopOfKey.set(hash, record.shopId);
+  }
   if (shop.status !== "active") throw new AppError(403, "shop_disabled", "This shop is disabled.");
   return shop;
 }

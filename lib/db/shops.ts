@@ -69,8 +69,21 @@ export async function addApiKey(kv: Deno.Kv, key: ApiKeyRecord, keyHash: string)
   if (!res.ok) throw new ConflictError("Key already exists.");
 }
 
-export async function getApiKeyByHash(kv: Deno.Kv, keyHash: string): Promise<ApiKeyRecord | null> {
-  return (await kv.get<ApiKeyRecord>(apiKeyKey(keyHash))).value;
+/**
+ * A key record and its shop. Given the shop the key belongs to (`shopId`), both
+ * come in one read; otherwise the shop is read after the key.
+ */
+export async function getApiKeyAndShop(
+  kv: Deno.Kv,
+  keyHash: string,
+  shopId?: string,
+): Promise<{ record: ApiKeyRecord | null; shop: Shop | null }> {
+  if (shopId) {
+    const [record, shop] = await kv.getMany<[ApiKeyRecord, Shop]>([apiKeyKey(keyHash), shopKey(shopId)]);
+    if (record.value?.shopId === shopId) return { record: record.value, shop: shop.value };
+  }
+  const record = (await kv.get<ApiKeyRecord>(apiKeyKey(keyHash))).value;
+  return { record, shop: record ? await getShop(kv, record.shopId) : null };
 }
 
 /** Marks a key revoked; the very next request with it fails because lookups are never cached. */
