@@ -2,6 +2,8 @@ import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { sortableId } from "../ids.ts";
 import { collectValues } from "./kv.ts";
+import { GroupCommitter } from "./group_commit.ts";
+import { groupReader } from "./group_read.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import type { ScheduleOptions } from "./jobs.ts";
 import { addStatsOps, type StatStatus } from "./stats.ts";
@@ -31,14 +33,24 @@ const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_s
  * payment with this id exists: a request with a derived id (a shop's own id or
  * Idempotency-Key) lost the race to a copy of itself.
  *
- * The request path writes as few keys as it can, since each key costs the
- * store a page: the "created" event lives only in the activity log (the
- * payment record holds its content, and `listPaymentEvents` shows it from
- * there).
+ * Concurrent requests share commits (group commit, see group_commit.ts), and
+ * each payment writes as few keys as it can, since every key costs the store
+ * pages: the "created" event lives only in the activity log (the payment
+ * record holds its content, and `listPaymentEvents` shows it from there).
  */
-export async function createPayment(kv: Deno.Kv, payment: Payment): Promise<boolean> {
-  const op = kv.atomic()
-    .check({ key: paymentKey(payment.id), versionstamp: null })
+export function createPayment(kv: Deno.Kv, payment: Payment): Promise<boolean> {
+  let writer = paymentWriters.get(kv);
+  if (!writer) {
+    writer = new GroupCommitter(kv, { addOps: addCreatePaymentOps, identity: (p) => p.id, maxGroup: 32 });
+    paymentWriters.set(kv, writer);
+  }
+  return writer.commit(payment);
+}
+
+const paymentWriters = new WeakMap<Deno.Kv, GroupCommitter<Payment>>();
+
+function addCreatePaymentOps(op: Deno.AtomicOperation, payment: Payment) {
+  op.check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
     .set(byTimeKey(payment.seq), payment.id);
@@ -50,7 +62,6 @@ export async function createPayment(kv: Deno.Kv, payment: Payment): Promise<bool
     event: createdEvent(payment),
   });
   addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
-  return (await op.commit()).ok;
 }
 
 /** The "created" event of a payment, made from the record itself. */
@@ -60,6 +71,12 @@ function createdEvent(p: Payment): PaymentEvent {
 
 export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | null> {
   return (await kv.get<Payment>(paymentKey(id))).value;
+}
+
+/** A payment read on a hot path (init-payment's replay check): shares its read with concurrent ones (read-only). */
+export async function getPaymentGrouped(kv: Deno.Kv, id: string): Promise<Payment | null> {
+  const [entry] = await groupReader(kv).getMany<[Payment]>([paymentKey(id)]);
+  return entry.value;
 }
 
 export function getPaymentEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Payment>> {

@@ -1,5 +1,6 @@
 import { ConflictError } from "../errors.ts";
 import { collectValues } from "./kv.ts";
+import { groupReader } from "./group_read.ts";
 import { addAuditOps, type AuditEntry } from "./audit.ts";
 
 export interface Shop {
@@ -79,7 +80,7 @@ export async function getApiKeyAndShop(
   shopId?: string,
 ): Promise<{ record: ApiKeyRecord | null; shop: Shop | null }> {
   if (shopId) {
-    const [record, shop] = await kv.getMany<[ApiKeyRecord, Shop]>([apiKeyKey(keyHash), shopKey(shopId)]);
+    const [record, shop] = await groupReader(kv).getMany<[ApiKeyRecord, Shop]>([apiKeyKey(keyHash), shopKey(shopId)]);
     if (record.value?.shopId === shopId) return { record: record.value, shop: shop.value };
   }
   const record = (await kv.get<ApiKeyRecord>(apiKeyKey(keyHash))).value;

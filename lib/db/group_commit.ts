@@ -1,0 +1,86 @@
+import { GroupQueue } from "./group_queue.ts";
+
+/**
+ * Group commit, the classic database technique: writes that arrive while an
+ * earlier commit is in flight wait for it and then go to the store together,
+ * in one atomic operation. Each write stays atomic (all of its keys are in
+ * that operation), a lone write is committed at once, and under load the store
+ * makes one durable commit (one fsync with SQLite) for many writes, whose
+ * index keys then mostly share pages. Committing the keys of a new payment
+ * alone cost the store more than the rest of init-payment together.
+ *
+ * A write that checks something (say, that its key is still free) can fail
+ * the whole group; the group is then committed write by write, so only that
+ * write fails. Two writes with the same identity never share a group, so their
+ * checks cannot both pass within one operation.
+ */
+export interface GroupCommitOptions<T> {
+  /** Adds one write's checks and mutations to an atomic operation. */
+  addOps: (op: Deno.AtomicOperation, item: T) => void;
+  /** What makes two writes conflict (e.g. the payment id): such writes go to separate groups. */
+  identity: (item: T) => string;
+  /** Most writes per group; keeps an operation under KV's limits (100 checks, 1000 mutations, 800 KB). */
+  maxGroup: number;
+}
+
+interface Waiting<T> {
+  item: T;
+  resolve: (ok: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
+export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
+  constructor(private readonly kv: Deno.Kv, private readonly opts: GroupCommitOptions<T>) {
+    super();
+  }
+
+  /** Commits the write; true when its checks passed and it is stored, false when a check failed. */
+  commit(item: T): Promise<boolean> {
+    return new Promise((resolve, reject) => this.enqueue({ item, resolve, reject }));
+  }
+
+  protected runGroup(): Promise<void> {
+    return this.#commitGroup(this.#takeGroup());
+  }
+
+  #takeGroup(): Waiting<T>[] {
+    const group: Waiting<T>[] = [];
+    const later: Waiting<T>[] = [];
+    const identities = new Set<string>();
+    for (const w of this.waiting) {
+      const id = this.opts.identity(w.item);
+      if (group.length < this.opts.maxGroup && !identities.has(id)) {
+        identities.add(id);
+        group.push(w);
+      } else {
+        later.push(w);
+      }
+    }
+    this.waiting = later;
+    return group;
+  }
+
+  async #commitGroup(group: Waiting<T>[]) {
+    if (group.length > 1) {
+      try {
+        const op = this.kv.atomic();
+        for (const w of group) this.opts.addOps(op, w.item);
+        if ((await op.commit()).ok) {
+          for (const w of group) w.resolve(true);
+          return;
+        }
+      } catch {
+        // Whatever failed the group (a limit, a store error) is found again, and reported, write by write.
+      }
+    }
+    await Promise.all(group.map(async (w) => {
+      try {
+        const op = this.kv.atomic();
+        this.opts.addOps(op, w.item);
+        w.resolve((await op.commit()).ok);
+      } catch (err) {
+        w.reject(err);
+      }
+    }));
+  }
+}

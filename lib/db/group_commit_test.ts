@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { GroupCommitter } from "./group_commit.ts";
+
+interface Item {
+  id: string;
+  value: string;
+}
+
+function committer(kv: Deno.Kv) {
+  return new GroupCommitter<Item>(kv, {
+    addOps: (op, item) => op.check({ key: ["k", item.id], versionstamp: null }).set(["k", item.id], item.value),
+    identity: (item) => item.id,
+    maxGroup: 8,
+  });
+}
+
+Deno.test("[group commit] concurrent writes are all stored, in fewer commits than writes", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const writer = committer(kv);
+    const items = Array.from({ length: 20 }, (_, i) => ({ id: `w${i}`, value: `v${i}` }));
+    const results = await Promise.all(items.map((item) => writer.commit(item)));
+    assert.deepEqual(results, items.map(() => true));
+    const entries = await Promise.all(items.map((item) => kv.get<string>(["k", item.id])));
+    assert.deepEqual(entries.map((e) => e.value), items.map((item) => item.value));
+    // Writes committed together share their commit's versionstamp; at most 8 per group.
+    const commits = new Set(entries.map((e) => e.versionstamp)).size;
+    assert.ok(commits < items.length, `${commits} commits for ${items.length} writes`);
+    assert.ok(commits >= Math.ceil((items.length - 1) / 8), `${commits} commits: groups over the limit`);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[group commit] a failed check fails only its own write; the rest of its group is stored", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await kv.set(["k", "taken"], "earlier");
+    const writer = committer(kv);
+    const ids = ["a", "b", "taken", "c", "d"];
+    const results = await Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
+    assert.deepEqual(results, [true, true, false, true, true]);
+    assert.equal((await kv.get(["k", "taken"])).value, "earlier");
+    for (const id of ["a", "b", "c", "d"]) assert.equal((await kv.get(["k", id])).value, "new");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[group commit] two writes with the same identity never share a group: exactly one wins", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const writer = committer(kv);
+    const results = await Promise.all([
+      writer.commit({ id: "x", value: "first" }),
+      writer.commit({ id: "y", value: "other" }),
+      writer.commit({ id: "x", value: "second" }),
+      writer.commit({ id: "x", value: "third" }),
+    ]);
+    assert.deepEqual(results, [true, true, false, false]);
+    assert.equal((await kv.get(["k", "x"])).value, "first");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[group commit] a write the store refuses rejects alone; the others are stored", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const writer = committer(kv);
+    const tooBig = "x".repeat(70_000); // over KV's 64 KiB value limit
+    const results = await Promise.allSettled([
+      writer.commit({ id: "a", value: "ok" }),
+      writer.commit({ id: "b", value: "ok" }),
+      writer.commit({ id: "big", value: tooBig }),
+      writer.commit({ id: "c", value: "ok" }),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled", "rejected", "fulfilled"]);
+    for (const id of ["a", "b", "c"]) assert.equal((await kv.get(["k", id])).value, "ok");
+    assert.equal((await kv.get(["k", "big"])).versionstamp, null);
+  } finally {
+    kv.close();
+  }
+});
