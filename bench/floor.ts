@@ -34,11 +34,26 @@ async function pay(url: URL): Promise<Response> {
 
 async function initPayment(req: Request): Promise<Response> {
   const request = await req.json();
-  const id = `pay_${crypto.randomUUID()}`;
+  // Our ids' shape and length (pay_ + 22 characters).
+  const id = `pay_${crypto.randomUUID().replaceAll("-", "").slice(0, 22)}`;
+  const wrapper = (kind: string) => `${baseUrl}/integration/${kind}?id=${id}`;
+  // The provider gets what the spec says it gets, byte for byte the shape the app sends: our id, our wrapper URLs,
+  // our webhook URL. The size matters: Deno.serve 2.9.5 (the sandbox) answers "Connection: close" to requests over
+  // about 512 bytes (denoland/deno#36657, fixed in 2.9.6), so a shorter request would keep its connection alive
+  // where the app's may not.
   const res = await fetch(`${sandboxUrl}/payments`, {
     method: "POST",
     headers: { authorization: `Bearer ${sandboxToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ ...request, id, postbackUrl: `${baseUrl}/api/payment-verify` }),
+    body: JSON.stringify({
+      id,
+      email: request.email,
+      amount: request.amount,
+      currency: request.currency,
+      type: request.type ?? "fiat",
+      sussessUrl: wrapper("success"),
+      errorUrl: wrapper("error"),
+      postbackUrl: `${baseUrl}/api/payment-verify`,
+    }),
   });
   if (!res.ok) return new Response(await res.text(), { status: 502 });
   const provider = await res.json();
