@@ -79,7 +79,15 @@ export class GroupReader extends GroupQueue<Waiting> {
       const entries = await this.kv.getMany(keys);
       for (const w of waiting) w.resolve(w.keys.map((key) => entries[index.get(keyId(key))!]));
     } catch (err) {
-      for (const w of waiting) w.reject(err);
+      if (waiting.length === 1) return waiting[0].reject(err);
+      // One bad key (say, over KV's size limit) must not fail its neighbours: each read goes again alone.
+      await Promise.all(waiting.map(async (w) => {
+        try {
+          w.resolve(await this.kv.getMany(w.keys));
+        } catch (err) {
+          w.reject(err);
+        }
+      }));
     }
   }
 }

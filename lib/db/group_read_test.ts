@@ -60,3 +60,22 @@ Deno.test("[group read] more keys than one getMany takes fail as KV fails them, 
     kv.close();
   }
 });
+
+Deno.test("[group read] a key KV refuses fails only the read that asked for it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await kv.set(["ok"], "fine");
+    const reader = new GroupReader(kv);
+    const huge = ["id", "x".repeat(3000)]; // over KV's 2 KiB key limit
+    const results = await Promise.allSettled([
+      reader.getMany<[string]>([["ok"]]),
+      reader.getMany<[string]>([["ok"]]),
+      reader.getMany([huge]),
+      reader.getMany<[string]>([["ok"]]),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled", "rejected", "fulfilled"]);
+    for (const r of results) if (r.status === "fulfilled") assert.equal(r.value[0].value, "fine");
+  } finally {
+    kv.close();
+  }
+});

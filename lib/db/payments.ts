@@ -73,10 +73,14 @@ export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | nul
   return (await kv.get<Payment>(paymentKey(id))).value;
 }
 
-/** A payment read on a hot path (init-payment's replay check): shares its read with concurrent ones (read-only). */
-export async function getPaymentGrouped(kv: Deno.Kv, id: string): Promise<Payment | null> {
+/**
+ * A payment read on a hot path (the buyer's redirects, init-payment's replay
+ * check). It shares its read with concurrent ones (group_read.ts), so the
+ * entry may be shared too: read-only.
+ */
+export async function getPaymentEntryShared(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Payment>> {
   const [entry] = await groupReader(kv).getMany<[Payment]>([paymentKey(id)]);
-  return entry.value;
+  return entry;
 }
 
 export function getPaymentEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Payment>> {

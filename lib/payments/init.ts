@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
-import { createPayment, getPayment, getPaymentGrouped } from "../db/payments.ts";
+import { createPayment, getPayment, getPaymentEntryShared } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import { randomId, sha256Hex, sortableId } from "../ids.ts";
 import { log } from "../log.ts";
@@ -58,7 +58,7 @@ export async function initPayment(
 
   if (!name) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
   const id = derivedPaymentId(ctx.paymentIdKey, shop.id, name);
-  const existing = await getPaymentGrouped(ctx.kv, id);
+  const existing = (await getPaymentEntryShared(ctx.kv, id)).value;
   if (existing) return replay(existing, requestHash);
 
   let inFlight = inFlightByApp.get(ctx);

@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { NotFoundError } from "../errors.ts";
-import { getPayment, getPaymentEntry, markBuyerRedirected } from "../db/payments.ts";
+import { getPayment, getPaymentEntryShared, markBuyerRedirected } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId } from "./derived_id.ts";
@@ -29,7 +29,7 @@ export async function buyerRedirect(
   kind: RedirectKind,
   now: number,
 ): Promise<string | null> {
-  const entry = await getPaymentEntry(kv, paymentId);
+  const entry = await getPaymentEntryShared(kv, paymentId);
   const p = entry.value;
   if (!p) return null;
   switch (kind) {
