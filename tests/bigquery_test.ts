@@ -616,3 +616,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "[bigquery] a payment exported before anything else happened to it gets the row its record gives, then its later state",
+  ...unsanitized,
+  async fn() {
+    await withExport({}, async (h) => {
+      const { app, fake } = h;
+      const init = await callInit(
+        app,
+        paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: "http://127.0.0.1:9/pb" }),
+      );
+      const id = init.body.id as string;
+      await waitExported(h);
+      // The batch held only the creation, so its row came from the activity entry: it must be the record's row.
+      const { getPayment } = await import("../lib/db/payments.ts");
+      const { paymentRow } = await import("../lib/analytics/rows.ts");
+      const expected = await paymentRow((await getPayment(app.kv, id))!, [], app.server.ctx.analytics!.email);
+      const rows = fake.table("payments").received.filter((r) => r.json.id === id);
+      assert.deepEqual(rows.map((r) => [r.insertId, r.json]), [[expected.insertId, expected.json]]);
+
+      await buyerSettles(init.body.url, "paid");
+      await waitFor(
+        "the settled state in BigQuery",
+        () => latestPayments(fake).get(id)?.status === "succeeded" || undefined,
+      );
+      assert.equal(fake.table("payments").received.filter((r) => r.json.id === id)[0].json.status, "pending");
+    });
+  },
+});

@@ -46,13 +46,10 @@ export async function buildRows(
     }
   }));
 
-  const paymentIds = [...new Set(entries.map((e) => e.ref.paymentId))];
+  const { known, toRead } = paymentsToRead(entries);
   // getPayments reads 10 at a time (KV's getMany limit); chunks in parallel keep big batches quick.
-  const chunks = Array.from(
-    { length: Math.ceil(paymentIds.length / 10) },
-    (_, i) => paymentIds.slice(i * 10, i * 10 + 10),
-  );
-  const payments = (await Promise.all(chunks.map((ids) => getPayments(kv, ids)))).flat();
+  const chunks = Array.from({ length: Math.ceil(toRead.length / 10) }, (_, i) => toRead.slice(i * 10, i * 10 + 10));
+  const payments = [...known, ...(await Promise.all(chunks.map((ids) => getPayments(kv, ids)))).flat()];
   const paymentRows = await Promise.all(
     payments.map(async (p) => paymentRow(p, mayHavePostbacks(p) ? await listDeliveriesByPayment(kv, p.id) : [], email)),
   );
@@ -62,6 +59,23 @@ export async function buildRows(
     log.warn("activity entries without their record", { missing: events.length - found.length });
   }
   return { events: found, payments: paymentRows };
+}
+
+/**
+ * The payments a batch touches: the ones whose only entry in it is their
+ * creation, which carries the payment as created (its row is that state, a
+ * true one; whatever happened since has entries of its own, in a later
+ * batch), and the ones to read in their current state.
+ */
+function paymentsToRead(entries: { ref: ActivityRef }[]): { known: Payment[]; toRead: string[] } {
+  const created = new Map<string, Payment>();
+  const touched = new Set<string>();
+  for (const { ref } of entries) {
+    if (ref.kind === "event" && ref.payment && !touched.has(ref.paymentId)) created.set(ref.paymentId, ref.payment);
+    else created.delete(ref.paymentId);
+    touched.add(ref.paymentId);
+  }
+  return { known: [...created.values()], toRead: [...touched].filter((id) => !created.has(id)) };
 }
 
 /**

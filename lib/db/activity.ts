@@ -1,5 +1,5 @@
 import { sortableId } from "../ids.ts";
-import type { PaymentEvent } from "../payments/types.ts";
+import type { Payment, PaymentEvent } from "../payments/types.ts";
 
 /**
  * A global, time-ordered log of everything that happened to payments: each
@@ -10,8 +10,10 @@ import type { PaymentEvent } from "../payments/types.ts";
  */
 export type ActivityRef =
   // The event rides along (it is small) so the export need not read it back. For "created" the payment's own
-  // seq stands in for eventSeq: that event is not stored apart (see createPayment).
-  | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent }
+  // seq stands in for eventSeq: that event is not stored apart (see createPayment). The payment as created rides
+  // along too: under load most payments reach the export with nothing else happened to them yet, and reading each
+  // record back cost the export more than all the rest of its work for them.
+  | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent; payment?: Payment }
   | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number };
 
 const activityKey = (seq: string) => ["activity", seq] as const;

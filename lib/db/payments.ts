@@ -60,6 +60,7 @@ function addCreatePaymentOps(op: Deno.AtomicOperation, payment: Payment) {
     shopId: payment.shopId,
     eventSeq: payment.seq,
     event: createdEvent(payment),
+    payment,
   });
   addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
 }
