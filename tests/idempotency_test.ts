@@ -126,6 +126,29 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
   }
 });
 
+Deno.test("[idempotency] copies waiting in one isolate get the winner's payment when another isolate stored it first", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { latencyMs: 150 } });
+  try {
+    const { initPayment } = await import("../lib/payments/init.ts");
+    const { getShop } = await import("../lib/db/shops.ts");
+    const shop = (await getShop(app.kv, app.shop.id))!;
+    const body = paymentBody({ id: "order-contended", postbackUrl: "http://127.0.0.1:9/pb" });
+    const otherIsolate = { ...app.server.ctx };
+    const first = initPayment(otherIsolate, shop, body);
+    await new Promise((r) => setTimeout(r, 30));
+    // Three copies in this isolate share one provider call, which commits after the other isolate's.
+    const copies = await Promise.allSettled([1, 2, 3].map(() => initPayment(app.server.ctx, shop, body)));
+    const winner = await first;
+    assert.equal(winner.replay, false);
+    for (const c of copies) {
+      assert.equal(c.status, "fulfilled", c.status === "rejected" ? String(c.reason) : "");
+      if (c.status === "fulfilled") assert.deepEqual([c.value.payment.id, c.value.replay], [winner.payment.id, true]);
+    }
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[idempotency] a shop's names outlive a session-secret rotation: lookups and retries find the payment", async () => {
   const dir = await Deno.makeTempDir();
   const kvPath = `${dir}/kv.sqlite3`;

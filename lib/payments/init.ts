@@ -22,7 +22,20 @@ export interface InitResult {
  * Requests in flight in this app instance (one per isolate), by payment id:
  * concurrent copies of one request share a single provider call.
  */
-const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Payment>>>();
+const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Flight>>>();
+
+/** What one provider call for a payment came to: the payment, and whether this call stored it. */
+interface Flight {
+  payment: Payment;
+  stored: boolean;
+}
+
+/** What a payment keeps of the request besides the validated body. */
+interface RequestExtras {
+  postbackUrl: string | null;
+  requestHash: string;
+  idempotencyKey: string | null;
+}
 
 /**
  * Creates a payment for a shop: validates the body, asks the provider, and
@@ -54,7 +67,7 @@ export async function initPayment(
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
   const requestHash = sha256Hex(JSON.stringify(input));
-  const extra = { postbackUrl, requestHash, idempotencyKey };
+  const extra: RequestExtras = { postbackUrl, requestHash, idempotencyKey };
 
   if (!name) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
   const id = derivedPaymentId(ctx.paymentIdKey, shop.id, name);
@@ -64,18 +77,36 @@ export async function initPayment(
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());
   const running = inFlight.get(id);
-  if (running) return replay(await running, requestHash);
-  const flight = createAtProvider(ctx, shop, id, input, extra);
+  if (running) return replay((await running).payment, requestHash);
+  const flight = storeOnce(ctx, shop, id, input, extra);
   inFlight.set(id, flight);
   try {
-    return { payment: await flight, replay: false };
+    const { payment, stored } = await flight;
+    return stored ? { payment, replay: false } : replay(payment, requestHash);
+  } finally {
+    inFlight.delete(id);
+  }
+}
+
+/**
+ * Creates the payment, or, when another request (another isolate, or an
+ * earlier try) stored it first, finds that one. Copies waiting on this flight
+ * get the same answer.
+ */
+async function storeOnce(
+  ctx: AppContext,
+  shop: Shop,
+  id: string,
+  input: InitPaymentInput,
+  extra: RequestExtras,
+): Promise<Flight> {
+  try {
+    return { payment: await createAtProvider(ctx, shop, id, input, extra), stored: true };
   } catch (err) {
     if (!(err instanceof AlreadyStored)) throw err;
     const winner = await getPayment(ctx.kv, id);
     if (!winner) throw new Error(`payment ${id} reported stored but missing`);
-    return replay(winner, requestHash);
-  } finally {
-    inFlight.delete(id);
+    return { payment: winner, stored: false };
   }
 }
 
@@ -103,7 +134,7 @@ async function createAtProvider(
   shop: Shop,
   id: string,
   input: InitPaymentInput,
-  extra: { postbackUrl: string | null; requestHash: string; idempotencyKey: string | null },
+  extra: RequestExtras,
 ): Promise<Payment> {
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
