@@ -33,6 +33,8 @@ interface Group {
 
 interface Waiting {
   keys: Deno.KvKey[];
+  /** `keyId` of each key, worked out once. */
+  ids: string[];
   resolve: (entries: Deno.KvEntryMaybe<unknown>[]) => void;
   reject: (err: unknown) => void;
 }
@@ -49,7 +51,7 @@ export class GroupReader extends GroupQueue<Waiting> {
     // Too many for one read: KV refuses it, with its own message, and no group is spoiled.
     if (keys.length > MAX_KEYS) return this.kv.getMany<T>(keys);
     return new Promise((resolve, reject) => {
-      this.enqueue({ keys: [...keys], resolve: resolve as Waiting["resolve"], reject });
+      this.enqueue({ keys: [...keys], ids: keys.map(keyId), resolve: resolve as Waiting["resolve"], reject });
     });
   }
 
@@ -63,12 +65,11 @@ export class GroupReader extends GroupQueue<Waiting> {
     const keys: Deno.KvKey[] = [];
     let taken = 0;
     for (const w of this.waiting) {
-      const fresh = w.keys.filter((key) => !index.has(keyId(key)));
-      if (taken > 0 && keys.length + new Set(fresh.map(keyId)).size > MAX_KEYS) break;
-      for (const key of fresh) {
-        const id = keyId(key);
-        if (!index.has(id)) index.set(id, keys.push(key) - 1);
-      }
+      const fresh = new Set(w.ids.filter((id) => !index.has(id)));
+      if (taken > 0 && keys.length + fresh.size > MAX_KEYS) break;
+      w.ids.forEach((id, i) => {
+        if (!index.has(id)) index.set(id, keys.push(w.keys[i]) - 1);
+      });
       taken++;
     }
     return { waiting: this.waiting.splice(0, taken), keys, index };
@@ -77,7 +78,7 @@ export class GroupReader extends GroupQueue<Waiting> {
   async #readGroup({ waiting, keys, index }: Group) {
     try {
       const entries = await this.kv.getMany(keys);
-      for (const w of waiting) w.resolve(w.keys.map((key) => entries[index.get(keyId(key))!]));
+      for (const w of waiting) w.resolve(w.ids.map((id) => entries[index.get(id)!]));
     } catch (err) {
       if (waiting.length === 1) return waiting[0].reject(err);
       // One bad key (say, over KV's size limit) must not fail its neighbours: each read goes again alone.
