@@ -1,7 +1,7 @@
 import { createAnalytics, startAnalyticsExport } from "./lib/analytics/mod.ts";
 import type { Config } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
-import { getSetting, initSetting } from "./lib/db/settings.ts";
+import { initSetting } from "./lib/db/settings.ts";
 import { type DemoShop, ensureDemoOperator, ensureDemoShop } from "./lib/demo.ts";
 import { randomId } from "./lib/ids.ts";
 import { JobRunner } from "./lib/jobs.ts";
@@ -42,11 +42,10 @@ export async function createServer(
   if (config.bansky) {
     provider = new BanskyProvider({ ...config.bansky, timeoutMs: config.providerTimeoutMs });
   } else {
-    const creds = (await getSetting<SandboxCredentials>(kv, "sandbox_credentials")) ??
-      (await initSetting<SandboxCredentials>(kv, "sandbox_credentials", {
-        apiToken: randomId("sbx_token"),
-        webhookSecret: randomId("sbx_whsec"),
-      })).value;
+    const creds = (await initSetting<SandboxCredentials>(kv, "sandbox_credentials", {
+      apiToken: randomId("sbx_token"),
+      webhookSecret: randomId("sbx_whsec"),
+    })).value;
     sandbox = new Sandbox({ ...creds, publicUrl: `${config.publicBaseUrl}/sandbox/bansky`, knobs: opts.sandboxKnobs });
     provider = new BanskyProvider({
       apiUrl: `${selfUrl}/sandbox/bansky`,
