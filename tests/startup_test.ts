@@ -6,9 +6,9 @@ const isRoot = Deno.uid() === 0;
 const NOBODY = 65534;
 
 /** Runs main.ts until it exits (or 20 s pass) and returns its exit code and stderr. */
-async function startOnce(env: Record<string, string>, asUser?: number) {
+async function startOnce(env: Record<string, string>, asUser?: number, preload?: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts"],
+    args: ["run", "-A", ...(preload ? ["--preload", preload] : []), "main.ts"],
     cwd: REPO_ROOT,
     env: { PORT: "0", HOSTNAME: "127.0.0.1", DEMO: "0", LOG_LEVEL: "warn", ...env },
     stdin: "null",
@@ -68,5 +68,24 @@ Deno.test("[startup] a KV path that is a directory stops start-up with one line"
     assertOneClearLine(result, dir);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[startup] Deno.cron is registered before start-up can stop, as Deploy's deploy-time scan needs", async () => {
+  // Stands in for Deploy's scan: a module run before main.ts that reports each cron registration.
+  const preload = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      preload,
+      `Object.defineProperty(Deno, "cron", { value: (name: string) => console.error("cron registered: " + name) });`,
+    );
+    const badConfig = await startOnce({ PORT: "eighty" }, undefined, preload);
+    assert.equal(badConfig.code, 1);
+    assert.match(badConfig.stderr, /^cron registered: run due background jobs\nInvalid configuration/);
+    const badKv = await startOnce({ DENO_KV_PATH: "/proc/aimbrellapay-test/kv.sqlite3" }, undefined, preload);
+    assert.equal(badKv.code, 1);
+    assert.match(badKv.stderr, /^cron registered: run due background jobs\ncannot open the KV file/);
+  } finally {
+    await Deno.remove(preload);
   }
 });
