@@ -13,13 +13,13 @@ const EnvSchema = z.object({
   HOSTNAME: z.string().min(1).default("0.0.0.0"),
   PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   DENO_KV_PATH: z.string().min(1).optional(),
-  // Set by Deno Deploy; there the platform's KV is used when DENO_KV_PATH is not set.
+  // Set by Deno Deploy: there KV is the platform's database, queues are off and zero-config mode is refused.
   DENO_DEPLOYMENT_ID: z.string().optional(),
   BANSKY_API_URL: z.url({ protocol: /^https?$/ }).optional(),
   BANSKY_API_TOKEN: optionalText,
   BANSKY_WEBHOOK_SECRET: optionalText,
   DEV_ALLOW_LOCAL_URLS: flag.optional(),
-  JOBS_QUEUE: z.enum(["on", "off"]).default("on"),
+  JOBS_QUEUE: z.enum(["on", "off"]).optional(),
   JOBS_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).optional(),
   MAX_AMOUNT: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER).default(100_000_000),
   POSTBACK_SCHEDULE: z.string().regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, "comma-separated seconds, e.g. 0,5,300")
@@ -138,6 +138,8 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
+  const onDeploy = e.DENO_DEPLOYMENT_ID !== undefined;
+  if (onDeploy) checkDeploy(e);
   const banskyParts = [e.BANSKY_API_URL, e.BANSKY_API_TOKEN, e.BANSKY_WEBHOOK_SECRET];
   const banskyCount = banskyParts.filter(Boolean).length;
   if (banskyCount > 0 && banskyCount < 3) {
@@ -180,21 +182,44 @@ export function loadConfig(env: Env): Config {
     port: e.PORT,
     hostname: e.HOSTNAME,
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
-    kvPath: e.DENO_KV_PATH ?? (e.DENO_DEPLOYMENT_ID ? undefined : "./data/kv.sqlite3"),
+    kvPath: e.DENO_KV_PATH ?? (onDeploy ? undefined : "./data/kv.sqlite3"),
     bansky,
-    // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set.
-    allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? !bansky,
-    jobsQueue: e.JOBS_QUEUE === "on",
+    // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set or on Deploy.
+    allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? (!bansky && !onDeploy),
+    // Deno Deploy has no KV queues: the cron sweep alone runs jobs there.
+    jobsQueue: (e.JOBS_QUEUE ?? (onDeploy ? "off" : "on")) === "on",
     sweepIntervalMs: e.JOBS_SWEEP_INTERVAL_MS,
     maxAmount: e.MAX_AMOUNT,
     postbackScheduleMs: e.POSTBACK_SCHEDULE.split(",").map((s) => Math.round(Number(s) * 1000)),
     postbackTimeoutMs: e.POSTBACK_TIMEOUT_MS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
-    demo: e.DEMO ?? !bansky,
+    // On Deploy the demo runs only when asked for (checkDeploy refuses the sandbox without it).
+    demo: e.DEMO ?? (!bansky && !onDeploy),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     sessionSecret: e.SESSION_SECRET,
     passwordIterations: e.PASSWORD_ITERATIONS,
   };
+}
+
+/**
+ * Deno Deploy is production: its KV is the database assigned to the app (never a file), it has no KV queues, and
+ * zero-config mode (the sandbox as provider, a demo shop and operator) runs there only with an explicit DEMO=1.
+ */
+function checkDeploy(e: z.infer<typeof EnvSchema>): void {
+  const problems: string[] = [];
+  if (e.DENO_KV_PATH !== undefined && !/^https:\/\//.test(e.DENO_KV_PATH)) {
+    problems.push(
+      "DENO_KV_PATH: must be unset on Deno Deploy, which opens the KV database assigned to the app, never a file",
+    );
+  }
+  if (e.JOBS_QUEUE === "on") problems.push("JOBS_QUEUE: Deno Deploy has no KV queues; leave it unset or set it to off");
+  const banskyMissing = !e.BANSKY_API_URL || !e.BANSKY_API_TOKEN || !e.BANSKY_WEBHOOK_SECRET;
+  if (banskyMissing && e.DEMO !== true) {
+    problems.push(
+      "BANSKY_API_URL, BANSKY_API_TOKEN and BANSKY_WEBHOOK_SECRET: required on Deno Deploy; zero-config mode (the built-in sandbox, demo shop and demo operator) runs there only with DEMO=1, never in production",
+    );
+  }
+  if (problems.length) throw new ConfigError(`Invalid configuration:\n${problems.map((p) => `  ${p}`).join("\n")}`);
 }
 
 const BIGQUERY_REQUIRED = [

@@ -42,10 +42,52 @@ Deno.test("[config] one error names every bad variable and never echoes a secret
   );
 });
 
-Deno.test("[config] on Deno Deploy without DENO_KV_PATH the platform's KV is used", () => {
-  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc123" }).kvPath, undefined);
-  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DENO_KV_PATH: ":memory:" }).kvPath, ":memory:");
+const BANSKY = { BANSKY_API_URL: "https://api.bansky.example", BANSKY_API_TOKEN: "t", BANSKY_WEBHOOK_SECRET: "s" };
+const DEPLOY = { DENO_DEPLOYMENT_ID: "abc123", ...BANSKY };
+
+Deno.test("[config] on Deno Deploy KV is the platform's database and queues are off", () => {
+  const c = loadConfig(DEPLOY);
+  assert.equal(c.kvPath, undefined);
+  assert.equal(c.jobsQueue, false);
+  assert.equal(c.allowLocalUrls, false);
+  assert.equal(c.demo, false);
+  assert.equal(loadConfig({ ...DEPLOY, JOBS_QUEUE: "off" }).jobsQueue, false);
+  // A KV Connect URL is a database, not a file.
+  const url = "https://api.deno.com/v2/databases/0e6a5b1c/connect";
+  assert.equal(loadConfig({ ...DEPLOY, DENO_KV_PATH: url }).kvPath, url);
+  // Elsewhere nothing changes: a file under ./data and the queue.
   assert.equal(loadConfig({}).kvPath, "./data/kv.sqlite3");
+  assert.equal(loadConfig({}).jobsQueue, true);
+});
+
+Deno.test("[config] on Deno Deploy a KV file or KV queues are refused with a clear message", () => {
+  for (const path of ["./data/kv.sqlite3", ":memory:", "/tmp/kv.sqlite3"]) {
+    assert.throws(
+      () => loadConfig({ ...DEPLOY, DENO_KV_PATH: path }),
+      (err) => err instanceof ConfigError && /DENO_KV_PATH: must be unset on Deno Deploy/.test(err.message),
+    );
+  }
+  assert.throws(
+    () => loadConfig({ ...DEPLOY, JOBS_QUEUE: "on" }),
+    (err) => err instanceof ConfigError && /JOBS_QUEUE: Deno Deploy has no KV queues/.test(err.message),
+  );
+});
+
+Deno.test("[config] on Deno Deploy zero-config mode is refused unless DEMO=1 asks for it", () => {
+  assert.throws(
+    () => loadConfig({ DENO_DEPLOYMENT_ID: "abc123" }),
+    (err) =>
+      err instanceof ConfigError && /BANSKY_API_URL.*required on Deno Deploy/.test(err.message) &&
+      /DEMO=1/.test(err.message),
+  );
+  assert.throws(() => loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DEMO: "0" }), ConfigError);
+  // A deliberate demo deployment (a preview, say): the sandbox and the demo, still no local URLs, no queue.
+  const demo = loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DEMO: "1" });
+  assert.equal(demo.bansky, undefined);
+  assert.equal(demo.demo, true);
+  assert.equal(demo.allowLocalUrls, false);
+  assert.equal(demo.jobsQueue, false);
+  assert.equal(demo.kvPath, undefined);
 });
 
 const BIGQUERY = {
