@@ -9,12 +9,17 @@ import type { ScheduleOptions } from "./jobs.ts";
 import { addStatsOps, type StatStatus } from "./stats.ts";
 import { addActivityOps } from "./activity.ts";
 import { isTerminal } from "../payments/status.ts";
+import { createHash } from "node:crypto";
 
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
 const paymentKey = (id: string) => ["payments", id] as const;
 const byShopKey = (shopId: string, seq: string) => ["payments_by_shop", shopId, seq] as const;
 const byTimeKey = (seq: string) => ["payments_by_time", seq] as const;
+/** The buyer's email is in the key only as a hash (see paymentEmailHash). */
+const byEmailKey = (emailHash: string, seq: string) => ["payments_by_email", emailHash, seq] as const;
+/** Progress of building the email index for payments stored before it existed. */
+const emailIndexStateKey = ["payments_index_state", "email"] as const;
 const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentId, seq] as const;
 /** The key of one payment event, for bulk readers such as the analytics export. */
 export const paymentEventKey = eventKey;
@@ -53,7 +58,8 @@ function addCreatePaymentOps(op: Deno.AtomicOperation, payment: Payment) {
   op.check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
-    .set(byTimeKey(payment.seq), payment.id);
+    .set(byTimeKey(payment.seq), payment.id)
+    .set(byEmailKey(paymentEmailHash(payment.email), payment.seq), payment.id);
   addActivityOps(op, {
     kind: "event",
     paymentId: payment.id,
@@ -167,12 +173,27 @@ export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payme
   await op.commit();
 }
 
-/** Payment ids newest first: one shop's, or everyone's; `start`/`end` bound the ULIDs (creation time). */
+/**
+ * The key part that finds a buyer's payments: SHA-256 of the lowercased email,
+ * base64url. The index names buyers without spelling their address in clear.
+ */
+export function paymentEmailHash(email: string): string {
+  return createHash("sha256").update(email.toLowerCase()).digest("base64url");
+}
+
+/**
+ * Payment ids newest first: one buyer's (by `emailHash`, across shops), one
+ * shop's, or everyone's; `start`/`end` bound the ULIDs (creation time).
+ */
 export function iteratePaymentIds(
   kv: Deno.Kv,
-  opts: { shopId?: string; startSeq?: string; endSeq?: string },
+  opts: { shopId?: string; emailHash?: string; startSeq?: string; endSeq?: string },
 ): Deno.KvListIterator<string> {
-  const prefix = opts.shopId ? ["payments_by_shop", opts.shopId] : ["payments_by_time"];
+  const prefix = opts.emailHash
+    ? ["payments_by_email", opts.emailHash]
+    : opts.shopId
+    ? ["payments_by_shop", opts.shopId]
+    : ["payments_by_time"];
   return kv.list<string>({
     start: [...prefix, opts.startSeq ?? ""],
     end: [...prefix, opts.endSeq ?? "\uffff"],
@@ -187,4 +208,58 @@ export async function getPayments(kv: Deno.Kv, ids: string[]): Promise<Payment[]
     for (const e of entries) if (e.value) out.push(e.value);
   }
   return out;
+}
+
+interface EmailIndexState {
+  done: boolean;
+  /** The ULID of the last payment indexed, walking oldest first. */
+  after: string | null;
+}
+
+const readyEmailIndexes = new WeakSet<Deno.Kv>();
+
+/** True once every stored payment is in the email index (new payments always are). */
+export async function isPaymentEmailIndexReady(kv: Deno.Kv): Promise<boolean> {
+  if (readyEmailIndexes.has(kv)) return true;
+  const ready = (await kv.get<EmailIndexState>(emailIndexStateKey)).value?.done === true;
+  if (ready) readyEmailIndexes.add(kv);
+  return ready;
+}
+
+/**
+ * Adds payments stored before the email index existed to it, oldest first, a
+ * batch per atomic operation together with the progress, so an interrupted run
+ * resumes where it stopped and two runners never step back. Once done, a run
+ * costs one read. Stops after `maxBatches` or when `signal` aborts.
+ */
+export async function backfillPaymentEmailIndex(
+  kv: Deno.Kv,
+  opts: { batchSize?: number; maxBatches?: number; signal?: AbortSignal } = {},
+): Promise<{ indexed: number; done: boolean }> {
+  const batchSize = opts.batchSize ?? 200;
+  let indexed = 0;
+  for (let batches = 0; batches < (opts.maxBatches ?? Infinity) && !opts.signal?.aborted; batches++) {
+    const state = await kv.get<EmailIndexState>(emailIndexStateKey);
+    if (state.value?.done) {
+      readyEmailIndexes.add(kv);
+      return { indexed, done: true };
+    }
+    const after = state.value?.after ?? null;
+    const ids: string[] = [];
+    let last = after;
+    const list = kv.list<string>({
+      start: after ? [...byTimeKey(after), ""] : ["payments_by_time"],
+      end: ["payments_by_time", "\uffff"],
+    }, { limit: batchSize, batchSize });
+    for await (const entry of list) {
+      ids.push(entry.value);
+      last = entry.key[1] as string;
+    }
+    const op = kv.atomic().check(state);
+    for (const p of await getPayments(kv, ids)) op.set(byEmailKey(paymentEmailHash(p.email), p.seq), p.id);
+    op.set(emailIndexStateKey, { done: ids.length < batchSize, after: last } satisfies EmailIndexState);
+    // A failed check means another runner moved on meanwhile: read its progress and go on from there.
+    if ((await op.commit()).ok) indexed += ids.length;
+  }
+  return { indexed, done: await isPaymentEmailIndexReady(kv) };
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { AppContext } from "../context.ts";
-import { getPayments, iteratePaymentIds } from "../db/payments.ts";
+import { getPayments, isPaymentEmailIndexReady, iteratePaymentIds, paymentEmailHash } from "../db/payments.ts";
+import { listShops } from "../db/shops.ts";
 import { derivedPaymentId } from "./derived_id.ts";
 import { PAYMENT_STATUSES } from "./status.ts";
 import type { Payment } from "./types.ts";
@@ -8,6 +9,8 @@ import { parseOrThrow } from "../validation.ts";
 
 /** Console and export filters; every field optional. Dates are UTC days, inclusive. */
 export const PaymentFilterSchema = z.object({
+  /** Our payment id (`pay_...`): read directly. */
+  id: z.string().trim().max(100).optional(),
   shopId: z.string().max(100).optional(),
   status: z.enum(PAYMENT_STATUSES).optional(),
   currency: z.string().regex(/^[A-Za-z]{3}$/).transform((c) => c.toUpperCase()).optional(),
@@ -25,32 +28,54 @@ export function parsePaymentFilter(query: Record<string, string | undefined>): P
 }
 
 /** The scan budget of one page: filters that match rarely stop here and offer "more" rather than run away. */
-const SCAN_LIMIT = 20_000;
+export const SCAN_LIMIT = 20_000;
 
 export interface PaymentPage {
   payments: Payment[];
   cursor: string | null;
+  /**
+   * Set when the scan budget ran out before the page filled: the creation time
+   * of the oldest payment looked at. Older ones were not searched; the cursor
+   * goes on from there.
+   */
+  scanStoppedAt: number | null;
+}
+
+export interface SearchOptions {
+  limit: number;
+  cursor?: string;
+  /** Payments looked at per page before giving up on a rare filter (tests use a small one). */
+  scanLimit?: number;
 }
 
 /**
- * One page of payments, newest first. The shop's own index or the global time
- * index is walked between the ULID bounds of the date range; the remaining
- * filters apply to each record.
+ * One page of payments, newest first. A payment id, a shop's order id and a
+ * buyer's email are index lookups; otherwise the shop's own index or the
+ * global time index is walked between the ULID bounds of the date range, and
+ * the remaining filters apply to each record.
  */
 export async function searchPayments(
   ctx: Pick<AppContext, "kv" | "paymentIdKey">,
   filter: PaymentFilter,
-  opts: { limit: number; cursor?: string },
+  opts: SearchOptions,
 ): Promise<PaymentPage> {
   const kv = ctx.kv;
-  if (filter.shopTxId && filter.shopId) {
-    const id = derivedPaymentId(ctx.paymentIdKey, filter.shopId, { kind: "shop_ref", value: filter.shopTxId });
-    const found = await getPayments(kv, [id]);
-    return { payments: found.filter((p) => matches(p, filter)), cursor: null };
+  if (filter.id) return exactPage(await getPayments(kv, [filter.id]), filter);
+  if (filter.shopTxId) {
+    // A shop's order id names the payment (derived_id.ts): one read per shop, no index to write.
+    const shopIds = filter.shopId ? [filter.shopId] : (await listShops(kv)).map((s) => s.id);
+    const ids = shopIds.map((shopId) =>
+      derivedPaymentId(ctx.paymentIdKey, shopId, { kind: "shop_ref", value: filter.shopTxId! })
+    );
+    return exactPage(await getPayments(kv, ids), filter);
   }
+  // Until payments stored before the email index are in it (backfill), an email search scans like the rest.
+  const emailHash = filter.email && await isPaymentEmailIndexReady(kv) ? paymentEmailHash(filter.email) : undefined;
+  const scanLimit = opts.scanLimit ?? SCAN_LIMIT;
   // The cursor is the ULID of the last payment looked at; the next page lists strictly older ones.
   const toBound = filter.to ? ulidBound(Date.parse(filter.to) + 86_400_000) : undefined;
   const iter = iteratePaymentIds(kv, {
+    emailHash,
     shopId: filter.shopId,
     startSeq: filter.from ? ulidBound(Date.parse(filter.from)) : undefined,
     endSeq: opts.cursor && (!toBound || opts.cursor < toBound) ? opts.cursor : toBound,
@@ -77,27 +102,49 @@ export async function searchPayments(
     batch.push({ seq: entry.key[entry.key.length - 1] as string, id: entry.value });
     scanned++;
     if (batch.length === 10) await flush();
-    if (full || scanned >= SCAN_LIMIT) break;
+    if (full || scanned >= scanLimit) break;
   }
   if (!full) await flush();
-  return { payments: out, cursor: full || scanned >= SCAN_LIMIT ? lastSeq : null };
+  const stopped = !full && scanned >= scanLimit;
+  return {
+    payments: out,
+    cursor: full || stopped ? lastSeq : null,
+    scanStoppedAt: stopped && lastSeq ? decodeTime(lastSeq) : null,
+  };
+}
+
+/** The page of a lookup that found at most a few payments: all of them, newest first. */
+function exactPage(found: Payment[], filter: PaymentFilter): PaymentPage {
+  const payments = found.filter((p) => matches(p, filter)).sort((a, b) => a.seq < b.seq ? 1 : -1);
+  return { payments, cursor: null, scanStoppedAt: null };
 }
 
 function matches(p: Payment, f: PaymentFilter): boolean {
   return (!f.shopId || p.shopId === f.shopId) &&
+    (!f.id || p.id === f.id) &&
+    (!f.from || p.createdAt >= Date.parse(f.from)) &&
+    (!f.to || p.createdAt < Date.parse(f.to) + 86_400_000) &&
     (!f.status || p.status === f.status) &&
     (!f.currency || p.currency === f.currency) &&
     (!f.email || p.email.toLowerCase() === f.email) &&
     (!f.shopTxId || p.shopTxId === f.shopTxId);
 }
 
+/** The creation time of a ULID: its first 10 characters, base32. */
+function decodeTime(ulid: string): number {
+  let ms = 0;
+  for (const ch of ulid.slice(0, 10)) ms = ms * 32 + ULID_ALPHABET.indexOf(ch);
+  return ms;
+}
+
+const ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 /** The smallest ULID of a millisecond: its 10-character time part followed by the lowest random part. */
 function ulidBound(ms: number): string {
-  const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
   let t = ms;
   let out = "";
   for (let i = 0; i < 10; i++) {
-    out = alphabet[t % 32] + out;
+    out = ULID_ALPHABET[t % 32] + out;
     t = Math.floor(t / 32);
   }
   return out + "0".repeat(16);
@@ -117,10 +164,15 @@ const CSV_COLUMNS = [
   "finalizedAt",
 ] as const;
 
-/** Every payment matching the filter as CSV, streamed page by page. Cells are quoted and formula-neutralised. */
+/**
+ * Every payment matching the filter as CSV, streamed page by page. Cells are
+ * quoted and formula-neutralised. Unlike the console's pages, the export goes
+ * on through every scan window until the filter's range is exhausted.
+ */
 export function paymentsCsv(
   ctx: Pick<AppContext, "kv" | "paymentIdKey">,
   filter: PaymentFilter,
+  opts: { scanLimit?: number } = {},
 ): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let cursor: string | undefined;
@@ -132,16 +184,22 @@ export function paymentsCsv(
         controller.enqueue(encoder.encode(CSV_COLUMNS.join(",") + "\r\n"));
         return;
       }
-      const page = await searchPayments(ctx, filter, { limit: 500, cursor });
-      const lines = page.payments.map((p) =>
-        CSV_COLUMNS.map((c) => {
-          const v = p[c];
-          return csvCell(c === "createdAt" || c === "finalizedAt" ? (v ? new Date(v as number).toISOString() : "") : v);
-        }).join(",")
-      );
-      if (lines.length) controller.enqueue(encoder.encode(lines.join("\r\n") + "\r\n"));
-      if (!page.cursor) controller.close();
-      else cursor = page.cursor;
+      // A pull that enqueues nothing is not called again, so scan windows without a match are skipped here.
+      for (;;) {
+        const page = await searchPayments(ctx, filter, { limit: 500, cursor, scanLimit: opts.scanLimit });
+        const lines = page.payments.map((p) =>
+          CSV_COLUMNS.map((c) => {
+            const v = p[c];
+            return csvCell(
+              c === "createdAt" || c === "finalizedAt" ? (v ? new Date(v as number).toISOString() : "") : v,
+            );
+          }).join(",")
+        );
+        if (lines.length) controller.enqueue(encoder.encode(lines.join("\r\n") + "\r\n"));
+        if (!page.cursor) return controller.close();
+        cursor = page.cursor;
+        if (lines.length) return;
+      }
     },
   });
 }
