@@ -4,6 +4,7 @@ import type { AppContext } from "./lib/context.ts";
 import { initSetting } from "./lib/db/settings.ts";
 import { type DemoShop, ensureDemoOperator, ensureDemoShop } from "./lib/demo.ts";
 import { randomId } from "./lib/ids.ts";
+import { startEmailIndexBackfill } from "./lib/payments/search.ts";
 import { JobRunner } from "./lib/jobs.ts";
 import { BanskyProvider } from "./lib/providers/bansky.ts";
 import { Sandbox, type SandboxKnobs } from "./lib/providers/sandbox.tsx";
@@ -74,6 +75,8 @@ export async function createServer(
   ctx.kick = runner.kick;
   // The start-up sweep (main.ts) and the queue run it from here on.
   await startAnalyticsExport(ctx);
+  // Payments stored before the email index existed: guarded by its progress record, so once done it is one read.
+  const emailIndexBackfill = await startEmailIndexBackfill(kv);
 
   const demo = config.demo ? await ensureDemoShop(ctx) : undefined;
   if (config.demo) await ensureDemoOperator(ctx);
@@ -99,7 +102,7 @@ export async function createServer(
     integrations,
     async close() {
       sandbox?.close();
-      await runner.stop();
+      await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
     },
   };
 }

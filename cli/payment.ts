@@ -2,16 +2,23 @@
  * Operator commands for payments:
  *   deno task payment show PAYMENT_ID     the payment, its events and postback attempts
  *   deno task payment resend PAYMENT_ID   send its latest postback again now
+ *   deno task payment reindex             put payments stored before the email index into it, to the end
  */
+import { backfillPaymentEmailIndex } from "../lib/db/payments.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
 
-const USAGE = "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID";
+const USAGE =
+  "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID\n  deno task payment reindex";
 const [cmd, id] = Deno.args;
-if (!id || (cmd !== "show" && cmd !== "resend")) fail(USAGE);
+if (cmd !== "reindex" && (!id || (cmd !== "show" && cmd !== "resend"))) fail(USAGE);
 
 await runCommand(async (server) => {
-  if (cmd === "show") {
+  if (cmd === "reindex") {
+    // Start-up does the same in the background; this runs it to the end and says when it is.
+    const { indexed, done } = await backfillPaymentEmailIndex(server.ctx.kv);
+    printJson({ emailIndex: done ? "complete" : "incomplete", indexedNow: indexed });
+  } else if (cmd === "show") {
     const { payment, events, deliveries } = await describePayment(server.ctx, id);
     // Delivery bodies are the shop's own data; operators see them, secrets are never stored there.
     printJson({ payment, events, deliveries });

@@ -1,6 +1,6 @@
 import { formatAmount } from "../lib/money.ts";
 import type { describePayment } from "../lib/payments/admin.ts";
-import type { PaymentFilter } from "../lib/payments/search.ts";
+import type { PaymentFilter, PaymentPage } from "../lib/payments/search.ts";
 import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
@@ -42,13 +42,51 @@ export function FilterForm(
       <label>
         Shop's id <input name="shopTxId" value={filter.shopTxId ?? ""} />
       </label>
+      <label>
+        Payment id <input name="id" placeholder="pay_..." value={filter.id ?? ""} />
+      </label>
       <button type="submit">Filter</button>
     </form>
   );
 }
 
-export function PaymentTable({ payments, basePath }: { payments: Payment[]; basePath: string }) {
-  if (!payments.length) return <p class="muted">No payments match.</p>;
+/**
+ * A page of search results with its way on: "Older payments" after a full
+ * page, or, when a filter that must scan ran out of its budget, where it
+ * stopped and a link that searches on from there.
+ */
+export function PaymentResults(
+  { page, basePath, query }: { page: PaymentPage; basePath: string; query: URLSearchParams },
+) {
+  const next = page.cursor && `${basePath}?${query}${query.size ? "&" : ""}cursor=${encodeURIComponent(page.cursor)}`;
+  const stopped = page.scanStoppedAt !== null;
+  return (
+    <>
+      <PaymentTable
+        payments={page.payments}
+        basePath={basePath}
+        empty={stopped ? "No payments match among those searched." : "No payments match."}
+      />
+      {stopped && (
+        <p class="muted scan-stopped">
+          Stopped searching at payments created{" "}
+          {formatTime(page.scanStoppedAt)}: these filters are checked one payment at a time, and older payments were not
+          searched yet. Payment id, shop's id and email are found at once.
+        </p>
+      )}
+      {next && (
+        <p>
+          <a class="button secondary" href={next}>{stopped ? "Search older payments" : "Older payments"}</a>
+        </p>
+      )}
+    </>
+  );
+}
+
+export function PaymentTable(
+  { payments, basePath, empty = "No payments match." }: { payments: Payment[]; basePath: string; empty?: string },
+) {
+  if (!payments.length) return <p class="muted">{empty}</p>;
   return (
     <div class="table-wrap">
       <table>

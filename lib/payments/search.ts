@@ -1,6 +1,13 @@
 import { z } from "zod";
 import type { AppContext } from "../context.ts";
-import { getPayments, isPaymentEmailIndexReady, iteratePaymentIds, paymentEmailHash } from "../db/payments.ts";
+import {
+  backfillPaymentEmailIndex,
+  getPayments,
+  isPaymentEmailIndexReady,
+  iteratePaymentIds,
+  paymentEmailHash,
+} from "../db/payments.ts";
+import { describeError, log } from "../log.ts";
 import { listShops } from "../db/shops.ts";
 import { derivedPaymentId } from "./derived_id.ts";
 import { PAYMENT_STATUSES } from "./status.ts";
@@ -110,6 +117,32 @@ export async function searchPayments(
     payments: out,
     cursor: full || stopped ? lastSeq : null,
     scanStoppedAt: stopped && lastSeq ? decodeTime(lastSeq) : null,
+  };
+}
+
+/**
+ * Puts payments stored before the email index into it (a no-op, one read,
+ * once done). The first batch runs before this returns, so a small store is
+ * done at once; a large one goes on in the background, resumable after a
+ * restart, while email searches scan as before. `stop` waits for it.
+ */
+export async function startEmailIndexBackfill(kv: Deno.Kv): Promise<{ stop(): Promise<void> }> {
+  const first = await backfillPaymentEmailIndex(kv, { maxBatches: 1 });
+  if (first.done) {
+    if (first.indexed) log.info("email index backfill done", { indexed: first.indexed });
+    return { stop: () => Promise.resolve() };
+  }
+  log.info("email index backfill started in the background", { indexed: first.indexed });
+  const abort = new AbortController();
+  const running = backfillPaymentEmailIndex(kv, { signal: abort.signal }).then(
+    (r) => log.info(r.done ? "email index backfill done" : "email index backfill paused", { indexed: r.indexed }),
+    (err) => log.error("email index backfill failed; it resumes at the next start", { error: describeError(err) }),
+  );
+  return {
+    async stop() {
+      abort.abort();
+      await running;
+    },
   };
 }
 

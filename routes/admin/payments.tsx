@@ -7,7 +7,7 @@ import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payme
 import { recheckPaymentStatus } from "../../lib/payments/webhook.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
-import { FilterForm, PaymentDetail, PaymentTable } from "../../components/payments.tsx";
+import { FilterForm, PaymentDetail, PaymentResults } from "../../components/payments.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const PAGE_SIZE = 50;
@@ -31,14 +31,7 @@ export function paymentRoutes(ctx: AppContext) {
         <p>
           <a href={`/admin/payments.csv?${qs}`} download>Export these as CSV</a>
         </p>
-        <PaymentTable payments={page.payments} basePath="/admin/payments" />
-        {page.cursor && (
-          <p>
-            <a class="button secondary" href={`/admin/payments?${qs}&cursor=${encodeURIComponent(page.cursor)}`}>
-              Older payments
-            </a>
-          </p>
-        )}
+        <PaymentResults page={page} basePath="/admin/payments" query={qs} />
       </AdminLayout>,
     ));
   });

@@ -15,7 +15,7 @@ import { dailySeries } from "../../lib/stats.ts";
 import { Page, renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
-import { FilterForm, PaymentDetail, PaymentTable } from "../../components/payments.tsx";
+import { FilterForm, PaymentDetail, PaymentResults } from "../../components/payments.tsx";
 import { BuiltInStats, EmbeddedDashboard } from "../../components/stats_view.tsx";
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
 import { doneMessage } from "../admin/payments.tsx";
@@ -116,12 +116,7 @@ export function portalRoutes(ctx: AppContext) {
         <p>
           <a href={`/portal/payments.csv?${qs}`} download>Export these as CSV</a>
         </p>
-        <PaymentTable payments={page.payments} basePath="/portal/payments" />
-        {page.cursor && (
-          <a class="button secondary" href={`/portal/payments?${qs}&cursor=${encodeURIComponent(page.cursor)}`}>
-            Older payments
-          </a>
-        )}
+        <PaymentResults page={page} basePath="/portal/payments" query={qs} />
       </>,
     ));
   });
