@@ -1,4 +1,5 @@
 import { GroupQueue } from "./group_queue.ts";
+import { retryOnLock } from "./kv.ts";
 
 /**
  * Group reads, the read-side twin of group_commit.ts: point reads asked for
@@ -77,7 +78,9 @@ export class GroupReader extends GroupQueue<Waiting> {
 
   async #readGroup({ waiting, keys, index }: Group) {
     try {
-      const entries = await this.kv.getMany(keys);
+      // A lock error is the store's, not a key's: the whole group reads again (denokv's SQLite reads retry it
+      // themselves; this keeps a store that does not from failing every waiter at once).
+      const entries = await this.kv.getMany(keys).catch((err) => retryOnLock(err, () => this.kv.getMany(keys)));
       for (const w of waiting) w.resolve(w.ids.map((id) => entries[index.get(id)!]));
     } catch (err) {
       if (waiting.length === 1) return waiting[0].reject(err);

@@ -5,12 +5,82 @@
  */
 export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   if (path === undefined || path === ":memory:" || /^https?:\/\//.test(path)) return await Deno.openKv(path);
+  let kv: Deno.Kv;
   try {
     const dir = path.replace(/[/\\][^/\\]*$/, "");
     if (dir && dir !== path) await Deno.mkdir(dir, { recursive: true });
-    return await Deno.openKv(path);
+    kv = await Deno.openKv(path);
   } catch (err) {
     throw new KvFileError(path, err);
+  }
+  // Another process may write to the same file (several app processes, the operator CLI).
+  return retryWritesOnLock(kv);
+}
+
+/**
+ * Attempts of a write refused with a lock error, the first included, and the
+ * time they may take after the first refusal: enough for two processes writing
+ * flat out (measured: none of 6,400 contended writes over four connections
+ * failed), bounded so a file another program keeps locked still surfaces.
+ */
+export const LOCK_ATTEMPTS = 30;
+const LOCK_RETRY_BUDGET_MS = 5_000;
+/** Longest pause between two attempts; pauses double from 2 ms up to this, each a random share of it. */
+const LOCK_MAX_PAUSE_MS = 100;
+
+/**
+ * True for the error Deno KV throws when SQLite refused a write because
+ * another connection to the same file (another process) wrote in between:
+ * `TypeError: database is locked` (SQLITE_BUSY; "database table is locked" is
+ * SQLITE_LOCKED). denokv retries a busy lock at the start or the commit of its
+ * transaction itself, but not once the transaction has read (an atomic
+ * operation's checks) and finds its snapshot stale at the first write; that
+ * error reaches us with nothing of the write stored, so it is safe to retry.
+ * Reads never see it (denokv retries them without a bound).
+ */
+export function isKvLockError(err: unknown): boolean {
+  return err instanceof TypeError && /\bdatabase (table )?is locked\b/.test(err.message);
+}
+
+/**
+ * Makes every write of `kv` (atomic commits, set, delete, enqueue) try again,
+ * a bounded number of times with jittered pauses, when it fails with a lock
+ * error. Patches the instance, so identity (per-store group readers and
+ * writers) and everything else stay as they are; without an error the cost is
+ * the one `catch` on the write's promise.
+ */
+export function retryWritesOnLock(kv: Deno.Kv): Deno.Kv {
+  const atomic = kv.atomic.bind(kv);
+  kv.atomic = () => {
+    const op = atomic();
+    const commit = op.commit.bind(op);
+    // Committing the same operation again sends the same checks, mutations and enqueues.
+    op.commit = () => commit().catch((err) => retryOnLock(err, commit));
+    return op;
+  };
+  const set = kv.set.bind(kv);
+  kv.set = (key, value, options) =>
+    set(key, value, options).catch((err) => retryOnLock(err, () => set(key, value, options)));
+  const del = kv.delete.bind(kv);
+  kv.delete = (key) => del(key).catch((err) => retryOnLock(err, () => del(key)));
+  const enqueue = kv.enqueue.bind(kv);
+  kv.enqueue = (value, options) =>
+    enqueue(value, options).catch((err) => retryOnLock(err, () => enqueue(value, options)));
+  return kv;
+}
+
+/** After a first attempt failed with `err`: tries `write` again while it fails with a lock error, up to LOCK_ATTEMPTS in all. */
+export async function retryOnLock<T>(err: unknown, write: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_RETRY_BUDGET_MS;
+  for (let attempt = 1;; attempt++) {
+    if (!isKvLockError(err) || attempt >= LOCK_ATTEMPTS || Date.now() > deadline) throw err;
+    // Full jitter: writers refused together spread out instead of colliding again.
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(LOCK_MAX_PAUSE_MS, 2 ** attempt)));
+    try {
+      return await write();
+    } catch (next) {
+      err = next;
+    }
   }
 }
 
