@@ -15,6 +15,8 @@ const EnvSchema = z.object({
   DENO_KV_PATH: z.string().min(1).optional(),
   // Set by Deno Deploy: there KV is the platform's database, queues are off and zero-config mode is refused.
   DENO_DEPLOYMENT_ID: z.string().optional(),
+  // Set by Deno Deploy: "production", "git-branch/<name>" or "preview/<id>"; each has its own KV database.
+  DENO_TIMELINE: z.string().optional(),
   BANSKY_API_URL: z.url({ protocol: /^https?$/ }).optional(),
   BANSKY_API_TOKEN: optionalText,
   BANSKY_WEBHOOK_SECRET: optionalText,
@@ -203,7 +205,8 @@ export function loadConfig(env: Env): Config {
 
 /**
  * Deno Deploy is production: its KV is the database assigned to the app (never a file), it has no KV queues, and
- * zero-config mode (the sandbox as provider, a demo shop and operator) runs there only with an explicit DEMO=1.
+ * zero-config mode (the sandbox as provider, a demo shop and operator) runs there only with an explicit DEMO=1 and
+ * never on the production timeline.
  */
 function checkDeploy(e: z.infer<typeof EnvSchema>): void {
   const problems: string[] = [];
@@ -214,7 +217,13 @@ function checkDeploy(e: z.infer<typeof EnvSchema>): void {
   }
   if (e.JOBS_QUEUE === "on") problems.push("JOBS_QUEUE: Deno Deploy has no KV queues; leave it unset or set it to off");
   const banskyMissing = !e.BANSKY_API_URL || !e.BANSKY_API_TOKEN || !e.BANSKY_WEBHOOK_SECRET;
-  if (banskyMissing && e.DEMO !== true) {
+  const production = e.DENO_TIMELINE === "production";
+  if (production && e.DEMO === true) {
+    problems.push(
+      "DEMO: the demo (a demo shop and operator) never runs on the production timeline; leave it unset there",
+    );
+  }
+  if (banskyMissing && (production || e.DEMO !== true)) {
     problems.push(
       "BANSKY_API_URL, BANSKY_API_TOKEN and BANSKY_WEBHOOK_SECRET: required on Deno Deploy; zero-config mode (the built-in sandbox, demo shop and demo operator) runs there only with DEMO=1, never in production",
     );

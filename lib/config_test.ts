@@ -88,6 +88,16 @@ Deno.test("[config] on Deno Deploy zero-config mode is refused unless DEMO=1 ask
   assert.equal(demo.allowLocalUrls, false);
   assert.equal(demo.jobsQueue, false);
   assert.equal(demo.kvPath, undefined);
+  // Never on the production timeline, even when asked.
+  for (const env of [{ DEMO: "1" }, { DEMO: "1", ...BANSKY }]) {
+    assert.throws(
+      () => loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DENO_TIMELINE: "production", ...env }),
+      (err) =>
+        err instanceof ConfigError && /DEMO: the demo .* never runs on the production timeline/.test(err.message),
+    );
+  }
+  assert.equal(loadConfig({ ...DEPLOY, DENO_TIMELINE: "production" }).demo, false);
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DENO_TIMELINE: "git-branch/try", DEMO: "1" }).demo, true);
 });
 
 const BIGQUERY = {
