@@ -235,8 +235,8 @@ to it, which cancels out the machine and the load generator.
 - **\`POST /api/v1/init-payment\`**: bare \`Deno.serve\`, read the JSON body, one \`fetch\` to the same sandbox, one
   atomic commit of the record. The provider request is the one the app sends (our id's shape, our wrapper URLs and
   webhook URL), because its size matters here: Deno 2.9.5's \`Deno.serve\`, which the sandbox runs on, answers
-  \`Connection: close\` to requests over about 512 bytes (denoland/deno#36657, fixed in 2.9.6), so both open a
-  connection per provider call. The app adds Hono middleware, API-key authentication, validation, idempotency on the
+  \`Connection: close\` to requests over about 512 bytes (denoland/deno#36657, fixed in 2.9.6, which \`package.json\`
+  now pins), so on 2.9.5 both open a connection per provider call. The app adds Hono middleware, API-key authentication, validation, idempotency on the
   shop's transaction id, the provider adapter, and the indexes, activity entry and counters it writes with the payment.
   Requests carry a fresh shop transaction id each.
 
