@@ -51,11 +51,15 @@ export function isKvLockError(err: unknown): boolean {
  */
 export function retryWritesOnLock(kv: Deno.Kv): Deno.Kv {
   const atomic = kv.atomic.bind(kv);
+  const commitOnce = Object.getPrototypeOf(atomic()).commit as Deno.AtomicOperation["commit"];
+  // One shared function, no closure per operation. Committing the same operation again sends the same checks,
+  // mutations and enqueues.
+  function commit(this: Deno.AtomicOperation) {
+    return commitOnce.call(this).catch((err) => retryOnLock(err, () => commitOnce.call(this)));
+  }
   kv.atomic = () => {
     const op = atomic();
-    const commit = op.commit.bind(op);
-    // Committing the same operation again sends the same checks, mutations and enqueues.
-    op.commit = () => commit().catch((err) => retryOnLock(err, commit));
+    op.commit = commit;
     return op;
   };
   const set = kv.set.bind(kv);
