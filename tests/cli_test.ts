@@ -44,6 +44,9 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
     const unknown = await cli(kv, "payment", "show", "pay_nope");
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /not_found/);
+    const reindex = await cli(kv, "payment", "reindex");
+    assert.equal(reindex.code, 0, reindex.stderr);
+    assert.equal(reindex.json.emailIndex, "complete");
 
     const op = await cli(kv, "operator", "create", "ops@example.com");
     assert.equal(op.json.email, "ops@example.com");
