@@ -1,5 +1,5 @@
 import type { AppContext } from "./context.ts";
-import { addDemoPostback, type DemoPostback, listDemoPostbacks } from "./db/demo.ts";
+import { addDemoPostback, listDemoPostbacks } from "./db/demo.ts";
 import { getSetting, initSetting } from "./db/settings.ts";
 import { sortableId } from "./ids.ts";
 import { log } from "./log.ts";
@@ -66,25 +66,33 @@ export async function demoBuy(ctx: AppContext, demo: DemoShop, selfUrl: string):
   return body.url;
 }
 
-/** The demo shop's postback endpoint: verify like a shop would, and remember what arrived. */
+/**
+ * The demo shop's postback endpoint: verify like a shop would, and remember
+ * what arrived. Only verified postbacks are kept, and only a few short fields
+ * of each: the endpoint is public, so anything else would be free storage.
+ */
 export async function receiveDemoPostback(ctx: AppContext, demo: DemoShop, headers: Headers, body: string) {
   const verified = await verifyWebhook(demo.webhookSecret, headers, body, Math.floor(ctx.now() / 1000));
-  let data: { type?: string; data?: { id?: string; paymentId?: string } } = {};
+  if (!verified) {
+    log.warn("demo shop refused a postback with a bad signature");
+    return false;
+  }
+  let data: { type?: unknown; data?: { id?: unknown; paymentId?: unknown } } = {};
   try {
     data = JSON.parse(body);
   } catch {
-    log.warn("demo shop got a postback that is not JSON");
+    log.warn("demo shop got a signed postback that is not JSON");
   }
-  const postback: DemoPostback = {
+  const short = (value: unknown, max: number) => typeof value === "string" ? value.slice(0, max) : null;
+  await addDemoPostback(ctx.kv, {
     receivedAt: ctx.now(),
-    webhookId: headers.get("webhook-id") ?? "",
-    type: String(data.type ?? "unknown"),
-    shopTxId: data.data?.id ?? null,
-    paymentId: data.data?.paymentId ?? null,
+    webhookId: short(headers.get("webhook-id"), 64) ?? "",
+    type: short(data.type, 40) ?? "unknown",
+    shopTxId: short(data.data?.id, 64),
+    paymentId: short(data.data?.paymentId, 40),
     verified,
-  };
-  await addDemoPostback(ctx.kv, postback);
-  return verified;
+  });
+  return true;
 }
 
 export function recentDemoPostbacks(ctx: AppContext) {

@@ -86,3 +86,23 @@ export function sha256Hex(text: string): string {
 export function hmacSha256(key: Uint8Array, text: string): Uint8Array {
   return new Uint8Array(createHmac("sha256", key).update(text).digest());
 }
+
+/**
+ * The shapes of the ids we hand out, checked before an id from a request is
+ * put into a KV key: KV refuses keys over 2 KiB with an error, and an id of
+ * the wrong shape names nothing anyway.
+ */
+export const ID_PATTERNS = {
+  payment: "pay_[A-Za-z0-9_-]{22}",
+  shop: "shop_[0-9a-z]{26}",
+  key: "key_[A-Za-z0-9_-]{22}",
+} as const;
+
+const ID_REGEXPS = Object.fromEntries(
+  Object.entries(ID_PATTERNS).map(([kind, pattern]) => [kind, new RegExp(`^${pattern}$`)]),
+) as Record<keyof typeof ID_PATTERNS, RegExp>;
+
+/** True when `id` has the shape of one of our ids of this kind. */
+export function hasIdShape(kind: keyof typeof ID_PATTERNS, id: string): boolean {
+  return ID_REGEXPS[kind].test(id);
+}

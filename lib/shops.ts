@@ -14,7 +14,7 @@ import {
 import { sortableId } from "./ids.ts";
 import { writeAudit } from "./db/audit.ts";
 import { newWebhookSecret } from "./relay/signing.ts";
-import { checkShopUrl } from "./relay/url_guard.ts";
+import { normalizePostbackUrl, type Resolver, resolveWithDns } from "./relay/url_guard.ts";
 import { parseOrThrow, text } from "./validation.ts";
 
 const Hostname = z.string().trim().toLowerCase().max(253)
@@ -36,16 +36,10 @@ export interface NewShop {
 export async function createShop(
   kv: Deno.Kv,
   input: z.input<typeof NewShopSchema>,
-  opts: { allowLocalUrls: boolean; now: number; actor?: string },
+  opts: { allowLocalUrls: boolean; now: number; actor?: string; resolve?: Resolver },
 ): Promise<NewShop> {
   const data = parseOrThrow(NewShopSchema, input, "shop");
-  if (data.defaultPostbackUrl) {
-    const problem = checkShopUrl(data.defaultPostbackUrl, {
-      allowLocal: opts.allowLocalUrls,
-      allowedHosts: data.allowedHosts,
-    });
-    if (problem) throw new ValidationError("The shop is invalid.", { defaultPostbackUrl: problem });
-  }
+  data.defaultPostbackUrl = await checkDefaultPostbackUrl(data, opts);
   const shop: Shop = {
     id: `shop_${sortableId().toLowerCase()}`,
     name: data.name,
@@ -128,6 +122,24 @@ async function changeShop(
   }
 }
 
+/**
+ * A shop's default postback URL passes the same guard as a payment's own
+ * (URL rules, then where its host resolves to) and is kept in the same form.
+ */
+async function checkDefaultPostbackUrl(
+  data: { defaultPostbackUrl: string | null; allowedHosts: string[] },
+  opts: { allowLocalUrls: boolean; resolve?: Resolver },
+): Promise<string | null> {
+  if (!data.defaultPostbackUrl) return null;
+  const checked = await normalizePostbackUrl(data.defaultPostbackUrl, {
+    allowLocal: opts.allowLocalUrls,
+    allowedHosts: data.allowedHosts,
+    resolve: opts.resolve ?? resolveWithDns,
+  });
+  if (checked.problem) throw new ValidationError("The shop is invalid.", { defaultPostbackUrl: checked.problem });
+  return checked.url;
+}
+
 /** A shop as the audit log keeps it: never its secrets. */
 function redactShop(shop: Shop) {
   const { webhookSecret: _s, previousWebhookSecret: _p, ...rest } = shop;
@@ -138,16 +150,10 @@ export async function updateShopSettings(
   kv: Deno.Kv,
   shopId: string,
   input: z.input<typeof ShopSettingsSchema>,
-  opts: { actor: string; allowLocalUrls: boolean; now: number },
+  opts: { actor: string; allowLocalUrls: boolean; now: number; resolve?: Resolver },
 ): Promise<Shop> {
   const data = parseOrThrow(ShopSettingsSchema, input, "shop");
-  if (data.defaultPostbackUrl) {
-    const problem = checkShopUrl(data.defaultPostbackUrl, {
-      allowLocal: opts.allowLocalUrls,
-      allowedHosts: data.allowedHosts,
-    });
-    if (problem) throw new ValidationError("The shop is invalid.", { defaultPostbackUrl: problem });
-  }
+  data.defaultPostbackUrl = await checkDefaultPostbackUrl(data, opts);
   return await changeShop(kv, shopId, opts.actor, "shop.update", opts.now, (s) => ({ ...s, ...data }));
 }
 

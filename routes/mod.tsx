@@ -4,9 +4,12 @@ import { secureHeaders } from "hono/secure-headers";
 import type { AppContext } from "../lib/context.ts";
 import { AppError } from "../lib/errors.ts";
 import { describeError, log } from "../lib/log.ts";
+import { kvReadable, kvWritable } from "../lib/db/health.ts";
 import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../lib/providers/sandbox.tsx";
-import { apiV1Routes } from "./api/v1.ts";
+import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
+import { limitBodies } from "./_body_limit.ts";
+import { HSTS } from "./_headers.ts";
 import { integrationRoutes } from "./integration/mod.tsx";
 import { webhookRoutes } from "./webhooks/mod.ts";
 import { demoRoutes } from "./demo.tsx";
@@ -16,7 +19,7 @@ import { MessagePage } from "../components/message_page.tsx";
 import { consoleRoutes, internalDocsBehindSignIn } from "./admin/mod.tsx";
 import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 
 export interface AppOptions {
   /** The embedded provider sandbox, mounted at /sandbox/bansky. */
@@ -26,7 +29,10 @@ export interface AppOptions {
 
 /** Builds the whole HTTP surface. Routes stay thin; errors map to one JSON shape in one place. */
 export function createApp(ctx: AppContext, opts: AppOptions = {}) {
+  const httpsOnly = ctx.config.publicBaseUrl.startsWith("https:");
   const app = new Hono();
+  // First of all, so no route or middleware reads more than its limit (forms and webhooks 64 KiB).
+  app.use(limitBodies({ byPrefix: { "/api/v1/": MAX_API_BODY_BYTES } }));
   // The buyer's redirects and the shops' JSON API are the hot paths: they are registered before the page
   // middlewares (which then never run for them) and set the few headers a redirect or JSON answer needs.
   app.route("/integration", integrationRoutes(ctx));
@@ -55,11 +61,23 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     },
     // "same-origin" rather than "no-referrer": the latter makes browsers send "Origin: null" on our own form posts.
     referrerPolicy: "same-origin",
+    // Only over https: browsers ignore it on http anyway, and a dev set-up must be able to drop TLS.
+    strictTransportSecurity: httpsOnly ? HSTS : false,
   }));
+  // Console and portal pages show keys and secrets once, and CSV exports carry buyers' data: never cached.
+  app.use("/admin/*", noStore);
+  app.use("/portal/*", noStore);
+  app.use("/internal/*", noStore);
 
+  // Liveness: the process answers and KV reads. Readiness: KV also takes a write (a full disk fails here).
   app.get("/healthz", async (c) => {
-    await ctx.kv.get(["healthz"]);
-    return c.json({ status: "ok" });
+    if (await kvReadable(ctx.kv)) return c.json({ status: "ok" });
+    return c.json({ status: "error", error: { code: "kv_unreadable", message: "The store cannot be read." } }, 503);
+  });
+  app.get("/readyz", async (c) => {
+    c.header("cache-control", "no-store");
+    if (await kvWritable(ctx.kv, ctx.now())) return c.json({ status: "ok" });
+    return c.json({ status: "error", error: { code: "kv_unwritable", message: "The store refuses writes." } }, 503);
   });
   app.get("/", (c) => c.redirect(opts.demo ? "/demo" : "/healthz"));
   app.route("/static", staticRoutes());
@@ -91,6 +109,11 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   });
   return app;
 }
+
+const noStore: MiddlewareHandler = async (c, next) => {
+  await next();
+  c.header("cache-control", "no-store");
+};
 
 /** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 function isPagePath(path: string): boolean {

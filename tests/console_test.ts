@@ -1,60 +1,7 @@
 import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
-import { updateOperatorPassword } from "../lib/db/operators.ts";
-import { hashPassword } from "../lib/auth/passwords.ts";
-import { callInit, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
-
-/** A tiny browser: keeps cookies, sends same-origin form posts with the CSRF token from the last page. */
-class Browser {
-  cookies = new Map<string, string>();
-  lastHtml = "";
-  constructor(readonly app: TestApp) {}
-
-  async request(path: string, init: RequestInit = {}) {
-    const headers = new Headers(init.headers);
-    headers.set("cookie", [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "));
-    const res = await fetch(this.app.baseUrl + path, { ...init, headers, redirect: "manual" });
-    for (const c of res.headers.getSetCookie()) {
-      const [pair] = c.split(";");
-      const [k, v] = pair.split("=");
-      if (/max-age=0/i.test(c)) this.cookies.delete(k);
-      else this.cookies.set(k, v);
-    }
-    const text = await res.text();
-    if (res.headers.get("content-type")?.includes("text/html")) this.lastHtml = text;
-    return { status: res.status, text, location: res.headers.get("location"), headers: res.headers };
-  }
-
-  get(path: string) {
-    return this.request(path);
-  }
-
-  csrf(): string {
-    return this.lastHtml.match(/name="_csrf" value="([^"]+)"/)?.[1] ?? "";
-  }
-
-  post(path: string, fields: Record<string, string>, opts: { csrf?: string; origin?: string } = {}) {
-    return this.request(path, {
-      method: "POST",
-      headers: {
-        "content-type": "application/x-www-form-urlencoded",
-        origin: opts.origin ?? this.app.baseUrl,
-        "sec-fetch-site": opts.origin ? "cross-site" : "same-origin",
-      },
-      body: new URLSearchParams({ _csrf: opts.csrf ?? this.csrf(), ...fields }),
-    });
-  }
-}
-
-async function operatorBrowser(app: TestApp) {
-  const { operator } = await createOperatorAccount(app.server.ctx, "ops@example.com");
-  await updateOperatorPassword(app.kv, operator.id, await hashPassword("correct horse battery", 1000));
-  const b = new Browser(app);
-  await b.get("/admin/login");
-  const res = await b.post("/admin/login", { email: "ops@example.com", password: "correct horse battery" });
-  assert.equal(res.status, 303);
-  return b;
-}
+import { callInit, paymentBody, startTestApp } from "./_helpers.ts";
+import { Browser, operatorBrowser } from "./_browser.ts";
 
 Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sign-out revokes it", async () => {
   const app = await startTestApp();
@@ -95,6 +42,11 @@ Deno.test("[console] a form post without the CSRF token or from another site is 
     await b.get("/admin/shops");
     const noToken = await b.post("/admin/shops", { name: "Evil" }, { csrf: "" });
     assert.equal(noToken.status, 403);
+    // Same origin, a token of the right shape, but not the one in our cookie.
+    const wrongToken = await b.post("/admin/shops", { name: "Evil" }, {
+      csrf: b.csrf().replace(/.$/, (c) => c === "A" ? "B" : "A"),
+    });
+    assert.equal(wrongToken.status, 403);
     const crossSite = await b.post("/admin/shops", { name: "Evil" }, { origin: "https://evil.example" });
     assert.equal(crossSite.status, 403);
     await b.get("/admin/shops");

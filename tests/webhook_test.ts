@@ -84,10 +84,11 @@ Deno.test("[webhook] a signed webhook is only a hint: the provider's status deci
     const p = await createPending(app, shop.url);
     // Bansky's key signs this, but the payment is not paid at Bansky.
     const res = await sendWebhook(app, { eventId: "evt_lie", id: p.id, ref: p.ref, status: "paid" });
-    assert.equal(res.status, 200);
-    assert.equal(res.body.outcome, "unchanged");
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error.code, "status_not_confirmed");
     assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "pending");
     assert.equal(app.sandbox.calls.status, 1);
+    assert.equal(shop.received.length, 0);
   } finally {
     await shop.close();
     await app.close();
@@ -161,6 +162,91 @@ Deno.test("[webhook] the buyer's redirect alone never marks a payment paid", asy
     assert.match(unknown.headers.get("content-security-policy")!, /default-src 'none'/);
     assert.equal(success.headers.get("cache-control"), "no-store");
     assert.match(await unknown.text(), /could not find this payment/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] news the provider's status API does not show yet is not marked seen: its retry applies it", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    const event = { eventId: "evt_early", id: p.id, ref: p.ref, status: "paid" };
+    // Bansky sent its webhook before its own status API caught up.
+    const early = await sendWebhook(app, event);
+    assert.equal(early.status, 409, "refused, so that the provider sends it again");
+    await settleAtProvider(app, p.ref, "paid");
+    const retry = await sendWebhook(app, event);
+    assert.equal(retry.status, 200);
+    assert.equal(retry.body.outcome, "applied");
+    assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "succeeded");
+    await waitFor("the postback", () => shop.received[0]);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] the provider's answer decides even against a signed claim: paid at Bansky's word becomes failed", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    await settleAtProvider(app, p.ref, "declined");
+    const res = await sendWebhook(app, { eventId: "evt_claims_paid", id: p.id, ref: p.ref, status: "paid" });
+    assert.equal(res.body.outcome, "applied");
+    assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "failed");
+    const postback = await waitFor("the postback", () => shop.received[0]);
+    assert.equal(JSON.parse(postback.body).type, "payment.failed");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] a signature by any other key, or moved onto another body, is rejected", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const p = await createPending(app, "http://127.0.0.1:9/pb");
+    await settleAtProvider(app, p.ref, "paid");
+    const claim = { eventId: "evt_2", id: p.id, ref: p.ref, status: "paid" };
+    // The shop's own postback secret is the one secret a shop could misuse: it signs nothing here.
+    assert.equal((await sendWebhook(app, claim, { secret: app.shop.webhookSecret })).status, 401);
+    // A genuine signature of one event, sent with another event's body.
+    const ts = Math.floor(Date.now() / 1000);
+    const genuine = await signBanskyWebhook(SANDBOX_SECRET, ts, JSON.stringify({ ...claim, status: "pending" }));
+    const moved = await fetch(`${app.baseUrl}/api/payment-verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "bansky-signature": genuine },
+      body: JSON.stringify(claim),
+    });
+    await moved.body?.cancel();
+    assert.equal(moved.status, 401);
+    assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "pending");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] a genuine webhook captured and replayed after the time window is rejected", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const p = await createPending(app, "http://127.0.0.1:9/pb");
+    await settleAtProvider(app, p.ref, "paid");
+    const text = JSON.stringify({ eventId: "evt_captured", id: p.id, ref: p.ref, status: "paid" });
+    const signature = await signBanskyWebhook(SANDBOX_SECRET, Math.floor(Date.now() / 1000), text);
+    // Six minutes later, by our clock.
+    const realNow = app.server.ctx.now;
+    app.server.ctx.now = () => realNow() + 6 * 60_000;
+    const replayed = await fetch(`${app.baseUrl}/api/payment-verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "bansky-signature": signature },
+      body: text,
+    });
+    assert.equal(replayed.status, 401);
+    assert.match((await replayed.json()).error.message, /window/);
+    assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "pending");
   } finally {
     await app.close();
   }

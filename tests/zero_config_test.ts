@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { startTestApp, waitFor } from "./_helpers.ts";
+import { listDemoPostbacks, MAX_DEMO_POSTBACKS } from "../lib/db/demo.ts";
+import { webhookHeaders } from "../lib/relay/signing.ts";
 
 Deno.test("[demo] the demo shop buys through our API and shows the verified postback", async () => {
   const app = await startTestApp({ env: { DEMO: "1" } });
@@ -29,7 +31,7 @@ Deno.test("[demo] the demo shop buys through our API and shows the verified post
   }
 });
 
-Deno.test("[demo] a postback with a bad signature is shown as invalid and answered 400", async () => {
+Deno.test("[demo] a postback with a bad signature is answered 400 and not kept", async () => {
   const app = await startTestApp({ env: { DEMO: "1" } });
   try {
     const res = await fetch(`${app.baseUrl}/demo/postback`, {
@@ -43,7 +45,28 @@ Deno.test("[demo] a postback with a bad signature is shown as invalid and answer
     });
     assert.equal(res.status, 400);
     await res.body?.cancel();
-    assert.match(await fetch(`${app.baseUrl}/demo`).then((r) => r.text()), /INVALID/);
+    assert.deepEqual(await listDemoPostbacks(app.kv, 100), []);
+    assert.doesNotMatch(await fetch(`${app.baseUrl}/demo`).then((r) => r.text()), /forged/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[demo] the demo receiver keeps only short fields of the newest signed postbacks", async () => {
+  const app = await startTestApp({ env: { DEMO: "1" } });
+  try {
+    const demo = app.server.demo!;
+    const huge = "x".repeat(20_000); // three of them stay under the 64 KiB body limit
+    for (let i = 0; i < MAX_DEMO_POSTBACKS + 5; i++) {
+      const body = JSON.stringify({ type: huge, data: { id: huge, paymentId: huge } });
+      const headers = await webhookHeaders([demo.webhookSecret], `msg_${i}`, Math.floor(Date.now() / 1000), body);
+      const res = await fetch(`${app.baseUrl}/demo/postback`, { method: "POST", headers, body });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const kept = await listDemoPostbacks(app.kv, 1000);
+    assert.equal(kept.length, MAX_DEMO_POSTBACKS);
+    assert.ok(kept.every((p) => p.verified && JSON.stringify(p).length < 400), "only short fields are stored");
   } finally {
     await app.close();
   }

@@ -3,8 +3,6 @@ import type { AppContext } from "../context.ts";
 import { AppError, ValidationError } from "../errors.ts";
 import { writeAudit } from "../db/audit.ts";
 import {
-  addSigninFailure,
-  countSigninFailures,
   createOperator,
   createSession,
   deleteSession,
@@ -12,6 +10,8 @@ import {
   getOperatorByEmail,
   getSession,
   type Operator,
+  releaseSigninAttempt,
+  reserveSigninAttempt,
   type Session,
   updateOperatorPassword,
 } from "../db/operators.ts";
@@ -20,7 +20,7 @@ import { hashPassword, newPassword, verifyPassword } from "./passwords.ts";
 
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
 const FAILURE_WINDOW_MS = 15 * 60 * 1000;
-/** Five failures are allowed in the window; the sixth attempt is refused before the password is checked. */
+/** Five failures are allowed in the window; further attempts are refused before the password is checked. */
 const MAX_FAILURES = 5;
 const MIN_PASSWORD_LENGTH = 12;
 
@@ -59,19 +59,19 @@ function normalizeEmail(email: string): string {
 }
 
 /**
- * Checks an operator's password and opens a session. Failures are counted per
- * account and per address; the sixth attempt within 15 minutes gets 429.
+ * Checks an operator's password and opens a session. Attempts are counted per
+ * account and per address before the password is checked (a right one is given
+ * back); the sixth failure within 15 minutes, or the sixth of a burst still
+ * being checked, gets 429.
  */
 export async function signIn(
   ctx: AppContext,
   { email, password, ip }: { email: string; password: string; ip: string },
 ): Promise<{ token: string; session: Session; operator: Operator }> {
   const normalized = email.trim().toLowerCase().slice(0, 320);
-  const [byEmail, byIp] = await Promise.all([
-    countSigninFailures(ctx.kv, "email", normalized),
-    countSigninFailures(ctx.kv, "ip", ip),
-  ]);
-  if (byEmail >= MAX_FAILURES || byIp >= MAX_FAILURES) {
+  const scopes = [{ scope: "email", value: normalized }, { scope: "ip", value: ip }] as const;
+  const window = { max: MAX_FAILURES, windowMs: FAILURE_WINDOW_MS, now: ctx.now() };
+  if (!(await reserveSigninAttempt(ctx.kv, [...scopes], window))) {
     throw new AppError(429, "too_many_attempts", "Too many failed sign-ins. Try again in 15 minutes.", undefined, {
       "retry-after": String(FAILURE_WINDOW_MS / 1000),
     });
@@ -82,11 +82,9 @@ export async function signIn(
     ? await verifyPassword(password, operator.passwordHash)
     : (await verifyPassword(password, DUMMY_HASH), false);
   if (!operator || !ok) {
-    const now = ctx.now();
-    await addSigninFailure(ctx.kv, "email", normalized, FAILURE_WINDOW_MS, now);
-    await addSigninFailure(ctx.kv, "ip", ip, FAILURE_WINDOW_MS, now);
+    // The reserved attempt stays counted as a failure.
     await writeAudit(ctx.kv, {
-      at: now,
+      at: ctx.now(),
       actor: normalized,
       action: "signin.failed",
       target: ip,
@@ -95,23 +93,38 @@ export async function signIn(
     });
     throw new AppError(401, "invalid_credentials", "Wrong email or password.");
   }
+  await releaseSigninAttempt(ctx.kv, [...scopes], { ...window, now: ctx.now() });
+  const opened = await openSession(ctx, operator);
+  await writeAudit(ctx.kv, {
+    at: ctx.now(),
+    actor: operator.email,
+    action: "signin",
+    target: ip,
+    before: null,
+    after: null,
+  });
+  return { ...opened, operator };
+}
+
+/** A new session for the operator, at their current session epoch, and its signed token. */
+async function openSession(ctx: AppContext, operator: Operator): Promise<{ token: string; session: Session }> {
   const now = ctx.now();
   const session: Session = {
     id: randomId("ses"),
     operatorId: operator.id,
     email: operator.email,
+    epoch: operator.sessionEpoch ?? 0,
     createdAt: now,
     expiresAt: now + SESSION_TTL_MS,
   };
   await createSession(ctx.kv, session);
-  await writeAudit(ctx.kv, { at: now, actor: operator.email, action: "signin", target: ip, before: null, after: null });
   const token = await new SignJWT({ sid: session.id })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(operator.id)
     .setIssuedAt(Math.floor(now / 1000))
     .setExpirationTime(Math.floor(session.expiresAt / 1000))
     .sign(ctx.sessionKey);
-  return { token, session, operator };
+  return { token, session };
 }
 
 const DUMMY_HASH = "pbkdf2-sha256$600000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -130,7 +143,9 @@ export async function authenticateOperator(
     const session = typeof payload.sid === "string" ? await getSession(ctx.kv, payload.sid) : null;
     if (!session || session.expiresAt <= ctx.now() || session.operatorId !== payload.sub) return null;
     const operator = await getOperator(ctx.kv, session.operatorId);
-    return operator ? { session, operator } : null;
+    // A password change since this session opened ends it.
+    if (!operator || (session.epoch ?? 0) !== (operator.sessionEpoch ?? 0)) return null;
+    return { session, operator };
   } catch {
     return null;
   }
@@ -149,11 +164,15 @@ export async function signOut(ctx: AppContext, session: Session) {
   });
 }
 
+/**
+ * Changes an operator's password and ends all their sessions; the caller gets
+ * a fresh session (its token) in place of the one it used.
+ */
 export async function changePassword(
   ctx: AppContext,
-  operator: Operator,
+  { operator, session }: { operator: Operator; session: Session },
   { current, next, repeat }: { current: string; next: string; repeat: string },
-) {
+): Promise<{ token: string }> {
   if (!(await verifyPassword(current, operator.passwordHash))) {
     throw new ValidationError("The current password is wrong.", { current: "is wrong" });
   }
@@ -163,7 +182,14 @@ export async function changePassword(
     });
   }
   if (next !== repeat) throw new ValidationError("The passwords differ.", { repeat: "does not match" });
-  await updateOperatorPassword(ctx.kv, operator.id, await hashPassword(next, ctx.config.passwordIterations));
+  const updated = await updateOperatorPassword(
+    ctx.kv,
+    operator.id,
+    await hashPassword(next, ctx.config.passwordIterations),
+  );
+  if (!updated) throw new AppError(401, "signin_required", "Please sign in.");
+  await deleteSession(ctx.kv, session.id);
+  const { token } = await openSession(ctx, updated);
   await writeAudit(ctx.kv, {
     at: ctx.now(),
     actor: operator.email,
@@ -172,4 +198,5 @@ export async function changePassword(
     before: null,
     after: null,
   });
+  return { token };
 }

@@ -82,3 +82,19 @@ Deno.test("[group commit] a write the store refuses rejects alone; the others ar
     kv.close();
   }
 });
+
+Deno.test("[group commit] two fresh writes of one id queued behind a busy commit still never share a group", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const writer = committer(kv);
+    // The first write commits alone; the two writes of "fresh" queue behind it, where, without the identity
+    // rule, they would share the next group and both pass (KV accepts two null checks on one key in one commit).
+    const busy = writer.commit({ id: "busy", value: "v" });
+    const first = writer.commit({ id: "fresh", value: "first" });
+    const second = writer.commit({ id: "fresh", value: "second" });
+    assert.deepEqual(await Promise.all([busy, first, second]), [true, true, false]);
+    assert.equal((await kv.get(["k", "fresh"])).value, "first");
+  } finally {
+    kv.close();
+  }
+});

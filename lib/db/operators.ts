@@ -7,6 +7,8 @@ export interface Operator {
   passwordHash: string;
   /** Set for a one-time password: the operator must choose their own at first sign-in. */
   mustChangePassword: boolean;
+  /** Raised by each password change: sessions opened before it carry a lower epoch and stop working. */
+  sessionEpoch?: number;
   createdAt: number;
 }
 
@@ -14,6 +16,8 @@ export interface Session {
   id: string;
   operatorId: string;
   email: string;
+  /** The operator's sessionEpoch when this session was opened (absent: 0). */
+  epoch?: number;
   createdAt: number;
   expiresAt: number;
 }
@@ -42,13 +46,19 @@ export async function getOperator(kv: Deno.Kv, id: string): Promise<Operator | n
   return (await kv.get<Operator>(operatorKey(id))).value;
 }
 
-export async function updateOperatorPassword(kv: Deno.Kv, id: string, passwordHash: string) {
+/** Sets a new password and ends every session opened with the old one; returns the updated operator. */
+export async function updateOperatorPassword(kv: Deno.Kv, id: string, passwordHash: string): Promise<Operator | null> {
   const entry = await kv.get<Operator>(operatorKey(id));
-  if (!entry.value) return;
-  const res = await kv.atomic().check(entry)
-    .set(operatorKey(id), { ...entry.value, passwordHash, mustChangePassword: false })
-    .commit();
+  if (!entry.value) return null;
+  const next: Operator = {
+    ...entry.value,
+    passwordHash,
+    mustChangePassword: false,
+    sessionEpoch: (entry.value.sessionEpoch ?? 0) + 1,
+  };
+  const res = await kv.atomic().check(entry).set(operatorKey(id), next).commit();
   if (!res.ok) throw new ConflictError();
+  return next;
 }
 
 export function listOperators(kv: Deno.Kv): Promise<Operator[]> {
@@ -67,26 +77,55 @@ export async function deleteSession(kv: Deno.Kv, id: string) {
   await kv.delete(sessionKey(id));
 }
 
-/** Failed sign-ins in the current window for an account or an address. */
-export async function countSigninFailures(kv: Deno.Kv, scope: "email" | "ip", value: string): Promise<number> {
-  return (await kv.get<{ count: number }>(failureKey(scope, value))).value?.count ?? 0;
+export interface ThrottleScope {
+  scope: "email" | "ip";
+  value: string;
 }
 
-/** Counts one failure; the window starts at the first failure and lasts `windowMs`. */
-export async function addSigninFailure(
+interface SigninCounter {
+  count: number;
+  /** When the window that began with the first attempt ends (the key expires then too). */
+  expiresAt: number;
+}
+
+export interface ThrottleWindow {
+  max: number;
+  windowMs: number;
+  now: number;
+}
+
+/**
+ * Counts a sign-in attempt against every scope before its password is
+ * checked, in one atomic operation: false (and nothing counted) when any
+ * scope already has `max` in its window. Reserving first means concurrent
+ * guesses cannot all slip in while the slow hash runs.
+ */
+export function reserveSigninAttempt(kv: Deno.Kv, scopes: ThrottleScope[], w: ThrottleWindow): Promise<boolean> {
+  return updateSigninCounters(kv, scopes, w, (count) => count >= w.max ? null : count + 1);
+}
+
+/** Gives back a reserved attempt that turned out right, so an operator's own sign-ins never lock them out. */
+export async function releaseSigninAttempt(kv: Deno.Kv, scopes: ThrottleScope[], w: ThrottleWindow) {
+  await updateSigninCounters(kv, scopes, w, (count) => Math.max(0, count - 1));
+}
+
+/** Read-modify-write of every scope's counter in one atomic operation; `next` returning null refuses the change. */
+async function updateSigninCounters(
   kv: Deno.Kv,
-  scope: "email" | "ip",
-  value: string,
-  windowMs: number,
-  now: number,
-) {
+  scopes: ThrottleScope[],
+  w: ThrottleWindow,
+  next: (count: number) => number | null,
+): Promise<boolean> {
+  const keys = scopes.map((s) => failureKey(s.scope, s.value));
   for (;;) {
-    const entry = await kv.get<{ count: number; firstAt: number }>(failureKey(scope, value));
-    const current = entry.value ?? { count: 0, firstAt: now };
-    const expireIn = Math.max(1, current.firstAt + windowMs - now);
-    const res = await kv.atomic().check(entry)
-      .set(failureKey(scope, value), { ...current, count: current.count + 1 }, { expireIn })
-      .commit();
-    if (res.ok) return;
+    const entries = await kv.getMany<SigninCounter[]>(keys);
+    const op = kv.atomic();
+    for (const entry of entries) {
+      const current = entry.value?.expiresAt ? entry.value : { count: 0, expiresAt: w.now + w.windowMs };
+      const count = next(current.count);
+      if (count === null) return false;
+      op.check(entry).set(entry.key, { ...current, count }, { expireIn: Math.max(1, current.expiresAt - w.now) });
+    }
+    if ((await op.commit()).ok) return true;
   }
 }

@@ -4,11 +4,13 @@ import { NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
+import { hasIdShape } from "../ids.ts";
+import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
 
 /** Everything an operator needs about one payment: the record, its events and every postback attempt. */
 export async function describePayment(ctx: AppContext, paymentId: string) {
-  const payment = await getPayment(ctx.kv, paymentId);
+  const payment = await findPayment(ctx.kv, paymentId);
   if (!payment) throw new NotFoundError("Unknown payment.");
   const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
   return {
@@ -30,6 +32,7 @@ export async function resendPostback(
   paymentId: string,
   { actor }: { actor: string },
 ): Promise<Delivery> {
+  if (!hasIdShape("payment", paymentId)) throw new NotFoundError("Unknown payment.");
   const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
   const latest = deliveries.sort((a, b) => b.createdAt - a.createdAt)[0];
   if (!latest) throw new ValidationError("This payment has no postback to resend.");

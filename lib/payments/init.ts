@@ -4,7 +4,7 @@ import { createPayment, getPayment, getPaymentEntryShared } from "../db/payments
 import type { Shop } from "../db/shops.ts";
 import { randomId, sha256Hex, sortableId } from "../ids.ts";
 import { log } from "../log.ts";
-import { checkPostbackDestination, checkShopUrl } from "../relay/url_guard.ts";
+import { normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
@@ -55,9 +55,11 @@ export async function initPayment(
   body: unknown,
   opts: { idempotencyKey?: string | null } = {},
 ): Promise<InitResult> {
-  const input = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
-  const postbackUrl = input.postbackUrl ?? shop.defaultPostbackUrl;
-  await checkUrls(ctx, shop, { ...input, postbackUrl });
+  const asSent = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
+  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl });
+  // The URLs are kept as we send them (ASCII); the request's fingerprint stays that of what the shop sent.
+  const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
+  const postbackUrl = urls.postbackUrl;
   const idempotencyKey = opts.idempotencyKey
     ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
     : null;
@@ -66,7 +68,7 @@ export async function initPayment(
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
-  const requestHash = sha256Hex(JSON.stringify(input));
+  const requestHash = sha256Hex(JSON.stringify(asSent));
   const extra: RequestExtras = { postbackUrl, requestHash, idempotencyKey };
 
   if (!name) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
@@ -181,23 +183,25 @@ async function createAtProvider(
   return payment;
 }
 
-/** Checks the shop's URLs against the URL rules and its allowed hosts; throws one ValidationError for all. */
+/**
+ * Checks the shop's URLs against the URL rules and its allowed hosts, and
+ * returns them as we store them; throws one ValidationError for all.
+ */
 async function checkUrls(ctx: AppContext, shop: Shop, input: InitPaymentInput) {
   const rules = { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts };
   const fields: Record<string, string> = {};
-  const successProblem = checkShopUrl(input.successUrl, rules);
-  if (successProblem) fields.successUrl = successProblem;
-  const errorProblem = checkShopUrl(input.errorUrl, rules);
-  if (errorProblem) fields.errorUrl = errorProblem;
+  const success = normalizeShopUrl(input.successUrl, rules);
+  if (success.problem) fields.successUrl = success.problem;
+  const error = normalizeShopUrl(input.errorUrl, rules);
+  if (error.problem) fields.errorUrl = error.problem;
+  let postbackUrl: string | null = null;
   if (input.postbackUrl) {
-    const problem = checkShopUrl(input.postbackUrl, rules) ??
-      await checkPostbackDestination(new URL(input.postbackUrl), {
-        allowLocal: rules.allowLocal,
-        resolve: ctx.resolve,
-      });
-    if (problem) fields.postbackUrl = problem;
+    const postback = await normalizePostbackUrl(input.postbackUrl, { ...rules, resolve: ctx.resolve });
+    if (postback.problem) fields.postbackUrl = postback.problem;
+    postbackUrl = postback.url;
   } else if (input.shopTxId) {
     fields.postbackUrl = "is required when id is given and the shop has no default postback URL";
   }
   if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
+  return { successUrl: success.url!, errorUrl: error.url!, postbackUrl };
 }

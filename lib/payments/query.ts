@@ -4,10 +4,17 @@ import { getPayment, getPaymentEntryShared, markBuyerRedirected } from "../db/pa
 import type { Shop } from "../db/shops.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId } from "./derived_id.ts";
+import { hasIdShape } from "../ids.ts";
+import { describeError, log } from "../log.ts";
+
+/** A payment by an id from a request: an id of the wrong shape is simply not found. */
+export function findPayment(kv: Deno.Kv, paymentId: string): Promise<Payment | null> {
+  return hasIdShape("payment", paymentId) ? getPayment(kv, paymentId) : Promise.resolve(null);
+}
 
 /** A payment of this shop; another shop's payment is reported as not found, never as forbidden. */
 export async function getShopPayment(ctx: AppContext, shop: Shop, paymentId: string): Promise<Payment> {
-  const p = await getPayment(ctx.kv, paymentId);
+  const p = await findPayment(ctx.kv, paymentId);
   if (!p || p.shopId !== shop.id) throw new NotFoundError("Unknown payment.");
   return p;
 }
@@ -41,7 +48,12 @@ export async function buyerRedirect(
       switch (p.status) {
         case "pending":
           // For the timeline: the first pass only, so repeat visits stay a single read.
-          if (!p.firstRedirectAt) await markBuyerRedirected(kv, entry as Deno.KvEntry<Payment>, now);
+          // A failed write (KV full or locked) costs the timeline an entry, never the buyer their redirect.
+          if (!p.firstRedirectAt) {
+            await markBuyerRedirected(kv, entry as Deno.KvEntry<Payment>, now).catch((err) =>
+              log.warn("could not record the buyer's first visit", { paymentId, error: describeError(err) })
+            );
+          }
           return p.providerUrl;
         case "succeeded":
           return p.successUrl;

@@ -15,6 +15,7 @@ import type { Delivery } from "../relay/types.ts";
 import { canTransition, isTerminal, postbackEventType } from "./status.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
 import { postbackBody } from "./view.ts";
+import { findPayment } from "./query.ts";
 
 export type WebhookOutcome = "applied" | "duplicate" | "unchanged";
 
@@ -53,6 +54,7 @@ export async function handleProviderWebhook(
   const confirmed = await ctx.provider.getStatus(notice.ref);
   return await applyProviderStatus(ctx, notice.paymentId, confirmed, {
     webhookEventId: notice.eventId,
+    claimed: notice.claimedStatus,
     event: {
       type: "webhook_received",
       at: ctx.now(),
@@ -64,13 +66,15 @@ export async function handleProviderWebhook(
 /**
  * Moves a payment to the status the provider confirmed, with its events and
  * postback in one atomic operation, re-reading on conflicts. A status the
- * payment cannot move to (stale news, a settled payment) changes nothing.
+ * payment cannot move to (stale news, a settled payment) changes nothing; a
+ * webhook whose claim is ahead of the provider's own status API is refused
+ * (409) so that the provider sends it again.
  */
 export async function applyProviderStatus(
   ctx: AppContext,
   paymentId: string,
   confirmed: ProviderStatus,
-  source: { event: PaymentEvent; webhookEventId?: string },
+  source: { event: PaymentEvent; webhookEventId?: string; claimed?: ProviderStatus },
 ): Promise<WebhookOutcome> {
   const provider = ctx.provider.name;
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
@@ -79,6 +83,18 @@ export async function applyProviderStatus(
     const p: Payment = entry.value;
     const now = ctx.now();
     if (!canTransition(p.status, confirmed)) {
+      if (source.webhookEventId && source.claimed && canTransition(p.status, source.claimed)) {
+        // The webhook brings news the provider's status API does not show yet. Marking it seen would
+        // drop the provider's retry as a duplicate, so refuse it for now: the retry will find it confirmed.
+        await addPaymentEvent(ctx.kv, p, source.event);
+        throw new AppError(
+          409,
+          "status_not_confirmed",
+          "The provider does not confirm this status yet; send the webhook again later.",
+          undefined,
+          { "retry-after": "30" },
+        );
+      }
       if (source.webhookEventId) {
         await markWebhookEventSeen(ctx.kv, provider, source.webhookEventId, p, source.event);
       } else await addPaymentEvent(ctx.kv, p, source.event);
@@ -105,7 +121,7 @@ export async function applyProviderStatus(
 
 /** Asks the provider for a payment's status now and applies it (operator "re-check"). */
 export async function recheckPaymentStatus(ctx: AppContext, paymentId: string): Promise<WebhookOutcome> {
-  const p = await getPayment(ctx.kv, paymentId);
+  const p = await findPayment(ctx.kv, paymentId);
   if (!p) throw new NotFoundError("Unknown payment.");
   if (!p.providerRef) throw new ConflictError("The provider has not answered for this payment yet.");
   const confirmed = await ctx.provider.getStatus(p.providerRef);

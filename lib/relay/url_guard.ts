@@ -13,24 +13,65 @@ export interface UrlRules {
   allowedHosts: readonly string[];
 }
 
-/** Returns a reason the URL is unacceptable, or null when it is fine. */
-export function checkShopUrl(raw: string, rules: UrlRules): string | null {
-  if (raw.length > MAX_URL_LENGTH) return `must be at most ${MAX_URL_LENGTH} characters`;
+/** A shop's URL as we store and send it, or why we refuse it. */
+export type NormalizedUrl = { url: string; problem: null } | { url: null; problem: string };
+
+// C0 and C1 controls, DEL, and the Unicode line and paragraph separators: never part of a URL we send on.
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * Checks a shop's URL and puts it in the form we keep: ASCII only, non-ASCII
+ * percent-encoded and host names in punycode (the WHATWG serialisation), so
+ * it can always go into a `Location` header. Control characters are refused
+ * rather than encoded: in a URL they are an injection attempt or a bug.
+ */
+export function normalizeShopUrl(raw: string, rules: UrlRules): NormalizedUrl {
+  const refuse = (problem: string): NormalizedUrl => ({ url: null, problem });
+  if (raw.length > MAX_URL_LENGTH) return refuse(`must be at most ${MAX_URL_LENGTH} characters`);
+  if (CONTROL_CHARS.test(raw)) return refuse("must not contain control characters or line breaks");
   // Require an explicit scheme so "//evil.example" or "/path" can never be read relative to us.
-  if (!/^https?:\/\/[^/\\]/i.test(raw)) return "must be an absolute https URL";
+  if (!/^https?:\/\/[^/\\]/i.test(raw)) return refuse("must be an absolute https URL");
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    return "is not a valid URL";
+    return refuse("is not a valid URL");
   }
-  if (url.protocol !== "https:" && !(rules.allowLocal && url.protocol === "http:")) return "must use https";
-  if (url.username || url.password) return "must not contain credentials";
+  if (url.protocol !== "https:" && !(rules.allowLocal && url.protocol === "http:")) return refuse("must use https");
+  if (url.username || url.password) return refuse("must not contain credentials");
   const host = url.hostname.toLowerCase();
   if (rules.allowedHosts.length > 0 && !rules.allowedHosts.some((h) => hostMatches(host, h))) {
-    return `host ${host} is not in the shop's allowed hosts`;
+    return refuse(`host ${host} is not in the shop's allowed hosts`);
   }
-  return null;
+  const href = url.href;
+  if (href.length > MAX_URL_LENGTH) return refuse(`must be at most ${MAX_URL_LENGTH} characters once encoded`);
+  if (!isSendableUrl(href)) return refuse("is not a valid URL");
+  return { url: href, problem: null };
+}
+
+/** Returns a reason the URL is unacceptable, or null when it is fine. */
+export function checkShopUrl(raw: string, rules: UrlRules): string | null {
+  return normalizeShopUrl(raw, rules).problem;
+}
+
+/** True when the text can go into a `Location` header as it is: printable ASCII, no spaces. */
+export function isSendableUrl(text: string): boolean {
+  return /^[\x21-\x7e]+$/.test(text);
+}
+
+/**
+ * The full check of a postback URL, the same for a payment's own URL and a
+ * shop's default: the URL rules, then where its host resolves to.
+ */
+export async function normalizePostbackUrl(
+  raw: string,
+  opts: UrlRules & { resolve: Resolver },
+): Promise<NormalizedUrl> {
+  const normalized = normalizeShopUrl(raw, opts);
+  if (normalized.url === null) return normalized;
+  const problem = await checkPostbackDestination(new URL(normalized.url), opts);
+  return problem ? { url: null, problem } : normalized;
 }
 
 function hostMatches(host: string, pattern: string): boolean {

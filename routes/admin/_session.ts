@@ -35,18 +35,22 @@ export function csrfProtection(ctx: AppContext): MiddlewareHandler<CsrfEnv> {
     const origin = c.req.header("origin");
     const sameOrigin = (!site || site === "same-origin") &&
       (!origin || origin === ourOrigin || origin === new URL(c.req.url).origin);
+    // Refuse what we can from the headers alone, so a cross-site or cookie-less post is never parsed.
+    if (!sameOrigin || !token) throw csrfRejected();
     const form = await readForm(c);
-    if (!sameOrigin || !token || !form._csrf || !constantTimeEqual(form._csrf, token)) {
-      throw new AppError(
-        403,
-        "csrf_rejected",
-        "This form is out of date or came from another site. Reload the page and try again.",
-      );
-    }
+    if (!form._csrf || !constantTimeEqual(form._csrf, token)) throw csrfRejected();
     c.set("csrf", token);
     c.set("form", form);
     await next();
   };
+}
+
+function csrfRejected() {
+  return new AppError(
+    403,
+    "csrf_rejected",
+    "This form is out of date or came from another site. Reload the page and try again.",
+  );
 }
 
 /** Form fields as strings (files and repeated fields are not used by our forms). */
@@ -62,6 +66,8 @@ async function readForm(c: Context): Promise<Record<string, string>> {
   return out;
 }
 
+const ALLOWED_BEFORE_PASSWORD_CHANGE = new Set(["/admin/password", "/admin/logout"]);
+
 /** Requires a live operator session; pages redirect to sign-in, other requests get 401. */
 export function requireOperator(ctx: AppContext): MiddlewareHandler<ConsoleEnv> {
   return async (c, next) => {
@@ -70,8 +76,10 @@ export function requireOperator(ctx: AppContext): MiddlewareHandler<ConsoleEnv> 
       if (c.req.method === "GET") return c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303);
       throw new AppError(401, "signin_required", "Please sign in.");
     }
-    if (auth.operator.mustChangePassword && c.req.path !== "/admin/password") {
+    // A one-time password opens the password page and sign-out, nothing else, for reading or for writing.
+    if (auth.operator.mustChangePassword && !ALLOWED_BEFORE_PASSWORD_CHANGE.has(c.req.path)) {
       if (c.req.method === "GET") return c.redirect("/admin/password", 303);
+      throw new AppError(403, "password_change_required", "Choose your own password first.");
     }
     c.set("operator", auth.operator);
     c.set("session", auth.session);

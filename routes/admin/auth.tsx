@@ -45,11 +45,12 @@ export function authRoutes(ctx: AppContext) {
   app.post("/password", requireOperator(ctx), async (c) => {
     const f = c.var.form;
     try {
-      await changePassword(ctx, c.var.operator, {
+      const { token } = await changePassword(ctx, { operator: c.var.operator, session: c.var.session }, {
         current: f.current ?? "",
         next: f.password ?? "",
         repeat: f.repeat ?? "",
       });
+      setSessionCookie(c, token);
       return c.redirect("/admin", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;

@@ -10,6 +10,7 @@ import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
 import type { ConsoleEnv } from "./_session.ts";
+import { hasIdShape } from "../../lib/ids.ts";
 
 /** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
 export function deliveryRoutes(ctx: AppContext) {
@@ -61,7 +62,7 @@ export function deliveryRoutes(ctx: AppContext) {
   app.post("/replay", async (c) => {
     const { shopId = "", since = "" } = c.var.form;
     const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
-    if (!shopId || Number.isNaN(sinceMs)) {
+    if (!hasIdShape("shop", shopId) || Number.isNaN(sinceMs)) {
       throw new ValidationError("Choose a shop and a time.", { since: "is required" });
     }
     const n = await replayFailedDeliveries(ctx, shopId, sinceMs);

@@ -16,11 +16,20 @@ import { AdminLayout, CsrfField, Field, Flash, formatTime } from "../../componen
 import { Island } from "../../components/island.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { createPortalLink } from "../../lib/auth/portal.ts";
+import { ID_PATTERNS } from "../../lib/ids.ts";
+
+/** A shop id in the path; any other shape is not found before it reaches KV. */
+const SHOP = `/:id{${ID_PATTERNS.shop}}` as const;
 
 /** Shops: list, create, edit, disable; keys; signing-secret rotation. */
 export function shopRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
-  const opts = (actor: string) => ({ actor, allowLocalUrls: ctx.config.allowLocalUrls, now: ctx.now() });
+  const opts = (actor: string) => ({
+    actor,
+    allowLocalUrls: ctx.config.allowLocalUrls,
+    now: ctx.now(),
+    resolve: ctx.resolve,
+  });
   const hostsOf = (text = "") => text.split(/[\s,]+/).map((h) => h.trim()).filter(Boolean);
 
   app.get("/", async (c) => {
@@ -103,9 +112,9 @@ export function shopRoutes(ctx: AppContext) {
     );
   };
 
-  app.get("/:id", (c) => detail(c));
+  app.get(SHOP, (c) => detail(c));
 
-  app.post("/:id", async (c) => {
+  app.post(SHOP, async (c) => {
     const f = c.var.form;
     try {
       await updateShopSettings(ctx.kv, c.req.param("id"), {
@@ -120,18 +129,18 @@ export function shopRoutes(ctx: AppContext) {
     }
   });
 
-  app.post("/:id/status", async (c) => {
+  app.post(`${SHOP}/status` as const, async (c) => {
     const status = c.var.form.status === "active" ? "active" : "disabled";
     await setShopStatus(ctx.kv, c.req.param("id"), status, { actor: c.var.operator.email, now: ctx.now() });
     return detail(c, { flash: status === "active" ? "Shop enabled." : "Shop disabled: its keys stop working now." });
   });
 
-  app.post("/:id/keys", async (c) => {
+  app.post(`${SHOP}/keys` as const, async (c) => {
     const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), { now: ctx.now(), actor: c.var.operator.email });
     return detail(c, { secrets: [["New API key", apiKey]] }, 201);
   });
 
-  app.post("/:id/keys/:keyId/revoke", async (c) => {
+  app.post(`${SHOP}/keys/:keyId{${ID_PATTERNS.key}}/revoke` as const, async (c) => {
     await revokeShopKey(ctx.kv, { shopId: c.req.param("id"), keyId: c.req.param("keyId") }, {
       now: ctx.now(),
       actor: c.var.operator.email,
@@ -139,7 +148,7 @@ export function shopRoutes(ctx: AppContext) {
     return detail(c, { flash: "Key revoked: it fails from the next request on." });
   });
 
-  app.post("/:id/portal-link", async (c) => {
+  app.post(`${SHOP}/portal-link` as const, async (c) => {
     const link = await createPortalLink(ctx, c.req.param("id"), c.var.operator.email);
     return detail(c, {
       secrets: [["Portal sign-in link (single use, 24 h)", link]],
@@ -147,7 +156,7 @@ export function shopRoutes(ctx: AppContext) {
     });
   });
 
-  app.post("/:id/rotate-secret", async (c) => {
+  app.post(`${SHOP}/rotate-secret` as const, async (c) => {
     const { secret } = await rotateShopSecret(ctx.kv, c.req.param("id"), {
       actor: c.var.operator.email,
       now: ctx.now(),

@@ -3,6 +3,9 @@ import type { AppContext } from "../../lib/context.ts";
 import { buyerRedirect, type RedirectKind } from "../../lib/payments/query.ts";
 import { MessagePage } from "../../components/message_page.tsx";
 import { renderPage } from "../../components/html.tsx";
+import { isSendableUrl } from "../../lib/relay/url_guard.ts";
+import { log } from "../../lib/log.ts";
+import { HSTS } from "../_headers.ts";
 
 /**
  * The buyer's path: our pay wrapper sends them to the provider, and the
@@ -18,6 +21,11 @@ const PAGE_HEADERS = {
 
 export function integrationRoutes(ctx: AppContext) {
   const app = new Hono();
+  const redirectHeaders: Record<string, string> = { "cache-control": "no-store", "referrer-policy": "same-origin" };
+  // The buyer's first request to us is often this redirect: tell browsers to stay on https from here.
+  if (ctx.config.publicBaseUrl.startsWith("https:")) {
+    redirectHeaders["strict-transport-security"] = HSTS;
+  }
   for (const kind of ["pay", "success", "error"] as const satisfies RedirectKind[]) {
     app.get(`/${kind}`, async (c) => {
       const id = c.req.query("id");
@@ -34,8 +42,22 @@ export function integrationRoutes(ctx: AppContext) {
           PAGE_HEADERS,
         );
       }
+      if (!isSendableUrl(target)) {
+        // Stored before URLs were normalised at creation: say so to the buyer rather than fail.
+        log.warn("stored redirect URL cannot be sent", { paymentId: id, kind });
+        return c.html(
+          renderPage(
+            <MessagePage
+              title="We cannot send you back"
+              text="The shop gave us an address we cannot send you to. Please go back to the shop's site."
+            />,
+          ),
+          502,
+          PAGE_HEADERS,
+        );
+      }
       // A stale cached redirect could send a buyer back to pay twice.
-      return c.body(null, 302, { location: target, "cache-control": "no-store", "referrer-policy": "same-origin" });
+      return c.body(null, 302, { location: target, ...redirectHeaders });
     });
   }
   return app;
