@@ -1,5 +1,3 @@
-import { createHash, createHmac } from "node:crypto";
-
 /** base64url without padding, as used in our public ids and keys. */
 export function base64url(bytes: Uint8Array): string {
   let bin = "";
@@ -71,20 +69,6 @@ function encodeBase32(bytes: Uint8Array): string {
       BASE32[((b3 & 3) << 3) | (b4 >> 5)] + BASE32[b4 & 31];
   }
   return out;
-}
-
-/**
- * SHA-256 in hex. Synchronous on purpose: `crypto.subtle.digest` hands every
- * call to a worker thread and back, which costs several times the hash itself
- * on the API's hot path (key lookup, request fingerprint).
- */
-export function sha256Hex(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
-/** HMAC-SHA-256, synchronous for the same reason as `sha256Hex`. */
-export function hmacSha256(key: Uint8Array, text: string): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(text).digest());
 }
 
 /**

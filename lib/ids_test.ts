@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeTime, hmacSha256, sha256Hex, sortableId } from "./ids.ts";
+import { encodeTime, hasIdShape, sortableId } from "./ids.ts";
 
 Deno.test("[ids] sortableId is a ULID: the spec's time encoding, Crockford base32, 26 characters", () => {
   // The ULID specification's example time.
@@ -23,11 +23,11 @@ Deno.test("[ids] sortableId: later milliseconds sort after earlier ones", () => 
   assert.ok(early < late);
 });
 
-Deno.test("[ids] sha256Hex and hmacSha256 match the known-answer vectors (FIPS 180-2, RFC 4231 case 2)", () => {
-  assert.equal(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  const mac = hmacSha256(new TextEncoder().encode("Jefe"), "what do ya want for nothing?");
-  assert.equal(
-    Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join(""),
-    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
-  );
+Deno.test("[ids] id shapes accept our ids and nothing longer, shorter or foreign", () => {
+  assert.ok(hasIdShape("payment", "pay_" + "A".repeat(22)));
+  assert.ok(!hasIdShape("payment", "pay_" + "A".repeat(23)));
+  assert.ok(!hasIdShape("payment", "pay_" + "A".repeat(3000)));
+  assert.ok(!hasIdShape("payment", "pay_" + "A".repeat(21) + "/"));
+  assert.ok(hasIdShape("shop", "shop_" + sortableId().toLowerCase()));
+  assert.ok(!hasIdShape("shop", "pay_" + "A".repeat(22)));
 });

@@ -4,7 +4,7 @@ import { secureHeaders } from "hono/secure-headers";
 import type { AppContext } from "../lib/context.ts";
 import { AppError } from "../lib/errors.ts";
 import { describeError, log } from "../lib/log.ts";
-import { kvReadable, kvWritable } from "../lib/db/health.ts";
+import { healthRoutes } from "./health.ts";
 import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../lib/providers/sandbox.tsx";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
@@ -69,16 +69,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.use("/portal/*", noStore);
   app.use("/internal/*", noStore);
 
-  // Liveness: the process answers and KV reads. Readiness: KV also takes a write (a full disk fails here).
-  app.get("/healthz", async (c) => {
-    if (await kvReadable(ctx.kv)) return c.json({ status: "ok" });
-    return c.json({ status: "error", error: { code: "kv_unreadable", message: "The store cannot be read." } }, 503);
-  });
-  app.get("/readyz", async (c) => {
-    c.header("cache-control", "no-store");
-    if (await kvWritable(ctx.kv, ctx.now())) return c.json({ status: "ok" });
-    return c.json({ status: "error", error: { code: "kv_unwritable", message: "The store refuses writes." } }, 503);
-  });
+  app.route("/", healthRoutes(ctx));
   app.get("/", (c) => c.redirect(opts.demo ? "/demo" : "/healthz"));
   app.route("/static", staticRoutes());
   app.route("/admin", consoleRoutes(ctx));

@@ -280,6 +280,7 @@ Deno.test("[docs] the error catalogue covers every code the API answers, and the
     "routes/mod.tsx",
     "routes/api/v1.ts",
     "routes/webhooks/mod.ts",
+    "routes/_body_limit.ts",
     "lib/auth/api_keys.ts",
     "lib/auth/rate_limit.ts",
     "lib/json_body.ts",

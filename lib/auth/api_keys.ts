@@ -1,6 +1,7 @@
 import { AppError, UnauthorizedError } from "../errors.ts";
 import { getApiKeyAndShop, type Shop } from "../db/shops.ts";
-import { base64url, randomBytes, randomId, sha256Hex } from "../ids.ts";
+import { base64url, randomBytes, randomId } from "../ids.ts";
+import { sha256Hex } from "../crypto.ts";
 import type { ApiKeyRecord } from "../db/shops.ts";
 
 /** Readable prefix so leaked keys are recognisable (and findable by secret scanners). */

@@ -1,4 +1,5 @@
 import { base64url, randomBytes } from "../ids.ts";
+import { constantTimeEqual } from "../crypto.ts";
 
 /**
  * Password hashing with PBKDF2-SHA256 from WebCrypto (no native add-ons on
@@ -29,13 +30,6 @@ export async function verifyPassword(password: string, stored: string): Promise<
 /** A random password for a new operator: 18 bytes, about 144 bits. */
 export function newPassword(): string {
   return base64url(randomBytes(18));
-}
-
-export function constantTimeEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
 }
 
 function fromBase64url(text: string): Uint8Array<ArrayBuffer> {

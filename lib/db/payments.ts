@@ -9,7 +9,7 @@ import type { ScheduleOptions } from "./jobs.ts";
 import { addStatsOps, type StatStatus } from "./stats.ts";
 import { addActivityOps } from "./activity.ts";
 import { isTerminal } from "../payments/status.ts";
-import { createHash } from "node:crypto";
+import { sha256Base64url } from "../crypto.ts";
 
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
@@ -178,7 +178,7 @@ export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payme
  * base64url. The index names buyers without spelling their address in clear.
  */
 export function paymentEmailHash(email: string): string {
-  return createHash("sha256").update(email.toLowerCase()).digest("base64url");
+  return sha256Base64url(email.toLowerCase());
 }
 
 /**

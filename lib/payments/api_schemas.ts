@@ -50,6 +50,8 @@ export const API_ERRORS = [
   { code: "unauthorized", status: 401, when: "Missing, unknown or revoked API key." },
   { code: "shop_disabled", status: 403, when: "The shop is disabled." },
   { code: "not_found", status: 404, when: "Unknown payment (or another shop's) or unknown endpoint." },
+  { code: "body_unreadable", status: 400, when: "The connection broke while the body was being sent." },
+  { code: "request_timeout", status: 408, when: "The body did not arrive within 10 seconds." },
   { code: "body_too_large", status: 413, when: "Body over 16 KiB (64 KiB for provider webhooks)." },
   { code: "unsupported_media_type", status: 415, when: "Body not `application/json`." },
   { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },
@@ -63,6 +65,11 @@ export const API_ERRORS = [
     code: "conflict",
     status: 409,
     when: "Provider webhook: the payment is being created or busy; the provider retries.",
+  },
+  {
+    code: "status_not_confirmed",
+    status: 409,
+    when: "Provider webhook: the provider's status API does not show the claimed status yet; the provider retries.",
   },
 ] as const;
 

@@ -1,4 +1,5 @@
-import { base64url, hmacSha256 } from "../ids.ts";
+import { base64url } from "../ids.ts";
+import { hmacSha256 } from "../crypto.ts";
 
 /** How a shop names a payment it may ask for again: its own transaction id, or an Idempotency-Key. */
 export interface PaymentName {

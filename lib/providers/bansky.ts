@@ -56,8 +56,8 @@ export class BanskyProvider implements PaymentProvider {
     return banskyStatusToOurs[res.status];
   }
 
-  async verifyWebhook(headers: Headers, rawBody: string, now: number): Promise<WebhookNotice> {
-    const problem = await checkBanskySignature(
+  verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice {
+    const problem = checkBanskySignature(
       this.opts.webhookSecret,
       headers.get(SIGNATURE_HEADER),
       rawBody,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ProviderStatus } from "./types.ts";
+import { constantTimeEqual, hmacSha256Hex } from "../crypto.ts";
 
 /**
  * Bansky's wire format, shared by our adapter and the sandbox that imitates it.
@@ -28,45 +29,23 @@ export type WebhookBody = z.infer<typeof WebhookBody>;
 export const SIGNATURE_HEADER = "bansky-signature";
 export const WEBHOOK_TOLERANCE_SECONDS = 300;
 
-const encoder = new TextEncoder();
-
-function hmacKey(secret: string, usage: "sign" | "verify") {
-  return crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [usage]);
+export function signBanskyWebhook(secret: string, timestamp: number, body: string): string {
+  return `t=${timestamp},v1=${hmacSha256Hex(secret, `${timestamp}.${body}`)}`;
 }
 
-function toHex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
-  if (!/^[0-9a-f]{64}$/.test(hex)) return null;
-  return new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
-}
-
-export async function signBanskyWebhook(secret: string, timestamp: number, body: string): Promise<string> {
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret, "sign"), encoder.encode(`${timestamp}.${body}`));
-  return `t=${timestamp},v1=${toHex(mac)}`;
-}
-
-/** Why a signature header fails, or null when it is valid and fresh. Comparison is constant-time (WebCrypto verify). */
-export async function checkBanskySignature(
+/** Why a signature header fails, or null when it is valid and fresh. */
+export function checkBanskySignature(
   secret: string,
   header: string | null,
   body: string,
   nowSeconds: number,
-): Promise<string | null> {
+): string | null {
   if (!header) return "missing signature";
   const parts = Object.fromEntries(header.split(",").map((p) => p.trim().split("=", 2)));
   const timestamp = Number(parts.t);
   if (!Number.isInteger(timestamp)) return "malformed signature";
   if (Math.abs(nowSeconds - timestamp) > WEBHOOK_TOLERANCE_SECONDS) return "timestamp outside the allowed window";
-  const mac = fromHex(parts.v1 ?? "");
-  if (!mac) return "malformed signature";
-  const ok = await crypto.subtle.verify(
-    "HMAC",
-    await hmacKey(secret, "verify"),
-    mac,
-    encoder.encode(`${timestamp}.${body}`),
-  );
-  return ok ? null : "signature mismatch";
+  const mac = String(parts.v1 ?? "");
+  if (!/^[0-9a-f]{64}$/.test(mac)) return "malformed signature";
+  return constantTimeEqual(mac, hmacSha256Hex(secret, `${timestamp}.${body}`)) ? null : "signature mismatch";
 }

@@ -180,7 +180,7 @@ export class Sandbox {
           method: "POST",
           headers: {
             "content-type": "application/json",
-            "bansky-signature": await signBanskyWebhook(this.opts.webhookSecret, Math.floor(Date.now() / 1000), text),
+            "bansky-signature": signBanskyWebhook(this.opts.webhookSecret, Math.floor(Date.now() / 1000), text),
           },
           body: text,
           signal: AbortSignal.timeout(10_000),

@@ -35,8 +35,8 @@ export interface PaymentProvider {
   readonly name: string;
   initiate(req: InitiateRequest): Promise<InitiateResult>;
   getStatus(ref: string): Promise<ProviderStatus>;
-  /** Throws WebhookRejectedError when the signature, timestamp or body is wrong. */
-  verifyWebhook(headers: Headers, rawBody: string, now: number): Promise<WebhookNotice>;
+  /** Throws WebhookRejectedError when the signature, timestamp or body is wrong (an adapter may verify synchronously). */
+  verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice | Promise<WebhookNotice>;
 }
 
 export class WebhookRejectedError extends Error {}

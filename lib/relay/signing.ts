@@ -1,4 +1,5 @@
 import { base64url, randomBytes } from "../ids.ts";
+import { constantTimeEqual, hmacSha256Base64 } from "../crypto.ts";
 
 /**
  * Standard Webhooks signatures (https://www.standardwebhooks.com): the signed
@@ -7,7 +8,6 @@ import { base64url, randomBytes } from "../ids.ts";
  * Webhooks library verifies what we send.
  */
 const SECRET_PREFIX = "whsec_";
-const encoder = new TextEncoder();
 
 /** A new shop signing secret: `whsec_` + base64 of 32 random bytes. */
 export function newWebhookSecret(): string {
@@ -24,27 +24,22 @@ function secretBytes(secret: string): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
 
-async function hmac(secret: string, content: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-  ]);
-  const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(content));
-  return btoa(String.fromCharCode(...new Uint8Array(mac)));
+function hmac(secret: string, content: string): string {
+  return hmacSha256Base64(secretBytes(secret), content);
 }
 
 /** `v1,<sig>` for each secret, space-separated (several during a secret rotation). */
-export async function signWebhook(secrets: readonly string[], msgId: string, timestamp: number, body: string) {
-  const sigs = await Promise.all(secrets.map((s) => hmac(s, `${msgId}.${timestamp}.${body}`)));
-  return sigs.map((s) => `v1,${s}`).join(" ");
+export function signWebhook(secrets: readonly string[], msgId: string, timestamp: number, body: string) {
+  return secrets.map((s) => `v1,${hmac(s, `${msgId}.${timestamp}.${body}`)}`).join(" ");
 }
 
 /** The headers of one postback attempt. */
-export async function webhookHeaders(secrets: readonly string[], msgId: string, timestamp: number, body: string) {
+export function webhookHeaders(secrets: readonly string[], msgId: string, timestamp: number, body: string) {
   return {
     "content-type": "application/json",
     "webhook-id": msgId,
     "webhook-timestamp": String(timestamp),
-    "webhook-signature": await signWebhook(secrets, msgId, timestamp, body),
+    "webhook-signature": signWebhook(secrets, msgId, timestamp, body),
   };
 }
 
@@ -53,28 +48,21 @@ export async function webhookHeaders(secrets: readonly string[], msgId: string, 
  * demo shop and tests): any `v1` entry may match; timestamps older or newer
  * than `toleranceSeconds` fail.
  */
-export async function verifyWebhook(
+export function verifyWebhook(
   secret: string,
   headers: Headers,
   body: string,
   nowSeconds: number,
   toleranceSeconds = 300,
-): Promise<boolean> {
+): boolean {
   const id = headers.get("webhook-id");
   const ts = Number(headers.get("webhook-timestamp"));
   const sigHeader = headers.get("webhook-signature");
   if (!id || !Number.isInteger(ts) || !sigHeader) return false;
   if (Math.abs(nowSeconds - ts) > toleranceSeconds) return false;
-  const expected = await hmac(secret, `${id}.${ts}.${body}`);
+  const expected = hmac(secret, `${id}.${ts}.${body}`);
   return sigHeader.split(" ").some((entry) => {
     const [version, sig] = entry.split(",", 2);
-    return version === "v1" && sig !== undefined && timingSafeEqual(sig, expected);
+    return version === "v1" && sig !== undefined && constantTimeEqual(sig, expected);
   });
-}
-
-function timingSafeEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
 }

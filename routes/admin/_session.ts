@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import type { AppContext } from "../../lib/context.ts";
 import { authenticateOperator, SESSION_TTL_MS } from "../../lib/auth/operators.ts";
-import { constantTimeEqual } from "../../lib/auth/passwords.ts";
+import { constantTimeEqual } from "../../lib/crypto.ts";
 import type { Operator, Session } from "../../lib/db/operators.ts";
 import { AppError } from "../../lib/errors.ts";
 import { randomId } from "../../lib/ids.ts";

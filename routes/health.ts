@@ -1,0 +1,22 @@
+import { Hono } from "hono";
+import type { AppContext } from "../lib/context.ts";
+import { kvReadable, kvWritable } from "../lib/db/health.ts";
+
+/**
+ * Probes for load balancers and uptime checks. Liveness (/healthz): the
+ * process answers and KV reads. Readiness (/readyz): KV also takes a write,
+ * which a full disk or a read-only file refuses while reads still work.
+ */
+export function healthRoutes(ctx: AppContext) {
+  const app = new Hono();
+  app.get("/healthz", async (c) => {
+    if (await kvReadable(ctx.kv)) return c.json({ status: "ok" });
+    return c.json({ status: "error", error: { code: "kv_unreadable", message: "The store cannot be read." } }, 503);
+  });
+  app.get("/readyz", async (c) => {
+    c.header("cache-control", "no-store");
+    if (await kvWritable(ctx.kv, ctx.now())) return c.json({ status: "ok" });
+    return c.json({ status: "error", error: { code: "kv_unwritable", message: "The store refuses writes." } }, 503);
+  });
+  return app;
+}
