@@ -30,7 +30,10 @@ export function limitBodies(limits: BodyLimits): MiddlewareHandler {
     const declared = c.req.header("content-length");
     if (declared !== undefined && Number(declared) > maxBytes) throw tooLarge(maxBytes);
     const bytes = await readBounded(body, maxBytes, timeoutMs);
-    c.req.raw = new Request(c.req.raw, { body: bytes });
+    // Built from the URL, not from the request: copying a request reads its `signal`, which Deno 2.9.6 warns
+    // about (it aborts on success there), and nothing here needs the client's abort.
+    const { url, method, headers } = c.req.raw;
+    c.req.raw = new Request(url, { method, headers, body: bytes });
     await next();
   };
 }
