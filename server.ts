@@ -7,7 +7,7 @@ import { randomId } from "./lib/ids.ts";
 import { startEmailIndexBackfill } from "./lib/payments/search.ts";
 import { JobRunner } from "./lib/jobs.ts";
 import { BanskyProvider } from "./lib/providers/bansky.ts";
-import { Sandbox, type SandboxKnobs } from "./lib/providers/sandbox.tsx";
+import { Sandbox, type SandboxKnobs } from "./sandbox/bansky.tsx";
 import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
 import { createApp } from "./routes/mod.tsx";
 

@@ -2,7 +2,7 @@
  * `deno run -A bench/bigquery_export.ts [--payments N] [--rounds N] [--seconds S] [--concurrency C]`
  *
  * Two numbers for the BigQuery export, both against the local BigQuery fake
- * (tests/_bigquery_fake.ts) through the real client. The fake runs in its own
+ * (fixtures/bigquery_fake.ts) through the real client. The fake runs in its own
  * process, as BigQuery runs on Google's machines: its work is not ours to count.
  *
  *   1. Export throughput: a KV file seeded with N settled payments (4 activity
@@ -23,8 +23,8 @@ import { createPayment, getPaymentEntry, updatePayment } from "../lib/db/payment
 import { createShop } from "../lib/shops.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import { createServer } from "../server.ts";
-import { createServiceAccount, startBigQueryFake } from "../tests/_bigquery_fake.ts";
-import { startTestApp } from "../tests/_helpers.ts";
+import { createServiceAccount, startBigQueryFake } from "../fixtures/bigquery_fake.ts";
+import { startTestApp } from "../fixtures/app.ts";
 import { fmtInt, median } from "./stats.ts";
 
 if (Deno.args[0] === "--fake") await serveFake();

@@ -16,7 +16,7 @@ import { updateOperatorPassword } from "../lib/db/operators.ts";
 import { createPayment } from "../lib/db/payments.ts";
 import { randomId, sortableId } from "../lib/ids.ts";
 import type { Payment } from "../lib/payments/types.ts";
-import { startTestApp } from "../tests/_helpers.ts";
+import { startTestApp } from "../fixtures/app.ts";
 import { percentile, sortedCopy } from "./stats.ts";
 
 const { values: flags } = parseArgs({

@@ -36,13 +36,7 @@ export function childEnv(env: Record<string, string>): Record<string, string> {
   return { ...base, ...env };
 }
 
-/** A port the kernel just handed out on loopback (closed again at once, so a server can take it). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+export { freePort } from "../fixtures/app.ts";
 
 /**
  * Starts `deno run -A <script>` with `env`. Output goes to a log file rather

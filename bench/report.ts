@@ -214,7 +214,7 @@ Every piece is its own process on 127.0.0.1, so nothing shares an event loop wit
 - **App**: \`main.ts\` exactly as deployed, with \`BANSKY_API_URL\` pointing at the standalone sandbox, a KV file in a
   temp dir, \`LOG_LEVEL=warn\`, \`POSTBACK_SCHEDULE=0,1,1,1,1,1\` and the per-shop rate limit raised out of the way. Its
   one shop is created with \`cli/shop.ts create\`, as an operator would.
-- **Sandbox**: \`sandbox.ts\` (the Bansky imitation) at zero latency and no faults, shared by the app and the floor.
+- **Sandbox**: \`sandbox/\` (the Bansky imitation) at zero latency and no faults, shared by the app and the floor.
 - **Floor**: \`bench/floor.ts\`, a server written only to be the lower bound (see below).
 - **Shop**: \`bench/shop.ts\`, a postback receiver that answers 200 at once and records arrival times.
 - **Load generator**: \`bench/load.ts\`, started fresh for every round. It speaks HTTP/1.1 over raw keep-alive

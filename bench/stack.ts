@@ -44,7 +44,7 @@ export async function startStack(dir: string): Promise<Stack> {
   };
 
   const [sandbox, shop, floor] = await Promise.all([
-    startDeno("sandbox", "sandbox.ts", {
+    startDeno("sandbox", "sandbox/main.ts", {
       SANDBOX_PORT: String(sandboxPort),
       SANDBOX_HOSTNAME: "127.0.0.1",
       SANDBOX_PUBLIC_URL: sandboxUrl,

@@ -6,7 +6,7 @@ import { AppError } from "../lib/errors.ts";
 import { describeError, log } from "../lib/log.ts";
 import { healthRoutes } from "./health.ts";
 import type { DemoShop } from "../lib/demo.ts";
-import type { Sandbox } from "../lib/providers/sandbox.tsx";
+import type { Sandbox } from "../sandbox/bansky.tsx";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
 import { limitBodies } from "./_body_limit.ts";
 import { HSTS } from "./_headers.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createShopKey, revokeShopKey, setShopStatus } from "../lib/shops.ts";
-import { callInit, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
+import { callInit, paymentBody, startTestApp, type TestApp } from "../fixtures/app.ts";
 
 async function countPayments(app: TestApp): Promise<number> {
   let n = 0;

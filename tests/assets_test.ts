@@ -9,7 +9,7 @@ import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { createPortalLink } from "../lib/auth/portal.ts";
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { updateOperatorPassword } from "../lib/db/operators.ts";
-import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp } from "../fixtures/app.ts";
 
 const REPO_ROOT = new URL("..", import.meta.url);
 

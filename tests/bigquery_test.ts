@@ -19,7 +19,7 @@ import {
   type ServiceAccount,
   startBigQueryFake,
   validateRow,
-} from "./_bigquery_fake.ts";
+} from "../fixtures/bigquery_fake.ts";
 import {
   type AppProcess,
   buyerSettles,
@@ -38,7 +38,7 @@ import {
   type TestAppOptions,
   waitFor,
   waitHealthy,
-} from "./_helpers.ts";
+} from "../fixtures/app.ts";
 
 const account = await createServiceAccount();
 

@@ -8,7 +8,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { updateOperatorPassword } from "../lib/db/operators.ts";
-import { startTestApp } from "./_helpers.ts";
+import { startTestApp } from "../fixtures/app.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);

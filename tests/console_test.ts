@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
-import { callInit, paymentBody, startTestApp } from "./_helpers.ts";
-import { Browser, operatorBrowser } from "./_browser.ts";
+import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 
 Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sign-out revokes it", async () => {
   const app = await startTestApp();
@@ -124,7 +124,7 @@ Deno.test("[console] payments list filters, pages with a cursor, exports CSV and
 
 Deno.test("[console] failing postbacks are listed, replayed for a shop since a time, and the audit log finds it", async () => {
   let healthy = false;
-  const { startShopReceiver, buyerSettles, waitFor } = await import("./_helpers.ts");
+  const { startShopReceiver, buyerSettles, waitFor } = await import("../fixtures/app.ts");
   const shop = startShopReceiver(() => new Response("", { status: healthy ? 200 : 500 }));
   const app = await startTestApp({ env: { POSTBACK_SCHEDULE: "0,0.1" } });
   try {

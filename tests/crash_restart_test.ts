@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { Sandbox } from "../lib/providers/sandbox.tsx";
+import { Sandbox } from "../sandbox/bansky.tsx";
 import {
   type AppProcess,
   type AppProcessExit,
@@ -27,7 +27,7 @@ import {
   stopApp,
   waitFor,
   waitHealthy,
-} from "./_helpers.ts";
+} from "../fixtures/app.ts";
 
 const RESTARTS = 20;
 const PAYMENTS = 30;

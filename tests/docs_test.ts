@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { Validator } from "@seriousme/openapi-schema-validator";
-import { callInit, paymentBody, startTestApp } from "./_helpers.ts";
+import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
 import { INTERNAL_DOCS, PUBLIC_DOCS } from "../lib/docs/catalog.ts";
 import { DocLibrary, DOCS_ROOT } from "../lib/docs/library.ts";
 import { escapeHtml, renderMarkdown, safeHref } from "../lib/docs/markdown.ts";

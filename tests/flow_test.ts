@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { buyerSettles, callInit, paymentBody, startShopReceiver, startTestApp, waitFor } from "./_helpers.ts";
+import { buyerSettles, callInit, paymentBody, startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
 
 for (const standaloneSandbox of [false, true]) {
   const where = standaloneSandbox ? "standalone sandbox over the network" : "embedded sandbox";

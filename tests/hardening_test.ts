@@ -10,8 +10,8 @@ import { ValidationError } from "../lib/errors.ts";
 import { describePayment } from "../lib/payments/admin.ts";
 import { createShop } from "../lib/shops.ts";
 import { createServer } from "../server.ts";
-import { Browser, operatorBrowser } from "./_browser.ts";
-import { callInit, freePort, loopbackAppEnv, paymentBody, startTestApp, type TestApp } from "./_helpers.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { callInit, freePort, loopbackAppEnv, paymentBody, startTestApp, type TestApp } from "../fixtures/app.ts";
 
 const LONG_ID = "pay_" + "x".repeat(3000);
 

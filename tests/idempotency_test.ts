@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { callInit, paymentBody, startTestApp } from "./_helpers.ts";
+import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
 
 Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
   const app = await startTestApp({ standaloneSandbox: true });

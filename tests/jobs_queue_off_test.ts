@@ -28,7 +28,7 @@ import {
   type TestShop,
   waitFor,
   waitHealthy,
-} from "./_helpers.ts";
+} from "../fixtures/app.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -8,7 +8,7 @@ import { sortableId } from "../lib/ids.ts";
 import { derivedPaymentId } from "../lib/payments/derived_id.ts";
 import { SCAN_LIMIT } from "../lib/payments/search.ts";
 import type { Payment } from "../lib/payments/types.ts";
-import { startTestApp, type TestApp } from "./_helpers.ts";
+import { startTestApp, type TestApp } from "../fixtures/app.ts";
 
 /** A cookie-keeping client of the app's pages over loopback HTTP. */
 class Client {

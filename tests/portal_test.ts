@@ -4,7 +4,7 @@ import { createPortalLink } from "../lib/auth/portal.ts";
 import { readStats } from "../lib/db/stats.ts";
 import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
 import { createShop } from "../lib/shops.ts";
-import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "./_helpers.ts";
+import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 
 /** Cookie-keeping fetch with the CSRF token of the last page, as a browser would send it. */
 function browser(app: TestApp) {

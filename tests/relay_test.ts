@@ -10,7 +10,7 @@ import {
   type TestApp,
   type TestAppOptions,
   waitFor,
-} from "./_helpers.ts";
+} from "../fixtures/app.ts";
 
 /** Creates a payment whose postback goes to `postbackUrl`, and has the buyer pay it. */
 async function paidPayment(app: TestApp, postbackUrl: string): Promise<string> {

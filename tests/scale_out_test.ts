@@ -15,7 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { Sandbox } from "../lib/providers/sandbox.tsx";
+import { Sandbox } from "../sandbox/bansky.tsx";
 import { iteratePaymentIds } from "../lib/db/payments.ts";
 import {
   type AppProcess,
@@ -30,7 +30,7 @@ import {
   stopApp,
   waitFor,
   waitHealthy,
-} from "./_helpers.ts";
+} from "../fixtures/app.ts";
 
 const PAYMENTS = 300;
 /** Buyers and shops at work at once. */

@@ -11,7 +11,7 @@ import {
   startTestApp,
   type TestApp,
   waitFor,
-} from "./_helpers.ts";
+} from "../fixtures/app.ts";
 
 async function createPending(app: TestApp, postbackUrl: string) {
   const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl }));

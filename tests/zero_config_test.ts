@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startTestApp, waitFor } from "./_helpers.ts";
+import { startTestApp, waitFor } from "../fixtures/app.ts";
 import { listDemoPostbacks, MAX_DEMO_POSTBACKS } from "../lib/db/demo.ts";
 import { webhookHeaders } from "../lib/relay/signing.ts";
 

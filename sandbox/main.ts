@@ -4,7 +4,7 @@
  * BANSKY_API_URL=http://127.0.0.1:8001, BANSKY_API_TOKEN and
  * BANSKY_WEBHOOK_SECRET set to the same values as here.
  */
-import { Sandbox } from "./lib/providers/sandbox.tsx";
+import { Sandbox } from "./bansky.tsx";
 
 const port = Number(Deno.env.get("SANDBOX_PORT") ?? 8001);
 const hostname = Deno.env.get("SANDBOX_HOSTNAME") ?? "127.0.0.1";

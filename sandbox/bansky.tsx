@@ -1,9 +1,9 @@
 import { type Context, Hono, type Next } from "hono";
-import { Page, renderPage } from "../../components/html.tsx";
-import { randomId } from "../ids.ts";
-import { formatAmount } from "../money.ts";
-import { log } from "../log.ts";
-import { type BanskyStatus, signBanskyWebhook, type WebhookBody } from "./bansky_wire.ts";
+import { Page, renderPage } from "../components/html.tsx";
+import { randomId } from "../lib/ids.ts";
+import { formatAmount } from "../lib/money.ts";
+import { log } from "../lib/log.ts";
+import { type BanskyStatus, signBanskyWebhook, type WebhookBody } from "../lib/providers/bansky_wire.ts";
 
 /**
  * A real HTTP imitation of Bansky for development, tests and benchmarks: it
