@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { AppError } from "../lib/errors.ts";
-import { openKv } from "../lib/db/kv.ts";
+import { KvFileError, openKv } from "../lib/db/kv.ts";
 import { createServer, type ServerParts } from "../server.ts";
 
 /** Opens the same KV and provider the server uses, for operator commands. */
@@ -9,7 +9,7 @@ export async function openCliServer(): Promise<ServerParts> {
     const config = { ...loadConfig(Deno.env.toObject()), demo: false };
     return await createServer(config, await openKv(config.kvPath));
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof ConfigError || err instanceof KvFileError) fail(err.message);
     throw err;
   }
 }

@@ -216,6 +216,10 @@ function checkDeploy(e: z.infer<typeof EnvSchema>): void {
     );
   }
   if (e.JOBS_QUEUE === "on") problems.push("JOBS_QUEUE: Deno Deploy has no KV queues; leave it unset or set it to off");
+  // The default (http://localhost:8000) would hand buyers and Bansky wrapper URLs that lead nowhere.
+  if (!e.PUBLIC_BASE_URL?.startsWith("https://")) {
+    problems.push("PUBLIC_BASE_URL: required on Deno Deploy, the https address buyers and Bansky reach the app at");
+  }
   const banskyMissing = !e.BANSKY_API_URL || !e.BANSKY_API_TOKEN || !e.BANSKY_WEBHOOK_SECRET;
   const production = e.DENO_TIMELINE === "production";
   if (production && e.DEMO === true) {

@@ -43,7 +43,8 @@ Deno.test("[config] one error names every bad variable and never echoes a secret
 });
 
 const BANSKY = { BANSKY_API_URL: "https://api.bansky.example", BANSKY_API_TOKEN: "t", BANSKY_WEBHOOK_SECRET: "s" };
-const DEPLOY = { DENO_DEPLOYMENT_ID: "abc123", ...BANSKY };
+const ON_DEPLOY = { DENO_DEPLOYMENT_ID: "abc123", PUBLIC_BASE_URL: "https://pay.example" };
+const DEPLOY = { ...ON_DEPLOY, ...BANSKY };
 
 Deno.test("[config] on Deno Deploy KV is the platform's database and queues are off", () => {
   const c = loadConfig(DEPLOY);
@@ -73,16 +74,28 @@ Deno.test("[config] on Deno Deploy a KV file or KV queues are refused with a cle
   );
 });
 
+Deno.test("[config] on Deno Deploy the public URL must be set, and https", () => {
+  for (const url of [undefined, "http://pay.example"]) {
+    const env: Record<string, string> = { ...DEPLOY };
+    if (url) env.PUBLIC_BASE_URL = url;
+    else delete env.PUBLIC_BASE_URL;
+    assert.throws(
+      () => loadConfig(env),
+      (err) => err instanceof ConfigError && /PUBLIC_BASE_URL: required on Deno Deploy/.test(err.message),
+    );
+  }
+});
+
 Deno.test("[config] on Deno Deploy zero-config mode is refused unless DEMO=1 asks for it", () => {
   assert.throws(
-    () => loadConfig({ DENO_DEPLOYMENT_ID: "abc123" }),
+    () => loadConfig(ON_DEPLOY),
     (err) =>
       err instanceof ConfigError && /BANSKY_API_URL.*required on Deno Deploy/.test(err.message) &&
       /DEMO=1/.test(err.message),
   );
-  assert.throws(() => loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DEMO: "0" }), ConfigError);
+  assert.throws(() => loadConfig({ ...ON_DEPLOY, DEMO: "0" }), ConfigError);
   // A deliberate demo deployment (a preview, say): the sandbox and the demo, still no local URLs, no queue.
-  const demo = loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DEMO: "1" });
+  const demo = loadConfig({ ...ON_DEPLOY, DEMO: "1" });
   assert.equal(demo.bansky, undefined);
   assert.equal(demo.demo, true);
   assert.equal(demo.allowLocalUrls, false);
@@ -91,13 +104,13 @@ Deno.test("[config] on Deno Deploy zero-config mode is refused unless DEMO=1 ask
   // Never on the production timeline, even when asked.
   for (const env of [{ DEMO: "1" }, { DEMO: "1", ...BANSKY }]) {
     assert.throws(
-      () => loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DENO_TIMELINE: "production", ...env }),
+      () => loadConfig({ ...ON_DEPLOY, DENO_TIMELINE: "production", ...env }),
       (err) =>
         err instanceof ConfigError && /DEMO: the demo .* never runs on the production timeline/.test(err.message),
     );
   }
   assert.equal(loadConfig({ ...DEPLOY, DENO_TIMELINE: "production" }).demo, false);
-  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc123", DENO_TIMELINE: "git-branch/try", DEMO: "1" }).demo, true);
+  assert.equal(loadConfig({ ...ON_DEPLOY, DENO_TIMELINE: "git-branch/try", DEMO: "1" }).demo, true);
 });
 
 const BIGQUERY = {
