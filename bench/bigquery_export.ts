@@ -19,7 +19,7 @@ import { analyticsStatus } from "../lib/analytics/mod.ts";
 import { loadConfig } from "../lib/config.ts";
 import { listActivity } from "../lib/db/activity.ts";
 import { EXPORT_JOB, getExportStateEntry } from "../lib/db/analytics.ts";
-import { createPayment, getPaymentEntry, updatePayment } from "../lib/db/payments.ts";
+import { commitPaymentMove, createPayment, getPaymentEntry } from "../lib/db/payments.ts";
 import { createShop } from "../lib/shops.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import { createServer } from "../server.ts";
@@ -190,7 +190,7 @@ async function seedPayments(kv: Deno.Kv, shopId: string, n: number) {
       finalizedAt: null,
     };
     await createPayment(kv, p);
-    const steps: [Partial<Payment>, Parameters<typeof updatePayment>[3]["events"]][] = [
+    const steps: [Partial<Payment>, Parameters<typeof commitPaymentMove>[3]["events"]][] = [
       [{ firstRedirectAt: now }, [{ type: "buyer_redirected", at: now, data: {} }]],
       [{ status: "succeeded", finalizedAt: now }, [
         {
@@ -203,7 +203,7 @@ async function seedPayments(kv: Deno.Kv, shopId: string, n: number) {
     ];
     for (const [change, events] of steps) {
       const entry = (await getPaymentEntry(kv, p.id)) as Deno.KvEntry<Payment>;
-      await updatePayment(kv, entry, { ...entry.value, ...change, updatedAt: Date.now() }, { events, jobs });
+      await commitPaymentMove(kv, entry, { ...entry.value, ...change, updatedAt: Date.now() }, { events, jobs });
     }
   };
   for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => one(i + j)));

@@ -1,6 +1,6 @@
 import { runAnalyticsExport } from "./analytics/export.ts";
 import type { AppContext } from "./context.ts";
-import { isJobMessage, iterateDueJobs, type JobKind, type JobMessage } from "./db/jobs.ts";
+import { isJobMessage, iterateDueJobs, JOB_KINDS, type JobKind, type JobMessage } from "./db/jobs.ts";
 import { describeError, log } from "./log.ts";
 import { runDelivery } from "./relay/deliver.ts";
 
@@ -9,12 +9,14 @@ const SWEEP_CONCURRENCY = 32;
 /** Longer waits are left to the sweep, which survives restarts. */
 const MAX_KICK_DELAY_MS = 60_000;
 
+/** Runs one job by its id; idempotent, since every trigger may run a job more than once. */
 type Handler = (ctx: AppContext, id: string) => Promise<void>;
 
-const handlers: Record<JobKind, Handler> = {
+/** The job registry: a new kind of background work is one entry in JOB_KINDS and one here. */
+const handlers = {
   postback: runDelivery,
   analytics: runAnalyticsExport,
-};
+} satisfies Record<JobKind, Handler>;
 
 /**
  * Runs background jobs from three triggers: KV queue messages (where queues
@@ -79,7 +81,7 @@ export class JobRunner {
 
   private async sweepOnce(): Promise<number> {
     let ran = 0;
-    for (const kind of Object.keys(handlers) as JobKind[]) {
+    for (const kind of JOB_KINDS) {
       const running = new Set<Promise<void>>();
       for await (const id of iterateDueJobs(this.ctx.kv, kind, this.ctx.now())) {
         const p = this.run({ kind, id }).finally(() => running.delete(p));

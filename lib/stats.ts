@@ -1,5 +1,6 @@
 import { countAttentionDeliveries } from "./db/deliveries.ts";
 import { readStats, type StatRow, utcDay } from "./db/stats.ts";
+import { COUNTED_STATUSES } from "./payments/status.ts";
 
 export interface Overview {
   today: PeriodSummary;
@@ -14,6 +15,7 @@ export interface PeriodSummary {
   succeeded: number;
   failed: number;
   expired: number;
+  cancelled: number;
   /** Settled payments that succeeded, 0..1 (null when none settled). */
   successRate: number | null;
   /** Created but not settled within the period. */
@@ -30,7 +32,9 @@ export function summarize(rows: StatRow[]): PeriodSummary {
   const succeeded = sum("succeeded");
   const failed = sum("failed");
   const expired = sum("expired");
-  const settled = succeeded + failed + expired;
+  const cancelled = sum("cancelled");
+  // Every status the table counts on entry has left "pending"; a late success also counts its expiry.
+  const settled = COUNTED_STATUSES.reduce((n, status) => n + sum(status), 0);
   const volume: Record<string, number> = {};
   let payMs = 0;
   for (const r of rows) {
@@ -43,6 +47,7 @@ export function summarize(rows: StatRow[]): PeriodSummary {
     succeeded,
     failed,
     expired,
+    cancelled,
     successRate: settled ? succeeded / settled : null,
     open: Math.max(0, created - settled),
     volume,

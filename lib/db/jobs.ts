@@ -4,9 +4,9 @@
  * where queues exist an enqueue in the same atomic operation wakes the job on
  * time without waiting for the sweep.
  */
-export type JobKind = "postback" | "analytics";
-
-const JOB_KINDS: readonly JobKind[] = ["postback", "analytics"];
+export const JOB_KINDS = ["postback", "analytics"] as const;
+/** A kind of background job; its handler is registered in lib/jobs.ts, checked by the compiler to cover every kind. */
+export type JobKind = typeof JOB_KINDS[number];
 
 export interface JobMessage {
   kind: JobKind;
@@ -46,5 +46,6 @@ export async function countScheduledJobs(kv: Deno.Kv, kind: JobKind): Promise<nu
 
 export function isJobMessage(value: unknown): value is JobMessage {
   const v = value as JobMessage;
-  return typeof v === "object" && v !== null && JOB_KINDS.includes(v.kind) && typeof v.id === "string";
+  return typeof v === "object" && v !== null && (JOB_KINDS as readonly string[]).includes(v.kind) &&
+    typeof v.id === "string";
 }

@@ -6,9 +6,9 @@ import { GroupCommitter } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import type { ScheduleOptions } from "./jobs.ts";
-import { addStatsOps, type StatStatus } from "./stats.ts";
+import { addStatsOps, type StatEvent } from "./stats.ts";
+import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addActivityOps } from "./activity.ts";
-import { isTerminal } from "../payments/status.ts";
 import { sha256Base64url } from "../crypto.ts";
 
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
@@ -94,41 +94,38 @@ export function getPaymentEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMa
   return kv.get<Payment>(paymentKey(id));
 }
 
-export interface PaymentUpdate {
-  events?: PaymentEvent[];
+export interface PaymentMove {
+  events: PaymentEvent[];
+  /** The counters the move adds (the status table says which moves count). */
+  stats?: StatEvent;
   /** A postback to schedule in the same atomic operation as the change that causes it. */
   delivery?: Delivery;
   /** Marks a provider webhook as handled, so a duplicate is ignored. */
   webhookEventId?: string;
+  /** An operator's action, recorded with the change. */
+  audit?: Omit<AuditEntry, "id">;
   jobs: ScheduleOptions;
 }
 
 /**
- * Writes a new version of a payment read as `entry`, with its events and
- * consequences, in one atomic operation. Returns false when someone else wrote
- * the payment first: the caller re-reads and decides again.
+ * Writes a new version of a payment read as `entry`, with everything the move
+ * causes, in one atomic operation. Returns false when someone else wrote the
+ * payment first: the caller re-reads and decides again.
  */
-export async function updatePayment(
+export async function commitPaymentMove(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Payment>,
   next: Payment,
-  update: PaymentUpdate,
+  move: PaymentMove,
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(paymentKey(next.id), next);
-  for (const event of update.events ?? []) addEventOps(op, next.id, next.shopId, event);
-  if (next.status !== entry.value.status && isTerminal(next.status)) {
-    const at = next.finalizedAt ?? next.updatedAt;
-    addStatsOps(op, {
-      ...next,
-      at,
-      status: next.status as StatStatus,
-      payMs: next.status === "succeeded" ? at - next.createdAt : undefined,
-    });
-  }
-  if (update.delivery) addDeliveryOps(op, update.delivery, update.jobs);
-  if (update.webhookEventId) {
-    op.check({ key: webhookSeenKey(next.provider, update.webhookEventId), versionstamp: null })
-      .set(webhookSeenKey(next.provider, update.webhookEventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
+  for (const event of move.events) addEventOps(op, next.id, next.shopId, event);
+  if (move.stats) addStatsOps(op, move.stats);
+  if (move.delivery) addDeliveryOps(op, move.delivery, move.jobs);
+  if (move.audit) addAuditOps(op, move.audit);
+  if (move.webhookEventId) {
+    op.check({ key: webhookSeenKey(next.provider, move.webhookEventId), versionstamp: null })
+      .set(webhookSeenKey(next.provider, move.webhookEventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
   }
   return (await op.commit()).ok;
 }

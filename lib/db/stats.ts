@@ -5,7 +5,10 @@
  * settled statuses the amount in minor units, and for successes the total
  * time to pay.
  */
-export type StatStatus = "created" | "succeeded" | "failed" | "expired";
+import type { CountedStatus } from "../payments/status.ts";
+
+/** What the counters are kept for: created payments, and each status the status table counts on entry. */
+export type StatStatus = "created" | CountedStatus;
 type Measure = "count" | "amount" | "pay_ms";
 
 const statKey = (measure: Measure, day: string, shopId: string, currency: string, status: StatStatus) =>

@@ -1,5 +1,11 @@
 import { z } from "zod";
-import { PAYMENT_STATUSES } from "./status.ts";
+import {
+  PAYMENT_POSTBACK_TYPES,
+  PAYMENT_STATUSES,
+  type PaymentPostbackType,
+  type PaymentStatus,
+  postbackEventType,
+} from "./status.ts";
 
 /**
  * The shapes of what the API answers, as zod schemas, so the OpenAPI document
@@ -87,7 +93,13 @@ export const ErrorResponse = z.object({
   }),
 });
 
-export const POSTBACK_EVENT_TYPES = ["payment.succeeded", "payment.failed", "payment.expired"] as const;
+/** Every postback type, derived from the status table (lib/payments/status.ts). */
+export const POSTBACK_EVENT_TYPES = PAYMENT_POSTBACK_TYPES as [PaymentPostbackType, ...PaymentPostbackType[]];
+/** The statuses a payment postback can report: those whose entry sends one. */
+const POSTBACK_STATUSES = PAYMENT_STATUSES.filter((s) => postbackEventType(s) !== null) as [
+  PaymentStatus,
+  ...PaymentStatus[],
+];
 
 /** The body of a postback to the shop (Standard Webhooks payload: type, timestamp, data). */
 export const PostbackBody = z.object({
@@ -96,7 +108,7 @@ export const PostbackBody = z.object({
   data: z.object({
     id: z.string().describe("Your `id` from init-payment (postbacks are sent only for payments with one)."),
     paymentId: z.string(),
-    status: z.enum(["succeeded", "failed", "expired"]),
+    status: z.enum(POSTBACK_STATUSES),
     amount: z.int().positive(),
     currency: z.string().length(3),
     type: z.enum(["fiat", "crypto"]),

@@ -56,9 +56,12 @@ export async function buyerRedirect(
           }
           return p.providerUrl;
         case "succeeded":
+        case "partially_refunded":
+        case "refunded":
           return p.successUrl;
         case "failed":
         case "expired":
+        case "cancelled":
           return p.errorUrl;
       }
   }

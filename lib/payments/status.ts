@@ -1,48 +1,75 @@
 /**
- * Payment statuses and the only moves between them. A payment is stored once
- * the provider has it, so it starts `pending`. Terminal
- * states never change, so a late or replayed webhook cannot move a payment
- * backwards. Refunds and crypto statuses slot in as new rows of the table.
+ * Payment statuses and the only moves between them, as data. A payment is
+ * stored once the provider has it, so it starts `pending`. Each row says where
+ * a payment in that status may go next and what entering it causes (the
+ * shop's postback, a stats count); `transition.ts` is the one place that
+ * applies a move. A new status is one new row here, and every `switch` over
+ * statuses (written without a default arm) fails to compile until it says
+ * what the new status means there.
  */
-export type PaymentStatus = "pending" | "succeeded" | "failed" | "expired";
-
 export const PAYMENT_STATUSES = [
   "pending",
   "succeeded",
   "failed",
   "expired",
-] as const satisfies readonly PaymentStatus[];
+  "cancelled",
+  "partially_refunded",
+  "refunded",
+] as const;
 
-const TRANSITIONS: Record<PaymentStatus, readonly PaymentStatus[]> = {
-  pending: ["succeeded", "failed", "expired"],
-  succeeded: [],
-  failed: [],
-  expired: [],
-};
+export type PaymentStatus = typeof PAYMENT_STATUSES[number];
 
+/** The statuses a payment can be in once it left `pending`. */
+export type SettledStatus = Exclude<PaymentStatus, "pending">;
+
+interface StatusRule {
+  /** Where a payment in this status may move. */
+  next: readonly PaymentStatus[];
+  /** The postback a shop gets when its payment enters this status (refund states: the refund's own postback). */
+  postback: `payment.${string}` | null;
+  /** Counted in the daily stats when entered; refunds are counted by their own rows, not by the payment's status. */
+  counted: boolean;
+}
+
+export const STATUS_RULES = {
+  pending: { next: ["succeeded", "failed", "expired", "cancelled"], postback: null, counted: false },
+  succeeded: { next: ["partially_refunded", "refunded"], postback: "payment.succeeded", counted: true },
+  failed: { next: [], postback: "payment.failed", counted: true },
+  // The provider may still confirm money after we gave up on a payment: it is never hidden, so it can succeed late.
+  expired: { next: ["succeeded"], postback: "payment.expired", counted: true },
+  cancelled: { next: ["succeeded"], postback: "payment.cancelled", counted: true },
+  partially_refunded: { next: ["partially_refunded", "refunded"], postback: null, counted: false },
+  refunded: { next: [], postback: null, counted: false },
+} as const satisfies Record<PaymentStatus, StatusRule>;
+
+/** Every postback type a payment's status move can send, derived from the table. */
+export type PaymentPostbackType = NonNullable<typeof STATUS_RULES[PaymentStatus]["postback"]>;
+export const PAYMENT_POSTBACK_TYPES = [
+  ...new Set(PAYMENT_STATUSES.map((s) => STATUS_RULES[s].postback).filter((t) => t !== null)),
+] as PaymentPostbackType[];
+
+/** The statuses whose entry is counted in the daily stats, derived from the table. */
+export const COUNTED_STATUSES = PAYMENT_STATUSES.filter((s) => STATUS_RULES[s].counted) as CountedStatus[];
+export type CountedStatus = {
+  [S in PaymentStatus]: typeof STATUS_RULES[S]["counted"] extends true ? S : never;
+}[PaymentStatus];
+
+/** True when the table allows a payment in `from` to move to `to`. */
 export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
-  return TRANSITIONS[from].includes(to);
+  return (STATUS_RULES[from].next as readonly PaymentStatus[]).includes(to);
 }
 
-export function isTerminal(status: PaymentStatus): boolean {
-  switch (status) {
-    case "pending":
-      return false;
-    case "succeeded":
-    case "failed":
-    case "expired":
-      return true;
-  }
+/** True while the payment waits for the buyer or the provider. */
+export function isOpen(status: PaymentStatus): boolean {
+  return status === "pending";
 }
 
-/** The postback event type a shop receives when a payment reaches this status, if any. */
-export function postbackEventType(status: PaymentStatus): string | null {
-  switch (status) {
-    case "pending":
-      return null;
-    case "succeeded":
-    case "failed":
-    case "expired":
-      return `payment.${status}`;
-  }
+/** True when the status is one the stats count on entry. */
+export function isCounted(status: PaymentStatus): status is CountedStatus {
+  return STATUS_RULES[status].counted;
+}
+
+/** The postback event type a shop receives when a payment enters this status, if any. */
+export function postbackEventType(status: PaymentStatus): PaymentPostbackType | null {
+  return STATUS_RULES[status].postback;
 }

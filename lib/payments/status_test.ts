@@ -1,20 +1,58 @@
 import assert from "node:assert/strict";
-import { canTransition, isTerminal, PAYMENT_STATUSES, postbackEventType } from "./status.ts";
+import { TABLES } from "../analytics/schema.ts";
+import {
+  canTransition,
+  COUNTED_STATUSES,
+  PAYMENT_POSTBACK_TYPES,
+  PAYMENT_STATUSES,
+  type PaymentStatus,
+  postbackEventType,
+} from "./status.ts";
 
-Deno.test("[status] payments only move forward and terminal states never change", () => {
-  assert.ok(canTransition("pending", "succeeded"));
-  assert.ok(canTransition("pending", "failed"));
-  assert.ok(canTransition("pending", "expired"));
-  assert.ok(!canTransition("pending", "pending"));
-  for (const terminal of ["succeeded", "failed", "expired"] as const) {
-    assert.ok(isTerminal(terminal));
-    for (const to of PAYMENT_STATUSES) assert.ok(!canTransition(terminal, to), `${terminal} -> ${to}`);
+/** The moves the lifecycle allows, written out by hand to check the table against. */
+const ALLOWED: [PaymentStatus, PaymentStatus][] = [
+  ["pending", "succeeded"],
+  ["pending", "failed"],
+  ["pending", "expired"],
+  ["pending", "cancelled"],
+  ["succeeded", "partially_refunded"],
+  ["succeeded", "refunded"],
+  ["partially_refunded", "partially_refunded"],
+  ["partially_refunded", "refunded"],
+  ["expired", "succeeded"],
+  ["cancelled", "succeeded"],
+];
+
+Deno.test("[status] exactly the lifecycle's moves are allowed; nothing else moves", () => {
+  for (const from of PAYMENT_STATUSES) {
+    for (const to of PAYMENT_STATUSES) {
+      const expected = ALLOWED.some(([f, t]) => f === from && t === to);
+      assert.equal(canTransition(from, to), expected, `${from} -> ${to}`);
+    }
+  }
+  for (const final of ["failed", "refunded"] as const) {
+    assert.ok(PAYMENT_STATUSES.every((to) => !canTransition(final, to)), `${final} never changes`);
   }
 });
 
-Deno.test("[status] only settled payments produce postbacks", () => {
+Deno.test("[status] settling sends a postback; refund states leave it to the refund's own", () => {
   assert.equal(postbackEventType("pending"), null);
   assert.equal(postbackEventType("succeeded"), "payment.succeeded");
   assert.equal(postbackEventType("failed"), "payment.failed");
   assert.equal(postbackEventType("expired"), "payment.expired");
+  assert.equal(postbackEventType("cancelled"), "payment.cancelled");
+  assert.equal(postbackEventType("partially_refunded"), null);
+  assert.equal(postbackEventType("refunded"), null);
+  assert.deepEqual(PAYMENT_POSTBACK_TYPES, [
+    "payment.succeeded",
+    "payment.failed",
+    "payment.expired",
+    "payment.cancelled",
+  ]);
+  assert.deepEqual(COUNTED_STATUSES, ["succeeded", "failed", "expired", "cancelled"]);
+});
+
+Deno.test("[status] the BigQuery column documents every status", () => {
+  const column = TABLES.find((t) => t.id === "payments")!.fields.find((f) => f.name === "status")!;
+  for (const status of PAYMENT_STATUSES) assert.ok(column.description.includes(status), status);
 });

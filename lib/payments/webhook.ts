@@ -1,31 +1,23 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
-import {
-  addPaymentEvent,
-  getPayment,
-  getPaymentEntry,
-  isWebhookEventSeen,
-  markWebhookEventSeen,
-  updatePayment,
-} from "../db/payments.ts";
+import { addPaymentEvent, getPayment, isWebhookEventSeen, markWebhookEventSeen } from "../db/payments.ts";
+import { writeAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
-import { type ProviderStatus, type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
-import { newMessageId } from "../relay/signing.ts";
-import type { Delivery } from "../relay/types.ts";
-import { canTransition, isTerminal, postbackEventType } from "./status.ts";
-import type { Payment, PaymentEvent } from "./types.ts";
-import { postbackBody } from "./view.ts";
+import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
+import { canTransition } from "./status.ts";
+import { movePayment } from "./transition.ts";
+import type { PaymentEvent } from "./types.ts";
 import { findPayment } from "./query.ts";
 
 export type WebhookOutcome = "applied" | "duplicate" | "unchanged";
 
-const MAX_CONFLICT_RETRIES = 5;
-
 /**
  * Handles a provider webhook: verify its signature, ignore duplicates, confirm
- * the status with the provider (the webhook is only a hint), and move the
- * payment forward together with its postback job in one atomic operation.
- * Returning normally means it is committed and the provider may get its 2xx.
+ * the status with the provider (the webhook is only a hint), and ask the
+ * transition engine to move the payment there. Returning normally means it is
+ * committed and the provider may get its 2xx; a claim the provider's status
+ * API does not show yet is refused (409) and not marked seen, so the
+ * provider's retry applies it.
  */
 export async function handleProviderWebhook(
   ctx: AppContext,
@@ -52,103 +44,68 @@ export async function handleProviderWebhook(
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
   }
   const confirmed = await ctx.provider.getStatus(notice.ref);
-  return await applyProviderStatus(ctx, notice.paymentId, confirmed, {
+  const because: PaymentEvent = {
+    type: "webhook_received",
+    at: ctx.now(),
+    data: { eventId: notice.eventId, claimed: notice.claimedStatus, confirmed },
+  };
+  const moved = await movePayment(ctx, {
+    paymentId: notice.paymentId,
+    to: confirmed,
+    because,
     webhookEventId: notice.eventId,
-    claimed: notice.claimedStatus,
-    event: {
-      type: "webhook_received",
-      at: ctx.now(),
-      data: { eventId: notice.eventId, claimed: notice.claimedStatus, confirmed },
-    },
+  }).catch(async (err) => {
+    // A copy of this webhook handled concurrently moved the payment first.
+    if (err instanceof ConflictError && await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return null;
+    throw err;
   });
+  if (!moved) return "duplicate";
+  if (moved.outcome === "applied") return "applied";
+  const p = moved.payment;
+  if (canTransition(p.status, notice.claimedStatus)) {
+    // The webhook brings news the provider's status API does not show yet. Marking it seen would
+    // drop the provider's retry as a duplicate, so refuse it for now: the retry will find it confirmed.
+    await addPaymentEvent(ctx.kv, p, because);
+    throw new AppError(
+      409,
+      "status_not_confirmed",
+      "The provider does not confirm this status yet; send the webhook again later.",
+      undefined,
+      { "retry-after": "30" },
+    );
+  }
+  if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate"; // a copy got here first
+  // Old news (a stale "pending", a payment already settled): recorded, and never handled again.
+  await markWebhookEventSeen(ctx.kv, provider, notice.eventId, p, because);
+  return "unchanged";
 }
 
-/**
- * Moves a payment to the status the provider confirmed, with its events and
- * postback in one atomic operation, re-reading on conflicts. A status the
- * payment cannot move to (stale news, a settled payment) changes nothing; a
- * webhook whose claim is ahead of the provider's own status API is refused
- * (409) so that the provider sends it again.
- */
-export async function applyProviderStatus(
+/** Asks the provider for a payment's status now and applies it (an operator's "re-check"). */
+export async function recheckPaymentStatus(
   ctx: AppContext,
   paymentId: string,
-  confirmed: ProviderStatus,
-  source: { event: PaymentEvent; webhookEventId?: string; claimed?: ProviderStatus },
+  { actor }: { actor: string },
 ): Promise<WebhookOutcome> {
-  const provider = ctx.provider.name;
-  for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
-    const entry = await getPaymentEntry(ctx.kv, paymentId);
-    if (!entry.value) throw new NotFoundError("Unknown payment.");
-    const p: Payment = entry.value;
-    const now = ctx.now();
-    if (!canTransition(p.status, confirmed)) {
-      if (source.webhookEventId && source.claimed && canTransition(p.status, source.claimed)) {
-        // The webhook brings news the provider's status API does not show yet. Marking it seen would
-        // drop the provider's retry as a duplicate, so refuse it for now: the retry will find it confirmed.
-        await addPaymentEvent(ctx.kv, p, source.event);
-        throw new AppError(
-          409,
-          "status_not_confirmed",
-          "The provider does not confirm this status yet; send the webhook again later.",
-          undefined,
-          { "retry-after": "30" },
-        );
-      }
-      if (source.webhookEventId) {
-        await markWebhookEventSeen(ctx.kv, provider, source.webhookEventId, p, source.event);
-      } else await addPaymentEvent(ctx.kv, p, source.event);
-      return "unchanged";
-    }
-    const next: Payment = { ...p, status: confirmed, updatedAt: now, finalizedAt: isTerminal(confirmed) ? now : null };
-    const delivery = postbackFor(next, now);
-    const saved = await updatePayment(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
-      events: [source.event, { type: "status_changed", at: now, data: { from: p.status, to: confirmed } }],
-      delivery: delivery ?? undefined,
-      webhookEventId: source.webhookEventId,
-      jobs: { queue: ctx.config.jobsQueue, now },
-    });
-    if (saved) {
-      log.info("payment status changed", { paymentId: p.id, from: p.status, to: confirmed });
-      // Send now in this process; the queue message or the sweep is the durable backup (the lease stops doubles).
-      if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
-      return "applied";
-    }
-    if (source.webhookEventId && await isWebhookEventSeen(ctx.kv, provider, source.webhookEventId)) return "duplicate";
-  }
-  throw new ConflictError("The payment is busy; retry.");
-}
-
-/** Asks the provider for a payment's status now and applies it (operator "re-check"). */
-export async function recheckPaymentStatus(ctx: AppContext, paymentId: string): Promise<WebhookOutcome> {
   const p = await findPayment(ctx.kv, paymentId);
   if (!p) throw new NotFoundError("Unknown payment.");
   if (!p.providerRef) throw new ConflictError("The provider has not answered for this payment yet.");
   const confirmed = await ctx.provider.getStatus(p.providerRef);
-  return await applyProviderStatus(ctx, paymentId, confirmed, {
-    event: { type: "status_checked", at: ctx.now(), data: { confirmed } },
+  const because: PaymentEvent = { type: "status_checked", at: ctx.now(), data: { confirmed, by: actor } };
+  const moved = await movePayment(ctx, {
+    paymentId,
+    to: confirmed,
+    because,
+    audit: { actor, action: "payment.recheck" },
   });
-}
-
-/** The postback a status change causes, when the shop asked for one (it gave its own id). */
-function postbackFor(p: Payment, now: number): Delivery | null {
-  const type = postbackEventType(p.status);
-  if (!type || !p.shopTxId || !p.postbackUrl) return null;
-  return {
-    id: newMessageId(),
-    paymentId: p.id,
-    shopId: p.shopId,
-    url: p.postbackUrl,
-    eventType: type,
-    body: postbackBody(p, type, now),
-    status: "pending",
-    attempts: 0,
-    scheduleStep: 0,
-    nextAttemptAt: now,
-    leaseUntil: 0,
-    lastStatusCode: null,
-    lastError: null,
-    createdAt: now,
-    updatedAt: now,
-  };
+  if (moved.outcome === "applied") return "applied";
+  await addPaymentEvent(ctx.kv, moved.payment, because);
+  await writeAudit(ctx.kv, {
+    at: ctx.now(),
+    actor,
+    action: "payment.recheck",
+    target: paymentId,
+    before: { status: moved.payment.status },
+    after: { status: moved.payment.status },
+  });
+  return "unchanged";
 }

@@ -1,6 +1,5 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
-import { writeAudit } from "../../lib/db/audit.ts";
 import { listShops } from "../../lib/db/shops.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payments/search.ts";
@@ -48,15 +47,7 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/recheck", async (c) => {
     const id = c.req.param("id");
-    const outcome = await recheckPaymentStatus(ctx, id);
-    await writeAudit(ctx.kv, {
-      at: ctx.now(),
-      actor: c.var.operator.email,
-      action: "payment.recheck",
-      target: id,
-      before: null,
-      after: { outcome },
-    });
+    const outcome = await recheckPaymentStatus(ctx, id, { actor: c.var.operator.email });
     return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=recheck-${outcome}`, 303);
   });
 

@@ -1,0 +1,100 @@
+import type { AppContext } from "../context.ts";
+import { ConflictError, NotFoundError } from "../errors.ts";
+import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
+import type { StatEvent } from "../db/stats.ts";
+import { log } from "../log.ts";
+import { newDelivery } from "../relay/delivery.ts";
+import type { Delivery } from "../relay/types.ts";
+import { canTransition, isCounted, isOpen, type PaymentStatus, postbackEventType } from "./status.ts";
+import type { Payment, PaymentEvent } from "./types.ts";
+import { postbackBody } from "./view.ts";
+
+/** A request to move one payment: "move X to Y because Z". */
+export interface MoveRequest {
+  paymentId: string;
+  to: PaymentStatus;
+  /** Why, as the payment's timeline records it (webhook_received, status_checked, ...). */
+  because: PaymentEvent;
+  /** A provider webhook being handled: marked seen in the same operation, so a duplicate is ignored. */
+  webhookEventId?: string;
+  /** An operator's action: audited in the same operation. */
+  audit?: { actor: string; action: string };
+  /** Fields the move sets besides its status (a refunded amount, a late success). */
+  patch?: (p: Payment) => Partial<Payment>;
+}
+
+export type MoveResult =
+  /** The payment moved; `payment` is the new version. */
+  | { outcome: "applied"; payment: Payment }
+  /** The status table does not allow the move from where the payment is; nothing was written. */
+  | { outcome: "refused"; payment: Payment };
+
+const MAX_CONFLICT_RETRIES = 5;
+
+/**
+ * The one way a payment changes status, whoever asks (a webhook, an
+ * operator's re-check, the janitor, a refund, a cancel). The move, its
+ * events, the stats counters, the shop's postback job, the analytics activity
+ * and the audit entry commit in one atomic operation, checked against the
+ * version read; a concurrent writer makes it read again and decide again. A
+ * move the status table does not allow changes nothing.
+ */
+export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<MoveResult> {
+  for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
+    const entry = await getPaymentEntry(ctx.kv, req.paymentId);
+    if (!entry.value) throw new NotFoundError("Unknown payment.");
+    const p: Payment = entry.value;
+    if (!canTransition(p.status, req.to)) return { outcome: "refused", payment: p };
+    const now = ctx.now();
+    const next: Payment = {
+      ...p,
+      ...req.patch?.(p),
+      status: req.to,
+      updatedAt: now,
+      finalizedAt: isOpen(p.status) ? now : p.finalizedAt,
+    };
+    const delivery = postbackFor(next, now);
+    const saved = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
+      events: [req.because, { type: "status_changed", at: now, data: { from: p.status, to: req.to } }],
+      stats: statsFor(next, now),
+      delivery: delivery ?? undefined,
+      webhookEventId: req.webhookEventId,
+      audit: req.audit && {
+        at: now,
+        actor: req.audit.actor,
+        action: req.audit.action,
+        target: p.id,
+        before: { status: p.status },
+        after: { status: req.to },
+      },
+      jobs: { queue: ctx.config.jobsQueue, now },
+    });
+    if (saved) {
+      log.info("payment status changed", { paymentId: p.id, from: p.status, to: req.to });
+      // Send now in this process; the queue message or the sweep is the durable backup (the lease stops doubles).
+      if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
+      return { outcome: "applied", payment: next };
+    }
+  }
+  throw new ConflictError("The payment is busy; retry.");
+}
+
+/** The counters entering this status adds, when the status table counts it. */
+function statsFor(p: Payment, at: number): StatEvent | undefined {
+  if (!isCounted(p.status)) return undefined;
+  return { ...p, at, status: p.status, payMs: p.status === "succeeded" ? at - p.createdAt : undefined };
+}
+
+/** The postback entering this status sends, when the shop asked for postbacks (it gave its own id). */
+function postbackFor(p: Payment, now: number): Delivery | null {
+  const type = postbackEventType(p.status);
+  if (!type || !p.shopTxId || !p.postbackUrl) return null;
+  return newDelivery({
+    paymentId: p.id,
+    shopId: p.shopId,
+    url: p.postbackUrl,
+    eventType: type,
+    body: postbackBody(p, type, now),
+    now,
+  });
+}

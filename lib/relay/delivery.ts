@@ -1,0 +1,37 @@
+import { newMessageId } from "./signing.ts";
+import type { Delivery } from "./types.ts";
+
+/** What a new postback is about; the relay fills in its delivery state. */
+export interface NewDelivery {
+  paymentId: string;
+  shopId: string;
+  url: string;
+  eventType: string;
+  /** The exact body, sent unchanged on every attempt (its signature covers it). */
+  body: string;
+  now: number;
+}
+
+/**
+ * A postback record ready to schedule: a fresh `webhook-id`, due now, at the
+ * start of the retry schedule. Only the relay spells delivery fields.
+ */
+export function newDelivery(d: NewDelivery): Delivery {
+  return {
+    id: newMessageId(),
+    paymentId: d.paymentId,
+    shopId: d.shopId,
+    url: d.url,
+    eventType: d.eventType,
+    body: d.body,
+    status: "pending",
+    attempts: 0,
+    scheduleStep: 0,
+    nextAttemptAt: d.now,
+    leaseUntil: 0,
+    lastStatusCode: null,
+    lastError: null,
+    createdAt: d.now,
+    updatedAt: d.now,
+  };
+}
