@@ -156,7 +156,7 @@ export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: str
     ["Payment id", p.id],
     ["Shop", p.shopId],
     ["Shop's id", p.shopTxId],
-    ["Status", p.status],
+    ["Status", p.late ? `${p.status} (late: after it expired or was cancelled)` : p.status],
     ["Amount", formatAmount(p.amount, p.currency)],
     ["Type", p.type],
     ["Email", p.email],
@@ -168,6 +168,7 @@ export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: str
     ["Created", formatTime(p.createdAt)],
     ["Updated", formatTime(p.updatedAt)],
     ["Settled", formatTime(p.finalizedAt)],
+    ["Expires", p.status === "pending" ? formatTime(p.expiresAt) : null],
     ["Last error", p.lastError],
   ];
   return (

@@ -28,6 +28,7 @@ const EnvSchema = z.object({
     .default("0,5,300,1800,7200,18000,36000,36000"),
   POSTBACK_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  PAYMENT_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(86_400),
   DEMO: flag.optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
@@ -75,6 +76,8 @@ export interface Config {
   postbackScheduleMs: number[];
   postbackTimeoutMs: number;
   providerTimeoutMs: number;
+  /** How long a payment waits for the buyer when init-payment gives no `expiresIn`, in ms. */
+  paymentTtlMs: number;
   demo: boolean;
   /** API requests a shop may make per minute (per isolate). */
   rateLimitPerMinute: number;
@@ -195,6 +198,7 @@ export function loadConfig(env: Env): Config {
     postbackScheduleMs: e.POSTBACK_SCHEDULE.split(",").map((s) => Math.round(Number(s) * 1000)),
     postbackTimeoutMs: e.POSTBACK_TIMEOUT_MS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
+    paymentTtlMs: e.PAYMENT_TTL_S * 1000,
     // On Deploy the demo runs only when asked for (checkDeploy refuses the sandbox without it).
     demo: e.DEMO ?? (!bansky && !onDeploy),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,

@@ -3,6 +3,7 @@ import type { AppContext } from "./context.ts";
 import { isJobMessage, iterateDueJobs, JOB_KINDS, type JobKind, type JobMessage } from "./db/jobs.ts";
 import { describeError, log } from "./log.ts";
 import { runDelivery } from "./relay/deliver.ts";
+import { runPaymentCheck } from "./payments/janitor.ts";
 
 /** Postbacks sent at once by a sweep: most of the time is waiting on shops, so more than cores. */
 const SWEEP_CONCURRENCY = 32;
@@ -16,6 +17,7 @@ type Handler = (ctx: AppContext, id: string) => Promise<void>;
 const handlers = {
   postback: runDelivery,
   analytics: runAnalyticsExport,
+  payment_check: runPaymentCheck,
 } satisfies Record<JobKind, Handler>;
 
 /**

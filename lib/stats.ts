@@ -1,4 +1,6 @@
 import { countAttentionDeliveries } from "./db/deliveries.ts";
+import { listLatePayments } from "./db/payments.ts";
+import type { Payment } from "./payments/types.ts";
 import { readStats, type StatRow, utcDay } from "./db/stats.ts";
 import { COUNTED_STATUSES } from "./payments/status.ts";
 
@@ -8,6 +10,8 @@ export interface Overview {
   /** Created payments per day over the last 30 days, oldest first. */
   daily: { day: string; created: number; succeeded: number }[];
   postbacks: { failing: number; failed: number };
+  /** Payments that succeeded after they expired or were cancelled, not refunded in full: to refund or ship. */
+  latePayments: Payment[];
 }
 
 export interface PeriodSummary {
@@ -75,6 +79,7 @@ export async function overview(kv: Deno.Kv, now: number, shopId?: string): Promi
     last30: summarize(rows),
     daily,
     postbacks: await countAttentionDeliveries(kv),
+    latePayments: await listLatePayments(kv, { shopId, limit: 20 }),
   };
 }
 

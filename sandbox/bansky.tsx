@@ -22,6 +22,10 @@ export interface SandboxKnobs {
   outOfOrderWebhooks: boolean;
   /** Wait this long before sending a webhook. */
   webhookDelayMs: number;
+  /** Send no webhooks at all (lost in transit): only a status check finds out. */
+  dropWebhooks: boolean;
+  /** Answer every cancel 409 "still pending", as for money already on its way: the payment can still be paid. */
+  refuseCancels: boolean;
 }
 
 export const DEFAULT_KNOBS: SandboxKnobs = {
@@ -30,6 +34,8 @@ export const DEFAULT_KNOBS: SandboxKnobs = {
   duplicateWebhooks: false,
   outOfOrderWebhooks: false,
   webhookDelayMs: 0,
+  dropWebhooks: false,
+  refuseCancels: false,
 };
 
 interface SandboxPayment {
@@ -64,7 +70,7 @@ export class Sandbox {
   /** Webhooks answered 2xx, for tests that count deliveries. */
   webhooksAccepted = 0;
   /** API calls received, for tests that count provider round trips. */
-  readonly calls = { create: 0, status: 0 };
+  readonly calls = { create: 0, status: 0, cancel: 0 };
 
   constructor(private readonly opts: SandboxOptions) {
     this.knobs = { ...DEFAULT_KNOBS, ...opts.knobs };
@@ -100,6 +106,15 @@ export class Sandbox {
       return p
         ? c.json({ id: p.ref, merchantId: p.merchantId, status: p.status })
         : c.json({ error: "not found" }, 404);
+    });
+    // A cancelled payment takes no more money: its pay page and complete refuse it.
+    api.post("/payments/:ref/cancel", (c) => {
+      this.calls.cancel++;
+      const p = this.payments.get(c.req.param("ref"));
+      if (!p) return c.json({ error: "not found" }, 404);
+      if (p.status === "pending" && !this.knobs.refuseCancels) p.status = "cancelled";
+      const body = { id: p.ref, merchantId: p.merchantId, status: p.status };
+      return p.status === "cancelled" ? c.json(body) : c.json({ ...body, error: "not cancellable" }, 409);
     });
     // For tests and benchmarks: what the buyer's click does, without a browser.
     api.post("/payments/:ref/complete", async (c) => {
@@ -158,12 +173,14 @@ export class Sandbox {
     const p = this.payments.get(ref);
     if (!p || p.status !== "pending" || (outcome !== "paid" && outcome !== "declined")) return null;
     p.status = outcome;
+    const redirect = outcome === "paid" ? p.successUrl : p.errorUrl;
+    if (this.knobs.dropWebhooks) return redirect;
     const final = this.webhookBody(p, p.status);
     const delay = this.knobs.webhookDelayMs;
     this.sendWebhook(p.webhookUrl, final, delay);
     if (this.knobs.duplicateWebhooks) this.sendWebhook(p.webhookUrl, final, delay);
     if (this.knobs.outOfOrderWebhooks) this.sendWebhook(p.webhookUrl, this.webhookBody(p, "pending"), delay + 50);
-    return outcome === "paid" ? p.successUrl : p.errorUrl;
+    return redirect;
   }
 
   private webhookBody(p: SandboxPayment, status: BanskyStatus): WebhookBody {
@@ -210,6 +227,8 @@ function pickKnobs(input: Record<string, unknown>): Partial<SandboxKnobs> {
   if (typeof input.duplicateWebhooks === "boolean") out.duplicateWebhooks = input.duplicateWebhooks;
   if (typeof input.outOfOrderWebhooks === "boolean") out.outOfOrderWebhooks = input.outOfOrderWebhooks;
   if (typeof input.webhookDelayMs === "number") out.webhookDelayMs = Math.max(0, input.webhookDelayMs);
+  if (typeof input.dropWebhooks === "boolean") out.dropWebhooks = input.dropWebhooks;
+  if (typeof input.refuseCancels === "boolean") out.refuseCancels = input.refuseCancels;
   return out;
 }
 

@@ -22,6 +22,7 @@ import {
   PostbackBody,
 } from "../lib/payments/api_schemas.ts";
 import { postbackBody } from "../lib/payments/view.ts";
+import { PaymentNotCancellableError } from "../lib/payments/cancel.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import {
   AppError,
@@ -167,6 +168,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
         "/api/v1/init-payment",
         "/api/v1/payments",
         "/api/v1/payments/{id}",
+        "/api/v1/payments/{id}/cancel",
         "/integration/error",
         "/integration/pay",
         "/integration/success",
@@ -192,7 +194,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
           assert.ok(section.includes(`>${method.toUpperCase()}</span>`), `${method} of ${name} is shown`);
         }
       }
-      assert.equal(operations, 8);
+      assert.equal(operations, 9);
       for (const name of Object.keys(spec.components.schemas)) assert.ok(html.includes(`id="schema-${name}"`), name);
       // The request fields are rendered from the schema, not written by hand.
       for (const field of ["amount", "currency", "email", "sussessUrl"]) {
@@ -270,6 +272,7 @@ Deno.test("[docs] the error catalogue covers every code the API answers, and the
     new NotFoundError(),
     new ConflictError(),
     new IdempotencyMismatchError("x"),
+    new PaymentNotCancellableError("succeeded"),
     new UpstreamError(true, "x"),
     new UpstreamError(false, "x"),
   ];

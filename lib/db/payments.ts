@@ -5,7 +5,7 @@ import { collectValues } from "./kv.ts";
 import { GroupCommitter } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
 import { addDeliveryOps } from "./deliveries.ts";
-import type { ScheduleOptions } from "./jobs.ts";
+import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
 import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addActivityOps } from "./activity.ts";
@@ -21,6 +21,9 @@ const byEmailKey = (emailHash: string, seq: string) => ["payments_by_email", ema
 /** Progress of building the email index for payments stored before it existed. */
 const emailIndexStateKey = ["payments_index_state", "email"] as const;
 const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentId, seq] as const;
+/** Payments that succeeded after we expired or cancelled them and are not refunded in full: the console lists them. */
+const lateKey = (seq: string) => ["payments_late", seq] as const;
+const checkJob = (id: string) => ({ kind: "payment_check" as const, id });
 /** The key of one payment event, for bulk readers such as the analytics export. */
 export const paymentEventKey = eventKey;
 /** Writes a payment event and its activity-log entry into an atomic operation. */
@@ -60,6 +63,8 @@ function addCreatePaymentOps(op: Deno.AtomicOperation, payment: Payment) {
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
     .set(byTimeKey(payment.seq), payment.id)
     .set(byEmailKey(paymentEmailHash(payment.email), payment.seq), payment.id);
+  // The first status check is a due-index key only: no queue message, since the cron sweep covers waits of minutes.
+  if (payment.checkAt) scheduleJob(op, checkJob(payment.id), payment.checkAt, { queue: false, now: payment.createdAt });
   addActivityOps(op, {
     kind: "event",
     paymentId: payment.id,
@@ -119,6 +124,7 @@ export async function commitPaymentMove(
   move: PaymentMove,
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(paymentKey(next.id), next);
+  addRecordDrivenOps(op, entry.value, next);
   for (const event of move.events) addEventOps(op, next.id, next.shopId, event);
   if (move.stats) addStatsOps(op, move.stats);
   if (move.delivery) addDeliveryOps(op, move.delivery, move.jobs);
@@ -128,6 +134,47 @@ export async function commitPaymentMove(
       .set(webhookSeenKey(next.provider, move.webhookEventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
   }
   return (await op.commit()).ok;
+}
+
+/**
+ * Keys that follow fields of the payment record, kept in step with it in the
+ * same atomic operation: the due-index key of its status check (`checkAt`),
+ * and the late-payments list (late and not refunded in full).
+ */
+function addRecordDrivenOps(op: Deno.AtomicOperation, before: Payment, after: Payment) {
+  if (before.checkAt !== after.checkAt) {
+    if (before.checkAt) unscheduleJob(op, checkJob(after.id), before.checkAt);
+    if (after.checkAt) scheduleJob(op, checkJob(after.id), after.checkAt, { queue: false, now: after.updatedAt });
+  }
+  const wasListed = before.late === true && before.status !== "refunded";
+  const listed = after.late === true && after.status !== "refunded";
+  if (listed && !wasListed) op.set(lateKey(after.seq), after.id);
+  if (wasListed && !listed) op.delete(lateKey(after.seq));
+}
+
+/**
+ * Moves a payment's next status check to `at` (null: no more checks), checked
+ * against the version read. False when the payment changed meanwhile.
+ */
+export async function reschedulePaymentCheck(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Payment>,
+  at: number | null,
+): Promise<boolean> {
+  const next: Payment = { ...entry.value, checkAt: at };
+  const op = kv.atomic().check(entry).set(paymentKey(next.id), next);
+  addRecordDrivenOps(op, entry.value, next);
+  return (await op.commit()).ok;
+}
+
+/** Late payments (succeeded after we expired or cancelled them) not refunded in full, newest first; one shop's or all. */
+export async function listLatePayments(kv: Deno.Kv, opts: { shopId?: string; limit: number }): Promise<Payment[]> {
+  // The list is short by nature (each one is an operator's to-do), so one shop's is found by filtering.
+  const ids = await collectValues(
+    kv.list<string>({ prefix: ["payments_late"] }, { reverse: true, limit: opts.shopId ? 1000 : opts.limit }),
+  );
+  const payments = await getPayments(kv, ids);
+  return payments.filter((p) => !opts.shopId || p.shopId === opts.shopId).slice(0, opts.limit);
 }
 
 export async function isWebhookEventSeen(kv: Deno.Kv, provider: string, eventId: string): Promise<boolean> {

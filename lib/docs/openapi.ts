@@ -183,6 +183,15 @@ function redirectOperation(kind: "pay" | "success" | "error"): Operation {
         description: "Unknown payment (or one still being created): an HTML page for the buyer.",
         content: { "text/html": { schema: { type: "string" } } },
       },
+      ...(kind === "pay"
+        ? {
+          "410": {
+            description:
+              "The payment expired (or its expiresAt passed) or was cancelled: an HTML page saying so, with a link to the shop's errorUrl.",
+            content: { "text/html": { schema: { type: "string" } } },
+          },
+        }
+        : {}),
     },
     "x-audience": "buyer",
   };
@@ -230,6 +239,8 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
       createdAt: "2026-11-23T12:00:00.000Z",
       updatedAt: "2026-11-23T12:01:10.000Z",
       finalizedAt: "2026-11-23T12:01:10.000Z",
+      expiresAt: "2026-11-24T12:00:00.000Z",
+      late: false,
     },
   };
   const created = {
@@ -339,6 +350,42 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           "x-audience": "shop",
         },
       },
+      "/api/v1/payments/{id}/cancel": {
+        post: {
+          operationId: "cancelPayment",
+          summary: "Cancel a pending payment",
+          description:
+            "Stops a `pending` payment: the provider is told to take no money for it, the payment becomes `cancelled`, and a `payment.cancelled` postback follows. If the buyer paid before the cancel arrived, the payment takes the provider's status and the answer is 409. Money the provider confirms after a cancel it could not honour makes the payment `succeeded` with `late: true`. No body.",
+          tags: ["Payments"],
+          security: bearer,
+          parameters: [{
+            name: "id",
+            in: "path",
+            required: true,
+            description: "Our payment id (pay_...).",
+            schema: { type: "string" },
+          }],
+          responses: {
+            "200": {
+              description: "Cancelled: the payment as it is now.",
+              content: json(ref("PaymentResponse"), {
+                example: {
+                  ...paymentExample,
+                  payment: { ...paymentExample.payment, status: "cancelled", late: false },
+                },
+              }),
+            },
+            ...errorResponses([
+              ...SHOP_ERRORS,
+              "not_found",
+              "payment_not_cancellable",
+              "provider_error",
+              "provider_timeout",
+            ]),
+          },
+          "x-audience": "shop",
+        },
+      },
       "/integration/pay": { get: redirectOperation("pay") },
       "/integration/success": { get: redirectOperation("success") },
       "/integration/error": { get: redirectOperation("error") },
@@ -435,6 +482,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
                   email: "buyer@example.com",
                   createdAt: "2026-11-23T12:00:00.000Z",
                   finalizedAt: "2026-11-23T12:01:10.000Z",
+                  late: false,
                 },
               },
             }),

@@ -18,7 +18,8 @@ import {
 const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
 
 export const PaymentStatusSchema = z.enum(PAYMENT_STATUSES).describe(
-  "pending: waiting for the buyer; succeeded, failed, expired: settled, never change again.",
+  "pending: waiting for the buyer; succeeded, failed: settled; expired, cancelled: we stopped waiting, but money " +
+    "the provider confirms later still makes them succeeded (with late: true).",
 );
 
 export const InitPaymentResponse = z.object({
@@ -43,6 +44,12 @@ export const PaymentView = z.object({
   createdAt: isoTime,
   updatedAt: isoTime,
   finalizedAt: isoTime.nullable().describe("When the payment settled; null while it is open."),
+  expiresAt: isoTime.nullable().describe(
+    "When a pending payment expires (init-payment's expiresIn); null for payments made before expiry existed.",
+  ),
+  late: z.boolean().describe(
+    "True when the payment succeeded after it had expired or been cancelled: ship the order or refund it.",
+  ),
 });
 
 export const PaymentResponse = z.object({
@@ -60,6 +67,11 @@ export const API_ERRORS = [
   { code: "request_timeout", status: 408, when: "The body did not arrive within 10 seconds." },
   { code: "body_too_large", status: 413, when: "Body over 16 KiB (64 KiB for provider webhooks)." },
   { code: "unsupported_media_type", status: 415, when: "Body not `application/json`." },
+  {
+    code: "payment_not_cancellable",
+    status: 409,
+    when: "Cancel: the payment is not pending (it succeeded, failed, expired or was cancelled already).",
+  },
   { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },
   { code: "rate_limited", status: 429, when: "Too many requests; see `Retry-After`." },
   { code: "internal_error", status: 500, when: "Our fault; logged with the `requestId` in the answer." },
@@ -115,6 +127,9 @@ export const PostbackBody = z.object({
     email: z.string(),
     createdAt: isoTime,
     finalizedAt: isoTime,
+    late: z.boolean().describe(
+      "True on `payment.succeeded` when the money came after the payment expired or was cancelled: ship or refund.",
+    ),
   }),
 });
 

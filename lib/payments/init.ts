@@ -10,6 +10,7 @@ import { parseOrThrow, text } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
+import { firstCheckAt } from "./janitor.ts";
 
 const IdempotencyKey = text(1, 255);
 
@@ -156,6 +157,7 @@ async function createAtProvider(
     throw err;
   });
   const now = ctx.now();
+  const expiresAt = now + (input.expiresIn !== undefined ? input.expiresIn * 1000 : ctx.config.paymentTtlMs);
   const payment: Payment = {
     id,
     seq: sortableId(),
@@ -179,6 +181,8 @@ async function createAtProvider(
     createdAt: now,
     updatedAt: now,
     finalizedAt: null,
+    expiresAt,
+    checkAt: firstCheckAt(now, expiresAt),
   };
   if (!(await createPayment(ctx.kv, payment))) throw new AlreadyStored();
   return payment;

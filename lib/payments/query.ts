@@ -25,28 +25,39 @@ export function getShopPaymentByTxId(ctx: AppContext, shop: Shop, shopTxId: stri
 
 export type RedirectKind = "pay" | "success" | "error";
 
+/** Where the buyer goes: a redirect, or our page saying the payment is over (with the way back to the shop). */
+export type BuyerDestination =
+  | { kind: "redirect"; url: string }
+  | { kind: "closed"; status: "expired" | "cancelled"; errorUrl: string };
+
 /**
  * Where our wrapper sends the buyer. Only URLs stored at creation are used,
  * never anything from the query string. `pay` goes to the provider while the
- * payment is open, and to the shop's result page once it is settled.
+ * payment is open, to the shop's result page once it is settled, and to our
+ * "expired" or "cancelled" page when we stopped waiting for the buyer (also
+ * past `expiresAt` before the janitor has run).
  */
 export async function buyerRedirect(
   kv: Deno.Kv,
   paymentId: string,
   kind: RedirectKind,
   now: number,
-): Promise<string | null> {
+): Promise<BuyerDestination | null> {
+  const url = (u: string | null): BuyerDestination | null => (u === null ? null : { kind: "redirect", url: u });
   const entry = await getPaymentEntryShared(kv, paymentId);
   const p = entry.value;
   if (!p) return null;
   switch (kind) {
     case "success":
-      return p.successUrl;
+      return url(p.successUrl);
     case "error":
-      return p.errorUrl;
+      return url(p.errorUrl);
     case "pay":
       switch (p.status) {
         case "pending":
+          if (p.expiresAt !== undefined && p.expiresAt <= now) {
+            return { kind: "closed", status: "expired", errorUrl: p.errorUrl };
+          }
           // For the timeline: the first pass only, so repeat visits stay a single read.
           // A failed write (KV full or locked) costs the timeline an entry, never the buyer their redirect.
           if (!p.firstRedirectAt) {
@@ -54,15 +65,16 @@ export async function buyerRedirect(
               log.warn("could not record the buyer's first visit", { paymentId, error: describeError(err) })
             );
           }
-          return p.providerUrl;
+          return url(p.providerUrl);
         case "succeeded":
         case "partially_refunded":
         case "refunded":
-          return p.successUrl;
+          return url(p.successUrl);
         case "failed":
+          return url(p.errorUrl);
         case "expired":
         case "cancelled":
-          return p.errorUrl;
+          return { kind: "closed", status: p.status, errorUrl: p.errorUrl };
       }
   }
 }

@@ -15,6 +15,9 @@ export function initPaymentSchema(maxAmount: number) {
   return schema;
 }
 
+export const MIN_EXPIRES_IN_S = 60;
+export const MAX_EXPIRES_IN_S = 2_592_000;
+
 const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
 
 function buildInitPaymentSchema(maxAmount: number) {
@@ -36,6 +39,9 @@ function buildInitPaymentSchema(maxAmount: number) {
     sussessUrl: url.optional().describe("The original spec's spelling of successUrl."),
     errorUrl: url.describe("Where the buyer goes after a failed or cancelled payment."),
     postbackUrl: url.optional().describe("Where the signed postback goes; defaults to the shop's."),
+    expiresIn: z.int().min(MIN_EXPIRES_IN_S).max(MAX_EXPIRES_IN_S).optional().describe(
+      "Seconds the payment waits for the buyer (60 to 2592000, 30 days); then it expires. Default 86400 (a day).",
+    ),
   }).superRefine((b, ctx) => {
     if (b.successUrl === undefined && b.sussessUrl === undefined) {
       ctx.addIssue({ code: "custom", path: ["successUrl"], message: "is required" });
@@ -59,6 +65,8 @@ export interface InitPaymentInput {
   successUrl: string;
   errorUrl: string;
   postbackUrl: string | null;
+  /** Only present when the shop sent it, so requests without it keep the fingerprint they always had. */
+  expiresIn?: number;
 }
 
 export function normalizeInit(b: InitPaymentBody): InitPaymentInput {
@@ -72,5 +80,6 @@ export function normalizeInit(b: InitPaymentBody): InitPaymentInput {
     successUrl: (b.successUrl ?? b.sussessUrl)!,
     errorUrl: b.errorUrl,
     postbackUrl: b.postbackUrl ?? null,
+    ...(b.expiresIn !== undefined ? { expiresIn: b.expiresIn } : {}),
   };
 }

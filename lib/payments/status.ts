@@ -64,6 +64,11 @@ export function isOpen(status: PaymentStatus): boolean {
   return status === "pending";
 }
 
+/** True for a success that comes after we gave up on the payment (expired or cancelled it). */
+export function isLateSuccess(from: PaymentStatus, to: PaymentStatus): boolean {
+  return to === "succeeded" && (from === "expired" || from === "cancelled");
+}
+
 /** True when the status is one the stats count on entry. */
 export function isCounted(status: PaymentStatus): status is CountedStatus {
   return STATUS_RULES[status].counted;

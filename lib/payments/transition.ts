@@ -5,7 +5,7 @@ import type { StatEvent } from "../db/stats.ts";
 import { log } from "../log.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
-import { canTransition, isCounted, isOpen, type PaymentStatus, postbackEventType } from "./status.ts";
+import { canTransition, isCounted, isLateSuccess, isOpen, type PaymentStatus, postbackEventType } from "./status.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
 import { postbackBody } from "./view.ts";
 
@@ -52,7 +52,11 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
       status: req.to,
       updatedAt: now,
       finalizedAt: isOpen(p.status) ? now : p.finalizedAt,
+      // A settled payment needs no more status checks: its check job goes in the same operation.
+      checkAt: isOpen(req.to) ? p.checkAt : null,
     };
+    // Money the provider confirms after we gave up (expired, cancelled): the shop is told it is late.
+    if (isLateSuccess(p.status, req.to)) next.late = true;
     const delivery = postbackFor(next, now);
     const saved = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
       events: [req.because, { type: "status_changed", at: now, data: { from: p.status, to: req.to } }],

@@ -31,6 +31,12 @@ export interface Payment {
   finalizedAt: number | null;
   /** When the buyer first passed through our pay wrapper (absent on older records). */
   firstRedirectAt?: number | null;
+  /** When we give up waiting for the buyer: the janitor expires the payment if the provider still has it pending. */
+  expiresAt?: number;
+  /** The due time of the payment's next status check at the provider (its payment_check job); null once settled. */
+  checkAt?: number | null;
+  /** Succeeded after we had expired or cancelled it: the shop may have to refund it. */
+  late?: boolean;
 }
 
 export interface PaymentEvent {
@@ -40,7 +46,9 @@ export interface PaymentEvent {
     | "status_checked"
     | "status_changed"
     | "postback_resent"
-    | "buyer_redirected";
+    | "buyer_redirected"
+    | "cancel_requested"
+    | "expiry_reached";
   at: number;
   data: Record<string, string | number | boolean | null>;
 }

@@ -20,6 +20,8 @@ export function paymentView(p: Payment, publicBaseUrl: string) {
     createdAt: iso(p.createdAt),
     updatedAt: iso(p.updatedAt),
     finalizedAt: iso(p.finalizedAt),
+    expiresAt: iso(p.expiresAt ?? null),
+    late: p.late === true,
   };
 }
 
@@ -43,6 +45,8 @@ export function postbackBody(p: Payment, type: string, now: number): string {
       email: p.email,
       createdAt: iso(p.createdAt),
       finalizedAt: iso(p.finalizedAt),
+      // Money after we expired or cancelled the payment: the shop decides whether to ship or refund.
+      late: p.late === true,
     },
   });
 }

@@ -2,6 +2,7 @@ import { UpstreamError } from "../errors.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
 import {
   banskyStatusToOurs,
+  CancelResponse,
   checkBanskySignature,
   InitResponse,
   SIGNATURE_HEADER,
@@ -10,6 +11,7 @@ import {
 } from "./bansky_wire.ts";
 import type { z } from "zod";
 import {
+  type CancelResult,
   type InitiateRequest,
   type InitiateResult,
   type PaymentProvider,
@@ -56,6 +58,14 @@ export class BanskyProvider implements PaymentProvider {
     return banskyStatusToOurs[res.status];
   }
 
+  async cancel(ref: string): Promise<CancelResult> {
+    // 409 is an answer, not a failure: Bansky could not cancel and says what the payment is instead.
+    const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/cancel`, CancelResponse, {}, [409]);
+    return res.status === "cancelled"
+      ? { cancelled: true }
+      : { cancelled: false, status: banskyStatusToOurs[res.status] };
+  }
+
   verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice {
     const problem = checkBanskySignature(
       this.opts.webhookSecret,
@@ -79,7 +89,13 @@ export class BanskyProvider implements PaymentProvider {
   }
 
   /** One API call, the body read included, within the timeout. */
-  private call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
+  private call<T>(
+    method: string,
+    path: string,
+    schema: z.ZodType<T>,
+    body?: unknown,
+    answers: number[] = [],
+  ): Promise<T> {
     return withTimeout(this.opts.timeoutMs, async (signal) => {
       let res: Response;
       try {
@@ -97,7 +113,7 @@ export class BanskyProvider implements PaymentProvider {
         const timedOut = isTimeout(err);
         throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
       }
-      if (!res.ok) {
+      if (!res.ok && !answers.includes(res.status)) {
         await res.body?.cancel();
         throw new UpstreamError(false, `${method} ${path} answered ${res.status}`);
       }

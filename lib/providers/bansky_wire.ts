@@ -6,7 +6,7 @@ import { constantTimeEqual, hmacSha256Hex } from "../crypto.ts";
  * Bansky's wire format, shared by our adapter and the sandbox that imitates it.
  * Webhooks carry `Bansky-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`.
  */
-export const BANSKY_STATUSES = ["pending", "paid", "declined", "expired"] as const;
+export const BANSKY_STATUSES = ["pending", "paid", "declined", "expired", "cancelled"] as const;
 export type BanskyStatus = typeof BANSKY_STATUSES[number];
 
 export const banskyStatusToOurs = {
@@ -14,10 +14,17 @@ export const banskyStatusToOurs = {
   paid: "succeeded",
   declined: "failed",
   expired: "expired",
+  cancelled: "cancelled",
 } as const satisfies Record<BanskyStatus, ProviderStatus>;
 
 export const InitResponse = z.object({ id: z.string().min(1).max(200), url: z.url({ protocol: /^https?$/ }) });
 export const StatusResponse = z.object({ id: z.string(), status: z.enum(BANSKY_STATUSES) });
+/**
+ * `POST /payments/{ref}/cancel`: 200 with status "cancelled", or 409 with the
+ * status the payment has instead when Bansky cannot cancel it. This follows
+ * the sandbox until Bansky's cancel API is confirmed.
+ */
+export const CancelResponse = StatusResponse;
 export const WebhookBody = z.object({
   eventId: z.string().min(1).max(200),
   id: z.string().min(1).max(200),

@@ -37,6 +37,15 @@ export interface PaymentProvider {
   getStatus(ref: string): Promise<ProviderStatus>;
   /** Throws WebhookRejectedError when the signature, timestamp or body is wrong (an adapter may verify synchronously). */
   verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice | Promise<WebhookNotice>;
+  /** Asks the provider to stop taking money for a payment (expiry, the shop's cancel). */
+  cancel(ref: string): Promise<CancelResult>;
 }
+
+/**
+ * What a cancel came to: the provider cancelled, or it could not and reports
+ * the status the payment has instead (paid or failed already, or still
+ * `pending` when it cannot stop money on its way, e.g. a crypto deposit).
+ */
+export type CancelResult = { cancelled: true } | { cancelled: false; status: ProviderStatus };
 
 export class WebhookRejectedError extends Error {}

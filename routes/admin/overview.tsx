@@ -7,6 +7,7 @@ import { AdminLayout, formatTime } from "../../components/admin_layout.tsx";
 import { analyticsStatus } from "../../lib/analytics/mod.ts";
 import { Island } from "../../components/island.tsx";
 import type { ConsoleEnv } from "./_session.ts";
+import { PaymentTable } from "../../components/payments.tsx";
 
 export function overviewRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
@@ -26,6 +27,14 @@ export function overviewRoutes(ctx: AppContext) {
               <strong class={o.postbacks.failed ? "bad" : ""}>{o.postbacks.failed}</strong> failed
             </a>
           </p>
+        </section>
+        <section class="card" id="late-payments">
+          <h2>Late payments</h2>
+          <p class="muted">
+            Money the provider confirmed after the payment had expired or been cancelled. The shop got a{" "}
+            <code>payment.succeeded</code> postback with <code>late: true</code>; refund the ones it will not ship.
+          </p>
+          <PaymentTable payments={o.latePayments} basePath="/admin/payments" empty="None." />
         </section>
         <section class="card">
           <h2>BigQuery export</h2>

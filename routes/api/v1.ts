@@ -5,6 +5,7 @@ import { RateLimiter } from "../../lib/auth/rate_limit.ts";
 import { AppError, ValidationError } from "../../lib/errors.ts";
 import { parseStrictJson } from "../../lib/json_body.ts";
 import { initPayment } from "../../lib/payments/init.ts";
+import { cancelPayment } from "../../lib/payments/cancel.ts";
 import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.ts";
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
 import type { Shop } from "../../lib/db/shops.ts";
@@ -40,6 +41,11 @@ export function apiV1Routes(ctx: AppContext) {
 
   app.get("/payments/:id", async (c) => {
     const p = await getShopPayment(ctx, c.var.shop, c.req.param("id"));
+    return c.json({ status: "success", payment: paymentView(p, ctx.config.publicBaseUrl) });
+  });
+
+  app.post("/payments/:id/cancel", async (c) => {
+    const p = await cancelPayment(ctx, c.var.shop, c.req.param("id"));
     return c.json({ status: "success", payment: paymentView(p, ctx.config.publicBaseUrl) });
   });
 

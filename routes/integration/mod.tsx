@@ -19,6 +19,26 @@ const PAGE_HEADERS = {
   "referrer-policy": "same-origin",
 };
 
+const CLOSED_TEXT = {
+  expired: "This payment link has expired, so it can no longer be paid. The shop can start a new payment for you.",
+  cancelled: "The shop cancelled this payment,, so it can no longer be paid.",
+};
+
+/** A pay link whose payment is over: say so (410) and offer the way back to the shop, never the provider. */
+function closedPage(status: "expired" | "cancelled", errorUrl: string): Response {
+  const html = renderPage(
+    <MessagePage
+      title={status === "expired" ? "This payment has expired" : "This payment was cancelled"}
+      text={CLOSED_TEXT[status]}
+      link={isSendableUrl(errorUrl) ? { href: errorUrl, label: "Back to the shop" } : undefined}
+    />,
+  );
+  return new Response(html, {
+    status: 410,
+    headers: { "content-type": "text/html; charset=UTF-8", "cache-control": "no-store", ...PAGE_HEADERS },
+  });
+}
+
 export function integrationRoutes(ctx: AppContext) {
   const app = new Hono();
   const redirectHeaders: Record<string, string> = { "cache-control": "no-store", "referrer-policy": "same-origin" };
@@ -42,7 +62,8 @@ export function integrationRoutes(ctx: AppContext) {
           PAGE_HEADERS,
         );
       }
-      if (!isSendableUrl(target)) {
+      if (target.kind === "closed") return closedPage(target.status, target.errorUrl);
+      if (!isSendableUrl(target.url)) {
         // Stored before URLs were normalised at creation: say so to the buyer rather than fail.
         log.warn("stored redirect URL cannot be sent", { paymentId: id, kind });
         return c.html(
@@ -57,7 +78,7 @@ export function integrationRoutes(ctx: AppContext) {
         );
       }
       // A stale cached redirect could send a buyer back to pay twice.
-      return c.body(null, 302, { location: target, ...redirectHeaders });
+      return c.body(null, 302, { location: target.url, ...redirectHeaders });
     });
   }
   return app;

@@ -1,0 +1,374 @@
+/**
+ * Expiry, cancellation and the janitor over real HTTP with the Bansky sandbox:
+ * init-payment's expiresIn, the status checks that find a payment whose
+ * webhook was lost, expiry at expiresAt, the shop's cancel, late money after
+ * either, and the buyer's pay link once a payment is over. Our clock is moved
+ * by replacing `ctx.now`; the sweep is what the cron runs every minute.
+ */
+import assert from "node:assert/strict";
+import { Webhook } from "standardwebhooks";
+import { countScheduledJobs } from "../lib/db/jobs.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { CHECK_BACKOFF_MS, nextCheckAt } from "../lib/payments/janitor.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  type ReceivedPostback,
+  SANDBOX_TOKEN,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "../fixtures/app.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
+
+const MINUTE = 60_000;
+
+/** Moves our clock (not the sandbox's) `offsetMs` ahead of the real one. */
+function shiftClock(app: TestApp, offsetMs: number) {
+  app.server.ctx.now = () => Date.now() + offsetMs;
+}
+
+async function createPayment(app: TestApp, postbackUrl: string, extra: Record<string, unknown> = {}) {
+  const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl, ...extra }));
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  const stored = (await getPayment(app.kv, init.body.id))!;
+  return { id: init.body.id as string, url: init.body.url as string, ref: stored.providerRef!, stored };
+}
+
+async function readPayment(app: TestApp, id: string) {
+  const res = await fetch(`${app.baseUrl}/api/v1/payments/${id}`, {
+    headers: { authorization: `Bearer ${app.shop.apiKey}` },
+  });
+  assert.equal(res.status, 200);
+  return (await res.json()).payment;
+}
+
+function cancel(app: TestApp, id: string, key = app.shop.apiKey) {
+  return fetch(`${app.baseUrl}/api/v1/payments/${id}/cancel`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+  }).then(async (res) => ({ status: res.status, body: await res.json() }));
+}
+
+/** The buyer's click at the sandbox, without passing through our pay link. */
+async function payAtSandbox(app: TestApp, ref: string, outcome: "paid" | "declined" = "paid") {
+  const res = await fetch(`${app.sandboxUrl}/payments/${ref}/complete`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${SANDBOX_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ outcome }),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+async function sandboxStatus(app: TestApp, ref: string): Promise<string> {
+  const res = await fetch(`${app.sandboxUrl}/payments/${ref}`, {
+    headers: { authorization: `Bearer ${SANDBOX_TOKEN}` },
+  });
+  return (await res.json()).status;
+}
+
+function postbacksOf(received: ReceivedPostback[], paymentId: string) {
+  return received.map((r) => JSON.parse(r.body)).filter((b) => b.data.paymentId === paymentId);
+}
+
+Deno.test("[expiry] init-payment takes expiresIn (60 s to 30 days), defaults to PAYMENT_TTL_S, and the status API shows expiresAt", async () => {
+  const app = await startTestApp({ env: { PAYMENT_TTL_S: "3600" } });
+  const shop = startShopReceiver();
+  try {
+    for (const expiresIn of [59, 2_592_001, 90.5, "600"]) {
+      const res = await callInit(app, paymentBody({ expiresIn }));
+      assert.equal(res.status, 400, `expiresIn ${expiresIn}`);
+      assert.ok(res.body.error.fields.expiresIn, `expiresIn ${expiresIn} is named`);
+    }
+    const before = Date.now();
+    const given = await createPayment(app, shop.url, { expiresIn: 600 });
+    const shown = await readPayment(app, given.id);
+    assert.equal(Date.parse(shown.expiresAt) - Date.parse(shown.createdAt), 600_000);
+    assert.equal(shown.late, false);
+    const byDefault = await createPayment(app, shop.url);
+    const dflt = await readPayment(app, byDefault.id);
+    assert.equal(Date.parse(dflt.expiresAt) - Date.parse(dflt.createdAt), 3_600_000);
+    assert.ok(Date.parse(dflt.createdAt) >= before - 1000);
+
+    // The first check is scheduled with the payment: two payments, two due checks.
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 2);
+    assert.equal(given.stored.checkAt, given.stored.createdAt + CHECK_BACKOFF_MS[0]);
+
+    // A retry without expiresIn keeps the fingerprint of the original; adding expiresIn is another request.
+    const body = paymentBody({ id: "keep-hash", postbackUrl: shop.url });
+    assert.equal((await callInit(app, body)).status, 201);
+    assert.equal((await callInit(app, body)).status, 200);
+    assert.equal((await callInit(app, { ...body, expiresIn: 600 })).status, 422);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[janitor] the check schedule backs off from creation and ends at the expiry", () => {
+  const created = 1_000_000;
+  const expires = created + 24 * 60 * MINUTE;
+  assert.equal(nextCheckAt(created, expires, created), created + 2 * MINUTE);
+  assert.equal(nextCheckAt(created, expires, created + 2 * MINUTE), created + 10 * MINUTE);
+  assert.equal(nextCheckAt(created, expires, created + 10 * MINUTE), created + 60 * MINUTE);
+  assert.equal(nextCheckAt(created, expires, created + 60 * MINUTE), created + 6 * 60 * MINUTE);
+  assert.equal(nextCheckAt(created, expires, created + 6 * 60 * MINUTE), expires);
+  // A short life: the expiry comes before the first step.
+  assert.equal(nextCheckAt(created, created + MINUTE, created), created + MINUTE);
+});
+
+Deno.test("[janitor] with JOBS_QUEUE=off and the webhook dropped, the sweep finds the payment paid at the provider", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { dropWebhooks: true },
+    env: { JOBS_QUEUE: "off" },
+  });
+  const shop = startShopReceiver();
+  try {
+    const paid = await createPayment(app, shop.url);
+    const unpaid = await createPayment(app, shop.url);
+    assert.equal(new URL(await buyerSettles(paid.url, "paid")).pathname, "/shop/success");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(app.sandbox.webhooksAccepted, 0, "the sandbox sent no webhook");
+    assert.equal((await readPayment(app, paid.id)).status, "pending");
+    assert.equal(await app.server.runner.sweep(), 0, "no check is due yet");
+
+    shiftClock(app, 2 * MINUTE + 1000);
+    const statusCalls = app.sandbox.calls.status;
+    await app.server.runner.sweep();
+    assert.equal(app.sandbox.calls.status - statusCalls, 2, "both due payments were checked at the provider");
+    const found = await readPayment(app, paid.id);
+    assert.equal(found.status, "succeeded");
+    assert.equal(found.late, false);
+    const [postback] = await waitFor("the postback", async () => {
+      await app.server.runner.sweep();
+      const got = postbacksOf(shop.received, paid.id);
+      return got.length ? got : undefined;
+    });
+    assert.equal(postback.type, "payment.succeeded");
+    assert.equal(postback.data.late, false);
+
+    // The unpaid one waits for its next step; the paid one has no check left.
+    const still = (await getPayment(app.kv, unpaid.id))!;
+    assert.equal(still.status, "pending");
+    assert.equal(still.checkAt, still.createdAt + CHECK_BACKOFF_MS[1]);
+    assert.equal((await getPayment(app.kv, paid.id))!.checkAt, null);
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 1);
+    const calls = app.sandbox.calls.status;
+    await app.server.runner.sweep();
+    assert.equal(app.sandbox.calls.status, calls, "a check already made is not made again");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[janitor] a provider that cannot be reached is asked again in five minutes, and the payment stays pending", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPayment(app, shop.url);
+    app.sandbox.knobs.failureRate = 1;
+    const now = p.stored.createdAt + 2 * MINUTE + 1000;
+    app.server.ctx.now = () => now;
+    await app.server.runner.sweep();
+    const after = (await getPayment(app.kv, p.id))!;
+    assert.equal(after.status, "pending");
+    assert.equal(after.checkAt, now + 5 * MINUTE);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[expiry] at expiresAt a pending payment expires, the provider cancels it, and its pay link says so", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPayment(app, shop.url, { expiresIn: 60 });
+    assert.equal(p.stored.checkAt, p.stored.expiresAt, "a payment shorter than the first step is checked at expiry");
+    const toProvider = await fetch(p.url, { redirect: "manual" });
+    await toProvider.body?.cancel();
+    assert.equal(toProvider.status, 302);
+
+    shiftClock(app, 61_000);
+    // Past expiresAt the link no longer leads to the provider, even before the janitor has run.
+    const early = await fetch(p.url, { redirect: "manual" });
+    assert.equal(early.status, 410);
+    assert.match(await early.text(), /expired/);
+
+    await app.server.runner.sweep();
+    const expired = await readPayment(app, p.id);
+    assert.equal(expired.status, "expired");
+    assert.ok(expired.finalizedAt);
+    assert.equal(app.sandbox.calls.cancel, 1);
+    assert.equal(await sandboxStatus(app, p.ref), "cancelled");
+    assert.equal(await payAtSandbox(app, p.ref), 404, "the sandbox takes no money after the cancel");
+
+    const [postback] = await waitFor("the postback", () => {
+      const got = postbacksOf(shop.received, p.id);
+      return got.length ? got : undefined;
+    });
+    assert.equal(postback.type, "payment.expired");
+    assert.equal(postback.data.status, "expired");
+
+    const page = await fetch(p.url, { redirect: "manual" });
+    assert.equal(page.status, 410);
+    const html = await page.text();
+    assert.match(html, /This payment has expired/);
+    assert.ok(html.includes('href="http://127.0.0.1:9/shop/error"'), "links back to the shop's errorUrl");
+    assert.doesNotMatch(html, new RegExp(app.sandboxUrl), "never to the provider");
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 0);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[expiry] money the provider confirms after expiry makes the payment succeed late, and the console lists it", async () => {
+  // Bansky cannot stop money already on its way: the cancel at expiry is refused and the buyer still pays.
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true } });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPayment(app, shop.url, { expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    assert.equal((await readPayment(app, p.id)).status, "expired");
+    assert.equal(await sandboxStatus(app, p.ref), "pending");
+
+    assert.equal(await payAtSandbox(app, p.ref), 200);
+    const late = await waitFor("the late success", async () => {
+      const got = await readPayment(app, p.id);
+      return got.status === "succeeded" ? got : undefined;
+    });
+    assert.equal(late.late, true);
+    const postbacks = await waitFor("two postbacks", () => {
+      const got = postbacksOf(shop.received, p.id);
+      return got.length === 2 ? got : undefined;
+    });
+    assert.deepEqual(postbacks.map((b) => b.type).sort(), ["payment.expired", "payment.succeeded"]);
+    const success = postbacks.find((b) => b.type === "payment.succeeded")!;
+    assert.equal(success.data.late, true);
+    // The late postback is signed like every other one.
+    const raw = shop.received.find((r) => r.body.includes('"payment.succeeded"'))!;
+    new Webhook(app.shop.webhookSecret).verify(raw.body, Object.fromEntries(raw.headers));
+
+    const ops = await operatorBrowser(app);
+    const overview = await ops.get("/admin");
+    assert.equal(overview.status, 200);
+    const section = overview.text.slice(overview.text.indexOf('id="late-payments"'));
+    assert.ok(section.includes(p.id), "the overview lists the late payment");
+    const detail = await ops.get(`/admin/payments/${p.id}`);
+    assert.match(detail.text, /succeeded \(late/);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[cancel] a pending payment is cancelled: postback, the sandbox refuses money, the pay link says so", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const other = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPayment(app, shop.url);
+    assert.equal((await cancel(other, p.id, other.shop.apiKey)).status, 404, "another shop's payment is unknown");
+    const unknown = await cancel(app, "pay_AAAAAAAAAAAAAAAAAAAAAA");
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error.code, "not_found");
+
+    const res = await cancel(app, p.id);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.payment.status, "cancelled");
+    assert.ok(res.body.payment.finalizedAt);
+    assert.equal(await sandboxStatus(app, p.ref), "cancelled");
+    assert.equal(await payAtSandbox(app, p.ref), 404, "the sandbox takes no money for it");
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 0, "a settled payment is not checked again");
+
+    const [postback] = await waitFor("the postback", () => {
+      const got = postbacksOf(shop.received, p.id);
+      return got.length ? got : undefined;
+    });
+    assert.equal(postback.type, "payment.cancelled");
+    assert.equal(postback.data.status, "cancelled");
+
+    const page = await fetch(p.url, { redirect: "manual" });
+    assert.equal(page.status, 410);
+    const html = await page.text();
+    assert.match(html, /This payment was cancelled/);
+    assert.ok(html.includes('href="http://127.0.0.1:9/shop/error"'));
+
+    const again = await cancel(app, p.id);
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, "payment_not_cancellable");
+    assert.match(again.body.error.message, /cancelled/);
+  } finally {
+    await shop.close();
+    await other.close();
+    await app.close();
+  }
+});
+
+Deno.test("[cancel] a settled payment is not cancellable, and one paid before its webhook arrived takes the provider's word", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const settled = await createPayment(app, shop.url);
+    await buyerSettles(settled.url, "paid");
+    await waitFor("the webhook", async () => (await readPayment(app, settled.id)).status === "succeeded" || undefined);
+    const refused = await cancel(app, settled.id);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, "payment_not_cancellable");
+
+    // The buyer pays, the cancel reaches the provider before the webhook reaches us.
+    app.sandbox.knobs.dropWebhooks = true;
+    const racing = await createPayment(app, shop.url);
+    assert.equal(await payAtSandbox(app, racing.ref), 200);
+    const lost = await cancel(app, racing.id);
+    assert.equal(lost.status, 409);
+    assert.match(lost.body.error.message, /succeeded/);
+    assert.equal((await readPayment(app, racing.id)).status, "succeeded");
+
+    // A provider that cannot be reached changes nothing: the shop tries again.
+    app.sandbox.knobs.failureRate = 1;
+    const pending = await createPayment(app, shop.url).catch(() => null);
+    assert.equal(pending, null, "init fails too while the provider is down");
+    app.sandbox.knobs.failureRate = 0;
+    const later = await createPayment(app, shop.url);
+    app.sandbox.knobs.failureRate = 1;
+    const down = await cancel(app, later.id);
+    assert.equal(down.status, 502);
+    assert.equal(down.body.error.code, "provider_error");
+    assert.equal((await readPayment(app, later.id)).status, "pending");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[cancel] money after a cancel the provider could not honour succeeds late", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true } });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPayment(app, shop.url);
+    const res = await cancel(app, p.id);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.payment.status, "cancelled");
+    assert.equal(await payAtSandbox(app, p.ref), 200);
+    const late = await waitFor("the late success", async () => {
+      const got = await readPayment(app, p.id);
+      return got.status === "succeeded" ? got : undefined;
+    });
+    assert.equal(late.late, true);
+    const success = await waitFor("the late postback", () => {
+      return postbacksOf(shop.received, p.id).find((b) => b.type === "payment.succeeded");
+    });
+    assert.equal(success.data.late, true);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
