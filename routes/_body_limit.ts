@@ -6,6 +6,9 @@ export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024;
 /** A client that has not sent its whole body by then is holding a connection open, not uploading. */
 export const BODY_READ_TIMEOUT_MS = 10_000;
 
+/** Methods that reach routing; the rest (TRACE, TRACK, CONNECT, anything odd) get 405 at once. */
+const SERVED_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
 export interface BodyLimits {
   /** Longest matching path prefix wins; other paths get DEFAULT_BODY_LIMIT_BYTES. */
   byPrefix: Record<string, number>;
@@ -23,8 +26,15 @@ export function limitBodies(limits: BodyLimits): MiddlewareHandler {
   const prefixes = Object.entries(limits.byPrefix).sort(([a], [b]) => b.length - a.length);
   const timeoutMs = limits.timeoutMs ?? BODY_READ_TIMEOUT_MS;
   return async (c, next) => {
+    // No route takes these, and a Request cannot even be built with TRACE or CONNECT (Deno still hands
+    // TRACE a body): refuse them here rather than fail below.
+    if (!SERVED_METHODS.has(c.req.method)) {
+      throw new AppError(405, "method_not_allowed", `${c.req.method} is not served here.`, undefined, {
+        allow: "GET, HEAD, POST",
+      });
+    }
     const body = c.req.raw.body;
-    if (!body) return await next();
+    if (!body || c.req.method === "GET" || c.req.method === "HEAD") return await next();
     const path = c.req.path;
     const maxBytes = prefixes.find(([prefix]) => path.startsWith(prefix))?.[1] ?? DEFAULT_BODY_LIMIT_BYTES;
     const declared = c.req.header("content-length");

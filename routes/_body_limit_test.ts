@@ -64,3 +64,10 @@ Deno.test("[body limit] a body that trickles in past the deadline gets 408", asy
   assert.deepEqual(await res.json(), { code: "request_timeout" });
   assert.ok(Date.now() - started < 5_000);
 });
+
+Deno.test("[body limit] methods no route serves get 405 before anything reads them", async () => {
+  // TRACE and TRACK cannot be built as a Request at all; tests/hardening_test.ts sends them over a socket.
+  const res = await echoApp().request("/any", { method: "PROPFIND", body: "x" });
+  assert.equal(res.status, 405);
+  assert.deepEqual(await res.json(), { code: "method_not_allowed" });
+});

@@ -2,6 +2,9 @@ import { Hono } from "hono";
 import type { AppContext } from "../lib/context.ts";
 import { kvReadable, kvWritable } from "../lib/db/health.ts";
 
+/** How long one readiness probe answers for. */
+const READY_PROBE_TTL_MS = 5_000;
+
 /**
  * Probes for load balancers and uptime checks. Liveness (/healthz): the
  * process answers and KV reads. Readiness (/readyz): KV also takes a write,
@@ -13,9 +16,13 @@ export function healthRoutes(ctx: AppContext) {
     if (await kvReadable(ctx.kv)) return c.json({ status: "ok" });
     return c.json({ status: "error", error: { code: "kv_unreadable", message: "The store cannot be read." } }, 503);
   });
+  // Anyone may call it, so one probe write serves every caller for a few seconds.
+  let probe: { at: number; writable: Promise<boolean> } | null = null;
   app.get("/readyz", async (c) => {
     c.header("cache-control", "no-store");
-    if (await kvWritable(ctx.kv, ctx.now())) return c.json({ status: "ok" });
+    const now = ctx.now();
+    if (!probe || now - probe.at >= READY_PROBE_TTL_MS) probe = { at: now, writable: kvWritable(ctx.kv, now) };
+    if (await probe.writable) return c.json({ status: "ok" });
     return c.json({ status: "error", error: { code: "kv_unwritable", message: "The store refuses writes." } }, 503);
   });
   return app;

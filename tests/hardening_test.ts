@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { createPortalLink } from "../lib/auth/portal.ts";
 import { loadConfig } from "../lib/config.ts";
-import { ValidationError } from "../lib/errors.ts";
+import { ConflictError, ValidationError } from "../lib/errors.ts";
+import { updateOperatorPassword } from "../lib/db/operators.ts";
+import { hashPassword } from "../lib/auth/passwords.ts";
 import { describePayment } from "../lib/payments/admin.ts";
 import { createShop } from "../lib/shops.ts";
 import { createServer } from "../server.ts";
@@ -297,6 +299,11 @@ Deno.test("[hardening] with KV refusing writes the buyer is still redirected and
     await pay.body?.cancel();
     assert.equal(pay.status, 302, "the first visit's timeline entry is not worth the buyer's redirect");
     assert.match(pay.headers.get("location")!, /\/sandbox\/bansky\/pay\//);
+    const cached = await fetch(`${app.baseUrl}/readyz`);
+    assert.equal(cached.status, 200, "one probe answers for a few seconds");
+    await cached.body?.cancel();
+    const realNow = server.ctx.now;
+    server.ctx.now = () => realNow() + 10_000;
     const ready = await fetch(`${app.baseUrl}/readyz`);
     assert.equal(ready.status, 503);
     assert.equal((await ready.json()).error.code, "kv_unwritable");
@@ -335,5 +342,69 @@ Deno.test("[hardening] a key revoked by the operator CLI in another process fail
   } finally {
     await app.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[hardening] TRACE and TRACK get 405 on every path, never a 500", async () => {
+  const app = await startTestApp();
+  try {
+    const port = Number(new URL(app.baseUrl).port);
+    for (const line of ["TRACE / HTTP/1.1", "TRACE /api/v1/init-payment HTTP/1.1", "TRACK /healthz HTTP/1.1"]) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode(`${line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
+      const buf = new Uint8Array(512);
+      const n = await conn.read(buf);
+      conn.close();
+      const statusLine = new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0];
+      assert.match(statusLine, /^HTTP\/1\.1 405/, line);
+    }
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[hardening] a password change made meanwhile is not overwritten by a stale one", async () => {
+  const app = await startTestApp();
+  try {
+    const { operator } = await createOperatorAccount(app.server.ctx, "race@example.com");
+    // Both requests checked the current password against this record; the first to commit wins.
+    await updateOperatorPassword(app.kv, operator.id, await hashPassword("the victim's new one", 1000), operator);
+    await assert.rejects(
+      updateOperatorPassword(app.kv, operator.id, await hashPassword("the attacker's", 1000), operator),
+      (err: Error) => err instanceof ConflictError && /changed meanwhile/.test(err.message),
+    );
+    const b = new Browser(app);
+    await b.get("/admin/login");
+    const res = await b.post("/admin/login", { email: "race@example.com", password: "the victim's new one" });
+    assert.equal(res.status, 303);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[hardening] a sign-in window that has ended starts afresh even before KV collects its key", async () => {
+  const app = await startTestApp();
+  try {
+    await createOperatorAccount(app.server.ctx, "ops@example.com");
+    const b = new Browser(app);
+    await b.get("/admin/login");
+    for (let i = 0; i < 5; i++) await b.post("/admin/login", { email: "ops@example.com", password: "nope" });
+    assert.equal((await b.post("/admin/login", { email: "ops@example.com", password: "nope" })).status, 429);
+    const realNow = app.server.ctx.now;
+    app.server.ctx.now = () => realNow() + 16 * 60_000; // past the 15-minute window; the key may still be served
+    assert.equal((await b.post("/admin/login", { email: "ops@example.com", password: "nope" })).status, 401);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[hardening] the deliveries page refuses a shop id that cannot be one", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    assert.equal((await b.get(`/admin/deliveries?shopId=shop_${"x".repeat(3000)}`)).status, 404);
+    assert.equal((await b.get(`/admin/deliveries?shopId=${app.shop.id}`)).status, 200);
+  } finally {
+    await app.close();
   }
 });

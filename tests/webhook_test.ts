@@ -176,6 +176,9 @@ Deno.test("[webhook] news the provider's status API does not show yet is not mar
     // Bansky sent its webhook before its own status API caught up.
     const early = await sendWebhook(app, event);
     assert.equal(early.status, 409, "refused, so that the provider sends it again");
+    assert.equal((await sendWebhook(app, event)).status, 409);
+    const claims = (await describePayment(app.server.ctx, p.id)).events.filter((e) => e.type === "webhook_received");
+    assert.equal(claims.length, 1, "the unconfirmed claim is on the timeline once");
     await settleAtProvider(app, p.ref, "paid");
     const retry = await sendWebhook(app, event);
     assert.equal(retry.status, 200);

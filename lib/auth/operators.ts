@@ -186,6 +186,7 @@ export async function changePassword(
     ctx.kv,
     operator.id,
     await hashPassword(next, ctx.config.passwordIterations),
+    operator,
   );
   if (!updated) throw new AppError(401, "signin_required", "Please sign in.");
   await deleteSession(ctx.kv, session.id);

@@ -46,10 +46,26 @@ export async function getOperator(kv: Deno.Kv, id: string): Promise<Operator | n
   return (await kv.get<Operator>(operatorKey(id))).value;
 }
 
-/** Sets a new password and ends every session opened with the old one; returns the updated operator. */
-export async function updateOperatorPassword(kv: Deno.Kv, id: string, passwordHash: string): Promise<Operator | null> {
+/**
+ * Sets a new password and ends every session opened with the old one; returns
+ * the updated operator. With `expected` (the record the caller checked the
+ * current password against), a change made meanwhile wins: ConflictError.
+ */
+export async function updateOperatorPassword(
+  kv: Deno.Kv,
+  id: string,
+  passwordHash: string,
+  expected?: Pick<Operator, "passwordHash" | "sessionEpoch">,
+): Promise<Operator | null> {
   const entry = await kv.get<Operator>(operatorKey(id));
   if (!entry.value) return null;
+  if (
+    expected &&
+    (entry.value.passwordHash !== expected.passwordHash ||
+      (entry.value.sessionEpoch ?? 0) !== (expected.sessionEpoch ?? 0))
+  ) {
+    throw new ConflictError("The password was changed meanwhile. Sign in again.", "password_changed");
+  }
   const next: Operator = {
     ...entry.value,
     passwordHash,
@@ -121,7 +137,9 @@ async function updateSigninCounters(
     const entries = await kv.getMany<SigninCounter[]>(keys);
     const op = kv.atomic();
     for (const entry of entries) {
-      const current = entry.value?.expiresAt ? entry.value : { count: 0, expiresAt: w.now + w.windowMs };
+      // KV serves an expired key until its collector runs: a window that has ended starts afresh.
+      const live = entry.value?.expiresAt !== undefined && entry.value.expiresAt > w.now;
+      const current = live ? entry.value! : { count: 0, expiresAt: w.now + w.windowMs };
       const count = next(current.count);
       if (count === null) return false;
       op.check(entry).set(entry.key, { ...current, count }, { expireIn: Math.max(1, current.expiresAt - w.now) });

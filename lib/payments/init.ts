@@ -58,25 +58,28 @@ export async function initPayment(
   opts: { idempotencyKey?: string | null } = {},
 ): Promise<InitResult> {
   const asSent = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
-  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl });
-  // The URLs are kept as we send them (ASCII); the request's fingerprint stays that of what the shop sent.
-  const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
-  const postbackUrl = urls.postbackUrl;
   const idempotencyKey = opts.idempotencyKey
     ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
     : null;
-  const name: PaymentName | null = input.shopTxId
-    ? { kind: "shop_ref", value: input.shopTxId }
+  const name: PaymentName | null = asSent.shopTxId
+    ? { kind: "shop_ref", value: asSent.shopTxId }
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
+  // The request's fingerprint is that of what the shop sent, so a retry matches whatever rules changed since.
   const requestHash = sha256Hex(JSON.stringify(asSent));
-  const extra: RequestExtras = { postbackUrl, requestHash, idempotencyKey };
+  const id = name && derivedPaymentId(ctx.paymentIdKey, shop.id, name);
+  if (id) {
+    // A retry of a stored payment is answered before its URLs are judged again: they were accepted when it was made.
+    const existing = (await getPaymentEntryShared(ctx.kv, id)).value;
+    if (existing) return replay(existing, requestHash);
+  }
+  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl });
+  // The URLs are kept as we send them (ASCII).
+  const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
+  const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey };
 
-  if (!name) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
-  const id = derivedPaymentId(ctx.paymentIdKey, shop.id, name);
-  const existing = (await getPaymentEntryShared(ctx.kv, id)).value;
-  if (existing) return replay(existing, requestHash);
+  if (!id) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
 
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());

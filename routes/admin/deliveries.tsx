@@ -3,7 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { writeAudit } from "../../lib/db/audit.ts";
 import { listAttentionDeliveries } from "../../lib/db/deliveries.ts";
 import { listShops } from "../../lib/db/shops.ts";
-import { ValidationError } from "../../lib/errors.ts";
+import { NotFoundError, ValidationError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
 import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
@@ -18,6 +18,8 @@ export function deliveryRoutes(ctx: AppContext) {
 
   app.get("/", async (c) => {
     const shopId = c.req.query("shopId") || undefined;
+    // An id that cannot be a shop's names no shop, and must not reach KV (which refuses over-long keys).
+    if (shopId && !hasIdShape("shop", shopId)) throw new NotFoundError("Unknown shop.");
     const [deliveries, shops] = await Promise.all([
       listAttentionDeliveries(ctx.kv, { shopId, limit: 200 }),
       listShops(ctx.kv),
