@@ -11,6 +11,7 @@ export const PUBLIC_DOCS: DocSet = {
     { slug: "payment-status", nav: "Payment status", file: "public/payment-status.md" },
     { slug: "redirects", nav: "Redirects", file: "public/redirects.md" },
     { slug: "postbacks", nav: "Postbacks", file: "public/postbacks.md" },
+    { slug: "expiry-and-cancellation", nav: "Expiry and cancellation", file: "public/expiry-and-cancellation.md" },
     { slug: "errors", nav: "Errors", file: "public/errors.md" },
     { slug: "idempotency", nav: "Idempotency", file: "public/idempotency.md" },
     { slug: "sandbox", nav: "Sandbox", file: "public/sandbox.md" },
@@ -30,6 +31,7 @@ export const INTERNAL_DOCS: DocSet = {
     { slug: "stats", nav: "Reading the stats", file: "internal/stats.md" },
     { slug: "deploy", nav: "Deploying", file: "internal/deploy.md" },
     { slug: "failing-postbacks", nav: "Runbook: failing postbacks", file: "internal/failing-postbacks.md" },
+    { slug: "late-payments", nav: "Runbook: late payments", file: "internal/late-payments.md" },
     { slug: "architecture", nav: "Architecture", file: "architecture.md" },
   ],
 };
