@@ -80,6 +80,7 @@ export const ID_PATTERNS = {
   payment: "pay_[A-Za-z0-9_-]{22}",
   shop: "shop_[0-9a-z]{26}",
   key: "key_[A-Za-z0-9_-]{22}",
+  refund: "re_[A-Za-z0-9_-]{22}",
 } as const;
 
 const ID_REGEXPS = Object.fromEntries(

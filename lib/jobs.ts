@@ -3,6 +3,7 @@ import type { AppContext } from "./context.ts";
 import { isJobMessage, iterateDueJobs, JOB_KINDS, type JobKind, type JobMessage } from "./db/jobs.ts";
 import { describeError, log } from "./log.ts";
 import { runDelivery } from "./relay/deliver.ts";
+import { runRefundJob } from "./refunds/settle.ts";
 import { runPaymentCheck } from "./payments/janitor.ts";
 
 /** Postbacks sent at once by a sweep: most of the time is waiting on shops, so more than cores. */
@@ -18,6 +19,7 @@ const handlers = {
   postback: runDelivery,
   analytics: runAnalyticsExport,
   payment_check: runPaymentCheck,
+  refund: runRefundJob,
 } satisfies Record<JobKind, Handler>;
 
 /**

@@ -3,7 +3,13 @@ import { Page, renderPage } from "../components/html.tsx";
 import { randomId } from "../lib/ids.ts";
 import { formatAmount } from "../lib/money.ts";
 import { log } from "../lib/log.ts";
-import { type BanskyStatus, signBanskyWebhook, type WebhookBody } from "../lib/providers/bansky_wire.ts";
+import {
+  type BanskyRefundStatus,
+  type BanskyStatus,
+  type RefundWebhookBody,
+  signBanskyWebhook,
+  type WebhookBody,
+} from "../lib/providers/bansky_wire.ts";
 
 /**
  * A real HTTP imitation of Bansky for development, tests and benchmarks: it
@@ -26,6 +32,10 @@ export interface SandboxKnobs {
   dropWebhooks: boolean;
   /** Answer every cancel 409 "still pending", as for money already on its way: the payment can still be paid. */
   refuseCancels: boolean;
+  /** Share (0..1) of refunds that fail (at once, or when an async refund settles). */
+  refundFailureRate: number;
+  /** Answer refunds "pending" and settle them later (after webhookDelayMs, at least 100 ms) with a webhook. */
+  asyncRefunds: boolean;
 }
 
 export const DEFAULT_KNOBS: SandboxKnobs = {
@@ -36,7 +46,18 @@ export const DEFAULT_KNOBS: SandboxKnobs = {
   webhookDelayMs: 0,
   dropWebhooks: false,
   refuseCancels: false,
+  refundFailureRate: 0,
+  asyncRefunds: false,
 };
+
+interface SandboxRefund {
+  ref: string;
+  /** Our refund id, on which the sandbox is idempotent. */
+  merchantId: string;
+  paymentRef: string;
+  amount: number;
+  status: BanskyRefundStatus;
+}
 
 interface SandboxPayment {
   ref: string;
@@ -65,12 +86,14 @@ export class Sandbox {
   readonly app = new Hono();
   private readonly payments = new Map<string, SandboxPayment>();
   private readonly byMerchantId = new Map<string, string>();
+  private readonly refunds = new Map<string, SandboxRefund>();
+  private readonly refundsByMerchantId = new Map<string, string>();
   private closed = false;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   /** Webhooks answered 2xx, for tests that count deliveries. */
   webhooksAccepted = 0;
   /** API calls received, for tests that count provider round trips. */
-  readonly calls = { create: 0, status: 0, cancel: 0 };
+  readonly calls = { create: 0, status: 0, cancel: 0, refund: 0, refundStatus: 0 };
 
   constructor(private readonly opts: SandboxOptions) {
     this.knobs = { ...DEFAULT_KNOBS, ...opts.knobs };
@@ -115,6 +138,25 @@ export class Sandbox {
       if (p.status === "pending" && !this.knobs.refuseCancels) p.status = "cancelled";
       const body = { id: p.ref, merchantId: p.merchantId, status: p.status };
       return p.status === "cancelled" ? c.json(body) : c.json({ ...body, error: "not cancellable" }, 409);
+    });
+    api.use("/refunds/*", this.apiGate);
+    api.post("/payments/:ref/refunds", async (c) => {
+      this.calls.refund++;
+      const b = await c.req.json().catch(() => null);
+      if (!b || typeof b.id !== "string" || !Number.isInteger(b.amount) || b.amount <= 0) {
+        return c.json({ error: "bad request" }, 400);
+      }
+      const p = this.payments.get(c.req.param("ref"));
+      if (!p) return c.json({ error: "not found" }, 404);
+      // Idempotent on the merchant's refund id: a retry gets the same refund as it is now.
+      const known = this.refundsByMerchantId.get(b.id);
+      const r = known ? this.refunds.get(known)! : this.refund(p, b.id, b.amount);
+      return c.json({ id: r.ref, status: r.status }, known ? 200 : 201);
+    });
+    api.get("/refunds/:ref", (c) => {
+      this.calls.refundStatus++;
+      const r = this.refunds.get(c.req.param("ref"));
+      return r ? c.json({ id: r.ref, status: r.status }) : c.json({ error: "not found" }, 404);
     });
     // For tests and benchmarks: what the buyer's click does, without a browser.
     api.post("/payments/:ref/complete", async (c) => {
@@ -183,11 +225,45 @@ export class Sandbox {
     return redirect;
   }
 
+  /**
+   * A new refund: it fails at once when the payment is not paid or the amount
+   * is more than is left, otherwise it succeeds or fails by the knobs, now or
+   * (asyncRefunds) later with a webhook.
+   */
+  private refund(p: SandboxPayment, merchantId: string, amount: number): SandboxRefund {
+    const spent = [...this.refunds.values()]
+      .filter((r) => r.paymentRef === p.ref && r.status !== "failed")
+      .reduce((n, r) => n + r.amount, 0);
+    const r: SandboxRefund = { ref: randomId("bskr"), merchantId, paymentRef: p.ref, amount, status: "pending" };
+    this.refunds.set(r.ref, r);
+    this.refundsByMerchantId.set(merchantId, r.ref);
+    const outcome = (): BanskyRefundStatus => (Math.random() < this.knobs.refundFailureRate ? "failed" : "refunded");
+    if (p.status !== "paid" || spent + amount > p.amount) r.status = "failed";
+    else if (!this.knobs.asyncRefunds) r.status = outcome();
+    else {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        r.status = outcome();
+        if (this.knobs.dropWebhooks) return;
+        const body: RefundWebhookBody = {
+          type: "refund",
+          eventId: randomId("evt"),
+          id: merchantId,
+          ref: r.ref,
+          status: r.status,
+        };
+        this.sendWebhook(p.webhookUrl, body, 0);
+      }, Math.max(100, this.knobs.webhookDelayMs));
+      this.timers.add(timer);
+    }
+    return r;
+  }
+
   private webhookBody(p: SandboxPayment, status: BanskyStatus): WebhookBody {
     return { eventId: randomId("evt"), id: p.merchantId, ref: p.ref, status };
   }
 
-  private sendWebhook(url: string, body: WebhookBody, delayMs: number, attempt = 0) {
+  private sendWebhook(url: string, body: WebhookBody | RefundWebhookBody, delayMs: number, attempt = 0) {
     const timer = setTimeout(async () => {
       this.timers.delete(timer);
       if (this.closed) return;
@@ -229,6 +305,10 @@ function pickKnobs(input: Record<string, unknown>): Partial<SandboxKnobs> {
   if (typeof input.webhookDelayMs === "number") out.webhookDelayMs = Math.max(0, input.webhookDelayMs);
   if (typeof input.dropWebhooks === "boolean") out.dropWebhooks = input.dropWebhooks;
   if (typeof input.refuseCancels === "boolean") out.refuseCancels = input.refuseCancels;
+  if (typeof input.refundFailureRate === "number") {
+    out.refundFailureRate = Math.min(1, Math.max(0, input.refundFailureRate));
+  }
+  if (typeof input.asyncRefunds === "boolean") out.asyncRefunds = input.asyncRefunds;
   return out;
 }
 

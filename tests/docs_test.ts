@@ -169,12 +169,15 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
         "/api/v1/payments",
         "/api/v1/payments/{id}",
         "/api/v1/payments/{id}/cancel",
+        "/api/v1/payments/{id}/refunds",
         "/integration/error",
         "/integration/pay",
         "/integration/success",
       ]);
       assert.ok(spec.paths["/api/v1/payments"].get!.parameters!.some((p) => p.name === "shopTxId" && p.required));
       assert.ok(spec.webhooks.postback.post, "postbacks to shops are documented as a webhook");
+      assert.ok(spec.webhooks.refundPostback.post, "refund postbacks too");
+      assert.deepEqual(spec.paths["/api/v1/payments/{id}/refunds"].post!.security, [{ bearerAuth: [] }]);
       assert.equal(spec.servers[0].url, app.baseUrl);
     });
 
@@ -194,7 +197,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
           assert.ok(section.includes(`>${method.toUpperCase()}</span>`), `${method} of ${name} is shown`);
         }
       }
-      assert.equal(operations, 9);
+      assert.equal(operations, 12);
       for (const name of Object.keys(spec.components.schemas)) assert.ok(html.includes(`id="schema-${name}"`), name);
       // The request fields are rendered from the schema, not written by hand.
       for (const field of ["amount", "currency", "email", "sussessUrl"]) {
@@ -291,6 +294,8 @@ Deno.test("[docs] the error catalogue covers every code the API answers, and the
     "lib/payments/init.ts",
     "lib/payments/query.ts",
     "lib/payments/webhook.ts",
+    "lib/refunds/create.ts",
+    "lib/refunds/settle.ts",
   ];
   let found = 0;
   for (const file of files) {

@@ -33,6 +33,9 @@ function addEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string
   addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq, event });
 }
 
+/** Adds a payment event to another module's atomic operation (a refund writes its payment's timeline with it). */
+export const addPaymentEventOps = addEventOps;
+
 const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
 
 /**
@@ -110,6 +113,8 @@ export interface PaymentMove {
   /** An operator's action, recorded with the change. */
   audit?: Omit<AuditEntry, "id">;
   jobs: ScheduleOptions;
+  /** What else commits with the move (a refund's own state change); its checks fail the move too. */
+  extraOps?: (op: Deno.AtomicOperation) => void;
 }
 
 /**
@@ -129,6 +134,7 @@ export async function commitPaymentMove(
   if (move.stats) addStatsOps(op, move.stats);
   if (move.delivery) addDeliveryOps(op, move.delivery, move.jobs);
   if (move.audit) addAuditOps(op, move.audit);
+  move.extraOps?.(op);
   if (move.webhookEventId) {
     op.check({ key: webhookSeenKey(next.provider, move.webhookEventId), versionstamp: null })
       .set(webhookSeenKey(next.provider, move.webhookEventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
@@ -190,6 +196,27 @@ export async function markWebhookEventSeen(
   event: PaymentEvent,
 ) {
   const op = kv.atomic().set(webhookSeenKey(provider, eventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
+  addEventOps(op, payment.id, payment.shopId, event);
+  await op.commit();
+}
+
+const webhookUnconfirmedKey = (provider: string, eventId: string) =>
+  ["webhook_events_unconfirmed", provider, eventId] as const;
+
+/**
+ * Records, once per event id, a webhook whose claim the provider does not
+ * confirm yet. It is not marked seen (its retry must still apply), so without
+ * this every retry or replay would add to the payment's timeline.
+ */
+export async function recordUnconfirmedWebhook(
+  kv: Deno.Kv,
+  provider: string,
+  eventId: string,
+  payment: Payment,
+  event: PaymentEvent,
+) {
+  const key = webhookUnconfirmedKey(provider, eventId);
+  const op = kv.atomic().check({ key, versionstamp: null }).set(key, true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
   addEventOps(op, payment.id, payment.shopId, event);
   await op.commit();
 }

@@ -7,8 +7,8 @@
  */
 import type { CountedStatus } from "../payments/status.ts";
 
-/** What the counters are kept for: created payments, and each status the status table counts on entry. */
-export type StatStatus = "created" | CountedStatus;
+/** What the counters are kept for: created payments, each status the status table counts on entry, and succeeded refunds. */
+export type StatStatus = "created" | CountedStatus | "refund";
 type Measure = "count" | "amount" | "pay_ms";
 
 const statKey = (measure: Measure, day: string, shopId: string, currency: string, status: StatStatus) =>

@@ -11,7 +11,15 @@ import {
   PostbackBody,
   ProviderWebhookResponse,
 } from "../payments/api_schemas.ts";
-import { SIGNATURE_HEADER, WebhookBody } from "../providers/bansky_wire.ts";
+import { RefundWebhookBody, SIGNATURE_HEADER, WebhookBody } from "../providers/bansky_wire.ts";
+import {
+  RefundListResponse,
+  RefundPostbackBody,
+  RefundResponse,
+  RefundStatusSchema,
+  RefundView,
+} from "../refunds/api_schemas.ts";
+import { refundRequestSchema } from "../refunds/schema.ts";
 
 /**
  * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
@@ -150,8 +158,56 @@ function errorResponses(codes: readonly ApiErrorCode[]): Record<string, Response
   return responses;
 }
 
+/** The Standard Webhooks headers of every postback. */
+const postbackHeaders: Parameter[] = [
+  {
+    name: "webhook-id",
+    in: "header",
+    required: true,
+    description: "Message id (msg_...), the same on every retry.",
+    schema: { type: "string" },
+  },
+  {
+    name: "webhook-timestamp",
+    in: "header",
+    required: true,
+    description: "Unix seconds of this attempt; refuse values far from now.",
+    schema: { type: "string", pattern: "^[0-9]+$" },
+  },
+  {
+    name: "webhook-signature",
+    in: "header",
+    required: true,
+    description:
+      "Space-separated `v1,<base64 HMAC-SHA256>` entries over `${webhook-id}.${webhook-timestamp}.${body}` with the base64-decoded secret after `whsec_`. Two entries during a secret rotation: accept if any matches.",
+    schema: { type: "string" },
+  },
+];
+
 const SHOP_ERRORS = ["unauthorized", "shop_disabled", "rate_limited", "internal_error"] as const;
 const bearer = [{ bearerAuth: [] }];
+const paymentIdParam: Parameter = {
+  name: "id",
+  in: "path",
+  required: true,
+  description: "Our payment id (pay_...).",
+  schema: { type: "string" },
+};
+const refundExample = {
+  status: "success",
+  refund: {
+    id: "re_Qm3vX8kLp2sT9wYb4nJc1A",
+    paymentId: "pay_7fJ2kQ9xVb3sLm1N",
+    shopRefundId: "rf-1",
+    amount: 300,
+    currency: "EUR",
+    status: "succeeded",
+    reason: "One item returned",
+    failureReason: null,
+    createdAt: "2026-11-24T09:00:00.000Z",
+    settledAt: "2026-11-24T09:00:00.000Z",
+  },
+};
 
 function redirectOperation(kind: "pay" | "success" | "error"): Operation {
   const text = {
@@ -199,7 +255,10 @@ function redirectOperation(kind: "pay" | "success" | "error"): Operation {
 
 /** Builds the whole OpenAPI document. Pure; callers cache it. */
 export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
-  const requestSchemas = componentSchemas({ InitPaymentRequest: initPaymentSchema(opts.maxAmount) }, "input");
+  const requestSchemas = componentSchemas({
+    InitPaymentRequest: initPaymentSchema(opts.maxAmount),
+    RefundRequest: refundRequestSchema,
+  }, "input");
   // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
   requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
   const responseSchemas = componentSchemas({
@@ -210,7 +269,13 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     ErrorResponse,
     Postback: PostbackBody,
     ProviderWebhook: WebhookBody,
+    ProviderRefundWebhook: RefundWebhookBody,
     ProviderWebhookResponse,
+    RefundStatus: RefundStatusSchema,
+    Refund: RefundView,
+    RefundResponse,
+    RefundListResponse,
+    RefundPostback: RefundPostbackBody,
   }, "output");
 
   const initExample = {
@@ -265,6 +330,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     servers: [{ url: opts.publicBaseUrl }],
     tags: [
       { name: "Payments", description: "The shop's API; every call carries the shop's key." },
+      { name: "Refunds", description: "Giving back money of a paid payment; every call carries the shop's key." },
       { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
       { name: "Provider webhook", description: "Provider-facing: called by Bansky, not by shops." },
     ],
@@ -324,6 +390,70 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           }],
           responses: {
             "200": { description: "The payment.", content: json(ref("PaymentResponse"), { example: paymentExample }) },
+            ...errorResponses([...SHOP_ERRORS, "not_found"]),
+          },
+          "x-audience": "shop",
+        },
+      },
+      "/api/v1/payments/{id}/refunds": {
+        post: {
+          operationId: "createRefund",
+          summary: "Refund a payment",
+          description:
+            "Gives back all or part of a `succeeded` or `partially_refunded` payment. The amount is reserved at once: pending refunds count as spent, so concurrent refunds never add up to more than the payment. The provider may settle the refund at once (`status` succeeded or failed in the answer) or later (`pending`, then a `refund.succeeded` or `refund.failed` postback). A failed refund gives its amount back. Retrying with the same `id` (or Idempotency-Key) and body answers 200 with the same refund.",
+          tags: ["Refunds"],
+          security: bearer,
+          parameters: [
+            paymentIdParam,
+            {
+              name: "Idempotency-Key",
+              in: "header",
+              required: false,
+              description: "For requests without `id`: the same key with the same body answers the same refund.",
+              schema: { type: "string", minLength: 1, maxLength: 255 },
+            },
+          ],
+          requestBody: {
+            required: true,
+            description: "At most 16 KiB of JSON; `{}` refunds all that is left.",
+            content: json(ref("RefundRequest"), { example: { amount: 300, reason: "One item returned", id: "rf-1" } }),
+          },
+          responses: {
+            "200": {
+              description: "A retry of a request already handled: the same refund, as it is now.",
+              content: json(ref("RefundResponse"), { example: refundExample }),
+            },
+            "201": { description: "Created.", content: json(ref("RefundResponse"), { example: refundExample }) },
+            ...errorResponses([
+              "invalid_request",
+              ...SHOP_ERRORS,
+              "not_found",
+              "payment_not_refundable",
+              "conflict",
+              "body_too_large",
+              "body_unreadable",
+              "request_timeout",
+              "unsupported_media_type",
+              "idempotency_mismatch",
+              "refund_exceeds_payment",
+            ]),
+          },
+          "x-audience": "shop",
+        },
+        get: {
+          operationId: "listRefunds",
+          summary: "List a payment's refunds",
+          description: "Oldest first, whatever their status. Only the shop's own payments; another shop's is 404.",
+          tags: ["Refunds"],
+          security: bearer,
+          parameters: [paymentIdParam],
+          responses: {
+            "200": {
+              description: "The refunds.",
+              content: json(ref("RefundListResponse"), {
+                example: { status: "success", refunds: [refundExample.refund] },
+              }),
+            },
             ...errorResponses([...SHOP_ERRORS, "not_found"]),
           },
           "x-audience": "shop",
@@ -394,7 +524,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           operationId: "providerWebhook",
           summary: "Provider webhook (Bansky)",
           description:
-            "Provider-facing: Bansky calls it when a payment changes; shops never do. We check the HMAC signature and a 300 s timestamp window, ignore event ids already handled, confirm the status with Bansky, and commit the change with its postback before answering 2xx. Anything else makes Bansky retry.",
+            'Provider-facing: Bansky calls it when a payment changes; shops never do. We check the HMAC signature and a 300 s timestamp window, ignore event ids already handled, confirm the status with Bansky, and commit the change with its postback before answering 2xx. Anything else makes Bansky retry. Refund news (`type: "refund"`) is confirmed with Bansky\'s refund status the same way and settles our refund.',
           tags: ["Provider webhook"],
           security: [],
           parameters: [{
@@ -407,7 +537,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           requestBody: {
             required: true,
             description: "At most 64 KiB.",
-            content: json(ref("ProviderWebhook"), {
+            content: json({ oneOf: [ref("ProviderWebhook"), ref("ProviderRefundWebhook")] }, {
               example: { eventId: "evt_1", id: "pay_7fJ2kQ9xVb3sLm1N", ref: "bsk_42", status: "paid" },
             }),
           },
@@ -434,6 +564,41 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
       },
     },
     webhooks: {
+      refundPostback: {
+        post: {
+          operationId: "refundPostback",
+          summary: "Refund postback to the shop",
+          description:
+            "When a refund of a payment created with an `id` succeeds or fails we POST this to the payment's postback URL, signed and retried exactly like payment postbacks. `data` is the refund, with `payment` saying where the payment stands after it.",
+          tags: ["Refunds"],
+          security: [],
+          parameters: postbackHeaders,
+          requestBody: {
+            required: true,
+            content: json(ref("RefundPostback"), {
+              example: {
+                type: "refund.succeeded",
+                timestamp: "2026-11-24T09:00:00.000Z",
+                data: {
+                  ...refundExample.refund,
+                  payment: {
+                    id: "pay_7fJ2kQ9xVb3sLm1N",
+                    shopTxId: "order-1",
+                    status: "partially_refunded",
+                    amount: 1000,
+                    refundedAmount: 300,
+                  },
+                },
+              },
+            }),
+          },
+          responses: {
+            "2XX": { description: "Acknowledged: no more attempts." },
+            default: { description: "Anything else is retried on the schedule of payment postbacks." },
+          },
+          "x-audience": "shop",
+        },
+      },
       postback: {
         post: {
           operationId: "postback",
@@ -442,30 +607,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             "When a payment created with an `id` settles we POST this to its postback URL, signed with Standard Webhooks headers. Verify the signature over the raw body before trusting it; deduplicate on `webhook-id`, which stays the same on every retry.",
           tags: ["Payments"],
           security: [],
-          parameters: [
-            {
-              name: "webhook-id",
-              in: "header",
-              required: true,
-              description: "Message id (msg_...), the same on every retry.",
-              schema: { type: "string" },
-            },
-            {
-              name: "webhook-timestamp",
-              in: "header",
-              required: true,
-              description: "Unix seconds of this attempt; refuse values far from now.",
-              schema: { type: "string", pattern: "^[0-9]+$" },
-            },
-            {
-              name: "webhook-signature",
-              in: "header",
-              required: true,
-              description:
-                "Space-separated `v1,<base64 HMAC-SHA256>` entries over `${webhook-id}.${webhook-timestamp}.${body}` with the base64-decoded secret after `whsec_`. Two entries during a secret rotation: accept if any matches.",
-              schema: { type: "string" },
-            },
-          ],
+          parameters: postbackHeaders,
           requestBody: {
             required: true,
             content: json(ref("Postback"), {

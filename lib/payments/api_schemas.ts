@@ -19,7 +19,8 @@ const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
 
 export const PaymentStatusSchema = z.enum(PAYMENT_STATUSES).describe(
   "pending: waiting for the buyer; succeeded, failed: settled; expired, cancelled: we stopped waiting, but money " +
-    "the provider confirms later still makes them succeeded (with late: true).",
+    "the provider confirms later still makes them succeeded (with late: true); partially_refunded, refunded: " +
+    "some or all of a succeeded payment was given back (see refundedAmount).",
 );
 
 export const InitPaymentResponse = z.object({
@@ -44,6 +45,7 @@ export const PaymentView = z.object({
   createdAt: isoTime,
   updatedAt: isoTime,
   finalizedAt: isoTime.nullable().describe("When the payment settled; null while it is open."),
+  refundedAmount: z.int().nonnegative().describe("The sum of its succeeded refunds, in minor units (0 if none)."),
   expiresAt: isoTime.nullable().describe(
     "When a pending payment expires (init-payment's expiresIn); null for payments made before expiry existed.",
   ),
@@ -64,6 +66,7 @@ export const API_ERRORS = [
   { code: "shop_disabled", status: 403, when: "The shop is disabled." },
   { code: "not_found", status: 404, when: "Unknown payment (or another shop's) or unknown endpoint." },
   { code: "body_unreadable", status: 400, when: "The connection broke while the body was being sent." },
+  { code: "method_not_allowed", status: 405, when: "A method no route serves (TRACE, TRACK, ...)." },
   { code: "request_timeout", status: 408, when: "The body did not arrive within 10 seconds." },
   { code: "body_too_large", status: 413, when: "Body over 16 KiB (64 KiB for provider webhooks)." },
   { code: "unsupported_media_type", status: 415, when: "Body not `application/json`." },
@@ -72,7 +75,17 @@ export const API_ERRORS = [
     status: 409,
     when: "Cancel: the payment is not pending (it succeeded, failed, expired or was cancelled already).",
   },
+  {
+    code: "payment_not_refundable",
+    status: 409,
+    when: "Refund: the payment is not succeeded or partially_refunded (still pending, failed, or refunded in full).",
+  },
   { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },
+  {
+    code: "refund_exceeds_payment",
+    status: 422,
+    when: "Refund: more than is left of the payment (pending refunds count as spent).",
+  },
   { code: "rate_limited", status: 429, when: "Too many requests; see `Retry-After`." },
   { code: "internal_error", status: 500, when: "Our fault; logged with the `requestId` in the answer." },
   { code: "provider_error", status: 502, when: "The provider failed." },
@@ -82,7 +95,7 @@ export const API_ERRORS = [
   {
     code: "conflict",
     status: 409,
-    when: "Provider webhook: the payment is being created or busy; the provider retries.",
+    when: "The payment is busy (refunds: with other refunds; provider webhook: being created); retry.",
   },
   {
     code: "status_not_confirmed",

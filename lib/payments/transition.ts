@@ -21,6 +21,12 @@ export interface MoveRequest {
   audit?: { actor: string; action: string };
   /** Fields the move sets besides its status (a refunded amount, a late success). */
   patch?: (p: Payment) => Partial<Payment>;
+  /**
+   * More writes for the same atomic operation (a refund's own new state), given
+   * the payment's next version; called again on every retry. Throwing stops
+   * the move and reaches the caller.
+   */
+  extraOps?: (op: Deno.AtomicOperation, next: Payment) => void;
 }
 
 export type MoveResult =
@@ -72,6 +78,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
         after: { status: req.to },
       },
       jobs: { queue: ctx.config.jobsQueue, now },
+      extraOps: req.extraOps && ((op) => req.extraOps!(op, next)),
     });
     if (saved) {
       log.info("payment status changed", { paymentId: p.id, from: p.status, to: req.to });

@@ -37,6 +37,8 @@ export interface Payment {
   checkAt?: number | null;
   /** Succeeded after we had expired or cancelled it: the shop may have to refund it. */
   late?: boolean;
+  /** The sum of its succeeded refunds in minor units (absent until the first one). */
+  refundedAmount?: number;
 }
 
 export interface PaymentEvent {
@@ -48,7 +50,10 @@ export interface PaymentEvent {
     | "postback_resent"
     | "buyer_redirected"
     | "cancel_requested"
-    | "expiry_reached";
+    | "expiry_reached"
+    | "refund_requested"
+    | "refund_succeeded"
+    | "refund_failed";
   at: number;
   data: Record<string, string | number | boolean | null>;
 }

@@ -22,6 +22,7 @@ export function paymentView(p: Payment, publicBaseUrl: string) {
     finalizedAt: iso(p.finalizedAt),
     expiresAt: iso(p.expiresAt ?? null),
     late: p.late === true,
+    refundedAmount: p.refundedAmount ?? 0,
   };
 }
 

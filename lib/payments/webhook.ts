@@ -1,6 +1,12 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
-import { addPaymentEvent, getPayment, isWebhookEventSeen, markWebhookEventSeen } from "../db/payments.ts";
+import {
+  addPaymentEvent,
+  getPayment,
+  isWebhookEventSeen,
+  markWebhookEventSeen,
+  recordUnconfirmedWebhook,
+} from "../db/payments.ts";
 import { writeAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
 import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
@@ -8,6 +14,7 @@ import { canTransition } from "./status.ts";
 import { movePayment } from "./transition.ts";
 import type { PaymentEvent } from "./types.ts";
 import { findPayment } from "./query.ts";
+import { handleRefundWebhook } from "../refunds/settle.ts";
 
 export type WebhookOutcome = "applied" | "duplicate" | "unchanged";
 
@@ -34,6 +41,8 @@ export async function handleProviderWebhook(
     }
     throw err;
   }
+  // Refund news settles a refund (which moves its payment); refunds keep no webhook ids, their status is the guard.
+  if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice);
   const provider = ctx.provider.name;
   if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
 
@@ -65,7 +74,8 @@ export async function handleProviderWebhook(
   if (canTransition(p.status, notice.claimedStatus)) {
     // The webhook brings news the provider's status API does not show yet. Marking it seen would
     // drop the provider's retry as a duplicate, so refuse it for now: the retry will find it confirmed.
-    await addPaymentEvent(ctx.kv, p, because);
+    // The timeline records the claim once, however often the provider (or a replay) sends it again.
+    await recordUnconfirmedWebhook(ctx.kv, provider, notice.eventId, p, because);
     throw new AppError(
       409,
       "status_not_confirmed",

@@ -1,21 +1,26 @@
 import { UpstreamError } from "../errors.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
 import {
+  banskyRefundStatusToOurs,
   banskyStatusToOurs,
   CancelResponse,
   checkBanskySignature,
   InitResponse,
+  RefundResponse,
+  RefundWebhookBody,
   SIGNATURE_HEADER,
   StatusResponse,
   WebhookBody,
 } from "./bansky_wire.ts";
 import type { z } from "zod";
+import type { RefundStatus } from "../refunds/status.ts";
 import {
   type CancelResult,
   type InitiateRequest,
   type InitiateResult,
   type PaymentProvider,
   type ProviderStatus,
+  type RefundResult,
   type WebhookNotice,
   WebhookRejectedError,
 } from "./types.ts";
@@ -66,6 +71,19 @@ export class BanskyProvider implements PaymentProvider {
       : { cancelled: false, status: banskyStatusToOurs[res.status] };
   }
 
+  async refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
+    const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/refunds`, RefundResponse, {
+      id: refundId,
+      amount,
+    });
+    return { ref: res.id, status: banskyRefundStatusToOurs[res.status] };
+  }
+
+  async getRefundStatus(refundRef: string): Promise<RefundStatus> {
+    const res = await this.call("GET", `/refunds/${encodeURIComponent(refundRef)}`, RefundResponse);
+    return banskyRefundStatusToOurs[res.status];
+  }
+
   verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice {
     const problem = checkBanskySignature(
       this.opts.webhookSecret,
@@ -76,11 +94,24 @@ export class BanskyProvider implements PaymentProvider {
     if (problem) throw new WebhookRejectedError(problem);
     let parsed;
     try {
-      parsed = WebhookBody.parse(JSON.parse(rawBody));
+      const json = JSON.parse(rawBody);
+      // Refund news carries `type: "refund"`; payment news has no type (its original shape).
+      if (json?.type === "refund") {
+        const r = RefundWebhookBody.parse(json);
+        return {
+          kind: "refund",
+          eventId: r.eventId,
+          refundId: r.id,
+          ref: r.ref,
+          claimedStatus: banskyRefundStatusToOurs[r.status],
+        };
+      }
+      parsed = WebhookBody.parse(json);
     } catch {
       throw new WebhookRejectedError("malformed body");
     }
     return {
+      kind: "payment",
       eventId: parsed.eventId,
       paymentId: parsed.id,
       ref: parsed.ref,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ProviderStatus } from "./types.ts";
+import type { RefundStatus } from "../refunds/status.ts";
 import { constantTimeEqual, hmacSha256Hex } from "../crypto.ts";
 
 /**
@@ -32,6 +33,34 @@ export const WebhookBody = z.object({
   status: z.enum(BANSKY_STATUSES),
 });
 export type WebhookBody = z.infer<typeof WebhookBody>;
+
+/**
+ * Refunds: `POST /payments/{ref}/refunds` with `{id, amount}` (our refund id,
+ * Bansky idempotent on it) answers the refund; `GET /refunds/{ref}` reads it;
+ * a refund that settles later is announced by a webhook with `type: "refund"`.
+ * This follows the sandbox until Bansky's refund API is confirmed.
+ */
+export const BANSKY_REFUND_STATUSES = ["pending", "refunded", "failed"] as const;
+export type BanskyRefundStatus = typeof BANSKY_REFUND_STATUSES[number];
+
+export const banskyRefundStatusToOurs = {
+  pending: "pending",
+  refunded: "succeeded",
+  failed: "failed",
+} as const satisfies Record<BanskyRefundStatus, RefundStatus>;
+
+export const RefundRequest = z.object({ id: z.string().min(1).max(200), amount: z.int().positive() });
+export const RefundResponse = z.object({ id: z.string().min(1).max(200), status: z.enum(BANSKY_REFUND_STATUSES) });
+export const RefundWebhookBody = z.object({
+  type: z.literal("refund"),
+  eventId: z.string().min(1).max(200),
+  /** Our refund id. */
+  id: z.string().min(1).max(200),
+  /** Bansky's refund reference. */
+  ref: z.string().min(1).max(200),
+  status: z.enum(BANSKY_REFUND_STATUSES),
+});
+export type RefundWebhookBody = z.infer<typeof RefundWebhookBody>;
 
 export const SIGNATURE_HEADER = "bansky-signature";
 export const WEBHOOK_TOLERANCE_SECONDS = 300;

@@ -1,5 +1,6 @@
 import type { PaymentStatus } from "../payments/status.ts";
 import type { PaymentType } from "../payments/types.ts";
+import type { RefundStatus } from "../refunds/status.ts";
 
 /** The statuses a provider can report: ours exactly, so none is lost in translation. */
 export type ProviderStatus = PaymentStatus;
@@ -22,12 +23,32 @@ export interface InitiateResult {
   url: string;
 }
 
-/** A verified webhook: authentic, but only a hint about the status until confirmed with getStatus. */
-export interface WebhookNotice {
+/** A verified webhook: authentic, but only a hint about the status until confirmed with getStatus or getRefundStatus. */
+export type WebhookNotice = PaymentNotice | RefundNotice;
+
+export interface PaymentNotice {
+  kind: "payment";
   eventId: string;
   paymentId: string;
   ref: string;
   claimedStatus: ProviderStatus;
+}
+
+/** A provider's news about a refund. */
+export interface RefundNotice {
+  kind: "refund";
+  eventId: string;
+  /** Our refund id (re_...), which the provider keeps as the merchant's reference. */
+  refundId: string;
+  /** The provider's reference of the refund. */
+  ref: string;
+  claimedStatus: RefundStatus;
+}
+
+/** What the provider said to a refund request: its reference and the refund's status now. */
+export interface RefundResult {
+  ref: string;
+  status: RefundStatus;
 }
 
 /** The fixed verbs every upstream implements. Domain code never sees provider JSON. */
@@ -37,6 +58,14 @@ export interface PaymentProvider {
   getStatus(ref: string): Promise<ProviderStatus>;
   /** Throws WebhookRejectedError when the signature, timestamp or body is wrong (an adapter may verify synchronously). */
   verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice | Promise<WebhookNotice>;
+  /**
+   * Refunds `amount` minor units of the payment `ref`. Idempotent on our
+   * `refundId`: asking again answers the same refund with its status now.
+   * The provider may settle it at once or later (then with a webhook).
+   */
+  refund(ref: string, amount: number, refundId: string): Promise<RefundResult>;
+  /** The status of a refund now, by the provider's reference. */
+  getRefundStatus(refundRef: string): Promise<RefundStatus>;
   /** Asks the provider to stop taking money for a payment (expiry, the shop's cancel). */
   cancel(ref: string): Promise<CancelResult>;
 }

@@ -6,6 +6,9 @@ import { AppError, ValidationError } from "../../lib/errors.ts";
 import { parseStrictJson } from "../../lib/json_body.ts";
 import { initPayment } from "../../lib/payments/init.ts";
 import { cancelPayment } from "../../lib/payments/cancel.ts";
+import { createShopRefund } from "../../lib/refunds/create.ts";
+import { listShopRefunds } from "../../lib/refunds/query.ts";
+import { refundView } from "../../lib/refunds/view.ts";
 import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.ts";
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
 import type { Shop } from "../../lib/db/shops.ts";
@@ -47,6 +50,19 @@ export function apiV1Routes(ctx: AppContext) {
   app.post("/payments/:id/cancel", async (c) => {
     const p = await cancelPayment(ctx, c.var.shop, c.req.param("id"));
     return c.json({ status: "success", payment: paymentView(p, ctx.config.publicBaseUrl) });
+  });
+
+  app.post("/payments/:id/refunds", async (c) => {
+    const body = await readJson(c.req.raw);
+    const { refund, replay } = await createShopRefund(ctx, c.var.shop, c.req.param("id"), body, {
+      idempotencyKey: c.req.header("idempotency-key"),
+    });
+    return c.json({ status: "success", refund: refundView(refund) }, replay ? 200 : 201);
+  });
+
+  app.get("/payments/:id/refunds", async (c) => {
+    const refunds = await listShopRefunds(ctx, c.var.shop, c.req.param("id"));
+    return c.json({ status: "success", refunds: refunds.map(refundView) });
   });
 
   app.get("/payments", async (c) => {

@@ -1,0 +1,141 @@
+import type { Payment, PaymentEvent } from "../payments/types.ts";
+import type { Refund } from "../refunds/types.ts";
+import type { Delivery } from "../relay/types.ts";
+import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addDeliveryOps } from "./deliveries.ts";
+import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { collectValues } from "./kv.ts";
+import { addPaymentEventOps } from "./payments.ts";
+import { addStatsOps, type StatEvent } from "./stats.ts";
+
+const refundKey = (id: string) => ["refunds", id] as const;
+const byPaymentKey = (paymentId: string, seq: string) => ["refunds_by_payment", paymentId, seq] as const;
+/**
+ * What is spent of a payment: the sum of its pending and succeeded refunds, in
+ * minor units. Its own key, so reserving an amount never contends with the
+ * payment record's other writers, and every reservation is checked against the
+ * version read: concurrent refunds can never spend more than the payment.
+ */
+const reservedKey = (paymentId: string) => ["refund_reserved", paymentId] as const;
+
+const job = (id: string) => ({ kind: "refund" as const, id });
+
+export async function getRefund(kv: Deno.Kv, id: string): Promise<Refund | null> {
+  return (await kv.get<Refund>(refundKey(id))).value;
+}
+
+export function getRefundEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Refund>> {
+  return kv.get<Refund>(refundKey(id));
+}
+
+/** A payment's refunds, oldest first. */
+export async function listRefundsByPayment(kv: Deno.Kv, paymentId: string): Promise<Refund[]> {
+  const ids = await collectValues(kv.list<string>({ prefix: ["refunds_by_payment", paymentId] }));
+  const out: Refund[] = [];
+  for (let i = 0; i < ids.length; i += 10) {
+    const entries = await kv.getMany<Refund[]>(ids.slice(i, i + 10).map(refundKey));
+    for (const e of entries) if (e.value) out.push(e.value);
+  }
+  return out;
+}
+
+/** The amount of a payment held by its pending and succeeded refunds (0 when none), with its version. */
+export function getRefundReservation(kv: Deno.Kv, paymentId: string): Promise<Deno.KvEntryMaybe<number>> {
+  return kv.get<number>(reservedKey(paymentId));
+}
+
+export interface NewRefund {
+  refund: Refund;
+  /** The reservation as read; the write fails if another refund reserved meanwhile. */
+  reservation: Deno.KvEntryMaybe<number>;
+  /** The payment's timeline entry for the request. */
+  event: PaymentEvent;
+  audit?: Omit<AuditEntry, "id">;
+  jobs: ScheduleOptions;
+}
+
+/**
+ * Stores a new pending refund, reserves its amount, schedules its job (the
+ * durable backup of the provider call made right after) and writes the
+ * payment's timeline entry, in one atomic operation. False when the
+ * reservation changed since it was read or a refund with this id exists: the
+ * caller reads again and decides again.
+ */
+export async function insertRefund(kv: Deno.Kv, n: NewRefund): Promise<boolean> {
+  const r = n.refund;
+  const op = kv.atomic()
+    .check({ key: refundKey(r.id), versionstamp: null })
+    .check({ key: reservedKey(r.paymentId), versionstamp: n.reservation.versionstamp })
+    .set(reservedKey(r.paymentId), (n.reservation.value ?? 0) + r.amount)
+    .set(refundKey(r.id), r)
+    .set(byPaymentKey(r.paymentId, r.seq), r.id);
+  scheduleJob(op, job(r.id), r.nextCheckAt, n.jobs);
+  addPaymentEventOps(op, r.paymentId, r.shopId, n.event);
+  if (n.audit) addAuditOps(op, n.audit);
+  return (await op.commit()).ok;
+}
+
+/** Adds a new version of a refund read as `entry` to an atomic operation, moving its job's due time with it. */
+export function addRefundUpdateOps(
+  op: Deno.AtomicOperation,
+  entry: Deno.KvEntry<Refund>,
+  next: Refund,
+  jobs: ScheduleOptions,
+) {
+  op.check(entry).set(refundKey(next.id), next);
+  if (entry.value.status === "pending") unscheduleJob(op, job(next.id), entry.value.nextCheckAt);
+  if (next.status === "pending") scheduleJob(op, job(next.id), next.nextCheckAt, jobs);
+}
+
+/** Writes a new version of a refund that stays pending (its provider reference, its next check). */
+export async function commitRefundUpdate(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Refund>,
+  next: Refund,
+  jobs: ScheduleOptions,
+): Promise<boolean> {
+  const op = kv.atomic();
+  addRefundUpdateOps(op, entry, next, jobs);
+  return (await op.commit()).ok;
+}
+
+export interface RefundFailure {
+  /** The payment as read: the postback describes it, so it must not change under us. */
+  payment: Deno.KvEntry<Payment>;
+  event: PaymentEvent;
+  delivery?: Delivery;
+  jobs: ScheduleOptions;
+}
+
+/**
+ * Records a failed refund and gives its amount back to the payment (a
+ * checked read-modify-write of the reservation), with the payment's timeline
+ * entry and the shop's postback, in one atomic operation. False when anything
+ * read changed meanwhile.
+ */
+export async function commitRefundFailure(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Refund>,
+  next: Refund,
+  f: RefundFailure,
+): Promise<boolean> {
+  const reservation = await getRefundReservation(kv, next.paymentId);
+  const op = kv.atomic().check(f.payment).check(reservation)
+    .set(reservedKey(next.paymentId), Math.max(0, (reservation.value ?? 0) - next.amount));
+  addRefundUpdateOps(op, entry, next, f.jobs);
+  addPaymentEventOps(op, next.paymentId, next.shopId, f.event);
+  if (f.delivery) addDeliveryOps(op, f.delivery, f.jobs);
+  return (await op.commit()).ok;
+}
+
+/** Ops a refund's success adds to its payment's move: the refund's new state, its counters and its postback. */
+export function addRefundSuccessOps(
+  op: Deno.AtomicOperation,
+  entry: Deno.KvEntry<Refund>,
+  next: Refund,
+  more: { stats: StatEvent; delivery?: Delivery; jobs: ScheduleOptions },
+) {
+  addRefundUpdateOps(op, entry, next, more.jobs);
+  addStatsOps(op, more.stats);
+  if (more.delivery) addDeliveryOps(op, more.delivery, more.jobs);
+}

@@ -1,0 +1,235 @@
+import type { AppContext } from "../context.ts";
+import { AppError, ConflictError, NotFoundError, UpstreamError } from "../errors.ts";
+import { getPayment, getPaymentEntry } from "../db/payments.ts";
+import {
+  addRefundSuccessOps,
+  commitRefundFailure,
+  commitRefundUpdate,
+  getRefund,
+  getRefundEntry,
+} from "../db/refunds.ts";
+import { hasIdShape } from "../ids.ts";
+import { describeError, log } from "../log.ts";
+import { movePayment } from "../payments/transition.ts";
+import type { Payment } from "../payments/types.ts";
+import type { RefundNotice, RefundResult } from "../providers/types.ts";
+import { newDelivery } from "../relay/delivery.ts";
+import type { Delivery } from "../relay/types.ts";
+import { canMoveRefund, refundPostbackType } from "./status.ts";
+import type { Refund } from "./types.ts";
+import { refundPostbackBody } from "./view.ts";
+
+/**
+ * When a pending refund is asked about again, by the number of provider calls
+ * made so far: soon at first (the provider's webhook usually comes first), then
+ * further apart, then every 6 hours for as long as it stays pending. We never
+ * call a refund failed unless the provider says so: money may be on its way.
+ */
+const CHECK_BACKOFF_MS = [10_000, 30_000, 120_000, 600_000, 3_600_000, 21_600_000];
+/** A job run holds the refund this long, so a sweep does not ask the provider twice at once. */
+const JOB_LEASE_MS = 60_000;
+const MAX_CONFLICT_RETRIES = 10;
+
+/** The first provider call for a new refund, made in the request; a provider failure leaves it to the job. */
+export async function submitRefund(ctx: AppContext, refund: Refund): Promise<Refund> {
+  const payment = await getPayment(ctx.kv, refund.paymentId);
+  if (!payment?.providerRef) throw new NotFoundError("Unknown payment.");
+  return applyRefundResult(ctx, refund.id, await askProvider(ctx, refund, payment.providerRef));
+}
+
+/**
+ * The `refund` job: asks the provider about a pending refund that is due (the
+ * refund request itself if the provider never answered it, its status
+ * otherwise) and applies the answer. Safe to run any number of times.
+ */
+export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
+  const entry = await getRefundEntry(ctx.kv, id);
+  const r = entry.value;
+  const now = ctx.now();
+  if (!r || r.status !== "pending" || r.nextCheckAt > now) return;
+  const claimed: Refund = { ...r, nextCheckAt: now + JOB_LEASE_MS };
+  if (!(await commitRefundUpdate(ctx.kv, entry as Deno.KvEntry<Refund>, claimed, jobs(ctx, now)))) return;
+  const payment = await getPayment(ctx.kv, r.paymentId);
+  if (!payment?.providerRef) return;
+  await applyRefundResult(ctx, id, await askProvider(ctx, r, payment.providerRef));
+}
+
+/** The provider's answer about a refund, or null when it failed to give one (retried later). */
+async function askProvider(ctx: AppContext, r: Refund, paymentRef: string): Promise<RefundResult | null> {
+  try {
+    // The provider is idempotent on our refund id, so asking again never refunds twice.
+    return r.providerRef
+      ? { ref: r.providerRef, status: await ctx.provider.getRefundStatus(r.providerRef) }
+      : await ctx.provider.refund(paymentRef, r.amount, r.id);
+  } catch (err) {
+    if (!(err instanceof UpstreamError)) throw err;
+    log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
+    return null;
+  }
+}
+
+/** Thrown inside a payment move when the target status read before no longer fits: read again. */
+class StaleTarget extends Error {}
+
+/**
+ * Applies what the provider said about a refund (null: it said nothing). A
+ * success moves the payment (partially_refunded or refunded) with the refund,
+ * its counters and the shop's postback in one atomic operation; a failure
+ * gives the amount back; pending schedules the next check. A refund that
+ * settled already is left as it is.
+ */
+export async function applyRefundResult(ctx: AppContext, id: string, result: RefundResult | null): Promise<Refund> {
+  for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
+    const entry = await getRefundEntry(ctx.kv, id);
+    if (!entry.value) throw new NotFoundError("Unknown refund.");
+    const r = entry.value;
+    const status = result?.status ?? "pending";
+    if (r.status !== "pending" || (status !== "pending" && !canMoveRefund(r.status, status))) return r;
+    const now = ctx.now();
+    const base: Refund = {
+      ...r,
+      providerRef: r.providerRef ?? result?.ref ?? null,
+      checks: r.checks + 1,
+      updatedAt: now,
+    };
+    const done = await (async () => {
+      switch (status) {
+        case "pending":
+          return await stillPending(ctx, entry as Deno.KvEntry<Refund>, base, now);
+        case "succeeded":
+          return await succeed(ctx, entry as Deno.KvEntry<Refund>, base, now);
+        case "failed":
+          return await fail(ctx, entry as Deno.KvEntry<Refund>, base, now);
+      }
+    })();
+    if (done) return done;
+  }
+  throw new ConflictError("The refund is busy; retry.");
+}
+
+async function stillPending(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number) {
+  const delay = CHECK_BACKOFF_MS[Math.min(base.checks - 1, CHECK_BACKOFF_MS.length - 1)];
+  const next: Refund = { ...base, nextCheckAt: now + delay };
+  if (!(await commitRefundUpdate(ctx.kv, entry, next, jobs(ctx, now)))) return null;
+  if (!ctx.config.jobsQueue) ctx.kick({ kind: "refund", id: next.id }, delay);
+  return next;
+}
+
+async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number) {
+  const settled: Refund = { ...base, status: "succeeded", settledAt: now };
+  const payment = await getPayment(ctx.kv, settled.paymentId);
+  if (!payment) throw new NotFoundError("Unknown payment.");
+  const target = (
+    p: Payment,
+  ) => ((p.refundedAmount ?? 0) + settled.amount >= p.amount ? "refunded" : "partially_refunded");
+  let delivery: Delivery | null = null;
+  try {
+    const moved = await movePayment(ctx, {
+      paymentId: settled.paymentId,
+      to: target(payment),
+      because: { type: "refund_succeeded", at: now, data: { refundId: settled.id, amount: settled.amount } },
+      patch: (p) => ({ refundedAmount: (p.refundedAmount ?? 0) + settled.amount }),
+      extraOps: (op, next) => {
+        // Another refund of this payment succeeded since we read it: the target may differ now.
+        if (target({ ...next, refundedAmount: (next.refundedAmount ?? 0) - settled.amount }) !== next.status) {
+          throw new StaleTarget();
+        }
+        delivery = postbackFor(settled, next, now);
+        addRefundSuccessOps(op, entry, settled, {
+          stats: {
+            at: now,
+            shopId: settled.shopId,
+            currency: settled.currency,
+            status: "refund",
+            amount: settled.amount,
+          },
+          delivery: delivery ?? undefined,
+          jobs: jobs(ctx, now),
+        });
+      },
+    });
+    if (moved.outcome === "refused") {
+      throw new Error(`payment ${settled.paymentId} refused a refund move from ${moved.payment.status}`);
+    }
+  } catch (err) {
+    // The refund changed under us (the webhook and the job at once) or the target did: read again.
+    if (err instanceof StaleTarget || err instanceof ConflictError) return null;
+    throw err;
+  }
+  log.info("refund succeeded", { refundId: settled.id, paymentId: settled.paymentId, amount: settled.amount });
+  const sent = delivery as Delivery | null;
+  if (sent) ctx.kick({ kind: "postback", id: sent.id });
+  return settled;
+}
+
+async function fail(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number) {
+  const failed: Refund = {
+    ...base,
+    status: "failed",
+    settledAt: now,
+    failureReason: "The provider declined the refund.",
+  };
+  const payment = await getPaymentEntry(ctx.kv, failed.paymentId);
+  if (!payment.value) throw new NotFoundError("Unknown payment.");
+  const delivery = postbackFor(failed, payment.value, now);
+  const ok = await commitRefundFailure(ctx.kv, entry, failed, {
+    payment: payment as Deno.KvEntry<Payment>,
+    event: { type: "refund_failed", at: now, data: { refundId: failed.id, amount: failed.amount } },
+    delivery: delivery ?? undefined,
+    jobs: jobs(ctx, now),
+  });
+  if (!ok) return null;
+  log.info("refund failed", { refundId: failed.id, paymentId: failed.paymentId, amount: failed.amount });
+  if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
+  return failed;
+}
+
+/** The shop's postback for a settled refund, when the shop asked for postbacks for its payment. */
+function postbackFor(r: Refund, p: Payment, now: number): Delivery | null {
+  const type = refundPostbackType(r.status);
+  if (!type || !p.shopTxId || !p.postbackUrl) return null;
+  return newDelivery({
+    paymentId: p.id,
+    shopId: p.shopId,
+    url: p.postbackUrl,
+    eventType: type,
+    body: refundPostbackBody(r, p, type, now),
+    now,
+  });
+}
+
+const jobs = (ctx: AppContext, now: number) => ({ queue: ctx.config.jobsQueue, now });
+
+/**
+ * A provider webhook about a refund: the refund must be ours and match the
+ * provider's reference; its status is confirmed with the provider (the
+ * webhook is only a hint) before it is applied. A claim the provider does not
+ * confirm yet is refused (409) so the provider's retry applies it.
+ */
+export async function handleRefundWebhook(
+  ctx: AppContext,
+  notice: RefundNotice,
+): Promise<"applied" | "duplicate" | "unchanged"> {
+  const r = hasIdShape("refund", notice.refundId) ? await getRefund(ctx.kv, notice.refundId) : null;
+  if (!r) throw new NotFoundError("Unknown refund.");
+  if (r.providerRef && r.providerRef !== notice.ref) {
+    throw new AppError(400, "invalid_webhook", "Webhook reference does not match the refund.");
+  }
+  if (r.status !== "pending") return "duplicate";
+  const confirmed = await ctx.provider.getRefundStatus(notice.ref);
+  if (confirmed === "pending") {
+    if (notice.claimedStatus === "pending") return "unchanged";
+    throw new AppError(
+      409,
+      "status_not_confirmed",
+      "The provider does not confirm this status yet; send the webhook again later.",
+      undefined,
+      { "retry-after": "30" },
+    );
+  }
+  const after = await applyRefundResult(ctx, r.id, { ref: notice.ref, status: confirmed }).catch((err) => {
+    log.warn("refund webhook not applied", { refundId: r.id, error: describeError(err) });
+    throw err;
+  });
+  return after.status === confirmed ? "applied" : "unchanged";
+}

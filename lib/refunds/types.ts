@@ -1,0 +1,33 @@
+import type { RefundStatus } from "./status.ts";
+
+/** A refund as we store it. `amount` is integer minor units of the payment's currency. */
+export interface Refund {
+  /** Our public id (re_...): random, or derived from the shop's refund id or Idempotency-Key. */
+  id: string;
+  /** ULID, orders a payment's refunds by creation time. */
+  seq: string;
+  paymentId: string;
+  shopId: string;
+  /** The shop's own refund reference (`id` in the request), if it gave one. */
+  shopRefundId: string | null;
+  idempotencyKey: string | null;
+  /** SHA-256 of the normalized request, to tell a retry from a reused id. */
+  requestHash: string;
+  amount: number;
+  currency: string;
+  reason: string | null;
+  status: RefundStatus;
+  /** The provider's reference, once it answered. */
+  providerRef: string | null;
+  /** Why it failed, in words for the shop and operators (never provider internals). */
+  failureReason: string | null;
+  /** "api" for the shop's key, or the operator's email. */
+  requestedBy: string;
+  /** Provider calls made for it (the first one and every re-check). */
+  checks: number;
+  /** While pending: when the background job asks the provider again. */
+  nextCheckAt: number;
+  createdAt: number;
+  updatedAt: number;
+  settledAt: number | null;
+}

@@ -1,0 +1,337 @@
+/**
+ * Refunds over real HTTP with the Bansky sandbox: amounts reserved atomically
+ * (concurrent over-refunds), sync and async provider answers, failures that
+ * give the amount back, signed refund postbacks, idempotency and errors.
+ */
+import assert from "node:assert/strict";
+import { Webhook } from "standardwebhooks";
+import { getRefundEntry } from "../lib/db/refunds.ts";
+import { countScheduledJobs } from "../lib/db/jobs.ts";
+import { RefundListResponse, RefundPostbackBody, RefundResponse, RefundView } from "../lib/refunds/api_schemas.ts";
+import { PaymentResponse } from "../lib/payments/api_schemas.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  type ReceivedPostback,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  type TestAppOptions,
+  waitFor,
+} from "../fixtures/app.ts";
+
+async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
+  const app = await startTestApp(opts);
+  try {
+    await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+/** A payment with the shop's id and postback URL, paid by the buyer and settled here. */
+async function paidPayment(app: TestApp, postbackUrl: string, amount = 1000): Promise<string> {
+  const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl, amount }));
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  await buyerSettles(init.body.url, "paid");
+  await waitFor(
+    "payment succeeded",
+    async () => ((await getPayment(app, init.body.id)).status === "succeeded" || undefined),
+  );
+  return init.body.id;
+}
+
+async function api(
+  app: TestApp,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { headers?: Record<string, string>; key?: string } = {},
+) {
+  const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${opts.key ?? app.shop.apiKey}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...opts.headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+const refund = (app: TestApp, paymentId: string, body: unknown, headers?: Record<string, string>) =>
+  api(app, "POST", `/payments/${paymentId}/refunds`, body, { headers });
+
+async function getPayment(app: TestApp, id: string) {
+  const res = await api(app, "GET", `/payments/${id}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  PaymentResponse.parse(res.body);
+  return res.body.payment;
+}
+
+/** The postbacks of one type received so far, verified with the standardwebhooks library. */
+function verified(app: TestApp, received: ReceivedPostback[], type: string) {
+  const wh = new Webhook(app.shop.webhookSecret);
+  return received
+    .map((r) => wh.verify(r.body, Object.fromEntries(r.headers)) as { type: string; data: Record<string, unknown> })
+    .filter((b) => b.type === type);
+}
+
+Deno.test("[refunds] a partial refund then the rest: the payment becomes partially_refunded then refunded, with signed refund.succeeded postbacks", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    const first = await refund(app, id, { amount: 300, reason: "one item returned" });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    assert.equal(first.body.status, "success");
+    assert.match(first.body.refund.id, /^re_[A-Za-z0-9_-]{22}$/);
+    RefundResponse.strict().parse(first.body);
+    assert.deepEqual(
+      Object.keys(first.body.refund).sort(),
+      Object.keys(RefundView.shape).sort(),
+      "no field undocumented",
+    );
+    assert.deepEqual(
+      { ...first.body.refund, id: undefined, createdAt: undefined, settledAt: undefined },
+      {
+        id: undefined,
+        paymentId: id,
+        shopRefundId: null,
+        amount: 300,
+        currency: "EUR",
+        status: "succeeded",
+        reason: "one item returned",
+        failureReason: null,
+        createdAt: undefined,
+        settledAt: undefined,
+      },
+    );
+    let p = await getPayment(app, id);
+    assert.equal(p.status, "partially_refunded");
+    assert.equal(p.refundedAmount, 300);
+
+    // No amount: all that is left.
+    const rest = await refund(app, id, {});
+    assert.equal(rest.status, 201, JSON.stringify(rest.body));
+    assert.equal(rest.body.refund.amount, 700);
+    assert.equal(rest.body.refund.status, "succeeded");
+    p = await getPayment(app, id);
+    assert.equal(p.status, "refunded");
+    assert.equal(p.refundedAmount, 1000);
+
+    const list = await api(app, "GET", `/payments/${id}/refunds`);
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.body.refunds.map((r: { amount: number }) => r.amount), [300, 700]);
+    RefundListResponse.strict().parse(list.body);
+
+    const postbacks = await waitFor("two refund postbacks", () => {
+      const got = verified(app, shop.received, "refund.succeeded");
+      return got.length === 2 ? got : undefined;
+    });
+    for (const b of postbacks) RefundPostbackBody.strict().parse(b);
+    const last = postbacks.find((b) => b.data.amount === 700)!;
+    assert.equal(last.data.id, rest.body.refund.id);
+    assert.deepEqual(last.data.payment, {
+      id,
+      shopTxId: p.shopTxId,
+      status: "refunded",
+      amount: 1000,
+      refundedAmount: 1000,
+    });
+    const firstPostback = postbacks.find((b) => b.data.amount === 300)!;
+    assert.deepEqual(firstPostback.data.payment, {
+      id,
+      shopTxId: p.shopTxId,
+      status: "partially_refunded",
+      amount: 1000,
+      refundedAmount: 300,
+    });
+    // Refunded in full: nothing is left.
+    const more = await refund(app, id, { amount: 1 });
+    assert.equal(more.status, 409);
+    assert.equal(more.body.error.code, "payment_not_refundable");
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] twenty concurrent partial refunds never accept more than the payment, pending ones counting as spent", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, knobs: { asyncRefunds: true, webhookDelayMs: 300 } }, async (app) => {
+    const id = await paidPayment(app, shop.url, 1000);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => refund(app, id, { amount: 150 })));
+    const accepted = answers.filter((a) => a.status === 201);
+    const refused = answers.filter((a) => a.status !== 201);
+    assert.equal(accepted.length, 6, JSON.stringify(answers.map((a) => a.status)));
+    assert.ok(accepted.every((a) => a.body.refund.status === "pending"), "the sandbox answers later");
+    assert.ok(refused.every((a) => a.status === 422 && a.body.error.code === "refund_exceeds_payment"));
+    // 100 is left while six are pending: more than that is refused, exactly that is accepted.
+    assert.equal((await refund(app, id, { amount: 101 })).status, 422);
+    const last = await refund(app, id, {});
+    assert.equal(last.status, 201);
+    assert.equal(last.body.refund.amount, 100);
+
+    const p = await waitFor("all refunds settled", async () => {
+      const p = await getPayment(app, id);
+      return p.refundedAmount === 1000 ? p : undefined;
+    });
+    assert.equal(p.status, "refunded");
+    const list = await api(app, "GET", `/payments/${id}/refunds`);
+    assert.equal(list.body.refunds.length, 7);
+    assert.ok(list.body.refunds.every((r: { status: string }) => r.status === "succeeded"));
+    assert.equal(app.sandbox.calls.refund, 7, "one provider call per accepted refund");
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] an async refund that fails gives its amount back and sends a signed refund.failed", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, knobs: { asyncRefunds: true, refundFailureRate: 1 } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    const r = await refund(app, id, { amount: 1000, id: "rf-1" });
+    assert.equal(r.status, 201);
+    assert.equal(r.body.refund.status, "pending");
+    assert.equal(r.body.refund.shopRefundId, "rf-1");
+    // While pending, nothing is left to refund.
+    assert.equal((await refund(app, id, { amount: 1 })).body.error.code, "refund_exceeds_payment");
+
+    const [failed] = await waitFor("refund.failed postback", () => {
+      const got = verified(app, shop.received, "refund.failed");
+      return got.length ? got : undefined;
+    });
+    assert.equal(failed.data.id, r.body.refund.id);
+    assert.equal(failed.data.status, "failed");
+    assert.equal(typeof failed.data.failureReason, "string");
+    assert.deepEqual(failed.data.payment, {
+      id,
+      shopTxId: failed.data.payment && (failed.data.payment as { shopTxId: string }).shopTxId,
+      status: "succeeded",
+      amount: 1000,
+      refundedAmount: 0,
+    });
+    const p = await getPayment(app, id);
+    assert.equal(p.status, "succeeded");
+    assert.equal(p.refundedAmount, 0);
+    const list = await api(app, "GET", `/payments/${id}/refunds`);
+    assert.equal(list.body.refunds[0].status, "failed");
+    assert.equal(await countScheduledJobs(app.kv, "refund"), 0, "a settled refund leaves no job behind");
+
+    // The amount is back: with refunds working again, all of it can be refunded.
+    app.sandbox.knobs.refundFailureRate = 0;
+    app.sandbox.knobs.asyncRefunds = false;
+    const again = await refund(app, id, {});
+    assert.equal(again.status, 201);
+    assert.equal(again.body.refund.amount, 1000);
+    assert.equal(again.body.refund.status, "succeeded");
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] a refund the provider declines at once answers 201 failed, and the amount stays refundable", async () => {
+  const shop = startShopReceiver();
+  await withApp({ knobs: { refundFailureRate: 1 } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    const r = await refund(app, id, { amount: 400 });
+    assert.equal(r.status, 201);
+    assert.equal(r.body.refund.status, "failed");
+    assert.equal((await getPayment(app, id)).status, "succeeded");
+    app.sandbox.knobs.refundFailureRate = 0;
+    assert.equal((await refund(app, id, { amount: 1000 })).body.refund.status, "succeeded");
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] the shop's refund id and Idempotency-Key answer the same refund for the same body, 422 for another", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await Promise.all([0, 1, 2].map(() => refund(app, id, { amount: 100, id: "rf-a" })));
+    const first = await refund(app, id, { amount: 100, id: "rf-a" });
+    assert.equal(first.status, 200, "a retry answers 200 with the first refund");
+    const list = await api(app, "GET", `/payments/${id}/refunds`);
+    assert.equal(list.body.refunds.length, 1, "concurrent copies made one refund");
+    assert.equal(first.body.refund.id, list.body.refunds[0].id);
+    assert.equal(app.sandbox.calls.refund, 1);
+
+    const other = await refund(app, id, { amount: 200, id: "rf-a" });
+    assert.equal(other.status, 422);
+    assert.equal(other.body.error.code, "idempotency_mismatch");
+
+    const k = { "idempotency-key": "k-1" };
+    const a = await refund(app, id, { amount: 50 }, k);
+    const b = await refund(app, id, { amount: 50 }, k);
+    assert.equal(a.status, 201);
+    assert.equal(b.status, 200);
+    assert.equal(a.body.refund.id, b.body.refund.id);
+    assert.equal((await refund(app, id, { amount: 51 }, k)).body.error.code, "idempotency_mismatch");
+    assert.equal((await getPayment(app, id)).refundedAmount, 150);
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] errors: unknown or another shop's payment 404, unpaid 409, too much 422, bad body 400", async () => {
+  await withApp({}, async (app) => {
+    const shop = startShopReceiver();
+    const id = await paidPayment(app, shop.url);
+    await shop.close();
+    assert.equal((await refund(app, id.slice(0, -1) + "x", {})).body.error.code, "not_found");
+    assert.equal((await api(app, "GET", `/payments/pay_nope/refunds`)).status, 404);
+
+    const { createShop } = await import("../lib/shops.ts");
+    const other = await createShop(app.kv, { name: "Other", allowedHosts: [] }, {
+      allowLocalUrls: true,
+      now: Date.now(),
+    });
+    const theirs = await api(app, "POST", `/payments/${id}/refunds`, {}, { key: other.apiKey });
+    assert.equal(theirs.status, 404);
+    assert.equal(theirs.body.error.code, "not_found");
+    assert.equal((await api(app, "GET", `/payments/${id}/refunds`, undefined, { key: other.apiKey })).status, 404);
+
+    const pending = await callInit(app, paymentBody());
+    const notPaid = await refund(app, pending.body.id, {});
+    assert.equal(notPaid.status, 409);
+    assert.equal(notPaid.body.error.code, "payment_not_refundable");
+
+    const tooMuch = await refund(app, id, { amount: 1001 });
+    assert.equal(tooMuch.status, 422);
+    assert.equal(tooMuch.body.error.code, "refund_exceeds_payment");
+
+    for (const body of [{ amount: 0 }, { amount: 1.5 }, { reason: "x".repeat(501) }, { id: "" }, { extra: 1 }]) {
+      const bad = await refund(app, id, body);
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.error.code, "invalid_request");
+    }
+    assert.equal((await getPayment(app, id)).refundedAmount, 0, "nothing was refunded by the refused requests");
+  });
+});
+
+Deno.test("[refunds] with the provider down the refund stays pending, and the job (sweep, JOBS_QUEUE=off) submits it later", async () => {
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const shop = startShopReceiver();
+    const id = await paidPayment(app, shop.url);
+    app.sandbox.knobs.failureRate = 1;
+    const r = await refund(app, id, { amount: 250 });
+    assert.equal(r.status, 201);
+    assert.equal(r.body.refund.status, "pending");
+    const stored = (await getRefundEntry(app.kv, r.body.refund.id)).value!;
+    assert.equal(stored.providerRef, null);
+    assert.equal(await countScheduledJobs(app.kv, "refund"), 1);
+
+    app.sandbox.knobs.failureRate = 0;
+    const ctx = app.server.ctx;
+    const realNow = ctx.now;
+    ctx.now = () => realNow() + 20 * 60_000;
+    try {
+      await app.server.runner.sweep();
+    } finally {
+      ctx.now = realNow;
+    }
+    const after = (await getRefundEntry(app.kv, r.body.refund.id)).value!;
+    assert.equal(after.status, "succeeded");
+    assert.ok(after.providerRef);
+    assert.equal((await getPayment(app, id)).refundedAmount, 250);
+    assert.equal(await countScheduledJobs(app.kv, "refund"), 0);
+    await shop.close();
+  });
+});
