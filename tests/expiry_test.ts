@@ -263,6 +263,17 @@ Deno.test("[expiry] money the provider confirms after expiry makes the payment s
     assert.ok(section.includes(p.id), "the overview lists the late payment");
     const detail = await ops.get(`/admin/payments/${p.id}`);
     assert.match(detail.text, /succeeded \(late/);
+
+    // Refunded in full, it leaves the list: nothing is left to do about it.
+    const refund = await fetch(`${app.baseUrl}/api/v1/payments/${p.id}/refunds`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(refund.status, 201, await refund.text());
+    await waitFor("the refund", async () => (await readPayment(app, p.id)).status === "refunded" || undefined);
+    const after = await ops.get("/admin");
+    assert.ok(!after.text.slice(after.text.indexOf('id="late-payments"')).includes(p.id), "a refunded one is gone");
   } finally {
     await shop.close();
     await app.close();
