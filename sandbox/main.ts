@@ -18,6 +18,8 @@ const sandbox = new Sandbox({
     duplicateWebhooks: Deno.env.get("SANDBOX_DUPLICATE_WEBHOOKS") === "1",
     outOfOrderWebhooks: Deno.env.get("SANDBOX_OUT_OF_ORDER_WEBHOOKS") === "1",
     webhookDelayMs: Number(Deno.env.get("SANDBOX_WEBHOOK_DELAY_MS") ?? 0),
+    dropWebhooks: Deno.env.get("SANDBOX_DROP_WEBHOOKS") === "1",
+    refuseCancels: Deno.env.get("SANDBOX_REFUSE_CANCELS") === "1",
   },
 });
 Deno.serve({
