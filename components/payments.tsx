@@ -3,6 +3,7 @@ import type { describePayment } from "../lib/payments/admin.ts";
 import type { PaymentFilter, PaymentPage } from "../lib/payments/search.ts";
 import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
+import { isRefundable } from "../lib/refunds/status.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 
 /** Payment list, filters and detail, shared by the operator console and the shop portal. */
@@ -150,7 +151,9 @@ function timeline(info: PaymentInfo): TimelineItem[] {
   return items.sort((a, b) => a.at - b.at);
 }
 
-export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: string; canRecheck: boolean }) {
+export function PaymentDetail(
+  props: PaymentInfo & { csrf: string; basePath: string; canRecheck: boolean; canRefund?: boolean },
+) {
   const p = props.payment;
   const fields: [string, string | null][] = [
     ["Payment id", p.id],
@@ -158,6 +161,7 @@ export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: str
     ["Shop's id", p.shopTxId],
     ["Status", p.late ? `${p.status} (late: after it expired or was cancelled)` : p.status],
     ["Amount", formatAmount(p.amount, p.currency)],
+    ["Refunded", p.refundedAmount ? formatAmount(p.refundedAmount, p.currency) : null],
     ["Type", p.type],
     ["Email", p.email],
     ["Name", p.name],
@@ -190,6 +194,7 @@ export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: str
           </form>
         )}
       </div>
+      <Refunds {...props} />
       <h2>Postbacks</h2>
       {props.deliveries.length === 0
         ? <p class="muted">None: the shop gave no id, or the payment is not settled.</p>
@@ -209,5 +214,99 @@ export function PaymentDetail(props: PaymentInfo & { csrf: string; basePath: str
         ))}
       </ol>
     </>
+  );
+}
+
+/** A payment's refunds and, for operators, the form that starts one (a confirmation page follows). */
+function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefund?: boolean }) {
+  const p = props.payment;
+  const canRefund = props.canRefund && isRefundable(p.status) && props.refundable > 0;
+  if (!props.refunds.length && !canRefund) return null;
+  return (
+    <>
+      <h2>Refunds</h2>
+      {props.refunds.length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th>Refund</th>
+              <th>Amount</th>
+              <th>Status</th>
+              <th>Reason</th>
+              <th>By</th>
+              <th>Requested</th>
+            </tr>
+          </thead>
+          <tbody>
+            {props.refunds.map((r) => (
+              <tr key={r.id}>
+                <td>
+                  <code>{r.id}</code>
+                  {r.shopRefundId && <span class="muted">{r.shopRefundId}</span>}
+                </td>
+                <td>{formatAmount(r.amount, r.currency)}</td>
+                <td>
+                  <strong class={r.status === "succeeded" ? "ok" : r.status === "failed" ? "bad" : ""}>
+                    {r.status}
+                  </strong>
+                  {r.failureReason && <span class="muted">{r.failureReason}</span>}
+                </td>
+                <td>{r.reason ?? "—"}</td>
+                <td>{r.requestedBy}</td>
+                <td>{formatTime(r.createdAt)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {canRefund && (
+        <form method="post" action={`${props.basePath}/${p.id}/refund`} class="filters">
+          <CsrfField token={props.csrf} />
+          <label>
+            Amount ({p.currency})
+            <input
+              name="amount"
+              required
+              inputmode="decimal"
+              pattern="[0-9]+([.][0-9]+)?"
+              value={formatAmount(props.refundable, p.currency).split(" ")[0]}
+            />
+          </label>
+          <label>
+            Reason
+            <input name="reason" maxlength={500} />
+          </label>
+          <button type="submit" class="secondary">Refund…</button>
+          <span class="muted">
+            Up to {formatAmount(props.refundable, p.currency)}; you confirm on the next page.
+          </span>
+        </form>
+      )}
+    </>
+  );
+}
+
+/** The confirmation step of an operator's refund: what will be given back, to whom, and one button. */
+export function RefundConfirm(
+  props: { payment: Payment; amount: number; reason: string; token: string; csrf: string; basePath: string },
+) {
+  const p = props.payment;
+  return (
+    <div class="card">
+      <p>
+        Refund <strong>{formatAmount(props.amount, p.currency)}</strong> of payment <code>{p.id}</code>{" "}
+        ({formatAmount(p.amount, p.currency)} from {p.email})?
+      </p>
+      {props.reason && <p>Reason: {props.reason}</p>}
+      <p class="muted">The money goes back to the buyer through the provider; this cannot be undone.</p>
+      <form method="post" action={`${props.basePath}/${p.id}/refund/confirm`} class="inline">
+        <CsrfField token={props.csrf} />
+        <input type="hidden" name="amount" value={String(props.amount)} />
+        <input type="hidden" name="reason" value={props.reason} />
+        <input type="hidden" name="token" value={props.token} />
+        <button type="submit">Confirm refund</button>
+      </form>{" "}
+      <a href={`${props.basePath}/${p.id}`}>Cancel</a>
+    </div>
   );
 }

@@ -40,3 +40,16 @@ export function formatAmount(minor: number, currency: string): string {
   const frac = exp ? "." + digits.slice(digits.length - exp) : "";
   return `${sign}${whole}${frac} ${currency}`;
 }
+
+/**
+ * Reads an amount a person typed in major units ("12.5", "12.50") as minor
+ * units of `currency`, without floating point; null when it is not a plain
+ * positive decimal with at most the currency's digits after the point.
+ */
+export function parseAmount(text: string, currency: string): number | null {
+  const exp = currencyExponent(currency);
+  const m = /^(\d{1,15})(?:\.(\d*))?$/.exec(text.trim());
+  if (!m || (m[2] ?? "").length > exp) return null;
+  const minor = Number(m[1] + (m[2] ?? "").padEnd(exp, "0"));
+  return Number.isSafeInteger(minor) && minor > 0 ? minor : null;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { currencyExponent, formatAmount, isCurrency } from "./money.ts";
+import { currencyExponent, formatAmount, isCurrency, parseAmount } from "./money.ts";
 
 Deno.test("[money] knows ISO 4217 exponents", () => {
   assert.equal(currencyExponent("EUR"), 2);
@@ -18,4 +18,16 @@ Deno.test("[money] formats minor units with integer arithmetic only", () => {
   assert.equal(formatAmount(1, "KWD"), "0.001 KWD");
   assert.equal(formatAmount(-250, "USD"), "-2.50 USD");
   assert.equal(formatAmount(Number.MAX_SAFE_INTEGER, "EUR"), "90071992547409.91 EUR");
+});
+
+Deno.test("[money] parseAmount reads major units as integer minor units, without floats", () => {
+  assert.equal(parseAmount("12.50", "EUR"), 1250);
+  assert.equal(parseAmount("12.5", "EUR"), 1250);
+  assert.equal(parseAmount(" 3 ", "EUR"), 300);
+  assert.equal(parseAmount("0.29", "EUR"), 29, "0.29 * 100 is 28.999... in floating point");
+  assert.equal(parseAmount("1000", "JPY"), 1000);
+  assert.equal(parseAmount("1.5", "JPY"), null, "JPY has no minor digits");
+  for (const bad of ["", "0", "0.00", "-1", "1.234", "1e3", "1,50", "abc", "99999999999999999"]) {
+    assert.equal(parseAmount(bad, "EUR"), null, bad);
+  }
 });

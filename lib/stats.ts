@@ -28,6 +28,10 @@ export interface PeriodSummary {
   volume: Record<string, number>;
   /** Mean seconds from creation to payment, for successes. */
   meanSecondsToPay: number | null;
+  /** Refunds that succeeded in the period (counted when they succeed, not when asked). */
+  refunds: number;
+  /** Refunded volume per currency in minor units. */
+  refunded: Record<string, number>;
 }
 
 export function summarize(rows: StatRow[]): PeriodSummary {
@@ -41,6 +45,10 @@ export function summarize(rows: StatRow[]): PeriodSummary {
   const settled = COUNTED_STATUSES.reduce((n, status) => n + sum(status), 0);
   const volume: Record<string, number> = {};
   let payMs = 0;
+  const refunded: Record<string, number> = {};
+  for (const r of rows) {
+    if (r.status === "refund") refunded[r.currency] = (refunded[r.currency] ?? 0) + r.amount;
+  }
   for (const r of rows) {
     if (r.status !== "succeeded") continue;
     volume[r.currency] = (volume[r.currency] ?? 0) + r.amount;
@@ -56,6 +64,8 @@ export function summarize(rows: StatRow[]): PeriodSummary {
     open: Math.max(0, created - settled),
     volume,
     meanSecondsToPay: succeeded ? Math.round(payMs / succeeded / 1000) : null,
+    refunds: sum("refund"),
+    refunded,
   };
 }
 

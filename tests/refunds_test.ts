@@ -335,3 +335,123 @@ Deno.test("[refunds] with the provider down the refund stays pending, and the jo
     await shop.close();
   });
 });
+
+Deno.test("[refunds] an operator refunds from the payment's page after a confirmation step; CSV, stats, timeline and audit show it", async () => {
+  const { operatorBrowser, Browser } = await import("../fixtures/browser.ts");
+  const shop = startShopReceiver();
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    const b = await operatorBrowser(app);
+    const page = await b.get(`/admin/payments/${id}`);
+    assert.match(page.text, new RegExp(`action="/admin/payments/${id}/refund"`), "the refund form is offered");
+    assert.match(page.text, /name="amount"[^>]*value="10.00"/, "prefilled with what is left");
+
+    // A bad amount says why and refunds nothing.
+    const bad = await b.post(`/admin/payments/${id}/refund`, { amount: "1.234", reason: "" });
+    assert.equal(bad.status, 422);
+    assert.match(bad.text, /Give the amount in EUR/);
+
+    await b.get(`/admin/payments/${id}`);
+    const confirm = await b.post(`/admin/payments/${id}/refund`, { amount: "3.5", reason: "damaged" });
+    assert.equal(confirm.status, 200);
+    assert.match(confirm.text, /Refund <strong>3.50 EUR<\/strong>/);
+    assert.equal(
+      (await api(app, "GET", `/payments/${id}/refunds`)).body.refunds.length,
+      0,
+      "nothing before confirming",
+    );
+
+    // Without the CSRF token the confirmation is refused.
+    const forged = new Browser(app);
+    forged.cookies = new Map(b.cookies);
+    const token = confirm.text.match(/name="token" value="([^"]+)"/)![1];
+    const fields = { amount: "350", reason: "damaged", token };
+    assert.equal((await forged.post(`/admin/payments/${id}/refund/confirm`, fields, { csrf: "nope" })).status, 403);
+
+    const done = await b.post(`/admin/payments/${id}/refund/confirm`, fields);
+    assert.equal(done.status, 303);
+    assert.match(done.location!, /done=refund-succeeded/);
+    // A double submit (same confirmation page) answers the same refund.
+    assert.equal((await b.post(`/admin/payments/${id}/refund/confirm`, fields)).status, 303);
+    const refunds = (await api(app, "GET", `/payments/${id}/refunds`)).body.refunds;
+    assert.equal(refunds.length, 1);
+    assert.equal(refunds[0].amount, 350);
+    assert.equal(refunds[0].reason, "damaged");
+
+    const after = await b.get(`/admin/payments/${id}?done=refund-succeeded`);
+    assert.match(after.text, /Refunded\./);
+    assert.match(after.text, /<dt>Refunded<\/dt><dd>3.50 EUR<\/dd>/);
+    assert.match(after.text, /refund requested/);
+    assert.match(after.text, /refund succeeded/);
+    assert.match(after.text, /ops@example.com/, "who refunded is shown");
+
+    const tooMuch = await b.post(`/admin/payments/${id}/refund/confirm`, { amount: "700", token: "rfk_other" });
+    assert.equal(tooMuch.status, 422);
+    assert.match(tooMuch.text, /Not refunded: Only 6.50 EUR/);
+
+    const csv = await b.get(`/admin/payments.csv`);
+    const [header, row] = csv.text.trim().split("\r\n");
+    assert.ok(header.split(",").includes('"refundedAmount"') || header.split(",").includes("refundedAmount"));
+    assert.ok(row.endsWith('"350"'), row);
+
+    const overview = await b.get("/admin");
+    assert.match(overview.text, /<dt>Refunds<\/dt><dd>1 \(3.50 EUR\)<\/dd>/);
+
+    const audit = await b.get("/admin/audit?q=payment.refund");
+    assert.match(audit.text, /payment\.refund/);
+  });
+  await shop.close();
+});
+
+Deno.test({
+  name: "[refunds] the BigQuery export gives refunds rows of their own and the payment its refunded amount",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { createServiceAccount, startBigQueryFake } = await import("../fixtures/bigquery_fake.ts");
+    const { analyticsStatus } = await import("../lib/analytics/mod.ts");
+    const { listActivity } = await import("../lib/db/activity.ts");
+    const account = await createServiceAccount();
+    const fake = startBigQueryFake(account);
+    const shop = startShopReceiver();
+    const app = await startTestApp({
+      env: {
+        BIGQUERY_PROJECT: "test-project",
+        BIGQUERY_DATASET: "aimbrella_test",
+        BIGQUERY_LOCATION: "EU",
+        BIGQUERY_CREDENTIALS: account.json,
+        BIGQUERY_API_ENDPOINT: fake.url,
+        BIGQUERY_TIMEOUT_MS: "400",
+        ANALYTICS_INTERVAL_MS: "40",
+        ANALYTICS_SETTLE_MS: "0",
+      },
+    });
+    try {
+      await app.server.ctx.analytics!.sink.setup();
+      const id = await paidPayment(app, shop.url);
+      const r = await refund(app, id, { amount: 300, reason: "one item" });
+      assert.equal(r.body.refund.status, "succeeded");
+      await waitFor("the export to catch up", async () => {
+        const entries = await listActivity(app.kv, { limit: 100_000 });
+        const status = await analyticsStatus(app.server.ctx);
+        const rows = fake.tables.size ? fake.table("payment_events").rows.size : 0;
+        return status.backlog === 0 && rows === entries.length ? true : undefined;
+      });
+      const events = [...fake.table("payment_events").rows.values()].filter((e) => e.payment_id === id);
+      const refundRows = events.filter((e) => String(e.type).startsWith("refund_"));
+      assert.deepEqual(
+        refundRows.map((e) => [e.type, e.refund_id, e.amount]),
+        [["refund_requested", r.body.refund.id, 300], ["refund_succeeded", r.body.refund.id, 300]],
+      );
+      assert.ok(events.filter((e) => !String(e.type).startsWith("refund_")).every((e) => e.refund_id === null));
+      const payments = [...fake.table("payments").rows.values()].filter((p) => p.id === id);
+      const latest = payments.reduce((a, b) => (String(b.updated_at) > String(a.updated_at) ? b : a));
+      assert.equal(latest.status, "partially_refunded");
+      assert.equal(latest.refunded_amount, 300);
+    } finally {
+      await app.close();
+      await fake.close();
+      await shop.close();
+    }
+  },
+});

@@ -72,6 +72,7 @@ export async function paymentRow(p: Payment, deliveries: Delivery[], email: Emai
       postback_attempts: latest?.attempts ?? null,
       postback_last_status_code: latest?.lastStatusCode ?? null,
       postback_last_error: latest?.lastError ?? null,
+      refunded_amount: p.refundedAmount ?? 0,
     },
   };
 }
@@ -83,16 +84,36 @@ export interface RowSource {
   shopId: string;
 }
 
-/** A payment event (created, status_changed, ...) as a `payment_events` row. */
+/** A payment event (created, status_changed, ...) as a `payment_events` row; refund events fill their own columns. */
 export function eventRow(src: RowSource, eventSeq: string, e: PaymentEvent): InsertRow {
   const eventId = `${src.paymentId}:${eventSeq}`;
+  const refund = refundColumns(e);
   return {
     insertId: eventId,
     json: {
       ...eventColumns(src, eventId, e.type, e.at),
       data: JSON.stringify(e.data),
+      ...refund,
     },
   };
+}
+
+function refundColumns(e: PaymentEvent): { refund_id: string; amount: number } | null {
+  switch (e.type) {
+    case "refund_requested":
+    case "refund_succeeded":
+    case "refund_failed":
+      return { refund_id: String(e.data.refundId), amount: Number(e.data.amount) };
+    case "created":
+    case "webhook_received":
+    case "status_checked":
+    case "status_changed":
+    case "postback_resent":
+    case "buyer_redirected":
+    case "cancel_requested":
+    case "expiry_reached":
+      return null;
+  }
 }
 
 /** A postback attempt as a `payment_events` row of type `postback_attempt`. */
@@ -126,5 +147,7 @@ function eventColumns(src: RowSource, eventId: string, type: string, at: number)
     status_code: null as number | null,
     latency_ms: null as number | null,
     error: null as string | null,
+    refund_id: null as string | null,
+    amount: null as number | null,
   };
 }

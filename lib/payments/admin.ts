@@ -7,14 +7,22 @@ import { runDelivery } from "../relay/deliver.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
+import { getRefundReservation, listRefundsByPayment } from "../db/refunds.ts";
 
-/** Everything an operator needs about one payment: the record, its events and every postback attempt. */
+/** Everything an operator needs about one payment: the record, its events, refunds and every postback attempt. */
 export async function describePayment(ctx: AppContext, paymentId: string) {
   const payment = await findPayment(ctx.kv, paymentId);
   if (!payment) throw new NotFoundError("Unknown payment.");
-  const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
+  const [deliveries, refunds, reserved] = await Promise.all([
+    listDeliveriesByPayment(ctx.kv, paymentId),
+    listRefundsByPayment(ctx.kv, paymentId),
+    getRefundReservation(ctx.kv, paymentId),
+  ]);
   return {
     payment,
+    refunds,
+    /** What is left to refund: the amount less pending and succeeded refunds. */
+    refundable: Math.max(0, payment.amount - (reserved.value ?? 0)),
     events: await listPaymentEvents(ctx.kv, payment),
     deliveries: await Promise.all(deliveries.map(async (d) => ({
       ...d,

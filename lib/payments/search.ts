@@ -195,6 +195,7 @@ const CSV_COLUMNS = [
   "name",
   "createdAt",
   "finalizedAt",
+  "refundedAmount",
 ] as const;
 
 /**
@@ -222,7 +223,8 @@ export function paymentsCsv(
         const page = await searchPayments(ctx, filter, { limit: 500, cursor, scanLimit: opts.scanLimit });
         const lines = page.payments.map((p) =>
           CSV_COLUMNS.map((c) => {
-            const v = p[c];
+            // Payments stored before refunds existed have no refundedAmount: nothing refunded.
+            const v = c === "refundedAmount" ? p.refundedAmount ?? 0 : p[c];
             return csvCell(
               c === "createdAt" || c === "finalizedAt" ? (v ? new Date(v as number).toISOString() : "") : v,
             );

@@ -5,13 +5,13 @@ import { getRefund, getRefundReservation, insertRefund } from "../db/refunds.ts"
 import { base64url, randomId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { formatAmount } from "../money.ts";
-import type { PaymentStatus } from "../payments/status.ts";
 import type { Payment } from "../payments/types.ts";
 import { getShopPayment } from "../payments/query.ts";
 import type { Shop } from "../db/shops.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { type RefundRequest, refundRequestSchema } from "./schema.ts";
 import { submitRefund } from "./settle.ts";
+import { isRefundable } from "./status.ts";
 import type { Refund } from "./types.ts";
 
 const IdempotencyKey = text(1, 255);
@@ -29,21 +29,6 @@ export interface CreateRefundOptions {
   idempotencyKey?: string | null;
   /** An operator's email, when an operator refunds from the console (audited); absent for the shop's API. */
   actor?: string;
-}
-
-/** True when money of a payment in this status can be given back. */
-export function isRefundable(status: PaymentStatus): boolean {
-  switch (status) {
-    case "succeeded":
-    case "partially_refunded":
-      return true;
-    case "pending":
-    case "failed":
-    case "expired":
-    case "cancelled":
-    case "refunded":
-      return false;
-  }
 }
 
 /**

@@ -1,3 +1,5 @@
+import type { PaymentStatus } from "../payments/status.ts";
+
 /**
  * Refund statuses and the moves between them, as data (like
  * lib/payments/status.ts for payments). A refund is stored `pending` with its
@@ -36,4 +38,19 @@ export function canMoveRefund(from: RefundStatus, to: RefundStatus): boolean {
 /** The postback a shop receives when a refund enters this status, if any. */
 export function refundPostbackType(status: RefundStatus): RefundPostbackType | null {
   return REFUND_STATUS_RULES[status].postback;
+}
+
+/** True when money of a payment in this status can be given back. */
+export function isRefundable(status: PaymentStatus): boolean {
+  switch (status) {
+    case "succeeded":
+    case "partially_refunded":
+      return true;
+    case "pending":
+    case "failed":
+    case "expired":
+    case "cancelled":
+    case "refunded":
+      return false;
+  }
 }

@@ -69,6 +69,7 @@ export function overviewRoutes(ctx: AppContext) {
 
 function Summary({ title, s }: { title: string; s: PeriodSummary }) {
   const volume = Object.entries(s.volume);
+  const refunded = Object.entries(s.refunded);
   return (
     <section class="card">
       <h2>{title}</h2>
@@ -85,6 +86,11 @@ function Summary({ title, s }: { title: string; s: PeriodSummary }) {
         <dd>{s.meanSecondsToPay === null ? "—" : `${s.meanSecondsToPay} s`}</dd>
         <dt>Volume</dt>
         <dd>{volume.length ? volume.map(([cur, amount]) => formatAmount(amount, cur)).join(", ") : "—"}</dd>
+        <dt>Refunds</dt>
+        <dd>
+          {s.refunds}
+          {refunded.length > 0 && ` (${refunded.map(([cur, amount]) => formatAmount(amount, cur)).join(", ")})`}
+        </dd>
       </dl>
     </section>
   );

@@ -1,4 +1,6 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { AppError, ValidationError } from "../../lib/errors.ts";
+import { confirmOperatorRefund, previewOperatorRefund } from "../../lib/refunds/admin.ts";
 import type { AppContext } from "../../lib/context.ts";
 import { listShops } from "../../lib/db/shops.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
@@ -6,7 +8,7 @@ import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payme
 import { recheckPaymentStatus } from "../../lib/payments/webhook.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
-import { FilterForm, PaymentDetail, PaymentResults } from "../../components/payments.tsx";
+import { FilterForm, PaymentDetail, PaymentResults, RefundConfirm } from "../../components/payments.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const PAGE_SIZE = 50;
@@ -35,14 +37,53 @@ export function paymentRoutes(ctx: AppContext) {
     ));
   });
 
-  app.get("/:id", async (c) => {
-    const info = await describePayment(ctx, c.req.param("id"));
-    return c.html(renderPage(
-      <AdminLayout title="Payment" path="/admin/payments" email={c.var.operator.email} csrf={c.var.csrf}>
-        {c.req.query("done") && <Flash kind="ok">{doneMessage(c.req.query("done")!)}</Flash>}
-        <PaymentDetail {...info} csrf={c.var.csrf} basePath="/admin/payments" canRecheck />
-      </AdminLayout>,
-    ));
+  /** The payment's page, with a message on top: after an action, or why a refund was refused. */
+  const detailPage = async (c: Context<ConsoleEnv>, id: string, flash?: { kind: "ok" | "bad"; text: string }) => {
+    const info = await describePayment(ctx, id);
+    return c.html(
+      renderPage(
+        <AdminLayout title="Payment" path="/admin/payments" email={c.var.operator.email} csrf={c.var.csrf}>
+          {flash && <Flash kind={flash.kind}>{flash.text}</Flash>}
+          <PaymentDetail {...info} csrf={c.var.csrf} basePath="/admin/payments" canRecheck canRefund />
+        </AdminLayout>,
+      ),
+      flash?.kind === "bad" ? 422 : 200,
+    );
+  };
+
+  app.get("/:id", (c) => {
+    const done = c.req.query("done");
+    return detailPage(c, c.req.param("id"), done ? { kind: "ok", text: doneMessage(done) } : undefined);
+  });
+
+  // Refunds take two steps: the form posts here for a confirmation page, whose button posts to /confirm.
+  app.post("/:id/refund", async (c) => {
+    const id = c.req.param("id");
+    try {
+      const preview = await previewOperatorRefund(ctx, id, c.var.form);
+      return c.html(renderPage(
+        <AdminLayout title="Confirm refund" path="/admin/payments" email={c.var.operator.email} csrf={c.var.csrf}>
+          <RefundConfirm {...preview} csrf={c.var.csrf} basePath="/admin/payments" />
+        </AdminLayout>,
+      ));
+    } catch (err) {
+      if (err instanceof ValidationError) return detailPage(c, id, { kind: "bad", text: err.message });
+      throw err;
+    }
+  });
+
+  app.post("/:id/refund/confirm", async (c) => {
+    const id = c.req.param("id");
+    try {
+      const { refund } = await confirmOperatorRefund(ctx, id, c.var.form, { actor: c.var.operator.email });
+      return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=refund-${refund.status}`, 303);
+    } catch (err) {
+      // Refused (too much, not refundable, a bad amount): say why on the payment's page.
+      if (err instanceof AppError && err.status < 500 && err.status !== 404) {
+        return detailPage(c, id, { kind: "bad", text: `Not refunded: ${err.message}` });
+      }
+      throw err;
+    }
   });
 
   app.post("/:id/recheck", async (c) => {
@@ -74,6 +115,13 @@ export function paymentCsvRoute(ctx: AppContext) {
 
 export function doneMessage(done: string): string {
   const [what, result] = done.split("-");
+  if (what === "refund") {
+    return result === "succeeded"
+      ? "Refunded."
+      : result === "failed"
+      ? "The provider declined the refund; its amount can be refunded again."
+      : "Refund requested: the provider settles it shortly.";
+  }
   if (what === "recheck") {
     return result === "applied"
       ? "Re-checked: the status changed."
