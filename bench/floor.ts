@@ -5,6 +5,9 @@
  *
  *   GET /integration/pay?id=   bare Deno.serve + one kv.get + 302 to the stored provider URL.
  *   POST /api/v1/init-payment  bare Deno.serve + one fetch to the same sandbox + one atomic commit.
+ *   POST /api/v1/payments/{id}/refunds  the same shape: bare Deno.serve + one fetch to the sandbox's refund
+ *                              endpoint + one atomic commit of the refund. The provider reference comes from
+ *                              memory (kept when the floor created the payment), so not even a read.
  *
  * No routing library, no middleware, no auth, no validation, no logging. It
  * stores the same kind of record the app does (the request plus the
@@ -17,6 +20,8 @@ const sandboxUrl = Deno.env.get("SANDBOX_URL")!;
 const sandboxToken = Deno.env.get("SANDBOX_TOKEN")!;
 const baseUrl = `http://127.0.0.1:${port}`;
 const kv = await Deno.openKv(Deno.env.get("FLOOR_KV_PATH")!);
+/** Provider reference per payment id, for the refund floor. */
+const refs = new Map<string, string>();
 
 interface FloorPayment {
   id: string;
@@ -65,11 +70,34 @@ async function initPayment(req: Request): Promise<Response> {
     createdAt: Date.now(),
   };
   await kv.atomic().check({ key: ["payments", id], versionstamp: null }).set(["payments", id], payment).commit();
+  refs.set(id, provider.id);
   return Response.json({ status: "success", id, url: `${baseUrl}/integration/pay?id=${id}` }, { status: 201 });
 }
 
+async function refund(req: Request, paymentId: string): Promise<Response> {
+  const request = await req.json();
+  const ref = refs.get(paymentId);
+  if (!ref) return new Response("not found", { status: 404 });
+  // Our refund ids' shape and length (re_ + 22 characters).
+  const id = `re_${crypto.randomUUID().replaceAll("-", "").slice(0, 22)}`;
+  const res = await fetch(`${sandboxUrl}/payments/${encodeURIComponent(ref)}/refunds`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${sandboxToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ id, amount: request.amount }),
+  });
+  if (!res.ok) return new Response(await res.text(), { status: 502 });
+  const provider = await res.json();
+  const record = { id, paymentId, amount: request.amount, providerRef: provider.id, status: provider.status };
+  await kv.atomic().check({ key: ["refunds", id], versionstamp: null }).set(["refunds", id], record).commit();
+  return Response.json({ status: "success", refund: record }, { status: 201 });
+}
+
+const REFUND_PATH = /^\/api\/v1\/payments\/([^/]+)\/refunds$/;
+
 Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, (req) => {
   const url = new URL(req.url);
+  const refundOf = req.method === "POST" ? REFUND_PATH.exec(url.pathname) : null;
+  if (refundOf) return refund(req, decodeURIComponent(refundOf[1]));
   if (req.method === "GET" && url.pathname === "/integration/pay") return pay(url);
   if (req.method === "POST" && url.pathname === "/api/v1/init-payment") return initPayment(req);
   return new Response("not found", { status: 404 });

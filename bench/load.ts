@@ -17,7 +17,9 @@ export type RequestKind =
   /** GET /integration/pay?id=… cycling through the payment ids in `idsFile`. */
   | { kind: "pay"; idsFile: string }
   /** POST /api/v1/init-payment with a fresh shop transaction id per request. */
-  | { kind: "init"; apiKey: string; txPrefix: string };
+  | { kind: "init"; apiKey: string; txPrefix: string }
+  /** POST /api/v1/payments/{id}/refunds of 1 minor unit, cycling through the paid payment ids in `idsFile`. */
+  | { kind: "refund"; apiKey: string; idsFile: string };
 
 export interface ClosedSpec {
   mode: "closed";
@@ -130,12 +132,29 @@ function requestMaker(spec: ClosedSpec): () => Uint8Array {
     let i = 0;
     return () => requests[i++ % requests.length];
   }
+  if (r.kind === "refund") {
+    const ids: string[] = JSON.parse(Deno.readTextFileSync(r.idsFile));
+    if (ids.length === 0) throw new Error(`no payment ids in ${r.idsFile}`);
+    const requests = ids.map((id) => encodeRequest(host, refundRequest(r.apiKey, id)));
+    let i = 0;
+    return () => requests[i++ % requests.length];
+  }
   let n = 0;
   return () => encodeRequest(host, initRequest(r.apiKey, `${r.txPrefix}-${n++}`));
 }
 
 function payRequest(id: string): Http1Request {
   return { method: "GET", path: `/integration/pay?id=${encodeURIComponent(id)}` };
+}
+
+/** A partial refund of one minor unit: each paid payment (1999) can take many, so the ids are cycled. */
+function refundRequest(apiKey: string, paymentId: string): Http1Request {
+  return {
+    method: "POST",
+    path: `/api/v1/payments/${encodeURIComponent(paymentId)}/refunds`,
+    headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ amount: 1 }),
+  };
 }
 
 /** What a shop sends: its own transaction id, the buyer, the amount and where the buyer returns. */

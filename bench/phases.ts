@@ -324,6 +324,23 @@ function tally(expectedIds: string[], arrivals: Arrivals): Delivered {
   return { expected: expectedIds.length, received, lost: expectedIds.length - received, duplicates };
 }
 
+/**
+ * Waits until the shop has received nothing new for `quietMs` (postbacks a
+ * phase caused, e.g. refund.succeeded, still on their way), so they cannot be
+ * counted by the next phase.
+ */
+export async function awaitQuietShop(stack: Stack, quietMs = 1_000, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  let since = Date.now();
+  while (Date.now() < deadline) {
+    const { received } = await shopCall(stack, "GET", "/stats") as { received: number };
+    if (received !== last) [last, since] = [received, Date.now()];
+    else if (Date.now() - since >= quietMs) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function shopCall(stack: Stack, method: "GET" | "POST", path: string): Promise<unknown> {
   const res = await fetch(`http://127.0.0.1:${stack.shop.port}${path}`, { method });
   if (!res.ok) throw new Error(`shop ${path} answered ${res.status}`);

@@ -17,9 +17,10 @@ export interface BenchResults {
   machine: string;
   pay: ThroughputResult;
   init: ThroughputResult;
+  refund: ThroughputResult;
   webhook: WebhookResult;
   drain: DrainResult;
-  /** Peak RSS of the app process that served init, pay and the webhook load. */
+  /** Peak RSS of the app process that served init, pay, the webhook and the refund load. */
   loadRssMB: number | null;
   /** Warning and error lines the app processes logged (LOG_LEVEL=warn), as a health check of the run. */
   appLogLines: number;
@@ -56,6 +57,7 @@ function rows(r: BenchResults): Row[] {
   return [
     throughput(r.pay),
     throughput(r.init),
+    throughput(r.refund),
     {
       benchmark: `Webhook → postback at ${w.rate}/s for ${w.seconds} s`,
       app: `p50 ${fmtMs(w.p50Ms)} ms, p99 ${fmtMs(w.p99Ms)} ms`,
@@ -88,7 +90,7 @@ function rows(r: BenchResults): Row[] {
       target: "",
       pass: d.lost === 0,
     },
-    rss("init + pay + webhook load", r.loadRssMB),
+    rss("init + pay + webhook + refund load", r.loadRssMB),
     rss(`${fmtInt(d.expected)}-postback drain`, d.peakRssMB),
   ];
 }
@@ -133,6 +135,7 @@ function detailLines(r: BenchResults): string[] {
   return [
     t(r.pay),
     t(r.init),
+    t(r.refund),
     `Webhook → postback: max ${fmtMs(w.maxMs)} ms; sandbox refused ${w.sendErrors} settlements; generator lag ≤ ${
       fmtMs(w.generatorLagMs)
     } ms`,
@@ -152,12 +155,13 @@ export function noiseLine(r: BenchResults): string {
   const rounds = (name: string, xs: number[]) =>
     xs.length ? `${name} ${pct(median(xs))} (worst round ${pct(Math.max(...xs))})` : `${name} n/a`;
   const single = (name: string, x: number | null) => `${name} ${x === null ? "n/a" : pct(x)}`;
-  const all = [...r.pay.foreign, ...r.init.foreign, r.webhook.foreign ?? 0, r.drain.foreign ?? 0];
+  const all = [...r.pay.foreign, ...r.init.foreign, ...r.refund.foreign, r.webhook.foreign ?? 0, r.drain.foreign ?? 0];
   const quiet = median(all) <= NOISE_WARN;
   return `Other programs' share of the machine while measuring (median): ${
     [
       rounds("pay", r.pay.foreign),
       rounds("init", r.init.foreign),
+      rounds("refund", r.refund.foreign),
       single("webhook", r.webhook.foreign),
       single("drain", r.drain.foreign),
     ].join(", ")
@@ -239,6 +243,14 @@ to it, which cancels out the machine and the load generator.
   now pins), so on 2.9.5 both open a connection per provider call. The app adds Hono middleware, API-key authentication, validation, idempotency on the
   shop's transaction id, the provider adapter, and the indexes, activity entry and counters it writes with the payment.
   Requests carry a fresh shop transaction id each.
+- **\`POST /api/v1/payments/{id}/refunds\`**: the same shape as init-payment's floor: bare \`Deno.serve\`, read the JSON
+  body, one \`fetch\` to the sandbox's refund endpoint, one atomic commit of the refund. It takes the provider reference
+  from memory (kept when it created the payment), so it does not even read the payment. Each refund is of 1 minor unit,
+  cycling through payments: the app's are the ones the webhook phase settled (paid), the floor's the same number of its
+  own. The app adds authentication, validation, reading the payment and its refund reservation in one read, reserving
+  the amount (refund record, reservation, job, timeline event and activity in one commit) before the provider call,
+  then the payment's move to \`partially_refunded\` with the refund's own state, counters and a \`refund.succeeded\`
+  postback in a second commit, and that postback's delivery to the shop while the round runs.
 
 ## The delivery measurements
 
@@ -254,7 +266,7 @@ to it, which cancels out the machine and the load generator.
   its KV queue listener drain them to the shop; the rate is counted from the first to the last arrival, and every one
   must arrive.
 - **Peak RSS**: \`VmHWM\` from \`/proc/<pid>/status\` of the app process (the kernel's high-water mark), once for the
-  process that served the init, pay and webhook load and once for the fresh process that drained the backlog.
+  process that served the init, pay, webhook and refund load and once for the fresh process that drained the backlog.
 `;
 }
 

@@ -11,7 +11,15 @@
  * both are removed at the end, also on failure or Ctrl-C.
  */
 import { parseArgs } from "node:util";
-import { compareThroughput, createPayments, drainBacklog, type Driver, readIds, webhookLatency } from "./phases.ts";
+import {
+  awaitQuietShop,
+  compareThroughput,
+  createPayments,
+  drainBacklog,
+  type Driver,
+  readIds,
+  webhookLatency,
+} from "./phases.ts";
 import { cpuSample, DENO, foreignShare, QuietGate, stopAll, tail } from "./procs.ts";
 import { FULL, QUICK } from "./profile.ts";
 import { type BenchResults, failures, machineInfo, renderMarkdown, renderText } from "./report.ts";
@@ -81,10 +89,10 @@ try {
   const payCount = Math.min(profile.payIds, appIds.length, floorIds.length);
   const idsFile = (who: string, ids: string[]) => {
     const path = `${dir}/pay-ids-${who}.json`;
-    Deno.writeTextFileSync(path, JSON.stringify(ids.slice(-payCount)));
+    Deno.writeTextFileSync(path, JSON.stringify(ids));
     return path;
   };
-  const payFiles = { app: idsFile("app", appIds), floor: idsFile("floor", floorIds) };
+  const payFiles = { app: idsFile("app", appIds.slice(-payCount)), floor: idsFile("floor", floorIds.slice(-payCount)) };
 
   log("GET /integration/pay");
   const pay = await compareThroughput(stack, profile, {
@@ -100,6 +108,23 @@ try {
   const needed = profile.webhookRate * profile.webhookSeconds;
   if (appIds.length < needed) appIds.push(...await createPayments(stack, profile, needed - appIds.length));
   const webhook = await webhookLatency(stack, profile, appIds, driver);
+
+  // Refunds need paid payments: the app's are the ones the webhook phase just settled. The floor refunds the
+  // same number of its own (the sandbox answers those "failed", at the same cost, since they are not paid).
+  log("POST /api/v1/payments/{id}/refunds");
+  const paidCount = Math.min(needed, floorIds.length);
+  const refundFiles = {
+    app: idsFile("refund-app", appIds.slice(0, paidCount)),
+    floor: idsFile("refund-floor", floorIds.slice(0, paidCount)),
+  };
+  const refund = await compareThroughput(stack, profile, {
+    endpoint: "POST /api/v1/payments/{id}/refunds",
+    target: 0.6,
+    expectStatus: 201,
+    request: (who) => ({ kind: "refund", apiKey: stack!.shop.apiKey, idsFile: refundFiles[who] }),
+  }, driver);
+  // Each app refund sends a refund.succeeded postback; let them land before the drain counts arrivals.
+  await awaitQuietShop(stack);
   const loadRssMB = stack.app.proc.peakRssMB();
 
   log(`drain of ${profile.drainCount} queued postbacks`);
@@ -118,6 +143,7 @@ try {
     machine: machineInfo(),
     pay,
     init,
+    refund,
     webhook,
     drain,
     loadRssMB,

@@ -88,6 +88,8 @@ export class Sandbox {
   private readonly byMerchantId = new Map<string, string>();
   private readonly refunds = new Map<string, SandboxRefund>();
   private readonly refundsByMerchantId = new Map<string, string>();
+  /** Per payment ref: the amount its pending and refunded refunds hold. */
+  private readonly refundedByPayment = new Map<string, number>();
   private closed = false;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   /** Webhooks answered 2xx, for tests that count deliveries. */
@@ -231,19 +233,19 @@ export class Sandbox {
    * (asyncRefunds) later with a webhook.
    */
   private refund(p: SandboxPayment, merchantId: string, amount: number): SandboxRefund {
-    const spent = [...this.refunds.values()]
-      .filter((r) => r.paymentRef === p.ref && r.status !== "failed")
-      .reduce((n, r) => n + r.amount, 0);
+    const spent = this.refundedByPayment.get(p.ref) ?? 0;
     const r: SandboxRefund = { ref: randomId("bskr"), merchantId, paymentRef: p.ref, amount, status: "pending" };
     this.refunds.set(r.ref, r);
     this.refundsByMerchantId.set(merchantId, r.ref);
     const outcome = (): BanskyRefundStatus => (Math.random() < this.knobs.refundFailureRate ? "failed" : "refunded");
     if (p.status !== "paid" || spent + amount > p.amount) r.status = "failed";
     else if (!this.knobs.asyncRefunds) r.status = outcome();
-    else {
+    if (r.status !== "failed") this.refundedByPayment.set(p.ref, spent + amount);
+    if (r.status === "pending") {
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         r.status = outcome();
+        if (r.status === "failed") this.refundedByPayment.set(p.ref, (this.refundedByPayment.get(p.ref) ?? 0) - amount);
         if (this.knobs.dropWebhooks) return;
         const body: RefundWebhookBody = {
           type: "refund",

@@ -33,6 +33,8 @@ function addEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string
   addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq, event });
 }
 
+/** The key of a payment record, for a module that reads it together with its own keys (refunds). */
+export const paymentRecordKey = paymentKey;
 /** Adds a payment event to another module's atomic operation (a refund writes its payment's timeline with it). */
 export const addPaymentEventOps = addEventOps;
 

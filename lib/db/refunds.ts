@@ -5,7 +5,7 @@ import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
-import { addPaymentEventOps } from "./payments.ts";
+import { addPaymentEventOps, paymentRecordKey } from "./payments.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
 
 const refundKey = (id: string) => ["refunds", id] as const;
@@ -39,6 +39,18 @@ export async function listRefundsByPayment(kv: Deno.Kv, paymentId: string): Prom
   return out;
 }
 
+/** A payment and the amount its refunds hold, in one read. */
+export async function getPaymentWithReservation(
+  kv: Deno.Kv,
+  paymentId: string,
+): Promise<{ payment: Payment | null; reservation: Deno.KvEntryMaybe<number> }> {
+  const [payment, reservation] = await kv.getMany<[Payment, number]>([
+    paymentRecordKey(paymentId),
+    reservedKey(paymentId),
+  ]);
+  return { payment: payment.value, reservation };
+}
+
 /** The amount of a payment held by its pending and succeeded refunds (0 when none), with its version. */
 export function getRefundReservation(kv: Deno.Kv, paymentId: string): Promise<Deno.KvEntryMaybe<number>> {
   return kv.get<number>(reservedKey(paymentId));
@@ -58,10 +70,10 @@ export interface NewRefund {
  * Stores a new pending refund, reserves its amount, schedules its job (the
  * durable backup of the provider call made right after) and writes the
  * payment's timeline entry, in one atomic operation. False when the
- * reservation changed since it was read or a refund with this id exists: the
- * caller reads again and decides again.
+ * reservation changed since it was read or a refund with this id exists (the
+ * caller reads again and decides again); otherwise the stored refund's entry.
  */
-export async function insertRefund(kv: Deno.Kv, n: NewRefund): Promise<boolean> {
+export async function insertRefund(kv: Deno.Kv, n: NewRefund): Promise<Deno.KvEntry<Refund> | null> {
   const r = n.refund;
   const op = kv.atomic()
     .check({ key: refundKey(r.id), versionstamp: null })
@@ -72,7 +84,8 @@ export async function insertRefund(kv: Deno.Kv, n: NewRefund): Promise<boolean> 
   scheduleJob(op, job(r.id), r.nextCheckAt, n.jobs);
   addPaymentEventOps(op, r.paymentId, r.shopId, n.event);
   if (n.audit) addAuditOps(op, n.audit);
-  return (await op.commit()).ok;
+  const res = await op.commit();
+  return res.ok ? { key: refundKey(r.id), value: r, versionstamp: res.versionstamp } : null;
 }
 
 /** Adds a new version of a refund read as `entry` to an atomic operation, moving its job's due time with it. */

@@ -1,7 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, IdempotencyMismatchError, NotFoundError } from "../errors.ts";
-import { getPayment } from "../db/payments.ts";
-import { getRefund, getRefundReservation, insertRefund } from "../db/refunds.ts";
+import { getPaymentWithReservation, getRefund, insertRefund } from "../db/refunds.ts";
 import { base64url, randomId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { formatAmount } from "../money.ts";
@@ -57,25 +56,26 @@ export async function createRefund(
   const id = name
     ? derivedRefundId(ctx.paymentIdKey, payment.shopId, input.id ? "shop_ref" : "idempotency_key", name)
     : randomId("re");
-  const fresh = await withPaymentLock(ctx.kv, payment.id, async () => {
+  type Reserved = { replay: false; entry: Deno.KvEntry<Refund>; payment: Payment };
+  const fresh = await withPaymentLock(ctx.kv, payment.id, async (): Promise<CreateRefundResult | Reserved> => {
     for (let i = 0; i < MAX_RESERVE_TRIES; i++) {
       if (name) {
         const existing = await getRefund(ctx.kv, id);
         if (existing) return replay(existing, requestHash);
       }
-      const refund = await reserve(ctx, payment.id, id, input, {
+      const reserved = await reserve(ctx, payment.id, id, input, {
         requestHash,
         idempotencyKey: input.id ? null : idempotencyKey,
         actor: opts.actor,
       });
-      if (refund) return { refund, replay: false };
+      if (reserved) return { entry: reserved.entry, payment: reserved.payment, replay: false };
       // Another process reserved first: read again after a moment.
       await new Promise((r) => setTimeout(r, Math.random() * 5 * (i + 1)));
     }
     throw new ConflictError("The payment is busy; retry.");
   });
-  if (fresh.replay) return fresh;
-  return { refund: await submitRefund(ctx, fresh.refund), replay: false };
+  if (!("entry" in fresh)) return fresh;
+  return { refund: await submitRefund(ctx, fresh.entry, fresh.payment), replay: false };
 }
 
 /** The shop API's refund: only of the shop's own payments (another shop's is not found). */
@@ -89,18 +89,19 @@ export async function createShopRefund(
   return createRefund(ctx, await getShopPayment(ctx, shop, paymentId), body, opts);
 }
 
-/** Reserves the amount and stores the pending refund; null when a concurrent write got there first. */
+/**
+ * Reserves the amount and stores the pending refund; null when a concurrent
+ * write got there first. Answers the stored entry and the payment as read, so
+ * the provider call and its result need not read them again.
+ */
 async function reserve(
   ctx: AppContext,
   paymentId: string,
   id: string,
   input: RefundRequest,
   extra: { requestHash: string; idempotencyKey: string | null; actor?: string },
-): Promise<Refund | null> {
-  const [p, reservation] = await Promise.all([
-    getPayment(ctx.kv, paymentId),
-    getRefundReservation(ctx.kv, paymentId),
-  ]);
+): Promise<{ refund: Refund; entry: Deno.KvEntry<Refund>; payment: Payment } | null> {
+  const { payment: p, reservation } = await getPaymentWithReservation(ctx.kv, paymentId);
   if (!p) throw new NotFoundError("Unknown payment.");
   if (!isRefundable(p.status)) {
     throw new AppError(409, "payment_not_refundable", `A ${p.status} payment cannot be refunded.`);
@@ -137,7 +138,7 @@ async function reserve(
     updatedAt: now,
     settledAt: null,
   };
-  const ok = await insertRefund(ctx.kv, {
+  const entry = await insertRefund(ctx.kv, {
     refund,
     reservation,
     event: {
@@ -157,7 +158,7 @@ async function reserve(
       : undefined,
     jobs: { queue: ctx.config.jobsQueue, now },
   });
-  return ok ? refund : null;
+  return entry && { refund, entry, payment: p };
 }
 
 function replay(refund: Refund, requestHash: string): CreateRefundResult {

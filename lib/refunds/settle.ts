@@ -30,11 +30,15 @@ const CHECK_BACKOFF_MS = [10_000, 30_000, 120_000, 600_000, 3_600_000, 21_600_00
 const JOB_LEASE_MS = 60_000;
 const MAX_CONFLICT_RETRIES = 10;
 
-/** The first provider call for a new refund, made in the request; a provider failure leaves it to the job. */
-export async function submitRefund(ctx: AppContext, refund: Refund): Promise<Refund> {
-  const payment = await getPayment(ctx.kv, refund.paymentId);
-  if (!payment?.providerRef) throw new NotFoundError("Unknown payment.");
-  return applyRefundResult(ctx, refund.id, await askProvider(ctx, refund, payment.providerRef));
+/**
+ * The first provider call for a new refund, made in the request with the
+ * refund as just stored and its payment as read; a provider failure leaves it
+ * to the job.
+ */
+export async function submitRefund(ctx: AppContext, entry: Deno.KvEntry<Refund>, payment: Payment): Promise<Refund> {
+  if (!payment.providerRef) throw new NotFoundError("Unknown payment.");
+  const result = await askProvider(ctx, entry.value, payment.providerRef);
+  return applyRefundResult(ctx, entry.value.id, result, { entry, payment });
 }
 
 /**
@@ -51,7 +55,7 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
   if (!(await commitRefundUpdate(ctx.kv, entry as Deno.KvEntry<Refund>, claimed, jobs(ctx, now)))) return;
   const payment = await getPayment(ctx.kv, r.paymentId);
   if (!payment?.providerRef) return;
-  await applyRefundResult(ctx, id, await askProvider(ctx, r, payment.providerRef));
+  await applyRefundResult(ctx, id, await askProvider(ctx, r, payment.providerRef), { payment });
 }
 
 /** The provider's answer about a refund, or null when it failed to give one (retried later). */
@@ -76,11 +80,18 @@ class StaleTarget extends Error {}
  * success moves the payment (partially_refunded or refunded) with the refund,
  * its counters and the shop's postback in one atomic operation; a failure
  * gives the amount back; pending schedules the next check. A refund that
- * settled already is left as it is.
+ * settled already is left as it is. `known` saves reads: the refund's entry
+ * (first try only) and its payment as recently read (a stale one only costs a
+ * retry).
  */
-export async function applyRefundResult(ctx: AppContext, id: string, result: RefundResult | null): Promise<Refund> {
+export async function applyRefundResult(
+  ctx: AppContext,
+  id: string,
+  result: RefundResult | null,
+  known: { entry?: Deno.KvEntry<Refund>; payment?: Payment } = {},
+): Promise<Refund> {
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
-    const entry = await getRefundEntry(ctx.kv, id);
+    const entry = i === 0 && known.entry ? known.entry : await getRefundEntry(ctx.kv, id);
     if (!entry.value) throw new NotFoundError("Unknown refund.");
     const r = entry.value;
     const status = result?.status ?? "pending";
@@ -97,7 +108,7 @@ export async function applyRefundResult(ctx: AppContext, id: string, result: Ref
         case "pending":
           return await stillPending(ctx, entry as Deno.KvEntry<Refund>, base, now);
         case "succeeded":
-          return await succeed(ctx, entry as Deno.KvEntry<Refund>, base, now);
+          return await succeed(ctx, entry as Deno.KvEntry<Refund>, base, now, i === 0 ? known.payment : undefined);
         case "failed":
           return await fail(ctx, entry as Deno.KvEntry<Refund>, base, now);
       }
@@ -115,9 +126,10 @@ async function stillPending(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: 
   return next;
 }
 
-async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number) {
+async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number, read?: Payment) {
   const settled: Refund = { ...base, status: "succeeded", settledAt: now };
-  const payment = await getPayment(ctx.kv, settled.paymentId);
+  // The payment as read a moment ago picks the target; if it changed since, the move sees it and we try again.
+  const payment = read ?? await getPayment(ctx.kv, settled.paymentId);
   if (!payment) throw new NotFoundError("Unknown payment.");
   const target = (
     p: Payment,
