@@ -6,7 +6,8 @@ import { type DemoShop, ensureDemoOperator, ensureDemoShop } from "./lib/demo.ts
 import { randomId } from "./lib/ids.ts";
 import { startEmailIndexBackfill } from "./lib/payments/search.ts";
 import { JobRunner } from "./lib/jobs.ts";
-import { BanskyProvider } from "./lib/providers/bansky.ts";
+import { adapterFor, ProviderRegistry } from "./lib/providers/registry.ts";
+import { type BanskyCredentials, DEFAULT_ACCOUNT_ID, type ProviderAccount } from "./lib/accounts/types.ts";
 import { Sandbox, type SandboxKnobs } from "./sandbox/bansky.tsx";
 import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
 import { createApp } from "./routes/mod.tsx";
@@ -39,22 +40,35 @@ export async function createServer(
   // Loopback address for calls to ourselves (the embedded sandbox, the demo shop).
   const selfUrl = `http://127.0.0.1:${config.port}`;
   let sandbox: Sandbox | undefined;
-  let provider;
+  let credentials: BanskyCredentials;
   if (config.bansky) {
-    provider = new BanskyProvider({ ...config.bansky, timeoutMs: config.providerTimeoutMs });
+    credentials = { provider: "bansky", ...config.bansky };
   } else {
     const creds = (await initSetting<SandboxCredentials>(kv, "sandbox_credentials", {
       apiToken: randomId("sbx_token"),
       webhookSecret: randomId("sbx_whsec"),
     })).value;
     sandbox = new Sandbox({ ...creds, publicUrl: `${config.publicBaseUrl}/sandbox/bansky`, knobs: opts.sandboxKnobs });
-    provider = new BanskyProvider({
-      apiUrl: `${selfUrl}/sandbox/bansky`,
-      apiToken: creds.apiToken,
-      webhookSecret: creds.webhookSecret,
-      timeoutMs: config.providerTimeoutMs,
-    });
+    credentials = { provider: "bansky", apiUrl: `${selfUrl}/sandbox/bansky`, ...creds };
   }
+  // The environment's Bansky settings (or the sandbox's) are the default account, so existing set-ups keep working.
+  const startedAt = Date.now();
+  const defaultAccount: ProviderAccount = {
+    id: DEFAULT_ACCOUNT_ID,
+    provider: "bansky",
+    label: config.bansky ? "Default (BANSKY_* settings)" : "Default (built-in sandbox)",
+    orgId: config.defaultOrgId,
+    active: true,
+    currencies: [],
+    createdAt: startedAt,
+    updatedAt: startedAt,
+    credentialsUpdatedAt: startedAt,
+  };
+  const providers = new ProviderRegistry(
+    kv,
+    { account: defaultAccount, adapter: adapterFor(credentials, { timeoutMs: config.providerTimeoutMs }) },
+    { timeoutMs: config.providerTimeoutMs, now: () => Date.now() },
+  );
 
   const sessionSecret = config.sessionSecret ??
     (await initSetting(kv, "session_secret", randomId("ses_secret") + randomId("x"))).value;
@@ -63,7 +77,7 @@ export async function createServer(
   const ctx: AppContext = {
     kv,
     config,
-    provider,
+    providers,
     resolve: opts.resolve ?? resolveWithDns,
     now: () => Date.now(),
     sessionKey: new TextEncoder().encode(sessionSecret),

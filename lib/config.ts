@@ -20,6 +20,8 @@ const EnvSchema = z.object({
   BANSKY_API_URL: z.url({ protocol: /^https?$/ }).optional(),
   BANSKY_API_TOKEN: optionalText,
   BANSKY_WEBHOOK_SECRET: optionalText,
+  // The organisation behind the default account (e.g. its BIN), shown in the operation log.
+  BANSKY_ORG_ID: optionalText,
   DEV_ALLOW_LOCAL_URLS: flag.optional(),
   JOBS_QUEUE: z.enum(["on", "off"]).optional(),
   JOBS_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).optional(),
@@ -68,6 +70,8 @@ export interface Config {
   kvPath: string | undefined;
   /** Set when Bansky is configured; undefined means the embedded sandbox is the provider. */
   bansky?: BanskyConfig;
+  /** The default account's organisation id (BANSKY_ORG_ID), shown in the operation log. */
+  defaultOrgId: string;
   allowLocalUrls: boolean;
   jobsQueue: boolean;
   sweepIntervalMs?: number;
@@ -189,6 +193,7 @@ export function loadConfig(env: Env): Config {
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
     kvPath: e.DENO_KV_PATH ?? (onDeploy ? undefined : "./data/kv.sqlite3"),
     bansky,
+    defaultOrgId: e.BANSKY_ORG_ID ?? "",
     // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set or on Deploy.
     allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? (!bansky && !onDeploy),
     // Deno Deploy has no KV queues: the cron sweep alone runs jobs there.

@@ -1,14 +1,15 @@
 import type { Analytics } from "./analytics/types.ts";
 import type { Config } from "./config.ts";
 import type { JobMessage } from "./db/jobs.ts";
-import type { PaymentProvider } from "./providers/types.ts";
+import type { ProviderRegistry } from "./providers/registry.ts";
 import type { Resolver } from "./relay/url_guard.ts";
 
 /** What domain code needs from the outside world, built once in main.ts (or by a test). */
 export interface AppContext {
   kv: Deno.Kv;
   config: Config;
-  provider: PaymentProvider;
+  /** The provider accounts and their adapters; a payment's calls go to its own account (`forPayment`). */
+  providers: ProviderRegistry;
   resolve: Resolver;
   now: () => number;
   /** HMAC key for operator session tokens. */

@@ -81,6 +81,7 @@ export const ID_PATTERNS = {
   shop: "shop_[0-9a-z]{26}",
   key: "key_[A-Za-z0-9_-]{22}",
   refund: "re_[A-Za-z0-9_-]{22}",
+  account: "pa_[A-Za-z0-9_-]{22}",
 } as const;
 
 const ID_REGEXPS = Object.fromEntries(

@@ -61,6 +61,8 @@ interface SandboxRefund {
 
 interface SandboxPayment {
   ref: string;
+  /** The merchant account that created it: only that account's token sees it. */
+  merchant: string;
   merchantId: string;
   email: string;
   amount: number;
@@ -77,6 +79,12 @@ export interface SandboxOptions {
   /** Where buyers reach the sandbox, e.g. http://localhost:8000/sandbox/bansky. */
   publicUrl: string;
   knobs?: Partial<SandboxKnobs>;
+  /**
+   * More merchant accounts by name, each with its own token and webhook
+   * secret (the one above is the merchant "default"), so routing to several
+   * accounts is tested end to end.
+   */
+  merchants?: Record<string, { apiToken: string; webhookSecret: string }>;
 }
 
 const WEBHOOK_RETRY_MS = [200, 500, 1000, 2000, 5000, 10_000, 20_000, 30_000, 60_000, 60_000, 60_000];
@@ -99,6 +107,11 @@ export class Sandbox {
 
   constructor(private readonly opts: SandboxOptions) {
     this.knobs = { ...DEFAULT_KNOBS, ...opts.knobs };
+    const merchants = { default: { apiToken: opts.apiToken, webhookSecret: opts.webhookSecret }, ...opts.merchants };
+    for (const [name, m] of Object.entries(merchants)) {
+      this.merchantByToken.set(m.apiToken, name);
+      this.secretOfMerchant.set(name, m.webhookSecret);
+    }
     this.routes();
   }
 
@@ -106,6 +119,33 @@ export class Sandbox {
   close() {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
+  }
+
+  /** Merchant names by API token. */
+  private readonly merchantByToken = new Map<string, string>();
+  /** Webhook secrets by merchant name. */
+  private readonly secretOfMerchant = new Map<string, string>();
+
+  /** The merchant account a payment or refund reference belongs to (tests check where calls went). */
+  merchantOf(ref: string): string | undefined {
+    const refund = this.refunds.get(ref);
+    return this.payments.get(refund ? refund.paymentRef : ref)?.merchant;
+  }
+
+  /** The calling merchant's payment by reference; another merchant's is not found. */
+  private ownPayment(c: Context, ref: string): SandboxPayment | undefined {
+    const p = this.payments.get(ref);
+    return p && p.merchant === this.caller(c) ? p : undefined;
+  }
+
+  private caller(c: Context): string | undefined {
+    return this.merchantByToken.get(c.req.header("authorization")?.replace(/^Bearer /, "") ?? "");
+  }
+
+  /** The secret a webhook is signed with: its payment's merchant's. */
+  private secretFor(body: WebhookBody | RefundWebhookBody): string {
+    const merchant = this.merchantOf(body.ref);
+    return (merchant && this.secretOfMerchant.get(merchant)) ?? this.opts.webhookSecret;
   }
 
   private routes() {
@@ -122,12 +162,12 @@ export class Sandbox {
       }
       // Bansky is idempotent on the merchant's id: a retry gets the same payment.
       const known = this.byMerchantId.get(b.id);
-      const p = known ? this.payments.get(known)! : this.create(b);
+      const p = known ? this.payments.get(known)! : this.create(b, this.caller(c)!);
       return c.json({ id: p.ref, url: `${this.opts.publicUrl}/pay/${p.ref}` }, known ? 200 : 201);
     });
     api.get("/payments/:ref", (c) => {
       this.calls.status++;
-      const p = this.payments.get(c.req.param("ref"));
+      const p = this.ownPayment(c, c.req.param("ref"));
       return p
         ? c.json({ id: p.ref, merchantId: p.merchantId, status: p.status })
         : c.json({ error: "not found" }, 404);
@@ -135,7 +175,7 @@ export class Sandbox {
     // A cancelled payment takes no more money: its pay page and complete refuse it.
     api.post("/payments/:ref/cancel", (c) => {
       this.calls.cancel++;
-      const p = this.payments.get(c.req.param("ref"));
+      const p = this.ownPayment(c, c.req.param("ref"));
       if (!p) return c.json({ error: "not found" }, 404);
       if (p.status === "pending" && !this.knobs.refuseCancels) p.status = "cancelled";
       const body = { id: p.ref, merchantId: p.merchantId, status: p.status };
@@ -148,7 +188,7 @@ export class Sandbox {
       if (!b || typeof b.id !== "string" || !Number.isInteger(b.amount) || b.amount <= 0) {
         return c.json({ error: "bad request" }, 400);
       }
-      const p = this.payments.get(c.req.param("ref"));
+      const p = this.ownPayment(c, c.req.param("ref"));
       if (!p) return c.json({ error: "not found" }, 404);
       // Idempotent on the merchant's refund id: a retry gets the same refund as it is now.
       const known = this.refundsByMerchantId.get(b.id);
@@ -158,7 +198,9 @@ export class Sandbox {
     api.get("/refunds/:ref", (c) => {
       this.calls.refundStatus++;
       const r = this.refunds.get(c.req.param("ref"));
-      return r ? c.json({ id: r.ref, status: r.status }) : c.json({ error: "not found" }, 404);
+      return r && this.merchantOf(r.ref) === this.caller(c)
+        ? c.json({ id: r.ref, status: r.status })
+        : c.json({ error: "not found" }, 404);
     });
     // For tests and benchmarks: what the buyer's click does, without a browser.
     api.post("/payments/:ref/complete", async (c) => {
@@ -187,7 +229,7 @@ export class Sandbox {
 
   /** The API checks our bearer token and applies the latency and failure knobs; the buyer's pages do not. */
   private apiGate = async (c: Context, next: Next) => {
-    if (c.req.header("authorization") !== `Bearer ${this.opts.apiToken}`) {
+    if (this.caller(c) === undefined) {
       return c.json({ error: "unauthorized" }, 401);
     }
     if (this.knobs.latencyMs) await sleep(this.knobs.latencyMs);
@@ -195,9 +237,10 @@ export class Sandbox {
     await next();
   };
 
-  private create(b: Record<string, unknown>): SandboxPayment {
+  private create(b: Record<string, unknown>, merchant: string): SandboxPayment {
     const p: SandboxPayment = {
       ref: randomId("bsk"),
+      merchant,
       merchantId: String(b.id),
       email: String(b.email ?? ""),
       amount: Number(b.amount),
@@ -275,7 +318,7 @@ export class Sandbox {
           method: "POST",
           headers: {
             "content-type": "application/json",
-            "bansky-signature": signBanskyWebhook(this.opts.webhookSecret, Math.floor(Date.now() / 1000), text),
+            "bansky-signature": signBanskyWebhook(this.secretFor(body), Math.floor(Date.now() / 1000), text),
           },
           body: text,
           signal: AbortSignal.timeout(10_000),

@@ -36,6 +36,7 @@ import {
 import { newMessageId, newWebhookSecret, webhookHeaders } from "../lib/relay/signing.ts";
 import { internalDocsRoutes } from "../routes/docs/internal.tsx";
 import { docLibrary } from "../routes/docs/_shared.tsx";
+import { NoRouteError } from "../lib/accounts/routing.ts";
 import { verifyPostback as verifyWithNodeSnippet } from "../docs/snippets/verify_node.mjs";
 import { verifyPostback as verifyWithStandardWebhooks } from "../docs/snippets/verify_standardwebhooks.ts";
 
@@ -276,6 +277,7 @@ Deno.test("[docs] the error catalogue covers every code the API answers, and the
     new ConflictError(),
     new IdempotencyMismatchError("x"),
     new PaymentNotCancellableError("succeeded"),
+    new NoRouteError("EUR", "crypto"),
     new UpstreamError(true, "x"),
     new UpstreamError(false, "x"),
   ];

@@ -25,7 +25,8 @@ export interface GroupCommitOptions<T> {
 
 interface Waiting<T> {
   item: T;
-  resolve: (ok: boolean) => void;
+  /** The versionstamp of the commit that stored the write, or null when a check failed. */
+  resolve: (versionstamp: string | null) => void;
   reject: (err: unknown) => void;
 }
 
@@ -36,6 +37,11 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
 
   /** Commits the write; true when its checks passed and it is stored, false when a check failed. */
   commit(item: T): Promise<boolean> {
+    return this.commitStamped(item).then((v) => v !== null);
+  }
+
+  /** Commits the write; the versionstamp it was stored with (shared by its group), or null when a check failed. */
+  commitStamped(item: T): Promise<string | null> {
     return new Promise((resolve, reject) => this.enqueue({ item, resolve, reject }));
   }
 
@@ -65,8 +71,9 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
       try {
         const op = this.kv.atomic();
         for (const w of group) this.opts.addOps(op, w.item);
-        if ((await op.commit()).ok) {
-          for (const w of group) w.resolve(true);
+        const res = await op.commit();
+        if (res.ok) {
+          for (const w of group) w.resolve(res.versionstamp);
           return;
         }
       } catch {
@@ -77,7 +84,8 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
       try {
         const op = this.kv.atomic();
         this.opts.addOps(op, w.item);
-        w.resolve((await op.commit()).ok);
+        const res = await op.commit();
+        w.resolve(res.ok ? res.versionstamp : null);
       } catch (err) {
         w.reject(err);
       }

@@ -5,6 +5,7 @@ import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
+import { GroupCommitter } from "./group_commit.ts";
 import { addPaymentEventOps, paymentRecordKey } from "./payments.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
 
@@ -19,6 +20,12 @@ const byPaymentKey = (paymentId: string, seq: string) => ["refunds_by_payment", 
 const reservedKey = (paymentId: string) => ["refund_reserved", paymentId] as const;
 
 const job = (id: string) => ({ kind: "refund" as const, id });
+/**
+ * A refund's job is a backup (the request or a webhook settles it), so it is a
+ * due-index key only: no queue message to write and later consume per refund.
+ * The in-process kick and the cron sweep run it.
+ */
+const noQueue = (jobs: ScheduleOptions): ScheduleOptions => ({ ...jobs, queue: false });
 
 export async function getRefund(kv: Deno.Kv, id: string): Promise<Refund | null> {
   return (await kv.get<Refund>(refundKey(id))).value;
@@ -74,18 +81,29 @@ export interface NewRefund {
  * caller reads again and decides again); otherwise the stored refund's entry.
  */
 export async function insertRefund(kv: Deno.Kv, n: NewRefund): Promise<Deno.KvEntry<Refund> | null> {
+  let writer = refundWriters.get(kv);
+  if (!writer) {
+    // Concurrent refunds share commits (see group_commit.ts); two of one payment never share a group.
+    writer = new GroupCommitter(kv, { addOps: addInsertRefundOps, identity: (x) => x.refund.paymentId, maxGroup: 16 });
+    refundWriters.set(kv, writer);
+  }
+  const versionstamp = await writer.commitStamped(n);
+  return versionstamp === null ? null : { key: refundKey(n.refund.id), value: n.refund, versionstamp };
+}
+
+const refundWriters = new WeakMap<Deno.Kv, GroupCommitter<NewRefund>>();
+
+function addInsertRefundOps(op: Deno.AtomicOperation, n: NewRefund) {
   const r = n.refund;
-  const op = kv.atomic()
+  op
     .check({ key: refundKey(r.id), versionstamp: null })
     .check({ key: reservedKey(r.paymentId), versionstamp: n.reservation.versionstamp })
     .set(reservedKey(r.paymentId), (n.reservation.value ?? 0) + r.amount)
     .set(refundKey(r.id), r)
     .set(byPaymentKey(r.paymentId, r.seq), r.id);
-  scheduleJob(op, job(r.id), r.nextCheckAt, n.jobs);
+  scheduleJob(op, job(r.id), r.nextCheckAt, noQueue(n.jobs));
   addPaymentEventOps(op, r.paymentId, r.shopId, n.event);
   if (n.audit) addAuditOps(op, n.audit);
-  const res = await op.commit();
-  return res.ok ? { key: refundKey(r.id), value: r, versionstamp: res.versionstamp } : null;
 }
 
 /** Adds a new version of a refund read as `entry` to an atomic operation, moving its job's due time with it. */
@@ -97,7 +115,7 @@ export function addRefundUpdateOps(
 ) {
   op.check(entry).set(refundKey(next.id), next);
   if (entry.value.status === "pending") unscheduleJob(op, job(next.id), entry.value.nextCheckAt);
-  if (next.status === "pending") scheduleJob(op, job(next.id), next.nextCheckAt, jobs);
+  if (next.status === "pending") scheduleJob(op, job(next.id), next.nextCheckAt, noQueue(jobs));
 }
 
 /** Writes a new version of a refund that stays pending (its provider reference, its next check). */

@@ -2,6 +2,7 @@ import { ConflictError } from "../errors.ts";
 import { collectValues } from "./kv.ts";
 import { groupReader } from "./group_read.ts";
 import { addAuditOps, type AuditEntry } from "./audit.ts";
+import type { ShopRouting } from "../accounts/types.ts";
 
 export interface Shop {
   id: string;
@@ -16,6 +17,8 @@ export interface Shop {
   previousWebhookSecret?: string | null;
   previousSecretExpiresAt?: number | null;
   createdAt: number;
+  /** Which accounts take its payments; absent = the platform default. Kept on the shop so the key lookup reads it. */
+  routing?: ShopRouting;
 }
 
 export interface ApiKeyRecord {

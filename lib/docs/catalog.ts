@@ -28,6 +28,7 @@ export const INTERNAL_DOCS: DocSet = {
     { slug: "shops-and-keys", nav: "Shops and keys", file: "internal/shops-and-keys.md" },
     { slug: "rotating-secrets", nav: "Rotating secrets", file: "internal/rotating-secrets.md" },
     { slug: "bansky", nav: "Configuring Bansky", file: "internal/bansky.md" },
+    { slug: "accounts", nav: "Accounts and routing", file: "internal/accounts.md" },
     { slug: "stats", nav: "Reading the stats", file: "internal/stats.md" },
     { slug: "deploy", nav: "Deploying", file: "internal/deploy.md" },
     { slug: "failing-postbacks", nav: "Runbook: failing postbacks", file: "internal/failing-postbacks.md" },

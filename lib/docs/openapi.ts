@@ -367,6 +367,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
               "request_timeout",
               "unsupported_media_type",
               "idempotency_mismatch",
+              "no_route",
               "provider_error",
               "provider_timeout",
             ]),

@@ -82,6 +82,11 @@ export const API_ERRORS = [
   },
   { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },
   {
+    code: "no_route",
+    status: 422,
+    when: "Init: the shop's routes have no account that takes this currency and type (see GET /api/v1/options).",
+  },
+  {
     code: "refund_exceeds_payment",
     status: 422,
     when: "Refund: more than is left of the payment (pending refunds count as spent).",

@@ -24,7 +24,7 @@ export class PaymentNotCancellableError extends AppError {
 export async function cancelPayment(ctx: AppContext, shop: Shop, paymentId: string): Promise<Payment> {
   const p = await getShopPayment(ctx, shop, paymentId);
   if (p.status !== "pending" || !p.providerRef) throw new PaymentNotCancellableError(p.status);
-  const result = await ctx.provider.cancel(p.providerRef);
+  const result = await (await ctx.providers.forPayment(p)).adapter.cancel(p.providerRef);
   const now = ctx.now();
   if (!result.cancelled && result.status !== "pending") {
     const moved = await movePayment(ctx, {

@@ -11,6 +11,8 @@ import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schem
 import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
 import { firstCheckAt } from "./janitor.ts";
+import { routePayment } from "../accounts/routing.ts";
+import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 
 const IdempotencyKey = text(1, 255);
 
@@ -145,7 +147,8 @@ async function createAtProvider(
 ): Promise<Payment> {
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
-  const result = await ctx.provider.initiate({
+  const { account, adapter } = await routePayment(ctx, shop, input);
+  const result = await adapter.initiate({
     paymentId: id,
     email: input.email,
     name: input.name,
@@ -154,7 +157,7 @@ async function createAtProvider(
     type: input.type,
     successUrl: wrapper("success"),
     errorUrl: wrapper("error"),
-    webhookUrl: `${base}/api/payment-verify`,
+    webhookUrl: webhookUrl(base, account.id),
   }).catch((err) => {
     if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
     throw err;
@@ -177,7 +180,8 @@ async function createAtProvider(
     errorUrl: input.errorUrl,
     postbackUrl: extra.postbackUrl,
     status: "pending",
-    provider: ctx.provider.name,
+    provider: account.provider,
+    accountId: account.id,
     providerRef: result.ref,
     providerUrl: result.url,
     lastError: null,
@@ -189,6 +193,13 @@ async function createAtProvider(
   };
   if (!(await createPayment(ctx.kv, payment))) throw new AlreadyStored();
   return payment;
+}
+
+/** Where an account's webhooks arrive; the default account keeps the path it always had. */
+function webhookUrl(base: string, accountId: string): string {
+  return accountId === DEFAULT_ACCOUNT_ID
+    ? `${base}/api/payment-verify`
+    : `${base}/api/payment-verify/${encodeURIComponent(accountId)}`;
 }
 
 /**

@@ -46,9 +46,10 @@ export async function runPaymentCheck(ctx: AppContext, paymentId: string): Promi
     return;
   }
   const expiresAt = p.expiresAt ?? p.createdAt + ctx.config.paymentTtlMs;
+  const { adapter } = await ctx.providers.forPayment(p);
   let confirmed: ProviderStatus;
   try {
-    confirmed = await ctx.provider.getStatus(p.providerRef);
+    confirmed = await adapter.getStatus(p.providerRef);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("payment check: provider unreachable, trying again later", { paymentId, detail: err.detail });
@@ -66,7 +67,7 @@ export async function runPaymentCheck(ctx: AppContext, paymentId: string): Promi
   // Expired: the provider is told to stop taking money where it can. If it cannot (money on its way), a
   // payment it confirms later still succeeds, marked late. A provider that cannot be reached does not hold
   // the expiry back: the shop hears about it on time, and late money is never hidden.
-  const cancel: CancelResult | null = await ctx.provider.cancel(p.providerRef).catch((err) => {
+  const cancel: CancelResult | null = await adapter.cancel(p.providerRef).catch((err) => {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("payment check: provider cancel failed at expiry", { paymentId, error: describeError(err) });
     return null;

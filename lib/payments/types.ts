@@ -23,6 +23,8 @@ export interface Payment {
   postbackUrl: string | null;
   status: PaymentStatus;
   provider: string;
+  /** The provider account it was created on; absent on payments older than accounts (the default account). */
+  accountId?: string;
   providerRef: string | null;
   providerUrl: string | null;
   lastError: string | null;

@@ -3,6 +3,7 @@ import { AppError, ConflictError, NotFoundError } from "../errors.ts";
 import {
   addPaymentEvent,
   getPayment,
+  getPaymentIdByProviderRef,
   isWebhookEventSeen,
   markWebhookEventSeen,
   recordUnconfirmedWebhook,
@@ -15,6 +16,8 @@ import { movePayment } from "./transition.ts";
 import type { PaymentEvent } from "./types.ts";
 import { findPayment } from "./query.ts";
 import { handleRefundWebhook } from "../refunds/settle.ts";
+import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import { hasIdShape } from "../ids.ts";
 
 export type WebhookOutcome = "applied" | "duplicate" | "unchanged";
 
@@ -30,36 +33,44 @@ export async function handleProviderWebhook(
   ctx: AppContext,
   headers: Headers,
   rawBody: string,
+  accountId: string = DEFAULT_ACCOUNT_ID,
 ): Promise<WebhookOutcome> {
+  // Each account verifies its own webhooks with its own secret; an id of the wrong shape names no account.
+  const account = accountId === DEFAULT_ACCOUNT_ID || hasIdShape("account", accountId)
+    ? await ctx.providers.find(accountId)
+    : null;
+  if (!account) throw new NotFoundError("Unknown account.");
   let notice: WebhookNotice;
   try {
-    notice = await ctx.provider.verifyWebhook(headers, rawBody, ctx.now());
+    notice = await account.adapter.verifyWebhook(headers, rawBody, ctx.now());
   } catch (err) {
     if (err instanceof WebhookRejectedError) {
-      log.warn("webhook rejected", { reason: err.message });
+      log.warn("webhook rejected", { accountId, reason: err.message });
       throw new AppError(401, "invalid_webhook", `Webhook rejected: ${err.message}.`);
     }
     throw err;
   }
   // Refund news settles a refund (which moves its payment); refunds keep no webhook ids, their status is the guard.
-  if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice);
-  const provider = ctx.provider.name;
+  if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice, accountId);
+  const provider = account.account.provider;
   if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
 
+  // Our id when the provider echoes it, else the account's index of its references.
   // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
-  const payment = await getPayment(ctx.kv, notice.paymentId);
+  const paymentId = notice.paymentId ?? await getPaymentIdByProviderRef(ctx.kv, accountId, notice.ref);
+  const payment = paymentId ? await getPayment(ctx.kv, paymentId) : null;
   if (!payment) throw new NotFoundError("Unknown payment.");
-  if (payment.providerRef !== notice.ref) {
+  if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
   }
-  const confirmed = await ctx.provider.getStatus(notice.ref);
+  const confirmed = await (await ctx.providers.forPayment(payment)).adapter.getStatus(notice.ref);
   const because: PaymentEvent = {
     type: "webhook_received",
     at: ctx.now(),
     data: { eventId: notice.eventId, claimed: notice.claimedStatus, confirmed },
   };
   const moved = await movePayment(ctx, {
-    paymentId: notice.paymentId,
+    paymentId: payment.id,
     to: confirmed,
     because,
     webhookEventId: notice.eventId,
@@ -99,7 +110,7 @@ export async function recheckPaymentStatus(
   const p = await findPayment(ctx.kv, paymentId);
   if (!p) throw new NotFoundError("Unknown payment.");
   if (!p.providerRef) throw new ConflictError("The provider has not answered for this payment yet.");
-  const confirmed = await ctx.provider.getStatus(p.providerRef);
+  const confirmed = await (await ctx.providers.forPayment(p)).adapter.getStatus(p.providerRef);
   const because: PaymentEvent = { type: "status_checked", at: ctx.now(), data: { confirmed, by: actor } };
   const moved = await movePayment(ctx, {
     paymentId,

@@ -113,7 +113,7 @@ export class BanskyProvider implements PaymentProvider {
     return {
       kind: "payment",
       eventId: parsed.eventId,
-      paymentId: parsed.id,
+      paymentId: parsed.id ?? null,
       ref: parsed.ref,
       claimedStatus: banskyStatusToOurs[parsed.status],
     };

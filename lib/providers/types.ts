@@ -29,7 +29,8 @@ export type WebhookNotice = PaymentNotice | RefundNotice;
 export interface PaymentNotice {
   kind: "payment";
   eventId: string;
-  paymentId: string;
+  /** Our payment id when the provider echoes it; else the payment is found by `ref` in the account's index. */
+  paymentId: string | null;
   ref: string;
   claimedStatus: ProviderStatus;
 }

@@ -121,6 +121,7 @@ async function reserve(
     seq: sortableId(now),
     paymentId: p.id,
     shopId: p.shopId,
+    ...(p.accountId ? { accountId: p.accountId } : {}),
     shopRefundId: input.id ?? null,
     idempotencyKey: extra.idempotencyKey,
     requestHash: extra.requestHash,

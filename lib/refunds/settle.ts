@@ -122,7 +122,8 @@ async function stillPending(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: 
   const delay = CHECK_BACKOFF_MS[Math.min(base.checks - 1, CHECK_BACKOFF_MS.length - 1)];
   const next: Refund = { ...base, nextCheckAt: now + delay };
   if (!(await commitRefundUpdate(ctx.kv, entry, next, jobs(ctx, now)))) return null;
-  if (!ctx.config.jobsQueue) ctx.kick({ kind: "refund", id: next.id }, delay);
+  // No queue message wakes it (see lib/db/refunds.ts): the kick does, or the cron sweep after a restart.
+  ctx.kick({ kind: "refund", id: next.id }, delay);
   return next;
 }
 

@@ -8,6 +8,8 @@ export interface Refund {
   seq: string;
   paymentId: string;
   shopId: string;
+  /** Its payment's provider account (absent on refunds older than accounts: the default account). */
+  accountId?: string;
   /** The shop's own refund reference (`id` in the request), if it gave one. */
   shopRefundId: string | null;
   idempotencyKey: string | null;

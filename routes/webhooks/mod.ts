@@ -11,5 +11,10 @@ export function webhookRoutes(ctx: AppContext) {
     const outcome = await handleProviderWebhook(ctx, c.req.raw.headers, await c.req.text());
     return c.json({ status: "success", outcome });
   });
+  // Each account has its own webhook address; the one above is the default account's.
+  app.post("/payment-verify/:accountId", async (c) => {
+    const outcome = await handleProviderWebhook(ctx, c.req.raw.headers, await c.req.text(), c.req.param("accountId"));
+    return c.json({ status: "success", outcome });
+  });
   return app;
 }

@@ -1,0 +1,157 @@
+import { z } from "zod";
+import type { AppContext } from "../context.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
+import { getAccountEntry, insertAccount, listAccounts, replaceAccount } from "../db/accounts.ts";
+import { hasIdShape, randomId } from "../ids.ts";
+import { isCurrency } from "../money.ts";
+import { parseOrThrow, text } from "../validation.ts";
+import {
+  type AccountCredentials,
+  DEFAULT_ACCOUNT_ID,
+  PROVIDER_NAMES,
+  type ProviderAccount,
+  type ProviderName,
+} from "./types.ts";
+
+const Secret = z.string().trim().min(1).max(500);
+const ApiUrl = z.url({ protocol: /^https?$/ }).max(500).transform((u) => u.replace(/\/+$/, ""));
+
+/** The credentials each provider needs, checked when an account is created or its credentials rotated. */
+const CREDENTIALS = {
+  bansky: z.strictObject({ apiUrl: ApiUrl, apiToken: Secret, webhookSecret: Secret }),
+  stripe: z.strictObject({
+    secretKey: Secret,
+    webhookSecret: Secret,
+    connectedAccountId: z.string().regex(/^acct_[A-Za-z0-9]{1,64}$/, "must be a connected account id (acct_...)"),
+    apiUrl: ApiUrl.optional(),
+  }),
+} satisfies Record<ProviderName, z.ZodType>;
+
+const NewAccountSchema = z.strictObject({
+  provider: z.enum(PROVIDER_NAMES),
+  label: text(1, 100),
+  orgId: text(1, 64).describe("The organisation's identifier, e.g. a 12-digit BIN."),
+  currencies: z.array(
+    z.string().transform((c) => c.trim().toUpperCase()).refine(isCurrency, "is not an ISO 4217 currency"),
+  ).max(200).default([]),
+  credentials: z.record(z.string(), z.unknown()),
+});
+
+/** Providers whose adapter is not built yet: accounts there are refused rather than failing on the first payment. */
+const UNAVAILABLE: ReadonlySet<ProviderName> = new Set(["stripe"]);
+
+function parseCredentials(provider: ProviderName, input: unknown): AccountCredentials {
+  const parsed = CREDENTIALS[provider].safeParse(input);
+  if (!parsed.success) {
+    const fields = Object.fromEntries(
+      parsed.error.issues.map((i) => [`credentials.${i.path.join(".") || "body"}`, i.message]),
+    );
+    throw new ValidationError("The credentials are invalid.", fields);
+  }
+  return { provider, ...parsed.data } as AccountCredentials;
+}
+
+/** Creates an account; its credentials are stored apart and never shown again. Audited as `account.create`. */
+export async function createAccount(
+  ctx: AppContext,
+  input: unknown,
+  opts: { actor: string },
+): Promise<ProviderAccount> {
+  const body = parseOrThrow(NewAccountSchema, input, "account");
+  if (UNAVAILABLE.has(body.provider)) {
+    throw new ValidationError("The account is invalid.", { provider: `${body.provider} is not available yet` });
+  }
+  const credentials = parseCredentials(body.provider, body.credentials);
+  const now = ctx.now();
+  const account: ProviderAccount = {
+    id: randomId("pa"),
+    provider: body.provider,
+    label: body.label,
+    orgId: body.orgId,
+    active: true,
+    currencies: [...new Set(body.currencies)],
+    createdAt: now,
+    updatedAt: now,
+    credentialsUpdatedAt: now,
+  };
+  await insertAccount(ctx.kv, account, credentials, {
+    at: now,
+    actor: opts.actor,
+    action: "account.create",
+    target: account.id,
+    before: null,
+    after: account,
+  });
+  return account;
+}
+
+/** Every account, the default one (from the environment) first. */
+export async function listAllAccounts(ctx: AppContext): Promise<ProviderAccount[]> {
+  const stored = await listAccounts(ctx.kv);
+  return [ctx.providers.defaultAccount.account, ...stored.sort((a, b) => a.createdAt - b.createdAt)];
+}
+
+/** An account by id (the default one included), or NotFoundError. */
+export async function getAccount(ctx: AppContext, id: string): Promise<ProviderAccount> {
+  if (id === DEFAULT_ACCOUNT_ID) return ctx.providers.defaultAccount.account;
+  const entry = hasIdShape("account", id) ? await getAccountEntry(ctx.kv, id) : null;
+  if (!entry?.value) throw new NotFoundError("Unknown account.");
+  return entry.value;
+}
+
+/**
+ * Read-modify-write of a stored account with its audit entry; the default
+ * account lives in the environment and is changed there.
+ */
+async function changeAccount(
+  ctx: AppContext,
+  id: string,
+  action: string,
+  actor: string,
+  change: (a: ProviderAccount) => { next: ProviderAccount; credentials?: AccountCredentials },
+): Promise<ProviderAccount> {
+  if (id === DEFAULT_ACCOUNT_ID) {
+    throw new ConflictError(
+      "The default account comes from the BANSKY_* settings; change it there.",
+      "account_default",
+    );
+  }
+  for (;;) {
+    const entry = hasIdShape("account", id) ? await getAccountEntry(ctx.kv, id) : null;
+    if (!entry?.value) throw new NotFoundError("Unknown account.");
+    const { next, credentials } = change(entry.value);
+    const audit = { at: ctx.now(), actor, action, target: id, before: entry.value, after: next };
+    if (await replaceAccount(ctx.kv, entry as Deno.KvEntry<ProviderAccount>, next, { credentials, audit })) {
+      ctx.providers.forget(id);
+      return next;
+    }
+  }
+}
+
+/** Turns new payments away from an account (its existing payments keep using it). Audited as `account.disable`. */
+export function setAccountActive(
+  ctx: AppContext,
+  id: string,
+  active: boolean,
+  opts: { actor: string },
+): Promise<ProviderAccount> {
+  return changeAccount(ctx, id, active ? "account.enable" : "account.disable", opts.actor, (a) => ({
+    next: { ...a, active, updatedAt: ctx.now() },
+  }));
+}
+
+/** Replaces an account's credentials (the audit records when, never what). Audited as `account.rotate`. */
+export function rotateAccountCredentials(
+  ctx: AppContext,
+  id: string,
+  input: unknown,
+  opts: { actor: string },
+): Promise<ProviderAccount> {
+  return changeAccount(ctx, id, "account.rotate", opts.actor, (a) => {
+    const now = ctx.now();
+    return {
+      next: { ...a, updatedAt: now, credentialsUpdatedAt: now },
+      credentials: parseCredentials(a.provider, input),
+    };
+  });
+}

@@ -1,0 +1,119 @@
+import { z } from "zod";
+import type { AppContext } from "../context.ts";
+import { AppError, NotFoundError, ValidationError } from "../errors.ts";
+import { getShopEntry, replaceShop, type Shop } from "../db/shops.ts";
+import { isCurrency } from "../money.ts";
+import type { PaymentType } from "../payments/types.ts";
+import type { AccountAdapter } from "../providers/registry.ts";
+import { parseOrThrow } from "../validation.ts";
+import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRule, type ShopRouting } from "./types.ts";
+
+/** 422: the account the shop's routes pick cannot take this payment (disabled, or not this currency or type). */
+export class NoRouteError extends AppError {
+  constructor(currency: string, type: PaymentType) {
+    super(422, "no_route", `This shop has no route for ${type} payments in ${currency}.`);
+  }
+}
+
+export const MAX_ROUTE_RULES = 50;
+
+/** The account id a shop's routes pick: the first matching rule, else its default account, else the platform's. */
+export function pickAccountId(routing: ShopRouting | undefined, currency: string, type: PaymentType): string {
+  for (const r of routing?.rules ?? []) {
+    if ((r.currency === null || r.currency === currency) && (r.type === null || r.type === type)) return r.accountId;
+  }
+  return routing?.defaultAccountId ?? DEFAULT_ACCOUNT_ID;
+}
+
+/** True when the account takes new payments in this currency and of this type. */
+export function accountAccepts(account: ProviderAccount, currency: string, type: PaymentType): boolean {
+  return account.active &&
+    (account.currencies.length === 0 || account.currencies.includes(currency)) &&
+    (PROVIDER_TYPES[account.provider] as readonly PaymentType[]).includes(type);
+}
+
+/**
+ * The account a new payment goes to. The routes come with the shop record the
+ * API key lookup read, and accounts are cached per isolate: no KV read here
+ * once warm. Throws NoRouteError when the picked account cannot take it.
+ */
+export async function routePayment(
+  ctx: AppContext,
+  shop: Shop,
+  payment: { currency: string; type: PaymentType },
+): Promise<AccountAdapter> {
+  const found = await ctx.providers.find(pickAccountId(shop.routing, payment.currency, payment.type));
+  if (!found || !accountAccepts(found.account, payment.currency, payment.type)) {
+    throw new NoRouteError(payment.currency, payment.type);
+  }
+  return found;
+}
+
+const Currency = z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
+  .transform((c) => c.toUpperCase()).refine(isCurrency, "is not an ISO 4217 currency");
+
+export const RouteRuleSchema = z.strictObject({
+  accountId: z.string().min(1).max(64),
+  currency: Currency.nullable().default(null),
+  type: z.enum(["fiat", "crypto"]).nullable().default(null),
+});
+
+export const ShopRoutingSchema = z.strictObject({
+  rules: z.array(RouteRuleSchema).max(MAX_ROUTE_RULES),
+  defaultAccountId: z.string().min(1).max(64).nullable(),
+});
+
+/** A shop's routes as stored (none: every payment goes to the platform default). */
+export function shopRouting(shop: Shop): ShopRouting {
+  return shop.routing ?? { rules: [], defaultAccountId: null };
+}
+
+/**
+ * Replaces a shop's routes (checked: every account named exists), audited as
+ * `shop.routing` in the same atomic operation; retried if the shop changed.
+ */
+export async function setShopRouting(
+  ctx: AppContext,
+  shopId: string,
+  input: unknown,
+  opts: { actor: string },
+): Promise<ShopRouting> {
+  const routing = parseOrThrow(ShopRoutingSchema, input, "routing");
+  const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
+  const fields: Record<string, string> = {};
+  for (const id of ids) {
+    if (!(await ctx.providers.find(id))) fields[id] = "is not an account";
+  }
+  if (Object.keys(fields).length) throw new ValidationError("The routing names unknown accounts.", fields);
+  for (;;) {
+    const entry = await getShopEntry(ctx.kv, shopId);
+    if (!entry.value) throw new NotFoundError("Unknown shop.");
+    const next: Shop = { ...entry.value, routing };
+    const audit = {
+      at: ctx.now(),
+      actor: opts.actor,
+      action: "shop.routing",
+      target: shopId,
+      before: shopRouting(entry.value),
+      after: routing,
+    };
+    if (await replaceShop(ctx.kv, entry as Deno.KvEntry<Shop>, next, audit)) return routing;
+  }
+}
+
+/** Adds one rule at the end of a shop's rules, or sets its default account when the rule names neither currency nor type (the CLI's `shop route`). */
+export async function addShopRoute(
+  ctx: AppContext,
+  shopId: string,
+  rule: { accountId: string; currency?: string | null; type?: string | null },
+  opts: { actor: string },
+): Promise<ShopRouting> {
+  const entry = await getShopEntry(ctx.kv, shopId);
+  if (!entry.value) throw new NotFoundError("Unknown shop.");
+  const current = shopRouting(entry.value);
+  if (!rule.currency && !rule.type) {
+    return setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, opts);
+  }
+  const added: unknown = { accountId: rule.accountId, currency: rule.currency ?? null, type: rule.type ?? null };
+  return setShopRouting(ctx, shopId, { ...current, rules: [...current.rules, added as RouteRule] }, opts);
+}

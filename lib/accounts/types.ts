@@ -1,0 +1,68 @@
+import type { PaymentType } from "../payments/types.ts";
+
+/** The providers an account can be at; the registry (lib/providers/registry.ts) has an adapter for each. */
+export const PROVIDER_NAMES = ["bansky", "stripe"] as const;
+export type ProviderName = typeof PROVIDER_NAMES[number];
+
+/** The account built from the environment's Bansky settings (or the built-in sandbox) at start-up. */
+export const DEFAULT_ACCOUNT_ID = "default";
+
+/**
+ * A merchant account at a provider. What is safe to show: the credentials are
+ * kept apart (AccountCredentials) and never shown back, logged or exported.
+ */
+export interface ProviderAccount {
+  id: string;
+  provider: ProviderName;
+  label: string;
+  /** The organisation's identifier (e.g. a 12-digit BIN); free text, shown in logs. */
+  orgId: string;
+  /** A disabled account takes no new payments; its payments keep using it for status checks, refunds and webhooks. */
+  active: boolean;
+  /** ISO 4217 codes the account takes; empty means any. */
+  currencies: string[];
+  createdAt: number;
+  updatedAt: number;
+  credentialsUpdatedAt: number;
+}
+
+export interface BanskyCredentials {
+  provider: "bansky";
+  apiUrl: string;
+  apiToken: string;
+  webhookSecret: string;
+}
+
+export interface StripeCredentials {
+  provider: "stripe";
+  /** The platform's secret key (sk_...). */
+  secretKey: string;
+  /** The webhook endpoint's signing secret (whsec_...). */
+  webhookSecret: string;
+  /** The organisation's connected account (acct_...), sent as Stripe-Account. */
+  connectedAccountId: string;
+  /** Another API host than Stripe's (tests). */
+  apiUrl?: string;
+}
+
+export type AccountCredentials = BanskyCredentials | StripeCredentials;
+
+/** The payment types each provider can take. */
+export const PROVIDER_TYPES = {
+  bansky: ["fiat", "crypto"],
+  stripe: ["fiat"],
+} as const satisfies Record<ProviderName, readonly PaymentType[]>;
+
+/** One routing rule of a shop: payments in `currency` and/or of `type` go to `accountId`. */
+export interface RouteRule {
+  accountId: string;
+  /** Upper-case ISO 4217 code; null matches any. */
+  currency: string | null;
+  type: PaymentType | null;
+}
+
+/** A shop's routes: the first matching rule wins, else its default account, else the platform's. */
+export interface ShopRouting {
+  rules: RouteRule[];
+  defaultAccountId: string | null;
+}

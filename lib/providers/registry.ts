@@ -1,0 +1,77 @@
+import type { AccountCredentials, ProviderAccount } from "../accounts/types.ts";
+import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import { getAccountWithCredentials } from "../db/accounts.ts";
+import { BanskyProvider } from "./bansky.ts";
+import type { PaymentProvider } from "./types.ts";
+
+/** An account with the adapter that speaks to it. */
+export interface AccountAdapter {
+  account: ProviderAccount;
+  adapter: PaymentProvider;
+}
+
+/** What a provider call is made for, so the operation log can name the shop, payment and amount. */
+export interface PaymentScope {
+  id: string;
+  shopId: string;
+  amount: number;
+  currency: string;
+  /** Absent on payments stored before accounts existed: they belong to the default account. */
+  accountId?: string;
+}
+
+/** Turns an account's credentials into the adapter for its provider. */
+export function adapterFor(credentials: AccountCredentials, opts: { timeoutMs: number }): PaymentProvider {
+  switch (credentials.provider) {
+    case "bansky":
+      return new BanskyProvider({ ...credentials, timeoutMs: opts.timeoutMs });
+    case "stripe":
+      throw new Error("Stripe accounts are not supported yet");
+  }
+}
+
+/** How long an isolate trusts an account it read: a disable or a credentials rotation reaches every isolate within it. */
+export const ACCOUNT_CACHE_TTL_MS = 5_000;
+
+/**
+ * The accounts this isolate knows, by id, each with its adapter. The default
+ * account comes from the environment and is never read from KV; the others
+ * are read once per ACCOUNT_CACHE_TTL_MS, so routing a payment costs no KV
+ * read on the request path once warm.
+ */
+export class ProviderRegistry {
+  private readonly cache = new Map<string, { value: Promise<AccountAdapter | null>; until: number }>();
+
+  constructor(
+    private readonly kv: Deno.Kv,
+    readonly defaultAccount: AccountAdapter,
+    private readonly opts: { timeoutMs: number; now: () => number },
+  ) {}
+
+  /** The account with this id, or null when there is none. */
+  find(id: string): Promise<AccountAdapter | null> {
+    if (id === DEFAULT_ACCOUNT_ID) return Promise.resolve(this.defaultAccount);
+    const now = this.opts.now();
+    const hit = this.cache.get(id);
+    if (hit && hit.until > now) return hit.value;
+    const value = getAccountWithCredentials(this.kv, id).then((found) =>
+      found && { account: found.account, adapter: adapterFor(found.credentials, this.opts) }
+    );
+    // A failed read is not remembered.
+    value.catch(() => this.cache.delete(id));
+    this.cache.set(id, { value, until: now + ACCOUNT_CACHE_TTL_MS });
+    return value;
+  }
+
+  /** The account a payment was created on (the default one for payments older than accounts). */
+  async forPayment(p: PaymentScope): Promise<AccountAdapter> {
+    const found = await this.find(p.accountId ?? DEFAULT_ACCOUNT_ID);
+    if (!found) throw new Error(`payment ${p.id} names unknown account ${p.accountId}`);
+    return found;
+  }
+
+  /** Drops what this isolate knows of an account, after it changed here. */
+  forget(id: string) {
+    this.cache.delete(id);
+  }
+}

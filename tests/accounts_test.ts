@@ -1,0 +1,258 @@
+/**
+ * Provider accounts and routing over real HTTP: the standalone Bansky sandbox
+ * hosts several merchant accounts (each its own token and webhook secret);
+ * shops are routed to them; payments, webhooks, refunds and cancels go to the
+ * payment's own account.
+ */
+import assert from "node:assert/strict";
+import { createAccount, listAllAccounts, rotateAccountCredentials, setAccountActive } from "../lib/accounts/mod.ts";
+import { pickAccountId, setShopRouting } from "../lib/accounts/routing.ts";
+import { DEFAULT_ACCOUNT_ID, type ProviderAccount } from "../lib/accounts/types.ts";
+import { commitPaymentMove, getPayment, getPaymentEntry } from "../lib/db/payments.ts";
+import { getRefund } from "../lib/db/refunds.ts";
+import { searchAudit } from "../lib/db/audit.ts";
+import { signBanskyWebhook } from "../lib/providers/bansky_wire.ts";
+import type { Payment } from "../lib/payments/types.ts";
+import { createShop } from "../lib/shops.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  startTestApp,
+  type TestApp,
+  type TestAppOptions,
+  type TestShop,
+  waitFor,
+} from "../fixtures/app.ts";
+
+const MERCHANTS = {
+  orgA: { apiToken: "token-org-a", webhookSecret: "whsec-org-a" },
+  orgB: { apiToken: "token-org-b", webhookSecret: "whsec-org-b" },
+};
+
+async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
+  const app = await startTestApp({ standaloneSandbox: true, merchants: MERCHANTS, ...opts });
+  try {
+    await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+function bansky(app: TestApp, merchant: keyof typeof MERCHANTS, extra: Record<string, unknown> = {}) {
+  return createAccount(app.server.ctx, {
+    provider: "bansky",
+    label: `Bansky ${merchant}`,
+    orgId: merchant === "orgA" ? "891027350515" : "991011000048",
+    credentials: { apiUrl: app.sandboxUrl, ...MERCHANTS[merchant] },
+    ...extra,
+  }, { actor: "test" });
+}
+
+async function secondShop(app: TestApp): Promise<TestShop> {
+  const { shop, apiKey } = await createShop(app.kv, { name: "Second shop", allowedHosts: [] }, {
+    allowLocalUrls: true,
+    now: Date.now(),
+  });
+  return { id: shop.id, apiKey, webhookSecret: shop.webhookSecret };
+}
+
+async function api(app: TestApp, key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function paid(app: TestApp, key: string, body: Record<string, unknown> = {}): Promise<Payment> {
+  const init = await callInit(app, paymentBody(body), { key });
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  await buyerSettles(init.body.url, "paid");
+  return await waitFor("payment succeeded", async () => {
+    const p = await getPayment(app.kv, init.body.id);
+    return p?.status === "succeeded" ? p : undefined;
+  });
+}
+
+Deno.test("[routing] two shops routed to two accounts with different orgIds each take a payment end to end, and each refund goes to its own account", async () => {
+  await withApp({}, async (app) => {
+    const ctx = app.server.ctx;
+    const a = await bansky(app, "orgA");
+    const b = await bansky(app, "orgB");
+    const shopB = await secondShop(app);
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    await setShopRouting(ctx, shopB.id, { rules: [], defaultAccountId: b.id }, { actor: "test" });
+
+    const onA = await paid(app, app.shop.apiKey);
+    const onB = await paid(app, shopB.apiKey);
+    assert.equal(onA.accountId, a.id);
+    assert.equal(onB.accountId, b.id);
+    assert.equal(app.sandbox.merchantOf(onA.providerRef!), "orgA");
+    assert.equal(app.sandbox.merchantOf(onB.providerRef!), "orgB");
+
+    for (const [p, key, merchant] of [[onA, app.shop.apiKey, "orgA"], [onB, shopB.apiKey, "orgB"]] as const) {
+      const res = await api(app, key, "POST", `/payments/${p.id}/refunds`, { amount: 400 });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.refund.status, "succeeded");
+      const stored = await getRefund(app.kv, res.body.refund.id);
+      assert.equal(stored?.accountId, p.accountId);
+      assert.equal(app.sandbox.merchantOf(stored!.providerRef!), merchant, "refunded at the payment's own account");
+      assert.equal((await getPayment(app.kv, p.id))?.status, "partially_refunded");
+    }
+
+    // A cancel goes to the payment's own account too: the sandbox shows it cancelled to orgB's token only.
+    const open = await callInit(app, paymentBody(), { key: shopB.apiKey });
+    const cancelled = await api(app, shopB.apiKey, "POST", `/payments/${open.body.id}/cancel`);
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    const ref = (await getPayment(app.kv, open.body.id))!.providerRef;
+    const atB = await fetch(`${app.sandboxUrl}/payments/${ref}`, {
+      headers: { authorization: `Bearer ${MERCHANTS.orgB.apiToken}` },
+    }).then((r) => r.json());
+    assert.equal(atB.status, "cancelled");
+    const atA = await fetch(`${app.sandboxUrl}/payments/${ref}`, {
+      headers: { authorization: `Bearer ${MERCHANTS.orgA.apiToken}` },
+    });
+    assert.equal(atA.status, 404, "another merchant does not see it");
+    await atA.body?.cancel();
+  });
+});
+
+Deno.test("[routing] rules match by currency and type in order, then the shop's default, then the platform default", async () => {
+  const routing = {
+    rules: [
+      { accountId: "pa_kzt", currency: "KZT", type: null },
+      { accountId: "pa_crypto", currency: null, type: "crypto" as const },
+      { accountId: "pa_usd_fiat", currency: "USD", type: "fiat" as const },
+    ],
+    defaultAccountId: "pa_shop_default",
+  };
+  assert.equal(pickAccountId(routing, "KZT", "crypto"), "pa_kzt", "the first match wins");
+  assert.equal(pickAccountId(routing, "EUR", "crypto"), "pa_crypto");
+  assert.equal(pickAccountId(routing, "USD", "fiat"), "pa_usd_fiat");
+  assert.equal(pickAccountId(routing, "EUR", "fiat"), "pa_shop_default");
+  assert.equal(pickAccountId({ ...routing, defaultAccountId: null }, "EUR", "fiat"), DEFAULT_ACCOUNT_ID);
+  assert.equal(pickAccountId(undefined, "EUR", "fiat"), DEFAULT_ACCOUNT_ID);
+
+  await withApp({}, async (app) => {
+    const a = await bansky(app, "orgA");
+    await setShopRouting(app.server.ctx, app.shop.id, {
+      rules: [{ accountId: a.id, currency: "kzt" }],
+      defaultAccountId: null,
+    }, { actor: "test" });
+    const kzt = await callInit(app, paymentBody({ currency: "KZT" }));
+    const eur = await callInit(app, paymentBody({ currency: "EUR" }));
+    assert.equal((await getPayment(app.kv, kzt.body.id))?.accountId, a.id);
+    assert.equal((await getPayment(app.kv, eur.body.id))?.accountId, DEFAULT_ACCOUNT_ID);
+  });
+});
+
+Deno.test("[routing] a payment the shop's routes cannot serve gets 422 no_route and reaches no provider", async () => {
+  await withApp({}, async (app) => {
+    const ctx = app.server.ctx;
+    const kztOnly = await bansky(app, "orgA", { currencies: ["kzt"] });
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: kztOnly.id }, { actor: "test" });
+    const before = app.sandbox.calls.create;
+    const eur = await callInit(app, paymentBody({ currency: "EUR" }));
+    assert.equal(eur.status, 422);
+    assert.equal(eur.body.error.code, "no_route");
+    assert.equal((await callInit(app, paymentBody({ currency: "KZT" }))).status, 201);
+
+    await setAccountActive(ctx, kztOnly.id, false, { actor: "test" });
+    const disabled = await callInit(app, paymentBody({ currency: "KZT" }));
+    assert.equal(disabled.status, 422, "a disabled account takes no new payments");
+    assert.equal(disabled.body.error.code, "no_route");
+    assert.equal(app.sandbox.calls.create - before, 1);
+
+    await assert.rejects(
+      setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: "pa_nope" }, { actor: "test" }),
+      (err: Error) => err.name === "ValidationError" && /unknown accounts/.test(err.message),
+    );
+  });
+});
+
+Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{accountId}; a webhook without our id is found by the provider's reference", async () => {
+  await withApp({ knobs: { dropWebhooks: true } }, async (app) => {
+    const a = await bansky(app, "orgA");
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody());
+    const p = (await getPayment(app.kv, init.body.id))!;
+    await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${MERCHANTS.orgA.apiToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ outcome: "paid" }),
+    }).then((r) => r.body?.cancel());
+    const send = (path: string, secret: string, body: Record<string, unknown>) => {
+      const text = JSON.stringify(body);
+      return fetch(`${app.baseUrl}/api/payment-verify${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "bansky-signature": signBanskyWebhook(secret, Math.floor(Date.now() / 1000), text),
+        },
+        body: text,
+      }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    };
+    const news = { eventId: "evt_1", ref: p.providerRef, status: "paid" };
+    assert.equal((await send(`/${a.id}`, MERCHANTS.orgB.webhookSecret, news)).status, 401, "another account's secret");
+    assert.equal((await send("", MERCHANTS.orgA.webhookSecret, news)).status, 401, "not the default account's");
+    assert.equal((await send("/pa_AAAAAAAAAAAAAAAAAAAAAA", "x", news)).status, 404, "unknown account");
+    assert.equal((await send("/default/../x", "x", news)).status, 404);
+    const ok = await send(`/${a.id}`, MERCHANTS.orgA.webhookSecret, news);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.outcome, "applied");
+    assert.equal((await getPayment(app.kv, p.id))?.status, "succeeded");
+  });
+});
+
+Deno.test("[accounts] payments stored before accounts existed use the default account for webhooks and refunds", async () => {
+  await withApp({}, async (app) => {
+    const init = await callInit(app, paymentBody());
+    // Make it look like a record from before: no accountId.
+    const entry = await getPaymentEntry(app.kv, init.body.id);
+    const { accountId: _, ...old } = entry.value!;
+    assert.ok(
+      await commitPaymentMove(app.kv, entry as Deno.KvEntry<Payment>, old, {
+        events: [],
+        jobs: { queue: false, now: Date.now() },
+      }),
+    );
+    await buyerSettles(init.body.url, "paid");
+    await waitFor("settled", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+    const res = await api(app, app.shop.apiKey, "POST", `/payments/${init.body.id}/refunds`, {});
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.refund.status, "succeeded");
+    assert.equal(app.sandbox.merchantOf((await getRefund(app.kv, res.body.refund.id))!.providerRef!), "default");
+  });
+});
+
+Deno.test("[accounts] credentials are never shown back, audited or listed; a rotation takes effect and the default account is fixed", async () => {
+  await withApp({}, async (app) => {
+    const ctx = app.server.ctx;
+    const a = await bansky(app, "orgA", {
+      credentials: { apiUrl: app.sandboxUrl, apiToken: "wrong", webhookSecret: "w" },
+    });
+    const shown = JSON.stringify([a, await listAllAccounts(ctx)]);
+    assert.doesNotMatch(shown, /wrong|"w"|apiToken|webhookSecret/);
+    assert.equal((await listAllAccounts(ctx))[0].id, DEFAULT_ACCOUNT_ID);
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    const refused = await callInit(app, paymentBody());
+    assert.equal(refused.status, 502, "the sandbox refuses the wrong token");
+
+    const rotated: ProviderAccount = await rotateAccountCredentials(ctx, a.id, {
+      apiUrl: app.sandboxUrl,
+      ...MERCHANTS.orgA,
+    }, { actor: "test" });
+    assert.ok(rotated.credentialsUpdatedAt >= a.credentialsUpdatedAt);
+    assert.equal((await callInit(app, paymentBody())).status, 201, "the new credentials are used at once here");
+    const audit = JSON.stringify(await searchAudit(app.kv, { query: a.id, limit: 10 }));
+    assert.match(audit, /account\.create/);
+    assert.match(audit, /account\.rotate/);
+    assert.doesNotMatch(audit, /token-org-a|whsec-org-a|wrong/);
+    await assert.rejects(
+      setAccountActive(ctx, DEFAULT_ACCOUNT_ID, false, { actor: "test" }),
+      (err: Error) => err.name === "ConflictError",
+    );
+  });
+});
