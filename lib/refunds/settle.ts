@@ -13,6 +13,8 @@ import { describeError, log } from "../log.ts";
 import { movePayment } from "../payments/transition.ts";
 import type { Payment } from "../payments/types.ts";
 import type { RefundNotice, RefundResult } from "../providers/types.ts";
+import type { PaymentScope } from "../providers/registry.ts";
+import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
 import { canMoveRefund, refundPostbackType } from "./status.ts";
@@ -61,15 +63,22 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
 /** The provider's answer about a refund, or null when it failed to give one (retried later). */
 async function askProvider(ctx: AppContext, r: Refund, paymentRef: string): Promise<RefundResult | null> {
   try {
-    // The provider is idempotent on our refund id, so asking again never refunds twice.
+    // The refund goes to its payment's own account. The provider is idempotent on our refund id, so asking
+    // again never refunds twice.
+    const { adapter } = await ctx.providers.forPayment(refundScope(r));
     return r.providerRef
-      ? { ref: r.providerRef, status: await ctx.provider.getRefundStatus(r.providerRef) }
-      : await ctx.provider.refund(paymentRef, r.amount, r.id);
+      ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef) }
+      : await adapter.refund(paymentRef, r.amount, r.id);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
     return null;
   }
+}
+
+/** What a refund's provider calls are made for: its payment's account, its own amount. */
+function refundScope(r: Refund): PaymentScope {
+  return { id: r.paymentId, shopId: r.shopId, amount: r.amount, currency: r.currency, accountId: r.accountId };
 }
 
 /** Thrown inside a payment move when the target status read before no longer fits: read again. */
@@ -222,14 +231,16 @@ const jobs = (ctx: AppContext, now: number) => ({ queue: ctx.config.jobsQueue, n
 export async function handleRefundWebhook(
   ctx: AppContext,
   notice: RefundNotice,
+  accountId: string,
 ): Promise<"applied" | "duplicate" | "unchanged"> {
   const r = hasIdShape("refund", notice.refundId) ? await getRefund(ctx.kv, notice.refundId) : null;
   if (!r) throw new NotFoundError("Unknown refund.");
-  if (r.providerRef && r.providerRef !== notice.ref) {
+  if ((r.providerRef && r.providerRef !== notice.ref) || (r.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the refund.");
   }
   if (r.status !== "pending") return "duplicate";
-  const confirmed = await ctx.provider.getRefundStatus(notice.ref);
+  const { adapter } = await ctx.providers.forPayment(refundScope(r));
+  const confirmed = await adapter.getRefundStatus(notice.ref);
   if (confirmed === "pending") {
     if (notice.claimedStatus === "pending") return "unchanged";
     throw new AppError(
