@@ -4,18 +4,30 @@
  *   deno task shop key create SHOP_ID
  *   deno task shop key revoke SHOP_ID KEY_ID
  *   deno task shop list
+ *   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]
+ *   deno task shop redirects SHOP_ID on|off
  * Keys and secrets are printed once, at creation; we keep only the key's hash.
+ * A shop on key pairs gets its public key (`whpk_...`) from `list` at any time.
  */
 import { parseArgs } from "node:util";
 import { listApiKeys, listShops } from "../lib/db/shops.ts";
-import { createShop, createShopKey, revokeShopKey } from "../lib/shops.ts";
+import {
+  createShop,
+  createShopKey,
+  revokeShopKey,
+  setRedirectSigning,
+  shopSigning,
+  switchShopSigning,
+} from "../lib/shops.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
   deno task shop key create SHOP_ID
   deno task shop key revoke SHOP_ID KEY_ID
-  deno task shop list`;
+  deno task shop list
+  deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too)
+  deno task shop redirects SHOP_ID on|off`;
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -24,6 +36,7 @@ const { values, positionals } = parseArgs({
     name: { type: "string" },
     "allowed-host": { type: "string", multiple: true },
     "postback-url": { type: "string" },
+    "overlap-hours": { type: "string" },
   },
 });
 
@@ -45,6 +58,24 @@ await runCommand(async (server) => {
   } else if (cmd === "key" && sub === "revoke" && rest.length === 2) {
     const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor: "cli" });
     printJson({ shopId: record.shopId, keyId: record.id, revokedAt: new Date(record.revokedAt!).toISOString() });
+  } else if (cmd === "signing" && rest.length === 1 && (rest[0] === "ed25519" || rest[0] === "hmac")) {
+    const hours = values["overlap-hours"] === undefined ? 24 : Number(values["overlap-hours"]);
+    if (!Number.isFinite(hours)) fail(USAGE);
+    const { shop, secret, publicKey } = await switchShopSigning(kv, sub, {
+      actor: "cli",
+      now,
+      scheme: rest[0],
+      overlapMs: Math.round(hours * 3_600_000),
+    });
+    printJson({
+      shopId: shop.id,
+      signingScheme: rest[0],
+      ...(publicKey ? { publicKey } : { webhookSecret: secret }),
+      previousSignsUntil: shop.previousSecretExpiresAt ? new Date(shop.previousSecretExpiresAt).toISOString() : null,
+    });
+  } else if (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) {
+    const shop = await setRedirectSigning(kv, sub, rest[0] === "on", { actor: "cli", now });
+    printJson({ shopId: shop.id, signRedirects: shopSigning(shop).signRedirects });
   } else if (cmd === "list") {
     const shops = await listShops(kv);
     printJson(
@@ -54,6 +85,7 @@ await runCommand(async (server) => {
         status: s.status,
         allowedHosts: s.allowedHosts,
         defaultPostbackUrl: s.defaultPostbackUrl,
+        ...signingView(s),
         keys: (await listApiKeys(kv, s.id)).map((k) => ({
           keyId: k.id,
           hint: k.hint + "…",
@@ -66,3 +98,9 @@ await runCommand(async (server) => {
     fail(USAGE);
   }
 });
+
+/** How a shop signs, for `list`: its public key if on key pairs, never a secret. */
+function signingView(shop: Parameters<typeof shopSigning>[0]) {
+  const { scheme, publicKey, signRedirects } = shopSigning(shop);
+  return { signingScheme: scheme, ...(publicKey ? { publicKey } : {}), signRedirects };
+}

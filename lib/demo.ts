@@ -3,8 +3,9 @@ import { addDemoPostback, listDemoPostbacks } from "./db/demo.ts";
 import { getSetting, initSetting } from "./db/settings.ts";
 import { sortableId } from "./ids.ts";
 import { log } from "./log.ts";
-import { verifyWebhook } from "./relay/signing.ts";
-import { createShop } from "./shops.ts";
+import { verifyRedirect, verifyWebhook } from "./relay/signing.ts";
+import { createShop, shopSigning } from "./shops.ts";
+import { getShop } from "./db/shops.ts";
 import { createOperatorAccount } from "./auth/operators.ts";
 import { getOperatorByEmail } from "./db/operators.ts";
 import { ConflictError } from "./errors.ts";
@@ -72,7 +73,7 @@ export async function demoBuy(ctx: AppContext, demo: DemoShop, selfUrl: string):
  * of each: the endpoint is public, so anything else would be free storage.
  */
 export async function receiveDemoPostback(ctx: AppContext, demo: DemoShop, headers: Headers, body: string) {
-  const verified = await verifyWebhook(demo.webhookSecret, headers, body, Math.floor(ctx.now() / 1000));
+  const verified = verifyWebhook(await demoKeys(ctx, demo), headers, body, Math.floor(ctx.now() / 1000));
   if (!verified) {
     log.warn("demo shop refused a postback with a bad signature");
     return false;
@@ -93,6 +94,31 @@ export async function receiveDemoPostback(ctx: AppContext, demo: DemoShop, heade
     verified,
   });
   return true;
+}
+
+/**
+ * What the demo shop verifies with: the secret it kept at creation and, once an operator has switched
+ * it to key pairs, the public key, which a real shop would copy from its portal (so the demo reads it).
+ */
+async function demoKeys(ctx: AppContext, demo: DemoShop): Promise<string[]> {
+  const shop = await getShop(ctx.kv, demo.shopId);
+  const publicKey = shop && shopSigning(shop).publicKey;
+  return publicKey ? [demo.webhookSecret, publicKey] : [demo.webhookSecret];
+}
+
+export type DemoRedirectCheck =
+  | { state: "verified"; status: string; paymentId: string }
+  | { state: "invalid" | "unsigned" };
+
+/** The demo shop's result page checks the signed parameters of the redirect the way a shop's page would. */
+export async function checkDemoRedirect(
+  ctx: AppContext,
+  demo: DemoShop,
+  query: URLSearchParams,
+): Promise<DemoRedirectCheck> {
+  if (!query.has("apay_sig")) return { state: "unsigned" };
+  const ok = verifyRedirect(await demoKeys(ctx, demo), query, Math.floor(ctx.now() / 1000));
+  return ok ? { state: "verified", ...ok } : { state: "invalid" };
 }
 
 export function recentDemoPostbacks(ctx: AppContext) {

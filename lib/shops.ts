@@ -13,7 +13,7 @@ import {
 } from "./db/shops.ts";
 import { sortableId } from "./ids.ts";
 import { writeAudit } from "./db/audit.ts";
-import { newWebhookSecret } from "./relay/signing.ts";
+import { isKeyPairSecret, newSigningKeyPair, newWebhookSecret, publicKeyOf } from "./relay/signing.ts";
 import { normalizePostbackUrl, type Resolver, resolveWithDns } from "./relay/url_guard.ts";
 import { parseOrThrow, text } from "./validation.ts";
 
@@ -89,7 +89,7 @@ export async function revokeShopKey(
 }
 
 /** The secrets postbacks are signed with now: the current one, plus the previous one during a rotation's overlap. */
-export function signingSecrets(shop: Shop, now: number): string[] {
+export function signingSecrets(shop: Signer, now: number): string[] {
   const previous = shop.previousWebhookSecret && (shop.previousSecretExpiresAt ?? 0) > now
     ? [shop.previousWebhookSecret]
     : [];
@@ -97,6 +97,45 @@ export function signingSecrets(shop: Shop, now: number): string[] {
 }
 
 export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * How long an isolate signs redirects with what it last read of a shop's secrets. The buyer's way back
+ * is a hot path of one KV read (the payment), so the shop is read once per isolate and TTL; a rotation
+ * reaches other isolates within this time, well inside the overlap when the old key still signs too.
+ */
+export const REDIRECT_SIGNER_TTL_MS = 30_000;
+const REDIRECT_SIGNER_MAX = 10_000;
+
+type Signer = Pick<Shop, "webhookSecret" | "previousWebhookSecret" | "previousSecretExpiresAt" | "signRedirects">;
+const redirectSigners = new WeakMap<Deno.Kv, Map<string, { until: number; shop: Promise<Signer | null> }>>();
+
+/** The secrets that sign a redirect back to the shop now, or null when the shop turned signed redirects off. */
+export async function redirectSigningSecrets(kv: Deno.Kv, shopId: string, now: number): Promise<string[] | null> {
+  let cache = redirectSigners.get(kv);
+  if (!cache) redirectSigners.set(kv, cache = new Map());
+  let hit = cache.get(shopId);
+  if (!hit || hit.until <= now) {
+    if (cache.size >= REDIRECT_SIGNER_MAX) cache.clear();
+    // Only what signing needs stays in memory; a failed read is not remembered.
+    const shop = getShop(kv, shopId).then((s) => s && pickSigner(s));
+    const fresh = { until: now + REDIRECT_SIGNER_TTL_MS, shop };
+    cache.set(shopId, hit = fresh);
+    shop.catch(() => cache.get(shopId) === fresh && cache.delete(shopId));
+  }
+  const signer = await hit.shop;
+  if (!signer || signer.signRedirects === false) return null;
+  return signingSecrets(signer, now);
+}
+
+function pickSigner(s: Shop): Signer {
+  const { webhookSecret, previousWebhookSecret, previousSecretExpiresAt, signRedirects } = s;
+  return { webhookSecret, previousWebhookSecret, previousSecretExpiresAt, signRedirects };
+}
+
+/** This isolate signs with a shop's new secrets from its next redirect on. */
+function forgetRedirectSigner(kv: Deno.Kv, shopId: string) {
+  redirectSigners.get(kv)?.delete(shopId);
+}
 
 export const ShopSettingsSchema = z.strictObject({
   name: text(1, 100),
@@ -109,7 +148,7 @@ async function changeShop(
   kv: Deno.Kv,
   shopId: string,
   actor: string,
-  action: string,
+  action: string | (() => string),
   now: number,
   change: (shop: Shop) => Shop,
 ): Promise<Shop> {
@@ -117,8 +156,18 @@ async function changeShop(
     const entry = await getShopEntry(kv, shopId);
     if (!entry.value) throw new NotFoundError("Unknown shop.");
     const next = change(entry.value);
-    const audit = { at: now, actor, action, target: shopId, before: redactShop(entry.value), after: redactShop(next) };
-    if (await replaceShop(kv, entry as Deno.KvEntry<Shop>, next, audit)) return next;
+    const audit = {
+      at: now,
+      actor,
+      action: typeof action === "string" ? action : action(),
+      target: shopId,
+      before: redactShop(entry.value),
+      after: redactShop(next),
+    };
+    if (await replaceShop(kv, entry as Deno.KvEntry<Shop>, next, audit)) {
+      forgetRedirectSigner(kv, shopId);
+      return next;
+    }
   }
 }
 
@@ -140,10 +189,23 @@ async function checkDefaultPostbackUrl(
   return checked.url;
 }
 
-/** A shop as the audit log keeps it: never its secrets. */
+/** A shop as the audit log keeps it: never its secrets (its public key, if any, is fine). */
 function redactShop(shop: Shop) {
   const { webhookSecret: _s, previousWebhookSecret: _p, ...rest } = shop;
-  return rest;
+  const { scheme, publicKey } = shopSigning(shop);
+  return { ...rest, signingScheme: scheme, ...(publicKey ? { publicKey } : {}) };
+}
+
+export type SigningScheme = "hmac" | "ed25519";
+
+/** How a shop's postbacks are signed, and the public key a shop on key pairs verifies with. */
+export function shopSigning(shop: Shop): { scheme: SigningScheme; publicKey: string | null; signRedirects: boolean } {
+  const keyPair = isKeyPairSecret(shop.webhookSecret);
+  return {
+    scheme: keyPair ? "ed25519" : "hmac",
+    publicKey: keyPair ? publicKeyOf(shop.webhookSecret) : null,
+    signRedirects: shop.signRedirects !== false,
+  };
 }
 
 export async function updateShopSettings(
@@ -169,18 +231,51 @@ export function setShopStatus(
   }));
 }
 
-/** A new signing secret, shown once; the old one keeps signing for 24 h so shops can switch without losing postbacks. */
+/**
+ * A new signing secret (`scheme` "hmac": a `whsec_` secret, shown once) or key pair ("ed25519": the
+ * shop gets the `whpk_` public key), in the shop's current scheme unless told otherwise. The old secret
+ * or key keeps signing for `overlapMs` (24 h by default), so shops rotate or switch scheme without
+ * losing a postback or a redirect's signature.
+ */
+export async function switchShopSigning(
+  kv: Deno.Kv,
+  shopId: string,
+  opts: { actor: string; now: number; scheme?: SigningScheme; overlapMs?: number },
+): Promise<{ shop: Shop; secret: string | null; publicKey: string | null }> {
+  const hmacSecret = newWebhookSecret();
+  const pair = newSigningKeyPair();
+  const overlapMs = opts.overlapMs ?? SECRET_OVERLAP_MS;
+  if (!Number.isInteger(overlapMs) || overlapMs < 0 || overlapMs > 30 * SECRET_OVERLAP_MS) {
+    throw new ValidationError("The overlap is invalid.", { overlapMs: "must be between 0 and 30 days" });
+  }
+  let action = "shop.rotate_secret";
+  const shop = await changeShop(kv, shopId, opts.actor, () => action, opts.now, (s) => {
+    const current = shopSigning(s).scheme;
+    const scheme = opts.scheme ?? current;
+    action = scheme === current ? "shop.rotate_secret" : "shop.switch_signing";
+    return {
+      ...s,
+      webhookSecret: scheme === "ed25519" ? pair.privateKey : hmacSecret,
+      previousWebhookSecret: overlapMs > 0 ? s.webhookSecret : null,
+      previousSecretExpiresAt: overlapMs > 0 ? opts.now + overlapMs : null,
+    };
+  });
+  return shopSigning(shop).scheme === "ed25519"
+    ? { shop, secret: null, publicKey: pair.publicKey }
+    : { shop, secret: hmacSecret, publicKey: null };
+}
+
+/** A new shared signing secret, shown once; the old secret or key keeps signing for 24 h so shops switch without losing postbacks. */
 export async function rotateShopSecret(
   kv: Deno.Kv,
   shopId: string,
   opts: { actor: string; now: number },
 ): Promise<{ shop: Shop; secret: string }> {
-  const secret = newWebhookSecret();
-  const shop = await changeShop(kv, shopId, opts.actor, "shop.rotate_secret", opts.now, (s) => ({
-    ...s,
-    webhookSecret: secret,
-    previousWebhookSecret: s.webhookSecret,
-    previousSecretExpiresAt: opts.now + SECRET_OVERLAP_MS,
-  }));
-  return { shop, secret };
+  const { shop, secret } = await switchShopSigning(kv, shopId, { ...opts, scheme: "hmac" });
+  return { shop, secret: secret! };
+}
+
+/** Turns the signed parameters on the buyer's way back to the shop on or off. */
+export function setRedirectSigning(kv: Deno.Kv, shopId: string, on: boolean, opts: { actor: string; now: number }) {
+  return changeShop(kv, shopId, opts.actor, "shop.redirect_signing", opts.now, (s) => ({ ...s, signRedirects: on }));
 }

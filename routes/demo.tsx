@@ -1,6 +1,13 @@
 import { Hono } from "hono";
 import type { AppContext } from "../lib/context.ts";
-import { demoBuy, type DemoShop, receiveDemoPostback, recentDemoPostbacks } from "../lib/demo.ts";
+import {
+  checkDemoRedirect,
+  demoBuy,
+  type DemoRedirectCheck,
+  type DemoShop,
+  receiveDemoPostback,
+  recentDemoPostbacks,
+} from "../lib/demo.ts";
 import type { DemoPostback } from "../lib/db/demo.ts";
 import { Page, renderPage } from "../components/html.tsx";
 
@@ -9,9 +16,10 @@ export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
   const app = new Hono();
   app.get("/", async (c) => c.html(renderPage(<DemoPage postbacks={await recentDemoPostbacks(ctx)} />)));
   app.post("/buy", async (c) => c.redirect(await demoBuy(ctx, demo, selfUrl), 303));
-  app.get("/result", (c) => {
+  app.get("/result", async (c) => {
     const ok = c.req.query("outcome") === "success";
-    return c.html(renderPage(<ResultPage ok={ok} order={c.req.query("order") ?? ""} />));
+    const check = await checkDemoRedirect(ctx, demo, new URL(c.req.url).searchParams);
+    return c.html(renderPage(<ResultPage ok={ok} order={c.req.query("order") ?? ""} check={check} />));
   });
   app.post("/postback", async (c) => {
     const verified = await receiveDemoPostback(ctx, demo, c.req.raw.headers, await c.req.text());
@@ -60,7 +68,7 @@ function DemoPage({ postbacks }: { postbacks: DemoPostback[] }) {
   );
 }
 
-function ResultPage({ ok, order }: { ok: boolean; order: string }) {
+function ResultPage({ ok, order, check }: { ok: boolean; order: string; check: DemoRedirectCheck }) {
   return (
     <Page title="Demo shop · AimbrellaPay">
       <h1>{ok ? "Thank you!" : "Payment not completed"}</h1>
@@ -68,6 +76,13 @@ function ResultPage({ ok, order }: { ok: boolean; order: string }) {
         Order {order}: {ok
           ? "the provider says you paid. The shop trusts the signed postback, not this page."
           : "the payment was declined or cancelled."}
+      </p>
+      <p>
+        Redirect signature:{" "}
+        <strong class={check.state === "verified" ? "ok" : "bad"} data-redirect-signature={check.state}>
+          {check.state === "verified" ? "verified" : check.state === "invalid" ? "INVALID" : "not signed"}
+        </strong>
+        {check.state === "verified" && <>{" "}· status {check.status}</>}
       </p>
       <p>
         <a href="/demo">Back to the demo shop</a>

@@ -219,7 +219,7 @@ Deno.test("[expiry] at expiresAt a pending payment expires, the provider cancels
     assert.equal(page.status, 410);
     const html = await page.text();
     assert.match(html, /This payment has expired/);
-    assert.ok(html.includes('href="http://127.0.0.1:9/shop/error"'), "links back to the shop's errorUrl");
+    assert.ok(html.includes('href="http://127.0.0.1:9/shop/error?apay_payment='), "links back to the shop's errorUrl");
     assert.doesNotMatch(html, new RegExp(app.sandboxUrl), "never to the provider");
     assert.equal(await countScheduledJobs(app.kv, "payment_check"), 0);
   } finally {
@@ -310,7 +310,7 @@ Deno.test("[cancel] a pending payment is cancelled: postback, the sandbox refuse
     assert.equal(page.status, 410);
     const html = await page.text();
     assert.match(html, /This payment was cancelled/);
-    assert.ok(html.includes('href="http://127.0.0.1:9/shop/error"'));
+    assert.ok(html.includes('href="http://127.0.0.1:9/shop/error?apay_payment='));
 
     const again = await cancel(app, p.id);
     assert.equal(again.status, 409);

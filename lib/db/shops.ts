@@ -11,11 +11,17 @@ export interface Shop {
   /** Lower-case hostnames the shop's URLs may point at; empty = any. */
   allowedHosts: string[];
   defaultPostbackUrl: string | null;
-  /** Standard Webhooks signing secret (`whsec_...`); shown to the shop once, never in a listing. */
+  /**
+   * What signs the shop's postbacks and redirects: a shared secret (`whsec_...`, HMAC, shown to the shop
+   * once) or, for a shop on key pairs, our Ed25519 private key (`whsk_...`, never shown; the shop gets
+   * its `whpk_` public key). Never in a listing, a log or an audit entry.
+   */
   webhookSecret: string;
-  /** After a rotation, the old secret keeps signing too until `previousSecretExpiresAt`. */
+  /** After a rotation or a switch of scheme, the old secret or key keeps signing too until `previousSecretExpiresAt`. */
   previousWebhookSecret?: string | null;
   previousSecretExpiresAt?: number | null;
+  /** False when the shop turned signed redirects off; absent means on. */
+  signRedirects?: boolean;
   createdAt: number;
   /** Which accounts take its payments; absent = the platform default. Kept on the shop so the key lookup reads it. */
   routing?: ShopRouting;

@@ -6,6 +6,8 @@ import type { Payment } from "./types.ts";
 import { derivedPaymentId } from "./derived_id.ts";
 import { hasIdShape } from "../ids.ts";
 import { describeError, log } from "../log.ts";
+import { redirectSigningSecrets } from "../shops.ts";
+import { appendRedirectParams, signRedirect } from "../relay/signing.ts";
 
 /** A payment by an id from a request: an id of the wrong shape is simply not found. */
 export function findPayment(kv: Deno.Kv, paymentId: string): Promise<Payment | null> {
@@ -47,16 +49,22 @@ export async function buyerRedirect(
   const entry = await getPaymentEntryShared(kv, paymentId);
   const p = entry.value;
   if (!p) return null;
+  const back = async (u: string | null, status: string = p.status): Promise<BuyerDestination | null> =>
+    url(u === null ? null : await signedReturnUrl(kv, p, u, status, now));
   switch (kind) {
     case "success":
-      return url(p.successUrl);
+      return back(p.successUrl);
     case "error":
-      return url(p.errorUrl);
+      return back(p.errorUrl);
     case "pay":
       switch (p.status) {
         case "pending":
           if (p.expiresAt !== undefined && p.expiresAt <= now) {
-            return { kind: "closed", status: "expired", errorUrl: p.errorUrl };
+            return {
+              kind: "closed",
+              status: "expired",
+              errorUrl: await signedReturnUrl(kv, p, p.errorUrl, "expired", now),
+            };
           }
           // For the timeline: the first pass only, so repeat visits stay a single read.
           // A failed write (KV full or locked) costs the timeline an entry, never the buyer their redirect.
@@ -69,12 +77,34 @@ export async function buyerRedirect(
         case "succeeded":
         case "partially_refunded":
         case "refunded":
-          return url(p.successUrl);
+          return back(p.successUrl);
         case "failed":
-          return url(p.errorUrl);
+          return back(p.errorUrl);
         case "expired":
         case "cancelled":
-          return { kind: "closed", status: p.status, errorUrl: p.errorUrl };
+          return {
+            kind: "closed",
+            status: p.status,
+            errorUrl: await signedReturnUrl(kv, p, p.errorUrl, p.status, now),
+          };
       }
   }
+}
+
+/**
+ * The shop's URL with `apay_payment`, `apay_status`, `apay_ts` and `apay_sig` added (unless the shop
+ * turned them off), so its page can show the outcome at once and trust it. The status is ours at this
+ * moment: `pending` when the provider's word has not reached us yet.
+ */
+async function signedReturnUrl(kv: Deno.Kv, p: Payment, url: string, status: string, now: number) {
+  let secrets: string[] | null;
+  try {
+    secrets = await redirectSigningSecrets(kv, p.shopId, now);
+  } catch (err) {
+    // The buyer still goes home; the shop's page falls back to the postback or the status API.
+    log.warn("could not sign the redirect back to the shop", { paymentId: p.id, error: describeError(err) });
+    return url;
+  }
+  if (!secrets) return url;
+  return appendRedirectParams(url, signRedirect(secrets, p.id, status, Math.floor(now / 1000)));
 }

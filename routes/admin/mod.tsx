@@ -4,6 +4,7 @@ import { type ConsoleEnv, csrfProtection, requireOperator } from "./_session.ts"
 import { authRoutes } from "./auth.tsx";
 import { overviewRoutes } from "./overview.tsx";
 import { shopRoutes } from "./shops.tsx";
+import { shopSigningRoutes } from "./shop_signing.tsx";
 import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
 import { auditRoutes } from "./audit.tsx";
@@ -21,6 +22,7 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/", authRoutes(ctx));
   app.route("/", overviewRoutes(ctx));
   app.route("/shops", shopRoutes(ctx));
+  app.route("/shops", shopSigningRoutes(ctx));
   app.route("/payments.csv", paymentCsvRoute(ctx));
   app.route("/payments", paymentRoutes(ctx));
   app.route("/deliveries", deliveryRoutes(ctx));

@@ -14,6 +14,7 @@ import {
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
+import { SigningCard } from "../../components/signing.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { createPortalLink } from "../../lib/auth/portal.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
@@ -264,7 +265,6 @@ function ShopDetail(props: {
   const { shop, csrf } = props;
   const e = props.errors ?? {};
   const v = props.values;
-  const overlap = shop.previousSecretExpiresAt && shop.previousSecretExpiresAt > props.now;
   return (
     <>
       <p class="muted">
@@ -331,18 +331,7 @@ function ShopDetail(props: {
           <button type="submit">Create a key</button>
         </form>
       </section>
-      <section class="card">
-        <h2>Postback signing secret</h2>
-        <p class="muted">
-          {overlap
-            ? `Rotation in progress: the previous secret also signs until ${formatTime(shop.previousSecretExpiresAt)}.`
-            : "Rotating gives a new secret; for 24 hours postbacks carry both signatures."}
-        </p>
-        <form method="post" action={`/admin/shops/${shop.id}/rotate-secret`}>
-          <CsrfField token={csrf} />
-          <button type="submit" class="secondary">Rotate secret</button>
-        </form>
-      </section>
+      <SigningCard shop={shop} now={props.now} manage={{ csrf, action: `/admin/shops/${shop.id}` }} />
       <section class="card">
         <h2>Status</h2>
         <form method="post" action={`/admin/shops/${shop.id}/status`}>

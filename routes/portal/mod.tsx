@@ -15,6 +15,7 @@ import { dailySeries } from "../../lib/stats.ts";
 import { Page, renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
+import { SigningCard } from "../../components/signing.tsx";
 import { FilterForm, PaymentDetail, PaymentResults } from "../../components/payments.tsx";
 import { BuiltInStats, EmbeddedDashboard } from "../../components/stats_view.tsx";
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
@@ -150,10 +151,14 @@ export function portalRoutes(ctx: AppContext) {
 
   app.get("/deliveries", async (c) => {
     const deliveries = await listAttentionDeliveries(ctx.kv, { shopId: c.var.portal.shopId, limit: 200 });
+    const shop = await getShop(ctx.kv, c.var.portal.shopId);
     return c.html(layout(
       c,
       "Postbacks",
-      <DeliveryTable deliveries={deliveries} paymentBase="/portal/payments" csrf={c.var.csrf} />,
+      <>
+        <DeliveryTable deliveries={deliveries} paymentBase="/portal/payments" csrf={c.var.csrf} />
+        {shop && <SigningCard shop={shop} now={ctx.now()} />}
+      </>,
     ));
   });
   return app;

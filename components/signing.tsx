@@ -1,0 +1,80 @@
+import type { Shop } from "../lib/db/shops.ts";
+import { shopSigning } from "../lib/shops.ts";
+import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { Island } from "./island.tsx";
+
+/**
+ * How a shop's postbacks and redirects are signed, for the operator console (with the forms to
+ * rotate, switch scheme and turn signed redirects off: `manage`) and the shop's portal (read only).
+ * Shows the public key of a shop on key pairs; never a secret or a private key.
+ */
+export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: string; action: string } }) {
+  const { shop, manage } = props;
+  const { scheme, publicKey, signRedirects } = shopSigning(shop);
+  const overlapUntil = shop.previousSecretExpiresAt && shop.previousSecretExpiresAt > props.now
+    ? shop.previousSecretExpiresAt
+    : null;
+  const keyPair = scheme === "ed25519";
+  return (
+    <section class="card" id="signing">
+      <h2>Postback and redirect signatures</h2>
+      <p>
+        {keyPair
+          ? "Ed25519 key pair (Standard Webhooks v1a): verify with the public key below; a leaked public key lets no one forge a postback."
+          : "Shared secret (Standard Webhooks v1, HMAC-SHA256): the whsec_ secret given to the shop when it was created or last rotated."}
+      </p>
+      {publicKey && (
+        <div class="secret-row">
+          <span>Public key</span>
+          <code class="select-all" data-public-key="">{publicKey}</code>
+          <Island name="CopyButton" props={{ text: publicKey, label: "Copy" }} />
+        </div>
+      )}
+      {overlapUntil && (
+        <p class="muted">
+          Rotation in progress: the previous secret or key also signs until{" "}
+          {formatTime(overlapUntil)}, so postbacks and redirects carry both signatures.
+        </p>
+      )}
+      <p class="muted">
+        Signed redirects (apay_ parameters on the way back to the shop's pages):{" "}
+        <strong class={signRedirects ? "ok" : "bad"}>{signRedirects ? "on" : "off"}</strong>
+      </p>
+      {manage && (
+        <div class="actions">
+          <form
+            method="post"
+            action={`${manage.action}/signing`}
+            class="inline"
+            data-confirm={keyPair
+              ? "Make a new key pair? The old key keeps signing for 24 hours; the shop must verify with the new public key by then."
+              : "Switch this shop to an Ed25519 key pair? Its secret keeps signing for 24 hours; the shop must verify with the public key by then."}
+          >
+            <CsrfField token={manage.csrf} />
+            <input type="hidden" name="scheme" value="ed25519" />
+            <button type="submit" class="secondary">{keyPair ? "Rotate key pair" : "Switch to a key pair"}</button>
+          </form>
+          <form
+            method="post"
+            action={`${manage.action}/signing`}
+            class="inline"
+            data-confirm={keyPair
+              ? "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours."
+              : "Rotate the postback signing secret? The old one stops signing after 24 hours."}
+          >
+            <CsrfField token={manage.csrf} />
+            <input type="hidden" name="scheme" value="hmac" />
+            <button type="submit" class="secondary">{keyPair ? "Switch to a shared secret" : "Rotate secret"}</button>
+          </form>
+          <form method="post" action={`${manage.action}/redirect-signing`} class="inline">
+            <CsrfField token={manage.csrf} />
+            <input type="hidden" name="on" value={signRedirects ? "0" : "1"} />
+            <button type="submit" class="secondary">
+              {signRedirects ? "Turn signed redirects off" : "Turn signed redirects on"}
+            </button>
+          </form>
+        </div>
+      )}
+    </section>
+  );
+}

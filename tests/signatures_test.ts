@@ -1,0 +1,401 @@
+/**
+ * Issue 12: postbacks signed with a shop's Ed25519 key pair (Standard Webhooks v1a), both
+ * signatures during a switch or rotation, and signed redirects back to the shop, checked with
+ * the documentation's own WebCrypto snippets, the Python snippet, the console, the portal, the CLI
+ * and the demo shop.
+ */
+import assert from "node:assert/strict";
+import { Webhook } from "standardwebhooks";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "../fixtures/app.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { createPortalLink } from "../lib/auth/portal.ts";
+import { getShop, getShopEntry, replaceShop } from "../lib/db/shops.ts";
+import { listDemoPostbacks } from "../lib/db/demo.ts";
+import { newSigningKeyPair, newWebhookSecret, webhookHeaders } from "../lib/relay/signing.ts";
+import {
+  REDIRECT_SIGNER_TTL_MS,
+  SECRET_OVERLAP_MS,
+  setRedirectSigning,
+  shopSigning,
+  signingSecrets,
+  switchShopSigning,
+} from "../lib/shops.ts";
+import { verifyPostback } from "../docs/snippets/verify_webcrypto.ts";
+import { verifyRedirect } from "../docs/snippets/verify_redirect.ts";
+
+const SNIPPETS = new URL("../docs/snippets/", import.meta.url);
+
+async function paidPostback(app: TestApp, overrides: Record<string, unknown> = {}) {
+  const shop = startShopReceiver();
+  try {
+    const init = await callInit(
+      app,
+      paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: shop.url, ...overrides }),
+    );
+    assert.equal(init.status, 201);
+    const backToShop = await buyerSettles(init.body.url, "paid");
+    const postback = await waitFor("the postback", () => shop.received[0]);
+    return { paymentId: init.body.id as string, backToShop, postback };
+  } finally {
+    await shop.close();
+  }
+}
+
+const entriesOf = (headers: Headers) => headers.get("webhook-signature")!.split(" ").map((e) => e.split(",")[0]);
+
+Deno.test("[signatures] a shop on key pairs gets postbacks that verify with its public key and fail with any other", async () => {
+  const app = await startTestApp();
+  try {
+    const { publicKey } = await switchShopSigning(app.kv, app.shop.id, {
+      actor: "test",
+      now: Date.now(),
+      scheme: "ed25519",
+      overlapMs: 0,
+    });
+    assert.match(publicKey!, /^whpk_/);
+    const { postback } = await paidPostback(app);
+    assert.deepEqual(entriesOf(postback.headers), ["v1a"]);
+    const body = await verifyPostback(publicKey!, postback.headers, postback.body) as { type: string };
+    assert.equal(body.type, "payment.succeeded");
+    await assert.rejects(
+      verifyPostback(newSigningKeyPair().publicKey, postback.headers, postback.body),
+      /no valid signature/,
+    );
+    await assert.rejects(verifyPostback(app.shop.webhookSecret, postback.headers, postback.body), /no valid signature/);
+    await assert.rejects(
+      verifyPostback(publicKey!, postback.headers, postback.body.replace("succeeded", "failed")),
+      /no valid signature/,
+    );
+    // The official library knows only v1: a key-pair postback is not for it (hence the WebCrypto snippet).
+    assert.throws(() =>
+      new Webhook(app.shop.webhookSecret).verify(postback.body, Object.fromEntries(postback.headers))
+    );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] a switch or rotation signs with the old and the new key for the overlap, then the new only", async (t) => {
+  const app = await startTestApp();
+  try {
+    const now = Date.now();
+    const first = await switchShopSigning(app.kv, app.shop.id, { actor: "test", now, scheme: "ed25519" });
+    await t.step("switching from the secret: v1 with the old secret and v1a with the new key", async () => {
+      const { postback } = await paidPostback(app);
+      assert.deepEqual(entriesOf(postback.headers), ["v1a", "v1"]);
+      new Webhook(app.shop.webhookSecret).verify(postback.body, Object.fromEntries(postback.headers));
+      assert.ok(await verifyPostback(first.publicKey!, postback.headers, postback.body));
+      assert.ok(await verifyPostback([first.publicKey!, app.shop.webhookSecret], postback.headers, postback.body));
+    });
+    await t.step("the overlap ends after 24 hours", async () => {
+      const shop = (await getShop(app.kv, app.shop.id))!;
+      assert.equal(shop.previousSecretExpiresAt, now + SECRET_OVERLAP_MS);
+      assert.equal(signingSecrets(shop, now + SECRET_OVERLAP_MS - 1).length, 2);
+      assert.deepEqual(signingSecrets(shop, now + SECRET_OVERLAP_MS), [shop.webhookSecret]);
+    });
+    await t.step("rotating the key pair: both keys verify during the overlap, each alone", async () => {
+      const second = await switchShopSigning(app.kv, app.shop.id, { actor: "test", now: Date.now() });
+      assert.notEqual(second.publicKey, first.publicKey);
+      const { postback } = await paidPostback(app);
+      assert.deepEqual(entriesOf(postback.headers), ["v1a", "v1a"]);
+      assert.ok(await verifyPostback(first.publicKey!, postback.headers, postback.body));
+      assert.ok(await verifyPostback(second.publicKey!, postback.headers, postback.body));
+      await assert.rejects(
+        verifyPostback(app.shop.webhookSecret, postback.headers, postback.body),
+        /no valid signature/,
+      );
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] the buyer comes back with signed parameters, the shop's own query string and fragment intact", async (t) => {
+  const app = await startTestApp();
+  try {
+    const successUrl = "http://127.0.0.1:9/shop/done?order=A%201&note=x+y#receipt";
+    const { paymentId, backToShop } = await paidPostback(app, { successUrl });
+    await t.step("the parameters are added before the fragment, after the shop's own", async () => {
+      assert.ok(backToShop.startsWith("http://127.0.0.1:9/shop/done?order=A%201&note=x+y&apay_payment="), backToShop);
+      assert.ok(backToShop.endsWith("#receipt"), backToShop);
+      const q = new URL(backToShop).searchParams;
+      assert.equal(q.get("order"), "A 1");
+      assert.equal(q.get("apay_payment"), paymentId);
+      assert.ok(["pending", "succeeded"].includes(q.get("apay_status")!), "our status when the buyer passed");
+      assert.deepEqual(await verifyRedirect(app.shop.webhookSecret, backToShop), {
+        paymentId,
+        status: q.get("apay_status"),
+      });
+    });
+    const again = await fetch(`${app.baseUrl}/integration/success?id=${paymentId}`, { redirect: "manual" });
+    await again.body?.cancel();
+    const signed = again.headers.get("location")!;
+    await t.step("once settled the status says so, and the signature verifies", async () => {
+      assert.deepEqual(await verifyRedirect(app.shop.webhookSecret, signed), { paymentId, status: "succeeded" });
+    });
+    await t.step("a tampered parameter, another key or an old timestamp fails", async () => {
+      for (const [name, value] of [["apay_status", "failed"], ["apay_payment", "pay_someoneelse"], ["apay_ts", "1"]]) {
+        const url = new URL(signed);
+        url.searchParams.set(name, value);
+        assert.equal(await verifyRedirect(app.shop.webhookSecret, url), null, name);
+      }
+      assert.equal(await verifyRedirect(newWebhookSecret(), signed), null);
+      assert.equal(await verifyRedirect(app.shop.webhookSecret, signed, Math.floor(Date.now() / 1000) + 301), null);
+      const noSig = new URL(signed);
+      noSig.searchParams.delete("apay_sig");
+      assert.equal(await verifyRedirect(app.shop.webhookSecret, noSig), null);
+    });
+    await t.step("a shop on key pairs: Ed25519, verified with its public key", async () => {
+      const { publicKey } = await switchShopSigning(app.kv, app.shop.id, {
+        actor: "test",
+        now: Date.now(),
+        scheme: "ed25519",
+        overlapMs: 0,
+      });
+      const res = await fetch(`${app.baseUrl}/integration/success?id=${paymentId}`, { redirect: "manual" });
+      await res.body?.cancel();
+      const url = res.headers.get("location")!;
+      assert.match(new URL(url).searchParams.get("apay_sig")!, /^v1a,/);
+      assert.deepEqual(await verifyRedirect(publicKey!, url), { paymentId, status: "succeeded" });
+      assert.equal(await verifyRedirect(app.shop.webhookSecret, url), null);
+      assert.equal(await verifyRedirect(newSigningKeyPair().publicKey, url), null);
+    });
+    await t.step("a shop that turned signed redirects off gets its URL exactly as it gave it", async () => {
+      await setRedirectSigning(app.kv, app.shop.id, false, { actor: "test", now: Date.now() });
+      const res = await fetch(`${app.baseUrl}/integration/success?id=${paymentId}`, { redirect: "manual" });
+      await res.body?.cancel();
+      assert.equal(res.headers.get("location"), successUrl);
+      await setRedirectSigning(app.kv, app.shop.id, true, { actor: "test", now: Date.now() });
+      const back = await fetch(`${app.baseUrl}/integration/success?id=${paymentId}`, { redirect: "manual" });
+      await back.body?.cancel();
+      assert.match(back.headers.get("location")!, /&apay_payment=/);
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] a change made by another isolate reaches this one's redirects within the cache's time", async () => {
+  const app = await startTestApp();
+  const realNow = app.server.ctx.now;
+  try {
+    const init = await callInit(app, paymentBody());
+    const location = async () => {
+      const res = await fetch(`${app.baseUrl}/integration/error?id=${init.body.id}`, { redirect: "manual" });
+      await res.body?.cancel();
+      return res.headers.get("location")!;
+    };
+    assert.ok(await verifyRedirect(app.shop.webhookSecret, await location()));
+    // Another isolate rotates: this one's cache does not hear of it.
+    const entry = await getShopEntry(app.kv, app.shop.id);
+    const rotated = newWebhookSecret();
+    const audit = {
+      at: Date.now(),
+      actor: "test",
+      action: "shop.rotate_secret",
+      target: app.shop.id,
+      before: null,
+      after: null,
+    };
+    assert.ok(
+      await replaceShop(app.kv, entry as Deno.KvEntry<NonNullable<typeof entry.value>>, {
+        ...entry.value!,
+        webhookSecret: rotated,
+        signRedirects: true,
+      }, audit),
+    );
+    assert.equal(await verifyRedirect(rotated, await location()), null, "still the cached secret");
+    app.server.ctx.now = () => realNow() + REDIRECT_SIGNER_TTL_MS + 1;
+    const later = await location();
+    assert.ok(await verifyRedirect(rotated, later, Math.floor(app.server.ctx.now() / 1000)));
+  } finally {
+    app.server.ctx.now = realNow;
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] the console switches a shop to key pairs and shows the public key; the portal shows it too; no secret leaks", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const shopPage = `/admin/shops/${app.shop.id}`;
+    await b.get(shopPage);
+    const switched = await b.post(`${shopPage}/signing`, { scheme: "ed25519", confirm: "yes" });
+    assert.equal(switched.status, 303);
+    const page = (await b.get(shopPage)).text;
+    const shop = (await getShop(app.kv, app.shop.id))!;
+    const { publicKey } = shopSigning(shop);
+    assert.ok(publicKey && page.includes(publicKey), "the public key on the shop page");
+    assert.match(page, /Rotation in progress/);
+    assert.ok(!page.includes(shop.webhookSecret) && !page.includes("whsk_"), "never the private key");
+    assert.ok(!page.includes(app.shop.webhookSecret));
+
+    const off = await b.post(`${shopPage}/redirect-signing`, { on: "0" });
+    assert.equal(off.status, 303);
+    assert.equal((await getShop(app.kv, app.shop.id))!.signRedirects, false);
+
+    const back = await b.post(`${shopPage}/signing`, { scheme: "hmac", confirm: "yes" });
+    assert.equal(back.status, 200);
+    const secret = back.text.match(/whsec_[A-Za-z0-9+/=]+/)?.[0];
+    assert.ok(secret, "a new shared secret, shown once");
+    assert.equal((await getShop(app.kv, app.shop.id))!.webhookSecret, secret);
+    assert.ok(!(await b.get(shopPage)).text.includes(secret), "and only once");
+
+    const audit = JSON.stringify(
+      await Array.fromAsync(app.kv.list({ prefix: [] })).then((all) =>
+        all.filter((e) => String(e.key[0]).startsWith("audit")).map((e) => e.value)
+      ),
+    );
+    assert.ok(audit.includes(publicKey), "the audit log names the public key");
+    assert.ok(!audit.includes("whsk_") && !audit.includes("whsec_"), "and no secret");
+
+    // The shop's staff see how postbacks are signed in their portal.
+    await switchShopSigning(app.kv, app.shop.id, { actor: "test", now: Date.now(), scheme: "ed25519" });
+    const portalKey = shopSigning((await getShop(app.kv, app.shop.id))!).publicKey!;
+    const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "test"));
+    const staff = new Browser(app);
+    await staff.get(link.pathname + link.search);
+    assert.equal((await staff.post("/portal/signin", { token: link.searchParams.get("token")! })).status, 303);
+    const portal = (await staff.get("/portal/deliveries")).text;
+    assert.ok(portal.includes(portalKey), "the public key in the portal");
+    assert.ok(!portal.includes("whsk_") && !portal.includes("whsec_"));
+    assert.ok(!portal.includes('action="/admin/'), "no operator forms in the portal");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] the demo shop shows verified for the redirect and the postback, with a secret and with a key pair", async (t) => {
+  const app = await startTestApp({ env: { DEMO: "1" } });
+  try {
+    const buyAndReturn = async () => {
+      const buy = await fetch(`${app.baseUrl}/demo/buy`, { method: "POST", redirect: "manual" });
+      await buy.body?.cancel();
+      const back = await buyerSettles(buy.headers.get("location")!, "paid");
+      assert.match(back, /\/demo\/result\?outcome=success&order=demo_[^&]+&apay_payment=pay_/);
+      return await fetch(back).then((r) => r.text());
+    };
+    await t.step("with the shared secret", async () => {
+      assert.match(await buyAndReturn(), /data-redirect-signature="verified">verified</);
+      await waitFor("a verified postback", async () => (await listDemoPostbacks(app.kv, 10)).length === 1 || undefined);
+      assert.match(await fetch(`${app.baseUrl}/demo`).then((r) => r.text()), /class="ok">verified</);
+    });
+    await t.step("on a key pair (v1a only)", async () => {
+      const demo = app.server.demo!;
+      await switchShopSigning(app.kv, demo.shopId, { actor: "test", now: Date.now(), scheme: "ed25519", overlapMs: 0 });
+      assert.match(await buyAndReturn(), /data-redirect-signature="verified">verified</);
+      const kept = await waitFor("two postbacks", async () => {
+        const list = await listDemoPostbacks(app.kv, 10);
+        return list.length === 2 ? list : undefined;
+      });
+      assert.ok(kept.every((p) => p.verified));
+    });
+    await t.step("a tampered redirect shows INVALID", async () => {
+      const html = await fetch(
+        `${app.baseUrl}/demo/result?outcome=success&order=x&apay_payment=pay_x&apay_status=succeeded&apay_ts=${
+          Math.floor(Date.now() / 1000)
+        }&apay_sig=v1a%2CAAAA`,
+      ).then((r) => r.text());
+      assert.match(html, /data-redirect-signature="invalid">INVALID</);
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+function pythonWithCryptography(): boolean {
+  try {
+    return new Deno.Command("python3", { args: ["-c", "import cryptography"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "[signatures] the Python snippet verifies v1a postbacks with the public key",
+  ignore: !pythonWithCryptography(),
+  async fn() {
+    const pair = newSigningKeyPair();
+    const secret = newWebhookSecret();
+    const body = JSON.stringify({ type: "payment.succeeded", data: { id: "o-1" } });
+    const now = Math.floor(Date.now() / 1000);
+    const both = webhookHeaders([pair.privateKey, secret], "msg_py", now, body);
+    const keyOnly = webhookHeaders([pair.privateKey], "msg_py", now, body);
+    const cases = [
+      { secret: pair.publicKey, headers: both, body },
+      { secret, headers: both, body },
+      { secret: newSigningKeyPair().publicKey, headers: both, body },
+      { secret: pair.publicKey, headers: keyOnly, body: body + " " },
+      { secret, headers: keyOnly, body },
+    ];
+    const driver = `
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from verify import verify_postback
+results = []
+for case in json.load(sys.stdin):
+    try:
+        results.append({"ok": True, "data": verify_postback(case["secret"], case["headers"], case["body"].encode())})
+    except ValueError as e:
+        results.append({"ok": False, "error": str(e)})
+print(json.dumps(results))`;
+    const child = new Deno.Command("python3", {
+      args: ["-c", driver, SNIPPETS.pathname],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { PYTHONDONTWRITEBYTECODE: "1" },
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(JSON.stringify(cases)));
+    await writer.close();
+    const out = await child.output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const results = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(results[0], { ok: true, data: JSON.parse(body) });
+    assert.deepEqual(results[1], { ok: true, data: JSON.parse(body) });
+    assert.deepEqual(results.slice(2), [
+      { ok: false, error: "no valid signature" },
+      { ok: false, error: "no valid signature" },
+      { ok: false, error: "no valid signature" },
+    ]);
+  },
+});
+
+Deno.test("[signatures] the CLI switches a shop to key pairs and lists its public key, never the private one", async () => {
+  const dir = await Deno.makeTempDir();
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "cli/shop.ts", ...args],
+      env: { DENO_KV_PATH: `${dir}/kv.sqlite3`, LOG_LEVEL: "warn" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return { text, json: JSON.parse(text) };
+  };
+  try {
+    const created = (await run("create", "--name", "Acme")).json;
+    const switched = await run("signing", created.shopId, "ed25519", "--overlap-hours", "2");
+    assert.match(switched.json.publicKey, /^whpk_/);
+    assert.ok(!switched.text.includes("whsk_"));
+    const list = await run("list");
+    assert.equal(list.json[0].publicKey, switched.json.publicKey);
+    assert.equal(list.json[0].signingScheme, "ed25519");
+    assert.ok(!list.text.includes("whsk_") && !list.text.includes("whsec_"));
+    const off = await run("redirects", created.shopId, "off");
+    assert.equal(off.json.signRedirects, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
