@@ -20,6 +20,8 @@ const sandbox = new Sandbox({
     webhookDelayMs: Number(Deno.env.get("SANDBOX_WEBHOOK_DELAY_MS") ?? 0),
     dropWebhooks: Deno.env.get("SANDBOX_DROP_WEBHOOKS") === "1",
     refuseCancels: Deno.env.get("SANDBOX_REFUSE_CANCELS") === "1",
+    refundFailureRate: Number(Deno.env.get("SANDBOX_REFUND_FAILURE_RATE") ?? 0),
+    asyncRefunds: Deno.env.get("SANDBOX_ASYNC_REFUNDS") === "1",
   },
 });
 Deno.serve({

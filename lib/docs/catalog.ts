@@ -11,6 +11,7 @@ export const PUBLIC_DOCS: DocSet = {
     { slug: "payment-status", nav: "Payment status", file: "public/payment-status.md" },
     { slug: "redirects", nav: "Redirects", file: "public/redirects.md" },
     { slug: "postbacks", nav: "Postbacks", file: "public/postbacks.md" },
+    { slug: "refunds", nav: "Refunds", file: "public/refunds.md" },
     { slug: "expiry-and-cancellation", nav: "Expiry and cancellation", file: "public/expiry-and-cancellation.md" },
     { slug: "errors", nav: "Errors", file: "public/errors.md" },
     { slug: "idempotency", nav: "Idempotency", file: "public/idempotency.md" },
