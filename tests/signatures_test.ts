@@ -399,3 +399,23 @@ Deno.test("[signatures] the CLI switches a shop to key pairs and lists its publi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("[signatures] the postbacks and redirects pages show the snippets the tests run and the rules", async () => {
+  const { docLibrary } = await import("../routes/docs/_shared.tsx");
+  const { PUBLIC_DOCS } = await import("../lib/docs/catalog.ts");
+  const { escapeHtml } = await import("../lib/docs/markdown.ts");
+  const library = docLibrary(PUBLIC_DOCS);
+  for (
+    const [slug, file, texts] of [
+      ["postbacks", "verify_webcrypto.ts", ["v1a,", "whpk_", "Ed25519", "both the old and the new"]],
+      ["redirects", "verify_redirect.ts", ["apay_payment", "apay_status", "apay_ts", "apay_sig", "source of truth"]],
+    ] as const
+  ) {
+    const page = await library.page(slug);
+    assert.ok(page, slug);
+    const code = (await Deno.readTextFile(new URL(file, SNIPPETS))).replace(/\n+$/, "");
+    assert.ok(page.html.includes(`<code class="language-ts">${escapeHtml(code)}\n</code>`), `${slug} shows ${file}`);
+    for (const text of texts) assert.ok(page.html.includes(escapeHtml(text)), `${slug}: ${text}`);
+    assert.ok(!page.html.includes("dead-link"), `${slug}: every link resolves`);
+  }
+});

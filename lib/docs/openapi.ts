@@ -179,7 +179,7 @@ const postbackHeaders: Parameter[] = [
     in: "header",
     required: true,
     description:
-      "Space-separated `v1,<base64 HMAC-SHA256>` entries over `${webhook-id}.${webhook-timestamp}.${body}` with the base64-decoded secret after `whsec_`. Two entries during a secret rotation: accept if any matches.",
+      "Space-separated entries over `${webhook-id}.${webhook-timestamp}.${body}`: `v1,<base64 HMAC-SHA256>` with the base64-decoded secret after `whsec_`, or, for a shop on key pairs, `v1a,<base64 Ed25519 signature>` verified with the raw 32-byte public key after `whpk_`. Two entries during a rotation or a switch: accept if any matches.",
     schema: { type: "string" },
   },
 ];
