@@ -16,8 +16,8 @@ import { nowMs, percentile, sortedCopy } from "./stats.ts";
 export type RequestKind =
   /** GET /integration/pay?id=… cycling through the payment ids in `idsFile`. */
   | { kind: "pay"; idsFile: string }
-  /** POST /api/v1/init-payment with a fresh shop transaction id per request. */
-  | { kind: "init"; apiKey: string; txPrefix: string }
+  /** POST /api/v1/init-payment with a fresh shop transaction id per request (none with `noShopId`: no postbacks). */
+  | { kind: "init"; apiKey: string; txPrefix: string; noShopId?: boolean }
   /** POST /api/v1/payments/{id}/refunds of 1 minor unit, cycling through the paid payment ids in `idsFile`. */
   | { kind: "refund"; apiKey: string; idsFile: string };
 
@@ -140,7 +140,7 @@ function requestMaker(spec: ClosedSpec): () => Uint8Array {
     return () => requests[i++ % requests.length];
   }
   let n = 0;
-  return () => encodeRequest(host, initRequest(r.apiKey, `${r.txPrefix}-${n++}`));
+  return () => encodeRequest(host, initRequest(r.apiKey, r.noShopId ? null : `${r.txPrefix}-${n++}`));
 }
 
 function payRequest(id: string): Http1Request {
@@ -158,13 +158,13 @@ function refundRequest(apiKey: string, paymentId: string): Http1Request {
 }
 
 /** What a shop sends: its own transaction id, the buyer, the amount and where the buyer returns. */
-function initRequest(apiKey: string, shopTxId: string): Http1Request {
+function initRequest(apiKey: string, shopTxId: string | null): Http1Request {
   return {
     method: "POST",
     path: "/api/v1/init-payment",
     headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
     body: JSON.stringify({
-      id: shopTxId,
+      ...(shopTxId === null ? {} : { id: shopTxId }),
       email: "buyer@example.com",
       amount: 1999,
       currency: "EUR",

@@ -150,6 +150,55 @@ export async function createPayments(stack: Stack, profile: Profile, count: numb
   return await readIds([saveIdsTo]);
 }
 
+/**
+ * Paid payments without a shop id, so without postbacks: what the refund phase
+ * refunds, so that it measures the endpoint itself (postback delivery has its
+ * own rows: webhook → postback and the drain). Created through the app's API,
+ * paid at the sandbox as a buyer would, and waited for until the app has
+ * them `succeeded`.
+ */
+export async function paidPaymentsWithoutPostbacks(stack: Stack, profile: Profile, count: number): Promise<string[]> {
+  const saveIdsTo = `${stack.dir}/ids-refundable.json`;
+  await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(
+    {
+      mode: "closed",
+      port: stack.app.port,
+      concurrency: profile.concurrency,
+      durationMs: 60_000,
+      maxRequests: count,
+      expectStatus: 201,
+      request: { kind: "init", apiKey: stack.shop.apiKey, txPrefix: "unused", noShopId: true },
+      saveIdsTo,
+    } satisfies ClosedSpec,
+  )]);
+  const ids = await readIds([saveIdsTo]);
+  const idsFile = `${stack.dir}/refundable-ids.json`;
+  await Deno.writeTextFile(idsFile, JSON.stringify(ids));
+  const spec: PacedSpec = {
+    mode: "paced",
+    appPort: stack.app.port,
+    sandboxPort: stack.sandbox.port,
+    sandboxToken: stack.sandbox.token,
+    idsFile,
+    rate: 500,
+  };
+  await runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
+  // The sandbox's webhooks settle them; wait until the app has the last ones.
+  const deadline = Date.now() + 30_000;
+  for (const id of [...ids.slice(-20), ...ids.slice(0, 20)]) {
+    for (;;) {
+      const res = await fetch(`http://127.0.0.1:${stack.app.port}/api/v1/payments/${encodeURIComponent(id)}`, {
+        headers: { authorization: `Bearer ${stack.shop.apiKey}` },
+      });
+      const body = await res.json();
+      if (body.payment?.status === "succeeded") break;
+      if (Date.now() > deadline) throw new Error(`payment ${id} did not succeed (${JSON.stringify(body)})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return ids;
+}
+
 /** Reads and concatenates id files written by the load generator. */
 export async function readIds(files: string[]): Promise<string[]> {
   const lists = await Promise.all(files.map(async (f) => JSON.parse(await Deno.readTextFile(f)) as string[]));

@@ -246,11 +246,13 @@ to it, which cancels out the machine and the load generator.
 - **\`POST /api/v1/payments/{id}/refunds\`**: the same shape as init-payment's floor: bare \`Deno.serve\`, read the JSON
   body, one \`fetch\` to the sandbox's refund endpoint, one atomic commit of the refund. It takes the provider reference
   from memory (kept when it created the payment), so it does not even read the payment. Each refund is of 1 minor unit,
-  cycling through payments: the app's are the ones the webhook phase settled (paid), the floor's the same number of its
-  own. The app adds authentication, validation, reading the payment and its refund reservation in one read, reserving
-  the amount (refund record, reservation, job, timeline event and activity in one commit) before the provider call,
-  then the payment's move to \`partially_refunded\` with the refund's own state, counters and a \`refund.succeeded\`
-  postback in a second commit, and that postback's delivery to the shop while the round runs.
+  cycling through payments: the app's are paid payments made for this phase without a shop id, so no postbacks ride
+  along (their delivery is what the webhook → postback and drain rows measure; with them, each refund would also pay
+  for a postback's delivery while the round runs), the floor's the same number of its own. The app adds
+  authentication, validation, reading the payment and its refund reservation in one read, reserving the amount
+  (refund record, reservation, job, timeline event and activity in one commit, shared with concurrent refunds) before
+  the provider call, then the payment's move to \`partially_refunded\` with the refund's own state and counters in a
+  second commit.
 
 ## The delivery measurements
 

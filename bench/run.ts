@@ -17,6 +17,7 @@ import {
   createPayments,
   drainBacklog,
   type Driver,
+  paidPaymentsWithoutPostbacks,
   readIds,
   webhookLatency,
 } from "./phases.ts";
@@ -109,12 +110,14 @@ try {
   if (appIds.length < needed) appIds.push(...await createPayments(stack, profile, needed - appIds.length));
   const webhook = await webhookLatency(stack, profile, appIds, driver);
 
-  // Refunds need paid payments: the app's are the ones the webhook phase just settled. The floor refunds the
+  // Refunds need paid payments: the app's are paid at the sandbox for this phase, made without a shop id so that
+  // no postbacks ride along (their delivery is what the webhook and drain rows measure). The floor refunds the
   // same number of its own (the sandbox answers those "failed", at the same cost, since they are not paid).
   log("POST /api/v1/payments/{id}/refunds");
   const paidCount = Math.min(needed, floorIds.length);
+  const refundable = await paidPaymentsWithoutPostbacks(stack, profile, paidCount);
   const refundFiles = {
-    app: idsFile("refund-app", appIds.slice(0, paidCount)),
+    app: idsFile("refund-app", refundable),
     floor: idsFile("refund-floor", floorIds.slice(0, paidCount)),
   };
   const refund = await compareThroughput(stack, profile, {
@@ -123,7 +126,7 @@ try {
     expectStatus: 201,
     request: (who) => ({ kind: "refund", apiKey: stack!.shop.apiKey, idsFile: refundFiles[who] }),
   }, driver);
-  // Each app refund sends a refund.succeeded postback; let them land before the drain counts arrivals.
+  // Nothing should be on its way to the shop now; make sure before the drain counts arrivals.
   await awaitQuietShop(stack);
   const loadRssMB = stack.app.proc.peakRssMB();
 
