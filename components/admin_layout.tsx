@@ -102,10 +102,39 @@ export function Field(props: {
   );
 }
 
+/**
+ * The confirmation step of a risky action when the page's script did not ask
+ * (no JavaScript): the same form again, with confirm=yes and one button.
+ */
+export function ConfirmStep(props: {
+  question: string;
+  action: string;
+  fields?: Record<string, string>;
+  button: string;
+  csrf: string;
+  cancel: string;
+}) {
+  return (
+    <div class="card">
+      <p>
+        <strong>{props.question}</strong>
+      </p>
+      <form method="post" action={props.action} class="inline">
+        <CsrfField token={props.csrf} />
+        {Object.entries(props.fields ?? {}).map(([k, v]) => <input key={k} type="hidden" name={k} value={v} />)}
+        <input type="hidden" name="confirm" value="yes" />
+        <button type="submit" class="danger">{props.button}</button>
+      </form>{" "}
+      <a href={props.cancel}>Cancel</a>
+    </div>
+  );
+}
+
 export function Flash(props: { kind: "ok" | "bad"; children: ComponentChildren }) {
   return <p class={`flash ${props.kind}`} role={props.kind === "bad" ? "alert" : "status"}>{props.children}</p>;
 }
 
+/** A time as operators read it everywhere in the console: always UTC, and labelled so. */
 export function formatTime(ms: number | null | undefined): string {
-  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "—";
+  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "—";
 }

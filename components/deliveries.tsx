@@ -2,43 +2,74 @@ import type { Delivery } from "../lib/relay/types.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 
 /**
+ * A postback's state in the one set of words both audiences see: a pending
+ * postback that already failed once is "retrying" (never "failing").
+ */
+export function deliveryStatusLabel(d: Pick<Delivery, "status" | "attempts">): string {
+  return d.status === "pending" ? (d.attempts > 0 ? "retrying" : "queued") : d.status;
+}
+
+/** The last attempt's outcome in plain words: "HTTP 500", "connection refused". */
+export function lastAttemptText(d: Pick<Delivery, "lastStatusCode" | "lastError">): string {
+  if (d.lastError) return d.lastError;
+  return d.lastStatusCode ? `HTTP ${d.lastStatusCode}` : "";
+}
+
+/**
  * Postbacks needing attention, for the console and the portal. `resendAction`
- * adds a Resend button per row (a form posting the payment id).
+ * adds a Resend button per row (a form posting the payment id); `shopNames`
+ * (the operators' scope) adds a Shop column.
  */
 export function DeliveryTable(
-  props: { deliveries: Delivery[]; paymentBase: string; resendAction?: string; csrf: string },
+  props: {
+    deliveries: Delivery[];
+    paymentBase: string;
+    resendAction?: string;
+    csrf: string;
+    shopNames?: Map<string, string>;
+  },
 ) {
-  if (props.deliveries.length === 0) return <p>Nothing failing.</p>;
+  if (props.deliveries.length === 0) return <p>No postback is retrying or failed.</p>;
   return (
     <div class="table-wrap">
-      <table>
+      <table class="stack-phone">
         <thead>
           <tr>
             <th>Updated</th>
             <th>Payment</th>
+            {props.shopNames && <th>Shop</th>}
             <th>Event</th>
             <th>Status</th>
             <th>Attempts</th>
             <th>Last error</th>
+            <th>Next retry</th>
             {props.resendAction && <th></th>}
           </tr>
         </thead>
         <tbody>
           {props.deliveries.map((d) => (
             <tr key={d.id}>
-              <td>{formatTime(d.updatedAt)}</td>
-              <td>
+              <td data-label="Updated">{formatTime(d.updatedAt)}</td>
+              <td data-label="Payment">
                 <a href={`${props.paymentBase}/${d.paymentId}`}>
                   <code>{d.paymentId}</code>
                 </a>
               </td>
-              <td>{d.eventType}</td>
-              <td class={d.status === "failed" ? "bad" : ""}>{d.status === "pending" ? "retrying" : d.status}</td>
-              <td class="num">{d.attempts}</td>
-              <td>{d.lastStatusCode ?? ""} {d.lastError ?? ""}</td>
+              {props.shopNames && (
+                <td data-label="Shop">
+                  <a href={`/admin/shops/${d.shopId}`}>{props.shopNames.get(d.shopId) ?? d.shopId}</a>
+                </td>
+              )}
+              <td data-label="Event">{d.eventType}</td>
+              <td data-label="Status" class={d.status === "failed" ? "bad" : ""}>{deliveryStatusLabel(d)}</td>
+              <td data-label="Attempts" class="num">{d.attempts}</td>
+              <td data-label="Last error">{lastAttemptText(d)}</td>
+              <td data-label="Next retry">
+                {d.status === "pending" ? formatTime(d.nextAttemptAt) : "none: gave up, resend to try again"}
+              </td>
               {props.resendAction && (
-                <td>
-                  <form method="post" action={props.resendAction} class="inline">
+                <td class="row-actions">
+                  <form method="post" action={props.resendAction} class="inline" data-busy="Resending…">
                     <CsrfField token={props.csrf} />
                     <input type="hidden" name="paymentId" value={d.paymentId} />
                     <button type="submit" class="small">Resend</button>

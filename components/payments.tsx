@@ -1,10 +1,11 @@
-import { formatAmount } from "../lib/money.ts";
+import { formatAmount, formatDecimal } from "../lib/money.ts";
 import type { describePayment } from "../lib/payments/admin.ts";
 import type { PaymentFilter, PaymentPage } from "../lib/payments/search.ts";
 import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { deliveryStatusLabel } from "./deliveries.tsx";
 
 /** Payment list, filters and detail, shared by the operator console and the shop portal. */
 export function FilterForm(
@@ -38,10 +39,10 @@ export function FilterForm(
         Currency <input name="currency" size={4} maxLength={3} value={filter.currency ?? ""} />
       </label>
       <label>
-        Email <input type="email" name="email" value={filter.email ?? ""} />
+        Email <input name="email" placeholder="full address or its start" value={filter.email ?? ""} />
       </label>
       <label>
-        Shop's id <input name="shopTxId" value={filter.shopTxId ?? ""} />
+        Shop's id <input name="shopTxId" placeholder="order id or its start" value={filter.shopTxId ?? ""} />
       </label>
       <label>
         Payment id <input name="id" placeholder="pay_..." value={filter.id ?? ""} />
@@ -57,7 +58,13 @@ export function FilterForm(
  * stopped and a link that searches on from there.
  */
 export function PaymentResults(
-  { page, basePath, query }: { page: PaymentPage; basePath: string; query: URLSearchParams },
+  { page, basePath, query, shopNames }: {
+    page: PaymentPage;
+    basePath: string;
+    query: URLSearchParams;
+    /** The operators' scope: a Shop column naming each payment's shop. */
+    shopNames?: Map<string, string>;
+  },
 ) {
   const next = page.cursor && `${basePath}?${query}${query.size ? "&" : ""}cursor=${encodeURIComponent(page.cursor)}`;
   const stopped = page.scanStoppedAt !== null;
@@ -66,13 +73,15 @@ export function PaymentResults(
       <PaymentTable
         payments={page.payments}
         basePath={basePath}
+        shopNames={shopNames}
         empty={stopped ? "No payments match among those searched." : "No payments match."}
       />
       {stopped && (
         <p class="muted scan-stopped">
           Stopped searching at payments created{" "}
           {formatTime(page.scanStoppedAt)}: these filters are checked one payment at a time, and older payments were not
-          searched yet. Payment id, shop's id and email are found at once.
+          searched yet. A payment id, an existing order id and a full email address are found at once; part of an email
+          or order id is matched one payment at a time.
         </p>
       )}
       {next && (
@@ -85,16 +94,22 @@ export function PaymentResults(
 }
 
 export function PaymentTable(
-  { payments, basePath, empty = "No payments match." }: { payments: Payment[]; basePath: string; empty?: string },
+  { payments, basePath, shopNames, empty = "No payments match." }: {
+    payments: Payment[];
+    basePath: string;
+    shopNames?: Map<string, string>;
+    empty?: string;
+  },
 ) {
   if (!payments.length) return <p class="muted">{empty}</p>;
   return (
     <div class="table-wrap">
-      <table>
+      <table class="stack-phone">
         <thead>
           <tr>
             <th>Created</th>
             <th>Payment</th>
+            {shopNames && <th>Shop</th>}
             <th>Shop's id</th>
             <th>Amount</th>
             <th>Status</th>
@@ -104,16 +119,21 @@ export function PaymentTable(
         <tbody>
           {payments.map((p) => (
             <tr key={p.id}>
-              <td>{formatTime(p.createdAt)}</td>
-              <td>
+              <td data-label="Created">{formatTime(p.createdAt)}</td>
+              <td data-label="Payment">
                 <a href={`${basePath}/${p.id}`}>
                   <code>{p.id}</code>
                 </a>
               </td>
-              <td>{p.shopTxId ?? "—"}</td>
-              <td class="num">{formatAmount(p.amount, p.currency)}</td>
-              <td class={`status-${p.status}`}>{p.status}</td>
-              <td>{p.email}</td>
+              {shopNames && (
+                <td data-label="Shop">
+                  <a href={`/admin/shops/${p.shopId}`}>{shopNames.get(p.shopId) ?? p.shopId}</a>
+                </td>
+              )}
+              <td data-label="Shop's id">{p.shopTxId ?? "—"}</td>
+              <td data-label="Amount" class="num">{formatAmount(p.amount, p.currency)}</td>
+              <td data-label="Status" class={`status-${p.status}`}>{p.status}</td>
+              <td data-label="Email">{p.email}</td>
             </tr>
           ))}
         </tbody>
@@ -167,7 +187,7 @@ export function PaymentDetail(
     ["Name", p.name],
     ["Success URL", p.successUrl],
     ["Error URL", p.errorUrl],
-    ["Postback URL", p.postbackUrl],
+    ["Postback URL", p.shopTxId ? p.postbackUrl : "none: no postback is sent without the shop's id"],
     ["Provider", `${p.provider} ${p.providerRef ?? ""}`],
     ["Created", formatTime(p.createdAt)],
     ["Updated", formatTime(p.updatedAt)],
@@ -182,13 +202,13 @@ export function PaymentDetail(
       </dl>
       <div class="actions">
         {props.canRecheck && (
-          <form method="post" action={`${props.basePath}/${p.id}/recheck`} class="inline">
+          <form method="post" action={`${props.basePath}/${p.id}/recheck`} class="inline" data-busy="Re-checking…">
             <CsrfField token={props.csrf} />
             <button type="submit" class="secondary">Re-check status with the provider</button>
           </form>
         )}
         {props.deliveries.length > 0 && (
-          <form method="post" action={`${props.basePath}/${p.id}/resend`} class="inline">
+          <form method="post" action={`${props.basePath}/${p.id}/resend`} class="inline" data-busy="Resending…">
             <CsrfField token={props.csrf} />
             <button type="submit">Resend postback</button>
           </form>
@@ -197,12 +217,20 @@ export function PaymentDetail(
       <Refunds {...props} />
       <h2>Postbacks</h2>
       {props.deliveries.length === 0
-        ? <p class="muted">None: the shop gave no id, or the payment is not settled.</p>
+        ? (
+          <p class="muted">
+            {p.shopTxId
+              ? "None yet: the payment is not settled."
+              : "None: the shop gave no id with this payment, so no postback is sent; the shop asks for its status."}
+          </p>
+        )
         : props.deliveries.map((d) => (
           <p key={d.id}>
             <code>{d.id}</code> {d.eventType} → {d.url}:{" "}
-            <strong class={d.status === "delivered" ? "ok" : "bad"}>{d.status}</strong> after {d.attempts}{" "}
+            <strong class={d.status === "delivered" ? "ok" : "bad"}>{deliveryStatusLabel(d)}</strong> after {d.attempts}
+            {" "}
             attempt{d.attempts === 1 ? "" : "s"}
+            {d.status === "pending" && <span class="muted">; next retry {formatTime(d.nextAttemptAt)}</span>}
           </p>
         ))}
       <h2>Timeline</h2>
@@ -269,7 +297,7 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
               required
               inputmode="decimal"
               pattern="[0-9]+([.][0-9]+)?"
-              value={formatAmount(props.refundable, p.currency).split(" ")[0]}
+              value={formatDecimal(props.refundable, p.currency)}
             />
           </label>
           <label>

@@ -26,27 +26,35 @@ export function BuiltInStats(props: { points: DailyPoint[]; postbacks: { failing
       <Island
         name="TimeChart"
         props={{
-          title: "Success rate of settled payments",
+          title: "Success rate of settled payments (%)",
           days,
           unit: "%",
+          max: 100,
           series: [{
             label: "success rate",
             values: props.points.map((p) => (p.successRate === null ? null : Math.round(p.successRate * 1000) / 10)),
           }],
         }}
       />
-      <Island
-        name="TimeChart"
-        props={{
-          title: "Succeeded volume per day",
-          days,
-          series: currencies.map((c) => ({
-            label: c,
-            // Major units for reading; the counters themselves stay integer minor units.
-            values: props.points.map((p) => (p.volume[c] ?? 0) / 10 ** currencyExponent(c)),
-          })),
-        }}
-      />
+      {
+        // One chart per currency: amounts in different currencies share no scale.
+        currencies.map((c) => (
+          <Island
+            key={c}
+            name="TimeChart"
+            props={{
+              title: `Succeeded volume per day, ${c}`,
+              days,
+              series: [{
+                label: c,
+                // Major units for reading; the counters themselves stay integer minor units.
+                values: props.points.map((p) => (p.volume[c] ?? 0) / 10 ** currencyExponent(c)),
+              }],
+            }}
+          />
+        ))
+      }
+      {currencies.length === 0 && <p class="muted">No succeeded volume in these 30 days yet.</p>}
       <Island
         name="TimeChart"
         props={{

@@ -8,3 +8,32 @@ for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
   // deno-lint-ignore no-explicit-any
   hydrate(h(component as any, JSON.parse(el.dataset.props ?? "{}")), el);
 }
+
+// Forms that start a risky action ask first (data-confirm: the question); the server asks again on its own page
+// when this script did not run, so the answer travels as confirm=yes. Slow actions (data-busy: the progress
+// text) disable their button and say they are working, so a second click does not send them twice.
+addEventListener("submit", (e) => {
+  const form = e.target as HTMLFormElement;
+  const { confirm: question, busy } = form.dataset;
+  if (form.dataset.sent) return e.preventDefault();
+  if (question) {
+    if (!confirm(question)) return e.preventDefault();
+    const yes = form.querySelector<HTMLInputElement>("input[name=confirm]") ?? form.appendChild(
+      Object.assign(document.createElement("input"), { type: "hidden", name: "confirm" }),
+    );
+    yes.value = "yes";
+  }
+  if (busy === undefined) return;
+  form.dataset.sent = "1";
+  form.setAttribute("aria-busy", "true");
+  const button = (e as SubmitEvent).submitter ?? form.querySelector("button");
+  if (button instanceof HTMLButtonElement) {
+    button.disabled = true;
+    button.textContent = busy;
+  }
+});
+
+// Back to a page whose form was sent (the browser's page cache) shows its buttons ready again.
+addEventListener("pageshow", (e) => {
+  if (e.persisted) location.reload();
+});

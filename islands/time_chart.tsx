@@ -7,9 +7,15 @@ export interface TimeChartProps {
   days: string[];
   series: { label: string; values: (number | null)[] }[];
   unit?: string;
+  /** A fixed top of the value axis (100 for a rate in %), so the scale reads the same on every page. */
+  max?: number;
 }
 
-const COLORS = ["#1f4fbf", "#17693a", "#b3261e", "#8a5a00", "#6b3fa0"];
+// Okabe–Ito: told apart by people with the common colour-vision deficiencies, and on light and dark pages.
+const COLORS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#999999"];
+
+// Axis labels stay short enough for the axis's width: 1.2K, 35M.
+const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 
 /**
  * A line chart of daily values drawn with uPlot in the browser. The server
@@ -35,8 +41,18 @@ export default function TimeChart(props: TimeChartProps) {
             value: (_u: uPlot, v: number | null) => (v === null ? "—" : `${v}${props.unit ?? ""}`),
           })),
         ],
-        axes: [{}, { size: 60 }],
-        scales: { x: { time: true } },
+        axes: [
+          { stroke: "currentColor", space: 70 },
+          {
+            stroke: "currentColor",
+            size: 56,
+            values: (_u: uPlot, splits: number[]) => splits.map((v) => `${compact.format(v)}${props.unit ?? ""}`),
+          },
+        ],
+        scales: {
+          x: { time: true },
+          ...(props.max !== undefined ? { y: { range: [0, props.max] as uPlot.Range.MinMax } } : {}),
+        },
       },
       [xs, ...props.series.map((s) => s.values)] as uPlot.AlignedData,
       el,

@@ -31,14 +31,26 @@ export function currencyExponent(code: string): number {
   return exp;
 }
 
-/** Formats minor units for people: formatAmount(1000, "EUR") === "10.00 EUR". Integer-only arithmetic. */
+/**
+ * Formats minor units for people, with thousands separators and the
+ * currency's own decimals: formatAmount(123456, "EUR") === "1,234.56 EUR".
+ * The decimal string goes to Intl.NumberFormat as text, so no float rounding.
+ */
 export function formatAmount(minor: number, currency: string): string {
+  const exp = currencyExponent(currency);
+  const format = new Intl.NumberFormat("en-US", { minimumFractionDigits: exp, maximumFractionDigits: exp });
+  // Intl takes a decimal string exactly (ES2023); the lib types only list numbers.
+  return `${format.format(formatDecimal(minor, currency) as unknown as number)} ${currency}`;
+}
+
+/** Minor units as a plain decimal in major units, for inputs and CSV: formatDecimal(123456, "EUR") === "1234.56". */
+export function formatDecimal(minor: number, currency: string): string {
   const exp = currencyExponent(currency);
   const sign = minor < 0 ? "-" : "";
   const digits = String(Math.abs(minor)).padStart(exp + 1, "0");
   const whole = digits.slice(0, digits.length - exp);
   const frac = exp ? "." + digits.slice(digits.length - exp) : "";
-  return `${sign}${whole}${frac} ${currency}`;
+  return `${sign}${whole}${frac}`;
 }
 
 /**

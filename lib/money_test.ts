@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { currencyExponent, formatAmount, isCurrency, parseAmount } from "./money.ts";
+import { currencyExponent, formatAmount, formatDecimal, isCurrency, parseAmount } from "./money.ts";
 
 Deno.test("[money] knows ISO 4217 exponents", () => {
   assert.equal(currencyExponent("EUR"), 2);
@@ -14,10 +14,14 @@ Deno.test("[money] knows ISO 4217 exponents", () => {
 Deno.test("[money] formats minor units with integer arithmetic only", () => {
   assert.equal(formatAmount(1000, "EUR"), "10.00 EUR");
   assert.equal(formatAmount(5, "EUR"), "0.05 EUR");
-  assert.equal(formatAmount(1000, "JPY"), "1000 JPY");
+  assert.equal(formatAmount(1000, "JPY"), "1,000 JPY");
+  assert.equal(formatAmount(123456789, "EUR"), "1,234,567.89 EUR");
+  assert.equal(formatAmount(1234567, "BHD"), "1,234.567 BHD");
+  assert.equal(formatDecimal(123456789, "EUR"), "1234567.89");
+  assert.equal(formatDecimal(5, "JPY"), "5");
   assert.equal(formatAmount(1, "KWD"), "0.001 KWD");
   assert.equal(formatAmount(-250, "USD"), "-2.50 USD");
-  assert.equal(formatAmount(Number.MAX_SAFE_INTEGER, "EUR"), "90071992547409.91 EUR");
+  assert.equal(formatAmount(Number.MAX_SAFE_INTEGER, "EUR"), "90,071,992,547,409.91 EUR");
 });
 
 Deno.test("[money] parseAmount reads major units as integer minor units, without floats", () => {

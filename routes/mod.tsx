@@ -17,6 +17,8 @@ import { staticRoutes } from "./static.ts";
 import { renderPage } from "../components/html.tsx";
 import { MessagePage } from "../components/message_page.tsx";
 import { consoleRoutes, internalDocsBehindSignIn } from "./admin/mod.tsx";
+import type { ConsoleEnv } from "./admin/_session.ts";
+import { AdminLayout } from "../components/admin_layout.tsx";
 import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
 import type { Context, MiddlewareHandler } from "hono";
@@ -84,7 +86,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     if (c.req.path.startsWith("/api/")) {
       return c.json({ status: "error", error: { code: "not_found", message: "No such endpoint." } }, 404);
     }
-    return c.html(renderPage(<MessagePage title="Page not found" text="There is nothing at this address." />), 404);
+    return messagePage(c, "Page not found", "There is nothing at this address.", 404);
   });
 
   app.onError((err, c) => {
@@ -111,6 +113,25 @@ function isPagePath(path: string): boolean {
   return /^\/(admin|portal|internal|docs|demo|integration)(\/|$)/.test(path);
 }
 
+/** A message page; inside the console, for a signed-in operator, with the console's menu around it. */
+function messagePage(c: Context, title: string, text: string, status: number) {
+  const operator = (c as Context<ConsoleEnv>).get("operator");
+  if (operator && c.req.path.startsWith("/admin")) {
+    return c.html(
+      renderPage(
+        <AdminLayout title={title} path={c.req.path} email={operator.email} csrf={c.get("csrf") ?? ""}>
+          <p>{text}</p>
+          <p>
+            <a href="/admin">Back to the overview</a>
+          </p>
+        </AdminLayout>,
+      ),
+      status as 404,
+    );
+  }
+  return c.html(renderPage(<MessagePage title={title} text={text} />), status as 404);
+}
+
 function errorPage(c: Context, err: Error) {
   if (err instanceof AppError) {
     for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
@@ -118,7 +139,7 @@ function errorPage(c: Context, err: Error) {
     const text = err.fields
       ? `${err.message} ${Object.entries(err.fields).map(([k, v]) => `${k} ${v}`).join("; ")}.`
       : err.message;
-    return c.html(renderPage(<MessagePage title={title} text={text} />), err.status as 400);
+    return messagePage(c, title, text, err.status);
   }
   log.error("unhandled error", { requestId: c.get("requestId"), path: c.req.path, error: describeError(err) });
   return c.html(

@@ -152,6 +152,11 @@ Deno.test("[api] a shop reads its own payments by our id or its id, and never an
     assert.ok(!("providerUrl" in byId.body.payment));
     const byRef = await get(`/payments?shopTxId=order-7`);
     assert.equal(byRef.body.payment.id, created.body.id);
+    assert.equal(byId.body.payment.postbackUrl, "http://127.0.0.1:9/pb");
+    // Without the shop's id no postback is ever sent, so the status names no postback URL.
+    const anonymous = await callInit(app, paymentBody({ postbackUrl: "http://127.0.0.1:9/pb" }));
+    assert.equal(anonymous.status, 201, JSON.stringify(anonymous.body));
+    assert.equal((await get(`/payments/${anonymous.body.id}`)).body.payment.postbackUrl, null);
     assert.equal((await get(`/payments/pay_doesnotexist`)).status, 404);
     assert.equal((await get(`/payments?shopTxId=nope`)).status, 404);
     assert.equal((await get(`/payments`)).status, 400);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { getShop } from "../lib/db/shops.ts";
 
 Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sign-out revokes it", async () => {
   const app = await startTestApp();
@@ -184,6 +185,138 @@ Deno.test("[console] payment pages follow the cursor through every payment exact
     }
     assert.equal(seen.length, 7);
     assert.equal(new Set(seen).size, 7);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] lists name the shop and filter by it, money has separators, times say UTC, CSV has decimals and the shop's name", async () => {
+  const app = await startTestApp({ env: { POSTBACK_SCHEDULE: "0,60" } });
+  try {
+    await callInit(app, paymentBody({ id: "ORD-2026-17", amount: 123456, postbackUrl: "http://127.0.0.1:9/pb" }));
+    const jpy = await callInit(
+      app,
+      paymentBody({
+        id: "ORD-2026-18",
+        amount: 10000,
+        currency: "JPY",
+        email: "kenji@example.jp",
+        postbackUrl: "http://127.0.0.1:9/pb",
+      }),
+    );
+    assert.equal(jpy.status, 201, JSON.stringify(jpy.body));
+    const b = await operatorBrowser(app);
+    const list = await b.get("/admin/payments");
+    assert.match(list.text, /<th>Shop<\/th>/);
+    assert.match(list.text, new RegExp(`<a href="/admin/shops/${app.shop.id}">Test shop</a>`));
+    assert.match(list.text, /1,234\.56 EUR/);
+    assert.match(list.text, /10,000 JPY/);
+    assert.match(list.text, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+    assert.match(list.text, /<input name="email"/, "a plain text field takes part of an address");
+
+    const count = (html: string) => (html.match(/href="\/admin\/payments\/pay_/g) ?? []).length;
+    assert.equal(count((await b.get("/admin/payments?email=kenji")).text), 1, "email prefix");
+    assert.equal(count((await b.get("/admin/payments?shopTxId=ORD-2026")).text), 2, "order id prefix");
+    assert.equal(count((await b.get("/admin/payments?shopTxId=ORD-2026-18")).text), 1, "exact order id");
+
+    const csv = await b.get("/admin/payments.csv");
+    const [header, ...rows] = csv.text.trim().split("\r\n");
+    assert.match(header, /^id,shopId,shopName,shopTxId,status,amount,amountDecimal,currency,/);
+    const eur = rows.find((r) => r.includes('"ORD-2026-17"'))!;
+    assert.match(eur, /"Test shop","ORD-2026-17","pending","123456","1234\.56","EUR"/);
+
+    const { waitFor } = await import("../fixtures/app.ts");
+    const { describePayment } = await import("../lib/payments/admin.ts");
+    // A port that was free a moment ago: nothing listens there, so the connection is refused and it retries.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closed = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    const paid = await callInit(app, paymentBody({ id: "ORD-2026-19", postbackUrl: `http://127.0.0.1:${closed}/pb` }));
+    const { buyerSettles } = await import("../fixtures/app.ts");
+    await buyerSettles(paid.body.url, "paid");
+    await waitFor("a failed attempt", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, paid.body.id);
+      return deliveries[0]?.attempts ? true : undefined;
+    });
+    const deliveries = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
+    assert.match(deliveries.text, /<th>Shop<\/th>/);
+    assert.match(deliveries.text, /<select name="shopId">/);
+    assert.match(deliveries.text, /connection refused/);
+    assert.ok(!/TypeError|fetch failed/.test(deliveries.text));
+    assert.match(deliveries.text, /retrying/);
+    assert.match(deliveries.text, /<th>Next retry<\/th>/);
+    const detail = await b.get(`/admin/payments/${paid.body.id}`);
+    assert.match(detail.text, /retrying<\/strong> after/);
+    assert.match(detail.text, /next retry \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+    assert.match(detail.text, /data-busy="Resending…"/);
+    assert.match(detail.text, /data-busy="Re-checking…"/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] a new key is shown once after a redirect; revoke, disable and rotate ask first; the audit links what it names", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const shopPage = `/admin/shops/${app.shop.id}`;
+    await b.get(shopPage);
+    const created = await b.post(`${shopPage}/keys`, {});
+    assert.equal(created.status, 303, "post/redirect/get: a reload does not make another key");
+    assert.equal(created.location, shopPage);
+    const shown = await b.get(shopPage);
+    const key = shown.text.match(/apay_sk_[A-Za-z0-9_-]+/)![0];
+    assert.ok(!(await b.get(shopPage)).text.includes(key), "shown once");
+    // The new key's row: its hint is the start of the key.
+    const row = shown.text.split("<tr").find((r) => {
+      const hint = r.match(/<code>([^<]+)…<\/code>/)?.[1];
+      return hint && key.startsWith(hint);
+    })!;
+    const keyId = row.match(/\/keys\/([^/"]+)\/revoke/)![1];
+
+    // Without the page's script the server asks on a page of its own; nothing happens yet.
+    const ask = await b.post(`${shopPage}/keys/${keyId}/revoke`, {});
+    assert.equal(ask.status, 200);
+    assert.match(ask.text, /Revoke this API key\?/);
+    assert.match(ask.text, /name="confirm" value="yes"/);
+    assert.equal((await callInit(app, paymentBody(), { key })).status, 201, "the key still works");
+    const revoked = await b.post(`${shopPage}/keys/${keyId}/revoke`, { confirm: "yes" });
+    assert.equal(revoked.status, 303);
+    assert.match((await b.get(shopPage)).text, /Key revoked/);
+    assert.equal((await callInit(app, paymentBody(), { key })).status, 401);
+
+    assert.match(shown.text, /data-confirm="Disable Test shop\?/);
+    const disable = await b.post(`${shopPage}/status`, { status: "disabled" });
+    assert.match(disable.text, /Disable this shop\?/);
+    assert.match((await b.get(shopPage)).text, /<strong class="ok">active<\/strong>/);
+    const secretBefore = (await getShop(app.kv, app.shop.id))!.webhookSecret;
+    const rotate = await b.post(`${shopPage}/signing`, { scheme: "hmac" });
+    assert.equal(rotate.status, 200);
+    assert.match(rotate.text, /Rotate the postback signing secret\?/);
+    assert.equal((await getShop(app.kv, app.shop.id))!.webhookSecret, secretBefore, "nothing rotated yet");
+
+    const audit = await b.get("/admin/audit");
+    assert.match(audit.text, new RegExp(`revoked an API key of <a href="/admin/shops/${app.shop.id}">Test shop</a>`));
+    assert.ok(!audit.text.includes(app.shop.webhookSecret));
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] a missing page inside the console keeps the menu; the portal without a session says how to get a link", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    for (const path of ["/admin/nothing-here", "/admin/payments/pay_doesnotexist"]) {
+      const res = await b.get(path);
+      assert.equal(res.status, 404, path);
+      assert.match(res.text, /<nav aria-label="Console">/, path);
+      assert.match(res.text, /href="\/admin\/payments"/, path);
+    }
+    const portal = await new Browser(app).get("/portal/payments");
+    assert.equal(portal.status, 401);
+    assert.match(portal.text, /Ask your AimbrellaPay contact/);
+    assert.match(portal.text, /single-use sign-in link/);
   } finally {
     await app.close();
   }

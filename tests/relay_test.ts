@@ -162,3 +162,17 @@ Deno.test("[relay] after a secret rotation postbacks carry both signatures for 2
   });
   await shop.close();
 });
+
+Deno.test('[relay] a shop that refuses the connection reads as "connection refused", not a TypeError', async () => {
+  // A port that was free a moment ago: nothing listens there, so the connection is refused.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  await withApp({ env: { POSTBACK_SCHEDULE: "0,0.1" } }, async (app) => {
+    const id = await paidPayment(app, `http://127.0.0.1:${port}/postback`);
+    await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
+    const d = await deliveryOf(app, id);
+    assert.equal(d.attemptLog[0].error, "connection refused");
+    assert.ok(!/TypeError|fetch failed/.test(d.lastError ?? ""), d.lastError ?? "");
+  });
+});

@@ -41,7 +41,9 @@ export const PaymentView = z.object({
   url: z.url().describe("Our wrapper URL for the buyer."),
   successUrl: z.string(),
   errorUrl: z.string(),
-  postbackUrl: z.string().nullable(),
+  postbackUrl: z.string().nullable().describe(
+    "Where this payment's postbacks go; null when none are sent: a payment created without `id` gets no postback.",
+  ),
   createdAt: isoTime,
   updatedAt: isoTime,
   finalizedAt: isoTime.nullable().describe("When the payment settled; null while it is open."),

@@ -13,6 +13,7 @@ import { derivedPaymentId } from "./derived_id.ts";
 import { PAYMENT_STATUSES } from "./status.ts";
 import type { Payment } from "./types.ts";
 import { parseOrThrow } from "../validation.ts";
+import { formatDecimal } from "../money.ts";
 
 /** Console and export filters; every field optional. Dates are UTC days, inclusive. */
 export const PaymentFilterSchema = z.object({
@@ -21,8 +22,10 @@ export const PaymentFilterSchema = z.object({
   shopId: z.string().max(100).optional(),
   status: z.enum(PAYMENT_STATUSES).optional(),
   currency: z.string().regex(/^[A-Za-z]{3}$/).transform((c) => c.toUpperCase()).optional(),
-  email: z.string().max(254).transform((e) => e.toLowerCase()).optional(),
-  shopTxId: z.string().max(64).optional(),
+  /** The start of the buyer's address; a full address is found at once through the index. */
+  email: z.string().trim().max(254).transform((e) => e.toLowerCase()).optional(),
+  /** The shop's order id or its start; an existing id is found at once. */
+  shopTxId: z.string().trim().max(64).optional(),
   from: z.iso.date().optional(),
   to: z.iso.date().optional(),
 });
@@ -56,10 +59,14 @@ export interface SearchOptions {
 }
 
 /**
- * One page of payments, newest first. A payment id, a shop's order id and a
- * buyer's email are index lookups; otherwise the shop's own index or the
- * global time index is walked between the ULID bounds of the date range, and
- * the remaining filters apply to each record.
+ * One page of payments, newest first. A payment id, a shop's order id that
+ * exists and a buyer's full email address are index lookups; otherwise the
+ * shop's own index or the global time index is walked between the ULID bounds
+ * of the date range, and the remaining filters apply to each record. Email
+ * and order id match as prefixes there: the email index holds hashes and the
+ * order id names a derived payment id, so neither can answer "starts with"
+ * and a prefix is checked one payment at a time, with the scan budget's
+ * "stopped at, search older" paging.
  */
 export async function searchPayments(
   ctx: Pick<AppContext, "kv" | "paymentIdKey">,
@@ -68,16 +75,21 @@ export async function searchPayments(
 ): Promise<PaymentPage> {
   const kv = ctx.kv;
   if (filter.id) return exactPage(await getPayments(kv, [filter.id]), filter);
-  if (filter.shopTxId) {
+  if (filter.shopTxId && !opts.cursor) {
     // A shop's order id names the payment (derived_id.ts): one read per shop, no index to write.
     const shopIds = filter.shopId ? [filter.shopId] : (await listShops(kv)).map((s) => s.id);
     const ids = shopIds.map((shopId) =>
       derivedPaymentId(ctx.paymentIdKey, shopId, { kind: "shop_ref", value: filter.shopTxId! })
     );
-    return exactPage(await getPayments(kv, ids), filter);
+    const found = await getPayments(kv, ids);
+    // No order id is exactly this: read it as the start of one and scan.
+    if (found.length) return exactPage(found, filter);
   }
-  // Until payments stored before the email index are in it (backfill), an email search scans like the rest.
-  const emailHash = filter.email && await isPaymentEmailIndexReady(kv) ? paymentEmailHash(filter.email) : undefined;
+  // Until payments stored before the email index are in it (backfill), an email search scans like the rest;
+  // so does part of an address, which the hashed index cannot find.
+  const emailHash = filter.email && isFullEmail(filter.email) && await isPaymentEmailIndexReady(kv)
+    ? paymentEmailHash(filter.email)
+    : undefined;
   const scanLimit = opts.scanLimit ?? SCAN_LIMIT;
   // The cursor is the ULID of the last payment looked at; the next page lists strictly older ones.
   const toBound = filter.to ? ulidBound(Date.parse(filter.to) + 86_400_000) : undefined;
@@ -159,8 +171,13 @@ function matches(p: Payment, f: PaymentFilter): boolean {
     (!f.to || p.createdAt < Date.parse(f.to) + 86_400_000) &&
     (!f.status || p.status === f.status) &&
     (!f.currency || p.currency === f.currency) &&
-    (!f.email || p.email.toLowerCase() === f.email) &&
-    (!f.shopTxId || p.shopTxId === f.shopTxId);
+    (!f.email || p.email.toLowerCase().startsWith(f.email)) &&
+    (!f.shopTxId || (p.shopTxId ?? "").startsWith(f.shopTxId));
+}
+
+/** An address the email index can look up: something before and after one "@", a dot in the domain. */
+function isFullEmail(email: string): boolean {
+  return /^[^@\s]+@[^@\s]+\.[^@\s.]+$/.test(email);
 }
 
 /** The creation time of a ULID: its first 10 characters, base32. */
@@ -186,9 +203,11 @@ function ulidBound(ms: number): string {
 const CSV_COLUMNS = [
   "id",
   "shopId",
+  "shopName",
   "shopTxId",
   "status",
   "amount",
+  "amountDecimal",
   "currency",
   "type",
   "email",
@@ -202,6 +221,8 @@ const CSV_COLUMNS = [
  * Every payment matching the filter as CSV, streamed page by page. Cells are
  * quoted and formula-neutralised. Unlike the console's pages, the export goes
  * on through every scan window until the filter's range is exhausted.
+ * `amount` stays in minor units for programs; `amountDecimal` is the same in
+ * major units for spreadsheets; times are ISO 8601 in UTC.
  */
 export function paymentsCsv(
   ctx: Pick<AppContext, "kv" | "paymentIdKey">,
@@ -211,10 +232,12 @@ export function paymentsCsv(
   const encoder = new TextEncoder();
   let cursor: string | undefined;
   let started = false;
+  let shopNames = new Map<string, string>();
   return new ReadableStream({
     async pull(controller) {
       if (!started) {
         started = true;
+        shopNames = new Map((await listShops(ctx.kv)).map((s) => [s.id, s.name]));
         controller.enqueue(encoder.encode(CSV_COLUMNS.join(",") + "\r\n"));
         return;
       }
@@ -224,7 +247,13 @@ export function paymentsCsv(
         const lines = page.payments.map((p) =>
           CSV_COLUMNS.map((c) => {
             // Payments stored before refunds existed have no refundedAmount: nothing refunded.
-            const v = c === "refundedAmount" ? p.refundedAmount ?? 0 : p[c];
+            const v = c === "refundedAmount"
+              ? p.refundedAmount ?? 0
+              : c === "shopName"
+              ? shopNames.get(p.shopId) ?? ""
+              : c === "amountDecimal"
+              ? formatDecimal(p.amount, p.currency)
+              : p[c];
             return csvCell(
               c === "createdAt" || c === "finalizedAt" ? (v ? new Date(v as number).toISOString() : "") : v,
             );

@@ -209,3 +209,40 @@ Deno.test("[search] a filter that must scan says where it stopped, and its curso
     store.kv.close();
   }
 });
+
+Deno.test("[search] part of an email or of an order id matches as a prefix, scanning with the stopped-at paging", async () => {
+  const store = await openStore();
+  try {
+    const payments = await seed(
+      store,
+      2 * WINDOW + 3,
+      (i) =>
+        i === 0
+          ? { email: "Prefix.Buyer@Example.com", shopTxId: "ORD-2026-0001" }
+          : i === 1
+          ? { shopTxId: "ORD-2026-0002" }
+          : {},
+    );
+    const [first, second] = payments;
+    const byEmail = await searchPayments(store, parsePaymentFilter({ email: "prefix.b" }), { limit: 50 });
+    assert.deepEqual(byEmail.payments.map((p) => p.id), [first.id]);
+
+    const byOrder = await searchPayments(store, parsePaymentFilter({ shopTxId: "ORD-2026" }), { limit: 50 });
+    assert.deepEqual(byOrder.payments.map((p) => p.id), [second.id, first.id], "newest first");
+
+    // A prefix scan honours the scan budget and says where it stopped; the cursor searches on.
+    let page = await searchPayments(store, { shopTxId: "ORD-2026-0001" }, { limit: 50, scanLimit: WINDOW });
+    assert.deepEqual(page.payments.map((p) => p.id), [first.id], "an existing order id is a lookup");
+    page = await searchPayments(store, { email: "prefix" }, { limit: 50, scanLimit: WINDOW });
+    assert.deepEqual(page.payments, []);
+    assert.ok(page.scanStoppedAt !== null && page.cursor);
+    const seen: string[] = [];
+    while (page.cursor) {
+      page = await searchPayments(store, { email: "prefix" }, { limit: 50, scanLimit: WINDOW, cursor: page.cursor });
+      seen.push(...page.payments.map((p) => p.id));
+    }
+    assert.deepEqual(seen, [first.id]);
+  } finally {
+    store.kv.close();
+  }
+});

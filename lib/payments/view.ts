@@ -16,7 +16,8 @@ export function paymentView(p: Payment, publicBaseUrl: string) {
     url: payUrl(p.id, publicBaseUrl),
     successUrl: p.successUrl,
     errorUrl: p.errorUrl,
-    postbackUrl: p.postbackUrl,
+    // Postbacks go only to payments with the shop's id; without one nothing is sent, so no URL is shown.
+    postbackUrl: p.shopTxId ? p.postbackUrl : null,
     createdAt: iso(p.createdAt),
     updatedAt: iso(p.updatedAt),
     finalizedAt: iso(p.finalizedAt),

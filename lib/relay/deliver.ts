@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { claimDelivery, recordDeliveryAttempt } from "../db/deliveries.ts";
 import { getShop } from "../db/shops.ts";
 import { signingSecrets } from "../shops.ts";
-import { describeError, log } from "../log.ts";
+import { log } from "../log.ts";
 import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./schedule.ts";
 import { webhookHeaders } from "./signing.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
@@ -72,9 +72,7 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
       (signal) => send(url, { headers, body: d.body, signal }, ctx.now()),
     );
   } catch (err) {
-    const error = isTimeout(err)
-      ? `no answer within ${ctx.config.postbackTimeoutMs} ms`
-      : describeError(err).slice(0, 200);
+    const error = isTimeout(err) ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : plainNetworkError(err);
     return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error }, responseStart: "" };
   }
 }
@@ -97,6 +95,30 @@ async function send(
   const error = res.status >= 300 && res.status < 400 ? `redirect ${res.status} not followed` : `HTTP ${res.status}`;
   return { outcome: { kind: "retry", statusCode: res.status, retryAfterMs, error }, responseStart };
 }
+
+/**
+ * What went wrong on the wire, in the words an operator or a shop reads on the
+ * deliveries page: "connection refused", not "TypeError: fetch failed" (Deno
+ * puts the real reason in the error's cause).
+ */
+export function plainNetworkError(err: unknown): string {
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : "";
+  const text = `${err instanceof Error ? err.message : String(err)} ${cause}`;
+  for (const [pattern, words] of NETWORK_ERRORS) if (pattern.test(text)) return words;
+  const inner = cause || (err instanceof Error ? err.message : String(err));
+  return `network error: ${inner}`.slice(0, 200);
+}
+
+const NETWORK_ERRORS: [RegExp, string][] = [
+  [/connection refused/i, "connection refused"],
+  [/dns error|failed to lookup|name or service not known|no such host|nodename nor servname/i, "host name not found"],
+  [/certificate|tls|ssl|handshake/i, "TLS handshake failed (certificate not trusted?)"],
+  [/connection reset/i, "connection reset"],
+  [/connection closed|unexpected eof|incomplete message/i, "connection closed before an answer"],
+  [/timed out|timeout/i, "timed out"],
+  [/unreachable/i, "network unreachable"],
+  [/are blocked/i, "port not allowed"],
+];
 
 function blocked(error: string) {
   return { outcome: { kind: "retry" as const, statusCode: null, retryAfterMs: null, error }, responseStart: "" };

@@ -105,3 +105,41 @@ export function clearSessionCookie(c: Context) {
 export function safeNext(next: string | undefined): string {
   return next && /^\/(admin|internal)(\/[\w\-./?=&%]*)?$/.test(next) ? next : "/admin";
 }
+
+const REVEAL_COOKIE = "__Host-apay_reveal";
+
+/** What a POST hands to the page it redirects to: a message and secrets shown once. */
+export interface Reveal {
+  path: string;
+  flash?: string;
+  secrets?: [string, string][];
+}
+
+/**
+ * Post/redirect/get for actions that make a secret: the secret rides to the
+ * next page in a short-lived, HTTP-only cookie, so reloading that page shows
+ * it no more and never repeats the action.
+ */
+export function redirectWithReveal(c: Context, reveal: Reveal) {
+  setCookie(c, REVEAL_COOKIE, JSON.stringify(reveal), {
+    path: "/",
+    secure: true,
+    httpOnly: true,
+    sameSite: "Strict",
+    maxAge: 120,
+  });
+  return c.redirect(reveal.path, 303);
+}
+
+/** The reveal meant for this page, if any; read once, then the cookie is gone. */
+export function takeReveal(c: Context): Reveal | undefined {
+  const raw = getCookie(c, REVEAL_COOKIE);
+  if (!raw) return undefined;
+  setCookie(c, REVEAL_COOKIE, "", { path: "/", secure: true, httpOnly: true, sameSite: "Strict", maxAge: 0 });
+  try {
+    const reveal = JSON.parse(raw) as Reveal;
+    return reveal.path === c.req.path ? reveal : undefined;
+  } catch {
+    return undefined;
+  }
+}

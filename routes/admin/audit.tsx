@@ -1,15 +1,46 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
-import { searchAudit } from "../../lib/db/audit.ts";
+import { type AuditEntry, searchAudit } from "../../lib/db/audit.ts";
+import { listShops } from "../../lib/db/shops.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, formatTime } from "../../components/admin_layout.tsx";
 import type { ConsoleEnv } from "./_session.ts";
+
+/** Audit actions in words; an action missing here is shown by its code. */
+const ACTION_WORDS: Record<string, string> = {
+  "account.create": "created an upstream account",
+  "key.create": "created an API key for",
+  "key.revoke": "revoked an API key of",
+  "operator.create": "created the operator",
+  "operator.password": "changed the password of",
+  "payment.recheck": "re-checked with the provider",
+  "payment.refund": "refunded",
+  "portal.link": "created a portal sign-in link for",
+  "portal.signin": "signed in to the portal of",
+  "postback.replay": "replayed the failed postbacks of",
+  "postback.resend": "resent the postback of",
+  "shop.create": "created the shop",
+  "shop.update": "changed the settings of",
+  "shop.enable": "enabled the shop",
+  "shop.disable": "disabled the shop",
+  "shop.rotate_secret": "rotated the postback signing secret of",
+  "shop.switch_signing": "switched the postback signing of",
+  "shop.redirect_signing": "changed redirect signing of",
+  "shop.routing": "changed the routing of",
+  "signin": "signed in from",
+  "signin.failed": "failed to sign in from",
+  "signout": "signed out (session)",
+};
+
+/** Fields that hold secrets or their hashes: the audit names the change, never the value. */
+const HIDDEN_FIELDS = /secret|hash|token|password/i;
 
 export function auditRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
   app.get("/", async (c) => {
     const q = c.req.query("q")?.slice(0, 200) ?? "";
-    const entries = await searchAudit(ctx.kv, { query: q, limit: 200 });
+    const [entries, shops] = await Promise.all([searchAudit(ctx.kv, { query: q, limit: 200 }), listShops(ctx.kv)]);
+    const shopNames = new Map(shops.map((s) => [s.id, s.name]));
     return c.html(renderPage(
       <AdminLayout title="Audit log" path="/admin/audit" email={c.var.operator.email} csrf={c.var.csrf}>
         <form method="get" action="/admin/audit" class="filters" role="search">
@@ -19,29 +50,24 @@ export function auditRoutes(ctx: AppContext) {
           <button type="submit">Search</button>
         </form>
         <div class="table-wrap">
-          <table>
+          <table class="stack-phone">
             <thead>
               <tr>
-                <th>When</th>
-                <th>Who</th>
-                <th>What</th>
-                <th>Target</th>
-                <th>Before → after</th>
+                <th>When (UTC)</th>
+                <th>What happened</th>
+                <th>Changes</th>
               </tr>
             </thead>
             <tbody>
               {entries.map((e) => (
                 <tr key={e.id}>
-                  <td>{formatTime(e.at)}</td>
-                  <td>{e.actor}</td>
-                  <td>{e.action}</td>
-                  <td>
-                    <code>{e.target}</code>
+                  <td data-label="When">{formatTime(e.at)}</td>
+                  <td data-label="What">
+                    <strong>{e.actor}</strong> {ACTION_WORDS[e.action] ?? e.action}{" "}
+                    <AuditTarget target={e.target} shopNames={shopNames} /> <code class="muted">{e.action}</code>
                   </td>
-                  <td class="small">
-                    {e.before ? <code>{JSON.stringify(e.before)}</code> : null}
-                    {e.before && e.after ? " → " : null}
-                    {e.after ? <code>{JSON.stringify(e.after)}</code> : null}
+                  <td data-label="Changes" class="small">
+                    <AuditChanges entry={e} />
                   </td>
                 </tr>
               ))}
@@ -52,4 +78,55 @@ export function auditRoutes(ctx: AppContext) {
     ));
   });
   return app;
+}
+
+/** What an entry names, linked when the console has a page for it. */
+function AuditTarget({ target, shopNames }: { target: string; shopNames: Map<string, string> }) {
+  if (target.startsWith("shop_")) {
+    return <a href={`/admin/shops/${target}`}>{shopNames.get(target) ?? target}</a>;
+  }
+  if (target.startsWith("pay_")) {
+    return (
+      <a href={`/admin/payments/${target}`}>
+        <code>{target}</code>
+      </a>
+    );
+  }
+  return <code>{target}</code>;
+}
+
+/** The fields that changed, one per line as "field: before → after"; secrets only as "changed". */
+function AuditChanges({ entry }: { entry: AuditEntry }) {
+  const before = asRecord(entry.before);
+  const after = asRecord(entry.after);
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) =>
+    JSON.stringify(before[k]) !== JSON.stringify(after[k])
+  );
+  if (!keys.length) return <span class="muted">—</span>;
+  return (
+    <ul class="changes">
+      {keys.slice(0, 12).map((k) => (
+        <li key={k}>
+          {k}: {HIDDEN_FIELDS.test(k) ? "changed" : (
+            <>
+              {k in before && <code>{show(before[k])}</code>}
+              {k in before && k in after && " → "}
+              {k in after && <code>{show(after[k])}</code>}
+            </>
+          )}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function asRecord(v: unknown): Record<string, unknown> {
+  return v && typeof v === "object" && !Array.isArray(v) ? v as Record<string, unknown> : v == null ? {} : { value: v };
+}
+
+/** A value for reading: times as UTC, long values cut. */
+function show(v: unknown): string {
+  if (typeof v === "number" && v > 1e12 && v < 1e14) return formatTime(v);
+  const s = typeof v === "string" ? v : JSON.stringify(v);
+  return s.length > 120 ? s.slice(0, 117) + "…" : s;
 }

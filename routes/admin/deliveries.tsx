@@ -29,15 +29,26 @@ export function deliveryRoutes(ctx: AppContext) {
       <AdminLayout title="Deliveries" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
         {done && <Flash kind="ok">{done}</Flash>}
         <p class="muted">Postbacks that failed at least once and are not delivered, newest first.</p>
+        <form method="get" action="/admin/deliveries" class="filters" role="search">
+          <label>
+            Shop
+            <select name="shopId">
+              <option value="">All shops</option>
+              {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
+            </select>
+          </label>
+          <button type="submit">Filter</button>
+        </form>
         <DeliveryTable
           deliveries={deliveries}
           paymentBase="/admin/payments"
           resendAction="/admin/deliveries/resend"
           csrf={c.var.csrf}
+          shopNames={new Map(shops.map((s) => [s.id, s.name]))}
         />
         <section class="card">
           <h2>Replay a shop's failed postbacks</h2>
-          <form method="post" action="/admin/deliveries/replay" class="filters">
+          <form method="post" action="/admin/deliveries/replay" class="filters" data-busy="Replaying…">
             <CsrfField token={c.var.csrf} />
             <label>
               Shop

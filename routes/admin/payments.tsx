@@ -32,7 +32,12 @@ export function paymentRoutes(ctx: AppContext) {
         <p>
           <a href={`/admin/payments.csv?${qs}`} download>Export these as CSV</a>
         </p>
-        <PaymentResults page={page} basePath="/admin/payments" query={qs} />
+        <PaymentResults
+          page={page}
+          basePath="/admin/payments"
+          query={qs}
+          shopNames={new Map(shops.map((s) => [s.id, s.name]))}
+        />
       </AdminLayout>,
     ));
   });

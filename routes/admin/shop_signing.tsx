@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { setRedirectSigning, switchShopSigning } from "../../lib/shops.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout } from "../../components/admin_layout.tsx";
+import { AdminLayout, ConfirmStep } from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
@@ -15,6 +15,23 @@ export function shopSigningRoutes(ctx: AppContext) {
 
   app.post(`${SHOP}/signing` as const, async (c) => {
     const scheme = c.var.form.scheme === "ed25519" ? "ed25519" : "hmac";
+    // The page's script asks first (data-confirm); without it, this page asks.
+    if (c.var.form.confirm !== "yes") {
+      return c.html(renderPage(
+        <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+          <ConfirmStep
+            question={scheme === "ed25519"
+              ? "Make a new signing key pair? The old signature keeps coming for 24 hours; the shop must verify with the new public key by then."
+              : "Rotate the postback signing secret? The old one stops signing after 24 hours."}
+            button={scheme === "ed25519" ? "Use a new key pair" : "Rotate secret"}
+            action={c.req.path}
+            fields={{ scheme }}
+            csrf={c.var.csrf}
+            cancel={`/admin/shops/${c.req.param("id")}`}
+          />
+        </AdminLayout>,
+      ));
+    }
     const { shop, secret } = await switchShopSigning(ctx.kv, c.req.param("id"), {
       actor: c.var.operator.email,
       now: ctx.now(),

@@ -12,10 +12,10 @@ import {
   updateShopSettings,
 } from "../../lib/shops.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
+import { AdminLayout, ConfirmStep, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
 import { SigningCard } from "../../components/signing.tsx";
-import type { ConsoleEnv } from "./_session.ts";
+import { type ConsoleEnv, redirectWithReveal, takeReveal } from "./_session.ts";
 import { createPortalLink } from "../../lib/auth/portal.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 
@@ -113,7 +113,27 @@ export function shopRoutes(ctx: AppContext) {
     );
   };
 
-  app.get(SHOP, (c) => detail(c));
+  app.get(SHOP, (c) => {
+    const reveal = takeReveal(c);
+    return detail(c, { flash: reveal?.flash, secrets: reveal?.secrets });
+  });
+
+  /** Risky actions are confirmed: by the page's script, or else by this page. */
+  const confirmFirst = (
+    c: Context<ConsoleEnv>,
+    step: { question: string; button: string; fields?: Record<string, string> },
+  ) =>
+    c.var.form.confirm === "yes" ? null : c.html(renderPage(
+      <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+        <ConfirmStep
+          {...step}
+          action={c.req.path}
+          csrf={c.var.csrf}
+          cancel={`/admin/shops/${c.req.param("id")}`}
+        />
+      </AdminLayout>,
+    ));
+  const shopPath = (c: Context<ConsoleEnv>) => `/admin/shops/${c.req.param("id")}`;
 
   app.post(SHOP, async (c) => {
     const f = c.var.form;
@@ -132,37 +152,60 @@ export function shopRoutes(ctx: AppContext) {
 
   app.post(`${SHOP}/status` as const, async (c) => {
     const status = c.var.form.status === "active" ? "active" : "disabled";
+    const ask = status === "disabled" && confirmFirst(c, {
+      question: "Disable this shop? Its API keys stop working at once and it cannot start payments.",
+      button: "Disable shop",
+      fields: { status },
+    });
+    if (ask) return ask;
     await setShopStatus(ctx.kv, c.req.param("id"), status, { actor: c.var.operator.email, now: ctx.now() });
-    return detail(c, { flash: status === "active" ? "Shop enabled." : "Shop disabled: its keys stop working now." });
+    return redirectWithReveal(c, {
+      path: shopPath(c),
+      flash: status === "active" ? "Shop enabled." : "Shop disabled: its keys stop working now.",
+    });
   });
 
   app.post(`${SHOP}/keys` as const, async (c) => {
     const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), { now: ctx.now(), actor: c.var.operator.email });
-    return detail(c, { secrets: [["New API key", apiKey]] }, 201);
+    // Redirected, so reloading the page shows the shop again instead of making another key.
+    return redirectWithReveal(c, { path: shopPath(c), secrets: [["New API key", apiKey]] });
   });
 
   app.post(`${SHOP}/keys/:keyId{${ID_PATTERNS.key}}/revoke` as const, async (c) => {
+    const ask = confirmFirst(c, {
+      question: "Revoke this API key? Requests with it fail from the next one on; this cannot be undone.",
+      button: "Revoke key",
+    });
+    if (ask) return ask;
     await revokeShopKey(ctx.kv, { shopId: c.req.param("id"), keyId: c.req.param("keyId") }, {
       now: ctx.now(),
       actor: c.var.operator.email,
     });
-    return detail(c, { flash: "Key revoked: it fails from the next request on." });
+    return redirectWithReveal(c, { path: shopPath(c), flash: "Key revoked: it fails from the next request on." });
   });
 
   app.post(`${SHOP}/portal-link` as const, async (c) => {
     const link = await createPortalLink(ctx, c.req.param("id"), c.var.operator.email);
-    return detail(c, {
+    return redirectWithReveal(c, {
+      path: shopPath(c),
       secrets: [["Portal sign-in link (single use, 24 h)", link]],
       flash: "Send this link to the shop's staff: it signs them in to their own portal once.",
     });
   });
 
   app.post(`${SHOP}/rotate-secret` as const, async (c) => {
+    const ask = confirmFirst(c, {
+      question:
+        "Rotate the postback signing secret? The shop must switch to the new one within 24 hours, when the old one stops signing.",
+      button: "Rotate secret",
+    });
+    if (ask) return ask;
     const { secret } = await rotateShopSecret(ctx.kv, c.req.param("id"), {
       actor: c.var.operator.email,
       now: ctx.now(),
     });
-    return detail(c, {
+    return redirectWithReveal(c, {
+      path: shopPath(c),
       secrets: [["New postback signing secret", secret]],
       flash: "For the next 24 hours postbacks carry signatures with both the old and the new secret.",
     });
@@ -315,7 +358,12 @@ function ShopDetail(props: {
                   <td>{formatTime(k.revokedAt)}</td>
                   <td>
                     {k.revokedAt === null && (
-                      <form method="post" action={`/admin/shops/${shop.id}/keys/${k.id}/revoke`} class="inline">
+                      <form
+                        method="post"
+                        action={`/admin/shops/${shop.id}/keys/${k.id}/revoke`}
+                        class="inline"
+                        data-confirm={`Revoke the key ${k.hint}…? Requests with it fail from the next one on.`}
+                      >
                         <CsrfField token={csrf} />
                         <button type="submit" class="danger small">Revoke</button>
                       </form>
@@ -326,7 +374,7 @@ function ShopDetail(props: {
             </tbody>
           </table>
         </div>
-        <form method="post" action={`/admin/shops/${shop.id}/keys`}>
+        <form method="post" action={`/admin/shops/${shop.id}/keys`} data-busy="Creating…">
           <CsrfField token={csrf} />
           <button type="submit">Create a key</button>
         </form>
@@ -334,7 +382,13 @@ function ShopDetail(props: {
       <SigningCard shop={shop} now={props.now} manage={{ csrf, action: `/admin/shops/${shop.id}` }} />
       <section class="card">
         <h2>Status</h2>
-        <form method="post" action={`/admin/shops/${shop.id}/status`}>
+        <form
+          method="post"
+          action={`/admin/shops/${shop.id}/status`}
+          data-confirm={shop.status === "active"
+            ? `Disable ${shop.name}? Its API keys stop working at once.`
+            : undefined}
+        >
           <CsrfField token={csrf} />
           <input type="hidden" name="status" value={shop.status === "active" ? "disabled" : "active"} />
           <button type="submit" class={shop.status === "active" ? "danger" : ""}>

@@ -7,7 +7,7 @@ import { dashboardEmbedUrl } from "../../lib/analytics/metabase.ts";
 import { countAttentionDeliveries, listAttentionDeliveries } from "../../lib/db/deliveries.ts";
 import type { PortalSession } from "../../lib/db/portal.ts";
 import { getShop } from "../../lib/db/shops.ts";
-import { AppError, NotFoundError } from "../../lib/errors.ts";
+import { NotFoundError } from "../../lib/errors.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { getShopPayment } from "../../lib/payments/query.ts";
 import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payments/search.ts";
@@ -21,6 +21,7 @@ import { BuiltInStats, EmbeddedDashboard } from "../../components/stats_view.tsx
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
 import { doneMessage } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
+import { MessagePage } from "../../components/message_page.tsx";
 
 const PORTAL_COOKIE = "__Host-apay_portal";
 const NAV = [["/portal", "Stats"], ["/portal/payments", "Payments"], ["/portal/deliveries", "Postbacks"]] as const;
@@ -168,7 +169,18 @@ function requirePortal(ctx: AppContext): MiddlewareHandler<PortalEnv> {
   return async (c, next) => {
     const session = await authenticatePortal(ctx, getCookie(c, PORTAL_COOKIE));
     if (!session) {
-      throw new AppError(401, "signin_required", "Please sign in with the link your AimbrellaPay contact sent you.");
+      // No session (never signed in, signed out, or 12 hours passed): say how to get in, as a page.
+      return c.html(
+        renderPage(
+          <MessagePage
+            title="Sign in to your shop's portal"
+            text={"The portal opens with a single-use sign-in link. Ask your AimbrellaPay contact, the operator " +
+              "who set up your shop, for a new one: they create it on your shop's page in their console. " +
+              "A link works once, within 24 hours, and signs you in for 12 hours."}
+          />,
+        ),
+        401,
+      );
     }
     c.set("portal", session);
     c.set("shopName", (await getShop(ctx.kv, session.shopId))?.name ?? session.shopId);
