@@ -1,5 +1,7 @@
 /**
  * Operator commands for shops and keys:
+ *   deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto]
+ *     (adds a rule; with neither --currency nor --type it sets the shop's default account)
  *   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
  *   deno task shop key create SHOP_ID
  *   deno task shop key revoke SHOP_ID KEY_ID
@@ -20,8 +22,10 @@ import {
   switchShopSigning,
 } from "../lib/shops.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
+import { addShopRoute } from "../lib/accounts/routing.ts";
 
 const USAGE = `usage:
+  deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto]
   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
   deno task shop key create SHOP_ID
   deno task shop key revoke SHOP_ID KEY_ID
@@ -33,6 +37,9 @@ const { values, positionals } = parseArgs({
   args: Deno.args,
   allowPositionals: true,
   options: {
+    account: { type: "string" },
+    currency: { type: "string" },
+    type: { type: "string" },
     name: { type: "string" },
     "allowed-host": { type: "string", multiple: true },
     "postback-url": { type: "string" },
@@ -44,7 +51,15 @@ await runCommand(async (server) => {
   const { kv, config } = server.ctx;
   const now = Date.now();
   const [cmd, sub, ...rest] = positionals;
-  if (cmd === "create") {
+  if (cmd === "route") {
+    if (!sub || rest.length || !values.account) fail(USAGE);
+    const routing = await addShopRoute(server.ctx, sub, {
+      accountId: values.account,
+      currency: values.currency,
+      type: values.type,
+    }, { actor: "cli" });
+    printJson({ shopId: sub, routing });
+  } else if (cmd === "create") {
     if (!values.name) fail(USAGE);
     const { shop, apiKey } = await createShop(kv, {
       name: values.name,

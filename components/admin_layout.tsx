@@ -5,6 +5,8 @@ const CONSOLE_NAV: readonly (readonly [string, string])[] = [
   ["/admin/shops", "Shops"],
   ["/admin/payments", "Payments"],
   ["/admin/deliveries", "Deliveries"],
+  ["/admin/accounts", "Accounts"],
+  ["/admin/operations", "Operations"],
   ["/admin/stats", "Stats"],
   ["/admin/audit", "Audit log"],
   ["/internal", "Internal docs"],

@@ -40,13 +40,13 @@ export function accountAccepts(account: ProviderAccount, currency: string, type:
 export async function routePayment(
   ctx: AppContext,
   shop: Shop,
-  payment: { currency: string; type: PaymentType },
+  payment: { id: string; amount: number; currency: string; type: PaymentType },
 ): Promise<AccountAdapter> {
   const found = await ctx.providers.find(pickAccountId(shop.routing, payment.currency, payment.type));
   if (!found || !accountAccepts(found.account, payment.currency, payment.type)) {
     throw new NoRouteError(payment.currency, payment.type);
   }
-  return found;
+  return ctx.providers.bind(found, { ...payment, shopId: shop.id, accountId: found.account.id });
 }
 
 const Currency = z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")

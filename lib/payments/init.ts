@@ -147,7 +147,7 @@ async function createAtProvider(
 ): Promise<Payment> {
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
-  const { account, adapter } = await routePayment(ctx, shop, input);
+  const { account, adapter } = await routePayment(ctx, shop, { ...input, id });
   const result = await adapter.initiate({
     paymentId: id,
     email: input.email,

@@ -3,6 +3,7 @@ import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { getAccountWithCredentials } from "../db/accounts.ts";
 import { BanskyProvider } from "./bansky.ts";
 import type { PaymentProvider } from "./types.ts";
+import { LoggedProvider } from "./logged.ts";
 
 /** An account with the adapter that speaks to it. */
 export interface AccountAdapter {
@@ -63,11 +64,23 @@ export class ProviderRegistry {
     return value;
   }
 
-  /** The account a payment was created on (the default one for payments older than accounts). */
+  /**
+   * The account a payment was created on (the default one for payments older
+   * than accounts), with its adapter bound to the payment so that every call
+   * writes an operation entry.
+   */
   async forPayment(p: PaymentScope): Promise<AccountAdapter> {
     const found = await this.find(p.accountId ?? DEFAULT_ACCOUNT_ID);
     if (!found) throw new Error(`payment ${p.id} names unknown account ${p.accountId}`);
-    return found;
+    return this.bind(found, p);
+  }
+
+  /** An account's adapter bound to one payment: its calls are written to the operation log. */
+  bind(found: AccountAdapter, p: PaymentScope): AccountAdapter {
+    return {
+      account: found.account,
+      adapter: new LoggedProvider(this.kv, found.account, found.adapter, p, this.opts.now),
+    };
   }
 
   /** Drops what this isolate knows of an account, after it changed here. */

@@ -9,6 +9,7 @@ import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
 import { auditRoutes } from "./audit.tsx";
 import { statsRoutes } from "./stats.tsx";
+import { accountRoutes, operationRoutes, routingRoutes } from "./accounts.tsx";
 import { internalDocsRoutes } from "../docs/internal.tsx";
 
 const PUBLIC_PATHS = new Set(["/admin/login"]);
@@ -28,6 +29,9 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/deliveries", deliveryRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
   app.route("/stats", statsRoutes(ctx));
+  app.route("/accounts", accountRoutes(ctx));
+  app.route("/shops", routingRoutes(ctx));
+  app.route("/operations", operationRoutes(ctx));
   return app;
 }
 

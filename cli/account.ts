@@ -1,0 +1,65 @@
+/**
+ * Operator commands for provider accounts:
+ *   deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
+ *     (the token and webhook secret come from ACCOUNT_API_TOKEN and ACCOUNT_WEBHOOK_SECRET,
+ *     so they stay out of shell history and process listings)
+ *   deno task account list
+ *   deno task account disable ACCOUNT_ID
+ *   deno task account enable ACCOUNT_ID
+ * Credentials are never printed back.
+ */
+import { parseArgs } from "node:util";
+import { createAccount, listAllAccounts, setAccountActive } from "../lib/accounts/mod.ts";
+import type { ProviderAccount } from "../lib/accounts/types.ts";
+import { fail, printJson, runCommand } from "./_context.ts";
+
+const USAGE = `usage:
+  ACCOUNT_API_TOKEN=... ACCOUNT_WEBHOOK_SECRET=... \\
+  deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
+  deno task account list
+  deno task account disable ACCOUNT_ID
+  deno task account enable ACCOUNT_ID`;
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    provider: { type: "string", default: "bansky" },
+    label: { type: "string" },
+    "org-id": { type: "string" },
+    "api-url": { type: "string" },
+    currency: { type: "string", multiple: true },
+  },
+});
+
+const shown = (a: ProviderAccount) => ({
+  ...a,
+  createdAt: new Date(a.createdAt).toISOString(),
+  updatedAt: new Date(a.updatedAt).toISOString(),
+  credentialsUpdatedAt: new Date(a.credentialsUpdatedAt).toISOString(),
+});
+
+await runCommand(async (server) => {
+  const ctx = server.ctx;
+  const [cmd, id, ...extra] = positionals;
+  if (cmd === "create" && !id) {
+    const account = await createAccount(ctx, {
+      provider: values.provider,
+      label: values.label,
+      orgId: values["org-id"],
+      currencies: values.currency ?? [],
+      credentials: {
+        apiUrl: values["api-url"],
+        apiToken: Deno.env.get("ACCOUNT_API_TOKEN"),
+        webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
+      },
+    }, { actor: "cli" });
+    printJson({ ...shown(account), webhookPath: `/api/payment-verify/${account.id}` });
+  } else if (cmd === "list" && !id) {
+    printJson((await listAllAccounts(ctx)).map(shown));
+  } else if ((cmd === "disable" || cmd === "enable") && id && !extra.length) {
+    printJson(shown(await setAccountActive(ctx, id, cmd === "enable", { actor: "cli" })));
+  } else {
+    fail(USAGE);
+  }
+});

@@ -1,0 +1,271 @@
+/**
+ * The operation log, and accounts, routes and the log in the console and on
+ * the command line.
+ */
+import assert from "node:assert/strict";
+import { createAccount } from "../lib/accounts/mod.ts";
+import { setShopRouting } from "../lib/accounts/routing.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { getShop } from "../lib/db/shops.ts";
+import { listOperations, type OperationEntry } from "../lib/db/operations.ts";
+import { createShop } from "../lib/shops.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
+
+const MERCHANTS = {
+  orgA: { apiToken: "token-org-a", webhookSecret: "whsec-org-a" },
+  orgB: { apiToken: "token-org-b", webhookSecret: "whsec-org-b" },
+};
+
+async function withApp(fn: (app: TestApp) => Promise<void>) {
+  const app = await startTestApp({ standaloneSandbox: true, merchants: MERCHANTS });
+  try {
+    await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+function bansky(app: TestApp, merchant: keyof typeof MERCHANTS, orgId: string) {
+  return createAccount(app.server.ctx, {
+    provider: "bansky",
+    label: `Bansky ${merchant}`,
+    orgId,
+    credentials: { apiUrl: app.sandboxUrl, ...MERCHANTS[merchant] },
+  }, { actor: "test" });
+}
+
+async function api(app: TestApp, key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+Deno.test("[operations] every provider call is logged with its shop, account, orgId, amount, outcome and duration", async () => {
+  await withApp(async (app) => {
+    const ctx = app.server.ctx;
+    const a = await bansky(app, "orgA", "891027350515");
+    const b = await bansky(app, "orgB", "991011000048");
+    const { shop: shopB, apiKey: keyB } = await createShop(app.kv, { name: "Shop B", allowedHosts: [] }, {
+      allowLocalUrls: true,
+      now: Date.now(),
+    });
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    await setShopRouting(ctx, shopB.id, { rules: [], defaultAccountId: b.id }, { actor: "test" });
+
+    const paid = async (key: string) => {
+      const init = await callInit(app, paymentBody({ amount: 2500 }), { key });
+      await buyerSettles(init.body.url, "paid");
+      await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+      const refund = await api(app, key, "POST", `/payments/${init.body.id}/refunds`, { amount: 700 });
+      assert.equal(refund.status, 201, JSON.stringify(refund.body));
+      return init.body.id as string;
+    };
+    const onA = await paid(app.shop.apiKey);
+    const onB = await paid(keyB);
+    const open = await callInit(app, paymentBody(), { key: keyB });
+    assert.equal((await api(app, keyB, "POST", `/payments/${open.body.id}/cancel`)).status, 200);
+
+    const byShop = (shopId: string, n: number) =>
+      waitFor(`${n} entries of ${shopId}`, async () => {
+        const entries = await listOperations(app.kv, { shopId, limit: 50 });
+        return entries.length >= n ? entries : undefined;
+      });
+    const opsA = await byShop(app.shop.id, 3);
+    const opsB = await byShop(shopB.id, 5);
+    const kinds = (ops: OperationEntry[], paymentId: string) =>
+      ops.filter((o) => o.paymentId === paymentId).map((o) => o.operation).sort();
+    assert.deepEqual(kinds(opsA, onA), ["create", "refund", "status"], "create, the webhook's status check, refund");
+    assert.deepEqual(kinds(opsB, onB), ["create", "refund", "status"]);
+    assert.deepEqual(kinds(opsB, open.body.id), ["cancel", "create"]);
+    for (const o of opsA) assert.equal(o.orgId, "891027350515");
+    for (const o of opsB) {
+      assert.equal(o.orgId, "991011000048");
+      assert.equal(o.accountId, b.id);
+      assert.equal(o.provider, "bansky");
+      assert.equal(o.outcome, "ok");
+      assert.ok(o.durationMs >= 0);
+    }
+    const refund = opsA.find((o) => o.operation === "refund")!;
+    assert.equal(refund.amount, 700, "a refund's entry carries the refund's amount");
+    assert.equal(refund.status, "succeeded");
+    assert.match(refund.refundId!, /^re_/);
+    const create = opsA.find((o) => o.operation === "create")!;
+    assert.equal(create.amount, 2500);
+    assert.equal(create.currency, "EUR");
+    assert.equal(create.providerRef, (await getPayment(app.kv, onA))!.providerRef);
+
+    // A failing call is logged with its error, never with the token.
+    await fetch(`${app.sandboxUrl}/knobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer test-sandbox-token`, "content-type": "application/json" },
+      body: JSON.stringify({ failureRate: 1 }),
+    }).then((r) => r.body?.cancel());
+    assert.equal((await callInit(app, paymentBody(), { key: keyB })).status, 502);
+    const failed = await waitFor("the failed create", async () => {
+      const [e] = await listOperations(app.kv, { accountId: b.id, outcome: "error", limit: 1 });
+      return e;
+    });
+    assert.equal(failed.operation, "create");
+    assert.match(failed.error!, /answered 503/);
+    assert.doesNotMatch(JSON.stringify(failed), /token-org-b|whsec-org-b/);
+    assert.equal((await listOperations(app.kv, { shopId: app.shop.id, outcome: "error", limit: 10 })).length, 0);
+  });
+});
+
+Deno.test("[console] accounts: create, disable and rotate with a confirmation step; a shop's routes; the operation log filtered", async () => {
+  await withApp(async (app) => {
+    const b = await operatorBrowser(app);
+    await b.get("/admin/accounts");
+    const bad = await b.post("/admin/accounts", {
+      provider: "bansky",
+      label: "Org A",
+      orgId: "891027350515",
+      currencies: "EUR, nope",
+      apiUrl: app.sandboxUrl,
+      apiToken: "token-org-a",
+      webhookSecret: "whsec-org-a",
+    });
+    assert.equal(bad.status, 400);
+    assert.doesNotMatch(bad.text, /token-org-a|whsec-org-a/, "typed credentials are not sent back");
+    const made = await b.post("/admin/accounts", {
+      provider: "bansky",
+      label: "Org A",
+      orgId: "891027350515",
+      currencies: "eur",
+      apiUrl: app.sandboxUrl,
+      apiToken: "token-org-a",
+      webhookSecret: "whsec-org-a",
+    });
+    assert.equal(made.status, 303);
+    const list = await b.get("/admin/accounts");
+    const id = list.text.match(/pa_[A-Za-z0-9_-]{22}/)![0];
+    assert.match(list.text, /891027350515/);
+    assert.doesNotMatch(list.text, /token-org-a|whsec-org-a/);
+
+    // Routing: the shop's default account, set on its routing page.
+    await b.get(`/admin/shops/${app.shop.id}/routing`);
+    const routed = await b.post(`/admin/shops/${app.shop.id}/routing`, { op: "default", defaultAccountId: id });
+    assert.equal(routed.status, 303);
+    assert.equal((await getShop(app.kv, app.shop.id))?.routing?.defaultAccountId, id);
+    await b.get(`/admin/shops/${app.shop.id}/routing`);
+    await b.post(`/admin/shops/${app.shop.id}/routing`, { op: "add", accountId: "default", currency: "usd", type: "" });
+    assert.deepEqual((await getShop(app.kv, app.shop.id))?.routing?.rules, [
+      { accountId: "default", currency: "USD", type: null },
+    ]);
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201);
+    assert.equal((await getPayment(app.kv, init.body.id))?.accountId, id);
+
+    // The log, filtered by shop, account and outcome.
+    await waitFor("logged", async () => (await listOperations(app.kv, { accountId: id, limit: 1 }))[0]);
+    const log = await b.get(`/admin/operations?shopId=${app.shop.id}&accountId=${id}&outcome=ok`);
+    assert.equal(log.status, 200);
+    assert.match(log.text, new RegExp(init.body.id));
+    assert.match(log.text, /891027350515/);
+    const none = await b.get(`/admin/operations?accountId=${id}&outcome=error`);
+    assert.doesNotMatch(none.text, new RegExp(init.body.id));
+    assert.match(none.text, /No provider calls match/);
+
+    // Rotation: the first post only asks; the second shows the form; the third replaces.
+    await b.get("/admin/accounts");
+    const ask = await b.post(`/admin/accounts/${id}/rotate`, {});
+    assert.equal(ask.status, 200);
+    assert.match(ask.text, /Replace the credentials of Org A/);
+    const form = await b.post(`/admin/accounts/${id}/rotate`, { confirm: "yes" });
+    assert.match(form.text, /name="apiToken"/);
+    const rotated = await b.post(`/admin/accounts/${id}/rotate`, {
+      confirm: "yes",
+      apiUrl: app.sandboxUrl,
+      apiToken: "token-org-b",
+      webhookSecret: "whsec-org-b",
+    });
+    assert.equal(rotated.status, 303);
+    const after = await callInit(app, paymentBody());
+    assert.equal(app.sandbox.merchantOf((await getPayment(app.kv, after.body.id))!.providerRef!), "orgB");
+
+    // Disabling asks first; then new payments get no_route.
+    await b.get("/admin/accounts");
+    const confirm = await b.post(`/admin/accounts/${id}/active`, { active: "no" });
+    assert.match(confirm.text, /Disable Org A/);
+    assert.equal((await callInit(app, paymentBody())).status, 201, "nothing changed before the confirmation");
+    await b.post(`/admin/accounts/${id}/active`, { active: "no", confirm: "yes" });
+    assert.equal((await callInit(app, paymentBody())).body.error.code, "no_route");
+    const audit = await b.get("/admin/audit?q=" + id);
+    assert.doesNotMatch(audit.text, /token-org|whsec-org/);
+  });
+});
+
+/** Runs an operator command against a KV file; returns its parsed JSON output. */
+async function cli(kvPath: string, script: string, args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `cli/${script}.ts`, ...args],
+    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  return {
+    code: out.code,
+    stdout,
+    json: out.code === 0 ? JSON.parse(stdout) : null,
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("[cli] account create, list and disable; shop route adds a rule or sets the default", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    const secrets = { ACCOUNT_API_TOKEN: "cli-token", ACCOUNT_WEBHOOK_SECRET: "cli-secret" };
+    const made = await cli(kv, "account", [
+      "create",
+      "--label",
+      "Org A",
+      "--org-id",
+      "891027350515",
+      "--api-url",
+      "https://bansky.example/v1",
+      "--currency",
+      "KZT",
+    ], secrets);
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.json.id, /^pa_/);
+    assert.equal(made.json.webhookPath, `/api/payment-verify/${made.json.id}`);
+    assert.doesNotMatch(made.stdout, /cli-token|cli-secret/);
+    const missing = await cli(kv, "account", [
+      "create",
+      "--label",
+      "X",
+      "--org-id",
+      "1",
+      "--api-url",
+      "https://x.example",
+    ]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /credentials\.apiToken/);
+
+    const list = await cli(kv, "account", ["list"]);
+    assert.deepEqual(list.json.map((a: { id: string }) => a.id), ["default", made.json.id]);
+    assert.doesNotMatch(list.stdout, /cli-token|cli-secret/);
+
+    const shop = await cli(kv, "shop", ["create", "--name", "Acme"]);
+    const rule = await cli(kv, "shop", ["route", shop.json.shopId, "--account", made.json.id, "--currency", "kzt"]);
+    assert.equal(rule.code, 0, rule.stderr);
+    assert.deepEqual(rule.json.routing.rules, [{ accountId: made.json.id, currency: "KZT", type: null }]);
+    const def = await cli(kv, "shop", ["route", shop.json.shopId, "--account", made.json.id]);
+    assert.equal(def.json.routing.defaultAccountId, made.json.id);
+    const unknown = await cli(kv, "shop", ["route", shop.json.shopId, "--account", "pa_nope"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /invalid_request/);
+
+    const disabled = await cli(kv, "account", ["disable", made.json.id]);
+    assert.equal(disabled.json.active, false);
+    assert.equal((await cli(kv, "account", ["disable", "default"])).code, 2, "the default account lives in the env");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
