@@ -24,6 +24,11 @@ export function isCurrency(code: string): boolean {
   return exponents.has(code);
 }
 
+/** Every currency we accept, sorted. */
+export function listCurrencies(): string[] {
+  return [...exponents.keys()].sort();
+}
+
 /** Minor-unit exponent of an ISO 4217 code; throws on an unknown code (a bug: validate first). */
 export function currencyExponent(code: string): number {
   const exp = exponents.get(code);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createAccount, listAllAccounts, rotateAccountCredentials, setAccountActive } from "../lib/accounts/mod.ts";
 import { pickAccountId, setShopRouting } from "../lib/accounts/routing.ts";
 import { DEFAULT_ACCOUNT_ID, type ProviderAccount } from "../lib/accounts/types.ts";
+import { OptionsResponse } from "../lib/accounts/api_schemas.ts";
 import { commitPaymentMove, getPayment, getPaymentEntry } from "../lib/db/payments.ts";
 import { getRefund } from "../lib/db/refunds.ts";
 import { searchAudit } from "../lib/db/audit.ts";
@@ -254,5 +255,38 @@ Deno.test("[accounts] credentials are never shown back, audited or listed; a rot
       setAccountActive(ctx, DEFAULT_ACCOUNT_ID, false, { actor: "test" }),
       (err: Error) => err.name === "ConflictError",
     );
+  });
+});
+
+Deno.test("[options] GET /api/v1/options lists the fiat currencies the shop's routes accept, and no crypto coins yet", async () => {
+  await withApp({}, async (app) => {
+    const options = async () => {
+      const res = await api(app, app.shop.apiKey, "GET", "/options");
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return OptionsResponse.parse(res.body);
+    };
+    const open = await options();
+    assert.ok(open.fiat.currencies.includes("EUR") && open.fiat.currencies.includes("JPY"), "the default takes any");
+    assert.deepEqual(open.fiat.currencies, [...open.fiat.currencies].sort());
+    assert.deepEqual(open.crypto.coins, []);
+
+    const kzt = await bansky(app, "orgA", { currencies: ["KZT"] });
+    const usd = await bansky(app, "orgB", { currencies: ["USD", "EUR"] });
+    await setShopRouting(app.server.ctx, app.shop.id, {
+      rules: [{ accountId: usd.id, currency: "USD" }, { accountId: usd.id, currency: "GBP" }],
+      defaultAccountId: kzt.id,
+    }, { actor: "test" });
+    assert.deepEqual(
+      (await options()).fiat.currencies,
+      ["KZT", "USD"],
+      "GBP's account does not take GBP; EUR falls to KZT's",
+    );
+    for (const currency of ["KZT", "USD"]) assert.equal((await callInit(app, paymentBody({ currency }))).status, 201);
+    for (const currency of ["EUR", "GBP"]) {
+      assert.equal((await callInit(app, paymentBody({ currency }))).body.error.code, "no_route");
+    }
+    await setAccountActive(app.server.ctx, kzt.id, false, { actor: "test" });
+    assert.deepEqual((await options()).fiat.currencies, ["USD"]);
+    assert.equal((await api(app, "apay_sk_nope", "GET", "/options")).status, 401);
   });
 });

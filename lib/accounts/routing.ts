@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, ValidationError } from "../errors.ts";
 import { getShopEntry, replaceShop, type Shop } from "../db/shops.ts";
-import { isCurrency } from "../money.ts";
+import { isCurrency, listCurrencies } from "../money.ts";
 import type { PaymentType } from "../payments/types.ts";
 import type { AccountAdapter } from "../providers/registry.ts";
 import { parseOrThrow } from "../validation.ts";
@@ -47,6 +47,23 @@ export async function routePayment(
     throw new NoRouteError(payment.currency, payment.type);
   }
   return ctx.providers.bind(found, { ...payment, shopId: shop.id, accountId: found.account.id });
+}
+
+/**
+ * What a shop's routes accept: the fiat currencies for which init-payment
+ * would find an account that takes them. Reads each account the routes name
+ * once (cached per isolate).
+ */
+export async function shopOptions(ctx: AppContext, shop: Shop): Promise<{ fiatCurrencies: string[] }> {
+  const routing = shopRouting(shop);
+  const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
+  const accounts = new Map<string, ProviderAccount | null>();
+  await Promise.all([...ids].map(async (id) => accounts.set(id, (await ctx.providers.find(id))?.account ?? null)));
+  const fiatCurrencies = listCurrencies().filter((c) => {
+    const account = accounts.get(pickAccountId(routing, c, "fiat"));
+    return account ? accountAccepts(account, c, "fiat") : false;
+  });
+  return { fiatCurrencies };
 }
 
 const Currency = z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")

@@ -12,6 +12,7 @@ import { refundView } from "../../lib/refunds/view.ts";
 import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.ts";
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
 import type { Shop } from "../../lib/db/shops.ts";
+import { shopOptions } from "../../lib/accounts/routing.ts";
 
 /** The shop API reads less than pages and webhooks: its largest valid body is a few KiB. */
 export const MAX_API_BODY_BYTES = 16 * 1024;
@@ -63,6 +64,12 @@ export function apiV1Routes(ctx: AppContext) {
   app.get("/payments/:id/refunds", async (c) => {
     const refunds = await listShopRefunds(ctx, c.var.shop, c.req.param("id"));
     return c.json({ status: "success", refunds: refunds.map(refundView) });
+  });
+
+  // Crypto coins and networks come with the crypto work; until then the list is empty.
+  app.get("/options", async (c) => {
+    const { fiatCurrencies } = await shopOptions(ctx, c.var.shop);
+    return c.json({ status: "success", fiat: { currencies: fiatCurrencies }, crypto: { coins: [] } });
   });
 
   app.get("/payments", async (c) => {
