@@ -155,7 +155,12 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
       assert.equal(schema.properties.amount.type, "integer");
       assert.equal(schema.properties.amount.maximum, app.config.maxAmount, "the deployment's MAX_AMOUNT");
       assert.equal(schema.properties.currency.pattern, "^[A-Za-z]{3}$", "the input side of the currency transform");
-      assert.equal(schema.properties.type.default, "fiat");
+      // `type` is optional for clients: no schema default, which generators would turn into a required field.
+      assert.equal(schema.properties.type.default, undefined);
+      assert.ok(!schema.required.includes("type"));
+      for (const field of ["successUrl", "errorUrl", "postbackUrl"]) {
+        assert.equal(schema.properties[field].format, "uri");
+      }
       // The superRefine (one of the two spellings) is added by hand: both fields must still exist.
       assert.deepEqual(schema.oneOf.map((o) => o.required[0]).sort(), ["successUrl", "sussessUrl"]);
       for (const o of schema.oneOf) assert.ok(schema.properties[o.required[0]], o.required[0]);
@@ -516,12 +521,17 @@ Deno.test({
       { secret: newWebhookSecret(), headers: good.headers, body: good.body },
       { secret, headers: good.headers, body: good.body + " " },
       { secret, headers: old.headers, body: old.body },
+      // A forged header with non-ASCII text is a clean rejection (ValueError), not a TypeError.
+      { secret, headers: { ...good.headers, "webhook-signature": "v1,ünïcødé" }, body: good.body },
+      { secret, headers: { ...good.headers, "webhook-timestamp": "١٧٩٥٤٣٥٢٧٠" }, body: good.body },
     ];
     const results = await runWith("python3", ["-c", PYTHON_DRIVER, SNIPPETS.pathname], cases) as unknown[];
     assert.deepEqual(results[0], { ok: true, data: JSON.parse(good.body) });
     assert.deepEqual(results[1], { ok: false, error: "no valid signature" });
     assert.deepEqual(results[2], { ok: false, error: "no valid signature" });
     assert.deepEqual(results[3], { ok: false, error: "webhook-timestamp too old or too new" });
+    assert.deepEqual(results[4], { ok: false, error: "no valid signature" });
+    assert.deepEqual(results[5], { ok: false, error: "webhook-timestamp too old or too new" });
   },
 });
 

@@ -242,9 +242,12 @@ Deno.test("[signatures] the console switches a shop to key pairs and shows the p
     assert.equal(off.status, 303);
     assert.equal((await getShop(app.kv, app.shop.id))!.signRedirects, false);
 
+    const ask = await b.post(`${shopPage}/signing`, { scheme: "hmac" });
+    assert.match(ask.text, /Switch this shop back to a shared secret\?/, "asks first without JavaScript");
+    assert.equal(shopSigning((await getShop(app.kv, app.shop.id))!).scheme, "ed25519", "nothing changed yet");
     const back = await b.post(`${shopPage}/signing`, { scheme: "hmac", confirm: "yes" });
-    assert.equal(back.status, 200);
-    const secret = back.text.match(/whsec_[A-Za-z0-9+/=]+/)?.[0];
+    assert.equal(back.status, 303);
+    const secret = (await b.get(shopPage)).text.match(/whsec_[A-Za-z0-9+/=]+/)?.[0];
     assert.ok(secret, "a new shared secret, shown once");
     assert.equal((await getShop(app.kv, app.shop.id))!.webhookSecret, secret);
     assert.ok(!(await b.get(shopPage)).text.includes(secret), "and only once");

@@ -21,17 +21,18 @@ def verify_postback(secret: str, headers, body: bytes, now=None) -> dict:
     if not msg_id or not timestamp or not signatures:
         raise ValueError("missing webhook headers")
     now = time.time() if now is None else now
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > TOLERANCE_SECONDS:
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(now - int(timestamp)) > TOLERANCE_SECONDS:
         raise ValueError("webhook-timestamp too old or too new")
     signed = f"{msg_id}.{timestamp}.".encode() + body
     if secret.startswith("whpk_"):
         return _verify_v1a(secret, signatures, signed, body)
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    # Several entries during a secret rotation: any one may match.
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    # Several entries during a secret rotation: any one may match. Compared as bytes: compare_digest
+    # raises TypeError on non-ASCII text, and a forged header is a rejection, not a crash.
     for entry in signatures.split(" "):
         version, _, signature = entry.partition(",")
-        if version == "v1" and hmac.compare_digest(signature, expected):
+        if version == "v1" and hmac.compare_digest(signature.encode(), expected):
             return json.loads(body)
     raise ValueError("no valid signature")
 

@@ -70,7 +70,12 @@ export type PathItem = Partial<Record<HttpMethod, Operation>>;
 
 export interface OpenApiDocument {
   openapi: "3.1.0";
-  info: { title: string; version: string; description: string };
+  info: {
+    title: string;
+    version: string;
+    description: string;
+    license: { name: string; identifier?: string; url?: string };
+  };
   servers: { url: string }[];
   tags: { name: string; description: string }[];
   paths: Record<string, PathItem>;
@@ -113,6 +118,8 @@ function componentSchemas(
     override: (ctx) => {
       // The date-time regex zod adds is an implementation detail; `format` says it.
       if (ctx.jsonSchema.format === "date-time") delete ctx.jsonSchema.pattern;
+      // Answers may gain fields (the changelog promises it), so generated clients must not refuse unknown ones.
+      if (io === "output" && ctx.jsonSchema.additionalProperties === false) delete ctx.jsonSchema.additionalProperties;
     },
   });
   const schemas: Record<string, JsonSchema> = {};
@@ -122,6 +129,31 @@ function componentSchemas(
   }
   return schemas;
 }
+
+/** What the API really answers for each code, so a client's error handling can be written against the examples. */
+const EXAMPLE_MESSAGES: Partial<Record<ApiErrorCode, string>> = {
+  invalid_request: "The request is invalid.",
+  unauthorized: "Missing, unknown or revoked API key.",
+  shop_disabled: "This shop is disabled.",
+  not_found: "Unknown payment.",
+  body_unreadable: "The body could not be read.",
+  method_not_allowed: "TRACE is not served here.",
+  request_timeout: "The body must arrive within 10 seconds.",
+  body_too_large: "The body must be at most 16 KiB.",
+  unsupported_media_type: "Send the body as application/json.",
+  payment_not_cancellable: "Only a pending payment can be cancelled; this one is succeeded.",
+  payment_not_refundable: "A pending payment cannot be refunded.",
+  idempotency_mismatch: "This id was already used for a payment with different details.",
+  no_route: "This shop has no route for crypto payments in EUR.",
+  refund_exceeds_payment: "Only 6.50 EUR of this payment is left to refund (pending refunds count).",
+  rate_limited: "Too many requests; retry in 12 s.",
+  internal_error: "Something went wrong on our side. It has been logged.",
+  provider_error: "The payment provider failed.",
+  provider_timeout: "The payment provider did not answer in time.",
+  invalid_webhook: "Webhook reference does not match the payment.",
+  conflict: "The payment is busy; retry.",
+  status_not_confirmed: "The provider does not confirm this status yet; send the webhook again later.",
+};
 
 /** One response per HTTP status for these error codes, each code with an example body. */
 function errorResponses(codes: readonly ApiErrorCode[]): Record<string, ResponseObject> {
@@ -141,7 +173,7 @@ function errorResponses(codes: readonly ApiErrorCode[]): Record<string, Response
           status: "error",
           error: {
             code: e.code,
-            message: "A sentence for people.",
+            message: EXAMPLE_MESSAGES[e.code] ?? e.when,
             ...(e.code === "invalid_request"
               ? { fields: { amount: "Too big: expected number to be <=100000000" } }
               : {}),
@@ -326,6 +358,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     info: {
       title: "AimbrellaPay API",
       version: API_VERSION,
+      license: { name: "Proprietary: for shops integrating with AimbrellaPay", identifier: "LicenseRef-AimbrellaPay" },
       description:
         "One small API in front of the Bansky payment provider. Amounts are integers in the currency's minor unit. Settled payments are reported by signed postbacks (Standard Webhooks).",
     },
@@ -350,7 +383,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             in: "header",
             required: false,
             description:
-              "For requests without `id`: the same key with the same body within 24 h answers the first result.",
+              "For requests without `id`: the same key with the same body answers the first result, however much later (keys do not expire: the payment id is derived from the key). Use a new key for a new payment.",
             schema: { type: "string", minLength: 1, maxLength: 255 },
           }],
           requestBody: {

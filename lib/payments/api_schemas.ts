@@ -39,9 +39,9 @@ export const PaymentView = z.object({
   email: z.string(),
   name: z.string().nullable(),
   url: z.url().describe("Our wrapper URL for the buyer."),
-  successUrl: z.string(),
-  errorUrl: z.string(),
-  postbackUrl: z.string().nullable().describe(
+  successUrl: z.string().meta({ format: "uri" }),
+  errorUrl: z.string().meta({ format: "uri" }),
+  postbackUrl: z.string().meta({ format: "uri" }).nullable().describe(
     "Where this payment's postbacks go; null when none are sent: a payment created without `id` gets no postback.",
   ),
   createdAt: isoTime,

@@ -21,7 +21,7 @@ export const MAX_EXPIRES_IN_S = 2_592_000;
 const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
 
 function buildInitPaymentSchema(maxAmount: number) {
-  const url = z.string().min(1).max(MAX_URL_LENGTH);
+  const url = z.string().min(1).max(MAX_URL_LENGTH).meta({ format: "uri" });
   return z.strictObject({
     id: text(1, 64).optional().describe(
       "The shop's own transaction id; unique per shop. Without it no postback is sent.",
@@ -34,11 +34,14 @@ function buildInitPaymentSchema(maxAmount: number) {
       .transform((c) => c.toUpperCase())
       .refine(isCurrency, "is not an ISO 4217 currency")
       .describe("ISO 4217 code, case-insensitive."),
-    type: z.enum(["fiat", "crypto"]).default("fiat"),
+    // Optional without a schema default: generators mark a field with a default as required in their models.
+    type: z.enum(["fiat", "crypto"]).optional().describe("`fiat` (when left out) or `crypto`."),
     successUrl: url.optional().describe("Where the buyer goes after paying."),
     sussessUrl: url.optional().describe("The original spec's spelling of successUrl."),
     errorUrl: url.describe("Where the buyer goes after a failed or cancelled payment."),
-    postbackUrl: url.optional().describe("Where the signed postback goes; defaults to the shop's."),
+    postbackUrl: url.optional().describe(
+      "Where the signed postback goes; defaults to the shop's. Only payments with `id` get postbacks.",
+    ),
     expiresIn: z.int().min(MIN_EXPIRES_IN_S).max(MAX_EXPIRES_IN_S).optional().describe(
       "Seconds the payment waits for the buyer (60 to 2592000, 30 days); then it expires. Default 86400 (a day).",
     ),
@@ -76,7 +79,7 @@ export function normalizeInit(b: InitPaymentBody): InitPaymentInput {
     name: b.name ?? null,
     amount: b.amount,
     currency: b.currency,
-    type: b.type,
+    type: b.type ?? "fiat",
     successUrl: (b.successUrl ?? b.sussessUrl)!,
     errorUrl: b.errorUrl,
     postbackUrl: b.postbackUrl ?? null,

@@ -1,10 +1,11 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
-import { setRedirectSigning, switchShopSigning } from "../../lib/shops.ts";
+import { setRedirectSigning, shopSigning, switchShopSigning } from "../../lib/shops.ts";
+import { getShop } from "../../lib/db/shops.ts";
+import { NotFoundError } from "../../lib/errors.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep } from "../../components/admin_layout.tsx";
-import { Island } from "../../components/island.tsx";
-import type { ConsoleEnv } from "./_session.ts";
+import { type ConsoleEnv, redirectWithReveal } from "./_session.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 
 const SHOP = `/:id{${ID_PATTERNS.shop}}` as const;
@@ -15,63 +16,58 @@ export function shopSigningRoutes(ctx: AppContext) {
 
   app.post(`${SHOP}/signing` as const, async (c) => {
     const scheme = c.var.form.scheme === "ed25519" ? "ed25519" : "hmac";
-    // The page's script asks first (data-confirm); without it, this page asks.
+    const shopPath = `/admin/shops/${c.req.param("id")}`;
     if (c.var.form.confirm !== "yes") {
+      // Without the page's script the question comes as a page of its own.
+      const current = await getShop(ctx.kv, c.req.param("id"));
+      if (!current) throw new NotFoundError("Unknown shop.");
+      const same = shopSigning(current).scheme === scheme;
+      const question = scheme === "ed25519"
+        ? same
+          ? "Make a new key pair? The old key keeps signing for 24 hours; the shop must verify with the new public key by then."
+          : "Switch this shop to an Ed25519 key pair? Its secret keeps signing for 24 hours; the shop must verify with the public key by then."
+        : same
+        ? "Rotate the postback signing secret? The old one stops signing after 24 hours."
+        : "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours.";
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
-            question={scheme === "ed25519"
-              ? "Make a new signing key pair? The old signature keeps coming for 24 hours; the shop must verify with the new public key by then."
-              : "Rotate the postback signing secret? The old one stops signing after 24 hours."}
-            button={scheme === "ed25519" ? "Use a new key pair" : "Rotate secret"}
-            action={c.req.path}
+            question={question}
+            button={same ? "Rotate" : "Switch"}
             fields={{ scheme }}
+            action={c.req.path}
             csrf={c.var.csrf}
-            cancel={`/admin/shops/${c.req.param("id")}`}
+            cancel={shopPath}
           />
         </AdminLayout>,
       ));
     }
-    const { shop, secret } = await switchShopSigning(ctx.kv, c.req.param("id"), {
+    const { secret } = await switchShopSigning(ctx.kv, c.req.param("id"), {
       actor: c.var.operator.email,
       now: ctx.now(),
       scheme,
     });
-    // A key pair has nothing secret to show: the shop page shows its public key. A new secret is shown once, here.
-    if (!secret) return c.redirect(`/admin/shops/${shop.id}#signing`, 303);
-    return c.html(renderPage(
-      <AdminLayout
-        title={`New signing secret: ${shop.name}`}
-        path="/admin/shops"
-        email={c.var.operator.email}
-        csrf={c.var.csrf}
-      >
-        <section class="card secret" aria-live="polite">
-          <p>
-            <strong>Shown only once: give it to the shop now.</strong>
-          </p>
-          <div class="secret-row">
-            <span>New postback signing secret</span>
-            <code class="select-all" data-secret="">{secret}</code>
-            <Island name="CopyButton" props={{ text: secret, label: "Copy" }} />
-          </div>
-        </section>
-        <p>
-          For the next 24 hours postbacks and redirects carry signatures with both the old and the new secret or key.
-        </p>
-        <p>
-          <a href={`/admin/shops/${shop.id}`}>Back to the shop</a>
-        </p>
-      </AdminLayout>,
-    ));
+    // A key pair has nothing secret to show: the shop page shows its public key. A new secret is shown once.
+    return redirectWithReveal(c, {
+      path: shopPath,
+      flash:
+        "For the next 24 hours postbacks and redirects carry signatures with both the old and the new secret or key.",
+      ...(secret ? { secrets: [["New postback signing secret", secret]] as [string, string][] } : {}),
+    });
   });
 
   app.post(`${SHOP}/redirect-signing` as const, async (c) => {
-    const shop = await setRedirectSigning(ctx.kv, c.req.param("id"), c.var.form.on === "1", {
+    const on = c.var.form.on === "1";
+    const shop = await setRedirectSigning(ctx.kv, c.req.param("id"), on, {
       actor: c.var.operator.email,
       now: ctx.now(),
     });
-    return c.redirect(`/admin/shops/${shop.id}#signing`, 303);
+    return redirectWithReveal(c, {
+      path: `/admin/shops/${shop.id}`,
+      flash: on
+        ? "Redirects back to the shop carry signed apay_ parameters again."
+        : "Redirects back to the shop no longer carry apay_ parameters.",
+    });
   });
   return app;
 }
