@@ -30,14 +30,14 @@ export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
 
 function DemoPage({ postbacks }: { postbacks: DemoPostback[] }) {
   return (
-    <Page title="Demo shop · AimbrellaPay">
+    <Page title="Demo shop · AimbrellaPay" script>
       <h1>Demo shop</h1>
       <p class="muted">
         A pretend shop using AimbrellaPay with the built-in Bansky sandbox. No money moves.
       </p>
       <div class="card">
         <p>A very fine umbrella</p>
-        <form method="post" action="/demo/buy">
+        <form method="post" action="/demo/buy" data-busy="Starting the payment…">
           <button type="submit">Buy for 10.00 EUR</button>
         </form>
       </div>

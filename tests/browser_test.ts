@@ -73,6 +73,8 @@ Deno.test({
         await page.getByRole("heading", { name: "Umbrella Store <b>" }).waitFor();
         await page.getByRole("button", { name: "Create a key" }).click();
         assert.match((await page.locator("code[data-secret]").textContent())!, /^apay_sk_/);
+        // Revoking asks first, in the browser's own dialog.
+        page.once("dialog", (d) => d.accept());
         await page.getByRole("button", { name: "Revoke" }).first().click();
         await page.getByText("Key revoked").waitFor();
         await shot(page, "04-shop-detail");
@@ -140,6 +142,163 @@ Deno.test({
         await page.waitForURL(/\/admin\/login/);
         await page.goto(`${base}/admin`);
         assert.match(page.url(), /\/admin\/login/);
+      });
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  },
+});
+
+/** True when the page scrolls sideways: something is wider than the viewport. */
+async function widerThanViewport(page: Page): Promise<string | null> {
+  return await page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    if (document.documentElement.scrollWidth <= width) return null;
+    const culprit = [...document.querySelectorAll("body *")].find((el) => el.getBoundingClientRect().right > width + 1);
+    return `${document.documentElement.scrollWidth} > ${width}: ${culprit?.outerHTML.slice(0, 120)}`;
+  });
+}
+
+/** Clicks a form's button and reports, in the same turn, what the page shows while the form is on its way. */
+function clickAndLook(b: SVGElement | HTMLElement) {
+  const button = b as HTMLButtonElement;
+  button.click();
+  return { disabled: button.disabled, text: button.textContent, busy: button.form?.getAttribute("aria-busy") };
+}
+
+Deno.test({
+  name:
+    "[browser] on a 390 px phone no page is wider than the screen; slow actions show progress; risky ones ask first",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const { callInit, paymentBody, buyerSettles, waitFor } = await import("../fixtures/app.ts");
+    const { createPortalLink } = await import("../lib/auth/portal.ts");
+    const app = await startTestApp({ env: { DEMO: "1", POSTBACK_SCHEDULE: "0,60" } });
+    const base = app.baseUrl.replace("127.0.0.1", "localhost");
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closed = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    const ids: string[] = [];
+    for (const [i, currency] of ["EUR", "USD", "JPY", "KWD", "GBP", "CHF"].entries()) {
+      const init = await callInit(
+        app,
+        paymentBody({
+          id: `phone-order-with-a-long-reference-${i}`,
+          amount: 98765432,
+          currency,
+          email: `a.rather.long.buyer.address.${i}@example-shop-with-a-long-domain.com`,
+          postbackUrl: `http://127.0.0.1:${closed}/postbacks`,
+        }),
+      );
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      ids.push(init.body.id);
+      if (i < 3) await buyerSettles(init.body.url, i === 1 ? "declined" : "paid");
+    }
+    const { describePayment } = await import("../lib/payments/admin.ts");
+    await waitFor("a refused postback", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, ids[0]);
+      return deliveries[0]?.attempts ? true : undefined;
+    });
+    const { operator } = await createOperatorAccount(app.server.ctx, "ops@example.com");
+    await updateOperatorPassword(app.kv, operator.id, await hashPassword("correct horse battery", 1000));
+    const browser = await launch();
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    page.setDefaultTimeout(5000);
+    try {
+      await t.step("sign in on the phone", async () => {
+        await page.goto(`${base}/admin/login`);
+        await page.getByLabel("Email").fill("ops@example.com");
+        await page.getByLabel("Password").fill("correct horse battery");
+        await page.getByRole("button", { name: "Sign in" }).click();
+        await page.waitForURL(`${base}/admin`);
+      });
+
+      await t.step("every console page fits the screen", async () => {
+        const pages = [
+          "/admin",
+          "/admin/shops",
+          `/admin/shops/${app.shop.id}`,
+          "/admin/payments",
+          `/admin/payments/${ids[0]}`,
+          "/admin/deliveries",
+          "/admin/stats",
+          "/admin/audit",
+          "/admin/no-such-page",
+          "/demo",
+        ];
+        for (const path of pages) {
+          await page.goto(base + path);
+          if (path === "/admin/stats") await page.locator(".uplot canvas").first().waitFor();
+          assert.equal(await widerThanViewport(page), null, path);
+          await shot(page, `phone${path.replaceAll("/", "-")}`.slice(0, 60));
+        }
+        // The payments list is a stack of rows: every cell says what it is, the Shop column included.
+        await page.goto(`${base}/admin/payments`);
+        assert.equal(await page.locator("table.stack-phone thead").isVisible(), false);
+        await page.locator('td[data-label="Shop"]').first().waitFor();
+        // The stats page draws one volume chart per currency.
+        await page.goto(`${base}/admin/stats`);
+        await page.getByText("Succeeded volume per day, EUR").waitFor();
+        await page.getByText("Succeeded volume per day, JPY").waitFor();
+      });
+
+      await t.step("the shop's portal fits the screen too", async () => {
+        const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "test"));
+        const staff = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+        try {
+          await staff.goto(base + link.pathname + link.search);
+          await staff.getByRole("button", { name: "Continue" }).click();
+          await staff.waitForURL(`${base}/portal`);
+          for (const path of ["/portal", "/portal/payments", `/portal/payments/${ids[0]}`, "/portal/deliveries"]) {
+            await staff.goto(base + path);
+            assert.equal(await widerThanViewport(staff), null, path);
+          }
+          await shot(staff, "phone-portal-payments");
+        } finally {
+          await staff.close();
+        }
+      });
+
+      await t.step("Resend disables its button and says it is working", async () => {
+        await page.goto(`${base}/admin/payments/${ids[0]}`);
+        // Clicked from inside the page, and looked at in the same turn, before the answer replaces the page.
+        const state = await page.getByRole("button", { name: "Resend postback" }).evaluate(clickAndLook);
+        assert.deepEqual(state, { disabled: true, text: "Resending…", busy: "true" });
+        await page.waitForURL(/done=resend-/);
+      });
+
+      await t.step("Disable shop asks first: cancelling changes nothing, confirming disables", async () => {
+        await page.goto(`${base}/admin/shops/${app.shop.id}`);
+        let question = "";
+        page.once("dialog", (d) => {
+          question = d.message();
+          d.dismiss();
+        });
+        await page.getByRole("button", { name: "Disable shop" }).click();
+        assert.match(question, /Disable Test shop\?/);
+        assert.match(page.url(), new RegExp(`/admin/shops/${app.shop.id}$`));
+        await page.getByRole("button", { name: "Disable shop" }).waitFor();
+        page.once("dialog", (d) => d.accept());
+        await page.getByRole("button", { name: "Disable shop" }).click();
+        await page.getByText("Shop disabled").waitFor();
+        await page.getByRole("button", { name: "Enable shop" }).click();
+        await page.getByText("Shop enabled").waitFor();
+      });
+
+      await t.step("the demo's Buy button shows progress while the payment starts", async () => {
+        const buyer = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+        try {
+          await buyer.goto(`${base}/demo`);
+          const state = await buyer.getByRole("button", { name: "Buy for 10.00 EUR" }).evaluate(clickAndLook);
+          assert.deepEqual(state, { disabled: true, text: "Starting the payment…", busy: "true" });
+          await buyer.getByRole("heading", { name: "Bansky sandbox" }).waitFor();
+          assert.equal(await widerThanViewport(buyer), null, "the sandbox pay page");
+        } finally {
+          await buyer.close();
+        }
       });
     } finally {
       await browser.close();
