@@ -3,6 +3,7 @@ import type { describePayment } from "../lib/payments/admin.ts";
 import type { PaymentFilter, PaymentPage } from "../lib/payments/search.ts";
 import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
+import type { Shop } from "../lib/db/shops.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
@@ -49,6 +50,33 @@ export function FilterForm(
       </label>
       <button type="submit">Filter</button>
     </form>
+  );
+}
+
+/**
+ * The payments page of either audience: filters, the CSV link and the results. Given the shops (the operators'
+ * scope) it offers a shop filter and names each payment's shop.
+ */
+export function PaymentsList(
+  props: { filter: PaymentFilter; page: PaymentPage; query: URLSearchParams; basePath: string; shops?: Shop[] },
+) {
+  return (
+    <>
+      <FilterForm
+        filter={props.filter}
+        shops={props.shops?.map((s) => [s.id, s.name])}
+        basePath={props.basePath}
+      />
+      <p>
+        <a href={`${props.basePath}.csv?${props.query}`} download>Export these as CSV</a>
+      </p>
+      <PaymentResults
+        page={props.page}
+        basePath={props.basePath}
+        query={props.query}
+        shopNames={props.shops && new Map(props.shops.map((s) => [s.id, s.name]))}
+      />
+    </>
   );
 }
 

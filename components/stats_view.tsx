@@ -68,6 +68,15 @@ export function BuiltInStats(props: { points: DailyPoint[]; postbacks: { failing
   );
 }
 
+/** The stats page of either audience: the embedded dashboard when there is one, the built-in charts otherwise. */
+export function StatsView(
+  props: { stats: { embedUrl: string } | Parameters<typeof BuiltInStats>[0]; title: string },
+) {
+  return "embedUrl" in props.stats
+    ? <EmbeddedDashboard url={props.stats.embedUrl} title={props.title} />
+    : <BuiltInStats {...props.stats} />;
+}
+
 /** A Metabase dashboard embedded with a signed, short-lived URL. */
 export function EmbeddedDashboard({ url, title }: { url: string; title: string }) {
   return <iframe class="dashboard" src={url} title={title} loading="lazy" />;

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { writeAudit } from "../../lib/db/audit.ts";
-import { listAttentionDeliveries } from "../../lib/db/deliveries.ts";
+import { listScopedDeliveries } from "../../lib/console.ts";
 import { listShops } from "../../lib/db/shops.ts";
 import { NotFoundError, ValidationError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
@@ -21,7 +21,7 @@ export function deliveryRoutes(ctx: AppContext) {
     // An id that cannot be a shop's names no shop, and must not reach KV (which refuses over-long keys).
     if (shopId && !hasIdShape("shop", shopId)) throw new NotFoundError("Unknown shop.");
     const [deliveries, shops] = await Promise.all([
-      listAttentionDeliveries(ctx.kv, { shopId, limit: 200 }),
+      listScopedDeliveries(ctx, "operator", { shopId }),
       listShops(ctx.kv),
     ]);
     const done = c.req.query("done");

@@ -23,7 +23,7 @@ export function overviewRoutes(ctx: AppContext) {
           <h2>Postbacks</h2>
           <p>
             <a href="/admin/deliveries">
-              <strong class={o.postbacks.failing ? "bad" : ""}>{o.postbacks.failing}</strong> failing (retrying),{" "}
+              <strong class={o.postbacks.failing ? "bad" : ""}>{o.postbacks.failing}</strong> retrying,{" "}
               <strong class={o.postbacks.failed ? "bad" : ""}>{o.postbacks.failed}</strong> failed
             </a>
           </p>

@@ -2,13 +2,12 @@ import { type Context, Hono } from "hono";
 import { AppError, ValidationError } from "../../lib/errors.ts";
 import { confirmOperatorRefund, previewOperatorRefund } from "../../lib/refunds/admin.ts";
 import type { AppContext } from "../../lib/context.ts";
-import { listShops } from "../../lib/db/shops.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
-import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payments/search.ts";
+import { listScopedPayments, scopedPaymentsCsv } from "../../lib/console.ts";
 import { recheckPaymentStatus } from "../../lib/payments/webhook.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
-import { FilterForm, PaymentDetail, PaymentResults, RefundConfirm } from "../../components/payments.tsx";
+import { PaymentDetail, PaymentsList, RefundConfirm } from "../../components/payments.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const PAGE_SIZE = 50;
@@ -18,26 +17,10 @@ export function paymentRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
 
   app.get("/", async (c) => {
-    const query = c.req.query();
-    const filter = parsePaymentFilter(query);
-    const cursor = query.cursor?.slice(0, 40) || undefined;
-    const [page, shops] = await Promise.all([
-      searchPayments(ctx, filter, { limit: PAGE_SIZE, cursor }),
-      listShops(ctx.kv),
-    ]);
-    const qs = new URLSearchParams(Object.entries(filter).filter(([, v]) => v) as [string, string][]);
+    const list = await listScopedPayments(ctx, "operator", c.req.query(), { limit: PAGE_SIZE });
     return c.html(renderPage(
       <AdminLayout title="Payments" path="/admin/payments" email={c.var.operator.email} csrf={c.var.csrf}>
-        <FilterForm filter={filter} shops={shops.map((s) => [s.id, s.name])} basePath="/admin/payments" />
-        <p>
-          <a href={`/admin/payments.csv?${qs}`} download>Export these as CSV</a>
-        </p>
-        <PaymentResults
-          page={page}
-          basePath="/admin/payments"
-          query={qs}
-          shopNames={new Map(shops.map((s) => [s.id, s.name]))}
-        />
+        <PaymentsList {...list} basePath="/admin/payments" />
       </AdminLayout>,
     ));
   });
@@ -109,8 +92,7 @@ export function paymentRoutes(ctx: AppContext) {
 export function paymentCsvRoute(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
   app.get("/", (c) => {
-    const filter = parsePaymentFilter(c.req.query());
-    return c.body(paymentsCsv(ctx, filter), 200, {
+    return c.body(scopedPaymentsCsv(ctx, "operator", c.req.query()), 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="payments-${new Date(ctx.now()).toISOString().slice(0, 10)}.csv"`,
     });

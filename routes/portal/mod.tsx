@@ -3,21 +3,18 @@ import { getCookie, setCookie } from "hono/cookie";
 import type { AppContext } from "../../lib/context.ts";
 import { authenticatePortal, peekPortalLink, signInWithLink, signOutPortal } from "../../lib/auth/portal.ts";
 import { SESSION_TTL_MS } from "../../lib/auth/operators.ts";
-import { dashboardEmbedUrl } from "../../lib/analytics/metabase.ts";
-import { countAttentionDeliveries, listAttentionDeliveries } from "../../lib/db/deliveries.ts";
 import type { PortalSession } from "../../lib/db/portal.ts";
 import { getShop } from "../../lib/db/shops.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { getShopPayment } from "../../lib/payments/query.ts";
-import { parsePaymentFilter, paymentsCsv, searchPayments } from "../../lib/payments/search.ts";
-import { dailySeries } from "../../lib/stats.ts";
+import { listScopedDeliveries, listScopedPayments, loadScopedStats, scopedPaymentsCsv } from "../../lib/console.ts";
 import { Page, renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
 import { SigningCard } from "../../components/signing.tsx";
-import { FilterForm, PaymentDetail, PaymentResults } from "../../components/payments.tsx";
-import { BuiltInStats, EmbeddedDashboard } from "../../components/stats_view.tsx";
+import { PaymentDetail, PaymentsList } from "../../components/payments.tsx";
+import { StatsView } from "../../components/stats_view.tsx";
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
 import { doneMessage } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
@@ -91,41 +88,18 @@ export function portalRoutes(ctx: AppContext) {
   });
 
   app.get("/", async (c) => {
-    const shopId = c.var.portal.shopId;
-    const mb = ctx.config.metabase;
-    const body = mb
-      ? <EmbeddedDashboard url={await dashboardEmbedUrl(mb, { kind: "shop", shopId }, ctx.now())} title="Your stats" />
-      : (
-        <BuiltInStats
-          points={await dailySeries(ctx.kv, ctx.now(), 30, shopId)}
-          postbacks={await countAttentionDeliveries(ctx.kv, shopId)}
-        />
-      );
-    return c.html(layout(c, "Stats", body));
+    const stats = await loadScopedStats(ctx, { shopId: c.var.portal.shopId });
+    return c.html(layout(c, "Stats", <StatsView stats={stats} title="Your stats" />));
   });
 
   app.get("/payments", async (c) => {
-    // The shop filter is forced to the session's shop, whatever the query says.
-    const filter = { ...parsePaymentFilter(c.req.query()), shopId: c.var.portal.shopId };
-    const page = await searchPayments(ctx, filter, { limit: 50, cursor: c.req.query("cursor")?.slice(0, 40) });
-    const { shopId: _, ...shown } = filter;
-    const qs = new URLSearchParams(Object.entries(shown).filter(([, v]) => v) as [string, string][]);
-    return c.html(layout(
-      c,
-      "Payments",
-      <>
-        <FilterForm filter={shown} basePath="/portal/payments" />
-        <p>
-          <a href={`/portal/payments.csv?${qs}`} download>Export these as CSV</a>
-        </p>
-        <PaymentResults page={page} basePath="/portal/payments" query={qs} />
-      </>,
-    ));
+    // The same list as the console's, scoped to the session's shop whatever the query says.
+    const list = await listScopedPayments(ctx, { shopId: c.var.portal.shopId }, c.req.query(), { limit: 50 });
+    return c.html(layout(c, "Payments", <PaymentsList {...list} basePath="/portal/payments" />));
   });
 
   app.get("/payments.csv", (c) => {
-    const filter = { ...parsePaymentFilter(c.req.query()), shopId: c.var.portal.shopId };
-    return c.body(paymentsCsv(ctx, filter), 200, {
+    return c.body(scopedPaymentsCsv(ctx, { shopId: c.var.portal.shopId }, c.req.query()), 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="payments.csv"`,
     });
@@ -151,7 +125,7 @@ export function portalRoutes(ctx: AppContext) {
   });
 
   app.get("/deliveries", async (c) => {
-    const deliveries = await listAttentionDeliveries(ctx.kv, { shopId: c.var.portal.shopId, limit: 200 });
+    const deliveries = await listScopedDeliveries(ctx, { shopId: c.var.portal.shopId });
     const shop = await getShop(ctx.kv, c.var.portal.shopId);
     return c.html(layout(
       c,
