@@ -101,7 +101,7 @@ const json = (schema: JsonSchema, extra: Omit<MediaType, "schema"> = {}) => ({
   "application/json": { schema, ...extra },
 });
 const retryAfter = {
-  "Retry-After": { description: "Seconds to wait before retrying.", schema: { type: "integer", minimum: 0 } },
+  "Retry-After": { description: "Retry not before this many seconds.", schema: { type: "integer", minimum: 0 } },
 };
 
 /** Turns a registry of zod schemas into component schemas, without the per-schema `$schema`/`$id` noise. */
