@@ -3,6 +3,8 @@
  *   deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
  *     (the token and webhook secret come from ACCOUNT_API_TOKEN and ACCOUNT_WEBHOOK_SECRET,
  *     so they stay out of shell history and process listings)
+ *   ACCOUNT_SECRET_KEY=sk_... ACCOUNT_WEBHOOK_SECRET=whsec_... \
+ *   deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]...
  *   deno task account list
  *   deno task account disable ACCOUNT_ID
  *   deno task account enable ACCOUNT_ID
@@ -16,6 +18,8 @@ import { fail, printJson, runCommand } from "./_context.ts";
 const USAGE = `usage:
   ACCOUNT_API_TOKEN=... ACCOUNT_WEBHOOK_SECRET=... \\
   deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
+  ACCOUNT_SECRET_KEY=... ACCOUNT_WEBHOOK_SECRET=... \\
+  deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]...
   deno task account list
   deno task account disable ACCOUNT_ID
   deno task account enable ACCOUNT_ID`;
@@ -29,6 +33,7 @@ const { values, positionals } = parseArgs({
     "org-id": { type: "string" },
     "api-url": { type: "string" },
     currency: { type: "string", multiple: true },
+    "connected-account": { type: "string" },
   },
 });
 
@@ -48,11 +53,18 @@ await runCommand(async (server) => {
       label: values.label,
       orgId: values["org-id"],
       currencies: values.currency ?? [],
-      credentials: {
-        apiUrl: values["api-url"],
-        apiToken: Deno.env.get("ACCOUNT_API_TOKEN"),
-        webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
-      },
+      credentials: values.provider === "stripe"
+        ? {
+          secretKey: Deno.env.get("ACCOUNT_SECRET_KEY"),
+          webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
+          connectedAccountId: values["connected-account"],
+          ...(values["api-url"] ? { apiUrl: values["api-url"] } : {}),
+        }
+        : {
+          apiUrl: values["api-url"],
+          apiToken: Deno.env.get("ACCOUNT_API_TOKEN"),
+          webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
+        },
     }, { actor: "cli" });
     printJson({ ...shown(account), webhookPath: `/api/payment-verify/${account.id}` });
   } else if (cmd === "list" && !id) {

@@ -248,8 +248,23 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /credentials\.apiToken/);
 
+    const stripe = await cli(kv, "account", [
+      "create",
+      "--provider",
+      "stripe",
+      "--label",
+      "Org B",
+      "--org-id",
+      "991011000048",
+      "--connected-account",
+      "acct_1OrgB",
+    ], { ACCOUNT_SECRET_KEY: "sk_test_cli", ACCOUNT_WEBHOOK_SECRET: "whsec_cli" });
+    assert.equal(stripe.code, 0, stripe.stderr);
+    assert.equal(stripe.json.provider, "stripe");
+    assert.doesNotMatch(stripe.stdout, /sk_test_cli|whsec_cli/);
+
     const list = await cli(kv, "account", ["list"]);
-    assert.deepEqual(list.json.map((a: { id: string }) => a.id), ["default", made.json.id]);
+    assert.deepEqual(list.json.map((a: { id: string }) => a.id), ["default", made.json.id, stripe.json.id]);
     assert.doesNotMatch(list.stdout, /cli-token|cli-secret/);
 
     const shop = await cli(kv, "shop", ["create", "--name", "Acme"]);

@@ -37,9 +37,6 @@ const NewAccountSchema = z.strictObject({
   credentials: z.record(z.string(), z.unknown()),
 });
 
-/** Providers whose adapter is not built yet: accounts there are refused rather than failing on the first payment. */
-const UNAVAILABLE: ReadonlySet<ProviderName> = new Set(["stripe"]);
-
 function parseCredentials(provider: ProviderName, input: unknown): AccountCredentials {
   const parsed = CREDENTIALS[provider].safeParse(input);
   if (!parsed.success) {
@@ -58,9 +55,6 @@ export async function createAccount(
   opts: { actor: string },
 ): Promise<ProviderAccount> {
   const body = parseOrThrow(NewAccountSchema, input, "account");
-  if (UNAVAILABLE.has(body.provider)) {
-    throw new ValidationError("The account is invalid.", { provider: `${body.provider} is not available yet` });
-  }
   const credentials = parseCredentials(body.provider, body.credentials);
   const now = ctx.now();
   const account: ProviderAccount = {

@@ -52,6 +52,7 @@ export async function handleProviderWebhook(
   }
   // Refund news settles a refund (which moves its payment); refunds keep no webhook ids, their status is the guard.
   if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice, accountId);
+  if (notice.kind === "ignored") return "unchanged";
   const provider = account.account.provider;
   if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
 

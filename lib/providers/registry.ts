@@ -2,6 +2,7 @@ import type { AccountCredentials, ProviderAccount } from "../accounts/types.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { getAccountWithCredentials } from "../db/accounts.ts";
 import { BanskyProvider } from "./bansky.ts";
+import { StripeProvider } from "./stripe.ts";
 import type { PaymentProvider } from "./types.ts";
 import { LoggedProvider } from "./logged.ts";
 
@@ -27,7 +28,7 @@ export function adapterFor(credentials: AccountCredentials, opts: { timeoutMs: n
     case "bansky":
       return new BanskyProvider({ ...credentials, timeoutMs: opts.timeoutMs });
     case "stripe":
-      throw new Error("Stripe accounts are not supported yet");
+      return new StripeProvider({ ...credentials, timeoutMs: opts.timeoutMs });
   }
 }
 

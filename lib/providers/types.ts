@@ -24,7 +24,13 @@ export interface InitiateResult {
 }
 
 /** A verified webhook: authentic, but only a hint about the status until confirmed with getStatus or getRefundStatus. */
-export type WebhookNotice = PaymentNotice | RefundNotice;
+export type WebhookNotice = PaymentNotice | RefundNotice | IgnoredNotice;
+
+/** An authentic event we do not act on (a provider that sends every kind of event to one endpoint). */
+export interface IgnoredNotice {
+  kind: "ignored";
+  eventId: string;
+}
 
 export interface PaymentNotice {
   kind: "payment";

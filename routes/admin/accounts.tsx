@@ -114,15 +114,19 @@ export function accountRoutes(ctx: AppContext) {
         />,
       );
     }
-    if (!f.apiToken && !f.webhookSecret) {
+    if (!f.webhookSecret) {
       return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} csrf={c.var.csrf} />);
     }
     try {
-      await rotateAccountCredentials(ctx, id, {
-        apiUrl: f.apiUrl,
-        apiToken: f.apiToken,
-        webhookSecret: f.webhookSecret,
-      }, { actor: c.var.operator.email });
+      const credentials = a.provider === "stripe"
+        ? {
+          secretKey: f.secretKey,
+          webhookSecret: f.webhookSecret,
+          connectedAccountId: f.connectedAccountId,
+          ...(f.apiUrl ? { apiUrl: f.apiUrl } : {}),
+        }
+        : { apiUrl: f.apiUrl, apiToken: f.apiToken, webhookSecret: f.webhookSecret };
+      await rotateAccountCredentials(ctx, id, credentials, { actor: c.var.operator.email });
       return c.redirect("/admin/accounts?done=1", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
@@ -430,8 +434,24 @@ function RotateForm(props: { account: ProviderAccount; csrf: string; errors?: Re
       <form method="post" action={`/admin/accounts/${props.account.id}/rotate`} class="stack narrow">
         <CsrfField token={props.csrf} />
         <input type="hidden" name="confirm" value="yes" />
-        <Field label="API URL" name="apiUrl" type="url" error={e["credentials.apiUrl"]} required />
-        <Field label="API token" name="apiToken" type="password" error={e["credentials.apiToken"]} required />
+        {props.account.provider === "stripe"
+          ? (
+            <>
+              <Field label="Secret key" name="secretKey" type="password" error={e["credentials.secretKey"]} required />
+              <Field
+                label="Connected account (acct_...)"
+                name="connectedAccountId"
+                error={e["credentials.connectedAccountId"]}
+                required
+              />
+            </>
+          )
+          : (
+            <>
+              <Field label="API URL" name="apiUrl" type="url" error={e["credentials.apiUrl"]} required />
+              <Field label="API token" name="apiToken" type="password" error={e["credentials.apiToken"]} required />
+            </>
+          )}
         <Field
           label="Webhook secret"
           name="webhookSecret"

@@ -1,0 +1,198 @@
+import Stripe from "stripe";
+import { UpstreamError } from "../errors.ts";
+import type { StripeCredentials } from "../accounts/types.ts";
+import type { RefundStatus } from "../refunds/status.ts";
+import {
+  refundState,
+  sessionState,
+  STRIPE_REFUND_EVENTS,
+  STRIPE_SESSION_EVENTS,
+  stripeRefundToOurs,
+  stripeSessionToOurs,
+} from "./stripe_wire.ts";
+import {
+  type CancelResult,
+  type InitiateRequest,
+  type InitiateResult,
+  type PaymentProvider,
+  type ProviderStatus,
+  type RefundResult,
+  type WebhookNotice,
+  WebhookRejectedError,
+} from "./types.ts";
+
+export interface StripeOptions extends Omit<StripeCredentials, "provider"> {
+  timeoutMs: number;
+}
+
+/** Stripe's default tolerance for a webhook's timestamp, as Bansky's. */
+const WEBHOOK_TOLERANCE_S = 300;
+
+const cryptoProvider = Stripe.createSubtleCryptoProvider();
+
+/**
+ * Stripe with the official SDK: a Checkout Session (the redirect flow, like
+ * Bansky's pay page) on the organisation's connected account (`Stripe-Account`),
+ * its status from the session, refunds of its payment intent, and webhooks
+ * verified with the SDK's WebCrypto verifier. Our payment id is the session's
+ * `client_reference_id` and the idempotency key of its creation, so a retry
+ * gets the same session.
+ */
+export class StripeProvider implements PaymentProvider {
+  readonly name = "stripe";
+  private readonly stripe: Stripe;
+
+  constructor(private readonly opts: StripeOptions) {
+    const api = opts.apiUrl ? new URL(opts.apiUrl) : null;
+    this.stripe = new Stripe(opts.secretKey, {
+      // fetch, not node:http: the same client on Deno Deploy as here.
+      httpClient: Stripe.createFetchHttpClient(),
+      maxNetworkRetries: 0,
+      timeout: opts.timeoutMs,
+      ...(api
+        ? {
+          host: api.hostname,
+          port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
+          protocol: api.protocol === "https:" ? "https" : "http",
+        }
+        : {}),
+    });
+  }
+
+  private get account() {
+    return { stripeAccount: this.opts.connectedAccountId };
+  }
+
+  async initiate(req: InitiateRequest): Promise<InitiateResult> {
+    if (req.type !== "fiat") throw new UpstreamError(false, "Stripe takes fiat payments only");
+    const session = await this.call("POST /v1/checkout/sessions", () =>
+      this.stripe.checkout.sessions.create({
+        mode: "payment",
+        client_reference_id: req.paymentId,
+        customer_email: req.email,
+        line_items: [{
+          quantity: 1,
+          price_data: {
+            currency: req.currency.toLowerCase(),
+            unit_amount: req.amount,
+            product_data: { name: `Payment ${req.paymentId}` },
+          },
+        }],
+        success_url: req.successUrl,
+        cancel_url: req.errorUrl,
+        metadata: { paymentId: req.paymentId },
+        payment_intent_data: { metadata: { paymentId: req.paymentId } },
+      }, { ...this.account, idempotencyKey: `create-${req.paymentId}` }));
+    if (!session.url) throw new UpstreamError(false, "POST /v1/checkout/sessions answered a session without a URL");
+    return { ref: session.id, url: session.url };
+  }
+
+  async getStatus(ref: string): Promise<ProviderStatus> {
+    const s = await this.call(
+      "GET /v1/checkout/sessions/{id}",
+      () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
+    );
+    return stripeSessionToOurs[sessionState(s)];
+  }
+
+  async cancel(ref: string): Promise<CancelResult> {
+    try {
+      await this.stripe.checkout.sessions.expire(ref, {}, this.account);
+      return { cancelled: true };
+    } catch (err) {
+      // Only an open session can be expired; otherwise it says what it is instead.
+      if (!(err instanceof Stripe.errors.StripeInvalidRequestError)) throw toUpstream("POST .../expire", err);
+      return { cancelled: false, status: await this.getStatus(ref) };
+    }
+  }
+
+  async refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
+    const session = await this.call(
+      "GET /v1/checkout/sessions/{id}",
+      () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
+    );
+    const intent = typeof session.payment_intent === "string" ? session.payment_intent : session.payment_intent?.id;
+    if (!intent) throw new UpstreamError(false, "the session has no payment intent to refund");
+    const r = await this.call("POST /v1/refunds", () =>
+      this.stripe.refunds.create(
+        { payment_intent: intent, amount, metadata: { refundId } },
+        { ...this.account, idempotencyKey: `refund-${refundId}` },
+      ));
+    return { ref: r.id, status: stripeRefundToOurs[refundState(r.status)] };
+  }
+
+  async getRefundStatus(refundRef: string): Promise<RefundStatus> {
+    const r = await this.call("GET /v1/refunds/{id}", () => this.stripe.refunds.retrieve(refundRef, {}, this.account));
+    return stripeRefundToOurs[refundState(r.status)];
+  }
+
+  async verifyWebhook(headers: Headers, rawBody: string, now: number): Promise<WebhookNotice> {
+    const signature = headers.get("stripe-signature");
+    if (!signature) throw new WebhookRejectedError("missing signature");
+    let event: Stripe.Event;
+    try {
+      event = await this.stripe.webhooks.constructEventAsync(
+        rawBody,
+        signature,
+        this.opts.webhookSecret,
+        WEBHOOK_TOLERANCE_S,
+        cryptoProvider,
+        // In milliseconds: the SDK divides by 1000 itself.
+        now,
+      );
+    } catch (err) {
+      const message = err instanceof Error ? err.message : "";
+      throw new WebhookRejectedError(/timestamp/i.test(message) ? "stale timestamp" : "signature mismatch");
+    }
+    // A Connect endpoint hears every connected account: only this account's own events count here.
+    if (event.account && event.account !== this.opts.connectedAccountId) {
+      throw new WebhookRejectedError("event of another connected account");
+    }
+    if (event.type in STRIPE_SESSION_EVENTS) {
+      const s = event.data.object as Stripe.Checkout.Session;
+      const claimed = STRIPE_SESSION_EVENTS[event.type as keyof typeof STRIPE_SESSION_EVENTS] ??
+        stripeSessionToOurs[sessionState(s)];
+      return {
+        kind: "payment",
+        eventId: event.id,
+        paymentId: s.client_reference_id,
+        ref: s.id,
+        claimedStatus: claimed,
+      };
+    }
+    if ((STRIPE_REFUND_EVENTS as readonly string[]).includes(event.type)) {
+      const r = event.data.object as Stripe.Refund;
+      const refundId = r.metadata?.refundId;
+      if (!refundId) return { kind: "ignored", eventId: event.id };
+      return {
+        kind: "refund",
+        eventId: event.id,
+        refundId,
+        ref: r.id,
+        claimedStatus: stripeRefundToOurs[refundState(r.status)],
+      };
+    }
+    return { kind: "ignored", eventId: event.id };
+  }
+
+  /** One API call; Stripe's errors become ours, without the provider's message or our key. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toUpstream(what, err);
+    }
+  }
+}
+
+function toUpstream(what: string, err: unknown): UpstreamError {
+  if (err instanceof Stripe.errors.StripeConnectionError) {
+    const timedOut = /timed? ?out|timeout/i.test(err.message);
+    return new UpstreamError(timedOut, timedOut ? `${what} timed out` : `${what} unreachable`);
+  }
+  if (err instanceof Stripe.errors.StripeError) {
+    return new UpstreamError(false, `${what} answered ${err.statusCode ?? "an error"} (${err.type})`);
+  }
+  if (err instanceof UpstreamError) return err;
+  return new UpstreamError(false, `${what} failed`);
+}

@@ -1,0 +1,222 @@
+/**
+ * The Stripe adapter: the real `stripe` SDK against a local fake of the
+ * Stripe endpoints it calls (fixtures/stripe_fake.ts), next to the Bansky
+ * sandbox, with signed webhooks both ways.
+ */
+import assert from "node:assert/strict";
+import { createAccount } from "../lib/accounts/mod.ts";
+import { setShopRouting } from "../lib/accounts/routing.ts";
+import type { ProviderAccount } from "../lib/accounts/types.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { getRefund } from "../lib/db/refunds.ts";
+import { listOperations } from "../lib/db/operations.ts";
+import { createShop } from "../lib/shops.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { StripeFake } from "../fixtures/stripe_fake.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
+
+const STRIPE_KEY = "sk_test_platform";
+const ORG2 = "acct_1Org2";
+
+async function withStripe(fn: (app: TestApp, fake: StripeFake, stripe: ProviderAccount) => Promise<void>) {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    merchants: { orgA: { apiToken: "token-org-a", webhookSecret: "whsec-org-a" } },
+  });
+  const fake = new StripeFake(STRIPE_KEY, {
+    [ORG2]: { webhookSecret: "whsec_stripe_org2" },
+    acct_1Other: { webhookSecret: "whsec_stripe_other" },
+  });
+  try {
+    const stripe = await createAccount(app.server.ctx, {
+      provider: "stripe",
+      label: "Stripe org 2",
+      orgId: "991011000048",
+      credentials: {
+        secretKey: STRIPE_KEY,
+        webhookSecret: "whsec_stripe_org2",
+        connectedAccountId: ORG2,
+        apiUrl: fake.url,
+      },
+    }, { actor: "test" });
+    fake.accounts[ORG2].webhookUrl = `${app.baseUrl}/api/payment-verify/${stripe.id}`;
+    await fn(app, fake, stripe);
+  } finally {
+    await fake.close();
+    await app.close();
+  }
+}
+
+async function api(app: TestApp, key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+Deno.test("[stripe] two shops routed to a Bansky account and a Stripe connected account each take a payment end to end, the log names each orgId, and each refund goes to its own account", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const ctx = app.server.ctx;
+    const bansky = await createAccount(ctx, {
+      provider: "bansky",
+      label: "Bansky org 1",
+      orgId: "891027350515",
+      credentials: { apiUrl: app.sandboxUrl, apiToken: "token-org-a", webhookSecret: "whsec-org-a" },
+    }, { actor: "test" });
+    const { shop: shop2, apiKey: key2 } = await createShop(app.kv, { name: "Org 2 shop", allowedHosts: [] }, {
+      allowLocalUrls: true,
+      now: Date.now(),
+    });
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: bansky.id }, { actor: "test" });
+    await setShopRouting(ctx, shop2.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+
+    const take = async (key: string) => {
+      const init = await callInit(app, paymentBody({ amount: 4200, currency: "EUR" }), { key });
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      const landed = await buyerSettles(init.body.url, "paid");
+      assert.match(landed, /shop\/success/);
+      return await waitFor("succeeded", async () => {
+        const p = await getPayment(app.kv, init.body.id);
+        return p?.status === "succeeded" ? p : undefined;
+      });
+    };
+    const onBansky = await take(app.shop.apiKey);
+    const onStripe = await take(key2);
+    assert.equal(onStripe.provider, "stripe");
+    assert.equal(onStripe.accountId, stripe.id);
+    const session = fake.sessions.get(onStripe.providerRef!)!;
+    assert.equal(session.account, ORG2, "the session was made on the organisation's connected account");
+    assert.equal(session.client_reference_id, onStripe.id);
+    assert.equal(session.amount_total, 4200);
+    assert.equal(session.currency, "eur");
+    assert.deepEqual(fake.delivered, [{ type: "checkout.session.completed", status: 200 }]);
+
+    for (const [p, key] of [[onBansky, app.shop.apiKey], [onStripe, key2]] as const) {
+      const res = await api(app, key, "POST", `/payments/${p.id}/refunds`, { amount: 1000 });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.refund.status, "succeeded");
+    }
+    const stripeRefunds = [...fake.refunds.values()];
+    assert.equal(stripeRefunds.length, 1, "one refund reached Stripe");
+    assert.equal(stripeRefunds[0].account, ORG2);
+    assert.equal(stripeRefunds[0].payment_intent, session.payment_intent);
+    assert.equal(stripeRefunds[0].amount, 1000);
+    assert.equal(app.sandbox.calls.refund, 1, "and one reached Bansky");
+
+    const logged = async (shopId: string) =>
+      await waitFor("entries", async () => {
+        const e = await listOperations(app.kv, { shopId, limit: 20 });
+        return e.length >= 3 ? e : undefined;
+      });
+    for (const e of await logged(app.shop.id)) assert.equal(e.orgId, "891027350515");
+    const stripeOps = await logged(shop2.id);
+    for (const e of stripeOps) assert.deepEqual([e.orgId, e.provider, e.outcome], ["991011000048", "stripe", "ok"]);
+    assert.deepEqual(stripeOps.map((e) => e.operation).sort(), ["create", "refund", "status"]);
+    const refundId = stripeOps.find((e) => e.operation === "refund")!.refundId!;
+    assert.equal((await getRefund(app.kv, refundId))?.providerRef, stripeRefunds[0].id);
+  });
+});
+
+Deno.test("[stripe] webhooks are verified by the SDK: a bad signature, a stale timestamp and another connected account's event are refused; other event types are acknowledged", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody());
+    const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
+    const url = `${app.baseUrl}/api/payment-verify/${stripe.id}`;
+    const event = (account: string, type = "checkout.session.completed") =>
+      JSON.stringify({
+        id: `evt_${crypto.randomUUID()}`,
+        object: "event",
+        type,
+        account,
+        data: {
+          object: {
+            id: ref,
+            object: "checkout.session",
+            client_reference_id: init.body.id,
+            status: "complete",
+            payment_status: "paid",
+          },
+        },
+      });
+    const post = (payload: string, signature: string) =>
+      fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", "stripe-signature": signature },
+        body: payload,
+      })
+        .then(async (r) => ({ status: r.status, body: await r.json() }));
+
+    const own = event(ORG2);
+    assert.equal((await post(own, fake.sign("whsec_wrong", own))).status, 401);
+    const stale = await post(own, fake.sign("whsec_stripe_org2", own, Math.floor(Date.now() / 1000) - 3600));
+    assert.equal(stale.status, 401);
+    assert.match(stale.body.error.message, /stale timestamp/);
+    const other = event("acct_1Other");
+    assert.equal((await post(other, fake.sign("whsec_stripe_org2", other))).status, 401, "another account's event");
+    const unrelated = event(ORG2, "customer.created");
+    const ack = await post(unrelated, fake.sign("whsec_stripe_org2", unrelated));
+    assert.equal(ack.status, 200);
+    assert.equal(ack.body.outcome, "unchanged");
+
+    // Signed and ours, but the session is still open at Stripe: the claim is not confirmed yet.
+    const early = await post(own, fake.sign("whsec_stripe_org2", own));
+    assert.equal(early.status, 409);
+    assert.equal((await getPayment(app.kv, init.body.id))?.status, "pending");
+  });
+});
+
+Deno.test("[stripe] a cancel expires the Checkout Session; a crypto payment routed to Stripe gets no_route", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const crypto = await callInit(app, paymentBody({ type: "crypto" }));
+    assert.equal(crypto.status, 422);
+    assert.equal(crypto.body.error.code, "no_route");
+    assert.equal(fake.calls["POST /v1/checkout/sessions"] ?? 0, 0);
+
+    const init = await callInit(app, paymentBody({ currency: "USD" }));
+    const again = await callInit(
+      app,
+      paymentBody({ currency: "USD", id: "order-1", postbackUrl: "http://127.0.0.1:9/pb" }),
+    );
+    const retry = await callInit(
+      app,
+      paymentBody({ currency: "USD", id: "order-1", postbackUrl: "http://127.0.0.1:9/pb" }),
+    );
+    assert.equal(retry.body.id, again.body.id);
+    const cancelled = await api(app, app.shop.apiKey, "POST", `/payments/${init.body.id}/cancel`);
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.equal(cancelled.body.payment.status, "cancelled");
+    const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
+    assert.equal(fake.sessions.get(ref)?.status, "expired");
+    // Expiring it again at Stripe is refused; the adapter reports what the session is instead.
+    const second = await app.server.ctx.providers.forPayment((await getPayment(app.kv, init.body.id))!);
+    assert.deepEqual(await second.adapter.cancel(ref), { cancelled: false, status: "expired" });
+  });
+});
+
+Deno.test("[stripe] the console rotates a Stripe account's credentials with Stripe's own fields", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const b = await operatorBrowser(app);
+    await b.get("/admin/accounts");
+    await b.post(`/admin/accounts/${stripe.id}/rotate`, {});
+    const form = await b.post(`/admin/accounts/${stripe.id}/rotate`, { confirm: "yes" });
+    assert.match(form.text, /name="connectedAccountId"/);
+    assert.doesNotMatch(form.text, /name="apiToken"/);
+    const done = await b.post(`/admin/accounts/${stripe.id}/rotate`, {
+      confirm: "yes",
+      secretKey: STRIPE_KEY,
+      webhookSecret: "whsec_stripe_other",
+      connectedAccountId: "acct_1Other",
+      apiUrl: fake.url,
+    });
+    assert.equal(done.status, 303, done.text.slice(0, 300));
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
+    assert.equal(fake.sessions.get(ref)?.account, "acct_1Other", "new payments go to the new connected account");
+  });
+});
