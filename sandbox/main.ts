@@ -2,13 +2,25 @@
  * The Bansky sandbox on its own port, so the proxy reaches it over a real
  * network hop: `deno task sandbox`. Point the proxy at it with
  * BANSKY_API_URL=http://127.0.0.1:8001, BANSKY_API_TOKEN and
- * BANSKY_WEBHOOK_SECRET set to the same values as here.
+ * BANSKY_WEBHOOK_SECRET set to the same values as here. SANDBOX_MERCHANTS adds
+ * merchant accounts for routing (`name:token:webhookSecret`, comma-separated);
+ * create a provider account for each with the same token and secret.
  */
 import { Sandbox } from "./bansky.tsx";
 
 const port = Number(Deno.env.get("SANDBOX_PORT") ?? 8001);
 const hostname = Deno.env.get("SANDBOX_HOSTNAME") ?? "127.0.0.1";
+const merchants = Object.fromEntries(
+  (Deno.env.get("SANDBOX_MERCHANTS") ?? "").split(",").filter(Boolean).map((m) => {
+    const [name, apiToken, webhookSecret] = m.split(":");
+    if (!name || !apiToken || !webhookSecret) {
+      throw new Error("SANDBOX_MERCHANTS: name:token:webhookSecret, comma-separated");
+    }
+    return [name, { apiToken, webhookSecret }];
+  }),
+);
 const sandbox = new Sandbox({
+  merchants,
   apiToken: Deno.env.get("SANDBOX_API_TOKEN") ?? "sandbox-token",
   webhookSecret: Deno.env.get("SANDBOX_WEBHOOK_SECRET") ?? "sandbox-webhook-secret",
   publicUrl: Deno.env.get("SANDBOX_PUBLIC_URL") ?? `http://localhost:${port}`,

@@ -18,6 +18,7 @@ import { createShop } from "../lib/shops.ts";
 import {
   buyerSettles,
   callInit,
+  freePort,
   paymentBody,
   startTestApp,
   type TestApp,
@@ -289,4 +290,42 @@ Deno.test("[options] GET /api/v1/options lists the fiat currencies the shop's ro
     assert.deepEqual((await options()).fiat.currencies, ["USD"]);
     assert.equal((await api(app, "apay_sk_nope", "GET", "/options")).status, 401);
   });
+});
+
+Deno.test("[sandbox] the standalone sandbox takes more merchant accounts from SANDBOX_MERCHANTS", async () => {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "sandbox/main.ts"],
+    cwd: new URL("..", import.meta.url),
+    env: { SANDBOX_PORT: String(port), SANDBOX_MERCHANTS: "orgA:tok-a:sec-a,orgB:tok-b:sec-b" },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const create = (token: string) =>
+      waitFor("the sandbox answers", async () => {
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/payments`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+            body: JSON.stringify({
+              id: crypto.randomUUID(),
+              amount: 100,
+              email: "a@b.example",
+              postbackUrl: "http://x",
+            }),
+          });
+          await res.body?.cancel();
+          return res.status;
+        } catch {
+          return undefined;
+        }
+      });
+    assert.equal(await create("tok-b"), 201);
+    assert.equal(await create("sandbox-token"), 201, "the default merchant stays");
+    assert.equal(await create("tok-c"), 401);
+  } finally {
+    child.kill();
+    await child.status;
+  }
 });

@@ -171,6 +171,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
       assert.equal(spec.paths["/api/payment-verify"].post!["x-audience"], "provider");
       assert.deepEqual(Object.keys(spec.paths).sort(), [
         "/api/payment-verify",
+        "/api/payment-verify/{accountId}",
         "/api/v1/init-payment",
         "/api/v1/options",
         "/api/v1/payments",
@@ -204,7 +205,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
           assert.ok(section.includes(`>${method.toUpperCase()}</span>`), `${method} of ${name} is shown`);
         }
       }
-      assert.equal(operations, 13);
+      assert.equal(operations, 14);
       for (const name of Object.keys(spec.components.schemas)) assert.ok(html.includes(`id="schema-${name}"`), name);
       // The request fields are rendered from the schema, not written by hand.
       for (const field of ["amount", "currency", "email", "sussessUrl"]) {

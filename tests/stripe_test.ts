@@ -220,3 +220,25 @@ Deno.test("[stripe] the console rotates a Stripe account's credentials with Stri
     assert.equal(fake.sessions.get(ref)?.account, "acct_1Other", "new payments go to the new connected account");
   });
 });
+
+Deno.test("[stripe] a refund Stripe settles later arrives by refund.updated, is confirmed with Stripe, and moves the payment", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody({ amount: 3000 }));
+    await buyerSettles(init.body.url, "paid");
+    await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+    fake.asyncRefunds = true;
+    const res = await api(app, app.shop.apiKey, "POST", `/payments/${init.body.id}/refunds`, { amount: 3000 });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.refund.status, "pending");
+    const ref = (await getRefund(app.kv, res.body.refund.id))!.providerRef!;
+    assert.equal(await fake.settleRefund(ref, "succeeded"), 200);
+    assert.equal((await getRefund(app.kv, res.body.refund.id))?.status, "succeeded");
+    assert.equal((await getPayment(app.kv, init.body.id))?.status, "refunded");
+    const checks = await waitFor("refund status logged", async () => {
+      const e = await listOperations(app.kv, { accountId: stripe.id, limit: 20 });
+      return e.some((o) => o.operation === "refund_status") ? e : undefined;
+    });
+    assert.equal(checks.find((o) => o.operation === "refund_status")?.status, "succeeded");
+  });
+});

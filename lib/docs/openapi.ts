@@ -618,6 +618,65 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           "x-audience": "provider",
         },
       },
+      "/api/payment-verify/{accountId}": {
+        post: {
+          operationId: "providerAccountWebhook",
+          summary: "Provider webhook of one account (Bansky or Stripe)",
+          description:
+            "Provider-facing: each provider account's webhooks arrive at its own address and are verified with that account's secret (the path without an account is the default account's). A Bansky account sends the body above with `bansky-signature`; a Stripe account sends Stripe events (`checkout.session.*`, `refund.*`) with `Stripe-Signature`, verified by the Stripe SDK. Handled as above: confirmed with the provider, committed, then 2xx.",
+          tags: ["Provider webhook"],
+          security: [],
+          parameters: [
+            {
+              name: "accountId",
+              in: "path",
+              required: true,
+              description: "The provider account's id (pa_...), or `default`.",
+              schema: { type: "string" },
+            },
+            {
+              name: SIGNATURE_HEADER,
+              in: "header",
+              required: false,
+              description: "Bansky accounts: as above.",
+              schema: { type: "string" },
+            },
+            {
+              name: "Stripe-Signature",
+              in: "header",
+              required: false,
+              description: "Stripe accounts: `t=<unix seconds>,v1=<hex HMAC-SHA256>` with the endpoint's secret.",
+              schema: { type: "string" },
+            },
+          ],
+          requestBody: {
+            required: true,
+            description: "At most 64 KiB: the provider's own event format.",
+            content: json({ type: "object" }, {
+              example: { eventId: "evt_1", id: "pay_7fJ2kQ9xVb3sLm1N", ref: "bsk_42", status: "paid" },
+            }),
+          },
+          responses: {
+            "200": {
+              description: "Committed (or a duplicate, or an event type we do not act on).",
+              content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
+            },
+            ...errorResponses([
+              "invalid_webhook",
+              "not_found",
+              "conflict",
+              "status_not_confirmed",
+              "body_too_large",
+              "body_unreadable",
+              "request_timeout",
+              "internal_error",
+              "provider_error",
+              "provider_timeout",
+            ]),
+          },
+          "x-audience": "provider",
+        },
+      },
     },
     webhooks: {
       refundPostback: {
