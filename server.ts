@@ -1,4 +1,6 @@
-import { createAnalytics, startAnalyticsExport } from "./lib/analytics/mod.ts";
+import { analyticsStatus, createAnalytics, startAnalyticsExport } from "./lib/analytics/mod.ts";
+import { countDueJobs } from "./lib/db/jobs.ts";
+import { DUE_POSTBACKS_CAP, Metrics } from "./lib/metrics.ts";
 import type { Config } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { initSetting } from "./lib/db/settings.ts";
@@ -64,10 +66,18 @@ export async function createServer(
     updatedAt: startedAt,
     credentialsUpdatedAt: startedAt,
   };
+  // Kept only when Prometheus may scrape them; the gauges read KV at scrape time through the context built below.
+  const metrics = config.metricsToken
+    ? new Metrics({
+      duePostbacks: () => countDueJobs(kv, "postback", Date.now(), DUE_POSTBACKS_CAP),
+      export: async () => ctx.analytics ? await analyticsStatus(ctx) : null,
+      now: () => Date.now(),
+    })
+    : undefined;
   const providers = new ProviderRegistry(
     kv,
     { account: defaultAccount, adapter: adapterFor(credentials, { timeoutMs: config.providerTimeoutMs }) },
-    { timeoutMs: config.providerTimeoutMs, now: () => Date.now() },
+    { timeoutMs: config.providerTimeoutMs, now: () => Date.now(), metrics },
   );
 
   const sessionSecret = config.sessionSecret ??
@@ -84,6 +94,7 @@ export async function createServer(
     paymentIdKey: new TextEncoder().encode(paymentIdSecret),
     kick: () => {},
     analytics: await createAnalytics(config),
+    metrics,
   };
   const runner = new JobRunner(ctx);
   ctx.kick = runner.kick;
@@ -106,6 +117,7 @@ export async function createServer(
       ? `on (${ctx.analytics.sink.target}, email ${config.analytics.email})`
       : "off (set BIGQUERY_PROJECT, BIGQUERY_DATASET, BIGQUERY_LOCATION and BIGQUERY_CREDENTIALS)",
     metabase: "off (not built yet)",
+    metrics: metrics ? "on at /metrics (bearer METRICS_TOKEN)" : "off (set METRICS_TOKEN)",
   };
   return {
     app,

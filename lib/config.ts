@@ -33,6 +33,8 @@ const EnvSchema = z.object({
   PAYMENT_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(86_400),
   DEMO: flag.optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  // Bearer token for GET /metrics; unset = the route is off (404).
+  METRICS_TOKEN: z.string().trim().min(16, "must be at least 16 characters").optional(),
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PASSWORD_ITERATIONS: z.coerce.number().int().min(1000).default(600_000),
   METABASE_SITE_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -85,6 +87,8 @@ export interface Config {
   demo: boolean;
   /** API requests a shop may make per minute (per isolate). */
   rateLimitPerMinute: number;
+  /** Bearer token Prometheus sends to GET /metrics; undefined = no metrics are kept and the route is off. */
+  metricsToken?: string;
   /** Signs operator sessions; without it a random one is kept in KV (zero-config). */
   sessionSecret?: string;
   /** PBKDF2 iterations for new operator passwords. */
@@ -207,6 +211,7 @@ export function loadConfig(env: Env): Config {
     // On Deploy the demo runs only when asked for (checkDeploy refuses the sandbox without it).
     demo: e.DEMO ?? (!bansky && !onDeploy),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    metricsToken: e.METRICS_TOKEN,
     sessionSecret: e.SESSION_SECRET,
     passwordIterations: e.PASSWORD_ITERATIONS,
   };

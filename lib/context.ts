@@ -1,6 +1,7 @@
 import type { Analytics } from "./analytics/types.ts";
 import type { Config } from "./config.ts";
 import type { JobMessage } from "./db/jobs.ts";
+import type { Metrics } from "./metrics.ts";
 import type { ProviderRegistry } from "./providers/registry.ts";
 import type { Resolver } from "./relay/url_guard.ts";
 
@@ -20,4 +21,6 @@ export interface AppContext {
   kick: (msg: JobMessage, delayMs?: number) => void;
   /** The BigQuery export, when BIGQUERY_* is configured. */
   analytics?: Analytics;
+  /** Prometheus metrics, kept only when METRICS_TOKEN is set. */
+  metrics?: Metrics;
 }

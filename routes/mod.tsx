@@ -5,6 +5,7 @@ import type { AppContext } from "../lib/context.ts";
 import { AppError } from "../lib/errors.ts";
 import { describeError, log } from "../lib/log.ts";
 import { healthRoutes } from "./health.ts";
+import { countRequests, metricsRoutes } from "./metrics.ts";
 import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../sandbox/bansky.tsx";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
@@ -33,6 +34,8 @@ export interface AppOptions {
 export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   const httpsOnly = ctx.config.publicBaseUrl.startsWith("https:");
   const app = new Hono();
+  // Before everything else, so that every answer is counted (only when metrics are on: no cost otherwise).
+  if (ctx.metrics) app.use(countRequests(ctx.metrics));
   // First of all, so no route or middleware reads more than its limit (forms and webhooks 64 KiB).
   app.use(limitBodies({ byPrefix: { "/api/v1/": MAX_API_BODY_BYTES } }));
   // The buyer's redirects and the shops' JSON API are the hot paths: they are registered before the page
@@ -72,6 +75,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.use("/internal/*", noStore);
 
   app.route("/", healthRoutes(ctx));
+  if (ctx.metrics && ctx.config.metricsToken) app.route("/", metricsRoutes(ctx.metrics, ctx.config.metricsToken));
   app.get("/", (c) => c.redirect(opts.demo ? "/demo" : "/healthz"));
   app.route("/static", staticRoutes());
   app.route("/admin", consoleRoutes(ctx));

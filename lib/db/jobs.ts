@@ -44,6 +44,14 @@ export async function countScheduledJobs(kv: Deno.Kv, kind: JobKind): Promise<nu
   return n;
 }
 
+/** Number of jobs of a kind due at or before `now`, counting at most `max` index keys. */
+export async function countDueJobs(kv: Deno.Kv, kind: JobKind, now: number, max: number): Promise<number> {
+  let n = 0;
+  const iter = kv.list({ start: ["jobs_due", kind], end: ["jobs_due", kind, now + 1] }, { limit: max });
+  for await (const _ of iter) n++;
+  return n;
+}
+
 export function isJobMessage(value: unknown): value is JobMessage {
   const v = value as JobMessage;
   return typeof v === "object" && v !== null && (JOB_KINDS as readonly string[]).includes(v.kind) &&

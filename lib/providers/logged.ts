@@ -13,6 +13,7 @@ import type {
   WebhookNotice,
 } from "./types.ts";
 import type { PaymentScope } from "./registry.ts";
+import type { Metrics } from "../metrics.ts";
 
 /**
  * An adapter bound to one payment: every provider call (create, status,
@@ -29,7 +30,7 @@ export class LoggedProvider implements PaymentProvider {
     private readonly account: ProviderAccount,
     private readonly inner: PaymentProvider,
     private readonly scope: PaymentScope,
-    private readonly now: () => number,
+    private readonly opts: { now: () => number; metrics?: Metrics },
   ) {
     this.name = inner.name;
   }
@@ -77,7 +78,7 @@ export class LoggedProvider implements PaymentProvider {
   ): Promise<T> {
     const started = performance.now();
     const base = {
-      at: this.now(),
+      at: this.opts.now(),
       shopId: this.scope.shopId,
       accountId: this.account.id,
       orgId: this.account.orgId,
@@ -111,6 +112,7 @@ export class LoggedProvider implements PaymentProvider {
   }
 
   private write(entry: Omit<OperationEntry, "id">) {
+    this.opts.metrics?.observeProviderCall(entry.provider, entry.operation, entry.outcome, entry.durationMs / 1000);
     insertOperation(this.kv, entry).catch((err) =>
       log.warn("operation log entry not written", { paymentId: entry.paymentId, error: describeError(err) })
     );

@@ -5,6 +5,7 @@ import { BanskyProvider } from "./bansky.ts";
 import { StripeProvider } from "./stripe.ts";
 import type { PaymentProvider } from "./types.ts";
 import { LoggedProvider } from "./logged.ts";
+import type { Metrics } from "../metrics.ts";
 
 /** An account with the adapter that speaks to it. */
 export interface AccountAdapter {
@@ -47,7 +48,7 @@ export class ProviderRegistry {
   constructor(
     private readonly kv: Deno.Kv,
     readonly defaultAccount: AccountAdapter,
-    private readonly opts: { timeoutMs: number; now: () => number },
+    private readonly opts: { timeoutMs: number; now: () => number; metrics?: Metrics },
   ) {}
 
   /** The account with this id, or null when there is none. */
@@ -80,7 +81,7 @@ export class ProviderRegistry {
   bind(found: AccountAdapter, p: PaymentScope): AccountAdapter {
     return {
       account: found.account,
-      adapter: new LoggedProvider(this.kv, found.account, found.adapter, p, this.opts.now),
+      adapter: new LoggedProvider(this.kv, found.account, found.adapter, p, this.opts),
     };
   }
 

@@ -33,6 +33,7 @@ export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
     responseStart,
   };
   const next = nextDeliveryState(d, outcome, ctx.config.postbackScheduleMs, finished);
+  ctx.metrics?.countPostbackAttempt(next.status === "pending" ? "retrying" : next.status);
   const saved = await recordDeliveryAttempt(ctx.kv, claimed, record, next, {
     queue: ctx.config.jobsQueue,
     now: finished,

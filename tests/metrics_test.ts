@@ -1,0 +1,192 @@
+/**
+ * GET /metrics: off without METRICS_TOKEN, bearer-protected with it, and what
+ * it counts, checked by Prometheus's own `promtool check metrics`.
+ */
+import assert from "node:assert/strict";
+import { scheduleJob } from "../lib/db/jobs.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "../fixtures/app.ts";
+import { createServiceAccount, startBigQueryFake } from "../fixtures/bigquery_fake.ts";
+
+const TOKEN = "metrics-token-for-tests-0123456789";
+
+async function scrape(app: TestApp, token = TOKEN) {
+  const res = await fetch(`${app.baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** Runs `promtool check metrics` on the text; returns what it printed (empty when it found nothing wrong). */
+async function promtool(text: string): Promise<{ ok: boolean; output: string }> {
+  const child = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { ok: out.success, output: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
+}
+
+/** The value of one sample line (`name{labels} value`), or undefined when there is none. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    const wanted = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (wanted) return Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return undefined;
+}
+
+Deno.test("[metrics] without METRICS_TOKEN the route is off: /metrics answers 404", async () => {
+  const app = await startTestApp();
+  try {
+    assert.equal(app.server.ctx.metrics, undefined);
+    const res = await scrape(app);
+    assert.equal(res.status, 404);
+    assert.doesNotMatch(res.text, /aimbrellapay_/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[metrics] a missing or wrong bearer token gets 401 in the API's error shape", async () => {
+  const app = await startTestApp({ env: { METRICS_TOKEN: TOKEN } });
+  try {
+    const none = await fetch(`${app.baseUrl}/metrics`);
+    assert.equal(none.status, 401);
+    assert.match(none.headers.get("www-authenticate") ?? "", /^Bearer/);
+    assert.deepEqual(await none.json(), {
+      status: "error",
+      error: { code: "unauthorized", message: "Missing or wrong metrics token." },
+    });
+    const wrong = await scrape(app, TOKEN.slice(0, -1) + "x");
+    assert.equal(wrong.status, 401);
+    assert.doesNotMatch(wrong.text, /aimbrellapay_/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[metrics] counts requests by route pattern, provider calls and postback attempts; promtool accepts the output", async () => {
+  const receiver = startShopReceiver((n) => new Response(n === 1 ? "busy" : "ok", { status: n === 1 ? 500 : 200 }));
+  const app = await startTestApp({ env: { METRICS_TOKEN: TOKEN } });
+  try {
+    const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: receiver.url }));
+    assert.equal(init.status, 201);
+    await buyerSettles(init.body.url, "paid");
+    await waitFor("the postback delivered on the second attempt", () => receiver.received.length >= 2 || undefined);
+    const missing = await fetch(`${app.baseUrl}/no/such/${crypto.randomUUID()}`);
+    await missing.body?.cancel();
+    const view = await fetch(`${app.baseUrl}/api/v1/payments/${init.body.id}`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    });
+    assert.equal(view.status, 200);
+    await view.body?.cancel();
+    const badKey = await callInit(app, paymentBody(), { key: "sk_wrong" });
+    assert.equal(badKey.status, 401);
+
+    const { status, headers, text } = await waitFor("the delivered attempt counted", async () => {
+      const r = await scrape(app);
+      return sample(r.text, "aimbrellapay_postback_attempts_total", { outcome: "delivered" }) === 1 ? r : undefined;
+    });
+    assert.equal(status, 200);
+    assert.match(headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const check = await promtool(text);
+    assert.ok(check.ok, `promtool check metrics: ${check.output}`);
+    assert.equal(check.output, "", "promtool found nothing to lint");
+
+    const requests = "aimbrellapay_http_requests_total";
+    assert.equal(sample(text, requests, { route: "/api/v1/init-payment", status: "201" }), 1);
+    assert.equal(sample(text, requests, { route: "/api/v1/init-payment", status: "401" }), 1);
+    assert.equal(sample(text, requests, { route: "unmatched", status: "404" }), 1);
+    assert.equal(sample(text, requests, { route: "/integration/pay", status: "302" }), 1);
+    assert.equal(sample(text, requests, { route: "/api/v1/payments/:id", status: "200" }), 1);
+    // Raw paths never become labels: neither the payment id nor the random 404 path.
+    assert.ok(!text.includes(init.body.id), "no payment id in the metrics");
+    assert.doesNotMatch(text, /\/no\/such\//);
+
+    const hist = "aimbrellapay_http_request_duration_seconds";
+    assert.equal(sample(text, `${hist}_count`, { route: "/api/v1/init-payment", status: "201" }), 1);
+    assert.equal(sample(text, `${hist}_bucket`, { route: "/api/v1/init-payment", status: "201", le: "+Inf" }), 1);
+
+    const calls = "aimbrellapay_provider_call_duration_seconds_count";
+    assert.equal(sample(text, calls, { provider: "bansky", operation: "create", outcome: "ok" }), 1);
+    assert.ok((sample(text, calls, { provider: "bansky", operation: "status", outcome: "ok" }) ?? 0) >= 1);
+    assert.equal(sample(text, "aimbrellapay_postback_attempts_total", { outcome: "retrying" }), 1);
+    assert.equal(sample(text, "aimbrellapay_postbacks_due"), 0);
+    // The export is off: its gauges are absent rather than zero.
+    assert.doesNotMatch(text, /aimbrellapay_bigquery_/);
+  } finally {
+    await app.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("[metrics] the due-postback backlog is counted at scrape time, only what is due", async () => {
+  const app = await startTestApp({ env: { METRICS_TOKEN: TOKEN, JOBS_QUEUE: "off" } });
+  try {
+    const now = Date.now();
+    const op = app.kv.atomic();
+    for (let i = 0; i < 3; i++) {
+      scheduleJob(op, { kind: "postback", id: `dl_due_${i}` }, now - 1000, { queue: false, now });
+    }
+    scheduleJob(op, { kind: "postback", id: "dl_later" }, now + 3_600_000, { queue: false, now });
+    assert.ok((await op.commit()).ok);
+    const { text } = await scrape(app);
+    assert.equal(sample(text, "aimbrellapay_postbacks_due"), 3);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test({
+  name: "[metrics] with the BigQuery export on, its backlog, lag and failures are gauges",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const sa = await createServiceAccount();
+    const fake = startBigQueryFake(sa);
+    const app = await startTestApp({
+      env: {
+        METRICS_TOKEN: TOKEN,
+        BIGQUERY_PROJECT: "test-project",
+        BIGQUERY_DATASET: "aimbrella_test",
+        BIGQUERY_LOCATION: "EU",
+        BIGQUERY_CREDENTIALS: sa.json,
+        BIGQUERY_API_ENDPOINT: fake.url,
+        BIGQUERY_TIMEOUT_MS: "400",
+        ANALYTICS_INTERVAL_MS: "40",
+        ANALYTICS_SETTLE_MS: "0",
+      },
+    });
+    try {
+      await app.server.ctx.analytics!.sink.setup();
+      const init = await callInit(app, paymentBody());
+      assert.equal(init.status, 201);
+      const text = await waitFor("an export run went through with nothing left", async () => {
+        const r = await scrape(app);
+        const done = sample(r.text, "aimbrellapay_bigquery_export_last_success_timestamp_seconds") ?? 0;
+        return done > 0 && sample(r.text, "aimbrellapay_bigquery_export_backlog") === 0 ? r.text : undefined;
+      });
+      assert.equal(sample(text, "aimbrellapay_bigquery_export_lag_seconds"), 0);
+      assert.equal(sample(text, "aimbrellapay_bigquery_export_failures"), 0);
+      const check = await promtool(text);
+      assert.ok(check.ok, `promtool check metrics: ${check.output}`);
+    } finally {
+      await app.close();
+      await fake.close();
+    }
+  },
+});
