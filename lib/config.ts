@@ -33,6 +33,7 @@ const EnvSchema = z.object({
   PAYMENT_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(86_400),
   DEMO: flag.optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: z.coerce.number().int().positive().default(60),
   // Bearer token for GET /metrics; unset = the route is off (404).
   METRICS_TOKEN: z.string().trim().min(16, "must be at least 16 characters").optional(),
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
@@ -85,8 +86,10 @@ export interface Config {
   /** How long a payment waits for the buyer when init-payment gives no `expiresIn`, in ms. */
   paymentTtlMs: number;
   demo: boolean;
-  /** API requests a shop may make per minute (per isolate). */
+  /** API requests a key may make per minute (per isolate), unless its shop has its own limit. */
   rateLimitPerMinute: number;
+  /** Unauthenticated requests (bad keys, rejected webhooks, sign-in posts) per client address per minute. */
+  unauthenticatedPerMinute: number;
   /** Bearer token Prometheus sends to GET /metrics; undefined = no metrics are kept and the route is off. */
   metricsToken?: string;
   /** Signs operator sessions; without it a random one is kept in KV (zero-config). */
@@ -211,6 +214,7 @@ export function loadConfig(env: Env): Config {
     // On Deploy the demo runs only when asked for (checkDeploy refuses the sandbox without it).
     demo: e.DEMO ?? (!bansky && !onDeploy),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    unauthenticatedPerMinute: e.RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE,
     metricsToken: e.METRICS_TOKEN,
     sessionSecret: e.SESSION_SECRET,
     passwordIterations: e.PASSWORD_ITERATIONS,

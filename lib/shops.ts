@@ -275,6 +275,34 @@ export async function rotateShopSecret(
   return { shop, secret: secret! };
 }
 
+/** The largest per-key limit a shop can be given; more than this is no limit at all for one isolate. */
+export const MAX_SHOP_RATE_LIMIT = 1_000_000;
+
+/**
+ * Sets how many API requests a minute each of the shop's keys may make (per isolate); null goes back to the
+ * default (RATE_LIMIT_PER_MINUTE). Takes effect on the next request: the key check reads the shop.
+ */
+export async function setShopRateLimit(
+  kv: Deno.Kv,
+  shopId: string,
+  perMinute: number | null,
+  opts: { actor: string; now: number },
+) {
+  if (perMinute !== null && (!Number.isInteger(perMinute) || perMinute < 1 || perMinute > MAX_SHOP_RATE_LIMIT)) {
+    throw new ValidationError("The rate limit is invalid.", {
+      rateLimitPerMinute: `must be a whole number from 1 to ${MAX_SHOP_RATE_LIMIT}, or empty for the default`,
+    });
+  }
+  return await changeShop(
+    kv,
+    shopId,
+    opts.actor,
+    "shop.rate_limit",
+    opts.now,
+    (s) => ({ ...s, rateLimitPerMinute: perMinute }),
+  );
+}
+
 /** Turns the signed parameters on the buyer's way back to the shop on or off. */
 export function setRedirectSigning(kv: Deno.Kv, shopId: string, on: boolean, opts: { actor: string; now: number }) {
   return changeShop(kv, shopId, opts.actor, "shop.redirect_signing", opts.now, (s) => ({ ...s, signRedirects: on }));

@@ -34,7 +34,10 @@ const SHOP_OF_KEY_MAX = 10_000;
  * spec's `Token KEY`). Keys are looked up on every request, never cached, so a
  * revocation takes effect at once.
  */
-export async function authenticateShop(kv: Deno.Kv, authorization: string | undefined): Promise<Shop> {
+export async function authenticateShop(
+  kv: Deno.Kv,
+  authorization: string | undefined,
+): Promise<{ shop: Shop; keyId: string }> {
   const match = authorization?.match(/^(?:Bearer|Token)\s+(\S{1,200})$/i);
   if (!match || !match[1].startsWith(API_KEY_PREFIX)) throw new UnauthorizedError();
   const hash = sha256Hex(match[1]);
@@ -45,5 +48,5 @@ export async function authenticateShop(kv: Deno.Kv, authorization: string | unde
     shopOfKey.set(hash, record.shopId);
   }
   if (shop.status !== "active") throw new AppError(403, "shop_disabled", "This shop is disabled.");
-  return shop;
+  return { shop, keyId: record.id };
 }

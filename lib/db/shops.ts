@@ -20,6 +20,8 @@ export interface Shop {
   /** After a rotation or a switch of scheme, the old secret or key keeps signing too until `previousSecretExpiresAt`. */
   previousWebhookSecret?: string | null;
   previousSecretExpiresAt?: number | null;
+  /** API requests each of its keys may make per minute (per isolate); absent or null = RATE_LIMIT_PER_MINUTE. */
+  rateLimitPerMinute?: number | null;
   /** False when the shop turned signed redirects off; absent means on. */
   signRedirects?: boolean;
   createdAt: number;

@@ -605,6 +605,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             ...errorResponses([
               "invalid_webhook",
               "not_found",
+              "rate_limited",
               "conflict",
               "status_not_confirmed",
               "body_too_large",
@@ -664,6 +665,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             ...errorResponses([
               "invalid_webhook",
               "not_found",
+              "rate_limited",
               "conflict",
               "status_not_confirmed",
               "body_too_large",

@@ -27,6 +27,7 @@ const ACTION_WORDS: Record<string, string> = {
   "shop.switch_signing": "switched the postback signing of",
   "shop.redirect_signing": "changed redirect signing of",
   "shop.routing": "changed the routing of",
+  "shop.rate_limit": "changed the rate limit of",
   "signin": "signed in from",
   "signin.failed": "failed to sign in from",
   "signout": "signed out (session)",

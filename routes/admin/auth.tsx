@@ -2,6 +2,8 @@ import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { changePassword, signIn, signOut } from "../../lib/auth/operators.ts";
 import { AppError, ValidationError } from "../../lib/errors.ts";
+import { unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
+import { clientAddress } from "../_client_address.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Field, Flash } from "../../components/admin_layout.tsx";
 import { Page } from "../../components/html.tsx";
@@ -15,9 +17,10 @@ export function authRoutes(ctx: AppContext) {
 
   app.post("/login", async (c) => {
     const form = c.var.form;
-    // The connection's address, not X-Forwarded-For, which a client could forge to dodge the throttle.
-    const ip = (c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined)?.remoteAddr?.hostname ?? "unknown";
+    const ip = clientAddress(c);
     try {
+      // Every sign-in post counts against its address, on top of signIn's own throttle.
+      unauthenticatedLimiter(ctx).take(ip, ctx.now());
       const { token } = await signIn(ctx, { email: form.email ?? "", password: form.password ?? "", ip });
       setSessionCookie(c, token);
       return c.redirect(safeNext(form.next), 303);

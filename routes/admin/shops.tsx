@@ -8,6 +8,7 @@ import {
   createShopKey,
   revokeShopKey,
   rotateShopSecret,
+  setShopRateLimit,
   setShopStatus,
   updateShopSettings,
 } from "../../lib/shops.ts";
@@ -106,6 +107,7 @@ export function shopRoutes(ctx: AppContext) {
             errors={extra.errors}
             values={extra.values}
             now={ctx.now()}
+            defaultRateLimit={ctx.config.rateLimitPerMinute}
           />
         </AdminLayout>,
       ),
@@ -148,6 +150,23 @@ export function shopRoutes(ctx: AppContext) {
       if (!(err instanceof ValidationError)) throw err;
       return detail(c, { errors: err.fields, values: f }, 400);
     }
+  });
+
+  app.post(`${SHOP}/rate-limit` as const, async (c) => {
+    const raw = (c.var.form.rateLimitPerMinute ?? "").trim();
+    try {
+      await setShopRateLimit(ctx.kv, c.req.param("id"), raw === "" ? null : Number(raw), {
+        actor: c.var.operator.email,
+        now: ctx.now(),
+      });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return detail(c, { errors: err.fields, values: c.var.form }, 400);
+    }
+    return redirectWithReveal(c, {
+      path: shopPath(c),
+      flash: raw === "" ? "Rate limit: back to the default." : `Rate limit: ${raw} requests a minute per key.`,
+    });
   });
 
   app.post(`${SHOP}/status` as const, async (c) => {
@@ -304,6 +323,7 @@ function ShopDetail(props: {
   errors?: Record<string, string>;
   values?: Record<string, string>;
   now: number;
+  defaultRateLimit: number;
 }) {
   const { shop, csrf } = props;
   const e = props.errors ?? {};
@@ -334,6 +354,25 @@ function ShopDetail(props: {
             error={e.defaultPostbackUrl}
           />
           <button type="submit">Save</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>Rate limit</h2>
+        <p class="muted">
+          {shop.rateLimitPerMinute
+            ? `${shop.rateLimitPerMinute} requests a minute per API key (this shop's own limit).`
+            : `${props.defaultRateLimit} requests a minute per API key (the default).`}
+        </p>
+        <form method="post" action={`/admin/shops/${shop.id}/rate-limit`} class="stack narrow">
+          <CsrfField token={csrf} />
+          <Field
+            label="Requests a minute per key"
+            name="rateLimitPerMinute"
+            value={v?.rateLimitPerMinute ?? (shop.rateLimitPerMinute ? String(shop.rateLimitPerMinute) : "")}
+            hint={`Empty for the default (${props.defaultRateLimit}). Counted per isolate.`}
+            error={e.rateLimitPerMinute}
+          />
+          <button type="submit">Save rate limit</button>
         </form>
       </section>
       <section class="card">

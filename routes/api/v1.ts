@@ -1,8 +1,9 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { authenticateShop } from "../../lib/auth/api_keys.ts";
-import { RateLimiter } from "../../lib/auth/rate_limit.ts";
-import { AppError, ValidationError } from "../../lib/errors.ts";
+import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
+import { AppError, UnauthorizedError, ValidationError } from "../../lib/errors.ts";
+import { clientAddress } from "../_client_address.ts";
 import { parseStrictJson } from "../../lib/json_body.ts";
 import { initPayment } from "../../lib/payments/init.ts";
 import { cancelPayment } from "../../lib/payments/cancel.ts";
@@ -23,10 +24,19 @@ type Env = { Variables: { shop: Shop } };
 export function apiV1Routes(ctx: AppContext) {
   const app = new Hono<Env>();
   const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);
+  const unauthenticated = unauthenticatedLimiter(ctx);
 
   app.use(async (c, next) => {
-    const shop = await authenticateShop(ctx.kv, c.req.header("authorization"));
-    limiter.take(shop.id, ctx.now());
+    let auth;
+    try {
+      auth = await authenticateShop(ctx.kv, c.req.header("authorization"));
+    } catch (err) {
+      // Bad or missing keys count per address; a valid key is never held back by its address.
+      if (err instanceof UnauthorizedError) unauthenticated.take(clientAddress(c), ctx.now());
+      throw err;
+    }
+    const { shop, keyId } = auth;
+    limiter.take(keyId, ctx.now(), shop.rateLimitPerMinute ?? undefined);
     c.set("shop", shop);
     await next();
   });

@@ -1,20 +1,38 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
+import { unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
+import { AppError } from "../../lib/errors.ts";
 import { handleProviderWebhook } from "../../lib/payments/webhook.ts";
+import { clientAddress } from "../_client_address.ts";
 
 /** Provider webhooks in. A 2xx means the change and its postback are committed. */
 export function webhookRoutes(ctx: AppContext) {
   const app = new Hono();
-  // The body is bounded by the app's body limit (64 KiB) before this runs.
-  app.post("/payment-verify", async (c) => {
+  const limiter = unauthenticatedLimiter(ctx);
+  /**
+   * Rejected webhooks (bad signature, unknown account or payment) count against the sender's address; an address
+   * over its limit is refused before its signature is checked. Accepted ones are never counted.
+   */
+  const verify = async (c: Context, accountId?: string) => {
+    const address = clientAddress(c);
+    limiter.refuseIfOver(address, ctx.now());
     // The signature covers the exact bytes, so read raw text and parse only after verifying.
-    const outcome = await handleProviderWebhook(ctx, c.req.raw.headers, await c.req.text());
-    return c.json({ status: "success", outcome });
-  });
+    const body = await c.req.text();
+    try {
+      return await handleProviderWebhook(ctx, c.req.raw.headers, body, accountId);
+    } catch (err) {
+      if (err instanceof AppError && (err.code === "invalid_webhook" || err.status === 404)) {
+        limiter.take(address, ctx.now());
+      }
+      throw err;
+    }
+  };
+  // The body is bounded by the app's body limit (64 KiB) before this runs.
+  app.post("/payment-verify", async (c) => c.json({ status: "success", outcome: await verify(c) }));
   // Each account has its own webhook address; the one above is the default account's.
-  app.post("/payment-verify/:accountId", async (c) => {
-    const outcome = await handleProviderWebhook(ctx, c.req.raw.headers, await c.req.text(), c.req.param("accountId"));
-    return c.json({ status: "success", outcome });
-  });
+  app.post(
+    "/payment-verify/:accountId",
+    async (c) => c.json({ status: "success", outcome: await verify(c, c.req.param("accountId")) }),
+  );
   return app;
 }

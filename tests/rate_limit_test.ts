@@ -1,0 +1,147 @@
+/**
+ * Rate limits: per API key with the shop's own limit or the default, and per
+ * client address for unauthenticated requests (bad keys, rejected webhooks,
+ * sign-in posts); 429 with Retry-After in each case.
+ */
+import assert from "node:assert/strict";
+import { createOperatorAccount } from "../lib/auth/operators.ts";
+import { getShop } from "../lib/db/shops.ts";
+import { createShopKey, setShopRateLimit } from "../lib/shops.ts";
+import { startTestApp, type TestApp } from "../fixtures/app.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+
+/** Stops the app's clock in the middle of a minute, so no window starts afresh during the test. */
+function freezeClock(app: TestApp): number {
+  const now = Math.floor(Date.now() / 60_000) * 60_000 + 30_000;
+  app.server.ctx.now = () => now;
+  return now;
+}
+
+async function options(app: TestApp, key: string) {
+  const res = await fetch(`${app.baseUrl}/api/v1/options`, { headers: { authorization: `Bearer ${key}` } });
+  return { status: res.status, retryAfter: res.headers.get("retry-after"), body: await res.json() };
+}
+
+function assertRateLimited(res: { status: number; retryAfter: string | null; body: unknown }) {
+  assert.equal(res.status, 429);
+  assert.equal(res.retryAfter, "30");
+  assert.deepEqual(res.body, {
+    status: "error",
+    error: { code: "rate_limited", message: "Too many requests; retry in 30 s." },
+  });
+}
+
+Deno.test("[rate limits] each API key counts on its own, up to the default or the shop's own limit", async (t) => {
+  const app = await startTestApp({ env: { RATE_LIMIT_PER_MINUTE: "3" } });
+  try {
+    const now = freezeClock(app);
+    await t.step("the default: the fourth call of a minute gets 429 with Retry-After", async () => {
+      for (let i = 0; i < 3; i++) assert.equal((await options(app, app.shop.apiKey)).status, 200);
+      assertRateLimited(await options(app, app.shop.apiKey));
+    });
+    await t.step("another key of the same shop has its own count", async () => {
+      const { apiKey } = await createShopKey(app.kv, app.shop.id, { now });
+      for (let i = 0; i < 3; i++) assert.equal((await options(app, apiKey)).status, 200);
+      assertRateLimited(await options(app, apiKey));
+    });
+    await t.step("the shop's own limit applies at once", async () => {
+      await setShopRateLimit(app.kv, app.shop.id, 6, { actor: "test", now });
+      // The first key made 4 calls this minute; two more are allowed under 6.
+      assert.equal((await options(app, app.shop.apiKey)).status, 200);
+      assert.equal((await options(app, app.shop.apiKey)).status, 200);
+      assertRateLimited(await options(app, app.shop.apiKey));
+    });
+    await t.step("a limit that is not a whole number from 1 up is refused", async () => {
+      await assert.rejects(() => setShopRateLimit(app.kv, app.shop.id, 0, { actor: "test", now }), {
+        name: "ValidationError",
+        message: "The rate limit is invalid.",
+      });
+      assert.equal((await getShop(app.kv, app.shop.id))!.rateLimitPerMinute, 6);
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[rate limits] bad or missing keys are limited per client address; a valid key from it still works", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
+  try {
+    freezeClock(app);
+    const statuses = [];
+    for (const key of ["sk_wrong", "", "apay_sk_nope", "sk_wrong"]) statuses.push((await options(app, key)).status);
+    assert.deepEqual(statuses, [401, 401, 401, 429]);
+    assertRateLimited(await options(app, "sk_wrong"));
+    assert.equal((await options(app, app.shop.apiKey)).status, 200);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[rate limits] rejected provider webhooks count per address; over the limit even a new one waits", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "2" } });
+  try {
+    freezeClock(app);
+    const post = async (path: string) => {
+      const res = await fetch(`${app.baseUrl}/api${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-bansky-signature": "t=1,v1=00" },
+        body: JSON.stringify({ eventId: "evt_1", id: "pay_x", ref: "bsk_1", status: "paid" }),
+      });
+      return { status: res.status, retryAfter: res.headers.get("retry-after"), body: await res.json() };
+    };
+    assert.equal((await post("/payment-verify")).status, 401);
+    assert.equal((await post("/payment-verify/acc_unknown")).status, 404);
+    assertRateLimited(await post("/payment-verify"));
+    assertRateLimited(await post("/payment-verify/acc_unknown"));
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[rate limits] console sign-in posts are limited per address, whichever email they name", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
+  try {
+    freezeClock(app);
+    await createOperatorAccount(app.server.ctx, "ops@example.com");
+    const b = new Browser(app);
+    await b.get("/admin/login");
+    const statuses = [];
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await b.post("/admin/login", { email: `guess${i}@example.com`, password: "nope" })).status);
+    }
+    assert.deepEqual(statuses, [401, 401, 401, 429]);
+    const last = await b.post("/admin/login", { email: "ops@example.com", password: "nope" });
+    assert.equal(last.status, 429);
+    assert.equal(last.headers.get("retry-after"), "30");
+    assert.match(last.text, /Too many requests; retry in 30 s\./);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[rate limits] an operator sets a shop's limit on its page, and empties it back to the default", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_PER_MINUTE: "1200" } });
+  try {
+    const b = await operatorBrowser(app);
+    const page = await b.get(`/admin/shops/${app.shop.id}`);
+    assert.match(page.text, /1200 requests a minute per API key \(the default\)/);
+    const bad = await b.post(`/admin/shops/${app.shop.id}/rate-limit`, { rateLimitPerMinute: "lots" });
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /must be a whole number from 1 to 1000000/);
+    assert.equal((await getShop(app.kv, app.shop.id))!.rateLimitPerMinute, undefined);
+
+    const saved = await b.post(`/admin/shops/${app.shop.id}/rate-limit`, { rateLimitPerMinute: "50" });
+    assert.equal(saved.status, 303);
+    assert.equal((await getShop(app.kv, app.shop.id))!.rateLimitPerMinute, 50);
+    const shown = await b.get(saved.location!);
+    assert.match(shown.text, /Rate limit: 50 requests a minute per key\./);
+    assert.match(shown.text, /50 requests a minute per API key \(this shop's own limit\)/);
+    const audit = await b.get("/admin/audit");
+    assert.match(audit.text, /changed the rate limit of/);
+
+    await b.post(`/admin/shops/${app.shop.id}/rate-limit`, { rateLimitPerMinute: "" });
+    assert.equal((await getShop(app.kv, app.shop.id))!.rateLimitPerMinute, null);
+  } finally {
+    await app.close();
+  }
+});
