@@ -9,6 +9,7 @@ import { countRequests, metricsRoutes } from "./metrics.ts";
 import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../sandbox/bansky.tsx";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
+import { adminApiV1Routes } from "./api/admin/v1.ts";
 import { limitBodies } from "./_body_limit.ts";
 import { HSTS } from "./_headers.ts";
 import { integrationRoutes } from "./integration/mod.tsx";
@@ -48,6 +49,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     c.header("cache-control", "no-store");
   });
   api.route("/v1", apiV1Routes(ctx));
+  api.route("/admin/v1", adminApiV1Routes(ctx));
   api.route("/", webhookRoutes(ctx));
   app.route("/api", api);
 

@@ -170,6 +170,9 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
       assert.deepEqual(spec.paths["/api/payment-verify"].post!.security, []);
       assert.equal(spec.paths["/api/payment-verify"].post!["x-audience"], "provider");
       assert.deepEqual(Object.keys(spec.paths).sort(), [
+        "/api/admin/v1/accounts",
+        "/api/admin/v1/operations",
+        "/api/admin/v1/shops/{id}/routing",
         "/api/payment-verify",
         "/api/payment-verify/{accountId}",
         "/api/v1/init-payment",
@@ -186,6 +189,14 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
       assert.ok(spec.webhooks.postback.post, "postbacks to shops are documented as a webhook");
       assert.ok(spec.webhooks.refundPostback.post, "refund postbacks too");
       assert.deepEqual(spec.paths["/api/v1/payments/{id}/refunds"].post!.security, [{ bearerAuth: [] }]);
+      // The admin API: its own tag and the operator token, never a shop's key.
+      for (const [path, item] of Object.entries(spec.paths).filter(([p]) => p.startsWith("/api/admin/"))) {
+        for (const op of Object.values(item)) {
+          assert.deepEqual(op.tags, ["Admin"], path);
+          assert.deepEqual(op.security, [{ operatorToken: [] }], path);
+        }
+      }
+      assert.equal(spec.components.securitySchemes.operatorToken.bearerFormat, "apay_ot_...");
       assert.equal(spec.servers[0].url, app.baseUrl);
     });
 
@@ -205,7 +216,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
           assert.ok(section.includes(`>${method.toUpperCase()}</span>`), `${method} of ${name} is shown`);
         }
       }
-      assert.equal(operations, 14);
+      assert.equal(operations, 19);
       for (const name of Object.keys(spec.components.schemas)) assert.ok(html.includes(`id="schema-${name}"`), name);
       // The request fields are rendered from the schema, not written by hand.
       for (const field of ["amount", "currency", "email", "sussessUrl"]) {

@@ -27,7 +27,8 @@ const CREDENTIALS = {
   }),
 } satisfies Record<ProviderName, z.ZodType>;
 
-const NewAccountSchema = z.strictObject({
+/** A new account: POST /api/admin/v1/accounts and the console's form (tests/docs_test.ts shows it in OpenAPI). */
+export const NewAccountSchema = z.strictObject({
   provider: z.enum(PROVIDER_NAMES),
   label: text(1, 100),
   orgId: text(1, 64).describe("The organisation's identifier, e.g. a 12-digit BIN."),

@@ -80,6 +80,13 @@ export const ShopRoutingSchema = z.strictObject({
   defaultAccountId: z.string().min(1).max(64).nullable(),
 });
 
+/** A shop's routes by the shop's id, or NotFoundError. */
+export async function getShopRouting(ctx: AppContext, shopId: string): Promise<ShopRouting> {
+  const shop = (await getShopEntry(ctx.kv, shopId)).value;
+  if (!shop) throw new NotFoundError("Unknown shop.");
+  return shopRouting(shop);
+}
+
 /** A shop's routes as stored (none: every payment goes to the platform default). */
 export function shopRouting(shop: Shop): ShopRouting {
   return shop.routing ?? { rules: [], defaultAccountId: null };

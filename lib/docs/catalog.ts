@@ -33,6 +33,7 @@ export const INTERNAL_DOCS: DocSet = {
     { slug: "accounts", nav: "Accounts and routing", file: "internal/accounts.md" },
     { slug: "stats", nav: "Reading the stats", file: "internal/stats.md" },
     { slug: "metrics", nav: "Metrics", file: "internal/metrics.md" },
+    { slug: "admin-api", nav: "Admin API and tokens", file: "internal/admin-api.md" },
     { slug: "deploy", nav: "Deploying", file: "internal/deploy.md" },
     { slug: "failing-postbacks", nav: "Runbook: failing postbacks", file: "internal/failing-postbacks.md" },
     { slug: "late-payments", nav: "Runbook: late payments", file: "internal/late-payments.md" },

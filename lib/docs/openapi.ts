@@ -1,6 +1,14 @@
 import { z } from "zod";
 import { initPaymentSchema } from "../payments/schema.ts";
-import { OptionsResponse } from "../accounts/api_schemas.ts";
+import {
+  AccountListResponse,
+  AccountResponse,
+  OperationListResponse,
+  OptionsResponse,
+  RoutingResponse,
+} from "../accounts/api_schemas.ts";
+import { NewAccountSchema } from "../accounts/mod.ts";
+import { ShopRoutingSchema } from "../accounts/routing.ts";
 import {
   API_ERRORS,
   type ApiErrorCode,
@@ -63,7 +71,7 @@ export interface Operation {
   requestBody?: { required: boolean; description?: string; content: Record<string, MediaType> };
   responses: Record<string, ResponseObject>;
   /** Who calls it: shops, buyers' browsers, or the provider. */
-  "x-audience": "shop" | "buyer" | "provider";
+  "x-audience": "shop" | "buyer" | "provider" | "operator";
 }
 
 export type PathItem = Partial<Record<HttpMethod, Operation>>;
@@ -291,6 +299,8 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
   const requestSchemas = componentSchemas({
     InitPaymentRequest: initPaymentSchema(opts.maxAmount),
     RefundRequest: refundRequestSchema,
+    NewAccountRequest: NewAccountSchema,
+    ShopRoutingRequest: ShopRoutingSchema,
   }, "input");
   // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
   requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
@@ -310,6 +320,10 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     RefundResponse,
     RefundListResponse,
     RefundPostback: RefundPostbackBody,
+    AccountResponse,
+    AccountListResponse,
+    RoutingResponse,
+    OperationListResponse,
   }, "output");
 
   const initExample = {
@@ -368,6 +382,11 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
       { name: "Refunds", description: "Giving back money of a paid payment; every call carries the shop's key." },
       { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
       { name: "Provider webhook", description: "Provider-facing: called by Bansky, not by shops." },
+      {
+        name: "Admin",
+        description:
+          "Operators' API for automation: provider accounts, shops' routing and the operation log. Every call carries an operator API token (`deno task operator token create EMAIL`), never a shop's key.",
+      },
     ],
     paths: {
       "/api/v1/init-payment": {
@@ -679,6 +698,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           "x-audience": "provider",
         },
       },
+      ...adminPaths(),
     },
     webhooks: {
       refundPostback: {
@@ -763,6 +783,13 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     components: {
       schemas: { ...requestSchemas, ...responseSchemas },
       securitySchemes: {
+        operatorToken: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "apay_ot_...",
+          description:
+            "An operator's API token for /api/admin/v1: `Authorization: Bearer apay_ot_...`, from `deno task operator token create EMAIL`.",
+        },
         bearerAuth: {
           type: "http",
           scheme: "bearer",
@@ -770,6 +797,149 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           description: "The shop's API key: `Authorization: Bearer apay_sk_...` (`Token apay_sk_...` also works).",
         },
       },
+    },
+  };
+}
+
+const ADMIN_ERRORS = ["unauthorized", "rate_limited", "internal_error"] as const;
+const operatorToken = [{ operatorToken: [] }];
+
+/** The admin JSON API (routes/api/admin/v1.ts), for operators' automation. */
+function adminPaths(): Record<string, PathItem> {
+  const admin = (op: Omit<Operation, "tags" | "security" | "x-audience">): Operation => ({
+    ...op,
+    tags: ["Admin"],
+    security: operatorToken,
+    "x-audience": "operator",
+  });
+  const account = {
+    id: "pa_Qm3vX8kLp2sT9wYb4nJc1A",
+    provider: "bansky",
+    label: "Org B",
+    orgId: "991011000048",
+    active: true,
+    currencies: ["EUR"],
+    createdAt: "2026-11-28T09:00:00.000Z",
+    updatedAt: "2026-11-28T09:00:00.000Z",
+    credentialsUpdatedAt: "2026-11-28T09:00:00.000Z",
+  };
+  const routing = {
+    rules: [{ accountId: account.id, currency: "EUR", type: null }],
+    defaultAccountId: null,
+  };
+  const shopIdParam: Parameter = {
+    name: "id",
+    in: "path",
+    required: true,
+    description: "The shop's id (shop_...).",
+    schema: { type: "string" },
+  };
+  return {
+    "/api/admin/v1/accounts": {
+      get: admin({
+        operationId: "adminListAccounts",
+        summary: "List provider accounts",
+        description: "Every account, the default one (from the BANSKY_* settings) first. Credentials are never shown.",
+        responses: {
+          "200": {
+            description: "The accounts.",
+            content: json(ref("AccountListResponse"), { example: { status: "success", accounts: [account] } }),
+          },
+          ...errorResponses([...ADMIN_ERRORS]),
+        },
+      }),
+      post: admin({
+        operationId: "adminCreateAccount",
+        summary: "Create a provider account",
+        description:
+          "Bansky credentials: `apiUrl`, `apiToken`, `webhookSecret`. Stripe: `secretKey`, `webhookSecret`, `connectedAccountId`. They are stored apart and never shown back; the creation is audited with the token's operator.",
+        requestBody: {
+          required: true,
+          content: json(ref("NewAccountRequest"), {
+            example: {
+              provider: "bansky",
+              label: "Org B",
+              orgId: "991011000048",
+              currencies: ["EUR"],
+              credentials: { apiUrl: "https://api.bansky.example", apiToken: "...", webhookSecret: "..." },
+            },
+          }),
+        },
+        responses: {
+          "201": {
+            description: "Created; its webhooks go to /api/payment-verify/{accountId}.",
+            content: json(ref("AccountResponse"), { example: { status: "success", account } }),
+          },
+          ...errorResponses(["invalid_request", "unsupported_media_type", ...ADMIN_ERRORS]),
+        },
+      }),
+    },
+    "/api/admin/v1/shops/{id}/routing": {
+      get: admin({
+        operationId: "adminGetRouting",
+        summary: "A shop's routing",
+        parameters: [shopIdParam],
+        responses: {
+          "200": {
+            description: "The shop's rules, in order, and its default account.",
+            content: json(ref("RoutingResponse"), { example: { status: "success", shopId: "shop_01", routing } }),
+          },
+          ...errorResponses(["not_found", ...ADMIN_ERRORS]),
+        },
+      }),
+      put: admin({
+        operationId: "adminSetRouting",
+        summary: "Replace a shop's routing",
+        description:
+          "Replaces every rule at once (first match wins: by currency and/or type), and the default account (null: the platform's). Every account named must exist. Audited.",
+        parameters: [shopIdParam],
+        requestBody: { required: true, content: json(ref("ShopRoutingRequest"), { example: routing }) },
+        responses: {
+          "200": {
+            description: "The routing as stored.",
+            content: json(ref("RoutingResponse"), { example: { status: "success", shopId: "shop_01", routing } }),
+          },
+          ...errorResponses(["invalid_request", "not_found", "unsupported_media_type", ...ADMIN_ERRORS]),
+        },
+      }),
+    },
+    "/api/admin/v1/operations": {
+      get: admin({
+        operationId: "adminListOperations",
+        summary: "The operation log",
+        description:
+          "Provider calls (create, status, refund, refund_status, cancel), newest first, kept 90 days; by shop, by account, or all.",
+        parameters: [
+          {
+            name: "shopId",
+            in: "query",
+            required: false,
+            description: "Only this shop's calls.",
+            schema: { type: "string" },
+          },
+          {
+            name: "accountId",
+            in: "query",
+            required: false,
+            description: "Only this account's calls.",
+            schema: { type: "string" },
+          },
+          {
+            name: "limit",
+            in: "query",
+            required: false,
+            description: "At most this many entries (1-500, default 50).",
+            schema: { type: "integer", minimum: 1, maximum: 500, default: 50 },
+          },
+        ],
+        responses: {
+          "200": {
+            description: "The entries.",
+            content: json(ref("OperationListResponse")),
+          },
+          ...errorResponses(["invalid_request", ...ADMIN_ERRORS]),
+        },
+      }),
     },
   };
 }

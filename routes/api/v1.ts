@@ -95,7 +95,7 @@ export function apiV1Routes(ctx: AppContext) {
 }
 
 /** Reads a JSON object body: 415 unless it is JSON, 400 unless it parses strictly. */
-async function readJson(req: Request): Promise<unknown> {
+export async function readJson(req: Request): Promise<unknown> {
   const type = req.headers.get("content-type") ?? "";
   if (!/^application\/json\s*(;|$)/i.test(type)) {
     throw new AppError(415, "unsupported_media_type", "Send the body as application/json.");

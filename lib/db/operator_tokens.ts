@@ -1,0 +1,59 @@
+import { ConflictError, NotFoundError } from "../errors.ts";
+import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { collectValues } from "./kv.ts";
+
+/** An operator API token as stored: never the token, only its SHA-256 (as the lookup key's last part). */
+export interface OperatorToken {
+  id: string;
+  operatorId: string;
+  email: string;
+  /** The first characters of the token, so people can tell tokens apart. */
+  hint: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+const tokenKey = (id: string) => ["operator_tokens", id] as const;
+const byHashKey = (hash: string) => ["operator_tokens_by_hash", hash] as const;
+
+/** Stores a new token with its hash index and its audit entry in one atomic operation. */
+export async function insertOperatorToken(
+  kv: Deno.Kv,
+  token: OperatorToken,
+  hash: string,
+  audit: Omit<AuditEntry, "id">,
+): Promise<void> {
+  const op = kv.atomic()
+    .check({ key: byHashKey(hash), versionstamp: null })
+    .check({ key: tokenKey(token.id), versionstamp: null })
+    .set(tokenKey(token.id), token)
+    .set(byHashKey(hash), token.id);
+  if (!(await addAuditOps(op, audit).commit()).ok) throw new ConflictError("The token exists already.");
+}
+
+/** The token whose SHA-256 this is, or null. */
+export async function getOperatorTokenByHash(kv: Deno.Kv, hash: string): Promise<OperatorToken | null> {
+  const id = (await kv.get<string>(byHashKey(hash))).value;
+  return id ? (await kv.get<OperatorToken>(tokenKey(id))).value : null;
+}
+
+/** Every token, revoked ones included, oldest first. */
+export function listOperatorTokens(kv: Deno.Kv): Promise<OperatorToken[]> {
+  return collectValues(kv.list<OperatorToken>({ prefix: ["operator_tokens"] }));
+}
+
+/** Marks a token revoked (from its next request on) with its audit entry; revoking twice keeps the first time. */
+export async function revokeOperatorTokenRecord(
+  kv: Deno.Kv,
+  id: string,
+  opts: { now: number; audit: (before: OperatorToken, after: OperatorToken) => Omit<AuditEntry, "id"> },
+): Promise<OperatorToken> {
+  for (;;) {
+    const entry = await kv.get<OperatorToken>(tokenKey(id));
+    if (!entry.value) throw new NotFoundError("Unknown token.");
+    if (entry.value.revokedAt !== null) return entry.value;
+    const next = { ...entry.value, revokedAt: opts.now };
+    const op = kv.atomic().check(entry).set(tokenKey(id), next);
+    if ((await addAuditOps(op, opts.audit(entry.value, next)).commit()).ok) return next;
+  }
+}
