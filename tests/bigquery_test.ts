@@ -9,10 +9,16 @@ import assert from "node:assert/strict";
 import { analyticsStatus, backfillAnalytics, createAnalytics } from "../lib/analytics/mod.ts";
 import { loadConfig } from "../lib/config.ts";
 import { listActivity } from "../lib/db/activity.ts";
+
+/** The activity entries that become payment_events rows (provider calls go to provider_operations). */
+async function paymentActivity(kv: Deno.Kv, opts: { limit: number }) {
+  return (await listActivity(kv, opts)).filter((e) => e.ref.kind !== "operation");
+}
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { JobRunner } from "../lib/jobs.ts";
 import paymentsFields from "../docs/bigquery/payments.json" with { type: "json" };
 import eventsFields from "../docs/bigquery/payment_events.json" with { type: "json" };
+import operationsFields from "../docs/bigquery/provider_operations.json" with { type: "json" };
 import {
   type BigQueryFake,
   createServiceAccount,
@@ -91,7 +97,7 @@ async function paidPayment(app: TestApp, postbackUrl: string, body: Record<strin
 /** Waits until every activity-log entry is in the fake's payment_events table, and the export says so. */
 async function waitExported(h: Harness, timeoutMs = 10_000) {
   return await waitFor("the export to catch up", async () => {
-    const entries = await listActivity(h.app.kv, { limit: 100_000 });
+    const entries = await paymentActivity(h.app.kv, { limit: 100_000 });
     const status = await analyticsStatus(h.app.server.ctx);
     const rows = h.fake.tables.size ? h.fake.table("payment_events").rows.size : 0;
     return status.backlog === 0 && rows === entries.length ? entries.length : undefined;
@@ -119,8 +125,10 @@ Deno.test({
         "dataset test-project.aimbrella_test (EU) created",
         "table test-project.aimbrella_test.payments created",
         "table test-project.aimbrella_test.payment_events created",
+        "table test-project.aimbrella_test.provider_operations created",
         "view test-project.aimbrella_test.payments_latest created",
         "view test-project.aimbrella_test.payment_events_unique created",
+        "view test-project.aimbrella_test.provider_operations_unique created",
       ]);
       assert.equal(fake.datasets.get("test-project.aimbrella_test")?.location, "EU");
       const payments = fake.table("payments").body;
@@ -131,6 +139,10 @@ Deno.test({
       assert.deepEqual(events.schema?.fields, eventsFields);
       assert.deepEqual(events.timePartitioning, { type: "DAY", field: "at" });
       assert.deepEqual(events.clustering, { fields: ["shop_id", "payment_id"] });
+      const operations = fake.table("provider_operations").body;
+      assert.deepEqual(operations.schema?.fields, operationsFields);
+      assert.deepEqual(operations.timePartitioning, { type: "DAY", field: "at" });
+      assert.deepEqual(operations.clustering, { fields: ["shop_id", "account_id"] });
       assert.match(
         fake.table("payments_latest").body.view!.query,
         /FROM `test-project\.aimbrella_test\.payments` .*QUALIFY ROW_NUMBER\(\) OVER \(PARTITION BY id ORDER BY updated_at DESC\) = 1/,
@@ -148,6 +160,43 @@ Deno.test({
         fake.table("payments").body.schema?.fields.map((f) => f.name),
         paymentsFields.map((f) => f.name),
       );
+    });
+  },
+});
+
+Deno.test({
+  name: "[bigquery] provider calls of the operation log arrive in provider_operations, once each, without secrets",
+  ...unsanitized,
+  async fn() {
+    await withExport({ env: { BANSKY_ORG_ID: "891027350515" }, app: { standaloneSandbox: true } }, async (h) => {
+      const { app, fake } = h;
+      const init = await callInit(app, paymentBody());
+      await buyerSettles(init.body.url, "paid");
+      const calls = await waitFor("the provider calls exported", async () => {
+        const logged = (await listActivity(app.kv, { limit: 1000 })).filter((e) => e.ref.kind === "operation");
+        const status = await analyticsStatus(app.server.ctx);
+        const rows = fake.tables.size ? fake.table("provider_operations").rows.size : 0;
+        return logged.length >= 2 && status.backlog === 0 && rows === logged.length ? logged : undefined;
+      });
+      const rows = [...fake.table("provider_operations").rows.values()];
+      for (const row of rows) assert.equal(validateRow(operationsFields, row), null);
+      const ops = rows.filter((r) => r.payment_id === init.body.id).map((r) => r.operation).sort();
+      assert.deepEqual([...new Set(ops)], ["create", "status"]);
+      const create = rows.find((r) => r.operation === "create")!;
+      const entry = calls.find((e) => e.ref.kind === "operation" && e.ref.operation.operation === "create")!;
+      assert.equal(create.id, entry.ref.kind === "operation" ? entry.ref.operation.id : "");
+      assert.equal(create.activity_seq, entry.seq);
+      assert.equal(create.shop_id, app.shop.id);
+      assert.equal(create.account_id, "default");
+      assert.equal(create.org_id, "891027350515");
+      assert.equal(create.provider, "bansky");
+      assert.equal(create.outcome, "ok");
+      assert.equal(create.amount, 1000);
+      assert.equal(create.currency, "EUR");
+      assert.equal(typeof create.duration_ms, "number");
+      assert.ok(!Number.isNaN(Date.parse(create.at as string)));
+      assert.ok(!JSON.stringify(rows).includes(SANDBOX_TOKEN), "no provider token in a row");
+      assert.ok(!JSON.stringify(rows).includes(SANDBOX_SECRET), "no webhook secret in a row");
     });
   },
 });
@@ -348,7 +397,7 @@ Deno.test({
         }
         const events = fake.table("payment_events");
         assert.ok(events.received.length > events.rows.size, "the timed-out and partial batches were sent again");
-        const entries = await listActivity(app.kv, { limit: 1000 });
+        const entries = await paymentActivity(app.kv, { limit: 1000 });
         assert.deepEqual(
           [...events.rows.values()].map((r) => r.activity_seq).sort(),
           entries.map((e) => e.seq),
@@ -377,7 +426,17 @@ Deno.test({
       }
       const count = await waitExported(h);
       assert.ok(count >= 24, `only ${count} activity entries`);
-      const calls = fake.inserts.filter((c) => c.table === "payment_events" && c.status === 200);
+      // A batch's entries become payment_events and provider_operations rows; a run sends each table at most once,
+      // so a table seen again starts the next run.
+      const entryInserts = fake.inserts.filter((c) => c.table !== "payments" && c.status === 200);
+      const calls: { rows: number; at: number; tables: Set<string> }[] = [];
+      for (const c of entryInserts) {
+        const run = calls.at(-1);
+        if (run && !run.tables.has(c.table) && c.at - run.at < 50) {
+          run.rows += c.rows;
+          run.tables.add(c.table);
+        } else calls.push({ rows: c.rows, at: c.at, tables: new Set([c.table]) });
+      }
       assert.ok(calls.every((c) => c.rows <= 4), JSON.stringify(calls));
       // Some run found a backlog: its full batches followed each other at once, far less than the 1.5 s interval
       // apart. (Runs while the payments were still being made may have taken smaller batches first.)
@@ -404,8 +463,8 @@ Deno.test({
       const other = new JobRunner({ ...app.server.ctx });
       const job = { kind: "analytics" as const, id: "export" };
       await Promise.all([app.server.runner.run(job), other.run(job), app.server.runner.sweep(), other.sweep()]);
-      assert.deepEqual(fake.inserts.map((c) => c.table).sort(), ["payment_events", "payments"]);
-      assert.equal(fake.table("payment_events").rows.size, (await listActivity(app.kv, { limit: 100 })).length);
+      assert.deepEqual(fake.inserts.map((c) => c.table).sort(), ["payment_events", "payments", "provider_operations"]);
+      assert.equal(fake.table("payment_events").rows.size, (await paymentActivity(app.kv, { limit: 100 })).length);
       await other.stop();
     });
   },
@@ -474,7 +533,15 @@ Deno.test({
         from: Date.now() - 60 * 60_000,
         to: Date.now() + 60_000,
       });
-      assert.equal(total.entries, count);
+      const all = await listActivity(app.kv, { limit: 1000 });
+      assert.equal(total.entries, all.length, "payment entries and provider calls");
+      const calls = all.filter((e) => e.ref.kind === "operation").length;
+      assert.equal(calls, 2, "two create calls");
+      assert.equal(
+        fake.table("provider_operations").rows.size,
+        calls,
+        "re-sent provider calls under the same insertIds",
+      );
       const events = fake.table("payment_events");
       assert.equal(events.received.length, before + count);
       assert.equal(events.rows.size, count, "every re-sent row had an insertId already there");
@@ -538,7 +605,7 @@ Deno.test({
         // activity log to stop growing rather than for a number of postbacks.
         let last = { count: -1, since: Date.now() };
         const seqs = await waitFor("every activity entry in BigQuery", async () => {
-          const entries = await listActivity(kv, { limit: 10_000 });
+          const entries = await paymentActivity(kv, { limit: 10_000 });
           if (entries.length !== last.count) last = { count: entries.length, since: Date.now() };
           const exported = new Set([...events.rows.values()].map((r) => r.activity_seq));
           const settled = Date.now() - last.since > 800 && receiver.received.length >= 1;
@@ -585,7 +652,8 @@ Deno.test({
       // Activity recorded while the export was off, as before BigQuery was configured.
       const before = await startTestApp({ kvPath });
       for (let i = 0; i < 2; i++) await callInit(before, paymentBody());
-      const count = (await listActivity(before.kv, { limit: 100 })).length;
+      const count = (await paymentActivity(before.kv, { limit: 100 })).length;
+      const all = (await listActivity(before.kv, { limit: 100 })).length;
       await before.close();
 
       const env = { ...bigqueryEnv(fake), DENO_KV_PATH: kvPath, DEMO: "0", JOBS_QUEUE: "off", LOG_LEVEL: "warn" };
@@ -597,7 +665,8 @@ Deno.test({
       const today = new Date().toISOString().slice(0, 10);
       const backfill = await bqCli(env, "backfill", "--from", today, "--to", today);
       assert.equal(backfill.code, 0, backfill.stderr);
-      assert.equal(JSON.parse(backfill.stdout).entries, count);
+      assert.equal(JSON.parse(backfill.stdout).entries, all);
+      assert.equal(fake.table("provider_operations").rows.size, all - count, "the provider calls, backfilled");
       assert.equal(fake.table("payment_events").rows.size, count);
       assert.equal(fake.table("payments").rows.size, 2);
 

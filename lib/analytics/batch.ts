@@ -5,7 +5,7 @@ import { getPayments } from "../db/payments.ts";
 import { log } from "../log.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
-import { attemptRow, eventRow, paymentRow } from "./rows.ts";
+import { attemptRow, eventRow, operationRow, paymentRow } from "./rows.ts";
 import type { EmailOptions, InsertRow } from "./types.ts";
 
 export interface RowBatch {
@@ -13,6 +13,8 @@ export interface RowBatch {
   events: InsertRow[];
   /** One row per payment touched by the batch, in its current state. */
   payments: InsertRow[];
+  /** One row per provider call (operation log entry). */
+  operations: InsertRow[];
 }
 
 /**
@@ -31,8 +33,11 @@ export async function buildRows(
     if (!p) deliveries.set(id, p = getDeliveryEntry(kv, id).then((e) => e.value));
     return p;
   };
-  const records = await getActivityRecords(kv, entries.map((e) => e.ref));
-  const events = await Promise.all(entries.map(async ({ seq, ref }, i): Promise<InsertRow | null> => {
+  const operations: InsertRow[] = [];
+  for (const { seq, ref } of entries) if (ref.kind === "operation") operations.push(operationRow(seq, ref.operation));
+  const paymentEntries = entries.filter((e) => e.ref.kind !== "operation");
+  const records = await getActivityRecords(kv, paymentEntries.map((e) => e.ref));
+  const events = await Promise.all(paymentEntries.map(async ({ seq, ref }, i): Promise<InsertRow | null> => {
     const record = records[i];
     if (!record) return null;
     const src = { activitySeq: seq, paymentId: ref.paymentId, shopId: ref.shopId };
@@ -43,10 +48,13 @@ export async function buildRows(
         const d = await delivery(ref.deliveryId);
         return d ? attemptRow(src, d, record as DeliveryAttempt) : null;
       }
+      case "operation":
+        return null; // kept out of paymentEntries above
     }
   }));
 
-  const { known, toRead } = paymentsToRead(entries);
+  // A provider call changes nothing in the payment's row: only its own entries count.
+  const { known, toRead } = paymentsToRead(paymentEntries);
   // getPayments reads 10 at a time (KV's getMany limit); chunks in parallel keep big batches quick.
   const chunks = Array.from({ length: Math.ceil(toRead.length / 10) }, (_, i) => toRead.slice(i * 10, i * 10 + 10));
   const payments = [...known, ...(await Promise.all(chunks.map((ids) => getPayments(kv, ids)))).flat()];
@@ -58,7 +66,7 @@ export async function buildRows(
   if (found.length < events.length) {
     log.warn("activity entries without their record", { missing: events.length - found.length });
   }
-  return { events: found, payments: paymentRows };
+  return { events: found, payments: paymentRows, operations };
 }
 
 /**

@@ -88,6 +88,10 @@ export async function sendBatch(
 ): Promise<number> {
   if (!entries.length) return 0;
   const batch = await buildRows(kv, entries, a.email);
-  await Promise.all([a.sink.insert("payment_events", batch.events), a.sink.insert("payments", batch.payments)]);
-  return batch.events.length + batch.payments.length;
+  await Promise.all([
+    a.sink.insert("payment_events", batch.events),
+    a.sink.insert("payments", batch.payments),
+    a.sink.insert("provider_operations", batch.operations),
+  ]);
+  return batch.events.length + batch.payments.length + batch.operations.length;
 }

@@ -1,3 +1,4 @@
+import type { OperationEntry } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
 import type { EmailOptions, InsertRow } from "./types.ts";
@@ -149,5 +150,34 @@ function eventColumns(src: RowSource, eventId: string, type: string, at: number)
     error: null as string | null,
     refund_id: null as string | null,
     amount: null as number | null,
+  };
+}
+
+/**
+ * One provider call as the operation log holds it. The entry never changes, so its id is the insertId. It never
+ * held a credential: the error text is the adapter's own words.
+ */
+export function operationRow(activitySeq: string, e: OperationEntry): InsertRow {
+  return {
+    insertId: e.id,
+    json: {
+      id: e.id,
+      activity_seq: activitySeq,
+      at: iso(e.at),
+      shop_id: e.shopId,
+      account_id: e.accountId,
+      org_id: e.orgId,
+      provider: e.provider,
+      operation: e.operation,
+      payment_id: e.paymentId,
+      refund_id: e.refundId,
+      provider_ref: e.providerRef,
+      amount: e.amount,
+      currency: e.currency,
+      outcome: e.outcome,
+      status: e.status,
+      error: e.error,
+      duration_ms: e.durationMs,
+    },
   };
 }

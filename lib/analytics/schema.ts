@@ -1,6 +1,7 @@
 import type { TableId } from "./types.ts";
 import paymentsFields from "../../docs/bigquery/payments.json" with { type: "json" };
 import eventsFields from "../../docs/bigquery/payment_events.json" with { type: "json" };
+import operationsFields from "../../docs/bigquery/provider_operations.json" with { type: "json" };
 
 /** A column as BigQuery's REST API and `bq mk --schema` describe it. */
 export interface FieldSchema {
@@ -36,6 +37,13 @@ export const TABLES: readonly TableSchema[] = [
     partitionField: "at",
     clusterFields: ["shop_id", "payment_id"],
   },
+  {
+    id: "provider_operations",
+    description: "One row per provider call (the operation log); read provider_operations_unique to drop re-sent rows.",
+    fields: operationsFields,
+    partitionField: "at",
+    clusterFields: ["shop_id", "account_id"],
+  },
 ];
 
 export interface ViewSchema {
@@ -63,5 +71,12 @@ export const VIEWS: readonly ViewSchema[] = [
     query: (project, dataset) =>
       `SELECT * FROM \`${project}.${dataset}.payment_events\` WHERE TRUE ` +
       `QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY activity_seq) = 1`,
+  },
+  {
+    id: "provider_operations_unique",
+    description: "Each provider call once.",
+    query: (project, dataset) =>
+      `SELECT * FROM \`${project}.${dataset}.provider_operations\` WHERE TRUE ` +
+      `QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY activity_seq) = 1`,
   },
 ];

@@ -1,7 +1,7 @@
 import type { EmailPolicy } from "../config.ts";
 
-/** The two tables the export writes (views are defined in schema.ts). */
-export type TableId = "payments" | "payment_events";
+/** The tables the export writes (views are defined in schema.ts). */
+export type TableId = "payments" | "payment_events" | "provider_operations";
 
 /** One row for BigQuery's streaming insert; `insertId` makes a re-sent row a no-op. */
 export interface InsertRow {

@@ -1,5 +1,6 @@
 import { sortableId } from "../ids.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
+import type { OperationEntry } from "./operations.ts";
 
 /**
  * A global, time-ordered log of everything that happened to payments: each
@@ -14,7 +15,9 @@ export type ActivityRef =
   // along too: under load most payments reach the export with nothing else happened to them yet, and reading each
   // record back cost the export more than all the rest of its work for them.
   | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent; payment?: Payment }
-  | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number };
+  | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number }
+  // A provider call of the operation log; the entry rides along (it is small and never changes).
+  | { kind: "operation"; paymentId: string; shopId: string; operation: OperationEntry };
 
 const activityKey = (seq: string) => ["activity", seq] as const;
 

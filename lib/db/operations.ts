@@ -1,5 +1,6 @@
 import { sortableId } from "../ids.ts";
 import { GroupCommitter } from "./group_commit.ts";
+import { addActivityOps } from "./activity.ts";
 
 /** The provider calls the operation log records. */
 export const OPERATIONS = ["create", "status", "refund", "refund_status", "cancel"] as const;
@@ -44,6 +45,8 @@ function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
   op.set(opKey(e.id), e, { expireIn })
     .set(byShopKey(e.shopId, e.id), e.id, { expireIn })
     .set(byAccountKey(e.accountId, e.id), e.id, { expireIn });
+  // The activity log (never expiring) carries the entry to the BigQuery export like payment events.
+  addActivityOps(op, { kind: "operation", paymentId: e.paymentId, shopId: e.shopId, operation: e });
 }
 
 /**
