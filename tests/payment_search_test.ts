@@ -4,11 +4,11 @@ import { createPortalLink } from "../lib/auth/portal.ts";
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { updateOperatorPassword } from "../lib/db/operators.ts";
 import { createPayment } from "../lib/db/payments.ts";
-import { sortableId } from "../lib/ids.ts";
 import { derivedPaymentId } from "../lib/payments/derived_id.ts";
 import { SCAN_LIMIT } from "../lib/payments/search.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import { startTestApp, type TestApp } from "../fixtures/app.ts";
+import { storedPayment } from "../fixtures/payments.ts";
 
 /** A cookie-keeping client of the app's pages over loopback HTTP. */
 class Client {
@@ -67,30 +67,13 @@ async function seedBeyondTheScanWindow(app: TestApp): Promise<Payment> {
   const make = (i: number): Payment => {
     const at = start + i;
     const shopTxId = i === 0 ? "order-oldest" : `order-${i}`;
-    return {
+    return storedPayment(at, {
       id: derivedPaymentId(app.server.ctx.paymentIdKey, app.shop.id, { kind: "shop_ref", value: shopTxId }),
-      seq: sortableId(at),
       shopId: app.shop.id,
       shopTxId,
-      idempotencyKey: null,
-      requestHash: "x",
       email: i === 0 ? "oldest@example.com" : `buyer${i}@example.com`,
-      name: null,
-      amount: 1000,
-      currency: "EUR",
-      type: "fiat",
-      successUrl: "https://shop.example/ok",
-      errorUrl: "https://shop.example/error",
-      postbackUrl: null,
       status: i === 0 ? "failed" : "pending",
-      provider: "bansky",
-      providerRef: null,
-      providerUrl: null,
-      lastError: null,
-      createdAt: at,
-      updatedAt: at,
-      finalizedAt: null,
-    };
+    });
   };
   const n = SCAN_LIMIT + 5;
   for (let i = 0; i < n; i += 256) {

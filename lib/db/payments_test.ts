@@ -1,34 +1,11 @@
 import assert from "node:assert/strict";
-import { randomId, sortableId } from "../ids.ts";
 import { searchPayments, startEmailIndexBackfill } from "../payments/search.ts";
 import type { Payment } from "../payments/types.ts";
+import { storedPayment } from "../../fixtures/payments.ts";
 import { backfillPaymentEmailIndex, createPayment, isPaymentEmailIndexReady } from "./payments.ts";
 
 function payment(i: number, at: number): Payment {
-  return {
-    id: randomId("pay"),
-    seq: sortableId(at),
-    shopId: "shop_a",
-    shopTxId: null,
-    idempotencyKey: null,
-    requestHash: "x",
-    email: i === 0 ? "First.Buyer@example.com" : `buyer${i}@example.com`,
-    name: null,
-    amount: 1000,
-    currency: "EUR",
-    type: "fiat",
-    successUrl: "https://shop.example/ok",
-    errorUrl: "https://shop.example/error",
-    postbackUrl: null,
-    status: "pending",
-    provider: "bansky",
-    providerRef: null,
-    providerUrl: null,
-    lastError: null,
-    createdAt: at,
-    updatedAt: at,
-    finalizedAt: null,
-  };
+  return storedPayment(at, { shopId: "shop_a", email: i === 0 ? "First.Buyer@example.com" : `buyer${i}@example.com` });
 }
 
 /** A store as an older version left it: payments without email index keys, no backfill progress. */

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { backfillPaymentEmailIndex, createPayment } from "../db/payments.ts";
-import { randomBytes, randomId, sortableId } from "../ids.ts";
+import { randomBytes } from "../ids.ts";
 import { createShop } from "../shops.ts";
 import { derivedPaymentId } from "./derived_id.ts";
 import { parsePaymentFilter, paymentsCsv, searchPayments } from "./search.ts";
 import type { Payment } from "./types.ts";
+import { storedPayment } from "../../fixtures/payments.ts";
 
 /** A small scan window, so a few dozen payments stand for the 20,000 of production. */
 const WINDOW = 20;
@@ -35,31 +36,11 @@ async function seed(
   const start = Date.now() - 10 * 86_400_000;
   const payments = Array.from({ length: n }, (_, i) => {
     const at = start + i;
-    const p: Payment = {
-      id: randomId("pay"),
-      seq: sortableId(at),
+    const p = storedPayment(at, {
       shopId: store.shops[i % store.shops.length],
-      shopTxId: null,
-      idempotencyKey: null,
-      requestHash: "x",
       email: `buyer${i}@example.com`,
-      name: null,
-      amount: 1000,
-      currency: "EUR",
-      type: "fiat",
-      successUrl: "https://shop.example/ok",
-      errorUrl: "https://shop.example/error",
-      postbackUrl: null,
-      status: "pending",
-      provider: "bansky",
-      providerRef: null,
-      providerUrl: null,
-      lastError: null,
-      createdAt: at,
-      updatedAt: at,
-      finalizedAt: null,
       ...make(i),
-    };
+    });
     if (p.shopTxId) {
       p.id = derivedPaymentId(store.paymentIdKey, p.shopId, { kind: "shop_ref", value: p.shopTxId });
     }
