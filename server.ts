@@ -116,7 +116,9 @@ export async function createServer(
     bigquery: ctx.analytics
       ? `on (${ctx.analytics.sink.target}, email ${config.analytics.email})`
       : "off (set BIGQUERY_PROJECT, BIGQUERY_DATASET, BIGQUERY_LOCATION and BIGQUERY_CREDENTIALS)",
-    metabase: "off (not built yet)",
+    metabase: config.metabase
+      ? `on (signed embeds from ${new URL(config.metabase.siteUrl).host})`
+      : "off (set METABASE_SITE_URL, METABASE_SECRET_KEY and both dashboard ids; built-in charts instead)",
     metrics: metrics ? "on at /metrics (bearer METRICS_TOKEN)" : "off (set METRICS_TOKEN)",
   };
   return {
