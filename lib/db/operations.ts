@@ -40,7 +40,8 @@ const byAccountKey = (accountId: string, id: string) => ["provider_ops_by_accoun
 
 const writers = new WeakMap<Deno.Kv, GroupCommitter<OperationEntry>>();
 
-function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
+/** Adds an entry, its shop and account indexes and its activity entry to an atomic operation. */
+export function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
   const expireIn = OPERATION_TTL_MS;
   op.set(opKey(e.id), e, { expireIn })
     .set(byShopKey(e.shopId, e.id), e.id, { expireIn })
@@ -54,13 +55,18 @@ function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
  * entries share commits (group_commit.ts), so logging costs the hot paths
  * little.
  */
+/** An entry with its id (time-ordered), ready for insertOperation or for a caller's own atomic write. */
+export function newOperation(entry: Omit<OperationEntry, "id">): OperationEntry {
+  return { id: sortableId(entry.at), ...entry };
+}
+
 export function insertOperation(kv: Deno.Kv, entry: Omit<OperationEntry, "id">): Promise<boolean> {
   let writer = writers.get(kv);
   if (!writer) {
     writer = new GroupCommitter(kv, { addOps: addOperationOps, identity: (e) => e.id, maxGroup: 64 });
     writers.set(kv, writer);
   }
-  return writer.commit({ id: sortableId(entry.at), ...entry });
+  return writer.commit(newOperation(entry));
 }
 
 export interface OperationFilter {

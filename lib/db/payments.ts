@@ -11,6 +11,7 @@ import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addActivityOps } from "./activity.ts";
 import { sha256Base64url } from "../crypto.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import { addOperationOps, type OperationEntry } from "./operations.ts";
 
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
@@ -54,18 +55,29 @@ const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_s
  * pages: the "created" event lives only in the activity log (the payment
  * record holds its content, and `listPaymentEvents` shows it from there).
  */
-export function createPayment(kv: Deno.Kv, payment: Payment): Promise<boolean> {
+export function createPayment(
+  kv: Deno.Kv,
+  payment: Payment,
+  opts: { operations?: OperationEntry[] } = {},
+): Promise<boolean> {
   let writer = paymentWriters.get(kv);
   if (!writer) {
-    writer = new GroupCommitter(kv, { addOps: addCreatePaymentOps, identity: (p) => p.id, maxGroup: 32 });
+    writer = new GroupCommitter(kv, { addOps: addCreatePaymentOps, identity: (w) => w.payment.id, maxGroup: 32 });
     paymentWriters.set(kv, writer);
   }
-  return writer.commit(payment);
+  return writer.commit({ payment, operations: opts.operations ?? [] });
 }
 
-const paymentWriters = new WeakMap<Deno.Kv, GroupCommitter<Payment>>();
+/** A new payment and the provider calls that made it, whose log entries ride in the same commit. */
+interface NewPaymentWrite {
+  payment: Payment;
+  operations: OperationEntry[];
+}
 
-function addCreatePaymentOps(op: Deno.AtomicOperation, payment: Payment) {
+const paymentWriters = new WeakMap<Deno.Kv, GroupCommitter<NewPaymentWrite>>();
+
+function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations }: NewPaymentWrite) {
+  for (const entry of operations) addOperationOps(op, entry);
   op.check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)

@@ -13,6 +13,7 @@ import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
 import { firstCheckAt } from "./janitor.ts";
 import { routePayment } from "../accounts/routing.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import { insertOperation } from "../db/operations.ts";
 
 const IdempotencyKey = text(1, 255);
 
@@ -147,7 +148,9 @@ async function createAtProvider(
 ): Promise<Payment> {
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
-  const { account, adapter } = await routePayment(ctx, shop, { ...input, id });
+  const { account, adapter, logged } = await routePayment(ctx, shop, { ...input, id });
+  // The create call's log entry is stored with the payment, in its commit.
+  logged?.holdEntries();
   const result = await adapter.initiate({
     paymentId: id,
     email: input.email,
@@ -191,7 +194,16 @@ async function createAtProvider(
     expiresAt,
     checkAt: firstCheckAt(now, expiresAt),
   };
-  if (!(await createPayment(ctx.kv, payment))) throw new AlreadyStored();
+  const operations = logged?.takeHeld() ?? [];
+  const stored = await createPayment(ctx.kv, payment, { operations }).catch((err) => {
+    for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
+    throw err;
+  });
+  if (!stored) {
+    // A copy of this request stored the payment first; this call to the provider is still logged.
+    for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
+    throw new AlreadyStored();
+  }
   return payment;
 }
 

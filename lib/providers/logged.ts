@@ -1,5 +1,5 @@
 import { UpstreamError } from "../errors.ts";
-import { insertOperation, type Operation, type OperationEntry } from "../db/operations.ts";
+import { insertOperation, newOperation, type Operation, type OperationEntry } from "../db/operations.ts";
 import { describeError, log } from "../log.ts";
 import type { ProviderAccount } from "../accounts/types.ts";
 import type { RefundStatus } from "../refunds/status.ts";
@@ -111,8 +111,33 @@ export class LoggedProvider implements PaymentProvider {
     }
   }
 
+  /** Entries of successful calls held for the caller's own atomic write (see holdEntries); null: written at once. */
+  private held: OperationEntry[] | null = null;
+
+  /**
+   * From now on, entries of successful calls wait in `takeHeld()` for the
+   * caller to write with its own commit (init-payment stores them with the
+   * payment: one commit instead of two). Failed calls are still written at
+   * once, since no write of the caller follows them.
+   */
+  holdEntries(): this {
+    this.held = [];
+    return this;
+  }
+
+  /** The held entries, once; the caller writes them (or hands them to insertOperation if its write fails). */
+  takeHeld(): OperationEntry[] {
+    const held = this.held ?? [];
+    this.held = null;
+    return held;
+  }
+
   private write(entry: Omit<OperationEntry, "id">) {
     this.opts.metrics?.observeProviderCall(entry.provider, entry.operation, entry.outcome, entry.durationMs / 1000);
+    if (this.held && entry.outcome === "ok") {
+      this.held.push(newOperation(entry));
+      return;
+    }
     insertOperation(this.kv, entry).catch((err) =>
       log.warn("operation log entry not written", { paymentId: entry.paymentId, error: describeError(err) })
     );

@@ -11,6 +11,8 @@ import type { Metrics } from "../metrics.ts";
 export interface AccountAdapter {
   account: ProviderAccount;
   adapter: PaymentProvider;
+  /** The same adapter with its operation-log controls, when it is bound to a payment. */
+  logged?: LoggedProvider;
 }
 
 /** What a provider call is made for, so the operation log can name the shop, payment and amount. */
@@ -79,10 +81,8 @@ export class ProviderRegistry {
 
   /** An account's adapter bound to one payment: its calls are written to the operation log. */
   bind(found: AccountAdapter, p: PaymentScope): AccountAdapter {
-    return {
-      account: found.account,
-      adapter: new LoggedProvider(this.kv, found.account, found.adapter, p, this.opts),
-    };
+    const logged = new LoggedProvider(this.kv, found.account, found.adapter, p, this.opts);
+    return { account: found.account, adapter: logged, logged };
   }
 
   /** Drops what this isolate knows of an account, after it changed here. */
