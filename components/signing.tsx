@@ -42,30 +42,22 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
       </p>
       {manage && (
         <div class="actions">
-          <form
-            method="post"
-            action={`${manage.action}/signing`}
-            class="inline"
-            data-confirm={keyPair
+          <SchemeForm
+            manage={manage}
+            scheme="ed25519"
+            label={keyPair ? "Rotate key pair" : "Switch to a key pair"}
+            confirm={keyPair
               ? "Make a new key pair? The old key keeps signing for 24 hours; the shop must verify with the new public key by then."
               : "Switch this shop to an Ed25519 key pair? Its secret keeps signing for 24 hours; the shop must verify with the public key by then."}
-          >
-            <CsrfField token={manage.csrf} />
-            <input type="hidden" name="scheme" value="ed25519" />
-            <button type="submit" class="secondary">{keyPair ? "Rotate key pair" : "Switch to a key pair"}</button>
-          </form>
-          <form
-            method="post"
-            action={`${manage.action}/signing`}
-            class="inline"
-            data-confirm={keyPair
+          />
+          <SchemeForm
+            manage={manage}
+            scheme="hmac"
+            label={keyPair ? "Switch to a shared secret" : "Rotate secret"}
+            confirm={keyPair
               ? "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours."
               : "Rotate the postback signing secret? The old one stops signing after 24 hours."}
-          >
-            <CsrfField token={manage.csrf} />
-            <input type="hidden" name="scheme" value="hmac" />
-            <button type="submit" class="secondary">{keyPair ? "Switch to a shared secret" : "Rotate secret"}</button>
-          </form>
+          />
           <form method="post" action={`${manage.action}/redirect-signing`} class="inline">
             <CsrfField token={manage.csrf} />
             <input type="hidden" name="on" value={signRedirects ? "0" : "1"} />
@@ -76,5 +68,18 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
         </div>
       )}
     </section>
+  );
+}
+
+/** One button that rotates the shop's signing to `scheme` (a new key of the same kind, or a switch), asking first. */
+function SchemeForm(
+  props: { manage: { csrf: string; action: string }; scheme: "ed25519" | "hmac"; label: string; confirm: string },
+) {
+  return (
+    <form method="post" action={`${props.manage.action}/signing`} class="inline" data-confirm={props.confirm}>
+      <CsrfField token={props.manage.csrf} />
+      <input type="hidden" name="scheme" value={props.scheme} />
+      <button type="submit" class="secondary">{props.label}</button>
+    </form>
   );
 }

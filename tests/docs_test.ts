@@ -23,7 +23,7 @@ import {
 } from "../lib/payments/api_schemas.ts";
 import { postbackBody } from "../lib/payments/view.ts";
 import { PaymentNotCancellableError } from "../lib/payments/cancel.ts";
-import type { Payment } from "../lib/payments/types.ts";
+import { storedPayment } from "../fixtures/payments.ts";
 import {
   AppError,
   ConflictError,
@@ -257,30 +257,19 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
 
 Deno.test("[docs] the postback body matches its documented schema", () => {
   const now = Date.parse("2026-11-23T12:01:10.000Z");
-  const payment: Payment = {
+  const payment = storedPayment(now - 70_000, {
     id: "pay_1",
     seq: "01K",
     shopId: "shop_1",
     shopTxId: "order-1",
-    idempotencyKey: null,
-    requestHash: "x",
-    email: "buyer@example.com",
-    name: null,
-    amount: 1000,
-    currency: "EUR",
-    type: "fiat",
-    successUrl: "https://shop.example/ok",
     errorUrl: "https://shop.example/no",
     postbackUrl: "https://shop.example/pb",
     status: "succeeded",
-    provider: "bansky",
     providerRef: "bsk_1",
     providerUrl: "https://bansky.example/pay/bsk_1",
-    lastError: null,
-    createdAt: now - 70_000,
     updatedAt: now,
     finalizedAt: now,
-  };
+  });
   const body = JSON.parse(postbackBody(payment, "payment.succeeded", now));
   PostbackBody.strict().parse(body);
   assert.deepEqual(Object.keys(body.data).sort(), Object.keys(PostbackBody.shape.data.shape).sort());

@@ -263,9 +263,16 @@ export async function recordUnconfirmedWebhook(
   await op.commit();
 }
 
-export async function addPaymentEvent(kv: Deno.Kv, payment: Payment, event: PaymentEvent) {
+/** Records an event on a payment's timeline, and the operator action behind it when there is one. */
+export async function addPaymentEvent(
+  kv: Deno.Kv,
+  payment: Payment,
+  event: PaymentEvent,
+  opts: { audit?: Omit<AuditEntry, "id"> } = {},
+) {
   const op = kv.atomic();
   addEventOps(op, payment.id, payment.shopId, event);
+  if (opts.audit) addAuditOps(op, opts.audit);
   await op.commit();
 }
 

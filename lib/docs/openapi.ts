@@ -226,6 +226,20 @@ const postbackHeaders: Parameter[] = [
 ];
 
 const SHOP_ERRORS = ["unauthorized", "shop_disabled", "rate_limited", "internal_error"] as const;
+/** What both provider webhook paths (the default account's and each account's own) can answer. */
+const PROVIDER_WEBHOOK_ERRORS = [
+  "invalid_webhook",
+  "not_found",
+  "rate_limited",
+  "conflict",
+  "status_not_confirmed",
+  "body_too_large",
+  "body_unreadable",
+  "request_timeout",
+  "internal_error",
+  "provider_error",
+  "provider_timeout",
+] as const;
 const bearer = [{ bearerAuth: [] }];
 const paymentIdParam: Parameter = {
   name: "id",
@@ -621,19 +635,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
               description: "Committed (or a duplicate); the provider may stop retrying.",
               content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
             },
-            ...errorResponses([
-              "invalid_webhook",
-              "not_found",
-              "rate_limited",
-              "conflict",
-              "status_not_confirmed",
-              "body_too_large",
-              "body_unreadable",
-              "request_timeout",
-              "internal_error",
-              "provider_error",
-              "provider_timeout",
-            ]),
+            ...errorResponses(PROVIDER_WEBHOOK_ERRORS),
           },
           "x-audience": "provider",
         },
@@ -681,19 +683,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
               description: "Committed (or a duplicate, or an event type we do not act on).",
               content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
             },
-            ...errorResponses([
-              "invalid_webhook",
-              "not_found",
-              "rate_limited",
-              "conflict",
-              "status_not_confirmed",
-              "body_too_large",
-              "body_unreadable",
-              "request_timeout",
-              "internal_error",
-              "provider_error",
-              "provider_timeout",
-            ]),
+            ...errorResponses(PROVIDER_WEBHOOK_ERRORS),
           },
           "x-audience": "provider",
         },

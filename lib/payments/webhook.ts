@@ -8,7 +8,6 @@ import {
   markWebhookEventSeen,
   recordUnconfirmedWebhook,
 } from "../db/payments.ts";
-import { writeAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
 import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
 import { canTransition } from "./status.ts";
@@ -120,14 +119,9 @@ export async function recheckPaymentStatus(
     audit: { actor, action: "payment.recheck" },
   });
   if (moved.outcome === "applied") return "applied";
-  await addPaymentEvent(ctx.kv, moved.payment, because);
-  await writeAudit(ctx.kv, {
-    at: ctx.now(),
-    actor,
-    action: "payment.recheck",
-    target: paymentId,
-    before: { status: moved.payment.status },
-    after: { status: moved.payment.status },
+  const status = { status: moved.payment.status };
+  await addPaymentEvent(ctx.kv, moved.payment, because, {
+    audit: { at: ctx.now(), actor, action: "payment.recheck", target: paymentId, before: status, after: status },
   });
   return "unchanged";
 }
