@@ -8,6 +8,7 @@
  *   deno task shop list
  *   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]
  *   deno task shop redirects SHOP_ID on|off
+ *   deno task shop embed SHOP_ID [--origin https://shop.example]...   (no --origin: nobody may frame its pages)
  * Keys and secrets are printed once, at creation; we keep only the key's hash.
  * A shop on key pairs gets its public key (`whpk_...`) from `list` at any time.
  */
@@ -17,6 +18,7 @@ import {
   createShop,
   createShopKey,
   revokeShopKey,
+  setEmbedOrigins,
   setRedirectSigning,
   shopSigning,
   switchShopSigning,
@@ -31,7 +33,8 @@ const USAGE = `usage:
   deno task shop key revoke SHOP_ID KEY_ID
   deno task shop list
   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too)
-  deno task shop redirects SHOP_ID on|off`;
+  deno task shop redirects SHOP_ID on|off
+  deno task shop embed SHOP_ID [--origin ORIGIN]...   (sites that may frame its checkout and forms; none = nobody)`;
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -44,6 +47,7 @@ const { values, positionals } = parseArgs({
     "allowed-host": { type: "string", multiple: true },
     "postback-url": { type: "string" },
     "overlap-hours": { type: "string" },
+    origin: { type: "string", multiple: true },
   },
 });
 
@@ -91,6 +95,13 @@ await runCommand(async (server) => {
   } else if (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) {
     const shop = await setRedirectSigning(kv, sub, rest[0] === "on", { actor: "cli", now });
     printJson({ shopId: shop.id, signRedirects: shopSigning(shop).signRedirects });
+  } else if (cmd === "embed" && sub && rest.length === 0) {
+    const shop = await setEmbedOrigins(kv, sub, values.origin ?? [], {
+      actor: "cli",
+      now,
+      allowLocalUrls: config.allowLocalUrls,
+    });
+    printJson({ shopId: shop.id, embedOrigins: shop.embedOrigins });
   } else if (cmd === "list") {
     const shops = await listShops(kv);
     printJson(
@@ -100,6 +111,7 @@ await runCommand(async (server) => {
         status: s.status,
         allowedHosts: s.allowedHosts,
         defaultPostbackUrl: s.defaultPostbackUrl,
+        embedOrigins: s.embedOrigins ?? [],
         ...signingView(s),
         keys: (await listApiKeys(kv, s.id)).map((k) => ({
           keyId: k.id,

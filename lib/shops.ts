@@ -303,6 +303,53 @@ export async function setShopRateLimit(
   );
 }
 
+/** How many sites one shop may let frame its buyer pages. */
+export const MAX_EMBED_ORIGINS = 20;
+
+/**
+ * Sets the sites (origins) whose pages may frame the shop's buyer pages; an empty list stops all framing.
+ * Each entry must be an origin and nothing more: `https://shop.example` or `https://shop.example:8443`
+ * (plain http only where local URLs are allowed, as in development). Stored in the URL's own
+ * serialisation, so what we send in `frame-ancestors` is exactly what browsers compare against.
+ */
+export function setEmbedOrigins(
+  kv: Deno.Kv,
+  shopId: string,
+  origins: string[],
+  opts: { actor: string; now: number; allowLocalUrls: boolean },
+) {
+  const embedOrigins = parseEmbedOrigins(origins, opts.allowLocalUrls);
+  return changeShop(kv, shopId, opts.actor, "shop.embed_origins", opts.now, (s) => ({ ...s, embedOrigins }));
+}
+
+/** Checks and normalises a list of embed origins; throws a ValidationError naming `embedOrigins`. */
+export function parseEmbedOrigins(origins: string[], allowLocalUrls: boolean): string[] {
+  const refuse = (why: string) => {
+    throw new ValidationError("The embedding sites are invalid.", { embedOrigins: why });
+  };
+  if (origins.length > MAX_EMBED_ORIGINS) refuse(`may list at most ${MAX_EMBED_ORIGINS} sites`);
+  const out = new Set<string>();
+  for (const raw of origins) {
+    const text = raw.trim();
+    if (text.length > 300) refuse("has an entry longer than 300 characters");
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      return refuse(`"${text.slice(0, 60)}" is not an origin such as https://shop.example`);
+    }
+    if (url.protocol !== "https:" && !(allowLocalUrls && url.protocol === "http:")) {
+      refuse(`"${url.origin}" must use https`);
+    }
+    // An origin only (the parser gives a bare origin the path "/"): a path, query, fragment or user info would never match what the browser compares.
+    if (url.origin === "null" || url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
+      refuse(`"${text.slice(0, 60)}" must be an origin only (scheme, host and port), such as https://shop.example`);
+    }
+    out.add(url.origin);
+  }
+  return [...out];
+}
+
 /** Turns the signed parameters on the buyer's way back to the shop on or off. */
 export function setRedirectSigning(kv: Deno.Kv, shopId: string, on: boolean, opts: { actor: string; now: number }) {
   return changeShop(kv, shopId, opts.actor, "shop.redirect_signing", opts.now, (s) => ({ ...s, signRedirects: on }));

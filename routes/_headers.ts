@@ -1,2 +1,34 @@
+import type { Context, MiddlewareHandler } from "hono";
+
 /** Strict-Transport-Security for https deployments: two years with subdomains, the value preload lists ask for. */
 export const HSTS = "max-age=63072000; includeSubDomains";
+
+/** What each response's page said about being framed: absent = by nobody, the default for every page. */
+const framers = new WeakMap<Request, string[]>();
+
+/**
+ * Lets `origins` frame this one response (a shop's buyer page: embedded checkout, a form). Every other
+ * answer keeps `frame-ancestors 'none'`. An empty list changes nothing.
+ */
+export function allowFraming(c: Context, origins: readonly string[]) {
+  if (origins.length) framers.set(c.req.raw, [...origins]);
+}
+
+/**
+ * Registered outside `secureHeaders` (which writes its headers on the way out), so it can rewrite them:
+ * a page that called `allowFraming` gets its shop's origins in `frame-ancestors` and no X-Frame-Options
+ * (whose SAMEORIGIN would forbid the shop's page; browsers that know CSP ignore it anyway).
+ */
+export const framingPolicy: MiddlewareHandler = async (c, next) => {
+  await next();
+  const origins = framers.get(c.req.raw);
+  if (!origins) return;
+  const csp = c.res.headers.get("content-security-policy");
+  if (csp) {
+    c.res.headers.set(
+      "content-security-policy",
+      csp.replace(/frame-ancestors [^;]*/, `frame-ancestors ${origins.join(" ")}`),
+    );
+  }
+  c.res.headers.delete("x-frame-options");
+};

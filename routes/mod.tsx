@@ -11,7 +11,7 @@ import type { Sandbox } from "../sandbox/bansky.tsx";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
 import { adminApiV1Routes } from "./api/admin/v1.ts";
 import { limitBodies } from "./_body_limit.ts";
-import { HSTS } from "./_headers.ts";
+import { framingPolicy, HSTS } from "./_headers.ts";
 import { integrationRoutes } from "./integration/mod.tsx";
 import { webhookRoutes } from "./webhooks/mod.ts";
 import { demoRoutes } from "./demo.tsx";
@@ -54,6 +54,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/api", api);
 
   app.use(requestId());
+  // Outside secureHeaders so that a shop's buyer page can let that shop's sites frame it (see allowFraming).
+  app.use(framingPolicy);
   app.use(secureHeaders({
     contentSecurityPolicy: {
       defaultSrc: ["'none'"],

@@ -39,6 +39,14 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
       "no secrets in listings",
     );
 
+    const embed = await cli(kv, "shop", "embed", created.json.shopId, "--origin", "https://Shop.Example");
+    assert.equal(embed.code, 0, embed.stderr);
+    assert.deepEqual(embed.json.embedOrigins, ["https://shop.example"]);
+    const badEmbed = await cli(kv, "shop", "embed", created.json.shopId, "--origin", "https://shop.example/pay");
+    assert.equal(badEmbed.code, 2);
+    assert.match(badEmbed.stderr, /origin only/);
+    assert.deepEqual((await cli(kv, "shop", "list")).json[0].embedOrigins, ["https://shop.example"]);
+
     const bad = await cli(kv, "shop", "create", "--name", "");
     assert.equal(bad.code, 2);
     const unknown = await cli(kv, "payment", "show", "pay_nope");

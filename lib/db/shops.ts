@@ -27,6 +27,11 @@ export interface Shop {
   createdAt: number;
   /** Which accounts take its payments; absent = the platform default. Kept on the shop so the key lookup reads it. */
   routing?: ShopRouting;
+  /**
+   * Origins (`https://shop.example`) whose pages may frame the shop's buyer pages (embedded checkout, forms);
+   * absent or empty = nobody may. Every other page of ours refuses to be framed.
+   */
+  embedOrigins?: string[];
 }
 
 export interface ApiKeyRecord {

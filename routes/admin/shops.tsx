@@ -8,6 +8,7 @@ import {
   createShopKey,
   revokeShopKey,
   rotateShopSecret,
+  setEmbedOrigins,
   setShopRateLimit,
   setShopStatus,
   updateShopSettings,
@@ -166,6 +167,24 @@ export function shopRoutes(ctx: AppContext) {
     return redirectWithReveal(c, {
       path: shopPath(c),
       flash: raw === "" ? "Rate limit: back to the default." : `Rate limit: ${raw} requests a minute per key.`,
+    });
+  });
+
+  app.post(`${SHOP}/embed` as const, async (c) => {
+    const origins = hostsOf(c.var.form.embedOrigins);
+    try {
+      await setEmbedOrigins(ctx.kv, c.req.param("id"), origins, {
+        actor: c.var.operator.email,
+        now: ctx.now(),
+        allowLocalUrls: ctx.config.allowLocalUrls,
+      });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return detail(c, { errors: err.fields, values: c.var.form }, 400);
+    }
+    return redirectWithReveal(c, {
+      path: shopPath(c),
+      flash: origins.length ? "Embedding sites saved." : "No site may frame this shop's pages now.",
     });
   });
 
@@ -373,6 +392,24 @@ function ShopDetail(props: {
             error={e.rateLimitPerMinute}
           />
           <button type="submit">Save rate limit</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>Embedding</h2>
+        <p class="muted">
+          Sites whose pages may show this shop's checkout and forms in a frame. Every other site, and every other page
+          of ours, is refused.
+        </p>
+        <form method="post" action={`/admin/shops/${shop.id}/embed`} class="stack narrow">
+          <CsrfField token={csrf} />
+          <Field
+            label="Sites (origins)"
+            name="embedOrigins"
+            value={v?.embedOrigins ?? (shop.embedOrigins ?? []).join(" ")}
+            hint="Space or comma separated, such as https://shop.example. Empty: no site may."
+            error={e.embedOrigins}
+          />
+          <button type="submit">Save embedding sites</button>
         </form>
       </section>
       <section class="card">
