@@ -93,6 +93,9 @@ Deno.test("[operations] every provider call is logged with its shop, account, or
     assert.equal(refund.amount, 700, "a refund's entry carries the refund's amount");
     assert.equal(refund.status, "succeeded");
     assert.match(refund.refundId!, /^re_/);
+    // The refund call's entry is stored in the same commit as the refund's outcome (one commit, not two).
+    const [opEntry, refundEntry] = await app.kv.getMany([["provider_ops", refund.id], ["refunds", refund.refundId!]]);
+    assert.equal(opEntry.versionstamp, refundEntry.versionstamp);
     const create = opsA.find((o) => o.operation === "create")!;
     assert.equal(create.amount, 2500);
     assert.equal(create.currency, "EUR");

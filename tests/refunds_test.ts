@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { getRefundEntry } from "../lib/db/refunds.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
+import { listActivity } from "../lib/db/activity.ts";
 import { RefundListResponse, RefundPostbackBody, RefundResponse, RefundView } from "../lib/refunds/api_schemas.ts";
 import { PaymentResponse } from "../lib/payments/api_schemas.ts";
 import {
@@ -383,6 +384,18 @@ Deno.test("[refunds] an operator refunds from the payment's page after a confirm
     assert.match(after.text, /<dt>Refunded<\/dt><dd>3.50 EUR<\/dd>/);
     assert.match(after.text, /refund requested/);
     assert.match(after.text, /refund succeeded/);
+    // Those entries are made from the refund record: the payment's event list stores no copy (fewer keys per
+    // refund), and the activity log, which feeds BigQuery, has both.
+    const stored: string[] = [];
+    for await (const e of app.kv.list<{ type: string }>({ prefix: ["payment_events", id] })) stored.push(e.value.type);
+    assert.deepEqual(stored.filter((t) => t.startsWith("refund_")), []);
+    const activity = await listActivity(app.kv, { limit: 1000 });
+    const exported = activity.flatMap(({ ref }) =>
+      ref.kind === "event" && ref.paymentId === id && ref.event?.data.refundId === refunds[0].id
+        ? [ref.event!.type]
+        : []
+    );
+    assert.deepEqual(exported.sort(), ["refund_requested", "refund_succeeded"]);
     assert.match(after.text, /ops@example.com/, "who refunded is shown");
 
     const tooMuch = await b.post(`/admin/payments/${id}/refund/confirm`, { amount: "700", token: "rfk_other" });

@@ -42,6 +42,14 @@ export const paymentRecordKey = paymentKey;
 /** Adds a payment event to another module's atomic operation (a refund writes its payment's timeline with it). */
 export const addPaymentEventOps = addEventOps;
 
+/**
+ * Adds a payment event that the timeline shows from another record (a refund's own), so only its activity
+ * entry is written: the export gets it, and the payment's event list keeps no copy.
+ */
+export function addDerivedEventOps(op: Deno.AtomicOperation, paymentId: string, shopId: string, event: PaymentEvent) {
+  addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq: sortableId(), event });
+}
+
 const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
 
 /**
@@ -129,6 +137,8 @@ export function getPaymentEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMa
 
 export interface PaymentMove {
   events: PaymentEvent[];
+  /** Events the timeline shows from another record (see addDerivedEventOps): activity entries only. */
+  derivedEvents?: PaymentEvent[];
   /** The counters the move adds (the status table says which moves count). */
   stats?: StatEvent;
   /** A postback to schedule in the same atomic operation as the change that causes it. */
@@ -174,6 +184,7 @@ function addMoveOps(op: Deno.AtomicOperation, { entry, next, move }: Move) {
   op.check(entry).set(paymentKey(next.id), next);
   addRecordDrivenOps(op, entry.value, next);
   for (const event of move.events) addEventOps(op, next.id, next.shopId, event);
+  for (const event of move.derivedEvents ?? []) addDerivedEventOps(op, next.id, next.shopId, event);
   if (move.stats) addStatsOps(op, move.stats);
   if (move.delivery) addDeliveryOps(op, move.delivery, move.jobs);
   if (move.audit) addAuditOps(op, move.audit);

@@ -5,8 +5,9 @@ import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
+import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { GroupCommitter } from "./group_commit.ts";
-import { addPaymentEventOps, paymentRecordKey } from "./payments.ts";
+import { addDerivedEventOps, paymentRecordKey } from "./payments.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
 
 const refundKey = (id: string) => ["refunds", id] as const;
@@ -46,16 +47,24 @@ export async function listRefundsByPayment(kv: Deno.Kv, paymentId: string): Prom
   return out;
 }
 
-/** A payment and the amount its refunds hold, in one read. */
-export async function getPaymentWithReservation(
-  kv: Deno.Kv,
-  paymentId: string,
-): Promise<{ payment: Payment | null; reservation: Deno.KvEntryMaybe<number> }> {
-  const [payment, reservation] = await kv.getMany<[Payment, number]>([
-    paymentRecordKey(paymentId),
-    reservedKey(paymentId),
-  ]);
-  return { payment: payment.value, reservation };
+/** What a new refund is decided on: its payment, the amount its refunds hold, and a refund already stored under its id. */
+export interface RefundTarget {
+  payment: Deno.KvEntryMaybe<Payment>;
+  reservation: Deno.KvEntryMaybe<number>;
+  /** The refund stored under the id asked about (a named request's retry), or null. */
+  refund: Refund | null;
+}
+
+/** A payment, the amount its refunds hold and (for a named request) the refund with that id, in one read. */
+export async function getRefundTarget(kv: Deno.Kv, paymentId: string, refundId: string | null): Promise<RefundTarget> {
+  const keys: Deno.KvKey[] = [paymentRecordKey(paymentId), reservedKey(paymentId)];
+  if (refundId) keys.push(refundKey(refundId));
+  const [payment, reservation, refund] = await kv.getMany(keys) as [
+    Deno.KvEntryMaybe<Payment>,
+    Deno.KvEntryMaybe<number>,
+    Deno.KvEntryMaybe<Refund>?,
+  ];
+  return { payment, reservation, refund: refund?.value ?? null };
 }
 
 /** The amount of a payment held by its pending and succeeded refunds (0 when none), with its version. */
@@ -67,7 +76,7 @@ export interface NewRefund {
   refund: Refund;
   /** The reservation as read; the write fails if another refund reserved meanwhile. */
   reservation: Deno.KvEntryMaybe<number>;
-  /** The payment's timeline entry for the request. */
+  /** The payment's timeline entry for the request (shown from the refund record: an activity entry only). */
   event: PaymentEvent;
   audit?: Omit<AuditEntry, "id">;
   jobs: ScheduleOptions;
@@ -102,7 +111,7 @@ function addInsertRefundOps(op: Deno.AtomicOperation, n: NewRefund) {
     .set(refundKey(r.id), r)
     .set(byPaymentKey(r.paymentId, r.seq), r.id);
   scheduleJob(op, job(r.id), r.nextCheckAt, noQueue(n.jobs));
-  addPaymentEventOps(op, r.paymentId, r.shopId, n.event);
+  addDerivedEventOps(op, r.paymentId, r.shopId, n.event);
   if (n.audit) addAuditOps(op, n.audit);
 }
 
@@ -118,24 +127,32 @@ export function addRefundUpdateOps(
   if (next.status === "pending") scheduleJob(op, job(next.id), next.nextCheckAt, noQueue(jobs));
 }
 
-/** Writes a new version of a refund that stays pending (its provider reference, its next check). */
+/**
+ * Writes a new version of a refund that stays pending (its provider reference, its next check), with the
+ * log entries of the provider calls that led to it.
+ */
 export async function commitRefundUpdate(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Refund>,
   next: Refund,
   jobs: ScheduleOptions,
+  operations: OperationEntry[] = [],
 ): Promise<boolean> {
   const op = kv.atomic();
   addRefundUpdateOps(op, entry, next, jobs);
+  for (const e of operations) addOperationOps(op, e);
   return (await op.commit()).ok;
 }
 
 export interface RefundFailure {
   /** The payment as read: the postback describes it, so it must not change under us. */
   payment: Deno.KvEntry<Payment>;
+  /** Shown from the refund record: an activity entry only. */
   event: PaymentEvent;
   delivery?: Delivery;
   jobs: ScheduleOptions;
+  /** Log entries of the provider calls that led to it. */
+  operations?: OperationEntry[];
 }
 
 /**
@@ -154,8 +171,9 @@ export async function commitRefundFailure(
   const op = kv.atomic().check(f.payment).check(reservation)
     .set(reservedKey(next.paymentId), Math.max(0, (reservation.value ?? 0) - next.amount));
   addRefundUpdateOps(op, entry, next, f.jobs);
-  addPaymentEventOps(op, next.paymentId, next.shopId, f.event);
+  addDerivedEventOps(op, next.paymentId, next.shopId, f.event);
   if (f.delivery) addDeliveryOps(op, f.delivery, f.jobs);
+  for (const e of f.operations ?? []) addOperationOps(op, e);
   return (await op.commit()).ok;
 }
 

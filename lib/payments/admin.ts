@@ -8,6 +8,7 @@ import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
 import { getRefundReservation, listRefundsByPayment } from "../db/refunds.ts";
+import { withRefundEvents } from "../refunds/view.ts";
 
 /** Everything an operator needs about one payment: the record, its events, refunds and every postback attempt. */
 export async function describePayment(ctx: AppContext, paymentId: string) {
@@ -23,7 +24,7 @@ export async function describePayment(ctx: AppContext, paymentId: string) {
     refunds,
     /** What is left to refund: the amount less pending and succeeded refunds. */
     refundable: Math.max(0, payment.amount - (reserved.value ?? 0)),
-    events: await listPaymentEvents(ctx.kv, payment),
+    events: withRefundEvents(await listPaymentEvents(ctx.kv, payment), refunds),
     deliveries: await Promise.all(deliveries.map(async (d) => ({
       ...d,
       attemptLog: await listDeliveryAttempts(ctx.kv, d.id),

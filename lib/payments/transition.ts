@@ -12,9 +12,13 @@ import { postbackBody } from "./view.ts";
 /** A request to move one payment: "move X to Y because Z". */
 export interface MoveRequest {
   paymentId: string;
+  /** The payment as the caller just read it, to save the first read (a stale one only costs a retry). */
+  read?: Deno.KvEntry<Payment>;
   to: PaymentStatus;
   /** Why, as the payment's timeline records it (webhook_received, status_checked, ...). */
   because: PaymentEvent;
+  /** The timeline shows `because` from the caller's own record (a refund's): only its activity entry is written. */
+  becauseIsDerived?: boolean;
   /** A provider webhook being handled: marked seen in the same operation, so a duplicate is ignored. */
   webhookEventId?: string;
   /** An operator's action: audited in the same operation. */
@@ -47,7 +51,7 @@ const MAX_CONFLICT_RETRIES = 5;
  */
 export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<MoveResult> {
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
-    const entry = await getPaymentEntry(ctx.kv, req.paymentId);
+    const entry = i === 0 && req.read ? req.read : await getPaymentEntry(ctx.kv, req.paymentId);
     if (!entry.value) throw new NotFoundError("Unknown payment.");
     const p: Payment = entry.value;
     if (!canTransition(p.status, req.to)) return { outcome: "refused", payment: p };
@@ -65,7 +69,11 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     if (isLateSuccess(p.status, req.to)) next.late = true;
     const delivery = postbackFor(next, now);
     const saved = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
-      events: [req.because, { type: "status_changed", at: now, data: { from: p.status, to: req.to } }],
+      events: [
+        ...(req.becauseIsDerived ? [] : [req.because]),
+        { type: "status_changed", at: now, data: { from: p.status, to: req.to } },
+      ],
+      derivedEvents: req.becauseIsDerived ? [req.because] : undefined,
       stats: statsFor(next, now),
       delivery: delivery ?? undefined,
       webhookEventId: req.webhookEventId,

@@ -34,7 +34,7 @@ export async function confirmOperatorRefund(
   const amount = Number(form.amount);
   return await createRefund(
     ctx,
-    payment,
+    { paymentId: payment.id, shopId: payment.shopId },
     { amount: Number.isSafeInteger(amount) ? amount : form.amount, ...(form.reason ? { reason: form.reason } : {}) },
     { idempotencyKey: form.token || null, actor },
   );

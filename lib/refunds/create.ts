@@ -1,17 +1,17 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, IdempotencyMismatchError, NotFoundError } from "../errors.ts";
-import { getPaymentWithReservation, getRefund, insertRefund } from "../db/refunds.ts";
-import { base64url, randomId, sortableId } from "../ids.ts";
+import { getRefundTarget, insertRefund, type RefundTarget } from "../db/refunds.ts";
+import { base64url, hasIdShape, randomId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { formatAmount } from "../money.ts";
 import type { Payment } from "../payments/types.ts";
-import { getShopPayment } from "../payments/query.ts";
 import type { Shop } from "../db/shops.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { type RefundRequest, refundRequestSchema } from "./schema.ts";
 import { submitRefund } from "./settle.ts";
 import { isRefundable } from "./status.ts";
 import type { Refund } from "./types.ts";
+import { refundEvents } from "./view.ts";
 
 const IdempotencyKey = text(1, 255);
 /** While the first provider call is made in the request, the job waits this long before it takes over. */
@@ -43,7 +43,7 @@ export interface CreateRefundOptions {
  */
 export async function createRefund(
   ctx: AppContext,
-  payment: Payment,
+  owner: { paymentId: string; shopId: string },
   body: unknown,
   opts: CreateRefundOptions = {},
 ): Promise<CreateRefundResult> {
@@ -51,24 +51,31 @@ export async function createRefund(
   const idempotencyKey = opts.idempotencyKey
     ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
     : null;
+  // An id of the wrong shape is simply not found (and never reaches KV).
+  if (!hasIdShape("payment", owner.paymentId)) throw new NotFoundError("Unknown payment.");
   const name = input.id ?? idempotencyKey;
-  const requestHash = sha256Hex(JSON.stringify([payment.id, input.amount ?? null, input.reason ?? null, input.id]));
+  const requestHash = sha256Hex(
+    JSON.stringify([owner.paymentId, input.amount ?? null, input.reason ?? null, input.id]),
+  );
   const id = name
-    ? derivedRefundId(ctx.paymentIdKey, payment.shopId, input.id ? "shop_ref" : "idempotency_key", name)
+    ? derivedRefundId(ctx.paymentIdKey, owner.shopId, input.id ? "shop_ref" : "idempotency_key", name)
     : randomId("re");
-  type Reserved = { replay: false; entry: Deno.KvEntry<Refund>; payment: Payment };
-  const fresh = await withPaymentLock(ctx.kv, payment.id, async (): Promise<CreateRefundResult | Reserved> => {
+  type Reserved = { replay: false; entry: Deno.KvEntry<Refund>; payment: Deno.KvEntry<Payment> };
+  const fresh = await withPaymentLock(ctx.kv, owner.paymentId, async (): Promise<CreateRefundResult | Reserved> => {
     for (let i = 0; i < MAX_RESERVE_TRIES; i++) {
-      if (name) {
-        const existing = await getRefund(ctx.kv, id);
-        if (existing) return replay(existing, requestHash);
+      // One read per try: the payment, what its refunds hold, and a refund already stored under this name.
+      const read = await getRefundTarget(ctx.kv, owner.paymentId, name ? id : null);
+      // Another shop's payment is not found, never forbidden.
+      if (!read.payment.value || read.payment.value.shopId !== owner.shopId) {
+        throw new NotFoundError("Unknown payment.");
       }
-      const reserved = await reserve(ctx, payment.id, id, input, {
+      if (read.refund) return replay(read.refund, requestHash);
+      const reserved = await reserve(ctx, read as RefundTarget & { payment: Deno.KvEntry<Payment> }, id, input, {
         requestHash,
         idempotencyKey: input.id ? null : idempotencyKey,
         actor: opts.actor,
       });
-      if (reserved) return { entry: reserved.entry, payment: reserved.payment, replay: false };
+      if (reserved) return { entry: reserved, payment: read.payment as Deno.KvEntry<Payment>, replay: false };
       // Another process reserved first: read again after a moment.
       await new Promise((r) => setTimeout(r, Math.random() * 5 * (i + 1)));
     }
@@ -79,30 +86,29 @@ export async function createRefund(
 }
 
 /** The shop API's refund: only of the shop's own payments (another shop's is not found). */
-export async function createShopRefund(
+export function createShopRefund(
   ctx: AppContext,
   shop: Shop,
   paymentId: string,
   body: unknown,
   opts: CreateRefundOptions = {},
 ): Promise<CreateRefundResult> {
-  return createRefund(ctx, await getShopPayment(ctx, shop, paymentId), body, opts);
+  return createRefund(ctx, { paymentId, shopId: shop.id }, body, opts);
 }
 
 /**
  * Reserves the amount and stores the pending refund; null when a concurrent
- * write got there first. Answers the stored entry and the payment as read, so
- * the provider call and its result need not read them again.
+ * write got there first. Answers the stored entry, so the provider call and
+ * its result need not read it again.
  */
 async function reserve(
   ctx: AppContext,
-  paymentId: string,
+  { payment, reservation }: RefundTarget & { payment: Deno.KvEntry<Payment> },
   id: string,
   input: RefundRequest,
   extra: { requestHash: string; idempotencyKey: string | null; actor?: string },
-): Promise<{ refund: Refund; entry: Deno.KvEntry<Refund>; payment: Payment } | null> {
-  const { payment: p, reservation } = await getPaymentWithReservation(ctx.kv, paymentId);
-  if (!p) throw new NotFoundError("Unknown payment.");
+): Promise<Deno.KvEntry<Refund> | null> {
+  const p = payment.value;
   if (!isRefundable(p.status)) {
     throw new AppError(409, "payment_not_refundable", `A ${p.status} payment cannot be refunded.`);
   }
@@ -142,11 +148,7 @@ async function reserve(
   const entry = await insertRefund(ctx.kv, {
     refund,
     reservation,
-    event: {
-      type: "refund_requested",
-      at: now,
-      data: { refundId: id, amount, by: refund.requestedBy, reason: refund.reason },
-    },
+    event: refundEvents(refund).requested,
     audit: extra.actor
       ? {
         at: now,
@@ -159,7 +161,7 @@ async function reserve(
       : undefined,
     jobs: { queue: ctx.config.jobsQueue, now },
   });
-  return entry && { refund, entry, payment: p };
+  return entry;
 }
 
 function replay(refund: Refund, requestHash: string): CreateRefundResult {

@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError, UpstreamError } from "../errors.ts";
-import { getPayment, getPaymentEntry } from "../db/payments.ts";
+import { getPaymentEntry } from "../db/payments.ts";
 import {
   addRefundSuccessOps,
   commitRefundFailure,
@@ -10,6 +10,7 @@ import {
 } from "../db/refunds.ts";
 import { hasIdShape } from "../ids.ts";
 import { describeError, log } from "../log.ts";
+import { addOperationOps, insertOperation, type OperationEntry } from "../db/operations.ts";
 import { movePayment } from "../payments/transition.ts";
 import type { Payment } from "../payments/types.ts";
 import type { RefundNotice, RefundResult } from "../providers/types.ts";
@@ -19,7 +20,7 @@ import { newDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
 import { canMoveRefund, refundPostbackType } from "./status.ts";
 import type { Refund } from "./types.ts";
-import { refundPostbackBody } from "./view.ts";
+import { refundEvents, refundPostbackBody } from "./view.ts";
 
 /**
  * When a pending refund is asked about again, by the number of provider calls
@@ -37,10 +38,21 @@ const MAX_CONFLICT_RETRIES = 10;
  * refund as just stored and its payment as read; a provider failure leaves it
  * to the job.
  */
-export async function submitRefund(ctx: AppContext, entry: Deno.KvEntry<Refund>, payment: Payment): Promise<Refund> {
-  if (!payment.providerRef) throw new NotFoundError("Unknown payment.");
-  const result = await askProvider(ctx, entry.value, payment.providerRef);
-  return applyRefundResult(ctx, entry.value.id, result, { entry, payment });
+export async function submitRefund(
+  ctx: AppContext,
+  entry: Deno.KvEntry<Refund>,
+  payment: Deno.KvEntry<Payment>,
+): Promise<Refund> {
+  if (!payment.value.providerRef) throw new NotFoundError("Unknown payment.");
+  // The call's log entry is stored with its outcome, in the same commit (one commit instead of two).
+  const held = { operations: [] as OperationEntry[] };
+  const result = await askProvider(ctx, entry.value, payment.value.providerRef, held);
+  try {
+    return await applyRefundResult(ctx, entry.value.id, result, { entry, payment, ...held });
+  } finally {
+    // Entries no commit took (the refund was settled by someone else, or the write failed) are logged on their own.
+    for (const e of held.operations) insertOperation(ctx.kv, e).catch(() => {});
+  }
 }
 
 /**
@@ -55,17 +67,27 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
   if (!r || r.status !== "pending" || r.nextCheckAt > now) return;
   const claimed: Refund = { ...r, nextCheckAt: now + JOB_LEASE_MS };
   if (!(await commitRefundUpdate(ctx.kv, entry as Deno.KvEntry<Refund>, claimed, jobs(ctx, now)))) return;
-  const payment = await getPayment(ctx.kv, r.paymentId);
-  if (!payment?.providerRef) return;
-  await applyRefundResult(ctx, id, await askProvider(ctx, r, payment.providerRef), { payment });
+  const payment = await getPaymentEntry(ctx.kv, r.paymentId);
+  if (!payment.value?.providerRef) return;
+  const result = await askProvider(ctx, r, payment.value.providerRef);
+  await applyRefundResult(ctx, id, result, { payment: payment as Deno.KvEntry<Payment> });
 }
 
-/** The provider's answer about a refund, or null when it failed to give one (retried later). */
-async function askProvider(ctx: AppContext, r: Refund, paymentRef: string): Promise<RefundResult | null> {
+/**
+ * The provider's answer about a refund, or null when it failed to give one (retried later). With `held`, the
+ * call's operation-log entry is handed over there for the caller's commit instead of being written at once.
+ */
+async function askProvider(
+  ctx: AppContext,
+  r: Refund,
+  paymentRef: string,
+  held?: { operations: OperationEntry[] },
+): Promise<RefundResult | null> {
+  // The refund goes to its payment's own account. The provider is idempotent on our refund id, so asking
+  // again never refunds twice.
+  const { adapter, logged } = await ctx.providers.forPayment(refundScope(r));
+  if (held) logged?.holdEntries();
   try {
-    // The refund goes to its payment's own account. The provider is idempotent on our refund id, so asking
-    // again never refunds twice.
-    const { adapter } = await ctx.providers.forPayment(refundScope(r));
     return r.providerRef
       ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef) }
       : await adapter.refund(paymentRef, r.amount, r.id);
@@ -73,6 +95,8 @@ async function askProvider(ctx: AppContext, r: Refund, paymentRef: string): Prom
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
     return null;
+  } finally {
+    if (held && logged) held.operations.push(...logged.takeHeld());
   }
 }
 
@@ -90,14 +114,15 @@ class StaleTarget extends Error {}
  * its counters and the shop's postback in one atomic operation; a failure
  * gives the amount back; pending schedules the next check. A refund that
  * settled already is left as it is. `known` saves reads: the refund's entry
- * (first try only) and its payment as recently read (a stale one only costs a
- * retry).
+ * and its payment's as recently read (first try only: a stale one only costs
+ * a retry). Its `operations` (provider calls' log entries) are written by the
+ * commit that lands and taken out of the list.
  */
 export async function applyRefundResult(
   ctx: AppContext,
   id: string,
   result: RefundResult | null,
-  known: { entry?: Deno.KvEntry<Refund>; payment?: Payment } = {},
+  known: { entry?: Deno.KvEntry<Refund>; payment?: Deno.KvEntry<Payment>; operations?: OperationEntry[] } = {},
 ): Promise<Refund> {
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
     const entry = i === 0 && known.entry ? known.entry : await getRefundEntry(ctx.kv, id);
@@ -112,35 +137,48 @@ export async function applyRefundResult(
       checks: r.checks + 1,
       updatedAt: now,
     };
+    const write = { entry: entry as Deno.KvEntry<Refund>, base, now, operations: known.operations ?? [] };
     const done = await (async () => {
       switch (status) {
         case "pending":
-          return await stillPending(ctx, entry as Deno.KvEntry<Refund>, base, now);
+          return await stillPending(ctx, write);
         case "succeeded":
-          return await succeed(ctx, entry as Deno.KvEntry<Refund>, base, now, i === 0 ? known.payment : undefined);
+          return await succeed(ctx, write, i === 0 ? known.payment : undefined);
         case "failed":
-          return await fail(ctx, entry as Deno.KvEntry<Refund>, base, now);
+          return await fail(ctx, write, i === 0 ? known.payment : undefined);
       }
     })();
-    if (done) return done;
+    if (done) {
+      known.operations?.splice(0);
+      return done;
+    }
   }
   throw new ConflictError("The refund is busy; retry.");
 }
 
-async function stillPending(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number) {
+/** One settling write of a refund: the version read, the next one's base, and log entries to store with it. */
+interface RefundWrite {
+  entry: Deno.KvEntry<Refund>;
+  base: Refund;
+  now: number;
+  operations: OperationEntry[];
+}
+
+async function stillPending(ctx: AppContext, { entry, base, now, operations }: RefundWrite) {
   const delay = CHECK_BACKOFF_MS[Math.min(base.checks - 1, CHECK_BACKOFF_MS.length - 1)];
   const next: Refund = { ...base, nextCheckAt: now + delay };
-  if (!(await commitRefundUpdate(ctx.kv, entry, next, jobs(ctx, now)))) return null;
+  if (!(await commitRefundUpdate(ctx.kv, entry, next, jobs(ctx, now), operations))) return null;
   // No queue message wakes it (see lib/db/refunds.ts): the kick does, or the cron sweep after a restart.
   ctx.kick({ kind: "refund", id: next.id }, delay);
   return next;
 }
 
-async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number, read?: Payment) {
+async function succeed(ctx: AppContext, { entry, base, now, operations }: RefundWrite, read?: Deno.KvEntry<Payment>) {
   const settled: Refund = { ...base, status: "succeeded", settledAt: now };
   // The payment as read a moment ago picks the target; if it changed since, the move sees it and we try again.
-  const payment = read ?? await getPayment(ctx.kv, settled.paymentId);
-  if (!payment) throw new NotFoundError("Unknown payment.");
+  const paymentEntry = read ?? await getPaymentEntry(ctx.kv, settled.paymentId);
+  if (!paymentEntry.value) throw new NotFoundError("Unknown payment.");
+  const payment: Payment = paymentEntry.value;
   const target = (
     p: Payment,
   ) => ((p.refundedAmount ?? 0) + settled.amount >= p.amount ? "refunded" : "partially_refunded");
@@ -148,8 +186,10 @@ async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refun
   try {
     const moved = await movePayment(ctx, {
       paymentId: settled.paymentId,
+      read: paymentEntry as Deno.KvEntry<Payment>,
       to: target(payment),
-      because: { type: "refund_succeeded", at: now, data: { refundId: settled.id, amount: settled.amount } },
+      because: refundEvents(settled).settled!,
+      becauseIsDerived: true,
       patch: (p) => ({ refundedAmount: (p.refundedAmount ?? 0) + settled.amount }),
       extraOps: (op, next) => {
         // Another refund of this payment succeeded since we read it: the target may differ now.
@@ -168,6 +208,7 @@ async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refun
           delivery: delivery ?? undefined,
           jobs: jobs(ctx, now),
         });
+        for (const e of operations) addOperationOps(op, e);
       },
     });
     if (moved.outcome === "refused") {
@@ -184,21 +225,22 @@ async function succeed(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refun
   return settled;
 }
 
-async function fail(ctx: AppContext, entry: Deno.KvEntry<Refund>, base: Refund, now: number) {
+async function fail(ctx: AppContext, { entry, base, now, operations }: RefundWrite, read?: Deno.KvEntry<Payment>) {
   const failed: Refund = {
     ...base,
     status: "failed",
     settledAt: now,
     failureReason: "The provider declined the refund.",
   };
-  const payment = await getPaymentEntry(ctx.kv, failed.paymentId);
+  const payment = read ?? await getPaymentEntry(ctx.kv, failed.paymentId);
   if (!payment.value) throw new NotFoundError("Unknown payment.");
   const delivery = postbackFor(failed, payment.value, now);
   const ok = await commitRefundFailure(ctx.kv, entry, failed, {
     payment: payment as Deno.KvEntry<Payment>,
-    event: { type: "refund_failed", at: now, data: { refundId: failed.id, amount: failed.amount } },
+    event: refundEvents(failed).settled!,
     delivery: delivery ?? undefined,
     jobs: jobs(ctx, now),
+    operations,
   });
   if (!ok) return null;
   log.info("refund failed", { refundId: failed.id, paymentId: failed.paymentId, amount: failed.amount });

@@ -1,4 +1,4 @@
-import type { Payment } from "../payments/types.ts";
+import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { RefundPostbackType } from "./status.ts";
 import type { Refund } from "./types.ts";
 
@@ -36,4 +36,40 @@ export function refundPostbackBody(r: Refund, p: Payment, type: RefundPostbackTy
       },
     },
   });
+}
+
+/**
+ * A refund's entries on its payment's timeline: requested, then succeeded or failed. They are made from the
+ * refund record, both when the refund is written (for the activity log, hence the export) and when the
+ * timeline is shown, so the payment's own event list does not store a copy of them (fewer keys per refund).
+ */
+export function refundEvents(r: Refund): { requested: PaymentEvent; settled: PaymentEvent | null } {
+  const requested: PaymentEvent = {
+    type: "refund_requested",
+    at: r.createdAt,
+    data: { refundId: r.id, amount: r.amount, by: r.requestedBy, reason: r.reason },
+  };
+  const data = { refundId: r.id, amount: r.amount };
+  switch (r.status) {
+    case "pending":
+      return { requested, settled: null };
+    case "succeeded":
+      return { requested, settled: { type: "refund_succeeded", at: r.settledAt ?? r.updatedAt, data } };
+    case "failed":
+      return { requested, settled: { type: "refund_failed", at: r.settledAt ?? r.updatedAt, data } };
+  }
+}
+
+/**
+ * A payment's stored events with its refunds' entries, in time order. Refunds made before their entries moved
+ * out of the event list have them stored already; those are not shown twice.
+ */
+export function withRefundEvents(stored: PaymentEvent[], refunds: Refund[]): PaymentEvent[] {
+  const have = new Set(stored.map((e) => `${e.type}|${e.data?.refundId ?? ""}`));
+  const derived = refunds.flatMap((r) => {
+    const { requested, settled } = refundEvents(r);
+    return settled ? [requested, settled] : [requested];
+  }).filter((e) => !have.has(`${e.type}|${e.data.refundId}`));
+  // A stable sort keeps stored events in their written order where times tie.
+  return [...stored, ...derived].sort((a, b) => a.at - b.at);
 }
