@@ -2,12 +2,15 @@ import { runAnalyticsExport } from "./analytics/export.ts";
 import type { AppContext } from "./context.ts";
 import { isJobMessage, iterateDueJobs, JOB_KINDS, type JobKind, type JobMessage } from "./db/jobs.ts";
 import { describeError, log } from "./log.ts";
-import { runDelivery } from "./relay/deliver.ts";
+import { relayPool } from "./relay/pool.ts";
 import { runRefundJob } from "./refunds/settle.ts";
 import { runPaymentCheck } from "./payments/janitor.ts";
 
-/** Postbacks sent at once by a sweep: most of the time is waiting on shops, so more than cores. */
-const SWEEP_CONCURRENCY = 32;
+/**
+ * Jobs a sweep has running at once, by kind. Postbacks go to the relay pool, which sets the real limits (in
+ * total and per destination); the sweep only keeps it fed, so this bounds how many it holds in memory.
+ */
+const SWEEP_CONCURRENCY: Record<JobKind, number> = { postback: 4_000, analytics: 32, payment_check: 32, refund: 32 };
 /** Longer waits are left to the sweep, which survives restarts. */
 const MAX_KICK_DELAY_MS = 60_000;
 
@@ -16,7 +19,8 @@ type Handler = (ctx: AppContext, id: string) => Promise<void>;
 
 /** The job registry: a new kind of background work is one entry in JOB_KINDS and one here. */
 const handlers = {
-  postback: runDelivery,
+  // Through the process's pool: one attempt per delivery at a time, a fair share per destination.
+  postback: (ctx, id) => relayPool(ctx).offer(id),
   analytics: runAnalyticsExport,
   payment_check: runPaymentCheck,
   refund: runRefundJob,
@@ -69,6 +73,7 @@ export class JobRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    relayPool(this.ctx).stop();
     await this.idle();
   }
 
@@ -83,18 +88,24 @@ export class JobRunner {
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
   }
 
+  /**
+   * Each kind's due jobs, kinds one after another but without waiting for a kind's last jobs before the next
+   * kind starts (a slow shop's postbacks must not hold up refunds and status checks); resolves when all ran.
+   */
   private async sweepOnce(): Promise<number> {
     let ran = 0;
+    const all: Promise<void>[] = [];
     for (const kind of JOB_KINDS) {
       const running = new Set<Promise<void>>();
       for await (const id of iterateDueJobs(this.ctx.kv, kind, this.ctx.now())) {
         const p = this.run({ kind, id }).finally(() => running.delete(p));
         running.add(p);
+        all.push(p);
         ran++;
-        if (running.size >= SWEEP_CONCURRENCY) await Promise.race(running);
+        if (running.size >= SWEEP_CONCURRENCY[kind]) await Promise.race(running);
       }
-      await Promise.all(running);
     }
+    await Promise.all(all);
     return ran;
   }
 }

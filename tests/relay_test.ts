@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
+import { addDeliveryOps } from "../lib/db/deliveries.ts";
+import { newDelivery } from "../lib/relay/delivery.ts";
 import {
   buyerSettles,
   callInit,
@@ -175,4 +177,52 @@ Deno.test('[relay] a shop that refuses the connection reads as "connection refus
     assert.equal(d.attemptLog[0].error, "connection refused");
     assert.ok(!/TypeError|fetch failed/.test(d.lastError ?? ""), d.lastError ?? "");
   });
+});
+
+Deno.test("[relay] a shop that answers slowly only delays its own postbacks; one delivery offered twice is sent once", async () => {
+  const SLOW_MS = 1_500;
+  const slow = startShopReceiver(async () => {
+    await new Promise((r) => setTimeout(r, SLOW_MS));
+    return new Response("ok");
+  });
+  const fast = startShopReceiver();
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "10000" } }, async (app) => {
+    // A backlog: 40 postbacks to the slow shop fell due first, then 10 to the fast one.
+    const now = Date.now();
+    const seed = (url: string, n: number, dueAt: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        ...newDelivery({
+          paymentId: `pay_seed_${url.length}_${i}`,
+          shopId: app.shop.id,
+          url,
+          eventType: "payment.succeeded",
+          body: JSON.stringify({ type: "payment.succeeded", data: { i } }),
+          now: dueAt,
+        }),
+      }));
+    const backlog = [...seed(slow.url, 40, now - 2_000), ...seed(fast.url, 10, now - 1_000)];
+    for (let i = 0; i < backlog.length; i += 10) {
+      const op = app.kv.atomic();
+      for (const d of backlog.slice(i, i + 10)) addDeliveryOps(op, d, { queue: false, now });
+      assert.ok((await op.commit()).ok);
+    }
+
+    const started = Date.now();
+    const sweep = app.server.runner.sweep();
+    // The queue listener or a kick may offer the same delivery while the sweep has it: still one attempt.
+    const twice = backlog[backlog.length - 1].id;
+    await Promise.all([
+      app.server.runner.run({ kind: "postback", id: twice }),
+      app.server.runner.run({ kind: "postback", id: twice }),
+    ]);
+    await waitFor("the fast shop's postbacks", () => (fast.received.length >= 10 ? true : undefined), 5_000);
+    const fastDoneMs = Date.now() - started;
+    assert.ok(fastDoneMs < SLOW_MS, `the fast shop waited ${fastDoneMs} ms behind the slow one`);
+    assert.equal(slow.received.length <= 32, true, "the slow shop holds at most its own share of attempts");
+    assert.equal(await sweep, 50);
+    assert.equal(slow.received.length, 40);
+    assert.equal(fast.received.filter((r) => r.headers.get("webhook-id") === twice).length, 1);
+    assert.equal(fast.received.length, 10);
+  });
+  await Promise.all([slow.close(), fast.close()]);
 });

@@ -2,6 +2,8 @@ import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
 import { collectValues } from "./kv.ts";
 import { addActivityOps } from "./activity.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { GroupCommitter } from "./group_commit.ts";
+import { groupReader } from "./group_read.ts";
 
 const deliveryKey = (id: string) => ["deliveries", id] as const;
 const byPaymentKey = (paymentId: string, id: string) => ["deliveries_by_payment", paymentId, id] as const;
@@ -26,6 +28,20 @@ export function getDeliveryEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryM
 }
 
 /**
+ * A delivery read on the relay's hot path: concurrent reads share one store
+ * read (group_read.ts), so the entry may be shared too: read-only.
+ */
+export async function getDeliveryEntryShared(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Delivery>> {
+  const [entry] = await groupReader(kv).getMany<[Delivery]>([deliveryKey(id)]);
+  return entry;
+}
+
+/** Whether a delivery read at `now` may be attempted: pending, due, and not leased by a worker. */
+export function isDeliveryDue(d: Delivery | null, now: number): d is Delivery {
+  return d !== null && d.status === "pending" && d.nextAttemptAt <= now && d.leaseUntil <= now;
+}
+
+/**
  * Takes a lease on a due delivery so no other worker sends the same attempt.
  * Returns the claimed entry, or null when it is not due, leased, or finished.
  */
@@ -36,27 +52,60 @@ export async function claimDelivery(
   leaseMs: number,
 ): Promise<Deno.KvEntry<Delivery> | null> {
   const entry = await getDeliveryEntry(kv, id);
-  const d = entry.value;
-  if (!d || d.status !== "pending" || d.nextAttemptAt > now || d.leaseUntil > now) return null;
-  const claimed = { ...d, leaseUntil: now + leaseMs };
-  const res = await kv.atomic().check(entry).set(deliveryKey(id), claimed).commit();
-  if (!res.ok) return null;
-  return { ...entry, value: claimed, versionstamp: res.versionstamp };
+  return entry.value ? await claimDeliveryEntry(kv, entry as Deno.KvEntry<Delivery>, now, leaseMs) : null;
+}
+
+/**
+ * Takes the lease on a delivery as read in `entry` (checked against its
+ * version): null when it is not due, or someone else wrote it since. Claims of
+ * concurrent attempts share commits (group_commit.ts).
+ */
+export async function claimDeliveryEntry(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Delivery>,
+  now: number,
+  leaseMs: number,
+): Promise<Deno.KvEntry<Delivery> | null> {
+  if (!isDeliveryDue(entry.value, now)) return null;
+  const claimed: Delivery = { ...entry.value, leaseUntil: now + leaseMs };
+  const versionstamp = await writer(claimWriters, kv, addClaimOps).commitStamped({ entry, claimed });
+  return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
+}
+
+interface Claim {
+  entry: Deno.KvEntry<Delivery>;
+  claimed: Delivery;
+}
+
+function addClaimOps(op: Deno.AtomicOperation, { entry, claimed }: Claim) {
+  op.check(entry).set(deliveryKey(claimed.id), claimed);
 }
 
 /**
  * Records one attempt and the delivery's next state in one atomic operation,
  * moving its due-index entry. Returns false when the lease was lost (another
- * worker took the delivery after our lease ran out).
+ * worker took the delivery after our lease ran out). Outcomes of concurrent
+ * attempts share commits.
  */
-export async function recordDeliveryAttempt(
+export function recordDeliveryAttempt(
   kv: Deno.Kv,
   claimed: Deno.KvEntry<Delivery>,
   attempt: DeliveryAttempt,
   next: Delivery,
   jobs: ScheduleOptions,
 ): Promise<boolean> {
-  const op = kv.atomic().check(claimed)
+  return writer(outcomeWriters, kv, addOutcomeOps).commit({ claimed, attempt, next, jobs });
+}
+
+interface Outcome {
+  claimed: Deno.KvEntry<Delivery>;
+  attempt: DeliveryAttempt;
+  next: Delivery;
+  jobs: ScheduleOptions;
+}
+
+function addOutcomeOps(op: Deno.AtomicOperation, { claimed, attempt, next, jobs }: Outcome) {
+  op.check(claimed)
     .set(deliveryKey(next.id), next)
     .set(attemptKey(next.id, attempt.n), attempt);
   unscheduleJob(op, job(next.id), claimed.value.nextAttemptAt);
@@ -70,7 +119,28 @@ export async function recordDeliveryAttempt(
   });
   if (next.status === "delivered") op.delete(attentionKey(next.shopId, next.id));
   else op.set(attentionKey(next.shopId, next.id), next.createdAt);
-  return (await op.commit()).ok;
+}
+
+// One group committer per store and kind of write. A group holds one write per delivery (the identity), and
+// at most 64: an outcome is about 7 keys, well under KV's limits for an operation.
+const claimWriters = new WeakMap<Deno.Kv, GroupCommitter<Claim>>();
+const outcomeWriters = new WeakMap<Deno.Kv, GroupCommitter<Outcome>>();
+
+function writer<T extends { claimed: Delivery } | { next: Delivery }>(
+  writers: WeakMap<Deno.Kv, GroupCommitter<T>>,
+  kv: Deno.Kv,
+  addOps: (op: Deno.AtomicOperation, item: T) => void,
+): GroupCommitter<T> {
+  let w = writers.get(kv);
+  if (!w) {
+    w = new GroupCommitter(kv, {
+      addOps,
+      identity: (item) => ("next" in item ? item.next.id : item.claimed.id),
+      maxGroup: 64,
+    });
+    writers.set(kv, w);
+  }
+  return w;
 }
 
 /** Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. */

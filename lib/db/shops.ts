@@ -73,6 +73,12 @@ export async function getShop(kv: Deno.Kv, id: string): Promise<Shop | null> {
   return (await kv.get<Shop>(shopKey(id))).value;
 }
 
+/** A shop read on a hot path (each postback attempt), sharing its read with concurrent ones: read-only. */
+export async function getShopShared(kv: Deno.Kv, id: string): Promise<Shop | null> {
+  const [entry] = await groupReader(kv).getMany<[Shop]>([shopKey(id)]);
+  return entry.value;
+}
+
 export function listShops(kv: Deno.Kv): Promise<Shop[]> {
   return collectValues(kv.list<Shop>({ prefix: ["shops"] }));
 }

@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
-import { claimDelivery, recordDeliveryAttempt } from "../db/deliveries.ts";
-import { getShop } from "../db/shops.ts";
+import { claimDeliveryEntry, getDeliveryEntry, recordDeliveryAttempt } from "../db/deliveries.ts";
+import { getShopShared } from "../db/shops.ts";
 import { signingSecrets } from "../shops.ts";
 import { log } from "../log.ts";
 import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./schedule.ts";
@@ -17,9 +17,25 @@ const RESPONSE_KEEP_BYTES = 1024;
  * the lease and the versionstamp check make extra calls no-ops.
  */
 export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
-  const leaseMs = ctx.config.postbackTimeoutMs + 10_000;
-  const claimed = await claimDelivery(ctx.kv, id, ctx.now(), leaseMs);
-  if (!claimed) return;
+  const entry = await getDeliveryEntry(ctx.kv, id);
+  if (entry.value) await attemptDelivery(ctx, entry as Deno.KvEntry<Delivery>);
+}
+
+/**
+ * A lease outlives the attempt's timeout by this much (time to commit the outcome). A worker that dies
+ * mid-attempt holds its delivery no longer than the timeout plus this.
+ */
+const LEASE_MARGIN_MS = 5_000;
+
+/**
+ * Makes one attempt at a delivery as read in `entry`, if it is still due and
+ * nobody else holds it (the claim is checked against the version read), and
+ * records the result. False when there was nothing to do.
+ */
+export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Delivery>): Promise<boolean> {
+  const leaseMs = ctx.config.postbackTimeoutMs + LEASE_MARGIN_MS;
+  const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), leaseMs);
+  if (!claimed) return false;
   const d = claimed.value;
   const started = ctx.now();
   const { outcome, responseStart } = await attempt(ctx, d);
@@ -38,22 +54,23 @@ export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
     queue: ctx.config.jobsQueue,
     now: finished,
   });
-  if (!saved) log.warn("postback lease lost; another worker owns it now", { deliveryId: id });
+  if (!saved) log.warn("postback lease lost; another worker owns it now", { deliveryId: d.id });
   else if (next.status === "pending" && !ctx.config.jobsQueue) {
-    ctx.kick({ kind: "postback", id }, next.nextAttemptAt - finished);
+    ctx.kick({ kind: "postback", id: d.id }, next.nextAttemptAt - finished);
   }
   log.info("postback attempt", {
-    deliveryId: id,
+    deliveryId: d.id,
     paymentId: d.paymentId,
     attempt: record.n,
     statusCode: record.statusCode,
     outcome: next.status,
     latencyMs: record.latencyMs,
   });
+  return true;
 }
 
 async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
-  const shop = await getShop(ctx.kv, d.shopId);
+  const shop = await getShopShared(ctx.kv, d.shopId);
   if (!shop) return blocked("the shop no longer exists");
   // The URL was checked at creation; the address is checked again now because DNS can change.
   const urlProblem = checkShopUrl(d.url, { allowLocal: ctx.config.allowLocalUrls, allowedHosts: [] });

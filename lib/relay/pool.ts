@@ -1,0 +1,159 @@
+import type { AppContext } from "../context.ts";
+import { getDeliveryEntryShared, isDeliveryDue } from "../db/deliveries.ts";
+import { describeError, log } from "../log.ts";
+import { attemptDelivery } from "./deliver.ts";
+import type { Delivery } from "./types.ts";
+
+export interface PoolLimits {
+  /** Attempts (and reads before them) in flight at once in this process. */
+  total: number;
+  /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
+  perDestination: number;
+  /** Deliveries waiting for their destination's share, at most; past that they stay due in the index. */
+  parked: number;
+}
+
+/** Most shops answer in milliseconds, so a few dozen attempts keep one destination busy; more only queue there. */
+export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 128, perDestination: 32, parked: 2_000 };
+
+interface Offered {
+  done: Promise<void>;
+  resolve: () => void;
+}
+
+interface Destination {
+  active: number;
+  /** Ids read and due, waiting for a free slot here; read again when one frees (they may have changed). */
+  parked: string[];
+}
+
+/**
+ * Every postback attempt of this process goes through its pool, whoever asks
+ * for it: an in-process kick after a state change, a KV queue message, a sweep
+ * of the due index. The pool keeps as many attempts in flight as its limits
+ * allow (as one finishes the next starts, so there are no batches to wait
+ * for), and gives each destination its own share, so a shop that answers
+ * slowly or not at all only delays its own postbacks.
+ *
+ * An id offered twice while it is waiting or running is one attempt: the sweep
+ * and the queue listener never send the same delivery twice from here. Across
+ * processes the claim (a lease checked against the version read) keeps them
+ * apart. Whatever the pool does not get to (it was stopped, or too much was
+ * parked) stays due in the index, where the next sweep finds it.
+ */
+export class RelayPool {
+  readonly #known = new Map<string, Offered>();
+  /** Offered ids not read yet, in order; `#head` is the next one (a moving index instead of Array.shift). */
+  #queue: string[] = [];
+  #head = 0;
+  #inFlight = 0;
+  #parked = 0;
+  readonly #destinations = new Map<string, Destination>();
+  #stopped = false;
+
+  constructor(private readonly ctx: AppContext, private readonly limits: PoolLimits = DEFAULT_POOL_LIMITS) {}
+
+  /** Attempts the delivery if it is due; resolves once this process is done with it (attempted or not). */
+  offer(id: string): Promise<void> {
+    const known = this.#known.get(id);
+    if (known) return known.done;
+    if (this.#stopped) return Promise.resolve();
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    this.#known.set(id, { done, resolve });
+    this.#queue.push(id);
+    this.#pump();
+    return done;
+  }
+
+  /** How many deliveries this process holds: offered and not finished. */
+  get size(): number {
+    return this.#known.size;
+  }
+
+  /** Takes nothing new and lets queued and parked ids go (they stay due); running attempts finish. */
+  stop() {
+    this.#stopped = true;
+    for (const id of this.#queue.slice(this.#head)) this.#finish(id);
+    this.#queue = [];
+    this.#head = 0;
+    for (const d of this.#destinations.values()) d.parked.splice(0).forEach((id) => this.#finish(id));
+  }
+
+  #pump() {
+    while (!this.#stopped && this.#head < this.#queue.length && this.#inFlight < this.limits.total) {
+      this.#take(this.#queue[this.#head++]);
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    }
+  }
+
+  /** Reads the delivery (reads of concurrent takes share one store read) and attempts it or parks it. */
+  async #take(id: string) {
+    this.#inFlight++;
+    try {
+      const entry = await getDeliveryEntryShared(this.ctx.kv, id);
+      if (this.#stopped || !isDeliveryDue(entry.value, this.ctx.now())) return this.#finish(id);
+      const origin = destinationOf(entry.value);
+      let destination = this.#destinations.get(origin);
+      if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
+      if (destination.active >= this.limits.perDestination) {
+        if (this.#parked >= this.limits.parked) return this.#finish(id);
+        destination.parked.push(id);
+        this.#parked++;
+        return;
+      }
+      destination.active++;
+      try {
+        await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
+      } finally {
+        destination.active--;
+        this.#finish(id);
+        this.#unpark(origin, destination);
+      }
+    } catch (err) {
+      log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
+      this.#finish(id);
+    } finally {
+      this.#inFlight--;
+      this.#pump();
+    }
+  }
+
+  /** A slot freed at a destination: its next parked delivery is read again and goes ahead of the queue. */
+  #unpark(origin: string, destination: Destination) {
+    const next = destination.parked.shift();
+    if (next !== undefined) {
+      this.#parked--;
+      this.#take(next);
+    } else if (destination.active === 0) {
+      this.#destinations.delete(origin);
+    }
+  }
+
+  #finish(id: string) {
+    const known = this.#known.get(id);
+    this.#known.delete(id);
+    known?.resolve();
+  }
+}
+
+/** Where a postback goes, as far as sharing goes: its URL's origin (one shop may have several). */
+function destinationOf(d: Delivery): string {
+  try {
+    return new URL(d.url).origin;
+  } catch {
+    return d.url;
+  }
+}
+
+const pools = new WeakMap<AppContext, RelayPool>();
+
+/** The relay pool of an app context (one per process and context). */
+export function relayPool(ctx: AppContext): RelayPool {
+  let pool = pools.get(ctx);
+  if (!pool) pools.set(ctx, pool = new RelayPool(ctx));
+  return pool;
+}
