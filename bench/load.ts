@@ -16,8 +16,11 @@ import { nowMs, percentile, sortedCopy } from "./stats.ts";
 export type RequestKind =
   /** GET /integration/pay?id=… cycling through the payment ids in `idsFile`. */
   | { kind: "pay"; idsFile: string }
-  /** POST /api/v1/init-payment with a fresh shop transaction id per request (none with `noShopId`: no postbacks). */
-  | { kind: "init"; apiKey: string; txPrefix: string; noShopId?: boolean }
+  /**
+   * POST /api/v1/init-payment with a fresh shop transaction id per request (none with `noShopId`: no postbacks);
+   * postbacks go to the shop's default URL unless `postbackUrl` names another.
+   */
+  | { kind: "init"; apiKey: string; txPrefix: string; noShopId?: boolean; postbackUrl?: string }
   /** POST /api/v1/payments/{id}/refunds of 1 minor unit, cycling through the paid payment ids in `idsFile`. */
   | { kind: "refund"; apiKey: string; idsFile: string };
 
@@ -140,7 +143,7 @@ function requestMaker(spec: ClosedSpec): () => Uint8Array {
     return () => requests[i++ % requests.length];
   }
   let n = 0;
-  return () => encodeRequest(host, initRequest(r.apiKey, r.noShopId ? null : `${r.txPrefix}-${n++}`));
+  return () => encodeRequest(host, initRequest(r.apiKey, r.noShopId ? null : `${r.txPrefix}-${n++}`, r.postbackUrl));
 }
 
 function payRequest(id: string): Http1Request {
@@ -158,13 +161,14 @@ function refundRequest(apiKey: string, paymentId: string): Http1Request {
 }
 
 /** What a shop sends: its own transaction id, the buyer, the amount and where the buyer returns. */
-function initRequest(apiKey: string, shopTxId: string | null): Http1Request {
+function initRequest(apiKey: string, shopTxId: string | null, postbackUrl?: string): Http1Request {
   return {
     method: "POST",
     path: "/api/v1/init-payment",
     headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
     body: JSON.stringify({
       ...(shopTxId === null ? {} : { id: shopTxId }),
+      ...(postbackUrl ? { postbackUrl } : {}),
       email: "buyer@example.com",
       amount: 1999,
       currency: "EUR",

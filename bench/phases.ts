@@ -133,9 +133,17 @@ export async function compareThroughput(
   };
 }
 
-/** Creates `count` more payments through the app's API (when the init rounds made too few for a later phase). */
-export async function createPayments(stack: Stack, profile: Profile, count: number): Promise<string[]> {
-  const saveIdsTo = `${stack.dir}/ids-extra.json`;
+/**
+ * Creates `count` more payments through the app's API (when the init rounds made too few for a later phase);
+ * their postbacks go to the bench shop, or to `postbackUrl` (another shop).
+ */
+export async function createPayments(
+  stack: Stack,
+  profile: Profile,
+  count: number,
+  opts: { postbackUrl?: string } = {},
+): Promise<string[]> {
+  const saveIdsTo = `${stack.dir}/ids-extra-${crypto.randomUUID()}.json`;
   const spec: ClosedSpec = {
     mode: "closed",
     port: stack.app.port,
@@ -143,7 +151,12 @@ export async function createPayments(stack: Stack, profile: Profile, count: numb
     durationMs: 60_000,
     maxRequests: count,
     expectStatus: 201,
-    request: { kind: "init", apiKey: stack.shop.apiKey, txPrefix: `bench-extra-${crypto.randomUUID()}` },
+    request: {
+      kind: "init",
+      apiKey: stack.shop.apiKey,
+      txPrefix: `bench-extra-${crypto.randomUUID()}`,
+      postbackUrl: opts.postbackUrl,
+    },
     saveIdsTo,
   };
   await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
@@ -237,8 +250,9 @@ export async function webhookLatency(
   profile: Profile,
   pendingIds: string[],
   driver: Driver,
+  load: { rate: number; seconds: number } = { rate: profile.webhookRate, seconds: profile.webhookSeconds },
 ): Promise<WebhookResult> {
-  const count = profile.webhookRate * profile.webhookSeconds;
+  const count = load.rate * load.seconds;
   if (pendingIds.length < count) throw new Error(`need ${count} pending payments, have ${pendingIds.length}`);
   const idsFile = `${stack.dir}/webhook-ids.json`;
   await Deno.writeTextFile(idsFile, JSON.stringify(pendingIds.slice(0, count)));
@@ -250,7 +264,7 @@ export async function webhookLatency(
     sandboxPort: stack.sandbox.port,
     sandboxToken: stack.sandbox.token,
     idsFile,
-    rate: profile.webhookRate,
+    rate: load.rate,
   };
   await driver.settle();
   const before = cpuSample();
@@ -265,8 +279,8 @@ export async function webhookLatency(
   }
   const sorted = sortedCopy(latencies);
   return {
-    rate: profile.webhookRate,
-    seconds: profile.webhookSeconds,
+    rate: load.rate,
+    seconds: load.seconds,
     ...tally(paced.sent.map(([id]) => id), arrivals),
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
@@ -378,20 +392,72 @@ function tally(expectedIds: string[], arrivals: Arrivals): Delivered {
  * phase caused, e.g. refund.succeeded, still on their way), so they cannot be
  * counted by the next phase.
  */
-export async function awaitQuietShop(stack: Stack, quietMs = 1_000, timeoutMs = 30_000): Promise<void> {
+export async function awaitQuietShop(
+  stack: Stack,
+  quietMs = 1_000,
+  timeoutMs = 30_000,
+  port = stack.shop.port,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
   let since = Date.now();
   while (Date.now() < deadline) {
-    const { received } = await shopCall(stack, "GET", "/stats") as { received: number };
+    const { received } = await shopCall(stack, "GET", "/stats", port) as { received: number };
     if (received !== last) [last, since] = [received, Date.now()];
     else if (Date.now() - since >= quietMs) return;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-async function shopCall(stack: Stack, method: "GET" | "POST", path: string): Promise<unknown> {
-  const res = await fetch(`http://127.0.0.1:${stack.shop.port}${path}`, { method });
+async function shopCall(
+  stack: Stack,
+  method: "GET" | "POST",
+  path: string,
+  port = stack.shop.port,
+): Promise<unknown> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method });
   if (!res.ok) throw new Error(`shop ${path} answered ${res.status}`);
   return await res.json();
+}
+
+export interface SlowShopResult extends WebhookResult {
+  /** Postbacks per second made for the slow shop meanwhile (each answered after 8 s). */
+  slowRate: number;
+  /** How many of those the slow shop had received when the fast shop had all of its own. */
+  slowReceived: number;
+}
+
+/**
+ * The webhook → postback latency of the bench shop while another shop answers
+ * each postback after 8 s (well inside the timeout) and keeps getting more of
+ * them: one slow shop must only slow itself. Then the slow shop answers at
+ * once again and its backlog is waited out, so that later phases start clean.
+ */
+export async function webhookLatencyBesideSlowShop(
+  stack: Stack,
+  profile: Profile,
+  ids: { fast: string[]; slow: string[] },
+  driver: Driver,
+): Promise<SlowShopResult> {
+  const slowRate = profile.slowShopRate;
+  const slowFile = `${stack.dir}/slow-shop-ids.json`;
+  await Deno.writeTextFile(slowFile, JSON.stringify(ids.slow.slice(0, slowRate * profile.webhookSeconds)));
+  await shopCall(stack, "POST", "/reset", stack.slowShop.port);
+  const slowLoad = runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(
+    {
+      mode: "paced",
+      appPort: stack.app.port,
+      sandboxPort: stack.sandbox.port,
+      sandboxToken: stack.sandbox.token,
+      idsFile: slowFile,
+      rate: slowRate,
+    } satisfies PacedSpec,
+  )]);
+  const fast = await webhookLatency(stack, profile, ids.fast, driver);
+  await slowLoad;
+  const { received } = await shopCall(stack, "GET", "/stats", stack.slowShop.port) as { received: number };
+  // Let the slow shop's backlog drain at once, and wait for it, so the next phase measures only itself.
+  await shopCall(stack, "POST", "/delay?ms=0", stack.slowShop.port);
+  await awaitQuietShop(stack, 1_000, 60_000, stack.slowShop.port);
+  return { ...fast, slowRate, slowReceived: received };
 }

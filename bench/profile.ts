@@ -22,6 +22,10 @@ export interface Profile {
   payIds: number;
   webhookRate: number;
   webhookSeconds: number;
+  /** The high-rate webhook phase: this many per second for webhookSeconds / 2 (at least 2 s). */
+  webhookPeakRate: number;
+  /** Postbacks per second made for the slow shop (8 s answers) beside the webhook phase's own. */
+  slowShopRate: number;
   drainCount: number;
   /** Give up waiting for postbacks after this long (then the missing ones count as lost); bounds the run time. */
   webhookTimeoutMs: number;
@@ -38,6 +42,8 @@ export const FULL: Profile = {
   payIds: 5_000,
   webhookRate: 100,
   webhookSeconds: 10,
+  webhookPeakRate: 500,
+  slowShopRate: 20,
   drainCount: 10_000,
   webhookTimeoutMs: 30_000,
   drainTimeoutMs: 90_000,
@@ -53,6 +59,8 @@ export const QUICK: Profile = {
   payIds: 1_000,
   webhookRate: 50,
   webhookSeconds: 2,
+  webhookPeakRate: 200,
+  slowShopRate: 10,
   drainCount: 1_000,
   webhookTimeoutMs: 15_000,
   drainTimeoutMs: 30_000,

@@ -20,6 +20,7 @@ import {
   paidPaymentsWithoutPostbacks,
   readIds,
   webhookLatency,
+  webhookLatencyBesideSlowShop,
 } from "./phases.ts";
 import { cpuSample, DENO, foreignShare, QuietGate, stopAll, tail } from "./procs.ts";
 import { FULL, QUICK } from "./profile.ts";
@@ -79,7 +80,7 @@ try {
   log("POST /api/v1/init-payment");
   const init = await compareThroughput(stack, profile, {
     endpoint: "POST /api/v1/init-payment",
-    target: 0.6,
+    target: 0.9,
     expectStatus: 201,
     request: (who) => ({ kind: "init", apiKey: stack!.shop.apiKey, txPrefix: `bench-${who}-${crypto.randomUUID()}` }),
     saveIds: true,
@@ -109,6 +110,22 @@ try {
   const needed = profile.webhookRate * profile.webhookSeconds;
   if (appIds.length < needed) appIds.push(...await createPayments(stack, profile, needed - appIds.length));
   const webhook = await webhookLatency(stack, profile, appIds, driver);
+
+  // The same path at a peak rate, on payments of its own.
+  const peak = { rate: profile.webhookPeakRate, seconds: Math.max(2, profile.webhookSeconds / 2) };
+  log(`webhook → postback at ${peak.rate}/s for ${peak.seconds} s`);
+  const peakIds = await createPayments(stack, profile, peak.rate * peak.seconds);
+  const webhookPeak = await webhookLatency(stack, profile, peakIds, driver, peak);
+
+  // Again at the first rate, while another shop answers each of its postbacks after 8 s.
+  log(`webhook → postback at ${profile.webhookRate}/s beside a shop answering after 8 s`);
+  const slowShopIds = {
+    fast: await createPayments(stack, profile, needed),
+    slow: await createPayments(stack, profile, profile.slowShopRate * profile.webhookSeconds, {
+      postbackUrl: stack.slowShop.postbackUrl,
+    }),
+  };
+  const besideSlowShop = await webhookLatencyBesideSlowShop(stack, profile, slowShopIds, driver);
 
   // Refunds need paid payments: the app's are paid at the sandbox for this phase, made without a shop id so that
   // no postbacks ride along (their delivery is what the webhook and drain rows measure). The floor refunds the
@@ -148,6 +165,8 @@ try {
     init,
     refund,
     webhook,
+    webhookPeak,
+    besideSlowShop,
     drain,
     loadRssMB,
     appLogLines,

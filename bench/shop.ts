@@ -8,14 +8,16 @@
  *   GET  /stats      {received, unique, duplicates}
  *   GET  /records    [[webhook-id, payment id, received at (ms, see nowMs)], ...]
  *   POST /reset      forget everything (between phases)
+ *   POST /delay?ms=N answer every postback N ms after it arrived from now on (a slow shop; 0: at once)
  *
- * Env: SHOP_PORT.
+ * Env: SHOP_PORT, SHOP_DELAY_MS (the delay to start with, default 0).
  */
 import { nowMs } from "./stats.ts";
 
 type Arrival = [messageId: string, paymentId: string, at: number];
 
 let records: Arrival[] = [];
+let delayMs = Number(Deno.env.get("SHOP_DELAY_MS") ?? 0);
 let seen = new Set<string>();
 
 async function postback(req: Request): Promise<Response> {
@@ -30,6 +32,8 @@ async function postback(req: Request): Promise<Response> {
   }
   records.push([messageId, paymentId, at]);
   seen.add(messageId);
+  // Arrival is recorded above, on receipt: a slow shop is slow to answer, not to receive.
+  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   return new Response("ok");
 }
 
@@ -40,6 +44,10 @@ Deno.serve({ hostname: "127.0.0.1", port: Number(Deno.env.get("SHOP_PORT")), onL
     return Response.json({ received: records.length, unique: seen.size, duplicates: records.length - seen.size });
   }
   if (req.method === "GET" && path === "/records") return Response.json(records);
+  if (req.method === "POST" && path === "/delay") {
+    delayMs = Number(new URL(req.url).searchParams.get("ms") ?? 0);
+    return Response.json({ delayMs });
+  }
   if (req.method === "POST" && path === "/reset") {
     records = [];
     seen = new Set();

@@ -13,6 +13,8 @@ export interface Stack {
   dir: string;
   sandbox: { proc: Proc; port: number; token: string };
   shop: { proc: Proc; port: number; postbackUrl: string; shopId: string; apiKey: string };
+  /** A second receiver that answers each postback after 8 s (one shop's slowness must not hold up others). */
+  slowShop: { proc: Proc; port: number; postbackUrl: string };
   floor: { proc: Proc; port: number };
   app: { proc: Proc; port: number };
   /** Starts the app again on the same port and KV file once it is stopped (for the drain); resolves when it answers. */
@@ -23,6 +25,7 @@ export async function startStack(dir: string): Promise<Stack> {
   const sandboxPort = freePort();
   const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
   const shopPort = freePort();
+  const slowShopPort = freePort();
   const floorPort = freePort();
   const appPort = freePort();
   const postbackUrl = `http://127.0.0.1:${shopPort}/postback`;
@@ -43,7 +46,7 @@ export async function startStack(dir: string): Promise<Stack> {
     RATE_LIMIT_PER_MINUTE: "1000000000",
   };
 
-  const [sandbox, shop, floor] = await Promise.all([
+  const [sandbox, shop, slowShop, floor] = await Promise.all([
     startDeno("sandbox", "sandbox/main.ts", {
       SANDBOX_PORT: String(sandboxPort),
       SANDBOX_HOSTNAME: "127.0.0.1",
@@ -52,6 +55,7 @@ export async function startStack(dir: string): Promise<Stack> {
       SANDBOX_WEBHOOK_SECRET: SANDBOX_SECRET,
     }, dir),
     startDeno("shop", "bench/shop.ts", { SHOP_PORT: String(shopPort) }, dir),
+    startDeno("slow-shop", "bench/shop.ts", { SHOP_PORT: String(slowShopPort), SHOP_DELAY_MS: "8000" }, dir),
     startDeno("floor", "bench/floor.ts", {
       FLOOR_PORT: String(floorPort),
       FLOOR_KV_PATH: `${dir}/floor.sqlite3`,
@@ -70,6 +74,7 @@ export async function startStack(dir: string): Promise<Stack> {
   await Promise.all([
     waitForHttp(`${sandboxUrl}/knobs`, sandbox),
     waitForHttp(`http://127.0.0.1:${shopPort}/stats`, shop),
+    waitForHttp(`http://127.0.0.1:${slowShopPort}/stats`, slowShop),
     waitForHttp(`http://127.0.0.1:${floorPort}/`, floor),
   ]);
 
@@ -77,6 +82,7 @@ export async function startStack(dir: string): Promise<Stack> {
     dir,
     sandbox: { proc: sandbox, port: sandboxPort, token: SANDBOX_TOKEN },
     shop: { proc: shop, port: shopPort, postbackUrl, ...created },
+    slowShop: { proc: slowShop, port: slowShopPort, postbackUrl: `http://127.0.0.1:${slowShopPort}/postback` },
     floor: { proc: floor, port: floorPort },
     app: { proc: app, port: appPort },
     async startApp() {
