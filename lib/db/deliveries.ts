@@ -117,8 +117,9 @@ function addOutcomeOps(op: Deno.AtomicOperation, { claimed, attempt, next, jobs 
     deliveryId: next.id,
     attempt: attempt.n,
   });
-  if (next.status === "delivered") op.delete(attentionKey(next.shopId, next.id));
-  else op.set(attentionKey(next.shopId, next.id), next.createdAt);
+  // Only a delivery that had an attempt before can be on the attention list: a first success has nothing to delete.
+  if (next.status !== "delivered") op.set(attentionKey(next.shopId, next.id), next.createdAt);
+  else if (claimed.value.attempts > 0) op.delete(attentionKey(next.shopId, next.id));
 }
 
 // One group committer per store and kind of write. A group holds one write per delivery (the identity), and

@@ -13,8 +13,11 @@ export interface PoolLimits {
   parked: number;
 }
 
-/** Most shops answer in milliseconds, so a few dozen attempts keep one destination busy; more only queue there. */
-export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 128, perDestination: 32, parked: 2_000 };
+/**
+ * Most shops answer in milliseconds, so a few dozen attempts keep one destination busy (64 is also what a
+ * BullMQ worker would typically run); four destinations that hang cannot fill the pool.
+ */
+export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 256, perDestination: 64, parked: 4_000 };
 
 interface Offered {
   done: Promise<void>;
