@@ -247,7 +247,8 @@ Every piece is its own process on 127.0.0.1, so nothing shares an event loop wit
   one shop is created with \`cli/shop.ts create\`, as an operator would.
 - **Sandbox**: \`sandbox/\` (the Bansky imitation) at zero latency and no faults, shared by the app and the floor.
 - **Floor**: \`bench/floor.ts\`, a server written only to be the lower bound (see below).
-- **Shop**: \`bench/shop.ts\`, a postback receiver that answers 200 at once and records arrival times.
+- **Shop**: \`bench/shop.ts\`, a postback receiver that answers 200 at once and records arrival times; a second one
+  (the slow shop) answers each postback after 8 s.
 - **Load generator**: \`bench/load.ts\`, started fresh for every round. It speaks HTTP/1.1 over raw keep-alive
   connections (\`bench/http1.ts\`) because \`fetch\` costs a client about as much CPU as these small servers spend per
   request, and on 2 cores that would cap the app and the floor at the same speed.
@@ -277,9 +278,10 @@ to it, which cancels out the machine and the load generator.
   along (their delivery is what the webhook → postback and drain rows measure; with them, each refund would also pay
   for a postback's delivery while the round runs), the floor's the same number of its own. The app adds
   authentication, validation, reading the payment and its refund reservation in one read, reserving the amount
-  (refund record, reservation, job, timeline event and activity in one commit, shared with concurrent refunds) before
-  the provider call, then the payment's move to \`partially_refunded\` with the refund's own state and counters in a
-  second commit.
+  (refund record, reservation, job and activity entry in one commit, shared with concurrent refunds) before the
+  provider call, then the payment's move to \`partially_refunded\` with the refund's own state, its counters and the
+  provider call's operation-log entry in a second shared commit. The refund's timeline entries are made from its
+  record when shown, so the payment's event list stores no copy of them.
 
 ## The delivery measurements
 
@@ -287,7 +289,10 @@ to it, which cancels out the machine and the load generator.
   (open loop). Each settlement makes the sandbox sign and send its webhook at once; the app verifies it, confirms the
   status with the sandbox, commits the change with its postback job, and delivers the signed postback to the shop.
   Latency is settlement → arrival at the shop (clocks of one machine, sub-millisecond). Every postback must arrive;
-  arrivals beyond the first for a payment count as duplicates.
+  arrivals beyond the first for a payment count as duplicates. It runs at ${p.webhookRate}/s for ${p.webhookSeconds} s,
+  then at ${p.webhookPeakRate}/s on payments of its own, then at ${p.webhookRate}/s again while ${p.slowShopRate}
+  payments a second settle whose postbacks go to the slow shop: the bench shop's p99 then may be at most twice its p99
+  alone (one slow shop must only slow itself). The slow shop's backlog is let go before the next phase.
 - **Drain**: the app is stopped, ${
     fmtInt(p.drainCount)
   } due postbacks are written into its KV by the app's own data layer (record, due index and queue
