@@ -337,27 +337,26 @@ right after the app's drain in the same run, with the app stopped, on the same c
 - **Queue**: BullMQ ${ver(v.bullmq)} (npm, pinned in \`package.json\`) with its Redis client ioredis ${
     ver(v.ioredis)
   }, on Node ${ver(v.node)}.
-- **Redis**: ${ver(v.redis)} from Debian's \`redis-server\` (installed with \`apt-get\` when missing), started by the
-  bench on a free loopback port with its files in the temp dir and \`${
-    s.redisArgs.map((a) => a === "" ? '""' : a).join(" ")
-  }\`: AOF on, fsync once a second, no RDB snapshots; every other setting is Redis's default. A job acknowledged in
-  the second before a power cut can be lost; the app commits every state change before it acknowledges it.
-- **Producer** (\`bench/peers/producer.mjs\`): enqueues the backlog while no worker runs, in \`addBulk\` batches of ${s.enqueueBatch},
-  each job carrying its webhook-id, the shop's URL and the same body as the app's backlog (\`bench/peers/postback.mjs\`,
-  shared with \`bench/seed_postbacks.ts\`). Job options are BullMQ's defaults except ${s.attempts} attempts with a fixed
+- **Redis**: Redis ${ver(v.redis)} from Debian's \`redis-server\` (installed with \`apt-get\` when missing), started
+  by the bench on a free loopback port with its files in the temp dir and
+  \`${s.redisArgs.map((a) => a === "" ? '""' : a).join(" ")}\`: AOF on, fsync once a second, no RDB
+  snapshots; every other setting is Redis's default. A job acknowledged in the second before a power cut can be lost;
+  the app commits every state change before it acknowledges it.
+- **Producer** (\`bench/peers/producer.mjs\`): enqueues the backlog while no worker runs, in \`addBulk\` batches of
+  ${s.enqueueBatch}, each job carrying its webhook-id, the shop's URL and the same body as the app's backlog
+  (\`bench/peers/postback.mjs\`, shared with \`bench/seed_postbacks.ts\`). Job options are BullMQ's defaults except ${s.attempts} attempts with a fixed
   ${s.backoffMs / 1000} s backoff, the app's retry schedule in the bench (BullMQ's default is a single attempt, which
   would drop a postback the shop refused once).
 - **Worker** (\`bench/peers/worker.mjs\`): concurrency ${s.concurrency}; every other worker option is BullMQ's
   documented default (30 s job lock, stalled-job check every 30 s, completed and failed jobs kept, no rate limiter).
-  Each job is signed with \`standardwebhooks\` ${
-    ver(v.standardwebhooks)
-  } (\`new Webhook(secret).sign(msgId, date, body)\`, headers webhook-id, webhook-timestamp and
-  webhook-signature) and POSTed with Node's own \`fetch\` (its default keep-alive, a ${
-    s.timeoutMs / 1000
-  } s timeout per attempt, as the app's); a non-2xx answer fails the attempt, so BullMQ retries it.
+  Each job is signed with \`standardwebhooks\` ${ver(v.standardwebhooks)}
+  (\`new Webhook(secret).sign(msgId, date, body)\`, headers webhook-id, webhook-timestamp and webhook-signature) and
+  POSTed with Node's own \`fetch\` (its default keep-alive, a ${s.timeoutMs / 1000} s timeout per attempt, as the
+  app's); a non-2xx answer fails the attempt, so BullMQ retries it.
 - **Clock**: as for the app, from the first to the last arrival at the shop, with lost and duplicate postbacks counted
   the same way; the worker's start-up (Node, BullMQ, the Redis connection) is in the details, as the app's is.
-- Alone, for debugging: \`deno run -A bench/peer.ts [COUNT]\` starts its own shop and Redis and prints the result.${status}
+- Alone, for debugging: \`deno run -A bench/peer.ts [COUNT]\` starts its own shop and Redis and prints the
+  result.${status}
 `;
 }
 
