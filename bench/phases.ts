@@ -343,7 +343,7 @@ export async function drainBacklog(stack: Stack, profile: Profile, driver: Drive
   };
 }
 
-interface Arrivals {
+export interface Arrivals {
   /** First arrival per payment id. */
   firstAt: Map<string, number>;
   /** Arrivals per payment id. */
@@ -354,8 +354,13 @@ interface Arrivals {
 
 type ShopRecord = [messageId: string, paymentId: string, at: number];
 
+/** What the arrival counting needs of the stack: the bench shop's port (the peer's drain runs it alone too). */
+export interface ShopRef {
+  shop: { port: number };
+}
+
 /** Waits until the shop has `expected` distinct postbacks (or the timeout), then a moment for stray duplicates. */
-async function awaitArrivals(stack: Stack, expected: number, timeoutMs: number): Promise<Arrivals> {
+export async function awaitArrivals(stack: ShopRef, expected: number, timeoutMs: number): Promise<Arrivals> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const stats = await shopCall(stack, "GET", "/stats") as { unique: number };
@@ -380,7 +385,7 @@ async function awaitArrivals(stack: Stack, expected: number, timeoutMs: number):
   return { firstAt, count, earliestAt, lastAt };
 }
 
-function tally(expectedIds: string[], arrivals: Arrivals): Delivered {
+export function tally(expectedIds: string[], arrivals: Arrivals): Delivered {
   const received = expectedIds.filter((id) => arrivals.firstAt.has(id)).length;
   let duplicates = 0;
   for (const n of arrivals.count.values()) duplicates += n - 1;
@@ -409,8 +414,8 @@ export async function awaitQuietShop(
   }
 }
 
-async function shopCall(
-  stack: Stack,
+export async function shopCall(
+  stack: ShopRef,
   method: "GET" | "POST",
   path: string,
   port = stack.shop.port,

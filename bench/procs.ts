@@ -42,7 +42,7 @@ export { freePort } from "../fixtures/app.ts";
  * Starts `deno run -A <script>` with `env`. Output goes to a log file rather
  * than a pipe nobody reads: a full pipe would block the server mid-benchmark.
  */
-export async function startDeno(
+export function startDeno(
   name: string,
   script: string,
   env: Record<string, string>,
@@ -50,9 +50,20 @@ export async function startDeno(
   args: string[] = [],
   runFlags: string[] = [],
 ): Promise<Proc> {
+  return startProcess(name, DENO, ["run", ...runFlags, "-A", script, ...args], env, logDir);
+}
+
+/** Starts any program (the peer's Node worker, Redis) like `startDeno`: logged to a file, stopped by `stopAll`. */
+export async function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  logDir: string,
+): Promise<Proc> {
   const logPath = `${logDir}/${name}.log`;
-  const child = new Deno.Command(DENO, {
-    args: ["run", ...runFlags, "-A", script, ...args],
+  const child = new Deno.Command(command, {
+    args,
     env: childEnv(env),
     clearEnv: true,
     stdin: "null",
@@ -102,7 +113,7 @@ export async function startDeno(
   return proc;
 }
 
-/** Stops every process started by `startDeno` that is still running. */
+/** Stops every process started by `startDeno` or `startProcess` that is still running. */
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
 }
@@ -218,9 +229,20 @@ export async function waitForHttp(url: string, proc: Proc, timeoutMs = 20_000): 
  * (the load generator, the seeder). It counts as running until it exits, so
  * an interrupted benchmark stops it too.
  */
-export async function runDenoJson<T>(script: string, args: string[], env: Record<string, string> = {}): Promise<T> {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", script, ...args],
+export function runDenoJson<T>(script: string, args: string[], env: Record<string, string> = {}): Promise<T> {
+  return runJson<T>(DENO, ["run", "-A", script, ...args], env, script);
+}
+
+/** Runs any program to completion like `runDenoJson` (the peer's Node producer) and parses its JSON stdout. */
+export async function runJson<T>(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+  /** What failures and the process list call it. */
+  script = command,
+): Promise<T> {
+  const child = new Deno.Command(command, {
+    args,
     env: childEnv(env),
     clearEnv: true,
     stdin: "null",

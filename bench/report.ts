@@ -3,7 +3,8 @@
  * doc is generated whole on every full run, so its numbers always come from
  * one run of the current code.
  */
-import type { DrainResult, SlowShopResult, ThroughputResult, WebhookResult } from "./phases.ts";
+import type { Delivered, DrainResult, SlowShopResult, ThroughputResult, WebhookResult } from "./phases.ts";
+import { PEER_SETTINGS, type PeerResult } from "./peer.ts";
 import type { Profile } from "./profile.ts";
 import { fmtInt, fmtMs, fmtRatio, median } from "./stats.ts";
 
@@ -13,6 +14,8 @@ export const WEBHOOK_P99_TARGET_MS = 25;
 export const WEBHOOK_PEAK_P99_TARGET_MS = 100;
 /** Beside a slow shop, the fast shop's p99 may grow to at most this multiple of its p99 alone. */
 export const SLOW_SHOP_P99_FACTOR = 2;
+/** The app's drain rate at least this many times the BullMQ + Redis peer's, measured in the same run. */
+export const PEER_TARGET = 1.0;
 
 export interface BenchResults {
   profile: Profile;
@@ -29,6 +32,8 @@ export interface BenchResults {
   /** The first rate again, beside a shop that answers after 8 s. */
   besideSlowShop: SlowShopResult;
   drain: DrainResult;
+  /** The same drain through the BullMQ + Redis peer (or why it has no numbers). */
+  peer: PeerResult;
   /** Peak RSS of the app process that served init, pay, the webhook and the refund load. */
   loadRssMB: number | null;
   /** Warning and error lines the app processes logged (LOG_LEVEL=warn), as a health check of the run. */
@@ -41,7 +46,8 @@ interface Row {
   floor: string;
   ratio: string;
   target: string;
-  pass: boolean;
+  /** null: not judged (the peer could not run on this machine). */
+  pass: boolean | null;
 }
 
 function rows(r: BenchResults): Row[] {
@@ -55,6 +61,8 @@ function rows(r: BenchResults): Row[] {
   });
   const w = r.webhook;
   const d = r.drain;
+  const peer = r.peer;
+  const peerRatio = peer.kind === "measured" ? d.rate / peer.rate : NaN;
   const rss = (label: string, mb: number | null): Row => ({
     benchmark: `Peak RSS of the app, ${label}`,
     app: mb === null ? "n/a" : `${mb.toFixed(0)} MB`,
@@ -101,15 +109,23 @@ function rows(r: BenchResults): Row[] {
     {
       benchmark: `Drain of ${fmtInt(d.expected)} queued postbacks`,
       app: `${fmtInt(d.rate)} postbacks/s`,
-      floor: "",
-      ratio: "",
-      target: "none lost",
-      pass: d.lost === 0,
+      floor: peer.kind === "measured"
+        ? `${fmtInt(peer.rate)} postbacks/s (BullMQ + Redis peer)`
+        : `BullMQ + Redis peer ${peer.kind === "missing" ? "not measured" : "failed"} (${peer.reason})`,
+      ratio: fmtRatio(peerRatio),
+      target: `≥ ${PEER_TARGET.toFixed(1)} × peer, none lost`,
+      pass: d.lost > 0
+        ? false
+        : peer.kind === "measured"
+        ? peerRatio >= PEER_TARGET
+        : peer.kind === "missing"
+        ? null
+        : false,
     },
     {
       benchmark: "",
-      app: `${fmtInt(d.received)}/${fmtInt(d.expected)} arrived, ${d.duplicates} duplicates`,
-      floor: "",
+      app: arrived(d),
+      floor: peer.kind === "measured" ? arrived(peer) : "",
       ratio: "",
       target: "",
       pass: d.lost === 0,
@@ -119,20 +135,28 @@ function rows(r: BenchResults): Row[] {
   ];
 }
 
+function arrived(x: Delivered): string {
+  return `${fmtInt(x.received)}/${fmtInt(x.expected)} arrived, ${x.duplicates} duplicates`;
+}
+
 /** Target rows that failed (continuation rows repeat their parent's verdict and are not counted). */
 export function failures(r: BenchResults): string[] {
-  return rows(r).filter((row) => row.benchmark && !row.pass).map((row) => row.benchmark);
+  return rows(r).filter((row) => row.benchmark && row.pass === false).map((row) => row.benchmark);
+}
+
+function verdict(row: Row, pass: string, fail: string): string {
+  return row.benchmark ? (row.pass === null ? "n/a" : row.pass ? pass : fail) : "";
 }
 
 export function renderText(r: BenchResults): string {
-  const header = ["Benchmark", "App", "Floor", "App/floor", "Target", "Result"];
+  const header = ["Benchmark", "App", "Floor / peer", "Ratio", "Target", "Result"];
   const body = rows(r).map((row) => [
     row.benchmark,
     row.app,
     row.floor,
     row.ratio,
     row.target,
-    row.benchmark ? (row.pass ? "PASS" : "FAIL") : "",
+    verdict(row, "PASS", "FAIL"),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((line) => line[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
@@ -156,6 +180,7 @@ function detailLines(r: BenchResults): string[] {
     }; errors app ${x.errors.app}, floor ${x.errors.floor}${x.firstError ? ` (first: ${x.firstError})` : ""}`;
   const w = r.webhook;
   const d = r.drain;
+  const peer = r.peer;
   return [
     t(r.pay),
     t(r.init),
@@ -169,6 +194,17 @@ function detailLines(r: BenchResults): string[] {
     `Drain: seeded in ${fmtMs(d.seedMs / 1000)} s; app up in ${fmtMs(d.startupMs / 1000)} s; first → last postback ${
       fmtMs(d.drainMs / 1000)
     } s; app start → last postback ${fmtMs(d.totalMs / 1000)} s`,
+    peer.kind === "measured"
+      ? `Peer drain (${peerVersionsText(r)}): enqueued in ${fmtMs(peer.enqueueMs / 1000)} s; worker up in ${
+        fmtMs(peer.startupMs / 1000)
+      } s; first → last postback ${fmtMs(peer.drainMs / 1000)} s; worker start → last postback ${
+        fmtMs(peer.totalMs / 1000)
+      } s; CPU per postback worker ${peer.cpuMsPerPostback.worker.toFixed(3)} ms, Redis ${
+        peer.cpuMsPerPostback.redis.toFixed(3)
+      } ms; peak RSS worker ${fmtMb(peer.workerRssMB)}, Redis ${
+        fmtMb(peer.redisRssMB)
+      }; worker log lines ${peer.workerLogLines}`
+      : `Peer drain: ${peer.kind === "missing" ? "not measured" : "failed"} (${peer.reason})`,
     `App warning/error log lines during the run: ${r.appLogLines}`,
     noiseLine(r),
   ];
@@ -182,7 +218,15 @@ export function noiseLine(r: BenchResults): string {
   const rounds = (name: string, xs: number[]) =>
     xs.length ? `${name} ${pct(median(xs))} (worst round ${pct(Math.max(...xs))})` : `${name} n/a`;
   const single = (name: string, x: number | null) => `${name} ${x === null ? "n/a" : pct(x)}`;
-  const all = [...r.pay.foreign, ...r.init.foreign, ...r.refund.foreign, r.webhook.foreign ?? 0, r.drain.foreign ?? 0];
+  const peer = r.peer.kind === "measured" ? r.peer.foreign : null;
+  const all = [
+    ...r.pay.foreign,
+    ...r.init.foreign,
+    ...r.refund.foreign,
+    r.webhook.foreign ?? 0,
+    r.drain.foreign ?? 0,
+    peer ?? 0,
+  ];
   const quiet = median(all) <= NOISE_WARN;
   return `Other programs' share of the machine while measuring (median): ${
     [
@@ -191,6 +235,7 @@ export function noiseLine(r: BenchResults): string {
       rounds("refund", r.refund.foreign),
       single("webhook", r.webhook.foreign),
       single("drain", r.drain.foreign),
+      single("peer drain", peer),
     ].join(", ")
   }${quiet ? "" : " — the machine was busy: absolute numbers are low and ratios noisier than usual"}`;
 }
@@ -199,7 +244,7 @@ export function renderMarkdown(r: BenchResults): string {
   const p = r.profile;
   const table = rows(r).map((row) =>
     `| ${row.benchmark} | ${row.app} | ${row.floor} | ${row.ratio} | ${row.target} | ${
-      row.benchmark ? (row.pass ? "pass" : "**FAIL**") : ""
+      verdict(row, "pass", "**FAIL**")
     } |`
   );
   return `# Benchmarks
@@ -218,7 +263,7 @@ short smoke run of the same code paths and leaves this page alone.
 
 ## Results
 
-| Benchmark | App | Floor | App/floor | Target | Result |
+| Benchmark | App | Floor / peer | Ratio | Target | Result |
 | --- | --- | --- | --- | --- | --- |
 ${table.join("\n")}
 
@@ -229,6 +274,7 @@ ${detailLines(r).map((l) => `- ${l}`).join("\n")}
 ## Reading the numbers
 
 - A ratio is the app's median requests per second over the floor's; the per-round ratios in the details show the spread.
+  The drain's ratio is the app's postbacks per second over the BullMQ + Redis peer's, one drain each.
 - Every process here, the load generator and the sandbox included, shares the machine's cores, so absolute requests per
   second hold for this machine only; the ratios are what carries over.
 - Before each measurement the bench waits up to 5 s (60 s in all) for other programs to go quiet, and it reports the
@@ -249,6 +295,7 @@ Every piece is its own process on 127.0.0.1, so nothing shares an event loop wit
 - **Floor**: \`bench/floor.ts\`, a server written only to be the lower bound (see below).
 - **Shop**: \`bench/shop.ts\`, a postback receiver that answers 200 at once and records arrival times; a second one
   (the slow shop) answers each postback after 8 s.
+- **Peer**: a BullMQ worker on Node with Redis, the drain's comparison (see "The peer" below).
 - **Load generator**: \`bench/load.ts\`, started fresh for every round. It speaks HTTP/1.1 over raw keep-alive
   connections (\`bench/http1.ts\`) because \`fetch\` costs a client about as much CPU as these small servers spend per
   request, and on 2 cores that would cap the app and the floor at the same speed.
@@ -298,10 +345,60 @@ to it, which cancels out the machine and the load generator.
   } due postbacks are written into its KV by the app's own data layer (record, due index and queue
   message, as a webhook writes them; \`bench/seed_postbacks.ts\`), and the app is started again. Its start-up sweep and
   its KV queue listener drain them to the shop; the rate is counted from the first to the last arrival, and every one
-  must arrive.
+  must arrive. Right after, the app stopped, the peer drains the same number to the same shop; the target is the app at
+  ≥ ${PEER_TARGET.toFixed(1)} × the peer's rate.
 - **Peak RSS**: \`VmHWM\` from \`/proc/<pid>/status\` of the app process (the kernel's high-water mark), once for the
   process that served the init, pay, webhook and refund load and once for the fresh process that drained the backlog.
+
+${peerMarkdown(r)}`;
+}
+
+/** The peer's settings, for the doc: what a reader needs to rebuild it. */
+function peerMarkdown(r: BenchResults): string {
+  const v = r.peer.versions;
+  const ver = (x: string | null) => x ?? "n/a";
+  const s = PEER_SETTINGS;
+  const status = r.peer.kind === "measured"
+    ? ""
+    : `\n\nIn this run the peer was ${r.peer.kind === "missing" ? "not measured" : "failed"} (${r.peer.reason}).`;
+  return `## The peer
+
+The drain is compared with the relay a Node team would build instead of ours (\`bench/peer.ts\`, \`bench/peers/\`), run
+right after the app's drain in the same run, with the app stopped, on the same count, payload and shop:
+
+- **Queue**: BullMQ ${ver(v.bullmq)} (npm, pinned in \`package.json\`) with its Redis client ioredis ${
+    ver(v.ioredis)
+  }, on Node ${ver(v.node)}.
+- **Redis**: Redis ${ver(v.redis)} from Debian's \`redis-server\` (installed with \`apt-get\` when missing), started
+  by the bench on a free loopback port with its files in the temp dir and
+  \`${s.redisArgs.map((a) => a === "" ? '""' : a).join(" ")}\`: AOF on, fsync once a second, no RDB
+  snapshots; every other setting is Redis's default. A job acknowledged in the second before a power cut can be lost;
+  the app commits every state change before it acknowledges it.
+- **Producer** (\`bench/peers/producer.mjs\`): enqueues the backlog while no worker runs, in \`addBulk\` batches of
+  ${s.enqueueBatch}, each job carrying its webhook-id, the shop's URL and the same body as the app's backlog
+  (\`bench/peers/postback.mjs\`, shared with \`bench/seed_postbacks.ts\`). Job options are BullMQ's defaults except ${s.attempts} attempts with a fixed
+  ${s.backoffMs / 1000} s backoff, the app's retry schedule in the bench (BullMQ's default is a single attempt, which
+  would drop a postback the shop refused once).
+- **Worker** (\`bench/peers/worker.mjs\`): concurrency ${s.concurrency}; every other worker option is BullMQ's
+  documented default (30 s job lock, stalled-job check every 30 s, completed and failed jobs kept, no rate limiter).
+  Each job is signed with \`standardwebhooks\` ${ver(v.standardwebhooks)}
+  (\`new Webhook(secret).sign(msgId, date, body)\`, headers webhook-id, webhook-timestamp and webhook-signature) and
+  POSTed with Node's own \`fetch\` (its default keep-alive, a ${s.timeoutMs / 1000} s timeout per attempt, as the
+  app's); a non-2xx answer fails the attempt, so BullMQ retries it.
+- **Clock**: as for the app, from the first to the last arrival at the shop, with lost and duplicate postbacks counted
+  the same way; the worker's start-up (Node, BullMQ, the Redis connection) is in the details, as the app's is.
+- Alone, for debugging: \`deno run -A bench/peer.ts [COUNT]\` starts its own shop and Redis and prints the
+  result.${status}
 `;
+}
+
+function peerVersionsText(r: BenchResults): string {
+  const v = r.peer.versions;
+  return `BullMQ ${v.bullmq ?? "n/a"}, Node ${v.node ?? "n/a"}, Redis ${v.redis ?? "n/a"} with AOF everysec`;
+}
+
+function fmtMb(mb: number | null): string {
+  return mb === null ? "n/a" : `${mb.toFixed(0)} MB`;
 }
 
 /** One line about the machine: cores matter most, since 2 cores are shared by every process above. */

@@ -3,7 +3,8 @@
  *
  * Benchmarks the app against floor servers side by side on loopback: the pay
  * redirect, init-payment, webhook → postback latency, the drain of a postback
- * backlog and the app's peak memory. Prints a table; a full run also rewrites
+ * backlog (against the same drain through a BullMQ + Redis peer, bench/peer.ts)
+ * and the app's peak memory. Prints a table; a full run also rewrites
  * docs/benchmarks.md (--no-docs keeps it). --quick is a short smoke run that
  * never touches the doc. --strict exits 1 when a target is missed.
  *
@@ -22,6 +23,7 @@ import {
   webhookLatency,
   webhookLatencyBesideSlowShop,
 } from "./phases.ts";
+import { peerDrain } from "./peer.ts";
 import { cpuSample, DENO, foreignShare, QuietGate, stopAll, tail } from "./procs.ts";
 import { FULL, QUICK } from "./profile.ts";
 import { type BenchResults, failures, machineInfo, renderMarkdown, renderText } from "./report.ts";
@@ -152,6 +154,12 @@ try {
   // Both app processes append to one log file.
   const appLogLines = await countLines(stack.app.proc.logPath);
 
+  // The same backlog through the relay a Node team would build instead; the app is stopped so it takes no CPU.
+  await stack.app.proc.stop();
+  log(`the same drain through the BullMQ + Redis peer`);
+  const peer = await peerDrain(stack, profile.drainCount, profile.drainTimeoutMs, dir, driver);
+  if (peer.kind !== "measured") log(`  peer not measured: ${peer.reason}`);
+
   // The console page and the BigQuery export have their own scripts; a full run adds their reports.
   const extras = flags.quick ? [] : await runExtras();
 
@@ -168,6 +176,7 @@ try {
     webhookPeak,
     besideSlowShop,
     drain,
+    peer,
     loadRssMB,
     appLogLines,
   };

@@ -11,6 +11,7 @@
 import { addDeliveryOps } from "../lib/db/deliveries.ts";
 import { newMessageId } from "../lib/relay/signing.ts";
 import type { Delivery } from "../lib/relay/types.ts";
+import { benchPostback } from "./peers/postback.mjs";
 
 const [kvPath, shopId, url, countArg] = Deno.args;
 const count = Number(countArg);
@@ -18,29 +19,14 @@ const count = Number(countArg);
 const PARALLEL = 64;
 
 function delivery(i: number, now: number): Delivery {
-  const paymentId = `pay_seed_${i}`;
+  const { paymentId, body } = benchPostback(i, now);
   return {
     id: newMessageId(),
     paymentId,
     shopId,
     url,
     eventType: "payment.succeeded",
-    // The shape and size of a real postback body (see postbackBody in lib/payments/view.ts).
-    body: JSON.stringify({
-      type: "payment.succeeded",
-      timestamp: new Date(now).toISOString(),
-      data: {
-        id: `order-seed-${i}`,
-        paymentId,
-        status: "succeeded",
-        amount: 1999,
-        currency: "EUR",
-        type: "fiat",
-        email: "buyer@example.com",
-        createdAt: new Date(now).toISOString(),
-        finalizedAt: new Date(now).toISOString(),
-      },
-    }),
+    body,
     status: "pending",
     attempts: 0,
     scheduleStep: 0,

@@ -9,6 +9,12 @@ import { childEnv, DENO, freePort, type Proc, startDeno, startTaskV8Flags, waitF
 const SANDBOX_TOKEN = "bench-sandbox-token";
 const SANDBOX_SECRET = "bench-sandbox-webhook-secret";
 
+/**
+ * Seconds before each postback attempt in the bench: retries a second apart, so a failed attempt shows up as latency
+ * within the run instead of as loss. The BullMQ peer's jobs get the same attempts and spacing.
+ */
+export const BENCH_POSTBACK_SCHEDULE_S = [0, 1, 1, 1, 1, 1];
+
 export interface Stack {
   dir: string;
   sandbox: { proc: Proc; port: number; token: string };
@@ -40,8 +46,7 @@ export async function startStack(dir: string): Promise<Stack> {
     BANSKY_WEBHOOK_SECRET: SANDBOX_SECRET,
     DEV_ALLOW_LOCAL_URLS: "1",
     LOG_LEVEL: "warn",
-    // Retries a second apart, so a failed attempt shows up as latency within the run instead of as loss.
-    POSTBACK_SCHEDULE: "0,1,1,1,1,1",
+    POSTBACK_SCHEDULE: BENCH_POSTBACK_SCHEDULE_S.join(","),
     // One bench shop sends far more than a real shop may; the per-shop limit would otherwise measure itself.
     RATE_LIMIT_PER_MINUTE: "1000000000",
   };

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import type { DrainResult, ThroughputResult, WebhookResult } from "../bench/phases.ts";
+import type { PeerResult } from "../bench/peer.ts";
+import { benchPostback } from "../bench/peers/postback.mjs";
+import { QUICK } from "../bench/profile.ts";
+import { type BenchResults, failures, renderMarkdown, renderText } from "../bench/report.ts";
+
+const versions = { bullmq: "6.7.0", ioredis: "5.11.1", standardwebhooks: "1.1.1", node: "20.20.2", redis: "7.0.15" };
+
+function throughput(endpoint: string): ThroughputResult {
+  const both = <T>(x: T) => ({ app: x, floor: x });
+  return {
+    endpoint,
+    target: 0.6,
+    rounds: both([]),
+    rps: both(1_000),
+    cpuMsPerRequest: both(1),
+    p50Ms: both(5),
+    p99Ms: both(9),
+    ratio: 1,
+    roundRatios: [1],
+    errors: both(0),
+    firstError: null,
+    idFiles: both([]),
+    foreign: [0],
+  };
+}
+
+function results(drainRate: number, peer: PeerResult, lost = 0): BenchResults {
+  const delivered = { expected: 1_000, received: 1_000 - lost, lost, duplicates: 0 };
+  const webhook: WebhookResult = {
+    ...delivered,
+    rate: 50,
+    seconds: 2,
+    p50Ms: 5,
+    p99Ms: 9,
+    maxMs: 10,
+    sendErrors: 0,
+    generatorLagMs: 1,
+    foreign: 0,
+  };
+  const drain: DrainResult = {
+    ...delivered,
+    seedMs: 1_000,
+    startupMs: 500,
+    drainMs: 1_000_000 / drainRate,
+    rate: drainRate,
+    totalMs: 1_000,
+    peakRssMB: 100,
+    foreign: 0,
+  };
+  return {
+    profile: QUICK,
+    command: "deno task bench --quick",
+    startedAt: new Date(0),
+    elapsedS: 60,
+    machine: "test machine",
+    pay: throughput("GET /integration/pay"),
+    init: throughput("POST /api/v1/init-payment"),
+    refund: throughput("POST /api/v1/payments/{id}/refunds"),
+    webhook,
+    webhookPeak: { ...webhook, rate: 200 },
+    besideSlowShop: { ...webhook, slowRate: 10, slowReceived: 20 },
+    drain,
+    peer,
+    loadRssMB: 100,
+    appLogLines: 0,
+  };
+}
+
+function measuredPeer(rate: number): PeerResult {
+  return {
+    kind: "measured",
+    versions,
+    expected: 1_000,
+    received: 1_000,
+    lost: 0,
+    duplicates: 0,
+    enqueueMs: 900,
+    startupMs: 2_000,
+    drainMs: 1_000_000 / rate,
+    rate,
+    totalMs: 3_000,
+    cpuMsPerPostback: { worker: 0.7, redis: 0.2 },
+    workerRssMB: 130,
+    redisRssMB: 15,
+    workerLogLines: 0,
+    foreign: 0,
+  };
+}
+
+const DRAIN = "Drain of 1,000 queued postbacks";
+
+Deno.test("[bench report] the drain row judges the app against the peer's rate in the same run", () => {
+  const slower = results(500, measuredPeer(1_500));
+  assert.ok(failures(slower).includes(DRAIN));
+  const row = renderText(slower).split("\n").find((l) => l.startsWith(DRAIN))!;
+  assert.match(row, /500 postbacks\/s\s+1,500 postbacks\/s \(BullMQ \+ Redis peer\)\s+0\.33\s+≥ 1\.0 × peer/);
+  assert.match(row, /FAIL$/);
+
+  assert.ok(!failures(results(1_600, measuredPeer(1_500))).includes(DRAIN));
+  // Faster than the peer but a postback lost: still a failure.
+  assert.ok(failures(results(1_600, measuredPeer(1_500), 1)).includes(DRAIN));
+});
+
+Deno.test("[bench report] a peer that cannot run here is 'not measured', not a failure; a broken one fails", () => {
+  const missing = results(500, { kind: "missing", reason: "no redis-server", versions: { ...versions, redis: null } });
+  assert.ok(!failures(missing).includes(DRAIN));
+  const row = renderText(missing).split("\n").find((l) => l.startsWith(DRAIN))!;
+  assert.match(row, /BullMQ \+ Redis peer not measured \(no redis-server\)/);
+  assert.match(row, /n\/a$/);
+  assert.match(renderMarkdown(missing), /In this run the peer was not measured \(no redis-server\)\./);
+
+  const broken = results(500, { kind: "failed", reason: "worker crashed", versions });
+  assert.ok(failures(broken).includes(DRAIN));
+});
+
+Deno.test("[bench report] the doc says which versions and settings the peer ran with", () => {
+  const doc = renderMarkdown(results(500, measuredPeer(1_500)));
+  // The generated page is re-wrapped by `deno fmt`; compare the words, not the line breaks.
+  const peer = doc.slice(doc.indexOf("## The peer")).replace(/\s+/g, " ");
+  for (
+    const expected of [
+      "BullMQ 6.7.0",
+      "Redis 7.0.15",
+      '--appendonly yes --appendfsync everysec --save ""',
+      "concurrency 64",
+      "every other worker option is BullMQ's documented default",
+      "6 attempts with a fixed 1 s backoff",
+      "`standardwebhooks` 1.1.1",
+    ]
+  ) {
+    assert.ok(peer.includes(expected), `missing ${JSON.stringify(expected)} in:\n${peer}`);
+  }
+  assert.match(
+    doc,
+    /\| Drain of 1,000 queued postbacks \| 500 postbacks\/s \| 1,500 postbacks\/s \(BullMQ \+ Redis peer\) \| 0\.33 \|/,
+  );
+});
+
+Deno.test("[bench report] both drains send the same postback body, with the payment id the shop counts by", () => {
+  const { paymentId, body } = benchPostback(7, Date.UTC(2026, 0, 1));
+  assert.equal(paymentId, "pay_seed_7");
+  const parsed = JSON.parse(body);
+  assert.equal(parsed.data.paymentId, "pay_seed_7");
+  assert.equal(parsed.type, "payment.succeeded");
+  // The size of a real postback body; the two drains differ at most in the digits of the index.
+  assert.ok(body.length > 250 && body.length < 300, String(body.length));
+});
