@@ -14,6 +14,17 @@ export function allowFraming(c: Context, origins: readonly string[]) {
   if (origins.length) framers.set(c.req.raw, [...origins]);
 }
 
+/** Pages that a window they opened, or that opened them, must still reach (the checkout's payment popup). */
+const keepsOpener = new WeakSet<Request>();
+
+/**
+ * Lets this one response keep its tie to the window that opened it: no `Cross-Origin-Opener-Policy:
+ * same-origin`, which would cut a popup off from the shop's framed checkout that opened it.
+ */
+export function allowOpener(c: Context) {
+  keepsOpener.add(c.req.raw);
+}
+
 /**
  * Registered outside `secureHeaders` (which writes its headers on the way out), so it can rewrite them:
  * a page that called `allowFraming` gets its shop's origins in `frame-ancestors` and no X-Frame-Options
@@ -21,6 +32,7 @@ export function allowFraming(c: Context, origins: readonly string[]) {
  */
 export const framingPolicy: MiddlewareHandler = async (c, next) => {
   await next();
+  if (keepsOpener.has(c.req.raw)) c.res.headers.set("cross-origin-opener-policy", "unsafe-none");
   const origins = framers.get(c.req.raw);
   if (!origins) return;
   const csp = c.res.headers.get("content-security-policy");

@@ -16,6 +16,11 @@ export interface InitiateRequest {
   successUrl: string;
   errorUrl: string;
   webhookUrl: string;
+  /**
+   * For an embedded checkout: the origins whose pages will frame the provider's pay page (ours, then the
+   * shop's sites; every ancestor must be allowed). Absent for redirect payments, whose pay page is never framed.
+   */
+  frameAncestors?: string[];
 }
 
 export interface InitiateResult {
