@@ -49,23 +49,25 @@ function run(root: HTMLElement) {
   const pay = root.querySelector<HTMLAnchorElement>("a[data-pay=popup]");
   if (pay) {
     let popup: Window | null = null;
+    let watch: ReturnType<typeof setInterval> | undefined;
+    // Once: the popup's message and its closing both mean "look again".
+    const lookAgain = () => {
+      clearInterval(watch);
+      popup = null;
+      location.reload();
+    };
     pay.addEventListener("click", (e) => {
       e.preventDefault();
       popup = window.open(pay.href, "aimbrellapay_payment", "popup,width=520,height=720");
       const note = root.querySelector<HTMLElement>("[data-popup-note]");
       if (note) note.hidden = popup !== null;
       if (!popup) return;
-      // The popup says when it is back; a popup closed by hand is noticed too.
-      const watch = setInterval(() => {
-        if (popup?.closed) {
-          clearInterval(watch);
-          location.reload();
-        }
-      }, 500);
+      clearInterval(watch);
+      watch = setInterval(() => popup?.closed && lookAgain(), 500);
     });
     addEventListener("message", (e) => {
       if (e.origin !== location.origin || !popup || e.source !== popup) return;
-      if (e.data?.source === "aimbrellapay-popup" && e.data.sessionId === sessionId) location.reload();
+      if (e.data?.source === "aimbrellapay-popup" && e.data.sessionId === sessionId) lookAgain();
     });
   }
 }
