@@ -5,6 +5,8 @@ import { verifyWebhook } from "../lib/relay/signing.ts";
 import { apiV1Routes } from "../routes/api/v1.ts";
 import { PUBLISHABLE_KEY_ROUTES } from "../routes/api/v1/checkout.ts";
 import { getPayment } from "../lib/db/payments.ts";
+import { listApiKeys } from "../lib/db/shops.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
 
 async function api(app: TestApp, method: string, path: string, key: string, body?: unknown, headers = {}) {
   const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
@@ -309,5 +311,52 @@ Deno.test("[checkout] only the shop's embedding sites may frame its checkout pag
     assert.ok(gzipped.length < 10 * 1024, `checkout.js is ${gzipped.length} bytes gzipped`);
   } finally {
     await app.close();
+  }
+});
+
+Deno.test("[checkout] publishable keys are created, listed and revoked from the console and the CLI", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/shops/${app.shop.id}`);
+    const made = await b.post(`/admin/shops/${app.shop.id}/keys`, { kind: "publishable" });
+    assert.equal(made.status, 303);
+    const page = await b.get(made.location!);
+    const pk = page.text.match(/apay_pk_[A-Za-z0-9_-]{32}/)?.[0];
+    assert.ok(pk, "the new publishable key is shown");
+    assert.match(page.text, /publishable/);
+    assert.equal((await api(app, "GET", "/checkout/config", pk)).status, 200);
+    const keyId = (await listApiKeys(app.kv, app.shop.id)).find((k) => k.publishableKey === pk)!.id;
+    const revoked = await b.post(`/admin/shops/${app.shop.id}/keys/${keyId}/revoke`, { confirm: "yes" });
+    assert.equal(revoked.status, 303);
+    assert.equal((await api(app, "GET", "/checkout/config", pk)).status, 401);
+  } finally {
+    await app.close();
+  }
+
+  const dir = await Deno.makeTempDir();
+  try {
+    const cli = async (...args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "cli/shop.ts", ...args],
+        env: { DENO_KV_PATH: `${dir}/kv.sqlite3`, LOG_LEVEL: "warn" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      return JSON.parse(new TextDecoder().decode(out.stdout));
+    };
+    const shop = await cli("create", "--name", "Acme");
+    const key = await cli("key", "create", shop.shopId, "--publishable");
+    assert.equal(key.kind, "publishable");
+    assert.match(key.apiKey, /^apay_pk_/);
+    const [listed] = await cli("list");
+    const pkRow = listed.keys.find((k: { kind: string }) => k.kind === "publishable");
+    assert.equal(pkRow.publishableKey, key.apiKey);
+    const skRow = listed.keys.find((k: { kind: string }) => k.kind === "secret");
+    assert.equal(skRow.publishableKey, undefined);
+    assert.ok(!JSON.stringify(listed).includes(shop.apiKey), "no secret key in the listing");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
