@@ -293,3 +293,37 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "[browser] the demo shop's embedded checkout: pay inside its page, then see the verified postback",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp({ env: { DEMO: "1" } });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(10_000);
+      await page.goto(`${app.baseUrl}/demo`);
+      await page.getByRole("link", { name: "embedded checkout" }).click();
+      await page.locator("#demo-events li", { hasText: "ready" }).waitFor();
+      const url = page.url();
+      const frame = page.frameLocator("#demo-checkout iframe");
+      await frame.getByRole("link", { name: "Pay 10.00 EUR" }).click();
+      await frame.getByRole("button", { name: "Pay", exact: true }).click();
+      await page.locator("#demo-events li", { hasText: "succeeded" }).waitFor();
+      assert.equal(page.url(), url);
+      await page.screenshot({ path: `${ARTIFACTS}/checkout-05-demo.png`, fullPage: true });
+      for (let i = 0; i < 50; i++) {
+        await page.goto(`${app.baseUrl}/demo`);
+        if (await page.getByText("payment.succeeded").count()) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(await page.locator("td.ok").first().textContent(), "verified");
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  },
+});
