@@ -7,6 +7,13 @@ import { PUBLISHABLE_KEY_ROUTES } from "../routes/api/v1/checkout.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { listApiKeys } from "../lib/db/shops.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
+import {
+  CheckoutConfigResponse,
+  CheckoutConfirmResponse,
+  CheckoutMountResponse,
+  CheckoutSessionCreatedResponse,
+  CheckoutSessionView,
+} from "../lib/checkout/api_schemas.ts";
 
 async function api(app: TestApp, method: string, path: string, key: string, body?: unknown, headers = {}) {
   const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
@@ -37,6 +44,7 @@ Deno.test("[checkout] a publishable key reads the config and mounts a session; e
     assert.equal(config.body.providerName, "Bansky");
     assert.equal(config.body.publishableKey, pk);
     assert.ok(config.body.supportedCurrencies.includes("EUR"));
+    CheckoutConfigResponse.strict().parse(config.body);
     // With the secret key the config names the shop's newest live publishable key.
     assert.equal((await api(app, "GET", "/checkout/config", app.shop.apiKey)).body.publishableKey, pk);
 
@@ -46,6 +54,7 @@ Deno.test("[checkout] a publishable key reads the config and mounts a session; e
     assert.equal(mounted.status, 200);
     assert.equal(mounted.body.session.id, created.body.sessionId);
     assert.equal(mounted.body.session.status, "open");
+    CheckoutMountResponse.strict().parse(mounted.body);
     const wrong = await api(app, "POST", "/checkout/sessions/mount", pk, {
       clientSecret: created.body.clientSecret.slice(0, -2) + "xx",
     });
@@ -92,6 +101,7 @@ Deno.test("[checkout] sessions: created with a payment, line items add up, bad i
       });
       assert.equal(res.status, 201, JSON.stringify(res.body));
       assert.equal(res.body.amount, 4004);
+      CheckoutSessionCreatedResponse.strict().parse(res.body);
       assert.equal(res.body.currency, "EUR");
       assert.match(res.body.sessionId, /^cs_[A-Za-z0-9_-]{22}$/);
       assert.ok(res.body.clientSecret.startsWith(`${res.body.sessionId}_secret_`));
@@ -237,6 +247,8 @@ Deno.test("[checkout] confirm asks the provider, not the browser; the postback a
     assert.equal(confirmed.status, 200);
     assert.equal(confirmed.body.session.status, "complete");
     assert.equal(confirmed.body.session.paymentStatus, "succeeded");
+    CheckoutConfirmResponse.strict().parse(confirmed.body);
+    assert.deepEqual(Object.keys(confirmed.body.session).sort(), Object.keys(CheckoutSessionView.shape).sort());
 
     const postback = await waitFor("the postback", () => receiver.received[0]);
     assert.ok(verifyWebhook(app.shop.webhookSecret, postback.headers, postback.body, Math.floor(Date.now() / 1000)));

@@ -43,8 +43,14 @@ function run(root: HTMLElement) {
     if (event) post({ type: event });
   }
 
-  // Waiting for the provider's word: look again shortly (a page load asks the provider).
-  if (state === "waiting") setTimeout(() => location.reload(), 1500);
+  // Waiting for the provider's word: look again shortly (a page load asks the provider), for a minute at most;
+  // after that the page keeps its Pay button for a buyer who came back without paying.
+  const looks = Number(new URLSearchParams(location.search).get("look") ?? 0);
+  if (state === "waiting" && looks < 40) {
+    const next = new URL(location.href);
+    next.searchParams.set("look", String(looks + 1));
+    setTimeout(() => location.replace(next), 1500);
+  }
 
   const pay = root.querySelector<HTMLAnchorElement>("a[data-pay=popup]");
   if (pay) {

@@ -50,7 +50,7 @@ export function postbackBody(p: Payment, type: string, now: number): string {
       // Money after we expired or cancelled the payment: the shop decides whether to ship or refund.
       late: p.late === true,
       // An embedded checkout's payment names its session, so the shop can match it to what it created.
-      ...(p.checkoutSessionId ? { checkoutSessionId: p.checkoutSessionId } : {}),
+      checkoutSessionId: p.checkoutSessionId ?? null,
     },
   });
 }

@@ -24,9 +24,11 @@ export function checkoutPageRoutes(ctx: AppContext) {
     const opened = secret.length <= 200 ? await openSessionBySecret(ctx, secret) : null;
     if (!opened) return notFound(c);
     // After a trip to the provider (a popup that closed), ask it rather than wait for its webhook.
-    const returned = !!opened.payment.firstRedirectAt;
-    const payment = returned ? await recheckQuietly(ctx, opened.payment, "checkout.page") : opened.payment;
-    return render(c, { ...opened, payment }, returned);
+    const payment = opened.payment.firstRedirectAt
+      ? await recheckQuietly(ctx, opened.payment, "checkout.page")
+      : opened.payment;
+    // Still pending here means not paid yet (a popup closed early): the checkout stays payable.
+    return render(c, { ...opened, payment }, false);
   });
 
   app.get("/return/:id", async (c) => {

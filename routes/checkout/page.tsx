@@ -11,7 +11,8 @@ const HEADINGS = {
 
 const TEXTS = {
   open: null,
-  waiting: "The payment provider has not confirmed it yet. This page looks again in a moment.",
+  waiting:
+    "The payment provider has not confirmed it yet. This page looks again in a moment; if you did not finish paying, press Pay.",
   complete: "Thank you. The shop has been told.",
   failed: "The payment was declined. No money was taken. The shop can start a new checkout for you.",
   expired: "It can no longer be paid. The shop can start a new checkout for you.",
@@ -58,7 +59,7 @@ export function CheckoutPage(props: CheckoutPageProps) {
             Total <strong>{formatAmount(session.amount, session.currency)}</strong>
           </p>
           {TEXTS[state] && <p role="status">{TEXTS[state]}</p>}
-          {state === "open" && (
+          {(state === "open" || state === "waiting") && (
             <>
               <p>
                 <a
