@@ -6,6 +6,9 @@ import { apiV1Routes } from "../routes/api/v1.ts";
 import { PUBLISHABLE_KEY_ROUTES } from "../routes/api/v1/checkout.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { listApiKeys } from "../lib/db/shops.ts";
+import { createAccount } from "../lib/accounts/mod.ts";
+import { setShopRouting } from "../lib/accounts/routing.ts";
+import { StripeFake } from "../fixtures/stripe_fake.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
 import {
   CheckoutConfigResponse,
@@ -370,5 +373,81 @@ Deno.test("[checkout] publishable keys are created, listed and revoked from the 
     assert.ok(!JSON.stringify(listed).includes(shop.apiKey), "no secret key in the listing");
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[checkout] a shop on a Stripe account gets Stripe's embedded Checkout: its client secret, its keys in the config, confirm asks Stripe", async () => {
+  const app = await startTestApp();
+  const fake = new StripeFake("sk_test_platform", { acct_1Org2: { webhookSecret: "whsec_stripe_org2" } });
+  const receiver = startShopReceiver();
+  try {
+    const ctx = app.server.ctx;
+    const stripe = await createAccount(ctx, {
+      provider: "stripe",
+      label: "Stripe org 2",
+      orgId: "991011000048",
+      credentials: {
+        secretKey: "sk_test_platform",
+        webhookSecret: "whsec_stripe_org2",
+        connectedAccountId: "acct_1Org2",
+        publishableKey: "pk_test_platform",
+        apiUrl: fake.url,
+      },
+    }, { actor: "test" });
+    fake.accounts.acct_1Org2.webhookUrl = `${app.baseUrl}/api/payment-verify/${stripe.id}`;
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const key = app.shop.apiKey;
+
+    const config = await api(app, "GET", "/checkout/config", key);
+    assert.equal(config.status, 200);
+    CheckoutConfigResponse.strict().parse(config.body);
+    assert.equal(config.body.provider, "stripe");
+    assert.equal(config.body.providerName, "Stripe");
+    assert.equal(config.body.providerPublishableKey, "pk_test_platform");
+    assert.equal(config.body.accountId, "acct_1Org2");
+
+    const body = session({
+      id: "order-s1",
+      amount: undefined,
+      lineItems: [{ name: "Umbrella", unitAmount: 1250, quantity: 2 }],
+      postbackUrl: receiver.url,
+    });
+    const created = await api(app, "POST", "/checkout/sessions", key, body);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    CheckoutSessionCreatedResponse.strict().parse(created.body);
+    assert.equal(created.body.provider, "stripe");
+    const stripeSession = [...fake.sessions.values()][0];
+    assert.equal(stripeSession.ui_mode, "embedded");
+    assert.equal(stripeSession.redirect_on_completion, "never", "Stripe never sends the buyer away");
+    assert.equal(stripeSession.url, null);
+    assert.equal(stripeSession.amount_total, 2500);
+    assert.equal(stripeSession.account, "acct_1Org2");
+    assert.equal(created.body.clientSecret, stripeSession.client_secret, "the client secret is Stripe's");
+    assert.match(created.body.clientSecret, /^cs_test_.+_secret_/);
+
+    const again = await api(app, "POST", "/checkout/sessions", key, body);
+    assert.equal(again.status, 200);
+    assert.equal(again.body.clientSecret, created.body.clientSecret);
+    assert.equal(fake.calls["POST /v1/checkout/sessions"], 1);
+
+    const open = await api(app, "POST", "/checkout/confirm", key, { sessionId: created.body.sessionId });
+    assert.equal(open.body.session.status, "open");
+    // The buyer pays in Stripe.js; Stripe's event is lost, so only confirm's question to Stripe finds out.
+    assert.ok(await fake.payEmbedded(stripeSession.id, { sendEvent: false }));
+    const done = await api(app, "POST", "/checkout/confirm", key, { sessionId: created.body.sessionId });
+    assert.equal(done.body.session.status, "complete");
+    assert.equal(done.body.session.paymentStatus, "succeeded");
+    const postback = await waitFor("the postback", () => receiver.received[0]);
+    assert.ok(verifyWebhook(app.shop.webhookSecret, postback.headers, postback.body, Math.floor(Date.now() / 1000)));
+    assert.equal(JSON.parse(postback.body).data.checkoutSessionId, created.body.sessionId);
+
+    // Stripe's secret is not ours: our checkout page does not open with it.
+    const page = await fetch(`${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(created.body.clientSecret)}`);
+    await page.body?.cancel();
+    assert.equal(page.status, 404);
+  } finally {
+    await receiver.close();
+    await fake.close();
+    await app.close();
   }
 });

@@ -43,6 +43,9 @@ class Checkout {
   };
 
   constructor(private readonly clientSecret: string) {
+    if (/^cs_(test|live)_/.test(clientSecret)) {
+      throw new Error("AimbrellaPay: this is a Stripe client secret: mount it with Stripe.js (initEmbeddedCheckout)");
+    }
     if (!SECRET.test(clientSecret)) throw new Error("AimbrellaPay: clientSecret is not a checkout client secret");
   }
 

@@ -22,13 +22,20 @@ export const CheckoutConfigResponse = z.object({
     "The publishable key the call was made with, or the shop's newest live one; null when it has none.",
   ),
   supportedCurrencies: z.array(z.string().length(3)),
+  providerPublishableKey: z.string().nullable().optional().describe(
+    "Stripe accounts only: the publishable key (pk_...) for Stripe.js; null when the account has none configured.",
+  ),
+  accountId: z.string().optional().describe("Stripe accounts only: the connected account (acct_...) for Stripe.js."),
 });
 
 export const CheckoutSessionCreatedResponse = z.object({
   status: z.literal("success"),
   sessionId: z.string().describe("cs_..."),
   clientSecret: z.string().describe(
-    "Opens this session's checkout (checkout.js) and nothing else. Hand it only to the page that shows it.",
+    "Opens this session's checkout and nothing else; hand it only to the page that shows it. For a Stripe account it is Stripe's own (cs_..._secret_...), mounted with Stripe.js.",
+  ),
+  provider: z.enum(["bansky", "stripe"]).describe(
+    "Who takes the payment: `stripe` sessions are mounted with Stripe.js, the others with our checkout.js.",
   ),
   amount: z.int().positive(),
   currency: z.string().length(3),

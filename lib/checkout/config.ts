@@ -10,7 +10,8 @@ const PROVIDER_NAMES: Record<ProviderName, string> = { bansky: "Bansky", stripe:
 /**
  * What GET /api/v1/checkout/config answers: the provider that takes the shop's payments by default (its
  * default account), its display name, the shop's publishable key (the one the call was made with, else its
- * newest live one; null when it has none) and the currencies the shop can take.
+ * newest live one; null when it has none) and the currencies the shop can take; for a Stripe account also
+ * Stripe's publishable key and the connected account, which Stripe.js needs.
  */
 export async function checkoutConfig(ctx: AppContext, shop: Shop, callerPublishableKey: string | null) {
   const accountId = shopRouting(shop).defaultAccountId ?? DEFAULT_ACCOUNT_ID;
@@ -23,11 +24,14 @@ export async function checkoutConfig(ctx: AppContext, shop: Shop, callerPublisha
   const newest = keys
     .filter((k) => keyKind(k) === "publishable" && k.revokedAt === null && k.publishableKey)
     .sort((a, b) => b.createdAt - a.createdAt)[0];
+  const embed = found?.adapter.embedConfig?.();
   return {
     status: "success" as const,
     provider,
     providerName: PROVIDER_NAMES[provider],
     publishableKey: callerPublishableKey ?? newest?.publishableKey ?? null,
     supportedCurrencies: options.fiatCurrencies,
+    // A provider whose own embedded checkout the page mounts (Stripe.js) needs its public keys too.
+    ...(embed ? { providerPublishableKey: embed.publishableKey, accountId: embed.accountId } : {}),
   };
 }

@@ -71,7 +71,11 @@ export async function createCheckoutSession(
       if (existing.requestHash !== requestHash) {
         throw new IdempotencyMismatchError("This id was already used for a checkout session with different details.");
       }
-      return { session: existing, clientSecret: clientSecretOf(ctx, sessionId), replay: true };
+      return {
+        session: existing,
+        clientSecret: existing.providerClientSecret ?? clientSecretOf(ctx, sessionId),
+        replay: true,
+      };
     }
   }
   const clientSecret = clientSecretOf(ctx, sessionId);
@@ -93,12 +97,13 @@ export async function createCheckoutSession(
     idempotencyKey,
     checkout: {
       sessionId,
-      extraOps: (op, p) => {
+      extraOps: (op, p, providerClientSecret) => {
         made.session = {
           id: sessionId,
           shopId: shop.id,
           paymentId: p.id,
-          secretHash: sha256Hex(clientSecret),
+          provider: p.provider,
+          secretHash: sha256Hex(providerClientSecret ?? clientSecret),
           requestHash,
           amount,
           currency: b.currency,
@@ -106,6 +111,7 @@ export async function createCheckoutSession(
           description: b.description ?? null,
           createdAt: p.createdAt,
           expiresAt: p.expiresAt!,
+          ...(providerClientSecret ? { providerClientSecret } : {}),
         };
         addCheckoutSessionOps(op, made.session);
       },
@@ -117,7 +123,7 @@ export async function createCheckoutSession(
   }
   const session = made.session ?? await getCheckoutSession(ctx.kv, sessionId);
   if (!session) throw new Error(`checkout session ${sessionId} missing beside its payment ${payment.id}`);
-  return { session, clientSecret, replay };
+  return { session, clientSecret: session.providerClientSecret ?? clientSecret, replay };
 }
 
 /** The session, its payment and its shop opened by a client secret; null for anything else. */

@@ -14,6 +14,8 @@ export interface CheckoutSession {
   id: string;
   shopId: string;
   paymentId: string;
+  /** The provider of its payment's account: "stripe" sessions are mounted with Stripe.js, the others with checkout.js. */
+  provider: string;
   /** SHA-256 of the client secret; the secret itself is only ever in the shop's hands. */
   secretHash: string;
   /** SHA-256 of what the shop sent, to tell a retry from a reused id. */
@@ -24,6 +26,12 @@ export interface CheckoutSession {
   description: string | null;
   createdAt: number;
   expiresAt: number;
+  /**
+   * The provider's own client secret when the session is its embedded checkout (Stripe's `cs_..._secret_...`,
+   * which the shop's page mounts with Stripe.js). Kept so a retry answers it again; it opens only that
+   * provider session, like a hosted pay page's URL. `secretHash` is then its hash.
+   */
+  providerClientSecret?: string;
 }
 
 /** What the shop (and the embedding page) is told about a session. */

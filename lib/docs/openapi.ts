@@ -865,7 +865,7 @@ function adminPaths(): Record<string, PathItem> {
         operationId: "adminCreateAccount",
         summary: "Create a provider account",
         description:
-          "Bansky credentials: `apiUrl`, `apiToken`, `webhookSecret`. Stripe: `secretKey`, `webhookSecret`, `connectedAccountId`. They are stored apart and never shown back; the creation is audited with the token's operator.",
+          "Bansky credentials: `apiUrl`, `apiToken`, `webhookSecret`. Stripe: `secretKey`, `webhookSecret`, `connectedAccountId`, and optionally `publishableKey` (`pk_...`, public, for Stripe's embedded checkout). They are stored apart and never shown back; the creation is audited with the token's operator.",
         requestBody: {
           required: true,
           content: json(ref("NewAccountRequest"), {

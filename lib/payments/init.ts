@@ -50,8 +50,8 @@ interface RequestExtras {
  */
 export interface CheckoutBinding {
   sessionId: string;
-  /** The session's writes, added to the payment's atomic operation. */
-  extraOps: (op: Deno.AtomicOperation, payment: Payment) => void;
+  /** The session's writes, added to the payment's atomic operation; `providerClientSecret` from a provider's own embedded checkout. */
+  extraOps: (op: Deno.AtomicOperation, payment: Payment, providerClientSecret: string | null) => void;
 }
 
 /**
@@ -175,7 +175,7 @@ async function createAtProvider(
     successUrl: wrapper("success"),
     errorUrl: wrapper("error"),
     webhookUrl: webhookUrl(base, account.id),
-    ...(extra.checkout ? { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } : {}),
+    ...(extra.checkout ? { embedded: { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } } : {}),
   }).catch((err) => {
     if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
     throw err;
@@ -212,7 +212,8 @@ async function createAtProvider(
   };
   const operations = logged?.takeHeld() ?? [];
   const binding = extra.checkout;
-  const extraOps = binding && ((op: Deno.AtomicOperation) => binding.extraOps(op, payment));
+  const extraOps = binding &&
+    ((op: Deno.AtomicOperation) => binding.extraOps(op, payment, result.clientSecret ?? null));
   const stored = await createPayment(ctx.kv, payment, { operations, extraOps }).catch((err) => {
     for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
     throw err;

@@ -54,7 +54,7 @@ export class BanskyProvider implements PaymentProvider {
       errorUrl: req.errorUrl,
       postbackUrl: req.webhookUrl,
       // Bansky frames its pay page only for the sites named here (embedded checkouts).
-      ...(req.frameAncestors ? { frameAncestors: req.frameAncestors } : {}),
+      ...(req.embedded ? { frameAncestors: req.embedded.frameAncestors } : {}),
     };
     const res = await this.call("POST", "/payments", InitResponse, body);
     return { ref: res.id, url: res.url };

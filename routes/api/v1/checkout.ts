@@ -45,6 +45,7 @@ export function checkoutApiRoutes(ctx: AppContext, readJson: (req: Request) => P
       status: "success",
       sessionId: session.id,
       clientSecret,
+      provider: session.provider,
       amount: session.amount,
       currency: session.currency,
       expiresAt: new Date(session.expiresAt).toISOString(),
