@@ -301,6 +301,21 @@ Deno.test("[checkout] only the shop's embedding sites may frame its checkout pag
         /data-origins="\[&quot;http:\/\/127\.0\.0\.1:4000&quot;,&quot;https:\/\/shop\.example&quot;\]"/,
       );
     }
+    // A closed payment's pay wrapper sends the frame to our checkout page (which says so), not to a page it may not frame.
+    const confirm = await api(app, "POST", "/checkout/confirm", app.shop.apiKey, { sessionId: created.body.sessionId });
+    const cancelled = await api(app, "POST", `/payments/${confirm.body.session.paymentId}/cancel`, app.shop.apiKey);
+    assert.equal(cancelled.status, 200);
+    const wrapper = await fetch(`${app.baseUrl}/integration/pay?id=${confirm.body.session.paymentId}`, {
+      redirect: "manual",
+    });
+    await wrapper.body?.cancel();
+    assert.equal(wrapper.status, 302);
+    const back = new URL(wrapper.headers.get("location")!);
+    assert.equal(back.pathname, `/checkout/return/${created.body.sessionId}`);
+    const closedPage = await fetch(back);
+    assert.match(await closedPage.text(), /This checkout has expired/);
+    assert.match(closedPage.headers.get("content-security-policy")!, /frame-ancestors http:\/\/127\.0\.0\.1:4000/);
+
     for (const path of ["/demo", "/docs", "/admin/login", "/checkout/frame?secret=nope"]) {
       const res = await fetch(app.baseUrl + path);
       await res.body?.cancel();

@@ -123,6 +123,10 @@ export async function createCheckoutSession(
   }
   const session = made.session ?? await getCheckoutSession(ctx.kv, sessionId);
   if (!session) throw new Error(`checkout session ${sessionId} missing beside its payment ${payment.id}`);
+  // A copy of this request that raced us stored the session: it must have asked for the same (line items too).
+  if (session.requestHash !== requestHash) {
+    throw new IdempotencyMismatchError("This id was already used for a checkout session with different details.");
+  }
   return { session, clientSecret: session.providerClientSecret ?? clientSecret, replay };
 }
 
