@@ -39,7 +39,6 @@ export function apiV1Routes(ctx: AppContext) {
     limiter.take(keyId, ctx.now(), shop.rateLimitPerMinute ?? undefined);
     checkKeyScope(kind, c.req.method, c.req.path.replace(/^\/api\/v1/, ""));
     c.set("shop", shop);
-    c.set("keyKind", kind);
     c.set("publishableKey", kind === "publishable" ? c.req.header("authorization")!.split(/\s+/)[1] : null);
     await next();
   });

@@ -72,7 +72,7 @@ export function CheckoutPage(props: CheckoutPageProps) {
                 </a>
               </p>
               {!props.inline && (
-                <p class="muted" data-popup-note hidden>
+                <p class="muted" role="status" data-popup-note hidden>
                   The payment opens in a new window. If nothing opened, your browser blocked it: allow pop-ups for this
                   site, or press Pay again.
                 </p>

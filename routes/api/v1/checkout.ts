@@ -12,7 +12,7 @@ import {
   sessionStatus,
 } from "../../../lib/checkout/sessions.ts";
 
-export type CheckoutEnv = { Variables: { shop: Shop; keyKind: ApiKeyKind; publishableKey: string | null } };
+export type CheckoutEnv = { Variables: { shop: Shop; publishableKey: string | null } };
 
 /**
  * The routes a publishable key may call, as "METHOD /path" below /api/v1: the checkout's config and
