@@ -260,6 +260,13 @@ Deno.test("[checkout] confirm asks the provider, not the browser; the postback a
     assert.equal(data.status, "succeeded");
     assert.equal(data.id, "order-1");
 
+    // The console shows which checkout session the payment belongs to.
+    const ops = await operatorBrowser(app);
+    assert.match(
+      (await ops.get(`/admin/payments/${payment.id}`)).text,
+      new RegExp(`Embedded checkout</dt><dd>${sessionId}`),
+    );
+
     // Another shop's key finds no such session; nor does a made-up id.
     const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
     assert.equal((await api(app, "POST", "/checkout/confirm", other.apiKey, { sessionId })).status, 404);
