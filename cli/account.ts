@@ -5,6 +5,8 @@
  *     so they stay out of shell history and process listings)
  *   ACCOUNT_SECRET_KEY=sk_... ACCOUNT_WEBHOOK_SECRET=whsec_... \
  *   deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]...
+    [--publishable-key pk_...]
+ *     [--publishable-key pk_...]   (public; needed for Stripe's embedded checkout)
  *   deno task account list
  *   deno task account disable ACCOUNT_ID
  *   deno task account enable ACCOUNT_ID
@@ -34,6 +36,7 @@ const { values, positionals } = parseArgs({
     "api-url": { type: "string" },
     currency: { type: "string", multiple: true },
     "connected-account": { type: "string" },
+    "publishable-key": { type: "string" },
   },
 });
 
@@ -58,6 +61,7 @@ await runCommand(async (server) => {
           secretKey: Deno.env.get("ACCOUNT_SECRET_KEY"),
           webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
           connectedAccountId: values["connected-account"],
+          ...(values["publishable-key"] ? { publishableKey: values["publishable-key"] } : {}),
           ...(values["api-url"] ? { apiUrl: values["api-url"] } : {}),
         }
         : {

@@ -3,7 +3,7 @@
  *   deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto]
  *     (adds a rule; with neither --currency nor --type it sets the shop's default account)
  *   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
- *   deno task shop key create SHOP_ID
+ *   deno task shop key create SHOP_ID [--publishable]   (apay_pk_: for the embedded checkout in the browser)
  *   deno task shop key revoke SHOP_ID KEY_ID
  *   deno task shop list
  *   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]
@@ -25,11 +25,12 @@ import {
 } from "../lib/shops.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
 import { addShopRoute } from "../lib/accounts/routing.ts";
+import { keyKind } from "../lib/auth/api_keys.ts";
 
 const USAGE = `usage:
   deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto]
   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
-  deno task shop key create SHOP_ID
+  deno task shop key create SHOP_ID [--publishable]   (a browser key for the embedded checkout)
   deno task shop key revoke SHOP_ID KEY_ID
   deno task shop list
   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too)
@@ -48,6 +49,7 @@ const { values, positionals } = parseArgs({
     "postback-url": { type: "string" },
     "overlap-hours": { type: "string" },
     origin: { type: "string", multiple: true },
+    publishable: { type: "boolean" },
   },
 });
 
@@ -72,8 +74,9 @@ await runCommand(async (server) => {
     }, { allowLocalUrls: config.allowLocalUrls, now, actor: "cli" });
     printJson({ shopId: shop.id, apiKey, webhookSecret: shop.webhookSecret });
   } else if (cmd === "key" && sub === "create" && rest.length === 1) {
-    const { apiKey, record } = await createShopKey(kv, rest[0], { now, actor: "cli" });
-    printJson({ shopId: record.shopId, keyId: record.id, apiKey });
+    const kind = values.publishable ? "publishable" : "secret";
+    const { apiKey, record } = await createShopKey(kv, rest[0], { now, actor: "cli", kind });
+    printJson({ shopId: record.shopId, keyId: record.id, kind, apiKey });
   } else if (cmd === "key" && sub === "revoke" && rest.length === 2) {
     const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor: "cli" });
     printJson({ shopId: record.shopId, keyId: record.id, revokedAt: new Date(record.revokedAt!).toISOString() });
@@ -115,7 +118,9 @@ await runCommand(async (server) => {
         ...signingView(s),
         keys: (await listApiKeys(kv, s.id)).map((k) => ({
           keyId: k.id,
-          hint: k.hint + "…",
+          kind: keyKind(k),
+          // A publishable key is public (it sits in the shop's pages): shown whole; a secret key never is.
+          ...(k.publishableKey ? { publishableKey: k.publishableKey } : { hint: k.hint + "…" }),
           createdAt: new Date(k.createdAt).toISOString(),
           revokedAt: k.revokedAt ? new Date(k.revokedAt).toISOString() : null,
         })),

@@ -207,6 +207,7 @@ export function PaymentDetail(
     ["Payment id", p.id],
     ["Shop", p.shopId],
     ["Shop's id", p.shopTxId],
+    ["Embedded checkout", p.checkoutSessionId ?? null],
     ["Status", p.late ? `${p.status} (late: after it expired or was cancelled)` : p.status],
     ["Amount", formatAmount(p.amount, p.currency)],
     ["Refunded", p.refundedAmount ? formatAmount(p.refundedAmount, p.currency) : null],

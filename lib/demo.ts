@@ -4,7 +4,7 @@ import { getSetting, initSetting } from "./db/settings.ts";
 import { sortableId } from "./ids.ts";
 import { log } from "./log.ts";
 import { verifyRedirect, verifyWebhook } from "./relay/signing.ts";
-import { createShop, shopSigning } from "./shops.ts";
+import { createShop, setEmbedOrigins, shopSigning } from "./shops.ts";
 import { getShop } from "./db/shops.ts";
 import { createOperatorAccount } from "./auth/operators.ts";
 import { getOperatorByEmail } from "./db/operators.ts";
@@ -27,7 +27,10 @@ const SETTING = "demo_shop";
 /** Creates the demo shop on first start; prints its key that one time. */
 export async function ensureDemoShop(ctx: AppContext): Promise<DemoShop> {
   const existing = await getSetting<DemoShop>(ctx.kv, SETTING);
-  if (existing) return existing;
+  if (existing) {
+    await letDemoEmbed(ctx, existing.shopId);
+    return existing;
+  }
   const { shop, apiKey } = await createShop(ctx.kv, {
     name: "Demo shop",
     defaultPostbackUrl: `${ctx.config.publicBaseUrl}/demo/postback`,
@@ -41,7 +44,40 @@ export async function ensureDemoShop(ctx: AppContext): Promise<DemoShop> {
     // Printed once, on first start, so a developer can call the API by hand.
     console.log(`Demo shop created: ${shop.id}\nIts API key (shown once): ${apiKey}`);
   }
+  await letDemoEmbed(ctx, value.shopId);
   return value;
+}
+
+/** The demo's embedded checkout is framed by the demo's own page, on our origin: the demo shop lists it. */
+async function letDemoEmbed(ctx: AppContext, shopId: string) {
+  const origin = new URL(ctx.config.publicBaseUrl).origin;
+  const shop = await getShop(ctx.kv, shopId);
+  if (!shop || shop.embedOrigins?.includes(origin)) return;
+  await setEmbedOrigins(ctx.kv, shopId, [...(shop.embedOrigins ?? []), origin], {
+    actor: "system",
+    now: ctx.now(),
+    allowLocalUrls: true,
+  });
+}
+
+/** What the demo's embedded checkout does first: a server-side checkout session, whose client secret the page mounts. */
+export async function demoCheckoutSession(demo: DemoShop, selfUrl: string) {
+  const order = `demo_${sortableId().toLowerCase()}`;
+  const res = await fetch(`${selfUrl}/api/v1/checkout/sessions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${demo.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      id: order,
+      customerEmail: "buyer@example.com",
+      customerName: "Demo Buyer",
+      currency: "EUR",
+      lineItems: [{ name: "A very fine umbrella", unitAmount: 1000, quantity: 1 }],
+    }),
+    signal: AbortSignal.timeout(20_000),
+  });
+  const body = await res.json();
+  if (!res.ok) throw new Error(`checkout/sessions answered ${res.status}: ${body?.error?.code}`);
+  return { order, sessionId: body.sessionId as string, clientSecret: body.clientSecret as string };
 }
 
 /** What the demo "Buy" button does: a server-side init-payment call, returning the pay URL. */

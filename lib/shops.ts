@@ -3,6 +3,7 @@ import { newApiKey } from "./auth/api_keys.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
 import {
   addApiKey,
+  type ApiKeyKind,
   type ApiKeyRecord,
   createShopWithKey,
   getShop,
@@ -62,14 +63,14 @@ export async function createShop(
   return { shop, apiKey: key.key };
 }
 
-/** Adds another key to a shop (for rotation); returns the key, shown once. */
+/** Adds another key to a shop (for rotation, or a publishable key for the browser); returns the key, shown once. */
 export async function createShopKey(
   kv: Deno.Kv,
   shopId: string,
-  { now, actor = "system" }: { now: number; actor?: string },
+  { now, actor = "system", kind = "secret" }: { now: number; actor?: string; kind?: ApiKeyKind },
 ): Promise<{ apiKey: string; record: ApiKeyRecord }> {
   if (!(await getShop(kv, shopId))) throw new NotFoundError("Unknown shop.");
-  const key = newApiKey(shopId, now);
+  const key = newApiKey(shopId, now, kind);
   await addApiKey(kv, key.record, key.hash);
   await writeAudit(kv, { at: now, actor, action: "key.create", target: shopId, before: null, after: key.record });
   return { apiKey: key.key, record: key.record };

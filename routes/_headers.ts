@@ -14,6 +14,25 @@ export function allowFraming(c: Context, origins: readonly string[]) {
   if (origins.length) framers.set(c.req.raw, [...origins]);
 }
 
+/** Pages that frame other pages (besides the configured Metabase): the sources their frame-src lists. */
+const frameSources = new WeakMap<Request, string[]>();
+
+/** Lets this one page frame `sources` (the demo shop's page framing our own checkout: `'self'`). */
+export function allowFrameSources(c: Context, sources: readonly string[]) {
+  if (sources.length) frameSources.set(c.req.raw, [...sources]);
+}
+
+/** Pages that a window they opened, or that opened them, must still reach (the checkout's payment popup). */
+const keepsOpener = new WeakSet<Request>();
+
+/**
+ * Lets this one response keep its tie to the window that opened it: no `Cross-Origin-Opener-Policy:
+ * same-origin`, which would cut a popup off from the shop's framed checkout that opened it.
+ */
+export function allowOpener(c: Context) {
+  keepsOpener.add(c.req.raw);
+}
+
 /**
  * Registered outside `secureHeaders` (which writes its headers on the way out), so it can rewrite them:
  * a page that called `allowFraming` gets its shop's origins in `frame-ancestors` and no X-Frame-Options
@@ -21,6 +40,12 @@ export function allowFraming(c: Context, origins: readonly string[]) {
  */
 export const framingPolicy: MiddlewareHandler = async (c, next) => {
   await next();
+  if (keepsOpener.has(c.req.raw)) c.res.headers.set("cross-origin-opener-policy", "unsafe-none");
+  const sources = frameSources.get(c.req.raw);
+  const policy = c.res.headers.get("content-security-policy");
+  if (sources && policy) {
+    c.res.headers.set("content-security-policy", policy.replace(/frame-src [^;]*/, `frame-src ${sources.join(" ")}`));
+  }
   const origins = framers.get(c.req.raw);
   if (!origins) return;
   const csp = c.res.headers.get("content-security-policy");

@@ -3,6 +3,7 @@ import type { AppContext } from "../lib/context.ts";
 import {
   checkDemoRedirect,
   demoBuy,
+  demoCheckoutSession,
   type DemoRedirectCheck,
   type DemoShop,
   receiveDemoPostback,
@@ -10,12 +11,22 @@ import {
 } from "../lib/demo.ts";
 import type { DemoPostback } from "../lib/db/demo.ts";
 import { Page, renderPage } from "../components/html.tsx";
+import { checkoutScriptPath } from "./checkout/script.ts";
+import { allowFrameSources } from "./_headers.ts";
 
 /** A tiny shop that integrates AimbrellaPay the way a real one would. */
 export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
   const app = new Hono();
   app.get("/", async (c) => c.html(renderPage(<DemoPage postbacks={await recentDemoPostbacks(ctx)} />)));
   app.post("/buy", async (c) => c.redirect(await demoBuy(ctx, demo, selfUrl), 303));
+  // The embedded variant: the session is made server-side on each visit; the page mounts it with checkout.js.
+  app.get("/embedded", async (c) => {
+    const session = await demoCheckoutSession(demo, selfUrl);
+    c.header("cache-control", "no-store");
+    // Like any shop's page that embeds the checkout, this one frames our origin (here its own).
+    allowFrameSources(c, ["'self'"]);
+    return c.html(renderPage(<EmbeddedPage {...session} script={await checkoutScriptPath()} />));
+  });
   app.get("/result", async (c) => {
     const ok = c.req.query("outcome") === "success";
     const check = await checkDemoRedirect(ctx, demo, new URL(c.req.url).searchParams);
@@ -40,6 +51,10 @@ function DemoPage({ postbacks }: { postbacks: DemoPostback[] }) {
         <form method="post" action="/demo/buy" data-busy="Starting the payment…">
           <button type="submit">Buy for 10.00 EUR</button>
         </form>
+        <p class="muted">
+          The buyer goes to the provider's page and comes back. Or pay without leaving the shop's page:{" "}
+          <a href="/demo/embedded">embedded checkout</a>.
+        </p>
       </div>
       <h2>Postbacks received</h2>
       {postbacks.length === 0 ? <p class="muted">None yet. Buy something and pay or decline it.</p> : (
@@ -64,6 +79,28 @@ function DemoPage({ postbacks }: { postbacks: DemoPostback[] }) {
           </tbody>
         </table>
       )}
+    </Page>
+  );
+}
+
+/** The demo shop's embedded checkout: our checkout framed in its page, its events listed as they arrive. */
+function EmbeddedPage(props: { order: string; sessionId: string; clientSecret: string; script: string }) {
+  return (
+    <Page title="Demo shop · embedded checkout · AimbrellaPay">
+      <h1>Demo shop</h1>
+      <p class="muted">
+        Order{" "}
+        {props.order}, paid without leaving this page: the checkout below is AimbrellaPay's, framed by checkout.js. No
+        money moves.
+      </p>
+      <div class="card" id="demo-checkout" data-client-secret={props.clientSecret} data-session={props.sessionId}></div>
+      <h2>Events this page received</h2>
+      <ol id="demo-events" aria-live="polite"></ol>
+      <p>
+        <a href="/demo">Back to the demo shop</a> (its postbacks are listed there)
+      </p>
+      <script src={props.script}></script>
+      <script src="/static/demo_embed.js"></script>
     </Page>
   );
 }

@@ -23,6 +23,8 @@ import type { ConsoleEnv } from "./admin/_session.ts";
 import { AdminLayout } from "../components/admin_layout.tsx";
 import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
+import { checkoutPageRoutes } from "./checkout/mod.tsx";
+import { checkoutScriptRoutes } from "./checkout/script.ts";
 import type { Context, MiddlewareHandler } from "hono";
 
 export interface AppOptions {
@@ -52,6 +54,9 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   api.route("/admin/v1", adminApiV1Routes(ctx));
   api.route("/", webhookRoutes(ctx));
   app.route("/api", api);
+  // Loaded by shops' pages (a cross-origin script) and by their buyers' framed pages: headers of their own.
+  app.route("/", checkoutScriptRoutes());
+  if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
 
   app.use(requestId());
   // Outside secureHeaders so that a shop's buyer page can let that shop's sites frame it (see allowFraming).
@@ -87,7 +92,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   // Public documentation at /docs and the OpenAPI document at /openapi.json.
   app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
   app.route("/internal", internalDocsBehindSignIn(ctx));
-  if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
+  app.route("/checkout", checkoutPageRoutes(ctx));
   if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
 
   app.notFound((c) => {

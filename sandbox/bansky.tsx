@@ -71,6 +71,31 @@ interface SandboxPayment {
   successUrl: string;
   errorUrl: string;
   webhookUrl: string;
+  /** Origins that may frame its pay page (an embedded checkout); empty = nobody, as for every other page. */
+  frameAncestors: string[];
+}
+
+/**
+ * The sandbox's own page headers, the same whether it runs on its own port or inside the app (where it is
+ * mounted ahead of the app's page headers): a pay page may be framed only by the sites named when its
+ * payment was created, as a provider that supports embedding lets merchants register their domains.
+ */
+function pageHeaders(frameAncestors: string[] = []): Record<string, string> {
+  const ancestors = frameAncestors.length ? frameAncestors.join(" ") : "'none'";
+  return {
+    "content-security-policy": `default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors ${ancestors}`,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+  };
+}
+
+/** Only bare origins go into frame-ancestors: anything else would let the creator add CSP source lists. */
+function originsOnly(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return value.slice(0, 25).filter((o): o is string =>
+    typeof o === "string" && /^https?:\/\/[a-z0-9.:[\]-]+$/i.test(o)
+  );
 }
 
 export interface SandboxOptions {
@@ -217,12 +242,21 @@ export class Sandbox {
 
     app.get("/pay/:ref", (c) => {
       const p = this.payments.get(c.req.param("ref"));
-      if (!p) return c.html(renderPage(<SandboxMessage text="This sandbox payment does not exist." />), 404);
-      return c.html(renderPage(<PayPage payment={p} />));
+      if (!p) {
+        return c.html(renderPage(<SandboxMessage text="This sandbox payment does not exist." />), 404, pageHeaders());
+      }
+      return c.html(renderPage(<PayPage payment={p} />), 200, pageHeaders(p.frameAncestors));
     });
     app.post("/pay/:ref/:outcome", (c) => {
       const redirect = this.complete(c.req.param("ref"), c.req.param("outcome"));
-      if (!redirect) return c.html(renderPage(<SandboxMessage text="This payment is no longer open." />), 409);
+      if (!redirect) {
+        const p = this.payments.get(c.req.param("ref"));
+        return c.html(
+          renderPage(<SandboxMessage text="This payment is no longer open." />),
+          409,
+          pageHeaders(p?.frameAncestors),
+        );
+      }
       return c.redirect(redirect, 303);
     });
   }
@@ -249,6 +283,7 @@ export class Sandbox {
       successUrl: String(b.sussessUrl ?? b.successUrl ?? ""),
       errorUrl: String(b.errorUrl ?? ""),
       webhookUrl: String(b.postbackUrl),
+      frameAncestors: originsOnly(b.frameAncestors),
     };
     this.payments.set(p.ref, p);
     this.byMerchantId.set(p.merchantId, p.ref);

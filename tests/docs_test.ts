@@ -175,6 +175,10 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
         "/api/admin/v1/shops/{id}/routing",
         "/api/payment-verify",
         "/api/payment-verify/{accountId}",
+        "/api/v1/checkout/config",
+        "/api/v1/checkout/confirm",
+        "/api/v1/checkout/sessions",
+        "/api/v1/checkout/sessions/mount",
         "/api/v1/init-payment",
         "/api/v1/options",
         "/api/v1/payments",
@@ -216,7 +220,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
           assert.ok(section.includes(`>${method.toUpperCase()}</span>`), `${method} of ${name} is shown`);
         }
       }
-      assert.equal(operations, 19);
+      assert.equal(operations, 23);
       for (const name of Object.keys(spec.components.schemas)) assert.ok(html.includes(`id="schema-${name}"`), name);
       // The request fields are rendered from the schema, not written by hand.
       for (const field of ["amount", "currency", "email", "sussessUrl"]) {

@@ -24,6 +24,8 @@ const CREDENTIALS = {
     webhookSecret: Secret,
     connectedAccountId: z.string().regex(/^acct_[A-Za-z0-9]{1,64}$/, "must be a connected account id (acct_...)"),
     apiUrl: ApiUrl.optional(),
+    publishableKey: z.string().trim().regex(/^pk_(test|live)_[A-Za-z0-9]{1,255}$/, "must be a publishable key (pk_...)")
+      .optional(),
   }),
 } satisfies Record<ProviderName, z.ZodType>;
 

@@ -43,6 +43,8 @@ export interface StripeCredentials {
   connectedAccountId: string;
   /** Another API host than Stripe's (tests). */
   apiUrl?: string;
+  /** The platform's publishable key (pk_...), public: shops' pages mount Stripe's embedded checkout with it. */
+  publishableKey?: string;
 }
 
 export type AccountCredentials = BanskyCredentials | StripeCredentials;

@@ -2,22 +2,38 @@ import { AppError, UnauthorizedError } from "../errors.ts";
 import { getApiKeyAndShop, type Shop } from "../db/shops.ts";
 import { base64url, randomBytes, randomId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
-import type { ApiKeyRecord } from "../db/shops.ts";
+import type { ApiKeyKind, ApiKeyRecord } from "../db/shops.ts";
 
 /** Readable prefix so leaked keys are recognisable (and findable by secret scanners). */
 export const API_KEY_PREFIX = "apay_sk_";
+/** A publishable key: safe in a browser, good only for the embedded checkout's config and sessions it is given. */
+export const PUBLISHABLE_KEY_PREFIX = "apay_pk_";
 
-/** A new key: the prefix plus 192 random bits. Only its SHA-256 is stored. */
-export function newApiKey(shopId: string, now: number): { key: string; hash: string; record: ApiKeyRecord } {
-  const key = API_KEY_PREFIX + base64url(randomBytes(24));
+const PREFIXES: Record<ApiKeyKind, string> = { secret: API_KEY_PREFIX, publishable: PUBLISHABLE_KEY_PREFIX };
+
+/** A new key: the prefix plus 192 random bits. Only its SHA-256 is stored (a publishable key is kept whole too). */
+export function newApiKey(
+  shopId: string,
+  now: number,
+  kind: ApiKeyKind = "secret",
+): { key: string; hash: string; record: ApiKeyRecord } {
+  const prefix = PREFIXES[kind];
+  const key = prefix + base64url(randomBytes(24));
   const record: ApiKeyRecord = {
     id: randomId("key"),
     shopId,
-    hint: key.slice(0, API_KEY_PREFIX.length + 4),
+    hint: key.slice(0, prefix.length + 4),
     createdAt: now,
     revokedAt: null,
+    // Secret keys keep the shape they always had; a publishable key is public, so the config can hand it out.
+    ...(kind === "publishable" ? { kind, publishableKey: key } : {}),
   };
   return { key, hash: sha256Hex(key), record };
+}
+
+/** A key record's kind: records older than publishable keys are secret keys. */
+export function keyKind(record: ApiKeyRecord): ApiKeyKind {
+  return record.kind ?? "secret";
 }
 
 /**
@@ -32,14 +48,17 @@ const SHOP_OF_KEY_MAX = 10_000;
 /**
  * Finds the shop behind an Authorization header (`Bearer KEY`, or the original
  * spec's `Token KEY`). Keys are looked up on every request, never cached, so a
- * revocation takes effect at once.
+ * revocation takes effect at once. Which routes a publishable key may call is
+ * the router's business (`kind`).
  */
 export async function authenticateShop(
   kv: Deno.Kv,
   authorization: string | undefined,
-): Promise<{ shop: Shop; keyId: string }> {
+): Promise<{ shop: Shop; keyId: string; kind: ApiKeyKind }> {
   const match = authorization?.match(/^(?:Bearer|Token)\s+(\S{1,200})$/i);
-  if (!match || !match[1].startsWith(API_KEY_PREFIX)) throw new UnauthorizedError();
+  if (!match || !(match[1].startsWith(API_KEY_PREFIX) || match[1].startsWith(PUBLISHABLE_KEY_PREFIX))) {
+    throw new UnauthorizedError();
+  }
   const hash = sha256Hex(match[1]);
   const { record, shop } = await getApiKeyAndShop(kv, hash, shopOfKey.get(hash));
   if (!record || record.revokedAt !== null || !shop) throw new UnauthorizedError();
@@ -48,5 +67,16 @@ export async function authenticateShop(
     shopOfKey.set(hash, record.shopId);
   }
   if (shop.status !== "active") throw new AppError(403, "shop_disabled", "This shop is disabled.");
-  return { shop, keyId: record.id };
+  return { shop, keyId: record.id, kind: keyKind(record) };
+}
+
+/** A publishable key used where only a secret key will do. */
+export class PublishableKeyRefusedError extends AppError {
+  constructor() {
+    super(
+      403,
+      "publishable_key_not_allowed",
+      "A publishable key (apay_pk_) only reads the checkout config and mounts checkout sessions; use a secret key (apay_sk_) from your server.",
+    );
+  }
 }

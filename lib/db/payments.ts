@@ -66,26 +66,29 @@ const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_s
 export function createPayment(
   kv: Deno.Kv,
   payment: Payment,
-  opts: { operations?: OperationEntry[] } = {},
+  opts: { operations?: OperationEntry[]; extraOps?: (op: Deno.AtomicOperation) => void } = {},
 ): Promise<boolean> {
   let writer = paymentWriters.get(kv);
   if (!writer) {
     writer = new GroupCommitter(kv, { addOps: addCreatePaymentOps, identity: (w) => w.payment.id, maxGroup: 32 });
     paymentWriters.set(kv, writer);
   }
-  return writer.commit({ payment, operations: opts.operations ?? [] });
+  return writer.commit({ payment, operations: opts.operations ?? [], extraOps: opts.extraOps });
 }
 
 /** A new payment and the provider calls that made it, whose log entries ride in the same commit. */
 interface NewPaymentWrite {
   payment: Payment;
   operations: OperationEntry[];
+  /** Another record born with the payment (an embedded checkout's session), in the same commit. */
+  extraOps?: (op: Deno.AtomicOperation) => void;
 }
 
 const paymentWriters = new WeakMap<Deno.Kv, GroupCommitter<NewPaymentWrite>>();
 
-function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations }: NewPaymentWrite) {
+function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations, extraOps }: NewPaymentWrite) {
   for (const entry of operations) addOperationOps(op, entry);
+  extraOps?.(op);
   op.check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment)
     .set(byShopKey(payment.shopId, payment.seq), payment.id)

@@ -34,6 +34,9 @@ export interface Shop {
   embedOrigins?: string[];
 }
 
+/** A secret key (`apay_sk_`, the server's) or a publishable one (`apay_pk_`, safe in a browser). */
+export type ApiKeyKind = "secret" | "publishable";
+
 export interface ApiKeyRecord {
   id: string;
   shopId: string;
@@ -41,6 +44,10 @@ export interface ApiKeyRecord {
   hint: string;
   createdAt: number;
   revokedAt: number | null;
+  /** Absent on secret keys (every key made before publishable ones existed). */
+  kind?: ApiKeyKind;
+  /** The whole key, for publishable keys only: it is public, and the checkout config hands it out. */
+  publishableKey?: string;
 }
 
 const shopKey = (id: string) => ["shops", id] as const;

@@ -8,6 +8,7 @@ export const PUBLIC_DOCS: DocSet = {
     { slug: "how-it-works", nav: "How it works", file: "public/how-it-works.md" },
     { slug: "quick-start", nav: "Quick start", file: "public/quick-start.md" },
     { slug: "init-payment", nav: "Create a payment", file: "public/init-payment.md" },
+    { slug: "embedded-checkout", nav: "Embedded checkout", file: "public/embedded-checkout.md" },
     { slug: "options", nav: "What you may take", file: "public/options.md" },
     { slug: "payment-status", nav: "Payment status", file: "public/payment-status.md" },
     { slug: "redirects", nav: "Redirects", file: "public/redirects.md" },

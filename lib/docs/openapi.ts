@@ -29,6 +29,9 @@ import {
   RefundView,
 } from "../refunds/api_schemas.ts";
 import { refundRequestSchema } from "../refunds/schema.ts";
+import { checkoutSessionSchema } from "../checkout/schema.ts";
+import * as checkoutSchemas from "../checkout/api_schemas.ts";
+import { checkoutPaths } from "./openapi_checkout.ts";
 
 /**
  * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
@@ -104,8 +107,8 @@ export interface OpenApiOptions {
 export const API_VERSION = "1.0.0";
 export const HTTP_METHODS: readonly HttpMethod[] = ["get", "post", "put", "patch", "delete"];
 
-const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
-const json = (schema: JsonSchema, extra: Omit<MediaType, "schema"> = {}) => ({
+export const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
+export const json = (schema: JsonSchema, extra: Omit<MediaType, "schema"> = {}) => ({
   "application/json": { schema, ...extra },
 });
 const retryAfter = {
@@ -164,7 +167,7 @@ const EXAMPLE_MESSAGES: Partial<Record<ApiErrorCode, string>> = {
 };
 
 /** One response per HTTP status for these error codes, each code with an example body. */
-function errorResponses(codes: readonly ApiErrorCode[]): Record<string, ResponseObject> {
+export function errorResponses(codes: readonly ApiErrorCode[]): Record<string, ResponseObject> {
   const byStatus = new Map<number, (typeof API_ERRORS)[number][]>();
   for (const code of codes) {
     const known = API_ERRORS.filter((e) => e.code === code);
@@ -225,7 +228,7 @@ const postbackHeaders: Parameter[] = [
   },
 ];
 
-const SHOP_ERRORS = ["unauthorized", "shop_disabled", "rate_limited", "internal_error"] as const;
+export const SHOP_ERRORS = ["unauthorized", "shop_disabled", "rate_limited", "internal_error"] as const;
 /** What both provider webhook paths (the default account's and each account's own) can answer. */
 const PROVIDER_WEBHOOK_ERRORS = [
   "invalid_webhook",
@@ -315,6 +318,9 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     RefundRequest: refundRequestSchema,
     NewAccountRequest: NewAccountSchema,
     ShopRoutingRequest: ShopRoutingSchema,
+    CheckoutSessionRequest: checkoutSessionSchema(opts.maxAmount),
+    CheckoutConfirmRequest: checkoutSchemas.CheckoutConfirmRequest,
+    CheckoutMountRequest: checkoutSchemas.CheckoutMountRequest,
   }, "input");
   // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
   requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
@@ -338,6 +344,10 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     AccountListResponse,
     RoutingResponse,
     OperationListResponse,
+    CheckoutConfigResponse: checkoutSchemas.CheckoutConfigResponse,
+    CheckoutSessionCreatedResponse: checkoutSchemas.CheckoutSessionCreatedResponse,
+    CheckoutMountResponse: checkoutSchemas.CheckoutMountResponse,
+    CheckoutConfirmResponse: checkoutSchemas.CheckoutConfirmResponse,
   }, "output");
 
   const initExample = {
@@ -394,6 +404,11 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     tags: [
       { name: "Payments", description: "The shop's API; every call carries the shop's key." },
       { name: "Refunds", description: "Giving back money of a paid payment; every call carries the shop's key." },
+      {
+        name: "Embedded checkout",
+        description:
+          "The buyer pays on the shop's own page: a session made with the secret key, mounted in the browser with checkout.js, confirmed before shipping. Config and mount also take a publishable key (apay_pk_).",
+      },
       { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
       { name: "Provider webhook", description: "Provider-facing: called by Bansky, not by shops." },
       {
@@ -688,6 +703,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           "x-audience": "provider",
         },
       },
+      ...checkoutPaths(opts.publicBaseUrl),
       ...adminPaths(),
     },
     webhooks: {
@@ -780,6 +796,13 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           description:
             "An operator's API token for /api/admin/v1: `Authorization: Bearer apay_ot_...`, from `deno task operator token create EMAIL`.",
         },
+        publishableKey: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "apay_pk_...",
+          description:
+            "The shop's publishable key, safe in a browser: `Authorization: Bearer apay_pk_...`. Only the checkout config and mount take it; every other route answers 403 publishable_key_not_allowed.",
+        },
         bearerAuth: {
           type: "http",
           scheme: "bearer",
@@ -842,7 +865,7 @@ function adminPaths(): Record<string, PathItem> {
         operationId: "adminCreateAccount",
         summary: "Create a provider account",
         description:
-          "Bansky credentials: `apiUrl`, `apiToken`, `webhookSecret`. Stripe: `secretKey`, `webhookSecret`, `connectedAccountId`. They are stored apart and never shown back; the creation is audited with the token's operator.",
+          "Bansky credentials: `apiUrl`, `apiToken`, `webhookSecret`. Stripe: `secretKey`, `webhookSecret`, `connectedAccountId`, and optionally `publishableKey` (`pk_...`, public, for Stripe's embedded checkout). They are stored apart and never shown back; the creation is audited with the token's operator.",
         requestBody: {
           required: true,
           content: json(ref("NewAccountRequest"), {

@@ -66,6 +66,11 @@ export const API_ERRORS = [
   { code: "invalid_request", status: 400, when: "Bad JSON or fields; `fields` names each problem." },
   { code: "unauthorized", status: 401, when: "Missing, unknown or revoked API key." },
   { code: "shop_disabled", status: 403, when: "The shop is disabled." },
+  {
+    code: "publishable_key_not_allowed",
+    status: 403,
+    when: "A publishable key (apay_pk_) on a route other than the checkout config and mounting a session.",
+  },
   { code: "not_found", status: 404, when: "Unknown payment (or another shop's) or unknown endpoint." },
   { code: "body_unreadable", status: 400, when: "The connection broke while the body was being sent." },
   { code: "method_not_allowed", status: 405, when: "A method no route serves (TRACE, TRACK, ...)." },
@@ -149,6 +154,9 @@ export const PostbackBody = z.object({
     finalizedAt: isoTime,
     late: z.boolean().describe(
       "True on `payment.succeeded` when the money came after the payment expired or was cancelled: ship or refund.",
+    ),
+    checkoutSessionId: z.string().nullable().describe(
+      "The embedded checkout session (cs_...) the payment was made for; null for a redirect payment.",
     ),
   }),
 });

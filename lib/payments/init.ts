@@ -40,6 +40,18 @@ interface RequestExtras {
   postbackUrl: string | null;
   requestHash: string;
   idempotencyKey: string | null;
+  checkout?: CheckoutBinding;
+}
+
+/**
+ * A payment made for an embedded checkout session (lib/checkout): its success and error URLs are our own
+ * checkout page (not the shop's, so not judged against its allowed hosts), the provider's pay page may be
+ * framed by the shop's embedding sites, and the session record commits with the payment.
+ */
+export interface CheckoutBinding {
+  sessionId: string;
+  /** The session's writes, added to the payment's atomic operation; `providerClientSecret` from a provider's own embedded checkout. */
+  extraOps: (op: Deno.AtomicOperation, payment: Payment, providerClientSecret: string | null) => void;
 }
 
 /**
@@ -58,7 +70,7 @@ export async function initPayment(
   ctx: AppContext,
   shop: Shop,
   body: unknown,
-  opts: { idempotencyKey?: string | null } = {},
+  opts: { idempotencyKey?: string | null; checkout?: CheckoutBinding } = {},
 ): Promise<InitResult> {
   const asSent = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
   const idempotencyKey = opts.idempotencyKey
@@ -77,10 +89,12 @@ export async function initPayment(
     const existing = (await getPaymentEntryShared(ctx.kv, id)).value;
     if (existing) return replay(existing, requestHash);
   }
-  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl });
+  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl }, {
+    ownReturnUrls: !!opts.checkout,
+  });
   // The URLs are kept as we send them (ASCII).
   const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
-  const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey };
+  const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey, checkout: opts.checkout };
 
   if (!id) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
 
@@ -161,6 +175,7 @@ async function createAtProvider(
     successUrl: wrapper("success"),
     errorUrl: wrapper("error"),
     webhookUrl: webhookUrl(base, account.id),
+    ...(extra.checkout ? { embedded: { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } } : {}),
   }).catch((err) => {
     if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
     throw err;
@@ -193,9 +208,13 @@ async function createAtProvider(
     finalizedAt: null,
     expiresAt,
     checkAt: firstCheckAt(now, expiresAt),
+    ...(extra.checkout ? { checkoutSessionId: extra.checkout.sessionId } : {}),
   };
   const operations = logged?.takeHeld() ?? [];
-  const stored = await createPayment(ctx.kv, payment, { operations }).catch((err) => {
+  const binding = extra.checkout;
+  const extraOps = binding &&
+    ((op: Deno.AtomicOperation) => binding.extraOps(op, payment, result.clientSecret ?? null));
+  const stored = await createPayment(ctx.kv, payment, { operations, extraOps }).catch((err) => {
     for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
     throw err;
   });
@@ -218,12 +237,14 @@ function webhookUrl(base: string, accountId: string): string {
  * Checks the shop's URLs against the URL rules and its allowed hosts, and
  * returns them as we store them; throws one ValidationError for all.
  */
-async function checkUrls(ctx: AppContext, shop: Shop, input: InitPaymentInput) {
+async function checkUrls(ctx: AppContext, shop: Shop, input: InitPaymentInput, opts: { ownReturnUrls: boolean }) {
   const rules = { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts };
   const fields: Record<string, string> = {};
-  const success = normalizeShopUrl(input.successUrl, rules);
+  // An embedded checkout returns to our own page, which the shop's allowed hosts do not name.
+  const returnRules = opts.ownReturnUrls ? { ...rules, allowLocal: true, allowedHosts: [] } : rules;
+  const success = normalizeShopUrl(input.successUrl, returnRules);
   if (success.problem) fields.successUrl = success.problem;
-  const error = normalizeShopUrl(input.errorUrl, rules);
+  const error = normalizeShopUrl(input.errorUrl, returnRules);
   if (error.problem) fields.errorUrl = error.problem;
   let postbackUrl: string | null = null;
   if (input.postbackUrl) {

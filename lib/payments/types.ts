@@ -41,6 +41,11 @@ export interface Payment {
   late?: boolean;
   /** The sum of its succeeded refunds in minor units (absent until the first one). */
   refundedAmount?: number;
+  /**
+   * The embedded checkout session it belongs to (absent for redirect payments): the buyer comes back to our
+   * checkout page inside the shop's frame, never to a shop URL.
+   */
+  checkoutSessionId?: string;
 }
 
 export interface PaymentEvent {

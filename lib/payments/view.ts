@@ -49,6 +49,8 @@ export function postbackBody(p: Payment, type: string, now: number): string {
       finalizedAt: iso(p.finalizedAt),
       // Money after we expired or cancelled the payment: the shop decides whether to ship or refund.
       late: p.late === true,
+      // An embedded checkout's payment names its session, so the shop can match it to what it created.
+      checkoutSessionId: p.checkoutSessionId ?? null,
     },
   });
 }

@@ -53,6 +53,8 @@ export class BanskyProvider implements PaymentProvider {
       sussessUrl: req.successUrl,
       errorUrl: req.errorUrl,
       postbackUrl: req.webhookUrl,
+      // Bansky frames its pay page only for the sites named here (embedded checkouts).
+      ...(req.embedded ? { frameAncestors: req.embedded.frameAncestors } : {}),
     };
     const res = await this.call("POST", "/payments", InitResponse, body);
     return { ref: res.id, url: res.url };

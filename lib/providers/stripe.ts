@@ -15,6 +15,7 @@ import {
   type InitiateRequest,
   type InitiateResult,
   type PaymentProvider,
+  type ProviderEmbedConfig,
   type ProviderStatus,
   type RefundResult,
   type WebhookNotice,
@@ -65,8 +66,14 @@ export class StripeProvider implements PaymentProvider {
 
   async initiate(req: InitiateRequest): Promise<InitiateResult> {
     if (req.type !== "fiat") throw new UpstreamError(false, "Stripe takes fiat payments only");
+    // An embedded checkout session is Stripe's own embedded Checkout, mounted by the shop's page with Stripe.js;
+    // it completes in place (never a redirect) and our confirm asks Stripe, as for any session.
+    const where = req.embedded
+      ? { ui_mode: "embedded" as const, redirect_on_completion: "never" as const }
+      : { success_url: req.successUrl, cancel_url: req.errorUrl };
     const session = await this.call("POST /v1/checkout/sessions", () =>
       this.stripe.checkout.sessions.create({
+        ...where,
         mode: "payment",
         client_reference_id: req.paymentId,
         customer_email: req.email,
@@ -78,13 +85,25 @@ export class StripeProvider implements PaymentProvider {
             product_data: { name: `Payment ${req.paymentId}` },
           },
         }],
-        success_url: req.successUrl,
-        cancel_url: req.errorUrl,
         metadata: { paymentId: req.paymentId },
         payment_intent_data: { metadata: { paymentId: req.paymentId } },
       }, { ...this.account, idempotencyKey: `create-${req.paymentId}` }));
+    if (req.embedded) {
+      if (!session.client_secret) {
+        throw new UpstreamError(
+          false,
+          "POST /v1/checkout/sessions answered an embedded session without a client secret",
+        );
+      }
+      return { ref: session.id, url: null, clientSecret: session.client_secret };
+    }
     if (!session.url) throw new UpstreamError(false, "POST /v1/checkout/sessions answered a session without a URL");
     return { ref: session.id, url: session.url };
+  }
+
+  /** What the shop's page needs for Stripe.js: the platform's publishable key and the connected account. */
+  embedConfig(): ProviderEmbedConfig {
+    return { publishableKey: this.opts.publishableKey ?? null, accountId: this.opts.connectedAccountId };
   }
 
   async getStatus(ref: string): Promise<ProviderStatus> {

@@ -16,11 +16,28 @@ export interface InitiateRequest {
   successUrl: string;
   errorUrl: string;
   webhookUrl: string;
+  /**
+   * For an embedded checkout session: `frameAncestors` are the origins whose pages will frame the provider's
+   * pay page (ours, then the shop's sites; every ancestor must be allowed). A provider with an embeddable
+   * checkout of its own (Stripe) makes that instead and answers its client secret. Absent for redirect payments.
+   */
+  embedded?: { frameAncestors: string[] };
 }
 
 export interface InitiateResult {
   ref: string;
-  url: string;
+  /** The provider's pay page; null for a provider's own embedded checkout, which has none. */
+  url: string | null;
+  /** The provider's client secret for its own embedded checkout (Stripe's `cs_..._secret_...`). */
+  clientSecret?: string;
+}
+
+/** What a shop's page needs to mount a provider's own embedded checkout (Stripe.js): public values only. */
+export interface ProviderEmbedConfig {
+  /** The provider's publishable key, or null when the account has none configured. */
+  publishableKey: string | null;
+  /** The account at the provider (Stripe's connected account, `acct_...`). */
+  accountId: string;
 }
 
 /** A verified webhook: authentic, but only a hint about the status until confirmed with getStatus or getRefundStatus. */
@@ -75,6 +92,8 @@ export interface PaymentProvider {
   getRefundStatus(refundRef: string): Promise<RefundStatus>;
   /** Asks the provider to stop taking money for a payment (expiry, the shop's cancel). */
   cancel(ref: string): Promise<CancelResult>;
+  /** Providers whose own embedded checkout the shop's page mounts (Stripe): its public keys. */
+  embedConfig?(): ProviderEmbedConfig;
 }
 
 /**

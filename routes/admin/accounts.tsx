@@ -124,6 +124,7 @@ export function accountRoutes(ctx: AppContext) {
           webhookSecret: f.webhookSecret,
           connectedAccountId: f.connectedAccountId,
           ...(f.apiUrl ? { apiUrl: f.apiUrl } : {}),
+          ...(f.publishableKey ? { publishableKey: f.publishableKey } : {}),
         }
         : { apiUrl: f.apiUrl, apiToken: f.apiToken, webhookSecret: f.webhookSecret };
       await rotateAccountCredentials(ctx, id, credentials, { actor: c.var.operator.email });
@@ -443,6 +444,11 @@ function RotateForm(props: { account: ProviderAccount; csrf: string; errors?: Re
                 name="connectedAccountId"
                 error={e["credentials.connectedAccountId"]}
                 required
+              />
+              <Field
+                label="Publishable key (pk_..., optional: for Stripe's embedded checkout)"
+                name="publishableKey"
+                error={e["credentials.publishableKey"]}
               />
             </>
           )

@@ -204,9 +204,17 @@ export function shopRoutes(ctx: AppContext) {
   });
 
   app.post(`${SHOP}/keys` as const, async (c) => {
-    const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), { now: ctx.now(), actor: c.var.operator.email });
+    const kind = c.var.form.kind === "publishable" ? "publishable" : "secret";
+    const { apiKey } = await createShopKey(ctx.kv, c.req.param("id"), {
+      now: ctx.now(),
+      actor: c.var.operator.email,
+      kind,
+    });
     // Redirected, so reloading the page shows the shop again instead of making another key.
-    return redirectWithReveal(c, { path: shopPath(c), secrets: [["New API key", apiKey]] });
+    return redirectWithReveal(c, {
+      path: shopPath(c),
+      secrets: [[kind === "publishable" ? "New publishable key (for the browser)" : "New API key", apiKey]],
+    });
   });
 
   app.post(`${SHOP}/keys/:keyId{${ID_PATTERNS.key}}/revoke` as const, async (c) => {
@@ -419,6 +427,7 @@ function ShopDetail(props: {
             <thead>
               <tr>
                 <th>Key</th>
+                <th>Kind</th>
                 <th>Created</th>
                 <th>Revoked</th>
                 <th></th>
@@ -428,8 +437,10 @@ function ShopDetail(props: {
               {props.keys.map((k) => (
                 <tr key={k.id}>
                   <td>
-                    <code>{k.hint}…</code>
+                    {/* A publishable key is public (it sits in the shop's pages): shown whole. */}
+                    <code>{k.publishableKey ?? `${k.hint}…`}</code>
                   </td>
+                  <td>{k.kind === "publishable" ? "publishable" : "secret"}</td>
                   <td>{formatTime(k.createdAt)}</td>
                   <td>{formatTime(k.revokedAt)}</td>
                   <td>
@@ -453,6 +464,15 @@ function ShopDetail(props: {
         <form method="post" action={`/admin/shops/${shop.id}/keys`} data-busy="Creating…">
           <CsrfField token={csrf} />
           <button type="submit">Create a key</button>
+        </form>
+        <p class="muted">
+          A publishable key (<code>apay_pk_</code>) is safe in a browser: it only reads the embedded checkout's config
+          and opens checkout sessions your server created. Every other call refuses it.
+        </p>
+        <form method="post" action={`/admin/shops/${shop.id}/keys`} data-busy="Creating…">
+          <CsrfField token={csrf} />
+          <input type="hidden" name="kind" value="publishable" />
+          <button type="submit" class="secondary">Create a publishable key</button>
         </form>
       </section>
       <SigningCard shop={shop} now={props.now} manage={{ csrf, action: `/admin/shops/${shop.id}` }} />

@@ -12,13 +12,13 @@ import { listShopRefunds } from "../../lib/refunds/query.ts";
 import { refundView } from "../../lib/refunds/view.ts";
 import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.ts";
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
-import type { Shop } from "../../lib/db/shops.ts";
 import { shopOptions } from "../../lib/accounts/routing.ts";
+import { checkKeyScope, checkoutApiRoutes, type CheckoutEnv } from "./v1/checkout.ts";
 
 /** The shop API reads less than pages and webhooks: its largest valid body is a few KiB. */
 export const MAX_API_BODY_BYTES = 16 * 1024;
 
-type Env = { Variables: { shop: Shop } };
+type Env = CheckoutEnv;
 
 /** The shop-facing JSON API: every route authenticates with the shop's key. */
 export function apiV1Routes(ctx: AppContext) {
@@ -35,11 +35,15 @@ export function apiV1Routes(ctx: AppContext) {
       if (err instanceof UnauthorizedError) unauthenticated.take(clientAddress(c), ctx.now());
       throw err;
     }
-    const { shop, keyId } = auth;
+    const { shop, keyId, kind } = auth;
     limiter.take(keyId, ctx.now(), shop.rateLimitPerMinute ?? undefined);
+    checkKeyScope(kind, c.req.method, c.req.path.replace(/^\/api\/v1/, ""));
     c.set("shop", shop);
+    c.set("publishableKey", kind === "publishable" ? c.req.header("authorization")!.split(/\s+/)[1] : null);
     await next();
   });
+
+  app.route("/checkout", checkoutApiRoutes(ctx, readJson));
 
   // The body is already read and bounded (MAX_API_BODY_BYTES) by the app's body limit.
   app.post("/init-payment", async (c) => {

@@ -6,6 +6,7 @@ import { renderPage } from "../../components/html.tsx";
 import { isSendableUrl } from "../../lib/relay/url_guard.ts";
 import { log } from "../../lib/log.ts";
 import { HSTS } from "../_headers.ts";
+import { checkoutReturnUrl } from "../../lib/checkout/sessions.ts";
 
 /**
  * The buyer's path: our pay wrapper sends them to the provider, and the
@@ -46,6 +47,7 @@ export function integrationRoutes(ctx: AppContext) {
   if (ctx.config.publicBaseUrl.startsWith("https:")) {
     redirectHeaders["strict-transport-security"] = HSTS;
   }
+  const embeddedReturn = checkoutReturnUrl(ctx.config.publicBaseUrl, "");
   for (const kind of ["pay", "success", "error"] as const satisfies RedirectKind[]) {
     app.get(`/${kind}`, async (c) => {
       const id = c.req.query("id");
@@ -62,7 +64,13 @@ export function integrationRoutes(ctx: AppContext) {
           PAGE_HEADERS,
         );
       }
-      if (target.kind === "closed") return closedPage(target.status, target.errorUrl);
+      if (target.kind === "closed") {
+        // An embedded checkout's own page says it is over, inside the shop's frame, which this page may not be.
+        if (target.errorUrl.startsWith(embeddedReturn)) {
+          return c.body(null, 302, { location: target.errorUrl, ...redirectHeaders });
+        }
+        return closedPage(target.status, target.errorUrl);
+      }
       if (!isSendableUrl(target.url)) {
         // Stored before URLs were normalised at creation: say so to the buyer rather than fail.
         log.warn("stored redirect URL cannot be sent", { paymentId: id, kind });

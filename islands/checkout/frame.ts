@@ -1,0 +1,79 @@
+// Browser code: window.parent, window.opener and window.open are the point here, not Deno globals.
+// deno-lint-ignore-file no-window no-window-prefix
+/**
+ * The script of our checkout page (static/checkout_frame.js). Inside the shop's frame it tells the
+ * embedding page what happened and how tall it is; in our payment popup it tells the frame that opened it
+ * and closes. Messages go only to the shop's embedding sites (each named exactly; the browser delivers a
+ * message only to a parent of that origin) or, from the popup, only to our own origin.
+ */
+
+const root = document.querySelector<HTMLElement>("[data-checkout]");
+if (root) run(root);
+
+function run(root: HTMLElement) {
+  const sessionId = root.dataset.checkout!;
+  const state = root.dataset.state;
+  const event = root.dataset.event;
+  const origins: string[] = JSON.parse(root.dataset.origins ?? "[]");
+  const framed = window.parent !== window;
+
+  // Where the frame's messages may go: the parent's own origin where the browser tells it, else every
+  // allowed site (only the one that is the parent receives it).
+  const ancestor = (location as Location & { ancestorOrigins?: DOMStringList }).ancestorOrigins?.[0];
+  const targets = ancestor ? origins.filter((o) => o === ancestor) : origins;
+  const post = (msg: Record<string, unknown>) => {
+    for (const origin of targets) window.parent.postMessage({ source: "aimbrellapay", sessionId, ...msg }, origin);
+  };
+
+  if (!framed) {
+    // Our payment popup, back from the provider: let the frame that opened it look again, then close.
+    if (window.opener && state !== "open") {
+      try {
+        window.opener.postMessage({ source: "aimbrellapay-popup", sessionId }, location.origin);
+      } catch {
+        // The opener is gone (the shop's page was closed): nothing to tell.
+      }
+      if (state !== "waiting") window.close();
+    }
+  } else {
+    // The body, not the document: the document is never shorter than the frame, so it could only grow.
+    const report = () => post({ type: "resize", height: document.body.getBoundingClientRect().height });
+    new ResizeObserver(report).observe(document.body);
+    report();
+    if (event) post({ type: event });
+  }
+
+  // Waiting for the provider's word: look again shortly (a page load asks the provider), for a minute at most;
+  // after that the page keeps its Pay button for a buyer who came back without paying.
+  const looks = Number(new URLSearchParams(location.search).get("look") ?? 0);
+  if (state === "waiting" && looks < 40) {
+    const next = new URL(location.href);
+    next.searchParams.set("look", String(looks + 1));
+    setTimeout(() => location.replace(next), 1500);
+  }
+
+  const pay = root.querySelector<HTMLAnchorElement>("a[data-pay=popup]");
+  if (pay) {
+    let popup: Window | null = null;
+    let watch: ReturnType<typeof setInterval> | undefined;
+    // Once: the popup's message and its closing both mean "look again".
+    const lookAgain = () => {
+      clearInterval(watch);
+      popup = null;
+      location.reload();
+    };
+    pay.addEventListener("click", (e) => {
+      e.preventDefault();
+      popup = window.open(pay.href, "aimbrellapay_payment", "popup,width=520,height=720");
+      const note = root.querySelector<HTMLElement>("[data-popup-note]");
+      if (note) note.hidden = popup !== null;
+      if (!popup) return;
+      clearInterval(watch);
+      watch = setInterval(() => popup?.closed && lookAgain(), 500);
+    });
+    addEventListener("message", (e) => {
+      if (e.origin !== location.origin || !popup || e.source !== popup) return;
+      if (e.data?.source === "aimbrellapay-popup" && e.data.sessionId === sessionId) lookAgain();
+    });
+  }
+}

@@ -1,0 +1,52 @@
+import type { Payment } from "../payments/types.ts";
+import type { CheckoutSession } from "./types.ts";
+import { sessionStatus } from "./sessions.ts";
+
+/** What the buyer's checkout page shows, and which event it tells the embedding page. */
+export type PageState = "open" | "waiting" | "complete" | "failed" | "expired";
+
+/** The event the shop's page gets for each state (checkout.js `on`); an open page says it is ready. */
+export const STATE_EVENTS = {
+  open: "ready",
+  waiting: null,
+  complete: "succeeded",
+  failed: "failed",
+  expired: "expired",
+} as const satisfies Record<PageState, string | null>;
+
+/** Providers whose pay page may be framed (they send frame-ancestors for the sites we name); others open in a popup. */
+const FRAMABLE_PROVIDERS: ReadonlySet<string> = new Set(["bansky"]);
+
+export function pageState(p: Payment, now: number, returned: boolean): PageState {
+  if (p.status === "failed") return "failed";
+  const status = sessionStatus(p, now);
+  if (status !== "open") return status;
+  // Back from the provider but its word has not reached us yet: the page waits and looks again.
+  return returned ? "waiting" : "open";
+}
+
+/**
+ * Whether the provider's pay page opens inside our frame. Only when the provider lets the shop's sites
+ * frame it and it is on our own origin: the shop's CSP then needs nothing but our origin in frame-src
+ * (frame-src governs every page the frame shows). Otherwise it opens in a popup.
+ */
+export function opensInline(p: Payment, publicBaseUrl: string): boolean {
+  if (!FRAMABLE_PROVIDERS.has(p.provider) || !p.providerUrl) return false;
+  try {
+    return new URL(p.providerUrl).origin === new URL(publicBaseUrl).origin;
+  } catch {
+    return false;
+  }
+}
+
+/** What the page needs to render, from the session and its payment. */
+export interface CheckoutPageProps {
+  session: CheckoutSession;
+  payment: Payment;
+  state: PageState;
+  shopName: string;
+  payUrl: string;
+  inline: boolean;
+  /** The shop's embedding sites: the only origins the page posts its events to. */
+  origins: string[];
+}

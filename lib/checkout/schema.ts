@@ -1,0 +1,76 @@
+import { z } from "zod";
+import { isCurrency } from "../money.ts";
+import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
+import { text } from "../validation.ts";
+import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S } from "../payments/schema.ts";
+
+/** More lines than any checkout shows; bounds what one request makes us add up and store. */
+export const MAX_LINE_ITEMS = 100;
+export const MAX_QUANTITY = 10_000;
+
+const schemas = new Map<number, ReturnType<typeof buildSessionSchema>>();
+
+/** The body of POST /api/v1/checkout/sessions (seed 003's names); built once per maximum amount. */
+export function checkoutSessionSchema(maxAmount: number) {
+  let schema = schemas.get(maxAmount);
+  if (!schema) schemas.set(maxAmount, schema = buildSessionSchema(maxAmount));
+  return schema;
+}
+
+function buildSessionSchema(maxAmount: number) {
+  const amount = z.number().int().positive().max(maxAmount);
+  const lineItem = z.strictObject({
+    name: text(1, 200).describe("What the buyer sees on the line."),
+    unitAmount: amount.describe("Price of one, in the currency's minor unit."),
+    quantity: z.number().int().min(1).max(MAX_QUANTITY),
+  });
+  return z.strictObject({
+    amount: amount.optional().describe(
+      "Integer amount in the currency's minor unit. Give it, lineItems, or both (then they must agree).",
+    ),
+    lineItems: z.array(lineItem).min(1).max(MAX_LINE_ITEMS).optional().describe(
+      "The lines of the order; their unitAmount × quantity add up to the amount.",
+    ),
+    currency: z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
+      .transform((c) => c.toUpperCase())
+      .refine(isCurrency, "is not an ISO 4217 currency")
+      .describe("ISO 4217 code, case-insensitive."),
+    customerEmail: z.email().max(254).describe("The buyer's email."),
+    customerName: text(1, 200).optional().describe("The buyer's name."),
+    id: text(1, 64).optional().describe(
+      "The shop's own order id; unique per shop. Makes the request idempotent and turns postbacks on.",
+    ),
+    description: text(1, 500).optional().describe("Shown to the buyer above the pay button."),
+    postbackUrl: z.string().min(1).max(MAX_URL_LENGTH).meta({ format: "uri" }).optional().describe(
+      "Where the signed postback goes; defaults to the shop's. Only sessions with `id` get postbacks.",
+    ),
+    expiresIn: z.int().min(MIN_EXPIRES_IN_S).max(MAX_EXPIRES_IN_S).optional().describe(
+      "Seconds the session stays open for the buyer (60 to 2592000). Default 86400 (a day).",
+    ),
+  }).superRefine((b, ctx) => {
+    if (b.amount === undefined && b.lineItems === undefined) {
+      ctx.addIssue({ code: "custom", path: ["amount"], message: "give amount or lineItems" });
+      return;
+    }
+    if (!b.lineItems) return;
+    // Integer minor units throughout: each product and the running sum stay exact (far below 2^53).
+    let sum = 0;
+    for (const item of b.lineItems) {
+      sum += item.unitAmount * item.quantity;
+      if (sum > maxAmount) {
+        ctx.addIssue({ code: "custom", path: ["lineItems"], message: `add up to more than ${maxAmount}` });
+        return;
+      }
+    }
+    if (b.amount !== undefined && b.amount !== sum) {
+      ctx.addIssue({ code: "custom", path: ["amount"], message: `is ${b.amount} but the line items add up to ${sum}` });
+    }
+  });
+}
+
+export type CheckoutSessionBody = z.output<ReturnType<typeof buildSessionSchema>>;
+
+/** The amount a valid body asks for: its amount, or what its line items add up to. */
+export function sessionAmount(b: CheckoutSessionBody): number {
+  return b.amount ?? b.lineItems!.reduce((sum, item) => sum + item.unitAmount * item.quantity, 0);
+}

@@ -1,0 +1,223 @@
+import type { AppContext } from "../context.ts";
+import { IdempotencyMismatchError, NotFoundError, UpstreamError } from "../errors.ts";
+import { base64url, randomId } from "../ids.ts";
+import { constantTimeEqual, hmacSha256, sha256Hex } from "../crypto.ts";
+import { parseOrThrow, text } from "../validation.ts";
+import type { Shop } from "../db/shops.ts";
+import { getShop } from "../db/shops.ts";
+import { getPayment } from "../db/payments.ts";
+import { addCheckoutSessionOps, getCheckoutSession } from "../db/checkout.ts";
+import { initPayment } from "../payments/init.ts";
+import { movePayment } from "../payments/transition.ts";
+import type { Payment } from "../payments/types.ts";
+import { log } from "../log.ts";
+import { checkoutSessionSchema, sessionAmount } from "./schema.ts";
+import type { CheckoutSession, SessionStatus } from "./types.ts";
+
+const SESSION_ID = /^cs_[A-Za-z0-9_-]{22}$/;
+/** `cs_…_secret_…`: the session id, then 256 bits of MAC. Seed 003 shows Stripe's `pi_…_secret_…` shape. */
+const CLIENT_SECRET = /^(cs_[A-Za-z0-9_-]{22})_secret_[A-Za-z0-9_-]{43}$/;
+const IdempotencyKey = text(1, 255);
+
+/** True when `id` has the shape of a session id (checked before it goes into a KV key). */
+export function isSessionId(id: string): boolean {
+  return SESSION_ID.test(id);
+}
+
+/** Where the buyer comes back to, inside the shop's frame (or our popup), after the provider's pay page. */
+export function checkoutReturnUrl(publicBaseUrl: string, sessionId: string): string {
+  return `${publicBaseUrl}/checkout/return/${sessionId}`;
+}
+
+/**
+ * The session's client secret. A MAC of the session id under our id key: unguessable, bound to this one
+ * session, and the same on every retry, so an idempotent replay can answer it again although we store only
+ * its hash. It opens the buyer's checkout page for the session and nothing else.
+ */
+function clientSecretOf(ctx: AppContext, sessionId: string): string {
+  return `${sessionId}_secret_${base64url(hmacSha256(ctx.paymentIdKey, `checkout-secret\0${sessionId}`))}`;
+}
+
+export interface CreatedSession {
+  session: CheckoutSession;
+  clientSecret: string;
+  replay: boolean;
+}
+
+/**
+ * Creates a checkout session and, through init-payment's own code (routing, provider call, idempotency,
+ * group commit), its payment; the session is stored in the payment's atomic operation. A request named by
+ * the shop's `id` or an Idempotency-Key gets a derived session id, so a retry is answered with the same
+ * session and secret; the same name with another body is refused.
+ */
+export async function createCheckoutSession(
+  ctx: AppContext,
+  shop: Shop,
+  body: unknown,
+  opts: { idempotencyKey?: string | null } = {},
+): Promise<CreatedSession> {
+  const b = parseOrThrow(checkoutSessionSchema(ctx.config.maxAmount), body);
+  const idempotencyKey = opts.idempotencyKey
+    ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
+    : null;
+  const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;
+  const sessionId = name
+    ? `cs_${base64url(hmacSha256(ctx.paymentIdKey, `checkout-session\0${shop.id}\0${name}`).subarray(0, 16))}`
+    : randomId("cs");
+  const requestHash = sha256Hex(JSON.stringify(b));
+  if (name) {
+    const existing = await getCheckoutSession(ctx.kv, sessionId);
+    if (existing) {
+      if (existing.requestHash !== requestHash) {
+        throw new IdempotencyMismatchError("This id was already used for a checkout session with different details.");
+      }
+      return {
+        session: existing,
+        clientSecret: existing.providerClientSecret ?? clientSecretOf(ctx, sessionId),
+        replay: true,
+      };
+    }
+  }
+  const clientSecret = clientSecretOf(ctx, sessionId);
+  const amount = sessionAmount(b);
+  const returnUrl = checkoutReturnUrl(ctx.config.publicBaseUrl, sessionId);
+  // Filled in when the payment's commit is built (and again if the group commit retries it alone).
+  const made: { session?: CheckoutSession } = {};
+  const { payment, replay } = await initPayment(ctx, shop, {
+    ...(b.id ? { id: b.id } : {}),
+    email: b.customerEmail,
+    ...(b.customerName ? { name: b.customerName } : {}),
+    amount,
+    currency: b.currency,
+    successUrl: returnUrl,
+    errorUrl: returnUrl,
+    ...(b.postbackUrl ? { postbackUrl: b.postbackUrl } : {}),
+    ...(b.expiresIn !== undefined ? { expiresIn: b.expiresIn } : {}),
+  }, {
+    idempotencyKey,
+    checkout: {
+      sessionId,
+      extraOps: (op, p, providerClientSecret) => {
+        made.session = {
+          id: sessionId,
+          shopId: shop.id,
+          paymentId: p.id,
+          provider: p.provider,
+          secretHash: sha256Hex(providerClientSecret ?? clientSecret),
+          requestHash,
+          amount,
+          currency: b.currency,
+          lineItems: b.lineItems ?? null,
+          description: b.description ?? null,
+          createdAt: p.createdAt,
+          expiresAt: p.expiresAt!,
+          ...(providerClientSecret ? { providerClientSecret } : {}),
+        };
+        addCheckoutSessionOps(op, made.session);
+      },
+    },
+  });
+  if (payment.checkoutSessionId !== sessionId) {
+    // The shop's id already names a redirect payment (or another session's): not the same request.
+    throw new IdempotencyMismatchError("This id was already used for a payment with different details.");
+  }
+  const session = made.session ?? await getCheckoutSession(ctx.kv, sessionId);
+  if (!session) throw new Error(`checkout session ${sessionId} missing beside its payment ${payment.id}`);
+  // A copy of this request that raced us stored the session: it must have asked for the same (line items too).
+  if (session.requestHash !== requestHash) {
+    throw new IdempotencyMismatchError("This id was already used for a checkout session with different details.");
+  }
+  return { session, clientSecret: session.providerClientSecret ?? clientSecret, replay };
+}
+
+/** The session, its payment and its shop opened by a client secret; null for anything else. */
+export async function openSessionBySecret(
+  ctx: AppContext,
+  secret: string,
+): Promise<{ session: CheckoutSession; payment: Payment; shop: Shop } | null> {
+  const match = CLIENT_SECRET.exec(secret);
+  if (!match) return null;
+  const session = await getCheckoutSession(ctx.kv, match[1]);
+  if (!session || !constantTimeEqual(session.secretHash, sha256Hex(secret))) return null;
+  return await withPaymentAndShop(ctx, session);
+}
+
+/** The session by id with its payment and shop (our return page, which the provider sends the buyer to). */
+export async function openSessionById(ctx: AppContext, sessionId: string) {
+  if (!isSessionId(sessionId)) return null;
+  const session = await getCheckoutSession(ctx.kv, sessionId);
+  return session && await withPaymentAndShop(ctx, session);
+}
+
+async function withPaymentAndShop(ctx: AppContext, session: CheckoutSession) {
+  const [payment, shop] = await Promise.all([getPayment(ctx.kv, session.paymentId), getShop(ctx.kv, session.shopId)]);
+  if (!payment || !shop) return null;
+  return { session, payment, shop };
+}
+
+/** A session's status follows its payment's: paid is complete; open while the payment can still be paid. */
+export function sessionStatus(p: Payment, now: number): SessionStatus {
+  switch (p.status) {
+    case "succeeded":
+    case "partially_refunded":
+    case "refunded":
+      return "complete";
+    case "pending":
+      return p.expiresAt !== undefined && p.expiresAt <= now ? "expired" : "open";
+    default:
+      return "expired";
+  }
+}
+
+/**
+ * Asks the provider about a pending payment and applies its answer through the transition engine, as the
+ * operator's re-check and the janitor do; the browser's word is never taken. Returns the payment as it is
+ * now. Throws UpstreamError when the provider cannot be asked.
+ */
+export async function recheckWithProvider(ctx: AppContext, p: Payment, by: string): Promise<Payment> {
+  if (p.status !== "pending" || !p.providerRef) return p;
+  const confirmed = await (await ctx.providers.forPayment(p)).adapter.getStatus(p.providerRef);
+  if (confirmed === "pending") return p;
+  const moved = await movePayment(ctx, {
+    paymentId: p.id,
+    to: confirmed,
+    because: { type: "status_checked", at: ctx.now(), data: { confirmed, by } },
+  });
+  return moved.payment;
+}
+
+/** The same, for a page the buyer sees: a provider that cannot be asked leaves the payment as we know it. */
+export async function recheckQuietly(ctx: AppContext, p: Payment, by: string): Promise<Payment> {
+  try {
+    return await recheckWithProvider(ctx, p, by);
+  } catch (err) {
+    if (!(err instanceof UpstreamError)) throw err;
+    log.warn("checkout: provider unreachable on the buyer's return", { paymentId: p.id, detail: err.detail });
+    return p;
+  }
+}
+
+/** What POST /api/v1/checkout/confirm answers: the session re-checked with the provider. */
+export async function confirmCheckoutSession(ctx: AppContext, shop: Shop, sessionId: unknown) {
+  if (typeof sessionId !== "string" || !isSessionId(sessionId)) throw new NotFoundError("Unknown checkout session.");
+  const session = await getCheckoutSession(ctx.kv, sessionId);
+  if (!session || session.shopId !== shop.id) throw new NotFoundError("Unknown checkout session.");
+  const stored = await getPayment(ctx.kv, session.paymentId);
+  if (!stored) throw new Error(`checkout session ${sessionId} has no payment ${session.paymentId}`);
+  const payment = await recheckWithProvider(ctx, stored, "checkout.confirm");
+  return sessionView(session, payment, ctx.now());
+}
+
+/** A session as the shop's API shows it. */
+export function sessionView(s: CheckoutSession, p: Payment, now: number) {
+  return {
+    id: s.id,
+    status: sessionStatus(p, now),
+    paymentId: p.id,
+    paymentStatus: p.status,
+    amount: s.amount,
+    currency: s.currency,
+    lineItems: s.lineItems,
+    expiresAt: new Date(s.expiresAt).toISOString(),
+  };
+}

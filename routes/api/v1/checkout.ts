@@ -1,0 +1,82 @@
+import { Hono } from "hono";
+import type { AppContext } from "../../../lib/context.ts";
+import type { Shop } from "../../../lib/db/shops.ts";
+import type { ApiKeyKind } from "../../../lib/db/shops.ts";
+import { PublishableKeyRefusedError } from "../../../lib/auth/api_keys.ts";
+import { NotFoundError } from "../../../lib/errors.ts";
+import { checkoutConfig } from "../../../lib/checkout/config.ts";
+import {
+  confirmCheckoutSession,
+  createCheckoutSession,
+  openSessionBySecret,
+  sessionStatus,
+} from "../../../lib/checkout/sessions.ts";
+
+export type CheckoutEnv = { Variables: { shop: Shop; publishableKey: string | null } };
+
+/**
+ * The routes a publishable key may call, as "METHOD /path" below /api/v1: the checkout's config and
+ * mounting a session it was given. Every other route of the API refuses it.
+ */
+export const PUBLISHABLE_KEY_ROUTES: ReadonlySet<string> = new Set([
+  "GET /checkout/config",
+  "POST /checkout/sessions/mount",
+]);
+
+/** Refuses a publishable key everywhere but PUBLISHABLE_KEY_ROUTES. */
+export function checkKeyScope(kind: ApiKeyKind, method: string, path: string) {
+  if (kind === "publishable" && !PUBLISHABLE_KEY_ROUTES.has(`${method} ${path}`)) {
+    throw new PublishableKeyRefusedError();
+  }
+}
+
+/** Embedded checkout: config, sessions (server side, secret key), mount (browser, publishable key), confirm. */
+export function checkoutApiRoutes(ctx: AppContext, readJson: (req: Request) => Promise<unknown>) {
+  const app = new Hono<CheckoutEnv>();
+
+  app.get("/config", async (c) => c.json(await checkoutConfig(ctx, c.var.shop, c.var.publishableKey)));
+
+  app.post("/sessions", async (c) => {
+    const body = await readJson(c.req.raw);
+    const { session, clientSecret, replay } = await createCheckoutSession(ctx, c.var.shop, body, {
+      idempotencyKey: c.req.header("idempotency-key"),
+    });
+    return c.json({
+      status: "success",
+      sessionId: session.id,
+      clientSecret,
+      provider: session.provider,
+      amount: session.amount,
+      currency: session.currency,
+      expiresAt: new Date(session.expiresAt).toISOString(),
+    }, replay ? 200 : 201);
+  });
+
+  // What a browser may learn with the shop's publishable key and the secret it was handed: enough to draw its own UI.
+  app.post("/sessions/mount", async (c) => {
+    const body = await readJson(c.req.raw) as { clientSecret?: unknown };
+    const secret = typeof body.clientSecret === "string" ? body.clientSecret : "";
+    const opened = await openSessionBySecret(ctx, secret);
+    if (!opened || opened.shop.id !== c.var.shop.id) throw new NotFoundError("Unknown checkout session.");
+    const { session, payment } = opened;
+    return c.json({
+      status: "success",
+      session: {
+        id: session.id,
+        status: sessionStatus(payment, ctx.now()),
+        amount: session.amount,
+        currency: session.currency,
+        lineItems: session.lineItems,
+        description: session.description,
+        expiresAt: new Date(session.expiresAt).toISOString(),
+      },
+    });
+  });
+
+  app.post("/confirm", async (c) => {
+    const body = await readJson(c.req.raw) as { sessionId?: unknown };
+    return c.json({ status: "success", session: await confirmCheckoutSession(ctx, c.var.shop, body.sessionId) });
+  });
+
+  return app;
+}

@@ -1,0 +1,78 @@
+import { type Context, Hono } from "hono";
+import type { AppContext } from "../../lib/context.ts";
+import { renderPage } from "../../components/html.tsx";
+import { MessagePage } from "../../components/message_page.tsx";
+import { openSessionById, openSessionBySecret, recheckQuietly } from "../../lib/checkout/sessions.ts";
+import { opensInline, pageState } from "../../lib/checkout/page_state.ts";
+import type { CheckoutSession } from "../../lib/checkout/types.ts";
+import type { Payment } from "../../lib/payments/types.ts";
+import type { Shop } from "../../lib/db/shops.ts";
+import { payUrl } from "../../lib/payments/view.ts";
+import { allowFraming, allowOpener } from "../_headers.ts";
+import { CheckoutPage } from "./page.tsx";
+
+/**
+ * The buyer's pages of an embedded checkout, framed by the shop's page (checkout.js): `/checkout/frame`
+ * opens the session by its client secret, and `/checkout/return/:id` is where the provider sends the buyer
+ * back (inside the frame, or in our popup). Only the shop's embedding sites may frame them.
+ */
+export function checkoutPageRoutes(ctx: AppContext) {
+  const app = new Hono();
+
+  app.get("/frame", async (c) => {
+    const secret = c.req.query("secret") ?? "";
+    const opened = secret.length <= 200 ? await openSessionBySecret(ctx, secret) : null;
+    if (!opened) return notFound(c);
+    // After a trip to the provider (a popup that closed), ask it rather than wait for its webhook.
+    const payment = opened.payment.firstRedirectAt
+      ? await recheckQuietly(ctx, opened.payment, "checkout.page")
+      : opened.payment;
+    // Still pending here means not paid yet (a popup closed early): the checkout stays payable.
+    return render(c, { ...opened, payment }, false);
+  });
+
+  app.get("/return/:id", async (c) => {
+    const opened = await openSessionById(ctx, c.req.param("id"));
+    if (!opened) return notFound(c);
+    const payment = await recheckQuietly(ctx, opened.payment, "checkout.page");
+    return render(c, { ...opened, payment }, true);
+  });
+
+  function render(
+    c: Context,
+    { session, payment, shop }: { session: CheckoutSession; payment: Payment; shop: Shop },
+    returned: boolean,
+  ) {
+    const origins = shop.embedOrigins ?? [];
+    allowFraming(c, origins);
+    // The payment popup comes back here and must still reach the frame that opened it.
+    allowOpener(c);
+    c.header("cache-control", "no-store");
+    return c.html(renderPage(
+      <CheckoutPage
+        session={session}
+        payment={payment}
+        state={pageState(payment, ctx.now(), returned)}
+        shopName={shop.name}
+        payUrl={payUrl(payment.id, ctx.config.publicBaseUrl)}
+        inline={opensInline(payment, ctx.config.publicBaseUrl)}
+        origins={origins}
+      />,
+    ));
+  }
+
+  return app;
+}
+
+function notFound(c: Context) {
+  c.header("cache-control", "no-store");
+  return c.html(
+    renderPage(
+      <MessagePage
+        title="Checkout not found"
+        text="We could not find this checkout. Please reload the shop's page and try again."
+      />,
+    ),
+    404,
+  );
+}

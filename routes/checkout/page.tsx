@@ -1,0 +1,86 @@
+import { formatAmount } from "../../lib/money.ts";
+import { type CheckoutPageProps, STATE_EVENTS } from "../../lib/checkout/page_state.ts";
+
+const HEADINGS = {
+  open: "Pay",
+  waiting: "Confirming your payment…",
+  complete: "Payment complete",
+  failed: "Payment failed",
+  expired: "This checkout has expired",
+} as const;
+
+const TEXTS = {
+  open: null,
+  waiting:
+    "The payment provider has not confirmed it yet. This page looks again in a moment; if you did not finish paying, press Pay.",
+  complete: "Thank you. The shop has been told.",
+  failed: "The payment was declined. No money was taken. The shop can start a new checkout for you.",
+  expired: "It can no longer be paid. The shop can start a new checkout for you.",
+} as const;
+
+/**
+ * The buyer's checkout page, shown inside the shop's frame (or our payment popup): the order, one Pay
+ * button, and the outcome. Its script (static/checkout_frame.js) tells the embedding page what happened.
+ */
+export function CheckoutPage(props: CheckoutPageProps) {
+  const { session, state } = props;
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{`Checkout · ${props.shopName}`}</title>
+        <link rel="stylesheet" href="/static/style.css" />
+        <script type="module" src="/static/checkout_frame.js" defer />
+      </head>
+      <body class="checkout">
+        <main
+          data-checkout={session.id}
+          data-state={state}
+          data-event={STATE_EVENTS[state] ?? ""}
+          data-origins={JSON.stringify(props.origins)}
+        >
+          <h1>{HEADINGS[state]}</h1>
+          <p class="muted">{props.shopName}</p>
+          {session.description && <p>{session.description}</p>}
+          {session.lineItems && (
+            <table class="lines">
+              <tbody>
+                {session.lineItems.map((item, i) => (
+                  <tr key={i}>
+                    <td>{item.quantity} × {item.name}</td>
+                    <td class="num">{formatAmount(item.unitAmount * item.quantity, session.currency)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+          <p class="total">
+            Total <strong>{formatAmount(session.amount, session.currency)}</strong>
+          </p>
+          {TEXTS[state] && <p role="status">{TEXTS[state]}</p>}
+          {(state === "open" || state === "waiting") && (
+            <>
+              <p>
+                <a
+                  class="button"
+                  href={props.payUrl}
+                  target={props.inline ? "_self" : "_blank"}
+                  data-pay={props.inline ? "inline" : "popup"}
+                >
+                  Pay {formatAmount(session.amount, session.currency)}
+                </a>
+              </p>
+              {!props.inline && (
+                <p class="muted" role="status" data-popup-note hidden>
+                  The payment opens in a new window. If nothing opened, your browser blocked it: allow pop-ups for this
+                  site, or press Pay again.
+                </p>
+              )}
+            </>
+          )}
+        </main>
+      </body>
+    </html>
+  );
+}

@@ -1,0 +1,329 @@
+/**
+ * The embedded checkout in a real Chromium: a shop's page on another origin (another loopback port) with
+ * a strict CSP frames our checkout; the buyer pays inside it and the shop's page hears the outcome.
+ */
+import assert from "node:assert/strict";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { freePort, startShopReceiver, startTestApp, type TestApp, type TestAppOptions } from "../fixtures/app.ts";
+import { setEmbedOrigins } from "../lib/shops.ts";
+import { verifyWebhook } from "../lib/relay/signing.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+const ARTIFACTS = "test-artifacts";
+const NONCE = "c2hvcC1ub25jZQ";
+
+function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+  });
+}
+
+interface ShopSite {
+  origin: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A shop's site: its server creates a checkout session with its secret key on every page load and renders
+ * a page whose CSP allows scripts and frames only from AimbrellaPay (plus its own nonce'd glue code).
+ * `/forged` also frames a page of `evilOrigin`, which posts fake outcomes to it.
+ */
+function startShopSite(app: TestApp, opts: { postbackUrl: string; evilOrigin?: string }): ShopSite {
+  const port = freePort();
+  const ours = new URL(app.baseUrl).origin;
+  let order = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/favicon.ico") return new Response(null, { status: 404 });
+    const res = await fetch(`${app.baseUrl}/api/v1/checkout/sessions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        id: `order-${++order}`,
+        lineItems: [{ name: "Umbrella", unitAmount: 1250, quantity: 2 }],
+        currency: "EUR",
+        customerEmail: "buyer@example.com",
+        postbackUrl: opts.postbackUrl,
+      }),
+    });
+    const { clientSecret, sessionId } = await res.json();
+    const forged = url.pathname === "/forged" && opts.evilOrigin;
+    const frameSrc = forged ? `${ours} ${opts.evilOrigin}` : ours;
+    const html = `<!doctype html><html><head><title>Shop</title></head><body>
+<h1>The umbrella shop</h1><div id="pay"></div><ol id="events"></ol>
+${forged ? `<iframe src="${opts.evilOrigin}/evil"></iframe>` : ""}
+<script src="${ours}/checkout.js"></script>
+<script nonce="${NONCE}">
+  window.shopEvents = [];
+  const log = (name) => (detail) => {
+    window.shopEvents.push([name, detail.sessionId]);
+    const li = document.createElement("li");
+    li.textContent = name + " " + detail.sessionId;
+    document.getElementById("events").append(li);
+  };
+  window.checkout = AimbrellaPay.checkout({ clientSecret: ${JSON.stringify(clientSecret)} });
+  for (const e of ["ready", "succeeded", "failed", "expired"]) window.checkout.on(e, log(e));
+  window.checkout.mount("#pay");
+  window.sessionId = ${JSON.stringify(sessionId)};
+</script></body></html>`;
+    return new Response(html, {
+      headers: {
+        "content-type": "text/html; charset=utf-8",
+        "content-security-policy": `default-src 'none'; script-src ${ours} 'nonce-${NONCE}'; frame-src ${frameSrc}`,
+      },
+    });
+  });
+  return { origin: `http://127.0.0.1:${port}`, close: () => server.shutdown() };
+}
+
+/** A site nobody allowed: it frames a checkout it got hold of, and posts fake outcomes to its parent. */
+function startEvilSite(app: TestApp): ShopSite {
+  const port = freePort();
+  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    // Posted now and twice more, so some land after the shop's page is listening.
+    const fake = `<script>for (const ms of [0, 200, 400]) setTimeout(() => { for (const type of ["ready", "succeeded"])
+      parent.postMessage({ source: "aimbrellapay", type, sessionId: "cs_forged" }, "*"); }, ms);</script>`;
+    if (url.pathname === "/evil") return new Response(fake, { headers: { "content-type": "text/html" } });
+    const res = await fetch(`${app.baseUrl}/api/v1/checkout/sessions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ amount: 500, currency: "EUR", customerEmail: "buyer@example.com" }),
+    });
+    const { clientSecret } = await res.json();
+    const html = `<!doctype html><div id="pay"></div><script src="${app.baseUrl}/checkout.js"></script><script>
+      window.shopEvents = [];
+      AimbrellaPay.checkout({ clientSecret: ${JSON.stringify(clientSecret)} })
+        .on("ready", (d) => window.shopEvents.push(["ready", d.sessionId])).mount("#pay");
+    </script>`;
+    return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
+  });
+  return { origin: `http://127.0.0.1:${port}`, close: () => server.shutdown() };
+}
+
+async function shopEvents(page: Page): Promise<[string, string][]> {
+  return await page.evaluate(() => (globalThis as unknown as { shopEvents: [string, string][] }).shopEvents);
+}
+
+async function waitForEvent(page: Page, name: string): Promise<string> {
+  await page.locator("#events li", { hasText: name }).first().waitFor({ timeout: 10_000 });
+  return (await shopEvents(page)).find(([n]) => n === name)![1];
+}
+
+async function withCheckout(
+  appOpts: TestAppOptions,
+  fn: (
+    ctx: {
+      app: TestApp;
+      browser: Browser;
+      shop: ShopSite;
+      evil: ShopSite;
+      receiver: ReturnType<typeof startShopReceiver>;
+    },
+  ) => Promise<void>,
+) {
+  const app = await startTestApp(appOpts);
+  const receiver = startShopReceiver();
+  const evil = startEvilSite(app);
+  const shop = startShopSite(app, { postbackUrl: receiver.url, evilOrigin: evil.origin });
+  await setEmbedOrigins(app.kv, app.shop.id, [shop.origin], { actor: "test", now: Date.now(), allowLocalUrls: true });
+  const browser = await launch();
+  try {
+    await fn({ app, browser, shop, evil, receiver });
+  } finally {
+    await browser.close();
+    await shop.close();
+    await evil.close();
+    await receiver.close();
+    await app.close();
+  }
+}
+
+Deno.test({
+  name: "[browser] embedded checkout: the buyer pays inside the shop's page, which hears the outcome and never moves",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    await withCheckout({}, async ({ app, browser, shop, evil, receiver }) => {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(10_000);
+      const topNavigations: string[] = [];
+      page.on("framenavigated", (f) => f === page.mainFrame() && topNavigations.push(f.url()));
+      const cspErrors: string[] = [];
+      page.on("console", (m) => /Content Security Policy/.test(m.text()) && cspErrors.push(m.text()));
+
+      await t.step("the shop's page frames the checkout, which says it is ready and fits its content", async () => {
+        await page.goto(`${shop.origin}/`);
+        const sessionId = await waitForEvent(page, "ready");
+        assert.equal(sessionId, await page.evaluate(() => (globalThis as unknown as { sessionId: string }).sessionId));
+        const frame = page.frameLocator("#pay iframe");
+        await frame.getByText("2 × Umbrella").waitFor();
+        const height = await page.locator("#pay iframe").evaluate((el) => el.getBoundingClientRect().height);
+        const content = await frame.locator("body").evaluate((el) => el.getBoundingClientRect().height);
+        assert.ok(Math.abs(height - content) <= 2, `frame ${height}px, content ${content}px`);
+        await Deno.mkdir(ARTIFACTS, { recursive: true });
+        await page.screenshot({ path: `${ARTIFACTS}/checkout-01-mounted.png`, fullPage: true });
+      });
+
+      await t.step("the buyer pays inside the frame; the page gets succeeded; confirm and postback agree", async () => {
+        const frame = page.frameLocator("#pay iframe");
+        await frame.getByRole("link", { name: "Pay 25.00 EUR" }).click();
+        await frame.getByRole("heading", { name: "Bansky sandbox" }).waitFor();
+        await page.screenshot({ path: `${ARTIFACTS}/checkout-02-provider-in-frame.png`, fullPage: true });
+        await frame.getByRole("button", { name: "Pay", exact: true }).click();
+        const sessionId = await waitForEvent(page, "succeeded");
+        await frame.getByRole("heading", { name: "Payment complete" }).waitFor();
+        await page.screenshot({ path: `${ARTIFACTS}/checkout-03-paid.png`, fullPage: true });
+        assert.deepEqual(topNavigations, [`${shop.origin}/`], "the shop's page never navigated");
+        assert.equal(page.url(), `${shop.origin}/`);
+        assert.deepEqual(cspErrors, [], "the shop's strict CSP let everything through");
+
+        const confirm = await fetch(`${app.baseUrl}/api/v1/checkout/confirm`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+          body: JSON.stringify({ sessionId }),
+        });
+        const confirmed = await confirm.json();
+        assert.equal(confirmed.session.status, "complete");
+        assert.equal(confirmed.session.amount, 2500);
+        const deadline = Date.now() + 10_000;
+        while (!receiver.received.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        const postback = receiver.received[0];
+        assert.ok(postback, "a postback arrived");
+        assert.ok(
+          verifyWebhook(app.shop.webhookSecret, postback.headers, postback.body, Math.floor(Date.now() / 1000)),
+        );
+        const data = JSON.parse(postback.body).data;
+        assert.equal(data.checkoutSessionId, sessionId);
+        assert.equal(data.status, "succeeded");
+      });
+
+      await t.step("a declined payment gives failed", async () => {
+        await page.goto(`${shop.origin}/`);
+        await waitForEvent(page, "ready");
+        const frame = page.frameLocator("#pay iframe");
+        await frame.getByRole("link", { name: /^Pay / }).click();
+        await frame.getByRole("button", { name: "Decline" }).click();
+        const sessionId = await waitForEvent(page, "failed");
+        await frame.getByRole("heading", { name: "Payment failed" }).waitFor();
+        assert.equal((await shopEvents(page)).filter(([n]) => n === "succeeded").length, 0);
+        const res = await fetch(`${app.baseUrl}/api/v1/checkout/confirm`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+          body: JSON.stringify({ sessionId }),
+        });
+        const confirmed = await res.json();
+        assert.equal(confirmed.session.status, "expired");
+        assert.equal(confirmed.session.paymentStatus, "failed");
+      });
+
+      await t.step("a forged postMessage from another origin is ignored", async () => {
+        await page.goto(`${shop.origin}/forged`);
+        await waitForEvent(page, "ready");
+        // The evil frame has posted by now; give a late message time to arrive all the same.
+        await page.frameLocator(`iframe[src^="${evil.origin}"]`).locator("script").waitFor({ state: "attached" });
+        await page.evaluate(() =>
+          postMessage({ source: "aimbrellapay", type: "succeeded", sessionId: "cs_forged_by_the_page" }, "*")
+        );
+        await new Promise((r) => setTimeout(r, 800));
+        const events = await shopEvents(page);
+        assert.deepEqual(events.map(([n]) => n), ["ready"], JSON.stringify(events));
+        assert.ok(events.every(([, id]) => !id.startsWith("cs_forged")));
+      });
+
+      await t.step("a page on a site the shop did not allow cannot frame the checkout", async () => {
+        const other = await browser.newPage();
+        const blocked: string[] = [];
+        other.on("console", (m) => /frame-ancestors/.test(m.text()) && blocked.push(m.text()));
+        await other.goto(`${evil.origin}/`);
+        const deadline = Date.now() + 5_000;
+        while (!blocked.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.ok(blocked.length, "Chromium refused the frame for its frame-ancestors");
+        assert.deepEqual(await shopEvents(other), []);
+        assert.equal(await other.frameLocator("iframe").getByRole("link", { name: /^Pay / }).count(), 0);
+        await other.close();
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "[browser] embedded checkout: a provider on another origin opens in a popup; a blocked popup is explained",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    // The standalone sandbox is on its own origin, which the shop's CSP (our origin only) would not frame.
+    await withCheckout({ standaloneSandbox: true }, async ({ browser, shop }) => {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(10_000);
+      const topNavigations: string[] = [];
+      page.on("framenavigated", (f) => f === page.mainFrame() && topNavigations.push(f.url()));
+
+      await t.step("with popups blocked, the frame says so and keeps the Pay button", async () => {
+        await page.goto(`${shop.origin}/`);
+        await waitForEvent(page, "ready");
+        const inner = page.frames().find((f) => f.url().includes("/checkout/frame"))!;
+        await inner.evaluate(() => (globalThis as unknown as { open: () => null }).open = () => null);
+        const frame = page.frameLocator("#pay iframe");
+        await frame.getByRole("link", { name: "Pay 25.00 EUR" }).click();
+        await frame.getByText("your browser blocked it").waitFor();
+        await page.screenshot({ path: `${ARTIFACTS}/checkout-04-popup-blocked.png`, fullPage: true });
+      });
+
+      await t.step("the buyer pays in the popup; it closes and the shop's page gets succeeded", async () => {
+        await page.goto(`${shop.origin}/`);
+        await waitForEvent(page, "ready");
+        const frame = page.frameLocator("#pay iframe");
+        const popupOpened = page.waitForEvent("popup");
+        await frame.getByRole("link", { name: "Pay 25.00 EUR" }).click();
+        const popup = await popupOpened;
+        await popup.getByRole("heading", { name: "Bansky sandbox" }).waitFor();
+        const closed = popup.waitForEvent("close");
+        await popup.getByRole("button", { name: "Pay", exact: true }).click();
+        await closed;
+        await waitForEvent(page, "succeeded");
+        await frame.getByRole("heading", { name: "Payment complete" }).waitFor();
+        assert.equal((await shopEvents(page)).filter(([n]) => n === "succeeded").length, 1);
+        assert.deepEqual(topNavigations, [`${shop.origin}/`, `${shop.origin}/`], "only the test's own page loads");
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "[browser] the demo shop's embedded checkout: pay inside its page, then see the verified postback",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp({ env: { DEMO: "1" } });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(10_000);
+      await page.goto(`${app.baseUrl}/demo`);
+      await page.getByRole("link", { name: "embedded checkout" }).click();
+      await page.locator("#demo-events li", { hasText: "ready" }).waitFor();
+      const url = page.url();
+      const frame = page.frameLocator("#demo-checkout iframe");
+      await frame.getByRole("link", { name: "Pay 10.00 EUR" }).click();
+      await frame.getByRole("button", { name: "Pay", exact: true }).click();
+      await page.locator("#demo-events li", { hasText: "succeeded" }).waitFor();
+      assert.equal(page.url(), url);
+      await page.screenshot({ path: `${ARTIFACTS}/checkout-05-demo.png`, fullPage: true });
+      for (let i = 0; i < 50; i++) {
+        await page.goto(`${app.baseUrl}/demo`);
+        if (await page.getByText("payment.succeeded").count()) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(await page.locator("td.ok").first().textContent(), "verified");
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  },
+});

@@ -1,0 +1,475 @@
+import assert from "node:assert/strict";
+import { startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { createShop, createShopKey, revokeShopKey, setEmbedOrigins } from "../lib/shops.ts";
+import { verifyWebhook } from "../lib/relay/signing.ts";
+import { apiV1Routes } from "../routes/api/v1.ts";
+import { PUBLISHABLE_KEY_ROUTES } from "../routes/api/v1/checkout.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { listApiKeys } from "../lib/db/shops.ts";
+import { createAccount } from "../lib/accounts/mod.ts";
+import { setShopRouting } from "../lib/accounts/routing.ts";
+import { StripeFake } from "../fixtures/stripe_fake.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
+import {
+  CheckoutConfigResponse,
+  CheckoutConfirmResponse,
+  CheckoutMountResponse,
+  CheckoutSessionCreatedResponse,
+  CheckoutSessionView,
+} from "../lib/checkout/api_schemas.ts";
+
+async function api(app: TestApp, method: string, path: string, key: string, body?: unknown, headers = {}) {
+  const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+const session = (overrides: Record<string, unknown> = {}) => ({
+  amount: 2500,
+  currency: "eur",
+  customerEmail: "buyer@example.com",
+  ...overrides,
+});
+
+Deno.test("[checkout] a publishable key reads the config and mounts a session; every other API route refuses it", async () => {
+  const app = await startTestApp();
+  try {
+    const { apiKey: pk, record } = await createShopKey(app.kv, app.shop.id, { now: Date.now(), kind: "publishable" });
+    assert.match(pk, /^apay_pk_/);
+    assert.equal(record.kind, "publishable");
+
+    const config = await api(app, "GET", "/checkout/config", pk);
+    assert.equal(config.status, 200);
+    assert.equal(config.body.provider, "bansky");
+    assert.equal(config.body.providerName, "Bansky");
+    assert.equal(config.body.publishableKey, pk);
+    assert.ok(config.body.supportedCurrencies.includes("EUR"));
+    CheckoutConfigResponse.strict().parse(config.body);
+    // With the secret key the config names the shop's newest live publishable key.
+    assert.equal((await api(app, "GET", "/checkout/config", app.shop.apiKey)).body.publishableKey, pk);
+
+    const created = await api(app, "POST", "/checkout/sessions", app.shop.apiKey, session());
+    assert.equal(created.status, 201);
+    const mounted = await api(app, "POST", "/checkout/sessions/mount", pk, { clientSecret: created.body.clientSecret });
+    assert.equal(mounted.status, 200);
+    assert.equal(mounted.body.session.id, created.body.sessionId);
+    assert.equal(mounted.body.session.status, "open");
+    CheckoutMountResponse.strict().parse(mounted.body);
+    const wrong = await api(app, "POST", "/checkout/sessions/mount", pk, {
+      clientSecret: created.body.clientSecret.slice(0, -2) + "xx",
+    });
+    assert.equal(wrong.status, 404);
+
+    // Every route of the shop API, as the router lists it (so a route added later is covered too).
+    const routes = apiV1Routes(app.server.ctx).routes
+      .filter((r) => r.method !== "ALL")
+      .map((r) => ({ method: r.method, path: r.path.replace(/:[a-z]+/gi, "pay_AAAAAAAAAAAAAAAAAAAAAA") }));
+    assert.ok(routes.length >= 10, `only ${routes.length} routes found`);
+    for (const { method, path } of routes) {
+      if (PUBLISHABLE_KEY_ROUTES.has(`${method} ${path}`)) continue;
+      const res = await api(app, method, path, pk, method === "GET" ? undefined : {});
+      assert.equal(res.status, 403, `${method} ${path}`);
+      assert.equal(res.body.error.code, "publishable_key_not_allowed", `${method} ${path}`);
+    }
+    // The admin API does not know publishable keys at all.
+    assert.equal((await api(app, "GET", "/../admin/v1/shops", pk)).status, 401);
+
+    // Revoked like any key.
+    await revokeShopKey(app.kv, { shopId: app.shop.id, keyId: record.id }, { now: Date.now() });
+    assert.equal((await api(app, "GET", "/checkout/config", pk)).status, 401);
+    assert.equal((await api(app, "GET", "/checkout/config", app.shop.apiKey)).body.publishableKey, null);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[checkout] sessions: created with a payment, line items add up, bad input changes nothing, idempotent", async (t) => {
+  const app = await startTestApp();
+  const receiver = startShopReceiver();
+  try {
+    const key = app.shop.apiKey;
+    await t.step("line items add up to the amount, in integer minor units", async () => {
+      const lineItems = [{ name: "Umbrella", unitAmount: 1999, quantity: 2 }, {
+        name: "Tote",
+        unitAmount: 2,
+        quantity: 3,
+      }];
+      const res = await api(app, "POST", "/checkout/sessions", key, {
+        lineItems,
+        currency: "EUR",
+        customerEmail: "b@example.com",
+      });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.amount, 4004);
+      CheckoutSessionCreatedResponse.strict().parse(res.body);
+      assert.equal(res.body.currency, "EUR");
+      assert.match(res.body.sessionId, /^cs_[A-Za-z0-9_-]{22}$/);
+      assert.ok(res.body.clientSecret.startsWith(`${res.body.sessionId}_secret_`));
+      assert.ok(Date.parse(res.body.expiresAt) > Date.now());
+      // Stored only as a hash.
+      for await (const e of app.kv.list({ prefix: [] })) {
+        const text = JSON.stringify(e.value, (_, v) => typeof v === "bigint" ? String(v) : v) ?? "";
+        assert.ok(!text.includes(res.body.clientSecret), `secret stored under ${e.key}`);
+      }
+      const both = await api(app, "POST", "/checkout/sessions", key, {
+        amount: 4004,
+        lineItems,
+        currency: "EUR",
+        customerEmail: "b@example.com",
+      });
+      assert.equal(both.status, 201);
+    });
+
+    await t.step("bad input is a 400 naming the field and stores nothing", async () => {
+      const before = (await Array.fromAsync(app.kv.list({ prefix: ["checkout_sessions"] }))).length;
+      const cases: [unknown, string][] = [
+        [session({ amount: undefined }), "amount"],
+        [session({ amount: 100, lineItems: [{ name: "A", unitAmount: 30, quantity: 3 }] }), "amount"],
+        [session({ amount: undefined, lineItems: [] }), "lineItems"],
+        [
+          session({ amount: undefined, lineItems: [{ name: "A", unitAmount: 1.5, quantity: 1 }] }),
+          "lineItems.0.unitAmount",
+        ],
+        [
+          session({ amount: undefined, lineItems: [{ name: "A", unitAmount: 10, quantity: 0 }] }),
+          "lineItems.0.quantity",
+        ],
+        [session({ amount: undefined, lineItems: [{ name: "A", unitAmount: 60_000_000, quantity: 2 }] }), "lineItems"],
+        [session({ currency: "XYZ" }), "currency"],
+        [session({ customerEmail: "nope" }), "customerEmail"],
+        [session({ tip: 1 }), "tip"],
+        [session({ amount: 0 }), "amount"],
+        [session({ id: "order-1" }), "postbackUrl"],
+      ];
+      for (const [body, field] of cases) {
+        const res = await api(app, "POST", "/checkout/sessions", key, body);
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.ok(res.body.error.fields?.[field], `${field} in ${JSON.stringify(res.body.error.fields)}`);
+      }
+      const after = (await Array.fromAsync(app.kv.list({ prefix: ["checkout_sessions"] }))).length;
+      assert.equal(after, before);
+    });
+
+    await t.step("a retry with the same id gets the same session and secret; other details are refused", async () => {
+      const body = session({ id: "order-7", postbackUrl: receiver.url });
+      const first = await api(app, "POST", "/checkout/sessions", key, body);
+      assert.equal(first.status, 201);
+      const again = await api(app, "POST", "/checkout/sessions", key, body);
+      assert.equal(again.status, 200);
+      assert.equal(again.body.sessionId, first.body.sessionId);
+      assert.equal(again.body.clientSecret, first.body.clientSecret);
+      const other = await api(app, "POST", "/checkout/sessions", key, { ...body, amount: 2600 });
+      assert.equal(other.status, 422);
+      assert.equal(other.body.error.code, "idempotency_mismatch");
+      // The id of a redirect payment is not a session's.
+      const init = await api(app, "POST", "/init-payment", key, {
+        id: "order-8",
+        email: "b@example.com",
+        amount: 100,
+        currency: "EUR",
+        successUrl: "http://127.0.0.1:9/s",
+        errorUrl: "http://127.0.0.1:9/e",
+        postbackUrl: receiver.url,
+      });
+      assert.equal(init.status, 201);
+      const clash = await api(
+        app,
+        "POST",
+        "/checkout/sessions",
+        key,
+        session({ id: "order-8", postbackUrl: receiver.url }),
+      );
+      assert.equal(clash.status, 422);
+      const keyed = await api(app, "POST", "/checkout/sessions", key, session(), { "idempotency-key": "k-1" });
+      const keyedAgain = await api(app, "POST", "/checkout/sessions", key, session(), { "idempotency-key": "k-1" });
+      assert.equal(keyed.status, 201);
+      assert.equal(keyedAgain.status, 200);
+      assert.equal(keyedAgain.body.sessionId, keyed.body.sessionId);
+    });
+
+    await t.step("the client secret opens nothing but its checkout page", async () => {
+      const res = await api(app, "POST", "/checkout/sessions", key, session());
+      const secret = res.body.clientSecret;
+      assert.equal((await api(app, "GET", "/checkout/config", secret)).status, 401);
+      assert.equal(
+        (await api(app, "POST", "/checkout/confirm", secret, { sessionId: res.body.sessionId })).status,
+        401,
+      );
+      const page = await fetch(`${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(secret)}`);
+      assert.equal(page.status, 200);
+      await page.body?.cancel();
+      const forged = await fetch(
+        `${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(secret.slice(0, -3) + "abc")}`,
+      );
+      assert.equal(forged.status, 404);
+      await forged.body?.cancel();
+      const bySessionId = await fetch(`${app.baseUrl}/checkout/frame?secret=${res.body.sessionId}`);
+      assert.equal(bySessionId.status, 404);
+      await bySessionId.body?.cancel();
+    });
+  } finally {
+    await receiver.close();
+    await app.close();
+  }
+});
+
+Deno.test("[checkout] confirm asks the provider, not the browser; the postback arrives signed; other shops see nothing", async () => {
+  // Webhooks are lost: only confirm's question to the provider can find out the buyer paid.
+  const app = await startTestApp({ knobs: { dropWebhooks: true } });
+  const receiver = startShopReceiver();
+  try {
+    const key = app.shop.apiKey;
+    const created = await api(
+      app,
+      "POST",
+      "/checkout/sessions",
+      key,
+      session({ id: "order-1", postbackUrl: receiver.url }),
+    );
+    assert.equal(created.status, 201);
+    const sessionId = created.body.sessionId;
+    const open = await api(app, "POST", "/checkout/confirm", key, { sessionId });
+    assert.equal(open.status, 200);
+    assert.equal(open.body.session.status, "open");
+    assert.equal(open.body.session.paymentStatus, "pending");
+    assert.equal(open.body.session.amount, 2500);
+
+    // The buyer pays at the provider; its redirect back to us does not change the payment.
+    const payment = (await getPayment(app.kv, open.body.session.paymentId))!;
+    const paid = await fetch(`${payment.providerUrl}/paid`, { method: "POST", redirect: "manual" });
+    await paid.body?.cancel();
+    assert.equal(paid.status, 303);
+    assert.equal(paid.headers.get("location"), `${app.baseUrl}/integration/success?id=${payment.id}`);
+    assert.equal((await getPayment(app.kv, payment.id))!.status, "pending");
+
+    const confirmed = await api(app, "POST", "/checkout/confirm", key, { sessionId });
+    assert.equal(confirmed.status, 200);
+    assert.equal(confirmed.body.session.status, "complete");
+    assert.equal(confirmed.body.session.paymentStatus, "succeeded");
+    CheckoutConfirmResponse.strict().parse(confirmed.body);
+    assert.deepEqual(Object.keys(confirmed.body.session).sort(), Object.keys(CheckoutSessionView.shape).sort());
+
+    const postback = await waitFor("the postback", () => receiver.received[0]);
+    assert.ok(verifyWebhook(app.shop.webhookSecret, postback.headers, postback.body, Math.floor(Date.now() / 1000)));
+    const data = JSON.parse(postback.body).data;
+    assert.equal(data.checkoutSessionId, sessionId);
+    assert.equal(data.status, "succeeded");
+    assert.equal(data.id, "order-1");
+
+    // The console shows which checkout session the payment belongs to.
+    const ops = await operatorBrowser(app);
+    assert.match(
+      (await ops.get(`/admin/payments/${payment.id}`)).text,
+      new RegExp(`Embedded checkout</dt><dd>${sessionId}`),
+    );
+
+    // Another shop's key finds no such session; nor does a made-up id.
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    assert.equal((await api(app, "POST", "/checkout/confirm", other.apiKey, { sessionId })).status, 404);
+    assert.equal((await api(app, "POST", "/checkout/confirm", key, { sessionId: "cs_nope" })).status, 404);
+    assert.equal((await api(app, "POST", "/checkout/confirm", key, {})).status, 404);
+  } finally {
+    await receiver.close();
+    await app.close();
+  }
+});
+
+Deno.test("[checkout] only the shop's embedding sites may frame its checkout pages; the rest of the app refuses", async () => {
+  const app = await startTestApp();
+  try {
+    const created = await api(app, "POST", "/checkout/sessions", app.shop.apiKey, session());
+    const frameUrl = `${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(created.body.clientSecret)}`;
+    const closed = await fetch(frameUrl);
+    await closed.body?.cancel();
+    assert.match(closed.headers.get("content-security-policy")!, /frame-ancestors 'none'/);
+
+    await setEmbedOrigins(app.kv, app.shop.id, ["http://127.0.0.1:4000", "https://shop.example"], {
+      actor: "test",
+      now: Date.now(),
+      allowLocalUrls: true,
+    });
+    for (const url of [frameUrl, `${app.baseUrl}/checkout/return/${created.body.sessionId}`]) {
+      const res = await fetch(url);
+      const html = await res.text();
+      assert.equal(res.status, 200, url);
+      assert.match(
+        res.headers.get("content-security-policy")!,
+        /frame-ancestors http:\/\/127\.0\.0\.1:4000 https:\/\/shop\.example(;|$)/,
+      );
+      assert.equal(res.headers.get("x-frame-options"), null);
+      assert.equal(res.headers.get("cross-origin-opener-policy"), "unsafe-none");
+      assert.equal(res.headers.get("cache-control"), "no-store");
+      assert.match(
+        html,
+        /data-origins="\[&quot;http:\/\/127\.0\.0\.1:4000&quot;,&quot;https:\/\/shop\.example&quot;\]"/,
+      );
+    }
+    // A closed payment's pay wrapper sends the frame to our checkout page (which says so), not to a page it may not frame.
+    const confirm = await api(app, "POST", "/checkout/confirm", app.shop.apiKey, { sessionId: created.body.sessionId });
+    const cancelled = await api(app, "POST", `/payments/${confirm.body.session.paymentId}/cancel`, app.shop.apiKey);
+    assert.equal(cancelled.status, 200);
+    const wrapper = await fetch(`${app.baseUrl}/integration/pay?id=${confirm.body.session.paymentId}`, {
+      redirect: "manual",
+    });
+    await wrapper.body?.cancel();
+    assert.equal(wrapper.status, 302);
+    const back = new URL(wrapper.headers.get("location")!);
+    assert.equal(back.pathname, `/checkout/return/${created.body.sessionId}`);
+    const closedPage = await fetch(back);
+    assert.match(await closedPage.text(), /This checkout has expired/);
+    assert.match(closedPage.headers.get("content-security-policy")!, /frame-ancestors http:\/\/127\.0\.0\.1:4000/);
+
+    for (const path of ["/demo", "/docs", "/admin/login", "/checkout/frame?secret=nope"]) {
+      const res = await fetch(app.baseUrl + path);
+      await res.body?.cancel();
+      const csp = res.headers.get("content-security-policy");
+      if (csp) assert.match(csp, /frame-ancestors 'none'/, path);
+    }
+
+    // The embed script: short cache at its plain URL, a year at its versioned one, loadable from other sites.
+    const plain = await fetch(`${app.baseUrl}/checkout.js`);
+    const body = await plain.text();
+    assert.equal(plain.status, 200);
+    assert.match(plain.headers.get("content-type")!, /javascript/);
+    assert.equal(plain.headers.get("cache-control"), "public, max-age=300");
+    assert.equal(plain.headers.get("cross-origin-resource-policy"), "cross-origin");
+    const { checkoutScriptPath } = await import("../routes/checkout/script.ts");
+    const versioned = await fetch(app.baseUrl + await checkoutScriptPath());
+    assert.equal(await versioned.text(), body);
+    assert.match(versioned.headers.get("cache-control")!, /immutable/);
+    const stale = await fetch(`${app.baseUrl}/checkout.000000000000.js`);
+    await stale.body?.cancel();
+    assert.equal(stale.status, 404);
+    const gzipped = await new Response(new Blob([body]).stream().pipeThrough(new CompressionStream("gzip"))).bytes();
+    assert.ok(gzipped.length < 10 * 1024, `checkout.js is ${gzipped.length} bytes gzipped`);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[checkout] publishable keys are created, listed and revoked from the console and the CLI", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/shops/${app.shop.id}`);
+    const made = await b.post(`/admin/shops/${app.shop.id}/keys`, { kind: "publishable" });
+    assert.equal(made.status, 303);
+    const page = await b.get(made.location!);
+    const pk = page.text.match(/apay_pk_[A-Za-z0-9_-]{32}/)?.[0];
+    assert.ok(pk, "the new publishable key is shown");
+    assert.match(page.text, /publishable/);
+    assert.equal((await api(app, "GET", "/checkout/config", pk)).status, 200);
+    const keyId = (await listApiKeys(app.kv, app.shop.id)).find((k) => k.publishableKey === pk)!.id;
+    const revoked = await b.post(`/admin/shops/${app.shop.id}/keys/${keyId}/revoke`, { confirm: "yes" });
+    assert.equal(revoked.status, 303);
+    assert.equal((await api(app, "GET", "/checkout/config", pk)).status, 401);
+  } finally {
+    await app.close();
+  }
+
+  const dir = await Deno.makeTempDir();
+  try {
+    const cli = async (...args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "cli/shop.ts", ...args],
+        env: { DENO_KV_PATH: `${dir}/kv.sqlite3`, LOG_LEVEL: "warn" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      return JSON.parse(new TextDecoder().decode(out.stdout));
+    };
+    const shop = await cli("create", "--name", "Acme");
+    const key = await cli("key", "create", shop.shopId, "--publishable");
+    assert.equal(key.kind, "publishable");
+    assert.match(key.apiKey, /^apay_pk_/);
+    const [listed] = await cli("list");
+    const pkRow = listed.keys.find((k: { kind: string }) => k.kind === "publishable");
+    assert.equal(pkRow.publishableKey, key.apiKey);
+    const skRow = listed.keys.find((k: { kind: string }) => k.kind === "secret");
+    assert.equal(skRow.publishableKey, undefined);
+    assert.ok(!JSON.stringify(listed).includes(shop.apiKey), "no secret key in the listing");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[checkout] a shop on a Stripe account gets Stripe's embedded Checkout: its client secret, its keys in the config, confirm asks Stripe", async () => {
+  const app = await startTestApp();
+  const fake = new StripeFake("sk_test_platform", { acct_1Org2: { webhookSecret: "whsec_stripe_org2" } });
+  const receiver = startShopReceiver();
+  try {
+    const ctx = app.server.ctx;
+    const stripe = await createAccount(ctx, {
+      provider: "stripe",
+      label: "Stripe org 2",
+      orgId: "991011000048",
+      credentials: {
+        secretKey: "sk_test_platform",
+        webhookSecret: "whsec_stripe_org2",
+        connectedAccountId: "acct_1Org2",
+        publishableKey: "pk_test_platform",
+        apiUrl: fake.url,
+      },
+    }, { actor: "test" });
+    fake.accounts.acct_1Org2.webhookUrl = `${app.baseUrl}/api/payment-verify/${stripe.id}`;
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const key = app.shop.apiKey;
+
+    const config = await api(app, "GET", "/checkout/config", key);
+    assert.equal(config.status, 200);
+    CheckoutConfigResponse.strict().parse(config.body);
+    assert.equal(config.body.provider, "stripe");
+    assert.equal(config.body.providerName, "Stripe");
+    assert.equal(config.body.providerPublishableKey, "pk_test_platform");
+    assert.equal(config.body.accountId, "acct_1Org2");
+
+    const body = session({
+      id: "order-s1",
+      amount: undefined,
+      lineItems: [{ name: "Umbrella", unitAmount: 1250, quantity: 2 }],
+      postbackUrl: receiver.url,
+    });
+    const created = await api(app, "POST", "/checkout/sessions", key, body);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    CheckoutSessionCreatedResponse.strict().parse(created.body);
+    assert.equal(created.body.provider, "stripe");
+    const stripeSession = [...fake.sessions.values()][0];
+    assert.equal(stripeSession.ui_mode, "embedded");
+    assert.equal(stripeSession.redirect_on_completion, "never", "Stripe never sends the buyer away");
+    assert.equal(stripeSession.url, null);
+    assert.equal(stripeSession.amount_total, 2500);
+    assert.equal(stripeSession.account, "acct_1Org2");
+    assert.equal(created.body.clientSecret, stripeSession.client_secret, "the client secret is Stripe's");
+    assert.match(created.body.clientSecret, /^cs_test_.+_secret_/);
+
+    const again = await api(app, "POST", "/checkout/sessions", key, body);
+    assert.equal(again.status, 200);
+    assert.equal(again.body.clientSecret, created.body.clientSecret);
+    assert.equal(fake.calls["POST /v1/checkout/sessions"], 1);
+
+    const open = await api(app, "POST", "/checkout/confirm", key, { sessionId: created.body.sessionId });
+    assert.equal(open.body.session.status, "open");
+    // The buyer pays in Stripe.js; Stripe's event is lost, so only confirm's question to Stripe finds out.
+    assert.ok(await fake.payEmbedded(stripeSession.id, { sendEvent: false }));
+    const done = await api(app, "POST", "/checkout/confirm", key, { sessionId: created.body.sessionId });
+    assert.equal(done.body.session.status, "complete");
+    assert.equal(done.body.session.paymentStatus, "succeeded");
+    const postback = await waitFor("the postback", () => receiver.received[0]);
+    assert.ok(verifyWebhook(app.shop.webhookSecret, postback.headers, postback.body, Math.floor(Date.now() / 1000)));
+    assert.equal(JSON.parse(postback.body).data.checkoutSessionId, created.body.sessionId);
+
+    // Stripe's secret is not ours: our checkout page does not open with it.
+    const page = await fetch(`${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(created.body.clientSecret)}`);
+    await page.body?.cancel();
+    assert.equal(page.status, 404);
+  } finally {
+    await receiver.close();
+    await fake.close();
+    await app.close();
+  }
+});
