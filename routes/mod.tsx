@@ -23,6 +23,7 @@ import type { ConsoleEnv } from "./admin/_session.ts";
 import { AdminLayout } from "../components/admin_layout.tsx";
 import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
+import { formPageRoutes } from "./forms/mod.tsx";
 import type { Context, MiddlewareHandler } from "hono";
 
 export interface AppOptions {
@@ -84,6 +85,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/static", staticRoutes());
   app.route("/admin", consoleRoutes(ctx));
   app.route("/portal", portalRoutes(ctx));
+  // Buyers' form pages: outside the console's cookie CSRF (a framed form has no cookies); a signed token instead.
+  app.route("/forms", formPageRoutes(ctx));
   // Public documentation at /docs and the OpenAPI document at /openapi.json.
   app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
   app.route("/internal", internalDocsBehindSignIn(ctx));
@@ -118,7 +121,7 @@ const noStore: MiddlewareHandler = async (c, next) => {
 
 /** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 function isPagePath(path: string): boolean {
-  return /^\/(admin|portal|internal|docs|demo|integration)(\/|$)/.test(path);
+  return /^\/(admin|portal|internal|docs|demo|integration|forms)(\/|$)/.test(path);
 }
 
 /** A message page; inside the console, for a signed-in operator, with the console's menu around it. */

@@ -11,6 +11,9 @@ import { auditRoutes } from "./audit.tsx";
 import { statsRoutes } from "./stats.tsx";
 import { accountRoutes, operationRoutes, routingRoutes } from "./accounts.tsx";
 import { internalDocsRoutes } from "../docs/internal.tsx";
+import { formPages } from "./forms.tsx";
+import { renderPage } from "../../components/html.tsx";
+import { AdminLayout } from "../../components/admin_layout.tsx";
 
 const PUBLIC_PATHS = new Set(["/admin/login"]);
 
@@ -32,6 +35,20 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/accounts", accountRoutes(ctx));
   app.route("/shops", routingRoutes(ctx));
   app.route("/operations", operationRoutes(ctx));
+  app.route(
+    "/forms",
+    formPages<ConsoleEnv>(ctx, {
+      scope: () => "operator",
+      basePath: "/admin/forms",
+      actor: (c) => c.var.operator.email,
+      layout: (c, title, children) =>
+        renderPage(
+          <AdminLayout title={title} path="/admin/forms" email={c.var.operator.email} csrf={c.var.csrf}>
+            {children}
+          </AdminLayout>,
+        ),
+    }),
+  );
   return app;
 }
 

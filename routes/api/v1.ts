@@ -14,6 +14,7 @@ import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.t
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
 import type { Shop } from "../../lib/db/shops.ts";
 import { shopOptions } from "../../lib/accounts/routing.ts";
+import { formApiRoutes } from "./forms.ts";
 
 /** The shop API reads less than pages and webhooks: its largest valid body is a few KiB. */
 export const MAX_API_BODY_BYTES = 16 * 1024;
@@ -81,6 +82,8 @@ export function apiV1Routes(ctx: AppContext) {
     const { fiatCurrencies } = await shopOptions(ctx, c.var.shop);
     return c.json({ status: "success", fiat: { currencies: fiatCurrencies }, crypto: { coins: [] } });
   });
+
+  app.route("/forms", formApiRoutes(ctx));
 
   app.get("/payments", async (c) => {
     const shopTxId = c.req.query("shopTxId");

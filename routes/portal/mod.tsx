@@ -19,9 +19,15 @@ import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
 import { doneMessage } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
 import { MessagePage } from "../../components/message_page.tsx";
+import { formPages } from "../admin/forms.tsx";
 
 const PORTAL_COOKIE = "__Host-apay_portal";
-const NAV = [["/portal", "Stats"], ["/portal/payments", "Payments"], ["/portal/deliveries", "Postbacks"]] as const;
+const NAV = [
+  ["/portal", "Stats"],
+  ["/portal/payments", "Payments"],
+  ["/portal/forms", "Forms"],
+  ["/portal/deliveries", "Postbacks"],
+] as const;
 
 type PortalEnv = { Variables: CsrfEnv["Variables"] & { portal: PortalSession; shopName: string } };
 
@@ -123,6 +129,17 @@ export function portalRoutes(ctx: AppContext) {
     const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
     return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
   });
+
+  // The console's forms pages, scoped to the session's shop.
+  app.route(
+    "/forms",
+    formPages<PortalEnv>(ctx, {
+      scope: (c) => ({ shopId: c.var.portal.shopId }),
+      basePath: "/portal/forms",
+      actor: (c) => `portal:${c.var.portal.shopId}`,
+      layout,
+    }),
+  );
 
   app.get("/deliveries", async (c) => {
     const deliveries = await listScopedDeliveries(ctx, { shopId: c.var.portal.shopId });
