@@ -8,6 +8,7 @@ import { healthRoutes } from "./health.ts";
 import { countRequests, metricsRoutes } from "./metrics.ts";
 import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../sandbox/bansky.tsx";
+import type { ChainSimulator } from "../sandbox/chain.ts";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
 import { adminApiV1Routes } from "./api/admin/v1.ts";
 import { limitBodies } from "./_body_limit.ts";
@@ -28,6 +29,8 @@ import type { Context, MiddlewareHandler } from "hono";
 export interface AppOptions {
   /** The embedded provider sandbox, mounted at /sandbox/bansky. */
   sandbox?: Sandbox;
+  /** The embedded chain simulator, mounted at /sandbox/chain. */
+  chainSimulator?: ChainSimulator;
   demo?: { shop: DemoShop; selfUrl: string };
 }
 
@@ -86,6 +89,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
   app.route("/internal", internalDocsBehindSignIn(ctx));
   if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
+  if (opts.chainSimulator) app.route("/sandbox/chain", opts.chainSimulator.app);
   if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
 
   app.notFound((c) => {
