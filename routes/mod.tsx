@@ -24,6 +24,7 @@ import type { ConsoleEnv } from "./admin/_session.ts";
 import { AdminLayout } from "../components/admin_layout.tsx";
 import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
+import { invoicePageRoutes } from "./invoices/mod.tsx";
 import type { Context, MiddlewareHandler } from "hono";
 
 export interface AppOptions {
@@ -85,6 +86,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/static", staticRoutes());
   app.route("/admin", consoleRoutes(ctx));
   app.route("/portal", portalRoutes(ctx));
+  app.route("/invoices", invoicePageRoutes(ctx));
   // Public documentation at /docs and the OpenAPI document at /openapi.json.
   app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
   app.route("/internal", internalDocsBehindSignIn(ctx));
@@ -120,7 +122,7 @@ const noStore: MiddlewareHandler = async (c, next) => {
 
 /** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 function isPagePath(path: string): boolean {
-  return /^\/(admin|portal|internal|docs|demo|integration)(\/|$)/.test(path);
+  return /^\/(admin|portal|internal|docs|demo|integration|invoices)(\/|$)/.test(path);
 }
 
 /** A message page; inside the console, for a signed-in operator, with the console's menu around it. */

@@ -74,3 +74,14 @@ export function isInvoiceOpen(status: InvoiceStatus): boolean {
 export function invoicePostbackType(status: InvoiceStatus): InvoicePostbackType | null {
   return INVOICE_STATUS_RULES[status].postback;
 }
+
+/** What the buyer reads for each status on the invoice page. */
+export const INVOICE_STATUS_TEXT = {
+  waiting_for_deposit: "Waiting for your payment",
+  payment_confirmation: "Payment seen, waiting for confirmations",
+  partially_paid: "Partly paid: please send the rest",
+  payment_accepted: "Payment received",
+  finished: "Paid. Thank you!",
+  expired: "This invoice expired",
+  cancelled: "This invoice was cancelled",
+} as const satisfies Record<InvoiceStatus, string>;

@@ -71,3 +71,27 @@ export function paymentUri(inv: Invoice): string {
   if (inv.coin === "USDT") params.set("token", inv.coin);
   return `${NETWORKS[inv.network].uriScheme}:${inv.address}?${params}`;
 }
+
+/** What the buyer's page and its status route show: the invoice's state, nothing of the shop's own. */
+export function buyerStatusView(inv: Invoice, now: number) {
+  const t = invoiceTotals(inv);
+  const fmt = (units: bigint) => formatBaseUnits(units, inv.decimals);
+  const needed = confirmationsNeeded(inv.network);
+  const onItsWay = inv.deposits.filter((d) => !d.late && d.confirmations < needed).map((d) => d.confirmations);
+  return {
+    status: inv.status,
+    coin: inv.coin,
+    amount: formatBaseUnits(inv.amount, inv.decimals),
+    paidAmount: fmt(t.paid),
+    pendingAmount: fmt(t.pending),
+    overpaidAmount: fmt(t.overpaid),
+    lateAmount: fmt(t.late),
+    confirmationsNeeded: needed,
+    /** The least-confirmed deposit still on its way, for "3 of 20 confirmations"; null when none is. */
+    confirmations: onItsWay.length ? Math.min(...onItsWay) : null,
+    expiresAt: inv.expiresAt,
+    now,
+  };
+}
+
+export type BuyerStatus = ReturnType<typeof buyerStatusView>;
