@@ -5,6 +5,7 @@ import { describeError, log } from "./log.ts";
 import { runDelivery } from "./relay/deliver.ts";
 import { runRefundJob } from "./refunds/settle.ts";
 import { runPaymentCheck } from "./payments/janitor.ts";
+import { runInvoiceCheck } from "./invoices/deposits.ts";
 
 /** Postbacks sent at once by a sweep: most of the time is waiting on shops, so more than cores. */
 const SWEEP_CONCURRENCY = 32;
@@ -20,6 +21,7 @@ const handlers = {
   analytics: runAnalyticsExport,
   payment_check: runPaymentCheck,
   refund: runRefundJob,
+  invoice_check: runInvoiceCheck,
 } satisfies Record<JobKind, Handler>;
 
 /**

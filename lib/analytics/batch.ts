@@ -1,4 +1,6 @@
 import type { ActivityRef } from "../db/activity.ts";
+
+type PaymentActivityRef = Exclude<ActivityRef, { kind: "invoice" }>;
 import { getActivityRecords } from "../db/analytics.ts";
 import { getDeliveryEntry, listDeliveriesByPayment } from "../db/deliveries.ts";
 import { getPayments } from "../db/payments.ts";
@@ -35,7 +37,10 @@ export async function buildRows(
   };
   const operations: InsertRow[] = [];
   for (const { seq, ref } of entries) if (ref.kind === "operation") operations.push(operationRow(seq, ref.operation));
-  const paymentEntries = entries.filter((e) => e.ref.kind !== "operation");
+  // Invoice entries carry their own rows (see invoiceRows); the rest point at payments.
+  const paymentEntries = entries.filter((e): e is { seq: string; ref: PaymentActivityRef } =>
+    e.ref.kind !== "operation" && e.ref.kind !== "invoice"
+  );
   const records = await getActivityRecords(kv, paymentEntries.map((e) => e.ref));
   const events = await Promise.all(paymentEntries.map(async ({ seq, ref }, i): Promise<InsertRow | null> => {
     const record = records[i];
@@ -75,7 +80,7 @@ export async function buildRows(
  * true one; whatever happened since has entries of its own, in a later
  * batch), and the ones to read in their current state.
  */
-function paymentsToRead(entries: { ref: ActivityRef }[]): { known: Payment[]; toRead: string[] } {
+function paymentsToRead(entries: { ref: PaymentActivityRef }[]): { known: Payment[]; toRead: string[] } {
   const created = new Map<string, Payment>();
   const touched = new Set<string>();
   for (const { ref } of entries) {
