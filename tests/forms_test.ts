@@ -13,6 +13,7 @@ import { searchAudit } from "../lib/db/audit.ts";
 import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
 import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { readInvoice } from "../fixtures/invoices.ts";
 
 async function api(app: TestApp, method: string, path: string, body?: unknown, key = app.shop.apiKey) {
   const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
@@ -482,6 +483,108 @@ Deno.test("[forms] shop staff create, list and disable their forms in the portal
       assert.equal(forms.find((f: { id: string }) => f.id === formId).status, "disabled");
       const audit = await searchAudit(app.kv, { query: formId, limit: 10 });
       assert.ok(audit.every((a) => a.actor === "ops@example.com"));
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes what is fixed, a double submit makes one", async (t) => {
+  const app = await startTestApp();
+  const invoiceIdOf = (location: string | null) => {
+    const m = location?.match(/\/invoices\/(inv_[A-Za-z0-9_-]{22})$/);
+    assert.ok(m, `an invoice page: ${location}`);
+    return m[1];
+  };
+  try {
+    await t.step("bad crypto forms", async () => {
+      const cases: [Record<string, unknown>, string][] = [
+        [{ kind: "crypto", title: "x", coin: "DOGE" }, "coin"],
+        [{ kind: "crypto", title: "x", network: "solana" }, "network"],
+        [{ kind: "crypto", title: "x", coin: "BTC", network: "tron" }, "network"],
+        [{ kind: "crypto", title: "x", amount: "1" }, "amount"],
+        [{ kind: "crypto", title: "x", coin: "USDT", network: "tron", amount: 5 }, "amount"],
+        [{ kind: "crypto", title: "x", coin: "USDT", network: "tron", amount: "1.1234567" }, "amount"],
+        [{ kind: "crypto", title: "x", coin: "USDT", network: "tron", amount: "0" }, "amount"],
+      ];
+      for (const [body, field] of cases) {
+        const res = await api(app, "POST", "/forms", body);
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.ok(res.body.error.fields[field], `${JSON.stringify(body)} names ${field}: ${JSON.stringify(res.body)}`);
+      }
+    });
+
+    await t.step("a tip jar in USDT on Tron: the buyer types the amount", async () => {
+      const form = await createForm(app, { kind: "crypto", title: "Tip jar", coin: "usdt", network: "tron" });
+      const page = await openPage(app, form.id);
+      assert.deepEqual(inputNames(page.html), ["amount", "email"]);
+      assert.match(page.html, /Amount \(USDT\)/);
+      const bad = await submit(app, form.id, { _token: page.token, amount: "1.1234567", email: "fan@example.com" });
+      assert.equal(bad.status, 422);
+      assert.match(bad.html, /at most 6 decimals/);
+      const res = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
+      assert.equal(res.status, 303, res.html);
+      const invoice = await readInvoice(app, invoiceIdOf(res.location));
+      assert.equal(res.location, invoice.checkoutUrl);
+      assert.deepEqual([invoice.coin, invoice.network, invoice.amount, invoice.title], [
+        "USDT",
+        "tron",
+        "12.5",
+        "Tip jar",
+      ]);
+      assert.equal(invoice.status, "waiting_for_deposit");
+      const again = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
+      assert.equal(again.location, res.location, "the same page sent twice names one invoice");
+    });
+
+    await t.step("a fixed BTC amount: a tampered post changes nothing", async () => {
+      const form = await createForm(app, {
+        kind: "crypto",
+        title: "Course",
+        coin: "BTC",
+        network: "bitcoin",
+        amount: "0.0015",
+      });
+      assert.equal((await api(app, "GET", "/forms")).body.forms[0].amount, "0.0015");
+      const page = await openPage(app, form.id);
+      assert.deepEqual(inputNames(page.html), ["email"]);
+      assert.match(page.html, /0\.0015 BTC/);
+      const res = await submit(app, form.id, {
+        _token: page.token,
+        email: "student@example.com",
+        amount: "0.00000001",
+        coin: "USDT:tron",
+        network: "tron",
+      });
+      assert.equal(res.status, 303, res.html);
+      const invoice = await readInvoice(app, invoiceIdOf(res.location));
+      assert.deepEqual([invoice.coin, invoice.network, invoice.amount], ["BTC", "bitcoin", "0.0015"]);
+    });
+
+    await t.step("coin and network left open: the buyer picks from the list, nothing else", async () => {
+      const form = await createForm(app, { kind: "crypto", title: "Anything", coin: "USDT" });
+      const page = await openPage(app, form.id);
+      assert.deepEqual(inputNames(page.html), ["coin", "amount", "email"]);
+      assert.match(page.html, /value="USDT:tron"/);
+      assert.match(page.html, /value="USDT:ethereum"/);
+      assert.ok(!page.html.includes('value="BTC:bitcoin"'), "only the merchant's coin is offered");
+      const refused = await submit(app, form.id, {
+        _token: page.token,
+        coin: "BTC:bitcoin",
+        amount: "1",
+        email: "a@b.example",
+      });
+      assert.equal(refused.status, 422);
+      assert.match(refused.html, /Pick a coin/);
+      const res = await submit(app, form.id, {
+        _token: page.token,
+        coin: "USDT:ethereum",
+        amount: "3",
+        email: "a@b.example",
+      });
+      assert.equal(res.status, 303, res.html);
+      const invoice = await readInvoice(app, invoiceIdOf(res.location));
+      assert.deepEqual([invoice.coin, invoice.network, invoice.amount], ["USDT", "ethereum", "3"]);
     });
   } finally {
     await app.close();
