@@ -306,8 +306,7 @@ export function NewFormCard(props: {
 
 /** How to put a form on a site, with its link: shown after creating one. */
 export function EmbedSnippet(props: { url: string }) {
-  const iframe =
-    `<iframe src="${props.url}" title="Payment form" style="width:100%;max-width:32rem;height:36rem;border:0"></iframe>`;
+  const iframe = `<iframe src="${props.url}" title="Payment form" width="100%" height="600"></iframe>`;
   return (
     <div class="card">
       <p>

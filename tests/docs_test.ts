@@ -175,12 +175,16 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
         "/api/admin/v1/shops/{id}/routing",
         "/api/payment-verify",
         "/api/payment-verify/{accountId}",
+        "/api/v1/forms",
+        "/api/v1/forms/{id}/disable",
         "/api/v1/init-payment",
         "/api/v1/options",
         "/api/v1/payments",
         "/api/v1/payments/{id}",
         "/api/v1/payments/{id}/cancel",
         "/api/v1/payments/{id}/refunds",
+        "/forms/{id}",
+        "/forms/{id}/submit",
         "/integration/error",
         "/integration/pay",
         "/integration/success",
@@ -216,7 +220,7 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
           assert.ok(section.includes(`>${method.toUpperCase()}</span>`), `${method} of ${name} is shown`);
         }
       }
-      assert.equal(operations, 19);
+      assert.equal(operations, 24);
       for (const name of Object.keys(spec.components.schemas)) assert.ok(html.includes(`id="schema-${name}"`), name);
       // The request fields are rendered from the schema, not written by hand.
       for (const field of ["amount", "currency", "email", "sussessUrl"]) {

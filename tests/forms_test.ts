@@ -14,6 +14,7 @@ import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
 import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 import { readInvoice } from "../fixtures/invoices.ts";
+import { FormCreatedResponse, FormListResponse, FormResponse } from "../lib/forms/api_schemas.ts";
 
 async function api(app: TestApp, method: string, path: string, body?: unknown, key = app.shop.apiKey) {
   const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
@@ -27,6 +28,7 @@ async function api(app: TestApp, method: string, path: string, body?: unknown, k
 async function createForm(app: TestApp, body: Record<string, unknown>): Promise<{ id: string; url: string }> {
   const res = await api(app, "POST", "/forms", body);
   assert.equal(res.status, 201, JSON.stringify(res.body));
+  FormCreatedResponse.parse(res.body);
   return res.body.form;
 }
 
@@ -114,6 +116,8 @@ Deno.test("[forms] the API creates, lists and disables forms; bad input names ea
       });
       const list = await api(app, "GET", "/forms");
       assert.equal(list.status, 200);
+      // The answers are those the OpenAPI document describes.
+      FormListResponse.parse(list.body);
       assert.deepEqual(list.body.forms.map((f: { id: string }) => f.id), [fixed.id, donation.id]);
       const ticket = list.body.forms[0];
       assert.equal(ticket.amount, 1500);
@@ -135,6 +139,7 @@ Deno.test("[forms] the API creates, lists and disables forms; bad input names ea
     await t.step("disable, twice", async () => {
       const res = await api(app, "POST", `/forms/${donation.id}/disable`);
       assert.equal(res.status, 200);
+      FormResponse.parse(res.body);
       assert.equal(res.body.form.status, "disabled");
       assert.ok(res.body.form.disabledAt);
       const again = await api(app, "POST", `/forms/${donation.id}/disable`);

@@ -29,6 +29,8 @@ import {
   RefundView,
 } from "../refunds/api_schemas.ts";
 import { refundRequestSchema } from "../refunds/schema.ts";
+import { formRequestSchema } from "../forms/schema.ts";
+import { FormCreatedResponse, FormListResponse, FormResponse, FormView } from "../forms/api_schemas.ts";
 
 /**
  * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
@@ -264,6 +266,182 @@ const refundExample = {
   },
 };
 
+/** The forms API (shop) and the form page with its submit (buyer). */
+function formOperations(publicBaseUrl: string): Record<string, PathItem> {
+  const formId = "form_V1StGXR8Z5jdHi6BmyT3Aw";
+  const view = {
+    id: formId,
+    url: `${publicBaseUrl}/forms/${formId}`,
+    kind: "fiat",
+    title: "Support the shelter",
+    description: null,
+    status: "active",
+    amount: null,
+    currency: "EUR",
+    coin: null,
+    network: null,
+    createdAt: "2026-11-28T10:00:00.000Z",
+    disabledAt: null,
+  };
+  const idParam: Parameter = {
+    name: "id",
+    in: "path",
+    required: true,
+    description: "Our form id (form_...).",
+    schema: { type: "string" },
+  };
+  const html = (description: string): ResponseObject => ({
+    description,
+    content: { "text/html": { schema: { type: "string" } } },
+  });
+  return {
+    "/api/v1/forms": {
+      post: {
+        operationId: "createForm",
+        summary: "Create a form",
+        description:
+          "Creates a hosted payment form. Every value given is fixed; every one left out the buyer fills on the form's page (with the email, always asked). A fixed amount needs its currency (fiat) or coin and network (crypto). Answers the form's page URL, to share as a link or show in an iframe on the shop's embedding sites.",
+        tags: ["Forms"],
+        security: bearer,
+        requestBody: {
+          required: true,
+          description: "At most 16 KiB of JSON.",
+          content: json(ref("FormRequest"), {
+            examples: {
+              donation: {
+                summary: "The buyer types the amount",
+                value: { kind: "fiat", title: "Support the shelter", currency: "EUR" },
+              },
+              ticket: {
+                summary: "A fixed price",
+                value: { kind: "fiat", title: "Concert ticket", amount: 1500, currency: "EUR" },
+              },
+              tips: {
+                summary: "A crypto tip jar",
+                value: { kind: "crypto", title: "Tip jar", coin: "USDT", network: "tron" },
+              },
+            },
+          }),
+        },
+        responses: {
+          "201": {
+            description: "Created.",
+            content: json(ref("FormCreatedResponse"), {
+              example: { status: "success", form: { id: formId, url: view.url } },
+            }),
+          },
+          ...errorResponses([
+            "invalid_request",
+            ...SHOP_ERRORS,
+            "body_too_large",
+            "body_unreadable",
+            "request_timeout",
+            "unsupported_media_type",
+          ]),
+        },
+        "x-audience": "shop",
+      },
+      get: {
+        operationId: "listForms",
+        summary: "List your forms",
+        description: "Newest first, at most 200, active and disabled. `null` marks what the buyer fills.",
+        tags: ["Forms"],
+        security: bearer,
+        responses: {
+          "200": {
+            description: "The forms.",
+            content: json(ref("FormListResponse"), { example: { status: "success", forms: [view] } }),
+          },
+          ...errorResponses([...SHOP_ERRORS]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/v1/forms/{id}/disable": {
+      post: {
+        operationId: "disableForm",
+        summary: "Disable a form",
+        description:
+          "The form stops taking payments at once: its page says it is closed and submits are refused. Cannot be undone; disabling a disabled form answers it unchanged. No body. Another shop's form is 404.",
+        tags: ["Forms"],
+        security: bearer,
+        parameters: [idParam],
+        responses: {
+          "200": {
+            description: "The form, disabled.",
+            content: json(ref("FormResponse"), {
+              example: {
+                status: "success",
+                form: { ...view, status: "disabled", disabledAt: "2026-11-28T11:00:00.000Z" },
+              },
+            }),
+          },
+          ...errorResponses([...SHOP_ERRORS, "not_found"]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/forms/{id}": {
+      get: {
+        operationId: "formPage",
+        summary: "The buyer's form page",
+        description:
+          "An HTML page asking only for the open fields and the email, with a signed form token (valid 2 hours) instead of cookies. Framable only by the shop's embedding sites (`frame-ancestors`).",
+        tags: ["Forms"],
+        security: [],
+        parameters: [idParam],
+        responses: {
+          "200": html("The form."),
+          "404": html("Unknown form."),
+          "410": html("The form (or its shop) is disabled: a page saying so."),
+        },
+        "x-audience": "buyer",
+      },
+    },
+    "/forms/{id}/submit": {
+      post: {
+        operationId: "submitForm",
+        summary: "The buyer sends the form",
+        description:
+          "Sent by the form page (`application/x-www-form-urlencoded`: `_token` and the open fields). Fixed values are taken from the form, never from the post. The same token sent again answers the same payment or invoice.",
+        tags: ["Forms"],
+        security: [],
+        parameters: [idParam],
+        requestBody: {
+          required: true,
+          content: {
+            "application/x-www-form-urlencoded": {
+              schema: {
+                type: "object",
+                required: ["_token", "email"],
+                properties: {
+                  _token: { type: "string", description: "The token of the page." },
+                  email: { type: "string" },
+                  amount: { type: "string", description: "When open: major units (fiat) or a decimal (crypto)." },
+                  currency: { type: "string", description: "When open (fiat)." },
+                  coin: { type: "string", description: "When coin or network is open (crypto): `COIN:network`." },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "303": {
+            description: "Fiat: to our pay link (`/integration/pay`). Crypto: to the invoice's page.",
+            headers: { Location: { description: "Where the buyer goes.", schema: { type: "string" }, required: true } },
+          },
+          "403": html("The token is forged, for another form or expired: the page again with a message."),
+          "409": html("The same page was sent before with other values: the page again; nothing new is created."),
+          "410": html("The form is disabled."),
+          "422": html("Invalid fields: the page again with a message beside each; nothing is created."),
+          "429": html("Too many submits from this address; see `Retry-After`."),
+        },
+        "x-audience": "buyer",
+      },
+    },
+  };
+}
+
 function redirectOperation(kind: "pay" | "success" | "error"): Operation {
   const text = {
     pay:
@@ -315,6 +493,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     RefundRequest: refundRequestSchema,
     NewAccountRequest: NewAccountSchema,
     ShopRoutingRequest: ShopRoutingSchema,
+    FormRequest: formRequestSchema(opts.maxAmount),
   }, "input");
   // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
   requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
@@ -338,6 +517,10 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     AccountListResponse,
     RoutingResponse,
     OperationListResponse,
+    FormCreatedResponse,
+    Form: FormView,
+    FormResponse,
+    FormListResponse,
   }, "output");
 
   const initExample = {
@@ -395,6 +578,11 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
       { name: "Payments", description: "The shop's API; every call carries the shop's key." },
       { name: "Refunds", description: "Giving back money of a paid payment; every call carries the shop's key." },
       { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
+      {
+        name: "Forms",
+        description:
+          "Hosted payment forms (payment links): the shop creates them with its key; buyers open and send their pages.",
+      },
       { name: "Provider webhook", description: "Provider-facing: called by Bansky, not by shops." },
       {
         name: "Admin",
@@ -605,6 +793,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           "x-audience": "shop",
         },
       },
+      ...formOperations(opts.publicBaseUrl),
       "/integration/pay": { get: redirectOperation("pay") },
       "/integration/success": { get: redirectOperation("success") },
       "/integration/error": { get: redirectOperation("error") },
