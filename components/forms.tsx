@@ -7,7 +7,7 @@ import { type CoinChoice, findCoinChoice, formatCryptoAmount } from "../lib/form
 import { coinChoiceValue } from "../lib/forms/submit.ts";
 import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from "../lib/forms/schema.ts";
 import { openFields, type PaymentForm } from "../lib/forms/types.ts";
-import type { BuyerInput } from "../lib/forms/submit.ts";
+import { amountExample, type BuyerInput } from "../lib/forms/submit.ts";
 
 /** "10.00 EUR", "12.5 USDT on tron", or null when the buyer types the amount. */
 export function fixedAmountText(form: PaymentForm): string | null {
@@ -70,7 +70,7 @@ export function BuyerFormPage(props: {
       {form.description && <p>{form.description}</p>}
       {props.message && <p class="flash bad" role="alert">{props.message}</p>}
       {(fixedAmount || fixedCoin || (form.kind === "fiat" && form.currency)) && (
-        <dl class="fields">
+        <dl class="fields buyer-fixed">
           {fixedAmount && (
             <>
               <dt>Amount</dt>
@@ -133,7 +133,11 @@ export function BuyerFormPage(props: {
             name="amount"
             label={unit ? `Amount (${unit})` : "Amount"}
             error={errors.amount}
-            hint={decimals ? `For example 10 or 10.${"5".padEnd(Math.min(decimals, 2), "0")}` : "For example 10"}
+            hint={form.kind === "fiat" && form.currency
+              ? `For example ${amountExample(form.currency)}`
+              : decimals
+              ? "For example 10 or 10.5"
+              : "For example 10"}
           >
             {(a) => (
               <input

@@ -172,7 +172,8 @@ Deno.test("[forms] a donation form asks only for the amount and email; its submi
     assert.match(page.html, /Amount \(EUR\)/);
     assert.match(page.headers.get("cache-control")!, /no-store/);
 
-    const res = await submit(app, form.id, { _token: page.token, amount: "25.50", email: "donor@example.com" });
+    // A decimal comma, as many buyers write it.
+    const res = await submit(app, form.id, { _token: page.token, amount: "25,50", email: "donor@example.com" });
     assert.equal(res.status, 303);
     const [payment] = await shopPayments(app);
     assert.equal(res.location, `${app.baseUrl}/integration/pay?id=${payment.id}`);
@@ -232,6 +233,8 @@ Deno.test("[forms] invalid input re-renders the page with messages and creates n
         [{ currency: "EUR", amount: "", email: "donor@example.com" }, /Enter an amount\./],
         [{ currency: "EUR", amount: "ten", email: "donor@example.com" }, /Enter an amount above 0/],
         [{ currency: "EUR", amount: "10.001", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "EUR", amount: "1,000", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "JPY", amount: "10.5", email: "donor@example.com" }, /such as 10\./],
         [{ currency: "EUR", amount: "-5", email: "donor@example.com" }, /Enter an amount above 0/],
         [{ currency: "EUR", amount: "99999999999", email: "donor@example.com" }, /The most this form takes/],
         [{ currency: "EUR", amount: "10", email: "not an email" }, /Enter your email address/],

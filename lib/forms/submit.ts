@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import type { Shop } from "../db/shops.ts";
 import { ValidationError } from "../errors.ts";
-import { formatAmount, parseAmount } from "../money.ts";
+import { currencyExponent, formatAmount, parseAmount } from "../money.ts";
 import { initPayment } from "../payments/init.ts";
 import { payUrl } from "../payments/view.ts";
 import { shopOptions } from "../accounts/routing.ts";
@@ -80,6 +80,21 @@ export async function submitForm(
 /** The buyer's own fields are wrong (as opposed to anything the payment code refuses): the page marks them. */
 export class BuyerInputError extends ValidationError {}
 
+/**
+ * An amount as the buyer typed it, with a decimal comma read as a point ("12,50"): many buyers write it so. Only
+ * one or two digits after the comma: "1,000" could be a thousand, so it stays as typed (and is refused).
+ */
+function typedAmount(input: BuyerInput): string {
+  const typed = (input.amount ?? "").trim();
+  return /^\d+,\d{1,2}$/.test(typed) ? typed.replace(",", ".") : typed;
+}
+
+/** "10 or 10.50" (JPY: "10", KWD: "10 or 10.500"): what a valid amount looks like in this currency. */
+export function amountExample(currency: string): string {
+  const exp = currencyExponent(currency);
+  return exp ? `10 or 10.5${"0".repeat(exp - 1)}` : "10";
+}
+
 function invalid(fields: Record<string, string>) {
   return new BuyerInputError("Please check the fields marked below.", fields);
 }
@@ -112,12 +127,10 @@ async function fiatAmount(
     currency = picked;
   }
   if (form.amount !== null) return { amount: form.amount, currency };
-  const typed = (input.amount ?? "").trim();
+  const typed = typedAmount(input);
   const amount = typed ? parseAmount(typed, currency) : null;
   if (amount === null) {
-    fields.amount = typed
-      ? `Enter an amount above 0 such as 10 or ${formatAmount(1050, currency).split(" ")[0]}.`
-      : "Enter an amount.";
+    fields.amount = typed ? `Enter an amount above 0 such as ${amountExample(currency)}.` : "Enter an amount.";
     return null;
   }
   if (amount > ctx.config.maxAmount) {
@@ -142,7 +155,7 @@ function cryptoAmount(
     return null;
   }
   if (form.amount !== null) return { choice, units: form.amount };
-  const typed = (input.amount ?? "").trim();
+  const typed = typedAmount(input);
   const units = typed ? parseCryptoAmount(typed, choice.decimals) : null;
   if (units === null) {
     fields.amount = typed
