@@ -11,6 +11,7 @@ import {
 } from "./payments/search.ts";
 import { type DailyPoint, dailySeries } from "./stats.ts";
 import type { Delivery } from "./relay/types.ts";
+import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
 
 /**
  * Who is looking: an operator sees every shop, a shop's portal only its own.
@@ -79,4 +80,27 @@ export function listScopedDeliveries(
   opts: { shopId?: string } = {},
 ): Promise<Delivery[]> {
   return listAttentionDeliveries(ctx.kv, { shopId: shopOf(scope) ?? opts.shopId, limit: 200 });
+}
+
+/** The invoices page: newest invoices in the scope and, for one shop, its address pool by network. */
+export async function listScopedInvoices(
+  ctx: AppContext,
+  scope: Scope,
+  query: Record<string, string | undefined>,
+  opts: { limit: number },
+) {
+  // An operator may narrow to a shop (the pool is per shop); a portal is always its own shop.
+  const asked = query.shopId?.slice(0, 64) || undefined;
+  const shopId = shopOf(scope) ?? asked ?? null;
+  const [invoices, pool, shops] = await Promise.all([
+    listInvoicesFor(ctx, shopId, opts.limit),
+    shopId ? describePool(ctx, shopId) : undefined,
+    scope === "operator" ? listShops(ctx.kv) : undefined,
+  ]);
+  return { invoices, pool, shops, shopId: scope === "operator" ? shopId : null };
+}
+
+/** One invoice with its timeline and postbacks; another shop's is not found from a portal. */
+export function describeScopedInvoice(ctx: AppContext, scope: Scope, id: string) {
+  return describeInvoice(ctx, id, shopOf(scope) ?? null);
 }
