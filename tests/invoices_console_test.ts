@@ -12,7 +12,7 @@ import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 import { chainApi, createTestInvoice, readInvoice } from "../fixtures/invoices.ts";
 
-Deno.test("[console] operators see invoices, a shop's address pool and an invoice's timeline, and cancel with an audit entry", async () => {
+Deno.test("[console] operators see invoices, a shop's address pool and an invoice's timeline, cancel with an audit entry, and the stats count them", async () => {
   const app = await startTestApp();
   const shop = startShopReceiver();
   try {
@@ -48,6 +48,10 @@ Deno.test("[console] operators see invoices, a shop's address pool and an invoic
     const audit = await searchAudit(app.kv, { query: open.id, limit: 5 });
     assert.equal(audit[0]?.action, "invoice.cancel");
     assert.equal(audit[0]?.actor, "ops@example.com");
+
+    // The overview's counters are kept in the same writes: two created, one paid, one cancelled.
+    const overview = await b.get("/admin");
+    assert.match(overview.text, /data-invoice-stats="true">2 created, 1 paid, 0 expired, 1 cancelled/);
   } finally {
     await shop.close();
     await app.close();

@@ -7,6 +7,7 @@ import { addActivityOps } from "./activity.ts";
 import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { addInvoiceStatsOps, type InvoiceStat } from "./stats.ts";
 
 /**
  * Invoices, their timelines and the shops' deposit-address pools. An address
@@ -102,6 +103,7 @@ export async function insertInvoice(kv: Deno.Kv, n: NewInvoice): Promise<boolean
     .set(byTimeKey(inv.seq), inv.id);
   if (inv.checkAt) scheduleJob(op, checkJob(inv.id), inv.checkAt, { ...n.jobs, queue: false });
   addEventOps(op, inv, n.event);
+  addInvoiceStatsOps(op, { at: inv.createdAt, shopId: inv.shopId, coin: inv.coin, stat: "invoice_created" });
   if (n.delivery) addDeliveryOps(op, n.delivery, n.jobs);
   return (await op.commit()).ok;
 }
@@ -121,6 +123,8 @@ export interface InvoiceWrite {
   events: InvoiceEvent[];
   delivery?: Delivery;
   audit?: Omit<AuditEntry, "id">;
+  /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
+  stat?: InvoiceStat;
   /** The invoice's pool address as read, when this write frees it (the invoice closes). */
   release?: Deno.KvEntry<PoolAddress>;
   jobs: ScheduleOptions;
@@ -153,6 +157,7 @@ export async function commitInvoiceWrite(
     }
   }
   for (const e of w.events) addEventOps(op, next, e);
+  if (w.stat) addInvoiceStatsOps(op, { at: next.updatedAt, shopId: next.shopId, coin: next.coin, stat: w.stat });
   if (w.delivery) addDeliveryOps(op, w.delivery, w.jobs);
   if (w.audit) addAuditOps(op, w.audit);
   return (await op.commit()).ok;
