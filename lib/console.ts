@@ -16,6 +16,7 @@ import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
 import { isCurrency, parseAmount } from "./money.ts";
 import { ValidationError } from "./errors.ts";
+import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
 
 /**
  * Who is looking: an operator sees every shop, a shop's portal only its own.
@@ -143,4 +144,27 @@ export function formRequestFromFields(f: Record<string, string>): Record<string,
     body.amount = minor;
   }
   return body;
+}
+
+/** The invoices page: newest invoices in the scope and, for one shop, its address pool by network. */
+export async function listScopedInvoices(
+  ctx: AppContext,
+  scope: Scope,
+  query: Record<string, string | undefined>,
+  opts: { limit: number },
+) {
+  // An operator may narrow to a shop (the pool is per shop); a portal is always its own shop.
+  const asked = query.shopId?.slice(0, 64) || undefined;
+  const shopId = shopOf(scope) ?? asked ?? null;
+  const [invoices, pool, shops] = await Promise.all([
+    listInvoicesFor(ctx, shopId, opts.limit),
+    shopId ? describePool(ctx, shopId) : undefined,
+    scope === "operator" ? listShops(ctx.kv) : undefined,
+  ]);
+  return { invoices, pool, shops, shopId: scope === "operator" ? shopId : null };
+}
+
+/** One invoice with its timeline and postbacks; another shop's is not found from a portal. */
+export function describeScopedInvoice(ctx: AppContext, scope: Scope, id: string) {
+  return describeInvoice(ctx, id, shopOf(scope) ?? null);
 }

@@ -56,6 +56,8 @@ const NewAddress = z.strictObject({
   network: NetworkSchema,
   label: z.string().max(200).optional(),
   notifyUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
+  /** How many to make at once (an address service hands out batches, so pools fill with one round trip). */
+  count: z.int().min(1).max(100).optional(),
 });
 const NewDeposit = z.strictObject({
   address: z.string().min(1).max(200),
@@ -139,23 +141,27 @@ export class ChainSimulator {
 
   private routes() {
     const app = this.app;
-    app.use(async (c, next) => {
+    // Like a real chain, anyone may read an address, send to it or (here) mine; making addresses and turning
+    // knobs is the address service's own business and takes its token.
+    const gate = async (c: Context, next: () => Promise<void>) => {
       const token = (c.req.header("authorization") ?? "").replace(/^Bearer\s+/i, "");
       if (!constantTimeEqual(token, this.opts.apiToken)) return c.json({ error: "unauthorized" }, 401);
       await next();
-    });
-    app.post("/addresses", async (c) => {
+    };
+    app.post("/addresses", gate, async (c) => {
       const body = NewAddress.safeParse(await c.req.json().catch(() => null));
       if (!body.success) return bad(c, body.error);
-      const address = newAddress(body.data.network);
-      this.addresses.set(address, {
-        network: body.data.network,
-        address,
-        label: body.data.label ?? "",
-        notifyUrl: body.data.notifyUrl ?? null,
-        deposits: [],
-      });
-      return c.json({ network: body.data.network, address }, 201);
+      const addresses = Array.from({ length: body.data.count ?? 1 }, () => newAddress(body.data.network));
+      for (const address of addresses) {
+        this.addresses.set(address, {
+          network: body.data.network,
+          address,
+          label: body.data.label ?? "",
+          notifyUrl: body.data.notifyUrl ?? null,
+          deposits: [],
+        });
+      }
+      return c.json({ network: body.data.network, address: addresses[0], addresses }, 201);
     });
     app.get("/addresses/:network/:address", (c) => {
       const state = this.addressState(c.req.param("address"));
@@ -175,7 +181,7 @@ export class ChainSimulator {
       if (!body.success) return bad(c, body.error);
       return c.json({ heights: this.mine(body.data.blocks, body.data.network) });
     });
-    app.post("/knobs", async (c) => {
+    app.post("/knobs", gate, async (c) => {
       const body = await c.req.json().catch(() => ({}));
       if (typeof body?.dropNotices === "boolean") this.knobs.dropNotices = body.dropNotices;
       return c.json(this.knobs);

@@ -18,6 +18,7 @@ import {
 } from "../fixtures/invoices.ts";
 import { listPoolAddresses } from "../lib/db/invoices.ts";
 import { signChainNotice } from "../lib/invoices/chain_wire.ts";
+import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
 
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function waitStatus(app: TestApp, id: string, status: string) {
@@ -70,6 +71,14 @@ Deno.test("[invoices] a full deposit moves the invoice to payment_confirmation, 
       return got.length >= 3 ? got : undefined;
     });
     assert.deepEqual(types, ["invoice.payment_confirmation", "invoice.payment_accepted", "invoice.finished"]);
+    // The answers and postbacks are what the OpenAPI document says, with no field undocumented.
+    for (const p of postbacksOf(app, shop.received, created.id)) InvoicePostbackBody.strict().parse(p);
+    const res = await fetch(`${app.baseUrl}/api/v1/invoices/${created.id}`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    });
+    const answer = await res.json();
+    InvoiceResponse.strict().parse(answer);
+    assert.deepEqual(Object.keys(answer.invoice).sort(), Object.keys(InvoiceView.shape).sort());
   } finally {
     await shop.close();
     await app.close();
@@ -101,18 +110,21 @@ Deno.test("[invoices] a short deposit is partially_paid, a top-up completes it, 
 Deno.test("[invoices] fifty concurrent invoices on one network get fifty different addresses", async () => {
   const app = await startTestApp({ env: { RATE_LIMIT_PER_MINUTE: "10000" } });
   try {
-    // Some addresses free beforehand, so the concurrent picks also compete for them.
-    for (let i = 0; i < 10; i++) {
-      const inv = await createTestInvoice(app);
-      assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
-    }
+    // Sixty addresses free beforehand (held, then cancelled), so the concurrent picks compete for them.
+    const earlier = [];
+    for (let i = 0; i < 60; i++) earlier.push(await createTestInvoice(app));
+    for (const inv of earlier) assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
+    const before = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(before.length, 60, "one at a time, spares are used before more are made");
     const results = await Promise.all(Array.from({ length: 50 }, () => callCreateInvoice(app, invoiceBody())));
     for (const r of results) assert.equal(r.status, 201, JSON.stringify(r.body));
     const addresses = new Set(results.map((r) => r.body.invoice.address));
     assert.equal(addresses.size, 50);
     const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.length, 60, "free addresses were taken; none was made");
     assert.equal(pool.filter((a) => a.heldBy !== null).length, 50);
-    assert.equal(pool.length, 50, "the ten free addresses were reused before new ones were made");
+    const held = new Map(pool.filter((a) => a.heldBy).map((a) => [a.address, a.heldBy]));
+    for (const r of results) assert.equal(held.get(r.body.invoice.address), r.body.invoice.id);
   } finally {
     await app.close();
   }
@@ -123,8 +135,13 @@ Deno.test("[invoices] a finished or cancelled invoice frees its address in the s
   try {
     const chain = chainApi(app);
     const first = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "0.5" });
-    const busy = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "1" });
-    assert.notEqual(first.address, busy.address, "an address held by an open invoice is not given out");
+    // The service hands out addresses in batches: hold the spares too, so the pool has nothing free.
+    const held = [first];
+    while ((await listPoolAddresses(app.kv, app.shop.id)).some((a) => a.heldBy === null)) {
+      held.push(await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "1" }));
+    }
+    const busy = held[1];
+    assert.equal(new Set(held.map((inv) => inv.address)).size, held.length, "an address held is not given out");
     await chain.deposit(first.address, "500000000000000000");
     await chain.mine(24, "ethereum");
     await waitStatus(app, first.id, "finished");
@@ -316,12 +333,58 @@ Deno.test("[invoices] GET /api/v1/options lists the coins and networks invoices 
       headers: { authorization: `Bearer ${app.shop.apiKey}` },
     });
     const body = await res.json();
-    const usdt = body.crypto.coins.find((c: { coin: string }) => c.coin === "USDT");
-    assert.deepEqual(usdt.networks.map((n: { network: string; decimals: number }) => [n.network, n.decimals]), [
+    const usdt = body.crypto.coins.find((c: { id: string }) => c.id === "USDT");
+    assert.deepEqual(usdt.networks.map((n: { id: string; decimals: number }) => [n.id, n.decimals]), [
       ["tron", 6],
       ["ethereum", 6],
     ]);
-    assert.ok(body.crypto.networks.some((n: { network: string }) => n.network === "bitcoin"));
+    const btc = body.crypto.coins.find((c: { id: string }) => c.id === "BTC");
+    assert.deepEqual(btc.networks, [{ id: "bitcoin", label: "Bitcoin", decimals: 8, confirmations: 3 }]);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] the built-in chain simulator takes deposits and blocks without a token, as sandbox.md shows; new addresses need it", async () => {
+  const app = await startTestApp();
+  try {
+    const inv = await createTestInvoice(app);
+    const chain = `${app.baseUrl}/sandbox/chain`;
+    const post = (path: string, body: unknown) =>
+      fetch(chain + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const deposit = await post("/deposits", { address: inv.address, amount: "12500000" });
+    assert.equal(deposit.status, 201);
+    assert.equal((await deposit.json()).confirmations, 0);
+    assert.equal((await post("/mine", { blocks: 40, network: "tron" })).status, 200);
+    await waitStatus(app, inv.id, "finished");
+    const state = await (await fetch(`${chain}/addresses/tron/${inv.address}`)).json();
+    assert.equal(state.deposits[0].confirmations, 40);
+    const refused = await post("/addresses", { network: "tron" });
+    assert.equal(refused.status, 401);
+    await refused.body?.cancel();
+    const unknown = await post("/deposits", { address: "Tnope", amount: "1" });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[docs] the Invoices page draws its coin and status tables from the lists the code runs on", async () => {
+  const app = await startTestApp();
+  try {
+    const html = await (await fetch(`${app.baseUrl}/docs/invoices`)).text();
+    for (const s of ["waiting_for_deposit", "invoice.payment_accepted", "payment_confirmation"]) {
+      assert.ok(html.includes(`<code>${s}</code>`), s);
+    }
+    assert.match(
+      html,
+      /<td><code>USDT<\/code> <span>\(Tether USD \(TRC-20\)\)<\/span><\/td><td><code>tron<\/code><\/td><td>6<\/td><td>20<\/td><td>40<\/td>/,
+    );
   } finally {
     await app.close();
   }

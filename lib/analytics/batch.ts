@@ -7,7 +7,8 @@ import { getPayments } from "../db/payments.ts";
 import { log } from "../log.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
-import { attemptRow, eventRow, operationRow, paymentRow } from "./rows.ts";
+import { attemptRow, eventRow, invoiceDepositRows, invoiceRow, operationRow, paymentRow } from "./rows.ts";
+import type { Invoice } from "../invoices/types.ts";
 import type { EmailOptions, InsertRow } from "./types.ts";
 
 export interface RowBatch {
@@ -17,6 +18,10 @@ export interface RowBatch {
   payments: InsertRow[];
   /** One row per provider call (operation log entry). */
   operations: InsertRow[];
+  /** One row per invoice touched by the batch, in its latest state there. */
+  invoices: InsertRow[];
+  /** One row per deposit of those invoices, in that state. */
+  invoiceDeposits: InsertRow[];
 }
 
 /**
@@ -71,7 +76,17 @@ export async function buildRows(
   if (found.length < events.length) {
     log.warn("activity entries without their record", { missing: events.length - found.length });
   }
-  return { events: found, payments: paymentRows, operations };
+  // Invoice entries carry the invoice as it stood after them: the last one in the batch is its newest state.
+  const invoices = new Map<string, Invoice>();
+  for (const { ref } of entries) if (ref.kind === "invoice") invoices.set(ref.invoiceId, ref.invoice);
+  const latest = [...invoices.values()];
+  return {
+    events: found,
+    payments: paymentRows,
+    operations,
+    invoices: latest.map(invoiceRow),
+    invoiceDeposits: latest.flatMap(invoiceDepositRows),
+  };
 }
 
 /**

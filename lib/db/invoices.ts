@@ -7,10 +7,13 @@ import { addActivityOps } from "./activity.ts";
 import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { addInvoiceStatsOps, type InvoiceStat } from "./stats.ts";
+import { GroupCommitter } from "./group_commit.ts";
 
 /**
  * Invoices, their timelines and the shops' deposit-address pools. An address
- * is free when its `invoice_addresses_free` key exists: taking it deletes that
+ * is free when its `invoice_addresses_free` key exists (holding a copy of the
+ * address's record, so a pick needs no second read): taking it deletes that
  * key with a check on it, in the same atomic operation that stores the
  * invoice, so two invoices can never take one address (no lock table); closing
  * an invoice writes the key back in the operation that closes it.
@@ -35,22 +38,18 @@ export function getInvoiceEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMa
   return kv.get<Invoice>(invoiceKey(id));
 }
 
-/** Free addresses of a shop's pool on a network, at most `limit`. */
-export async function listFreeAddresses(kv: Deno.Kv, shopId: string, network: Network, limit: number) {
-  const out: string[] = [];
-  for await (const e of kv.list({ prefix: ["invoice_addresses_free", shopId, network] }, { limit })) {
-    out.push(e.key[3] as string);
+/** Free addresses of a shop's pool on a network (their free markers, with versions), at most `limit`. */
+export async function listFreeAddresses(
+  kv: Deno.Kv,
+  shopId: string,
+  network: Network,
+  limit: number,
+): Promise<Deno.KvEntry<PoolAddress>[]> {
+  const out: Deno.KvEntry<PoolAddress>[] = [];
+  for await (const e of kv.list<PoolAddress>({ prefix: ["invoice_addresses_free", shopId, network] }, { limit })) {
+    out.push(e);
   }
   return out;
-}
-
-/** A pool address and its free marker, read together so taking it can check both. */
-export async function getPoolAddressEntries(kv: Deno.Kv, shopId: string, network: Network, address: string) {
-  const [record, free] = await kv.getMany<[PoolAddress, true]>([
-    addressKey(shopId, network, address),
-    freeKey(shopId, network, address),
-  ]);
-  return { record, free };
 }
 
 /** The shop an address of the pool belongs to, or null when it is not one of ours. */
@@ -63,47 +62,79 @@ export async function listPoolAddresses(kv: Deno.Kv, shopId: string, limit = 100
   return await collectValues(kv.list<PoolAddress>({ prefix: ["invoice_addresses", shopId] }, { limit }));
 }
 
-/** How a new invoice gets its address: a free one of the pool (as read), or a fresh one from the address service. */
+/**
+ * How a new invoice gets its address: a free one of the pool (its free marker
+ * as listed), or fresh ones from the address service: the first is the
+ * invoice's, the rest go into the pool free.
+ */
 export type AddressPick =
-  | { kind: "free"; record: Deno.KvEntry<PoolAddress>; free: Deno.KvEntry<true> }
-  | { kind: "new"; record: PoolAddress };
+  | { kind: "free"; free: Deno.KvEntry<PoolAddress> }
+  | { kind: "new"; records: PoolAddress[] };
 
 export interface NewInvoice {
   invoice: Invoice;
   pick: AddressPick;
   event: InvoiceEvent;
-  delivery?: Delivery;
   jobs: ScheduleOptions;
 }
 
 /**
  * Stores a new invoice holding its address, with its indexes, first timeline
- * entry, analytics activity, postback and polling job, in one atomic
+ * entry, analytics activity, counters and polling job, in one atomic
  * operation. False when a check failed: the invoice id exists (a retry or a
  * copy of the request won) or the address was taken meanwhile.
+ *
+ * Concurrent invoices share commits (group commit, see group_commit.ts). Two
+ * writes that could collide never share one: the identity is the invoice id,
+ * and the caller never has two writes of one free address in flight (see
+ * lib/invoices/pool.ts), so every check in a group guards a different key.
  */
-export async function insertInvoice(kv: Deno.Kv, n: NewInvoice): Promise<boolean> {
+export function insertInvoice(kv: Deno.Kv, n: NewInvoice): Promise<boolean> {
+  let writer = invoiceWriters.get(kv);
+  if (!writer) {
+    writer = new GroupCommitter(kv, { addOps: addInsertInvoiceOps, identity: (w) => w.invoice.id, maxGroup: 16 });
+    invoiceWriters.set(kv, writer);
+  }
+  return writer.commit(n);
+}
+
+const invoiceWriters = new WeakMap<Deno.Kv, GroupCommitter<NewInvoice>>();
+
+function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
   const inv = n.invoice;
-  const op = kv.atomic().check({ key: invoiceKey(inv.id), versionstamp: null });
+  op.check({ key: invoiceKey(inv.id), versionstamp: null });
   if (n.pick.kind === "free") {
-    const before = n.pick.record.value;
-    op.check(n.pick.record).check(n.pick.free)
+    op.check(n.pick.free)
       .delete(freeKey(inv.shopId, inv.network, inv.address))
-      .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(before, inv));
+      .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
   } else {
-    const key = addressKey(inv.shopId, inv.network, inv.address);
-    op.check({ key, versionstamp: null })
-      .check({ key: ownerKey(inv.network, inv.address), versionstamp: null })
-      .set(key, takenBy(n.pick.record, inv))
-      .set(ownerKey(inv.network, inv.address), inv.shopId);
+    const [mine, ...spares] = n.pick.records;
+    addNewAddressOps(op, takenBy(mine, inv));
+    for (const spare of spares) addNewAddressOps(op, spare);
   }
   op.set(invoiceKey(inv.id), inv)
     .set(byShopKey(inv.shopId, inv.seq), inv.id)
     .set(byTimeKey(inv.seq), inv.id);
   if (inv.checkAt) scheduleJob(op, checkJob(inv.id), inv.checkAt, { ...n.jobs, queue: false });
   addEventOps(op, inv, n.event);
-  if (n.delivery) addDeliveryOps(op, n.delivery, n.jobs);
-  return (await op.commit()).ok;
+  addInvoiceStatsOps(op, { at: inv.createdAt, shopId: inv.shopId, coin: inv.coin, stat: "invoice_created" });
+}
+
+/** A new address of the pool: its record, its owner and, when nobody holds it, its free marker. */
+function addNewAddressOps(op: Deno.AtomicOperation, a: PoolAddress) {
+  const key = addressKey(a.shopId, a.network, a.address);
+  op.check({ key, versionstamp: null })
+    .check({ key: ownerKey(a.network, a.address), versionstamp: null })
+    .set(key, a)
+    .set(ownerKey(a.network, a.address), a.shopId);
+  if (a.heldBy === null) op.set(freeKey(a.shopId, a.network, a.address), a);
+}
+
+/** Puts addresses the service made for a request that did not store its invoice into the pool, free. */
+export async function insertFreeAddresses(kv: Deno.Kv, addresses: PoolAddress[]): Promise<void> {
+  const op = kv.atomic();
+  for (const a of addresses) addNewAddressOps(op, { ...a, heldBy: null });
+  await op.commit();
 }
 
 function takenBy(a: PoolAddress, inv: Invoice): PoolAddress {
@@ -121,6 +152,8 @@ export interface InvoiceWrite {
   events: InvoiceEvent[];
   delivery?: Delivery;
   audit?: Omit<AuditEntry, "id">;
+  /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
+  stat?: InvoiceStat;
   /** The invoice's pool address as read, when this write frees it (the invoice closes). */
   release?: Deno.KvEntry<PoolAddress>;
   jobs: ScheduleOptions;
@@ -147,12 +180,14 @@ export async function commitInvoiceWrite(
   if (w.release) {
     // Only the holder frees its address; a record that moved on (never expected) is left alone.
     if (w.release.value.heldBy === next.id) {
+      const free: PoolAddress = { ...w.release.value, heldBy: null };
       op.check(w.release)
-        .set(addressKey(next.shopId, next.network, next.address), { ...w.release.value, heldBy: null })
-        .set(freeKey(next.shopId, next.network, next.address), true);
+        .set(addressKey(next.shopId, next.network, next.address), free)
+        .set(freeKey(next.shopId, next.network, next.address), free);
     }
   }
   for (const e of w.events) addEventOps(op, next, e);
+  if (w.stat) addInvoiceStatsOps(op, { at: next.updatedAt, shopId: next.shopId, coin: next.coin, stat: w.stat });
   if (w.delivery) addDeliveryOps(op, w.delivery, w.jobs);
   if (w.audit) addAuditOps(op, w.audit);
   return (await op.commit()).ok;

@@ -31,6 +31,10 @@ import {
 import { refundRequestSchema } from "../refunds/schema.ts";
 import { formRequestSchema } from "../forms/schema.ts";
 import { FormCreatedResponse, FormListResponse, FormResponse, FormView } from "../forms/api_schemas.ts";
+import { createInvoiceSchema } from "../invoices/schema.ts";
+import { InvoicePostbackBody, InvoiceResponse, InvoiceStatusSchema, InvoiceView } from "../invoices/api_schemas.ts";
+import { ChainNotice } from "../invoices/chain_wire.ts";
+import { cryptoOptions } from "../invoices/coins.ts";
 
 /**
  * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
@@ -155,6 +159,7 @@ const EXAMPLE_MESSAGES: Partial<Record<ApiErrorCode, string>> = {
   payment_not_refundable: "A pending payment cannot be refunded.",
   idempotency_mismatch: "This id was already used for a payment with different details.",
   no_route: "This shop has no route for crypto payments in EUR.",
+  invoice_not_cancellable: "A payment_accepted invoice cannot be cancelled.",
   refund_exceeds_payment: "Only 6.50 EUR of this payment is left to refund (pending refunds count).",
   rate_limited: "Too many requests; retry in 12 s.",
   internal_error: "Something went wrong on our side. It has been logged.",
@@ -494,6 +499,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     NewAccountRequest: NewAccountSchema,
     ShopRoutingRequest: ShopRoutingSchema,
     FormRequest: formRequestSchema(opts.maxAmount),
+    CreateInvoiceRequest: createInvoiceSchema,
   }, "input");
   // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
   requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
@@ -521,6 +527,11 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     Form: FormView,
     FormResponse,
     FormListResponse,
+    InvoiceStatus: InvoiceStatusSchema,
+    Invoice: InvoiceView,
+    InvoiceResponse,
+    InvoicePostback: InvoicePostbackBody,
+    ChainNotice,
   }, "output");
 
   const initExample = {
@@ -577,6 +588,10 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     tags: [
       { name: "Payments", description: "The shop's API; every call carries the shop's key." },
       { name: "Refunds", description: "Giving back money of a paid payment; every call carries the shop's key." },
+      {
+        name: "Invoices",
+        description: "Crypto invoices paid to a deposit address of your pool; every call carries the shop's key.",
+      },
       { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
       {
         name: "Forms",
@@ -742,14 +757,14 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           operationId: "getOptions",
           summary: "What your shop may take",
           description:
-            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. Crypto coins and networks come with crypto payments: until then `crypto.coins` is empty.",
+            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. `crypto.coins`: the coins and networks POST /api/v1/invoices takes, with each one's decimals and confirmations.",
           tags: ["Payments"],
           security: bearer,
           responses: {
             "200": {
               description: "The options.",
               content: json(ref("OptionsResponse"), {
-                example: { status: "success", fiat: { currencies: ["EUR", "KZT", "USD"] }, crypto: { coins: [] } },
+                example: { status: "success", fiat: { currencies: ["EUR", "KZT", "USD"] }, crypto: cryptoOptions() },
               }),
             },
             ...errorResponses([...SHOP_ERRORS]),
@@ -878,8 +893,10 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
         },
       },
       ...adminPaths(),
+      ...invoicePaths(opts),
     },
     webhooks: {
+      ...invoiceWebhooks(opts),
       refundPostback: {
         post: {
           operationId: "refundPostback",
@@ -1119,6 +1136,196 @@ function adminPaths(): Record<string, PathItem> {
           ...errorResponses(["invalid_request", ...ADMIN_ERRORS]),
         },
       }),
+    },
+  };
+}
+
+/** An invoice as the API answers it, for the examples. */
+function invoiceExample(base: string, over: Record<string, unknown> = {}) {
+  return {
+    id: "inv_H23EQW-M7mXhGSvLLawdBw",
+    shopInvoiceId: "order-17",
+    status: "waiting_for_deposit",
+    coin: "USDT",
+    network: "tron",
+    amount: "12.5",
+    paidAmount: "0",
+    pendingAmount: "0",
+    overpaidAmount: "0",
+    lateAmount: "0",
+    address: "TdNfu7Mf53N8c9T4JohyyRCfTY9v6Nqcsn",
+    checkoutUrl: `${base}/invoices/inv_H23EQW-M7mXhGSvLLawdBw`,
+    title: "Order 17",
+    description: "",
+    confirmationsNeeded: 20,
+    deposits: [],
+    createdAt: "2026-11-28T09:42:10.890Z",
+    expiresAt: "2026-11-28T10:42:10.890Z",
+    closedAt: null,
+    ...over,
+  };
+}
+
+/** Crypto invoices (routes/api/v1.ts) and the chain service's notices (routes/webhooks/mod.ts). */
+function invoicePaths(opts: OpenApiOptions): Record<string, PathItem> {
+  const base = opts.publicBaseUrl;
+  const invoiceIdParam: Parameter = {
+    name: "id",
+    in: "path",
+    required: true,
+    description: "Our invoice id (inv_...).",
+    schema: { type: "string" },
+  };
+  return {
+    "/api/v1/invoices": {
+      post: {
+        operationId: "createInvoice",
+        summary: "Create a crypto invoice",
+        description:
+          "Creates an invoice for `amount` of `coin` on `network` (see GET /api/v1/options) and gives it a deposit address of your pool on that network: a free one (held by no open invoice), or a new one when none is free. The buyer pays at `checkoutUrl`. `invoice.<status>` postbacks follow every status change. Retrying with the same `id` (or Idempotency-Key) and body answers 200 with the same invoice.",
+        tags: ["Invoices"],
+        security: bearer,
+        parameters: [{
+          name: "Idempotency-Key",
+          in: "header",
+          required: false,
+          description: "For requests without `id`: the same key with the same body answers the same invoice.",
+          schema: { type: "string", minLength: 1, maxLength: 255 },
+        }],
+        requestBody: {
+          required: true,
+          content: json(ref("CreateInvoiceRequest"), {
+            example: { coin: "USDT", network: "tron", amount: "12.50", id: "order-17", title: "Order 17" },
+          }),
+        },
+        responses: {
+          "200": {
+            description: "A retry of a request already handled: the same invoice, as it is now.",
+            content: json(ref("InvoiceResponse")),
+          },
+          "201": {
+            description: "Created.",
+            content: json(ref("InvoiceResponse"), { example: { status: "success", invoice: invoiceExample(base) } }),
+          },
+          ...errorResponses([
+            ...SHOP_ERRORS,
+            "invalid_request",
+            "unsupported_media_type",
+            "body_too_large",
+            "idempotency_mismatch",
+            "conflict",
+            "provider_error",
+            "provider_timeout",
+          ]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/v1/invoices/{id}": {
+      get: {
+        operationId: "getInvoice",
+        summary: "Get an invoice",
+        description: "The invoice as it is now: status, what has arrived (paid, on its way, late) and every deposit.",
+        tags: ["Invoices"],
+        security: bearer,
+        parameters: [invoiceIdParam],
+        responses: {
+          "200": {
+            description: "The invoice.",
+            content: json(ref("InvoiceResponse"), {
+              example: {
+                status: "success",
+                invoice: invoiceExample(base, { status: "payment_confirmation", pendingAmount: "12.5" }),
+              },
+            }),
+          },
+          ...errorResponses([...SHOP_ERRORS, "not_found"]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/v1/invoices/{id}/cancel": {
+      post: {
+        operationId: "cancelInvoice",
+        summary: "Cancel an invoice",
+        description:
+          "Cancels an invoice that is waiting_for_deposit, payment_confirmation or partially_paid: it becomes `cancelled`, its address goes back to your pool and an `invoice.cancelled` postback follows. Deposits after that are recorded as late (lateAmount), never hidden. Cancelling a cancelled invoice answers it again. No body.",
+        tags: ["Invoices"],
+        security: bearer,
+        parameters: [invoiceIdParam],
+        responses: {
+          "200": {
+            description: "Cancelled: the invoice as it is now.",
+            content: json(ref("InvoiceResponse"), {
+              example: {
+                status: "success",
+                invoice: invoiceExample(base, { status: "cancelled", closedAt: "2026-11-28T09:50:00.000Z" }),
+              },
+            }),
+          },
+          ...errorResponses([...SHOP_ERRORS, "not_found", "invoice_not_cancellable", "conflict"]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/chain-notify": {
+      post: {
+        operationId: "chainNotice",
+        summary: "Chain service notice",
+        description:
+          "Chain-facing: the address service calls it when a deposit to one of our addresses is seen or confirmed; shops never do. We check the HMAC signature (`chain-signature: t=<unix>,v1=<hex HMAC-SHA256 of t.body>`, 300 s window), then read the address again at the service (the notice is only a hint) and update the invoice. A job also polls every open invoice, so a lost notice changes nothing.",
+        tags: ["Provider webhook"],
+        security: [],
+        requestBody: { required: true, content: json(ref("ChainNotice")) },
+        responses: {
+          "200": {
+            description: "Handled (or not news).",
+            content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
+          },
+          ...errorResponses([
+            "invalid_webhook",
+            "not_found",
+            "rate_limited",
+            "conflict",
+            "body_too_large",
+            "internal_error",
+            "provider_error",
+            "provider_timeout",
+          ]),
+        },
+        "x-audience": "provider",
+      },
+    },
+  };
+}
+
+function invoiceWebhooks(opts: OpenApiOptions): Record<string, PathItem> {
+  return {
+    invoicePostback: {
+      post: {
+        operationId: "invoicePostback",
+        summary: "Invoice postback to the shop",
+        description:
+          "Every status change of an invoice (`invoice.payment_confirmation`, `invoice.partially_paid`, `invoice.payment_accepted`, `invoice.finished`, `invoice.expired`, `invoice.cancelled`) is POSTed to the invoice's postback URL (its `postbackUrl`, else your shop's), signed and retried exactly like payment postbacks. `data` is the invoice as GET /api/v1/invoices/{id} answers it.",
+        tags: ["Invoices"],
+        security: [],
+        parameters: postbackHeaders,
+        requestBody: {
+          required: true,
+          content: json(ref("InvoicePostback"), {
+            example: {
+              type: "invoice.payment_accepted",
+              timestamp: "2026-11-28T09:55:00.000Z",
+              data: invoiceExample(opts.publicBaseUrl, { status: "payment_accepted", paidAmount: "12.5" }),
+            },
+          }),
+        },
+        responses: {
+          "2XX": { description: "Acknowledged: no more attempts." },
+          default: { description: "Anything else is retried on the schedule of payment postbacks." },
+        },
+        "x-audience": "shop",
+      },
     },
   };
 }

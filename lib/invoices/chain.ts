@@ -20,11 +20,14 @@ export interface ChainSettings {
 export class ChainClient {
   constructor(readonly settings: ChainSettings) {}
 
-  /** A new address on `network` for a shop's pool; notices about it go to `notifyUrl`. */
-  async createAddress(network: Network, shopId: string, notifyUrl: string): Promise<string> {
-    const res = await this.call("POST", "/addresses", { network, label: shopId, notifyUrl }, NewAddressResponse);
+  /** `count` new addresses on `network` for a shop's pool; notices about them go to `notifyUrl`. */
+  async createAddresses(network: Network, shopId: string, notifyUrl: string, count: number): Promise<string[]> {
+    const res = await this.call("POST", "/addresses", { network, label: shopId, notifyUrl, count }, NewAddressResponse);
     if (res.network !== network) throw new UpstreamError(false, "chain service answered another network");
-    return res.address;
+    if (new Set(res.addresses).size !== res.addresses.length) {
+      throw new UpstreamError(false, "chain service answered the same address twice");
+    }
+    return res.addresses;
   }
 
   /** The deposits the chain shows at an address, with their confirmations. */

@@ -27,7 +27,12 @@ export const AddressState = z.object({
 });
 export type AddressState = z.infer<typeof AddressState>;
 
-export const NewAddressResponse = z.object({ network: NetworkSchema, address: z.string().min(1).max(200) });
+export const NewAddressResponse = z.object({
+  network: NetworkSchema,
+  address: z.string().min(1).max(200),
+  /** Every address made by the call (more than one when a `count` was asked for); `address` is the first. */
+  addresses: z.array(z.string().min(1).max(200)).min(1).max(100),
+});
 
 /** A notice: something happened at an address (a deposit seen or confirmed). A hint; we read the address again. */
 export const ChainNotice = z.object({

@@ -60,22 +60,17 @@ export function confirmationsFinal(network: Network): number {
   return NETWORKS[network].confirmations * FINALITY_FACTOR;
 }
 
-/** Coins and networks as `GET /api/v1/options` lists them. */
+/** Coins and their networks as `GET /api/v1/options` lists them (`crypto.coins`). */
 export function cryptoOptions() {
   return {
     coins: COIN_IDS.map((coin) => ({
-      coin,
+      id: coin,
       networks: COIN_OPTIONS.filter((o) => o.coin === coin).map((o) => ({
-        network: o.network,
+        id: o.network,
         label: o.label,
         decimals: o.decimals,
         confirmations: NETWORKS[o.network].confirmations,
       })),
-    })),
-    networks: NETWORK_IDS.map((id) => ({
-      network: id,
-      label: NETWORKS[id].label,
-      confirmations: NETWORKS[id].confirmations,
     })),
   };
 }

@@ -1,21 +1,19 @@
 import type { AppContext } from "../context.ts";
 import { ConflictError, IdempotencyMismatchError, ValidationError } from "../errors.ts";
-import { getInvoice, getPoolAddressEntries, insertInvoice, listFreeAddresses } from "../db/invoices.ts";
-import type { AddressPick } from "../db/invoices.ts";
+import { getInvoice, insertInvoice } from "../db/invoices.ts";
+import { pickAddress } from "./pool.ts";
 import type { Shop } from "../db/shops.ts";
 import { base64url, randomId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { normalizePostbackUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { parseDecimalAmount } from "./amounts.ts";
-import { type Coin, findCoinOption, type Network } from "./coins.ts";
+import { type Coin, findCoinOption } from "./coins.ts";
 import { createInvoiceSchema } from "./schema.ts";
-import type { Invoice, PoolAddress } from "./types.ts";
+import type { Invoice } from "./types.ts";
 import { type InvoiceView, invoiceView } from "./view.ts";
 
 const IdempotencyKey = text(1, 255);
-/** Free addresses read per try: a random one of them is taken, so concurrent requests rarely pick the same. */
-const FREE_CANDIDATES = 32;
 const MAX_TRIES = 8;
 
 /** Where the chain service sends its notices about our addresses. */
@@ -26,8 +24,9 @@ export function chainNotifyUrl(publicBaseUrl: string): string {
 /**
  * Creates a crypto invoice for a shop: validates the input, picks a free
  * address of the shop's pool on the network (or asks the address service for
- * a new one when none is free, and uses it at once), and stores the invoice
- * holding it in one atomic operation whose checks make the pick exclusive.
+ * new ones when none is free, and uses the first at once), and stores the
+ * invoice holding it in one atomic operation whose checks make the pick
+ * exclusive.
  *
  * Idempotency as init-payment: the shop's `id` (or an Idempotency-Key) names
  * the invoice, whose id is derived from it, so a retry answers the stored
@@ -83,21 +82,28 @@ export async function createInvoice(
     checkAt: Math.min(expiresAt, now + ctx.config.chainPollMs),
   };
   for (let i = 0; i < MAX_TRIES; i++) {
-    const pick = await pickAddress(ctx, shop.id, option.network, now, i);
-    const invoice: Invoice = {
-      ...base,
-      address: pick.kind === "free" ? pick.record.value.address : pick.record.address,
-    };
-    const stored = await insertInvoice(ctx.kv, {
-      invoice,
-      pick,
-      event: {
-        type: "created",
-        at: now,
-        data: { amount: invoice.amount, coin: invoice.coin, network: invoice.network, address: invoice.address },
-      },
-      jobs: { queue: ctx.config.jobsQueue, now },
+    // After half the tries lost to other requests, stop competing for the free addresses.
+    const picked = await pickAddress(ctx, shop.id, option.network, {
+      now,
+      notifyUrl: chainNotifyUrl(ctx.config.publicBaseUrl),
+      fresh: i >= MAX_TRIES / 2,
     });
+    const invoice: Invoice = { ...base, address: picked.address };
+    let stored = false;
+    try {
+      stored = await insertInvoice(ctx.kv, {
+        invoice,
+        pick: picked.pick,
+        event: {
+          type: "created",
+          at: now,
+          data: { amount: invoice.amount, coin: invoice.coin, network: invoice.network, address: invoice.address },
+        },
+        jobs: { queue: ctx.config.jobsQueue, now },
+      });
+    } finally {
+      await picked.done(stored);
+    }
     if (stored) return { invoice: view(invoice), created: true };
     // A copy of this request stored it first: answer that one.
     const winner = name ? await getInvoice(ctx.kv, id) : null;
@@ -105,50 +111,6 @@ export async function createInvoice(
     // Another invoice took the free address we read: try again with what is free now.
   }
   throw new ConflictError("Too many invoices are taking addresses at once; retry.");
-}
-
-/**
- * A free address of the shop's pool, read with its version so taking it is
- * checked; a random one of the first few, so concurrent requests spread out.
- * When none is free (or tries keep colliding), a new one from the service.
- */
-async function pickAddress(
-  ctx: AppContext,
-  shopId: string,
-  network: Network,
-  now: number,
-  attempt: number,
-): Promise<AddressPick> {
-  // After half the tries lost to other requests, stop competing for the free ones.
-  if (attempt < MAX_TRIES / 2) {
-    const free = await listFreeAddresses(ctx.kv, shopId, network, FREE_CANDIDATES);
-    while (free.length) {
-      const [address] = free.splice(Math.floor(Math.random() * free.length), 1);
-      const { record, free: marker } = await getPoolAddressEntries(ctx.kv, shopId, network, address);
-      if (record.value && marker.value && record.value.heldBy === null) {
-        return {
-          kind: "free",
-          record: record as Deno.KvEntry<PoolAddress>,
-          free: marker as Deno.KvEntry<true>,
-        };
-      }
-    }
-  }
-  const address = await ctx.chain.createAddress(network, shopId, chainNotifyUrl(ctx.config.publicBaseUrl));
-  return {
-    kind: "new",
-    record: {
-      address,
-      network,
-      shopId,
-      createdAt: now,
-      heldBy: null,
-      lastInvoiceId: null,
-      lastTakenAt: null,
-      previousInvoiceId: null,
-      uses: 0,
-    },
-  };
 }
 
 function replay(inv: Invoice, requestHash: string): Invoice {

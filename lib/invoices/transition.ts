@@ -5,6 +5,7 @@ import { log } from "../log.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import { canMoveInvoice, invoicePostbackType, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import type { Invoice, InvoiceEvent } from "./types.ts";
+import type { InvoiceStat } from "../db/stats.ts";
 import { invoicePostbackBody } from "./view.ts";
 
 /** What a caller wants done to an invoice, decided from the version just read. */
@@ -74,9 +75,11 @@ export async function updateInvoice(
       })
       : undefined;
     const release = closes ? await getPoolAddressEntry(ctx.kv, inv) : null;
+    const stat = moves ? statFor(inv.status, to) : undefined;
     const saved = await commitInvoiceWrite(ctx.kv, entry as Deno.KvEntry<Invoice>, next, {
       events,
       delivery,
+      stat,
       release: release?.value ? release as Deno.KvEntry<typeof release.value> : undefined,
       audit: change.audit && {
         at: now,
@@ -95,4 +98,22 @@ export async function updateInvoice(
     }
   }
   throw new ConflictError("The invoice is busy; retry.");
+}
+
+/** What a move adds to the stats: a paid invoice once (accepted, or finished without passing accepted), an ending. */
+function statFor(from: InvoiceStatus, to: InvoiceStatus): InvoiceStat | undefined {
+  switch (to) {
+    case "payment_accepted":
+      return "invoice_paid";
+    case "finished":
+      return from === "payment_accepted" ? undefined : "invoice_paid";
+    case "expired":
+      return "invoice_expired";
+    case "cancelled":
+      return "invoice_cancelled";
+    case "waiting_for_deposit":
+    case "payment_confirmation":
+    case "partially_paid":
+      return undefined;
+  }
 }

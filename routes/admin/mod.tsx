@@ -7,6 +7,7 @@ import { shopRoutes } from "./shops.tsx";
 import { shopSigningRoutes } from "./shop_signing.tsx";
 import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
+import { invoiceRoutes } from "./invoices.tsx";
 import { auditRoutes } from "./audit.tsx";
 import { statsRoutes } from "./stats.tsx";
 import { accountRoutes, operationRoutes, routingRoutes } from "./accounts.tsx";
@@ -30,6 +31,7 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/payments.csv", paymentCsvRoute(ctx));
   app.route("/payments", paymentRoutes(ctx));
   app.route("/deliveries", deliveryRoutes(ctx));
+  app.route("/invoices", invoiceRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
   app.route("/stats", statsRoutes(ctx));
   app.route("/accounts", accountRoutes(ctx));

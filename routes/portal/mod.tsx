@@ -8,7 +8,15 @@ import { getShop } from "../../lib/db/shops.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { getShopPayment } from "../../lib/payments/query.ts";
-import { listScopedDeliveries, listScopedPayments, loadScopedStats, scopedPaymentsCsv } from "../../lib/console.ts";
+import {
+  describeScopedInvoice,
+  listScopedDeliveries,
+  listScopedInvoices,
+  listScopedPayments,
+  loadScopedStats,
+  scopedPaymentsCsv,
+} from "../../lib/console.ts";
+import { InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
 import { Page, renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
@@ -26,6 +34,7 @@ const NAV = [
   ["/portal", "Stats"],
   ["/portal/payments", "Payments"],
   ["/portal/forms", "Forms"],
+  ["/portal/invoices", "Invoices"],
   ["/portal/deliveries", "Postbacks"],
 ] as const;
 
@@ -109,6 +118,21 @@ export function portalRoutes(ctx: AppContext) {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="payments.csv"`,
     });
+  });
+
+  app.get("/invoices", async (c) => {
+    // The console's list and pool, scoped to the session's shop whatever the query says.
+    const list = await listScopedInvoices(ctx, { shopId: c.var.portal.shopId }, c.req.query(), { limit: 100 });
+    return c.html(layout(c, "Invoices", <InvoicesList {...list} basePath="/portal/invoices" />));
+  });
+
+  app.get("/invoices/:id", async (c) => {
+    const info = await describeScopedInvoice(ctx, { shopId: c.var.portal.shopId }, c.req.param("id"));
+    return c.html(layout(
+      c,
+      "Invoice",
+      <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/portal/invoices" canCancel={false} />,
+    ));
   });
 
   app.get("/payments/:id", async (c) => {
