@@ -1,5 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { Page } from "./html.tsx";
+import { Island } from "./island.tsx";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { currencyExponent, formatAmount } from "../lib/money.ts";
 import type { Shop } from "../lib/db/shops.ts";
@@ -314,10 +315,11 @@ export function EmbedSnippet(props: { url: string }) {
   return (
     <div class="card">
       <p>
-        Link: <code>{props.url}</code>
+        Link: <code>{props.url}</code> <Island name="CopyButton" props={{ text: props.url, label: "Copy link" }} />
       </p>
       <p>Or show it on your site (the site must be listed under the shop's embedding sites):</p>
       <pre class="snippet"><code>{iframe}</code></pre>
+      <Island name="CopyButton" props={{ text: iframe, label: "Copy iframe code" }} />
     </div>
   );
 }

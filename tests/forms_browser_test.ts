@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { freePort, startTestApp } from "../fixtures/app.ts";
 import { setEmbedOrigins } from "../lib/shops.ts";
+import { createPortalLink } from "../lib/auth/portal.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
@@ -95,6 +96,34 @@ Deno.test({
         await page.waitForURL(/\/sandbox\/bansky\//);
         assert.equal(await sideways(page), 0);
       });
+      await t.step(
+        "shop staff create a form and disable it in the portal on a phone; disabling asks first",
+        async () => {
+          // Chromium only keeps Secure (__Host-) cookies over plain http on "localhost".
+          const base = app.baseUrl.replace("127.0.0.1", "localhost");
+          const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "ops@example.com"));
+          await page.goto(base + link.pathname + link.search);
+          await page.getByRole("button", { name: "Continue" }).click();
+          await page.waitForURL(`${base}/portal`);
+          await page.getByRole("navigation").getByRole("link", { name: "Forms" }).click();
+          await page.getByLabel("Title").fill("Summer camp deposit for the whole family, paid in two parts");
+          await page.getByLabel("Amount (optional)").fill("150.00");
+          await page.getByLabel("Currency, fiat (optional)").fill("EUR");
+          await page.getByRole("button", { name: "Create form" }).click();
+          await page.getByText("Form created").waitFor();
+          assert.equal(await sideways(page), 0, "the list and the embed snippet fit the phone");
+        await page.getByRole("button", { name: "Copy link" }).waitFor();
+          await page.screenshot({ path: `${ARTIFACTS}/forms-04-portal.png`, fullPage: true });
+          let asked = "";
+          page.once("dialog", (d) => {
+            asked = d.message();
+            d.accept();
+          });
+          await page.getByRole("button", { name: "Disable" }).first().click();
+          await page.getByText(/disabled\.$/).first().waitFor();
+          assert.match(asked, /Disable the form "Summer camp deposit/);
+        },
+      );
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();
