@@ -112,7 +112,7 @@ Deno.test({
           await page.getByRole("button", { name: "Create form" }).click();
           await page.getByText("Form created").waitFor();
           assert.equal(await sideways(page), 0, "the list and the embed snippet fit the phone");
-        await page.getByRole("button", { name: "Copy link" }).waitFor();
+          await page.getByRole("button", { name: "Copy link" }).waitFor();
           await page.screenshot({ path: `${ARTIFACTS}/forms-04-portal.png`, fullPage: true });
           let asked = "";
           page.once("dialog", (d) => {
