@@ -11,6 +11,8 @@ import { JobRunner } from "./lib/jobs.ts";
 import { adapterFor, ProviderRegistry } from "./lib/providers/registry.ts";
 import { type BanskyCredentials, DEFAULT_ACCOUNT_ID, type ProviderAccount } from "./lib/accounts/types.ts";
 import { Sandbox, type SandboxKnobs } from "./sandbox/bansky.tsx";
+import { type ChainKnobs, ChainSimulator } from "./sandbox/chain.ts";
+import { ChainClient } from "./lib/invoices/chain.ts";
 import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
 import { createApp } from "./routes/mod.tsx";
 
@@ -19,6 +21,8 @@ export interface ServerParts {
   ctx: AppContext;
   runner: JobRunner;
   sandbox?: Sandbox;
+  /** The built-in chain simulator, when no chain service is configured. */
+  chainSimulator?: ChainSimulator;
   demo?: DemoShop;
   integrations: Record<string, string>;
   close(): Promise<void>;
@@ -37,7 +41,7 @@ interface SandboxCredentials {
 export async function createServer(
   config: Config,
   kv: Deno.Kv,
-  opts: { resolve?: Resolver; sandboxKnobs?: Partial<SandboxKnobs> } = {},
+  opts: { resolve?: Resolver; sandboxKnobs?: Partial<SandboxKnobs>; chainKnobs?: Partial<ChainKnobs> } = {},
 ): Promise<ServerParts> {
   // Loopback address for calls to ourselves (the embedded sandbox, the demo shop).
   const selfUrl = `http://127.0.0.1:${config.port}`;
@@ -53,6 +57,18 @@ export async function createServer(
     sandbox = new Sandbox({ ...creds, publicUrl: `${config.publicBaseUrl}/sandbox/bansky`, knobs: opts.sandboxKnobs });
     credentials = { provider: "bansky", apiUrl: `${selfUrl}/sandbox/bansky`, ...creds };
   }
+  // The chain service behind invoices: the configured one, or the simulator mounted at /sandbox/chain.
+  let chainSimulator: ChainSimulator | undefined;
+  let chainCredentials = config.chain;
+  if (!chainCredentials) {
+    const creds = (await initSetting<SandboxCredentials>(kv, "chain_sandbox_credentials", {
+      apiToken: randomId("chn_token"),
+      webhookSecret: randomId("chn_whsec"),
+    })).value;
+    chainSimulator = new ChainSimulator({ ...creds, knobs: opts.chainKnobs });
+    chainCredentials = { apiUrl: `${selfUrl}/sandbox/chain`, ...creds };
+  }
+  const chain = new ChainClient({ ...chainCredentials, timeoutMs: config.providerTimeoutMs });
   // The environment's Bansky settings (or the sandbox's) are the default account, so existing set-ups keep working.
   const startedAt = Date.now();
   const defaultAccount: ProviderAccount = {
@@ -93,6 +109,7 @@ export async function createServer(
     sessionKey: new TextEncoder().encode(sessionSecret),
     paymentIdKey: new TextEncoder().encode(paymentIdSecret),
     kick: () => {},
+    chain,
     analytics: await createAnalytics(config),
     metrics,
   };
@@ -105,11 +122,14 @@ export async function createServer(
 
   const demo = config.demo ? await ensureDemoShop(ctx) : undefined;
   if (config.demo) await ensureDemoOperator(ctx);
-  const app = createApp(ctx, { sandbox, demo: demo ? { shop: demo, selfUrl } : undefined });
+  const app = createApp(ctx, { sandbox, chainSimulator, demo: demo ? { shop: demo, selfUrl } : undefined });
   const integrations = {
     provider: config.bansky
       ? `Bansky at ${new URL(config.bansky.apiUrl).host}`
       : "built-in Bansky sandbox at /sandbox/bansky",
+    chain: config.chain
+      ? `chain service at ${new URL(config.chain.apiUrl).host}`
+      : "built-in chain simulator at /sandbox/chain",
     jobs: config.jobsQueue ? "KV queue + cron sweep" : "cron sweep only (JOBS_QUEUE=off)",
     localUrls: config.allowLocalUrls ? "allowed (development)" : "refused",
     demo: demo ? "on at /demo" : "off",
@@ -126,10 +146,12 @@ export async function createServer(
     ctx,
     runner,
     sandbox,
+    chainSimulator,
     demo,
     integrations,
     async close() {
       sandbox?.close();
+      chainSimulator?.close();
       await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
     },
   };

@@ -8,6 +8,8 @@
  *   POST /api/v1/payments/{id}/refunds  the same shape: bare Deno.serve + one fetch to the sandbox's refund
  *                              endpoint + one atomic commit of the refund. The provider reference comes from
  *                              memory (kept when the floor created the payment), so not even a read.
+ *   POST /api/v1/invoices      bare Deno.serve + one atomic commit of the invoice (no address service call: the
+ *                              app's pool hands out a stored address for most invoices).
  *
  * No routing library, no middleware, no auth, no validation, no logging. It
  * stores the same kind of record the app does (the request plus the
@@ -92,6 +94,15 @@ async function refund(req: Request, paymentId: string): Promise<Response> {
   return Response.json({ status: "success", refund: record }, { status: 201 });
 }
 
+async function invoice(req: Request): Promise<Response> {
+  const request = await req.json();
+  // Our ids' shape and length (inv_ + 22 characters).
+  const id = `inv_${crypto.randomUUID().replaceAll("-", "").slice(0, 22)}`;
+  const record = { id, request, status: "waiting_for_deposit", address: `T${id}`, createdAt: Date.now() };
+  await kv.atomic().check({ key: ["invoices", id], versionstamp: null }).set(["invoices", id], record).commit();
+  return Response.json({ status: "success", invoice: record }, { status: 201 });
+}
+
 const REFUND_PATH = /^\/api\/v1\/payments\/([^/]+)\/refunds$/;
 
 Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, (req) => {
@@ -100,5 +111,6 @@ Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, (req) => {
   if (refundOf) return refund(req, decodeURIComponent(refundOf[1]));
   if (req.method === "GET" && url.pathname === "/integration/pay") return pay(url);
   if (req.method === "POST" && url.pathname === "/api/v1/init-payment") return initPayment(req);
+  if (req.method === "POST" && url.pathname === "/api/v1/invoices") return invoice(req);
   return new Response("not found", { status: 404 });
 });

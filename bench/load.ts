@@ -22,7 +22,9 @@ export type RequestKind =
    */
   | { kind: "init"; apiKey: string; txPrefix: string; noShopId?: boolean; postbackUrl?: string }
   /** POST /api/v1/payments/{id}/refunds of 1 minor unit, cycling through the paid payment ids in `idsFile`. */
-  | { kind: "refund"; apiKey: string; idsFile: string };
+  | { kind: "refund"; apiKey: string; idsFile: string }
+  /** POST /api/v1/invoices with a fresh shop invoice id per request. */
+  | { kind: "invoice"; apiKey: string; txPrefix: string };
 
 export interface ClosedSpec {
   mode: "closed";
@@ -143,6 +145,7 @@ function requestMaker(spec: ClosedSpec): () => Uint8Array {
     return () => requests[i++ % requests.length];
   }
   let n = 0;
+  if (r.kind === "invoice") return () => encodeRequest(host, invoiceRequest(r.apiKey, `${r.txPrefix}-${n++}`));
   return () => encodeRequest(host, initRequest(r.apiKey, r.noShopId ? null : `${r.txPrefix}-${n++}`, r.postbackUrl));
 }
 
@@ -157,6 +160,16 @@ function refundRequest(apiKey: string, paymentId: string): Http1Request {
     path: `/api/v1/payments/${encodeURIComponent(paymentId)}/refunds`,
     headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
     body: JSON.stringify({ amount: 1 }),
+  };
+}
+
+/** A crypto invoice as a shop creates one: its own id, a coin on a network and a decimal amount. */
+function invoiceRequest(apiKey: string, shopInvoiceId: string): Http1Request {
+  return {
+    method: "POST",
+    path: "/api/v1/invoices",
+    headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ id: shopInvoiceId, coin: "USDT", network: "tron", amount: "19.99", title: "Order" }),
   };
 }
 

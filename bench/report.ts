@@ -25,6 +25,7 @@ export interface BenchResults {
   machine: string;
   pay: ThroughputResult;
   init: ThroughputResult;
+  invoice: ThroughputResult;
   refund: ThroughputResult;
   webhook: WebhookResult;
   /** The same at a peak rate. */
@@ -93,6 +94,7 @@ function rows(r: BenchResults): Row[] {
   return [
     throughput(r.pay),
     throughput(r.init),
+    throughput(r.invoice),
     throughput(r.refund),
     ...latency(w, `p99 < ${WEBHOOK_P99_TARGET_MS} ms, none lost`, w.p99Ms < WEBHOOK_P99_TARGET_MS),
     ...latency(
@@ -184,6 +186,7 @@ function detailLines(r: BenchResults): string[] {
   return [
     t(r.pay),
     t(r.init),
+    t(r.invoice),
     t(r.refund),
     `Webhook → postback: max ${fmtMs(w.maxMs)} ms; sandbox refused ${w.sendErrors} settlements; generator lag ≤ ${
       fmtMs(w.generatorLagMs)
@@ -222,6 +225,7 @@ export function noiseLine(r: BenchResults): string {
   const all = [
     ...r.pay.foreign,
     ...r.init.foreign,
+    ...r.invoice.foreign,
     ...r.refund.foreign,
     r.webhook.foreign ?? 0,
     r.drain.foreign ?? 0,
@@ -232,6 +236,7 @@ export function noiseLine(r: BenchResults): string {
     [
       rounds("pay", r.pay.foreign),
       rounds("init", r.init.foreign),
+      rounds("invoice", r.invoice.foreign),
       rounds("refund", r.refund.foreign),
       single("webhook", r.webhook.foreign),
       single("drain", r.drain.foreign),
@@ -318,6 +323,12 @@ to it, which cancels out the machine and the load generator.
   now pins), so on 2.9.5 both open a connection per provider call. The app adds Hono middleware, API-key authentication, validation, idempotency on the
   shop's transaction id, the provider adapter, and the indexes, activity entry and counters it writes with the payment.
   Requests carry a fresh shop transaction id each.
+- **\`POST /api/v1/invoices\`**: bare \`Deno.serve\`, read the JSON body, one atomic commit of the invoice. The app adds
+  Hono middleware, API-key authentication, validation (the coin and network, the decimal amount parsed to base units),
+  idempotency on the shop's invoice id (one read), picking a free deposit address of the shop's pool (listed in batches
+  per process) and the invoice with its address, indexes, timeline, activity entry, counters and polling job in one
+  commit, shared with concurrent invoices. When the pool has nothing free, the app asks the built-in chain simulator
+  for a batch of addresses over HTTP and uses the first at once. Requests carry a fresh shop invoice id each.
 - **\`POST /api/v1/payments/{id}/refunds\`**: the same shape as init-payment's floor: bare \`Deno.serve\`, read the JSON
   body, one \`fetch\` to the sandbox's refund endpoint, one atomic commit of the refund. It takes the provider reference
   from memory (kept when it created the payment), so it does not even read the payment. Each refund is of 1 minor unit,

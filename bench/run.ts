@@ -98,6 +98,14 @@ try {
   };
   const payFiles = { app: idsFile("app", appIds.slice(-payCount)), floor: idsFile("floor", floorIds.slice(-payCount)) };
 
+  log("POST /api/v1/invoices");
+  const invoice = await compareThroughput(stack, profile, {
+    endpoint: "POST /api/v1/invoices",
+    target: 0.6,
+    expectStatus: 201,
+    request: () => ({ kind: "invoice", apiKey: stack!.shop.apiKey, txPrefix: `inv-${crypto.randomUUID()}` }),
+  }, driver);
+
   log("GET /integration/pay");
   const pay = await compareThroughput(stack, profile, {
     endpoint: "GET /integration/pay",
@@ -171,6 +179,7 @@ try {
     machine: machineInfo(),
     pay,
     init,
+    invoice,
     refund,
     webhook,
     webhookPeak,

@@ -4,6 +4,8 @@ const CONSOLE_NAV: readonly (readonly [string, string])[] = [
   ["/admin", "Overview"],
   ["/admin/shops", "Shops"],
   ["/admin/payments", "Payments"],
+  ["/admin/forms", "Forms"],
+  ["/admin/invoices", "Invoices"],
   ["/admin/deliveries", "Deliveries"],
   ["/admin/accounts", "Accounts"],
   ["/admin/operations", "Operations"],

@@ -22,6 +22,13 @@ const EnvSchema = z.object({
   BANSKY_WEBHOOK_SECRET: optionalText,
   // The organisation behind the default account (e.g. its BIN), shown in the operation log.
   BANSKY_ORG_ID: optionalText,
+  // The address and chain service behind crypto invoices; unset = the built-in chain simulator at /sandbox/chain.
+  CHAIN_API_URL: z.url({ protocol: /^https?$/ }).optional(),
+  CHAIN_API_TOKEN: optionalText,
+  CHAIN_WEBHOOK_SECRET: optionalText,
+  // How often open invoices are read again at the chain, whatever its notices say.
+  CHAIN_POLL_INTERVAL_S: z.coerce.number().int().min(1).max(3600).default(30),
+  INVOICE_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(3600),
   DEV_ALLOW_LOCAL_URLS: flag.optional(),
   JOBS_QUEUE: z.enum(["on", "off"]).optional(),
   JOBS_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).optional(),
@@ -65,6 +72,12 @@ export interface BanskyConfig {
   webhookSecret: string;
 }
 
+export interface ChainConfig {
+  apiUrl: string;
+  apiToken: string;
+  webhookSecret: string;
+}
+
 export interface Config {
   port: number;
   hostname: string;
@@ -75,6 +88,12 @@ export interface Config {
   bansky?: BanskyConfig;
   /** The default account's organisation id (BANSKY_ORG_ID), shown in the operation log. */
   defaultOrgId: string;
+  /** Set when a chain service is configured; undefined means the built-in chain simulator. */
+  chain?: ChainConfig;
+  /** How often open invoices are read again at the chain, in ms. */
+  chainPollMs: number;
+  /** How long an invoice waits for a deposit when the request gives no `expiresIn`, in ms. */
+  invoiceTtlMs: number;
   allowLocalUrls: boolean;
   jobsQueue: boolean;
   sweepIntervalMs?: number;
@@ -190,6 +209,20 @@ export function loadConfig(env: Env): Config {
       shopDashboardId: e.METABASE_SHOP_DASHBOARD_ID!,
     }
     : undefined;
+  const chainParts = [e.CHAIN_API_URL, e.CHAIN_API_TOKEN, e.CHAIN_WEBHOOK_SECRET];
+  const chainCount = chainParts.filter(Boolean).length;
+  if (chainCount > 0 && chainCount < 3) {
+    throw new ConfigError(
+      "Invalid configuration:\n  CHAIN_API_URL, CHAIN_API_TOKEN and CHAIN_WEBHOOK_SECRET must be set together",
+    );
+  }
+  const chain = chainCount === 3
+    ? {
+      apiUrl: e.CHAIN_API_URL!.replace(/\/+$/, ""),
+      apiToken: e.CHAIN_API_TOKEN!,
+      webhookSecret: e.CHAIN_WEBHOOK_SECRET!,
+    }
+    : undefined;
   const { bigquery, analytics } = analyticsConfig(e);
   return {
     metabase,
@@ -201,6 +234,9 @@ export function loadConfig(env: Env): Config {
     kvPath: e.DENO_KV_PATH ?? (onDeploy ? undefined : "./data/kv.sqlite3"),
     bansky,
     defaultOrgId: e.BANSKY_ORG_ID ?? "",
+    chain,
+    chainPollMs: e.CHAIN_POLL_INTERVAL_S * 1000,
+    invoiceTtlMs: e.INVOICE_TTL_S * 1000,
     // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set or on Deploy.
     allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? (!bansky && !onDeploy),
     // Deno Deploy has no KV queues: the cron sweep alone runs jobs there.

@@ -11,6 +11,12 @@ import {
 } from "./payments/search.ts";
 import { type DailyPoint, dailySeries } from "./stats.ts";
 import type { Delivery } from "./relay/types.ts";
+import { createShopForm, disableForm, listForms } from "./forms/mod.ts";
+import type { PaymentForm } from "./forms/types.ts";
+import { getShop } from "./db/shops.ts";
+import { isCurrency, parseAmount } from "./money.ts";
+import { ValidationError } from "./errors.ts";
+import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
 
 /**
  * Who is looking: an operator sees every shop, a shop's portal only its own.
@@ -79,4 +85,86 @@ export function listScopedDeliveries(
   opts: { shopId?: string } = {},
 ): Promise<Delivery[]> {
   return listAttentionDeliveries(ctx.kv, { shopId: shopOf(scope) ?? opts.shopId, limit: 200 });
+}
+
+/** The forms within the scope, newest first. */
+export function listScopedForms(ctx: AppContext, scope: Scope): Promise<PaymentForm[]> {
+  return listForms(ctx, shopOf(scope));
+}
+
+/**
+ * Creates a form from the console's or the portal's fields: the shop is the
+ * portal's own (an operator picks one), and an amount typed in major units
+ * becomes the API's minor units, so both pages share the API's validation.
+ */
+export async function createScopedForm(
+  ctx: AppContext,
+  scope: Scope,
+  fields: Record<string, string>,
+  opts: { actor: string },
+): Promise<PaymentForm> {
+  const shopId = shopOf(scope) ?? fields.shopId ?? "";
+  const shop = shopId ? await getShop(ctx.kv, shopId) : null;
+  if (!shop) throw new ValidationError("The form is invalid.", { shopId: "pick a shop" });
+  return await createShopForm(ctx, shop, formRequestFromFields(fields), opts);
+}
+
+/** Disables a form within the scope; a portal naming another shop's form finds nothing. */
+export function disableScopedForm(ctx: AppContext, scope: Scope, formId: string, opts: { actor: string }) {
+  return disableForm(ctx, formId, { actor: opts.actor, shopId: shopOf(scope) });
+}
+
+/** The HTML create form's fields as the API's body: empty fields are left out (the buyer fills them). */
+export function formRequestFromFields(f: Record<string, string>): Record<string, unknown> {
+  const given = (name: string) => (f[name] ?? "").trim() || undefined;
+  const body: Record<string, unknown> = { kind: given("kind") ?? "fiat", title: given("title") ?? "" };
+  const description = given("description");
+  if (description) body.description = description;
+  const amount = given("amount");
+  if (body.kind === "crypto") {
+    for (const name of ["coin", "network"] as const) if (given(name)) body[name] = given(name);
+    if (amount) body.amount = amount;
+    return body;
+  }
+  const currency = given("currency")?.toUpperCase();
+  if (currency) body.currency = currency;
+  if (amount) {
+    // The API takes minor units; people type major ones, so the currency decides the conversion.
+    if (!currency || !isCurrency(currency)) {
+      throw new ValidationError("The form is invalid.", {
+        currency: currency ? "is not an ISO 4217 currency" : "is required with a fixed amount",
+      });
+    }
+    const minor = parseAmount(amount, currency);
+    if (minor === null) {
+      throw new ValidationError("The form is invalid.", {
+        amount: `must be an amount above 0 such as 10 or 10.50, with at most the decimals of ${currency}`,
+      });
+    }
+    body.amount = minor;
+  }
+  return body;
+}
+
+/** The invoices page: newest invoices in the scope and, for one shop, its address pool by network. */
+export async function listScopedInvoices(
+  ctx: AppContext,
+  scope: Scope,
+  query: Record<string, string | undefined>,
+  opts: { limit: number },
+) {
+  // An operator may narrow to a shop (the pool is per shop); a portal is always its own shop.
+  const asked = query.shopId?.slice(0, 64) || undefined;
+  const shopId = shopOf(scope) ?? asked ?? null;
+  const [invoices, pool, shops] = await Promise.all([
+    listInvoicesFor(ctx, shopId, opts.limit),
+    shopId ? describePool(ctx, shopId) : undefined,
+    scope === "operator" ? listShops(ctx.kv) : undefined,
+  ]);
+  return { invoices, pool, shops, shopId: scope === "operator" ? shopId : null };
+}
+
+/** One invoice with its timeline and postbacks; another shop's is not found from a portal. */
+export function describeScopedInvoice(ctx: AppContext, scope: Scope, id: string) {
+  return describeInvoice(ctx, id, shopOf(scope) ?? null);
 }

@@ -4,6 +4,7 @@ import type { JobMessage } from "./db/jobs.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ProviderRegistry } from "./providers/registry.ts";
 import type { Resolver } from "./relay/url_guard.ts";
+import type { ChainClient } from "./invoices/chain.ts";
 
 /** What domain code needs from the outside world, built once in main.ts (or by a test). */
 export interface AppContext {
@@ -19,6 +20,8 @@ export interface AppContext {
   paymentIdKey: Uint8Array<ArrayBuffer>;
   /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
   kick: (msg: JobMessage, delayMs?: number) => void;
+  /** The address and chain service behind crypto invoices (the chain simulator when none is configured). */
+  chain: ChainClient;
   /** The BigQuery export, when BIGQUERY_* is configured. */
   analytics?: Analytics;
   /** Prometheus metrics, kept only when METRICS_TOKEN is set. */

@@ -82,6 +82,8 @@ export const ID_PATTERNS = {
   key: "key_[A-Za-z0-9_-]{22}",
   refund: "re_[A-Za-z0-9_-]{22}",
   account: "pa_[A-Za-z0-9_-]{22}",
+  form: "form_[A-Za-z0-9_-]{22}",
+  invoice: "inv_[A-Za-z0-9_-]{22}",
 } as const;
 
 const ID_REGEXPS = Object.fromEntries(

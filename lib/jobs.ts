@@ -5,12 +5,19 @@ import { describeError, log } from "./log.ts";
 import { relayPool } from "./relay/pool.ts";
 import { runRefundJob } from "./refunds/settle.ts";
 import { runPaymentCheck } from "./payments/janitor.ts";
+import { runInvoiceCheck } from "./invoices/deposits.ts";
 
 /**
  * Jobs a sweep has running at once, by kind. Postbacks go to the relay pool, which sets the real limits (in
  * total and per destination); the sweep only keeps it fed, so this bounds how many it holds in memory.
  */
-const SWEEP_CONCURRENCY: Record<JobKind, number> = { postback: 4_000, analytics: 32, payment_check: 32, refund: 32 };
+const SWEEP_CONCURRENCY: Record<JobKind, number> = {
+  postback: 4_000,
+  analytics: 32,
+  payment_check: 32,
+  refund: 32,
+  invoice_check: 32,
+};
 /** Longer waits are left to the sweep, which survives restarts. */
 const MAX_KICK_DELAY_MS = 60_000;
 
@@ -24,6 +31,7 @@ const handlers = {
   analytics: runAnalyticsExport,
   payment_check: runPaymentCheck,
   refund: runRefundJob,
+  invoice_check: runInvoiceCheck,
 } satisfies Record<JobKind, Handler>;
 
 /**

@@ -32,6 +32,8 @@ export interface PeriodSummary {
   refunds: number;
   /** Refunded volume per currency in minor units. */
   refunded: Record<string, number>;
+  /** Crypto invoices created in the period, and how many were paid, expired or were cancelled in it. */
+  invoices: { created: number; paid: number; expired: number; cancelled: number };
 }
 
 export function summarize(rows: StatRow[]): PeriodSummary {
@@ -66,6 +68,12 @@ export function summarize(rows: StatRow[]): PeriodSummary {
     meanSecondsToPay: succeeded ? Math.round(payMs / succeeded / 1000) : null,
     refunds: sum("refund"),
     refunded,
+    invoices: {
+      created: sum("invoice_created"),
+      paid: sum("invoice_paid"),
+      expired: sum("invoice_expired"),
+      cancelled: sum("invoice_cancelled"),
+    },
   };
 }
 

@@ -8,6 +8,7 @@ import { healthRoutes } from "./health.ts";
 import { countRequests, metricsRoutes } from "./metrics.ts";
 import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../sandbox/bansky.tsx";
+import type { ChainSimulator } from "../sandbox/chain.ts";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
 import { adminApiV1Routes } from "./api/admin/v1.ts";
 import { limitBodies } from "./_body_limit.ts";
@@ -25,11 +26,15 @@ import { portalRoutes } from "./portal/mod.tsx";
 import { publicDocsRoutes } from "./docs/mod.tsx";
 import { checkoutPageRoutes } from "./checkout/mod.tsx";
 import { checkoutScriptRoutes } from "./checkout/script.ts";
+import { formPageRoutes } from "./forms/mod.tsx";
+import { invoicePageRoutes } from "./invoices/mod.tsx";
 import type { Context, MiddlewareHandler } from "hono";
 
 export interface AppOptions {
   /** The embedded provider sandbox, mounted at /sandbox/bansky. */
   sandbox?: Sandbox;
+  /** The embedded chain simulator, mounted at /sandbox/chain. */
+  chainSimulator?: ChainSimulator;
   demo?: { shop: DemoShop; selfUrl: string };
 }
 
@@ -89,10 +94,14 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/static", staticRoutes());
   app.route("/admin", consoleRoutes(ctx));
   app.route("/portal", portalRoutes(ctx));
+  // Buyers' form pages: outside the console's cookie CSRF (a framed form has no cookies); a signed token instead.
+  app.route("/forms", formPageRoutes(ctx));
+  app.route("/invoices", invoicePageRoutes(ctx));
   // Public documentation at /docs and the OpenAPI document at /openapi.json.
   app.route("/", publicDocsRoutes({ maxAmount: ctx.config.maxAmount, publicBaseUrl: ctx.config.publicBaseUrl }));
   app.route("/internal", internalDocsBehindSignIn(ctx));
   app.route("/checkout", checkoutPageRoutes(ctx));
+  if (opts.chainSimulator) app.route("/sandbox/chain", opts.chainSimulator.app);
   if (opts.demo) app.route("/demo", demoRoutes(ctx, opts.demo.shop, opts.demo.selfUrl));
 
   app.notFound((c) => {
@@ -123,7 +132,7 @@ const noStore: MiddlewareHandler = async (c, next) => {
 
 /** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 function isPagePath(path: string): boolean {
-  return /^\/(admin|portal|internal|docs|demo|integration)(\/|$)/.test(path);
+  return /^\/(admin|portal|internal|docs|demo|integration|forms|invoices)(\/|$)/.test(path);
 }
 
 /** A message page; inside the console, for a signed-in operator, with the console's menu around it. */

@@ -5,8 +5,14 @@
  * BANSKY_WEBHOOK_SECRET set to the same values as here. SANDBOX_MERCHANTS adds
  * merchant accounts for routing (`name:token:webhookSecret`, comma-separated);
  * create a provider account for each with the same token and secret.
+ *
+ * The chain simulator (crypto invoices) answers under /chain on the same port:
+ * point the app at it with CHAIN_API_URL=http://127.0.0.1:8001/chain and
+ * CHAIN_API_TOKEN / CHAIN_WEBHOOK_SECRET set to the same values as here.
  */
+import { Hono } from "hono";
 import { Sandbox } from "./bansky.tsx";
+import { ChainSimulator } from "./chain.ts";
 
 const port = Number(Deno.env.get("SANDBOX_PORT") ?? 8001);
 const hostname = Deno.env.get("SANDBOX_HOSTNAME") ?? "127.0.0.1";
@@ -36,8 +42,15 @@ const sandbox = new Sandbox({
     asyncRefunds: Deno.env.get("SANDBOX_ASYNC_REFUNDS") === "1",
   },
 });
+const chain = new ChainSimulator({
+  apiToken: Deno.env.get("CHAIN_SANDBOX_API_TOKEN") ?? "chain-sandbox-token",
+  webhookSecret: Deno.env.get("CHAIN_SANDBOX_WEBHOOK_SECRET") ?? "chain-sandbox-webhook-secret",
+  knobs: { dropNotices: Deno.env.get("CHAIN_SANDBOX_DROP_NOTICES") === "1" },
+});
+// The chain first: the Bansky sandbox answers everything else at the root, as it always has.
+const app = new Hono().route("/chain", chain.app).route("/", sandbox.app);
 Deno.serve({
   port,
   hostname,
-  onListen: ({ port }) => console.log(JSON.stringify({ msg: "Bansky sandbox listening", port })),
-}, sandbox.app.fetch);
+  onListen: ({ port }) => console.log(JSON.stringify({ msg: "Bansky sandbox and chain simulator listening", port })),
+}, app.fetch);

@@ -259,7 +259,7 @@ Deno.test("[accounts] credentials are never shown back, audited or listed; a rot
   });
 });
 
-Deno.test("[options] GET /api/v1/options lists the fiat currencies the shop's routes accept, and no crypto coins yet", async () => {
+Deno.test("[options] GET /api/v1/options lists the fiat currencies the shop's routes accept, and the coins invoices take", async () => {
   await withApp({}, async (app) => {
     const options = async () => {
       const res = await api(app, app.shop.apiKey, "GET", "/options");
@@ -269,7 +269,7 @@ Deno.test("[options] GET /api/v1/options lists the fiat currencies the shop's ro
     const open = await options();
     assert.ok(open.fiat.currencies.includes("EUR") && open.fiat.currencies.includes("JPY"), "the default takes any");
     assert.deepEqual(open.fiat.currencies, [...open.fiat.currencies].sort());
-    assert.deepEqual(open.crypto.coins, []);
+    assert.deepEqual(open.crypto.coins.map((c) => c.id), ["USDT", "BTC", "ETH"]);
 
     const kzt = await bansky(app, "orgA", { currencies: ["KZT"] });
     const usd = await bansky(app, "orgB", { currencies: ["USD", "EUR"] });

@@ -57,6 +57,7 @@ function results(drainRate: number, peer: PeerResult, lost = 0): BenchResults {
     machine: "test machine",
     pay: throughput("GET /integration/pay"),
     init: throughput("POST /api/v1/init-payment"),
+    invoice: throughput("POST /api/v1/invoices"),
     refund: throughput("POST /api/v1/payments/{id}/refunds"),
     webhook,
     webhookPeak: { ...webhook, rate: 200 },

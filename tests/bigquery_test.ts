@@ -10,9 +10,9 @@ import { analyticsStatus, backfillAnalytics, createAnalytics } from "../lib/anal
 import { loadConfig } from "../lib/config.ts";
 import { listActivity } from "../lib/db/activity.ts";
 
-/** The activity entries that become payment_events rows (provider calls go to provider_operations). */
+/** The activity entries that become payment_events rows (provider calls and invoices have their own tables). */
 async function paymentActivity(kv: Deno.Kv, opts: { limit: number }) {
-  return (await listActivity(kv, opts)).filter((e) => e.ref.kind !== "operation");
+  return (await listActivity(kv, opts)).filter((e) => e.ref.kind !== "operation" && e.ref.kind !== "invoice");
 }
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { JobRunner } from "../lib/jobs.ts";
@@ -26,6 +26,7 @@ import {
   startBigQueryFake,
   validateRow,
 } from "../fixtures/bigquery_fake.ts";
+import { chainApi, createTestInvoice } from "../fixtures/invoices.ts";
 import {
   type AppProcess,
   buyerSettles,
@@ -126,9 +127,13 @@ Deno.test({
         "table test-project.aimbrella_test.payments created",
         "table test-project.aimbrella_test.payment_events created",
         "table test-project.aimbrella_test.provider_operations created",
+        "table test-project.aimbrella_test.invoices created",
+        "table test-project.aimbrella_test.invoice_deposits created",
         "view test-project.aimbrella_test.payments_latest created",
         "view test-project.aimbrella_test.payment_events_unique created",
         "view test-project.aimbrella_test.provider_operations_unique created",
+        "view test-project.aimbrella_test.invoices_latest created",
+        "view test-project.aimbrella_test.invoice_deposits_latest created",
       ]);
       assert.equal(fake.datasets.get("test-project.aimbrella_test")?.location, "EU");
       const payments = fake.table("payments").body;
@@ -713,6 +718,38 @@ Deno.test({
         () => latestPayments(fake).get(id)?.status === "succeeded" || undefined,
       );
       assert.equal(fake.table("payments").received.filter((r) => r.json.id === id)[0].json.status, "pending");
+    });
+  },
+});
+
+Deno.test({
+  name: "[bigquery] invoices and their deposits arrive in their own tables with exact decimal amounts",
+  ...unsanitized,
+  async fn() {
+    await withExport({}, async ({ app, fake }) => {
+      const inv = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "1.000000000000000001" });
+      const chain = chainApi(app);
+      await chain.deposit(inv.address, "1000000000000000001");
+      await chain.mine(24, "ethereum");
+      const latest = await waitFor("the finished invoice row", () => {
+        const rows = [...fake.table("invoices").rows.values()].filter((r) => r.id === inv.id);
+        return rows.find((r) => r.status === "finished");
+      });
+      assert.equal(latest.amount, "1.000000000000000001", "18 decimals, no float in between");
+      assert.equal(latest.paid_amount, "1.000000000000000001");
+      assert.equal(latest.shop_id, app.shop.id);
+      const deposits = await waitFor("the deposit row at 24 confirmations", () => {
+        const rows = [...fake.table("invoice_deposits").rows.values()].filter((r) => r.invoice_id === inv.id);
+        return rows.find((r) => r.confirmations === 24);
+      });
+      assert.equal(deposits.amount, "1.000000000000000001");
+      assert.equal(deposits.late, false);
+      assert.equal(deposits.deposit_id, `${inv.id}:${deposits.txid}`);
+      for (const t of ["invoices", "invoice_deposits"]) {
+        for (const row of fake.table(t).rows.values()) {
+          assert.equal(validateRow(fake.table(t).body.schema!.fields, row), null, t);
+        }
+      }
     });
   },
 });

@@ -13,8 +13,13 @@ export const OptionsResponse = z.object({
   crypto: z.object({
     coins: z.array(z.object({
       id: z.string(),
-      networks: z.array(z.object({ id: z.string(), confirmations: z.int(), decimals: z.int() })),
-    })).describe("Coins and their networks; always empty until crypto payments arrive."),
+      networks: z.array(z.object({
+        id: z.string(),
+        label: z.string(),
+        confirmations: z.int().describe("Confirmations a deposit needs before an invoice counts it as paid."),
+        decimals: z.int().describe("The most decimals an invoice amount may have."),
+      })),
+    })).describe("Coins crypto invoices take, each with its networks (POST /api/v1/invoices)."),
   }),
 });
 

@@ -1,11 +1,14 @@
 import type { ActivityRef } from "../db/activity.ts";
+
+type PaymentActivityRef = Exclude<ActivityRef, { kind: "invoice" }>;
 import { getActivityRecords } from "../db/analytics.ts";
 import { getDeliveryEntry, listDeliveriesByPayment } from "../db/deliveries.ts";
 import { getPayments } from "../db/payments.ts";
 import { log } from "../log.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
-import { attemptRow, eventRow, operationRow, paymentRow } from "./rows.ts";
+import { attemptRow, eventRow, invoiceDepositRows, invoiceRow, operationRow, paymentRow } from "./rows.ts";
+import type { Invoice } from "../invoices/types.ts";
 import type { EmailOptions, InsertRow } from "./types.ts";
 
 export interface RowBatch {
@@ -15,6 +18,10 @@ export interface RowBatch {
   payments: InsertRow[];
   /** One row per provider call (operation log entry). */
   operations: InsertRow[];
+  /** One row per invoice touched by the batch, in its latest state there. */
+  invoices: InsertRow[];
+  /** One row per deposit of those invoices, in that state. */
+  invoiceDeposits: InsertRow[];
 }
 
 /**
@@ -35,7 +42,10 @@ export async function buildRows(
   };
   const operations: InsertRow[] = [];
   for (const { seq, ref } of entries) if (ref.kind === "operation") operations.push(operationRow(seq, ref.operation));
-  const paymentEntries = entries.filter((e) => e.ref.kind !== "operation");
+  // Invoice entries carry their own rows (see invoiceRows); the rest point at payments.
+  const paymentEntries = entries.filter((e): e is { seq: string; ref: PaymentActivityRef } =>
+    e.ref.kind !== "operation" && e.ref.kind !== "invoice"
+  );
   const records = await getActivityRecords(kv, paymentEntries.map((e) => e.ref));
   const events = await Promise.all(paymentEntries.map(async ({ seq, ref }, i): Promise<InsertRow | null> => {
     const record = records[i];
@@ -66,7 +76,17 @@ export async function buildRows(
   if (found.length < events.length) {
     log.warn("activity entries without their record", { missing: events.length - found.length });
   }
-  return { events: found, payments: paymentRows, operations };
+  // Invoice entries carry the invoice as it stood after them: the last one in the batch is its newest state.
+  const invoices = new Map<string, Invoice>();
+  for (const { ref } of entries) if (ref.kind === "invoice") invoices.set(ref.invoiceId, ref.invoice);
+  const latest = [...invoices.values()];
+  return {
+    events: found,
+    payments: paymentRows,
+    operations,
+    invoices: latest.map(invoiceRow),
+    invoiceDeposits: latest.flatMap(invoiceDepositRows),
+  };
 }
 
 /**
@@ -75,7 +95,7 @@ export async function buildRows(
  * true one; whatever happened since has entries of its own, in a later
  * batch), and the ones to read in their current state.
  */
-function paymentsToRead(entries: { ref: ActivityRef }[]): { known: Payment[]; toRead: string[] } {
+function paymentsToRead(entries: { ref: PaymentActivityRef }[]): { known: Payment[]; toRead: string[] } {
   const created = new Map<string, Payment>();
   const touched = new Set<string>();
   for (const { ref } of entries) {

@@ -92,6 +92,9 @@ export async function sendBatch(
     a.sink.insert("payment_events", batch.events),
     a.sink.insert("payments", batch.payments),
     a.sink.insert("provider_operations", batch.operations),
+    a.sink.insert("invoices", batch.invoices),
+    a.sink.insert("invoice_deposits", batch.invoiceDeposits),
   ]);
-  return batch.events.length + batch.payments.length + batch.operations.length;
+  return batch.events.length + batch.payments.length + batch.operations.length + batch.invoices.length +
+    batch.invoiceDeposits.length;
 }

@@ -2,6 +2,9 @@ import type { OperationEntry } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
 import type { EmailOptions, InsertRow } from "./types.ts";
+import type { Invoice } from "../invoices/types.ts";
+import { formatBaseUnits } from "../invoices/amounts.ts";
+import { invoiceTotals } from "../invoices/view.ts";
 
 /**
  * Turns stored records into BigQuery rows (columns in docs/bigquery/*.json).
@@ -180,4 +183,56 @@ export function operationRow(activitySeq: string, e: OperationEntry): InsertRow 
       duration_ms: e.durationMs,
     },
   };
+}
+
+/**
+ * A crypto invoice's state as an `invoices` row. Amounts are exact decimals
+ * (BIGNUMERIC), never floats; the id and `updated_at` form the insertId.
+ */
+export function invoiceRow(inv: Invoice): InsertRow {
+  const t = invoiceTotals(inv);
+  const dec = (units: bigint | string) => formatBaseUnits(units, inv.decimals);
+  return {
+    insertId: `${inv.id}:${inv.updatedAt}`,
+    json: {
+      id: inv.id,
+      shop_id: inv.shopId,
+      shop_invoice_id: inv.shopInvoiceId,
+      coin: inv.coin,
+      network: inv.network,
+      decimals: inv.decimals,
+      amount: dec(inv.amount),
+      paid_amount: dec(t.paid),
+      pending_amount: dec(t.pending),
+      late_amount: dec(t.late),
+      address: inv.address,
+      status: inv.status,
+      deposits: inv.deposits.length,
+      created_at: iso(inv.createdAt),
+      updated_at: iso(inv.updatedAt),
+      expires_at: iso(inv.expiresAt),
+      closed_at: ts(inv.closedAt),
+    },
+  };
+}
+
+/** Each deposit of an invoice's state as an `invoice_deposits` row; a deposit's row changes with its confirmations. */
+export function invoiceDepositRows(inv: Invoice): InsertRow[] {
+  return inv.deposits.map((d) => ({
+    insertId: `${inv.id}:${d.txid}:${d.confirmations}:${d.late ? 1 : 0}`,
+    json: {
+      deposit_id: `${inv.id}:${d.txid}`,
+      invoice_id: inv.id,
+      shop_id: inv.shopId,
+      coin: inv.coin,
+      network: inv.network,
+      address: inv.address,
+      txid: d.txid,
+      amount: formatBaseUnits(d.amount, inv.decimals),
+      confirmations: d.confirmations,
+      late: d.late,
+      seen_at: iso(d.seenAt),
+      updated_at: iso(inv.updatedAt),
+    },
+  }));
 }

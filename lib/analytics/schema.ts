@@ -2,6 +2,8 @@ import type { TableId } from "./types.ts";
 import paymentsFields from "../../docs/bigquery/payments.json" with { type: "json" };
 import eventsFields from "../../docs/bigquery/payment_events.json" with { type: "json" };
 import operationsFields from "../../docs/bigquery/provider_operations.json" with { type: "json" };
+import invoicesFields from "../../docs/bigquery/invoices.json" with { type: "json" };
+import invoiceDepositsFields from "../../docs/bigquery/invoice_deposits.json" with { type: "json" };
 
 /** A column as BigQuery's REST API and `bq mk --schema` describe it. */
 export interface FieldSchema {
@@ -44,6 +46,20 @@ export const TABLES: readonly TableSchema[] = [
     partitionField: "at",
     clusterFields: ["shop_id", "account_id"],
   },
+  {
+    id: "invoices",
+    description: "One row per exported state of a crypto invoice; read invoices_latest for the current state.",
+    fields: invoicesFields,
+    partitionField: "created_at",
+    clusterFields: ["shop_id"],
+  },
+  {
+    id: "invoice_deposits",
+    description: "One row per state of a deposit to an invoice; read invoice_deposits_latest for the current one.",
+    fields: invoiceDepositsFields,
+    partitionField: "seen_at",
+    clusterFields: ["shop_id", "invoice_id"],
+  },
 ];
 
 export interface ViewSchema {
@@ -78,5 +94,19 @@ export const VIEWS: readonly ViewSchema[] = [
     query: (project, dataset) =>
       `SELECT * FROM \`${project}.${dataset}.provider_operations\` WHERE TRUE ` +
       `QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY activity_seq) = 1`,
+  },
+  {
+    id: "invoices_latest",
+    description: "The current state of each crypto invoice.",
+    query: (project, dataset) =>
+      `SELECT * FROM \`${project}.${dataset}.invoices\` WHERE TRUE ` +
+      `QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at DESC) = 1`,
+  },
+  {
+    id: "invoice_deposits_latest",
+    description: "The latest state of each deposit to an invoice.",
+    query: (project, dataset) =>
+      `SELECT * FROM \`${project}.${dataset}.invoice_deposits\` WHERE TRUE ` +
+      `QUALIFY ROW_NUMBER() OVER (PARTITION BY deposit_id ORDER BY updated_at DESC) = 1`,
   },
 ];

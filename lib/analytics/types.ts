@@ -1,12 +1,12 @@
 import type { EmailPolicy } from "../config.ts";
 
 /** The tables the export writes (views are defined in schema.ts). */
-export type TableId = "payments" | "payment_events" | "provider_operations";
+export type TableId = "payments" | "payment_events" | "provider_operations" | "invoices" | "invoice_deposits";
 
 /** One row for BigQuery's streaming insert; `insertId` makes a re-sent row a no-op. */
 export interface InsertRow {
   insertId: string;
-  json: Record<string, string | number | null>;
+  json: Record<string, string | number | boolean | null>;
 }
 
 /** Where rows go. The real one is BigQuerySink; a batch counts only once every row was accepted. */

@@ -1,6 +1,7 @@
 import { sortableId } from "../ids.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { OperationEntry } from "./operations.ts";
+import type { Invoice, InvoiceEvent } from "../invoices/types.ts";
 
 /**
  * A global, time-ordered log of everything that happened to payments: each
@@ -17,7 +18,9 @@ export type ActivityRef =
   | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent; payment?: Payment }
   | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number }
   // A provider call of the operation log; the entry rides along (it is small and never changes).
-  | { kind: "operation"; paymentId: string; shopId: string; operation: OperationEntry };
+  | { kind: "operation"; paymentId: string; shopId: string; operation: OperationEntry }
+  // An invoice event with the invoice as it stands after it (both small): the export's invoice and deposit rows.
+  | { kind: "invoice"; invoiceId: string; shopId: string; event: InvoiceEvent; invoice: Invoice };
 
 const activityKey = (seq: string) => ["activity", seq] as const;
 

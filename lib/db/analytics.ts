@@ -111,13 +111,13 @@ export async function countExportBacklog(kv: Deno.Kv, max = 100_000): Promise<nu
  */
 export async function getActivityRecords(
   kv: Deno.Kv,
-  refs: ActivityRef[],
+  refs: Exclude<ActivityRef, { kind: "invoice" }>[],
 ): Promise<(PaymentEvent | DeliveryAttempt | null)[]> {
   // Events carried in their activity entry need no read; older entries and attempts are read in bulk. Operation
   // entries always ride along and have no record of their own here (the export reads them from the ref).
   const missing = refs.flatMap((r, i) => ((r.kind === "event" && r.event) || r.kind === "operation" ? [] : [i]));
   const keys = missing.map((i) => {
-    const r = refs[i] as Exclude<ActivityRef, { kind: "operation" }>;
+    const r = refs[i] as Exclude<ActivityRef, { kind: "operation" | "invoice" }>;
     return r.kind === "event" ? paymentEventKey(r.paymentId, r.eventSeq) : deliveryAttemptKey(r.deliveryId, r.attempt);
   });
   const chunks: Deno.KvKey[][] = [];

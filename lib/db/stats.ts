@@ -8,7 +8,9 @@
 import type { CountedStatus } from "../payments/status.ts";
 
 /** What the counters are kept for: created payments, each status the status table counts on entry, and succeeded refunds. */
-export type StatStatus = "created" | CountedStatus | "refund";
+export type StatStatus = "created" | CountedStatus | "refund" | InvoiceStat;
+/** What invoices count: created, and how they ended up (paid counts once, at payment_accepted or finished). */
+export type InvoiceStat = "invoice_created" | "invoice_paid" | "invoice_expired" | "invoice_cancelled";
 type Measure = "count" | "amount" | "pay_ms";
 
 const statKey = (measure: Measure, day: string, shopId: string, currency: string, status: StatStatus) =>
@@ -36,6 +38,17 @@ export function addStatsOps(op: Deno.AtomicOperation, e: StatEvent) {
   if (e.payMs !== undefined) {
     op.sum(statKey("pay_ms", day, e.shopId, e.currency, e.status), BigInt(Math.max(0, e.payMs)));
   }
+}
+
+/**
+ * Counts one invoice event (per day, shop and coin). Only a count: crypto amounts are bigints that can outgrow the
+ * counters, and BigQuery has them exactly.
+ */
+export function addInvoiceStatsOps(
+  op: Deno.AtomicOperation,
+  e: { at: number; shopId: string; coin: string; stat: InvoiceStat },
+) {
+  op.sum(statKey("count", utcDay(e.at), e.shopId, e.coin, e.stat), 1n);
 }
 
 export interface StatRow {

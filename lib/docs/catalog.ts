@@ -14,6 +14,8 @@ export const PUBLIC_DOCS: DocSet = {
     { slug: "redirects", nav: "Redirects", file: "public/redirects.md" },
     { slug: "postbacks", nav: "Postbacks", file: "public/postbacks.md" },
     { slug: "refunds", nav: "Refunds", file: "public/refunds.md" },
+    { slug: "forms", nav: "Forms (payment links)", file: "public/forms.md" },
+    { slug: "invoices", nav: "Crypto invoices", file: "public/invoices.md" },
     { slug: "expiry-and-cancellation", nav: "Expiry and cancellation", file: "public/expiry-and-cancellation.md" },
     { slug: "errors", nav: "Errors", file: "public/errors.md" },
     { slug: "idempotency", nav: "Idempotency", file: "public/idempotency.md" },

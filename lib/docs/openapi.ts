@@ -32,6 +32,12 @@ import { refundRequestSchema } from "../refunds/schema.ts";
 import { checkoutSessionSchema } from "../checkout/schema.ts";
 import * as checkoutSchemas from "../checkout/api_schemas.ts";
 import { checkoutPaths } from "./openapi_checkout.ts";
+import { formRequestSchema } from "../forms/schema.ts";
+import { FormCreatedResponse, FormListResponse, FormResponse, FormView } from "../forms/api_schemas.ts";
+import { createInvoiceSchema } from "../invoices/schema.ts";
+import { InvoicePostbackBody, InvoiceResponse, InvoiceStatusSchema, InvoiceView } from "../invoices/api_schemas.ts";
+import { ChainNotice } from "../invoices/chain_wire.ts";
+import { cryptoOptions } from "../invoices/coins.ts";
 
 /**
  * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
@@ -156,6 +162,7 @@ const EXAMPLE_MESSAGES: Partial<Record<ApiErrorCode, string>> = {
   payment_not_refundable: "A pending payment cannot be refunded.",
   idempotency_mismatch: "This id was already used for a payment with different details.",
   no_route: "This shop has no route for crypto payments in EUR.",
+  invoice_not_cancellable: "A payment_accepted invoice cannot be cancelled.",
   refund_exceeds_payment: "Only 6.50 EUR of this payment is left to refund (pending refunds count).",
   rate_limited: "Too many requests; retry in 12 s.",
   internal_error: "Something went wrong on our side. It has been logged.",
@@ -267,6 +274,182 @@ const refundExample = {
   },
 };
 
+/** The forms API (shop) and the form page with its submit (buyer). */
+function formOperations(publicBaseUrl: string): Record<string, PathItem> {
+  const formId = "form_V1StGXR8Z5jdHi6BmyT3Aw";
+  const view = {
+    id: formId,
+    url: `${publicBaseUrl}/forms/${formId}`,
+    kind: "fiat",
+    title: "Support the shelter",
+    description: null,
+    status: "active",
+    amount: null,
+    currency: "EUR",
+    coin: null,
+    network: null,
+    createdAt: "2026-11-28T10:00:00.000Z",
+    disabledAt: null,
+  };
+  const idParam: Parameter = {
+    name: "id",
+    in: "path",
+    required: true,
+    description: "Our form id (form_...).",
+    schema: { type: "string" },
+  };
+  const html = (description: string): ResponseObject => ({
+    description,
+    content: { "text/html": { schema: { type: "string" } } },
+  });
+  return {
+    "/api/v1/forms": {
+      post: {
+        operationId: "createForm",
+        summary: "Create a form",
+        description:
+          "Creates a hosted payment form. Every value given is fixed; every one left out the buyer fills on the form's page (with the email, always asked). A fixed amount needs its currency (fiat) or coin and network (crypto). Answers the form's page URL, to share as a link or show in an iframe on the shop's embedding sites.",
+        tags: ["Forms"],
+        security: bearer,
+        requestBody: {
+          required: true,
+          description: "At most 16 KiB of JSON.",
+          content: json(ref("FormRequest"), {
+            examples: {
+              donation: {
+                summary: "The buyer types the amount",
+                value: { kind: "fiat", title: "Support the shelter", currency: "EUR" },
+              },
+              ticket: {
+                summary: "A fixed price",
+                value: { kind: "fiat", title: "Concert ticket", amount: 1500, currency: "EUR" },
+              },
+              tips: {
+                summary: "A crypto tip jar",
+                value: { kind: "crypto", title: "Tip jar", coin: "USDT", network: "tron" },
+              },
+            },
+          }),
+        },
+        responses: {
+          "201": {
+            description: "Created.",
+            content: json(ref("FormCreatedResponse"), {
+              example: { status: "success", form: { id: formId, url: view.url } },
+            }),
+          },
+          ...errorResponses([
+            "invalid_request",
+            ...SHOP_ERRORS,
+            "body_too_large",
+            "body_unreadable",
+            "request_timeout",
+            "unsupported_media_type",
+          ]),
+        },
+        "x-audience": "shop",
+      },
+      get: {
+        operationId: "listForms",
+        summary: "List your forms",
+        description: "Newest first, at most 200, active and disabled. `null` marks what the buyer fills.",
+        tags: ["Forms"],
+        security: bearer,
+        responses: {
+          "200": {
+            description: "The forms.",
+            content: json(ref("FormListResponse"), { example: { status: "success", forms: [view] } }),
+          },
+          ...errorResponses([...SHOP_ERRORS]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/v1/forms/{id}/disable": {
+      post: {
+        operationId: "disableForm",
+        summary: "Disable a form",
+        description:
+          "The form stops taking payments at once: its page says it is closed and submits are refused. Cannot be undone; disabling a disabled form answers it unchanged. No body. Another shop's form is 404.",
+        tags: ["Forms"],
+        security: bearer,
+        parameters: [idParam],
+        responses: {
+          "200": {
+            description: "The form, disabled.",
+            content: json(ref("FormResponse"), {
+              example: {
+                status: "success",
+                form: { ...view, status: "disabled", disabledAt: "2026-11-28T11:00:00.000Z" },
+              },
+            }),
+          },
+          ...errorResponses([...SHOP_ERRORS, "not_found"]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/forms/{id}": {
+      get: {
+        operationId: "formPage",
+        summary: "The buyer's form page",
+        description:
+          "An HTML page asking only for the open fields and the email, with a signed form token (valid 2 hours) instead of cookies. Framable only by the shop's embedding sites (`frame-ancestors`).",
+        tags: ["Forms"],
+        security: [],
+        parameters: [idParam],
+        responses: {
+          "200": html("The form."),
+          "404": html("Unknown form."),
+          "410": html("The form (or its shop) is disabled: a page saying so."),
+        },
+        "x-audience": "buyer",
+      },
+    },
+    "/forms/{id}/submit": {
+      post: {
+        operationId: "submitForm",
+        summary: "The buyer sends the form",
+        description:
+          "Sent by the form page (`application/x-www-form-urlencoded`: `_token` and the open fields). Fixed values are taken from the form, never from the post. The same token sent again answers the same payment or invoice.",
+        tags: ["Forms"],
+        security: [],
+        parameters: [idParam],
+        requestBody: {
+          required: true,
+          content: {
+            "application/x-www-form-urlencoded": {
+              schema: {
+                type: "object",
+                required: ["_token", "email"],
+                properties: {
+                  _token: { type: "string", description: "The token of the page." },
+                  email: { type: "string" },
+                  amount: { type: "string", description: "When open: major units (fiat) or a decimal (crypto)." },
+                  currency: { type: "string", description: "When open (fiat)." },
+                  coin: { type: "string", description: "When coin or network is open (crypto): `COIN:network`." },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "303": {
+            description: "Fiat: to our pay link (`/integration/pay`). Crypto: to the invoice's page.",
+            headers: { Location: { description: "Where the buyer goes.", schema: { type: "string" }, required: true } },
+          },
+          "403": html("The token is forged, for another form or expired: the page again with a message."),
+          "409": html("The same page was sent before with other values: the page again; nothing new is created."),
+          "410": html("The form is disabled."),
+          "422": html("Invalid fields: the page again with a message beside each; nothing is created."),
+          "429": html("Too many submits from this address; see `Retry-After`."),
+        },
+        "x-audience": "buyer",
+      },
+    },
+  };
+}
+
 function redirectOperation(kind: "pay" | "success" | "error"): Operation {
   const text = {
     pay:
@@ -321,6 +504,8 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     CheckoutSessionRequest: checkoutSessionSchema(opts.maxAmount),
     CheckoutConfirmRequest: checkoutSchemas.CheckoutConfirmRequest,
     CheckoutMountRequest: checkoutSchemas.CheckoutMountRequest,
+    FormRequest: formRequestSchema(opts.maxAmount),
+    CreateInvoiceRequest: createInvoiceSchema,
   }, "input");
   // A superRefine cannot become JSON Schema: it demands exactly one of successUrl and its legacy spelling.
   requestSchemas.InitPaymentRequest.oneOf = [{ required: ["successUrl"] }, { required: ["sussessUrl"] }];
@@ -348,6 +533,15 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
     CheckoutSessionCreatedResponse: checkoutSchemas.CheckoutSessionCreatedResponse,
     CheckoutMountResponse: checkoutSchemas.CheckoutMountResponse,
     CheckoutConfirmResponse: checkoutSchemas.CheckoutConfirmResponse,
+    FormCreatedResponse,
+    Form: FormView,
+    FormResponse,
+    FormListResponse,
+    InvoiceStatus: InvoiceStatusSchema,
+    Invoice: InvoiceView,
+    InvoiceResponse,
+    InvoicePostback: InvoicePostbackBody,
+    ChainNotice,
   }, "output");
 
   const initExample = {
@@ -409,7 +603,16 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
         description:
           "The buyer pays on the shop's own page: a session made with the secret key, mounted in the browser with checkout.js, confirmed before shipping. Config and mount also take a publishable key (apay_pk_).",
       },
+      {
+        name: "Invoices",
+        description: "Crypto invoices paid to a deposit address of your pool; every call carries the shop's key.",
+      },
       { name: "Buyer redirects", description: "Pages the buyer's browser passes through." },
+      {
+        name: "Forms",
+        description:
+          "Hosted payment forms (payment links): the shop creates them with its key; buyers open and send their pages.",
+      },
       { name: "Provider webhook", description: "Provider-facing: called by Bansky, not by shops." },
       {
         name: "Admin",
@@ -569,14 +772,14 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           operationId: "getOptions",
           summary: "What your shop may take",
           description:
-            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. Crypto coins and networks come with crypto payments: until then `crypto.coins` is empty.",
+            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. `crypto.coins`: the coins and networks POST /api/v1/invoices takes, with each one's decimals and confirmations.",
           tags: ["Payments"],
           security: bearer,
           responses: {
             "200": {
               description: "The options.",
               content: json(ref("OptionsResponse"), {
-                example: { status: "success", fiat: { currencies: ["EUR", "KZT", "USD"] }, crypto: { coins: [] } },
+                example: { status: "success", fiat: { currencies: ["EUR", "KZT", "USD"] }, crypto: cryptoOptions() },
               }),
             },
             ...errorResponses([...SHOP_ERRORS]),
@@ -620,6 +823,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           "x-audience": "shop",
         },
       },
+      ...formOperations(opts.publicBaseUrl),
       "/integration/pay": { get: redirectOperation("pay") },
       "/integration/success": { get: redirectOperation("success") },
       "/integration/error": { get: redirectOperation("error") },
@@ -705,8 +909,10 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
       },
       ...checkoutPaths(opts.publicBaseUrl),
       ...adminPaths(),
+      ...invoicePaths(opts),
     },
     webhooks: {
+      ...invoiceWebhooks(opts),
       refundPostback: {
         post: {
           operationId: "refundPostback",
@@ -953,6 +1159,196 @@ function adminPaths(): Record<string, PathItem> {
           ...errorResponses(["invalid_request", ...ADMIN_ERRORS]),
         },
       }),
+    },
+  };
+}
+
+/** An invoice as the API answers it, for the examples. */
+function invoiceExample(base: string, over: Record<string, unknown> = {}) {
+  return {
+    id: "inv_H23EQW-M7mXhGSvLLawdBw",
+    shopInvoiceId: "order-17",
+    status: "waiting_for_deposit",
+    coin: "USDT",
+    network: "tron",
+    amount: "12.5",
+    paidAmount: "0",
+    pendingAmount: "0",
+    overpaidAmount: "0",
+    lateAmount: "0",
+    address: "TdNfu7Mf53N8c9T4JohyyRCfTY9v6Nqcsn",
+    checkoutUrl: `${base}/invoices/inv_H23EQW-M7mXhGSvLLawdBw`,
+    title: "Order 17",
+    description: "",
+    confirmationsNeeded: 20,
+    deposits: [],
+    createdAt: "2026-11-28T09:42:10.890Z",
+    expiresAt: "2026-11-28T10:42:10.890Z",
+    closedAt: null,
+    ...over,
+  };
+}
+
+/** Crypto invoices (routes/api/v1.ts) and the chain service's notices (routes/webhooks/mod.ts). */
+function invoicePaths(opts: OpenApiOptions): Record<string, PathItem> {
+  const base = opts.publicBaseUrl;
+  const invoiceIdParam: Parameter = {
+    name: "id",
+    in: "path",
+    required: true,
+    description: "Our invoice id (inv_...).",
+    schema: { type: "string" },
+  };
+  return {
+    "/api/v1/invoices": {
+      post: {
+        operationId: "createInvoice",
+        summary: "Create a crypto invoice",
+        description:
+          "Creates an invoice for `amount` of `coin` on `network` (see GET /api/v1/options) and gives it a deposit address of your pool on that network: a free one (held by no open invoice), or a new one when none is free. The buyer pays at `checkoutUrl`. `invoice.<status>` postbacks follow every status change. Retrying with the same `id` (or Idempotency-Key) and body answers 200 with the same invoice.",
+        tags: ["Invoices"],
+        security: bearer,
+        parameters: [{
+          name: "Idempotency-Key",
+          in: "header",
+          required: false,
+          description: "For requests without `id`: the same key with the same body answers the same invoice.",
+          schema: { type: "string", minLength: 1, maxLength: 255 },
+        }],
+        requestBody: {
+          required: true,
+          content: json(ref("CreateInvoiceRequest"), {
+            example: { coin: "USDT", network: "tron", amount: "12.50", id: "order-17", title: "Order 17" },
+          }),
+        },
+        responses: {
+          "200": {
+            description: "A retry of a request already handled: the same invoice, as it is now.",
+            content: json(ref("InvoiceResponse")),
+          },
+          "201": {
+            description: "Created.",
+            content: json(ref("InvoiceResponse"), { example: { status: "success", invoice: invoiceExample(base) } }),
+          },
+          ...errorResponses([
+            ...SHOP_ERRORS,
+            "invalid_request",
+            "unsupported_media_type",
+            "body_too_large",
+            "idempotency_mismatch",
+            "conflict",
+            "provider_error",
+            "provider_timeout",
+          ]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/v1/invoices/{id}": {
+      get: {
+        operationId: "getInvoice",
+        summary: "Get an invoice",
+        description: "The invoice as it is now: status, what has arrived (paid, on its way, late) and every deposit.",
+        tags: ["Invoices"],
+        security: bearer,
+        parameters: [invoiceIdParam],
+        responses: {
+          "200": {
+            description: "The invoice.",
+            content: json(ref("InvoiceResponse"), {
+              example: {
+                status: "success",
+                invoice: invoiceExample(base, { status: "payment_confirmation", pendingAmount: "12.5" }),
+              },
+            }),
+          },
+          ...errorResponses([...SHOP_ERRORS, "not_found"]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/v1/invoices/{id}/cancel": {
+      post: {
+        operationId: "cancelInvoice",
+        summary: "Cancel an invoice",
+        description:
+          "Cancels an invoice that is waiting_for_deposit, payment_confirmation or partially_paid: it becomes `cancelled`, its address goes back to your pool and an `invoice.cancelled` postback follows. Deposits after that are recorded as late (lateAmount), never hidden. Cancelling a cancelled invoice answers it again. No body.",
+        tags: ["Invoices"],
+        security: bearer,
+        parameters: [invoiceIdParam],
+        responses: {
+          "200": {
+            description: "Cancelled: the invoice as it is now.",
+            content: json(ref("InvoiceResponse"), {
+              example: {
+                status: "success",
+                invoice: invoiceExample(base, { status: "cancelled", closedAt: "2026-11-28T09:50:00.000Z" }),
+              },
+            }),
+          },
+          ...errorResponses([...SHOP_ERRORS, "not_found", "invoice_not_cancellable", "conflict"]),
+        },
+        "x-audience": "shop",
+      },
+    },
+    "/api/chain-notify": {
+      post: {
+        operationId: "chainNotice",
+        summary: "Chain service notice",
+        description:
+          "Chain-facing: the address service calls it when a deposit to one of our addresses is seen or confirmed; shops never do. We check the HMAC signature (`chain-signature: t=<unix>,v1=<hex HMAC-SHA256 of t.body>`, 300 s window), then read the address again at the service (the notice is only a hint) and update the invoice. A job also polls every open invoice, so a lost notice changes nothing.",
+        tags: ["Provider webhook"],
+        security: [],
+        requestBody: { required: true, content: json(ref("ChainNotice")) },
+        responses: {
+          "200": {
+            description: "Handled (or not news).",
+            content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
+          },
+          ...errorResponses([
+            "invalid_webhook",
+            "not_found",
+            "rate_limited",
+            "conflict",
+            "body_too_large",
+            "internal_error",
+            "provider_error",
+            "provider_timeout",
+          ]),
+        },
+        "x-audience": "provider",
+      },
+    },
+  };
+}
+
+function invoiceWebhooks(opts: OpenApiOptions): Record<string, PathItem> {
+  return {
+    invoicePostback: {
+      post: {
+        operationId: "invoicePostback",
+        summary: "Invoice postback to the shop",
+        description:
+          "Every status change of an invoice (`invoice.payment_confirmation`, `invoice.partially_paid`, `invoice.payment_accepted`, `invoice.finished`, `invoice.expired`, `invoice.cancelled`) is POSTed to the invoice's postback URL (its `postbackUrl`, else your shop's), signed and retried exactly like payment postbacks. `data` is the invoice as GET /api/v1/invoices/{id} answers it.",
+        tags: ["Invoices"],
+        security: [],
+        parameters: postbackHeaders,
+        requestBody: {
+          required: true,
+          content: json(ref("InvoicePostback"), {
+            example: {
+              type: "invoice.payment_accepted",
+              timestamp: "2026-11-28T09:55:00.000Z",
+              data: invoiceExample(opts.publicBaseUrl, { status: "payment_accepted", paidAmount: "12.5" }),
+            },
+          }),
+        },
+        responses: {
+          "2XX": { description: "Acknowledged: no more attempts." },
+          default: { description: "Anything else is retried on the schedule of payment postbacks." },
+        },
+        "x-audience": "shop",
+      },
     },
   };
 }

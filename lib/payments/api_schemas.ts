@@ -87,6 +87,11 @@ export const API_ERRORS = [
     status: 409,
     when: "Refund: the payment is not succeeded or partially_refunded (still pending, failed, or refunded in full).",
   },
+  {
+    code: "invoice_not_cancellable",
+    status: 409,
+    when: "Invoice cancel: it is paid in full (payment_accepted) or already finished or expired.",
+  },
   { code: "idempotency_mismatch", status: 422, when: "`id` or `Idempotency-Key` reused with another body." },
   {
     code: "no_route",

@@ -7,10 +7,14 @@ import { shopRoutes } from "./shops.tsx";
 import { shopSigningRoutes } from "./shop_signing.tsx";
 import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
+import { invoiceRoutes } from "./invoices.tsx";
 import { auditRoutes } from "./audit.tsx";
 import { statsRoutes } from "./stats.tsx";
 import { accountRoutes, operationRoutes, routingRoutes } from "./accounts.tsx";
 import { internalDocsRoutes } from "../docs/internal.tsx";
+import { formPages } from "./forms.tsx";
+import { renderPage } from "../../components/html.tsx";
+import { AdminLayout } from "../../components/admin_layout.tsx";
 
 const PUBLIC_PATHS = new Set(["/admin/login"]);
 
@@ -27,11 +31,26 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/payments.csv", paymentCsvRoute(ctx));
   app.route("/payments", paymentRoutes(ctx));
   app.route("/deliveries", deliveryRoutes(ctx));
+  app.route("/invoices", invoiceRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
   app.route("/stats", statsRoutes(ctx));
   app.route("/accounts", accountRoutes(ctx));
   app.route("/shops", routingRoutes(ctx));
   app.route("/operations", operationRoutes(ctx));
+  app.route(
+    "/forms",
+    formPages<ConsoleEnv>(ctx, {
+      scope: () => "operator",
+      basePath: "/admin/forms",
+      actor: (c) => c.var.operator.email,
+      layout: (c, title, children) =>
+        renderPage(
+          <AdminLayout title={title} path="/admin/forms" email={c.var.operator.email} csrf={c.var.csrf}>
+            {children}
+          </AdminLayout>,
+        ),
+    }),
+  );
   return app;
 }
 

@@ -91,6 +91,12 @@ function Summary({ title, s }: { title: string; s: PeriodSummary }) {
           {s.refunds}
           {refunded.length > 0 && ` (${refunded.map(([cur, amount]) => formatAmount(amount, cur)).join(", ")})`}
         </dd>
+        <dt>Crypto invoices</dt>
+        <dd data-invoice-stats>
+          {s.invoices.created} created, {s.invoices.paid} paid, {s.invoices.expired} expired, {s.invoices.cancelled}
+          {" "}
+          cancelled
+        </dd>
       </dl>
     </section>
   );

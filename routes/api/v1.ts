@@ -14,6 +14,12 @@ import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.t
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
 import { shopOptions } from "../../lib/accounts/routing.ts";
 import { checkKeyScope, checkoutApiRoutes, type CheckoutEnv } from "./v1/checkout.ts";
+import { formApiRoutes } from "./forms.ts";
+import { createInvoice } from "../../lib/invoices/create.ts";
+import { cancelShopInvoice } from "../../lib/invoices/cancel.ts";
+import { getShopInvoice } from "../../lib/invoices/query.ts";
+import { invoiceView } from "../../lib/invoices/view.ts";
+import { cryptoOptions } from "../../lib/invoices/coins.ts";
 
 /** The shop API reads less than pages and webhooks: its largest valid body is a few KiB. */
 export const MAX_API_BODY_BYTES = 16 * 1024;
@@ -80,11 +86,31 @@ export function apiV1Routes(ctx: AppContext) {
     return c.json({ status: "success", refunds: refunds.map(refundView) });
   });
 
-  // Crypto coins and networks come with the crypto work; until then the list is empty.
+  // Crypto coins and networks come from the one list in lib/invoices/coins.ts.
   app.get("/options", async (c) => {
     const { fiatCurrencies } = await shopOptions(ctx, c.var.shop);
-    return c.json({ status: "success", fiat: { currencies: fiatCurrencies }, crypto: { coins: [] } });
+    return c.json({ status: "success", fiat: { currencies: fiatCurrencies }, crypto: cryptoOptions() });
   });
+
+  app.post("/invoices", async (c) => {
+    const body = await readJson(c.req.raw);
+    const { invoice, created } = await createInvoice(ctx, c.var.shop, body, {
+      idempotencyKey: c.req.header("idempotency-key"),
+    });
+    return c.json({ status: "success", invoice }, created ? 201 : 200);
+  });
+
+  app.get("/invoices/:id", async (c) => {
+    const inv = await getShopInvoice(ctx, c.var.shop, c.req.param("id"));
+    return c.json({ status: "success", invoice: invoiceView(inv, ctx.config.publicBaseUrl) });
+  });
+
+  app.post("/invoices/:id/cancel", async (c) => {
+    const inv = await cancelShopInvoice(ctx, c.var.shop, c.req.param("id"));
+    return c.json({ status: "success", invoice: invoiceView(inv, ctx.config.publicBaseUrl) });
+  });
+
+  app.route("/forms", formApiRoutes(ctx));
 
   app.get("/payments", async (c) => {
     const shopTxId = c.req.query("shopTxId");

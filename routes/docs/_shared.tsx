@@ -5,13 +5,17 @@ import { DocsArticle, DocsNotFound, DocsShell, type DocsShellProps } from "../..
 import { SequenceDiagram } from "../../components/docs_diagram.tsx";
 import { DocLibrary, type DocSet } from "../../lib/docs/library.ts";
 import { parseSequence } from "../../lib/docs/sequence.ts";
+import { InvoiceCoinsTable, InvoiceStatusTable } from "../../components/invoice_docs.tsx";
 
-/** Fenced `sequence` blocks become inline SVG diagrams, rendered (and escaped) by Preact. */
+/** Fenced `sequence` blocks become inline SVG diagrams, rendered (and escaped) by Preact; invoice tables likewise. */
 export function docLibrary(set: DocSet): DocLibrary {
   return new DocLibrary(set, {
     blocks: {
       sequence: (source) =>
         renderToString(<SequenceDiagram diagram={parseSequence(source)} id={`seq-${shortHash(source)}`} />),
+      // Tables drawn from the lists the invoice code runs on.
+      "invoice-coins": () => renderToString(<InvoiceCoinsTable />),
+      "invoice-statuses": () => renderToString(<InvoiceStatusTable />),
     },
   });
 }

@@ -8,7 +8,15 @@ import { getShop } from "../../lib/db/shops.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { getShopPayment } from "../../lib/payments/query.ts";
-import { listScopedDeliveries, listScopedPayments, loadScopedStats, scopedPaymentsCsv } from "../../lib/console.ts";
+import {
+  describeScopedInvoice,
+  listScopedDeliveries,
+  listScopedInvoices,
+  listScopedPayments,
+  loadScopedStats,
+  scopedPaymentsCsv,
+} from "../../lib/console.ts";
+import { InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
 import { Page, renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
@@ -19,9 +27,16 @@ import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
 import { doneMessage } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
 import { MessagePage } from "../../components/message_page.tsx";
+import { formPages } from "../admin/forms.tsx";
 
 const PORTAL_COOKIE = "__Host-apay_portal";
-const NAV = [["/portal", "Stats"], ["/portal/payments", "Payments"], ["/portal/deliveries", "Postbacks"]] as const;
+const NAV = [
+  ["/portal", "Stats"],
+  ["/portal/payments", "Payments"],
+  ["/portal/forms", "Forms"],
+  ["/portal/invoices", "Invoices"],
+  ["/portal/deliveries", "Postbacks"],
+] as const;
 
 type PortalEnv = { Variables: CsrfEnv["Variables"] & { portal: PortalSession; shopName: string } };
 
@@ -105,6 +120,21 @@ export function portalRoutes(ctx: AppContext) {
     });
   });
 
+  app.get("/invoices", async (c) => {
+    // The console's list and pool, scoped to the session's shop whatever the query says.
+    const list = await listScopedInvoices(ctx, { shopId: c.var.portal.shopId }, c.req.query(), { limit: 100 });
+    return c.html(layout(c, "Invoices", <InvoicesList {...list} basePath="/portal/invoices" />));
+  });
+
+  app.get("/invoices/:id", async (c) => {
+    const info = await describeScopedInvoice(ctx, { shopId: c.var.portal.shopId }, c.req.param("id"));
+    return c.html(layout(
+      c,
+      "Invoice",
+      <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/portal/invoices" canCancel={false} />,
+    ));
+  });
+
   app.get("/payments/:id", async (c) => {
     const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
     const info = await describePayment(ctx, payment.id);
@@ -123,6 +153,17 @@ export function portalRoutes(ctx: AppContext) {
     const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
     return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
   });
+
+  // The console's forms pages, scoped to the session's shop.
+  app.route(
+    "/forms",
+    formPages<PortalEnv>(ctx, {
+      scope: (c) => ({ shopId: c.var.portal.shopId }),
+      basePath: "/portal/forms",
+      actor: (c) => `portal:${c.var.portal.shopId}`,
+      layout,
+    }),
+  );
 
   app.get("/deliveries", async (c) => {
     const deliveries = await listScopedDeliveries(ctx, { shopId: c.var.portal.shopId });

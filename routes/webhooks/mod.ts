@@ -3,6 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
 import { AppError } from "../../lib/errors.ts";
 import { handleProviderWebhook } from "../../lib/payments/webhook.ts";
+import { handleChainNotice } from "../../lib/invoices/deposits.ts";
 import { clientAddress } from "../_client_address.ts";
 
 /** Provider webhooks in. A 2xx means the change and its postback are committed. */
@@ -34,5 +35,19 @@ export function webhookRoutes(ctx: AppContext) {
     "/payment-verify/:accountId",
     async (c) => c.json({ status: "success", outcome: await verify(c, c.req.param("accountId")) }),
   );
+  // The chain service's notices about deposits at our addresses (crypto invoices); same limits as provider webhooks.
+  app.post("/chain-notify", async (c) => {
+    const address = clientAddress(c);
+    limiter.refuseIfOver(address, ctx.now());
+    const body = await c.req.text();
+    try {
+      return c.json({ status: "success", outcome: await handleChainNotice(ctx, c.req.raw.headers, body) });
+    } catch (err) {
+      if (err instanceof AppError && (err.code === "invalid_webhook" || err.status === 404)) {
+        limiter.take(address, ctx.now());
+      }
+      throw err;
+    }
+  });
   return app;
 }

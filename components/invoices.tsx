@@ -1,0 +1,234 @@
+import type { Shop } from "../lib/db/shops.ts";
+import type { InvoiceInfo, PoolNetwork } from "../lib/invoices/admin.ts";
+import { formatBaseUnits } from "../lib/invoices/amounts.ts";
+import { NETWORKS } from "../lib/invoices/coins.ts";
+import { INVOICE_STATUS_RULES } from "../lib/invoices/status.ts";
+import type { Invoice } from "../lib/invoices/types.ts";
+import { invoiceTotals } from "../lib/invoices/view.ts";
+import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { deliveryStatusLabel } from "./deliveries.tsx";
+
+/** Invoices list, address pool and detail, shared by the operator console and the shop portal. */
+export function InvoicesList(props: {
+  invoices: Invoice[];
+  pool?: PoolNetwork[];
+  shops?: Shop[];
+  shopId: string | null;
+  basePath: string;
+}) {
+  return (
+    <>
+      {props.shops && (
+        <form method="get" action={props.basePath} class="filters" role="search">
+          <label>
+            Shop
+            <select name="shopId">
+              <option value="">All shops</option>
+              {props.shops.map((s) => (
+                <option key={s.id} value={s.id} selected={props.shopId === s.id}>{s.name}</option>
+              ))}
+            </select>
+          </label>
+          <button type="submit" class="secondary">Show</button>
+        </form>
+      )}
+      {props.pool && <PoolView pool={props.pool} />}
+      <h2>Invoices</h2>
+      {props.invoices.length === 0 ? <p class="muted">No invoices yet.</p> : (
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>Created</th>
+                <th>Invoice</th>
+                <th>Status</th>
+                <th class="num">Amount</th>
+                <th class="num">Received</th>
+                <th>Address</th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.invoices.map((inv) => {
+                const t = invoiceTotals(inv);
+                return (
+                  <tr key={inv.id}>
+                    <td>{formatTime(inv.createdAt)}</td>
+                    <td>
+                      <a href={`${props.basePath}/${inv.id}`}>{inv.shopInvoiceId ?? inv.id}</a>
+                      {inv.title && <div class="muted small">{inv.title}</div>}
+                    </td>
+                    <td>
+                      {inv.status}
+                      {t.late > 0n && <strong class="bad">· late money</strong>}
+                    </td>
+                    <td class="num">{formatBaseUnits(inv.amount, inv.decimals)} {inv.coin}</td>
+                    <td class="num">{formatBaseUnits(t.paid, inv.decimals)}</td>
+                    <td>
+                      <code class="small">{inv.address}</code>
+                      <div class="muted small">{NETWORKS[inv.network].label}</div>
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}
+
+/** The shop's deposit addresses by network: free ones are given to the next invoice, in-use ones are held. */
+export function PoolView({ pool }: { pool: PoolNetwork[] }) {
+  return (
+    <>
+      <h2>Deposit addresses</h2>
+      {pool.length === 0
+        ? <p class="muted">None yet: the first invoice on a network creates one.</p>
+        : (
+          <div class="grid2">
+            {pool.map((p) => (
+              <section class="card" key={p.network} aria-label={`${NETWORKS[p.network].label} addresses`}>
+                <h3>{NETWORKS[p.network].label}</h3>
+                <p>
+                  <strong data-pool-free={p.network}>{p.free.length}</strong> free ·{" "}
+                  <strong data-pool-in-use={p.network}>{p.inUse.length}</strong> in use
+                </p>
+                <details>
+                  <summary>Addresses</summary>
+                  <ul class="small">
+                    {[...p.inUse, ...p.free].slice(0, 200).map((a) => (
+                      <li key={a.address}>
+                        <code>{a.address}</code> {a.heldBy ? <>held by {a.heldBy}</> : <span class="ok">free</span>}
+                        <span class="muted">· used {a.uses}×</span>
+                      </li>
+                    ))}
+                  </ul>
+                </details>
+              </section>
+            ))}
+          </div>
+        )}
+    </>
+  );
+}
+
+interface TimelineItem {
+  at: number;
+  what: string;
+  detail: string;
+}
+
+/** Events (deposits, confirmations, status moves) and postback attempts, merged in time order. */
+function timeline(info: InvoiceInfo): TimelineItem[] {
+  const items: TimelineItem[] = info.events.map((e) => ({
+    at: e.at,
+    what: e.type.replace(/_/g, " "),
+    detail: Object.entries(e.data).map(([k, v]) => `${k}: ${v}`).join(", "),
+  }));
+  for (const d of info.deliveries) {
+    for (const a of d.attemptLog) {
+      items.push({
+        at: a.at,
+        what: `postback ${d.eventType} attempt ${a.n}`,
+        detail: `${a.statusCode ?? "no answer"} in ${a.latencyMs} ms${a.error ? ` · ${a.error}` : ""}`,
+      });
+    }
+  }
+  return items.sort((a, b) => a.at - b.at);
+}
+
+export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: string; canCancel: boolean }) {
+  const inv = props.invoice;
+  const t = invoiceTotals(inv);
+  const fmt = (v: bigint | string) => `${formatBaseUnits(v, inv.decimals)} ${inv.coin}`;
+  const fields: [string, string | null][] = [
+    ["Invoice id", inv.id],
+    ["Shop", inv.shopId],
+    ["Shop's id", inv.shopInvoiceId],
+    ["Status", inv.status],
+    ["Amount", fmt(inv.amount)],
+    ["Received", fmt(t.paid)],
+    ["On its way", t.pending ? fmt(t.pending) : null],
+    ["Overpaid", t.overpaid ? fmt(t.overpaid) : null],
+    ["Late (after it closed)", t.late ? fmt(t.late) : null],
+    ["Network", `${NETWORKS[inv.network].label} (${NETWORKS[inv.network].confirmations} confirmations)`],
+    ["Address", inv.address],
+    ["Title", inv.title || null],
+    ["Postback URL", inv.postbackUrl],
+    ["Created", formatTime(inv.createdAt)],
+    ["Expires", formatTime(inv.expiresAt)],
+    ["Closed", formatTime(inv.closedAt)],
+    ["Next poll", inv.checkAt ? formatTime(inv.checkAt) : null],
+  ];
+  return (
+    <>
+      <dl class="fields">
+        {fields.map(([k, v]) => [<dt key={k + "t"}>{k}</dt>, <dd key={k + "d"}>{v ?? "—"}</dd>])}
+      </dl>
+      <div class="actions">
+        <a class="button secondary" href={`/invoices/${inv.id}`}>Buyer's page</a>{" "}
+        {props.canCancel && INVOICE_STATUS_RULES[inv.status].cancellable && (
+          <form
+            method="post"
+            action={`${props.basePath}/${inv.id}/cancel`}
+            class="inline"
+            data-confirm="Cancel this invoice? Its address goes back to the pool; later deposits are recorded as late."
+            data-busy="Cancelling…"
+          >
+            <CsrfField token={props.csrf} />
+            <button type="submit" class="secondary">Cancel invoice</button>
+          </form>
+        )}
+      </div>
+      <h2>Deposits</h2>
+      {inv.deposits.length === 0 ? <p class="muted">None yet.</p> : (
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>Seen</th>
+                <th>Transaction</th>
+                <th class="num">Amount</th>
+                <th class="num">Confirmations</th>
+                <th>Counted</th>
+              </tr>
+            </thead>
+            <tbody>
+              {inv.deposits.map((d) => (
+                <tr key={d.txid}>
+                  <td>{formatTime(d.seenAt)}</td>
+                  <td>
+                    <code class="small">{d.txid}</code>
+                  </td>
+                  <td class="num">{fmt(d.amount)}</td>
+                  <td class="num">{d.confirmations}</td>
+                  <td>{d.late ? <strong class="bad">late: after the invoice closed</strong> : "yes"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <h2>Postbacks</h2>
+      {props.deliveries.length === 0
+        ? <p class="muted">{inv.postbackUrl ? "None yet." : "None: no postback URL for this invoice."}</p>
+        : props.deliveries.map((d) => (
+          <p key={d.id}>
+            <code>{d.id}</code> {d.eventType} → {d.url}:{" "}
+            <strong class={d.status === "delivered" ? "ok" : "bad"}>{deliveryStatusLabel(d)}</strong> after {d.attempts}
+            {" "}
+            attempt{d.attempts === 1 ? "" : "s"}
+          </p>
+        ))}
+      <h2>Timeline</h2>
+      <ol class="timeline">
+        {timeline(props).map((item, i) => (
+          <li key={i}>
+            <time>{formatTime(item.at)}</time> <strong>{item.what}</strong> <span class="muted">{item.detail}</span>
+          </li>
+        ))}
+      </ol>
+    </>
+  );
+}

@@ -1,0 +1,95 @@
+import { useEffect, useState } from "preact/hooks";
+import { INVOICE_STATUS_TEXT, isInvoiceOpen } from "../lib/invoices/status.ts";
+import type { BuyerStatus } from "../lib/invoices/view.ts";
+
+/** How often the page asks for news while the invoice is open. */
+const POLL_MS = 3000;
+
+/**
+ * The live part of the buyer's invoice page: the status, what has arrived and
+ * the time left, polled from the invoice's JSON status route. Rendered on the
+ * server too, so without JavaScript the page shows the state it was loaded in.
+ */
+export default function InvoiceStatus(props: { statusUrl: string; initial: BuyerStatus }) {
+  const [s, setS] = useState(props.initial);
+  // Our clock against the server's, so the countdown does not depend on the buyer's clock being right.
+  const [offset, setOffset] = useState(0);
+  const [now, setNow] = useState(props.initial.now);
+  const open = isInvoiceOpen(s.status);
+
+  useEffect(() => {
+    setOffset(props.initial.now - Date.now());
+    const tick = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(tick);
+  }, []);
+
+  useEffect(() => {
+    if (!open) return;
+    let stopped = false;
+    const timer = setTimeout(async function poll() {
+      try {
+        const res = await fetch(props.statusUrl, { headers: { accept: "application/json" } });
+        if (res.ok && !stopped) {
+          const next: BuyerStatus = await res.json();
+          setOffset(next.now - Date.now());
+          setS(next);
+          return; // The new state re-runs this effect, which polls again while open.
+        }
+      } catch {
+        // Offline for a moment: try again.
+      }
+      if (!stopped) setTimeout(poll, POLL_MS);
+    }, POLL_MS);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [s]);
+
+  const left = s.expiresAt - (now + offset);
+  return (
+    <div class="invoice-status" aria-live="polite">
+      <p class={`invoice-state state-${s.status}`} data-status={s.status}>
+        <strong>{INVOICE_STATUS_TEXT[s.status]}</strong>
+      </p>
+      {s.paidAmount !== "0" && (
+        <p>
+          Received: {s.paidAmount} of {s.amount} {s.coin}
+          {s.overpaidAmount !== "0" && <>({s.overpaidAmount} {s.coin} more than asked)</>}
+        </p>
+      )}
+      {s.pendingAmount !== "0" && (
+        <p>
+          On its way: {s.pendingAmount} {s.coin}
+          {s.confirmations !== null && <>({s.confirmations} of {s.confirmationsNeeded} confirmations)</>}
+        </p>
+      )}
+      {s.lateAmount !== "0" && (
+        <p class="flash">
+          {s.lateAmount} {s.coin} arrived after this invoice{" "}
+          {LATE_TEXT[s.status] ?? "closed"}. The shop can see it; contact them about it.
+        </p>
+      )}
+      {s.status === "waiting_for_deposit" && (
+        <p class="muted">
+          {left > 0 ? <>Time left: {formatLeft(left)}</> : <>Time is up.</>}
+        </p>
+      )}
+    </div>
+  );
+}
+
+const LATE_TEXT: Partial<Record<BuyerStatus["status"], string>> = {
+  expired: "expired",
+  cancelled: "was cancelled",
+  finished: "was paid",
+};
+
+function formatLeft(ms: number): string {
+  const total = Math.ceil(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = total % 60;
+  const mm = String(m).padStart(h ? 2 : 1, "0");
+  return `${h ? `${h}:` : ""}${mm}:${String(sec).padStart(2, "0")}`;
+}

@@ -1,0 +1,227 @@
+import type { Invoice, InvoiceEvent, PoolAddress } from "../invoices/types.ts";
+import type { Network } from "../invoices/coins.ts";
+import type { Delivery } from "../relay/types.ts";
+import { sortableId } from "../ids.ts";
+import { collectValues } from "./kv.ts";
+import { addActivityOps } from "./activity.ts";
+import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addDeliveryOps } from "./deliveries.ts";
+import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { addInvoiceStatsOps, type InvoiceStat } from "./stats.ts";
+import { GroupCommitter } from "./group_commit.ts";
+
+/**
+ * Invoices, their timelines and the shops' deposit-address pools. An address
+ * is free when its `invoice_addresses_free` key exists (holding a copy of the
+ * address's record, so a pick needs no second read): taking it deletes that
+ * key with a check on it, in the same atomic operation that stores the
+ * invoice, so two invoices can never take one address (no lock table); closing
+ * an invoice writes the key back in the operation that closes it.
+ */
+const invoiceKey = (id: string) => ["invoices", id] as const;
+const byShopKey = (shopId: string, seq: string) => ["invoices_by_shop", shopId, seq] as const;
+const byTimeKey = (seq: string) => ["invoices_by_time", seq] as const;
+const eventKey = (invoiceId: string, seq: string) => ["invoice_events", invoiceId, seq] as const;
+const addressKey = (shopId: string, network: Network, address: string) =>
+  ["invoice_addresses", shopId, network, address] as const;
+const freeKey = (shopId: string, network: Network, address: string) =>
+  ["invoice_addresses_free", shopId, network, address] as const;
+/** Which shop an address belongs to: the chain's notices name only the network and the address. */
+const ownerKey = (network: Network, address: string) => ["invoice_address_owner", network, address] as const;
+const checkJob = (id: string) => ({ kind: "invoice_check" as const, id });
+
+export async function getInvoice(kv: Deno.Kv, id: string): Promise<Invoice | null> {
+  return (await kv.get<Invoice>(invoiceKey(id))).value;
+}
+
+export function getInvoiceEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Invoice>> {
+  return kv.get<Invoice>(invoiceKey(id));
+}
+
+/** Free addresses of a shop's pool on a network (their free markers, with versions), at most `limit`. */
+export async function listFreeAddresses(
+  kv: Deno.Kv,
+  shopId: string,
+  network: Network,
+  limit: number,
+): Promise<Deno.KvEntry<PoolAddress>[]> {
+  const out: Deno.KvEntry<PoolAddress>[] = [];
+  for await (const e of kv.list<PoolAddress>({ prefix: ["invoice_addresses_free", shopId, network] }, { limit })) {
+    out.push(e);
+  }
+  return out;
+}
+
+/** The shop an address of the pool belongs to, or null when it is not one of ours. */
+export async function getAddressOwner(kv: Deno.Kv, network: Network, address: string): Promise<string | null> {
+  return (await kv.get<string>(ownerKey(network, address))).value;
+}
+
+/** Every address of a shop's pool on every network (the console lists them; pools stay small by design). */
+export async function listPoolAddresses(kv: Deno.Kv, shopId: string, limit = 1000): Promise<PoolAddress[]> {
+  return await collectValues(kv.list<PoolAddress>({ prefix: ["invoice_addresses", shopId] }, { limit }));
+}
+
+/**
+ * How a new invoice gets its address: a free one of the pool (its free marker
+ * as listed), or fresh ones from the address service: the first is the
+ * invoice's, the rest go into the pool free.
+ */
+export type AddressPick =
+  | { kind: "free"; free: Deno.KvEntry<PoolAddress> }
+  | { kind: "new"; records: PoolAddress[] };
+
+export interface NewInvoice {
+  invoice: Invoice;
+  pick: AddressPick;
+  event: InvoiceEvent;
+  jobs: ScheduleOptions;
+}
+
+/**
+ * Stores a new invoice holding its address, with its indexes, first timeline
+ * entry, analytics activity, counters and polling job, in one atomic
+ * operation. False when a check failed: the invoice id exists (a retry or a
+ * copy of the request won) or the address was taken meanwhile.
+ *
+ * Concurrent invoices share commits (group commit, see group_commit.ts). Two
+ * writes that could collide never share one: the identity is the invoice id,
+ * and the caller never has two writes of one free address in flight (see
+ * lib/invoices/pool.ts), so every check in a group guards a different key.
+ */
+export function insertInvoice(kv: Deno.Kv, n: NewInvoice): Promise<boolean> {
+  let writer = invoiceWriters.get(kv);
+  if (!writer) {
+    writer = new GroupCommitter(kv, { addOps: addInsertInvoiceOps, identity: (w) => w.invoice.id, maxGroup: 16 });
+    invoiceWriters.set(kv, writer);
+  }
+  return writer.commit(n);
+}
+
+const invoiceWriters = new WeakMap<Deno.Kv, GroupCommitter<NewInvoice>>();
+
+function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
+  const inv = n.invoice;
+  op.check({ key: invoiceKey(inv.id), versionstamp: null });
+  if (n.pick.kind === "free") {
+    op.check(n.pick.free)
+      .delete(freeKey(inv.shopId, inv.network, inv.address))
+      .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
+  } else {
+    const [mine, ...spares] = n.pick.records;
+    addNewAddressOps(op, takenBy(mine, inv));
+    for (const spare of spares) addNewAddressOps(op, spare);
+  }
+  op.set(invoiceKey(inv.id), inv)
+    .set(byShopKey(inv.shopId, inv.seq), inv.id)
+    .set(byTimeKey(inv.seq), inv.id);
+  if (inv.checkAt) scheduleJob(op, checkJob(inv.id), inv.checkAt, { ...n.jobs, queue: false });
+  addEventOps(op, inv, n.event);
+  addInvoiceStatsOps(op, { at: inv.createdAt, shopId: inv.shopId, coin: inv.coin, stat: "invoice_created" });
+}
+
+/** A new address of the pool: its record, its owner and, when nobody holds it, its free marker. */
+function addNewAddressOps(op: Deno.AtomicOperation, a: PoolAddress) {
+  const key = addressKey(a.shopId, a.network, a.address);
+  op.check({ key, versionstamp: null })
+    .check({ key: ownerKey(a.network, a.address), versionstamp: null })
+    .set(key, a)
+    .set(ownerKey(a.network, a.address), a.shopId);
+  if (a.heldBy === null) op.set(freeKey(a.shopId, a.network, a.address), a);
+}
+
+/** Puts addresses the service made for a request that did not store its invoice into the pool, free. */
+export async function insertFreeAddresses(kv: Deno.Kv, addresses: PoolAddress[]): Promise<void> {
+  const op = kv.atomic();
+  for (const a of addresses) addNewAddressOps(op, { ...a, heldBy: null });
+  await op.commit();
+}
+
+function takenBy(a: PoolAddress, inv: Invoice): PoolAddress {
+  return {
+    ...a,
+    heldBy: inv.id,
+    previousInvoiceId: a.lastInvoiceId,
+    lastInvoiceId: inv.id,
+    lastTakenAt: inv.createdAt,
+    uses: a.uses + 1,
+  };
+}
+
+export interface InvoiceWrite {
+  events: InvoiceEvent[];
+  delivery?: Delivery;
+  audit?: Omit<AuditEntry, "id">;
+  /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
+  stat?: InvoiceStat;
+  /** The invoice's pool address as read, when this write frees it (the invoice closes). */
+  release?: Deno.KvEntry<PoolAddress>;
+  jobs: ScheduleOptions;
+}
+
+/**
+ * Writes a new version of an invoice read as `entry`, with everything the
+ * change causes (timeline, postback, audit, analytics activity, the polling
+ * job's due time, and the address back in the pool when it closes), in one
+ * atomic operation. False when someone else wrote first: read again.
+ */
+export async function commitInvoiceWrite(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Invoice>,
+  next: Invoice,
+  w: InvoiceWrite,
+): Promise<boolean> {
+  const before = entry.value;
+  const op = kv.atomic().check(entry).set(invoiceKey(next.id), next);
+  if (before.checkAt !== next.checkAt) {
+    if (before.checkAt) unscheduleJob(op, checkJob(next.id), before.checkAt);
+    if (next.checkAt) scheduleJob(op, checkJob(next.id), next.checkAt, { ...w.jobs, queue: false });
+  }
+  if (w.release) {
+    // Only the holder frees its address; a record that moved on (never expected) is left alone.
+    if (w.release.value.heldBy === next.id) {
+      const free: PoolAddress = { ...w.release.value, heldBy: null };
+      op.check(w.release)
+        .set(addressKey(next.shopId, next.network, next.address), free)
+        .set(freeKey(next.shopId, next.network, next.address), free);
+    }
+  }
+  for (const e of w.events) addEventOps(op, next, e);
+  if (w.stat) addInvoiceStatsOps(op, { at: next.updatedAt, shopId: next.shopId, coin: next.coin, stat: w.stat });
+  if (w.delivery) addDeliveryOps(op, w.delivery, w.jobs);
+  if (w.audit) addAuditOps(op, w.audit);
+  return (await op.commit()).ok;
+}
+
+/** An invoice's pool address record with its version (the entry a release checks). */
+export function getPoolAddressEntry(kv: Deno.Kv, inv: Pick<Invoice, "shopId" | "network" | "address">) {
+  return kv.get<PoolAddress>(addressKey(inv.shopId, inv.network, inv.address));
+}
+
+function addEventOps(op: Deno.AtomicOperation, inv: Invoice, event: InvoiceEvent) {
+  op.set(eventKey(inv.id, sortableId(event.at)), event);
+  // The invoice as it stands after the event rides along: the BigQuery export writes its rows from it.
+  addActivityOps(op, { kind: "invoice", invoiceId: inv.id, shopId: inv.shopId, event, invoice: inv });
+}
+
+/** An invoice's timeline, oldest first (bounded: a few entries per deposit and status). */
+export function listInvoiceEvents(kv: Deno.Kv, invoiceId: string, limit = 500): Promise<InvoiceEvent[]> {
+  return collectValues(kv.list<InvoiceEvent>({ prefix: ["invoice_events", invoiceId] }, { limit }));
+}
+
+/** Invoices newest first: one shop's or everyone's, at most `limit`. */
+export async function listInvoices(kv: Deno.Kv, opts: { shopId?: string; limit: number }): Promise<Invoice[]> {
+  const prefix = opts.shopId ? ["invoices_by_shop", opts.shopId] : ["invoices_by_time"];
+  const ids = await collectValues(kv.list<string>({ prefix }, { reverse: true, limit: opts.limit }));
+  return await getInvoices(kv, ids);
+}
+
+/** Reads invoices by id, 10 at a time (KV's getMany limit). */
+export async function getInvoices(kv: Deno.Kv, ids: string[]): Promise<Invoice[]> {
+  const out: Invoice[] = [];
+  for (let i = 0; i < ids.length; i += 10) {
+    const entries = await kv.getMany<Invoice[]>(ids.slice(i, i + 10).map(invoiceKey));
+    for (const e of entries) if (e.value) out.push(e.value);
+  }
+  return out;
+}

@@ -1,0 +1,104 @@
+import type { AppContext } from "../context.ts";
+import { createForm as storeForm, getFormEntry, listAllForms, listFormsByShop, replaceForm } from "../db/forms.ts";
+import { getShop, type Shop } from "../db/shops.ts";
+import { NotFoundError, ValidationError } from "../errors.ts";
+import { hasIdShape, randomId, sortableId } from "../ids.ts";
+import { shopOptions } from "../accounts/routing.ts";
+import { parseOrThrow } from "../validation.ts";
+import { checkFormRequest, formRequestSchema } from "./schema.ts";
+import type { PaymentForm } from "./types.ts";
+
+/** The buyer's link to a form: the plain link to share, and the page an iframe shows. */
+export function formUrl(formId: string, publicBaseUrl: string): string {
+  return `${publicBaseUrl}/forms/${encodeURIComponent(formId)}`;
+}
+
+/**
+ * Creates a shop's form from an API-shaped body (the console and the portal
+ * build the same body): validates it, checks a fixed currency is one the
+ * shop takes, and stores the form with its audit entry in one operation.
+ */
+export async function createShopForm(
+  ctx: AppContext,
+  shop: Shop,
+  body: unknown,
+  opts: { actor: string },
+): Promise<PaymentForm> {
+  const input = checkFormRequest(parseOrThrow(formRequestSchema(ctx.config.maxAmount), body));
+  if (input.kind === "fiat" && input.currency) {
+    const { fiatCurrencies } = await shopOptions(ctx, shop);
+    if (!fiatCurrencies.includes(input.currency)) {
+      throw new ValidationError("The request is invalid.", {
+        currency: `is not one your shop takes (see GET /api/v1/options)`,
+      });
+    }
+  }
+  const now = ctx.now();
+  const form: PaymentForm = {
+    ...input,
+    id: randomId("form"),
+    seq: sortableId(now),
+    shopId: shop.id,
+    status: "active",
+    createdAt: now,
+    disabledAt: null,
+  };
+  await storeForm(ctx.kv, form, {
+    at: now,
+    actor: opts.actor,
+    action: "form.create",
+    target: form.id,
+    before: null,
+    after: form,
+  });
+  return form;
+}
+
+/** A form by the id in a path; an id of the wrong shape, or another shop's form when `shopId` is given, is not found. */
+export async function findForm(ctx: AppContext, formId: string, opts: { shopId?: string } = {}) {
+  if (!hasIdShape("form", formId)) throw new NotFoundError("Unknown form.");
+  const entry = await getFormEntry(ctx.kv, formId);
+  if (!entry.value || (opts.shopId !== undefined && entry.value.shopId !== opts.shopId)) {
+    throw new NotFoundError("Unknown form.");
+  }
+  return entry as Deno.KvEntry<PaymentForm>;
+}
+
+/**
+ * Disables a form: its page says so and its submits are refused from now on.
+ * Disabling a disabled form changes nothing. `shopId` keeps a shop to its own forms.
+ */
+export async function disableForm(
+  ctx: AppContext,
+  formId: string,
+  opts: { actor: string; shopId?: string },
+): Promise<PaymentForm> {
+  for (;;) {
+    const entry = await findForm(ctx, formId, opts);
+    if (entry.value.status === "disabled") return entry.value;
+    const now = ctx.now();
+    const next: PaymentForm = { ...entry.value, status: "disabled", disabledAt: now };
+    const audit = {
+      at: now,
+      actor: opts.actor,
+      action: "form.disable",
+      target: formId,
+      before: entry.value,
+      after: next,
+    };
+    if (await replaceForm(ctx.kv, entry, next, audit)) return next;
+  }
+}
+
+/** A shop's forms newest first, or every shop's for an operator (`shopId` undefined). */
+export function listForms(ctx: AppContext, shopId: string | undefined): Promise<PaymentForm[]> {
+  return shopId === undefined ? listAllForms(ctx.kv) : listFormsByShop(ctx.kv, shopId);
+}
+
+/** A form and its shop for the buyer's page; `open` is false when either is disabled. */
+export async function loadBuyerForm(ctx: AppContext, formId: string) {
+  const form = (await findForm(ctx, formId)).value;
+  const shop = await getShop(ctx.kv, form.shopId);
+  if (!shop) throw new NotFoundError("Unknown form.");
+  return { form, shop, open: form.status === "active" && shop.status === "active" };
+}

@@ -1,0 +1,99 @@
+import { z } from "zod";
+import { ValidationError } from "../errors.ts";
+import { isCurrency } from "../money.ts";
+import { text } from "../validation.ts";
+import { FORM_KINDS } from "./types.ts";
+import { type CoinChoice, findCoinChoice, parseCryptoAmount } from "./crypto.ts";
+
+export const MAX_TITLE_LENGTH = 120;
+export const MAX_DESCRIPTION_LENGTH = 1000;
+
+const Currency = z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
+  .transform((c) => c.toUpperCase())
+  .refine(isCurrency, "is not an ISO 4217 currency");
+
+/**
+ * The body of `POST /api/v1/forms` (the console and the portal build the same
+ * object from their HTML fields). Every value given is fixed for the buyer;
+ * every one left out is the buyer's to fill. The rules that tie fields
+ * together (a fixed amount needs its currency or coin) are in `checkFormRequest`.
+ */
+export function formRequestSchema(maxAmount: number) {
+  let schema = schemas.get(maxAmount);
+  if (!schema) schemas.set(maxAmount, schema = buildFormRequestSchema(maxAmount));
+  return schema;
+}
+
+const schemas = new Map<number, ReturnType<typeof buildFormRequestSchema>>();
+
+function buildFormRequestSchema(maxAmount: number) {
+  return z.strictObject({
+    kind: z.enum(FORM_KINDS).describe("`fiat`: the buyer pays by card through the provider. `crypto`: an invoice."),
+    title: text(1, MAX_TITLE_LENGTH).describe('What the buyer reads as the heading, e.g. "Support our shelter".'),
+    description: text(1, MAX_DESCRIPTION_LENGTH).optional().describe("A paragraph under the title."),
+    amount: z.union([
+      z.int().positive().max(maxAmount),
+      z.string().min(1).max(40),
+    ]).optional().describe(
+      "Fixed amount. Fiat: integer minor units of `currency` (1000 with EUR is 10.00 EUR). Crypto: a decimal " +
+        'string with at most the coin\'s decimals ("12.50"). Leave it out and the buyer types it (a donation).',
+    ),
+    currency: Currency.optional().describe(
+      "Fiat only: ISO 4217 code. Leave it out and the buyer picks one of your shop's currencies.",
+    ),
+    coin: z.string().min(1).max(16).optional().describe("Crypto only: e.g. `USDT` (see GET /api/v1/options)."),
+    network: z.string().min(1).max(32).optional().describe("Crypto only: e.g. `tron` (see GET /api/v1/options)."),
+  });
+}
+
+export type FormRequest = z.output<ReturnType<typeof buildFormRequestSchema>>;
+
+/** A checked request, with a crypto amount in base units. */
+export type CheckedFormRequest =
+  & { title: string; description: string | null }
+  & (
+    | { kind: "fiat"; amount: number | null; currency: string | null }
+    | { kind: "crypto"; coin: string | null; network: string | null; amount: string | null }
+  );
+
+/** The rules between fields; throws one ValidationError naming each bad field. */
+export function checkFormRequest(b: FormRequest): CheckedFormRequest {
+  const fields: Record<string, string> = Object.create(null);
+  const common = { title: b.title, description: b.description ?? null };
+  if (b.kind === "fiat") {
+    if (b.coin !== undefined) fields.coin = "is only for crypto forms";
+    if (b.network !== undefined) fields.network = "is only for crypto forms";
+    if (typeof b.amount === "string") fields.amount = "must be an integer of minor units for a fiat form";
+    else if (b.amount !== undefined && b.currency === undefined) {
+      fields.currency = "is required with a fixed amount (the amount is in minor units of this currency)";
+    }
+    if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
+    return { ...common, kind: "fiat", amount: (b.amount as number | undefined) ?? null, currency: b.currency ?? null };
+  }
+  if (b.currency !== undefined) fields.currency = "is only for fiat forms; a crypto form has a coin and a network";
+  const coin = b.coin?.toUpperCase();
+  const network = b.network?.toLowerCase();
+  let choice: CoinChoice | undefined;
+  if (coin !== undefined && !findCoinChoice(coin)) fields.coin = "is not a coin we take (see GET /api/v1/options)";
+  if (network !== undefined && !findCoinChoice(undefined, network)) {
+    fields.network = "is not a network we take (see GET /api/v1/options)";
+  }
+  if (coin !== undefined && network !== undefined && !fields.coin && !fields.network) {
+    choice = findCoinChoice(coin, network);
+    if (!choice) fields.network = `${coin} is not taken on ${network}`;
+  }
+  let amount: string | null = null;
+  if (b.amount !== undefined) {
+    if (typeof b.amount !== "string") fields.amount = 'must be a decimal string for a crypto form, e.g. "12.50"';
+    else if (coin === undefined || network === undefined) {
+      fields.amount = "needs coin and network: a fixed amount is in a fixed coin";
+    } else if (choice) {
+      const units = parseCryptoAmount(b.amount, choice.decimals);
+      if (units === null) {
+        fields.amount = `must be a decimal above 0 with at most ${choice.decimals} decimals, e.g. "12.50"`;
+      } else amount = units;
+    }
+  }
+  if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
+  return { ...common, kind: "crypto", coin: coin ?? null, network: network ?? null, amount };
+}

@@ -1,0 +1,167 @@
+import { z } from "zod";
+import type { AppContext } from "../context.ts";
+import type { Shop } from "../db/shops.ts";
+import { ValidationError } from "../errors.ts";
+import { currencyExponent, formatAmount, parseAmount } from "../money.ts";
+import { initPayment } from "../payments/init.ts";
+import { payUrl } from "../payments/view.ts";
+import { shopOptions } from "../accounts/routing.ts";
+import { COIN_CHOICES, type CoinChoice, createFormInvoice, formatCryptoAmount, parseCryptoAmount } from "./crypto.ts";
+import { formUrl } from "./mod.ts";
+import type { CryptoForm, FiatForm, PaymentForm } from "./types.ts";
+
+/** What the buyer typed, as strings, only ever read for the fields the form leaves open. */
+export type BuyerInput = Partial<Record<"email" | "amount" | "currency" | "coin", string>>;
+
+const Email = z.email().max(254);
+
+/** The value of a coin choice on the page: one select names coin and network together. */
+export const coinChoiceValue = (c: CoinChoice) => `${c.coin}:${c.network}`;
+
+/** The coins a crypto form offers: those that agree with what the merchant fixed. */
+export function coinChoicesFor(form: CryptoForm): CoinChoice[] {
+  return COIN_CHOICES.filter((c) =>
+    (form.coin === null || c.coin === form.coin) && (form.network === null || c.network === form.network)
+  );
+}
+
+/** The currencies a fiat form offers when the buyer picks: those the shop's routes take. */
+export async function currencyChoicesFor(ctx: AppContext, shop: Shop): Promise<string[]> {
+  return (await shopOptions(ctx, shop)).fiatCurrencies;
+}
+
+/**
+ * Turns a submitted form into a payment (fiat) or an invoice (crypto) and
+ * answers where the buyer goes next. Every value the merchant fixed comes from
+ * the form record; the buyer's fields are read only where the form left a
+ * blank, so extra or edited fields in the post change nothing. `submitName`
+ * (from the form token) names the payment: a second click of the same page
+ * finds the first one instead of making another.
+ */
+export async function submitForm(
+  ctx: AppContext,
+  target: { form: PaymentForm; shop: Shop },
+  input: BuyerInput,
+  opts: { submitName: string },
+): Promise<{ redirectTo: string }> {
+  const { form, shop } = target;
+  const idempotencyKey = `form:${form.id}:${opts.submitName}`;
+  const email = Email.safeParse((input.email ?? "").trim());
+  const fields: Record<string, string> = Object.create(null);
+  if (!email.success) fields.email = "Enter your email address, such as name@example.com.";
+  if (form.kind === "fiat") {
+    const money = await fiatAmount(ctx, shop, form, input, fields);
+    if (Object.keys(fields).length || !money || !email.success) throw invalid(fields);
+    const base = ctx.config.publicBaseUrl;
+    const { payment } = await initPayment(ctx, formShop(shop, base), {
+      // With a default postback URL the submit carries a shop id, so the shop hears about the payment.
+      ...(shop.defaultPostbackUrl ? { id: idempotencyKey } : {}),
+      email: email.data,
+      amount: money.amount,
+      currency: money.currency,
+      type: "fiat",
+      successUrl: `${formUrl(form.id, base)}/thanks`,
+      errorUrl: `${formUrl(form.id, base)}/not-paid`,
+    }, { idempotencyKey: shop.defaultPostbackUrl ? null : idempotencyKey });
+    return { redirectTo: payUrl(payment.id, base) };
+  }
+  const crypto = cryptoAmount(form, input, fields);
+  if (Object.keys(fields).length || !crypto || !email.success) throw invalid(fields);
+  const invoice = await createFormInvoice(ctx, shop, {
+    coin: crypto.choice.coin,
+    network: crypto.choice.network,
+    amount: formatCryptoAmount(crypto.units, crypto.choice.decimals),
+    title: form.title,
+    ...(form.description ? { description: form.description } : {}),
+  }, { idempotencyKey });
+  return { redirectTo: invoice.checkoutUrl };
+}
+
+/** The buyer's own fields are wrong (as opposed to anything the payment code refuses): the page marks them. */
+export class BuyerInputError extends ValidationError {}
+
+/**
+ * An amount as the buyer typed it, with a decimal comma read as a point ("12,50"): many buyers write it so. Only
+ * one or two digits after the comma: "1,000" could be a thousand, so it stays as typed (and is refused).
+ */
+function typedAmount(input: BuyerInput): string {
+  const typed = (input.amount ?? "").trim();
+  return /^\d+,\d{1,2}$/.test(typed) ? typed.replace(",", ".") : typed;
+}
+
+/** "10 or 10.50" (JPY: "10", KWD: "10 or 10.500"): what a valid amount looks like in this currency. */
+export function amountExample(currency: string): string {
+  const exp = currencyExponent(currency);
+  return exp ? `10 or 10.5${"0".repeat(exp - 1)}` : "10";
+}
+
+function invalid(fields: Record<string, string>) {
+  return new BuyerInputError("Please check the fields marked below.", fields);
+}
+
+/**
+ * The shop as init-payment judges a form's return URLs: our own result pages
+ * are always a permitted destination, whatever hosts the shop limits its own
+ * URLs to.
+ */
+function formShop(shop: Shop, publicBaseUrl: string): Shop {
+  if (shop.allowedHosts.length === 0) return shop;
+  return { ...shop, allowedHosts: [...shop.allowedHosts, new URL(publicBaseUrl).hostname] };
+}
+
+async function fiatAmount(
+  ctx: AppContext,
+  shop: Shop,
+  form: FiatForm,
+  input: BuyerInput,
+  fields: Record<string, string>,
+): Promise<{ amount: number; currency: string } | null> {
+  let currency = form.currency;
+  if (currency === null) {
+    const picked = (input.currency ?? "").trim().toUpperCase();
+    if (!(await currencyChoicesFor(ctx, shop)).includes(picked)) {
+      fields.currency = "Pick a currency from the list.";
+      if (form.amount === null && !(input.amount ?? "").trim()) fields.amount = "Enter an amount.";
+      return null;
+    }
+    currency = picked;
+  }
+  if (form.amount !== null) return { amount: form.amount, currency };
+  const typed = typedAmount(input);
+  const amount = typed ? parseAmount(typed, currency) : null;
+  if (amount === null) {
+    fields.amount = typed ? `Enter an amount above 0 such as ${amountExample(currency)}.` : "Enter an amount.";
+    return null;
+  }
+  if (amount > ctx.config.maxAmount) {
+    fields.amount = `The most this form takes is ${formatAmount(ctx.config.maxAmount, currency)}.`;
+    return null;
+  }
+  return { amount, currency };
+}
+
+function cryptoAmount(
+  form: CryptoForm,
+  input: BuyerInput,
+  fields: Record<string, string>,
+): { choice: CoinChoice; units: string } | null {
+  const offered = coinChoicesFor(form);
+  const choice = form.coin !== null && form.network !== null
+    ? offered[0]
+    : offered.find((c) => coinChoiceValue(c) === (input.coin ?? "").trim());
+  if (!choice) {
+    fields.coin = "Pick a coin from the list.";
+    if (form.amount === null && !(input.amount ?? "").trim()) fields.amount = "Enter an amount.";
+    return null;
+  }
+  if (form.amount !== null) return { choice, units: form.amount };
+  const typed = typedAmount(input);
+  const units = typed ? parseCryptoAmount(typed, choice.decimals) : null;
+  if (units === null) {
+    fields.amount = typed
+      ? `Enter an amount above 0 with at most ${choice.decimals} decimals, such as 12.5.`
+      : "Enter an amount.";
+    return null;
+  }
+  return { choice, units };
+}

@@ -1,0 +1,53 @@
+import type { AppContext } from "../context.ts";
+import { NotFoundError } from "../errors.ts";
+import { listDeliveriesByPayment, listDeliveryAttempts } from "../db/deliveries.ts";
+import { listInvoiceEvents, listInvoices, listPoolAddresses } from "../db/invoices.ts";
+import { type Network, NETWORK_IDS } from "./coins.ts";
+import { findInvoice } from "./query.ts";
+import type { Invoice, PoolAddress } from "./types.ts";
+
+/**
+ * What the console and the portal show of invoices, one query per page, each
+ * taking the viewer's shop (null for an operator, who sees all): a portal can
+ * never read another shop's invoice or pool.
+ */
+
+/** Everything about one invoice: the record, its timeline and every postback attempt. */
+export async function describeInvoice(ctx: AppContext, id: string, shopId: string | null) {
+  const invoice = await findInvoice(ctx, id);
+  if (shopId !== null && invoice.shopId !== shopId) throw new NotFoundError("Unknown invoice.");
+  const [events, deliveries] = await Promise.all([
+    listInvoiceEvents(ctx.kv, invoice.id),
+    listDeliveriesByPayment(ctx.kv, invoice.id),
+  ]);
+  return {
+    invoice,
+    events,
+    deliveries: await Promise.all(deliveries.map(async (d) => ({
+      ...d,
+      attemptLog: await listDeliveryAttempts(ctx.kv, d.id),
+    }))),
+  };
+}
+
+export type InvoiceInfo = Awaited<ReturnType<typeof describeInvoice>>;
+
+/** Newest invoices, one shop's or everyone's (bounded). */
+export function listInvoicesFor(ctx: AppContext, shopId: string | null, limit: number): Promise<Invoice[]> {
+  return listInvoices(ctx.kv, { shopId: shopId ?? undefined, limit });
+}
+
+export interface PoolNetwork {
+  network: Network;
+  free: PoolAddress[];
+  inUse: PoolAddress[];
+}
+
+/** A shop's deposit-address pool by network: which addresses are free and which an open invoice holds. */
+export async function describePool(ctx: AppContext, shopId: string): Promise<PoolNetwork[]> {
+  const addresses = await listPoolAddresses(ctx.kv, shopId);
+  return NETWORK_IDS.map((network) => {
+    const mine = addresses.filter((a) => a.network === network);
+    return { network, free: mine.filter((a) => a.heldBy === null), inUse: mine.filter((a) => a.heldBy !== null) };
+  }).filter((p) => p.free.length + p.inUse.length > 0);
+}

@@ -1,0 +1,56 @@
+import { z } from "zod";
+import { COIN_IDS, NETWORK_IDS } from "./coins.ts";
+import { INVOICE_POSTBACK_TYPES, INVOICE_STATUSES, type InvoicePostbackType } from "./status.ts";
+
+/**
+ * The shapes of the invoice API's answers and postbacks, for the OpenAPI
+ * document (lib/docs/openapi.ts); tests/invoices_test.ts checks real answers
+ * and postbacks against them. The request is `createInvoiceSchema` (schema.ts).
+ */
+const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
+const decimal = z.string().regex(/^[0-9]+(\.[0-9]+)?$/).describe("A decimal string in the coin's units.");
+
+export const InvoiceStatusSchema = z.enum(INVOICE_STATUSES).describe(
+  "waiting_for_deposit: nothing seen yet; payment_confirmation: a deposit is on its way, waiting for its " +
+    "confirmations; partially_paid: confirmed deposits are short of the amount; payment_accepted: paid in full and " +
+    "confirmed (overpayment recorded in overpaidAmount); finished: the deposits are final (twice the network's " +
+    "confirmations); expired: nothing arrived by expiresAt; cancelled: you cancelled it. The last three are final.",
+);
+
+export const InvoiceView = z.object({
+  id: z.string().describe("Our invoice id (inv_...)."),
+  shopInvoiceId: z.string().nullable().describe("Your `id` from the request, or null."),
+  status: InvoiceStatusSchema,
+  coin: z.enum(COIN_IDS),
+  network: z.enum(NETWORK_IDS),
+  amount: decimal.describe("What the buyer is asked for."),
+  paidAmount: decimal.describe("Confirmed deposits made while the invoice was open."),
+  pendingAmount: decimal.describe("Deposits seen but not confirmed yet."),
+  overpaidAmount: decimal.describe("How much paidAmount exceeds amount; 0 otherwise."),
+  lateAmount: decimal.describe("Deposits that arrived after the invoice closed: never counted, always shown."),
+  address: z.string().describe("Where the buyer sends the coin, on `network` only."),
+  checkoutUrl: z.url().describe("The buyer's page: amount, address, QR code and live status."),
+  title: z.string(),
+  description: z.string(),
+  confirmationsNeeded: z.int().positive().describe("Confirmations a deposit needs before it counts as paid."),
+  deposits: z.array(z.object({
+    txid: z.string(),
+    amount: decimal,
+    confirmations: z.int().nonnegative(),
+    confirmed: z.boolean().describe("True once it has confirmationsNeeded."),
+    late: z.boolean().describe("True when it arrived after the invoice closed."),
+    seenAt: isoTime,
+  })).describe("Every deposit to the address while it was this invoice's, oldest first."),
+  createdAt: isoTime,
+  expiresAt: isoTime,
+  closedAt: isoTime.nullable().describe("When it finished, expired or was cancelled; null while open."),
+});
+
+export const InvoiceResponse = z.object({ status: z.literal("success"), invoice: InvoiceView });
+
+/** The body of an invoice postback (Standard Webhooks payload: type, timestamp, data). */
+export const InvoicePostbackBody = z.object({
+  type: z.enum(INVOICE_POSTBACK_TYPES as [InvoicePostbackType, ...InvoicePostbackType[]]),
+  timestamp: isoTime.describe("When the postback was created; the same on every retry."),
+  data: InvoiceView,
+});

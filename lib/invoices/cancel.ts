@@ -1,0 +1,37 @@
+import type { AppContext } from "../context.ts";
+import { AppError } from "../errors.ts";
+import type { Shop } from "../db/shops.ts";
+import { INVOICE_STATUS_RULES } from "./status.ts";
+import { updateInvoice } from "./transition.ts";
+import { getShopInvoice } from "./query.ts";
+import type { Invoice } from "./types.ts";
+
+/**
+ * Cancels an invoice that is still open and not paid in full; its address goes
+ * back to the pool in the same operation. A deposit that arrives afterwards is
+ * recorded as late, never hidden. `actor` (an operator's email) is audited.
+ */
+export async function cancelInvoice(
+  ctx: AppContext,
+  invoiceId: string,
+  opts: { actor?: string } = {},
+): Promise<Invoice> {
+  const result = await updateInvoice(ctx, invoiceId, (inv, now) => {
+    if (inv.status === "cancelled") return null;
+    if (!INVOICE_STATUS_RULES[inv.status].cancellable) {
+      throw new AppError(409, "invoice_not_cancellable", `A ${inv.status} invoice cannot be cancelled.`);
+    }
+    return {
+      to: "cancelled",
+      events: [{ type: "cancel_requested", at: now, data: { by: opts.actor ?? "api" } }],
+      audit: opts.actor ? { actor: opts.actor, action: "invoice.cancel" } : undefined,
+    };
+  });
+  return result.invoice;
+}
+
+/** The shop API's cancel: only of the shop's own invoices (another shop's is not found). */
+export async function cancelShopInvoice(ctx: AppContext, shop: Shop, invoiceId: string): Promise<Invoice> {
+  const inv = await getShopInvoice(ctx, shop, invoiceId);
+  return await cancelInvoice(ctx, inv.id);
+}

@@ -1,0 +1,76 @@
+import type { z } from "zod";
+import { UpstreamError } from "../errors.ts";
+import type { Network } from "./coins.ts";
+import { AddressState, NewAddressResponse } from "./chain_wire.ts";
+
+export interface ChainSettings {
+  /** The chain service's API (the simulator at /sandbox/chain when none is configured). */
+  apiUrl: string;
+  apiToken: string;
+  /** Signs the service's notices to us. */
+  webhookSecret: string;
+  timeoutMs: number;
+}
+
+/**
+ * Our client of the address and chain service: new deposit addresses, and
+ * what the chain shows at an address. Errors become UpstreamError, never the
+ * service's internals.
+ */
+export class ChainClient {
+  constructor(readonly settings: ChainSettings) {}
+
+  /** `count` new addresses on `network` for a shop's pool; notices about them go to `notifyUrl`. */
+  async createAddresses(network: Network, shopId: string, notifyUrl: string, count: number): Promise<string[]> {
+    const res = await this.call("POST", "/addresses", { network, label: shopId, notifyUrl, count }, NewAddressResponse);
+    if (res.network !== network) throw new UpstreamError(false, "chain service answered another network");
+    if (new Set(res.addresses).size !== res.addresses.length) {
+      throw new UpstreamError(false, "chain service answered the same address twice");
+    }
+    return res.addresses;
+  }
+
+  /** The deposits the chain shows at an address, with their confirmations. */
+  getAddress(network: Network, address: string): Promise<AddressState> {
+    return this.call(
+      "GET",
+      `/addresses/${encodeURIComponent(network)}/${encodeURIComponent(address)}`,
+      undefined,
+      AddressState,
+    );
+  }
+
+  private async call<T extends z.ZodType>(
+    method: string,
+    path: string,
+    body: unknown,
+    schema: T,
+  ): Promise<z.output<T>> {
+    let res: Response;
+    try {
+      res = await fetch(this.settings.apiUrl + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.settings.apiToken}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.settings.timeoutMs),
+      });
+    } catch (err) {
+      const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+      throw new UpstreamError(timedOut, `chain ${method} ${path}: ${timedOut ? "timeout" : String(err)}`);
+    }
+    const text = await res.text();
+    if (!res.ok) throw new UpstreamError(false, `chain ${method} ${path}: HTTP ${res.status}`);
+    let json: unknown = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // Left null: refused by the schema below.
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw new UpstreamError(false, `chain ${method} ${path}: unexpected answer`);
+    return parsed.data;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The coins and networks invoices accept, written once. Validation, the
+ * options route, the public docs and the OpenAPI document all derive from
+ * these two lists; a new coin is one row here.
+ */
+export const NETWORKS = {
+  bitcoin: { label: "Bitcoin", confirmations: 3, uriScheme: "bitcoin" },
+  ethereum: { label: "Ethereum", confirmations: 12, uriScheme: "ethereum" },
+  tron: { label: "Tron", confirmations: 20, uriScheme: "tron" },
+} as const satisfies Record<string, NetworkRule>;
+
+interface NetworkRule {
+  label: string;
+  /** Blocks on top of a deposit's own before we count it as received (payment_accepted). */
+  confirmations: number;
+  /** The payment URI scheme wallets read from the QR code. */
+  uriScheme: string;
+}
+
+export type Network = keyof typeof NETWORKS;
+export const NETWORK_IDS = Object.keys(NETWORKS) as Network[];
+
+/** Each coin on each network it travels on, with its decimals there (USDT has 6 on Tron and Ethereum). */
+export const COIN_OPTIONS = [
+  { coin: "USDT", network: "tron", decimals: 6, label: "Tether USD (TRC-20)" },
+  { coin: "USDT", network: "ethereum", decimals: 6, label: "Tether USD (ERC-20)" },
+  { coin: "BTC", network: "bitcoin", decimals: 8, label: "Bitcoin" },
+  { coin: "ETH", network: "ethereum", decimals: 18, label: "Ether" },
+] as const satisfies readonly CoinOption[];
+
+export interface CoinOption {
+  coin: string;
+  network: Network;
+  decimals: number;
+  label: string;
+}
+
+export type Coin = typeof COIN_OPTIONS[number]["coin"];
+export const COIN_IDS = [...new Set(COIN_OPTIONS.map((o) => o.coin))] as Coin[];
+
+/**
+ * A deposit counts as final (the invoice is `finished`) once it has this many
+ * times its network's confirmations: deep enough that a reorganisation is no
+ * longer a practical concern, so the merchant may ship.
+ */
+export const FINALITY_FACTOR = 2;
+
+/** The coin on a network, or undefined when we do not take that pair. */
+export function findCoinOption(coin: string, network: string): CoinOption | undefined {
+  return COIN_OPTIONS.find((o) => o.coin === coin && o.network === network);
+}
+
+/** Confirmations a deposit on `network` needs to count as received. */
+export function confirmationsNeeded(network: Network): number {
+  return NETWORKS[network].confirmations;
+}
+
+/** Confirmations after which a received deposit is final (see FINALITY_FACTOR). */
+export function confirmationsFinal(network: Network): number {
+  return NETWORKS[network].confirmations * FINALITY_FACTOR;
+}
+
+/** Coins and their networks as `GET /api/v1/options` lists them (`crypto.coins`). */
+export function cryptoOptions() {
+  return {
+    coins: COIN_IDS.map((coin) => ({
+      id: coin,
+      networks: COIN_OPTIONS.filter((o) => o.coin === coin).map((o) => ({
+        id: o.network,
+        label: o.label,
+        decimals: o.decimals,
+        confirmations: NETWORKS[o.network].confirmations,
+      })),
+    })),
+  };
+}

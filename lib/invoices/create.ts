@@ -1,0 +1,134 @@
+import type { AppContext } from "../context.ts";
+import { ConflictError, IdempotencyMismatchError, ValidationError } from "../errors.ts";
+import { getInvoice, insertInvoice } from "../db/invoices.ts";
+import { pickAddress } from "./pool.ts";
+import type { Shop } from "../db/shops.ts";
+import { base64url, randomId, sortableId } from "../ids.ts";
+import { hmacSha256, sha256Hex } from "../crypto.ts";
+import { normalizePostbackUrl } from "../relay/url_guard.ts";
+import { parseOrThrow, text } from "../validation.ts";
+import { parseDecimalAmount } from "./amounts.ts";
+import { type Coin, findCoinOption } from "./coins.ts";
+import { createInvoiceSchema } from "./schema.ts";
+import type { Invoice } from "./types.ts";
+import { type InvoiceView, invoiceView } from "./view.ts";
+
+const IdempotencyKey = text(1, 255);
+const MAX_TRIES = 8;
+
+/** Where the chain service sends its notices about our addresses. */
+export function chainNotifyUrl(publicBaseUrl: string): string {
+  return `${publicBaseUrl}/api/chain-notify`;
+}
+
+/**
+ * Creates a crypto invoice for a shop: validates the input, picks a free
+ * address of the shop's pool on the network (or asks the address service for
+ * new ones when none is free, and uses the first at once), and stores the
+ * invoice holding it in one atomic operation whose checks make the pick
+ * exclusive.
+ *
+ * Idempotency as init-payment: the shop's `id` (or an Idempotency-Key) names
+ * the invoice, whose id is derived from it, so a retry answers the stored
+ * invoice (same body) or is refused (another body), and copies racing each
+ * other are kept apart by the uniqueness check on the invoice's key.
+ */
+export async function createInvoice(
+  ctx: AppContext,
+  shop: Shop,
+  input: unknown,
+  opts: { idempotencyKey?: string | null; now?: number } = {},
+): Promise<{ invoice: InvoiceView; created: boolean }> {
+  const body = parseOrThrow(createInvoiceSchema, input);
+  const idempotencyKey = opts.idempotencyKey
+    ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
+    : null;
+  const name = body.id
+    ? { kind: "shop_ref", value: body.id }
+    : idempotencyKey
+    ? { kind: "idempotency_key", value: idempotencyKey }
+    : null;
+  const requestHash = sha256Hex(JSON.stringify(body));
+  const id = name ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value) : randomId("inv");
+  const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
+  if (name) {
+    const existing = await getInvoice(ctx.kv, id);
+    if (existing) return { invoice: view(replay(existing, requestHash)), created: false };
+  }
+  const option = findCoinOption(body.coin, body.network)!;
+  const postbackUrl = await checkPostbackUrl(ctx, shop, body.postbackUrl ?? shop.defaultPostbackUrl);
+  const now = opts.now ?? ctx.now();
+  const expiresAt = now + (body.expiresIn !== undefined ? body.expiresIn * 1000 : ctx.config.invoiceTtlMs);
+  const base: Omit<Invoice, "address"> = {
+    id,
+    seq: sortableId(now),
+    shopId: shop.id,
+    shopInvoiceId: body.id ?? null,
+    idempotencyKey: body.id ? null : idempotencyKey,
+    requestHash,
+    coin: option.coin as Coin,
+    network: option.network,
+    decimals: option.decimals,
+    amount: parseDecimalAmount(body.amount, option.decimals)!.toString(),
+    title: body.title ?? "",
+    description: body.description ?? "",
+    postbackUrl,
+    status: "waiting_for_deposit",
+    deposits: [],
+    createdAt: now,
+    updatedAt: now,
+    expiresAt,
+    closedAt: null,
+    checkAt: Math.min(expiresAt, now + ctx.config.chainPollMs),
+  };
+  for (let i = 0; i < MAX_TRIES; i++) {
+    // After half the tries lost to other requests, stop competing for the free addresses.
+    const picked = await pickAddress(ctx, shop.id, option.network, {
+      now,
+      notifyUrl: chainNotifyUrl(ctx.config.publicBaseUrl),
+      fresh: i >= MAX_TRIES / 2,
+    });
+    const invoice: Invoice = { ...base, address: picked.address };
+    let stored = false;
+    try {
+      stored = await insertInvoice(ctx.kv, {
+        invoice,
+        pick: picked.pick,
+        event: {
+          type: "created",
+          at: now,
+          data: { amount: invoice.amount, coin: invoice.coin, network: invoice.network, address: invoice.address },
+        },
+        jobs: { queue: ctx.config.jobsQueue, now },
+      });
+    } finally {
+      await picked.done(stored);
+    }
+    if (stored) return { invoice: view(invoice), created: true };
+    // A copy of this request stored it first: answer that one.
+    const winner = name ? await getInvoice(ctx.kv, id) : null;
+    if (winner) return { invoice: view(replay(winner, requestHash)), created: false };
+    // Another invoice took the free address we read: try again with what is free now.
+  }
+  throw new ConflictError("Too many invoices are taking addresses at once; retry.");
+}
+
+function replay(inv: Invoice, requestHash: string): Invoice {
+  if (inv.requestHash !== requestHash) {
+    throw new IdempotencyMismatchError("This id was already used for an invoice with different details.");
+  }
+  return inv;
+}
+
+/** The invoice id for a named request: an HMAC of the shop and the name, like derived payment ids. */
+function derivedInvoiceId(key: Uint8Array, shopId: string, kind: string, value: string): string {
+  return `inv_${base64url(hmacSha256(key, `invoice-id\0${shopId}\0${kind}\0${value}`).subarray(0, 16))}`;
+}
+
+async function checkPostbackUrl(ctx: AppContext, shop: Shop, url: string | null): Promise<string | null> {
+  if (!url) return null;
+  const rules = { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts, resolve: ctx.resolve };
+  const checked = await normalizePostbackUrl(url, rules);
+  if (checked.problem) throw new ValidationError("The request is invalid.", { postbackUrl: checked.problem });
+  return checked.url;
+}

@@ -1,0 +1,172 @@
+import type { AppContext } from "../context.ts";
+import { AppError, NotFoundError, UpstreamError } from "../errors.ts";
+import { getAddressOwner, getInvoice, getPoolAddressEntry } from "../db/invoices.ts";
+import { hasIdShape } from "../ids.ts";
+import { log } from "../log.ts";
+import { parseStrictJson } from "../json_body.ts";
+import { sumUnits } from "./amounts.ts";
+import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
+import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSignature } from "./chain_wire.ts";
+import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
+import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
+import type { Invoice, InvoiceDeposit, InvoiceEvent, PoolAddress } from "./types.ts";
+
+/** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
+export const MAX_DEPOSITS_PER_INVOICE = 100;
+
+/**
+ * Which of the chain's deposits at an address are this invoice's: those the
+ * chain saw while the invoice was the address's latest holder (from its
+ * creation until the next invoice took the address). An address is reused, so
+ * time is what tells two invoices' money apart.
+ */
+export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: number; until: number | null } | null {
+  if (!address || address.lastInvoiceId === inv.id) return { from: inv.createdAt, until: null };
+  if (address.previousInvoiceId === inv.id) return { from: inv.createdAt, until: address.lastTakenAt };
+  return null;
+}
+
+/**
+ * The status the deposits call for. Received = confirmed by the network's
+ * confirmations; final = twice as deep (finished). Late deposits never count.
+ */
+export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): InvoiceStatus {
+  const needed = confirmationsNeeded(inv.network);
+  const final = confirmationsFinal(inv.network);
+  const counted = deposits.filter((d) => !d.late);
+  const amount = BigInt(inv.amount);
+  if (sumUnits(counted.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount) return "finished";
+  if (sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount)) >= amount) {
+    return "payment_accepted";
+  }
+  if (counted.some((d) => d.confirmations < needed)) return "payment_confirmation";
+  if (counted.length) return "partially_paid";
+  return "waiting_for_deposit";
+}
+
+/**
+ * What the chain's view of the address means for the invoice: deposits new
+ * and deeper, the status they call for, expiry when nothing arrived by
+ * `expiresAt`, and the next poll. Null when nothing changed and no poll is due.
+ */
+export function decideFromChain(
+  inv: Invoice,
+  state: AddressState,
+  window: { from: number; until: number | null },
+  now: number,
+  pollMs: number,
+): InvoiceChange | null {
+  const needed = confirmationsNeeded(inv.network);
+  const open = isInvoiceOpen(inv.status);
+  const byTx = new Map(state.deposits.map((d) => [d.txid, d]));
+  const events: InvoiceEvent[] = [];
+  const deposits = inv.deposits.map((d) => {
+    const seen = byTx.get(d.txid);
+    if (!seen || seen.confirmations === d.confirmations) return d;
+    if (!d.late && d.confirmations < needed && seen.confirmations >= needed) {
+      events.push({ type: "deposit_confirmed", at: now, data: { txid: d.txid, confirmations: seen.confirmations } });
+    }
+    return { ...d, confirmations: seen.confirmations };
+  });
+  const known = new Set(inv.deposits.map((d) => d.txid));
+  for (const d of state.deposits) {
+    if (known.has(d.txid) || d.seenAt < window.from || (window.until !== null && d.seenAt >= window.until)) continue;
+    if (deposits.length >= MAX_DEPOSITS_PER_INVOICE) {
+      log.warn("invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
+      break;
+    }
+    const deposit: InvoiceDeposit = { ...d, late: !open };
+    deposits.push(deposit);
+    events.push({
+      type: open ? "deposit_seen" : "late_deposit",
+      at: now,
+      data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
+    });
+  }
+  const changed = events.length > 0 || deposits.some((d, i) => d !== inv.deposits[i]);
+  const pollDue = open && inv.checkAt !== null && inv.checkAt <= now;
+  if (!changed && !pollDue) return null;
+  if (!open) return { events, patch: { deposits } };
+  let to = statusFromDeposits(inv, deposits);
+  // Statuses only move forward along the table; the deposits decide among the moves it allows.
+  if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
+  if (to === "waiting_for_deposit" && now >= inv.expiresAt) to = "expired";
+  const checkAt = to === "waiting_for_deposit" ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
+  return { to, events, patch: { deposits, checkAt } };
+}
+
+/** Reads the invoice's address at the chain and applies what it shows (the notice handler and the job). */
+export async function syncInvoice(ctx: AppContext, invoiceId: string, state?: AddressState): Promise<InvoiceUpdate> {
+  const inv = await getInvoice(ctx.kv, invoiceId);
+  if (!inv) throw new NotFoundError("Unknown invoice.");
+  const chain = state ?? await ctx.chain.getAddress(inv.network, inv.address);
+  const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
+  const window = claimWindow(inv, address);
+  if (!window) return { outcome: "unchanged", invoice: inv };
+  return await updateInvoice(
+    ctx,
+    invoiceId,
+    (current, now) => decideFromChain(current, chain, window, now, ctx.config.chainPollMs),
+  );
+}
+
+/**
+ * The `invoice_check` job: polls an open invoice's address, so a lost notice
+ * changes nothing, and expires it at `expiresAt` when no money came. Safe to
+ * run any number of times; a chain that does not answer is asked again at the
+ * next poll (nothing expires while we cannot see the chain).
+ */
+export async function runInvoiceCheck(ctx: AppContext, id: string): Promise<void> {
+  const inv = await getInvoice(ctx.kv, id);
+  if (!inv || !isInvoiceOpen(inv.status) || inv.checkAt === null || inv.checkAt > ctx.now()) return;
+  try {
+    await syncInvoice(ctx, id);
+  } catch (err) {
+    if (!(err instanceof UpstreamError)) throw err;
+    log.warn("chain read failed; will poll again", { invoiceId: id, detail: err.detail });
+    await updateInvoice(
+      ctx,
+      id,
+      (current, now) =>
+        isInvoiceOpen(current.status) && current.checkAt !== null && current.checkAt <= now
+          ? { events: [], patch: { checkAt: now + ctx.config.chainPollMs } }
+          : null,
+    );
+  }
+}
+
+export type ChainNoticeOutcome = "applied" | "unchanged";
+
+/**
+ * A notice from the chain service: verified by its signature, then taken as a
+ * hint only. The address is read again at the chain, and the invoice it
+ * concerns (the open one holding it, or the one it last served, for a late
+ * deposit) is brought up to date. A notice about an address that is not ours
+ * is refused (404) so it is counted against the sender.
+ */
+export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBody: string) {
+  const problem = checkChainSignature(
+    ctx.chain.settings.webhookSecret,
+    headers.get(CHAIN_SIGNATURE_HEADER),
+    rawBody,
+    Math.floor(ctx.now() / 1000),
+  );
+  if (problem) {
+    log.warn("chain notice rejected", { reason: problem });
+    throw new AppError(401, "invalid_webhook", `Notice rejected: ${problem}.`);
+  }
+  const parsed = ChainNotice.safeParse(parseStrictJson(rawBody));
+  if (!parsed.success) throw new AppError(400, "invalid_webhook", "Notice rejected: unexpected body.");
+  const notice = parsed.data;
+  const shopId = await getAddressOwner(ctx.kv, notice.network, notice.address);
+  if (!shopId) throw new NotFoundError("Unknown address.");
+  const address = (await getPoolAddressEntry(ctx.kv, { shopId, network: notice.network, address: notice.address }))
+    .value;
+  const state = await ctx.chain.getAddress(notice.network, notice.address);
+  const deposit = state.deposits.find((d) => d.txid === notice.txid);
+  if (!deposit) return "unchanged"; // The chain does not show it: not news we can act on.
+  const invoiceId = deposit.seenAt >= (address?.lastTakenAt ?? 0) ? address?.lastInvoiceId : address?.previousInvoiceId;
+  if (!invoiceId || !hasIdShape("invoice", invoiceId)) return "unchanged";
+  const result = await syncInvoice(ctx, invoiceId, state);
+  return result.outcome === "applied" ? "applied" : "unchanged";
+}

@@ -1,0 +1,87 @@
+/**
+ * Invoice statuses and the only moves between them, as data (like
+ * lib/payments/status.ts for payments). Each row says where an invoice in that
+ * status may go next, the postback entering it sends, and whether it still
+ * holds its deposit address; `transition.ts` is the one place that applies a
+ * move. Money is never hidden: a deposit after an invoice closed is recorded
+ * on it (`late`) without a status change.
+ */
+export const INVOICE_STATUSES = [
+  "waiting_for_deposit",
+  "payment_confirmation",
+  "partially_paid",
+  "payment_accepted",
+  "finished",
+  "expired",
+  "cancelled",
+] as const;
+
+export type InvoiceStatus = typeof INVOICE_STATUSES[number];
+
+interface InvoiceStatusRule {
+  /** Where an invoice in this status may move. */
+  next: readonly InvoiceStatus[];
+  /** The postback a shop gets when its invoice enters this status (none for the first: the shop made it). */
+  postback: `invoice.${string}` | null;
+  /** True while the invoice holds its deposit address (the pool gives it to nobody else). */
+  open: boolean;
+  /** True when a merchant's cancel is allowed from here. */
+  cancellable: boolean;
+}
+
+export const INVOICE_STATUS_RULES = {
+  // A poll may find a deposit already confirmed (a lost webhook), so every forward step is one move.
+  waiting_for_deposit: {
+    next: ["payment_confirmation", "partially_paid", "payment_accepted", "finished", "expired", "cancelled"],
+    postback: null,
+    open: true,
+    cancellable: true,
+  },
+  payment_confirmation: {
+    next: ["partially_paid", "payment_accepted", "finished", "cancelled"],
+    postback: "invoice.payment_confirmation",
+    open: true,
+    cancellable: true,
+  },
+  // A further deposit seen on a partly paid invoice waits for its confirmations again.
+  partially_paid: {
+    next: ["payment_confirmation", "payment_accepted", "finished", "cancelled"],
+    postback: "invoice.partially_paid",
+    open: true,
+    cancellable: true,
+  },
+  // Paid in full and confirmed: only finality is left, so a cancel is refused.
+  payment_accepted: { next: ["finished"], postback: "invoice.payment_accepted", open: true, cancellable: false },
+  finished: { next: [], postback: "invoice.finished", open: false, cancellable: false },
+  expired: { next: [], postback: "invoice.expired", open: false, cancellable: false },
+  cancelled: { next: [], postback: "invoice.cancelled", open: false, cancellable: false },
+} as const satisfies Record<InvoiceStatus, InvoiceStatusRule>;
+
+export type InvoicePostbackType = NonNullable<typeof INVOICE_STATUS_RULES[InvoiceStatus]["postback"]>;
+export const INVOICE_POSTBACK_TYPES = INVOICE_STATUSES.map((s) => INVOICE_STATUS_RULES[s].postback)
+  .filter((t) => t !== null) as InvoicePostbackType[];
+
+/** True when the table allows an invoice in `from` to move to `to`. */
+export function canMoveInvoice(from: InvoiceStatus, to: InvoiceStatus): boolean {
+  return (INVOICE_STATUS_RULES[from].next as readonly InvoiceStatus[]).includes(to);
+}
+
+/** True while the invoice holds its address and its deposits are watched. */
+export function isInvoiceOpen(status: InvoiceStatus): boolean {
+  return INVOICE_STATUS_RULES[status].open;
+}
+
+export function invoicePostbackType(status: InvoiceStatus): InvoicePostbackType | null {
+  return INVOICE_STATUS_RULES[status].postback;
+}
+
+/** What the buyer reads for each status on the invoice page. */
+export const INVOICE_STATUS_TEXT = {
+  waiting_for_deposit: "Waiting for your payment",
+  payment_confirmation: "Payment seen, waiting for confirmations",
+  partially_paid: "Partly paid: please send the rest",
+  payment_accepted: "Payment received",
+  finished: "Paid. Thank you!",
+  expired: "This invoice expired",
+  cancelled: "This invoice was cancelled",
+} as const satisfies Record<InvoiceStatus, string>;

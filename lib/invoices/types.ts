@@ -1,0 +1,82 @@
+import type { Coin, Network } from "./coins.ts";
+import type { InvoiceStatus } from "./status.ts";
+
+/**
+ * A crypto invoice as we store it. Amounts are integer strings of the coin's
+ * base units (bigint when computed with), never floats.
+ */
+export interface Invoice {
+  /** Our public id (inv_...): 128 random bits, or derived from the shop's id / Idempotency-Key. */
+  id: string;
+  /** ULID, orders the shop's listing by creation time. */
+  seq: string;
+  shopId: string;
+  /** The shop's own invoice reference (`id` in the request), if it gave one. */
+  shopInvoiceId: string | null;
+  idempotencyKey: string | null;
+  /** SHA-256 of the normalized request, to tell a retry from a reused id. */
+  requestHash: string;
+  coin: Coin;
+  network: Network;
+  decimals: number;
+  /** Base units asked for. */
+  amount: string;
+  title: string;
+  description: string;
+  address: string;
+  postbackUrl: string | null;
+  status: InvoiceStatus;
+  /** Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. */
+  deposits: InvoiceDeposit[];
+  createdAt: number;
+  updatedAt: number;
+  expiresAt: number;
+  /** When it left the open statuses (finished, expired, cancelled); null while open. */
+  closedAt: number | null;
+  /** When the polling job next reads its address at the chain; null once nothing is left to watch. */
+  checkAt: number | null;
+}
+
+/** One transfer to the invoice's address, as the chain last showed it. */
+export interface InvoiceDeposit {
+  txid: string;
+  /** Base units. */
+  amount: string;
+  confirmations: number;
+  /** When the chain first saw it (its own clock, ms). */
+  seenAt: number;
+  /** Arrived after the invoice had closed: recorded and shown, never counted toward its status. */
+  late: boolean;
+}
+
+/** What happened to an invoice, for its timeline. */
+export interface InvoiceEvent {
+  type:
+    | "created"
+    | "deposit_seen"
+    | "deposit_confirmed"
+    | "late_deposit"
+    | "status_changed"
+    | "chain_notice"
+    | "cancel_requested";
+  at: number;
+  data: Record<string, unknown>;
+}
+
+/** A deposit address of a shop's pool on one network. */
+export interface PoolAddress {
+  address: string;
+  network: Network;
+  shopId: string;
+  createdAt: number;
+  /** The open invoice holding it, or null when it is free. */
+  heldBy: string | null;
+  /** The latest invoice that held it (late deposits go to it while the address is free). */
+  lastInvoiceId: string | null;
+  /** When the latest invoice took it: deposits the chain saw before then belong to the one before. */
+  lastTakenAt: number | null;
+  /** The invoice before that one (a deposit seen before the latest was created belongs to it). */
+  previousInvoiceId: string | null;
+  /** Invoices that have used it, for the console. */
+  uses: number;
+}

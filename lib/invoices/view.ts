@@ -1,0 +1,97 @@
+import { formatBaseUnits, sumUnits } from "./amounts.ts";
+import { confirmationsNeeded, NETWORKS } from "./coins.ts";
+import type { InvoicePostbackType } from "./status.ts";
+import type { Invoice } from "./types.ts";
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Where the buyer pays an invoice: its page, reachable by its unguessable id only. */
+export function checkoutUrl(invoiceId: string, publicBaseUrl: string): string {
+  return `${publicBaseUrl}/invoices/${encodeURIComponent(invoiceId)}`;
+}
+
+/** What an invoice's deposits add up to, in base units: received (confirmed), on its way, after it closed. */
+export function invoiceTotals(inv: Invoice) {
+  const needed = confirmationsNeeded(inv.network);
+  const counted = inv.deposits.filter((d) => !d.late);
+  const paid = sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount));
+  const pending = sumUnits(counted.filter((d) => d.confirmations < needed).map((d) => d.amount));
+  const late = sumUnits(inv.deposits.filter((d) => d.late).map((d) => d.amount));
+  const amount = BigInt(inv.amount);
+  return { paid, pending, late, overpaid: paid > amount ? paid - amount : 0n };
+}
+
+/** An invoice as the shop's API, its postbacks and the buyer's status route show it. */
+export function invoiceView(inv: Invoice, publicBaseUrl: string) {
+  const t = invoiceTotals(inv);
+  const fmt = (units: bigint | string) => formatBaseUnits(units, inv.decimals);
+  const needed = confirmationsNeeded(inv.network);
+  return {
+    id: inv.id,
+    shopInvoiceId: inv.shopInvoiceId,
+    status: inv.status,
+    coin: inv.coin,
+    network: inv.network,
+    amount: fmt(inv.amount),
+    paidAmount: fmt(t.paid),
+    pendingAmount: fmt(t.pending),
+    overpaidAmount: fmt(t.overpaid),
+    lateAmount: fmt(t.late),
+    address: inv.address,
+    checkoutUrl: checkoutUrl(inv.id, publicBaseUrl),
+    title: inv.title,
+    description: inv.description,
+    confirmationsNeeded: needed,
+    deposits: inv.deposits.map((d) => ({
+      txid: d.txid,
+      amount: fmt(d.amount),
+      confirmations: d.confirmations,
+      confirmed: d.confirmations >= needed,
+      late: d.late,
+      seenAt: iso(d.seenAt),
+    })),
+    createdAt: iso(inv.createdAt),
+    expiresAt: iso(inv.expiresAt),
+    closedAt: iso(inv.closedAt),
+  };
+}
+
+export type InvoiceView = ReturnType<typeof invoiceView>;
+
+/** The postback body (Standard Webhooks payload shape: type, timestamp, data). */
+export function invoicePostbackBody(inv: Invoice, type: InvoicePostbackType, now: number, base: string): string {
+  return JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: invoiceView(inv, base) });
+}
+
+/** The payment URI wallets read from the QR code (BIP 21 style: scheme:address?amount=...). */
+export function paymentUri(inv: Invoice): string {
+  const amount = formatBaseUnits(inv.amount, inv.decimals);
+  const params = new URLSearchParams({ amount });
+  // Tokens name their coin, since the address alone means the network's own coin to a wallet.
+  if (inv.coin === "USDT") params.set("token", inv.coin);
+  return `${NETWORKS[inv.network].uriScheme}:${inv.address}?${params}`;
+}
+
+/** What the buyer's page and its status route show: the invoice's state, nothing of the shop's own. */
+export function buyerStatusView(inv: Invoice, now: number) {
+  const t = invoiceTotals(inv);
+  const fmt = (units: bigint) => formatBaseUnits(units, inv.decimals);
+  const needed = confirmationsNeeded(inv.network);
+  const onItsWay = inv.deposits.filter((d) => !d.late && d.confirmations < needed).map((d) => d.confirmations);
+  return {
+    status: inv.status,
+    coin: inv.coin,
+    amount: formatBaseUnits(inv.amount, inv.decimals),
+    paidAmount: fmt(t.paid),
+    pendingAmount: fmt(t.pending),
+    overpaidAmount: fmt(t.overpaid),
+    lateAmount: fmt(t.late),
+    confirmationsNeeded: needed,
+    /** The least-confirmed deposit still on its way, for "3 of 20 confirmations"; null when none is. */
+    confirmations: onItsWay.length ? Math.min(...onItsWay) : null,
+    expiresAt: inv.expiresAt,
+    now,
+  };
+}
+
+export type BuyerStatus = ReturnType<typeof buyerStatusView>;

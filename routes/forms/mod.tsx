@@ -1,0 +1,162 @@
+import { type Context, Hono } from "hono";
+import type { AppContext } from "../../lib/context.ts";
+import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
+import { AppError, IdempotencyMismatchError, UpstreamError } from "../../lib/errors.ts";
+import { log } from "../../lib/log.ts";
+import { ID_PATTERNS } from "../../lib/ids.ts";
+import { loadBuyerForm } from "../../lib/forms/mod.ts";
+import {
+  type BuyerInput,
+  BuyerInputError,
+  coinChoicesFor,
+  currencyChoicesFor,
+  submitForm,
+} from "../../lib/forms/submit.ts";
+import { checkFormToken, issueFormToken } from "../../lib/forms/token.ts";
+import { renderPage } from "../../components/html.tsx";
+import { MessagePage } from "../../components/message_page.tsx";
+import { BuyerFormPage } from "../../components/forms.tsx";
+import { clientAddress } from "../_client_address.ts";
+import { allowFraming } from "../_headers.ts";
+
+const FORM = `/:id{${ID_PATTERNS.form}}` as const;
+const BUYER_INPUTS = ["email", "amount", "currency", "coin"] as const;
+
+type Target = Awaited<ReturnType<typeof loadBuyerForm>>;
+
+/**
+ * The buyer's side of hosted forms at /forms: the page, its submit and the
+ * two pages the buyer returns to after paying. No cookies and no console CSRF:
+ * the page may sit in a shop's iframe, so the submit carries a signed form
+ * token instead (lib/forms/token.ts).
+ */
+export function formPageRoutes(ctx: AppContext) {
+  const app = new Hono();
+  // Every submit counts per address (a buyer sends one or two); bad tokens also count with the app's other
+  // unauthenticated failures, so an address cannot spread its guesses over routes.
+  const submits = new RateLimiter(ctx.config.unauthenticatedPerMinute);
+  const unauthenticated = unauthenticatedLimiter(ctx);
+
+  const page = async (
+    c: Context,
+    target: Target,
+    extra: { values?: BuyerInput; errors?: Record<string, string>; message?: string; token?: string },
+    status: 200 | 400 | 403 | 409 | 422 | 502 = 200,
+  ) => {
+    const { form, shop } = target;
+    const currencies = form.kind === "fiat" && form.currency === null ? await currencyChoicesFor(ctx, shop) : [];
+    const coins = form.kind === "crypto" ? coinChoicesFor(form) : [];
+    return c.html(
+      renderPage(
+        <BuyerFormPage
+          form={form}
+          shopName={shop.name}
+          token={extra.token ?? issueFormToken(ctx, form.id)}
+          values={extra.values ?? {}}
+          errors={extra.errors}
+          message={extra.message}
+          currencies={currencies}
+          coins={coins}
+        />,
+      ),
+      status,
+      { "cache-control": "no-store" },
+    );
+  };
+
+  const closed = (c: Context, target: Target) =>
+    c.html(
+      renderPage(
+        <MessagePage
+          title="This form is closed"
+          text={`${target.shop.name} no longer takes payments with this form. Nothing was charged.`}
+        />,
+      ),
+      410,
+    );
+
+  app.get(FORM, async (c) => {
+    const target = await loadBuyerForm(ctx, c.req.param("id"));
+    // Only the shop's own sites may show its form in a frame; every other page keeps refusing frames.
+    allowFraming(c, target.shop.embedOrigins ?? []);
+    if (!target.open) return closed(c, target);
+    return await page(c, target, {});
+  });
+
+  app.post(`${FORM}/submit` as const, async (c) => {
+    const address = clientAddress(c);
+    submits.take(address, ctx.now());
+    const target = await loadBuyerForm(ctx, c.req.param("id"));
+    allowFraming(c, target.shop.embedOrigins ?? []);
+    if (!target.open) return closed(c, target);
+    const posted = await readPostedFields(c);
+    const values: BuyerInput = {};
+    for (const name of BUYER_INPUTS) if (posted[name] !== undefined) values[name] = posted[name].slice(0, 300);
+
+    const token = checkFormToken(ctx, target.form.id, posted._token ?? "");
+    if (!token.ok) {
+      unauthenticated.take(address, ctx.now());
+      const message = token.reason === "expired"
+        ? "This page was open for too long. Check the fields and send it again."
+        : "We could not verify this page. Check the fields and send it again.";
+      return await page(c, target, { values, message }, 403);
+    }
+    try {
+      const { redirectTo } = await submitForm(ctx, target, values, { submitName: token.nonce });
+      return c.redirect(redirectTo, 303);
+    } catch (err) {
+      if (err instanceof BuyerInputError) {
+        return await page(c, target, { values, errors: err.fields, message: err.message }, 422);
+      }
+      if (err instanceof IdempotencyMismatchError) {
+        const message = "You already sent this page with other values, and that payment stands. " +
+          "To pay again with these values, send the form once more.";
+        return await page(c, target, { values, message }, 409);
+      }
+      if (err instanceof UpstreamError) {
+        // The same token again: a retry names the same payment, in case the provider did make it.
+        const message = "The payment service did not answer. Nothing was charged; please send the form again.";
+        return await page(c, target, { values, message, token: posted._token }, 502);
+      }
+      if (err instanceof AppError && err.status < 500 && err.status !== 429) {
+        // Not the buyer's doing (the shop's set-up: no route for the currency, a URL it no longer allows).
+        log.warn("form submit refused", { formId: target.form.id, code: err.code, fields: err.fields });
+        const message = `This form cannot take this payment right now (${err.message}) Nothing was charged.`;
+        return await page(c, target, { values, message }, 422);
+      }
+      throw err;
+    }
+  });
+
+  app.get(`${FORM}/thanks` as const, async (c) => {
+    const { shop } = await loadBuyerForm(ctx, c.req.param("id"));
+    return c.html(renderPage(
+      <MessagePage
+        title="Thank you"
+        text={`Your payment to ${shop.name} is on its way. You can close this page.`}
+      />,
+    ));
+  });
+
+  app.get(`${FORM}/not-paid` as const, async (c) => {
+    const { form, shop, open } = await loadBuyerForm(ctx, c.req.param("id"));
+    return c.html(renderPage(
+      <MessagePage
+        title="The payment did not go through"
+        text={`Nothing was charged by ${shop.name}.`}
+        link={open ? { href: `/forms/${form.id}`, label: "Try again" } : undefined}
+      />,
+    ));
+  });
+  return app;
+}
+
+/** The posted form fields as strings; anything but a form post reads as no fields (and so fails the token). */
+async function readPostedFields(c: Context): Promise<Record<string, string>> {
+  const type = c.req.header("content-type") ?? "";
+  if (!type.startsWith("application/x-www-form-urlencoded") && !type.startsWith("multipart/form-data")) return {};
+  const body = await c.req.parseBody();
+  const out: Record<string, string> = Object.create(null);
+  for (const [k, v] of Object.entries(body)) if (typeof v === "string") out[k] = v;
+  return out;
+}

@@ -1,0 +1,96 @@
+import { Hono } from "hono";
+import { renderSVG } from "uqr";
+import type { AppContext } from "../../lib/context.ts";
+import { findInvoice } from "../../lib/invoices/query.ts";
+import { buyerStatusView, paymentUri } from "../../lib/invoices/view.ts";
+import { formatBaseUnits } from "../../lib/invoices/amounts.ts";
+import { NETWORKS } from "../../lib/invoices/coins.ts";
+import { isInvoiceOpen } from "../../lib/invoices/status.ts";
+import type { Invoice } from "../../lib/invoices/types.ts";
+import { Page, renderPage } from "../../components/html.tsx";
+import { Island } from "../../components/island.tsx";
+
+/**
+ * The buyer's invoice page and its JSON status route. Reachable by the
+ * invoice's id alone, which is 128 random bits (or an HMAC of the shop's own
+ * id under our key), so nobody finds an invoice they were not given.
+ */
+export function invoicePageRoutes(ctx: AppContext) {
+  const app = new Hono();
+  app.use(async (c, next) => {
+    await next();
+    // The status changes by the second; a cached page or answer would show a stale one.
+    c.header("cache-control", "no-store");
+    c.header("referrer-policy", "no-referrer");
+  });
+
+  app.get("/:id", async (c) => {
+    const inv = await findInvoice(ctx, c.req.param("id"));
+    return c.html(renderPage(<InvoicePage inv={inv} now={ctx.now()} />));
+  });
+
+  app.get("/:id/status", async (c) => {
+    const inv = await findInvoice(ctx, c.req.param("id"));
+    return c.json(buyerStatusView(inv, ctx.now()));
+  });
+  return app;
+}
+
+function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
+  const amount = formatBaseUnits(inv.amount, inv.decimals);
+  const uri = paymentUri(inv);
+  const open = isInvoiceOpen(inv.status);
+  const network = NETWORKS[inv.network].label;
+  return (
+    <Page title={`Pay ${amount} ${inv.coin} · AimbrellaPay`} script>
+      <div class="invoice">
+        <h1>{inv.title || "Invoice"}</h1>
+        {inv.description && <p>{inv.description}</p>}
+        <Island
+          name="InvoiceStatus"
+          props={{ statusUrl: `/invoices/${inv.id}/status`, initial: buyerStatusView(inv, now) }}
+        />
+        {open && (
+          <>
+            <div class="card">
+              <p class="muted small">Send exactly</p>
+              <div class="secret-row">
+                <code class="invoice-amount">{amount} {inv.coin}</code>
+                <Island name="CopyButton" props={{ text: amount, label: "Copy amount" }} />
+              </div>
+              <p class="muted small">
+                on the {network} network to
+              </p>
+              <div class="secret-row">
+                <code class="invoice-address">{inv.address}</code>
+                <Island name="CopyButton" props={{ text: inv.address, label: "Copy address" }} />
+              </div>
+              <p class="muted small">
+                Only {inv.coin} on {network}: anything else sent here is lost.
+              </p>
+            </div>
+            <figure class="qr">
+              {/* uqr renders the SVG from our own data (address and amount), so it is safe to inline. */}
+              <div
+                role="img"
+                aria-label={`QR code for paying ${amount} ${inv.coin} to ${inv.address}`}
+                dangerouslySetInnerHTML={{ __html: renderSVG(uri, { border: 2 }) }}
+              />
+              <figcaption class="muted small">
+                Scan with your wallet, or <a href={uri}>open it in your wallet app</a>.
+              </figcaption>
+            </figure>
+            <p class="muted small">
+              Expires at <time dateTime={new Date(inv.expiresAt).toISOString()}>{utc(inv.expiresAt)}</time>{" "}
+              unless your payment has arrived by then. Reload the page to see news without JavaScript.
+            </p>
+          </>
+        )}
+      </div>
+    </Page>
+  );
+}
+
+function utc(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}

@@ -1,0 +1,265 @@
+import { type Context, Hono } from "hono";
+import { z } from "zod";
+import { base64url, randomBytes, randomId } from "../lib/ids.ts";
+import { log } from "../lib/log.ts";
+import { constantTimeEqual } from "../lib/crypto.ts";
+import type { Network } from "../lib/invoices/coins.ts";
+import {
+  type AddressState,
+  CHAIN_SIGNATURE_HEADER,
+  type ChainNotice,
+  NetworkSchema,
+  signChainNotice,
+} from "../lib/invoices/chain_wire.ts";
+
+/**
+ * A real HTTP imitation of a blockchain and its address service, beside the
+ * Bansky sandbox: it issues deposit addresses, takes simulated deposits, mines
+ * blocks (confirmations), answers what an address holds, and sends a signed
+ * notice to the address's notify URL when a deposit is seen or confirmed
+ * (retried until answered 2xx). `dropNotices` loses them all, so only polling
+ * finds out. The API is described in docs/public/sandbox.md.
+ */
+export interface ChainKnobs {
+  /** Send no notices at all (lost in transit). */
+  dropNotices: boolean;
+}
+
+export interface ChainSimulatorOptions {
+  apiToken: string;
+  webhookSecret: string;
+  knobs?: Partial<ChainKnobs>;
+}
+
+interface SimDeposit {
+  txid: string;
+  amount: bigint;
+  seenAt: number;
+  /** The block height it was mined in; null while in the mempool. */
+  block: number | null;
+}
+
+interface SimAddress {
+  network: Network;
+  address: string;
+  label: string;
+  notifyUrl: string | null;
+  deposits: SimDeposit[];
+}
+
+/** Notices about a deposit stop once it is this deep; nobody waits for more. */
+const NOTIFY_UP_TO_CONFIRMATIONS = 100;
+const RETRY_MS = [200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
+const MAX_DEPOSITS_PER_ADDRESS = 1000;
+
+const NewAddress = z.strictObject({
+  network: NetworkSchema,
+  label: z.string().max(200).optional(),
+  notifyUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
+  /** How many to make at once (an address service hands out batches, so pools fill with one round trip). */
+  count: z.int().min(1).max(100).optional(),
+});
+const NewDeposit = z.strictObject({
+  address: z.string().min(1).max(200),
+  amount: z.string().regex(/^[1-9][0-9]{0,39}$/, "a positive integer string of base units"),
+  txid: z.string().min(1).max(200).optional(),
+});
+const Mine = z.strictObject({
+  blocks: z.int().min(1).max(1000),
+  network: NetworkSchema.optional(),
+});
+
+export class ChainSimulator {
+  readonly app = new Hono();
+  readonly knobs: ChainKnobs;
+  private readonly addresses = new Map<string, SimAddress>();
+  private readonly heights: Record<Network, number> = { bitcoin: 0, ethereum: 0, tron: 0 };
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private closed = false;
+  /** Notices answered 2xx, for tests. */
+  noticesAccepted = 0;
+
+  constructor(private readonly opts: ChainSimulatorOptions) {
+    this.knobs = { dropNotices: false, ...opts.knobs };
+    this.routes();
+  }
+
+  close() {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+  }
+
+  /** What the chain shows at an address, as the API answers it. */
+  addressState(address: string): AddressState | null {
+    const a = this.addresses.get(address);
+    if (!a) return null;
+    const height = this.heights[a.network];
+    return {
+      network: a.network,
+      address: a.address,
+      height,
+      deposits: a.deposits.map((d) => ({
+        txid: d.txid,
+        amount: d.amount.toString(),
+        confirmations: confirmationsOf(d, height),
+        seenAt: d.seenAt,
+      })),
+    };
+  }
+
+  /** Takes a deposit into the mempool (0 confirmations) and notifies. */
+  deposit(address: string, amount: bigint, txid = randomTxid()) {
+    const a = this.addresses.get(address);
+    if (!a) return null;
+    if (a.deposits.length >= MAX_DEPOSITS_PER_ADDRESS) return null;
+    const d: SimDeposit = { txid, amount, seenAt: Date.now(), block: null };
+    a.deposits.push(d);
+    this.notify(a, d);
+    return d;
+  }
+
+  /** Mines `blocks` blocks on one network or all; mempool deposits go into the first. */
+  mine(blocks: number, network?: Network) {
+    const networks = network ? [network] : (Object.keys(this.heights) as Network[]);
+    for (const n of networks) {
+      for (let i = 0; i < blocks; i++) {
+        this.heights[n]++;
+        for (const a of this.addresses.values()) {
+          if (a.network !== n) continue;
+          for (const d of a.deposits) if (d.block === null) d.block = this.heights[n];
+        }
+      }
+      for (const a of this.addresses.values()) {
+        if (a.network !== n) continue;
+        for (const d of a.deposits) {
+          if (confirmationsOf(d, this.heights[n]) <= NOTIFY_UP_TO_CONFIRMATIONS) this.notify(a, d);
+        }
+      }
+    }
+    return { ...this.heights };
+  }
+
+  private routes() {
+    const app = this.app;
+    // Like a real chain, anyone may read an address, send to it or (here) mine; making addresses and turning
+    // knobs is the address service's own business and takes its token.
+    const gate = async (c: Context, next: () => Promise<void>) => {
+      const token = (c.req.header("authorization") ?? "").replace(/^Bearer\s+/i, "");
+      if (!constantTimeEqual(token, this.opts.apiToken)) return c.json({ error: "unauthorized" }, 401);
+      await next();
+    };
+    app.post("/addresses", gate, async (c) => {
+      const body = NewAddress.safeParse(await c.req.json().catch(() => null));
+      if (!body.success) return bad(c, body.error);
+      const addresses = Array.from({ length: body.data.count ?? 1 }, () => newAddress(body.data.network));
+      for (const address of addresses) {
+        this.addresses.set(address, {
+          network: body.data.network,
+          address,
+          label: body.data.label ?? "",
+          notifyUrl: body.data.notifyUrl ?? null,
+          deposits: [],
+        });
+      }
+      return c.json({ network: body.data.network, address: addresses[0], addresses }, 201);
+    });
+    app.get("/addresses/:network/:address", (c) => {
+      const state = this.addressState(c.req.param("address"));
+      if (!state || state.network !== c.req.param("network")) return c.json({ error: "unknown address" }, 404);
+      return c.json(state);
+    });
+    app.post("/deposits", async (c) => {
+      const body = NewDeposit.safeParse(await c.req.json().catch(() => null));
+      if (!body.success) return bad(c, body.error);
+      if (body.data.txid && this.hasTx(body.data.txid)) return c.json({ error: "txid already used" }, 409);
+      const d = this.deposit(body.data.address, BigInt(body.data.amount), body.data.txid);
+      if (!d) return c.json({ error: "unknown address, or it holds too many deposits" }, 404);
+      return c.json({ txid: d.txid, address: body.data.address, amount: d.amount.toString(), confirmations: 0 }, 201);
+    });
+    app.post("/mine", async (c) => {
+      const body = Mine.safeParse(await c.req.json().catch(() => null));
+      if (!body.success) return bad(c, body.error);
+      return c.json({ heights: this.mine(body.data.blocks, body.data.network) });
+    });
+    app.post("/knobs", gate, async (c) => {
+      const body = await c.req.json().catch(() => ({}));
+      if (typeof body?.dropNotices === "boolean") this.knobs.dropNotices = body.dropNotices;
+      return c.json(this.knobs);
+    });
+  }
+
+  private hasTx(txid: string): boolean {
+    for (const a of this.addresses.values()) if (a.deposits.some((d) => d.txid === txid)) return true;
+    return false;
+  }
+
+  private notify(a: SimAddress, d: SimDeposit) {
+    if (!a.notifyUrl || this.knobs.dropNotices) return;
+    const notice: ChainNotice = {
+      eventId: randomId("cevt"),
+      network: a.network,
+      address: a.address,
+      txid: d.txid,
+      confirmations: confirmationsOf(d, this.heights[a.network]),
+    };
+    this.send(a.notifyUrl, JSON.stringify(notice), 0, 0);
+  }
+
+  private send(url: string, text: string, delayMs: number, attempt: number) {
+    const timer = setTimeout(async () => {
+      this.timers.delete(timer);
+      if (this.closed) return;
+      try {
+        const res = await fetch(url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            [CHAIN_SIGNATURE_HEADER]: signChainNotice(this.opts.webhookSecret, Math.floor(Date.now() / 1000), text),
+          },
+          body: text,
+          signal: AbortSignal.timeout(10_000),
+        });
+        await res.body?.cancel();
+        if (res.ok) {
+          this.noticesAccepted++;
+          return;
+        }
+      } catch {
+        // The receiver is down: retry below.
+      }
+      if (attempt < RETRY_MS.length && !this.closed) this.send(url, text, RETRY_MS[attempt], attempt + 1);
+      else log.warn("chain simulator gave up on a notice", { url });
+    }, delayMs);
+    this.timers.add(timer);
+  }
+}
+
+function confirmationsOf(d: SimDeposit, height: number): number {
+  return d.block === null ? 0 : height - d.block + 1;
+}
+
+function bad(c: Context, error: z.ZodError) {
+  return c.json(
+    { error: "invalid request", issues: error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) },
+    400,
+  );
+}
+
+const BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/** An address that looks like the network's own (random; nothing checks its checksum). */
+function newAddress(network: Network): string {
+  const bytes = randomBytes(20);
+  switch (network) {
+    case "ethereum":
+      return `0x${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    case "tron":
+      return `T${Array.from(randomBytes(33), (b) => BASE58[b % 58]).join("")}`;
+    case "bitcoin":
+      return `bcrt1q${base64url(bytes).toLowerCase().replace(/[^a-z0-9]/g, "0").slice(0, 38)}`;
+  }
+}
+
+function randomTxid(): string {
+  return Array.from(randomBytes(32), (b) => b.toString(16).padStart(2, "0")).join("");
+}

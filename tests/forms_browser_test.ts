@@ -1,0 +1,134 @@
+/**
+ * A buyer fills a donation form in a real Chromium on a 390 px phone and
+ * reaches the provider's pay page: on the form's own page, and inside an
+ * iframe on the shop's site, where sending the form opens the payment as the
+ * whole page.
+ */
+import assert from "node:assert/strict";
+import { chromium, type Page } from "playwright-core";
+import { freePort, startTestApp } from "../fixtures/app.ts";
+import { setEmbedOrigins } from "../lib/shops.ts";
+import { createPortalLink } from "../lib/auth/portal.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+const ARTIFACTS = "test-artifacts";
+
+async function sideways(page: Page): Promise<number> {
+  return await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+}
+
+Deno.test({
+  name:
+    "[browser] a buyer fills a donation form on a phone, by keyboard and in a shop's iframe, and reaches the pay page",
+  ignore: !hasChromium,
+  sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
+  sanitizeOps: false,
+  async fn(t) {
+    const app = await startTestApp();
+    // The shop's own site, on another origin, with the form in an iframe.
+    const shopPort = freePort();
+    const shopOrigin = `http://127.0.0.1:${shopPort}`;
+    let formUrl = "";
+    const shopSite = Deno.serve({ hostname: "127.0.0.1", port: shopPort, onListen() {} }, () =>
+      new Response(
+        `<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1"></head>` +
+          `<body><h1>Our shelter</h1><iframe src="${formUrl}" title="Donate" width="100%" height="600"></iframe></body></html>`,
+        { headers: { "content-type": "text/html" } },
+      ));
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+    });
+    try {
+      await setEmbedOrigins(app.kv, app.shop.id, [shopOrigin], {
+        actor: "test",
+        now: Date.now(),
+        allowLocalUrls: true,
+      });
+      const created = await fetch(`${app.baseUrl}/api/v1/forms`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          kind: "fiat",
+          title: "Support the shelter",
+          description: "Every euro feeds a dog for a day; a very long sentence to see that the text wraps on a phone.",
+          currency: "EUR",
+        }),
+      });
+      assert.equal(created.status, 201);
+      formUrl = (await created.json()).form.url;
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+      page.setDefaultTimeout(5000);
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+
+      await t.step("on its own page, by keyboard, with a mistake first", async () => {
+        await page.goto(formUrl);
+        await page.getByRole("heading", { name: "Support the shelter" }).waitFor();
+        assert.equal(await sideways(page), 0, "nothing wider than the phone");
+        assert.equal(await page.getByLabel("Currency").count(), 0, "a fixed currency is not asked");
+        await page.getByLabel("Amount (EUR)").focus();
+        await page.keyboard.type("12.5.0");
+        await page.keyboard.press("Tab");
+        await page.keyboard.type("donor@example.com");
+        await page.keyboard.press("Enter");
+        await page.getByText("Enter an amount above 0").waitFor();
+        assert.equal(await page.getByLabel("Amount (EUR)").getAttribute("aria-invalid"), "true");
+        assert.equal(await page.getByLabel("Your email").inputValue(), "donor@example.com", "typed values are kept");
+        await Deno.mkdir(ARTIFACTS, { recursive: true });
+        await page.screenshot({ path: `${ARTIFACTS}/forms-01-phone-error.png`, fullPage: true });
+        await page.getByLabel("Amount (EUR)").fill("12.50");
+        await page.getByRole("button", { name: "Continue to payment" }).click();
+        await page.waitForURL(/\/sandbox\/bansky\//);
+        await page.getByText(/12\.50/).first().waitFor();
+        await page.screenshot({ path: `${ARTIFACTS}/forms-02-pay-page.png`, fullPage: true });
+      });
+
+      await t.step("inside the shop's iframe: sending it opens the payment as the whole page", async () => {
+        await page.goto(shopOrigin);
+        const frame = page.frameLocator("iframe");
+        await frame.getByRole("heading", { name: "Support the shelter" }).waitFor();
+        await frame.getByLabel("Amount (EUR)").fill("5");
+        await frame.getByLabel("Your email").fill("donor@example.com");
+        await page.screenshot({ path: `${ARTIFACTS}/forms-03-in-iframe.png`, fullPage: true });
+        await frame.getByRole("button", { name: "Continue to payment" }).click();
+        await page.waitForURL(/\/sandbox\/bansky\//);
+        assert.equal(await sideways(page), 0);
+      });
+      await t.step(
+        "shop staff create a form and disable it in the portal on a phone; disabling asks first",
+        async () => {
+          // Chromium only keeps Secure (__Host-) cookies over plain http on "localhost".
+          const base = app.baseUrl.replace("127.0.0.1", "localhost");
+          const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "ops@example.com"));
+          await page.goto(base + link.pathname + link.search);
+          await page.getByRole("button", { name: "Continue" }).click();
+          await page.waitForURL(`${base}/portal`);
+          await page.getByRole("navigation").getByRole("link", { name: "Forms" }).click();
+          await page.getByLabel("Title").fill("Summer camp deposit for the whole family, paid in two parts");
+          await page.getByLabel("Amount (optional)").fill("150.00");
+          await page.getByLabel("Currency, fiat (optional)").fill("EUR");
+          await page.getByRole("button", { name: "Create form" }).click();
+          await page.getByText("Form created").waitFor();
+          assert.equal(await sideways(page), 0, "the list and the embed snippet fit the phone");
+          await page.getByRole("button", { name: "Copy link" }).waitFor();
+          await page.screenshot({ path: `${ARTIFACTS}/forms-04-portal.png`, fullPage: true });
+          let asked = "";
+          page.once("dialog", (d) => {
+            asked = d.message();
+            d.accept();
+          });
+          await page.getByRole("button", { name: "Disable" }).first().click();
+          await page.getByText(/disabled\.$/).first().waitFor();
+          assert.match(asked, /Disable the form "Summer camp deposit/);
+        },
+      );
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await shopSite.shutdown();
+      await app.close();
+    }
+  },
+});

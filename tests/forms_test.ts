@@ -1,0 +1,606 @@
+/**
+ * Hosted forms over real HTTP: created by API, portal and console; the buyer's
+ * page, its submit (fiat payments through init-payment), the form token, the
+ * abuse limit, framing, and a tampered post that changes nothing.
+ */
+import assert from "node:assert/strict";
+import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
+import { getShop } from "../lib/db/shops.ts";
+import type { Payment } from "../lib/payments/types.ts";
+import { setEmbedOrigins } from "../lib/shops.ts";
+import { createPortalLink } from "../lib/auth/portal.ts";
+import { searchAudit } from "../lib/db/audit.ts";
+import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
+import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { readInvoice } from "../fixtures/invoices.ts";
+import { FormCreatedResponse, FormListResponse, FormResponse } from "../lib/forms/api_schemas.ts";
+
+async function api(app: TestApp, method: string, path: string, body?: unknown, key = app.shop.apiKey) {
+  const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function createForm(app: TestApp, body: Record<string, unknown>): Promise<{ id: string; url: string }> {
+  const res = await api(app, "POST", "/forms", body);
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  FormCreatedResponse.parse(res.body);
+  return res.body.form;
+}
+
+/** The buyer opens the page: its HTML and the form token it carries. */
+async function openPage(app: TestApp, formId: string) {
+  const res = await fetch(`${app.baseUrl}/forms/${formId}`);
+  const html = await res.text();
+  return { status: res.status, html, headers: res.headers, token: tokenOf(html) };
+}
+
+function tokenOf(html: string): string {
+  return html.match(/name="_token" value="([^"]+)"/)?.[1] ?? "";
+}
+
+/** Posts the page as a browser would (no cookies, our own origin), without following the redirect. */
+async function submit(app: TestApp, formId: string, fields: Record<string, string>, from = app.baseUrl) {
+  const res = await fetch(`${app.baseUrl}/forms/${formId}/submit`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      origin: from,
+      "sec-fetch-site": from === app.baseUrl ? "same-origin" : "cross-site",
+    },
+    body: new URLSearchParams(fields),
+    redirect: "manual",
+  });
+  return { status: res.status, html: await res.text(), location: res.headers.get("location"), headers: res.headers };
+}
+
+async function shopPayments(app: TestApp): Promise<Payment[]> {
+  const ids: string[] = [];
+  for await (const e of iteratePaymentIds(app.kv, { shopId: app.shop.id })) ids.push(e.value);
+  return await getPayments(app.kv, ids);
+}
+
+/** The inputs a page asks for, by name (the token aside). */
+function inputNames(html: string): string[] {
+  const form = html.slice(html.indexOf("<form"), html.indexOf("</form>"));
+  return [...form.matchAll(/<(?:input|select)[^>]*name="([^"]+)"/g)].map((m) => m[1]).filter((n) => n !== "_token");
+}
+
+Deno.test("[forms] the API creates, lists and disables forms; bad input names each field and creates nothing", async (t) => {
+  const app = await startTestApp();
+  try {
+    await t.step("bad input", async () => {
+      const cases: [Record<string, unknown>, string][] = [
+        [{ kind: "fiat" }, "title"],
+        [{ kind: "fiat", title: "x", amount: 500 }, "currency"],
+        [{ kind: "fiat", title: "x", amount: "5.00", currency: "EUR" }, "amount"],
+        [{ kind: "fiat", title: "x", amount: 0, currency: "EUR" }, "amount"],
+        [{ kind: "fiat", title: "x", amount: app.config.maxAmount + 1, currency: "EUR" }, "amount"],
+        [{ kind: "fiat", title: "x", currency: "XXZ" }, "currency"],
+        [{ kind: "fiat", title: "x", coin: "USDT" }, "coin"],
+        [{ kind: "fiat", title: "x", extra: 1 }, "extra"],
+        [{ kind: "cash", title: "x" }, "kind"],
+        [{ kind: "crypto", title: "x", currency: "EUR" }, "currency"],
+      ];
+      for (const [body, field] of cases) {
+        const res = await api(app, "POST", "/forms", body);
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.ok(res.body.error.fields[field], `${JSON.stringify(body)} names ${field}: ${JSON.stringify(res.body)}`);
+      }
+      const raw = await fetch(`${app.baseUrl}/api/v1/forms`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "text/plain" },
+        body: "kind=fiat",
+      });
+      assert.equal(raw.status, 415);
+      await raw.body?.cancel();
+      assert.deepEqual((await api(app, "GET", "/forms")).body.forms, []);
+    });
+
+    let donation = { id: "", url: "" };
+    await t.step("create and list", async () => {
+      donation = await createForm(app, { kind: "fiat", title: "Support the shelter", currency: "EUR" });
+      assert.match(donation.id, /^form_[A-Za-z0-9_-]{22}$/);
+      assert.equal(donation.url, `${app.baseUrl}/forms/${donation.id}`);
+      const fixed = await createForm(app, {
+        kind: "fiat",
+        title: "Ticket",
+        description: "One entry",
+        amount: 1500,
+        currency: "eur",
+      });
+      const list = await api(app, "GET", "/forms");
+      assert.equal(list.status, 200);
+      // The answers are those the OpenAPI document describes.
+      FormListResponse.parse(list.body);
+      assert.deepEqual(list.body.forms.map((f: { id: string }) => f.id), [fixed.id, donation.id]);
+      const ticket = list.body.forms[0];
+      assert.equal(ticket.amount, 1500);
+      assert.equal(ticket.currency, "EUR");
+      assert.equal(ticket.status, "active");
+      assert.equal(list.body.forms[1].amount, null);
+      assert.equal(list.body.forms[1].description, null);
+    });
+
+    await t.step("another shop neither sees nor disables them", async () => {
+      const { createShop } = await import("../lib/shops.ts");
+      const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+      assert.deepEqual((await api(app, "GET", "/forms", undefined, other.apiKey)).body.forms, []);
+      const res = await api(app, "POST", `/forms/${donation.id}/disable`, undefined, other.apiKey);
+      assert.equal(res.status, 404);
+      assert.equal((await openPage(app, donation.id)).status, 200);
+    });
+
+    await t.step("disable, twice", async () => {
+      const res = await api(app, "POST", `/forms/${donation.id}/disable`);
+      assert.equal(res.status, 200);
+      FormResponse.parse(res.body);
+      assert.equal(res.body.form.status, "disabled");
+      assert.ok(res.body.form.disabledAt);
+      const again = await api(app, "POST", `/forms/${donation.id}/disable`);
+      assert.equal(again.body.form.disabledAt, res.body.form.disabledAt);
+      assert.equal((await api(app, "POST", "/forms/form_nope/disable")).status, 404);
+      const audit = await searchAudit(app.kv, { query: donation.id, limit: 10 });
+      assert.deepEqual(audit.map((a) => a.action).sort(), ["form.create", "form.disable"]);
+      assert.equal(audit[0].actor, `api:${app.shop.id}`);
+    });
+
+    await t.step("no key, no forms", async () => {
+      const res = await fetch(`${app.baseUrl}/api/v1/forms`);
+      assert.equal(res.status, 401);
+      await res.body?.cancel();
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a donation form asks only for the amount and email; its submit makes that payment and goes to the pay wrapper", async () => {
+  const app = await startTestApp();
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Support the shelter", currency: "EUR" });
+    const page = await openPage(app, form.id);
+    assert.equal(page.status, 200);
+    assert.match(page.html, /Support the shelter/);
+    assert.match(page.html, /Test shop/);
+    assert.deepEqual(inputNames(page.html), ["amount", "email"]);
+    assert.match(page.html, /Amount \(EUR\)/);
+    assert.match(page.headers.get("cache-control")!, /no-store/);
+
+    // A decimal comma, as many buyers write it.
+    const res = await submit(app, form.id, { _token: page.token, amount: "25,50", email: "donor@example.com" });
+    assert.equal(res.status, 303);
+    const [payment] = await shopPayments(app);
+    assert.equal(res.location, `${app.baseUrl}/integration/pay?id=${payment.id}`);
+    assert.equal(payment.amount, 2550);
+    assert.equal(payment.currency, "EUR");
+    assert.equal(payment.email, "donor@example.com");
+    assert.equal(payment.successUrl, `${form.url}/thanks`);
+    assert.equal(payment.errorUrl, `${form.url}/not-paid`);
+
+    // The buyer pays at the provider and comes back to our thank-you page.
+    const back = await buyerSettles(res.location!, "paid");
+    assert.ok(back.startsWith(`${form.url}/thanks`), back);
+    const thanks = await fetch(back);
+    assert.equal(thanks.status, 200);
+    assert.match(await thanks.text(), /Thank you/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a tampered submit pays exactly what the merchant fixed", async () => {
+  const app = await startTestApp();
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Ticket", amount: 1500, currency: "EUR" });
+    const page = await openPage(app, form.id);
+    assert.deepEqual(inputNames(page.html), ["email"], "a fixed amount and currency are shown, not asked");
+    assert.match(page.html, /1,500\.00 EUR|15\.00 EUR/);
+    // Posted cross-site without cookies (as from a page the buyer saved or a shop's frame): the token alone decides.
+    const res = await submit(app, form.id, {
+      _token: page.token,
+      email: "buyer@example.com",
+      amount: "0.01",
+      currency: "USD",
+      kind: "crypto",
+      title: "Free",
+      shopId: "shop_someoneelse",
+    }, "https://shop.example");
+    assert.equal(res.status, 303);
+    const payments = await shopPayments(app);
+    assert.equal(payments.length, 1);
+    assert.equal(payments[0].amount, 1500);
+    assert.equal(payments[0].currency, "EUR");
+    assert.equal(payments[0].type, "fiat");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] invalid input re-renders the page with messages and creates nothing", async () => {
+  const app = await startTestApp();
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Any amount" });
+    const page = await openPage(app, form.id);
+    assert.deepEqual(inputNames(page.html), ["currency", "amount", "email"]);
+    assert.match(page.html, /<option value="EUR"/);
+    for (
+      const [fields, expect] of [
+        [{ currency: "EUR", amount: "", email: "donor@example.com" }, /Enter an amount\./],
+        [{ currency: "EUR", amount: "ten", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "EUR", amount: "10.001", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "EUR", amount: "1,000", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "JPY", amount: "10.5", email: "donor@example.com" }, /such as 10\./],
+        [{ currency: "EUR", amount: "-5", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "EUR", amount: "99999999999", email: "donor@example.com" }, /The most this form takes/],
+        [{ currency: "EUR", amount: "10", email: "not an email" }, /Enter your email address/],
+        [{ currency: "ZZZ", amount: "10", email: "donor@example.com" }, /Pick a currency/],
+      ] as [Record<string, string>, RegExp][]
+    ) {
+      const res = await submit(app, form.id, { _token: page.token, ...fields });
+      assert.equal(res.status, 422, JSON.stringify(fields));
+      assert.match(res.html, expect);
+      assert.match(res.html, /aria-invalid="true"/);
+      // What the buyer typed is kept, and a fresh token comes with the page.
+      if (fields.amount) assert.ok(res.html.includes(`value="${fields.amount}"`), JSON.stringify(fields));
+      assert.ok(tokenOf(res.html));
+    }
+    assert.equal((await shopPayments(app)).length, 0);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a forged, moved or expired token is refused with a message; a double submit makes one payment", async (t) => {
+  let clock = Date.now();
+  const app = await startTestApp();
+  const realNow = app.server.ctx.now;
+  app.server.ctx.now = () => clock;
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const other = await createForm(app, { kind: "fiat", title: "Other", currency: "EUR" });
+    const fields = { amount: "10", email: "donor@example.com" };
+
+    await t.step("forged and moved tokens", async () => {
+      const page = await openPage(app, form.id);
+      const [exp, nonce, mac] = page.token.split(".");
+      for (
+        const token of [
+          "",
+          "garbage",
+          `${Number(exp) + 3600}.${nonce}.${mac}`,
+          `${exp}.${nonce.replace(/^./, (ch) => (ch === "A" ? "B" : "A"))}.${mac}`,
+          (await openPage(app, other.id)).token,
+        ]
+      ) {
+        const res = await submit(app, form.id, { _token: token, ...fields });
+        assert.equal(res.status, 403, token);
+        assert.match(res.html, /We could not verify this page/);
+        assert.ok(res.html.includes('value="10"'), "the buyer's values are kept");
+      }
+      assert.equal((await shopPayments(app)).length, 0);
+    });
+
+    await t.step("an expired token", async () => {
+      const page = await openPage(app, form.id);
+      clock += FORM_TOKEN_TTL_MS + 1000;
+      const res = await submit(app, form.id, { _token: page.token, ...fields });
+      assert.equal(res.status, 403);
+      assert.match(res.html, /open for too long/);
+      assert.equal((await shopPayments(app)).length, 0);
+      // The re-rendered page's own token works.
+      const retry = await submit(app, form.id, { _token: tokenOf(res.html), ...fields });
+      assert.equal(retry.status, 303);
+      assert.equal((await shopPayments(app)).length, 1);
+    });
+
+    await t.step("double submit", async () => {
+      const page = await openPage(app, form.id);
+      const before = (await shopPayments(app)).length;
+      const [a, b] = await Promise.all([
+        submit(app, form.id, { _token: page.token, ...fields }),
+        submit(app, form.id, { _token: page.token, ...fields }),
+      ]);
+      const c = await submit(app, form.id, { _token: page.token, ...fields });
+      assert.deepEqual([a.status, b.status, c.status], [303, 303, 303]);
+      assert.equal(a.location, b.location);
+      assert.equal(a.location, c.location);
+      assert.equal((await shopPayments(app)).length, before + 1);
+      // The same page sent again with another amount is not a second payment either.
+      const changed = await submit(app, form.id, { _token: page.token, amount: "11", email: "donor@example.com" });
+      assert.equal(changed.status, 409);
+      assert.match(changed.html, /already sent this page/);
+      assert.equal((await shopPayments(app)).length, before + 1);
+    });
+  } finally {
+    app.server.ctx.now = realNow;
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a shop with a default postback URL hears about a form's payment by its form-derived id", async () => {
+  const app = await startTestApp();
+  try {
+    const { updateShopSettings } = await import("../lib/shops.ts");
+    await updateShopSettings(app.kv, app.shop.id, {
+      name: "Test shop",
+      allowedHosts: ["shop.example", "localhost"],
+      defaultPostbackUrl: "http://localhost:9/postbacks",
+    }, { actor: "test", allowLocalUrls: true, now: Date.now(), resolve: () => Promise.resolve(["127.0.0.1"]) });
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const page = await openPage(app, form.id);
+    const res = await submit(app, form.id, { _token: page.token, amount: "5", email: "donor@example.com" });
+    assert.equal(res.status, 303, res.html);
+    const [payment] = await shopPayments(app);
+    assert.match(payment.shopTxId!, new RegExp(`^form:${form.id}:`));
+    assert.equal(payment.postbackUrl, "http://localhost:9/postbacks");
+    // Our result pages (on 127.0.0.1) pass the shop's host limits (shop.example and localhost only).
+    assert.equal(payment.successUrl, `${form.url}/thanks`);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a disabled form shows a friendly page and refuses submits", async () => {
+  const app = await startTestApp();
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const page = await openPage(app, form.id);
+    assert.equal((await api(app, "POST", `/forms/${form.id}/disable`)).status, 200);
+    const closed = await openPage(app, form.id);
+    assert.equal(closed.status, 410);
+    assert.match(closed.html, /This form is closed/);
+    assert.equal(closed.token, "");
+    const res = await submit(app, form.id, { _token: page.token, amount: "10", email: "donor@example.com" });
+    assert.equal(res.status, 410);
+    assert.match(res.html, /This form is closed/);
+    assert.equal((await shopPayments(app)).length, 0);
+    // A disabled shop's forms close with it.
+    const { setShopStatus } = await import("../lib/shops.ts");
+    const other = await createForm(app, { kind: "fiat", title: "Other", currency: "EUR" });
+    await setShopStatus(app.kv, app.shop.id, "disabled", { actor: "test", now: Date.now() });
+    assert.equal((await openPage(app, other.id)).status, 410);
+    const unknown = await fetch(`${app.baseUrl}/forms/form_AAAAAAAAAAAAAAAAAAAAAA`);
+    assert.equal(unknown.status, 404);
+    assert.match(await unknown.text(), /Not found/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] submits are limited per client address: over the limit answers 429 with a page", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const page = await openPage(app, form.id);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await submit(app, form.id, { _token: page.token, amount: "", email: "x" })).status);
+    }
+    assert.deepEqual(statuses, [422, 422, 422, 429]);
+    const last = await submit(app, form.id, { _token: page.token, amount: "10", email: "donor@example.com" });
+    assert.equal(last.status, 429);
+    assert.ok(Number(last.headers.get("retry-after")) > 0);
+    assert.match(last.html, /Too many requests/);
+    assert.equal((await shopPayments(app)).length, 0);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] only the form page names the shop's embedding sites as frame ancestors", async () => {
+  const app = await startTestApp();
+  try {
+    await setEmbedOrigins(app.kv, app.shop.id, ["https://shop.example", "http://127.0.0.1:4000"], {
+      actor: "test",
+      now: Date.now(),
+      allowLocalUrls: true,
+    });
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const page = await openPage(app, form.id);
+    assert.match(
+      page.headers.get("content-security-policy")!,
+      /frame-ancestors https:\/\/shop\.example http:\/\/127\.0\.0\.1:4000(;|$)/,
+    );
+    assert.equal(page.headers.get("x-frame-options"), null);
+    assert.match(page.html, /target="_top"/, "the payment opens as the whole page, not in the frame");
+    // The re-rendered page with messages too.
+    const invalid = await submit(app, form.id, { _token: page.token, amount: "", email: "x" });
+    assert.equal(invalid.status, 422);
+    assert.match(invalid.headers.get("content-security-policy")!, /frame-ancestors https:\/\/shop\.example/);
+    // Nothing else: the thanks page, another shop's form, the console.
+    const thanks = await fetch(`${form.url}/thanks`);
+    await thanks.body?.cancel();
+    const { createShop } = await import("../lib/shops.ts");
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const otherForm = (await api(app, "POST", "/forms", { kind: "fiat", title: "x" }, other.apiKey)).body.form;
+    const otherPage = await openPage(app, otherForm.id);
+    const login = await fetch(`${app.baseUrl}/admin/login`);
+    await login.body?.cancel();
+    for (const res of [thanks.headers, otherPage.headers, login.headers]) {
+      assert.match(res.get("content-security-policy")!, /frame-ancestors 'none'/);
+    }
+    assert.equal((await getShop(app.kv, app.shop.id))!.embedOrigins!.length, 2);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] shop staff create, list and disable their forms in the portal; an operator does in the console", async (t) => {
+  const app = await startTestApp();
+  try {
+    await t.step("portal", async () => {
+      const link = await createPortalLink(app.server.ctx, app.shop.id, "ops@example.com");
+      const b = new Browser(app);
+      await b.request(link.slice(app.baseUrl.length));
+      const token = new URL(link).searchParams.get("token")!;
+      assert.equal((await b.post("/portal/signin", { token })).status, 303);
+
+      const empty = await b.get("/portal/forms");
+      assert.equal(empty.status, 200);
+      assert.match(empty.text, /No forms yet/);
+      const bad = await b.post("/portal/forms", { kind: "fiat", title: "", amount: "5", currency: "" });
+      assert.equal(bad.status, 400);
+      assert.match(bad.text, /is required with a fixed amount/);
+      const created = await b.post("/portal/forms", {
+        kind: "fiat",
+        title: "Gift card",
+        amount: "20.00",
+        currency: "EUR",
+      });
+      assert.equal(created.status, 303);
+      const formId = new URL(created.location!, app.baseUrl).searchParams.get("created")!;
+      const list = await b.get(created.location!);
+      assert.match(list.text, /Gift card/);
+      assert.match(list.text, /20\.00 EUR/);
+      assert.ok(list.text.includes(`&lt;iframe src=&quot;${app.baseUrl}/forms/${formId}&quot;`), "the embed snippet");
+      const apiView = (await api(app, "GET", "/forms")).body.forms[0];
+      assert.equal(apiView.amount, 2000);
+
+      // Disabling asks first when the page's script did not.
+      const ask = await b.post(`/portal/forms/${formId}/disable`, {});
+      assert.equal(ask.status, 200);
+      assert.match(ask.text, /Disable this form\?/);
+      assert.equal((await api(app, "GET", "/forms")).body.forms[0].status, "active");
+      const done = await b.post(`/portal/forms/${formId}/disable`, { confirm: "yes" });
+      assert.equal(done.status, 303);
+      assert.match((await b.get("/portal/forms")).text, /Form &quot;Gift card&quot; disabled/);
+      assert.equal((await api(app, "GET", "/forms")).body.forms[0].status, "disabled");
+      const audit = await searchAudit(app.kv, { query: formId, limit: 10 });
+      assert.ok(audit.every((a) => a.actor === `portal:${app.shop.id}`));
+
+      // Another shop's form is not found from this portal.
+      const { createShop } = await import("../lib/shops.ts");
+      const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+      const theirs = (await api(app, "POST", "/forms", { kind: "fiat", title: "Theirs" }, other.apiKey)).body.form;
+      assert.ok(!(await b.get("/portal/forms")).text.includes(theirs.id));
+      assert.equal((await b.post(`/portal/forms/${theirs.id}/disable`, { confirm: "yes" })).status, 404);
+    });
+
+    await t.step("console", async () => {
+      const b = await operatorBrowser(app);
+      const page = await b.get("/admin/forms");
+      assert.equal(page.status, 200);
+      assert.match(page.text, /Gift card/, "every shop's forms");
+      assert.match(page.text, /Theirs/);
+      const created = await b.post("/admin/forms", { shopId: app.shop.id, kind: "fiat", title: "Console made" });
+      assert.equal(created.status, 303);
+      const formId = new URL(created.location!, app.baseUrl).searchParams.get("created")!;
+      const res = await b.post(`/admin/forms/${formId}/disable`, { confirm: "yes" });
+      assert.equal(res.status, 303);
+      const forms = (await api(app, "GET", "/forms")).body.forms;
+      assert.equal(forms.find((f: { id: string }) => f.id === formId).status, "disabled");
+      const audit = await searchAudit(app.kv, { query: formId, limit: 10 });
+      assert.ok(audit.every((a) => a.actor === "ops@example.com"));
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes what is fixed, a double submit makes one", async (t) => {
+  const app = await startTestApp();
+  const invoiceIdOf = (location: string | null) => {
+    const m = location?.match(/\/invoices\/(inv_[A-Za-z0-9_-]{22})$/);
+    assert.ok(m, `an invoice page: ${location}`);
+    return m[1];
+  };
+  try {
+    await t.step("bad crypto forms", async () => {
+      const cases: [Record<string, unknown>, string][] = [
+        [{ kind: "crypto", title: "x", coin: "DOGE" }, "coin"],
+        [{ kind: "crypto", title: "x", network: "solana" }, "network"],
+        [{ kind: "crypto", title: "x", coin: "BTC", network: "tron" }, "network"],
+        [{ kind: "crypto", title: "x", amount: "1" }, "amount"],
+        [{ kind: "crypto", title: "x", coin: "USDT", network: "tron", amount: 5 }, "amount"],
+        [{ kind: "crypto", title: "x", coin: "USDT", network: "tron", amount: "1.1234567" }, "amount"],
+        [{ kind: "crypto", title: "x", coin: "USDT", network: "tron", amount: "0" }, "amount"],
+      ];
+      for (const [body, field] of cases) {
+        const res = await api(app, "POST", "/forms", body);
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.ok(res.body.error.fields[field], `${JSON.stringify(body)} names ${field}: ${JSON.stringify(res.body)}`);
+      }
+    });
+
+    await t.step("a tip jar in USDT on Tron: the buyer types the amount", async () => {
+      const form = await createForm(app, { kind: "crypto", title: "Tip jar", coin: "usdt", network: "tron" });
+      const page = await openPage(app, form.id);
+      assert.deepEqual(inputNames(page.html), ["amount", "email"]);
+      assert.match(page.html, /Amount \(USDT\)/);
+      const bad = await submit(app, form.id, { _token: page.token, amount: "1.1234567", email: "fan@example.com" });
+      assert.equal(bad.status, 422);
+      assert.match(bad.html, /at most 6 decimals/);
+      const res = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
+      assert.equal(res.status, 303, res.html);
+      const invoice = await readInvoice(app, invoiceIdOf(res.location));
+      assert.equal(res.location, invoice.checkoutUrl);
+      assert.deepEqual([invoice.coin, invoice.network, invoice.amount, invoice.title], [
+        "USDT",
+        "tron",
+        "12.5",
+        "Tip jar",
+      ]);
+      assert.equal(invoice.status, "waiting_for_deposit");
+      const again = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
+      assert.equal(again.location, res.location, "the same page sent twice names one invoice");
+    });
+
+    await t.step("a fixed BTC amount: a tampered post changes nothing", async () => {
+      const form = await createForm(app, {
+        kind: "crypto",
+        title: "Course",
+        coin: "BTC",
+        network: "bitcoin",
+        amount: "0.0015",
+      });
+      assert.equal((await api(app, "GET", "/forms")).body.forms[0].amount, "0.0015");
+      const page = await openPage(app, form.id);
+      assert.deepEqual(inputNames(page.html), ["email"]);
+      assert.match(page.html, /0\.0015 BTC/);
+      const res = await submit(app, form.id, {
+        _token: page.token,
+        email: "student@example.com",
+        amount: "0.00000001",
+        coin: "USDT:tron",
+        network: "tron",
+      });
+      assert.equal(res.status, 303, res.html);
+      const invoice = await readInvoice(app, invoiceIdOf(res.location));
+      assert.deepEqual([invoice.coin, invoice.network, invoice.amount], ["BTC", "bitcoin", "0.0015"]);
+    });
+
+    await t.step("coin and network left open: the buyer picks from the list, nothing else", async () => {
+      const form = await createForm(app, { kind: "crypto", title: "Anything", coin: "USDT" });
+      const page = await openPage(app, form.id);
+      assert.deepEqual(inputNames(page.html), ["coin", "amount", "email"]);
+      assert.match(page.html, /value="USDT:tron"/);
+      assert.match(page.html, /value="USDT:ethereum"/);
+      assert.ok(!page.html.includes('value="BTC:bitcoin"'), "only the merchant's coin is offered");
+      const refused = await submit(app, form.id, {
+        _token: page.token,
+        coin: "BTC:bitcoin",
+        amount: "1",
+        email: "a@b.example",
+      });
+      assert.equal(refused.status, 422);
+      assert.match(refused.html, /Pick a coin/);
+      const res = await submit(app, form.id, {
+        _token: page.token,
+        coin: "USDT:ethereum",
+        amount: "3",
+        email: "a@b.example",
+      });
+      assert.equal(res.status, 303, res.html);
+      const invoice = await readInvoice(app, invoiceIdOf(res.location));
+      assert.deepEqual([invoice.coin, invoice.network, invoice.amount], ["USDT", "ethereum", "3"]);
+    });
+  } finally {
+    await app.close();
+  }
+});

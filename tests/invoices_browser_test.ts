@@ -1,0 +1,58 @@
+/**
+ * The buyer's invoice page in a real Chromium on a 390 px phone: amount,
+ * address, QR code and countdown, and the status changing while the page is
+ * open as the chain simulator sees the deposit and mines its confirmations.
+ */
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { startTestApp } from "../fixtures/app.ts";
+import { chainApi, createTestInvoice } from "../fixtures/invoices.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+
+Deno.test({
+  name: "[browser] the invoice page on a phone shows what to pay and follows the status live while it is open",
+  ignore: !hasChromium,
+  sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp();
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+    });
+    try {
+      const chain = chainApi(app);
+      const inv = await createTestInvoice(app, { title: "Umbrella, large", amount: "25" });
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(inv.checkoutUrl);
+      await page.getByRole("heading", { name: "Umbrella, large" }).waitFor();
+      assert.equal(await page.locator(".invoice-amount").textContent(), "25 USDT");
+      assert.equal(await page.locator(".invoice-address").textContent(), inv.address);
+      await page.getByRole("button", { name: "Copy address" }).waitFor();
+      await page.getByRole("button", { name: "Copy amount" }).waitFor();
+      assert.equal(await page.locator("figure.qr svg").count(), 1);
+      await page.getByText(/Time left: \d+:\d\d:\d\d/).waitFor();
+      await page.getByText("Waiting for your payment").waitFor();
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+      assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
+      await Deno.mkdir("test-artifacts", { recursive: true });
+      await page.screenshot({ path: "test-artifacts/invoice-waiting.png", fullPage: true });
+
+      await chain.deposit(inv.address, "25000000");
+      await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
+      await page.getByText(/On its way: 25 USDT \(0 of 20 confirmations\)/).waitFor();
+      await chain.mine(40, "tron");
+      await page.getByText("Paid. Thank you!").waitFor({ timeout: 15_000 });
+      await page.getByText("Received: 25 of 25 USDT").waitFor();
+      await page.screenshot({ path: "test-artifacts/invoice-finished.png", fullPage: true });
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  },
+});

@@ -1,0 +1,92 @@
+/**
+ * Invoices in the operator console and the shop portal: the list, the address
+ * pool per network (free / in use), an invoice's deposits, postbacks and
+ * timeline, the operator's audited cancel, and a portal that sees only its
+ * own shop.
+ */
+import assert from "node:assert/strict";
+import { createPortalLink } from "../lib/auth/portal.ts";
+import { searchAudit } from "../lib/db/audit.ts";
+import { listPoolAddresses } from "../lib/db/invoices.ts";
+import { createShop } from "../lib/shops.ts";
+import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { chainApi, createTestInvoice, readInvoice } from "../fixtures/invoices.ts";
+
+Deno.test("[console] operators see invoices, a shop's address pool and an invoice's timeline, cancel with an audit entry, and the stats count them", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const paid = await createTestInvoice(app, { id: "order-9", postbackUrl: shop.url });
+    const open = await createTestInvoice(app, { title: "Still open" });
+    await chain.deposit(paid.address, "12500000");
+    await chain.mine(40, "tron");
+    await waitFor("finished", async () => (await readInvoice(app, paid.id)).status === "finished" || undefined);
+    await waitFor(
+      "the finished postback",
+      () => shop.received.some((r) => r.body.includes("invoice.finished")) || undefined,
+    );
+
+    const b = await operatorBrowser(app);
+    const list = await b.get(`/admin/invoices?shopId=${app.shop.id}`);
+    assert.equal(list.status, 200);
+    assert.match(list.text, /order-9/);
+    assert.match(list.text, /Still open/);
+    const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.find((a) => a.address === paid.address)?.heldBy, null, "the finished invoice's address is free");
+    const free = pool.filter((a) => a.heldBy === null).length;
+    assert.match(list.text, new RegExp(`data-pool-free="tron">${free}<`));
+    assert.match(list.text, /data-pool-in-use="tron">1</);
+
+    const detail = await b.get(`/admin/invoices/${paid.id}`);
+    assert.match(detail.text, /deposit seen/);
+    assert.match(detail.text, /status changed/);
+    assert.match(detail.text, /postback invoice\.finished attempt 1/);
+    assert.match(detail.text, /Received<\/dt><dd>12\.5 USDT/);
+
+    await b.get(`/admin/invoices/${open.id}`);
+    const cancelled = await b.post(`/admin/invoices/${open.id}/cancel`, {});
+    assert.equal(cancelled.status, 303);
+    assert.equal((await readInvoice(app, open.id)).status, "cancelled");
+    const audit = await searchAudit(app.kv, { query: open.id, limit: 5 });
+    assert.equal(audit[0]?.action, "invoice.cancel");
+    assert.equal(audit[0]?.actor, "ops@example.com");
+
+    // The overview's counters are kept in the same writes: two created, one paid, one cancelled.
+    const overview = await b.get("/admin");
+    assert.match(overview.text, /data-invoice-stats="true">2 created, 1 paid, 0 expired, 1 cancelled/);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[portal] a shop sees its own invoices and pool, never another shop's", async () => {
+  const app = await startTestApp();
+  try {
+    const mine = await createTestInvoice(app, { title: "Mine" });
+    const other = await createShop(app.kv, { name: "Other", allowedHosts: [] }, {
+      allowLocalUrls: true,
+      now: Date.now(),
+    });
+    const theirs = await createTestInvoice({ ...app, shop: { ...app.shop, apiKey: other.apiKey } }, {
+      title: "Theirs",
+    });
+
+    const link = await createPortalLink(app.server.ctx, app.shop.id, "ops@example.com");
+    const b = new Browser(app);
+    await b.get(new URL(link).pathname + new URL(link).search);
+    assert.equal((await b.post("/portal/signin", { token: new URL(link).searchParams.get("token")! })).status, 303);
+
+    const list = await b.get(`/portal/invoices?shopId=${other.shop.id}`);
+    assert.equal(list.status, 200);
+    assert.match(list.text, /Mine/);
+    assert.doesNotMatch(list.text, /Theirs/, "a query cannot widen the portal's scope");
+    assert.match(list.text, /data-pool-in-use="tron">1</);
+    assert.equal((await b.get(`/portal/invoices/${mine.id}`)).status, 200);
+    assert.equal((await b.get(`/portal/invoices/${theirs.id}`)).status, 404);
+  } finally {
+    await app.close();
+  }
+});

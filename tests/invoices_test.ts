@@ -1,0 +1,391 @@
+/**
+ * Crypto invoices over real HTTP with the chain simulator: every status path,
+ * the address pool (concurrent picks, reuse once free), expiry and late money,
+ * a lost notice recovered by polling, idempotency and bad input. Our clock is
+ * moved by replacing `ctx.now`; the sweep is what the cron runs every minute.
+ */
+import assert from "node:assert/strict";
+import { Webhook } from "standardwebhooks";
+import { type ReceivedPostback, startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import {
+  callCreateInvoice,
+  cancelInvoiceCall,
+  chainApi,
+  createTestInvoice,
+  invoiceBody,
+  readInvoice,
+  shiftClock,
+} from "../fixtures/invoices.ts";
+import { listPoolAddresses } from "../lib/db/invoices.ts";
+import { signChainNotice } from "../lib/invoices/chain_wire.ts";
+import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
+
+/** Waits until the invoice reaches `status` (notices are handled in the background). */
+function waitStatus(app: TestApp, id: string, status: string) {
+  return waitFor(`invoice ${id} to be ${status}`, async () => {
+    const inv = await readInvoice(app, id);
+    return inv.status === status ? inv : undefined;
+  });
+}
+
+function postbacksOf(app: TestApp, received: ReceivedPostback[], invoiceId: string) {
+  const wh = new Webhook(app.shop.webhookSecret);
+  return received
+    .map((r) => wh.verify(r.body, Object.fromEntries(r.headers)) as { type: string; data: Record<string, unknown> })
+    .filter((b) => b.data.id === invoiceId);
+}
+
+Deno.test("[invoices] a full deposit moves the invoice to payment_confirmation, payment_accepted and finished, with a signed postback for each", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { postbackUrl: shop.url, title: "Order 17" });
+    assert.equal(created.status, "waiting_for_deposit");
+    assert.equal(created.amount, "12.5");
+    assert.equal(created.paidAmount, "0");
+    assert.match(created.checkoutUrl, new RegExp(`/invoices/${created.id}$`));
+    assert.match(created.address, /^T[1-9A-HJ-NP-Za-km-z]{33}$/);
+
+    await chain.deposit(created.address, "12500000");
+    let inv = await waitStatus(app, created.id, "payment_confirmation");
+    assert.equal(inv.paidAmount, "0", "an unconfirmed deposit is not paid yet");
+    assert.equal(inv.pendingAmount, "12.5");
+
+    await chain.mine(19, "tron");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await readInvoice(app, created.id)).status, "payment_confirmation", "19 of 20 confirmations");
+    await chain.mine(1, "tron");
+    inv = await waitStatus(app, created.id, "payment_accepted");
+    assert.equal(inv.paidAmount, "12.5");
+    assert.equal(inv.overpaidAmount, "0");
+
+    await chain.mine(20, "tron");
+    inv = await waitStatus(app, created.id, "finished");
+    assert.ok(inv.closedAt);
+    assert.equal(inv.deposits.length, 1);
+    assert.equal(inv.deposits[0].confirmed, true);
+
+    const types = await waitFor("three postbacks", () => {
+      const got = postbacksOf(app, shop.received, created.id).map((b) => b.type);
+      return got.length >= 3 ? got : undefined;
+    });
+    assert.deepEqual(types, ["invoice.payment_confirmation", "invoice.payment_accepted", "invoice.finished"]);
+    // The answers and postbacks are what the OpenAPI document says, with no field undocumented.
+    for (const p of postbacksOf(app, shop.received, created.id)) InvoicePostbackBody.strict().parse(p);
+    const res = await fetch(`${app.baseUrl}/api/v1/invoices/${created.id}`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    });
+    const answer = await res.json();
+    InvoiceResponse.strict().parse(answer);
+    assert.deepEqual(Object.keys(answer.invoice).sort(), Object.keys(InvoiceView.shape).sort());
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a short deposit is partially_paid, a top-up completes it, and an overpayment is recorded", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "BTC", network: "bitcoin", amount: "0.001" });
+    await chain.deposit(created.address, "40000"); // 0.0004 BTC
+    await chain.mine(3, "bitcoin");
+    let inv = await waitStatus(app, created.id, "partially_paid");
+    assert.equal(inv.paidAmount, "0.0004");
+
+    await chain.deposit(created.address, "70000"); // 0.0007 BTC: 0.0001 more than asked
+    inv = await waitStatus(app, created.id, "payment_confirmation");
+    await chain.mine(3, "bitcoin");
+    inv = await waitStatus(app, created.id, "payment_accepted");
+    assert.equal(inv.paidAmount, "0.0011");
+    assert.equal(inv.overpaidAmount, "0.0001");
+    assert.equal(inv.deposits.length, 2);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] fifty concurrent invoices on one network get fifty different addresses", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_PER_MINUTE: "10000" } });
+  try {
+    // Sixty addresses free beforehand (held, then cancelled), so the concurrent picks compete for them.
+    const earlier = [];
+    for (let i = 0; i < 60; i++) earlier.push(await createTestInvoice(app));
+    for (const inv of earlier) assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
+    const before = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(before.length, 60, "one at a time, spares are used before more are made");
+    const results = await Promise.all(Array.from({ length: 50 }, () => callCreateInvoice(app, invoiceBody())));
+    for (const r of results) assert.equal(r.status, 201, JSON.stringify(r.body));
+    const addresses = new Set(results.map((r) => r.body.invoice.address));
+    assert.equal(addresses.size, 50);
+    const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.length, 60, "free addresses were taken; none was made");
+    assert.equal(pool.filter((a) => a.heldBy !== null).length, 50);
+    const held = new Map(pool.filter((a) => a.heldBy).map((a) => [a.address, a.heldBy]));
+    for (const r of results) assert.equal(held.get(r.body.invoice.address), r.body.invoice.id);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a finished or cancelled invoice frees its address in the same write, and the next invoice reuses it", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const first = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "0.5" });
+    // The service hands out addresses in batches: hold the spares too, so the pool has nothing free.
+    const held = [first];
+    while ((await listPoolAddresses(app.kv, app.shop.id)).some((a) => a.heldBy === null)) {
+      held.push(await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "1" }));
+    }
+    const busy = held[1];
+    assert.equal(new Set(held.map((inv) => inv.address)).size, held.length, "an address held is not given out");
+    await chain.deposit(first.address, "500000000000000000");
+    await chain.mine(24, "ethereum");
+    await waitStatus(app, first.id, "finished");
+    const next = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "2" });
+    assert.equal(next.address, first.address);
+    assert.equal((await readInvoice(app, next.id)).paidAmount, "0", "the earlier invoice's money is not counted");
+
+    assert.equal((await cancelInvoiceCall(app, busy.id)).status, 200);
+    const after = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "5" });
+    assert.equal(after.address, busy.address, "addresses are per network, whatever the coin");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] an invoice expires at expiresAt unless money arrived, and a late deposit is recorded and shown", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const idle = await createTestInvoice(app, { expiresIn: 60, postbackUrl: shop.url });
+    const paying = await createTestInvoice(app, { expiresIn: 60 });
+    await chain.deposit(paying.address, "1000000");
+    await waitStatus(app, paying.id, "payment_confirmation");
+
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    const expired = await readInvoice(app, idle.id);
+    assert.equal(expired.status, "expired");
+    assert.equal((await readInvoice(app, paying.id)).status, "payment_confirmation", "money arrived: no expiry");
+    const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.find((a) => a.address === idle.address)?.heldBy, null, "its address is free again");
+    await waitFor("the expired postback", () => postbacksOf(app, shop.received, idle.id)[0]);
+    assert.equal(postbacksOf(app, shop.received, idle.id)[0].type, "invoice.expired");
+
+    await chain.deposit(idle.address, "12500000");
+    const late = await waitFor("the late deposit", async () => {
+      const inv = await readInvoice(app, idle.id);
+      return inv.deposits.length ? inv : undefined;
+    });
+    assert.equal(late.status, "expired", "late money does not reopen the invoice");
+    assert.equal(late.lateAmount, "12.5");
+    assert.equal(late.paidAmount, "0");
+    assert.equal(late.deposits[0].late, true);
+    // The buyer's page shows it too.
+    const page = await (await fetch(late.checkoutUrl)).text();
+    assert.match(page, /12\.5 USDT arrived after this invoice expired/);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a lost notice changes nothing: the polling job finds the deposit and its confirmations", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    const created = await createTestInvoice(app);
+    await chain.deposit(created.address, "12500000");
+    await chain.mine(40, "tron");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await readInvoice(app, created.id)).status, "waiting_for_deposit", "no notice came");
+    shiftClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const inv = await readInvoice(app, created.id);
+    assert.equal(inv.status, "finished");
+    assert.equal(inv.paidAmount, "12.5");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] the shop's id or an Idempotency-Key names one invoice: a retry answers it, another body is refused, racing copies make one", async () => {
+  const app = await startTestApp();
+  try {
+    const body = invoiceBody({ id: "order-1" });
+    const first = await callCreateInvoice(app, body);
+    assert.equal(first.status, 201);
+    const again = await callCreateInvoice(app, body);
+    assert.equal(again.status, 200);
+    assert.equal(again.body.invoice.id, first.body.invoice.id);
+    const other = await callCreateInvoice(app, { ...body, amount: "13" });
+    assert.equal(other.status, 422);
+    assert.equal(other.body.error.code, "idempotency_mismatch");
+
+    const keyed = await Promise.all(
+      Array.from({ length: 5 }, () => callCreateInvoice(app, invoiceBody(), { headers: { "idempotency-key": "k-1" } })),
+    );
+    assert.equal(new Set(keyed.map((r) => r.body.invoice.id)).size, 1);
+    assert.deepEqual(keyed.map((r) => r.status).sort(), [200, 200, 200, 200, 201]);
+    const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.filter((a) => a.heldBy !== null).length, 2, "the losing copies hold no address");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] bad input gets a clear error and changes nothing", async () => {
+  const app = await startTestApp();
+  try {
+    const cases: [unknown, string][] = [
+      [invoiceBody({ network: "bitcoin" }), "network"],
+      [invoiceBody({ amount: "12.1234567" }), "amount"],
+      [invoiceBody({ amount: 12.5 }), "amount"],
+      [invoiceBody({ amount: "0" }), "amount"],
+      [invoiceBody({ amount: "1e3" }), "amount"],
+      [invoiceBody({ coin: "DOGE" }), "network"],
+      [invoiceBody({ expiresIn: 10 }), "expiresIn"],
+      [invoiceBody({ postbackUrl: "ftp://example.com/x" }), "postbackUrl"],
+      [invoiceBody({ extra: 1 }), "extra"],
+    ];
+    for (const [body, field] of cases) {
+      const res = await callCreateInvoice(app, body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.body.error.code, "invalid_request");
+      assert.ok(res.body.error.fields[field], `${JSON.stringify(body)}: ${JSON.stringify(res.body.error.fields)}`);
+    }
+    assert.equal((await callCreateInvoice(app, null, { raw: "{not json" })).status, 400);
+    assert.equal((await callCreateInvoice(app, invoiceBody(), { key: "sk_wrong" })).status, 401);
+    const unknown = await fetch(`${app.baseUrl}/api/v1/invoices/inv_${"x".repeat(22)}`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+    assert.equal((await listPoolAddresses(app.kv, app.shop.id)).length, 0, "no address was made");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] the merchant cancels an open invoice; a paid one cannot be cancelled; another shop's is not found", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const open = await createTestInvoice(app);
+    const cancelled = await cancelInvoiceCall(app, open.id);
+    assert.equal(cancelled.status, 200);
+    assert.equal(cancelled.body.invoice.status, "cancelled");
+    assert.equal((await cancelInvoiceCall(app, open.id)).status, 200, "cancelling twice answers the same");
+
+    const paid = await createTestInvoice(app);
+    await chain.deposit(paid.address, "12500000");
+    await chain.mine(20, "tron");
+    await waitStatus(app, paid.id, "payment_accepted");
+    const refused = await cancelInvoiceCall(app, paid.id);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, "invoice_not_cancellable");
+
+    const { createShop } = await import("../lib/shops.ts");
+    const other = await createShop(app.kv, { name: "Other", allowedHosts: [] }, {
+      allowLocalUrls: true,
+      now: Date.now(),
+    });
+    assert.equal((await cancelInvoiceCall(app, paid.id, other.apiKey)).status, 404);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a chain notice with a bad signature is refused and changes nothing", async () => {
+  const app = await startTestApp();
+  try {
+    const inv = await createTestInvoice(app);
+    const body = JSON.stringify({
+      eventId: "e1",
+      network: "tron",
+      address: inv.address,
+      txid: "ab",
+      confirmations: 50,
+    });
+    const res = await fetch(`${app.baseUrl}/api/chain-notify`, {
+      method: "POST",
+      headers: { "chain-signature": signChainNotice("wrong-secret", Math.floor(Date.now() / 1000), body) },
+      body,
+    });
+    assert.equal(res.status, 401);
+    await res.body?.cancel();
+    assert.equal((await readInvoice(app, inv.id)).status, "waiting_for_deposit");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] GET /api/v1/options lists the coins and networks invoices take", async () => {
+  const app = await startTestApp();
+  try {
+    const res = await fetch(`${app.baseUrl}/api/v1/options`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    });
+    const body = await res.json();
+    const usdt = body.crypto.coins.find((c: { id: string }) => c.id === "USDT");
+    assert.deepEqual(usdt.networks.map((n: { id: string; decimals: number }) => [n.id, n.decimals]), [
+      ["tron", 6],
+      ["ethereum", 6],
+    ]);
+    const btc = body.crypto.coins.find((c: { id: string }) => c.id === "BTC");
+    assert.deepEqual(btc.networks, [{ id: "bitcoin", label: "Bitcoin", decimals: 8, confirmations: 3 }]);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] the built-in chain simulator takes deposits and blocks without a token, as sandbox.md shows; new addresses need it", async () => {
+  const app = await startTestApp();
+  try {
+    const inv = await createTestInvoice(app);
+    const chain = `${app.baseUrl}/sandbox/chain`;
+    const post = (path: string, body: unknown) =>
+      fetch(chain + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const deposit = await post("/deposits", { address: inv.address, amount: "12500000" });
+    assert.equal(deposit.status, 201);
+    assert.equal((await deposit.json()).confirmations, 0);
+    assert.equal((await post("/mine", { blocks: 40, network: "tron" })).status, 200);
+    await waitStatus(app, inv.id, "finished");
+    const state = await (await fetch(`${chain}/addresses/tron/${inv.address}`)).json();
+    assert.equal(state.deposits[0].confirmations, 40);
+    const refused = await post("/addresses", { network: "tron" });
+    assert.equal(refused.status, 401);
+    await refused.body?.cancel();
+    const unknown = await post("/deposits", { address: "Tnope", amount: "1" });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[docs] the Invoices page draws its coin and status tables from the lists the code runs on", async () => {
+  const app = await startTestApp();
+  try {
+    const html = await (await fetch(`${app.baseUrl}/docs/invoices`)).text();
+    for (const s of ["waiting_for_deposit", "invoice.payment_accepted", "payment_confirmation"]) {
+      assert.ok(html.includes(`<code>${s}</code>`), s);
+    }
+    assert.match(
+      html,
+      /<td><code>USDT<\/code> <span>\(Tether USD \(TRC-20\)\)<\/span><\/td><td><code>tron<\/code><\/td><td>6<\/td><td>20<\/td><td>40<\/td>/,
+    );
+  } finally {
+    await app.close();
+  }
+});
