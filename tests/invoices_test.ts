@@ -19,6 +19,7 @@ import {
 import { listPoolAddresses } from "../lib/db/invoices.ts";
 import { signChainNotice } from "../lib/invoices/chain_wire.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
+import { ChainSimulator } from "../sandbox/chain.ts";
 
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function waitStatus(app: TestApp, id: string, status: string) {
@@ -387,5 +388,23 @@ Deno.test("[docs] the Invoices page draws its coin and status tables from the li
     );
   } finally {
     await app.close();
+  }
+});
+
+Deno.test("[invoices] a restarted chain simulator still reads and takes deposits to the addresses it made before", () => {
+  const before = new ChainSimulator({ apiToken: "t", webhookSecret: "s" });
+  const after = new ChainSimulator({ apiToken: "t", webhookSecret: "s" });
+  try {
+    for (const network of ["bitcoin", "ethereum", "tron"] as const) {
+      const address = before.createAddress(network);
+      assert.deepEqual(after.addressState(address), { network, address, height: 0, deposits: [] }, network);
+      assert.ok(after.deposit(address, 5n), network);
+      after.mine(1, network);
+      assert.equal(after.addressState(address)!.deposits[0].confirmations, 1);
+    }
+    assert.equal(after.addressState("Tnope"), null, "a string of no network's shape is no address");
+  } finally {
+    before.close();
+    after.close();
   }
 });
