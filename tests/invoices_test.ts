@@ -408,3 +408,19 @@ Deno.test("[invoices] a restarted chain simulator still reads and takes deposits
     after.close();
   }
 });
+
+Deno.test("[invoices] next to a real provider without CHAIN_* settings, invoices are off and no chain simulator is served", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    assert.equal(app.server.ctx.chain, undefined);
+    const res = await callCreateInvoice(app, invoiceBody());
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error.code, "invoices_unavailable");
+    const simulator = await fetch(`${app.baseUrl}/sandbox/chain/mine`, { method: "POST", body: '{"blocks":1}' });
+    assert.equal(simulator.status, 404, "nobody can make up deposits next to real money");
+    await simulator.body?.cancel();
+    assert.match(app.server.integrations.chain, /^off/);
+  } finally {
+    await app.close();
+  }
+});

@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { type AddressPick, insertFreeAddresses, listFreeAddresses } from "../db/invoices.ts";
 import type { Network } from "./coins.ts";
+import { requireChain } from "./chain.ts";
 import type { PoolAddress } from "./types.ts";
 
 /**
@@ -83,7 +84,7 @@ export async function pickAddress(
       await cache.listing;
     }
   }
-  const addresses = await ctx.chain.createAddresses(network, shopId, opts.notifyUrl, ADDRESS_BATCH);
+  const addresses = await requireChain(ctx).createAddresses(network, shopId, opts.notifyUrl, ADDRESS_BATCH);
   const records: PoolAddress[] = addresses.map((address) => ({
     address,
     network,
