@@ -104,7 +104,7 @@ export async function createInvoice(
         jobs: { queue: ctx.config.jobsQueue, now },
       });
     } finally {
-      await picked.done(stored);
+      picked.done();
     }
     if (stored) return { invoice: view(invoice), created: true };
     // A copy of this request stored it first: answer that one.
