@@ -295,6 +295,15 @@ Deno.test("[invoices] the merchant cancels an open invoice; a paid one cannot be
     assert.equal(refused.status, 409);
     assert.equal(refused.body.error.code, "invoice_not_cancellable");
 
+    // Paid in full at the chain with every notice lost: the cancel reads the chain first and refuses.
+    await chain.knobs({ dropNotices: true });
+    const quiet = await createTestInvoice(app);
+    await chain.deposit(quiet.address, "12500000");
+    await chain.mine(20, "tron");
+    assert.equal((await readInvoice(app, quiet.id)).status, "waiting_for_deposit");
+    assert.equal((await cancelInvoiceCall(app, quiet.id)).status, 409);
+    assert.equal((await readInvoice(app, quiet.id)).status, "payment_accepted");
+
     const { createShop } = await import("../lib/shops.ts");
     const other = await createShop(app.kv, { name: "Other", allowedHosts: [] }, {
       allowLocalUrls: true,

@@ -1062,7 +1062,7 @@ function invoicePaths(opts: OpenApiOptions): Record<string, PathItem> {
         operationId: "cancelInvoice",
         summary: "Cancel an invoice",
         description:
-          "Cancels an invoice that is waiting_for_deposit, payment_confirmation or partially_paid: it becomes `cancelled`, its address goes back to your pool and an `invoice.cancelled` postback follows. Deposits after that are recorded as late (lateAmount), never hidden. Cancelling a cancelled invoice answers it again. No body.",
+          "Reads the chain first, then cancels an invoice that is waiting_for_deposit, payment_confirmation or partially_paid: it becomes `cancelled`, its address goes back to your pool and an `invoice.cancelled` postback follows. Deposits after that are recorded as late (lateAmount), never hidden. Cancelling a cancelled invoice answers it again. No body.",
         tags: ["Invoices"],
         security: bearer,
         parameters: [invoiceIdParam],
