@@ -57,10 +57,12 @@ export async function createServer(
     sandbox = new Sandbox({ ...creds, publicUrl: `${config.publicBaseUrl}/sandbox/bansky`, knobs: opts.sandboxKnobs });
     credentials = { provider: "bansky", apiUrl: `${selfUrl}/sandbox/bansky`, ...creds };
   }
-  // The chain service behind invoices: the configured one, or the simulator mounted at /sandbox/chain.
+  // The chain service behind invoices: the configured one, or, in zero-config mode only (the Bansky sandbox is the
+  // provider), the simulator mounted at /sandbox/chain. Its deposits are made up by whoever asks, so next to a real
+  // provider it would let anyone pay an invoice: there, without CHAIN_* settings, invoices are off.
   let chainSimulator: ChainSimulator | undefined;
   let chainCredentials = config.chain;
-  if (!chainCredentials) {
+  if (!chainCredentials && !config.bansky) {
     const creds = (await initSetting<SandboxCredentials>(kv, "chain_sandbox_credentials", {
       apiToken: randomId("chn_token"),
       webhookSecret: randomId("chn_whsec"),
@@ -68,7 +70,7 @@ export async function createServer(
     chainSimulator = new ChainSimulator({ ...creds, knobs: opts.chainKnobs });
     chainCredentials = { apiUrl: `${selfUrl}/sandbox/chain`, ...creds };
   }
-  const chain = new ChainClient({ ...chainCredentials, timeoutMs: config.providerTimeoutMs });
+  const chain = chainCredentials && new ChainClient({ ...chainCredentials, timeoutMs: config.providerTimeoutMs });
   // The environment's Bansky settings (or the sandbox's) are the default account, so existing set-ups keep working.
   const startedAt = Date.now();
   const defaultAccount: ProviderAccount = {
@@ -129,7 +131,9 @@ export async function createServer(
       : "built-in Bansky sandbox at /sandbox/bansky",
     chain: config.chain
       ? `chain service at ${new URL(config.chain.apiUrl).host}`
-      : "built-in chain simulator at /sandbox/chain",
+      : chainSimulator
+      ? "built-in chain simulator at /sandbox/chain"
+      : "off: crypto invoices need CHAIN_API_URL, CHAIN_API_TOKEN and CHAIN_WEBHOOK_SECRET next to a real provider",
     jobs: config.jobsQueue ? "KV queue + cron sweep" : "cron sweep only (JOBS_QUEUE=off)",
     localUrls: config.allowLocalUrls ? "allowed (development)" : "refused",
     demo: demo ? "on at /demo" : "off",

@@ -327,8 +327,10 @@ to it, which cancels out the machine and the load generator.
   Hono middleware, API-key authentication, validation (the coin and network, the decimal amount parsed to base units),
   idempotency on the shop's invoice id (one read), picking a free deposit address of the shop's pool (listed in batches
   per process) and the invoice with its address, indexes, timeline, activity entry, counters and polling job in one
-  commit, shared with concurrent invoices. When the pool has nothing free, the app asks the built-in chain simulator
-  for a batch of addresses over HTTP and uses the first at once. Requests carry a fresh shop invoice id each.
+  commit, shared with concurrent invoices. When the pool has nothing free, one request per process asks the chain
+  simulator (served by the sandbox process) for a batch of addresses over HTTP, stores them free, and the waiting
+  requests take them at once. Requests carry a fresh shop
+  invoice id each.
 - **\`POST /api/v1/payments/{id}/refunds\`**: the same shape as init-payment's floor: bare \`Deno.serve\`, read the JSON
   body, one \`fetch\` to the sandbox's refund endpoint, one atomic commit of the refund. It takes the provider reference
   from memory (kept when it created the payment), so it does not even read the payment. Each refund is of 1 minor unit,

@@ -8,6 +8,8 @@ import { childEnv, DENO, freePort, type Proc, startDeno, startTaskV8Flags, waitF
 /** Shared with the sandbox: the app talks to it as it would to Bansky. */
 const SANDBOX_TOKEN = "bench-sandbox-token";
 const SANDBOX_SECRET = "bench-sandbox-webhook-secret";
+const CHAIN_TOKEN = "bench-chain-token";
+const CHAIN_SECRET = "bench-chain-webhook-secret";
 
 /**
  * Seconds before each postback attempt in the bench: retries a second apart, so a failed attempt shows up as latency
@@ -44,6 +46,10 @@ export async function startStack(dir: string): Promise<Stack> {
     BANSKY_API_URL: sandboxUrl,
     BANSKY_API_TOKEN: SANDBOX_TOKEN,
     BANSKY_WEBHOOK_SECRET: SANDBOX_SECRET,
+    // The sandbox process also serves the chain simulator, the address service behind invoices.
+    CHAIN_API_URL: `${sandboxUrl}/chain`,
+    CHAIN_API_TOKEN: CHAIN_TOKEN,
+    CHAIN_WEBHOOK_SECRET: CHAIN_SECRET,
     DEV_ALLOW_LOCAL_URLS: "1",
     LOG_LEVEL: "warn",
     POSTBACK_SCHEDULE: BENCH_POSTBACK_SCHEDULE_S.join(","),
@@ -56,6 +62,8 @@ export async function startStack(dir: string): Promise<Stack> {
       SANDBOX_PORT: String(sandboxPort),
       SANDBOX_HOSTNAME: "127.0.0.1",
       SANDBOX_PUBLIC_URL: sandboxUrl,
+      CHAIN_SANDBOX_API_TOKEN: CHAIN_TOKEN,
+      CHAIN_SANDBOX_WEBHOOK_SECRET: CHAIN_SECRET,
       SANDBOX_API_TOKEN: SANDBOX_TOKEN,
       SANDBOX_WEBHOOK_SECRET: SANDBOX_SECRET,
     }, dir),

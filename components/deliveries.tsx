@@ -1,3 +1,4 @@
+import { hasIdShape } from "../lib/ids.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 
@@ -51,7 +52,7 @@ export function DeliveryTable(
             <tr key={d.id}>
               <td data-label="Updated">{formatTime(d.updatedAt)}</td>
               <td data-label="Payment">
-                <a href={`${props.paymentBase}/${d.paymentId}`}>
+                <a href={`${subjectBase(props.paymentBase, d.paymentId)}/${d.paymentId}`}>
                   <code>{d.paymentId}</code>
                 </a>
               </td>
@@ -82,4 +83,9 @@ export function DeliveryTable(
       </table>
     </div>
   );
+}
+
+/** Where a delivery's subject is shown: its payment's page, or its invoice's (invoice postbacks ride the same relay). */
+function subjectBase(paymentBase: string, id: string): string {
+  return hasIdShape("invoice", id) ? paymentBase.replace(/\/payments$/, "/invoices") : paymentBase;
 }

@@ -59,7 +59,8 @@ export function InvoicesList(props: {
                     </td>
                     <td>
                       {inv.status}
-                      {t.late > 0n && <strong class="bad">· late money</strong>}
+                      {t.late > 0n && " · "}
+                      {t.late > 0n && <strong class="bad">late money</strong>}
                     </td>
                     <td class="num">{formatBaseUnits(inv.amount, inv.decimals)} {inv.coin}</td>
                     <td class="num">{formatBaseUnits(t.paid, inv.decimals)}</td>

@@ -55,13 +55,13 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
       {s.paidAmount !== "0" && (
         <p>
           Received: {s.paidAmount} of {s.amount} {s.coin}
-          {s.overpaidAmount !== "0" && <>({s.overpaidAmount} {s.coin} more than asked)</>}
+          {s.overpaidAmount !== "0" && ` (${s.overpaidAmount} ${s.coin} more than asked)`}
         </p>
       )}
       {s.pendingAmount !== "0" && (
         <p>
           On its way: {s.pendingAmount} {s.coin}
-          {s.confirmations !== null && <>({s.confirmations} of {s.confirmationsNeeded} confirmations)</>}
+          {s.confirmations !== null && ` (${s.confirmations} of ${s.confirmationsNeeded} confirmations)`}
         </p>
       )}
       {s.lateAmount !== "0" && (

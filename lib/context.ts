@@ -20,8 +20,12 @@ export interface AppContext {
   paymentIdKey: Uint8Array<ArrayBuffer>;
   /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
   kick: (msg: JobMessage, delayMs?: number) => void;
-  /** The address and chain service behind crypto invoices (the chain simulator when none is configured). */
-  chain: ChainClient;
+  /**
+   * The address and chain service behind crypto invoices: the configured one, or the chain simulator in
+   * zero-config mode. Undefined when a real provider is set but no chain service is: invoices are then off,
+   * never backed by a simulator anyone could pay with made-up deposits.
+   */
+  chain?: ChainClient;
   /** The BigQuery export, when BIGQUERY_* is configured. */
   analytics?: Analytics;
   /** Prometheus metrics, kept only when METRICS_TOKEN is set. */

@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { base64url, randomBytes, randomId } from "../lib/ids.ts";
+import { randomBytes, randomId } from "../lib/ids.ts";
 import { log } from "../lib/log.ts";
 import { constantTimeEqual } from "../lib/crypto.ts";
 import type { Network } from "../lib/invoices/coins.ts";
@@ -89,9 +89,26 @@ export class ChainSimulator {
     for (const t of this.timers) clearTimeout(t);
   }
 
+  /**
+   * An address the simulator knows, or, like a real chain where any
+   * well-formed address can be read and paid, one it takes on when it has the
+   * shape of a network's address. The simulator keeps its chain in memory, so
+   * after a restart our pools' addresses are still usable (their notices are
+   * gone with the rest; polling finds their deposits).
+   */
+  private find(address: string): SimAddress | undefined {
+    const known = this.addresses.get(address);
+    if (known) return known;
+    const network = networkOf(address);
+    if (!network) return undefined;
+    const adopted: SimAddress = { network, address, label: "", notifyUrl: null, deposits: [] };
+    this.addresses.set(address, adopted);
+    return adopted;
+  }
+
   /** What the chain shows at an address, as the API answers it. */
   addressState(address: string): AddressState | null {
-    const a = this.addresses.get(address);
+    const a = this.find(address);
     if (!a) return null;
     const height = this.heights[a.network];
     return {
@@ -107,9 +124,16 @@ export class ChainSimulator {
     };
   }
 
+  /** Issues a new address on `network`; notices about its deposits go to `notifyUrl`. */
+  createAddress(network: Network, label = "", notifyUrl?: string): string {
+    const address = newAddress(network);
+    this.addresses.set(address, { network, address, label, notifyUrl: notifyUrl ?? null, deposits: [] });
+    return address;
+  }
+
   /** Takes a deposit into the mempool (0 confirmations) and notifies. */
   deposit(address: string, amount: bigint, txid = randomTxid()) {
-    const a = this.addresses.get(address);
+    const a = this.find(address);
     if (!a) return null;
     if (a.deposits.length >= MAX_DEPOSITS_PER_ADDRESS) return null;
     const d: SimDeposit = { txid, amount, seenAt: Date.now(), block: null };
@@ -151,16 +175,11 @@ export class ChainSimulator {
     app.post("/addresses", gate, async (c) => {
       const body = NewAddress.safeParse(await c.req.json().catch(() => null));
       if (!body.success) return bad(c, body.error);
-      const addresses = Array.from({ length: body.data.count ?? 1 }, () => newAddress(body.data.network));
-      for (const address of addresses) {
-        this.addresses.set(address, {
-          network: body.data.network,
-          address,
-          label: body.data.label ?? "",
-          notifyUrl: body.data.notifyUrl ?? null,
-          deposits: [],
-        });
-      }
+      const { network, label, notifyUrl } = body.data;
+      const addresses = Array.from(
+        { length: body.data.count ?? 1 },
+        () => this.createAddress(network, label, notifyUrl),
+      );
       return c.json({ network: body.data.network, address: addresses[0], addresses }, 201);
     });
     app.get("/addresses/:network/:address", (c) => {
@@ -247,6 +266,14 @@ function bad(c: Context, error: z.ZodError) {
 
 const BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
+/** The network an address's shape belongs to (as newAddress makes them), or undefined. */
+function networkOf(address: string): Network | undefined {
+  if (/^0x[0-9a-f]{40}$/.test(address)) return "ethereum";
+  if (/^T[1-9A-HJ-NP-Za-km-z]{33}$/.test(address)) return "tron";
+  if (/^bcrt1q[0-9a-z]{38}$/.test(address)) return "bitcoin";
+  return undefined;
+}
+
 /** An address that looks like the network's own (random; nothing checks its checksum). */
 function newAddress(network: Network): string {
   const bytes = randomBytes(20);
@@ -256,7 +283,7 @@ function newAddress(network: Network): string {
     case "tron":
       return `T${Array.from(randomBytes(33), (b) => BASE58[b % 58]).join("")}`;
     case "bitcoin":
-      return `bcrt1q${base64url(bytes).toLowerCase().replace(/[^a-z0-9]/g, "0").slice(0, 38)}`;
+      return `bcrt1q${Array.from(randomBytes(19), (b) => b.toString(16).padStart(2, "0")).join("")}`;
   }
 }
 

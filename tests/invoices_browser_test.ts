@@ -35,7 +35,7 @@ Deno.test({
       await page.getByRole("button", { name: "Copy address" }).waitFor();
       await page.getByRole("button", { name: "Copy amount" }).waitFor();
       assert.equal(await page.locator("figure.qr svg").count(), 1);
-      await page.getByText(/Time left: \d+:\d\d:\d\d/).waitFor();
+      await page.getByText(/Time left: (\d+:)?\d+:\d\d/).waitFor();
       await page.getByText("Waiting for your payment").waitFor();
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
       assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
@@ -44,7 +44,7 @@ Deno.test({
 
       await chain.deposit(inv.address, "25000000");
       await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
-      await page.getByText(/On its way: 25 USDT \(0 of 20 confirmations\)/).waitFor();
+      await page.getByText("On its way: 25 USDT (0 of 20 confirmations)").waitFor();
       await chain.mine(40, "tron");
       await page.getByText("Paid. Thank you!").waitFor({ timeout: 15_000 });
       await page.getByText("Received: 25 of 25 USDT").waitFor();

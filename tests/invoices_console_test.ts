@@ -39,6 +39,17 @@ Deno.test("[console] operators see invoices, a shop's address pool and an invoic
     assert.match(list.text, new RegExp(`data-pool-free="tron">${free}<`));
     assert.match(list.text, /data-pool-in-use="tron">1</);
 
+    // The failing-postbacks page links an invoice's postback to the invoice, and resends it like a payment's.
+    const resent = await b.get("/admin/deliveries");
+    assert.equal(resent.status, 200);
+    const again = await b.post("/admin/deliveries/resend", { paymentId: paid.id });
+    assert.equal(again.status, 303);
+    assert.match(decodeURIComponent(again.location ?? ""), /Resent msg_\S+: delivered/);
+    await waitFor(
+      "the resent postback",
+      () => shop.received.filter((r) => r.body.includes("invoice.finished")).length >= 2 || undefined,
+    );
+
     const detail = await b.get(`/admin/invoices/${paid.id}`);
     assert.match(detail.text, /deposit seen/);
     assert.match(detail.text, /status changed/);

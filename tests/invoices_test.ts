@@ -19,6 +19,8 @@ import {
 import { listPoolAddresses } from "../lib/db/invoices.ts";
 import { signChainNotice } from "../lib/invoices/chain_wire.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
+import { ChainSimulator } from "../sandbox/chain.ts";
+import { ADDRESS_BATCH } from "../lib/invoices/pool.ts";
 
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function waitStatus(app: TestApp, id: string, status: string) {
@@ -110,18 +112,20 @@ Deno.test("[invoices] a short deposit is partially_paid, a top-up completes it, 
 Deno.test("[invoices] fifty concurrent invoices on one network get fifty different addresses", async () => {
   const app = await startTestApp({ env: { RATE_LIMIT_PER_MINUTE: "10000" } });
   try {
-    // Sixty addresses free beforehand (held, then cancelled), so the concurrent picks compete for them.
+    // Three of the service's batches free beforehand (held, then cancelled): the concurrent picks compete for them.
+    const size = 3 * ADDRESS_BATCH;
+    assert.ok(size >= 50);
     const earlier = [];
-    for (let i = 0; i < 60; i++) earlier.push(await createTestInvoice(app));
+    for (let i = 0; i < size; i++) earlier.push(await createTestInvoice(app));
     for (const inv of earlier) assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
     const before = await listPoolAddresses(app.kv, app.shop.id);
-    assert.equal(before.length, 60, "one at a time, spares are used before more are made");
+    assert.equal(before.length, size, "one at a time, a batch is used up before the next is asked for");
     const results = await Promise.all(Array.from({ length: 50 }, () => callCreateInvoice(app, invoiceBody())));
     for (const r of results) assert.equal(r.status, 201, JSON.stringify(r.body));
     const addresses = new Set(results.map((r) => r.body.invoice.address));
     assert.equal(addresses.size, 50);
     const pool = await listPoolAddresses(app.kv, app.shop.id);
-    assert.equal(pool.length, 60, "free addresses were taken; none was made");
+    assert.equal(pool.length, size, "free addresses were taken; none was made");
     assert.equal(pool.filter((a) => a.heldBy !== null).length, 50);
     const held = new Map(pool.filter((a) => a.heldBy).map((a) => [a.address, a.heldBy]));
     for (const r of results) assert.equal(held.get(r.body.invoice.address), r.body.invoice.id);
@@ -291,6 +295,15 @@ Deno.test("[invoices] the merchant cancels an open invoice; a paid one cannot be
     assert.equal(refused.status, 409);
     assert.equal(refused.body.error.code, "invoice_not_cancellable");
 
+    // Paid in full at the chain with every notice lost: the cancel reads the chain first and refuses.
+    await chain.knobs({ dropNotices: true });
+    const quiet = await createTestInvoice(app);
+    await chain.deposit(quiet.address, "12500000");
+    await chain.mine(20, "tron");
+    assert.equal((await readInvoice(app, quiet.id)).status, "waiting_for_deposit");
+    assert.equal((await cancelInvoiceCall(app, quiet.id)).status, 409);
+    assert.equal((await readInvoice(app, quiet.id)).status, "payment_accepted");
+
     const { createShop } = await import("../lib/shops.ts");
     const other = await createShop(app.kv, { name: "Other", allowedHosts: [] }, {
       allowLocalUrls: true,
@@ -385,6 +398,40 @@ Deno.test("[docs] the Invoices page draws its coin and status tables from the li
       html,
       /<td><code>USDT<\/code> <span>\(Tether USD \(TRC-20\)\)<\/span><\/td><td><code>tron<\/code><\/td><td>6<\/td><td>20<\/td><td>40<\/td>/,
     );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a restarted chain simulator still reads and takes deposits to the addresses it made before", () => {
+  const before = new ChainSimulator({ apiToken: "t", webhookSecret: "s" });
+  const after = new ChainSimulator({ apiToken: "t", webhookSecret: "s" });
+  try {
+    for (const network of ["bitcoin", "ethereum", "tron"] as const) {
+      const address = before.createAddress(network);
+      assert.deepEqual(after.addressState(address), { network, address, height: 0, deposits: [] }, network);
+      assert.ok(after.deposit(address, 5n), network);
+      after.mine(1, network);
+      assert.equal(after.addressState(address)!.deposits[0].confirmations, 1);
+    }
+    assert.equal(after.addressState("Tnope"), null, "a string of no network's shape is no address");
+  } finally {
+    before.close();
+    after.close();
+  }
+});
+
+Deno.test("[invoices] next to a real provider without CHAIN_* settings, invoices are off and no chain simulator is served", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    assert.equal(app.server.ctx.chain, undefined);
+    const res = await callCreateInvoice(app, invoiceBody());
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error.code, "invoices_unavailable");
+    const simulator = await fetch(`${app.baseUrl}/sandbox/chain/mine`, { method: "POST", body: '{"blocks":1}' });
+    assert.equal(simulator.status, 404, "nobody can make up deposits next to real money");
+    await simulator.body?.cancel();
+    assert.match(app.server.integrations.chain, /^off/);
   } finally {
     await app.close();
   }

@@ -62,14 +62,8 @@ export async function listPoolAddresses(kv: Deno.Kv, shopId: string, limit = 100
   return await collectValues(kv.list<PoolAddress>({ prefix: ["invoice_addresses", shopId] }, { limit }));
 }
 
-/**
- * How a new invoice gets its address: a free one of the pool (its free marker
- * as listed), or fresh ones from the address service: the first is the
- * invoice's, the rest go into the pool free.
- */
-export type AddressPick =
-  | { kind: "free"; free: Deno.KvEntry<PoolAddress> }
-  | { kind: "new"; records: PoolAddress[] };
+/** How a new invoice gets its address: a free one of the pool, by its free marker as listed. */
+export type AddressPick = { kind: "free"; free: Deno.KvEntry<PoolAddress> };
 
 export interface NewInvoice {
   invoice: Invoice;
@@ -103,15 +97,9 @@ const invoiceWriters = new WeakMap<Deno.Kv, GroupCommitter<NewInvoice>>();
 function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
   const inv = n.invoice;
   op.check({ key: invoiceKey(inv.id), versionstamp: null });
-  if (n.pick.kind === "free") {
-    op.check(n.pick.free)
-      .delete(freeKey(inv.shopId, inv.network, inv.address))
-      .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
-  } else {
-    const [mine, ...spares] = n.pick.records;
-    addNewAddressOps(op, takenBy(mine, inv));
-    for (const spare of spares) addNewAddressOps(op, spare);
-  }
+  op.check(n.pick.free)
+    .delete(freeKey(inv.shopId, inv.network, inv.address))
+    .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
   op.set(invoiceKey(inv.id), inv)
     .set(byShopKey(inv.shopId, inv.seq), inv.id)
     .set(byTimeKey(inv.seq), inv.id);
@@ -130,11 +118,25 @@ function addNewAddressOps(op: Deno.AtomicOperation, a: PoolAddress) {
   if (a.heldBy === null) op.set(freeKey(a.shopId, a.network, a.address), a);
 }
 
-/** Puts addresses the service made for a request that did not store its invoice into the pool, free. */
-export async function insertFreeAddresses(kv: Deno.Kv, addresses: PoolAddress[]): Promise<void> {
+/**
+ * Adds new addresses from the address service to a shop's pool, all free, in
+ * one atomic operation; answers their free markers as stored (one operation,
+ * one versionstamp), ready to be taken. Throws when the service handed out an
+ * address we already have: it would belong to two pools or two invoices.
+ */
+export async function insertFreeAddresses(
+  kv: Deno.Kv,
+  addresses: PoolAddress[],
+): Promise<Deno.KvEntry<PoolAddress>[]> {
   const op = kv.atomic();
-  for (const a of addresses) addNewAddressOps(op, { ...a, heldBy: null });
-  await op.commit();
+  for (const a of addresses) addNewAddressOps(op, a);
+  const res = await op.commit();
+  if (!res.ok) throw new Error("the address service handed out an address already in a pool");
+  return addresses.map((a) => ({
+    key: freeKey(a.shopId, a.network, a.address),
+    value: a,
+    versionstamp: res.versionstamp,
+  }));
 }
 
 function takenBy(a: PoolAddress, inv: Invoice): PoolAddress {

@@ -1,5 +1,7 @@
 import type { AppContext } from "../context.ts";
-import { AppError } from "../errors.ts";
+import { AppError, UpstreamError } from "../errors.ts";
+import { log } from "../log.ts";
+import { syncInvoice } from "./deposits.ts";
 import type { Shop } from "../db/shops.ts";
 import { INVOICE_STATUS_RULES } from "./status.ts";
 import { updateInvoice } from "./transition.ts";
@@ -16,6 +18,11 @@ export async function cancelInvoice(
   invoiceId: string,
   opts: { actor?: string } = {},
 ): Promise<Invoice> {
+  // Read the chain first: money already confirmed there (its notice still on the way) must not be cancelled away.
+  await syncInvoice(ctx, invoiceId).catch((err) => {
+    if (!(err instanceof UpstreamError)) throw err;
+    log.warn("chain read before a cancel failed; cancelling on what we know", { invoiceId, detail: err.detail });
+  });
   const result = await updateInvoice(ctx, invoiceId, (inv, now) => {
     if (inv.status === "cancelled") return null;
     if (!INVOICE_STATUS_RULES[inv.status].cancellable) {

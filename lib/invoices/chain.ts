@@ -1,5 +1,6 @@
 import type { z } from "zod";
-import { UpstreamError } from "../errors.ts";
+import { AppError, UpstreamError } from "../errors.ts";
+import type { AppContext } from "../context.ts";
 import type { Network } from "./coins.ts";
 import { AddressState, NewAddressResponse } from "./chain_wire.ts";
 
@@ -73,4 +74,12 @@ export class ChainClient {
     if (!parsed.success) throw new UpstreamError(false, `chain ${method} ${path}: unexpected answer`);
     return parsed.data;
   }
+}
+
+/** The chain service, or 503 `invoices_unavailable` when this server has none (a real provider, no CHAIN_*). */
+export function requireChain(ctx: AppContext): ChainClient {
+  if (!ctx.chain) {
+    throw new AppError(503, "invoices_unavailable", "Crypto invoices are not set up on this server.");
+  }
+  return ctx.chain;
 }

@@ -2,6 +2,7 @@ import type { AppContext } from "../context.ts";
 import { ConflictError, IdempotencyMismatchError, ValidationError } from "../errors.ts";
 import { getInvoice, insertInvoice } from "../db/invoices.ts";
 import { pickAddress } from "./pool.ts";
+import { requireChain } from "./chain.ts";
 import type { Shop } from "../db/shops.ts";
 import { base64url, randomId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
@@ -39,6 +40,7 @@ export async function createInvoice(
   input: unknown,
   opts: { idempotencyKey?: string | null; now?: number } = {},
 ): Promise<{ invoice: InvoiceView; created: boolean }> {
+  requireChain(ctx);
   const body = parseOrThrow(createInvoiceSchema, input);
   const idempotencyKey = opts.idempotencyKey
     ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
@@ -102,7 +104,7 @@ export async function createInvoice(
         jobs: { queue: ctx.config.jobsQueue, now },
       });
     } finally {
-      await picked.done(stored);
+      picked.done();
     }
     if (stored) return { invoice: view(invoice), created: true };
     // A copy of this request stored it first: answer that one.

@@ -6,6 +6,7 @@ import { log } from "../log.ts";
 import { parseStrictJson } from "../json_body.ts";
 import { sumUnits } from "./amounts.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
+import { requireChain } from "./chain.ts";
 import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSignature } from "./chain_wire.ts";
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
@@ -99,7 +100,7 @@ export function decideFromChain(
 export async function syncInvoice(ctx: AppContext, invoiceId: string, state?: AddressState): Promise<InvoiceUpdate> {
   const inv = await getInvoice(ctx.kv, invoiceId);
   if (!inv) throw new NotFoundError("Unknown invoice.");
-  const chain = state ?? await ctx.chain.getAddress(inv.network, inv.address);
+  const chain = state ?? await requireChain(ctx).getAddress(inv.network, inv.address);
   const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
   const window = claimWindow(inv, address);
   if (!window) return { outcome: "unchanged", invoice: inv };
@@ -122,8 +123,14 @@ export async function runInvoiceCheck(ctx: AppContext, id: string): Promise<void
   try {
     await syncInvoice(ctx, id);
   } catch (err) {
-    if (!(err instanceof UpstreamError)) throw err;
-    log.warn("chain read failed; will poll again", { invoiceId: id, detail: err.detail });
+    // A chain that does not answer, or none configured any more: nothing is decided without it.
+    const detail = err instanceof UpstreamError
+      ? err.detail
+      : err instanceof AppError && err.code === "invoices_unavailable"
+      ? "no chain service configured"
+      : null;
+    if (detail === null) throw err;
+    log.warn("chain read failed; will poll again", { invoiceId: id, detail });
     await updateInvoice(
       ctx,
       id,
@@ -146,7 +153,7 @@ export type ChainNoticeOutcome = "applied" | "unchanged";
  */
 export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBody: string) {
   const problem = checkChainSignature(
-    ctx.chain.settings.webhookSecret,
+    requireChain(ctx).settings.webhookSecret,
     headers.get(CHAIN_SIGNATURE_HEADER),
     rawBody,
     Math.floor(ctx.now() / 1000),
@@ -162,7 +169,7 @@ export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBo
   if (!shopId) throw new NotFoundError("Unknown address.");
   const address = (await getPoolAddressEntry(ctx.kv, { shopId, network: notice.network, address: notice.address }))
     .value;
-  const state = await ctx.chain.getAddress(notice.network, notice.address);
+  const state = await requireChain(ctx).getAddress(notice.network, notice.address);
   const deposit = state.deposits.find((d) => d.txid === notice.txid);
   if (!deposit) return "unchanged"; // The chain does not show it: not news we can act on.
   const invoiceId = deposit.seenAt >= (address?.lastTakenAt ?? 0) ? address?.lastInvoiceId : address?.previousInvoiceId;

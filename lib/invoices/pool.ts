@@ -1,25 +1,30 @@
 import type { AppContext } from "../context.ts";
 import { type AddressPick, insertFreeAddresses, listFreeAddresses } from "../db/invoices.ts";
 import type { Network } from "./coins.ts";
+import { requireChain } from "./chain.ts";
+import { ConflictError } from "../errors.ts";
 import type { PoolAddress } from "./types.ts";
 
 /**
  * Picking deposit addresses for new invoices. Exclusivity is the store's: an
  * invoice is stored only if the free marker it read is still there (see
  * lib/db/invoices.ts). This module only keeps requests from wasting tries:
- * each isolate lists free addresses in batches and hands each one to one
+ * each process lists free addresses in batches and hands each one to one
  * request at a time, so concurrent requests here do not all race for the
- * first free address, and a write of one address is never in flight twice.
+ * first free address and a write of one address is never in flight twice;
+ * and when none is free, one request asks the address service for a batch,
+ * stores it free, and the waiting requests take from it at once.
  */
 
 /** Free markers read per list: one list serves this many picks. */
 const LIST_BATCH = 64;
 /**
- * Addresses asked of the service when none is free: the first is used at
- * once, the rest wait free in the pool, so a growing shop makes one round
- * trip per this many invoices rather than one each.
+ * Addresses asked of the service when none is free: one round trip serves
+ * this many invoices (addresses cost the service nothing; a pool stays as
+ * large as its most invoices open at once, rounded up to this).
  */
-export const ADDRESS_BATCH = 10;
+export const ADDRESS_BATCH = 20;
+const MAX_ROUNDS = 4;
 
 interface PoolCache {
   /** Free markers listed and not handed out yet, oldest first. */
@@ -27,7 +32,9 @@ interface PoolCache {
   /** Addresses handed to a request whose write has not settled. */
   inFlight: Set<string>;
   /** One list at a time per pool: concurrent requests wait for it instead of listing again. */
-  listing: Promise<void> | null;
+  listing: Promise<number> | null;
+  /** One call to the address service at a time per pool, for the same reason. */
+  refilling: Promise<void> | null;
 }
 
 const caches = new WeakMap<Deno.Kv, Map<string, PoolCache>>();
@@ -37,21 +44,22 @@ function cacheFor(kv: Deno.Kv, shopId: string, network: Network): PoolCache {
   if (!byPool) caches.set(kv, byPool = new Map());
   const id = `${shopId}\0${network}`;
   let cache = byPool.get(id);
-  if (!cache) byPool.set(id, cache = { queue: [], inFlight: new Set(), listing: null });
+  if (!cache) byPool.set(id, cache = { queue: [], inFlight: new Set(), listing: null, refilling: null });
   return cache;
 }
 
-/** An address pick and what to do once its write settled (release it for this isolate's other requests). */
+/** An address pick and what to call once its write settled (frees it for this process's other requests). */
 export interface Pick {
   pick: AddressPick;
   address: string;
-  done(stored: boolean): Promise<void>;
+  done(): void;
 }
 
 /**
- * A free address of the shop's pool on the network, or new ones from the
- * address service when none is free. `fresh` skips the free ones (after
- * losing races for them, new addresses are the sure way forward).
+ * A free address of the shop's pool on the network; when none is free, new
+ * ones from the address service, stored free and taken at once. `fresh`
+ * skips what is listed already (after losing races for those, new addresses
+ * are the sure way forward).
  */
 export async function pickAddress(
   ctx: AppContext,
@@ -60,30 +68,43 @@ export async function pickAddress(
   opts: { now: number; notifyUrl: string; fresh?: boolean },
 ): Promise<Pick> {
   const cache = cacheFor(ctx.kv, shopId, network);
-  if (!opts.fresh) {
-    for (let lists = 0; lists < 2; lists++) {
-      const entry = takeQueued(cache);
-      if (entry) {
-        cache.inFlight.add(entry.value.address);
-        return {
-          pick: { kind: "free", free: entry },
-          address: entry.value.address,
-          done: () => {
-            cache.inFlight.delete(entry.value.address);
-            return Promise.resolve();
-          },
-        };
-      }
-      cache.listing ??= listFreeAddresses(ctx.kv, shopId, network, LIST_BATCH)
-        .then((entries) => {
-          const queued = new Set(cache.queue.map((e) => e.value.address));
-          for (const e of entries) if (!queued.has(e.value.address)) cache.queue.push(e);
-        })
-        .finally(() => (cache.listing = null));
-      await cache.listing;
+  let refill = opts.fresh === true;
+  let listed = false;
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const entry = refill ? null : takeQueued(cache);
+    if (entry) {
+      cache.inFlight.add(entry.value.address);
+      return {
+        pick: { kind: "free", free: entry },
+        address: entry.value.address,
+        done: () => cache.inFlight.delete(entry.value.address),
+      };
     }
+    // Listed once and still nothing to take (all of it being written by other requests here): new ones, then.
+    if (!refill && !listed) {
+      listed = true;
+      cache.listing ??= listFreeAddresses(ctx.kv, shopId, network, LIST_BATCH)
+        .then((entries) => enqueue(cache, entries))
+        .finally(() => (cache.listing = null));
+      if (await cache.listing) continue;
+    }
+    refill = false;
+    cache.refilling ??= refillPool(ctx, cache, shopId, network, opts).finally(() => (cache.refilling = null));
+    await cache.refilling;
   }
-  const addresses = await ctx.chain.createAddresses(network, shopId, opts.notifyUrl, ADDRESS_BATCH);
+  // Other requests took every address listed or made meanwhile: the shop's retry finds some.
+  throw new ConflictError("Too many invoices are taking addresses at once; retry.");
+}
+
+/** Asks the address service for a batch of addresses and stores them all free, queued for this process's requests. */
+async function refillPool(
+  ctx: AppContext,
+  cache: PoolCache,
+  shopId: string,
+  network: Network,
+  opts: { now: number; notifyUrl: string },
+): Promise<void> {
+  const addresses = await requireChain(ctx).createAddresses(network, shopId, opts.notifyUrl, ADDRESS_BATCH);
   const records: PoolAddress[] = addresses.map((address) => ({
     address,
     network,
@@ -95,15 +116,18 @@ export async function pickAddress(
     previousInvoiceId: null,
     uses: 0,
   }));
-  return {
-    pick: { kind: "new", records },
-    address: addresses[0],
-    // Addresses made for a request that stored nothing are not thrown away: they join the pool, free.
-    done: (stored) => (stored ? Promise.resolve() : insertFreeAddresses(ctx.kv, records)),
-  };
+  // New addresses go first: they are the ones no other process has listed yet.
+  cache.queue.unshift(...await insertFreeAddresses(ctx.kv, records));
 }
 
-/** The next listed free address nobody in this isolate is writing, or null when the queue is empty. */
+/** Adds listed free markers to the queue (those not queued already); answers how many were found. */
+function enqueue(cache: PoolCache, entries: Deno.KvEntry<PoolAddress>[]): number {
+  const queued = new Set(cache.queue.map((e) => e.value.address));
+  for (const e of entries) if (!queued.has(e.value.address)) cache.queue.push(e);
+  return entries.length;
+}
+
+/** The next listed free address nobody in this process is writing, or null when the queue is empty. */
 function takeQueued(cache: PoolCache): Deno.KvEntry<PoolAddress> | null {
   while (cache.queue.length) {
     const entry = cache.queue.shift()!;

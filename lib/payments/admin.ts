@@ -41,7 +41,10 @@ export async function resendPostback(
   paymentId: string,
   { actor }: { actor: string },
 ): Promise<Delivery> {
-  if (!hasIdShape("payment", paymentId)) throw new NotFoundError("Unknown payment.");
+  // Invoice postbacks ride the same relay, keyed by the invoice's id; they have no payment timeline to add to.
+  if (!hasIdShape("payment", paymentId) && !hasIdShape("invoice", paymentId)) {
+    throw new NotFoundError("Unknown payment.");
+  }
   const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
   const latest = deliveries.sort((a, b) => b.createdAt - a.createdAt)[0];
   if (!latest) throw new ValidationError("This payment has no postback to resend.");

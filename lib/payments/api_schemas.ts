@@ -104,6 +104,11 @@ export const API_ERRORS = [
     when: "Refund: more than is left of the payment (pending refunds count as spent).",
   },
   { code: "rate_limited", status: 429, when: "Too many requests; see `Retry-After`." },
+  {
+    code: "invoices_unavailable",
+    status: 503,
+    when: "Invoices: this server has no chain service set up (CHAIN_* settings next to a real provider).",
+  },
   { code: "internal_error", status: 500, when: "Our fault; logged with the `requestId` in the answer." },
   { code: "provider_error", status: 502, when: "The provider failed." },
   { code: "provider_timeout", status: 504, when: "The provider did not answer in time." },
