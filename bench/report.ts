@@ -37,6 +37,8 @@ export interface BenchResults {
   peer: PeerResult;
   /** Peak RSS of the app process that served init, pay, the webhook and the refund load. */
   loadRssMB: number | null;
+  /** Peak RSS of the app process that served the invoice load (the last phase, in its own process). */
+  invoiceRssMB: number | null;
   /** Warning and error lines the app processes logged (LOG_LEVEL=warn), as a health check of the run. */
   appLogLines: number;
 }
@@ -134,6 +136,7 @@ function rows(r: BenchResults): Row[] {
     },
     rss("init + pay + webhook + refund load", r.loadRssMB),
     rss(`${fmtInt(d.expected)}-postback drain`, d.peakRssMB),
+    rss("invoice load", r.invoiceRssMB),
   ];
 }
 
@@ -361,7 +364,8 @@ to it, which cancels out the machine and the load generator.
   must arrive. Right after, the app stopped, the peer drains the same number to the same shop; the target is the app at
   ≥ ${PEER_TARGET.toFixed(1)} × the peer's rate.
 - **Peak RSS**: \`VmHWM\` from \`/proc/<pid>/status\` of the app process (the kernel's high-water mark), once for the
-  process that served the init, pay, webhook and refund load and once for the fresh process that drained the backlog.
+  process that served the init, pay, webhook and refund load, once for the fresh process that drained the backlog,
+  and once for the process that served the invoice load (the last phase).
 
 ${peerMarkdown(r)}`;
 }

@@ -65,6 +65,7 @@ function results(drainRate: number, peer: PeerResult, lost = 0): BenchResults {
     drain,
     peer,
     loadRssMB: 100,
+    invoiceRssMB: 100,
     appLogLines: 0,
   };
 }

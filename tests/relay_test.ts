@@ -218,7 +218,7 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks; one
     await waitFor("the fast shop's postbacks", () => (fast.received.length >= 10 ? true : undefined), 5_000);
     const fastDoneMs = Date.now() - started;
     assert.ok(fastDoneMs < SLOW_MS, `the fast shop waited ${fastDoneMs} ms behind the slow one`);
-    assert.equal(slow.received.length <= 64, true, "the slow shop holds at most its own share of attempts");
+    assert.equal(slow.received.length <= 32, true, "the slow shop holds at most its own share of attempts");
     assert.equal(await sweep, 90);
     assert.equal(slow.received.length, 80);
     assert.equal(fast.received.filter((r) => r.headers.get("webhook-id") === twice).length, 1);

@@ -14,10 +14,11 @@ export interface PoolLimits {
 }
 
 /**
- * Most shops answer in milliseconds, so a few dozen attempts keep one destination busy (64 is also what a
- * BullMQ worker would typically run); four destinations that hang cannot fill the pool.
+ * Most shops answer in milliseconds, so a few dozen attempts keep one destination busy; more only queue there
+ * (64 per destination drained no faster in the bench, and held more memory). Four destinations that hang
+ * cannot fill the pool.
  */
-export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 256, perDestination: 64, parked: 4_000 };
+export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 128, perDestination: 32, parked: 4_000 };
 
 interface Offered {
   done: Promise<void>;
