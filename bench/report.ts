@@ -297,7 +297,9 @@ ${detailLines(r).map((l) => `- ${l}`).join("\n")}
 Every piece is its own process on 127.0.0.1, so nothing shares an event loop with what it measures:
 
 - **App**: \`main.ts\` exactly as deployed, with \`BANSKY_API_URL\` pointing at the standalone sandbox, a KV file in a
-  temp dir, \`LOG_LEVEL=warn\`, \`POSTBACK_SCHEDULE=0,1,1,1,1,1\` and the per-shop rate limit raised out of the way. Its
+  temp dir, \`LOG_LEVEL=warn\`, \`POSTBACK_SCHEDULE=0,1,1,1,1,1\`, the per-shop rate limit raised out of the way and
+  \`PAYMENT_CHECK_SCHEDULE=3600,21600\` (the thousands of payments the init rounds leave pending are first re-checked
+  at the provider after the run, not under a later phase). Its
   one shop is created with \`cli/shop.ts create\`, as an operator would.
 - **Sandbox**: \`sandbox/\` (the Bansky imitation) at zero latency and no faults, shared by the app and the floor.
 - **Floor**: \`bench/floor.ts\`, a server written only to be the lower bound (see below).

@@ -55,6 +55,9 @@ export async function startStack(dir: string): Promise<Stack> {
     POSTBACK_SCHEDULE: BENCH_POSTBACK_SCHEDULE_S.join(","),
     // One bench shop sends far more than a real shop may; the per-shop limit would otherwise measure itself.
     RATE_LIMIT_PER_MINUTE: "1000000000",
+    // The init rounds leave thousands of payments pending; their first re-checks at the provider (2 min after
+    // creation by default) would run under whichever phase comes then. An hour puts them after the run.
+    PAYMENT_CHECK_SCHEDULE: "3600,21600",
   };
 
   const [sandbox, shop, slowShop, floor] = await Promise.all([

@@ -38,6 +38,12 @@ const EnvSchema = z.object({
   POSTBACK_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   PAYMENT_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(86_400),
+  // When a pending payment is asked about at the provider again, in seconds after its creation (then at expiry).
+  PAYMENT_CHECK_SCHEDULE: z.string().regex(/^\d+(,\d+)*$/, "comma-separated whole seconds, e.g. 120,600,3600")
+    .refine((v) => v.split(",").map(Number).every((n, i, all) => n > 0 && (i === 0 || n > all[i - 1])), {
+      message: "must be positive and increasing",
+    })
+    .default("120,600,3600,21600"),
   DEMO: flag.optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: z.coerce.number().int().positive().default(60),
@@ -100,6 +106,8 @@ export interface Config {
   maxAmount: number;
   /** Delay before each postback attempt, in ms; its length is the number of attempts. */
   postbackScheduleMs: number[];
+  /** Re-checks of a pending payment at the provider, in ms after its creation (see payments/janitor.ts). */
+  paymentCheckScheduleMs: number[];
   postbackTimeoutMs: number;
   providerTimeoutMs: number;
   /** How long a payment waits for the buyer when init-payment gives no `expiresIn`, in ms. */
@@ -244,6 +252,7 @@ export function loadConfig(env: Env): Config {
     sweepIntervalMs: e.JOBS_SWEEP_INTERVAL_MS,
     maxAmount: e.MAX_AMOUNT,
     postbackScheduleMs: e.POSTBACK_SCHEDULE.split(",").map((s) => Math.round(Number(s) * 1000)),
+    paymentCheckScheduleMs: e.PAYMENT_CHECK_SCHEDULE.split(",").map((s) => Number(s) * 1000),
     postbackTimeoutMs: e.POSTBACK_TIMEOUT_MS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     paymentTtlMs: e.PAYMENT_TTL_S * 1000,

@@ -23,6 +23,14 @@ Deno.test("[config] configuring Bansky turns local URLs and the demo off unless 
   assert.equal(loadConfig({ DEV_ALLOW_LOCAL_URLS: "0" }).allowLocalUrls, false);
 });
 
+Deno.test("[config] PAYMENT_CHECK_SCHEDULE: seconds after creation, positive and increasing", () => {
+  assert.deepEqual(loadConfig({}).paymentCheckScheduleMs, [120_000, 600_000, 3_600_000, 21_600_000]);
+  assert.deepEqual(loadConfig({ PAYMENT_CHECK_SCHEDULE: "3600,7200" }).paymentCheckScheduleMs, [3_600_000, 7_200_000]);
+  for (const bad of ["600,120", "0,60", "1.5", "60,,120"]) {
+    assert.throws(() => loadConfig({ PAYMENT_CHECK_SCHEDULE: bad }), ConfigError, bad);
+  }
+});
+
 Deno.test("[config] one error names every bad variable and never echoes a secret", () => {
   assert.throws(
     () => loadConfig({ PORT: "eighty", JOBS_QUEUE: "maybe", POSTBACK_SCHEDULE: "0,x", BANSKY_API_URL: "ftp://x" }),

@@ -207,7 +207,7 @@ async function createAtProvider(
     updatedAt: now,
     finalizedAt: null,
     expiresAt,
-    checkAt: firstCheckAt(now, expiresAt),
+    checkAt: firstCheckAt(now, expiresAt, ctx.config.paymentCheckScheduleMs),
     ...(extra.checkout ? { checkoutSessionId: extra.checkout.sessionId } : {}),
   };
   const operations = logged?.takeHeld() ?? [];

@@ -13,18 +13,19 @@ import type { Payment } from "./types.ts";
  * has at most one check due (`checkAt`, a `payment_check` job); the engine
  * drops it in the same operation that settles the payment.
  */
-export const CHECK_BACKOFF_MS = [2 * 60_000, 10 * 60_000, 60 * 60_000, 6 * 60 * 60_000] as const;
+/** The default schedule of re-checks after creation (PAYMENT_CHECK_SCHEDULE): 2 min, 10 min, 1 h, 6 h. */
+export const CHECK_BACKOFF_MS: readonly number[] = [2 * 60_000, 10 * 60_000, 60 * 60_000, 6 * 60 * 60_000];
 /** When the provider cannot be reached, the next try. */
 export const CHECK_RETRY_MS = 5 * 60_000;
 
 /** The first check of a payment created at `createdAt`. */
-export function firstCheckAt(createdAt: number, expiresAt: number): number {
-  return nextCheckAt(createdAt, expiresAt, createdAt);
+export function firstCheckAt(createdAt: number, expiresAt: number, schedule = CHECK_BACKOFF_MS): number {
+  return nextCheckAt(createdAt, expiresAt, createdAt, schedule);
 }
 
 /** The next check after `now`: the next backoff step, but never later than the expiry (which may be past). */
-export function nextCheckAt(createdAt: number, expiresAt: number, now: number): number {
-  const step = CHECK_BACKOFF_MS.find((ms) => createdAt + ms > now);
+export function nextCheckAt(createdAt: number, expiresAt: number, now: number, schedule = CHECK_BACKOFF_MS): number {
+  const step = schedule.find((ms) => createdAt + ms > now);
   return step === undefined ? expiresAt : Math.min(createdAt + step, expiresAt);
 }
 
@@ -53,7 +54,7 @@ export async function runPaymentCheck(ctx: AppContext, paymentId: string): Promi
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("payment check: provider unreachable, trying again later", { paymentId, detail: err.detail });
-    await reschedulePaymentCheck(ctx.kv, current, retryAt(p, expiresAt, now));
+    await reschedulePaymentCheck(ctx.kv, current, retryAt(ctx, p, expiresAt, now));
     return;
   }
   if (confirmed !== "pending") {
@@ -61,7 +62,8 @@ export async function runPaymentCheck(ctx: AppContext, paymentId: string): Promi
     return;
   }
   if (now < expiresAt) {
-    await reschedulePaymentCheck(ctx.kv, current, nextCheckAt(p.createdAt, expiresAt, now));
+    const schedule = ctx.config.paymentCheckScheduleMs;
+    await reschedulePaymentCheck(ctx.kv, current, nextCheckAt(p.createdAt, expiresAt, now, schedule));
     return;
   }
   // Expired: the provider is told to stop taking money where it can. If it cannot (money on its way), a
@@ -98,12 +100,12 @@ async function settle(
   if (fresh.value) {
     const p = fresh.value;
     const now = ctx.now();
-    await reschedulePaymentCheck(ctx.kv, fresh as Deno.KvEntry<Payment>, retryAt(p, p.expiresAt ?? now, now));
+    await reschedulePaymentCheck(ctx.kv, fresh as Deno.KvEntry<Payment>, retryAt(ctx, p, p.expiresAt ?? now, now));
   }
 }
 
 /** After a failed try: in CHECK_RETRY_MS, or at the next planned check when that comes sooner. */
-function retryAt(p: Payment, expiresAt: number, now: number): number {
-  const next = nextCheckAt(p.createdAt, expiresAt, now);
+function retryAt(ctx: AppContext, p: Payment, expiresAt: number, now: number): number {
+  const next = nextCheckAt(p.createdAt, expiresAt, now, ctx.config.paymentCheckScheduleMs);
   return next > now ? Math.min(next, now + CHECK_RETRY_MS) : now + CHECK_RETRY_MS;
 }
