@@ -157,6 +157,23 @@ Deno.test("[refunds] a partial refund then the rest: the payment becomes partial
   await shop.close();
 });
 
+Deno.test("[refunds] a second partial refund changes no status, so the timeline gets no status_changed for it", async () => {
+  const shop = startShopReceiver();
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    for (const amount of [100, 200]) assert.equal((await refund(app, id, { amount })).body.refund.status, "succeeded");
+    const changes: string[] = [];
+    for await (
+      const e of app.kv.list<{ type: string; data: { from: string; to: string } }>({ prefix: ["payment_events", id] })
+    ) {
+      if (e.value.type === "status_changed") changes.push(`${e.value.data.from}->${e.value.data.to}`);
+    }
+    assert.deepEqual(changes, ["pending->succeeded", "succeeded->partially_refunded"]);
+    assert.equal((await getPayment(app, id)).refundedAmount, 300);
+  });
+  await shop.close();
+});
+
 Deno.test("[refunds] twenty concurrent partial refunds never accept more than the payment, pending ones counting as spent", async () => {
   const shop = startShopReceiver();
   await withApp({ standaloneSandbox: true, knobs: { asyncRefunds: true, webhookDelayMs: 300 } }, async (app) => {

@@ -71,7 +71,8 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     const saved = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
       events: [
         ...(req.becauseIsDerived ? [] : [req.because]),
-        { type: "status_changed", at: now, data: { from: p.status, to: req.to } },
+        // A move to the status it is in (another partial refund) changes no status: nothing to say so.
+        ...(p.status === req.to ? [] : [statusChanged(p.status, req.to, now)]),
       ],
       derivedEvents: req.becauseIsDerived ? [req.because] : undefined,
       stats: statsFor(next, now),
@@ -96,6 +97,10 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     }
   }
   throw new ConflictError("The payment is busy; retry.");
+}
+
+function statusChanged(from: PaymentStatus, to: PaymentStatus, at: number): PaymentEvent {
+  return { type: "status_changed", at, data: { from, to } };
 }
 
 /** The counters entering this status adds, when the status table counts it. */
