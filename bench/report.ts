@@ -360,9 +360,9 @@ to it, which cancels out the machine and the load generator.
   alone (one slow shop must only slow itself). The slow shop's backlog is let go before the next phase.
 - **Drain**: the app is stopped, ${
     fmtInt(p.drainCount)
-  } due postbacks are written into its KV by the app's own data layer (record, due index and queue
-  message, as a webhook writes them; \`bench/seed_postbacks.ts\`), and the app is started again. Its start-up sweep and
-  its KV queue listener drain them to the shop; the rate is counted from the first to the last arrival, and every one
+  } due postbacks are written into its KV by the app's own data layer (record and due index, as a
+  webhook writes them; \`bench/seed_postbacks.ts\`), and the app is started again. Its start-up sweep drains them to
+  the shop, as after a real outage; the rate is counted from the first to the last arrival, and every one
   must arrive. Right after, the app stopped, the peer drains the same number to the same shop; the target is the app at
   ≥ ${PEER_TARGET.toFixed(1)} × the peer's rate.
 - **Peak RSS**: \`VmHWM\` from \`/proc/<pid>/status\` of the app process (the kernel's high-water mark), once for the

@@ -2,7 +2,8 @@
  * Writes N due postbacks into the app's KV while the app is stopped, for the
  * drain benchmark. Each is written by the app's own data layer
  * (`addDeliveryOps`) exactly as a webhook would write it: the delivery record,
- * its per-payment index, its due-index entry and a KV queue wake-up. Making
+ * its per-payment index and its due-index entry (a first attempt gets no queue
+ * message: its creator sends it at once, and the sweep after a restart). Making
  * 10,000 real payments and webhooks first would take minutes; what the drain
  * measures starts from this state either way.
  *
