@@ -36,6 +36,8 @@ const EnvSchema = z.object({
   POSTBACK_SCHEDULE: z.string().regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, "comma-separated seconds, e.g. 0,5,300")
     .default("0,5,300,1800,7200,18000,36000,36000"),
   POSTBACK_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  // Provider webhooks handled at once per process; more get 503 with Retry-After (providers retry).
+  WEBHOOKS_IN_FLIGHT_MAX: z.coerce.number().int().min(1).max(100_000).default(128),
   PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   PAYMENT_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(86_400),
   // When a pending payment is asked about at the provider again, in seconds after its creation (then at expiry).
@@ -106,6 +108,8 @@ export interface Config {
   maxAmount: number;
   /** Delay before each postback attempt, in ms; its length is the number of attempts. */
   postbackScheduleMs: number[];
+  /** Provider webhooks handled at once per process; more are refused with 503 for the provider to retry. */
+  webhooksInFlightMax: number;
   /** Re-checks of a pending payment at the provider, in ms after its creation (see payments/janitor.ts). */
   paymentCheckScheduleMs: number[];
   postbackTimeoutMs: number;
@@ -254,6 +258,7 @@ export function loadConfig(env: Env): Config {
     postbackScheduleMs: e.POSTBACK_SCHEDULE.split(",").map((s) => Math.round(Number(s) * 1000)),
     paymentCheckScheduleMs: e.PAYMENT_CHECK_SCHEDULE.split(",").map((s) => Number(s) * 1000),
     postbackTimeoutMs: e.POSTBACK_TIMEOUT_MS,
+    webhooksInFlightMax: e.WEBHOOKS_IN_FLIGHT_MAX,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     paymentTtlMs: e.PAYMENT_TTL_S * 1000,
     // On Deploy the demo runs only when asked for (checkDeploy refuses the sandbox without it).

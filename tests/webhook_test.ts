@@ -254,3 +254,37 @@ Deno.test("[webhook] a genuine webhook captured and replayed after the time wind
     await app.close();
   }
 });
+
+Deno.test("[webhook] past WEBHOOKS_IN_FLIGHT_MAX at once a webhook gets 503 with Retry-After, and its retry applies", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, env: { WEBHOOKS_IN_FLIGHT_MAX: "1" } });
+  const shop = startShopReceiver();
+  try {
+    const [a, b] = [await createPending(app, shop.url), await createPending(app, shop.url)];
+    for (const p of [a, b]) await settleAtProvider(app, p.ref, "paid");
+    // The provider's status API answers slowly, so the first webhook is still in flight when the second comes.
+    app.sandbox.knobs.latencyMs = 400;
+    const claim = (p: { id: string; ref: string }, n: number) => ({
+      eventId: `evt_busy_${n}`,
+      id: p.id,
+      ref: p.ref,
+      status: "paid",
+    });
+    const first = sendWebhook(app, claim(a, 1));
+    await new Promise((r) => setTimeout(r, 100));
+    const res = await fetch(`${app.baseUrl}/api/payment-verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "bansky-signature": "not checked before the limit" },
+      body: JSON.stringify(claim(b, 2)),
+    });
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "1");
+    assert.equal((await res.json()).error.code, "overloaded");
+    assert.equal((await first).status, 200);
+    app.sandbox.knobs.latencyMs = 0;
+    assert.equal((await sendWebhook(app, claim(b, 2))).status, 200, "the retry applies once there is room");
+    for (const p of [a, b]) assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "succeeded");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

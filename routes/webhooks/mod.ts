@@ -28,6 +28,28 @@ export function webhookRoutes(ctx: AppContext) {
       throw err;
     }
   };
+  /**
+   * A provider sends webhooks as fast as its payments settle, and each one waits on the provider's status API and
+   * a commit. Past WEBHOOKS_IN_FLIGHT_MAX at once, more are refused at once with 503 and Retry-After (providers
+   * retry; Bansky within a second), before their body is read: a burst then costs retries, not memory without
+   * bound, and the webhooks already in flight keep their pace.
+   */
+  let inFlight = 0;
+  app.use("/payment-verify/*", async (c, next) => {
+    if (inFlight >= ctx.config.webhooksInFlightMax) {
+      c.header("retry-after", "1");
+      return c.json(
+        { status: "error", error: { code: "overloaded", message: "Too many webhooks at once; retry." } },
+        503,
+      );
+    }
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
   // The body is bounded by the app's body limit (64 KiB) before this runs.
   app.post("/payment-verify", async (c) => c.json({ status: "success", outcome: await verify(c) }));
   // Each account has its own webhook address; the one above is the default account's.
