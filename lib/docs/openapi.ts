@@ -172,6 +172,7 @@ const EXAMPLE_MESSAGES: Partial<Record<ApiErrorCode, string>> = {
   invalid_webhook: "Webhook reference does not match the payment.",
   conflict: "The payment is busy; retry.",
   status_not_confirmed: "The provider does not confirm this status yet; send the webhook again later.",
+  overloaded: "Too many webhooks at once; retry.",
 };
 
 /** One response per HTTP status for these error codes, each code with an example body. */
@@ -244,6 +245,7 @@ const PROVIDER_WEBHOOK_ERRORS = [
   "rate_limited",
   "conflict",
   "status_not_confirmed",
+  "overloaded",
   "body_too_large",
   "body_unreadable",
   "request_timeout",

@@ -124,6 +124,11 @@ export const API_ERRORS = [
     status: 409,
     when: "Provider webhook: the provider's status API does not show the claimed status yet; the provider retries.",
   },
+  {
+    code: "overloaded",
+    status: 503,
+    when: "Provider webhook: too many at once (WEBHOOKS_IN_FLIGHT_MAX); the provider retries after Retry-After.",
+  },
 ] as const;
 
 export type ApiErrorCode = typeof API_ERRORS[number]["code"];
