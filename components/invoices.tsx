@@ -7,6 +7,7 @@ import type { Invoice } from "../lib/invoices/types.ts";
 import { invoiceTotals } from "../lib/invoices/view.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
+import { timeline } from "./payments.tsx";
 
 /** Invoices list, address pool and detail, shared by the operator console and the shop portal. */
 export function InvoicesList(props: {
@@ -114,31 +115,6 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
   );
 }
 
-interface TimelineItem {
-  at: number;
-  what: string;
-  detail: string;
-}
-
-/** Events (deposits, confirmations, status moves) and postback attempts, merged in time order. */
-function timeline(info: InvoiceInfo): TimelineItem[] {
-  const items: TimelineItem[] = info.events.map((e) => ({
-    at: e.at,
-    what: e.type.replace(/_/g, " "),
-    detail: Object.entries(e.data).map(([k, v]) => `${k}: ${v}`).join(", "),
-  }));
-  for (const d of info.deliveries) {
-    for (const a of d.attemptLog) {
-      items.push({
-        at: a.at,
-        what: `postback ${d.eventType} attempt ${a.n}`,
-        detail: `${a.statusCode ?? "no answer"} in ${a.latencyMs} ms${a.error ? ` · ${a.error}` : ""}`,
-      });
-    }
-  }
-  return items.sort((a, b) => a.at - b.at);
-}
-
 export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: string; canCancel: boolean }) {
   const inv = props.invoice;
   const t = invoiceTotals(inv);
@@ -224,7 +200,7 @@ export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: str
         ))}
       <h2>Timeline</h2>
       <ol class="timeline">
-        {timeline(props).map((item, i) => (
+        {timeline(props, { namePostbacks: true }).map((item, i) => (
           <li key={i}>
             <time>{formatTime(item.at)}</time> <strong>{item.what}</strong> <span class="muted">{item.detail}</span>
           </li>

@@ -1,3 +1,4 @@
+import type { DeliveryAttempt } from "../lib/relay/types.ts";
 import { formatAmount, formatDecimal } from "../lib/money.ts";
 import type { describePayment } from "../lib/payments/admin.ts";
 import type { PaymentFilter, PaymentPage } from "../lib/payments/search.ts";
@@ -172,14 +173,23 @@ export function PaymentTable(
 
 export type PaymentInfo = Awaited<ReturnType<typeof describePayment>>;
 
-interface TimelineItem {
+export interface TimelineItem {
   at: number;
   what: string;
   detail: string;
 }
 
-/** Events and postback attempts, merged in time order. */
-function timeline(info: PaymentInfo): TimelineItem[] {
+/** What a timeline is made of: a record's events and its postbacks' attempts (a payment's, an invoice's). */
+interface TimelineSource {
+  events: { type: string; at: number; data: Record<string, unknown> }[];
+  deliveries: { eventType: string; attemptLog: DeliveryAttempt[] }[];
+}
+
+/**
+ * Events and postback attempts, merged in time order. `namePostbacks` says which postback an attempt was for,
+ * where a record has several kinds (an invoice's status postbacks).
+ */
+export function timeline(info: TimelineSource, opts: { namePostbacks?: boolean } = {}): TimelineItem[] {
   const items: TimelineItem[] = info.events.map((e) => ({
     at: e.at,
     what: e.type.replace(/_/g, " "),
@@ -189,7 +199,7 @@ function timeline(info: PaymentInfo): TimelineItem[] {
     for (const a of d.attemptLog) {
       items.push({
         at: a.at,
-        what: `postback attempt ${a.n}`,
+        what: opts.namePostbacks ? `postback ${d.eventType} attempt ${a.n}` : `postback attempt ${a.n}`,
         detail: `${a.statusCode ?? "no answer"} in ${a.latencyMs} ms${a.error ? ` · ${a.error}` : ""}${
           a.responseStart ? ` · “${a.responseStart.slice(0, 120)}”` : ""
         }`,
