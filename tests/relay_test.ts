@@ -3,6 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { addDeliveryOps } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
+import { RelayPool } from "../lib/relay/pool.ts";
 import {
   buyerSettles,
   callInit,
@@ -225,4 +226,38 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks; one
     assert.equal(fast.received.length, 10);
   });
   await Promise.all([slow.close(), fast.close()]);
+});
+
+Deno.test("[relay] a parked postback that is no longer due hands its destination's slot on to the next one", async () => {
+  const shop = startShopReceiver(async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    return new Response("ok");
+  });
+  await withApp({}, async (app) => {
+    const now = Date.now();
+    const [a, b, c] = [0, 1, 2].map((i) =>
+      newDelivery({
+        paymentId: `pay_parked_${i}`,
+        shopId: app.shop.id,
+        url: shop.url,
+        eventType: "payment.succeeded",
+        body: JSON.stringify({ i }),
+        now,
+      })
+    );
+    const op = app.kv.atomic();
+    for (const d of [a, b, c]) addDeliveryOps(op, d, { queue: false, now });
+    assert.ok((await op.commit()).ok);
+    // One attempt at a time per destination: a goes, b and c wait.
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 10 });
+    const offers = [a, b, c].map((d) => pool.offer(d.id));
+    await waitFor("a's attempt", () => (shop.received.length === 1 ? true : undefined));
+    // b is settled elsewhere meanwhile (another process, an operator): when its turn comes it is not due.
+    await app.kv.set(["deliveries", b.id], { ...b, status: "delivered" });
+    const all = Promise.all(offers).then(() => "done");
+    const late = new Promise((r) => setTimeout(() => r("stuck"), 5_000));
+    assert.equal(await Promise.race([all, late]), "done", "c still gets its attempt");
+    assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")).sort(), [a.id, c.id].sort());
+  });
+  await shop.close();
 });

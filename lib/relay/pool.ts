@@ -25,6 +25,12 @@ interface Offered {
   resolve: () => void;
 }
 
+/** One of a destination's attempt slots, held from the read before an attempt until the attempt ends. */
+interface Slot {
+  origin: string;
+  destination: Destination;
+}
+
 interface Destination {
   active: number;
   /** Ids read and due, waiting for a free slot here; read again when one frees (they may have changed). */
@@ -94,47 +100,52 @@ export class RelayPool {
     }
   }
 
-  /** Reads the delivery (reads of concurrent takes share one store read) and attempts it or parks it. */
-  async #take(id: string) {
+  /**
+   * Reads the delivery (reads of concurrent takes share one store read) and attempts it or parks it. A parked
+   * delivery comes back here holding the slot that freed for it (`held`), so the slot is never lost: whether it
+   * is attempted, found no longer due, or fails, the slot passes on to the destination's next parked delivery.
+   */
+  async #take(id: string, held?: Slot) {
     this.#inFlight++;
+    let slot = held;
     try {
       const entry = await getDeliveryEntryShared(this.ctx.kv, id);
       if (this.#stopped || !isDeliveryDue(entry.value, this.ctx.now())) return this.#finish(id);
-      const origin = destinationOf(entry.value);
-      let destination = this.#destinations.get(origin);
-      if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
-      if (destination.active >= this.limits.perDestination) {
-        if (this.#parked >= this.limits.parked) return this.#finish(id);
-        destination.parked.push(id);
-        this.#parked++;
-        return;
+      if (!slot) {
+        const origin = destinationOf(entry.value);
+        let destination = this.#destinations.get(origin);
+        if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
+        if (destination.active >= this.limits.perDestination) {
+          if (this.#parked >= this.limits.parked) return this.#finish(id);
+          destination.parked.push(id);
+          this.#parked++;
+          return;
+        }
+        destination.active++;
+        slot = { origin, destination };
       }
-      destination.active++;
-      try {
-        await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
-      } finally {
-        destination.active--;
-        this.#finish(id);
-        this.#unpark(origin, destination);
-      }
+      await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
+      this.#finish(id);
     } catch (err) {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
       this.#finish(id);
     } finally {
+      if (slot) this.#release(slot);
       this.#inFlight--;
       this.#pump();
     }
   }
 
-  /** A slot freed at a destination: its next parked delivery is read again and goes ahead of the queue. */
-  #unpark(origin: string, destination: Destination) {
-    const next = destination.parked.shift();
-    if (next !== undefined) {
-      this.#parked--;
-      this.#take(next);
-    } else if (destination.active === 0) {
-      this.#destinations.delete(origin);
+  /** A slot freed at a destination: it goes to the next parked delivery there, which is read again first. */
+  #release({ origin, destination }: Slot) {
+    const next = this.#stopped ? undefined : destination.parked.shift();
+    if (next === undefined) {
+      destination.active--;
+      if (destination.active === 0 && destination.parked.length === 0) this.#destinations.delete(origin);
+      return;
     }
+    this.#parked--;
+    this.#take(next, { origin, destination });
   }
 
   #finish(id: string) {
