@@ -14,7 +14,15 @@
  * Alone, for debugging: `deno run -A bench/peer.ts [COUNT]` (default 1,000)
  * starts its own shop and Redis and prints the result as JSON.
  */
-import { type Arrivals, awaitArrivals, type Delivered, type Driver, shopCall, type ShopRef, tally } from "./phases.ts";
+import {
+  type Arrivals,
+  awaitArrivals,
+  type Delivered,
+  drainFigures,
+  type Driver,
+  shopCall,
+  type ShopRef,
+} from "./phases.ts";
 import {
   cpuSample,
   cpuTimeMs,
@@ -144,17 +152,12 @@ export async function peerDrain(
     const foreign = foreignShare(before, cpuSample());
     const cpuMs = { worker: cpuTimeMs(worker.pid), redis: cpuTimeMs(redis.proc.pid) - redisCpuBefore };
     const startupMs = await ready;
-    const drainMs = arrivals.lastAt - arrivals.earliestAt;
-    const expectedIds = Array.from({ length: count }, (_, i) => `pay_seed_${i}`);
     return {
       kind: "measured",
       versions,
-      ...tally(expectedIds, arrivals),
+      ...drainFigures(arrivals, count, spawnedAt),
       enqueueMs: enqueued.ms,
       startupMs,
-      drainMs,
-      rate: (arrivals.firstAt.size - 1) / (drainMs / 1000),
-      totalMs: arrivals.lastAt - spawnedAt,
       cpuMsPerPostback: { worker: cpuMs.worker / arrivals.firstAt.size, redis: cpuMs.redis / arrivals.firstAt.size },
       workerRssMB: worker.peakRssMB(),
       redisRssMB: redis.proc.peakRssMB(),

@@ -328,18 +328,27 @@ export async function drainBacklog(stack: Stack, profile: Profile, driver: Drive
   const before = cpuSample();
   const arrivals = await awaitArrivals(stack, profile.drainCount, profile.drainTimeoutMs);
   const foreign = foreignShare(before, cpuSample());
-  const peakRssMB = app.peakRssMB();
-  const drainMs = arrivals.lastAt - arrivals.earliestAt;
-  const expectedIds = Array.from({ length: profile.drainCount }, (_, i) => `pay_seed_${i}`);
   return {
-    ...tally(expectedIds, arrivals),
+    ...drainFigures(arrivals, profile.drainCount, spawnedAt),
     seedMs: seeded.ms,
     startupMs,
+    peakRssMB: app.peakRssMB(),
+    foreign,
+  };
+}
+
+/**
+ * What a drain of the seeded backlog (ours or the peer's) reports from its arrivals: delivered, lost and
+ * duplicates, the rate from the first to the last arrival, and spawn → last arrival.
+ */
+export function drainFigures(arrivals: Arrivals, count: number, spawnedAt: number) {
+  const drainMs = arrivals.lastAt - arrivals.earliestAt;
+  const expectedIds = Array.from({ length: count }, (_, i) => `pay_seed_${i}`);
+  return {
+    ...tally(expectedIds, arrivals),
     drainMs,
     rate: (arrivals.firstAt.size - 1) / (drainMs / 1000),
     totalMs: arrivals.lastAt - spawnedAt,
-    peakRssMB,
-    foreign,
   };
 }
 

@@ -11,6 +11,21 @@ export interface AuditEntry {
   after: unknown;
 }
 
+/** The audit entry of an operator's status move (a payment's, an invoice's): who, what, from where to where. */
+export function statusMoveAudit(
+  by: { actor: string; action: string },
+  move: { at: number; target: string; from: string; to: string },
+): Omit<AuditEntry, "id"> {
+  return {
+    at: move.at,
+    actor: by.actor,
+    action: by.action,
+    target: move.target,
+    before: { status: move.from },
+    after: { status: move.to },
+  };
+}
+
 const auditKey = (id: string) => ["audit", id] as const;
 
 /** Adds an audit entry to an atomic operation, so the action and its record commit together. */

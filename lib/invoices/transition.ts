@@ -2,6 +2,7 @@ import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitInvoiceWrite, getInvoiceEntry, getPoolAddressEntry } from "../db/invoices.ts";
 import { log } from "../log.ts";
+import { statusMoveAudit } from "../db/audit.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import { canMoveInvoice, invoicePostbackType, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import type { Invoice, InvoiceEvent } from "./types.ts";
@@ -81,14 +82,7 @@ export async function updateInvoice(
       delivery,
       stat,
       release: release?.value ? release as Deno.KvEntry<typeof release.value> : undefined,
-      audit: change.audit && {
-        at: now,
-        actor: change.audit.actor,
-        action: change.audit.action,
-        target: inv.id,
-        before: { status: inv.status },
-        after: { status: to },
-      },
+      audit: change.audit && statusMoveAudit(change.audit, { at: now, target: inv.id, from: inv.status, to }),
       jobs: { queue: ctx.config.jobsQueue, now },
     });
     if (saved) {

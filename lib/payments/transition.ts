@@ -2,6 +2,7 @@ import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
 import type { StatEvent } from "../db/stats.ts";
+import { statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -78,14 +79,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
       stats: statsFor(next, now),
       delivery: delivery ?? undefined,
       webhookEventId: req.webhookEventId,
-      audit: req.audit && {
-        at: now,
-        actor: req.audit.actor,
-        action: req.audit.action,
-        target: p.id,
-        before: { status: p.status },
-        after: { status: req.to },
-      },
+      audit: req.audit && statusMoveAudit(req.audit, { at: now, target: p.id, from: p.status, to: req.to }),
       jobs: { queue: ctx.config.jobsQueue, now },
       extraOps: req.extraOps && ((op) => req.extraOps!(op, next)),
     });
