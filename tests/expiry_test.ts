@@ -120,6 +120,26 @@ Deno.test("[janitor] the check schedule backs off from creation and ends at the 
   assert.equal(nextCheckAt(created, created + MINUTE, created), created + MINUTE);
 });
 
+Deno.test("[janitor] PAYMENT_CHECK_SCHEDULE sets when a pending payment is checked, first and next", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    env: { JOBS_QUEUE: "off", PAYMENT_CHECK_SCHEDULE: "30,90" },
+  });
+  const shop = startShopReceiver();
+  try {
+    const given = await createPayment(app, shop.url);
+    assert.equal(given.stored.checkAt, given.stored.createdAt + 30_000);
+    shiftClock(app, 31_000);
+    await app.server.runner.sweep();
+    const still = (await getPayment(app.kv, given.id))!;
+    assert.equal(still.status, "pending");
+    assert.equal(still.checkAt, still.createdAt + 90_000);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
 Deno.test("[janitor] with JOBS_QUEUE=off and the webhook dropped, the sweep finds the payment paid at the provider", async () => {
   const app = await startTestApp({
     standaloneSandbox: true,
