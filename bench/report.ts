@@ -330,12 +330,12 @@ to it, which cancels out the machine and the load generator.
   Requests carry a fresh shop transaction id each.
 - **\`POST /api/v1/invoices\`**: bare \`Deno.serve\`, read the JSON body, one atomic commit of the invoice. The app adds
   Hono middleware, API-key authentication, validation (the coin and network, the decimal amount parsed to base units),
-  idempotency on the shop's invoice id (one read), picking a free deposit address of the shop's pool (listed in batches
-  per process) and the invoice with its address, indexes, timeline, activity entry, counters and polling job in one
-  commit, shared with concurrent invoices. When the pool has nothing free, one request per process asks the chain
-  simulator (served by the sandbox process) for a batch of addresses over HTTP, stores them free, and the waiting
-  requests take them at once. Requests carry a fresh shop
-  invoice id each.
+  idempotency on the shop's invoice id (the commit's uniqueness check; a retry then reads the stored invoice), a
+  deposit address (a free one of the shop's pool, listed in batches per process, or else a new one from the chain
+  simulator, served by the sandbox process, which each process asks for 20 at a time over HTTP ahead of need and keeps
+  in memory) and the invoice with its address, indexes, activity entry, counters and polling job in one commit, shared
+  with concurrent invoices. Every invoice of the phase stays open, so each takes a new address, stored with it. Requests
+  carry a fresh shop invoice id each.
 - **\`POST /api/v1/payments/{id}/refunds\`**: the same shape as init-payment's floor: bare \`Deno.serve\`, read the JSON
   body, one \`fetch\` to the sandbox's refund endpoint, one atomic commit of the refund. It takes the provider reference
   from memory (kept when it created the payment), so it does not even read the payment. Each refund is of 1 minor unit,

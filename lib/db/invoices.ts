@@ -62,13 +62,18 @@ export async function listPoolAddresses(kv: Deno.Kv, shopId: string, limit = 100
   return await collectValues(kv.list<PoolAddress>({ prefix: ["invoice_addresses", shopId] }, { limit }));
 }
 
-/** How a new invoice gets its address: a free one of the pool, by its free marker as listed. */
-export type AddressPick = { kind: "free"; free: Deno.KvEntry<PoolAddress> };
+/**
+ * How a new invoice gets its address: a free one of the pool, by its free
+ * marker as listed, or a new one from the address service, which joins the
+ * shop's pool with this invoice.
+ */
+export type AddressPick =
+  | { kind: "free"; free: Deno.KvEntry<PoolAddress> }
+  | { kind: "new"; address: PoolAddress };
 
 export interface NewInvoice {
   invoice: Invoice;
   pick: AddressPick;
-  event: InvoiceEvent;
   jobs: ScheduleOptions;
 }
 
@@ -86,7 +91,7 @@ export interface NewInvoice {
 export function insertInvoice(kv: Deno.Kv, n: NewInvoice): Promise<boolean> {
   let writer = invoiceWriters.get(kv);
   if (!writer) {
-    writer = new GroupCommitter(kv, { addOps: addInsertInvoiceOps, identity: (w) => w.invoice.id, maxGroup: 16 });
+    writer = new GroupCommitter(kv, { addOps: addInsertInvoiceOps, identity: (w) => w.invoice.id, maxGroup: 32 });
     invoiceWriters.set(kv, writer);
   }
   return writer.commit(n);
@@ -97,46 +102,30 @@ const invoiceWriters = new WeakMap<Deno.Kv, GroupCommitter<NewInvoice>>();
 function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
   const inv = n.invoice;
   op.check({ key: invoiceKey(inv.id), versionstamp: null });
-  op.check(n.pick.free)
-    .delete(freeKey(inv.shopId, inv.network, inv.address))
-    .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
+  if (n.pick.kind === "free") {
+    op.check(n.pick.free)
+      .delete(freeKey(inv.shopId, inv.network, inv.address))
+      .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
+  } else {
+    // No pool may have it yet (the owner key is written with every address): the service never hands one out twice.
+    const owner = ownerKey(inv.network, inv.address);
+    op.check({ key: owner, versionstamp: null })
+      .set(owner, inv.shopId)
+      .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.address, inv));
+  }
   op.set(invoiceKey(inv.id), inv)
     .set(byShopKey(inv.shopId, inv.seq), inv.id)
     .set(byTimeKey(inv.seq), inv.id);
   if (inv.checkAt) scheduleJob(op, checkJob(inv.id), inv.checkAt, { ...n.jobs, queue: false });
-  addEventOps(op, inv, n.event);
+  // The timeline's first entry is made from the record when read (listInvoiceEvents); only the export needs it now.
+  addActivityOps(op, {
+    kind: "invoice",
+    invoiceId: inv.id,
+    shopId: inv.shopId,
+    event: createdEvent(inv),
+    invoice: inv,
+  });
   addInvoiceStatsOps(op, { at: inv.createdAt, shopId: inv.shopId, coin: inv.coin, stat: "invoice_created" });
-}
-
-/** A new address of the pool: its record, its owner and, when nobody holds it, its free marker. */
-function addNewAddressOps(op: Deno.AtomicOperation, a: PoolAddress) {
-  const key = addressKey(a.shopId, a.network, a.address);
-  op.check({ key, versionstamp: null })
-    .check({ key: ownerKey(a.network, a.address), versionstamp: null })
-    .set(key, a)
-    .set(ownerKey(a.network, a.address), a.shopId);
-  if (a.heldBy === null) op.set(freeKey(a.shopId, a.network, a.address), a);
-}
-
-/**
- * Adds new addresses from the address service to a shop's pool, all free, in
- * one atomic operation; answers their free markers as stored (one operation,
- * one versionstamp), ready to be taken. Throws when the service handed out an
- * address we already have: it would belong to two pools or two invoices.
- */
-export async function insertFreeAddresses(
-  kv: Deno.Kv,
-  addresses: PoolAddress[],
-): Promise<Deno.KvEntry<PoolAddress>[]> {
-  const op = kv.atomic();
-  for (const a of addresses) addNewAddressOps(op, a);
-  const res = await op.commit();
-  if (!res.ok) throw new Error("the address service handed out an address already in a pool");
-  return addresses.map((a) => ({
-    key: freeKey(a.shopId, a.network, a.address),
-    value: a,
-    versionstamp: res.versionstamp,
-  }));
 }
 
 function takenBy(a: PoolAddress, inv: Invoice): PoolAddress {
@@ -206,9 +195,20 @@ function addEventOps(op: Deno.AtomicOperation, inv: Invoice, event: InvoiceEvent
   addActivityOps(op, { kind: "invoice", invoiceId: inv.id, shopId: inv.shopId, event, invoice: inv });
 }
 
+/** The first entry of every invoice's timeline, made from the record (not stored apart). */
+export function createdEvent(inv: Invoice): InvoiceEvent {
+  return {
+    type: "created",
+    at: inv.createdAt,
+    data: { amount: inv.amount, coin: inv.coin, network: inv.network, address: inv.address },
+  };
+}
+
 /** An invoice's timeline, oldest first (bounded: a few entries per deposit and status). */
-export function listInvoiceEvents(kv: Deno.Kv, invoiceId: string, limit = 500): Promise<InvoiceEvent[]> {
-  return collectValues(kv.list<InvoiceEvent>({ prefix: ["invoice_events", invoiceId] }, { limit }));
+export async function listInvoiceEvents(kv: Deno.Kv, inv: Invoice, limit = 500): Promise<InvoiceEvent[]> {
+  const stored = await collectValues(kv.list<InvoiceEvent>({ prefix: ["invoice_events", inv.id] }, { limit }));
+  // Invoices made before the first entry stopped being stored have it twice otherwise.
+  return [createdEvent(inv), ...stored.filter((e) => e.type !== "created")];
 }
 
 /** Invoices newest first: one shop's or everyone's, at most `limit`. */

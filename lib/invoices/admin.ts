@@ -17,7 +17,7 @@ export async function describeInvoice(ctx: AppContext, id: string, shopId: strin
   const invoice = await findInvoice(ctx, id);
   if (shopId !== null && invoice.shopId !== shopId) throw new NotFoundError("Unknown invoice.");
   const [events, deliveries] = await Promise.all([
-    listInvoiceEvents(ctx.kv, invoice.id),
+    listInvoiceEvents(ctx.kv, invoice),
     listDeliveriesByPayment(ctx.kv, invoice.id),
   ]);
   return {

@@ -32,7 +32,10 @@ export function chainNotifyUrl(publicBaseUrl: string): string {
  * Idempotency as init-payment: the shop's `id` (or an Idempotency-Key) names
  * the invoice, whose id is derived from it, so a retry answers the stored
  * invoice (same body) or is refused (another body), and copies racing each
- * other are kept apart by the uniqueness check on the invoice's key.
+ * other are kept apart by the uniqueness check on the invoice's key. That
+ * check is the only lookup: nothing is read before the write, because a read
+ * waits behind the commits in flight, and retries are rare (a retry's write
+ * fails, then the stored invoice is read and answered).
  */
 export async function createInvoice(
   ctx: AppContext,
@@ -53,10 +56,6 @@ export async function createInvoice(
   const requestHash = sha256Hex(JSON.stringify(body));
   const id = name ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value) : randomId("inv");
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
-  if (name) {
-    const existing = await getInvoice(ctx.kv, id);
-    if (existing) return { invoice: view(replay(existing, requestHash)), created: false };
-  }
   const option = findCoinOption(body.coin, body.network)!;
   const postbackUrl = await checkPostbackUrl(ctx, shop, body.postbackUrl ?? shop.defaultPostbackUrl);
   const now = opts.now ?? ctx.now();
@@ -96,11 +95,6 @@ export async function createInvoice(
       stored = await insertInvoice(ctx.kv, {
         invoice,
         pick: picked.pick,
-        event: {
-          type: "created",
-          at: now,
-          data: { amount: invoice.amount, coin: invoice.coin, network: invoice.network, address: invoice.address },
-        },
         jobs: { queue: ctx.config.jobsQueue, now },
       });
     } finally {

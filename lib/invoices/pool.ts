@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { type AddressPick, insertFreeAddresses, listFreeAddresses } from "../db/invoices.ts";
+import { type AddressPick, listFreeAddresses } from "../db/invoices.ts";
 import type { Network } from "./coins.ts";
 import { requireChain } from "./chain.ts";
 import { ConflictError } from "../errors.ts";
@@ -7,23 +7,31 @@ import type { PoolAddress } from "./types.ts";
 
 /**
  * Picking deposit addresses for new invoices. Exclusivity is the store's: an
- * invoice is stored only if the free marker it read is still there (see
- * lib/db/invoices.ts). This module only keeps requests from wasting tries:
- * each process lists free addresses in batches and hands each one to one
- * request at a time, so concurrent requests here do not all race for the
- * first free address and a write of one address is never in flight twice;
- * and when none is free, one request asks the address service for a batch,
- * stores it free, and the waiting requests take from it at once.
+ * invoice is stored only if the free marker it read is still there, or, for an
+ * address nobody stored yet, only if no pool has it (see lib/db/invoices.ts).
+ * This module only keeps requests from wasting tries and round trips:
+ *
+ * - Free addresses of the pool (released by closed invoices) go first, so a
+ *   pool stays as large as its most invoices open at once. Each process lists
+ *   them in batches and hands each one to one request at a time, so
+ *   concurrent requests here do not all race for the first free address and a
+ *   write of one address is never in flight twice. A list that found none is
+ *   not repeated for LIST_PAUSE_MS, unless this process freed one meanwhile.
+ * - When none is free, a new address from the address service, asked for in
+ *   batches ahead of need (one round trip serves ADDRESS_BATCH invoices) and
+ *   kept in memory: it is stored by the invoice that takes it, in that
+ *   invoice's own commit. A process that stops drops the ones it never used;
+ *   nobody was ever shown them, so nothing can arrive there.
  */
 
 /** Free markers read per list: one list serves this many picks. */
 const LIST_BATCH = 64;
-/**
- * Addresses asked of the service when none is free: one round trip serves
- * this many invoices (addresses cost the service nothing; a pool stays as
- * large as its most invoices open at once, rounded up to this).
- */
+/** After a list found nothing free, new addresses are used for this long before listing again. */
+const LIST_PAUSE_MS = 1_000;
+/** Addresses asked of the service per round trip. */
 export const ADDRESS_BATCH = 20;
+/** The next batch is asked for when fewer new addresses than this are left, so requests rarely wait for one. */
+const REFILL_BELOW = ADDRESS_BATCH / 2;
 const MAX_ROUNDS = 4;
 
 interface PoolCache {
@@ -33,8 +41,12 @@ interface PoolCache {
   inFlight: Set<string>;
   /** One list at a time per pool: concurrent requests wait for it instead of listing again. */
   listing: Promise<number> | null;
-  /** One call to the address service at a time per pool, for the same reason. */
-  refilling: Promise<void> | null;
+  /** When a list last found nothing free (0: list before the next new address is used). */
+  listedEmptyAt: number;
+  /** New addresses from the service, not in any pool yet (this process's, in memory only). */
+  fresh: string[];
+  /** One call to the address service at a time per pool; it settles with what went wrong, or null. */
+  refilling: Promise<unknown> | null;
 }
 
 const caches = new WeakMap<Deno.Kv, Map<string, PoolCache>>();
@@ -44,7 +56,12 @@ function cacheFor(kv: Deno.Kv, shopId: string, network: Network): PoolCache {
   if (!byPool) caches.set(kv, byPool = new Map());
   const id = `${shopId}\0${network}`;
   let cache = byPool.get(id);
-  if (!cache) byPool.set(id, cache = { queue: [], inFlight: new Set(), listing: null, refilling: null });
+  if (!cache) {
+    byPool.set(
+      id,
+      cache = { queue: [], inFlight: new Set(), listing: null, listedEmptyAt: 0, fresh: [], refilling: null },
+    );
+  }
   return cache;
 }
 
@@ -56,10 +73,9 @@ export interface Pick {
 }
 
 /**
- * A free address of the shop's pool on the network; when none is free, new
- * ones from the address service, stored free and taken at once. `fresh`
- * skips what is listed already (after losing races for those, new addresses
- * are the sure way forward).
+ * A free address of the shop's pool on the network, or else a new one from
+ * the address service. `fresh` skips the free ones (after losing races for
+ * those, a new address is the sure way forward).
  */
 export async function pickAddress(
   ctx: AppContext,
@@ -68,10 +84,8 @@ export async function pickAddress(
   opts: { now: number; notifyUrl: string; fresh?: boolean },
 ): Promise<Pick> {
   const cache = cacheFor(ctx.kv, shopId, network);
-  let refill = opts.fresh === true;
-  let listed = false;
   for (let round = 0; round < MAX_ROUNDS; round++) {
-    const entry = refill ? null : takeQueued(cache);
+    const entry = opts.fresh ? null : takeQueued(cache);
     if (entry) {
       cache.inFlight.add(entry.value.address);
       return {
@@ -80,50 +94,59 @@ export async function pickAddress(
         done: () => cache.inFlight.delete(entry.value.address),
       };
     }
-    // Listed once and still nothing to take (all of it being written by other requests here): new ones, then.
-    if (!refill && !listed) {
-      listed = true;
+    if (!opts.fresh && ctx.now() - cache.listedEmptyAt >= LIST_PAUSE_MS) {
       cache.listing ??= listFreeAddresses(ctx.kv, shopId, network, LIST_BATCH)
-        .then((entries) => enqueue(cache, entries))
+        .then((entries) => enqueue(cache, entries, ctx.now()))
         .finally(() => (cache.listing = null));
       if (await cache.listing) continue;
     }
-    refill = false;
-    cache.refilling ??= refillPool(ctx, cache, shopId, network, opts).finally(() => (cache.refilling = null));
-    await cache.refilling;
+    if (cache.fresh.length < REFILL_BELOW) {
+      // Ahead of need: a failure is reported to the request that has to wait for this batch (below).
+      cache.refilling ??= refill(ctx, cache, shopId, network, opts.notifyUrl)
+        .then(() => null, (err) => err)
+        .finally(() => (cache.refilling = null));
+    }
+    const address = cache.fresh.shift();
+    if (address) {
+      const record: PoolAddress = {
+        address,
+        network,
+        shopId,
+        createdAt: opts.now,
+        heldBy: null,
+        lastInvoiceId: null,
+        lastTakenAt: null,
+        previousInvoiceId: null,
+        uses: 0,
+      };
+      return { pick: { kind: "new", address: record }, address, done: () => {} };
+    }
+    const failed = await cache.refilling;
+    if (failed) throw failed;
   }
   // Other requests took every address listed or made meanwhile: the shop's retry finds some.
   throw new ConflictError("Too many invoices are taking addresses at once; retry.");
 }
 
-/** Asks the address service for a batch of addresses and stores them all free, queued for this process's requests. */
-async function refillPool(
-  ctx: AppContext,
-  cache: PoolCache,
-  shopId: string,
-  network: Network,
-  opts: { now: number; notifyUrl: string },
-): Promise<void> {
-  const addresses = await requireChain(ctx).createAddresses(network, shopId, opts.notifyUrl, ADDRESS_BATCH);
-  const records: PoolAddress[] = addresses.map((address) => ({
-    address,
-    network,
-    shopId,
-    createdAt: opts.now,
-    heldBy: null,
-    lastInvoiceId: null,
-    lastTakenAt: null,
-    previousInvoiceId: null,
-    uses: 0,
-  }));
-  // New addresses go first: they are the ones no other process has listed yet.
-  cache.queue.unshift(...await insertFreeAddresses(ctx.kv, records));
+/**
+ * Tells this process's picks that an address of the pool was freed, so the
+ * next pick lists free addresses again instead of using a new one.
+ */
+export function noteAddressFreed(kv: Deno.Kv, shopId: string, network: Network) {
+  cacheFor(kv, shopId, network).listedEmptyAt = 0;
+}
+
+/** Asks the address service for a batch of new addresses for this process's picks. */
+async function refill(ctx: AppContext, cache: PoolCache, shopId: string, network: Network, notifyUrl: string) {
+  const addresses = await requireChain(ctx).createAddresses(network, shopId, notifyUrl, ADDRESS_BATCH);
+  cache.fresh.push(...addresses);
 }
 
 /** Adds listed free markers to the queue (those not queued already); answers how many were found. */
-function enqueue(cache: PoolCache, entries: Deno.KvEntry<PoolAddress>[]): number {
+function enqueue(cache: PoolCache, entries: Deno.KvEntry<PoolAddress>[], now: number): number {
   const queued = new Set(cache.queue.map((e) => e.value.address));
   for (const e of entries) if (!queued.has(e.value.address)) cache.queue.push(e);
+  if (!entries.length) cache.listedEmptyAt = now;
   return entries.length;
 }
 

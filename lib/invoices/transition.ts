@@ -8,6 +8,7 @@ import { canMoveInvoice, invoicePostbackType, type InvoiceStatus, isInvoiceOpen 
 import type { Invoice, InvoiceEvent } from "./types.ts";
 import type { InvoiceStat } from "../db/stats.ts";
 import { invoicePostbackBody } from "./view.ts";
+import { noteAddressFreed } from "./pool.ts";
 
 /** What a caller wants done to an invoice, decided from the version just read. */
 export interface InvoiceChange {
@@ -88,6 +89,7 @@ export async function updateInvoice(
     if (saved) {
       if (moves) log.info("invoice status changed", { invoiceId: inv.id, from: inv.status, to });
       if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
+      if (release?.value) noteAddressFreed(ctx.kv, next.shopId, next.network);
       return { outcome: "applied", invoice: next };
     }
   }
