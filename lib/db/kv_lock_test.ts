@@ -140,3 +140,32 @@ Deno.test("[kv] a write keeps failing with the lock error only a bounded number 
   await assert.rejects(tooLarge().catch((err) => retryOnLock(err, tooLarge)), { message: /Key too large/ });
   assert.equal(attempts, 1);
 });
+
+Deno.test("[kv] reads of a KV file go through a second connection and still see every commit that finished before them", async () => {
+  await withFile(async (path) => {
+    const kv = await openKv(path);
+    try {
+      // Writers flat out on the one connection, each reading its key back through the other right after its commit.
+      const stale: string[] = [];
+      await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+        for (let i = 1; i <= 100; i++) {
+          const res = await kv.atomic().set(["counter", w], i).set(["log", w, i], true).commit();
+          assert.ok(res.ok);
+          const [got] = await kv.getMany<[number]>([["counter", w]]);
+          if (got.value !== i || got.versionstamp! < res.versionstamp) stale.push(`${w}:${i} read ${got.value}`);
+          if ((await kv.get(["counter", w])).value !== i) stale.push(`${w}:${i} get`);
+        }
+      }));
+      assert.deepEqual(stale, []);
+      let listed = 0;
+      for await (const _ of kv.list({ prefix: ["log"] })) listed++;
+      assert.equal(listed, 800);
+    } finally {
+      kv.close();
+    }
+    // Closing closed both connections: the file opens again and holds everything written.
+    const again = await openKv(path);
+    assert.equal((await again.get(["counter", 7])).value, 100);
+    again.close();
+  });
+});
