@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeTime, hasIdShape, sortableId } from "./ids.ts";
+import { encodeTime, hasIdShape, randomId, sequentialId, sortableId } from "./ids.ts";
 
 Deno.test("[ids] sortableId is a ULID: the spec's time encoding, Crockford base32, 26 characters", () => {
   // The ULID specification's example time.
@@ -30,4 +30,15 @@ Deno.test("[ids] id shapes accept our ids and nothing longer, shorter or foreign
   assert.ok(!hasIdShape("payment", "pay_" + "A".repeat(21) + "/"));
   assert.ok(hasIdShape("shop", "shop_" + sortableId().toLowerCase()));
   assert.ok(!hasIdShape("shop", "pay_" + "A".repeat(22)));
+});
+
+Deno.test("[ids] sequentialId has randomId's shape, sorts by its millisecond, and differs within one", () => {
+  const ids = [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_063, 1_700_000_000_064, 1_800_000_000_000]
+    .map((ms) => sequentialId("re", ms));
+  for (const id of ids) assert.ok(hasIdShape("refund", id), id);
+  assert.ok(hasIdShape("refund", randomId("re")));
+  assert.deepEqual([...ids].sort(), ids);
+  const same = Array.from({ length: 100 }, () => sequentialId("pay", 1_700_000_000_000));
+  assert.equal(new Set(same).size, 100);
+  assert.equal(new Set(same.map((id) => id.slice(0, 12))).size, 1, "one millisecond, one time part");
 });

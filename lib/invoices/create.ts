@@ -4,7 +4,7 @@ import { getInvoice, insertInvoice } from "../db/invoices.ts";
 import { pickAddress } from "./pool.ts";
 import { requireChain } from "./chain.ts";
 import type { Shop } from "../db/shops.ts";
-import { base64url, randomId, sortableId } from "../ids.ts";
+import { base64url, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { normalizePostbackUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
@@ -54,7 +54,9 @@ export async function createInvoice(
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
   const requestHash = sha256Hex(JSON.stringify(body));
-  const id = name ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value) : randomId("inv");
+  const id = name
+    ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value)
+    : sequentialId("inv", opts.now ?? ctx.now());
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
   const option = findCoinOption(body.coin, body.network)!;
   const postbackUrl = await checkPostbackUrl(ctx, shop, body.postbackUrl ?? shop.defaultPostbackUrl);

@@ -6,7 +6,7 @@ import type { InvoiceStatus } from "./status.ts";
  * base units (bigint when computed with), never floats.
  */
 export interface Invoice {
-  /** Our public id (inv_...): 128 random bits, or derived from the shop's id / Idempotency-Key. */
+  /** Our public id (inv_...): its millisecond and 84 random bits (sequentialId), or derived from the shop's id / Idempotency-Key. */
   id: string;
   /** ULID, orders the shop's listing by creation time. */
   seq: string;

@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
 import { createPayment, getPayment, getPaymentEntryShared } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
-import { randomId, sortableId } from "../ids.ts";
+import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { log } from "../log.ts";
 import { normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
@@ -96,7 +96,9 @@ export async function initPayment(
   const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
   const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey, checkout: opts.checkout };
 
-  if (!id) return { payment: await createAtProvider(ctx, shop, randomId("pay"), input, extra), replay: false };
+  if (!id) {
+    return { payment: await createAtProvider(ctx, shop, sequentialId("pay", ctx.now()), input, extra), replay: false };
+  }
 
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());

@@ -1,7 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, IdempotencyMismatchError, NotFoundError } from "../errors.ts";
 import { getRefundTarget, insertRefund, type RefundTarget } from "../db/refunds.ts";
-import { base64url, hasIdShape, randomId, sortableId } from "../ids.ts";
+import { base64url, hasIdShape, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { formatAmount } from "../money.ts";
 import type { Payment } from "../payments/types.ts";
@@ -59,7 +59,7 @@ export async function createRefund(
   );
   const id = name
     ? derivedRefundId(ctx.paymentIdKey, owner.shopId, input.id ? "shop_ref" : "idempotency_key", name)
-    : randomId("re");
+    : sequentialId("re", ctx.now());
   type Reserved = { replay: false; entry: Deno.KvEntry<Refund>; payment: Deno.KvEntry<Payment> };
   const fresh = await withPaymentLock(ctx.kv, owner.paymentId, async (): Promise<CreateRefundResult | Reserved> => {
     for (let i = 0; i < MAX_RESERVE_TRIES; i++) {
