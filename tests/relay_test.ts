@@ -3,6 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { addDeliveryOps } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
+import { firstAttemptLease } from "../lib/relay/deliver.ts";
 import { RelayPool } from "../lib/relay/pool.ts";
 import {
   buyerSettles,
@@ -258,6 +259,51 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
     const late = new Promise((r) => setTimeout(() => r("stuck"), 5_000));
     assert.equal(await Promise.race([all, late]), "done", "c still gets its attempt");
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")).sort(), [a.id, c.id].sort());
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a new postback is born leased to the process that commits it, sent without a claim; if that process never sends it, a sweep does once the lease ran out", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    // Every write of a delivery record: its creation with the payment's move, and its outcome. No claim between.
+    const writes: string[] = [];
+    const atomic = app.kv.atomic.bind(app.kv);
+    app.kv.atomic = () => {
+      const op = atomic();
+      const set = op.set.bind(op);
+      op.set = (key, value, options) => {
+        if (key[0] === "deliveries") writes.push((value as { status: string }).status);
+        return set(key, value, options);
+      };
+      return op;
+    };
+    const id = await paidPayment(app, shop.url);
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    app.kv.atomic = atomic;
+    assert.deepEqual(writes, ["pending", "delivered"]);
+
+    // As if the process committing it died before its attempt: nobody was handed the delivery.
+    const now = app.server.ctx.now();
+    const orphan = newDelivery({
+      paymentId: "pay_orphan",
+      shopId: app.shop.id,
+      url: shop.url,
+      eventType: "payment.succeeded",
+      body: JSON.stringify({ orphan: true }),
+      now,
+      leaseUntil: firstAttemptLease(app.server.ctx, now),
+    });
+    const op = app.kv.atomic();
+    addDeliveryOps(op, orphan, { queue: false, now });
+    assert.ok((await op.commit()).ok);
+    await app.server.runner.sweep();
+    assert.equal(shop.received.length, 1, "leased: not sent yet");
+    const leaseMs = orphan.leaseUntil - now;
+    app.server.ctx.now = () => Date.now() + leaseMs + 1;
+    await app.server.runner.sweep();
+    await waitFor("the orphan", () => (shop.received.length === 2 ? true : undefined));
+    assert.equal(shop.received[1].headers.get("webhook-id"), orphan.id);
   });
   await shop.close();
 });

@@ -20,13 +20,19 @@ const job = (id: string) => ({ kind: "postback" as const, id });
  * Its first attempt is due now and the process that commits it sends it at once (every caller kicks it), so
  * it gets a due-index key but no queue message: a message would only make the queue listener read it again
  * after it was sent. Should that process die first, its start-up sweep, or any process's cron sweep, sends
- * it. Retries, which wait, are woken by the queue where there is one (recordDeliveryAttempt).
+ * it (once the lease it may be born with ran out, see firstAttemptLease). Retries, which wait, are woken by
+ * the queue where there is one (recordDeliveryAttempt).
  */
 export function addDeliveryOps(op: Deno.AtomicOperation, d: Delivery, jobs: ScheduleOptions) {
   op.check({ key: deliveryKey(d.id), versionstamp: null })
     .set(deliveryKey(d.id), d)
     .set(byPaymentKey(d.paymentId, d.id), d.id);
   scheduleJob(op, job(d.id), d.nextAttemptAt, { ...jobs, queue: false });
+}
+
+/** A delivery as a commit stored it (for the process that wrote it, which need not read it back). */
+export function storedDelivery(d: Delivery, versionstamp: string): Deno.KvEntry<Delivery> {
+  return { key: deliveryKey(d.id), value: d, versionstamp };
 }
 
 export function getDeliveryEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Delivery>> {

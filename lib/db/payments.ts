@@ -160,19 +160,20 @@ export interface PaymentMove {
  * causes, in one atomic operation. Returns false when someone else wrote the
  * payment first: the caller re-reads and decides again.
  */
+/** Commits a payment's move; the versionstamp it was stored with, or null when the payment changed meanwhile. */
 export function commitPaymentMove(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Payment>,
   next: Payment,
   move: PaymentMove,
-): Promise<boolean> {
+): Promise<string | null> {
   let writer = moveWriters.get(kv);
   if (!writer) {
     // Moves of different payments share commits under load (see group_commit.ts); one payment's never do.
     writer = new GroupCommitter(kv, { addOps: addMoveOps, identity: (m) => m.next.id, maxGroup: 16 });
     moveWriters.set(kv, writer);
   }
-  return writer.commit({ entry, next, move });
+  return writer.commitStamped({ entry, next, move });
 }
 
 interface Move {
@@ -241,6 +242,20 @@ export async function listLatePayments(kv: Deno.Kv, opts: { shopId?: string; lim
 
 export async function isWebhookEventSeen(kv: Deno.Kv, provider: string, eventId: string): Promise<boolean> {
   return (await kv.get(webhookSeenKey(provider, eventId))).versionstamp !== null;
+}
+
+/** Whether a webhook was handled before, and its payment as read (with its version), in one read. */
+export async function getWebhookTarget(
+  kv: Deno.Kv,
+  provider: string,
+  eventId: string,
+  paymentId: string,
+): Promise<{ seen: boolean; payment: Deno.KvEntryMaybe<Payment> }> {
+  const [seen, payment] = await kv.getMany<[boolean, Payment]>([
+    webhookSeenKey(provider, eventId),
+    paymentKey(paymentId),
+  ]);
+  return { seen: seen.versionstamp !== null, payment };
 }
 
 /** Records that a webhook was handled without changing the payment (duplicates, stale news). */

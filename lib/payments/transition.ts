@@ -1,6 +1,9 @@
 import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
+import { storedDelivery } from "../db/deliveries.ts";
+import { firstAttemptLease } from "../relay/deliver.ts";
+import { relayPool } from "../relay/pool.ts";
 import type { StatEvent } from "../db/stats.ts";
 import { statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
@@ -68,8 +71,8 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     };
     // Money the provider confirms after we gave up (expired, cancelled): the shop is told it is late.
     if (isLateSuccess(p.status, req.to)) next.late = true;
-    const delivery = postbackFor(next, now);
-    const saved = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
+    const delivery = postbackFor(next, now, firstAttemptLease(ctx, now));
+    const stored = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
       events: [
         ...(req.becauseIsDerived ? [] : [req.because]),
         // A move to the status it is in (another partial refund) changes no status: nothing to say so.
@@ -83,10 +86,13 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
       jobs: { queue: ctx.config.jobsQueue, now },
       extraOps: req.extraOps && ((op) => req.extraOps!(op, next)),
     });
-    if (saved) {
+    if (stored) {
       log.info("payment status changed", { paymentId: p.id, from: p.status, to: req.to });
-      // Send now in this process; the queue message or the sweep is the durable backup (the lease stops doubles).
-      if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
+      // Sent now by this process, which holds its first lease (no read, no claim); the sweep is the durable backup.
+      if (delivery) {
+        relayPool(ctx).handOver(storedDelivery(delivery, stored));
+        ctx.kick({ kind: "postback", id: delivery.id });
+      }
       return { outcome: "applied", payment: next };
     }
   }
@@ -104,7 +110,7 @@ function statsFor(p: Payment, at: number): StatEvent | undefined {
 }
 
 /** The postback entering this status sends, when the shop asked for postbacks (it gave its own id). */
-function postbackFor(p: Payment, now: number): Delivery | null {
+function postbackFor(p: Payment, now: number, leaseUntil: number): Delivery | null {
   const type = postbackEventType(p.status);
   if (!type || !p.shopTxId || !p.postbackUrl) return null;
   return newDelivery({
@@ -114,5 +120,6 @@ function postbackFor(p: Payment, now: number): Delivery | null {
     eventType: type,
     body: postbackBody(p, type, now),
     now,
+    leaseUntil,
   });
 }

@@ -2,8 +2,8 @@ import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
 import {
   addPaymentEvent,
-  getPayment,
   getPaymentIdByProviderRef,
+  getWebhookTarget,
   isWebhookEventSeen,
   markWebhookEventSeen,
   recordUnconfirmedWebhook,
@@ -11,8 +11,9 @@ import {
 import { log } from "../log.ts";
 import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
 import { canTransition } from "./status.ts";
-import { movePayment } from "./transition.ts";
-import type { PaymentEvent } from "./types.ts";
+import { movePayment, type MoveResult } from "./transition.ts";
+import { addOperationOps, insertOperation } from "../db/operations.ts";
+import type { Payment, PaymentEvent } from "./types.ts";
 import { findPayment } from "./query.ts";
 import { handleRefundWebhook } from "../refunds/settle.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
@@ -53,32 +54,49 @@ export async function handleProviderWebhook(
   if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice, accountId);
   if (notice.kind === "ignored") return "unchanged";
   const provider = account.account.provider;
-  if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
-
   // Our id when the provider echoes it, else the account's index of its references.
-  // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
   const paymentId = notice.paymentId ?? await getPaymentIdByProviderRef(ctx.kv, accountId, notice.ref);
-  const payment = paymentId ? await getPayment(ctx.kv, paymentId) : null;
+  if (!paymentId) {
+    if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
+    // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
+    throw new NotFoundError("Unknown payment.");
+  }
+  // One read for both: handled before, and the payment (its version saves the move a read of its own).
+  const target = await getWebhookTarget(ctx.kv, provider, notice.eventId, paymentId);
+  if (target.seen) return "duplicate";
+  const payment = target.payment.value;
   if (!payment) throw new NotFoundError("Unknown payment.");
   if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
   }
-  const confirmed = await (await ctx.providers.forPayment(payment)).adapter.getStatus(notice.ref);
+  // The status call's log entry is written by the move's commit when there is one (one commit instead of two).
+  const { adapter, logged } = await ctx.providers.forPayment(payment);
+  logged?.holdEntries();
+  const confirmed = await adapter.getStatus(notice.ref);
+  const operations = logged?.takeHeld() ?? [];
   const because: PaymentEvent = {
     type: "webhook_received",
     at: ctx.now(),
     data: { eventId: notice.eventId, claimed: notice.claimedStatus, confirmed },
   };
-  const moved = await movePayment(ctx, {
-    paymentId: payment.id,
-    to: confirmed,
-    because,
-    webhookEventId: notice.eventId,
-  }).catch(async (err) => {
-    // A copy of this webhook handled concurrently moved the payment first.
-    if (err instanceof ConflictError && await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return null;
-    throw err;
-  });
+  let moved: MoveResult | null = null;
+  try {
+    moved = await movePayment(ctx, {
+      paymentId: payment.id,
+      read: target.payment as Deno.KvEntry<Payment>,
+      to: confirmed,
+      because,
+      webhookEventId: notice.eventId,
+      extraOps: (op) => operations.forEach((e) => addOperationOps(op, e)),
+    }).catch(async (err) => {
+      // A copy of this webhook handled concurrently moved the payment first.
+      if (err instanceof ConflictError && await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return null;
+      throw err;
+    });
+  } finally {
+    // No move stored them: they go to the log on their own.
+    if (moved?.outcome !== "applied") { for (const e of operations) insertOperation(ctx.kv, e).catch(() => {}); }
+  }
   if (!moved) return "duplicate";
   if (moved.outcome === "applied") return "applied";
   const p = moved.payment;

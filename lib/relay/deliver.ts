@@ -33,9 +33,32 @@ const LEASE_MARGIN_MS = 5_000;
  * records the result. False when there was nothing to do.
  */
 export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Delivery>): Promise<boolean> {
-  const leaseMs = ctx.config.postbackTimeoutMs + LEASE_MARGIN_MS;
-  const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), leaseMs);
+  const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), leaseMs(ctx));
   if (!claimed) return false;
+  await attemptClaimed(ctx, claimed);
+  return true;
+}
+
+function leaseMs(ctx: AppContext): number {
+  return ctx.config.postbackTimeoutMs + LEASE_MARGIN_MS;
+}
+
+/**
+ * The lease a new delivery is born with when the process committing it makes its first attempt itself (no
+ * claim of its own, see RelayPool.handOver). Should that process die first, the delivery waits this long,
+ * as one whose attempt a crash cut short does, and then any sweep sends it.
+ */
+export function firstAttemptLease(ctx: AppContext, now: number): number {
+  return now + leaseMs(ctx);
+}
+
+/** True while a lease held since `claimed` leaves a whole attempt's time, with its margin to commit the outcome. */
+export function leaseCoversAttempt(ctx: AppContext, claimed: Delivery, now: number): boolean {
+  return claimed.leaseUntil - now >= leaseMs(ctx) - LEASE_MARGIN_MS / 2;
+}
+
+/** Makes one attempt at a delivery this process holds the lease of, and records the result. */
+export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<void> {
   const d = claimed.value;
   const started = ctx.now();
   const { outcome, responseStart } = await attempt(ctx, d);
@@ -66,7 +89,6 @@ export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Deliv
     outcome: next.status,
     latencyMs: record.latencyMs,
   });
-  return true;
 }
 
 async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {

@@ -10,6 +10,11 @@ export interface NewDelivery {
   /** The exact body, sent unchanged on every attempt (its signature covers it). */
   body: string;
   now: number;
+  /**
+   * Born leased to the process that commits it until then (firstAttemptLease), which makes the first attempt
+   * without a claim of its own (see RelayPool.handOver); 0 or absent: free for any worker at once.
+   */
+  leaseUntil?: number;
 }
 
 /**
@@ -18,7 +23,7 @@ export interface NewDelivery {
  */
 export function newDelivery(d: NewDelivery): Delivery {
   return {
-    id: newMessageId(),
+    id: newMessageId(d.now),
     paymentId: d.paymentId,
     shopId: d.shopId,
     url: d.url,
@@ -28,7 +33,7 @@ export function newDelivery(d: NewDelivery): Delivery {
     attempts: 0,
     scheduleStep: 0,
     nextAttemptAt: d.now,
-    leaseUntil: 0,
+    leaseUntil: d.leaseUntil ?? 0,
     lastStatusCode: null,
     lastError: null,
     createdAt: d.now,

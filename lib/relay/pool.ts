@@ -1,7 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { getDeliveryEntryShared, isDeliveryDue } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
-import { attemptDelivery } from "./deliver.ts";
+import { attemptClaimed, attemptDelivery, leaseCoversAttempt } from "./deliver.ts";
 import type { Delivery } from "./types.ts";
 
 export interface PoolLimits {
@@ -59,9 +59,19 @@ export class RelayPool {
   #inFlight = 0;
   #parked = 0;
   readonly #destinations = new Map<string, Destination>();
+  /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
+  readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
   #stopped = false;
 
   constructor(private readonly ctx: AppContext, private readonly limits: PoolLimits = DEFAULT_POOL_LIMITS) {}
+
+  /**
+   * A delivery this process just committed with its first lease (firstAttemptLease), as stored: when it is
+   * offered, its first attempt needs neither a read nor a claim. The caller offers it next (a kick).
+   */
+  handOver(entry: Deno.KvEntry<Delivery>) {
+    if (!this.#stopped) this.#handedOver.set(entry.value.id, entry);
+  }
 
   /** Attempts the delivery if it is due; resolves once this process is done with it (attempted or not). */
   offer(id: string): Promise<void> {
@@ -84,6 +94,7 @@ export class RelayPool {
   /** Takes nothing new and lets queued and parked ids go (they stay due); running attempts finish. */
   stop() {
     this.#stopped = true;
+    this.#handedOver.clear();
     for (const id of this.#queue.slice(this.#head)) this.#finish(id);
     this.#queue = [];
     this.#head = 0;
@@ -109,10 +120,15 @@ export class RelayPool {
     this.#inFlight++;
     let slot = held;
     try {
-      const entry = await getDeliveryEntryShared(this.ctx.kv, id);
-      if (this.#stopped || !isDeliveryDue(entry.value, this.ctx.now())) return this.#finish(id);
+      // Handed over with a lease that still covers an attempt: ours to send as it is. Otherwise (it waited
+      // parked too long) it is read and claimed like any other, once its lease ran out.
+      const handed = this.#handedOver.get(id);
+      const ours = handed && leaseCoversAttempt(this.ctx, handed.value, this.ctx.now()) ? handed : null;
+      const entry = ours ?? await getDeliveryEntryShared(this.ctx.kv, id);
+      const delivery = ours ? ours.value : isDeliveryDue(entry.value, this.ctx.now()) ? entry.value : null;
+      if (this.#stopped || !delivery) return this.#finish(id);
       if (!slot) {
-        const origin = destinationOf(entry.value);
+        const origin = destinationOf(delivery);
         let destination = this.#destinations.get(origin);
         if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
         if (destination.active >= this.limits.perDestination) {
@@ -124,7 +140,8 @@ export class RelayPool {
         destination.active++;
         slot = { origin, destination };
       }
-      await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
+      if (ours) await attemptClaimed(this.ctx, ours);
+      else await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
       this.#finish(id);
     } catch (err) {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
@@ -149,6 +166,7 @@ export class RelayPool {
   }
 
   #finish(id: string) {
+    this.#handedOver.delete(id);
     const known = this.#known.get(id);
     this.#known.delete(id);
     known?.resolve();

@@ -1,6 +1,6 @@
 import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
-import { base64url, randomBytes } from "../ids.ts";
+import { randomBytes, sequentialId } from "../ids.ts";
 import { constantTimeEqual, hmacSha256Base64 } from "../crypto.ts";
 
 /**
@@ -45,9 +45,12 @@ export function publicKeyOf(privateKey: string): string {
   return PUBLIC_PREFIX + Buffer.from(spki).subarray(SPKI_ED25519.length).toString("base64");
 }
 
-/** A new message id, stable across every retry of one postback. */
-export function newMessageId(): string {
-  return "msg_" + base64url(randomBytes(16));
+/**
+ * A new message id, stable across every retry of one postback. Time first (sequentialId): the delivery record
+ * and its attempts are keyed by it, so postbacks made together are written to the same pages of the store.
+ */
+export function newMessageId(now = Date.now()): string {
+  return sequentialId("msg", now);
 }
 
 function secretBytes(secret: string): Uint8Array<ArrayBuffer> {
