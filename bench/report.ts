@@ -346,7 +346,9 @@ to it, which cancels out the machine and the load generator.
   (refund record, reservation, job and activity entry in one commit, shared with concurrent refunds) before the
   provider call, then the payment's move to \`partially_refunded\` with the refund's own state, its counters and the
   provider call's operation-log entry in a second shared commit. The refund's timeline entries are made from its
-  record when shown, so the payment's event list stores no copy of them.
+  record when shown, so the payment's event list stores no copy of them. Without a shop id the app's payments have ids
+  it made (\`sequentialId\`, time first), and they were made within seconds of each other, so their records sit on
+  few pages of the store: refunds of payments made far apart would write more pages.
 
 ## The delivery measurements
 
@@ -381,24 +383,35 @@ ${WHAT_MOVED}`;
  */
 const WHAT_MOVED = `## What moved the numbers (2026-11-28)
 
-- **Relay pool** (\`lib/relay/pool.ts\`): every attempt of a process goes through one pool (128 in flight, 32 per
-  destination) instead of sweep batches of 32, claims and outcomes share commits (group commit), and the delivery and
-  its shop are read through the group reader. A 10,000-postback drain alone went from 728 to 1,100-1,500 postbacks/s
-  (1,512 with \`JOBS_QUEUE=off\`: the queue's own writes and reads cost about a quarter), peak RSS 177 → 192 MB.
-  Letting a sweep hand the pool 4,000 postbacks at once instead of 256 held 430 MB and went no faster.
-- **Slow shop**: with sweep batches of 32, a backlog to a shop answering after 2 s held up another shop's postbacks
-  for the whole 2 s; with a share per destination they arrive at once (\`tests/relay_test.ts\`).
-- **Refunds**: one read per try instead of three, the provider call's log entry in the settlement's commit instead of
-  a commit of its own, the refund's timeline entries made from its record (not stored twice), no \`status_changed\`
-  for a second partial refund: 0.25-0.37 × floor before, 0.38-0.58 × after. About half of a refund's CPU is now the
-  store's own thread (two commits of about 15 keys in all, against the floor's one key).
-- **Bench hygiene**: the invoice phase runs last (its open invoices are polled at the chain under every later phase),
-  and the payments the init rounds leave pending are first re-checked after the run (\`PAYMENT_CHECK_SCHEDULE\`); with
-  both running under later phases, refunds measured 0.28 and the drain 515/s.
-- **Still short**: at 500 webhooks a second the app's main thread is saturated (about 300/s end to end on these 2
-  cores, with the sandbox and the shop), so the backlog's latency and memory grow; the webhook → postback p99 at
-  100/s is 35-60 ms against 25; init-payment is 0.6-0.8 × its floor against 0.9. The drain is about level with the
-  peer, whose own rate varied from 1,200 to 1,900 postbacks/s between runs on this machine.
+Two findings about Deno KV on SQLite carried most of this: a connection runs its reads and its commits one after
+another on one database thread, so under load every read waited behind the commits in flight (about 6 ms per read at
+800 refunds a second); and a commit costs about one page write per random key (its record on a page of its own), where
+keys written in time order share pages.
+
+- **Reads beside the commits** (\`lib/db/kv.ts\`): a KV file is opened twice and every read goes through the second
+  connection, which still sees every commit that finished before the read (SQLite's WAL). Refunds 0.41 → 0.45 ×,
+  init-payment 0.69 → 0.77 × in single-phase runs; webhook → postback at 500/s from a p50 of 2.7 s to about 60 ms.
+- **Ids that start with their millisecond** (\`sequentialId\`): new payments, refunds, invoices and postbacks that
+  we name ourselves are written to the same few pages instead of a page each. Refunds 0.45 → 0.7-0.77 ×; the drain went
+  from about the peer's rate to 1.3-1.5 × it.
+- **Invoices**: no read before the commit (its uniqueness check finds a retry), new addresses from the chain service
+  asked for ahead of need, kept in memory and stored by the invoice that takes them (no commit of free markers, no
+  waiting for a refill), and the timeline's \`created\` entry made from the record: 0.30-0.45 × → 0.7-0.85 ×.
+- **Webhook → postback**: one read for "seen before?" and the payment (the move reuses it), the status call's log
+  entry in the move's commit, and the postback born leased to the process that commits it, which sends it without a
+  read or a claim commit: two commits per postback instead of four. p99 at 100/s 36-43 → 24-31 ms, at 500/s about 100
+  ms.
+- **Earlier the same day**: the relay pool (128 in flight, 32 per destination, no sweep batches), grouped claims and
+  outcomes, refunds with one read per try and the provider call's log entry in the settlement commit, and the bench's
+  invoice phase moved last.
+- **Still short**: init-payment is 0.7-0.77 × its floor against 0.9 (its commit still writes about ten keys: the
+  payment under a key derived from the shop's id, two listing indexes, activity, counters, the status check's due key
+  and the operation log's three keys and activity entry); the webhook → postback p99 is 25-31 ms at 100/s against 25,
+  and 64-117 ms at 500/s against 100 (at 500/s the two cores are nearly full with the sandbox, the shop and the load
+  generator); the load phase's peak RSS is 220-240 MB against 200 (V8's heap is 50-80 MB of it, most of the rest is
+  native: SQLite's page cache per connection grows with the file). Hono falls back from its RegExpRouter to its
+  TrieRouter for the whole app (it refuses a static path beside a parameter at the same level, such as
+  \`/docs/api-reference\` and \`/docs/:slug\`), about 5 % of the main thread on the webhook path.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
