@@ -94,7 +94,7 @@ export async function createServer(
     : undefined;
   const providers = new ProviderRegistry(
     kv,
-    { account: defaultAccount, adapter: adapterFor(credentials, { timeoutMs: config.providerTimeoutMs }) },
+    { account: defaultAccount, adapter: await adapterFor(credentials, { timeoutMs: config.providerTimeoutMs }) },
     { timeoutMs: config.providerTimeoutMs, now: () => Date.now(), metrics },
   );
 

@@ -70,7 +70,9 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
     if (group.length > 1) {
       try {
         const op = this.kv.atomic();
-        for (const w of group) this.opts.addOps(op, w.item);
+        const sums = new SummedCounters(op);
+        for (const w of group) this.opts.addOps(sums.op, w.item);
+        sums.addTo(op);
         const res = await op.commit();
         if (res.ok) {
           for (const w of group) w.resolve(res.versionstamp);
@@ -90,5 +92,45 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
         w.reject(err);
       }
     }));
+  }
+}
+
+/**
+ * Counters (`sum` mutations) of a group's writes, added up per key before
+ * they reach the store: writes of one shop and day bump the same counters,
+ * and one mutation per key costs the store less than one per write. `op` is
+ * the operation as the writes see it; everything but `sum` goes straight
+ * through.
+ */
+class SummedCounters {
+  readonly #totals = new Map<string, { key: Deno.KvKey; n: bigint }>();
+  readonly op: Deno.AtomicOperation;
+
+  constructor(target: Deno.AtomicOperation) {
+    const totals = this.#totals;
+    // AtomicOperation keeps its state in private fields: every other method runs on the real operation.
+    const op: Deno.AtomicOperation = {
+      check: (...checks) => (target.check(...checks), op),
+      set: (key, value, options) => (target.set(key, value, options), op),
+      delete: (key) => (target.delete(key), op),
+      min: (key, n) => (target.min(key, n), op),
+      max: (key, n) => (target.max(key, n), op),
+      enqueue: (value, options) => (target.enqueue(value, options), op),
+      mutate: (...mutations) => (target.mutate(...mutations), op),
+      commit: () => target.commit(),
+      sum: (key, n) => {
+        const id = JSON.stringify(key);
+        const t = totals.get(id);
+        if (t) t.n += BigInt(n);
+        else totals.set(id, { key, n: BigInt(n) });
+        return op;
+      },
+    };
+    this.op = op;
+  }
+
+  /** Adds one `sum` per counter key (wrapping at 2^64 as KV's own sums do). */
+  addTo(op: Deno.AtomicOperation) {
+    for (const { key, n } of this.#totals.values()) op.sum(key, BigInt.asUintN(64, n));
   }
 }

@@ -98,3 +98,32 @@ Deno.test("[group commit] two fresh writes of one id queued behind a busy commit
     kv.close();
   }
 });
+
+Deno.test("[group commit] counters bumped by a group's writes reach the store as one sum per key, with the same totals", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // Count the sum mutations the store is sent.
+    let sums = 0;
+    const atomic = kv.atomic.bind(kv);
+    kv.atomic = () => {
+      const op = atomic();
+      const sum = op.sum.bind(op);
+      op.sum = (key, n) => (sums++, sum(key, n));
+      return op;
+    };
+    const writer = new GroupCommitter<Item>(kv, {
+      addOps: (op, item) =>
+        op.set(["k", item.id], item.value).sum(["count"], 1n).sum(["length"], BigInt(item.value.length)),
+      identity: (item) => item.id,
+      maxGroup: 32,
+    });
+    const items = Array.from({ length: 20 }, (_, i) => ({ id: `w${i}`, value: "x".repeat(i) }));
+    assert.deepEqual(await Promise.all(items.map((item) => writer.commit(item))), items.map(() => true));
+    assert.equal((await kv.get<Deno.KvU64>(["count"])).value?.value, 20n);
+    assert.equal((await kv.get<Deno.KvU64>(["length"])).value?.value, 190n);
+    // The first write goes alone (nothing in flight yet); the other 19 share one commit: 2 + 2 sums, not 40.
+    assert.ok(sums < 2 * items.length, `${sums} sum mutations for ${items.length} writes`);
+  } finally {
+    kv.close();
+  }
+});

@@ -2,7 +2,6 @@ import type { AccountCredentials, ProviderAccount } from "../accounts/types.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { getAccountWithCredentials } from "../db/accounts.ts";
 import { BanskyProvider } from "./bansky.ts";
-import { StripeProvider } from "./stripe.ts";
 import type { PaymentProvider } from "./types.ts";
 import { LoggedProvider } from "./logged.ts";
 import type { Metrics } from "../metrics.ts";
@@ -26,12 +25,18 @@ export interface PaymentScope {
 }
 
 /** Turns an account's credentials into the adapter for its provider. */
-export function adapterFor(credentials: AccountCredentials, opts: { timeoutMs: number }): PaymentProvider {
+export async function adapterFor(
+  credentials: AccountCredentials,
+  opts: { timeoutMs: number },
+): Promise<PaymentProvider> {
   switch (credentials.provider) {
     case "bansky":
       return new BanskyProvider({ ...credentials, timeoutMs: opts.timeoutMs });
-    case "stripe":
+    case "stripe": {
+      // Stripe's SDK (about 10 MB of a process's memory) is loaded once an account needs it, not by every process.
+      const { StripeProvider } = await import("./stripe.ts");
       return new StripeProvider({ ...credentials, timeoutMs: opts.timeoutMs });
+    }
   }
 }
 
@@ -59,8 +64,8 @@ export class ProviderRegistry {
     const now = this.opts.now();
     const hit = this.cache.get(id);
     if (hit && hit.until > now) return hit.value;
-    const value = getAccountWithCredentials(this.kv, id).then((found) =>
-      found && { account: found.account, adapter: adapterFor(found.credentials, this.opts) }
+    const value = getAccountWithCredentials(this.kv, id).then(async (found) =>
+      found && { account: found.account, adapter: await adapterFor(found.credentials, this.opts) }
     );
     // A failed read is not remembered.
     value.catch(() => this.cache.delete(id));
