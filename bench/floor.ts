@@ -9,7 +9,7 @@
  *                              endpoint + one atomic commit of the refund. The provider reference comes from
  *                              memory (kept when the floor created the payment), so not even a read.
  *   POST /api/v1/invoices      bare Deno.serve + one atomic commit of the invoice (no address service call: the
- *                              app's pool hands out a stored address for most invoices).
+ *                              app asks for addresses in batches ahead of need, off the request's path).
  *
  * No routing library, no middleware, no auth, no validation, no logging. It
  * stores the same kind of record the app does (the request plus the

@@ -72,10 +72,15 @@ export class JobRunner {
    */
   kick = (msg: JobMessage, delayMs = 0): void => {
     if (this.stopped || delayMs > MAX_KICK_DELAY_MS) return;
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
+    const start = () => {
       const p = this.run(msg).finally(() => this.inFlight.delete(p));
       this.inFlight.add(p);
+    };
+    // Due now (a postback after its commit): right after the caller's code, not a timer tick later.
+    if (delayMs <= 0) return queueMicrotask(() => this.stopped || start());
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      start();
     }, delayMs);
     this.timers.add(timer);
   };
