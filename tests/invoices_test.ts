@@ -433,3 +433,39 @@ Deno.test("[invoices] next to a real provider without CHAIN_* settings, invoices
     await app.close();
   }
 });
+
+Deno.test("[invoices] invoices at once with one free address: one takes it, the others get new ones", async () => {
+  // A KV file, as deployed: reads (the list of free addresses) do not wait for the commit taking the address.
+  const dir = await Deno.makeTempDir({ prefix: "aimbrella-one-free-" });
+  const app = await startTestApp({ kvPath: `${dir}/kv.sqlite3`, env: { RATE_LIMIT_PER_MINUTE: "10000" } });
+  try {
+    const first = await createTestInvoice(app);
+    assert.equal((await cancelInvoiceCall(app, first.id)).status, 200);
+    const results = await Promise.all(Array.from({ length: 8 }, () => callCreateInvoice(app, invoiceBody())));
+    for (const r of results) assert.equal(r.status, 201, JSON.stringify(r.body));
+    const addresses = results.map((r) => r.body.invoice.address);
+    assert.equal(new Set(addresses).size, addresses.length);
+    assert.ok(addresses.includes(first.address), "the free address is reused");
+  } finally {
+    await app.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[invoices] a retry of a stored invoice answers it even when its own try fails early", async () => {
+  const app = await startTestApp({ resolve: () => Promise.resolve(["93.184.216.34"]) });
+  try {
+    const body = invoiceBody({ id: `retry-${crypto.randomUUID()}`, postbackUrl: "https://shop.example/hooks" });
+    const created = await callCreateInvoice(app, body);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    // The shop's postback host no longer resolves: a new invoice is refused, the stored one is still answered.
+    app.server.ctx.resolve = () => Promise.resolve([]);
+    assert.equal((await callCreateInvoice(app, { ...body, id: `other-${crypto.randomUUID()}` })).status, 400);
+    const retry = await callCreateInvoice(app, body);
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal(retry.body.invoice.id, created.body.invoice.id);
+    assert.equal(retry.body.invoice.address, created.body.invoice.address);
+  } finally {
+    await app.close();
+  }
+});

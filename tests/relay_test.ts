@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
-import { addDeliveryOps } from "../lib/db/deliveries.ts";
+import { addDeliveryOps, getDeliveryEntry, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { firstAttemptLease } from "../lib/relay/deliver.ts";
-import { RelayPool } from "../lib/relay/pool.ts";
+import { RelayPool, relayPool } from "../lib/relay/pool.ts";
 import {
   buyerSettles,
   callInit,
@@ -304,6 +304,37 @@ Deno.test("[relay] a new postback is born leased to the process that commits it,
     await app.server.runner.sweep();
     await waitFor("the orphan", () => (shop.received.length === 2 ? true : undefined));
     assert.equal(shop.received[1].headers.get("webhook-id"), orphan.id);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a postback handed over with a lease that no longer covers an attempt is claimed again and sent once", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const now = ctx.now();
+    // As if it waited in the pool: its first lease has 1 s left, less than an attempt's time with its margin.
+    const d = newDelivery({
+      paymentId: "pay_waited",
+      shopId: app.shop.id,
+      url: shop.url,
+      eventType: "payment.succeeded",
+      body: JSON.stringify({ waited: true }),
+      now,
+      leaseUntil: now + 1_000,
+    });
+    const op = app.kv.atomic();
+    addDeliveryOps(op, d, { queue: false, now });
+    const res = await op.commit();
+    assert.ok(res.ok);
+    relayPool(ctx).handOver(storedDelivery(d, res.versionstamp));
+    ctx.kick({ kind: "postback", id: d.id });
+    await waitFor("the postback", () => (shop.received.length === 1 ? true : undefined), 3_000);
+    assert.equal(shop.received[0].headers.get("webhook-id"), d.id);
+    await waitFor(
+      "its outcome",
+      async () => ((await getDeliveryEntry(app.kv, d.id)).value?.status === "delivered" || undefined),
+    );
   });
   await shop.close();
 });

@@ -5,16 +5,19 @@
  */
 export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   if (path === undefined || path === ":memory:" || /^https?:\/\//.test(path)) return await Deno.openKv(path);
-  let kv: Deno.Kv;
+  let kv: Deno.Kv | undefined;
+  let reader: Deno.Kv;
   try {
     const dir = path.replace(/[/\\][^/\\]*$/, "");
     if (dir && dir !== path) await Deno.mkdir(dir, { recursive: true });
     kv = await Deno.openKv(path);
+    reader = await Deno.openKv(path);
   } catch (err) {
+    kv?.close();
     throw new KvFileError(path, err);
   }
   // Another process may write to the same file (several app processes, the operator CLI).
-  return readThroughSecondConnection(retryWritesOnLock(kv), await Deno.openKv(path));
+  return readThroughSecondConnection(retryWritesOnLock(kv), reader);
 }
 
 /**

@@ -10,7 +10,7 @@ import { normalizePostbackUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { parseDecimalAmount } from "./amounts.ts";
 import { type Coin, findCoinOption } from "./coins.ts";
-import { createInvoiceSchema } from "./schema.ts";
+import { type CreateInvoiceInput, createInvoiceSchema } from "./schema.ts";
 import type { Invoice } from "./types.ts";
 import { type InvoiceView, invoiceView } from "./view.ts";
 
@@ -58,9 +58,35 @@ export async function createInvoice(
     ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value)
     : sequentialId("inv", opts.now ?? ctx.now());
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
+  try {
+    return await storeNewInvoice(ctx, shop, body, {
+      id,
+      idempotencyKey,
+      requestHash,
+      named: name !== null,
+      now: opts.now,
+    });
+  } catch (err) {
+    // A retry of an invoice stored before answers it even when its own try failed early (its postback URL no
+    // longer resolves, the address service is down): nothing is read before the write, so look now.
+    const existing = name && !(err instanceof IdempotencyMismatchError) ? await getInvoice(ctx.kv, id) : null;
+    if (existing) return { invoice: view(replay(existing, requestHash)), created: false };
+    throw err;
+  }
+}
+
+/** Validates what needs the store or the network, picks an address and stores the invoice (see createInvoice). */
+async function storeNewInvoice(
+  ctx: AppContext,
+  shop: Shop,
+  body: CreateInvoiceInput,
+  req: { id: string; idempotencyKey: string | null; requestHash: string; named: boolean; now?: number },
+): Promise<{ invoice: InvoiceView; created: boolean }> {
+  const { id, idempotencyKey, requestHash } = req;
+  const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
   const option = findCoinOption(body.coin, body.network)!;
   const postbackUrl = await checkPostbackUrl(ctx, shop, body.postbackUrl ?? shop.defaultPostbackUrl);
-  const now = opts.now ?? ctx.now();
+  const now = req.now ?? ctx.now();
   const expiresAt = now + (body.expiresIn !== undefined ? body.expiresIn * 1000 : ctx.config.invoiceTtlMs);
   const base: Omit<Invoice, "address"> = {
     id,
@@ -94,17 +120,18 @@ export async function createInvoice(
     const invoice: Invoice = { ...base, address: picked.address };
     let stored = false;
     try {
-      stored = await insertInvoice(ctx.kv, {
-        invoice,
-        pick: picked.pick,
-        jobs: { queue: ctx.config.jobsQueue, now },
-      });
-    } finally {
+      stored = await insertInvoice(ctx.kv, { invoice, pick: picked.pick, jobs: { queue: ctx.config.jobsQueue, now } });
+    } catch (err) {
       picked.done();
+      throw err;
     }
-    if (stored) return { invoice: view(invoice), created: true };
-    // A copy of this request stored it first: answer that one.
-    const winner = name ? await getInvoice(ctx.kv, id) : null;
+    if (stored) {
+      picked.done();
+      return { invoice: view(invoice), created: true };
+    }
+    // A copy of this request stored it first: answer that one (the address played no part: it goes back).
+    const winner = req.named ? await getInvoice(ctx.kv, id) : null;
+    picked.done(winner !== null);
     if (winner) return { invoice: view(replay(winner, requestHash)), created: false };
     // Another invoice took the free address we read: try again with what is free now.
   }

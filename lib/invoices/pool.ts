@@ -65,11 +65,15 @@ function cacheFor(kv: Deno.Kv, shopId: string, network: Network): PoolCache {
   return cache;
 }
 
-/** An address pick and what to call once its write settled (frees it for this process's other requests). */
+/** An address pick and what to call once its write settled. */
 export interface Pick {
   pick: AddressPick;
   address: string;
-  done(): void;
+  /**
+   * Frees the address for this process's other requests; `unused`: the write failed for a reason of its own (a
+   * copy of the request won), so the address goes back to be picked again.
+   */
+  done(unused?: boolean): void;
 }
 
 /**
@@ -84,6 +88,8 @@ export async function pickAddress(
   opts: { now: number; notifyUrl: string; fresh?: boolean },
 ): Promise<Pick> {
   const cache = cacheFor(ctx.kv, shopId, network);
+  // Free ones are listed at most once per pick: what a list finds may all be in this process's writes already.
+  let listed = false;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const entry = opts.fresh ? null : takeQueued(cache);
     if (entry) {
@@ -91,10 +97,14 @@ export async function pickAddress(
       return {
         pick: { kind: "free", free: entry },
         address: entry.value.address,
-        done: () => cache.inFlight.delete(entry.value.address),
+        done: (unused) => {
+          cache.inFlight.delete(entry.value.address);
+          if (unused) cache.queue.unshift(entry);
+        },
       };
     }
-    if (!opts.fresh && ctx.now() - cache.listedEmptyAt >= LIST_PAUSE_MS) {
+    if (!opts.fresh && !listed && ctx.now() - cache.listedEmptyAt >= LIST_PAUSE_MS) {
+      listed = true;
       cache.listing ??= listFreeAddresses(ctx.kv, shopId, network, LIST_BATCH)
         .then((entries) => enqueue(cache, entries, ctx.now()))
         .finally(() => (cache.listing = null));
@@ -119,7 +129,11 @@ export async function pickAddress(
         previousInvoiceId: null,
         uses: 0,
       };
-      return { pick: { kind: "new", address: record }, address, done: () => {} };
+      return {
+        pick: { kind: "new", address: record },
+        address,
+        done: (unused) => unused && cache.fresh.unshift(address),
+      };
     }
     const failed = await cache.refilling;
     if (failed) throw failed;

@@ -52,9 +52,15 @@ export function firstAttemptLease(ctx: AppContext, now: number): number {
   return now + leaseMs(ctx);
 }
 
-/** True while a lease held since `claimed` leaves a whole attempt's time, with its margin to commit the outcome. */
-export function leaseCoversAttempt(ctx: AppContext, claimed: Delivery, now: number): boolean {
-  return claimed.leaseUntil - now >= leaseMs(ctx) - LEASE_MARGIN_MS / 2;
+/**
+ * The first attempt at a delivery this process committed with its first lease (see RelayPool.handOver). While
+ * that lease still leaves a whole attempt's time with its margin (it waited at most a second in the pool), the
+ * attempt goes as it is; otherwise the lease is renewed first by a claim checked against the version this process
+ * stored, so a delivery another worker took after the lease ran out is never sent twice from here.
+ */
+export async function attemptHandedOver(ctx: AppContext, stored: Deno.KvEntry<Delivery>): Promise<void> {
+  if (stored.value.leaseUntil - ctx.now() >= leaseMs(ctx) - 1_000) return await attemptClaimed(ctx, stored);
+  await attemptDelivery(ctx, { ...stored, value: { ...stored.value, leaseUntil: 0 } });
 }
 
 /** Makes one attempt at a delivery this process holds the lease of, and records the result. */

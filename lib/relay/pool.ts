@@ -1,7 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { getDeliveryEntryShared, isDeliveryDue } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
-import { attemptClaimed, attemptDelivery, leaseCoversAttempt } from "./deliver.ts";
+import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
 import type { Delivery } from "./types.ts";
 
 export interface PoolLimits {
@@ -120,12 +120,10 @@ export class RelayPool {
     this.#inFlight++;
     let slot = held;
     try {
-      // Handed over with a lease that still covers an attempt: ours to send as it is. Otherwise (it waited
-      // parked too long) it is read and claimed like any other, once its lease ran out.
+      // Handed over by the commit that made it: ours, as stored, without a read.
       const handed = this.#handedOver.get(id);
-      const ours = handed && leaseCoversAttempt(this.ctx, handed.value, this.ctx.now()) ? handed : null;
-      const entry = ours ?? await getDeliveryEntryShared(this.ctx.kv, id);
-      const delivery = ours ? ours.value : isDeliveryDue(entry.value, this.ctx.now()) ? entry.value : null;
+      const entry = handed ?? await getDeliveryEntryShared(this.ctx.kv, id);
+      const delivery = handed ? handed.value : isDeliveryDue(entry.value, this.ctx.now()) ? entry.value : null;
       if (this.#stopped || !delivery) return this.#finish(id);
       if (!slot) {
         const origin = destinationOf(delivery);
@@ -140,7 +138,7 @@ export class RelayPool {
         destination.active++;
         slot = { origin, destination };
       }
-      if (ours) await attemptClaimed(this.ctx, ours);
+      if (handed) await attemptHandedOver(this.ctx, handed);
       else await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
       this.#finish(id);
     } catch (err) {
