@@ -29,6 +29,24 @@ async function deliveryOf(app: TestApp, paymentId: string) {
   return deliveries[0];
 }
 
+/** Stores a new delivery to `url` born leased until `leaseUntil`, as a payment's move does; answers it as stored. */
+async function storeLeasedDelivery(app: TestApp, url: string, now: number, leaseUntil: number) {
+  const delivery = newDelivery({
+    paymentId: `pay_leased_${crypto.randomUUID()}`,
+    shopId: app.shop.id,
+    url,
+    eventType: "payment.succeeded",
+    body: JSON.stringify({ leased: true }),
+    now,
+    leaseUntil,
+  });
+  const op = app.kv.atomic();
+  addDeliveryOps(op, delivery, { queue: false, now });
+  const res = await op.commit();
+  assert.ok(res.ok);
+  return { delivery, versionstamp: res.versionstamp };
+}
+
 async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
   const app = await startTestApp(opts);
   try {
@@ -285,18 +303,7 @@ Deno.test("[relay] a new postback is born leased to the process that commits it,
 
     // As if the process committing it died before its attempt: nobody was handed the delivery.
     const now = app.server.ctx.now();
-    const orphan = newDelivery({
-      paymentId: "pay_orphan",
-      shopId: app.shop.id,
-      url: shop.url,
-      eventType: "payment.succeeded",
-      body: JSON.stringify({ orphan: true }),
-      now,
-      leaseUntil: firstAttemptLease(app.server.ctx, now),
-    });
-    const op = app.kv.atomic();
-    addDeliveryOps(op, orphan, { queue: false, now });
-    assert.ok((await op.commit()).ok);
+    const { delivery: orphan } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(app.server.ctx, now));
     await app.server.runner.sweep();
     assert.equal(shop.received.length, 1, "leased: not sent yet");
     const leaseMs = orphan.leaseUntil - now;
@@ -314,20 +321,8 @@ Deno.test("[relay] a postback handed over with a lease that no longer covers an 
     const ctx = app.server.ctx;
     const now = ctx.now();
     // As if it waited in the pool: its first lease has 1 s left, less than an attempt's time with its margin.
-    const d = newDelivery({
-      paymentId: "pay_waited",
-      shopId: app.shop.id,
-      url: shop.url,
-      eventType: "payment.succeeded",
-      body: JSON.stringify({ waited: true }),
-      now,
-      leaseUntil: now + 1_000,
-    });
-    const op = app.kv.atomic();
-    addDeliveryOps(op, d, { queue: false, now });
-    const res = await op.commit();
-    assert.ok(res.ok);
-    relayPool(ctx).handOver(storedDelivery(d, res.versionstamp));
+    const { delivery: d, versionstamp } = await storeLeasedDelivery(app, shop.url, now, now + 1_000);
+    relayPool(ctx).handOver(storedDelivery(d, versionstamp));
     ctx.kick({ kind: "postback", id: d.id });
     await waitFor("the postback", () => (shop.received.length === 1 ? true : undefined), 3_000);
     assert.equal(shop.received[0].headers.get("webhook-id"), d.id);
