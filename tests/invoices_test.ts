@@ -469,3 +469,29 @@ Deno.test("[invoices] a retry of a stored invoice answers it even when its own t
     await app.close();
   }
 });
+
+Deno.test("[invoices] an address whose invoice lookups keep missing is refused for the minute; found ones never count", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
+  try {
+    const inv = await createTestInvoice(app);
+    // One minute's window for the whole test, wherever the clock stands.
+    const pinned = Date.now() - (Date.now() % 60_000) + 1_000;
+    app.server.ctx.now = () => pinned;
+    const status = (id: string) =>
+      fetch(`${app.baseUrl}/invoices/${id}/status`).then(async (r) => (await r.body?.cancel(), r.status));
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await status(inv.id), 200, "a buyer polling their invoice is never held back");
+    }
+    const unknown = "inv_" + "A".repeat(22);
+    for (let i = 0; i < 3; i++) assert.equal(await status(unknown), 404);
+    assert.equal(await status(unknown), 429);
+    assert.equal(await status(inv.id), 429, "refused whatever it asks for, until the minute is over");
+    for (const path of [`/invoices/${unknown}`, `/forms/form_${"A".repeat(22)}`]) {
+      const page = await fetch(app.baseUrl + path);
+      await page.body?.cancel();
+      assert.equal(page.status, 429, `${path}: one counter for the public pages`);
+    }
+  } finally {
+    await app.close();
+  }
+});

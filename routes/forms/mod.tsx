@@ -17,6 +17,7 @@ import { renderPage } from "../../components/html.tsx";
 import { MessagePage } from "../../components/message_page.tsx";
 import { BuyerFormPage } from "../../components/forms.tsx";
 import { clientAddress } from "../_client_address.ts";
+import { publicLookup } from "../_public_lookup.ts";
 import { allowFraming } from "../_headers.ts";
 
 const FORM = `/:id{${ID_PATTERNS.form}}` as const;
@@ -76,7 +77,7 @@ export function formPageRoutes(ctx: AppContext) {
     );
 
   app.get(FORM, async (c) => {
-    const target = await loadBuyerForm(ctx, c.req.param("id"));
+    const target = await publicLookup(ctx, c, () => loadBuyerForm(ctx, c.req.param("id")));
     // Only the shop's own sites may show its form in a frame; every other page keeps refusing frames.
     allowFraming(c, target.shop.embedOrigins ?? []);
     if (!target.open) return closed(c, target);

@@ -9,11 +9,13 @@ import { isInvoiceOpen } from "../../lib/invoices/status.ts";
 import type { Invoice } from "../../lib/invoices/types.ts";
 import { Page, renderPage } from "../../components/html.tsx";
 import { Island } from "../../components/island.tsx";
+import { publicLookup } from "../_public_lookup.ts";
 
 /**
  * The buyer's invoice page and its JSON status route. Reachable by the
- * invoice's id alone, which is 128 random bits (or an HMAC of the shop's own
- * id under our key), so nobody finds an invoice they were not given.
+ * invoice's id alone, which holds 84 random bits after its millisecond (or is
+ * an HMAC of the shop's own id under our key), so nobody finds an invoice they
+ * were not given; an address that keeps trying ids is refused (publicLookup).
  */
 export function invoicePageRoutes(ctx: AppContext) {
   const app = new Hono();
@@ -25,12 +27,12 @@ export function invoicePageRoutes(ctx: AppContext) {
   });
 
   app.get("/:id", async (c) => {
-    const inv = await findInvoice(ctx, c.req.param("id"));
+    const inv = await publicLookup(ctx, c, () => findInvoice(ctx, c.req.param("id")));
     return c.html(renderPage(<InvoicePage inv={inv} now={ctx.now()} />));
   });
 
   app.get("/:id/status", async (c) => {
-    const inv = await findInvoice(ctx, c.req.param("id"));
+    const inv = await publicLookup(ctx, c, () => findInvoice(ctx, c.req.param("id")));
     return c.json(buyerStatusView(inv, ctx.now()));
   });
   return app;
