@@ -208,6 +208,47 @@ Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{acco
   });
 });
 
+Deno.test("[webhooks] an event id is one account's: another account's webhook with the same id is not taken for a duplicate", async () => {
+  await withApp({ knobs: { dropWebhooks: true } }, async (app) => {
+    const a = await bansky(app, "orgA");
+    const b = await bansky(app, "orgB");
+    const other = await secondShop(app);
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    await setShopRouting(app.server.ctx, other.id, { rules: [], defaultAccountId: b.id }, { actor: "test" });
+    const payAt = async (key: string, merchant: keyof typeof MERCHANTS) => {
+      const init = await callInit(app, paymentBody(), { key });
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      const p = (await getPayment(app.kv, init.body.id))!;
+      await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${MERCHANTS[merchant].apiToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ outcome: "paid" }),
+      }).then((r) => r.body?.cancel());
+      return p;
+    };
+    const send = (account: ProviderAccount, merchant: keyof typeof MERCHANTS, p: Payment) => {
+      // Both accounts' providers happen to use the same event id.
+      const text = JSON.stringify({ eventId: "evt_same", ref: p.providerRef, status: "paid" });
+      return fetch(`${app.baseUrl}/api/payment-verify/${account.id}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "bansky-signature": signBanskyWebhook(MERCHANTS[merchant].webhookSecret, Math.floor(Date.now() / 1000), text),
+        },
+        body: text,
+      }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    };
+    const pa = await payAt(app.shop.apiKey, "orgA");
+    const pb = await payAt(other.apiKey, "orgB");
+    assert.equal((await send(a, "orgA", pa)).body.outcome, "applied");
+    assert.equal((await send(a, "orgA", pa)).body.outcome, "duplicate", "the same account's again");
+    const second = await send(b, "orgB", pb);
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    assert.equal(second.body.outcome, "applied");
+    assert.equal((await getPayment(app.kv, pb.id))?.status, "succeeded");
+  });
+});
+
 Deno.test("[accounts] payments stored before accounts existed use the default account for webhooks and refunds", async () => {
   await withApp({}, async (app) => {
     const init = await callInit(app, paymentBody());

@@ -50,7 +50,11 @@ export function addDerivedEventOps(op: Deno.AtomicOperation, paymentId: string, 
   addActivityOps(op, { kind: "event", paymentId, shopId, eventSeq: sortableId(), event });
 }
 
-const webhookSeenKey = (provider: string, eventId: string) => ["webhook_events_seen", provider, eventId] as const;
+/**
+ * A provider's event id is unique within the account that sent it, not across accounts: the key is the account's,
+ * so one account's webhooks (whoever holds its secret) can never mark another's as already seen.
+ */
+const webhookSeenKey = (accountId: string, eventId: string) => ["webhook_events_seen", accountId, eventId] as const;
 
 /**
  * Stores a new payment (already known to the provider) with its indexes,
@@ -194,8 +198,8 @@ function addMoveOps(op: Deno.AtomicOperation, { entry, next, move }: Move) {
   if (move.audit) addAuditOps(op, move.audit);
   move.extraOps?.(op);
   if (move.webhookEventId) {
-    op.check({ key: webhookSeenKey(next.provider, move.webhookEventId), versionstamp: null })
-      .set(webhookSeenKey(next.provider, move.webhookEventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
+    const seen = webhookSeenKey(next.accountId ?? DEFAULT_ACCOUNT_ID, move.webhookEventId);
+    op.check({ key: seen, versionstamp: null }).set(seen, true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
   }
 }
 
@@ -240,19 +244,19 @@ export async function listLatePayments(kv: Deno.Kv, opts: { shopId?: string; lim
   return payments.filter((p) => !opts.shopId || p.shopId === opts.shopId).slice(0, opts.limit);
 }
 
-export async function isWebhookEventSeen(kv: Deno.Kv, provider: string, eventId: string): Promise<boolean> {
-  return (await kv.get(webhookSeenKey(provider, eventId))).versionstamp !== null;
+export async function isWebhookEventSeen(kv: Deno.Kv, accountId: string, eventId: string): Promise<boolean> {
+  return (await kv.get(webhookSeenKey(accountId, eventId))).versionstamp !== null;
 }
 
 /** Whether a webhook was handled before, and its payment as read (with its version), in one read. */
 export async function getWebhookTarget(
   kv: Deno.Kv,
-  provider: string,
+  accountId: string,
   eventId: string,
   paymentId: string,
 ): Promise<{ seen: boolean; payment: Deno.KvEntryMaybe<Payment> }> {
   const [seen, payment] = await kv.getMany<[boolean, Payment]>([
-    webhookSeenKey(provider, eventId),
+    webhookSeenKey(accountId, eventId),
     paymentKey(paymentId),
   ]);
   return { seen: seen.versionstamp !== null, payment };
@@ -261,18 +265,18 @@ export async function getWebhookTarget(
 /** Records that a webhook was handled without changing the payment (duplicates, stale news). */
 export async function markWebhookEventSeen(
   kv: Deno.Kv,
-  provider: string,
+  accountId: string,
   eventId: string,
   payment: Payment,
   event: PaymentEvent,
 ) {
-  const op = kv.atomic().set(webhookSeenKey(provider, eventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
+  const op = kv.atomic().set(webhookSeenKey(accountId, eventId), true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
   addEventOps(op, payment.id, payment.shopId, event);
   await op.commit();
 }
 
-const webhookUnconfirmedKey = (provider: string, eventId: string) =>
-  ["webhook_events_unconfirmed", provider, eventId] as const;
+const webhookUnconfirmedKey = (accountId: string, eventId: string) =>
+  ["webhook_events_unconfirmed", accountId, eventId] as const;
 
 /**
  * Records, once per event id, a webhook whose claim the provider does not
@@ -281,12 +285,12 @@ const webhookUnconfirmedKey = (provider: string, eventId: string) =>
  */
 export async function recordUnconfirmedWebhook(
   kv: Deno.Kv,
-  provider: string,
+  accountId: string,
   eventId: string,
   payment: Payment,
   event: PaymentEvent,
 ) {
-  const key = webhookUnconfirmedKey(provider, eventId);
+  const key = webhookUnconfirmedKey(accountId, eventId);
   const op = kv.atomic().check({ key, versionstamp: null }).set(key, true, { expireIn: WEBHOOK_DEDUP_TTL_MS });
   addEventOps(op, payment.id, payment.shopId, event);
   await op.commit();

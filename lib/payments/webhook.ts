@@ -53,16 +53,15 @@ export async function handleProviderWebhook(
   // Refund news settles a refund (which moves its payment); refunds keep no webhook ids, their status is the guard.
   if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice, accountId);
   if (notice.kind === "ignored") return "unchanged";
-  const provider = account.account.provider;
   // Our id when the provider echoes it, else the account's index of its references.
   const paymentId = notice.paymentId ?? await getPaymentIdByProviderRef(ctx.kv, accountId, notice.ref);
   if (!paymentId) {
-    if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate";
+    if (await isWebhookEventSeen(ctx.kv, accountId, notice.eventId)) return "duplicate";
     // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
     throw new NotFoundError("Unknown payment.");
   }
   // One read for both: handled before, and the payment (its version saves the move a read of its own).
-  const target = await getWebhookTarget(ctx.kv, provider, notice.eventId, paymentId);
+  const target = await getWebhookTarget(ctx.kv, accountId, notice.eventId, paymentId);
   if (target.seen) return "duplicate";
   const payment = target.payment.value;
   if (!payment) throw new NotFoundError("Unknown payment.");
@@ -90,7 +89,7 @@ export async function handleProviderWebhook(
       extraOps: (op) => operations.forEach((e) => addOperationOps(op, e)),
     }).catch(async (err) => {
       // A copy of this webhook handled concurrently moved the payment first.
-      if (err instanceof ConflictError && await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return null;
+      if (err instanceof ConflictError && await isWebhookEventSeen(ctx.kv, accountId, notice.eventId)) return null;
       throw err;
     });
   } finally {
@@ -104,7 +103,7 @@ export async function handleProviderWebhook(
     // The webhook brings news the provider's status API does not show yet. Marking it seen would
     // drop the provider's retry as a duplicate, so refuse it for now: the retry will find it confirmed.
     // The timeline records the claim once, however often the provider (or a replay) sends it again.
-    await recordUnconfirmedWebhook(ctx.kv, provider, notice.eventId, p, because);
+    await recordUnconfirmedWebhook(ctx.kv, accountId, notice.eventId, p, because);
     throw new AppError(
       409,
       "status_not_confirmed",
@@ -113,9 +112,9 @@ export async function handleProviderWebhook(
       { "retry-after": "30" },
     );
   }
-  if (await isWebhookEventSeen(ctx.kv, provider, notice.eventId)) return "duplicate"; // a copy got here first
+  if (await isWebhookEventSeen(ctx.kv, accountId, notice.eventId)) return "duplicate"; // a copy got here first
   // Old news (a stale "pending", a payment already settled): recorded, and never handled again.
-  await markWebhookEventSeen(ctx.kv, provider, notice.eventId, p, because);
+  await markWebhookEventSeen(ctx.kv, accountId, notice.eventId, p, because);
   return "unchanged";
 }
 
