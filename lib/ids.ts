@@ -18,6 +18,7 @@ export function randomId(prefix: string): string {
 const ORDERED_64 = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
 const ORDERED_TIME_CHARS = 8;
 const ORDERED_RANDOM_CHARS = 14;
+const FIRST_TIME_DIGIT = ORDERED_64.indexOf("A");
 
 /**
  * An unguessable public id whose KV keys land next to each other: prefix +
@@ -29,7 +30,11 @@ const ORDERED_RANDOM_CHARS = 14;
  */
 export function sequentialId(prefix: string, now = Date.now()): string {
   let time = "";
-  for (let i = 0, ms = now; i < ORDERED_TIME_CHARS; i++, ms = Math.floor(ms / 64)) time = ORDERED_64[ms % 64] + time;
+  let ms = now;
+  for (let i = 1; i < ORDERED_TIME_CHARS; i++, ms = Math.floor(ms / 64)) time = ORDERED_64[ms % 64] + time;
+  // The top digit is 0 until the year 2109: shifted to a letter, ids do not start with "-" (a double-click selects
+  // the whole id) and still sort in time order, until the year 9270 (the digit stops growing there).
+  time = ORDERED_64[Math.min(ms + FIRST_TIME_DIGIT, ORDERED_64.length - 1)] + time;
   let rest = "";
   for (const b of randomBytes(ORDERED_RANDOM_CHARS)) rest += ORDERED_64[b & 63];
   return `${prefix}_${time}${rest}`;

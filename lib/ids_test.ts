@@ -36,6 +36,7 @@ Deno.test("[ids] sequentialId has randomId's shape, sorts by its millisecond, an
   const ids = [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_063, 1_700_000_000_064, 1_800_000_000_000]
     .map((ms) => sequentialId("re", ms));
   for (const id of ids) assert.ok(hasIdShape("refund", id), id);
+  for (const id of ids) assert.match(id, /^re_[A-Za-z]/, "starts with a letter");
   assert.ok(hasIdShape("refund", randomId("re")));
   assert.deepEqual([...ids].sort(), ids);
   const same = Array.from({ length: 100 }, () => sequentialId("pay", 1_700_000_000_000));
