@@ -3,7 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import type { Shop } from "../../lib/db/shops.ts";
 import { createShopForm, disableForm, formUrl, listForms } from "../../lib/forms/mod.ts";
 import { formView } from "../../lib/forms/view.ts";
-import { readJson } from "./v1.ts";
+import { readJson } from "../_read_json.ts";
 
 /** The shop's forms API under /api/v1/forms; the shop's key is checked by the v1 app around it. */
 export function formApiRoutes(ctx: AppContext) {

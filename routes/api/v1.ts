@@ -2,9 +2,9 @@ import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { authenticateShop } from "../../lib/auth/api_keys.ts";
 import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
-import { AppError, UnauthorizedError, ValidationError } from "../../lib/errors.ts";
+import { UnauthorizedError, ValidationError } from "../../lib/errors.ts";
 import { clientAddress } from "../_client_address.ts";
-import { parseStrictJson } from "../../lib/json_body.ts";
+import { readJson } from "../_read_json.ts";
 import { initPayment } from "../../lib/payments/init.ts";
 import { cancelPayment } from "../../lib/payments/cancel.ts";
 import { createShopRefund } from "../../lib/refunds/create.ts";
@@ -49,7 +49,7 @@ export function apiV1Routes(ctx: AppContext) {
     await next();
   });
 
-  app.route("/checkout", checkoutApiRoutes(ctx, readJson));
+  app.route("/checkout", checkoutApiRoutes(ctx));
 
   // The body is already read and bounded (MAX_API_BODY_BYTES) by the app's body limit.
   app.post("/init-payment", async (c) => {
@@ -122,17 +122,4 @@ export function apiV1Routes(ctx: AppContext) {
   });
 
   return app;
-}
-
-/** Reads a JSON object body: 415 unless it is JSON, 400 unless it parses strictly. */
-export async function readJson(req: Request): Promise<unknown> {
-  const type = req.headers.get("content-type") ?? "";
-  if (!/^application\/json\s*(;|$)/i.test(type)) {
-    throw new AppError(415, "unsupported_media_type", "Send the body as application/json.");
-  }
-  const value = parseStrictJson(await req.text());
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ValidationError("The body must be a JSON object.");
-  }
-  return value;
 }

@@ -9,7 +9,7 @@ import { listOperations } from "../../../lib/db/operations.ts";
 import { UnauthorizedError } from "../../../lib/errors.ts";
 import { parseOrThrow } from "../../../lib/validation.ts";
 import { clientAddress } from "../../_client_address.ts";
-import { readJson } from "../v1.ts";
+import { readJson } from "../../_read_json.ts";
 
 type Env = { Variables: { actor: string } };
 

@@ -4,6 +4,7 @@ import type { Shop } from "../../../lib/db/shops.ts";
 import type { ApiKeyKind } from "../../../lib/db/shops.ts";
 import { PublishableKeyRefusedError } from "../../../lib/auth/api_keys.ts";
 import { NotFoundError } from "../../../lib/errors.ts";
+import { readJson } from "../../_read_json.ts";
 import { checkoutConfig } from "../../../lib/checkout/config.ts";
 import {
   confirmCheckoutSession,
@@ -31,7 +32,7 @@ export function checkKeyScope(kind: ApiKeyKind, method: string, path: string) {
 }
 
 /** Embedded checkout: config, sessions (server side, secret key), mount (browser, publishable key), confirm. */
-export function checkoutApiRoutes(ctx: AppContext, readJson: (req: Request) => Promise<unknown>) {
+export function checkoutApiRoutes(ctx: AppContext) {
   const app = new Hono<CheckoutEnv>();
 
   app.get("/config", async (c) => c.json(await checkoutConfig(ctx, c.var.shop, c.var.publishableKey)));
