@@ -238,6 +238,10 @@ const postbackHeaders: Parameter[] = [
 ];
 
 export const SHOP_ERRORS = ["unauthorized", "shop_disabled", "rate_limited", "internal_error"] as const;
+/** What reading a request's body can answer on any route that takes one (routes/_body_limit.ts). */
+const BODY_ERRORS = ["body_too_large", "body_unreadable", "request_timeout"] as const;
+/** What a JSON API route's body can answer besides (routes/_read_json.ts). */
+export const JSON_BODY_ERRORS = ["invalid_request", "unsupported_media_type", ...BODY_ERRORS] as const;
 /** What both provider webhook paths (the default account's and each account's own) can answer. */
 const PROVIDER_WEBHOOK_ERRORS = [
   "invalid_webhook",
@@ -246,9 +250,7 @@ const PROVIDER_WEBHOOK_ERRORS = [
   "conflict",
   "status_not_confirmed",
   "overloaded",
-  "body_too_large",
-  "body_unreadable",
-  "request_timeout",
+  ...BODY_ERRORS,
   "internal_error",
   "provider_error",
   "provider_timeout",
@@ -341,14 +343,7 @@ function formOperations(publicBaseUrl: string): Record<string, PathItem> {
               example: { status: "success", form: { id: formId, url: view.url } },
             }),
           },
-          ...errorResponses([
-            "invalid_request",
-            ...SHOP_ERRORS,
-            "body_too_large",
-            "body_unreadable",
-            "request_timeout",
-            "unsupported_media_type",
-          ]),
+          ...errorResponses([...JSON_BODY_ERRORS, ...SHOP_ERRORS]),
         },
         "x-audience": "shop",
       },
@@ -649,12 +644,8 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             "200": { ...created, description: "A retry of a request already handled: the first answer again." },
             "201": created,
             ...errorResponses([
-              "invalid_request",
+              ...JSON_BODY_ERRORS,
               ...SHOP_ERRORS,
-              "body_too_large",
-              "body_unreadable",
-              "request_timeout",
-              "unsupported_media_type",
               "idempotency_mismatch",
               "no_route",
               "provider_error",
@@ -715,15 +706,11 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
             },
             "201": { description: "Created.", content: json(ref("RefundResponse"), { example: refundExample }) },
             ...errorResponses([
-              "invalid_request",
+              ...JSON_BODY_ERRORS,
               ...SHOP_ERRORS,
               "not_found",
               "payment_not_refundable",
               "conflict",
-              "body_too_large",
-              "body_unreadable",
-              "request_timeout",
-              "unsupported_media_type",
               "idempotency_mismatch",
               "refund_exceeds_payment",
             ]),
@@ -1092,7 +1079,7 @@ function adminPaths(): Record<string, PathItem> {
             description: "Created; its webhooks go to /api/payment-verify/{accountId}.",
             content: json(ref("AccountResponse"), { example: { status: "success", account } }),
           },
-          ...errorResponses(["invalid_request", "unsupported_media_type", ...ADMIN_ERRORS]),
+          ...errorResponses([...JSON_BODY_ERRORS, ...ADMIN_ERRORS]),
         },
       }),
     },
@@ -1121,7 +1108,7 @@ function adminPaths(): Record<string, PathItem> {
             description: "The routing as stored.",
             content: json(ref("RoutingResponse"), { example: { status: "success", shopId: "shop_01", routing } }),
           },
-          ...errorResponses(["invalid_request", "not_found", "unsupported_media_type", ...ADMIN_ERRORS]),
+          ...errorResponses([...JSON_BODY_ERRORS, "not_found", ...ADMIN_ERRORS]),
         },
       }),
     },
@@ -1235,9 +1222,7 @@ function invoicePaths(opts: OpenApiOptions): Record<string, PathItem> {
           },
           ...errorResponses([
             ...SHOP_ERRORS,
-            "invalid_request",
-            "unsupported_media_type",
-            "body_too_large",
+            ...JSON_BODY_ERRORS,
             "idempotency_mismatch",
             "conflict",
             "provider_error",
@@ -1314,7 +1299,7 @@ function invoicePaths(opts: OpenApiOptions): Record<string, PathItem> {
             "not_found",
             "rate_limited",
             "conflict",
-            "body_too_large",
+            ...BODY_ERRORS,
             "internal_error",
             "provider_error",
             "provider_timeout",

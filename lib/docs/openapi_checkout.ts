@@ -1,10 +1,9 @@
 import type { PathItem } from "./openapi.ts";
-import { errorResponses, json, ref, SHOP_ERRORS } from "./openapi.ts";
+import { errorResponses, json, JSON_BODY_ERRORS, ref, SHOP_ERRORS } from "./openapi.ts";
 
 /** A secret key, or a publishable key: the routes a browser may call. */
 const eitherKey: Record<string, string[]>[] = [{ bearerAuth: [] }, { publishableKey: [] }];
 const secretKey = [{ bearerAuth: [] }];
-const BODY_ERRORS = ["body_too_large", "body_unreadable", "request_timeout", "unsupported_media_type"] as const;
 
 /** The embedded checkout's API (routes/api/v1/checkout.ts) in the OpenAPI document. */
 export function checkoutPaths(publicBaseUrl: string): Record<string, PathItem> {
@@ -92,10 +91,9 @@ export function checkoutPaths(publicBaseUrl: string): Record<string, PathItem> {
             }),
           },
           ...errorResponses([
-            "invalid_request",
+            ...JSON_BODY_ERRORS,
             ...SHOP_ERRORS,
             "publishable_key_not_allowed",
-            ...BODY_ERRORS,
             "idempotency_mismatch",
             "no_route",
             "provider_error",
@@ -116,7 +114,7 @@ export function checkoutPaths(publicBaseUrl: string): Record<string, PathItem> {
         requestBody: { required: true, content: json(ref("CheckoutMountRequest")) },
         responses: {
           "200": { description: "The session.", content: json(ref("CheckoutMountResponse")) },
-          ...errorResponses([...SHOP_ERRORS, "not_found", ...BODY_ERRORS]),
+          ...errorResponses([...SHOP_ERRORS, "not_found", ...JSON_BODY_ERRORS]),
         },
         "x-audience": "shop",
       },
@@ -139,7 +137,7 @@ export function checkoutPaths(publicBaseUrl: string): Record<string, PathItem> {
             ...SHOP_ERRORS,
             "publishable_key_not_allowed",
             "not_found",
-            ...BODY_ERRORS,
+            ...JSON_BODY_ERRORS,
             "provider_error",
             "provider_timeout",
           ]),
