@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { runShopCli, startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { createShop, createShopKey, revokeShopKey, setEmbedOrigins } from "../lib/shops.ts";
 import { verifyWebhook } from "../lib/relay/signing.ts";
 import { apiV1Routes } from "../routes/api/v1.ts";
@@ -373,16 +373,7 @@ Deno.test("[checkout] publishable keys are created, listed and revoked from the 
 
   const dir = await Deno.makeTempDir();
   try {
-    const cli = async (...args: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "cli/shop.ts", ...args],
-        env: { DENO_KV_PATH: `${dir}/kv.sqlite3`, LOG_LEVEL: "warn" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-      return JSON.parse(new TextDecoder().decode(out.stdout));
-    };
+    const cli = async (...args: string[]) => (await runShopCli(`${dir}/kv.sqlite3`, ...args)).json;
     const shop = await cli("create", "--name", "Acme");
     const key = await cli("key", "create", shop.shopId, "--publishable");
     assert.equal(key.kind, "publishable");

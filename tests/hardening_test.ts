@@ -13,7 +13,15 @@ import { describePayment } from "../lib/payments/admin.ts";
 import { createShop } from "../lib/shops.ts";
 import { createServer } from "../server.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
-import { callInit, freePort, loopbackAppEnv, paymentBody, startTestApp, type TestApp } from "../fixtures/app.ts";
+import {
+  callInit,
+  freePort,
+  loopbackAppEnv,
+  paymentBody,
+  runShopCli,
+  startTestApp,
+  type TestApp,
+} from "../fixtures/app.ts";
 
 const LONG_ID = "pay_" + "x".repeat(3000);
 
@@ -326,16 +334,7 @@ Deno.test("[hardening] a key revoked by the operator CLI in another process fail
   const dir = await Deno.makeTempDir();
   const kvPath = `${dir}/kv.sqlite3`;
   const app = await startTestApp({ kvPath });
-  const cli = async (...args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "cli/shop.ts", ...args],
-      env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    return JSON.parse(new TextDecoder().decode(out.stdout));
-  };
+  const cli = async (...args: string[]) => (await runShopCli(kvPath, ...args)).json;
   try {
     const key = await cli("key", "create", app.shop.id);
     assert.equal((await callInit(app, paymentBody(), { key: key.apiKey })).status, 201);

@@ -10,6 +10,7 @@ import {
   buyerSettles,
   callInit,
   paymentBody,
+  runShopCli,
   startShopReceiver,
   startTestApp,
   type TestApp,
@@ -376,17 +377,7 @@ print(json.dumps(results))`;
 
 Deno.test("[signatures] the CLI switches a shop to key pairs and lists its public key, never the private one", async () => {
   const dir = await Deno.makeTempDir();
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "cli/shop.ts", ...args],
-      env: { DENO_KV_PATH: `${dir}/kv.sqlite3`, LOG_LEVEL: "warn" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    return { text, json: JSON.parse(text) };
-  };
+  const run = (...args: string[]) => runShopCli(`${dir}/kv.sqlite3`, ...args);
   try {
     const created = (await run("create", "--name", "Acme")).json;
     const switched = await run("signing", created.shopId, "ed25519", "--overlap-hours", "2");
