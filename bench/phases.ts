@@ -238,39 +238,74 @@ export interface WebhookResult extends Delivered {
   foreign: number | null;
 }
 
+/** A steady rate of settlements for a while. */
+export interface WebhookLoad {
+  rate: number;
+  seconds: number;
+}
+
+/**
+ * How many pending payments a webhook phase settles: its measured ones and, first, its warm-up's (the profile's
+ * warm-up time at the same rate).
+ */
+export function webhookPaymentsNeeded(profile: Profile, load: WebhookLoad): number {
+  return warmupCount(profile, load) + load.rate * load.seconds;
+}
+
+function warmupCount(profile: Profile, load: WebhookLoad): number {
+  return Math.ceil(load.rate * profile.warmupMs / 1000);
+}
+
 /**
  * Webhook in → postback out, end to end, at a steady rate. The generator
  * settles `rate` payments per second at the sandbox; each settlement makes the
  * sandbox sign and send its webhook at once, and the app must verify it,
  * confirm the status with the sandbox, commit, and deliver the signed postback
  * to the shop. Latency is settlement → arrival at the shop.
+ *
+ * A warm-up at the same rate goes first and is not measured, as for the
+ * throughput rows: the first webhooks of a run pay for code that has never
+ * run in any of the three processes (the sandbox's sender, the app's webhook
+ * route, the relay's first connection to the shop), about 60 ms for the
+ * first, which would otherwise be a p99 of its own.
  */
 export async function webhookLatency(
   stack: Stack,
   profile: Profile,
   pendingIds: string[],
   driver: Driver,
-  load: { rate: number; seconds: number } = { rate: profile.webhookRate, seconds: profile.webhookSeconds },
+  load: WebhookLoad = { rate: profile.webhookRate, seconds: profile.webhookSeconds },
+  /** Other load to run beside the measured part (not the warm-up); waited for before the result. */
+  alongside?: () => Promise<unknown>,
 ): Promise<WebhookResult> {
-  const count = load.rate * load.seconds;
-  if (pendingIds.length < count) throw new Error(`need ${count} pending payments, have ${pendingIds.length}`);
-  const idsFile = `${stack.dir}/webhook-ids.json`;
-  await Deno.writeTextFile(idsFile, JSON.stringify(pendingIds.slice(0, count)));
-  await shopCall(stack, "POST", "/reset");
-
-  const spec: PacedSpec = {
-    mode: "paced",
-    appPort: stack.app.port,
-    sandboxPort: stack.sandbox.port,
-    sandboxToken: stack.sandbox.token,
-    idsFile,
-    rate: load.rate,
+  const needed = webhookPaymentsNeeded(profile, load);
+  if (pendingIds.length < needed) throw new Error(`need ${needed} pending payments, have ${pendingIds.length}`);
+  const warmupIds = pendingIds.slice(0, warmupCount(profile, load));
+  const measuredIds = pendingIds.slice(warmupIds.length, needed);
+  const settle = async (ids: string[]) => {
+    const idsFile = `${stack.dir}/webhook-ids.json`;
+    await Deno.writeTextFile(idsFile, JSON.stringify(ids));
+    await shopCall(stack, "POST", "/reset");
+    const spec: PacedSpec = {
+      mode: "paced",
+      appPort: stack.app.port,
+      sandboxPort: stack.sandbox.port,
+      sandboxToken: stack.sandbox.token,
+      idsFile,
+      rate: load.rate,
+    };
+    return await runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
   };
+  const warmup = await settle(warmupIds);
+  await awaitArrivals(stack, warmup.sent.length, profile.webhookTimeoutMs);
+
   await driver.settle();
   const before = cpuSample();
-  const paced = await runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
+  const other = alongside?.();
+  const paced = await settle(measuredIds);
   const arrivals = await awaitArrivals(stack, paced.sent.length, profile.webhookTimeoutMs);
   const foreign = foreignShare(before, cpuSample());
+  await other;
 
   const latencies: number[] = [];
   for (const [paymentId, sentAt] of paced.sent) {
@@ -457,18 +492,19 @@ export async function webhookLatencyBesideSlowShop(
   const slowFile = `${stack.dir}/slow-shop-ids.json`;
   await Deno.writeTextFile(slowFile, JSON.stringify(ids.slow.slice(0, slowRate * profile.webhookSeconds)));
   await shopCall(stack, "POST", "/reset", stack.slowShop.port);
-  const slowLoad = runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(
-    {
-      mode: "paced",
-      appPort: stack.app.port,
-      sandboxPort: stack.sandbox.port,
-      sandboxToken: stack.sandbox.token,
-      idsFile: slowFile,
-      rate: slowRate,
-    } satisfies PacedSpec,
-  )]);
-  const fast = await webhookLatency(stack, profile, ids.fast, driver);
-  await slowLoad;
+  const slowLoad = () =>
+    runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(
+      {
+        mode: "paced",
+        appPort: stack.app.port,
+        sandboxPort: stack.sandbox.port,
+        sandboxToken: stack.sandbox.token,
+        idsFile: slowFile,
+        rate: slowRate,
+      } satisfies PacedSpec,
+    )]);
+  const load = { rate: profile.webhookRate, seconds: profile.webhookSeconds };
+  const fast = await webhookLatency(stack, profile, ids.fast, driver, load, slowLoad);
   const { received } = await shopCall(stack, "GET", "/stats", stack.slowShop.port) as { received: number };
   // Let the slow shop's backlog drain at once, and wait for it, so the next phase measures only itself.
   await shopCall(stack, "POST", "/delay?ms=0", stack.slowShop.port);

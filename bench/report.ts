@@ -356,7 +356,10 @@ to it, which cancels out the machine and the load generator.
   (open loop). Each settlement makes the sandbox sign and send its webhook at once; the app verifies it, confirms the
   status with the sandbox, commits the change with its postback job, and delivers the signed postback to the shop.
   Latency is settlement → arrival at the shop (clocks of one machine, sub-millisecond). Every postback must arrive;
-  arrivals beyond the first for a payment count as duplicates. It runs at ${p.webhookRate}/s for ${p.webhookSeconds} s,
+  arrivals beyond the first for a payment count as duplicates. Each run starts with ${
+    p.warmupMs / 1000
+  } s at its rate that is not measured, as the throughput rows do: the first webhooks of a run pay for code that never ran
+  before in the sandbox, the app and the shop (about 60 ms for the very first). It runs at ${p.webhookRate}/s for ${p.webhookSeconds} s,
   then at ${p.webhookPeakRate}/s on payments of its own, then at ${p.webhookRate}/s again while ${p.slowShopRate}
   payments a second settle whose postbacks go to the slow shop: the bench shop's p99 then may be at most twice its p99
   alone (one slow shop must only slow itself). The slow shop's backlog is let go before the next phase.

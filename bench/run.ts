@@ -22,6 +22,7 @@ import {
   readIds,
   webhookLatency,
   webhookLatencyBesideSlowShop,
+  webhookPaymentsNeeded,
 } from "./phases.ts";
 import { peerDrain } from "./peer.ts";
 import { cpuSample, DENO, foreignShare, QuietGate, stopAll, tail } from "./procs.ts";
@@ -109,14 +110,15 @@ try {
   }, driver);
 
   log(`webhook → postback at ${profile.webhookRate}/s for ${profile.webhookSeconds} s`);
-  const needed = profile.webhookRate * profile.webhookSeconds;
+  const steady = { rate: profile.webhookRate, seconds: profile.webhookSeconds };
+  const needed = webhookPaymentsNeeded(profile, steady);
   if (appIds.length < needed) appIds.push(...await createPayments(stack, profile, needed - appIds.length));
-  const webhook = await webhookLatency(stack, profile, appIds, driver);
+  const webhook = await webhookLatency(stack, profile, appIds, driver, steady);
 
   // The same path at a peak rate, on payments of its own.
   const peak = { rate: profile.webhookPeakRate, seconds: Math.max(2, profile.webhookSeconds / 2) };
   log(`webhook → postback at ${peak.rate}/s for ${peak.seconds} s`);
-  const peakIds = await createPayments(stack, profile, peak.rate * peak.seconds);
+  const peakIds = await createPayments(stack, profile, webhookPaymentsNeeded(profile, peak));
   const webhookPeak = await webhookLatency(stack, profile, peakIds, driver, peak);
 
   // Again at the first rate, while another shop answers each of its postbacks after 8 s.
@@ -133,7 +135,7 @@ try {
   // no postbacks ride along (their delivery is what the webhook and drain rows measure). The floor refunds the
   // same number of its own (the sandbox answers those "failed", at the same cost, since they are not paid).
   log("POST /api/v1/payments/{id}/refunds");
-  const paidCount = Math.min(needed, floorIds.length);
+  const paidCount = Math.min(steady.rate * steady.seconds, floorIds.length);
   const refundable = await paidPaymentsWithoutPostbacks(stack, profile, paidCount);
   const refundFiles = {
     app: idsFile("refund-app", refundable),
