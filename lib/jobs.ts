@@ -9,10 +9,9 @@ import { runInvoiceCheck } from "./invoices/deposits.ts";
 
 /**
  * Jobs a sweep has running at once, by kind. Postbacks go to the relay pool, which sets the real limits (in
- * total and per destination); the sweep only keeps it fed. More waiting
- * in the pool only costs memory: handing it 4,000 at once, a 10,000-postback drain peaked at 430 MB and went no
- * faster; 128 drained as fast in under 200 MB. (A sweep that meets more than that of one slow shop's backlog first
- * waits behind it; new postbacks are kicked, not swept, so this is a restart's backlog only.)
+ * total and per destination); the sweep only keeps it fed, and a postback parked behind its destination's share
+ * frees its sweep slot at once (see sweepOffers). More waiting in the pool only costs memory: handing it 4,000 at
+ * once, a 10,000-postback drain peaked at 430 MB and went no faster; 128 drained as fast in under 200 MB.
  */
 const SWEEP_CONCURRENCY: Record<JobKind, number> = {
   postback: 128,
@@ -37,28 +36,59 @@ const handlers = {
   invoice_check: runInvoiceCheck,
 } satisfies Record<JobKind, Handler>;
 
+/** A job started by a sweep: its end, and when it stops holding one of the sweep's slots. */
+interface SweepStart {
+  done: Promise<void>;
+  taken: Promise<void>;
+}
+
+/**
+ * Kinds whose jobs free their sweep slot before they end. A postback parked behind its destination's share (one
+ * slow shop's backlog, 8 s an answer) is the pool's to wait for; holding the sweep's slot meanwhile, 128 of them
+ * kept the sweep from every other shop's postbacks and from every later kind.
+ */
+const sweepOffers: Partial<Record<JobKind, (ctx: AppContext, id: string) => SweepStart>> = {
+  postback: (ctx, id) => relayPool(ctx).offerTracked(id),
+};
+
 /**
  * Runs background jobs from three triggers: KV queue messages (where queues
  * exist), in-process kicks, and sweeps of the due index (cron, start-up, and an
  * optional interval). Every trigger ends in the same idempotent handler.
  */
 export class JobRunner {
-  private sweeping: Promise<number> | null = null;
+  /** The sweep listing the due index now, if any; it ends when every due job was started, not when they end. */
+  private listing: Promise<{ ran: number; done: Promise<unknown> }> | null = null;
+  /** Jobs running in this process by kind and id: whichever trigger asks again gets the same run. */
+  private running = new Map<string, Promise<void>>();
   private inFlight = new Set<Promise<void>>();
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private stopped = false;
 
   constructor(private readonly ctx: AppContext) {}
 
-  /** Runs one job; errors are logged, never thrown, so a queue message is not retried for our own bug. */
-  async run(msg: JobMessage): Promise<void> {
+  /**
+   * Runs one job, or joins its run when it is running in this process already; errors are logged, never thrown,
+   * so a queue message is not retried for our own bug.
+   */
+  run(msg: JobMessage): Promise<void> {
     // After stop() the store may be closing; a job left undone stays due for the next process.
-    if (this.stopped) return;
-    try {
-      await handlers[msg.kind](this.ctx, msg.id);
-    } catch (err) {
-      log.error("job failed", { kind: msg.kind, id: msg.id, error: describeError(err) });
+    if (this.stopped) return Promise.resolve();
+    const key = `${msg.kind}:${msg.id}`;
+    let run = this.running.get(key);
+    if (!run) {
+      run = (async () => {
+        try {
+          await handlers[msg.kind](this.ctx, msg.id);
+        } catch (err) {
+          log.error("job failed", { kind: msg.kind, id: msg.id, error: describeError(err) });
+        } finally {
+          this.running.delete(key);
+        }
+      })();
+      this.running.set(key, run);
     }
+    return run;
   }
 
   /** Handler for `kv.listenQueue`. */
@@ -93,10 +123,16 @@ export class JobRunner {
     await this.idle();
   }
 
-  /** Runs every job due now, once each; overlapping calls share one sweep. Returns how many it ran. */
-  sweep(): Promise<number> {
-    this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = null));
-    return this.sweeping;
+  /**
+   * Runs every job due now, once each, and resolves when they ended, with how many it ran. Calls while one is
+   * still listing the due index share it; a call after that lists again (a slow shop's parked backlog must not
+   * keep later work from being found), and jobs still running from before are joined, not started again.
+   */
+  async sweep(): Promise<number> {
+    this.listing ??= this.startDueJobs().finally(() => (this.listing = null));
+    const { ran, done } = await this.listing;
+    await done;
+    return ran;
   }
 
   /** Waits for background work started by kick (tests and shutdown). */
@@ -105,23 +141,31 @@ export class JobRunner {
   }
 
   /**
-   * Each kind's due jobs, kinds one after another but without waiting for a kind's last jobs before the next
-   * kind starts (a slow shop's postbacks must not hold up refunds and status checks); resolves when all ran.
+   * Starts each kind's due jobs, kinds one after another but without waiting for a kind's last jobs before the
+   * next kind starts (a slow shop's postbacks must not hold up refunds and status checks); resolves once all
+   * are started, with how many and a promise of their ends.
    */
-  private async sweepOnce(): Promise<number> {
+  private async startDueJobs(): Promise<{ ran: number; done: Promise<unknown> }> {
     let ran = 0;
     const all: Promise<void>[] = [];
     for (const kind of JOB_KINDS) {
-      const running = new Set<Promise<void>>();
+      const slots = new Set<Promise<void>>();
       for await (const id of iterateDueJobs(this.ctx.kv, kind, this.ctx.now())) {
-        const p = this.run({ kind, id }).finally(() => running.delete(p));
-        running.add(p);
-        all.push(p);
+        const { done, taken } = this.startForSweep({ kind, id });
+        const slot = taken.finally(() => slots.delete(slot));
+        slots.add(slot);
+        all.push(done);
         ran++;
-        if (running.size >= SWEEP_CONCURRENCY[kind]) await Promise.race(running);
+        if (slots.size >= SWEEP_CONCURRENCY[kind]) await Promise.race(slots);
       }
     }
-    await Promise.all(all);
-    return ran;
+    return { ran, done: Promise.all(all) };
+  }
+
+  private startForSweep(msg: JobMessage): SweepStart {
+    const offer = this.stopped ? undefined : sweepOffers[msg.kind];
+    if (offer) return offer(this.ctx, msg.id);
+    const done = this.run(msg);
+    return { done, taken: done };
   }
 }

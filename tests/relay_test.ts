@@ -199,20 +199,21 @@ Deno.test('[relay] a shop that refuses the connection reads as "connection refus
   });
 });
 
-Deno.test("[relay] a shop that answers slowly only delays its own postbacks; one delivery offered twice is sent once", async () => {
-  const SLOW_MS = 1_500;
+Deno.test("[relay] a shop that answers slowly only delays its own postbacks, in the pool and in the sweep; one delivery offered twice is sent once", async () => {
+  const SLOW_MS = 1_000;
+  // More than a sweep has slots for postbacks (128): a restart's backlog of one slow shop.
+  const SLOW_BACKLOG = 160;
   const slow = startShopReceiver(async () => {
     await new Promise((r) => setTimeout(r, SLOW_MS));
     return new Response("ok");
   });
   const fast = startShopReceiver();
   await withApp({ env: { POSTBACK_TIMEOUT_MS: "10000" } }, async (app) => {
-    // A backlog: 80 postbacks to the slow shop fell due first, then 10 to the fast one.
     const now = Date.now();
-    const seed = (url: string, n: number, dueAt: number) =>
+    const seed = (url: string, n: number, dueAt: number, tag: string) =>
       Array.from({ length: n }, (_, i) => ({
         ...newDelivery({
-          paymentId: `pay_seed_${url.length}_${i}`,
+          paymentId: `pay_seed_${tag}_${i}`,
           shopId: app.shop.id,
           url,
           eventType: "payment.succeeded",
@@ -220,12 +221,16 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks; one
           now: dueAt,
         }),
       }));
-    const backlog = [...seed(slow.url, 80, now - 2_000), ...seed(fast.url, 10, now - 1_000)];
-    for (let i = 0; i < backlog.length; i += 10) {
-      const op = app.kv.atomic();
-      for (const d of backlog.slice(i, i + 10)) addDeliveryOps(op, d, { queue: false, now });
-      assert.ok((await op.commit()).ok);
-    }
+    const store = async (deliveries: ReturnType<typeof seed>) => {
+      for (let i = 0; i < deliveries.length; i += 10) {
+        const op = app.kv.atomic();
+        for (const d of deliveries.slice(i, i + 10)) addDeliveryOps(op, d, { queue: false, now });
+        assert.ok((await op.commit()).ok);
+      }
+    };
+    // The slow shop's postbacks fell due first, then the fast one's: the sweep lists them in that order.
+    const backlog = [...seed(slow.url, SLOW_BACKLOG, now - 2_000, "slow"), ...seed(fast.url, 10, now - 1_000, "fast")];
+    await store(backlog);
 
     const started = Date.now();
     const sweep = app.server.runner.sweep();
@@ -239,10 +244,20 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks; one
     const fastDoneMs = Date.now() - started;
     assert.ok(fastDoneMs < SLOW_MS, `the fast shop waited ${fastDoneMs} ms behind the slow one`);
     assert.equal(slow.received.length <= 32, true, "the slow shop holds at most its own share of attempts");
-    assert.equal(await sweep, 90);
-    assert.equal(slow.received.length, 80);
+
+    // While the slow backlog is still on its way, the next sweep (cron, start-up) lists the index again and finds
+    // work that fell due meanwhile, instead of waiting for the first sweep's end.
+    await store(seed(fast.url, 1, Date.now() - 1, "later"));
+    const again = Date.now();
+    const secondSweep = app.server.runner.sweep();
+    await waitFor("the later postback", () => (fast.received.length >= 11 ? true : undefined), 5_000);
+    assert.ok(Date.now() - again < SLOW_MS, "the second sweep waited for the first one's slow backlog");
+
+    assert.equal(await sweep, SLOW_BACKLOG + 10);
+    await secondSweep;
+    assert.equal(slow.received.length, SLOW_BACKLOG);
     assert.equal(fast.received.filter((r) => r.headers.get("webhook-id") === twice).length, 1);
-    assert.equal(fast.received.length, 10);
+    assert.equal(fast.received.length, 11);
   });
   await Promise.all([slow.close(), fast.close()]);
 });
@@ -277,6 +292,50 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
     const late = new Promise((r) => setTimeout(() => r("stuck"), 5_000));
     assert.equal(await Promise.race([all, late]), "done", "c still gets its attempt");
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")).sort(), [a.id, c.id].sort());
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] past the parking limit an offer waits its turn (and says so to a sweep) instead of being dropped", async () => {
+  const shop = startShopReceiver(async () => {
+    await new Promise((r) => setTimeout(r, 100));
+    return new Response("ok");
+  });
+  await withApp({}, async (app) => {
+    const now = Date.now();
+    const deliveries = [0, 1, 2, 3, 4, 5].map((i) =>
+      newDelivery({
+        paymentId: `pay_overflow_${i}`,
+        shopId: app.shop.id,
+        url: shop.url,
+        eventType: "payment.succeeded",
+        body: JSON.stringify({ i }),
+        now,
+      })
+    );
+    const op = app.kv.atomic();
+    for (const d of deliveries) addDeliveryOps(op, d, { queue: false, now });
+    assert.ok((await op.commit()).ok);
+    // One attempt at a time and two parked: the fourth and later wait, not taken yet.
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 2 });
+    const offers = deliveries.map((d) => pool.offerTracked(d.id));
+    await waitFor("the first attempt", () => (shop.received.length === 1 ? true : undefined));
+    const state = (p: Promise<void>) =>
+      Promise.race([p.then(() => "taken"), new Promise((r) => setTimeout(() => r("waiting"), 0))]);
+    assert.deepEqual(await Promise.all(offers.map((o) => state(o.taken))), [
+      "taken",
+      "taken",
+      "taken",
+      "waiting",
+      "waiting",
+      "waiting",
+    ]);
+    await Promise.all(offers.map((o) => o.done));
+    assert.deepEqual(
+      shop.received.map((r) => r.headers.get("webhook-id")),
+      deliveries.map((d) => d.id),
+      "every one sent once, in order",
+    );
   });
   await shop.close();
 });

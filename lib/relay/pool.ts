@@ -9,7 +9,10 @@ export interface PoolLimits {
   total: number;
   /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
   perDestination: number;
-  /** Deliveries waiting for their destination's share, at most; past that they stay due in the index. */
+  /**
+   * Deliveries waiting for their destination's share, at most. Past that an offer waits in line for parking to
+   * free (and a sweep offering it waits too), so a backlog is held back, not dropped until the next sweep.
+   */
   parked: number;
 }
 
@@ -23,6 +26,9 @@ export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 128, perDestination: 32,
 interface Offered {
   done: Promise<void>;
   resolve: () => void;
+  /** Resolves once the id has left the queue: its attempt started, it was parked, or it was let go. */
+  taken: Promise<void>;
+  resolveTaken: () => void;
 }
 
 /** One of a destination's attempt slots, held from the read before an attempt until the attempt ends. */
@@ -58,6 +64,8 @@ export class RelayPool {
   #head = 0;
   #inFlight = 0;
   #parked = 0;
+  /** Read and due, but their destination's share and the parking were full: offered again as parking frees. */
+  #overflow: string[] = [];
   readonly #destinations = new Map<string, Destination>();
   /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
@@ -75,15 +83,26 @@ export class RelayPool {
 
   /** Attempts the delivery if it is due; resolves once this process is done with it (attempted or not). */
   offer(id: string): Promise<void> {
+    return this.offerTracked(id).done;
+  }
+
+  /**
+   * `offer`, also telling when the pool took the id off its queue (`taken`): its attempt started, it was parked
+   * behind its destination's share, or it was let go. A sweep waits for that, not for the end, before it offers
+   * more, so one slow shop's parked backlog does not keep it from the rest of the due index.
+   */
+  offerTracked(id: string): { done: Promise<void>; taken: Promise<void> } {
     const known = this.#known.get(id);
-    if (known) return known.done;
-    if (this.#stopped) return Promise.resolve();
+    if (known) return known;
+    if (this.#stopped) return { done: Promise.resolve(), taken: Promise.resolve() };
     let resolve!: () => void;
+    let resolveTaken!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
-    this.#known.set(id, { done, resolve });
+    const taken = new Promise<void>((r) => (resolveTaken = r));
+    this.#known.set(id, { done, resolve, taken, resolveTaken });
     this.#queue.push(id);
     this.#pump();
-    return done;
+    return { done, taken };
   }
 
   /** How many deliveries this process holds: offered and not finished. */
@@ -99,6 +118,7 @@ export class RelayPool {
     this.#queue = [];
     this.#head = 0;
     for (const d of this.#destinations.values()) d.parked.splice(0).forEach((id) => this.#finish(id));
+    this.#overflow.splice(0).forEach((id) => this.#finish(id));
   }
 
   #pump() {
@@ -130,14 +150,19 @@ export class RelayPool {
         let destination = this.#destinations.get(origin);
         if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
         if (destination.active >= this.limits.perDestination) {
-          if (this.#parked >= this.limits.parked) return this.#finish(id);
+          if (this.#parked >= this.limits.parked) {
+            this.#overflow.push(id);
+            return;
+          }
           destination.parked.push(id);
           this.#parked++;
+          this.#known.get(id)?.resolveTaken();
           return;
         }
         destination.active++;
         slot = { origin, destination };
       }
+      this.#known.get(id)?.resolveTaken();
       if (handed) await attemptHandedOver(this.ctx, handed);
       else await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
       this.#finish(id);
@@ -160,6 +185,8 @@ export class RelayPool {
       return;
     }
     this.#parked--;
+    const waiting = this.#overflow.shift();
+    if (waiting !== undefined) this.#queue.push(waiting);
     this.#take(next, { origin, destination });
   }
 
@@ -167,6 +194,7 @@ export class RelayPool {
     this.#handedOver.delete(id);
     const known = this.#known.get(id);
     this.#known.delete(id);
+    known?.resolveTaken();
     known?.resolve();
   }
 }
