@@ -25,7 +25,7 @@ export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
     c.header("cache-control", "no-store");
     // Like any shop's page that embeds the checkout, this one frames our origin (here its own).
     allowFrameSources(c, ["'self'"]);
-    return c.html(renderPage(<EmbeddedPage {...session} script={await checkoutScriptPath()} />));
+    return c.html(renderPage(<EmbeddedPage {...session} script={checkoutScriptPath()} />));
   });
   app.get("/result", async (c) => {
     const ok = c.req.query("outcome") === "success";

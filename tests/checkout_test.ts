@@ -338,7 +338,7 @@ Deno.test("[checkout] only the shop's embedding sites may frame its checkout pag
     assert.equal(plain.headers.get("cache-control"), "public, max-age=300");
     assert.equal(plain.headers.get("cross-origin-resource-policy"), "cross-origin");
     const { checkoutScriptPath } = await import("../routes/checkout/script.ts");
-    const versioned = await fetch(app.baseUrl + await checkoutScriptPath());
+    const versioned = await fetch(app.baseUrl + checkoutScriptPath());
     assert.equal(await versioned.text(), body);
     assert.match(versioned.headers.get("cache-control")!, /immutable/);
     const stale = await fetch(`${app.baseUrl}/checkout.000000000000.js`);

@@ -39,7 +39,13 @@ export function publicDocsRoutes(opts: OpenApiOptions) {
       </DocsShell>,
     ));
   });
-  app.get("/docs/:slug{[a-z0-9-]+}", (c) => docResponse(c, publicDocs, c.req.param("slug"), SHELL, CACHE));
+  // A static path per page of the catalog, not `/docs/:slug`: a parameter beside `/docs/api-reference` would put
+  // every route of the app on Hono's slower router. Any other path under /docs gets the designed 404 below.
+  for (const { slug, file } of PUBLIC_DOCS.entries) {
+    if (file && slug !== "") {
+      app.get(`/docs/${slug}`, (c) => docResponse(c, publicDocs, slug, SHELL, CACHE));
+    }
+  }
   app.get("/docs/*", (c) => docResponse(c, publicDocs, "/", SHELL, CACHE));
   return app;
 }
