@@ -36,19 +36,32 @@ const handlers = {
   invoice_check: runInvoiceCheck,
 } satisfies Record<JobKind, Handler>;
 
+const jobKey = (msg: JobMessage) => `${msg.kind}:${msg.id}`;
+
 /** A job started by a sweep: its end, and when it stops holding one of the sweep's slots. */
 interface SweepStart {
   done: Promise<void>;
   taken: Promise<void>;
 }
 
+/** How a sweep hands a kind's jobs on, where that is not simply running them. */
+interface SweepOffer {
+  /** Resolves when the kind has room for another job from the sweep. */
+  ready(ctx: AppContext): Promise<void>;
+  start(ctx: AppContext, id: string): SweepStart;
+}
+
 /**
- * Kinds whose jobs free their sweep slot before they end. A postback parked behind its destination's share (one
- * slow shop's backlog, 8 s an answer) is the pool's to wait for; holding the sweep's slot meanwhile, 128 of them
- * kept the sweep from every other shop's postbacks and from every later kind.
+ * Postbacks go to the relay pool and free their sweep slot once it has taken them, parked ones included: a
+ * postback parked behind its destination's share (one slow shop's backlog, 8 s an answer) is the pool's to wait
+ * for, and holding the sweep's slot meanwhile, 128 of them kept the sweep from every other shop's postbacks and
+ * from every later kind. The sweep waits only while the pool's parking is full.
  */
-const sweepOffers: Partial<Record<JobKind, (ctx: AppContext, id: string) => SweepStart>> = {
-  postback: (ctx, id) => relayPool(ctx).offerTracked(id),
+const sweepOffers: Partial<Record<JobKind, SweepOffer>> = {
+  postback: {
+    ready: (ctx) => relayPool(ctx).roomToPark(),
+    start: (ctx, id) => relayPool(ctx).offerTracked(id, { fromSweep: true }),
+  },
 };
 
 /**
@@ -59,7 +72,7 @@ const sweepOffers: Partial<Record<JobKind, (ctx: AppContext, id: string) => Swee
 export class JobRunner {
   /** The sweep listing the due index now, if any; it ends when every due job was started, not when they end. */
   private listing: Promise<{ ran: number; done: Promise<unknown> }> | null = null;
-  /** Jobs running in this process by kind and id: whichever trigger asks again gets the same run. */
+  /** Jobs running in this process by kind and id: a sweep that finds one due joins it instead of a second run. */
   private running = new Map<string, Promise<void>>();
   private inFlight = new Set<Promise<void>>();
   private timers = new Set<ReturnType<typeof setTimeout>>();
@@ -68,27 +81,27 @@ export class JobRunner {
   constructor(private readonly ctx: AppContext) {}
 
   /**
-   * Runs one job, or joins its run when it is running in this process already; errors are logged, never thrown,
-   * so a queue message is not retried for our own bug.
+   * Runs one job; errors are logged, never thrown, so a queue message is not retried for our own bug. A kick or
+   * a queue message always runs it (a job may ask for itself again from its own run, as a full analytics batch
+   * does), since the handlers are idempotent.
    */
   run(msg: JobMessage): Promise<void> {
     // After stop() the store may be closing; a job left undone stays due for the next process.
     if (this.stopped) return Promise.resolve();
-    const key = `${msg.kind}:${msg.id}`;
-    let run = this.running.get(key);
-    if (!run) {
-      run = (async () => {
-        try {
-          await handlers[msg.kind](this.ctx, msg.id);
-        } catch (err) {
-          log.error("job failed", { kind: msg.kind, id: msg.id, error: describeError(err) });
-        } finally {
-          this.running.delete(key);
-        }
-      })();
-      this.running.set(key, run);
-    }
+    const key = jobKey(msg);
+    const run: Promise<void> = this.runHandler(msg).finally(() => {
+      if (this.running.get(key) === run) this.running.delete(key);
+    });
+    this.running.set(key, run);
     return run;
+  }
+
+  private async runHandler(msg: JobMessage): Promise<void> {
+    try {
+      await handlers[msg.kind](this.ctx, msg.id);
+    } catch (err) {
+      log.error("job failed", { kind: msg.kind, id: msg.id, error: describeError(err) });
+    }
   }
 
   /** Handler for `kv.listenQueue`. */
@@ -124,7 +137,7 @@ export class JobRunner {
   }
 
   /**
-   * Runs every job due now, once each, and resolves when they ended, with how many it ran. Calls while one is
+   * Runs every job due now, once each, and resolves when they ended, with how many it found due. Calls while one is
    * still listing the due index share it; a call after that lists again (a slow shop's parked backlog must not
    * keep later work from being found), and jobs still running from before are joined, not started again.
    */
@@ -150,7 +163,9 @@ export class JobRunner {
     const all: Promise<void>[] = [];
     for (const kind of JOB_KINDS) {
       const slots = new Set<Promise<void>>();
+      const offer = sweepOffers[kind];
       for await (const id of iterateDueJobs(this.ctx.kv, kind, this.ctx.now())) {
+        await offer?.ready(this.ctx);
         const { done, taken } = this.startForSweep({ kind, id });
         const slot = taken.finally(() => slots.delete(slot));
         slots.add(slot);
@@ -162,10 +177,11 @@ export class JobRunner {
     return { ran, done: Promise.all(all) };
   }
 
+  /** A due job for a sweep: through its kind's sweep offer, or joined when it is running here already. */
   private startForSweep(msg: JobMessage): SweepStart {
     const offer = this.stopped ? undefined : sweepOffers[msg.kind];
-    if (offer) return offer(this.ctx, msg.id);
-    const done = this.run(msg);
+    if (offer) return offer.start(this.ctx, msg.id);
+    const done = this.running.get(jobKey(msg)) ?? this.run(msg);
     return { done, taken: done };
   }
 }

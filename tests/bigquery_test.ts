@@ -420,6 +420,28 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "[bigquery] with the queue off, a full batch's run asks for the next one at once and gets it (a kick from its own run)",
+  ...unsanitized,
+  async fn() {
+    const env = { ANALYTICS_BATCH_SIZE: "2", ANALYTICS_INTERVAL_MS: "60000", JOBS_QUEUE: "off" };
+    await withExport({ env }, async ({ app }) => {
+      for (let i = 0; i < 4; i++) {
+        const init = await callInit(app, paymentBody());
+        await buyerSettles(init.body.url, "paid");
+      }
+      app.server.runner.kick({ kind: "analytics", id: "export" });
+      // Far sooner than the interval: each full batch kicked the next.
+      await waitFor(
+        "the backlog exported",
+        async () => ((await analyticsStatus(app.server.ctx)).backlog === 0 ? true : undefined),
+        5_000,
+      );
+    });
+  },
+});
+
+Deno.test({
   name: "[bigquery] batches hold at most ANALYTICS_BATCH_SIZE entries and a full batch runs again without waiting",
   ...unsanitized,
   async fn() {

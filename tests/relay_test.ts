@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
-import { addDeliveryOps, getDeliveryEntry, storedDelivery } from "../lib/db/deliveries.ts";
+import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { firstAttemptLease } from "../lib/relay/deliver.ts";
 import { RelayPool, relayPool } from "../lib/relay/pool.ts";
@@ -80,6 +80,30 @@ Deno.test("[relay] 410 Gone stops retrying at once", async () => {
     await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(shop.received.length, 1);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a 2xx whose body breaks off midway is delivered, with what arrived of the answer", async () => {
+  const shop = startShopReceiver(() => {
+    let pulls = 0;
+    const body = new ReadableStream({
+      type: "bytes",
+      async pull(controller) {
+        if (pulls++ === 0) return controller.enqueue(new TextEncoder().encode("ok"));
+        await new Promise((r) => setTimeout(r, 20));
+        controller.error(new Error("the shop crashed mid-body"));
+      },
+    });
+    return new Response(body, { status: 200 });
+  });
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("an attempt", async () => ((await deliveryOf(app, id))?.attemptLog.length ? true : undefined));
+    const d = await deliveryOf(app, id);
+    assert.equal(d.status, "delivered", JSON.stringify(d.attemptLog));
+    assert.equal(d.attemptLog[0].statusCode, 200);
+    assert.equal(d.attemptLog[0].responseStart, "ok");
   });
   await shop.close();
 });
@@ -296,7 +320,7 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
   await shop.close();
 });
 
-Deno.test("[relay] past the parking limit an offer waits its turn (and says so to a sweep) instead of being dropped", async () => {
+Deno.test("[relay] past the parking limit a kicked postback stays due for later, while a sweep waits for room and loses none", async () => {
   const shop = startShopReceiver(async () => {
     await new Promise((r) => setTimeout(r, 100));
     return new Response("ok");
@@ -316,26 +340,24 @@ Deno.test("[relay] past the parking limit an offer waits its turn (and says so t
     const op = app.kv.atomic();
     for (const d of deliveries) addDeliveryOps(op, d, { queue: false, now });
     assert.ok((await op.commit()).ok);
-    // One attempt at a time and two parked: the fourth and later wait, not taken yet.
-    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 2 });
-    const offers = deliveries.map((d) => pool.offerTracked(d.id));
+    const ids = deliveries.map((d) => d.id);
+    const settled = (p: Promise<void>) =>
+      Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), 0))]);
+
+    // One attempt at a time and two parked: a kicked fourth is let go at once and stays due in the index.
+    const kicked = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 2 });
+    const offers = ids.slice(0, 4).map((id) => kicked.offer(id));
     await waitFor("the first attempt", () => (shop.received.length === 1 ? true : undefined));
-    const state = (p: Promise<void>) =>
-      Promise.race([p.then(() => "taken"), new Promise((r) => setTimeout(() => r("waiting"), 0))]);
-    assert.deepEqual(await Promise.all(offers.map((o) => state(o.taken))), [
-      "taken",
-      "taken",
-      "taken",
-      "waiting",
-      "waiting",
-      "waiting",
-    ]);
-    await Promise.all(offers.map((o) => o.done));
-    assert.deepEqual(
-      shop.received.map((r) => r.headers.get("webhook-id")),
-      deliveries.map((d) => d.id),
-      "every one sent once, in order",
-    );
+    assert.equal(await settled(offers[3]), true, "let go");
+    assert.equal(await settled(kicked.roomToPark()), false, "the parking is full");
+    assert.ok(isDeliveryDue((await getDeliveryEntry(app.kv, ids[3])).value, Date.now()));
+    await Promise.all(offers);
+    assert.equal(await settled(kicked.roomToPark()), true);
+
+    // A sweep's offers (it waited for room first) are parked past the limit: the rest all go, in order.
+    const swept = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 1 });
+    await Promise.all(ids.slice(3).map((id) => swept.offerTracked(id, { fromSweep: true }).done));
+    assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), ids, "every one sent once, in order");
   });
   await shop.close();
 });

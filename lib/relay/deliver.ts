@@ -171,28 +171,33 @@ function blocked(error: string) {
 }
 
 /**
- * Reads at most 1 KiB of the shop's answer and drops the rest unread. The reads go into one buffer of that size
- * (a BYOB reader): a default reader hands out each chunk in a fresh 64 KiB buffer, and two of those per postback
- * (the answer, then the end) were most of the relay's memory churn.
+ * Reads at most 1 KiB of the shop's answer and drops the rest unread. The reads go into one small buffer (a BYOB
+ * reader): a default reader hands out each chunk in a fresh 64 KiB buffer, and two of those per postback (the
+ * answer, then the end) were most of the relay's memory churn. Each chunk is copied out at once, because a read
+ * that fails takes the buffer it was given with it.
  */
 async function readStart(res: Response): Promise<string> {
-  if (!res.body) return "";
-  const reader = res.body.getReader({ mode: "byob" });
-  let buffer = new Uint8Array(RESPONSE_KEEP_BYTES);
+  const kept = new Uint8Array(RESPONSE_KEEP_BYTES);
   let size = 0;
   try {
-    while (size < RESPONSE_KEEP_BYTES) {
-      const { done, value } = await reader.read(buffer.subarray(size));
-      if (!value) break;
-      // The read hands the buffer back in `value` (the old view is detached); keep reading into the rest.
-      buffer = new Uint8Array(value.buffer);
-      size += value.length;
-      if (done) break;
+    const reader = res.body?.getReader({ mode: "byob" });
+    let into = new Uint8Array(RESPONSE_KEEP_BYTES);
+    try {
+      while (reader && size < RESPONSE_KEEP_BYTES) {
+        const { done, value } = await reader.read(into.subarray(0, RESPONSE_KEEP_BYTES - size));
+        if (value) {
+          kept.set(value, size);
+          size += value.length;
+          // The read hands the buffer back in `value` (the one passed in is detached now).
+          into = new Uint8Array(value.buffer);
+        }
+        if (done || !value) break;
+      }
+    } finally {
+      reader?.cancel().catch(() => {});
     }
   } catch {
     // A broken body after the status line still counts by its status.
-  } finally {
-    reader.cancel().catch(() => {});
   }
-  return new TextDecoder().decode(buffer.subarray(0, size));
+  return new TextDecoder().decode(kept.subarray(0, size));
 }

@@ -10,8 +10,9 @@ export interface PoolLimits {
   /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
   perDestination: number;
   /**
-   * Deliveries waiting for their destination's share, at most. Past that an offer waits in line for parking to
-   * free (and a sweep offering it waits too), so a backlog is held back, not dropped until the next sweep.
+   * Deliveries waiting for their destination's share, at most; past that a kicked or queued one stays due in the
+   * index. A sweep offers no more while this many are parked (roomToPark), and what it offered is parked even past
+   * the limit, by at most its own few.
    */
   parked: number;
 }
@@ -29,6 +30,8 @@ interface Offered {
   /** Resolves once the id has left the queue: its attempt started, it was parked, or it was let go. */
   taken: Promise<void>;
   resolveTaken: () => void;
+  /** Offered by a sweep, which waited for room to park: parked even past the limit, never let go for want of it. */
+  fromSweep: boolean;
 }
 
 /** One of a destination's attempt slots, held from the read before an attempt until the attempt ends. */
@@ -64,8 +67,8 @@ export class RelayPool {
   #head = 0;
   #inFlight = 0;
   #parked = 0;
-  /** Read and due, but their destination's share and the parking were full: offered again as parking frees. */
-  #overflow: string[] = [];
+  /** Waiting for fewer than the limit to be parked (roomToPark). */
+  #roomWaiters: (() => void)[] = [];
   readonly #destinations = new Map<string, Destination>();
   /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
@@ -91,7 +94,7 @@ export class RelayPool {
    * behind its destination's share, or it was let go. A sweep waits for that, not for the end, before it offers
    * more, so one slow shop's parked backlog does not keep it from the rest of the due index.
    */
-  offerTracked(id: string): { done: Promise<void>; taken: Promise<void> } {
+  offerTracked(id: string, opts: { fromSweep?: boolean } = {}): { done: Promise<void>; taken: Promise<void> } {
     const known = this.#known.get(id);
     if (known) return known;
     if (this.#stopped) return { done: Promise.resolve(), taken: Promise.resolve() };
@@ -99,7 +102,7 @@ export class RelayPool {
     let resolveTaken!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
     const taken = new Promise<void>((r) => (resolveTaken = r));
-    this.#known.set(id, { done, resolve, taken, resolveTaken });
+    this.#known.set(id, { done, resolve, taken, resolveTaken, fromSweep: opts.fromSweep ?? false });
     this.#queue.push(id);
     this.#pump();
     return { done, taken };
@@ -118,7 +121,18 @@ export class RelayPool {
     this.#queue = [];
     this.#head = 0;
     for (const d of this.#destinations.values()) d.parked.splice(0).forEach((id) => this.#finish(id));
-    this.#overflow.splice(0).forEach((id) => this.#finish(id));
+    this.#parked = 0;
+    this.#roomWaiters.splice(0).forEach((resolve) => resolve());
+  }
+
+  /**
+   * Resolves once fewer deliveries than the limit are parked (at once if so, or if the pool is stopped). A sweep
+   * waits for it before each offer, so a backlog past the limit waits in the index rather than in memory; while
+   * one destination's backlog fills the parking, the sweep waits for it there.
+   */
+  roomToPark(): Promise<void> {
+    if (this.#stopped || this.#parked < this.limits.parked) return Promise.resolve();
+    return new Promise((resolve) => this.#roomWaiters.push(resolve));
   }
 
   #pump() {
@@ -150,10 +164,7 @@ export class RelayPool {
         let destination = this.#destinations.get(origin);
         if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
         if (destination.active >= this.limits.perDestination) {
-          if (this.#parked >= this.limits.parked) {
-            this.#overflow.push(id);
-            return;
-          }
+          if (this.#parked >= this.limits.parked && !this.#known.get(id)?.fromSweep) return this.#finish(id);
           destination.parked.push(id);
           this.#parked++;
           this.#known.get(id)?.resolveTaken();
@@ -185,8 +196,7 @@ export class RelayPool {
       return;
     }
     this.#parked--;
-    const waiting = this.#overflow.shift();
-    if (waiting !== undefined) this.#queue.push(waiting);
+    if (this.#parked < this.limits.parked) this.#roomWaiters.splice(0).forEach((resolve) => resolve());
     this.#take(next, { origin, destination });
   }
 
