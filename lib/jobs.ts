@@ -44,24 +44,14 @@ interface SweepStart {
   taken: Promise<void>;
 }
 
-/** How a sweep hands a kind's jobs on, where that is not simply running them. */
-interface SweepOffer {
-  /** Resolves when the kind has room for another job from the sweep. */
-  ready(ctx: AppContext): Promise<void>;
-  start(ctx: AppContext, id: string): SweepStart;
-}
-
 /**
- * Postbacks go to the relay pool and free their sweep slot once it has taken them, parked ones included: a
- * postback parked behind its destination's share (one slow shop's backlog, 8 s an answer) is the pool's to wait
- * for, and holding the sweep's slot meanwhile, 128 of them kept the sweep from every other shop's postbacks and
- * from every later kind. The sweep waits only while the pool's parking is full.
+ * Kinds whose jobs free their sweep slot before they end. A postback goes to the relay pool and frees its slot once
+ * the pool has taken it, parked ones included: a postback parked behind its destination's share (one slow shop's
+ * backlog, 8 s an answer) is the pool's to wait for, and holding the sweep's slot meanwhile, 128 of them kept the
+ * sweep from every other shop's postbacks and from every later kind.
  */
-const sweepOffers: Partial<Record<JobKind, SweepOffer>> = {
-  postback: {
-    ready: (ctx) => relayPool(ctx).roomToPark(),
-    start: (ctx, id) => relayPool(ctx).offerTracked(id, { fromSweep: true }),
-  },
+const sweepOffers: Partial<Record<JobKind, (ctx: AppContext, id: string) => SweepStart>> = {
+  postback: (ctx, id) => relayPool(ctx).offerTracked(id),
 };
 
 /**
@@ -78,7 +68,12 @@ export class JobRunner {
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private stopped = false;
 
-  constructor(private readonly ctx: AppContext) {}
+  /** Set when the relay pool asked for a sweep while one was listing (which may have passed what it let go). */
+  private relist = false;
+
+  constructor(private readonly ctx: AppContext) {
+    relayPool(ctx).whenRoom(this.sweepAgain);
+  }
 
   /**
    * Runs one job; errors are logged, never thrown, so a queue message is not retried for our own bug. A kick or
@@ -142,11 +137,21 @@ export class JobRunner {
    * keep later work from being found), and jobs still running from before are joined, not started again.
    */
   async sweep(): Promise<number> {
-    this.listing ??= this.startDueJobs().finally(() => (this.listing = null));
+    this.listing ??= this.startDueJobs().finally(() => {
+      this.listing = null;
+      if (this.relist) this.sweepAgain();
+    });
     const { ran, done } = await this.listing;
     await done;
     return ran;
   }
+
+  /** The relay pool let due postbacks go for want of parking and has room again: list the index once more. */
+  private sweepAgain = () => {
+    if (this.stopped) return;
+    this.relist = this.listing !== null;
+    if (!this.relist) this.sweep().catch((err) => log.error("sweep failed", { error: describeError(err) }));
+  };
 
   /** Waits for background work started by kick (tests and shutdown). */
   async idle(): Promise<void> {
@@ -163,9 +168,9 @@ export class JobRunner {
     const all: Promise<void>[] = [];
     for (const kind of JOB_KINDS) {
       const slots = new Set<Promise<void>>();
-      const offer = sweepOffers[kind];
       for await (const id of iterateDueJobs(this.ctx.kv, kind, this.ctx.now())) {
-        await offer?.ready(this.ctx);
+        // After stop() the store may be closing: what is left stays due for the next process.
+        if (this.stopped) break;
         const { done, taken } = this.startForSweep({ kind, id });
         const slot = taken.finally(() => slots.delete(slot));
         slots.add(slot);
@@ -180,7 +185,7 @@ export class JobRunner {
   /** A due job for a sweep: through its kind's sweep offer, or joined when it is running here already. */
   private startForSweep(msg: JobMessage): SweepStart {
     const offer = this.stopped ? undefined : sweepOffers[msg.kind];
-    if (offer) return offer.start(this.ctx, msg.id);
+    if (offer) return offer(this.ctx, msg.id);
     const done = this.running.get(jobKey(msg)) ?? this.run(msg);
     return { done, taken: done };
   }

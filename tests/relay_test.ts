@@ -320,7 +320,7 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
   await shop.close();
 });
 
-Deno.test("[relay] past the parking limit a kicked postback stays due for later, while a sweep waits for room and loses none", async () => {
+Deno.test("[relay] past the parking limit a postback is let go and stays due; with half the parking free again the pool asks for a sweep", async () => {
   const shop = startShopReceiver(async () => {
     await new Promise((r) => setTimeout(r, 100));
     return new Response("ok");
@@ -341,22 +341,19 @@ Deno.test("[relay] past the parking limit a kicked postback stays due for later,
     for (const d of deliveries) addDeliveryOps(op, d, { queue: false, now });
     assert.ok((await op.commit()).ok);
     const ids = deliveries.map((d) => d.id);
-    const settled = (p: Promise<void>) =>
-      Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), 0))]);
 
-    // One attempt at a time and two parked: a kicked fourth is let go at once and stays due in the index.
-    const kicked = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 2 });
-    const offers = ids.slice(0, 4).map((id) => kicked.offer(id));
-    await waitFor("the first attempt", () => (shop.received.length === 1 ? true : undefined));
-    assert.equal(await settled(offers[3]), true, "let go");
-    assert.equal(await settled(kicked.roomToPark()), false, "the parking is full");
-    assert.ok(isDeliveryDue((await getDeliveryEntry(app.kv, ids[3])).value, Date.now()));
-    await Promise.all(offers);
-    assert.equal(await settled(kicked.roomToPark()), true);
-
-    // A sweep's offers (it waited for room first) are parked past the limit: the rest all go, in order.
-    const swept = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 1 });
-    await Promise.all(ids.slice(3).map((id) => swept.offerTracked(id, { fromSweep: true }).done));
+    // One attempt at a time and two parked: the other three are let go at once, still due, and nobody waits.
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 2 });
+    let sweepsAskedFor = 0;
+    pool.whenRoom(() => sweepsAskedFor++);
+    const offers = ids.map((id) => pool.offerTracked(id));
+    await Promise.all(offers.slice(3).map((o) => o.done));
+    for (const id of ids.slice(3)) assert.ok(isDeliveryDue((await getDeliveryEntry(app.kv, id)).value, Date.now()));
+    assert.equal(sweepsAskedFor, 0, "the parking is still full");
+    await Promise.all(offers.map((o) => o.done));
+    assert.equal(sweepsAskedFor, 1, "asked once, when a parked one left");
+    // What a sweep then offers goes out.
+    await Promise.all(ids.slice(3).map((id) => pool.offer(id)));
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), ids, "every one sent once, in order");
   });
   await shop.close();

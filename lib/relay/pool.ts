@@ -10,9 +10,8 @@ export interface PoolLimits {
   /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
   perDestination: number;
   /**
-   * Deliveries waiting for their destination's share, at most; past that a kicked or queued one stays due in the
-   * index. A sweep offers no more while this many are parked (roomToPark), and what it offered is parked even past
-   * the limit, by at most its own few.
+   * Deliveries waiting for their destination's share, at most; past that they stay due in the index, and once
+   * half the parking is free again the pool asks for a sweep to find them (whenRoom).
    */
   parked: number;
 }
@@ -30,8 +29,6 @@ interface Offered {
   /** Resolves once the id has left the queue: its attempt started, it was parked, or it was let go. */
   taken: Promise<void>;
   resolveTaken: () => void;
-  /** Offered by a sweep, which waited for room to park: parked even past the limit, never let go for want of it. */
-  fromSweep: boolean;
 }
 
 /** One of a destination's attempt slots, held from the read before an attempt until the attempt ends. */
@@ -67,8 +64,9 @@ export class RelayPool {
   #head = 0;
   #inFlight = 0;
   #parked = 0;
-  /** Waiting for fewer than the limit to be parked (roomToPark). */
-  #roomWaiters: (() => void)[] = [];
+  /** Due deliveries were let go for want of parking since the last call of `#onRoom`. */
+  #letGo = false;
+  #onRoom: (() => void) | undefined;
   readonly #destinations = new Map<string, Destination>();
   /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
@@ -94,7 +92,7 @@ export class RelayPool {
    * behind its destination's share, or it was let go. A sweep waits for that, not for the end, before it offers
    * more, so one slow shop's parked backlog does not keep it from the rest of the due index.
    */
-  offerTracked(id: string, opts: { fromSweep?: boolean } = {}): { done: Promise<void>; taken: Promise<void> } {
+  offerTracked(id: string): { done: Promise<void>; taken: Promise<void> } {
     const known = this.#known.get(id);
     if (known) return known;
     if (this.#stopped) return { done: Promise.resolve(), taken: Promise.resolve() };
@@ -102,7 +100,7 @@ export class RelayPool {
     let resolveTaken!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
     const taken = new Promise<void>((r) => (resolveTaken = r));
-    this.#known.set(id, { done, resolve, taken, resolveTaken, fromSweep: opts.fromSweep ?? false });
+    this.#known.set(id, { done, resolve, taken, resolveTaken });
     this.#queue.push(id);
     this.#pump();
     return { done, taken };
@@ -122,17 +120,15 @@ export class RelayPool {
     this.#head = 0;
     for (const d of this.#destinations.values()) d.parked.splice(0).forEach((id) => this.#finish(id));
     this.#parked = 0;
-    this.#roomWaiters.splice(0).forEach((resolve) => resolve());
   }
 
   /**
-   * Resolves once fewer deliveries than the limit are parked (at once if so, or if the pool is stopped). A sweep
-   * waits for it before each offer, so a backlog past the limit waits in the index rather than in memory; while
-   * one destination's backlog fills the parking, the sweep waits for it there.
+   * Called once half the parking is free again after due deliveries were let go for want of it (they stay due
+   * in the index): the owner sweeps to find them. Nobody waits for room meanwhile, so one slow shop's backlog
+   * filling the parking holds up no other shop and no sweep.
    */
-  roomToPark(): Promise<void> {
-    if (this.#stopped || this.#parked < this.limits.parked) return Promise.resolve();
-    return new Promise((resolve) => this.#roomWaiters.push(resolve));
+  whenRoom(onRoom: () => void) {
+    this.#onRoom = onRoom;
   }
 
   #pump() {
@@ -164,7 +160,10 @@ export class RelayPool {
         let destination = this.#destinations.get(origin);
         if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
         if (destination.active >= this.limits.perDestination) {
-          if (this.#parked >= this.limits.parked && !this.#known.get(id)?.fromSweep) return this.#finish(id);
+          if (this.#parked >= this.limits.parked) {
+            this.#letGo = true;
+            return this.#finish(id);
+          }
           destination.parked.push(id);
           this.#parked++;
           this.#known.get(id)?.resolveTaken();
@@ -196,7 +195,10 @@ export class RelayPool {
       return;
     }
     this.#parked--;
-    if (this.#parked < this.limits.parked) this.#roomWaiters.splice(0).forEach((resolve) => resolve());
+    if (this.#letGo && this.#parked <= this.limits.parked / 2) {
+      this.#letGo = false;
+      this.#onRoom?.();
+    }
     this.#take(next, { origin, destination });
   }
 
