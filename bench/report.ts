@@ -386,10 +386,10 @@ ${WHAT_MOVED}`;
  */
 export const WHAT_MOVED = `## What moved the numbers (2026-11-28)
 
-Two findings about Deno KV on SQLite carried most of this: a connection runs its reads and its commits one after
-another on one database thread, so under load every read waited behind the commits in flight (about 6 ms per read at
-800 refunds a second); and a commit costs about one page write per random key (its record on a page of its own), where
-keys written in time order share pages.
+Two findings about Deno KV on SQLite carried most of the first part of the day: a connection runs its reads and its
+commits one after another on one database thread, so under load every read waited behind the commits in flight (about
+6 ms per read at 800 refunds a second); and a commit costs about one page write per random key (its record on a page of
+its own), where keys written in time order share pages. The last part was about memory and the webhook row's tail.
 
 - **Reads beside the commits** (\`lib/db/kv.ts\`): a KV file is opened twice and every read goes through the second
   connection, which still sees every commit that finished before the read (SQLite's WAL). Refunds 0.41 → 0.45 ×,
@@ -404,18 +404,32 @@ keys written in time order share pages.
   entry in the move's commit, and the postback born leased to the process that commits it, which sends it without a
   read or a claim commit: two commits per postback instead of four. p99 at 100/s 36-43 → 22-35 ms; at 500/s the p50
   went from 2.7 s to 18-50 ms.
+- **The shop's answer read into 1 KiB** (\`readStart\`, a BYOB reader): a fetch body's default reader hands out each
+  chunk in a fresh 64 KiB buffer, two per postback with the read of the end. At 100 postbacks a second the app's
+  external memory grew by about 6 MB a second until a full collection; the 100/s phase alone peaked at 181 MB, now
+  143 MB.
+- **V8's old generation grows to 2 × what survived** (\`--heap-growing-percent=100\` in \`deno task start\`): left
+  to itself V8 allowed 4 × when collections looked cheap, about 60 MB of garbage beside a live heap of about 20 MB. The
+  load phase's peak RSS went from 204-218 MB to 157-170 MB at the same throughput.
+- **The webhook rows warm up first** (the bench): one unmeasured second at the row's rate, as the throughput rows do.
+  Timing each stage showed the first webhook of a run taking about 60 ms before it reached the app's handler and 25 ms
+  in it (code that never ran in the sandbox, the app or the shop), and the first ten alone set the 100/s row's p99.
+  With both this and the memory change, the 100/s p99 measured 13.6-16.4 ms and the 500/s p99 53-67 ms in
+  four full runs.
+- **The whole app on Hono's RegExpRouter**: two routes (\`/docs/:slug\` beside \`/docs/api-reference\`, and
+  \`/:file{checkout…js}\` at the root) had put every request on the TrieRouter, about 5 % of the main thread on the
+  webhook path; they are static paths now, and a test keeps it so.
 - **Earlier the same day**: the relay pool (128 in flight, 32 per destination, no sweep batches), grouped claims and
   outcomes, refunds with one read per try and the provider call's log entry in the settlement commit, and the bench's
   invoice phase moved last.
-- **Still short**: init-payment is 0.54-0.78 × its floor against 0.9: the app's rate held at 1,000-1,300 a second
-  while its floor's moved from 1,400 to 2,100 between runs (the floor commits one key per request unbatched, so it
-  gains most when the disk is quick); taking the operation log's four keys out of its commit changed nothing, so its
-  cost is the main thread's (HTTP in and out, validation, the KV calls). The webhook → postback p99 is 22-35 ms at
-  100/s against 25, and 64-250 ms at 500/s against 100: at 500/s the two cores are nearly full with the sandbox, the
-  shop and the load generator, and the tail follows the scheduler. The load phase's peak RSS is 215-230 MB against
-  200 (V8's heap is 50-80 MB of it; most of the rest is native and grows with the KV file). Hono falls back from its
-  RegExpRouter to its TrieRouter for the whole app (it refuses a static path beside a parameter at the same level,
-  such as \`/docs/api-reference\` and \`/docs/:slug\`), about 5 % of the main thread on the webhook path.
+- **Still short: init-payment**, 0.54-0.78 × its floor against 0.9 (0.59-0.69 in this afternoon's full runs). Per request, by thread, in app-only rounds: the
+  app's main thread 0.41 ms against the floor's 0.23, its SQLite thread 0.34 against 0.18, V8's helper threads 0.08
+  against 0.01. The floor writes one key and reads none; the app reads the API key with its shop and the idempotency
+  key (each read about 0.04 ms of the SQLite thread, since a commit empties the reader's page cache) and writes about a
+  dozen keys (record, four indexes, the status-check job, an activity entry, a counter, the provider call's log). Taking
+  the idempotency read out saved 0.08 ms of the 0.83, and the operation log's keys nothing measurable: no single part is
+  the gap. The floor commits unbatched, so its rate follows the disk's fsync (1,140-2,050 a second between runs here),
+  while the app's grouped commits keep it CPU-bound at 1,000-1,300.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
