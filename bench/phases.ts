@@ -187,15 +187,7 @@ export async function paidPaymentsWithoutPostbacks(stack: Stack, profile: Profil
   const ids = await readIds([saveIdsTo]);
   const idsFile = `${stack.dir}/refundable-ids.json`;
   await Deno.writeTextFile(idsFile, JSON.stringify(ids));
-  const spec: PacedSpec = {
-    mode: "paced",
-    appPort: stack.app.port,
-    sandboxPort: stack.sandbox.port,
-    sandboxToken: stack.sandbox.token,
-    idsFile,
-    rate: 500,
-  };
-  await runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
+  await settlePaced(stack, idsFile, 500);
   // The sandbox's webhooks settle them; wait until the app has the last ones.
   const deadline = Date.now() + 30_000;
   for (const id of [...ids.slice(-20), ...ids.slice(0, 20)]) {
@@ -236,6 +228,19 @@ export interface WebhookResult extends Delivered {
   sendErrors: number;
   generatorLagMs: number;
   foreign: number | null;
+}
+
+/** Settles the payments in `idsFile` at the sandbox, `rate` a second (the load generator's paced mode). */
+function settlePaced(stack: Stack, idsFile: string, rate: number): Promise<PacedResult> {
+  const spec: PacedSpec = {
+    mode: "paced",
+    appPort: stack.app.port,
+    sandboxPort: stack.sandbox.port,
+    sandboxToken: stack.sandbox.token,
+    idsFile,
+    rate,
+  };
+  return runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
 }
 
 /** A steady rate of settlements for a while. */
@@ -286,15 +291,7 @@ export async function webhookLatency(
     const idsFile = `${stack.dir}/webhook-ids.json`;
     await Deno.writeTextFile(idsFile, JSON.stringify(ids));
     await shopCall(stack, "POST", "/reset");
-    const spec: PacedSpec = {
-      mode: "paced",
-      appPort: stack.app.port,
-      sandboxPort: stack.sandbox.port,
-      sandboxToken: stack.sandbox.token,
-      idsFile,
-      rate: load.rate,
-    };
-    return await runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(spec)]);
+    return await settlePaced(stack, idsFile, load.rate);
   };
   const warmup = await settle(warmupIds);
   await awaitArrivals(stack, warmup.sent.length, profile.webhookTimeoutMs);
@@ -492,17 +489,7 @@ export async function webhookLatencyBesideSlowShop(
   const slowFile = `${stack.dir}/slow-shop-ids.json`;
   await Deno.writeTextFile(slowFile, JSON.stringify(ids.slow.slice(0, slowRate * profile.webhookSeconds)));
   await shopCall(stack, "POST", "/reset", stack.slowShop.port);
-  const slowLoad = () =>
-    runDenoJson<PacedResult>("bench/load.ts", [JSON.stringify(
-      {
-        mode: "paced",
-        appPort: stack.app.port,
-        sandboxPort: stack.sandbox.port,
-        sandboxToken: stack.sandbox.token,
-        idsFile: slowFile,
-        rate: slowRate,
-      } satisfies PacedSpec,
-    )]);
+  const slowLoad = () => settlePaced(stack, slowFile, slowRate);
   const load = { rate: profile.webhookRate, seconds: profile.webhookSeconds };
   const fast = await webhookLatency(stack, profile, ids.fast, driver, load, slowLoad);
   const { received } = await shopCall(stack, "GET", "/stats", stack.slowShop.port) as { received: number };

@@ -47,6 +47,25 @@ async function storeLeasedDelivery(app: TestApp, url: string, now: number, lease
   return { delivery, versionstamp: res.versionstamp };
 }
 
+/** Stores `n` postbacks to `url` due at `dueAt` (not leased), ten to a commit; answers them in order. */
+async function storeDueDeliveries(app: TestApp, url: string, n: number, tag: string, dueAt = Date.now()) {
+  const deliveries = Array.from({ length: n }, (_, i) =>
+    newDelivery({
+      paymentId: `pay_${tag}_${i}`,
+      shopId: app.shop.id,
+      url,
+      eventType: "payment.succeeded",
+      body: JSON.stringify({ type: "payment.succeeded", data: { i } }),
+      now: dueAt,
+    }));
+  for (let i = 0; i < deliveries.length; i += 10) {
+    const op = app.kv.atomic();
+    for (const d of deliveries.slice(i, i + 10)) addDeliveryOps(op, d, { queue: false, now: dueAt });
+    assert.ok((await op.commit()).ok);
+  }
+  return deliveries;
+}
+
 async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
   const app = await startTestApp(opts);
   try {
@@ -233,28 +252,12 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks, in 
   });
   const fast = startShopReceiver();
   await withApp({ env: { POSTBACK_TIMEOUT_MS: "10000" } }, async (app) => {
-    const now = Date.now();
-    const seed = (url: string, n: number, dueAt: number, tag: string) =>
-      Array.from({ length: n }, (_, i) => ({
-        ...newDelivery({
-          paymentId: `pay_seed_${tag}_${i}`,
-          shopId: app.shop.id,
-          url,
-          eventType: "payment.succeeded",
-          body: JSON.stringify({ type: "payment.succeeded", data: { i } }),
-          now: dueAt,
-        }),
-      }));
-    const store = async (deliveries: ReturnType<typeof seed>) => {
-      for (let i = 0; i < deliveries.length; i += 10) {
-        const op = app.kv.atomic();
-        for (const d of deliveries.slice(i, i + 10)) addDeliveryOps(op, d, { queue: false, now });
-        assert.ok((await op.commit()).ok);
-      }
-    };
     // The slow shop's postbacks fell due first, then the fast one's: the sweep lists them in that order.
-    const backlog = [...seed(slow.url, SLOW_BACKLOG, now - 2_000, "slow"), ...seed(fast.url, 10, now - 1_000, "fast")];
-    await store(backlog);
+    const now = Date.now();
+    const backlog = [
+      ...await storeDueDeliveries(app, slow.url, SLOW_BACKLOG, "slow", now - 2_000),
+      ...await storeDueDeliveries(app, fast.url, 10, "fast", now - 1_000),
+    ];
 
     const started = Date.now();
     const sweep = app.server.runner.sweep();
@@ -271,7 +274,7 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks, in 
 
     // While the slow backlog is still on its way, the next sweep (cron, start-up) lists the index again and finds
     // work that fell due meanwhile, instead of waiting for the first sweep's end.
-    await store(seed(fast.url, 1, Date.now() - 1, "later"));
+    await storeDueDeliveries(app, fast.url, 1, "later", Date.now() - 1);
     const again = Date.now();
     const secondSweep = app.server.runner.sweep();
     await waitFor("the later postback", () => (fast.received.length >= 11 ? true : undefined), 5_000);
@@ -292,20 +295,7 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
     return new Response("ok");
   });
   await withApp({}, async (app) => {
-    const now = Date.now();
-    const [a, b, c] = [0, 1, 2].map((i) =>
-      newDelivery({
-        paymentId: `pay_parked_${i}`,
-        shopId: app.shop.id,
-        url: shop.url,
-        eventType: "payment.succeeded",
-        body: JSON.stringify({ i }),
-        now,
-      })
-    );
-    const op = app.kv.atomic();
-    for (const d of [a, b, c]) addDeliveryOps(op, d, { queue: false, now });
-    assert.ok((await op.commit()).ok);
+    const [a, b, c] = await storeDueDeliveries(app, shop.url, 3, "parked");
     // One attempt at a time per destination: a goes, b and c wait.
     const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 10 });
     const offers = [a, b, c].map((d) => pool.offer(d.id));
@@ -326,21 +316,7 @@ Deno.test("[relay] past the parking limit a postback is let go and stays due; wi
     return new Response("ok");
   });
   await withApp({}, async (app) => {
-    const now = Date.now();
-    const deliveries = [0, 1, 2, 3, 4, 5].map((i) =>
-      newDelivery({
-        paymentId: `pay_overflow_${i}`,
-        shopId: app.shop.id,
-        url: shop.url,
-        eventType: "payment.succeeded",
-        body: JSON.stringify({ i }),
-        now,
-      })
-    );
-    const op = app.kv.atomic();
-    for (const d of deliveries) addDeliveryOps(op, d, { queue: false, now });
-    assert.ok((await op.commit()).ok);
-    const ids = deliveries.map((d) => d.id);
+    const ids = (await storeDueDeliveries(app, shop.url, 6, "overflow")).map((d) => d.id);
 
     // One attempt at a time and two parked: the other three are let go at once, still due, and nobody waits.
     const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 2 });
