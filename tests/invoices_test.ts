@@ -6,7 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { type ReceivedPostback, startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import {
+  type ReceivedPostback,
+  recordDeliveryWrites,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "../fixtures/app.ts";
 import {
   callCreateInvoice,
   cancelInvoiceCall,
@@ -43,6 +50,8 @@ Deno.test("[invoices] a full deposit moves the invoice to payment_confirmation, 
   try {
     const chain = chainApi(app);
     const created = await createTestInvoice(app, { postbackUrl: shop.url, title: "Order 17" });
+    // Each postback is born leased to the process whose commit made it, which sends it without a claim.
+    const recorded = recordDeliveryWrites(app.kv);
     assert.equal(created.status, "waiting_for_deposit");
     assert.equal(created.amount, "12.5");
     assert.equal(created.paidAmount, "0");
@@ -73,6 +82,16 @@ Deno.test("[invoices] a full deposit moves the invoice to payment_confirmation, 
       return got.length >= 3 ? got : undefined;
     });
     assert.deepEqual(types, ["invoice.payment_confirmation", "invoice.payment_accepted", "invoice.finished"]);
+    await waitFor("their outcomes", () => (recorded.writes.length >= 6 ? true : undefined));
+    recorded.stop();
+    assert.deepEqual(recorded.writes.toSorted(), [
+      "delivered",
+      "delivered",
+      "delivered",
+      "pending",
+      "pending",
+      "pending",
+    ]);
     // The answers and postbacks are what the OpenAPI document says, with no field undocumented.
     for (const p of postbacksOf(app, shop.received, created.id)) InvoicePostbackBody.strict().parse(p);
     const res = await fetch(`${app.baseUrl}/api/v1/invoices/${created.id}`, {

@@ -15,6 +15,7 @@ import {
   callInit,
   paymentBody,
   type ReceivedPostback,
+  recordDeliveryWrites,
   startShopReceiver,
   startTestApp,
   type TestApp,
@@ -485,4 +486,22 @@ Deno.test({
       await shop.close();
     }
   },
+});
+
+Deno.test("[refunds] a refund's postback is born leased to the process that settles it and sent without a claim", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("the payment's postback", () => (shop.received.length === 1 ? true : undefined));
+    // Every write of a delivery record from here: the refund postback's creation and its outcome, no claim between.
+    const recorded = recordDeliveryWrites(app.kv);
+    const res = await refund(app, id, { amount: 300 });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    await waitFor("the refund's postback", () => (shop.received.length === 2 ? true : undefined));
+    await waitFor("its outcome", () => (recorded.writes.includes("delivered") ? true : undefined));
+    recorded.stop();
+    assert.equal(verified(app, shop.received, "refund.succeeded").length, 1);
+    assert.deepEqual(recorded.writes, ["pending", "delivered"]);
+  });
+  await shop.close();
 });

@@ -9,6 +9,7 @@ import {
   buyerSettles,
   callInit,
   paymentBody,
+  recordDeliveryWrites,
   startShopReceiver,
   startTestApp,
   type TestApp,
@@ -339,21 +340,11 @@ Deno.test("[relay] a new postback is born leased to the process that commits it,
   const shop = startShopReceiver();
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
     // Every write of a delivery record: its creation with the payment's move, and its outcome. No claim between.
-    const writes: string[] = [];
-    const atomic = app.kv.atomic.bind(app.kv);
-    app.kv.atomic = () => {
-      const op = atomic();
-      const set = op.set.bind(op);
-      op.set = (key, value, options) => {
-        if (key[0] === "deliveries") writes.push((value as { status: string }).status);
-        return set(key, value, options);
-      };
-      return op;
-    };
+    const recorded = recordDeliveryWrites(app.kv);
     const id = await paidPayment(app, shop.url);
     await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
-    app.kv.atomic = atomic;
-    assert.deepEqual(writes, ["pending", "delivered"]);
+    recorded.stop();
+    assert.deepEqual(recorded.writes, ["pending", "delivered"]);
 
     // As if the process committing it died before its attempt: nobody was handed the delivery.
     const now = app.server.ctx.now();

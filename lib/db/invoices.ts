@@ -154,14 +154,15 @@ export interface InvoiceWrite {
  * Writes a new version of an invoice read as `entry`, with everything the
  * change causes (timeline, postback, audit, analytics activity, the polling
  * job's due time, and the address back in the pool when it closes), in one
- * atomic operation. False when someone else wrote first: read again.
+ * atomic operation. Answers the commit's versionstamp, or null when someone
+ * else wrote first: read again.
  */
 export async function commitInvoiceWrite(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Invoice>,
   next: Invoice,
   w: InvoiceWrite,
-): Promise<boolean> {
+): Promise<string | null> {
   const before = entry.value;
   const op = kv.atomic().check(entry).set(invoiceKey(next.id), next);
   if (before.checkAt !== next.checkAt) {
@@ -181,7 +182,8 @@ export async function commitInvoiceWrite(
   if (w.stat) addInvoiceStatsOps(op, { at: next.updatedAt, shopId: next.shopId, coin: next.coin, stat: w.stat });
   if (w.delivery) addDeliveryOps(op, w.delivery, w.jobs);
   if (w.audit) addAuditOps(op, w.audit);
-  return (await op.commit()).ok;
+  const res = await op.commit();
+  return res.ok ? res.versionstamp : null;
 }
 
 /** An invoice's pool address record with its version (the entry a release checks). */

@@ -158,15 +158,15 @@ export interface RefundFailure {
 /**
  * Records a failed refund and gives its amount back to the payment (a
  * checked read-modify-write of the reservation), with the payment's timeline
- * entry and the shop's postback, in one atomic operation. False when anything
- * read changed meanwhile.
+ * entry and the shop's postback, in one atomic operation. Answers the commit's
+ * versionstamp, or null when anything read changed meanwhile.
  */
 export async function commitRefundFailure(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Refund>,
   next: Refund,
   f: RefundFailure,
-): Promise<boolean> {
+): Promise<string | null> {
   const reservation = await getRefundReservation(kv, next.paymentId);
   const op = kv.atomic().check(f.payment).check(reservation)
     .set(reservedKey(next.paymentId), Math.max(0, (reservation.value ?? 0) - next.amount));
@@ -174,7 +174,8 @@ export async function commitRefundFailure(
   addDerivedEventOps(op, next.paymentId, next.shopId, f.event);
   if (f.delivery) addDeliveryOps(op, f.delivery, f.jobs);
   for (const e of f.operations ?? []) addOperationOps(op, e);
-  return (await op.commit()).ok;
+  const res = await op.commit();
+  return res.ok ? res.versionstamp : null;
 }
 
 /** Ops a refund's success adds to its payment's move: the refund's new state, its counters and its postback. */

@@ -4,6 +4,8 @@ import { commitInvoiceWrite, getInvoiceEntry, getPoolAddressEntry } from "../db/
 import { log } from "../log.ts";
 import { statusMoveAudit } from "../db/audit.ts";
 import { newDelivery } from "../relay/delivery.ts";
+import { firstAttemptLease } from "../relay/deliver.ts";
+import { sendCommitted } from "../relay/pool.ts";
 import { canMoveInvoice, invoicePostbackType, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import type { Invoice, InvoiceEvent } from "./types.ts";
 import type { InvoiceStat } from "../db/stats.ts";
@@ -74,6 +76,8 @@ export async function updateInvoice(
         eventType: type,
         body: invoicePostbackBody(next, type, now, ctx.config.publicBaseUrl),
         now,
+        // Sent by this process right after the commit (sendCommitted).
+        leaseUntil: firstAttemptLease(ctx, now),
       })
       : undefined;
     const release = closes ? await getPoolAddressEntry(ctx.kv, inv) : null;
@@ -88,7 +92,7 @@ export async function updateInvoice(
     });
     if (saved) {
       if (moves) log.info("invoice status changed", { invoiceId: inv.id, from: inv.status, to });
-      if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
+      if (delivery) sendCommitted(ctx, delivery, saved);
       if (release?.value) noteAddressFreed(ctx.kv, next.shopId, next.network);
       return { outcome: "applied", invoice: next };
     }

@@ -1,9 +1,8 @@
 import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
-import { storedDelivery } from "../db/deliveries.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
-import { relayPool } from "../relay/pool.ts";
+import { sendCommitted } from "../relay/pool.ts";
 import type { StatEvent } from "../db/stats.ts";
 import { statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
@@ -38,8 +37,8 @@ export interface MoveRequest {
 }
 
 export type MoveResult =
-  /** The payment moved; `payment` is the new version. */
-  | { outcome: "applied"; payment: Payment }
+  /** The payment moved; `payment` is the new version, committed at `versionstamp`. */
+  | { outcome: "applied"; payment: Payment; versionstamp: string }
   /** The status table does not allow the move from where the payment is; nothing was written. */
   | { outcome: "refused"; payment: Payment };
 
@@ -88,12 +87,8 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     });
     if (stored) {
       log.info("payment status changed", { paymentId: p.id, from: p.status, to: req.to });
-      // Sent now by this process, which holds its first lease (no read, no claim); the sweep is the durable backup.
-      if (delivery) {
-        relayPool(ctx).handOver(storedDelivery(delivery, stored));
-        ctx.kick({ kind: "postback", id: delivery.id });
-      }
-      return { outcome: "applied", payment: next };
+      if (delivery) sendCommitted(ctx, delivery, stored);
+      return { outcome: "applied", payment: next, versionstamp: stored };
     }
   }
   throw new ConflictError("The payment is busy; retry.");

@@ -17,6 +17,8 @@ import type { RefundNotice, RefundResult } from "../providers/types.ts";
 import type { PaymentScope } from "../providers/registry.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { newDelivery } from "../relay/delivery.ts";
+import { firstAttemptLease } from "../relay/deliver.ts";
+import { sendCommitted } from "../relay/pool.ts";
 import type { Delivery } from "../relay/types.ts";
 import { canMoveRefund, refundPostbackType } from "./status.ts";
 import type { Refund } from "./types.ts";
@@ -183,6 +185,7 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
     p: Payment,
   ) => ((p.refundedAmount ?? 0) + settled.amount >= p.amount ? "refunded" : "partially_refunded");
   let delivery: Delivery | null = null;
+  let stored: string | null = null;
   try {
     const moved = await movePayment(ctx, {
       paymentId: settled.paymentId,
@@ -196,7 +199,7 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
         if (target({ ...next, refundedAmount: (next.refundedAmount ?? 0) - settled.amount }) !== next.status) {
           throw new StaleTarget();
         }
-        delivery = postbackFor(settled, next, now);
+        delivery = postbackFor(ctx, settled, next, now);
         addRefundSuccessOps(op, entry, settled, {
           stats: {
             at: now,
@@ -214,6 +217,7 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
     if (moved.outcome === "refused") {
       throw new Error(`payment ${settled.paymentId} refused a refund move from ${moved.payment.status}`);
     }
+    stored = moved.versionstamp;
   } catch (err) {
     // The refund changed under us (the webhook and the job at once) or the target did: read again.
     if (err instanceof StaleTarget || err instanceof ConflictError) return null;
@@ -221,7 +225,7 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
   }
   log.info("refund succeeded", { refundId: settled.id, paymentId: settled.paymentId, amount: settled.amount });
   const sent = delivery as Delivery | null;
-  if (sent) ctx.kick({ kind: "postback", id: sent.id });
+  if (sent && stored) sendCommitted(ctx, sent, stored);
   return settled;
 }
 
@@ -234,22 +238,25 @@ async function fail(ctx: AppContext, { entry, base, now, operations }: RefundWri
   };
   const payment = read ?? await getPaymentEntry(ctx.kv, failed.paymentId);
   if (!payment.value) throw new NotFoundError("Unknown payment.");
-  const delivery = postbackFor(failed, payment.value, now);
-  const ok = await commitRefundFailure(ctx.kv, entry, failed, {
+  const delivery = postbackFor(ctx, failed, payment.value, now);
+  const stored = await commitRefundFailure(ctx.kv, entry, failed, {
     payment: payment as Deno.KvEntry<Payment>,
     event: refundEvents(failed).settled!,
     delivery: delivery ?? undefined,
     jobs: jobs(ctx, now),
     operations,
   });
-  if (!ok) return null;
+  if (!stored) return null;
   log.info("refund failed", { refundId: failed.id, paymentId: failed.paymentId, amount: failed.amount });
-  if (delivery) ctx.kick({ kind: "postback", id: delivery.id });
+  if (delivery) sendCommitted(ctx, delivery, stored);
   return failed;
 }
 
-/** The shop's postback for a settled refund, when the shop asked for postbacks for its payment. */
-function postbackFor(r: Refund, p: Payment, now: number): Delivery | null {
+/**
+ * The shop's postback for a settled refund, when the shop asked for postbacks for its payment: born leased to
+ * this process, which sends it right after the commit (sendCommitted).
+ */
+function postbackFor(ctx: AppContext, r: Refund, p: Payment, now: number): Delivery | null {
   const type = refundPostbackType(r.status);
   if (!type || !p.shopTxId || !p.postbackUrl) return null;
   return newDelivery({
@@ -259,6 +266,7 @@ function postbackFor(r: Refund, p: Payment, now: number): Delivery | null {
     eventType: type,
     body: refundPostbackBody(r, p, type, now),
     now,
+    leaseUntil: firstAttemptLease(ctx, now),
   });
 }
 

@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { getDeliveryEntryShared, isDeliveryDue } from "../db/deliveries.ts";
+import { getDeliveryEntryShared, isDeliveryDue, storedDelivery } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
 import type { Delivery } from "./types.ts";
@@ -227,4 +227,13 @@ export function relayPool(ctx: AppContext): RelayPool {
   let pool = pools.get(ctx);
   if (!pool) pools.set(ctx, pool = new RelayPool(ctx));
   return pool;
+}
+
+/**
+ * Sends a delivery this process just committed leased to itself (born with firstAttemptLease), as `versionstamp`
+ * stored it: its first attempt needs neither a read nor a claim. The sweep is the durable backup.
+ */
+export function sendCommitted(ctx: AppContext, delivery: Delivery, versionstamp: string) {
+  relayPool(ctx).handOver(storedDelivery(delivery, versionstamp));
+  ctx.kick({ kind: "postback", id: delivery.id });
 }
