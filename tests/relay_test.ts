@@ -360,6 +360,27 @@ Deno.test("[relay] a new postback is born leased to the process that commits it,
   await shop.close();
 });
 
+Deno.test("[relay] a postback a sweep offers between its commit and its hand-over is still sent at once", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const now = app.server.ctx.now();
+    const { delivery, versionstamp } = await storeLeasedDelivery(
+      app,
+      shop.url,
+      now,
+      firstAttemptLease(app.server.ctx, now),
+    );
+    const pool = new RelayPool(app.server.ctx);
+    // The sweep's offer reads the stored entry (leased, so not due) while the committing code hands it over.
+    const swept = pool.offer(delivery.id);
+    pool.handOver(storedDelivery(delivery, versionstamp));
+    const kicked = pool.offer(delivery.id);
+    await Promise.all([swept, kicked]);
+    assert.equal(shop.received.length, 1, "sent now, not after the lease");
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] a postback handed over with a lease that no longer covers an attempt is claimed again and sent once", async () => {
   const shop = startShopReceiver();
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {

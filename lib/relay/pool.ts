@@ -151,8 +151,11 @@ export class RelayPool {
     let slot = held;
     try {
       // Handed over by the commit that made it: ours, as stored, without a read.
-      const handed = this.#handedOver.get(id);
-      const entry = handed ?? await getDeliveryEntryShared(this.ctx.kv, id);
+      const handedBefore = this.#handedOver.get(id);
+      const entry = handedBefore ?? await getDeliveryEntryShared(this.ctx.kv, id);
+      // Handed over while the read was out (a sweep offered it between its commit and the hand-over): the stored
+      // entry is leased to us, so it reads as not due, but it is ours to send now.
+      const handed = handedBefore ?? this.#handedOver.get(id);
       const delivery = handed ? handed.value : isDeliveryDue(entry.value, this.ctx.now()) ? entry.value : null;
       if (this.#stopped || !delivery) return this.#finish(id);
       if (!slot) {
