@@ -415,14 +415,14 @@ its own), where keys written in time order share pages. The last part was about 
   Timing each stage showed the first webhook of a run taking about 60 ms before it reached the app's handler and 25 ms
   in it (code that never ran in the sandbox, the app or the shop), and the first ten alone set the 100/s row's p99.
   With both this and the memory change, the 100/s p99 measured 13.6-16.4 ms and the 500/s p99 53-67 ms in
-  four full runs.
+  five full runs.
 - **The whole app on Hono's RegExpRouter**: two routes (\`/docs/:slug\` beside \`/docs/api-reference\`, and
   \`/:file{checkout…js}\` at the root) had put every request on the TrieRouter, about 5 % of the main thread on the
   webhook path; they are static paths now, and a test keeps it so.
 - **Earlier the same day**: the relay pool (128 in flight, 32 per destination, no sweep batches), grouped claims and
   outcomes, refunds with one read per try and the provider call's log entry in the settlement commit, and the bench's
   invoice phase moved last.
-- **Still short: init-payment**, 0.54-0.78 × its floor against 0.9 (0.59-0.69 in this afternoon's full runs). Per request, by thread, in app-only rounds: the
+- **Still short: init-payment**, 0.54-0.78 × its floor against 0.9 (0.59-0.75 in this afternoon's full runs). Per request, by thread, in app-only rounds: the
   app's main thread 0.41 ms against the floor's 0.23, its SQLite thread 0.34 against 0.18, V8's helper threads 0.08
   against 0.01. The floor writes one key and reads none; the app reads the API key with its shop and the idempotency
   key (each read about 0.04 ms of the SQLite thread, since a commit empties the reader's page cache) and writes about a
