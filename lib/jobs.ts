@@ -184,7 +184,7 @@ export class JobRunner {
 
   /** A due job for a sweep: through its kind's sweep offer, or joined when it is running here already. */
   private startForSweep(msg: JobMessage): SweepStart {
-    const offer = this.stopped ? undefined : sweepOffers[msg.kind];
+    const offer = sweepOffers[msg.kind];
     if (offer) return offer(this.ctx, msg.id);
     const done = this.running.get(jobKey(msg)) ?? this.run(msg);
     return { done, taken: done };
