@@ -174,7 +174,7 @@ Deno.test("[routing] a payment the shop's routes cannot serve gets 422 no_route 
   });
 });
 
-Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{accountId}; a webhook without our id is found by the provider's reference", async () => {
+Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{accountId}; news without our payment id is acknowledged and changes nothing", async () => {
   await withApp({ knobs: { dropWebhooks: true } }, async (app) => {
     const a = await bansky(app, "orgA");
     await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
@@ -196,7 +196,17 @@ Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{acco
         body: text,
       }).then(async (r) => ({ status: r.status, body: await r.json() }));
     };
-    const news = { eventId: "evt_1", ref: p.providerRef, status: "paid" };
+    // We keep no index of the provider's references: news that does not name our payment cannot be placed, so it is
+    // acknowledged (the provider stops retrying) and the status check settles the payment instead.
+    const unnamed = await send(`/${a.id}`, MERCHANTS.orgA.webhookSecret, {
+      eventId: "evt_0",
+      ref: p.providerRef,
+      status: "paid",
+    });
+    assert.equal(unnamed.status, 200, JSON.stringify(unnamed.body));
+    assert.equal(unnamed.body.outcome, "unchanged");
+    assert.equal((await getPayment(app.kv, p.id))?.status, "pending");
+    const news = { eventId: "evt_1", id: p.id, ref: p.providerRef, status: "paid" };
     assert.equal((await send(`/${a.id}`, MERCHANTS.orgB.webhookSecret, news)).status, 401, "another account's secret");
     assert.equal((await send("", MERCHANTS.orgA.webhookSecret, news)).status, 401, "not the default account's");
     assert.equal((await send("/pa_AAAAAAAAAAAAAAAAAAAAAA", "x", news)).status, 404, "unknown account");
@@ -228,7 +238,7 @@ Deno.test("[webhooks] an event id is one account's: another account's webhook wi
     };
     const send = (account: ProviderAccount, merchant: keyof typeof MERCHANTS, p: Payment) => {
       // Both accounts' providers happen to use the same event id.
-      const text = JSON.stringify({ eventId: "evt_same", ref: p.providerRef, status: "paid" });
+      const text = JSON.stringify({ eventId: "evt_same", id: p.id, ref: p.providerRef, status: "paid" });
       return fetch(`${app.baseUrl}/api/payment-verify/${account.id}`, {
         method: "POST",
         headers: {

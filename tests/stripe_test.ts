@@ -125,7 +125,11 @@ Deno.test("[stripe] webhooks are verified by the SDK: a bad signature, a stale t
     const init = await callInit(app, paymentBody());
     const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
     const url = `${app.baseUrl}/api/payment-verify/${stripe.id}`;
-    const event = (account: string, type = "checkout.session.completed") =>
+    const event = (
+      account: string,
+      type = "checkout.session.completed",
+      clientReferenceId: string | null = init.body.id,
+    ) =>
       JSON.stringify({
         id: `evt_${crypto.randomUUID()}`,
         object: "event",
@@ -135,7 +139,7 @@ Deno.test("[stripe] webhooks are verified by the SDK: a bad signature, a stale t
           object: {
             id: ref,
             object: "checkout.session",
-            client_reference_id: init.body.id,
+            client_reference_id: clientReferenceId,
             status: "complete",
             payment_status: "paid",
           },
@@ -160,6 +164,11 @@ Deno.test("[stripe] webhooks are verified by the SDK: a bad signature, a stale t
     const ack = await post(unrelated, fake.sign("whsec_stripe_org2", unrelated));
     assert.equal(ack.status, 200);
     assert.equal(ack.body.outcome, "unchanged");
+    // A session without our payment id was made by someone else on the account (a payment link): not ours to apply.
+    const foreign = event(ORG2, "checkout.session.completed", null);
+    const ignored = await post(foreign, fake.sign("whsec_stripe_org2", foreign));
+    assert.equal(ignored.status, 200);
+    assert.equal(ignored.body.outcome, "unchanged");
 
     // Signed and ours, but the session is still open at Stripe: the claim is not confirmed yet.
     const early = await post(own, fake.sign("whsec_stripe_org2", own));

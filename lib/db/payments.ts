@@ -26,8 +26,6 @@ const eventKey = (paymentId: string, seq: string) => ["payment_events", paymentI
 /** Payments that succeeded after we expired or cancelled them and are not refunded in full: the console lists them. */
 const lateKey = (seq: string) => ["payments_late", seq] as const;
 const checkJob = (id: string) => ({ kind: "payment_check" as const, id });
-/** A payment by the provider's reference within its account (webhooks that do not echo our id). */
-const byProviderRefKey = (accountId: string, ref: string) => ["payments_by_provider_ref", accountId, ref] as const;
 /** The key of one payment event, for bulk readers such as the analytics export. */
 export const paymentEventKey = eventKey;
 /** Writes a payment event and its activity-log entry into an atomic operation. */
@@ -98,9 +96,6 @@ function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations, ex
     .set(byShopKey(payment.shopId, payment.seq), payment.id)
     .set(byTimeKey(payment.seq), payment.id)
     .set(byEmailKey(paymentEmailHash(payment.email), payment.seq), payment.id);
-  if (payment.providerRef) {
-    op.set(byProviderRefKey(payment.accountId ?? DEFAULT_ACCOUNT_ID, payment.providerRef), payment.id);
-  }
   // The first status check is a due-index key only: no queue message, since the cron sweep covers waits of minutes.
   if (payment.checkAt) scheduleJob(op, checkJob(payment.id), payment.checkAt, { queue: false, now: payment.createdAt });
   addActivityOps(op, {
@@ -117,11 +112,6 @@ function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations, ex
 /** The "created" event of a payment, made from the record itself. */
 function createdEvent(p: Payment): PaymentEvent {
   return { type: "created", at: p.createdAt, data: { amount: p.amount, currency: p.currency, ref: p.providerRef } };
-}
-
-/** The id of the payment an account knows by `ref` (payments stored before the index have none). */
-export async function getPaymentIdByProviderRef(kv: Deno.Kv, accountId: string, ref: string): Promise<string | null> {
-  return (await kv.get<string>(byProviderRefKey(accountId, ref))).value;
 }
 
 export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | null> {

@@ -2,7 +2,6 @@ import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
 import {
   addPaymentEvent,
-  getPaymentIdByProviderRef,
   getWebhookTarget,
   isWebhookEventSeen,
   markWebhookEventSeen,
@@ -52,18 +51,15 @@ export async function handleProviderWebhook(
   }
   // Refund news settles a refund (which moves its payment); refunds keep no webhook ids, their status is the guard.
   if (notice.kind === "refund") return await handleRefundWebhook(ctx, notice, accountId);
-  if (notice.kind === "ignored") return "unchanged";
-  // Our id when the provider echoes it, else the account's index of its references.
-  const paymentId = notice.paymentId ?? await getPaymentIdByProviderRef(ctx.kv, accountId, notice.ref);
-  if (!paymentId) {
-    if (await isWebhookEventSeen(ctx.kv, accountId, notice.eventId)) return "duplicate";
-    // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
-    throw new NotFoundError("Unknown payment.");
+  if (notice.kind === "ignored") {
+    if (notice.warning) log.warn("webhook ignored", { accountId, eventId: notice.eventId, reason: notice.warning });
+    return "unchanged";
   }
   // One read for both: handled before, and the payment (its version saves the move a read of its own).
-  const target = await getWebhookTarget(ctx.kv, accountId, notice.eventId, paymentId);
+  const target = await getWebhookTarget(ctx.kv, accountId, notice.eventId, notice.paymentId);
   if (target.seen) return "duplicate";
   const payment = target.payment.value;
+  // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
   if (!payment) throw new NotFoundError("Unknown payment.");
   if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");

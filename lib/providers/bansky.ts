@@ -112,10 +112,15 @@ export class BanskyProvider implements PaymentProvider {
     } catch {
       throw new WebhookRejectedError("malformed body");
     }
+    // Every payment we create carries our id, which Bansky echoes. Without it there is nothing to look up (we keep
+    // no index of Bansky's references: it cost init-payment a random write); the status check settles the payment.
+    if (!parsed.id) {
+      return { kind: "ignored", eventId: parsed.eventId, warning: "payment webhook without our payment id" };
+    }
     return {
       kind: "payment",
       eventId: parsed.eventId,
-      paymentId: parsed.id ?? null,
+      paymentId: parsed.id,
       ref: parsed.ref,
       claimedStatus: banskyStatusToOurs[parsed.status],
     };

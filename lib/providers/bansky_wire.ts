@@ -28,7 +28,7 @@ export const StatusResponse = z.object({ id: z.string(), status: z.enum(BANSKY_S
 export const CancelResponse = StatusResponse;
 export const WebhookBody = z.object({
   eventId: z.string().min(1).max(200),
-  // Our payment id, echoed back; without it the payment is found by `ref`.
+  // Our payment id, echoed back (the spec: it identifies the postback). News without it is acknowledged and ignored.
   id: z.string().min(1).max(200).optional(),
   ref: z.string().min(1).max(200),
   status: z.enum(BANSKY_STATUSES),

@@ -169,6 +169,8 @@ export class StripeProvider implements PaymentProvider {
     }
     if (event.type in STRIPE_SESSION_EVENTS) {
       const s = event.data.object as Stripe.Checkout.Session;
+      // Ours carry our payment id; a session without one was made by someone else on the account (a payment link).
+      if (!s.client_reference_id) return { kind: "ignored", eventId: event.id };
       const claimed = STRIPE_SESSION_EVENTS[event.type as keyof typeof STRIPE_SESSION_EVENTS] ??
         stripeSessionToOurs[sessionState(s)];
       return {

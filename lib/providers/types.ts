@@ -47,13 +47,18 @@ export type WebhookNotice = PaymentNotice | RefundNotice | IgnoredNotice;
 export interface IgnoredNotice {
   kind: "ignored";
   eventId: string;
+  /** Why an event that should have been ours names nothing we know, for the operators' log (absent when it is routine). */
+  warning?: string;
 }
 
 export interface PaymentNotice {
   kind: "payment";
   eventId: string;
-  /** Our payment id when the provider echoes it; else the payment is found by `ref` in the account's index. */
-  paymentId: string | null;
+  /**
+   * Our payment id, echoed by the provider (Bansky's \`id\`, which its spec uses to identify a postback; Stripe's
+   * \`client_reference_id\`). News without it names no payment of ours: the adapter answers \`ignored\` instead.
+   */
+  paymentId: string;
   ref: string;
   claimedStatus: ProviderStatus;
 }
