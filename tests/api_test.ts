@@ -89,11 +89,14 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
   }
 });
 
-Deno.test("[api] keys: missing, unknown and revoked keys get 401; Token and Bearer both work", async () => {
+Deno.test("[api] keys: missing, unknown and revoked keys get 401, even for a retry or a broken body; Token and Bearer both work", async () => {
   const app = await startTestApp();
   try {
     assert.equal((await callInit(app, paymentBody(), { key: "" })).status, 401);
     assert.equal((await callInit(app, paymentBody(), { key: "apay_sk_" + "A".repeat(32) })).status, 401);
+    // init-payment reads the key and the payment a retry names in one trip: the key is still judged first.
+    assert.equal((await callInit(app, null, { key: "", raw: "{broken" })).status, 401);
+    assert.equal((await callInit(app, null, { raw: "{broken" })).status, 400);
     const viaToken = await fetch(`${app.baseUrl}/api/v1/init-payment`, {
       method: "POST",
       headers: { authorization: `Token ${app.shop.apiKey}`, "content-type": "application/json" },
@@ -103,11 +106,14 @@ Deno.test("[api] keys: missing, unknown and revoked keys get 401; Token and Bear
     await viaToken.body?.cancel();
 
     const second = await createShopKey(app.kv, app.shop.id, { now: Date.now() });
-    assert.equal((await callInit(app, paymentBody(), { key: second.apiKey })).status, 201);
+    const retry = { key: second.apiKey, headers: { "idempotency-key": "order-with-second-key" } };
+    assert.equal((await callInit(app, paymentBody(), retry)).status, 201);
+    assert.equal((await callInit(app, paymentBody(), retry)).status, 200, "a retry, answered from the read-ahead");
     await revokeShopKey(app.kv, { shopId: app.shop.id, keyId: second.record.id }, { now: Date.now() });
     const revoked = await callInit(app, paymentBody(), { key: second.apiKey });
     assert.equal(revoked.status, 401);
     assert.equal(revoked.body.error.code, "unauthorized");
+    assert.equal((await callInit(app, paymentBody(), retry)).status, 401, "a retry of its payment with a revoked key");
     assert.equal((await callInit(app, paymentBody())).status, 201, "the shop's other key still works");
   } finally {
     await app.close();
