@@ -422,14 +422,20 @@ its own), where keys written in time order share pages. The last part was about 
 - **Earlier the same day**: the relay pool (128 in flight, 32 per destination, no sweep batches), grouped claims and
   outcomes, refunds with one read per try and the provider call's log entry in the settlement commit, and the bench's
   invoice phase moved last.
-- **Still short: init-payment**, 0.54-0.78 × its floor against 0.9 (0.59-0.75 in this afternoon's full runs). Per request, by thread, in app-only rounds: the
-  app's main thread 0.41 ms against the floor's 0.23, its SQLite thread 0.34 against 0.18, V8's helper threads 0.08
-  against 0.01. The floor writes one key and reads none; the app reads the API key with its shop and the idempotency
-  key (each read about 0.04 ms of the SQLite thread, since a commit empties the reader's page cache) and writes about a
-  dozen keys (record, four indexes, the status-check job, an activity entry, a counter, the provider call's log). Taking
-  the idempotency read out saved 0.08 ms of the 0.83, and the operation log's keys nothing measurable: no single part is
-  the gap. The floor commits unbatched, so its rate follows the disk's fsync (1,140-2,050 a second between runs here),
-  while the app's grouped commits keep it CPU-bound at 1,000-1,300.
+- **No index of the providers' references** (evening): its key was a random one (the provider's reference), and a
+  random key costs a commit a page of its own twice (the row, and its place in SQLite's expiry index), about 14 KB
+  written per payment. Side by side with the code before, init-payment ran 15-19 % faster; in a full run it went from
+  0.75 to 0.83 × its floor. Webhooks name our payment id (Bansky's spec uses it to identify a postback; Stripe echoes
+  \`client_reference_id\`), so nothing needs the index; news without our id is acknowledged and changes nothing.
+- **init-payment's replay check rides with the API key's read** (evening): one trip to the store instead of two one
+  after the other; about 5 % less CPU per request side by side, throughput within the noise.
+- **Still short: init-payment** against 0.9. Per-request latency inside the app under the bench's load (32
+  connections): about 1.5 ms reading the key, 1.8 ms the replay check (before they shared a read), 3 ms the provider
+  call and 12.5 ms waiting for the group commit (about 15 payments a commit, 6.7 ms each). Measured and set aside:
+  the activity entry's copy of the payment and V8's GC flags (no difference side by side), a read group that waits a
+  tick for company (5 % less CPU, no more throughput), one GC thread (5 % less CPU, the same throughput). The floor
+  writes one key per commit and reads none, so its rate follows the disk's fsync: its rounds here ranged from 1,290 to
+  1,950 a second within one run, and so did the ratio (0.67-0.99 per round).
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
