@@ -380,3 +380,32 @@ Deno.test("[sandbox] the standalone sandbox takes more merchant accounts from SA
     await child.status;
   }
 });
+
+Deno.test("[webhooks] another account's signed webhook naming our payment id and reference moves nothing", async () => {
+  // Webhooks find payments by our id alone (no index of references): the account check is what keeps them apart.
+  await withApp({ knobs: { dropWebhooks: true } }, async (app) => {
+    const a = await bansky(app, "orgA");
+    const b = await bansky(app, "orgB");
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody());
+    const p = (await getPayment(app.kv, init.body.id))!;
+    await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${MERCHANTS.orgA.apiToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ outcome: "paid" }),
+    }).then((r) => r.body?.cancel());
+    const text = JSON.stringify({ eventId: "evt_b", id: p.id, ref: p.providerRef, status: "paid" });
+    const res = await fetch(`${app.baseUrl}/api/payment-verify/${b.id}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "bansky-signature": signBanskyWebhook(MERCHANTS.orgB.webhookSecret, Math.floor(Date.now() / 1000), text),
+      },
+      body: text,
+    });
+    const body = await res.json();
+    assert.equal(res.status, 400, JSON.stringify(body));
+    assert.equal(body.error.code, "invalid_webhook");
+    assert.equal((await getPayment(app.kv, p.id))?.status, "pending");
+  });
+});

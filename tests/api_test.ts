@@ -120,6 +120,25 @@ Deno.test("[api] keys: missing, unknown and revoked keys get 401, even for a ret
   }
 });
 
+Deno.test("[api] a retry of init-payment reads its payment once, in the same read as the key", async () => {
+  const app = await startTestApp();
+  try {
+    const retry = { headers: { "idempotency-key": "read-once" } };
+    assert.equal((await callInit(app, paymentBody(), retry)).status, 201);
+    const getMany = app.kv.getMany.bind(app.kv);
+    const batches: string[][] = [];
+    app.kv.getMany = ((keys: Deno.KvKey[], options?: { consistency?: Deno.KvConsistencyLevel }) => {
+      batches.push(keys.map((k) => String(k[0])));
+      return getMany(keys, options);
+    }) as Deno.Kv["getMany"];
+    assert.equal((await callInit(app, paymentBody(), retry)).status, 200);
+    const paymentReads = batches.filter((b) => b.includes("payments"));
+    assert.deepEqual(paymentReads, [["api_keys", "shops", "payments"]]);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[api] disabling a shop refuses its keys on the very next request, and enabling lets them in again", async () => {
   const app = await startTestApp();
   try {
