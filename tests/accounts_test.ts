@@ -59,6 +59,32 @@ async function secondShop(app: TestApp): Promise<TestShop> {
   return { id: shop.id, apiKey, webhookSecret: shop.webhookSecret };
 }
 
+/** A payment made through init-payment with `key` and paid at `merchant`'s sandbox account (whose webhook is held back). */
+async function paidAtProvider(app: TestApp, merchant: keyof typeof MERCHANTS, key = app.shop.apiKey): Promise<Payment> {
+  const init = await callInit(app, paymentBody(), { key });
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  const p = (await getPayment(app.kv, init.body.id))!;
+  await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${MERCHANTS[merchant].apiToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ outcome: "paid" }),
+  }).then((r) => r.body?.cancel());
+  return p;
+}
+
+/** Posts Bansky news signed with `secret` to `/api/payment-verify{path}`. */
+function sendBanskyWebhook(app: TestApp, path: string, secret: string, news: Record<string, unknown>) {
+  const text = JSON.stringify(news);
+  return fetch(`${app.baseUrl}/api/payment-verify${path}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "bansky-signature": signBanskyWebhook(secret, Math.floor(Date.now() / 1000), text),
+    },
+    body: text,
+  }).then(async (r) => ({ status: r.status, body: await r.json() }));
+}
+
 async function api(app: TestApp, key: string, method: string, path: string, body?: unknown) {
   const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
     method,
@@ -178,27 +204,10 @@ Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{acco
   await withApp({ knobs: { dropWebhooks: true } }, async (app) => {
     const a = await bansky(app, "orgA");
     await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
-    const init = await callInit(app, paymentBody());
-    const p = (await getPayment(app.kv, init.body.id))!;
-    await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${MERCHANTS.orgA.apiToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ outcome: "paid" }),
-    }).then((r) => r.body?.cancel());
-    const send = (path: string, secret: string, body: Record<string, unknown>) => {
-      const text = JSON.stringify(body);
-      return fetch(`${app.baseUrl}/api/payment-verify${path}`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "bansky-signature": signBanskyWebhook(secret, Math.floor(Date.now() / 1000), text),
-        },
-        body: text,
-      }).then(async (r) => ({ status: r.status, body: await r.json() }));
-    };
+    const p = await paidAtProvider(app, "orgA");
     // We keep no index of the provider's references: news that does not name our payment cannot be placed, so it is
     // acknowledged (the provider stops retrying) and the status check settles the payment instead.
-    const unnamed = await send(`/${a.id}`, MERCHANTS.orgA.webhookSecret, {
+    const unnamed = await sendBanskyWebhook(app, `/${a.id}`, MERCHANTS.orgA.webhookSecret, {
       eventId: "evt_0",
       ref: p.providerRef,
       status: "paid",
@@ -207,11 +216,23 @@ Deno.test("[webhooks] each account verifies its own at /api/payment-verify/{acco
     assert.equal(unnamed.body.outcome, "unchanged");
     assert.equal((await getPayment(app.kv, p.id))?.status, "pending");
     const news = { eventId: "evt_1", id: p.id, ref: p.providerRef, status: "paid" };
-    assert.equal((await send(`/${a.id}`, MERCHANTS.orgB.webhookSecret, news)).status, 401, "another account's secret");
-    assert.equal((await send("", MERCHANTS.orgA.webhookSecret, news)).status, 401, "not the default account's");
-    assert.equal((await send("/pa_AAAAAAAAAAAAAAAAAAAAAA", "x", news)).status, 404, "unknown account");
-    assert.equal((await send("/default/../x", "x", news)).status, 404);
-    const ok = await send(`/${a.id}`, MERCHANTS.orgA.webhookSecret, news);
+    assert.equal(
+      (await sendBanskyWebhook(app, `/${a.id}`, MERCHANTS.orgB.webhookSecret, news)).status,
+      401,
+      "another account's secret",
+    );
+    assert.equal(
+      (await sendBanskyWebhook(app, "", MERCHANTS.orgA.webhookSecret, news)).status,
+      401,
+      "not the default account's",
+    );
+    assert.equal(
+      (await sendBanskyWebhook(app, "/pa_AAAAAAAAAAAAAAAAAAAAAA", "x", news)).status,
+      404,
+      "unknown account",
+    );
+    assert.equal((await sendBanskyWebhook(app, "/default/../x", "x", news)).status, 404);
+    const ok = await sendBanskyWebhook(app, `/${a.id}`, MERCHANTS.orgA.webhookSecret, news);
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal(ok.body.outcome, "applied");
     assert.equal((await getPayment(app.kv, p.id))?.status, "succeeded");
@@ -225,31 +246,16 @@ Deno.test("[webhooks] an event id is one account's: another account's webhook wi
     const other = await secondShop(app);
     await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
     await setShopRouting(app.server.ctx, other.id, { rules: [], defaultAccountId: b.id }, { actor: "test" });
-    const payAt = async (key: string, merchant: keyof typeof MERCHANTS) => {
-      const init = await callInit(app, paymentBody(), { key });
-      assert.equal(init.status, 201, JSON.stringify(init.body));
-      const p = (await getPayment(app.kv, init.body.id))!;
-      await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${MERCHANTS[merchant].apiToken}`, "content-type": "application/json" },
-        body: JSON.stringify({ outcome: "paid" }),
-      }).then((r) => r.body?.cancel());
-      return p;
-    };
-    const send = (account: ProviderAccount, merchant: keyof typeof MERCHANTS, p: Payment) => {
-      // Both accounts' providers happen to use the same event id.
-      const text = JSON.stringify({ eventId: "evt_same", id: p.id, ref: p.providerRef, status: "paid" });
-      return fetch(`${app.baseUrl}/api/payment-verify/${account.id}`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "bansky-signature": signBanskyWebhook(MERCHANTS[merchant].webhookSecret, Math.floor(Date.now() / 1000), text),
-        },
-        body: text,
-      }).then(async (r) => ({ status: r.status, body: await r.json() }));
-    };
-    const pa = await payAt(app.shop.apiKey, "orgA");
-    const pb = await payAt(other.apiKey, "orgB");
+    // Both accounts' providers happen to use the same event id.
+    const send = (account: ProviderAccount, merchant: keyof typeof MERCHANTS, p: Payment) =>
+      sendBanskyWebhook(app, `/${account.id}`, MERCHANTS[merchant].webhookSecret, {
+        eventId: "evt_same",
+        id: p.id,
+        ref: p.providerRef,
+        status: "paid",
+      });
+    const pa = await paidAtProvider(app, "orgA");
+    const pb = await paidAtProvider(app, "orgB", other.apiKey);
     assert.equal((await send(a, "orgA", pa)).body.outcome, "applied");
     assert.equal((await send(a, "orgA", pa)).body.outcome, "duplicate", "the same account's again");
     const second = await send(b, "orgB", pb);
@@ -387,25 +393,11 @@ Deno.test("[webhooks] another account's signed webhook naming our payment id and
     const a = await bansky(app, "orgA");
     const b = await bansky(app, "orgB");
     await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
-    const init = await callInit(app, paymentBody());
-    const p = (await getPayment(app.kv, init.body.id))!;
-    await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/complete`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${MERCHANTS.orgA.apiToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ outcome: "paid" }),
-    }).then((r) => r.body?.cancel());
-    const text = JSON.stringify({ eventId: "evt_b", id: p.id, ref: p.providerRef, status: "paid" });
-    const res = await fetch(`${app.baseUrl}/api/payment-verify/${b.id}`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "bansky-signature": signBanskyWebhook(MERCHANTS.orgB.webhookSecret, Math.floor(Date.now() / 1000), text),
-      },
-      body: text,
-    });
-    const body = await res.json();
-    assert.equal(res.status, 400, JSON.stringify(body));
-    assert.equal(body.error.code, "invalid_webhook");
+    const p = await paidAtProvider(app, "orgA");
+    const news = { eventId: "evt_b", id: p.id, ref: p.providerRef, status: "paid" };
+    const res = await sendBanskyWebhook(app, `/${b.id}`, MERCHANTS.orgB.webhookSecret, news);
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, "invalid_webhook");
     assert.equal((await getPayment(app.kv, p.id))?.status, "pending");
   });
 });
