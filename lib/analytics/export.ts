@@ -39,7 +39,7 @@ async function exportNextBatch(ctx: AppContext, a: Analytics, state: ExportState
     const entries = await listSettledActivity(ctx.kv, state.cursor, started - a.settleMs, a.batchSize);
     const rows = await sendBatch(ctx.kv, a, entries);
     const done = ctx.now();
-    const full = entries.length === a.batchSize;
+    const full = entries.length >= a.batchSize;
     if (state.failures > 0) log.info("analytics export recovered", { failures: state.failures });
     if (rows) log.debug("analytics batch exported", { entries: entries.length, rows, ms: done - started });
     return {
