@@ -1,4 +1,5 @@
 import { sortableId } from "../ids.ts";
+import { chunksUnderValueLimit, Collector } from "./collected.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { OperationEntry } from "./operations.ts";
 import type { Invoice, InvoiceEvent } from "../invoices/types.ts";
@@ -9,8 +10,8 @@ import type { Invoice, InvoiceEvent } from "../invoices/types.ts";
  * atomic operation as the thing it points at. Background readers (the
  * BigQuery export, a backfill) walk it with a cursor; nothing else needs a
  * per-write hook. A lone write adds one key per entry; a group commit's
- * entries share keys (collectActivity), so under load the request path pays
- * a small part of a key per event.
+ * entries share keys (collected.ts), so under load the request path pays a
+ * small part of a key per event.
  */
 export type ActivityRef =
   // The event rides along (it is small) so the export need not read it back. For "created" the payment's own
@@ -26,63 +27,20 @@ export type ActivityRef =
 
 const activityKey = (seq: string) => ["activity", seq] as const;
 
-/**
- * What one activity key holds: one entry, or the entries of one group commit (group_commit.ts). Every key costs
- * the store its own row and expiry-index entry, whatever its size; under load, one key per group instead of one
- * or two per payment took about a sixth off the store's work for a new payment.
- */
+/** What one activity key holds: one entry, or entries of one group commit (collected.ts). */
 type StoredActivity = ActivityRef | ActivityRef[];
 
-/** Operations whose entries are collected (see collectActivity), and the entries so far. */
-const collecting = new WeakMap<Deno.AtomicOperation, ActivityRef[]>();
-
-/** Adds an activity entry to an atomic operation (or to its collected entries, see collectActivity). */
-export function addActivityOps(op: Deno.AtomicOperation, ref: ActivityRef) {
-  const collected = collecting.get(op);
-  if (collected) collected.push(ref);
-  else op.set(activityKey(sortableId()), ref);
-}
-
-/**
- * From now on, entries added through `through` are collected instead of written; `write` then adds them to
- * `target` as few keys, in the order they came. For a group commit: `through` is the operation its writes see.
- */
-export function collectActivity(through: Deno.AtomicOperation): { write(target: Deno.AtomicOperation): void } {
-  const refs: ActivityRef[] = [];
-  collecting.set(through, refs);
-  return {
-    write(target) {
-      collecting.delete(through);
-      for (const chunk of chunksUnderValueLimit(refs)) {
-        target.set(activityKey(sortableId()), chunk.length === 1 ? chunk[0] : chunk);
-      }
-    },
-  };
-}
-
-/**
- * KV values are at most 64 KiB as serialized: V8 takes at most 2 bytes per character of a string and less than
- * JSON for the rest, so 24,000 characters of JSON stay well under it. An entry alone over that is still written
- * alone (a record that large fails its own commit as well).
- */
-const CHUNK_JSON_CHARS = 24_000;
-
-function chunksUnderValueLimit(refs: ActivityRef[]): ActivityRef[][] {
-  const chunks: ActivityRef[][] = [];
-  let chunk: ActivityRef[] = [];
-  let chars = 0;
-  for (const ref of refs) {
-    const size = JSON.stringify(ref).length;
-    if (chunk.length && chars + size > CHUNK_JSON_CHARS) {
-      chunks.push(chunk);
-      chunk = [];
-      chars = 0;
-    }
-    chunk.push(ref);
-    chars += size;
+const gathered = new Collector<ActivityRef>((target, refs) => {
+  for (const chunk of chunksUnderValueLimit(refs)) {
+    target.set(activityKey(sortableId()), chunk.length === 1 ? chunk[0] : chunk);
   }
-  if (chunk.length) chunks.push(chunk);
-  return chunks;
+});
+
+/** Adds an activity entry to an atomic operation (in a group commit, to the group's shared keys). */
+export function addActivityOps(op: Deno.AtomicOperation, ref: ActivityRef) {
+  const group = gathered.gathering(op);
+  if (group) group.push(ref);
+  else op.set(activityKey(sortableId()), ref);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { collectActivity } from "./activity.ts";
+import { gatherForGroup } from "./collected.ts";
 import { GroupQueue } from "./group_queue.ts";
 
 /**
@@ -72,11 +72,11 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
       try {
         const op = this.kv.atomic();
         const sums = new SummedCounters(op);
-        // The group's activity entries go to the store as one key (activity.ts), like its counters.
-        const activity = collectActivity(sums.op);
+        // The group's log entries go to the store as a few shared keys (collected.ts), like its counters.
+        const logs = gatherForGroup(sums.op);
         for (const w of group) this.opts.addOps(sums.op, w.item);
         sums.addTo(op);
-        activity.write(op);
+        logs.write(op);
         const res = await op.commit();
         if (res.ok) {
           for (const w of group) w.resolve(res.versionstamp);

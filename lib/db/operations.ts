@@ -1,6 +1,7 @@
 import { sortableId } from "../ids.ts";
 import { GroupCommitter } from "./group_commit.ts";
 import { addActivityOps } from "./activity.ts";
+import { chunksUnderValueLimit, Collector } from "./collected.ts";
 
 /** The provider calls the operation log records. */
 export const OPERATIONS = ["create", "status", "refund", "refund_status", "cancel"] as const;
@@ -34,32 +35,69 @@ export interface OperationEntry {
 /** Entries are kept this long; the log is for finding out what happened, not an archive. */
 export const OPERATION_TTL_MS = 90 * 24 * 60 * 60 * 1000;
 
-const opKey = (id: string) => ["provider_ops", id] as const;
-const byShopKey = (shopId: string, id: string) => ["provider_ops_by_shop", shopId, id] as const;
-const byAccountKey = (accountId: string, id: string) => ["provider_ops_by_account", accountId, id] as const;
+// Each key holds one entry, or the entries of one group commit (collected.ts), in full: a listing reads only its
+// own prefix. Entries written before that held the entry under ["provider_ops", id] and its id in both indexes;
+// they are read as well until they expire.
+const allKey = (seq: string) => ["provider_ops", seq] as const;
+const byShopKey = (shopId: string, seq: string) => ["provider_ops_by_shop", shopId, seq] as const;
+const byAccountKey = (accountId: string, seq: string) => ["provider_ops_by_account", accountId, seq] as const;
+
+/** What a key holds: an entry, a group's entries, or (written before groups) an index's entry id. */
+type StoredOperations = OperationEntry | OperationEntry[] | string;
 
 const writers = new WeakMap<Deno.Kv, GroupCommitter<OperationEntry>>();
 
-/** Adds an entry, its shop and account indexes and its activity entry to an atomic operation. */
-export function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
+const gathered = new Collector<OperationEntry>((target, entries) => {
   const expireIn = OPERATION_TTL_MS;
-  op.set(opKey(e.id), e, { expireIn })
-    .set(byShopKey(e.shopId, e.id), e.id, { expireIn })
-    .set(byAccountKey(e.accountId, e.id), e.id, { expireIn });
-  // The activity log (never expiring) carries the entry to the BigQuery export like payment events.
-  addActivityOps(op, { kind: "operation", paymentId: e.paymentId, shopId: e.shopId, operation: e });
+  const put = (key: (seq: string) => Deno.KvKey, group: OperationEntry[]) => {
+    for (const chunk of chunksUnderValueLimit(group)) target.set(key(sortableId()), chunk, { expireIn });
+  };
+  put(allKey, entries);
+  for (const [shopId, group] of groupBy(entries, (e) => e.shopId)) put((seq) => byShopKey(shopId, seq), group);
+  for (const [accountId, group] of groupBy(entries, (e) => e.accountId)) {
+    put((seq) => byAccountKey(accountId, seq), group);
+  }
+});
+
+function groupBy<T>(items: T[], by: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = by(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
 }
 
 /**
- * Stores an operation entry with its shop and account indexes. Concurrent
- * entries share commits (group_commit.ts), so logging costs the hot paths
- * little.
+ * Adds an entry to the log in an atomic operation (in a group commit, to the group's shared keys), with its
+ * activity entry, which carries it to the BigQuery export like payment events (and never expires).
  */
+export function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
+  const group = gathered.gathering(op);
+  if (group) {
+    group.push(e);
+  } else {
+    // Keyed by when it is logged, like a group's keys, so the listings show entries in the order they were logged.
+    const seq = sortableId();
+    const expireIn = OPERATION_TTL_MS;
+    op.set(allKey(seq), e, { expireIn })
+      .set(byShopKey(e.shopId, seq), e, { expireIn })
+      .set(byAccountKey(e.accountId, seq), e, { expireIn });
+  }
+  addActivityOps(op, { kind: "operation", paymentId: e.paymentId, shopId: e.shopId, operation: e });
+}
+
 /** An entry with its id (time-ordered), ready for insertOperation or for a caller's own atomic write. */
 export function newOperation(entry: Omit<OperationEntry, "id">): OperationEntry {
   return { id: sortableId(entry.at), ...entry };
 }
 
+/**
+ * Stores an entry in the log. Concurrent entries share commits (group_commit.ts), so logging costs the hot paths
+ * little.
+ */
 export function insertOperation(kv: Deno.Kv, entry: Omit<OperationEntry, "id">): Promise<boolean> {
   let writer = writers.get(kv);
   if (!writer) {
@@ -74,14 +112,11 @@ export interface OperationFilter {
   accountId?: string;
   outcome?: Outcome;
   limit: number;
-  /** Entries older than this id (the last one of the previous page). */
-  before?: string;
 }
 
 /**
- * Newest first, by shop or account through their index (both given: the shop's
- * index, filtered), or all; the outcome is filtered while reading, within a
- * bounded scan.
+ * Newest first (in the order they were logged), by shop or account through their prefix (both given: the shop's,
+ * filtered), or all; the outcome is filtered while reading, within a bounded scan.
  */
 export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<OperationEntry[]> {
   const prefix = f.shopId
@@ -89,26 +124,28 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
     : f.accountId
     ? ["provider_ops_by_account", f.accountId]
     : ["provider_ops"];
-  const indexed = prefix[0] !== "provider_ops";
-  const selector: Deno.KvListSelector = f.before ? { prefix, end: [...prefix, f.before] } : { prefix };
   const out: OperationEntry[] = [];
   const SCAN = 5_000;
-  let batch: string[] = [];
-  const flush = async () => {
-    const entries = await kv.getMany<OperationEntry[]>(batch.map(opKey));
-    batch = [];
-    for (const e of entries) if (e.value && matches(e.value, f) && out.length < f.limit) out.push(e.value);
+  // Entries of the earlier layout name their entry by id: read 10 at a time (KV's getMany limit).
+  let byId: string[] = [];
+  const take = (e: OperationEntry | null) => {
+    if (e && matches(e, f) && out.length < f.limit) out.push(e);
   };
-  for await (const e of kv.list<OperationEntry | string>(selector, { reverse: true, limit: SCAN })) {
-    if (indexed) {
-      batch.push(e.value as string);
-      if (batch.length === 10) await flush();
-    } else if (matches(e.value as OperationEntry, f)) {
-      out.push(e.value as OperationEntry);
+  const flush = async () => {
+    const entries = await kv.getMany<OperationEntry[]>(byId.map(allKey));
+    byId = [];
+    for (const e of entries) take(e.value);
+  };
+  for await (const { value } of kv.list<StoredOperations>({ prefix }, { reverse: true, limit: SCAN })) {
+    if (typeof value === "string") {
+      byId.push(value);
+      if (byId.length === 10) await flush();
+    } else {
+      for (const e of Array.isArray(value) ? value.toReversed() : [value]) take(e);
     }
     if (out.length >= f.limit) break;
   }
-  if (batch.length && out.length < f.limit) await flush();
+  if (byId.length && out.length < f.limit) await flush();
   return out;
 }
 

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { insertOperation, listOperations, newOperation, OPERATION_TTL_MS, type OperationEntry } from "./operations.ts";
+
+function entry(n: number, shopId: string, accountId: string, outcome: OperationEntry["outcome"] = "ok") {
+  return {
+    at: Date.now() - 60_000 + n,
+    shopId,
+    accountId,
+    orgId: "org_1",
+    provider: "bansky",
+    operation: "create" as const,
+    paymentId: `pay_${n}`,
+    refundId: null,
+    providerRef: `bsk_${n}`,
+    amount: 100 + n,
+    currency: "EUR",
+    outcome,
+    status: outcome === "ok" ? "pending" : null,
+    error: outcome === "ok" ? null : "declined",
+    durationMs: 3,
+  };
+}
+
+async function keysUnder(kv: Deno.Kv, prefix: Deno.KvKey): Promise<number> {
+  let n = 0;
+  for await (const _ of kv.list({ prefix })) n++;
+  return n;
+}
+
+Deno.test("[operations] entries logged together share keys, and each listing still finds every one, newest first", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const entries = Array.from(
+      { length: 12 },
+      (_, i) => entry(i, i % 2 ? "shop_b" : "shop_a", i < 6 ? "acc_1" : "acc_2"),
+    );
+    await Promise.all(entries.map((e) => insertOperation(kv, e)));
+    // The first entry commits alone; the other eleven arrive while it is in flight and share keys.
+    assert.equal(await keysUnder(kv, ["provider_ops"]), 2);
+    const paymentIds = (list: OperationEntry[]) => list.map((e) => e.paymentId);
+    const newestFirst = (pick: (e: ReturnType<typeof entry>) => boolean) =>
+      entries.filter(pick).map((e) => e.paymentId).reverse();
+    assert.deepEqual(paymentIds(await listOperations(kv, { limit: 50 })), newestFirst(() => true));
+    assert.deepEqual(
+      paymentIds(await listOperations(kv, { shopId: "shop_b", limit: 50 })),
+      newestFirst((e) => e.shopId === "shop_b"),
+    );
+    assert.deepEqual(
+      paymentIds(await listOperations(kv, { accountId: "acc_1", limit: 50 })),
+      newestFirst((e) => e.accountId === "acc_1"),
+    );
+    assert.deepEqual(
+      paymentIds(await listOperations(kv, { shopId: "shop_a", accountId: "acc_2", limit: 2 })),
+      newestFirst((e) => e.shopId === "shop_a" && e.accountId === "acc_2").slice(0, 2),
+    );
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[operations] entries stored before groups (an entry by id, ids in the indexes) are still listed", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const expireIn = OPERATION_TTL_MS;
+    const old = [entry(1, "shop_a", "acc_1"), entry(2, "shop_a", "acc_1", "error")].map(newOperation);
+    for (const e of old) {
+      await kv.atomic().set(["provider_ops", e.id], e, { expireIn })
+        .set(["provider_ops_by_shop", e.shopId, e.id], e.id, { expireIn })
+        .set(["provider_ops_by_account", e.accountId, e.id], e.id, { expireIn }).commit();
+    }
+    await Promise.all([entry(3, "shop_a", "acc_1"), entry(4, "shop_a", "acc_1")].map((e) => insertOperation(kv, e)));
+    const paymentIds = (list: OperationEntry[]) => list.map((e) => e.paymentId);
+    const all = ["pay_4", "pay_3", "pay_2", "pay_1"];
+    assert.deepEqual(paymentIds(await listOperations(kv, { limit: 10 })), all);
+    assert.deepEqual(paymentIds(await listOperations(kv, { shopId: "shop_a", limit: 10 })), all);
+    assert.deepEqual(paymentIds(await listOperations(kv, { accountId: "acc_1", limit: 10 })), all);
+    assert.deepEqual(paymentIds(await listOperations(kv, { shopId: "shop_a", outcome: "error", limit: 10 })), [
+      "pay_2",
+    ]);
+  } finally {
+    kv.close();
+  }
+});
