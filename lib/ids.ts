@@ -43,24 +43,38 @@ export function sequentialId(prefix: string, now = Date.now()): string {
 // Crockford's base32, the ULID alphabet: ids sort as strings in time order.
 const BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const TIME_CHARS = 10;
-const ulidRandom = new Uint8Array(10);
-let ulidLastMs = -1;
+/**
+ * ULIDs of one source of times: within one millisecond the random part counts up, so ids made in sequence also
+ * sort in sequence. Ids for the clock and ids for times a caller passes (a record's own time, often earlier) keep
+ * apart sequences: one call for an earlier time must not restart the clock's count within its millisecond.
+ */
+class UlidSequence {
+  #random = new Uint8Array(10);
+  #lastMs = -1;
+
+  next(ms: number): string {
+    if (ms === this.#lastMs && incrementBytes(this.#random)) {
+      // Same millisecond: the next value after the last id.
+    } else {
+      crypto.getRandomValues(this.#random);
+      this.#lastMs = ms;
+    }
+    return encodeTime(ms) + encodeBase32(this.#random);
+  }
+}
+
+const clockIds = new UlidSequence();
+const givenTimeIds = new UlidSequence();
 
 /**
  * A time-ordered id for listings and logs: a ULID (48-bit millisecond time,
- * 80 random bits). Within one millisecond of one isolate the random part
- * counts up, so ids made in sequence also sort in sequence. Written here
- * because the `ulid` package draws one random byte per character, which cost
- * more than the rest of an id on the request path.
+ * 80 random bits), for now or for the time given. Ids made in sequence in one
+ * isolate sort in sequence (see UlidSequence). Written here because the
+ * `ulid` package draws one random byte per character, which cost more than
+ * the rest of an id on the request path.
  */
-export function sortableId(now = Date.now()): string {
-  if (now === ulidLastMs && incrementBytes(ulidRandom)) {
-    // Same millisecond: the next value after the last id.
-  } else {
-    crypto.getRandomValues(ulidRandom);
-    ulidLastMs = now;
-  }
-  return encodeTime(now) + encodeBase32(ulidRandom);
+export function sortableId(at?: number): string {
+  return at === undefined ? clockIds.next(Date.now()) : givenTimeIds.next(at);
 }
 
 /** The time part of a ULID for `ms`: the smallest id of that millisecond, for range bounds. */

@@ -52,13 +52,13 @@ export function gatherForGroup(through: Deno.AtomicOperation): { write(target: D
  */
 const CHUNK_JSON_CHARS = 24_000;
 
-/** Splits records, in order, into runs that each fit one KV value. */
-export function chunksUnderValueLimit<T>(items: T[]): T[][] {
+/** Splits records, in order, into runs that each fit one KV value; `jsonSize` when the caller knows the sizes. */
+export function chunksUnderValueLimit<T>(items: T[], jsonSize = (item: T) => JSON.stringify(item).length): T[][] {
   const chunks: T[][] = [];
   let chunk: T[] = [];
   let chars = 0;
   for (const item of items) {
-    const size = JSON.stringify(item).length;
+    const size = jsonSize(item);
     if (chunk.length && chars + size > CHUNK_JSON_CHARS) {
       chunks.push(chunk);
       chunk = [];

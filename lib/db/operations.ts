@@ -49,8 +49,12 @@ const writers = new WeakMap<Deno.Kv, GroupCommitter<OperationEntry>>();
 
 const gathered = new Collector<OperationEntry>((target, entries) => {
   const expireIn = OPERATION_TTL_MS;
+  // Each entry goes to three listings: its size is measured once.
+  const sizes = new Map(entries.map((e) => [e, JSON.stringify(e).length]));
   const put = (key: (seq: string) => Deno.KvKey, group: OperationEntry[]) => {
-    for (const chunk of chunksUnderValueLimit(group)) target.set(key(sortableId()), chunk, { expireIn });
+    for (const chunk of chunksUnderValueLimit(group, (e) => sizes.get(e)!)) {
+      target.set(key(sortableId()), chunk, { expireIn });
+    }
   };
   put(allKey, entries);
   for (const [shopId, group] of groupBy(entries, (e) => e.shopId)) put((seq) => byShopKey(shopId, seq), group);
@@ -116,7 +120,7 @@ export interface OperationFilter {
 
 /**
  * Newest first (in the order they were logged), by shop or account through their prefix (both given: the shop's,
- * filtered), or all; the outcome is filtered while reading, within a bounded scan.
+ * filtered), or all; the outcome is filtered while reading, within a bounded scan (the newest 5,000 or so).
  */
 export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<OperationEntry[]> {
   const prefix = f.shopId
@@ -125,7 +129,9 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
     ? ["provider_ops_by_account", f.accountId]
     : ["provider_ops"];
   const out: OperationEntry[] = [];
+  // At most this many entries are looked at (a group's key holds many): a filter that matches little stays cheap.
   const SCAN = 5_000;
+  let scanned = 0;
   // Entries of the earlier layout name their entry by id: read 10 at a time (KV's getMany limit).
   let byId: string[] = [];
   const take = (e: OperationEntry | null) => {
@@ -140,10 +146,13 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
     if (typeof value === "string") {
       byId.push(value);
       if (byId.length === 10) await flush();
+      scanned++;
     } else {
-      for (const e of Array.isArray(value) ? value.toReversed() : [value]) take(e);
+      const entries = Array.isArray(value) ? value.toReversed() : [value];
+      for (const e of entries) take(e);
+      scanned += entries.length;
     }
-    if (out.length >= f.limit) break;
+    if (out.length >= f.limit || scanned >= SCAN) break;
   }
   if (byId.length && out.length < f.limit) await flush();
   return out;

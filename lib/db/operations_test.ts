@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { sortableId } from "../ids.ts";
 import { insertOperation, listOperations, newOperation, OPERATION_TTL_MS, type OperationEntry } from "./operations.ts";
 
 function entry(n: number, shopId: string, accountId: string, outcome: OperationEntry["outcome"] = "ok") {
@@ -77,6 +78,24 @@ Deno.test("[operations] entries stored before groups (an entry by id, ids in the
     assert.deepEqual(paymentIds(await listOperations(kv, { shopId: "shop_a", outcome: "error", limit: 10 })), [
       "pay_2",
     ]);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[operations] the listing's scan bound counts entries, not keys: a filter that matches little stays cheap", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // The oldest entry is the only one of acc_rare, behind 100 group keys of 64 entries each (6,400 in all).
+    await insertOperation(kv, entry(0, "shop_a", "acc_rare"));
+    for (let k = 0; k < 100; k++) {
+      const group = Array.from({ length: 64 }, (_, i) => newOperation(entry(1 + 64 * k + i, "shop_a", "acc_busy")));
+      await kv.set(["provider_ops_by_shop", "shop_a", sortableId()], group);
+    }
+    const found = await listOperations(kv, { shopId: "shop_a", accountId: "acc_rare", limit: 10 });
+    assert.deepEqual(found, [], "past the bound of about 5,000 entries");
+    // Within the bound it is found.
+    assert.equal((await listOperations(kv, { accountId: "acc_rare", limit: 10 })).length, 1);
   } finally {
     kv.close();
   }
