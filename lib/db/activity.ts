@@ -1,5 +1,5 @@
 import { sortableId } from "../ids.ts";
-import { chunksUnderValueLimit, Collector } from "./collected.ts";
+import { chunksUnderValueLimit, Collector, GATHERED_LIST_BATCH } from "./collected.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { OperationEntry } from "./operations.ts";
 import type { Invoice, InvoiceEvent } from "../invoices/types.ts";
@@ -54,7 +54,8 @@ export async function listActivity(
   const start = opts.afterSeq ? [...activityKey(opts.afterSeq), ""] : ["activity", opts.fromSeq ?? ""];
   const end = ["activity", opts.toSeq ?? "\uffff"];
   const out: { seq: string; ref: ActivityRef }[] = [];
-  for await (const e of kv.list<StoredActivity>({ start, end }, { limit: opts.limit })) {
+  const list = kv.list<StoredActivity>({ start, end }, { limit: opts.limit, batchSize: GATHERED_LIST_BATCH });
+  for await (const e of list) {
     const seq = e.key[1] as string;
     for (const ref of entriesOf(e.value)) out.push({ seq, ref });
     if (out.length >= opts.limit) break;

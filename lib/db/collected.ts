@@ -46,6 +46,13 @@ export function gatherForGroup(through: Deno.AtomicOperation): { write(target: D
 }
 
 /**
+ * Keys a reader of gathered records fetches per trip to the store. A list's batch is otherwise its limit (up to
+ * 500 keys), and a group's key can hold dozens of records: a reader needing a few hundred records would read tens of
+ * megabytes.
+ */
+export const GATHERED_LIST_BATCH = 32;
+
+/**
  * KV values are at most 64 KiB as serialized: V8 takes at most 2 bytes per character of a string and less than
  * JSON for the rest, so 24,000 characters of JSON stay well under it. A record alone over that is still written
  * alone (a record that large would fail its own commit as well).

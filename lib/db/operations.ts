@@ -1,7 +1,7 @@
 import { sortableId } from "../ids.ts";
 import { GroupCommitter } from "./group_commit.ts";
 import { addActivityOps } from "./activity.ts";
-import { chunksUnderValueLimit, Collector } from "./collected.ts";
+import { chunksUnderValueLimit, Collector, GATHERED_LIST_BATCH } from "./collected.ts";
 
 /** The provider calls the operation log records. */
 export const OPERATIONS = ["create", "status", "refund", "refund_status", "cancel"] as const;
@@ -142,7 +142,8 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
     byId = [];
     for (const e of entries) take(e.value);
   };
-  for await (const { value } of kv.list<StoredOperations>({ prefix }, { reverse: true, limit: SCAN })) {
+  const list = kv.list<StoredOperations>({ prefix }, { reverse: true, limit: SCAN, batchSize: GATHERED_LIST_BATCH });
+  for await (const { value } of list) {
     if (typeof value === "string") {
       byId.push(value);
       if (byId.length === 10) await flush();
