@@ -1,5 +1,5 @@
 import { sortableId } from "../ids.ts";
-import { chunksUnderValueLimit, Collector, GATHERED_LIST_BATCH } from "./collected.ts";
+import { Collector, GATHERED_LIST_BATCH, gatheredRecords, setInChunks } from "./collected.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { OperationEntry } from "./operations.ts";
 import type { Invoice, InvoiceEvent } from "../invoices/types.ts";
@@ -30,11 +30,7 @@ const activityKey = (seq: string) => ["activity", seq] as const;
 /** What one activity key holds: one entry, or entries of one group commit (collected.ts). */
 type StoredActivity = ActivityRef | ActivityRef[];
 
-const gathered = new Collector<ActivityRef>((target, refs) => {
-  for (const chunk of chunksUnderValueLimit(refs)) {
-    target.set(activityKey(sortableId()), chunk.length === 1 ? chunk[0] : chunk);
-  }
-});
+const gathered = new Collector<ActivityRef>((target, refs) => setInChunks(target, activityKey, refs));
 
 /** Adds an activity entry to an atomic operation (in a group commit, to the group's shared keys). */
 export function addActivityOps(op: Deno.AtomicOperation, ref: ActivityRef) {
@@ -57,14 +53,10 @@ export async function listActivity(
   const list = kv.list<StoredActivity>({ start, end }, { limit: opts.limit, batchSize: GATHERED_LIST_BATCH });
   for await (const e of list) {
     const seq = e.key[1] as string;
-    for (const ref of entriesOf(e.value)) out.push({ seq, ref });
+    for (const ref of gatheredRecords(e.value)) out.push({ seq, ref });
     if (out.length >= opts.limit) break;
   }
   return out;
-}
-
-function entriesOf(stored: StoredActivity): ActivityRef[] {
-  return Array.isArray(stored) ? stored : [stored];
 }
 
 /** How many entries follow `afterSeq` (the export backlog), counting at most about `max`. */
@@ -72,7 +64,7 @@ export async function countActivityAfter(kv: Deno.Kv, afterSeq: string | null, m
   let n = 0;
   const start = afterSeq ? [...activityKey(afterSeq), ""] : ["activity", ""];
   for await (const e of kv.list<StoredActivity>({ start, end: ["activity", "\uffff"] }, { limit: max })) {
-    n += entriesOf(e.value).length;
+    n += gatheredRecords(e.value).length;
     if (n >= max) break;
   }
   return n;

@@ -1,3 +1,5 @@
+import { sortableId } from "../ids.ts";
+
 /**
  * Records that a group commit (group_commit.ts) stores as a few shared keys
  * instead of one key each: the activity log's entries, the operation log's.
@@ -46,6 +48,26 @@ export function gatherForGroup(through: Deno.AtomicOperation): { write(target: D
 }
 
 /**
+ * Adds gathered records to `target` as few keys, in order: `key` makes each key from a fresh time-ordered seq. A
+ * key holding one record holds it bare, as a lone write does; `gatheredRecords` reads either.
+ */
+export function setInChunks<T>(
+  target: Deno.AtomicOperation,
+  key: (seq: string) => Deno.KvKey,
+  records: T[],
+  opts: { expireIn?: number; jsonSize?: (record: T) => number } = {},
+) {
+  for (const chunk of chunksUnderValueLimit(records, opts.jsonSize)) {
+    target.set(key(sortableId()), chunk.length === 1 ? chunk[0] : chunk, { expireIn: opts.expireIn });
+  }
+}
+
+/** The records a key holds: one written alone, or a group's (see setInChunks). */
+export function gatheredRecords<T>(stored: T | T[]): T[] {
+  return Array.isArray(stored) ? stored : [stored];
+}
+
+/**
  * Keys a reader of gathered records fetches per trip to the store. A list's batch is otherwise its limit (up to
  * 500 keys), and a group's key can hold dozens of records: a reader needing a few hundred records would read tens of
  * megabytes.
@@ -60,7 +82,7 @@ export const GATHERED_LIST_BATCH = 32;
 const CHUNK_JSON_CHARS = 24_000;
 
 /** Splits records, in order, into runs that each fit one KV value; `jsonSize` when the caller knows the sizes. */
-export function chunksUnderValueLimit<T>(items: T[], jsonSize = (item: T) => JSON.stringify(item).length): T[][] {
+function chunksUnderValueLimit<T>(items: T[], jsonSize = (item: T) => JSON.stringify(item).length): T[][] {
   const chunks: T[][] = [];
   let chunk: T[] = [];
   let chars = 0;

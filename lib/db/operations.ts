@@ -1,7 +1,7 @@
 import { sortableId } from "../ids.ts";
 import { GroupCommitter } from "./group_commit.ts";
 import { addActivityOps } from "./activity.ts";
-import { chunksUnderValueLimit, Collector, GATHERED_LIST_BATCH } from "./collected.ts";
+import { Collector, GATHERED_LIST_BATCH, gatheredRecords, setInChunks } from "./collected.ts";
 
 /** The provider calls the operation log records. */
 export const OPERATIONS = ["create", "status", "refund", "refund_status", "cancel"] as const;
@@ -48,31 +48,17 @@ type StoredOperations = OperationEntry | OperationEntry[] | string;
 const writers = new WeakMap<Deno.Kv, GroupCommitter<OperationEntry>>();
 
 const gathered = new Collector<OperationEntry>((target, entries) => {
-  const expireIn = OPERATION_TTL_MS;
   // Each entry goes to three listings: its size is measured once.
   const sizes = new Map(entries.map((e) => [e, JSON.stringify(e).length]));
-  const put = (key: (seq: string) => Deno.KvKey, group: OperationEntry[]) => {
-    for (const chunk of chunksUnderValueLimit(group, (e) => sizes.get(e)!)) {
-      target.set(key(sortableId()), chunk, { expireIn });
-    }
-  };
-  put(allKey, entries);
-  for (const [shopId, group] of groupBy(entries, (e) => e.shopId)) put((seq) => byShopKey(shopId, seq), group);
-  for (const [accountId, group] of groupBy(entries, (e) => e.accountId)) {
-    put((seq) => byAccountKey(accountId, seq), group);
+  const opts = { expireIn: OPERATION_TTL_MS, jsonSize: (e: OperationEntry) => sizes.get(e)! };
+  setInChunks(target, allKey, entries, opts);
+  for (const [shopId, group] of Map.groupBy(entries, (e) => e.shopId)) {
+    setInChunks(target, (seq) => byShopKey(shopId, seq), group, opts);
+  }
+  for (const [accountId, group] of Map.groupBy(entries, (e) => e.accountId)) {
+    setInChunks(target, (seq) => byAccountKey(accountId, seq), group, opts);
   }
 });
-
-function groupBy<T>(items: T[], by: (item: T) => string): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const key = by(item);
-    const group = groups.get(key);
-    if (group) group.push(item);
-    else groups.set(key, [item]);
-  }
-  return groups;
-}
 
 /**
  * Adds an entry to the log in an atomic operation (in a group commit, to the group's shared keys), with its
@@ -149,7 +135,7 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
       if (byId.length === 10) await flush();
       scanned++;
     } else {
-      const entries = Array.isArray(value) ? value.toReversed() : [value];
+      const entries = gatheredRecords(value).toReversed();
       for (const e of entries) take(e);
       scanned += entries.length;
     }
