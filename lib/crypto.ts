@@ -1,4 +1,5 @@
-import { createHash, createHmac } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 
 /**
  * The hashes, MACs and comparisons the app uses, in one place. Synchronous
@@ -19,17 +20,61 @@ export function sha256Base64url(text: string): string {
 
 /** HMAC-SHA-256 of UTF-8 text. */
 export function hmacSha256(key: Uint8Array | string, text: string): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(text).digest());
+  return new Uint8Array(hmacOuter(key, text).digest());
 }
 
 /** HMAC-SHA-256 of UTF-8 text, hex (Bansky's signatures). */
 export function hmacSha256Hex(key: Uint8Array | string, text: string): string {
-  return createHmac("sha256", key).update(text).digest("hex");
+  return hmacOuter(key, text).digest("hex");
 }
 
 /** HMAC-SHA-256 of UTF-8 text, standard base64 (Standard Webhooks signatures). */
 export function hmacSha256Base64(key: Uint8Array | string, text: string): string {
-  return createHmac("sha256", key).update(text).digest("base64");
+  return hmacOuter(key, text).digest("base64");
+}
+
+/**
+ * HMAC (RFC 2104) built from two SHA-256 hashes, with each key's padded blocks worked out once: Deno's
+ * node:crypto createHmac costs about as much as four hashes (17 µs against 7 here), and every init-payment,
+ * webhook and postback makes one. The outer hash, ready for its digest.
+ */
+function hmacOuter(key: Uint8Array | string, text: string) {
+  const { inner, outer } = paddedKey(key);
+  const innerHash = createHash("sha256").update(inner).update(text).digest("binary");
+  return createHash("sha256").update(outer).update(innerHash, "binary");
+}
+
+const BLOCK_BYTES = 64;
+/**
+ * Few keys are ever used (the process's secrets); the string map is bounded all the same. Byte keys are
+ * remembered per array: none is changed in place once in use.
+ */
+const padsOfText = new Map<string, PaddedKey>();
+const padsOfBytes = new WeakMap<Uint8Array, PaddedKey>();
+const MAX_TEXT_KEYS = 1_000;
+
+interface PaddedKey {
+  inner: Buffer;
+  outer: Buffer;
+}
+
+function paddedKey(key: Uint8Array | string): PaddedKey {
+  const known = typeof key === "string" ? padsOfText.get(key) : padsOfBytes.get(key);
+  if (known) return known;
+  let bytes: Uint8Array = typeof key === "string" ? Buffer.from(key) : key;
+  if (bytes.length > BLOCK_BYTES) bytes = createHash("sha256").update(bytes).digest();
+  const pads = { inner: Buffer.alloc(BLOCK_BYTES, 0x36), outer: Buffer.alloc(BLOCK_BYTES, 0x5c) };
+  for (let i = 0; i < bytes.length; i++) {
+    pads.inner[i] ^= bytes[i];
+    pads.outer[i] ^= bytes[i];
+  }
+  if (typeof key === "string") {
+    if (padsOfText.size >= MAX_TEXT_KEYS) padsOfText.clear();
+    padsOfText.set(key, pads);
+  } else {
+    padsOfBytes.set(key, pads);
+  }
+  return pads;
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { AppError } from "../lib/errors.ts";
-import { limitBodies } from "./_body_limit.ts";
+import { limitBodies, requestText } from "./_body_limit.ts";
 
 /** A tiny app behind the body limit that echoes the size of what it read. */
 function echoApp(timeoutMs = 5_000) {
@@ -70,4 +70,19 @@ Deno.test("[body limit] methods no route serves get 405 before anything reads th
   const res = await echoApp().request("/any", { method: "PROPFIND", body: "x" });
   assert.equal(res.status, 405);
   assert.deepEqual(await res.json(), { code: "method_not_allowed" });
+});
+
+Deno.test("[body limit] routes read the body it read: as text, and through Hono's own readers", async () => {
+  const app = new Hono();
+  app.use(limitBodies({ byPrefix: {} }));
+  app.post("/text", async (c) => c.json({ ours: await requestText(c), hono: await c.req.text() }));
+  app.post("/form", async (c) => c.json({ form: await c.req.parseBody({ all: true }) }));
+  const text = await app.request("/text", { method: "POST", body: "héllo" });
+  assert.deepEqual(await text.json(), { ours: "héllo", hono: "héllo" });
+  const form = await app.request("/form", {
+    method: "POST",
+    body: "a=1&b=2&b=3",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+  });
+  assert.deepEqual(await form.json(), { form: { a: "1", b: ["2", "3"] } });
 });

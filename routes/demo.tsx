@@ -13,6 +13,7 @@ import type { DemoPostback } from "../lib/db/demo.ts";
 import { Page, renderPage } from "../components/html.tsx";
 import { checkoutScriptPath } from "./checkout/script.ts";
 import { allowFrameSources } from "./_headers.ts";
+import { requestText } from "./_body_limit.ts";
 
 /** A tiny shop that integrates AimbrellaPay the way a real one would. */
 export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
@@ -33,7 +34,7 @@ export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
     return c.html(renderPage(<ResultPage ok={ok} order={c.req.query("order") ?? ""} check={check} />));
   });
   app.post("/postback", async (c) => {
-    const verified = await receiveDemoPostback(ctx, demo, c.req.raw.headers, await c.req.text());
+    const verified = await receiveDemoPostback(ctx, demo, c.req.raw.headers, await requestText(c));
     return verified ? c.json({ received: true }) : c.json({ received: false, error: "bad signature" }, 400);
   });
   return app;

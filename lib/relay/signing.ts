@@ -53,9 +53,18 @@ export function newMessageId(now = Date.now()): string {
   return sequentialId("msg", now);
 }
 
+/** Decoded once per secret: the same array each time also lets crypto.ts reuse the key's HMAC pads. */
+const decodedSecrets = new Map<string, Uint8Array<ArrayBuffer>>();
+
 function secretBytes(secret: string): Uint8Array<ArrayBuffer> {
-  const b64 = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
-  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  let bytes = decodedSecrets.get(secret);
+  if (!bytes) {
+    const b64 = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
+    bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    if (decodedSecrets.size >= KEY_CACHE_MAX) decodedSecrets.clear();
+    decodedSecrets.set(secret, bytes);
+  }
+  return bytes;
 }
 
 function hmac(secret: string, content: string): string {

@@ -12,7 +12,7 @@ export function formApiRoutes(ctx: AppContext) {
   const actor = (shop: Shop) => `api:${shop.id}`;
 
   app.post("/", async (c) => {
-    const form = await createShopForm(ctx, c.var.shop, await readJson(c.req.raw), { actor: actor(c.var.shop) });
+    const form = await createShopForm(ctx, c.var.shop, await readJson(c), { actor: actor(c.var.shop) });
     return c.json({ status: "success", form: { id: form.id, url: formUrl(form.id, base) } }, 201);
   });
 

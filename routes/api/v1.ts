@@ -71,7 +71,7 @@ export function apiV1Routes(ctx: AppContext) {
   app.post("/init-payment", async (c) => {
     const idempotencyKey = c.req.header("idempotency-key");
     // A body that cannot be read is reported only once the key is good: strangers learn nothing but 401.
-    const body = await readJson(c.req.raw).then((value) => ({ value }), (error: unknown) => ({ error }));
+    const body = await readJson(c).then((value) => ({ value }), (error: unknown) => ({ error }));
     // The payment a retry names is read with the key; asked again if the key's shop was not the one remembered.
     let named = null as { shopId: string; name: PaymentName; id: string } | null;
     const [entry] = await authorize(c, (shopId) => {
@@ -99,7 +99,7 @@ export function apiV1Routes(ctx: AppContext) {
   });
 
   app.post("/payments/:id/refunds", async (c) => {
-    const body = await readJson(c.req.raw);
+    const body = await readJson(c);
     const { refund, replay } = await createShopRefund(ctx, c.var.shop, c.req.param("id"), body, {
       idempotencyKey: c.req.header("idempotency-key"),
     });
@@ -118,7 +118,7 @@ export function apiV1Routes(ctx: AppContext) {
   });
 
   app.post("/invoices", async (c) => {
-    const body = await readJson(c.req.raw);
+    const body = await readJson(c);
     const { invoice, created } = await createInvoice(ctx, c.var.shop, body, {
       idempotencyKey: c.req.header("idempotency-key"),
     });

@@ -5,6 +5,7 @@ import { AppError } from "../../lib/errors.ts";
 import { handleProviderWebhook } from "../../lib/payments/webhook.ts";
 import { handleChainNotice } from "../../lib/invoices/deposits.ts";
 import { clientAddress } from "../_client_address.ts";
+import { requestText } from "../_body_limit.ts";
 
 /** Provider webhooks in. A 2xx means the change and its postback are committed. */
 export function webhookRoutes(ctx: AppContext) {
@@ -18,7 +19,7 @@ export function webhookRoutes(ctx: AppContext) {
     const address = clientAddress(c);
     limiter.refuseIfOver(address, ctx.now());
     // The signature covers the exact bytes, so read raw text and parse only after verifying.
-    const body = await c.req.text();
+    const body = await requestText(c);
     try {
       return await handleProviderWebhook(ctx, c.req.raw.headers, body, accountId);
     } catch (err) {
@@ -61,7 +62,7 @@ export function webhookRoutes(ctx: AppContext) {
   app.post("/chain-notify", async (c) => {
     const address = clientAddress(c);
     limiter.refuseIfOver(address, ctx.now());
-    const body = await c.req.text();
+    const body = await requestText(c);
     try {
       return c.json({ status: "success", outcome: await handleChainNotice(ctx, c.req.raw.headers, body) });
     } catch (err) {

@@ -34,7 +34,7 @@ export function adminApiV1Routes(ctx: AppContext) {
   });
 
   app.post("/accounts", async (c) => {
-    const account = await createAccount(ctx, await readJson(c.req.raw), { actor: c.var.actor });
+    const account = await createAccount(ctx, await readJson(c), { actor: c.var.actor });
     return c.json({ status: "success", account: accountView(account) }, 201);
   });
 
@@ -44,7 +44,7 @@ export function adminApiV1Routes(ctx: AppContext) {
   });
 
   app.put("/shops/:id/routing", async (c) => {
-    const routing = await setShopRouting(ctx, c.req.param("id"), await readJson(c.req.raw), { actor: c.var.actor });
+    const routing = await setShopRouting(ctx, c.req.param("id"), await readJson(c), { actor: c.var.actor });
     return c.json({ status: "success", shopId: c.req.param("id"), routing });
   });
 

@@ -38,7 +38,7 @@ export function checkoutApiRoutes(ctx: AppContext) {
   app.get("/config", async (c) => c.json(await checkoutConfig(ctx, c.var.shop, c.var.publishableKey)));
 
   app.post("/sessions", async (c) => {
-    const body = await readJson(c.req.raw);
+    const body = await readJson(c);
     const { session, clientSecret, replay } = await createCheckoutSession(ctx, c.var.shop, body, {
       idempotencyKey: c.req.header("idempotency-key"),
     });
@@ -55,7 +55,7 @@ export function checkoutApiRoutes(ctx: AppContext) {
 
   // What a browser may learn with the shop's publishable key and the secret it was handed: enough to draw its own UI.
   app.post("/sessions/mount", async (c) => {
-    const body = await readJson(c.req.raw) as { clientSecret?: unknown };
+    const body = await readJson(c) as { clientSecret?: unknown };
     const secret = typeof body.clientSecret === "string" ? body.clientSecret : "";
     const opened = await openSessionBySecret(ctx, secret);
     if (!opened || opened.shop.id !== c.var.shop.id) throw new NotFoundError("Unknown checkout session.");
@@ -75,7 +75,7 @@ export function checkoutApiRoutes(ctx: AppContext) {
   });
 
   app.post("/confirm", async (c) => {
-    const body = await readJson(c.req.raw) as { sessionId?: unknown };
+    const body = await readJson(c) as { sessionId?: unknown };
     return c.json({ status: "success", session: await confirmCheckoutSession(ctx, c.var.shop, body.sessionId) });
   });
 
