@@ -49,20 +49,17 @@ export function gatherForGroup(through: Deno.AtomicOperation): { write(target: D
 
 /**
  * Adds gathered records to `target` as few keys, in order: `key` makes each key from a fresh time-ordered seq. A
- * key holding one record holds it bare, as a lone write does; `gatheredRecords` reads either. Returns each key's
- * seq with its records, for listings that point at these keys.
+ * key holding one record holds it bare, as a lone write does; `gatheredRecords` reads either.
  */
 export function setInChunks<T>(
   target: Deno.AtomicOperation,
   key: (seq: string) => Deno.KvKey,
   records: T[],
-  opts: { expireIn?: number } = {},
-): { seq: string; records: T[] }[] {
-  return chunksUnderValueLimit(records).map((chunk) => {
-    const seq = sortableId();
-    target.set(key(seq), chunk.length === 1 ? chunk[0] : chunk, { expireIn: opts.expireIn });
-    return { seq, records: chunk };
-  });
+  opts: { expireIn?: number; jsonSize?: (record: T) => number } = {},
+) {
+  for (const chunk of chunksUnderValueLimit(records, opts.jsonSize)) {
+    target.set(key(sortableId()), chunk.length === 1 ? chunk[0] : chunk, { expireIn: opts.expireIn });
+  }
 }
 
 /** The records a key holds: one written alone, or a group's (see setInChunks). */
@@ -84,13 +81,13 @@ export const GATHERED_LIST_BATCH = 32;
  */
 const CHUNK_JSON_CHARS = 24_000;
 
-/** Splits records, in order, into runs that each fit one KV value. */
-function chunksUnderValueLimit<T>(items: T[]): T[][] {
+/** Splits records, in order, into runs that each fit one KV value; `jsonSize` when the caller knows the sizes. */
+function chunksUnderValueLimit<T>(items: T[], jsonSize = (item: T) => JSON.stringify(item).length): T[][] {
   const chunks: T[][] = [];
   let chunk: T[] = [];
   let chars = 0;
   for (const item of items) {
-    const size = JSON.stringify(item).length;
+    const size = jsonSize(item);
     if (chunk.length && chars + size > CHUNK_JSON_CHARS) {
       chunks.push(chunk);
       chunk = [];

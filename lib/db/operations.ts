@@ -35,28 +35,28 @@ export interface OperationEntry {
 /** Entries are kept this long; the log is for finding out what happened, not an archive. */
 export const OPERATION_TTL_MS = 90 * 24 * 60 * 60 * 1000;
 
-// The log's own keys hold one entry, or the entries of one group commit (collected.ts). The listings per shop and
-// per account point at them: each of their keys is named by the seq of a log key holding entries of that shop or
-// account, and holds that seq (the log key may hold others' entries too; a listing filters). Copies of the entries
-// there cost init-payment about 7 % of its throughput. Entries written earlier are read as well until they expire:
-// the log key named by an entry's id, with the id in both listings (the same shape), and, for a while, groups'
-// entries in full in the listings too.
+// Each key holds one entry, or the entries of one group commit (collected.ts), in full: a listing reads only its
+// own prefix. Entries written before that held the entry under ["provider_ops", id] and its id in both indexes;
+// they are read as well until they expire.
 const allKey = (seq: string) => ["provider_ops", seq] as const;
 const byShopKey = (shopId: string, seq: string) => ["provider_ops_by_shop", shopId, seq] as const;
 const byAccountKey = (accountId: string, seq: string) => ["provider_ops_by_account", accountId, seq] as const;
 
-/** What a listing's key holds: the seq of the log key it points at, or (written for a while) entries in full. */
-type StoredOperations = string | OperationEntry | OperationEntry[];
+/** What a key holds: an entry, a group's entries, or (written before groups) an index's entry id. */
+type StoredOperations = OperationEntry | OperationEntry[] | string;
 
 const writers = new WeakMap<Deno.Kv, GroupCommitter<OperationEntry>>();
 
 const gathered = new Collector<OperationEntry>((target, entries) => {
-  const expireIn = OPERATION_TTL_MS;
-  for (const { seq, records } of setInChunks(target, allKey, entries, { expireIn })) {
-    for (const shopId of new Set(records.map((e) => e.shopId))) target.set(byShopKey(shopId, seq), seq, { expireIn });
-    for (const accountId of new Set(records.map((e) => e.accountId))) {
-      target.set(byAccountKey(accountId, seq), seq, { expireIn });
-    }
+  // Each entry goes to three listings: its size is measured once.
+  const sizes = new Map(entries.map((e) => [e, JSON.stringify(e).length]));
+  const opts = { expireIn: OPERATION_TTL_MS, jsonSize: (e: OperationEntry) => sizes.get(e)! };
+  setInChunks(target, allKey, entries, opts);
+  for (const [shopId, group] of Map.groupBy(entries, (e) => e.shopId)) {
+    setInChunks(target, (seq) => byShopKey(shopId, seq), group, opts);
+  }
+  for (const [accountId, group] of Map.groupBy(entries, (e) => e.accountId)) {
+    setInChunks(target, (seq) => byAccountKey(accountId, seq), group, opts);
   }
 });
 
@@ -73,8 +73,8 @@ export function addOperationOps(op: Deno.AtomicOperation, e: OperationEntry) {
     const seq = sortableId();
     const expireIn = OPERATION_TTL_MS;
     op.set(allKey(seq), e, { expireIn })
-      .set(byShopKey(e.shopId, seq), seq, { expireIn })
-      .set(byAccountKey(e.accountId, seq), seq, { expireIn });
+      .set(byShopKey(e.shopId, seq), e, { expireIn })
+      .set(byAccountKey(e.accountId, seq), e, { expireIn });
   }
   addActivityOps(op, { kind: "operation", paymentId: e.paymentId, shopId: e.shopId, operation: e });
 }
@@ -118,33 +118,33 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
   // At most this many entries are looked at (a group's key holds many): a filter that matches little stays cheap.
   const SCAN = 5_000;
   let scanned = 0;
-  const take = (stored: OperationEntry | OperationEntry[]) => {
-    const entries = gatheredRecords(stored).toReversed();
-    for (const e of entries) if (matches(e, f) && out.length < f.limit) out.push(e);
-    scanned += entries.length;
+  // Entries of the earlier layout name their entry by id: read 10 at a time (KV's getMany limit).
+  let byId: string[] = [];
+  const take = (e: OperationEntry | null) => {
+    if (e && matches(e, f) && out.length < f.limit) out.push(e);
   };
-  // A listing's keys point at log keys: read 10 at a time (KV's getMany limit), in order.
-  let pointed: string[] = [];
   const flush = async () => {
-    const stored = await kv.getMany<(OperationEntry | OperationEntry[])[]>(pointed.map(allKey));
-    pointed = [];
-    for (const { value } of stored) if (value) take(value);
+    const entries = await kv.getMany<OperationEntry[]>(byId.map(allKey));
+    byId = [];
+    for (const e of entries) take(e.value);
   };
   const list = kv.list<StoredOperations>({ prefix }, { reverse: true, limit: SCAN, batchSize: GATHERED_LIST_BATCH });
   for await (const { value } of list) {
     if (typeof value === "string") {
-      pointed.push(value);
-      if (pointed.length === 10) await flush();
+      byId.push(value);
+      if (byId.length === 10) await flush();
+      scanned++;
     } else {
-      take(value);
+      const entries = gatheredRecords(value).toReversed();
+      for (const e of entries) take(e);
+      scanned += entries.length;
     }
     if (out.length >= f.limit || scanned >= SCAN) break;
   }
-  if (pointed.length && out.length < f.limit && scanned < SCAN) await flush();
+  if (byId.length && out.length < f.limit) await flush();
   return out;
 }
 
 function matches(e: OperationEntry, f: OperationFilter): boolean {
-  return (!f.shopId || e.shopId === f.shopId) && (!f.accountId || e.accountId === f.accountId) &&
-    (!f.outcome || e.outcome === f.outcome);
+  return (!f.accountId || e.accountId === f.accountId) && (!f.outcome || e.outcome === f.outcome);
 }
