@@ -46,11 +46,11 @@ function hmacOuter(key: Uint8Array | string, text: string) {
 
 const BLOCK_BYTES = 64;
 /**
- * Few keys are ever used (the process's secrets); the string map is bounded all the same. Byte keys are
- * remembered per array: none is changed in place once in use.
+ * Few keys are ever used (the process's secrets); the string map is bounded all the same. A byte key's pads are
+ * found by its array and used only while the array still holds the bytes they were made from.
  */
 const padsOfText = new Map<string, PaddedKey>();
-const padsOfBytes = new WeakMap<Uint8Array, PaddedKey>();
+const padsOfBytes = new WeakMap<Uint8Array, PaddedKey & { madeFrom: Uint8Array }>();
 const MAX_TEXT_KEYS = 1_000;
 
 interface PaddedKey {
@@ -59,22 +59,35 @@ interface PaddedKey {
 }
 
 function paddedKey(key: Uint8Array | string): PaddedKey {
-  const known = typeof key === "string" ? padsOfText.get(key) : padsOfBytes.get(key);
-  if (known) return known;
-  let bytes: Uint8Array = typeof key === "string" ? Buffer.from(key) : key;
-  if (bytes.length > BLOCK_BYTES) bytes = createHash("sha256").update(bytes).digest();
+  if (typeof key === "string") {
+    let pads = padsOfText.get(key);
+    if (!pads) {
+      if (padsOfText.size >= MAX_TEXT_KEYS) padsOfText.clear();
+      padsOfText.set(key, pads = padKey(Buffer.from(key)));
+    }
+    return pads;
+  }
+  const known = padsOfBytes.get(key);
+  if (known && sameBytes(known.madeFrom, key)) return known;
+  const pads = padKey(key);
+  padsOfBytes.set(key, { ...pads, madeFrom: key.slice() });
+  return pads;
+}
+
+function padKey(key: Uint8Array): PaddedKey {
+  const bytes = key.length > BLOCK_BYTES ? createHash("sha256").update(key).digest() : key;
   const pads = { inner: Buffer.alloc(BLOCK_BYTES, 0x36), outer: Buffer.alloc(BLOCK_BYTES, 0x5c) };
   for (let i = 0; i < bytes.length; i++) {
     pads.inner[i] ^= bytes[i];
     pads.outer[i] ^= bytes[i];
   }
-  if (typeof key === "string") {
-    if (padsOfText.size >= MAX_TEXT_KEYS) padsOfText.clear();
-    padsOfText.set(key, pads);
-  } else {
-    padsOfBytes.set(key, pads);
-  }
   return pads;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

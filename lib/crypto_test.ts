@@ -51,3 +51,11 @@ Deno.test("[crypto] HMAC-SHA-256 agrees with node:crypto's for short, block-size
     }
   }
 });
+
+Deno.test("[crypto] a byte key changed in place signs with its new bytes", () => {
+  const key = new Uint8Array(32).fill(1);
+  const before = hmacSha256Hex(key, "text");
+  key[0] = 2;
+  assert.notEqual(hmacSha256Hex(key, "text"), before);
+  assert.equal(hmacSha256Hex(key, "text"), hmacSha256Hex(key.slice(), "text"));
+});

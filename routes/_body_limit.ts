@@ -46,8 +46,7 @@ export function limitBodies(limits: BodyLimits): MiddlewareHandler {
     bodies.set(c.req.raw, bytes);
     // Hono's own body readers (c.req.text(), parseBody()) answer from this cache, as its validator's do; its type
     // says method, its code keeps a promise.
-    const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
-    (c.req.bodyCache as Record<string, unknown>).arrayBuffer = Promise.resolve(buffer);
+    (c.req.bodyCache as Record<string, unknown>).arrayBuffer = Promise.resolve(exactBuffer(bytes));
     await next();
   };
 }
@@ -60,6 +59,12 @@ const utf8 = new TextDecoder();
 export async function requestText(c: Context): Promise<string> {
   const bytes = bodies.get(c.req.raw);
   return bytes ? utf8.decode(bytes) : await c.req.text();
+}
+
+/** The bytes as an ArrayBuffer of their own: the one they are in when it holds exactly them, else a copy. */
+function exactBuffer(bytes: Uint8Array<ArrayBuffer>): ArrayBuffer {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  return whole ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
 }
 
 async function readBounded(

@@ -51,9 +51,12 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/integration", integrationRoutes(ctx));
   const api = new Hono();
   api.use(requestId(), async (c, next) => {
+    // Set before the handler, so they go into its answer as it is made: set on a finished answer, Hono copies the
+    // whole response to add them, on every API call.
+    setApiHeaders(c);
     await next();
-    c.header("x-content-type-options", "nosniff");
-    c.header("cache-control", "no-store");
+    // An answer built as a plain Response skips the headers set beforehand.
+    if (!c.res.headers.has("cache-control")) setApiHeaders(c);
   });
   api.route("/v1", apiV1Routes(ctx));
   api.route("/admin/v1", adminApiV1Routes(ctx));
@@ -131,6 +134,12 @@ const noStore: MiddlewareHandler = async (c, next) => {
 };
 
 /** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
+/** What every JSON answer of the API carries: never sniffed as something else, never cached. */
+function setApiHeaders(c: Context) {
+  c.header("x-content-type-options", "nosniff");
+  c.header("cache-control", "no-store");
+}
+
 function isPagePath(path: string): boolean {
   return /^\/(admin|portal|internal|docs|demo|integration|forms|invoices)(\/|$)/.test(path);
 }

@@ -411,3 +411,25 @@ Deno.test("[hardening] the deliveries page refuses a shop id that cannot be one"
     await app.close();
   }
 });
+
+Deno.test("[hardening] every API answer, a success or an error, is never sniffed or cached and names its request", async () => {
+  const app = await startTestApp();
+  try {
+    const answers = [
+      await callInit(app, paymentBody()),
+      await callInit(app, paymentBody(), { key: "apay_sk_wrong" }),
+      await callInit(app, { amount: -1 }),
+      await callInit(app, null, { raw: "{not json" }),
+    ];
+    const missing = await fetch(`${app.baseUrl}/api/v1/no-such-endpoint`);
+    await missing.body?.cancel();
+    assert.deepEqual(answers.map((a) => a.status), [201, 401, 400, 400]);
+    for (const headers of [...answers.map((a) => a.headers), missing.headers]) {
+      assert.equal(headers.get("x-content-type-options"), "nosniff");
+      assert.equal(headers.get("cache-control"), "no-store");
+      assert.match(headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+    }
+  } finally {
+    await app.close();
+  }
+});
