@@ -16,8 +16,14 @@ type Measure = "count" | "amount" | "pay_ms";
 const statKey = (measure: Measure, day: string, shopId: string, currency: string, status: StatStatus) =>
   ["stats", measure, day, shopId, currency, status] as const;
 
+const DAY_MS = 86_400_000;
+/** The last day asked for: nearly every call on a hot path asks for today (formatting a Date is the slow part). */
+let lastDay = { number: NaN, text: "" };
+
 export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  const number = Math.floor(ms / DAY_MS);
+  if (number !== lastDay.number) lastDay = { number, text: new Date(number * DAY_MS).toISOString().slice(0, 10) };
+  return lastDay.text;
 }
 
 export interface StatEvent {
