@@ -61,3 +61,32 @@ Deno.test("[flow] a declined payment sends the buyer to the error URL and the sh
     await app.close();
   }
 });
+
+Deno.test("[flow] buyers arriving together each get their first visit on the timeline, once", async () => {
+  const app = await startTestApp();
+  try {
+    const made: { id: string; url: string }[] = [];
+    for (let i = 0; i < 12; i++) {
+      const init = await callInit(app, paymentBody({ id: `visit-${i}`, postbackUrl: "http://127.0.0.1:9/postback" }));
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      made.push(init.body);
+    }
+    const ids = made.map((p) => p.id);
+    const visit = async (id: string) => {
+      const res = await fetch(made.find((p) => p.id === id)!.url, { redirect: "manual" });
+      await res.body?.cancel();
+      assert.equal(res.status, 302);
+    };
+    // All at once (their first visits share commits), then each again: a repeat visit records nothing.
+    await Promise.all(ids.map(visit));
+    await Promise.all(ids.map(visit));
+    for (const id of ids) {
+      const payment = (await app.kv.get<{ firstRedirectAt?: number }>(["payments", id])).value!;
+      assert.ok(payment.firstRedirectAt, id);
+      const events = await Array.fromAsync(app.kv.list<{ type: string }>({ prefix: ["payment_events", id] }));
+      assert.equal(events.filter((e) => e.value.type === "buyer_redirected").length, 1, id);
+    }
+  } finally {
+    await app.close();
+  }
+});

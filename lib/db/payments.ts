@@ -308,12 +308,31 @@ export async function listPaymentEvents(kv: Deno.Kv, payment: Payment): Promise<
 
 /**
  * Records the buyer's first pass through our pay wrapper. Later passes write
- * nothing, which keeps the redirect hot path to a single read.
+ * nothing, which keeps the redirect hot path to a single read. Concurrent
+ * buyers' first passes share commits (group_commit.ts): each buyer on the way
+ * to pay makes one, and a commit of its own cost the store more than the
+ * payment's rewrite in it. False when the payment changed since `entry` was
+ * read (the visit is not recorded then).
  */
-export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payment>, now: number) {
-  const op = kv.atomic().check(entry).set(paymentKey(entry.value.id), { ...entry.value, firstRedirectAt: now });
+export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payment>, now: number): Promise<boolean> {
+  let writer = visitWriters.get(kv);
+  if (!writer) {
+    writer = new GroupCommitter(kv, { addOps: addVisitOps, identity: (v) => v.entry.value.id, maxGroup: 32 });
+    visitWriters.set(kv, writer);
+  }
+  return await writer.commit({ entry, now });
+}
+
+interface BuyerVisit {
+  entry: Deno.KvEntry<Payment>;
+  now: number;
+}
+
+const visitWriters = new WeakMap<Deno.Kv, GroupCommitter<BuyerVisit>>();
+
+function addVisitOps(op: Deno.AtomicOperation, { entry, now }: BuyerVisit) {
+  op.check(entry).set(paymentKey(entry.value.id), { ...entry.value, firstRedirectAt: now });
   addEventOps(op, entry.value.id, entry.value.shopId, { type: "buyer_redirected", at: now, data: {} });
-  await op.commit();
 }
 
 /**
