@@ -68,9 +68,10 @@ function paddedKey(key: Uint8Array | string): PaddedKey {
     return pads;
   }
   const known = padsOfBytes.get(key);
+  // A copy to compare with (a Buffer's slice would share its memory).
   if (known && sameBytes(known.madeFrom, key)) return known;
   const pads = padKey(key);
-  padsOfBytes.set(key, { ...pads, madeFrom: key.slice() });
+  padsOfBytes.set(key, { ...pads, madeFrom: new Uint8Array(key) });
   return pads;
 }
 

@@ -59,3 +59,12 @@ Deno.test("[crypto] a byte key changed in place signs with its new bytes", () =>
   assert.notEqual(hmacSha256Hex(key, "text"), before);
   assert.equal(hmacSha256Hex(key, "text"), hmacSha256Hex(key.slice(), "text"));
 });
+
+Deno.test("[crypto] a Buffer key changed in place signs with its new bytes too", async () => {
+  const { Buffer } = await import("node:buffer");
+  const { createHmac } = await import("node:crypto");
+  const key = Buffer.alloc(32, 1);
+  hmacSha256Hex(key, "text");
+  key[0] = 2;
+  assert.equal(hmacSha256Hex(key, "text"), createHmac("sha256", key).update("text").digest("hex"));
+});

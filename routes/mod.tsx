@@ -56,7 +56,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     setApiHeaders(c);
     await next();
     // An answer built as a plain Response skips the headers set beforehand.
-    if (!c.res.headers.has("cache-control")) setApiHeaders(c);
+    if (!c.res.headers.has("x-content-type-options")) setApiHeaders(c);
   });
   api.route("/v1", apiV1Routes(ctx));
   api.route("/admin/v1", adminApiV1Routes(ctx));
@@ -116,6 +116,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
 
   app.onError((err, c) => {
     if (isPagePath(c.req.path)) return errorPage(c, err);
+    // Refusals from before the API's own middleware (the body limit's 405, 408, 413) carry its headers too.
+    if (c.req.path.startsWith("/api/")) setApiHeaders(c);
     if (err instanceof AppError) {
       for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
       const error = { code: err.code, message: err.message, ...(err.fields ? { fields: err.fields } : {}) };
@@ -133,13 +135,13 @@ const noStore: MiddlewareHandler = async (c, next) => {
   c.header("cache-control", "no-store");
 };
 
-/** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 /** What every JSON answer of the API carries: never sniffed as something else, never cached. */
 function setApiHeaders(c: Context) {
   c.header("x-content-type-options", "nosniff");
   c.header("cache-control", "no-store");
 }
 
+/** Paths people read in a browser get designed HTML errors; the API keeps JSON. */
 function isPagePath(path: string): boolean {
   return /^\/(admin|portal|internal|docs|demo|integration|forms|invoices)(\/|$)/.test(path);
 }

@@ -429,6 +429,11 @@ Deno.test("[hardening] every API answer, a success or an error, is never sniffed
       assert.equal(headers.get("cache-control"), "no-store");
       assert.match(headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
     }
+    // Refused by the body limit, before the API's own middleware runs.
+    const tooLarge = await callInit(app, null, { raw: JSON.stringify({ pad: "x".repeat(20_000) }) });
+    assert.equal(tooLarge.status, 413);
+    assert.equal(tooLarge.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(tooLarge.headers.get("cache-control"), "no-store");
   } finally {
     await app.close();
   }

@@ -311,8 +311,8 @@ export async function listPaymentEvents(kv: Deno.Kv, payment: Payment): Promise<
  * nothing, which keeps the redirect hot path to a single read. Concurrent
  * buyers' first passes share commits (group_commit.ts): each buyer on the way
  * to pay makes one, and a commit of its own cost the store more than the
- * payment's rewrite in it. False when the payment changed since `entry` was
- * read (the visit is not recorded then).
+ * payment's rewrite in it. False when the visit is not recorded: the
+ * payment changed twice meanwhile, or is no longer pending or already marked.
  */
 export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payment>, now: number): Promise<boolean> {
   let writer = visitWriters.get(kv);
@@ -320,7 +320,11 @@ export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payme
     writer = new GroupCommitter(kv, { addOps: addVisitOps, identity: (v) => v.entry.value.id, maxGroup: 32 });
     visitWriters.set(kv, writer);
   }
-  return await writer.commit({ entry, now });
+  if (await writer.commit({ entry, now })) return true;
+  // The payment changed since it was read (its next check moved, say): once more, from what is stored now.
+  const again = await getPaymentEntry(kv, entry.value.id);
+  if (again.value?.status !== "pending" || again.value.firstRedirectAt) return false;
+  return await writer.commit({ entry: again as Deno.KvEntry<Payment>, now });
 }
 
 interface BuyerVisit {

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { searchPayments, startEmailIndexBackfill } from "../payments/search.ts";
 import type { Payment } from "../payments/types.ts";
 import { storedPayment } from "../../fixtures/payments.ts";
-import { backfillPaymentEmailIndex, createPayment, isPaymentEmailIndexReady } from "./payments.ts";
+import {
+  backfillPaymentEmailIndex,
+  createPayment,
+  getPaymentEntry,
+  isPaymentEmailIndexReady,
+  markBuyerRedirected,
+  reschedulePaymentCheck,
+} from "./payments.ts";
 
 function payment(i: number, at: number): Payment {
   return storedPayment(at, { shopId: "shop_a", email: i === 0 ? "First.Buyer@example.com" : `buyer${i}@example.com` });
@@ -83,5 +90,23 @@ Deno.test("[payments-db] start-up finishes a small backfill before it returns an
   } finally {
     small.kv.close();
     large.kv.close();
+  }
+});
+
+Deno.test("[payments-db] a buyer's first visit is recorded even when the payment changed since the redirect read it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const p = payment(1, Date.now());
+    await createPayment(kv, p);
+    const read = (await getPaymentEntry(kv, p.id)) as Deno.KvEntry<Payment>;
+    // Meanwhile its next status check moves (the janitor), a new version of the record.
+    const movedTo = Date.now() + 60_000;
+    assert.ok(await reschedulePaymentCheck(kv, read, movedTo));
+    assert.equal(await markBuyerRedirected(kv, read, Date.now()), true);
+    const stored = (await getPaymentEntry(kv, p.id)).value!;
+    assert.ok(stored.firstRedirectAt);
+    assert.equal(stored.checkAt, movedTo, "the move is kept");
+  } finally {
+    kv.close();
   }
 });
