@@ -449,8 +449,8 @@ its own), where keys written in time order share pages. The last part was about 
   Deno, now about 7; every init-payment, webhook and postback makes one). Side by side about 5 % less CPU per
   init-payment. The API's own headers (no-store, nosniff) are set before the handler runs: set on a finished answer,
   Hono copies the whole response to add them. Buyers' first visits through the pay wrapper share commits, like the
-  other hot writes: at 500 webhooks a second the store's thread spent 1.2-1.5 ms per settled payment (the visit, the
-  move with its postback, the postback's outcome), 0.95-1.15 ms after.
+  other hot writes: the store's thread spent 1.2-1.5 ms per paid payment (the visit, the move with its postback, the
+  postback's outcome), 0.95-1.15 ms after. The webhook rows do not see it: their buyers visit before the clock starts.
 - **Why init-payment stays under 0.9 × its floor on an idle machine**: the app is bound by CPU time, not by waits
   on the store. Per request it spends about 0.5 ms on its main thread (busy about 80 % of the time under the bench's
   load), 0.28 ms on KV's SQLite thread and 0.1 ms in V8's GC threads; the floor 0.3, 0.2 and 0.03 ms, on two cores
