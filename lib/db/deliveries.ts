@@ -2,7 +2,7 @@ import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
 import { collectValues } from "./kv.ts";
 import { addActivityOps } from "./activity.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
-import { GroupCommitter } from "./group_commit.ts";
+import { groupCommitterPerStore } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
 
 const deliveryKey = (id: string) => ["deliveries", id] as const;
@@ -80,7 +80,7 @@ export async function claimDeliveryEntry(
 ): Promise<Deno.KvEntry<Delivery> | null> {
   if (!isDeliveryDue(entry.value, now)) return null;
   const claimed: Delivery = { ...entry.value, leaseUntil: now + leaseMs };
-  const versionstamp = await writer(claimWriters, kv, addClaimOps).commitStamped({ entry, claimed });
+  const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed });
   return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
 }
 
@@ -106,7 +106,7 @@ export function recordDeliveryAttempt(
   next: Delivery,
   jobs: ScheduleOptions,
 ): Promise<boolean> {
-  return writer(outcomeWriters, kv, addOutcomeOps).commit({ claimed, attempt, next, jobs });
+  return outcomeWriter(kv).commit({ claimed, attempt, next, jobs });
 }
 
 interface Outcome {
@@ -136,25 +136,12 @@ function addOutcomeOps(op: Deno.AtomicOperation, { claimed, attempt, next, jobs 
 
 // One group committer per store and kind of write. A group holds one write per delivery (the identity), and
 // at most 64: an outcome is about 7 keys, well under KV's limits for an operation.
-const claimWriters = new WeakMap<Deno.Kv, GroupCommitter<Claim>>();
-const outcomeWriters = new WeakMap<Deno.Kv, GroupCommitter<Outcome>>();
-
-function writer<T extends { claimed: Delivery } | { next: Delivery }>(
-  writers: WeakMap<Deno.Kv, GroupCommitter<T>>,
-  kv: Deno.Kv,
-  addOps: (op: Deno.AtomicOperation, item: T) => void,
-): GroupCommitter<T> {
-  let w = writers.get(kv);
-  if (!w) {
-    w = new GroupCommitter(kv, {
-      addOps,
-      identity: (item) => ("next" in item ? item.next.id : item.claimed.id),
-      maxGroup: 64,
-    });
-    writers.set(kv, w);
-  }
-  return w;
-}
+const claimWriter = groupCommitterPerStore<Claim>({ addOps: addClaimOps, identity: (c) => c.claimed.id, maxGroup: 64 });
+const outcomeWriter = groupCommitterPerStore<Outcome>({
+  addOps: addOutcomeOps,
+  identity: (o) => o.next.id,
+  maxGroup: 64,
+});
 
 /** Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. */
 export async function rescheduleDelivery(

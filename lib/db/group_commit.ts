@@ -24,6 +24,16 @@ export interface GroupCommitOptions<T> {
   maxGroup: number;
 }
 
+/** A group committer per store (and isolate), made on first use: writes of one kind to one store share commits. */
+export function groupCommitterPerStore<T>(opts: GroupCommitOptions<T>): (kv: Deno.Kv) => GroupCommitter<T> {
+  const committers = new WeakMap<Deno.Kv, GroupCommitter<T>>();
+  return (kv) => {
+    let committer = committers.get(kv);
+    if (!committer) committers.set(kv, committer = new GroupCommitter(kv, opts));
+    return committer;
+  };
+}
+
 interface Waiting<T> {
   item: T;
   /** The versionstamp of the commit that stored the write, or null when a check failed. */

@@ -8,7 +8,7 @@ import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { addInvoiceStatsOps, type InvoiceStat } from "./stats.ts";
-import { GroupCommitter } from "./group_commit.ts";
+import { groupCommitterPerStore } from "./group_commit.ts";
 
 /**
  * Invoices, their timelines and the shops' deposit-address pools. An address
@@ -89,15 +89,14 @@ export interface NewInvoice {
  * lib/invoices/pool.ts), so every check in a group guards a different key.
  */
 export function insertInvoice(kv: Deno.Kv, n: NewInvoice): Promise<boolean> {
-  let writer = invoiceWriters.get(kv);
-  if (!writer) {
-    writer = new GroupCommitter(kv, { addOps: addInsertInvoiceOps, identity: (w) => w.invoice.id, maxGroup: 32 });
-    invoiceWriters.set(kv, writer);
-  }
-  return writer.commit(n);
+  return invoiceWriter(kv).commit(n);
 }
 
-const invoiceWriters = new WeakMap<Deno.Kv, GroupCommitter<NewInvoice>>();
+const invoiceWriter = groupCommitterPerStore<NewInvoice>({
+  addOps: addInsertInvoiceOps,
+  identity: (w) => w.invoice.id,
+  maxGroup: 32,
+});
 
 function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
   const inv = n.invoice;

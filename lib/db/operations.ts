@@ -1,5 +1,5 @@
 import { sortableId } from "../ids.ts";
-import { GroupCommitter } from "./group_commit.ts";
+import { groupCommitterPerStore } from "./group_commit.ts";
 import { addActivityOps } from "./activity.ts";
 import { Collector, GATHERED_LIST_BATCH, gatheredRecords, setInChunks } from "./collected.ts";
 
@@ -45,7 +45,7 @@ const byAccountKey = (accountId: string, seq: string) => ["provider_ops_by_accou
 /** What a key holds: an entry, a group's entries, or (written before groups) an index's entry id. */
 type StoredOperations = OperationEntry | OperationEntry[] | string;
 
-const writers = new WeakMap<Deno.Kv, GroupCommitter<OperationEntry>>();
+const writer = groupCommitterPerStore<OperationEntry>({ addOps: addOperationOps, identity: (e) => e.id, maxGroup: 64 });
 
 const gathered = new Collector<OperationEntry>((target, entries) => {
   // Each entry goes to three listings: its size is measured once.
@@ -89,12 +89,7 @@ export function newOperation(entry: Omit<OperationEntry, "id">): OperationEntry 
  * little.
  */
 export function insertOperation(kv: Deno.Kv, entry: Omit<OperationEntry, "id">): Promise<boolean> {
-  let writer = writers.get(kv);
-  if (!writer) {
-    writer = new GroupCommitter(kv, { addOps: addOperationOps, identity: (e) => e.id, maxGroup: 64 });
-    writers.set(kv, writer);
-  }
-  return writer.commit(newOperation(entry));
+  return writer(kv).commit(newOperation(entry));
 }
 
 export interface OperationFilter {

@@ -2,7 +2,7 @@ import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { sortableId } from "../ids.ts";
 import { collectValues } from "./kv.ts";
-import { GroupCommitter } from "./group_commit.ts";
+import { groupCommitterPerStore } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
@@ -70,12 +70,7 @@ export function createPayment(
   payment: Payment,
   opts: { operations?: OperationEntry[]; extraOps?: (op: Deno.AtomicOperation) => void } = {},
 ): Promise<boolean> {
-  let writer = paymentWriters.get(kv);
-  if (!writer) {
-    writer = new GroupCommitter(kv, { addOps: addCreatePaymentOps, identity: (w) => w.payment.id, maxGroup: 32 });
-    paymentWriters.set(kv, writer);
-  }
-  return writer.commit({ payment, operations: opts.operations ?? [], extraOps: opts.extraOps });
+  return paymentWriter(kv).commit({ payment, operations: opts.operations ?? [], extraOps: opts.extraOps });
 }
 
 /** A new payment and the provider calls that made it, whose log entries ride in the same commit. */
@@ -86,7 +81,11 @@ interface NewPaymentWrite {
   extraOps?: (op: Deno.AtomicOperation) => void;
 }
 
-const paymentWriters = new WeakMap<Deno.Kv, GroupCommitter<NewPaymentWrite>>();
+const paymentWriter = groupCommitterPerStore<NewPaymentWrite>({
+  addOps: addCreatePaymentOps,
+  identity: (w) => w.payment.id,
+  maxGroup: 32,
+});
 
 function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations, extraOps }: NewPaymentWrite) {
   for (const entry of operations) addOperationOps(op, entry);
@@ -161,13 +160,7 @@ export function commitPaymentMove(
   next: Payment,
   move: PaymentMove,
 ): Promise<string | null> {
-  let writer = moveWriters.get(kv);
-  if (!writer) {
-    // Moves of different payments share commits under load (see group_commit.ts); one payment's never do.
-    writer = new GroupCommitter(kv, { addOps: addMoveOps, identity: (m) => m.next.id, maxGroup: 16 });
-    moveWriters.set(kv, writer);
-  }
-  return writer.commitStamped({ entry, next, move });
+  return moveWriter(kv).commitStamped({ entry, next, move });
 }
 
 interface Move {
@@ -176,7 +169,8 @@ interface Move {
   move: PaymentMove;
 }
 
-const moveWriters = new WeakMap<Deno.Kv, GroupCommitter<Move>>();
+// Moves of different payments share commits under load (see group_commit.ts); one payment's never do.
+const moveWriter = groupCommitterPerStore<Move>({ addOps: addMoveOps, identity: (m) => m.next.id, maxGroup: 16 });
 
 function addMoveOps(op: Deno.AtomicOperation, { entry, next, move }: Move) {
   op.check(entry).set(paymentKey(next.id), next);
@@ -315,11 +309,7 @@ export async function listPaymentEvents(kv: Deno.Kv, payment: Payment): Promise<
  * payment changed twice meanwhile, or is no longer pending or already marked.
  */
 export async function markBuyerRedirected(kv: Deno.Kv, entry: Deno.KvEntry<Payment>, now: number): Promise<boolean> {
-  let writer = visitWriters.get(kv);
-  if (!writer) {
-    writer = new GroupCommitter(kv, { addOps: addVisitOps, identity: (v) => v.entry.value.id, maxGroup: 32 });
-    visitWriters.set(kv, writer);
-  }
+  const writer = visitWriter(kv);
   if (await writer.commit({ entry, now })) return true;
   // The payment changed since it was read (its next check moved, say): once more, from what is stored now.
   const again = await getPaymentEntry(kv, entry.value.id);
@@ -332,7 +322,11 @@ interface BuyerVisit {
   now: number;
 }
 
-const visitWriters = new WeakMap<Deno.Kv, GroupCommitter<BuyerVisit>>();
+const visitWriter = groupCommitterPerStore<BuyerVisit>({
+  addOps: addVisitOps,
+  identity: (v) => v.entry.value.id,
+  maxGroup: 32,
+});
 
 function addVisitOps(op: Deno.AtomicOperation, { entry, now }: BuyerVisit) {
   op.check(entry).set(paymentKey(entry.value.id), { ...entry.value, firstRedirectAt: now });

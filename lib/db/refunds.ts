@@ -6,7 +6,7 @@ import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
-import { GroupCommitter } from "./group_commit.ts";
+import { groupCommitterPerStore } from "./group_commit.ts";
 import { addDerivedEventOps, paymentRecordKey } from "./payments.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
 
@@ -90,17 +90,16 @@ export interface NewRefund {
  * caller reads again and decides again); otherwise the stored refund's entry.
  */
 export async function insertRefund(kv: Deno.Kv, n: NewRefund): Promise<Deno.KvEntry<Refund> | null> {
-  let writer = refundWriters.get(kv);
-  if (!writer) {
-    // Concurrent refunds share commits (see group_commit.ts); two of one payment never share a group.
-    writer = new GroupCommitter(kv, { addOps: addInsertRefundOps, identity: (x) => x.refund.paymentId, maxGroup: 16 });
-    refundWriters.set(kv, writer);
-  }
-  const versionstamp = await writer.commitStamped(n);
+  const versionstamp = await refundWriter(kv).commitStamped(n);
   return versionstamp === null ? null : { key: refundKey(n.refund.id), value: n.refund, versionstamp };
 }
 
-const refundWriters = new WeakMap<Deno.Kv, GroupCommitter<NewRefund>>();
+// Concurrent refunds share commits (see group_commit.ts); two of one payment never share a group.
+const refundWriter = groupCommitterPerStore<NewRefund>({
+  addOps: addInsertRefundOps,
+  identity: (x) => x.refund.paymentId,
+  maxGroup: 16,
+});
 
 function addInsertRefundOps(op: Deno.AtomicOperation, n: NewRefund) {
   const r = n.refund;
