@@ -4,6 +4,7 @@ import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { firstAttemptLease } from "../lib/relay/deliver.ts";
+import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import { RelayPool, relayPool } from "../lib/relay/pool.ts";
 import {
   buyerSettles,
@@ -348,7 +349,7 @@ Deno.test("[relay] a new postback is born leased to the process that commits it,
 
     // As if the process committing it died before its attempt: nobody was handed the delivery.
     const now = app.server.ctx.now();
-    const { delivery: orphan } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(app.server.ctx, now));
+    const { delivery: orphan } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(now));
     await app.server.runner.sweep();
     assert.equal(shop.received.length, 1, "leased: not sent yet");
     const leaseMs = orphan.leaseUntil - now;
@@ -368,7 +369,7 @@ Deno.test("[relay] a postback a sweep offers between its commit and its hand-ove
       app,
       shop.url,
       now,
-      firstAttemptLease(app.server.ctx, now),
+      firstAttemptLease(now),
     );
     const pool = new RelayPool(app.server.ctx);
     // The sweep's offer reads the stored entry (leased, so not due) while the committing code hands it over.
@@ -396,6 +397,46 @@ Deno.test("[relay] a postback handed over with a lease that no longer covers an 
       "its outcome",
       async () => ((await getDeliveryEntry(app.kv, d.id)).value?.status === "delivered" || undefined),
     );
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a running attempt holds its postback for seconds at a time, not for the attempt's whole timeout, so a process that dies mid-attempt delays it little", async () => {
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  const shop = startShopReceiver(async () => (await answered, new Response("ok")));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
+    const d = (await deliveryOf(app, id))!;
+    const leaseLeft = d.leaseUntil - Date.now();
+    assert.ok(leaseLeft > 0 && leaseLeft <= DELIVERY_LEASE_MS, `lease ${leaseLeft} ms, not the 30 s timeout`);
+    answer();
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] an attempt that outlasts its lease keeps renewing it: no sweep sends the postback again meanwhile, and its outcome is recorded", async () => {
+  // The shop answers a little after a lease taken at the start would have run out.
+  const holdMs = DELIVERY_LEASE_MS + 1_500;
+  const shop = startShopReceiver(async () => {
+    await new Promise((r) => setTimeout(r, holdMs));
+    return new Response("ok");
+  });
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "15000" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, DELIVERY_LEASE_MS + 500 - (Date.now() - started)));
+    const d = (await deliveryOf(app, id))!;
+    assert.ok(d.leaseUntil > Date.now(), "the lease was renewed while the shop took its time");
+    await app.server.runner.sweep();
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    assert.equal(shop.received.length, 1, "sent once");
+    const after = (await deliveryOf(app, id))!;
+    assert.equal(after.attemptLog.length, 1);
+    assert.equal(after.attemptLog[0].statusCode, 200);
   });
   await shop.close();
 });

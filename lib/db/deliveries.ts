@@ -84,6 +84,20 @@ export async function claimDeliveryEntry(
   return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
 }
 
+/**
+ * Extends the lease of a delivery this process holds, as read in `entry` (checked against its version): the
+ * renewed entry, or null when someone else wrote it since (our lease had run out and another worker took it).
+ */
+export async function renewDeliveryLease(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Delivery>,
+  leaseUntil: number,
+): Promise<Deno.KvEntry<Delivery> | null> {
+  const claimed: Delivery = { ...entry.value, leaseUntil };
+  const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed });
+  return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
+}
+
 interface Claim {
   entry: Deno.KvEntry<Delivery>;
   claimed: Delivery;

@@ -77,7 +77,7 @@ export async function updateInvoice(
         body: invoicePostbackBody(next, type, now, ctx.config.publicBaseUrl),
         now,
         // Sent by this process right after the commit (sendCommitted).
-        leaseUntil: firstAttemptLease(ctx, now),
+        leaseUntil: firstAttemptLease(now),
       })
       : undefined;
     const release = closes ? await getPoolAddressEntry(ctx.kv, inv) : null;

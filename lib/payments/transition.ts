@@ -70,7 +70,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     };
     // Money the provider confirms after we gave up (expired, cancelled): the shop is told it is late.
     if (isLateSuccess(p.status, req.to)) next.late = true;
-    const delivery = postbackFor(next, now, firstAttemptLease(ctx, now));
+    const delivery = postbackFor(next, now, firstAttemptLease(now));
     const stored = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
       events: [
         ...(req.becauseIsDerived ? [] : [req.because]),

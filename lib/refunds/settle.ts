@@ -199,7 +199,7 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
         if (target({ ...next, refundedAmount: (next.refundedAmount ?? 0) - settled.amount }) !== next.status) {
           throw new StaleTarget();
         }
-        delivery = postbackFor(ctx, settled, next, now);
+        delivery = postbackFor(settled, next, now);
         addRefundSuccessOps(op, entry, settled, {
           stats: {
             at: now,
@@ -238,7 +238,7 @@ async function fail(ctx: AppContext, { entry, base, now, operations }: RefundWri
   };
   const payment = read ?? await getPaymentEntry(ctx.kv, failed.paymentId);
   if (!payment.value) throw new NotFoundError("Unknown payment.");
-  const delivery = postbackFor(ctx, failed, payment.value, now);
+  const delivery = postbackFor(failed, payment.value, now);
   const stored = await commitRefundFailure(ctx.kv, entry, failed, {
     payment: payment as Deno.KvEntry<Payment>,
     event: refundEvents(failed).settled!,
@@ -256,7 +256,7 @@ async function fail(ctx: AppContext, { entry, base, now, operations }: RefundWri
  * The shop's postback for a settled refund, when the shop asked for postbacks for its payment: born leased to
  * this process, which sends it right after the commit (sendCommitted).
  */
-function postbackFor(ctx: AppContext, r: Refund, p: Payment, now: number): Delivery | null {
+function postbackFor(r: Refund, p: Payment, now: number): Delivery | null {
   const type = refundPostbackType(r.status);
   if (!type || !p.shopTxId || !p.postbackUrl) return null;
   return newDelivery({
@@ -266,7 +266,7 @@ function postbackFor(ctx: AppContext, r: Refund, p: Payment, now: number): Deliv
     eventType: type,
     body: refundPostbackBody(r, p, type, now),
     now,
-    leaseUntil: firstAttemptLease(ctx, now),
+    leaseUntil: firstAttemptLease(now),
   });
 }
 

@@ -7,6 +7,7 @@ import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./sched
 import { webhookHeaders } from "./signing.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
 import type { Delivery, DeliveryAttempt } from "./types.ts";
+import { DELIVERY_LEASE_MS, leaseKeeper, leaseLeavesTimeToStart } from "./lease.ts";
 import { checkPostbackDestination, checkShopUrl } from "./url_guard.ts";
 
 const RESPONSE_KEEP_BYTES = 1024;
@@ -22,25 +23,15 @@ export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
 }
 
 /**
- * A lease outlives the attempt's timeout by this much (time to commit the outcome). A worker that dies
- * mid-attempt holds its delivery no longer than the timeout plus this.
- */
-const LEASE_MARGIN_MS = 5_000;
-
-/**
  * Makes one attempt at a delivery as read in `entry`, if it is still due and
  * nobody else holds it (the claim is checked against the version read), and
  * records the result. False when there was nothing to do.
  */
 export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Delivery>): Promise<boolean> {
-  const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), leaseMs(ctx));
+  const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), DELIVERY_LEASE_MS);
   if (!claimed) return false;
   await attemptClaimed(ctx, claimed);
   return true;
-}
-
-function leaseMs(ctx: AppContext): number {
-  return ctx.config.postbackTimeoutMs + LEASE_MARGIN_MS;
 }
 
 /**
@@ -48,18 +39,18 @@ function leaseMs(ctx: AppContext): number {
  * claim of its own, see RelayPool.handOver). Should that process die first, the delivery waits this long,
  * as one whose attempt a crash cut short does, and then any sweep sends it.
  */
-export function firstAttemptLease(ctx: AppContext, now: number): number {
-  return now + leaseMs(ctx);
+export function firstAttemptLease(now: number): number {
+  return now + DELIVERY_LEASE_MS;
 }
 
 /**
  * The first attempt at a delivery this process committed with its first lease (see RelayPool.handOver). While
- * that lease still leaves a whole attempt's time with its margin (it waited at most a second in the pool), the
- * attempt goes as it is; otherwise the lease is renewed first by a claim checked against the version this process
- * stored, so a delivery another worker took after the lease ran out is never sent twice from here.
+ * that lease still leaves time for the keeper to renew it, the attempt goes as it is; otherwise (it waited in the
+ * pool) the lease is renewed first by a claim checked against the version this process stored, so a delivery
+ * another worker took after the lease ran out is never sent twice from here.
  */
 export async function attemptHandedOver(ctx: AppContext, stored: Deno.KvEntry<Delivery>): Promise<void> {
-  if (stored.value.leaseUntil - ctx.now() >= leaseMs(ctx) - 1_000) return await attemptClaimed(ctx, stored);
+  if (leaseLeavesTimeToStart(stored.value, ctx.now())) return await attemptClaimed(ctx, stored);
   await attemptDelivery(ctx, { ...stored, value: { ...stored.value, leaseUntil: 0 } });
 }
 
@@ -67,7 +58,17 @@ export async function attemptHandedOver(ctx: AppContext, stored: Deno.KvEntry<De
 export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<void> {
   const d = claimed.value;
   const started = ctx.now();
-  const { outcome, responseStart } = await attempt(ctx, d);
+  // The lease is renewed while the attempt runs; the outcome is checked against the version last renewed.
+  const keeper = leaseKeeper(ctx);
+  const held = keeper.hold(claimed);
+  let tried: { outcome: AttemptOutcome; responseStart: string };
+  let leased: Deno.KvEntry<Delivery>;
+  try {
+    tried = await attempt(ctx, d);
+  } finally {
+    leased = await keeper.release(held);
+  }
+  const { outcome, responseStart } = tried;
   const finished = ctx.now();
   const record: DeliveryAttempt = {
     n: d.attempts + 1,
@@ -79,7 +80,7 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
   };
   const next = nextDeliveryState(d, outcome, ctx.config.postbackScheduleMs, finished);
   ctx.metrics?.countPostbackAttempt(next.status === "pending" ? "retrying" : next.status);
-  const saved = await recordDeliveryAttempt(ctx.kv, claimed, record, next, {
+  const saved = await recordDeliveryAttempt(ctx.kv, leased, record, next, {
     queue: ctx.config.jobsQueue,
     now: finished,
   });
