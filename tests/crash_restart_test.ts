@@ -98,7 +98,7 @@ Deno.test({
       JOBS_QUEUE: "on",
       JOBS_SWEEP_INTERVAL_MS: "500",
       POSTBACK_SCHEDULE: "0,0.3,0.3,0.5,0.5,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
-      // A postback in flight at a kill stays leased for up to 5 s (lib/relay/lease.ts); attempts end within this.
+      // A postback in flight at a kill stays leased for up to 10 s (lib/relay/lease.ts); attempts end within this.
       POSTBACK_TIMEOUT_MS: "1000",
       // A payment being created at a kill is locked for this + 5 s.
       PROVIDER_TIMEOUT_MS: "2000",
@@ -193,7 +193,7 @@ Deno.test({
       );
       assert.equal(sandbox.webhooksAccepted, PAYMENTS);
 
-      // Every accepted webhook ends as a postback the shop took (leases of attempts cut by a kill run out within 5 s).
+      // Every accepted webhook ends as a postback the shop took (leases of attempts cut by a kill run out within 10 s).
       await waitFor("a delivered postback for every payment", () => {
         const delivered = deliveredPaymentIds();
         return settled.every((s) => delivered.has(s.paymentId)) ? true : undefined;

@@ -1,19 +1,19 @@
 import type { AppContext } from "../context.ts";
-import { renewDeliveryLease } from "../db/deliveries.ts";
+import { getDeliveryEntry, renewDeliveryLease } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import type { Delivery } from "./types.ts";
 
 /**
- * How long a claim holds a delivery. Short on purpose: a process that dies mid-attempt holds its deliveries no
- * longer than this, and then any sweep sends them (the crash costs the shop seconds, not an attempt's whole
- * timeout). An attempt that runs longer, a shop taking seconds to answer (up to POSTBACK_TIMEOUT_MS), keeps its
- * lease by renewing it while it runs (LeaseKeeper).
+ * How long a claim holds a delivery, however long the attempt's timeout (POSTBACK_TIMEOUT_MS): a process that dies
+ * mid-attempt holds its deliveries no longer than this, and then any sweep sends them. An attempt that runs longer
+ * (a shop taking seconds to answer) keeps its lease by renewing it while it runs (LeaseKeeper). Leases compare
+ * clocks across processes, as they always did: the margin below covers clocks a few seconds apart and stalls.
  */
-export const DELIVERY_LEASE_MS = 5_000;
+export const DELIVERY_LEASE_MS = 10_000;
 /** The keeper looks at the leases it keeps this often, */
 const CHECK_EVERY_MS = 1_000;
-/** and renews those with less than this left: a check a second late still renews with a second to spare. */
-const RENEW_BELOW_MS = 3_000;
+/** and renews those with less than this left: a check a second late still renews with 5 s to spare. */
+const RENEW_BELOW_MS = 6_000;
 
 /** The lease of a delivery whose attempt runs in this process, as last stored. */
 export interface HeldLease {
@@ -41,6 +41,8 @@ export class LeaseKeeper {
     this.#held.add(held);
     // Not unref'd: a running attempt keeps the process alive anyway, and the timer stops with the last one.
     this.#timer ??= setInterval(() => this.#renewDue(), CHECK_EVERY_MS);
+    // A lease already low (a claim whose commit waited long) is renewed now, not at the next check.
+    this.#renewIfLow(held, this.ctx.now());
     return held;
   }
 
@@ -57,19 +59,35 @@ export class LeaseKeeper {
 
   #renewDue() {
     const now = this.ctx.now();
-    for (const held of this.#held) {
-      if (held.renewing || held.lost || held.entry.value.leaseUntil - now >= RENEW_BELOW_MS) continue;
-      held.renewing = renewDeliveryLease(this.ctx.kv, held.entry, now + DELIVERY_LEASE_MS)
-        .then(
-          (renewed) => {
-            if (renewed) held.entry = renewed;
-            else held.lost = true;
-          },
-          (err) =>
-            log.error("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) }),
-        )
-        .finally(() => (held.renewing = null));
-    }
+    for (const held of this.#held) this.#renewIfLow(held, now);
+  }
+
+  #renewIfLow(held: HeldLease, now: number) {
+    if (held.renewing || held.lost || held.entry.value.leaseUntil - now >= RENEW_BELOW_MS) return;
+    const until = now + DELIVERY_LEASE_MS;
+    held.renewing = renewDeliveryLease(this.ctx.kv, held.entry, until)
+      .catch(() => null)
+      // Refused or failed: the write may still have landed (a commit can land and report an error, and a group that
+      // failed is retried write by write, whose check then fails on our own write). What is stored tells.
+      .then(async (renewed) => renewed ?? await this.#ifStillOurs(held.entry, until))
+      .then(
+        (renewed) => {
+          if (renewed) held.entry = renewed;
+          else held.lost = true;
+        },
+        (err) =>
+          log.error("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) }),
+      )
+      .finally(() => (held.renewing = null));
+  }
+
+  /** The stored entry if it is the renewal to `until` of `entry` (ours), else null: another worker took it. */
+  async #ifStillOurs(entry: Deno.KvEntry<Delivery>, until: number): Promise<Deno.KvEntry<Delivery> | null> {
+    const stored = await getDeliveryEntry(this.ctx.kv, entry.value.id);
+    const v = stored.value;
+    return v && v.leaseUntil === until && v.attempts === entry.value.attempts && v.status === entry.value.status
+      ? stored as Deno.KvEntry<Delivery>
+      : null;
   }
 }
 
@@ -78,7 +96,7 @@ export class LeaseKeeper {
  * it before it runs out. A delivery handed over after waiting longer in the pool is claimed again first.
  */
 export function leaseLeavesTimeToStart(d: Delivery, now: number): boolean {
-  return d.leaseUntil - now >= RENEW_BELOW_MS - CHECK_EVERY_MS;
+  return d.leaseUntil - now >= RENEW_BELOW_MS;
 }
 
 const keepers = new WeakMap<AppContext, LeaseKeeper>();
