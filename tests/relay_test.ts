@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
+import { ConflictError } from "../lib/errors.ts";
 import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
@@ -192,6 +193,27 @@ Deno.test("[relay] an operator resend delivers a failed postback with the same w
       assert.equal((await resendPostback(app.server.ctx, id, { actor: "test" })).status, "delivered");
     }
     assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, 1);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] an operator resend while the postback's attempt is under way is refused, not sent a second time beside it", async () => {
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  const shop = startShopReceiver(async () => (await answered, new Response("ok")));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "15000" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
+    await assert.rejects(
+      resendPostback(app.server.ctx, id, { actor: "test" }),
+      (err: unknown) => err instanceof ConflictError && err.code === "postback_in_flight",
+    );
+    answer();
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    assert.equal(shop.received.length, 1, "the refused resend sent nothing");
+    // Once the attempt is over, a resend goes out.
+    assert.equal((await resendPostback(app.server.ctx, id, { actor: "test" })).status, "delivered");
+    assert.equal(shop.received.length, 2);
   });
   await shop.close();
 });

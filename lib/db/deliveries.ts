@@ -157,17 +157,21 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
   maxGroup: 64,
 });
 
-/** Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. */
+/**
+ * Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. "in_flight" when an
+ * attempt at it holds its lease right now: putting it back would send it a second time beside that attempt.
+ */
 export async function rescheduleDelivery(
   kv: Deno.Kv,
   id: string,
   now: number,
   jobs: ScheduleOptions,
-): Promise<Delivery | null> {
+): Promise<Delivery | "in_flight" | null> {
   for (;;) {
     const entry = await getDeliveryEntry(kv, id);
     const d = entry.value;
     if (!d) return null;
+    if (d.status === "pending" && d.leaseUntil > now) return "in_flight";
     const next: Delivery = {
       ...d,
       status: "pending",

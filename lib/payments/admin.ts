@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { writeAudit } from "../db/audit.ts";
-import { NotFoundError, ValidationError } from "../errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
@@ -51,7 +51,13 @@ export async function resendPostback(
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
-  await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now });
+  const rescheduled = await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now });
+  if (rescheduled === "in_flight") {
+    throw new ConflictError(
+      "This postback is being sent right now; look at its result in a few seconds before resending it.",
+      "postback_in_flight",
+    );
+  }
   const payment = await getPayment(ctx.kv, paymentId);
   if (payment) {
     await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
