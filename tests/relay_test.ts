@@ -28,6 +28,20 @@ async function paidPayment(app: TestApp, postbackUrl: string): Promise<string> {
   return init.body.id;
 }
 
+/** A shop that holds every postback's answer until `answer()`. */
+function startHeldShop() {
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  return { shop: startShopReceiver(async () => (await answered, new Response("ok"))), answer };
+}
+
+/** A paid payment whose postback's first attempt has reached `shop` and waits there for its answer. */
+async function paidPaymentUnderWay(app: TestApp, shop: { url: string; received: unknown[] }): Promise<string> {
+  const id = await paidPayment(app, shop.url);
+  await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
+  return id;
+}
+
 async function deliveryOf(app: TestApp, paymentId: string) {
   const { deliveries } = await describePayment(app.server.ctx, paymentId);
   return deliveries[0];
@@ -198,12 +212,9 @@ Deno.test("[relay] an operator resend delivers a failed postback with the same w
 });
 
 Deno.test("[relay] an operator resend while the postback's attempt is under way is refused, not sent a second time beside it", async () => {
-  let answer!: () => void;
-  const answered = new Promise<void>((r) => (answer = r));
-  const shop = startShopReceiver(async () => (await answered, new Response("ok")));
+  const { shop, answer } = startHeldShop();
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "15000" } }, async (app) => {
-    const id = await paidPayment(app, shop.url);
-    await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
+    const id = await paidPaymentUnderWay(app, shop);
     await assert.rejects(
       resendPostback(app.server.ctx, id, { actor: "test" }),
       (err: unknown) => err instanceof ConflictError && err.code === "postback_in_flight",
@@ -425,12 +436,9 @@ Deno.test("[relay] a postback handed over with a lease that no longer covers an 
 });
 
 Deno.test("[relay] a running attempt leases its postback for seconds at a time, renewed as it runs, not for the attempt's whole timeout", async () => {
-  let answer!: () => void;
-  const answered = new Promise<void>((r) => (answer = r));
-  const shop = startShopReceiver(async () => (await answered, new Response("ok")));
+  const { shop, answer } = startHeldShop();
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
-    const id = await paidPayment(app, shop.url);
-    await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
+    const id = await paidPaymentUnderWay(app, shop);
     const d = (await deliveryOf(app, id))!;
     const leaseLeft = d.leaseUntil - Date.now();
     assert.ok(leaseLeft > 0 && leaseLeft <= DELIVERY_LEASE_MS, `lease ${leaseLeft} ms, not the 30 s timeout`);
