@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createPortalLink } from "../lib/auth/portal.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { listPoolAddresses } from "../lib/db/invoices.ts";
+import { listDeliveriesByPayment } from "../lib/db/deliveries.ts";
 import { createShop } from "../lib/shops.ts";
 import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
@@ -26,6 +27,11 @@ Deno.test("[console] operators see invoices, a shop's address pool and an invoic
     await waitFor(
       "the finished postback",
       () => shop.received.some((r) => r.body.includes("invoice.finished")) || undefined,
+    );
+    // Its outcome recorded too: a resend while the attempt still holds the postback is refused.
+    await waitFor(
+      "the finished postback's outcome",
+      async () => (await listDeliveriesByPayment(app.kv, paid.id)).every((d) => d.status === "delivered") || undefined,
     );
 
     const b = await operatorBrowser(app);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { ConflictError } from "../lib/errors.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
 import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
@@ -219,10 +220,31 @@ Deno.test("[relay] an operator resend while the postback's attempt is under way 
       resendPostback(app.server.ctx, id, { actor: "test" }),
       (err: unknown) => err instanceof ConflictError && err.code === "postback_in_flight",
     );
+    // The console says so on the payment's page.
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/payments/${id}`);
+    const page = await b.post(`/admin/payments/${id}/resend`, {});
+    assert.equal(page.status, 422, "re-rendered with the refusal");
+    assert.match(page.text, /Not resent: This postback is being sent right now/);
     answer();
     await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
     assert.equal(shop.received.length, 1, "the refused resend sent nothing");
     // Once the attempt is over, a resend goes out.
+    assert.equal((await resendPostback(app.server.ctx, id, { actor: "test" })).status, "delivered");
+    assert.equal(shop.received.length, 2);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a resend clears a lease too far off to be an attempt's (a clock that jumped), and sends", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    // As a process whose clock ran an hour ahead would leave it: pending, leased for an hour.
+    const entry = await getDeliveryEntry(app.kv, (await deliveryOf(app, id))!.id);
+    const stale = { ...entry.value!, status: "pending" as const, leaseUntil: Date.now() + 3_600_000 };
+    assert.ok((await app.kv.atomic().check(entry).set(entry.key, stale).commit()).ok);
     assert.equal((await resendPostback(app.server.ctx, id, { actor: "test" })).status, "delivered");
     assert.equal(shop.received.length, 2);
   });

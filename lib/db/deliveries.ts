@@ -158,20 +158,25 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
 });
 
 /**
- * Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. "in_flight" when an
- * attempt at it holds its lease right now: putting it back would send it a second time beside that attempt.
+ * Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. With
+ * `inFlightLeaseMs`, a delivery whose lease runs that long or less from now is left alone and answered with how long
+ * it is held (`inFlightMs`): an attempt at it is under way (or its process died moments ago), and putting it back
+ * would send it a second time beside that attempt. A lease further off than that is stale (a clock that jumped) and
+ * is cleared like any other.
  */
 export async function rescheduleDelivery(
   kv: Deno.Kv,
   id: string,
   now: number,
   jobs: ScheduleOptions,
-): Promise<Delivery | "in_flight" | null> {
+  opts: { inFlightLeaseMs?: number } = {},
+): Promise<Delivery | { inFlightMs: number } | null> {
   for (;;) {
     const entry = await getDeliveryEntry(kv, id);
     const d = entry.value;
     if (!d) return null;
-    if (d.status === "pending" && d.leaseUntil > now) return "in_flight";
+    const held = d.leaseUntil - now;
+    if (d.status === "pending" && held > 0 && held <= (opts.inFlightLeaseMs ?? 0)) return { inFlightMs: held };
     const next: Delivery = {
       ...d,
       status: "pending",

@@ -4,6 +4,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
+import { DELIVERY_LEASE_MS } from "../relay/lease.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -51,10 +52,15 @@ export async function resendPostback(
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
-  const rescheduled = await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now });
-  if (rescheduled === "in_flight") {
+  // A lease as long as a claim's, and a few seconds for clocks apart: an attempt is under way.
+  const rescheduled = await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now }, {
+    inFlightLeaseMs: DELIVERY_LEASE_MS + 5_000,
+  });
+  if (rescheduled && "inFlightMs" in rescheduled) {
     throw new ConflictError(
-      "This postback is being sent right now; look at its result in a few seconds before resending it.",
+      `This postback is being sent right now (held for ${
+        Math.ceil(rescheduled.inFlightMs / 1000)
+      } s more); look at its result before resending it.`,
       "postback_in_flight",
     );
   }

@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { getDeliveryEntry, renewDeliveryLease } from "../db/deliveries.ts";
+import { renewDeliveryLease } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import type { Delivery } from "./types.ts";
 
@@ -21,6 +21,8 @@ export interface HeldLease {
   renewing: Promise<void> | null;
   /** A renewal found the delivery taken by another worker (our lease had run out): nothing more to renew. */
   lost: boolean;
+  /** Lease ends of renewals whose outcome is unknown (refused or failed, maybe landed anyway); see #renew. */
+  unconfirmed: number[];
 }
 
 /**
@@ -37,7 +39,7 @@ export class LeaseKeeper {
 
   /** Keeps the lease of `entry`, a delivery this process just claimed or committed leased to itself. */
   hold(entry: Deno.KvEntry<Delivery>): HeldLease {
-    const held: HeldLease = { entry, renewing: null, lost: false };
+    const held: HeldLease = { entry, renewing: null, lost: false, unconfirmed: [] };
     this.#held.add(held);
     // Not unref'd: a running attempt keeps the process alive anyway, and the timer stops with the last one.
     this.#timer ??= setInterval(() => this.#renewDue(), CHECK_EVERY_MS);
@@ -64,30 +66,41 @@ export class LeaseKeeper {
 
   #renewIfLow(held: HeldLease, now: number) {
     if (held.renewing || held.lost || held.entry.value.leaseUntil - now >= RENEW_BELOW_MS) return;
-    const until = now + DELIVERY_LEASE_MS;
-    held.renewing = renewDeliveryLease(this.ctx.kv, held.entry, until)
-      .catch(() => null)
-      // Refused or failed: the write may still have landed (a commit can land and report an error, and a group that
-      // failed is retried write by write, whose check then fails on our own write). What is stored tells.
-      .then(async (renewed) => renewed ?? await this.#ifStillOurs(held.entry, until))
-      .then(
-        (renewed) => {
-          if (renewed) held.entry = renewed;
-          else held.lost = true;
-        },
-        (err) =>
-          log.error("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) }),
+    held.renewing = this.#renew(held, now + DELIVERY_LEASE_MS)
+      // The store could not be read: the next check tries again.
+      .catch((err) =>
+        log.warn("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) })
       )
       .finally(() => (held.renewing = null));
   }
 
-  /** The stored entry if it is the renewal to `until` of `entry` (ours), else null: another worker took it. */
-  async #ifStillOurs(entry: Deno.KvEntry<Delivery>, until: number): Promise<Deno.KvEntry<Delivery> | null> {
-    const stored = await getDeliveryEntry(this.ctx.kv, entry.value.id);
-    const v = stored.value;
-    return v && v.leaseUntil === until && v.attempts === entry.value.attempts && v.status === entry.value.status
-      ? stored as Deno.KvEntry<Delivery>
-      : null;
+  async #renew(held: HeldLease, until: number) {
+    held.unconfirmed.push(until);
+    let renewed: Deno.KvEntry<Delivery> | null = null;
+    try {
+      renewed = await renewDeliveryLease(this.ctx.kv, held.entry, until);
+    } catch (err) {
+      log.warn("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) });
+    }
+    if (!renewed) {
+      // Refused or failed, the write may still have landed: a commit can land and report an error, and a group that
+      // failed is retried write by write, whose check then fails on our own write. What the store holds tells.
+      const stored = await this.ctx.kv.get<Delivery>(held.entry.key);
+      // Nothing landed (the store failed): the next check tries again.
+      if (stored.versionstamp === held.entry.versionstamp) return;
+      const v = stored.value;
+      // One of our renewals (a claim by another worker changes only the lease's end too, but it could only come
+      // after our lease ran out, and end on the very same millisecond as one of ours).
+      const ours = v !== null && held.unconfirmed.includes(v.leaseUntil) &&
+        v.attempts === held.entry.value.attempts && v.status === held.entry.value.status;
+      if (!ours) {
+        held.lost = true;
+        return;
+      }
+      renewed = stored as Deno.KvEntry<Delivery>;
+    }
+    held.entry = renewed;
+    held.unconfirmed = [];
   }
 }
 

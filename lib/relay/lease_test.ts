@@ -5,8 +5,11 @@ import { newDelivery } from "./delivery.ts";
 import { DELIVERY_LEASE_MS, LeaseKeeper } from "./lease.ts";
 import type { Delivery } from "./types.ts";
 
-/** A store whose next commit lands but reports an error, as a connection lost after the write can. */
-function storeThatFailsAfterCommit(kv: Deno.Kv): Deno.Kv {
+/**
+ * A store whose next commit fails: after the write landed (as a connection lost after the write can), or before
+ * writing anything.
+ */
+function storeWhoseNextCommitFails(kv: Deno.Kv, when: "after" | "before"): Deno.Kv {
   let failNext = true;
   return new Proxy(kv, {
     get(target, prop) {
@@ -15,6 +18,10 @@ function storeThatFailsAfterCommit(kv: Deno.Kv): Deno.Kv {
           const op = target.atomic();
           const commit = op.commit.bind(op);
           op.commit = async () => {
+            if (failNext && when === "before") {
+              failNext = false;
+              throw new Error("store unavailable");
+            }
             const res = await commit();
             if (failNext) {
               failNext = false;
@@ -31,35 +38,53 @@ function storeThatFailsAfterCommit(kv: Deno.Kv): Deno.Kv {
   });
 }
 
-Deno.test("[lease] a renewal that landed but reported an error still counts: the outcome is checked against it", async () => {
+/** A delivery stored leased to us with a second left: low enough that holding it renews it at once. */
+async function storeLowLease(kv: Deno.Kv, now: number): Promise<Deno.KvEntry<Delivery>> {
+  const d = newDelivery({
+    paymentId: "pay_lease_test",
+    shopId: "shop_lease_test",
+    url: "http://127.0.0.1:9/postback",
+    eventType: "payment.succeeded",
+    body: "{}",
+    now,
+    leaseUntil: now + 1_000,
+  });
+  const op = kv.atomic();
+  addDeliveryOps(op, d, { queue: false, now });
+  assert.ok((await op.commit()).ok);
+  return (await getDeliveryEntry(kv, d.id)) as Deno.KvEntry<Delivery>;
+}
+
+/**
+ * Holds a low lease with a keeper on a store whose next commit fails (`when`), waits `waitMs`, releases it, and
+ * answers what the keeper ended with beside what the store holds.
+ */
+async function holdThroughFailedCommit(when: "after" | "before", waitMs = 0) {
   const real = await Deno.openKv(":memory:");
   try {
     const now = Date.now();
-    // Leased to us with a second left: low enough that holding it renews it at once.
-    const d = newDelivery({
-      paymentId: "pay_lease_test",
-      shopId: "shop_lease_test",
-      url: "http://127.0.0.1:9/postback",
-      eventType: "payment.succeeded",
-      body: "{}",
-      now,
-      leaseUntil: now + 1_000,
-    });
-    const op = real.atomic();
-    addDeliveryOps(op, d, { queue: false, now });
-    assert.ok((await op.commit()).ok);
-    const stored = (await getDeliveryEntry(real, d.id)) as Deno.KvEntry<Delivery>;
-
-    const kv = storeThatFailsAfterCommit(real);
+    const stored = await storeLowLease(real, now);
+    const kv = storeWhoseNextCommitFails(real, when);
     const keeper = new LeaseKeeper({ kv, now: () => Date.now() } as unknown as AppContext);
     const held = keeper.hold(stored);
+    await new Promise((r) => setTimeout(r, waitMs));
     const leased = await keeper.release(held);
-
-    const after = await getDeliveryEntry(real, d.id);
-    assert.ok(after.value!.leaseUntil >= now + DELIVERY_LEASE_MS, "renewed in the store");
-    assert.equal(leased.versionstamp, after.versionstamp, "the outcome would check the renewed version");
-    assert.equal(held.lost, false);
+    return { now, held, leased, after: await getDeliveryEntry(real, stored.value.id) };
   } finally {
     real.close();
   }
+}
+
+Deno.test("[lease] a renewal that landed but reported an error still counts: the outcome is checked against it", async () => {
+  const { now, held, leased, after } = await holdThroughFailedCommit("after");
+  assert.ok(after.value!.leaseUntil >= now + DELIVERY_LEASE_MS, "renewed in the store");
+  assert.equal(leased.versionstamp, after.versionstamp, "the outcome would check the renewed version");
+  assert.equal(held.lost, false);
+});
+
+Deno.test("[lease] a renewal the store failed to write is tried again at the next check, not given up", async () => {
+  const { now, held, leased, after } = await holdThroughFailedCommit("before", 1_300);
+  assert.equal(held.lost, false);
+  assert.ok(after.value!.leaseUntil > now + DELIVERY_LEASE_MS, "renewed by the next check");
+  assert.equal(leased.versionstamp, after.versionstamp);
 });

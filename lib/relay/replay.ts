@@ -10,9 +10,11 @@ export async function replayFailedDeliveries(ctx: AppContext, shopId: string, si
   const failed = (await listAttentionDeliveries(ctx.kv, { shopId, limit: 100_000 }))
     .filter((d: Delivery) => d.status === "failed" && d.createdAt >= since);
   const now = ctx.now();
+  let queued = 0;
   for (const d of failed) {
-    await rescheduleDelivery(ctx.kv, d.id, now, { queue: ctx.config.jobsQueue, now });
+    if (!await rescheduleDelivery(ctx.kv, d.id, now, { queue: ctx.config.jobsQueue, now })) continue;
+    queued++;
     if (!ctx.config.jobsQueue) ctx.kick({ kind: "postback", id: d.id });
   }
-  return failed.length;
+  return queued;
 }

@@ -3,7 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { writeAudit } from "../../lib/db/audit.ts";
 import { listScopedDeliveries } from "../../lib/console.ts";
 import { listShops } from "../../lib/db/shops.ts";
-import { NotFoundError, ValidationError } from "../../lib/errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
 import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
@@ -68,8 +68,14 @@ export function deliveryRoutes(ctx: AppContext) {
 
   app.post("/resend", async (c) => {
     const paymentId = c.var.form.paymentId ?? "";
-    const d = await resendPostback(ctx, paymentId, { actor: c.var.operator.email });
-    return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Resent ${d.id}: ${d.status}.`)}`, 303);
+    try {
+      const d = await resendPostback(ctx, paymentId, { actor: c.var.operator.email });
+      return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Resent ${d.id}: ${d.status}.`)}`, 303);
+    } catch (err) {
+      // One under way: say so on the list instead of an error page.
+      if (!(err instanceof ConflictError)) throw err;
+      return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Not resent: ${err.message}`)}`, 303);
+    }
   });
 
   app.post("/replay", async (c) => {

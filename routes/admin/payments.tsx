@@ -82,8 +82,16 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/resend", async (c) => {
     const id = c.req.param("id");
-    const d = await resendPostback(ctx, id, { actor: c.var.operator.email });
-    return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=resend-${d.status}`, 303);
+    try {
+      const d = await resendPostback(ctx, id, { actor: c.var.operator.email });
+      return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=resend-${d.status}`, 303);
+    } catch (err) {
+      // Refused (no postback, one under way): say why on the payment's page.
+      if (err instanceof AppError && err.status < 500 && err.status !== 404) {
+        return detailPage(c, id, { kind: "bad", text: `Not resent: ${err.message}` });
+      }
+      throw err;
+    }
   });
   return app;
 }
