@@ -226,6 +226,10 @@ Deno.test("[relay] an operator resend while the postback's attempt is under way 
     const page = await b.post(`/admin/payments/${id}/resend`, {});
     assert.equal(page.status, 422, "re-rendered with the refusal");
     assert.match(page.text, /Not resent: This postback is being sent right now/);
+    await b.get("/admin/deliveries");
+    const fromList = await b.post("/admin/deliveries/resend", { paymentId: id });
+    assert.equal(fromList.status, 303);
+    assert.match(decodeURIComponent(fromList.location ?? ""), /Not resent: This postback is being sent right now/);
     answer();
     await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
     assert.equal(shop.received.length, 1, "the refused resend sent nothing");
