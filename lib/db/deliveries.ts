@@ -79,14 +79,15 @@ export async function claimDeliveryEntry(
   leaseMs: number,
 ): Promise<Deno.KvEntry<Delivery> | null> {
   if (!isDeliveryDue(entry.value, now)) return null;
-  const claimed: Delivery = { ...entry.value, leaseUntil: now + leaseMs };
+  const claimed: Delivery = { ...entry.value, leaseUntil: now + leaseMs, leaseToken: crypto.randomUUID() };
   const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed });
   return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
 }
 
 /**
- * Extends the lease of a delivery this process holds, as read in `entry` (checked against its version): the
- * renewed entry, or null when someone else wrote it since (our lease had run out and another worker took it).
+ * Extends the lease of a delivery this process holds, as read in `entry` (checked against its version; the lease's
+ * token stays): the renewed entry, or null when someone else wrote it since (our lease had run out and another
+ * worker took it).
  */
 export async function renewDeliveryLease(
   kv: Deno.Kv,

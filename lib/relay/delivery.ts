@@ -34,6 +34,7 @@ export function newDelivery(d: NewDelivery): Delivery {
     scheduleStep: 0,
     nextAttemptAt: d.now,
     leaseUntil: d.leaseUntil ?? 0,
+    ...(d.leaseUntil ? { leaseToken: crypto.randomUUID() } : {}),
     lastStatusCode: null,
     lastError: null,
     createdAt: d.now,

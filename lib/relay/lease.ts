@@ -89,10 +89,9 @@ export class LeaseKeeper {
       // Nothing landed (the store failed): the next check tries again.
       if (stored.versionstamp === held.entry.versionstamp) return;
       const v = stored.value;
-      // One of our renewals (a claim by another worker changes only the lease's end too, but it could only come
-      // after our lease ran out, and end on the very same millisecond as one of ours).
-      const ours = v !== null && held.unconfirmed.includes(v.leaseUntil) &&
-        v.attempts === held.entry.value.attempts && v.status === held.entry.value.status;
+      // One of our renewals: our lease's token (another worker's claim brings its own) and one of our ends.
+      const ours = v !== null && v.leaseToken === held.entry.value.leaseToken &&
+        held.unconfirmed.includes(v.leaseUntil) && v.attempts === held.entry.value.attempts;
       if (!ours) {
         held.lost = true;
         return;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { AppContext } from "../context.ts";
-import { addDeliveryOps, getDeliveryEntry } from "../db/deliveries.ts";
+import { addDeliveryOps, claimDeliveryEntry, getDeliveryEntry } from "../db/deliveries.ts";
 import { newDelivery } from "./delivery.ts";
 import { DELIVERY_LEASE_MS, LeaseKeeper } from "./lease.ts";
 import type { Delivery } from "./types.ts";
@@ -87,4 +87,24 @@ Deno.test("[lease] a renewal the store failed to write is tried again at the nex
   assert.equal(held.lost, false);
   assert.ok(after.value!.leaseUntil > now + DELIVERY_LEASE_MS, "renewed by the next check");
   assert.equal(leased.versionstamp, after.versionstamp);
+});
+
+Deno.test("[lease] another worker's claim that ends on the very millisecond of our renewal is not taken for ours", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    // Our lease ran out just now (a stall): another worker claims it at this very millisecond.
+    const ours = await storeLowLease(kv, now - DELIVERY_LEASE_MS);
+    const expired = { ...ours, value: { ...ours.value, leaseUntil: now } };
+    assert.ok((await kv.atomic().check(ours).set(ours.key, expired.value).commit()).ok);
+    const stale = (await getDeliveryEntry(kv, ours.value.id)) as Deno.KvEntry<Delivery>;
+    assert.ok(await claimDeliveryEntry(kv, stale, now, DELIVERY_LEASE_MS), "the other worker's claim");
+    // Our keeper, on the same clock, renews what it last stored: refused, and the stored lease ends where ours would.
+    const keeper = new LeaseKeeper({ kv, now: () => now } as unknown as AppContext);
+    const held = keeper.hold(stale);
+    await keeper.release(held);
+    assert.equal(held.lost, true, "the lease is the other worker's");
+  } finally {
+    kv.close();
+  }
 });

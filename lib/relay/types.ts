@@ -14,6 +14,12 @@ export interface Delivery {
   scheduleStep: number;
   nextAttemptAt: number;
   leaseUntil: number;
+  /**
+   * Who holds the lease: a fresh random token with each claim (and each lease a new delivery is born with), kept by
+   * its renewals. It tells a holder's own renewal from another worker's claim that happens to end on the same
+   * millisecond (see LeaseKeeper). Absent on records from before it.
+   */
+  leaseToken?: string;
   lastStatusCode: number | null;
   lastError: string | null;
   createdAt: number;
