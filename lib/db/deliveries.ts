@@ -79,9 +79,7 @@ export async function claimDeliveryEntry(
   leaseMs: number,
 ): Promise<Deno.KvEntry<Delivery> | null> {
   if (!isDeliveryDue(entry.value, now)) return null;
-  const claimed: Delivery = { ...entry.value, leaseUntil: now + leaseMs, leaseToken: crypto.randomUUID() };
-  const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed });
-  return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
+  return await commitLease(kv, entry, { ...entry.value, leaseUntil: now + leaseMs, leaseToken: crypto.randomUUID() });
 }
 
 /**
@@ -89,12 +87,20 @@ export async function claimDeliveryEntry(
  * token stays): the renewed entry, or null when someone else wrote it since (our lease had run out and another
  * worker took it).
  */
-export async function renewDeliveryLease(
+export function renewDeliveryLease(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Delivery>,
   leaseUntil: number,
 ): Promise<Deno.KvEntry<Delivery> | null> {
-  const claimed: Delivery = { ...entry.value, leaseUntil };
+  return commitLease(kv, entry, { ...entry.value, leaseUntil });
+}
+
+/** Writes a claim or a renewal of `entry`'s lease, checked against its version: the stored entry, or null. */
+async function commitLease(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Delivery>,
+  claimed: Delivery,
+): Promise<Deno.KvEntry<Delivery> | null> {
   const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed });
   return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
 }

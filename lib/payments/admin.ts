@@ -4,7 +4,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
-import { DELIVERY_LEASE_MS } from "../relay/lease.ts";
+import { LONGEST_LIVE_LEASE_MS } from "../relay/lease.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -52,9 +52,8 @@ export async function resendPostback(
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
-  // A lease as long as a claim's, and a few seconds for clocks apart: an attempt is under way.
   const rescheduled = await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now }, {
-    inFlightLeaseMs: DELIVERY_LEASE_MS + 5_000,
+    inFlightLeaseMs: LONGEST_LIVE_LEASE_MS,
   });
   if (rescheduled && "inFlightMs" in rescheduled) {
     throw new ConflictError(

@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { renewDeliveryLease } from "../db/deliveries.ts";
+import { getDeliveryEntry, renewDeliveryLease } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import type { Delivery } from "./types.ts";
 
@@ -14,6 +14,12 @@ export const DELIVERY_LEASE_MS = 10_000;
 const CHECK_EVERY_MS = 1_000;
 /** and renews those with less than this left: a check a second late still renews with 5 s to spare. */
 const RENEW_BELOW_MS = 6_000;
+/**
+ * The furthest ahead a lease held by a live attempt can end, as another process's clock reads it: a lease's length
+ * and the clock spread the renewal margin allows for (what a check a second late still has to spare). A lease ending
+ * later was left by a clock that jumped.
+ */
+export const LONGEST_LIVE_LEASE_MS = DELIVERY_LEASE_MS + RENEW_BELOW_MS - CHECK_EVERY_MS;
 
 /** The lease of a delivery whose attempt runs in this process, as last stored. */
 export interface HeldLease {
@@ -85,7 +91,7 @@ export class LeaseKeeper {
     if (!renewed) {
       // Refused or failed, the write may still have landed: a commit can land and report an error, and a group that
       // failed is retried write by write, whose check then fails on our own write. What the store holds tells.
-      const stored = await this.ctx.kv.get<Delivery>(held.entry.key);
+      const stored = await getDeliveryEntry(this.ctx.kv, held.entry.value.id);
       // Nothing landed (the store failed): the next check tries again.
       if (stored.versionstamp === held.entry.versionstamp) return;
       const v = stored.value;

@@ -39,6 +39,18 @@ export function paymentRoutes(ctx: AppContext) {
     );
   };
 
+  /** Runs an operator's action on a payment; a refusal (a 4xx other than 404) re-renders its page saying why. */
+  const refusalOnPage = async (c: Context<ConsoleEnv>, id: string, what: string, action: () => Promise<Response>) => {
+    try {
+      return await action();
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500 && err.status !== 404) {
+        return detailPage(c, id, { kind: "bad", text: `${what}: ${err.message}` });
+      }
+      throw err;
+    }
+  };
+
   app.get("/:id", (c) => {
     const done = c.req.query("done");
     return detailPage(c, c.req.param("id"), done ? { kind: "ok", text: doneMessage(done) } : undefined);
@@ -62,16 +74,11 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/refund/confirm", async (c) => {
     const id = c.req.param("id");
-    try {
+    // Refused (too much, not refundable, a bad amount): said on the payment's page.
+    return await refusalOnPage(c, id, "Not refunded", async () => {
       const { refund } = await confirmOperatorRefund(ctx, id, c.var.form, { actor: c.var.operator.email });
       return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=refund-${refund.status}`, 303);
-    } catch (err) {
-      // Refused (too much, not refundable, a bad amount): say why on the payment's page.
-      if (err instanceof AppError && err.status < 500 && err.status !== 404) {
-        return detailPage(c, id, { kind: "bad", text: `Not refunded: ${err.message}` });
-      }
-      throw err;
-    }
+    });
   });
 
   app.post("/:id/recheck", async (c) => {
@@ -82,16 +89,11 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/resend", async (c) => {
     const id = c.req.param("id");
-    try {
+    // Refused (no postback, one under way): said on the payment's page.
+    return await refusalOnPage(c, id, "Not resent", async () => {
       const d = await resendPostback(ctx, id, { actor: c.var.operator.email });
       return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=resend-${d.status}`, 303);
-    } catch (err) {
-      // Refused (no postback, one under way): say why on the payment's page.
-      if (err instanceof AppError && err.status < 500 && err.status !== 404) {
-        return detailPage(c, id, { kind: "bad", text: `Not resent: ${err.message}` });
-      }
-      throw err;
-    }
+    });
   });
   return app;
 }
