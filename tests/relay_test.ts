@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { ConflictError } from "../lib/errors.ts";
-import { operatorBrowser } from "../fixtures/browser.ts";
+import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
@@ -230,6 +230,12 @@ Deno.test("[relay] an operator resend while the postback's attempt is under way 
     const fromList = await b.post("/admin/deliveries/resend", { paymentId: id });
     assert.equal(fromList.status, 303);
     assert.match(decodeURIComponent(fromList.location ?? ""), /Not resent: This postback is being sent right now/);
+    // So does the shop's portal.
+    const staff = await portalBrowser(app);
+    await staff.get(`/portal/payments/${id}`);
+    const inPortal = await staff.post(`/portal/payments/${id}/resend`, {});
+    assert.equal(inPortal.status, 422, "re-rendered with the refusal");
+    assert.match(inPortal.text, /Not resent: This postback is being sent right now/);
     answer();
     await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
     assert.equal(shop.received.length, 1, "the refused resend sent nothing");

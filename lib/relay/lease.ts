@@ -29,6 +29,8 @@ export interface HeldLease {
   lost: boolean;
   /** Lease ends of renewals whose outcome is unknown (refused or failed, maybe landed anyway); see #renew. */
   unconfirmed: number[];
+  /** Renewals have failed since the last one that worked: said once, not at every check while the store is down. */
+  failing: boolean;
 }
 
 /**
@@ -45,7 +47,7 @@ export class LeaseKeeper {
 
   /** Keeps the lease of `entry`, a delivery this process just claimed or committed leased to itself. */
   hold(entry: Deno.KvEntry<Delivery>): HeldLease {
-    const held: HeldLease = { entry, renewing: null, lost: false, unconfirmed: [] };
+    const held: HeldLease = { entry, renewing: null, lost: false, unconfirmed: [], failing: false };
     this.#held.add(held);
     // Not unref'd: a running attempt keeps the process alive anyway, and the timer stops with the last one.
     this.#timer ??= setInterval(() => this.#renewDue(), CHECK_EVERY_MS);
@@ -74,10 +76,17 @@ export class LeaseKeeper {
     if (held.renewing || held.lost || held.entry.value.leaseUntil - now >= RENEW_BELOW_MS) return;
     held.renewing = this.#renew(held, now + DELIVERY_LEASE_MS)
       // The store could not be read: the next check tries again.
-      .catch((err) =>
-        log.warn("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) })
-      )
+      .catch((err) => this.#failed(held, err))
       .finally(() => (held.renewing = null));
+  }
+
+  #failed(held: HeldLease, err: unknown) {
+    if (held.failing) return;
+    held.failing = true;
+    log.warn("postback lease renewal failed; trying again each second", {
+      deliveryId: held.entry.value.id,
+      error: describeError(err),
+    });
   }
 
   async #renew(held: HeldLease, until: number) {
@@ -86,7 +95,7 @@ export class LeaseKeeper {
     try {
       renewed = await renewDeliveryLease(this.ctx.kv, held.entry, until);
     } catch (err) {
-      log.warn("postback lease renewal failed", { deliveryId: held.entry.value.id, error: describeError(err) });
+      this.#failed(held, err);
     }
     if (!renewed) {
       // Refused or failed, the write may still have landed: a commit can land and report an error, and a group that
@@ -106,6 +115,8 @@ export class LeaseKeeper {
     }
     held.entry = renewed;
     held.unconfirmed = [];
+    if (held.failing) log.info("postback lease renewed again", { deliveryId: held.entry.value.id });
+    held.failing = false;
   }
 }
 

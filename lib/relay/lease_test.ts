@@ -6,11 +6,11 @@ import { DELIVERY_LEASE_MS, LeaseKeeper } from "./lease.ts";
 import type { Delivery } from "./types.ts";
 
 /**
- * A store whose next commit fails: after the write landed (as a connection lost after the write can), or before
- * writing anything.
+ * A store whose next commits (`failures` of them) fail: after the write landed (as a connection lost after the write
+ * can), or before writing anything.
  */
-function storeWhoseNextCommitFails(kv: Deno.Kv, when: "after" | "before"): Deno.Kv {
-  let failNext = true;
+function storeWhoseNextCommitFails(kv: Deno.Kv, when: "after" | "before", failures = 1): Deno.Kv {
+  let left = failures;
   return new Proxy(kv, {
     get(target, prop) {
       if (prop === "atomic") {
@@ -18,13 +18,13 @@ function storeWhoseNextCommitFails(kv: Deno.Kv, when: "after" | "before"): Deno.
           const op = target.atomic();
           const commit = op.commit.bind(op);
           op.commit = async () => {
-            if (failNext && when === "before") {
-              failNext = false;
+            if (left > 0 && when === "before") {
+              left--;
               throw new Error("store unavailable");
             }
             const res = await commit();
-            if (failNext) {
-              failNext = false;
+            if (left > 0) {
+              left--;
               throw new Error("connection reset after the write");
             }
             return res;
@@ -59,12 +59,12 @@ async function storeLowLease(kv: Deno.Kv, now: number): Promise<Deno.KvEntry<Del
  * Holds a low lease with a keeper on a store whose next commit fails (`when`), waits `waitMs`, releases it, and
  * answers what the keeper ended with beside what the store holds.
  */
-async function holdThroughFailedCommit(when: "after" | "before", waitMs = 0) {
+async function holdThroughFailedCommit(when: "after" | "before", waitMs = 0, failures = 1) {
   const real = await Deno.openKv(":memory:");
   try {
     const now = Date.now();
     const stored = await storeLowLease(real, now);
-    const kv = storeWhoseNextCommitFails(real, when);
+    const kv = storeWhoseNextCommitFails(real, when, failures);
     const keeper = new LeaseKeeper({ kv, now: () => Date.now() } as unknown as AppContext);
     const held = keeper.hold(stored);
     await new Promise((r) => setTimeout(r, waitMs));
@@ -87,6 +87,21 @@ Deno.test("[lease] a renewal the store failed to write is tried again at the nex
   assert.equal(held.lost, false);
   assert.ok(after.value!.leaseUntil > now + DELIVERY_LEASE_MS, "renewed by the next check");
   assert.equal(leased.versionstamp, after.versionstamp);
+});
+
+Deno.test("[lease] while the store keeps failing, the keeper says so once, not at every check", async () => {
+  const warnings: string[] = [];
+  const original = console.error;
+  console.error = (line: string) => warnings.push(line);
+  try {
+    // The first commit and the retries of the next two checks fail; the fourth check renews.
+    const { now, held, after } = await holdThroughFailedCommit("before", 3_300, 3);
+    assert.equal(held.lost, false);
+    assert.ok(after.value!.leaseUntil > now + DELIVERY_LEASE_MS, "renewed once the store came back");
+  } finally {
+    console.error = original;
+  }
+  assert.equal(warnings.filter((w) => w.includes("postback lease renewal failed")).length, 1, warnings.join("\n"));
 });
 
 Deno.test("[lease] another worker's claim that ends on the very millisecond of our renewal is not taken for ours", async () => {

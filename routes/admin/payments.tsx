@@ -1,5 +1,5 @@
 import { type Context, Hono } from "hono";
-import { AppError, ValidationError } from "../../lib/errors.ts";
+import { ValidationError } from "../../lib/errors.ts";
 import { confirmOperatorRefund, previewOperatorRefund } from "../../lib/refunds/admin.ts";
 import type { AppContext } from "../../lib/context.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
@@ -9,6 +9,7 @@ import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
 import { PaymentDetail, PaymentsList, RefundConfirm } from "../../components/payments.tsx";
 import type { ConsoleEnv } from "./_session.ts";
+import { refusalShownOnPage } from "../_refusal.ts";
 
 const PAGE_SIZE = 50;
 
@@ -39,17 +40,9 @@ export function paymentRoutes(ctx: AppContext) {
     );
   };
 
-  /** Runs an operator's action on a payment; a refusal (a 4xx other than 404) re-renders its page saying why. */
-  const refusalOnPage = async (c: Context<ConsoleEnv>, id: string, what: string, action: () => Promise<Response>) => {
-    try {
-      return await action();
-    } catch (err) {
-      if (err instanceof AppError && err.status < 500 && err.status !== 404) {
-        return detailPage(c, id, { kind: "bad", text: `${what}: ${err.message}` });
-      }
-      throw err;
-    }
-  };
+  /** Runs an operator's action on a payment; a refusal re-renders its page saying why. */
+  const refusalOnPage = (c: Context<ConsoleEnv>, id: string, what: string, action: () => Promise<Response>) =>
+    refusalShownOnPage(action, (why) => detailPage(c, id, { kind: "bad", text: `${what}: ${why}` }));
 
   app.get("/:id", (c) => {
     const done = c.req.query("done");

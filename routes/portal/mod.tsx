@@ -28,6 +28,7 @@ import { doneMessage } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
 import { MessagePage } from "../../components/message_page.tsx";
 import { formPages } from "../admin/forms.tsx";
+import { refusalShownOnPage } from "../_refusal.ts";
 
 const PORTAL_COOKIE = "__Host-apay_portal";
 const NAV = [
@@ -135,23 +136,35 @@ export function portalRoutes(ctx: AppContext) {
     ));
   });
 
-  app.get("/payments/:id", async (c) => {
-    const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
+  /** The shop's payment page, with a message on top: after a resend, or why one was refused (then 422). */
+  const paymentPage = async (c: Context<PortalEnv>, id: string, flash?: { kind: "ok" | "bad"; text: string }) => {
+    const payment = await ownPayment(ctx, c.var.portal, id);
     const info = await describePayment(ctx, payment.id);
-    return c.html(layout(
-      c,
-      "Payment",
-      <>
-        {c.req.query("done") && <Flash kind="ok">{doneMessage(c.req.query("done")!)}</Flash>}
-        <PaymentDetail {...info} csrf={c.var.csrf} basePath="/portal/payments" canRecheck={false} />
-      </>,
-    ));
+    return c.html(
+      layout(
+        c,
+        "Payment",
+        <>
+          {flash && <Flash kind={flash.kind}>{flash.text}</Flash>}
+          <PaymentDetail {...info} csrf={c.var.csrf} basePath="/portal/payments" canRecheck={false} />
+        </>,
+      ),
+      flash?.kind === "bad" ? 422 : 200,
+    );
+  };
+
+  app.get("/payments/:id", (c) => {
+    const done = c.req.query("done");
+    return paymentPage(c, c.req.param("id"), done ? { kind: "ok", text: doneMessage(done) } : undefined);
   });
 
   app.post("/payments/:id/resend", async (c) => {
     const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
-    const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
-    return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
+    // Refused (no postback, one under way): said on the payment's page, as in the console.
+    return await refusalShownOnPage(async () => {
+      const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
+      return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
+    }, (why) => paymentPage(c, payment.id, { kind: "bad", text: `Not resent: ${why}` }));
   });
 
   // The console's forms pages, scoped to the session's shop.
