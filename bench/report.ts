@@ -472,6 +472,17 @@ its own), where keys written in time order share pages. The last part was about 
   moved nothing beyond the 5 % two identical builds differ by. In KV's SQLite a random key holding a payment-sized record costs its thread about 100 µs
   and a time-ordered one 12 µs, and denokv also indexes every key by expiry, keys without one in key order, so a
   random key costs a second random page. A payment's own key and its email-index key are the random ones.
+- **Where a request's time goes under the bench's load** (2026-11-29): 17-21 ms at 32 connections, of which about 3 ms
+  waiting for the key's read, 3.5 ms the provider call and 10 ms waiting for the group commit (about 15 payments a
+  commit, 5.8 ms each, 3.5 ms of it work on the store's thread). Unlike the reading above, the machine stayed 15-25 %
+  idle (vmstat) in both targets' rounds: each waits on its store thread's turn, the app longer because its commits
+  carry more keys. Per request the app's threads spent 0.39-0.60 ms (main), 0.28-0.35 (SQLite) and 0.08 (GC); the
+  floor's 0.30-0.35, 0.21-0.24 and 0.02-0.03. Side by side, and set aside: no reads at all (the API key and shop kept
+  in memory, no replay check: both are promises the docs make) 8 % less CPU and about 6 % more throughput; no replay
+  check alone 4.5 % less CPU, the same throughput; two group commits at the store at once, or groups of at most 8,
+  wrote more and gained nothing; one GC thread moved the GC's CPU to the main thread. In a standalone KV file with the
+  shape of a 15-payment commit, the payment's own random key cost the store's thread 95-135 µs of the 175-230 µs a
+  payment costs with all its keys.
 - **Tried and dropped**: V8 young-generation sizes of 1, 2, 16 and 32 MB and a slower-growing old generation
   (1 MB cost 10 %, the rest nothing); storing a group's log records as one JSON text (a 15 KB string costs the KV
   serializer 9 µs, the same records as objects 13, with a parse on every read).
