@@ -8,11 +8,10 @@ import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
 import { getShop } from "../lib/db/shops.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import { setEmbedOrigins } from "../lib/shops.ts";
-import { createPortalLink } from "../lib/auth/portal.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
 import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
-import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { readInvoice } from "../fixtures/invoices.ts";
 import { FormCreatedResponse, FormListResponse, FormResponse } from "../lib/forms/api_schemas.ts";
 
@@ -435,11 +434,7 @@ Deno.test("[forms] shop staff create, list and disable their forms in the portal
   const app = await startTestApp();
   try {
     await t.step("portal", async () => {
-      const link = await createPortalLink(app.server.ctx, app.shop.id, "ops@example.com");
-      const b = new Browser(app);
-      await b.request(link.slice(app.baseUrl.length));
-      const token = new URL(link).searchParams.get("token")!;
-      assert.equal((await b.post("/portal/signin", { token })).status, 303);
+      const b = await portalBrowser(app);
 
       const empty = await b.get("/portal/forms");
       assert.equal(empty.status, 200);

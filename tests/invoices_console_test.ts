@@ -5,13 +5,12 @@
  * own shop.
  */
 import assert from "node:assert/strict";
-import { createPortalLink } from "../lib/auth/portal.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { listPoolAddresses } from "../lib/db/invoices.ts";
 import { listDeliveriesByPayment } from "../lib/db/deliveries.ts";
 import { createShop } from "../lib/shops.ts";
 import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
-import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { chainApi, createTestInvoice, readInvoice } from "../fixtures/invoices.ts";
 
 Deno.test("[console] operators see invoices, a shop's address pool and an invoice's timeline, cancel with an audit entry, and the stats count them", async () => {
@@ -91,10 +90,7 @@ Deno.test("[portal] a shop sees its own invoices and pool, never another shop's"
       title: "Theirs",
     });
 
-    const link = await createPortalLink(app.server.ctx, app.shop.id, "ops@example.com");
-    const b = new Browser(app);
-    await b.get(new URL(link).pathname + new URL(link).search);
-    assert.equal((await b.post("/portal/signin", { token: new URL(link).searchParams.get("token")! })).status, 303);
+    const b = await portalBrowser(app);
 
     const list = await b.get(`/portal/invoices?shopId=${other.shop.id}`);
     assert.equal(list.status, 200);

@@ -3,6 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { ConflictError } from "../lib/errors.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
+import { createShop } from "../lib/shops.ts";
 import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
@@ -236,6 +237,11 @@ Deno.test("[relay] an operator resend while the postback's attempt is under way 
     const inPortal = await staff.post(`/portal/payments/${id}/resend`, {});
     assert.equal(inPortal.status, 422, "re-rendered with the refusal");
     assert.match(inPortal.text, /Not resent: This postback is being sent right now/);
+    // Another shop's staff find no such payment, refusal or not.
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const stranger = await portalBrowser(app, other.shop.id);
+    await stranger.get("/portal/payments");
+    assert.equal((await stranger.post(`/portal/payments/${id}/resend`, {})).status, 404);
     answer();
     await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
     assert.equal(shop.received.length, 1, "the refused resend sent nothing");

@@ -76,11 +76,15 @@ export class LeaseKeeper {
     if (held.renewing || held.lost || held.entry.value.leaseUntil - now >= RENEW_BELOW_MS) return;
     held.renewing = this.#renew(held, now + DELIVERY_LEASE_MS)
       // The store could not be read: the next check tries again.
-      .catch((err) => this.#failed(held, err))
+      .catch((err) => this.#warnOnceWhileFailing(held, err))
       .finally(() => (held.renewing = null));
   }
 
-  #failed(held: HeldLease, err: unknown) {
+  /**
+   * A renewal could not be written. Said once per run of failures: while the store is down every running attempt's
+   * check fails each second, and one line per attempt says as much as all of them.
+   */
+  #warnOnceWhileFailing(held: HeldLease, err: unknown) {
     if (held.failing) return;
     held.failing = true;
     log.warn("postback lease renewal failed; trying again each second", {
@@ -92,17 +96,21 @@ export class LeaseKeeper {
   async #renew(held: HeldLease, until: number) {
     held.unconfirmed.push(until);
     let renewed: Deno.KvEntry<Delivery> | null = null;
+    let failure: unknown = null;
     try {
       renewed = await renewDeliveryLease(this.ctx.kv, held.entry, until);
     } catch (err) {
-      this.#failed(held, err);
+      failure = err;
     }
     if (!renewed) {
       // Refused or failed, the write may still have landed: a commit can land and report an error, and a group that
       // failed is retried write by write, whose check then fails on our own write. What the store holds tells.
       const stored = await getDeliveryEntry(this.ctx.kv, held.entry.value.id);
       // Nothing landed (the store failed): the next check tries again.
-      if (stored.versionstamp === held.entry.versionstamp) return;
+      if (stored.versionstamp === held.entry.versionstamp) {
+        if (failure) this.#warnOnceWhileFailing(held, failure);
+        return;
+      }
       const v = stored.value;
       // One of our renewals: our lease's token (another worker's claim brings its own) and one of our ends.
       const ours = v !== null && v.leaseToken === held.entry.value.leaseToken &&

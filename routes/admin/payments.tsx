@@ -9,7 +9,7 @@ import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
 import { PaymentDetail, PaymentsList, RefundConfirm } from "../../components/payments.tsx";
 import type { ConsoleEnv } from "./_session.ts";
-import { refusalShownOnPage } from "../_refusal.ts";
+import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note.ts";
 
 const PAGE_SIZE = 50;
 
@@ -27,7 +27,7 @@ export function paymentRoutes(ctx: AppContext) {
   });
 
   /** The payment's page, with a message on top: after an action, or why a refund was refused. */
-  const detailPage = async (c: Context<ConsoleEnv>, id: string, flash?: { kind: "ok" | "bad"; text: string }) => {
+  const detailPage = async (c: Context<ConsoleEnv>, id: string, flash?: PageNote) => {
     const info = await describePayment(ctx, id);
     return c.html(
       renderPage(
@@ -36,13 +36,9 @@ export function paymentRoutes(ctx: AppContext) {
           <PaymentDetail {...info} csrf={c.var.csrf} basePath="/admin/payments" canRecheck canRefund />
         </AdminLayout>,
       ),
-      flash?.kind === "bad" ? 422 : 200,
+      pageNoteStatus(flash),
     );
   };
-
-  /** Runs an operator's action on a payment; a refusal re-renders its page saying why. */
-  const refusalOnPage = (c: Context<ConsoleEnv>, id: string, what: string, action: () => Promise<Response>) =>
-    refusalShownOnPage(action, (why) => detailPage(c, id, { kind: "bad", text: `${what}: ${why}` }));
 
   app.get("/:id", (c) => {
     const done = c.req.query("done");
@@ -68,10 +64,10 @@ export function paymentRoutes(ctx: AppContext) {
   app.post("/:id/refund/confirm", async (c) => {
     const id = c.req.param("id");
     // Refused (too much, not refundable, a bad amount): said on the payment's page.
-    return await refusalOnPage(c, id, "Not refunded", async () => {
+    return await refusalShownOnPage("Not refunded", async () => {
       const { refund } = await confirmOperatorRefund(ctx, id, c.var.form, { actor: c.var.operator.email });
       return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=refund-${refund.status}`, 303);
-    });
+    }, (note) => detailPage(c, id, note));
   });
 
   app.post("/:id/recheck", async (c) => {
@@ -83,10 +79,10 @@ export function paymentRoutes(ctx: AppContext) {
   app.post("/:id/resend", async (c) => {
     const id = c.req.param("id");
     // Refused (no postback, one under way): said on the payment's page.
-    return await refusalOnPage(c, id, "Not resent", async () => {
+    return await refusalShownOnPage("Not resent", async () => {
       const d = await resendPostback(ctx, id, { actor: c.var.operator.email });
       return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=resend-${d.status}`, 303);
-    });
+    }, (note) => detailPage(c, id, note));
   });
   return app;
 }

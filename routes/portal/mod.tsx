@@ -28,7 +28,7 @@ import { doneMessage } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
 import { MessagePage } from "../../components/message_page.tsx";
 import { formPages } from "../admin/forms.tsx";
-import { refusalShownOnPage } from "../_refusal.ts";
+import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note.ts";
 
 const PORTAL_COOKIE = "__Host-apay_portal";
 const NAV = [
@@ -137,7 +137,7 @@ export function portalRoutes(ctx: AppContext) {
   });
 
   /** The shop's payment page, with a message on top: after a resend, or why one was refused (then 422). */
-  const paymentPage = async (c: Context<PortalEnv>, id: string, flash?: { kind: "ok" | "bad"; text: string }) => {
+  const paymentPage = async (c: Context<PortalEnv>, id: string, flash?: PageNote) => {
     const payment = await ownPayment(ctx, c.var.portal, id);
     const info = await describePayment(ctx, payment.id);
     return c.html(
@@ -149,7 +149,7 @@ export function portalRoutes(ctx: AppContext) {
           <PaymentDetail {...info} csrf={c.var.csrf} basePath="/portal/payments" canRecheck={false} />
         </>,
       ),
-      flash?.kind === "bad" ? 422 : 200,
+      pageNoteStatus(flash),
     );
   };
 
@@ -161,10 +161,10 @@ export function portalRoutes(ctx: AppContext) {
   app.post("/payments/:id/resend", async (c) => {
     const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
     // Refused (no postback, one under way): said on the payment's page, as in the console.
-    return await refusalShownOnPage(async () => {
+    return await refusalShownOnPage("Not resent", async () => {
       const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
       return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
-    }, (why) => paymentPage(c, payment.id, { kind: "bad", text: `Not resent: ${why}` }));
+    }, (note) => paymentPage(c, payment.id, note));
   });
 
   // The console's forms pages, scoped to the session's shop.
