@@ -58,7 +58,7 @@ function rows(r: BenchResults): Row[] {
     benchmark: `${t.endpoint} (req/s)`,
     app: fmtInt(t.rps.app),
     floor: fmtInt(t.rps.floor),
-    ratio: fmtRatio(t.ratio),
+    ratio: `${fmtRatio(t.ratio)}${roundRange(t)}`,
     target: `≥ ${t.target.toFixed(1)} × floor`,
     pass: t.ratio >= t.target && t.errors.app === 0,
   });
@@ -147,6 +147,15 @@ function arrived(x: Delivered): string {
 /** Target rows that failed (continuation rows repeat their parent's verdict and are not counted). */
 export function failures(r: BenchResults): string[] {
   return rows(r).filter((row) => row.benchmark && row.pass === false).map((row) => row.benchmark);
+}
+
+/**
+ * The spread of a throughput row's per-round ratios, beside its median: on a shared machine a row whose rounds
+ * straddle its target can pass or fail on the next run with the same code, and the table should show that.
+ */
+function roundRange(t: ThroughputResult): string {
+  if (t.roundRatios.length < 2) return "";
+  return ` (rounds ${fmtRatio(Math.min(...t.roundRatios))}-${fmtRatio(Math.max(...t.roundRatios))})`;
 }
 
 function verdict(row: Row, pass: string, fail: string): string {
@@ -281,8 +290,10 @@ ${detailLines(r).map((l) => `- ${l}`).join("\n")}
 
 ## Reading the numbers
 
-- A ratio is the app's median requests per second over the floor's; the per-round ratios in the details show the spread.
-  The drain's ratio is the app's postbacks per second over the BullMQ + Redis peer's, one drain each.
+- A ratio is the app's median requests per second over the floor's; in brackets, the lowest and highest of its rounds
+  (each round's app rate over the floor's round beside it). A range that straddles the target means the same code can
+  pass or fail on another run. The drain's ratio is the app's postbacks per second over the BullMQ + Redis peer's, one
+  drain each.
 - Every process here, the load generator and the sandbox included, shares the machine's cores, so absolute requests per
   second hold for this machine only; the ratios are what carries over.
 - Before each measurement the bench waits up to 5 s (60 s in all) for other programs to go quiet, and it reports the

@@ -149,3 +149,11 @@ Deno.test("[bench report] both drains send the same postback body, with the paym
   // The size of a real postback body; the two drains differ at most in the digits of the index.
   assert.ok(body.length > 250 && body.length < 300, String(body.length));
 });
+
+Deno.test("[bench report] a throughput row shows the range of its rounds beside the median, in the table and the doc", () => {
+  const r = results(1_500, measuredPeer(1_000));
+  r.init = { ...throughput("POST /api/v1/init-payment"), ratio: 1, roundRatios: [0.61, 0.85, 1, 1.15, 1.01] };
+  const row = (text: string) => text.split("\n").find((l) => l.includes("POST /api/v1/init-payment (req/s)"))!;
+  assert.match(row(renderText(r)), /1\.00 \(rounds 0\.61-1\.15\)/);
+  assert.match(row(renderMarkdown(r)), /1\.00 \(rounds 0\.61-1\.15\)/);
+});
