@@ -34,7 +34,7 @@ const parts = server = await createServer(config, kv);
 if (config.jobsQueue) kv.listenQueue(parts.runner.onQueueMessage);
 if (config.sweepIntervalMs) setInterval(() => parts.runner.sweep(), config.sweepIntervalMs);
 
-Deno.serve({
+const httpServer = Deno.serve({
   port: config.port,
   hostname: config.hostname,
   onListen() {
@@ -43,3 +43,36 @@ Deno.serve({
     parts.runner.sweep();
   },
 }, parts.app.fetch);
+
+/**
+ * Asked to stop (a deploy, `docker stop`, Ctrl-C): answer the requests already in, let the postback attempts under
+ * way end and store their outcomes, then exit. Cut off instead, an attempt the shop already got would be sent again
+ * once its lease ran out, and a shop's call in the middle of its commit would see its connection drop. Bounded: an
+ * attempt ends within POSTBACK_TIMEOUT_MS, and past that (with a margin) the process exits anyway.
+ */
+const STOP_MARGIN_MS = 5_000;
+let stopping = false;
+async function stopGracefully(signal: Deno.Signal, store: Deno.Kv, graceMs: number) {
+  if (stopping) return;
+  stopping = true;
+  log.info("stopping: finishing the requests and postback attempts under way", { signal });
+  const deadline = setTimeout(() => {
+    log.warn("still busy after the stop's grace time; exiting with work under way", { signal });
+    Deno.exit(1);
+  }, graceMs);
+  await httpServer.shutdown();
+  await parts.runner.stopAfterRunningJobs();
+  await parts.close();
+  store.close();
+  clearTimeout(deadline);
+  log.info("stopped");
+  Deno.exit(0);
+}
+const stopGraceMs = config.postbackTimeoutMs + STOP_MARGIN_MS;
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  try {
+    Deno.addSignalListener(signal, () => void stopGracefully(signal, kv, stopGraceMs));
+  } catch {
+    // Where signals cannot be listened to (Deno Deploy's isolates), the platform stops the process its own way.
+  }
+}

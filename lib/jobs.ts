@@ -132,6 +132,18 @@ export class JobRunner {
   }
 
   /**
+   * Stops, then waits for every job this process has under way, however it started (a sweep, a queue message, a
+   * kick), so that their outcomes are stored: a process asked to stop sends no postback twice for lack of waiting.
+   * Each attempt is bounded by its own timeout.
+   */
+  async stopAfterRunningJobs(): Promise<void> {
+    await this.stop();
+    await this.listing?.catch(() => {});
+    await Promise.allSettled([...this.running.values()]);
+    await relayPool(this.ctx).ended();
+  }
+
+  /**
    * Runs every job due now, once each, and resolves when they ended, with how many it found due. Calls while one is
    * still listing the due index share it; a call after that lists again (a slow shop's parked backlog must not
    * keep later work from being found), and jobs still running from before are joined, not started again.

@@ -122,6 +122,19 @@ function failingShop(failures: number) {
   return { ...shop, answers };
 }
 
+/** A KV file in a temp dir and main.ts's environment for it (JOBS_QUEUE=off, warnings only), plus `extra`. */
+async function mainEnv(prefix: string, extra: Record<string, string>) {
+  const dir = await Deno.makeTempDir({ prefix });
+  const port = freePort();
+  const env: Record<string, string> = {
+    ...loopbackAppEnv(port, `${dir}/kv.sqlite3`),
+    LOG_LEVEL: "warn",
+    JOBS_QUEUE: "off",
+    ...extra,
+  };
+  return { dir, env, baseUrl: `http://127.0.0.1:${port}` };
+}
+
 /** Every copy verifies, carries one webhook-id and the same body; returns the parsed payload. */
 function assertOneMessage(received: ReceivedPostback[], secret: string) {
   assert.ok(received.length > 0);
@@ -241,18 +254,12 @@ Deno.test("[queue-off] kick and a frequent sweep racing: each attempt is made on
 });
 
 Deno.test("[queue-off] main.ts with JOBS_QUEUE=off: a postback that failed before a crash is retried by the sweep after restart", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "aimbrella-queue-off-" });
-  const port = freePort();
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const shop = failingShop(2);
-  const env: Record<string, string> = {
-    ...loopbackAppEnv(port, `${dir}/kv.sqlite3`),
-    LOG_LEVEL: "warn",
-    JOBS_QUEUE: "off",
+  const { dir, env, baseUrl } = await mainEnv("aimbrella-queue-off-", {
     JOBS_SWEEP_INTERVAL_MS: "200",
     POSTBACK_SCHEDULE: "0,2,1,1",
     POSTBACK_TIMEOUT_MS: "2000",
-  };
+  });
+  const shop = failingShop(2);
   let app: AppProcess | undefined;
   try {
     const creds = await createShopWithCli(env, "Queue-off shop", shop.url);
@@ -298,6 +305,48 @@ Deno.test("[queue-off] main.ts with JOBS_QUEUE=off: a postback that failed befor
       kv.close();
     }
   } finally {
+    if (app) await stopApp(app, "SIGKILL");
+    await shop.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[shutdown] main.ts asked to stop (SIGTERM) lets the postback attempt under way end and records it, then exits", async () => {
+  const { dir, env, baseUrl } = await mainEnv("aimbrella-stop-", { POSTBACK_TIMEOUT_MS: "10000" });
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  const shop = startShopReceiver(async () => (await answered, new Response("ok")));
+  let app: AppProcess | undefined;
+  try {
+    const creds = await createShopWithCli(env, "Stopping shop", shop.url);
+    app = spawnApp(env);
+    await waitHealthy(baseUrl, app);
+    const init = await initPayment(baseUrl, creds.apiKey, paymentBody({ id: "order-stop" }));
+    await buyerSettles(init.url, "paid");
+    await waitFor("the attempt under way", () => shop.received[0]);
+
+    app.child.kill("SIGTERM");
+    const early = await Promise.race([app.exited, sleep(500).then(() => null)]);
+    assert.equal(early, null, "it waits for the attempt under way");
+    answer();
+    const exit = await app.exited;
+    app = undefined;
+    assert.equal(exit.code, 0, exit.stderr);
+    assert.equal(exit.stderr.split("\n").filter((l) => l.includes('"level":"error"')).length, 0, exit.stderr);
+
+    // The attempt's outcome is stored: nothing is left for the next process to send again.
+    const kv = await Deno.openKv(env.DENO_KV_PATH);
+    try {
+      const { d } = await onlyDelivery(kv, init.id);
+      assert.equal(d.status, "delivered");
+      assert.equal(d.attempts, 1);
+      assert.equal(await countScheduledJobs(kv, "postback"), 0);
+    } finally {
+      kv.close();
+    }
+    assert.equal(shop.received.length, 1);
+  } finally {
+    answer();
     if (app) await stopApp(app, "SIGKILL");
     await shop.close();
     await Deno.remove(dir, { recursive: true });

@@ -122,6 +122,11 @@ export class RelayPool {
     this.#parked = 0;
   }
 
+  /** Resolves once every delivery this process still holds is done: after `stop`, the attempts that were running. */
+  async ended(): Promise<void> {
+    while (this.#known.size) await Promise.all([...this.#known.values()].map((k) => k.done));
+  }
+
   /**
    * Called once half the parking is free again after due deliveries were let go for want of it (they stay due
    * in the index): the owner sweeps to find them. Nobody waits for room meanwhile, so one slow shop's backlog
