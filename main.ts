@@ -53,7 +53,11 @@ const httpServer = Deno.serve({
 const STOP_MARGIN_MS = 5_000;
 let stopping = false;
 async function stopGracefully(signal: Deno.Signal, store: Deno.Kv, graceMs: number) {
-  if (stopping) return;
+  if (stopping) {
+    // Asked twice (Ctrl-C again): whoever asks means now. What was under way is sent again after its lease.
+    log.warn("stopping at once, with work under way", { signal });
+    Deno.exit(1);
+  }
   stopping = true;
   log.info("stopping: finishing the requests and postback attempts under way", { signal });
   const deadline = setTimeout(() => {

@@ -311,33 +311,52 @@ Deno.test("[queue-off] main.ts with JOBS_QUEUE=off: a postback that failed befor
   }
 });
 
-Deno.test("[shutdown] main.ts asked to stop (SIGTERM) lets the postback attempt under way end and records it, then exits", async () => {
-  const { dir, env, baseUrl } = await mainEnv("aimbrella-stop-", { POSTBACK_TIMEOUT_MS: "10000" });
+/**
+ * main.ts as a process whose first postback (of a paid payment) has reached a shop that holds its answer until
+ * `answer()`; `end()` answers, kills the process if it still runs and removes its files.
+ */
+async function mainWithAttemptUnderWay(prefix: string) {
+  const { dir, env, baseUrl } = await mainEnv(prefix, { POSTBACK_TIMEOUT_MS: "10000" });
   let answer!: () => void;
   const answered = new Promise<void>((r) => (answer = r));
   const shop = startShopReceiver(async () => (await answered, new Response("ok")));
-  let app: AppProcess | undefined;
+  const app = spawnApp(env);
+  const end = async () => {
+    answer();
+    await stopApp(app, "SIGKILL");
+    await shop.close();
+    await Deno.remove(dir, { recursive: true });
+  };
   try {
-    const creds = await createShopWithCli(env, "Stopping shop", shop.url);
-    app = spawnApp(env);
+    const creds = await createShopWithCli(env, "Holding shop", shop.url);
     await waitHealthy(baseUrl, app);
-    const init = await initPayment(baseUrl, creds.apiKey, paymentBody({ id: "order-stop" }));
+    const init = await initPayment(baseUrl, creds.apiKey, paymentBody({ id: `order-${crypto.randomUUID()}` }));
     await buyerSettles(init.url, "paid");
     await waitFor("the attempt under way", () => shop.received[0]);
+    return { env, baseUrl, app, shop, paymentId: init.id, answer, end };
+  } catch (err) {
+    await end();
+    throw err;
+  }
+}
 
+Deno.test("[shutdown] main.ts asked to stop (SIGTERM) lets the postback attempt under way end and records it, then exits", async () => {
+  const { env, baseUrl, app, shop, paymentId, answer, end } = await mainWithAttemptUnderWay("aimbrella-stop-");
+  try {
     app.child.kill("SIGTERM");
     const early = await Promise.race([app.exited, sleep(500).then(() => null)]);
     assert.equal(early, null, "it waits for the attempt under way");
+    // It no longer takes connections meanwhile.
+    await assert.rejects(fetch(`${baseUrl}/healthz`).then((r) => r.body?.cancel()));
     answer();
     const exit = await app.exited;
-    app = undefined;
     assert.equal(exit.code, 0, exit.stderr);
     assert.equal(exit.stderr.split("\n").filter((l) => l.includes('"level":"error"')).length, 0, exit.stderr);
 
     // The attempt's outcome is stored: nothing is left for the next process to send again.
     const kv = await Deno.openKv(env.DENO_KV_PATH);
     try {
-      const { d } = await onlyDelivery(kv, init.id);
+      const { d } = await onlyDelivery(kv, paymentId);
       assert.equal(d.status, "delivered");
       assert.equal(d.attempts, 1);
       assert.equal(await countScheduledJobs(kv, "postback"), 0);
@@ -346,9 +365,20 @@ Deno.test("[shutdown] main.ts asked to stop (SIGTERM) lets the postback attempt 
     }
     assert.equal(shop.received.length, 1);
   } finally {
-    answer();
-    if (app) await stopApp(app, "SIGKILL");
-    await shop.close();
-    await Deno.remove(dir, { recursive: true });
+    await end();
+  }
+});
+
+Deno.test("[shutdown] a second stop signal ends main.ts at once, attempt or not", async () => {
+  const { app, end } = await mainWithAttemptUnderWay("aimbrella-stop-twice-");
+  try {
+    app.child.kill("SIGINT");
+    await sleep(300);
+    app.child.kill("SIGINT");
+    const exit = await Promise.race([app.exited, sleep(3_000).then(() => null)]);
+    assert.ok(exit, "it exits at once on the second signal");
+    assert.equal(exit.code, 1, exit.stderr);
+  } finally {
+    await end();
   }
 });
