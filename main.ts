@@ -45,27 +45,36 @@ const httpServer = Deno.serve({
 }, parts.app.fetch);
 
 /**
- * Asked to stop (a deploy, `docker stop`, Ctrl-C): answer the requests already in, let the postback attempts under
- * way end and store their outcomes, then exit. Cut off instead, an attempt the shop already got would be sent again
- * once its lease ran out, and a shop's call in the middle of its commit would see its connection drop. Bounded: an
- * attempt ends within POSTBACK_TIMEOUT_MS, and past that (with a margin) the process exits anyway.
+ * How long a stop may take past the postback timeout before the process exits with work under way: a sweep's or a
+ * webhook's attempt may start just before the stop, and its outcome still has to be stored.
  */
 const STOP_MARGIN_MS = 5_000;
-let stopping = false;
+/** A second Ctrl-C this long after the first means "now"; a repeat sooner is the same stop delivered twice. */
+const SECOND_ASK_AFTER_MS = 1_000;
+let stopAskedAt: number | null = null;
+
+/**
+ * Asked to stop (a deploy, `docker stop`, Ctrl-C): answer the requests already in, let the jobs and postback attempts
+ * under way end and store their outcomes, then exit. Cut off instead, an attempt the shop already got would be sent
+ * again once its lease ran out, and a shop's call in the middle of its commit would see its connection drop. The stop
+ * itself is bounded (`graceMs`): past it the process exits with 1, and what was under way goes out again after its
+ * lease, as after a crash. A supervisor and `deno task` may both pass one SIGTERM on: only a second Ctrl-C, a second
+ * or more after the first, cuts the stop short.
+ */
 async function stopGracefully(signal: Deno.Signal, store: Deno.Kv, graceMs: number) {
-  if (stopping) {
-    // Asked twice (Ctrl-C again): whoever asks means now. What was under way is sent again after its lease.
+  if (stopAskedAt !== null) {
+    if (signal !== "SIGINT" || Date.now() - stopAskedAt < SECOND_ASK_AFTER_MS) return;
     log.warn("stopping at once, with work under way", { signal });
     Deno.exit(1);
   }
-  stopping = true;
-  log.info("stopping: finishing the requests and postback attempts under way", { signal });
+  stopAskedAt = Date.now();
+  log.info("stopping: finishing the requests, jobs and postback attempts under way", { signal });
   const deadline = setTimeout(() => {
     log.warn("still busy after the stop's grace time; exiting with work under way", { signal });
     Deno.exit(1);
   }, graceMs);
   await httpServer.shutdown();
-  await parts.runner.stopAfterRunningJobs();
+  await parts.runner.drain();
   await parts.close();
   store.close();
   clearTimeout(deadline);
@@ -77,6 +86,6 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   try {
     Deno.addSignalListener(signal, () => void stopGracefully(signal, kv, stopGraceMs));
   } catch {
-    // Where signals cannot be listened to (Deno Deploy's isolates), the platform stops the process its own way.
+    // Windows takes listeners for SIGINT and SIGBREAK only: there SIGTERM ends the process as before.
   }
 }

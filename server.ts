@@ -15,6 +15,7 @@ import { type ChainKnobs, ChainSimulator } from "./sandbox/chain.ts";
 import { ChainClient } from "./lib/invoices/chain.ts";
 import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
 import { createApp } from "./routes/mod.tsx";
+import { operationWritesSettled } from "./lib/db/operations.ts";
 
 export interface ServerParts {
   app: ReturnType<typeof createApp>;
@@ -157,6 +158,8 @@ export async function createServer(
       sandbox?.close();
       chainSimulator?.close();
       await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
+      // Provider calls' log entries are written without their callers waiting: they must land before the store closes.
+      await operationWritesSettled();
     },
   };
 }

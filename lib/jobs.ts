@@ -65,6 +65,8 @@ export class JobRunner {
   /** Jobs running in this process by kind and id: a sweep that finds one due joins it instead of a second run. */
   private running = new Map<string, Promise<void>>();
   private inFlight = new Set<Promise<void>>();
+  /** Every job run under way, however it started: `running` keeps one per job, and a job may run twice at once. */
+  private allRuns = new Set<Promise<void>>();
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private stopped = false;
 
@@ -86,8 +88,10 @@ export class JobRunner {
     const key = jobKey(msg);
     const run: Promise<void> = this.runHandler(msg).finally(() => {
       if (this.running.get(key) === run) this.running.delete(key);
+      this.allRuns.delete(run);
     });
     this.running.set(key, run);
+    this.allRuns.add(run);
     return run;
   }
 
@@ -123,7 +127,7 @@ export class JobRunner {
     this.timers.add(timer);
   };
 
-  /** Cancels pending kicks and waits for running ones (tests and shutdown). */
+  /** Takes no new work, cancels pending kicks and waits for running ones; other runs may still be under way (drain). */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
@@ -134,13 +138,13 @@ export class JobRunner {
   /**
    * Stops, then waits for every job this process has under way, however it started (a sweep, a queue message, a
    * kick), so that their outcomes are stored: a process asked to stop sends no postback twice for lack of waiting.
-   * Each attempt is bounded by its own timeout.
+   * Each waits for its own calls' timeouts; the caller bounds the whole.
    */
-  async stopAfterRunningJobs(): Promise<void> {
+  async drain(): Promise<void> {
     await this.stop();
     await this.listing?.catch(() => {});
-    await Promise.allSettled([...this.running.values()]);
-    await relayPool(this.ctx).ended();
+    while (this.allRuns.size) await Promise.allSettled([...this.allRuns]);
+    await relayPool(this.ctx).idle();
   }
 
   /**

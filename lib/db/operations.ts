@@ -89,7 +89,18 @@ export function newOperation(entry: Omit<OperationEntry, "id">): OperationEntry 
  * little.
  */
 export function insertOperation(kv: Deno.Kv, entry: Omit<OperationEntry, "id">): Promise<boolean> {
-  return writer(kv).commit(newOperation(entry));
+  const write = writer(kv).commit(newOperation(entry));
+  // Callers on hot paths do not wait for it: a process that stops waits here instead (operationWritesSettled).
+  const tracked: Promise<void> = write.then(() => {}, () => {}).finally(() => pendingWrites.delete(tracked));
+  pendingWrites.add(tracked);
+  return write;
+}
+
+const pendingWrites = new Set<Promise<void>>();
+
+/** Resolves once every log entry asked for so far is written (or failed): for a process about to close its store. */
+export async function operationWritesSettled(): Promise<void> {
+  while (pendingWrites.size) await Promise.all([...pendingWrites]);
 }
 
 export interface OperationFilter {

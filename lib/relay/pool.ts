@@ -122,8 +122,8 @@ export class RelayPool {
     this.#parked = 0;
   }
 
-  /** Resolves once every delivery this process still holds is done: after `stop`, the attempts that were running. */
-  async ended(): Promise<void> {
+  /** Resolves once this process holds no delivery: after `stop`, once the attempts that were running have ended. */
+  async idle(): Promise<void> {
     while (this.#known.size) await Promise.all([...this.#known.values()].map((k) => k.done));
   }
 
