@@ -159,7 +159,7 @@ export async function createServer(
       chainSimulator?.close();
       await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.
-      await operationWritesSettled();
+      await operationWritesSettled(kv);
     },
   };
 }

@@ -127,3 +127,17 @@ Deno.test("[group commit] counters bumped by a group's writes reach the store as
     kv.close();
   }
 });
+
+Deno.test("[group commit] settled() waits for writes nobody awaited, across the groups they went in", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const writer = committer(kv);
+    for (let i = 0; i < 20; i++) void writer.commit({ id: `u${i}`, value: `v${i}` });
+    await writer.settled();
+    const stored = await kv.getMany<string[]>(Array.from({ length: 10 }, (_, i) => ["k", `u${i + 10}`]));
+    assert.deepEqual(stored.map((e) => e.value), Array.from({ length: 10 }, (_, i) => `v${i + 10}`));
+    await writer.settled(); // Idle: at once.
+  } finally {
+    kv.close();
+  }
+});

@@ -5,20 +5,25 @@
  */
 export abstract class GroupQueue<W> {
   protected waiting: W[] = [];
-  #running = false;
+  /** The groups going to the store one after another, while any request waits; null when idle. */
+  #draining: Promise<void> | null = null;
 
   protected enqueue(w: W) {
     this.waiting.push(w);
-    if (!this.#running) this.#drain();
+    this.#draining ??= this.#drain();
   }
 
   async #drain() {
-    this.#running = true;
     try {
       while (this.waiting.length) await this.runGroup();
     } finally {
-      this.#running = false;
+      this.#draining = null;
     }
+  }
+
+  /** Resolves once every request enqueued so far is settled (for writes nobody awaits, before a store closes). */
+  async settled(): Promise<void> {
+    while (this.#draining) await this.#draining;
   }
 
   /** Takes the next group off `waiting` and settles every request in it; never throws. */

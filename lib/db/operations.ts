@@ -89,18 +89,15 @@ export function newOperation(entry: Omit<OperationEntry, "id">): OperationEntry 
  * little.
  */
 export function insertOperation(kv: Deno.Kv, entry: Omit<OperationEntry, "id">): Promise<boolean> {
-  const write = writer(kv).commit(newOperation(entry));
-  // Callers on hot paths do not wait for it: a process that stops waits here instead (operationWritesSettled).
-  const tracked: Promise<void> = write.then(() => {}, () => {}).finally(() => pendingWrites.delete(tracked));
-  pendingWrites.add(tracked);
-  return write;
+  return writer(kv).commit(newOperation(entry));
 }
 
-const pendingWrites = new Set<Promise<void>>();
-
-/** Resolves once every log entry asked for so far is written (or failed): for a process about to close its store. */
-export async function operationWritesSettled(): Promise<void> {
-  while (pendingWrites.size) await Promise.all([...pendingWrites]);
+/**
+ * Resolves once every log entry asked for so far is written (or failed): callers on hot paths do not wait for
+ * theirs, so a process about to close its store waits here.
+ */
+export function operationWritesSettled(kv: Deno.Kv): Promise<void> {
+  return writer(kv).settled();
 }
 
 export interface OperationFilter {
