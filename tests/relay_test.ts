@@ -147,6 +147,30 @@ Deno.test("[relay] a 2xx whose body breaks off midway is delivered, with what ar
   await shop.close();
 });
 
+Deno.test("[relay] an answer of undeclared length is read in pieces and kept to its first 1 KiB", async () => {
+  // Streamed (no content-length): the relay cannot take it whole, so it reads until it has 1 KiB and stops.
+  const piece = new TextEncoder().encode("y".repeat(700));
+  const shop = startShopReceiver(() => {
+    let pulls = 0;
+    const body = new ReadableStream({
+      type: "bytes",
+      pull(controller) {
+        if (pulls++ < 100) controller.enqueue(piece.slice());
+        else controller.close();
+      },
+    });
+    return new Response(body, { status: 200 });
+  });
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("delivery", async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined));
+    const [attempt] = (await deliveryOf(app, id)).attemptLog;
+    assert.equal(attempt.statusCode, 200);
+    assert.equal(attempt.responseStart, "y".repeat(1024));
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] a redirect counts as a failure and is not followed", async () => {
   const shop = startShopReceiver((n) =>
     n === 1
