@@ -311,6 +311,32 @@ Deno.test("[relay] the postback address is checked again at send time (DNS can c
   await shop.close();
 });
 
+Deno.test("[relay] a host lookup that hangs at send time ends with the attempt's timeout", async () => {
+  // The lookup answers at creation, then hangs until the attempt gives up on it (it honours the attempt's signal).
+  let hang = false;
+  const resolve = (_host: string, signal?: AbortSignal) =>
+    hang
+      ? new Promise<string[]>((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)))
+      : Promise.resolve(["127.0.0.1"]);
+  const shop = startShopReceiver();
+  const port = new URL(shop.url).port;
+  await withApp({ resolve, env: { POSTBACK_SCHEDULE: "0", POSTBACK_TIMEOUT_MS: "300" } }, async (app) => {
+    const init = await callInit(app, paymentBody({ id: "o-dns-hang", postbackUrl: `http://shop.test:${port}/pb` }));
+    assert.equal(init.status, 201);
+    hang = true;
+    await buyerSettles(init.body.url, "paid");
+    await waitFor(
+      "failure",
+      async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
+    );
+    const [attempt] = (await deliveryOf(app, init.body.id)).attemptLog;
+    assert.equal(attempt.error, "no answer within 300 ms");
+    assert.ok(attempt.latencyMs < 2_000, `the attempt took ${attempt.latencyMs} ms`);
+    assert.equal(shop.received.length, 0);
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] after a secret rotation postbacks carry both signatures for 24 hours", async () => {
   const { rotateShopSecret } = await import("../lib/shops.ts");
   const shop = startShopReceiver();

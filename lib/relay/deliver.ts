@@ -101,12 +101,9 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
 async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
   const shop = await getShopShared(ctx.kv, d.shopId);
   if (!shop) return blocked("the shop no longer exists");
-  // The URL was checked at creation; the address is checked again now because DNS can change.
   const urlProblem = checkShopUrl(d.url, { allowLocal: ctx.config.allowLocalUrls, allowedHosts: [] });
+  if (urlProblem) return blocked(`postbackUrl ${urlProblem}`);
   const url = new URL(d.url);
-  const addressProblem = urlProblem ??
-    await checkPostbackDestination(url, { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve });
-  if (addressProblem) return blocked(`postbackUrl ${addressProblem}`);
 
   const timestamp = Math.floor(ctx.now() / 1000);
   const headers = {
@@ -114,10 +111,14 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
     "user-agent": "AimbrellaPay-Postback/1",
   };
   try {
-    return await withTimeout(
-      ctx.config.postbackTimeoutMs,
-      (signal) => send(url, { headers, body: d.body, signal }, ctx.now()),
-    );
+    // One deadline for the host's lookup and the POST: an attempt ends within the timeout whatever hangs.
+    return await withTimeout(ctx.config.postbackTimeoutMs, async (signal) => {
+      // The URL was checked at creation; the address is checked again now because DNS can change.
+      const rules = { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve, signal };
+      const addressProblem = await checkPostbackDestination(url, rules);
+      if (addressProblem) return blocked(`postbackUrl ${addressProblem}`);
+      return await send(url, { headers, body: d.body, signal }, ctx.now());
+    });
   } catch (err) {
     const error = isTimeout(err) ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : plainNetworkError(err);
     return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error }, responseStart: "" };

@@ -1,3 +1,5 @@
+import { withTimeout } from "../timeout.ts";
+
 /**
  * Rules for URLs a shop gives us. Redirect URLs must be https (http and
  * loopback only in dev mode), carry no credentials and sit on the shop's
@@ -79,19 +81,52 @@ function hostMatches(host: string, pattern: string): boolean {
   return host === pattern;
 }
 
-export type Resolver = (hostname: string) => Promise<string[]>;
+/** Looks up a host's addresses; `signal` (a postback attempt's deadline) abandons the lookup when it fires. */
+export type Resolver = (hostname: string, signal?: AbortSignal) => Promise<string[]>;
 
-/** Resolves A and AAAA records with Deno's resolver. */
-export const resolveWithDns: Resolver = async (hostname) => {
-  const [v4, v6] = await Promise.allSettled([
-    Deno.resolveDns(hostname, "A"),
-    Deno.resolveDns(hostname, "AAAA"),
-  ]);
-  return [
-    ...(v4.status === "fulfilled" ? v4.value : []),
-    ...(v6.status === "fulfilled" ? v6.value : []),
-  ];
-};
+/**
+ * How long a host name's lookup may take. Lookups run while a shop waits (init-payment, settings) and in front of
+ * every postback attempt; a resolver that never answers must not hold either past this.
+ */
+export const DNS_TIMEOUT_MS = 5_000;
+
+/** A lookup that got no answer within its time (DnsTimeoutError's `ms`). */
+export class DnsTimeoutError extends Error {
+  constructor(readonly hostname: string, readonly ms: number) {
+    super(`no DNS answer for ${hostname} within ${ms} ms`);
+  }
+}
+
+/**
+ * A resolver of A and AAAA records with Deno's resolver, bounded in time: past `timeoutMs` both lookups are
+ * abandoned and it throws DnsTimeoutError; when the caller's signal fires first, it throws the signal's reason.
+ * `nameServer` is for tests; by default the system's is used.
+ */
+export function dnsResolver(
+  opts: { timeoutMs?: number; nameServer?: { ipAddr: string; port?: number } } = {},
+): Resolver {
+  const timeoutMs = opts.timeoutMs ?? DNS_TIMEOUT_MS;
+  return (hostname, callerSignal) =>
+    withTimeout(timeoutMs, async (own) => {
+      const signal = callerSignal ? AbortSignal.any([own, callerSignal]) : own;
+      const options = { signal, nameServer: opts.nameServer };
+      const [v4, v6] = await Promise.allSettled([
+        Deno.resolveDns(hostname, "A", options),
+        Deno.resolveDns(hostname, "AAAA", options),
+      ]);
+      const addresses = [
+        ...(v4.status === "fulfilled" ? v4.value : []),
+        ...(v6.status === "fulfilled" ? v6.value : []),
+      ];
+      // Addresses of one family that came in time are enough; nothing at all by the deadline is a timeout.
+      if (addresses.length === 0 && callerSignal?.aborted) throw callerSignal.reason;
+      if (addresses.length === 0 && own.aborted) throw new DnsTimeoutError(hostname, timeoutMs);
+      return addresses;
+    });
+}
+
+/** The app's resolver: the system's, each lookup bounded by DNS_TIMEOUT_MS. */
+export const resolveWithDns: Resolver = dnsResolver();
 
 /**
  * Returns a reason the postback destination is unsafe to call, or null.
@@ -100,7 +135,7 @@ export const resolveWithDns: Resolver = async (hostname) => {
  */
 export async function checkPostbackDestination(
   url: URL,
-  opts: { allowLocal: boolean; resolve: Resolver },
+  opts: { allowLocal: boolean; resolve: Resolver; signal?: AbortSignal },
 ): Promise<string | null> {
   const host = url.hostname.toLowerCase().replace(/^\[|\]$/g, "");
   let addresses: string[];
@@ -109,7 +144,12 @@ export async function checkPostbackDestination(
   } else if (host === "localhost" || host.endsWith(".localhost")) {
     addresses = ["127.0.0.1"];
   } else {
-    addresses = await opts.resolve(host);
+    try {
+      addresses = await opts.resolve(host, opts.signal);
+    } catch (err) {
+      if (err instanceof DnsTimeoutError) return `host ${host} got no DNS answer within ${err.ms / 1000} s`;
+      throw err;
+    }
     if (addresses.length === 0) return `host ${host} does not resolve`;
   }
   for (const address of addresses) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { checkPostbackDestination, checkShopUrl, classifyAddress, type Resolver } from "./url_guard.ts";
+import dgram from "node:dgram";
+import { checkPostbackDestination, checkShopUrl, classifyAddress, dnsResolver, type Resolver } from "./url_guard.ts";
 
 const prod = { allowLocal: false, allowedHosts: [] };
 
@@ -132,4 +133,23 @@ Deno.test("[url guard] dev mode allows loopback but still refuses other private 
   assert.equal(await check("http://localhost:8000/pb", true), null);
   assert.notEqual(await check("http://10.0.0.1/pb", true), null);
   assert.notEqual(await check("http://169.254.169.254/", true), null);
+});
+
+Deno.test("[url guard] a name server that never answers costs a lookup its time limit, then a clear refusal", async () => {
+  // A real name server on loopback that takes every query and answers none.
+  const silent = dgram.createSocket("udp4");
+  let queries = 0;
+  silent.on("message", () => queries++);
+  await new Promise<void>((resolve) => silent.bind(0, "127.0.0.1", resolve));
+  try {
+    const resolve = dnsResolver({ timeoutMs: 300, nameServer: { ipAddr: "127.0.0.1", port: silent.address().port } });
+    const started = performance.now();
+    const problem = await check("https://shop.example/pb", false, resolve);
+    const took = performance.now() - started;
+    assert.equal(problem, "host shop.example got no DNS answer within 0.3 s");
+    assert.ok(took >= 250 && took < 2_000, `the lookup took ${took} ms`);
+    assert.ok(queries > 0, "the lookup reached the name server");
+  } finally {
+    silent.close();
+  }
 });
