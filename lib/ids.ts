@@ -87,6 +87,13 @@ export function encodeTime(ms: number): string {
   return out;
 }
 
+/** The millisecond a ULID (or a time part made by encodeTime) was made for. */
+export function decodeTime(ulid: string): number {
+  let ms = 0;
+  for (const ch of ulid.slice(0, TIME_CHARS)) ms = ms * 32 + BASE32.indexOf(ch);
+  return ms;
+}
+
 /** Adds one to a big-endian byte string; false when it wraps around. */
 function incrementBytes(bytes: Uint8Array): boolean {
   for (let i = bytes.length - 1; i >= 0; i--) {

@@ -59,7 +59,7 @@ async function submit(app: TestApp, formId: string, fields: Record<string, strin
 
 async function shopPayments(app: TestApp): Promise<Payment[]> {
   const ids: string[] = [];
-  for await (const e of iteratePaymentIds(app.kv, { shopId: app.shop.id })) ids.push(e.value);
+  for await (const p of iteratePaymentIds(app.kv, { shopId: app.shop.id })) ids.push(p.id);
   return await getPayments(app.kv, ids);
 }
 

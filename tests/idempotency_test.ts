@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
+import { iteratePaymentIds } from "../lib/db/payments.ts";
 
 Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
@@ -114,7 +115,7 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
     assert.equal(a.payment.id, b.payment.id, "for the same payment id");
     assert.deepEqual([a.replay, b.replay].sort(), [false, true], "and exactly one committed");
     let stored = 0;
-    for await (const _ of app.kv.list({ prefix: ["payments_by_shop", shop.id] })) stored++;
+    for await (const _ of iteratePaymentIds(app.kv, { shopId: shop.id })) stored++;
     assert.equal(stored, 1);
     const res = await fetch(`${app.sandboxUrl}/payments/${a.payment.providerRef}`, {
       headers: { authorization: "Bearer test-sandbox-token" },

@@ -151,7 +151,7 @@ Deno.test("[stats] counters match a recount over the payments after a randomized
     await waitFor("all webhooks", () => (app.sandbox.webhooksAccepted >= settled ? true : undefined));
 
     const ids: string[] = [];
-    for await (const e of iteratePaymentIds(app.kv, {})) ids.push(e.value);
+    for await (const p of iteratePaymentIds(app.kv, {})) ids.push(p.id);
     const payments = await getPayments(app.kv, ids);
     const day = new Date().toISOString().slice(0, 10);
     const rows = await readStats(app.kv, day, day);

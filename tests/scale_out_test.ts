@@ -159,7 +159,7 @@ Deno.test({
       const kv = await Deno.openKv(kvPath);
       try {
         const stored: string[] = [];
-        for await (const e of iteratePaymentIds(kv, { shopId: shopCreds.id })) stored.push(e.value);
+        for await (const p of iteratePaymentIds(kv, { shopId: shopCreds.id })) stored.push(p.id);
         assert.deepEqual(stored.sort(), [...paymentOf.values()].sort());
       } finally {
         kv.close();

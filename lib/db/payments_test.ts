@@ -7,9 +7,12 @@ import {
   createPayment,
   getPaymentEntry,
   isPaymentEmailIndexReady,
+  iteratePaymentIds,
   markBuyerRedirected,
+  paymentEmailHash,
   reschedulePaymentCheck,
 } from "./payments.ts";
+import { openKv } from "./kv.ts";
 
 function payment(i: number, at: number): Payment {
   return storedPayment(at, { shopId: "shop_a", email: i === 0 ? "First.Buyer@example.com" : `buyer${i}@example.com` });
@@ -20,7 +23,8 @@ async function storeFromBeforeTheEmailIndex(n: number): Promise<{ kv: Deno.Kv; p
   const kv = await Deno.openKv(":memory:");
   const start = Date.now() - 86_400_000;
   const payments = Array.from({ length: n }, (_, i) => payment(i, start + i));
-  await Promise.all(payments.map((p) => createPayment(kv, p)));
+  // One at a time: each payment writes its own listing keys, as every payment did then.
+  for (const p of payments) await createPayment(kv, p);
   const op = kv.atomic();
   for await (const e of kv.list({ prefix: ["payments_by_email"] })) op.delete(e.key);
   assert.ok((await op.commit()).ok);
@@ -106,6 +110,101 @@ Deno.test("[payments-db] a buyer's first visit is recorded even when the payment
     const stored = (await getPaymentEntry(kv, p.id)).value!;
     assert.ok(stored.firstRedirectAt);
     assert.equal(stored.checkAt, movedTo, "the move is kept");
+  } finally {
+    kv.close();
+  }
+});
+
+/** Every payment a listing names, in the order it names them. */
+async function listed(kv: Deno.Kv, opts: Parameters<typeof iteratePaymentIds>[1] = {}): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const p of iteratePaymentIds(kv, opts)) ids.push(p.id);
+  return ids;
+}
+
+async function keysUnder(kv: Deno.Kv, prefix: Deno.KvKey): Promise<number> {
+  let n = 0;
+  for await (const _ of kv.list({ prefix })) n++;
+  return n;
+}
+
+const newestFirst = (ps: Payment[]) => ps.toSorted((a, b) => (a.seq < b.seq ? 1 : -1)).map((p) => p.id);
+
+Deno.test("[payments-db] payments committed together share listing keys, and every listing reads back each payment once, newest first", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t = Date.now() - 60_000;
+    const make = (i: number) =>
+      storedPayment(t + i, {
+        shopId: i % 3 ? "shop_a" : "shop_b",
+        email: i % 2 ? "odd@example.com" : "even@example.com",
+      });
+    // Alone (each its own keys, as before groups), then 40 at once (group commits), then alone again.
+    const early = [make(0), make(1), make(2)];
+    for (const p of early) await createPayment(kv, p);
+    const burst = Array.from({ length: 40 }, (_, i) => make(3 + i));
+    await Promise.all(burst.map((p) => createPayment(kv, p)));
+    const late = [make(43), make(44)];
+    for (const p of late) await createPayment(kv, p);
+    const all = [...early, ...burst, ...late];
+
+    assert.ok(await keysUnder(kv, ["payments_by_time"]) < 20, "the burst's payments share keys");
+    assert.deepEqual(await listed(kv), newestFirst(all));
+    assert.deepEqual(await listed(kv, { shopId: "shop_b" }), newestFirst(all.filter((p) => p.shopId === "shop_b")));
+    const odd = paymentEmailHash("odd@example.com");
+    assert.deepEqual(await listed(kv, { emailHash: odd }), newestFirst(all.filter((p) => p.email.startsWith("odd"))));
+
+    // Bounds: from (inclusive) and before (exclusive) a seq, also inside a shared key.
+    const order = newestFirst(all);
+    const seqOf = new Map(all.map((p) => [p.id, p.seq]));
+    const bounded = await listed(kv, { startSeq: seqOf.get(order[30])!, endSeq: seqOf.get(order[10])! });
+    assert.deepEqual(bounded, order.slice(11, 31));
+
+    // Paging through the search visits every payment once, in order.
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await searchPayments(ctx(kv), {}, { limit: 7, cursor });
+      paged.push(...page.payments.map((p) => p.id));
+      cursor = page.cursor ?? undefined;
+    } while (cursor);
+    assert.deepEqual(paged, order);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[payments-db] listings written by two processes at once read back merged in order", async () => {
+  const dir = await Deno.makeTempDir();
+  // As the app opens its store: writes retry when the other process holds the file's lock.
+  const [one, two] = [await openKv(`${dir}/kv.sqlite3`), await openKv(`${dir}/kv.sqlite3`)];
+  try {
+    // Each handle has its own group committer, as each process does: their shared keys overlap in time.
+    const t = Date.now() - 60_000;
+    const payments = Array.from({ length: 60 }, (_, i) => storedPayment(t + i));
+    await Promise.all(payments.map((p, i) => createPayment(i % 2 ? one : two, p)));
+    assert.deepEqual(await listed(one), newestFirst(payments));
+    assert.deepEqual(await listed(two, { shopId: "shop_test" }), newestFirst(payments));
+  } finally {
+    one.close();
+    two.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[payments-db] a shared listing key holds at most 10 s of payments, and a bound finds older ones in a later key", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t = Date.now() - 600_000;
+    // One group: two payments 5 s apart share a key (named by the newer); one 20 s later gets a key of its own.
+    const [first, second, third] = [storedPayment(t), storedPayment(t + 5_000), storedPayment(t + 25_000)];
+    const anchor = storedPayment(t - 1_000);
+    await Promise.all([anchor, first, second, third].map((p) => createPayment(kv, p)));
+    assert.deepEqual(await listed(kv), [third.id, second.id, first.id, anchor.id]);
+    // Before a seq 1 s after the first payment: the key named 5 s later still has to be read for it.
+    const oneSecondLater = storedPayment(t + 1_000).seq;
+    assert.deepEqual(await listed(kv, { endSeq: oneSecondLater }), [first.id, anchor.id]);
+    assert.deepEqual(await listed(kv, { startSeq: second.seq }), [third.id, second.id]);
   } finally {
     kv.close();
   }

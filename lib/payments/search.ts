@@ -14,6 +14,7 @@ import { PAYMENT_STATUSES } from "./status.ts";
 import type { Payment } from "./types.ts";
 import { parseOrThrow } from "../validation.ts";
 import { formatDecimal } from "../money.ts";
+import { decodeTime } from "../ids.ts";
 
 /** Console and export filters; every field optional. Dates are UTC days, inclusive. */
 export const PaymentFilterSchema = z.object({
@@ -117,8 +118,8 @@ export async function searchPayments(
     }
     batch = [];
   };
-  for await (const entry of iter) {
-    batch.push({ seq: entry.key[entry.key.length - 1] as string, id: entry.value });
+  for await (const listed of iter) {
+    batch.push(listed);
     scanned++;
     if (batch.length === 10) await flush();
     if (full || scanned >= scanLimit) break;
@@ -181,12 +182,6 @@ function isFullEmail(email: string): boolean {
 }
 
 /** The creation time of a ULID: its first 10 characters, base32. */
-function decodeTime(ulid: string): number {
-  let ms = 0;
-  for (const ch of ulid.slice(0, 10)) ms = ms * 32 + ULID_ALPHABET.indexOf(ch);
-  return ms;
-}
-
 const ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /** The smallest ULID of a millisecond: its 10-character time part followed by the lowest random part. */
