@@ -171,6 +171,38 @@ Deno.test("[relay] an answer of undeclared length is read in pieces and kept to 
   await shop.close();
 });
 
+Deno.test("[relay] a short declared length beside chunked transfer does not make the relay read the whole answer", async () => {
+  // A raw HTTP server: Content-Length says 5, Transfer-Encoding: chunked sends 2 MB (the client goes by the latter).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        await conn.read(new Uint8Array(64 * 1024));
+        const enc = new TextEncoder();
+        await conn.write(enc.encode("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"));
+        const chunk = "z".repeat(64 * 1024);
+        try {
+          for (let i = 0; i < 32; i++) await conn.write(enc.encode(`${chunk.length.toString(16)}\r\n${chunk}\r\n`));
+          await conn.write(enc.encode("0\r\n\r\n"));
+        } catch {
+          // The relay hung up after its first KiB.
+        }
+        conn.close();
+      })();
+    }
+  })();
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/pb`;
+  await withApp({}, async (app) => {
+    const id = await paidPayment(app, url);
+    await waitFor("an attempt", async () => ((await deliveryOf(app, id))?.attemptLog.length ? true : undefined));
+    const [attempt] = (await deliveryOf(app, id)).attemptLog;
+    assert.equal(attempt.statusCode, 200, JSON.stringify(attempt));
+    assert.equal(attempt.responseStart, "z".repeat(1024));
+  });
+  listener.close();
+  await served.catch(() => {});
+});
+
 Deno.test("[relay] a redirect counts as a failure and is not followed", async () => {
   const shop = startShopReceiver((n) =>
     n === 1

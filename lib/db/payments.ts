@@ -355,10 +355,11 @@ interface ListingEntry {
 
 /**
  * How far apart the oldest and the newest payment of one shared listing key may be. Keys are named by their newest
- * seq, so a reader bounded above by a seq also reads the keys up to this much later, which can hold older payments.
- * A group gathers in one commit's time (milliseconds); a longer one is split.
+ * seq, so a reader bounded above by a seq also reads the keys up to this much later, which can hold older payments:
+ * kept short, since every next page of a listing reads that far. A group's payments get their seqs within one
+ * commit's time (milliseconds); a group that spans longer is split.
  */
-const LISTING_SPAN_MS = 10_000;
+const LISTING_SPAN_MS = 1_000;
 
 const listings = new Collector<ListingEntry>((target, entries) => {
   setListing(target, byTimeKey, entries);
@@ -433,8 +434,10 @@ export async function* iteratePaymentIds(
     : ["payments_by_time"];
   const startSeq = opts.startSeq ?? "";
   const endSeq = opts.endSeq;
-  // Keys named up to LISTING_SPAN_MS after the end can hold payments before it.
-  const listEnd = endSeq === undefined ? "\uffff" : encodeTime(decodeTime(endSeq) + LISTING_SPAN_MS + 1);
+  // Keys named up to LISTING_SPAN_MS after the end can hold payments before it (and never less than the end itself,
+  // whatever a cursor from a URL holds).
+  const spanEnd = endSeq === undefined ? "\uffff" : encodeTime(decodeTime(endSeq) + LISTING_SPAN_MS + 1);
+  const listEnd = endSeq !== undefined && endSeq > spanEnd ? endSeq : spanEnd;
   const keys = kv.list<StoredListing>({ start: [...prefix, startSeq], end: [...prefix, listEnd] }, {
     reverse: true,
     batchSize: 100,

@@ -192,19 +192,47 @@ Deno.test("[payments-db] listings written by two processes at once read back mer
   }
 });
 
-Deno.test("[payments-db] a shared listing key holds at most 10 s of payments, and a bound finds older ones in a later key", async () => {
+Deno.test("[payments-db] a shared listing key holds at most 1 s of payments, and a bound finds older ones in a later key", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const t = Date.now() - 600_000;
-    // One group: two payments 5 s apart share a key (named by the newer); one 20 s later gets a key of its own.
-    const [first, second, third] = [storedPayment(t), storedPayment(t + 5_000), storedPayment(t + 25_000)];
-    const anchor = storedPayment(t - 1_000);
+    // One group: two payments 0.8 s apart share a key (named by the newer); one 2 s later gets a key of its own.
+    const [first, second, third] = [storedPayment(t), storedPayment(t + 800), storedPayment(t + 2_800)];
+    const anchor = storedPayment(t - 5_000);
+    // The anchor commits alone; the other three wait for it and go as one group.
     await Promise.all([anchor, first, second, third].map((p) => createPayment(kv, p)));
+    assert.equal(await keysUnder(kv, ["payments_by_time"]), 3);
     assert.deepEqual(await listed(kv), [third.id, second.id, first.id, anchor.id]);
-    // Before a seq 1 s after the first payment: the key named 5 s later still has to be read for it.
-    const oneSecondLater = storedPayment(t + 1_000).seq;
-    assert.deepEqual(await listed(kv, { endSeq: oneSecondLater }), [first.id, anchor.id]);
+    // Before a seq 0.1 s after the first payment: the key named 0.8 s later still has to be read for it.
+    const justAfterFirst = storedPayment(t + 100).seq;
+    assert.deepEqual(await listed(kv, { endSeq: justAfterFirst }), [first.id, anchor.id]);
     assert.deepEqual(await listed(kv, { startSeq: second.seq }), [third.id, second.id]);
+    // A cursor that is not a ULID (from a URL) bounds the listing like any string, without skipping anything.
+    assert.deepEqual(await listed(kv, { endSeq: "zzz" }), [third.id, second.id, first.id, anchor.id]);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[payments-db] the email backfill over a store with shared listing keys indexes only the older payments", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t = Date.now() - 86_400_000;
+    // Older payments, one at a time, whose email entries an older version never wrote.
+    const older = Array.from({ length: 5 }, (_, i) => payment(i + 1, t + i));
+    for (const p of older) await createPayment(kv, p);
+    const op = kv.atomic();
+    for await (const e of kv.list({ prefix: ["payments_by_email"] })) op.delete(e.key);
+    assert.ok((await op.commit()).ok);
+    // Then a burst under this version: shared listing keys, email entries included.
+    const burst = Array.from({ length: 20 }, (_, i) => payment(i + 10, t + 1_000 + i));
+    await Promise.all(burst.map((p) => createPayment(kv, p)));
+
+    // The burst's first payment commits alone, with keys of its own: the backfill rewrites its email key unchanged.
+    assert.deepEqual(await backfillPaymentEmailIndex(kv, { batchSize: 4 }), { indexed: older.length + 1, done: true });
+    for (const p of [...older, ...burst]) {
+      assert.deepEqual(await listed(kv, { emailHash: paymentEmailHash(p.email) }), [p.id], p.email);
+    }
   } finally {
     kv.close();
   }

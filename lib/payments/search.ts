@@ -14,7 +14,7 @@ import { PAYMENT_STATUSES } from "./status.ts";
 import type { Payment } from "./types.ts";
 import { parseOrThrow } from "../validation.ts";
 import { formatDecimal } from "../money.ts";
-import { decodeTime } from "../ids.ts";
+import { decodeTime, encodeTime } from "../ids.ts";
 
 /** Console and export filters; every field optional. Dates are UTC days, inclusive. */
 export const PaymentFilterSchema = z.object({
@@ -181,18 +181,9 @@ function isFullEmail(email: string): boolean {
   return /^[^@\s]+@[^@\s]+\.[^@\s.]+$/.test(email);
 }
 
-/** The creation time of a ULID: its first 10 characters, base32. */
-const ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/** The smallest ULID of a millisecond: its 10-character time part followed by the lowest random part. */
+/** The smallest ULID of a millisecond: its time part followed by the lowest random part. */
 function ulidBound(ms: number): string {
-  let t = ms;
-  let out = "";
-  for (let i = 0; i < 10; i++) {
-    out = ULID_ALPHABET[t % 32] + out;
-    t = Math.floor(t / 32);
-  }
-  return out + "0".repeat(16);
+  return encodeTime(ms) + "0".repeat(16);
 }
 
 const CSV_COLUMNS = [
