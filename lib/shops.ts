@@ -15,7 +15,7 @@ import {
 import { sortableId } from "./ids.ts";
 import { writeAudit } from "./db/audit.ts";
 import { isKeyPairSecret, newSigningKeyPair, newWebhookSecret, publicKeyOf } from "./relay/signing.ts";
-import { normalizePostbackUrl, type Resolver, resolveWithDns } from "./relay/url_guard.ts";
+import { DnsTimeoutError, normalizePostbackUrl, type Resolver, resolveWithDns } from "./relay/url_guard.ts";
 import { parseOrThrow, text } from "./validation.ts";
 
 const Hostname = z.string().trim().toLowerCase().max(253)
@@ -185,6 +185,10 @@ async function checkDefaultPostbackUrl(
     allowLocal: opts.allowLocalUrls,
     allowedHosts: data.allowedHosts,
     resolve: opts.resolve ?? resolveWithDns,
+  }).catch((err) => {
+    // On a settings form the field says so and the operator saves again; nothing is stored meanwhile.
+    if (err instanceof DnsTimeoutError) return { url: null, problem: `${err.problem}; try again` };
+    throw err;
   });
   if (checked.problem) throw new ValidationError("The shop is invalid.", { defaultPostbackUrl: checked.problem });
   return checked.url;

@@ -13,6 +13,7 @@ import { describePayment } from "../lib/payments/admin.ts";
 import { createShop } from "../lib/shops.ts";
 import { createServer } from "../server.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
 import {
   callInit,
   freePort,
@@ -205,6 +206,27 @@ Deno.test("[hardening] a one-time password opens only the password page; a chang
     const other = await phone.get("/admin/shops");
     assert.equal(other.status, 303, "the other session ended");
     assert.match(other.location!, /^\/admin\/login/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[hardening] a postback host whose lookup times out: the API answers 503 to retry, a settings form says so", async () => {
+  // What the app's resolver throws when the name servers stay silent (url_guard_test.ts runs it against one).
+  const app = await startTestApp({ resolve: (host) => Promise.reject(new DnsTimeoutError(host, 5_000)) });
+  try {
+    const res = await callInit(app, paymentBody({ id: "o-dns-slow", postbackUrl: "https://slow-dns.example/pb" }));
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error.code, "dns_timeout");
+    assert.equal(res.headers.get("retry-after"), "5");
+    assert.equal(res.body.error.fields.postbackUrl, "host slow-dns.example got no DNS answer within 5 s");
+    assert.equal(app.sandbox.calls.create, 0, "the provider was not asked");
+
+    const b = await operatorBrowser(app);
+    await b.get("/admin/shops");
+    const form = await b.post("/admin/shops", { name: "Slow DNS", defaultPostbackUrl: "https://slow-dns.example/pb" });
+    assert.equal(form.status, 400);
+    assert.match(form.text, /got no DNS answer within 5 s; try again/);
   } finally {
     await app.close();
   }

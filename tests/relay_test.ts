@@ -10,6 +10,7 @@ import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { RelayPool, relayPool } from "../lib/relay/pool.ts";
+import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
 import {
   buyerSettles,
   callInit,
@@ -364,6 +365,28 @@ Deno.test("[relay] a host lookup that hangs at send time ends with the attempt's
     const [attempt] = (await deliveryOf(app, init.body.id)).attemptLog;
     assert.equal(attempt.error, "no answer within 300 ms");
     assert.ok(attempt.latencyMs < 2_000, `the attempt took ${attempt.latencyMs} ms`);
+    assert.equal(shop.received.length, 0);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a host lookup that times out at send time is a retry that says so, and nothing is sent", async () => {
+  let slow = false;
+  const resolve = (host: string) =>
+    slow ? Promise.reject(new DnsTimeoutError(host, 5_000)) : Promise.resolve(["127.0.0.1"]);
+  const shop = startShopReceiver();
+  const port = new URL(shop.url).port;
+  await withApp({ resolve, env: { POSTBACK_SCHEDULE: "0" } }, async (app) => {
+    const init = await callInit(app, paymentBody({ id: "o-dns-slow", postbackUrl: `http://shop.test:${port}/pb` }));
+    assert.equal(init.status, 201);
+    slow = true;
+    await buyerSettles(init.body.url, "paid");
+    await waitFor(
+      "failure",
+      async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
+    );
+    const [attempt] = (await deliveryOf(app, init.body.id)).attemptLog;
+    assert.equal(attempt.error, "postbackUrl host shop.test got no DNS answer within 5 s");
     assert.equal(shop.received.length, 0);
   });
   await shop.close();

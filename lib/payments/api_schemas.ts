@@ -109,6 +109,11 @@ export const API_ERRORS = [
     status: 503,
     when: "Invoices: this server has no chain service set up (CHAIN_* settings next to a real provider).",
   },
+  {
+    code: "dns_timeout",
+    status: 503,
+    when: "Init, invoices: the lookup of the postbackUrl's host got no answer within 5 s; retry after Retry-After.",
+  },
   { code: "internal_error", status: 500, when: "Our fault; logged with the `requestId` in the answer." },
   { code: "provider_error", status: 502, when: "The provider failed." },
   { code: "provider_timeout", status: 504, when: "The provider did not answer in time." },

@@ -8,7 +8,7 @@ import { webhookHeaders } from "./signing.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
 import type { Delivery, DeliveryAttempt } from "./types.ts";
 import { DELIVERY_LEASE_MS, leaseKeeper, leaseLeavesTimeToStart } from "./lease.ts";
-import { checkPostbackDestination, checkShopUrl } from "./url_guard.ts";
+import { checkPostbackDestination, checkShopUrl, DnsTimeoutError } from "./url_guard.ts";
 
 const RESPONSE_KEEP_BYTES = 1024;
 
@@ -120,6 +120,7 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
       return await send(url, { headers, body: d.body, signal }, ctx.now());
     });
   } catch (err) {
+    if (err instanceof DnsTimeoutError) return blocked(`postbackUrl ${err.problem}`);
     const error = isTimeout(err) ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : plainNetworkError(err);
     return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error }, responseStart: "" };
   }

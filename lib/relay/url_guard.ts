@@ -1,3 +1,4 @@
+import { AppError } from "../errors.ts";
 import { withTimeout } from "../timeout.ts";
 
 /**
@@ -90,10 +91,20 @@ export type Resolver = (hostname: string, signal?: AbortSignal) => Promise<strin
  */
 export const DNS_TIMEOUT_MS = 5_000;
 
-/** A lookup that got no answer within its time (DnsTimeoutError's `ms`). */
-export class DnsTimeoutError extends Error {
+/**
+ * A lookup that got no answer within its time. Passing (the name's servers, or ours), so an API call that needed it
+ * answers 503 with Retry-After rather than calling the URL wrong; a postback attempt is retried on its schedule.
+ */
+export class DnsTimeoutError extends AppError {
+  /** What it means for the URL, in the words of the guard's other refusals. */
+  readonly problem: string;
+
   constructor(readonly hostname: string, readonly ms: number) {
-    super(`no DNS answer for ${hostname} within ${ms} ms`);
+    const problem = `host ${hostname} got no DNS answer within ${ms / 1000} s`;
+    super(503, "dns_timeout", `The lookup of ${hostname} got no answer in time; try again shortly.`, {
+      postbackUrl: problem,
+    }, { "retry-after": "5" });
+    this.problem = problem;
   }
 }
 
@@ -131,7 +142,8 @@ export const resolveWithDns: Resolver = dnsResolver();
 /**
  * Returns a reason the postback destination is unsafe to call, or null.
  * In dev mode loopback is allowed (the demo shop and tests live there), but
- * other private ranges never are.
+ * other private ranges never are. Throws DnsTimeoutError when the host's
+ * lookup got no answer in time: nothing is known of it yet.
  */
 export async function checkPostbackDestination(
   url: URL,
@@ -144,12 +156,7 @@ export async function checkPostbackDestination(
   } else if (host === "localhost" || host.endsWith(".localhost")) {
     addresses = ["127.0.0.1"];
   } else {
-    try {
-      addresses = await opts.resolve(host, opts.signal);
-    } catch (err) {
-      if (err instanceof DnsTimeoutError) return `host ${host} got no DNS answer within ${err.ms / 1000} s`;
-      throw err;
-    }
+    addresses = await opts.resolve(host, opts.signal);
     if (addresses.length === 0) return `host ${host} does not resolve`;
   }
   for (const address of addresses) {
