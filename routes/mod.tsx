@@ -44,13 +44,17 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   const app = new Hono();
   // Before everything else, so that every answer is counted (only when metrics are on: no cost otherwise).
   if (ctx.metrics) app.use(countRequests(ctx.metrics));
+  // Every answer but the buyer's redirects (the hot path, which logs nothing) names its request, the body limit's
+  // refusals included: a shop or an operator quoting it finds the log lines.
+  const nameRequest = requestId();
+  app.use((c, next) => (c.req.path.startsWith("/integration/") ? next() : nameRequest(c, next)));
   // First of all, so no route or middleware reads more than its limit (forms and webhooks 64 KiB).
   app.use(limitBodies({ byPrefix: { "/api/v1/": MAX_API_BODY_BYTES } }));
   // The buyer's redirects and the shops' JSON API are the hot paths: they are registered before the page
   // middlewares (which then never run for them) and set the few headers a redirect or JSON answer needs.
   app.route("/integration", integrationRoutes(ctx));
   const api = new Hono();
-  api.use(requestId(), async (c, next) => {
+  api.use(async (c, next) => {
     // Set before the handler, so they go into its answer as it is made: set on a finished answer, Hono copies the
     // whole response to add them, on every API call.
     setApiHeaders(c);
@@ -66,7 +70,6 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/", checkoutScriptRoutes());
   if (opts.sandbox) app.route("/sandbox/bansky", opts.sandbox.app);
 
-  app.use(requestId());
   // Outside secureHeaders so that a shop's buyer page can let that shop's sites frame it (see allowFraming).
   app.use(framingPolicy);
   app.use(secureHeaders({

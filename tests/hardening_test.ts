@@ -456,6 +456,7 @@ Deno.test("[hardening] every API answer, a success or an error, is never sniffed
     assert.equal(tooLarge.status, 413);
     assert.equal(tooLarge.headers.get("x-content-type-options"), "nosniff");
     assert.equal(tooLarge.headers.get("cache-control"), "no-store");
+    assert.match(tooLarge.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
   } finally {
     await app.close();
   }
