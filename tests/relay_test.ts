@@ -10,7 +10,7 @@ import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { RelayPool, relayPool } from "../lib/relay/pool.ts";
-import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
+import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
 import {
   buyerSettles,
   callInit,
@@ -324,72 +324,52 @@ Deno.test("[relay] a resend clears a lease too far off to be an attempt's (a clo
   await shop.close();
 });
 
-Deno.test("[relay] the postback address is checked again at send time (DNS can change)", async () => {
-  const answers: Record<string, string[]> = { "shop.test": ["127.0.0.1"] };
+/**
+ * A payment whose postback host resolves to loopback when it is made; then `atSend` answers the lookups, the
+ * payment is paid, and its postback's one attempt (POSTBACK_SCHEDULE "0") fails. Returns that attempt.
+ */
+async function attemptAfterDnsChange(atSend: Resolver, env: Record<string, string> = {}) {
+  let resolver: Resolver = () => Promise.resolve(["127.0.0.1"]);
   const shop = startShopReceiver();
   const port = new URL(shop.url).port;
-  await withApp({ resolve: (h) => Promise.resolve(answers[h] ?? []), env: { POSTBACK_SCHEDULE: "0" } }, async (app) => {
-    const init = await callInit(app, paymentBody({ id: "o-dns", postbackUrl: `http://shop.test:${port}/pb` }));
-    assert.equal(init.status, 201);
-    answers["shop.test"] = ["10.0.0.7"]; // the name now points inside our network
-    await buyerSettles(init.body.url, "paid");
-    await waitFor(
-      "failure",
-      async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
-    );
-    const d = await deliveryOf(app, init.body.id);
-    assert.match(d.attemptLog[0].error!, /resolves to a private address/);
-    assert.equal(shop.received.length, 0);
-  });
+  let attempt: Awaited<ReturnType<typeof deliveryOf>>["attemptLog"][number] | undefined;
+  await withApp(
+    { resolve: (h, signal) => resolver(h, signal), env: { POSTBACK_SCHEDULE: "0", ...env } },
+    async (app) => {
+      const init = await callInit(app, paymentBody({ id: "o-dns", postbackUrl: `http://shop.test:${port}/pb` }));
+      assert.equal(init.status, 201);
+      resolver = atSend;
+      await buyerSettles(init.body.url, "paid");
+      await waitFor(
+        "failure",
+        async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
+      );
+      attempt = (await deliveryOf(app, init.body.id)).attemptLog[0];
+    },
+  );
   await shop.close();
+  assert.equal(shop.received.length, 0, "nothing was sent");
+  return attempt!;
+}
+
+Deno.test("[relay] the postback address is checked again at send time (DNS can change)", async () => {
+  // The name now points inside our network.
+  const attempt = await attemptAfterDnsChange(() => Promise.resolve(["10.0.0.7"]));
+  assert.match(attempt.error!, /resolves to a private address/);
 });
 
 Deno.test("[relay] a host lookup that hangs at send time ends with the attempt's timeout", async () => {
-  // The lookup answers at creation, then hangs until the attempt gives up on it (it honours the attempt's signal).
-  let hang = false;
-  const resolve = (_host: string, signal?: AbortSignal) =>
-    hang
-      ? new Promise<string[]>((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)))
-      : Promise.resolve(["127.0.0.1"]);
-  const shop = startShopReceiver();
-  const port = new URL(shop.url).port;
-  await withApp({ resolve, env: { POSTBACK_SCHEDULE: "0", POSTBACK_TIMEOUT_MS: "300" } }, async (app) => {
-    const init = await callInit(app, paymentBody({ id: "o-dns-hang", postbackUrl: `http://shop.test:${port}/pb` }));
-    assert.equal(init.status, 201);
-    hang = true;
-    await buyerSettles(init.body.url, "paid");
-    await waitFor(
-      "failure",
-      async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
-    );
-    const [attempt] = (await deliveryOf(app, init.body.id)).attemptLog;
-    assert.equal(attempt.error, "no answer within 300 ms");
-    assert.ok(attempt.latencyMs < 2_000, `the attempt took ${attempt.latencyMs} ms`);
-    assert.equal(shop.received.length, 0);
-  });
-  await shop.close();
+  // It hangs until the attempt gives up on it (it honours the attempt's signal).
+  const hangs: Resolver = (_host, signal) =>
+    new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)));
+  const attempt = await attemptAfterDnsChange(hangs, { POSTBACK_TIMEOUT_MS: "300" });
+  assert.equal(attempt.error, "no answer within 300 ms");
+  assert.ok(attempt.latencyMs < 2_000, `the attempt took ${attempt.latencyMs} ms`);
 });
 
-Deno.test("[relay] a host lookup that times out at send time is a retry that says so, and nothing is sent", async () => {
-  let slow = false;
-  const resolve = (host: string) =>
-    slow ? Promise.reject(new DnsTimeoutError(host, 5_000)) : Promise.resolve(["127.0.0.1"]);
-  const shop = startShopReceiver();
-  const port = new URL(shop.url).port;
-  await withApp({ resolve, env: { POSTBACK_SCHEDULE: "0" } }, async (app) => {
-    const init = await callInit(app, paymentBody({ id: "o-dns-slow", postbackUrl: `http://shop.test:${port}/pb` }));
-    assert.equal(init.status, 201);
-    slow = true;
-    await buyerSettles(init.body.url, "paid");
-    await waitFor(
-      "failure",
-      async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
-    );
-    const [attempt] = (await deliveryOf(app, init.body.id)).attemptLog;
-    assert.equal(attempt.error, "postbackUrl host shop.test got no DNS answer within 5 s");
-    assert.equal(shop.received.length, 0);
-  });
-  await shop.close();
+Deno.test("[relay] a host lookup that times out at send time is a retry that says so", async () => {
+  const attempt = await attemptAfterDnsChange((host) => Promise.reject(new DnsTimeoutError(host, 5_000)));
+  assert.equal(attempt.error, "postbackUrl host shop.test got no DNS answer within 5 s");
 });
 
 Deno.test("[relay] after a secret rotation postbacks carry both signatures for 24 hours", async () => {
