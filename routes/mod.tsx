@@ -48,7 +48,7 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   // refusals included: a shop or an operator quoting it finds the log lines.
   const nameRequest = requestId();
   app.use((c, next) => (c.req.path.startsWith("/integration/") ? next() : nameRequest(c, next)));
-  // First of all, so no route or middleware reads more than its limit (forms and webhooks 64 KiB).
+  // Before any route, so no route or middleware reads more than its limit (forms and webhooks 64 KiB).
   app.use(limitBodies({ byPrefix: { "/api/v1/": MAX_API_BODY_BYTES } }));
   // The buyer's redirects and the shops' JSON API are the hot paths: they are registered before the page
   // middlewares (which then never run for them) and set the few headers a redirect or JSON answer needs.

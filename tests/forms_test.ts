@@ -13,6 +13,7 @@ import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
 import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { readInvoice } from "../fixtures/invoices.ts";
+import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
 import { FormCreatedResponse, FormListResponse, FormResponse } from "../lib/forms/api_schemas.ts";
 
 async function api(app: TestApp, method: string, path: string, body?: unknown, key = app.shop.apiKey) {
@@ -322,15 +323,41 @@ Deno.test("[forms] a forged, moved or expired token is refused with a message; a
   }
 });
 
+/** Gives the test shop a default postback URL (its host resolving to loopback) and these allowed hosts. */
+async function setDefaultPostbackUrl(app: TestApp, url: string, allowedHosts: string[]) {
+  const { updateShopSettings } = await import("../lib/shops.ts");
+  await updateShopSettings(app.kv, app.shop.id, { name: "Test shop", allowedHosts, defaultPostbackUrl: url }, {
+    actor: "test",
+    allowLocalUrls: true,
+    now: Date.now(),
+    resolve: () => Promise.resolve(["127.0.0.1"]),
+  });
+}
+
+Deno.test("[forms] when the shop's postback host cannot be looked up in time, the buyer is asked to send again", async () => {
+  const app = await startTestApp();
+  try {
+    await setDefaultPostbackUrl(app, "http://hooks.shop.example/postbacks", ["hooks.shop.example", "localhost"]);
+    app.server.ctx.resolve = (host) => Promise.reject(new DnsTimeoutError(host, 5_000));
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const page = await openPage(app, form.id);
+    const res = await submit(app, form.id, { _token: page.token, amount: "5", email: "donor@example.com" });
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "5");
+    assert.match(res.html, /Nothing was charged; please send the form again in a few seconds/);
+    assert.match(res.html, /value="donor@example.com"/, "what the buyer typed is kept");
+    assert.ok(!res.html.includes("hooks.shop.example"), "the shop's own host is not shown to its buyers");
+    assert.equal((await shopPayments(app)).length, 0);
+    assert.equal(app.sandbox.calls.create, 0);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[forms] a shop with a default postback URL hears about a form's payment by its form-derived id", async () => {
   const app = await startTestApp();
   try {
-    const { updateShopSettings } = await import("../lib/shops.ts");
-    await updateShopSettings(app.kv, app.shop.id, {
-      name: "Test shop",
-      allowedHosts: ["shop.example", "localhost"],
-      defaultPostbackUrl: "http://localhost:9/postbacks",
-    }, { actor: "test", allowLocalUrls: true, now: Date.now(), resolve: () => Promise.resolve(["127.0.0.1"]) });
+    await setDefaultPostbackUrl(app, "http://localhost:9/postbacks", ["shop.example", "localhost"]);
     const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
     const page = await openPage(app, form.id);
     const res = await submit(app, form.id, { _token: page.token, amount: "5", email: "donor@example.com" });

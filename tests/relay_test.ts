@@ -325,36 +325,41 @@ Deno.test("[relay] a resend clears a lease too far off to be an attempt's (a clo
 });
 
 /**
- * A payment whose postback host resolves to loopback when it is made; then `atSend` answers the lookups, the
- * payment is paid, and its postback's one attempt (POSTBACK_SCHEDULE "0") fails. Returns that attempt.
+ * A payment whose postback host resolves to loopback when it is made; then `atSend` answers the lookups and the
+ * payment is paid. Returns its postback after the first attempt (the next is a minute away) and its first attempt.
  */
-async function attemptAfterDnsChange(atSend: Resolver, env: Record<string, string> = {}) {
+async function firstAttemptAfterDnsChange(atSend: Resolver, env: Record<string, string> = {}) {
   let resolver: Resolver = () => Promise.resolve(["127.0.0.1"]);
   const shop = startShopReceiver();
   const port = new URL(shop.url).port;
-  let attempt: Awaited<ReturnType<typeof deliveryOf>>["attemptLog"][number] | undefined;
-  await withApp(
-    { resolve: (h, signal) => resolver(h, signal), env: { POSTBACK_SCHEDULE: "0", ...env } },
-    async (app) => {
+  const opts = {
+    resolve: (h: string, signal?: AbortSignal) => resolver(h, signal),
+    env: { POSTBACK_SCHEDULE: "0,60", ...env },
+  };
+  try {
+    let delivery: Awaited<ReturnType<typeof deliveryOf>> | undefined;
+    await withApp(opts, async (app) => {
       const init = await callInit(app, paymentBody({ id: "o-dns", postbackUrl: `http://shop.test:${port}/pb` }));
       assert.equal(init.status, 201);
       resolver = atSend;
       await buyerSettles(init.body.url, "paid");
       await waitFor(
-        "failure",
-        async () => ((await deliveryOf(app, init.body.id))?.status === "failed" ? true : undefined),
+        "an attempt",
+        async () => ((await deliveryOf(app, init.body.id))?.attemptLog.length ? true : undefined),
       );
-      attempt = (await deliveryOf(app, init.body.id)).attemptLog[0];
-    },
-  );
-  await shop.close();
-  assert.equal(shop.received.length, 0, "nothing was sent");
-  return attempt!;
+      delivery = await deliveryOf(app, init.body.id);
+    });
+    assert.equal(shop.received.length, 0, "nothing was sent");
+    assert.equal(delivery!.status, "pending", "the postback is retried on its schedule");
+    return delivery!.attemptLog[0];
+  } finally {
+    await shop.close();
+  }
 }
 
 Deno.test("[relay] the postback address is checked again at send time (DNS can change)", async () => {
   // The name now points inside our network.
-  const attempt = await attemptAfterDnsChange(() => Promise.resolve(["10.0.0.7"]));
+  const attempt = await firstAttemptAfterDnsChange(() => Promise.resolve(["10.0.0.7"]));
   assert.match(attempt.error!, /resolves to a private address/);
 });
 
@@ -362,13 +367,13 @@ Deno.test("[relay] a host lookup that hangs at send time ends with the attempt's
   // It hangs until the attempt gives up on it (it honours the attempt's signal).
   const hangs: Resolver = (_host, signal) =>
     new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)));
-  const attempt = await attemptAfterDnsChange(hangs, { POSTBACK_TIMEOUT_MS: "300" });
+  const attempt = await firstAttemptAfterDnsChange(hangs, { POSTBACK_TIMEOUT_MS: "300" });
   assert.equal(attempt.error, "no answer within 300 ms");
   assert.ok(attempt.latencyMs < 2_000, `the attempt took ${attempt.latencyMs} ms`);
 });
 
 Deno.test("[relay] a host lookup that times out at send time is a retry that says so", async () => {
-  const attempt = await attemptAfterDnsChange((host) => Promise.reject(new DnsTimeoutError(host, 5_000)));
+  const attempt = await firstAttemptAfterDnsChange((host) => Promise.reject(new DnsTimeoutError(host, 5_000)));
   assert.equal(attempt.error, "postbackUrl host shop.test got no DNS answer within 5 s");
 });
 

@@ -205,7 +205,7 @@ export function errorResponses(codes: readonly ApiErrorCode[]): Record<string, R
     }
     responses[String(status)] = {
       description: errors.map((e) => `\`${e.code}\`: ${e.when}`).join(" "),
-      ...(status === 409 || status === 429 ? { headers: retryAfter } : {}),
+      ...(status === 409 || status === 429 || status === 503 ? { headers: retryAfter } : {}),
       content: json(ref("ErrorResponse"), { examples }),
     };
   }
@@ -442,6 +442,8 @@ function formOperations(publicBaseUrl: string): Record<string, PathItem> {
           "410": html("The form is disabled."),
           "422": html("Invalid fields: the page again with a message beside each; nothing is created."),
           "429": html("Too many submits from this address; see `Retry-After`."),
+          "502": html("The payment service did not answer: the page again with a message; nothing was charged."),
+          "503": html("The shop's postback host could not be looked up in time: the page again; see `Retry-After`."),
         },
         "x-audience": "buyer",
       },

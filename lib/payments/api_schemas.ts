@@ -112,7 +112,8 @@ export const API_ERRORS = [
   {
     code: "dns_timeout",
     status: 503,
-    when: "Init, invoices: the lookup of the postbackUrl's host got no answer within 5 s; retry after Retry-After.",
+    when:
+      "Init, checkout sessions, invoices: the lookup of the postbackUrl's host got no answer within 5 s; retry after Retry-After.",
   },
   { code: "internal_error", status: 500, when: "Our fault; logged with the `requestId` in the answer." },
   { code: "provider_error", status: 502, when: "The provider failed." },

@@ -5,7 +5,7 @@ import type { Shop } from "../db/shops.ts";
 import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { log } from "../log.ts";
-import { normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
+import { DnsTimeoutError, normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
 import { parseOrThrow, text } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
@@ -284,7 +284,11 @@ async function checkUrls(ctx: AppContext, shop: Shop, input: InitPaymentInput, o
   if (error.problem) fields.errorUrl = error.problem;
   let postbackUrl: string | null = null;
   if (input.postbackUrl) {
-    const postback = await normalizePostbackUrl(input.postbackUrl, { ...rules, resolve: ctx.resolve });
+    const postback = await normalizePostbackUrl(input.postbackUrl, { ...rules, resolve: ctx.resolve }).catch((err) => {
+      // A request that is wrong anyway is told so at once, not asked to come back in a few seconds.
+      if (err instanceof DnsTimeoutError && Object.keys(fields).length) return { url: null, problem: err.problem };
+      throw err;
+    });
     if (postback.problem) fields.postbackUrl = postback.problem;
     postbackUrl = postback.url;
   } else if (input.shopTxId) {

@@ -1,4 +1,5 @@
 import { AppError } from "../errors.ts";
+import { log } from "../log.ts";
 import { withTimeout } from "../timeout.ts";
 
 /**
@@ -100,11 +101,10 @@ export class DnsTimeoutError extends AppError {
   readonly problem: string;
 
   constructor(readonly hostname: string, readonly ms: number) {
-    const problem = `host ${hostname} got no DNS answer within ${ms / 1000} s`;
-    super(503, "dns_timeout", `The lookup of ${hostname} got no answer in time; try again shortly.`, {
-      postbackUrl: problem,
-    }, { "retry-after": "5" });
-    this.problem = problem;
+    super(503, "dns_timeout", `The lookup of ${hostname} got no answer in time; try again shortly.`, undefined, {
+      "retry-after": "5",
+    });
+    this.problem = `host ${hostname} got no DNS answer within ${ms / 1000} s`;
   }
 }
 
@@ -131,7 +131,11 @@ export function dnsResolver(
       ];
       // Addresses of one family that came in time are enough; nothing at all by the deadline is a timeout.
       if (addresses.length === 0 && callerSignal?.aborted) throw callerSignal.reason;
-      if (addresses.length === 0 && own.aborted) throw new DnsTimeoutError(hostname, timeoutMs);
+      if (addresses.length === 0 && own.aborted) {
+        // Ours or the name's servers: many of these at once point at our own resolver.
+        log.warn("host name lookup timed out", { hostname, timeoutMs });
+        throw new DnsTimeoutError(hostname, timeoutMs);
+      }
       return addresses;
     });
 }

@@ -4,6 +4,7 @@ import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.t
 import { AppError, IdempotencyMismatchError, UpstreamError } from "../../lib/errors.ts";
 import { log } from "../../lib/log.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
+import { DnsTimeoutError } from "../../lib/relay/url_guard.ts";
 import { loadBuyerForm } from "../../lib/forms/mod.ts";
 import {
   type BuyerInput,
@@ -42,7 +43,7 @@ export function formPageRoutes(ctx: AppContext) {
     c: Context,
     target: Target,
     extra: { values?: BuyerInput; errors?: Record<string, string>; message?: string; token?: string },
-    status: 200 | 400 | 403 | 409 | 422 | 502 = 200,
+    status: 200 | 400 | 403 | 409 | 422 | 502 | 503 = 200,
   ) => {
     const { form, shop } = target;
     const currencies = form.kind === "fiat" && form.currency === null ? await currencyChoicesFor(ctx, shop) : [];
@@ -118,6 +119,12 @@ export function formPageRoutes(ctx: AppContext) {
         // The same token again: a retry names the same payment, in case the provider did make it.
         const message = "The payment service did not answer. Nothing was charged; please send the form again.";
         return await page(c, target, { values, message, token: posted._token }, 502);
+      }
+      if (err instanceof DnsTimeoutError) {
+        // The shop's postback host could not be looked up in time (logged where it happened): nothing was made.
+        const message = "This did not go through. Nothing was charged; please send the form again in a few seconds.";
+        c.header("retry-after", "5");
+        return await page(c, target, { values, message, token: posted._token }, 503);
       }
       if (err instanceof AppError && err.status < 500 && err.status !== 429) {
         // Not the buyer's doing (the shop's set-up: no route for the currency, a URL it no longer allows).
