@@ -447,22 +447,25 @@ Deno.test({
   async fn() {
     await withExport({ env: { ANALYTICS_BATCH_SIZE: "4", ANALYTICS_INTERVAL_MS: "1500" } }, async (h) => {
       const { app, fake } = h;
+      // Each run sends its tables at once; held answers make them overlap, and the next run comes after them all.
+      fake.insertHoldMs = 100;
       for (let i = 0; i < 6; i++) {
         const init = await callInit(app, paymentBody());
         await buyerSettles(init.body.url, "paid");
       }
       const count = await waitExported(h);
       assert.ok(count >= 24, `only ${count} activity entries`);
-      // A batch's entries become payment_events and provider_operations rows; a run sends each table at most once,
-      // so a table seen again starts the next run.
-      const entryInserts = fake.inserts.filter((c) => c.table !== "payments" && c.status === 200);
-      const calls: { rows: number; at: number; tables: Set<string> }[] = [];
-      for (const c of entryInserts) {
+      // A batch's entries become payment_events and provider_operations rows (and payments rows besides). A run's
+      // inserts are in flight together; an insert that came in after every one so far was answered starts the next.
+      const inserts = fake.inserts.filter((c) => c.status === 200).toSorted((a, b) => a.receivedAt - b.receivedAt);
+      const calls: { rows: number; at: number; answeredBy: number }[] = [];
+      for (const c of inserts) {
+        const rows = c.table === "payments" ? 0 : c.rows;
         const run = calls.at(-1);
-        if (run && !run.tables.has(c.table) && c.at - run.at < 50) {
-          run.rows += c.rows;
-          run.tables.add(c.table);
-        } else calls.push({ rows: c.rows, at: c.at, tables: new Set([c.table]) });
+        if (run && c.receivedAt <= run.answeredBy) {
+          run.rows += rows;
+          run.answeredBy = Math.max(run.answeredBy, c.at);
+        } else calls.push({ rows, at: c.receivedAt, answeredBy: c.at });
       }
       assert.ok(calls.every((c) => c.rows <= 4), JSON.stringify(calls));
       // Some run found a backlog: its full batches followed each other at once, far less than the 1.5 s interval
