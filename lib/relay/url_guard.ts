@@ -91,6 +91,8 @@ export type Resolver = (hostname: string, signal?: AbortSignal) => Promise<strin
  * every postback attempt; a resolver that never answers must not hold either past this.
  */
 export const DNS_TIMEOUT_MS = 5_000;
+/** How much longer the second address family (A or AAAA) may take once the first has answered. */
+export const DNS_SECOND_FAMILY_GRACE_MS = 500;
 
 /**
  * A lookup that got no answer within its time. Passing (the name's servers, or ours), so an API call that needed it
@@ -111,25 +113,35 @@ export class DnsTimeoutError extends AppError {
 /**
  * A resolver of A and AAAA records with Deno's resolver, bounded in time: past `timeoutMs` both lookups are
  * abandoned and it throws DnsTimeoutError; when the caller's signal fires first, it throws the signal's reason.
- * `nameServer` is for tests; by default the system's is used.
+ * Once one family has answered with addresses, the other gets `graceMs` more: name servers that drop AAAA queries
+ * are common, and each lookup would otherwise wait the whole `timeoutMs` for nothing. `nameServer` is for tests; by
+ * default the system's is used.
  */
 export function dnsResolver(
-  opts: { timeoutMs?: number; nameServer?: { ipAddr: string; port?: number } } = {},
+  opts: { timeoutMs?: number; graceMs?: number; nameServer?: { ipAddr: string; port?: number } } = {},
 ): Resolver {
   const timeoutMs = opts.timeoutMs ?? DNS_TIMEOUT_MS;
+  const graceMs = opts.graceMs ?? DNS_SECOND_FAMILY_GRACE_MS;
   return (hostname, callerSignal) =>
     withTimeout(timeoutMs, async (own) => {
-      const signal = callerSignal ? AbortSignal.any([own, callerSignal]) : own;
+      const grace = new AbortController();
+      const signal = AbortSignal.any([own, grace.signal, ...(callerSignal ? [callerSignal] : [])]);
       const options = { signal, nameServer: opts.nameServer };
+      let graceTimer: ReturnType<typeof setTimeout> | undefined;
+      const startGrace = (found: string[]) => {
+        if (found.length) graceTimer ??= setTimeout(() => grace.abort(), graceMs);
+        return found;
+      };
       const [v4, v6] = await Promise.allSettled([
-        Deno.resolveDns(hostname, "A", options),
-        Deno.resolveDns(hostname, "AAAA", options),
-      ]);
+        Deno.resolveDns(hostname, "A", options).then(startGrace),
+        Deno.resolveDns(hostname, "AAAA", options).then(startGrace),
+      ]).finally(() => clearTimeout(graceTimer));
       const addresses = [
         ...(v4.status === "fulfilled" ? v4.value : []),
         ...(v6.status === "fulfilled" ? v6.value : []),
       ];
-      // Addresses of one family that came in time are enough; nothing at all by the deadline is a timeout.
+      // Addresses of one family are enough (the other failed, or was too late); none at all by the deadline is a
+      // timeout.
       if (addresses.length === 0 && callerSignal?.aborted) throw callerSignal.reason;
       if (addresses.length === 0 && own.aborted) {
         // Ours or the name's servers: many of these at once point at our own resolver.

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
 import {
   checkPostbackDestination,
@@ -160,5 +161,41 @@ Deno.test("[url guard] a name server that never answers costs a lookup its time 
     assert.ok(queries > 0, "the lookup reached the name server");
   } finally {
     silent.close();
+  }
+});
+
+/** The end of a DNS message's first question: past its name's labels, its type and its class. */
+function endOfQuestion(message: Uint8Array): number {
+  let i = 12;
+  while (message[i] !== 0) i += message[i] + 1;
+  return i + 1 + 4;
+}
+
+Deno.test("[url guard] a name server that answers A and drops AAAA costs a lookup the grace, not the time limit", async () => {
+  // A real name server on loopback: every A query gets 93.184.216.34, AAAA queries get no answer at all.
+  const server = dgram.createSocket("udp4");
+  server.on("message", (query, from) => {
+    const end = endOfQuestion(query);
+    if (query.readUInt16BE(end - 4) !== 1) return;
+    const header = Buffer.alloc(12);
+    query.copy(header, 0, 0, 2); // the query's id
+    header.writeUInt16BE(0x8180, 2); // a response, recursion available, no error
+    header.writeUInt16BE(1, 4); // one question
+    header.writeUInt16BE(1, 6); // one answer
+    // The answer: the question's name (a pointer to it), type A, class IN, 60 s, four bytes of address.
+    const answer = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 93, 184, 216, 34]);
+    server.send(Buffer.concat([header, query.subarray(12, end), answer]), from.port, from.address);
+  });
+  await new Promise<void>((resolve) => server.bind(0, "127.0.0.1", resolve));
+  try {
+    const nameServer = { ipAddr: "127.0.0.1", port: server.address().port };
+    const resolve = dnsResolver({ timeoutMs: 3_000, graceMs: 200, nameServer });
+    const started = performance.now();
+    assert.deepEqual(await resolve("shop.example"), ["93.184.216.34"]);
+    const took = performance.now() - started;
+    assert.ok(took >= 150 && took < 1_500, `the lookup took ${took} ms`);
+    assert.equal(await check("https://shop.example/pb", false, resolve), null);
+  } finally {
+    server.close();
   }
 });
