@@ -58,7 +58,7 @@ function rows(r: BenchResults): Row[] {
     benchmark: `${t.endpoint} (req/s)`,
     app: fmtInt(t.rps.app),
     floor: fmtInt(t.rps.floor),
-    ratio: `${fmtRatio(t.ratio)}${roundRange(t)}`,
+    ratio: `${fmtJudgedRatio(t.ratio, t.target)}${roundRange(t)}`,
     target: `≥ ${t.target.toFixed(1)} × floor`,
     pass: t.ratio >= t.target && t.errors.app === 0,
   });
@@ -116,7 +116,7 @@ function rows(r: BenchResults): Row[] {
       floor: peer.kind === "measured"
         ? `${fmtInt(peer.rate)} postbacks/s (BullMQ + Redis peer)`
         : `BullMQ + Redis peer ${peer.kind === "missing" ? "not measured" : "failed"} (${peer.reason})`,
-      ratio: fmtRatio(peerRatio),
+      ratio: fmtJudgedRatio(peerRatio, PEER_TARGET),
       target: `≥ ${PEER_TARGET.toFixed(1)} × peer, none lost`,
       pass: d.lost > 0
         ? false
@@ -147,6 +147,12 @@ function arrived(x: Delivered): string {
 /** Target rows that failed (continuation rows repeat their parent's verdict and are not counted). */
 export function failures(r: BenchResults): string[] {
   return rows(r).filter((row) => row.benchmark && row.pass === false).map((row) => row.benchmark);
+}
+
+/** A ratio as judged against `target`: with a third decimal where two would round it onto the other side (0.896). */
+function fmtJudgedRatio(ratio: number, target: number): string {
+  const short = fmtRatio(ratio);
+  return Number(short) >= target === ratio >= target ? short : ratio.toFixed(3);
 }
 
 /**

@@ -157,3 +157,13 @@ Deno.test("[bench report] a throughput row shows the range of its rounds beside 
   assert.match(row(renderText(r)), /1\.00 \(rounds 0\.61-1\.15\)/);
   assert.match(row(renderMarkdown(r)), /1\.00 \(rounds 0\.61-1\.15\)/);
 });
+
+Deno.test("[bench report] a ratio that two decimals would round onto its target shows a third", () => {
+  const r = results(1_500, measuredPeer(1_000));
+  r.init = { ...throughput("POST /api/v1/init-payment"), target: 0.9, ratio: 0.896, roundRatios: [0.65, 0.99] };
+  const row = renderMarkdown(r).split("\n").find((l) => l.includes("POST /api/v1/init-payment (req/s)"))!;
+  assert.match(row, /\| 0\.896 \(rounds 0\.65-0\.99\)/);
+  assert.match(row, /\*\*FAIL\*\*/);
+  r.init = { ...r.init, ratio: 0.913 };
+  assert.match(renderMarkdown(r), /\| 0\.91 \(rounds/, "two decimals when they tell the verdict");
+});
