@@ -177,12 +177,15 @@ function errorPage(c: Context, err: Error) {
       : err.message;
     return messagePage(c, title, text, err.status);
   }
-  log.error("unhandled error", { requestId: c.get("requestId"), path: c.req.path, error: describeError(err) });
+  const requestId: string | undefined = c.get("requestId");
+  log.error("unhandled error", { requestId, path: c.req.path, error: describeError(err) });
+  // The buyer's redirects name no request (their hot path skips the id): the log line has the path and the time.
+  const quoted = requestId ? ` (request ${requestId})` : "";
   return c.html(
     renderPage(
       <MessagePage
         title="Something went wrong"
-        text={`It is our fault and it has been logged (request ${c.get("requestId")}). Please try again.`}
+        text={`It is our fault and it has been logged${quoted}. Please try again.`}
       />,
     ),
     500,

@@ -443,6 +443,23 @@ Deno.test("[hardening] the deliveries page refuses a shop id that cannot be one"
   }
 });
 
+Deno.test("[hardening] a store failure on the buyer's redirect shows our apology without an empty request id", async () => {
+  const app = await startTestApp();
+  try {
+    const init = await callInit(app, paymentBody());
+    const getMany = app.kv.getMany;
+    app.kv.getMany = () => Promise.reject(new Error("the store is gone"));
+    const res = await fetch(init.body.url, { redirect: "manual" });
+    const html = await res.text();
+    app.kv.getMany = getMany;
+    assert.equal(res.status, 500);
+    assert.match(html, /It is our fault and it has been logged\. Please try again\./);
+    assert.ok(!html.includes("undefined"), html);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[hardening] every API answer, a success or an error, is never sniffed or cached and names its request", async () => {
   const app = await startTestApp();
   try {
