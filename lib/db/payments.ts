@@ -361,7 +361,8 @@ interface ListingEntry {
  */
 const LISTING_SPAN_MS = 1_000;
 
-const listings = new Collector<ListingEntry>((target, entries) => {
+/** Writes entries into the three listings; one entry alone gets the lone write's keys (see setListing). */
+function setListings(target: Deno.AtomicOperation, entries: ListingEntry[]) {
   setListing(target, byTimeKey, entries);
   for (const [shopId, group] of Map.groupBy(entries, (e) => e.shopId)) {
     setListing(target, (seq) => byShopKey(shopId, seq), group);
@@ -369,15 +370,14 @@ const listings = new Collector<ListingEntry>((target, entries) => {
   for (const [emailHash, group] of Map.groupBy(entries, (e) => e.emailHash)) {
     setListing(target, (seq) => byEmailKey(emailHash, seq), group);
   }
-});
+}
+
+const listings = new Collector<ListingEntry>(setListings);
 
 function addListingOps(op: Deno.AtomicOperation, e: ListingEntry) {
   const group = listings.gathering(op);
-  if (group) {
-    group.push(e);
-  } else {
-    op.set(byShopKey(e.shopId, e.seq), e.id).set(byTimeKey(e.seq), e.id).set(byEmailKey(e.emailHash, e.seq), e.id);
-  }
+  if (group) group.push(e);
+  else setListings(op, [e]);
 }
 
 /** Writes entries of one listing as keys of at most LISTING_SPAN_MS each; a key of one entry is a lone write's. */
