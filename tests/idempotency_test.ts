@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
 import { iteratePaymentIds } from "../lib/db/payments.ts";
+import { updateShopSettings } from "../lib/shops.ts";
 
-Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
+Deno.test("[idempotency] the same id and body returns the first answer, and the provider makes no second payment", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
   try {
     const body = paymentBody({ id: "order-1", postbackUrl: "http://127.0.0.1:9/pb" });
@@ -13,7 +14,42 @@ Deno.test("[idempotency] the same id and body returns the first answer without a
     const second = await callInit(app, { sussessUrl: successUrl, ...rest, currency: "eur" });
     assert.equal(second.status, 200);
     assert.deepEqual(second.body, first.body);
-    assert.equal(app.sandbox.calls.create, 1);
+    // The retry asked Bansky for the same payment (it is idempotent on our id), which made nothing new.
+    assert.equal(app.sandbox.calls.create, 2);
+    assert.equal(app.sandbox.paymentCount, 1);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] a retry of a stored payment is answered while the provider is down or its URLs are no longer allowed", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const body = paymentBody({ id: "order-kept", postbackUrl: "http://127.0.0.1:9/pb" });
+    const first = await callInit(app, body);
+    assert.equal(first.status, 201);
+    app.sandbox.knobs.failureRate = 1;
+    const duringOutage = await callInit(app, body);
+    assert.equal(duringOutage.status, 200);
+    assert.deepEqual(duringOutage.body, first.body);
+    app.sandbox.knobs.failureRate = 0;
+    // The shop now allows another host only: its stored payment's URLs were judged when it was made.
+    await updateShopSettings(app.kv, app.shop.id, {
+      name: "Test shop",
+      defaultPostbackUrl: null,
+      allowedHosts: ["shop.example"],
+    }, {
+      actor: "test",
+      allowLocalUrls: true,
+      now: Date.now(),
+    });
+    const afterTheRulesChanged = await callInit(app, body);
+    assert.equal(afterTheRulesChanged.status, 200);
+    assert.deepEqual(afterTheRulesChanged.body, first.body);
+    const fresh = await callInit(app, { ...body, id: "order-new" });
+    assert.equal(fresh.status, 400, "a new payment is judged by the new rules");
+    const reused = await callInit(app, { ...body, amount: 1 });
+    assert.equal(reused.status, 422, "a different body is still refused");
   } finally {
     await app.close();
   }
@@ -63,7 +99,7 @@ Deno.test("[idempotency] Idempotency-Key works for requests without an id", asyn
     assert.equal(different.status, 422);
     const noKey = await callInit(app, paymentBody());
     assert.notEqual(noKey.body.id, first.body.id, "without a key every request is new");
-    assert.equal(app.sandbox.calls.create, 2);
+    assert.equal(app.sandbox.paymentCount, 2);
   } finally {
     await app.close();
   }

@@ -11,9 +11,13 @@ import { GroupQueue } from "./group_queue.ts";
  * alone cost the store more than the rest of init-payment together.
  *
  * A write that checks something (say, that its key is still free) can fail
- * the whole group; the group is then committed write by write, so only that
- * write fails. Two writes with the same identity never share a group, so their
- * checks cannot both pass within one operation.
+ * the whole group. The group's checked keys are then read: the writes whose
+ * checks no longer hold fail, and the rest go again as one group (a shop's
+ * retries of stored payments reach the commit, and must not cost every other
+ * write in their group a commit of its own). Anything else that fails a group
+ * (a limit, a store error), or a second failure, sends it write by write, so
+ * only the write at fault fails. Two writes with the same identity never share
+ * a group, so their checks cannot both pass within one operation.
  */
 export interface GroupCommitOptions<T> {
   /** Adds one write's checks and mutations to an atomic operation. */
@@ -77,14 +81,18 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
     return group;
   }
 
-  async #commitGroup(group: Waiting<T>[]) {
+  async #commitGroup(group: Waiting<T>[], retried = false): Promise<void> {
     if (group.length > 1) {
+      let checks: Deno.AtomicCheck[][] | null = null;
       try {
         const op = this.kv.atomic();
         const sums = new SummedCounters(op);
         // The group's log entries go to the store as a few shared keys (collected.ts), like its counters.
         const logs = gatherForGroup(sums.op);
-        for (const w of group) this.opts.addOps(sums.op, w.item);
+        for (const w of group) {
+          sums.nextWrite();
+          this.opts.addOps(sums.op, w.item);
+        }
         sums.addTo(op);
         logs.write(op);
         const res = await op.commit();
@@ -92,8 +100,14 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
           for (const w of group) w.resolve(res.versionstamp);
           return;
         }
+        checks = sums.checks;
       } catch {
         // Whatever failed the group (a limit, a store error) is found again, and reported, write by write.
+      }
+      const stale = checks && !retried ? await this.#staleWrites(checks) : null;
+      if (stale?.size) {
+        for (const i of stale) group[i].resolve(null);
+        return this.#commitGroup(group.filter((_, i) => !stale.has(i)), true);
       }
     }
     await Promise.all(group.map(async (w) => {
@@ -107,24 +121,51 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
       }
     }));
   }
+
+  /** Which writes (by index) check a key whose versionstamp is no longer the one checked; empty when the read fails. */
+  async #staleWrites(checks: Deno.AtomicCheck[][]): Promise<Set<number>> {
+    const all = checks.flatMap((list, write) => list.map((check) => ({ check, write })));
+    const stale = new Set<number>();
+    try {
+      for (let i = 0; i < all.length; i += READ_BATCH) {
+        const batch = all.slice(i, i + READ_BATCH);
+        const entries = await this.kv.getMany(batch.map((c) => c.check.key));
+        entries.forEach((e, j) => {
+          if (e.versionstamp !== batch[j].check.versionstamp) stale.add(batch[j].write);
+        });
+      }
+    } catch {
+      stale.clear();
+    }
+    return stale;
+  }
 }
+
+/** Most keys KV reads at once. */
+const READ_BATCH = 10;
 
 /**
  * Counters (`sum` mutations) of a group's writes, added up per key before
  * they reach the store: writes of one shop and day bump the same counters,
  * and one mutation per key costs the store less than one per write. `op` is
  * the operation as the writes see it; everything but `sum` goes straight
- * through.
+ * through, and each write's checks are noted on the way (for a failed group).
  */
 class SummedCounters {
   readonly #totals = new Map<string, { key: Deno.KvKey; n: bigint }>();
   readonly op: Deno.AtomicOperation;
+  /** Each write's checks, in the order of the writes (see nextWrite). */
+  readonly checks: Deno.AtomicCheck[][] = [];
 
   constructor(target: Deno.AtomicOperation) {
     const totals = this.#totals;
     // AtomicOperation keeps its state in private fields: every other method runs on the real operation.
     const op: Deno.AtomicOperation = {
-      check: (...checks) => (target.check(...checks), op),
+      check: (...checks) => {
+        this.checks[this.checks.length - 1]?.push(...checks);
+        target.check(...checks);
+        return op;
+      },
       set: (key, value, options) => (target.set(key, value, options), op),
       delete: (key) => (target.delete(key), op),
       min: (key, n) => (target.min(key, n), op),
@@ -141,6 +182,11 @@ class SummedCounters {
       },
     };
     this.op = op;
+  }
+
+  /** Starts the next write: the checks that follow are its own. */
+  nextWrite() {
+    this.checks.push([]);
   }
 
   /** Adds one `sum` per counter key (wrapping at 2^64 as KV's own sums do). */
