@@ -248,8 +248,8 @@ async function installRedis(dir: string, driver: Driver): Promise<string | null>
  */
 async function startRedis(dir: string): Promise<{ proc: Proc; port: number }> {
   const port = freePort();
-  const dataDir = `${dir}/redis`;
-  await Deno.mkdir(dataDir, { recursive: true });
+  // A fresh data directory for every drain: the same empty start each time.
+  const dataDir = await Deno.makeTempDir({ dir, prefix: "redis-" });
   const proc = await startProcess(
     "redis",
     "redis-server",

@@ -337,6 +337,29 @@ export interface DrainResult extends Delivered {
   foreign: number | null;
 }
 
+/** Drains of one relay (the app's, or the peer's) as the report judges them: see medianRun. */
+export type DrainRuns<T> = T & { rates: number[] };
+
+/**
+ * Several drains of one relay as one result: the run with the median rate (the lower middle one of an even count)
+ * for the rate and the times, with every run's rate beside it; what arrived, was lost or came twice summed over
+ * all runs, and the highest peak RSS of any, so a loss or a peak in any run shows.
+ */
+export function medianRun<T extends Delivered & { rate: number; peakRssMB?: number | null }>(runs: T[]): DrainRuns<T> {
+  const middle = runs.toSorted((a, b) => a.rate - b.rate)[Math.floor((runs.length - 1) / 2)];
+  const sum = (f: (r: T) => number) => runs.reduce((n, r) => n + f(r), 0);
+  const peaks = runs.map((r) => r.peakRssMB).filter((mb) => typeof mb === "number");
+  return {
+    ...middle,
+    expected: sum((r) => r.expected),
+    received: sum((r) => r.received),
+    lost: sum((r) => r.lost),
+    duplicates: sum((r) => r.duplicates),
+    ...("peakRssMB" in middle ? { peakRssMB: peaks.length ? Math.max(...peaks) : null } : {}),
+    rates: runs.map((r) => r.rate),
+  };
+}
+
 /**
  * A backlog of due postbacks (10,000 in the full run), queued while the app
  * was stopped; then the app starts and the clock runs until the shop has

@@ -27,6 +27,8 @@ export interface Profile {
   /** Postbacks per second made for the slow shop (8 s answers) beside the webhook phase's own. */
   slowShopRate: number;
   drainCount: number;
+  /** Drains of the app and of the peer, alternating; the table shows the median run of each. */
+  drainRuns: number;
   /** Give up waiting for postbacks after this long (then the missing ones count as lost); bounds the run time. */
   webhookTimeoutMs: number;
   drainTimeoutMs: number;
@@ -45,6 +47,7 @@ export const FULL: Profile = {
   webhookPeakRate: 500,
   slowShopRate: 20,
   drainCount: 10_000,
+  drainRuns: 3,
   webhookTimeoutMs: 30_000,
   drainTimeoutMs: 90_000,
 };
@@ -62,6 +65,7 @@ export const QUICK: Profile = {
   webhookPeakRate: 200,
   slowShopRate: 10,
   drainCount: 1_000,
+  drainRuns: 1,
   webhookTimeoutMs: 15_000,
   drainTimeoutMs: 30_000,
 };

@@ -3,8 +3,8 @@
  * doc is generated whole on every full run, so its numbers always come from
  * one run of the current code.
  */
-import type { Delivered, DrainResult, SlowShopResult, ThroughputResult, WebhookResult } from "./phases.ts";
-import { PEER_SETTINGS, type PeerResult } from "./peer.ts";
+import type { Delivered, DrainResult, DrainRuns, SlowShopResult, ThroughputResult, WebhookResult } from "./phases.ts";
+import { PEER_SETTINGS, type PeerDrain, type PeerSkipped } from "./peer.ts";
 import type { Profile } from "./profile.ts";
 import { fmtInt, fmtMs, fmtRatio, median } from "./stats.ts";
 
@@ -32,9 +32,10 @@ export interface BenchResults {
   webhookPeak: WebhookResult;
   /** The first rate again, beside a shop that answers after 8 s. */
   besideSlowShop: SlowShopResult;
-  drain: DrainResult;
-  /** The same drain through the BullMQ + Redis peer (or why it has no numbers). */
-  peer: PeerResult;
+  /** The app's drains (profile.drainRuns of them, alternating with the peer's): the median run, all runs' rates. */
+  drain: DrainRuns<DrainResult>;
+  /** The same drains through the BullMQ + Redis peer (or why it has no numbers). */
+  peer: DrainRuns<PeerDrain> | PeerSkipped;
   /** Peak RSS of the app process that served init, pay, the webhook and the refund load. */
   loadRssMB: number | null;
   /** Peak RSS of the app process that served the invoice load (the last phase, in its own process). */
@@ -66,6 +67,8 @@ function rows(r: BenchResults): Row[] {
   const d = r.drain;
   const peer = r.peer;
   const peerRatio = peer.kind === "measured" ? d.rate / peer.rate : NaN;
+  // Each app drain over the peer's drain right after it.
+  const runRatios = peer.kind === "measured" ? d.rates.map((rate, i) => rate / peer.rates[i]).filter(isFinite) : [];
   const rss = (label: string, mb: number | null): Row => ({
     benchmark: `Peak RSS of the app, ${label}`,
     app: mb === null ? "n/a" : `${mb.toFixed(0)} MB`,
@@ -111,12 +114,12 @@ function rows(r: BenchResults): Row[] {
       `, beside a shop answering after 8 s`,
     ),
     {
-      benchmark: `Drain of ${fmtInt(d.expected)} queued postbacks`,
+      benchmark: `Drain of ${fmtInt(r.profile.drainCount)} queued postbacks`,
       app: `${fmtInt(d.rate)} postbacks/s`,
       floor: peer.kind === "measured"
         ? `${fmtInt(peer.rate)} postbacks/s (BullMQ + Redis peer)`
         : `BullMQ + Redis peer ${peer.kind === "missing" ? "not measured" : "failed"} (${peer.reason})`,
-      ratio: fmtJudgedRatio(peerRatio, PEER_TARGET),
+      ratio: `${fmtJudgedRatio(peerRatio, PEER_TARGET)}${ratioRange("runs", runRatios)}`,
       target: `≥ ${PEER_TARGET.toFixed(1)} × peer, none lost`,
       pass: d.lost > 0
         ? false
@@ -135,13 +138,15 @@ function rows(r: BenchResults): Row[] {
       pass: d.lost === 0,
     },
     rss("init + pay + webhook + refund load", r.loadRssMB),
-    rss(`${fmtInt(d.expected)}-postback drain`, d.peakRssMB),
+    rss(`${fmtInt(r.profile.drainCount)}-postback drain`, d.peakRssMB),
     rss("invoice load", r.invoiceRssMB),
   ];
 }
 
-function arrived(x: Delivered): string {
-  return `${fmtInt(x.received)}/${fmtInt(x.expected)} arrived, ${x.duplicates} duplicates`;
+/** What arrived; for several drains (`rates`), over all of them. */
+function arrived(x: Delivered & { rates?: number[] }): string {
+  const drains = x.rates && x.rates.length > 1 ? ` in ${x.rates.length} drains` : "";
+  return `${fmtInt(x.received)}/${fmtInt(x.expected)} arrived${drains}, ${x.duplicates} duplicates`;
 }
 
 /** Target rows that failed (continuation rows repeat their parent's verdict and are not counted). */
@@ -160,8 +165,13 @@ function fmtJudgedRatio(ratio: number, target: number): string {
  * straddle its target can pass or fail on the next run with the same code, and the table should show that.
  */
 function roundRange(t: ThroughputResult): string {
-  if (t.roundRatios.length < 2) return "";
-  return ` (rounds ${fmtRatio(Math.min(...t.roundRatios))}-${fmtRatio(Math.max(...t.roundRatios))})`;
+  return ratioRange("rounds", t.roundRatios);
+}
+
+/** The lowest and highest of several paired ratios (rounds, or drains), in brackets; nothing for fewer than two. */
+function ratioRange(what: string, ratios: number[]): string {
+  if (ratios.length < 2) return "";
+  return ` (${what} ${fmtRatio(Math.min(...ratios))}-${fmtRatio(Math.max(...ratios))})`;
 }
 
 function verdict(row: Row, pass: string, fail: string): string {
@@ -212,23 +222,28 @@ function detailLines(r: BenchResults): string[] {
       fmtMs(r.webhookPeak.generatorLagMs)
     } ms`,
     `Beside the slow shop: ${r.besideSlowShop.slowRate} postbacks/s made for it, ${r.besideSlowShop.slowReceived} received by it while the fast shop got all of its own`,
-    `Drain: seeded in ${fmtMs(d.seedMs / 1000)} s; app up in ${fmtMs(d.startupMs / 1000)} s; first → last postback ${
-      fmtMs(d.drainMs / 1000)
-    } s; app start → last postback ${fmtMs(d.totalMs / 1000)} s`,
+    `Drain${runRates(d.rates)}: seeded in ${fmtMs(d.seedMs / 1000)} s; app up in ${
+      fmtMs(d.startupMs / 1000)
+    } s; first → last postback ${fmtMs(d.drainMs / 1000)} s; app start → last postback ${fmtMs(d.totalMs / 1000)} s`,
     peer.kind === "measured"
-      ? `Peer drain (${peerVersionsText(r)}): enqueued in ${fmtMs(peer.enqueueMs / 1000)} s; worker up in ${
-        fmtMs(peer.startupMs / 1000)
-      } s; first → last postback ${fmtMs(peer.drainMs / 1000)} s; worker start → last postback ${
-        fmtMs(peer.totalMs / 1000)
-      } s; CPU per postback worker ${peer.cpuMsPerPostback.worker.toFixed(3)} ms, Redis ${
-        peer.cpuMsPerPostback.redis.toFixed(3)
-      } ms; peak RSS worker ${fmtMb(peer.workerRssMB)}, Redis ${
+      ? `Peer drain (${peerVersionsText(r)})${runRates(peer.rates)}: enqueued in ${
+        fmtMs(peer.enqueueMs / 1000)
+      } s; worker up in ${fmtMs(peer.startupMs / 1000)} s; first → last postback ${
+        fmtMs(peer.drainMs / 1000)
+      } s; worker start → last postback ${fmtMs(peer.totalMs / 1000)} s; CPU per postback worker ${
+        peer.cpuMsPerPostback.worker.toFixed(3)
+      } ms, Redis ${peer.cpuMsPerPostback.redis.toFixed(3)} ms; peak RSS worker ${fmtMb(peer.workerRssMB)}, Redis ${
         fmtMb(peer.redisRssMB)
       }; worker log lines ${peer.workerLogLines}`
       : `Peer drain: ${peer.kind === "missing" ? "not measured" : "failed"} (${peer.reason})`,
     `App warning/error log lines during the run: ${r.appLogLines}`,
     noiseLine(r),
   ];
+}
+
+/** Every drain's rate, when there were several (the details that follow are the median run's). */
+function runRates(rates: number[]): string {
+  return rates.length > 1 ? `, drains ${rates.map(fmtInt).join(", ")} postbacks/s, the median one` : "";
 }
 
 /** Programs outside the bench share the 2 cores; above this share their noise is worth a warning. */
@@ -298,8 +313,9 @@ ${detailLines(r).map((l) => `- ${l}`).join("\n")}
 
 - A ratio is the app's median requests per second over the floor's; in brackets, the lowest and highest of its rounds
   (each round's app rate over the floor's round beside it). A range that straddles the target means the same code can
-  pass or fail on another run. The drain's ratio is the app's postbacks per second over the BullMQ + Redis peer's, one
-  drain each.
+  pass or fail on another run. The drain's ratio is the app's median postbacks per second over the BullMQ + Redis
+  peer's, from ${r.profile.drainRuns} drains each, alternating (app, peer, app, ...); in brackets, each app drain over the
+  peer's drain right after it.
 - Every process here, the load generator and the sandbox included, shares the machine's cores, so absolute requests per
   second hold for this machine only; the ratios are what carries over.
 - Before each measurement the bench waits up to 5 s (60 s in all) for other programs to go quiet, and it reports the
@@ -385,11 +401,11 @@ to it, which cancels out the machine and the load generator.
   } due postbacks are written into its KV by the app's own data layer (record and due index, as a
   webhook writes them; \`bench/seed_postbacks.ts\`), and the app is started again. Its start-up sweep drains them to
   the shop, as after a real outage; the rate is counted from the first to the last arrival, and every one
-  must arrive. Right after, the app stopped, the peer drains the same number to the same shop; the target is the app at
-  ≥ ${PEER_TARGET.toFixed(1)} × the peer's rate.
+  must arrive. Right after, the app stopped, the peer drains the same number to the same shop (Redis started afresh).
+  This runs ${p.drainRuns} times; the target is the app's median rate at ≥ ${PEER_TARGET.toFixed(1)} × the peer's.
 - **Peak RSS**: \`VmHWM\` from \`/proc/<pid>/status\` of the app process (the kernel's high-water mark), once for the
-  process that served the init, pay, webhook and refund load, once for the fresh process that drained the backlog,
-  and once for the process that served the invoice load (the last phase).
+  process that served the init, pay, webhook and refund load, once for the fresh processes that drained the backlog
+  (the highest of them), and once for the process that served the invoice load (the last phase).
 
 ${peerMarkdown(r)}
 

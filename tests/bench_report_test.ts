@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
-import type { DrainResult, ThroughputResult, WebhookResult } from "../bench/phases.ts";
-import type { PeerResult } from "../bench/peer.ts";
+import {
+  type DrainResult,
+  type DrainRuns,
+  medianRun,
+  type ThroughputResult,
+  type WebhookResult,
+} from "../bench/phases.ts";
 import { benchPostback } from "../bench/peers/postback.mjs";
 import { QUICK } from "../bench/profile.ts";
 import { type BenchResults, failures, renderMarkdown, renderText } from "../bench/report.ts";
@@ -26,7 +31,7 @@ function throughput(endpoint: string): ThroughputResult {
   };
 }
 
-function results(drainRate: number, peer: PeerResult, lost = 0): BenchResults {
+function results(drainRate: number, peer: BenchResults["peer"], lost = 0): BenchResults {
   const delivered = { expected: 1_000, received: 1_000 - lost, lost, duplicates: 0 };
   const webhook: WebhookResult = {
     ...delivered,
@@ -39,8 +44,9 @@ function results(drainRate: number, peer: PeerResult, lost = 0): BenchResults {
     generatorLagMs: 1,
     foreign: 0,
   };
-  const drain: DrainResult = {
+  const drain: DrainRuns<DrainResult> = {
     ...delivered,
+    rates: [drainRate],
     seedMs: 1_000,
     startupMs: 500,
     drainMs: 1_000_000 / drainRate,
@@ -70,9 +76,10 @@ function results(drainRate: number, peer: PeerResult, lost = 0): BenchResults {
   };
 }
 
-function measuredPeer(rate: number): PeerResult {
+function measuredPeer(rate: number): BenchResults["peer"] {
   return {
     kind: "measured",
+    rates: [rate],
     versions,
     expected: 1_000,
     received: 1_000,
@@ -166,4 +173,34 @@ Deno.test("[bench report] a ratio that two decimals would round onto its target 
   assert.match(row, /\*\*FAIL\*\*/);
   r.init = { ...r.init, ratio: 0.913 };
   assert.match(renderMarkdown(r), /\| 0\.91 \(rounds/, "two decimals when they tell the verdict");
+});
+
+Deno.test("[bench report] several drains: the median run's rate judges, every run's losses count", () => {
+  const run = (rate: number, lost: number, peakRssMB: number): DrainResult => ({
+    expected: 1_000,
+    received: 1_000 - lost,
+    lost,
+    duplicates: lost ? 0 : 1,
+    seedMs: 1_000,
+    startupMs: 500,
+    drainMs: 1_000_000 / rate,
+    rate,
+    totalMs: 1_000 + rate,
+    peakRssMB,
+    foreign: 0,
+  });
+  const drain = medianRun([run(900, 0, 120), run(2_000, 0, 150), run(1_200, 1, 130)]);
+  assert.equal(drain.rate, 1_200, "the middle rate, not the mean");
+  assert.equal(drain.totalMs, 2_200, "the median run's times");
+  assert.deepEqual(drain.rates, [900, 2_000, 1_200]);
+  assert.deepEqual([drain.expected, drain.received, drain.lost, drain.duplicates], [3_000, 2_999, 1, 2]);
+  assert.equal(drain.peakRssMB, 150, "the highest peak of any run");
+  const peer = { ...(measuredPeer(1_000) as DrainRuns<Extract<BenchResults["peer"], { kind: "measured" }>>) };
+  peer.rates = [800, 1_000, 1_100];
+  const r = { ...results(1_200, peer), drain };
+  const row = renderText(r).split("\n").find((l) => l.startsWith(DRAIN))!;
+  assert.match(row, /1,200 postbacks\/s\s+1,000 postbacks\/s \(BullMQ \+ Redis peer\)\s+1\.20 \(runs 1\.09-2\.00\)/);
+  assert.ok(failures(r).includes(DRAIN), "one postback lost in one run fails the row");
+  assert.match(renderText(r), /2,999\/3,000 arrived in 3 drains, 2 duplicates/);
+  assert.equal(medianRun([run(1_000, 0, 100), run(3_000, 0, 100)]).rate, 1_000, "the lower middle of two");
 });
