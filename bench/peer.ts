@@ -108,6 +108,8 @@ export async function peerDrain(
   timeoutMs: number,
   dir: string,
   driver: Driver,
+  /** Which of the run's drains this is (1 for the first). */
+  run = 1,
 ): Promise<PeerResult> {
   const versions = await peerVersions();
   if (!versions.node) return { kind: "missing", reason: "no node", versions };
@@ -140,7 +142,8 @@ export async function peerDrain(
     await driver.settle();
     const redisCpuBefore = cpuTimeMs(redis.proc.pid);
     const spawnedAt = nowMs();
-    const worker = await startProcess("peer-worker", "node", ["bench/peers/worker.mjs"], {
+    // A log of its own per drain: its "ready" line times the start-up, and its other lines are counted.
+    const worker = await startProcess(`peer-worker-${run}`, "node", ["bench/peers/worker.mjs"], {
       REDIS_PORT: String(redis.port),
       WEBHOOK_SECRET: newSecret(),
       POSTBACK_TIMEOUT_MS: String(PEER_SETTINGS.timeoutMs),

@@ -165,7 +165,7 @@ try {
     await stack.app.proc.stop();
     if (peerSkipped) continue;
     log(`the same drain through the BullMQ + Redis peer${of}`);
-    const peer = await peerDrain(stack, profile.drainCount, profile.drainTimeoutMs, dir, driver);
+    const peer = await peerDrain(stack, profile.drainCount, profile.drainTimeoutMs, dir, driver, run);
     if (peer.kind === "measured") {
       peerRuns.push(peer);
     } else {

@@ -129,10 +129,6 @@ export class Sandbox {
   webhooksAccepted = 0;
   /** API calls received, for tests that count provider round trips. */
   readonly calls = { create: 0, status: 0, cancel: 0, refund: 0, refundStatus: 0 };
-  /** Payments made (a create call for a known merchant id makes none), for tests that count them. */
-  get paymentCount(): number {
-    return this.payments.size;
-  }
 
   constructor(private readonly opts: SandboxOptions) {
     this.knobs = { ...DEFAULT_KNOBS, ...opts.knobs };

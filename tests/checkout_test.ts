@@ -464,3 +464,41 @@ Deno.test("[checkout] a shop on a Stripe account gets Stripe's embedded Checkout
     await app.close();
   }
 });
+
+Deno.test("[checkout] copies of a session racing in two isolates: the one stored answers, a different one is refused", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { latencyMs: 100 } });
+  try {
+    const { createCheckoutSession } = await import("../lib/checkout/sessions.ts");
+    const { getShop } = await import("../lib/db/shops.ts");
+    const { getCheckoutSession } = await import("../lib/db/checkout.ts");
+    const shop = (await getShop(app.kv, app.shop.id))!;
+    // The same payment (amount, currency, buyer), but not the same session: the line items differ.
+    const body = (name: string) => ({
+      id: "order-raced",
+      lineItems: [{ name, unitAmount: 500, quantity: 1 }],
+      currency: "EUR",
+      customerEmail: "b@example.com",
+      postbackUrl: "http://127.0.0.1:9/pb",
+    });
+    // A second context on the same store stands for another isolate: no shared in-memory single flight.
+    const results = await Promise.allSettled([
+      createCheckoutSession(app.server.ctx, shop, body("Umbrella")),
+      createCheckoutSession({ ...app.server.ctx }, shop, body("Tote")),
+    ]);
+    const created = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+    const refused = results.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+    assert.equal(
+      created.length,
+      1,
+      `exactly one session answers: ${
+        results.map((r) => r.status === "rejected" ? String(r.reason) : "ok").join(", ")
+      }`,
+    );
+    assert.equal(refused.length, 1);
+    assert.equal(refused[0].code, "idempotency_mismatch");
+    const stored = await getCheckoutSession(app.kv, created[0].session.id);
+    assert.deepEqual(created[0].session, stored, "the answer is the session stored");
+  } finally {
+    await app.close();
+  }
+});

@@ -49,25 +49,28 @@ const SHOP_OF_KEY_MAX = 10_000;
  * Finds the shop behind an Authorization header (`Bearer KEY`, or the original
  * spec's `Token KEY`). Keys are looked up on every request, never cached, so a
  * revocation takes effect at once. Which routes a publishable key may call is
- * the router's business (`kind`).
+ * the router's business (`kind`). `alsoRead` names keys the caller will need
+ * for the shop (init-payment's replay check): they come in the same read, one
+ * trip to the store instead of two one after the other.
  */
 export async function authenticateShop(
   kv: Deno.Kv,
   authorization: string | undefined,
-): Promise<{ shop: Shop; keyId: string; kind: ApiKeyKind }> {
+  opts: { alsoRead?: (shopId: string) => Deno.KvKey[] } = {},
+): Promise<{ shop: Shop; keyId: string; kind: ApiKeyKind; also: Deno.KvEntryMaybe<unknown>[] }> {
   const match = authorization?.match(/^(?:Bearer|Token)\s+(\S{1,200})$/i);
   if (!match || !(match[1].startsWith(API_KEY_PREFIX) || match[1].startsWith(PUBLISHABLE_KEY_PREFIX))) {
     throw new UnauthorizedError();
   }
   const hash = sha256Hex(match[1]);
-  const { record, shop } = await getApiKeyAndShop(kv, hash, shopOfKey.get(hash));
+  const { record, shop, also } = await getApiKeyAndShop(kv, hash, shopOfKey.get(hash), opts.alsoRead);
   if (!record || record.revokedAt !== null || !shop) throw new UnauthorizedError();
   if (!shopOfKey.has(hash)) {
     if (shopOfKey.size >= SHOP_OF_KEY_MAX) shopOfKey.clear();
     shopOfKey.set(hash, record.shopId);
   }
   if (shop.status !== "active") throw new AppError(403, "shop_disabled", "This shop is disabled.");
-  return { shop, keyId: record.id, kind: keyKind(record) };
+  return { shop, keyId: record.id, kind: keyKind(record), also };
 }
 
 /** A publishable key used where only a secret key will do. */

@@ -121,7 +121,8 @@ export async function createCheckoutSession(
     // The shop's id already names a redirect payment (or another session's): not the same request.
     throw new IdempotencyMismatchError("This id was already used for a payment with different details.");
   }
-  const session = made.session ?? await getCheckoutSession(ctx.kv, sessionId);
+  // Our commit's session only when it was stored: a copy that raced us and won stored its own.
+  const session = (!replay && made.session) || await getCheckoutSession(ctx.kv, sessionId);
   if (!session) throw new Error(`checkout session ${sessionId} missing beside its payment ${payment.id}`);
   // A copy of this request that raced us stored the session: it must have asked for the same (line items too).
   if (session.requestHash !== requestHash) {

@@ -125,15 +125,19 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
   /** Which writes (by index) check a key whose versionstamp is no longer the one checked; empty when the read fails. */
   async #staleWrites(checks: Deno.AtomicCheck[][]): Promise<Set<number>> {
     const all = checks.flatMap((list, write) => list.map((check) => ({ check, write })));
+    const batches = Array.from(
+      { length: Math.ceil(all.length / READ_BATCH) },
+      (_, i) => all.slice(i * READ_BATCH, (i + 1) * READ_BATCH),
+    );
     const stale = new Set<number>();
     try {
-      for (let i = 0; i < all.length; i += READ_BATCH) {
-        const batch = all.slice(i, i + READ_BATCH);
-        const entries = await this.kv.getMany(batch.map((c) => c.check.key));
+      // The queue waits meanwhile: the batches are read at once.
+      const read = await Promise.all(batches.map((batch) => this.kv.getMany(batch.map((c) => c.check.key))));
+      read.forEach((entries, b) =>
         entries.forEach((e, j) => {
-          if (e.versionstamp !== batch[j].check.versionstamp) stale.add(batch[j].write);
-        });
-      }
+          if (e.versionstamp !== batches[b][j].check.versionstamp) stale.add(batches[b][j].write);
+        })
+      );
     } catch {
       stale.clear();
     }

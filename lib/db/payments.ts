@@ -122,7 +122,8 @@ export async function getPayment(kv: Deno.Kv, id: string): Promise<Payment | nul
 }
 
 /**
- * A payment read on a hot path (the buyer's redirects). It shares its read with concurrent ones (group_read.ts), so the
+ * A payment read on a hot path (the buyer's redirects, init-payment's replay
+ * check). It shares its read with concurrent ones (group_read.ts), so the
  * entry may be shared too: read-only.
  */
 export async function getPaymentEntryShared(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Payment>> {

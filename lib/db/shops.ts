@@ -100,22 +100,27 @@ export async function addApiKey(kv: Deno.Kv, key: ApiKeyRecord, keyHash: string)
 }
 
 /**
- * A key record and its shop in one snapshot. Given the shop the key belongs
- * to (`shopId`), it is one read; otherwise the shop is read after the key.
+ * A key record and its shop, and the keys `alsoRead` names for that shop, in
+ * one snapshot. Given the shop the key belongs to (`shopId`), it is all one
+ * read; otherwise the shop and the other keys are read after the key.
  */
 export async function getApiKeyAndShop(
   kv: Deno.Kv,
   keyHash: string,
   shopId?: string,
-): Promise<{ record: ApiKeyRecord | null; shop: Shop | null }> {
+  alsoRead: (shopId: string) => Deno.KvKey[] = () => [],
+): Promise<{ record: ApiKeyRecord | null; shop: Shop | null; also: Deno.KvEntryMaybe<unknown>[] }> {
+  const readWith = (id: string, ...first: Deno.KvKey[]) =>
+    groupReader(kv).getMany<unknown[]>([...first, shopKey(id), ...alsoRead(id)]);
   if (shopId) {
-    const [record, shop] = await groupReader(kv).getMany<[ApiKeyRecord, Shop]>([apiKeyKey(keyHash), shopKey(shopId)]);
-    if (record.value?.shopId === shopId) return { record: record.value, shop: shop.value };
+    const [record, shop, ...also] = await readWith(shopId, apiKeyKey(keyHash));
+    const value = record.value as ApiKeyRecord | null;
+    if (value?.shopId === shopId) return { record: value, shop: shop.value as Shop | null, also };
   }
   const record = (await kv.get<ApiKeyRecord>(apiKeyKey(keyHash))).value;
-  if (!record) return { record, shop: null };
-  const [shop] = await groupReader(kv).getMany<[Shop]>([shopKey(record.shopId)]);
-  return { record, shop: shop.value };
+  if (!record) return { record, shop: null, also: [] };
+  const [shop, ...also] = await readWith(record.shopId);
+  return { record, shop: shop.value as Shop | null, also };
 }
 
 /** Marks a key revoked; the very next request with it fails because lookups are never cached. */

@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
-import { createPayment, getPayment } from "../db/payments.ts";
+import { createPayment, getPayment, getPaymentEntryShared } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
@@ -35,6 +35,14 @@ interface Flight {
   stored: boolean;
 }
 
+/** What a payment keeps of the request besides the validated body. */
+interface RequestExtras {
+  postbackUrl: string | null;
+  requestHash: string;
+  idempotencyKey: string | null;
+  checkout?: CheckoutBinding;
+}
+
 /**
  * A payment made for an embedded checkout session (lib/checkout): its success and error URLs are our own
  * checkout page (not the shop's, so not judged against its allowed hosts), the provider's pay page may be
@@ -50,24 +58,19 @@ export interface CheckoutBinding {
  * Creates a payment for a shop: validates the body, asks the provider, and
  * stores the payment in one atomic operation.
  *
- * Idempotency without an index, and without a read on the way in: a request
- * with the shop's `id` (or an Idempotency-Key) gets a payment id derived from
- * it, and the store's uniqueness check on the payment's key, made by the
- * commit itself, lets exactly one copy or retry store it. A first request (by
- * far the most common) therefore reads nothing: reading the payment's random
- * key ahead of every request cost init-payment 5-8 % of its throughput and
- * about a tenth of its CPU under load (side by side). A retry finds the
- * stored payment when its commit is refused, or when anything else fails for
- * it (a URL now disallowed, the provider down), and is answered from that;
- * its own provider call asked Bansky for the same payment (Bansky is
- * idempotent on our id). Copies in the same isolate share one provider call.
- * The same id with another body is refused.
+ * Idempotency without an index: a request with the shop's `id` (or an
+ * Idempotency-Key) gets a payment id derived from it, so a retry, or a copy
+ * racing in another isolate, asks the provider for the same payment (Bansky
+ * is idempotent on our id) and the store's uniqueness check on the payment's
+ * key lets exactly one of them commit. Copies in the same isolate share one
+ * provider call. A finished request is answered again without calling the
+ * provider; the same id with another body is refused.
  */
 export async function initPayment(
   ctx: AppContext,
   shop: Shop,
   body: unknown,
-  opts: { idempotencyKey?: string | null; checkout?: CheckoutBinding } = {},
+  opts: { idempotencyKey?: string | null; checkout?: CheckoutBinding; readAhead?: ReadAhead } = {},
 ): Promise<InitResult> {
   const asSent = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
   const idempotencyKey = opts.idempotencyKey
@@ -79,54 +82,91 @@ export async function initPayment(
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
   // The request's fingerprint is that of what the shop sent, so a retry matches whatever rules changed since.
-  const request: NewRequest = {
-    asSent,
-    requestHash: sha256Hex(JSON.stringify(asSent)),
-    idempotencyKey,
-    checkout: opts.checkout,
-  };
-  if (!name) {
-    return { payment: await createAtProvider(ctx, shop, sequentialId("pay", ctx.now()), request), replay: false };
+  const requestHash = sha256Hex(JSON.stringify(asSent));
+  const ahead = opts.readAhead;
+  const readAhead = ahead && name && ahead.shopId === shop.id && ahead.name.kind === name.kind &&
+      ahead.name.value === name.value
+    ? ahead
+    : null;
+  const id = readAhead?.id ?? (name && derivedPaymentId(ctx.paymentIdKey, shop.id, name));
+  if (id) {
+    // A retry of a stored payment is answered before its URLs are judged again: they were accepted when it was made.
+    const entry = readAhead?.entry ?? await getPaymentEntryShared(ctx.kv, id);
+    if (entry.value) return replay(entry.value, requestHash);
   }
-  const id = derivedPaymentId(ctx.paymentIdKey, shop.id, name);
+  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl }, {
+    ownReturnUrls: !!opts.checkout,
+  });
+  // The URLs are kept as we send them (ASCII).
+  const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
+  const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey, checkout: opts.checkout };
+
+  if (!id) {
+    return { payment: await createAtProvider(ctx, shop, sequentialId("pay", ctx.now()), input, extra), replay: false };
+  }
+
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());
   const running = inFlight.get(id);
-  if (running) return replay((await running).payment, request.requestHash);
-  const flight = storeOnce(ctx, shop, id, request);
+  if (running) return replay((await running).payment, requestHash);
+  const flight = storeOnce(ctx, shop, id, input, extra);
   inFlight.set(id, flight);
   try {
     const { payment, stored } = await flight;
-    return stored ? { payment, replay: false } : replay(payment, request.requestHash);
+    return stored ? { payment, replay: false } : replay(payment, requestHash);
   } finally {
     inFlight.delete(id);
   }
 }
 
-/** A request for a new payment as validated, before its URLs are judged. */
-interface NewRequest {
-  asSent: InitPaymentInput;
-  /** SHA-256 of the normalized request, to tell a retry from a reused id. */
-  requestHash: string;
-  idempotencyKey: string | null;
-  checkout?: CheckoutBinding;
+/** The stored payment a request names, read ahead of initPayment (with the API key: see namedPaymentId). */
+export interface ReadAhead {
+  /** The shop and name the id was derived for, and the id. */
+  shopId: string;
+  name: PaymentName;
+  id: string;
+  entry: Deno.KvEntryMaybe<Payment>;
 }
 
 /**
- * Creates the payment, or, when it is stored already (by an earlier try, or a
- * copy in another isolate), finds that one. Copies waiting on this flight get
- * the same answer.
+ * The id of the payment a request for `shopId` names, worked out from the body as sent (before validation), so
+ * the route can read it in the same trip as the API key. Null when the request names none. Only a guess:
+ * initPayment uses what was read when its own id (from the validated body) is the same, and reads again otherwise.
  */
-async function storeOnce(ctx: AppContext, shop: Shop, id: string, request: NewRequest): Promise<Flight> {
+export function namedPaymentId(
+  ctx: AppContext,
+  shopId: string,
+  body: unknown,
+  idempotencyKey: string | null | undefined,
+): { name: PaymentName; id: string } | null {
+  const shopTxId = (body as { id?: unknown } | null)?.id;
+  const name: PaymentName | null = typeof shopTxId === "string"
+    ? { kind: "shop_ref", value: shopTxId }
+    : idempotencyKey
+    ? { kind: "idempotency_key", value: idempotencyKey }
+    : null;
+  return name && { name, id: derivedPaymentId(ctx.paymentIdKey, shopId, name) };
+}
+
+/**
+ * Creates the payment, or, when another request (another isolate, or an
+ * earlier try) stored it first, finds that one. Copies waiting on this flight
+ * get the same answer.
+ */
+async function storeOnce(
+  ctx: AppContext,
+  shop: Shop,
+  id: string,
+  input: InitPaymentInput,
+  extra: RequestExtras,
+): Promise<Flight> {
   try {
-    return { payment: await createAtProvider(ctx, shop, id, request), stored: true };
+    return { payment: await createAtProvider(ctx, shop, id, input, extra), stored: true };
   } catch (err) {
-    // A stored payment answers its retries whatever failed this time: its URLs were judged, and its provider call
-    // made, when it was stored. A read that fails itself leaves the request's own error to answer.
-    const earlier = await getPayment(ctx.kv, id).catch(() => null);
-    if (earlier) return { payment: earlier, stored: false };
-    if (err instanceof AlreadyStored) throw new Error(`payment ${id} reported stored but missing`);
-    throw err;
+    if (!(err instanceof AlreadyStored)) throw err;
+    const winner = await getPayment(ctx.kv, id);
+    if (!winner) throw new Error(`payment ${id} reported stored but missing`);
+    return { payment: winner, stored: false };
   }
 }
 
@@ -149,13 +189,13 @@ function replay(payment: Payment, requestHash: string): InitResult {
  * and counters in one atomic operation. A provider failure stores nothing, so
  * the shop's retry starts clean (with the same derived id).
  */
-async function createAtProvider(ctx: AppContext, shop: Shop, id: string, request: NewRequest): Promise<Payment> {
-  const { asSent, checkout } = request;
-  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl }, {
-    ownReturnUrls: !!checkout,
-  });
-  // The URLs are kept as we send them (ASCII).
-  const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
+async function createAtProvider(
+  ctx: AppContext,
+  shop: Shop,
+  id: string,
+  input: InitPaymentInput,
+  extra: RequestExtras,
+): Promise<Payment> {
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
   const { account, adapter, logged } = await routePayment(ctx, shop, { ...input, id });
@@ -171,7 +211,7 @@ async function createAtProvider(ctx: AppContext, shop: Shop, id: string, request
     successUrl: wrapper("success"),
     errorUrl: wrapper("error"),
     webhookUrl: webhookUrl(base, account.id),
-    ...(checkout ? { embedded: { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } } : {}),
+    ...(extra.checkout ? { embedded: { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } } : {}),
   }).catch((err) => {
     if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
     throw err;
@@ -183,8 +223,8 @@ async function createAtProvider(ctx: AppContext, shop: Shop, id: string, request
     seq: sortableId(),
     shopId: shop.id,
     shopTxId: input.shopTxId,
-    idempotencyKey: input.shopTxId ? null : request.idempotencyKey,
-    requestHash: request.requestHash,
+    idempotencyKey: input.shopTxId ? null : extra.idempotencyKey,
+    requestHash: extra.requestHash,
     email: input.email,
     name: input.name,
     amount: input.amount,
@@ -192,7 +232,7 @@ async function createAtProvider(ctx: AppContext, shop: Shop, id: string, request
     type: input.type,
     successUrl: input.successUrl,
     errorUrl: input.errorUrl,
-    postbackUrl: urls.postbackUrl,
+    postbackUrl: extra.postbackUrl,
     status: "pending",
     provider: account.provider,
     accountId: account.id,
@@ -204,11 +244,12 @@ async function createAtProvider(ctx: AppContext, shop: Shop, id: string, request
     finalizedAt: null,
     expiresAt,
     checkAt: firstCheckAt(now, expiresAt, ctx.config.paymentCheckScheduleMs),
-    ...(checkout ? { checkoutSessionId: checkout.sessionId } : {}),
+    ...(extra.checkout ? { checkoutSessionId: extra.checkout.sessionId } : {}),
   };
   const operations = logged?.takeHeld() ?? [];
-  const extraOps = checkout &&
-    ((op: Deno.AtomicOperation) => checkout.extraOps(op, payment, result.clientSecret ?? null));
+  const binding = extra.checkout;
+  const extraOps = binding &&
+    ((op: Deno.AtomicOperation) => binding.extraOps(op, payment, result.clientSecret ?? null));
   const stored = await createPayment(ctx.kv, payment, { operations, extraOps }).catch((err) => {
     for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
     throw err;
