@@ -532,17 +532,16 @@ its own), where keys written in time order share pages. The last part was about 
 - **The shop's short answer in one read** (the relay, same session): an answer whose Content-Length is within 1 KiB
   (and no Transfer-Encoding or Content-Encoding) is read with \`Response.bytes()\`; 14 µs less CPU per postback in a
   side-by-side loop, within the drain's noise.
-- **No read before a new payment** (2026-11-29, third session): a named request's commit checks that its payment's key
-  is free, so init-payment no longer reads that random key first; a retry is answered from the stored payment once
-  its commit is refused (or anything else fails for it), after asking Bansky for the same payment. Side by side, two
-  runs: 1.08 and 1.05 × the code before, 9-18 % less CPU per request (an earlier session had measured the replay check
-  at 4.5 % of CPU and no throughput, when it shared the key's read). Per request under load the app's threads then
-  spent about 0.28-0.32 ms (main), 0.16 (SQLite writer), 0.04 (reader) and 0.03-0.1 (GC), against the floor's 0.25,
-  0.19 and 0.01: the app's store thread does less per payment than the floor's, its main thread a little more. The
-  same code's full runs gave 1.07 and 0.79 × the floor: in the second the app spent 0.76 ms of CPU a request against
-  0.58 in the first (the floor 0.52 against 0.47), while the pay redirect's CPU stayed at 0.065 ms in both. Set aside:
-  a due key shared by a group's first status checks (about 4 % by the earlier prototype), because it only moves work:
-  the sweep would then read every settled payment whose check it can no longer delete.
+- **No read before a new payment, measured and not kept** (2026-11-29, third session): with the commit's check on the
+  payment's key as the only uniqueness check, init-payment read nothing before the provider call. Side by side, two
+  runs: 1.08 and 1.05 × the code with the read, 9-18 % less CPU per request; one full run gave 1.07 × the floor and
+  the next 0.79. It was reverted: a retry of a stored payment then called the provider again and waited for it (2 s
+  against 4 ms with the provider slow), and after a routing change, or Stripe's 24-hour idempotency window, that call
+  made a second payment at the provider. Per request under load the app's threads spent about 0.28-0.32 ms (main),
+  0.16 (SQLite writer), 0.04 (reader) and 0.03-0.1 (GC) without the read, against the floor's 0.25, 0.19 and 0.01.
+  The app's CPU per init request moved between full runs by 30 % (0.58 and 0.76 ms) while the pay redirect's stayed at
+  0.065 ms. Set aside: a due key shared by a group's first status checks (about 4 % by the earlier prototype), because
+  it only moves work: the sweep would then read every settled payment whose check it can no longer delete.
 - **The drain judged by medians** (same session): three drains of the app and of the peer, alternating, instead of one
   each; single drains had swung by a quarter between runs (0.98-1.34 × the peer, two misses in 14 runs).
 - **Tried and dropped**: V8 young-generation sizes of 1, 2, 16 and 32 MB and a slower-growing old generation
