@@ -5,7 +5,16 @@
  */
 import type { ClosedResult, ClosedSpec, PacedResult, PacedSpec, RequestKind } from "./load.ts";
 import type { Profile } from "./profile.ts";
-import { cpuSample, cpuTimeMs, foreignShare, runDenoJson } from "./procs.ts";
+import {
+  cpuByThreadMs,
+  cpuSample,
+  cpuTimeMs,
+  foreignShare,
+  noThreadCpu,
+  runDenoJson,
+  THREAD_KINDS,
+  type ThreadKind,
+} from "./procs.ts";
 import type { Stack } from "./stack.ts";
 import { median, nowMs, percentile, sortedCopy } from "./stats.ts";
 
@@ -28,6 +37,8 @@ export interface ThroughputResult {
    * second it hardly moves when other programs share the machine, so it backs up the ratio on a busy machine.
    */
   cpuMsPerRequest: Record<Who, number>;
+  /** The same split by thread (see cpuByThreadMs), over all measured rounds together: which thread a slow run cost. */
+  threadCpuMsPerRequest: Record<Who, Record<ThreadKind, number>>;
   /** Median of the per-round latency percentiles. */
   p50Ms: Record<Who, number>;
   p99Ms: Record<Who, number>;
@@ -72,6 +83,9 @@ export async function compareThroughput(
   const port: Record<Who, number> = { app: stack.app.port, floor: stack.floor.port };
   const rounds: Record<Who, ClosedResult[]> = { app: [], floor: [] };
   const cpu: Record<Who, number[]> = { app: [], floor: [] };
+  // Summed over the measured rounds (zeroed after the warm-up), per thread kind.
+  const threadMs: Record<Who, Record<ThreadKind, number>> = { app: noThreadCpu(), floor: noThreadCpu() };
+  const answered: Record<Who, number> = { app: 0, floor: 0 };
   const idFiles: Record<Who, string[]> = { app: [], floor: [] };
   const foreign: number[] = [];
   let seq = 0;
@@ -90,8 +104,12 @@ export async function compareThroughput(
     };
     const before = cpuSample();
     const cpuBefore = cpuTimeMs(pid(who));
+    const threadsBefore = cpuByThreadMs(pid(who));
     const result = await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
     cpu[who].push((cpuTimeMs(pid(who)) - cpuBefore) / result.ok);
+    const threadsAfter = cpuByThreadMs(pid(who));
+    for (const kind of THREAD_KINDS) threadMs[who][kind] += threadsAfter[kind] - threadsBefore[kind];
+    answered[who] += result.ok;
     const share = foreignShare(before, cpuSample());
     if (share !== null) foreign.push(share);
     if (saveIdsTo) idFiles[who].push(saveIdsTo);
@@ -104,6 +122,10 @@ export async function compareThroughput(
   }
   foreign.length = 0;
   cpu.app.length = cpu.floor.length = 0;
+  for (const who of ["app", "floor"] as const) {
+    threadMs[who] = noThreadCpu();
+    answered[who] = 0;
+  }
   for (let i = 0; i < profile.rounds; i++) {
     const order: Who[] = i % 2 === 0 ? ["app", "floor"] : ["floor", "app"];
     for (const who of order) {
@@ -122,6 +144,12 @@ export async function compareThroughput(
     rounds,
     rps,
     cpuMsPerRequest: per((w) => median(cpu[w])),
+    threadCpuMsPerRequest: per((w) =>
+      Object.fromEntries(THREAD_KINDS.map((k) => [k, threadMs[w][k] / Math.max(1, answered[w])])) as Record<
+        ThreadKind,
+        number
+      >
+    ),
     p50Ms: per((w) => median(rounds[w].map((r) => r.p50Ms))),
     p99Ms: per((w) => median(rounds[w].map((r) => r.p99Ms))),
     ratio: rps.app / rps.floor,

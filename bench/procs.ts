@@ -198,6 +198,43 @@ export function cpuTimeMs(pid: number): number {
   return statTicks(String(pid), false) * 10;
 }
 
+/** Where a process's CPU goes: its main (JavaScript) thread, its KV store threads, V8's helpers (GC, compiler), the rest. */
+export type ThreadKind = "main" | "store" | "v8" | "other";
+export const THREAD_KINDS: readonly ThreadKind[] = ["main", "store", "v8", "other"];
+export const noThreadCpu = (): Record<ThreadKind, number> => ({ main: 0, store: 0, v8: 0, other: 0 });
+
+/**
+ * CPU time (ms) of a process's live threads, by kind, told apart by their names: the main thread has the process's
+ * id, Deno KV's SQLite threads are "sw-0" (one per open connection), V8's helpers (GC, compiler) "V8 DefaultWorke".
+ * Threads that ended are not counted; the bench's processes keep theirs.
+ */
+export function cpuByThreadMs(pid: number): Record<ThreadKind, number> {
+  const ms = noThreadCpu();
+  let tids: string[] = [];
+  try {
+    tids = [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
+  } catch {
+    return ms;
+  }
+  for (const tid of tids) {
+    let comm = "";
+    try {
+      comm = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/comm`).trim();
+    } catch {
+      continue;
+    }
+    const kind: ThreadKind = tid === String(pid)
+      ? "main"
+      : comm.startsWith("sw-")
+      ? "store"
+      : comm.startsWith("V8 ")
+      ? "v8"
+      : "other";
+    ms[kind] += statTicks(`${pid}/task/${tid}`, false) * 10;
+  }
+  return ms;
+}
+
 function statTicks(pid: string, withReapedChildren: boolean): number {
   try {
     const raw = Deno.readTextFileSync(`/proc/${pid}/stat`);

@@ -6,6 +6,7 @@
 import type { Delivered, DrainResult, DrainRuns, SlowShopResult, ThroughputResult, WebhookResult } from "./phases.ts";
 import { PEER_SETTINGS, type PeerDrain, type PeerSkipped } from "./peer.ts";
 import type { Profile } from "./profile.ts";
+import { THREAD_KINDS, type ThreadKind } from "./procs.ts";
 import { fmtInt, fmtMs, fmtRatio, median } from "./stats.ts";
 
 export const RSS_TARGET_MB = 200;
@@ -199,13 +200,20 @@ export function renderText(r: BenchResults): string {
   ].join("\n");
 }
 
+/** CPU per request by thread kind (see cpuByThreadMs), the kinds that took any. */
+function byThread(ms: Record<ThreadKind, number>): string {
+  return THREAD_KINDS.filter((k) => ms[k] > 0).map((k) => `${k} ${ms[k].toFixed(3)}`).join(" + ");
+}
+
 function detailLines(r: BenchResults): string[] {
   const t = (x: ThroughputResult) =>
     `${x.endpoint}: CPU per request app ${x.cpuMsPerRequest.app.toFixed(3)} ms, floor ${
       x.cpuMsPerRequest.floor.toFixed(3)
-    } ms (floor/app ${fmtRatio(x.cpuMsPerRequest.floor / x.cpuMsPerRequest.app)}); latency p50/p99 app ${
-      fmtMs(x.p50Ms.app)
-    }/${fmtMs(x.p99Ms.app)} ms, floor ${fmtMs(x.p50Ms.floor)}/${fmtMs(x.p99Ms.floor)} ms; per-round ratios ${
+    } ms (floor/app ${fmtRatio(x.cpuMsPerRequest.floor / x.cpuMsPerRequest.app)}; by thread app ${
+      byThread(x.threadCpuMsPerRequest.app)
+    }, floor ${byThread(x.threadCpuMsPerRequest.floor)}); latency p50/p99 app ${fmtMs(x.p50Ms.app)}/${
+      fmtMs(x.p99Ms.app)
+    } ms, floor ${fmtMs(x.p50Ms.floor)}/${fmtMs(x.p99Ms.floor)} ms; per-round ratios ${
       x.roundRatios.map(fmtRatio).join(", ")
     }; errors app ${x.errors.app}, floor ${x.errors.floor}${x.firstError ? ` (first: ${x.firstError})` : ""}`;
   const w = r.webhook;

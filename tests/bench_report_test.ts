@@ -9,6 +9,7 @@ import {
 import { benchPostback } from "../bench/peers/postback.mjs";
 import { QUICK } from "../bench/profile.ts";
 import { type BenchResults, failures, renderMarkdown, renderText } from "../bench/report.ts";
+import { cpuByThreadMs } from "../bench/procs.ts";
 
 const versions = { bullmq: "6.7.0", ioredis: "5.11.1", standardwebhooks: "1.1.1", node: "20.20.2", redis: "7.0.15" };
 
@@ -20,6 +21,7 @@ function throughput(endpoint: string): ThroughputResult {
     rounds: both([]),
     rps: both(1_000),
     cpuMsPerRequest: both(1),
+    threadCpuMsPerRequest: both({ main: 0.6, store: 0.3, v8: 0.1, other: 0 }),
     p50Ms: both(5),
     p99Ms: both(9),
     ratio: 1,
@@ -203,4 +205,38 @@ Deno.test("[bench report] several drains: the median run's rate judges, every ru
   assert.ok(failures(r).includes(DRAIN), "one postback lost in one run fails the row");
   assert.match(renderText(r), /2,999\/3,000 arrived in 3 drains, 2 duplicates/);
   assert.equal(medianRun([run(1_000, 0, 100), run(3_000, 0, 100)]).rate, 1_000, "the lower middle of two");
+});
+
+Deno.test("[bench report] a throughput row's details split its CPU per request by thread", () => {
+  const text = renderText(results(1_000, measuredPeer(1_000)));
+  assert.match(
+    text,
+    /POST \/api\/v1\/init-payment: CPU per request app 1\.000 ms, floor 1\.000 ms \(floor\/app 1\.00; by thread app main 0\.600 \+ store 0\.300 \+ v8 0\.100, floor main 0\.600/,
+  );
+});
+
+Deno.test("[bench] CPU by thread counts a deno run's JavaScript as main", async () => {
+  // A separate `deno run` (deno test runs its modules off the process's main thread): spins, then waits to be read.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "const t = performance.now() + 300; while (performance.now() < t); console.log('spun'); setTimeout(() => {}, 5000);",
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    const reader = child.stdout.getReader();
+    const { value } = await reader.read();
+    assert.match(new TextDecoder().decode(value), /spun/);
+    const ms = cpuByThreadMs(child.pid);
+    // Ticks are 10 ms: 300 ms of spinning shows as at least 200 (start-up adds more).
+    assert.ok(ms.main >= 200, JSON.stringify(ms));
+    assert.equal(ms.store, 0, "no KV opened, no store thread");
+    reader.releaseLock();
+  } finally {
+    child.kill();
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+  }
 });
