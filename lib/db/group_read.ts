@@ -66,8 +66,10 @@ export class GroupReader extends GroupQueue<Waiting> {
     const keys: Deno.KvKey[] = [];
     let taken = 0;
     for (const w of this.waiting) {
-      const fresh = new Set(w.ids.filter((id) => !index.has(id)));
-      if (taken > 0 && keys.length + fresh.size > MAX_KEYS) break;
+      // Keys not in the group yet (a key a read names twice counts twice: only ever a group closed a little early).
+      let fresh = 0;
+      for (const id of w.ids) if (!index.has(id)) fresh++;
+      if (taken > 0 && keys.length + fresh > MAX_KEYS) break;
       w.ids.forEach((id, i) => {
         if (!index.has(id)) index.set(id, keys.push(w.keys[i]) - 1);
       });

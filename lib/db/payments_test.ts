@@ -237,3 +237,32 @@ Deno.test("[payments-db] the email backfill over a store with shared listing key
     kv.close();
   }
 });
+
+Deno.test("[payments-db] a payment already stored fails alone in its group; the rest commit together, listed once each", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t = Date.now() - 60_000;
+    const taken = storedPayment(t, { shopId: "shop_a" });
+    assert.equal(await createPayment(kv, taken), true);
+    // The first write goes alone and holds the store; the next four queue up behind it and go as one group.
+    const first = createPayment(kv, storedPayment(t + 1, { shopId: "shop_a" }));
+    const rest = [
+      storedPayment(t + 2, { shopId: "shop_a" }),
+      { ...taken, seq: "later" },
+      storedPayment(t + 3, { shopId: "shop_a" }),
+    ];
+    const results = await Promise.all(rest.map((p) => createPayment(kv, p)));
+    assert.equal(await first, true);
+    assert.deepEqual(results, [true, false, true]);
+    const stamps = await Promise.all(
+      [rest[0], rest[2]].map(async (p) => (await getPaymentEntry(kv, p.id)).versionstamp),
+    );
+    assert.equal(stamps[0], stamps[1], "the two new payments shared one commit");
+    const ids = await listed(kv, { shopId: "shop_a" });
+    assert.equal(ids.length, 4, "the refused write left nothing in the listing");
+    assert.equal(new Set(ids).size, 4);
+    assert.equal((await getPaymentEntry(kv, taken.id)).value?.seq, taken.seq, "the stored payment is unchanged");
+  } finally {
+    kv.close();
+  }
+});
