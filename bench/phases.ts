@@ -10,7 +10,6 @@ import {
   cpuSample,
   cpuTimeMs,
   foreignShare,
-  noThreadCpu,
   runDenoJson,
   THREAD_KINDS,
   type ThreadKind,
@@ -83,9 +82,8 @@ export async function compareThroughput(
   const port: Record<Who, number> = { app: stack.app.port, floor: stack.floor.port };
   const rounds: Record<Who, ClosedResult[]> = { app: [], floor: [] };
   const cpu: Record<Who, number[]> = { app: [], floor: [] };
-  // Summed over the measured rounds (zeroed after the warm-up), per thread kind.
-  const threadMs: Record<Who, Record<ThreadKind, number>> = { app: noThreadCpu(), floor: noThreadCpu() };
-  const answered: Record<Who, number> = { app: 0, floor: 0 };
+  // CPU by thread kind of each round, like `cpu` (ms, not per request).
+  const threadMs: Record<Who, Record<ThreadKind, number>[]> = { app: [], floor: [] };
   const idFiles: Record<Who, string[]> = { app: [], floor: [] };
   const foreign: number[] = [];
   let seq = 0;
@@ -108,8 +106,12 @@ export async function compareThroughput(
     const result = await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
     cpu[who].push((cpuTimeMs(pid(who)) - cpuBefore) / result.ok);
     const threadsAfter = cpuByThreadMs(pid(who));
-    for (const kind of THREAD_KINDS) threadMs[who][kind] += threadsAfter[kind] - threadsBefore[kind];
-    answered[who] += result.ok;
+    threadMs[who].push(
+      Object.fromEntries(THREAD_KINDS.map((k) => [k, threadsAfter[k] - threadsBefore[k]])) as Record<
+        ThreadKind,
+        number
+      >,
+    );
     const share = foreignShare(before, cpuSample());
     if (share !== null) foreign.push(share);
     if (saveIdsTo) idFiles[who].push(saveIdsTo);
@@ -122,10 +124,7 @@ export async function compareThroughput(
   }
   foreign.length = 0;
   cpu.app.length = cpu.floor.length = 0;
-  for (const who of ["app", "floor"] as const) {
-    threadMs[who] = noThreadCpu();
-    answered[who] = 0;
-  }
+  threadMs.app.length = threadMs.floor.length = 0;
   for (let i = 0; i < profile.rounds; i++) {
     const order: Who[] = i % 2 === 0 ? ["app", "floor"] : ["floor", "app"];
     for (const who of order) {
@@ -144,12 +143,12 @@ export async function compareThroughput(
     rounds,
     rps,
     cpuMsPerRequest: per((w) => median(cpu[w])),
-    threadCpuMsPerRequest: per((w) =>
-      Object.fromEntries(THREAD_KINDS.map((k) => [k, threadMs[w][k] / Math.max(1, answered[w])])) as Record<
-        ThreadKind,
-        number
-      >
-    ),
+    threadCpuMsPerRequest: per((w) => {
+      const answered = Math.max(1, rounds[w].reduce((n, r) => n + r.ok, 0));
+      return Object.fromEntries(
+        THREAD_KINDS.map((k) => [k, threadMs[w].reduce((ms, round) => ms + round[k], 0) / answered]),
+      ) as Record<ThreadKind, number>;
+    }),
     p50Ms: per((w) => median(rounds[w].map((r) => r.p50Ms))),
     p99Ms: per((w) => median(rounds[w].map((r) => r.p99Ms))),
     ratio: rps.app / rps.floor,

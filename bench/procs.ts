@@ -201,7 +201,6 @@ export function cpuTimeMs(pid: number): number {
 /** Where a process's CPU goes: its main (JavaScript) thread, its KV store threads, V8's helpers (GC, compiler), the rest. */
 export type ThreadKind = "main" | "store" | "v8" | "other";
 export const THREAD_KINDS: readonly ThreadKind[] = ["main", "store", "v8", "other"];
-export const noThreadCpu = (): Record<ThreadKind, number> => ({ main: 0, store: 0, v8: 0, other: 0 });
 
 /**
  * CPU time (ms) of a process's live threads, by kind, told apart by their names: the main thread has the process's
@@ -209,7 +208,7 @@ export const noThreadCpu = (): Record<ThreadKind, number> => ({ main: 0, store: 
  * Threads that ended are not counted; the bench's processes keep theirs.
  */
 export function cpuByThreadMs(pid: number): Record<ThreadKind, number> {
-  const ms = noThreadCpu();
+  const ms: Record<ThreadKind, number> = { main: 0, store: 0, v8: 0, other: 0 };
   let tids: string[] = [];
   try {
     tids = [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
