@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { freePort, startShopReceiver, startTestApp, type TestApp, type TestAppOptions } from "../fixtures/app.ts";
+import {
+  serveOnLoopback,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  type TestAppOptions,
+} from "../fixtures/app.ts";
 import { setEmbedOrigins } from "../lib/shops.ts";
 import { verifyWebhook } from "../lib/relay/signing.ts";
 
@@ -31,10 +37,9 @@ interface ShopSite {
  * `/forged` also frames a page of `evilOrigin`, which posts fake outcomes to it.
  */
 function startShopSite(app: TestApp, opts: { postbackUrl: string; evilOrigin?: string }): ShopSite {
-  const port = freePort();
   const ours = new URL(app.baseUrl).origin;
   let order = 0;
-  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, async (req) => {
+  const { server, port } = serveOnLoopback(async (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/favicon.ico") return new Response(null, { status: 404 });
     const res = await fetch(`${app.baseUrl}/api/v1/checkout/sessions`, {
@@ -80,8 +85,7 @@ ${forged ? `<iframe src="${opts.evilOrigin}/evil"></iframe>` : ""}
 
 /** A site nobody allowed: it frames a checkout it got hold of, and posts fake outcomes to its parent. */
 function startEvilSite(app: TestApp): ShopSite {
-  const port = freePort();
-  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, async (req) => {
+  const { server, port } = serveOnLoopback(async (req) => {
     const url = new URL(req.url);
     // Posted now and twice more, so some land after the shop's page is listening.
     const fake = `<script>for (const ms of [0, 200, 400]) setTimeout(() => { for (const type of ["ready", "succeeded"])

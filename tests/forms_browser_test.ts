@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
-import { freePort, startTestApp } from "../fixtures/app.ts";
+import { serveOnLoopback, startTestApp } from "../fixtures/app.ts";
 import { setEmbedOrigins } from "../lib/shops.ts";
 import { createPortalLink } from "../lib/auth/portal.ts";
 
@@ -27,15 +27,15 @@ Deno.test({
   async fn(t) {
     const app = await startTestApp();
     // The shop's own site, on another origin, with the form in an iframe.
-    const shopPort = freePort();
-    const shopOrigin = `http://127.0.0.1:${shopPort}`;
     let formUrl = "";
-    const shopSite = Deno.serve({ hostname: "127.0.0.1", port: shopPort, onListen() {} }, () =>
+    const { server: shopSite, port: shopPort } = serveOnLoopback(() =>
       new Response(
         `<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1"></head>` +
           `<body><h1>Our shelter</h1><iframe src="${formUrl}" title="Donate" width="100%" height="600"></iframe></body></html>`,
         { headers: { "content-type": "text/html" } },
-      ));
+      )
+    );
+    const shopOrigin = `http://127.0.0.1:${shopPort}`;
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],

@@ -20,6 +20,7 @@ import {
   loopbackAppEnv,
   paymentBody,
   runShopCli,
+  serveOnLoopback,
   startTestApp,
   type TestApp,
 } from "../fixtures/app.ts";
@@ -324,12 +325,13 @@ function kvWithSwitchableWrites(kv: Deno.Kv) {
 }
 
 Deno.test("[hardening] with KV refusing writes the buyer is still redirected and /readyz says 503", async () => {
-  const port = freePort();
+  const http = serveOnLoopback();
+  const port = http.port;
   const config = loadConfig({ ...loopbackAppEnv(port, ":memory:"), PASSWORD_ITERATIONS: "1000" });
   const raw = await Deno.openKv(":memory:");
   const { kv, state } = kvWithSwitchableWrites(raw);
   const server = await createServer(config, kv);
-  const http = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, server.app.fetch);
+  http.handle((req, info) => server.app.fetch(req, info));
   const app = { baseUrl: `http://127.0.0.1:${port}` } as TestApp;
   try {
     const { apiKey } = await createShop(kv, { name: "Full disk" }, { allowLocalUrls: true, now: Date.now() });
@@ -356,7 +358,7 @@ Deno.test("[hardening] with KV refusing writes the buyer is still redirected and
   } finally {
     state.refuseWrites = false;
     await server.close();
-    await http.shutdown();
+    await http.server.shutdown();
     raw.close();
   }
 });

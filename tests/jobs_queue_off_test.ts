@@ -22,6 +22,7 @@ import {
   loopbackAppEnv,
   paymentBody,
   type ReceivedPostback,
+  serveOnLoopback,
   spawnApp,
   startShopReceiver,
   stopApp,
@@ -65,7 +66,8 @@ interface QueueOffApp {
 
 /** The app in process with JOBS_QUEUE=off, its embedded sandbox, and no sweep until the test runs one. */
 async function startQueueOffApp(opts: { kick: boolean }): Promise<QueueOffApp> {
-  const port = freePort();
+  const http = serveOnLoopback();
+  const port = http.port;
   const baseUrl = `http://127.0.0.1:${port}`;
   const config = loadConfig({
     ...loopbackAppEnv(port, ":memory:"),
@@ -81,7 +83,7 @@ async function startQueueOffApp(opts: { kick: boolean }): Promise<QueueOffApp> {
   const server = await createServer(config, kv);
   // The kick is a timer in this process; without it only the sweep can send (as after a restart).
   if (!opts.kick) server.ctx.kick = () => {};
-  const http = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, server.app.fetch);
+  http.handle((req, info) => server.app.fetch(req, info));
   const { shop, apiKey } = await createShop(kv, { name: "Queue-off shop", allowedHosts: [] }, {
     allowLocalUrls: true,
     now: Date.now(),
@@ -94,7 +96,7 @@ async function startQueueOffApp(opts: { kick: boolean }): Promise<QueueOffApp> {
     queueUses,
     async close() {
       await server.close();
-      await http.shutdown();
+      await http.server.shutdown();
       rawKv.close();
     },
   };
