@@ -159,3 +159,49 @@ Deno.test("[group commit] a group failed by one write's check goes again as one 
     kv.close();
   }
 });
+
+/** `kv` with its reads replaced: what the committer's stale-key read (getMany) sees or does. */
+function withReads(kv: Deno.Kv, getMany: (keys: Deno.KvKey[]) => Promise<Deno.KvEntryMaybe<unknown>[]>): Deno.Kv {
+  return { atomic: () => kv.atomic(), getMany } as unknown as Deno.Kv;
+}
+
+Deno.test("[group commit] a regrouped group that fails again goes write by write, each write judged alone", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await kv.set(["k", "taken"], "earlier");
+    // Another process takes "c" right after the committer read the checked keys: the regrouped commit fails too.
+    const writer = committer(withReads(kv, async (keys) => {
+      const entries = await kv.getMany(keys);
+      await kv.set(["k", "c"], "raced");
+      return entries;
+    }));
+    const first = writer.commit({ id: "first", value: "new" });
+    const ids = ["a", "b", "taken", "c", "d"];
+    const results = Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
+    assert.equal(await first, true);
+    assert.deepEqual(await results, [true, true, false, false, true]);
+    assert.equal((await kv.get(["k", "c"])).value, "raced");
+    const stamps = await Promise.all(["a", "b", "d"].map(async (id) => (await kv.get(["k", id])).versionstamp));
+    assert.equal(new Set(stamps).size, 3, "write by write after the second failure");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[group commit] when the checked keys cannot be read, a failed group goes write by write", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await kv.set(["k", "taken"], "earlier");
+    const writer = committer(withReads(kv, () => Promise.reject(new Error("store unavailable"))));
+    const first = writer.commit({ id: "first", value: "new" });
+    const ids = ["a", "b", "taken", "c", "d"];
+    const results = Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
+    assert.equal(await first, true);
+    assert.deepEqual(await results, [true, true, false, true, true]);
+    assert.equal((await kv.get(["k", "taken"])).value, "earlier");
+    const stamps = await Promise.all(["a", "b", "c", "d"].map(async (id) => (await kv.get(["k", id])).versionstamp));
+    assert.equal(new Set(stamps).size, 4, "write by write");
+  } finally {
+    kv.close();
+  }
+});

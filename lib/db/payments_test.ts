@@ -4,10 +4,12 @@ import type { Payment } from "../payments/types.ts";
 import { storedPayment } from "../../fixtures/payments.ts";
 import {
   backfillPaymentEmailIndex,
+  commitPaymentMove,
   createPayment,
   getPaymentEntry,
   isPaymentEmailIndexReady,
   iteratePaymentIds,
+  listPaymentEvents,
   markBuyerRedirected,
   paymentEmailHash,
   reschedulePaymentCheck,
@@ -265,6 +267,39 @@ Deno.test("[payments-db] a payment already stored fails alone in its group; the 
     assert.equal(ids.length, 4, "the refused write left nothing in the listing");
     assert.equal(new Set(ids).size, 4);
     assert.equal((await getPaymentEntry(kv, taken.id)).value?.seq, taken.seq, "the stored payment is unchanged");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[payments-db] a move from a stale read fails alone in its group; the other moves commit together", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t = Date.now() - 60_000;
+    const payments = [0, 1, 2, 3].map((i) => storedPayment(t + i, { shopId: "shop_a" }));
+    for (const p of payments) assert.equal(await createPayment(kv, p), true);
+    const entries = await Promise.all(payments.map((p) => getPaymentEntry(kv, p.id) as Promise<Deno.KvEntry<Payment>>));
+    const moveTo = (entry: Deno.KvEntry<Payment>, status: Payment["status"]) =>
+      commitPaymentMove(kv, entry, { ...entry.value, status }, {
+        events: [{ type: "status_changed", at: t + 10, data: { to: status } }],
+        jobs: { queue: false, now: t + 10 },
+      });
+    // Another process cancels payment 2 first, so the entry read above is stale.
+    assert.ok(await moveTo(entries[2], "cancelled"));
+    // The first move goes alone and holds the store; the next three queue up behind it and go as one group.
+    const first = moveTo(entries[0], "succeeded");
+    const rest = await Promise.all([1, 2, 3].map((i) => moveTo(entries[i], "succeeded")));
+    assert.ok(await first);
+    assert.equal(rest[1], null, "the move from the stale read is refused");
+    assert.ok(rest[0] && rest[0] === rest[2], "the other two shared one commit");
+    assert.equal((await getPaymentEntry(kv, payments[2].id)).value?.status, "cancelled");
+    const events = await listPaymentEvents(kv, (await getPaymentEntry(kv, payments[2].id)).value!);
+    assert.deepEqual(
+      events.map((e) => e.data.to ?? e.type),
+      ["created", "cancelled"],
+      "the refused move added no event",
+    );
+    for (const i of [1, 3]) assert.equal((await getPaymentEntry(kv, payments[i].id)).value?.status, "succeeded");
   } finally {
     kv.close();
   }
