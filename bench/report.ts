@@ -555,6 +555,21 @@ its own), where keys written in time order share pages. The last part was about 
 - **Tried and dropped**: V8 young-generation sizes of 1, 2, 16 and 32 MB and a slower-growing old generation
   (1 MB cost 10 %, the rest nothing); storing a group's log records as one JSON text (a 15 KB string costs the KV
   serializer 9 µs, the same records as objects 13, with a parse on every read).
+- **Measured and set aside** (2026-11-29, fourth session): a far-future expiry on a payment's key, so that its place
+  in denokv's expiry index follows time instead of the random id (in a standalone file of the app's commit shape 15 %
+  less CPU per payment; side by side 1.04 × with two identical builds at 1.11 ×: within the noise; a payment record
+  with a time to live is the wrong thing to store for money); one GC thread again (1.01 and 0.98 ×, 3-6 % less CPU);
+  allocation sampling through the inspector, collected objects included (flat: no function over 3 %); 100 addresses
+  per call to the address service instead of 20 (0.98 ×).
+- **Why the invoice row swings** (same session): over 30 full runs the app's invoices ran at 1,010-1,730 a second and
+  the floor's at 1,250-3,350, so the ratio followed the floor (0.48 when it ran at 3,350, 0.97 at 1,520). The floor
+  commits one key per request and its rate follows the disk's fsync; the app's rate is set by its group commits'
+  time at the store. A new address costs an invoice's commit three random keys (the invoice, the address's owner and
+  the pool's record of it), and a reused one three as well (the invoice, the free marker, the record). In a standalone
+  file, commits of 25 invoices with the owner and the record merged into one key took 18 % less time (280 against
+  340 µs an invoice, three runs each). Merging them, with the pool listed per shop in time order and free markers
+  keyed by when the address was freed (taken first in, first out), would leave two random keys on both paths; it
+  changes the pool's layout and every reader of it, so it is left for a change of its own.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
