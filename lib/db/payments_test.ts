@@ -304,3 +304,26 @@ Deno.test("[payments-db] a move from a stale read fails alone in its group; the 
     kv.close();
   }
 });
+
+Deno.test("[payments-db] buyers' first visits share a commit when one visit's read is stale; that one is recorded after", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    const payments = [0, 1, 2, 3].map((i) => payment(i, now - 60_000 + i));
+    for (const p of payments) await createPayment(kv, p);
+    const reads = await Promise.all(payments.map((p) => getPaymentEntry(kv, p.id) as Promise<Deno.KvEntry<Payment>>));
+    // Payment 2's next status check moves meanwhile: its read is stale.
+    assert.ok(await reschedulePaymentCheck(kv, reads[2], now + 60_000));
+    // The first visit goes alone and holds the store; the next three queue up behind it and go as one group.
+    const first = markBuyerRedirected(kv, reads[0], now);
+    const rest = await Promise.all([1, 2, 3].map((i) => markBuyerRedirected(kv, reads[i], now)));
+    assert.equal(await first, true);
+    assert.deepEqual(rest, [true, true, true], "the stale one is recorded from what is stored now");
+    const stored = await Promise.all(payments.map((p) => getPaymentEntry(kv, p.id)));
+    assert.ok(stored.every((e) => e.value?.firstRedirectAt === now));
+    assert.equal(stored[1].versionstamp, stored[3].versionstamp, "the two fresh visits shared one commit");
+    assert.notEqual(stored[2].versionstamp, stored[1].versionstamp);
+  } finally {
+    kv.close();
+  }
+});

@@ -147,3 +147,25 @@ Deno.test("[lease] another worker's claim that ends on the very millisecond of o
     kv.close();
   }
 });
+
+Deno.test("[lease] claims from a stale read fail alone in their group; the other claims share one commit", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    // Four postbacks due now (their birth leases ran out a second ago).
+    const due = await Promise.all([0, 1, 2, 3].map(() => storeLowLease(kv, now - 2_000)));
+    // Another worker claims postback 2 first: the entry read above is stale.
+    const theirs = await claimDeliveryEntry(kv, due[2], now, DELIVERY_LEASE_MS);
+    assert.ok(theirs);
+    // The first claim goes alone and holds the store; the next three queue up behind it and go as one group.
+    const first = claimDeliveryEntry(kv, due[0], now, DELIVERY_LEASE_MS);
+    const rest = await Promise.all([1, 2, 3].map((i) => claimDeliveryEntry(kv, due[i], now, DELIVERY_LEASE_MS)));
+    assert.ok(await first);
+    assert.equal(rest[1], null, "the claim from the stale read is refused");
+    assert.ok(rest[0] && rest[2] && rest[0].versionstamp === rest[2].versionstamp, "the other two shared one commit");
+    const stored = await getDeliveryEntry(kv, due[2].value.id);
+    assert.equal(stored.value?.leaseToken, theirs.value.leaseToken, "the lease stays the other worker's");
+  } finally {
+    kv.close();
+  }
+});
