@@ -192,7 +192,15 @@ Deno.test("[group commit] when the checked keys cannot be read, a failed group g
   const kv = await Deno.openKv(":memory:");
   try {
     await kv.set(["k", "taken"], "earlier");
-    const writer = committer(withReads(kv, () => Promise.reject(new Error("store unavailable"))));
+    let commits = 0;
+    const store = withReads(kv, () => Promise.reject(new Error("store unavailable")));
+    store.atomic = () => {
+      const op = kv.atomic();
+      const commit = op.commit.bind(op);
+      op.commit = () => (commits++, commit());
+      return op;
+    };
+    const writer = committer(store);
     const first = writer.commit({ id: "first", value: "new" });
     const ids = ["a", "b", "taken", "c", "d"];
     const results = Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
@@ -201,6 +209,8 @@ Deno.test("[group commit] when the checked keys cannot be read, a failed group g
     assert.equal((await kv.get(["k", "taken"])).value, "earlier");
     const stamps = await Promise.all(["a", "b", "c", "d"].map(async (id) => (await kv.get(["k", id])).versionstamp));
     assert.equal(new Set(stamps).size, 4, "write by write");
+    // Whether "first" went alone or with the group: one failed group commit, then one commit per write, nothing more.
+    assert.equal(commits, 7);
   } finally {
     kv.close();
   }

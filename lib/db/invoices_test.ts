@@ -48,7 +48,7 @@ Deno.test("[invoices-db] an invoice at an address another pool holds fails alone
     const now = Date.now();
     // Another shop's pool has TTaken already (a service that handed an address out twice).
     assert.equal(await insertInvoice(kv, newInvoiceAt("shop_other", "TTaken", now)), true);
-    // The first insert goes alone and holds the store; the next three queue up behind it and go as one group.
+    // Queued in the same tick, the four inserts go to the store as one group, which the taken address fails.
     const first = insertInvoice(kv, newInvoiceAt("shop_a", "TFirst", now));
     const writes = [
       newInvoiceAt("shop_a", "TOne", now),

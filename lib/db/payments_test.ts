@@ -286,7 +286,7 @@ Deno.test("[payments-db] a move from a stale read fails alone in its group; the 
       });
     // Another process cancels payment 2 first, so the entry read above is stale.
     assert.ok(await moveTo(entries[2], "cancelled"));
-    // The first move goes alone and holds the store; the next three queue up behind it and go as one group.
+    // Queued in the same tick, the four moves go to the store as one group, which the stale one fails.
     const first = moveTo(entries[0], "succeeded");
     const rest = await Promise.all([1, 2, 3].map((i) => moveTo(entries[i], "succeeded")));
     assert.ok(await first);

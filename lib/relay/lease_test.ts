@@ -157,7 +157,7 @@ Deno.test("[lease] claims from a stale read fail alone in their group; the other
     // Another worker claims postback 2 first: the entry read above is stale.
     const theirs = await claimDeliveryEntry(kv, due[2], now, DELIVERY_LEASE_MS);
     assert.ok(theirs);
-    // The first claim goes alone and holds the store; the next three queue up behind it and go as one group.
+    // Queued in the same tick, the four claims go to the store as one group, which the stale one fails.
     const first = claimDeliveryEntry(kv, due[0], now, DELIVERY_LEASE_MS);
     const rest = await Promise.all([1, 2, 3].map((i) => claimDeliveryEntry(kv, due[i], now, DELIVERY_LEASE_MS)));
     assert.ok(await first);
