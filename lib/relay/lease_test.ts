@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { AppContext } from "../context.ts";
-import { addDeliveryOps, claimDeliveryEntry, getDeliveryEntry } from "../db/deliveries.ts";
+import { addDeliveryOps, claimDeliveryEntry, getDeliveryEntry, recordDeliveryAttempt } from "../db/deliveries.ts";
 import { newDelivery } from "./delivery.ts";
 import { DELIVERY_LEASE_MS, LeaseKeeper } from "./lease.ts";
 import type { Delivery } from "./types.ts";
@@ -165,6 +165,36 @@ Deno.test("[lease] claims from a stale read fail alone in their group; the other
     assert.ok(rest[0] && rest[2] && rest[0].versionstamp === rest[2].versionstamp, "the other two shared one commit");
     const stored = await getDeliveryEntry(kv, due[2].value.id);
     assert.equal(stored.value?.leaseToken, theirs.value.leaseToken, "the lease stays the other worker's");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[lease] an outcome recorded on a lost lease fails alone in its group; the other outcomes share one commit", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    const due = await Promise.all([0, 1, 2, 3].map(() => storeLowLease(kv, now - 2_000)));
+    const ours = (await Promise.all(due.map((d) => claimDeliveryEntry(kv, d, now, DELIVERY_LEASE_MS))))
+      .map((claimed) => claimed!);
+    // Our lease on postback 2 is lost: another worker wrote it meanwhile (as after our lease ran out).
+    assert.ok(
+      (await kv.atomic().check(ours[2]).set(ours[2].key, { ...ours[2].value, leaseToken: "theirs" }).commit()).ok,
+    );
+    const delivered = (claimed: Deno.KvEntry<Delivery>) => {
+      const attempt = { n: 1, at: now, latencyMs: 5, statusCode: 200, error: null, responseStart: "ok" };
+      const next: Delivery = { ...claimed.value, status: "delivered", attempts: 1, leaseUntil: 0, updatedAt: now };
+      return recordDeliveryAttempt(kv, claimed, attempt, next, { queue: false, now });
+    };
+    // The first outcome goes alone and holds the store; the next three queue up behind it and go as one group.
+    const first = delivered(ours[0]);
+    const results = await Promise.all([1, 2, 3].map((i) => delivered(ours[i])));
+    assert.equal(await first, true);
+    assert.deepEqual(results, [true, false, true]);
+    const stored = await Promise.all(due.map((d) => getDeliveryEntry(kv, d.value.id)));
+    assert.equal(stored[1].versionstamp, stored[3].versionstamp, "the other two shared one commit");
+    assert.equal(stored[2].value?.leaseToken, "theirs", "the other worker's write stays");
+    assert.equal(stored[2].value?.status, "pending");
   } finally {
     kv.close();
   }
