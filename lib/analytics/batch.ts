@@ -65,9 +65,7 @@ export async function buildRows(
 
   // A provider call changes nothing in the payment's row: only its own entries count.
   const { known, toRead } = paymentsToRead(paymentEntries);
-  // getPayments reads 10 at a time (KV's getMany limit); chunks in parallel keep big batches quick.
-  const chunks = Array.from({ length: Math.ceil(toRead.length / 10) }, (_, i) => toRead.slice(i * 10, i * 10 + 10));
-  const payments = [...known, ...(await Promise.all(chunks.map((ids) => getPayments(kv, ids)))).flat()];
+  const payments = [...known, ...await getPayments(kv, toRead)];
   const paymentRows = await Promise.all(
     payments.map(async (p) => paymentRow(p, mayHavePostbacks(p) ? await listDeliveriesByPayment(kv, p.id) : [], email)),
   );

@@ -1,5 +1,6 @@
 import { gatherForGroup } from "./collected.ts";
 import { GroupQueue } from "./group_queue.ts";
+import { getManyEntries } from "./kv.ts";
 
 /**
  * Group commit, the classic database technique: writes that arrive while an
@@ -125,28 +126,19 @@ export class GroupCommitter<T> extends GroupQueue<Waiting<T>> {
   /** Which writes (by index) check a key whose versionstamp is no longer the one checked; empty when the read fails. */
   async #staleWrites(checks: Deno.AtomicCheck[][]): Promise<Set<number>> {
     const all = checks.flatMap((list, write) => list.map((check) => ({ check, write })));
-    const batches = Array.from(
-      { length: Math.ceil(all.length / READ_BATCH) },
-      (_, i) => all.slice(i * READ_BATCH, (i + 1) * READ_BATCH),
-    );
     const stale = new Set<number>();
     try {
-      // The queue waits meanwhile: the batches are read at once.
-      const read = await Promise.all(batches.map((batch) => this.kv.getMany(batch.map((c) => c.check.key))));
-      read.forEach((entries, b) =>
-        entries.forEach((e, j) => {
-          if (e.versionstamp !== batches[b][j].check.versionstamp) stale.add(batches[b][j].write);
-        })
-      );
+      // The queue waits meanwhile: the keys are read at once.
+      const entries = await getManyEntries(this.kv, all.map((c) => c.check.key));
+      entries.forEach((e, i) => {
+        if (e.versionstamp !== all[i].check.versionstamp) stale.add(all[i].write);
+      });
     } catch {
       stale.clear();
     }
     return stale;
   }
 }
-
-/** Most keys KV reads at once. */
-const READ_BATCH = 10;
 
 /**
  * Counters (`sum` mutations) of a group's writes, added up per key before

@@ -142,19 +142,26 @@ Deno.test("[group commit] settled() waits for writes nobody awaited, across the 
   }
 });
 
+/** Commits "first", then a, b, taken, c and d while it is at the store, so those five go as one group: their results. */
+async function commitBehindFirst(writer: GroupCommitter<Item>): Promise<boolean[]> {
+  const first = writer.commit({ id: "first", value: "new" });
+  const results = Promise.all(["a", "b", "taken", "c", "d"].map((id) => writer.commit({ id, value: "new" })));
+  assert.equal(await first, true);
+  return await results;
+}
+
+/** The versionstamps `ids` are stored with. */
+function stampsOf(kv: Deno.Kv, ids: string[]): Promise<(string | null)[]> {
+  return Promise.all(ids.map(async (id) => (await kv.get(["k", id])).versionstamp));
+}
+
 Deno.test("[group commit] a group failed by one write's check goes again as one group without it", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     await kv.set(["k", "taken"], "earlier");
     const writer = committer(kv);
-    // Held at the store, so the five writes below queue up and go as one group.
-    const first = writer.commit({ id: "first", value: "new" });
-    const ids = ["a", "b", "taken", "c", "d"];
-    const results = Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
-    assert.equal(await first, true);
-    assert.deepEqual(await results, [true, true, false, true, true]);
-    const stamps = await Promise.all(["a", "b", "c", "d"].map(async (id) => (await kv.get(["k", id])).versionstamp));
-    assert.equal(new Set(stamps).size, 1, "the other four shared one commit");
+    assert.deepEqual(await commitBehindFirst(writer), [true, true, false, true, true]);
+    assert.equal(new Set(await stampsOf(kv, ["a", "b", "c", "d"])).size, 1, "the other four shared one commit");
   } finally {
     kv.close();
   }
@@ -175,14 +182,9 @@ Deno.test("[group commit] a regrouped group that fails again goes write by write
       await kv.set(["k", "c"], "raced");
       return entries;
     }));
-    const first = writer.commit({ id: "first", value: "new" });
-    const ids = ["a", "b", "taken", "c", "d"];
-    const results = Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
-    assert.equal(await first, true);
-    assert.deepEqual(await results, [true, true, false, false, true]);
+    assert.deepEqual(await commitBehindFirst(writer), [true, true, false, false, true]);
     assert.equal((await kv.get(["k", "c"])).value, "raced");
-    const stamps = await Promise.all(["a", "b", "d"].map(async (id) => (await kv.get(["k", id])).versionstamp));
-    assert.equal(new Set(stamps).size, 3, "write by write after the second failure");
+    assert.equal(new Set(await stampsOf(kv, ["a", "b", "d"])).size, 3, "write by write after the second failure");
   } finally {
     kv.close();
   }
@@ -201,14 +203,9 @@ Deno.test("[group commit] when the checked keys cannot be read, a failed group g
       return op;
     };
     const writer = committer(store);
-    const first = writer.commit({ id: "first", value: "new" });
-    const ids = ["a", "b", "taken", "c", "d"];
-    const results = Promise.all(ids.map((id) => writer.commit({ id, value: "new" })));
-    assert.equal(await first, true);
-    assert.deepEqual(await results, [true, true, false, true, true]);
+    assert.deepEqual(await commitBehindFirst(writer), [true, true, false, true, true]);
     assert.equal((await kv.get(["k", "taken"])).value, "earlier");
-    const stamps = await Promise.all(["a", "b", "c", "d"].map(async (id) => (await kv.get(["k", id])).versionstamp));
-    assert.equal(new Set(stamps).size, 4, "write by write");
+    assert.equal(new Set(await stampsOf(kv, ["a", "b", "c", "d"])).size, 4, "write by write");
     // Whether "first" went alone or with the group: one failed group commit, then one commit per write, nothing more.
     assert.equal(commits, 7);
   } finally {

@@ -2,7 +2,7 @@ import type { Invoice, InvoiceEvent, PoolAddress } from "../invoices/types.ts";
 import type { Network } from "../invoices/coins.ts";
 import type { Delivery } from "../relay/types.ts";
 import { sortableId } from "../ids.ts";
-import { collectValues } from "./kv.ts";
+import { collectValues, getManyEntries } from "./kv.ts";
 import { addActivityOps } from "./activity.ts";
 import { addAuditOps, type AuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
@@ -219,12 +219,7 @@ export async function listInvoices(kv: Deno.Kv, opts: { shopId?: string; limit: 
   return await getInvoices(kv, ids);
 }
 
-/** Reads invoices by id, 10 at a time (KV's getMany limit). */
+/** Reads invoices by id (those that exist), in the order of `ids`. */
 export async function getInvoices(kv: Deno.Kv, ids: string[]): Promise<Invoice[]> {
-  const out: Invoice[] = [];
-  for (let i = 0; i < ids.length; i += 10) {
-    const entries = await kv.getMany<Invoice[]>(ids.slice(i, i + 10).map(invoiceKey));
-    for (const e of entries) if (e.value) out.push(e.value);
-  }
-  return out;
+  return (await getManyEntries<Invoice>(kv, ids.map(invoiceKey))).flatMap((e) => (e.value ? [e.value] : []));
 }

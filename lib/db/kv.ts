@@ -126,6 +126,18 @@ export class KvFileError extends Error {
   }
 }
 
+/** Most keys KV reads in one getMany. */
+const GET_MANY_LIMIT = 10;
+
+/** Reads any number of keys, 10 per trip (KV's getMany limit) with the trips at once: the entries in the keys' order. */
+export async function getManyEntries<T>(kv: Deno.Kv, keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<T>[]> {
+  const trips = Array.from(
+    { length: Math.ceil(keys.length / GET_MANY_LIMIT) },
+    (_, i) => kv.getMany<T[]>(keys.slice(i * GET_MANY_LIMIT, (i + 1) * GET_MANY_LIMIT)),
+  );
+  return (await Promise.all(trips)).flat();
+}
+
 /** Collects a KV list into an array of values. */
 export async function collectValues<T>(iter: Deno.KvListIterator<T>): Promise<T[]> {
   const out: T[] = [];

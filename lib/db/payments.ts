@@ -1,7 +1,7 @@
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { decodeTime, encodeTime, sortableId } from "../ids.ts";
-import { collectValues } from "./kv.ts";
+import { collectValues, getManyEntries } from "./kv.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
 import { addDeliveryOps } from "./deliveries.ts";
@@ -454,14 +454,9 @@ export async function* iteratePaymentIds(
   yield* pending;
 }
 
-/** Reads payments by id, 10 at a time (KV's getMany limit). */
+/** Reads payments by id (those that exist), in the order of `ids`. */
 export async function getPayments(kv: Deno.Kv, ids: string[]): Promise<Payment[]> {
-  const out: Payment[] = [];
-  for (let i = 0; i < ids.length; i += 10) {
-    const entries = await kv.getMany<Payment[]>(ids.slice(i, i + 10).map(paymentKey));
-    for (const e of entries) if (e.value) out.push(e.value);
-  }
-  return out;
+  return (await getManyEntries<Payment>(kv, ids.map(paymentKey))).flatMap((e) => (e.value ? [e.value] : []));
 }
 
 interface EmailIndexState {
