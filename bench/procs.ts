@@ -192,6 +192,26 @@ export class QuietGate {
   }
 }
 
+/**
+ * How long one synchronous 4 KiB write takes in `dir` (median of `count`, in µs): the write a KV commit waits for.
+ * A floor that commits once per request waits for one per request, the app's group commits share one, so this sets
+ * how fast the write rows' floors can go on the machine.
+ */
+export function syncWriteMicros(dir: string, count = 200): number {
+  const path = `${dir}/sync-write-probe`;
+  const block = new Uint8Array(4096).fill(1);
+  const times: number[] = [];
+  using file = Deno.openSync(path, { write: true, create: true });
+  for (let i = 0; i < count; i++) {
+    const start = performance.now();
+    file.writeSync(block);
+    file.syncDataSync();
+    times.push((performance.now() - start) * 1000);
+  }
+  Deno.removeSync(path);
+  return times.sort((a, b) => a - b)[Math.floor(count / 2)];
+}
+
 /** CPU time a running process has used so far, all threads, in ms. */
 export function cpuTimeMs(pid: number): number {
   // USER_HZ is 100 on Linux: a tick is 10 ms.

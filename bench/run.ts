@@ -27,7 +27,7 @@ import {
   webhookPaymentsNeeded,
 } from "./phases.ts";
 import { type PeerDrain, peerDrain, type PeerSkipped } from "./peer.ts";
-import { cpuSample, DENO, foreignShare, QuietGate, stopAll, tail } from "./procs.ts";
+import { cpuSample, DENO, foreignShare, QuietGate, stopAll, syncWriteMicros, tail } from "./procs.ts";
 import { FULL, QUICK } from "./profile.ts";
 import { type BenchResults, failures, machineInfo, renderMarkdown, renderText } from "./report.ts";
 import { type Stack, startStack } from "./stack.ts";
@@ -79,6 +79,8 @@ let stack: Stack | undefined;
 try {
   log(`bench (${profile.name}) on ${machineInfo()}; temp dir ${dir}`);
   await warnIfBusy();
+  const syncWriteUs = syncWriteMicros(dir);
+  log(`a synchronous 4 KiB write here takes ${syncWriteUs.toFixed(0)} µs`);
   stack = await startStack(dir);
   log("stack up: sandbox, shop, floor, app");
 
@@ -200,6 +202,7 @@ try {
     startedAt,
     elapsedS: (performance.now() - t0) / 1000,
     machine: machineInfo(),
+    syncWriteUs,
     pay,
     init,
     invoice,
