@@ -9,7 +9,7 @@ import {
 import { benchPostback } from "../bench/peers/postback.mjs";
 import { QUICK } from "../bench/profile.ts";
 import { type BenchResults, failures, renderMarkdown, renderText } from "../bench/report.ts";
-import { cpuByThreadMs } from "../bench/procs.ts";
+import { cpuByThreadMs, syncWriteMicros } from "../bench/procs.ts";
 
 const versions = { bullmq: "6.7.0", ioredis: "5.11.1", standardwebhooks: "1.1.1", node: "20.20.2", redis: "7.0.15" };
 
@@ -63,6 +63,7 @@ function results(drainRate: number, peer: BenchResults["peer"], lost = 0): Bench
     startedAt: new Date(0),
     elapsedS: 60,
     machine: "test machine",
+    syncWriteUs: 135.4,
     pay: throughput("GET /integration/pay"),
     init: throughput("POST /api/v1/init-payment"),
     invoice: throughput("POST /api/v1/invoices"),
@@ -205,6 +206,27 @@ Deno.test("[bench report] several drains: the median run's rate judges, every ru
   assert.ok(failures(r).includes(DRAIN), "one postback lost in one run fails the row");
   assert.match(renderText(r), /2,999\/3,000 arrived in 3 drains, 2 duplicates/);
   assert.equal(medianRun([run(1_000, 0, 100), run(3_000, 0, 100)]).rate, 1_000, "the lower middle of two");
+});
+
+Deno.test("[bench report] the doc's Machine line says how long a synchronous write takes there", () => {
+  const machine = renderMarkdown(results(1_000, measuredPeer(1_000))).split("\n").find((l) =>
+    l.startsWith("- Machine:")
+  );
+  assert.equal(
+    machine,
+    "- Machine: test machine; a synchronous 4 KiB write in the bench's temp dir takes 135 µs (median of 200)",
+  );
+});
+
+Deno.test("[bench] the synchronous-write probe times real writes and leaves nothing behind", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const us = syncWriteMicros(dir, 5);
+    assert.ok(us > 0 && us < 1_000_000, String(us));
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "the probe's file is removed");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test("[bench report] a throughput row's details split its CPU per request by thread", () => {
