@@ -585,8 +585,9 @@ its own), where keys written in time order share pages. The last part was about 
   ratios fell to 0.70, 0.53 and 0.55. On that machine, with both stores on tmpfs (a synchronous write of about 3 µs),
   init-payment's floor ran 8,572 a second and the app 4,429: 0.52, against 0.72 on the disk in the same hour. A floor's
   store thread waits for a synchronous write per request, and the app's group commits (about 9 payments a commit
-  there, 2.3 ms each) share one; the app is bound by its own CPU (0.29-0.33 ms a request, the floor 0.12-0.19), with
-  the machine 25-30 % idle in the rounds of both. The bench now prints the synchronous write's time on the Machine line.
+  there, 2.3 ms each) share one; what the app waits on is its own work (0.29-0.33 ms of CPU a request against the
+  floor's 0.12-0.19; its main thread busy about 60 % of the time), not the disk. The machine stayed 25-30 % idle in the
+  rounds of both. The bench now prints the synchronous write's time on the Machine line.
 - **What the features cost on that machine** (temporary builds taking them away one after another, single runs of 6
   rounds; one build read 0.84-0.87 in three runs): init-payment went from 0.70 to 1.03 × its floor (CPU 0.333 → 0.190
   ms a request) without the operation log's entries, the activity entries, the counters, the first check's due key,
