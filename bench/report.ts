@@ -6,7 +6,7 @@
 import type { Delivered, DrainResult, DrainRuns, SlowShopResult, ThroughputResult, WebhookResult } from "./phases.ts";
 import { PEER_SETTINGS, type PeerDrain, type PeerSkipped } from "./peer.ts";
 import type { Profile } from "./profile.ts";
-import { THREAD_KINDS, type ThreadKind } from "./procs.ts";
+import { SYNC_WRITES_TIMED, THREAD_KINDS, type ThreadKind } from "./procs.ts";
 import { fmtInt, fmtMs, fmtRatio, median } from "./stats.ts";
 
 export const RSS_TARGET_MB = 200;
@@ -304,7 +304,7 @@ short smoke run of the same code paths and leaves this page alone.
 - Date: ${r.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC (run took ${Math.round(r.elapsedS)} s)
 - Machine: ${r.machine}; a synchronous 4 KiB write in the bench's temp dir takes ${
     Math.round(r.syncWriteUs)
-  } µs (median of 200)
+  } µs (median of ${SYNC_WRITES_TIMED})
 - Profile: ${p.rounds} measured rounds of ${p.roundMs / 1000} s per target after a ${
     p.warmupMs / 1000
   } s warm-up (pay: one visit to every id, then ${
@@ -329,10 +329,10 @@ ${detailLines(r).map((l) => `- ${l}`).join("\n")}
   peer's, from ${r.profile.drainRuns} drains each, alternating (app, peer, app, ...); in brackets, each app drain over the
   peer's drain right after it.
 - Every process here, the load generator and the sandbox included, shares the machine's cores, so absolute requests per
-  second hold for this machine only. The ratios carry over only between machines whose disks are alike: the floors of
-  init-payment, invoices and refunds wait for a synchronous write per request (its time is on the Machine line), where
-  the app's group commits share one, so the faster that write, the faster those floors run beside the app, and the
-  lower its ratios.
+  second hold for this machine only. Nor do the write rows' ratios carry over to a machine whose disk is faster or
+  slower against its CPU: the floors of init-payment, invoices and refunds wait for a synchronous write per request (its
+  time is on the Machine line), whereas the app's group commits share one and the app waits mostly on its own work, so
+  the faster that write, the faster those floors run beside the app, and the lower the app's ratios.
 - Before each measurement the bench waits up to 5 s (60 s in all) for other programs to go quiet, and it reports the
   share of the machine they still took while it measured ("other programs' share", from \`/proc/stat\` minus the bench's
   own processes). A large share means a disturbed run: rerun it on an idle machine.
@@ -580,22 +580,26 @@ its own), where keys written in time order share pages. The last part was about 
   keyed by when the address was freed (taken first in, first out), would leave two random keys on both paths; it
   changes the pool's layout and every reader of it, so it is left for a change of its own.
 - **The write rows' floors follow the disk** (2026-11-29, fifth session, on a new machine whose synchronous 4 KiB write
-  takes about 135 µs): with the same code, the floors ran 2.3-4.5 × as fast as on the earlier machine (4,687
-  init-payments, 6,301 invoices and 5,611 refunds a second) and the app 1.9-2.5 × (3,283, 3,331 and 3,103), so the
-  ratios fell to 0.70, 0.53 and 0.55. On that machine, with both stores on tmpfs (a synchronous write of about 3 µs),
-  init-payment's floor ran 8,572 a second and the app 4,429: 0.52, against 0.72 on the disk in the same hour. A floor's
-  store thread waits for a synchronous write per request, and the app's group commits (about 9 payments a commit
-  there, 2.3 ms each) share one; what the app waits on is its own work (0.29-0.33 ms of CPU a request against the
-  floor's 0.12-0.19; its main thread busy about 60 % of the time), not the disk. The machine stayed 25-30 % idle in the
-  rounds of both. The bench now prints the synchronous write's time on the Machine line.
-- **What the features cost on that machine** (temporary builds taking them away one after another, single runs of 6
-  rounds; one build read 0.84-0.87 in three runs): init-payment went from 0.70 to 1.03 × its floor (CPU 0.333 → 0.190
-  ms a request) without the operation log's entries, the activity entries, the counters, the first check's due key,
-  the listings and both reads (the API key and the replay check); invoices from 0.55 to 0.81 (0.310 → 0.198 ms)
-  without the activity entries, counters, due key, listings, the address's owner key and the API key's read, the owner
-  key and the read about 0.03 ms each; refunds from 0.67 to 1.00 without the operation log, activity, counters, due key,
-  listing and the API key's read. Each step alone was within the noise of a single run, the invoice's owner key and the
-  reads apart; the API key's read alone on refunds moved nothing (0.618 and 0.603 without it, 0.618 and 0.599 with).
+  took 135-175 µs). On that machine, with the same code and in the same hour, init-payment side by side (6 rounds each)
+  ran 0.72 × its floor with both stores on the disk (app 3,445 a second, floor 4,814) and 0.52 × with both on tmpfs,
+  where a synchronous write takes about 3 µs (app 4,429, floor 8,572): taking the disk away made the floor 78 % faster
+  and the app 29 %. A floor's store thread waits for a synchronous write per request, whereas the app's group commits
+  (about 9 payments a commit there, each commit 2.3 ms) share one, and what the app waits on is mostly its own work
+  (0.29-0.33 ms of CPU a request against the floor's 0.12-0.19, its main thread about 60 % busy). The machine stayed
+  25-30 % idle in the app's rounds and in the floor's. Against the earlier machine (its write time not measured, its
+  CPU slower too) the floors ran 2.3-4.5 × as fast (4,687 init-payments, 6,301 invoices and 5,611 refunds a second)
+  and the app 1.9-2.5 × (3,283, 3,331 and 3,103), and the full run's ratios fell to 0.70, 0.53 and 0.55. The bench
+  now prints the synchronous write's time on the Machine line.
+- **What the features cost on that machine** (temporary builds taking them away one after another, each measured side
+  by side in one run of 6 rounds, outside the full bench): init-payment went from 0.70 to 1.03 × its floor (CPU 0.333
+  → 0.190 ms a request) without the operation log's entries, the activity entries, the counters, the first check's due
+  key, the listings and both reads (the API key and the replay check); invoices from 0.55 to 0.81 (0.310 → 0.198 ms)
+  without the activity entries, counters, due key, listings, the address's owner key and the API key's read; refunds
+  from 0.67 to 1.00 (0.387 → 0.281 ms) without the operation log, activity, counters, due key, listing and the API
+  key's read. Single steps are mostly within the noise: the build without the operation log, activity entries and
+  counters read 0.84-0.87 in three runs, and the unchanged refund build 0.60-0.67. On invoices the owner key and the
+  API key's read each took about 0.03 ms a request; on refunds the API key's read alone moved nothing (0.618 and 0.603
+  without it, 0.618 and 0.599 with it).
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */

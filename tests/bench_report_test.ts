@@ -218,7 +218,7 @@ Deno.test("[bench report] the doc's Machine line says how long a synchronous wri
   );
 });
 
-Deno.test("[bench] the synchronous-write probe times real writes and leaves nothing behind", () => {
+Deno.test("[bench] the synchronous-write probe returns a time and leaves nothing behind", () => {
   const dir = Deno.makeTempDirSync();
   try {
     const us = syncWriteMicros(dir, 5);
