@@ -5,6 +5,8 @@
  * remembered and stopped by `stopAll`, whatever happens to the run.
  */
 
+import { median } from "./stats.ts";
+
 /** The Deno binary from package.json; paths are relative to the repository root (run.ts changes there). */
 export const DENO = "./node_modules/deno/deno";
 
@@ -201,7 +203,6 @@ export const SYNC_WRITES_TIMED = 200;
  * this bounds how fast the write rows' floors can go on the machine. The writes append, as a write-ahead log does.
  */
 export function syncWriteMicros(dir: string, count = SYNC_WRITES_TIMED): number {
-  if (count < 1) throw new RangeError("time at least one write");
   const path = `${dir}/sync-write-probe`;
   const block = new Uint8Array(4096).fill(1);
   const times: number[] = [];
@@ -217,8 +218,7 @@ export function syncWriteMicros(dir: string, count = SYNC_WRITES_TIMED): number 
     file.close();
     Deno.removeSync(path);
   }
-  // The lower middle of an even count, as the bench's other medians (medianRun).
-  return times.sort((a, b) => a - b)[(times.length - 1) >> 1];
+  return median(times);
 }
 
 /** CPU time a running process has used so far, all threads, in ms. */
