@@ -87,6 +87,17 @@ async function storeDueDeliveries(app: TestApp, url: string, n: number, tag: str
   return deliveries;
 }
 
+/** Counts the delivery records read through the store's getMany (the pool's reads, shared or not) until stop(). */
+function countDeliveryReads(kv: Deno.Kv) {
+  const getMany = kv.getMany;
+  const counter = { count: 0, stop: () => (kv.getMany = getMany) };
+  kv.getMany = ((keys: Deno.KvKey[], opts?: { consistency?: Deno.KvConsistencyLevel }) => {
+    counter.count += keys.filter((k) => k[0] === "deliveries").length;
+    return getMany.call(kv, keys, opts);
+  }) as Deno.Kv["getMany"];
+  return counter;
+}
+
 async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
   const app = await startTestApp(opts);
   try {
@@ -470,6 +481,29 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
     const late = new Promise((r) => setTimeout(() => r("stuck"), 5_000));
     assert.equal(await Promise.race([all, late]), "done", "c still gets its attempt");
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")).sort(), [a.id, c.id].sort());
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a parked postback is attempted as it was read, without a second read; one written while it waited is read again and sent", async () => {
+  const shop = startShopReceiver(async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    return new Response("ok");
+  });
+  await withApp({}, async (app) => {
+    const [a, b, c] = await storeDueDeliveries(app, shop.url, 3, "kept");
+    const reads = countDeliveryReads(app.kv);
+    // One attempt at a time per destination: a goes, b and c wait.
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 10 });
+    const offers = [a, b, c].map((d) => pool.offer(d.id));
+    await waitFor("a's attempt", () => (shop.received.length === 1 ? true : undefined));
+    // b is written again while it waits, still due (as an operator's resend leaves it): what was read is stale.
+    await app.kv.set(["deliveries", b.id], (await getDeliveryEntry(app.kv, b.id)).value);
+    await Promise.all(offers);
+    reads.stop();
+    assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), [a.id, b.id, c.id]);
+    // One read each when offered, and b's again after its claim found it changed; c, unchanged, is not read again.
+    assert.equal(reads.count, 4);
   });
   await shop.close();
 });

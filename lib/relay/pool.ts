@@ -39,8 +39,17 @@ interface Slot {
 
 interface Destination {
   active: number;
-  /** Ids read and due, waiting for a free slot here; read again when one frees (they may have changed). */
-  parked: string[];
+  /** Deliveries read and due, waiting for a free slot here, as read (see Parked). */
+  parked: Parked[];
+}
+
+/**
+ * A delivery waiting for its destination's share, as it was read. Its attempt claims it against that version, so
+ * it is not read again when its turn comes; only when it was written meanwhile (the claim fails) is it read again.
+ */
+interface Parked {
+  id: string;
+  entry: Deno.KvEntry<Delivery>;
 }
 
 /**
@@ -118,7 +127,7 @@ export class RelayPool {
     for (const id of this.#queue.slice(this.#head)) this.#finish(id);
     this.#queue = [];
     this.#head = 0;
-    for (const d of this.#destinations.values()) d.parked.splice(0).forEach((id) => this.#finish(id));
+    for (const d of this.#destinations.values()) d.parked.splice(0).forEach((p) => this.#finish(p.id));
     this.#parked = 0;
   }
 
@@ -148,16 +157,17 @@ export class RelayPool {
 
   /**
    * Reads the delivery (reads of concurrent takes share one store read) and attempts it or parks it. A parked
-   * delivery comes back here holding the slot that freed for it (`held`), so the slot is never lost: whether it
-   * is attempted, found no longer due, or fails, the slot passes on to the destination's next parked delivery.
+   * delivery comes back here as it was read (`parked`), holding the slot that freed for it (`held`), so the slot is
+   * never lost: whether it is attempted, found no longer due, or fails, the slot passes on to the destination's
+   * next parked delivery.
    */
-  async #take(id: string, held?: Slot) {
+  async #take(id: string, held?: Slot, parked?: Deno.KvEntry<Delivery>) {
     this.#inFlight++;
     let slot = held;
     try {
       // Handed over by the commit that made it: ours, as stored, without a read.
       const handedBefore = this.#handedOver.get(id);
-      const entry = handedBefore ?? await getDeliveryEntryShared(this.ctx.kv, id);
+      const entry = handedBefore ?? parked ?? await getDeliveryEntryShared(this.ctx.kv, id);
       // Handed over while the read was out (a sweep offered it between its commit and the hand-over): the stored
       // entry is leased to us, so it reads as not due, but it is ours to send now.
       const handed = handedBefore ?? this.#handedOver.get(id);
@@ -172,7 +182,7 @@ export class RelayPool {
             this.#letGo = true;
             return this.#finish(id);
           }
-          destination.parked.push(id);
+          destination.parked.push({ id, entry: entry as Deno.KvEntry<Delivery> });
           this.#parked++;
           this.#known.get(id)?.resolveTaken();
           return;
@@ -182,7 +192,13 @@ export class RelayPool {
       }
       this.#known.get(id)?.resolveTaken();
       if (handed) await attemptHandedOver(this.ctx, handed);
-      else await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
+      else if (!await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>) && parked) {
+        // Written while it waited here (by another process, or an operator's resend): as it stands now, if due.
+        const fresh = await getDeliveryEntryShared(this.ctx.kv, id);
+        if (isDeliveryDue(fresh.value, this.ctx.now())) {
+          await attemptDelivery(this.ctx, fresh as Deno.KvEntry<Delivery>);
+        }
+      }
       this.#finish(id);
     } catch (err) {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
@@ -194,7 +210,7 @@ export class RelayPool {
     }
   }
 
-  /** A slot freed at a destination: it goes to the next parked delivery there, which is read again first. */
+  /** A slot freed at a destination: it goes to the next parked delivery there. */
   #release({ origin, destination }: Slot) {
     const next = this.#stopped ? undefined : destination.parked.shift();
     if (next === undefined) {
@@ -207,7 +223,7 @@ export class RelayPool {
       this.#letGo = false;
       this.#onRoom?.();
     }
-    this.#take(next, { origin, destination });
+    this.#take(next.id, { origin, destination }, next.entry);
   }
 
   #finish(id: string) {
