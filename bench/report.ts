@@ -615,6 +615,11 @@ its own), where keys written in time order share pages. The last part was about 
   1.14 ×, every drain of the new build faster than both of the old one's beside it. The drain's main thread before it
   (a CPU profile through the inspector, its own network events left out): about 12 % in KV reads, 13 % in group
   commits, 16 % in the POST, 13 % in collections of garbage, 4 % signing. The reads of postbacks let go remain.
+- **64 attempts at one destination instead of 32** (same session), and 256 in all so that four hanging shops still
+  cannot fill the pool: 64 is the BullMQ peer's concurrency. An earlier session found 64 no faster; with a parked
+  postback read once, side by side in one stack (ABBA, four drains each) it drained 1.29 × as fast (medians 6,230 and
+  4,838 a second; a second pairing, 64 of 128 in all, 1.42 ×), peak RSS 154-160 MB against 154-157. The full run
+  after it: 1.72 × the peer (runs 1.63-1.86), against 1.38 (1.33-1.55) with 32.
 - **init-payment's stages under the bench's load** (same session, same machine, the sync write 140-190 µs; timed
   inside the handler, 2-second windows at full load): the API key's and the replay check's read 1.3-1.8 ms, the
   provider call 2.1-2.3, the group commit 4.2-5.6 (groups of 8.5-9.6 payments, 2.1-2.9 ms each, the commit queue busy
