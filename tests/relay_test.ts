@@ -499,11 +499,40 @@ Deno.test("[relay] a parked postback is attempted as it was read, without a seco
     await waitFor("a's attempt", () => (shop.received.length === 1 ? true : undefined));
     // b is written again while it waits, still due (as an operator's resend leaves it): what was read is stale.
     await app.kv.set(["deliveries", b.id], (await getDeliveryEntry(app.kv, b.id)).value);
-    await Promise.all(offers);
-    reads.stop();
+    try {
+      await Promise.all(offers);
+    } finally {
+      reads.stop();
+    }
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), [a.id, b.id, c.id]);
     // One read each when offered, and b's again after its claim found it changed; c, unchanged, is not read again.
     assert.equal(reads.count, 4);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] thousands of parked postbacks found not due when their turn comes (the clock stepped back) are passed over one after another, and stay due", async () => {
+  // The shop answers the first attempt only once every other postback is parked.
+  let answer!: () => void;
+  const gate = new Promise<void>((r) => (answer = r));
+  const shop = startShopReceiver(async () => {
+    await gate;
+    return new Response("ok");
+  });
+  await withApp({}, async (app) => {
+    const deliveries = await storeDueDeliveries(app, shop.url, 3_001, "clock");
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 4_000 });
+    const offers = deliveries.map((d) => pool.offerTracked(d.id));
+    await Promise.all(offers.map((o) => o.taken));
+    const now = app.server.ctx.now;
+    app.server.ctx.now = () => Date.now() - 60_000;
+    answer();
+    await Promise.all(offers.map((o) => o.done));
+    app.server.ctx.now = now;
+    assert.equal(shop.received.length, 1);
+    for (const d of [deliveries[1], deliveries[3_000]]) {
+      assert.ok(isDeliveryDue((await getDeliveryEntry(app.kv, d.id)).value, Date.now()), "still due, for a sweep");
+    }
   });
   await shop.close();
 });
