@@ -87,6 +87,18 @@ async function storeDueDeliveries(app: TestApp, url: string, n: number, tag: str
   return deliveries;
 }
 
+/**
+ * Three due postbacks to one shop, offered to a pool of one attempt per destination: once the first one's attempt
+ * reached the shop (which holds its answer a while), the other two are parked.
+ */
+async function offerOneAtATime(app: TestApp, shop: ReturnType<typeof startShopReceiver>, tag: string) {
+  const deliveries = await storeDueDeliveries(app, shop.url, 3, tag);
+  const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 10 });
+  const offers = deliveries.map((d) => pool.offer(d.id));
+  await waitFor("the first attempt", () => (shop.received.length === 1 ? true : undefined));
+  return { deliveries, offers };
+}
+
 /** Counts the delivery records read through the store's getMany (the pool's reads, shared or not) until stop(). */
 function countDeliveryReads(kv: Deno.Kv) {
   const getMany = kv.getMany;
@@ -470,11 +482,7 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
     return new Response("ok");
   });
   await withApp({}, async (app) => {
-    const [a, b, c] = await storeDueDeliveries(app, shop.url, 3, "parked");
-    // One attempt at a time per destination: a goes, b and c wait.
-    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 10 });
-    const offers = [a, b, c].map((d) => pool.offer(d.id));
-    await waitFor("a's attempt", () => (shop.received.length === 1 ? true : undefined));
+    const { deliveries: [a, b, c], offers } = await offerOneAtATime(app, shop, "parked");
     // b is settled elsewhere meanwhile (another process, an operator): when its turn comes it is not due.
     await app.kv.set(["deliveries", b.id], { ...b, status: "delivered" });
     const all = Promise.all(offers).then(() => "done");
@@ -491,12 +499,8 @@ Deno.test("[relay] a parked postback is attempted as it was read, without a seco
     return new Response("ok");
   });
   await withApp({}, async (app) => {
-    const [a, b, c] = await storeDueDeliveries(app, shop.url, 3, "kept");
     const reads = countDeliveryReads(app.kv);
-    // One attempt at a time per destination: a goes, b and c wait.
-    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 10 });
-    const offers = [a, b, c].map((d) => pool.offer(d.id));
-    await waitFor("a's attempt", () => (shop.received.length === 1 ? true : undefined));
+    const { deliveries: [a, b, c], offers } = await offerOneAtATime(app, shop, "kept");
     // b is written again while it waits, still due (as an operator's resend leaves it): what was read is stale.
     await app.kv.set(["deliveries", b.id], (await getDeliveryEntry(app.kv, b.id)).value);
     try {
