@@ -46,7 +46,8 @@ interface Destination {
 
 /**
  * A delivery waiting for its destination's share, as it was read. Its attempt claims it against that version, so
- * it is not read again when its turn comes; only when it was written meanwhile (the claim fails) is it read again.
+ * it is not read again when its turn comes; only when the claim fails (it was written meanwhile, or is no longer
+ * due) is it read again.
  */
 interface Parked {
   id: string;
