@@ -114,10 +114,3 @@ Deno.test("[docs] the quick start runs the CLI through the npm-installed Deno ag
   assert.match(readme, /npm install && npm start/);
   assert.match(readme, /npm install && npm test/);
 });
-
-Deno.test("[docs] postbacks.md gives the relay's own numbers for an endpoint that struggles", async () => {
-  const { DEFAULT_POOL_LIMITS, STRUGGLING_SHARE } = await import("../lib/relay/pool.ts");
-  const text = (await readDoc("postbacks.md")).replace(/\s+/g, " ");
-  assert.match(text, new RegExp(`fewer postbacks at once \\(down to ${STRUGGLING_SHARE}\\)`));
-  assert.match(text, new RegExp(`\\(up to ${DEFAULT_POOL_LIMITS.perDestination}\\)`));
-});

@@ -25,14 +25,13 @@ export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
 /**
  * Makes one attempt at a delivery as read in `entry`, if it is still due and
  * nobody else holds it (the claim is checked against the version read), and
- * records the result. What came of the attempt, or null when there was nothing to do.
+ * records the result. False when there was nothing to do.
  */
-export async function attemptDelivery(
-  ctx: AppContext,
-  entry: Deno.KvEntry<Delivery>,
-): Promise<AttemptOutcome | null> {
+export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Delivery>): Promise<boolean> {
   const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), DELIVERY_LEASE_MS);
-  return claimed ? await attemptClaimed(ctx, claimed) : null;
+  if (!claimed) return false;
+  await attemptClaimed(ctx, claimed);
+  return true;
 }
 
 /**
@@ -50,16 +49,13 @@ export function firstAttemptLease(now: number): number {
  * pool) the lease is renewed first by a claim checked against the version this process stored, so a delivery
  * another worker took after the lease ran out is never sent twice from here.
  */
-export async function attemptHandedOver(
-  ctx: AppContext,
-  stored: Deno.KvEntry<Delivery>,
-): Promise<AttemptOutcome | null> {
+export async function attemptHandedOver(ctx: AppContext, stored: Deno.KvEntry<Delivery>): Promise<void> {
   if (leaseLeavesTimeToStart(stored.value, ctx.now())) return await attemptClaimed(ctx, stored);
-  return await attemptDelivery(ctx, { ...stored, value: { ...stored.value, leaseUntil: 0 } });
+  await attemptDelivery(ctx, { ...stored, value: { ...stored.value, leaseUntil: 0 } });
 }
 
-/** Makes one attempt at a delivery this process holds the lease of, and records the result; what came of it. */
-export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<AttemptOutcome> {
+/** Makes one attempt at a delivery this process holds the lease of, and records the result. */
+export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<void> {
   const d = claimed.value;
   const started = ctx.now();
   // The lease is renewed while the attempt runs; the outcome is checked against the version last renewed.
@@ -100,7 +96,6 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
     outcome: next.status,
     latencyMs: record.latencyMs,
   });
-  return outcome;
 }
 
 async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {

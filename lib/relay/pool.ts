@@ -2,16 +2,12 @@ import type { AppContext } from "../context.ts";
 import { getDeliveryEntryShared, isDeliveryDue, storedDelivery } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
-import type { AttemptOutcome } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
 
 export interface PoolLimits {
   /** Attempts (and reads before them) in flight at once in this process. */
   total: number;
-  /**
-   * Attempts in flight at once to one destination (a URL origin) while it answers: a slow shop only fills its own
-   * share. One that times out or asks us to slow down gets less (see shareAfter).
-   */
+  /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
   perDestination: number;
   /**
    * Deliveries waiting for their destination's share, at most; past that they stay due in the index, and once
@@ -49,26 +45,6 @@ interface Destination {
 }
 
 /**
- * A destination that times out, cannot be reached, or answers 429/502/503/504 has its share halved after each such
- * attempt, down to this; each delivered postback then gives it one more, up to the full share. A shop that hangs
- * holds its full share for one timeout at most, not for its whole backlog (five that hang would otherwise fill the
- * pool, holding up every other shop's postbacks and the sweep's later kinds of job), and one recovering from an
- * outage is not hit with its full share at once.
- */
-export const STRUGGLING_SHARE = 2;
-/** Destinations whose reduced share is remembered after their last attempt ended; the oldest is forgotten first. */
-const REMEMBERED_SHARES = 10_000;
-const SLOW_DOWN_STATUSES = new Set([429, 502, 503, 504]);
-
-/** A destination's share after an attempt with `outcome` (see STRUGGLING_SHARE). */
-function shareAfter(share: number, outcome: AttemptOutcome, full: number): number {
-  if (outcome.kind === "delivered") return Math.min(full, share + 1);
-  const struggling = outcome.kind === "retry" &&
-    (outcome.statusCode === null || SLOW_DOWN_STATUSES.has(outcome.statusCode));
-  return struggling ? Math.max(Math.min(STRUGGLING_SHARE, full), Math.floor(share / 2)) : share;
-}
-
-/**
  * A delivery waiting for its destination's share, as it was read. Its attempt claims it against that version, so
  * it is not read again when its turn comes; only when the claim fails (it was written meanwhile, or is no longer
  * due) is it read again.
@@ -103,8 +79,6 @@ export class RelayPool {
   #letGo = false;
   #onRoom: (() => void) | undefined;
   readonly #destinations = new Map<string, Destination>();
-  /** Shares below the full one, by origin (shareAfter): kept while nothing is in flight there, so they hold. */
-  readonly #reducedShares = new Map<string, number>();
   /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
   #stopped = false;
@@ -173,27 +147,6 @@ export class RelayPool {
     this.#onRoom = onRoom;
   }
 
-  /** How many attempts the destination of `url` may have in flight now. */
-  share(url: string): number {
-    return this.#shareOf(destinationOf({ url }));
-  }
-
-  #shareOf(origin: string): number {
-    return this.#reducedShares.get(origin) ?? this.limits.perDestination;
-  }
-
-  #noteOutcome(origin: string, outcome: AttemptOutcome) {
-    const share = this.#shareOf(origin);
-    const next = shareAfter(share, outcome, this.limits.perDestination);
-    if (next === share) return;
-    this.#reducedShares.delete(origin);
-    if (next >= this.limits.perDestination) return;
-    this.#reducedShares.set(origin, next);
-    if (this.#reducedShares.size > REMEMBERED_SHARES) {
-      this.#reducedShares.delete(this.#reducedShares.keys().next().value!);
-    }
-  }
-
   #pump() {
     while (!this.#stopped && this.#head < this.#queue.length && this.#inFlight < this.limits.total) {
       this.#take(this.#queue[this.#head++]);
@@ -235,7 +188,7 @@ export class RelayPool {
         const origin = destinationOf(delivery);
         let destination = this.#destinations.get(origin);
         if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
-        if (destination.active >= this.#shareOf(origin)) {
+        if (destination.active >= this.limits.perDestination) {
           if (this.#parked >= this.limits.parked) {
             this.#letGo = true;
             return this.#finish(id);
@@ -249,18 +202,15 @@ export class RelayPool {
         slot = { origin, destination };
       }
       this.#known.get(id)?.resolveTaken();
-      let outcome = handed
-        ? await attemptHandedOver(this.ctx, handed)
-        : await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
-      if (!outcome && !handed && parkedEntry) {
+      if (handed) await attemptHandedOver(this.ctx, handed);
+      else if (!await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>) && parkedEntry) {
         // Written while it waited here (by another process, or an operator's resend), or no longer due: as it
         // stands now, if due.
         const fresh = await getDeliveryEntryShared(this.ctx.kv, id);
         if (isDeliveryDue(fresh.value, this.ctx.now())) {
-          outcome = await attemptDelivery(this.ctx, fresh as Deno.KvEntry<Delivery>);
+          await attemptDelivery(this.ctx, fresh as Deno.KvEntry<Delivery>);
         }
       }
-      if (outcome) this.#noteOutcome(slot.origin, outcome);
       this.#finish(id);
     } catch (err) {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
@@ -272,30 +222,20 @@ export class RelayPool {
     }
   }
 
-  /**
-   * A slot freed at a destination: it goes to the next parked delivery there, unless the destination's share
-   * shrank below what it has in flight. A share that grew (the shop answers again) starts more while the pool has
-   * room; the freed slot's own hand-on never waits for room, so a destination with parked deliveries always keeps
-   * one in flight.
-   */
+  /** A slot freed at a destination: it goes to the next parked delivery there. */
   #release({ origin, destination }: Slot) {
-    destination.active--;
-    let handedOn = false;
-    while (
-      !this.#stopped && destination.parked.length && destination.active < this.#shareOf(origin) &&
-      (!handedOn || this.#inFlight < this.limits.total)
-    ) {
-      handedOn = true;
-      const next = destination.parked.shift()!;
-      destination.active++;
-      this.#parked--;
-      this.#take(next.id, { origin, destination }, next.entry);
+    const next = this.#stopped ? undefined : destination.parked.shift();
+    if (next === undefined) {
+      destination.active--;
+      if (destination.active === 0 && destination.parked.length === 0) this.#destinations.delete(origin);
+      return;
     }
-    if (destination.active === 0 && destination.parked.length === 0) this.#destinations.delete(origin);
+    this.#parked--;
     if (this.#letGo && this.#parked <= this.limits.parked / 2) {
       this.#letGo = false;
       this.#onRoom?.();
     }
+    this.#take(next.id, { origin, destination }, next.entry);
   }
 
   #finish(id: string) {
@@ -308,7 +248,7 @@ export class RelayPool {
 }
 
 /** Where a postback goes, as far as sharing goes: its URL's origin (one shop may have several). */
-function destinationOf(d: Pick<Delivery, "url">): string {
+function destinationOf(d: Delivery): string {
   try {
     return new URL(d.url).origin;
   } catch {
