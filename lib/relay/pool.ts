@@ -60,7 +60,8 @@ interface Parked {
  * of the due index. The pool keeps as many attempts in flight as its limits
  * allow (as one finishes the next starts, so there are no batches to wait
  * for), and gives each destination its own share, so a shop that answers
- * slowly or not at all only delays its own postbacks.
+ * slowly or not at all only delays its own postbacks (up to four such shops at
+ * once; see DEFAULT_POOL_LIMITS).
  *
  * An id offered twice while it is waiting or running is one attempt: the sweep
  * and the queue listener never send the same delivery twice from here. Across
