@@ -620,6 +620,14 @@ its own), where keys written in time order share pages. The last part was about 
   and its claim fails where the read used to find it leased; measured with two app processes draining one backlog
   side by side (ABBA, four drains each, both builds at 64 per destination): 4,380 against 4,052 a second, 1.08 ×, none
   lost, no duplicates.
+- **Tried and reverted: a share that adapts to the shop** (same session). Halving a destination's share after each
+  attempt that timed out, could not connect or answered 429/502/503/504 (down to 2), and adding one per delivered
+  postback, kept five hanging shops from filling the pool (at a fixed 64 of 320 they do). But a sweep, the cron run
+  included, waits for every postback it offered, parked ones too: a sweep over 200 postbacks to a hanging shop took
+  20.9 s instead of 1.2 s (300 ms timeout), about 2 h instead of 4 min for 1,000 at 15 s, and the shared parking filled
+  at 8 attempts a minute. Shares per origin also let a shop whose postback URL names another shop's origin shrink that
+  shop's share. A share that adapts needs a sweep that does not wait for parked postbacks, parking per destination,
+  and shares per shop as well as per origin.
 - **64 attempts at one destination instead of 32** (same session), and 256 in all so that four hanging shops still
   cannot fill the pool: 64 is the BullMQ peer's concurrency. An earlier session found 64 no faster; with a parked
   postback read once, side by side in one stack (ABBA, four drains each) it drained 1.29 × as fast (medians 6,230 and
