@@ -148,12 +148,19 @@ Deno.test("[lease] another worker's claim that ends on the very millisecond of o
   }
 });
 
-Deno.test("[lease] claims from a stale read fail alone in their group; the other claims share one commit", async () => {
+/** Runs `fn` on a fresh store holding four postbacks due now (their birth leases ran out a second ago). */
+async function withFourDue(fn: (kv: Deno.Kv, due: Deno.KvEntry<Delivery>[], now: number) => Promise<void>) {
   const kv = await Deno.openKv(":memory:");
   try {
     const now = Date.now();
-    // Four postbacks due now (their birth leases ran out a second ago).
-    const due = await Promise.all([0, 1, 2, 3].map(() => storeLowLease(kv, now - 2_000)));
+    await fn(kv, await Promise.all([0, 1, 2, 3].map(() => storeLowLease(kv, now - 2_000))), now);
+  } finally {
+    kv.close();
+  }
+}
+
+Deno.test("[lease] claims from a stale read fail alone in their group; the other claims share one commit", async () => {
+  await withFourDue(async (kv, due, now) => {
     // Another worker claims postback 2 first: the entry read above is stale.
     const theirs = await claimDeliveryEntry(kv, due[2], now, DELIVERY_LEASE_MS);
     assert.ok(theirs);
@@ -165,16 +172,11 @@ Deno.test("[lease] claims from a stale read fail alone in their group; the other
     assert.ok(rest[0] && rest[2] && rest[0].versionstamp === rest[2].versionstamp, "the other two shared one commit");
     const stored = await getDeliveryEntry(kv, due[2].value.id);
     assert.equal(stored.value?.leaseToken, theirs.value.leaseToken, "the lease stays the other worker's");
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("[lease] an outcome recorded on a lost lease fails alone in its group; the other outcomes share one commit", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
-    const now = Date.now();
-    const due = await Promise.all([0, 1, 2, 3].map(() => storeLowLease(kv, now - 2_000)));
+  await withFourDue(async (kv, due, now) => {
     const ours = (await Promise.all(due.map((d) => claimDeliveryEntry(kv, d, now, DELIVERY_LEASE_MS))))
       .map((claimed) => claimed!);
     // Our lease on postback 2 is lost: another worker wrote it meanwhile (as after our lease ran out).
@@ -195,7 +197,5 @@ Deno.test("[lease] an outcome recorded on a lost lease fails alone in its group;
     assert.equal(stored[1].versionstamp, stored[3].versionstamp, "the other two shared one commit");
     assert.equal(stored[2].value?.leaseToken, "theirs", "the other worker's write stays");
     assert.equal(stored[2].value?.status, "pending");
-  } finally {
-    kv.close();
-  }
+  });
 });
