@@ -8,7 +8,7 @@ let server: ServerParts | undefined;
 
 // Deno Deploy finds cron jobs by running the module at deploy time: the call must come before any await or exit.
 Deno.cron("run due background jobs", "* * * * *", async () => {
-  await server?.runner.sweep();
+  await server?.runner.cronSweep();
 });
 
 let config;

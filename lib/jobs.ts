@@ -22,6 +22,11 @@ const SWEEP_CONCURRENCY: Record<JobKind, number> = {
 };
 /** Longer waits are left to the sweep, which survives restarts. */
 const MAX_KICK_DELAY_MS = 60_000;
+/**
+ * How long the cron's sweep waits for the jobs it started: within the minute between cron runs, because Deno.cron
+ * skips a run while the last one is still going (see cronSweep).
+ */
+export const CRON_SWEEP_WAIT_MS = 50_000;
 
 /** Runs one job by its id; idempotent, since every trigger may run a job more than once. */
 type Handler = (ctx: AppContext, id: string) => Promise<void>;
@@ -160,6 +165,29 @@ export class JobRunner {
     const { ran, done } = await this.listing;
     await done;
     return ran;
+  }
+
+  /**
+   * The cron's sweep: `sweep`, waiting for the jobs it started for at most `maxWaitMs`, then leaving them running.
+   * Deno.cron skips a run while the last one is still going, and a sweep waits for every postback it offered, parked
+   * ones included: one hanging shop with 1,000 due postbacks (64 at a time, 15 s each) held a cron run for about
+   * 4 minutes, and where the cron is the only durable trigger (Deploy, no queues) every other shop's retries and every
+   * status check waited with it. What is left running is safe to lose with the process: a parked postback is not
+   * claimed and stays due, and one under way is sent again after its lease, as after a crash. The next run lists the
+   * index again and joins what is still running here.
+   */
+  async cronSweep(maxWaitMs = CRON_SWEEP_WAIT_MS): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<"waited">((r) => (timer = setTimeout(() => r("waited"), maxWaitMs)));
+    const swept = this.sweep();
+    try {
+      // A sweep that fails before the wait is over fails the cron run (Deno.cron tries it again); later, it is logged.
+      if (await Promise.race([swept, waited]) === "waited") {
+        swept.catch((err) => log.error("sweep failed", { error: describeError(err) }));
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The relay pool let due postbacks go for want of parking and has room again: list the index once more. */

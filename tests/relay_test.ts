@@ -476,6 +476,35 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks, in 
   await Promise.all([slow.close(), fast.close()]);
 });
 
+Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a while: the next cron run is not held up and finds other shops' postbacks", async () => {
+  const hanging = startHeldShop();
+  const fast = startShopReceiver();
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    // More than the hanging shop's share: some wait parked, and the sweep that offered them waits for their ends.
+    const backlog = DEFAULT_POOL_LIMITS.perDestination + 6;
+    await storeDueDeliveries(app, hanging.shop.url, backlog, "hanging", Date.now() - 1_000);
+    const WAIT_MS = 300;
+    let started = Date.now();
+    await app.server.runner.cronSweep(WAIT_MS);
+    assert.ok(Date.now() - started < 5_000, "the cron run waited for the hanging shop's answers");
+    assert.equal(hanging.shop.received.length, DEFAULT_POOL_LIMITS.perDestination, "its share is under way");
+
+    // A minute later, the next cron run: another shop's postback that fell due meanwhile goes out.
+    await storeDueDeliveries(app, fast.url, 1, "meanwhile", Date.now() - 1);
+    started = Date.now();
+    await app.server.runner.cronSweep(WAIT_MS);
+    assert.equal(fast.received.length, 1);
+    assert.ok(Date.now() - started < 5_000);
+
+    // The runs left the hanging shop's postbacks to the pool, which sends each once when the shop answers.
+    hanging.answer();
+    await waitFor("the backlog", () => (hanging.shop.received.length === backlog ? true : undefined), 10_000);
+    await app.server.runner.sweep();
+    assert.equal(new Set(hanging.shop.received.map((r) => r.headers.get("webhook-id"))).size, backlog);
+  });
+  await Promise.all([hanging.shop.close(), fast.close()]);
+});
+
 Deno.test("[relay] a parked postback that is no longer due hands its destination's slot on to the next one", async () => {
   const shop = startShopReceiver(async () => {
     await new Promise((r) => setTimeout(r, 300));
