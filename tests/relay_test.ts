@@ -9,7 +9,7 @@ import { newDelivery } from "../lib/relay/delivery.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
-import { DEFAULT_POOL_LIMITS, RelayPool, relayPool } from "../lib/relay/pool.ts";
+import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
 import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
 import {
   buyerSettles,
@@ -503,6 +503,50 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
     assert.equal(new Set(hanging.shop.received.map((r) => r.headers.get("webhook-id"))).size, backlog);
   });
   await Promise.all([hanging.shop.close(), fast.close()]);
+});
+
+/**
+ * Five shops that do not answer, two attempts each (more than a pool of 8 has room for), all under way in a pool
+ * with `limits`; then a fast shop's postback is offered. Answers how long the fast one took, at most `patienceMs`
+ * (null past that), and checks that every hanging postback was sent once after the shops answered.
+ */
+async function fastBesideHangingShops(limits: Partial<PoolLimits>, patienceMs: number) {
+  const hanging = Array.from({ length: 5 }, () => startHeldShop());
+  const fast = startShopReceiver();
+  let tookMs: number | null = null;
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 2, ...limits });
+    const stuck = [];
+    for (const [i, h] of hanging.entries()) {
+      stuck.push(...(await storeDueDeliveries(app, h.shop.url, 2, `hanging${i}`)).map((d) => pool.offer(d.id)));
+    }
+    await waitFor(
+      "every hanging shop's attempts",
+      () => hanging.every((h) => h.shop.received.length === 2) ? true : undefined,
+    );
+
+    const [later] = await storeDueDeliveries(app, fast.url, 1, "fast");
+    const started = Date.now();
+    const sent = pool.offer(later.id).then(() => Date.now() - started);
+    tookMs = await Promise.race([sent, new Promise<null>((r) => setTimeout(() => r(null), patienceMs))]);
+
+    for (const h of hanging) h.answer();
+    await Promise.all([...stuck, sent]);
+    assert.equal(fast.received.length, 1);
+    assert.equal(hanging.reduce((n, h) => n + h.shop.received.length, 0), 10, "each sent once");
+  });
+  await Promise.all([fast.close(), ...hanging.map((h) => h.shop.close())]);
+  return tookMs;
+}
+
+Deno.test("[relay] attempts that run long are waited for beside the pool's total: more hanging shops than it has room for do not hold up a fast one", async () => {
+  const tookMs = await fastBesideHangingShops({ longAfterMs: 100 }, 2_000);
+  assert.notEqual(tookMs, null, "the fast shop waited for the hanging ones");
+});
+
+Deno.test("[relay] past the pool's limit of long-running attempts, they count against its total again", async () => {
+  // Two of the ten may run long beside the total: the other eight fill it.
+  assert.equal(await fastBesideHangingShops({ longAfterMs: 100, long: 2 }, 1_000), null);
 });
 
 Deno.test("[relay] a parked postback that is no longer due hands its destination's slot on to the next one", async () => {

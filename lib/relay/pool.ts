@@ -14,15 +14,33 @@ export interface PoolLimits {
    * half the parking is free again the pool asks for a sweep to find them (whenRoom).
    */
   parked: number;
+  /**
+   * An attempt still running after this long stops counting against `total` (see `long`): a shop that answers
+   * slowly or not at all costs the pool an open connection, not work.
+   */
+  longAfterMs: number;
+  /**
+   * Attempts running past `longAfterMs`, at most, beside `total`; past that they count against `total` again. Counted
+   * there, five hanging shops (5 × 64) filled the pool and held up every other shop's postbacks until they timed out.
+   */
+  long: number;
 }
 
 /**
  * As many attempts at one destination as the bench's BullMQ peer has in flight (its worker's concurrency): a shop
  * catching up after an outage gets its backlog at the rate it can take. Since a parked postback is no longer read
  * twice, 64 per destination drained a one-shop backlog 1.29 × as fast as 32 (side by side), for 2-4 MB more at peak.
- * Four destinations that hang leave a fifth of the pool to the others.
+ * A shop's answer takes milliseconds; one that takes a second is waited for beside the 320, up to 512 of them: eight
+ * shops that hang (8 × 64) leave the whole pool to the others and twelve a fifth of it. A waiting request costs about
+ * 62 KB (measured: 1,024 POSTs held by a local server took 63 MB more), so 512 bound that at about 32 MB.
  */
-export const DEFAULT_POOL_LIMITS: PoolLimits = { total: 320, perDestination: 64, parked: 4_000 };
+export const DEFAULT_POOL_LIMITS: PoolLimits = {
+  total: 320,
+  perDestination: 64,
+  parked: 4_000,
+  longAfterMs: 1_000,
+  long: 512,
+};
 
 interface Offered {
   done: Promise<void>;
@@ -44,6 +62,12 @@ interface Destination {
   parked: Parked[];
 }
 
+/** A take under way (a read, then an attempt): when it started, and whether it counts as long-running. */
+interface Running {
+  startedAt: number;
+  long: boolean;
+}
+
 /**
  * A delivery waiting for its destination's share, as it was read. Its attempt claims it against that version, so
  * it is not read again when its turn comes; only when the claim fails (it was written meanwhile, or is no longer
@@ -60,8 +84,9 @@ interface Parked {
  * of the due index. The pool keeps as many attempts in flight as its limits
  * allow (as one finishes the next starts, so there are no batches to wait
  * for), and gives each destination its own share, so a shop that answers
- * slowly or not at all only delays its own postbacks (up to four such shops at
- * once; see DEFAULT_POOL_LIMITS).
+ * slowly or not at all only delays its own postbacks. Attempts that have run a
+ * while (longAfterMs) are waited for beside the total, so several such shops at
+ * once do not fill the pool either (see DEFAULT_POOL_LIMITS).
  *
  * An id offered twice while it is waiting or running is one attempt: the sweep
  * and the queue listener never send the same delivery twice from here. Across
@@ -74,7 +99,13 @@ export class RelayPool {
   /** Offered ids not read yet, in order; `#head` is the next one (a moving index instead of Array.shift). */
   #queue: string[] = [];
   #head = 0;
+  /** Takes under way that count against `total`. */
   #inFlight = 0;
+  /** Takes under way past `longAfterMs`, counted beside `total` (up to `long`). */
+  #longRunning = 0;
+  readonly #running = new Set<Running>();
+  /** While takes are under way: moves those past `longAfterMs` out of `#inFlight`. */
+  #longWatch: ReturnType<typeof setInterval> | undefined;
   #parked = 0;
   /** Due deliveries were let go for want of parking since the last call of `#onRoom`. */
   #letGo = false;
@@ -84,7 +115,11 @@ export class RelayPool {
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
   #stopped = false;
 
-  constructor(private readonly ctx: AppContext, private readonly limits: PoolLimits = DEFAULT_POOL_LIMITS) {}
+  private readonly limits: PoolLimits;
+
+  constructor(private readonly ctx: AppContext, limits: Partial<PoolLimits> = {}) {
+    this.limits = { ...DEFAULT_POOL_LIMITS, ...limits };
+  }
 
   /**
    * A delivery this process just committed with its first lease (firstAttemptLease), as stored: when it is
@@ -166,6 +201,9 @@ export class RelayPool {
    */
   async #take(id: string, held?: Slot, parkedEntry?: Deno.KvEntry<Delivery>) {
     this.#inFlight++;
+    const running: Running = { startedAt: Date.now(), long: false };
+    this.#running.add(running);
+    this.#longWatch ??= setInterval(this.#watchLong, this.limits.longAfterMs / 2);
     let slot = held;
     try {
       // Handed over by the commit that made it: ours, as stored, without a read.
@@ -218,10 +256,35 @@ export class RelayPool {
       this.#finish(id);
     } finally {
       if (slot) this.#release(slot);
-      this.#inFlight--;
+      this.#running.delete(running);
+      if (running.long) this.#longRunning--;
+      else this.#inFlight--;
+      if (this.#running.size === 0) {
+        clearInterval(this.#longWatch);
+        this.#longWatch = undefined;
+      }
       this.#pump();
     }
   }
+
+  /**
+   * Takes that have run past `longAfterMs` (a shop slow to answer, or not answering until the timeout) stop counting
+   * against `total`, up to `long` of them, so the pool starts others in their place. Checked twice per `longAfterMs`
+   * by one timer, not a timer per attempt: most attempts end in milliseconds.
+   */
+  #watchLong = () => {
+    const startedBefore = Date.now() - this.limits.longAfterMs;
+    let moved = false;
+    for (const running of this.#running) {
+      if (this.#longRunning >= this.limits.long) break;
+      if (running.long || running.startedAt > startedBefore) continue;
+      running.long = true;
+      this.#inFlight--;
+      this.#longRunning++;
+      moved = true;
+    }
+    if (moved) this.#pump();
+  };
 
   /** A slot freed at a destination: it goes to the next parked delivery there. */
   #release({ origin, destination }: Slot) {
