@@ -639,6 +639,34 @@ Deno.test("[relay] past the parking limit a postback is let go and stays due; wi
   await shop.close();
 });
 
+Deno.test("[relay] a hanging shop's backlog holds only its share of the parking: another shop's postbacks still park and go out; half its parking free again asks for a sweep", async () => {
+  const hanging = startHeldShop();
+  const slow = startShopReceiver(async () => {
+    await new Promise((r) => setTimeout(r, 100));
+    return new Response("ok");
+  });
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 6, parkedPerDestination: 3 });
+    let sweepsAskedFor = 0;
+    pool.whenRoom(() => sweepsAskedFor++);
+    // The hanging shop: one attempt under way, three parked, two let go (still due).
+    const stuck = (await storeDueDeliveries(app, hanging.shop.url, 6, "hanging")).map((d) => pool.offerTracked(d.id));
+    await Promise.all(stuck.map((o) => o.taken));
+    // The other shop's backlog parks in the room left, and all of it goes out while the first shop still hangs.
+    const others = await storeDueDeliveries(app, slow.url, 3, "other");
+    await Promise.all(others.map((d) => pool.offer(d.id)));
+    assert.deepEqual(slow.received.map((r) => r.headers.get("webhook-id")), others.map((d) => d.id));
+    assert.equal(hanging.shop.received.length, 1);
+    assert.equal(sweepsAskedFor, 0);
+
+    hanging.answer();
+    await Promise.all(stuck.map((o) => o.done));
+    assert.equal(hanging.shop.received.length, 4);
+    assert.equal(sweepsAskedFor, 1, "asked once, when half the hanging shop's parking was free");
+  });
+  await Promise.all([hanging.shop.close(), slow.close()]);
+});
+
 Deno.test("[relay] a new postback is born leased to the process that commits it, sent without a claim; if that process never sends it, a sweep does once the lease ran out", async () => {
   const shop = startShopReceiver();
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {

@@ -10,10 +10,15 @@ export interface PoolLimits {
   /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
   perDestination: number;
   /**
-   * Deliveries waiting for their destination's share, at most; past that they stay due in the index, and once
-   * half the parking is free again the pool asks for a sweep to find them (whenRoom).
+   * Deliveries waiting for their destination's share, at most, in all; past that they stay due in the index, and
+   * once half the parking is free again the pool asks for a sweep to find them (whenRoom).
    */
   parked: number;
+  /**
+   * The same, for one destination: once half its parking is free again after it let some go, the pool asks for a
+   * sweep. One hanging shop's backlog can hold only this much of the parking that other shops' backlogs need.
+   */
+  parkedPerDestination: number;
   /**
    * An attempt still running after this long stops counting against `total` (see `long`): a shop that answers
    * slowly or not at all costs the pool an open connection, not work.
@@ -37,7 +42,8 @@ export interface PoolLimits {
 export const DEFAULT_POOL_LIMITS: PoolLimits = {
   total: 320,
   perDestination: 64,
-  parked: 4_000,
+  parked: 12_000,
+  parkedPerDestination: 4_000,
   longAfterMs: 1_000,
   long: 512,
 };
@@ -60,6 +66,8 @@ interface Destination {
   active: number;
   /** Deliveries read and due, waiting for a free slot here, as read (see Parked). */
   parked: Parked[];
+  /** Due deliveries to here were let go for want of its parking since it last asked for a sweep. */
+  letGo: boolean;
 }
 
 /** A take under way (a read, then an attempt): when it started, and whether it counts as long-running. */
@@ -107,7 +115,7 @@ export class RelayPool {
   /** While takes are under way: moves those past `longAfterMs` out of `#inFlight`. */
   #longWatch: ReturnType<typeof setInterval> | undefined;
   #parked = 0;
-  /** Due deliveries were let go for want of parking since the last call of `#onRoom`. */
+  /** Due deliveries were let go for want of parking in all since the pool last asked for a sweep for that. */
   #letGo = false;
   #onRoom: (() => void) | undefined;
   readonly #destinations = new Map<string, Destination>();
@@ -175,8 +183,8 @@ export class RelayPool {
   }
 
   /**
-   * Called once half the parking is free again after due deliveries were let go for want of it (they stay due
-   * in the index): the owner sweeps to find them. Nobody waits for room meanwhile, so one slow shop's backlog
+   * Called once half the parking (in all, or a destination's) is free again after due deliveries were let go for
+   * want of it (they stay due in the index): the owner sweeps to find them. Nobody waits for room meanwhile, so one slow shop's backlog
    * filling the parking holds up no other shop and no sweep.
    */
   whenRoom(onRoom: () => void) {
@@ -226,10 +234,12 @@ export class RelayPool {
       if (!slot) {
         const origin = destinationOf(delivery);
         let destination = this.#destinations.get(origin);
-        if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [] });
+        if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [], letGo: false });
         if (destination.active >= this.limits.perDestination) {
-          if (this.#parked >= this.limits.parked) {
-            this.#letGo = true;
+          const parkingFull = this.#parked >= this.limits.parked;
+          if (parkingFull || destination.parked.length >= this.limits.parkedPerDestination) {
+            if (parkingFull) this.#letGo = true;
+            else destination.letGo = true;
             return this.#finish(id);
           }
           destination.parked.push({ id, entry: handed ?? entry as Deno.KvEntry<Delivery> });
@@ -295,8 +305,11 @@ export class RelayPool {
       return;
     }
     this.#parked--;
-    if (this.#letGo && this.#parked <= this.limits.parked / 2) {
-      this.#letGo = false;
+    const roomInAll = this.#letGo && this.#parked <= this.limits.parked / 2;
+    const roomHere = destination.letGo && destination.parked.length <= this.limits.parkedPerDestination / 2;
+    if (roomInAll || roomHere) {
+      if (roomInAll) this.#letGo = false;
+      if (roomHere) destination.letGo = false;
       this.#onRoom?.();
     }
     this.#take(next.id, { origin, destination }, next.entry);
