@@ -68,12 +68,19 @@ async function storeLeasedDelivery(app: TestApp, url: string, now: number, lease
   return { delivery, versionstamp: res.versionstamp };
 }
 
-/** Stores `n` postbacks to `url` due at `dueAt` (not leased), ten to a commit; answers them in order. */
-async function storeDueDeliveries(app: TestApp, url: string, n: number, tag: string, dueAt = Date.now()) {
+/** Stores `n` postbacks of a shop to `url` due at `dueAt` (not leased), ten to a commit; answers them in order. */
+async function storeDueDeliveries(
+  app: TestApp,
+  url: string,
+  n: number,
+  tag: string,
+  dueAt = Date.now(),
+  shopId = app.shop.id,
+) {
   const deliveries = Array.from({ length: n }, (_, i) =>
     newDelivery({
       paymentId: `pay_${tag}_${i}`,
-      shopId: app.shop.id,
+      shopId,
       url,
       eventType: "payment.succeeded",
       body: JSON.stringify({ type: "payment.succeeded", data: { i } }),
@@ -665,6 +672,36 @@ Deno.test("[relay] a hanging shop's backlog holds only its share of the parking:
     assert.equal(sweepsAskedFor, 1, "asked once, when half the hanging shop's parking was free");
   });
   await Promise.all([hanging.shop.close(), slow.close()]);
+});
+
+Deno.test("[relay] a shop whose postback URL names another shop's origin takes nothing from that shop's share", async () => {
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  // One receiving server: it holds what comes to /held, and answers the rest at once.
+  const server = startShopReceiver(async (_, req) => {
+    if (new URL(req.url).pathname === "/held") await answered;
+    return new Response("ok");
+  });
+  const origin = new URL(server.url).origin;
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const pool = new RelayPool(ctx, { total: 8, perDestination: 1 });
+    const others = await storeDueDeliveries(app, `${origin}/held`, 2, "other", Date.now(), other.shop.id);
+    const held = others.map((d) => pool.offerTracked(d.id));
+    await Promise.all(held.map((o) => o.taken));
+
+    const [own] = await storeDueDeliveries(app, `${origin}/own`, 1, "own");
+    const sent = await Promise.race([
+      pool.offer(own.id).then(() => "sent"),
+      new Promise((r) => setTimeout(() => r("held up"), 2_000)),
+    ]);
+    answer();
+    await Promise.all(held.map((o) => o.done));
+    assert.equal(sent, "sent");
+    assert.equal(server.received.length, 3);
+  });
+  await server.close();
 });
 
 Deno.test("[relay] a new postback is born leased to the process that commits it, sent without a claim; if that process never sends it, a sweep does once the lease ran out", async () => {

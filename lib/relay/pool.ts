@@ -7,7 +7,7 @@ import type { Delivery } from "./types.ts";
 export interface PoolLimits {
   /** Attempts (and reads before them) in flight at once in this process. */
   total: number;
-  /** Attempts in flight at once to one destination (a URL origin): a slow shop only fills its own share. */
+  /** Attempts in flight at once to one destination (a shop's URL origin): a slow shop only fills its own share. */
   perDestination: number;
   /**
    * Deliveries waiting for their destination's share, at most, in all; past that they stay due in the index, and
@@ -58,7 +58,7 @@ interface Offered {
 
 /** One of a destination's attempt slots, held from the read before an attempt until the attempt ends. */
 interface Slot {
-  origin: string;
+  name: string;
   destination: Destination;
 }
 
@@ -232,9 +232,9 @@ export class RelayPool {
         : null;
       if (this.#stopped || !delivery) return this.#finish(id);
       if (!slot) {
-        const origin = destinationOf(delivery);
-        let destination = this.#destinations.get(origin);
-        if (!destination) this.#destinations.set(origin, destination = { active: 0, parked: [], letGo: false });
+        const name = destinationOf(delivery);
+        let destination = this.#destinations.get(name);
+        if (!destination) this.#destinations.set(name, destination = { active: 0, parked: [], letGo: false });
         if (destination.active >= this.limits.perDestination) {
           const parkingFull = this.#parked >= this.limits.parked;
           if (parkingFull || destination.parked.length >= this.limits.parkedPerDestination) {
@@ -248,7 +248,7 @@ export class RelayPool {
           return;
         }
         destination.active++;
-        slot = { origin, destination };
+        slot = { name, destination };
       }
       this.#known.get(id)?.resolveTaken();
       if (handed) await attemptHandedOver(this.ctx, handed);
@@ -297,11 +297,11 @@ export class RelayPool {
   };
 
   /** A slot freed at a destination: it goes to the next parked delivery there. */
-  #release({ origin, destination }: Slot) {
+  #release({ name, destination }: Slot) {
     const next = this.#stopped ? undefined : destination.parked.shift();
     if (next === undefined) {
       destination.active--;
-      if (destination.active === 0 && destination.parked.length === 0) this.#destinations.delete(origin);
+      if (destination.active === 0 && destination.parked.length === 0) this.#destinations.delete(name);
       return;
     }
     this.#parked--;
@@ -312,7 +312,7 @@ export class RelayPool {
       if (roomHere) destination.letGo = false;
       this.#onRoom?.();
     }
-    this.#take(next.id, { origin, destination }, next.entry);
+    this.#take(next.id, { name, destination }, next.entry);
   }
 
   #finish(id: string) {
@@ -324,13 +324,19 @@ export class RelayPool {
   }
 }
 
-/** Where a postback goes, as far as sharing goes: its URL's origin (one shop may have several). */
+/**
+ * Where a postback goes, as far as sharing goes: its shop and its URL's origin (one shop may have several). By origin
+ * alone, a shop whose postback URL named another shop's origin took from that shop's share; several shops behind one
+ * receiving service each have their own.
+ */
 function destinationOf(d: Delivery): string {
+  let origin = d.url;
   try {
-    return new URL(d.url).origin;
+    origin = new URL(d.url).origin;
   } catch {
-    return d.url;
+    // Not a URL: its attempt fails as such; it still has a destination of its own.
   }
+  return `${d.shopId} ${origin}`;
 }
 
 const pools = new WeakMap<AppContext, RelayPool>();
