@@ -10,8 +10,11 @@ export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   try {
     const dir = path.replace(/[/\\][^/\\]*$/, "");
     if (dir && dir !== path) await Deno.mkdir(dir, { recursive: true });
-    kv = await Deno.openKv(path);
-    reader = await Deno.openKv(path);
+    // Another process opening a new file at the same moment (the app and the operator CLI) may hold SQLite's lock
+    // while it sets the file up; denokv waits 5 s for it, then gives up.
+    const open = () => Deno.openKv(path);
+    kv = await open().catch((err) => retryOnLock(err, open));
+    reader = await open().catch((err) => retryOnLock(err, open));
   } catch (err) {
     kv?.close();
     throw new KvFileError(path, err);
@@ -62,10 +65,13 @@ const LOCK_MAX_PAUSE_MS = 100;
  * transaction itself, but not once the transaction has read (an atomic
  * operation's checks) and finds its snapshot stale at the first write; that
  * error reaches us with nothing of the write stored, so it is safe to retry.
- * Reads never see it (denokv retries them without a bound).
+ * Reads never see it (denokv retries them without a bound). Opening a file
+ * can, as `Error: database is locked`, when another process holds the lock
+ * past denokv's 5 s wait while it sets a new file up.
  */
 export function isKvLockError(err: unknown): boolean {
-  return err instanceof TypeError && /\bdatabase (table )?is locked\b/.test(err.message);
+  // A write's refusal is a TypeError; an open's (the file being set up by another process) a plain Error.
+  return err instanceof Error && /\bdatabase (table )?is locked\b/.test(err.message);
 }
 
 /**

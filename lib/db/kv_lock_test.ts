@@ -147,6 +147,34 @@ Deno.test("[kv] a write keeps failing with the lock error only a bounded number 
   assert.equal(attempts, 1);
 });
 
+Deno.test("[kv] opening a file another process holds locked while it sets the file up waits for the lock", async () => {
+  await withFile(async (path) => {
+    // Another process creates the file and holds SQLite's exclusive lock a little longer than denokv waits (5 s).
+    const holder = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { DatabaseSync } from "node:sqlite";
+         const db = new DatabaseSync(${JSON.stringify(path)});
+         db.exec("BEGIN EXCLUSIVE; CREATE TABLE setting_up (x)");
+         console.log("locked");
+         await new Promise((r) => setTimeout(r, 5_500));
+         db.exec("COMMIT");`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    const lines = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    assert.equal((await lines.read()).value?.trim(), "locked");
+    const kv = await openKv(path);
+    try {
+      assert.ok((await kv.set(["opened"], true)).ok);
+    } finally {
+      kv.close();
+      lines.releaseLock();
+      await holder.status;
+    }
+  });
+});
+
 Deno.test("[kv] reads of a KV file go through a second connection and still see every commit that finished before them", async () => {
   await withFile(async (path) => {
     const kv = await openKv(path);
