@@ -181,7 +181,7 @@ export class JobRunner {
     const waited = new Promise<"waited">((r) => (timer = setTimeout(() => r("waited"), maxWaitMs)));
     const swept = this.sweep();
     try {
-      // A sweep that fails before the wait is over fails the cron run (Deno.cron tries it again); later, it is logged.
+      // A sweep that fails before the wait is over fails the cron run, as it did before; one that fails later is logged.
       if (await Promise.race([swept, waited]) === "waited") {
         swept.catch((err) => log.error("sweep failed", { error: describeError(err) }));
       }

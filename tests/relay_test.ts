@@ -106,6 +106,17 @@ async function offerOneAtATime(app: TestApp, shop: ReturnType<typeof startShopRe
   return { deliveries, offers };
 }
 
+/** What `promise` gives within `ms`, or `otherwise` (its timer cleared either way). */
+async function within<T, U>(promise: Promise<T>, ms: number, otherwise: U): Promise<T | U> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<U>((r) => (timer = setTimeout(() => r(otherwise), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Counts the delivery records read through the store's getMany (the pool's reads, shared or not) until stop(). */
 function countDeliveryReads(kv: Deno.Kv) {
   const getMany = kv.getMany;
@@ -494,19 +505,22 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
     let started = Date.now();
     await app.server.runner.cronSweep(WAIT_MS);
     assert.ok(Date.now() - started < 5_000, "the cron run waited for the hanging shop's answers");
-    assert.equal(hanging.shop.received.length, DEFAULT_POOL_LIMITS.perDestination, "its share is under way");
+    const share = DEFAULT_POOL_LIMITS.perDestination;
+    await waitFor("its share under way", () => (hanging.shop.received.length === share ? true : undefined));
 
     // A minute later, the next cron run: another shop's postback that fell due meanwhile goes out.
     await storeDueDeliveries(app, fast.url, 1, "meanwhile", Date.now() - 1);
     started = Date.now();
     await app.server.runner.cronSweep(WAIT_MS);
-    assert.equal(fast.received.length, 1);
     assert.ok(Date.now() - started < 5_000);
+    await waitFor("the other shop's postback", () => (fast.received.length === 1 ? true : undefined));
+    assert.equal(hanging.shop.received.length, share, "the rest still wait for the hanging shop's share");
 
     // The runs left the hanging shop's postbacks to the pool, which sends each once when the shop answers.
     hanging.answer();
     await waitFor("the backlog", () => (hanging.shop.received.length === backlog ? true : undefined), 10_000);
     await app.server.runner.sweep();
+    assert.equal(hanging.shop.received.length, backlog, "none sent twice");
     assert.equal(new Set(hanging.shop.received.map((r) => r.headers.get("webhook-id"))).size, backlog);
   });
   await Promise.all([hanging.shop.close(), fast.close()]);
@@ -535,7 +549,7 @@ async function fastBesideHangingShops(limits: Partial<PoolLimits>, patienceMs: n
     const [later] = await storeDueDeliveries(app, fast.url, 1, "fast");
     const started = Date.now();
     const sent = pool.offer(later.id).then(() => Date.now() - started);
-    tookMs = await Promise.race([sent, new Promise<null>((r) => setTimeout(() => r(null), patienceMs))]);
+    tookMs = await within(sent, patienceMs, null);
 
     for (const h of hanging) h.answer();
     await Promise.all([...stuck, sent]);
@@ -565,9 +579,11 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
     const { deliveries: [a, b, c], offers } = await offerOneAtATime(app, shop, "parked");
     // b is settled elsewhere meanwhile (another process, an operator): when its turn comes it is not due.
     await app.kv.set(["deliveries", b.id], { ...b, status: "delivered" });
-    const all = Promise.all(offers).then(() => "done");
-    const late = new Promise((r) => setTimeout(() => r("stuck"), 5_000));
-    assert.equal(await Promise.race([all, late]), "done", "c still gets its attempt");
+    assert.equal(
+      await within(Promise.all(offers).then(() => "done"), 5_000, "stuck"),
+      "done",
+      "c still gets its attempt",
+    );
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")).sort(), [a.id, c.id].sort());
   });
   await shop.close();
@@ -646,6 +662,29 @@ Deno.test("[relay] past the parking limit a postback is let go and stays due; wi
   await shop.close();
 });
 
+Deno.test("[relay] when hanging shops' attempts time out together, the next ones in their slots still count as long-running: a fast shop is not held up meanwhile", async () => {
+  const hanging = [startHeldShop(), startHeldShop()];
+  const fast = startShopReceiver();
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "1500" } }, async (app) => {
+    // Two hanging shops fill a pool of 4 twice over; their attempts run long after 1 s and time out at 1.5 s.
+    const pool = new RelayPool(app.server.ctx, { total: 4, perDestination: 2, longAfterMs: 1_000 });
+    const stuck = [];
+    for (const [i, h] of hanging.entries()) {
+      stuck.push(...(await storeDueDeliveries(app, h.shop.url, 4, `hanging${i}`)).map((d) => pool.offer(d.id)));
+    }
+    // Their first attempts timed out, and the parked ones took over their slots.
+    await waitFor("the second attempts", () => hanging.every((h) => h.shop.received.length === 4) ? true : undefined);
+    const [later] = await storeDueDeliveries(app, fast.url, 1, "fast");
+    const started = Date.now();
+    await pool.offer(later.id);
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs < 500, `the fast shop waited ${tookMs} ms for the hanging shops' new attempts to run long`);
+    for (const h of hanging) h.answer();
+    await Promise.all(stuck);
+  });
+  await Promise.all([fast.close(), ...hanging.map((h) => h.shop.close())]);
+});
+
 Deno.test("[relay] a hanging shop's backlog holds only its share of the parking: another shop's postbacks still park and go out; half its parking free again asks for a sweep", async () => {
   const hanging = startHeldShop();
   const slow = startShopReceiver(async () => {
@@ -692,10 +731,7 @@ Deno.test("[relay] a shop whose postback URL names another shop's origin takes n
     await Promise.all(held.map((o) => o.taken));
 
     const [own] = await storeDueDeliveries(app, `${origin}/own`, 1, "own");
-    const sent = await Promise.race([
-      pool.offer(own.id).then(() => "sent"),
-      new Promise((r) => setTimeout(() => r("held up"), 2_000)),
-    ]);
+    const sent = await within(pool.offer(own.id).then(() => "sent"), 2_000, "held up");
     answer();
     await Promise.all(held.map((o) => o.done));
     assert.equal(sent, "sent");

@@ -149,7 +149,8 @@ Deno.test("[kv] a write keeps failing with the lock error only a bounded number 
 
 Deno.test("[kv] opening a file another process holds locked while it sets the file up waits for the lock", async () => {
   await withFile(async (path) => {
-    // Another process creates the file and holds SQLite's exclusive lock a little longer than denokv waits (5 s).
+    // Another process creates the file and holds SQLite's exclusive lock longer than one open waits (denokv: 5 s),
+    // by more than the test's own delays could make up.
     const holder = new Deno.Command(Deno.execPath(), {
       args: [
         "eval",
@@ -157,7 +158,7 @@ Deno.test("[kv] opening a file another process holds locked while it sets the fi
          const db = new DatabaseSync(${JSON.stringify(path)});
          db.exec("BEGIN EXCLUSIVE; CREATE TABLE setting_up (x)");
          console.log("locked");
-         await new Promise((r) => setTimeout(r, 5_500));
+         await new Promise((r) => setTimeout(r, 8_000));
          db.exec("COMMIT");`,
       ],
       stdout: "piped",

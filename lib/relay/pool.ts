@@ -205,13 +205,20 @@ export class RelayPool {
    * Reads the delivery (reads of concurrent takes share one store read) and attempts it or parks it. A parked
    * delivery comes back here as it was read (`parkedEntry`), holding the slot that freed for it (`held`), so the
    * slot is never lost: whether it is attempted, found no longer due, or fails, the slot passes on to the
-   * destination's next parked delivery.
+   * destination's next parked delivery. A slot handed on by a long-running take starts its next take as long-running
+   * (`long`): one leaves as one enters, so the cap holds, and a hanging shop's attempts, which time out together, do
+   * not all count against `total` at once until the watch moves them again.
    */
-  async #take(id: string, held?: Slot, parkedEntry?: Deno.KvEntry<Delivery>) {
-    this.#inFlight++;
-    const running: Running = { startedAt: Date.now(), long: false };
+  async #take(id: string, held?: Slot, parkedEntry?: Deno.KvEntry<Delivery>, long = false) {
+    if (long) this.#longRunning++;
+    else this.#inFlight++;
+    const running: Running = { startedAt: Date.now(), long };
     this.#running.add(running);
-    this.#longWatch ??= setInterval(this.#watchLong, this.limits.longAfterMs / 2);
+    if (!this.#longWatch) {
+      this.#longWatch = setInterval(this.#watchLong, this.limits.longAfterMs / 2);
+      // Takes end by their own timeouts; the watch alone never keeps a process up.
+      Deno.unrefTimer(this.#longWatch);
+    }
     let slot = held;
     try {
       // Handed over by the commit that made it: ours, as stored, without a read.
@@ -265,7 +272,7 @@ export class RelayPool {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
       this.#finish(id);
     } finally {
-      if (slot) this.#release(slot);
+      if (slot) this.#release(slot, running.long);
       this.#running.delete(running);
       if (running.long) this.#longRunning--;
       else this.#inFlight--;
@@ -296,8 +303,8 @@ export class RelayPool {
     if (moved) this.#pump();
   };
 
-  /** A slot freed at a destination: it goes to the next parked delivery there. */
-  #release({ name, destination }: Slot) {
+  /** A slot freed at a destination (by a long-running take or not): it goes to the next parked delivery there. */
+  #release({ name, destination }: Slot, long: boolean) {
     const next = this.#stopped ? undefined : destination.parked.shift();
     if (next === undefined) {
       destination.active--;
@@ -312,7 +319,7 @@ export class RelayPool {
       if (roomHere) destination.letGo = false;
       this.#onRoom?.();
     }
-    this.#take(next.id, { name, destination }, next.entry);
+    this.#take(next.id, { name, destination }, next.entry, long);
   }
 
   #finish(id: string) {
