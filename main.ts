@@ -32,7 +32,7 @@ const parts = server = await createServer(config, kv);
 
 // Deno Deploy has no KV queues (JOBS_QUEUE=off there): the cron sweep alone delivers.
 if (config.jobsQueue) kv.listenQueue(parts.runner.onQueueMessage);
-if (config.sweepIntervalMs) setInterval(() => parts.runner.sweep(), config.sweepIntervalMs);
+if (config.sweepIntervalMs) setInterval(() => parts.runner.startSweep(), config.sweepIntervalMs);
 
 const httpServer = Deno.serve({
   port: config.port,
@@ -40,7 +40,7 @@ const httpServer = Deno.serve({
   onListen() {
     log.info("AimbrellaPay listening", { url: config.publicBaseUrl, ...parts.integrations });
     // Catch up on anything that fell due while we were down.
-    parts.runner.sweep();
+    parts.runner.startSweep();
   },
 }, parts.app.fetch);
 

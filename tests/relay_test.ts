@@ -526,6 +526,38 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
   await Promise.all([hanging.shop.close(), fast.close()]);
 });
 
+Deno.test("[relay] a sweep nobody waits for (start-up, a timer) holds nothing on the postbacks it finds still waiting", async () => {
+  const hanging = startHeldShop();
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    // Counts what is attached to each offered postback's end: a waiting sweep attaches one reaction per postback,
+    // kept until that postback ends.
+    const pool = relayPool(app.server.ctx);
+    const offerTracked = pool.offerTracked.bind(pool);
+    const counted = new WeakSet<Promise<void>>();
+    let reactions = 0;
+    pool.offerTracked = (id: string) => {
+      const offered = offerTracked(id);
+      const done = offered.done;
+      if (!counted.has(done)) {
+        counted.add(done);
+        const then = done.then.bind(done);
+        done.then = ((...args: Parameters<typeof then>) => (reactions++, then(...args))) as typeof done.then;
+      }
+      return offered;
+    };
+    const backlog = DEFAULT_POOL_LIMITS.perDestination + 6;
+    await storeDueDeliveries(app, hanging.shop.url, backlog, "hanging", Date.now() - 1_000);
+    // Twenty timer ticks while the backlog waits for the shop: each lists the index and finds all of it again.
+    for (let i = 0; i < 20; i++) assert.equal(await app.server.runner.startSweep(), backlog);
+    assert.equal(reactions, 0);
+
+    hanging.answer();
+    await app.server.runner.sweep();
+    assert.equal(hanging.shop.received.length, backlog);
+  });
+  await hanging.shop.close();
+});
+
 /**
  * Five shops that do not answer, two attempts each (more than a pool of 8 has room for), all under way in a pool
  * with `limits`; then a fast shop's postback is offered. Answers how long the fast one took, at most `patienceMs`
