@@ -647,6 +647,15 @@ its own), where keys written in time order share pages. The last part was about 
   API key's and replay check's read 7 %, Hono 4 %, zod 3 %, the derived id's HMAC 3 %, sizing the activity chunks
   with JSON 2-4 %). Moving the indexes, counters and log entries out of the payment's commit (an outbox) would break
   the rule that they commit with it (DESIGN.md, "Data").
+- **Hanging shops no longer hold up the others** (2026-11-29, next session; not a change of speed: the drain ran
+  1.70 × the peer with them, within the earlier runs' range). An attempt still running after a second stops counting
+  against the pool's 320 (up to 512 such; a POST held by a shop costs about 62 KB, measured with 1,024 held by a local
+  server), so five hanging shops no longer fill the pool; parking is per destination (4,000, and 12,000 in all), so
+  one hanging shop's backlog no longer crowds other shops' out of it; a destination is a shop's origin, not the
+  origin alone; the cron's run waits for its jobs at most 50 s (\`Deno.cron\` skips runs while one goes, and one
+  hanging shop's 1,000 due postbacks held it about 4 minutes); and sweeps nobody waits for no longer attach a
+  reaction to every job they find (each kept 440 KB per 4,000 pending postbacks until they ended: with a sweep every
+  second, that much more every second).
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
