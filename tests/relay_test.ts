@@ -535,7 +535,9 @@ Deno.test("[relay] a sweep nobody waits for (start-up, a timer) holds nothing on
     const offerTracked = pool.offerTracked.bind(pool);
     const counted = new WeakSet<Promise<void>>();
     let reactions = 0;
+    let offers = 0;
     pool.offerTracked = (id: string) => {
+      offers++;
       const offered = offerTracked(id);
       const done = offered.done;
       if (!counted.has(done)) {
@@ -549,7 +551,11 @@ Deno.test("[relay] a sweep nobody waits for (start-up, a timer) holds nothing on
     await storeDueDeliveries(app, hanging.shop.url, backlog, "hanging", Date.now() - 1_000);
     // Twenty timer ticks while the backlog waits for the shop: each lists the index and finds all of it again.
     for (let i = 0; i < 20; i++) assert.equal(await app.server.runner.startSweep(), backlog);
+    assert.equal(offers, 20 * backlog, "every tick went through the counted offers");
     assert.equal(reactions, 0);
+    // The count sees a sweep that waits: the cron's attaches one to each.
+    await app.server.runner.cronSweep(100);
+    assert.equal(reactions, backlog);
 
     hanging.answer();
     await app.server.runner.sweep();
@@ -715,6 +721,41 @@ Deno.test("[relay] when hanging shops' attempts time out together, the next ones
     await Promise.all(stuck);
   });
   await Promise.all([fast.close(), ...hanging.map((h) => h.shop.close())]);
+});
+
+Deno.test("[relay] a shop that answers again after hanging has its attempts counted against the pool's total again", async () => {
+  // One server for both shops, counting the requests it holds at once; the first two hang until `recover()`.
+  let recover!: () => void;
+  const recovered = new Promise<void>((r) => (recover = r));
+  let holding = 0;
+  let mostHeld = 0;
+  const server = startShopReceiver(async (n) => {
+    holding++;
+    mostHeld = Math.max(mostHeld, holding);
+    try {
+      await (n <= 2 ? recovered : new Promise((r) => setTimeout(r, 40)));
+      return new Response("ok");
+    } finally {
+      holding--;
+    }
+  });
+  const origin = new URL(server.url).origin;
+  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    const pool = new RelayPool(app.server.ctx, { total: 2, perDestination: 2, longAfterMs: 1_000 });
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const backlog = await storeDueDeliveries(app, `${origin}/recovering`, 12, "recovering");
+    const offers = backlog.map((d) => pool.offer(d.id));
+    // Both attempts run long, and the shop answers again: its next attempts take their slots.
+    await new Promise((r) => setTimeout(r, 1_600));
+    recover();
+    await new Promise((r) => setTimeout(r, 100));
+    mostHeld = holding;
+    const fast = await storeDueDeliveries(app, `${origin}/fast`, 6, "fast", Date.now(), other.shop.id);
+    await Promise.all([...offers, ...fast.map((d) => pool.offer(d.id))]);
+    assert.equal(server.received.length, 18);
+    assert.ok(mostHeld <= 2, `${mostHeld} attempts at once in a pool of 2`);
+  });
+  await server.close();
 });
 
 Deno.test("[relay] a hanging shop's backlog holds only its share of the parking: another shop's postbacks still park and go out; half its parking free again asks for a sweep", async () => {

@@ -272,7 +272,9 @@ export class RelayPool {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
       this.#finish(id);
     } finally {
-      if (slot) this.#release(slot, running.long);
+      // Passed on as long-running only by a take that itself ran long: a shop that answers quickly again gets its
+      // slots counted against the total again.
+      if (slot) this.#release(slot, running.long && Date.now() - running.startedAt >= this.limits.longAfterMs);
       this.#running.delete(running);
       if (running.long) this.#longRunning--;
       else this.#inFlight--;
