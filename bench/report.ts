@@ -652,10 +652,10 @@ its own), where keys written in time order share pages. The last part was about 
   against the pool's 320 (up to 512 such; a POST held by a shop costs about 62 KB, measured with 1,024 held by a local
   server), so five hanging shops no longer fill the pool; parking is per destination (4,000, and 12,000 in all), so
   one hanging shop's backlog no longer crowds other shops' out of it; a destination is a shop's origin, not the
-  origin alone; the cron's run waits for its jobs at most 50 s (\`Deno.cron\` skips runs while one goes, and one
-  hanging shop's 1,000 due postbacks held it about 4 minutes); and sweeps nobody waits for no longer attach a
-  reaction to every job they find (each kept 440 KB per 4,000 pending postbacks until they ended: with a sweep every
-  second, that much more every second).
+  origin alone; the cron's run waits for the work under way at most 50 s (\`Deno.cron\` skips runs while one goes,
+  and one hanging shop's 1,000 due postbacks held it about 4 minutes); and only a sweep that must wait for each job
+  attaches a reaction to every job it finds (each kept 440 KB per 4,000 pending postbacks until they ended: with a
+  sweep every second, that much more every second).
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */

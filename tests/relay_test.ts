@@ -526,7 +526,7 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
   await Promise.all([hanging.shop.close(), fast.close()]);
 });
 
-Deno.test("[relay] a sweep nobody waits for (start-up, a timer) holds nothing on the postbacks it finds still waiting", async () => {
+Deno.test("[relay] sweeps that do not wait for every job (start-up, a timer, the cron's run) hold nothing on the postbacks they find still waiting", async () => {
   const hanging = startHeldShop();
   await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
     // Counts what is attached to each offered postback's end: a waiting sweep attaches one reaction per postback,
@@ -552,13 +552,16 @@ Deno.test("[relay] a sweep nobody waits for (start-up, a timer) holds nothing on
     // Twenty timer ticks while the backlog waits for the shop: each lists the index and finds all of it again.
     for (let i = 0; i < 20; i++) assert.equal(await app.server.runner.startSweep(), backlog);
     assert.equal(offers, 20 * backlog, "every tick went through the counted offers");
+    // The cron's run waits a while, by looking.
+    await app.server.runner.cronSweep(300);
+    assert.equal(offers, 21 * backlog);
     assert.equal(reactions, 0);
-    // The count sees a sweep that waits: the cron's attaches one to each.
-    await app.server.runner.cronSweep(100);
-    assert.equal(reactions, backlog);
+    // The count sees a sweep that waits for each job.
+    const waiting = app.server.runner.sweep();
+    await waitFor("the waiting sweep's reactions", () => (reactions === backlog ? true : undefined));
 
     hanging.answer();
-    await app.server.runner.sweep();
+    assert.equal(await waiting, backlog);
     assert.equal(hanging.shop.received.length, backlog);
   });
   await hanging.shop.close();
