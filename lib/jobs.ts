@@ -208,7 +208,10 @@ export class JobRunner {
    * ends, and a run a minute over a hanging shop's backlog added 440 KB per 4,000 pending postbacks each time.
    */
   async cronSweep(maxWaitMs = CRON_SWEEP_WAIT_MS): Promise<void> {
-    const deadline = Date.now() + maxWaitMs;
+    // Stopping: the store may be closing, and what is due stays due for the next process.
+    if (this.stopped) return;
+    // A monotonic clock: a wall clock stepped back would stretch the run past the next minute's.
+    const deadline = performance.now() + maxWaitMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), maxWaitMs)));
     const listed = this.list();
@@ -221,8 +224,8 @@ export class JobRunner {
     } finally {
       clearTimeout(timer);
     }
-    while (this.busy() && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, Math.min(CRON_IDLE_POLL_MS, deadline - Date.now())));
+    while (this.busy() && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(CRON_IDLE_POLL_MS, deadline - performance.now())));
     }
   }
 

@@ -498,13 +498,15 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
   const hanging = startHeldShop();
   const fast = startShopReceiver();
   await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
-    // More than the hanging shop's share: some wait parked, and the sweep that offered them waits for their ends.
+    // More than the hanging shop's share: some wait parked, and none ends while the shop hangs.
     const backlog = DEFAULT_POOL_LIMITS.perDestination + 6;
     await storeDueDeliveries(app, hanging.shop.url, backlog, "hanging", Date.now() - 1_000);
     const WAIT_MS = 300;
     let started = Date.now();
     await app.server.runner.cronSweep(WAIT_MS);
-    assert.ok(Date.now() - started < 5_000, "the cron run waited for the hanging shop's answers");
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs < 5_000, "the cron run waited for the hanging shop's answers");
+    assert.ok(tookMs >= WAIT_MS - 20, `the cron run returned after ${tookMs} ms with work under way`);
     const share = DEFAULT_POOL_LIMITS.perDestination;
     await waitFor("its share under way", () => (hanging.shop.received.length === share ? true : undefined));
 
@@ -522,6 +524,13 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
     await app.server.runner.sweep();
     assert.equal(hanging.shop.received.length, backlog, "none sent twice");
     assert.equal(new Set(hanging.shop.received.map((r) => r.headers.get("webhook-id"))).size, backlog);
+
+    // With nothing left hanging, a cron run returns once its work is done, not at its limit.
+    await storeDueDeliveries(app, fast.url, 1, "idle", Date.now() - 1);
+    started = Date.now();
+    await app.server.runner.cronSweep(10_000);
+    assert.ok(Date.now() - started < 2_000, "the cron run waited out its limit with nothing under way");
+    assert.equal(fast.received.length, 2);
   });
   await Promise.all([hanging.shop.close(), fast.close()]);
 });
