@@ -61,6 +61,8 @@ const sweepOffers: Partial<Record<JobKind, (ctx: AppContext, id: string) => Swee
   postback: (ctx, id) => relayPool(ctx).offerTracked(id),
 };
 
+const logSweepFailure = (err: unknown) => log.error("sweep failed", { error: describeError(err) });
+
 /** A listing of the due index: how many due jobs it started or joined, and their ends. */
 interface Listed {
   ran: number;
@@ -183,7 +185,7 @@ export class JobRunner {
     try {
       return (await this.list()).ran;
     } catch (err) {
-      log.error("sweep failed", { error: describeError(err) });
+      logSweepFailure(err);
       return 0;
     }
   }
@@ -218,7 +220,7 @@ export class JobRunner {
     try {
       // A listing that fails in time fails the cron run, as it did before; one that fails later is logged.
       if (await Promise.race([listed, late]) === "late") {
-        listed.catch((err) => log.error("sweep failed", { error: describeError(err) }));
+        listed.catch(logSweepFailure);
         return;
       }
     } finally {

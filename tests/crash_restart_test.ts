@@ -22,6 +22,7 @@ import {
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
+  sleep,
   spawnApp,
   startShopReceiver,
   stopApp,
@@ -38,8 +39,6 @@ const SHOP_FAILURE_RATE = 0.3;
 /** Share of postbacks the shop answers slowly, so that kills land in the middle of attempts. */
 const SHOP_SLOW_RATE = 0.3;
 const SHOP_SLOW_MS = 250;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Postback {
   webhookId: string | null;

@@ -23,6 +23,7 @@ import {
   paymentBody,
   type ReceivedPostback,
   serveOnLoopback,
+  sleep,
   spawnApp,
   startShopReceiver,
   stopApp,
@@ -30,8 +31,6 @@ import {
   waitFor,
   waitHealthy,
 } from "../fixtures/app.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A KV whose queue operations throw, as on a platform without KV queues; `used` records each try. */
 function kvWithoutQueues(kv: Deno.Kv, used: string[]): Deno.Kv {

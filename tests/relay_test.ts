@@ -16,6 +16,7 @@ import {
   callInit,
   paymentBody,
   recordDeliveryWrites,
+  sleep,
   startShopReceiver,
   startTestApp,
   type TestApp,
@@ -128,6 +129,9 @@ function countDeliveryReads(kv: Deno.Kv) {
   return counter;
 }
 
+/** An app whose postback attempts wait 30 s for an answer: a shop held in a test does not time out meanwhile. */
+const withPatientApp = (fn: (app: TestApp) => Promise<void>) => withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, fn);
+
 async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>) {
   const app = await startTestApp(opts);
   try {
@@ -159,7 +163,7 @@ Deno.test("[relay] 410 Gone stops retrying at once", async () => {
   await withApp({}, async (app) => {
     const id = await paidPayment(app, shop.url);
     await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     assert.equal(shop.received.length, 1);
   });
   await shop.close();
@@ -172,7 +176,7 @@ Deno.test("[relay] a 2xx whose body breaks off midway is delivered, with what ar
       type: "bytes",
       async pull(controller) {
         if (pulls++ === 0) return controller.enqueue(new TextEncoder().encode("ok"));
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
         controller.error(new Error("the shop crashed mid-body"));
       },
     });
@@ -276,7 +280,7 @@ Deno.test("[relay] 429 with Retry-After waits at least that long", async () => {
 
 Deno.test("[relay] a slow shop times out, a huge answer is cut to 1 KiB, and the schedule ends in failed", async () => {
   const shop = startShopReceiver(async (n) => {
-    if (n === 1) await new Promise((r) => setTimeout(r, 800));
+    if (n === 1) await sleep(800);
     return new Response("x".repeat(100_000), { status: 500 });
   });
   await withApp({ env: { POSTBACK_TIMEOUT_MS: "300", POSTBACK_SCHEDULE: "0,0.1,0.1" } }, async (app) => {
@@ -288,7 +292,7 @@ Deno.test("[relay] a slow shop times out, a huge answer is cut to 1 KiB, and the
     assert.match(d.attemptLog[0].error!, /no answer within 300 ms/);
     assert.equal(d.attemptLog[1].responseStart.length, 1024);
   });
-  await new Promise((r) => setTimeout(r, 600)); // let the slow handler finish before shutting the shop
+  await sleep(600); // let the slow handler finish before shutting the shop
   await shop.close();
 });
 
@@ -452,7 +456,7 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks, in 
   // More than a sweep has slots for postbacks (128): a restart's backlog of one slow shop.
   const SLOW_BACKLOG = 160;
   const slow = startShopReceiver(async () => {
-    await new Promise((r) => setTimeout(r, SLOW_MS));
+    await sleep(SLOW_MS);
     return new Response("ok");
   });
   const fast = startShopReceiver();
@@ -497,7 +501,7 @@ Deno.test("[relay] a shop that answers slowly only delays its own postbacks, in 
 Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a while: the next cron run is not held up and finds other shops' postbacks", async () => {
   const hanging = startHeldShop();
   const fast = startShopReceiver();
-  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+  await withPatientApp(async (app) => {
     // More than the hanging shop's share: some wait parked, and none ends while the shop hangs.
     const backlog = DEFAULT_POOL_LIMITS.perDestination + 6;
     await storeDueDeliveries(app, hanging.shop.url, backlog, "hanging", Date.now() - 1_000);
@@ -537,7 +541,7 @@ Deno.test("[relay] the cron's sweep waits for a hanging shop's backlog only a wh
 
 Deno.test("[relay] sweeps that do not wait for every job (start-up, a timer, the cron's run) hold nothing on the postbacks they find still waiting", async () => {
   const hanging = startHeldShop();
-  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+  await withPatientApp(async (app) => {
     // Counts what is attached to each offered postback's end: a waiting sweep attaches one reaction per postback,
     // kept until that postback ends.
     const pool = relayPool(app.server.ctx);
@@ -585,7 +589,7 @@ async function fastBesideHangingShops(limits: Partial<PoolLimits>, patienceMs: n
   const hanging = Array.from({ length: 5 }, () => startHeldShop());
   const fast = startShopReceiver();
   let tookMs: number | null = null;
-  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+  await withPatientApp(async (app) => {
     const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 2, ...limits });
     const stuck = [];
     for (const [i, h] of hanging.entries()) {
@@ -622,7 +626,7 @@ Deno.test("[relay] past the pool's limit of long-running attempts, they count ag
 
 Deno.test("[relay] a parked postback that is no longer due hands its destination's slot on to the next one", async () => {
   const shop = startShopReceiver(async () => {
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     return new Response("ok");
   });
   await withApp({}, async (app) => {
@@ -641,7 +645,7 @@ Deno.test("[relay] a parked postback that is no longer due hands its destination
 
 Deno.test("[relay] a parked postback is attempted as it was read, without a second read; one written while it waited is read again and sent", async () => {
   const shop = startShopReceiver(async () => {
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     return new Response("ok");
   });
   await withApp({}, async (app) => {
@@ -689,7 +693,7 @@ Deno.test("[relay] thousands of parked postbacks found not due when their turn c
 
 Deno.test("[relay] past the parking limit a postback is let go and stays due; with half the parking free again the pool asks for a sweep", async () => {
   const shop = startShopReceiver(async () => {
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     return new Response("ok");
   });
   await withApp({}, async (app) => {
@@ -745,22 +749,22 @@ Deno.test("[relay] a shop that answers again after hanging has its attempts coun
     holding++;
     mostHeld = Math.max(mostHeld, holding);
     try {
-      await (n <= 2 ? recovered : new Promise((r) => setTimeout(r, 40)));
+      await (n <= 2 ? recovered : sleep(40));
       return new Response("ok");
     } finally {
       holding--;
     }
   });
   const origin = new URL(server.url).origin;
-  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+  await withPatientApp(async (app) => {
     const pool = new RelayPool(app.server.ctx, { total: 2, perDestination: 2, longAfterMs: 1_000 });
     const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
     const backlog = await storeDueDeliveries(app, `${origin}/recovering`, 12, "recovering");
     const offers = backlog.map((d) => pool.offer(d.id));
     // Both attempts run long, and the shop answers again: its next attempts take their slots.
-    await new Promise((r) => setTimeout(r, 1_600));
+    await sleep(1_600);
     recover();
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     mostHeld = holding;
     const fast = await storeDueDeliveries(app, `${origin}/fast`, 6, "fast", Date.now(), other.shop.id);
     await Promise.all([...offers, ...fast.map((d) => pool.offer(d.id))]);
@@ -773,10 +777,10 @@ Deno.test("[relay] a shop that answers again after hanging has its attempts coun
 Deno.test("[relay] a hanging shop's backlog holds only its share of the parking: another shop's postbacks still park and go out; half its parking free again asks for a sweep", async () => {
   const hanging = startHeldShop();
   const slow = startShopReceiver(async () => {
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     return new Response("ok");
   });
-  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+  await withPatientApp(async (app) => {
     const pool = new RelayPool(app.server.ctx, { total: 8, perDestination: 1, parked: 6, parkedPerDestination: 3 });
     let sweepsAskedFor = 0;
     pool.whenRoom(() => sweepsAskedFor++);
@@ -807,7 +811,7 @@ Deno.test("[relay] a shop whose postback URL names another shop's origin takes n
     return new Response("ok");
   });
   const origin = new URL(server.url).origin;
-  await withApp({ env: { POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+  await withPatientApp(async (app) => {
     const ctx = app.server.ctx;
     const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
     const pool = new RelayPool(ctx, { total: 8, perDestination: 1 });
@@ -906,14 +910,14 @@ Deno.test("[relay] an attempt that outlasts its lease keeps renewing it: another
   // The shop answers a little after a lease taken at the start would have run out.
   const holdMs = DELIVERY_LEASE_MS + 1_500;
   const shop = startShopReceiver(async () => {
-    await new Promise((r) => setTimeout(r, holdMs));
+    await sleep(holdMs);
     return new Response("ok");
   });
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
     const id = await paidPayment(app, shop.url);
     await waitFor("the attempt under way", () => (shop.received.length === 1 ? true : undefined));
     const sentAt = shop.received[0].at;
-    await new Promise((r) => setTimeout(r, sentAt + DELIVERY_LEASE_MS + 500 - Date.now()));
+    await sleep(sentAt + DELIVERY_LEASE_MS + 500 - Date.now());
     const entry = await getDeliveryEntry(app.kv, (await deliveryOf(app, id))!.id);
     assert.ok(entry.value!.leaseUntil > Date.now(), "the lease was renewed while the shop took its time");
     // Another worker reading it now finds it leased, and leaves it.

@@ -105,7 +105,10 @@ export function retryWritesOnLock(kv: Deno.Kv): Deno.Kv {
   return kv;
 }
 
-/** After a first attempt failed with `err`: tries `write` again while it fails with a lock error, up to LOCK_ATTEMPTS in all. */
+/**
+ * After a first attempt failed with `err`: tries `write` (or an open) again while it fails with a lock error, up to
+ * LOCK_ATTEMPTS in all.
+ */
 export async function retryOnLock<T>(err: unknown, write: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + LOCK_RETRY_BUDGET_MS;
   for (let attempt = 1;; attempt++) {

@@ -184,8 +184,8 @@ export class RelayPool {
 
   /**
    * Called once half the parking (in all, or a destination's) is free again after due deliveries were let go for
-   * want of it (they stay due in the index): the owner sweeps to find them. Nobody waits for room meanwhile, so one slow shop's backlog
-   * filling the parking holds up no other shop and no sweep.
+   * want of it (they stay due in the index): the owner sweeps to find them. Nobody waits for room meanwhile, so one
+   * slow shop's backlog filling the parking holds up no other shop and no sweep.
    */
   whenRoom(onRoom: () => void) {
     this.#onRoom = onRoom;
