@@ -49,17 +49,20 @@ export function gatherForGroup(through: Deno.AtomicOperation): { write(target: D
 
 /**
  * Adds gathered records to `target` as few keys, in order: `key` makes each key from a fresh time-ordered seq. A
- * key holding one record holds it bare, as a lone write does; `gatheredRecords` reads either.
+ * key holding one record holds it bare, as a lone write does; `gatheredRecords` reads either. Returns each key's
+ * seq with the records it holds.
  */
 export function setInChunks<T>(
   target: Deno.AtomicOperation,
   key: (seq: string) => Deno.KvKey,
   records: T[],
   opts: { expireIn?: number; jsonSize?: (record: T) => number } = {},
-) {
-  for (const chunk of chunksUnderValueLimit(records, opts.jsonSize)) {
-    target.set(key(sortableId()), chunk.length === 1 ? chunk[0] : chunk, { expireIn: opts.expireIn });
-  }
+): { seq: string; records: T[] }[] {
+  return chunksUnderValueLimit(records, opts.jsonSize).map((chunk) => {
+    const seq = sortableId();
+    target.set(key(seq), chunk.length === 1 ? chunk[0] : chunk, { expireIn: opts.expireIn });
+    return { seq, records: chunk };
+  });
 }
 
 /** The records a key holds: one written alone, or a group's (see setInChunks). */

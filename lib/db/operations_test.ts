@@ -59,6 +59,36 @@ Deno.test("[operations] entries logged together share keys, and each listing sti
   }
 });
 
+Deno.test("[operations] an entry is stored once: the shop's and the account's listings point at the log's keys", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // One lone write, then a group of two shops and two accounts.
+    await insertOperation(kv, entry(0, "shop_a", "acc_1"));
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => entry(1 + i, i % 2 ? "shop_b" : "shop_a", i < 4 ? "acc_1" : "acc_2"))
+        .map((e) => insertOperation(kv, e)),
+    );
+    const logged = new Set<string>();
+    for await (const { key } of kv.list({ prefix: ["provider_ops"] })) logged.add(key[1] as string);
+    for (const prefix of [["provider_ops_by_shop"], ["provider_ops_by_account"]]) {
+      for await (const { key, value } of kv.list<{ inLog: string[] }>({ prefix })) {
+        assert.deepEqual(Object.keys(value), ["inLog"], `${key.join("/")} holds a pointer, not entries`);
+        for (const seq of value.inLog) assert.ok(logged.has(seq), `${key.join("/")} points at a key of the log`);
+      }
+    }
+    const ids = async (f: Parameters<typeof listOperations>[1]) =>
+      (await listOperations(kv, f)).map((e) => e.paymentId);
+    assert.deepEqual(await ids({ shopId: "shop_a", limit: 50 }), ["pay_7", "pay_5", "pay_3", "pay_1", "pay_0"]);
+    assert.deepEqual(await ids({ accountId: "acc_2", limit: 50 }), ["pay_8", "pay_7", "pay_6", "pay_5"]);
+    assert.deepEqual(await ids({ shopId: "shop_b", accountId: "acc_1", limit: 50 }), ["pay_4", "pay_2"]);
+    // A pointer whose key is gone (say, past its time to live) lists nothing and breaks nothing.
+    for (const seq of logged) await kv.delete(["provider_ops", seq]);
+    assert.deepEqual(await ids({ shopId: "shop_a", limit: 50 }), []);
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("[operations] entries stored before groups (an entry by id, ids in the indexes) are still listed", async () => {
   const kv = await Deno.openKv(":memory:");
   try {

@@ -107,7 +107,6 @@ function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations, ex
     shopId: payment.shopId,
     eventSeq: payment.seq,
     event: createdEvent(payment),
-    payment,
   });
   addStatsOps(op, { ...payment, at: payment.createdAt, status: "created" });
 }

@@ -15,6 +15,7 @@ import {
   reschedulePaymentCheck,
 } from "./payments.ts";
 import { openKv } from "./kv.ts";
+import { listActivity } from "./activity.ts";
 
 function payment(i: number, at: number): Payment {
   return storedPayment(at, { shopId: "shop_a", email: i === 0 ? "First.Buyer@example.com" : `buyer${i}@example.com` });
@@ -176,6 +177,28 @@ Deno.test("[payments-db] payments committed together share listing keys, and eve
       cursor = page.cursor ?? undefined;
     } while (cursor);
     assert.deepEqual(paged, order);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[payments-db] a new payment is stored once: its activity entry has the created event, not a copy of it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t = Date.now() - 60_000;
+    const alone = storedPayment(t, { shopId: "shop_a" });
+    await createPayment(kv, alone);
+    const together = Array.from({ length: 5 }, (_, i) => storedPayment(t + 1 + i, { shopId: "shop_a" }));
+    await Promise.all(together.map((p) => createPayment(kv, p)));
+    const entries = await listActivity(kv, { limit: 50 });
+    assert.deepEqual(
+      entries.map((e) => "paymentId" in e.ref && e.ref.paymentId),
+      [alone, ...together].map((p) => p.id),
+    );
+    for (const { ref } of entries) {
+      assert.equal(ref.kind, "event");
+      assert.ok(ref.kind === "event" && ref.event?.type === "created" && !("payment" in ref), "the event only");
+    }
   } finally {
     kv.close();
   }
