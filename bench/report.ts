@@ -662,7 +662,7 @@ its own), where keys written in time order share pages. The last part was about 
   log's keys (a group's key, whose other shops' entries their reader skips) instead of two more copies of each entry.
   Side by side with the build before (a second app in place of the floor, ABBA, 10 rounds): 1.05 × (rounds
   1.02-1.12); taken away one at a time in earlier pairings, the copy of the payment read 1.06 × and the two copies of
-  the log entries 1.08 ×. The full run after it: init-payment 0.79 × its floor (0.74 before), refunds 0.62 (0.56).
+  the log entries 1.07 ×. The full run after it: init-payment 0.79 × its floor (0.74 before), refunds 0.62 (0.56).
   With the export running behind the load (its own bench), the app's CPU per init-payment came to 0.394 ms against
   0.413 in the run before.
 - **Tried and dropped** (same session, side by side as above, 10 rounds each): building the next group's operation

@@ -748,6 +748,38 @@ Deno.test({
 });
 
 Deno.test({
+  name: "[bigquery] an activity entry from an earlier version, carrying the payment as created, still gives its row",
+  ...unsanitized,
+  async fn() {
+    await withExport({}, async (h) => {
+      const { app, fake } = h;
+      const { storedPayment } = await import("../fixtures/payments.ts");
+      const { sortableId } = await import("../lib/ids.ts");
+      const { paymentRow } = await import("../lib/analytics/rows.ts");
+      const at = Date.now() - 60_000;
+      const asCreated = storedPayment(at, { shopId: app.shop.id, name: "As created" });
+      // The stored record changed since without an entry of its own: the row must be the one the entry carries.
+      const stored = await app.kv.atomic()
+        .set(["payments", asCreated.id], { ...asCreated, name: "Changed since" })
+        .set(["activity", sortableId(at)], {
+          kind: "event",
+          paymentId: asCreated.id,
+          shopId: asCreated.shopId,
+          eventSeq: asCreated.seq,
+          event: { type: "created", at, data: { amount: asCreated.amount, currency: asCreated.currency, ref: null } },
+          payment: asCreated,
+        })
+        .commit();
+      assert.ok(stored.ok);
+      await waitExported(h);
+      const expected = await paymentRow(asCreated, [], app.server.ctx.analytics!.email);
+      const rows = fake.table("payments").received.filter((r) => r.json.id === asCreated.id);
+      assert.deepEqual(rows.map((r) => [r.insertId, r.json]), [[expected.insertId, expected.json]]);
+    });
+  },
+});
+
+Deno.test({
   name: "[bigquery] invoices and their deposits arrive in their own tables with exact decimal amounts",
   ...unsanitized,
   async fn() {

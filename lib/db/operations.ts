@@ -128,40 +128,48 @@ export interface OperationFilter {
  * filtered), or all; the outcome is filtered while reading, within a bounded scan (the newest 5,000 or so).
  */
 export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<OperationEntry[]> {
-  const prefix = f.shopId
-    ? ["provider_ops_by_shop", f.shopId]
+  // The listing's prefix, and which of the entries a pointer's keys hold are the listing's own.
+  const [prefix, own]: [Deno.KvKey, (e: OperationEntry) => boolean] = f.shopId
+    ? [["provider_ops_by_shop", f.shopId], (e) => e.shopId === f.shopId]
     : f.accountId
-    ? ["provider_ops_by_account", f.accountId]
-    : ["provider_ops"];
+    ? [["provider_ops_by_account", f.accountId], (e) => e.accountId === f.accountId]
+    : [["provider_ops"], () => true];
   const out: OperationEntry[] = [];
-  // At most this many entries are looked at (a group's key holds many): a filter that matches little stays cheap.
+  // At most this many of the listing's own entries are looked at (a group's key holds many): a filter that matches
+  // little stays cheap. The keys pointers name also hold other shops' or accounts' entries: at most READ entries are
+  // read in all, so a listing whose shop has one entry in each of many busy groups stays bounded too.
   const SCAN = 5_000;
+  const READ = 4 * SCAN;
   let scanned = 0;
-  // Entries of the first layout name their entry by id: read 10 at a time (KV's getMany limit).
-  let byId: string[] = [];
-  const take = (e: OperationEntry | null) => {
-    if (e && matches(e, f) && out.length < f.limit) out.push(e);
-  };
-  const flush = async () => {
-    const entries = await kv.getMany<OperationEntry[]>(byId.map(allKey));
-    byId = [];
-    for (const e of entries) take(e.value);
+  let read = 0;
+  // Values are taken a list batch at a time: the log's keys that pointers (and ids of the first layout) name in a
+  // batch are read together, 10 a trip (KV's getMany limit) and the trips at once.
+  let batch: StoredOperations[] = [];
+  const takeBatch = async (): Promise<boolean> => {
+    const named = batch.flatMap((v) => (typeof v === "string" ? [v] : isInLog(v) ? v.inLog : []));
+    const logged = await readLogKeys(kv, named);
+    const recordsAt = (seq: string) => logged.get(seq) ?? [];
+    for (const value of batch) {
+      const records = typeof value === "string"
+        ? recordsAt(value)
+        : isInLog(value)
+        ? value.inLog.flatMap(recordsAt)
+        : gatheredRecords(value);
+      read += records.length;
+      const entries = (isInLog(value) ? records.filter(own) : records).toReversed();
+      for (const e of entries) if (matches(e, f) && out.length < f.limit) out.push(e);
+      scanned += entries.length;
+      if (out.length >= f.limit || scanned >= SCAN || read >= READ) return true;
+    }
+    batch = [];
+    return false;
   };
   const list = kv.list<StoredOperations>({ prefix }, { reverse: true, limit: SCAN, batchSize: GATHERED_LIST_BATCH });
   for await (const { value } of list) {
-    if (typeof value === "string") {
-      byId.push(value);
-      if (byId.length === 10) await flush();
-      scanned++;
-    } else {
-      if (byId.length) await flush();
-      const entries = (isInLog(value) ? await readLogKeys(kv, value.inLog) : gatheredRecords(value)).toReversed();
-      for (const e of entries) take(e);
-      scanned += entries.length;
-    }
-    if (out.length >= f.limit || scanned >= SCAN) break;
+    batch.push(value);
+    if (batch.length >= GATHERED_LIST_BATCH && await takeBatch()) return out;
   }
-  if (byId.length && out.length < f.limit) await flush();
+  await takeBatch();
   return out;
 }
 
@@ -169,13 +177,19 @@ function isInLog(value: StoredOperations): value is InLog {
   return !Array.isArray(value) && typeof value === "object" && "inLog" in value;
 }
 
-/** The entries the log's keys `seqs` hold, in order (a key that has expired holds none). */
-async function readLogKeys(kv: Deno.Kv, seqs: string[]): Promise<OperationEntry[]> {
-  const out: OperationEntry[] = [];
-  for (let i = 0; i < seqs.length; i += 10) {
-    const entries = await kv.getMany<(OperationEntry | OperationEntry[])[]>(seqs.slice(i, i + 10).map(allKey));
-    for (const { value } of entries) if (value) out.push(...gatheredRecords(value));
-  }
+/** The entries each of the log's keys `seqs` holds, by seq (a key that has expired is left out). */
+async function readLogKeys(kv: Deno.Kv, seqs: string[]): Promise<Map<string, OperationEntry[]>> {
+  const unique = [...new Set(seqs)];
+  const trips: string[][] = [];
+  for (let i = 0; i < unique.length; i += 10) trips.push(unique.slice(i, i + 10));
+  const read = await Promise.all(
+    trips.map((trip) => kv.getMany<(OperationEntry | OperationEntry[])[]>(trip.map(allKey))),
+  );
+  const out = new Map<string, OperationEntry[]>();
+  trips.flat().forEach((seq, i) => {
+    const value = read[Math.floor(i / 10)][i % 10].value;
+    if (value) out.set(seq, gatheredRecords(value));
+  });
   return out;
 }
 

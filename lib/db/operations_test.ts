@@ -89,6 +89,55 @@ Deno.test("[operations] an entry is stored once: the shop's and the account's li
   }
 });
 
+Deno.test("[operations] a shop's listing counts its own entries against the scan bound, not its groups' other ones", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // 150 groups of 63 (after a lone write each round), each with one entry of shop_a among other shops' entries.
+    for (let g = 0; g < 150; g++) {
+      const round = Array.from(
+        { length: 64 },
+        (_, i) => i === 10 ? entry(g, "shop_a", "acc_a") : entry(100_000 + 64 * g + i, `shop_${i}`, "acc_busy"),
+      );
+      await Promise.all(round.map((e) => insertOperation(kv, e)));
+    }
+    const expected = Array.from({ length: 150 }, (_, g) => `pay_${149 - g}`);
+    const ids = async (f: Parameters<typeof listOperations>[1]) =>
+      (await listOperations(kv, f)).map((e) => e.paymentId);
+    assert.deepEqual(await ids({ shopId: "shop_a", limit: 200 }), expected);
+    assert.deepEqual(await ids({ accountId: "acc_a", limit: 200 }), expected);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[operations] a group too large for one key is split, and its pointers name every part once", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // About 3 KB each: a group of 20 needs three keys of the log.
+    const entries = Array.from({ length: 20 }, (_, i) => ({
+      ...entry(i, i % 2 ? "shop_b" : "shop_a", "acc_1", "error"),
+      error: `declined ${i} `.padEnd(3_000, "x"),
+    }));
+    await insertOperation(kv, entry(99, "shop_c", "acc_2"));
+    await Promise.all(entries.map((e) => insertOperation(kv, e)));
+    const pointers = await Array.fromAsync(
+      kv.list<{ inLog: string[] }>({ prefix: ["provider_ops_by_shop", "shop_a"] }),
+    );
+    assert.equal(pointers.length, 1);
+    assert.ok(pointers[0].value.inLog.length >= 3, "the group's entries are in several keys");
+    const ids = async (f: Parameters<typeof listOperations>[1]) =>
+      (await listOperations(kv, f)).map((e) => e.paymentId);
+    const newestFirst = (pick: (i: number) => boolean) =>
+      entries.map((e, i) => (pick(i) ? e.paymentId : null)).filter((id) => id !== null).reverse();
+    assert.deepEqual(await ids({ shopId: "shop_a", limit: 50 }), newestFirst((i) => i % 2 === 0));
+    assert.deepEqual(await ids({ shopId: "shop_b", limit: 50 }), newestFirst((i) => i % 2 === 1));
+    assert.deepEqual(await ids({ accountId: "acc_1", limit: 50 }), newestFirst(() => true));
+    assert.deepEqual(await ids({ limit: 50 }), [...newestFirst(() => true), "pay_99"]);
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("[operations] entries stored before groups (an entry by id, ids in the indexes) are still listed", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
