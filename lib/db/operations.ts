@@ -125,7 +125,8 @@ export interface OperationFilter {
 
 /**
  * Newest first (in the order they were logged), by shop or account through their prefix (both given: the shop's,
- * filtered), or all; the outcome is filtered while reading, within a bounded scan (the newest 5,000 or so).
+ * filtered), or all; the outcome is filtered while reading, within a bounded scan: the newest 5,000 or so of the
+ * listing's entries, and at most 20,000 read in all (a shop with one entry in each of many busy groups sees fewer).
  */
 export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<OperationEntry[]> {
   // The listing's prefix, and which of the entries a pointer's keys hold are the listing's own.
@@ -142,9 +143,11 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
   const READ = 4 * SCAN;
   let scanned = 0;
   let read = 0;
-  // Values are taken a list batch at a time: the log's keys that pointers (and ids of the first layout) name in a
-  // batch are read together, 10 a trip (KV's getMany limit) and the trips at once.
+  // Values are taken in batches: the log's keys that a batch's pointers (and ids of the first layout) name are read
+  // together, 10 a trip (KV's getMany limit) and the trips at once. Batches start at one value and double up to a
+  // list batch, so a short listing reads little more than it shows.
   let batch: StoredOperations[] = [];
+  let batchSize = 1;
   const takeBatch = async (): Promise<boolean> => {
     const named = batch.flatMap((v) => (typeof v === "string" ? [v] : isInLog(v) ? v.inLog : []));
     const logged = await readLogKeys(kv, named);
@@ -162,12 +165,13 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
       if (out.length >= f.limit || scanned >= SCAN || read >= READ) return true;
     }
     batch = [];
+    batchSize = Math.min(2 * batchSize, GATHERED_LIST_BATCH);
     return false;
   };
   const list = kv.list<StoredOperations>({ prefix }, { reverse: true, limit: SCAN, batchSize: GATHERED_LIST_BATCH });
   for await (const { value } of list) {
     batch.push(value);
-    if (batch.length >= GATHERED_LIST_BATCH && await takeBatch()) return out;
+    if (batch.length >= batchSize && await takeBatch()) return out;
   }
   await takeBatch();
   return out;

@@ -110,6 +110,27 @@ Deno.test("[operations] a shop's listing counts its own entries against the scan
   }
 });
 
+Deno.test("[operations] a short listing reads little more of the log than it shows", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    for (let g = 0; g < 40; g++) {
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => insertOperation(kv, entry(20 * g + i, `shop_${i}`, "acc_1"))),
+      );
+    }
+    let logKeysRead = 0;
+    const getMany = kv.getMany.bind(kv);
+    kv.getMany = ((keys: Deno.KvKey[]) => {
+      logKeysRead += keys.filter((k) => k[0] === "provider_ops").length;
+      return getMany(keys);
+    }) as typeof kv.getMany;
+    assert.equal((await listOperations(kv, { accountId: "acc_1", limit: 5 })).length, 5);
+    assert.ok(logKeysRead <= 2, `read ${logKeysRead} of the log's keys for 5 entries`);
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("[operations] a group too large for one key is split, and its pointers name every part once", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
