@@ -89,8 +89,8 @@ export async function buildRows(
 
 /**
  * The payments a batch touches: the ones whose only entry in it is their
- * creation and carries the payment as created (entries written by
- * earlier versions; its row is that state, a true one; whatever happened since has
+ * creation and carries the payment as created (entries written by earlier
+ * versions; its row is that state, a true one; whatever happened since has
  * entries of its own, in a later batch), and the ones to read in their
  * current state.
  */

@@ -15,10 +15,10 @@ import type { Invoice, InvoiceEvent } from "../invoices/types.ts";
  */
 export type ActivityRef =
   // The event rides along (it is small) so the export need not read it back. For "created" the payment's own
-  // seq stands in for eventSeq: that event is not stored apart (see createPayment). Entries written by
-  // earlier versions carry the payment as created as well. New ones do not: a second copy of every new payment was a
-  // tenth of what init-payment's commit wrote (init-payment ran 6 % faster without it), and the store's one writer
-  // is what the request path waits for, whereas the export reads the payment back off that path.
+  // seq stands in for eventSeq: that event is not stored apart (see createPayment). Entries written by earlier
+  // versions carry the payment as created as well. New ones do not: a second copy of every new payment was a tenth
+  // of what init-payment's commit wrote (init-payment ran 6 % faster without it), and the store's one writer is what
+  // the request path waits for, whereas the export reads the payment back off that path.
   | { kind: "event"; paymentId: string; shopId: string; eventSeq: string; event?: PaymentEvent; payment?: Payment }
   | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number }
   // A provider call of the operation log; the entry rides along (it is small and never changes).

@@ -56,9 +56,9 @@ export function setInChunks<T>(
   target: Deno.AtomicOperation,
   key: (seq: string) => Deno.KvKey,
   records: T[],
-  opts: { expireIn?: number; jsonSize?: (record: T) => number } = {},
+  opts: { expireIn?: number } = {},
 ): { seq: string; records: T[] }[] {
-  return chunksUnderValueLimit(records, opts.jsonSize).map((chunk) => {
+  return chunksUnderValueLimit(records).map((chunk) => {
     const seq = sortableId();
     target.set(key(seq), chunk.length === 1 ? chunk[0] : chunk, { expireIn: opts.expireIn });
     return { seq, records: chunk };
@@ -84,13 +84,13 @@ export const GATHERED_LIST_BATCH = 32;
  */
 const CHUNK_JSON_CHARS = 24_000;
 
-/** Splits records, in order, into runs that each fit one KV value; `jsonSize` when the caller knows the sizes. */
-function chunksUnderValueLimit<T>(items: T[], jsonSize = (item: T) => JSON.stringify(item).length): T[][] {
+/** Splits records, in order, into runs that each fit one KV value. */
+function chunksUnderValueLimit<T>(items: T[]): T[][] {
   const chunks: T[][] = [];
   let chunk: T[] = [];
   let chars = 0;
   for (const item of items) {
-    const size = jsonSize(item);
+    const size = JSON.stringify(item).length;
     if (chunk.length && chars + size > CHUNK_JSON_CHARS) {
       chunks.push(chunk);
       chunk = [];

@@ -2,6 +2,7 @@ import { sortableId } from "../ids.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
 import { addActivityOps } from "./activity.ts";
 import { Collector, GATHERED_LIST_BATCH, gatheredRecords, setInChunks } from "./collected.ts";
+import { getManyEntries } from "./kv.ts";
 
 /** The provider calls the operation log records. */
 export const OPERATIONS = ["create", "status", "refund", "refund_status", "cancel"] as const;
@@ -59,15 +60,10 @@ const gathered = new Collector<OperationEntry>((target, entries) => {
   const chunks = setInChunks(target, allKey, entries, { expireIn: OPERATION_TTL_MS });
   // Each listing's pointer comes after the keys it names, so a listing sees entries in the order they were logged.
   const pointTo = (owner: (e: OperationEntry) => string, key: (owner: string, seq: string) => Deno.KvKey) => {
-    const seqsByOwner = new Map<string, string[]>();
-    for (const { seq, records } of chunks) {
-      for (const o of new Set(records.map(owner))) {
-        const seqs = seqsByOwner.get(o);
-        if (seqs) seqs.push(seq);
-        else seqsByOwner.set(o, [seq]);
-      }
+    const named = chunks.flatMap(({ seq, records }) => [...new Set(records.map(owner))].map((o) => ({ o, seq })));
+    for (const [o, pairs] of Map.groupBy(named, (n) => n.o)) {
+      setPointer(target, key(o, sortableId()), pairs.map((n) => n.seq));
     }
-    for (const [o, seqs] of seqsByOwner) setPointer(target, key(o, sortableId()), seqs);
   };
   pointTo((e) => e.shopId, byShopKey);
   pointTo((e) => e.accountId, byAccountKey);
@@ -184,17 +180,11 @@ function isInLog(value: StoredOperations): value is InLog {
 /** The entries each of the log's keys `seqs` holds, by seq (a key that has expired is left out). */
 async function readLogKeys(kv: Deno.Kv, seqs: string[]): Promise<Map<string, OperationEntry[]>> {
   const unique = [...new Set(seqs)];
-  const trips: string[][] = [];
-  for (let i = 0; i < unique.length; i += 10) trips.push(unique.slice(i, i + 10));
-  const read = await Promise.all(
-    trips.map((trip) => kv.getMany<(OperationEntry | OperationEntry[])[]>(trip.map(allKey))),
-  );
-  const out = new Map<string, OperationEntry[]>();
-  trips.flat().forEach((seq, i) => {
-    const value = read[Math.floor(i / 10)][i % 10].value;
-    if (value) out.set(seq, gatheredRecords(value));
-  });
-  return out;
+  const entries = await getManyEntries<OperationEntry | OperationEntry[]>(kv, unique.map(allKey));
+  return new Map(unique.flatMap((seq, i) => {
+    const value = entries[i].value;
+    return value ? [[seq, gatheredRecords(value)]] : [];
+  }));
 }
 
 /** A pointer's keys hold other shops' and accounts' entries too, so the shop is checked here as well. */

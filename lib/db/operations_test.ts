@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { sortableId } from "../ids.ts";
-import { insertOperation, listOperations, newOperation, OPERATION_TTL_MS, type OperationEntry } from "./operations.ts";
+import {
+  insertOperation,
+  listOperations,
+  newOperation,
+  OPERATION_TTL_MS,
+  type OperationEntry,
+  type OperationFilter,
+} from "./operations.ts";
 
 function entry(n: number, shopId: string, accountId: string, outcome: OperationEntry["outcome"] = "ok") {
   return {
@@ -20,6 +27,11 @@ function entry(n: number, shopId: string, accountId: string, outcome: OperationE
     error: outcome === "ok" ? null : "declined",
     durationMs: 3,
   };
+}
+
+/** The payment ids of a listing, in its order. */
+async function listedIds(kv: Deno.Kv, f: OperationFilter): Promise<string[]> {
+  return (await listOperations(kv, f)).map((e) => e.paymentId);
 }
 
 async function keysUnder(kv: Deno.Kv, prefix: Deno.KvKey): Promise<number> {
@@ -76,14 +88,18 @@ Deno.test("[operations] an entry is stored once: the shop's and the account's li
         for (const seq of value.inLog) assert.ok(logged.has(seq), `${key.join("/")} points at a key of the log`);
       }
     }
-    const ids = async (f: Parameters<typeof listOperations>[1]) =>
-      (await listOperations(kv, f)).map((e) => e.paymentId);
-    assert.deepEqual(await ids({ shopId: "shop_a", limit: 50 }), ["pay_7", "pay_5", "pay_3", "pay_1", "pay_0"]);
-    assert.deepEqual(await ids({ accountId: "acc_2", limit: 50 }), ["pay_8", "pay_7", "pay_6", "pay_5"]);
-    assert.deepEqual(await ids({ shopId: "shop_b", accountId: "acc_1", limit: 50 }), ["pay_4", "pay_2"]);
+    assert.deepEqual(await listedIds(kv, { shopId: "shop_a", limit: 50 }), [
+      "pay_7",
+      "pay_5",
+      "pay_3",
+      "pay_1",
+      "pay_0",
+    ]);
+    assert.deepEqual(await listedIds(kv, { accountId: "acc_2", limit: 50 }), ["pay_8", "pay_7", "pay_6", "pay_5"]);
+    assert.deepEqual(await listedIds(kv, { shopId: "shop_b", accountId: "acc_1", limit: 50 }), ["pay_4", "pay_2"]);
     // A pointer whose key is gone (say, past its time to live) lists nothing and breaks nothing.
     for (const seq of logged) await kv.delete(["provider_ops", seq]);
-    assert.deepEqual(await ids({ shopId: "shop_a", limit: 50 }), []);
+    assert.deepEqual(await listedIds(kv, { shopId: "shop_a", limit: 50 }), []);
   } finally {
     kv.close();
   }
@@ -101,10 +117,8 @@ Deno.test("[operations] a shop's listing counts its own entries against the scan
       await Promise.all(round.map((e) => insertOperation(kv, e)));
     }
     const expected = Array.from({ length: 150 }, (_, g) => `pay_${149 - g}`);
-    const ids = async (f: Parameters<typeof listOperations>[1]) =>
-      (await listOperations(kv, f)).map((e) => e.paymentId);
-    assert.deepEqual(await ids({ shopId: "shop_a", limit: 200 }), expected);
-    assert.deepEqual(await ids({ accountId: "acc_a", limit: 200 }), expected);
+    assert.deepEqual(await listedIds(kv, { shopId: "shop_a", limit: 200 }), expected);
+    assert.deepEqual(await listedIds(kv, { accountId: "acc_a", limit: 200 }), expected);
   } finally {
     kv.close();
   }
@@ -146,14 +160,12 @@ Deno.test("[operations] a group too large for one key is split, and its pointers
     );
     assert.equal(pointers.length, 1);
     assert.ok(pointers[0].value.inLog.length >= 3, "the group's entries are in several keys");
-    const ids = async (f: Parameters<typeof listOperations>[1]) =>
-      (await listOperations(kv, f)).map((e) => e.paymentId);
     const newestFirst = (pick: (i: number) => boolean) =>
       entries.map((e, i) => (pick(i) ? e.paymentId : null)).filter((id) => id !== null).reverse();
-    assert.deepEqual(await ids({ shopId: "shop_a", limit: 50 }), newestFirst((i) => i % 2 === 0));
-    assert.deepEqual(await ids({ shopId: "shop_b", limit: 50 }), newestFirst((i) => i % 2 === 1));
-    assert.deepEqual(await ids({ accountId: "acc_1", limit: 50 }), newestFirst(() => true));
-    assert.deepEqual(await ids({ limit: 50 }), [...newestFirst(() => true), "pay_99"]);
+    assert.deepEqual(await listedIds(kv, { shopId: "shop_a", limit: 50 }), newestFirst((i) => i % 2 === 0));
+    assert.deepEqual(await listedIds(kv, { shopId: "shop_b", limit: 50 }), newestFirst((i) => i % 2 === 1));
+    assert.deepEqual(await listedIds(kv, { accountId: "acc_1", limit: 50 }), newestFirst(() => true));
+    assert.deepEqual(await listedIds(kv, { limit: 50 }), [...newestFirst(() => true), "pay_99"]);
   } finally {
     kv.close();
   }
