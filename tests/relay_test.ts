@@ -11,6 +11,7 @@ import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
 import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
+import { replayFailedDeliveries } from "../lib/relay/replay.ts";
 import {
   buyerSettles,
   callInit,
@@ -127,6 +128,41 @@ function countDeliveryReads(kv: Deno.Kv) {
     return getMany.call(kv, keys, opts);
   }) as Deno.Kv["getMany"];
   return counter;
+}
+
+/**
+ * Holds the next read of a delivery record (through get or getMany) after it was read, until `release()`: what the
+ * reader does next, it does on what it read before whatever happens meanwhile. `held` resolves once one is held.
+ */
+function holdFirstDeliveryRead(kv: Deno.Kv) {
+  const get = kv.get;
+  const getMany = kv.getMany;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let hold!: () => void;
+  const held = new Promise<void>((r) => (hold = r));
+  let armed = true;
+  const restore = () => {
+    kv.get = get;
+    kv.getMany = getMany;
+  };
+  const holdIfFirst = async <T>(keys: Deno.KvKey[], read: Promise<T>): Promise<T> => {
+    const result = await read;
+    if (armed && keys.some((k) => k[0] === "deliveries")) {
+      armed = false;
+      restore();
+      hold();
+      await gate;
+    }
+    return result;
+  };
+  kv.get =
+    ((key: Deno.KvKey, opts?: { consistency?: Deno.KvConsistencyLevel }) =>
+      holdIfFirst([key], get.call(kv, key, opts))) as Deno.Kv["get"];
+  kv.getMany =
+    ((keys: Deno.KvKey[], opts?: { consistency?: Deno.KvConsistencyLevel }) =>
+      holdIfFirst(keys, getMany.call(kv, keys, opts))) as Deno.Kv["getMany"];
+  return { held, release };
 }
 
 /** An app whose postback attempts wait 30 s for an answer: a shop held in a test does not time out meanwhile. */
@@ -331,8 +367,9 @@ Deno.test("[relay] an operator resend while the postback's attempt is under way 
     assert.match(page.text, /Not resent: This postback is being sent right now/);
     await b.get("/admin/deliveries");
     const fromList = await b.post("/admin/deliveries/resend", { paymentId: id });
-    assert.equal(fromList.status, 303);
-    assert.match(decodeURIComponent(fromList.location ?? ""), /Not resent: This postback is being sent right now/);
+    assert.equal(fromList.status, 422, "the list re-rendered with the refusal");
+    assert.match(fromList.text, /Not resent: This postback is being sent right now/);
+    assert.match(fromList.text, /class="flash bad"/, "shown as a refusal, not a success");
     // So does the shop's portal.
     const staff = await portalBrowser(app);
     await staff.get(`/portal/payments/${id}`);
@@ -364,6 +401,108 @@ Deno.test("[relay] a resend clears a lease too far off to be an attempt's (a clo
     const stale = { ...entry.value!, status: "pending" as const, leaseUntil: Date.now() + 3_600_000 };
     assert.ok((await app.kv.atomic().check(entry).set(entry.key, stale).commit()).ok);
     assert.equal((await resendPostback(app.server.ctx, id, { actor: "test" })).status, "delivered");
+    assert.equal(shop.received.length, 2);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a replay that found a postback failed leaves it alone once an operator's resend has it under way: not sent a second time beside it", async () => {
+  // The first attempt fails (a schedule of one attempt: failed at once); the resend's attempt waits for its answer.
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  const shop = startShopReceiver(async (n) => {
+    if (n === 1) return new Response("down", { status: 500 });
+    await answered;
+    return new Response("ok");
+  });
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0", POSTBACK_TIMEOUT_MS: "15000" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const id = await paidPayment(app, shop.url);
+    await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
+    const deliveryId = (await deliveryOf(app, id))!.id;
+    // The replay reads the postback (failed) and is held right there, as a replay of many is between its reads and
+    // its writes, while the shop's staff resend it.
+    const reads = holdFirstDeliveryRead(app.kv);
+    const replay = replayFailedDeliveries(ctx, app.shop.id, 0);
+    await reads.held;
+    const resend = resendPostback(ctx, id, { actor: "test" });
+    await waitFor("the resend under way", () => (shop.received.length === 2 ? true : undefined));
+    reads.release();
+    assert.equal(await replay, 0, "no longer failed: nothing to replay");
+    // Whatever the replay did had its chance to reach the shop: the pool is idle again.
+    await app.server.runner.idle();
+    await relayPool(ctx).idle();
+    answer();
+    assert.equal((await resend).status, "delivered", "the resend's outcome is recorded");
+    assert.equal(shop.received.length, 2, "sent once by the resend, not again by the replay");
+    assert.equal((await getDeliveryEntry(app.kv, deliveryId)).value?.status, "delivered");
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a replay puts back every failed postback of the shop since the time asked, however many older ones need attention, but not those answered 410 Gone", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const now = Date.now();
+    // More failed postbacks from a day ago than the console's attention listing reads (5,000), then one recent one.
+    const failedAt = (d: Delivery): Delivery => ({ ...d, status: "failed", attempts: 8, lastError: "HTTP 500" });
+    const old = Array.from({ length: 5_001 }, (_, i) =>
+      failedAt(newDelivery({
+        paymentId: `pay_old_${i}`,
+        shopId: app.shop.id,
+        url: shop.url,
+        eventType: "payment.succeeded",
+        body: JSON.stringify({ old: i }),
+        now: now - 86_400_000,
+      })));
+    const recent = failedAt(newDelivery({
+      paymentId: "pay_recent",
+      shopId: app.shop.id,
+      url: shop.url,
+      eventType: "payment.succeeded",
+      body: JSON.stringify({ recent: true }),
+      now: now - 60_000,
+    }));
+    // One the shop turned away (410 Gone): sent again only by hand, as the runbook says.
+    const gone: Delivery = {
+      ...failedAt(newDelivery({
+        paymentId: "pay_gone",
+        shopId: app.shop.id,
+        url: shop.url,
+        eventType: "payment.succeeded",
+        body: JSON.stringify({ gone: true }),
+        now: now - 60_000,
+      })),
+      attempts: 1,
+      lastStatusCode: 410,
+      lastError: null,
+    };
+    const all = [...old, recent, gone];
+    for (let i = 0; i < all.length; i += 200) {
+      const op = app.kv.atomic();
+      for (const d of all.slice(i, i + 200)) {
+        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
+      }
+      assert.ok((await op.commit()).ok);
+    }
+    assert.equal(await replayFailedDeliveries(app.server.ctx, app.shop.id, now - 3_600_000), 1);
+    await waitFor("the recent postback", () => (shop.received.length === 1 ? true : undefined));
+    assert.equal(shop.received[0].headers.get("webhook-id"), recent.id);
+    assert.equal((await getDeliveryEntry(app.kv, gone.id)).value?.status, "failed", "the gone one stays failed");
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] with no queue, a retry due at once (a schedule step of 0 s) is kicked after its attempt has left the pool, not joined to it and dropped", async () => {
+  const shop = startShopReceiver((n) => new Response("", { status: n === 1 ? 500 : 200 }));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0,5" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    // No sweep runs here: only the retry's kick can send it again before the cron's next minute.
+    await waitFor(
+      "delivery",
+      async () => ((await deliveryOf(app, id))?.status === "delivered" ? true : undefined),
+      3_000,
+    );
     assert.equal(shop.received.length, 2);
   });
   await shop.close();

@@ -169,19 +169,21 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
  * `inFlightLeaseMs`, a delivery whose lease runs that long or less from now is left alone and answered with how long
  * it is held (`inFlightMs`): an attempt at it is under way (or its process died moments ago), and putting it back
  * would send it a second time beside that attempt. A lease further off than that is stale (a clock that jumped) and
- * is cleared like any other.
+ * is cleared like any other. With `onlyIf` (a replay of failed postbacks), one it refuses as the delivery stands
+ * now is left alone (null): a replay reads its postbacks long before it writes the last of them, and one resent
+ * meanwhile was put back under way (its lease cleared, so sent a second time beside the resend) or delivered again.
  */
 export async function rescheduleDelivery(
   kv: Deno.Kv,
   id: string,
   now: number,
   jobs: ScheduleOptions,
-  opts: { inFlightLeaseMs?: number } = {},
+  opts: { inFlightLeaseMs?: number; onlyIf?: (d: Delivery) => boolean } = {},
 ): Promise<Delivery | { inFlightMs: number } | null> {
   for (;;) {
     const entry = await getDeliveryEntry(kv, id);
     const d = entry.value;
-    if (!d) return null;
+    if (!d || (opts.onlyIf && !opts.onlyIf(d))) return null;
     const held = d.leaseUntil - now;
     if (d.status === "pending" && held > 0 && held <= (opts.inFlightLeaseMs ?? 0)) return { inFlightMs: held };
     const next: Delivery = {
@@ -207,6 +209,17 @@ export async function listDeliveriesByPayment(kv: Deno.Kv, paymentId: string): P
 
 export function listDeliveryAttempts(kv: Deno.Kv, id: string): Promise<DeliveryAttempt[]> {
   return collectValues(kv.list<DeliveryAttempt>({ prefix: ["delivery_attempts", id] }));
+}
+
+/**
+ * Ids of a shop's deliveries needing attention (failing or failed) created at `since` or later, streamed from the
+ * whole index (whose values are the creation times), for a replay: the listing below reads at most 5,000 of them,
+ * the oldest, so a shop with more left its newer failures out of a replay.
+ */
+export async function* iterateAttentionDeliveryIds(kv: Deno.Kv, shopId: string, since: number): AsyncGenerator<string> {
+  for await (const e of kv.list<number>({ prefix: ["deliveries_attention", shopId] })) {
+    if (e.value >= since) yield e.key[e.key.length - 1] as string;
+  }
 }
 
 /** Deliveries needing attention (failing or failed), newest first; one shop's or all. */

@@ -86,7 +86,9 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
   });
   if (!saved) log.warn("postback lease lost; another worker owns it now", { deliveryId: d.id });
   else if (next.status === "pending" && !ctx.config.jobsQueue) {
-    ctx.kick({ kind: "postback", id: d.id }, next.nextAttemptAt - finished);
+    // A timer, at least: this attempt's pool still holds the id until it returns, and a kick due now (a schedule
+    // step of 0 s) ran before that, joined this attempt and was dropped, leaving the retry to the cron's next run.
+    ctx.kick({ kind: "postback", id: d.id }, Math.max(1, next.nextAttemptAt - finished));
   }
   log.info("postback attempt", {
     deliveryId: d.id,

@@ -1,20 +1,30 @@
 import type { AppContext } from "../context.ts";
-import { listAttentionDeliveries, rescheduleDelivery } from "../db/deliveries.ts";
+import { iterateAttentionDeliveryIds, rescheduleDelivery } from "../db/deliveries.ts";
 import type { Delivery } from "./types.ts";
 
 /**
  * Puts every failed postback of a shop created since `since` back on the
  * schedule (same webhook-ids, so shops can deduplicate). Returns how many.
+ * Each is judged as it stands when it is written (`onlyIf`): one resent
+ * since the replay began is under way or delivered, and is left alone.
  */
 export async function replayFailedDeliveries(ctx: AppContext, shopId: string, since: number): Promise<number> {
-  const failed = (await listAttentionDeliveries(ctx.kv, { shopId, limit: 100_000 }))
-    .filter((d: Delivery) => d.status === "failed" && d.createdAt >= since);
   const now = ctx.now();
   let queued = 0;
-  for (const d of failed) {
-    if (!await rescheduleDelivery(ctx.kv, d.id, now, { queue: ctx.config.jobsQueue, now })) continue;
+  for await (const id of iterateAttentionDeliveryIds(ctx.kv, shopId, since)) {
+    if (!await rescheduleDelivery(ctx.kv, id, now, { queue: ctx.config.jobsQueue, now }, { onlyIf: replayable })) {
+      continue;
+    }
     queued++;
-    if (!ctx.config.jobsQueue) ctx.kick({ kind: "postback", id: d.id });
+    if (!ctx.config.jobsQueue) ctx.kick({ kind: "postback", id });
   }
   return queued;
+}
+
+/**
+ * A failed postback the shop did not turn away: one it answered 410 Gone (stop sending) is sent again only when
+ * someone resends it by hand, as the shop asked.
+ */
+function replayable(d: Delivery): boolean {
+  return d.status === "failed" && d.lastStatusCode !== 410;
 }
