@@ -1,7 +1,9 @@
 /**
  * Operator commands for payments:
  *   deno task payment show PAYMENT_ID     the payment, its events and postback attempts
- *   deno task payment resend PAYMENT_ID   send its latest postback again now
+ *   deno task payment resend PAYMENT_ID [DELIVERY_ID]
+ *                                         send a postback again now: the one named (msg_...), else its
+ *                                         newest not delivered, else its newest
  *   deno task payment reindex             put payments stored before the email index into it, to the end
  */
 import { backfillPaymentEmailIndex } from "../lib/db/payments.ts";
@@ -9,8 +11,8 @@ import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE =
-  "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID\n  deno task payment reindex";
-const [cmd, id] = Deno.args;
+  "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID [DELIVERY_ID]\n  deno task payment reindex";
+const [cmd, id, deliveryId] = Deno.args;
 if (cmd !== "reindex" && (!id || (cmd !== "show" && cmd !== "resend"))) fail(USAGE);
 
 await runCommand(async (server) => {
@@ -23,7 +25,7 @@ await runCommand(async (server) => {
     // Delivery bodies are the shop's own data; operators see them, secrets are never stored there.
     printJson({ payment, events, deliveries });
   } else {
-    const d = await resendPostback(server.ctx, id, { actor: "cli" });
+    const d = await resendPostback(server.ctx, id, { actor: "cli", deliveryId });
     printJson({
       deliveryId: d.id,
       status: d.status,

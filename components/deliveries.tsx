@@ -18,7 +18,7 @@ export function lastAttemptText(d: Pick<Delivery, "lastStatusCode" | "lastError"
 
 /**
  * Postbacks needing attention, for the console and the portal. `resendAction`
- * adds a Resend button per row (a form posting the payment id); `shopNames`
+ * adds a Resend button per row (a form posting the payment's and the postback's ids); `shopNames`
  * (the operators' scope) adds a Shop column.
  */
 export function DeliveryTable(
@@ -66,13 +66,16 @@ export function DeliveryTable(
               <td data-label="Attempts" class="num">{d.attempts}</td>
               <td data-label="Last error">{lastAttemptText(d)}</td>
               <td data-label="Next retry">
-                {d.status === "pending" ? formatTime(d.nextAttemptAt) : "none: gave up, resend to try again"}
+                {d.status === "pending"
+                  ? formatTime(d.nextAttemptAt)
+                  : `none: gave up, resend ${props.resendAction ? "" : "from its page "}to try again`}
               </td>
               {props.resendAction && (
                 <td class="row-actions">
                   <form method="post" action={props.resendAction} class="inline" data-busy="Resending…">
                     <CsrfField token={props.csrf} />
                     <input type="hidden" name="paymentId" value={d.paymentId} />
+                    <input type="hidden" name="deliveryId" value={d.id} />
                     <button type="submit" class="small">Resend</button>
                   </form>
                 </td>

@@ -58,7 +58,12 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
               ? "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours."
               : "Rotate the postback signing secret? The old one stops signing after 24 hours."}
           />
-          <form method="post" action={`${manage.action}/redirect-signing`} class="inline">
+          <form
+            method="post"
+            action={`${manage.action}/redirect-signing`}
+            class="inline"
+            data-confirm={signRedirects ? REDIRECT_SIGNING_OFF_QUESTION : undefined}
+          >
             <CsrfField token={manage.csrf} />
             <input type="hidden" name="on" value={signRedirects ? "0" : "1"} />
             <button type="submit" class="secondary">
@@ -70,6 +75,10 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
     </section>
   );
 }
+
+/** Asked before signed redirects go off: a shop that checks them would refuse its buyers' returns. */
+export const REDIRECT_SIGNING_OFF_QUESTION =
+  "Turn signed redirects off? Redirects back to the shop lose their apay_ parameters at once, and a shop that checks them refuses its buyers' returns.";
 
 /** One button that rotates the shop's signing to `scheme` (a new key of the same kind, or a switch), asking first. */
 function SchemeForm(

@@ -143,9 +143,12 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
 
     healthy = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
-    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });
+    const ask = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });
+    assert.match(ask.text, /Send this shop&#39;s failed postbacks|Send this shop's failed postbacks/, "asks first");
+    assert.equal(shop.received.length, 2, "nothing sent yet");
+    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(replay.status, 303);
-    assert.match(decodeURIComponent(replay.location!), /1 failed postbacks queued again/);
+    assert.match((await b.get(replay.location!)).text, /1 failed postbacks queued again/);
     await waitFor(
       "the replayed postback",
       () => (shop.received.at(-1) && healthy && shop.received.length >= 3 ? true : undefined),
@@ -164,6 +167,70 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     const audit = await b.get("/admin/audit?q=postback.replay");
     assert.match(audit.text, /postback\.replay/);
     assert.ok(!audit.text.includes("payment.recheck"), "the search filters");
+  } finally {
+    await app.close();
+    await shop.close();
+  }
+});
+
+Deno.test("[console] Resend on a failing postback's row sends that postback, not the payment's newest one", async () => {
+  const { startShopReceiver, buyerSettles, waitFor } = await import("../fixtures/app.ts");
+  const { describePayment } = await import("../lib/payments/admin.ts");
+  // The shop takes refund postbacks but not the payment's own, until it is fixed.
+  let fixed = false;
+  const shop = startShopReceiver(() => {
+    const refundNews = /"type":"refund\./.test(shop.received.at(-1)!.body);
+    return new Response("", { status: fixed || refundNews ? 200 : 500 });
+  });
+  const app = await startTestApp({ env: { POSTBACK_SCHEDULE: "0" } });
+  try {
+    const init = await callInit(app, paymentBody({ id: "o-two-postbacks", postbackUrl: shop.url }));
+    await buyerSettles(init.body.url, "paid");
+    const deliveries = async () => (await describePayment(app.server.ctx, init.body.id)).deliveries;
+    const paymentPostback = await waitFor("the payment's postback to fail", async () => {
+      const failed = (await deliveries()).find((d) => d.status === "failed");
+      return failed?.eventType === "payment.succeeded" ? failed : undefined;
+    });
+    const refunded = await fetch(`${app.baseUrl}/api/v1/payments/${init.body.id}/refunds`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ amount: 100 }),
+    });
+    assert.equal(refunded.status, 201, await refunded.text());
+    await waitFor("the refund's postback to be delivered", async () => {
+      return (await deliveries()).find((d) => d.eventType.startsWith("refund."))?.status === "delivered" || undefined;
+    });
+
+    fixed = true;
+    const b = await operatorBrowser(app);
+    const list = await b.get("/admin/deliveries");
+    assert.match(
+      list.text,
+      new RegExp(`name="deliveryId" value="${paymentPostback.id}"`),
+      "the row names its postback",
+    );
+    const sentBefore = shop.received.length;
+    const resent = await b.post("/admin/deliveries/resend", {
+      paymentId: init.body.id,
+      deliveryId: paymentPostback.id,
+    });
+    assert.equal(resent.status, 303);
+    assert.equal(resent.location, "/admin/deliveries?done=resent-delivered");
+    assert.match((await b.get(resent.location!)).text, /Postback resent and delivered\./);
+    const sent = shop.received.slice(sentBefore);
+    assert.deepEqual(sent.map((r) => r.headers.get("webhook-id")), [paymentPostback.id], "the failing one, once");
+    assert.equal((await deliveries()).find((d) => d.id === paymentPostback.id)?.status, "delivered");
+
+    // A postback of another payment is not this payment's to resend.
+    const other = await callInit(app, paymentBody({ id: "o-other" }));
+    assert.equal(
+      (await b.post("/admin/deliveries/resend", { paymentId: other.body.id, deliveryId: paymentPostback.id })).status,
+      404,
+    );
+    // The line on top is ours only: a link cannot write its own.
+    const forged = await b.get(`/admin/deliveries?done=${encodeURIComponent("Call +1 555 0100 to keep your account")}`);
+    assert.ok(!forged.text.includes("Call +1 555"), "no text from the link");
+    assert.ok(!(await b.get("/admin/deliveries?done=replayed-x1")).text.includes("x1 failed"));
   } finally {
     await app.close();
     await shop.close();

@@ -239,7 +239,11 @@ Deno.test("[signatures] the console switches a shop to key pairs and shows the p
     assert.ok(!page.includes(shop.webhookSecret) && !page.includes("whsk_"), "never the private key");
     assert.ok(!page.includes(app.shop.webhookSecret));
 
-    const off = await b.post(`${shopPage}/redirect-signing`, { on: "0" });
+    const offAsk = await b.post(`${shopPage}/redirect-signing`, { on: "0" });
+    assert.match(offAsk.text, /Turn signed redirects off\?/, "turning them off asks first without JavaScript");
+    assert.notEqual((await getShop(app.kv, app.shop.id))!.signRedirects, false, "nothing changed yet");
+    assert.match((await b.get(shopPage)).text, /data-confirm="Turn signed redirects off\?/, "and with it");
+    const off = await b.post(`${shopPage}/redirect-signing`, { on: "0", confirm: "yes" });
     assert.equal(off.status, 303);
     assert.equal((await getShop(app.kv, app.shop.id))!.signRedirects, false);
 

@@ -34,25 +34,28 @@ export async function describePayment(ctx: AppContext, paymentId: string) {
 }
 
 /**
- * Sends a payment's latest postback again now, with the same webhook-id, and
- * makes the first attempt right away so the operator sees its result.
+ * Sends one of a payment's postbacks again now, with the same webhook-id, and
+ * makes the first attempt right away so the operator sees its result: the
+ * postback `deliveryId` names (a row of a list of postbacks), or else the one
+ * the shop most likely misses (see postbackToResend).
  */
 export async function resendPostback(
   ctx: AppContext,
   paymentId: string,
-  { actor }: { actor: string },
+  { actor, deliveryId }: { actor: string; deliveryId?: string },
 ): Promise<Delivery> {
   // Invoice postbacks ride the same relay, keyed by the invoice's id; they have no payment timeline to add to.
   if (!hasIdShape("payment", paymentId) && !hasIdShape("invoice", paymentId)) {
     throw new NotFoundError("Unknown payment.");
   }
   const deliveries = await listDeliveriesByPayment(ctx.kv, paymentId);
-  const latest = deliveries.sort((a, b) => b.createdAt - a.createdAt)[0];
-  if (!latest) throw new ValidationError("This payment has no postback to resend.");
+  if (deliveries.length === 0) throw new ValidationError("This payment has no postback to resend.");
+  const chosen = deliveryId === undefined ? postbackToResend(deliveries) : deliveries.find((d) => d.id === deliveryId);
+  if (!chosen) throw new NotFoundError("This payment has no such postback.");
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
-  const rescheduled = await rescheduleDelivery(ctx.kv, latest.id, now, { queue: false, now }, {
+  const rescheduled = await rescheduleDelivery(ctx.kv, chosen.id, now, { queue: false, now }, {
     inFlightLeaseMs: LONGEST_LIVE_LEASE_MS,
   });
   if (rescheduled && "inFlightMs" in rescheduled) {
@@ -65,10 +68,10 @@ export async function resendPostback(
   }
   const payment = await getPayment(ctx.kv, paymentId);
   if (payment) {
-    await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: latest.id } });
+    await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: chosen.id } });
   }
-  await runDelivery(ctx, latest.id);
-  const result = (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === latest.id)!;
+  await runDelivery(ctx, chosen.id);
+  const result = (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === chosen.id)!;
   await writeAudit(ctx.kv, {
     at: ctx.now(),
     actor,
@@ -78,4 +81,14 @@ export async function resendPostback(
     after: { deliveryId: result.id, status: result.status },
   });
   return result;
+}
+
+/**
+ * The postback a resend without a choice sends: the newest one not delivered (a payment's own postback that
+ * failed, say, while its refund's got through), or the newest of all when every one was delivered (the shop lost
+ * it and asks again).
+ */
+export function postbackToResend(deliveries: Delivery[]): Delivery | undefined {
+  const newestFirst = deliveries.toSorted((a, b) => b.createdAt - a.createdAt);
+  return newestFirst.find((d) => d.status !== "delivered") ?? newestFirst[0];
 }

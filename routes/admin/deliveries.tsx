@@ -1,22 +1,28 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { writeAudit } from "../../lib/db/audit.ts";
 import { listScopedDeliveries } from "../../lib/console.ts";
 import { listShops } from "../../lib/db/shops.ts";
-import { ConflictError, NotFoundError, ValidationError } from "../../lib/errors.ts";
+import { NotFoundError, ValidationError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
 import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
+import { AdminLayout, ConfirmStep, CsrfField, Flash } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { hasIdShape } from "../../lib/ids.ts";
+import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note.ts";
+
+/** Asked before a replay: it sends many postbacks to one shop at once. */
+const REPLAY_QUESTION =
+  "Send this shop's failed postbacks created since that time again? Those it refused with 410 Gone are left alone.";
 
 /** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
 export function deliveryRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
 
-  app.get("/", async (c) => {
+  /** The list, with a line on top: what an action did, or why it was refused (then 422). */
+  const listPage = async (c: Context<ConsoleEnv>, note?: PageNote) => {
     const shopId = c.req.query("shopId") || undefined;
     // An id that cannot be a shop's names no shop, and must not reach KV (which refuses over-long keys).
     if (shopId && !hasIdShape("shop", shopId)) throw new NotFoundError("Unknown shop.");
@@ -24,58 +30,65 @@ export function deliveryRoutes(ctx: AppContext) {
       listScopedDeliveries(ctx, "operator", { shopId }),
       listShops(ctx.kv),
     ]);
-    const done = c.req.query("done");
-    return c.html(renderPage(
-      <AdminLayout title="Deliveries" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
-        {done && <Flash kind="ok">{done}</Flash>}
-        <p class="muted">Postbacks that failed at least once and are not delivered, newest first.</p>
-        <form method="get" action="/admin/deliveries" class="filters" role="search">
-          <label>
-            Shop
-            <select name="shopId">
-              <option value="">All shops</option>
-              {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
-            </select>
-          </label>
-          <button type="submit">Filter</button>
-        </form>
-        <DeliveryTable
-          deliveries={deliveries}
-          paymentBase="/admin/payments"
-          resendAction="/admin/deliveries/resend"
-          csrf={c.var.csrf}
-          shopNames={new Map(shops.map((s) => [s.id, s.name]))}
-        />
-        <section class="card">
-          <h2>Replay a shop's failed postbacks</h2>
-          <form method="post" action="/admin/deliveries/replay" class="filters" data-busy="Replaying…">
-            <CsrfField token={c.var.csrf} />
+    return c.html(
+      renderPage(
+        <AdminLayout title="Deliveries" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
+          {note && <Flash kind={note.kind}>{note.text}</Flash>}
+          <p class="muted">Postbacks that failed at least once and are not delivered, newest first.</p>
+          <form method="get" action="/admin/deliveries" class="filters" role="search">
             <label>
               Shop
-              <select name="shopId" required>
+              <select name="shopId">
+                <option value="">All shops</option>
                 {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
               </select>
             </label>
-            <label>
-              Created since (UTC) <input type="datetime-local" name="since" required />
-            </label>
-            <button type="submit">Replay</button>
+            <button type="submit">Filter</button>
           </form>
-        </section>
-      </AdminLayout>,
-    ));
-  });
+          <DeliveryTable
+            deliveries={deliveries}
+            paymentBase="/admin/payments"
+            resendAction="/admin/deliveries/resend"
+            csrf={c.var.csrf}
+            shopNames={new Map(shops.map((s) => [s.id, s.name]))}
+          />
+          <section class="card">
+            <h2>Replay a shop's failed postbacks</h2>
+            <form
+              method="post"
+              action="/admin/deliveries/replay"
+              class="filters"
+              data-busy="Replaying…"
+              data-confirm={REPLAY_QUESTION}
+            >
+              <CsrfField token={c.var.csrf} />
+              <label>
+                Shop
+                <select name="shopId" required>
+                  {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
+                </select>
+              </label>
+              <label>
+                Created since (UTC) <input type="datetime-local" name="since" required />
+              </label>
+              <button type="submit">Replay</button>
+            </form>
+          </section>
+        </AdminLayout>,
+      ),
+      pageNoteStatus(note),
+    );
+  };
+
+  app.get("/", (c) => listPage(c, doneNote(c.req.query("done"))));
 
   app.post("/resend", async (c) => {
-    const paymentId = c.var.form.paymentId ?? "";
-    try {
-      const d = await resendPostback(ctx, paymentId, { actor: c.var.operator.email });
-      return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Resent ${d.id}: ${d.status}.`)}`, 303);
-    } catch (err) {
-      // One under way: say so on the list instead of an error page.
-      if (!(err instanceof ConflictError)) throw err;
-      return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`Not resent: ${err.message}`)}`, 303);
-    }
+    const { paymentId = "", deliveryId } = c.var.form;
+    // Refused (one under way, no such postback): said on the list instead of an error page.
+    return await refusalShownOnPage("Not resent", async () => {
+      const d = await resendPostback(ctx, paymentId, { actor: c.var.operator.email, deliveryId });
+      return c.redirect(`/admin/deliveries?done=resent-${d.status}`, 303);
+    }, (note) => listPage(c, note));
   });
 
   app.post("/replay", async (c) => {
@@ -83,6 +96,21 @@ export function deliveryRoutes(ctx: AppContext) {
     const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
     if (!hasIdShape("shop", shopId) || Number.isNaN(sinceMs)) {
       throw new ValidationError("Choose a shop and a time.", { since: "is required" });
+    }
+    if (c.var.form.confirm !== "yes") {
+      // Without the page's script the question comes as a page of its own.
+      return c.html(renderPage(
+        <AdminLayout title="Please confirm" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
+          <ConfirmStep
+            question={REPLAY_QUESTION}
+            button="Replay"
+            fields={{ shopId, since }}
+            action="/admin/deliveries/replay"
+            csrf={c.var.csrf}
+            cancel="/admin/deliveries"
+          />
+        </AdminLayout>,
+      ));
     }
     const n = await replayFailedDeliveries(ctx, shopId, sinceMs);
     await writeAudit(ctx.kv, {
@@ -93,7 +121,26 @@ export function deliveryRoutes(ctx: AppContext) {
       before: null,
       after: { since: new Date(sinceMs).toISOString(), count: n },
     });
-    return c.redirect(`/admin/deliveries?done=${encodeURIComponent(`${n} failed postbacks queued again.`)}`, 303);
+    return c.redirect(`/admin/deliveries?done=replayed-${n}`, 303);
   });
   return app;
+}
+
+/**
+ * What an action's redirect says happened (`?done=`), in our words only: a code outside these shows nothing, so a
+ * link cannot put a message of its own on the page.
+ */
+function doneNote(done: string | undefined): PageNote | undefined {
+  const [what, result] = (done ?? "").split("-", 2);
+  if (what === "resent" && result === "delivered") return { kind: "ok", text: "Postback resent and delivered." };
+  if (what === "resent" && (result === "pending" || result === "failed")) {
+    return {
+      kind: "bad",
+      text: `Postback resent, not delivered: it is ${result === "pending" ? "retrying" : "failed"}.`,
+    };
+  }
+  if (what === "replayed" && /^\d{1,9}$/.test(result ?? "")) {
+    return { kind: "ok", text: `${result} failed postbacks queued again.` };
+  }
+  return undefined;
 }

@@ -5,6 +5,7 @@ import { getShop } from "../../lib/db/shops.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep } from "../../components/admin_layout.tsx";
+import { REDIRECT_SIGNING_OFF_QUESTION } from "../../components/signing.tsx";
 import { type ConsoleEnv, redirectWithReveal } from "./_session.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 
@@ -58,6 +59,21 @@ export function shopSigningRoutes(ctx: AppContext) {
 
   app.post(`${SHOP}/redirect-signing` as const, async (c) => {
     const on = c.var.form.on === "1";
+    if (!on && c.var.form.confirm !== "yes") {
+      // Without the page's script the question comes as a page of its own.
+      return c.html(renderPage(
+        <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+          <ConfirmStep
+            question={REDIRECT_SIGNING_OFF_QUESTION}
+            button="Turn off"
+            fields={{ on: "0" }}
+            action={c.req.path}
+            csrf={c.var.csrf}
+            cancel={`/admin/shops/${c.req.param("id")}`}
+          />
+        </AdminLayout>,
+      ));
+    }
     const shop = await setRedirectSigning(ctx.kv, c.req.param("id"), on, {
       actor: c.var.operator.email,
       now: ctx.now(),
