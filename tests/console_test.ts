@@ -231,6 +231,8 @@ Deno.test("[console] Resend on a failing postback's row sends that postback, not
     const forged = await b.get(`/admin/deliveries?done=${encodeURIComponent("Call +1 555 0100 to keep your account")}`);
     assert.ok(!forged.text.includes("Call +1 555"), "no text from the link");
     assert.ok(!(await b.get("/admin/deliveries?done=replayed-x1")).text.includes("x1 failed"));
+    const forgedOnPayment = await b.get(`/admin/payments/${init.body.id}?done=resend-${encodeURIComponent("Call us")}`);
+    assert.ok(!forgedOnPayment.text.includes("Call us"), "nor on a payment's page");
   } finally {
     await app.close();
     await shop.close();

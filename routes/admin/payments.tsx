@@ -99,6 +99,7 @@ export function paymentCsvRoute(ctx: AppContext) {
   return app;
 }
 
+/** What a payment page's action did (`?done=`), in our words. */
 export function doneMessage(done: string): string {
   const [what, result] = done.split("-");
   if (what === "refund") {
@@ -113,5 +114,7 @@ export function doneMessage(done: string): string {
       ? "Re-checked: the status changed."
       : "Re-checked: the provider agrees with our status.";
   }
-  return result === "delivered" ? "Postback resent and delivered." : `Postback resent; it is now ${result}.`;
+  if (result === "delivered") return "Postback resent and delivered.";
+  // Our own words only: whatever else a link puts after "resend-" shows no text of its own.
+  return result === "failed" ? "Postback resent; it failed." : "Postback resent; it is retrying.";
 }
