@@ -1,21 +1,28 @@
 // npm install standardwebhooks
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
 
-export interface Postback {
-  type: "payment.succeeded" | "payment.failed" | "payment.expired";
+/** A payment's postback; refund and invoice postbacks carry their own record as `data` (see the docs). */
+export interface PaymentPostback {
+  type: "payment.succeeded" | "payment.failed" | "payment.expired" | "payment.cancelled";
   timestamp: string;
   data: {
     id: string;
     paymentId: string;
-    status: "succeeded" | "failed" | "expired";
+    status: "succeeded" | "failed" | "expired" | "cancelled";
     amount: number;
     currency: string;
     type: "fiat" | "crypto";
     email: string;
     createdAt: string;
     finalizedAt: string;
+    late: boolean;
+    checkoutSessionId: string | null;
   };
 }
+
+export type Postback =
+  | PaymentPostback
+  | { type: `refund.${string}` | `invoice.${string}`; timestamp: string; data: { id: string } };
 
 /**
  * Checks the signature (any `v1` entry may match) and that webhook-timestamp is

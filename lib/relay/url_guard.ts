@@ -35,7 +35,10 @@ export function normalizeShopUrl(raw: string, rules: UrlRules): NormalizedUrl {
   if (raw.length > MAX_URL_LENGTH) return refuse(`must be at most ${MAX_URL_LENGTH} characters`);
   if (CONTROL_CHARS.test(raw)) return refuse("must not contain control characters or line breaks");
   // Require an explicit scheme so "//evil.example" or "/path" can never be read relative to us.
-  if (!/^https?:\/\/[^/\\]/i.test(raw)) return refuse("must be an absolute https URL");
+  if (!/^https?:\/\/[^/\\]/i.test(raw)) {
+    // A development setup (local URLs allowed) takes http too, and says so.
+    return refuse(rules.allowLocal ? "must be an absolute http or https URL" : "must be an absolute https URL");
+  }
   let url: URL;
   try {
     url = new URL(raw);

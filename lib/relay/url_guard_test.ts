@@ -39,6 +39,12 @@ Deno.test("[url guard] refuses dangerous schemes, relative forms and credentials
 Deno.test("[url guard] http is allowed only in dev mode", () => {
   assert.equal(checkShopUrl("http://localhost:3000/ok", { allowLocal: true, allowedHosts: [] }), null);
   assert.equal(checkShopUrl("http://localhost:3000/ok", prod), "must use https");
+  // Each setup's refusal of a non-web scheme names what it takes.
+  assert.equal(checkShopUrl("ftp://shop.example/x", prod), "must be an absolute https URL");
+  assert.equal(
+    checkShopUrl("ftp://shop.example/x", { ...prod, allowLocal: true }),
+    "must be an absolute http or https URL",
+  );
 });
 
 Deno.test("[url guard] enforces the shop's allowed hosts, with wildcards", () => {
