@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { AppError } from "../lib/errors.ts";
 import { KvFileError, openKv } from "../lib/db/kv.ts";
@@ -10,6 +11,19 @@ export async function openCliServer(): Promise<ServerParts> {
     return await createServer(config, await openKv(config.kvPath));
   } catch (err) {
     if (err instanceof ConfigError || err instanceof KvFileError) fail(err.message);
+    throw err;
+  }
+}
+
+/**
+ * A command's options and positionals (node:util's parseArgs over Deno.args); an unknown option or one missing its
+ * value ends the command with the message and the usage, not a stack trace.
+ */
+export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
+  try {
+    return parseArgs({ args: Deno.args, allowPositionals: true, options });
+  } catch (err) {
+    if (err instanceof TypeError) fail(`${err.message}\n${usage}`);
     throw err;
   }
 }

@@ -12,10 +12,9 @@
  *   deno task account enable ACCOUNT_ID
  * Credentials are never printed back.
  */
-import { parseArgs } from "node:util";
 import { createAccount, listAllAccounts, setAccountActive } from "../lib/accounts/mod.ts";
 import type { ProviderAccount } from "../lib/accounts/types.ts";
-import { fail, printJson, runCommand } from "./_context.ts";
+import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   ACCOUNT_API_TOKEN=... ACCOUNT_WEBHOOK_SECRET=... \\
@@ -26,19 +25,15 @@ const USAGE = `usage:
   deno task account disable ACCOUNT_ID
   deno task account enable ACCOUNT_ID`;
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    provider: { type: "string", default: "bansky" },
-    label: { type: "string" },
-    "org-id": { type: "string" },
-    "api-url": { type: "string" },
-    currency: { type: "string", multiple: true },
-    "connected-account": { type: "string" },
-    "publishable-key": { type: "string" },
-  },
-});
+const { values, positionals } = parseCommandArgs({
+  provider: { type: "string", default: "bansky" },
+  label: { type: "string" },
+  "org-id": { type: "string" },
+  "api-url": { type: "string" },
+  currency: { type: "string", multiple: true },
+  "connected-account": { type: "string" },
+  "publishable-key": { type: "string" },
+}, USAGE);
 
 const shown = (a: ProviderAccount) => ({
   ...a,

@@ -5,10 +5,9 @@
  *   deno task bq status                          backlog, last success and last error of the export
  * DATE is YYYY-MM-DD or a full ISO timestamp (then --to is exclusive).
  */
-import { parseArgs } from "node:util";
 import { analyticsStatus, backfillAnalytics } from "../lib/analytics/mod.ts";
 import { describeBigQueryError } from "../lib/analytics/_errors.ts";
-import { fail, openCliServer, printJson } from "./_context.ts";
+import { fail, openCliServer, parseCommandArgs, printJson } from "./_context.ts";
 
 const USAGE = `usage:
   deno task bq setup
@@ -16,11 +15,7 @@ const USAGE = `usage:
   deno task bq status`;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: { from: { type: "string" }, to: { type: "string" } },
-});
+const { values, positionals } = parseCommandArgs({ from: { type: "string" }, to: { type: "string" } }, USAGE);
 const [cmd] = positionals;
 if (cmd !== "setup" && cmd !== "backfill" && cmd !== "status") fail(USAGE);
 const range = cmd === "backfill" ? parseRange(values.from, values.to) : null;

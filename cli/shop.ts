@@ -12,7 +12,6 @@
  * Keys and secrets are printed once, at creation; we keep only the key's hash.
  * A shop on key pairs gets its public key (`whpk_...`) from `list` at any time.
  */
-import { parseArgs } from "node:util";
 import { listApiKeys, listShops } from "../lib/db/shops.ts";
 import {
   createShop,
@@ -23,7 +22,7 @@ import {
   shopSigning,
   switchShopSigning,
 } from "../lib/shops.ts";
-import { fail, printJson, runCommand } from "./_context.ts";
+import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
 import { addShopRoute } from "../lib/accounts/routing.ts";
 import { keyKind } from "../lib/auth/api_keys.ts";
 
@@ -37,21 +36,17 @@ const USAGE = `usage:
   deno task shop redirects SHOP_ID on|off
   deno task shop embed SHOP_ID [--origin ORIGIN]...   (sites that may frame its checkout and forms; none = nobody)`;
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    account: { type: "string" },
-    currency: { type: "string" },
-    type: { type: "string" },
-    name: { type: "string" },
-    "allowed-host": { type: "string", multiple: true },
-    "postback-url": { type: "string" },
-    "overlap-hours": { type: "string" },
-    origin: { type: "string", multiple: true },
-    publishable: { type: "boolean" },
-  },
-});
+const { values, positionals } = parseCommandArgs({
+  account: { type: "string" },
+  currency: { type: "string" },
+  type: { type: "string" },
+  name: { type: "string" },
+  "allowed-host": { type: "string", multiple: true },
+  "postback-url": { type: "string" },
+  "overlap-hours": { type: "string" },
+  origin: { type: "string", multiple: true },
+  publishable: { type: "boolean" },
+}, USAGE);
 
 await runCommand(async (server) => {
   const { kv, config } = server.ctx;

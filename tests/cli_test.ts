@@ -49,6 +49,15 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
 
     const bad = await cli(kv, "shop", "create", "--name", "");
     assert.equal(bad.code, 2);
+    // A mistyped option or one missing its value is told with the usage, not a stack trace.
+    for (
+      const args of [["shop", "create", "--nme", "x"], ["shop", "create", "--postback-url"], ["account", "list", "--x"]]
+    ) {
+      const typo = await cli(kv, args[0], ...args.slice(1));
+      assert.equal(typo.code, 2, args.join(" "));
+      assert.match(typo.stderr, /usage:/, args.join(" "));
+      assert.doesNotMatch(typo.stderr, /Uncaught|^\s+at /m, args.join(" "));
+    }
     const unknown = await cli(kv, "payment", "show", "pay_nope");
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /not_found/);
