@@ -66,9 +66,7 @@ export function DeliveryTable(
               <td data-label="Attempts" class="num">{d.attempts}</td>
               <td data-label="Last error">{lastAttemptText(d)}</td>
               <td data-label="Next retry">
-                {d.status === "pending"
-                  ? formatTime(d.nextAttemptAt)
-                  : `none: gave up, resend ${props.resendAction ? "" : "from its page "}to try again`}
+                {d.status === "pending" ? formatTime(d.nextAttemptAt) : gaveUpText(d, props.resendAction !== undefined)}
               </td>
               {props.resendAction && (
                 <td class="row-actions">
@@ -86,6 +84,17 @@ export function DeliveryTable(
       </table>
     </div>
   );
+}
+
+/**
+ * What a failed postback's row says about trying again: with a Resend button, resend; without (the portal), the
+ * payment's page has one, an invoice's page none, so an invoice postback is resent by us.
+ */
+function gaveUpText(d: Pick<Delivery, "paymentId">, canResend: boolean): string {
+  if (canResend) return "none: gave up, resend to try again";
+  return hasIdShape("invoice", d.paymentId)
+    ? "none: gave up, ask us to resend it"
+    : "none: gave up, resend from its page to try again";
 }
 
 /** Where a delivery's subject is shown: its payment's page, or its invoice's (invoice postbacks ride the same relay). */

@@ -131,6 +131,7 @@ export const ID_PATTERNS = {
   account: "pa_[A-Za-z0-9_-]{22}",
   form: "form_[A-Za-z0-9_-]{22}",
   invoice: "inv_[A-Za-z0-9_-]{22}",
+  postback: "msg_[A-Za-z0-9_-]{22}",
 } as const;
 
 const ID_REGEXPS = Object.fromEntries(

@@ -144,7 +144,9 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     healthy = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
     const ask = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });
-    assert.match(ask.text, /Send this shop&#39;s failed postbacks|Send this shop's failed postbacks/, "asks first");
+    assert.match(ask.text, /Send the failed postbacks of Test shop created since/, "asks first");
+    // On a page of its own, away from the form, the question names the shop and the time it asks about.
+    assert.ok(ask.text.includes(`since ${since.replace("T", " ")}:00 UTC again?`), "names the time");
     assert.equal(shop.received.length, 2, "nothing sent yet");
     const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(replay.status, 303);
@@ -233,6 +235,9 @@ Deno.test("[console] Resend on a failing postback's row sends that postback, not
     assert.ok(!(await b.get("/admin/deliveries?done=replayed-x1")).text.includes("x1 failed"));
     const forgedOnPayment = await b.get(`/admin/payments/${init.body.id}?done=resend-${encodeURIComponent("Call us")}`);
     assert.ok(!forgedOnPayment.text.includes("Call us"), "nor on a payment's page");
+    assert.ok(!forgedOnPayment.text.includes("Postback resent"), "nor a claim of a resend");
+    const notThrough = await b.get(`/admin/payments/${init.body.id}?done=resend-pending`);
+    assert.match(notThrough.text, /class="flash bad"[^>]*>Postback resent, not delivered: it is retrying\./);
   } finally {
     await app.close();
     await shop.close();

@@ -4,6 +4,8 @@ import { createPortalLink } from "../lib/auth/portal.ts";
 import { readStats } from "../lib/db/stats.ts";
 import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
 import { createShop } from "../lib/shops.ts";
+import { newDelivery } from "../lib/relay/delivery.ts";
+import type { Delivery } from "../lib/relay/types.ts";
 import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 
 /** Cookie-keeping fetch with the CSRF token of the last page, as a browser would send it. */
@@ -88,6 +90,43 @@ Deno.test("[portal] a single-use link signs shop staff in; they see only their o
     assert.equal((await b.post("/portal/logout", {})).status, 200);
     b.cookies.set("__Host-apay_portal", sessionCookie); // a copy kept by an attacker
     assert.equal((await b.request("/portal/payments")).status, 401, "signing out ends the session on the server");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[portal] a failed postback's row says how to send it again: from a payment's page, by us for an invoice's (its page has no resend)", async () => {
+  const app = await startTestApp();
+  try {
+    const now = Date.now();
+    const failed = (paymentId: string): Delivery => ({
+      ...newDelivery({
+        paymentId,
+        shopId: app.shop.id,
+        url: "https://shop.example/pb",
+        eventType: paymentId.startsWith("inv_") ? "invoice.expired" : "payment.succeeded",
+        body: "{}",
+        now,
+      }),
+      status: "failed",
+      attempts: 8,
+      lastError: "HTTP 500",
+    });
+    const forInvoice = failed(`inv_${"A".repeat(22)}`);
+    const forPayment = failed(`pay_${"B".repeat(22)}`);
+    const op = app.kv.atomic();
+    for (const d of [forInvoice, forPayment]) {
+      op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
+    }
+    assert.ok((await op.commit()).ok);
+
+    const { b } = await signInPortal(app, app.shop.id);
+    const page = (await b.request("/portal/deliveries")).text;
+    const rowOf = (d: Delivery) =>
+      page.slice(page.indexOf(d.paymentId), page.indexOf("</tr>", page.indexOf(d.paymentId)));
+    assert.match(rowOf(forPayment), /resend from its page to try again/);
+    assert.doesNotMatch(rowOf(forInvoice), /resend from its page/, "the invoice's page has no Resend");
+    assert.match(rowOf(forInvoice), /ask us to resend it/);
   } finally {
     await app.close();
   }

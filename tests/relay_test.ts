@@ -4,7 +4,13 @@ import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { ConflictError } from "../lib/errors.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { createShop } from "../lib/shops.ts";
-import { addDeliveryOps, getDeliveryEntry, isDeliveryDue, storedDelivery } from "../lib/db/deliveries.ts";
+import {
+  addDeliveryOps,
+  getDeliveryEntry,
+  isDeliveryDue,
+  listAttentionDeliveries,
+  storedDelivery,
+} from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
@@ -428,7 +434,7 @@ Deno.test("[relay] a replay that found a postback failed leaves it alone once an
     const resend = resendPostback(ctx, id, { actor: "test" });
     await waitFor("the resend under way", () => (shop.received.length === 2 ? true : undefined));
     reads.release();
-    assert.equal(await replay, 0, "no longer failed: nothing to replay");
+    assert.deepEqual(await replay, { queued: 0, resumeAfter: null }, "no longer failed: nothing to replay");
     // Whatever the replay did had its chance to reach the shop: the pool is idle again.
     await app.server.runner.idle();
     await relayPool(ctx).idle();
@@ -471,7 +477,8 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
         url: shop.url,
         eventType: "payment.succeeded",
         body: JSON.stringify({ gone: true }),
-        now: now - 60_000,
+        // After the recent one, in id order.
+        now: now - 30_000,
       })),
       attempts: 1,
       lastStatusCode: 410,
@@ -485,7 +492,17 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
       }
       assert.ok((await op.commit()).ok);
     }
-    assert.equal(await replayFailedDeliveries(app.server.ctx, app.shop.id, now - 3_600_000), 1);
+    // The console's list (200 newest by update) shows the newest failures, not the first 5,000 ids' newest.
+    const listed = (await listAttentionDeliveries(app.kv, { shopId: app.shop.id, limit: 200 })).map((d) => d.id);
+    assert.deepEqual(listed.slice(0, 2), [gone.id, recent.id]);
+    // In batches of a request each (the console's "Go on"), then the recent one: the newest ids come last.
+    const since = now - 3_600_000;
+    const first = await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { batch: 1 });
+    assert.deepEqual(first, { queued: 1, resumeAfter: recent.id });
+    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { batch: 1, after: recent.id }), {
+      queued: 0,
+      resumeAfter: null,
+    });
     await waitFor("the recent postback", () => (shop.received.length === 1 ? true : undefined));
     assert.equal(shop.received[0].headers.get("webhook-id"), recent.id);
     assert.equal((await getDeliveryEntry(app.kv, gone.id)).value?.status, "failed", "the gone one stays failed");

@@ -212,13 +212,23 @@ export function listDeliveryAttempts(kv: Deno.Kv, id: string): Promise<DeliveryA
 }
 
 /**
- * Ids of a shop's deliveries needing attention (failing or failed) created at `since` or later, streamed from the
- * whole index (whose values are the creation times), for a replay: the listing below reads at most 5,000 of them,
- * the oldest, so a shop with more left its newer failures out of a replay.
+ * Ids of a shop's deliveries needing attention (failing or failed) created at `since` or later, in id order after
+ * `after` (a replay going on where its last request stopped), streamed from the whole index (whose values are the
+ * creation times): the listing below reads at most 5,000 of them, the oldest, so a shop with more left its newer
+ * failures out of a replay.
  */
-export async function* iterateAttentionDeliveryIds(kv: Deno.Kv, shopId: string, since: number): AsyncGenerator<string> {
-  for await (const e of kv.list<number>({ prefix: ["deliveries_attention", shopId] })) {
-    if (e.value >= since) yield e.key[e.key.length - 1] as string;
+export async function* iterateAttentionDeliveryIds(
+  kv: Deno.Kv,
+  shopId: string,
+  since: number,
+  after?: string,
+): AsyncGenerator<string> {
+  const prefix = ["deliveries_attention", shopId];
+  // KV's start is inclusive: the id the last request stopped at was handled there.
+  const selector = after ? { prefix, start: [...prefix, after] } : { prefix };
+  for await (const e of kv.list<number>(selector)) {
+    const id = e.key[e.key.length - 1] as string;
+    if (e.value >= since && id !== after) yield id;
   }
 }
 
@@ -229,7 +239,11 @@ export async function listAttentionDeliveries(
 ): Promise<Delivery[]> {
   const prefix = opts.shopId ? ["deliveries_attention", opts.shopId] : ["deliveries_attention"];
   const ids: string[] = [];
-  for await (const e of kv.list({ prefix }, { limit: 5000 })) ids.push(e.key[e.key.length - 1] as string);
+  // A shop's newest first (its ids are in time order): past 5,000, the oldest are left out, not the newest. Across
+  // shops the keys go shop by shop, so there the bound still cuts by shop.
+  for await (const e of kv.list({ prefix }, { limit: 5000, reverse: !!opts.shopId })) {
+    ids.push(e.key[e.key.length - 1] as string);
+  }
   const out: Delivery[] = [];
   for (let i = 0; i < ids.length; i += 10) {
     const entries = await kv.getMany<Delivery[]>(ids.slice(i, i + 10).map(deliveryKey));

@@ -2,12 +2,12 @@ import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { writeAudit } from "../../lib/db/audit.ts";
 import { listScopedDeliveries } from "../../lib/console.ts";
-import { listShops } from "../../lib/db/shops.ts";
+import { getShop, listShops } from "../../lib/db/shops.ts";
 import { NotFoundError, ValidationError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
 import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, ConfirmStep, CsrfField, Flash } from "../../components/admin_layout.tsx";
+import { AdminLayout, ConfirmStep, CsrfField, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { hasIdShape } from "../../lib/ids.ts";
@@ -84,7 +84,7 @@ export function deliveryRoutes(ctx: AppContext) {
 
   app.post("/resend", async (c) => {
     const { paymentId = "", deliveryId } = c.var.form;
-    // Refused (one under way, no such postback): said on the list instead of an error page.
+    // Refused (one under way): said on the list instead of an error page. No such postback is a 404.
     return await refusalShownOnPage("Not resent", async () => {
       const d = await resendPostback(ctx, paymentId, { actor: c.var.operator.email, deliveryId });
       return c.redirect(`/admin/deliveries?done=resent-${d.status}`, 303);
@@ -92,17 +92,24 @@ export function deliveryRoutes(ctx: AppContext) {
   });
 
   app.post("/replay", async (c) => {
-    const { shopId = "", since = "" } = c.var.form;
+    const { shopId = "", since = "", after } = c.var.form;
     const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
     if (!hasIdShape("shop", shopId) || Number.isNaN(sinceMs)) {
       throw new ValidationError("Choose a shop and a time.", { since: "is required" });
     }
+    // Where a replay goes on (see below): a postback id, as it becomes part of a KV key.
+    if (after !== undefined && !hasIdShape("postback", after)) throw new ValidationError("Start the replay again.");
     if (c.var.form.confirm !== "yes") {
-      // Without the page's script the question comes as a page of its own.
+      // Without the page's script the question comes as a page of its own, away from the form: it names the shop
+      // and the time it asks about.
+      const shop = await getShop(ctx.kv, shopId);
+      if (!shop) throw new NotFoundError("Unknown shop.");
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
-            question={REPLAY_QUESTION}
+            question={`Send the failed postbacks of ${shop.name} created since ${
+              formatTime(sinceMs)
+            } again? Those it refused with 410 Gone are left alone.`}
             button="Replay"
             fields={{ shopId, since }}
             action="/admin/deliveries/replay"
@@ -112,16 +119,30 @@ export function deliveryRoutes(ctx: AppContext) {
         </AdminLayout>,
       ));
     }
-    const n = await replayFailedDeliveries(ctx, shopId, sinceMs);
+    const { queued, resumeAfter } = await replayFailedDeliveries(ctx, shopId, sinceMs, { after });
     await writeAudit(ctx.kv, {
       at: ctx.now(),
       actor: c.var.operator.email,
       action: "postback.replay",
       target: shopId,
       before: null,
-      after: { since: new Date(sinceMs).toISOString(), count: n },
+      after: { since: new Date(sinceMs).toISOString(), count: queued },
     });
-    return c.redirect(`/admin/deliveries?done=replayed-${n}`, 303);
+    if (resumeAfter === null) return c.redirect(`/admin/deliveries?done=replayed-${queued}`, 303);
+    // A request does a bounded share of a large backlog (REPLAY_BATCH); the operator goes on with one click.
+    return c.html(renderPage(
+      <AdminLayout title="Replay" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
+        <Flash kind="ok">{queued} failed postbacks queued again; more are left to look at.</Flash>
+        <ConfirmStep
+          question="Go on with the replay?"
+          button="Go on"
+          fields={{ shopId, since, after: resumeAfter }}
+          action="/admin/deliveries/replay"
+          csrf={c.var.csrf}
+          cancel="/admin/deliveries"
+        />
+      </AdminLayout>,
+    ));
   });
   return app;
 }

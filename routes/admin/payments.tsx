@@ -41,8 +41,7 @@ export function paymentRoutes(ctx: AppContext) {
   };
 
   app.get("/:id", (c) => {
-    const done = c.req.query("done");
-    return detailPage(c, c.req.param("id"), done ? { kind: "ok", text: doneMessage(done) } : undefined);
+    return detailPage(c, c.req.param("id"), doneNote(c.req.query("done")));
   });
 
   // Refunds take two steps: the form posts here for a confirmation page, whose button posts to /confirm.
@@ -99,22 +98,26 @@ export function paymentCsvRoute(ctx: AppContext) {
   return app;
 }
 
-/** What a payment page's action did (`?done=`), in our words. */
-export function doneMessage(done: string): string {
-  const [what, result] = done.split("-");
+/**
+ * What a payment page's action did (`?done=`), in our words only: a code outside these shows nothing, so a link
+ * cannot claim an action that did not happen. A resend that did not get through is said as a failure.
+ */
+export function doneNote(done: string | undefined): PageNote | undefined {
+  const [what, result] = (done ?? "").split("-", 2);
+  const ok = (text: string): PageNote => ({ kind: "ok", text });
   if (what === "refund") {
-    return result === "succeeded"
-      ? "Refunded."
-      : result === "failed"
-      ? "The provider declined the refund; its amount can be refunded again."
-      : "Refund requested: the provider settles it shortly.";
+    if (result === "succeeded") return ok("Refunded.");
+    if (result === "failed") return ok("The provider declined the refund; its amount can be refunded again.");
+    if (result === "pending") return ok("Refund requested: the provider settles it shortly.");
   }
   if (what === "recheck") {
-    return result === "applied"
-      ? "Re-checked: the status changed."
-      : "Re-checked: the provider agrees with our status.";
+    if (result === "applied") return ok("Re-checked: the status changed.");
+    if (result === "unchanged" || result === "duplicate") return ok("Re-checked: the provider agrees with our status.");
   }
-  if (result === "delivered") return "Postback resent and delivered.";
-  // Our own words only: whatever else a link puts after "resend-" shows no text of its own.
-  return result === "failed" ? "Postback resent; it failed." : "Postback resent; it is retrying.";
+  if (what === "resend") {
+    if (result === "delivered") return ok("Postback resent and delivered.");
+    if (result === "pending") return { kind: "bad", text: "Postback resent, not delivered: it is retrying." };
+    if (result === "failed") return { kind: "bad", text: "Postback resent, not delivered: it failed." };
+  }
+  return undefined;
 }

@@ -24,7 +24,7 @@ import { SigningCard } from "../../components/signing.tsx";
 import { PaymentDetail, PaymentsList } from "../../components/payments.tsx";
 import { StatsView } from "../../components/stats_view.tsx";
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
-import { doneMessage } from "../admin/payments.tsx";
+import { doneNote } from "../admin/payments.tsx";
 import type { ComponentChildren } from "preact";
 import { MessagePage } from "../../components/message_page.tsx";
 import { formPages } from "../admin/forms.tsx";
@@ -154,8 +154,7 @@ export function portalRoutes(ctx: AppContext) {
   };
 
   app.get("/payments/:id", (c) => {
-    const done = c.req.query("done");
-    return paymentPage(c, c.req.param("id"), done ? { kind: "ok", text: doneMessage(done) } : undefined);
+    return paymentPage(c, c.req.param("id"), doneNote(c.req.query("done")));
   });
 
   app.post("/payments/:id/resend", async (c) => {
