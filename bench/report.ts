@@ -676,6 +676,20 @@ its own), where keys written in time order share pages. The last part was about 
   rounds against the floor), init-payment ran 0.63 × its floor (rounds 0.60-0.66; CPU per request 0.40 ms against
   0.33 with one buyer): each payment then also writes a key at a random place (its buyer's hash), which costs the
   store about what the payment's own key costs.
+- **Where init-payment's time goes, against its floor** (2026-11-29, eighth session; timestamps taken inside a
+  temporary build's handlers over 4 rounds, not kept). The app's requests took 8.6-9.3 ms as the load generator saw
+  them (32 connections), 7.7-7.9 ms of it inside the server's handler: the key's read 1.2-1.7 ms, the provider call
+  1.6-2.1 ms (1.4-1.9 ms of it until the answer's headers), the group commit 3.7-4.6 ms (about 9 payments a commit). The
+  floor's took 6.8-7.5 ms: the provider call 0.22-0.44 ms and its own commit 5.6-7.2 ms, waiting its turn at the store.
+  So group commit does beat the floor's commit, by about 2 ms; the app loses about 3.5 ms before it. The sandbox
+  answered each call in 0.02-0.03 ms (timed in its handler) and kept its connections (30-65 a 3-s window), so the
+  1.2-1.6 ms the same call takes longer in the app, like the read's, is the app's main thread: each step's
+  continuation waits while it runs the others' (about 63 % busy, in bursts: a group commit's answers and the next
+  group's building run in one turn). Shown side by side (8 rounds): one timer's turn between group commits cost 16 %
+  (0.84 ×); two groups at the store at once changed nothing (0.99 ×). The main thread's profile under the load:
+  \`fetch\` to the provider 16.6 %, garbage collection 10.4 %, KV reads' synchronous part 7.7 % (3.6 requests share a
+  read), KV commits' 16.9 % (the write call 6.3, serialization 4.6, sizing the shared chunks 1.5), hashes 6.5 %. What
+  would move the row is less work on the main thread, not a cheaper store.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
