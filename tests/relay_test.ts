@@ -412,6 +412,27 @@ Deno.test("[relay] a resend clears a lease too far off to be an attempt's (a clo
   await shop.close();
 });
 
+Deno.test("[relay] a sweep takes a postback whose lease ends further ahead than a live attempt's can (a clock that ran ahead), and leaves a live one", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const [stale, live] = await storeDueDeliveries(app, shop.url, 2, "leased", Date.now() - 1);
+    const lease = async (d: Delivery, until: number) => {
+      const entry = await getDeliveryEntry(app.kv, d.id);
+      const leased = { ...entry.value!, leaseUntil: until, leaseToken: crypto.randomUUID() };
+      assert.ok((await app.kv.atomic().check(entry).set(entry.key, leased).commit()).ok);
+    };
+    // As a process whose clock ran an hour ahead would leave it, and as a live attempt elsewhere holds one.
+    await lease(stale, Date.now() + 3_600_000);
+    await lease(live, Date.now() + DELIVERY_LEASE_MS);
+    await app.server.runner.sweep();
+    await waitFor("the stale one", () => (shop.received.length === 1 ? true : undefined));
+    await relayPool(app.server.ctx).idle();
+    assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), [stale.id], "not the live one");
+    assert.equal((await getDeliveryEntry(app.kv, stale.id)).value?.status, "delivered");
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] a replay that found a postback failed leaves it alone once an operator's resend has it under way: not sent a second time beside it", async () => {
   // The first attempt fails (a schedule of one attempt: failed at once); the resend's attempt waits for its answer.
   let answer!: () => void;

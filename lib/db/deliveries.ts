@@ -4,6 +4,7 @@ import { addActivityOps } from "./activity.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
+import { LONGEST_LIVE_LEASE_MS } from "../relay/lease.ts";
 
 const deliveryKey = (id: string) => ["deliveries", id] as const;
 const byPaymentKey = (paymentId: string, id: string) => ["deliveries_by_payment", paymentId, id] as const;
@@ -48,9 +49,15 @@ export async function getDeliveryEntryShared(kv: Deno.Kv, id: string): Promise<D
   return entry;
 }
 
-/** Whether a delivery read at `now` may be attempted: pending, due, and not leased by a worker. */
+/**
+ * Whether a delivery read at `now` may be attempted: pending, due, and not leased by a live attempt. A lease ending
+ * further ahead than a live attempt's can (LONGEST_LIVE_LEASE_MS) was left by a process whose clock ran ahead, and
+ * would otherwise hold the postback until that clock's time came: a sweep takes it, as an operator's resend does.
+ */
 export function isDeliveryDue(d: Delivery | null, now: number): d is Delivery {
-  return d !== null && d.status === "pending" && d.nextAttemptAt <= now && d.leaseUntil <= now;
+  if (d === null || d.status !== "pending" || d.nextAttemptAt > now) return false;
+  const held = d.leaseUntil - now;
+  return held <= 0 || held > LONGEST_LIVE_LEASE_MS;
 }
 
 /**
