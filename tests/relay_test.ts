@@ -3,7 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { ConflictError } from "../lib/errors.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
-import { createShop } from "../lib/shops.ts";
+import { createShop, updateShopSettings } from "../lib/shops.ts";
 import {
   addDeliveryOps,
   getDeliveryEntry,
@@ -429,6 +429,34 @@ Deno.test("[relay] a sweep takes a postback whose lease ends further ahead than 
     await relayPool(app.server.ctx).idle();
     assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), [stale.id], "not the live one");
     assert.equal((await getDeliveryEntry(app.kv, stale.id)).value?.status, "delivered");
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a postback to a host the shop has taken off its allowed hosts is not sent, and goes once the host is back", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0.2,30" } }, async (app) => {
+    const settings = (allowedHosts: string[]) =>
+      updateShopSettings(app.kv, app.shop.id, { name: "Test shop", allowedHosts, defaultPostbackUrl: null }, {
+        actor: "test",
+        allowLocalUrls: true,
+        now: Date.now(),
+      });
+    await settings(["127.0.0.1"]);
+    const init = await callInit(app, paymentBody({ id: "o-hosts", postbackUrl: shop.url }));
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    await settings(["shop.example"]);
+    await buyerSettles(init.body.url, "paid");
+    await waitFor(
+      "the first attempt",
+      async () => ((await deliveryOf(app, init.body.id))?.attempts ? true : undefined),
+    );
+    const refused = (await deliveryOf(app, init.body.id))!;
+    assert.match(refused.lastError ?? "", /host 127\.0\.0\.1 is not in the shop's allowed hosts/);
+    assert.equal(shop.received.length, 0, "nothing sent to the host taken off");
+    await settings(["127.0.0.1"]);
+    await waitFor("delivery", async () => ((await deliveryOf(app, init.body.id))?.status === "delivered" || undefined));
+    assert.equal(shop.received.length, 1);
   });
   await shop.close();
 });

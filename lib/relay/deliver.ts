@@ -103,7 +103,9 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
 async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
   const shop = await getShopShared(ctx.kv, d.shopId);
   if (!shop) return blocked("the shop no longer exists");
-  const urlProblem = checkShopUrl(d.url, { allowLocal: ctx.config.allowLocalUrls, allowedHosts: [] });
+  // The shop's allowed hosts as they are now: a host it has taken off its list (say, one it lost) gets nothing more,
+  // and its postbacks go on when it is put back, within their schedule.
+  const urlProblem = checkShopUrl(d.url, { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts });
   if (urlProblem) return blocked(`postbackUrl ${urlProblem}`);
   const url = new URL(d.url);
 
