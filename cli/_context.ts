@@ -8,10 +8,32 @@ import { createServer, type ServerParts } from "../server.ts";
 export async function openCliServer(): Promise<ServerParts> {
   try {
     const config = { ...loadConfig(Deno.env.toObject()), demo: false };
-    return await createServer(config, await openKv(config.kvPath));
+    const isNew = config.kvPath !== undefined && isLocalFile(config.kvPath) && !exists(config.kvPath);
+    const server = await createServer(config, await openKv(config.kvPath));
+    // A command pointed at the wrong file would answer "not found", or make a shop the server never sees.
+    if (isNew) {
+      console.error(
+        `note: ${config.kvPath} did not exist; a new, empty database was made there (the server must use the same DENO_KV_PATH)`,
+      );
+    }
+    return server;
   } catch (err) {
     if (err instanceof ConfigError || err instanceof KvFileError) fail(err.message);
     throw err;
+  }
+}
+
+/** A KV path that names a file here (not ":memory:" or a KV Connect URL). */
+function isLocalFile(path: string): boolean {
+  return path !== ":memory:" && !/^https?:\/\//.test(path);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -23,8 +23,11 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
     assert.match(created.json.apiKey, /^apay_sk_/);
     assert.match(created.json.webhookSecret, /^whsec_/);
 
+    // The first command made the file, and says so: one pointed at the wrong file would act on an empty store.
+    assert.match(created.stderr, /kv\.sqlite3 did not exist; a new, empty database was made there/);
     const key = await cli(kv, "shop", "key", "create", created.json.shopId);
     assert.match(key.json.apiKey, /^apay_sk_/);
+    assert.doesNotMatch(key.stderr, /did not exist/, "not once the file is there");
     const revoked = await cli(kv, "shop", "key", "revoke", created.json.shopId, key.json.keyId);
     assert.equal(revoked.code, 0, revoked.stderr);
 
