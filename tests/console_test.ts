@@ -222,6 +222,12 @@ Deno.test("[console] Resend on a failing postback's row sends that postback, not
     const sent = shop.received.slice(sentBefore);
     assert.deepEqual(sent.map((r) => r.headers.get("webhook-id")), [paymentPostback.id], "the failing one, once");
     assert.equal((await deliveries()).find((d) => d.id === paymentPostback.id)?.status, "delivered");
+    const { events } = await describePayment(app.server.ctx, init.body.id);
+    assert.deepEqual(
+      events.filter((e) => e.type === "postback_resent").map((e) => e.data),
+      [{ deliveryId: paymentPostback.id }],
+      "the timeline names the postback resent",
+    );
 
     // A postback of another payment is not this payment's to resend.
     const other = await callInit(app, paymentBody({ id: "o-other" }));

@@ -179,13 +179,18 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
  * is cleared like any other. With `onlyIf` (a replay of failed postbacks), one it refuses as the delivery stands
  * now is left alone (null): a replay reads its postbacks long before it writes the last of them, and one resent
  * meanwhile was put back under way (its lease cleared, so sent a second time beside the resend) or delivered again.
+ * `extraOps` adds what commits with it (a resend's timeline event).
  */
 export async function rescheduleDelivery(
   kv: Deno.Kv,
   id: string,
   now: number,
   jobs: ScheduleOptions,
-  opts: { inFlightLeaseMs?: number; onlyIf?: (d: Delivery) => boolean } = {},
+  opts: {
+    inFlightLeaseMs?: number;
+    onlyIf?: (d: Delivery) => boolean;
+    extraOps?: (op: Deno.AtomicOperation, d: Delivery) => void;
+  } = {},
 ): Promise<Delivery | { inFlightMs: number } | null> {
   for (;;) {
     const entry = await getDeliveryEntry(kv, id);
@@ -204,6 +209,7 @@ export async function rescheduleDelivery(
     const op = kv.atomic().check(entry).set(deliveryKey(id), next);
     if (d.status === "pending") unscheduleJob(op, job(id), d.nextAttemptAt);
     scheduleJob(op, job(id), now, jobs);
+    opts.extraOps?.(op, d);
     if ((await op.commit()).ok) return next;
   }
 }

@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { writeAudit } from "../db/audit.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
-import { addPaymentEvent, getPayment, listPaymentEvents } from "../db/payments.ts";
+import { addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
 import { LONGEST_LIVE_LEASE_MS } from "../relay/lease.ts";
 import { hasIdShape } from "../ids.ts";
@@ -57,6 +57,11 @@ export async function resendPostback(
   // looking at "pending". If this process dies first, the due index still gets it sent.
   const rescheduled = await rescheduleDelivery(ctx.kv, chosen.id, now, { queue: false, now }, {
     inFlightLeaseMs: LONGEST_LIVE_LEASE_MS,
+    // The payment's timeline says so, in the same commit (invoices have no payment timeline).
+    extraOps: hasIdShape("payment", paymentId)
+      ? (op, d) =>
+        addPaymentEventOps(op, paymentId, d.shopId, { type: "postback_resent", at: now, data: { deliveryId: d.id } })
+      : undefined,
   });
   if (rescheduled && "inFlightMs" in rescheduled) {
     throw new ConflictError(
@@ -65,10 +70,6 @@ export async function resendPostback(
       } s more); look at its result before resending it.`,
       "postback_in_flight",
     );
-  }
-  const payment = await getPayment(ctx.kv, paymentId);
-  if (payment) {
-    await addPaymentEvent(ctx.kv, payment, { type: "postback_resent", at: now, data: { deliveryId: chosen.id } });
   }
   await runDelivery(ctx, chosen.id);
   const result = (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === chosen.id)!;
