@@ -13,7 +13,7 @@ export async function openCliServer(): Promise<ServerParts> {
     // A command pointed at the wrong file would answer "not found", or make a shop the server never sees.
     if (isNew) {
       console.error(
-        `note: ${config.kvPath} did not exist; a new, empty database was made there (the server must use the same DENO_KV_PATH)`,
+        `note: ${config.kvPath} did not exist; a new, empty database was made there (the server must open the same file)`,
       );
     }
     return server;
