@@ -559,6 +559,44 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
   await shop.close();
 });
 
+Deno.test("[relay] the list of postbacks needing attention across shops shows each shop's newest, whichever shop's keys come first", async () => {
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const now = Date.now();
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now });
+    const failed = (shopId: string, tag: string, createdAt: number): Delivery => ({
+      ...newDelivery({
+        paymentId: `pay_${tag}`,
+        shopId,
+        url: "http://127.0.0.1:9/postback",
+        eventType: "payment.succeeded",
+        body: JSON.stringify({ tag }),
+        now: createdAt,
+      }),
+      status: "failed",
+      attempts: 8,
+      lastError: "HTTP 500",
+    });
+    // The shop whose id sorts first has an older backlog longer than a listing reads (5,000 keys, once read first in
+    // key order); the other shop one failure, the newest of all.
+    const [first, second] = [app.shop.id, other.shop.id].sort();
+    const since = now - 86_400_000;
+    const backlog = Array.from({ length: 5_001 }, (_, i) => failed(first, `old${i}`, since + i));
+    const newest = failed(second, "newest", now - 1_000);
+    const all = [...backlog, newest];
+    for (let i = 0; i < all.length; i += 200) {
+      const op = app.kv.atomic();
+      for (const d of all.slice(i, i + 200)) {
+        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
+      }
+      assert.ok((await op.commit()).ok);
+    }
+    const listed = await listAttentionDeliveries(app.kv, { limit: 10 });
+    assert.equal(listed.length, 10);
+    assert.ok(listed.some((d) => d.id === newest.id), "the other shop's failure is listed");
+    assert.ok(listed.every((d) => d.id === newest.id || d.createdAt >= since + 5_001 - 9), "with the newest others");
+  });
+});
+
 Deno.test("[relay] with no queue, a retry due at once (a schedule step of 0 s) is kicked after its attempt has left the pool, not joined to it and dropped", async () => {
   const shop = startShopReceiver((n) => new Response("", { status: n === 1 ? 500 : 200 }));
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0,5" } }, async (app) => {

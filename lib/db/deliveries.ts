@@ -1,5 +1,6 @@
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
-import { collectValues } from "./kv.ts";
+import { collectValues, getManyEntries } from "./kv.ts";
+import { listShops } from "./shops.ts";
 import { addActivityOps } from "./activity.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
@@ -245,31 +246,37 @@ export async function* iterateAttentionDeliveryIds(
   }
 }
 
-/** Deliveries needing attention (failing or failed), newest first; one shop's or all. */
+/**
+ * Deliveries needing attention (failing or failed), most recently updated first; one shop's or all: the `limit`
+ * newest by creation, from each shop's index newest first (the index holds each one's creation time), so a shop's
+ * long backlog or shops listed before others in key order never hide another's newest failures.
+ */
 export async function listAttentionDeliveries(
   kv: Deno.Kv,
   opts: { shopId?: string; limit: number },
 ): Promise<Delivery[]> {
-  const prefix = opts.shopId ? ["deliveries_attention", opts.shopId] : ["deliveries_attention"];
-  const ids: string[] = [];
-  // A shop's newest first (its ids are in time order): past 5,000, the oldest are left out, not the newest. Across
-  // shops the keys go shop by shop, so there the bound still cuts by shop.
-  for await (const e of kv.list({ prefix }, { limit: 5000, reverse: !!opts.shopId })) {
-    ids.push(e.key[e.key.length - 1] as string);
-  }
-  const out: Delivery[] = [];
-  for (let i = 0; i < ids.length; i += 10) {
-    const entries = await kv.getMany<Delivery[]>(ids.slice(i, i + 10).map(deliveryKey));
-    for (const e of entries) if (e.value) out.push(e.value);
-  }
-  return out.sort((a, b) => b.updatedAt - a.updatedAt).slice(0, opts.limit);
+  const shopIds = opts.shopId ? [opts.shopId] : (await listShops(kv)).map((s) => s.id);
+  const perShop = await Promise.all(
+    shopIds.map((shopId) =>
+      Array.fromAsync(kv.list<number>({ prefix: ["deliveries_attention", shopId] }, {
+        reverse: true,
+        limit: opts.limit,
+      }))
+    ),
+  );
+  const ids = perShop.flat().sort((a, b) => b.value - a.value).slice(0, opts.limit).map((e) =>
+    e.key[e.key.length - 1] as string
+  );
+  const entries = await getManyEntries<Delivery>(kv, ids.map(deliveryKey));
+  return entries.flatMap((e) => (e.value ? [e.value] : [])).sort((a, b) => b.updatedAt - a.updatedAt);
 }
 
+/** How many of a shop's (or all shops') postbacks need attention, counted among the newest 5,000 of them. */
 export async function countAttentionDeliveries(
   kv: Deno.Kv,
   shopId?: string,
 ): Promise<{ failing: number; failed: number }> {
-  const all = await listAttentionDeliveries(kv, { shopId, limit: 100_000 });
+  const all = await listAttentionDeliveries(kv, { shopId, limit: 5_000 });
   return {
     failing: all.filter((d) => d.status === "pending").length,
     failed: all.filter((d) => d.status === "failed").length,
