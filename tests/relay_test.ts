@@ -597,6 +597,58 @@ Deno.test("[relay] the list of postbacks needing attention across shops shows ea
   });
 });
 
+Deno.test("[relay] a claim whose commit stalled is claimed again before the postback goes, and one another worker took meanwhile is not sent", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const [stalled, taken] = await storeDueDeliveries(app, shop.url, 2, "stall", Date.now() - 1);
+    // The clock as an attempt sees it: its claim is built now, and returns 5 s later (a store that stalled), with
+    // less than the keeper's renewal margin left.
+    const stallingClock = () => {
+      let calls = 0;
+      const start = Date.now();
+      return { ...app.server.ctx, now: () => (calls++ === 0 ? start : Date.now() + 5_000) };
+    };
+
+    assert.ok(
+      await attemptDelivery(stallingClock(), await getDeliveryEntry(app.kv, stalled.id) as Deno.KvEntry<Delivery>),
+    );
+    assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), [stalled.id], "claimed again, then sent");
+    assert.equal((await getDeliveryEntry(app.kv, stalled.id)).value?.status, "delivered");
+
+    // While the claim stalled, its lease ran out and another worker claimed the delivery.
+    const atomic = app.kv.atomic;
+    let competed = false;
+    app.kv.atomic = () => {
+      const op = atomic.call(app.kv);
+      const commit = op.commit.bind(op);
+      op.commit = async () => {
+        const result = await commit();
+        if (!competed) {
+          competed = true;
+          const ours = await getDeliveryEntry(app.kv, taken.id);
+          const theirs = {
+            ...ours.value!,
+            leaseUntil: Date.now() + DELIVERY_LEASE_MS,
+            leaseToken: crypto.randomUUID(),
+          };
+          assert.ok((await atomic.call(app.kv).check(ours).set(ours.key, theirs).commit()).ok);
+        }
+        return result;
+      };
+      return op;
+    };
+    try {
+      const entry = await getDeliveryEntry(app.kv, taken.id) as Deno.KvEntry<Delivery>;
+      assert.equal(await attemptDelivery(stallingClock(), entry), false);
+    } finally {
+      app.kv.atomic = atomic;
+    }
+    assert.ok(competed);
+    assert.equal(shop.received.length, 1, "not sent beside the other worker's attempt");
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] with no queue, a retry due at once (a schedule step of 0 s) is kicked after its attempt has left the pool, not joined to it and dropped", async () => {
   const shop = startShopReceiver((n) => new Response("", { status: n === 1 ? 500 : 200 }));
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0,5" } }, async (app) => {

@@ -28,10 +28,25 @@ export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
  * records the result. False when there was nothing to do.
  */
 export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Delivery>): Promise<boolean> {
-  const claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), DELIVERY_LEASE_MS);
+  let claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), DELIVERY_LEASE_MS);
+  // A claim whose commit stalled comes back with too little of its lease left for the keeper to renew it, maybe
+  // none: another worker may take it meanwhile. It is claimed again (checked against the version this claim stored,
+  // as a handed-over one is), and given up after a few stalls: its lease runs out and a sweep sends it.
+  for (let stalls = 0; claimed && !leaseLeavesTimeToStart(claimed.value, ctx.now()); stalls++) {
+    if (stalls === MAX_CLAIM_STALLS) return false;
+    claimed = await claimDeliveryEntry(ctx.kv, unleased(claimed), ctx.now(), DELIVERY_LEASE_MS);
+  }
   if (!claimed) return false;
   await attemptClaimed(ctx, claimed);
   return true;
+}
+
+/** Claims in a row whose commit stalled before attemptDelivery gives the delivery up to a later sweep. */
+const MAX_CLAIM_STALLS = 3;
+
+/** A delivery this process leased, as a claim checked against its version sees it: its own lease set aside. */
+function unleased(entry: Deno.KvEntry<Delivery>): Deno.KvEntry<Delivery> {
+  return { ...entry, value: { ...entry.value, leaseUntil: 0 } };
 }
 
 /**
@@ -51,7 +66,7 @@ export function firstAttemptLease(now: number): number {
  */
 export async function attemptHandedOver(ctx: AppContext, stored: Deno.KvEntry<Delivery>): Promise<void> {
   if (leaseLeavesTimeToStart(stored.value, ctx.now())) return await attemptClaimed(ctx, stored);
-  await attemptDelivery(ctx, { ...stored, value: { ...stored.value, leaseUntil: 0 } });
+  await attemptDelivery(ctx, unleased(stored));
 }
 
 /** Makes one attempt at a delivery this process holds the lease of, and records the result. */
