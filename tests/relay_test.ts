@@ -649,6 +649,63 @@ Deno.test("[relay] a claim whose commit stalled is claimed again before the post
   await shop.close();
 });
 
+/**
+ * Makes the next commit that records a postback attempt fail with a store error once: before it is stored, or
+ * (`landed`) after, as a commit whose answer was lost. `failed` resolves once it has.
+ */
+function failNextOutcomeCommit(kv: Deno.Kv, opts: { landed: boolean }) {
+  const atomic = kv.atomic;
+  let fail!: () => void;
+  const failed = new Promise<void>((r) => (fail = r));
+  kv.atomic = () => {
+    const op = atomic.call(kv);
+    const set = op.set.bind(op);
+    const commit = op.commit.bind(op);
+    let recordsAttempt = false;
+    op.set = (key, value, options) => {
+      if (key[0] === "delivery_attempts") recordsAttempt = true;
+      return set(key, value, options);
+    };
+    op.commit = async () => {
+      if (!recordsAttempt) return await commit();
+      kv.atomic = atomic;
+      if (opts.landed) await commit();
+      fail();
+      throw new TypeError("store unavailable (test)");
+    };
+    return op;
+  };
+  return { failed };
+}
+
+Deno.test("[relay] an attempt's outcome that the store fails to take is tried again, and one that landed despite the error counts as stored", async () => {
+  let answers = 0;
+  const shop = startShopReceiver(() => new Response("", { status: ++answers === 2 ? 500 : 200 }));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0.2,30" } }, async (app) => {
+    // Not stored: tried again, so the shop's 2xx is recorded and nothing is sent twice.
+    const first = failNextOutcomeCommit(app.kv, { landed: false });
+    const [d] = await storeDueDeliveries(app, shop.url, 1, "outcome", Date.now() - 1);
+    assert.ok(await attemptDelivery(app.server.ctx, await getDeliveryEntry(app.kv, d.id) as Deno.KvEntry<Delivery>));
+    await first.failed;
+    assert.equal((await getDeliveryEntry(app.kv, d.id)).value?.status, "delivered");
+    assert.equal(shop.received.length, 1);
+
+    // Stored, but the commit answered with an error: taken as stored, so the retry (the shop answered 500) is kicked
+    // on its schedule instead of waiting for the cron's next run.
+    const second = failNextOutcomeCommit(app.kv, { landed: true });
+    const [e] = await storeDueDeliveries(app, shop.url, 1, "landed", Date.now() - 1);
+    assert.ok(await attemptDelivery(app.server.ctx, await getDeliveryEntry(app.kv, e.id) as Deno.KvEntry<Delivery>));
+    await second.failed;
+    await waitFor(
+      "the retry",
+      async () => ((await getDeliveryEntry(app.kv, e.id)).value?.status === "delivered" || undefined),
+      3_000,
+    );
+    assert.equal(shop.received.length, 3);
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] with no queue, a retry due at once (a schedule step of 0 s) is kicked after its attempt has left the pool, not joined to it and dropped", async () => {
   const shop = startShopReceiver((n) => new Response("", { status: n === 1 ? 500 : 200 }));
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0,5" } }, async (app) => {

@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { claimDeliveryEntry, getDeliveryEntry, recordDeliveryAttempt } from "../db/deliveries.ts";
 import { getShopShared } from "../db/shops.ts";
 import { signingSecrets } from "../shops.ts";
-import { log } from "../log.ts";
+import { describeError, log } from "../log.ts";
 import { type AttemptOutcome, nextDeliveryState, parseRetryAfter } from "./schedule.ts";
 import { webhookHeaders } from "./signing.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
@@ -95,10 +95,7 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
   };
   const next = nextDeliveryState(d, outcome, ctx.config.postbackScheduleMs, finished);
   ctx.metrics?.countPostbackAttempt(next.status === "pending" ? "retrying" : next.status);
-  const saved = await recordDeliveryAttempt(ctx.kv, leased, record, next, {
-    queue: ctx.config.jobsQueue,
-    now: finished,
-  });
+  const saved = await recordOutcome(ctx, leased, record, next);
   if (!saved) log.warn("postback lease lost; another worker owns it now", { deliveryId: d.id });
   else if (next.status === "pending" && !ctx.config.jobsQueue) {
     // A timer, at least: this attempt's pool still holds the id until it returns, and a kick due now (a schedule
@@ -113,6 +110,39 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
     outcome: next.status,
     latencyMs: record.latencyMs,
   });
+}
+
+/** Tries of an attempt's outcome commit that fail with a store error, before the error goes up. */
+const OUTCOME_TRIES = 3;
+
+/**
+ * Commits an attempt's outcome, checked against the lease's version: true when it is stored. A store error is
+ * tried again (an outcome not stored is sent again once the lease runs out, so a shop's 2xx would cost it a
+ * duplicate), and a refusal after one is read back: the commit that reported the error may have landed.
+ */
+async function recordOutcome(
+  ctx: AppContext,
+  leased: Deno.KvEntry<Delivery>,
+  record: DeliveryAttempt,
+  next: Delivery,
+): Promise<boolean> {
+  for (let tries = 1;; tries++) {
+    try {
+      if (
+        await recordDeliveryAttempt(ctx.kv, leased, record, next, { queue: ctx.config.jobsQueue, now: next.updatedAt })
+      ) {
+        return true;
+      }
+    } catch (err) {
+      if (tries >= OUTCOME_TRIES) throw err;
+      log.warn("postback outcome not stored; trying again", { deliveryId: next.id, error: describeError(err) });
+      continue;
+    }
+    if (tries === 1) return false;
+    const stored = (await getDeliveryEntry(ctx.kv, next.id)).value;
+    return stored !== null && stored.attempts === next.attempts && stored.updatedAt === next.updatedAt &&
+      stored.status === next.status;
+  }
 }
 
 async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
