@@ -73,8 +73,9 @@ async function stopGracefully(signal: Deno.Signal, store: Deno.Kv, graceMs: numb
     log.warn("still busy after the stop's grace time; exiting with work under way", { signal });
     Deno.exit(1);
   }, graceMs);
-  await httpServer.shutdown();
-  await parts.runner.drain();
+  // Together: the jobs stop starting new work at once, rather than once the last request in (a slow upload, a
+  // provider call) is answered; an attempt started meanwhile could be cut off by the grace time and sent again.
+  await Promise.all([httpServer.shutdown(), parts.runner.drain()]);
   await parts.close();
   store.close();
   clearTimeout(deadline);

@@ -371,6 +371,41 @@ Deno.test("[shutdown] main.ts asked to stop (SIGTERM) lets the postback attempt 
   }
 });
 
+Deno.test("[shutdown] while the stop waits for a request still coming in, no new postback attempt starts", async () => {
+  const { dir, env, baseUrl } = await mainEnv("aimbrella-stop-quiet-", { POSTBACK_SCHEDULE: "0,1" });
+  // The shop fails the first attempt; its retry falls due a second later, during the stop.
+  const shop = startShopReceiver((n) => new Response("", { status: n === 1 ? 500 : 200 }));
+  let app: AppProcess | undefined = spawnApp(env);
+  let slow: Deno.TcpConn | undefined;
+  try {
+    const creds = await createShopWithCli(env, "Quiet shop", shop.url);
+    await waitHealthy(baseUrl, app);
+    const init = await initPayment(baseUrl, creds.apiKey, paymentBody({ id: `order-${crypto.randomUUID()}` }));
+    await buyerSettles(init.url, "paid");
+    await waitFor("the first attempt", () => shop.received[0]);
+    // A request whose body is still coming in: the stop waits for it (up to the body's 10-s read limit).
+    slow = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(baseUrl).port) });
+    await slow.write(new TextEncoder().encode(
+      "POST /api/v1/init-payment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+        "Content-Length: 100\r\n\r\n{",
+    ));
+    await sleep(100);
+    app.child.kill("SIGTERM");
+    await sleep(2_500);
+    assert.equal(shop.received.length, 1, "the retry due meanwhile waits for the next process");
+    slow.close();
+    slow = undefined;
+    const exit = await app.exited;
+    app = undefined;
+    assert.equal(exit.code, 0, exit.stderr);
+  } finally {
+    slow?.close();
+    if (app) await stopApp(app, "SIGKILL");
+    await shop.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Waits until the app refuses connections: its stop has begun. */
 function stopBegun(baseUrl: string) {
   return waitFor("the stop to begin", () => fetch(`${baseUrl}/healthz`).then((r) => r.body?.cancel(), () => true));
