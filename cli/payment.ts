@@ -22,8 +22,12 @@ await runCommand(async (server) => {
     printJson({ emailIndex: done ? "complete" : "incomplete", indexedNow: indexed });
   } else if (cmd === "show") {
     const { payment, events, deliveries } = await describePayment(server.ctx, id);
-    // Delivery bodies are the shop's own data; operators see them, secrets are never stored there.
-    printJson({ payment, events, deliveries });
+    // Delivery bodies are the shop's own data; operators see them, secrets are never stored there. A lease's token
+    // is the relay's own bookkeeping, and a postback no longer pending has no next attempt, whatever it last held.
+    const shown = deliveries.map(({ leaseToken: _, ...d }) =>
+      d.status === "pending" ? d : { ...d, nextAttemptAt: null }
+    );
+    printJson({ payment, events, deliveries: shown });
   } else {
     const d = await resendPostback(server.ctx, id, { actor: "cli", deliveryId });
     printJson({

@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import { addDeliveryOps } from "../lib/db/deliveries.ts";
+import { createPayment } from "../lib/db/payments.ts";
+import { sortableId } from "../lib/ids.ts";
+import type { Payment } from "../lib/payments/types.ts";
+import { newDelivery } from "../lib/relay/delivery.ts";
 
 /** Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. */
 async function cli(kvPath: string, script: string, ...args: string[]) {
@@ -72,6 +77,71 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
     assert.equal(op.json.email, "ops@example.com");
     assert.ok(op.json.oneTimePassword.length >= 20);
     assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 2, "emails are unique");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[cli] payment show lists a payment's postbacks without the relay's lease token or a stale next attempt", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/kv.sqlite3`;
+  try {
+    const now = Date.now();
+    const kv = await Deno.openKv(path);
+    const payment: Payment = {
+      id: "pay_AAAAAAAAAAAAAAAAAAAAAA",
+      seq: sortableId(),
+      shopId: "shop_00000000000000000000000000",
+      shopTxId: "order-1",
+      idempotencyKey: null,
+      requestHash: "0".repeat(64),
+      email: "buyer@example.com",
+      name: null,
+      amount: 1000,
+      currency: "EUR",
+      type: "fiat",
+      successUrl: "https://shop.example/ok",
+      errorUrl: "https://shop.example/error",
+      postbackUrl: "https://shop.example/postback",
+      status: "succeeded",
+      provider: "bansky",
+      accountId: "default",
+      providerRef: "bz_1",
+      providerUrl: "https://bansky.example/pay/bz_1",
+      lastError: null,
+      createdAt: now,
+      updatedAt: now,
+      finalizedAt: now,
+      expiresAt: now + 3_600_000,
+      checkAt: null,
+    };
+    assert.ok(await createPayment(kv, payment));
+    // Failed after its last attempt, as the relay leaves it: a lease token and the time it last held.
+    const d = {
+      ...newDelivery({
+        paymentId: payment.id,
+        shopId: payment.shopId,
+        url: payment.postbackUrl!,
+        eventType: "payment.succeeded",
+        body: "{}",
+        now,
+        leaseUntil: now + 10_000,
+      }),
+      status: "failed" as const,
+      attempts: 8,
+      nextAttemptAt: now + 36_000_000,
+    };
+    const op = kv.atomic();
+    addDeliveryOps(op, d, { queue: false, now });
+    assert.ok((await op.commit()).ok);
+    kv.close();
+
+    const shown = await cli(path, "payment", "show", payment.id);
+    assert.equal(shown.code, 0, shown.stderr);
+    const [listed] = shown.json.deliveries;
+    assert.equal(listed.id, d.id);
+    assert.ok(!("leaseToken" in listed), "no lease token");
+    assert.equal(listed.nextAttemptAt, null, "a failed postback has no next attempt");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
