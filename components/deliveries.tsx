@@ -17,15 +17,15 @@ export function lastAttemptText(d: Pick<Delivery, "lastStatusCode" | "lastError"
 }
 
 /**
- * Postbacks needing attention, for the console and the portal. `resendAction`
- * adds a Resend button per row (a form posting the payment's and the postback's ids); `shopNames`
+ * Postbacks needing attention, for the console and the portal, each row with a Resend button (a form posting
+ * to `resendAction` the ids of the payment, or invoice, and of the postback); `shopNames`
  * (the operators' scope) adds a Shop column.
  */
 export function DeliveryTable(
   props: {
     deliveries: Delivery[];
     paymentBase: string;
-    resendAction?: string;
+    resendAction: string;
     csrf: string;
     shopNames?: Map<string, string>;
   },
@@ -44,7 +44,7 @@ export function DeliveryTable(
             <th>Attempts</th>
             <th>Last error</th>
             <th>Next retry</th>
-            {props.resendAction && <th></th>}
+            <th></th>
           </tr>
         </thead>
         <tbody>
@@ -66,35 +66,22 @@ export function DeliveryTable(
               <td data-label="Attempts" class="num">{d.attempts}</td>
               <td data-label="Last error">{lastAttemptText(d)}</td>
               <td data-label="Next retry">
-                {d.status === "pending" ? formatTime(d.nextAttemptAt) : gaveUpText(d, props.resendAction !== undefined)}
+                {d.status === "pending" ? formatTime(d.nextAttemptAt) : "none: gave up, resend to try again"}
               </td>
-              {props.resendAction && (
-                <td class="row-actions">
-                  <form method="post" action={props.resendAction} class="inline" data-busy="Resending…">
-                    <CsrfField token={props.csrf} />
-                    <input type="hidden" name="paymentId" value={d.paymentId} />
-                    <input type="hidden" name="deliveryId" value={d.id} />
-                    <button type="submit" class="small">Resend</button>
-                  </form>
-                </td>
-              )}
+              <td class="row-actions">
+                <form method="post" action={props.resendAction} class="inline" data-busy="Resending…">
+                  <CsrfField token={props.csrf} />
+                  <input type="hidden" name="paymentId" value={d.paymentId} />
+                  <input type="hidden" name="deliveryId" value={d.id} />
+                  <button type="submit" class="small">Resend</button>
+                </form>
+              </td>
             </tr>
           ))}
         </tbody>
       </table>
     </div>
   );
-}
-
-/**
- * What a failed postback's row says about trying again: with a Resend button, resend; without (the portal), the
- * payment's page has one, an invoice's page none, so an invoice postback is resent by us.
- */
-function gaveUpText(d: Pick<Delivery, "paymentId">, canResend: boolean): string {
-  if (canResend) return "none: gave up, resend to try again";
-  return hasIdShape("invoice", d.paymentId)
-    ? "none: gave up, ask us to resend it"
-    : "none: gave up, resend from its page to try again";
 }
 
 /** Where a delivery's subject is shown: its payment's page, or its invoice's (invoice postbacks ride the same relay). */

@@ -4,8 +4,6 @@ import { createPortalLink } from "../lib/auth/portal.ts";
 import { readStats } from "../lib/db/stats.ts";
 import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
 import { createShop } from "../lib/shops.ts";
-import { newDelivery } from "../lib/relay/delivery.ts";
-import type { Delivery } from "../lib/relay/types.ts";
 import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 
 /** Cookie-keeping fetch with the CSRF token of the last page, as a browser would send it. */
@@ -95,40 +93,42 @@ Deno.test("[portal] a single-use link signs shop staff in; they see only their o
   }
 });
 
-Deno.test("[portal] a failed postback's row says how to send it again: from a payment's page, by us for an invoice's (its page has no resend)", async () => {
-  const app = await startTestApp();
+Deno.test("[portal] shop staff resend a failed postback from their postbacks list; another shop's is not found", async () => {
+  const { startShopReceiver, buyerSettles } = await import("../fixtures/app.ts");
+  let fixed = false;
+  const receiver = startShopReceiver(() => new Response("", { status: fixed ? 200 : 500 }));
+  const app = await startTestApp({ env: { POSTBACK_SCHEDULE: "0" } });
   try {
-    const now = Date.now();
-    const failed = (paymentId: string): Delivery => ({
-      ...newDelivery({
-        paymentId,
-        shopId: app.shop.id,
-        url: "https://shop.example/pb",
-        eventType: paymentId.startsWith("inv_") ? "invoice.expired" : "payment.succeeded",
-        body: "{}",
-        now,
-      }),
-      status: "failed",
-      attempts: 8,
-      lastError: "HTTP 500",
+    const init = await callInit(app, paymentBody({ id: "portal-resend", postbackUrl: receiver.url }));
+    await buyerSettles(init.body.url, "paid");
+    const { describePayment } = await import("../lib/payments/admin.ts");
+    const failed = await waitFor("the postback to fail", async () => {
+      const [d] = (await describePayment(app.server.ctx, init.body.id)).deliveries;
+      return d?.status === "failed" ? d : undefined;
     });
-    const forInvoice = failed(`inv_${"A".repeat(22)}`);
-    const forPayment = failed(`pay_${"B".repeat(22)}`);
-    const op = app.kv.atomic();
-    for (const d of [forInvoice, forPayment]) {
-      op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
-    }
-    assert.ok((await op.commit()).ok);
 
     const { b } = await signInPortal(app, app.shop.id);
-    const page = (await b.request("/portal/deliveries")).text;
-    const rowOf = (d: Delivery) =>
-      page.slice(page.indexOf(d.paymentId), page.indexOf("</tr>", page.indexOf(d.paymentId)));
-    assert.match(rowOf(forPayment), /resend from its page to try again/);
-    assert.doesNotMatch(rowOf(forInvoice), /resend from its page/, "the invoice's page has no Resend");
-    assert.match(rowOf(forInvoice), /ask us to resend it/);
+    const list = await b.request("/portal/deliveries");
+    assert.match(list.text, new RegExp(`name="deliveryId" value="${failed.id}"`), "a Resend button on its row");
+    fixed = true;
+    const resent = await b.post("/portal/deliveries/resend", { paymentId: init.body.id, deliveryId: failed.id });
+    assert.equal(resent.status, 303);
+    assert.match((await b.request(resent.location!)).text, /Postback resent and delivered\./);
+    assert.equal(receiver.received.length, 2);
+
+    // Another shop's staff: its payment, or an invoice that is not its own, is not found, and nothing is sent.
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const { b: stranger } = await signInPortal(app, other.shop.id);
+    await stranger.request("/portal/deliveries");
+    const theirs = { paymentId: init.body.id, deliveryId: failed.id };
+    assert.equal((await stranger.post("/portal/deliveries/resend", theirs)).status, 404);
+    await stranger.request("/portal/deliveries");
+    const invoice = { paymentId: `inv_${"A".repeat(22)}`, deliveryId: failed.id };
+    assert.equal((await stranger.post("/portal/deliveries/resend", invoice)).status, 404);
+    assert.equal(receiver.received.length, 2);
   } finally {
     await app.close();
+    await receiver.close();
   }
 });
 

@@ -80,7 +80,7 @@ export function deliveryRoutes(ctx: AppContext) {
     );
   };
 
-  app.get("/", (c) => listPage(c, doneNote(c.req.query("done"))));
+  app.get("/", (c) => listPage(c, deliveriesDoneNote(c.req.query("done"))));
 
   app.post("/resend", async (c) => {
     const { paymentId = "", deliveryId } = c.var.form;
@@ -151,7 +151,7 @@ export function deliveryRoutes(ctx: AppContext) {
  * What an action's redirect says happened (`?done=`), in our words only: a code outside these shows nothing, so a
  * link cannot put a message of its own on the page.
  */
-function doneNote(done: string | undefined): PageNote | undefined {
+export function deliveriesDoneNote(done: string | undefined): PageNote | undefined {
   const [what, result] = (done ?? "").split("-", 2);
   if (what === "resent" && result === "delivered") return { kind: "ok", text: "Postback resent and delivered." };
   if (what === "resent" && (result === "pending" || result === "failed")) {

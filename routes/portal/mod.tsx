@@ -25,6 +25,8 @@ import { PaymentDetail, PaymentsList } from "../../components/payments.tsx";
 import { StatsView } from "../../components/stats_view.tsx";
 import { type CsrfEnv, csrfProtection } from "../admin/_session.ts";
 import { doneNote } from "../admin/payments.tsx";
+import { deliveriesDoneNote } from "../admin/deliveries.tsx";
+import { hasIdShape } from "../../lib/ids.ts";
 import type { ComponentChildren } from "preact";
 import { MessagePage } from "../../components/message_page.tsx";
 import { formPages } from "../admin/forms.tsx";
@@ -177,17 +179,40 @@ export function portalRoutes(ctx: AppContext) {
     }),
   );
 
-  app.get("/deliveries", async (c) => {
+  /** The shop's postbacks needing attention, with a line on top: what a resend did, or why it was refused (422). */
+  const deliveriesPage = async (c: Context<PortalEnv>, note?: PageNote) => {
     const deliveries = await listScopedDeliveries(ctx, { shopId: c.var.portal.shopId });
     const shop = await getShop(ctx.kv, c.var.portal.shopId);
-    return c.html(layout(
-      c,
-      "Postbacks",
-      <>
-        <DeliveryTable deliveries={deliveries} paymentBase="/portal/payments" csrf={c.var.csrf} />
-        {shop && <SigningCard shop={shop} now={ctx.now()} />}
-      </>,
-    ));
+    return c.html(
+      layout(
+        c,
+        "Postbacks",
+        <>
+          {note && <Flash kind={note.kind}>{note.text}</Flash>}
+          <DeliveryTable
+            deliveries={deliveries}
+            paymentBase="/portal/payments"
+            resendAction="/portal/deliveries/resend"
+            csrf={c.var.csrf}
+          />
+          {shop && <SigningCard shop={shop} now={ctx.now()} />}
+        </>,
+      ),
+      pageNoteStatus(note),
+    );
+  };
+
+  app.get("/deliveries", (c) => deliveriesPage(c, deliveriesDoneNote(c.req.query("done"))));
+
+  app.post("/deliveries/resend", async (c) => {
+    const { paymentId = "", deliveryId } = c.var.form;
+    // Only the shop's own: another shop's payment or invoice is "not found", never "forbidden".
+    if (hasIdShape("invoice", paymentId)) await describeScopedInvoice(ctx, { shopId: c.var.portal.shopId }, paymentId);
+    else await ownPayment(ctx, c.var.portal, paymentId);
+    return await refusalShownOnPage("Not resent", async () => {
+      const d = await resendPostback(ctx, paymentId, { actor: `portal:${c.var.portal.shopId}`, deliveryId });
+      return c.redirect(`/portal/deliveries?done=resent-${d.status}`, 303);
+    }, (note) => deliveriesPage(c, note));
   });
   return app;
 }
