@@ -597,6 +597,64 @@ Deno.test("[relay] the list of postbacks needing attention across shops shows ea
   });
 });
 
+Deno.test("[relay] the list of postbacks needing attention across shops reads about `limit` index entries, not `limit` per shop", async () => {
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const now = Date.now();
+    const shops = [app.shop.id];
+    for (let i = 0; i < 4; i++) {
+      shops.push((await createShop(app.kv, { name: `S${i}` }, { allowLocalUrls: true, now })).shop.id);
+    }
+    // Each shop a backlog of 30, created in turn across shops.
+    const all: Delivery[] = [];
+    for (let n = 0; n < 30; n++) {
+      shops.forEach((shopId, i) => {
+        const createdAt = now - 100_000 + n * 100 + i;
+        all.push({
+          ...newDelivery({
+            paymentId: `pay_bound${i}_${n}`,
+            shopId,
+            url: "http://127.0.0.1:9/postback",
+            eventType: "payment.succeeded",
+            body: "{}",
+            now: createdAt,
+          }),
+          status: "failed",
+          attempts: 8,
+          lastError: "HTTP 500",
+        });
+      });
+    }
+    for (let i = 0; i < all.length; i += 50) {
+      const op = app.kv.atomic();
+      for (const d of all.slice(i, i + 50)) {
+        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
+      }
+      assert.ok((await op.commit()).ok);
+    }
+    const list = app.kv.list;
+    let read = 0;
+    app.kv.list = ((selector, options) => {
+      const iter = list.call(app.kv, selector, options);
+      const next = iter.next.bind(iter);
+      iter.next = async () => {
+        const r = await next();
+        if (!r.done && r.value.key[0] === "deliveries_attention") read++;
+        return r;
+      };
+      return iter;
+    }) as Deno.Kv["list"];
+    let listed: Delivery[];
+    try {
+      listed = await listAttentionDeliveries(app.kv, { limit: 20 });
+    } finally {
+      app.kv.list = list;
+    }
+    const newest = all.toSorted((a, b) => b.createdAt - a.createdAt).slice(0, 20).map((d) => d.id).sort();
+    assert.deepEqual(listed.map((d) => d.id).sort(), newest);
+    assert.ok(read <= 20 + shops.length, `read ${read} index entries for 20 across ${shops.length} shops`);
+  });
+});
+
 Deno.test("[relay] a claim whose commit stalled is claimed again before the postback goes, and one another worker took meanwhile is not sent", async () => {
   const shop = startShopReceiver();
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
@@ -702,6 +760,61 @@ Deno.test("[relay] an attempt's outcome that the store fails to take is tried ag
       3_000,
     );
     assert.equal(shop.received.length, 3);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] outcomes stored by a group commit that reported an error count as stored, though the group's write-by-write retry refuses them", async () => {
+  // Each postback's first attempt fails (500), its retry is delivered.
+  const seen = new Set<string>();
+  const shop = startShopReceiver((_, req) => {
+    const id = req.headers.get("webhook-id")!;
+    const first = !seen.has(id);
+    seen.add(id);
+    return new Response("", { status: first ? 500 : 200 });
+  });
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0.2,30" } }, async (app) => {
+    const deliveries = await storeDueDeliveries(app, shop.url, 3, "grouped", Date.now() - 1);
+    // The first outcome's commit is slow, so the next two wait for it and go as one group, which lands and reports
+    // an error: the group committer then sends them write by write, and their checks fail on their own writes.
+    const atomic = app.kv.atomic;
+    let slowed = false;
+    let failedGroup = false;
+    app.kv.atomic = () => {
+      const op = atomic.call(app.kv);
+      const set = op.set.bind(op);
+      const commit = op.commit.bind(op);
+      let outcomes = 0;
+      op.set = (key, value, options) => {
+        if (key[0] === "delivery_attempts") outcomes++;
+        return set(key, value, options);
+      };
+      op.commit = async () => {
+        if (outcomes === 1 && !slowed) {
+          slowed = true;
+          await sleep(300);
+        } else if (outcomes > 1 && !failedGroup) {
+          failedGroup = true;
+          await commit();
+          throw new TypeError("store unavailable (test)");
+        }
+        return await commit();
+      };
+      return op;
+    };
+    try {
+      const entries = await Promise.all(deliveries.map((d) => getDeliveryEntry(app.kv, d.id)));
+      await Promise.all(entries.map((e) => attemptDelivery(app.server.ctx, e as Deno.KvEntry<Delivery>)));
+    } finally {
+      app.kv.atomic = atomic;
+    }
+    assert.ok(failedGroup, "two outcomes shared a commit");
+    // Taken as stored, each retry is kicked on its schedule (0.2 s), not left to the cron's next run.
+    await waitFor("the retries", async () => {
+      const stored = await Promise.all(deliveries.map((d) => getDeliveryEntry(app.kv, d.id)));
+      return stored.every((e) => e.value?.status === "delivered") || undefined;
+    }, 3_000);
+    assert.equal(shop.received.length, 6);
   });
   await shop.close();
 });

@@ -246,27 +246,40 @@ export async function* iterateAttentionDeliveryIds(
   }
 }
 
+/** Index entries a shop's listing fetches at a time when several shops' are merged: each holds one batch. */
+const ATTENTION_MERGE_BATCH = 100;
+
 /**
  * Deliveries needing attention (failing or failed), most recently updated first; one shop's or all: the `limit`
  * newest by creation, from each shop's index newest first (the index holds each one's creation time), so a shop's
- * long backlog or shops listed before others in key order never hide another's newest failures.
+ * long backlog or shops listed before others in key order never hide another's newest failures. Across shops the
+ * listings are merged as they are read: `limit` entries are taken in all, and each shop's listing holds one batch
+ * at a time, however many shops there are and however long their backlogs (failed ones stay on the index).
  */
 export async function listAttentionDeliveries(
   kv: Deno.Kv,
   opts: { shopId?: string; limit: number },
 ): Promise<Delivery[]> {
   const shopIds = opts.shopId ? [opts.shopId] : (await listShops(kv)).map((s) => s.id);
-  const perShop = await Promise.all(
-    shopIds.map((shopId) =>
-      Array.fromAsync(kv.list<number>({ prefix: ["deliveries_attention", shopId] }, {
-        reverse: true,
-        limit: opts.limit,
-      }))
-    ),
+  const batchSize = shopIds.length > 1 ? Math.min(opts.limit, ATTENTION_MERGE_BATCH) : undefined;
+  const lists = shopIds.map((shopId) =>
+    kv.list<number>({ prefix: ["deliveries_attention", shopId] }, { reverse: true, limit: opts.limit, batchSize })
   );
-  const ids = perShop.flat().sort((a, b) => b.value - a.value).slice(0, opts.limit).map((e) =>
-    e.key[e.key.length - 1] as string
-  );
+  const heads = await Promise.all(lists.map((l) => l.next()));
+  const ids: string[] = [];
+  while (ids.length < opts.limit) {
+    let newest = -1;
+    for (let i = 0; i < heads.length; i++) {
+      const head = heads[i];
+      if (!head.done && (newest < 0 || head.value.value > (heads[newest].value as Deno.KvEntry<number>).value)) {
+        newest = i;
+      }
+    }
+    if (newest < 0) break;
+    const entry = heads[newest].value as Deno.KvEntry<number>;
+    ids.push(entry.key[entry.key.length - 1] as string);
+    heads[newest] = await lists[newest].next();
+  }
   const entries = await getManyEntries<Delivery>(kv, ids.map(deliveryKey));
   return entries.flatMap((e) => (e.value ? [e.value] : [])).sort((a, b) => b.updatedAt - a.updatedAt);
 }

@@ -118,7 +118,7 @@ const OUTCOME_TRIES = 3;
 /**
  * Commits an attempt's outcome, checked against the lease's version: true when it is stored. A store error is
  * tried again (an outcome not stored is sent again once the lease runs out, so a shop's 2xx would cost it a
- * duplicate), and a refusal after one is read back: the commit that reported the error may have landed.
+ * duplicate), and a refusal is read back: the commit that reported an error (here, or in a group) may have landed.
  */
 async function recordOutcome(
   ctx: AppContext,
@@ -138,7 +138,8 @@ async function recordOutcome(
       log.warn("postback outcome not stored; trying again", { deliveryId: next.id, error: describeError(err) });
       continue;
     }
-    if (tries === 1) return false;
+    // Refused: read back, on a first try too, since the group committer hides an error of its own: a group that
+    // failed is retried write by write (group_commit.ts), and a write of ours that landed with it fails its check.
     const stored = (await getDeliveryEntry(ctx.kv, next.id)).value;
     return stored !== null && stored.attempts === next.attempts && stored.updatedAt === next.updatedAt &&
       stored.status === next.status;
