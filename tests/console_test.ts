@@ -175,6 +175,66 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
   }
 });
 
+Deno.test("[console] a replay of a long backlog goes a batch a request, and Go on takes it from where it stopped", async () => {
+  const { startShopReceiver, waitFor } = await import("../fixtures/app.ts");
+  const { newDelivery } = await import("../lib/relay/delivery.ts");
+  const { REPLAY_BATCH } = await import("../lib/relay/replay.ts");
+  const shop = startShopReceiver();
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const now = Date.now();
+    const backlog = Array.from({ length: REPLAY_BATCH + 1 }, (_, i) => ({
+      ...newDelivery({
+        paymentId: `pay_backlog_${i}`,
+        shopId: app.shop.id,
+        url: shop.url,
+        eventType: "payment.succeeded",
+        body: JSON.stringify({ i }),
+        now: now - 60_000 + i,
+      }),
+      status: "failed" as const,
+      attempts: 8,
+      lastError: "HTTP 500",
+    }));
+    for (let i = 0; i < backlog.length; i += 200) {
+      const op = app.kv.atomic();
+      for (const d of backlog.slice(i, i + 200)) {
+        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
+      }
+      assert.ok((await op.commit()).ok);
+    }
+    const b = await operatorBrowser(app);
+    await b.get("/admin/deliveries");
+    const since = new Date(now - 120_000).toISOString().slice(0, 16);
+    const first = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
+    assert.equal(first.status, 200);
+    assert.match(first.text, new RegExp(`${REPLAY_BATCH} failed postbacks queued again; more are left to look at`));
+    const after = first.text.match(/name="after" value="([^"]+)"/)?.[1];
+    assert.equal(after, backlog[REPLAY_BATCH - 1].id, "Go on starts after the last one looked at");
+    const rest = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, after, confirm: "yes" });
+    assert.equal(rest.status, 303);
+    assert.equal(rest.location, "/admin/deliveries?done=replayed-1");
+    await waitFor(
+      "every replayed postback",
+      () => (shop.received.length === backlog.length ? true : undefined),
+      20_000,
+    );
+    assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, backlog.length, "each once");
+    // A place to go on from that is not a postback id never reaches the store.
+    await b.get("/admin/deliveries");
+    const bad = await b.post("/admin/deliveries/replay", {
+      shopId: app.shop.id,
+      since,
+      after: "x".repeat(3000),
+      confirm: "yes",
+    });
+    assert.equal(bad.status, 400);
+  } finally {
+    await app.close();
+    await shop.close();
+  }
+});
+
 Deno.test("[console] Resend on a failing postback's row sends that postback, not the payment's newest one", async () => {
   const { startShopReceiver, buyerSettles, waitFor } = await import("../fixtures/app.ts");
   const { describePayment } = await import("../lib/payments/admin.ts");
