@@ -10,6 +10,11 @@ export function deliveryStatusLabel(d: Pick<Delivery, "status" | "attempts">): s
   return d.status === "pending" ? (d.attempts > 0 ? "retrying" : "queued") : d.status;
 }
 
+/** A count of postbacks needing attention, "1,234+" when it was taken over the newest only (see AttentionCounts). */
+export function attentionCount(n: number, more: boolean): string {
+  return `${n.toLocaleString("en-US")}${more ? "+" : ""}`;
+}
+
 /** The last attempt's outcome in plain words: "HTTP 500", "connection refused". */
 export function lastAttemptText(d: Pick<Delivery, "lastStatusCode" | "lastError">): string {
   if (d.lastError) return d.lastError;

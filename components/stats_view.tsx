@@ -1,16 +1,19 @@
 import { currencyExponent } from "../lib/money.ts";
 import type { DailyPoint } from "../lib/stats.ts";
 import { Island } from "./island.tsx";
+import type { AttentionCounts } from "../lib/db/deliveries.ts";
+import { attentionCount } from "./deliveries.tsx";
 
 /** The built-in charts: payments, success rate, volume per currency, time to pay, postback health. */
-export function BuiltInStats(props: { points: DailyPoint[]; postbacks: { failing: number; failed: number } }) {
+export function BuiltInStats(props: { points: DailyPoint[]; postbacks: AttentionCounts }) {
   const days = props.points.map((p) => p.day);
   const currencies = [...new Set(props.points.flatMap((p) => Object.keys(p.volume)))].sort();
   return (
     <>
       <p class="muted">
         Built-in statistics from counters kept with every payment change (UTC days). Postbacks now:{" "}
-        <strong>{props.postbacks.failing}</strong> retrying, <strong>{props.postbacks.failed}</strong> failed.
+        <strong>{attentionCount(props.postbacks.failing, props.postbacks.more)}</strong> retrying,{" "}
+        <strong>{attentionCount(props.postbacks.failed, props.postbacks.more)}</strong> failed.
       </p>
       <Island
         name="TimeChart"

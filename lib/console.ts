@@ -1,6 +1,6 @@
 import type { AppContext } from "./context.ts";
 import { dashboardEmbedUrl } from "./analytics/metabase.ts";
-import { countAttentionDeliveries, listAttentionDeliveries } from "./db/deliveries.ts";
+import { type AttentionCounts, countAttentionDeliveries, listAttentionDeliveries } from "./db/deliveries.ts";
 import { listShops, type Shop } from "./db/shops.ts";
 import {
   parsePaymentFilter,
@@ -63,7 +63,7 @@ export async function loadScopedStats(
   ctx: AppContext,
   scope: Scope,
 ): Promise<
-  { embedUrl: string } | { points: DailyPoint[]; postbacks: { failing: number; failed: number } }
+  { embedUrl: string } | { points: DailyPoint[]; postbacks: AttentionCounts }
 > {
   const shopId = shopOf(scope);
   const mb = ctx.config.metabase;

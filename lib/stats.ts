@@ -1,4 +1,4 @@
-import { countAttentionDeliveries } from "./db/deliveries.ts";
+import { type AttentionCounts, countAttentionDeliveries } from "./db/deliveries.ts";
 import { listLatePayments } from "./db/payments.ts";
 import type { Payment } from "./payments/types.ts";
 import { readStats, type StatRow, utcDay } from "./db/stats.ts";
@@ -9,7 +9,7 @@ export interface Overview {
   last30: PeriodSummary;
   /** Created payments per day over the last 30 days, oldest first. */
   daily: { day: string; created: number; succeeded: number }[];
-  postbacks: { failing: number; failed: number };
+  postbacks: AttentionCounts;
   /** Payments that succeeded after they expired or were cancelled, not refunded in full: to refund or ship. */
   latePayments: Payment[];
 }

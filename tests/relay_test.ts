@@ -6,6 +6,7 @@ import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { createShop, updateShopSettings } from "../lib/shops.ts";
 import {
   addDeliveryOps,
+  countAttentionDeliveries,
   getDeliveryEntry,
   isDeliveryDue,
   listAttentionDeliveries,
@@ -541,6 +542,10 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
       }
       assert.ok((await op.commit()).ok);
     }
+    // The counts are taken over the newest 5,000, and say there may be more.
+    assert.deepEqual(await countAttentionDeliveries(app.kv, app.shop.id), { failing: 0, failed: 5_000, more: true });
+    const overview = (await (await operatorBrowser(app)).get("/admin")).text;
+    assert.match(overview, /5,000\+\s*<\/strong>\s*failed/, "shown as at least 5,000");
     // The console's list (200 newest by update) shows the newest failures, not the first 5,000 ids' newest.
     const listed = (await listAttentionDeliveries(app.kv, { shopId: app.shop.id, limit: 200 })).map((d) => d.id);
     assert.deepEqual(listed.slice(0, 2), [gone.id, recent.id]);

@@ -284,14 +284,25 @@ export async function listAttentionDeliveries(
   return entries.flatMap((e) => (e.value ? [e.value] : [])).sort((a, b) => b.updatedAt - a.updatedAt);
 }
 
-/** How many of a shop's (or all shops') postbacks need attention, counted among the newest 5,000 of them. */
-export async function countAttentionDeliveries(
-  kv: Deno.Kv,
-  shopId?: string,
-): Promise<{ failing: number; failed: number }> {
-  const all = await listAttentionDeliveries(kv, { shopId, limit: 5_000 });
+/** Most postbacks needing attention a count reads (each a delivery read): past it the counts say "at least". */
+const ATTENTION_COUNT_MAX = 5_000;
+
+/**
+ * How many of a shop's (or all shops') postbacks need attention, among the newest ATTENTION_COUNT_MAX of them:
+ * `more` when there may be others (an outage's backlog), so the numbers are shown as lower bounds.
+ */
+export async function countAttentionDeliveries(kv: Deno.Kv, shopId?: string): Promise<AttentionCounts> {
+  const all = await listAttentionDeliveries(kv, { shopId, limit: ATTENTION_COUNT_MAX });
   return {
     failing: all.filter((d) => d.status === "pending").length,
     failed: all.filter((d) => d.status === "failed").length,
+    more: all.length >= ATTENTION_COUNT_MAX,
   };
+}
+
+export interface AttentionCounts {
+  failing: number;
+  failed: number;
+  /** Counted among the newest ATTENTION_COUNT_MAX only: there may be more. */
+  more: boolean;
 }

@@ -6,6 +6,7 @@ import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, formatTime } from "../../components/admin_layout.tsx";
 import { analyticsStatus } from "../../lib/analytics/mod.ts";
 import { Island } from "../../components/island.tsx";
+import { attentionCount } from "../../components/deliveries.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { PaymentTable } from "../../components/payments.tsx";
 
@@ -23,8 +24,14 @@ export function overviewRoutes(ctx: AppContext) {
           <h2>Postbacks</h2>
           <p>
             <a href="/admin/deliveries">
-              <strong class={o.postbacks.failing ? "bad" : ""}>{o.postbacks.failing}</strong> retrying,{" "}
-              <strong class={o.postbacks.failed ? "bad" : ""}>{o.postbacks.failed}</strong> failed
+              <strong class={o.postbacks.failing ? "bad" : ""}>
+                {attentionCount(o.postbacks.failing, o.postbacks.more)}
+              </strong>{" "}
+              retrying,{" "}
+              <strong class={o.postbacks.failed ? "bad" : ""}>
+                {attentionCount(o.postbacks.failed, o.postbacks.more)}
+              </strong>{" "}
+              failed
             </a>
           </p>
         </section>
