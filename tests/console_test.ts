@@ -179,7 +179,11 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
   const { startShopReceiver, waitFor } = await import("../fixtures/app.ts");
   const { newDelivery } = await import("../lib/relay/delivery.ts");
   const { REPLAY_BATCH } = await import("../lib/relay/replay.ts");
-  const shop = startShopReceiver();
+  // The shop holds its answers until both requests are done: the replayed postbacks stay on the attention list, so a
+  // Go on that started again from the first would find them (and the test tell).
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const shop = startShopReceiver(async () => (await gate, new Response("ok")));
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
     const now = Date.now();
@@ -214,6 +218,7 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
     const rest = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, after, confirm: "yes" });
     assert.equal(rest.status, 303);
     assert.equal(rest.location, "/admin/deliveries?done=replayed-1");
+    open();
     await waitFor(
       "every replayed postback",
       () => (shop.received.length === backlog.length ? true : undefined),
@@ -230,6 +235,7 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
     });
     assert.equal(bad.status, 400);
   } finally {
+    open();
     await app.close();
     await shop.close();
   }

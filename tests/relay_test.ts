@@ -497,7 +497,8 @@ Deno.test("[relay] a replay that found a postback failed leaves it alone once an
 });
 
 Deno.test("[relay] a replay puts back every failed postback of the shop since the time asked, however many older ones need attention, but not those answered 410 Gone", async () => {
-  const shop = startShopReceiver();
+  // The shop holds its answers: a replayed postback stays on the attention list while the replay goes on.
+  const { shop, answer } = startHeldShop();
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
     const now = Date.now();
     // More failed postbacks from a day ago than the console's attention listing reads (5,000), then one recent one.
@@ -560,7 +561,9 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
     await waitFor("the recent postback", () => (shop.received.length === 1 ? true : undefined));
     assert.equal(shop.received[0].headers.get("webhook-id"), recent.id);
     assert.equal((await getDeliveryEntry(app.kv, gone.id)).value?.status, "failed", "the gone one stays failed");
+    answer();
   });
+  answer();
   await shop.close();
 });
 
