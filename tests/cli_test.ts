@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { addDeliveryOps } from "../lib/db/deliveries.ts";
 import { createPayment } from "../lib/db/payments.ts";
-import { sortableId } from "../lib/ids.ts";
-import type { Payment } from "../lib/payments/types.ts";
+import { storedPayment } from "../fixtures/payments.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 
 /** Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. */
@@ -88,33 +87,13 @@ Deno.test("[cli] payment show lists a payment's postbacks without the relay's le
   try {
     const now = Date.now();
     const kv = await Deno.openKv(path);
-    const payment: Payment = {
-      id: "pay_AAAAAAAAAAAAAAAAAAAAAA",
-      seq: sortableId(),
+    const payment = storedPayment(now, {
       shopId: "shop_00000000000000000000000000",
       shopTxId: "order-1",
-      idempotencyKey: null,
-      requestHash: "0".repeat(64),
-      email: "buyer@example.com",
-      name: null,
-      amount: 1000,
-      currency: "EUR",
-      type: "fiat",
-      successUrl: "https://shop.example/ok",
-      errorUrl: "https://shop.example/error",
       postbackUrl: "https://shop.example/postback",
       status: "succeeded",
-      provider: "bansky",
-      accountId: "default",
-      providerRef: "bz_1",
-      providerUrl: "https://bansky.example/pay/bz_1",
-      lastError: null,
-      createdAt: now,
-      updatedAt: now,
       finalizedAt: now,
-      expiresAt: now + 3_600_000,
-      checkAt: null,
-    };
+    });
     assert.ok(await createPayment(kv, payment));
     // Failed after its last attempt, as the relay leaves it: a lease token and the time it last held.
     const d = {

@@ -177,7 +177,7 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
 
 Deno.test("[console] a replay of a long backlog goes a batch a request, and Go on takes it from where it stopped", async () => {
   const { startShopReceiver, waitFor } = await import("../fixtures/app.ts");
-  const { newDelivery } = await import("../lib/relay/delivery.ts");
+  const { failedDelivery, storeAttentionDeliveries } = await import("../fixtures/deliveries.ts");
   const { REPLAY_BATCH } = await import("../lib/relay/replay.ts");
   // The shop holds its answers until both requests are done: the replayed postbacks stay on the attention list, so a
   // Go on that started again from the first would find them (and the test tell).
@@ -187,26 +187,11 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
     const now = Date.now();
-    const backlog = Array.from({ length: REPLAY_BATCH + 1 }, (_, i) => ({
-      ...newDelivery({
-        paymentId: `pay_backlog_${i}`,
-        shopId: app.shop.id,
-        url: shop.url,
-        eventType: "payment.succeeded",
-        body: JSON.stringify({ i }),
-        now: now - 60_000 + i,
-      }),
-      status: "failed" as const,
-      attempts: 8,
-      lastError: "HTTP 500",
-    }));
-    for (let i = 0; i < backlog.length; i += 200) {
-      const op = app.kv.atomic();
-      for (const d of backlog.slice(i, i + 200)) {
-        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
-      }
-      assert.ok((await op.commit()).ok);
-    }
+    const backlog = Array.from(
+      { length: REPLAY_BATCH + 1 },
+      (_, i) => failedDelivery(now - 60_000 + i, { paymentId: `pay_backlog_${i}`, shopId: app.shop.id, url: shop.url }),
+    );
+    await storeAttentionDeliveries(app.kv, backlog);
     const b = await operatorBrowser(app);
     await b.get("/admin/deliveries");
     const since = new Date(now - 120_000).toISOString().slice(0, 16);

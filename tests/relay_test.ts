@@ -13,6 +13,7 @@ import {
   storedDelivery,
 } from "../lib/db/deliveries.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
+import { failedDelivery, storeAttentionDeliveries } from "../fixtures/deliveries.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
@@ -502,47 +503,14 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
     const now = Date.now();
     // More failed postbacks from a day ago than the console's attention listing reads (5,000), then one recent one.
-    const failedAt = (d: Delivery): Delivery => ({ ...d, status: "failed", attempts: 8, lastError: "HTTP 500" });
-    const old = Array.from({ length: 5_001 }, (_, i) =>
-      failedAt(newDelivery({
-        paymentId: `pay_old_${i}`,
-        shopId: app.shop.id,
-        url: shop.url,
-        eventType: "payment.succeeded",
-        body: JSON.stringify({ old: i }),
-        now: now - 86_400_000,
-      })));
-    const recent = failedAt(newDelivery({
-      paymentId: "pay_recent",
-      shopId: app.shop.id,
-      url: shop.url,
-      eventType: "payment.succeeded",
-      body: JSON.stringify({ recent: true }),
-      now: now - 60_000,
-    }));
-    // One the shop turned away (410 Gone): sent again only by hand, as the runbook says.
-    const gone: Delivery = {
-      ...failedAt(newDelivery({
-        paymentId: "pay_gone",
-        shopId: app.shop.id,
-        url: shop.url,
-        eventType: "payment.succeeded",
-        body: JSON.stringify({ gone: true }),
-        // After the recent one, in id order.
-        now: now - 30_000,
-      })),
-      attempts: 1,
-      lastStatusCode: 410,
-      lastError: null,
-    };
-    const all = [...old, recent, gone];
-    for (let i = 0; i < all.length; i += 200) {
-      const op = app.kv.atomic();
-      for (const d of all.slice(i, i + 200)) {
-        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
-      }
-      assert.ok((await op.commit()).ok);
-    }
+    const failed = (tag: string, at: number, fields: Partial<Delivery> = {}) =>
+      failedDelivery(at, { paymentId: `pay_${tag}`, shopId: app.shop.id, url: shop.url }, fields);
+    const old = Array.from({ length: 5_001 }, (_, i) => failed(`old_${i}`, now - 86_400_000));
+    const recent = failed("recent", now - 60_000);
+    // One the shop turned away (410 Gone): sent again only by hand, as the runbook says. After the recent one, in
+    // id order.
+    const gone = failed("gone", now - 30_000, { attempts: 1, lastStatusCode: 410, lastError: null });
+    await storeAttentionDeliveries(app.kv, [...old, recent, gone]);
     // The counts are taken over the newest 5,000, and say there may be more.
     assert.deepEqual(await countAttentionDeliveries(app.kv, app.shop.id), { failing: 0, failed: 5_000, more: true });
     const overview = (await (await operatorBrowser(app)).get("/admin")).text;
@@ -571,33 +539,15 @@ Deno.test("[relay] the list of postbacks needing attention across shops shows ea
   await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
     const now = Date.now();
     const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now });
-    const failed = (shopId: string, tag: string, createdAt: number): Delivery => ({
-      ...newDelivery({
-        paymentId: `pay_${tag}`,
-        shopId,
-        url: "http://127.0.0.1:9/postback",
-        eventType: "payment.succeeded",
-        body: JSON.stringify({ tag }),
-        now: createdAt,
-      }),
-      status: "failed",
-      attempts: 8,
-      lastError: "HTTP 500",
-    });
+    const failed = (shopId: string, tag: string, createdAt: number) =>
+      failedDelivery(createdAt, { paymentId: `pay_${tag}`, shopId });
     // The shop whose id sorts first has an older backlog longer than a listing reads (5,000 keys, once read first in
     // key order); the other shop one failure, the newest of all.
     const [first, second] = [app.shop.id, other.shop.id].sort();
     const since = now - 86_400_000;
     const backlog = Array.from({ length: 5_001 }, (_, i) => failed(first, `old${i}`, since + i));
     const newest = failed(second, "newest", now - 1_000);
-    const all = [...backlog, newest];
-    for (let i = 0; i < all.length; i += 200) {
-      const op = app.kv.atomic();
-      for (const d of all.slice(i, i + 200)) {
-        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
-      }
-      assert.ok((await op.commit()).ok);
-    }
+    await storeAttentionDeliveries(app.kv, [...backlog, newest]);
     const listed = await listAttentionDeliveries(app.kv, { limit: 10 });
     assert.equal(listed.length, 10);
     assert.ok(listed.some((d) => d.id === newest.id), "the other shop's failure is listed");
@@ -617,28 +567,10 @@ Deno.test("[relay] the list of postbacks needing attention across shops reads ab
     for (let n = 0; n < 30; n++) {
       shops.forEach((shopId, i) => {
         const createdAt = now - 100_000 + n * 100 + i;
-        all.push({
-          ...newDelivery({
-            paymentId: `pay_bound${i}_${n}`,
-            shopId,
-            url: "http://127.0.0.1:9/postback",
-            eventType: "payment.succeeded",
-            body: "{}",
-            now: createdAt,
-          }),
-          status: "failed",
-          attempts: 8,
-          lastError: "HTTP 500",
-        });
+        all.push(failedDelivery(createdAt, { paymentId: `pay_bound${i}_${n}`, shopId }));
       });
     }
-    for (let i = 0; i < all.length; i += 50) {
-      const op = app.kv.atomic();
-      for (const d of all.slice(i, i + 50)) {
-        op.set(["deliveries", d.id], d).set(["deliveries_attention", d.shopId, d.id], d.createdAt);
-      }
-      assert.ok((await op.commit()).ok);
-    }
+    await storeAttentionDeliveries(app.kv, all);
     const list = app.kv.list;
     let read = 0;
     app.kv.list = ((selector, options) => {
