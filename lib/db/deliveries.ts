@@ -56,9 +56,13 @@ export async function getDeliveryEntryShared(kv: Deno.Kv, id: string): Promise<D
  * would otherwise hold the postback until that clock's time came: a sweep takes it, as an operator's resend does.
  */
 export function isDeliveryDue(d: Delivery | null, now: number): d is Delivery {
-  if (d === null || d.status !== "pending" || d.nextAttemptAt > now) return false;
+  return d !== null && d.status === "pending" && d.nextAttemptAt <= now && liveLeaseLeft(d, now) === 0;
+}
+
+/** How long a live attempt still holds the delivery's lease at `now`; 0 for none, expired or stale (see above). */
+function liveLeaseLeft(d: Delivery, now: number): number {
   const held = d.leaseUntil - now;
-  return held <= 0 || held > LONGEST_LIVE_LEASE_MS;
+  return held > 0 && held <= LONGEST_LIVE_LEASE_MS ? held : 0;
 }
 
 /**
@@ -174,10 +178,10 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
 
 /**
  * Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. With
- * `inFlightLeaseMs`, a delivery whose lease runs that long or less from now is left alone and answered with how long
+ * `refuseInFlight`, a pending delivery a live attempt holds (liveLeaseLeft) is left alone and answered with how long
  * it is held (`inFlightMs`): an attempt at it is under way (or its process died moments ago), and putting it back
- * would send it a second time beside that attempt. A lease further off than that is stale (a clock that jumped) and
- * is cleared like any other. With `onlyIf` (a replay of failed postbacks), one it refuses as the delivery stands
+ * would send it a second time beside that attempt. A stale lease (a clock that jumped) is cleared like any other.
+ * With `onlyIf` (a replay of failed postbacks), one it refuses as the delivery stands
  * now is left alone (null): a replay reads its postbacks long before it writes the last of them, and one resent
  * meanwhile was put back under way (its lease cleared, so sent a second time beside the resend) or delivered again.
  * `extraOps` adds what commits with it (a resend's timeline event).
@@ -188,7 +192,7 @@ export async function rescheduleDelivery(
   now: number,
   jobs: ScheduleOptions,
   opts: {
-    inFlightLeaseMs?: number;
+    refuseInFlight?: boolean;
     onlyIf?: (d: Delivery) => boolean;
     extraOps?: (op: Deno.AtomicOperation, d: Delivery) => void;
   } = {},
@@ -197,8 +201,8 @@ export async function rescheduleDelivery(
     const entry = await getDeliveryEntry(kv, id);
     const d = entry.value;
     if (!d || (opts.onlyIf && !opts.onlyIf(d))) return null;
-    const held = d.leaseUntil - now;
-    if (d.status === "pending" && held > 0 && held <= (opts.inFlightLeaseMs ?? 0)) return { inFlightMs: held };
+    const held = d.status === "pending" ? liveLeaseLeft(d, now) : 0;
+    if (opts.refuseInFlight && held > 0) return { inFlightMs: held };
     const next: Delivery = {
       ...d,
       status: "pending",
@@ -228,8 +232,7 @@ export function listDeliveryAttempts(kv: Deno.Kv, id: string): Promise<DeliveryA
 /**
  * Ids of a shop's deliveries needing attention (failing or failed) created at `since` or later, in id order after
  * `after` (a replay going on where its last request stopped), streamed from the whole index (whose values are the
- * creation times): the listing below reads at most 5,000 of them, the oldest, so a shop with more left its newer
- * failures out of a replay.
+ * creation times), however long the shop's backlog.
  */
 export async function* iterateAttentionDeliveryIds(
   kv: Deno.Kv,

@@ -4,7 +4,6 @@ import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
-import { LONGEST_LIVE_LEASE_MS } from "../relay/lease.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -56,7 +55,7 @@ export async function resendPostback(
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
   const rescheduled = await rescheduleDelivery(ctx.kv, chosen.id, now, { queue: false, now }, {
-    inFlightLeaseMs: LONGEST_LIVE_LEASE_MS,
+    refuseInFlight: true,
     // The payment's timeline says so, in the same commit (invoices have no payment timeline).
     extraOps: hasIdShape("payment", paymentId)
       ? (op, d) =>
@@ -89,7 +88,7 @@ export async function resendPostback(
  * failed, say, while its refund's got through), or the newest of all when every one was delivered (the shop lost
  * it and asks again).
  */
-export function postbackToResend(deliveries: Delivery[]): Delivery | undefined {
+function postbackToResend(deliveries: Delivery[]): Delivery | undefined {
   const newestFirst = deliveries.toSorted((a, b) => b.createdAt - a.createdAt);
   return newestFirst.find((d) => d.status !== "delivered") ?? newestFirst[0];
 }
