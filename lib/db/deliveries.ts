@@ -268,20 +268,19 @@ export async function listAttentionDeliveries(
   const lists = shopIds.map((shopId) =>
     kv.list<number>({ prefix: ["deliveries_attention", shopId] }, { reverse: true, limit: opts.limit, batchSize })
   );
-  const heads = await Promise.all(lists.map((l) => l.next()));
+  // Each listing's next entry (null once it has none), and ids taken newest first across them.
+  const next = async (i: number) => (await lists[i].next()).value ?? null;
+  const heads = await Promise.all(lists.map((_, i) => next(i)));
   const ids: string[] = [];
   while (ids.length < opts.limit) {
     let newest = -1;
-    for (let i = 0; i < heads.length; i++) {
-      const head = heads[i];
-      if (!head.done && (newest < 0 || head.value.value > (heads[newest].value as Deno.KvEntry<number>).value)) {
-        newest = i;
-      }
-    }
+    heads.forEach((h, i) => {
+      if (h && (newest < 0 || h.value > heads[newest]!.value)) newest = i;
+    });
     if (newest < 0) break;
-    const entry = heads[newest].value as Deno.KvEntry<number>;
-    ids.push(entry.key[entry.key.length - 1] as string);
-    heads[newest] = await lists[newest].next();
+    const key = heads[newest]!.key;
+    ids.push(key[key.length - 1] as string);
+    heads[newest] = await next(newest);
   }
   const entries = await getManyEntries<Delivery>(kv, ids.map(deliveryKey));
   return entries.flatMap((e) => (e.value ? [e.value] : [])).sort((a, b) => b.updatedAt - a.updatedAt);
