@@ -40,11 +40,23 @@ export class BigQuerySink implements AnalyticsSink {
     });
   }
 
+  /**
+   * `tabledata.insertAll` through the client's own authenticated request, with the body written once here.
+   * `Table.insert` deep-copies a request's plain objects (`extend(true, …)`) and walks every value to rewrite
+   * "{{projectId}}" in its strings, a change to text the shop sent us; a body given as text is sent as it is. Side
+   * by side in the export's bench, a tenth less CPU per row than `insert` with rows it could not walk into.
+   */
   async insert(table: TableId, rows: InsertRow[]): Promise<void> {
     if (!rows.length) return;
-    const body = rows.map((r) => new StreamedRow(r.insertId, r.json));
-    const insert = this.bq.dataset(this.cfg.dataset).table(table).insert(body, { raw: true, partialRetries: 0 });
-    await withTimeout(insert, this.cfg.timeoutMs);
+    const request = this.bq.dataset(this.cfg.dataset).table(table).request({
+      method: "POST",
+      uri: "/insertAll",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ rows }),
+    }) as Promise<[InsertAllResponse, unknown]>;
+    const [response] = await withTimeout(request, this.cfg.timeoutMs);
+    // Table.insert's own check: a rejected row fails the whole call, so the batch goes again under the same insertIds.
+    if (response?.insertErrors?.length) throw new PartialFailureError(response.insertErrors);
   }
 
   async setup(): Promise<string[]> {
@@ -87,18 +99,21 @@ export class BigQuerySink implements AnalyticsSink {
   }
 }
 
-/**
- * A row as handed to the client, deliberately not a plain object. On its way
- * out the client deep-copies the plain objects of a request body several
- * times (`extend(true, …)`) and rewrites every "{{projectId}}" in their
- * strings to our project id: half its CPU per batch, and a change to text the
- * shop sent us. It passes on objects that are not plain and have no
- * `hasOwnProperty` untouched, and JSON.stringify writes them like any other.
- */
-class StreamedRow {
-  constructor(readonly insertId: string, readonly json: InsertRow["json"]) {}
+/** What insertAll answers: the rows it refused, by their index in the request. */
+interface InsertAllResponse {
+  insertErrors?: { index: number; errors: { reason?: string; message?: string }[] }[];
 }
-Object.setPrototypeOf(StreamedRow.prototype, null);
+
+/** Rows BigQuery refused; named as the client names its own, which describeBigQueryError reads. */
+export class PartialFailureError extends Error {
+  override name = "PartialFailureError";
+  readonly errors: { errors: { reason?: string; message?: string }[] }[];
+
+  constructor(insertErrors: NonNullable<InsertAllResponse["insertErrors"]>) {
+    super(`BigQuery refused ${insertErrors.length} row(s)`);
+    this.errors = insertErrors.map((e) => ({ errors: e.errors }));
+  }
+}
 
 async function createOrExists(name: string, create: () => Promise<unknown>): Promise<string> {
   try {
