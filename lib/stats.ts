@@ -43,7 +43,7 @@ export function summarize(rows: StatRow[]): PeriodSummary {
   const failed = sum("failed");
   const expired = sum("expired");
   const cancelled = sum("cancelled");
-  // Every status the table counts on entry has left "pending"; a late success also counts its expiry.
+  // Every status the table counts on entry has left "pending"; a late success took its expiry (or cancel) back.
   const settled = COUNTED_STATUSES.reduce((n, status) => n + sum(status), 0);
   const volume: Record<string, number> = {};
   let payMs = 0;

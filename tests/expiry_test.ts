@@ -9,6 +9,9 @@ import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { getPayment } from "../lib/db/payments.ts";
+import { readStats, utcDay } from "../lib/db/stats.ts";
+import { summarize } from "../lib/stats.ts";
+import { recheckPaymentStatus } from "../lib/payments/webhook.ts";
 import { CHECK_BACKOFF_MS, nextCheckAt } from "../lib/payments/janitor.ts";
 import {
   buyerSettles,
@@ -398,6 +401,52 @@ Deno.test("[cancel] money after a cancel the provider could not honour succeeds 
       return postbacksOf(shop.received, p.id).find((b) => b.type === "payment.succeeded");
     });
     assert.equal(success.data.late, true);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[stats] a late success counts once, as a success: it leaves the expired or cancelled count of the day it gave up", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true } });
+  const shop = startShopReceiver();
+  const DAY = 86_400_000;
+  try {
+    const expiring = await createPayment(app, shop.url, { expiresIn: 60, amount: 1500 });
+    const cancelling = await createPayment(app, shop.url, { amount: 700 });
+    // Given up on: one cancelled by the shop at once, the other expired at a sweep two days later.
+    const created = utcDay(Date.now());
+    assert.equal((await cancel(app, cancelling.id)).status, 200);
+    shiftClock(app, 2 * DAY);
+    const expired = utcDay(app.server.ctx.now());
+    await app.server.runner.sweep();
+    assert.equal((await readPayment(app, expiring.id)).status, "expired");
+    const before = summarize(await readStats(app.kv, created, expired));
+    assert.deepEqual([before.expired, before.cancelled, before.succeeded], [1, 1, 0]);
+
+    // The money comes the day after; an operator's re-check finds it (the sandbox's webhooks carry its own clock's
+    // time, which ours, days ahead, refuses as stale).
+    shiftClock(app, 3 * DAY);
+    const paid = utcDay(app.server.ctx.now());
+    for (const p of [expiring, cancelling]) {
+      assert.equal(await payAtSandbox(app, p.ref), 200);
+      assert.equal(await recheckPaymentStatus(app.server.ctx, p.id, { actor: "test" }), "applied");
+      assert.equal((await readPayment(app, p.id)).status, "succeeded");
+    }
+
+    const rows = await readStats(app.kv, created, paid);
+    const all = summarize(rows);
+    assert.deepEqual(
+      [all.created, all.succeeded, all.expired, all.cancelled, all.successRate, all.open],
+      [2, 2, 0, 0, 1, 0],
+    );
+    assert.deepEqual(all.volume, { EUR: 2200 });
+    const onDay = (day: string) => summarize(rows.filter((r) => r.day === day));
+    assert.deepEqual([onDay(created).cancelled, onDay(created).created], [0, 2]);
+    assert.deepEqual([onDay(expired).expired, onDay(expired).succeeded], [0, 0]);
+    assert.deepEqual([onDay(paid).succeeded, onDay(paid).volume], [2, { EUR: 2200 }]);
+    // No counter went below zero on its way (KV sums wrap at 2^64: a bad withdrawal would read as a huge number).
+    for (const r of rows) assert.ok(r.count >= 0 && r.amount >= 0, JSON.stringify(r));
   } finally {
     await shop.close();
     await app.close();

@@ -138,8 +138,8 @@ export interface PaymentMove {
   events: PaymentEvent[];
   /** Events the timeline shows from another record (see addDerivedEventOps): activity entries only. */
   derivedEvents?: PaymentEvent[];
-  /** The counters the move adds (the status table says which moves count). */
-  stats?: StatEvent;
+  /** The counters the move changes (the status table says which moves count). */
+  stats?: StatEvent[];
   /** A postback to schedule in the same atomic operation as the change that causes it. */
   delivery?: Delivery;
   /** Marks a provider webhook as handled, so a duplicate is ignored. */
@@ -180,7 +180,7 @@ function addMoveOps(op: Deno.AtomicOperation, { entry, next, move }: Move) {
   addRecordDrivenOps(op, entry.value, next);
   for (const event of move.events) addEventOps(op, next.id, next.shopId, event);
   for (const event of move.derivedEvents ?? []) addDerivedEventOps(op, next.id, next.shopId, event);
-  if (move.stats) addStatsOps(op, move.stats);
+  for (const stat of move.stats ?? []) addStatsOps(op, stat);
   if (move.delivery) addDeliveryOps(op, move.delivery, move.jobs);
   if (move.audit) addAuditOps(op, move.audit);
   move.extraOps?.(op);

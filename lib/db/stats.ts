@@ -34,15 +34,24 @@ export interface StatEvent {
   amount: number;
   /** For successes: milliseconds from creation to payment. */
   payMs?: number;
+  /**
+   * Takes back what an earlier event of this status on the day of `at` added (a payment that expired, then
+   * succeeded late, is no longer an expired one).
+   */
+  withdrawn?: boolean;
 }
 
 export function addStatsOps(op: Deno.AtomicOperation, e: StatEvent) {
   const day = utcDay(e.at);
-  op.sum(statKey("count", day, e.shopId, e.currency, e.status), 1n);
+  // KV's sums are unsigned and wrap at 2^64, so adding 2^64 - n takes n away; readStats reads counters as signed.
+  const signed = (n: bigint) => BigInt.asUintN(64, e.withdrawn ? -n : n);
+  op.sum(statKey("count", day, e.shopId, e.currency, e.status), signed(1n));
   // Amounts count for settled payments only (volume); a created payment's amount is not money yet.
-  if (e.status !== "created") op.sum(statKey("amount", day, e.shopId, e.currency, e.status), BigInt(e.amount));
+  if (e.status !== "created") {
+    op.sum(statKey("amount", day, e.shopId, e.currency, e.status), signed(BigInt(e.amount)));
+  }
   if (e.payMs !== undefined) {
-    op.sum(statKey("pay_ms", day, e.shopId, e.currency, e.status), BigInt(Math.max(0, e.payMs)));
+    op.sum(statKey("pay_ms", day, e.shopId, e.currency, e.status), signed(BigInt(Math.max(0, e.payMs))));
   }
 }
 
@@ -77,7 +86,7 @@ export async function readStats(kv: Deno.Kv, fromDay: string, toDay: string, sho
       if (shopId && shop !== shopId) continue;
       const id = `${day}|${shop}|${currency}|${status}`;
       const row = rows.get(id) ?? { day, shopId: shop, currency, status, count: 0, amount: 0, payMs: 0 };
-      const n = Number(value.value);
+      const n = Number(BigInt.asIntN(64, value.value));
       if (measure === "count") row.count = n;
       else if (measure === "amount") row.amount = n;
       else row.payMs = n;

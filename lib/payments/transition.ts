@@ -78,7 +78,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
         ...(p.status === req.to ? [] : [statusChanged(p.status, req.to, now)]),
       ],
       derivedEvents: req.becauseIsDerived ? [req.because] : undefined,
-      stats: statsFor(next, now),
+      stats: statsFor(p, next, now),
       delivery: delivery ?? undefined,
       webhookEventId: req.webhookEventId,
       audit: req.audit && statusMoveAudit(req.audit, { at: now, target: p.id, from: p.status, to: req.to }),
@@ -98,10 +98,23 @@ function statusChanged(from: PaymentStatus, to: PaymentStatus, at: number): Paym
   return { type: "status_changed", at, data: { from, to } };
 }
 
-/** The counters entering this status adds, when the status table counts it. */
-function statsFor(p: Payment, at: number): StatEvent | undefined {
-  if (!isCounted(p.status)) return undefined;
-  return { ...p, at, status: p.status, payMs: p.status === "succeeded" ? at - p.createdAt : undefined };
+/**
+ * The counters a move changes: entering a status the table counts adds to it; a late success also takes the payment
+ * out of the status it gave up in (expired or cancelled), on the day that was counted, so it counts once, as what it
+ * became.
+ */
+function statsFor(before: Payment, next: Payment, at: number): StatEvent[] {
+  if (!isCounted(next.status)) return [];
+  const entered: StatEvent = {
+    ...next,
+    at,
+    status: next.status,
+    payMs: next.status === "succeeded" ? at - next.createdAt : undefined,
+  };
+  if (!isLateSuccess(before.status, next.status) || !isCounted(before.status) || before.finalizedAt === null) {
+    return [entered];
+  }
+  return [{ ...before, at: before.finalizedAt, status: before.status, withdrawn: true }, entered];
 }
 
 /** The postback entering this status sends, when the shop asked for postbacks (it gave its own id). */
