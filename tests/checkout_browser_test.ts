@@ -11,7 +11,7 @@ import {
   type TestApp,
   type TestAppOptions,
 } from "../fixtures/app.ts";
-import { setEmbedOrigins } from "../lib/shops.ts";
+import { createShopKey, setEmbedOrigins } from "../lib/shops.ts";
 import { verifyWebhook } from "../lib/relay/signing.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -327,6 +327,54 @@ Deno.test({
       assert.equal(await page.locator("td.ok").first().textContent(), "verified");
     } finally {
       await browser.close();
+      await app.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "[browser] a shop's page on another site reads the checkout's config and mounts a session with its publishable key",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp();
+    const { apiKey: pk } = await createShopKey(app.kv, app.shop.id, { now: Date.now(), kind: "publishable" });
+    const created = await fetch(`${app.baseUrl}/api/v1/checkout/sessions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ amount: 1250, currency: "EUR", customerEmail: "buyer@example.com" }),
+    }).then((r) => r.json());
+    const { server, port } = serveOnLoopback(() =>
+      new Response("<!doctype html><title>Shop</title><h1>Shop</h1>", { headers: { "content-type": "text/html" } })
+    );
+    const browser = await launch();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${port}/`);
+      const got = await page.evaluate(async ({ api, pk, clientSecret }) => {
+        const call = (method: string, path: string, body?: unknown) =>
+          fetch(api + path, {
+            method,
+            headers: { authorization: `Bearer ${pk}`, ...(body ? { "content-type": "application/json" } : {}) },
+            body: body ? JSON.stringify(body) : undefined,
+          }).then(async (r) => ({ status: r.status, body: await r.json() }), (e) => ({ status: 0, body: String(e) }));
+        return {
+          config: await call("GET", "/checkout/config"),
+          mount: await call("POST", "/checkout/sessions/mount", { clientSecret }),
+          // Not a browser route: the browser itself refuses to let the page see the answer.
+          sessions: await call("POST", "/checkout/sessions", { amount: 100, currency: "EUR" }),
+        };
+      }, { api: `${app.baseUrl}/api/v1`, pk, clientSecret: created.clientSecret });
+      assert.equal(got.config.status, 200, JSON.stringify(got.config));
+      assert.equal(got.config.body.publishableKey, pk);
+      assert.equal(got.mount.status, 200, JSON.stringify(got.mount));
+      assert.equal(got.mount.body.session.amount, 1250);
+      assert.equal(got.sessions.status, 0, JSON.stringify(got.sessions));
+    } finally {
+      await browser.close();
+      await server.shutdown();
       await app.close();
     }
   },

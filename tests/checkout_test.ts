@@ -86,6 +86,57 @@ Deno.test("[checkout] a publishable key reads the config and mounts a session; e
   }
 });
 
+Deno.test("[checkout] the browser routes answer other origins (CORS, preflights before any key); no other route does", async () => {
+  const app = await startTestApp();
+  try {
+    const preflight = async (method: string, path: string) => {
+      const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://www.shop.example",
+          "access-control-request-method": method,
+          "access-control-request-headers": "authorization, content-type",
+        },
+      });
+      await res.body?.cancel();
+      return res;
+    };
+    for (const route of PUBLISHABLE_KEY_ROUTES) {
+      const [method, path] = route.split(" ");
+      const res = await preflight(method, path);
+      assert.equal(res.status, 204, route);
+      assert.equal(res.headers.get("access-control-allow-origin"), "*", route);
+      assert.equal(res.headers.get("access-control-allow-methods"), method, route);
+      assert.match(res.headers.get("access-control-allow-headers")!, /authorization/, route);
+    }
+    // Every other route, as the router lists it, stays closed to other origins.
+    const routes = apiV1Routes(app.server.ctx).routes
+      .filter((r) => r.method !== "ALL")
+      .map((r) => ({ method: r.method, path: r.path.replace(/:[a-z]+/gi, "pay_AAAAAAAAAAAAAAAAAAAAAA") }));
+    for (const { method, path } of routes) {
+      if (PUBLISHABLE_KEY_ROUTES.has(`${method} ${path}`)) continue;
+      const res = await preflight(method, path);
+      assert.notEqual(res.status, 204, `${method} ${path}`);
+      assert.equal(res.headers.get("access-control-allow-origin"), null, `${method} ${path}`);
+      const call = await api(app, method, path, app.shop.apiKey, method === "GET" ? undefined : {});
+      assert.equal(call.headers.get("access-control-allow-origin"), null, `${method} ${path}`);
+    }
+
+    // The answers themselves, refusals included, are readable by the page.
+    const { apiKey: pk } = await createShopKey(app.kv, app.shop.id, { now: Date.now(), kind: "publishable" });
+    const config = await api(app, "GET", "/checkout/config", pk, undefined, { origin: "https://www.shop.example" });
+    assert.equal(config.status, 200);
+    assert.equal(config.headers.get("access-control-allow-origin"), "*");
+    const refused = await api(app, "GET", "/checkout/config", "apay_pk_wrong", undefined, {
+      origin: "https://x.example",
+    });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.headers.get("access-control-allow-origin"), "*");
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[checkout] sessions: created with a payment, line items add up, bad input changes nothing, idempotent", async (t) => {
   const app = await startTestApp();
   const receiver = startShopReceiver();

@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import type { AppContext } from "../../../lib/context.ts";
 import type { Shop } from "../../../lib/db/shops.ts";
 import type { ApiKeyKind } from "../../../lib/db/shops.ts";
@@ -23,6 +23,30 @@ export const PUBLISHABLE_KEY_ROUTES: ReadonlySet<string> = new Set([
   "GET /checkout/config",
   "POST /checkout/sessions/mount",
 ]);
+
+/**
+ * Pages on the shop's sites call PUBLISHABLE_KEY_ROUTES from the browser, so those answer cross-origin requests
+ * (CORS), and their preflights before any key is asked for: a preflight carries no Authorization header. Any
+ * origin may: the key goes in a header, never a cookie, so a page can only use a key it already holds. Every other
+ * route stays closed to other origins (its preflight is refused as before).
+ */
+export function browserRoutesCors(): MiddlewareHandler {
+  return async (c, next) => {
+    const path = c.req.path.replace(/^\/api\/v1/, "");
+    if (c.req.method === "OPTIONS") {
+      const asked = c.req.header("access-control-request-method")?.toUpperCase();
+      if (!asked || !PUBLISHABLE_KEY_ROUTES.has(`${asked} ${path}`)) return await next();
+      return c.body(null, 204, {
+        "access-control-allow-origin": "*",
+        "access-control-allow-methods": asked,
+        "access-control-allow-headers": "authorization, content-type",
+        "access-control-max-age": "600",
+      });
+    }
+    if (PUBLISHABLE_KEY_ROUTES.has(`${c.req.method} ${path}`)) c.header("access-control-allow-origin", "*");
+    await next();
+  };
+}
 
 /** Refuses a publishable key everywhere but PUBLISHABLE_KEY_ROUTES. */
 export function checkKeyScope(kind: ApiKeyKind, method: string, path: string) {
