@@ -308,6 +308,11 @@ export async function setShopRateLimit(
   );
 }
 
+/** The entries of a form field that lists hosts or sites, separated by spaces, commas or new lines. */
+export function listFromField(text = ""): string[] {
+  return text.split(/[\s,]+/).map((h) => h.trim()).filter(Boolean);
+}
+
 /** How many sites one shop may let frame its buyer pages. */
 export const MAX_EMBED_ORIGINS = 20;
 

@@ -252,10 +252,17 @@ Deno.test({
           await staff.goto(base + link.pathname + link.search);
           await staff.getByRole("button", { name: "Continue" }).click();
           await staff.waitForURL(`${base}/portal`);
-          for (const path of ["/portal", "/portal/payments", `/portal/payments/${ids[0]}`, "/portal/deliveries"]) {
+          const paths = ["/portal", "/portal/payments", `/portal/payments/${ids[0]}`, "/portal/deliveries"];
+          for (const path of [...paths, "/portal/settings"]) {
             await staff.goto(base + path);
             assert.equal(await widerThanViewport(staff), null, path);
           }
+          // The embedding sites, typed and sent from the keyboard.
+          await staff.getByLabel("Sites (origins)").fill("https://shop.example");
+          await staff.getByLabel("Sites (origins)").press("Enter");
+          await staff.waitForURL(/done=embed-saved/);
+          await staff.getByText("Embedding sites saved.").waitFor();
+          await staff.goto(`${base}/portal/payments`);
           await shot(staff, "phone-portal-payments");
         } finally {
           await staff.close();

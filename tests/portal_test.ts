@@ -4,6 +4,8 @@ import { createPortalLink } from "../lib/auth/portal.ts";
 import { readStats } from "../lib/db/stats.ts";
 import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
 import { createShop } from "../lib/shops.ts";
+import { getShop } from "../lib/db/shops.ts";
+import { searchAudit } from "../lib/db/audit.ts";
 import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 
 /** Cookie-keeping fetch with the CSRF token of the last page, as a browser would send it. */
@@ -129,6 +131,62 @@ Deno.test("[portal] shop staff resend a failed postback from their postbacks lis
   } finally {
     await app.close();
     await receiver.close();
+  }
+});
+
+Deno.test("[portal] shop staff set their own embedding sites; a removal asks first; bad input changes nothing", async () => {
+  const app = await startTestApp();
+  try {
+    const { b } = await signInPortal(app, app.shop.id);
+    const page = await b.request("/portal/settings");
+    assert.equal(page.status, 200);
+    assert.match(page.text, /Embedding/);
+    assert.match(page.text, /Allowed hosts/);
+    const sites = async (shopId = app.shop.id) => (await getShop(app.kv, shopId))!.embedOrigins ?? [];
+
+    const saved = await b.post("/portal/settings/embed", {
+      embedOrigins: "https://shop.example, https://www.shop.example:8443",
+    });
+    assert.equal(saved.status, 303);
+    assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
+    assert.match((await b.request(saved.location!)).text, /Embedding sites saved\./);
+
+    // Not an origin: the page again, with the reason and what was typed; nothing changed.
+    const bad = await b.post("/portal/settings/embed", { embedOrigins: "https://shop.example/checkout" });
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /not an origin|only an origin|origin/i);
+    assert.match(bad.text, /https:\/\/shop\.example\/checkout/);
+    assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
+
+    // Taking a site away asks first, naming it; only the confirmed form saves.
+    await b.request("/portal/settings");
+    const ask = await b.post("/portal/settings/embed", { embedOrigins: "https://shop.example" });
+    assert.equal(ask.status, 200);
+    assert.match(ask.text, /Stop https:\/\/www\.shop\.example:8443 from showing your checkout/);
+    assert.match(ask.text, /name="confirm" value="yes"/);
+    assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
+    const confirmed = await b.post("/portal/settings/embed", { embedOrigins: "https://shop.example", confirm: "yes" });
+    assert.equal(confirmed.status, 303);
+    assert.deepEqual(await sites(), ["https://shop.example"]);
+
+    // Another shop's staff change only their own shop; a link's ?done= shows only the page's own messages.
+    const other = await createShop(app.kv, { name: "Other" }, { allowLocalUrls: true, now: Date.now() });
+    const { b: stranger } = await signInPortal(app, other.shop.id);
+    await stranger.request("/portal/settings");
+    assert.equal(
+      (await stranger.post("/portal/settings/embed", { embedOrigins: "https://other.example" })).status,
+      303,
+    );
+    assert.deepEqual(await sites(other.shop.id), ["https://other.example"]);
+    assert.deepEqual(await sites(), ["https://shop.example"]);
+    assert.doesNotMatch((await b.request("/portal/settings?done=Your+account+is+locked")).text, /locked/);
+
+    // Recorded as the shop's own change.
+    const entries = await searchAudit(app.kv, { limit: 50 });
+    const change = entries.find((e) => e.action === "shop.embed_origins" && e.target === app.shop.id);
+    assert.equal(change?.actor, `portal:${app.shop.id}`);
+  } finally {
+    await app.close();
   }
 });
 

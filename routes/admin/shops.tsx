@@ -6,6 +6,7 @@ import { NotFoundError, ValidationError } from "../../lib/errors.ts";
 import {
   createShop,
   createShopKey,
+  listFromField,
   revokeShopKey,
   rotateShopSecret,
   setEmbedOrigins,
@@ -17,6 +18,7 @@ import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
 import { SigningCard } from "../../components/signing.tsx";
+import { EmbeddingCard } from "../../components/embedding.tsx";
 import { type ConsoleEnv, redirectWithReveal, takeReveal } from "./_session.ts";
 import { createPortalLink } from "../../lib/auth/portal.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
@@ -33,7 +35,6 @@ export function shopRoutes(ctx: AppContext) {
     now: ctx.now(),
     resolve: ctx.resolve,
   });
-  const hostsOf = (text = "") => text.split(/[\s,]+/).map((h) => h.trim()).filter(Boolean);
 
   app.get("/", async (c) => {
     const shops = await listShops(ctx.kv);
@@ -50,7 +51,7 @@ export function shopRoutes(ctx: AppContext) {
     try {
       const { shop, apiKey } = await createShop(ctx.kv, {
         name: f.name ?? "",
-        allowedHosts: hostsOf(f.allowedHosts),
+        allowedHosts: listFromField(f.allowedHosts),
         defaultPostbackUrl: f.defaultPostbackUrl || null,
       }, opts(c.var.operator.email));
       return c.html(
@@ -143,7 +144,7 @@ export function shopRoutes(ctx: AppContext) {
     try {
       await updateShopSettings(ctx.kv, c.req.param("id"), {
         name: f.name ?? "",
-        allowedHosts: hostsOf(f.allowedHosts),
+        allowedHosts: listFromField(f.allowedHosts),
         defaultPostbackUrl: f.defaultPostbackUrl || null,
       }, opts(c.var.operator.email));
       return detail(c, { flash: "Saved." });
@@ -171,7 +172,7 @@ export function shopRoutes(ctx: AppContext) {
   });
 
   app.post(`${SHOP}/embed` as const, async (c) => {
-    const origins = hostsOf(c.var.form.embedOrigins);
+    const origins = listFromField(c.var.form.embedOrigins);
     try {
       await setEmbedOrigins(ctx.kv, c.req.param("id"), origins, {
         actor: c.var.operator.email,
@@ -402,24 +403,12 @@ function ShopDetail(props: {
           <button type="submit">Save rate limit</button>
         </form>
       </section>
-      <section class="card">
-        <h2>Embedding</h2>
-        <p class="muted">
-          Sites whose pages may show this shop's checkout and forms in a frame. Every other site, and every other page
-          of ours, is refused.
-        </p>
-        <form method="post" action={`/admin/shops/${shop.id}/embed`} class="stack narrow">
-          <CsrfField token={csrf} />
-          <Field
-            label="Sites (origins)"
-            name="embedOrigins"
-            value={v?.embedOrigins ?? (shop.embedOrigins ?? []).join(" ")}
-            hint="Space or comma separated, such as https://shop.example. Empty: no site may."
-            error={e.embedOrigins}
-          />
-          <button type="submit">Save embedding sites</button>
-        </form>
-      </section>
+      <EmbeddingCard
+        action={`/admin/shops/${shop.id}/embed`}
+        csrf={csrf}
+        value={v?.embedOrigins ?? (shop.embedOrigins ?? []).join(" ")}
+        error={e.embedOrigins}
+      />
       <section class="card">
         <h2>API keys</h2>
         <div class="table-wrap">

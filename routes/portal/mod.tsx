@@ -5,7 +5,8 @@ import { authenticatePortal, peekPortalLink, signInWithLink, signOutPortal } fro
 import { SESSION_TTL_MS } from "../../lib/auth/operators.ts";
 import type { PortalSession } from "../../lib/db/portal.ts";
 import { getShop } from "../../lib/db/shops.ts";
-import { NotFoundError } from "../../lib/errors.ts";
+import { NotFoundError, ValidationError } from "../../lib/errors.ts";
+import { listFromField, parseEmbedOrigins, setEmbedOrigins } from "../../lib/shops.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { getShopPayment } from "../../lib/payments/query.ts";
 import {
@@ -18,7 +19,8 @@ import {
 } from "../../lib/console.ts";
 import { InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
 import { Page, renderPage } from "../../components/html.tsx";
-import { AdminLayout, CsrfField, Flash } from "../../components/admin_layout.tsx";
+import { AdminLayout, ConfirmStep, CsrfField, Flash } from "../../components/admin_layout.tsx";
+import { EmbeddingCard } from "../../components/embedding.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
 import { SigningCard } from "../../components/signing.tsx";
 import { PaymentDetail, PaymentsList } from "../../components/payments.tsx";
@@ -39,6 +41,7 @@ const NAV = [
   ["/portal/forms", "Forms"],
   ["/portal/invoices", "Invoices"],
   ["/portal/deliveries", "Postbacks"],
+  ["/portal/settings", "Settings"],
 ] as const;
 
 type PortalEnv = { Variables: CsrfEnv["Variables"] & { portal: PortalSession; shopName: string } };
@@ -214,8 +217,94 @@ export function portalRoutes(ctx: AppContext) {
       return c.redirect(`/portal/deliveries?done=resent-${d.status}`, 303);
     }, (note) => deliveriesPage(c, note));
   });
+  /**
+   * The shop's setup: the sites that may frame its checkout and forms, which its staff set themselves, and what only
+   * an operator changes (allowed hosts, default postback URL), shown so they know where they stand.
+   */
+  const settingsPage = async (
+    c: Context<PortalEnv>,
+    opts: { done?: string; embed?: { value: string; error?: string }; status?: 200 | 400 } = {},
+  ) => {
+    const shop = await getShop(ctx.kv, c.var.portal.shopId);
+    if (!shop) throw new NotFoundError();
+    const hosts = shop.allowedHosts ?? [];
+    return c.html(
+      layout(
+        c,
+        "Settings",
+        <>
+          {opts.done && <Flash kind="ok">{opts.done}</Flash>}
+          <EmbeddingCard
+            action="/portal/settings/embed"
+            csrf={c.var.csrf}
+            value={opts.embed?.value ?? (shop.embedOrigins ?? []).join(" ")}
+            error={opts.embed?.error}
+          />
+          <section class="card">
+            <h2>Set by us</h2>
+            <p class="muted">To change these, ask your AimbrellaPay contact.</p>
+            <dl class="fields">
+              <dt>Allowed hosts</dt>
+              <dd>
+                {hosts.length ? hosts.join(", ") : "Any host: ask us to list your own, so no other site can be named."}
+              </dd>
+              <dt>Default postback URL</dt>
+              <dd>{shop.defaultPostbackUrl ?? "None"}</dd>
+            </dl>
+          </section>
+        </>,
+      ),
+      opts.status ?? 200,
+    );
+  };
+
+  app.get("/settings", (c) => settingsPage(c, { done: SETTINGS_DONE[c.req.query("done") ?? ""] }));
+
+  app.post("/settings/embed", async (c) => {
+    const shopId = c.var.portal.shopId;
+    const shop = await getShop(ctx.kv, shopId);
+    if (!shop) throw new NotFoundError();
+    const value = c.var.form.embedOrigins ?? "";
+    let origins: string[];
+    try {
+      origins = parseEmbedOrigins(listFromField(value), ctx.config.allowLocalUrls);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return settingsPage(c, { embed: { value, error: err.fields?.embedOrigins }, status: 400 });
+    }
+    // Taking a site away stops the checkout on its pages: asked first (the same form again, confirmed).
+    const removed = (shop.embedOrigins ?? []).filter((o) => !origins.includes(o));
+    if (removed.length && c.var.form.confirm !== "yes") {
+      return c.html(layout(
+        c,
+        "Please confirm",
+        <ConfirmStep
+          question={`Stop ${removed.join(", ")} from showing your checkout and forms? Buyers on those pages can no ` +
+            "longer pay there."}
+          button="Save embedding sites"
+          action="/portal/settings/embed"
+          fields={{ embedOrigins: value }}
+          csrf={c.var.csrf}
+          cancel="/portal/settings"
+        />,
+      ));
+    }
+    await setEmbedOrigins(ctx.kv, shopId, origins, {
+      actor: `portal:${shopId}`,
+      now: ctx.now(),
+      allowLocalUrls: ctx.config.allowLocalUrls,
+    });
+    return c.redirect(`/portal/settings?done=${origins.length ? "embed-saved" : "embed-none"}`, 303);
+  });
+
   return app;
 }
+
+/** The settings page's own messages, by the code its POST redirects with; any other code shows nothing. */
+const SETTINGS_DONE: Record<string, string> = {
+  "embed-saved": "Embedding sites saved.",
+  "embed-none": "No site may frame your checkout and forms now.",
+};
 
 function requirePortal(ctx: AppContext): MiddlewareHandler<PortalEnv> {
   return async (c, next) => {
