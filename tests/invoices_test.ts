@@ -514,3 +514,31 @@ Deno.test("[invoices] an address whose invoice lookups keep missing is refused f
     await app.close();
   }
 });
+
+Deno.test("[invoices] dozens of dust deposits confirming at once neither freeze the invoice nor hide the real payment", async () => {
+  const app = await startTestApp({ env: { LOG_LEVEL: "error" } });
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "1" });
+    // Anyone can send to the address the checkout page shows: 120 deposits of a millionth each, confirmed at once.
+    for (let i = 0; i < 120; i++) await chain.deposit(created.address, "1");
+    await chain.mine(20, "tron");
+    const dusted = await waitFor("the dust confirmed", async () => {
+      const inv = await readInvoice(app, created.id);
+      return inv.deposits.length > 0 && inv.deposits.every((d: { confirmations: number }) => d.confirmations >= 19)
+        ? inv
+        : undefined;
+    });
+    // Listed up to the dust line; the rest of the list is kept for deposits worth hearing of.
+    assert.equal(dusted.deposits.length, 80);
+    assert.equal(dusted.status, "partially_paid");
+    await chain.deposit(created.address, "1000000"); // the buyer's 1 USDT
+    await chain.mine(20, "tron");
+    const paid = await waitStatus(app, created.id, "payment_accepted");
+    assert.equal(paid.deposits.length, 81);
+    assert.equal(paid.paidAmount, "1.00008");
+    assert.equal((await cancelInvoiceCall(app, created.id)).status, 409);
+  } finally {
+    await app.close();
+  }
+});

@@ -23,7 +23,7 @@ export type ActivityRef =
   | { kind: "attempt"; paymentId: string; shopId: string; deliveryId: string; attempt: number }
   // A provider call of the operation log; the entry rides along (it is small and never changes).
   | { kind: "operation"; paymentId: string; shopId: string; operation: OperationEntry }
-  // An invoice event with the invoice as it stands after it (both small): the export's invoice and deposit rows.
+  // An invoice write (its last event) with the invoice as it stands after it: the export's invoice and deposit rows.
   | { kind: "invoice"; invoiceId: string; shopId: string; event: InvoiceEvent; invoice: Invoice };
 
 const activityKey = (seq: string) => ["activity", seq] as const;

@@ -177,7 +177,14 @@ export async function commitInvoiceWrite(
         .set(freeKey(next.shopId, next.network, next.address), free);
     }
   }
-  for (const e of w.events) addEventOps(op, next, e);
+  for (const e of w.events) op.set(eventKey(next.id, sortableId(e.at)), e);
+  // One activity entry per write, however many events: the invoice as it stands after them, which is what the
+  // export's rows are made of. One per event carried a copy of the invoice each, and dozens of deposits confirming
+  // at once (dust anyone can send to the address) made a write larger than KV takes: the invoice froze.
+  const last = w.events.at(-1);
+  if (last) {
+    addActivityOps(op, { kind: "invoice", invoiceId: next.id, shopId: next.shopId, event: last, invoice: next });
+  }
   if (w.stat) addInvoiceStatsOps(op, { at: next.updatedAt, shopId: next.shopId, coin: next.coin, stat: w.stat });
   if (w.delivery) addDeliveryOps(op, w.delivery, w.jobs);
   if (w.audit) addAuditOps(op, w.audit);
@@ -188,12 +195,6 @@ export async function commitInvoiceWrite(
 /** An invoice's pool address record with its version (the entry a release checks). */
 export function getPoolAddressEntry(kv: Deno.Kv, inv: Pick<Invoice, "shopId" | "network" | "address">) {
   return kv.get<PoolAddress>(addressKey(inv.shopId, inv.network, inv.address));
-}
-
-function addEventOps(op: Deno.AtomicOperation, inv: Invoice, event: InvoiceEvent) {
-  op.set(eventKey(inv.id, sortableId(event.at)), event);
-  // The invoice as it stands after the event rides along: the BigQuery export writes its rows from it.
-  addActivityOps(op, { kind: "invoice", invoiceId: inv.id, shopId: inv.shopId, event, invoice: inv });
 }
 
 /** The first entry of every invoice's timeline, made from the record (not stored apart). */

@@ -14,6 +14,12 @@ import type { Invoice, InvoiceDeposit, InvoiceEvent, PoolAddress } from "./types
 
 /** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
+/**
+ * Past this many, a deposit of less than a hundredth of the invoice's amount (dust: anyone can send it to the address
+ * the checkout page shows) is logged and not listed, so dust cannot fill the list before the buyer's payment: what
+ * is left of it takes only deposits the shop would want to hear of.
+ */
+export const DUST_LISTED_UP_TO = 80;
 
 /**
  * Which of the chain's deposits at an address are this invoice's: those the
@@ -70,11 +76,17 @@ export function decideFromChain(
     return { ...d, confirmations: seen.confirmations };
   });
   const known = new Set(inv.deposits.map((d) => d.txid));
+  const dust = BigInt(inv.amount) / 100n;
+  let dustLeft = 0;
   for (const d of state.deposits) {
     if (known.has(d.txid) || d.seenAt < window.from || (window.until !== null && d.seenAt >= window.until)) continue;
     if (deposits.length >= MAX_DEPOSITS_PER_INVOICE) {
       log.warn("invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
+    }
+    if (deposits.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
+      dustLeft++;
+      continue;
     }
     const deposit: InvoiceDeposit = { ...d, late: !open };
     deposits.push(deposit);
@@ -84,6 +96,7 @@ export function decideFromChain(
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
   }
+  if (dustLeft) log.warn("dust deposits not listed on a full invoice", { invoiceId: inv.id, deposits: dustLeft });
   const changed = events.length > 0 || deposits.some((d, i) => d !== inv.deposits[i]);
   const pollDue = open && inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
