@@ -542,3 +542,32 @@ Deno.test("[invoices] dozens of dust deposits confirming at once neither freeze 
     await app.close();
   }
 });
+
+Deno.test("[invoices] money seen after expiresAt is late, even before the sweep has expired the invoice", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    // Made two minutes ago (our clock) with a minute to live: expired a minute ago, and no sweep has run since.
+    shiftClock(app, -120_000);
+    const idle = await createTestInvoice(app, { expiresIn: 60, postbackUrl: shop.url });
+    shiftClock(app, 0);
+    assert.equal((await readInvoice(app, idle.id)).status, "waiting_for_deposit");
+
+    await chain.deposit(idle.address, "12500000");
+    await chain.mine(20, "tron");
+    const late = await waitFor("the late deposit", async () => {
+      const inv = await readInvoice(app, idle.id);
+      return inv.deposits.length ? inv : undefined;
+    });
+    assert.equal(late.status, "expired");
+    assert.equal(late.deposits[0].late, true);
+    assert.equal(late.lateAmount, "12.5");
+    assert.equal(late.paidAmount, "0");
+    await waitFor("the expired postback", () => postbacksOf(app, shop.received, idle.id)[0]);
+    assert.deepEqual(postbacksOf(app, shop.received, idle.id).map((b) => b.type), ["invoice.expired"]);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

@@ -76,10 +76,14 @@ export function decideFromChain(
     return { ...d, confirmations: seen.confirmations };
   });
   const known = new Set(inv.deposits.map((d) => d.txid));
+  const fresh = state.deposits.filter((d) =>
+    !known.has(d.txid) && d.seenAt >= window.from && (window.until === null || d.seenAt < window.until)
+  );
+  // Nothing arrived by expiresAt: the invoice expired then, whenever the sweep comes by, so money seen since is late.
+  const expiredUnpaid = inv.status === "waiting_for_deposit" && !fresh.some((d) => d.seenAt < inv.expiresAt);
   const dust = BigInt(inv.amount) / 100n;
   let dustLeft = 0;
-  for (const d of state.deposits) {
-    if (known.has(d.txid) || d.seenAt < window.from || (window.until !== null && d.seenAt >= window.until)) continue;
+  for (const d of fresh) {
     if (deposits.length >= MAX_DEPOSITS_PER_INVOICE) {
       log.warn("invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
@@ -88,10 +92,11 @@ export function decideFromChain(
       dustLeft++;
       continue;
     }
-    const deposit: InvoiceDeposit = { ...d, late: !open };
+    const late = !open || (expiredUnpaid && d.seenAt >= inv.expiresAt);
+    const deposit: InvoiceDeposit = { ...d, late };
     deposits.push(deposit);
     events.push({
-      type: open ? "deposit_seen" : "late_deposit",
+      type: late ? "late_deposit" : "deposit_seen",
       at: now,
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
