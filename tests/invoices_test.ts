@@ -571,3 +571,34 @@ Deno.test("[invoices] money seen after expiresAt is late, even before the sweep 
     await app.close();
   }
 });
+
+Deno.test("[invoices] an invoice whose full payment is still confirming cannot be cancelled; a partial one can", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const full = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    await chain.deposit(full.address, "3000000");
+    await waitStatus(app, full.id, "payment_confirmation");
+    const refused = await cancelInvoiceCall(app, full.id);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, "invoice_not_cancellable");
+    assert.match(refused.body.error.message, /waiting for their confirmations/);
+    await chain.mine(20, "tron");
+    await waitStatus(app, full.id, "payment_accepted");
+    assert.match((await cancelInvoiceCall(app, full.id)).body.error.message, /^A payment_accepted invoice/);
+
+    const partial = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    await chain.deposit(partial.address, "1000000");
+    await waitStatus(app, partial.id, "payment_confirmation");
+    const cancelled = await cancelInvoiceCall(app, partial.id);
+    assert.equal(cancelled.status, 200);
+    assert.equal(cancelled.body.invoice.status, "cancelled");
+
+    const idle = await createTestInvoice(app, { expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    assert.match((await cancelInvoiceCall(app, idle.id)).body.error.message, /^An expired invoice/);
+  } finally {
+    await app.close();
+  }
+});

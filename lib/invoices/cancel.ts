@@ -2,6 +2,7 @@ import type { AppContext } from "../context.ts";
 import { AppError, UpstreamError } from "../errors.ts";
 import { log } from "../log.ts";
 import { syncInvoice } from "./deposits.ts";
+import { sumUnits } from "./amounts.ts";
 import type { Shop } from "../db/shops.ts";
 import { INVOICE_STATUS_RULES } from "./status.ts";
 import { updateInvoice } from "./transition.ts";
@@ -9,7 +10,7 @@ import { getShopInvoice } from "./query.ts";
 import type { Invoice } from "./types.ts";
 
 /**
- * Cancels an invoice that is still open and not paid in full; its address goes
+ * Cancels an invoice that is still open and not paid in full (deposits still confirming count); its address goes
  * back to the pool in the same operation. A deposit that arrives afterwards is
  * recorded as late, never hidden. `actor` (an operator's email) is audited.
  */
@@ -26,7 +27,16 @@ export async function cancelInvoice(
   const result = await updateInvoice(ctx, invoiceId, (inv, now) => {
     if (inv.status === "cancelled") return null;
     if (!INVOICE_STATUS_RULES[inv.status].cancellable) {
-      throw new AppError(409, "invoice_not_cancellable", `A ${inv.status} invoice cannot be cancelled.`);
+      const article = /^[aeiou]/.test(inv.status) ? "An" : "A";
+      throw new AppError(409, "invoice_not_cancellable", `${article} ${inv.status} invoice cannot be cancelled.`);
+    }
+    // Paid in full, the confirmations still to come: cancelled, that money would sit in a closed invoice unsaid.
+    if (sumUnits(inv.deposits.filter((d) => !d.late).map((d) => d.amount)) >= BigInt(inv.amount)) {
+      throw new AppError(
+        409,
+        "invoice_not_cancellable",
+        "Deposits covering the whole amount are waiting for their confirmations: the invoice cannot be cancelled.",
+      );
     }
     return {
       to: "cancelled",
