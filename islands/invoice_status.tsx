@@ -64,6 +64,11 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
           {s.confirmations !== null && ` (${s.confirmations} of ${s.confirmationsNeeded} confirmations)`}
         </p>
       )}
+      {open && s.dueAmount !== "0" && s.dueAmount !== s.amount && (
+        <p>
+          Still to send: <strong>{s.dueAmount} {s.coin}</strong>
+        </p>
+      )}
       {s.lateAmount !== "0" && (
         <p class="flash">
           {s.lateAmount} {s.coin} arrived after this invoice{" "}

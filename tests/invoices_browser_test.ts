@@ -56,3 +56,43 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "[browser] a partly paid invoice asks for the rest, and one whose whole amount is on its way asks for nothing",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp();
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+    });
+    try {
+      const chain = chainApi(app);
+      const inv = await createTestInvoice(app, { amount: "2.5" });
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+      await page.goto(inv.checkoutUrl);
+      await chain.deposit(inv.address, "1000000");
+      await chain.mine(20, "tron");
+      // Live, on the page as loaded: the status and what is left.
+      await page.getByText("Partly paid: please send the rest").waitFor({ timeout: 15_000 });
+      await page.getByText("Still to send: 1.5 USDT").waitFor();
+      // Loaded again: the amount, its copy button and the wallet link ask for the rest only.
+      await page.reload();
+      await page.getByText("Send the rest, exactly").waitFor();
+      assert.equal(await page.locator(".invoice-amount").textContent(), "1.5 USDT");
+      assert.match((await page.locator("figure.qr a").getAttribute("href"))!, /[?&]amount=1\.5(&|$)/);
+
+      await chain.deposit(inv.address, "1500000");
+      await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
+      await page.reload();
+      await page.getByText("On its way: 1.5 USDT").waitFor();
+      assert.equal(await page.locator(".invoice-amount").count(), 0, "nothing more to send");
+      assert.equal(await page.locator("figure.qr").count(), 0);
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  },
+});

@@ -18,7 +18,10 @@ export function invoiceTotals(inv: Invoice) {
   const pending = sumUnits(counted.filter((d) => d.confirmations < needed).map((d) => d.amount));
   const late = sumUnits(inv.deposits.filter((d) => d.late).map((d) => d.amount));
   const amount = BigInt(inv.amount);
-  return { paid, pending, late, overpaid: paid > amount ? paid - amount : 0n };
+  const arrived = paid + pending;
+  // What the buyer still has to send: money on its way counts, or the page would ask them to pay it twice.
+  const due = arrived < amount ? amount - arrived : 0n;
+  return { paid, pending, late, due, overpaid: paid > amount ? paid - amount : 0n };
 }
 
 /** An invoice as the shop's API, its postbacks and the buyer's status route show it. */
@@ -63,9 +66,9 @@ export function invoicePostbackBody(inv: Invoice, type: InvoicePostbackType, now
   return JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: invoiceView(inv, base) });
 }
 
-/** The payment URI wallets read from the QR code (BIP 21 style: scheme:address?amount=...). */
+/** The payment URI wallets read from the QR code (BIP 21 style: scheme:address?amount=...), for what is still due. */
 export function paymentUri(inv: Invoice): string {
-  const amount = formatBaseUnits(inv.amount, inv.decimals);
+  const amount = formatBaseUnits(invoiceTotals(inv).due, inv.decimals);
   const params = new URLSearchParams({ amount });
   // Tokens name their coin, since the address alone means the network's own coin to a wallet.
   if (inv.coin === "USDT") params.set("token", inv.coin);
@@ -86,6 +89,8 @@ export function buyerStatusView(inv: Invoice, now: number) {
     pendingAmount: fmt(t.pending),
     overpaidAmount: fmt(t.overpaid),
     lateAmount: fmt(t.late),
+    /** Still to send, counting what is on its way. */
+    dueAmount: fmt(t.due),
     confirmationsNeeded: needed,
     /** The least-confirmed deposit still on its way, for "3 of 20 confirmations"; null when none is. */
     confirmations: onItsWay.length ? Math.min(...onItsWay) : null,

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { renderSVG } from "uqr";
 import type { AppContext } from "../../lib/context.ts";
 import { findInvoice } from "../../lib/invoices/query.ts";
-import { buyerStatusView, paymentUri } from "../../lib/invoices/view.ts";
+import { buyerStatusView, invoiceTotals, paymentUri } from "../../lib/invoices/view.ts";
 import { formatBaseUnits } from "../../lib/invoices/amounts.ts";
 import { NETWORKS } from "../../lib/invoices/coins.ts";
 import { isInvoiceOpen } from "../../lib/invoices/status.ts";
@@ -40,8 +40,12 @@ export function invoicePageRoutes(ctx: AppContext) {
 
 function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
   const amount = formatBaseUnits(inv.amount, inv.decimals);
+  const { due } = invoiceTotals(inv);
+  const dueText = formatBaseUnits(due, inv.decimals);
   const uri = paymentUri(inv);
-  const open = isInvoiceOpen(inv.status);
+  // Once the whole amount is on its way there is nothing left to send: no amount, no QR code.
+  const open = isInvoiceOpen(inv.status) && due > 0n;
+  const partly = due < BigInt(inv.amount);
   const network = NETWORKS[inv.network].label;
   return (
     <Page title={`Pay ${amount} ${inv.coin} · AimbrellaPay`} script>
@@ -55,10 +59,10 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
         {open && (
           <>
             <div class="card">
-              <p class="muted small">Send exactly</p>
+              <p class="muted small">{partly ? "Send the rest, exactly" : "Send exactly"}</p>
               <div class="secret-row">
-                <code class="invoice-amount">{amount} {inv.coin}</code>
-                <Island name="CopyButton" props={{ text: amount, label: "Copy amount" }} />
+                <code class="invoice-amount">{dueText} {inv.coin}</code>
+                <Island name="CopyButton" props={{ text: dueText, label: "Copy amount" }} />
               </div>
               <p class="muted small">
                 on the {network} network to
@@ -75,7 +79,7 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
               {/* uqr renders the SVG from our own data (address and amount), so it is safe to inline. */}
               <div
                 role="img"
-                aria-label={`QR code for paying ${amount} ${inv.coin} to ${inv.address}`}
+                aria-label={`QR code for paying ${dueText} ${inv.coin} to ${inv.address}`}
                 dangerouslySetInnerHTML={{ __html: renderSVG(uri, { border: 2 }) }}
               />
               <figcaption class="muted small">
