@@ -123,6 +123,7 @@ export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: str
     ["Invoice id", inv.id],
     ["Shop", inv.shopId],
     ["Shop's id", inv.shopInvoiceId],
+    ["Buyer's email", inv.email ?? null],
     ["Status", inv.status],
     ["Amount", fmt(inv.amount)],
     ["Received", fmt(t.paid)],

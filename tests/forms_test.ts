@@ -569,6 +569,9 @@ Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes
         "Tip jar",
       ]);
       assert.equal(invoice.status, "waiting_for_deposit");
+      // The shop can reach the buyer, and tell which form and submit the invoice came from.
+      assert.equal(invoice.email, "fan@example.com");
+      assert.match(invoice.shopInvoiceId, new RegExp(`^form:${form.id}:[\\w-]+$`));
       const again = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
       assert.equal(again.location, res.location, "the same page sent twice names one invoice");
     });

@@ -273,6 +273,7 @@ Deno.test("[invoices] bad input gets a clear error and changes nothing", async (
       [invoiceBody({ expiresIn: 10 }), "expiresIn"],
       [invoiceBody({ postbackUrl: "ftp://example.com/x" }), "postbackUrl"],
       [invoiceBody({ extra: 1 }), "extra"],
+      [invoiceBody({ email: "not an email" }), "email"],
     ];
     for (const [body, field] of cases) {
       const res = await callCreateInvoice(app, body);
@@ -599,6 +600,27 @@ Deno.test("[invoices] an invoice whose full payment is still confirming cannot b
     await app.server.runner.sweep();
     assert.match((await cancelInvoiceCall(app, idle.id)).body.error.message, /^An expired invoice/);
   } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] the buyer's email, when the shop gives it, is kept on the invoice and in its postbacks", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const created = await callCreateInvoice(app, invoiceBody({ email: "buyer@example.com", postbackUrl: shop.url }));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    InvoiceResponse.strict().parse(created.body);
+    assert.equal(created.body.invoice.email, "buyer@example.com");
+    const cancelled = await cancelInvoiceCall(app, created.body.invoice.id);
+    assert.equal(cancelled.body.invoice.email, "buyer@example.com");
+    const postback = await waitFor("the postback", () => postbacksOf(app, shop.received, created.body.invoice.id)[0]);
+    InvoicePostbackBody.parse(postback);
+    assert.equal(postback.data.email, "buyer@example.com");
+    const without = await createTestInvoice(app);
+    assert.equal(without.email, null);
+  } finally {
+    await shop.close();
     await app.close();
   }
 });

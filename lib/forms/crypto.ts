@@ -35,9 +35,16 @@ export function formatCryptoAmount(units: string, decimals: number): string {
 export async function createFormInvoice(
   ctx: AppContext,
   shop: Shop,
-  input: { coin: string; network: string; amount: string; title: string; description?: string },
-  opts: { idempotencyKey: string },
+  input: {
+    id: string;
+    coin: string;
+    network: string;
+    amount: string;
+    title: string;
+    description?: string;
+    email: string;
+  },
 ): Promise<{ checkoutUrl: string }> {
-  const { invoice } = await createInvoice(ctx, shop, input, { idempotencyKey: opts.idempotencyKey });
+  const { invoice } = await createInvoice(ctx, shop, input);
   return { checkoutUrl: invoice.checkoutUrl };
 }

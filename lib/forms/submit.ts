@@ -67,13 +67,16 @@ export async function submitForm(
   }
   const crypto = cryptoAmount(form, input, fields);
   if (Object.keys(fields).length || !crypto || !email.success) throw invalid(fields);
+  // Named like a fiat form's payment, so the shop's postbacks say which form and submit the invoice came from.
   const invoice = await createFormInvoice(ctx, shop, {
+    id: idempotencyKey,
     coin: crypto.choice.coin,
     network: crypto.choice.network,
     amount: formatCryptoAmount(crypto.units, crypto.choice.decimals),
     title: form.title,
     ...(form.description ? { description: form.description } : {}),
-  }, { idempotencyKey });
+    email: email.data,
+  });
   return { redirectTo: invoice.checkoutUrl };
 }
 

@@ -32,6 +32,7 @@ export const InvoiceView = z.object({
   checkoutUrl: z.url().describe("The buyer's page: amount, address, QR code and live status."),
   title: z.string(),
   description: z.string(),
+  email: z.string().nullable().describe("The buyer's email, when you gave one (or the buyer did, on a form)."),
   confirmationsNeeded: z.int().positive().describe("Confirmations a deposit needs before it counts as paid."),
   deposits: z.array(z.object({
     txid: z.string(),

@@ -101,6 +101,7 @@ async function storeNewInvoice(
     amount: parseDecimalAmount(body.amount, option.decimals)!.toString(),
     title: body.title ?? "",
     description: body.description ?? "",
+    email: body.email ?? null,
     postbackUrl,
     status: "waiting_for_deposit",
     deposits: [],

@@ -17,6 +17,9 @@ export const createInvoiceSchema = z.strictObject({
   ),
   title: text(0, 200).optional().describe("Shown to the buyer."),
   description: text(0, 1000).optional().describe("Shown to the buyer."),
+  email: z.email().max(254).optional().describe(
+    "The buyer's email, if you have it: kept on the invoice for you (answers, postbacks, portal), never shown to others.",
+  ),
   expiresIn: z.int().min(60).max(2_592_000).optional().describe(
     "Seconds the invoice waits for a deposit (60 s to 30 days); defaults to INVOICE_TTL_S (1 hour).",
   ),

@@ -23,6 +23,8 @@ export interface Invoice {
   amount: string;
   title: string;
   description: string;
+  /** The buyer's email, when the shop gave one or the buyer typed it on a form (absent on older invoices). */
+  email?: string | null;
   address: string;
   postbackUrl: string | null;
   status: InvoiceStatus;

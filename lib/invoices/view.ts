@@ -44,6 +44,7 @@ export function invoiceView(inv: Invoice, publicBaseUrl: string) {
     checkoutUrl: checkoutUrl(inv.id, publicBaseUrl),
     title: inv.title,
     description: inv.description,
+    email: inv.email ?? null,
     confirmationsNeeded: needed,
     deposits: inv.deposits.map((d) => ({
       txid: d.txid,
