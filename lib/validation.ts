@@ -7,6 +7,8 @@ import { ValidationError } from "./errors.ts";
  */
 export function text(min: number, max: number) {
   return z.string().min(min).max(max)
+    // Required text of spaces only is as good as none (a heading nobody can read, a name nobody can tell apart).
+    .refine((s) => min === 0 || s.trim().length > 0, "must not be blank")
     .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
     // deno-lint-ignore no-control-regex
     .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");
@@ -17,6 +19,16 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, wha
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   throw new ValidationError(`The ${what} is invalid.`, fieldErrors(parsed.error));
+}
+
+const IdempotencyKey = text(1, 255);
+
+/** The request's Idempotency-Key header, checked (1 to 255 characters); null when it has none. */
+export function idempotencyKeyOf(header: string | null | undefined): string | null {
+  if (!header) return null;
+  const parsed = IdempotencyKey.safeParse(header);
+  if (parsed.success) return parsed.data;
+  throw new ValidationError("The Idempotency-Key is invalid.", { "Idempotency-Key": parsed.error.issues[0].message });
 }
 
 export function fieldErrors(error: z.ZodError): Record<string, string> {

@@ -85,6 +85,7 @@ Deno.test("[forms] the API creates, lists and disables forms; bad input names ea
         [{ kind: "fiat", title: "x", extra: 1 }, "extra"],
         [{ kind: "cash", title: "x" }, "kind"],
         [{ kind: "crypto", title: "x", currency: "EUR" }, "currency"],
+        [{ kind: "fiat", title: "   " }, "title"],
       ];
       for (const [body, field] of cases) {
         const res = await api(app, "POST", "/forms", body);
@@ -98,6 +99,9 @@ Deno.test("[forms] the API creates, lists and disables forms; bad input names ea
         body: "kind=fiat",
       });
       assert.equal(raw.status, 415);
+      // A number where a crypto amount's text belongs says what is expected, not just "invalid".
+      const numeric = await api(app, "POST", "/forms", { kind: "crypto", title: "x", coin: "USDT", amount: 12.5 });
+      assert.match(numeric.body.error.fields.amount, /decimal string such as "12\.50"/);
       await raw.body?.cancel();
       assert.deepEqual((await api(app, "GET", "/forms")).body.forms, []);
     });

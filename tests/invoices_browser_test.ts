@@ -90,6 +90,17 @@ Deno.test({
       await page.getByText("On its way: 1.5 USDT").waitFor();
       assert.equal(await page.locator(".invoice-amount").count(), 0, "nothing more to send");
       assert.equal(await page.locator("figure.qr").count(), 0);
+
+      // The longest amount we take still fits the phone.
+      const huge = await createTestInvoice(app, { amount: `${"9".repeat(30)}.123456` });
+      const wider = () => page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+      await page.goto(huge.checkoutUrl);
+      await page.getByText("Waiting for your payment").waitFor();
+      assert.ok(await wider() <= 0, `waiting, the page is ${await wider()} px wider than the phone`);
+      await chain.deposit(huge.address, "1");
+      await chain.mine(20, "tron");
+      await page.getByText("Still to send").waitFor({ timeout: 15_000 });
+      assert.ok(await wider() <= 0, `partly paid, the page is ${await wider()} px wider than the phone`);
     } finally {
       await browser.close();
       await app.close();

@@ -23,7 +23,9 @@ import {
   readInvoice,
   shiftClock,
 } from "../fixtures/invoices.ts";
-import { listPoolAddresses } from "../lib/db/invoices.ts";
+import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
+import { createInvoiceSchema } from "../lib/invoices/schema.ts";
+import { sha256Hex } from "../lib/crypto.ts";
 import { signChainNotice } from "../lib/invoices/chain_wire.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
@@ -269,7 +271,7 @@ Deno.test("[invoices] bad input gets a clear error and changes nothing", async (
       [invoiceBody({ amount: 12.5 }), "amount"],
       [invoiceBody({ amount: "0" }), "amount"],
       [invoiceBody({ amount: "1e3" }), "amount"],
-      [invoiceBody({ coin: "DOGE" }), "network"],
+      [invoiceBody({ coin: "DOGE" }), "coin"],
       [invoiceBody({ expiresIn: 10 }), "expiresIn"],
       [invoiceBody({ postbackUrl: "ftp://example.com/x" }), "postbackUrl"],
       [invoiceBody({ extra: 1 }), "extra"],
@@ -281,6 +283,21 @@ Deno.test("[invoices] bad input gets a clear error and changes nothing", async (
       assert.equal(res.body.error.code, "invalid_request");
       assert.ok(res.body.error.fields[field], `${JSON.stringify(body)}: ${JSON.stringify(res.body.error.fields)}`);
     }
+    // Each amount is told what is wrong with it.
+    const amountSays: [unknown, RegExp][] = [
+      ["-1", /more than zero/],
+      ["00012", /not start with a 0/],
+      ["1".repeat(31), /too large: at most 30 digits/],
+      [12.5, /never a JSON number/],
+      ["12.1234567", /at most 6 decimals/],
+    ];
+    for (const [amount, says] of amountSays) {
+      const res = await callCreateInvoice(app, invoiceBody({ amount }));
+      assert.match(res.body.error.fields.amount, says, String(amount));
+    }
+    const longKey = await callCreateInvoice(app, invoiceBody(), { headers: { "idempotency-key": "k".repeat(256) } });
+    assert.equal(longKey.status, 400);
+    assert.ok(longKey.body.error.fields["Idempotency-Key"], JSON.stringify(longKey.body.error.fields));
     assert.equal((await callCreateInvoice(app, null, { raw: "{not json" })).status, 400);
     assert.equal((await callCreateInvoice(app, invoiceBody(), { key: "sk_wrong" })).status, 401);
     const unknown = await fetch(`${app.baseUrl}/api/v1/invoices/inv_${"x".repeat(22)}`, {
@@ -621,6 +638,34 @@ Deno.test("[invoices] the buyer's email, when the shop gives it, is kept on the 
     assert.equal(without.email, null);
   } finally {
     await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a retry that writes the same amount or coin otherwise is the same request", async () => {
+  const app = await startTestApp();
+  try {
+    const first = await callCreateInvoice(app, invoiceBody({ amount: "12.50", id: "order-17" }));
+    assert.equal(first.status, 201);
+    for (const retry of [{ amount: "12.5" }, { amount: "12.500" }, { coin: "usdt", network: "Tron" }]) {
+      const again = await callCreateInvoice(app, invoiceBody({ amount: "12.50", id: "order-17", ...retry }));
+      assert.equal(again.status, 200, JSON.stringify([retry, again.body]));
+      assert.equal(again.body.invoice.id, first.body.invoice.id);
+    }
+    const other = await callCreateInvoice(app, invoiceBody({ amount: "12.51", id: "order-17" }));
+    assert.equal(other.status, 422);
+    assert.equal(other.body.error.code, "idempotency_mismatch");
+    // An invoice stored before (its fingerprint the body as sent) still answers the same retry.
+    const legacyBody = invoiceBody({ amount: "3.10", id: "order-18" });
+    const legacy = await callCreateInvoice(app, legacyBody);
+    const stored = (await getInvoiceEntry(app.kv, legacy.body.invoice.id)).value!;
+    const sentHash = sha256Hex(JSON.stringify(createInvoiceSchema.parse(legacyBody)));
+    await app.kv.set(["invoices", stored.id], { ...stored, requestHash: sentHash });
+    assert.equal((await callCreateInvoice(app, legacyBody)).status, 200);
+    const keyed = { "idempotency-key": "k-7" };
+    assert.equal((await callCreateInvoice(app, invoiceBody({ amount: "7.5" }), { headers: keyed })).status, 201);
+    assert.equal((await callCreateInvoice(app, invoiceBody({ amount: "7.50" }), { headers: keyed })).status, 200);
+  } finally {
     await app.close();
   }
 });

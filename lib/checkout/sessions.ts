@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { IdempotencyMismatchError, NotFoundError, UpstreamError } from "../errors.ts";
 import { base64url, randomId } from "../ids.ts";
 import { constantTimeEqual, hmacSha256, sha256Hex } from "../crypto.ts";
-import { parseOrThrow, text } from "../validation.ts";
+import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
 import type { Shop } from "../db/shops.ts";
 import { getShop } from "../db/shops.ts";
 import { getPayment } from "../db/payments.ts";
@@ -17,7 +17,6 @@ import type { CheckoutSession, SessionStatus } from "./types.ts";
 const SESSION_ID = /^cs_[A-Za-z0-9_-]{22}$/;
 /** `cs_…_secret_…`: the session id, then 256 bits of MAC. Seed 003 shows Stripe's `pi_…_secret_…` shape. */
 const CLIENT_SECRET = /^(cs_[A-Za-z0-9_-]{22})_secret_[A-Za-z0-9_-]{43}$/;
-const IdempotencyKey = text(1, 255);
 
 /** True when `id` has the shape of a session id (checked before it goes into a KV key). */
 export function isSessionId(id: string): boolean {
@@ -57,9 +56,7 @@ export async function createCheckoutSession(
   opts: { idempotencyKey?: string | null } = {},
 ): Promise<CreatedSession> {
   const b = parseOrThrow(checkoutSessionSchema(ctx.config.maxAmount), body);
-  const idempotencyKey = opts.idempotencyKey
-    ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
-    : null;
+  const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;
   const sessionId = name
     ? `cs_${base64url(hmacSha256(ctx.paymentIdKey, `checkout-session\0${shop.id}\0${name}`).subarray(0, 16))}`

@@ -34,7 +34,9 @@ function buildFormRequestSchema(maxAmount: number) {
     amount: z.union([
       z.int().positive().max(maxAmount),
       z.string().min(1).max(40),
-    ]).optional().describe(
+    ], {
+      error: `must be whole minor units from 1 to ${maxAmount} (fiat) or a decimal string such as "12.50" (crypto)`,
+    }).optional().describe(
       "Fixed amount. Fiat: integer minor units of `currency` (1000 with EUR is 10.00 EUR). Crypto: a decimal " +
         'string with at most the coin\'s decimals ("12.50"). Leave it out and the buyer types it (a donation).',
     ),

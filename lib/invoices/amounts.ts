@@ -4,9 +4,13 @@
  * here, and an 18-decimal ETH amount keeps every digit.
  */
 
+/** Digits an amount may have before its decimal point: far beyond any real payment, and bounded all the same. */
+export const MAX_WHOLE_DIGITS = 30;
+const DECIMAL = new RegExp(`^(0|[1-9][0-9]{0,${MAX_WHOLE_DIGITS - 1}})(?:\\.([0-9]+))?$`);
+
 /** Parses "12.50" with at most `decimals` decimals into base units; null when it is not such a number. */
 export function parseDecimalAmount(text: string, decimals: number): bigint | null {
-  const m = /^(0|[1-9][0-9]{0,29})(?:\.([0-9]+))?$/.exec(text);
+  const m = DECIMAL.exec(text);
   if (!m) return null;
   const fraction = m[2] ?? "";
   if (fraction.length > decimals) return null;

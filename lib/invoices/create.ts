@@ -7,14 +7,13 @@ import type { Shop } from "../db/shops.ts";
 import { base64url, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { normalizePostbackUrl } from "../relay/url_guard.ts";
-import { parseOrThrow, text } from "../validation.ts";
+import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
 import { parseDecimalAmount } from "./amounts.ts";
 import { type Coin, findCoinOption } from "./coins.ts";
 import { type CreateInvoiceInput, createInvoiceSchema } from "./schema.ts";
 import type { Invoice } from "./types.ts";
 import { type InvoiceView, invoiceView } from "./view.ts";
 
-const IdempotencyKey = text(1, 255);
 const MAX_TRIES = 8;
 
 /** Where the chain service sends its notices about our addresses. */
@@ -45,15 +44,14 @@ export async function createInvoice(
 ): Promise<{ invoice: InvoiceView; created: boolean }> {
   requireChain(ctx);
   const body = parseOrThrow(createInvoiceSchema, input);
-  const idempotencyKey = opts.idempotencyKey
-    ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
-    : null;
+  const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name = body.id
     ? { kind: "shop_ref", value: body.id }
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
-  const requestHash = sha256Hex(JSON.stringify(body));
+  const requestHash = fingerprint(body);
+  const sentHash = sha256Hex(JSON.stringify(body));
   const id = name
     ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value)
     : sequentialId("inv", opts.now ?? ctx.now());
@@ -63,6 +61,7 @@ export async function createInvoice(
       id,
       idempotencyKey,
       requestHash,
+      sentHash,
       named: name !== null,
       now: opts.now,
     });
@@ -70,7 +69,7 @@ export async function createInvoice(
     // A retry of an invoice stored before answers it even when its own try failed early (its postback URL no
     // longer resolves, the address service is down): nothing is read before the write, so look now.
     const existing = name && !(err instanceof IdempotencyMismatchError) ? await getInvoice(ctx.kv, id) : null;
-    if (existing) return { invoice: view(replay(existing, requestHash)), created: false };
+    if (existing) return { invoice: view(replay(existing, requestHash, sentHash)), created: false };
     throw err;
   }
 }
@@ -80,7 +79,14 @@ async function storeNewInvoice(
   ctx: AppContext,
   shop: Shop,
   body: CreateInvoiceInput,
-  req: { id: string; idempotencyKey: string | null; requestHash: string; named: boolean; now?: number },
+  req: {
+    id: string;
+    idempotencyKey: string | null;
+    requestHash: string;
+    sentHash: string;
+    named: boolean;
+    now?: number;
+  },
 ): Promise<{ invoice: InvoiceView; created: boolean }> {
   const { id, idempotencyKey, requestHash } = req;
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
@@ -133,14 +139,24 @@ async function storeNewInvoice(
     // A copy of this request stored it first: answer that one (the address played no part: it goes back).
     const winner = req.named ? await getInvoice(ctx.kv, id) : null;
     picked.done(winner !== null);
-    if (winner) return { invoice: view(replay(winner, requestHash)), created: false };
+    if (winner) return { invoice: view(replay(winner, requestHash, req.sentHash)), created: false };
     // Another invoice took the free address we read: try again with what is free now.
   }
   throw new ConflictError("Too many invoices are taking addresses at once; retry.");
 }
 
-function replay(inv: Invoice, requestHash: string): Invoice {
-  if (inv.requestHash !== requestHash) {
+/**
+ * The request's fingerprint, by what it means: "12.50" and "12.5" are one amount, so a retry that writes it
+ * otherwise is the same request.
+ */
+function fingerprint(body: CreateInvoiceInput): string {
+  const option = findCoinOption(body.coin, body.network)!;
+  return sha256Hex(JSON.stringify({ ...body, amount: parseDecimalAmount(body.amount, option.decimals)!.toString() }));
+}
+
+function replay(inv: Invoice, requestHash: string, sentHash: string): Invoice {
+  // Invoices stored before fingerprints were by meaning carry the hash of the body as it was sent.
+  if (inv.requestHash !== requestHash && inv.requestHash !== sentHash) {
     throw new IdempotencyMismatchError("This id was already used for an invoice with different details.");
   }
   return inv;

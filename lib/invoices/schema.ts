@@ -1,15 +1,18 @@
 import { z } from "zod";
 import { text } from "../validation.ts";
-import { parseDecimalAmount } from "./amounts.ts";
+import { MAX_WHOLE_DIGITS, parseDecimalAmount } from "./amounts.ts";
 import { COIN_IDS, COIN_OPTIONS, findCoinOption, NETWORK_IDS } from "./coins.ts";
 
 const pairs = COIN_OPTIONS.map((o) => `${o.coin} on ${o.network}`).join(", ");
 
 /** The body of `POST /api/v1/invoices`. Unknown fields are rejected; coins and networks come from coins.ts. */
 export const createInvoiceSchema = z.strictObject({
-  coin: z.string().max(16).describe(`One of ${COIN_IDS.join(", ")}.`),
-  network: z.string().max(32).describe(`One of ${NETWORK_IDS.join(", ")}; the pair must be one we take: ${pairs}.`),
-  amount: z.string().max(64).describe(
+  // Case does not matter: "usdt" is USDT, "Tron" is tron, as forms already read them.
+  coin: z.string().max(16).transform((c) => c.toUpperCase()).describe(`One of ${COIN_IDS.join(", ")}.`),
+  network: z.string().max(32).transform((n) => n.toLowerCase()).describe(
+    `One of ${NETWORK_IDS.join(", ")}; the pair must be one we take: ${pairs}.`,
+  ),
+  amount: z.string({ error: 'must be a decimal string such as "12.50", never a JSON number' }).max(64).describe(
     'A decimal string with at most the coin\'s decimals (e.g. "12.50" USDT); never a JSON number, so no digit is lost.',
   ),
   id: text(1, 64).optional().describe(
@@ -27,21 +30,28 @@ export const createInvoiceSchema = z.strictObject({
     "Where `invoice.<status>` postbacks go; defaults to the shop's postback URL.",
   ),
 }).superRefine((b, ctx) => {
+  if (!(COIN_IDS as string[]).includes(b.coin)) {
+    ctx.addIssue({ code: "custom", path: ["coin"], message: `must be one of ${COIN_IDS.join(", ")}` });
+    return;
+  }
   const option = findCoinOption(b.coin, b.network);
   if (!option) {
     ctx.addIssue({ code: "custom", path: ["network"], message: `must be one we take for the coin: ${pairs}` });
     return;
   }
-  const units = parseDecimalAmount(b.amount, option.decimals);
-  if (units === null) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["amount"],
-      message: `must be a decimal string with at most ${option.decimals} decimals`,
-    });
-  } else if (units <= 0n) {
-    ctx.addIssue({ code: "custom", path: ["amount"], message: "must be more than zero" });
-  }
+  const problem = cryptoAmountProblem(b.amount, option.decimals);
+  if (problem) ctx.addIssue({ code: "custom", path: ["amount"], message: problem });
 });
+
+/** Why a crypto amount as sent is not one we take, in the shop's or buyer's terms; null when it is fine. */
+export function cryptoAmountProblem(amount: string, decimals: number): string | null {
+  const units = parseDecimalAmount(amount, decimals);
+  if (units !== null) return units > 0n ? null : "must be more than zero";
+  const text = amount.trim();
+  if (/^-/.test(text)) return "must be more than zero";
+  if (/^0\d/.test(text)) return "must not start with a 0 before its other digits (12, not 012)";
+  if (/^\d{31,}(\.\d*)?$/.test(text)) return `is too large: at most ${MAX_WHOLE_DIGITS} digits before the point`;
+  return `must be a decimal string with at most ${decimals} decimals, such as "12.50"`;
+}
 
 export type CreateInvoiceInput = z.output<typeof createInvoiceSchema>;

@@ -6,7 +6,7 @@ import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { log } from "../log.ts";
 import { DnsTimeoutError, normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
-import { parseOrThrow, text } from "../validation.ts";
+import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
@@ -14,8 +14,6 @@ import { firstCheckAt } from "./janitor.ts";
 import { routePayment } from "../accounts/routing.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { insertOperation } from "../db/operations.ts";
-
-const IdempotencyKey = text(1, 255);
 
 export interface InitResult {
   payment: Payment;
@@ -73,9 +71,7 @@ export async function initPayment(
   opts: { idempotencyKey?: string | null; checkout?: CheckoutBinding; readAhead?: ReadAhead } = {},
 ): Promise<InitResult> {
   const asSent = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
-  const idempotencyKey = opts.idempotencyKey
-    ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
-    : null;
+  const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name: PaymentName | null = asSent.shopTxId
     ? { kind: "shop_ref", value: asSent.shopTxId }
     : idempotencyKey

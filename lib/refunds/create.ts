@@ -6,14 +6,13 @@ import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { formatAmount } from "../money.ts";
 import type { Payment } from "../payments/types.ts";
 import type { Shop } from "../db/shops.ts";
-import { parseOrThrow, text } from "../validation.ts";
+import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
 import { type RefundRequest, refundRequestSchema } from "./schema.ts";
 import { submitRefund } from "./settle.ts";
 import { isRefundable } from "./status.ts";
 import type { Refund } from "./types.ts";
 import { refundEvents } from "./view.ts";
 
-const IdempotencyKey = text(1, 255);
 /** While the first provider call is made in the request, the job waits this long before it takes over. */
 export const SUBMIT_LEASE_MS = 60_000;
 const MAX_RESERVE_TRIES = 50;
@@ -48,9 +47,7 @@ export async function createRefund(
   opts: CreateRefundOptions = {},
 ): Promise<CreateRefundResult> {
   const input = parseOrThrow(refundRequestSchema, body);
-  const idempotencyKey = opts.idempotencyKey
-    ? parseOrThrow(IdempotencyKey, opts.idempotencyKey, "Idempotency-Key")
-    : null;
+  const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   // An id of the wrong shape is simply not found (and never reaches KV).
   if (!hasIdShape("payment", owner.paymentId)) throw new NotFoundError("Unknown payment.");
   const name = input.id ?? idempotencyKey;
