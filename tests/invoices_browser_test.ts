@@ -4,106 +4,103 @@
  * open as the chain simulator sees the deposit and mines its confirmations.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { startTestApp } from "../fixtures/app.ts";
+import { chromium, type Page } from "playwright-core";
+import { startTestApp, type TestApp } from "../fixtures/app.ts";
 import { chainApi, createTestInvoice } from "../fixtures/invoices.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 
-Deno.test({
-  name: "[browser] the invoice page on a phone shows what to pay and follows the status live while it is open",
-  ignore: !hasChromium,
-  sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
-  sanitizeOps: false,
-  async fn() {
-    const app = await startTestApp();
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-    });
-    try {
-      const chain = chainApi(app);
-      const inv = await createTestInvoice(app, { title: "Umbrella, large", amount: "25" });
-      const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
-      await page.goto(inv.checkoutUrl);
-      await page.getByRole("heading", { name: "Umbrella, large" }).waitFor();
-      assert.equal(await page.locator(".invoice-amount").textContent(), "25 USDT");
-      assert.equal(await page.locator(".invoice-address").textContent(), inv.address);
-      await page.getByRole("button", { name: "Copy address" }).waitFor();
-      await page.getByRole("button", { name: "Copy amount" }).waitFor();
-      assert.equal(await page.locator("figure.qr svg").count(), 1);
-      await page.getByText(/Time left: (\d+:)?\d+:\d\d/).waitFor();
-      await page.getByText("Waiting for your payment").waitFor();
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
-      assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
-      await Deno.mkdir("test-artifacts", { recursive: true });
-      await page.screenshot({ path: "test-artifacts/invoice-waiting.png", fullPage: true });
+/** A test with the app, its chain simulator and a page on a 390 px phone in Chromium. */
+function phoneTest(
+  name: string,
+  fn: (t: { app: TestApp; chain: ReturnType<typeof chainApi>; page: Page }) => Promise<void>,
+) {
+  Deno.test({
+    name,
+    ignore: !hasChromium,
+    sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
+    sanitizeOps: false,
+    async fn() {
+      const app = await startTestApp();
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+      });
+      try {
+        const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+        await fn({ app, chain: chainApi(app), page });
+      } finally {
+        await browser.close();
+        await app.close();
+      }
+    },
+  });
+}
 
-      await chain.deposit(inv.address, "25000000");
-      await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
-      await page.getByText("On its way: 25 USDT (0 of 20 confirmations)").waitFor();
-      await chain.mine(40, "tron");
-      await page.getByText("Paid. Thank you!").waitFor({ timeout: 15_000 });
-      await page.getByText("Received: 25 of 25 USDT").waitFor();
-      await page.screenshot({ path: "test-artifacts/invoice-finished.png", fullPage: true });
-      assert.deepEqual(errors, []);
-    } finally {
-      await browser.close();
-      await app.close();
-    }
+phoneTest(
+  "[browser] the invoice page on a phone shows what to pay and follows the status live while it is open",
+  async ({ app, chain, page }) => {
+    const inv = await createTestInvoice(app, { title: "Umbrella, large", amount: "25" });
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(inv.checkoutUrl);
+    await page.getByRole("heading", { name: "Umbrella, large" }).waitFor();
+    assert.equal(await page.locator(".invoice-amount").textContent(), "25 USDT");
+    assert.equal(await page.locator(".invoice-address").textContent(), inv.address);
+    await page.getByRole("button", { name: "Copy address" }).waitFor();
+    await page.getByRole("button", { name: "Copy amount" }).waitFor();
+    assert.equal(await page.locator("figure.qr svg").count(), 1);
+    await page.getByText(/Time left: (\d+:)?\d+:\d\d/).waitFor();
+    await page.getByText("Waiting for your payment").waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
+    await Deno.mkdir("test-artifacts", { recursive: true });
+    await page.screenshot({ path: "test-artifacts/invoice-waiting.png", fullPage: true });
+
+    await chain.deposit(inv.address, "25000000");
+    await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
+    await page.getByText("On its way: 25 USDT (0 of 20 confirmations)").waitFor();
+    await chain.mine(40, "tron");
+    await page.getByText("Paid. Thank you!").waitFor({ timeout: 15_000 });
+    await page.getByText("Received: 25 of 25 USDT").waitFor();
+    await page.screenshot({ path: "test-artifacts/invoice-finished.png", fullPage: true });
+    assert.deepEqual(errors, []);
   },
-});
+);
 
-Deno.test({
-  name: "[browser] a partly paid invoice asks for the rest, and one whose whole amount is on its way asks for nothing",
-  ignore: !hasChromium,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const app = await startTestApp();
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-    });
-    try {
-      const chain = chainApi(app);
-      const inv = await createTestInvoice(app, { amount: "2.5" });
-      const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
-      await page.goto(inv.checkoutUrl);
-      await chain.deposit(inv.address, "1000000");
-      await chain.mine(20, "tron");
-      // Live, on the page as loaded: the status and what is left.
-      await page.getByText("Partly paid: please send the rest").waitFor({ timeout: 15_000 });
-      await page.getByText("Still to send: 1.5 USDT").waitFor();
-      // Loaded again: the amount, its copy button and the wallet link ask for the rest only.
-      await page.reload();
-      await page.getByText("Send the rest, exactly").waitFor();
-      assert.equal(await page.locator(".invoice-amount").textContent(), "1.5 USDT");
-      assert.match((await page.locator("figure.qr a").getAttribute("href"))!, /[?&]amount=1\.5(&|$)/);
+phoneTest(
+  "[browser] a partly paid invoice asks for the rest, and one whose whole amount is on its way asks for nothing",
+  async ({ app, chain, page }) => {
+    const inv = await createTestInvoice(app, { amount: "2.5" });
+    await page.goto(inv.checkoutUrl);
+    await chain.deposit(inv.address, "1000000");
+    await chain.mine(20, "tron");
+    // Live, on the page as loaded: the status and what is left.
+    await page.getByText("Partly paid: please send the rest").waitFor({ timeout: 15_000 });
+    await page.getByText("Still to send: 1.5 USDT").waitFor();
+    // Loaded again: the amount, its copy button and the wallet link ask for the rest only.
+    await page.reload();
+    await page.getByText("Send the rest, exactly").waitFor();
+    assert.equal(await page.locator(".invoice-amount").textContent(), "1.5 USDT");
+    assert.match((await page.locator("figure.qr a").getAttribute("href"))!, /[?&]amount=1\.5(&|$)/);
 
-      await chain.deposit(inv.address, "1500000");
-      await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
-      await page.reload();
-      await page.getByText("On its way: 1.5 USDT").waitFor();
-      assert.equal(await page.locator(".invoice-amount").count(), 0, "nothing more to send");
-      assert.equal(await page.locator("figure.qr").count(), 0);
+    await chain.deposit(inv.address, "1500000");
+    await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
+    await page.reload();
+    await page.getByText("On its way: 1.5 USDT").waitFor();
+    assert.equal(await page.locator(".invoice-amount").count(), 0, "nothing more to send");
+    assert.equal(await page.locator("figure.qr").count(), 0);
 
-      // The longest amount we take still fits the phone.
-      const huge = await createTestInvoice(app, { amount: `${"9".repeat(30)}.123456` });
-      const wider = () => page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
-      await page.goto(huge.checkoutUrl);
-      await page.getByText("Waiting for your payment").waitFor();
-      assert.ok(await wider() <= 0, `waiting, the page is ${await wider()} px wider than the phone`);
-      await chain.deposit(huge.address, "1");
-      await chain.mine(20, "tron");
-      await page.getByText("Still to send").waitFor({ timeout: 15_000 });
-      assert.ok(await wider() <= 0, `partly paid, the page is ${await wider()} px wider than the phone`);
-    } finally {
-      await browser.close();
-      await app.close();
-    }
+    // The longest amount we take still fits the phone.
+    const huge = await createTestInvoice(app, { amount: `${"9".repeat(30)}.123456` });
+    const wider = () => page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    await page.goto(huge.checkoutUrl);
+    await page.getByText("Waiting for your payment").waitFor();
+    assert.ok(await wider() <= 0, `waiting, the page is ${await wider()} px wider than the phone`);
+    await chain.deposit(huge.address, "1");
+    await chain.mine(20, "tron");
+    await page.getByText("Still to send").waitFor({ timeout: 15_000 });
+    assert.ok(await wider() <= 0, `partly paid, the page is ${await wider()} px wider than the phone`);
   },
-});
+);
