@@ -7,11 +7,14 @@ import { ValidationError } from "./errors.ts";
  */
 export function text(min: number, max: number) {
   return z.string().min(min).max(max)
-    // Required text of spaces only is as good as none (a heading nobody can read, a name nobody can tell apart).
-    .refine((s) => min === 0 || s.trim().length > 0, "must not be blank")
     .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
     // deno-lint-ignore no-control-regex
     .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");
+}
+
+/** A heading people read (a form's title): text that is more than spaces, which would show as nothing. */
+export function heading(max: number) {
+  return text(1, max).refine((s) => s.trim().length > 0, "must not be blank");
 }
 
 /** Parses with a zod schema or throws one ValidationError listing every bad field. */

@@ -26,7 +26,9 @@ import {
 import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
 import { sha256Hex } from "../lib/crypto.ts";
-import { signChainNotice } from "../lib/invoices/chain_wire.ts";
+import { type AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
+import { decideFromChain } from "../lib/invoices/deposits.ts";
+import type { Invoice } from "../lib/invoices/types.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
 import { ADDRESS_BATCH } from "../lib/invoices/pool.ts";
@@ -612,6 +614,21 @@ Deno.test("[invoices] an invoice whose full payment is still confirming cannot b
     assert.equal(cancelled.status, 200);
     assert.equal(cancelled.body.invoice.status, "cancelled");
 
+    // A payment the chain no longer shows (dropped, double-spent) holds nothing open: the cancel goes through.
+    const dropping = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    await chain.deposit(dropping.address, "3000000");
+    const seen = await waitStatus(app, dropping.id, "payment_confirmation");
+    const client = app.server.ctx.chain!;
+    const getAddress = client.getAddress.bind(client);
+    client.getAddress = async (network, address) => {
+      const state = await getAddress(network, address);
+      return { ...state, deposits: state.deposits.filter((d) => d.txid !== seen.deposits[0].txid) };
+    };
+    const gone = await cancelInvoiceCall(app, dropping.id);
+    assert.equal(gone.status, 200, JSON.stringify(gone.body));
+    assert.equal(gone.body.invoice.status, "cancelled");
+    client.getAddress = getAddress;
+
     const idle = await createTestInvoice(app, { expiresIn: 60 });
     shiftClock(app, 61_000);
     await app.server.runner.sweep();
@@ -652,9 +669,12 @@ Deno.test("[invoices] a retry that writes the same amount or coin otherwise is t
       assert.equal(again.status, 200, JSON.stringify([retry, again.body]));
       assert.equal(again.body.invoice.id, first.body.invoice.id);
     }
-    const other = await callCreateInvoice(app, invoiceBody({ amount: "12.51", id: "order-17" }));
-    assert.equal(other.status, 422);
-    assert.equal(other.body.error.code, "idempotency_mismatch");
+    // Another amount is another request, also one written in base units (the stored fingerprint's own form).
+    for (const amount of ["12.51", "12500000"]) {
+      const other = await callCreateInvoice(app, invoiceBody({ amount, id: "order-17" }));
+      assert.equal(other.status, 422, amount);
+      assert.equal(other.body.error.code, "idempotency_mismatch");
+    }
     // An invoice stored before (its fingerprint the body as sent) still answers the same retry.
     const legacyBody = invoiceBody({ amount: "3.10", id: "order-18" });
     const legacy = await callCreateInvoice(app, legacyBody);
@@ -668,4 +688,30 @@ Deno.test("[invoices] a retry that writes the same amount or coin otherwise is t
   } finally {
     await app.close();
   }
+});
+
+Deno.test("[invoices] money the chain saw past expiresAt by its own clock, while ours has not reached it, is on time", () => {
+  const inv = {
+    id: "inv_x",
+    status: "waiting_for_deposit",
+    network: "tron",
+    amount: "1000000",
+    deposits: [],
+    expiresAt: 1_000,
+    checkAt: 1_000,
+    createdAt: 0,
+  } as unknown as Invoice;
+  const state = {
+    network: "tron",
+    address: "T1",
+    height: 1,
+    deposits: [{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1_001 }],
+  } as AddressState;
+  const before = decideFromChain(inv, state, { from: 0, until: null }, 999, 30_000)!;
+  assert.equal(before.to, "payment_confirmation");
+  assert.equal(before.patch!.deposits![0].late, false);
+  // Once our clock has passed it too, the same deposit is late and the invoice expires.
+  const after = decideFromChain(inv, state, { from: 0, until: null }, 1_001, 30_000)!;
+  assert.equal(after.to, "expired");
+  assert.equal(after.patch!.deposits![0].late, true);
 });

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { isCurrency } from "../money.ts";
-import { text } from "../validation.ts";
+import { heading, text } from "../validation.ts";
 import { FORM_KINDS } from "./types.ts";
 import { type CoinChoice, findCoinChoice, parseCryptoAmount } from "./crypto.ts";
 
@@ -29,7 +29,7 @@ const schemas = new Map<number, ReturnType<typeof buildFormRequestSchema>>();
 function buildFormRequestSchema(maxAmount: number) {
   return z.strictObject({
     kind: z.enum(FORM_KINDS).describe("`fiat`: the buyer pays by card through the provider. `crypto`: an invoice."),
-    title: text(1, MAX_TITLE_LENGTH).describe('What the buyer reads as the heading, e.g. "Support our shelter".'),
+    title: heading(MAX_TITLE_LENGTH).describe('What the buyer reads as the heading, e.g. "Support our shelter".'),
     description: text(1, MAX_DESCRIPTION_LENGTH).optional().describe("A paragraph under the title."),
     amount: z.union([
       z.int().positive().max(maxAmount),

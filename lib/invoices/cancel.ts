@@ -1,5 +1,7 @@
 import type { AppContext } from "../context.ts";
-import { AppError, UpstreamError } from "../errors.ts";
+import { AppError, NotFoundError, UpstreamError } from "../errors.ts";
+import { getInvoice } from "../db/invoices.ts";
+import { requireChain } from "./chain.ts";
 import { log } from "../log.ts";
 import { syncInvoice } from "./deposits.ts";
 import { sumUnits } from "./amounts.ts";
@@ -20,10 +22,7 @@ export async function cancelInvoice(
   opts: { actor?: string } = {},
 ): Promise<Invoice> {
   // Read the chain first: money already confirmed there (its notice still on the way) must not be cancelled away.
-  await syncInvoice(ctx, invoiceId).catch((err) => {
-    if (!(err instanceof UpstreamError)) throw err;
-    log.warn("chain read before a cancel failed; cancelling on what we know", { invoiceId, detail: err.detail });
-  });
+  const read = await readChainFirst(ctx, invoiceId);
   const result = await updateInvoice(ctx, invoiceId, (inv, now) => {
     if (inv.status === "cancelled") return null;
     if (!INVOICE_STATUS_RULES[inv.status].cancellable) {
@@ -31,7 +30,10 @@ export async function cancelInvoice(
       throw new AppError(409, "invoice_not_cancellable", `${article} ${inv.status} invoice cannot be cancelled.`);
     }
     // Paid in full, the confirmations still to come: cancelled, that money would sit in a closed invoice unsaid.
-    if (sumUnits(inv.deposits.filter((d) => !d.late).map((d) => d.amount)) >= BigInt(inv.amount)) {
+    // Only deposits the chain still shows count (one dropped from it would hold the invoice open for good); when
+    // the chain could not be read, those on record do.
+    const onChain = inv.deposits.filter((d) => !d.late && (!read.shown || read.shown.has(d.txid)));
+    if (sumUnits(onChain.map((d) => d.amount)) >= BigInt(inv.amount)) {
       throw new AppError(
         409,
         "invoice_not_cancellable",
@@ -45,6 +47,24 @@ export async function cancelInvoice(
     };
   });
   return result.invoice;
+}
+
+/**
+ * Brings the invoice up to date with the chain; answers the transactions the chain shows at its address, or null
+ * when it could not be read (the cancel then goes on what we know).
+ */
+async function readChainFirst(ctx: AppContext, invoiceId: string): Promise<{ shown: Set<string> | null }> {
+  const inv = await getInvoice(ctx.kv, invoiceId);
+  if (!inv) throw new NotFoundError("Unknown invoice.");
+  try {
+    const state = await requireChain(ctx).getAddress(inv.network, inv.address);
+    await syncInvoice(ctx, invoiceId, state);
+    return { shown: new Set(state.deposits.map((d) => d.txid)) };
+  } catch (err) {
+    if (!(err instanceof UpstreamError)) throw err;
+    log.warn("chain read before a cancel failed; cancelling on what we know", { invoiceId, detail: err.detail });
+    return { shown: null };
+  }
 }
 
 /** The shop API's cancel: only of the shop's own invoices (another shop's is not found). */

@@ -147,11 +147,13 @@ async function storeNewInvoice(
 
 /**
  * The request's fingerprint, by what it means: "12.50" and "12.5" are one amount, so a retry that writes it
- * otherwise is the same request.
+ * otherwise is the same request. Prefixed, so it never equals the hash of a body as sent (the old fingerprint, still
+ * accepted for invoices stored before): an amount sent in base units ("12500000") is another request.
  */
 function fingerprint(body: CreateInvoiceInput): string {
   const option = findCoinOption(body.coin, body.network)!;
-  return sha256Hex(JSON.stringify({ ...body, amount: parseDecimalAmount(body.amount, option.decimals)!.toString() }));
+  const meaning = { ...body, amount: parseDecimalAmount(body.amount, option.decimals)!.toString() };
+  return sha256Hex(`invoice-request-v2\0${JSON.stringify(meaning)}`);
 }
 
 function replay(inv: Invoice, requestHash: string, sentHash: string): Invoice {

@@ -79,8 +79,10 @@ export function decideFromChain(
   const fresh = state.deposits.filter((d) =>
     !known.has(d.txid) && d.seenAt >= window.from && (window.until === null || d.seenAt < window.until)
   );
-  // Nothing arrived by expiresAt: the invoice expired then, whenever the sweep comes by, so money seen since is late.
-  const expiredUnpaid = inv.status === "waiting_for_deposit" && !fresh.some((d) => d.seenAt < inv.expiresAt);
+  // Nothing arrived before expiresAt: the invoice expired then, whenever the sweep comes by, so money seen since is
+  // late. Decided only once our own clock says it expired (the chain's may run ahead), in the step that expires it.
+  const expiredUnpaid = inv.status === "waiting_for_deposit" && now >= inv.expiresAt &&
+    !fresh.some((d) => d.seenAt < inv.expiresAt);
   const dust = BigInt(inv.amount) / 100n;
   let dustLeft = 0;
   for (const d of fresh) {

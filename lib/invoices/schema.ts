@@ -12,7 +12,10 @@ export const createInvoiceSchema = z.strictObject({
   network: z.string().max(32).transform((n) => n.toLowerCase()).describe(
     `One of ${NETWORK_IDS.join(", ")}; the pair must be one we take: ${pairs}.`,
   ),
-  amount: z.string({ error: 'must be a decimal string such as "12.50", never a JSON number' }).max(64).describe(
+  amount: z.string({
+    error: (issue) =>
+      issue.input === undefined ? "is required" : 'must be a decimal string such as "12.50", never a JSON number',
+  }).max(64).describe(
     'A decimal string with at most the coin\'s decimals (e.g. "12.50" USDT); never a JSON number, so no digit is lost.',
   ),
   id: text(1, 64).optional().describe(

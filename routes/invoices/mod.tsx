@@ -87,8 +87,13 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
               </figcaption>
             </figure>
             <p class="muted small">
-              Expires at <time dateTime={new Date(inv.expiresAt).toISOString()}>{utc(inv.expiresAt)}</time>{" "}
-              unless your payment has arrived by then. Reload the page to see news without JavaScript.
+              {inv.status === "waiting_for_deposit" && (
+                <>
+                  Expires at <time dateTime={new Date(inv.expiresAt).toISOString()}>{utc(inv.expiresAt)}</time>{" "}
+                  unless your payment has arrived by then.{" "}
+                </>
+              )}
+              Reload the page to see news without JavaScript.
             </p>
           </>
         )}
