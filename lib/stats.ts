@@ -20,6 +20,8 @@ export interface PeriodSummary {
   failed: number;
   expired: number;
   cancelled: number;
+  /** Payments that settled in the period, in any status the table counts (a late success once, as a success). */
+  settled: number;
   /** Settled payments that succeeded, 0..1 (null when none settled). */
   successRate: number | null;
   /** Created but not settled within the period. */
@@ -62,6 +64,7 @@ export function summarize(rows: StatRow[]): PeriodSummary {
     failed,
     expired,
     cancelled,
+    settled,
     successRate: settled ? succeeded / settled : null,
     open: Math.max(0, created - settled),
     volume,
@@ -123,7 +126,7 @@ export async function dailySeries(kv: Deno.Kv, now: number, days: number, shopId
       day,
       created: s.created,
       succeeded: s.succeeded,
-      settled: s.succeeded + s.failed + s.expired,
+      settled: s.settled,
       successRate: s.successRate,
       volume: s.volume,
       meanSecondsToPay: s.meanSecondsToPay,

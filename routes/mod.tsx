@@ -10,6 +10,7 @@ import type { DemoShop } from "../lib/demo.ts";
 import type { Sandbox } from "../sandbox/bansky.tsx";
 import type { ChainSimulator } from "../sandbox/chain.ts";
 import { apiV1Routes, MAX_API_BODY_BYTES } from "./api/v1.ts";
+import { browserRoutesCors } from "./api/v1/checkout.ts";
 import { adminApiV1Routes } from "./api/admin/v1.ts";
 import { limitBodies } from "./_body_limit.ts";
 import { framingPolicy, HSTS } from "./_headers.ts";
@@ -48,6 +49,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   // refusals included: a shop or an operator quoting it finds the log lines.
   const nameRequest = requestId();
   app.use((c, next) => (c.req.path.startsWith("/integration/") ? next() : nameRequest(c, next)));
+  // Before the body limit, so its refusals reach the pages that call the browser routes too.
+  app.use("/api/v1/*", browserRoutesCors());
   // Before any route, so no route or middleware reads more than its limit (forms and webhooks 64 KiB).
   app.use(limitBodies({ byPrefix: { "/api/v1/": MAX_API_BODY_BYTES } }));
   // The buyer's redirects and the shops' JSON API are the hot paths: they are registered before the page

@@ -127,11 +127,21 @@ Deno.test("[checkout] the browser routes answer other origins (CORS, preflights 
     const config = await api(app, "GET", "/checkout/config", pk, undefined, { origin: "https://www.shop.example" });
     assert.equal(config.status, 200);
     assert.equal(config.headers.get("access-control-allow-origin"), "*");
+    assert.match(config.headers.get("access-control-expose-headers")!, /retry-after/);
     const refused = await api(app, "GET", "/checkout/config", "apay_pk_wrong", undefined, {
       origin: "https://x.example",
     });
     assert.equal(refused.status, 401);
     assert.equal(refused.headers.get("access-control-allow-origin"), "*");
+    // The body limit's refusal too, though it comes before any route.
+    const tooLarge = await fetch(`${app.baseUrl}/api/v1/checkout/sessions/mount`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${pk}`, "content-type": "application/json", origin: "https://x.example" },
+      body: JSON.stringify({ clientSecret: "x".repeat(20_000) }),
+    });
+    await tooLarge.body?.cancel();
+    assert.equal(tooLarge.status, 413);
+    assert.equal(tooLarge.headers.get("access-control-allow-origin"), "*");
   } finally {
     await app.close();
   }

@@ -165,7 +165,20 @@ Deno.test("[portal] shop staff set their own embedding sites; a removal asks fir
     assert.match(ask.text, /Stop https:\/\/www\.shop\.example:8443 from showing your checkout/);
     assert.match(ask.text, /name="confirm" value="yes"/);
     assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
-    const confirmed = await b.post("/portal/settings/embed", { embedOrigins: "https://shop.example", confirm: "yes" });
+    // A confirmation names what it removes: one for another removal (the list changed meanwhile) asks again.
+    const stale = await b.post("/portal/settings/embed", {
+      embedOrigins: "https://shop.example",
+      confirm: "yes",
+      removing: "https://old.example",
+    });
+    assert.equal(stale.status, 200);
+    assert.match(stale.text, /name="confirm" value="yes"/);
+    assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
+    const confirmed = await b.post("/portal/settings/embed", {
+      embedOrigins: "https://shop.example",
+      confirm: "yes",
+      removing: "https://www.shop.example:8443",
+    });
     assert.equal(confirmed.status, 303);
     assert.deepEqual(await sites(), ["https://shop.example"]);
 
@@ -180,6 +193,9 @@ Deno.test("[portal] shop staff set their own embedding sites; a removal asks fir
     assert.deepEqual(await sites(other.shop.id), ["https://other.example"]);
     assert.deepEqual(await sites(), ["https://shop.example"]);
     assert.doesNotMatch((await b.request("/portal/settings?done=Your+account+is+locked")).text, /locked/);
+    for (const inherited of ["constructor", "toString", "__proto__"]) {
+      assert.doesNotMatch((await b.request(`/portal/settings?done=${inherited}`)).text, /class="flash/, inherited);
+    }
 
     // Recorded as the shop's own change.
     const entries = await searchAudit(app.kv, { limit: 50 });

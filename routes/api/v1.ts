@@ -16,7 +16,7 @@ import { refundView } from "../../lib/refunds/view.ts";
 import { getShopPayment, getShopPaymentByTxId } from "../../lib/payments/query.ts";
 import { paymentView, payUrl } from "../../lib/payments/view.ts";
 import { shopOptions } from "../../lib/accounts/routing.ts";
-import { browserRoutesCors, checkKeyScope, checkoutApiRoutes, type CheckoutEnv } from "./v1/checkout.ts";
+import { checkKeyScope, checkoutApiRoutes, type CheckoutEnv } from "./v1/checkout.ts";
 import { formApiRoutes } from "./forms.ts";
 import { createInvoice } from "../../lib/invoices/create.ts";
 import { cancelShopInvoice } from "../../lib/invoices/cancel.ts";
@@ -59,7 +59,6 @@ export function apiV1Routes(ctx: AppContext) {
     return auth.also;
   };
 
-  app.use(browserRoutesCors());
   app.use(async (c, next) => {
     // init-payment authorizes itself, to read the payment a retry names with the key (one trip instead of two).
     if (!(c.req.method === "POST" && c.req.path === INIT_PAYMENT_PATH)) await authorize(c);

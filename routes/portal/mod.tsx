@@ -258,7 +258,7 @@ export function portalRoutes(ctx: AppContext) {
     );
   };
 
-  app.get("/settings", (c) => settingsPage(c, { done: SETTINGS_DONE[c.req.query("done") ?? ""] }));
+  app.get("/settings", (c) => settingsPage(c, { done: SETTINGS_DONE.get(c.req.query("done") ?? "") }));
 
   app.post("/settings/embed", async (c) => {
     const shopId = c.var.portal.shopId;
@@ -272,9 +272,11 @@ export function portalRoutes(ctx: AppContext) {
       if (!(err instanceof ValidationError)) throw err;
       return settingsPage(c, { embed: { value, error: err.fields?.embedOrigins }, status: 400 });
     }
-    // Taking a site away stops the checkout on its pages: asked first (the same form again, confirmed).
+    // Taking a site away stops the checkout on its pages: asked first (the same form again, confirmed). The answer
+    // holds for the sites it named: if the list changed meanwhile (another tab, an operator), it is asked again.
     const removed = (shop.embedOrigins ?? []).filter((o) => !origins.includes(o));
-    if (removed.length && c.var.form.confirm !== "yes") {
+    const confirmed = c.var.form.confirm === "yes" && c.var.form.removing === removed.join(" ");
+    if (removed.length && !confirmed) {
       return c.html(layout(
         c,
         "Please confirm",
@@ -283,7 +285,7 @@ export function portalRoutes(ctx: AppContext) {
             "longer pay there."}
           button="Save embedding sites"
           action="/portal/settings/embed"
-          fields={{ embedOrigins: value }}
+          fields={{ embedOrigins: value, removing: removed.join(" ") }}
           csrf={c.var.csrf}
           cancel="/portal/settings"
         />,
@@ -301,10 +303,10 @@ export function portalRoutes(ctx: AppContext) {
 }
 
 /** The settings page's own messages, by the code its POST redirects with; any other code shows nothing. */
-const SETTINGS_DONE: Record<string, string> = {
-  "embed-saved": "Embedding sites saved.",
-  "embed-none": "No site may frame your checkout and forms now.",
-};
+const SETTINGS_DONE = new Map([
+  ["embed-saved", "Embedding sites saved."],
+  ["embed-none", "No site may frame your checkout and forms now."],
+]);
 
 function requirePortal(ctx: AppContext): MiddlewareHandler<PortalEnv> {
   return async (c, next) => {

@@ -28,7 +28,8 @@ export const PUBLISHABLE_KEY_ROUTES: ReadonlySet<string> = new Set([
  * Pages on the shop's sites call PUBLISHABLE_KEY_ROUTES from the browser, so those answer cross-origin requests
  * (CORS), and their preflights before any key is asked for: a preflight carries no Authorization header. Any
  * origin may: the key goes in a header, never a cookie, so a page can only use a key it already holds. Every other
- * route stays closed to other origins (its preflight is refused as before).
+ * route stays closed to other origins (its preflight is refused as before). A preflight is a fixed answer that reads
+ * nothing, so no rate limit counts it.
  */
 export function browserRoutesCors(): MiddlewareHandler {
   return async (c, next) => {
@@ -43,7 +44,11 @@ export function browserRoutesCors(): MiddlewareHandler {
         "access-control-max-age": "600",
       });
     }
-    if (PUBLISHABLE_KEY_ROUTES.has(`${c.req.method} ${path}`)) c.header("access-control-allow-origin", "*");
+    if (PUBLISHABLE_KEY_ROUTES.has(`${c.req.method} ${path}`)) {
+      c.header("access-control-allow-origin", "*");
+      // A page slowed down by the rate limit reads when to try again; one reporting a problem quotes the request.
+      c.header("access-control-expose-headers", "retry-after, x-request-id");
+    }
     await next();
   };
 }
