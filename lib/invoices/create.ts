@@ -51,7 +51,6 @@ export async function createInvoice(
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
   const requestHash = fingerprint(body);
-  const sentHash = sha256Hex(JSON.stringify(body));
   const id = name
     ? derivedInvoiceId(ctx.paymentIdKey, shop.id, name.kind, name.value)
     : sequentialId("inv", opts.now ?? ctx.now());
@@ -61,7 +60,6 @@ export async function createInvoice(
       id,
       idempotencyKey,
       requestHash,
-      sentHash,
       named: name !== null,
       now: opts.now,
     });
@@ -69,7 +67,7 @@ export async function createInvoice(
     // A retry of an invoice stored before answers it even when its own try failed early (its postback URL no
     // longer resolves, the address service is down): nothing is read before the write, so look now.
     const existing = name && !(err instanceof IdempotencyMismatchError) ? await getInvoice(ctx.kv, id) : null;
-    if (existing) return { invoice: view(replay(existing, requestHash, sentHash)), created: false };
+    if (existing) return { invoice: view(replay(existing, requestHash, body)), created: false };
     throw err;
   }
 }
@@ -83,7 +81,6 @@ async function storeNewInvoice(
     id: string;
     idempotencyKey: string | null;
     requestHash: string;
-    sentHash: string;
     named: boolean;
     now?: number;
   },
@@ -139,7 +136,7 @@ async function storeNewInvoice(
     // A copy of this request stored it first: answer that one (the address played no part: it goes back).
     const winner = req.named ? await getInvoice(ctx.kv, id) : null;
     picked.done(winner !== null);
-    if (winner) return { invoice: view(replay(winner, requestHash, req.sentHash)), created: false };
+    if (winner) return { invoice: view(replay(winner, requestHash, body)), created: false };
     // Another invoice took the free address we read: try again with what is free now.
   }
   throw new ConflictError("Too many invoices are taking addresses at once; retry.");
@@ -156,9 +153,10 @@ function fingerprint(body: CreateInvoiceInput): string {
   return sha256Hex(`invoice-request-v2\0${JSON.stringify(meaning)}`);
 }
 
-function replay(inv: Invoice, requestHash: string, sentHash: string): Invoice {
-  // Invoices stored before fingerprints were by meaning carry the hash of the body as it was sent.
-  if (inv.requestHash !== requestHash && inv.requestHash !== sentHash) {
+function replay(inv: Invoice, requestHash: string, body: CreateInvoiceInput): Invoice {
+  // Invoices stored before fingerprints were by meaning carry the hash of the body as it was sent (worked out only
+  // here, off the path of every new invoice).
+  if (inv.requestHash !== requestHash && inv.requestHash !== sha256Hex(JSON.stringify(body))) {
     throw new IdempotencyMismatchError("This id was already used for an invoice with different details.");
   }
   return inv;
