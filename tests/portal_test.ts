@@ -3,7 +3,7 @@ import { jwtVerify } from "jose";
 import { createPortalLink } from "../lib/auth/portal.ts";
 import { readStats } from "../lib/db/stats.ts";
 import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
-import { createShop } from "../lib/shops.ts";
+import { createShop, setShopStatus } from "../lib/shops.ts";
 import { getShop } from "../lib/db/shops.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
@@ -201,6 +201,20 @@ Deno.test("[portal] shop staff set their own embedding sites; a removal asks fir
     const entries = await searchAudit(app.kv, { limit: 50 });
     const change = entries.find((e) => e.action === "shop.embed_origins" && e.target === app.shop.id);
     assert.equal(change?.actor, `portal:${app.shop.id}`);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[portal] disabling a shop ends its staff's sessions: they can neither read nor change anything", async () => {
+  const app = await startTestApp();
+  try {
+    const { b } = await signInPortal(app, app.shop.id);
+    await b.request("/portal/settings");
+    await setShopStatus(app.kv, app.shop.id, "disabled", { actor: "ops@example.com", now: Date.now() });
+    assert.equal((await b.request("/portal/payments")).status, 401);
+    assert.equal((await b.post("/portal/settings/embed", { embedOrigins: "https://shop.example" })).status, 401);
+    assert.deepEqual((await getShop(app.kv, app.shop.id))!.embedOrigins ?? [], []);
   } finally {
     await app.close();
   }
