@@ -8,6 +8,7 @@ import { Webhook } from "standardwebhooks";
 import { getRefundEntry } from "../lib/db/refunds.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listActivity } from "../lib/db/activity.ts";
+import { listOperations } from "../lib/db/operations.ts";
 import { RefundListResponse, RefundPostbackBody, RefundResponse, RefundView } from "../lib/refunds/api_schemas.ts";
 import { PaymentResponse } from "../lib/payments/api_schemas.ts";
 import {
@@ -200,6 +201,12 @@ Deno.test("[refunds] twenty concurrent partial refunds never accept more than th
     assert.equal(list.body.refunds.length, 7);
     assert.ok(list.body.refunds.every((r: { status: string }) => r.status === "succeeded"));
     assert.equal(app.sandbox.calls.refund, 7, "one provider call per accepted refund");
+    // Each refund's calls name it in the operation log, its status checks (after the provider's webhooks) too.
+    const ops = (await listOperations(app.kv, { shopId: app.shop.id, limit: 100 })).filter((o) => o.paymentId === id);
+    const checks = ops.filter((o) => o.operation === "refund_status");
+    assert.ok(checks.length >= 7, `${checks.length} refund status checks`);
+    const ids = new Set(list.body.refunds.map((r: { id: string }) => r.id));
+    for (const o of [...checks, ...ops.filter((o) => o.operation === "refund")]) assert.ok(ids.has(o.refundId!), o.id);
   });
   await shop.close();
 });

@@ -85,7 +85,7 @@ export class LoggedProvider implements PaymentProvider {
       provider: this.account.provider,
       operation,
       paymentId: this.scope.id,
-      refundId: known.refundId ?? null,
+      refundId: known.refundId ?? this.scope.refundId ?? null,
       amount: known.amount ?? this.scope.amount,
       currency: this.scope.currency,
     };

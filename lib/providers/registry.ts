@@ -22,6 +22,8 @@ export interface PaymentScope {
   currency: string;
   /** Absent on payments stored before accounts existed: they belong to the default account. */
   accountId?: string;
+  /** The refund the calls are for, when they are a refund's: its operation log entries name it. */
+  refundId?: string;
 }
 
 /** Turns an account's credentials into the adapter for its provider. */

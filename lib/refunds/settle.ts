@@ -104,7 +104,14 @@ async function askProvider(
 
 /** What a refund's provider calls are made for: its payment's account, its own amount. */
 function refundScope(r: Refund): PaymentScope {
-  return { id: r.paymentId, shopId: r.shopId, amount: r.amount, currency: r.currency, accountId: r.accountId };
+  return {
+    id: r.paymentId,
+    shopId: r.shopId,
+    amount: r.amount,
+    currency: r.currency,
+    accountId: r.accountId,
+    refundId: r.id,
+  };
 }
 
 /** Thrown inside a payment move when the target status read before no longer fits: read again. */
