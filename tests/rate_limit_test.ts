@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { getShop } from "../lib/db/shops.ts";
 import { createShopKey, setShopRateLimit } from "../lib/shops.ts";
-import { startTestApp, type TestApp } from "../fixtures/app.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { getPayment } from "../lib/db/payments.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 
 /** Stops the app's clock in the middle of a minute, so no window starts afresh during the test. */
@@ -93,6 +94,26 @@ Deno.test("[rate limits] rejected provider webhooks count per address; over the 
     assert.equal((await post("/payment-verify/acc_unknown")).status, 404);
     assertRateLimited(await post("/payment-verify"));
     assertRateLimited(await post("/payment-verify/acc_unknown"));
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[rate limits] a correctly signed webhook goes through from an address over its limit (bad keys from a shared proxy)", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "2" } });
+  try {
+    freezeClock(app);
+    // Everyone behind one proxy shares its address: someone's bad keys use up the address's minute.
+    for (let i = 0; i < 3; i++) await options(app, "sk_wrong");
+    assertRateLimited(await options(app, "sk_wrong"));
+    // The provider's webhook from that same address (here the sandbox on loopback) is still taken at once.
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    await buyerSettles(init.body.url, "paid");
+    await waitFor(
+      "the webhook taken",
+      async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined,
+    );
   } finally {
     await app.close();
   }

@@ -12,12 +12,13 @@ export function webhookRoutes(ctx: AppContext) {
   const app = new Hono();
   const limiter = unauthenticatedLimiter(ctx);
   /**
-   * Rejected webhooks (bad signature, unknown account or payment) count against the sender's address; an address
-   * over its limit is refused before its signature is checked. Accepted ones are never counted.
+   * Rejected webhooks (bad signature, unknown account or payment) count against the sender's address, and one over
+   * its limit is answered 429. Every webhook's signature is checked all the same (a hash over a bounded body), so a
+   * correctly signed one always goes through: bad API keys, or forged webhooks, from the same address (a proxy, a
+   * shared egress) must not hold up a provider's news. Accepted ones are never counted.
    */
   const verify = async (c: Context, accountId?: string) => {
     const address = clientAddress(c);
-    limiter.refuseIfOver(address, ctx.now());
     // The signature covers the exact bytes, so read raw text and parse only after verifying.
     const body = await requestText(c);
     try {
@@ -61,7 +62,6 @@ export function webhookRoutes(ctx: AppContext) {
   // The chain service's notices about deposits at our addresses (crypto invoices); same limits as provider webhooks.
   app.post("/chain-notify", async (c) => {
     const address = clientAddress(c);
-    limiter.refuseIfOver(address, ctx.now());
     const body = await requestText(c);
     try {
       return c.json({ status: "success", outcome: await handleChainNotice(ctx, c.req.raw.headers, body) });
