@@ -178,7 +178,8 @@ export class Sandbox {
     const api = new Hono();
     api.use("/payments", this.apiGate);
     api.use("/payments/*", this.apiGate);
-    api.use("/knobs", this.apiGate);
+    // The knobs take the token but not the faults they set: a failure rate of 1 must still be turned off.
+    api.use("/knobs", this.tokenGate);
     api.post("/payments", async (c) => {
       this.calls.create++;
       const b = await c.req.json().catch(() => null);
@@ -261,11 +262,15 @@ export class Sandbox {
     });
   }
 
+  /** Our bearer token, or 401. */
+  private tokenGate = async (c: Context, next: Next) => {
+    if (this.caller(c) === undefined) return c.json({ error: "unauthorized" }, 401);
+    await next();
+  };
+
   /** The API checks our bearer token and applies the latency and failure knobs; the buyer's pages do not. */
   private apiGate = async (c: Context, next: Next) => {
-    if (this.caller(c) === undefined) {
-      return c.json({ error: "unauthorized" }, 401);
-    }
+    if (this.caller(c) === undefined) return c.json({ error: "unauthorized" }, 401);
     if (this.knobs.latencyMs) await sleep(this.knobs.latencyMs);
     if (Math.random() < this.knobs.failureRate) return c.json({ error: "sandbox fault" }, 503);
     await next();

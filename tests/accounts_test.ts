@@ -20,6 +20,7 @@ import {
   callInit,
   freePort,
   paymentBody,
+  SANDBOX_TOKEN,
   startTestApp,
   type TestApp,
   type TestAppOptions,
@@ -384,6 +385,31 @@ Deno.test("[sandbox] the standalone sandbox takes more merchant accounts from SA
   } finally {
     child.kill();
     await child.status;
+  }
+});
+
+Deno.test("[sandbox] its knobs answer whatever faults they set: a failure rate of 1 or a long latency can be undone", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const knobs = async (body: Record<string, unknown>) => {
+      const started = performance.now();
+      const res = await fetch(`${app.sandboxUrl}/knobs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SANDBOX_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json(), ms: performance.now() - started };
+    };
+    assert.equal((await knobs({ failureRate: 1, latencyMs: 5_000 })).status, 200);
+    const undone = await knobs({ failureRate: 0, latencyMs: 0 });
+    assert.equal(undone.status, 200, JSON.stringify(undone.body));
+    assert.ok(undone.ms < 2_000, `the knobs waited ${undone.ms} ms`);
+    assert.deepEqual([undone.body.failureRate, undone.body.latencyMs], [0, 0]);
+    const refused = await fetch(`${app.sandboxUrl}/knobs`, { method: "POST", body: "{}" });
+    await refused.body?.cancel();
+    assert.equal(refused.status, 401, "still our token only");
+  } finally {
+    await app.close();
   }
 });
 
