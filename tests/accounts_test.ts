@@ -186,12 +186,17 @@ Deno.test("[routing] a payment the shop's routes cannot serve gets 422 no_route 
     const eur = await callInit(app, paymentBody({ currency: "EUR" }));
     assert.equal(eur.status, 422);
     assert.equal(eur.body.error.code, "no_route");
+    assert.equal(
+      eur.body.error.message,
+      "This shop has no route for fiat payments in EUR: the account its routes pick takes no EUR.",
+    );
     assert.equal((await callInit(app, paymentBody({ currency: "KZT" }))).status, 201);
 
     await setAccountActive(ctx, kztOnly.id, false, { actor: "test" });
     const disabled = await callInit(app, paymentBody({ currency: "KZT" }));
     assert.equal(disabled.status, 422, "a disabled account takes no new payments");
     assert.equal(disabled.body.error.code, "no_route");
+    assert.match(disabled.body.error.message, /: the account its routes pick is disabled\.$/, "says where to look");
     assert.equal(app.sandbox.calls.create - before, 1);
 
     await assert.rejects(

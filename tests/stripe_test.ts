@@ -183,6 +183,7 @@ Deno.test("[stripe] a cancel expires the Checkout Session; a crypto payment rout
     const crypto = await callInit(app, paymentBody({ type: "crypto" }));
     assert.equal(crypto.status, 422);
     assert.equal(crypto.body.error.code, "no_route");
+    assert.match(crypto.body.error.message, /takes no crypto payments\.$/);
     assert.equal(fake.calls["POST /v1/checkout/sessions"] ?? 0, 0);
 
     const init = await callInit(app, paymentBody({ currency: "USD" }));

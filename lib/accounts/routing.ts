@@ -10,8 +10,16 @@ import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRul
 
 /** 422: the account the shop's routes pick cannot take this payment (disabled, or not this currency or type). */
 export class NoRouteError extends AppError {
-  constructor(currency: string, type: PaymentType) {
-    super(422, "no_route", `This shop has no route for ${type} payments in ${currency}.`);
+  constructor(currency: string, type: PaymentType, account?: ProviderAccount) {
+    // Which it is tells the shop and its operator where to look: a rule to add, or an account to enable.
+    const why = !account
+      ? ""
+      : !account.active
+      ? ": the account its routes pick is disabled"
+      : !(PROVIDER_TYPES[account.provider] as readonly PaymentType[]).includes(type)
+      ? `: the account its routes pick takes no ${type} payments`
+      : `: the account its routes pick takes no ${currency}`;
+    super(422, "no_route", `This shop has no route for ${type} payments in ${currency}${why}.`);
   }
 }
 
@@ -44,7 +52,7 @@ export async function routePayment(
 ): Promise<AccountAdapter> {
   const found = await ctx.providers.find(pickAccountId(shop.routing, payment.currency, payment.type));
   if (!found || !accountAccepts(found.account, payment.currency, payment.type)) {
-    throw new NoRouteError(payment.currency, payment.type);
+    throw new NoRouteError(payment.currency, payment.type, found?.account);
   }
   return ctx.providers.bind(found, { ...payment, shopId: shop.id, accountId: found.account.id });
 }
