@@ -119,6 +119,32 @@ Deno.test("[rate limits] a correctly signed webhook goes through from an address
   }
 });
 
+Deno.test("[rate limits] over its limit, an address naming accounts this isolate does not hold gets 429 before any read", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "2" } });
+  try {
+    freezeClock(app);
+    for (let i = 0; i < 3; i++) await options(app, "sk_wrong");
+    let accountReads = 0;
+    const getMany = app.server.ctx.kv.getMany.bind(app.server.ctx.kv);
+    app.server.ctx.kv.getMany = ((keys: Deno.KvKey[], o?: { consistency?: Deno.KvConsistencyLevel }) => {
+      if (keys.some((k) => String(k[0]).startsWith("provider_account"))) accountReads++;
+      return getMany(keys, o);
+    }) as typeof app.server.ctx.kv.getMany;
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${app.baseUrl}/api/payment-verify/pa_${crypto.randomUUID().slice(0, 22)}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-bansky-signature": "t=1,v1=00" },
+        body: "{}",
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 429);
+    }
+    assert.equal(accountReads, 0, "no account was read for them");
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[rate limits] console sign-in posts are limited per address, whichever email they name", async () => {
   const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
   try {

@@ -44,6 +44,8 @@ export async function adapterFor(
 
 /** How long an isolate trusts an account it read: a disable or a credentials rotation reaches every isolate within it. */
 export const ACCOUNT_CACHE_TTL_MS = 5_000;
+/** Accounts (and ids of none) an isolate remembers at most: a sender naming new ids cannot grow it without bound. */
+const MAX_CACHED_ACCOUNTS = 1_000;
 
 /**
  * The accounts this isolate knows, by id, each with its adapter. The default
@@ -53,6 +55,8 @@ export const ACCOUNT_CACHE_TTL_MS = 5_000;
  */
 export class ProviderRegistry {
   private readonly cache = new Map<string, { value: Promise<AccountAdapter | null>; until: number }>();
+  /** Ids of accounts found (see knows). */
+  private readonly found = new Set<string>();
 
   constructor(
     private readonly kv: Deno.Kv,
@@ -69,10 +73,23 @@ export class ProviderRegistry {
     const value = getAccountWithCredentials(this.kv, id).then(async (found) =>
       found && { account: found.account, adapter: await adapterFor(found.credentials, this.opts) }
     );
-    // A failed read is not remembered.
-    value.catch(() => this.cache.delete(id));
+    // Ids nobody has are remembered too (a webhook naming one is answered from here); bounded all the same.
+    if (this.cache.size >= MAX_CACHED_ACCOUNTS) this.cache.clear();
     this.cache.set(id, { value, until: now + ACCOUNT_CACHE_TTL_MS });
+    value.then((a) => {
+      if (!a) return;
+      if (this.found.size >= MAX_CACHED_ACCOUNTS) this.found.clear();
+      this.found.add(id);
+    }, () => this.cache.delete(id));
     return value;
+  }
+
+  /**
+   * True for an account this isolate has found before: asking for it again costs at most one read per
+   * ACCOUNT_CACHE_TTL_MS, whoever asks, whereas an id of none could be a new one each time.
+   */
+  knows(id: string): boolean {
+    return id === DEFAULT_ACCOUNT_ID || this.found.has(id);
   }
 
   /**

@@ -1,7 +1,8 @@
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
 import { AppError } from "../../lib/errors.ts";
+import { DEFAULT_ACCOUNT_ID } from "../../lib/accounts/types.ts";
 import { handleProviderWebhook } from "../../lib/payments/webhook.ts";
 import { handleChainNotice } from "../../lib/invoices/deposits.ts";
 import { clientAddress } from "../_client_address.ts";
@@ -13,12 +14,14 @@ export function webhookRoutes(ctx: AppContext) {
   const limiter = unauthenticatedLimiter(ctx);
   /**
    * Rejected webhooks (bad signature, unknown account or payment) count against the sender's address, and one over
-   * its limit is answered 429. Every webhook's signature is checked all the same (a hash over a bounded body), so a
-   * correctly signed one always goes through: bad API keys, or forged webhooks, from the same address (a proxy, a
-   * shared egress) must not hold up a provider's news. Accepted ones are never counted.
+   * its limit is answered 429. Accepted ones are never counted. Over the limit, a webhook for an account this isolate
+   * has found before is still verified (a hash over a bounded body; the account at most one read per few seconds),
+   * so a correctly signed one goes through: bad API keys or forged webhooks from the same address (a proxy, a shared
+   * egress) must not hold up a provider's news. One naming any other id is refused before any work.
    */
   const verify = async (c: Context, accountId?: string) => {
     const address = clientAddress(c);
+    if (!ctx.providers.knows(accountId ?? DEFAULT_ACCOUNT_ID)) limiter.refuseIfOver(address, ctx.now());
     // The signature covers the exact bytes, so read raw text and parse only after verifying.
     const body = await requestText(c);
     try {
@@ -33,11 +36,12 @@ export function webhookRoutes(ctx: AppContext) {
   /**
    * A provider sends webhooks as fast as its payments settle, and each one waits on the provider's status API and
    * a commit. Past WEBHOOKS_IN_FLIGHT_MAX at once, more are refused at once with 503 and Retry-After (providers
-   * retry; Bansky within a second), before their body is read: a burst then costs retries, not memory without
-   * bound, and the webhooks already in flight keep their pace.
+   * retry; Bansky within a second), before anything but the body limit's read of at most 64 KiB: a burst then costs
+   * retries, not memory or reads without bound, and the webhooks already in flight keep their pace. Chain notices
+   * are bounded the same way.
    */
   let inFlight = 0;
-  app.use("/payment-verify/*", async (c, next) => {
+  const boundInFlight: MiddlewareHandler = async (c, next) => {
     if (inFlight >= ctx.config.webhooksInFlightMax) {
       c.header("retry-after", "1");
       return c.json(
@@ -51,7 +55,9 @@ export function webhookRoutes(ctx: AppContext) {
     } finally {
       inFlight--;
     }
-  });
+  };
+  app.use("/payment-verify/*", boundInFlight);
+  app.use("/chain-notify", boundInFlight);
   // The body is bounded by the app's body limit (64 KiB) before this runs.
   app.post("/payment-verify", async (c) => c.json({ status: "success", outcome: await verify(c) }));
   // Each account has its own webhook address; the one above is the default account's.
@@ -60,6 +66,7 @@ export function webhookRoutes(ctx: AppContext) {
     async (c) => c.json({ status: "success", outcome: await verify(c, c.req.param("accountId")) }),
   );
   // The chain service's notices about deposits at our addresses (crypto invoices); same limits as provider webhooks.
+  // Their signature is checked before anything is read, so one over the limit is verified too (see verify).
   app.post("/chain-notify", async (c) => {
     const address = clientAddress(c);
     const body = await requestText(c);
