@@ -1,5 +1,5 @@
 import type { Shop } from "../lib/db/shops.ts";
-import { shopSigning } from "../lib/shops.ts";
+import { shopSigning, type SigningScheme } from "../lib/shops.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { Island } from "./island.tsx";
 
@@ -46,17 +46,13 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
             manage={manage}
             scheme="ed25519"
             label={keyPair ? "Rotate key pair" : "Switch to a key pair"}
-            confirm={keyPair
-              ? "Make a new key pair? The old key keeps signing for 24 hours; the shop must verify with the new public key by then."
-              : "Switch this shop to an Ed25519 key pair? Its secret keeps signing for 24 hours; the shop must verify with the public key by then."}
+            confirm={signingQuestion(scheme, "ed25519", overlapUntil !== null)}
           />
           <SchemeForm
             manage={manage}
             scheme="hmac"
             label={keyPair ? "Switch to a shared secret" : "Rotate secret"}
-            confirm={keyPair
-              ? "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours."
-              : "Rotate the postback signing secret? The old one stops signing after 24 hours."}
+            confirm={signingQuestion(scheme, "hmac", overlapUntil !== null)}
           />
           <form
             method="post"
@@ -74,6 +70,24 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
       )}
     </section>
   );
+}
+
+/**
+ * What an operator is asked before a rotation or a switch of scheme, by the page's script and by the page without
+ * it. During a rotation's overlap a new one replaces the secret or key from before it at once (two sign at most).
+ */
+export function signingQuestion(current: SigningScheme, next: SigningScheme, rotating: boolean): string {
+  const question = next === "ed25519"
+    ? current === next
+      ? "Make a new key pair? The old key keeps signing for 24 hours; the shop must verify with the new public key by then."
+      : "Switch this shop to an Ed25519 key pair? Its secret keeps signing for 24 hours; the shop must verify with the public key by then."
+    : current === next
+    ? "Rotate the postback signing secret? The old one stops signing after 24 hours."
+    : "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours.";
+  return rotating
+    ? `${question} A rotation is already in progress: the secret or key from before it stops signing now, so a shop ` +
+      "still verifying with that one fails from the next postback on."
+    : question;
 }
 
 /** Asked before signed redirects go off: a shop that checks them would refuse its buyers' returns. */

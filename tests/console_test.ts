@@ -425,6 +425,15 @@ Deno.test("[console] a new key is shown once after a redirect; revoke, disable a
     assert.equal(rotate.status, 200);
     assert.match(rotate.text, /Rotate the postback signing secret\?/);
     assert.equal((await getShop(app.kv, app.shop.id))!.webhookSecret, secretBefore, "nothing rotated yet");
+    assert.doesNotMatch(rotate.text, /already in progress/);
+    // During a rotation's overlap, another one drops the secret from before it at once: both questions say so.
+    assert.equal((await b.post(`${shopPage}/signing`, { scheme: "hmac", confirm: "yes" })).status, 303);
+    assert.match(
+      (await b.get(shopPage)).text,
+      /data-confirm="Rotate the postback signing secret\?[^"]*already in progress/,
+    );
+    const again = await b.post(`${shopPage}/signing`, { scheme: "hmac" });
+    assert.match(again.text, /A rotation is already in progress: the secret or key from before it stops signing now/);
 
     const audit = await b.get("/admin/audit");
     assert.match(audit.text, new RegExp(`revoked an API key of <a href="/admin/shops/${app.shop.id}">Test shop</a>`));

@@ -5,7 +5,7 @@ import { getShop } from "../../lib/db/shops.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep } from "../../components/admin_layout.tsx";
-import { REDIRECT_SIGNING_OFF_QUESTION } from "../../components/signing.tsx";
+import { REDIRECT_SIGNING_OFF_QUESTION, signingQuestion } from "../../components/signing.tsx";
 import { type ConsoleEnv, redirectWithReveal } from "./_session.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 
@@ -22,14 +22,10 @@ export function shopSigningRoutes(ctx: AppContext) {
       // Without the page's script the question comes as a page of its own.
       const current = await getShop(ctx.kv, c.req.param("id"));
       if (!current) throw new NotFoundError("Unknown shop.");
-      const same = shopSigning(current).scheme === scheme;
-      const question = scheme === "ed25519"
-        ? same
-          ? "Make a new key pair? The old key keeps signing for 24 hours; the shop must verify with the new public key by then."
-          : "Switch this shop to an Ed25519 key pair? Its secret keeps signing for 24 hours; the shop must verify with the public key by then."
-        : same
-        ? "Rotate the postback signing secret? The old one stops signing after 24 hours."
-        : "Switch this shop back to a shared secret? The key pair keeps signing for 24 hours.";
+      const currentScheme = shopSigning(current).scheme;
+      const same = currentScheme === scheme;
+      const rotating = (current.previousSecretExpiresAt ?? 0) > ctx.now();
+      const question = signingQuestion(currentScheme, scheme, rotating);
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep

@@ -8,7 +8,6 @@ import {
   createShopKey,
   listFromField,
   revokeShopKey,
-  rotateShopSecret,
   setEmbedOrigins,
   setShopRateLimit,
   setShopStatus,
@@ -240,23 +239,6 @@ export function shopRoutes(ctx: AppContext) {
     });
   });
 
-  app.post(`${SHOP}/rotate-secret` as const, async (c) => {
-    const ask = confirmFirst(c, {
-      question:
-        "Rotate the postback signing secret? The shop must switch to the new one within 24 hours, when the old one stops signing.",
-      button: "Rotate secret",
-    });
-    if (ask) return ask;
-    const { secret } = await rotateShopSecret(ctx.kv, c.req.param("id"), {
-      actor: c.var.operator.email,
-      now: ctx.now(),
-    });
-    return redirectWithReveal(c, {
-      path: shopPath(c),
-      secrets: [["New postback signing secret", secret]],
-      flash: "For the next 24 hours postbacks carry signatures with both the old and the new secret.",
-    });
-  });
   return app;
 }
 
