@@ -24,6 +24,16 @@ export function allowFrameSources(c: Context, sources: readonly string[]) {
 
 /** Pages that a window they opened, or that opened them, must still reach (the checkout's payment popup). */
 const keepsOpener = new WeakSet<Request>();
+/** Pages whose framed checkout opens the payment popup: `same-origin` would cut that popup off from the frame. */
+const opensPopups = new WeakSet<Request>();
+
+/**
+ * Lets the popups this page's frames open keep their tie to them (`Cross-Origin-Opener-Policy:
+ * same-origin-allow-popups`): what a shop's page that embeds the checkout needs, the demo shop's included.
+ */
+export function allowPopups(c: Context) {
+  opensPopups.add(c.req.raw);
+}
 
 /**
  * Lets this one response keep its tie to the window that opened it: no `Cross-Origin-Opener-Policy:
@@ -41,6 +51,7 @@ export function allowOpener(c: Context) {
 export const framingPolicy: MiddlewareHandler = async (c, next) => {
   await next();
   if (keepsOpener.has(c.req.raw)) c.res.headers.set("cross-origin-opener-policy", "unsafe-none");
+  else if (opensPopups.has(c.req.raw)) c.res.headers.set("cross-origin-opener-policy", "same-origin-allow-popups");
   const sources = frameSources.get(c.req.raw);
   const policy = c.res.headers.get("content-security-policy");
   if (sources && policy) {

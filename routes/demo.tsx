@@ -12,7 +12,7 @@ import {
 import type { DemoPostback } from "../lib/db/demo.ts";
 import { Page, renderPage } from "../components/html.tsx";
 import { checkoutScriptPath } from "./checkout/script.ts";
-import { allowFrameSources } from "./_headers.ts";
+import { allowFrameSources, allowPopups } from "./_headers.ts";
 import { requestText } from "./_body_limit.ts";
 
 /** A tiny shop that integrates AimbrellaPay the way a real one would. */
@@ -26,6 +26,8 @@ export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
     c.header("cache-control", "no-store");
     // Like any shop's page that embeds the checkout, this one frames our origin (here its own).
     allowFrameSources(c, ["'self'"]);
+    // And, as such a page must, it lets the checkout's payment popup reach back to the frame that opened it.
+    allowPopups(c);
     return c.html(renderPage(<EmbeddedPage {...session} script={checkoutScriptPath()} />));
   });
   app.get("/result", async (c) => {

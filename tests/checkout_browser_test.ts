@@ -334,6 +334,38 @@ Deno.test({
 
 Deno.test({
   name:
+    "[browser] the demo shop's embedded checkout with a provider that opens in a popup: the popup closes, the page hears succeeded",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // The standalone sandbox is on its own origin: the checkout frame cannot show it, so it opens a popup.
+    const app = await startTestApp({ env: { DEMO: "1" }, standaloneSandbox: true });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(10_000);
+      const res = await page.goto(`${app.baseUrl}/demo/embedded`);
+      // same-origin would cut the popup off from the frame that opened it.
+      assert.equal(res!.headers()["cross-origin-opener-policy"], "same-origin-allow-popups");
+      await page.locator("#demo-events li", { hasText: "ready" }).waitFor();
+      const frame = page.frameLocator("#demo-checkout iframe");
+      const popupOpened = page.waitForEvent("popup");
+      await frame.getByRole("link", { name: "Pay 10.00 EUR" }).click();
+      const popup = await popupOpened;
+      const closed = popup.waitForEvent("close");
+      await popup.getByRole("button", { name: "Pay", exact: true }).click();
+      await closed;
+      await page.locator("#demo-events li", { hasText: "succeeded" }).waitFor();
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "[browser] a shop's page on another site reads the checkout's config and mounts a session with its publishable key",
   ignore: !hasChromium,
   sanitizeResources: false,
