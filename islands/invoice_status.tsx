@@ -31,6 +31,12 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
         const res = await fetch(props.statusUrl, { headers: { accept: "application/json" } });
         if (res.ok && !stopped) {
           const next: BuyerStatus = await res.json();
+          // What to send (the amount, its copy button, the wallet link and QR code) is drawn by the server: when it
+          // changes, the page is loaded again rather than left asking for what is no longer due.
+          if (next.status !== props.initial.status || next.dueAmount !== props.initial.dueAmount) {
+            location.reload();
+            return;
+          }
           setOffset(next.now - Date.now());
           setS(next);
           return; // The new state re-runs this effect, which polls again while open.
@@ -48,33 +54,36 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
 
   const left = s.expiresAt - (now + offset);
   return (
-    <div class="invoice-status" aria-live="polite">
-      <p class={`invoice-state state-${s.status}`} data-status={s.status}>
-        <strong>{INVOICE_STATUS_TEXT[s.status]}</strong>
-      </p>
-      {s.paidAmount !== "0" && (
-        <p>
-          Received: {s.paidAmount} of {s.amount} {s.coin}
-          {s.overpaidAmount !== "0" && ` (${s.overpaidAmount} ${s.coin} more than asked)`}
+    <div class="invoice-status">
+      {/* News is announced; the countdown below, which changes every second, is not. */}
+      <div aria-live="polite">
+        <p class={`invoice-state state-${s.status}`} data-status={s.status}>
+          <strong>{INVOICE_STATUS_TEXT[s.status]}</strong>
         </p>
-      )}
-      {s.pendingAmount !== "0" && (
-        <p>
-          On its way: {s.pendingAmount} {s.coin}
-          {s.confirmations !== null && ` (${s.confirmations} of ${s.confirmationsNeeded} confirmations)`}
-        </p>
-      )}
-      {open && s.dueAmount !== "0" && s.dueAmount !== s.amount && (
-        <p>
-          Still to send: <strong>{s.dueAmount} {s.coin}</strong>
-        </p>
-      )}
-      {s.lateAmount !== "0" && (
-        <p class="flash">
-          {s.lateAmount} {s.coin} arrived after this invoice{" "}
-          {LATE_TEXT[s.status] ?? "closed"}. The shop can see it; contact them about it.
-        </p>
-      )}
+        {s.paidAmount !== "0" && (
+          <p>
+            Received: {s.paidAmount} of {s.amount} {s.coin}
+            {s.overpaidAmount !== "0" && ` (${s.overpaidAmount} ${s.coin} more than asked)`}
+          </p>
+        )}
+        {s.pendingAmount !== "0" && (
+          <p>
+            On its way: {s.pendingAmount} {s.coin}
+            {s.confirmations !== null && ` (${s.confirmations} of ${s.confirmationsNeeded} confirmations)`}
+          </p>
+        )}
+        {open && s.dueAmount !== "0" && s.dueAmount !== s.amount && (
+          <p>
+            Still to send: <strong>{s.dueAmount} {s.coin}</strong>
+          </p>
+        )}
+        {s.lateAmount !== "0" && (
+          <p class="flash">
+            {s.lateAmount} {s.coin} arrived after this invoice{" "}
+            {LATE_TEXT[s.status] ?? "closed"}. The shop can see it; contact them about it.
+          </p>
+        )}
+      </div>
       {s.status === "waiting_for_deposit" && (
         <p class="muted">
           {left > 0 ? <>Time left: {formatLeft(left)}</> : <>Time is up.</>}
