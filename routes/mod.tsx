@@ -100,6 +100,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
   app.route("/", healthRoutes(ctx));
   if (ctx.metrics && ctx.config.metricsToken) app.route("/", metricsRoutes(ctx.metrics, ctx.config.metricsToken));
   app.get("/", (c) => c.redirect(opts.demo ? "/demo" : "/healthz"));
+  // Browsers ask every site for one: an empty answer, kept a day, instead of a 404 in every page's console.
+  app.get("/favicon.ico", (c) => c.body(null, 204, { "cache-control": "public, max-age=86400" }));
   app.route("/static", staticRoutes());
   app.route("/admin", consoleRoutes(ctx));
   app.route("/portal", portalRoutes(ctx));

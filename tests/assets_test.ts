@@ -223,3 +223,15 @@ Deno.test("[assets] every linked asset the repository does not hold is made by t
   assert.ok(buildCommands.length > 0, "the Deploy guide names a build command");
   for (const command of buildCommands) assert.equal(command, "deno task build", "Deploy runs the same build task");
 });
+
+Deno.test("[assets] /favicon.ico answers empty (204, cached a day), not 404 in every page's console", async () => {
+  const app = await startTestApp();
+  try {
+    const res = await fetch(`${app.baseUrl}/favicon.ico`);
+    await res.body?.cancel();
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get("cache-control"), "public, max-age=86400");
+  } finally {
+    await app.close();
+  }
+});

@@ -333,6 +333,7 @@ Deno.test("[cancel] a pending payment is cancelled: postback, the sandbox refuse
     assert.equal(page.status, 410);
     const html = await page.text();
     assert.match(html, /This payment was cancelled/);
+    assert.match(html, /The shop cancelled this payment, so it can no longer be paid\./);
     assert.ok(html.includes('href="http://127.0.0.1:9/shop/error?apay_payment='));
 
     const again = await cancel(app, p.id);

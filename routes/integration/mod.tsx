@@ -22,7 +22,7 @@ const PAGE_HEADERS = {
 
 const CLOSED_TEXT = {
   expired: "This payment link has expired, so it can no longer be paid. The shop can start a new payment for you.",
-  cancelled: "The shop cancelled this payment,, so it can no longer be paid.",
+  cancelled: "The shop cancelled this payment, so it can no longer be paid.",
 };
 
 /** A pay link whose payment is over: say so (410) and offer the way back to the shop, never the provider. */
