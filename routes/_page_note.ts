@@ -6,9 +6,12 @@ export interface PageNote {
   text: string;
 }
 
-/** A page saying why its action was refused answers 422 (the form was understood, the action not taken). */
-export function pageNoteStatus(note: PageNote | undefined): 200 | 422 {
-  return note?.kind === "bad" ? 422 : 200;
+/**
+ * A page saying why its action was refused answers 422 (the form was understood, the action not taken). Loaded
+ * afterwards (the redirect after an action, a reload), it is a page like any other: 200, whatever its line says.
+ */
+export function pageNoteStatus(note: PageNote | undefined, method: string): 200 | 422 {
+  return note?.kind === "bad" && method === "POST" ? 422 : 200;
 }
 
 /**

@@ -76,7 +76,7 @@ export function deliveryRoutes(ctx: AppContext) {
           </section>
         </AdminLayout>,
       ),
-      pageNoteStatus(note),
+      pageNoteStatus(note, c.req.method),
     );
   };
 

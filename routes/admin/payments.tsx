@@ -36,7 +36,7 @@ export function paymentRoutes(ctx: AppContext) {
           <PaymentDetail {...info} csrf={c.var.csrf} basePath="/admin/payments" canRecheck canRefund />
         </AdminLayout>,
       ),
-      pageNoteStatus(flash),
+      pageNoteStatus(flash, c.req.method),
     );
   };
 

@@ -154,7 +154,7 @@ export function portalRoutes(ctx: AppContext) {
           <PaymentDetail {...info} csrf={c.var.csrf} basePath="/portal/payments" canRecheck={false} />
         </>,
       ),
-      pageNoteStatus(flash),
+      pageNoteStatus(flash, c.req.method),
     );
   };
 
@@ -201,7 +201,7 @@ export function portalRoutes(ctx: AppContext) {
           {shop && <SigningCard shop={shop} now={ctx.now()} />}
         </>,
       ),
-      pageNoteStatus(note),
+      pageNoteStatus(note, c.req.method),
     );
   };
 
