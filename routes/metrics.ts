@@ -27,9 +27,30 @@ function routeLabel(c: Context): string {
   const routes = matchedRoutes(c);
   for (let i = c.req.routeIndex; i < routes.length; i++) {
     const r = routes[i];
-    if (!(r.method === "ALL" && r.path.endsWith("*"))) return r.path;
+    if (!(r.method === "ALL" && r.path.endsWith("*"))) return withoutConstraints(r.path);
   }
   return UNMATCHED_ROUTE;
+}
+
+const plainPatterns = new Map<string, string>();
+
+/**
+ * A route's pattern without its parameters' regular expressions (`/admin/shops/:id`, not
+ * `/admin/shops/:id{shop_[0-9a-z]{26}}`), as alerts select it; worked out once per route.
+ */
+function withoutConstraints(path: string): string {
+  let plain = plainPatterns.get(path);
+  if (plain === undefined) {
+    let depth = 0;
+    plain = "";
+    for (const ch of path) {
+      if (ch === "{") depth++;
+      else if (ch === "}") depth--;
+      else if (depth === 0) plain += ch;
+    }
+    plainPatterns.set(path, plain);
+  }
+  return plain;
 }
 
 /** GET /metrics in Prometheus text format, for a scraper holding METRICS_TOKEN as its bearer token. */

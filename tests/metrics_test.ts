@@ -96,6 +96,8 @@ Deno.test("[metrics] counts requests by route pattern, provider calls and postba
     await view.body?.cancel();
     const badKey = await callInit(app, paymentBody(), { key: "sk_wrong" });
     assert.equal(badKey.status, 401);
+    const style = await fetch(`${app.baseUrl}/static/style.css`);
+    await style.body?.cancel();
 
     const { status, headers, text } = await waitFor("the delivered attempt counted", async () => {
       const r = await scrape(app);
@@ -113,6 +115,9 @@ Deno.test("[metrics] counts requests by route pattern, provider calls and postba
     assert.equal(sample(text, requests, { route: "unmatched", status: "404" }), 1);
     assert.equal(sample(text, requests, { route: "/integration/pay", status: "302" }), 1);
     assert.equal(sample(text, requests, { route: "/api/v1/payments/:id", status: "200" }), 1);
+    // A parameter's regular expression stays out of the label (the route is /static/:name{[a-z0-9_.-]+}).
+    assert.equal(sample(text, requests, { route: "/static/:name", status: "200" }), 1);
+    assert.ok(!/route="[^"]*\{/.test(text), "no label carries a parameter's pattern");
     // Raw paths never become labels: neither the payment id nor the random 404 path.
     assert.ok(!text.includes(init.body.id), "no payment id in the metrics");
     assert.doesNotMatch(text, /\/no\/such\//);
