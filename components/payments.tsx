@@ -293,38 +293,40 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
     <>
       <h2>Refunds</h2>
       {props.refunds.length > 0 && (
-        <table>
-          <thead>
-            <tr>
-              <th>Refund</th>
-              <th>Amount</th>
-              <th>Status</th>
-              <th>Reason</th>
-              <th>By</th>
-              <th>Requested</th>
-            </tr>
-          </thead>
-          <tbody>
-            {props.refunds.map((r) => (
-              <tr key={r.id}>
-                <td>
-                  <code>{r.id}</code>
-                  {r.shopRefundId && <span class="muted">{r.shopRefundId}</span>}
-                </td>
-                <td>{formatAmount(r.amount, r.currency)}</td>
-                <td>
-                  <strong class={r.status === "succeeded" ? "ok" : r.status === "failed" ? "bad" : ""}>
-                    {r.status}
-                  </strong>
-                  {r.failureReason && <span class="muted">{r.failureReason}</span>}
-                </td>
-                <td>{r.reason ?? "—"}</td>
-                <td>{r.requestedBy}</td>
-                <td>{formatTime(r.createdAt)}</td>
+        <div class="table-wrap">
+          <table class="stack-phone">
+            <thead>
+              <tr>
+                <th>Refund</th>
+                <th>Amount</th>
+                <th>Status</th>
+                <th>Reason</th>
+                <th>By</th>
+                <th>Requested</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {props.refunds.map((r) => (
+                <tr key={r.id}>
+                  <td data-label="Refund">
+                    <code>{r.id}</code>
+                    {r.shopRefundId && <span class="muted">{r.shopRefundId}</span>}
+                  </td>
+                  <td data-label="Amount">{formatAmount(r.amount, r.currency)}</td>
+                  <td data-label="Status">
+                    <strong class={r.status === "succeeded" ? "ok" : r.status === "failed" ? "bad" : ""}>
+                      {r.status}
+                    </strong>
+                    {r.failureReason && <span class="muted">{r.failureReason}</span>}
+                  </td>
+                  <td data-label="Reason">{r.reason ?? "—"}</td>
+                  <td data-label="By">{r.requestedBy}</td>
+                  <td data-label="Requested">{formatTime(r.createdAt)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
       {canRefund && (
         <form method="post" action={`${props.basePath}/${p.id}/refund`} class="filters">

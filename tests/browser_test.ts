@@ -197,6 +197,15 @@ Deno.test({
       ids.push(init.body.id);
       if (i < 3) await buyerSettles(init.body.url, i === 1 ? "declined" : "paid");
     }
+    // Two refunds, so the payment's page has its refunds table too.
+    for (const amount of [1000, 2000]) {
+      const refunded = await fetch(`${app.baseUrl}/api/v1/payments/${ids[0]}/refunds`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ amount, reason: "the buyer sent the umbrella back, with a long note about why" }),
+      });
+      assert.equal(refunded.status, 201, await refunded.text());
+    }
     const { describePayment } = await import("../lib/payments/admin.ts");
     await waitFor("a refused postback", async () => {
       const { deliveries } = await describePayment(app.server.ctx, ids[0]);
