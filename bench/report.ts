@@ -694,7 +694,8 @@ its own), where keys written in time order share pages. The last part was about 
   deep-copies each request and walks every row to rewrite "{{projectId}}" (13.6 % and 12.9 % of the export's main
   thread in its profile). Sent as text through the same client's authenticated \`request\`, the export's CPU per row
   went from 21-23 to 19-20 µs side by side (three runs each). Its cost to init-payment, measured in the full runs,
-  moves too much to show it: 16.8 % (CPU +19.2 %) in the last run before, 13.1 %, 16.9 % and 14.8 % (CPU +14.5, +20.3 and +20.2 %) in the three after. What is left is flat: KV reads and their deserialization, building rows
+  moves too much to show it: 16.8 % (CPU +19.2 %) in the last run before, 13.1 %, 16.9 % and 14.8 % (CPU +14.5,
+  +20.3 and +20.2 %) in the three after. What is left is flat: KV reads and their deserialization, building rows
   (dates), the HTTP client's Node layers, collections. Still over the 5 % target: each created payment makes three
   rows (its event, its state and its provider call), about 40 µs of main-thread time per payment beside the
   235 µs the request and its load generator take there (the export's bench runs both in one process).
