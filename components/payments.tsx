@@ -309,15 +309,20 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
               {props.refunds.map((r) => (
                 <tr key={r.id}>
                   <td data-label="Refund">
-                    <code>{r.id}</code>
-                    {r.shopRefundId && <span class="muted">{r.shopRefundId}</span>}
+                    {/* One block per cell: stacked on a phone, a second child would fall into the label's column. */}
+                    <div>
+                      <code>{r.id}</code>
+                      {r.shopRefundId && <div class="muted shop-refund-id">{r.shopRefundId}</div>}
+                    </div>
                   </td>
                   <td data-label="Amount">{formatAmount(r.amount, r.currency)}</td>
                   <td data-label="Status">
-                    <strong class={r.status === "succeeded" ? "ok" : r.status === "failed" ? "bad" : ""}>
-                      {r.status}
-                    </strong>
-                    {r.failureReason && <span class="muted">{r.failureReason}</span>}
+                    <div>
+                      <strong class={r.status === "succeeded" ? "ok" : r.status === "failed" ? "bad" : ""}>
+                        {r.status}
+                      </strong>
+                      {r.failureReason && <div class="muted">{r.failureReason}</div>}
+                    </div>
                   </td>
                   <td data-label="Reason">{r.reason ?? "—"}</td>
                   <td data-label="By">{r.requestedBy}</td>

@@ -202,7 +202,11 @@ Deno.test({
       const refunded = await fetch(`${app.baseUrl}/api/v1/payments/${ids[0]}/refunds`, {
         method: "POST",
         headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
-        body: JSON.stringify({ amount, reason: "the buyer sent the umbrella back, with a long note about why" }),
+        body: JSON.stringify({
+          amount,
+          id: `return-${amount}`,
+          reason: "the buyer sent the umbrella back, with a long note about why",
+        }),
       });
       assert.equal(refunded.status, 201, await refunded.text());
     }
@@ -244,6 +248,11 @@ Deno.test({
           assert.equal(await widerThanViewport(page), null, path);
           await shot(page, `phone${path.replaceAll("/", "-")}`.slice(0, 60));
         }
+        // A refund's own id stays in the value column, under ours, not under the label.
+        await page.goto(`${base}/admin/payments/${ids[0]}`);
+        const ours = await page.locator('td[data-label="Refund"] code').first().boundingBox();
+        const theirs = await page.locator('td[data-label="Refund"] .shop-refund-id').first().boundingBox();
+        assert.ok(ours && theirs && theirs.x >= ours.x - 1 && theirs.y > ours.y, JSON.stringify({ ours, theirs }));
         // The payments list is a stack of rows: every cell says what it is, the Shop column included.
         await page.goto(`${base}/admin/payments`);
         assert.equal(await page.locator("table.stack-phone thead").isVisible(), false);
