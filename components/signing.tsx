@@ -1,5 +1,5 @@
 import type { Shop } from "../lib/db/shops.ts";
-import { shopSigning, type SigningScheme } from "../lib/shops.ts";
+import { overlapEndsAt, shopSigning, type SigningScheme } from "../lib/shops.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { Island } from "./island.tsx";
 
@@ -11,9 +11,7 @@ import { Island } from "./island.tsx";
 export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: string; action: string } }) {
   const { shop, manage } = props;
   const { scheme, publicKey, signRedirects } = shopSigning(shop);
-  const overlapUntil = shop.previousSecretExpiresAt && shop.previousSecretExpiresAt > props.now
-    ? shop.previousSecretExpiresAt
-    : null;
+  const overlapUntil = overlapEndsAt(shop, props.now);
   const keyPair = scheme === "ed25519";
   return (
     <section class="card" id="signing">

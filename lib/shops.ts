@@ -91,10 +91,16 @@ export async function revokeShopKey(
 
 /** The secrets postbacks are signed with now: the current one, plus the previous one during a rotation's overlap. */
 export function signingSecrets(shop: Signer, now: number): string[] {
-  const previous = shop.previousWebhookSecret && (shop.previousSecretExpiresAt ?? 0) > now
-    ? [shop.previousWebhookSecret]
-    : [];
-  return [shop.webhookSecret, ...previous];
+  return overlapEndsAt(shop, now) === null ? [shop.webhookSecret] : [shop.webhookSecret, shop.previousWebhookSecret!];
+}
+
+/** When the rotation under way ends (the previous secret or key stops signing), or null when none is. */
+export function overlapEndsAt(
+  shop: Pick<Shop, "previousWebhookSecret" | "previousSecretExpiresAt">,
+  now: number,
+): number | null {
+  const until = shop.previousSecretExpiresAt ?? 0;
+  return shop.previousWebhookSecret && until > now ? until : null;
 }
 
 export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;

@@ -12,14 +12,8 @@ import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRul
 export class NoRouteError extends AppError {
   constructor(currency: string, type: PaymentType, account?: ProviderAccount) {
     // Which it is tells the shop and its operator where to look: a rule to add, or an account to enable.
-    const why = !account
-      ? ""
-      : !account.active
-      ? ": the account its routes pick is disabled"
-      : !(PROVIDER_TYPES[account.provider] as readonly PaymentType[]).includes(type)
-      ? `: the account its routes pick takes no ${type} payments`
-      : `: the account its routes pick takes no ${currency}`;
-    super(422, "no_route", `This shop has no route for ${type} payments in ${currency}${why}.`);
+    const why = account ? accountRefusal(account, currency, type) : null;
+    super(422, "no_route", `This shop has no route for ${type} payments in ${currency}${why ? `: ${why}` : ""}.`);
   }
 }
 
@@ -35,9 +29,19 @@ export function pickAccountId(routing: ShopRouting | undefined, currency: string
 
 /** True when the account takes new payments in this currency and of this type. */
 export function accountAccepts(account: ProviderAccount, currency: string, type: PaymentType): boolean {
-  return account.active &&
-    (account.currencies.length === 0 || account.currencies.includes(currency)) &&
-    (PROVIDER_TYPES[account.provider] as readonly PaymentType[]).includes(type);
+  return accountRefusal(account, currency, type) === null;
+}
+
+/** Why the account takes no new payment in this currency and of this type, as the shop is told; null when it does. */
+function accountRefusal(account: ProviderAccount, currency: string, type: PaymentType): string | null {
+  if (!account.active) return "the account its routes pick is disabled";
+  if (!(PROVIDER_TYPES[account.provider] as readonly PaymentType[]).includes(type)) {
+    return `the account its routes pick takes no ${type} payments`;
+  }
+  if (account.currencies.length && !account.currencies.includes(currency)) {
+    return `the account its routes pick takes no ${currency}`;
+  }
+  return null;
 }
 
 /**

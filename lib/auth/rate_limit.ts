@@ -26,13 +26,9 @@ export class RateLimiter {
 
   /** Throws the 429 when the key is already over its limit in this window, without counting the request. */
   refuseIfOver(key: string, now: number, limit = this.perMinute) {
-    if (this.isOver(key, now, limit)) throw rateLimited(now - (now % 60_000), now);
-  }
-
-  /** True when the key is already over its limit in this window. */
-  isOver(key: string, now: number, limit = this.perMinute): boolean {
+    const windowStart = now - (now % 60_000);
     const w = this.windows.get(key);
-    return !!w && w.start === now - (now % 60_000) && w.count >= limit;
+    if (w && w.start === windowStart && w.count >= limit) throw rateLimited(windowStart, now);
   }
 }
 

@@ -1,7 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { AppError, NotFoundError, UpstreamError } from "../errors.ts";
-import { getInvoice } from "../db/invoices.ts";
-import { requireChain } from "./chain.ts";
+import { AppError, UpstreamError } from "../errors.ts";
 import { log } from "../log.ts";
 import { syncInvoice } from "./deposits.ts";
 import { sumUnits } from "./amounts.ts";
@@ -54,12 +52,9 @@ export async function cancelInvoice(
  * when it could not be read (the cancel then goes on what we know).
  */
 async function readChainFirst(ctx: AppContext, invoiceId: string): Promise<{ shown: Set<string> | null }> {
-  const inv = await getInvoice(ctx.kv, invoiceId);
-  if (!inv) throw new NotFoundError("Unknown invoice.");
   try {
-    const state = await requireChain(ctx).getAddress(inv.network, inv.address);
-    await syncInvoice(ctx, invoiceId, state);
-    return { shown: new Set(state.deposits.map((d) => d.txid)) };
+    const { chain } = await syncInvoice(ctx, invoiceId);
+    return { shown: new Set(chain.deposits.map((d) => d.txid)) };
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("chain read before a cancel failed; cancelling on what we know", { invoiceId, detail: err.detail });

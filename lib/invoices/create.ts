@@ -77,13 +77,7 @@ async function storeNewInvoice(
   ctx: AppContext,
   shop: Shop,
   body: CreateInvoiceInput,
-  req: {
-    id: string;
-    idempotencyKey: string | null;
-    requestHash: string;
-    named: boolean;
-    now?: number;
-  },
+  req: { id: string; idempotencyKey: string | null; requestHash: string; named: boolean; now?: number },
 ): Promise<{ invoice: InvoiceView; created: boolean }> {
   const { id, idempotencyKey, requestHash } = req;
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);

@@ -116,19 +116,27 @@ export function decideFromChain(
   return { to, events, patch: { deposits, checkAt } };
 }
 
-/** Reads the invoice's address at the chain and applies what it shows (the notice handler and the job). */
-export async function syncInvoice(ctx: AppContext, invoiceId: string, state?: AddressState): Promise<InvoiceUpdate> {
+/**
+ * Reads the invoice's address at the chain and applies what it shows (the notice handler, the job and a cancel);
+ * answers the outcome with the chain's view it was decided on.
+ */
+export async function syncInvoice(
+  ctx: AppContext,
+  invoiceId: string,
+  state?: AddressState,
+): Promise<InvoiceUpdate & { chain: AddressState }> {
   const inv = await getInvoice(ctx.kv, invoiceId);
   if (!inv) throw new NotFoundError("Unknown invoice.");
   const chain = state ?? await requireChain(ctx).getAddress(inv.network, inv.address);
   const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
   const window = claimWindow(inv, address);
-  if (!window) return { outcome: "unchanged", invoice: inv };
-  return await updateInvoice(
+  if (!window) return { outcome: "unchanged", invoice: inv, chain };
+  const update = await updateInvoice(
     ctx,
     invoiceId,
     (current, now) => decideFromChain(current, chain, window, now, ctx.config.chainPollMs),
   );
+  return { ...update, chain };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
-import { setRedirectSigning, shopSigning, switchShopSigning } from "../../lib/shops.ts";
+import { overlapEndsAt, setRedirectSigning, shopSigning, switchShopSigning } from "../../lib/shops.ts";
 import { getShop } from "../../lib/db/shops.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import { renderPage } from "../../components/html.tsx";
@@ -24,8 +24,7 @@ export function shopSigningRoutes(ctx: AppContext) {
       if (!current) throw new NotFoundError("Unknown shop.");
       const currentScheme = shopSigning(current).scheme;
       const same = currentScheme === scheme;
-      const rotating = (current.previousSecretExpiresAt ?? 0) > ctx.now();
-      const question = signingQuestion(currentScheme, scheme, rotating);
+      const question = signingQuestion(currentScheme, scheme, overlapEndsAt(current, ctx.now()) !== null);
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
