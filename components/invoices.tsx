@@ -3,7 +3,7 @@ import type { InvoiceInfo, PoolNetwork } from "../lib/invoices/admin.ts";
 import { formatBaseUnits } from "../lib/invoices/amounts.ts";
 import { NETWORKS } from "../lib/invoices/coins.ts";
 import { INVOICE_STATUS_RULES } from "../lib/invoices/status.ts";
-import type { Invoice } from "../lib/invoices/types.ts";
+import type { Invoice, InvoiceDeposit } from "../lib/invoices/types.ts";
 import { invoiceTotals } from "../lib/invoices/view.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
@@ -130,6 +130,7 @@ export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: str
     ["On its way", t.pending ? fmt(t.pending) : null],
     ["Overpaid", t.overpaid ? fmt(t.overpaid) : null],
     ["Late (after it closed)", t.late ? fmt(t.late) : null],
+    ["Dropped by the chain", t.dropped ? fmt(t.dropped) : null],
     ["Network", `${NETWORKS[inv.network].label} (${NETWORKS[inv.network].confirmations} confirmations)`],
     ["Address", inv.address],
     ["Title", inv.title || null],
@@ -181,7 +182,7 @@ export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: str
                   </td>
                   <td class="num">{fmt(d.amount)}</td>
                   <td class="num">{d.confirmations}</td>
-                  <td>{d.late ? <strong class="bad">late: after the invoice closed</strong> : "yes"}</td>
+                  <td>{depositCounted(d)}</td>
                 </tr>
               ))}
             </tbody>
@@ -209,4 +210,11 @@ export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: str
       </ol>
     </>
   );
+}
+
+/** Whether a deposit counts, and if not why: the chain dropped it, or it came after the invoice closed. */
+function depositCounted(d: InvoiceDeposit) {
+  if (d.dropped) return <strong class="bad">no: dropped from the chain before its confirmations</strong>;
+  if (d.late) return <strong class="bad">late: after the invoice closed</strong>;
+  return "yes";
 }

@@ -77,6 +77,13 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
             Still to send: <strong>{s.dueAmount} {s.coin}</strong>
           </p>
         )}
+        {open && s.droppedAmount !== "0" && (
+          <p class="flash">
+            {s.droppedAmount} {s.coin}{" "}
+            sent here was dropped by the network before it was confirmed, so it did not arrive.{" "}
+            {s.dueAmount !== "0" && "Please send what is still due."}
+          </p>
+        )}
         {s.lateAmount !== "0" && (
           <p class="flash">
             {s.lateAmount} {s.coin} arrived after this invoice{" "}

@@ -18,7 +18,8 @@ import {
  * blocks (confirmations), answers what an address holds, and sends a signed
  * notice to the address's notify URL when a deposit is seen or confirmed
  * (retried until answered 2xx). `dropNotices` loses them all, so only polling
- * finds out. The API is described in docs/public/sandbox.md.
+ * finds out. A deposit still in the mempool can be dropped (`POST /drop`), as
+ * a double spend or an eviction would. The API is described in docs/public/sandbox.md.
  */
 export interface ChainKnobs {
   /** Send no notices at all (lost in transit). */
@@ -64,6 +65,7 @@ const NewDeposit = z.strictObject({
   amount: z.string().regex(/^[1-9][0-9]{0,39}$/, "a positive integer string of base units"),
   txid: z.string().min(1).max(200).optional(),
 });
+const Drop = z.strictObject({ txid: z.string().min(1).max(200) });
 const Mine = z.strictObject({
   blocks: z.int().min(1).max(1000),
   network: NetworkSchema.optional(),
@@ -142,6 +144,23 @@ export class ChainSimulator {
     return d;
   }
 
+  /**
+   * Takes a deposit still in the mempool off the chain, as a double spend, a replacement or an eviction for a low
+   * fee would, and notifies (the notice names a transaction the address no longer shows). A mined one stays.
+   */
+  drop(txid: string): "dropped" | "mined" | "unknown" {
+    for (const a of this.addresses.values()) {
+      const at = a.deposits.findIndex((d) => d.txid === txid);
+      if (at < 0) continue;
+      const d = a.deposits[at];
+      if (d.block !== null) return "mined";
+      a.deposits.splice(at, 1);
+      this.notify(a, d);
+      return "dropped";
+    }
+    return "unknown";
+  }
+
   /** Mines `blocks` blocks on one network or all; mempool deposits go into the first. */
   mine(blocks: number, network?: Network) {
     const networks = network ? [network] : (Object.keys(this.heights) as Network[]);
@@ -194,6 +213,14 @@ export class ChainSimulator {
       const d = this.deposit(body.data.address, BigInt(body.data.amount), body.data.txid);
       if (!d) return c.json({ error: "unknown address, or it holds too many deposits" }, 404);
       return c.json({ txid: d.txid, address: body.data.address, amount: d.amount.toString(), confirmations: 0 }, 201);
+    });
+    app.post("/drop", async (c) => {
+      const body = Drop.safeParse(await c.req.json().catch(() => null));
+      if (!body.success) return bad(c, body.error);
+      const outcome = this.drop(body.data.txid);
+      if (outcome === "unknown") return c.json({ error: "unknown txid" }, 404);
+      if (outcome === "mined") return c.json({ error: "already mined: only a mempool deposit can be dropped" }, 409);
+      return c.json({ txid: body.data.txid, dropped: true });
     });
     app.post("/mine", async (c) => {
       const body = Mine.safeParse(await c.req.json().catch(() => null));

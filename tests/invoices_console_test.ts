@@ -103,3 +103,27 @@ Deno.test("[portal] a shop sees its own invoices and pool, never another shop's"
     await app.close();
   }
 });
+
+Deno.test("[console] a deposit the chain dropped is shown as not counted, with its amount and the timeline entry", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    const sent = await chain.deposit(created.address, "3000000");
+    await waitFor(
+      "confirming",
+      async () => (await readInvoice(app, created.id)).status === "payment_confirmation" || undefined,
+    );
+    await chain.drop(sent.txid);
+    await waitFor(
+      "dropped",
+      async () => (await readInvoice(app, created.id)).status === "waiting_for_deposit" || undefined,
+    );
+    const detail = await (await operatorBrowser(app)).get(`/admin/invoices/${created.id}`);
+    assert.match(detail.text, /no: dropped from the chain before its confirmations/);
+    assert.match(detail.text, /Dropped by the chain<\/dt><dd>3 USDT/);
+    assert.match(detail.text, /deposit dropped/);
+  } finally {
+    await app.close();
+  }
+});

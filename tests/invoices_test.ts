@@ -715,3 +715,81 @@ Deno.test("[invoices] money the chain saw past expiresAt by its own clock, while
   assert.equal(after.to, "expired");
   assert.equal(after.patch!.deposits![0].late, true);
 });
+
+Deno.test("[invoices] a deposit dropped from the chain before its confirmations stops counting: the buyer is asked again, a rebroadcast counts again", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3", postbackUrl: shop.url });
+    const sent = await chain.deposit(created.address, "3000000");
+    await waitStatus(app, created.id, "payment_confirmation");
+
+    // The simulator's notice of the drop names a transaction the address no longer shows.
+    await chain.drop(sent.txid);
+    let inv = await waitStatus(app, created.id, "waiting_for_deposit");
+    assert.equal(inv.pendingAmount, "0");
+    assert.deepEqual(inv.deposits.map((d: { txid: string; dropped: boolean }) => [d.txid, d.dropped]), [[
+      sent.txid,
+      true,
+    ]]);
+    const types = await waitFor("two postbacks", () => {
+      const got = postbacksOf(app, shop.received, created.id).map((b) => b.type);
+      return got.length >= 2 ? got : undefined;
+    });
+    assert.deepEqual(types, ["invoice.payment_confirmation", "invoice.waiting_for_deposit"]);
+    for (const p of postbacksOf(app, shop.received, created.id)) InvoicePostbackBody.strict().parse(p);
+    // The buyer's page asks for the whole amount again and says why.
+    const status = await (await fetch(`${app.baseUrl}/invoices/${created.id}/status`)).json();
+    assert.equal(status.dueAmount, "3");
+    assert.equal(status.droppedAmount, "3");
+    const page = await (await fetch(created.checkoutUrl)).text();
+    assert.match(page, /3 USDT sent here was dropped by the network before it was confirmed/);
+
+    // The same transaction shown again (rebroadcast) counts again, and confirms.
+    await chain.deposit(created.address, "3000000", sent.txid);
+    inv = await waitStatus(app, created.id, "payment_confirmation");
+    assert.equal(inv.deposits.length, 1);
+    assert.equal(inv.deposits[0].dropped, false);
+    await chain.mine(20, "tron");
+    inv = await waitStatus(app, created.id, "payment_accepted");
+    assert.equal(inv.paidAmount, "3");
+
+    // A mined deposit cannot be dropped; an unknown one is not found.
+    const mined = await fetch(`${app.server.ctx.chain!.settings.apiUrl}/drop`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ txid: sent.txid }),
+    });
+    assert.equal(mined.status, 409, await mined.text());
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] an invoice whose only deposit was dropped after expiresAt expires, and its address is free again", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    const created = await createTestInvoice(app, { expiresIn: 60 });
+    const sent = await chain.deposit(created.address, "12500000");
+    shiftClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    assert.equal((await readInvoice(app, created.id)).status, "payment_confirmation");
+
+    // Past expiresAt the invoice stays open while its money confirms; once the chain drops it, polling expires it.
+    await chain.drop(sent.txid);
+    shiftClock(app, 61_000 + 2 * app.config.chainPollMs);
+    await app.server.runner.sweep();
+    const inv = await readInvoice(app, created.id);
+    assert.equal(inv.status, "expired");
+    assert.equal(inv.deposits[0].dropped, true);
+    assert.equal(inv.lateAmount, "0", "dropped money is not late money");
+    const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.find((a) => a.address === created.address)?.heldBy, null);
+  } finally {
+    await app.close();
+  }
+});

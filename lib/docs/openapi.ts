@@ -38,6 +38,7 @@ import { createInvoiceSchema } from "../invoices/schema.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceStatusSchema, InvoiceView } from "../invoices/api_schemas.ts";
 import { ChainNotice } from "../invoices/chain_wire.ts";
 import { cryptoOptions } from "../invoices/coins.ts";
+import { INVOICE_POSTBACK_TYPES } from "../invoices/status.ts";
 
 /**
  * The OpenAPI 3.1 document of the shop's API, generated from the zod schemas
@@ -1322,8 +1323,9 @@ function invoiceWebhooks(opts: OpenApiOptions): Record<string, PathItem> {
       post: {
         operationId: "invoicePostback",
         summary: "Invoice postback to the shop",
-        description:
-          "Every status change of an invoice (`invoice.payment_confirmation`, `invoice.partially_paid`, `invoice.payment_accepted`, `invoice.finished`, `invoice.expired`, `invoice.cancelled`) is POSTed to the invoice's postback URL (its `postbackUrl`, else your shop's), signed and retried exactly like payment postbacks. `data` is the invoice as GET /api/v1/invoices/{id} answers it.",
+        description: `Every status change of an invoice (${
+          INVOICE_POSTBACK_TYPES.map((t) => `\`${t}\``).join(", ")
+        }; \`invoice.waiting_for_deposit\` only when every deposit on its way was dropped from the chain) is POSTed to the invoice's postback URL (its \`postbackUrl\`, else your shop's), signed and retried exactly like payment postbacks. \`data\` is the invoice as GET /api/v1/invoices/{id} answers it.`,
         tags: ["Invoices"],
         security: [],
         parameters: postbackHeaders,

@@ -11,7 +11,8 @@ const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
 const decimal = z.string().regex(/^[0-9]+(\.[0-9]+)?$/).describe("A decimal string in the coin's units.");
 
 export const InvoiceStatusSchema = z.enum(INVOICE_STATUSES).describe(
-  "waiting_for_deposit: nothing seen yet; payment_confirmation: a deposit is on its way, waiting for its " +
+  "waiting_for_deposit: nothing seen yet, or what was seen was dropped from the chain before its confirmations " +
+    "(the buyer is asked to pay again); payment_confirmation: a deposit is on its way, waiting for its " +
     "confirmations; partially_paid: confirmed deposits are short of the amount; payment_accepted: paid in full and " +
     "confirmed (overpayment recorded in overpaidAmount); finished: the deposits are final (twice the network's " +
     "confirmations); expired: nothing arrived by expiresAt; cancelled: you cancelled it. The last three are final.",
@@ -25,7 +26,7 @@ export const InvoiceView = z.object({
   network: z.enum(NETWORK_IDS),
   amount: decimal.describe("What the buyer is asked for."),
   paidAmount: decimal.describe("Confirmed deposits made while the invoice was open."),
-  pendingAmount: decimal.describe("Deposits seen but not confirmed yet."),
+  pendingAmount: decimal.describe("Deposits seen but not confirmed yet (dropped ones not included)."),
   overpaidAmount: decimal.describe("How much paidAmount exceeds amount; 0 otherwise."),
   lateAmount: decimal.describe("Deposits that arrived after the invoice closed: never counted, always shown."),
   address: z.string().describe("Where the buyer sends the coin, on `network` only."),
@@ -40,6 +41,10 @@ export const InvoiceView = z.object({
     confirmations: z.int().nonnegative(),
     confirmed: z.boolean().describe("True once it has confirmationsNeeded."),
     late: z.boolean().describe("True when it arrived after the invoice closed."),
+    dropped: z.boolean().describe(
+      "True when the chain stopped showing it before its confirmations (replaced, double-spent or evicted): kept " +
+        "on record, counted in no amount. False again if the chain shows it again.",
+    ),
     seenAt: isoTime,
   })).describe("Every deposit to the address while it was this invoice's, oldest first."),
   createdAt: isoTime,

@@ -7,7 +7,7 @@ import type { Shop } from "../db/shops.ts";
 import { INVOICE_STATUS_RULES } from "./status.ts";
 import { updateInvoice } from "./transition.ts";
 import { getShopInvoice } from "./query.ts";
-import type { Invoice } from "./types.ts";
+import { countsToward, type Invoice } from "./types.ts";
 
 /**
  * Cancels an invoice that is still open and not paid in full (deposits still confirming count); its address goes
@@ -20,7 +20,7 @@ export async function cancelInvoice(
   opts: { actor?: string } = {},
 ): Promise<Invoice> {
   // Read the chain first: money already confirmed there (its notice still on the way) must not be cancelled away.
-  const read = await readChainFirst(ctx, invoiceId);
+  await readChainFirst(ctx, invoiceId);
   const result = await updateInvoice(ctx, invoiceId, (inv, now) => {
     if (inv.status === "cancelled") return null;
     if (!INVOICE_STATUS_RULES[inv.status].cancellable) {
@@ -28,10 +28,9 @@ export async function cancelInvoice(
       throw new AppError(409, "invoice_not_cancellable", `${article} ${inv.status} invoice cannot be cancelled.`);
     }
     // Paid in full, the confirmations still to come: cancelled, that money would sit in a closed invoice unsaid.
-    // Only deposits the chain still shows count (one dropped from it would hold the invoice open for good); when
-    // the chain could not be read, those on record do.
-    const onChain = inv.deposits.filter((d) => !d.late && (!read.shown || read.shown.has(d.txid)));
-    if (sumUnits(onChain.map((d) => d.amount)) >= BigInt(inv.amount)) {
+    // Deposits the chain dropped do not count (the read above marked them; when the chain could not be read, the
+    // invoice as we last saw it decides).
+    if (sumUnits(inv.deposits.filter(countsToward).map((d) => d.amount)) >= BigInt(inv.amount)) {
       throw new AppError(
         409,
         "invoice_not_cancellable",
@@ -47,18 +46,13 @@ export async function cancelInvoice(
   return result.invoice;
 }
 
-/**
- * Brings the invoice up to date with the chain; answers the transactions the chain shows at its address, or null
- * when it could not be read (the cancel then goes on what we know).
- */
-async function readChainFirst(ctx: AppContext, invoiceId: string): Promise<{ shown: Set<string> | null }> {
+/** Brings the invoice up to date with the chain; when it cannot be read, the cancel goes on what we know. */
+async function readChainFirst(ctx: AppContext, invoiceId: string): Promise<void> {
   try {
-    const { chain } = await syncInvoice(ctx, invoiceId);
-    return { shown: new Set(chain.deposits.map((d) => d.txid)) };
+    await syncInvoice(ctx, invoiceId);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("chain read before a cancel failed; cancelling on what we know", { invoiceId, detail: err.detail });
-    return { shown: null };
   }
 }
 

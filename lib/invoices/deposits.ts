@@ -10,7 +10,7 @@ import { requireChain } from "./chain.ts";
 import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSignature } from "./chain_wire.ts";
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
-import type { Invoice, InvoiceDeposit, InvoiceEvent, PoolAddress } from "./types.ts";
+import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
 
 /** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
@@ -40,7 +40,7 @@ export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: 
 export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): InvoiceStatus {
   const needed = confirmationsNeeded(inv.network);
   const final = confirmationsFinal(inv.network);
-  const counted = deposits.filter((d) => !d.late);
+  const counted = deposits.filter(countsToward);
   const amount = BigInt(inv.amount);
   if (sumUnits(counted.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount) return "finished";
   if (sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount)) >= amount) {
@@ -69,7 +69,24 @@ export function decideFromChain(
   const events: InvoiceEvent[] = [];
   const deposits = inv.deposits.map((d) => {
     const seen = byTx.get(d.txid);
-    if (!seen || seen.confirmations === d.confirmations) return d;
+    if (!seen) {
+      // Gone from the chain before its confirmations: replaced, double-spent or evicted. Counted, it would hold the
+      // invoice in payment_confirmation for good and tell the buyer their money is on its way. A deposit gone after
+      // them is a reorganisation for an operator to look at, not something to undo on one reading.
+      if (d.dropped || d.confirmations >= needed) return d;
+      events.push({ type: "deposit_dropped", at: now, data: { txid: d.txid, amount: d.amount } });
+      return { ...d, dropped: true };
+    }
+    if (d.dropped) {
+      // Shown again (rebroadcast, or the reorganisation undone): it counts again.
+      events.push({
+        type: d.late ? "late_deposit" : "deposit_seen",
+        at: now,
+        data: { txid: d.txid, amount: d.amount, confirmations: seen.confirmations },
+      });
+      return { ...d, dropped: false, confirmations: seen.confirmations };
+    }
+    if (seen.confirmations === d.confirmations) return d;
     if (!d.late && d.confirmations < needed && seen.confirmations >= needed) {
       events.push({ type: "deposit_confirmed", at: now, data: { txid: d.txid, confirmations: seen.confirmations } });
     }
@@ -109,34 +126,26 @@ export function decideFromChain(
   if (!changed && !pollDue) return null;
   if (!open) return { events, patch: { deposits } };
   let to = statusFromDeposits(inv, deposits);
-  // Statuses only move forward along the table; the deposits decide among the moves it allows.
+  // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
   if (to === "waiting_for_deposit" && now >= inv.expiresAt) to = "expired";
   const checkAt = to === "waiting_for_deposit" ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
   return { to, events, patch: { deposits, checkAt } };
 }
 
-/**
- * Reads the invoice's address at the chain and applies what it shows (the notice handler, the job and a cancel);
- * answers the outcome with the chain's view it was decided on.
- */
-export async function syncInvoice(
-  ctx: AppContext,
-  invoiceId: string,
-  state?: AddressState,
-): Promise<InvoiceUpdate & { chain: AddressState }> {
+/** Reads the invoice's address at the chain and applies what it shows (the notice handler, the job and a cancel). */
+export async function syncInvoice(ctx: AppContext, invoiceId: string, state?: AddressState): Promise<InvoiceUpdate> {
   const inv = await getInvoice(ctx.kv, invoiceId);
   if (!inv) throw new NotFoundError("Unknown invoice.");
   const chain = state ?? await requireChain(ctx).getAddress(inv.network, inv.address);
   const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
   const window = claimWindow(inv, address);
-  if (!window) return { outcome: "unchanged", invoice: inv, chain };
-  const update = await updateInvoice(
+  if (!window) return { outcome: "unchanged", invoice: inv };
+  return await updateInvoice(
     ctx,
     invoiceId,
     (current, now) => decideFromChain(current, chain, window, now, ctx.config.chainPollMs),
   );
-  return { ...update, chain };
 }
 
 /**
@@ -199,8 +208,13 @@ export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBo
     .value;
   const state = await requireChain(ctx).getAddress(notice.network, notice.address);
   const deposit = state.deposits.find((d) => d.txid === notice.txid);
-  if (!deposit) return "unchanged"; // The chain does not show it: not news we can act on.
-  const invoiceId = deposit.seenAt >= (address?.lastTakenAt ?? 0) ? address?.lastInvoiceId : address?.previousInvoiceId;
+  // A transaction the chain no longer shows was dropped: only an open invoice can have been counting on it (a closed
+  // one's late deposits are found again by its next notice).
+  const invoiceId = !deposit
+    ? address?.heldBy
+    : deposit.seenAt >= (address?.lastTakenAt ?? 0)
+    ? address?.lastInvoiceId
+    : address?.previousInvoiceId;
   if (!invoiceId || !hasIdShape("invoice", invoiceId)) return "unchanged";
   const result = await syncInvoice(ctx, invoiceId, state);
   return result.outcome === "applied" ? "applied" : "unchanged";

@@ -4,7 +4,8 @@
  * status may go next, the postback entering it sends, and whether it still
  * holds its deposit address; `transition.ts` is the one place that applies a
  * move. Money is never hidden: a deposit after an invoice closed is recorded
- * on it (`late`) without a status change.
+ * on it (`late`) without a status change, and one the chain dropped stays on
+ * record (`dropped`).
  */
 export const INVOICE_STATUSES = [
   "waiting_for_deposit",
@@ -21,7 +22,7 @@ export type InvoiceStatus = typeof INVOICE_STATUSES[number];
 interface InvoiceStatusRule {
   /** Where an invoice in this status may move. */
   next: readonly InvoiceStatus[];
-  /** The postback a shop gets when its invoice enters this status (none for the first: the shop made it). */
+  /** The postback a shop gets when its invoice moves into this status. */
   postback: `invoice.${string}` | null;
   /** True while the invoice holds its deposit address (the pool gives it to nobody else). */
   open: boolean;
@@ -30,15 +31,18 @@ interface InvoiceStatusRule {
 }
 
 export const INVOICE_STATUS_RULES = {
-  // A poll may find a deposit already confirmed (a lost webhook), so every forward step is one move.
+  // A poll may find a deposit already confirmed (a lost webhook), so every forward step is one move. The
+  // postback is for coming back here (the first entry is the shop's own request, answered in full).
   waiting_for_deposit: {
     next: ["payment_confirmation", "partially_paid", "payment_accepted", "finished", "expired", "cancelled"],
-    postback: null,
+    postback: "invoice.waiting_for_deposit",
     open: true,
     cancellable: true,
   },
+  // The one move back: every deposit on its way was dropped from the chain (replaced, double-spent, evicted), so
+  // the buyer is asked to pay again, and the invoice expires at expiresAt (at once when that has passed).
   payment_confirmation: {
-    next: ["partially_paid", "payment_accepted", "finished", "cancelled"],
+    next: ["waiting_for_deposit", "partially_paid", "payment_accepted", "finished", "expired", "cancelled"],
     postback: "invoice.payment_confirmation",
     open: true,
     cancellable: true,

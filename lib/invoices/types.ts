@@ -49,6 +49,17 @@ export interface InvoiceDeposit {
   seenAt: number;
   /** Arrived after the invoice had closed: recorded and shown, never counted toward its status. */
   late: boolean;
+  /**
+   * The chain stopped showing it before it had its confirmations (replaced, double-spent or evicted from the
+   * mempool): kept on record, counted nowhere, and counted again if the chain shows it again. Absent on older
+   * records.
+   */
+  dropped?: boolean;
+}
+
+/** Whether a deposit counts toward the invoice's status and totals: on time, and still on the chain. */
+export function countsToward(d: InvoiceDeposit): boolean {
+  return !d.late && d.dropped !== true;
 }
 
 /** What happened to an invoice, for its timeline. */
@@ -57,6 +68,7 @@ export interface InvoiceEvent {
     | "created"
     | "deposit_seen"
     | "deposit_confirmed"
+    | "deposit_dropped"
     | "late_deposit"
     | "status_changed"
     | "chain_notice"

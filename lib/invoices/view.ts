@@ -1,7 +1,7 @@
 import { formatBaseUnits, sumUnits } from "./amounts.ts";
 import { confirmationsNeeded, NETWORKS } from "./coins.ts";
 import type { InvoicePostbackType } from "./status.ts";
-import type { Invoice } from "./types.ts";
+import { countsToward, type Invoice } from "./types.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -10,18 +10,22 @@ export function checkoutUrl(invoiceId: string, publicBaseUrl: string): string {
   return `${publicBaseUrl}/invoices/${encodeURIComponent(invoiceId)}`;
 }
 
-/** What an invoice's deposits add up to, in base units: received (confirmed), on its way, after it closed. */
+/**
+ * What an invoice's deposits add up to, in base units: received (confirmed), on its way, after it closed, dropped by
+ * the chain before it was confirmed.
+ */
 export function invoiceTotals(inv: Invoice) {
   const needed = confirmationsNeeded(inv.network);
-  const counted = inv.deposits.filter((d) => !d.late);
+  const counted = inv.deposits.filter(countsToward);
   const paid = sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount));
   const pending = sumUnits(counted.filter((d) => d.confirmations < needed).map((d) => d.amount));
-  const late = sumUnits(inv.deposits.filter((d) => d.late).map((d) => d.amount));
+  const late = sumUnits(inv.deposits.filter((d) => d.late && !d.dropped).map((d) => d.amount));
+  const dropped = sumUnits(inv.deposits.filter((d) => !d.late && d.dropped).map((d) => d.amount));
   const amount = BigInt(inv.amount);
   const arrived = paid + pending;
   // What the buyer still has to send: money on its way counts, or the page would ask them to pay it twice.
   const due = arrived < amount ? amount - arrived : 0n;
-  return { paid, pending, late, due, overpaid: paid > amount ? paid - amount : 0n };
+  return { paid, pending, late, dropped, due, overpaid: paid > amount ? paid - amount : 0n };
 }
 
 /** An invoice as the shop's API, its postbacks and the buyer's status route show it. */
@@ -52,6 +56,7 @@ export function invoiceView(inv: Invoice, publicBaseUrl: string) {
       confirmations: d.confirmations,
       confirmed: d.confirmations >= needed,
       late: d.late,
+      dropped: d.dropped === true,
       seenAt: iso(d.seenAt),
     })),
     createdAt: iso(inv.createdAt),
@@ -81,7 +86,7 @@ export function buyerStatusView(inv: Invoice, now: number) {
   const t = invoiceTotals(inv);
   const fmt = (units: bigint) => formatBaseUnits(units, inv.decimals);
   const needed = confirmationsNeeded(inv.network);
-  const onItsWay = inv.deposits.filter((d) => !d.late && d.confirmations < needed).map((d) => d.confirmations);
+  const onItsWay = inv.deposits.filter((d) => countsToward(d) && d.confirmations < needed).map((d) => d.confirmations);
   return {
     status: inv.status,
     coin: inv.coin,
@@ -90,6 +95,8 @@ export function buyerStatusView(inv: Invoice, now: number) {
     pendingAmount: fmt(t.pending),
     overpaidAmount: fmt(t.overpaid),
     lateAmount: fmt(t.late),
+    /** Transfers the chain dropped before they were confirmed: the buyer's to send again. */
+    droppedAmount: fmt(t.dropped),
     /** Still to send, counting what is on its way. */
     dueAmount: fmt(t.due),
     confirmationsNeeded: needed,
