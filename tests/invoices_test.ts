@@ -793,3 +793,38 @@ Deno.test("[invoices] an invoice whose only deposit was dropped after expiresAt 
     await app.close();
   }
 });
+
+Deno.test("[invoices] an invoice finishes once every deposit it counts is final, so invoice.finished carries the whole overpayment", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, {
+      coin: "BTC",
+      network: "bitcoin",
+      amount: "0.001",
+      postbackUrl: shop.url,
+    });
+    await chain.deposit(created.address, "100000");
+    await chain.mine(3, "bitcoin");
+    await waitStatus(app, created.id, "payment_accepted");
+    await chain.deposit(created.address, "20000"); // 0.0002 BTC more than asked, still open: counted
+    await chain.mine(3, "bitcoin"); // the first deposit is final (6), the second has 3
+    await waitFor("the second deposit's confirmations", async () => {
+      const inv = await readInvoice(app, created.id);
+      return inv.deposits[1]?.confirmations === 3 ? inv : undefined;
+    });
+    assert.equal((await readInvoice(app, created.id)).status, "payment_accepted", "the overpayment is not final yet");
+    await chain.mine(3, "bitcoin");
+    const inv = await waitStatus(app, created.id, "finished");
+    assert.equal(inv.overpaidAmount, "0.0002");
+    const finished = await waitFor(
+      "the finished postback",
+      () => postbacksOf(app, shop.received, created.id).find((b) => b.type === "invoice.finished"),
+    );
+    assert.equal(finished.data.overpaidAmount, "0.0002");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

@@ -35,14 +35,20 @@ export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: 
 
 /**
  * The status the deposits call for. Received = confirmed by the network's
- * confirmations; final = twice as deep (finished). Late deposits never count.
+ * confirmations; final = twice as deep (finished). Late and dropped deposits
+ * never count. Finished waits for every deposit that counts to be final, so
+ * what `invoice.finished` says was paid (overpayment included) never changes
+ * after it.
  */
 export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): InvoiceStatus {
   const needed = confirmationsNeeded(inv.network);
   const final = confirmationsFinal(inv.network);
   const counted = deposits.filter(countsToward);
   const amount = BigInt(inv.amount);
-  if (sumUnits(counted.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount) return "finished";
+  if (
+    sumUnits(counted.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount &&
+    counted.every((d) => d.confirmations >= final)
+  ) return "finished";
   if (sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount)) >= amount) {
     return "payment_accepted";
   }
