@@ -745,6 +745,7 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
     assert.equal(status.droppedAmount, "3");
     const page = await (await fetch(created.checkoutUrl)).text();
     assert.match(page, /3 USDT sent here was dropped by the network before it was confirmed/);
+    assert.match(page, /<title>Pay 3 USDT · AimbrellaPay<\/title>/);
 
     // The same transaction shown again (rebroadcast) counts again, and confirms.
     await chain.deposit(created.address, "3000000", sent.txid);
@@ -754,6 +755,8 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
     await chain.mine(20, "tron");
     inv = await waitStatus(app, created.id, "payment_accepted");
     assert.equal(inv.paidAmount, "3");
+    // The buyer's tab no longer asks to pay.
+    assert.match(await (await fetch(created.checkoutUrl)).text(), /<title>Payment received · AimbrellaPay<\/title>/);
 
     // A mined deposit cannot be dropped; an unknown one is not found.
     const mined = await fetch(`${app.server.ctx.chain!.settings.apiUrl}/drop`, {

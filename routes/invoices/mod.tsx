@@ -5,7 +5,7 @@ import { findInvoice } from "../../lib/invoices/query.ts";
 import { buyerStatusView, invoiceTotals, paymentUri } from "../../lib/invoices/view.ts";
 import { formatBaseUnits } from "../../lib/invoices/amounts.ts";
 import { NETWORKS } from "../../lib/invoices/coins.ts";
-import { isInvoiceOpen } from "../../lib/invoices/status.ts";
+import { INVOICE_STATUS_TEXT, isInvoiceOpen } from "../../lib/invoices/status.ts";
 import type { Invoice } from "../../lib/invoices/types.ts";
 import { Page, renderPage } from "../../components/html.tsx";
 import { Island } from "../../components/island.tsx";
@@ -39,7 +39,6 @@ export function invoicePageRoutes(ctx: AppContext) {
 }
 
 function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
-  const amount = formatBaseUnits(inv.amount, inv.decimals);
   const { due } = invoiceTotals(inv);
   const dueText = formatBaseUnits(due, inv.decimals);
   const uri = paymentUri(inv);
@@ -48,7 +47,8 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
   const partly = due < BigInt(inv.amount);
   const network = NETWORKS[inv.network].label;
   return (
-    <Page title={`Pay ${amount} ${inv.coin} · AimbrellaPay`} script>
+    // The tab says what the page asks now (the island reloads the page when that changes).
+    <Page title={`${open ? `Pay ${dueText} ${inv.coin}` : INVOICE_STATUS_TEXT[inv.status]} · AimbrellaPay`} script>
       <div class="invoice">
         <h1>{inv.title || "Invoice"}</h1>
         {inv.description && <p>{inv.description}</p>}
