@@ -42,3 +42,27 @@ export const log = {
 export function describeError(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
+
+const REPEAT_WINDOW_MS = 60_000;
+/** Distinct repeated lines tracked at once; past it, new kinds share one entry (their count still shows). */
+const REPEAT_KEYS_MAX = 1_000;
+const repeats = new Map<string, { until: number; left: number }>();
+
+/**
+ * A warning anyone on the internet can cause (a refused webhook or notice): the first of its kind (`key`) in a minute
+ * is written, the rest counted, and the next one written says how many were left out (`repeatsLeftOut`). A sender
+ * repeating a refused request then costs one line a minute, not one per request.
+ */
+export function warnRepeatable(key: string, msg: string, fields: Fields = {}, now = Date.now()) {
+  if (!repeats.has(key) && repeats.size >= REPEAT_KEYS_MAX) {
+    for (const [k, r] of repeats) if (r.until <= now) repeats.delete(k);
+    if (repeats.size >= REPEAT_KEYS_MAX) key = "(too many kinds)";
+  }
+  const seen = repeats.get(key);
+  if (seen && seen.until > now) {
+    seen.left++;
+    return;
+  }
+  repeats.set(key, { until: now + REPEAT_WINDOW_MS, left: 0 });
+  write("warn", msg, seen?.left ? { ...fields, repeatsLeftOut: seen.left } : fields);
+}

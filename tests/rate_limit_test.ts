@@ -192,3 +192,28 @@ Deno.test("[rate limits] an operator sets a shop's limit on its page, and emptie
     await app.close();
   }
 });
+
+Deno.test("[rate limits] forged webhooks for a known account, over the limit and verified, log one line a minute, not one each", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "2" } });
+  const lines: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+  try {
+    freezeClock(app);
+    for (let i = 0; i < 30; i++) {
+      const res = await fetch(`${app.baseUrl}/api/payment-verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-bansky-signature": `t=1,v1=${"0".repeat(64)}` },
+        body: JSON.stringify({ eventId: `evt_${i}`, id: "pay_x", ref: "bsk_1", status: "paid" }),
+      });
+      await res.body?.cancel();
+      // The default account is known, so each is verified (and refused: 401, or 429 once the address is over).
+      assert.ok(res.status === 401 || res.status === 429, `request ${i}: ${res.status}`);
+    }
+  } finally {
+    console.error = original;
+    await app.close();
+  }
+  // At most one: an earlier test in this process may have used up this minute's line of the same kind.
+  assert.ok(lines.filter((l) => l.includes("webhook rejected")).length <= 1, lines.join("\n"));
+});

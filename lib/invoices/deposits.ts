@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, UpstreamError } from "../errors.ts";
 import { getAddressOwner, getInvoice, getPoolAddressEntry } from "../db/invoices.ts";
 import { hasIdShape } from "../ids.ts";
-import { log } from "../log.ts";
+import { log, warnRepeatable } from "../log.ts";
 import { parseStrictJson } from "../json_body.ts";
 import { sumUnits } from "./amounts.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
@@ -202,7 +202,7 @@ export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBo
     Math.floor(ctx.now() / 1000),
   );
   if (problem) {
-    log.warn("chain notice rejected", { reason: problem });
+    warnRepeatable(`chain notice rejected:${problem}`, "chain notice rejected", { reason: problem });
     throw new AppError(401, "invalid_webhook", `Notice rejected: ${problem}.`);
   }
   const parsed = ChainNotice.safeParse(parseStrictJson(rawBody));

@@ -7,7 +7,7 @@ import {
   markWebhookEventSeen,
   recordUnconfirmedWebhook,
 } from "../db/payments.ts";
-import { log } from "../log.ts";
+import { log, warnRepeatable } from "../log.ts";
 import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
 import { canTransition } from "./status.ts";
 import { movePayment, type MoveResult } from "./transition.ts";
@@ -44,7 +44,10 @@ export async function handleProviderWebhook(
     notice = await account.adapter.verifyWebhook(headers, rawBody, ctx.now());
   } catch (err) {
     if (err instanceof WebhookRejectedError) {
-      log.warn("webhook rejected", { accountId, reason: err.message });
+      warnRepeatable(`webhook rejected:${accountId}:${err.message}`, "webhook rejected", {
+        accountId,
+        reason: err.message,
+      });
       throw new AppError(401, "invalid_webhook", `Webhook rejected: ${err.message}.`);
     }
     throw err;
