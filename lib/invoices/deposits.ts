@@ -110,7 +110,9 @@ export function decideFromChain(
   let dustLeft = 0;
   for (const d of fresh) {
     if (deposits.length >= MAX_DEPOSITS_PER_INVOICE) {
-      log.warn("invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
+      warnRepeatable(`invoice full:${inv.id}`, "invoice holds too many deposits; more are not listed", {
+        invoiceId: inv.id,
+      });
       break;
     }
     if (deposits.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
@@ -126,7 +128,13 @@ export function decideFromChain(
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
   }
-  if (dustLeft) log.warn("dust deposits not listed on a full invoice", { invoiceId: inv.id, deposits: dustLeft });
+  // Unlisted, the same dust is found again at every poll: a line a minute per invoice says it.
+  if (dustLeft) {
+    warnRepeatable(`invoice dust:${inv.id}`, "dust deposits not listed on a full invoice", {
+      invoiceId: inv.id,
+      deposits: dustLeft,
+    });
+  }
   const changed = events.length > 0 || deposits.some((d, i) => d !== inv.deposits[i]);
   const pollDue = open && inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
