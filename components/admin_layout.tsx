@@ -81,25 +81,34 @@ export function Field(props: {
   hint?: string;
   required?: boolean;
   autocomplete?: string;
+  /** A list (say, twenty sites) reads better over a few lines; a line break counts as a separator. */
+  multiline?: boolean;
 }) {
   const id = `f-${props.name}`;
+  const common = {
+    id,
+    name: props.name,
+    required: props.required,
+    autocomplete: props.autocomplete,
+    // A page shown again for a mistake puts the keyboard (and a screen reader) on the first field at fault.
+    autofocus: props.error ? true : undefined,
+    "aria-invalid": props.error ? "true" as const : undefined,
+    "aria-describedby": props.error ? `${id}-error` : props.hint ? `${id}-hint` : undefined,
+  };
   return (
     <div class={props.error ? "field invalid" : "field"}>
       <label for={id}>{props.label}</label>
-      <input
-        id={id}
-        name={props.name}
-        {
-          // Preact's input types are a union per type value; ours is one of the text-like ones.
-          // deno-lint-ignore no-explicit-any
-          ...{ type: (props.type ?? "text") as any }
-        }
-        value={props.value ?? ""}
-        required={props.required}
-        autocomplete={props.autocomplete}
-        aria-invalid={props.error ? "true" : undefined}
-        aria-describedby={props.error ? `${id}-error` : props.hint ? `${id}-hint` : undefined}
-      />
+      {props.multiline ? <textarea {...common} rows={4} value={props.value ?? ""} /> : (
+        <input
+          {...common}
+          {
+            // Preact's input types are a union per type value; ours is one of the text-like ones.
+            // deno-lint-ignore no-explicit-any
+            ...{ type: (props.type ?? "text") as any }
+          }
+          value={props.value ?? ""}
+        />
+      )}
       {props.hint && !props.error && <small id={`${id}-hint`} class="muted">{props.hint}</small>}
       {props.error && <small id={`${id}-error`} class="error">{props.error}</small>}
     </div>

@@ -18,8 +18,9 @@ export function EmbeddingCard(props: { action: string; csrf: string; value: stri
           label="Sites (origins)"
           name="embedOrigins"
           value={props.value}
-          hint="Space or comma separated, such as https://shop.example. Empty: no site may."
+          hint="One per line (or space or comma separated), such as https://shop.example. Empty: no site may."
           error={props.error}
+          multiline
         />
         <button type="submit">Save embedding sites</button>
       </form>

@@ -87,7 +87,7 @@ Deno.test("[embedding] an operator sets a shop's embedding sites in the console;
       "http://127.0.0.1:4000",
     ]);
     const page = await b.get(`/admin/shops/${app.shop.id}`);
-    assert.match(page.text, /https:\/\/shop\.example http:\/\/127\.0\.0\.1:4000/);
+    assert.match(page.text, /https:\/\/shop\.example\nhttp:\/\/127\.0\.0\.1:4000<\/textarea>/);
     assert.match(page.headers.get("content-security-policy")!, /frame-ancestors 'none'/, "the console is never framed");
   } finally {
     await app.close();

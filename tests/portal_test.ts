@@ -149,13 +149,32 @@ Deno.test("[portal] shop staff set their own embedding sites; a removal asks fir
     });
     assert.equal(saved.status, 303);
     assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
-    assert.match((await b.request(saved.location!)).text, /Embedding sites saved\./);
+    const after = (await b.request(saved.location!)).text;
+    assert.match(after, /Embedding sites saved\./);
+    // A list reads one site per line, in a box that fits it; one per line is taken too.
+    assert.match(
+      after,
+      /<textarea[^>]*name="embedOrigins"[^>]*>https:\/\/shop\.example\nhttps:\/\/www\.shop\.example:8443<\/textarea>/,
+    );
+    assert.equal(
+      (await b.post("/portal/settings/embed", {
+        embedOrigins: "https://shop.example\r\nhttps://www.shop.example:8443\r\n",
+      }))
+        .status,
+      303,
+    );
+    await b.request("/portal/settings");
 
     // Not an origin: the page again, with the reason and what was typed; nothing changed.
     const bad = await b.post("/portal/settings/embed", { embedOrigins: "https://shop.example/checkout" });
     assert.equal(bad.status, 400);
     assert.match(bad.text, /not an origin|only an origin|origin/i);
     assert.match(bad.text, /https:\/\/shop\.example\/checkout/);
+    assert.match(
+      bad.text,
+      /<textarea[^>]*autofocus[^>]*aria-invalid="true"/,
+      "the keyboard is put on the field at fault",
+    );
     assert.deepEqual(await sites(), ["https://shop.example", "https://www.shop.example:8443"]);
 
     // Taking a site away asks first, naming it; only the confirmed form saves.

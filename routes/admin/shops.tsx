@@ -388,7 +388,7 @@ function ShopDetail(props: {
       <EmbeddingCard
         action={`/admin/shops/${shop.id}/embed`}
         csrf={csrf}
-        value={v?.embedOrigins ?? (shop.embedOrigins ?? []).join(" ")}
+        value={v?.embedOrigins ?? (shop.embedOrigins ?? []).join("\n")}
         error={e.embedOrigins}
       />
       <section class="card">

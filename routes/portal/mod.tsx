@@ -237,7 +237,7 @@ export function portalRoutes(ctx: AppContext) {
           <EmbeddingCard
             action="/portal/settings/embed"
             csrf={c.var.csrf}
-            value={opts.embed?.value ?? (shop.embedOrigins ?? []).join(" ")}
+            value={opts.embed?.value ?? (shop.embedOrigins ?? []).join("\n")}
             error={opts.embed?.error}
           />
           <section class="card">
