@@ -314,7 +314,9 @@ Deno.test({
       await page.locator("#demo-events li", { hasText: "ready" }).waitFor();
       const url = page.url();
       const frame = page.frameLocator("#demo-checkout iframe");
-      await frame.getByRole("link", { name: "Pay 10.00 EUR" }).click();
+      // By keyboard: the Pay link, styled as a button, takes Space as a button does.
+      await frame.getByRole("link", { name: "Pay 10.00 EUR" }).focus();
+      await page.keyboard.press("Space");
       await frame.getByRole("button", { name: "Pay", exact: true }).click();
       await page.locator("#demo-events li", { hasText: "succeeded" }).waitFor();
       assert.equal(page.url(), url);

@@ -52,6 +52,15 @@ function run(root: HTMLElement) {
     setTimeout(() => location.replace(next), 1500);
   }
 
+  // The Pay link looks like a button, so it answers Space as a button does (a link alone answers only Enter).
+  for (const link of root.querySelectorAll<HTMLAnchorElement>("a[data-pay]")) {
+    link.addEventListener("keydown", (e) => {
+      if (e.key !== " ") return;
+      e.preventDefault();
+      link.click();
+    });
+  }
+
   const pay = root.querySelector<HTMLAnchorElement>("a[data-pay=popup]");
   if (pay) {
     let popup: Window | null = null;
