@@ -251,12 +251,10 @@ export class Sandbox {
     app.post("/pay/:ref/:outcome", (c) => {
       const redirect = this.complete(c.req.param("ref"), c.req.param("outcome"));
       if (!redirect) {
+        // A second press after the payment closed (another tab paid it, it expired): the page as it stands now.
         const p = this.payments.get(c.req.param("ref"));
-        return c.html(
-          renderPage(<SandboxMessage text="This payment is no longer open." />),
-          409,
-          pageHeaders(p?.frameAncestors),
-        );
+        const page = p ? <PayPage payment={p} /> : <SandboxMessage text="This payment is no longer open." />;
+        return c.html(renderPage(page), 409, pageHeaders(p?.frameAncestors));
       }
       return c.redirect(redirect, 303);
     });
@@ -421,7 +419,15 @@ function PayPage({ payment }: { payment: SandboxPayment }) {
               </form>
             </>
           )
-          : <p>This payment is {payment.status}.</p>}
+          : (
+            <>
+              <p>This payment is {payment.status}.</p>
+              {/* Not a dead end: back where the merchant sends a buyer after paying (or not). */}
+              <p>
+                <a href={payment.status === "paid" ? payment.successUrl : payment.errorUrl}>Back to the shop</a>
+              </p>
+            </>
+          )}
       </div>
     </Page>
   );

@@ -90,3 +90,26 @@ Deno.test("[flow] buyers arriving together each get their first visit on the tim
     await app.close();
   }
 });
+
+Deno.test("[flow] the sandbox's pay page of a closed payment leads back to the shop, also after a second press", async () => {
+  const app = await startTestApp();
+  try {
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    const toProvider = await fetch(init.body.url, { redirect: "manual" });
+    await toProvider.body?.cancel();
+    const providerPage = toProvider.headers.get("location")!;
+    await buyerSettles(init.body.url, "declined");
+    const page = await (await fetch(providerPage)).text();
+    assert.match(page, /This payment is declined\./);
+    const back = page.match(/<a href="([^"]+)">Back to the shop<\/a>/)?.[1];
+    assert.ok(back, page);
+    assert.equal(back.replaceAll("&amp;", "&"), `${app.baseUrl}/integration/error?id=${init.body.id}`);
+    // Pressing Pay again on a page left open: the page as it stands, with the way back.
+    const again = await fetch(`${providerPage}/paid`, { method: "POST", redirect: "manual" });
+    assert.equal(again.status, 409);
+    assert.match(await again.text(), /Back to the shop/);
+  } finally {
+    await app.close();
+  }
+});
