@@ -4,6 +4,12 @@ import type { BuyerStatus } from "../lib/invoices/view.ts";
 
 /** How often the page asks for news while the invoice is open. */
 const POLL_MS = 3000;
+/**
+ * A closed invoice can still receive money sent late (shown to the buyer, never counted), so the page keeps asking,
+ * slowly, for a while after it was loaded: a buyer whose payment was late learns it without a reload.
+ */
+const CLOSED_POLL_MS = 15_000;
+const CLOSED_WATCH_MS = 30 * 60_000;
 
 /**
  * The live part of the buyer's invoice page: the status, what has arrived and
@@ -23,8 +29,9 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
     return () => clearInterval(tick);
   }, []);
 
+  const [loadedAt] = useState(() => Date.now());
   useEffect(() => {
-    if (!open) return;
+    if (!open && Date.now() - loadedAt > CLOSED_WATCH_MS) return;
     let stopped = false;
     const timer = setTimeout(async function poll() {
       try {
@@ -39,13 +46,13 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
           }
           setOffset(next.now - Date.now());
           setS(next);
-          return; // The new state re-runs this effect, which polls again while open.
+          return; // The new state re-runs this effect, which polls again.
         }
       } catch {
         // Offline for a moment: try again.
       }
-      if (!stopped) setTimeout(poll, POLL_MS);
-    }, POLL_MS);
+      if (!stopped) setTimeout(poll, open ? POLL_MS : CLOSED_POLL_MS);
+    }, open ? POLL_MS : CLOSED_POLL_MS);
     return () => {
       stopped = true;
       clearTimeout(timer);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startTestApp, type TestApp } from "../fixtures/app.ts";
-import { chainApi, createTestInvoice } from "../fixtures/invoices.ts";
+import { chainApi, createTestInvoice, shiftClock } from "../fixtures/invoices.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
@@ -102,5 +102,21 @@ phoneTest(
     await chain.mine(20, "tron");
     await page.getByText("Still to send").waitFor({ timeout: 15_000 });
     assert.ok(await wider() <= 0, `partly paid, the page is ${await wider()} px wider than the phone`);
+  },
+);
+
+phoneTest(
+  "[browser] an expired invoice's page still learns of money sent late, without a reload",
+  async ({ app, chain, page }) => {
+    const inv = await createTestInvoice(app, { expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    // The page's timers run on a clock the test moves.
+    await page.clock.install();
+    await page.goto(inv.checkoutUrl);
+    await page.getByText("This invoice expired").waitFor();
+    await chain.deposit(inv.address, "12500000");
+    await page.clock.fastForward(16_000);
+    await page.getByText("12.5 USDT arrived after this invoice expired").waitFor({ timeout: 10_000 });
   },
 );
