@@ -216,10 +216,19 @@ Deno.test("[portal] shop staff set their own embedding sites; a removal asks fir
       assert.doesNotMatch((await b.request(`/portal/settings?done=${inherited}`)).text, /class="flash/, inherited);
     }
 
-    // Recorded as the shop's own change.
+    // Recorded as the shop's own change, in the session that made it: its sign-in names the link that opened it,
+    // and the link's entry the operator who made it.
     const entries = await searchAudit(app.kv, { limit: 50 });
     const change = entries.find((e) => e.action === "shop.embed_origins" && e.target === app.shop.id);
-    assert.equal(change?.actor, `portal:${app.shop.id}`);
+    const [, shopId, sessionId] = change!.actor.split(":");
+    assert.equal(shopId, app.shop.id);
+    assert.match(sessionId, /^pses_/);
+    const signin = entries.find((e) => e.action === "portal.signin" && e.actor === change!.actor);
+    const link = (signin?.after as { link: string }).link;
+    assert.match(link, /^lnk_/);
+    const made = entries.find((e) => e.action === "portal.link" && (e.after as { link?: string })?.link === link);
+    assert.ok(made, "the link's own entry");
+    assert.doesNotMatch(made.actor, /^portal:/, "made by an operator");
   } finally {
     await app.close();
   }

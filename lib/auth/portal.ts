@@ -22,15 +22,17 @@ const SESSION_AUDIENCE = "portal-session";
 export async function createPortalLink(ctx: AppContext, shopId: string, actor: string): Promise<string> {
   if (!(await getShop(ctx.kv, shopId))) throw new NotFoundError("Unknown shop.");
   const now = ctx.now();
+  const link = randomId("lnk");
   const token = await new SignJWT({})
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(shopId)
     .setAudience(LINK_AUDIENCE)
-    .setJti(randomId("lnk"))
+    .setJti(link)
     .setIssuedAt(Math.floor(now / 1000))
     .setExpirationTime(Math.floor((now + LINK_TTL_MS) / 1000))
     .sign(ctx.sessionKey);
-  await writeAudit(ctx.kv, { at: now, actor, action: "portal.link", target: shopId, before: null, after: null });
+  // The link's id is what ties the session it opens (and everything done in it) to the operator who made it.
+  await writeAudit(ctx.kv, { at: now, actor, action: "portal.link", target: shopId, before: null, after: { link } });
   return `${ctx.config.publicBaseUrl}/portal/signin?token=${encodeURIComponent(token)}`;
 }
 
@@ -60,11 +62,11 @@ export async function signInWithLink(ctx: AppContext, token: string): Promise<st
   await createPortalSession(ctx.kv, session);
   await writeAudit(ctx.kv, {
     at: now,
-    actor: `portal:${shopId}`,
+    actor: portalActor(session),
     action: "portal.signin",
     target: shopId,
     before: null,
-    after: null,
+    after: { link: jti },
   });
   return await new SignJWT({ sid: session.id })
     .setProtectedHeader({ alg: "HS256" })
@@ -93,4 +95,12 @@ export async function authenticatePortal(ctx: AppContext, token: string | undefi
 
 export async function signOutPortal(ctx: AppContext, session: PortalSession) {
   await deletePortalSession(ctx.kv, session.id);
+}
+
+/**
+ * Who did something in the portal, for the audit log: the shop and the session. A session opens from one sign-in
+ * link, whose id its sign-in entry names, and the link's own entry names the operator who made it for someone.
+ */
+export function portalActor(session: Pick<PortalSession, "shopId" | "id">): string {
+  return `portal:${session.shopId}:${session.id}`;
 }

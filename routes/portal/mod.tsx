@@ -1,7 +1,13 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import type { AppContext } from "../../lib/context.ts";
-import { authenticatePortal, peekPortalLink, signInWithLink, signOutPortal } from "../../lib/auth/portal.ts";
+import {
+  authenticatePortal,
+  peekPortalLink,
+  portalActor,
+  signInWithLink,
+  signOutPortal,
+} from "../../lib/auth/portal.ts";
 import { SESSION_TTL_MS } from "../../lib/auth/operators.ts";
 import type { PortalSession } from "../../lib/db/portal.ts";
 import { getShop } from "../../lib/db/shops.ts";
@@ -166,7 +172,7 @@ export function portalRoutes(ctx: AppContext) {
     const payment = await ownPayment(ctx, c.var.portal, c.req.param("id"));
     // Refused (no postback, one under way): said on the payment's page, as in the console.
     return await refusalShownOnPage("Not resent", async () => {
-      const d = await resendPostback(ctx, payment.id, { actor: `portal:${c.var.portal.shopId}` });
+      const d = await resendPostback(ctx, payment.id, { actor: portalActor(c.var.portal) });
       return c.redirect(`/portal/payments/${encodeURIComponent(payment.id)}?done=resend-${d.status}`, 303);
     }, (note) => paymentPage(c, payment.id, note));
   });
@@ -177,7 +183,7 @@ export function portalRoutes(ctx: AppContext) {
     formPages<PortalEnv>(ctx, {
       scope: (c) => ({ shopId: c.var.portal.shopId }),
       basePath: "/portal/forms",
-      actor: (c) => `portal:${c.var.portal.shopId}`,
+      actor: (c) => portalActor(c.var.portal),
       layout,
     }),
   );
@@ -213,7 +219,7 @@ export function portalRoutes(ctx: AppContext) {
     if (hasIdShape("invoice", paymentId)) await describeScopedInvoice(ctx, { shopId: c.var.portal.shopId }, paymentId);
     else await ownPayment(ctx, c.var.portal, paymentId);
     return await refusalShownOnPage("Not resent", async () => {
-      const d = await resendPostback(ctx, paymentId, { actor: `portal:${c.var.portal.shopId}`, deliveryId });
+      const d = await resendPostback(ctx, paymentId, { actor: portalActor(c.var.portal), deliveryId });
       return c.redirect(`/portal/deliveries?done=resent-${d.status}`, 303);
     }, (note) => deliveriesPage(c, note));
   });
@@ -292,7 +298,7 @@ export function portalRoutes(ctx: AppContext) {
       ));
     }
     await setEmbedOrigins(ctx.kv, shopId, origins, {
-      actor: `portal:${shopId}`,
+      actor: portalActor(c.var.portal),
       now: ctx.now(),
       allowLocalUrls: ctx.config.allowLocalUrls,
     });
