@@ -213,6 +213,7 @@ export function PaymentDetail(
   props: PaymentInfo & { csrf: string; basePath: string; canRecheck: boolean; canRefund?: boolean },
 ) {
   const p = props.payment;
+  const gaveUp = props.settled.gaveUp;
   const fields: [string, string | null][] = [
     ["Payment id", p.id],
     ["Shop", p.shopId],
@@ -230,7 +231,11 @@ export function PaymentDetail(
     ["Provider", `${p.provider} ${p.providerRef ?? ""}`],
     ["Created", formatTime(p.createdAt)],
     ["Updated", formatTime(p.updatedAt)],
-    ["Settled", formatTime(p.finalizedAt)],
+    // A late payment settled when the money came, after we had given up on it: both times, in the order they were.
+    ...(gaveUp
+      ? [[gaveUp.as === "cancelled" ? "Cancelled" : "Expired", formatTime(gaveUp.at)] as [string, string]]
+      : []),
+    ["Settled", formatTime(props.settled.at)],
     ["Expires", p.status === "pending" ? formatTime(p.expiresAt) : null],
     ["Last error", p.lastError],
   ];

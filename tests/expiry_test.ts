@@ -25,6 +25,7 @@ import {
   waitFor,
 } from "../fixtures/app.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
+import { formatTime } from "../components/admin_layout.tsx";
 
 const MINUTE = 60_000;
 
@@ -262,6 +263,9 @@ Deno.test("[expiry] money the provider confirms after expiry makes the payment s
     assert.equal((await readPayment(app, p.id)).status, "expired");
     assert.equal(await sandboxStatus(app, p.ref), "pending");
 
+    // The money comes two minutes after the expiry (our clock stays within the webhooks' 5-minute window), so the
+    // two times cannot be mistaken for each other.
+    shiftClock(app, 61_000 + 2 * MINUTE);
     assert.equal(await payAtSandbox(app, p.ref), 200);
     const late = await waitFor("the late success", async () => {
       const got = await readPayment(app, p.id);
@@ -286,6 +290,11 @@ Deno.test("[expiry] money the provider confirms after expiry makes the payment s
     assert.ok(section.includes(p.id), "the overview lists the late payment");
     const detail = await ops.get(`/admin/payments/${p.id}`);
     assert.match(detail.text, /succeeded \(late/);
+    // Settled is when the money came; when it expired is its own line (finalizedAt keeps that, as the API says).
+    const shownAt = (label: string) => detail.text.match(new RegExp(`<dt>${label}</dt><dd>([^<]*)</dd>`))?.[1];
+    assert.equal(shownAt("Settled"), formatTime(Date.parse(late.updatedAt)));
+    assert.equal(shownAt("Expired"), formatTime(Date.parse(late.finalizedAt)));
+    assert.ok(Date.parse(late.updatedAt) - Date.parse(late.finalizedAt) >= 2 * MINUTE);
 
     // Refunded in full, it leaves the list: nothing is left to do about it.
     const refund = await fetch(`${app.baseUrl}/api/v1/payments/${p.id}/refunds`, {
