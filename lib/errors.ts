@@ -46,9 +46,12 @@ export class IdempotencyMismatchError extends AppError {
   }
 }
 
-/** The provider answered badly (502) or not in time (504). The message never carries provider internals. */
+/**
+ * The provider answered badly (502) or not in time (504). The message never carries provider internals; `answered`
+ * is the HTTP status it answered, if it did (no secret), for callers that tell "it does not know this" from an outage.
+ */
 export class UpstreamError extends AppError {
-  constructor(readonly timedOut: boolean, readonly detail: string) {
+  constructor(readonly timedOut: boolean, readonly detail: string, readonly answered: number | null = null) {
     super(
       timedOut ? 504 : 502,
       timedOut ? "provider_timeout" : "provider_error",

@@ -463,3 +463,39 @@ Deno.test("[console] a missing page inside the console keeps the menu; the porta
     await app.close();
   }
 });
+
+Deno.test("[console] a re-check says what the provider answered: a payment it does not know (404) on the payment's page, a failure by its status", async () => {
+  const { createPayment, getPayment } = await import("../lib/db/payments.ts");
+  const { storedPayment } = await import("../fixtures/payments.ts");
+  const { SANDBOX_TOKEN } = await import("../fixtures/app.ts");
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    // A payment whose reference the provider never made (other credentials, a sandbox that restarted).
+    const forgotten = storedPayment(Date.now(), { shopId: app.shop.id, providerRef: "bsk_forgotten" });
+    assert.ok(await createPayment(app.kv, forgotten));
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/payments/${forgotten.id}`);
+    const unknown = await b.post(`/admin/payments/${forgotten.id}/recheck`, {});
+    assert.equal(unknown.status, 422, "a refusal shown on the payment's page");
+    assert.match(unknown.text, /<h1>Payment<\/h1>/);
+    assert.match(
+      unknown.text,
+      /role="alert">Not re-checked: The provider does not know this payment \(it answered 404 to the status check\)/,
+    );
+    assert.equal((await getPayment(app.kv, forgotten.id))!.status, "pending", "our status is left as it is");
+
+    // A provider that fails is a 502 that names what it answered.
+    const known = await callInit(app, paymentBody());
+    app.sandbox.knobs.failureRate = 1;
+    await b.get(`/admin/payments/${known.body.id}`);
+    const failing = await b.post(`/admin/payments/${known.body.id}/recheck`, {});
+    assert.equal(failing.status, 502);
+    assert.match(failing.text, /The payment provider failed: it answered 503 to the status check\./);
+    for (const page of [unknown.text, failing.text]) {
+      assert.ok(!page.includes(SANDBOX_TOKEN), "never our credentials");
+      assert.doesNotMatch(page, /sandbox fault|GET \/payments/, "never the provider's body or our call");
+    }
+  } finally {
+    await app.close();
+  }
+});

@@ -11,7 +11,7 @@ import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { readStats, utcDay } from "../lib/db/stats.ts";
 import { summarize } from "../lib/stats.ts";
-import { recheckPaymentStatus } from "../lib/payments/webhook.ts";
+import { recheckPaymentStatus } from "../lib/payments/admin.ts";
 import { CHECK_BACKOFF_MS, nextCheckAt } from "../lib/payments/janitor.ts";
 import {
   buyerSettles,

@@ -1,8 +1,8 @@
 import type { AppContext } from "../context.ts";
 import { writeAudit } from "../db/audit.ts";
-import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
+import { AppError, ConflictError, NotFoundError, UpstreamError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
-import { addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
+import { addPaymentEvent, addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
 import { runDelivery } from "../relay/deliver.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
@@ -11,6 +11,8 @@ import { getRefundReservation, listRefundsByPayment } from "../db/refunds.ts";
 import { withRefundEvents } from "../refunds/view.ts";
 import { isLateSuccess, type PaymentStatus } from "./status.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
+import { movePayment } from "./transition.ts";
+import type { WebhookOutcome } from "./webhook.ts";
 
 /** Everything an operator needs about one payment: the record, its events, refunds and every postback attempt. */
 export async function describePayment(ctx: AppContext, paymentId: string) {
@@ -120,4 +122,54 @@ export async function resendPostback(
 function postbackToResend(deliveries: Delivery[]): Delivery | undefined {
   const newestFirst = deliveries.toSorted((a, b) => b.createdAt - a.createdAt);
   return newestFirst.find((d) => d.status !== "delivered") ?? newestFirst[0];
+}
+
+/** Asks the provider for a payment's status now and applies it (an operator's "re-check"). */
+export async function recheckPaymentStatus(
+  ctx: AppContext,
+  paymentId: string,
+  { actor }: { actor: string },
+): Promise<WebhookOutcome> {
+  const p = await findPayment(ctx.kv, paymentId);
+  if (!p) throw new NotFoundError("Unknown payment.");
+  if (!p.providerRef) throw new ConflictError("The provider has not answered for this payment yet.");
+  const confirmed = await (await ctx.providers.forPayment(p)).adapter.getStatus(p.providerRef).catch((err) => {
+    throw err instanceof UpstreamError ? recheckRefusal(err) : err;
+  });
+  const because: PaymentEvent = { type: "status_checked", at: ctx.now(), data: { confirmed, by: actor } };
+  const moved = await movePayment(ctx, {
+    paymentId,
+    to: confirmed,
+    because,
+    audit: { actor, action: "payment.recheck" },
+  });
+  if (moved.outcome === "applied") return "applied";
+  const status = { status: moved.payment.status };
+  await addPaymentEvent(ctx.kv, moved.payment, because, {
+    audit: { at: ctx.now(), actor, action: "payment.recheck", target: paymentId, before: status, after: status },
+  });
+  return "unchanged";
+}
+
+/**
+ * What the provider said to an operator's re-check, in words for them: the status code is no secret and tells them
+ * what to do next. A 404 is an answer, not an outage: the provider does not know the payment (made with other
+ * credentials, a sandbox that restarted), and asking again changes nothing, so it is a refusal (409), said beside the
+ * payment. Another answer stays a provider failure (502) that names the status; no answer (unreachable, timed out)
+ * is left as it is. The provider's body and our credentials are never part of it.
+ */
+function recheckRefusal(err: UpstreamError): AppError {
+  if (err.answered === 404) {
+    return new AppError(
+      409,
+      "provider_unknown_payment",
+      "The provider does not know this payment (it answered 404 to the status check). Our status is left as it is.",
+    );
+  }
+  if (err.answered === null) return err;
+  return new AppError(
+    502,
+    "provider_error",
+    `The payment provider failed: it answered ${err.answered} to the status check.`,
+  );
 }

@@ -1,7 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
 import {
-  addPaymentEvent,
   getWebhookTarget,
   isWebhookEventSeen,
   markWebhookEventSeen,
@@ -13,7 +12,6 @@ import { canTransition } from "./status.ts";
 import { movePayment, type MoveResult } from "./transition.ts";
 import { addOperationOps, insertOperation } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
-import { findPayment } from "./query.ts";
 import { handleRefundWebhook } from "../refunds/settle.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { hasIdShape } from "../ids.ts";
@@ -114,30 +112,5 @@ export async function handleProviderWebhook(
   if (await isWebhookEventSeen(ctx.kv, accountId, notice.eventId)) return "duplicate"; // a copy got here first
   // Old news (a stale "pending", a payment already settled): recorded, and never handled again.
   await markWebhookEventSeen(ctx.kv, accountId, notice.eventId, p, because);
-  return "unchanged";
-}
-
-/** Asks the provider for a payment's status now and applies it (an operator's "re-check"). */
-export async function recheckPaymentStatus(
-  ctx: AppContext,
-  paymentId: string,
-  { actor }: { actor: string },
-): Promise<WebhookOutcome> {
-  const p = await findPayment(ctx.kv, paymentId);
-  if (!p) throw new NotFoundError("Unknown payment.");
-  if (!p.providerRef) throw new ConflictError("The provider has not answered for this payment yet.");
-  const confirmed = await (await ctx.providers.forPayment(p)).adapter.getStatus(p.providerRef);
-  const because: PaymentEvent = { type: "status_checked", at: ctx.now(), data: { confirmed, by: actor } };
-  const moved = await movePayment(ctx, {
-    paymentId,
-    to: confirmed,
-    because,
-    audit: { actor, action: "payment.recheck" },
-  });
-  if (moved.outcome === "applied") return "applied";
-  const status = { status: moved.payment.status };
-  await addPaymentEvent(ctx.kv, moved.payment, because, {
-    audit: { at: ctx.now(), actor, action: "payment.recheck", target: paymentId, before: status, after: status },
-  });
   return "unchanged";
 }

@@ -153,7 +153,7 @@ export class BanskyProvider implements PaymentProvider {
       }
       if (!res.ok && !answers.includes(res.status)) {
         await res.body?.cancel();
-        throw new UpstreamError(false, `${method} ${path} answered ${res.status}`);
+        throw new UpstreamError(false, `${method} ${path} answered ${res.status}`, res.status);
       }
       const json = await res.json().catch((err) => {
         if (isTimeout(err)) throw new UpstreamError(true, `${method} ${path} timed out`);

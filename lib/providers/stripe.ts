@@ -212,7 +212,11 @@ function toUpstream(what: string, err: unknown): UpstreamError {
     return new UpstreamError(timedOut, timedOut ? `${what} timed out` : `${what} unreachable`);
   }
   if (err instanceof Stripe.errors.StripeError) {
-    return new UpstreamError(false, `${what} answered ${err.statusCode ?? "an error"} (${err.type})`);
+    return new UpstreamError(
+      false,
+      `${what} answered ${err.statusCode ?? "an error"} (${err.type})`,
+      err.statusCode ?? null,
+    );
   }
   if (err instanceof UpstreamError) return err;
   return new UpstreamError(false, `${what} failed`);

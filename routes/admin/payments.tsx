@@ -2,9 +2,8 @@ import { type Context, Hono } from "hono";
 import { ValidationError } from "../../lib/errors.ts";
 import { confirmOperatorRefund, previewOperatorRefund } from "../../lib/refunds/admin.ts";
 import type { AppContext } from "../../lib/context.ts";
-import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
+import { describePayment, recheckPaymentStatus, resendPostback } from "../../lib/payments/admin.ts";
 import { listScopedPayments, scopedPaymentsCsv } from "../../lib/console.ts";
-import { recheckPaymentStatus } from "../../lib/payments/webhook.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
 import { PaymentDetail, PaymentsList, RefundConfirm } from "../../components/payments.tsx";
@@ -71,8 +70,11 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/recheck", async (c) => {
     const id = c.req.param("id");
-    const outcome = await recheckPaymentStatus(ctx, id, { actor: c.var.operator.email });
-    return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=recheck-${outcome}`, 303);
+    // Refused (the provider does not know the payment): said on the payment's page.
+    return await refusalShownOnPage("Not re-checked", async () => {
+      const outcome = await recheckPaymentStatus(ctx, id, { actor: c.var.operator.email });
+      return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=recheck-${outcome}`, 303);
+    }, (note) => detailPage(c, id, note));
   });
 
   app.post("/:id/resend", async (c) => {
