@@ -10,14 +10,16 @@ for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
 }
 
 // Forms that start a risky action ask first (data-confirm: the question); the server asks again on its own page
-// when this script did not run, so the answer travels as confirm=yes. Slow actions (data-busy: the progress
-// text) disable their button and say they are working, so a second click does not send them twice.
+// when this script did not run, so the answer travels as confirm=yes. A question names what the form will do with
+// `{field}`: the field's value as chosen, a select's by its label (a shop's name, not its id). Slow actions
+// (data-busy: the progress text) disable their button and say they are working, so a second click does not send
+// them twice.
 addEventListener("submit", (e) => {
   const form = e.target as HTMLFormElement;
   const { confirm: question, busy } = form.dataset;
   if (form.dataset.sent) return e.preventDefault();
   if (question) {
-    if (!confirm(question)) return e.preventDefault();
+    if (!confirm(fillFields(question, form))) return e.preventDefault();
     const yes = form.querySelector<HTMLInputElement>("input[name=confirm]") ?? form.appendChild(
       Object.assign(document.createElement("input"), { type: "hidden", name: "confirm" }),
     );
@@ -32,6 +34,22 @@ addEventListener("submit", (e) => {
     button.textContent = busy;
   }
 });
+
+/**
+ * The question with each `{field}` replaced by the field's value as the person sees it: a select's chosen label, a
+ * date and time without the "T". Braces naming no field of the form are left as they are (a name in a question may
+ * have some).
+ */
+function fillFields(question: string, form: HTMLFormElement): string {
+  return question.replace(/\{(\w+)\}/g, (whole, name: string) => {
+    const field = form.elements.namedItem(name);
+    if (field instanceof HTMLSelectElement) return field.selectedOptions[0]?.text ?? "";
+    if (field instanceof HTMLInputElement) {
+      return field.type === "datetime-local" ? field.value.replace("T", " ") : field.value;
+    }
+    return whole;
+  });
+}
 
 // Back to a page whose form was sent (the browser's page cache) shows its buttons ready again.
 addEventListener("pageshow", (e) => {

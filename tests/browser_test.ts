@@ -313,6 +313,34 @@ Deno.test({
         await page.getByText("Shop enabled").waitFor();
       });
 
+      await t.step(
+        "Replay takes no shop for granted; its question names the shop and the time, from the keyboard",
+        async () => {
+          await page.goto(`${base}/admin/deliveries`);
+          const form = page.locator('form[action="/admin/deliveries/replay"]');
+          const shop = form.getByLabel("Shop");
+          assert.equal(await shop.inputValue(), "", "no shop is chosen for the operator");
+          await form.getByLabel("Created since (UTC)").fill("2026-01-02T03:04");
+          const questions: string[] = [];
+          page.on("dialog", (d) => {
+            questions.push(d.message());
+            d.dismiss();
+          });
+          // Without a shop the browser asks for one: no question, nothing sent.
+          await form.getByRole("button", { name: "Replay" }).press("Enter");
+          assert.equal(await shop.evaluate((el) => (el as HTMLSelectElement).validity.valueMissing), true);
+          await shop.focus();
+          await shop.selectOption({ label: "Test shop" });
+          await form.getByRole("button", { name: "Replay" }).press("Enter");
+          await waitFor("the question", () => questions[0]);
+          assert.deepEqual(questions, [
+            "Send the failed postbacks of Test shop created since 2026-01-02 03:04 UTC again? Those it refused with 410 Gone are left alone.",
+          ]);
+          page.removeAllListeners("dialog");
+          assert.match(page.url(), /\/admin\/deliveries$/, "answered no: nothing was sent");
+        },
+      );
+
       await t.step("the demo's Buy button shows progress while the payment starts", async () => {
         const buyer = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
         try {

@@ -141,6 +141,22 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.match(list.text, new RegExp(init.body.id));
     assert.match(list.text, /HTTP 500/);
 
+    // The replay form takes no shop for granted; the browser's question names the shop and the time chosen (the
+    // page's script fills them in: tests/browser_test.ts).
+    const replayForm = list.text.slice(list.text.indexOf('action="/admin/deliveries/replay"'));
+    assert.match(replayForm, /<select name="shopId" required><option value selected>Choose a shop…<\/option>/);
+    assert.doesNotMatch(replayForm.slice(0, replayForm.indexOf("</select>")), /value="shop_[^"]*" selected/);
+    assert.match(
+      replayForm,
+      /data-confirm="Send the failed postbacks of \{shopId\} created since \{since\} UTC again\?/,
+    );
+    const filtered = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
+    const chosen = filtered.text.slice(filtered.text.indexOf('action="/admin/deliveries/replay"'));
+    assert.match(chosen, new RegExp(`<option value="${app.shop.id}" selected>Test shop</option>`), "the shop filtered");
+    const noShop = await b.post("/admin/deliveries/replay", { shopId: "", since: "2026-01-01T00:00", confirm: "yes" });
+    assert.equal(noShop.status, 400);
+    assert.match(noShop.text, /Choose a shop and a time\. shopId is required\./);
+
     healthy = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
     const ask = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });

@@ -13,9 +13,14 @@ import type { ConsoleEnv } from "./_session.ts";
 import { hasIdShape } from "../../lib/ids.ts";
 import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note.ts";
 
-/** Asked before a replay: it sends many postbacks to one shop at once. */
-const REPLAY_QUESTION =
-  "Send this shop's failed postbacks created since that time again? Those it refused with 410 Gone are left alone.";
+/**
+ * Asked before a replay, which sends many postbacks to one shop at once: it names the shop and the time, on the page
+ * without JavaScript and in the browser's dialog alike (there as `{shopId}` and `{since}`, which the page's script
+ * fills with the shop chosen and the time typed).
+ */
+function replayQuestion(shop: string, since: string): string {
+  return `Send the failed postbacks of ${shop} created since ${since} again? Those it refused with 410 Gone are left alone.`;
+}
 
 /** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
 export function deliveryRoutes(ctx: AppContext) {
@@ -59,12 +64,14 @@ export function deliveryRoutes(ctx: AppContext) {
               action="/admin/deliveries/replay"
               class="filters"
               data-busy="Replaying…"
-              data-confirm={REPLAY_QUESTION}
+              data-confirm={replayQuestion("{shopId}", "{since} UTC")}
             >
               <CsrfField token={c.var.csrf} />
               <label>
                 Shop
+                {/* No shop is taken for granted: the operator picks one, unless the list above is filtered to it. */}
                 <select name="shopId" required>
+                  <option value="" selected={!shopId}>Choose a shop…</option>
                   {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
                 </select>
               </label>
@@ -95,7 +102,10 @@ export function deliveryRoutes(ctx: AppContext) {
     const { shopId = "", since = "", after } = c.var.form;
     const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
     if (!hasIdShape("shop", shopId) || Number.isNaN(sinceMs)) {
-      throw new ValidationError("Choose a shop and a time.", { since: "is required" });
+      throw new ValidationError("Choose a shop and a time.", {
+        ...(hasIdShape("shop", shopId) ? {} : { shopId: "is required" }),
+        ...(Number.isNaN(sinceMs) ? { since: "is required" } : {}),
+      });
     }
     // Where a replay goes on (see below): a postback id, as it becomes part of a KV key.
     if (after !== undefined && !hasIdShape("postback", after)) throw new ValidationError("Start the replay again.");
@@ -107,9 +117,7 @@ export function deliveryRoutes(ctx: AppContext) {
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
-            question={`Send the failed postbacks of ${shop.name} created since ${
-              formatTime(sinceMs)
-            } again? Those it refused with 410 Gone are left alone.`}
+            question={replayQuestion(shop.name, formatTime(sinceMs))}
             button="Replay"
             fields={{ shopId, since }}
             action="/admin/deliveries/replay"
