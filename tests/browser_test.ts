@@ -341,6 +341,25 @@ Deno.test({
         },
       );
 
+      await t.step("rotating an account's credentials shows its API URL, filled in, and fits the screen", async () => {
+        const { createAccount } = await import("../lib/accounts/mod.ts");
+        const apiUrl = `https://bansky-api.${"long-subdomain-".repeat(4)}example.com/merchant/v2`;
+        const account = await createAccount(app.server.ctx, {
+          provider: "bansky",
+          label: "Org on the phone",
+          orgId: "891027350515",
+          credentials: { apiUrl, apiToken: "token-on-the-phone", webhookSecret: "secret-on-the-phone" },
+        }, { actor: "test" });
+        await page.goto(`${base}/admin/accounts`);
+        await page.locator(`form[action="/admin/accounts/${account.id}/rotate"] button`).click();
+        await page.getByRole("button", { name: "Enter new credentials" }).click();
+        await page.getByRole("button", { name: "Replace credentials" }).waitFor();
+        assert.equal(await page.getByLabel("API URL").inputValue(), apiUrl);
+        assert.equal(await widerThanViewport(page), null, "the rotation form");
+        assert.doesNotMatch(await page.content(), /token-on-the-phone|secret-on-the-phone/);
+        await shot(page, "phone-admin-accounts-rotate");
+      });
+
       await t.step("the demo's Buy button shows progress while the payment starts", async () => {
         const buyer = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
         try {

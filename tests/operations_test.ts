@@ -185,6 +185,22 @@ Deno.test("[console] accounts: create, disable and rotate with a confirmation st
     assert.match(ask.text, /Replace the credentials of Org A/);
     const form = await b.post(`/admin/accounts/${id}/rotate`, { confirm: "yes" });
     assert.match(form.text, /name="apiToken"/);
+    // The API URL is no secret: the form shows where the account calls now and keeps it unless changed.
+    assert.ok(
+      form.text.includes(`name="apiUrl" type="url" value="${app.sandboxUrl}"`),
+      "the current API URL, filled in",
+    );
+    assert.ok(form.text.includes(`It calls the provider at <code>${app.sandboxUrl}</code> now.`), "and said");
+    assert.doesNotMatch(form.text, /token-org-a|whsec-org-a/, "never the token or the webhook secret");
+    const typo = await b.post(`/admin/accounts/${id}/rotate`, {
+      confirm: "yes",
+      apiUrl: "not a url",
+      apiToken: "token-org-b",
+      webhookSecret: "whsec-org-b",
+    });
+    assert.equal(typo.status, 400);
+    assert.ok(typo.text.includes('name="apiUrl" type="url" value="not a url"'), "what was typed comes back");
+    assert.doesNotMatch(typo.text, /token-org|whsec-org/, "the typed secrets do not");
     const rotated = await b.post(`/admin/accounts/${id}/rotate`, {
       confirm: "yes",
       apiUrl: app.sandboxUrl,

@@ -1,7 +1,13 @@
 import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
-import { getAccountEntry, insertAccount, listAccounts, replaceAccount } from "../db/accounts.ts";
+import {
+  getAccountEntry,
+  getAccountWithCredentials,
+  insertAccount,
+  listAccounts,
+  replaceAccount,
+} from "../db/accounts.ts";
 import { hasIdShape, randomId } from "../ids.ts";
 import { isCurrency } from "../money.ts";
 import { parseOrThrow, text } from "../validation.ts";
@@ -94,6 +100,21 @@ export async function getAccount(ctx: AppContext, id: string): Promise<ProviderA
   const entry = hasIdShape("account", id) ? await getAccountEntry(ctx.kv, id) : null;
   if (!entry?.value) throw new NotFoundError("Unknown account.");
   return entry.value;
+}
+
+/**
+ * An account with the part of its credentials that may be shown: the API URL, an address and no secret, so a rotation
+ * can offer to keep it. Tokens, keys and webhook secrets never leave the store. The default account's settings live in
+ * the environment: none to show.
+ */
+export async function describeAccount(
+  ctx: AppContext,
+  id: string,
+): Promise<{ account: ProviderAccount; apiUrl: string | null }> {
+  if (id === DEFAULT_ACCOUNT_ID) return { account: ctx.providers.defaultAccount.account, apiUrl: null };
+  const found = hasIdShape("account", id) ? await getAccountWithCredentials(ctx.kv, id) : null;
+  if (!found) throw new NotFoundError("Unknown account.");
+  return { account: found.account, apiUrl: found.credentials.apiUrl ?? null };
 }
 
 /**

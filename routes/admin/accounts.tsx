@@ -4,6 +4,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { ValidationError } from "../../lib/errors.ts";
 import {
   createAccount,
+  describeAccount,
   getAccount,
   listAllAccounts,
   rotateAccountCredentials,
@@ -96,11 +97,12 @@ export function accountRoutes(ctx: AppContext) {
     return c.redirect("/admin/accounts?done=1", 303);
   });
 
-  // Rotation in two steps: confirm first, then the new credentials (never the old ones) are typed in.
+  // Rotation in two steps: confirm first, then the new credentials are typed in (the old secrets are never shown; the
+  // API URL, no secret, is offered as it is).
   app.post(`${ACCOUNT}/rotate` as const, async (c) => {
     const id = c.req.param("id");
     const f = c.var.form;
-    const a = await getAccount(ctx, id);
+    const { account: a, apiUrl } = await describeAccount(ctx, id);
     if (f.confirm !== "yes") {
       return layout(
         c,
@@ -115,7 +117,7 @@ export function accountRoutes(ctx: AppContext) {
       );
     }
     if (!f.webhookSecret) {
-      return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} csrf={c.var.csrf} />);
+      return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} apiUrl={apiUrl} csrf={c.var.csrf} />);
     }
     try {
       const credentials = a.provider === "stripe"
@@ -131,7 +133,13 @@ export function accountRoutes(ctx: AppContext) {
       return c.redirect("/admin/accounts?done=1", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
-      return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} csrf={c.var.csrf} errors={err.fields} />, 400);
+      // The API URL typed comes back (no secret); the token and secrets do not.
+      return layout(
+        c,
+        `Rotate: ${a.label}`,
+        <RotateForm account={a} apiUrl={apiUrl} typedApiUrl={f.apiUrl} csrf={c.var.csrf} errors={err.fields} />,
+        400,
+      );
     }
   });
   return app;
@@ -422,7 +430,17 @@ function NewAccountForm(props: { csrf: string; values?: Record<string, string>; 
   );
 }
 
-function RotateForm(props: { account: ProviderAccount; csrf: string; errors?: Record<string, string> }) {
+function RotateForm(
+  props: {
+    account: ProviderAccount;
+    /** Where the account calls now. */
+    apiUrl: string | null;
+    /** What the operator typed, when the form comes back with errors. */
+    typedApiUrl?: string;
+    csrf: string;
+    errors?: Record<string, string>;
+  },
+) {
   const e = props.errors ?? {};
   return (
     <section class="card">
@@ -432,6 +450,11 @@ function RotateForm(props: { account: ProviderAccount; csrf: string; errors?: Re
         {" "}
         with the new secret.
       </p>
+      {props.apiUrl && (
+        <p>
+          It calls the provider at <code>{props.apiUrl}</code> now.
+        </p>
+      )}
       <form method="post" action={`/admin/accounts/${props.account.id}/rotate`} class="stack narrow">
         <CsrfField token={props.csrf} />
         <input type="hidden" name="confirm" value="yes" />
@@ -454,7 +477,17 @@ function RotateForm(props: { account: ProviderAccount; csrf: string; errors?: Re
           )
           : (
             <>
-              <Field label="API URL" name="apiUrl" type="url" error={e["credentials.apiUrl"]} required />
+              <Field
+                label="API URL"
+                name="apiUrl"
+                type="url"
+                value={props.typedApiUrl ?? props.apiUrl ?? undefined}
+                error={e["credentials.apiUrl"]}
+                hint={props.apiUrl
+                  ? "The current one, filled in: keep it unless the provider gave you a new one."
+                  : undefined}
+                required
+              />
               <Field label="API token" name="apiToken" type="password" error={e["credentials.apiToken"]} required />
             </>
           )}
