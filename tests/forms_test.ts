@@ -15,6 +15,8 @@ import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { readInvoice } from "../fixtures/invoices.ts";
 import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
 import { FormCreatedResponse, FormListResponse, FormResponse } from "../lib/forms/api_schemas.ts";
+import { createAccount, setAccountActive } from "../lib/accounts/mod.ts";
+import { setShopRouting } from "../lib/accounts/routing.ts";
 
 async function api(app: TestApp, method: string, path: string, body?: unknown, key = app.shop.apiKey) {
   const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
@@ -238,8 +240,16 @@ Deno.test("[forms] invalid input re-renders the page with messages and creates n
         [{ currency: "EUR", amount: "", email: "donor@example.com" }, /Enter an amount\./],
         [{ currency: "EUR", amount: "ten", email: "donor@example.com" }, /Enter an amount above 0/],
         [{ currency: "EUR", amount: "10.001", email: "donor@example.com" }, /Enter an amount above 0/],
-        [{ currency: "EUR", amount: "1,000", email: "donor@example.com" }, /Enter an amount above 0/],
-        [{ currency: "JPY", amount: "10.5", email: "donor@example.com" }, /such as 10\./],
+        // A thousands separator is refused, and the message says so with the format it wants.
+        [
+          { currency: "EUR", amount: "1,000", email: "donor@example.com" },
+          /Enter an amount above 0\. Use digits with an optional decimal point \(at most 2 decimals\), no thousands separators, like 1234\.50\./,
+        ],
+        [{ currency: "EUR", amount: "1 000", email: "donor@example.com" }, /no thousands separators/],
+        [
+          { currency: "JPY", amount: "10.5", email: "donor@example.com" },
+          /Use digits only, no decimal point or thousands separators, like 1234\./,
+        ],
         [{ currency: "EUR", amount: "-5", email: "donor@example.com" }, /Enter an amount above 0/],
         [{ currency: "EUR", amount: "99999999999", email: "donor@example.com" }, /The most this form takes/],
         [{ currency: "EUR", amount: "10", email: "not an email" }, /Enter your email address/],
@@ -353,6 +363,91 @@ Deno.test("[forms] when the shop's postback host cannot be looked up in time, th
     assert.ok(!res.html.includes("hooks.shop.example"), "the shop's own host is not shown to its buyers");
     assert.equal((await shopPayments(app)).length, 0);
     assert.equal(app.sandbox.calls.create, 0);
+  } finally {
+    await app.close();
+  }
+});
+
+/** Runs `fn` with the warnings and errors the app logs (console.error) captured; answers them as text. */
+async function capturingWarnings<T>(fn: () => Promise<T>): Promise<{ result: T; logged: string }> {
+  const lines: string[] = [];
+  const saved = console.error;
+  console.error = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+  try {
+    return { result: await fn(), logged: lines.join("\n") };
+  } finally {
+    console.error = saved;
+  }
+}
+
+Deno.test("[forms] a submit the shop's set-up refuses tells the buyer only that the form cannot take payments now; the reason goes to the log", async (t) => {
+  const app = await startTestApp();
+  const ctx = app.server.ctx;
+  try {
+    const account = await createAccount(ctx, {
+      provider: "bansky",
+      label: "Second merchant",
+      orgId: "891027350515",
+      currencies: ["EUR", "USD"],
+      credentials: { apiUrl: app.sandboxUrl, apiToken: "token-second", webhookSecret: "whsec-second" },
+    }, { actor: "test" });
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: account.id }, { actor: "test" });
+    const form = await createForm(app, { kind: "fiat", title: "Support", currency: "EUR" });
+    const fields = { amount: "10", email: "donor@example.com" };
+    const before = app.sandbox.calls.create;
+
+    const cases: [string, () => Promise<unknown>, RegExp][] = [
+      [
+        "the shop's account is disabled",
+        () => setAccountActive(ctx, account.id, false, { actor: "test" }),
+        /the account its routes pick is disabled/,
+      ],
+      [
+        "the shop's account takes no such currency",
+        async () => {
+          await setAccountActive(ctx, account.id, true, { actor: "test" });
+          const usdOnly = await createAccount(ctx, {
+            provider: "bansky",
+            label: "Dollars only",
+            orgId: "991011000048",
+            currencies: ["USD"],
+            credentials: { apiUrl: app.sandboxUrl, apiToken: "token-usd", webhookSecret: "whsec-usd" },
+          }, { actor: "test" });
+          await setShopRouting(ctx, app.shop.id, {
+            rules: [{ accountId: usdOnly.id, currency: "EUR", type: null }],
+            defaultAccountId: account.id,
+          }, { actor: "test" });
+        },
+        /the account its routes pick takes no EUR/,
+      ],
+    ];
+    for (const [name, breakSetUp, reason] of cases) {
+      await t.step(name, async () => {
+        const page = await openPage(app, form.id);
+        await breakSetUp();
+        const { result: res, logged } = await capturingWarnings(() =>
+          submit(app, form.id, { _token: page.token, ...fields })
+        );
+        assert.equal(res.status, 503, res.html);
+        const shown = res.html.match(/<p class="flash bad" role="alert">([^<]*)<\/p>/)?.[1] ?? "";
+        assert.equal(
+          shown,
+          "This form cannot take payments right now. Nothing was charged. Please try again later, or contact Test shop.",
+        );
+        assert.doesNotMatch(res.html, /route|disabled|account|no_route|takes no/i, "nothing of the shop's set-up");
+        assert.ok(res.html.includes('value="10"') && res.html.includes('value="donor@example.com"'), "values kept");
+        assert.ok(tokenOf(res.html), "a fresh page to send again later");
+        // The operator reads why in the log, with the form and shop to look at.
+        const line = logged.split("\n").map((l) => JSON.parse(l)).find((l) => l.msg === "form submit refused");
+        assert.ok(line, logged);
+        assert.equal(line.formId, form.id);
+        assert.equal(line.shopId, app.shop.id);
+        assert.equal(line.code, "no_route");
+        assert.match(line.reason, reason);
+        assert.equal((await shopPayments(app)).length, 0, "nothing was made");
+        assert.equal(app.sandbox.calls.create, before, "the provider was not asked");
+      });
+    }
   } finally {
     await app.close();
   }
@@ -561,7 +656,7 @@ Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes
       assert.match(page.html, /Amount \(USDT\)/);
       const bad = await submit(app, form.id, { _token: page.token, amount: "1.1234567", email: "fan@example.com" });
       assert.equal(bad.status, 422);
-      assert.match(bad.html, /at most 6 decimals/);
+      assert.match(bad.html, /at most 6 decimals\), no thousands separators, like 1234\.50\./);
       const res = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
       assert.equal(res.status, 303, res.html);
       const invoice = await readInvoice(app, invoiceIdOf(res.location));

@@ -98,6 +98,17 @@ export function amountExample(currency: string): string {
   return exp ? `10 or 10.5${"0".repeat(exp - 1)}` : "10";
 }
 
+/**
+ * How to write an amount with at most `decimals` decimals, for a refused one. It names thousands separators because
+ * "1,000" or "1 000" is the usual reason a sensible amount is refused, and the buyer cannot guess it from "such as 10".
+ */
+export function amountFormat(decimals: number): string {
+  return decimals
+    ? `Use digits with an optional decimal point (at most ${decimals} decimals), no thousands separators, ` +
+      `like 1234.${"50".slice(0, decimals)}.`
+    : "Use digits only, no decimal point or thousands separators, like 1234.";
+}
+
 function invalid(fields: Record<string, string>) {
   return new BuyerInputError("Please check the fields marked below.", fields);
 }
@@ -133,7 +144,7 @@ async function fiatAmount(
   const typed = typedAmount(input);
   const amount = typed ? parseAmount(typed, currency) : null;
   if (amount === null) {
-    fields.amount = typed ? `Enter an amount above 0 such as ${amountExample(currency)}.` : "Enter an amount.";
+    fields.amount = typed ? `Enter an amount above 0. ${amountFormat(currencyExponent(currency))}` : "Enter an amount.";
     return null;
   }
   if (amount > ctx.config.maxAmount) {
@@ -161,9 +172,7 @@ function cryptoAmount(
   const typed = typedAmount(input);
   const units = typed ? parseCryptoAmount(typed, choice.decimals) : null;
   if (units === null) {
-    fields.amount = typed
-      ? `Enter an amount above 0 with at most ${choice.decimals} decimals, such as 12.5.`
-      : "Enter an amount.";
+    fields.amount = typed ? `Enter an amount above 0. ${amountFormat(choice.decimals)}` : "Enter an amount.";
     return null;
   }
   return { choice, units };

@@ -127,10 +127,20 @@ export function formPageRoutes(ctx: AppContext) {
         return await page(c, target, { values, message, token: posted._token }, 503);
       }
       if (err instanceof AppError && err.status < 500 && err.status !== 429) {
-        // Not the buyer's doing (the shop's set-up: no route for the currency, a URL it no longer allows).
-        log.warn("form submit refused", { formId: target.form.id, code: err.code, fields: err.fields });
-        const message = `This form cannot take this payment right now (${err.message}) Nothing was charged.`;
-        return await page(c, target, { values, message }, 422);
+        // Not the buyer's doing but the shop's set-up (no route for the currency, a disabled account, a URL it no
+        // longer allows). Its reason is for the shop and its operator, not for a stranger on the shop's page: it
+        // goes to the log, the buyer is told only that the form cannot take payments now. 503: the form is out of
+        // order until the shop's set-up changes, and nothing the buyer types would help.
+        log.warn("form submit refused", {
+          formId: target.form.id,
+          shopId: target.shop.id,
+          code: err.code,
+          reason: err.message,
+          fields: err.fields,
+        });
+        const message = `This form cannot take payments right now. Nothing was charged. Please try again later, ` +
+          `or contact ${target.shop.name}.`;
+        return await page(c, target, { values, message }, 503);
       }
       throw err;
     }
