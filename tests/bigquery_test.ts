@@ -19,6 +19,7 @@ import { JobRunner } from "../lib/jobs.ts";
 import paymentsFields from "../docs/bigquery/payments.json" with { type: "json" };
 import eventsFields from "../docs/bigquery/payment_events.json" with { type: "json" };
 import operationsFields from "../docs/bigquery/provider_operations.json" with { type: "json" };
+import invoicesFields from "../docs/bigquery/invoices.json" with { type: "json" };
 import {
   type BigQueryFake,
   createServiceAccount,
@@ -154,17 +155,24 @@ Deno.test({
       );
       assert.equal(fake.unauthorized, 0);
 
+      assert.deepEqual(fake.table("invoices").body.schema?.fields, invoicesFields);
+
       // A column added to docs/bigquery/ after the first setup is appended by the next one.
       const newest = paymentsFields.at(-1)!.name;
       payments.schema!.fields = payments.schema!.fields.filter((f) => f.name !== newest);
+      // An invoices table set up before invoices had an email gets the column, in the place a new table has it.
+      const invoices = fake.table("invoices").body;
+      invoices.schema!.fields = invoices.schema!.fields.filter((f) => f.name !== "email");
       const second = await sink.setup();
       assert.equal(second[0], "dataset test-project.aimbrella_test (EU) exists");
       assert.equal(second[1], `table test-project.aimbrella_test.payments exists; added ${newest}`);
       assert.equal(second[2], "table test-project.aimbrella_test.payment_events exists");
+      assert.equal(second[4], "table test-project.aimbrella_test.invoices exists; added email");
       assert.deepEqual(
         fake.table("payments").body.schema?.fields.map((f) => f.name),
         paymentsFields.map((f) => f.name),
       );
+      assert.deepEqual(fake.table("invoices").body.schema?.fields, invoicesFields);
     });
   },
 });
@@ -369,8 +377,13 @@ Deno.test({
     try {
       await app.server.ctx.analytics!.sink.setup();
       const init = await callInit(app, paymentBody());
+      const inv = await createTestInvoice(app, { email: "buyer@example.com" });
       await waitFor("the payment row", () => latestPayments(omit).get(init.body.id));
       assert.equal(latestPayments(omit).get(init.body.id)!.email, null);
+      const invoiceRow = await waitFor("the invoice row", () => {
+        return [...omit.table("invoices").rows.values()].find((r) => r.id === inv.id);
+      });
+      assert.equal(invoiceRow.email, null, "an invoice's email is left out as a payment's is");
     } finally {
       await app.close();
       await omit.close();
@@ -788,7 +801,12 @@ Deno.test({
   ...unsanitized,
   async fn() {
     await withExport({}, async ({ app, fake }) => {
-      const inv = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "1.000000000000000001" });
+      const inv = await createTestInvoice(app, {
+        coin: "ETH",
+        network: "ethereum",
+        amount: "1.000000000000000001",
+        email: "Buyer@Example.com",
+      });
       const chain = chainApi(app);
       await chain.deposit(inv.address, "1000000000000000001");
       await chain.mine(24, "ethereum");
@@ -799,6 +817,7 @@ Deno.test({
       assert.equal(latest.amount, "1.000000000000000001", "18 decimals, no float in between");
       assert.equal(latest.paid_amount, "1.000000000000000001");
       assert.equal(latest.shop_id, app.shop.id);
+      assert.equal(latest.email, "Buyer@Example.com", "ANALYTICS_EMAIL defaults to raw, as for payments");
       const deposits = await waitFor("the deposit row at 24 confirmations", () => {
         const rows = [...fake.table("invoice_deposits").rows.values()].filter((r) => r.invoice_id === inv.id);
         return rows.find((r) => r.confirmations === 24);

@@ -82,7 +82,7 @@ export async function buildRows(
     events: found,
     payments: paymentRows,
     operations,
-    invoices: latest.map(invoiceRow),
+    invoices: await Promise.all(latest.map((inv) => invoiceRow(inv, email))),
     invoiceDeposits: latest.flatMap(invoiceDepositRows),
   };
 }

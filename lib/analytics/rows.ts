@@ -187,9 +187,11 @@ export function operationRow(activitySeq: string, e: OperationEntry): InsertRow 
 
 /**
  * A crypto invoice's state as an `invoices` row. Amounts are exact decimals
- * (BIGNUMERIC), never floats; the id and `updated_at` form the insertId.
+ * (BIGNUMERIC), never floats; the id and `updated_at` form the insertId. The
+ * email goes through the payments' policy, so one buyer's hash joins across
+ * both tables; invoices stored before they had one export null.
  */
-export function invoiceRow(inv: Invoice): InsertRow {
+export async function invoiceRow(inv: Invoice, email: EmailOptions): Promise<InsertRow> {
   const t = invoiceTotals(inv);
   const dec = (units: bigint | string) => formatBaseUnits(units, inv.decimals);
   return {
@@ -212,6 +214,7 @@ export function invoiceRow(inv: Invoice): InsertRow {
       updated_at: iso(inv.updatedAt),
       expires_at: iso(inv.expiresAt),
       closed_at: ts(inv.closedAt),
+      email: inv.email ? await emailColumn(inv.email, email) : null,
     },
   };
 }

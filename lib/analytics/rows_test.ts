@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { storedPayment } from "../../fixtures/payments.ts";
+import { randomId, sortableId } from "../ids.ts";
+import type { Invoice } from "../invoices/types.ts";
+import { importEmailHashKey, invoiceDepositRows, invoiceRow, paymentRow } from "./rows.ts";
+import { TABLES } from "./schema.ts";
+import type { EmailOptions, TableId } from "./types.ts";
+
+const NOW = Date.parse("2026-11-29T12:00:00Z");
+
+/** A USDT invoice with one confirmed deposit, as the store keeps it. */
+function storedInvoice(fields: Partial<Invoice> = {}): Invoice {
+  return {
+    id: randomId("inv"),
+    seq: sortableId(NOW),
+    shopId: "shop_test",
+    shopInvoiceId: null,
+    idempotencyKey: null,
+    requestHash: "x",
+    coin: "USDT",
+    network: "tron",
+    decimals: 6,
+    amount: "12500000",
+    title: "",
+    description: "",
+    email: "Buyer@Example.com",
+    address: "TXYZ",
+    postbackUrl: null,
+    status: "finished",
+    deposits: [{ txid: "tx1", amount: "12500000", confirmations: 20, seenAt: NOW, late: false }],
+    createdAt: NOW,
+    updatedAt: NOW,
+    expiresAt: NOW + 3_600_000,
+    closedAt: NOW,
+    checkAt: null,
+    ...fields,
+  };
+}
+
+const columns = (table: TableId) => TABLES.find((t) => t.id === table)!.fields.map((f) => f.name);
+const raw: EmailOptions = { policy: "raw" };
+
+Deno.test("[analytics] each row has exactly its table's columns, in the order of the schema file setup creates", async () => {
+  const inv = storedInvoice();
+  assert.deepEqual(Object.keys((await paymentRow(storedPayment(NOW), [], raw)).json), columns("payments"));
+  assert.deepEqual(Object.keys((await invoiceRow(inv, raw)).json), columns("invoices"));
+  assert.deepEqual(Object.keys(invoiceDepositRows(inv)[0].json), columns("invoice_deposits"));
+});
+
+Deno.test("[analytics] an invoice's email follows ANALYTICS_EMAIL as a payment's does; one stored without it exports null", async () => {
+  const inv = storedInvoice();
+  assert.equal((await invoiceRow(inv, raw)).json.email, "Buyer@Example.com");
+  assert.equal((await invoiceRow(inv, { policy: "omit" })).json.email, null);
+
+  // The same buyer hashes alike in both tables, so a dashboard can join them without the address.
+  const hash: EmailOptions = { policy: "hash", hashKey: await importEmailHashKey("analytics-hash-secret-0123456789") };
+  const hashed = (await invoiceRow(inv, hash)).json.email;
+  assert.match(String(hashed), /^hmac_sha256:[0-9a-f]{64}$/);
+  assert.equal(hashed, (await paymentRow(storedPayment(NOW, { email: " buyer@example.COM" }), [], hash)).json.email);
+
+  // Invoices stored before they took an email have no field at all; those with none given hold null.
+  const { email: _, ...older } = inv;
+  assert.equal((await invoiceRow(older as Invoice, raw)).json.email, null);
+  assert.equal((await invoiceRow(storedInvoice({ email: null }), hash)).json.email, null);
+});
