@@ -222,7 +222,7 @@ export async function invoiceRow(inv: Invoice, email: EmailOptions): Promise<Ins
 /** Each deposit of an invoice's state as an `invoice_deposits` row; a deposit's row changes with its confirmations. */
 export function invoiceDepositRows(inv: Invoice): InsertRow[] {
   return inv.deposits.map((d) => ({
-    insertId: `${inv.id}:${d.txid}:${d.confirmations}:${d.late ? 1 : 0}`,
+    insertId: `${inv.id}:${d.txid}:${d.confirmations}:${d.late ? 1 : 0}${d.dropped ? ":dropped" : ""}`,
     json: {
       deposit_id: `${inv.id}:${d.txid}`,
       invoice_id: inv.id,
@@ -236,6 +236,7 @@ export function invoiceDepositRows(inv: Invoice): InsertRow[] {
       late: d.late,
       seen_at: iso(d.seenAt),
       updated_at: iso(inv.updatedAt),
+      dropped: d.dropped === true,
     },
   }));
 }

@@ -63,3 +63,12 @@ Deno.test("[analytics] an invoice's email follows ANALYTICS_EMAIL as a payment's
   assert.equal((await invoiceRow(older as Invoice, raw)).json.email, null);
   assert.equal((await invoiceRow(storedInvoice({ email: null }), hash)).json.email, null);
 });
+
+Deno.test("[analytics] a deposit the chain dropped gets a row of its own, saying so", () => {
+  const inv = storedInvoice();
+  const before = invoiceDepositRows(inv)[0];
+  const after = invoiceDepositRows({ ...inv, deposits: [{ ...inv.deposits[0], dropped: true }] })[0];
+  assert.equal(before.json.dropped, false);
+  assert.equal(after.json.dropped, true);
+  assert.notEqual(after.insertId, before.insertId, "a new state, not a retry of the old one");
+});
