@@ -86,8 +86,6 @@ export function Field(props: {
 }) {
   const id = `f-${props.name}`;
   const common = {
-    id,
-    name: props.name,
     required: props.required,
     autocomplete: props.autocomplete,
     // A page shown again for a mistake puts the keyboard (and a screen reader) on the first field at fault.
@@ -98,15 +96,17 @@ export function Field(props: {
   return (
     <div class={props.error ? "field invalid" : "field"}>
       <label for={id}>{props.label}</label>
-      {props.multiline ? <textarea {...common} rows={4} value={props.value ?? ""} /> : (
+      {props.multiline ? <textarea id={id} name={props.name} rows={4} value={props.value ?? ""} {...common} /> : (
         <input
-          {...common}
+          id={id}
+          name={props.name}
           {
             // Preact's input types are a union per type value; ours is one of the text-like ones.
             // deno-lint-ignore no-explicit-any
             ...{ type: (props.type ?? "text") as any }
           }
           value={props.value ?? ""}
+          {...common}
         />
       )}
       {props.hint && !props.error && <small id={`${id}-hint`} class="muted">{props.hint}</small>}

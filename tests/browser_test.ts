@@ -275,9 +275,11 @@ Deno.test({
             await staff.goto(base + path);
             assert.equal(await widerThanViewport(staff), null, path);
           }
-          // The embedding sites, typed and sent from the keyboard.
+          // The embedding sites, typed and sent from the keyboard (Enter in the box starts a new line; Tab reaches
+          // the button).
           await staff.getByLabel("Sites (origins)").fill("https://shop.example");
-          await staff.getByLabel("Sites (origins)").press("Enter");
+          await staff.getByLabel("Sites (origins)").press("Tab");
+          await staff.keyboard.press("Enter");
           await staff.waitForURL(/done=embed-saved/);
           await staff.getByText("Embedding sites saved.").waitFor();
           await staff.goto(`${base}/portal/payments`);
