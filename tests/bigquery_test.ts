@@ -20,6 +20,7 @@ import paymentsFields from "../docs/bigquery/payments.json" with { type: "json" 
 import eventsFields from "../docs/bigquery/payment_events.json" with { type: "json" };
 import operationsFields from "../docs/bigquery/provider_operations.json" with { type: "json" };
 import invoicesFields from "../docs/bigquery/invoices.json" with { type: "json" };
+import { describeBigQueryError } from "../lib/analytics/_errors.ts";
 import {
   type BigQueryFake,
   createServiceAccount,
@@ -163,6 +164,9 @@ Deno.test({
       // An invoices table set up before invoices had an email gets the column, in the place a new table has it.
       const invoices = fake.table("invoices").body;
       invoices.schema!.fields = invoices.schema!.fields.filter((f) => f.name !== "email");
+      // Until then the export stops at that table (nothing lost), and its error says what to run.
+      const refused = await sink.insert("invoices", [{ insertId: "i1", json: { email: null } }]).catch((e) => e);
+      assert.match(describeBigQueryError(refused), /no such field: email\. Run `deno task bq setup`/);
       const second = await sink.setup();
       assert.equal(second[0], "dataset test-project.aimbrella_test (EU) exists");
       assert.equal(second[1], `table test-project.aimbrella_test.payments exists; added ${newest}`);

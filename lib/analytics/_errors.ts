@@ -10,6 +10,8 @@ export function describeBigQueryError(err: unknown): string {
     const reasons = e.errors.flatMap((r) => (r as { errors?: { reason?: string; message?: string }[] }).errors ?? []);
     const first = reasons.find((r) => r.reason !== "stopped") ?? reasons[0];
     text = `BigQuery rejected ${e.errors.length} row(s): ${first?.reason ?? "unknown"}: ${first?.message ?? ""}`;
+    // The table predates a column this version writes: the export waits (nothing is lost) until setup appends it.
+    if (/no such field/i.test(first?.message ?? "")) text += " Run `deno task bq setup` to add the new column.";
   } else if (typeof e?.code === "number") {
     text = `BigQuery HTTP ${e.code}: ${e.message ?? ""}`;
   } else {
