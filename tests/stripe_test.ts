@@ -216,6 +216,25 @@ Deno.test("[stripe] the console rotates a Stripe account's credentials with Stri
     const form = await b.post(`/admin/accounts/${stripe.id}/rotate`, { confirm: "yes" });
     assert.match(form.text, /name="connectedAccountId"/);
     assert.doesNotMatch(form.text, /name="apiToken"/);
+    // What is no secret comes filled in, so replacing the secrets keeps it; the secrets never show.
+    assert.ok(form.text.includes(`name="connectedAccountId" type="text" value="${ORG2}"`), "the connected account");
+    assert.ok(form.text.includes(`name="apiUrl" type="url" value="${fake.url}"`), "the API host");
+    assert.doesNotMatch(form.text, new RegExp(`${STRIPE_KEY}|whsec_stripe_org2`));
+    const withKey = await createAccount(app.server.ctx, {
+      provider: "stripe",
+      label: "Stripe with checkout",
+      orgId: "991011000049",
+      credentials: {
+        secretKey: STRIPE_KEY,
+        webhookSecret: "whsec_stripe_org2",
+        connectedAccountId: ORG2,
+        publishableKey: "pk_test_embedded123",
+      },
+    }, { actor: "test" });
+    await b.post(`/admin/accounts/${withKey.id}/rotate`, {});
+    const keyForm = await b.post(`/admin/accounts/${withKey.id}/rotate`, { confirm: "yes" });
+    assert.ok(keyForm.text.includes('name="publishableKey" type="text" value="pk_test_embedded123"'), keyForm.text);
+    assert.doesNotMatch(keyForm.text, /name="apiUrl" type="url" value="http/, "Stripe's own host: nothing to keep");
     const done = await b.post(`/admin/accounts/${stripe.id}/rotate`, {
       confirm: "yes",
       secretKey: STRIPE_KEY,

@@ -103,18 +103,29 @@ export async function getAccount(ctx: AppContext, id: string): Promise<ProviderA
 }
 
 /**
- * An account with the part of its credentials that may be shown: the API URL, an address and no secret, so a rotation
- * can offer to keep it. Tokens, keys and webhook secrets never leave the store. The default account's settings live in
- * the environment: none to show.
+ * The parts of an account's credentials that are no secret: where it calls, and for Stripe the connected account and
+ * the publishable key (public by design: shops' pages carry it). A rotation offers them to keep, so replacing the
+ * secrets does not lose them. Tokens, secret keys and webhook secrets never leave the store.
  */
+export interface ShownCredentials {
+  apiUrl?: string;
+  connectedAccountId?: string;
+  publishableKey?: string;
+}
+
+/** An account with its shown credentials; the default account's settings live in the environment: none to show. */
 export async function describeAccount(
   ctx: AppContext,
   id: string,
-): Promise<{ account: ProviderAccount; apiUrl: string | null }> {
-  if (id === DEFAULT_ACCOUNT_ID) return { account: ctx.providers.defaultAccount.account, apiUrl: null };
+): Promise<{ account: ProviderAccount; shown: ShownCredentials }> {
+  if (id === DEFAULT_ACCOUNT_ID) return { account: ctx.providers.defaultAccount.account, shown: {} };
   const found = hasIdShape("account", id) ? await getAccountWithCredentials(ctx.kv, id) : null;
   if (!found) throw new NotFoundError("Unknown account.");
-  return { account: found.account, apiUrl: found.credentials.apiUrl ?? null };
+  const c = found.credentials;
+  const shown: ShownCredentials = c.provider === "stripe"
+    ? { apiUrl: c.apiUrl, connectedAccountId: c.connectedAccountId, publishableKey: c.publishableKey }
+    : { apiUrl: c.apiUrl };
+  return { account: found.account, shown };
 }
 
 /**

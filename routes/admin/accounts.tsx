@@ -9,6 +9,7 @@ import {
   listAllAccounts,
   rotateAccountCredentials,
   setAccountActive,
+  type ShownCredentials,
 } from "../../lib/accounts/mod.ts";
 import { setShopRouting, shopRouting } from "../../lib/accounts/routing.ts";
 import { DEFAULT_ACCOUNT_ID, type ProviderAccount, type ShopRouting } from "../../lib/accounts/types.ts";
@@ -102,7 +103,7 @@ export function accountRoutes(ctx: AppContext) {
   app.post(`${ACCOUNT}/rotate` as const, async (c) => {
     const id = c.req.param("id");
     const f = c.var.form;
-    const { account: a, apiUrl } = await describeAccount(ctx, id);
+    const { account: a, shown } = await describeAccount(ctx, id);
     if (f.confirm !== "yes") {
       return layout(
         c,
@@ -117,7 +118,7 @@ export function accountRoutes(ctx: AppContext) {
       );
     }
     if (!f.webhookSecret) {
-      return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} apiUrl={apiUrl} csrf={c.var.csrf} />);
+      return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} shown={shown} csrf={c.var.csrf} />);
     }
     try {
       const credentials = a.provider === "stripe"
@@ -133,11 +134,16 @@ export function accountRoutes(ctx: AppContext) {
       return c.redirect("/admin/accounts?done=1", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
-      // The API URL typed comes back (no secret); the token and secrets do not.
+      // What was typed of the shown fields comes back (no secret); the token and secrets do not.
+      const typed: ShownCredentials = {
+        apiUrl: f.apiUrl,
+        connectedAccountId: f.connectedAccountId,
+        publishableKey: f.publishableKey,
+      };
       return layout(
         c,
         `Rotate: ${a.label}`,
-        <RotateForm account={a} apiUrl={apiUrl} typedApiUrl={f.apiUrl} csrf={c.var.csrf} errors={err.fields} />,
+        <RotateForm account={a} shown={typed} csrf={c.var.csrf} errors={err.fields} current={shown} />,
         400,
       );
     }
@@ -433,15 +439,17 @@ function NewAccountForm(props: { csrf: string; values?: Record<string, string>; 
 function RotateForm(
   props: {
     account: ProviderAccount;
-    /** Where the account calls now. */
-    apiUrl: string | null;
-    /** What the operator typed, when the form comes back with errors. */
-    typedApiUrl?: string;
+    /** The non-secret fields filled in: the account's own, or what was typed when the form comes back. */
+    shown: ShownCredentials;
+    /** The account's own, when `shown` is what was typed. */
+    current?: ShownCredentials;
     csrf: string;
     errors?: Record<string, string>;
   },
 ) {
   const e = props.errors ?? {};
+  const current = props.current ?? props.shown;
+  const keep = "The current one, filled in: keep it unless it changed.";
   return (
     <section class="card">
       <p>
@@ -450,9 +458,9 @@ function RotateForm(
         {" "}
         with the new secret.
       </p>
-      {props.apiUrl && (
+      {current.apiUrl && (
         <p>
-          It calls the provider at <code>{props.apiUrl}</code> now.
+          It calls the provider at <code>{current.apiUrl}</code> now.
         </p>
       )}
       <form method="post" action={`/admin/accounts/${props.account.id}/rotate`} class="stack narrow">
@@ -465,13 +473,27 @@ function RotateForm(
               <Field
                 label="Connected account (acct_...)"
                 name="connectedAccountId"
+                value={props.shown.connectedAccountId}
+                hint={current.connectedAccountId ? keep : undefined}
                 error={e["credentials.connectedAccountId"]}
                 required
               />
               <Field
                 label="Publishable key (pk_..., optional: for Stripe's embedded checkout)"
                 name="publishableKey"
+                value={props.shown.publishableKey}
+                hint={current.publishableKey
+                  ? `${keep} Emptied, shops' pages can no longer mount Stripe's checkout.`
+                  : undefined}
                 error={e["credentials.publishableKey"]}
+              />
+              <Field
+                label="API URL (optional: another host than Stripe's)"
+                name="apiUrl"
+                type="url"
+                value={props.shown.apiUrl}
+                hint={current.apiUrl ? keep : "Empty: Stripe's own."}
+                error={e["credentials.apiUrl"]}
               />
             </>
           )
@@ -481,11 +503,9 @@ function RotateForm(
                 label="API URL"
                 name="apiUrl"
                 type="url"
-                value={props.typedApiUrl ?? props.apiUrl ?? undefined}
+                value={props.shown.apiUrl}
                 error={e["credentials.apiUrl"]}
-                hint={props.apiUrl
-                  ? "The current one, filled in: keep it unless the provider gave you a new one."
-                  : undefined}
+                hint={current.apiUrl ? keep : undefined}
                 required
               />
               <Field label="API token" name="apiToken" type="password" error={e["credentials.apiToken"]} required />
