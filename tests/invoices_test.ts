@@ -707,11 +707,11 @@ Deno.test("[invoices] money the chain saw past expiresAt by its own clock, while
     height: 1,
     deposits: [{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1_001 }],
   } as AddressState;
-  const before = decideFromChain(inv, state, { from: 0, until: null }, 999, 30_000)!;
+  const before = decideFromChain(inv, { state, at: 999 }, { from: 0, until: null }, 999, 30_000)!;
   assert.equal(before.to, "payment_confirmation");
   assert.equal(before.patch!.deposits![0].late, false);
   // Once our clock has passed it too, the same deposit is late and the invoice expires.
-  const after = decideFromChain(inv, state, { from: 0, until: null }, 1_001, 30_000)!;
+  const after = decideFromChain(inv, { state, at: 1_001 }, { from: 0, until: null }, 1_001, 30_000)!;
   assert.equal(after.to, "expired");
   assert.equal(after.patch!.deposits![0].late, true);
 });
@@ -830,4 +830,148 @@ Deno.test("[invoices] an invoice finishes once every deposit it counts is final,
     await shop.close();
     await app.close();
   }
+});
+
+Deno.test("[invoices] late money the chain then drops is no longer shown as arrived", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3", expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    assert.equal((await readInvoice(app, inv.id)).status, "expired");
+    const late = await chain.deposit(inv.address, "3000000");
+    await waitFor("the late deposit", async () => (await readInvoice(app, inv.id)).lateAmount === "3" || undefined);
+    // The closed invoice is polled no more: the drop's notice is what brings it up to date.
+    await chain.drop(late.txid);
+    const after = await waitFor("the drop", async () => {
+      const i = await readInvoice(app, inv.id);
+      return i.deposits[0].dropped ? i : undefined;
+    });
+    assert.equal(after.lateAmount, "0");
+    assert.equal(after.status, "expired");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a dropped deposit shown again after the invoice closed is late money, and counts on one invoice only", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    const first = await createTestInvoice(app, { expiresIn: 60 });
+    const sent = await chain.deposit(first.address, "12500000");
+    shiftClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    await chain.drop(sent.txid);
+    shiftClock(app, 61_000 + 2 * app.config.chainPollMs);
+    await app.server.runner.sweep();
+    assert.equal((await readInvoice(app, first.id)).status, "expired");
+
+    // Shown again while the address is free: the closed invoice's, and late.
+    await chain.knobs({ dropNotices: false });
+    await chain.deposit(first.address, "12500000", sent.txid);
+    const back = await waitFor("shown again", async () => {
+      const i = await readInvoice(app, first.id);
+      return i.deposits[0].dropped === false ? i : undefined;
+    });
+    assert.equal(back.status, "expired");
+    assert.equal(back.paidAmount, "0");
+    assert.equal(back.lateAmount, "12.5");
+    assert.equal(back.deposits[0].late, true);
+
+    // Dropped again, the address taken by the next invoice, then shown again: the chain saw it in the new invoice's
+    // time, so the new invoice counts it and the old one keeps it dropped.
+    await chain.drop(sent.txid);
+    await waitFor("dropped again", async () => (await readInvoice(app, first.id)).deposits[0].dropped || undefined);
+    shiftClock(app, 0); // our clock back beside the chain's, which tells the two invoices' time apart
+    await new Promise((r) => setTimeout(r, 5));
+    const second = await createTestInvoice(app);
+    assert.equal(second.address, first.address, "the free address is reused");
+    await new Promise((r) => setTimeout(r, 5));
+    await chain.deposit(first.address, "12500000", sent.txid);
+    await chain.mine(20, "tron");
+    const taken = await waitStatus(app, second.id, "payment_accepted");
+    assert.equal(taken.paidAmount, "12.5");
+    await new Promise((r) => setTimeout(r, 200));
+    const old = await readInvoice(app, first.id);
+    assert.equal(old.deposits[0].dropped, true, JSON.stringify(old.deposits));
+    assert.equal(old.lateAmount, "0");
+  } finally {
+    await app.close();
+  }
+});
+
+/** An invoice as decideFromChain sees it, for the cases below. */
+function invoiceOf(over: Partial<Invoice>): Invoice {
+  return {
+    id: "inv_x",
+    status: "payment_accepted",
+    network: "tron",
+    amount: "1000000",
+    deposits: [],
+    expiresAt: 1_000,
+    checkAt: 1_000,
+    createdAt: 0,
+    ...over,
+  } as unknown as Invoice;
+}
+
+const chainShowing = (deposits: AddressState["deposits"]): AddressState => ({
+  network: "tron",
+  address: "T1",
+  height: 100,
+  deposits,
+});
+
+Deno.test("[invoices] finishing does not wait for a stranger's unconfirmed dust (it becomes late) nor for a deposit gone from the chain", () => {
+  const paid = { txid: "t1", amount: "1000000", confirmations: 40, seenAt: 1, late: false };
+  const dust = { txid: "dust", amount: "1", confirmations: 0, seenAt: 2, late: false };
+  const withDust = decideFromChain(
+    invoiceOf({ deposits: [paid, dust] }),
+    { state: chainShowing([{ ...paid, confirmations: 400 }, dust]), at: 10_000 },
+    { from: 0, until: null },
+    10_000,
+    30_000,
+  )!;
+  assert.equal(withDust.to, "finished");
+  assert.equal(withDust.patch!.deposits![1].late, true, "unconfirmed at the finish: late money");
+
+  // A confirmed extra deposit reorganised away before it was final.
+  const extra = { txid: "t2", amount: "5", confirmations: 25, seenAt: 2, late: false };
+  const gone = decideFromChain(
+    invoiceOf({ deposits: [paid, extra] }),
+    { state: chainShowing([{ ...paid, confirmations: 400 }]), at: 10_000 },
+    { from: 0, until: null },
+    10_000,
+    30_000,
+  )!;
+  assert.equal(gone.to, "finished");
+  assert.equal(gone.patch!.deposits![1].dropped, true);
+
+  // A confirmed extra deposit still on its way to final holds the finish: its amount is part of what it says.
+  const held = decideFromChain(
+    invoiceOf({ deposits: [paid, extra] }),
+    { state: chainShowing([{ ...paid, confirmations: 400 }, { ...extra, confirmations: 30 }]), at: 10_000 },
+    { from: 0, until: null },
+    10_000,
+    30_000,
+  )!;
+  assert.equal(held.to, "payment_accepted");
+});
+
+Deno.test("[invoices] a chain read older than the one the invoice was last decided on changes nothing", () => {
+  const inv = invoiceOf({
+    status: "waiting_for_deposit",
+    expiresAt: 1_000_000,
+    checkAt: 1_000_000,
+    chainReadAt: 5_000,
+    deposits: [{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1, late: false, dropped: true }],
+  });
+  const stale = chainShowing([{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1 }]);
+  assert.equal(decideFromChain(inv, { state: stale, at: 4_000 }, { from: 0, until: null }, 10_000, 30_000), null);
+  const newer = decideFromChain(inv, { state: stale, at: 6_000 }, { from: 0, until: null }, 10_000, 30_000)!;
+  assert.equal(newer.to, "payment_confirmation", "a newer read does");
+  assert.equal(newer.patch!.chainReadAt, 6_000);
 });

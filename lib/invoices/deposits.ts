@@ -36,61 +36,81 @@ export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: 
 /**
  * The status the deposits call for. Received = confirmed by the network's
  * confirmations; final = twice as deep (finished). Late and dropped deposits
- * never count. Finished waits for every deposit that counts to be final, so
- * what `invoice.finished` says was paid (overpayment included) never changes
- * after it.
+ * never count. Finished also waits for every confirmed deposit to be final
+ * (deposits still unconfirmed then become late as it closes, see
+ * decideFromChain), so what `invoice.finished` says was paid, overpayment
+ * included, never changes after it.
  */
 export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): InvoiceStatus {
   const needed = confirmationsNeeded(inv.network);
   const final = confirmationsFinal(inv.network);
   const counted = deposits.filter(countsToward);
+  const confirmed = counted.filter((d) => d.confirmations >= needed);
   const amount = BigInt(inv.amount);
   if (
-    sumUnits(counted.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount &&
-    counted.every((d) => d.confirmations >= final)
+    sumUnits(confirmed.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount &&
+    confirmed.every((d) => d.confirmations >= final)
   ) return "finished";
-  if (sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount)) >= amount) {
-    return "payment_accepted";
-  }
+  if (sumUnits(confirmed.map((d) => d.amount)) >= amount) return "payment_accepted";
   if (counted.some((d) => d.confirmations < needed)) return "payment_confirmation";
   if (counted.length) return "partially_paid";
   return "waiting_for_deposit";
 }
 
+/** A read of the invoice's address at the chain, and when it was asked for (our clock). */
+export interface ChainRead {
+  state: AddressState;
+  at: number;
+}
+
 /**
- * What the chain's view of the address means for the invoice: deposits new
- * and deeper, the status they call for, expiry when nothing arrived by
- * `expiresAt`, and the next poll. Null when nothing changed and no poll is due.
+ * What the chain's view of the address means for the invoice: deposits new,
+ * deeper, dropped or back, the status they call for, expiry when nothing
+ * arrived by `expiresAt`, and the next poll. Null when nothing changed and no
+ * poll is due, or when the invoice was last decided on a newer read.
  */
 export function decideFromChain(
   inv: Invoice,
-  state: AddressState,
+  read: ChainRead,
   window: { from: number; until: number | null },
   now: number,
   pollMs: number,
 ): InvoiceChange | null {
+  // A poll and a notice can cross: applied last, the older read would undo what the newer one saw (a drop, say).
+  if (inv.chainReadAt !== undefined && read.at < inv.chainReadAt) return null;
   const needed = confirmationsNeeded(inv.network);
   const open = isInvoiceOpen(inv.status);
-  const byTx = new Map(state.deposits.map((d) => [d.txid, d]));
+  const inWindow = (seenAt: number) => seenAt >= window.from && (window.until === null || seenAt < window.until);
+  const byTx = new Map(read.state.deposits.map((d) => [d.txid, d]));
   const events: InvoiceEvent[] = [];
   const deposits = inv.deposits.map((d) => {
     const seen = byTx.get(d.txid);
     if (!seen) {
-      // Gone from the chain before its confirmations: replaced, double-spent or evicted. Counted, it would hold the
-      // invoice in payment_confirmation for good and tell the buyer their money is on its way. A deposit gone after
-      // them is a reorganisation for an operator to look at, not something to undo on one reading.
-      if (d.dropped || d.confirmations >= needed) return d;
+      // Gone from the chain: replaced, double-spent or evicted before its confirmations, or, rarely, reorganised away
+      // after them. Counted, it would hold the invoice open for good and tell the buyer their money is on its way.
+      if (d.dropped) return d;
+      if (d.confirmations >= needed) {
+        warnRepeatable("invoice deposit gone", "a confirmed deposit is gone from the chain (a reorganisation?)", {
+          invoiceId: inv.id,
+          txid: d.txid,
+          confirmations: d.confirmations,
+        });
+      }
       events.push({ type: "deposit_dropped", at: now, data: { txid: d.txid, amount: d.amount } });
       return { ...d, dropped: true };
     }
     if (d.dropped) {
-      // Shown again (rebroadcast, or the reorganisation undone): it counts again.
+      // Shown again (rebroadcast, or a reorganisation undone). It is this invoice's only if the chain saw it while
+      // the address was this invoice's (otherwise the invoice holding the address now counts it), and money back
+      // after the invoice closed is late.
+      if (!inWindow(seen.seenAt)) return d;
+      const late = d.late || !open;
       events.push({
-        type: d.late ? "late_deposit" : "deposit_seen",
+        type: late ? "late_deposit" : "deposit_seen",
         at: now,
         data: { txid: d.txid, amount: d.amount, confirmations: seen.confirmations },
       });
-      return { ...d, dropped: false, confirmations: seen.confirmations };
+      return { ...d, dropped: false, late, confirmations: seen.confirmations };
     }
     if (seen.confirmations === d.confirmations) return d;
     if (!d.late && d.confirmations < needed && seen.confirmations >= needed) {
@@ -99,9 +119,7 @@ export function decideFromChain(
     return { ...d, confirmations: seen.confirmations };
   });
   const known = new Set(inv.deposits.map((d) => d.txid));
-  const fresh = state.deposits.filter((d) =>
-    !known.has(d.txid) && d.seenAt >= window.from && (window.until === null || d.seenAt < window.until)
-  );
+  const fresh = read.state.deposits.filter((d) => !known.has(d.txid) && inWindow(d.seenAt));
   // Nothing arrived before expiresAt: the invoice expired then, whenever the sweep comes by, so money seen since is
   // late. Decided only once our own clock says it expired (the chain's may run ahead), in the step that expires it.
   const expiredUnpaid = inv.status === "waiting_for_deposit" && now >= inv.expiresAt &&
@@ -110,9 +128,7 @@ export function decideFromChain(
   let dustLeft = 0;
   for (const d of fresh) {
     if (deposits.length >= MAX_DEPOSITS_PER_INVOICE) {
-      warnRepeatable(`invoice full:${inv.id}`, "invoice holds too many deposits; more are not listed", {
-        invoiceId: inv.id,
-      });
+      warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
     }
     if (deposits.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
@@ -128,9 +144,9 @@ export function decideFromChain(
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
   }
-  // Unlisted, the same dust is found again at every poll: a line a minute per invoice says it.
+  // Unlisted, the same dust is found again at every poll: a line a minute says it.
   if (dustLeft) {
-    warnRepeatable(`invoice dust:${inv.id}`, "dust deposits not listed on a full invoice", {
+    warnRepeatable("invoice dust", "dust deposits not listed on a full invoice", {
       invoiceId: inv.id,
       deposits: dustLeft,
     });
@@ -138,28 +154,49 @@ export function decideFromChain(
   const changed = events.length > 0 || deposits.some((d, i) => d !== inv.deposits[i]);
   const pollDue = open && inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
-  if (!open) return { events, patch: { deposits } };
+  if (!open) return { events, patch: { deposits, chainReadAt: read.at } };
   let to = statusFromDeposits(inv, deposits);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
   if (to === "waiting_for_deposit" && now >= inv.expiresAt) to = "expired";
+  // Finishing closes the invoice: a deposit not confirmed by then is late money (shown, never counted), so it can
+  // neither hold the invoice and its address open (a stranger's dust with too low a fee) nor change what
+  // invoice.finished said was paid.
+  const closing = to === "finished" && inv.status !== "finished";
+  const settled = closing
+    ? deposits.map((d) => {
+      if (!countsToward(d) || d.confirmations >= needed) return d;
+      events.push({
+        type: "late_deposit",
+        at: now,
+        data: { txid: d.txid, amount: d.amount, unconfirmedAtFinish: true },
+      });
+      return { ...d, late: true };
+    })
+    : deposits;
   const checkAt = to === "waiting_for_deposit" ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
-  return { to, events, patch: { deposits, checkAt } };
+  return { to, events, patch: { deposits: settled, checkAt, chainReadAt: read.at } };
 }
 
 /** Reads the invoice's address at the chain and applies what it shows (the notice handler, the job and a cancel). */
-export async function syncInvoice(ctx: AppContext, invoiceId: string, state?: AddressState): Promise<InvoiceUpdate> {
+export async function syncInvoice(ctx: AppContext, invoiceId: string, given?: ChainRead): Promise<InvoiceUpdate> {
   const inv = await getInvoice(ctx.kv, invoiceId);
   if (!inv) throw new NotFoundError("Unknown invoice.");
-  const chain = state ?? await requireChain(ctx).getAddress(inv.network, inv.address);
+  const read = given ?? await readAddress(ctx, inv);
   const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
   const window = claimWindow(inv, address);
   if (!window) return { outcome: "unchanged", invoice: inv };
   return await updateInvoice(
     ctx,
     invoiceId,
-    (current, now) => decideFromChain(current, chain, window, now, ctx.config.chainPollMs),
+    (current, now) => decideFromChain(current, read, window, now, ctx.config.chainPollMs),
   );
+}
+
+/** The chain's view of an address, stamped with when we asked (a read that crosses a newer one is then let go). */
+async function readAddress(ctx: AppContext, at: Pick<Invoice, "network" | "address">): Promise<ChainRead> {
+  const asked = ctx.now();
+  return { state: await requireChain(ctx).getAddress(at.network, at.address), at: asked };
 }
 
 /**
@@ -220,16 +257,18 @@ export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBo
   if (!shopId) throw new NotFoundError("Unknown address.");
   const address = (await getPoolAddressEntry(ctx.kv, { shopId, network: notice.network, address: notice.address }))
     .value;
-  const state = await requireChain(ctx).getAddress(notice.network, notice.address);
-  const deposit = state.deposits.find((d) => d.txid === notice.txid);
-  // A transaction the chain no longer shows was dropped: only an open invoice can have been counting on it (a closed
-  // one's late deposits are found again by its next notice).
-  const invoiceId = !deposit
-    ? address?.heldBy
-    : deposit.seenAt >= (address?.lastTakenAt ?? 0)
-    ? address?.lastInvoiceId
-    : address?.previousInvoiceId;
-  if (!invoiceId || !hasIdShape("invoice", invoiceId)) return "unchanged";
-  const result = await syncInvoice(ctx, invoiceId, state);
-  return result.outcome === "applied" ? "applied" : "unchanged";
+  const read = await readAddress(ctx, notice);
+  const deposit = read.state.deposits.find((d) => d.txid === notice.txid);
+  // A transaction the chain no longer shows was dropped, from whichever invoice listed it: the address's two latest
+  // (the one holding it, or the one before, for late money) are brought up to date. Otherwise the one whose time
+  // the chain saw it in.
+  const candidates = !deposit
+    ? [address?.lastInvoiceId, address?.previousInvoiceId]
+    : [deposit.seenAt >= (address?.lastTakenAt ?? 0) ? address?.lastInvoiceId : address?.previousInvoiceId];
+  let outcome: ChainNoticeOutcome = "unchanged";
+  for (const invoiceId of candidates) {
+    if (!invoiceId || !hasIdShape("invoice", invoiceId)) continue;
+    if ((await syncInvoice(ctx, invoiceId, read)).outcome === "applied") outcome = "applied";
+  }
+  return outcome;
 }

@@ -39,17 +39,18 @@ export const INVOICE_STATUS_RULES = {
     open: true,
     cancellable: true,
   },
-  // The one move back: every deposit on its way was dropped from the chain (replaced, double-spent, evicted), so
-  // the buyer is asked to pay again, and the invoice expires at expiresAt (at once when that has passed).
+  // Back to waiting when every deposit on its way was dropped from the chain (replaced, double-spent, evicted): the
+  // buyer is asked to pay again, and the invoice expires at expiresAt (at once when that has passed).
   payment_confirmation: {
     next: ["waiting_for_deposit", "partially_paid", "payment_accepted", "finished", "expired", "cancelled"],
     postback: "invoice.payment_confirmation",
     open: true,
     cancellable: true,
   },
-  // A further deposit seen on a partly paid invoice waits for its confirmations again.
+  // A further deposit seen on a partly paid invoice waits for its confirmations again. Back to waiting (or expired)
+  // only if the chain no longer shows what it received (a reorganisation).
   partially_paid: {
-    next: ["payment_confirmation", "payment_accepted", "finished", "cancelled"],
+    next: ["waiting_for_deposit", "payment_confirmation", "payment_accepted", "finished", "expired", "cancelled"],
     postback: "invoice.partially_paid",
     open: true,
     cancellable: true,

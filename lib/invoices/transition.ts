@@ -19,7 +19,7 @@ export interface InvoiceChange {
   /** Why, for the timeline (deposit_seen, cancel_requested, ...); a status move adds its own entry. */
   events: InvoiceEvent[];
   /** Fields set besides the status (deposits, the next poll). */
-  patch?: Partial<Pick<Invoice, "deposits" | "checkAt">>;
+  patch?: Partial<Pick<Invoice, "deposits" | "checkAt" | "chainReadAt">>;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: string };
 }

@@ -37,6 +37,8 @@ export interface Invoice {
   closedAt: number | null;
   /** When the polling job next reads its address at the chain; null once nothing is left to watch. */
   checkAt: number | null;
+  /** When the chain read the invoice was last decided on was asked for: an older read is let go (absent before). */
+  chainReadAt?: number;
 }
 
 /** One transfer to the invoice's address, as the chain last showed it. */
