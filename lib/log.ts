@@ -46,23 +46,42 @@ export function describeError(err: unknown): string {
 const REPEAT_WINDOW_MS = 60_000;
 /** Distinct repeated lines tracked at once; past it, new kinds share one entry (their count still shows). */
 const REPEAT_KEYS_MAX = 1_000;
-const repeats = new Map<string, { until: number; left: number }>();
+/** How often ended windows are looked for, to report what they left out. */
+const REPEAT_SWEEP_MS = 10_000;
+
+interface Repeat {
+  until: number;
+  left: number;
+  /** The latest left out, for the line that reports them. */
+  msg: string;
+  fields: Fields;
+}
+const repeats = new Map<string, Repeat>();
+let sweptAt = 0;
 
 /**
- * A warning anyone on the internet can cause (a refused webhook or notice): the first of its kind (`key`) in a minute
- * is written, the rest counted, and the next one written says how many were left out (`repeatsLeftOut`). A sender
- * repeating a refused request then costs one line a minute, not one per request.
+ * A warning anyone on the internet can cause (a refused webhook or notice): the first of its kind (`key`, from a
+ * bounded set) in a minute is written and the rest counted. What a minute left out is written once it has ended, as
+ * the latest one left out with `repeatsLeftOut`: on the next line of that kind, or, at the latest, with the first
+ * warning of any kind 10 s after. A sender repeating a refused request then costs a line or two a minute.
  */
 export function warnRepeatable(key: string, msg: string, fields: Fields = {}, now = Date.now()) {
-  if (!repeats.has(key) && repeats.size >= REPEAT_KEYS_MAX) {
-    for (const [k, r] of repeats) if (r.until <= now) repeats.delete(k);
-    if (repeats.size >= REPEAT_KEYS_MAX) key = "(too many kinds)";
+  if (now - sweptAt >= REPEAT_SWEEP_MS) {
+    sweptAt = now;
+    for (const [k, r] of repeats) {
+      if (r.until > now || k === key) continue; // the caller's own kind says its count on its line below
+      if (r.left) write("warn", r.msg, { ...r.fields, repeatsLeftOut: r.left });
+      repeats.delete(k);
+    }
   }
+  if (!repeats.has(key) && repeats.size >= REPEAT_KEYS_MAX) key = "(too many kinds)";
   const seen = repeats.get(key);
   if (seen && seen.until > now) {
     seen.left++;
+    seen.msg = msg;
+    seen.fields = fields;
     return;
   }
-  repeats.set(key, { until: now + REPEAT_WINDOW_MS, left: 0 });
+  repeats.set(key, { until: now + REPEAT_WINDOW_MS, left: 0, msg, fields });
   write("warn", msg, seen?.left ? { ...fields, repeatsLeftOut: seen.left } : fields);
 }
