@@ -200,6 +200,15 @@ Deno.test("[console] accounts: create, disable and rotate with a confirmation st
     });
     assert.equal(typo.status, 400);
     assert.ok(typo.text.includes('name="apiUrl" type="url" value="not a url"'), "what was typed comes back");
+    // Credentials belong in their own fields: a URL carrying them is refused (the form shows the URL back).
+    const userinfo = await b.post(`/admin/accounts/${id}/rotate`, {
+      confirm: "yes",
+      apiUrl: "https://user:s3cret@bansky.example/api",
+      apiToken: "token-org-b",
+      webhookSecret: "whsec-org-b",
+    });
+    assert.equal(userinfo.status, 400);
+    assert.match(userinfo.text, /must be a base address without credentials, query or fragment/);
     assert.doesNotMatch(typo.text, /token-org|whsec-org/, "the typed secrets do not");
     const rotated = await b.post(`/admin/accounts/${id}/rotate`, {
       confirm: "yes",

@@ -20,7 +20,13 @@ import {
 } from "./types.ts";
 
 const Secret = z.string().trim().min(1).max(500);
-const ApiUrl = z.url({ protocol: /^https?$/ }).max(500).transform((u) => u.replace(/\/+$/, ""));
+// A base address only: credentials go in their own fields, never in the URL, which the console shows (rotation).
+const ApiUrl = z.url({ protocol: /^https?$/ }).max(500)
+  .refine((u) => {
+    const url = URL.parse(u); // null when the URL check above failed: that issue is already reported
+    return !url || (!url.username && !url.password && !url.search && !url.hash);
+  }, "must be a base address without credentials, query or fragment")
+  .transform((u) => u.replace(/\/+$/, ""));
 
 /** The credentials each provider needs, checked when an account is created or its credentials rotated. */
 const CREDENTIALS = {
