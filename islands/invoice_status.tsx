@@ -51,7 +51,8 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
       } catch {
         // Offline for a moment: try again.
       }
-      if (!stopped) setTimeout(poll, open ? POLL_MS : CLOSED_POLL_MS);
+      if (stopped || (!open && Date.now() - loadedAt > CLOSED_WATCH_MS)) return;
+      setTimeout(poll, open ? POLL_MS : CLOSED_POLL_MS);
     }, open ? POLL_MS : CLOSED_POLL_MS);
     return () => {
       stopped = true;
@@ -84,11 +85,12 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
             Still to send: <strong>{s.dueAmount} {s.coin}</strong>
           </p>
         )}
-        {open && s.droppedAmount !== "0" && (
+        {/* Once what is due is on its way again (a replacement, a rebroadcast), the news is old. */}
+        {open && s.droppedAmount !== "0" && s.dueAmount !== "0" && (
           <p class="flash">
             {s.droppedAmount} {s.coin}{" "}
             sent here was dropped by the network before it was confirmed, so it did not arrive.{" "}
-            {s.dueAmount !== "0" && "Please send what is still due."}
+            Please send what is still due.
           </p>
         )}
         {s.lateAmount !== "0" && (

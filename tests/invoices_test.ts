@@ -975,3 +975,21 @@ Deno.test("[invoices] a chain read older than the one the invoice was last decid
   assert.equal(newer.to, "payment_confirmation", "a newer read does");
   assert.equal(newer.patch!.chainReadAt, 6_000);
 });
+
+Deno.test("[invoices] once a replacement for a dropped transfer is on its way, the buyer's page no longer asks again", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    const sent = await chain.deposit(created.address, "3000000");
+    await waitStatus(app, created.id, "payment_confirmation");
+    await chain.drop(sent.txid);
+    await waitStatus(app, created.id, "waiting_for_deposit");
+    assert.match(await (await fetch(created.checkoutUrl)).text(), /was dropped by the network/);
+    await chain.deposit(created.address, "3000000"); // the buyer's wallet sends it again, with a higher fee
+    await waitStatus(app, created.id, "payment_confirmation");
+    assert.doesNotMatch(await (await fetch(created.checkoutUrl)).text(), /was dropped by the network/);
+  } finally {
+    await app.close();
+  }
+});
