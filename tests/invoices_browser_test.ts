@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
-import { startTestApp, type TestApp } from "../fixtures/app.ts";
-import { chainApi, createTestInvoice, shiftClock } from "../fixtures/invoices.ts";
+import { startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { chainApi, createTestInvoice, readInvoice, shiftClock } from "../fixtures/invoices.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
@@ -116,6 +116,11 @@ phoneTest(
     await page.goto(inv.checkoutUrl);
     await page.getByText("This invoice expired").waitFor();
     await chain.deposit(inv.address, "12500000");
+    // Once we have recorded it (its notice is handled in the background), the page's next ask finds it.
+    await waitFor(
+      "the late deposit recorded",
+      async () => (await readInvoice(app, inv.id)).lateAmount === "12.5" || undefined,
+    );
     await page.clock.fastForward(16_000);
     await page.getByText("12.5 USDT arrived after this invoice expired").waitFor({ timeout: 10_000 });
   },
