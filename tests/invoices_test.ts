@@ -22,6 +22,7 @@ import {
   invoiceBody,
   readInvoice,
   shiftClock,
+  storedInvoice,
 } from "../fixtures/invoices.ts";
 import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
@@ -771,21 +772,29 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
   }
 });
 
+/**
+ * An invoice (expiring in a minute, notices lost so polling decides) whose deposit was seen on time and dropped by
+ * the chain after expiresAt, with the sweeps that follow.
+ */
+async function droppedPastExpiry(app: TestApp) {
+  const chain = chainApi(app);
+  await chain.knobs({ dropNotices: true });
+  const created = await createTestInvoice(app, { expiresIn: 60 });
+  const sent = await chain.deposit(created.address, "12500000");
+  shiftClock(app, app.config.chainPollMs + 1000);
+  await app.server.runner.sweep();
+  assert.equal((await readInvoice(app, created.id)).status, "payment_confirmation");
+  await chain.drop(sent.txid);
+  shiftClock(app, 61_000 + 2 * app.config.chainPollMs);
+  await app.server.runner.sweep();
+  return { chain, created, sent };
+}
+
 Deno.test("[invoices] an invoice whose only deposit was dropped after expiresAt expires, and its address is free again", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
-    const chain = chainApi(app);
-    await chain.knobs({ dropNotices: true });
-    const created = await createTestInvoice(app, { expiresIn: 60 });
-    const sent = await chain.deposit(created.address, "12500000");
-    shiftClock(app, app.config.chainPollMs + 1000);
-    await app.server.runner.sweep();
-    assert.equal((await readInvoice(app, created.id)).status, "payment_confirmation");
-
     // Past expiresAt the invoice stays open while its money confirms; once the chain drops it, polling expires it.
-    await chain.drop(sent.txid);
-    shiftClock(app, 61_000 + 2 * app.config.chainPollMs);
-    await app.server.runner.sweep();
+    const { created } = await droppedPastExpiry(app);
     const inv = await readInvoice(app, created.id);
     assert.equal(inv.status, "expired");
     assert.equal(inv.deposits[0].dropped, true);
@@ -858,15 +867,7 @@ Deno.test("[invoices] late money the chain then drops is no longer shown as arri
 Deno.test("[invoices] a dropped deposit shown again after the invoice closed is late money, and counts on one invoice only", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
-    const chain = chainApi(app);
-    await chain.knobs({ dropNotices: true });
-    const first = await createTestInvoice(app, { expiresIn: 60 });
-    const sent = await chain.deposit(first.address, "12500000");
-    shiftClock(app, app.config.chainPollMs + 1000);
-    await app.server.runner.sweep();
-    await chain.drop(sent.txid);
-    shiftClock(app, 61_000 + 2 * app.config.chainPollMs);
-    await app.server.runner.sweep();
+    const { chain, created: first, sent } = await droppedPastExpiry(app);
     assert.equal((await readInvoice(app, first.id)).status, "expired");
 
     // Shown again while the address is free: the closed invoice's, and late.
@@ -903,20 +904,16 @@ Deno.test("[invoices] a dropped deposit shown again after the invoice closed is 
   }
 });
 
-/** An invoice as decideFromChain sees it, for the cases below. */
-function invoiceOf(over: Partial<Invoice>): Invoice {
-  return {
+/** A paid invoice as decideFromChain sees it, for the cases below. */
+const invoiceOf = (over: Partial<Invoice>) =>
+  storedInvoice(0, {
     id: "inv_x",
     status: "payment_accepted",
-    network: "tron",
     amount: "1000000",
-    deposits: [],
     expiresAt: 1_000,
     checkAt: 1_000,
-    createdAt: 0,
     ...over,
-  } as unknown as Invoice;
-}
+  });
 
 const chainShowing = (deposits: AddressState["deposits"]): AddressState => ({
   network: "tron",

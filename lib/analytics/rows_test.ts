@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { storedPayment } from "../../fixtures/payments.ts";
-import { randomId, sortableId } from "../ids.ts";
+import { storedInvoice } from "../../fixtures/invoices.ts";
 import type { Invoice } from "../invoices/types.ts";
 import { importEmailHashKey, invoiceDepositRows, invoiceRow, paymentRow } from "./rows.ts";
 import { TABLES } from "./schema.ts";
@@ -8,47 +8,30 @@ import type { EmailOptions, TableId } from "./types.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:00Z");
 
-/** A USDT invoice with one confirmed deposit, as the store keeps it. */
-function storedInvoice(fields: Partial<Invoice> = {}): Invoice {
-  return {
-    id: randomId("inv"),
-    seq: sortableId(NOW),
-    shopId: "shop_test",
-    shopInvoiceId: null,
-    idempotencyKey: null,
-    requestHash: "x",
-    coin: "USDT",
-    network: "tron",
-    decimals: 6,
-    amount: "12500000",
-    title: "",
-    description: "",
-    email: "Buyer@Example.com",
-    address: "TXYZ",
-    postbackUrl: null,
+/** A finished USDT invoice with one confirmed deposit, as the store keeps it. */
+function finishedInvoice(fields: Partial<Invoice> = {}): Invoice {
+  return storedInvoice(NOW, {
     status: "finished",
+    email: "Buyer@Example.com",
     deposits: [{ txid: "tx1", amount: "12500000", confirmations: 20, seenAt: NOW, late: false }],
-    createdAt: NOW,
-    updatedAt: NOW,
-    expiresAt: NOW + 3_600_000,
     closedAt: NOW,
     checkAt: null,
     ...fields,
-  };
+  });
 }
 
 const columns = (table: TableId) => TABLES.find((t) => t.id === table)!.fields.map((f) => f.name);
 const raw: EmailOptions = { policy: "raw" };
 
 Deno.test("[analytics] each row has exactly its table's columns, in the order of the schema file setup creates", async () => {
-  const inv = storedInvoice();
+  const inv = finishedInvoice();
   assert.deepEqual(Object.keys((await paymentRow(storedPayment(NOW), [], raw)).json), columns("payments"));
   assert.deepEqual(Object.keys((await invoiceRow(inv, raw)).json), columns("invoices"));
   assert.deepEqual(Object.keys(invoiceDepositRows(inv)[0].json), columns("invoice_deposits"));
 });
 
 Deno.test("[analytics] an invoice's email follows ANALYTICS_EMAIL as a payment's does; one stored without it exports null", async () => {
-  const inv = storedInvoice();
+  const inv = finishedInvoice();
   assert.equal((await invoiceRow(inv, raw)).json.email, "Buyer@Example.com");
   assert.equal((await invoiceRow(inv, { policy: "omit" })).json.email, null);
 
@@ -61,11 +44,11 @@ Deno.test("[analytics] an invoice's email follows ANALYTICS_EMAIL as a payment's
   // Invoices stored before they took an email have no field at all; those with none given hold null.
   const { email: _, ...older } = inv;
   assert.equal((await invoiceRow(older as Invoice, raw)).json.email, null);
-  assert.equal((await invoiceRow(storedInvoice({ email: null }), hash)).json.email, null);
+  assert.equal((await invoiceRow(finishedInvoice({ email: null }), hash)).json.email, null);
 });
 
 Deno.test("[analytics] a deposit the chain dropped gets a row of its own, saying so", () => {
-  const inv = storedInvoice();
+  const inv = finishedInvoice();
   const before = invoiceDepositRows(inv)[0];
   const after = invoiceDepositRows({ ...inv, deposits: [{ ...inv.deposits[0], dropped: true }] })[0];
   assert.equal(before.json.dropped, false);

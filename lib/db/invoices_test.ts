@@ -1,33 +1,11 @@
 import assert from "node:assert/strict";
-import { randomId, sortableId } from "../ids.ts";
-import type { Invoice, PoolAddress } from "../invoices/types.ts";
+import { storedInvoice } from "../../fixtures/invoices.ts";
+import type { PoolAddress } from "../invoices/types.ts";
 import { getAddressOwner, getInvoiceEntry, insertInvoice } from "./invoices.ts";
 
 /** A new invoice of `shopId` at a new address, as createInvoice hands it to the store. */
 function newInvoiceAt(shopId: string, address: string, now: number) {
-  const invoice: Invoice = {
-    id: randomId("inv"),
-    seq: sortableId(now),
-    shopId,
-    shopInvoiceId: null,
-    idempotencyKey: null,
-    requestHash: "x",
-    coin: "USDT",
-    network: "tron",
-    decimals: 6,
-    amount: "12500000",
-    title: "",
-    description: "",
-    address,
-    postbackUrl: null,
-    status: "waiting_for_deposit",
-    deposits: [],
-    createdAt: now,
-    updatedAt: now,
-    expiresAt: now + 3_600_000,
-    closedAt: null,
-    checkAt: now + 60_000,
-  };
+  const invoice = storedInvoice(now, { shopId, address });
   const record: PoolAddress = {
     address,
     network: "tron",
