@@ -15,10 +15,12 @@ import {
   waitFor,
 } from "../fixtures/app.ts";
 import {
+  advanceClock,
   callCreateInvoice,
   cancelInvoiceCall,
   chainApi,
   createTestInvoice,
+  dropFromChain,
   invoiceBody,
   readInvoice,
   shiftClock,
@@ -28,7 +30,8 @@ import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
 import { sha256Hex } from "../lib/crypto.ts";
 import { type AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
-import { decideFromChain } from "../lib/invoices/deposits.ts";
+import { decideFromChain, DROP_GRACE_MS, syncInvoice } from "../lib/invoices/deposits.ts";
+import { updateInvoice } from "../lib/invoices/transition.ts";
 import type { Invoice } from "../lib/invoices/types.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
@@ -614,8 +617,18 @@ Deno.test("[invoices] an invoice whose full payment is still confirming cannot b
     const cancelled = await cancelInvoiceCall(app, partial.id);
     assert.equal(cancelled.status, 200);
     assert.equal(cancelled.body.invoice.status, "cancelled");
+    // What was still confirming at the cancel is late money: what the cancelled invoice says was paid stays put.
+    assert.equal(cancelled.body.invoice.pendingAmount, "0");
+    assert.equal(cancelled.body.invoice.lateAmount, "1");
+    await chain.mine(20, "tron");
+    await waitFor("the late deposit's confirmations", async () => {
+      const inv = await readInvoice(app, partial.id);
+      return inv.deposits[0].confirmations >= 20 ? inv : undefined;
+    });
+    assert.equal((await readInvoice(app, partial.id)).paidAmount, "0");
 
-    // A payment the chain no longer shows (dropped, double-spent) holds nothing open: the cancel goes through.
+    // A payment the chain no longer shows (dropped, double-spent) holds nothing open once it is gone for the grace
+    // (one read without it is not enough): then the cancel goes through.
     const dropping = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
     await chain.deposit(dropping.address, "3000000");
     const seen = await waitStatus(app, dropping.id, "payment_confirmation");
@@ -625,10 +638,13 @@ Deno.test("[invoices] an invoice whose full payment is still confirming cannot b
       const state = await getAddress(network, address);
       return { ...state, deposits: state.deposits.filter((d) => d.txid !== seen.deposits[0].txid) };
     };
+    assert.equal((await cancelInvoiceCall(app, dropping.id)).status, 409, "missing from one read");
+    advanceClock(app, DROP_GRACE_MS);
     const gone = await cancelInvoiceCall(app, dropping.id);
     assert.equal(gone.status, 200, JSON.stringify(gone.body));
     assert.equal(gone.body.invoice.status, "cancelled");
     client.getAddress = getAddress;
+    shiftClock(app, 0);
 
     const idle = await createTestInvoice(app, { expiresIn: 60 });
     shiftClock(app, 61_000);
@@ -726,9 +742,10 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
     const sent = await chain.deposit(created.address, "3000000");
     await waitStatus(app, created.id, "payment_confirmation");
 
-    // The simulator's notice of the drop names a transaction the address no longer shows.
-    await chain.drop(sent.txid);
-    let inv = await waitStatus(app, created.id, "waiting_for_deposit");
+    // Missing from the chain's reads for DROP_GRACE_MS, it is dropped.
+    await dropFromChain(app, created.id, sent.txid);
+    let inv = await readInvoice(app, created.id);
+    assert.equal(inv.status, "waiting_for_deposit");
     assert.equal(inv.pendingAmount, "0");
     assert.deepEqual(inv.deposits.map((d: { txid: string; dropped: boolean }) => [d.txid, d.dropped]), [[
       sent.txid,
@@ -784,9 +801,7 @@ async function droppedPastExpiry(app: TestApp) {
   shiftClock(app, app.config.chainPollMs + 1000);
   await app.server.runner.sweep();
   assert.equal((await readInvoice(app, created.id)).status, "payment_confirmation");
-  await chain.drop(sent.txid);
-  shiftClock(app, 61_000 + 2 * app.config.chainPollMs);
-  await app.server.runner.sweep();
+  await dropFromChain(app, created.id, sent.txid); // past expiresAt by then
   return { chain, created, sent };
 }
 
@@ -851,12 +866,10 @@ Deno.test("[invoices] late money the chain then drops is no longer shown as arri
     assert.equal((await readInvoice(app, inv.id)).status, "expired");
     const late = await chain.deposit(inv.address, "3000000");
     await waitFor("the late deposit", async () => (await readInvoice(app, inv.id)).lateAmount === "3" || undefined);
-    // The closed invoice is polled no more: the drop's notice is what brings it up to date.
-    await chain.drop(late.txid);
-    const after = await waitFor("the drop", async () => {
-      const i = await readInvoice(app, inv.id);
-      return i.deposits[0].dropped ? i : undefined;
-    });
+    // Closed, the invoice is still read while a deposit it lists is not final: the drop reaches it.
+    await dropFromChain(app, inv.id, late.txid);
+    const after = await readInvoice(app, inv.id);
+    assert.equal(after.deposits[0].dropped, true);
     assert.equal(after.lateAmount, "0");
     assert.equal(after.status, "expired");
   } finally {
@@ -870,7 +883,9 @@ Deno.test("[invoices] a dropped deposit shown again after the invoice closed is 
     const { chain, created: first, sent } = await droppedPastExpiry(app);
     assert.equal((await readInvoice(app, first.id)).status, "expired");
 
-    // Shown again while the address is free: the closed invoice's, and late.
+    // Shown again while the address is free: the closed invoice's, and late. (Our clock back beside the chain's,
+    // whose notices are signed with its time.)
+    shiftClock(app, 0);
     await chain.knobs({ dropNotices: false });
     await chain.deposit(first.address, "12500000", sent.txid);
     const back = await waitFor("shown again", async () => {
@@ -884,8 +899,8 @@ Deno.test("[invoices] a dropped deposit shown again after the invoice closed is 
 
     // Dropped again, the address taken by the next invoice, then shown again: the chain saw it in the new invoice's
     // time, so the new invoice counts it and the old one keeps it dropped.
-    await chain.drop(sent.txid);
-    await waitFor("dropped again", async () => (await readInvoice(app, first.id)).deposits[0].dropped || undefined);
+    await dropFromChain(app, first.id, sent.txid);
+    assert.equal((await readInvoice(app, first.id)).deposits[0].dropped, true, "dropped again");
     shiftClock(app, 0); // our clock back beside the chain's, which tells the two invoices' time apart
     await new Promise((r) => setTimeout(r, 5));
     const second = await createTestInvoice(app);
@@ -922,55 +937,110 @@ const chainShowing = (deposits: AddressState["deposits"]): AddressState => ({
   deposits,
 });
 
-Deno.test("[invoices] finishing does not wait for a stranger's unconfirmed dust (it becomes late) nor for a deposit gone from the chain", () => {
+Deno.test("[invoices] finishing waits for no unconfirmed deposit, nor for a confirmed one gone from the chain, only for confirmed ones still shown", () => {
   const paid = { txid: "t1", amount: "1000000", confirmations: 40, seenAt: 1, late: false };
+  const decide = (deposits: Invoice["deposits"], shown: AddressState["deposits"]) =>
+    decideFromChain(
+      invoiceOf({ deposits }),
+      { state: chainShowing(shown), at: 10_000 },
+      { from: 0, until: null },
+      10_000,
+      30_000,
+    )!;
+  // A stranger's dust with too low a fee (updateInvoice makes it late as the invoice closes).
   const dust = { txid: "dust", amount: "1", confirmations: 0, seenAt: 2, late: false };
-  const withDust = decideFromChain(
-    invoiceOf({ deposits: [paid, dust] }),
-    { state: chainShowing([{ ...paid, confirmations: 400 }, dust]), at: 10_000 },
-    { from: 0, until: null },
-    10_000,
-    30_000,
-  )!;
-  assert.equal(withDust.to, "finished");
-  assert.equal(withDust.patch!.deposits![1].late, true, "unconfirmed at the finish: late money");
+  assert.equal(decide([paid, dust], [{ ...paid, confirmations: 400 }, dust]).to, "finished");
 
-  // A confirmed extra deposit reorganised away before it was final.
+  // A confirmed extra deposit reorganised away before it was final: kept, counted, and no longer waited for.
   const extra = { txid: "t2", amount: "5", confirmations: 25, seenAt: 2, late: false };
-  const gone = decideFromChain(
-    invoiceOf({ deposits: [paid, extra] }),
-    { state: chainShowing([{ ...paid, confirmations: 400 }]), at: 10_000 },
-    { from: 0, until: null },
-    10_000,
-    30_000,
-  )!;
+  const gone = decide([paid, extra], [{ ...paid, confirmations: 400 }]);
   assert.equal(gone.to, "finished");
-  assert.equal(gone.patch!.deposits![1].dropped, true);
+  assert.equal(gone.patch!.deposits![1].dropped, undefined, "confirmed money is not dropped on a read");
+  assert.equal(gone.patch!.deposits![1].missingSince, 10_000);
 
-  // A confirmed extra deposit still on its way to final holds the finish: its amount is part of what it says.
-  const held = decideFromChain(
-    invoiceOf({ deposits: [paid, extra] }),
-    { state: chainShowing([{ ...paid, confirmations: 400 }, { ...extra, confirmations: 30 }]), at: 10_000 },
-    { from: 0, until: null },
-    10_000,
-    30_000,
-  )!;
-  assert.equal(held.to, "payment_accepted");
+  // One still shown on its way to final holds the finish: its amount is part of what invoice.finished says.
+  assert.equal(
+    decide([paid, extra], [{ ...paid, confirmations: 400 }, { ...extra, confirmations: 30 }]).to,
+    "payment_accepted",
+  );
 });
 
-Deno.test("[invoices] a chain read older than the one the invoice was last decided on changes nothing", () => {
-  const inv = invoiceOf({
-    status: "waiting_for_deposit",
-    expiresAt: 1_000_000,
-    checkAt: 1_000_000,
-    chainReadAt: 5_000,
-    deposits: [{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1, late: false, dropped: true }],
-  });
-  const stale = chainShowing([{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1 }]);
-  assert.equal(decideFromChain(inv, { state: stale, at: 4_000 }, { from: 0, until: null }, 10_000, 30_000), null);
-  const newer = decideFromChain(inv, { state: stale, at: 6_000 }, { from: 0, until: null }, 10_000, 30_000)!;
-  assert.equal(newer.to, "payment_confirmation", "a newer read does");
-  assert.equal(newer.patch!.chainReadAt, 6_000);
+Deno.test("[invoices] one read without a deposit is not a drop: only one missing for the grace is (a lagging node, a reorganisation undone)", () => {
+  const pending = { txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1, late: false };
+  // Past expiresAt, confirming: one read lacks it.
+  const inv = invoiceOf({ status: "payment_confirmation", deposits: [pending] });
+  const first = decideFromChain(
+    inv,
+    { state: chainShowing([]), at: 10_000 },
+    { from: 0, until: null },
+    10_000,
+    30_000,
+  )!;
+  assert.equal(first.to, "payment_confirmation", "not expired on one read");
+  const missing = { ...inv, deposits: first.patch!.deposits! };
+  // Shown again: nothing happened.
+  const back = decideFromChain(
+    missing,
+    { state: chainShowing([pending]), at: 40_000 },
+    { from: 0, until: null },
+    40_000,
+    30_000,
+  )!;
+  assert.equal(back.patch!.deposits![0].missingSince, undefined);
+  assert.equal(back.to, "payment_confirmation");
+  // Still missing past the grace: dropped, and the invoice, past expiresAt with nothing else, expires.
+  const later = 10_000 + DROP_GRACE_MS;
+  const gone = decideFromChain(
+    missing,
+    { state: chainShowing([]), at: later },
+    { from: 0, until: null },
+    later,
+    30_000,
+  )!;
+  assert.equal(gone.patch!.deposits![0].dropped, true);
+  assert.equal(gone.to, "expired");
+});
+
+Deno.test("[invoices] past expiresAt a stranger's dust does not hold the invoice open, and expiry is judged on a read made after expiresAt", () => {
+  const dust = { txid: "dust", amount: "9999", confirmations: 0, seenAt: 500, late: false };
+  const confirming = invoiceOf({ status: "payment_confirmation", deposits: [dust] });
+  const expired = decideFromChain(
+    confirming,
+    { state: chainShowing([dust]), at: 2_000 },
+    { from: 0, until: null },
+    2_000,
+    30_000,
+  )!;
+  assert.equal(expired.to, "expired", "under a hundredth of the amount");
+  // Nothing seen, but the read was asked for before expiresAt: a payment made just before may not show yet.
+  const idle = invoiceOf({ status: "waiting_for_deposit", deposits: [] });
+  const early = decideFromChain(idle, { state: chainShowing([]), at: 990 }, { from: 0, until: null }, 1_005, 30_000)!;
+  assert.equal(early.to, "waiting_for_deposit");
+});
+
+Deno.test("[invoices] a chain read crossed by another write to the invoice is read again, not applied", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    const sent = await chain.deposit(created.address, "3000000");
+    await waitStatus(app, created.id, "payment_confirmation");
+    const client = app.server.ctx.chain!;
+    const getAddress = client.getAddress.bind(client);
+    let reads = 0;
+    client.getAddress = async (network, address) => {
+      const state = await getAddress(network, address);
+      // The first read is overtaken: another write lands on the invoice while it is on its way.
+      if (++reads === 1) await updateInvoice(app.server.ctx, created.id, () => ({ events: [], patch: {} }));
+      return state;
+    };
+    await syncInvoice(app.server.ctx, created.id);
+    assert.equal(reads, 2, "asked again beside the newer version");
+    client.getAddress = getAddress;
+    assert.equal((await readInvoice(app, created.id)).deposits[0].txid, sent.txid);
+  } finally {
+    await app.close();
+  }
 });
 
 Deno.test("[invoices] once a replacement for a dropped transfer is on its way, the buyer's page no longer asks again", async () => {
@@ -980,12 +1050,42 @@ Deno.test("[invoices] once a replacement for a dropped transfer is on its way, t
     const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
     const sent = await chain.deposit(created.address, "3000000");
     await waitStatus(app, created.id, "payment_confirmation");
-    await chain.drop(sent.txid);
-    await waitStatus(app, created.id, "waiting_for_deposit");
+    await dropFromChain(app, created.id, sent.txid);
+    assert.equal((await readInvoice(app, created.id)).status, "waiting_for_deposit");
     assert.match(await (await fetch(created.checkoutUrl)).text(), /was dropped by the network/);
     await chain.deposit(created.address, "3000000"); // the buyer's wallet sends it again, with a higher fee
     await waitStatus(app, created.id, "payment_confirmation");
     assert.doesNotMatch(await (await fetch(created.checkoutUrl)).text(), /was dropped by the network/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a closed invoice is read while its late money confirms, and no more once its address has moved on twice", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    const first = await createTestInvoice(app, { expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    shiftClock(app, 0);
+    await chain.deposit(first.address, "12500000");
+    await waitFor(
+      "the late deposit",
+      async () => (await readInvoice(app, first.id)).lateAmount === "12.5" || undefined,
+    );
+    const watched = (await getInvoiceEntry(app.kv, first.id)).value!;
+    assert.notEqual(watched.checkAt, null, "read for its late money's news");
+    // The address moves on twice: the invoice is no longer its holder nor the one before.
+    for (let i = 0; i < 2; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      const next = await createTestInvoice(app);
+      assert.equal(next.address, first.address);
+      assert.equal((await cancelInvoiceCall(app, next.id)).status, 200);
+    }
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    assert.equal((await getInvoiceEntry(app.kv, first.id)).value!.checkAt, null);
   } finally {
     await app.close();
   }

@@ -222,7 +222,11 @@ export async function invoiceRow(inv: Invoice, email: EmailOptions): Promise<Ins
 /** Each deposit of an invoice's state as an `invoice_deposits` row; a deposit's row changes with its confirmations. */
 export function invoiceDepositRows(inv: Invoice): InsertRow[] {
   return inv.deposits.map((d) => ({
-    insertId: `${inv.id}:${d.txid}:${d.confirmations}:${d.late ? 1 : 0}${d.dropped ? ":dropped" : ""}`,
+    // A deposit back from dropped (dropped: false, where one never dropped has none) gets ids of its own, or BigQuery
+    // could take its row for a copy of one sent before the drop and keep the dropped state as the latest.
+    insertId: `${inv.id}:${d.txid}:${d.confirmations}:${d.late ? 1 : 0}${
+      d.dropped ? ":dropped" : d.dropped === false ? ":back" : ""
+    }`,
     json: {
       deposit_id: `${inv.id}:${d.txid}`,
       invoice_id: inv.id,

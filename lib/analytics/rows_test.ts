@@ -54,4 +54,7 @@ Deno.test("[analytics] a deposit the chain dropped gets a row of its own, saying
   assert.equal(before.json.dropped, false);
   assert.equal(after.json.dropped, true);
   assert.notEqual(after.insertId, before.insertId, "a new state, not a retry of the old one");
+  const back = invoiceDepositRows({ ...inv, deposits: [{ ...inv.deposits[0], dropped: false }] })[0];
+  assert.equal(back.json.dropped, false);
+  assert.ok(![before.insertId, after.insertId].includes(back.insertId), "back from dropped: not a copy of either");
 });

@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, UpstreamError } from "../errors.ts";
-import { getAddressOwner, getInvoice, getPoolAddressEntry } from "../db/invoices.ts";
+import { getAddressOwner, getInvoice, getInvoiceEntry, getPoolAddressEntry } from "../db/invoices.ts";
 import { hasIdShape } from "../ids.ts";
 import { log, warnRepeatable } from "../log.ts";
 import { parseStrictJson } from "../json_body.ts";
@@ -34,12 +34,18 @@ export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: 
 }
 
 /**
+ * How long a deposit must be missing from the chain's reads before it counts as dropped: one read without it may
+ * come from a node of the chain service that lags, or a reorganisation undone a block later.
+ */
+export const DROP_GRACE_MS = 2 * 60_000;
+
+/**
  * The status the deposits call for. Received = confirmed by the network's
  * confirmations; final = twice as deep (finished). Late and dropped deposits
- * never count. Finished also waits for every confirmed deposit to be final
- * (deposits still unconfirmed then become late as it closes, see
- * decideFromChain), so what `invoice.finished` says was paid, overpayment
- * included, never changes after it.
+ * never count. Finished also waits for every confirmed deposit the chain
+ * still shows to be final, so what `invoice.finished` says was paid,
+ * overpayment included, does not change after it (deposits still unconfirmed
+ * then become late as it closes: updateInvoice).
  */
 export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): InvoiceStatus {
   const needed = confirmationsNeeded(inv.network);
@@ -49,7 +55,7 @@ export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): In
   const amount = BigInt(inv.amount);
   if (
     sumUnits(confirmed.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount &&
-    confirmed.every((d) => d.confirmations >= final)
+    confirmed.every((d) => d.confirmations >= final || d.missingSince !== undefined)
   ) return "finished";
   if (sumUnits(confirmed.map((d) => d.amount)) >= amount) return "payment_accepted";
   if (counted.some((d) => d.confirmations < needed)) return "payment_confirmation";
@@ -65,9 +71,8 @@ export interface ChainRead {
 
 /**
  * What the chain's view of the address means for the invoice: deposits new,
- * deeper, dropped or back, the status they call for, expiry when nothing
- * arrived by `expiresAt`, and the next poll. Null when nothing changed and no
- * poll is due, or when the invoice was last decided on a newer read.
+ * deeper, missing, dropped or back, the status they call for, expiry, and the
+ * next poll. Null when nothing changed and no poll is due.
  */
 export function decideFromChain(
   inv: Invoice,
@@ -76,8 +81,6 @@ export function decideFromChain(
   now: number,
   pollMs: number,
 ): InvoiceChange | null {
-  // A poll and a notice can cross: applied last, the older read would undo what the newer one saw (a drop, say).
-  if (inv.chainReadAt !== undefined && read.at < inv.chainReadAt) return null;
   const needed = confirmationsNeeded(inv.network);
   const open = isInvoiceOpen(inv.status);
   const inWindow = (seenAt: number) => seenAt >= window.from && (window.until === null || seenAt < window.until);
@@ -85,20 +88,7 @@ export function decideFromChain(
   const events: InvoiceEvent[] = [];
   const deposits = inv.deposits.map((d) => {
     const seen = byTx.get(d.txid);
-    if (!seen) {
-      // Gone from the chain: replaced, double-spent or evicted before its confirmations, or, rarely, reorganised away
-      // after them. Counted, it would hold the invoice open for good and tell the buyer their money is on its way.
-      if (d.dropped) return d;
-      if (d.confirmations >= needed) {
-        warnRepeatable("invoice deposit gone", "a confirmed deposit is gone from the chain (a reorganisation?)", {
-          invoiceId: inv.id,
-          txid: d.txid,
-          confirmations: d.confirmations,
-        });
-      }
-      events.push({ type: "deposit_dropped", at: now, data: { txid: d.txid, amount: d.amount } });
-      return { ...d, dropped: true };
-    }
+    if (!seen) return missing(d);
     if (d.dropped) {
       // Shown again (rebroadcast, or a reorganisation undone). It is this invoice's only if the chain saw it while
       // the address was this invoice's (otherwise the invoice holding the address now counts it), and money back
@@ -112,17 +102,45 @@ export function decideFromChain(
       });
       return { ...d, dropped: false, late, confirmations: seen.confirmations };
     }
-    if (seen.confirmations === d.confirmations) return d;
+    if (seen.confirmations === d.confirmations && d.missingSince === undefined) return d;
     if (!d.late && d.confirmations < needed && seen.confirmations >= needed) {
       events.push({ type: "deposit_confirmed", at: now, data: { txid: d.txid, confirmations: seen.confirmations } });
     }
-    return { ...d, confirmations: seen.confirmations };
+    const { missingSince: _shownAgain, ...shown } = d;
+    return { ...shown, confirmations: seen.confirmations };
   });
+
+  /**
+   * A listed deposit the read lacks. Unconfirmed, and missing for DROP_GRACE_MS, it was replaced, double-spent or
+   * evicted: dropped, counted nowhere (counted, it would hold the invoice open and tell the buyer their money is on
+   * its way). Confirmed, it was reorganised away deeper than the network's confirmations, which we take as settled:
+   * it stays counted and an operator is told.
+   */
+  function missing(d: InvoiceDeposit): InvoiceDeposit {
+    if (d.dropped) return d;
+    if (d.missingSince === undefined) return { ...d, missingSince: read.at };
+    if (d.confirmations >= needed) {
+      warnRepeatable("invoice deposit gone", "a confirmed deposit is gone from the chain (a reorganisation?)", {
+        invoiceId: inv.id,
+        txid: d.txid,
+        confirmations: d.confirmations,
+      });
+      return d;
+    }
+    if (read.at - d.missingSince < DROP_GRACE_MS) return d;
+    events.push({ type: "deposit_dropped", at: now, data: { txid: d.txid, amount: d.amount } });
+    const { missingSince: _gone, ...rest } = d;
+    return { ...rest, dropped: true };
+  }
+
   const known = new Set(inv.deposits.map((d) => d.txid));
   const fresh = read.state.deposits.filter((d) => !known.has(d.txid) && inWindow(d.seenAt));
+  // Expiry is judged on what the chain showed once expiresAt had passed by our clock (the chain's may run ahead): a
+  // read asked for before then may not show a payment made just before it.
+  const pastExpiry = read.at >= inv.expiresAt;
   // Nothing arrived before expiresAt: the invoice expired then, whenever the sweep comes by, so money seen since is
-  // late. Decided only once our own clock says it expired (the chain's may run ahead), in the step that expires it.
-  const expiredUnpaid = inv.status === "waiting_for_deposit" && now >= inv.expiresAt &&
+  // late.
+  const expiredUnpaid = inv.status === "waiting_for_deposit" && pastExpiry &&
     !fresh.some((d) => d.seenAt < inv.expiresAt);
   const dust = BigInt(inv.amount) / 100n;
   let dustLeft = 0;
@@ -152,62 +170,69 @@ export function decideFromChain(
     });
   }
   const changed = events.length > 0 || deposits.some((d, i) => d !== inv.deposits[i]);
-  const pollDue = open && inv.checkAt !== null && inv.checkAt <= now;
+  const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
-  if (!open) return { events, patch: { deposits, chainReadAt: read.at } };
+  // Closed, it is read only for its deposits' news (updateInvoice says until when).
+  if (!open) return { events, patch: { deposits, checkAt: now + pollMs } };
   let to = statusFromDeposits(inv, deposits);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
-  if (to === "waiting_for_deposit" && now >= inv.expiresAt) to = "expired";
-  // Finishing closes the invoice: a deposit not confirmed by then is late money (shown, never counted), so it can
-  // neither hold the invoice and its address open (a stranger's dust with too low a fee) nor change what
-  // invoice.finished said was paid.
-  const closing = to === "finished" && inv.status !== "finished";
-  const settled = closing
-    ? deposits.map((d) => {
-      if (!countsToward(d) || d.confirmations >= needed) return d;
-      events.push({
-        type: "late_deposit",
-        at: now,
-        data: { txid: d.txid, amount: d.amount, unconfirmedAtFinish: true },
-      });
-      return { ...d, late: true };
-    })
-    : deposits;
+  // Past expiresAt, only money worth a payment holds the invoice open: not nothing, and not a stranger's dust
+  // (under a hundredth of the amount), which would keep the old price open for the buyer and the address taken.
+  const arrived = sumUnits(deposits.filter(countsToward).map((d) => d.amount));
+  if (pastExpiry && arrived < (dust > 0n ? dust : 1n) && canMoveInvoice(inv.status, "expired")) to = "expired";
   const checkAt = to === "waiting_for_deposit" ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
-  return { to, events, patch: { deposits: settled, checkAt, chainReadAt: read.at } };
+  return { to, events, patch: { deposits, checkAt } };
 }
 
-/** Reads the invoice's address at the chain and applies what it shows (the notice handler, the job and a cancel). */
-export async function syncInvoice(ctx: AppContext, invoiceId: string, given?: ChainRead): Promise<InvoiceUpdate> {
-  const inv = await getInvoice(ctx.kv, invoiceId);
-  if (!inv) throw new NotFoundError("Unknown invoice.");
-  const read = given ?? await readAddress(ctx, inv);
-  const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
-  const window = claimWindow(inv, address);
-  if (!window) return { outcome: "unchanged", invoice: inv };
-  return await updateInvoice(
-    ctx,
-    invoiceId,
-    (current, now) => decideFromChain(current, read, window, now, ctx.config.chainPollMs),
-  );
+/**
+ * Reads the invoice's address at the chain and applies what it shows (the notice handler, the job and a cancel).
+ * The decision is tied to the invoice's version read before asking the chain: if another read was applied
+ * meanwhile (a poll and a notice crossing), this one may be older, so the chain is asked again.
+ */
+export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<InvoiceUpdate> {
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const entry = await getInvoiceEntry(ctx.kv, invoiceId);
+    const inv = entry.value;
+    if (!inv) throw new NotFoundError("Unknown invoice.");
+    const read = await readAddress(ctx, inv);
+    const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
+    const window = claimWindow(inv, address);
+    if (!window) {
+      // Neither the address's holder nor the one before any more: no deposit there is its news now, so it is
+      // polled no more either.
+      if (inv.checkAt === null) return { outcome: "unchanged", invoice: inv };
+      return await updateInvoice(
+        ctx,
+        invoiceId,
+        (c) => (c.checkAt === null ? null : { events: [], patch: { checkAt: null } }),
+      );
+    }
+    const update = await updateInvoice(
+      ctx,
+      invoiceId,
+      (current, now) => decideFromChain(current, read, window, now, ctx.config.chainPollMs),
+      { basedOn: entry.versionstamp },
+    );
+    if (update.outcome !== "stale") return update;
+  }
+  return { outcome: "unchanged", invoice: (await getInvoice(ctx.kv, invoiceId))! };
 }
 
-/** The chain's view of an address, stamped with when we asked (a read that crosses a newer one is then let go). */
+/** The chain's view of an address, stamped with when we asked. */
 async function readAddress(ctx: AppContext, at: Pick<Invoice, "network" | "address">): Promise<ChainRead> {
   const asked = ctx.now();
   return { state: await requireChain(ctx).getAddress(at.network, at.address), at: asked };
 }
 
 /**
- * The `invoice_check` job: polls an open invoice's address, so a lost notice
- * changes nothing, and expires it at `expiresAt` when no money came. Safe to
- * run any number of times; a chain that does not answer is asked again at the
- * next poll (nothing expires while we cannot see the chain).
+ * The `invoice_check` job: polls an invoice's address (open, or closed with deposits not yet final), so a lost
+ * notice changes nothing, and expires it at `expiresAt` when no money came. Safe to run any number of times; a
+ * chain that does not answer is asked again at the next poll (nothing expires while we cannot see the chain).
  */
 export async function runInvoiceCheck(ctx: AppContext, id: string): Promise<void> {
   const inv = await getInvoice(ctx.kv, id);
-  if (!inv || !isInvoiceOpen(inv.status) || inv.checkAt === null || inv.checkAt > ctx.now()) return;
+  if (!inv || inv.checkAt === null || inv.checkAt > ctx.now()) return;
   try {
     await syncInvoice(ctx, id);
   } catch (err) {
@@ -223,7 +248,7 @@ export async function runInvoiceCheck(ctx: AppContext, id: string): Promise<void
       ctx,
       id,
       (current, now) =>
-        isInvoiceOpen(current.status) && current.checkAt !== null && current.checkAt <= now
+        current.checkAt !== null && current.checkAt <= now
           ? { events: [], patch: { checkAt: now + ctx.config.chainPollMs } }
           : null,
     );
@@ -268,7 +293,8 @@ export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBo
   let outcome: ChainNoticeOutcome = "unchanged";
   for (const invoiceId of candidates) {
     if (!invoiceId || !hasIdShape("invoice", invoiceId)) continue;
-    if ((await syncInvoice(ctx, invoiceId, read)).outcome === "applied") outcome = "applied";
+    // Read again beside the invoice's version (syncInvoice): the read above only says whose news it is.
+    if ((await syncInvoice(ctx, invoiceId)).outcome === "applied") outcome = "applied";
   }
   return outcome;
 }

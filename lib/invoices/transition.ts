@@ -7,7 +7,8 @@ import { newDelivery } from "../relay/delivery.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
 import { sendCommitted } from "../relay/pool.ts";
 import { canMoveInvoice, invoicePostbackType, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
-import type { Invoice, InvoiceEvent } from "./types.ts";
+import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent } from "./types.ts";
+import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import type { InvoiceStat } from "../db/stats.ts";
 import { invoicePostbackBody } from "./view.ts";
 import { noteAddressFreed } from "./pool.ts";
@@ -19,7 +20,7 @@ export interface InvoiceChange {
   /** Why, for the timeline (deposit_seen, cancel_requested, ...); a status move adds its own entry. */
   events: InvoiceEvent[];
   /** Fields set besides the status (deposits, the next poll). */
-  patch?: Partial<Pick<Invoice, "deposits" | "checkAt" | "chainReadAt">>;
+  patch?: Partial<Pick<Invoice, "deposits" | "checkAt">>;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: string };
 }
@@ -27,7 +28,9 @@ export interface InvoiceChange {
 export type InvoiceUpdate =
   | { outcome: "applied" | "unchanged"; invoice: Invoice }
   /** The status table does not allow the move; nothing was written. */
-  | { outcome: "refused"; invoice: Invoice };
+  | { outcome: "refused"; invoice: Invoice }
+  /** The invoice changed since the version the decision was to be based on (`basedOn`); nothing was written. */
+  | { outcome: "stale"; invoice: Invoice };
 
 const MAX_CONFLICT_RETRIES = 8;
 
@@ -44,11 +47,15 @@ export async function updateInvoice(
   ctx: AppContext,
   invoiceId: string,
   decide: (inv: Invoice, now: number) => InvoiceChange | null,
+  opts: { basedOn?: string } = {},
 ): Promise<InvoiceUpdate> {
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
     const entry = await getInvoiceEntry(ctx.kv, invoiceId);
     if (!entry.value) throw new NotFoundError("Unknown invoice.");
     const inv = entry.value;
+    // Decided on something read beside this version (the chain): changed since, that reading may be older than
+    // what changed it, so the caller reads again.
+    if (opts.basedOn !== undefined && entry.versionstamp !== opts.basedOn) return { outcome: "stale", invoice: inv };
     const now = ctx.now();
     const change = decide(inv, now);
     if (!change) return { outcome: "unchanged", invoice: inv };
@@ -56,16 +63,22 @@ export async function updateInvoice(
     const moves = to !== inv.status;
     if (moves && !canMoveInvoice(inv.status, to)) return { outcome: "refused", invoice: inv };
     const closes = moves && isInvoiceOpen(inv.status) && !isInvoiceOpen(to);
+    const events = [...change.events];
+    const deposits = closes
+      ? lateAtClose(change.patch?.deposits ?? inv.deposits, inv, now, events)
+      : change.patch?.deposits;
     const next: Invoice = {
       ...inv,
       ...change.patch,
+      ...(deposits ? { deposits } : {}),
       status: to,
       updatedAt: now,
       closedAt: closes ? now : inv.closedAt,
-      // A closed invoice holds no address and is polled no more; late deposits still reach it by notice.
-      checkAt: isInvoiceOpen(to) ? (change.patch?.checkAt ?? inv.checkAt) : null,
     };
-    const events = [...change.events];
+    // A patch may set checkAt to null (stop polling); only one without it keeps what was.
+    const asked = change.patch?.checkAt;
+    const wanted = asked === undefined ? (closes ? now + ctx.config.chainPollMs : inv.checkAt) : asked;
+    next.checkAt = nextCheck(next, wanted, now);
     if (moves) events.push({ type: "status_changed", at: now, data: { from: inv.status, to } });
     const type = moves ? invoicePostbackType(to) : null;
     const delivery = type && next.postbackUrl
@@ -98,6 +111,36 @@ export async function updateInvoice(
     }
   }
   throw new ConflictError("The invoice is busy; retry.");
+}
+
+/**
+ * Closing ends what the invoice counts: a deposit not confirmed by then is late money (shown, never counted), so
+ * neither a stranger's dust with too low a fee nor a payment still confirming can change, after the shop was told
+ * the invoice finished, expired or was cancelled, what it says was paid.
+ */
+function lateAtClose(deposits: InvoiceDeposit[], inv: Invoice, now: number, events: InvoiceEvent[]): InvoiceDeposit[] {
+  const needed = confirmationsNeeded(inv.network);
+  return deposits.map((d) => {
+    if (!countsToward(d) || d.confirmations >= needed) return d;
+    events.push({ type: "late_deposit", at: now, data: { txid: d.txid, amount: d.amount, unconfirmedAtClose: true } });
+    return { ...d, late: true };
+  });
+}
+
+/** How long after closing an invoice's address is still read for its deposits' news (late money, drops). */
+export const WATCH_AFTER_CLOSE_MS = 7 * 24 * 3_600_000;
+
+/**
+ * When the polling job reads the invoice's address next: `wanted` while it is open, and after it closed while a
+ * deposit it lists is neither final nor dropped (for a week at most): closed, it is not the address's latest holder
+ * for long, and a drop or a late deposit's confirmations would otherwise reach it only if a notice did.
+ */
+function nextCheck(inv: Invoice, wanted: number | null, now: number): number | null {
+  if (isInvoiceOpen(inv.status)) return wanted;
+  const final = confirmationsFinal(inv.network);
+  const unsettled = inv.deposits.some((d) => !d.dropped && d.confirmations < final);
+  const watching = unsettled && now < (inv.closedAt ?? now) + WATCH_AFTER_CLOSE_MS;
+  return watching ? wanted : null;
 }
 
 /** What a move adds to the stats: a paid invoice once (accepted, or finished without passing accepted), an ending. */

@@ -37,8 +37,6 @@ export interface Invoice {
   closedAt: number | null;
   /** When the polling job next reads its address at the chain; null once nothing is left to watch. */
   checkAt: number | null;
-  /** When the chain read the invoice was last decided on was asked for: an older read is let go (absent before). */
-  chainReadAt?: number;
 }
 
 /** One transfer to the invoice's address, as the chain last showed it. */
@@ -57,6 +55,11 @@ export interface InvoiceDeposit {
    * records.
    */
   dropped?: boolean;
+  /**
+   * When a read of the address first lacked it (our clock), while it is missing: one read is not enough to call it
+   * dropped (a lagging node of the chain service, a reorganisation undone), see DROP_GRACE_MS.
+   */
+  missingSince?: number;
 }
 
 /** Whether a deposit counts toward the invoice's status and totals: on time, and still on the chain. */
