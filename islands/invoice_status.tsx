@@ -95,7 +95,8 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
         )}
         {s.lateAmount !== "0" && (
           <p class="flash">
-            {s.lateAmount} {s.coin} arrived after this invoice{" "}
+            {/* Late money arrived, or was still confirming, when the invoice closed: "too late" is true of both. */}
+            {s.lateAmount} {s.coin} came too late to count for this invoice, which{" "}
             {LATE_TEXT[s.status] ?? "closed"}. The shop can see it; contact them about it.
           </p>
         )}

@@ -122,6 +122,8 @@ phoneTest(
       async () => (await readInvoice(app, inv.id)).lateAmount === "12.5" || undefined,
     );
     await page.clock.fastForward(16_000);
-    await page.getByText("12.5 USDT arrived after this invoice expired").waitFor({ timeout: 10_000 });
+    await page.getByText("12.5 USDT came too late to count for this invoice, which expired").waitFor({
+      timeout: 10_000,
+    });
   },
 );

@@ -216,7 +216,7 @@ Deno.test("[invoices] an invoice expires at expiresAt unless money arrived, and 
     assert.equal(late.deposits[0].late, true);
     // The buyer's page shows it too.
     const page = await (await fetch(late.checkoutUrl)).text();
-    assert.match(page, /12\.5 USDT arrived after this invoice expired/);
+    assert.match(page, /12\.5 USDT came too late to count for this invoice, which expired/);
   } finally {
     await shop.close();
     await app.close();
@@ -951,12 +951,22 @@ Deno.test("[invoices] finishing waits for no unconfirmed deposit, nor for a conf
   const dust = { txid: "dust", amount: "1", confirmations: 0, seenAt: 2, late: false };
   assert.equal(decide([paid, dust], [{ ...paid, confirmations: 400 }, dust]).to, "finished");
 
-  // A confirmed extra deposit reorganised away before it was final: kept, counted, and no longer waited for.
+  // A confirmed extra deposit reorganised away before it was final: kept and counted; waited for no more once the
+  // chain has not shown it for the grace (one read without it is not enough).
   const extra = { txid: "t2", amount: "5", confirmations: 25, seenAt: 2, late: false };
   const gone = decide([paid, extra], [{ ...paid, confirmations: 400 }]);
-  assert.equal(gone.to, "finished");
-  assert.equal(gone.patch!.deposits![1].dropped, undefined, "confirmed money is not dropped on a read");
+  assert.equal(gone.to, "payment_accepted", "one read");
+  assert.equal(gone.patch!.deposits![1].dropped, undefined, "confirmed money is not dropped");
   assert.equal(gone.patch!.deposits![1].missingSince, 10_000);
+  const later = 10_000 + DROP_GRACE_MS;
+  const still = decideFromChain(
+    invoiceOf({ deposits: gone.patch!.deposits! }),
+    { state: chainShowing([{ ...paid, confirmations: 400 }]), at: later },
+    { from: 0, until: null },
+    later,
+    30_000,
+  )!;
+  assert.equal(still.to, "finished");
 
   // One still shown on its way to final holds the finish: its amount is part of what invoice.finished says.
   assert.equal(
@@ -1086,6 +1096,36 @@ Deno.test("[invoices] a closed invoice is read while its late money confirms, an
     advanceClock(app, app.config.chainPollMs + 1000);
     await app.server.runner.sweep();
     assert.equal((await getInvoiceEntry(app.kv, first.id)).value!.checkAt, null);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, within the drop grace, counts for that invoice only", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    const first = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "10" });
+    const sent = await chain.deposit(first.address, "5000000");
+    await waitStatus(app, first.id, "payment_confirmation");
+    assert.equal((await cancelInvoiceCall(app, first.id)).status, 200); // still confirming: late money on it now
+    await chain.drop(sent.txid);
+    await waitFor("missing", async () => {
+      const d = (await getInvoiceEntry(app.kv, first.id)).value!.deposits[0];
+      return d.missingSince !== undefined || undefined;
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    const second = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "10" });
+    assert.equal(second.address, first.address);
+    await new Promise((r) => setTimeout(r, 5));
+    await chain.deposit(first.address, "5000000", sent.txid); // rebroadcast, seen in the second invoice's time
+    await waitStatus(app, second.id, "payment_confirmation");
+    advanceClock(app, DROP_GRACE_MS + app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const old = await readInvoice(app, first.id);
+    assert.equal(old.deposits[0].dropped, true, "gone from the first invoice's view");
+    assert.equal(old.lateAmount, "0");
+    assert.equal((await readInvoice(app, second.id)).pendingAmount, "5");
   } finally {
     await app.close();
   }

@@ -42,12 +42,13 @@ export const DROP_GRACE_MS = 2 * 60_000;
 /**
  * The status the deposits call for. Received = confirmed by the network's
  * confirmations; final = twice as deep (finished). Late and dropped deposits
- * never count. Finished also waits for every confirmed deposit the chain
- * still shows to be final, so what `invoice.finished` says was paid,
- * overpayment included, does not change after it (deposits still unconfirmed
- * then become late as it closes: updateInvoice).
+ * never count. Finished also waits for every confirmed deposit to be final,
+ * unless the chain has not shown it for the grace (a reorganisation), so what
+ * `invoice.finished` says was paid, overpayment included, does not change
+ * after it (deposits still unconfirmed then become late as it closes:
+ * updateInvoice).
  */
-export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): InvoiceStatus {
+export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[], readAt: number): InvoiceStatus {
   const needed = confirmationsNeeded(inv.network);
   const final = confirmationsFinal(inv.network);
   const counted = deposits.filter(countsToward);
@@ -55,12 +56,17 @@ export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[]): In
   const amount = BigInt(inv.amount);
   if (
     sumUnits(confirmed.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount &&
-    confirmed.every((d) => d.confirmations >= final || d.missingSince !== undefined)
+    confirmed.every((d) => d.confirmations >= final || goneSince(d, readAt))
   ) return "finished";
   if (sumUnits(confirmed.map((d) => d.amount)) >= amount) return "payment_accepted";
   if (counted.some((d) => d.confirmations < needed)) return "payment_confirmation";
   if (counted.length) return "partially_paid";
   return "waiting_for_deposit";
+}
+
+/** True when the deposit has been missing from the chain's reads for the grace, as of a read asked for at `readAt`. */
+function goneSince(d: InvoiceDeposit, readAt: number): boolean {
+  return d.missingSince !== undefined && readAt - d.missingSince >= DROP_GRACE_MS;
 }
 
 /** A read of the invoice's address at the chain, and when it was asked for (our clock). */
@@ -102,6 +108,9 @@ export function decideFromChain(
       });
       return { ...d, dropped: false, late, confirmations: seen.confirmations };
     }
+    // Shown with a time outside this invoice's (rebroadcast while another held the address): that one's news, and
+    // gone from this invoice's view of the chain.
+    if (!inWindow(seen.seenAt)) return missing(d);
     if (seen.confirmations === d.confirmations && d.missingSince === undefined) return d;
     if (!d.late && d.confirmations < needed && seen.confirmations >= needed) {
       events.push({ type: "deposit_confirmed", at: now, data: { txid: d.txid, confirmations: seen.confirmations } });
@@ -127,7 +136,7 @@ export function decideFromChain(
       });
       return d;
     }
-    if (read.at - d.missingSince < DROP_GRACE_MS) return d;
+    if (!goneSince(d, read.at)) return d;
     events.push({ type: "deposit_dropped", at: now, data: { txid: d.txid, amount: d.amount } });
     const { missingSince: _gone, ...rest } = d;
     return { ...rest, dropped: true };
@@ -174,7 +183,7 @@ export function decideFromChain(
   if (!changed && !pollDue) return null;
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
   if (!open) return { events, patch: { deposits, checkAt: now + pollMs } };
-  let to = statusFromDeposits(inv, deposits);
+  let to = statusFromDeposits(inv, deposits, read.at);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
   // Past expiresAt, only money worth a payment holds the invoice open: not nothing, and not a stranger's dust
@@ -201,7 +210,7 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
     if (!window) {
       // Neither the address's holder nor the one before any more: no deposit there is its news now, so it is
       // polled no more either.
-      if (inv.checkAt === null) return { outcome: "unchanged", invoice: inv };
+      if (inv.checkAt === null || isInvoiceOpen(inv.status)) return { outcome: "unchanged", invoice: inv };
       return await updateInvoice(
         ctx,
         invoiceId,
