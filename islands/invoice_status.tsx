@@ -101,7 +101,7 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
           </p>
         )}
       </div>
-      {s.status === "waiting_for_deposit" && (
+      {s.expires && (
         <p class="muted">
           {left > 0 ? <>Time left: {formatLeft(left)}</> : <>Time is up.</>}
         </p>

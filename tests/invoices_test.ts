@@ -34,6 +34,7 @@ import { decideFromChain, DROP_GRACE_MS, syncInvoice } from "../lib/invoices/dep
 import { updateInvoice } from "../lib/invoices/transition.ts";
 import type { Invoice } from "../lib/invoices/types.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
+import { buyerStatusView } from "../lib/invoices/view.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
 import { ADDRESS_BATCH } from "../lib/invoices/pool.ts";
 
@@ -1129,4 +1130,64 @@ Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, wit
   } finally {
     await app.close();
   }
+});
+
+Deno.test("[invoices] a node a block behind does not move a deposit's confirmations back, nor the status", () => {
+  const half = { txid: "t1", amount: "500000", confirmations: 21, seenAt: 1, late: false };
+  const inv = invoiceOf({ status: "partially_paid", expiresAt: 1_000_000, deposits: [half] });
+  const behind = decideFromChain(
+    { ...inv, checkAt: 0 },
+    { state: chainShowing([{ ...half, confirmations: 19 }]), at: 10_000 },
+    { from: 0, until: null },
+    10_000,
+    30_000,
+  )!;
+  assert.equal(behind.to, "partially_paid");
+  assert.equal(behind.patch!.deposits![0].confirmations, 21);
+});
+
+Deno.test("[invoices] an invoice whose whole payment was reorganised away after it was confirmed finishes past the grace, instead of staying open for good", () => {
+  const paid = { txid: "t1", amount: "1000000", confirmations: 25, seenAt: 1, late: false };
+  const first = decideFromChain(
+    invoiceOf({ deposits: [paid] }),
+    { state: chainShowing([]), at: 10_000 },
+    { from: 0, until: null },
+    10_000,
+    30_000,
+  )!;
+  assert.equal(first.to, "payment_accepted");
+  const later = 10_000 + DROP_GRACE_MS;
+  const settled = decideFromChain(
+    invoiceOf({ deposits: first.patch!.deposits! }),
+    { state: chainShowing([]), at: later },
+    { from: 0, until: null },
+    later,
+    30_000,
+  )!;
+  assert.equal(settled.to, "finished");
+  assert.equal(settled.patch!.deposits![0].dropped, undefined, "still counted: confirmed money is taken as settled");
+});
+
+Deno.test("[invoices] a stranger's dust before expiresAt does not let a payment made after it count at the old price; the buyer still sees the deadline", () => {
+  const dust = { txid: "dust", amount: "10", confirmations: 0, seenAt: 500, late: false };
+  const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_000 + 240_000 };
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [] });
+  const decided = decideFromChain(
+    inv,
+    { state: chainShowing([dust, payment]), at: 1_000 + 300_000 },
+    { from: 0, until: null },
+    1_000 + 300_000,
+    30_000,
+  )!;
+  assert.equal(decided.to, "expired");
+  assert.equal(decided.patch!.deposits!.find((d) => d.txid === "pay")!.late, true);
+  // Before expiresAt, with only dust arrived, the page still counts down.
+  const confirming = invoiceOf({ status: "payment_confirmation", expiresAt: 10_000, deposits: [dust] });
+  assert.equal(buyerStatusView(confirming, 5_000).expires, true);
+  const paying = invoiceOf({
+    status: "payment_confirmation",
+    expiresAt: 10_000,
+    deposits: [{ ...payment, seenAt: 500, late: false }],
+  });
+  assert.equal(buyerStatusView(paying, 5_000).expires, false, "a real payment on its way keeps it open");
 });

@@ -11,6 +11,7 @@ import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSigna
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
+import { heldOpenPastExpiry } from "./expiry.ts";
 
 /** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
@@ -54,10 +55,11 @@ export function statusFromDeposits(inv: Invoice, deposits: InvoiceDeposit[], rea
   const counted = deposits.filter(countsToward);
   const confirmed = counted.filter((d) => d.confirmations >= needed);
   const amount = BigInt(inv.amount);
-  if (
-    sumUnits(confirmed.filter((d) => d.confirmations >= final).map((d) => d.amount)) >= amount &&
-    confirmed.every((d) => d.confirmations >= final || goneSince(d, readAt))
-  ) return "finished";
+  // A confirmed deposit the chain has not shown for the grace was reorganised away deeper than the network's
+  // confirmations, which we take as settled (operators are told): waiting for it to be final would hold the
+  // invoice and its address for good.
+  const settled = confirmed.filter((d) => d.confirmations >= final || goneSince(d, readAt));
+  if (sumUnits(settled.map((d) => d.amount)) >= amount && settled.length === confirmed.length) return "finished";
   if (sumUnits(confirmed.map((d) => d.amount)) >= amount) return "payment_accepted";
   if (counted.some((d) => d.confirmations < needed)) return "payment_confirmation";
   if (counted.length) return "partially_paid";
@@ -111,12 +113,15 @@ export function decideFromChain(
     // Shown with a time outside this invoice's (rebroadcast while another held the address): that one's news, and
     // gone from this invoice's view of the chain.
     if (!inWindow(seen.seenAt)) return missing(d);
-    if (seen.confirmations === d.confirmations && d.missingSince === undefined) return d;
-    if (!d.late && d.confirmations < needed && seen.confirmations >= needed) {
-      events.push({ type: "deposit_confirmed", at: now, data: { txid: d.txid, confirmations: seen.confirmations } });
+    // Confirmations only grow here: a node a block behind must not move the status back and forth (a deposit
+    // reorganised away disappears from the reads, which missing() handles).
+    const confirmations = Math.max(d.confirmations, seen.confirmations);
+    if (confirmations === d.confirmations && d.missingSince === undefined) return d;
+    if (!d.late && d.confirmations < needed && confirmations >= needed) {
+      events.push({ type: "deposit_confirmed", at: now, data: { txid: d.txid, confirmations } });
     }
     const { missingSince: _shownAgain, ...shown } = d;
-    return { ...shown, confirmations: seen.confirmations };
+    return { ...shown, confirmations };
   });
 
   /**
@@ -143,33 +148,20 @@ export function decideFromChain(
   }
 
   const known = new Set(inv.deposits.map((d) => d.txid));
-  const fresh = read.state.deposits.filter((d) => !known.has(d.txid) && inWindow(d.seenAt));
-  // Expiry is judged on what the chain showed once expiresAt had passed by our clock (the chain's may run ahead): a
-  // read asked for before then may not show a payment made just before it.
-  const pastExpiry = read.at >= inv.expiresAt;
-  // Nothing arrived before expiresAt: the invoice expired then, whenever the sweep comes by, so money seen since is
-  // late.
-  const expiredUnpaid = inv.status === "waiting_for_deposit" && pastExpiry &&
-    !fresh.some((d) => d.seenAt < inv.expiresAt);
+  const fresh: InvoiceDeposit[] = [];
   const dust = BigInt(inv.amount) / 100n;
   let dustLeft = 0;
-  for (const d of fresh) {
-    if (deposits.length >= MAX_DEPOSITS_PER_INVOICE) {
+  for (const d of read.state.deposits) {
+    if (known.has(d.txid) || !inWindow(d.seenAt)) continue;
+    if (deposits.length + fresh.length >= MAX_DEPOSITS_PER_INVOICE) {
       warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
     }
-    if (deposits.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
+    if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
       dustLeft++;
       continue;
     }
-    const late = !open || (expiredUnpaid && d.seenAt >= inv.expiresAt);
-    const deposit: InvoiceDeposit = { ...d, late };
-    deposits.push(deposit);
-    events.push({
-      type: late ? "late_deposit" : "deposit_seen",
-      at: now,
-      data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
-    });
+    fresh.push({ ...d, late: !open });
   }
   // Unlisted, the same dust is found again at every poll: a line a minute says it.
   if (dustLeft) {
@@ -178,20 +170,39 @@ export function decideFromChain(
       deposits: dustLeft,
     });
   }
-  const changed = events.length > 0 || deposits.some((d, i) => d !== inv.deposits[i]);
+  // Expiry is judged on a read asked for once expiresAt had passed by our clock (the chain's may run ahead; a read
+  // asked for before may not show a payment made just before). Without money that holds it open by then, the
+  // invoice expired at expiresAt, whenever the sweep comes by: what the chain saw since is late.
+  const expiring = open && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...deposits, ...fresh]) &&
+    canMoveInvoice(inv.status, "expired");
+  const isLate = (d: InvoiceDeposit) => expiring && countsToward(d) && d.seenAt >= inv.expiresAt;
+  const listed = deposits.map((d) => {
+    if (!isLate(d)) return d;
+    events.push({ type: "late_deposit", at: now, data: { txid: d.txid, amount: d.amount, afterExpiry: true } });
+    return { ...d, late: true };
+  });
+  for (const d of fresh) {
+    const late = d.late || isLate(d);
+    listed.push({ ...d, late });
+    events.push({
+      type: late ? "late_deposit" : "deposit_seen",
+      at: now,
+      data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
+    });
+  }
+  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]);
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
-  if (!open) return { events, patch: { deposits, checkAt: now + pollMs } };
-  let to = statusFromDeposits(inv, deposits, read.at);
+  if (!open) return { events, patch: { deposits: listed, checkAt: now + pollMs } };
+  let to = statusFromDeposits(inv, listed, read.at);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
-  // Past expiresAt, only money worth a payment holds the invoice open: not nothing, and not a stranger's dust
-  // (under a hundredth of the amount), which would keep the old price open for the buyer and the address taken.
-  const arrived = sumUnits(deposits.filter(countsToward).map((d) => d.amount));
-  if (pastExpiry && arrived < (dust > 0n ? dust : 1n) && canMoveInvoice(inv.status, "expired")) to = "expired";
-  const checkAt = to === "waiting_for_deposit" ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
-  return { to, events, patch: { deposits, checkAt } };
+  if (expiring) to = "expired";
+  // Read again at expiresAt while it could still expire then.
+  const mayExpire = !heldOpenPastExpiry(inv, listed);
+  const checkAt = mayExpire ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
+  return { to, events, patch: { deposits: listed, checkAt } };
 }
 
 /**

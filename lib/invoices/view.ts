@@ -1,6 +1,7 @@
 import { formatBaseUnits, sumUnits } from "./amounts.ts";
 import { confirmationsNeeded, NETWORKS } from "./coins.ts";
-import type { InvoicePostbackType } from "./status.ts";
+import { type InvoicePostbackType, isInvoiceOpen } from "./status.ts";
+import { heldOpenPastExpiry } from "./expiry.ts";
 import { countsToward, type Invoice } from "./types.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -103,6 +104,8 @@ export function buyerStatusView(inv: Invoice, now: number) {
     /** The least-confirmed deposit still on its way, for "3 of 20 confirmations"; null when none is. */
     confirmations: onItsWay.length ? Math.min(...onItsWay) : null,
     expiresAt: inv.expiresAt,
+    /** True while the invoice still expires at expiresAt: open, and what arrived by then would not keep it open. */
+    expires: isInvoiceOpen(inv.status) && !heldOpenPastExpiry(inv),
     now,
   };
 }

@@ -39,6 +39,7 @@ export function invoicePageRoutes(ctx: AppContext) {
 }
 
 function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
+  const status = buyerStatusView(inv, now);
   const { due } = invoiceTotals(inv);
   const dueText = formatBaseUnits(due, inv.decimals);
   const uri = paymentUri(inv);
@@ -54,7 +55,7 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
         {inv.description && <p>{inv.description}</p>}
         <Island
           name="InvoiceStatus"
-          props={{ statusUrl: `/invoices/${inv.id}/status`, initial: buyerStatusView(inv, now) }}
+          props={{ statusUrl: `/invoices/${inv.id}/status`, initial: status }}
         />
         {open && (
           <>
@@ -87,7 +88,7 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
               </figcaption>
             </figure>
             <p class="muted small">
-              {inv.status === "waiting_for_deposit" && (
+              {status.expires && (
                 <>
                   Expires at <time dateTime={new Date(inv.expiresAt).toISOString()}>{utc(inv.expiresAt)}</time>{" "}
                   unless your payment has arrived by then.{" "}
