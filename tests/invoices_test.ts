@@ -1191,3 +1191,36 @@ Deno.test("[invoices] a stranger's dust before expiresAt does not let a payment 
   });
   assert.equal(buyerStatusView(paying, 5_000).expires, false, "a real payment on its way keeps it open");
 });
+
+Deno.test("[invoices] a payment listed before our expiresAt stays on time, whatever time the chain's clock gave it", () => {
+  // The chain's clock runs ahead: a payment our read saw before our expiresAt carries a later time.
+  const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_000 + 30_000 };
+  const before = decideFromChain(
+    invoiceOf({ status: "waiting_for_deposit", deposits: [] }),
+    { state: chainShowing([payment]), at: 900 },
+    { from: 0, until: null },
+    900,
+    30_000,
+  )!;
+  assert.equal(before.to, "payment_confirmation");
+  const after = decideFromChain(
+    invoiceOf({ status: "payment_confirmation", deposits: before.patch!.deposits!, checkAt: 0 }),
+    { state: chainShowing([{ ...payment, confirmations: 1 }]), at: 100_000 },
+    { from: 0, until: null },
+    100_000,
+    30_000,
+  )!;
+  assert.equal(after.to, "payment_confirmation");
+  assert.equal(after.patch!.deposits![0].late, false);
+  // Paid in full, it can no longer expire: polled at the usual pace, and the buyer sees no countdown.
+  const paid = invoiceOf({ status: "payment_accepted", deposits: [{ ...payment, confirmations: 20, late: false }] });
+  const polled = decideFromChain(
+    { ...paid, checkAt: 0 },
+    { state: chainShowing([{ ...payment, confirmations: 21 }]), at: 400_000 },
+    { from: 0, until: null },
+    400_000,
+    30_000,
+  )!;
+  assert.equal(polled.patch!.checkAt, 430_000);
+  assert.equal(buyerStatusView(paid, 400_000).expires, false);
+});

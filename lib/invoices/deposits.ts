@@ -173,16 +173,11 @@ export function decideFromChain(
   // Expiry is judged on a read asked for once expiresAt had passed by our clock (the chain's may run ahead; a read
   // asked for before may not show a payment made just before). Without money that holds it open by then, the
   // invoice expired at expiresAt, whenever the sweep comes by: what the chain saw since is late.
-  const expiring = open && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...deposits, ...fresh]) &&
+  const expiring = open && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, deposits, fresh) &&
     canMoveInvoice(inv.status, "expired");
-  const isLate = (d: InvoiceDeposit) => expiring && countsToward(d) && d.seenAt >= inv.expiresAt;
-  const listed = deposits.map((d) => {
-    if (!isLate(d)) return d;
-    events.push({ type: "late_deposit", at: now, data: { txid: d.txid, amount: d.amount, afterExpiry: true } });
-    return { ...d, late: true };
-  });
+  const listed = [...deposits];
   for (const d of fresh) {
-    const late = d.late || isLate(d);
+    const late = d.late || (expiring && d.seenAt >= inv.expiresAt);
     listed.push({ ...d, late });
     events.push({
       type: late ? "late_deposit" : "deposit_seen",
@@ -200,7 +195,7 @@ export function decideFromChain(
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
   if (expiring) to = "expired";
   // Read again at expiresAt while it could still expire then.
-  const mayExpire = !heldOpenPastExpiry(inv, listed);
+  const mayExpire = canMoveInvoice(to, "expired") && !heldOpenPastExpiry(inv, listed);
   const checkAt = mayExpire ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
   return { to, events, patch: { deposits: listed, checkAt } };
 }

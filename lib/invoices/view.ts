@@ -1,6 +1,6 @@
 import { formatBaseUnits, sumUnits } from "./amounts.ts";
 import { confirmationsNeeded, NETWORKS } from "./coins.ts";
-import { type InvoicePostbackType, isInvoiceOpen } from "./status.ts";
+import { canMoveInvoice, type InvoicePostbackType } from "./status.ts";
 import { heldOpenPastExpiry } from "./expiry.ts";
 import { countsToward, type Invoice } from "./types.ts";
 
@@ -105,7 +105,7 @@ export function buyerStatusView(inv: Invoice, now: number) {
     confirmations: onItsWay.length ? Math.min(...onItsWay) : null,
     expiresAt: inv.expiresAt,
     /** True while the invoice still expires at expiresAt: open, and what arrived by then would not keep it open. */
-    expires: isInvoiceOpen(inv.status) && !heldOpenPastExpiry(inv),
+    expires: canMoveInvoice(inv.status, "expired") && !heldOpenPastExpiry(inv, inv.deposits),
     now,
   };
 }
