@@ -1224,3 +1224,40 @@ Deno.test("[invoices] a payment listed before our expiresAt stays on time, whate
   assert.equal(polled.patch!.checkAt, 430_000);
   assert.equal(buyerStatusView(paid, 400_000).expires, false);
 });
+
+Deno.test("[invoices] money listed after expiresAt while other money held the invoice open is late once that money is dropped", () => {
+  const holder = { txid: "a", amount: "10000", confirmations: 0, seenAt: 500, late: false, inTime: true };
+  const after = { txid: "b", amount: "1000000", confirmations: 0, seenAt: 5_000, late: false, inTime: false };
+  const missing = { ...holder, missingSince: 10_000 };
+  const later = 10_000 + DROP_GRACE_MS;
+  const decided = decideFromChain(
+    invoiceOf({ status: "payment_confirmation", deposits: [missing, after], checkAt: 0 }),
+    { state: chainShowing([{ ...after }]), at: later },
+    { from: 0, until: null },
+    later,
+    30_000,
+  )!;
+  assert.equal(decided.to, "expired");
+  assert.equal(decided.patch!.deposits!.find((d) => d.txid === "b")!.late, true);
+});
+
+Deno.test("[invoices] a read asked before expiresAt but answered after it does not make later money on time", () => {
+  const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 5_000 };
+  const first = decideFromChain(
+    invoiceOf({ status: "waiting_for_deposit", deposits: [] }),
+    { state: chainShowing([payment]), at: 999, answeredAt: 6_000 },
+    { from: 0, until: null },
+    6_000,
+    30_000,
+  )!;
+  assert.equal(first.patch!.deposits![0].inTime, false);
+  const next = decideFromChain(
+    invoiceOf({ status: first.to!, deposits: first.patch!.deposits!, checkAt: 0 }),
+    { state: chainShowing([payment]), at: 40_000 },
+    { from: 0, until: null },
+    40_000,
+    30_000,
+  )!;
+  assert.equal(next.to, "expired");
+  assert.equal(next.patch!.deposits![0].late, true);
+});

@@ -11,7 +11,7 @@ import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSigna
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
-import { heldOpenPastExpiry } from "./expiry.ts";
+import { arrivedInTime, heldOpenPastExpiry } from "./expiry.ts";
 
 /** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
@@ -71,10 +71,12 @@ function goneSince(d: InvoiceDeposit, readAt: number): boolean {
   return d.missingSince !== undefined && readAt - d.missingSince >= DROP_GRACE_MS;
 }
 
-/** A read of the invoice's address at the chain, and when it was asked for (our clock). */
+/** A read of the invoice's address at the chain, when it was asked for and when it was answered (our clock). */
 export interface ChainRead {
   state: AddressState;
   at: number;
+  /** When the answer came back; absent: at once. */
+  answeredAt?: number;
 }
 
 /**
@@ -113,8 +115,9 @@ export function decideFromChain(
     // Shown with a time outside this invoice's (rebroadcast while another held the address): that one's news, and
     // gone from this invoice's view of the chain.
     if (!inWindow(seen.seenAt)) return missing(d);
-    // Confirmations only grow here: a node a block behind must not move the status back and forth (a deposit
-    // reorganised away disappears from the reads, which missing() handles).
+    // Confirmations only grow here: a node a block behind must not move the status back and forth. A reorganisation
+    // that sends a confirmed deposit back to the mempool keeps its count too: confirmed money is taken as settled,
+    // as when it disappears (missing()); operators see it on the chain.
     const confirmations = Math.max(d.confirmations, seen.confirmations);
     if (confirmations === d.confirmations && d.missingSince === undefined) return d;
     if (!d.late && d.confirmations < needed && confirmations >= needed) {
@@ -161,7 +164,9 @@ export function decideFromChain(
       dustLeft++;
       continue;
     }
-    fresh.push({ ...d, late: !open });
+    // Arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
+    const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
+    fresh.push({ ...d, late: !open, inTime });
   }
   // Unlisted, the same dust is found again at every poll: a line a minute says it.
   if (dustLeft) {
@@ -173,11 +178,18 @@ export function decideFromChain(
   // Expiry is judged on a read asked for once expiresAt had passed by our clock (the chain's may run ahead; a read
   // asked for before may not show a payment made just before). Without money that holds it open by then, the
   // invoice expired at expiresAt, whenever the sweep comes by: what the chain saw since is late.
-  const expiring = open && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, deposits, fresh) &&
+  const expiring = open && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...deposits, ...fresh]) &&
     canMoveInvoice(inv.status, "expired");
-  const listed = [...deposits];
+  // Expiring, money that came after expiresAt is late, also money listed while something else held the invoice open
+  // that is gone now (dropped).
+  const isLate = (d: InvoiceDeposit) => expiring && countsToward(d) && !arrivedInTime(inv, d);
+  const listed = deposits.map((d) => {
+    if (!isLate(d)) return d;
+    events.push({ type: "late_deposit", at: now, data: { txid: d.txid, amount: d.amount, afterExpiry: true } });
+    return { ...d, late: true };
+  });
   for (const d of fresh) {
-    const late = d.late || (expiring && d.seenAt >= inv.expiresAt);
+    const late = d.late || isLate(d);
     listed.push({ ...d, late });
     events.push({
       type: late ? "late_deposit" : "deposit_seen",
@@ -237,7 +249,8 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
 /** The chain's view of an address, stamped with when we asked. */
 async function readAddress(ctx: AppContext, at: Pick<Invoice, "network" | "address">): Promise<ChainRead> {
   const asked = ctx.now();
-  return { state: await requireChain(ctx).getAddress(at.network, at.address), at: asked };
+  const state = await requireChain(ctx).getAddress(at.network, at.address);
+  return { state, at: asked, answeredAt: ctx.now() };
 }
 
 /**

@@ -60,6 +60,11 @@ export interface InvoiceDeposit {
    * dropped (a lagging node of the chain service, a reorganisation undone), see DROP_GRACE_MS.
    */
   missingSince?: number;
+  /**
+   * Arrived by the invoice's expiresAt, as decided when it was listed (see arrivedInTime): only such money keeps the
+   * invoice open past expiresAt. Absent on older records.
+   */
+  inTime?: boolean;
 }
 
 /** Whether a deposit counts toward the invoice's status and totals: on time, and still on the chain. */
