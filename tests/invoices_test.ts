@@ -1261,3 +1261,17 @@ Deno.test("[invoices] a read asked before expiresAt but answered after it does n
   assert.equal(next.to, "expired");
   assert.equal(next.patch!.deposits![0].late, true);
 });
+
+Deno.test("[invoices] a deposit stored before arrival times were recorded keeps counting as in time", () => {
+  // Listed by a read before our expiresAt, with the chain's clock ahead (seenAt past expiresAt), and no inTime.
+  const stored = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_030, late: false };
+  const decided = decideFromChain(
+    invoiceOf({ status: "payment_confirmation", deposits: [stored], checkAt: 0 }),
+    { state: chainShowing([{ ...stored, confirmations: 1 }]), at: 100_000 },
+    { from: 0, until: null },
+    100_000,
+    30_000,
+  )!;
+  assert.equal(decided.to, "payment_confirmation");
+  assert.equal(decided.patch!.deposits![0].late, false);
+});

@@ -182,7 +182,7 @@ export function decideFromChain(
     canMoveInvoice(inv.status, "expired");
   // Expiring, money that came after expiresAt is late, also money listed while something else held the invoice open
   // that is gone now (dropped).
-  const isLate = (d: InvoiceDeposit) => expiring && countsToward(d) && !arrivedInTime(inv, d);
+  const isLate = (d: InvoiceDeposit) => expiring && countsToward(d) && !arrivedInTime(d);
   const listed = deposits.map((d) => {
     if (!isLate(d)) return d;
     events.push({ type: "late_deposit", at: now, data: { txid: d.txid, amount: d.amount, afterExpiry: true } });

@@ -2,12 +2,13 @@ import { sumUnits } from "./amounts.ts";
 import { countsToward, type Invoice, type InvoiceDeposit } from "./types.ts";
 
 /**
- * Whether a deposit arrived by the invoice's `expiresAt`: as recorded when it was listed (the chain saw it before
- * then, or a read answered before our `expiresAt` showed it: the chain's clock may run ahead of ours), or, for
- * deposits listed before that was recorded, by the chain's time.
+ * Whether a deposit arrived by the invoice's `expiresAt`, as recorded when it was listed: the chain saw it before
+ * then, or a read answered before our `expiresAt` showed it (the chain's clock may run ahead of ours). A deposit
+ * listed before that was recorded counts as in time, the rule it was listed under: judged now by the chain's time,
+ * a payment seen in time could be made late.
  */
-export function arrivedInTime(inv: Invoice, d: InvoiceDeposit): boolean {
-  return d.inTime ?? d.seenAt < inv.expiresAt;
+export function arrivedInTime(d: InvoiceDeposit): boolean {
+  return d.inTime ?? true;
 }
 
 /**
@@ -17,6 +18,6 @@ export function arrivedInTime(inv: Invoice, d: InvoiceDeposit): boolean {
  */
 export function heldOpenPastExpiry(inv: Invoice, deposits: InvoiceDeposit[]): boolean {
   const line = BigInt(inv.amount) / 100n || 1n;
-  const arrived = deposits.filter((d) => countsToward(d) && arrivedInTime(inv, d));
+  const arrived = deposits.filter((d) => countsToward(d) && arrivedInTime(d));
   return sumUnits(arrived.map((d) => d.amount)) >= line;
 }
