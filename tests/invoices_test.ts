@@ -53,6 +53,15 @@ function postbacksOf(app: TestApp, received: ReceivedPostback[], invoiceId: stri
     .filter((b) => b.data.id === invoiceId);
 }
 
+/** A 3 USDT invoice whose whole payment the chain shows, unconfirmed. */
+async function confirmingInvoice(app: TestApp, fields: Record<string, unknown> = {}) {
+  const chain = chainApi(app);
+  const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3", ...fields });
+  const sent = await chain.deposit(created.address, "3000000");
+  await waitStatus(app, created.id, "payment_confirmation");
+  return { chain, created, sent };
+}
+
 Deno.test("[invoices] a full deposit moves the invoice to payment_confirmation, payment_accepted and finished, with a signed postback for each", async () => {
   const app = await startTestApp();
   const shop = startShopReceiver();
@@ -738,10 +747,7 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
   const app = await startTestApp();
   const shop = startShopReceiver();
   try {
-    const chain = chainApi(app);
-    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3", postbackUrl: shop.url });
-    const sent = await chain.deposit(created.address, "3000000");
-    await waitStatus(app, created.id, "payment_confirmation");
+    const { chain, created, sent } = await confirmingInvoice(app, { postbackUrl: shop.url });
 
     // Missing from the chain's reads for DROP_GRACE_MS, it is dropped.
     await dropFromChain(app, created.id, sent.txid);
@@ -1032,10 +1038,7 @@ Deno.test("[invoices] past expiresAt a stranger's dust does not hold the invoice
 Deno.test("[invoices] a chain read crossed by another write to the invoice is read again, not applied", async () => {
   const app = await startTestApp();
   try {
-    const chain = chainApi(app);
-    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
-    const sent = await chain.deposit(created.address, "3000000");
-    await waitStatus(app, created.id, "payment_confirmation");
+    const { created, sent } = await confirmingInvoice(app);
     const client = app.server.ctx.chain!;
     const getAddress = client.getAddress.bind(client);
     let reads = 0;
@@ -1057,10 +1060,7 @@ Deno.test("[invoices] a chain read crossed by another write to the invoice is re
 Deno.test("[invoices] once a replacement for a dropped transfer is on its way, the buyer's page no longer asks again", async () => {
   const app = await startTestApp();
   try {
-    const chain = chainApi(app);
-    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
-    const sent = await chain.deposit(created.address, "3000000");
-    await waitStatus(app, created.id, "payment_confirmation");
+    const { chain, created, sent } = await confirmingInvoice(app);
     await dropFromChain(app, created.id, sent.txid);
     assert.equal((await readInvoice(app, created.id)).status, "waiting_for_deposit");
     assert.match(await (await fetch(created.checkoutUrl)).text(), /was dropped by the network/);
