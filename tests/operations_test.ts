@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { createAccount } from "../lib/accounts/mod.ts";
 import { setShopRouting } from "../lib/accounts/routing.ts";
+import { getAccountWithCredentials } from "../lib/db/accounts.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { getShop } from "../lib/db/shops.ts";
 import { listOperations, type OperationEntry } from "../lib/db/operations.ts";
@@ -199,16 +200,31 @@ Deno.test("[console] accounts: create, disable and rotate with a confirmation st
       webhookSecret: "whsec-org-b",
     });
     assert.equal(typo.status, 400);
-    assert.ok(typo.text.includes('name="apiUrl" type="url" value="not a url"'), "what was typed comes back");
-    // Credentials belong in their own fields: a URL carrying them is refused (the form shows the URL back).
-    const userinfo = await b.post(`/admin/accounts/${id}/rotate`, {
-      confirm: "yes",
-      apiUrl: "https://user:s3cret@bansky.example/api",
-      apiToken: "token-org-b",
-      webhookSecret: "whsec-org-b",
+    // What is not a URL is not shown back: it may be a secret pasted into the wrong box.
+    assert.doesNotMatch(typo.text, /value="not a url"/, "not shown back");
+    // Credentials belong in their own fields: a URL carrying them (or a query, even an empty one) is refused, and
+    // shown back without them.
+    for (const apiUrl of ["https://user:s3cret@bansky.example/api?key=QSECRET", "https://bansky.example/api?"]) {
+      const refused = await b.post(`/admin/accounts/${id}/rotate`, {
+        confirm: "yes",
+        apiUrl,
+        apiToken: "token-org-b",
+        webhookSecret: "whsec-org-b",
+      });
+      assert.equal(refused.status, 400, apiUrl);
+      assert.match(refused.text, /must be a base address without credentials, query or fragment/);
+      assert.doesNotMatch(refused.text, /s3cret|QSECRET/);
+      assert.ok(refused.text.includes('name="apiUrl" type="url" value="https://bansky.example/api"'), apiUrl);
+    }
+    // An account stored before such URLs were refused: its form shows the address without what may be secret.
+    const stored = (await getAccountWithCredentials(app.kv, id))!;
+    await app.kv.set(["provider_account_credentials", id], {
+      ...stored.credentials,
+      apiUrl: "https://legacy:LEGACYPW@bansky.example/api?token=QTOKEN",
     });
-    assert.equal(userinfo.status, 400);
-    assert.match(userinfo.text, /must be a base address without credentials, query or fragment/);
+    const legacy = await b.post(`/admin/accounts/${id}/rotate`, { confirm: "yes" });
+    assert.doesNotMatch(legacy.text, /LEGACYPW|QTOKEN/);
+    assert.match(legacy.text, /It calls the provider at <code>https:\/\/bansky\.example\/api<\/code> now/);
     assert.doesNotMatch(typo.text, /token-org|whsec-org/, "the typed secrets do not");
     const rotated = await b.post(`/admin/accounts/${id}/rotate`, {
       confirm: "yes",

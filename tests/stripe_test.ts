@@ -235,6 +235,16 @@ Deno.test("[stripe] the console rotates a Stripe account's credentials with Stri
     const keyForm = await b.post(`/admin/accounts/${withKey.id}/rotate`, { confirm: "yes" });
     assert.ok(keyForm.text.includes('name="publishableKey" type="text" value="pk_test_embedded123"'), keyForm.text);
     assert.doesNotMatch(keyForm.text, /name="apiUrl" type="url" value="http/, "Stripe's own host: nothing to keep");
+    // A secret key pasted into the wrong box is refused and not shown back.
+    const pasted = await b.post(`/admin/accounts/${withKey.id}/rotate`, {
+      confirm: "yes",
+      secretKey: STRIPE_KEY,
+      webhookSecret: "whsec_stripe_org2",
+      connectedAccountId: "sk_test_pastedsecret",
+      publishableKey: "sk_test_pastedsecret",
+    });
+    assert.equal(pasted.status, 400);
+    assert.doesNotMatch(pasted.text, /pastedsecret/);
     const done = await b.post(`/admin/accounts/${stripe.id}/rotate`, {
       confirm: "yes",
       secretKey: STRIPE_KEY,

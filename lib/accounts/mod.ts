@@ -24,7 +24,8 @@ const Secret = z.string().trim().min(1).max(500);
 const ApiUrl = z.url({ protocol: /^https?$/ }).max(500)
   .refine((u) => {
     const url = URL.parse(u); // null when the URL check above failed: that issue is already reported
-    return !url || (!url.username && !url.password && !url.search && !url.hash);
+    // An empty "?" or "#" parses away, but the requests built on it would carry it.
+    return !url || (!url.username && !url.password && !u.includes("?") && !u.includes("#"));
   }, "must be a base address without credentials, query or fragment")
   .transform((u) => u.replace(/\/+$/, ""));
 
@@ -109,14 +110,33 @@ export async function getAccount(ctx: AppContext, id: string): Promise<ProviderA
 }
 
 /**
- * The parts of an account's credentials that are no secret: where it calls, and for Stripe the connected account and
- * the publishable key (public by design: shops' pages carry it). A rotation offers them to keep, so replacing the
- * secrets does not lose them. Tokens, secret keys and webhook secrets never leave the store.
+ * The parts of an account's credentials that are no secret: where it calls (its origin and path), and for Stripe
+ * the connected account and the publishable key (public by design: shops' pages carry it). A rotation offers them to
+ * keep, so replacing the secrets does not lose them. Tokens, secret keys and webhook secrets never leave the store.
  */
 export interface ShownCredentials {
   apiUrl?: string;
   connectedAccountId?: string;
   publishableKey?: string;
+}
+
+/**
+ * What of some credentials, stored or typed into a form, may be shown on a page: a URL's origin and path only (its
+ * user, password, query or fragment may hold a secret: stored before they were refused, or typed by mistake), and
+ * ids and keys only when they have their own shape (a secret key pasted into the wrong box is not shown back).
+ */
+export function shownCredentials(input: Record<string, unknown>): ShownCredentials {
+  const text = (v: unknown) => (typeof v === "string" ? v.trim() : "");
+  const url = URL.parse(text(input.apiUrl));
+  const shown: ShownCredentials = {};
+  if (url && /^https?:$/.test(url.protocol)) shown.apiUrl = `${url.origin}${url.pathname}`.replace(/\/+$/, "");
+  if (/^acct_[A-Za-z0-9]{1,64}$/.test(text(input.connectedAccountId))) {
+    shown.connectedAccountId = text(input.connectedAccountId);
+  }
+  if (/^pk_(test|live)_[A-Za-z0-9]{1,255}$/.test(text(input.publishableKey))) {
+    shown.publishableKey = text(input.publishableKey);
+  }
+  return shown;
 }
 
 /** An account with its shown credentials; the default account's settings live in the environment: none to show. */
@@ -127,11 +147,7 @@ export async function describeAccount(
   if (id === DEFAULT_ACCOUNT_ID) return { account: ctx.providers.defaultAccount.account, shown: {} };
   const found = hasIdShape("account", id) ? await getAccountWithCredentials(ctx.kv, id) : null;
   if (!found) throw new NotFoundError("Unknown account.");
-  const c = found.credentials;
-  const shown: ShownCredentials = c.provider === "stripe"
-    ? { apiUrl: c.apiUrl, connectedAccountId: c.connectedAccountId, publishableKey: c.publishableKey }
-    : { apiUrl: c.apiUrl };
-  return { account: found.account, shown };
+  return { account: found.account, shown: shownCredentials({ ...found.credentials }) };
 }
 
 /**

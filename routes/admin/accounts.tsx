@@ -10,6 +10,7 @@ import {
   rotateAccountCredentials,
   setAccountActive,
   type ShownCredentials,
+  shownCredentials,
 } from "../../lib/accounts/mod.ts";
 import { setShopRouting, shopRouting } from "../../lib/accounts/routing.ts";
 import { DEFAULT_ACCOUNT_ID, type ProviderAccount, type ShopRouting } from "../../lib/accounts/types.ts";
@@ -70,9 +71,13 @@ export function accountRoutes(ctx: AppContext) {
       return c.redirect("/admin/accounts?done=1", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
-      // The credentials typed are not sent back into the page.
-      const { apiToken: _t, webhookSecret: _w, _csrf, ...values } = f;
-      return list(c, { errors: err.fields ?? {}, values }, 400);
+      // The credentials typed are not sent back into the page, and the URL only as far as it is no secret.
+      const { apiToken: _t, webhookSecret: _w, _csrf, apiUrl: _u, ...values } = f;
+      return list(
+        c,
+        { errors: err.fields ?? {}, values: { ...values, apiUrl: shownCredentials(f).apiUrl ?? "" } },
+        400,
+      );
     }
   });
 
@@ -134,12 +139,8 @@ export function accountRoutes(ctx: AppContext) {
       return c.redirect("/admin/accounts?done=1", 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
-      // What was typed of the shown fields comes back (no secret); the token and secrets do not.
-      const typed: ShownCredentials = {
-        apiUrl: f.apiUrl,
-        connectedAccountId: f.connectedAccountId,
-        publishableKey: f.publishableKey,
-      };
+      // What was typed of the shown fields comes back, as far as it is no secret; the token and secrets do not.
+      const typed = shownCredentials(f);
       return layout(
         c,
         `Rotate: ${a.label}`,
