@@ -128,7 +128,7 @@ function lateAtClose(deposits: InvoiceDeposit[], inv: Invoice, now: number, even
 }
 
 /** How long after closing an invoice's address is still read for its deposits' news (late money, drops). */
-export const WATCH_AFTER_CLOSE_MS = 7 * 24 * 3_600_000;
+const WATCH_AFTER_CLOSE_MS = 7 * 24 * 3_600_000;
 
 /**
  * When the polling job reads the invoice's address next: `wanted` while it is open, and after it closed while a
