@@ -11,7 +11,7 @@ import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSigna
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
-import { arrivedInTime, heldOpenPastExpiry } from "./expiry.ts";
+import { arrivedInTime, dustBelow, heldOpenPastExpiry } from "./expiry.ts";
 
 /** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
@@ -152,7 +152,7 @@ export function decideFromChain(
 
   const known = new Set(inv.deposits.map((d) => d.txid));
   const fresh: InvoiceDeposit[] = [];
-  const dust = BigInt(inv.amount) / 100n;
+  const dust = dustBelow(inv);
   let dustLeft = 0;
   for (const d of read.state.deposits) {
     if (known.has(d.txid) || !inWindow(d.seenAt)) continue;

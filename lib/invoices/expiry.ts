@@ -11,13 +11,18 @@ export function arrivedInTime(d: InvoiceDeposit): boolean {
   return d.inTime ?? true;
 }
 
+/** Under a hundredth of the invoice's amount: dust, which anyone can send to the address its page shows. */
+export function dustBelow(inv: Pick<Invoice, "amount">): bigint {
+  return BigInt(inv.amount) / 100n;
+}
+
 /**
  * What keeps an invoice open past `expiresAt`: money that arrived by then, at least a hundredth of its amount (one
  * base unit for tiny amounts). Less is a stranger's dust, which must not keep the old price open for the buyer, nor
  * the address taken.
  */
 export function heldOpenPastExpiry(inv: Invoice, deposits: InvoiceDeposit[]): boolean {
-  const line = BigInt(inv.amount) / 100n || 1n;
+  const line = dustBelow(inv) || 1n;
   const arrived = deposits.filter((d) => countsToward(d) && arrivedInTime(d));
   return sumUnits(arrived.map((d) => d.amount)) >= line;
 }
