@@ -30,13 +30,22 @@ import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
 import { sha256Hex } from "../lib/crypto.ts";
 import { type AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
-import { decideFromChain, DROP_GRACE_MS, syncInvoice } from "../lib/invoices/deposits.ts";
-import { updateInvoice } from "../lib/invoices/transition.ts";
+import {
+  type Attribution,
+  decideFromChain,
+  DROP_GRACE_MS,
+  MAX_CLAIMS_PER_WRITE,
+  syncInvoice,
+} from "../lib/invoices/deposits.ts";
+import { type InvoiceChange, updateInvoice } from "../lib/invoices/transition.ts";
 import type { Invoice } from "../lib/invoices/types.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
 import { buyerStatusView } from "../lib/invoices/view.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
 import { ADDRESS_BATCH } from "../lib/invoices/pool.ts";
+
+/** An invoice that has held its address from the start, and no transaction claimed yet: its window decides. */
+const ALL_TIME: Attribution = { window: { from: 0, until: null }, claimedBy: new Map() };
 
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function waitStatus(app: TestApp, id: string, status: string) {
@@ -734,11 +743,11 @@ Deno.test("[invoices] money the chain saw past expiresAt by its own clock, while
     height: 1,
     deposits: [{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1_001 }],
   } as AddressState;
-  const before = decideFromChain(inv, { state, at: 999 }, { from: 0, until: null }, 999, 30_000)!;
+  const before = decideFromChain(inv, { state, at: 999 }, ALL_TIME, 999, 30_000)!;
   assert.equal(before.to, "payment_confirmation");
   assert.equal(before.patch!.deposits![0].late, false);
   // Once our clock has passed it too, the same deposit is late and the invoice expires.
-  const after = decideFromChain(inv, { state, at: 1_001 }, { from: 0, until: null }, 1_001, 30_000)!;
+  const after = decideFromChain(inv, { state, at: 1_001 }, ALL_TIME, 1_001, 30_000)!;
   assert.equal(after.to, "expired");
   assert.equal(after.patch!.deposits![0].late, true);
 });
@@ -904,8 +913,9 @@ Deno.test("[invoices] a dropped deposit shown again after the invoice closed is 
     assert.equal(back.lateAmount, "12.5");
     assert.equal(back.deposits[0].late, true);
 
-    // Dropped again, the address taken by the next invoice, then shown again: the chain saw it in the new invoice's
-    // time, so the new invoice counts it and the old one keeps it dropped.
+    // Dropped again, the address taken by the next invoice, then shown again with a time in the new invoice's
+    // window: it is still the first buyer's money (the first invoice listed it), so the first invoice has it back
+    // as late money, and the new invoice, whose buyer paid nothing, counts none of it.
     await dropFromChain(app, first.id, sent.txid);
     assert.equal((await readInvoice(app, first.id)).deposits[0].dropped, true, "dropped again");
     shiftClock(app, 0); // our clock back beside the chain's, which tells the two invoices' time apart
@@ -915,12 +925,20 @@ Deno.test("[invoices] a dropped deposit shown again after the invoice closed is 
     await new Promise((r) => setTimeout(r, 5));
     await chain.deposit(first.address, "12500000", sent.txid);
     await chain.mine(20, "tron");
-    const taken = await waitStatus(app, second.id, "payment_accepted");
-    assert.equal(taken.paidAmount, "12.5");
-    await new Promise((r) => setTimeout(r, 200));
-    const old = await readInvoice(app, first.id);
-    assert.equal(old.deposits[0].dropped, true, JSON.stringify(old.deposits));
-    assert.equal(old.lateAmount, "0");
+    const old = await waitFor("back on the first invoice", async () => {
+      const i = await readInvoice(app, first.id);
+      return i.deposits[0].dropped === false && i.deposits[0].confirmations >= 20 ? i : undefined;
+    });
+    assert.equal(old.status, "expired");
+    assert.equal(old.lateAmount, "12.5");
+    assert.equal(old.paidAmount, "0");
+    // The new invoice reads the address too (its poll), and lists nothing.
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const taken = await readInvoice(app, second.id);
+    assert.equal(taken.status, "waiting_for_deposit");
+    assert.deepEqual(taken.deposits, []);
+    assert.equal(taken.paidAmount, "0");
   } finally {
     await app.close();
   }
@@ -950,7 +968,7 @@ Deno.test("[invoices] finishing waits for no unconfirmed deposit, nor for a conf
     decideFromChain(
       invoiceOf({ deposits }),
       { state: chainShowing(shown), at: 10_000 },
-      { from: 0, until: null },
+      ALL_TIME,
       10_000,
       30_000,
     )!;
@@ -969,7 +987,7 @@ Deno.test("[invoices] finishing waits for no unconfirmed deposit, nor for a conf
   const still = decideFromChain(
     invoiceOf({ deposits: gone.patch!.deposits! }),
     { state: chainShowing([{ ...paid, confirmations: 400 }]), at: later },
-    { from: 0, until: null },
+    ALL_TIME,
     later,
     30_000,
   )!;
@@ -989,7 +1007,7 @@ Deno.test("[invoices] one read without a deposit is not a drop: only one missing
   const first = decideFromChain(
     inv,
     { state: chainShowing([]), at: 10_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     10_000,
     30_000,
   )!;
@@ -999,7 +1017,7 @@ Deno.test("[invoices] one read without a deposit is not a drop: only one missing
   const back = decideFromChain(
     missing,
     { state: chainShowing([pending]), at: 40_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     40_000,
     30_000,
   )!;
@@ -1010,7 +1028,7 @@ Deno.test("[invoices] one read without a deposit is not a drop: only one missing
   const gone = decideFromChain(
     missing,
     { state: chainShowing([]), at: later },
-    { from: 0, until: null },
+    ALL_TIME,
     later,
     30_000,
   )!;
@@ -1024,14 +1042,14 @@ Deno.test("[invoices] past expiresAt a stranger's dust does not hold the invoice
   const expired = decideFromChain(
     confirming,
     { state: chainShowing([dust]), at: 2_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     2_000,
     30_000,
   )!;
   assert.equal(expired.to, "expired", "under a hundredth of the amount");
   // Nothing seen, but the read was asked for before expiresAt: a payment made just before may not show yet.
   const idle = invoiceOf({ status: "waiting_for_deposit", deposits: [] });
-  const early = decideFromChain(idle, { state: chainShowing([]), at: 990 }, { from: 0, until: null }, 1_005, 30_000)!;
+  const early = decideFromChain(idle, { state: chainShowing([]), at: 990 }, ALL_TIME, 1_005, 30_000)!;
   assert.equal(early.to, "waiting_for_deposit");
 });
 
@@ -1102,7 +1120,7 @@ Deno.test("[invoices] a closed invoice is read while its late money confirms, an
   }
 });
 
-Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, within the drop grace, counts for that invoice only", async () => {
+Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, within the drop grace, stays the first invoice's", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
     const chain = chainApi(app);
@@ -1120,13 +1138,19 @@ Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, wit
     assert.equal(second.address, first.address);
     await new Promise((r) => setTimeout(r, 5));
     await chain.deposit(first.address, "5000000", sent.txid); // rebroadcast, seen in the second invoice's time
-    await waitStatus(app, second.id, "payment_confirmation");
+    await waitFor("shown again on the first invoice", async () => {
+      const d = (await getInvoiceEntry(app.kv, first.id)).value!.deposits[0];
+      return d.missingSince === undefined || undefined;
+    });
     advanceClock(app, DROP_GRACE_MS + app.config.chainPollMs + 1000);
     await app.server.runner.sweep();
     const old = await readInvoice(app, first.id);
-    assert.equal(old.deposits[0].dropped, true, "gone from the first invoice's view");
-    assert.equal(old.lateAmount, "0");
-    assert.equal((await readInvoice(app, second.id)).pendingAmount, "5");
+    assert.equal(old.deposits[0].dropped, false, "still on the chain, and the first invoice's");
+    assert.equal(old.lateAmount, "5");
+    const second2 = await readInvoice(app, second.id);
+    assert.equal(second2.status, "waiting_for_deposit");
+    assert.equal(second2.pendingAmount, "0");
+    assert.deepEqual(second2.deposits, []);
   } finally {
     await app.close();
   }
@@ -1138,7 +1162,7 @@ Deno.test("[invoices] a node a block behind does not move a deposit's confirmati
   const behind = decideFromChain(
     { ...inv, checkAt: 0 },
     { state: chainShowing([{ ...half, confirmations: 19 }]), at: 10_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     10_000,
     30_000,
   )!;
@@ -1151,7 +1175,7 @@ Deno.test("[invoices] an invoice whose whole payment was reorganised away after 
   const first = decideFromChain(
     invoiceOf({ deposits: [paid] }),
     { state: chainShowing([]), at: 10_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     10_000,
     30_000,
   )!;
@@ -1160,7 +1184,7 @@ Deno.test("[invoices] an invoice whose whole payment was reorganised away after 
   const settled = decideFromChain(
     invoiceOf({ deposits: first.patch!.deposits! }),
     { state: chainShowing([]), at: later },
-    { from: 0, until: null },
+    ALL_TIME,
     later,
     30_000,
   )!;
@@ -1175,7 +1199,7 @@ Deno.test("[invoices] a stranger's dust before expiresAt does not let a payment 
   const decided = decideFromChain(
     inv,
     { state: chainShowing([dust, payment]), at: 1_000 + 300_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     1_000 + 300_000,
     30_000,
   )!;
@@ -1198,7 +1222,7 @@ Deno.test("[invoices] a payment listed before our expiresAt stays on time, whate
   const before = decideFromChain(
     invoiceOf({ status: "waiting_for_deposit", deposits: [] }),
     { state: chainShowing([payment]), at: 900 },
-    { from: 0, until: null },
+    ALL_TIME,
     900,
     30_000,
   )!;
@@ -1206,7 +1230,7 @@ Deno.test("[invoices] a payment listed before our expiresAt stays on time, whate
   const after = decideFromChain(
     invoiceOf({ status: "payment_confirmation", deposits: before.patch!.deposits!, checkAt: 0 }),
     { state: chainShowing([{ ...payment, confirmations: 1 }]), at: 100_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     100_000,
     30_000,
   )!;
@@ -1217,7 +1241,7 @@ Deno.test("[invoices] a payment listed before our expiresAt stays on time, whate
   const polled = decideFromChain(
     { ...paid, checkAt: 0 },
     { state: chainShowing([{ ...payment, confirmations: 21 }]), at: 400_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     400_000,
     30_000,
   )!;
@@ -1233,7 +1257,7 @@ Deno.test("[invoices] money listed after expiresAt while other money held the in
   const decided = decideFromChain(
     invoiceOf({ status: "payment_confirmation", deposits: [missing, after], checkAt: 0 }),
     { state: chainShowing([{ ...after }]), at: later },
-    { from: 0, until: null },
+    ALL_TIME,
     later,
     30_000,
   )!;
@@ -1246,7 +1270,7 @@ Deno.test("[invoices] a read asked before expiresAt but answered after it does n
   const first = decideFromChain(
     invoiceOf({ status: "waiting_for_deposit", deposits: [] }),
     { state: chainShowing([payment]), at: 999, answeredAt: 6_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     6_000,
     30_000,
   )!;
@@ -1254,7 +1278,7 @@ Deno.test("[invoices] a read asked before expiresAt but answered after it does n
   const next = decideFromChain(
     invoiceOf({ status: first.to!, deposits: first.patch!.deposits!, checkAt: 0 }),
     { state: chainShowing([payment]), at: 40_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     40_000,
     30_000,
   )!;
@@ -1268,10 +1292,94 @@ Deno.test("[invoices] a deposit stored before arrival times were recorded keeps 
   const decided = decideFromChain(
     invoiceOf({ status: "payment_confirmation", deposits: [stored], checkAt: 0 }),
     { state: chainShowing([{ ...stored, confirmations: 1 }]), at: 100_000 },
-    { from: 0, until: null },
+    ALL_TIME,
     100_000,
     30_000,
   )!;
   assert.equal(decided.to, "payment_confirmation");
   assert.equal(decided.patch!.deposits![0].late, false);
+});
+
+Deno.test("[invoices] a confirmed deposit the chain shows again with a time in the next invoice's window counts on the invoice that listed it only", () => {
+  // Re-mined after a reorganisation: the chain's first-seen time moved into the next invoice's window.
+  const paid = { txid: "t1", amount: "1000000", confirmations: 25, seenAt: 1, late: false };
+  const remined = { ...paid, confirmations: 3, seenAt: 50_000 };
+  const first = invoiceOf({ id: "inv_first", status: "payment_accepted", deposits: [paid] });
+  const next = invoiceOf({ id: "inv_next", status: "waiting_for_deposit", deposits: [], createdAt: 40_000 });
+  const claimedBy = new Map([["t1", "inv_first"]]);
+  // The first invoice keeps it, as shown (no missing mark: it is still the first's money, and on the chain).
+  const kept = decideFromChain(
+    first,
+    { state: chainShowing([remined]), at: 60_000 },
+    { window: { from: 0, until: 40_000 }, claimedBy },
+    60_000,
+    30_000,
+  );
+  assert.equal(kept?.patch?.deposits?.[0].missingSince, undefined);
+  assert.equal(kept?.to ?? first.status, "payment_accepted");
+  // The next invoice, whose window the chain's time falls in, does not list it.
+  const other = decideFromChain(
+    { ...next, expiresAt: 100_000, checkAt: 60_000 },
+    { state: chainShowing([remined]), at: 60_000 },
+    { window: { from: 40_000, until: null }, claimedBy },
+    60_000,
+    30_000,
+  );
+  assert.deepEqual(other?.patch?.deposits ?? [], []);
+  assert.equal(other?.to ?? "waiting_for_deposit", "waiting_for_deposit");
+  // Unclaimed (listed before claims existed), the window decides, as it did.
+  const legacy = decideFromChain(
+    { ...next, expiresAt: 100_000, checkAt: 60_000 },
+    { state: chainShowing([remined]), at: 60_000 },
+    { window: { from: 40_000, until: null }, claimedBy: new Map() },
+    60_000,
+    30_000,
+  )!;
+  assert.equal(legacy.patch!.deposits!.length, 1);
+  assert.deepEqual(legacy.claims, ["t1"], "claimed as it is listed");
+});
+
+Deno.test("[invoices] one write claims at most MAX_CLAIMS_PER_WRITE new deposits; the rest are listed by the next poll, at once, and nothing expires meanwhile", () => {
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 1_000, checkAt: 1_000 });
+  const shown = Array.from({ length: MAX_CLAIMS_PER_WRITE + 5 }, (_, i) => ({
+    txid: `t${i}`,
+    amount: "1",
+    confirmations: 0,
+    seenAt: 500 + i,
+  }));
+  const first = decideFromChain(inv, { state: chainShowing(shown), at: 2_000 }, ALL_TIME, 2_000, 30_000)!;
+  assert.equal(first.patch!.deposits!.length, MAX_CLAIMS_PER_WRITE);
+  assert.equal(first.claims!.length, MAX_CLAIMS_PER_WRITE);
+  assert.notEqual(first.to, "expired", "some of the read's deposits are not listed yet");
+  assert.ok(first.patch!.checkAt! <= 2_000, "polled again at once");
+  const listed = { ...inv, status: first.to ?? inv.status, deposits: first.patch!.deposits! };
+  const claimedBy = new Map(first.claims!.map((txid) => [txid, inv.id]));
+  const second = decideFromChain(
+    listed,
+    { state: chainShowing(shown), at: 2_100 },
+    { ...ALL_TIME, claimedBy },
+    2_100,
+    30_000,
+  )!;
+  assert.equal(second.patch!.deposits!.length, MAX_CLAIMS_PER_WRITE + 5);
+  assert.deepEqual(second.claims, shown.slice(MAX_CLAIMS_PER_WRITE).map((d) => d.txid));
+});
+
+Deno.test("[invoices] two invoices of one address cannot both claim a transaction: the later write is stale and changes nothing", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const first = await createTestInvoice(app);
+    assert.equal((await cancelInvoiceCall(app, first.id)).status, 200);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = await createTestInvoice(app);
+    assert.equal(second.address, first.address, "the free address is reused");
+    const claim = (): InvoiceChange => ({ events: [], patch: { checkAt: null }, claims: ["t1"] });
+    assert.equal((await updateInvoice(app.server.ctx, first.id, claim)).outcome, "applied");
+    const entry = await getInvoiceEntry(app.kv, second.id);
+    const lost = await updateInvoice(app.server.ctx, second.id, claim, { basedOn: entry.versionstamp! });
+    assert.equal(lost.outcome, "stale");
+    assert.equal((await getInvoiceEntry(app.kv, second.id)).versionstamp, entry.versionstamp, "nothing written");
+  } finally {
+    await app.close();
+  }
 });

@@ -28,6 +28,13 @@ const freeKey = (shopId: string, network: Network, address: string) =>
   ["invoice_addresses_free", shopId, network, address] as const;
 /** Which shop an address belongs to: the chain's notices name only the network and the address. */
 const ownerKey = (network: Network, address: string) => ["invoice_address_owner", network, address] as const;
+/**
+ * Which invoice a transaction to an address counts for: the first to list it, for good. An address is reused, and
+ * the chain may show a transaction again with a time in a later invoice's (rebroadcast after a drop, re-mined after
+ * a reorganisation): without this, the later invoice would count the earlier buyer's money, as paid by its buyer.
+ */
+const depositClaimKey = (network: Network, address: string, txid: string) =>
+  ["invoice_deposit_claims", network, address, txid] as const;
 const checkJob = (id: string) => ({ kind: "invoice_check" as const, id });
 
 export async function getInvoice(kv: Deno.Kv, id: string): Promise<Invoice | null> {
@@ -55,6 +62,18 @@ export async function listFreeAddresses(
 /** The shop an address of the pool belongs to, or null when it is not one of ours. */
 export async function getAddressOwner(kv: Deno.Kv, network: Network, address: string): Promise<string | null> {
   return (await kv.get<string>(ownerKey(network, address))).value;
+}
+
+/** Which invoice claimed each of these transactions to an invoice's address (depositClaimKey); unclaimed: absent. */
+export async function getDepositClaims(
+  kv: Deno.Kv,
+  at: Pick<Invoice, "network" | "address">,
+  txids: string[],
+): Promise<Map<string, string>> {
+  const entries = await getManyEntries<string>(kv, txids.map((txid) => depositClaimKey(at.network, at.address, txid)));
+  const claims = new Map<string, string>();
+  entries.forEach((e, i) => e.value !== null && claims.set(txids[i], e.value));
+  return claims;
 }
 
 /** Every address of a shop's pool on every network (the console lists them; pools stay small by design). */
@@ -146,6 +165,8 @@ export interface InvoiceWrite {
   stat?: InvoiceStat;
   /** The invoice's pool address as read, when this write frees it (the invoice closes). */
   release?: Deno.KvEntry<PoolAddress>;
+  /** Transactions to its address this write claims for the invoice: the write fails if another claimed one first. */
+  claims?: string[];
   jobs: ScheduleOptions;
 }
 
@@ -176,6 +197,10 @@ export async function commitInvoiceWrite(
         .set(addressKey(next.shopId, next.network, next.address), free)
         .set(freeKey(next.shopId, next.network, next.address), free);
     }
+  }
+  for (const txid of w.claims ?? []) {
+    const key = depositClaimKey(next.network, next.address, txid);
+    op.check({ key, versionstamp: null }).set(key, next.id);
   }
   for (const e of w.events) op.set(eventKey(next.id, sortableId(e.at)), e);
   // One activity entry per write, however many events: the invoice as it stands after them, which is what the

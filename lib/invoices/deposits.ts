@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, UpstreamError } from "../errors.ts";
-import { getAddressOwner, getInvoice, getInvoiceEntry, getPoolAddressEntry } from "../db/invoices.ts";
+import { getAddressOwner, getDepositClaims, getInvoice, getInvoiceEntry, getPoolAddressEntry } from "../db/invoices.ts";
 import { hasIdShape } from "../ids.ts";
 import { log, warnRepeatable } from "../log.ts";
 import { parseStrictJson } from "../json_body.ts";
@@ -23,15 +23,53 @@ export const MAX_DEPOSITS_PER_INVOICE = 100;
 export const DUST_LISTED_UP_TO = 80;
 
 /**
- * Which of the chain's deposits at an address are this invoice's: those the
- * chain saw while the invoice was the address's latest holder (from its
- * creation until the next invoice took the address). An address is reused, so
- * time is what tells two invoices' money apart.
+ * When the chain saw the deposits that may be this invoice's: while it was the
+ * address's latest holder (from its creation until the next invoice took the
+ * address). An address is reused, so time is what tells two invoices' money
+ * apart, until an invoice lists a transaction: from then on it is that
+ * invoice's, whatever time the chain shows it with later (see Attribution).
  */
 export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: number; until: number | null } | null {
   if (!address || address.lastInvoiceId === inv.id) return { from: inv.createdAt, until: null };
   if (address.previousInvoiceId === inv.id) return { from: inv.createdAt, until: address.lastTakenAt };
   return null;
+}
+
+/**
+ * Whose the transactions the chain shows at an invoice's address are. One an invoice has listed is claimed by it
+ * for good (getDepositClaims): the chain may show it again with a time in a later invoice's window (rebroadcast
+ * after a drop, re-mined after a reorganisation), and the later invoice must not count the earlier buyer's money as
+ * paid by its own buyer. One no invoice has listed is the invoice's whose window the chain saw it in. Deposits listed
+ * before claims existed are claimed by the next write of their invoice that finds them in its window.
+ */
+export interface Attribution {
+  window: { from: number; until: number | null };
+  /** The claims of the transactions the read shows, as read beside it (see claimsToRead); unclaimed ones absent. */
+  claimedBy: ReadonlyMap<string, string>;
+}
+
+/** Most transactions one write claims: each is a check, and an atomic operation takes 100. */
+export const MAX_CLAIMS_PER_WRITE = 40;
+
+/**
+ * The transactions of a read whose claims matter to the invoice: those it lists, and new ones in its window it has
+ * room for (past DUST_LISTED_UP_TO, not dust). Bounded by the chain's answer (1,000 deposits at most).
+ */
+export function claimsToRead(inv: Invoice, read: ChainRead, window: Attribution["window"]): string[] {
+  const known = new Set(inv.deposits.map((d) => d.txid));
+  const room = inv.deposits.length < MAX_DEPOSITS_PER_INVOICE;
+  const dustToo = inv.deposits.length < DUST_LISTED_UP_TO;
+  const dust = dustBelow(inv);
+  return read.state.deposits
+    .filter((d) =>
+      known.has(d.txid) ||
+      (room && inWindowOf(window, d.seenAt) && (dustToo || BigInt(d.amount) >= dust))
+    )
+    .map((d) => d.txid);
+}
+
+function inWindowOf(window: Attribution["window"], seenAt: number): boolean {
+  return seenAt >= window.from && (window.until === null || seenAt < window.until);
 }
 
 /**
@@ -87,23 +125,28 @@ export interface ChainRead {
 export function decideFromChain(
   inv: Invoice,
   read: ChainRead,
-  window: { from: number; until: number | null },
+  { window, claimedBy }: Attribution,
   now: number,
   pollMs: number,
 ): InvoiceChange | null {
   const needed = confirmationsNeeded(inv.network);
   const open = isInvoiceOpen(inv.status);
-  const inWindow = (seenAt: number) => seenAt >= window.from && (window.until === null || seenAt < window.until);
+  const ours = (txid: string, seenAt: number) => {
+    const claimant = claimedBy.get(txid);
+    return claimant === undefined ? inWindowOf(window, seenAt) : claimant === inv.id;
+  };
+  // Listed before claims existed, and the invoice's by its window: claimed with this write, if there is one.
+  const unclaimed: string[] = [];
   const byTx = new Map(read.state.deposits.map((d) => [d.txid, d]));
   const events: InvoiceEvent[] = [];
   const deposits = inv.deposits.map((d) => {
     const seen = byTx.get(d.txid);
     if (!seen) return missing(d);
+    const mine = ours(d.txid, seen.seenAt);
+    if (mine && !claimedBy.has(d.txid)) unclaimed.push(d.txid);
     if (d.dropped) {
-      // Shown again (rebroadcast, or a reorganisation undone). It is this invoice's only if the chain saw it while
-      // the address was this invoice's (otherwise the invoice holding the address now counts it), and money back
-      // after the invoice closed is late.
-      if (!inWindow(seen.seenAt)) return d;
+      // Shown again (rebroadcast, or a reorganisation undone): money back after the invoice closed is late.
+      if (!mine) return d;
       const late = d.late || !open;
       events.push({
         type: late ? "late_deposit" : "deposit_seen",
@@ -112,9 +155,9 @@ export function decideFromChain(
       });
       return { ...d, dropped: false, late, confirmations: seen.confirmations };
     }
-    // Shown with a time outside this invoice's (rebroadcast while another held the address): that one's news, and
-    // gone from this invoice's view of the chain.
-    if (!inWindow(seen.seenAt)) return missing(d);
+    // Another invoice's (listed before claims, and shown now with a time in that one's window): gone from this
+    // invoice's view of the chain.
+    if (!mine) return missing(d);
     // Confirmations only grow here: a node a block behind must not move the status back and forth. A reorganisation
     // that sends a confirmed deposit back to the mempool keeps its count too: confirmed money is taken as settled,
     // as when it disappears (missing()); operators see it on the chain.
@@ -154,8 +197,10 @@ export function decideFromChain(
   const fresh: InvoiceDeposit[] = [];
   const dust = dustBelow(inv);
   let dustLeft = 0;
+  // More new deposits than one write may claim: the rest are listed by the next poll, which comes at once.
+  let more = false;
   for (const d of read.state.deposits) {
-    if (known.has(d.txid) || !inWindow(d.seenAt)) continue;
+    if (known.has(d.txid) || !ours(d.txid, d.seenAt)) continue;
     if (deposits.length + fresh.length >= MAX_DEPOSITS_PER_INVOICE) {
       warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
@@ -163,6 +208,10 @@ export function decideFromChain(
     if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
       dustLeft++;
       continue;
+    }
+    if (fresh.length >= MAX_CLAIMS_PER_WRITE) {
+      more = true;
+      break;
     }
     // Arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
     const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
@@ -178,7 +227,8 @@ export function decideFromChain(
   // Expiry is judged on a read asked for once expiresAt had passed by our clock (the chain's may run ahead; a read
   // asked for before may not show a payment made just before). Without money that holds it open by then, the
   // invoice expired at expiresAt, whenever the sweep comes by: what the chain saw since is late.
-  const expiring = open && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...deposits, ...fresh]) &&
+  // Not while some of the read's deposits wait to be listed: one of them may be the payment.
+  const expiring = open && !more && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...deposits, ...fresh]) &&
     canMoveInvoice(inv.status, "expired");
   // Expiring, money that came after expiresAt is late, also money listed while something else held the invoice open
   // that is gone now (dropped).
@@ -200,16 +250,19 @@ export function decideFromChain(
   const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]);
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
+  const claims = [...fresh.map((d) => d.txid).filter((txid) => !claimedBy.has(txid)), ...unclaimed]
+    .slice(0, MAX_CLAIMS_PER_WRITE);
+  const nextPoll = more ? now : now + pollMs;
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
-  if (!open) return { events, patch: { deposits: listed, checkAt: now + pollMs } };
+  if (!open) return { events, patch: { deposits: listed, checkAt: nextPoll }, claims };
   let to = statusFromDeposits(inv, listed, read.at);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
   if (expiring) to = "expired";
   // Read again at expiresAt while it could still expire then.
   const mayExpire = canMoveInvoice(to, "expired") && !heldOpenPastExpiry(inv, listed);
-  const checkAt = mayExpire ? Math.min(inv.expiresAt, now + pollMs) : now + pollMs;
-  return { to, events, patch: { deposits: listed, checkAt } };
+  const checkAt = mayExpire ? Math.min(inv.expiresAt, nextPoll) : nextPoll;
+  return { to, events, patch: { deposits: listed, checkAt }, claims };
 }
 
 /**
@@ -235,10 +288,11 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
         (c) => (c.checkAt === null ? null : { events: [], patch: { checkAt: null } }),
       );
     }
+    const claimedBy = await getDepositClaims(ctx.kv, inv, claimsToRead(inv, read, window));
     const update = await updateInvoice(
       ctx,
       invoiceId,
-      (current, now) => decideFromChain(current, read, window, now, ctx.config.chainPollMs),
+      (current, now) => decideFromChain(current, read, { window, claimedBy }, now, ctx.config.chainPollMs),
       { basedOn: entry.versionstamp },
     );
     if (update.outcome !== "stale") return update;
@@ -312,10 +366,13 @@ export async function handleChainNotice(ctx: AppContext, headers: Headers, rawBo
     .value;
   const read = await readAddress(ctx, notice);
   const deposit = read.state.deposits.find((d) => d.txid === notice.txid);
-  // A transaction the chain no longer shows was dropped, from whichever invoice listed it: the address's two latest
-  // (the one holding it, or the one before, for late money) are brought up to date. Otherwise the one whose time
-  // the chain saw it in.
-  const candidates = !deposit
+  const claimant = (await getDepositClaims(ctx.kv, notice, [notice.txid])).get(notice.txid);
+  // A transaction an invoice listed is that invoice's news. One the chain no longer shows was dropped, from
+  // whichever invoice listed it: the address's two latest (the one holding it, or the one before, for late money)
+  // are brought up to date. Otherwise the one whose time the chain saw it in.
+  const candidates = claimant
+    ? [claimant]
+    : !deposit
     ? [address?.lastInvoiceId, address?.previousInvoiceId]
     : [deposit.seenAt >= (address?.lastTakenAt ?? 0) ? address?.lastInvoiceId : address?.previousInvoiceId];
   let outcome: ChainNoticeOutcome = "unchanged";

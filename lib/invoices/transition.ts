@@ -23,6 +23,8 @@ export interface InvoiceChange {
   patch?: Partial<Pick<Invoice, "deposits" | "checkAt">>;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: string };
+  /** Transactions to the invoice's address it lists for the first time: claimed for it in the same operation. */
+  claims?: string[];
 }
 
 export type InvoiceUpdate =
@@ -101,6 +103,7 @@ export async function updateInvoice(
       stat,
       release: release?.value ? release as Deno.KvEntry<typeof release.value> : undefined,
       audit: change.audit && statusMoveAudit(change.audit, { at: now, target: inv.id, from: inv.status, to }),
+      claims: change.claims,
       jobs: { queue: ctx.config.jobsQueue, now },
     });
     if (saved) {
@@ -109,6 +112,9 @@ export async function updateInvoice(
       if (release?.value) noteAddressFreed(ctx.kv, next.shopId, next.network);
       return { outcome: "applied", invoice: next };
     }
+    // Decided on something read beside the invoice (the chain, the deposits' claims): what failed the write may
+    // be one of those, which deciding again on the same reading would not see.
+    if (opts.basedOn !== undefined) return { outcome: "stale", invoice: inv };
   }
   throw new ConflictError("The invoice is busy; retry.");
 }
