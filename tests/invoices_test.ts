@@ -1383,3 +1383,28 @@ Deno.test("[invoices] two invoices of one address cannot both claim a transactio
     await app.close();
   }
 });
+
+Deno.test("[invoices] a read asked before expiresAt and answered after it moves nothing on money that may be late: the next read, at once, decides", () => {
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 1_000, checkAt: 1_000 });
+  // The chain saw the payment after expiresAt; our read was asked just before and answered just after.
+  const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_005 };
+  const straddling = decideFromChain(
+    inv,
+    { state: chainShowing([payment]), at: 995, answeredAt: 1_010 },
+    ALL_TIME,
+    1_010,
+    30_000,
+  )!;
+  assert.equal(straddling.to, "waiting_for_deposit", "no payment_confirmation postback to take back");
+  assert.equal(straddling.patch!.deposits![0].inTime, false);
+  assert.ok(straddling.patch!.checkAt! <= 1_010, "read again at once");
+  const next = decideFromChain(
+    { ...inv, deposits: straddling.patch!.deposits! },
+    { state: chainShowing([payment]), at: 1_020 },
+    ALL_TIME,
+    1_020,
+    30_000,
+  )!;
+  assert.equal(next.to, "expired");
+  assert.equal(next.patch!.deposits![0].late, true);
+});

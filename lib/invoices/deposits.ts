@@ -259,6 +259,12 @@ export function decideFromChain(
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
   if (expiring) to = "expired";
+  // Answered after expiresAt (asked before it, or with deposits still to list), with nothing that arrived in time to
+  // hold it open: what this read shows may yet be late, so it moves nothing (no "payment seen" postback the next
+  // read takes back); that read comes at once (checkAt below) and decides.
+  const undecided = !expiring && (read.answeredAt ?? read.at) >= inv.expiresAt &&
+    !heldOpenPastExpiry(inv, listed) && canMoveInvoice(inv.status, "expired");
+  if (undecided) to = inv.status;
   // Read again at expiresAt while it could still expire then.
   const mayExpire = canMoveInvoice(to, "expired") && !heldOpenPastExpiry(inv, listed);
   const checkAt = mayExpire ? Math.min(inv.expiresAt, nextPoll) : nextPoll;
