@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { analyticsStatus, backfillAnalytics, createAnalytics } from "../lib/analytics/mod.ts";
 import { loadConfig } from "../lib/config.ts";
 import { listActivity } from "../lib/db/activity.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { describePayment } from "../lib/payments/admin.ts";
 
 /** The activity entries that become payment_events rows (provider calls and invoices have their own tables). */
 async function paymentActivity(kv: Deno.Kv, opts: { limit: number }) {
@@ -158,9 +160,13 @@ Deno.test({
 
       assert.deepEqual(fake.table("invoices").body.schema?.fields, invoicesFields);
 
-      // A column added to docs/bigquery/ after the first setup is appended by the next one.
+      // A column added to docs/bigquery/ after the first setup is appended by the next one: the newest, settled_at,
+      // went at the end of its file, where setup appends it to a payments table made before it.
       const newest = paymentsFields.at(-1)!.name;
+      assert.equal(newest, "settled_at");
       payments.schema!.fields = payments.schema!.fields.filter((f) => f.name !== newest);
+      const stale = await sink.insert("payments", [{ insertId: "p1", json: { settled_at: null } }]).catch((e) => e);
+      assert.match(describeBigQueryError(stale), /no such field: settled_at\. Run `deno task bq setup`/);
       // An invoices table set up before invoices had an email gets the column, in the place a new table has it.
       const invoices = fake.table("invoices").body;
       invoices.schema!.fields = invoices.schema!.fields.filter((f) => f.name !== "email");
@@ -293,6 +299,70 @@ Deno.test({
     } finally {
       await shop.close();
     }
+  },
+});
+
+Deno.test({
+  name: "[bigquery] settled_at dates a late payment by when its money came, not by its expiry; null when never paid",
+  ...unsanitized,
+  async fn() {
+    // Bansky cannot stop money already on its way: the cancel at expiry is refused and the buyer still pays.
+    await withExport({ app: { standaloneSandbox: true, knobs: { refuseCancels: true } } }, async ({ app, fake }) => {
+      const MINUTE = 60_000;
+      const ctx = app.server.ctx;
+      const create = async (extra: Record<string, unknown> = {}) => {
+        const init = await callInit(app, paymentBody(extra));
+        assert.equal(init.status, 201, JSON.stringify(init.body));
+        return init.body as { id: string; url: string };
+      };
+      const stored = (id: string, status: string) =>
+        waitFor(`${id} ${status}`, async () => {
+          const p = await getPayment(app.kv, id);
+          return p?.status === status ? p : undefined;
+        });
+      const row = (id: string, status: string) =>
+        waitFor(`${id}'s ${status} row`, () => {
+          const r = latestPayments(fake).get(id);
+          return r?.status === status ? r : undefined;
+        });
+
+      const onTime = await create();
+      await buyerSettles(onTime.url, "paid");
+      const declined = await create();
+      await buyerSettles(declined.url, "declined");
+      await stored(onTime.id, "succeeded");
+      await stored(declined.id, "failed");
+
+      const late = await create({ expiresIn: 60 });
+      ctx.now = () => Date.now() + 61_000;
+      await app.server.runner.sweep();
+      const expired = await stored(late.id, "expired");
+      // The money comes two minutes after the expiry (within the webhooks' 5-minute window).
+      ctx.now = () => Date.now() + 61_000 + 2 * MINUTE;
+      const res = await fetch(`${app.sandboxUrl}/payments/${expired.providerRef}/complete`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SANDBOX_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ outcome: "paid" }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      const lateRecord = await stored(late.id, "succeeded");
+      assert.equal(lateRecord.late, true);
+
+      const lateRow = await row(late.id, "succeeded");
+      assert.equal(lateRow.finalized_at, new Date(expired.finalizedAt!).toISOString(), "finalized_at keeps the expiry");
+      // The console's Settled time, from the same owner: when the money came.
+      const { settled } = await describePayment(ctx, late.id);
+      assert.equal(lateRow.settled_at, new Date(settled.at!).toISOString());
+      assert.ok(Date.parse(lateRow.settled_at as string) - Date.parse(lateRow.finalized_at as string) >= 2 * MINUTE);
+
+      const onTimeRow = await row(onTime.id, "succeeded");
+      assert.ok(onTimeRow.finalized_at);
+      assert.equal(onTimeRow.settled_at, onTimeRow.finalized_at, "a success on time settled when it was finalized");
+      const declinedRow = await row(declined.id, "failed");
+      assert.ok(declinedRow.finalized_at);
+      assert.equal(declinedRow.settled_at, null, "no money came");
+      for (const r of fake.table("payments").rows.values()) assert.equal(validateRow(paymentsFields, r), null);
+    });
   },
 });
 
@@ -754,7 +824,11 @@ Deno.test({
       // The batch held only the creation, so its row came from the activity entry: it must be the record's row.
       const { getPayment } = await import("../lib/db/payments.ts");
       const { paymentRow } = await import("../lib/analytics/rows.ts");
-      const expected = await paymentRow((await getPayment(app.kv, id))!, [], app.server.ctx.analytics!.email);
+      const expected = await paymentRow(
+        (await getPayment(app.kv, id))!,
+        { deliveries: [], events: [] },
+        app.server.ctx.analytics!.email,
+      );
       const rows = fake.table("payments").received.filter((r) => r.json.id === id);
       assert.deepEqual(rows.map((r) => [r.insertId, r.json]), [[expected.insertId, expected.json]]);
 
@@ -793,7 +867,7 @@ Deno.test({
         .commit();
       assert.ok(stored.ok);
       await waitExported(h);
-      const expected = await paymentRow(asCreated, [], app.server.ctx.analytics!.email);
+      const expected = await paymentRow(asCreated, { deliveries: [], events: [] }, app.server.ctx.analytics!.email);
       const rows = fake.table("payments").received.filter((r) => r.json.id === asCreated.id);
       assert.deepEqual(rows.map((r) => [r.insertId, r.json]), [[expected.insertId, expected.json]]);
     });

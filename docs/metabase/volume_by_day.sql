@@ -1,13 +1,22 @@
--- Succeeded volume and count per UTC day and currency (amounts in minor units and in major units).
+-- Succeeded volume and count per UTC day the money came, and currency (amounts in minor units).
+-- settled_at is when the money came: a late payment (succeeded after it expired or was cancelled) counts on that day,
+-- not on the day of its expiry that finalized_at keeps. Rows exported before settled_at existed hold null there and
+-- fall back to finalized_at: the same time for every success but a late one, which such a row still dates by its
+-- expiry (better than leaving its money out; its exact time is on its status_changed row in payment_events, too costly
+-- to join here).
 SELECT
-  DATE(finalized_at) AS day,
+  DATE(paid_at) AS day,
   currency,
   COUNT(*) AS payments,
   SUM(amount) AS volume_minor
-FROM `project.dataset.payments_latest`
-WHERE status = 'succeeded'
+FROM (
+  SELECT shop_id, currency, amount, COALESCE(settled_at, finalized_at) AS paid_at
+  FROM `project.dataset.payments_latest`
+  WHERE status = 'succeeded'
+)
+WHERE TRUE
   [[AND shop_id = {{shop_id}}]]
-  [[AND DATE(finalized_at) >= {{from}}]]
-  [[AND DATE(finalized_at) <= {{to}}]]
+  [[AND DATE(paid_at) >= {{from}}]]
+  [[AND DATE(paid_at) <= {{to}}]]
 GROUP BY day, currency
 ORDER BY day, currency

@@ -3,7 +3,8 @@ import type { ActivityRef } from "../db/activity.ts";
 type PaymentActivityRef = Exclude<ActivityRef, { kind: "invoice" }>;
 import { getActivityRecords } from "../db/analytics.ts";
 import { getDeliveryEntry, listDeliveriesByPayment } from "../db/deliveries.ts";
-import { getPayments } from "../db/payments.ts";
+import { getPayments, listPaymentEvents } from "../db/payments.ts";
+import { readsTimeline } from "../payments/settlement.ts";
 import { log } from "../log.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
@@ -66,9 +67,13 @@ export async function buildRows(
   // A provider call changes nothing in the payment's row: only its own entries count.
   const { known, toRead } = paymentsToRead(paymentEntries);
   const payments = [...known, ...await getPayments(kv, toRead)];
-  const paymentRows = await Promise.all(
-    payments.map(async (p) => paymentRow(p, mayHavePostbacks(p) ? await listDeliveriesByPayment(kv, p.id) : [], email)),
-  );
+  const paymentRows = await Promise.all(payments.map(async (p) =>
+    paymentRow(p, {
+      deliveries: mayHavePostbacks(p) ? await listDeliveriesByPayment(kv, p.id) : [],
+      // Only a late payment's settling time is on its timeline (see settlement): the rest need no read.
+      events: readsTimeline(p) ? await listPaymentEvents(kv, p) : [],
+    }, email)
+  ));
   const found = events.filter((r): r is InsertRow => r !== null);
   // Entries and records are written in one atomic operation and never deleted, so this is a bug worth hearing of.
   if (found.length < events.length) {

@@ -5,6 +5,7 @@ import type { EmailOptions, InsertRow } from "./types.ts";
 import type { Invoice } from "../invoices/types.ts";
 import { formatBaseUnits } from "../invoices/amounts.ts";
 import { invoiceTotals } from "../invoices/view.ts";
+import { moneySettledAt } from "../payments/settlement.ts";
 
 /**
  * Turns stored records into BigQuery rows (columns in docs/bigquery/*.json).
@@ -40,12 +41,25 @@ export async function emailColumn(email: string, opts: EmailOptions): Promise<st
   }
 }
 
+/** What a payment's row needs besides the record: its postbacks, and a late payment's events (its settling time). */
+export interface PaymentRecords {
+  deliveries: Delivery[];
+  /** The payment's timeline, which `settled_at` needs for a late payment (see readsTimeline); [] for any other. */
+  events: PaymentEvent[];
+}
+
 /**
  * The payment's current state with its latest postback. `updated_at` is the
  * newest change to anything in the row, and with the id it forms the
  * insertId: the same state is never inserted twice, a new state always is.
+ * `settled_at` is when the money came, as the console's Settled line says it
+ * (lib/payments/settlement.ts): `finalized_at` keeps a late payment's expiry.
  */
-export async function paymentRow(p: Payment, deliveries: Delivery[], email: EmailOptions): Promise<InsertRow> {
+export async function paymentRow(
+  p: Payment,
+  { deliveries, events }: PaymentRecords,
+  email: EmailOptions,
+): Promise<InsertRow> {
   const latest = deliveries.reduce<Delivery | null>((a, d) => (!a || d.createdAt > a.createdAt ? d : a), null);
   const updatedAt = Math.max(p.updatedAt, p.firstRedirectAt ?? 0, ...deliveries.map((d) => d.updatedAt));
   return {
@@ -77,6 +91,7 @@ export async function paymentRow(p: Payment, deliveries: Delivery[], email: Emai
       postback_last_status_code: latest?.lastStatusCode ?? null,
       postback_last_error: latest?.lastError ?? null,
       refunded_amount: p.refundedAmount ?? 0,
+      settled_at: ts(moneySettledAt(p, events)),
     },
   };
 }

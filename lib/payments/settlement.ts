@@ -1,4 +1,4 @@
-import { isLateSuccess, type PaymentStatus } from "./status.ts";
+import { isLateSuccess, isPaid, type PaymentStatus } from "./status.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
 
 /** When a payment settled, as its console page says it; see settlement. */
@@ -16,7 +16,7 @@ export interface Settlement {
  * beside it.
  */
 export function settlement(p: Payment, events: PaymentEvent[]): Settlement {
-  if (!p.late || p.finalizedAt === null) return { at: p.finalizedAt, gaveUp: null };
+  if (!readsTimeline(p)) return { at: p.finalizedAt, gaveUp: null };
   const move = events.find((e) =>
     e.type === "status_changed" && isLateSuccess(e.data.from as PaymentStatus, e.data.to as PaymentStatus)
   );
@@ -24,4 +24,21 @@ export function settlement(p: Payment, events: PaymentEvent[]): Settlement {
   // and finalizedAt would be the wrong one.
   if (!move) return { at: null, gaveUp: null };
   return { at: move.at, gaveUp: { as: move.data.from as PaymentStatus, at: p.finalizedAt } };
+}
+
+/**
+ * True when `settlement` needs the payment's events: only a late payment's time is on its timeline, every other
+ * one's is its `finalizedAt`. Lets a reader of many payments (the BigQuery export) list the events of these alone.
+ */
+export function readsTimeline(p: Payment): p is Payment & { finalizedAt: number } {
+  return p.late === true && p.finalizedAt !== null;
+}
+
+/**
+ * When the payment's money came (BigQuery's `settled_at`): its settlement time when it succeeded, refunded since
+ * or not, so a late payment's is the success and not the expiry; null when it never succeeded (open, failed,
+ * expired, cancelled): no money came, whenever it settled.
+ */
+export function moneySettledAt(p: Payment, events: PaymentEvent[]): number | null {
+  return isPaid(p.status) ? settlement(p, events).at : null;
 }

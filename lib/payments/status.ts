@@ -69,6 +69,21 @@ export function isLateSuccess(from: PaymentStatus, to: PaymentStatus): boolean {
   return to === "succeeded" && (from === "expired" || from === "cancelled");
 }
 
+/** True once the payment's money came: it succeeded, and may have been refunded since (refunds start from a success). */
+export function isPaid(status: PaymentStatus): boolean {
+  switch (status) {
+    case "succeeded":
+    case "partially_refunded":
+    case "refunded":
+      return true;
+    case "pending":
+    case "failed":
+    case "expired":
+    case "cancelled":
+      return false;
+  }
+}
+
 /** True when the status is one the stats count on entry. */
 export function isCounted(status: PaymentStatus): status is CountedStatus {
   return STATUS_RULES[status].counted;
