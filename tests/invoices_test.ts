@@ -1090,7 +1090,7 @@ Deno.test("[invoices] once a replacement for a dropped transfer is on its way, t
   }
 });
 
-Deno.test("[invoices] a closed invoice is read while its late money confirms, and no more once its address has moved on twice", async () => {
+Deno.test("[invoices] a closed invoice is read while its late money confirms, also once its address has moved on twice, and no more once it is final", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
     const chain = chainApi(app);
@@ -1112,9 +1112,20 @@ Deno.test("[invoices] a closed invoice is read while its late money confirms, an
       assert.equal(next.address, first.address);
       assert.equal((await cancelInvoiceCall(app, next.id)).status, 200);
     }
+    // Its late money is still its own (its claim), and still confirming: read on.
+    await chain.mine(5, "tron");
     advanceClock(app, app.config.chainPollMs + 1000);
     await app.server.runner.sweep();
-    assert.equal((await getInvoiceEntry(app.kv, first.id)).value!.checkAt, null);
+    const still = (await getInvoiceEntry(app.kv, first.id)).value!;
+    assert.equal(still.deposits[0].confirmations, 5);
+    assert.notEqual(still.checkAt, null);
+    // Final (twice the network's confirmations): nothing left to watch.
+    await chain.mine(40, "tron");
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const done = (await getInvoiceEntry(app.kv, first.id)).value!;
+    assert.equal(done.deposits[0].confirmations, 45);
+    assert.equal(done.checkAt, null);
   } finally {
     await app.close();
   }
@@ -1341,18 +1352,19 @@ Deno.test("[invoices] a confirmed deposit the chain shows again with a time in t
 
 Deno.test("[invoices] one write claims at most MAX_CLAIMS_PER_WRITE new deposits; the rest are listed by the next poll, at once, and nothing expires meanwhile", () => {
   const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 1_000, checkAt: 1_000 });
+  // Seen after expiresAt, so none holds the invoice open: whether it expires waits for all of them to be listed.
   const shown = Array.from({ length: MAX_CLAIMS_PER_WRITE + 5 }, (_, i) => ({
     txid: `t${i}`,
-    amount: "1",
+    amount: "10000",
     confirmations: 0,
-    seenAt: 500 + i,
+    seenAt: 1_500 + i,
   }));
   const first = decideFromChain(inv, { state: chainShowing(shown), at: 2_000 }, ALL_TIME, 2_000, 30_000)!;
   assert.equal(first.patch!.deposits!.length, MAX_CLAIMS_PER_WRITE);
   assert.equal(first.claims!.length, MAX_CLAIMS_PER_WRITE);
-  assert.notEqual(first.to, "expired", "some of the read's deposits are not listed yet");
+  assert.equal(first.to, "waiting_for_deposit", "some of the read's deposits are not listed yet: nothing decided");
   assert.ok(first.patch!.checkAt! <= 2_000, "polled again at once");
-  const listed = { ...inv, status: first.to ?? inv.status, deposits: first.patch!.deposits! };
+  const listed = { ...inv, deposits: first.patch!.deposits! };
   const claimedBy = new Map(first.claims!.map((txid) => [txid, inv.id]));
   const second = decideFromChain(
     listed,
@@ -1363,6 +1375,95 @@ Deno.test("[invoices] one write claims at most MAX_CLAIMS_PER_WRITE new deposits
   )!;
   assert.equal(second.patch!.deposits!.length, MAX_CLAIMS_PER_WRITE + 5);
   assert.deepEqual(second.claims, shown.slice(MAX_CLAIMS_PER_WRITE).map((d) => d.txid));
+  assert.equal(second.to, "expired");
+  assert.ok(second.patch!.deposits!.every((d) => d.late));
+});
+
+Deno.test("[invoices] a stranger's dust cannot push a payment past the claim cap: money over the dust line is listed first", () => {
+  // The chain's clock runs ahead of ours: the payment is seen at 1_005 by its clock, before 1_000 by ours.
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 1_000, checkAt: 990 });
+  const dust = Array.from({ length: MAX_CLAIMS_PER_WRITE + 10 }, (_, i) => ({
+    txid: `d${i}`,
+    amount: "1",
+    confirmations: 0,
+    seenAt: 100 + i,
+  }));
+  const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_005 };
+  const read = { state: chainShowing([...dust, payment]), at: 990, answeredAt: 995 };
+  const decided = decideFromChain(inv, read, ALL_TIME, 995, 30_000)!;
+  const pay = decided.patch!.deposits!.find((d) => d.txid === "pay");
+  assert.equal(pay?.inTime, true, "listed by the read answered before expiresAt");
+  assert.equal(decided.to, "payment_confirmation");
+  const seen = decided.patch!.deposits!.map((d) => d.seenAt);
+  assert.deepEqual(seen, [...seen].sort((a, b) => a - b), "listed oldest first");
+});
+
+Deno.test("[invoices] a transaction the chain lists twice at an address is listed once", () => {
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 100_000, checkAt: 1_000 });
+  const shown = { txid: "t1", amount: "600000", confirmations: 0, seenAt: 500 };
+  const decided = decideFromChain(
+    inv,
+    { state: chainShowing([shown, { ...shown }]), at: 1_000 },
+    ALL_TIME,
+    1_000,
+    30_000,
+  )!;
+  assert.equal(decided.patch!.deposits!.length, 1);
+  assert.deepEqual(decided.claims, ["t1"]);
+  assert.equal(decided.to, "payment_confirmation");
+});
+
+Deno.test("[invoices] a dropped payment rebroadcast when its address has moved on twice comes back to the invoice that listed it", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const { chain, created: first, sent } = await droppedPastExpiry(app);
+    assert.equal((await readInvoice(app, first.id)).status, "expired");
+    shiftClock(app, 0);
+    await chain.knobs({ dropNotices: false });
+    await new Promise((r) => setTimeout(r, 5));
+    const second = await createTestInvoice(app);
+    assert.equal(second.address, first.address);
+    assert.equal((await cancelInvoiceCall(app, second.id)).status, 200);
+    await new Promise((r) => setTimeout(r, 5));
+    const third = await createTestInvoice(app);
+    assert.equal(third.address, first.address);
+    await new Promise((r) => setTimeout(r, 5));
+    await chain.deposit(first.address, "12500000", sent.txid); // rebroadcast: its notice names the first's claim
+    await chain.mine(20, "tron");
+    const back = await waitFor("back on the first invoice", async () => {
+      const i = await readInvoice(app, first.id);
+      return i.deposits[0].dropped === false ? i : undefined;
+    });
+    assert.equal(back.lateAmount, "12.5");
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    assert.deepEqual((await readInvoice(app, third.id)).deposits, [], "not the third buyer's");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a rebroadcast whose notice is lost comes back to the invoice that listed it by that invoice's poll", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const { chain, created: first, sent } = await droppedPastExpiry(app); // notices lost from here on
+    shiftClock(app, 0);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = await createTestInvoice(app);
+    assert.equal(second.address, first.address);
+    await new Promise((r) => setTimeout(r, 5));
+    await chain.deposit(first.address, "12500000", sent.txid); // rebroadcast, its notice lost
+    await chain.mine(20, "tron");
+    // Past the first invoice's next poll (set while our clock ran ahead, for the drop).
+    advanceClock(app, 3 * (DROP_GRACE_MS + app.config.chainPollMs + 1000));
+    await app.server.runner.sweep();
+    assert.deepEqual((await readInvoice(app, second.id)).deposits, []);
+    const back = await readInvoice(app, first.id);
+    assert.equal(back.deposits[0].dropped, false);
+    assert.equal(back.lateAmount, "12.5");
+  } finally {
+    await app.close();
+  }
 });
 
 Deno.test("[invoices] two invoices of one address cannot both claim a transaction: the later write is stale and changes nothing", async () => {

@@ -19,6 +19,7 @@ export const ChainDeposit = z.object({
 });
 export type ChainDeposit = z.infer<typeof ChainDeposit>;
 
+/** An address's deposits, one entry per transaction (its outputs to the address summed). */
 export const AddressState = z.object({
   network: NetworkSchema,
   address: z.string().min(1).max(200),

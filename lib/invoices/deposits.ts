@@ -7,7 +7,13 @@ import { parseStrictJson } from "../json_body.ts";
 import { sumUnits } from "./amounts.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import { requireChain } from "./chain.ts";
-import { type AddressState, CHAIN_SIGNATURE_HEADER, ChainNotice, checkChainSignature } from "./chain_wire.ts";
+import {
+  type AddressState,
+  CHAIN_SIGNATURE_HEADER,
+  type ChainDeposit,
+  ChainNotice,
+  checkChainSignature,
+} from "./chain_wire.ts";
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
@@ -29,11 +35,14 @@ export const DUST_LISTED_UP_TO = 80;
  * apart, until an invoice lists a transaction: from then on it is that
  * invoice's, whatever time the chain shows it with later (see Attribution).
  */
-export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: number; until: number | null } | null {
+export function claimWindow(inv: Invoice, address: PoolAddress | null): ClaimWindow | null {
   if (!address || address.lastInvoiceId === inv.id) return { from: inv.createdAt, until: null };
   if (address.previousInvoiceId === inv.id) return { from: inv.createdAt, until: address.lastTakenAt };
   return null;
 }
+
+/** When the chain saw the deposits that may be an invoice's (claimWindow). */
+export type ClaimWindow = { from: number; until: number | null };
 
 /**
  * Whose the transactions the chain shows at an invoice's address are. One an invoice has listed is claimed by it
@@ -43,32 +52,53 @@ export function claimWindow(inv: Invoice, address: PoolAddress | null): { from: 
  * before claims existed are claimed by the next write of their invoice that finds them in its window.
  */
 export interface Attribution {
-  window: { from: number; until: number | null };
+  /** Null once the invoice is neither the address's holder nor the one before: only its claims are its news. */
+  window: ClaimWindow | null;
   /** The claims of the transactions the read shows, as read beside it (see claimsToRead); unclaimed ones absent. */
   claimedBy: ReadonlyMap<string, string>;
+  /** New transactions whose claims were not read (claimsToRead's bound): listed by a later read. */
+  unread?: ReadonlySet<string>;
 }
 
-/** Most transactions one write claims: each is a check, and an atomic operation takes 100. */
-export const MAX_CLAIMS_PER_WRITE = 40;
+/** Most transactions one write claims: each is a check, and an atomic operation takes 100 (the write has 3 more). */
+export const MAX_CLAIMS_PER_WRITE = 90;
+/** Most new transactions whose claims one sync reads (a few trips of 10): a dusted address shows up to 1,000. */
+const MAX_CLAIM_READS = 120;
 
 /**
- * The transactions of a read whose claims matter to the invoice: those it lists, and new ones in its window it has
- * room for (past DUST_LISTED_UP_TO, not dust). Bounded by the chain's answer (1,000 deposits at most).
+ * The read's transactions new to the invoice that may be its (seen in its window; a claim may make one another's),
+ * in the order they are listed: money over the dust line first, so a stranger's dust cannot push a payment to a
+ * later read (by then past expiresAt, it would be late), then as the chain saw them.
  */
-export function claimsToRead(inv: Invoice, read: ChainRead, window: Attribution["window"]): string[] {
-  const known = new Set(inv.deposits.map((d) => d.txid));
-  const room = inv.deposits.length < MAX_DEPOSITS_PER_INVOICE;
-  const dustToo = inv.deposits.length < DUST_LISTED_UP_TO;
+function newCandidates(inv: Invoice, read: ChainRead, window: ClaimWindow | null): ChainDeposit[] {
+  if (!window) return [];
+  const taken = new Set(inv.deposits.map((d) => d.txid));
   const dust = dustBelow(inv);
+  const over = (d: ChainDeposit) => (BigInt(d.amount) >= dust ? 1 : 0);
   return read.state.deposits
-    .filter((d) =>
-      known.has(d.txid) ||
-      (room && inWindowOf(window, d.seenAt) && (dustToo || BigInt(d.amount) >= dust))
-    )
-    .map((d) => d.txid);
+    .filter((d) => inWindowOf(window, d.seenAt) && !taken.has(d.txid) && taken.add(d.txid))
+    .sort((a, b) => over(b) - over(a) || a.seenAt - b.seenAt);
 }
 
-function inWindowOf(window: Attribution["window"], seenAt: number): boolean {
+/**
+ * The transactions of a read whose claims the decision needs: those the invoice lists, and new ones it may list,
+ * up to MAX_CLAIM_READS (the rest are `unread`).
+ */
+export function claimsToRead(
+  inv: Invoice,
+  read: ChainRead,
+  window: ClaimWindow | null,
+): { txids: string[]; unread: Set<string> } {
+  const candidates = newCandidates(inv, read, window).map((d) => d.txid);
+  const shown = new Set(read.state.deposits.map((d) => d.txid));
+  const listed = inv.deposits.map((d) => d.txid).filter((txid) => shown.has(txid));
+  return {
+    txids: [...listed, ...candidates.slice(0, MAX_CLAIM_READS)],
+    unread: new Set(candidates.slice(MAX_CLAIM_READS)),
+  };
+}
+
+function inWindowOf(window: ClaimWindow, seenAt: number): boolean {
   return seenAt >= window.from && (window.until === null || seenAt < window.until);
 }
 
@@ -125,15 +155,17 @@ export interface ChainRead {
 export function decideFromChain(
   inv: Invoice,
   read: ChainRead,
-  { window, claimedBy }: Attribution,
+  { window, claimedBy, unread }: Attribution,
   now: number,
   pollMs: number,
 ): InvoiceChange | null {
   const needed = confirmationsNeeded(inv.network);
   const open = isInvoiceOpen(inv.status);
+  // Whether a listed transaction is still this invoice's: its claim says; unclaimed (listed before claims), the
+  // window, and without one (two holders back) it stays the invoice's that listed it.
   const ours = (txid: string, seenAt: number) => {
     const claimant = claimedBy.get(txid);
-    return claimant === undefined ? inWindowOf(window, seenAt) : claimant === inv.id;
+    return claimant !== undefined ? claimant === inv.id : window ? inWindowOf(window, seenAt) : true;
   };
   // Listed before claims existed, and the invoice's by its window: claimed with this write, if there is one.
   const unclaimed: string[] = [];
@@ -193,14 +225,15 @@ export function decideFromChain(
     return { ...rest, dropped: true };
   }
 
-  const known = new Set(inv.deposits.map((d) => d.txid));
   const fresh: InvoiceDeposit[] = [];
   const dust = dustBelow(inv);
   let dustLeft = 0;
-  // More new deposits than one write may claim: the rest are listed by the next poll, which comes at once.
+  // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
+  // which comes at once.
   let more = false;
-  for (const d of read.state.deposits) {
-    if (known.has(d.txid) || !ours(d.txid, d.seenAt)) continue;
+  for (const d of newCandidates(inv, read, window)) {
+    const claimant = claimedBy.get(d.txid);
+    if (claimant !== undefined && claimant !== inv.id) continue;
     if (deposits.length + fresh.length >= MAX_DEPOSITS_PER_INVOICE) {
       warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
@@ -209,7 +242,7 @@ export function decideFromChain(
       dustLeft++;
       continue;
     }
-    if (fresh.length >= MAX_CLAIMS_PER_WRITE) {
+    if (fresh.length >= MAX_CLAIMS_PER_WRITE || unread?.has(d.txid)) {
       more = true;
       break;
     }
@@ -217,6 +250,8 @@ export function decideFromChain(
     const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
     fresh.push({ ...d, late: !open, inTime });
   }
+  // Listed oldest first, as the chain saw them.
+  fresh.sort((a, b) => a.seenAt - b.seenAt);
   // Unlisted, the same dust is found again at every poll: a line a minute says it.
   if (dustLeft) {
     warnRepeatable("invoice dust", "dust deposits not listed on a full invoice", {
@@ -284,9 +319,9 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
     const read = await readAddress(ctx, inv);
     const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
     const window = claimWindow(inv, address);
-    if (!window) {
-      // Neither the address's holder nor the one before any more: no deposit there is its news now, so it is
-      // polled no more either.
+    if (!window && !inv.deposits.length) {
+      // Neither the address's holder nor the one before any more, and it lists nothing: no deposit there is its
+      // news now (a claim is made only by listing), so it is polled no more either.
       if (inv.checkAt === null || isInvoiceOpen(inv.status)) return { outcome: "unchanged", invoice: inv };
       return await updateInvoice(
         ctx,
@@ -294,11 +329,12 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
         (c) => (c.checkAt === null ? null : { events: [], patch: { checkAt: null } }),
       );
     }
-    const claimedBy = await getDepositClaims(ctx.kv, inv, claimsToRead(inv, read, window));
+    const { txids, unread } = claimsToRead(inv, read, window);
+    const claimedBy = await getDepositClaims(ctx.kv, inv, txids);
     const update = await updateInvoice(
       ctx,
       invoiceId,
-      (current, now) => decideFromChain(current, read, { window, claimedBy }, now, ctx.config.chainPollMs),
+      (current, now) => decideFromChain(current, read, { window, claimedBy, unread }, now, ctx.config.chainPollMs),
       { basedOn: entry.versionstamp },
     );
     if (update.outcome !== "stale") return update;

@@ -138,13 +138,14 @@ const WATCH_AFTER_CLOSE_MS = 7 * 24 * 3_600_000;
 
 /**
  * When the polling job reads the invoice's address next: `wanted` while it is open, and after it closed while a
- * deposit it lists is neither final nor dropped (for a week at most): closed, it is not the address's latest holder
- * for long, and a drop or a late deposit's confirmations would otherwise reach it only if a notice did.
+ * deposit it lists is not final (dropped ones included: the sender may rebroadcast it, and it is still this
+ * invoice's money), for a week at most: closed, it is not the address's latest holder for long, and a drop, a
+ * rebroadcast or a late deposit's confirmations would otherwise reach it only if a notice did.
  */
 function nextCheck(inv: Invoice, wanted: number | null, now: number): number | null {
   if (isInvoiceOpen(inv.status)) return wanted;
   const final = confirmationsFinal(inv.network);
-  const unsettled = inv.deposits.some((d) => !d.dropped && d.confirmations < final);
+  const unsettled = inv.deposits.some((d) => d.confirmations < final);
   const watching = unsettled && now < (inv.closedAt ?? now) + WATCH_AFTER_CLOSE_MS;
   return watching ? wanted : null;
 }
