@@ -18,12 +18,15 @@ import {
  * blocks (confirmations), answers what an address holds, and sends a signed
  * notice to the address's notify URL when a deposit is seen or confirmed
  * (retried until answered 2xx). `dropNotices` loses them all, so only polling
- * finds out. A deposit still in the mempool can be dropped (`POST /drop`), as
- * a double spend or an eviction would. The API is described in docs/public/sandbox.md.
+ * finds out; `addressDelayMs` makes the address service slow to answer. A
+ * deposit still in the mempool can be dropped (`POST /drop`), as a double
+ * spend or an eviction would. The API is described in docs/public/sandbox.md.
  */
 export interface ChainKnobs {
   /** Send no notices at all (lost in transit). */
   dropNotices: boolean;
+  /** How long a request for new addresses waits before it is answered (a busy address service). */
+  addressDelayMs: number;
 }
 
 export interface ChainSimulatorOptions {
@@ -82,7 +85,7 @@ export class ChainSimulator {
   noticesAccepted = 0;
 
   constructor(private readonly opts: ChainSimulatorOptions) {
-    this.knobs = { dropNotices: false, ...opts.knobs };
+    this.knobs = { dropNotices: false, addressDelayMs: 0, ...opts.knobs };
     this.routes();
   }
 
@@ -195,6 +198,7 @@ export class ChainSimulator {
       const body = NewAddress.safeParse(await c.req.json().catch(() => null));
       if (!body.success) return bad(c, body.error);
       const { network, label, notifyUrl } = body.data;
+      if (this.knobs.addressDelayMs) await new Promise((r) => setTimeout(r, this.knobs.addressDelayMs));
       const addresses = Array.from(
         { length: body.data.count ?? 1 },
         () => this.createAddress(network, label, notifyUrl),
@@ -230,6 +234,7 @@ export class ChainSimulator {
     app.post("/knobs", gate, async (c) => {
       const body = await c.req.json().catch(() => ({}));
       if (typeof body?.dropNotices === "boolean") this.knobs.dropNotices = body.dropNotices;
+      if (typeof body?.addressDelayMs === "number") this.knobs.addressDelayMs = Math.max(0, body.addressDelayMs);
       return c.json(this.knobs);
     });
   }

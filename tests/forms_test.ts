@@ -12,7 +12,8 @@ import { searchAudit } from "../lib/db/audit.ts";
 import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
 import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
-import { readInvoice } from "../fixtures/invoices.ts";
+import { chainApi, readInvoice } from "../fixtures/invoices.ts";
+import { listInvoices } from "../lib/db/invoices.ts";
 import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
 import { FormCreatedResponse, FormListResponse, FormResponse } from "../lib/forms/api_schemas.ts";
 import { createAccount, setAccountActive } from "../lib/accounts/mod.ts";
@@ -724,6 +725,48 @@ Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes
       const invoice = await readInvoice(app, invoiceIdOf(res.location));
       assert.deepEqual([invoice.coin, invoice.network, invoice.amount], ["USDT", "ethereum", "3"]);
     });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a crypto form sent in a burst that takes every address on offer asks the buyer to send it again (409, values and page kept); sent again, each page makes one invoice", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "100000" } });
+  try {
+    const form = await createForm(app, { kind: "crypto", title: "Drop", coin: "USDT", network: "tron", amount: "5" });
+    // A slow address service: the burst waits on its batches of new addresses, and a submit that saw every address
+    // of the batches it waited for go to others gives up (lib/invoices/pool.ts), as the invoice API answers 409.
+    await chainApi(app).knobs({ addressDelayMs: 500 });
+    const pages = await Promise.all(Array.from({ length: 100 }, () => openPage(app, form.id)));
+    const fields = (i: number) => ({ email: `buyer${i}@example.com` });
+    const first = await Promise.all(pages.map((p, i) => submit(app, form.id, { _token: p.token, ...fields(i) })));
+    const statuses = new Set(first.map((r) => r.status));
+    assert.deepEqual([...statuses].sort(), [303, 409], "some go through, the rest are asked to send again");
+
+    const refused = first.flatMap((r, i) => (r.status === 409 ? [i] : []));
+    for (const i of refused) {
+      const res = first[i];
+      assert.match(res.html, /role="alert">[^<]*Nothing was charged; please send the form again\./);
+      assert.ok(res.html.includes(`value="buyer${i}@example.com"`), "what the buyer typed is kept");
+      assert.equal(tokenOf(res.html), pages[i].token, "the same page: sent again, it names the same invoice");
+      assert.equal(res.headers.get("retry-after"), "1");
+    }
+    assert.equal((await listInvoices(app.kv, { shopId: app.shop.id, limit: 200 })).length, 100 - refused.length);
+
+    await chainApi(app).knobs({ addressDelayMs: 0 });
+    // Sent again (twice at once for the first, a double click): each page makes its invoice, once.
+    const [again, twice] = await Promise.all([
+      Promise.all(refused.map((i) => submit(app, form.id, { _token: pages[i].token, ...fields(i) }))),
+      submit(app, form.id, { _token: pages[refused[0]].token, ...fields(refused[0]) }),
+    ]);
+    for (const res of again) assert.equal(res.status, 303, res.html);
+    assert.equal(twice.location, again[0].location);
+    const done = first.flatMap((r, i) => (r.status === 303 ? [i] : []));
+    const repeat = await submit(app, form.id, { _token: pages[done[0]].token, ...fields(done[0]) });
+    assert.equal(repeat.location, first[done[0]].location, "a page that went through names its invoice again");
+    const invoices = await listInvoices(app.kv, { shopId: app.shop.id, limit: 200 });
+    assert.equal(invoices.length, 100, "one invoice per page");
+    assert.equal(new Set(invoices.map((inv) => inv.email)).size, 100);
   } finally {
     await app.close();
   }

@@ -36,7 +36,10 @@ export async function currencyChoicesFor(ctx: AppContext, shop: Shop): Promise<s
  * the form record; the buyer's fields are read only where the form left a
  * blank, so extra or edited fields in the post change nothing. `submitName`
  * (from the form token) names the payment: a second click of the same page
- * finds the first one instead of making another.
+ * finds the first one instead of making another. A ConflictError made
+ * nothing (a crypto form's invoice found every deposit address on offer taken
+ * by others, lib/invoices/pool.ts; a fiat payment's race for its own key is
+ * answered here as a double click): the same `submitName` again is safe.
  */
 export async function submitForm(
   ctx: AppContext,

@@ -1,8 +1,8 @@
 import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
-import { AppError, IdempotencyMismatchError, UpstreamError } from "../../lib/errors.ts";
-import { log } from "../../lib/log.ts";
+import { AppError, ConflictError, IdempotencyMismatchError, UpstreamError } from "../../lib/errors.ts";
+import { log, warnRepeatable } from "../../lib/log.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 import { DnsTimeoutError } from "../../lib/relay/url_guard.ts";
 import { loadBuyerForm } from "../../lib/forms/mod.ts";
@@ -119,6 +119,21 @@ export function formPageRoutes(ctx: AppContext) {
         // The same token again: a retry names the same payment, in case the provider did make it.
         const message = "The payment service did not answer. Nothing was charged; please send the form again.";
         return await page(c, target, { values, message, token: posted._token }, 502);
+      }
+      if (err instanceof ConflictError) {
+        // Other requests won every try this one made (a crypto form in a burst: each deposit address on offer went
+        // to another invoice, lib/invoices/pool.ts). Nothing was made, and sending again goes through; not retried
+        // here, since the invoice code already tried as long as it holds a request. The same token again: should a
+        // copy of this submit (a double click) have made the invoice meanwhile, the next send finds it.
+        warnRepeatable(`form submit conflict ${target.form.id}`, "form submit conflict", {
+          formId: target.form.id,
+          shopId: target.shop.id,
+          reason: err.message,
+        });
+        for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+        const message = "Many payments are being started at this moment, and yours did not go through. " +
+          "Nothing was charged; please send the form again.";
+        return await page(c, target, { values, message, token: posted._token }, 409);
       }
       if (err instanceof DnsTimeoutError) {
         // The shop's postback host could not be looked up in time (logged where it happened): nothing was made.
