@@ -515,3 +515,73 @@ Deno.test("[console] a re-check says what the provider answered: a payment it do
     await app.close();
   }
 });
+
+Deno.test("[console] a re-check the provider fails (an error status, no answer in time, unreachable) is said on the payment's page with 502 or 504; our status stays", async () => {
+  const { createPayment, getPayment } = await import("../lib/db/payments.ts");
+  const { storedPayment } = await import("../fixtures/payments.ts");
+  const { createAccount } = await import("../lib/accounts/mod.ts");
+  const { freePort, SANDBOX_TOKEN } = await import("../fixtures/app.ts");
+  const app = await startTestApp({ standaloneSandbox: true, env: { PROVIDER_TIMEOUT_MS: "500" } });
+  try {
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    // An account whose API nobody listens at: a payment made on it cannot be asked about.
+    const gone = await createAccount(app.server.ctx, {
+      provider: "bansky",
+      label: "Gone",
+      orgId: "891027350515",
+      currencies: ["EUR"],
+      credentials: { apiUrl: `http://127.0.0.1:${freePort()}`, apiToken: "token-gone", webhookSecret: "whsec-gone" },
+    }, { actor: "test" });
+    const stranded = storedPayment(Date.now(), {
+      shopId: app.shop.id,
+      accountId: gone.id,
+      providerRef: "bsk_stranded",
+    });
+    assert.ok(await createPayment(app.kv, stranded));
+    const b = await operatorBrowser(app);
+
+    const cases: [string, string, () => void, number, RegExp][] = [
+      [
+        "an error status",
+        init.body.id,
+        () => (app.sandbox.knobs.failureRate = 1),
+        502,
+        /The payment provider failed: it answered 503 to the status check\. Our status is left as it is\./,
+      ],
+      [
+        "no answer in time",
+        init.body.id,
+        () => Object.assign(app.sandbox.knobs, { failureRate: 0, latencyMs: 1_500 }),
+        504,
+        /The payment provider did not answer the status check in time\. Our status is left as it is\./,
+      ],
+      [
+        "unreachable",
+        stranded.id,
+        () => (app.sandbox.knobs.latencyMs = 0),
+        502,
+        /The payment provider could not be reached, or its answer to the status check could not be read\./,
+      ],
+    ];
+    for (const [name, id, breakProvider, status, message] of cases) {
+      await b.get(`/admin/payments/${id}`);
+      breakProvider();
+      const res = await b.post(`/admin/payments/${id}/recheck`, {});
+      assert.equal(res.status, status, name);
+      // The payment's own page, with the line on top and its actions to try again from, not the error page.
+      assert.match(res.text, /<h1>Payment<\/h1>/, name);
+      assert.ok(res.text.includes(id), name);
+      assert.match(res.text, new RegExp(`role="alert">Not re-checked: ${message.source}`), name);
+      assert.match(res.text, new RegExp(`action="/admin/payments/${id}/recheck"`), name);
+      assert.doesNotMatch(res.text, /That did not work/, name);
+      assert.ok(!res.text.includes(SANDBOX_TOKEN) && !res.text.includes("token-gone"), "never our credentials");
+      assert.doesNotMatch(res.text, /sandbox fault|GET \/payments|unreachable|timed out/, "never the call or its body");
+      assert.equal((await getPayment(app.kv, id))!.status, "pending", `${name}: our status is left as it is`);
+    }
+    // Loaded again afterwards, it is the payment's page as usual.
+    assert.equal((await b.get(`/admin/payments/${stranded.id}`)).status, 200);
+  } finally {
+    await app.close();
+  }
+});

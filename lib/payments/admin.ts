@@ -130,21 +130,36 @@ export async function recheckPaymentStatus(
  * What the provider said to an operator's re-check, in words for them: the status code is no secret and tells them
  * what to do next. A 404 is an answer, not an outage: the provider does not know the payment (made with other
  * credentials, a sandbox that restarted), and asking again changes nothing, so it is a refusal (409), said beside the
- * payment. Another answer stays a provider failure (502) that names the status; no answer (unreachable, timed out)
- * is left as it is. The provider's body and our credentials are never part of it.
+ * payment. Another answer stays a provider failure (502) that names the status; no answer in time is 504, none at all
+ * (unreachable) or one we could not read is 502. The provider's body and our credentials are never part of it (the
+ * operation log has the call).
  */
 function recheckRefusal(err: UpstreamError): AppError {
+  const left = "Our status is left as it is.";
   if (err.answered === 404) {
     return new AppError(
       409,
       "provider_unknown_payment",
-      "The provider does not know this payment (it answered 404 to the status check). Our status is left as it is.",
+      `The provider does not know this payment (it answered 404 to the status check). ${left}`,
     );
   }
-  if (err.answered === null) return err;
+  if (err.timedOut) {
+    return new AppError(
+      504,
+      "provider_timeout",
+      `The payment provider did not answer the status check in time. ${left}`,
+    );
+  }
+  if (err.answered === null) {
+    return new AppError(
+      502,
+      "provider_error",
+      `The payment provider could not be reached, or its answer to the status check could not be read. ${left}`,
+    );
+  }
   return new AppError(
     502,
     "provider_error",
-    `The payment provider failed: it answered ${err.answered} to the status check.`,
+    `The payment provider failed: it answered ${err.answered} to the status check. ${left}`,
   );
 }

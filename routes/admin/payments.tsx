@@ -70,7 +70,7 @@ export function paymentRoutes(ctx: AppContext) {
 
   app.post("/:id/recheck", async (c) => {
     const id = c.req.param("id");
-    // Refused (the provider does not know the payment): said on the payment's page.
+    // Refused (the provider does not know the payment) or failed at the provider: said on the payment's page.
     return await refusalShownOnPage("Not re-checked", async () => {
       const outcome = await recheckPaymentStatus(ctx, id, { actor: c.var.operator.email });
       return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=recheck-${outcome}`, 303);
