@@ -144,7 +144,10 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     // The replay form takes no shop for granted; the browser's question names the shop and the time chosen (the
     // page's script fills them in: tests/browser_test.ts).
     const replayForm = list.text.slice(list.text.indexOf('action="/admin/deliveries/replay"'));
-    assert.match(replayForm, /<select name="shopId" required><option value selected>Choose a shop…<\/option>/);
+    assert.match(
+      replayForm,
+      /<select name="shopId" required id="replay-shop"><option value selected>Choose a shop…<\/option>/,
+    );
     assert.doesNotMatch(replayForm.slice(0, replayForm.indexOf("</select>")), /value="shop_[^"]*" selected/);
     assert.match(
       replayForm,
@@ -153,9 +156,31 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     const filtered = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
     const chosen = filtered.text.slice(filtered.text.indexOf('action="/admin/deliveries/replay"'));
     assert.match(chosen, new RegExp(`<option value="${app.shop.id}" selected>Test shop</option>`), "the shop filtered");
+    // Sent without a shop (a browser that skipped `required`, a post by hand): the list again, with the form as sent.
     const noShop = await b.post("/admin/deliveries/replay", { shopId: "", since: "2026-01-01T00:00", confirm: "yes" });
     assert.equal(noShop.status, 400);
-    assert.match(noShop.text, /Choose a shop and a time\. shopId is required\./);
+    assert.match(noShop.text, /<h1>Deliveries<\/h1>/, "the page the form is on, not the error page");
+    assert.ok(noShop.text.includes(init.body.id), "with its list");
+    assert.match(noShop.text, /role="alert">Not replayed: choose a shop and a time\.<\/p>/);
+    const sentForm = noShop.text.slice(noShop.text.indexOf('action="/admin/deliveries/replay"'));
+    assert.match(
+      sentForm,
+      /<select name="shopId" required id="replay-shop" aria-invalid="true" aria-describedby="replay-shop-error" autofocus>/,
+      "the shop is marked for screen readers and takes the keyboard",
+    );
+    assert.match(sentForm, /<small id="replay-shop-error" class="error">Choose the shop whose failed postbacks/);
+    assert.match(
+      sentForm,
+      /name="since" value="2026-01-01T00:00" required id="replay-since"\/>/,
+      "the time typed is kept",
+    );
+    const noTime = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since: "soon", confirm: "yes" });
+    assert.equal(noTime.status, 400);
+    const timeForm = noTime.text.slice(noTime.text.indexOf('action="/admin/deliveries/replay"'));
+    assert.match(timeForm, new RegExp(`<option value="${app.shop.id}" selected>Test shop</option>`), "the shop kept");
+    assert.match(timeForm, /id="replay-since" aria-invalid="true"/);
+    assert.doesNotMatch(timeForm, /id="replay-shop" aria-invalid/);
+    assert.equal(shop.received.length, 2, "nothing sent");
 
     healthy = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);

@@ -1,9 +1,10 @@
 import { type Context, Hono } from "hono";
+import type { ComponentChildren } from "preact";
 import type { AppContext } from "../../lib/context.ts";
 import { writeAudit } from "../../lib/db/audit.ts";
 import { listScopedDeliveries } from "../../lib/console.ts";
 import { getShop, listShops } from "../../lib/db/shops.ts";
-import { NotFoundError, ValidationError } from "../../lib/errors.ts";
+import { NotFoundError } from "../../lib/errors.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
 import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
@@ -26,15 +27,22 @@ function replayQuestion(shop: string, since: string): string {
 export function deliveryRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
 
-  /** The list, with a line on top: what an action did, or why it was refused (then 422). */
-  const listPage = async (c: Context<ConsoleEnv>, note?: PageNote) => {
+  /**
+   * The list, with a line on top: what an action did, or why it was refused (then 422, or the note's status). A
+   * replay sent without what it needs comes back with what was chosen and typed, and each missing field marked.
+   */
+  const listPage = async (c: Context<ConsoleEnv>, note?: PageNote, replay?: ReplayAsSent) => {
     const shopId = c.req.query("shopId") || undefined;
     // An id that cannot be a shop's names no shop, and must not reach KV (which refuses over-long keys).
     if (shopId && !hasIdShape("shop", shopId)) throw new NotFoundError("Unknown shop.");
+    const replayShopId = replay ? (hasIdShape("shop", replay.shopId) ? replay.shopId : undefined) : shopId;
+    const errors = replay?.errors ?? {};
     const [deliveries, shops] = await Promise.all([
       listScopedDeliveries(ctx, "operator", { shopId }),
       listShops(ctx.kv),
     ]);
+    const shopChoices = (chosen: string | undefined) =>
+      shops.map((s) => <option key={s.id} value={s.id} selected={s.id === chosen}>{s.name}</option>);
     return c.html(
       renderPage(
         <AdminLayout title="Deliveries" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
@@ -45,7 +53,7 @@ export function deliveryRoutes(ctx: AppContext) {
               Shop
               <select name="shopId">
                 <option value="">All shops</option>
-                {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
+                {shopChoices(shopId)}
               </select>
             </label>
             <button type="submit">Filter</button>
@@ -67,17 +75,18 @@ export function deliveryRoutes(ctx: AppContext) {
               data-confirm={replayQuestion("{shopId}", "{since} UTC")}
             >
               <CsrfField token={c.var.csrf} />
-              <label>
-                Shop
-                {/* No shop is taken for granted: the operator picks one, unless the list above is filtered to it. */}
-                <select name="shopId" required>
-                  <option value="" selected={!shopId}>Choose a shop…</option>
-                  {shops.map((s) => <option key={s.id} value={s.id} selected={s.id === shopId}>{s.name}</option>)}
-                </select>
-              </label>
-              <label>
-                Created since (UTC) <input type="datetime-local" name="since" required />
-              </label>
+              {/* No shop is taken for granted: the operator picks one, unless the list above is filtered to it. */}
+              <ReplayField id="replay-shop" label="Shop" error={errors.shopId}>
+                {(aria) => (
+                  <select name="shopId" required {...aria}>
+                    <option value="" selected={!replayShopId}>Choose a shop…</option>
+                    {shopChoices(replayShopId)}
+                  </select>
+                )}
+              </ReplayField>
+              <ReplayField id="replay-since" label="Created since (UTC)" error={errors.since}>
+                {(aria) => <input type="datetime-local" name="since" value={replay?.since ?? ""} required {...aria} />}
+              </ReplayField>
               <button type="submit">Replay</button>
             </form>
           </section>
@@ -101,14 +110,18 @@ export function deliveryRoutes(ctx: AppContext) {
   app.post("/replay", async (c) => {
     const { shopId = "", since = "", after } = c.var.form;
     const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
-    if (!hasIdShape("shop", shopId) || Number.isNaN(sinceMs)) {
-      throw new ValidationError("Choose a shop and a time.", {
-        ...(hasIdShape("shop", shopId) ? {} : { shopId: "is required" }),
-        ...(Number.isNaN(sinceMs) ? { since: "is required" } : {}),
-      });
+    // Without a shop or a time (a browser that skipped `required`, a form sent by hand), the list again, as sent.
+    const errors: ReplayAsSent["errors"] = {};
+    if (!hasIdShape("shop", shopId)) errors.shopId = "Choose the shop whose failed postbacks to send again.";
+    if (Number.isNaN(sinceMs)) errors.since = "Give the time (UTC) the postbacks were created since.";
+    if (errors.shopId || errors.since) {
+      const note: PageNote = { kind: "bad", text: "Not replayed: choose a shop and a time.", status: 400 };
+      return await listPage(c, note, { shopId, since: since.slice(0, 40), errors });
     }
     // Where a replay goes on (see below): a postback id, as it becomes part of a KV key.
-    if (after !== undefined && !hasIdShape("postback", after)) throw new ValidationError("Start the replay again.");
+    if (after !== undefined && !hasIdShape("postback", after)) {
+      return await listPage(c, { kind: "bad", text: "Not replayed: start the replay again here.", status: 400 });
+    }
     if (c.var.form.confirm !== "yes") {
       // Without the page's script the question comes as a page of its own, away from the form: it names the shop
       // and the time it asks about.
@@ -153,6 +166,32 @@ export function deliveryRoutes(ctx: AppContext) {
     ));
   });
   return app;
+}
+
+/** A replay form as it was sent, and what is missing from it, by field. */
+interface ReplayAsSent {
+  shopId: string;
+  since: string;
+  errors: { shopId?: string; since?: string };
+}
+
+type FieldAria = { id: string; "aria-invalid"?: "true"; "aria-describedby"?: string; autofocus?: boolean };
+
+/** A labelled control of the replay form with its error beside it; the first one at fault takes the keyboard. */
+function ReplayField(
+  props: { id: string; label: string; error?: string; children: (aria: FieldAria) => ComponentChildren },
+) {
+  const errorId = `${props.id}-error`;
+  return (
+    <div class={props.error ? "field invalid" : "field"}>
+      <label for={props.id}>{props.label}</label>
+      {props.children({
+        id: props.id,
+        ...(props.error ? { "aria-invalid": "true", "aria-describedby": errorId, autofocus: true } : {}),
+      })}
+      {props.error && <small id={errorId} class="error">{props.error}</small>}
+    </div>
+  );
 }
 
 /**
