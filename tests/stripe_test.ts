@@ -4,7 +4,7 @@
  * sandbox, with signed webhooks both ways.
  */
 import assert from "node:assert/strict";
-import { createAccount } from "../lib/accounts/mod.ts";
+import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts";
 import { setShopRouting } from "../lib/accounts/routing.ts";
 import type { ProviderAccount } from "../lib/accounts/types.ts";
 import { getPayment } from "../lib/db/payments.ts";
@@ -279,5 +279,41 @@ Deno.test("[stripe] a refund Stripe settles later arrives by refund.updated, is 
       return e.some((o) => o.operation === "refund_status") ? e : undefined;
     });
     assert.equal(checks.find((o) => o.operation === "refund_status")?.status, "succeeded");
+  });
+});
+
+Deno.test("[stripe] a re-check of a payment Stripe does not know (404: made on the connected account used before) says so on the payment's page and leaves its status", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
+    assert.equal(fake.sessions.get(ref)?.account, ORG2);
+    // The account now calls another connected account, which does not see the sessions of the one before.
+    await rotateAccountCredentials(app.server.ctx, stripe.id, {
+      secretKey: STRIPE_KEY,
+      webhookSecret: "whsec_stripe_other",
+      connectedAccountId: "acct_1Other",
+      apiUrl: fake.url,
+    }, { actor: "test" });
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/payments/${init.body.id}`);
+    const asked = fake.calls["GET /v1/checkout/sessions/{id}"] ?? 0;
+    const res = await b.post(`/admin/payments/${init.body.id}/recheck`, {});
+    assert.equal(fake.calls["GET /v1/checkout/sessions/{id}"], asked + 1, "Stripe was asked, once");
+    assert.equal(res.status, 422, "a refusal shown on the payment's page");
+    assert.match(res.text, /<h1>Payment<\/h1>/);
+    assert.ok(res.text.includes(init.body.id));
+    assert.match(
+      res.text,
+      /role="alert">Not re-checked: The provider does not know this payment \(it answered 404 to the status check\)\. Our status is left as it is\./,
+    );
+    assert.ok(!res.text.includes(STRIPE_KEY), "never our key");
+    assert.doesNotMatch(res.text, /No such checkout\.session|invalid_request_error/, "never Stripe's own words");
+    assert.equal((await getPayment(app.kv, init.body.id))!.status, "pending", "our status is left as it is");
+    const status = (await listOperations(app.kv, { shopId: app.shop.id, limit: 20 })).find((e) =>
+      e.operation === "status"
+    );
+    assert.deepEqual([status?.provider, status?.outcome], ["stripe", "error"], "the operation log has the call");
   });
 });
