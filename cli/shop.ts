@@ -7,6 +7,7 @@
  *   deno task shop key revoke SHOP_ID KEY_ID
  *   deno task shop list
  *   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]
+ *   deno task shop signing SHOP_ID end-overlap   (every previous secret or key stops signing now)
  *   deno task shop redirects SHOP_ID on|off
  *   deno task shop embed SHOP_ID [--origin https://shop.example]...   (no --origin: nobody may frame its pages)
  * Keys and secrets are printed once, at creation; we keep only the key's hash.
@@ -16,9 +17,11 @@ import { listApiKeys, listShops } from "../lib/db/shops.ts";
 import {
   createShop,
   createShopKey,
+  endSigningOverlap,
   revokeShopKey,
   setEmbedOrigins,
   setRedirectSigning,
+  shopSigners,
   shopSigning,
   switchShopSigning,
 } from "../lib/shops.ts";
@@ -33,6 +36,7 @@ const USAGE = `usage:
   deno task shop key revoke SHOP_ID KEY_ID
   deno task shop list
   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too)
+  deno task shop signing SHOP_ID end-overlap   (every previous secret or key stops signing at once)
   deno task shop redirects SHOP_ID on|off
   deno task shop embed SHOP_ID [--origin ORIGIN]...   (sites that may frame its checkout and forms; none = nobody)`;
 
@@ -88,8 +92,11 @@ await runCommand(async (server) => {
       shopId: shop.id,
       signingScheme: rest[0],
       ...(publicKey ? { publicKey } : { webhookSecret: secret }),
-      previousSignsUntil: shop.previousSecretExpiresAt ? new Date(shop.previousSecretExpiresAt).toISOString() : null,
+      previousSigning: previousSigning(shop, now),
     });
+  } else if (cmd === "signing" && rest.length === 1 && rest[0] === "end-overlap") {
+    const shop = await endSigningOverlap(kv, sub, { actor: "cli", now });
+    printJson({ shopId: shop.id, ...signingView(shop, now) });
   } else if (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) {
     const shop = await setRedirectSigning(kv, sub, rest[0] === "on", { actor: "cli", now });
     printJson({ shopId: shop.id, signRedirects: shopSigning(shop).signRedirects });
@@ -110,7 +117,7 @@ await runCommand(async (server) => {
         allowedHosts: s.allowedHosts,
         defaultPostbackUrl: s.defaultPostbackUrl,
         embedOrigins: s.embedOrigins ?? [],
-        ...signingView(s),
+        ...signingView(s, now),
         keys: (await listApiKeys(kv, s.id)).map((k) => ({
           keyId: k.id,
           kind: keyKind(k),
@@ -126,8 +133,24 @@ await runCommand(async (server) => {
   }
 });
 
-/** How a shop signs, for `list`: its public key if on key pairs, never a secret. */
-function signingView(shop: Parameters<typeof shopSigning>[0]) {
+type ShopRecord = Parameters<typeof shopSigning>[0];
+
+/** How a shop signs, for `list`: its public key if on key pairs, never a secret; what else signs until when. */
+function signingView(shop: ShopRecord, now: number) {
   const { scheme, publicKey, signRedirects } = shopSigning(shop);
-  return { signingScheme: scheme, ...(publicKey ? { publicKey } : {}), signRedirects };
+  return {
+    signingScheme: scheme,
+    ...(publicKey ? { publicKey } : {}),
+    previousSigning: previousSigning(shop, now),
+    signRedirects,
+  };
+}
+
+/** The replaced secrets or keys still signing, newest first: their kind, a key pair's public key, and until when. */
+function previousSigning(shop: ShopRecord, now: number) {
+  return shopSigners(shop, now).slice(1).map((p) => ({
+    signingScheme: p.scheme,
+    ...(p.publicKey ? { publicKey: p.publicKey } : {}),
+    signsUntil: new Date(p.until!).toISOString(),
+  }));
 }

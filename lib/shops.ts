@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { newApiKey } from "./auth/api_keys.ts";
-import { NotFoundError, ValidationError } from "./errors.ts";
+import { AppError, NotFoundError, ValidationError } from "./errors.ts";
 import {
   addApiKey,
   type ApiKeyKind,
@@ -8,6 +8,7 @@ import {
   createShopWithKey,
   getShop,
   getShopEntry,
+  type PreviousSecret,
   replaceShop,
   revokeApiKey,
   type Shop,
@@ -58,7 +59,7 @@ export async function createShop(
     action: "shop.create",
     target: shop.id,
     before: null,
-    after: redactShop(shop),
+    after: redactShop(shop, opts.now),
   });
   return { shop, apiKey: key.key };
 }
@@ -89,21 +90,76 @@ export async function revokeShopKey(
   return revoked;
 }
 
-/** The secrets postbacks are signed with now: the current one, plus the previous one during a rotation's overlap. */
+/**
+ * The secrets postbacks and redirects are signed with now, one signature each: the current one, then every
+ * replaced one still in its overlap.
+ */
 export function signingSecrets(shop: Signer, now: number): string[] {
-  return overlapEndsAt(shop, now) === null ? [shop.webhookSecret] : [shop.webhookSecret, shop.previousWebhookSecret!];
+  return [shop.webhookSecret, ...previousSecretsAt(shop, now).map((p) => p.secret)];
 }
 
-/** When the rotation under way ends (the previous secret or key stops signing), or null when none is. */
-export function overlapEndsAt(
-  shop: Pick<Shop, "previousWebhookSecret" | "previousSecretExpiresAt">,
-  now: number,
-): number | null {
-  const until = shop.previousSecretExpiresAt ?? 0;
-  return shop.previousWebhookSecret && until > now ? until : null;
+/** The replaced secrets or keys still signing at `now`, newest first (a record from before the list: its one). */
+function previousSecretsAt(shop: Signer, now: number): PreviousSecret[] {
+  const { previousWebhookSecret: secret, previousSecretExpiresAt: expiresAt } = shop;
+  const stored = shop.previousSecrets ?? (secret && expiresAt ? [{ secret, expiresAt }] : []);
+  return stored.filter((p) => p.expiresAt > now);
 }
 
 export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * At most this many secrets or keys sign at once: the current one and two replaced ones in their overlap. A
+ * rotation never ends another's overlap early (a shop may still verify with the oldest), so one that would make
+ * a fourth sign is refused instead, until the first ends or an operator ends the overlap.
+ */
+export const MAX_SIGNING_SECRETS = 3;
+
+/** A time in a message, as the console writes times (formatTime): UTC, to the second. */
+const utc = (ms: number) => new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+
+/** A rotation refused because MAX_SIGNING_SECRETS sign already; `freesAt` is when the first replaced one stops. */
+export class SigningLimitError extends AppError {
+  constructor(readonly freesAt: number) {
+    super(
+      409,
+      "signing_limit",
+      `${MAX_SIGNING_SECRETS} secrets or keys sign this shop's postbacks already, the most at once. The first ` +
+        `previous one stops signing at ${utc(freesAt)}: rotate again after that, or end the overlap first ` +
+        "(every previous secret or key then stops signing at once).",
+    );
+  }
+}
+
+/** Ending an overlap that is not running. */
+export class NoSigningOverlapError extends AppError {
+  constructor() {
+    super(409, "no_signing_overlap", "Only the current secret or key signs this shop's postbacks: no overlap to end.");
+  }
+}
+
+/** The replaced secrets after a rotation at `now`: the current one for `overlapMs`, and every one still signing. */
+function previousAfterRotation(shop: Signer, now: number, overlapMs: number): PreviousSecret[] {
+  const kept = previousSecretsAt(shop, now);
+  const previous = overlapMs > 0 ? [{ secret: shop.webhookSecret, expiresAt: now + overlapMs }, ...kept] : kept;
+  if (previous.length >= MAX_SIGNING_SECRETS) throw new SigningLimitError(Math.min(...kept.map((p) => p.expiresAt)));
+  return previous;
+}
+
+/** Throws SigningLimitError when a rotation now (with the usual overlap) would be refused: asked before confirming. */
+export function assertRotationRoom(shop: Signer, now: number): void {
+  previousAfterRotation(shop, now, SECRET_OVERLAP_MS);
+}
+
+/** Throws NoSigningOverlapError when no replaced secret or key signs: asked before confirming an end. */
+export function assertOverlapRunning(shop: Signer, now: number): void {
+  if (!previousSecretsAt(shop, now).length) throw new NoSigningOverlapError();
+}
+
+/** The shop with `previous` as its replaced secrets, in the list's form only. */
+function withPreviousSecrets(shop: Shop, previous: PreviousSecret[]): Shop {
+  const { previousSecrets: _l, previousWebhookSecret: _p, previousSecretExpiresAt: _e, ...rest } = shop;
+  return previous.length ? { ...rest, previousSecrets: previous } : rest;
+}
 
 /**
  * How long an isolate signs redirects with what it last read of a shop's secrets. The buyer's way back
@@ -113,7 +169,10 @@ export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;
 export const REDIRECT_SIGNER_TTL_MS = 30_000;
 const REDIRECT_SIGNER_MAX = 10_000;
 
-type Signer = Pick<Shop, "webhookSecret" | "previousWebhookSecret" | "previousSecretExpiresAt" | "signRedirects">;
+type Signer = Pick<
+  Shop,
+  "webhookSecret" | "previousSecrets" | "previousWebhookSecret" | "previousSecretExpiresAt" | "signRedirects"
+>;
 const redirectSigners = new WeakMap<Deno.Kv, Map<string, { until: number; shop: Promise<Signer | null> }>>();
 
 /** The secrets that sign a redirect back to the shop now, or null when the shop turned signed redirects off. */
@@ -135,8 +194,8 @@ export async function redirectSigningSecrets(kv: Deno.Kv, shopId: string, now: n
 }
 
 function pickSigner(s: Shop): Signer {
-  const { webhookSecret, previousWebhookSecret, previousSecretExpiresAt, signRedirects } = s;
-  return { webhookSecret, previousWebhookSecret, previousSecretExpiresAt, signRedirects };
+  const { webhookSecret, previousSecrets, previousWebhookSecret, previousSecretExpiresAt, signRedirects } = s;
+  return { webhookSecret, previousSecrets, previousWebhookSecret, previousSecretExpiresAt, signRedirects };
 }
 
 /** This isolate signs with a shop's new secrets from its next redirect on. */
@@ -168,8 +227,8 @@ async function changeShop(
       actor,
       action: typeof action === "string" ? action : action(),
       target: shopId,
-      before: redactShop(entry.value),
-      after: redactShop(next),
+      before: redactShop(entry.value, now),
+      after: redactShop(next, now),
     };
     if (await replaceShop(kv, entry as Deno.KvEntry<Shop>, next, audit)) {
       forgetRedirectSigner(kv, shopId);
@@ -200,23 +259,53 @@ async function checkDefaultPostbackUrl(
   return checked.url;
 }
 
-/** A shop as the audit log keeps it: never its secrets (its public key, if any, is fine). */
-function redactShop(shop: Shop) {
-  const { webhookSecret: _s, previousWebhookSecret: _p, ...rest } = shop;
-  const { scheme, publicKey } = shopSigning(shop);
-  return { ...rest, signingScheme: scheme, ...(publicKey ? { publicKey } : {}) };
+/**
+ * A shop as the audit log keeps it: never its secrets (its public key, if any, is fine). The replaced secrets or
+ * keys still signing appear by kind and end only, so the log shows each overlap begin and end.
+ */
+function redactShop(shop: Shop, now: number) {
+  const { webhookSecret: _s, previousSecrets: _l, previousWebhookSecret: _p, previousSecretExpiresAt: _e, ...rest } =
+    shop;
+  const [current, ...previous] = shopSigners(shop, now);
+  return {
+    ...rest,
+    signingScheme: current.scheme,
+    ...(current.publicKey ? { publicKey: current.publicKey } : {}),
+    previousSigning: previous.map((p) => `${p.scheme} until ${new Date(p.until!).toISOString()}`),
+  };
 }
 
 export type SigningScheme = "hmac" | "ed25519";
 
+/** One secret or key that signs a shop's postbacks, as people may see it: never the secret itself. */
+export interface SignerView {
+  scheme: SigningScheme;
+  /** A key pair's `whpk_` public key; null for a shared secret. */
+  publicKey: string | null;
+  /** When it stops signing; null for the current one (until it is replaced). */
+  until: number | null;
+}
+
+function signerView(secret: string, until: number | null): SignerView {
+  const keyPair = isKeyPairSecret(secret);
+  return { scheme: keyPair ? "ed25519" : "hmac", publicKey: keyPair ? publicKeyOf(secret) : null, until };
+}
+
+/**
+ * What signs a shop's postbacks and redirects at `now`, one signature each: the current secret or key first, then
+ * the replaced ones still in their overlap, newest first. For pages, the command line and the audit log.
+ */
+export function shopSigners(shop: Signer, now: number): SignerView[] {
+  return [
+    signerView(shop.webhookSecret, null),
+    ...previousSecretsAt(shop, now).map((p) => signerView(p.secret, p.expiresAt)),
+  ];
+}
+
 /** How a shop's postbacks are signed, and the public key a shop on key pairs verifies with. */
 export function shopSigning(shop: Shop): { scheme: SigningScheme; publicKey: string | null; signRedirects: boolean } {
-  const keyPair = isKeyPairSecret(shop.webhookSecret);
-  return {
-    scheme: keyPair ? "ed25519" : "hmac",
-    publicKey: keyPair ? publicKeyOf(shop.webhookSecret) : null,
-    signRedirects: shop.signRedirects !== false,
-  };
+  const { scheme, publicKey } = signerView(shop.webhookSecret, null);
+  return { scheme, publicKey, signRedirects: shop.signRedirects !== false };
 }
 
 export async function updateShopSettings(
@@ -246,7 +335,8 @@ export function setShopStatus(
  * A new signing secret (`scheme` "hmac": a `whsec_` secret, shown once) or key pair ("ed25519": the
  * shop gets the `whpk_` public key), in the shop's current scheme unless told otherwise. The old secret
  * or key keeps signing for `overlapMs` (24 h by default), so shops rotate or switch scheme without
- * losing a postback or a redirect's signature.
+ * losing a postback or a redirect's signature; one replaced earlier and still in its overlap keeps its
+ * own end. Refused with SigningLimitError when that would make more than MAX_SIGNING_SECRETS sign.
  */
 export async function switchShopSigning(
   kv: Deno.Kv,
@@ -265,10 +355,8 @@ export async function switchShopSigning(
     const scheme = opts.scheme ?? current;
     action = scheme === current ? "shop.rotate_secret" : "shop.switch_signing";
     return {
-      ...s,
+      ...withPreviousSecrets(s, previousAfterRotation(s, opts.now, overlapMs)),
       webhookSecret: scheme === "ed25519" ? pair.privateKey : hmacSecret,
-      previousWebhookSecret: overlapMs > 0 ? s.webhookSecret : null,
-      previousSecretExpiresAt: overlapMs > 0 ? opts.now + overlapMs : null,
     };
   });
   return shopSigning(shop).scheme === "ed25519"
@@ -284,6 +372,17 @@ export async function rotateShopSecret(
 ): Promise<{ shop: Shop; secret: string }> {
   const { shop, secret } = await switchShopSigning(kv, shopId, { ...opts, scheme: "hmac" });
   return { shop, secret: secret! };
+}
+
+/**
+ * Ends a rotation's overlap at once: every replaced secret or key stops signing and only the current one signs
+ * postbacks and redirects (after a leak, or once the shop verifies with the new one). Refused when none is left.
+ */
+export function endSigningOverlap(kv: Deno.Kv, shopId: string, opts: { actor: string; now: number }): Promise<Shop> {
+  return changeShop(kv, shopId, opts.actor, "shop.end_signing_overlap", opts.now, (s) => {
+    assertOverlapRunning(s, opts.now);
+    return withPreviousSecrets(s, []);
+  });
 }
 
 /** The largest per-key limit a shop can be given; more than this is no limit at all for one isolate. */

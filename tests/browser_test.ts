@@ -315,6 +315,41 @@ Deno.test({
         await page.getByText("Shop enabled").waitFor();
       });
 
+      await t.step("three signing keys fit the phone; ending the overlap from the keyboard asks first", async () => {
+        const { rotateShopSecret, switchShopSigning } = await import("../lib/shops.ts");
+        await switchShopSigning(app.kv, app.shop.id, { actor: "test", now: Date.now(), scheme: "ed25519" });
+        await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: Date.now() });
+        await page.goto(`${base}/admin/shops/${app.shop.id}`);
+        await page.getByText("3 secrets or keys sign at once").waitFor();
+        assert.equal(await page.getByText(/^Previous$/).count(), 2);
+        assert.equal(await widerThanViewport(page), null, "the signatures card with a public key in its list");
+        await shot(page, "phone-admin-shop-signing-overlap");
+        const end = page.getByRole("button", { name: "End the overlap now" });
+        const questions: string[] = [];
+        page.on("dialog", (d) => {
+          questions.push(d.message());
+          questions.length === 1 ? d.dismiss() : d.accept();
+        });
+        try {
+          await end.focus();
+          await page.keyboard.press("Enter");
+          await waitFor("the question", () => questions[0]);
+          assert.match(
+            questions[0],
+            /^End the overlap now\? The key pair \(v1a\) that signs until .* UTC and the shared secret \(v1\) that/,
+          );
+          assert.match(page.url(), new RegExp(`/admin/shops/${app.shop.id}$`), "answered no: nothing was sent");
+          assert.equal(await page.getByText(/^Previous$/).count(), 2);
+          await end.focus();
+          await page.keyboard.press("Enter");
+          await page.getByText("Overlap ended: only the current secret or key signs").waitFor();
+        } finally {
+          page.removeAllListeners("dialog");
+        }
+        assert.equal(await page.getByText(/^Previous$/).count(), 0);
+        assert.equal(await page.getByRole("button", { name: "Rotate secret" }).count(), 1);
+      });
+
       await t.step(
         "Replay takes no shop for granted; its question names the shop and the time, from the keyboard",
         async () => {

@@ -469,18 +469,115 @@ Deno.test("[console] a new key is shown once after a redirect; revoke, disable a
     assert.match(rotate.text, /Rotate the postback signing secret\?/);
     assert.equal((await getShop(app.kv, app.shop.id))!.webhookSecret, secretBefore, "nothing rotated yet");
     assert.doesNotMatch(rotate.text, /already in progress/);
-    // During a rotation's overlap, another one drops the secret from before it at once: both questions say so.
-    assert.equal((await b.post(`${shopPage}/signing`, { scheme: "hmac", confirm: "yes" })).status, 303);
-    assert.match(
-      (await b.get(shopPage)).text,
-      /data-confirm="Rotate the postback signing secret\?[^"]*already in progress/,
-    );
-    const again = await b.post(`${shopPage}/signing`, { scheme: "hmac" });
-    assert.match(again.text, /A rotation is already in progress: the secret or key from before it stops signing now/);
 
     const audit = await b.get("/admin/audit");
     assert.match(audit.text, new RegExp(`revoked an API key of <a href="/admin/shops/${app.shop.id}">Test shop</a>`));
     assert.ok(!audit.text.includes(app.shop.webhookSecret));
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] a rotation within the overlap keeps the one before signing; at three the console refuses and offers to end the overlap, asking first", async (t) => {
+  const { signingSecrets } = await import("../lib/shops.ts");
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const shopPage = `/admin/shops/${app.shop.id}`;
+    const signing = async () => signingSecrets((await getShop(app.kv, app.shop.id))!, Date.now());
+    const TIME = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC`;
+    await b.get(shopPage);
+    await t.step("one signs: the page says so, with nothing to end", async () => {
+      const page = (await b.get(shopPage)).text;
+      assert.match(page, /Signing now:/);
+      assert.match(page, /<strong>Current<\/strong> shared secret \(v1\): signs until it is replaced/);
+      assert.doesNotMatch(page, /End the overlap now/);
+      const nothing = await b.post(`${shopPage}/signing/end-overlap`, {});
+      assert.equal(nothing.status, 422);
+      assert.match(nothing.text, /role="alert">Overlap not ended: Only the current secret or key signs/);
+    });
+    await t.step(
+      "a second rotation within the overlap keeps the first one's secret signing, as its question says",
+      async () => {
+        assert.equal((await b.post(`${shopPage}/signing`, { scheme: "hmac", confirm: "yes" })).status, 303);
+        const page = (await b.get(shopPage)).text;
+        assert.match(page, /Rotation in progress: every postback and redirect carries one signature from each/);
+        assert.match(
+          page,
+          new RegExp(`<strong>Previous</strong> shared secret \\(v1\\): signs until ${TIME}, then stops`),
+        );
+        assert.match(page, /data-confirm="Rotate the postback signing secret\?[^"]*keeps signing until its own end/);
+        const ask = await b.post(`${shopPage}/signing`, { scheme: "ed25519" });
+        assert.match(ask.text, /A rotation is already in progress: the secret or key replaced before keeps signing/);
+        assert.equal((await signing()).length, 2, "asking changed nothing");
+        assert.equal((await b.post(`${shopPage}/signing`, { scheme: "ed25519", confirm: "yes" })).status, 303);
+        assert.equal((await signing()).length, 3, "the secret from before the first rotation still signs");
+        assert.match(
+          (await b.get(shopPage)).text,
+          /Three secrets or keys sign for now: the new one, the one it replaced/,
+        );
+      },
+    );
+    await t.step(
+      "at three the rotate buttons give way to when one frees up; a rotation is refused and changes nothing",
+      async () => {
+        const page = (await b.get(shopPage)).text;
+        assert.doesNotMatch(page, />Rotate key pair</);
+        assert.doesNotMatch(page, />Switch to a shared secret</);
+        assert.match(
+          page,
+          new RegExp(
+            `3 secrets or keys sign at once, the most there can be: rotating or switching again\\s+is possible\\s+from ${TIME}`,
+          ),
+        );
+        const before = await signing();
+        for (const form of [{ scheme: "hmac" }, { scheme: "hmac", confirm: "yes" }] as Record<string, string>[]) {
+          const refused = await b.post(`${shopPage}/signing`, form);
+          assert.equal(refused.status, 422, JSON.stringify(form));
+          assert.match(refused.text, /role="alert">Not rotated: 3 secrets or keys sign this shop/);
+          assert.match(
+            refused.text,
+            new RegExp(`stops signing at ${TIME}: rotate again after that, or end the overlap`),
+          );
+          assert.match(refused.text, new RegExp(`action="${shopPage}/signing/end-overlap"`), "with the way out");
+          assert.ok(!before.some((secret) => refused.text.includes(secret)), "never a secret");
+        }
+        assert.deepEqual(await signing(), before);
+      },
+    );
+    await t.step("ending the overlap asks first, naming what stops, then leaves the current key alone", async () => {
+      const page = (await b.get(shopPage)).text;
+      assert.match(
+        page,
+        new RegExp(
+          `data-confirm="End the overlap now\\? The shared secret \\(v1\\) that signs until ${TIME} and the shared ` +
+            `secret \\(v1\\) that signs until ${TIME} stop signing at once`,
+        ),
+      );
+      const ask = await b.post(`${shopPage}/signing/end-overlap`, {});
+      assert.equal(ask.status, 200);
+      assert.match(ask.text, /End the overlap now\?/);
+      assert.match(ask.text, /name="confirm" value="yes"/);
+      assert.equal((await signing()).length, 3, "asking changed nothing");
+      const ended = await b.post(`${shopPage}/signing/end-overlap`, { confirm: "yes" });
+      assert.equal(ended.status, 303);
+      assert.equal(ended.location, shopPage);
+      const after = (await b.get(shopPage)).text;
+      assert.match(after, /Overlap ended: only the current secret or key signs/);
+      assert.match(after, /<strong>Current<\/strong> key pair \(v1a\)/);
+      assert.doesNotMatch(after, /<strong>Previous<\/strong>|End the overlap now/);
+      assert.match(after, />Rotate key pair</, "rotating is possible again");
+      assert.equal((await signing()).length, 1);
+    });
+    await t.step("the audit log says who ended it, without a secret", async () => {
+      const audit = (await b.get("/admin/audit")).text;
+      assert.match(
+        audit,
+        new RegExp(`<strong>ops@example.com</strong> ended the signing overlap of <a href="${shopPage}">Test shop</a>`),
+      );
+      assert.match(audit, /previousSigning: /);
+      assert.ok(!audit.includes("whsec_") && !audit.includes("whsk_"));
+    });
   } finally {
     await app.close();
   }

@@ -22,13 +22,18 @@ import { getShop, getShopEntry, replaceShop } from "../lib/db/shops.ts";
 import { listDemoPostbacks } from "../lib/db/demo.ts";
 import { newSigningKeyPair, newWebhookSecret, webhookHeaders } from "../lib/relay/signing.ts";
 import {
+  endSigningOverlap,
+  NoSigningOverlapError,
   REDIRECT_SIGNER_TTL_MS,
+  rotateShopSecret,
   SECRET_OVERLAP_MS,
   setRedirectSigning,
   shopSigning,
+  SigningLimitError,
   signingSecrets,
   switchShopSigning,
 } from "../lib/shops.ts";
+import type { AuditEntry } from "../lib/db/audit.ts";
 import { verifyPostback } from "../docs/snippets/verify_webcrypto.ts";
 import { verifyRedirect } from "../docs/snippets/verify_redirect.ts";
 
@@ -98,22 +103,152 @@ Deno.test("[signatures] a switch or rotation signs with the old and the new key 
     });
     await t.step("the overlap ends after 24 hours", async () => {
       const shop = (await getShop(app.kv, app.shop.id))!;
-      assert.equal(shop.previousSecretExpiresAt, now + SECRET_OVERLAP_MS);
+      assert.deepEqual(shop.previousSecrets!.map((p) => p.expiresAt), [now + SECRET_OVERLAP_MS]);
       assert.equal(signingSecrets(shop, now + SECRET_OVERLAP_MS - 1).length, 2);
       assert.deepEqual(signingSecrets(shop, now + SECRET_OVERLAP_MS), [shop.webhookSecret]);
     });
-    await t.step("rotating the key pair: both keys verify during the overlap, each alone", async () => {
-      const second = await switchShopSigning(app.kv, app.shop.id, { actor: "test", now: Date.now() });
-      assert.notEqual(second.publicKey, first.publicKey);
+    await t.step(
+      "rotating the key pair within the overlap: every key and the old secret verify, each alone",
+      async () => {
+        const second = await switchShopSigning(app.kv, app.shop.id, { actor: "test", now: Date.now() });
+        assert.notEqual(second.publicKey, first.publicKey);
+        const { postback } = await paidPostback(app);
+        assert.deepEqual(entriesOf(postback.headers), ["v1a", "v1a", "v1"]);
+        assert.ok(await verifyPostback(first.publicKey!, postback.headers, postback.body));
+        assert.ok(await verifyPostback(second.publicKey!, postback.headers, postback.body));
+        assert.ok(await verifyPostback(app.shop.webhookSecret, postback.headers, postback.body), "until its own end");
+        await assert.rejects(verifyPostback(newWebhookSecret(), postback.headers, postback.body), /no valid signature/);
+      },
+    );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] a second rotation within the overlap keeps the oldest secret signing until its own overlap ends", async (t) => {
+  const app = await startTestApp();
+  try {
+    const oldest = app.shop.webhookSecret;
+    const firstAt = Date.now();
+    const secondAt = firstAt + 60_000;
+    const first = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: firstAt });
+    // The new secret was lost, say: rotated again an hour into the overlap, before the shop switched.
+    const second = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: secondAt });
+    await t.step("a postback carries one signature per secret, and each verifies it alone", async () => {
+      const { postback, backToShop } = await paidPostback(app);
+      assert.deepEqual(entriesOf(postback.headers), ["v1", "v1", "v1"]);
+      for (const [name, secret] of [["oldest", oldest], ["first", first.secret], ["newest", second.secret]]) {
+        const headers = Object.fromEntries(postback.headers);
+        assert.doesNotThrow(() => new Webhook(secret).verify(postback.body, headers), name);
+        assert.ok(await verifyRedirect(secret, backToShop), `${name}: the redirect too`);
+      }
+    });
+    await t.step("each stops at the end it was given, the oldest first", async () => {
+      const shop = (await getShop(app.kv, app.shop.id))!;
+      assert.deepEqual(signingSecrets(shop, firstAt + SECRET_OVERLAP_MS - 1), [second.secret, first.secret, oldest]);
+      assert.deepEqual(signingSecrets(shop, firstAt + SECRET_OVERLAP_MS), [second.secret, first.secret]);
+      assert.deepEqual(signingSecrets(shop, secondAt + SECRET_OVERLAP_MS), [second.secret]);
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+/** The audit entries of a shop with the given action, oldest first. */
+async function auditOf(app: TestApp, action: string): Promise<AuditEntry[]> {
+  const all = await Array.fromAsync(app.kv.list<AuditEntry>({ prefix: ["audit"] }));
+  return all.map((e) => e.value).filter((e) => e.target === app.shop.id && e.action === action);
+}
+
+Deno.test("[signatures] a third rotation within the overlaps is refused and changes nothing; ending the overlap stops every previous one", async (t) => {
+  const app = await startTestApp();
+  try {
+    const now = Date.now();
+    const switched = await switchShopSigning(app.kv, app.shop.id, { actor: "test", now, scheme: "ed25519" });
+    const rotated = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: now + 1000 });
+    await t.step("three sign: a fourth would end one early, so it is refused, saying until when", async () => {
+      const before = await getShopEntry(app.kv, app.shop.id);
+      for (const scheme of ["hmac", "ed25519"] as const) {
+        await assert.rejects(
+          switchShopSigning(app.kv, app.shop.id, { actor: "test", now: now + 2000, scheme }),
+          (err) => {
+            assert.ok(err instanceof SigningLimitError);
+            assert.equal(err.status, 409);
+            assert.equal(err.freesAt, now + SECRET_OVERLAP_MS, "when the oldest stops");
+            assert.match(err.message, /^3 secrets or keys sign this shop's postbacks already, the most at once\./);
+            assert.match(err.message, /stops signing at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: rotate again after that/);
+            assert.ok(!err.message.includes("whsec_") && !err.message.includes("whsk_"));
+            return true;
+          },
+        );
+      }
+      const after = await getShopEntry(app.kv, app.shop.id);
+      assert.equal(after.versionstamp, before.versionstamp, "nothing written");
+      assert.equal((await auditOf(app, "shop.switch_signing")).length, 2, "and nothing audited");
+      assert.equal(
+        signingSecrets(after.value!, now + SECRET_OVERLAP_MS).length,
+        2,
+        "and one is free once the oldest ends",
+      );
+    });
+    await t.step("ending the overlap: only the current secret signs, from the next postback on; audited", async () => {
+      await endSigningOverlap(app.kv, app.shop.id, { actor: "ops@example.com", now: now + 3000 });
+      const shop = (await getShop(app.kv, app.shop.id))!;
+      assert.deepEqual(signingSecrets(shop, now + 3000), [rotated.secret]);
       const { postback } = await paidPostback(app);
-      assert.deepEqual(entriesOf(postback.headers), ["v1a", "v1a"]);
-      assert.ok(await verifyPostback(first.publicKey!, postback.headers, postback.body));
-      assert.ok(await verifyPostback(second.publicKey!, postback.headers, postback.body));
+      assert.deepEqual(entriesOf(postback.headers), ["v1"]);
+      new Webhook(rotated.secret).verify(postback.body, Object.fromEntries(postback.headers));
+      await assert.rejects(verifyPostback(switched.publicKey!, postback.headers, postback.body), /no valid signature/);
       await assert.rejects(
         verifyPostback(app.shop.webhookSecret, postback.headers, postback.body),
         /no valid signature/,
       );
+      const [entry, ...more] = await auditOf(app, "shop.end_signing_overlap");
+      assert.equal(more.length, 0);
+      assert.equal(entry.actor, "ops@example.com");
+      const until = (ms: number) => new Date(ms).toISOString();
+      assert.deepEqual((entry.before as { previousSigning: string[] }).previousSigning, [
+        `ed25519 until ${until(now + 1000 + SECRET_OVERLAP_MS)}`,
+        `hmac until ${until(now + SECRET_OVERLAP_MS)}`,
+      ]);
+      assert.deepEqual((entry.after as { previousSigning: string[] }).previousSigning, []);
+      const audit = JSON.stringify(await Array.fromAsync(app.kv.list({ prefix: ["audit"] })));
+      assert.ok(!audit.includes("whsec_") && !audit.includes("whsk_"), "no secret in the audit log");
     });
+    await t.step("with no overlap left there is nothing to end; a rotation goes through again", async () => {
+      await assert.rejects(
+        endSigningOverlap(app.kv, app.shop.id, { actor: "test", now: now + 4000 }),
+        (err) => err instanceof NoSigningOverlapError && /no overlap to end/.test(err.message),
+      );
+      assert.equal((await auditOf(app, "shop.end_signing_overlap")).length, 1);
+      const again = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: now + 5000 });
+      const shop = (await getShop(app.kv, app.shop.id))!;
+      assert.deepEqual(signingSecrets(shop, now + 5000), [again.secret, rotated.secret]);
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] a shop stored with the one previous secret of before keeps it signing through another rotation", async () => {
+  const app = await startTestApp();
+  try {
+    const entry = await getShopEntry(app.kv, app.shop.id);
+    const legacy = newWebhookSecret();
+    const until = Date.now() + 3_600_000;
+    const audit = { at: Date.now(), actor: "test", action: "test", target: app.shop.id, before: null, after: null };
+    assert.ok(
+      await replaceShop(app.kv, entry as Deno.KvEntry<NonNullable<typeof entry.value>>, {
+        ...entry.value!,
+        previousWebhookSecret: legacy,
+        previousSecretExpiresAt: until,
+      }, audit),
+    );
+    const { secret } = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: Date.now() });
+    const shop = (await getShop(app.kv, app.shop.id))!;
+    assert.deepEqual(signingSecrets(shop, Date.now()), [secret, app.shop.webhookSecret, legacy]);
+    assert.deepEqual(signingSecrets(shop, until), [secret, app.shop.webhookSecret], "until its own end");
+    assert.ok(!("previousWebhookSecret" in shop) && !("previousSecretExpiresAt" in shop), "kept in the list's form");
   } finally {
     await app.close();
   }
@@ -265,7 +400,8 @@ Deno.test("[signatures] the console switches a shop to key pairs and shows the p
     assert.ok(audit.includes(publicKey), "the audit log names the public key");
     assert.ok(!audit.includes("whsk_") && !audit.includes("whsec_"), "and no secret");
 
-    // The shop's staff see how postbacks are signed in their portal.
+    // The shop's staff see how postbacks are signed in their portal: which sign, until when.
+    await endSigningOverlap(app.kv, app.shop.id, { actor: "test", now: Date.now() });
     await switchShopSigning(app.kv, app.shop.id, { actor: "test", now: Date.now(), scheme: "ed25519" });
     const portalKey = shopSigning((await getShop(app.kv, app.shop.id))!).publicKey!;
     const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "test"));
@@ -274,6 +410,11 @@ Deno.test("[signatures] the console switches a shop to key pairs and shows the p
     assert.equal((await staff.post("/portal/signin", { token: link.searchParams.get("token")! })).status, 303);
     const portal = (await staff.get("/portal/deliveries")).text;
     assert.ok(portal.includes(portalKey), "the public key in the portal");
+    assert.match(portal, /<strong>Current<\/strong> key pair \(v1a\): signs until it is replaced/);
+    assert.match(
+      portal,
+      /<strong>Previous<\/strong> shared secret \(v1\): signs until \d{4}-[\d:\- ]+ UTC, then stops/,
+    );
     assert.ok(!portal.includes("whsk_") && !portal.includes("whsec_"));
     assert.ok(!portal.includes('action="/admin/'), "no operator forms in the portal");
   } finally {
@@ -387,8 +528,26 @@ Deno.test("[signatures] the CLI switches a shop to key pairs and lists its publi
     const switched = await run("signing", created.shopId, "ed25519", "--overlap-hours", "2");
     assert.match(switched.json.publicKey, /^whpk_/);
     assert.ok(!switched.text.includes("whsk_"));
+    assert.equal(switched.json.previousSigning.length, 1);
+    assert.equal(switched.json.previousSigning[0].signingScheme, "hmac");
+    const signsUntil = Date.parse(switched.json.previousSigning[0].signsUntil);
+    assert.ok(Math.abs(signsUntil - (Date.now() + 2 * 3_600_000)) < 60_000, "the secret signs 2 hours more");
+    const rotated = await run("signing", created.shopId, "ed25519");
+    assert.deepEqual(
+      rotated.json.previousSigning.map((p: { signingScheme: string }) => p.signingScheme),
+      ["ed25519", "hmac"],
+      "the first rotation's key and the secret before it, newest first",
+    );
+    assert.equal(rotated.json.previousSigning[1].signsUntil, switched.json.previousSigning[0].signsUntil);
+    await assert.rejects(run("signing", created.shopId, "hmac"), /signing_limit: 3 secrets or keys sign/);
+    const ended = await run("signing", created.shopId, "end-overlap");
+    assert.deepEqual(ended.json.previousSigning, []);
+    assert.equal(ended.json.publicKey, rotated.json.publicKey);
+    assert.ok(!ended.text.includes("whsk_") && !ended.text.includes("whsec_"));
+    await assert.rejects(run("signing", created.shopId, "end-overlap"), /no_signing_overlap/);
     const list = await run("list");
-    assert.equal(list.json[0].publicKey, switched.json.publicKey);
+    assert.equal(list.json[0].publicKey, rotated.json.publicKey);
+    assert.deepEqual(list.json[0].previousSigning, []);
     assert.equal(list.json[0].signingScheme, "ed25519");
     assert.ok(!list.text.includes("whsk_") && !list.text.includes("whsec_"));
     const off = await run("redirects", created.shopId, "off");

@@ -17,7 +17,12 @@ export interface Shop {
    * its `whpk_` public key). Never in a listing, a log or an audit entry.
    */
   webhookSecret: string;
-  /** After a rotation or a switch of scheme, the old secret or key keeps signing too until `previousSecretExpiresAt`. */
+  /**
+   * Secrets or keys replaced by a rotation or a switch of scheme, newest first: each keeps signing beside the
+   * current one until its own `expiresAt` (the overlap promised when it was replaced). Secret like `webhookSecret`.
+   */
+  previousSecrets?: PreviousSecret[];
+  /** How records written before `previousSecrets` kept their one replaced secret; read as that list's only entry. */
   previousWebhookSecret?: string | null;
   previousSecretExpiresAt?: number | null;
   /** API requests each of its keys may make per minute (per isolate); absent or null = RATE_LIMIT_PER_MINUTE. */
@@ -32,6 +37,12 @@ export interface Shop {
    * absent or empty = nobody may. Every other page of ours refuses to be framed.
    */
   embedOrigins?: string[];
+}
+
+/** A replaced signing secret or key, still signing until `expiresAt`. */
+export interface PreviousSecret {
+  secret: string;
+  expiresAt: number;
 }
 
 /** A secret key (`apay_sk_`, the server's) or a publishable one (`apay_pk_`, safe in a browser). */

@@ -39,6 +39,20 @@ Deno.test("[signing] during a rotation both secrets verify", async () => {
   assert.ok(!(await verifyWebhook(newSecret, headers, "{}", now + 301)), "stale timestamps fail");
 });
 
+Deno.test("[signing] after a second rotation within the overlap three entries are sent, and each key verifies alone", async () => {
+  const [oldest, first] = [newWebhookSecret(), newSigningKeyPair()];
+  const newest = newWebhookSecret();
+  const now = Math.floor(Date.now() / 1000);
+  const body = JSON.stringify({ type: "payment.succeeded", data: { id: "o-1" } });
+  const headers = webhookHeaders([newest, first.privateKey, oldest], "msg_three", now, body);
+  assert.deepEqual(headers["webhook-signature"].split(" ").map((e) => e.split(",")[0]), ["v1", "v1a", "v1"]);
+  for (const key of [oldest, first.publicKey, newest]) assert.ok(verifyWebhook(key, new Headers(headers), body, now));
+  // The official library checks every v1 entry, so a shop on either shared secret keeps verifying.
+  assert.deepEqual(new Webhook(oldest).verify(body, headers), JSON.parse(body));
+  assert.deepEqual(new Webhook(newest).verify(body, headers), JSON.parse(body));
+  assert.ok(!verifyWebhook(newWebhookSecret(), new Headers(headers), body, now));
+});
+
 Deno.test("[signing] a key pair signs v1a that WebCrypto verifies with the public key only", async () => {
   const { privateKey, publicKey } = newSigningKeyPair();
   assert.match(privateKey, /^whsk_[A-Za-z0-9+/]{43}=$/);

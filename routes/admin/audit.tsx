@@ -27,6 +27,7 @@ const ACTION_WORDS: Record<string, string> = {
   "shop.disable": "disabled the shop",
   "shop.rotate_secret": "rotated the postback signing secret of",
   "shop.switch_signing": "switched the postback signing of",
+  "shop.end_signing_overlap": "ended the signing overlap of",
   "shop.redirect_signing": "changed redirect signing of",
   "shop.routing": "changed the routing of",
   "shop.rate_limit": "changed the rate limit of",
