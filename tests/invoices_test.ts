@@ -34,7 +34,9 @@ import {
   type Attribution,
   decideFromChain,
   DROP_GRACE_MS,
+  DUST_LISTED_UP_TO,
   MAX_CLAIMS_PER_WRITE,
+  MAX_DEPOSITS_PER_INVOICE,
   syncInvoice,
 } from "../lib/invoices/deposits.ts";
 import { type InvoiceChange, updateInvoice } from "../lib/invoices/transition.ts";
@@ -1508,4 +1510,73 @@ Deno.test("[invoices] a read asked before expiresAt and answered after it moves 
   )!;
   assert.equal(next.to, "expired");
   assert.equal(next.patch!.deposits![0].late, true);
+});
+
+Deno.test("[invoices] rebroadcasts of money earlier invoices listed cannot keep the next one from expiring: their claims do not use up what one sync reads", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    let address = "";
+    // Two invoices in a row each list (and claim) 80 dust transactions, which are then dropped.
+    for (const tag of ["a", "b"]) {
+      const inv = await createTestInvoice(app);
+      if (address) assert.equal(inv.address, address, "the freed address is reused");
+      address = inv.address;
+      for (let i = 0; i < 80; i++) await chain.deposit(address, "1", `${tag}${i}`);
+      await syncInvoice(app.server.ctx, inv.id);
+      assert.equal((await getInvoiceEntry(app.kv, inv.id)).value!.deposits.length, 80, "listed and claimed");
+      for (let i = 0; i < 80; i++) await chain.drop(`${tag}${i}`);
+      assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const next = await createTestInvoice(app, { expiresIn: 60 });
+    assert.equal(next.address, address);
+    await new Promise((r) => setTimeout(r, 5));
+    // All 160 sent again (same transactions, new times: the next invoice's window).
+    for (const tag of ["a", "b"]) for (let i = 0; i < 80; i++) await chain.deposit(address, "1", `${tag}${i}`);
+    shiftClock(app, 2 * 60_000);
+    await app.server.runner.sweep();
+    const stored = (await getInvoiceEntry(app.kv, next.id)).value!;
+    assert.equal(stored.status, "expired");
+    assert.deepEqual(stored.deposits, [], "none of it is the next buyer's");
+    const pool = await listPoolAddresses(app.kv, app.shop.id);
+    assert.equal(pool.find((a) => a.address === address)?.heldBy, null, "its address is free again");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a full list gives a dropped deposit's place to a payment: deposits taken back cannot crowd it out", () => {
+  // 80 dust listed, then 20 over the dust line the sender double-spent back (dropped): 100 listed, nothing counted.
+  const filler = Array.from({ length: MAX_DEPOSITS_PER_INVOICE }, (_, i) => ({
+    txid: `f${i}`,
+    amount: i < DUST_LISTED_UP_TO ? "1" : "10000",
+    confirmations: 0,
+    seenAt: 100 + i,
+    late: false,
+    inTime: true,
+    ...(i < DUST_LISTED_UP_TO ? {} : { dropped: true }),
+  }));
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: filler, expiresAt: 100_000, checkAt: 100_000 });
+  const shown = filler.filter((d) => !d.dropped).map(({ txid, amount, confirmations, seenAt }) => ({
+    txid,
+    amount,
+    confirmations,
+    seenAt,
+  }));
+  const payment = { txid: "pay", amount: "1000000", confirmations: 3, seenAt: 50_000 }; // in time, confirming
+  const claimedBy = new Map(filler.map((d) => [d.txid, inv.id]));
+  const decided = decideFromChain(
+    inv,
+    { state: chainShowing([...shown, payment]), at: 100_500 },
+    { ...ALL_TIME, claimedBy },
+    100_500,
+    30_000,
+  )!;
+  const listed = decided.patch!.deposits!;
+  assert.equal(listed.length, MAX_DEPOSITS_PER_INVOICE);
+  assert.ok(listed.some((d) => d.txid === "pay" && d.inTime && !d.late));
+  assert.equal(listed.filter((d) => d.dropped).length, MAX_DEPOSITS_PER_INVOICE - DUST_LISTED_UP_TO - 1);
+  assert.equal(decided.to, "payment_confirmation");
 });

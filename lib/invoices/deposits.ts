@@ -54,16 +54,16 @@ export type ClaimWindow = { from: number; until: number | null };
 export interface Attribution {
   /** Null once the invoice is neither the address's holder nor the one before: only its claims are its news. */
   window: ClaimWindow | null;
-  /** The claims of the transactions the read shows, as read beside it (see claimsToRead); unclaimed ones absent. */
+  /** The claims of the transactions the read shows, as read beside it (see readClaims); unclaimed ones absent. */
   claimedBy: ReadonlyMap<string, string>;
-  /** New transactions whose claims were not read (claimsToRead's bound): listed by a later read. */
+  /** New transactions whose claims were not read (readClaims stopped once it had enough): listed by a later read. */
   unread?: ReadonlySet<string>;
 }
 
 /** Most transactions one write claims: each is a check, and an atomic operation takes 100 (the write has 3 more). */
 export const MAX_CLAIMS_PER_WRITE = 90;
-/** Most new transactions whose claims one sync reads (a few trips of 10): a dusted address shows up to 1,000. */
-const MAX_CLAIM_READS = 120;
+/** New transactions whose claims are read at once (trips of 10 to the store). */
+const CLAIM_READ_BATCH = 40;
 
 /**
  * The read's transactions new to the invoice that may be its (seen in its window; a claim may make one another's),
@@ -81,21 +81,35 @@ function newCandidates(inv: Invoice, read: ChainRead, window: ClaimWindow | null
 }
 
 /**
- * The transactions of a read whose claims the decision needs: those the invoice lists, and new ones it may list,
- * up to MAX_CLAIM_READS (the rest are `unread`).
+ * The claims a decision on this read needs: those of the transactions the invoice lists, and of new ones in the
+ * order they are listed, until more than one write can take are free to list (then the rest are `unread`) or none
+ * are left. Those other invoices claimed do not count toward that: rebroadcasts of their money must not keep this
+ * invoice from listing its own, read after read. At most the chain's answer (1,000 deposits).
  */
-export function claimsToRead(
+export async function readClaims(
+  kv: Deno.Kv,
   inv: Invoice,
   read: ChainRead,
   window: ClaimWindow | null,
-): { txids: string[]; unread: Set<string> } {
-  const candidates = newCandidates(inv, read, window).map((d) => d.txid);
+): Promise<Pick<Attribution, "claimedBy" | "unread">> {
   const shown = new Set(read.state.deposits.map((d) => d.txid));
-  const listed = inv.deposits.map((d) => d.txid).filter((txid) => shown.has(txid));
-  return {
-    txids: [...listed, ...candidates.slice(0, MAX_CLAIM_READS)],
-    unread: new Set(candidates.slice(MAX_CLAIM_READS)),
-  };
+  const claimedBy = await getDepositClaims(kv, inv, inv.deposits.map((d) => d.txid).filter((t) => shown.has(t)));
+  const candidates = newCandidates(inv, read, window);
+  const dust = dustBelow(inv);
+  const dustListed = inv.deposits.length >= DUST_LISTED_UP_TO;
+  let free = 0;
+  let next = 0;
+  while (next < candidates.length && free <= MAX_CLAIMS_PER_WRITE) {
+    const batch = candidates.slice(next, next += CLAIM_READ_BATCH);
+    const claims = await getDepositClaims(kv, inv, batch.map((d) => d.txid));
+    for (const d of batch) {
+      const claimant = claims.get(d.txid);
+      if (claimant !== undefined) claimedBy.set(d.txid, claimant);
+      // Free to list: unclaimed (or its own), and not dust past the dust line (never listed).
+      if ((claimant ?? inv.id) === inv.id && (!dustListed || BigInt(d.amount) >= dust)) free++;
+    }
+  }
+  return { claimedBy, unread: new Set(candidates.slice(next).map((d) => d.txid)) };
 }
 
 function inWindowOf(window: ClaimWindow, seenAt: number): boolean {
@@ -234,10 +248,6 @@ export function decideFromChain(
   for (const d of newCandidates(inv, read, window)) {
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
-    if (deposits.length + fresh.length >= MAX_DEPOSITS_PER_INVOICE) {
-      warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
-      break;
-    }
     if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
       dustLeft++;
       continue;
@@ -245,6 +255,16 @@ export function decideFromChain(
     if (fresh.length >= MAX_CLAIMS_PER_WRITE || unread?.has(d.txid)) {
       more = true;
       break;
+    }
+    if (deposits.length + fresh.length >= MAX_DEPOSITS_PER_INVOICE) {
+      // Full. Money over the dust line takes the place of a dropped deposit, which counts for nothing (its claim
+      // stays: shown again, it is listed again): deposits sent and taken back must not crowd out a payment.
+      const gone = deposits.findIndex((listed) => listed.dropped);
+      if (gone < 0) {
+        warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
+        break;
+      }
+      deposits.splice(gone, 1);
     }
     // Arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
     const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
@@ -282,7 +302,8 @@ export function decideFromChain(
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
   }
-  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]);
+  const changed = events.length > 0 || listed.length !== inv.deposits.length ||
+    listed.some((d, i) => d !== inv.deposits[i]);
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
   const claims = [...fresh.map((d) => d.txid).filter((txid) => !claimedBy.has(txid)), ...unclaimed]
@@ -329,8 +350,7 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
         (c) => (c.checkAt === null ? null : { events: [], patch: { checkAt: null } }),
       );
     }
-    const { txids, unread } = claimsToRead(inv, read, window);
-    const claimedBy = await getDepositClaims(ctx.kv, inv, txids);
+    const { claimedBy, unread } = await readClaims(ctx.kv, inv, read, window);
     const update = await updateInvoice(
       ctx,
       invoiceId,

@@ -28,7 +28,10 @@ export interface Invoice {
   address: string;
   postbackUrl: string | null;
   status: InvoiceStatus;
-  /** Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. */
+  /**
+   * Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. A full list gives a
+   * dropped deposit's place to new money (decideFromChain).
+   */
   deposits: InvoiceDeposit[];
   createdAt: number;
   updatedAt: number;
