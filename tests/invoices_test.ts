@@ -1580,3 +1580,33 @@ Deno.test("[invoices] a full list gives a dropped deposit's place to a payment: 
   assert.equal(listed.filter((d) => d.dropped).length, MAX_DEPOSITS_PER_INVOICE - DUST_LISTED_UP_TO - 1);
   assert.equal(decided.to, "payment_confirmation");
 });
+
+Deno.test("[invoices] a closed invoice's polls thin out as time passes (a tenth of the time since it closed, at most hourly); notices still come at once", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, { expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    shiftClock(app, 0);
+    await chain.deposit(inv.address, "1"); // a stranger's dust, left unconfirmed
+    await waitFor("the late dust", async () => (await readInvoice(app, inv.id)).deposits.length === 1 || undefined);
+    const stored = async () => (await getInvoiceEntry(app.kv, inv.id)).value!;
+    const closedAt = (await stored()).closedAt!;
+    for (const [after, interval] of [[20 * 60_000, 2 * 60_000], [2 * 86_400_000, 3_600_000]]) {
+      shiftClock(app, closedAt + after - Date.now());
+      await app.server.runner.sweep();
+      const next = (await stored()).checkAt!;
+      const wait = next - app.server.ctx.now();
+      assert.ok(wait > interval - 5_000 && wait <= interval, `${after} ms after closing: next read in ${wait} ms`);
+    }
+    // A notice still brings news at once (our clock back beside the chain's, which signs its notices).
+    shiftClock(app, 0);
+    await chain.mine(3, "tron");
+    await waitFor("confirmations by notice", async () => {
+      return (await readInvoice(app, inv.id)).deposits[0].confirmations === 3 || undefined;
+    });
+  } finally {
+    await app.close();
+  }
+});

@@ -135,19 +135,27 @@ function lateAtClose(deposits: InvoiceDeposit[], inv: Invoice, now: number, even
 
 /** How long after closing an invoice's address is still read for its deposits' news (late money, drops). */
 const WATCH_AFTER_CLOSE_MS = 7 * 24 * 3_600_000;
+/** Closed, it is read less often as time passes (a tenth of the time since it closed), up to once an hour. */
+const WATCH_INTERVAL_SHARE = 10;
+const WATCH_INTERVAL_MAX_MS = 3_600_000;
 
 /**
  * When the polling job reads the invoice's address next: `wanted` while it is open, and after it closed while a
  * deposit it lists is not final (dropped ones included: the sender may rebroadcast it, and it is still this
  * invoice's money), for a week at most: closed, it is not the address's latest holder for long, and a drop, a
- * rebroadcast or a late deposit's confirmations would otherwise reach it only if a notice did.
+ * rebroadcast or a late deposit's confirmations would otherwise reach it only if a notice did. Notices still bring
+ * news at once; the polls that stand in for lost ones thin out, so a stranger's dust left unconfirmed at an address
+ * costs a few hundred reads over the week, not one every 30 seconds.
  */
 function nextCheck(inv: Invoice, wanted: number | null, now: number): number | null {
   if (isInvoiceOpen(inv.status)) return wanted;
   const final = confirmationsFinal(inv.network);
   const unsettled = inv.deposits.some((d) => d.confirmations < final);
-  const watching = unsettled && now < (inv.closedAt ?? now) + WATCH_AFTER_CLOSE_MS;
-  return watching ? wanted : null;
+  const closedAt = inv.closedAt ?? now;
+  if (!unsettled || now >= closedAt + WATCH_AFTER_CLOSE_MS) return null;
+  // At once stays at once: a read left deposits to list.
+  if (wanted === null || wanted <= now) return wanted;
+  return Math.max(wanted, now + Math.min(WATCH_INTERVAL_MAX_MS, Math.floor((now - closedAt) / WATCH_INTERVAL_SHARE)));
 }
 
 /** What a move adds to the stats: a paid invoice once (accepted, or finished without passing accepted), an ending. */
