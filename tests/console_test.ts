@@ -3,6 +3,7 @@ import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 import { getShop } from "../lib/db/shops.ts";
+import { searchAudit } from "../lib/db/audit.ts";
 
 Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sign-out revokes it", async () => {
   const app = await startTestApp();
@@ -180,6 +181,16 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.match(timeForm, new RegExp(`<option value="${app.shop.id}" selected>Test shop</option>`), "the shop kept");
     assert.match(timeForm, /id="replay-since" aria-invalid="true"/);
     assert.doesNotMatch(timeForm, /id="replay-shop" aria-invalid/);
+    // A well-formed id of no shop (deleted meanwhile, typed by hand): said on the list, nothing replayed or audited.
+    const ghost = "shop_" + "0".repeat(26);
+    for (const confirm of ["", "yes"]) {
+      const unknown = await b.post("/admin/deliveries/replay", { shopId: ghost, since: "2026-01-01T00:00", confirm });
+      assert.equal(unknown.status, 422);
+      assert.match(unknown.text, /role="alert">Not replayed: there is no such shop\.<\/p>/);
+      assert.match(unknown.text, /<h1>Deliveries<\/h1>/);
+    }
+    const audited = await searchAudit(app.kv, { query: "postback.replay", limit: 10 });
+    assert.equal(audited.filter((e) => e.action === "postback.replay").length, 0, "nothing audited");
     assert.equal(shop.received.length, 2, "nothing sent");
 
     healthy = true;

@@ -122,11 +122,15 @@ export function deliveryRoutes(ctx: AppContext) {
     if (after !== undefined && !hasIdShape("postback", after)) {
       return await listPage(c, { kind: "bad", text: "Not replayed: start the replay again here.", status: 400 });
     }
+    // A shop deleted meanwhile, or an id typed by hand: said on the list, with nothing replayed or audited.
+    const shop = await getShop(ctx.kv, shopId);
+    if (!shop) {
+      const note: PageNote = { kind: "bad", text: "Not replayed: there is no such shop." };
+      return await listPage(c, note, { shopId: "", since: since.slice(0, 40), errors: { shopId: "No such shop." } });
+    }
     if (c.var.form.confirm !== "yes") {
       // Without the page's script the question comes as a page of its own, away from the form: it names the shop
       // and the time it asks about.
-      const shop = await getShop(ctx.kv, shopId);
-      if (!shop) throw new NotFoundError("Unknown shop.");
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
