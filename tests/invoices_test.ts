@@ -37,6 +37,7 @@ import {
   DUST_LISTED_UP_TO,
   MAX_CLAIMS_PER_WRITE,
   MAX_DEPOSITS_PER_INVOICE,
+  MAX_LISTED_WITH_DROPPED,
   syncInvoice,
 } from "../lib/invoices/deposits.ts";
 import { type InvoiceChange, updateInvoice } from "../lib/invoices/transition.ts";
@@ -1547,7 +1548,7 @@ Deno.test("[invoices] rebroadcasts of money earlier invoices listed cannot keep 
   }
 });
 
-Deno.test("[invoices] a full list gives a dropped deposit's place to a payment: deposits taken back cannot crowd it out", () => {
+Deno.test("[invoices] dropped deposits take none of the list's places: deposits taken back cannot crowd out a payment", () => {
   // 80 dust listed, then 20 over the dust line the sender double-spent back (dropped): 100 listed, nothing counted.
   const filler = Array.from({ length: MAX_DEPOSITS_PER_INVOICE }, (_, i) => ({
     txid: `f${i}`,
@@ -1567,18 +1568,25 @@ Deno.test("[invoices] a full list gives a dropped deposit's place to a payment: 
   }));
   const payment = { txid: "pay", amount: "1000000", confirmations: 3, seenAt: 50_000 }; // in time, confirming
   const claimedBy = new Map(filler.map((d) => [d.txid, inv.id]));
-  const decided = decideFromChain(
-    inv,
-    { state: chainShowing([...shown, payment]), at: 100_500 },
-    { ...ALL_TIME, claimedBy },
-    100_500,
-    30_000,
-  )!;
+  const decide = (deposits: Invoice["deposits"]) =>
+    decideFromChain(
+      { ...inv, deposits },
+      { state: chainShowing([...shown, payment]), at: 100_500 },
+      { ...ALL_TIME, claimedBy },
+      100_500,
+      30_000,
+    )!;
+  const decided = decide(filler);
   const listed = decided.patch!.deposits!;
-  assert.equal(listed.length, MAX_DEPOSITS_PER_INVOICE);
+  assert.equal(listed.length, MAX_DEPOSITS_PER_INVOICE + 1, "the dropped ones stay listed");
   assert.ok(listed.some((d) => d.txid === "pay" && d.inTime && !d.late));
-  assert.equal(listed.filter((d) => d.dropped).length, MAX_DEPOSITS_PER_INVOICE - DUST_LISTED_UP_TO - 1);
   assert.equal(decided.to, "payment_confirmation");
+  // The record's size stays bounded: with MAX_LISTED_WITH_DROPPED listed, nothing more is.
+  const more = Array.from({ length: MAX_LISTED_WITH_DROPPED - MAX_DEPOSITS_PER_INVOICE }, (_, i) => ({
+    ...filler[MAX_DEPOSITS_PER_INVOICE - 1],
+    txid: `g${i}`,
+  }));
+  assert.equal(decide([...filler, ...more]).patch!.deposits!.length, MAX_LISTED_WITH_DROPPED);
 });
 
 Deno.test("[invoices] a closed invoice's polls thin out as time passes (a tenth of the time since it closed, at most hourly); notices still come at once", async () => {

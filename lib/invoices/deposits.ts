@@ -19,8 +19,13 @@ import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transit
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
 import { arrivedInTime, dustBelow, heldOpenPastExpiry } from "./expiry.ts";
 
-/** Deposits listed on one invoice; more (dust spam) are logged and left to operators, keeping the record small. */
+/**
+ * Deposits listed on one invoice, dropped ones aside; more (dust spam) are logged and left to operators, keeping the
+ * record small.
+ */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
+/** Deposits listed on one invoice, dropped ones included: a bound on the record's size (KV takes 64 KiB a value). */
+export const MAX_LISTED_WITH_DROPPED = 150;
 /**
  * Past this many, a deposit of less than a hundredth of the invoice's amount (dust: anyone can send it to the address
  * the checkout page shows) is logged and not listed, so dust cannot fill the list before the buyer's payment: what
@@ -240,6 +245,7 @@ export function decideFromChain(
   }
 
   const fresh: InvoiceDeposit[] = [];
+  const live = deposits.filter((d) => !d.dropped).length;
   const dust = dustBelow(inv);
   let dustLeft = 0;
   // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
@@ -256,15 +262,13 @@ export function decideFromChain(
       more = true;
       break;
     }
-    if (deposits.length + fresh.length >= MAX_DEPOSITS_PER_INVOICE) {
-      // Full. Money over the dust line takes the place of a dropped deposit, which counts for nothing (its claim
-      // stays: shown again, it is listed again): deposits sent and taken back must not crowd out a payment.
-      const gone = deposits.findIndex((listed) => listed.dropped);
-      if (gone < 0) {
-        warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
-        break;
-      }
-      deposits.splice(gone, 1);
+    // Dropped deposits count for nothing, so they take none of the places: deposits sent and taken back must not
+    // crowd out a payment. They stay listed (shown again, they count again), within a bound on the record's size.
+    if (
+      live + fresh.length >= MAX_DEPOSITS_PER_INVOICE || deposits.length + fresh.length >= MAX_LISTED_WITH_DROPPED
+    ) {
+      warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
+      break;
     }
     // Arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
     const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
@@ -302,8 +306,7 @@ export function decideFromChain(
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
   }
-  const changed = events.length > 0 || listed.length !== inv.deposits.length ||
-    listed.some((d, i) => d !== inv.deposits[i]);
+  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]);
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
   const claims = [...fresh.map((d) => d.txid).filter((txid) => !claimedBy.has(txid)), ...unclaimed]

@@ -28,10 +28,7 @@ export interface Invoice {
   address: string;
   postbackUrl: string | null;
   status: InvoiceStatus;
-  /**
-   * Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. A full list gives a
-   * dropped deposit's place to new money (decideFromChain).
-   */
+  /** Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. */
   deposits: InvoiceDeposit[];
   createdAt: number;
   updatedAt: number;
