@@ -1618,3 +1618,19 @@ Deno.test("[invoices] a closed invoice's polls thin out as time passes (a tenth 
     await app.close();
   }
 });
+
+Deno.test("[invoices] a deposit listed before claims existed is claimed by its invoice's next write, also when dropped and not shown", () => {
+  const dropped = { txid: "old", amount: "1000000", confirmations: 0, seenAt: 500, late: true, dropped: true };
+  const inv = invoiceOf({ status: "expired", deposits: [dropped], closedAt: 1_000, checkAt: 2_000 });
+  const polled = decideFromChain(inv, { state: chainShowing([]), at: 2_000 }, ALL_TIME, 2_000, 30_000)!;
+  assert.deepEqual(polled.claims, ["old"]);
+  // Another invoice's by its window (the chain saw it before this one held the address): not claimed here.
+  const after = decideFromChain(
+    inv,
+    { state: chainShowing([]), at: 2_000 },
+    { window: { from: 600, until: null }, claimedBy: new Map() },
+    2_000,
+    30_000,
+  )!;
+  assert.deepEqual(after.claims, []);
+});

@@ -97,8 +97,8 @@ export async function readClaims(
   read: ChainRead,
   window: ClaimWindow | null,
 ): Promise<Pick<Attribution, "claimedBy" | "unread">> {
-  const shown = new Set(read.state.deposits.map((d) => d.txid));
-  const claimedBy = await getDepositClaims(kv, inv, inv.deposits.map((d) => d.txid).filter((t) => shown.has(t)));
+  // Every listed one, shown or not: one listed before claims existed is claimed by its invoice's next write.
+  const claimedBy = await getDepositClaims(kv, inv, inv.deposits.map((d) => d.txid));
   const candidates = newCandidates(inv, read, window);
   const dust = dustBelow(inv);
   const dustListed = inv.deposits.length >= DUST_LISTED_UP_TO;
@@ -186,15 +186,16 @@ export function decideFromChain(
     const claimant = claimedBy.get(txid);
     return claimant !== undefined ? claimant === inv.id : window ? inWindowOf(window, seenAt) : true;
   };
-  // Listed before claims existed, and the invoice's by its window: claimed with this write, if there is one.
+  // Listed before claims existed, and the invoice's by its window (a dropped one by when the chain saw it then):
+  // claimed with this write, if there is one.
   const unclaimed: string[] = [];
   const byTx = new Map(read.state.deposits.map((d) => [d.txid, d]));
   const events: InvoiceEvent[] = [];
   const deposits = inv.deposits.map((d) => {
     const seen = byTx.get(d.txid);
-    if (!seen) return missing(d);
-    const mine = ours(d.txid, seen.seenAt);
+    const mine = ours(d.txid, (seen ?? d).seenAt);
     if (mine && !claimedBy.has(d.txid)) unclaimed.push(d.txid);
+    if (!seen) return missing(d);
     if (d.dropped) {
       // Shown again (rebroadcast, or a reorganisation undone): money back after the invoice closed is late.
       if (!mine) return d;
