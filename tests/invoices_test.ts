@@ -808,6 +808,14 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
   }
 });
 
+/** The next invoice at a freed address (a few ms on, so the chain's times tell the two invoices apart). */
+async function nextHolder(app: TestApp, address: string, overrides: Record<string, unknown> = {}) {
+  await new Promise((r) => setTimeout(r, 5));
+  const next = await createTestInvoice(app, overrides);
+  assert.equal(next.address, address, "the freed address is reused");
+  return next;
+}
+
 /**
  * An invoice (expiring in a minute, notices lost so polling decides) whose deposit was seen on time and dropped by
  * the chain after expiresAt, with the sweeps that follow.
@@ -922,9 +930,7 @@ Deno.test("[invoices] a dropped deposit shown again after the invoice closed is 
     await dropFromChain(app, first.id, sent.txid);
     assert.equal((await readInvoice(app, first.id)).deposits[0].dropped, true, "dropped again");
     shiftClock(app, 0); // our clock back beside the chain's, which tells the two invoices' time apart
-    await new Promise((r) => setTimeout(r, 5));
-    const second = await createTestInvoice(app);
-    assert.equal(second.address, first.address, "the free address is reused");
+    const second = await nextHolder(app, first.address);
     await new Promise((r) => setTimeout(r, 5));
     await chain.deposit(first.address, "12500000", sent.txid);
     await chain.mine(20, "tron");
@@ -1110,9 +1116,7 @@ Deno.test("[invoices] a closed invoice is read while its late money confirms, al
     assert.notEqual(watched.checkAt, null, "read for its late money's news");
     // The address moves on twice: the invoice is no longer its holder nor the one before.
     for (let i = 0; i < 2; i++) {
-      await new Promise((r) => setTimeout(r, 5));
-      const next = await createTestInvoice(app);
-      assert.equal(next.address, first.address);
+      const next = await nextHolder(app, first.address);
       assert.equal((await cancelInvoiceCall(app, next.id)).status, 200);
     }
     // Its late money is still its own (its claim), and still confirming: read on.
@@ -1147,9 +1151,7 @@ Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, wit
       const d = (await getInvoiceEntry(app.kv, first.id)).value!.deposits[0];
       return d.missingSince !== undefined || undefined;
     });
-    await new Promise((r) => setTimeout(r, 5));
-    const second = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "10" });
-    assert.equal(second.address, first.address);
+    const second = await nextHolder(app, first.address, { coin: "USDT", network: "tron", amount: "10" });
     await new Promise((r) => setTimeout(r, 5));
     await chain.deposit(first.address, "5000000", sent.txid); // rebroadcast, seen in the second invoice's time
     await waitFor("shown again on the first invoice", async () => {
@@ -1423,13 +1425,9 @@ Deno.test("[invoices] a dropped payment rebroadcast when its address has moved o
     assert.equal((await readInvoice(app, first.id)).status, "expired");
     shiftClock(app, 0);
     await chain.knobs({ dropNotices: false });
-    await new Promise((r) => setTimeout(r, 5));
-    const second = await createTestInvoice(app);
-    assert.equal(second.address, first.address);
+    const second = await nextHolder(app, first.address);
     assert.equal((await cancelInvoiceCall(app, second.id)).status, 200);
-    await new Promise((r) => setTimeout(r, 5));
-    const third = await createTestInvoice(app);
-    assert.equal(third.address, first.address);
+    const third = await nextHolder(app, first.address);
     await new Promise((r) => setTimeout(r, 5));
     await chain.deposit(first.address, "12500000", sent.txid); // rebroadcast: its notice names the first's claim
     await chain.mine(20, "tron");
@@ -1451,9 +1449,7 @@ Deno.test("[invoices] a rebroadcast whose notice is lost comes back to the invoi
   try {
     const { chain, created: first, sent } = await droppedPastExpiry(app); // notices lost from here on
     shiftClock(app, 0);
-    await new Promise((r) => setTimeout(r, 5));
-    const second = await createTestInvoice(app);
-    assert.equal(second.address, first.address);
+    const second = await nextHolder(app, first.address);
     await new Promise((r) => setTimeout(r, 5));
     await chain.deposit(first.address, "12500000", sent.txid); // rebroadcast, its notice lost
     await chain.mine(20, "tron");
@@ -1474,9 +1470,7 @@ Deno.test("[invoices] two invoices of one address cannot both claim a transactio
   try {
     const first = await createTestInvoice(app);
     assert.equal((await cancelInvoiceCall(app, first.id)).status, 200);
-    await new Promise((r) => setTimeout(r, 5));
-    const second = await createTestInvoice(app);
-    assert.equal(second.address, first.address, "the free address is reused");
+    const second = await nextHolder(app, first.address);
     const claim = (): InvoiceChange => ({ events: [], patch: { checkAt: null }, claims: ["t1"] });
     assert.equal((await updateInvoice(app.server.ctx, first.id, claim)).outcome, "applied");
     const entry = await getInvoiceEntry(app.kv, second.id);
@@ -1521,18 +1515,15 @@ Deno.test("[invoices] rebroadcasts of money earlier invoices listed cannot keep 
     let address = "";
     // Two invoices in a row each list (and claim) 80 dust transactions, which are then dropped.
     for (const tag of ["a", "b"]) {
-      const inv = await createTestInvoice(app);
-      if (address) assert.equal(inv.address, address, "the freed address is reused");
+      const inv = address ? await nextHolder(app, address) : await createTestInvoice(app);
       address = inv.address;
       for (let i = 0; i < 80; i++) await chain.deposit(address, "1", `${tag}${i}`);
       await syncInvoice(app.server.ctx, inv.id);
       assert.equal((await getInvoiceEntry(app.kv, inv.id)).value!.deposits.length, 80, "listed and claimed");
       for (let i = 0; i < 80; i++) await chain.drop(`${tag}${i}`);
       assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
-      await new Promise((r) => setTimeout(r, 5));
     }
-    const next = await createTestInvoice(app, { expiresIn: 60 });
-    assert.equal(next.address, address);
+    const next = await nextHolder(app, address, { expiresIn: 60 });
     await new Promise((r) => setTimeout(r, 5));
     // All 160 sent again (same transactions, new times: the next invoice's window).
     for (const tag of ["a", "b"]) for (let i = 0; i < 80; i++) await chain.deposit(address, "1", `${tag}${i}`);
