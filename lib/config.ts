@@ -10,7 +10,7 @@ const optionalText = z.string().trim().min(1).optional();
 
 const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
-  HOSTNAME: z.string().min(1).default("0.0.0.0"),
+  HOSTNAME: z.string().min(1).optional(),
   PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   DENO_KV_PATH: z.string().min(1).optional(),
   // Set by Deno Deploy: there KV is the platform's database, queues are off and zero-config mode is refused.
@@ -241,7 +241,9 @@ export function loadConfig(env: Env): Config {
     bigquery,
     analytics,
     port: e.PORT,
-    hostname: e.HOSTNAME,
+    // Zero-config mode listens on this machine only: its built-in sandbox marks payments paid for whoever asks, so a
+    // server left without a provider's settings must not offer that to the network. With one, every interface.
+    hostname: e.HOSTNAME ?? (bansky ? "0.0.0.0" : "127.0.0.1"),
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
     kvPath: e.DENO_KV_PATH ?? (onDeploy ? undefined : "./data/kv.sqlite3"),
     bansky,

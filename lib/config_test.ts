@@ -10,6 +10,8 @@ Deno.test("[config] zero-config defaults use the sandbox, the demo and local URL
   assert.equal(c.allowLocalUrls, true);
   assert.equal(c.demo, true);
   assert.equal(c.jobsQueue, true);
+  assert.equal(c.hostname, "127.0.0.1", "its sandbox marks payments paid for whoever asks: this machine only");
+  assert.equal(loadConfig({ HOSTNAME: "0.0.0.0" }).hostname, "0.0.0.0");
   assert.deepEqual(c.postbackScheduleMs, [0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
 });
 
@@ -19,6 +21,7 @@ Deno.test("[config] configuring Bansky turns local URLs and the demo off unless 
   assert.equal(c.bansky?.apiUrl, "https://api.bansky.example");
   assert.equal(c.allowLocalUrls, false);
   assert.equal(c.demo, false);
+  assert.equal(c.hostname, "0.0.0.0");
   assert.equal(loadConfig({ ...bansky, DEV_ALLOW_LOCAL_URLS: "1" }).allowLocalUrls, true);
   assert.equal(loadConfig({ DEV_ALLOW_LOCAL_URLS: "0" }).allowLocalUrls, false);
 });
