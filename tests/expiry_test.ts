@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
-import { getPayment } from "../lib/db/payments.ts";
+import { getPayment, getPaymentEntry } from "../lib/db/payments.ts";
 import { readStats, utcDay } from "../lib/db/stats.ts";
 import { summarize } from "../lib/stats.ts";
 import { recheckPaymentStatus } from "../lib/payments/admin.ts";
@@ -203,6 +203,31 @@ Deno.test("[janitor] a provider that cannot be reached is asked again in five mi
     assert.equal(after.status, "pending");
     assert.equal(after.checkAt, now + 5 * MINUTE);
   } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[janitor] the log line of a failed check says what failed: a provider that does not know the payment is not 'unreachable'", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  const lines: string[] = [];
+  const write = console.error;
+  try {
+    const p = await createPayment(app, shop.url);
+    // The provider's reference no longer names anything there (an account whose credentials changed, say).
+    const entry = await getPaymentEntry(app.kv, p.id);
+    await app.kv.set(entry.key, { ...entry.value!, providerRef: "ref_unknown_to_the_provider" });
+    app.server.ctx.now = () => p.stored.createdAt + 2 * MINUTE + 1000;
+    console.error = (line: string) => lines.push(line);
+    await app.server.runner.sweep();
+    console.error = write;
+    const checks = lines.filter((l) => l.includes("payment check:"));
+    assert.equal(checks.length, 1, lines.join("\n"));
+    assert.match(checks[0], /provider does not know this payment \(check its account\), trying again later/);
+    assert.equal((await getPayment(app.kv, p.id))!.status, "pending");
+  } finally {
+    console.error = write;
     await shop.close();
     await app.close();
   }

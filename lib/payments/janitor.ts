@@ -53,7 +53,7 @@ export async function runPaymentCheck(ctx: AppContext, paymentId: string): Promi
     confirmed = await adapter.getStatus(p.providerRef);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
-    log.warn("payment check: provider unreachable, trying again later", { paymentId, detail: err.detail });
+    log.warn(`payment check: ${whatFailed(err)}, trying again later`, { paymentId, detail: err.detail });
     await reschedulePaymentCheck(ctx.kv, current, retryAt(ctx, p, expiresAt, now));
     return;
   }
@@ -108,4 +108,15 @@ async function settle(
 function retryAt(ctx: AppContext, p: Payment, expiresAt: number, now: number): number {
   const next = nextCheckAt(p.createdAt, expiresAt, now, ctx.config.paymentCheckScheduleMs);
   return next > now ? Math.min(next, now + CHECK_RETRY_MS) : now + CHECK_RETRY_MS;
+}
+
+/**
+ * What a failed status call means, for the log line an operator reads first: a provider that does not know the
+ * payment (its account's credentials changed?) calls for other checks than one that cannot be reached.
+ */
+function whatFailed(err: UpstreamError): string {
+  if (err.timedOut) return "provider did not answer in time";
+  if (err.answered === 404) return "provider does not know this payment (check its account)";
+  if (err.answered !== null) return `provider answered ${err.answered}`;
+  return "provider unreachable";
 }
