@@ -371,7 +371,7 @@ Deno.test({
           await form.getByRole("button", { name: "Replay" }).press("Enter");
           await waitFor("the question", () => questions[0]);
           assert.deepEqual(questions, [
-            "Send the failed postbacks of Test shop created since 2026-01-02 03:04 UTC again? Those it refused with 410 Gone are left alone.",
+            "Send the failed and retrying postbacks of Test shop created since 2026-01-02 03:04 UTC now? Those it refused with 410 Gone are left alone.",
           ]);
           page.removeAllListeners("dialog");
           assert.match(page.url(), /\/admin\/deliveries$/, "answered no: nothing was sent");

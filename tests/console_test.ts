@@ -152,7 +152,7 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.doesNotMatch(replayForm.slice(0, replayForm.indexOf("</select>")), /value="shop_[^"]*" selected/);
     assert.match(
       replayForm,
-      /data-confirm="Send the failed postbacks of \{shopId\} created since \{since\} UTC again\?/,
+      /data-confirm="Send the failed and retrying postbacks of \{shopId\} created since \{since\} UTC now\?/,
     );
     const filtered = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
     const chosen = filtered.text.slice(filtered.text.indexOf('action="/admin/deliveries/replay"'));
@@ -196,13 +196,13 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     healthy = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
     const ask = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });
-    assert.match(ask.text, /Send the failed postbacks of Test shop created since/, "asks first");
+    assert.match(ask.text, /Send the failed and retrying postbacks of Test shop created since/, "asks first");
     // On a page of its own, away from the form, the question names the shop and the time it asks about.
-    assert.ok(ask.text.includes(`since ${since.replace("T", " ")}:00 UTC again?`), "names the time");
+    assert.ok(ask.text.includes(`since ${since.replace("T", " ")}:00 UTC now?`), "names the time");
     assert.equal(shop.received.length, 2, "nothing sent yet");
     const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(replay.status, 303);
-    assert.match((await b.get(replay.location!)).text, /1 failed postbacks queued again/);
+    assert.match((await b.get(replay.location!)).text, /1 postbacks queued to be sent now/);
     await waitFor(
       "the replayed postback",
       () => (shop.received.at(-1) && healthy && shop.received.length >= 3 ? true : undefined),
@@ -249,7 +249,7 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
     const since = new Date(now - 120_000).toISOString().slice(0, 16);
     const first = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(first.status, 200);
-    assert.match(first.text, new RegExp(`${REPLAY_BATCH} failed postbacks queued again; more are left to look at`));
+    assert.match(first.text, new RegExp(`${REPLAY_BATCH} postbacks queued again; more are left to look at`));
     const after = first.text.match(/name="after" value="([^"]+)"/)?.[1];
     assert.equal(after, backlog[REPLAY_BATCH - 1].id, "Go on starts after the last one looked at");
     const rest = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, after, confirm: "yes" });

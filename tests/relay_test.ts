@@ -1335,3 +1335,43 @@ Deno.test("[relay] an attempt that outlasts its lease keeps renewing it: another
   });
   await shop.close();
 });
+
+Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at their next try hours away; one being sent is left alone", async () => {
+  let down = true;
+  const shop = startShopReceiver(() => new Response(down ? "down" : "ok", { status: down ? 503 : 200 }));
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,3600,3600" } });
+  try {
+    const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: shop.url }));
+    assert.equal(init.status, 201);
+    await buyerSettles(init.body.url, "paid");
+    const retrying = await waitFor("the first attempt refused", async () => {
+      const [d] = await listAttentionDeliveries(app.kv, { shopId: app.shop.id, limit: 10 });
+      return d?.status === "pending" && d.attempts === 1 ? d : undefined;
+    });
+    assert.ok(retrying.nextAttemptAt > Date.now() + 3_000_000, "its next try is an hour away");
+    down = false;
+    const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0);
+    assert.deepEqual(replay, { queued: 1, resumeAfter: null });
+    const delivered = await waitFor("sent now", async () => {
+      const d = (await getDeliveryEntry(app.kv, retrying.id)).value!;
+      return d.status === "delivered" ? d : undefined;
+    });
+    assert.equal(delivered.attempts, 2);
+    assert.equal(shop.received.at(-1)!.headers.get("webhook-id"), retrying.id, "the same webhook-id");
+
+    // One whose attempt is under way (its lease live) is left to that attempt: not sent a second time beside it.
+    const now = Date.now();
+    const sending = failedDelivery(now - 60_000, { paymentId: "pay_sending", shopId: app.shop.id, url: shop.url }, {
+      status: "pending",
+      attempts: 1,
+      nextAttemptAt: now,
+      leaseUntil: now + 10_000,
+    });
+    await storeAttentionDeliveries(app.kv, [sending]);
+    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, 0), { queued: 0, resumeAfter: null });
+    assert.deepEqual((await getDeliveryEntry(app.kv, sending.id)).value, sending);
+  } finally {
+    await app.close();
+    await shop.close();
+  }
+});

@@ -9,12 +9,14 @@ import type { Delivery } from "./types.ts";
 export const REPLAY_BATCH = 1_000;
 
 /**
- * Puts the failed postbacks of a shop created since `since` back on the
- * schedule (same webhook-ids, so shops can deduplicate), up to `batch` of
- * the postbacks needing attention at a time, after `after` when going on.
- * Returns how many it queued, and where to go on from when some are left.
- * Each is judged as it stands when it is written (`onlyIf`): one resent
- * since the replay began is under way or delivered, and is left alone.
+ * Puts the failed and still retrying postbacks of a shop created since
+ * `since` back on the schedule, due now (same webhook-ids, so shops can
+ * deduplicate): after an outage the shop is back, and a retrying one's next
+ * attempt may be hours away. Up to `batch` of the postbacks needing attention
+ * at a time, after `after` when going on. Returns how many it queued, and
+ * where to go on from when some are left. Each is judged as it stands when it
+ * is written (`onlyIf`): one resent since the replay began, or an attempt
+ * under way, is left alone.
  */
 export async function replayFailedDeliveries(
   ctx: AppContext,
@@ -31,9 +33,9 @@ export async function replayFailedDeliveries(
     if (looked === batch) return { queued, resumeAfter: last };
     looked++;
     last = id;
-    if (!await rescheduleDelivery(ctx.kv, id, now, { queue: ctx.config.jobsQueue, now }, { onlyIf: replayable })) {
-      continue;
-    }
+    const jobs = { queue: ctx.config.jobsQueue, now };
+    const put = await rescheduleDelivery(ctx.kv, id, now, jobs, { onlyIf: replayable, refuseInFlight: true });
+    if (!put || "inFlightMs" in put) continue;
     queued++;
     if (!ctx.config.jobsQueue) ctx.kick({ kind: "postback", id });
   }
@@ -41,9 +43,10 @@ export async function replayFailedDeliveries(
 }
 
 /**
- * A failed postback the shop did not turn away: one it answered 410 Gone (stop sending) is sent again only when
- * someone resends it by hand, as the shop asked.
+ * A failed postback, or one waiting for its next try, that the shop did not turn away: one it answered 410 Gone
+ * (stop sending) is sent again only when someone resends it by hand, as the shop asked.
  */
 function replayable(d: Delivery): boolean {
-  return d.status === "failed" && d.lastStatusCode !== 410;
+  const retrying = d.status === "pending" && d.attempts > 0;
+  return (d.status === "failed" || retrying) && d.lastStatusCode !== 410;
 }

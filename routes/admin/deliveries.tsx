@@ -20,7 +20,7 @@ import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note
  * fills with the shop chosen and the time typed).
  */
 function replayQuestion(shop: string, since: string): string {
-  return `Send the failed postbacks of ${shop} created since ${since} again? Those it refused with 410 Gone are left alone.`;
+  return `Send the failed and retrying postbacks of ${shop} created since ${since} now? Those it refused with 410 Gone are left alone.`;
 }
 
 /** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
@@ -66,7 +66,7 @@ export function deliveryRoutes(ctx: AppContext) {
             shopNames={new Map(shops.map((s) => [s.id, s.name]))}
           />
           <section class="card">
-            <h2>Replay a shop's failed postbacks</h2>
+            <h2>Replay a shop's failed and retrying postbacks</h2>
             <form
               method="post"
               action="/admin/deliveries/replay"
@@ -157,7 +157,7 @@ export function deliveryRoutes(ctx: AppContext) {
     // A request does a bounded share of a large backlog (REPLAY_BATCH); the operator goes on with one click.
     return c.html(renderPage(
       <AdminLayout title="Replay" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
-        <Flash kind="ok">{queued} failed postbacks queued again; more are left to look at.</Flash>
+        <Flash kind="ok">{queued} postbacks queued again; more are left to look at.</Flash>
         <ConfirmStep
           question="Go on with the replay?"
           button="Go on"
@@ -212,7 +212,7 @@ export function deliveriesDoneNote(done: string | undefined): PageNote | undefin
     };
   }
   if (what === "replayed" && /^\d{1,9}$/.test(result ?? "")) {
-    return { kind: "ok", text: `${result} failed postbacks queued again.` };
+    return { kind: "ok", text: `${result} postbacks queued to be sent now.` };
   }
   return undefined;
 }
