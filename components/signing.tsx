@@ -99,9 +99,9 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
   );
 }
 
-/** What a signer is, in words: "shared secret (v1)" or "key pair (v1a)". */
+/** What a signer is, in words: "shared secret (v1) ending in …abcd" or "key pair (v1a)". */
 function signerKind(signer: SignerView): string {
-  return signer.scheme === "ed25519" ? "key pair (v1a)" : "shared secret (v1)";
+  return signer.scheme === "ed25519" ? "key pair (v1a)" : `shared secret (v1) ending in …${signer.endsWith}`;
 }
 
 /** One line of the list: current or previous, its kind, a previous key pair's public key, and until when it signs. */

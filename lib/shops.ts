@@ -284,11 +284,21 @@ export interface SignerView {
   publicKey: string | null;
   /** When it stops signing; null for the current one (until it is replaced). */
   until: number | null;
+  /**
+   * A shared secret's last 4 characters, so people can tell which one a shop verifies with (as payment dashboards
+   * show a key's end); null for a key pair, which its public key names.
+   */
+  endsWith: string | null;
 }
 
 function signerView(secret: string, until: number | null): SignerView {
   const keyPair = isKeyPairSecret(secret);
-  return { scheme: keyPair ? "ed25519" : "hmac", publicKey: keyPair ? publicKeyOf(secret) : null, until };
+  return {
+    scheme: keyPair ? "ed25519" : "hmac",
+    publicKey: keyPair ? publicKeyOf(secret) : null,
+    until,
+    endsWith: keyPair ? null : secret.slice(-4),
+  };
 }
 
 /**

@@ -501,7 +501,7 @@ Deno.test("[console] a rotation within the overlap keeps the one before signing;
     await t.step("one signs: the page says so, with nothing to end", async () => {
       const page = (await b.get(shopPage)).text;
       assert.match(page, /Signing now:/);
-      assert.match(page, /<strong>Current<\/strong> shared secret \(v1\): signs until it is replaced/);
+      assert.match(page, /<strong>Current<\/strong> shared secret \(v1\) ending in …\S{4}: signs until it is replaced/);
       assert.doesNotMatch(page, /End the overlap now/);
       const nothing = await b.post(`${shopPage}/signing/end-overlap`, {});
       assert.equal(nothing.status, 422);
@@ -515,7 +515,9 @@ Deno.test("[console] a rotation within the overlap keeps the one before signing;
         assert.match(page, /Rotation in progress: every postback and redirect carries one signature from each/);
         assert.match(
           page,
-          new RegExp(`<strong>Previous</strong> shared secret \\(v1\\): signs until ${TIME}, then stops`),
+          new RegExp(
+            `<strong>Previous</strong> shared secret \\(v1\\) ending in …\\S{4}: signs until ${TIME}, then stops`,
+          ),
         );
         assert.match(page, /data-confirm="Rotate the postback signing secret\?[^"]*keeps signing until its own end/);
         const ask = await b.post(`${shopPage}/signing`, { scheme: "ed25519" });
@@ -561,8 +563,8 @@ Deno.test("[console] a rotation within the overlap keeps the one before signing;
       assert.match(
         page,
         new RegExp(
-          `data-confirm="End the overlap now\\? The shared secret \\(v1\\) that signs until ${TIME} and the shared ` +
-            `secret \\(v1\\) that signs until ${TIME} stop signing at once`,
+          `data-confirm="End the overlap now\\? The shared secret \\(v1\\) ending in …\\S{4} that signs until ${TIME} and the shared ` +
+            `secret \\(v1\\) ending in …\\S{4} that signs until ${TIME} stop signing at once`,
         ),
       );
       const ask = await b.post(`${shopPage}/signing/end-overlap`, {});
