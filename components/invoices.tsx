@@ -94,14 +94,19 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
                 <h3>{NETWORKS[p.network].label}</h3>
                 <p>
                   <strong data-pool-free={p.network}>{p.free.length}</strong> free ·{" "}
+                  <strong data-pool-resting={p.network}>{p.resting.length}</strong> resting ·{" "}
                   <strong data-pool-in-use={p.network}>{p.inUse.length}</strong> in use
                 </p>
                 <details>
                   <summary>Addresses</summary>
                   <ul class="small">
-                    {[...p.inUse, ...p.free].slice(0, 200).map((a) => (
+                    {[...p.inUse, ...p.resting, ...p.free].slice(0, 200).map((a) => (
                       <li key={a.address}>
-                        <code>{a.address}</code> {a.heldBy ? <>held by {a.heldBy}</> : <span class="ok">free</span>}
+                        <code>{a.address}</code> {a.heldBy
+                          ? <>held by {a.heldBy}</>
+                          : p.resting.includes(a)
+                          ? <>resting until {formatTime(a.readyAt!)} (late money stays its last invoice's)</>
+                          : <span class="ok">free</span>}
                         <span class="muted">· used {a.uses}×</span>
                       </li>
                     ))}

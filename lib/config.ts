@@ -29,6 +29,8 @@ const EnvSchema = z.object({
   // How often open invoices are read again at the chain, whatever its notices say.
   CHAIN_POLL_INTERVAL_S: z.coerce.number().int().min(1).max(3600).default(30),
   INVOICE_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(3600),
+  // How long a closed invoice's address rests before another invoice may take it (late money stays the closed one's).
+  INVOICE_ADDRESS_REST_S: z.coerce.number().int().min(0).max(2_592_000).default(86_400),
   DEV_ALLOW_LOCAL_URLS: flag.optional(),
   JOBS_QUEUE: z.enum(["on", "off"]).optional(),
   JOBS_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).optional(),
@@ -102,6 +104,8 @@ export interface Config {
   chainPollMs: number;
   /** How long an invoice waits for a deposit when the request gives no `expiresIn`, in ms. */
   invoiceTtlMs: number;
+  /** How long a closed invoice's address rests before another invoice may take it, in ms. */
+  addressRestMs: number;
   allowLocalUrls: boolean;
   jobsQueue: boolean;
   sweepIntervalMs?: number;
@@ -251,6 +255,7 @@ export function loadConfig(env: Env): Config {
     chain,
     chainPollMs: e.CHAIN_POLL_INTERVAL_S * 1000,
     invoiceTtlMs: e.INVOICE_TTL_S * 1000,
+    addressRestMs: e.INVOICE_ADDRESS_REST_S * 1000,
     // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set or on Deploy.
     allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? (!bansky && !onDeploy),
     // Deno Deploy has no KV queues: the cron sweep alone runs jobs there.

@@ -46,6 +46,7 @@ import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoic
 import { buyerStatusView } from "../lib/invoices/view.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
 import { ADDRESS_BATCH } from "../lib/invoices/pool.ts";
+import { describePool } from "../lib/invoices/admin.ts";
 
 /** An invoice that has held its address from the start, and no transaction claimed yet: its window decides. */
 const ALL_TIME: Attribution = { window: { from: 0, until: null }, claimedBy: new Map() };
@@ -1624,4 +1625,30 @@ Deno.test("[invoices] a deposit listed before claims existed is claimed by its i
     30_000,
   )!;
   assert.deepEqual(after.claims, []);
+});
+
+Deno.test("[invoices] a closed invoice's address rests before another invoice takes it: its buyer's late money stays its own", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off", INVOICE_ADDRESS_REST_S: "3600" } });
+  try {
+    const chain = chainApi(app);
+    const first = await createTestInvoice(app, { expiresIn: 60 });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    assert.equal((await readInvoice(app, first.id)).status, "expired");
+    const [pool] = await describePool(app.server.ctx, app.shop.id);
+    assert.deepEqual([pool.free.length, pool.resting.length, pool.inUse.length], [0, 1, 0], "resting, not free");
+    // The next invoice gets another address, so the first buyer's late payment is still the first invoice's.
+    const next = await createTestInvoice(app);
+    assert.notEqual(next.address, first.address);
+    shiftClock(app, 0);
+    await chain.deposit(first.address, "12500000");
+    await waitFor("late money", async () => (await readInvoice(app, first.id)).lateAmount === "12.5" || undefined);
+    assert.deepEqual((await readInvoice(app, next.id)).deposits, []);
+    // Rested, it is taken again (those that rested longest first).
+    shiftClock(app, 61_000 + 3_600_000);
+    const later = await createTestInvoice(app);
+    assert.equal(later.address, first.address);
+  } finally {
+    await app.close();
+  }
 });

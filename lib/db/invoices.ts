@@ -16,7 +16,9 @@ import { groupCommitterPerStore } from "./group_commit.ts";
  * address's record, so a pick needs no second read): taking it deletes that
  * key with a check on it, in the same atomic operation that stores the
  * invoice, so two invoices can never take one address (no lock table); closing
- * an invoice writes the key back in the operation that closes it.
+ * an invoice writes the key back in the operation that closes it, keyed by
+ * when the address may be taken again (it rests first: PoolAddress.readyAt),
+ * so a pick lists only rested ones, those that rested longest first.
  */
 const invoiceKey = (id: string) => ["invoices", id] as const;
 const byShopKey = (shopId: string, seq: string) => ["invoices_by_shop", shopId, seq] as const;
@@ -24,8 +26,9 @@ const byTimeKey = (seq: string) => ["invoices_by_time", seq] as const;
 const eventKey = (invoiceId: string, seq: string) => ["invoice_events", invoiceId, seq] as const;
 const addressKey = (shopId: string, network: Network, address: string) =>
   ["invoice_addresses", shopId, network, address] as const;
-const freeKey = (shopId: string, network: Network, address: string) =>
-  ["invoice_addresses_free", shopId, network, address] as const;
+const freePrefix = (shopId: string, network: Network) => ["invoice_addresses_free", shopId, network] as const;
+const freeKey = (shopId: string, network: Network, readyAt: number, address: string) =>
+  [...freePrefix(shopId, network), readyAt, address] as const;
 /** Which shop an address belongs to: the chain's notices name only the network and the address. */
 const ownerKey = (network: Network, address: string) => ["invoice_address_owner", network, address] as const;
 /**
@@ -45,16 +48,26 @@ export function getInvoiceEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMa
   return kv.get<Invoice>(invoiceKey(id));
 }
 
-/** Free addresses of a shop's pool on a network (their free markers, with versions), at most `limit`. */
+/**
+ * Free addresses of a shop's pool on a network that may be taken at `now` (their free markers, with versions), at
+ * most `limit`, those that rested longest first. Markers written before addresses rested (keyed by the address
+ * alone: a string, which KV sorts before every number) are free at once.
+ */
 export async function listFreeAddresses(
   kv: Deno.Kv,
   shopId: string,
   network: Network,
   limit: number,
+  now: number,
 ): Promise<Deno.KvEntry<PoolAddress>[]> {
+  const prefix = freePrefix(shopId, network);
   const out: Deno.KvEntry<PoolAddress>[] = [];
-  for await (const e of kv.list<PoolAddress>({ prefix: ["invoice_addresses_free", shopId, network] }, { limit })) {
+  for await (const e of kv.list<PoolAddress>({ start: [...prefix, 0], end: [...prefix, now + 1] }, { limit })) {
     out.push(e);
+  }
+  if (out.length < limit) {
+    const older = kv.list<PoolAddress>({ prefix, end: [...prefix, 0] }, { limit: limit - out.length });
+    for await (const e of older) out.push(e);
   }
   return out;
 }
@@ -122,7 +135,7 @@ function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
   op.check({ key: invoiceKey(inv.id), versionstamp: null });
   if (n.pick.kind === "free") {
     op.check(n.pick.free)
-      .delete(freeKey(inv.shopId, inv.network, inv.address))
+      .delete(n.pick.free.key)
       .set(addressKey(inv.shopId, inv.network, inv.address), takenBy(n.pick.free.value, inv));
   } else {
     // No pool may have it yet (the owner key is written with every address): the service never hands one out twice.
@@ -146,7 +159,7 @@ function addInsertInvoiceOps(op: Deno.AtomicOperation, n: NewInvoice) {
   addInvoiceStatsOps(op, { at: inv.createdAt, shopId: inv.shopId, coin: inv.coin, stat: "invoice_created" });
 }
 
-function takenBy(a: PoolAddress, inv: Invoice): PoolAddress {
+function takenBy({ readyAt: _rested, ...a }: PoolAddress, inv: Invoice): PoolAddress {
   return {
     ...a,
     heldBy: inv.id,
@@ -163,8 +176,8 @@ export interface InvoiceWrite {
   audit?: Omit<AuditEntry, "id">;
   /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
   stat?: InvoiceStat;
-  /** The invoice's pool address as read, when this write frees it (the invoice closes). */
-  release?: Deno.KvEntry<PoolAddress>;
+  /** The invoice's pool address as read, when this write frees it (the invoice closes), and when it may be taken. */
+  release?: { entry: Deno.KvEntry<PoolAddress>; readyAt: number };
   /** Transactions to its address this write claims for the invoice: the write fails if another claimed one first. */
   claims?: string[];
   jobs: ScheduleOptions;
@@ -191,11 +204,12 @@ export async function commitInvoiceWrite(
   }
   if (w.release) {
     // Only the holder frees its address; a record that moved on (never expected) is left alone.
-    if (w.release.value.heldBy === next.id) {
-      const free: PoolAddress = { ...w.release.value, heldBy: null };
-      op.check(w.release)
+    const { entry, readyAt } = w.release;
+    if (entry.value.heldBy === next.id) {
+      const free: PoolAddress = { ...entry.value, heldBy: null, readyAt };
+      op.check(entry)
         .set(addressKey(next.shopId, next.network, next.address), free)
-        .set(freeKey(next.shopId, next.network, next.address), free);
+        .set(freeKey(next.shopId, next.network, readyAt, next.address), free);
     }
   }
   for (const txid of w.claims ?? []) {

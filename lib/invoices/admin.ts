@@ -40,14 +40,23 @@ export function listInvoicesFor(ctx: AppContext, shopId: string | null, limit: n
 export interface PoolNetwork {
   network: Network;
   free: PoolAddress[];
+  /** Freed by a closed invoice and not to be taken yet (PoolAddress.readyAt). */
+  resting: PoolAddress[];
   inUse: PoolAddress[];
 }
 
-/** A shop's deposit-address pool by network: which addresses are free and which an open invoice holds. */
+/** A shop's deposit-address pool by network: which addresses are free, resting, or held by an open invoice. */
 export async function describePool(ctx: AppContext, shopId: string): Promise<PoolNetwork[]> {
   const addresses = await listPoolAddresses(ctx.kv, shopId);
+  const now = ctx.now();
+  const rests = (a: PoolAddress) => a.heldBy === null && (a.readyAt ?? 0) > now;
   return NETWORK_IDS.map((network) => {
     const mine = addresses.filter((a) => a.network === network);
-    return { network, free: mine.filter((a) => a.heldBy === null), inUse: mine.filter((a) => a.heldBy !== null) };
-  }).filter((p) => p.free.length + p.inUse.length > 0);
+    return {
+      network,
+      free: mine.filter((a) => a.heldBy === null && !rests(a)),
+      resting: mine.filter(rests),
+      inUse: mine.filter((a) => a.heldBy !== null),
+    };
+  }).filter((p) => p.free.length + p.resting.length + p.inUse.length > 0);
 }

@@ -105,7 +105,7 @@ export async function pickAddress(
     }
     if (!opts.fresh && !listed && ctx.now() - cache.listedEmptyAt >= LIST_PAUSE_MS) {
       listed = true;
-      cache.listing ??= listFreeAddresses(ctx.kv, shopId, network, LIST_BATCH)
+      cache.listing ??= listFreeAddresses(ctx.kv, shopId, network, LIST_BATCH, ctx.now())
         .then((entries) => enqueue(cache, entries, ctx.now()))
         .finally(() => (cache.listing = null));
       if (await cache.listing) continue;

@@ -101,7 +101,10 @@ export async function updateInvoice(
       events,
       delivery,
       stat,
-      release: release?.value ? release as Deno.KvEntry<typeof release.value> : undefined,
+      // Without a rest (INVOICE_ADDRESS_REST_S=0) free at once, whatever the clock says then.
+      release: release?.value
+        ? { entry: release as Deno.KvEntry<typeof release.value>, readyAt: restedAt(now, ctx.config.addressRestMs) }
+        : undefined,
       audit: change.audit && statusMoveAudit(change.audit, { at: now, target: inv.id, from: inv.status, to }),
       claims: change.claims,
       jobs: { queue: ctx.config.jobsQueue, now },
@@ -117,6 +120,11 @@ export async function updateInvoice(
     if (opts.basedOn !== undefined) return { outcome: "stale", invoice: inv };
   }
   throw new ConflictError("The invoice is busy; retry.");
+}
+
+/** When an address freed at `now` may be taken again; 0 (at once) without a rest. */
+function restedAt(now: number, restMs: number): number {
+  return restMs > 0 ? now + restMs : 0;
 }
 
 /**

@@ -103,4 +103,9 @@ export interface PoolAddress {
   previousInvoiceId: string | null;
   /** Invoices that have used it, for the console. */
   uses: number;
+  /**
+   * Freed, when another invoice may take it: a closed invoice's address rests first, so money its buyer sends late
+   * is the closed invoice's late money, not a payment for whoever took the address next. Absent: at once.
+   */
+  readyAt?: number;
 }
