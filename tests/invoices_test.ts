@@ -611,8 +611,13 @@ Deno.test("[invoices] money seen after expiresAt is late, even before the sweep 
     assert.equal(late.deposits[0].late, true);
     assert.equal(late.lateAmount, "12.5");
     assert.equal(late.paidAmount, "0");
-    await waitFor("the expired postback", () => postbacksOf(app, shop.received, idle.id)[0]);
-    assert.deepEqual(postbacksOf(app, shop.received, idle.id).map((b) => b.type), ["invoice.expired"]);
+    // Expired, and the late money (confirmed: 20 blocks) announced: in one write or two, each postback once.
+    await waitFor("both postbacks", () => postbacksOf(app, shop.received, idle.id)[1]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(postbacksOf(app, shop.received, idle.id).map((b) => b.type).sort(), [
+      "invoice.expired",
+      "invoice.late_payment",
+    ]);
   } finally {
     await shop.close();
     await app.close();
@@ -1649,6 +1654,47 @@ Deno.test("[invoices] a closed invoice's address rests before another invoice ta
     const later = await createTestInvoice(app);
     assert.equal(later.address, first.address);
   } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] late money is announced once it is confirmed (invoice.late_payment), once per deposit, never while it may drop", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, { expiresIn: 60, postbackUrl: shop.url });
+    shiftClock(app, 61_000);
+    await app.server.runner.sweep();
+    shiftClock(app, 0);
+    await waitFor("expired", () => postbacksOf(app, shop.received, inv.id)[0]);
+    const types = () => postbacksOf(app, shop.received, inv.id).map((b) => b.type);
+
+    await chain.deposit(inv.address, "2000000");
+    await waitFor("listed late", async () => (await readInvoice(app, inv.id)).lateAmount === "2" || undefined);
+    await chain.mine(5, "tron");
+    await waitFor(
+      "confirming",
+      async () => (await readInvoice(app, inv.id)).deposits[0].confirmations === 5 || undefined,
+    );
+    assert.deepEqual(types(), ["invoice.expired"], "not while it may still drop");
+
+    await chain.mine(15, "tron"); // 20: the network's confirmations
+    const announced = await waitFor("announced", () => postbacksOf(app, shop.received, inv.id)[1]);
+    assert.equal(announced.type, "invoice.late_payment");
+    assert.equal(announced.data.status, "expired");
+    assert.equal(announced.data.lateAmount, "2");
+
+    await chain.mine(5, "tron");
+    await chain.deposit(inv.address, "1000000");
+    await chain.mine(20, "tron");
+    const second = await waitFor("the second one", () => postbacksOf(app, shop.received, inv.id)[2]);
+    assert.equal(second.type, "invoice.late_payment");
+    assert.equal(second.data.lateAmount, "3");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(types(), ["invoice.expired", "invoice.late_payment", "invoice.late_payment"]);
+  } finally {
+    await shop.close();
     await app.close();
   }
 });

@@ -172,7 +172,8 @@ function takenBy({ readyAt: _rested, ...a }: PoolAddress, inv: Invoice): PoolAdd
 
 export interface InvoiceWrite {
   events: InvoiceEvent[];
-  delivery?: Delivery;
+  /** Postbacks the change sends (a status move's, late money's), each written with it. */
+  deliveries: Delivery[];
   audit?: Omit<AuditEntry, "id">;
   /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
   stat?: InvoiceStat;
@@ -225,7 +226,7 @@ export async function commitInvoiceWrite(
     addActivityOps(op, { kind: "invoice", invoiceId: next.id, shopId: next.shopId, event: last, invoice: next });
   }
   if (w.stat) addInvoiceStatsOps(op, { at: next.updatedAt, shopId: next.shopId, coin: next.coin, stat: w.stat });
-  if (w.delivery) addDeliveryOps(op, w.delivery, w.jobs);
+  for (const delivery of w.deliveries) addDeliveryOps(op, delivery, w.jobs);
   if (w.audit) addAuditOps(op, w.audit);
   const res = await op.commit();
   return res.ok ? res.versionstamp : null;

@@ -1325,7 +1325,7 @@ function invoiceWebhooks(opts: OpenApiOptions): Record<string, PathItem> {
         summary: "Invoice postback to the shop",
         description: `Every status change of an invoice (${
           INVOICE_POSTBACK_TYPES.map((t) => `\`${t}\``).join(", ")
-        }; \`invoice.waiting_for_deposit\` only when every deposit on its way was dropped from the chain) is POSTed to the invoice's postback URL (its \`postbackUrl\`, else your shop's), signed and retried exactly like payment postbacks. \`data\` is the invoice as GET /api/v1/invoices/{id} answers it.`,
+        }; \`invoice.waiting_for_deposit\` only when every deposit on its way was dropped from the chain; \`invoice.late_payment\`, no status change, when money sent after the invoice closed got its confirmations) is POSTed to the invoice's postback URL (its \`postbackUrl\`, else your shop's), signed and retried exactly like payment postbacks. \`data\` is the invoice as GET /api/v1/invoices/{id} answers it.`,
         tags: ["Invoices"],
         security: [],
         parameters: postbackHeaders,

@@ -62,9 +62,19 @@ export const INVOICE_STATUS_RULES = {
   cancelled: { next: [], postback: "invoice.cancelled", open: false, cancellable: false },
 } as const satisfies Record<InvoiceStatus, InvoiceStatusRule>;
 
-export type InvoicePostbackType = NonNullable<typeof INVOICE_STATUS_RULES[InvoiceStatus]["postback"]>;
-export const INVOICE_POSTBACK_TYPES = INVOICE_STATUSES.map((s) => INVOICE_STATUS_RULES[s].postback)
-  .filter((t) => t !== null) as InvoicePostbackType[];
+/**
+ * The one postback that is no status move: late money on a closed invoice got its confirmations (transition.ts).
+ * Money is never hidden, and the shop is told of it once it is real, not only when it reads the invoice again.
+ */
+export const LATE_PAYMENT_POSTBACK = "invoice.late_payment" as const;
+
+export type InvoicePostbackType =
+  | NonNullable<typeof INVOICE_STATUS_RULES[InvoiceStatus]["postback"]>
+  | typeof LATE_PAYMENT_POSTBACK;
+export const INVOICE_POSTBACK_TYPES = [
+  ...INVOICE_STATUSES.map((s) => INVOICE_STATUS_RULES[s].postback).filter((t) => t !== null),
+  LATE_PAYMENT_POSTBACK,
+] as InvoicePostbackType[];
 
 /** True when the table allows an invoice in `from` to move to `to`. */
 export function canMoveInvoice(from: InvoiceStatus, to: InvoiceStatus): boolean {

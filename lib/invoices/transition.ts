@@ -6,7 +6,14 @@ import { statusMoveAudit } from "../db/audit.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
 import { sendCommitted } from "../relay/pool.ts";
-import { canMoveInvoice, invoicePostbackType, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
+import {
+  canMoveInvoice,
+  type InvoicePostbackType,
+  invoicePostbackType,
+  type InvoiceStatus,
+  isInvoiceOpen,
+  LATE_PAYMENT_POSTBACK,
+} from "./status.ts";
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent } from "./types.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import type { InvoiceStat } from "../db/stats.ts";
@@ -82,24 +89,34 @@ export async function updateInvoice(
     const wanted = asked === undefined ? (closes ? now + ctx.config.chainPollMs : inv.checkAt) : asked;
     next.checkAt = nextCheck(next, wanted, now);
     if (moves) events.push({ type: "status_changed", at: now, data: { from: inv.status, to } });
-    const type = moves ? invoicePostbackType(to) : null;
-    const delivery = type && next.postbackUrl
-      ? newDelivery({
-        paymentId: next.id,
-        shopId: next.shopId,
-        url: next.postbackUrl,
-        eventType: type,
-        body: invoicePostbackBody(next, type, now, ctx.config.publicBaseUrl),
-        now,
-        // Sent by this process right after the commit (sendCommitted).
-        leaseUntil: firstAttemptLease(now),
-      })
-      : undefined;
+    const lateConfirmed = newlyConfirmedLate(inv, next);
+    for (const d of lateConfirmed) {
+      events.push({ type: "late_deposit_confirmed", at: now, data: { txid: d.txid, amount: d.amount } });
+    }
+    const types: InvoicePostbackType[] = [
+      ...(moves ? [invoicePostbackType(to)].filter((t) => t !== null) : []),
+      ...(lateConfirmed.length ? [LATE_PAYMENT_POSTBACK] : []),
+    ];
+    const postbackUrl = next.postbackUrl;
+    const deliveries = postbackUrl
+      ? types.map((type) =>
+        newDelivery({
+          paymentId: next.id,
+          shopId: next.shopId,
+          url: postbackUrl,
+          eventType: type,
+          body: invoicePostbackBody(next, type, now, ctx.config.publicBaseUrl),
+          now,
+          // Sent by this process right after the commit (sendCommitted).
+          leaseUntil: firstAttemptLease(now),
+        })
+      )
+      : [];
     const release = closes ? await getPoolAddressEntry(ctx.kv, inv) : null;
     const stat = moves ? statFor(inv.status, to) : undefined;
     const saved = await commitInvoiceWrite(ctx.kv, entry as Deno.KvEntry<Invoice>, next, {
       events,
-      delivery,
+      deliveries,
       stat,
       // Without a rest (INVOICE_ADDRESS_REST_S=0) free at once, whatever the clock says then.
       release: release?.value
@@ -111,7 +128,7 @@ export async function updateInvoice(
     });
     if (saved) {
       if (moves) log.info("invoice status changed", { invoiceId: inv.id, from: inv.status, to });
-      if (delivery) sendCommitted(ctx, delivery, saved);
+      for (const delivery of deliveries) sendCommitted(ctx, delivery, saved);
       if (release?.value) noteAddressFreed(ctx.kv, next.shopId, next.network);
       return { outcome: "applied", invoice: next };
     }
@@ -120,6 +137,18 @@ export async function updateInvoice(
     if (opts.basedOn !== undefined) return { outcome: "stale", invoice: inv };
   }
   throw new ConflictError("The invoice is busy; retry.");
+}
+
+/**
+ * Late money that got its confirmations with this change (confirming on a closed invoice, or listed already
+ * confirmed, or made late as the invoice closed): the shop hears of it (LATE_PAYMENT_POSTBACK) once it is real.
+ * Money still confirming is not announced: the chain may drop it.
+ */
+function newlyConfirmedLate(before: Invoice, after: Invoice): InvoiceDeposit[] {
+  const needed = confirmationsNeeded(after.network);
+  const real = (d: InvoiceDeposit) => d.late && d.dropped !== true && d.confirmations >= needed;
+  const known = new Set(before.deposits.filter(real).map((d) => d.txid));
+  return after.deposits.filter((d) => real(d) && !known.has(d.txid));
 }
 
 /** When an address freed at `now` may be taken again; 0 (at once) without a rest. */

@@ -80,6 +80,7 @@ export interface InvoiceEvent {
     | "deposit_confirmed"
     | "deposit_dropped"
     | "late_deposit"
+    | "late_deposit_confirmed"
     | "status_changed"
     | "chain_notice"
     | "cancel_requested";
