@@ -3,7 +3,7 @@ import { z } from "zod";
 import { randomBytes, randomId } from "../lib/ids.ts";
 import { log } from "../lib/log.ts";
 import { constantTimeEqual } from "../lib/crypto.ts";
-import type { Network } from "../lib/invoices/coins.ts";
+import { COIN_OPTIONS, type Network } from "../lib/invoices/coins.ts";
 import {
   type AddressState,
   CHAIN_SIGNATURE_HEADER,
@@ -37,6 +37,7 @@ export interface ChainSimulatorOptions {
 
 interface SimDeposit {
   txid: string;
+  coin: string;
   amount: bigint;
   seenAt: number;
   /** The block height it was mined in; null while in the mempool. */
@@ -67,6 +68,8 @@ const NewDeposit = z.strictObject({
   address: z.string().min(1).max(200),
   amount: z.string().regex(/^[1-9][0-9]{0,39}$/, "a positive integer string of base units"),
   txid: z.string().min(1).max(200).optional(),
+  /** What is sent; default: the network's first coin (USDT on tron and ethereum, BTC on bitcoin). */
+  coin: z.string().min(1).max(20).optional(),
 });
 const Drop = z.strictObject({ txid: z.string().min(1).max(200) });
 const Mine = z.strictObject({
@@ -122,6 +125,7 @@ export class ChainSimulator {
       height,
       deposits: a.deposits.map((d) => ({
         txid: d.txid,
+        coin: d.coin,
         amount: d.amount.toString(),
         confirmations: confirmationsOf(d, height),
         seenAt: d.seenAt,
@@ -137,11 +141,12 @@ export class ChainSimulator {
   }
 
   /** Takes a deposit into the mempool (0 confirmations) and notifies. */
-  deposit(address: string, amount: bigint, txid = randomTxid()) {
+  deposit(address: string, amount: bigint, txid = randomTxid(), coin?: string) {
     const a = this.find(address);
     if (!a) return null;
     if (a.deposits.length >= MAX_DEPOSITS_PER_ADDRESS) return null;
-    const d: SimDeposit = { txid, amount, seenAt: Date.now(), block: null };
+    const sent = coin ?? COIN_OPTIONS.find((o) => o.network === a.network)!.coin;
+    const d: SimDeposit = { txid, coin: sent, amount, seenAt: Date.now(), block: null };
     a.deposits.push(d);
     this.notify(a, d);
     return d;
@@ -214,9 +219,10 @@ export class ChainSimulator {
       const body = NewDeposit.safeParse(await c.req.json().catch(() => null));
       if (!body.success) return bad(c, body.error);
       if (body.data.txid && this.hasTx(body.data.txid)) return c.json({ error: "txid already used" }, 409);
-      const d = this.deposit(body.data.address, BigInt(body.data.amount), body.data.txid);
+      const d = this.deposit(body.data.address, BigInt(body.data.amount), body.data.txid, body.data.coin);
       if (!d) return c.json({ error: "unknown address, or it holds too many deposits" }, 404);
-      return c.json({ txid: d.txid, address: body.data.address, amount: d.amount.toString(), confirmations: 0 }, 201);
+      const { txid, coin, amount } = d;
+      return c.json({ txid, address: body.data.address, coin, amount: amount.toString(), confirmations: 0 }, 201);
     });
     app.post("/drop", async (c) => {
       const body = Drop.safeParse(await c.req.json().catch(() => null));

@@ -886,7 +886,7 @@ Deno.test({
         email: "Buyer@Example.com",
       });
       const chain = chainApi(app);
-      await chain.deposit(inv.address, "1000000000000000001");
+      await chain.deposit(inv.address, "1000000000000000001", undefined, "ETH");
       await chain.mine(24, "ethereum");
       const latest = await waitFor("the finished invoice row", () => {
         const rows = [...fake.table("invoices").rows.values()].filter((r) => r.id === inv.id);

@@ -193,7 +193,7 @@ Deno.test("[invoices] a finished or cancelled invoice frees its address in the s
     assert.notEqual(busy.address, first.address, "an address held is not given out");
     const pool = await listPoolAddresses(app.kv, app.shop.id);
     assert.deepEqual(pool.map((a) => a.heldBy).sort(), [first.id, busy.id].sort(), "a new address joins the pool held");
-    await chain.deposit(first.address, "500000000000000000");
+    await chain.deposit(first.address, "500000000000000000", undefined, "ETH");
     await chain.mine(24, "ethereum");
     await waitStatus(app, first.id, "finished");
     const next = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "2" });
@@ -739,6 +739,7 @@ Deno.test("[invoices] money the chain saw past expiresAt by its own clock, while
   const inv = {
     id: "inv_x",
     status: "waiting_for_deposit",
+    coin: "USDT",
     network: "tron",
     amount: "1000000",
     deposits: [],
@@ -750,7 +751,7 @@ Deno.test("[invoices] money the chain saw past expiresAt by its own clock, while
     network: "tron",
     address: "T1",
     height: 1,
-    deposits: [{ txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1_001 }],
+    deposits: [{ txid: "t1", coin: "USDT", amount: "1000000", confirmations: 0, seenAt: 1_001 }],
   } as AddressState;
   const before = decideFromChain(inv, { state, at: 999 }, ALL_TIME, 999, 30_000)!;
   assert.equal(before.to, "payment_confirmation");
@@ -970,16 +971,19 @@ const invoiceOf = (over: Partial<Invoice>) =>
     ...over,
   });
 
-const chainShowing = (deposits: AddressState["deposits"]): AddressState => ({
+/** The chain's answer for a USDT invoice's address (the coin is what the invoices here are for, unless given). */
+const chainShowing = (
+  deposits: (Omit<AddressState["deposits"][number], "coin"> & { coin?: string })[],
+): AddressState => ({
   network: "tron",
   address: "T1",
   height: 100,
-  deposits,
+  deposits: deposits.map((d) => ({ coin: "USDT", ...d })),
 });
 
 Deno.test("[invoices] finishing waits for no unconfirmed deposit, nor for a confirmed one gone from the chain, only for confirmed ones still shown", () => {
   const paid = { txid: "t1", amount: "1000000", confirmations: 40, seenAt: 1, late: false };
-  const decide = (deposits: Invoice["deposits"], shown: AddressState["deposits"]) =>
+  const decide = (deposits: Invoice["deposits"], shown: Parameters<typeof chainShowing>[0]) =>
     decideFromChain(
       invoiceOf({ deposits }),
       { state: chainShowing(shown), at: 10_000 },
@@ -1695,6 +1699,29 @@ Deno.test("[invoices] late money is announced once it is confirmed (invoice.late
     assert.deepEqual(types(), ["invoice.expired", "invoice.late_payment", "invoice.late_payment"]);
   } finally {
     await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] another coin sent to an invoice's address counts for nothing: a little ETH is not a fortune in USDT base units", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "1000" });
+    // 0.001 ETH is 10^15 wei: read as USDT base units (6 decimals) it would be a billion USDT.
+    await chain.deposit(inv.address, "1000000000000000", undefined, "ETH");
+    await chain.mine(24, "ethereum");
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const read = await readInvoice(app, inv.id);
+    assert.equal(read.status, "waiting_for_deposit");
+    assert.deepEqual(read.deposits, []);
+    assert.equal(read.paidAmount, "0");
+    // The invoice's own coin still counts.
+    await chain.deposit(inv.address, "1000000000", undefined, "USDT");
+    await chain.mine(12, "ethereum");
+    assert.equal((await waitStatus(app, inv.id, "payment_accepted")).paidAmount, "1000");
+  } finally {
     await app.close();
   }
 });

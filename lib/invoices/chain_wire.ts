@@ -12,6 +12,11 @@ const BaseUnits = z.string().regex(/^[0-9]{1,40}$/, "must be an integer string o
 
 export const ChainDeposit = z.object({
   txid: z.string().min(1).max(200),
+  /**
+   * What was sent (USDT, ETH, ...): one address of a network takes every coin of that network (ETH and USDT on
+   * ethereum share a pool), and an amount means nothing without its coin's base units.
+   */
+  coin: z.string().min(1).max(20),
   amount: BaseUnits,
   confirmations: z.int().nonnegative(),
   /** When the chain first saw it, ms since the epoch. */

@@ -80,7 +80,7 @@ function newCandidates(inv: Invoice, read: ChainRead, window: ClaimWindow | null
   const taken = new Set(inv.deposits.map((d) => d.txid));
   const dust = dustBelow(inv);
   const over = (d: ChainDeposit) => (BigInt(d.amount) >= dust ? 1 : 0);
-  return read.state.deposits
+  return shownFor(inv, read)
     .filter((d) => inWindowOf(window, d.seenAt) && !taken.has(d.txid) && taken.add(d.txid))
     .sort((a, b) => over(b) - over(a) || a.seenAt - b.seenAt);
 }
@@ -115,6 +115,14 @@ export async function readClaims(
     }
   }
   return { claimedBy, unread: new Set(candidates.slice(next).map((d) => d.txid)) };
+}
+
+/**
+ * What the read shows of the invoice's own coin. An address takes every coin of its network, and another coin's
+ * amount in the invoice's base units would be nonsense: a little ETH read as USDT base units is a fortune.
+ */
+function shownFor(inv: Invoice, read: ChainRead): ChainDeposit[] {
+  return read.state.deposits.filter((d) => d.coin === inv.coin);
 }
 
 function inWindowOf(window: ClaimWindow, seenAt: number): boolean {
@@ -189,7 +197,7 @@ export function decideFromChain(
   // Listed before claims existed, and the invoice's by its window (a dropped one by when the chain saw it then):
   // claimed with this write, if there is one.
   const unclaimed: string[] = [];
-  const byTx = new Map(read.state.deposits.map((d) => [d.txid, d]));
+  const byTx = new Map(shownFor(inv, read).map((d) => [d.txid, d]));
   const events: InvoiceEvent[] = [];
   const deposits = inv.deposits.map((d) => {
     const seen = byTx.get(d.txid);
@@ -344,6 +352,15 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
     const read = await readAddress(ctx, inv);
     const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
     const window = claimWindow(inv, address);
+    const other = window && read.state.deposits.find((d) => d.coin !== inv.coin && inWindowOf(window, d.seenAt));
+    if (other) {
+      // Counted nowhere: the buyer sent the wrong coin (or a stranger sent something); operators sort it out.
+      warnRepeatable("invoice other coin", "a deposit of another coin reached an invoice's address", {
+        invoiceId: inv.id,
+        coin: other.coin,
+        txid: other.txid,
+      });
+    }
     if (!window && !inv.deposits.length) {
       // Neither the address's holder nor the one before any more, and it lists nothing: no deposit there is its
       // news now (a claim is made only by listing), so it is polled no more either.
