@@ -285,7 +285,7 @@ export interface SignerView {
   /** When it stops signing; null for the current one (until it is replaced). */
   until: number | null;
   /**
-   * A shared secret's last 4 characters, so people can tell which one a shop verifies with (as payment dashboards
+   * A shared secret's last 4 characters (base64 padding aside), so people can tell which one a shop verifies with (as payment dashboards
    * show a key's end); null for a key pair, which its public key names.
    */
   endsWith: string | null;
@@ -297,7 +297,7 @@ function signerView(secret: string, until: number | null): SignerView {
     scheme: keyPair ? "ed25519" : "hmac",
     publicKey: keyPair ? publicKeyOf(secret) : null,
     until,
-    endsWith: keyPair ? null : secret.slice(-4),
+    endsWith: keyPair ? null : secret.replace(/=+$/, "").slice(-4),
   };
 }
 

@@ -1375,3 +1375,37 @@ Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at 
     await shop.close();
   }
 });
+
+Deno.test("[relay] a replay that has run for seconds still sees the live lease of an attempt started meanwhile", async () => {
+  const shop = startShopReceiver();
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const ctx = app.server.ctx;
+    // The replay's first reading of the clock is 6 s old when it reaches this postback (a large backlog on hosted KV).
+    const real = ctx.now;
+    let calls = 0;
+    ctx.now = () => (calls++ === 0 ? Date.now() - 6_000 : Date.now());
+    // Meanwhile a worker claimed it for its retry: a live lease of DELIVERY_LEASE_MS.
+    const now = Date.now();
+    const sending = failedDelivery(now - 60_000, { paymentId: "pay_sending", shopId: app.shop.id, url: shop.url }, {
+      status: "pending",
+      attempts: 1,
+      nextAttemptAt: now - 1_000,
+      leaseUntil: now + DELIVERY_LEASE_MS,
+      leaseToken: crypto.randomUUID(),
+    });
+    // An older failed one comes first (ids follow creation), and is replayed.
+    const failed = failedDelivery(now - 120_000, { paymentId: "pay_failed", shopId: app.shop.id, url: shop.url });
+    await storeAttentionDeliveries(app.kv, [failed, sending]);
+    const replay = await replayFailedDeliveries(ctx, app.shop.id, 0);
+    ctx.now = real;
+    assert.deepEqual(replay, { queued: 1, resumeAfter: null }, "the failed one, not the one under way");
+    assert.equal((await getDeliveryEntry(app.kv, sending.id)).value!.leaseUntil, sending.leaseUntil, "its lease kept");
+    await waitFor("the failed one", () => shop.received[0]);
+    await sleep(300);
+    assert.deepEqual(shop.received.map((r) => r.headers.get("webhook-id")), [failed.id], "not sent beside the attempt");
+  } finally {
+    await app.close();
+    await shop.close();
+  }
+});

@@ -17,8 +17,9 @@ import { groupCommitterPerStore } from "./group_commit.ts";
  * key with a check on it, in the same atomic operation that stores the
  * invoice, so two invoices can never take one address (no lock table); closing
  * an invoice writes the key back in the operation that closes it, keyed by
- * when the address may be taken again (it rests first: PoolAddress.readyAt),
- * so a pick lists only rested ones, those that rested longest first.
+ * when the address may be taken again (it rests first: PoolAddress.readyAt;
+ * `invoice_addresses_free_at`), so a pick lists only rested ones, those that
+ * rested longest first.
  */
 const invoiceKey = (id: string) => ["invoices", id] as const;
 const byShopKey = (shopId: string, seq: string) => ["invoices_by_shop", shopId, seq] as const;
@@ -26,9 +27,16 @@ const byTimeKey = (seq: string) => ["invoices_by_time", seq] as const;
 const eventKey = (invoiceId: string, seq: string) => ["invoice_events", invoiceId, seq] as const;
 const addressKey = (shopId: string, network: Network, address: string) =>
   ["invoice_addresses", shopId, network, address] as const;
-const freePrefix = (shopId: string, network: Network) => ["invoice_addresses_free", shopId, network] as const;
+/**
+ * Free markers keyed by when the address may be taken. A prefix of their own: a process still on the code before
+ * addresses rested (a rolling upgrade) lists and deletes only the old markers, keyed by the address alone, so it can
+ * never take an address whose marker it would leave behind.
+ */
+const freePrefix = (shopId: string, network: Network) => ["invoice_addresses_free_at", shopId, network] as const;
 const freeKey = (shopId: string, network: Network, readyAt: number, address: string) =>
   [...freePrefix(shopId, network), readyAt, address] as const;
+/** Free markers written before addresses rested: free at once. */
+const oldFreePrefix = (shopId: string, network: Network) => ["invoice_addresses_free", shopId, network] as const;
 /** Which shop an address belongs to: the chain's notices name only the network and the address. */
 const ownerKey = (network: Network, address: string) => ["invoice_address_owner", network, address] as const;
 /**
@@ -50,8 +58,8 @@ export function getInvoiceEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMa
 
 /**
  * Free addresses of a shop's pool on a network that may be taken at `now` (their free markers, with versions), at
- * most `limit`, those that rested longest first. Markers written before addresses rested (keyed by the address
- * alone: a string, which KV sorts before every number) are free at once.
+ * most `limit`: markers from before addresses rested first (free at once, and freed longest ago), then rested ones,
+ * those that rested longest first.
  */
 export async function listFreeAddresses(
   kv: Deno.Kv,
@@ -60,14 +68,14 @@ export async function listFreeAddresses(
   limit: number,
   now: number,
 ): Promise<Deno.KvEntry<PoolAddress>[]> {
-  const prefix = freePrefix(shopId, network);
   const out: Deno.KvEntry<PoolAddress>[] = [];
-  for await (const e of kv.list<PoolAddress>({ start: [...prefix, 0], end: [...prefix, now + 1] }, { limit })) {
-    out.push(e);
-  }
+  for await (const e of kv.list<PoolAddress>({ prefix: oldFreePrefix(shopId, network) }, { limit })) out.push(e);
   if (out.length < limit) {
-    const older = kv.list<PoolAddress>({ prefix, end: [...prefix, 0] }, { limit: limit - out.length });
-    for await (const e of older) out.push(e);
+    const prefix = freePrefix(shopId, network);
+    const rested = kv.list<PoolAddress>({ start: [...prefix, 0], end: [...prefix, now + 1] }, {
+      limit: limit - out.length,
+    });
+    for await (const e of rested) out.push(e);
   }
   return out;
 }

@@ -24,7 +24,6 @@ export async function replayFailedDeliveries(
   since: number,
   opts: { after?: string; batch?: number } = {},
 ): Promise<{ queued: number; resumeAfter: string | null }> {
-  const now = ctx.now();
   const batch = opts.batch ?? REPLAY_BATCH;
   let queued = 0;
   let looked = 0;
@@ -33,6 +32,9 @@ export async function replayFailedDeliveries(
     if (looked === batch) return { queued, resumeAfter: last };
     looked++;
     last = id;
+    // The clock of each write, not of the replay's start: a batch takes seconds, and a lease taken meanwhile must
+    // still look live to it.
+    const now = ctx.now();
     const jobs = { queue: ctx.config.jobsQueue, now };
     const put = await rescheduleDelivery(ctx.kv, id, now, jobs, { onlyIf: replayable, refuseInFlight: true });
     if (!put || "inFlightMs" in put) continue;
