@@ -15,7 +15,8 @@ import { createShopForm, disableForm, listForms } from "./forms/mod.ts";
 import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
 import { isCurrency, parseAmount } from "./money.ts";
-import { ValidationError } from "./errors.ts";
+import { NotFoundError, ValidationError } from "./errors.ts";
+import { hasIdShape } from "./ids.ts";
 import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
 
 /**
@@ -78,13 +79,21 @@ export async function loadScopedStats(
   return { points, postbacks };
 }
 
-/** Postbacks needing attention within the scope; an operator may narrow to one shop. */
-export function listScopedDeliveries(
+/**
+ * Postbacks needing attention within the scope; an operator may narrow to one shop. A shop id that names no shop is
+ * NotFoundError: its empty list would read as "nothing is failing" for a shop that is not there.
+ */
+export async function listScopedDeliveries(
   ctx: AppContext,
   scope: Scope,
   opts: { shopId?: string } = {},
 ): Promise<Delivery[]> {
-  return listAttentionDeliveries(ctx.kv, { shopId: shopOf(scope) ?? opts.shopId, limit: 200 });
+  const shopId = shopOf(scope) ?? opts.shopId;
+  // An id that cannot be a shop's names none, and must not reach KV (which refuses over-long keys).
+  if (scope === "operator" && shopId !== undefined) {
+    if (!hasIdShape("shop", shopId) || !(await getShop(ctx.kv, shopId))) throw new NotFoundError("Unknown shop.");
+  }
+  return await listAttentionDeliveries(ctx.kv, { shopId, limit: 200 });
 }
 
 /** The forms within the scope, newest first. */

@@ -720,3 +720,24 @@ Deno.test("[console] a re-check the provider fails (an error status, no answer i
     await app.close();
   }
 });
+
+Deno.test("[console] the deliveries list filtered by a shop id that names no shop says there is no such shop, never an empty list", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    // Well formed (a shop deleted meanwhile, an id typed or pasted with a typo) or not: the same 404 with the menu.
+    for (const shopId of ["shop_" + "0".repeat(26), "shop_nope"]) {
+      const res = await b.get(`/admin/deliveries?shopId=${shopId}`);
+      assert.equal(res.status, 404, shopId);
+      assert.match(res.text, /<p>Unknown shop\.<\/p>/, shopId);
+      assert.match(res.text, /<nav aria-label="Console">/, shopId);
+      assert.doesNotMatch(res.text, /No postback is retrying or failed/, `${shopId}: no false all-clear`);
+    }
+    const known = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
+    assert.equal(known.status, 200);
+    assert.match(known.text, /No postback is retrying or failed/);
+    assert.equal((await b.get("/admin/deliveries?shopId=")).status, 200, "All shops");
+  } finally {
+    await app.close();
+  }
+});
