@@ -741,3 +741,31 @@ Deno.test("[console] the deliveries list filtered by a shop id that names no sho
     await app.close();
   }
 });
+
+Deno.test("[console] a Replay naming a shop id of the wrong shape says there is no such shop, as a well-formed unknown one does; nothing is replayed", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    await b.get("/admin/deliveries");
+    for (const confirm of ["", "yes"]) {
+      const res = await b.post("/admin/deliveries/replay", { shopId: "shop_nope", since: "2026-01-01T00:00", confirm });
+      assert.equal(res.status, 422, confirm);
+      assert.match(res.text, /<h1>Deliveries<\/h1>/);
+      assert.match(res.text, /role="alert">Not replayed: there is no such shop\.<\/p>/);
+      assert.doesNotMatch(res.text, /choose a shop and a time|Choose the shop whose/);
+      const form = res.text.slice(res.text.indexOf('action="/admin/deliveries/replay"'));
+      assert.match(form, /id="replay-shop" aria-invalid="true"/);
+      assert.match(form, /<small id="replay-shop-error" class="error">No such shop\.<\/small>/);
+      assert.match(form, /name="since" value="2026-01-01T00:00"/, "the time typed is kept");
+    }
+    // With the time missing too, both are said: the time is missing and the shop is not there.
+    const both = await b.post("/admin/deliveries/replay", { shopId: "shop_nope", since: "", confirm: "yes" });
+    assert.equal(both.status, 400);
+    assert.match(both.text, /<small id="replay-shop-error" class="error">No such shop\.<\/small>/);
+    assert.match(both.text, /id="replay-since" aria-invalid="true"/);
+    const audited = await searchAudit(app.kv, { query: "postback.replay", limit: 10 });
+    assert.equal(audited.filter((e) => e.action === "postback.replay").length, 0, "nothing audited");
+  } finally {
+    await app.close();
+  }
+});

@@ -107,23 +107,23 @@ export function deliveryRoutes(ctx: AppContext) {
   app.post("/replay", async (c) => {
     const { shopId = "", since = "", after } = c.var.form;
     const sinceMs = Date.parse(since.length === 16 ? since + ":00Z" : since);
-    // Without a shop or a time (a browser that skipped `required`, a form sent by hand), the list again, as sent.
+    // A shop deleted meanwhile, or an id typed by hand (of any shape: one that cannot be a shop's never reaches KV,
+    // which refuses over-long keys): there is no such shop, said on the list with nothing replayed or audited.
+    const shop = hasIdShape("shop", shopId) ? await getShop(ctx.kv, shopId) : null;
     const errors: ReplayAsSent["errors"] = {};
-    if (!hasIdShape("shop", shopId)) errors.shopId = "Choose the shop whose failed postbacks to send again.";
+    if (!shop) errors.shopId = shopId ? "No such shop." : "Choose the shop whose failed postbacks to send again.";
     if (Number.isNaN(sinceMs)) errors.since = "Give the time (UTC) the postbacks were created since.";
-    if (errors.shopId || errors.since) {
-      const note: PageNote = { kind: "bad", text: "Not replayed: choose a shop and a time.", status: 400 };
-      return await listPage(c, note, { shopId, since: since.slice(0, 40), errors });
+    if (!shop || errors.since) {
+      // Without a shop or a time (a browser that skipped `required`, a form sent by hand) the form came incomplete
+      // (400); complete but naming no shop, it is refused (422). Either way the list again, as sent.
+      const note: PageNote = shopId && !errors.since
+        ? { kind: "bad", text: "Not replayed: there is no such shop." }
+        : { kind: "bad", text: "Not replayed: choose a shop and a time.", status: 400 };
+      return await listPage(c, note, { shopId: shop ? shopId : "", since: since.slice(0, 40), errors });
     }
     // Where a replay goes on (see below): a postback id, as it becomes part of a KV key.
     if (after !== undefined && !hasIdShape("postback", after)) {
       return await listPage(c, { kind: "bad", text: "Not replayed: start the replay again here.", status: 400 });
-    }
-    // A shop deleted meanwhile, or an id typed by hand: said on the list, with nothing replayed or audited.
-    const shop = await getShop(ctx.kv, shopId);
-    if (!shop) {
-      const note: PageNote = { kind: "bad", text: "Not replayed: there is no such shop." };
-      return await listPage(c, note, { shopId: "", since: since.slice(0, 40), errors: { shopId: "No such shop." } });
     }
     if (c.var.form.confirm !== "yes") {
       // Without the page's script the question comes as a page of its own, away from the form: it names the shop
