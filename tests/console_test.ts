@@ -633,6 +633,11 @@ Deno.test("[console] a re-check says what the provider answered: a payment it do
       unknown.text,
       /role="alert">Not re-checked: The provider does not know this payment \(it answered 404 to the status check\)/,
     );
+    // And what to do about it: asking again does not help, the payment's account may.
+    assert.match(
+      unknown.text,
+      /Our status is left as it is\. Asking again changes nothing: check the payment's account on the Accounts page/,
+    );
     assert.equal((await getPayment(app.kv, forgotten.id))!.status, "pending", "our status is left as it is");
 
     // A provider that fails is a 502 that names what it answered.
@@ -696,7 +701,7 @@ Deno.test("[console] a re-check the provider fails (an error status, no answer i
         stranded.id,
         () => (app.sandbox.knobs.latencyMs = 0),
         502,
-        /The payment provider could not be reached, or its answer to the status check could not be read\./,
+        /The payment provider could not be reached, or its answer to the status check could not be read\. Our status is left as it is\./,
       ],
     ];
     for (const [name, id, breakProvider, status, message] of cases) {
@@ -708,6 +713,15 @@ Deno.test("[console] a re-check the provider fails (an error status, no answer i
       assert.match(res.text, /<h1>Payment<\/h1>/, name);
       assert.ok(res.text.includes(id), name);
       assert.match(res.text, new RegExp(`role="alert">Not re-checked: ${message.source}`), name);
+      // What to do next: the same again later, and where to look if it keeps failing.
+      assert.match(
+        res.text,
+        new RegExp(
+          `${message.source} Try again in a few minutes; if it keeps failing, check the payment's account on the ` +
+            "Accounts page and its calls on the Operations page\\.</p>",
+        ),
+        name,
+      );
       assert.match(res.text, new RegExp(`action="/admin/payments/${id}/recheck"`), name);
       assert.doesNotMatch(res.text, /That did not work/, name);
       assert.ok(!res.text.includes(SANDBOX_TOKEN) && !res.text.includes("token-gone"), "never our credentials");

@@ -127,39 +127,44 @@ export async function recheckPaymentStatus(
 }
 
 /**
- * What the provider said to an operator's re-check, in words for them: the status code is no secret and tells them
- * what to do next. A 404 is an answer, not an outage: the provider does not know the payment (made with other
- * credentials, a sandbox that restarted), and asking again changes nothing, so it is a refusal (409), said beside the
- * payment. Another answer stays a provider failure (502) that names the status; no answer in time is 504, none at all
- * (unreachable) or one we could not read is 502. The provider's body and our credentials are never part of it (the
- * operation log has the call).
+ * What the provider said to an operator's re-check, in words for them: what failed, and what to do next (the
+ * runbooks' steps, docs/internal/failing-postbacks.md). A 404 is an answer, not an outage: the provider does not know
+ * the payment (made with other credentials, a sandbox that restarted), and asking again changes nothing, so it is a
+ * refusal (409), said beside the payment with the account to look at. Another answer stays a provider failure (502)
+ * that names the status; no answer in time is 504, none at all (unreachable) or one we could not read is 502: an
+ * outage often passes, so the next step is to try again, then to look at the account and its calls. The provider's
+ * body and our credentials are never part of it (the operation log has the call).
  */
 function recheckRefusal(err: UpstreamError): AppError {
   const left = "Our status is left as it is.";
+  const retry = "Try again in a few minutes; if it keeps failing, check the payment's account on the Accounts page " +
+    "and its calls on the Operations page.";
   if (err.answered === 404) {
     return new AppError(
       409,
       "provider_unknown_payment",
-      `The provider does not know this payment (it answered 404 to the status check). ${left}`,
+      `The provider does not know this payment (it answered 404 to the status check). ${left} Asking again changes ` +
+        "nothing: check the payment's account on the Accounts page (the Operations page names it), and whether the " +
+        "payment was made with other credentials or on a sandbox that has restarted since.",
     );
   }
   if (err.timedOut) {
     return new AppError(
       504,
       "provider_timeout",
-      `The payment provider did not answer the status check in time. ${left}`,
+      `The payment provider did not answer the status check in time. ${left} ${retry}`,
     );
   }
   if (err.answered === null) {
     return new AppError(
       502,
       "provider_error",
-      `The payment provider could not be reached, or its answer to the status check could not be read. ${left}`,
+      `The payment provider could not be reached, or its answer to the status check could not be read. ${left} ${retry}`,
     );
   }
   return new AppError(
     502,
     "provider_error",
-    `The payment provider failed: it answered ${err.answered} to the status check. ${left}`,
+    `The payment provider failed: it answered ${err.answered} to the status check. ${left} ${retry}`,
   );
 }
