@@ -1,3 +1,4 @@
+import type { ComponentChildren } from "preact";
 import type { DeliveryAttempt } from "../lib/relay/types.ts";
 import { formatAmount, formatDecimal } from "../lib/money.ts";
 import type { describePayment } from "../lib/payments/admin.ts";
@@ -210,13 +211,22 @@ export function timeline(info: TimelineSource, opts: { namePostbacks?: boolean }
 }
 
 export function PaymentDetail(
-  props: PaymentInfo & { csrf: string; basePath: string; canRecheck: boolean; canRefund?: boolean },
+  props: PaymentInfo & {
+    csrf: string;
+    basePath: string;
+    canRecheck: boolean;
+    canRefund?: boolean;
+    /** The operators' scope: where shops' pages are (`/admin/shops`), so the shop's name links to its page. */
+    shopBase?: string;
+  },
 ) {
   const p = props.payment;
   const gaveUp = props.settled.gaveUp;
-  const fields: [string, string | null][] = [
+  // By name, as every list shows it; a shop gone since by its id.
+  const shop = props.shopName ?? p.shopId;
+  const fields: [string, ComponentChildren][] = [
     ["Payment id", p.id],
-    ["Shop", p.shopId],
+    ["Shop", props.shopBase ? <a key="shop" href={`${props.shopBase}/${p.shopId}`}>{shop}</a> : shop],
     ["Shop's id", p.shopTxId],
     ["Embedded checkout", p.checkoutSessionId ?? null],
     ["Status", p.late ? `${p.status} (late: after it expired or was cancelled)` : p.status],

@@ -2,6 +2,7 @@ import { type AttentionCounts, countAttentionDeliveries } from "./db/deliveries.
 import { listLatePayments } from "./db/payments.ts";
 import type { Payment } from "./payments/types.ts";
 import { readStats, type StatRow, utcDay } from "./db/stats.ts";
+import { getShopNames } from "./db/shops.ts";
 import { COUNTED_STATUSES } from "./payments/status.ts";
 
 export interface Overview {
@@ -12,6 +13,8 @@ export interface Overview {
   postbacks: AttentionCounts;
   /** Payments that succeeded after they expired or were cancelled, not refunded in full: to refund or ship. */
   latePayments: Payment[];
+  /** The late payments' shops by id, so the list names each by name. */
+  shopNames: Map<string, string>;
 }
 
 export interface PeriodSummary {
@@ -95,12 +98,14 @@ export async function overview(kv: Deno.Kv, now: number, shopId?: string): Promi
       succeeded: dayRows.filter((r) => r.status === "succeeded").reduce((n, r) => n + r.count, 0),
     });
   }
+  const latePayments = await listLatePayments(kv, { shopId, limit: 20 });
   return {
     today: summarize(rows.filter((r) => r.day === today)),
     last30: summarize(rows),
     daily,
     postbacks: await countAttentionDeliveries(kv),
-    latePayments: await listLatePayments(kv, { shopId, limit: 20 }),
+    latePayments,
+    shopNames: await getShopNames(kv, latePayments.map((p) => p.shopId)),
   };
 }
 

@@ -313,8 +313,12 @@ Deno.test("[expiry] money the provider confirms after expiry makes the payment s
     assert.equal(overview.status, 200);
     const section = overview.text.slice(overview.text.indexOf('id="late-payments"'));
     assert.ok(section.includes(p.id), "the overview lists the late payment");
+    // With its shop by name, linked to the shop's page: whom to ask whether it ships.
+    const shopLink = `<a href="/admin/shops/${app.shop.id}">Test shop</a>`;
+    assert.ok(section.slice(0, section.indexOf("</section>")).includes(`<td data-label="Shop">${shopLink}</td>`));
     const detail = await ops.get(`/admin/payments/${p.id}`);
     assert.match(detail.text, /succeeded \(late/);
+    assert.ok(detail.text.includes(`<dt>Shop</dt><dd>${shopLink}</dd>`), "the payment's page names its shop too");
     // Settled is when the money came; when it expired is its own line (finalizedAt keeps that, as the API says).
     const shownAt = (label: string) => detail.text.match(new RegExp(`<dt>${label}</dt><dd>([^<]*)</dd>`))?.[1];
     assert.equal(shownAt("Settled"), formatTime(Date.parse(late.updatedAt)));

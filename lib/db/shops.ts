@@ -97,6 +97,19 @@ export async function getShopShared(kv: Deno.Kv, id: string): Promise<Shop | nul
   return entry.value;
 }
 
+/** The names of the shops `ids` names, by id (a shop gone since is left out): for pages that list other records. */
+export async function getShopNames(kv: Deno.Kv, ids: Iterable<string>): Promise<Map<string, string>> {
+  const unique = [...new Set(ids)];
+  const names = new Map<string, string>();
+  // getMany reads at most 10 keys at a time.
+  for (let i = 0; i < unique.length; i += 10) {
+    for (const entry of await kv.getMany<Shop[]>(unique.slice(i, i + 10).map(shopKey))) {
+      if (entry.value) names.set(entry.value.id, entry.value.name);
+    }
+  }
+  return names;
+}
+
 export function listShops(kv: Deno.Kv): Promise<Shop[]> {
   return collectValues(kv.list<Shop>({ prefix: ["shops"] }));
 }

@@ -3,6 +3,7 @@ import { writeAudit } from "../db/audit.ts";
 import { AppError, ConflictError, NotFoundError, UpstreamError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
 import { addPaymentEvent, addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
+import { getShop } from "../db/shops.ts";
 import { runDelivery } from "../relay/deliver.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
@@ -18,14 +19,17 @@ import type { WebhookOutcome } from "./webhook.ts";
 export async function describePayment(ctx: AppContext, paymentId: string) {
   const payment = await findPayment(ctx.kv, paymentId);
   if (!payment) throw new NotFoundError("Unknown payment.");
-  const [deliveries, refunds, reserved, events] = await Promise.all([
+  const [deliveries, refunds, reserved, events, shop] = await Promise.all([
     listDeliveriesByPayment(ctx.kv, paymentId),
     listRefundsByPayment(ctx.kv, paymentId),
     getRefundReservation(ctx.kv, paymentId),
     listPaymentEvents(ctx.kv, payment),
+    getShop(ctx.kv, payment.shopId),
   ]);
   return {
     payment,
+    /** Its shop's name; null for a shop gone since. */
+    shopName: shop?.name ?? null,
     refunds,
     /** What is left to refund: the amount less pending and succeeded refunds. */
     refundable: Math.max(0, payment.amount - (reserved.value ?? 0)),

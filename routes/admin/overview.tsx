@@ -41,7 +41,7 @@ export function overviewRoutes(ctx: AppContext) {
             Money the provider confirmed after the payment had expired or been cancelled. The shop got a{" "}
             <code>payment.succeeded</code> postback with <code>late: true</code>; refund the ones it will not ship.
           </p>
-          <PaymentTable payments={o.latePayments} basePath="/admin/payments" empty="None." />
+          <PaymentTable payments={o.latePayments} basePath="/admin/payments" shopNames={o.shopNames} empty="None." />
         </section>
         <section class="card">
           <h2>BigQuery export</h2>

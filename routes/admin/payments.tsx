@@ -32,7 +32,14 @@ export function paymentRoutes(ctx: AppContext) {
       renderPage(
         <AdminLayout title="Payment" path="/admin/payments" email={c.var.operator.email} csrf={c.var.csrf}>
           {flash && <Flash kind={flash.kind}>{flash.text}</Flash>}
-          <PaymentDetail {...info} csrf={c.var.csrf} basePath="/admin/payments" canRecheck canRefund />
+          <PaymentDetail
+            {...info}
+            csrf={c.var.csrf}
+            basePath="/admin/payments"
+            shopBase="/admin/shops"
+            canRecheck
+            canRefund
+          />
         </AdminLayout>,
       ),
       pageNoteStatus(flash, c.req.method),
