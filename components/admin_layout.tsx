@@ -116,6 +116,15 @@ export function Field(props: {
 }
 
 /**
+ * The question of a confirmation page, where the keyboard starts: read out first, and the page's button is the next
+ * Tab (then Cancel), instead of the whole menu first. The question takes the focus, never the button, so an Enter
+ * pressed on arrival confirms nothing.
+ */
+export function ConfirmQuestion({ children }: { children: ComponentChildren }) {
+  return <div class="confirm-question" tabindex={-1} autofocus>{children}</div>;
+}
+
+/**
  * The confirmation step of a risky action when the page's script did not ask
  * (no JavaScript): the same form again, with confirm=yes and one button.
  */
@@ -129,9 +138,11 @@ export function ConfirmStep(props: {
 }) {
   return (
     <div class="card">
-      <p>
-        <strong>{props.question}</strong>
-      </p>
+      <ConfirmQuestion>
+        <p>
+          <strong>{props.question}</strong>
+        </p>
+      </ConfirmQuestion>
       <form method="post" action={props.action} class="inline">
         <CsrfField token={props.csrf} />
         {Object.entries(props.fields ?? {}).map(([k, v]) => <input key={k} type="hidden" name={k} value={v} />)}

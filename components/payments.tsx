@@ -7,7 +7,7 @@ import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import type { Shop } from "../lib/db/shops.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
-import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { ConfirmQuestion, CsrfField, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
 
 /** Payment list, filters and detail, shared by the operator console and the shop portal. */
@@ -382,12 +382,14 @@ export function RefundConfirm(
   const p = props.payment;
   return (
     <div class="card">
-      <p>
-        Refund <strong>{formatAmount(props.amount, p.currency)}</strong> of payment <code>{p.id}</code>{" "}
-        ({formatAmount(p.amount, p.currency)} from {p.email})?
-      </p>
-      {props.reason && <p>Reason: {props.reason}</p>}
-      <p class="muted">The money goes back to the buyer through the provider; this cannot be undone.</p>
+      <ConfirmQuestion>
+        <p>
+          Refund <strong>{formatAmount(props.amount, p.currency)}</strong> of payment <code>{p.id}</code>{" "}
+          ({formatAmount(p.amount, p.currency)} from {p.email})?
+        </p>
+        {props.reason && <p>Reason: {props.reason}</p>}
+        <p class="muted">The money goes back to the buyer through the provider; this cannot be undone.</p>
+      </ConfirmQuestion>
       <form method="post" action={`${props.basePath}/${p.id}/refund/confirm`} class="inline">
         <CsrfField token={props.csrf} />
         <input type="hidden" name="amount" value={String(props.amount)} />

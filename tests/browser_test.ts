@@ -160,6 +160,32 @@ async function widerThanViewport(page: Page): Promise<string | null> {
   });
 }
 
+/**
+ * How many presses of Tab take the keyboard from where the page put it to the button named `name`; null when `most`
+ * presses do not.
+ */
+async function tabsToButton(page: Page, name: string, most: number): Promise<number | null> {
+  // Autofocus happens at the page's first rendering: wait for two frames before pressing anything.
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+  for (let n = 1; n <= most; n++) {
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => {
+      const el = document.activeElement;
+      return el instanceof HTMLButtonElement ? el.textContent : null;
+    });
+    if (focused === name) return n;
+  }
+  return null;
+}
+
+/** What has the keyboard: its tag and the start of its text. */
+function focusedElement(page: Page): Promise<{ tag: string; text: string }> {
+  return page.evaluate(() => ({
+    tag: document.activeElement?.tagName ?? "",
+    text: (document.activeElement?.textContent ?? "").trim().slice(0, 200),
+  }));
+}
+
 /** Clicks a form's button and reports, in the same turn, what the page shows while the form is on its way. */
 function clickAndLook(b: SVGElement | HTMLElement) {
   const button = b as HTMLButtonElement;
@@ -296,6 +322,37 @@ Deno.test({
         assert.deepEqual(state, { disabled: true, text: "Resending…", busy: "true" });
         await page.waitForURL(/done=resend-/);
       });
+
+      await t.step(
+        "a confirmation page starts the keyboard on its question: Tab reaches its button at once",
+        async () => {
+          // The refund's own confirmation page.
+          await page.goto(`${base}/admin/payments/${ids[0]}`);
+          await page.getByRole("button", { name: "Refund…" }).click();
+          await page.getByRole("button", { name: "Confirm refund" }).waitFor();
+          assert.equal(await tabsToButton(page, "Confirm refund", 2), 1, "one Tab, not the whole menu first");
+          await page.goBack();
+          await page.getByRole("button", { name: "Refund…" }).click();
+          await page.getByRole("button", { name: "Confirm refund" }).waitFor();
+          await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+          const start = await focusedElement(page);
+          assert.notEqual(start.tag, "BUTTON", "never on the button itself: Enter on arrival confirms nothing");
+          assert.match(start.text, /^Refund .* of payment pay_/, "the question is what is read first");
+        await shot(page, "phone-admin-refund-confirm");
+          // A ConfirmStep page (the shop's Disable without the page's script: form.submit() skips its question).
+          await page.goto(`${base}/admin/shops/${app.shop.id}`);
+          await page.locator(`form[action="/admin/shops/${app.shop.id}/status"]`).evaluate((f) =>
+            (f as HTMLFormElement).submit()
+          );
+          await page.getByRole("heading", { name: "Please confirm" }).waitFor();
+          assert.equal(await tabsToButton(page, "Disable shop", 2), 1);
+          await page.keyboard.press("Tab");
+          assert.equal((await focusedElement(page)).text, "Cancel", "then Cancel");
+          await page.keyboard.press("Enter");
+          await page.waitForURL(`${base}/admin/shops/${app.shop.id}`);
+          await page.getByRole("button", { name: "Disable shop" }).waitFor();
+        },
+      );
 
       await t.step("Disable shop asks first: cancelling changes nothing, confirming disables", async () => {
         await page.goto(`${base}/admin/shops/${app.shop.id}`);
