@@ -289,6 +289,42 @@ Deno.test({
         await page.getByText("Succeeded volume per day, JPY").waitFor();
       });
 
+      await t.step(
+        "the shop's API keys read on the phone: each hint and each Revoke on one line, inside the card",
+        async () => {
+          const { createShopKey } = await import("../lib/shops.ts");
+          await createShopKey(app.kv, app.shop.id, { now: Date.now(), actor: "test", kind: "publishable" });
+          await page.goto(`${base}/admin/shops/${app.shop.id}`);
+          assert.equal(await widerThanViewport(page), null);
+          const card = page.locator("section.card", { has: page.getByRole("heading", { name: "API keys" }) });
+          await card.screenshot({ path: `${ARTIFACTS}/phone-admin-shop-keys.png` });
+          const measured = await card.evaluate((section) => {
+            const cardBox = section.getBoundingClientRect();
+            // How many lines an element's text takes: the height of its text over its font size (a line is 1 to 1.5).
+            const lines = (el: Element) => {
+              const text = document.createRange();
+              text.selectNodeContents(el);
+              return Math.round(text.getBoundingClientRect().height / parseFloat(getComputedStyle(el).fontSize) / 1.2);
+            };
+            // Elements with a box of their own (a hidden input has none).
+            const shown = [...section.querySelectorAll("*")].filter((el) => el.getClientRects().length);
+            const outside = shown.filter((el) => {
+              const box = el.getBoundingClientRect();
+              return box.left < cardBox.left - 1 || box.right > cardBox.right + 1 ||
+                el.scrollWidth > el.clientWidth + 1;
+            }).map((el) => el.outerHTML.slice(0, 80));
+            return {
+              outside,
+              revoke: [...section.querySelectorAll("button")].filter((b) => b.textContent === "Revoke").map(lines),
+              hints: [...section.querySelectorAll("td code")].filter((c) => c.textContent!.endsWith("…")).map(lines),
+            };
+          });
+          assert.deepEqual(measured.outside, [], "nothing sticks out of the card or is cut off");
+          assert.deepEqual(measured.revoke, [1, 1], "each Revoke button on one line");
+          assert.deepEqual(measured.hints, [1], "the secret key's hint on one line");
+        },
+      );
+
       await t.step("the shop's portal fits the screen too", async () => {
         const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "test"));
         const staff = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
@@ -338,7 +374,7 @@ Deno.test({
           const start = await focusedElement(page);
           assert.notEqual(start.tag, "BUTTON", "never on the button itself: Enter on arrival confirms nothing");
           assert.match(start.text, /^Refund .* of payment pay_/, "the question is what is read first");
-        await shot(page, "phone-admin-refund-confirm");
+          await shot(page, "phone-admin-refund-confirm");
           // A ConfirmStep page (the shop's Disable without the page's script: form.submit() skips its question).
           await page.goto(`${base}/admin/shops/${app.shop.id}`);
           await page.locator(`form[action="/admin/shops/${app.shop.id}/status"]`).evaluate((f) =>

@@ -394,7 +394,11 @@ function ShopDetail(props: {
       <section class="card">
         <h2>API keys</h2>
         <div class="table-wrap">
-          <table>
+          {
+            /* On a phone, a card per key with its labels, as the console's lists: five columns in 390 px crushed the
+              Revoke button into a letter a line. */
+          }
+          <table class="stack-phone">
             <thead>
               <tr>
                 <th>Key</th>
@@ -407,14 +411,14 @@ function ShopDetail(props: {
             <tbody>
               {props.keys.map((k) => (
                 <tr key={k.id}>
-                  <td>
+                  <td data-label="Key">
                     {/* A publishable key is public (it sits in the shop's pages): shown whole. */}
                     <code>{k.publishableKey ?? `${k.hint}…`}</code>
                   </td>
-                  <td>{k.kind === "publishable" ? "publishable" : "secret"}</td>
-                  <td>{formatTime(k.createdAt)}</td>
-                  <td>{formatTime(k.revokedAt)}</td>
-                  <td>
+                  <td data-label="Kind">{k.kind === "publishable" ? "publishable" : "secret"}</td>
+                  <td data-label="Created">{formatTime(k.createdAt)}</td>
+                  <td data-label="Revoked">{formatTime(k.revokedAt)}</td>
+                  <td class="row-actions">
                     {k.revokedAt === null && (
                       <form
                         method="post"
