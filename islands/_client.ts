@@ -16,14 +16,14 @@ for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
 // them twice.
 addEventListener("submit", (e) => {
   const form = e.target as HTMLFormElement;
-  const { confirm: question, busy } = form.dataset;
+  const { busy } = form.dataset;
   if (form.dataset.sent) return e.preventDefault();
+  const question = form.dataset.confirmRemoval === undefined
+    ? form.dataset.confirm && fillFields(form.dataset.confirm, form)
+    : removalQuestion(form);
   if (question) {
-    if (!confirm(fillFields(question, form))) return e.preventDefault();
-    const yes = form.querySelector<HTMLInputElement>("input[name=confirm]") ?? form.appendChild(
-      Object.assign(document.createElement("input"), { type: "hidden", name: "confirm" }),
-    );
-    yes.value = "yes";
+    if (!confirm(question)) return e.preventDefault();
+    hiddenField(form, "confirm").value = "yes";
   }
   if (busy === undefined) return;
   form.dataset.sent = "1";
@@ -49,6 +49,44 @@ function fillFields(question: string, form: HTMLFormElement): string {
     }
     return whole;
   });
+}
+
+/**
+ * A list that takes saved entries away asks first, naming them; one that only adds asks nothing (data-confirm-removal:
+ * the question, `{removed}` where they go; data-saved: the list as saved; data-list: the list's field). What it named
+ * goes along as `removing`: the server saves only when that is what the list takes away, and asks on a page of its own
+ * otherwise (the list changed meanwhile, an entry this reading takes for another).
+ */
+function removalQuestion(form: HTMLFormElement): string | undefined {
+  const { confirmRemoval = "", saved = "", list = "" } = form.dataset;
+  const field = form.elements.namedItem(list);
+  const typed = field instanceof HTMLTextAreaElement || field instanceof HTMLInputElement ? field.value : "";
+  const kept = new Set(entries(typed).map(asStored));
+  const removed = entries(saved).filter((entry) => !kept.has(entry));
+  if (!removed.length) return undefined;
+  hiddenField(form, "removing").value = removed.join(" ");
+  return confirmRemoval.replace("{removed}", removed.join(", "));
+}
+
+/** A list field's entries, as the server reads them (lib/shops.ts listFromField): spaces, commas and lines part them. */
+function entries(text: string): string[] {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
+
+/** An entry as the server stores an origin (the URL's own serialisation: lower-case, no default port), else as typed. */
+function asStored(entry: string): string {
+  try {
+    return new URL(entry).origin;
+  } catch {
+    return entry;
+  }
+}
+
+/** The form's hidden field `name`, added when the page has none. */
+function hiddenField(form: HTMLFormElement, name: string): HTMLInputElement {
+  return form.querySelector<HTMLInputElement>(`input[name=${name}]`) ?? form.appendChild(
+    Object.assign(document.createElement("input"), { type: "hidden", name }),
+  );
 }
 
 // Back to a page whose form was sent (the browser's page cache) shows its buttons ready again.

@@ -432,19 +432,41 @@ export function listFromField(text = ""): string[] {
 export const MAX_EMBED_ORIGINS = 20;
 
 /**
+ * A change of embedding sites that takes `removed` away, not confirmed for exactly those: taking a site away stops the
+ * shop's checkout on its pages, so a person's page asks first (and sends the answer with what it named).
+ */
+export class UnconfirmedRemovalError extends AppError {
+  constructor(readonly removed: string[]) {
+    super(409, "confirmation_required", `Taking ${removed.join(", ")} off the embedding sites needs a confirmation.`);
+  }
+}
+
+/**
  * Sets the sites (origins) whose pages may frame the shop's buyer pages; an empty list stops all framing.
  * Each entry must be an origin and nothing more: `https://shop.example` or `https://shop.example:8443`
  * (plain http only where local URLs are allowed, as in development). Stored in the URL's own
  * serialisation, so what we send in `frame-ancestors` is exactly what browsers compare against.
+ *
+ * `removing` is for pages people use (the console, the portal), which ask before a site is taken away: the sites
+ * the person confirmed taking away ([] before anything was asked). A list that takes others away, or more, is
+ * UnconfirmedRemovalError naming them; it is compared with the list read in the same write, so a list changed
+ * meanwhile (another tab, an operator) is asked about again. Without it nothing is asked (the command line, whose
+ * operator types the whole list).
  */
 export function setEmbedOrigins(
   kv: Deno.Kv,
   shopId: string,
   origins: string[],
-  opts: { actor: string; now: number; allowLocalUrls: boolean },
+  opts: { actor: string; now: number; allowLocalUrls: boolean; removing?: string[] },
 ) {
   const embedOrigins = parseEmbedOrigins(origins, opts.allowLocalUrls);
-  return changeShop(kv, shopId, opts.actor, "shop.embed_origins", opts.now, (s) => ({ ...s, embedOrigins }));
+  return changeShop(kv, shopId, opts.actor, "shop.embed_origins", opts.now, (s) => {
+    const removed = (s.embedOrigins ?? []).filter((o) => !embedOrigins.includes(o));
+    const confirmed = opts.removing === undefined ||
+      (removed.length === new Set(opts.removing).size && removed.every((o) => opts.removing!.includes(o)));
+    if (removed.length && !confirmed) throw new UnconfirmedRemovalError(removed);
+    return { ...s, embedOrigins };
+  });
 }
 
 /** Checks and normalises a list of embed origins; throws a ValidationError naming `embedOrigins`. */

@@ -325,6 +325,53 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "taking embedding sites away asks first in the browser, naming them; adding asks nothing",
+        async () => {
+          const { getShop } = await import("../lib/db/shops.ts");
+          const sites = async () => (await getShop(app.kv, app.shop.id))!.embedOrigins ?? [];
+          await page.goto(`${base}/admin/shops/${app.shop.id}`);
+          const box = page.getByLabel("Sites (origins)");
+          const save = page.getByRole("button", { name: "Save embedding sites" });
+          const questions: string[] = [];
+          page.on("dialog", (d) => {
+            questions.push(d.message());
+            questions.length === 1 ? d.dismiss() : d.accept();
+          });
+          try {
+            await box.fill("https://a.example\nhttps://b.example");
+            await save.click();
+            await page.getByText("Embedding sites saved.").waitFor();
+            assert.equal(questions.length, 0, "adding asks nothing");
+            // Cleared: asked first, naming both.
+            await box.fill("");
+            await save.click();
+            await waitFor("the question", () => questions[0]);
+            assert.equal(
+              questions[0],
+              "Stop https://a.example, https://b.example from showing this shop's checkout and forms? Buyers on those " +
+                "pages can no longer pay there.",
+            );
+            assert.match(page.url(), new RegExp(`/admin/shops/${app.shop.id}$`), "answered no: nothing was sent");
+            assert.deepEqual(await sites(), ["https://a.example", "https://b.example"]);
+            // One taken away, from the keyboard; the other kept, typed in capitals (the same origin, not a removal).
+            await box.fill("HTTPS://A.EXAMPLE");
+            await box.press("Tab");
+            await page.keyboard.press("Enter");
+            await page.getByText("Embedding sites saved.").waitFor();
+            assert.equal(questions[1], questions[0].replace("https://a.example, ", ""), "names only what goes");
+            assert.deepEqual(await sites(), ["https://a.example"]);
+          } finally {
+            page.removeAllListeners("dialog");
+          }
+          page.once("dialog", (d) => d.accept());
+          await box.fill("");
+          await save.click();
+          await page.getByText("No site may frame this shop's pages now.").waitFor();
+          assert.deepEqual(await sites(), []);
+        },
+      );
+
       await t.step("the shop's portal fits the screen too", async () => {
         const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "test"));
         const staff = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
@@ -344,6 +391,16 @@ Deno.test({
           await staff.keyboard.press("Enter");
           await staff.waitForURL(/done=embed-saved/);
           await staff.getByText("Embedding sites saved.").waitFor();
+          // Taking it away again asks first, in the shop's words.
+          let question = "";
+          staff.once("dialog", (d) => {
+            question = d.message();
+            d.dismiss();
+          });
+          await staff.getByLabel("Sites (origins)").fill("");
+          await staff.getByRole("button", { name: "Save embedding sites" }).click();
+          await waitFor("the question", () => question || undefined);
+          assert.match(question, /^Stop https:\/\/shop\.example from showing your checkout and forms\?/);
           await staff.goto(`${base}/portal/payments`);
           await shot(staff, "phone-portal-payments");
         } finally {

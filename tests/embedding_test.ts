@@ -93,3 +93,59 @@ Deno.test("[embedding] an operator sets a shop's embedding sites in the console;
     await app.close();
   }
 });
+
+Deno.test("[embedding] an operator taking sites away or clearing the list is asked first, naming them; only the confirmed form saves", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const path = `/admin/shops/${app.shop.id}/embed`;
+    const sites = async () => (await getShop(app.kv, app.shop.id))!.embedOrigins ?? [];
+    await b.get(`/admin/shops/${app.shop.id}`);
+    // Adding asks nothing.
+    assert.equal((await b.post(path, { embedOrigins: "https://a.example https://b.example" })).status, 303);
+    assert.deepEqual(await sites(), ["https://a.example", "https://b.example"]);
+    // The shop page's form carries what the page's script needs to ask: the list as saved, and the question.
+    const page = await b.get(`/admin/shops/${app.shop.id}`);
+    const form = page.text.slice(page.text.indexOf(`action="${path}"`));
+    assert.match(form, /data-saved="https:\/\/a\.example https:\/\/b\.example"/);
+    assert.match(form, /data-confirm-removal="Stop \{removed\} from showing this shop's checkout and forms\?/);
+
+    // Taking one away: a page of its own asks, naming it; nothing is saved yet.
+    const ask = await b.post(path, { embedOrigins: "https://a.example" });
+    assert.equal(ask.status, 200);
+    assert.match(ask.text, /<h1>Please confirm<\/h1>/);
+    assert.match(ask.text, /Stop https:\/\/b\.example from showing this shop's checkout and forms\?/);
+    assert.match(ask.text, /name="removing" value="https:\/\/b\.example"/);
+    assert.match(ask.text, /name="confirm" value="yes"/);
+    assert.deepEqual(await sites(), ["https://a.example", "https://b.example"]);
+    // A confirmation holds for the sites it named: another removal (the list changed meanwhile) is asked again.
+    const stale = await b.post(path, {
+      embedOrigins: "https://a.example",
+      confirm: "yes",
+      removing: "https://c.example",
+    });
+    assert.equal(stale.status, 200);
+    assert.match(stale.text, /Stop https:\/\/b\.example from showing/);
+    assert.deepEqual(await sites(), ["https://a.example", "https://b.example"]);
+    const confirmed = await b.post(path, {
+      embedOrigins: "https://a.example",
+      confirm: "yes",
+      removing: "https://b.example",
+    });
+    assert.equal(confirmed.status, 303);
+    assert.deepEqual(await sites(), ["https://a.example"]);
+
+    // Clearing the list takes every site away: asked too.
+    await b.get(`/admin/shops/${app.shop.id}`);
+    const clear = await b.post(path, { embedOrigins: "" });
+    assert.equal(clear.status, 200);
+    assert.match(clear.text, /Stop https:\/\/a\.example from showing/);
+    assert.deepEqual(await sites(), ["https://a.example"]);
+    const cleared = await b.post(path, { embedOrigins: "", confirm: "yes", removing: "https://a.example" });
+    assert.equal(cleared.status, 303);
+    assert.deepEqual(await sites(), []);
+    assert.match((await b.get(cleared.location!)).text, /No site may frame this shop's pages now\./);
+  } finally {
+    await app.close();
+  }
+});

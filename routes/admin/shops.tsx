@@ -11,13 +11,14 @@ import {
   setEmbedOrigins,
   setShopRateLimit,
   setShopStatus,
+  UnconfirmedRemovalError,
   updateShopSettings,
 } from "../../lib/shops.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
 import { SigningCard } from "../../components/signing.tsx";
-import { EmbeddingCard } from "../../components/embedding.tsx";
+import { EmbeddingCard, embedRemovalConfirmed, embedRemovalQuestion } from "../../components/embedding.tsx";
 import { type ConsoleEnv, redirectWithReveal, takeReveal } from "./_session.ts";
 import { createPortalLink } from "../../lib/auth/portal.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
@@ -121,12 +122,12 @@ export function shopRoutes(ctx: AppContext) {
     return detail(c, { flash: reveal?.flash, secrets: reveal?.secrets });
   });
 
-  /** Risky actions are confirmed: by the page's script, or else by this page. */
-  const confirmFirst = (
+  /** The question of a risky action on a page of its own, when the page's script did not ask: its form again. */
+  const confirmPage = (
     c: Context<ConsoleEnv>,
     step: { question: string; button: string; fields?: Record<string, string> },
   ) =>
-    c.var.form.confirm === "yes" ? null : c.html(renderPage(
+    c.html(renderPage(
       <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
         <ConfirmStep
           {...step}
@@ -136,6 +137,11 @@ export function shopRoutes(ctx: AppContext) {
         />
       </AdminLayout>,
     ));
+  /** Risky actions are confirmed: by the page's script, or else by this page. */
+  const confirmFirst = (
+    c: Context<ConsoleEnv>,
+    step: { question: string; button: string; fields?: Record<string, string> },
+  ) => c.var.form.confirm === "yes" ? null : confirmPage(c, step);
   const shopPath = (c: Context<ConsoleEnv>) => `/admin/shops/${c.req.param("id")}`;
 
   app.post(SHOP, async (c) => {
@@ -171,14 +177,25 @@ export function shopRoutes(ctx: AppContext) {
   });
 
   app.post(`${SHOP}/embed` as const, async (c) => {
-    const origins = listFromField(c.var.form.embedOrigins);
+    const value = c.var.form.embedOrigins ?? "";
+    const origins = listFromField(value);
     try {
       await setEmbedOrigins(ctx.kv, c.req.param("id"), origins, {
         actor: c.var.operator.email,
         now: ctx.now(),
         allowLocalUrls: ctx.config.allowLocalUrls,
+        removing: embedRemovalConfirmed(c.var.form),
       });
     } catch (err) {
+      // Taking a site away stops the shop's checkout on its pages: asked first, naming what goes, when the page's
+      // script did not ask (or asked about other sites than the list takes away now).
+      if (err instanceof UnconfirmedRemovalError) {
+        return confirmPage(c, {
+          question: embedRemovalQuestion(err.removed.join(", "), "this shop's"),
+          button: "Save embedding sites",
+          fields: { embedOrigins: value, removing: err.removed.join(" ") },
+        });
+      }
       if (!(err instanceof ValidationError)) throw err;
       return detail(c, { errors: err.fields, values: c.var.form }, 400);
     }
@@ -389,6 +406,8 @@ function ShopDetail(props: {
         action={`/admin/shops/${shop.id}/embed`}
         csrf={csrf}
         value={v?.embedOrigins ?? (shop.embedOrigins ?? []).join("\n")}
+        saved={shop.embedOrigins ?? []}
+        whose="this shop's"
         error={e.embedOrigins}
       />
       <section class="card">

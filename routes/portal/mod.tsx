@@ -10,9 +10,9 @@ import {
 } from "../../lib/auth/portal.ts";
 import { SESSION_TTL_MS } from "../../lib/auth/operators.ts";
 import type { PortalSession } from "../../lib/db/portal.ts";
-import { getShop } from "../../lib/db/shops.ts";
+import { getShop, type Shop } from "../../lib/db/shops.ts";
 import { NotFoundError, ValidationError } from "../../lib/errors.ts";
-import { listFromField, parseEmbedOrigins, setEmbedOrigins } from "../../lib/shops.ts";
+import { listFromField, setEmbedOrigins, UnconfirmedRemovalError } from "../../lib/shops.ts";
 import { describePayment, resendPostback } from "../../lib/payments/admin.ts";
 import { getShopPayment } from "../../lib/payments/query.ts";
 import {
@@ -26,7 +26,7 @@ import {
 import { InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
 import { Page, renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep, CsrfField, Flash } from "../../components/admin_layout.tsx";
-import { EmbeddingCard } from "../../components/embedding.tsx";
+import { EmbeddingCard, embedRemovalConfirmed, embedRemovalQuestion } from "../../components/embedding.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
 import { SigningCard } from "../../components/signing.tsx";
 import { PaymentDetail, PaymentsList } from "../../components/payments.tsx";
@@ -244,6 +244,8 @@ export function portalRoutes(ctx: AppContext) {
             action="/portal/settings/embed"
             csrf={c.var.csrf}
             value={opts.embed?.value ?? (shop.embedOrigins ?? []).join("\n")}
+            saved={shop.embedOrigins ?? []}
+            whose="your"
             error={opts.embed?.error}
           />
           <section class="card">
@@ -267,42 +269,36 @@ export function portalRoutes(ctx: AppContext) {
   app.get("/settings", (c) => settingsPage(c, { done: SETTINGS_DONE.get(c.req.query("done") ?? "") }));
 
   app.post("/settings/embed", async (c) => {
-    const shopId = c.var.portal.shopId;
-    const shop = await getShop(ctx.kv, shopId);
-    if (!shop) throw new NotFoundError();
     const value = c.var.form.embedOrigins ?? "";
-    let origins: string[];
+    let shop: Shop;
     try {
-      origins = parseEmbedOrigins(listFromField(value), ctx.config.allowLocalUrls);
+      shop = await setEmbedOrigins(ctx.kv, c.var.portal.shopId, listFromField(value), {
+        actor: portalActor(c.var.portal),
+        now: ctx.now(),
+        allowLocalUrls: ctx.config.allowLocalUrls,
+        removing: embedRemovalConfirmed(c.var.form),
+      });
     } catch (err) {
+      // Taking a site away stops the checkout on its pages: asked first, naming what goes, when the page's script
+      // did not ask (or asked about other sites than the list takes away now: it changed meanwhile).
+      if (err instanceof UnconfirmedRemovalError) {
+        return c.html(layout(
+          c,
+          "Please confirm",
+          <ConfirmStep
+            question={embedRemovalQuestion(err.removed.join(", "), "your")}
+            button="Save embedding sites"
+            action="/portal/settings/embed"
+            fields={{ embedOrigins: value, removing: err.removed.join(" ") }}
+            csrf={c.var.csrf}
+            cancel="/portal/settings"
+          />,
+        ));
+      }
       if (!(err instanceof ValidationError)) throw err;
       return settingsPage(c, { embed: { value, error: err.fields?.embedOrigins }, status: 400 });
     }
-    // Taking a site away stops the checkout on its pages: asked first (the same form again, confirmed). The answer
-    // holds for the sites it named: if the list changed meanwhile (another tab, an operator), it is asked again.
-    const removed = (shop.embedOrigins ?? []).filter((o) => !origins.includes(o));
-    const confirmed = c.var.form.confirm === "yes" && c.var.form.removing === removed.join(" ");
-    if (removed.length && !confirmed) {
-      return c.html(layout(
-        c,
-        "Please confirm",
-        <ConfirmStep
-          question={`Stop ${removed.join(", ")} from showing your checkout and forms? Buyers on those pages can no ` +
-            "longer pay there."}
-          button="Save embedding sites"
-          action="/portal/settings/embed"
-          fields={{ embedOrigins: value, removing: removed.join(" ") }}
-          csrf={c.var.csrf}
-          cancel="/portal/settings"
-        />,
-      ));
-    }
-    await setEmbedOrigins(ctx.kv, shopId, origins, {
-      actor: portalActor(c.var.portal),
-      now: ctx.now(),
-      allowLocalUrls: ctx.config.allowLocalUrls,
-    });
-    return c.redirect(`/portal/settings?done=${origins.length ? "embed-saved" : "embed-none"}`, 303);
+    return c.redirect(`/portal/settings?done=${shop.embedOrigins?.length ? "embed-saved" : "embed-none"}`, 303);
   });
 
   return app;
