@@ -34,6 +34,14 @@ export function scopedFilter(scope: Scope, query: Record<string, string | undefi
   return scope === "operator" ? filter : { ...filter, shopId: scope.shopId };
 }
 
+/**
+ * An operator's list narrowed to a shop that is not among the shops: NotFoundError, as for a malformed id. Its empty
+ * list under "All shops" would read as "nothing here" for a shop that is not there.
+ */
+export function requireKnownShop(shops: Shop[], shopId: string | null | undefined): void {
+  if (shopId && !shops.some((s) => s.id === shopId)) throw new NotFoundError("Unknown shop.");
+}
+
 /** One page of the payments list: the filter to show, the page, its query string, and the shops an operator picks from. */
 export async function listScopedPayments(
   ctx: AppContext,
@@ -47,6 +55,7 @@ export async function listScopedPayments(
     searchPayments(ctx, filter, { limit: opts.limit, cursor }),
     scope === "operator" ? listShops(ctx.kv) : undefined,
   ]);
+  if (shops) requireKnownShop(shops, filter.shopId);
   // A portal's links never carry its shop: the session decides it.
   const { shopId: _shopId, ...rest } = filter;
   const shown = scope === "operator" ? filter : rest;
@@ -170,6 +179,7 @@ export async function listScopedInvoices(
     shopId ? describePool(ctx, shopId) : undefined,
     scope === "operator" ? listShops(ctx.kv) : undefined,
   ]);
+  if (shops) requireKnownShop(shops, shopId);
   return { invoices, pool, shops, shopId: scope === "operator" ? shopId : null };
 }
 

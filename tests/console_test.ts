@@ -735,7 +735,7 @@ Deno.test("[console] a re-check the provider fails (an error status, no answer i
   }
 });
 
-Deno.test("[console] the deliveries list filtered by a shop id that names no shop says there is no such shop, never an empty list", async () => {
+Deno.test("[console] a list filtered by a shop id that names no shop says there is no such shop, never an empty list", async () => {
   const app = await startTestApp();
   try {
     const b = await operatorBrowser(app);
@@ -746,6 +746,12 @@ Deno.test("[console] the deliveries list filtered by a shop id that names no sho
       assert.match(res.text, /<p>Unknown shop\.<\/p>/, shopId);
       assert.match(res.text, /<nav aria-label="Console">/, shopId);
       assert.doesNotMatch(res.text, /No postback is retrying or failed/, `${shopId}: no false all-clear`);
+      for (const list of ["payments", "invoices", "operations"]) {
+        const other = await b.get(`/admin/${list}?shopId=${shopId}`);
+        assert.equal(other.status, 404, `${list} ${shopId}`);
+        assert.match(other.text, /<p>Unknown shop\.<\/p>/, `${list} ${shopId}`);
+        assert.equal((await b.get(`/admin/${list}?shopId=${app.shop.id}`)).status, 200, `${list} of a known shop`);
+      }
     }
     const known = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
     assert.equal(known.status, 200);

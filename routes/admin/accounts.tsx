@@ -1,3 +1,4 @@
+import { requireKnownShop } from "../../lib/console.ts";
 import { type Context, Hono } from "hono";
 import type { ComponentChildren } from "preact";
 import type { AppContext } from "../../lib/context.ts";
@@ -229,6 +230,7 @@ export function operationRoutes(ctx: AppContext) {
       listShops(ctx.kv),
       listAllAccounts(ctx),
     ]);
+    requireKnownShop(shops, shopId);
     const shopNames = new Map(shops.map((s) => [s.id, s.name]));
     const accountLabels = new Map(accounts.map((a) => [a.id, a.label]));
     return c.html(renderPage(
