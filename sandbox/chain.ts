@@ -68,7 +68,7 @@ const NewDeposit = z.strictObject({
   address: z.string().min(1).max(200),
   amount: z.string().regex(/^[1-9][0-9]{0,39}$/, "a positive integer string of base units"),
   txid: z.string().min(1).max(200).optional(),
-  /** What is sent; default: the network's first coin (USDT on tron and ethereum, BTC on bitcoin). */
+  /** What is sent: one of the network's coins, needed where it has more than one (ethereum: USDT or ETH). */
   coin: z.string().min(1).max(20).optional(),
 });
 const Drop = z.strictObject({ txid: z.string().min(1).max(200) });
@@ -219,7 +219,13 @@ export class ChainSimulator {
       const body = NewDeposit.safeParse(await c.req.json().catch(() => null));
       if (!body.success) return bad(c, body.error);
       if (body.data.txid && this.hasTx(body.data.txid)) return c.json({ error: "txid already used" }, 409);
-      const d = this.deposit(body.data.address, BigInt(body.data.amount), body.data.txid, body.data.coin);
+      const network = this.find(body.data.address)?.network;
+      const coins = network ? COIN_OPTIONS.filter((o) => o.network === network).map((o) => o.coin) : [];
+      const asked = body.data.coin ?? (coins.length === 1 ? coins[0] : undefined);
+      if (network && (!asked || !coins.includes(asked as typeof coins[number]))) {
+        return c.json({ error: `coin must be one of ${coins.join(", ")} on ${network}` }, 400);
+      }
+      const d = this.deposit(body.data.address, BigInt(body.data.amount), body.data.txid, asked);
       if (!d) return c.json({ error: "unknown address, or it holds too many deposits" }, 404);
       const { txid, coin, amount } = d;
       return c.json({ txid, address: body.data.address, coin, amount: amount.toString(), confirmations: 0 }, 201);

@@ -29,7 +29,7 @@ import {
 import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
 import { sha256Hex } from "../lib/crypto.ts";
-import { type AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
+import { AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
 import {
   type Attribution,
   decideFromChain,
@@ -1725,6 +1725,37 @@ Deno.test("[invoices] another coin sent to an invoice's address counts for nothi
     await chain.deposit(inv.address, "1000000000", undefined, "USDT");
     await chain.mine(12, "ethereum");
     assert.equal((await waitStatus(app, inv.id, "payment_accepted")).paidAmount, "1000");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] the chain's coin is read whatever its case; the simulator takes only a coin the network has, and asks which on ethereum", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, { coin: "ETH", network: "ethereum", amount: "1" });
+    const post = (body: Record<string, string>) =>
+      fetch(`${app.baseUrl}/sandbox/chain/deposits`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ address: inv.address, amount: "1", ...body }),
+      }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    const none = await post({});
+    assert.equal(none.status, 400);
+    assert.match(none.body.error, /coin must be one of USDT, ETH on ethereum/);
+    assert.equal((await post({ coin: "BTC" })).status, 400);
+    assert.equal((await readInvoice(app, inv.id)).deposits.length, 0, "nothing sent");
+    // A chain service that writes the coin in small letters is read as ours.
+    const inCapitals = AddressState.parse({
+      network: "ethereum",
+      address: inv.address,
+      height: 1,
+      deposits: [{ txid: "t", coin: "eth", amount: "1", confirmations: 0, seenAt: 1 }],
+    });
+    assert.equal(inCapitals.deposits[0].coin, "ETH");
+    await chain.deposit(inv.address, "1000000000000000000", undefined, "ETH");
+    await waitStatus(app, inv.id, "payment_confirmation");
   } finally {
     await app.close();
   }

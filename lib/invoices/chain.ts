@@ -71,7 +71,13 @@ export class ChainClient {
       // Left null: refused by the schema below.
     }
     const parsed = schema.safeParse(json);
-    if (!parsed.success) throw new UpstreamError(false, `chain ${method} ${path}: unexpected answer`);
+    if (!parsed.success) {
+      // Which field, so an operator can tell a service that does not follow the wire (a deposit without its coin)
+      // from one that is down: the field's path and the rule only, never a value from the answer.
+      const issue = parsed.error.issues[0];
+      const where = issue ? ` (${issue.path.join(".") || "body"}: ${issue.code})` : "";
+      throw new UpstreamError(false, `chain ${method} ${path}: unexpected answer${where}`);
+    }
     return parsed.data;
   }
 }

@@ -13,10 +13,11 @@ const BaseUnits = z.string().regex(/^[0-9]{1,40}$/, "must be an integer string o
 export const ChainDeposit = z.object({
   txid: z.string().min(1).max(200),
   /**
-   * What was sent (USDT, ETH, ...): one address of a network takes every coin of that network (ETH and USDT on
-   * ethereum share a pool), and an amount means nothing without its coin's base units.
+   * What was sent, as our coin ids name it (COIN_IDS: USDT being Tether's own token on that network, never another
+   * token of the same symbol): one address of a network takes every coin of that network (ETH and USDT on ethereum
+   * share a pool), and an amount means nothing without its coin's base units. Read in capitals, whatever the case.
    */
-  coin: z.string().min(1).max(20),
+  coin: z.string().min(1).max(20).transform((coin) => coin.toUpperCase()),
   amount: BaseUnits,
   confirmations: z.int().nonnegative(),
   /** When the chain first saw it, ms since the epoch. */
