@@ -62,7 +62,7 @@ export function InvoiceStatusTable() {
                   : "nothing (final)"}
               </td>
               <td>{rule.postback ? <code>{rule.postback}</code> : "none (you created it)"}</td>
-              <td>{rule.open ? "yes" : "no: free for the next invoice"}</td>
+              <td>{rule.open ? "yes" : "no: it rests, then is free for the next invoice"}</td>
             </tr>
           );
         })}

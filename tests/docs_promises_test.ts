@@ -3,8 +3,18 @@
  * in the docs is checked against the running app (issue 15).
  */
 import assert from "node:assert/strict";
-import { callInit, paymentBody, startTestApp, waitFor } from "../fixtures/app.ts";
+import { callInit, paymentBody, startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import {
+  cancelInvoiceCall,
+  chainApi,
+  createTestInvoice,
+  dropFromChain,
+  readInvoice,
+  shiftClock,
+} from "../fixtures/invoices.ts";
 import type { OpenApiDocument } from "../lib/docs/openapi.ts";
+import { loadConfig } from "../lib/config.ts";
+import { INVOICE_STATUS_RULES, INVOICE_STATUSES } from "../lib/invoices/status.ts";
 
 const DOCS = new URL("../docs/public/", import.meta.url);
 const readDoc = (name: string) => Deno.readTextFile(new URL(name, DOCS));
@@ -113,4 +123,150 @@ Deno.test("[docs] the quick start runs the CLI through the npm-installed Deno ag
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   assert.match(readme, /npm install && npm start/);
   assert.match(readme, /npm install && npm test/);
+});
+
+/** Waits until the invoice reaches `status` (notices are handled in the background). */
+function invoiceStatus(app: TestApp, id: string, status: string) {
+  return waitFor(`invoice ${id} to be ${status}`, async () => {
+    const inv = await readInvoice(app, id);
+    return inv.status === status ? inv : undefined;
+  });
+}
+
+Deno.test("[docs] invoices: a skipped payment_accepted, steps back, a cancel's refund and an expired invoice's money are as invoices.md and postbacks.md say", async (t) => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  const invoices = (await readDoc("invoices.md")).replace(/\n */g, " ");
+  const postbacks = (await readDoc("postbacks.md")).replace(/\n */g, " ");
+  const chain = chainApi(app);
+  const postbacksOf = (id: string) =>
+    shop.received.map((r) => JSON.parse(r.body)).filter((b: { data: { id: string } }) => b.data.id === id) as {
+      type: string;
+      timestamp: string;
+      data: { id: string; shopInvoiceId: string | null; status: string };
+    }[];
+  try {
+    await t.step(
+      "several blocks at once: payment_confirmation to finished, no payment_accepted; ship on either",
+      async () => {
+        // Without `id`: invoices get postbacks all the same, `data.id` ours and `shopInvoiceId` null.
+        const inv = await createTestInvoice(app, { amount: "3", postbackUrl: shop.url });
+        await chain.deposit(inv.address, "3000000");
+        await invoiceStatus(app, inv.id, "payment_confirmation");
+        await chain.mine(40, "tron");
+        await invoiceStatus(app, inv.id, "finished");
+        const sent = await waitFor("two postbacks", () => {
+          const got = postbacksOf(inv.id);
+          return got.length >= 2 ? got : undefined;
+        });
+        assert.deepEqual(sent.map((p) => p.type), ["invoice.payment_confirmation", "invoice.finished"]);
+        assert.deepEqual(sent.map((p) => p.data.shopInvoiceId), [null, null]);
+        assert.match(inv.id, /^inv_/);
+        assert.match(invoices, /Ship the order on `payment_accepted` or `finished`, whichever comes first/);
+        assert.match(
+          invoices,
+          /\| `invoice.finished` +\| final: ship the order if `invoice.payment_accepted` did not come/,
+        );
+        assert.ok(!/You may ship;/.test(invoices));
+        assert.match(postbacks, /ship on `invoice.payment_accepted` or `invoice.finished`, whichever comes first/);
+        assert.match(
+          postbacks,
+          /on `invoice.\*` postbacks `data.id` is our invoice id \(`inv_...`\) and your order is `data.shopInvoiceId`/,
+        );
+        assert.match(
+          postbacks,
+          /A crypto \[invoice\]\(invoices.md#postbacks\) gets a postback at each status change, with or without your `id`/,
+        );
+      },
+    );
+
+    await t.step(
+      "statuses step back: partially_paid, payment_confirmation, partially_paid again; timestamps tell the order",
+      async () => {
+        const inv = await createTestInvoice(app, { amount: "3", postbackUrl: shop.url, id: crypto.randomUUID() });
+        await chain.deposit(inv.address, "1000000");
+        await chain.mine(20, "tron");
+        await invoiceStatus(app, inv.id, "partially_paid");
+        const topUp = await chain.deposit(inv.address, "2000000");
+        await invoiceStatus(app, inv.id, "payment_confirmation");
+        await dropFromChain(app, inv.id, topUp.txid);
+        await invoiceStatus(app, inv.id, "partially_paid");
+        const sent = await waitFor("three postbacks", () => {
+          const got = postbacksOf(inv.id);
+          return got.length >= 3 ? got : undefined;
+        });
+        sent.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+        assert.deepEqual(sent.map((p) => p.data.status), ["partially_paid", "payment_confirmation", "partially_paid"]);
+        assert.equal(sent[0].data.shopInvoiceId, inv.shopInvoiceId);
+        // Every step back the status table allows is named, and the old promise of a one-way order is gone.
+        for (const from of INVOICE_STATUSES) {
+          for (const to of INVOICE_STATUS_RULES[from].next) {
+            if (INVOICE_STATUSES.indexOf(to) < INVOICE_STATUSES.indexOf(from)) {
+              assert.ok(invoices.includes(`- \`${from}\` → \`${to}\`:`), `${from} → ${to}`);
+            }
+          }
+        }
+        assert.ok(invoices.includes("`partially_paid` → `payment_confirmation` → `partially_paid`"));
+        assert.ok(!/statuses' order above/.test(invoices) && !/comes only from dropped deposits/.test(invoices));
+        assert.match(invoices, /ignore one with an earlier `timestamp`/);
+        assert.match(invoices, /Or read the invoice \(`GET \/api\/v1\/invoices\/\{id\}`\)/);
+        shiftClock(app, 0);
+      },
+    );
+
+    await t.step("a cancel with money confirming: refund paidAmount plus lateAmount", async () => {
+      const inv = await createTestInvoice(app, { amount: "3" });
+      await chain.deposit(inv.address, "1000000");
+      await chain.mine(20, "tron");
+      await invoiceStatus(app, inv.id, "partially_paid");
+      await chain.deposit(inv.address, "500000");
+      await invoiceStatus(app, inv.id, "payment_confirmation");
+      const cancelled = (await cancelInvoiceCall(app, inv.id)).body.invoice;
+      assert.equal(cancelled.status, "cancelled");
+      assert.deepEqual([cancelled.paidAmount, cancelled.lateAmount], ["1", "0.5"], "1.5 USDT came: both to refund");
+      assert.match(invoices, /refund `paidAmount` plus `lateAmount`/);
+      assert.ok(!/what it received stays on it \(`paidAmount`\) for you to refund/.test(invoices));
+    });
+
+    await t.step("an expired invoice can carry dust paid in time and late money", async () => {
+      const inv = await createTestInvoice(app, { amount: "3", expiresIn: 60 });
+      await chain.deposit(inv.address, "10000"); // 0.01 USDT: under a hundredth of 3
+      await chain.mine(20, "tron");
+      await invoiceStatus(app, inv.id, "partially_paid");
+      await chain.deposit(inv.address, "15000"); // 0.025 USDT in all: still dust
+      await invoiceStatus(app, inv.id, "payment_confirmation");
+      shiftClock(app, 61_000);
+      await app.server.runner.sweep();
+      const expired = await invoiceStatus(app, inv.id, "expired");
+      assert.deepEqual([expired.paidAmount, expired.lateAmount], ["0.01", "0.015"]);
+      assert.match(invoices, /`expired`: no money that keeps it open arrived by `expiresAt`: nothing, or only dust/);
+      assert.match(invoices, /`paidAmount` is dust confirmed by the expiry, and `lateAmount` is dust still confirming/);
+      assert.ok(!/nothing arrived in time/.test(invoices));
+      shiftClock(app, 0);
+    });
+
+    await t.step("index.md: invoices take the same steps, and wait an hour by default", async () => {
+      const index = (await readDoc("index.md")).replace(/\n */g, " ");
+      assert.match(
+        index,
+        /A \[crypto invoice\]\(invoices.md\) takes the same four steps: create it with `POST \/api\/v1\/invoices`/,
+      );
+      assert.equal(loadConfig({}).paymentTtlMs, 86_400_000);
+      assert.match(index, /a payment waits a day for the buyer/);
+      assert.equal(loadConfig({}).invoiceTtlMs, 3_600_000);
+      assert.match(index, /An invoice waits an hour for its deposit by default/);
+    });
+
+    await t.step("forms.md: shops set their embedding sites themselves in the portal's Settings", async () => {
+      const forms = (await readDoc("forms.md")).replace(/\n */g, " ");
+      assert.match(forms, /yourself on your portal's \*\*Settings\*\* page/);
+      assert.ok(!/tell us your site's origin/.test(forms));
+      const portal = await Deno.readTextFile(new URL("../routes/portal/mod.tsx", import.meta.url));
+      assert.match(portal, /app\.post\("\/settings\/embed"/, "the portal's Settings page saves embedding sites");
+    });
+  } finally {
+    shiftClock(app, 0);
+    await shop.close();
+    await app.close();
+  }
 });

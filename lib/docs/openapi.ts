@@ -1267,7 +1267,7 @@ function invoicePaths(opts: OpenApiOptions): Record<string, PathItem> {
         operationId: "cancelInvoice",
         summary: "Cancel an invoice",
         description:
-          "Reads the chain first, then cancels an invoice that is waiting_for_deposit, payment_confirmation or partially_paid: it becomes `cancelled`, its address goes back to your pool and an `invoice.cancelled` postback follows. Deposits after that are recorded as late (lateAmount), never hidden. Cancelling a cancelled invoice answers it again. No body.",
+          "Reads the chain first, then cancels an invoice that is waiting_for_deposit, payment_confirmation or partially_paid: it becomes `cancelled`, its address rests, then goes back to your pool, and an `invoice.cancelled` postback follows. Deposits still confirming then, and any after it, are recorded as late (lateAmount), never hidden: refund paidAmount plus lateAmount. Cancelling a cancelled invoice answers it again. No body.",
         tags: ["Invoices"],
         security: bearer,
         parameters: [invoiceIdParam],
@@ -1325,7 +1325,7 @@ function invoiceWebhooks(opts: OpenApiOptions): Record<string, PathItem> {
         summary: "Invoice postback to the shop",
         description: `Every status change of an invoice (${
           INVOICE_POSTBACK_TYPES.map((t) => `\`${t}\``).join(", ")
-        }; \`invoice.waiting_for_deposit\` only when every deposit on its way was dropped from the chain; \`invoice.late_payment\`, no status change, when money sent after the invoice closed got its confirmations) is POSTed to the invoice's postback URL (its \`postbackUrl\`, else your shop's), signed and retried exactly like payment postbacks. \`data\` is the invoice as GET /api/v1/invoices/{id} answers it.`,
+        }; \`invoice.waiting_for_deposit\` only when every deposit on its way was dropped from the chain; \`invoice.late_payment\`, no status change, when money sent after the invoice closed got its confirmations) is POSTed to the invoice's postback URL (its \`postbackUrl\`, else your shop's), signed and retried exactly like payment postbacks, with or without your \`id\`. \`data\` is the invoice as GET /api/v1/invoices/{id} answers it: \`data.id\` is our id (inv_...), \`data.shopInvoiceId\` yours or null. Ship on \`invoice.payment_accepted\` or \`invoice.finished\`, whichever comes first (a read that finds the deposits final at once skips payment_accepted). Statuses can step back and postbacks arrive out of order: the one with the latest \`timestamp\` is current, or read the invoice.`,
         tags: ["Invoices"],
         security: [],
         parameters: postbackHeaders,

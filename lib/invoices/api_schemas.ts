@@ -15,7 +15,11 @@ export const InvoiceStatusSchema = z.enum(INVOICE_STATUSES).describe(
     "(the buyer is asked to pay again); payment_confirmation: a deposit is on its way, waiting for its " +
     "confirmations; partially_paid: confirmed deposits are short of the amount; payment_accepted: paid in full and " +
     "confirmed (overpayment recorded in overpaidAmount); finished: the deposits are final (twice the network's " +
-    "confirmations); expired: nothing arrived by expiresAt; cancelled: you cancelled it. The last three are final.",
+    "confirmations), reached without payment_accepted when a read finds them final at once, so ship on " +
+    "payment_accepted or finished, whichever comes first; expired: nothing, or only dust (under a hundredth of the " +
+    "amount), arrived by expiresAt; cancelled: you cancelled it (refund paidAmount plus lateAmount). The last three " +
+    "are final. Open statuses can step back (payment_confirmation to partially_paid or waiting_for_deposit, " +
+    "partially_paid to payment_confirmation).",
 );
 
 export const InvoiceView = z.object({
@@ -28,7 +32,10 @@ export const InvoiceView = z.object({
   paidAmount: decimal.describe("Confirmed deposits made while the invoice was open."),
   pendingAmount: decimal.describe("Deposits seen but not confirmed yet (dropped ones not included)."),
   overpaidAmount: decimal.describe("How much paidAmount exceeds amount; 0 otherwise."),
-  lateAmount: decimal.describe("Deposits that arrived after the invoice closed: never counted, always shown."),
+  lateAmount: decimal.describe(
+    "Deposits that arrived after the invoice closed (or after expiresAt, on an expired one), or were still " +
+      "confirming when it closed: never counted, always shown.",
+  ),
   address: z.string().describe("Where the buyer sends the coin, on `network` only."),
   checkoutUrl: z.url().describe("The buyer's page: amount, address, QR code and live status."),
   title: z.string(),
@@ -40,7 +47,10 @@ export const InvoiceView = z.object({
     amount: decimal,
     confirmations: z.int().nonnegative(),
     confirmed: z.boolean().describe("True once it has confirmationsNeeded."),
-    late: z.boolean().describe("True when it arrived after the invoice closed."),
+    late: z.boolean().describe(
+      "True when it arrived after the invoice closed (or after expiresAt, on an expired one), or was still " +
+        "confirming when it closed.",
+    ),
     dropped: z.boolean().describe(
       "True when the chain stopped showing it before its confirmations (replaced, double-spent or evicted): kept " +
         "on record, counted in no amount. False again if the chain shows it again.",
