@@ -28,6 +28,8 @@ import {
 } from "../fixtures/invoices.ts";
 import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
+import { parseOrThrow } from "../lib/validation.ts";
+import { ValidationError } from "../lib/errors.ts";
 import { sha256Hex } from "../lib/crypto.ts";
 import { AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
 import {
@@ -335,6 +337,46 @@ Deno.test("[invoices] bad input gets a clear error and changes nothing", async (
     assert.equal(unknown.status, 404);
     await unknown.body?.cancel();
     assert.equal((await listPoolAddresses(app.kv, app.shop.id)).length, 0, "no address was made");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a request with several bad fields names each of them at once, the coin's decimals too", async () => {
+  const app = await startTestApp();
+  try {
+    const cases: [Record<string, unknown>, Record<string, RegExp>][] = [
+      [{ coin: "DOGE", network: "tron", amount: "0" }, {
+        coin: /must be one of USDT, BTC, ETH/,
+        amount: /more than zero/,
+      }],
+      [
+        { coin: "DOGE", network: "solana", amount: "-1", title: 5 },
+        { coin: /one of/, network: /must be one of bitcoin, ethereum, tron/, amount: /more than zero/, title: /./ },
+      ],
+      [{ coin: 5, network: "tron", amount: "abc" }, { coin: /./, amount: /a decimal string such as "12.50"/ }],
+      [{ coin: "BTC", network: "tron", amount: "0" }, {
+        network: /one we take for the coin/,
+        amount: /more than zero/,
+      }],
+      // Another field's failure does not keep the coin's decimals from being judged.
+      [
+        { coin: "btc", network: "bitcoin", amount: "0.123456789", email: "x", title: 5 },
+        { amount: /at most 8 decimals/, email: /./, title: /./ },
+      ],
+    ];
+    for (const [body, says] of cases) {
+      const res = await callCreateInvoice(app, body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      const fields = res.body.error.fields;
+      assert.deepEqual(Object.keys(fields).sort(), Object.keys(says).sort(), JSON.stringify({ body, fields }));
+      for (const [field, re] of Object.entries(says)) {
+        assert.match(fields[field], re, `${JSON.stringify(body)} ${field}`);
+      }
+    }
+    assert.equal((await listPoolAddresses(app.kv, app.shop.id)).length, 0, "no address was made");
+    // The rules between fields run whatever else failed, also on a body that is no object (below the route's check).
+    for (const body of [null, [], "x"]) assert.throws(() => parseOrThrow(createInvoiceSchema, body), ValidationError);
   } finally {
     await app.close();
   }
