@@ -17,9 +17,91 @@ export function heading(max: number) {
   return text(1, max).refine((s) => s.trim().length > 0, "must not be blank");
 }
 
-/** Parses with a zod schema or throws one ValidationError listing every bad field. */
+/** A duration in whole seconds from `min` to `max`, refused in those words ("must be at least 60 seconds"). */
+export function wholeSeconds(min: number, max: number) {
+  const days = max % 86_400 === 0 ? ` (${max / 86_400} days)` : "";
+  return z.int({
+    error: (issue) => (issue.input === undefined ? "is required" : "must be a whole number of seconds"),
+  }).min(min, `must be at least ${min} seconds`).max(max, `must be at most ${max} seconds${days}`);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "a whole number",
+  boolean: "true or false",
+  array: "a list",
+  object: "an object",
+};
+
+const FORMAT_MESSAGES: Record<string, string> = {
+  email: "must be an email address, such as name@example.com",
+  url: "must be a URL, such as https://shop.example/path",
+  date: "must be a date, such as 2026-11-29",
+  datetime: "must be a time, such as 2026-11-29T09:42:10Z",
+  regex: "is not in the form this field takes",
+};
+
+/**
+ * zod's own messages ("Too small: expected number to be >=60") in the product's words, for what a schema leaves to
+ * zod: a message the schema gives always wins. Shops read these in `fields`, so each says what the value must be.
+ */
+export const productMessage: z.core.$ZodErrorMap = (issue) => {
+  switch (issue.code) {
+    case "invalid_type": {
+      if (issue.input === undefined) return "is required";
+      const name = TYPE_NAMES[issue.expected] ?? `of type ${issue.expected}`;
+      if (!issue.path?.length && issue.expected === "object") return "must be a JSON object";
+      return issue.input === null ? `must be ${name}, not null` : `must be ${name}`;
+    }
+    case "too_small":
+      return sizeMessage("at least", "more", issue.origin, issue.minimum, issue.inclusive);
+    case "too_big":
+      return sizeMessage("at most", "less", issue.origin, issue.maximum, issue.inclusive);
+    case "invalid_format":
+      return FORMAT_MESSAGES[issue.format] ?? `must be a valid ${issue.format}`;
+    case "invalid_value":
+      return issue.values.length === 1
+        ? `must be ${JSON.stringify(issue.values[0])}`
+        : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "not_multiple_of":
+      return `must be a multiple of ${issue.divisor}`;
+    case "invalid_union":
+    case "invalid_key":
+    case "invalid_element":
+    case "custom":
+      return "is not a value we take";
+    case "unrecognized_keys":
+      return "has unknown fields";
+  }
+};
+
+/** A value too small or too large, by what it is (text, a list, a number). */
+function sizeMessage(
+  bound: "at least" | "at most",
+  beyond: "more" | "less",
+  origin: string,
+  limit: number | bigint,
+  inclusive: boolean | undefined,
+): string {
+  switch (origin) {
+    case "string":
+      return bound === "at least" && limit === 1 ? "must not be empty" : `must be ${bound} ${limit} characters long`;
+    case "array":
+    case "set":
+      return bound === "at least" && limit === 1 ? "must not be empty" : `must have ${bound} ${limit} items`;
+    case "number":
+    case "int":
+    case "bigint":
+      return inclusive === false ? `must be ${beyond} than ${limit}` : `must be ${bound} ${limit}`;
+    default:
+      return `is too ${bound === "at least" ? "small" : "large"}`;
+  }
+}
+
+/** Parses with a zod schema or throws one ValidationError listing every bad field, in the product's words. */
 export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, what = "request"): z.output<T> {
-  const parsed = schema.safeParse(input);
+  const parsed = schema.safeParse(input, { error: productMessage });
   if (parsed.success) return parsed.data;
   throw new ValidationError(`The ${what} is invalid.`, fieldErrors(parsed.error));
 }
@@ -29,7 +111,7 @@ const IdempotencyKey = text(1, 255);
 /** The request's Idempotency-Key header, checked (1 to 255 characters); null when it has none. */
 export function idempotencyKeyOf(header: string | null | undefined): string | null {
   if (!header) return null;
-  const parsed = IdempotencyKey.safeParse(header);
+  const parsed = IdempotencyKey.safeParse(header, { error: productMessage });
   if (parsed.success) return parsed.data;
   throw new ValidationError("The Idempotency-Key is invalid.", { "Idempotency-Key": parsed.error.issues[0].message });
 }

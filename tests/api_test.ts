@@ -8,6 +8,11 @@ async function countPayments(app: TestApp): Promise<number> {
   return n;
 }
 
+/** A field's message is ours, never zod's own wording ("Too small: expected number to be >=60"). */
+function assertOurWords(message: string) {
+  assert.doesNotMatch(message, /Too (small|big)|Invalid (input|option|email)|expected \w+,? (to|received)/);
+}
+
 Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the server keeps serving", async (t) => {
   const app = await startTestApp({ allowedHosts: ["127.0.0.1", "shop.example"] });
   try {
@@ -78,8 +83,36 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
             `expected ${field}: ${JSON.stringify(res.body)}`,
           );
         }
+        for (const message of Object.values<string>(res.body.error.fields ?? {})) assertOurWords(message);
       });
     }
+    await t.step("each message says what the field must be, in the product's words", async () => {
+      const says: [Record<string, unknown>, string, string][] = [
+        [{ expiresIn: 30 }, "expiresIn", "must be at least 60 seconds"],
+        [{ expiresIn: 2_592_001 }, "expiresIn", "must be at most 2592000 seconds (30 days)"],
+        [{ expiresIn: 90.5 }, "expiresIn", "must be a whole number of seconds"],
+        [{ expiresIn: "600" }, "expiresIn", "must be a whole number of seconds"],
+        [{ amount: 100_000_001 }, "amount", "must be at most 100000000 minor units"],
+        [{ amount: 0 }, "amount", "must be more than 0"],
+        [
+          { amount: "1000" },
+          "amount",
+          "must be a whole number of the currency's minor unit (1000 with EUR is 10.00 EUR)",
+        ],
+        [{ email: "not-an-email" }, "email", "must be an email address, such as name@example.com"],
+        [{ email: undefined }, "email", "is required"],
+        [{ type: "barter" }, "type", 'must be one of "fiat", "crypto"'],
+        [{ id: "x".repeat(65) }, "id", "must be at most 64 characters long"],
+        [{ name: "" }, "name", "must not be empty"],
+        [{ currency: 978 }, "currency", "must be a string"],
+        [{ errorUrl: null }, "errorUrl", "must be a string, not null"],
+      ];
+      for (const [change, field, message] of says) {
+        const res = await callInit(app, { ...ok, ...change });
+        assert.equal(res.status, 400, JSON.stringify(change));
+        assert.equal(res.body.error.fields[field], message, JSON.stringify(change));
+      }
+    });
     assert.equal(await countPayments(app), 0, "nothing was stored");
     assert.equal(app.sandbox.calls.create, 0, "the provider was never called");
     const good = await callInit(app, ok);

@@ -93,6 +93,15 @@ Deno.test("[docs] the OpenAPI document: a license, real error messages, response
     const noKey = await (await fetch(`${app.baseUrl}/api/v1/payments/pay_nope`)).json();
     assert.equal(example("401", "unauthorized"), noKey.error.message);
     assert.ok(!JSON.stringify(spec).includes("A sentence for people."));
+
+    // The field messages the OpenAPI document, init-payment.md and errors.md show are those the API answers.
+    const tooMuch = await callInit(app, paymentBody({ amount: app.config.maxAmount + 1, email: "not-an-email" }));
+    const fields = tooMuch.body.error.fields;
+    const invalid = spec.paths["/api/v1/init-payment"].post.responses["400"].content["application/json"].examples
+      .invalid_request.value.error;
+    assert.deepEqual(invalid.fields, { amount: fields.amount });
+    assert.ok((await readDoc("init-payment.md")).includes(`"amount": ${JSON.stringify(fields.amount)}`));
+    assert.ok((await readDoc("errors.md")).includes(`"email": ${JSON.stringify(fields.email)}`));
   } finally {
     await app.close();
   }

@@ -313,6 +313,24 @@ Deno.test("[invoices] bad input gets a clear error and changes nothing", async (
       assert.equal(res.status, 400, JSON.stringify(body));
       assert.equal(res.body.error.code, "invalid_request");
       assert.ok(res.body.error.fields[field], `${JSON.stringify(body)}: ${JSON.stringify(res.body.error.fields)}`);
+      // In the product's words, never zod's own ("Too small: expected number to be >=60").
+      for (const message of Object.values<string>(res.body.error.fields)) {
+        assert.doesNotMatch(message, /Too (small|big)|Invalid (input|option|email)|expected \w+,? (to|received)/);
+      }
+    }
+    const says: [Record<string, unknown>, string, string][] = [
+      [{ expiresIn: 30 }, "expiresIn", "must be at least 60 seconds"],
+      [{ expiresIn: 2_592_001 }, "expiresIn", "must be at most 2592000 seconds (30 days)"],
+      [{ expiresIn: 90.5 }, "expiresIn", "must be a whole number of seconds"],
+      [{ coin: 5 }, "coin", "must be a string"],
+      [{ network: undefined }, "network", "is required"],
+      [{ title: "x".repeat(201) }, "title", "must be at most 200 characters long"],
+      [{ id: "" }, "id", "must not be empty"],
+      [{ email: "not an email" }, "email", "must be an email address, such as name@example.com"],
+    ];
+    for (const [change, field, message] of says) {
+      const res = await callCreateInvoice(app, invoiceBody(change));
+      assert.equal(res.body.error.fields[field], message, JSON.stringify(change));
     }
     // Each amount is told what is wrong with it.
     const amountSays: [unknown, RegExp][] = [

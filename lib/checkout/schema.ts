@@ -1,8 +1,8 @@
 import { z } from "zod";
 import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { text } from "../validation.ts";
-import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S } from "../payments/schema.ts";
+import { text, wholeSeconds } from "../validation.ts";
+import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S, minorAmount } from "../payments/schema.ts";
 
 /** More lines than any checkout shows; bounds what one request makes us add up and store. */
 export const MAX_LINE_ITEMS = 100;
@@ -18,7 +18,7 @@ export function checkoutSessionSchema(maxAmount: number) {
 }
 
 function buildSessionSchema(maxAmount: number) {
-  const amount = z.number().int().positive().max(maxAmount);
+  const amount = minorAmount(maxAmount);
   const lineItem = z.strictObject({
     name: text(1, 200).describe("What the buyer sees on the line."),
     unitAmount: amount.describe("Price of one, in the currency's minor unit."),
@@ -44,7 +44,7 @@ function buildSessionSchema(maxAmount: number) {
     postbackUrl: z.string().min(1).max(MAX_URL_LENGTH).meta({ format: "uri" }).optional().describe(
       "Where the signed postback goes; defaults to the shop's. Only sessions with `id` get postbacks.",
     ),
-    expiresIn: z.int().min(MIN_EXPIRES_IN_S).max(MAX_EXPIRES_IN_S).optional().describe(
+    expiresIn: wholeSeconds(MIN_EXPIRES_IN_S, MAX_EXPIRES_IN_S).optional().describe(
       "Seconds the session stays open for the buyer (60 to 2592000). Default 86400 (a day).",
     ),
   }).superRefine((b, ctx) => {

@@ -196,9 +196,7 @@ export function errorResponses(codes: readonly ApiErrorCode[]): Record<string, R
           error: {
             code: e.code,
             message: EXAMPLE_MESSAGES[e.code] ?? e.when,
-            ...(e.code === "invalid_request"
-              ? { fields: { amount: "Too big: expected number to be <=100000000" } }
-              : {}),
+            ...(e.code === "invalid_request" ? { fields: { amount: "must be at most 100000000 minor units" } } : {}),
             ...(e.code === "internal_error" ? { requestId: "9f3c2a7e-0d1b-4c55-8f6e-2b7d1a9c3e10" } : {}),
           },
         },

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { text } from "../validation.ts";
+import { text, wholeSeconds } from "../validation.ts";
+import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S } from "../payments/schema.ts";
 import { MAX_WHOLE_DIGITS, parseDecimalAmount } from "./amounts.ts";
 import { COIN_IDS, COIN_OPTIONS, findCoinOption, NETWORK_IDS } from "./coins.ts";
 
@@ -39,7 +40,7 @@ export const createInvoiceSchema = z.strictObject({
   email: z.email().max(254).optional().describe(
     "The buyer's email, if you have it: kept on the invoice for you (answers, postbacks, portal), never shown to others.",
   ),
-  expiresIn: z.int().min(60).max(2_592_000).optional().describe(
+  expiresIn: wholeSeconds(MIN_EXPIRES_IN_S, MAX_EXPIRES_IN_S).optional().describe(
     "Seconds the invoice waits for a deposit (60 s to 30 days); defaults to INVOICE_TTL_S (1 hour).",
   ),
   postbackUrl: z.string().max(2048).optional().describe(

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { text } from "../validation.ts";
+import { text, wholeSeconds } from "../validation.ts";
 
 /**
  * The init-payment body, as the original spec names its fields. Amounts are
@@ -20,6 +20,13 @@ export const MAX_EXPIRES_IN_S = 2_592_000;
 
 const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
 
+/** An amount in integer minor units from 1 to `maxAmount`, refused in those words. */
+export function minorAmount(maxAmount: number) {
+  const unit = "must be a whole number of the currency's minor unit (1000 with EUR is 10.00 EUR)";
+  return z.number({ error: (issue) => (issue.input === undefined ? "is required" : unit) })
+    .int(unit).positive("must be more than 0").max(maxAmount, `must be at most ${maxAmount} minor units`);
+}
+
 function buildInitPaymentSchema(maxAmount: number) {
   const url = z.string().min(1).max(MAX_URL_LENGTH).meta({ format: "uri" });
   return z.strictObject({
@@ -28,8 +35,7 @@ function buildInitPaymentSchema(maxAmount: number) {
     ),
     email: z.email().max(254).describe("The buyer's validated email."),
     name: text(1, 200).optional().describe("The buyer's name."),
-    amount: z.number().int().positive().max(maxAmount)
-      .describe("Integer amount in the currency's minor unit: 1000 with EUR is 10.00 EUR."),
+    amount: minorAmount(maxAmount).describe("Integer amount in the currency's minor unit: 1000 with EUR is 10.00 EUR."),
     currency: z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
       .transform((c) => c.toUpperCase())
       .refine(isCurrency, "is not an ISO 4217 currency")
@@ -42,7 +48,7 @@ function buildInitPaymentSchema(maxAmount: number) {
     postbackUrl: url.optional().describe(
       "Where the signed postback goes; defaults to the shop's. Only payments with `id` get postbacks.",
     ),
-    expiresIn: z.int().min(MIN_EXPIRES_IN_S).max(MAX_EXPIRES_IN_S).optional().describe(
+    expiresIn: wholeSeconds(MIN_EXPIRES_IN_S, MAX_EXPIRES_IN_S).optional().describe(
       "Seconds the payment waits for the buyer (60 to 2592000, 30 days); then it expires. Default 86400 (a day).",
     ),
   }).superRefine((b, ctx) => {
