@@ -99,6 +99,15 @@ function sizeMessage(
   }
 }
 
+/**
+ * For a rule between fields that must be judged also when another field failed (zod skips a refinement then, by
+ * default), so one answer names every problem: it runs whenever the body is an object, whose values may be anything.
+ */
+export const EVEN_AFTER_OTHER_FAILURES = {
+  when: (payload: { value: unknown }) =>
+    typeof payload.value === "object" && payload.value !== null && !Array.isArray(payload.value),
+};
+
 /** Parses with a zod schema or throws one ValidationError listing every bad field, in the product's words. */
 export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, what = "request"): z.output<T> {
   const parsed = schema.safeParse(input, { error: productMessage });

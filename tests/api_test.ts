@@ -86,6 +86,12 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
         for (const message of Object.values<string>(res.body.error.fields ?? {})) assertOurWords(message);
       });
     }
+    await t.step("every bad field at once: a missing success URL is named beside the others", async () => {
+      const res = await callInit(app, { ...ok, successUrl: undefined, email: "nope", amount: "10" });
+      assert.equal(res.status, 400);
+      assert.deepEqual(Object.keys(res.body.error.fields).sort(), ["amount", "email", "successUrl"]);
+      assert.equal(res.body.error.fields.successUrl, "is required");
+    });
     await t.step("each message says what the field must be, in the product's words", async () => {
       const says: [Record<string, unknown>, string, string][] = [
         [{ expiresIn: 30 }, "expiresIn", "must be at least 60 seconds"],

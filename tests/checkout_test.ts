@@ -211,6 +211,19 @@ Deno.test("[checkout] sessions: created with a payment, line items add up, bad i
         assert.equal(res.body.error.code, "invalid_request");
         assert.ok(res.body.error.fields?.[field], `${field} in ${JSON.stringify(res.body.error.fields)}`);
       }
+      // Every problem at once: the rules between fields are judged also when another field failed.
+      const several: [unknown, string[]][] = [
+        [session({ amount: undefined, currency: 978 }), ["amount", "currency"]],
+        [
+          session({ amount: 100, lineItems: [{ name: "A", unitAmount: 30, quantity: 3 }], customerEmail: "nope" }),
+          ["amount", "customerEmail"],
+        ],
+      ];
+      for (const [body, fields] of several) {
+        const res = await api(app, "POST", "/checkout/sessions", key, body);
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.deepEqual(Object.keys(res.body.error.fields).sort(), fields, JSON.stringify(res.body.error.fields));
+      }
       const after = (await Array.fromAsync(app.kv.list({ prefix: ["checkout_sessions"] }))).length;
       assert.equal(after, before);
     });

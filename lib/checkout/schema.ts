@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { text, wholeSeconds } from "../validation.ts";
+import { EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
 import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S, minorAmount } from "../payments/schema.ts";
 
 /** More lines than any checkout shows; bounds what one request makes us add up and store. */
@@ -52,20 +52,22 @@ function buildSessionSchema(maxAmount: number) {
       ctx.addIssue({ code: "custom", path: ["amount"], message: "give amount or lineItems" });
       return;
     }
-    if (!b.lineItems) return;
+    // Judged also when another field failed (EVEN_AFTER_OTHER_FAILURES): the sum only of valid lines and amount.
+    const { amount: given, lineItems } = b as { amount?: unknown; lineItems?: unknown };
+    if (!Array.isArray(lineItems) || !lineItems.every((item) => lineItem.safeParse(item).success)) return;
     // Integer minor units throughout: each product and the running sum stay exact (far below 2^53).
     let sum = 0;
-    for (const item of b.lineItems) {
+    for (const item of lineItems as z.output<typeof lineItem>[]) {
       sum += item.unitAmount * item.quantity;
       if (sum > maxAmount) {
         ctx.addIssue({ code: "custom", path: ["lineItems"], message: `add up to more than ${maxAmount}` });
         return;
       }
     }
-    if (b.amount !== undefined && b.amount !== sum) {
-      ctx.addIssue({ code: "custom", path: ["amount"], message: `is ${b.amount} but the line items add up to ${sum}` });
+    if (amount.safeParse(given).success && given !== sum) {
+      ctx.addIssue({ code: "custom", path: ["amount"], message: `is ${given} but the line items add up to ${sum}` });
     }
-  });
+  }, EVEN_AFTER_OTHER_FAILURES);
 }
 
 export type CheckoutSessionBody = z.output<ReturnType<typeof buildSessionSchema>>;

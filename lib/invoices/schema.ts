@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { text, wholeSeconds } from "../validation.ts";
+import { EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
 import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S } from "../payments/schema.ts";
 import { MAX_WHOLE_DIGITS, parseDecimalAmount } from "./amounts.ts";
 import { COIN_IDS, COIN_OPTIONS, findCoinOption, NETWORK_IDS } from "./coins.ts";
@@ -47,8 +47,7 @@ export const createInvoiceSchema = z.strictObject({
     "Where `invoice.<status>` postbacks go; defaults to the shop's postback URL.",
   ),
 }).superRefine((b, ctx) => {
-  // Run also when another field failed (zod skips a refinement after such a failure by default): the values may then
-  // be anything, so each is checked before use.
+  // Judged also when another field failed (EVEN_AFTER_OTHER_FAILURES): each value is checked before use.
   const { coin, network, amount } = b as Partial<Record<"coin" | "network" | "amount", unknown>>;
   if (typeof coin !== "string" || typeof network !== "string") return;
   if (!(COIN_IDS as string[]).includes(coin) || !(NETWORK_IDS as string[]).includes(network)) return;
@@ -60,7 +59,7 @@ export const createInvoiceSchema = z.strictObject({
   if (typeof amount !== "string" || cryptoAmountProblem(amount, null)) return;
   const problem = cryptoAmountProblem(amount, option.decimals);
   if (problem) ctx.addIssue({ code: "custom", path: ["amount"], message: problem });
-}, { when: (payload) => typeof payload.value === "object" && payload.value !== null });
+}, EVEN_AFTER_OTHER_FAILURES);
 
 /**
  * Why a crypto amount as sent is not one we take, in the shop's or buyer's terms; null when it is fine. `decimals`

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { text, wholeSeconds } from "../validation.ts";
+import { EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
 
 /**
  * The init-payment body, as the original spec names its fields. Amounts are
@@ -58,7 +58,8 @@ function buildInitPaymentSchema(maxAmount: number) {
     if (b.successUrl !== undefined && b.sussessUrl !== undefined) {
       ctx.addIssue({ code: "custom", path: ["sussessUrl"], message: "give successUrl or sussessUrl, not both" });
     }
-  });
+    // Only whether the two fields were sent: safe to ask whatever else failed.
+  }, EVEN_AFTER_OTHER_FAILURES);
 }
 
 export type InitPaymentBody = z.output<ReturnType<typeof buildInitPaymentSchema>>;
