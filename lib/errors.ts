@@ -47,6 +47,18 @@ export class IdempotencyMismatchError extends AppError {
 }
 
 /**
+ * A request named like an earlier one with another body: the message says which name matched, the shop's own id or
+ * its Idempotency-Key, since a shop that sends both (or a key reused by mistake) cannot tell otherwise.
+ */
+export function idempotencyMismatch(
+  by: "shop_ref" | "idempotency_key",
+  what: "a payment" | "an invoice" | "a refund" | "a checkout session",
+): IdempotencyMismatchError {
+  const name = by === "shop_ref" ? "id" : "Idempotency-Key";
+  return new IdempotencyMismatchError(`This ${name} was already used for ${what} with different details.`);
+}
+
+/**
  * The provider answered badly (502) or not in time (504). The message never carries provider internals; `answered`
  * is the HTTP status it answered, if it did (no secret), for callers that tell "it does not know this" from an outage.
  */

@@ -239,6 +239,7 @@ Deno.test("[checkout] sessions: created with a payment, line items add up, bad i
       const other = await api(app, "POST", "/checkout/sessions", key, { ...body, amount: 2600 });
       assert.equal(other.status, 422);
       assert.equal(other.body.error.code, "idempotency_mismatch");
+      assert.equal(other.body.error.message, "This id was already used for a checkout session with different details.");
       // The id of a redirect payment is not a session's.
       const init = await api(app, "POST", "/init-payment", key, {
         id: "order-8",
@@ -263,6 +264,14 @@ Deno.test("[checkout] sessions: created with a payment, line items add up, bad i
       assert.equal(keyed.status, 201);
       assert.equal(keyedAgain.status, 200);
       assert.equal(keyedAgain.body.sessionId, keyed.body.sessionId);
+      const keyReused = await api(app, "POST", "/checkout/sessions", key, session({ amount: 2600 }), {
+        "idempotency-key": "k-1",
+      });
+      assert.equal(keyReused.status, 422);
+      assert.equal(
+        keyReused.body.error.message,
+        "This Idempotency-Key was already used for a checkout session with different details.",
+      );
     });
 
     await t.step("the client secret opens nothing but its checkout page", async () => {

@@ -61,6 +61,7 @@ Deno.test("[idempotency] the same id with a different body is refused with 422",
     const reused = await callInit(app, paymentBody({ id: "order-1", postbackUrl: "http://127.0.0.1:9/pb", amount: 1 }));
     assert.equal(reused.status, 422);
     assert.equal(reused.body.error.code, "idempotency_mismatch");
+    assert.equal(reused.body.error.message, "This id was already used for a payment with different details.");
   } finally {
     await app.close();
   }
@@ -96,6 +97,11 @@ Deno.test("[idempotency] Idempotency-Key works for requests without an id", asyn
     assert.equal(again.body.id, first.body.id);
     const different = await callInit(app, paymentBody({ amount: 5 }), { headers });
     assert.equal(different.status, 422);
+    // The key matched, not an id the shop never sent: the message names it.
+    assert.equal(
+      different.body.error.message,
+      "This Idempotency-Key was already used for a payment with different details.",
+    );
     const noKey = await callInit(app, paymentBody());
     assert.notEqual(noKey.body.id, first.body.id, "without a key every request is new");
     assert.equal(app.sandbox.calls.create, 2);

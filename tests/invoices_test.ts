@@ -280,12 +280,21 @@ Deno.test("[invoices] the shop's id or an Idempotency-Key names one invoice: a r
     const other = await callCreateInvoice(app, { ...body, amount: "13" });
     assert.equal(other.status, 422);
     assert.equal(other.body.error.code, "idempotency_mismatch");
+    assert.equal(other.body.error.message, "This id was already used for an invoice with different details.");
 
     const keyed = await Promise.all(
       Array.from({ length: 5 }, () => callCreateInvoice(app, invoiceBody(), { headers: { "idempotency-key": "k-1" } })),
     );
     assert.equal(new Set(keyed.map((r) => r.body.invoice.id)).size, 1);
     assert.deepEqual(keyed.map((r) => r.status).sort(), [200, 200, 200, 200, 201]);
+    const keyReused = await callCreateInvoice(app, invoiceBody({ amount: "13" }), {
+      headers: { "idempotency-key": "k-1" },
+    });
+    assert.equal(keyReused.status, 422);
+    assert.equal(
+      keyReused.body.error.message,
+      "This Idempotency-Key was already used for an invoice with different details.",
+    );
     const pool = await listPoolAddresses(app.kv, app.shop.id);
     assert.equal(pool.filter((a) => a.heldBy !== null).length, 2, "the losing copies hold no address");
   } finally {

@@ -283,6 +283,7 @@ Deno.test("[refunds] the shop's refund id and Idempotency-Key answer the same re
     const other = await refund(app, id, { amount: 200, id: "rf-a" });
     assert.equal(other.status, 422);
     assert.equal(other.body.error.code, "idempotency_mismatch");
+    assert.equal(other.body.error.message, "This id was already used for a refund with different details.");
 
     const k = { "idempotency-key": "k-1" };
     const a = await refund(app, id, { amount: 50 }, k);
@@ -290,7 +291,9 @@ Deno.test("[refunds] the shop's refund id and Idempotency-Key answer the same re
     assert.equal(a.status, 201);
     assert.equal(b.status, 200);
     assert.equal(a.body.refund.id, b.body.refund.id);
-    assert.equal((await refund(app, id, { amount: 51 }, k)).body.error.code, "idempotency_mismatch");
+    const keyReused = (await refund(app, id, { amount: 51 }, k)).body.error;
+    assert.equal(keyReused.code, "idempotency_mismatch");
+    assert.equal(keyReused.message, "This Idempotency-Key was already used for a refund with different details.");
     assert.equal((await getPayment(app, id)).refundedAmount, 150);
   });
   await shop.close();

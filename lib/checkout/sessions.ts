@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { IdempotencyMismatchError, NotFoundError, UpstreamError } from "../errors.ts";
+import { idempotencyMismatch, NotFoundError, UpstreamError } from "../errors.ts";
 import { base64url, randomId } from "../ids.ts";
 import { constantTimeEqual, hmacSha256, sha256Hex } from "../crypto.ts";
 import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
@@ -58,6 +58,8 @@ export async function createCheckoutSession(
   const b = parseOrThrow(checkoutSessionSchema(ctx.config.maxAmount), body);
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;
+  // Which name a refused retry matched, for its message.
+  const by = b.id ? "shop_ref" : "idempotency_key";
   const sessionId = name
     ? `cs_${base64url(hmacSha256(ctx.paymentIdKey, `checkout-session\0${shop.id}\0${name}`).subarray(0, 16))}`
     : randomId("cs");
@@ -66,7 +68,7 @@ export async function createCheckoutSession(
     const existing = await getCheckoutSession(ctx.kv, sessionId);
     if (existing) {
       if (existing.requestHash !== requestHash) {
-        throw new IdempotencyMismatchError("This id was already used for a checkout session with different details.");
+        throw idempotencyMismatch(by, "a checkout session");
       }
       return {
         session: existing,
@@ -116,14 +118,14 @@ export async function createCheckoutSession(
   });
   if (payment.checkoutSessionId !== sessionId) {
     // The shop's id already names a redirect payment (or another session's): not the same request.
-    throw new IdempotencyMismatchError("This id was already used for a payment with different details.");
+    throw idempotencyMismatch(by, "a payment");
   }
   // Our commit's session only when it was stored: a copy that raced us and won stored its own.
   const session = (!replay && made.session) || await getCheckoutSession(ctx.kv, sessionId);
   if (!session) throw new Error(`checkout session ${sessionId} missing beside its payment ${payment.id}`);
   // A copy of this request that raced us stored the session: it must have asked for the same (line items too).
   if (session.requestHash !== requestHash) {
-    throw new IdempotencyMismatchError("This id was already used for a checkout session with different details.");
+    throw idempotencyMismatch(by, "a checkout session");
   }
   return { session, clientSecret: session.providerClientSecret ?? clientSecret, replay };
 }

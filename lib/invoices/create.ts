@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { ConflictError, IdempotencyMismatchError, ValidationError } from "../errors.ts";
+import { ConflictError, idempotencyMismatch, IdempotencyMismatchError, ValidationError } from "../errors.ts";
 import { getInvoice, insertInvoice } from "../db/invoices.ts";
 import { pickAddress } from "./pool.ts";
 import { requireChain } from "./chain.ts";
@@ -45,7 +45,7 @@ export async function createInvoice(
   requireChain(ctx);
   const body = parseOrThrow(createInvoiceSchema, input);
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
-  const name = body.id
+  const name: InvoiceName | null = body.id
     ? { kind: "shop_ref", value: body.id }
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
@@ -60,14 +60,14 @@ export async function createInvoice(
       id,
       idempotencyKey,
       requestHash,
-      named: name !== null,
+      name,
       now: opts.now,
     });
   } catch (err) {
     // A retry of an invoice stored before answers it even when its own try failed early (its postback URL no
     // longer resolves, the address service is down): nothing is read before the write, so look now.
     const existing = name && !(err instanceof IdempotencyMismatchError) ? await getInvoice(ctx.kv, id) : null;
-    if (existing) return { invoice: view(replay(existing, requestHash, body)), created: false };
+    if (name && existing) return { invoice: view(replay(existing, requestHash, body, name)), created: false };
     throw err;
   }
 }
@@ -77,7 +77,7 @@ async function storeNewInvoice(
   ctx: AppContext,
   shop: Shop,
   body: CreateInvoiceInput,
-  req: { id: string; idempotencyKey: string | null; requestHash: string; named: boolean; now?: number },
+  req: { id: string; idempotencyKey: string | null; requestHash: string; name: InvoiceName | null; now?: number },
 ): Promise<{ invoice: InvoiceView; created: boolean }> {
   const { id, idempotencyKey, requestHash } = req;
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
@@ -128,9 +128,9 @@ async function storeNewInvoice(
       return { invoice: view(invoice), created: true };
     }
     // A copy of this request stored it first: answer that one (the address played no part: it goes back).
-    const winner = req.named ? await getInvoice(ctx.kv, id) : null;
+    const winner = req.name ? await getInvoice(ctx.kv, id) : null;
     picked.done(winner !== null);
-    if (winner) return { invoice: view(replay(winner, requestHash, body)), created: false };
+    if (winner && req.name) return { invoice: view(replay(winner, requestHash, body, req.name)), created: false };
     // Another invoice took the free address we read: try again with what is free now.
   }
   throw new ConflictError("Too many invoices are taking addresses at once; retry.");
@@ -147,13 +147,19 @@ function fingerprint(body: CreateInvoiceInput): string {
   return sha256Hex(`invoice-request-v2\0${JSON.stringify(meaning)}`);
 }
 
-function replay(inv: Invoice, requestHash: string, body: CreateInvoiceInput): Invoice {
+function replay(inv: Invoice, requestHash: string, body: CreateInvoiceInput, name: InvoiceName): Invoice {
   // Invoices stored before fingerprints were by meaning carry the hash of the body as it was sent (worked out only
   // here, off the path of every new invoice).
   if (inv.requestHash !== requestHash && inv.requestHash !== sha256Hex(JSON.stringify(body))) {
-    throw new IdempotencyMismatchError("This id was already used for an invoice with different details.");
+    throw idempotencyMismatch(name.kind, "an invoice");
   }
   return inv;
+}
+
+/** How a shop names an invoice it may ask for again: its own id, or an Idempotency-Key. */
+interface InvoiceName {
+  kind: "shop_ref" | "idempotency_key";
+  value: string;
 }
 
 /** The invoice id for a named request: an HMAC of the shop and the name, like derived payment ids. */

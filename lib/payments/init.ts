@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { IdempotencyMismatchError, UpstreamError, ValidationError } from "../errors.ts";
+import { idempotencyMismatch, UpstreamError, ValidationError } from "../errors.ts";
 import { createPayment, getPayment, getPaymentEntryShared } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import { sequentialId, sortableId } from "../ids.ts";
@@ -84,11 +84,11 @@ export async function initPayment(
       ahead.name.value === name.value
     ? ahead
     : null;
-  const id = readAhead?.id ?? (name && derivedPaymentId(ctx.paymentIdKey, shop.id, name));
+  const id = name && (readAhead?.id ?? derivedPaymentId(ctx.paymentIdKey, shop.id, name));
   if (id) {
     // A retry of a stored payment is answered before its URLs are judged again: they were accepted when it was made.
     const entry = readAhead?.entry ?? await getPaymentEntryShared(ctx.kv, id);
-    if (entry.value) return replay(entry.value, requestHash);
+    if (entry.value) return replay(entry.value, requestHash, name);
   }
   const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl }, {
     ownReturnUrls: !!opts.checkout,
@@ -97,19 +97,19 @@ export async function initPayment(
   const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
   const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey, checkout: opts.checkout };
 
-  if (!id) {
+  if (!name || !id) {
     return { payment: await createAtProvider(ctx, shop, sequentialId("pay", ctx.now()), input, extra), replay: false };
   }
 
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());
   const running = inFlight.get(id);
-  if (running) return replay((await running).payment, requestHash);
+  if (running) return replay((await running).payment, requestHash, name);
   const flight = storeOnce(ctx, shop, id, input, extra);
   inFlight.set(id, flight);
   try {
     const { payment, stored } = await flight;
-    return stored ? { payment, replay: false } : replay(payment, requestHash);
+    return stored ? { payment, replay: false } : replay(payment, requestHash, name);
   } finally {
     inFlight.delete(id);
   }
@@ -173,10 +173,8 @@ class AlreadyStored extends Error {
   }
 }
 
-function replay(payment: Payment, requestHash: string): InitResult {
-  if (payment.requestHash !== requestHash) {
-    throw new IdempotencyMismatchError("This id was already used for a payment with different details.");
-  }
+function replay(payment: Payment, requestHash: string, name: PaymentName): InitResult {
+  if (payment.requestHash !== requestHash) throw idempotencyMismatch(name.kind, "a payment");
   return { payment, replay: true };
 }
 

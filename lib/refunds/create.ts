@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { AppError, ConflictError, IdempotencyMismatchError, NotFoundError } from "../errors.ts";
+import { AppError, ConflictError, idempotencyMismatch, NotFoundError } from "../errors.ts";
 import { getRefundTarget, insertRefund, type RefundTarget } from "../db/refunds.ts";
 import { base64url, hasIdShape, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
@@ -51,12 +51,11 @@ export async function createRefund(
   // An id of the wrong shape is simply not found (and never reaches KV).
   if (!hasIdShape("payment", owner.paymentId)) throw new NotFoundError("Unknown payment.");
   const name = input.id ?? idempotencyKey;
+  const by = input.id ? "shop_ref" : "idempotency_key";
   const requestHash = sha256Hex(
     JSON.stringify([owner.paymentId, input.amount ?? null, input.reason ?? null, input.id]),
   );
-  const id = name
-    ? derivedRefundId(ctx.paymentIdKey, owner.shopId, input.id ? "shop_ref" : "idempotency_key", name)
-    : sequentialId("re", ctx.now());
+  const id = name ? derivedRefundId(ctx.paymentIdKey, owner.shopId, by, name) : sequentialId("re", ctx.now());
   type Reserved = { replay: false; entry: Deno.KvEntry<Refund>; payment: Deno.KvEntry<Payment> };
   const fresh = await withPaymentLock(ctx.kv, owner.paymentId, async (): Promise<CreateRefundResult | Reserved> => {
     for (let i = 0; i < MAX_RESERVE_TRIES; i++) {
@@ -66,7 +65,7 @@ export async function createRefund(
       if (!read.payment.value || read.payment.value.shopId !== owner.shopId) {
         throw new NotFoundError("Unknown payment.");
       }
-      if (read.refund) return replay(read.refund, requestHash);
+      if (read.refund) return replay(read.refund, requestHash, by);
       const reserved = await reserve(ctx, read as RefundTarget & { payment: Deno.KvEntry<Payment> }, id, input, {
         requestHash,
         idempotencyKey: input.id ? null : idempotencyKey,
@@ -161,10 +160,8 @@ async function reserve(
   return entry;
 }
 
-function replay(refund: Refund, requestHash: string): CreateRefundResult {
-  if (refund.requestHash !== requestHash) {
-    throw new IdempotencyMismatchError("This id was already used for a refund with different details.");
-  }
+function replay(refund: Refund, requestHash: string, by: "shop_ref" | "idempotency_key"): CreateRefundResult {
+  if (refund.requestHash !== requestHash) throw idempotencyMismatch(by, "a refund");
   return { refund, replay: true };
 }
 
