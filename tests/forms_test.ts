@@ -240,18 +240,23 @@ Deno.test("[forms] invalid input re-renders the page with messages and creates n
       const [fields, expect] of [
         [{ currency: "EUR", amount: "", email: "donor@example.com" }, /Enter an amount\./],
         [{ currency: "EUR", amount: "ten", email: "donor@example.com" }, /Enter an amount above 0/],
-        [{ currency: "EUR", amount: "10.001", email: "donor@example.com" }, /Enter an amount above 0/],
-        // A thousands separator is refused, and the message says so with the format it wants.
+        // Each refused amount is told what is wrong with it.
+        [
+          { currency: "EUR", amount: "10.001", email: "donor@example.com" },
+          /EUR takes at most 2 decimals: the smallest amount is 0\.01\./,
+        ],
         [
           { currency: "EUR", amount: "1,000", email: "donor@example.com" },
-          /Enter an amount above 0\. Use digits with an optional decimal point \(at most 2 decimals\), no thousands separators, like 1234\.50\./,
+          /Use a point for decimals and no commas as thousands separators, like 1234\.50\./,
         ],
+        [{ currency: "EUR", amount: "12,505", email: "donor@example.com" }, /no commas as thousands separators/],
         [{ currency: "EUR", amount: "1 000", email: "donor@example.com" }, /no thousands separators/],
         [
           { currency: "JPY", amount: "10.5", email: "donor@example.com" },
-          /Use digits only, no decimal point or thousands separators, like 1234\./,
+          /JPY takes no decimals: enter a whole number, like 1234\./,
         ],
-        [{ currency: "EUR", amount: "-5", email: "donor@example.com" }, /Enter an amount above 0/],
+        [{ currency: "EUR", amount: "-5", email: "donor@example.com" }, /Enter an amount above 0\.</],
+        [{ currency: "EUR", amount: "0.00", email: "donor@example.com" }, /Enter an amount above 0\.</],
         [{ currency: "EUR", amount: "99999999999", email: "donor@example.com" }, /The most this form takes/],
         [{ currency: "EUR", amount: "10", email: "not an email" }, /Enter your email address/],
         [{ currency: "ZZZ", amount: "10", email: "donor@example.com" }, /Pick a currency/],
@@ -657,7 +662,7 @@ Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes
       assert.match(page.html, /Amount \(USDT\)/);
       const bad = await submit(app, form.id, { _token: page.token, amount: "1.1234567", email: "fan@example.com" });
       assert.equal(bad.status, 422);
-      assert.match(bad.html, /at most 6 decimals\), no thousands separators, like 1234\.50\./);
+      assert.match(bad.html, /USDT takes at most 6 decimals: the smallest amount is 0\.000001\./);
       const res = await submit(app, form.id, { _token: page.token, amount: "12.5", email: "fan@example.com" });
       assert.equal(res.status, 303, res.html);
       const invoice = await readInvoice(app, invoiceIdOf(res.location));
@@ -698,6 +703,28 @@ Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes
       assert.equal(res.status, 303, res.html);
       const invoice = await readInvoice(app, invoiceIdOf(res.location));
       assert.deepEqual([invoice.coin, invoice.network, invoice.amount], ["BTC", "bitcoin", "0.0015"]);
+    });
+
+    await t.step("an open BTC amount: a refused one is told what is wrong with it", async () => {
+      const form = await createForm(app, { kind: "crypto", title: "Tip in BTC", coin: "BTC", network: "bitcoin" });
+      const page = await openPage(app, form.id);
+      const says: [string, RegExp][] = [
+        ["0.123456789", /BTC takes at most 8 decimals: the smallest amount is 0\.00000001\./],
+        ["0,001", /Use a point, not a comma: 0\.001\./],
+        ["0,123456789", /Use a point, not a comma, and at most 8 decimals for BTC\./],
+        ["1,000", /Use a point for decimals and no commas as thousands separators/],
+        ["0", /Enter an amount above 0\.</],
+        ["0012", /Leave out the zeros in front: 12\./],
+        ["abc", /Enter an amount above 0\. Use digits with an optional decimal point \(at most 8 decimals\)/],
+      ];
+      for (const [amount, expect] of says) {
+        const res = await submit(app, form.id, { _token: page.token, amount, email: "fan@example.com" });
+        assert.equal(res.status, 422, amount);
+        assert.match(res.html, expect, amount);
+        assert.ok(res.html.includes(`value="${amount}"`), `${amount} is kept`);
+      }
+      const ok = await submit(app, form.id, { _token: page.token, amount: "0.001", email: "fan@example.com" });
+      assert.equal(ok.status, 303, ok.html);
     });
 
     await t.step("coin and network left open: the buyer picks from the list, nothing else", async () => {

@@ -112,6 +112,35 @@ export function amountFormat(decimals: number): string {
     : "Use digits only, no decimal point or thousands separators, like 1234.";
 }
 
+/**
+ * What is wrong with a refused amount, for the buyer: a comma (a decimal comma to write as a point, or thousands
+ * separators), more decimals than `unit` (a currency or coin) has, nothing above zero; else how to write one.
+ */
+export function amountProblem(typed: string, decimals: number, unit: string): string {
+  const fraction = /^\d+[.,](\d+)$/.exec(typed)?.[1];
+  const tooPrecise = fraction !== undefined && fraction.length > decimals;
+  const most = `at most ${decimals} decimal${decimals === 1 ? "" : "s"}`;
+  if (typed.includes(",")) {
+    // "0,001" or "12,5" is a decimal comma; "1,000" may as well be a thousand, so both readings are answered.
+    const decimalComma = fraction !== undefined && (typed.startsWith("0,") || fraction.length !== 3);
+    if (decimalComma && !/[1-9]/.test(typed)) return "Enter an amount above 0.";
+    if (decimalComma && !tooPrecise) return `Use a point, not a comma: ${typed.replace(",", ".")}.`;
+    if (decimalComma && decimals) return `Use a point, not a comma, and ${most} for ${unit}.`;
+    return decimals
+      ? `Use a point for decimals and no commas as thousands separators, like 1234.${"50".slice(0, decimals)}.`
+      : `Use digits only, no commas or decimal point, like 1234.`;
+  }
+  if (tooPrecise) {
+    return decimals
+      ? `${unit} takes ${most}: the smallest amount is 0.${"0".repeat(decimals - 1)}1.`
+      : `${unit} takes no decimals: enter a whole number, like 1234.`;
+  }
+  if (/^-?[\d.]+$/.test(typed) && (typed.startsWith("-") || !/[1-9]/.test(typed))) return "Enter an amount above 0.";
+  // A coin's amount is read strictly (a currency's takes them): 012 is refused, and a buyer cannot see why.
+  if (/^0\d+(\.\d+)?$/.test(typed)) return `Leave out the zeros in front: ${typed.replace(/^0+(?=\d)/, "")}.`;
+  return `Enter an amount above 0. ${amountFormat(decimals)}`;
+}
+
 function invalid(fields: Record<string, string>) {
   return new BuyerInputError("Please check the fields marked below.", fields);
 }
@@ -147,7 +176,7 @@ async function fiatAmount(
   const typed = typedAmount(input);
   const amount = typed ? parseAmount(typed, currency) : null;
   if (amount === null) {
-    fields.amount = typed ? `Enter an amount above 0. ${amountFormat(currencyExponent(currency))}` : "Enter an amount.";
+    fields.amount = typed ? amountProblem(typed, currencyExponent(currency), currency) : "Enter an amount.";
     return null;
   }
   if (amount > ctx.config.maxAmount) {
@@ -175,7 +204,7 @@ function cryptoAmount(
   const typed = typedAmount(input);
   const units = typed ? parseCryptoAmount(typed, choice.decimals) : null;
   if (units === null) {
-    fields.amount = typed ? `Enter an amount above 0. ${amountFormat(choice.decimals)}` : "Enter an amount.";
+    fields.amount = typed ? amountProblem(typed, choice.decimals, choice.coin) : "Enter an amount.";
     return null;
   }
   return { choice, units };
