@@ -743,9 +743,7 @@ Deno.test("[invoices] an invoice whose full payment is still confirming cannot b
     client.getAddress = getAddress;
     shiftClock(app, 0);
 
-    const idle = await createTestInvoice(app, { expiresIn: 60 });
-    shiftClock(app, 61_000);
-    await app.server.runner.sweep();
+    const idle = await expiredInvoice(app);
     assert.match((await cancelInvoiceCall(app, idle.id)).body.error.message, /^An expired invoice/);
   } finally {
     await app.close();
@@ -884,6 +882,14 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
   }
 });
 
+/** An invoice of a minute made and expired by the sweep, our clock left a minute ahead (the chain's is not). */
+async function expiredInvoice(app: TestApp, fields: Record<string, unknown> = {}) {
+  const inv = await createTestInvoice(app, { ...fields, expiresIn: 60 });
+  shiftClock(app, 61_000);
+  await app.server.runner.sweep();
+  return inv;
+}
+
 /** The next invoice at a freed address (a few ms on, so the chain's times tell the two invoices apart). */
 async function nextHolder(app: TestApp, address: string, overrides: Record<string, unknown> = {}) {
   await new Promise((r) => setTimeout(r, 5));
@@ -963,9 +969,7 @@ Deno.test("[invoices] late money the chain then drops is no longer shown as arri
   const app = await startTestApp();
   try {
     const chain = chainApi(app);
-    const inv = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3", expiresIn: 60 });
-    shiftClock(app, 61_000);
-    await app.server.runner.sweep();
+    const inv = await expiredInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
     assert.equal((await readInvoice(app, inv.id)).status, "expired");
     const late = await chain.deposit(inv.address, "3000000");
     await waitFor("the late deposit", async () => (await readInvoice(app, inv.id)).lateAmount === "3" || undefined);
@@ -1182,9 +1186,7 @@ Deno.test("[invoices] a closed invoice is read while its late money confirms, al
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
     const chain = chainApi(app);
-    const first = await createTestInvoice(app, { expiresIn: 60 });
-    shiftClock(app, 61_000);
-    await app.server.runner.sweep();
+    const first = await expiredInvoice(app);
     shiftClock(app, 0);
     await chain.deposit(first.address, "12500000");
     await waitFor(
@@ -1663,9 +1665,7 @@ Deno.test("[invoices] a closed invoice's polls thin out as time passes (a tenth 
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   try {
     const chain = chainApi(app);
-    const inv = await createTestInvoice(app, { expiresIn: 60 });
-    shiftClock(app, 61_000);
-    await app.server.runner.sweep();
+    const inv = await expiredInvoice(app);
     shiftClock(app, 0);
     await chain.deposit(inv.address, "1"); // a stranger's dust, left unconfirmed
     await waitFor("the late dust", async () => (await readInvoice(app, inv.id)).deposits.length === 1 || undefined);
@@ -1709,9 +1709,7 @@ Deno.test("[invoices] a closed invoice's address rests before another invoice ta
   const app = await startTestApp({ env: { JOBS_QUEUE: "off", INVOICE_ADDRESS_REST_S: "3600" } });
   try {
     const chain = chainApi(app);
-    const first = await createTestInvoice(app, { expiresIn: 60 });
-    shiftClock(app, 61_000);
-    await app.server.runner.sweep();
+    const first = await expiredInvoice(app);
     assert.equal((await readInvoice(app, first.id)).status, "expired");
     const [pool] = await describePool(app.server.ctx, app.shop.id);
     assert.deepEqual([pool.free.length, pool.resting.length, pool.inUse.length], [0, 1, 0], "resting, not free");
@@ -1740,9 +1738,7 @@ Deno.test("[invoices] late money is announced once it is confirmed (invoice.late
   const shop = startShopReceiver();
   try {
     const chain = chainApi(app);
-    const inv = await createTestInvoice(app, { expiresIn: 60, postbackUrl: shop.url });
-    shiftClock(app, 61_000);
-    await app.server.runner.sweep();
+    const inv = await expiredInvoice(app, { postbackUrl: shop.url });
     shiftClock(app, 0);
     await waitFor("expired", () => postbacksOf(app, shop.received, inv.id)[0]);
     const types = () => postbacksOf(app, shop.received, inv.id).map((b) => b.type);
