@@ -1,3 +1,4 @@
+import type { ComponentChildren } from "preact";
 import type { Shop } from "../lib/db/shops.ts";
 import type { InvoiceInfo, PoolNetwork } from "../lib/invoices/admin.ts";
 import { formatBaseUnits } from "../lib/invoices/amounts.ts";
@@ -120,13 +121,23 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
   );
 }
 
-export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: string; canCancel: boolean }) {
+export function InvoiceDetail(
+  props: InvoiceInfo & {
+    csrf: string;
+    basePath: string;
+    canCancel: boolean;
+    /** The operators' scope: where shops' pages are (`/admin/shops`), so the shop's name links to its page. */
+    shopBase?: string;
+  },
+) {
   const inv = props.invoice;
   const t = invoiceTotals(inv);
   const fmt = (v: bigint | string) => `${formatBaseUnits(v, inv.decimals)} ${inv.coin}`;
-  const fields: [string, string | null][] = [
+  // By name, as every list shows it; a shop gone since by its id.
+  const shop = props.shopName ?? inv.shopId;
+  const fields: [string, ComponentChildren][] = [
     ["Invoice id", inv.id],
-    ["Shop", inv.shopId],
+    ["Shop", props.shopBase ? <a key="shop" href={`${props.shopBase}/${inv.shopId}`}>{shop}</a> : shop],
     ["Shop's id", inv.shopInvoiceId],
     ["Buyer's email", inv.email ?? null],
     ["Status", inv.status],
@@ -157,7 +168,7 @@ export function InvoiceDetail(props: InvoiceInfo & { csrf: string; basePath: str
             method="post"
             action={`${props.basePath}/${inv.id}/cancel`}
             class="inline"
-            data-confirm="Cancel this invoice? Its address goes back to the pool; later deposits are recorded as late."
+            data-confirm="Cancel this invoice? Its address rests a day, then goes back to the pool; later deposits are recorded as late."
             data-busy="Cancelling…"
           >
             <CsrfField token={props.csrf} />

@@ -1,3 +1,4 @@
+import { getShop } from "../db/shops.ts";
 import type { AppContext } from "../context.ts";
 import { NotFoundError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts } from "../db/deliveries.ts";
@@ -16,12 +17,15 @@ import type { Invoice, PoolAddress } from "./types.ts";
 export async function describeInvoice(ctx: AppContext, id: string, shopId: string | null) {
   const invoice = await findInvoice(ctx, id);
   if (shopId !== null && invoice.shopId !== shopId) throw new NotFoundError("Unknown invoice.");
-  const [events, deliveries] = await Promise.all([
+  const [events, deliveries, shop] = await Promise.all([
     listInvoiceEvents(ctx.kv, invoice),
     listDeliveriesByPayment(ctx.kv, invoice.id),
+    getShop(ctx.kv, invoice.shopId),
   ]);
   return {
     invoice,
+    /** Its shop's name; null for a shop gone since. */
+    shopName: shop?.name ?? null,
     events,
     deliveries: await Promise.all(deliveries.map(async (d) => ({
       ...d,

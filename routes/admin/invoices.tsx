@@ -28,7 +28,7 @@ export function invoiceRoutes(ctx: AppContext) {
     return c.html(renderPage(
       <AdminLayout title="Invoice" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
         {c.req.query("done") === "cancelled" && <Flash kind="ok">Invoice cancelled; its address is free again.</Flash>}
-        <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/admin/invoices" canCancel />
+        <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/admin/invoices" canCancel shopBase="/admin/shops" />
       </AdminLayout>,
     ));
   });
