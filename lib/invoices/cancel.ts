@@ -11,8 +11,8 @@ import { countsToward, type Invoice } from "./types.ts";
 
 /**
  * Cancels an invoice that is still open and not paid in full (deposits still confirming count); its address goes
- * back to the pool in the same operation. A deposit that arrives afterwards is
- * recorded as late, never hidden. `actor` (an operator's email) is audited.
+ * back to the pool in the same operation, to rest before reuse. A deposit that arrives afterwards is recorded as
+ * late, never hidden. `actor` (an operator's email) is audited.
  */
 export async function cancelInvoice(
   ctx: AppContext,

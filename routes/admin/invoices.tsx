@@ -27,7 +27,9 @@ export function invoiceRoutes(ctx: AppContext) {
     const info = await describeScopedInvoice(ctx, "operator", c.req.param("id"));
     return c.html(renderPage(
       <AdminLayout title="Invoice" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
-        {c.req.query("done") === "cancelled" && <Flash kind="ok">Invoice cancelled; its address is free again.</Flash>}
+        {c.req.query("done") === "cancelled" && (
+          <Flash kind="ok">Invoice cancelled; its address rests a day, then is free again.</Flash>
+        )}
         <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/admin/invoices" canCancel shopBase="/admin/shops" />
       </AdminLayout>,
     ));
