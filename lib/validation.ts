@@ -20,9 +20,19 @@ export function heading(max: number) {
 /** A duration in whole seconds from `min` to `max`, refused in those words ("must be at least 60 seconds"). */
 export function wholeSeconds(min: number, max: number) {
   const days = max % 86_400 === 0 ? ` (${max / 86_400} days)` : "";
+  const most = `must be at most ${max} seconds${days}`;
+  const least = `must be at least ${min} seconds`;
+  // A number past the safe integers fails the whole-number check as too big (or small): it breaks a bound.
   return z.int({
-    error: (issue) => (issue.input === undefined ? "is required" : "must be a whole number of seconds"),
-  }).min(min, `must be at least ${min} seconds`).max(max, `must be at most ${max} seconds${days}`);
+    error: (issue) =>
+      issue.input === undefined
+        ? "is required"
+        : issue.code === "too_big"
+        ? most
+        : issue.code === "too_small"
+        ? least
+        : "must be a whole number of seconds",
+  }).min(min, least).max(max, most);
 }
 
 const TYPE_NAMES: Record<string, string> = {

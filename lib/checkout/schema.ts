@@ -22,13 +22,15 @@ function buildSessionSchema(maxAmount: number) {
   const lineItem = z.strictObject({
     name: text(1, 200).describe("What the buyer sees on the line."),
     unitAmount: amount.describe("Price of one, in the currency's minor unit."),
-    quantity: z.number().int().min(1).max(MAX_QUANTITY),
+    // The bound first: a number past the safe integers would otherwise be told the safe integers' limit.
+    quantity: z.number().max(MAX_QUANTITY, `must be at most ${MAX_QUANTITY}`).int().min(1),
   });
+  const lineItemList = z.array(lineItem).min(1).max(MAX_LINE_ITEMS);
   return z.strictObject({
     amount: amount.optional().describe(
       "Integer amount in the currency's minor unit. Give it, lineItems, or both (then they must agree).",
     ),
-    lineItems: z.array(lineItem).min(1).max(MAX_LINE_ITEMS).optional().describe(
+    lineItems: lineItemList.optional().describe(
       "The lines of the order; their unitAmount × quantity add up to the amount.",
     ),
     currency: z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
@@ -54,7 +56,8 @@ function buildSessionSchema(maxAmount: number) {
     }
     // Judged also when another field failed (EVEN_AFTER_OTHER_FAILURES): the sum only of valid lines and amount.
     const { amount: given, lineItems } = b as { amount?: unknown; lineItems?: unknown };
-    if (!Array.isArray(lineItems) || !lineItems.every((item) => lineItem.safeParse(item).success)) return;
+    // Only a list that is valid as a whole (its items, and between 1 and MAX_LINE_ITEMS of them) is added up.
+    if (!lineItemList.safeParse(lineItems).success) return;
     // Integer minor units throughout: each product and the running sum stay exact (far below 2^53).
     let sum = 0;
     for (const item of lineItems as z.output<typeof lineItem>[]) {

@@ -25,7 +25,7 @@ export const createInvoiceSchema = z.strictObject({
   amount: z.string({
     error: (issue) =>
       issue.input === undefined ? "is required" : 'must be a decimal string such as "12.50", never a JSON number',
-  }).max(64).superRefine((amount, ctx) => {
+  }).max(64, "is too long: at most 64 characters").superRefine((amount, ctx) => {
     // What is wrong whatever the coin; the coin's own decimals are judged with the pair below.
     const problem = cryptoAmountProblem(amount, null);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
@@ -68,7 +68,9 @@ export const createInvoiceSchema = z.strictObject({
 export function cryptoAmountProblem(amount: string, decimals: number | null): string | null {
   const units = parseDecimalAmount(amount, decimals ?? MOST_DECIMALS);
   if (units !== null) return units > 0n ? null : "must be more than zero";
-  const text = amount.trim();
+  // Judged as sent: trimmed, "12.5 " would read as a number with too many decimals.
+  if (amount !== amount.trim()) return "must not have spaces around it";
+  const text = amount;
   if (/^-/.test(text)) return "must be more than zero";
   if (/^0\d/.test(text)) return "must not start with a 0 before its other digits (12, not 012)";
   if (/^\d{31,}(\.\d*)?$/.test(text)) return `is too large: at most ${MAX_WHOLE_DIGITS} digits before the point`;

@@ -23,8 +23,11 @@ const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
 /** An amount in integer minor units from 1 to `maxAmount`, refused in those words. */
 export function minorAmount(maxAmount: number) {
   const unit = "must be a whole number of the currency's minor unit (1000 with EUR is 10.00 EUR)";
+  const most = `must be at most ${maxAmount} minor units`;
+  // A number past the safe integers fails the whole-number check as too big: it is the maximum it breaks.
   return z.number({ error: (issue) => (issue.input === undefined ? "is required" : unit) })
-    .int(unit).positive("must be more than 0").max(maxAmount, `must be at most ${maxAmount} minor units`);
+    .int({ error: (issue) => (issue.code === "too_big" ? most : unit) })
+    .positive("must be more than 0").max(maxAmount, most);
 }
 
 function buildInitPaymentSchema(maxAmount: number) {
