@@ -140,7 +140,9 @@ export function fieldErrors(error: z.ZodError): Record<string, string> {
   const fields: Record<string, string> = Object.create(null);
   for (const issue of error.issues) {
     if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) fields[key] ??= "unknown field";
+      // Named where it is: an unknown field inside a line item is lineItems.0.x, not a top-level x.
+      const at = issue.path.map(String).join(".");
+      for (const key of issue.keys) fields[at ? `${at}.${key}` : key] ??= "unknown field";
       continue;
     }
     const path = issue.path.map(String).join(".") || "body";

@@ -56,3 +56,15 @@ Deno.test("[validation] an invoice amount with spaces or too long says so; an em
   assert.equal(fields.lineItems, "must not be empty");
   assert.equal(fields.amount, undefined, "an empty list adds up to nothing it could disagree with");
 });
+
+Deno.test("[validation] an unknown field is named where it is", () => {
+  const line = { name: "Tea", unitAmount: 5, quantity: 1, colour: "green" };
+  const fields = refused(checkoutSessionSchema(1_000_000), {
+    currency: "EUR",
+    customerEmail: "a@example.com",
+    lineItems: [line],
+    extra: 1,
+  });
+  assert.equal(fields["lineItems.0.colour"], "unknown field");
+  assert.equal(fields.extra, "unknown field");
+});
