@@ -1054,16 +1054,14 @@ const chainShowing = (
   deposits: deposits.map((d) => ({ coin: "USDT", ...d })),
 });
 
+/** What the invoice's poll decides on a read of `shown` asked for and answered at `at`, with no claims yet. */
+const decideAt = (inv: Invoice, shown: Parameters<typeof chainShowing>[0], at: number) =>
+  decideFromChain(inv, { state: chainShowing(shown), at }, ALL_TIME, at, 30_000);
+
 Deno.test("[invoices] finishing waits for no unconfirmed deposit, nor for a confirmed one gone from the chain, only for confirmed ones still shown", () => {
   const paid = { txid: "t1", amount: "1000000", confirmations: 40, seenAt: 1, late: false };
   const decide = (deposits: Invoice["deposits"], shown: Parameters<typeof chainShowing>[0]) =>
-    decideFromChain(
-      invoiceOf({ deposits }),
-      { state: chainShowing(shown), at: 10_000 },
-      ALL_TIME,
-      10_000,
-      30_000,
-    )!;
+    decideAt(invoiceOf({ deposits }), shown, 10_000)!;
   // A stranger's dust with too low a fee (updateInvoice makes it late as the invoice closes).
   const dust = { txid: "dust", amount: "1", confirmations: 0, seenAt: 2, late: false };
   assert.equal(decide([paid, dust], [{ ...paid, confirmations: 400 }, dust]).to, "finished");
@@ -1096,23 +1094,11 @@ Deno.test("[invoices] one read without a deposit is not a drop: only one missing
   const pending = { txid: "t1", amount: "1000000", confirmations: 0, seenAt: 1, late: false };
   // Past expiresAt, confirming: one read lacks it.
   const inv = invoiceOf({ status: "payment_confirmation", deposits: [pending] });
-  const first = decideFromChain(
-    inv,
-    { state: chainShowing([]), at: 10_000 },
-    ALL_TIME,
-    10_000,
-    30_000,
-  )!;
+  const first = decideAt(inv, [], 10_000)!;
   assert.equal(first.to, "payment_confirmation", "not expired on one read");
   const missing = { ...inv, deposits: first.patch!.deposits! };
   // Shown again: nothing happened.
-  const back = decideFromChain(
-    missing,
-    { state: chainShowing([pending]), at: 40_000 },
-    ALL_TIME,
-    40_000,
-    30_000,
-  )!;
+  const back = decideAt(missing, [pending], 40_000)!;
   assert.equal(back.patch!.deposits![0].missingSince, undefined);
   assert.equal(back.to, "payment_confirmation");
   // Still missing past the grace: dropped, and the invoice, past expiresAt with nothing else, expires.
@@ -1131,13 +1117,7 @@ Deno.test("[invoices] one read without a deposit is not a drop: only one missing
 Deno.test("[invoices] past expiresAt a stranger's dust does not hold the invoice open, and expiry is judged on a read made after expiresAt", () => {
   const dust = { txid: "dust", amount: "9999", confirmations: 0, seenAt: 500, late: false };
   const confirming = invoiceOf({ status: "payment_confirmation", deposits: [dust] });
-  const expired = decideFromChain(
-    confirming,
-    { state: chainShowing([dust]), at: 2_000 },
-    ALL_TIME,
-    2_000,
-    30_000,
-  )!;
+  const expired = decideAt(confirming, [dust], 2_000)!;
   assert.equal(expired.to, "expired", "under a hundredth of the amount");
   // Nothing seen, but the read was asked for before expiresAt: a payment made just before may not show yet.
   const idle = invoiceOf({ status: "waiting_for_deposit", deposits: [] });
@@ -1256,26 +1236,14 @@ Deno.test("[invoices] a late deposit rebroadcast in the next invoice's time, wit
 Deno.test("[invoices] a node a block behind does not move a deposit's confirmations back, nor the status", () => {
   const half = { txid: "t1", amount: "500000", confirmations: 21, seenAt: 1, late: false };
   const inv = invoiceOf({ status: "partially_paid", expiresAt: 1_000_000, deposits: [half] });
-  const behind = decideFromChain(
-    { ...inv, checkAt: 0 },
-    { state: chainShowing([{ ...half, confirmations: 19 }]), at: 10_000 },
-    ALL_TIME,
-    10_000,
-    30_000,
-  )!;
+  const behind = decideAt({ ...inv, checkAt: 0 }, [{ ...half, confirmations: 19 }], 10_000)!;
   assert.equal(behind.to, "partially_paid");
   assert.equal(behind.patch!.deposits![0].confirmations, 21);
 });
 
 Deno.test("[invoices] an invoice whose whole payment was reorganised away after it was confirmed finishes past the grace, instead of staying open for good", () => {
   const paid = { txid: "t1", amount: "1000000", confirmations: 25, seenAt: 1, late: false };
-  const first = decideFromChain(
-    invoiceOf({ deposits: [paid] }),
-    { state: chainShowing([]), at: 10_000 },
-    ALL_TIME,
-    10_000,
-    30_000,
-  )!;
+  const first = decideAt(invoiceOf({ deposits: [paid] }), [], 10_000)!;
   assert.equal(first.to, "payment_accepted");
   const later = 10_000 + DROP_GRACE_MS;
   const settled = decideFromChain(
@@ -1316,32 +1284,16 @@ Deno.test("[invoices] a stranger's dust before expiresAt does not let a payment 
 Deno.test("[invoices] a payment listed before our expiresAt stays on time, whatever time the chain's clock gave it", () => {
   // The chain's clock runs ahead: a payment our read saw before our expiresAt carries a later time.
   const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_000 + 30_000 };
-  const before = decideFromChain(
-    invoiceOf({ status: "waiting_for_deposit", deposits: [] }),
-    { state: chainShowing([payment]), at: 900 },
-    ALL_TIME,
-    900,
-    30_000,
-  )!;
+  const before = decideAt(invoiceOf({ status: "waiting_for_deposit", deposits: [] }), [payment], 900)!;
   assert.equal(before.to, "payment_confirmation");
-  const after = decideFromChain(
-    invoiceOf({ status: "payment_confirmation", deposits: before.patch!.deposits!, checkAt: 0 }),
-    { state: chainShowing([{ ...payment, confirmations: 1 }]), at: 100_000 },
-    ALL_TIME,
-    100_000,
-    30_000,
-  )!;
+  const after = decideAt(invoiceOf({ status: "payment_confirmation", deposits: before.patch!.deposits!, checkAt: 0 }), [
+    { ...payment, confirmations: 1 },
+  ], 100_000)!;
   assert.equal(after.to, "payment_confirmation");
   assert.equal(after.patch!.deposits![0].late, false);
   // Paid in full, it can no longer expire: polled at the usual pace, and the buyer sees no countdown.
   const paid = invoiceOf({ status: "payment_accepted", deposits: [{ ...payment, confirmations: 20, late: false }] });
-  const polled = decideFromChain(
-    { ...paid, checkAt: 0 },
-    { state: chainShowing([{ ...payment, confirmations: 21 }]), at: 400_000 },
-    ALL_TIME,
-    400_000,
-    30_000,
-  )!;
+  const polled = decideAt({ ...paid, checkAt: 0 }, [{ ...payment, confirmations: 21 }], 400_000)!;
   assert.equal(polled.patch!.checkAt, 430_000);
   assert.equal(buyerStatusView(paid, 400_000).expires, false);
 });
@@ -1372,12 +1324,10 @@ Deno.test("[invoices] a read asked before expiresAt but answered after it does n
     30_000,
   )!;
   assert.equal(first.patch!.deposits![0].inTime, false);
-  const next = decideFromChain(
+  const next = decideAt(
     invoiceOf({ status: first.to!, deposits: first.patch!.deposits!, checkAt: 0 }),
-    { state: chainShowing([payment]), at: 40_000 },
-    ALL_TIME,
+    [payment],
     40_000,
-    30_000,
   )!;
   assert.equal(next.to, "expired");
   assert.equal(next.patch!.deposits![0].late, true);
@@ -1386,13 +1336,10 @@ Deno.test("[invoices] a read asked before expiresAt but answered after it does n
 Deno.test("[invoices] a deposit stored before arrival times were recorded keeps counting as in time", () => {
   // Listed by a read before our expiresAt, with the chain's clock ahead (seenAt past expiresAt), and no inTime.
   const stored = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 1_030, late: false };
-  const decided = decideFromChain(
-    invoiceOf({ status: "payment_confirmation", deposits: [stored], checkAt: 0 }),
-    { state: chainShowing([{ ...stored, confirmations: 1 }]), at: 100_000 },
-    ALL_TIME,
-    100_000,
-    30_000,
-  )!;
+  const decided = decideAt(invoiceOf({ status: "payment_confirmation", deposits: [stored], checkAt: 0 }), [{
+    ...stored,
+    confirmations: 1,
+  }], 100_000)!;
   assert.equal(decided.to, "payment_confirmation");
   assert.equal(decided.patch!.deposits![0].late, false);
 });
@@ -1445,7 +1392,7 @@ Deno.test("[invoices] one write claims at most MAX_CLAIMS_PER_WRITE new deposits
     confirmations: 0,
     seenAt: 1_500 + i,
   }));
-  const first = decideFromChain(inv, { state: chainShowing(shown), at: 2_000 }, ALL_TIME, 2_000, 30_000)!;
+  const first = decideAt(inv, shown, 2_000)!;
   assert.equal(first.patch!.deposits!.length, MAX_CLAIMS_PER_WRITE);
   assert.equal(first.claims!.length, MAX_CLAIMS_PER_WRITE);
   assert.equal(first.to, "waiting_for_deposit", "some of the read's deposits are not listed yet: nothing decided");
@@ -1487,13 +1434,7 @@ Deno.test("[invoices] a stranger's dust cannot push a payment past the claim cap
 Deno.test("[invoices] a transaction the chain lists twice at an address is listed once", () => {
   const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 100_000, checkAt: 1_000 });
   const shown = { txid: "t1", amount: "600000", confirmations: 0, seenAt: 500 };
-  const decided = decideFromChain(
-    inv,
-    { state: chainShowing([shown, { ...shown }]), at: 1_000 },
-    ALL_TIME,
-    1_000,
-    30_000,
-  )!;
+  const decided = decideAt(inv, [shown, { ...shown }], 1_000)!;
   assert.equal(decided.patch!.deposits!.length, 1);
   assert.deepEqual(decided.claims, ["t1"]);
   assert.equal(decided.to, "payment_confirmation");
@@ -1577,13 +1518,7 @@ Deno.test("[invoices] a read asked before expiresAt and answered after it moves 
   assert.equal(straddling.to, "waiting_for_deposit", "no payment_confirmation postback to take back");
   assert.equal(straddling.patch!.deposits![0].inTime, false);
   assert.ok(straddling.patch!.checkAt! <= 1_010, "read again at once");
-  const next = decideFromChain(
-    { ...inv, deposits: straddling.patch!.deposits! },
-    { state: chainShowing([payment]), at: 1_020 },
-    ALL_TIME,
-    1_020,
-    30_000,
-  )!;
+  const next = decideAt({ ...inv, deposits: straddling.patch!.deposits! }, [payment], 1_020)!;
   assert.equal(next.to, "expired");
   assert.equal(next.patch!.deposits![0].late, true);
 });
@@ -1692,7 +1627,7 @@ Deno.test("[invoices] a closed invoice's polls thin out as time passes (a tenth 
 Deno.test("[invoices] a deposit listed before claims existed is claimed by its invoice's next write, also when dropped and not shown", () => {
   const dropped = { txid: "old", amount: "1000000", confirmations: 0, seenAt: 500, late: true, dropped: true };
   const inv = invoiceOf({ status: "expired", deposits: [dropped], closedAt: 1_000, checkAt: 2_000 });
-  const polled = decideFromChain(inv, { state: chainShowing([]), at: 2_000 }, ALL_TIME, 2_000, 30_000)!;
+  const polled = decideAt(inv, [], 2_000)!;
   assert.deepEqual(polled.claims, ["old"]);
   // Another invoice's by its window (the chain saw it before this one held the address): not claimed here.
   const after = decideFromChain(
