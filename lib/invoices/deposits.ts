@@ -17,7 +17,7 @@ import {
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
-import { arrivedInTime, dustBelow, heldOpenPastExpiry } from "./expiry.ts";
+import { arrivedInTime, heldOpenPastExpiry, isDust } from "./expiry.ts";
 
 /**
  * Deposits listed on one invoice, dropped ones aside; more (dust spam) are logged and left to operators, keeping the
@@ -78,8 +78,7 @@ const CLAIM_READ_BATCH = 40;
 function newCandidates(inv: Invoice, read: ChainRead, window: ClaimWindow | null): ChainDeposit[] {
   if (!window) return [];
   const taken = new Set(inv.deposits.map((d) => d.txid));
-  const dust = dustBelow(inv);
-  const over = (d: ChainDeposit) => (BigInt(d.amount) >= dust ? 1 : 0);
+  const over = (d: ChainDeposit) => (isDust(inv, d.amount) ? 0 : 1);
   return shownFor(inv, read)
     .filter((d) => inWindowOf(window, d.seenAt) && !taken.has(d.txid) && taken.add(d.txid))
     .sort((a, b) => over(b) - over(a) || a.seenAt - b.seenAt);
@@ -100,7 +99,6 @@ export async function readClaims(
   // Every listed one, shown or not: one listed before claims existed is claimed by its invoice's next write.
   const claimedBy = await getDepositClaims(kv, inv, inv.deposits.map((d) => d.txid));
   const candidates = newCandidates(inv, read, window);
-  const dust = dustBelow(inv);
   const dustListed = inv.deposits.length >= DUST_LISTED_UP_TO;
   let free = 0;
   let next = 0;
@@ -111,7 +109,7 @@ export async function readClaims(
       const claimant = claims.get(d.txid);
       if (claimant !== undefined) claimedBy.set(d.txid, claimant);
       // Free to list: unclaimed (or its own), and not dust past the dust line (never listed).
-      if ((claimant ?? inv.id) === inv.id && (!dustListed || BigInt(d.amount) >= dust)) free++;
+      if ((claimant ?? inv.id) === inv.id && (!dustListed || !isDust(inv, d.amount))) free++;
     }
   }
   return { claimedBy, unread: new Set(candidates.slice(next).map((d) => d.txid)) };
@@ -255,7 +253,6 @@ export function decideFromChain(
 
   const fresh: InvoiceDeposit[] = [];
   const live = deposits.filter((d) => !d.dropped).length;
-  const dust = dustBelow(inv);
   let dustLeft = 0;
   // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
   // which comes at once.
@@ -263,7 +260,7 @@ export function decideFromChain(
   for (const d of newCandidates(inv, read, window)) {
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
-    if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && BigInt(d.amount) < dust) {
+    if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && isDust(inv, d.amount)) {
       dustLeft++;
       continue;
     }

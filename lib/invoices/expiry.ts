@@ -16,6 +16,11 @@ export function dustBelow(inv: Pick<Invoice, "amount">): bigint {
   return BigInt(inv.amount) / 100n;
 }
 
+/** True for an amount (base units) under the invoice's dust line (dustBelow). */
+export function isDust(inv: Pick<Invoice, "amount">, amount: string): boolean {
+  return BigInt(amount) < dustBelow(inv);
+}
+
 /**
  * What keeps an invoice open past `expiresAt`: money that arrived by then, at least a hundredth of its amount (one
  * base unit for tiny amounts). Less is a stranger's dust, which must not keep the old price open for the buyer, nor
