@@ -3,6 +3,7 @@
 -- finalized_at, which keeps its expiry. Rows exported before settled_at existed hold null there and fall back to
 -- finalized_at: the same time for every success but a late one, which such a row still dates by its expiry (better
 -- than leaving it out; its exact time is on its status_changed row in payment_events, too costly to join here).
+-- Refunded payments (partially_refunded, refunded) were paid all the same, and count.
 SELECT
   DATE(paid_at) AS day,
   APPROX_QUANTILES(TIMESTAMP_DIFF(paid_at, created_at, SECOND), 100)[OFFSET(50)] AS p50_seconds,
@@ -10,7 +11,7 @@ SELECT
 FROM (
   SELECT shop_id, created_at, COALESCE(settled_at, finalized_at) AS paid_at
   FROM `project.dataset.payments_latest`
-  WHERE status = 'succeeded'
+  WHERE status IN ('succeeded', 'partially_refunded', 'refunded')
 )
 WHERE TRUE
   [[AND shop_id = {{shop_id}}]]

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { TABLES, VIEWS } from "./schema.ts";
+import { isPaid, PAYMENT_STATUSES } from "../payments/status.ts";
 
 const METABASE = new URL("../../docs/metabase/", import.meta.url);
 
@@ -40,4 +41,17 @@ Deno.test("[analytics] the questions of paid money date it by when it came (sett
     assert.match(sql, /DATE\(paid_at\) AS day/, name);
     assert.doesNotMatch(sql, /DATE\(finalized_at\)/, name);
   }
+});
+
+Deno.test("[analytics] the questions of paid money count refunded payments as paid, with the statuses the app calls paid", async () => {
+  const all = await questions();
+  const paid = `status IN (${PAYMENT_STATUSES.filter(isPaid).map((s) => `'${s}'`).join(", ")}`;
+  for (const name of ["conversion.sql", "success_rate_by_shop.sql", "time_to_pay.sql", "volume_by_day.sql"]) {
+    const sql = all.get(name)!.replace(/--.*$/gm, "");
+    assert.ok(sql.includes(paid), `${name} names the paid statuses (${paid}))`);
+    // A refunded payment was paid: 'succeeded' alone leaves its money out.
+    assert.doesNotMatch(sql, /status\s*=\s*'succeeded'/, name);
+  }
+  // A late payment is decided when its money came, not at its expiry.
+  assert.doesNotMatch(all.get("success_rate_by_shop.sql")!.replace(/--.*$/gm, ""), /DATE\(finalized_at\)/);
 });
