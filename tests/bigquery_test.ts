@@ -23,6 +23,7 @@ import eventsFields from "../docs/bigquery/payment_events.json" with { type: "js
 import operationsFields from "../docs/bigquery/provider_operations.json" with { type: "json" };
 import invoicesFields from "../docs/bigquery/invoices.json" with { type: "json" };
 import { describeBigQueryError } from "../lib/analytics/_errors.ts";
+import { PartialFailureError } from "../lib/analytics/bigquery.ts";
 import {
   type BigQueryFake,
   createServiceAccount,
@@ -167,6 +168,8 @@ Deno.test({
       payments.schema!.fields = payments.schema!.fields.filter((f) => f.name !== newest);
       const stale = await sink.insert("payments", [{ insertId: "p1", json: { settled_at: null } }]).catch((e) => e);
       assert.match(describeBigQueryError(stale), /no such field: settled_at\. Run `deno task bq setup`/);
+      // It names the table and the row, so an operator can find a row refused for good.
+      assert.match(describeBigQueryError(stale), /rejected 1 row\(s\) of payments \(first: row 0, insertId p1\)/);
       // An invoices table set up before invoices had an email gets the column, in the place a new table has it.
       const invoices = fake.table("invoices").body;
       invoices.schema!.fields = invoices.schema!.fields.filter((f) => f.name !== "email");
@@ -502,7 +505,10 @@ Deno.test({
     assert.deepEqual(failures.map((f) => f.retryInMs), [40, 80, 160], "exponential back-off from the interval");
     assert.match(failures[0].error, /^BigQuery HTTP 500: An internal error occurred/);
     assert.match(failures[1].error, /did not answer within 400 ms/);
-    assert.match(failures[2].error, /^BigQuery rejected \d+ row\(s\): backendError/);
+    assert.match(
+      failures[2].error,
+      /^BigQuery rejected \d+ row\(s\) of \w+ \(first: row \d+, insertId [^)]+\): backendError/,
+    );
   },
 });
 
@@ -910,4 +916,17 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("[bigquery] a refused batch's error names the row refused for its own sake, not one stopped with it", () => {
+  const rows = ["pay_a:1", "pay_b:2", "pay_c:3"].map((insertId) => ({ insertId, json: {} }));
+  const err = new PartialFailureError("payments", [
+    { index: 0, errors: [{ reason: "stopped", message: "" }] },
+    { index: 1, errors: [{ reason: "invalid", message: "Cannot convert value to integer." }] },
+    { index: 2, errors: [{ reason: "stopped", message: "" }] },
+  ], rows);
+  assert.equal(
+    describeBigQueryError(err),
+    "BigQuery rejected 3 row(s) of payments (first: row 1, insertId pay_b:2): invalid: Cannot convert value to integer.",
+  );
 });

@@ -4,12 +4,26 @@
  * (the client's errors carry the whole response, which may echo our bearer token).
  */
 export function describeBigQueryError(err: unknown): string {
-  const e = err as { name?: string; code?: unknown; message?: string; errors?: unknown[] };
+  const e = err as {
+    name?: string;
+    code?: unknown;
+    message?: string;
+    errors?: unknown[];
+    table?: string;
+    firstRefused?: { index: number; insertId: string | null } | null;
+  };
   let text: string;
   if (e?.name === "PartialFailureError" && Array.isArray(e.errors)) {
     const reasons = e.errors.flatMap((r) => (r as { errors?: { reason?: string; message?: string }[] }).errors ?? []);
     const first = reasons.find((r) => r.reason !== "stopped") ?? reasons[0];
-    text = `BigQuery rejected ${e.errors.length} row(s): ${first?.reason ?? "unknown"}: ${first?.message ?? ""}`;
+    // Which row: the one to look up when a row of ours is refused for good and holds the export back.
+    const row = e.firstRefused
+      ? ` (first: row ${e.firstRefused.index}${e.firstRefused.insertId ? `, insertId ${e.firstRefused.insertId}` : ""})`
+      : "";
+    const table = e.table ? ` of ${e.table}` : "";
+    text = `BigQuery rejected ${e.errors.length} row(s)${table}${row}: ${first?.reason ?? "unknown"}: ${
+      first?.message ?? ""
+    }`;
     // The table predates a column this version writes: the export waits (nothing is lost) until setup appends it.
     if (/no such field/i.test(first?.message ?? "")) text += " Run `deno task bq setup` to add the new column.";
   } else if (typeof e?.code === "number") {

@@ -56,7 +56,7 @@ export class BigQuerySink implements AnalyticsSink {
     }) as Promise<[InsertAllResponse, unknown]>;
     const [response] = await withTimeout(request, this.cfg.timeoutMs);
     // Table.insert's own check: a rejected row fails the whole call, so the batch goes again under the same insertIds.
-    if (response?.insertErrors?.length) throw new PartialFailureError(response.insertErrors);
+    if (response?.insertErrors?.length) throw new PartialFailureError(table, response.insertErrors, rows);
   }
 
   async setup(): Promise<string[]> {
@@ -104,14 +104,26 @@ interface InsertAllResponse {
   insertErrors?: { index: number; errors: { reason?: string; message?: string }[] }[];
 }
 
-/** Rows BigQuery refused; named as the client names its own, which describeBigQueryError reads. */
+/**
+ * Rows BigQuery refused; named as the client names its own, which describeBigQueryError reads. It keeps which
+ * table and which rows (their insertIds name the record: a payment's id and version, an event's id), so an operator
+ * can find the one that stops the export; never the rows' values, which hold what shops and buyers sent.
+ */
 export class PartialFailureError extends Error {
   override name = "PartialFailureError";
   readonly errors: { errors: { reason?: string; message?: string }[] }[];
+  /** The first row refused for a reason of its own (not "stopped" because another was bad). */
+  readonly firstRefused: { index: number; insertId: string | null } | null;
 
-  constructor(insertErrors: NonNullable<InsertAllResponse["insertErrors"]>) {
-    super(`BigQuery refused ${insertErrors.length} row(s)`);
+  constructor(
+    readonly table: TableId,
+    insertErrors: NonNullable<InsertAllResponse["insertErrors"]>,
+    rows: readonly InsertRow[],
+  ) {
+    super(`BigQuery refused ${insertErrors.length} row(s) of ${table}`);
     this.errors = insertErrors.map((e) => ({ errors: e.errors }));
+    const first = insertErrors.find((e) => e.errors.some((r) => r.reason !== "stopped")) ?? insertErrors[0];
+    this.firstRefused = first ? { index: first.index, insertId: rows[first.index]?.insertId ?? null } : null;
   }
 }
 
