@@ -1409,3 +1409,40 @@ Deno.test("[relay] a replay that has run for seconds still sees the live lease o
     await shop.close();
   }
 });
+
+Deno.test("[relay] a shop that answers 503 gets a few postbacks at once, remembered across its schedule's steps, and more again as it delivers", async () => {
+  let down = true;
+  let open = 0;
+  /** How many attempts were at the shop, this one included, as each arrived. */
+  const openOnArrival: number[] = [];
+  const shop = startShopReceiver(async () => {
+    openOnArrival.push(++open);
+    await sleep(20);
+    open--;
+    return new Response(down ? "busy" : "ok", { status: down ? 503 : 200 });
+  });
+  // A schedule whose second step is an hour away: each postback here gets the one attempt this pool makes.
+  await withApp({ env: { POSTBACK_SCHEDULE: "0,3600" } }, async (app) => {
+    const pool = new RelayPool(app.server.ctx, { total: 64, perDestination: 16, minPerDestination: 2 });
+
+    const failing = await storeDueDeliveries(app, shop.url, 60, "down");
+    await Promise.all(failing.map((d) => pool.offer(d.id)));
+    assert.equal(openOnArrival.length, 60);
+    // The first wave went out before any answer; once answers said 503, the share shrank to its least.
+    assert.equal(Math.max(...openOnArrival.slice(0, 16)), 16);
+    assert.ok(Math.max(...openOnArrival.slice(16)) <= 2, `after the 503s: ${openOnArrival.slice(16)}`);
+
+    // Back up. Its next postbacks start from the shrunk share (nothing was in flight between), and it grows by one
+    // per postback delivered, up to the most.
+    down = false;
+    openOnArrival.length = 0;
+    const after = await storeDueDeliveries(app, shop.url, 200, "up");
+    await Promise.all(after.map((d) => pool.offer(d.id)));
+    assert.equal(shop.received.length, 260, "each sent once");
+    assert.ok(Math.max(...openOnArrival.slice(0, 2)) <= 2, `first: ${openOnArrival.slice(0, 2)}`);
+    assert.equal(Math.max(...openOnArrival), 16, "it grew back to the most");
+    const delivered = await Promise.all(after.map((d) => getDeliveryEntry(app.kv, d.id)));
+    assert.ok(delivered.every((e) => e.value?.status === "delivered"));
+  });
+  await shop.close();
+});

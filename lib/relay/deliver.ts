@@ -25,9 +25,13 @@ export async function runDelivery(ctx: AppContext, id: string): Promise<void> {
 /**
  * Makes one attempt at a delivery as read in `entry`, if it is still due and
  * nobody else holds it (the claim is checked against the version read), and
- * records the result. False when there was nothing to do.
+ * records the result. Answers the attempt's outcome, or false when there was
+ * nothing to do.
  */
-export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Delivery>): Promise<boolean> {
+export async function attemptDelivery(
+  ctx: AppContext,
+  entry: Deno.KvEntry<Delivery>,
+): Promise<AttemptOutcome | false> {
   let claimed = await claimDeliveryEntry(ctx.kv, entry, ctx.now(), DELIVERY_LEASE_MS);
   // A claim whose commit stalled comes back with too little of its lease left for the keeper to renew it, maybe
   // none: another worker may take it meanwhile. It is claimed again (checked against the version this claim stored,
@@ -37,8 +41,7 @@ export async function attemptDelivery(ctx: AppContext, entry: Deno.KvEntry<Deliv
     claimed = await claimDeliveryEntry(ctx.kv, unleased(claimed), ctx.now(), DELIVERY_LEASE_MS);
   }
   if (!claimed) return false;
-  await attemptClaimed(ctx, claimed);
-  return true;
+  return await attemptClaimed(ctx, claimed);
 }
 
 /** Claims in a row whose commit stalled before attemptDelivery gives the delivery up to a later sweep. */
@@ -64,13 +67,16 @@ export function firstAttemptLease(now: number): number {
  * pool) the lease is renewed first by a claim checked against the version this process stored, so a delivery
  * another worker took after the lease ran out is never sent twice from here.
  */
-export async function attemptHandedOver(ctx: AppContext, stored: Deno.KvEntry<Delivery>): Promise<void> {
+export async function attemptHandedOver(
+  ctx: AppContext,
+  stored: Deno.KvEntry<Delivery>,
+): Promise<AttemptOutcome | false> {
   if (leaseLeavesTimeToStart(stored.value, ctx.now())) return await attemptClaimed(ctx, stored);
-  await attemptDelivery(ctx, unleased(stored));
+  return await attemptDelivery(ctx, unleased(stored));
 }
 
-/** Makes one attempt at a delivery this process holds the lease of, and records the result. */
-export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<void> {
+/** Makes one attempt at a delivery this process holds the lease of, records the result and answers its outcome. */
+export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<AttemptOutcome> {
   const d = claimed.value;
   const started = ctx.now();
   // The lease is renewed while the attempt runs; the outcome is checked against the version last renewed.
@@ -110,6 +116,7 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
     outcome: next.status,
     latencyMs: record.latencyMs,
   });
+  return outcome;
 }
 
 /** Tries of an attempt's outcome commit that fail with a store error, before the error goes up. */

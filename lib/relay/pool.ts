@@ -2,13 +2,27 @@ import type { AppContext } from "../context.ts";
 import { getDeliveryEntryShared, isDeliveryDue, storedDelivery } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
+import { type AttemptOutcome, strainsDestination } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
 
 export interface PoolLimits {
   /** Attempts (and reads before them) in flight at once in this process. */
   total: number;
-  /** Attempts in flight at once to one destination (a shop's URL origin): a slow shop only fills its own share. */
+  /**
+   * Attempts in flight at once to one destination (a shop's URL origin): a slow shop only fills its own share. The
+   * most a destination gets: its share halves with each attempt that strains it (strainsDestination) and grows by one
+   * with each delivered, like TCP's congestion window, so a shop that is down or overloaded, or coming back from an
+   * outage to a backlog, gets a few at once rather than this many.
+   */
   perDestination: number;
+  /** The least a destination's share shrinks to: a shop that is down still gets attempts, to notice it is back. */
+  minPerDestination: number;
+  /**
+   * How long a destination's shrunk share is remembered once it has nothing in flight or waiting: the postbacks of
+   * a shop that is down come back on their schedule's steps (minutes apart), and would otherwise start again at
+   * `perDestination` each time.
+   */
+  shrunkShareMemoryMs: number;
   /**
    * Deliveries waiting for their destination's share, at most, in all; past that they stay due in the index, and
    * once half the parking is free again the pool asks for a sweep to find them (whenRoom).
@@ -42,6 +56,8 @@ export interface PoolLimits {
 export const DEFAULT_POOL_LIMITS: PoolLimits = {
   total: 320,
   perDestination: 64,
+  minPerDestination: 2,
+  shrunkShareMemoryMs: 60 * 60_000,
   parked: 12_000,
   parkedPerDestination: 4_000,
   longAfterMs: 1_000,
@@ -64,6 +80,8 @@ interface Slot {
 
 interface Destination {
   active: number;
+  /** Attempts it may have in flight now: between minPerDestination and perDestination (see PoolLimits). */
+  share: number;
   /** Deliveries read and due, waiting for a free slot here, as read (see Parked). */
   parked: Parked[];
   /** Due deliveries to here were let go for want of its parking since it last asked for a sweep. */
@@ -119,6 +137,11 @@ export class RelayPool {
   #letGo = false;
   #onRoom: (() => void) | undefined;
   readonly #destinations = new Map<string, Destination>();
+  /**
+   * Shares below perDestination of destinations with nothing in flight or waiting, with when they are forgotten;
+   * in the order they were put here (the oldest goes first when it is full).
+   */
+  readonly #shrunkShares = new Map<string, { share: number; until: number }>();
   /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
   #stopped = false;
@@ -240,9 +263,8 @@ export class RelayPool {
       if (this.#stopped || !delivery) return this.#finish(id);
       if (!slot) {
         const name = destinationOf(delivery);
-        let destination = this.#destinations.get(name);
-        if (!destination) this.#destinations.set(name, destination = { active: 0, parked: [], letGo: false });
-        if (destination.active >= this.limits.perDestination) {
+        const destination = this.#destinations.get(name) ?? this.#newDestination(name);
+        if (destination.active >= destination.share) {
           const parkingFull = this.#parked >= this.limits.parked;
           if (parkingFull || destination.parked.length >= this.limits.parkedPerDestination) {
             if (parkingFull) this.#letGo = true;
@@ -258,15 +280,18 @@ export class RelayPool {
         slot = { name, destination };
       }
       this.#known.get(id)?.resolveTaken();
-      if (handed) await attemptHandedOver(this.ctx, handed);
-      else if (!await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>) && parkedEntry) {
+      let outcome = handed
+        ? await attemptHandedOver(this.ctx, handed)
+        : await attemptDelivery(this.ctx, entry as Deno.KvEntry<Delivery>);
+      if (!outcome && !handed && parkedEntry) {
         // Written while it waited here (by another process, or an operator's resend), or no longer due: as it
         // stands now, if due.
         const fresh = await getDeliveryEntryShared(this.ctx.kv, id);
         if (isDeliveryDue(fresh.value, this.ctx.now())) {
-          await attemptDelivery(this.ctx, fresh as Deno.KvEntry<Delivery>);
+          outcome = await attemptDelivery(this.ctx, fresh as Deno.KvEntry<Delivery>);
         }
       }
+      if (outcome) this.#adjustShare(slot.destination, outcome);
       this.#finish(id);
     } catch (err) {
       log.error("postback attempt failed", { deliveryId: id, error: describeError(err) });
@@ -305,14 +330,33 @@ export class RelayPool {
     if (moved) this.#pump();
   };
 
-  /** A slot freed at a destination (by a long-running take or not): it goes to the next parked delivery there. */
+  /**
+   * A slot freed at a destination (by a long-running take or not): it goes to the next parked delivery there,
+   * unless the destination is over its share (it shrank while these ran). A share grown meanwhile starts more of its
+   * parked deliveries, as far as the pool has room.
+   */
   #release({ name, destination }: Slot, long: boolean) {
-    const next = this.#stopped ? undefined : destination.parked.shift();
+    const next = this.#stopped || destination.active > destination.share ? undefined : this.#unpark(destination);
     if (next === undefined) {
       destination.active--;
-      if (destination.active === 0 && destination.parked.length === 0) this.#destinations.delete(name);
+      if (destination.active === 0 && destination.parked.length === 0) this.#forget(name, destination);
       return;
     }
+    this.#take(next.id, { name, destination }, next.entry, long);
+    while (
+      !this.#stopped && destination.active < destination.share && destination.parked.length &&
+      this.#inFlight < this.limits.total
+    ) {
+      const more = this.#unpark(destination)!;
+      destination.active++;
+      this.#take(more.id, { name, destination }, more.entry);
+    }
+  }
+
+  /** Takes the destination's next parked delivery; asks for a sweep once half the parking it filled is free again. */
+  #unpark(destination: Destination): Parked | undefined {
+    const next = destination.parked.shift();
+    if (next === undefined) return undefined;
     this.#parked--;
     const roomInAll = this.#letGo && this.#parked <= this.limits.parked / 2;
     const roomHere = destination.letGo && destination.parked.length <= this.limits.parkedPerDestination / 2;
@@ -321,7 +365,37 @@ export class RelayPool {
       if (roomHere) destination.letGo = false;
       this.#onRoom?.();
     }
-    this.#take(next.id, { name, destination }, next.entry, long);
+    return next;
+  }
+
+  /** Halves the destination's share after an attempt that strained it; one more after each delivered. */
+  #adjustShare(destination: Destination, outcome: AttemptOutcome) {
+    if (strainsDestination(outcome)) {
+      const least = Math.min(this.limits.minPerDestination, this.limits.perDestination);
+      destination.share = Math.max(least, Math.floor(destination.share / 2));
+    } else if (outcome.kind === "delivered" && destination.share < this.limits.perDestination) {
+      destination.share++;
+    }
+  }
+
+  /** A destination as it starts: at its remembered shrunk share, else at perDestination. */
+  #newDestination(name: string): Destination {
+    const remembered = this.#shrunkShares.get(name);
+    this.#shrunkShares.delete(name);
+    const share = remembered && remembered.until > Date.now() ? remembered.share : this.limits.perDestination;
+    const destination: Destination = { active: 0, share, parked: [], letGo: false };
+    this.#destinations.set(name, destination);
+    return destination;
+  }
+
+  /** Drops a destination with nothing in flight or waiting, remembering its share if it shrank (bounded). */
+  #forget(name: string, destination: Destination) {
+    this.#destinations.delete(name);
+    if (destination.share >= this.limits.perDestination) return;
+    if (this.#shrunkShares.size >= MAX_SHRUNK_SHARES_KEPT) {
+      this.#shrunkShares.delete(this.#shrunkShares.keys().next().value!);
+    }
+    this.#shrunkShares.set(name, { share: destination.share, until: Date.now() + this.limits.shrunkShareMemoryMs });
   }
 
   #finish(id: string) {
@@ -347,6 +421,9 @@ function destinationOf(d: Delivery): string {
   }
   return `${d.shopId} ${origin}`;
 }
+
+/** Shrunk shares remembered at most (a few dozen bytes each): more destinations than that are rarely down at once. */
+const MAX_SHRUNK_SHARES_KEPT = 10_000;
 
 const pools = new WeakMap<AppContext, RelayPool>();
 

@@ -9,6 +9,17 @@ export type AttemptOutcome =
   | { kind: "retry"; statusCode: number | null; retryAfterMs: number | null; error: string };
 
 /**
+ * True when an attempt suggests the destination cannot take more just now: no answer (refused, reset, timed out) or
+ * an answer that says so (429 Too Many Requests, 502/503/504 from the shop's gateway). The pool then sends it fewer
+ * at once (RelayPool). A 500 or a 4xx is the shop's answer to this postback, not to the load.
+ */
+export function strainsDestination(outcome: AttemptOutcome): boolean {
+  if (outcome.kind !== "retry") return false;
+  const code = outcome.statusCode;
+  return code === null || code === 429 || code === 502 || code === 503 || code === 504;
+}
+
+/**
  * The delivery's state after one attempt: 2xx delivers, 410 stops, anything
  * else retries on the schedule (or after Retry-After for 429/503) until the
  * schedule runs out and the delivery is failed.

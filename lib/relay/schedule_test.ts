@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { nextDeliveryState, parseRetryAfter } from "./schedule.ts";
+import { nextDeliveryState, parseRetryAfter, strainsDestination } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
 
 const schedule = [0, 5_000, 300_000];
@@ -64,4 +64,12 @@ Deno.test("[schedule] reads Retry-After as seconds or an HTTP date", () => {
   assert.equal(parseRetryAfter(new Date(10_000).toUTCString(), 4_000), 6_000);
   assert.equal(parseRetryAfter("soon", 0), null);
   assert.equal(parseRetryAfter(null, 0), null);
+});
+
+Deno.test("[schedule] only no answer, 429 and a gateway's 502/503/504 strain a destination", () => {
+  const retry = (statusCode: number | null) => ({ kind: "retry" as const, statusCode, retryAfterMs: null, error: "x" });
+  for (const code of [null, 429, 502, 503, 504]) assert.equal(strainsDestination(retry(code)), true, String(code));
+  for (const code of [400, 404, 500, 301]) assert.equal(strainsDestination(retry(code)), false, String(code));
+  assert.equal(strainsDestination({ kind: "delivered", statusCode: 200 }), false);
+  assert.equal(strainsDestination({ kind: "gone", statusCode: 410 }), false);
 });
