@@ -1446,3 +1446,25 @@ Deno.test("[relay] a shop that answers 503 gets a few postbacks at once, remembe
   });
   await shop.close();
 });
+
+Deno.test("[relay] a shop that times out keeps its share: its attempts already wait beside the pool's work", async () => {
+  let open = 0;
+  const openOnArrival: number[] = [];
+  const hanging = startShopReceiver(async () => {
+    openOnArrival.push(++open);
+    await sleep(400);
+    open--;
+    return new Response("too late");
+  });
+  await withApp({ env: { POSTBACK_SCHEDULE: "0,3600", POSTBACK_TIMEOUT_MS: "100" } }, async (app) => {
+    const pool = new RelayPool(app.server.ctx, { total: 64, perDestination: 8, minPerDestination: 2 });
+    const deliveries = await storeDueDeliveries(app, hanging.url, 24, "hanging");
+    await Promise.all(deliveries.map((d) => pool.offer(d.id)));
+    assert.equal(openOnArrival.length, 24);
+    // The second and third waves were as wide as the first, the timed-out attempts' requests still open beside them.
+    assert.ok(Math.max(...openOnArrival.slice(16)) > 8 + 2, `after the timeouts: ${openOnArrival.slice(8)}`);
+    const stored = await Promise.all(deliveries.map((d) => getDeliveryEntry(app.kv, d.id)));
+    assert.ok(stored.every((e) => e.value?.lastError === "no answer within 100 ms"));
+  });
+  await hanging.close();
+});

@@ -178,8 +178,10 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
     });
   } catch (err) {
     if (err instanceof DnsTimeoutError) return blocked(`postbackUrl ${err.problem}`);
-    const error = isTimeout(err) ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : plainNetworkError(err);
-    return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error }, responseStart: "" };
+    const timedOut = isTimeout(err);
+    const error = timedOut ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : plainNetworkError(err);
+    const noAnswer = timedOut ? "timeout" as const : "connection" as const;
+    return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error, noAnswer }, responseStart: "" };
   }
 }
 

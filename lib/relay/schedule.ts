@@ -6,17 +6,27 @@ const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
 export type AttemptOutcome =
   | { kind: "delivered"; statusCode: number }
   | { kind: "gone"; statusCode: 410 }
-  | { kind: "retry"; statusCode: number | null; retryAfterMs: number | null; error: string };
+  | {
+    kind: "retry";
+    statusCode: number | null;
+    retryAfterMs: number | null;
+    error: string;
+    /** Set when the shop gave no answer: its connection failed (refused, reset), or the attempt timed out. */
+    noAnswer?: "connection" | "timeout";
+  };
 
 /**
- * True when an attempt suggests the destination cannot take more just now: no answer (refused, reset, timed out) or
- * an answer that says so (429 Too Many Requests, 502/503/504 from the shop's gateway). The pool then sends it fewer
- * at once (RelayPool). A 500 or a 4xx is the shop's answer to this postback, not to the load.
+ * True when an attempt suggests the destination cannot take more just now: its connection failed (refused, reset),
+ * or it answered so (429 Too Many Requests, 502/503/504 from the shop's gateway). The pool then sends it fewer at
+ * once (RelayPool). A 500 or a 4xx is the shop's answer to this postback, not to the load; a URL we refused to send
+ * to never reached the shop. A timeout does not count: an attempt waiting on a hanging shop already costs the pool
+ * no share of its work (PoolLimits.long), and at 2 at a time (15 s each) a hanging shop's backlog would take 32 times
+ * as long, its postbacks read again by every sweep meanwhile.
  */
 export function strainsDestination(outcome: AttemptOutcome): boolean {
   if (outcome.kind !== "retry") return false;
   const code = outcome.statusCode;
-  return code === null || code === 429 || code === 502 || code === 503 || code === 504;
+  return outcome.noAnswer === "connection" || code === 429 || code === 502 || code === 503 || code === 504;
 }
 
 /**

@@ -66,10 +66,14 @@ Deno.test("[schedule] reads Retry-After as seconds or an HTTP date", () => {
   assert.equal(parseRetryAfter(null, 0), null);
 });
 
-Deno.test("[schedule] only no answer, 429 and a gateway's 502/503/504 strain a destination", () => {
+Deno.test("[schedule] only a failed connection, 429 and a gateway's 502/503/504 strain a destination", () => {
   const retry = (statusCode: number | null) => ({ kind: "retry" as const, statusCode, retryAfterMs: null, error: "x" });
-  for (const code of [null, 429, 502, 503, 504]) assert.equal(strainsDestination(retry(code)), true, String(code));
+  for (const code of [429, 502, 503, 504]) assert.equal(strainsDestination(retry(code)), true, String(code));
   for (const code of [400, 404, 500, 301]) assert.equal(strainsDestination(retry(code)), false, String(code));
+  assert.equal(strainsDestination({ ...retry(null), noAnswer: "connection" }), true);
+  // A hanging shop's attempts cost the pool no share of its work; a URL we would not send to never reached the shop.
+  assert.equal(strainsDestination({ ...retry(null), noAnswer: "timeout" }), false);
+  assert.equal(strainsDestination(retry(null)), false);
   assert.equal(strainsDestination({ kind: "delivered", statusCode: 200 }), false);
   assert.equal(strainsDestination({ kind: "gone", statusCode: 410 }), false);
 });
