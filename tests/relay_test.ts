@@ -1336,6 +1336,43 @@ Deno.test("[relay] an attempt that outlasts its lease keeps renewing it: another
   await shop.close();
 });
 
+Deno.test("[relay] a replay of a postback still retrying sends it now and keeps its place in the schedule, so a dead shop's postback still ends failed; a failed one gets one fresh run", async () => {
+  // The shop is down for good and asks for two hours each time (Retry-After, longer than the schedule's hour).
+  const shop = startShopReceiver(() => new Response("down", { status: 503, headers: { "retry-after": "7200" } }));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,3600,3600" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const id = await paidPayment(app, shop.url);
+    /** The postback once its `n`th attempt is recorded. */
+    const afterAttempt = (n: number) =>
+      waitFor(`attempt ${n} recorded`, async () => {
+        const d = await deliveryOf(app, id);
+        return d?.attempts === n ? d : undefined;
+      });
+    const first = await afterAttempt(1);
+    assert.deepEqual([first.status, first.scheduleStep], ["pending", 1]);
+    assert.ok(first.nextAttemptAt > Date.now() + 7_000_000, "held back by the shop's Retry-After");
+
+    // The operator's replay means "now": the shop's Retry-After does not hold it back, and it goes on from its place.
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, resumeAfter: null });
+    const second = await afterAttempt(2);
+    assert.deepEqual([second.status, second.scheduleStep], ["pending", 2], "the next step, not the schedule again");
+    assert.ok(second.nextAttemptAt > Date.now() + 7_000_000, "the shop's new Retry-After is honoured");
+
+    // Its place was the schedule's last attempt: the replayed one fails and the postback ends failed.
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, resumeAfter: null });
+    const third = await afterAttempt(3);
+    assert.deepEqual([third.status, third.scheduleStep], ["failed", 3]);
+
+    // A failed one replayed (the shop said it is fixed) gets the schedule once more, which ends as the first did.
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, resumeAfter: null });
+    const fourth = await afterAttempt(4);
+    assert.deepEqual([fourth.status, fourth.scheduleStep], ["pending", 1], "a fresh run, past its first attempt");
+    assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, 1, "one webhook-id throughout");
+    assert.equal(shop.received.length, 4);
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at their next try hours away; one being sent is left alone", async () => {
   let down = true;
   const shop = startShopReceiver(() => new Response(down ? "down" : "ok", { status: down ? 503 : 200 }));

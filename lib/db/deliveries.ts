@@ -177,7 +177,8 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
 });
 
 /**
- * Puts a delivery back on the schedule now (operator resend); the webhook-id stays the same. With
+ * Puts a delivery back on the schedule now, as `putBack` has it (an operator's resend starts the schedule again, a
+ * replay keeps a retrying one's place: lib/relay/schedule.ts); the webhook-id stays the same. With
  * `refuseInFlight`, a pending delivery a live attempt holds (liveLeaseLeft) is left alone and answered with how long
  * it is held (`inFlightMs`): an attempt at it is under way (or its process died moments ago), and putting it back
  * would send it a second time beside that attempt. A stale lease (a clock that jumped) is cleared like any other.
@@ -192,10 +193,11 @@ export async function rescheduleDelivery(
   now: number,
   jobs: ScheduleOptions,
   opts: {
+    putBack: (d: Delivery, now: number) => Delivery;
     refuseInFlight?: boolean;
     onlyIf?: (d: Delivery) => boolean;
     extraOps?: (op: Deno.AtomicOperation, d: Delivery) => void;
-  } = {},
+  },
 ): Promise<Delivery | { inFlightMs: number } | null> {
   for (;;) {
     const entry = await getDeliveryEntry(kv, id);
@@ -203,17 +205,10 @@ export async function rescheduleDelivery(
     if (!d || (opts.onlyIf && !opts.onlyIf(d))) return null;
     const held = d.status === "pending" ? liveLeaseLeft(d, now) : 0;
     if (opts.refuseInFlight && held > 0) return { inFlightMs: held };
-    const next: Delivery = {
-      ...d,
-      status: "pending",
-      scheduleStep: 0,
-      nextAttemptAt: now,
-      leaseUntil: 0,
-      updatedAt: now,
-    };
+    const next = opts.putBack(d, now);
     const op = kv.atomic().check(entry).set(deliveryKey(id), next);
     if (d.status === "pending") unscheduleJob(op, job(id), d.nextAttemptAt);
-    scheduleJob(op, job(id), now, jobs);
+    scheduleJob(op, job(id), next.nextAttemptAt, jobs);
     opts.extraOps?.(op, d);
     if ((await op.commit()).ok) return next;
   }

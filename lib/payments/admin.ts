@@ -5,6 +5,7 @@ import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } fro
 import { addPaymentEvent, addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
 import { getShop } from "../db/shops.ts";
 import { runDelivery } from "../relay/deliver.ts";
+import { resentNow } from "../relay/schedule.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -65,6 +66,7 @@ export async function resendPostback(
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
   const rescheduled = await rescheduleDelivery(ctx.kv, chosen.id, now, { queue: false, now }, {
+    putBack: resentNow,
     refuseInFlight: true,
     // The payment's timeline says so, in the same commit (invoices have no payment timeline).
     extraOps: hasIdShape("payment", paymentId)

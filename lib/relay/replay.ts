@@ -1,5 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { iterateAttentionDeliveryIds, rescheduleDelivery } from "../db/deliveries.ts";
+import { replayedNow } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
 
 /**
@@ -9,14 +10,12 @@ import type { Delivery } from "./types.ts";
 export const REPLAY_BATCH = 1_000;
 
 /**
- * Puts the failed and still retrying postbacks of a shop created since
- * `since` back on the schedule, due now (same webhook-ids, so shops can
- * deduplicate): after an outage the shop is back, and a retrying one's next
- * attempt may be hours away. Up to `batch` of the postbacks needing attention
- * at a time, after `after` when going on. Returns how many it queued, and
- * where to go on from when some are left. Each is judged as it stands when it
- * is written (`onlyIf`): one resent since the replay began, or an attempt
- * under way, is left alone.
+ * Sends the failed and still retrying postbacks of a shop created since `since` now (same webhook-ids, so shops can
+ * deduplicate): after an outage the shop is back, and a retrying one's next attempt may be hours away. A retrying one
+ * keeps its place in the schedule and a failed one runs the schedule once more (replayedNow says why). Up to `batch`
+ * of the postbacks needing attention at a time, after `after` when going on. Each is judged as it stands when it is
+ * written (`onlyIf`): one resent since the replay began, or an attempt under way, is left alone. Returns how many it
+ * queued, and where to go on from when some are left.
  */
 export async function replayFailedDeliveries(
   ctx: AppContext,
@@ -36,7 +35,11 @@ export async function replayFailedDeliveries(
     // still look live to it.
     const now = ctx.now();
     const jobs = { queue: ctx.config.jobsQueue, now };
-    const put = await rescheduleDelivery(ctx.kv, id, now, jobs, { onlyIf: replayable, refuseInFlight: true });
+    const put = await rescheduleDelivery(ctx.kv, id, now, jobs, {
+      putBack: replayedNow,
+      onlyIf: replayable,
+      refuseInFlight: true,
+    });
     if (!put || "inFlightMs" in put) continue;
     queued++;
     if (!ctx.config.jobsQueue) ctx.kick({ kind: "postback", id });

@@ -63,6 +63,33 @@ export function nextDeliveryState(
   }
 }
 
+/**
+ * A postback an operator resends by hand, due now at the start of the schedule: a resend is one deliberate act on one
+ * postback whose result the operator waits for, so if that attempt fails it is retried on the whole schedule again.
+ */
+export function resentNow(d: Delivery, now: number): Delivery {
+  return { ...d, status: "pending", scheduleStep: 0, nextAttemptAt: now, leaseUntil: 0, updatedAt: now };
+}
+
+/**
+ * A postback an operator's replay sends now (replay.ts). One still retrying keeps its place in the schedule: the
+ * replayed attempt is the one it was waiting for, brought forward, and if it fails the postback goes on from the
+ * next step as any failed attempt does (nextDeliveryState), or ends failed when that was the last. Starting the
+ * schedule again instead gave a postback to a shop that stays down a whole new run with every replay, and it never
+ * ended failed. The wait it was on is dropped, a shop's Retry-After included (nextDeliveryState folds it into
+ * nextAttemptAt; it is not kept apart): pressing Replay says "now", the shop's outage being over, and a shop that
+ * still wants us to wait says so again to this attempt, which is honoured.
+ *
+ * One that failed runs the schedule once more from its start: a shop that was down and is fixed expects its failed
+ * postbacks, and a single attempt would leave failed again those it refuses for a moment (a replay sends many at
+ * once: a 429, a restart). The run is bounded by the schedule: it ends failed as the first did, and replays while it
+ * runs keep its place.
+ */
+export function replayedNow(d: Delivery, now: number): Delivery {
+  const scheduleStep = d.status === "failed" ? 0 : d.scheduleStep;
+  return { ...d, status: "pending", scheduleStep, nextAttemptAt: now, leaseUntil: 0, updatedAt: now };
+}
+
 /** Retry-After as milliseconds (delta-seconds or an HTTP date), or null when absent or unreadable. */
 export function parseRetryAfter(value: string | null, now: number): number | null {
   if (!value) return null;

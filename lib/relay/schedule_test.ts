@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { nextDeliveryState, parseRetryAfter, strainsDestination } from "./schedule.ts";
+import { nextDeliveryState, parseRetryAfter, replayedNow, resentNow, strainsDestination } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
 
 const schedule = [0, 5_000, 300_000];
@@ -57,6 +57,33 @@ Deno.test("[schedule] Retry-After on 429/503 delays the next attempt but never b
     0,
   );
   assert.equal(sooner.nextAttemptAt, 5_000);
+});
+
+Deno.test("[schedule] a replayed postback still retrying keeps its place: its replayed attempt failing moves it on, to failed after the last step", () => {
+  const fail = { kind: "retry" as const, statusCode: 503, retryAfterMs: 3_600_000, error: "HTTP 503" };
+  // Waiting an hour for its second attempt, as the shop asked (Retry-After).
+  const waiting = nextDeliveryState(base, fail, schedule, 1000);
+  assert.deepEqual([waiting.scheduleStep, waiting.nextAttemptAt], [1, 3_601_000]);
+  const replayed = replayedNow({ ...waiting, leaseUntil: 5 }, 2000);
+  assert.deepEqual(
+    [replayed.status, replayed.scheduleStep, replayed.nextAttemptAt, replayed.leaseUntil, replayed.attempts],
+    ["pending", 1, 2000, 0, 1],
+    "due now, the shop's Retry-After overridden, at the same step",
+  );
+  const second = nextDeliveryState(replayed, fail, schedule, 2000);
+  assert.deepEqual([second.status, second.scheduleStep], ["pending", 2]);
+  const third = nextDeliveryState(replayedNow(second, 3000), fail, schedule, 3000);
+  assert.deepEqual([third.status, third.attempts], ["failed", 3], "the schedule's attempts, however often replayed");
+});
+
+Deno.test("[schedule] a replayed failed postback, like a resent one, runs the schedule once more", () => {
+  const failed: Delivery = { ...base, status: "failed", attempts: 3, scheduleStep: 3, leaseUntil: 0 };
+  for (const putBack of [replayedNow, resentNow]) {
+    const again = putBack(failed, 5000);
+    assert.deepEqual([again.status, again.scheduleStep, again.nextAttemptAt, again.attempts], ["pending", 0, 5000, 3]);
+  }
+  const retrying: Delivery = { ...base, attempts: 2, scheduleStep: 2, nextAttemptAt: 9_000 };
+  assert.equal(resentNow(retrying, 5000).scheduleStep, 0, "an operator's resend starts the schedule again");
 });
 
 Deno.test("[schedule] reads Retry-After as seconds or an HTTP date", () => {

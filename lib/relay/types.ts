@@ -10,7 +10,7 @@ export interface Delivery {
   status: "pending" | "delivered" | "failed";
   /** Attempts made so far, across manual resends; numbers the attempt records. */
   attempts: number;
-  /** Position in the retry schedule; a manual resend starts it again. */
+  /** Position in the retry schedule; a manual resend, or a replay of a failed one, starts it again (schedule.ts). */
   scheduleStep: number;
   nextAttemptAt: number;
   leaseUntil: number;
