@@ -202,7 +202,7 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.equal(shop.received.length, 2, "nothing sent yet");
     const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(replay.status, 303);
-    assert.match((await b.get(replay.location!)).text, /1 postbacks queued to be sent now/);
+    assert.match((await b.get(replay.location!)).text, /role="status">Replayed 1 postback\.<\/p>/);
     await waitFor(
       "the replayed postback",
       () => (shop.received.at(-1) && healthy && shop.received.length >= 3 ? true : undefined),
@@ -249,12 +249,12 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
     const since = new Date(now - 120_000).toISOString().slice(0, 16);
     const first = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(first.status, 200);
-    assert.match(first.text, new RegExp(`${REPLAY_BATCH} postbacks queued again; more are left to look at`));
+    assert.match(first.text, new RegExp(`Replayed ${REPLAY_BATCH} postbacks\\. More are left to look at\\.`));
     const after = first.text.match(/name="after" value="([^"]+)"/)?.[1];
     assert.equal(after, backlog[REPLAY_BATCH - 1].id, "Go on starts after the last one looked at");
     const rest = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, after, confirm: "yes" });
     assert.equal(rest.status, 303);
-    assert.equal(rest.location, "/admin/deliveries?done=replayed-1");
+    assert.equal(rest.location, "/admin/deliveries?done=replayed-1-0");
     open();
     await waitFor(
       "every replayed postback",
@@ -273,6 +273,54 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
     assert.equal(bad.status, 400);
   } finally {
     open();
+    await app.close();
+    await shop.close();
+  }
+});
+
+Deno.test("[console] a replay says how many postbacks it left alone because they were being sent at that moment", async () => {
+  const { startShopReceiver, waitFor } = await import("../fixtures/app.ts");
+  const { failedDelivery, storeAttentionDeliveries } = await import("../fixtures/deliveries.ts");
+  const shop = startShopReceiver();
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const now = Date.now();
+    const to = (paymentId: string) => ({ paymentId, shopId: app.shop.id, url: shop.url });
+    // Two failed ones, and two retrying ones whose attempts are under way (a live lease): those are left to them.
+    const failed = [failedDelivery(now - 50_000, to("pay_failed_1")), failedDelivery(now - 40_000, to("pay_failed_2"))];
+    const sending = [1, 2].map((i) =>
+      failedDelivery(now - 30_000 + i, to(`pay_sending_${i}`), {
+        status: "pending",
+        attempts: 1,
+        nextAttemptAt: now,
+        leaseUntil: now + 10_000,
+        leaseToken: crypto.randomUUID(),
+      })
+    );
+    await storeAttentionDeliveries(app.kv, [...failed, ...sending]);
+    const b = await operatorBrowser(app);
+    await b.get("/admin/deliveries");
+    const since = new Date(now - 120_000).toISOString().slice(0, 16);
+    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
+    assert.equal(replay.status, 303);
+    assert.equal(replay.location, "/admin/deliveries?done=replayed-2-2");
+    assert.match(
+      (await b.get(replay.location!)).text,
+      /role="status">Replayed 2 postbacks; 2 were being sent and were left alone\.<\/p>/,
+    );
+    const [audited] = await searchAudit(app.kv, { query: "postback.replay", limit: 1 });
+    assert.deepEqual(audited.after, { since: `${since}:00.000Z`, count: 2, leftInFlight: 2 });
+    await waitFor("the failed ones", () => (shop.received.length === 2 ? true : undefined));
+    const sent = shop.received.map((r) => r.headers.get("webhook-id")).sort();
+    assert.deepEqual(sent, failed.map((d) => d.id).sort(), "not those being sent");
+    // One left alone reads in the singular; a link from before the count (replayed-N) says none were.
+    assert.match(
+      (await b.get("/admin/deliveries?done=replayed-1-1")).text,
+      /Replayed 1 postback; 1 was being sent and was left alone\./,
+    );
+    assert.match((await b.get("/admin/deliveries?done=replayed-3")).text, /role="status">Replayed 3 postbacks\.<\/p>/);
+    assert.doesNotMatch((await b.get("/admin/deliveries?done=replayed-3-x")).text, /Replayed/);
+  } finally {
     await app.close();
     await shop.close();
   }

@@ -485,7 +485,11 @@ Deno.test("[relay] a replay that found a postback failed leaves it alone once an
     const resend = resendPostback(ctx, id, { actor: "test" });
     await waitFor("the resend under way", () => (shop.received.length === 2 ? true : undefined));
     reads.release();
-    assert.deepEqual(await replay, { queued: 0, resumeAfter: null }, "no longer failed: nothing to replay");
+    assert.deepEqual(
+      await replay,
+      { queued: 0, inFlight: 1, resumeAfter: null },
+      "being sent by the resend: left alone",
+    );
     // Whatever the replay did had its chance to reach the shop: the pool is idle again.
     await app.server.runner.idle();
     await relayPool(ctx).idle();
@@ -521,9 +525,10 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
     // In batches of a request each (the console's "Go on"), then the recent one: the newest ids come last.
     const since = now - 3_600_000;
     const first = await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { batch: 1 });
-    assert.deepEqual(first, { queued: 1, resumeAfter: recent.id });
+    assert.deepEqual(first, { queued: 1, inFlight: 0, resumeAfter: recent.id });
     assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { batch: 1, after: recent.id }), {
       queued: 0,
+      inFlight: 0,
       resumeAfter: null,
     });
     await waitFor("the recent postback", () => (shop.received.length === 1 ? true : undefined));
@@ -1353,18 +1358,18 @@ Deno.test("[relay] a replay of a postback still retrying sends it now and keeps 
     assert.ok(first.nextAttemptAt > Date.now() + 7_000_000, "held back by the shop's Retry-After");
 
     // The operator's replay means "now": the shop's Retry-After does not hold it back, and it goes on from its place.
-    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, resumeAfter: null });
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, inFlight: 0, resumeAfter: null });
     const second = await afterAttempt(2);
     assert.deepEqual([second.status, second.scheduleStep], ["pending", 2], "the next step, not the schedule again");
     assert.ok(second.nextAttemptAt > Date.now() + 7_000_000, "the shop's new Retry-After is honoured");
 
     // Its place was the schedule's last attempt: the replayed one fails and the postback ends failed.
-    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, resumeAfter: null });
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, inFlight: 0, resumeAfter: null });
     const third = await afterAttempt(3);
     assert.deepEqual([third.status, third.scheduleStep], ["failed", 3]);
 
     // A failed one replayed (the shop said it is fixed) gets the schedule once more, which ends as the first did.
-    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, resumeAfter: null });
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, inFlight: 0, resumeAfter: null });
     const fourth = await afterAttempt(4);
     assert.deepEqual([fourth.status, fourth.scheduleStep], ["pending", 1], "a fresh run, past its first attempt");
     assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, 1, "one webhook-id throughout");
@@ -1388,7 +1393,7 @@ Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at 
     assert.ok(retrying.nextAttemptAt > Date.now() + 3_000_000, "its next try is an hour away");
     down = false;
     const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0);
-    assert.deepEqual(replay, { queued: 1, resumeAfter: null });
+    assert.deepEqual(replay, { queued: 1, inFlight: 0, resumeAfter: null });
     const delivered = await waitFor("sent now", async () => {
       const d = (await getDeliveryEntry(app.kv, retrying.id)).value!;
       return d.status === "delivered" ? d : undefined;
@@ -1405,7 +1410,11 @@ Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at 
       leaseUntil: now + 10_000,
     });
     await storeAttentionDeliveries(app.kv, [sending]);
-    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, 0), { queued: 0, resumeAfter: null });
+    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, 0), {
+      queued: 0,
+      inFlight: 1,
+      resumeAfter: null,
+    }, "counted as left alone");
     assert.deepEqual((await getDeliveryEntry(app.kv, sending.id)).value, sending);
   } finally {
     await app.close();
@@ -1436,7 +1445,7 @@ Deno.test("[relay] a replay that has run for seconds still sees the live lease o
     await storeAttentionDeliveries(app.kv, [failed, sending]);
     const replay = await replayFailedDeliveries(ctx, app.shop.id, 0);
     ctx.now = real;
-    assert.deepEqual(replay, { queued: 1, resumeAfter: null }, "the failed one, not the one under way");
+    assert.deepEqual(replay, { queued: 1, inFlight: 1, resumeAfter: null }, "the failed one, not the one under way");
     assert.equal((await getDeliveryEntry(app.kv, sending.id)).value!.leaseUntil, sending.leaseUntil, "its lease kept");
     await waitFor("the failed one", () => shop.received[0]);
     await sleep(300);

@@ -9,26 +9,37 @@ import type { Delivery } from "./types.ts";
  */
 export const REPLAY_BATCH = 1_000;
 
+/** What one replay request did. */
+export interface ReplayResult {
+  /** Postbacks put back to be sent now. */
+  queued: number;
+  /** Postbacks left alone because an attempt at them was under way (they were being sent at that moment). */
+  inFlight: number;
+  /** Where the next request goes on from when some are left to look at; null when the replay is done. */
+  resumeAfter: string | null;
+}
+
 /**
  * Sends the failed and still retrying postbacks of a shop created since `since` now (same webhook-ids, so shops can
  * deduplicate): after an outage the shop is back, and a retrying one's next attempt may be hours away. A retrying one
  * keeps its place in the schedule and a failed one runs the schedule once more (replayedNow says why). Up to `batch`
  * of the postbacks needing attention at a time, after `after` when going on. Each is judged as it stands when it is
- * written (`onlyIf`): one resent since the replay began, or an attempt under way, is left alone. Returns how many it
- * queued, and where to go on from when some are left.
+ * written (`onlyIf`): one resent since the replay began is left alone, and so is one being sent (counted in
+ * `inFlight`, so the operator hears of it).
  */
 export async function replayFailedDeliveries(
   ctx: AppContext,
   shopId: string,
   since: number,
   opts: { after?: string; batch?: number } = {},
-): Promise<{ queued: number; resumeAfter: string | null }> {
+): Promise<ReplayResult> {
   const batch = opts.batch ?? REPLAY_BATCH;
   let queued = 0;
+  let inFlight = 0;
   let looked = 0;
   let last: string | null = null;
   for await (const id of iterateAttentionDeliveryIds(ctx.kv, shopId, since, opts.after)) {
-    if (looked === batch) return { queued, resumeAfter: last };
+    if (looked === batch) return { queued, inFlight, resumeAfter: last };
     looked++;
     last = id;
     // The clock of each write, not of the replay's start: a batch takes seconds, and a lease taken meanwhile must
@@ -40,11 +51,15 @@ export async function replayFailedDeliveries(
       onlyIf: replayable,
       refuseInFlight: true,
     });
-    if (!put || "inFlightMs" in put) continue;
+    if (!put) continue;
+    if ("inFlightMs" in put) {
+      inFlight++;
+      continue;
+    }
     queued++;
     if (!ctx.config.jobsQueue) ctx.kick({ kind: "postback", id });
   }
-  return { queued, resumeAfter: null };
+  return { queued, inFlight, resumeAfter: null };
 }
 
 /**

@@ -5,7 +5,7 @@ import { writeAudit } from "../../lib/db/audit.ts";
 import { listScopedDeliveries } from "../../lib/console.ts";
 import { getShop, listShops } from "../../lib/db/shops.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
-import { replayFailedDeliveries } from "../../lib/relay/replay.ts";
+import { replayFailedDeliveries, type ReplayResult } from "../../lib/relay/replay.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep, CsrfField, Flash, formatTime } from "../../components/admin_layout.tsx";
 import { DeliveryTable } from "../../components/deliveries.tsx";
@@ -141,20 +141,21 @@ export function deliveryRoutes(ctx: AppContext) {
         </AdminLayout>,
       ));
     }
-    const { queued, resumeAfter } = await replayFailedDeliveries(ctx, shopId, sinceMs, { after });
+    const replayed = await replayFailedDeliveries(ctx, shopId, sinceMs, { after });
+    const { queued, inFlight, resumeAfter } = replayed;
     await writeAudit(ctx.kv, {
       at: ctx.now(),
       actor: c.var.operator.email,
       action: "postback.replay",
       target: shopId,
       before: null,
-      after: { since: new Date(sinceMs).toISOString(), count: queued },
+      after: { since: new Date(sinceMs).toISOString(), count: queued, leftInFlight: inFlight },
     });
-    if (resumeAfter === null) return c.redirect(`/admin/deliveries?done=replayed-${queued}`, 303);
+    if (resumeAfter === null) return c.redirect(`/admin/deliveries?done=replayed-${queued}-${inFlight}`, 303);
     // A request does a bounded share of a large backlog (REPLAY_BATCH); the operator goes on with one click.
     return c.html(renderPage(
       <AdminLayout title="Replay" path="/admin/deliveries" email={c.var.operator.email} csrf={c.var.csrf}>
-        <Flash kind="ok">{queued} postbacks queued again; more are left to look at.</Flash>
+        <Flash kind="ok">{`${replayNote(replayed)} More are left to look at.`}</Flash>
         <ConfirmStep
           question="Go on with the replay?"
           button="Go on"
@@ -200,7 +201,7 @@ function ReplayField(
  * link cannot put a message of its own on the page.
  */
 export function deliveriesDoneNote(done: string | undefined): PageNote | undefined {
-  const [what, result] = (done ?? "").split("-", 2);
+  const [what, result, leftInFlight] = (done ?? "").split("-", 3);
   if (what === "resent" && result === "delivered") return { kind: "ok", text: "Postback resent and delivered." };
   if (what === "resent" && (result === "pending" || result === "failed")) {
     return {
@@ -208,8 +209,21 @@ export function deliveriesDoneNote(done: string | undefined): PageNote | undefin
       text: `Postback resent, not delivered: it is ${result === "pending" ? "retrying" : "failed"}.`,
     };
   }
-  if (what === "replayed" && /^\d{1,9}$/.test(result ?? "")) {
-    return { kind: "ok", text: `${result} postbacks queued to be sent now.` };
+  // Links from before the count of those left in flight (replayed-N) say none were.
+  if (what === "replayed" && /^\d{1,9}$/.test(result ?? "") && /^\d{1,9}$/.test(leftInFlight ?? "0")) {
+    return { kind: "ok", text: replayNote({ queued: Number(result), inFlight: Number(leftInFlight ?? 0) }) };
   }
   return undefined;
+}
+
+/**
+ * What a replay did, in a sentence: those sent now, and those it left alone because they were being sent at that
+ * moment (another attempt holds them; replaying them would send them twice), which an operator would otherwise look
+ * for among the ones replayed.
+ */
+function replayNote({ queued, inFlight }: Pick<ReplayResult, "queued" | "inFlight">): string {
+  const replayed = `Replayed ${queued} ${queued === 1 ? "postback" : "postbacks"}`;
+  if (inFlight === 0) return `${replayed}.`;
+  const were = inFlight === 1 ? "was" : "were";
+  return `${replayed}; ${inFlight} ${were} being sent and ${were} left alone.`;
 }
