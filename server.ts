@@ -16,6 +16,7 @@ import { ChainClient } from "./lib/invoices/chain.ts";
 import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
 import { createApp } from "./routes/mod.tsx";
 import { operationWritesSettled } from "./lib/db/operations.ts";
+import { stopRateLimiters } from "./lib/auth/rate_limit.ts";
 
 export interface ServerParts {
   app: ReturnType<typeof createApp>;
@@ -157,6 +158,7 @@ export async function createServer(
     async close() {
       sandbox?.close();
       chainSimulator?.close();
+      stopRateLimiters(kv);
       await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.
       await operationWritesSettled(kv);

@@ -51,6 +51,8 @@ const EnvSchema = z.object({
   DEMO: flag.optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: z.coerce.number().int().positive().default(60),
+  // How often each process shares its rate-limit counts through KV, in ms; 0 counts per process only.
+  RATE_LIMIT_SHARE_MS: z.coerce.number().int().min(0).max(60_000).default(1_000),
   // Bearer token for GET /metrics; unset = the route is off (404).
   METRICS_TOKEN: z.string().trim().min(16, "must be at least 16 characters").optional(),
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
@@ -121,10 +123,12 @@ export interface Config {
   /** How long a payment waits for the buyer when init-payment gives no `expiresIn`, in ms. */
   paymentTtlMs: number;
   demo: boolean;
-  /** API requests a key may make per minute (per isolate), unless its shop has its own limit. */
+  /** API requests a key may make per minute (all processes together), unless its shop has its own limit. */
   rateLimitPerMinute: number;
   /** Unauthenticated requests (bad keys, rejected webhooks, sign-in posts) per client address per minute. */
   unauthenticatedPerMinute: number;
+  /** How often each process shares its rate-limit counts with the others through KV, in ms (0: it does not). */
+  rateLimitShareMs: number;
   /** Bearer token Prometheus sends to GET /metrics; undefined = no metrics are kept and the route is off. */
   metricsToken?: string;
   /** Signs operator sessions; without it a random one is kept in KV (zero-config). */
@@ -272,6 +276,7 @@ export function loadConfig(env: Env): Config {
     demo: e.DEMO ?? (!bansky && !onDeploy),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     unauthenticatedPerMinute: e.RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE,
+    rateLimitShareMs: e.RATE_LIMIT_SHARE_MS,
     metricsToken: e.METRICS_TOKEN,
     sessionSecret: e.SESSION_SECRET,
     passwordIterations: e.PASSWORD_ITERATIONS,

@@ -64,6 +64,65 @@ Deno.test("[rate limits] each API key counts on its own, up to the default or th
   }
 });
 
+/**
+ * Two apps (processes, or isolates on Deno Deploy) on one store, their clocks stopped in the same minute: each shares
+ * its counts every 20 ms. Answers both and a helper that waits until each has read the other's counts.
+ */
+async function twoAppsOnOneStore(env: Record<string, string>) {
+  const dir = await Deno.makeTempDir({ prefix: "aimbrella-rate-" });
+  const kvPath = `${dir}/kv.sqlite3`;
+  const a = await startTestApp({ kvPath, env: { ...env, RATE_LIMIT_SHARE_MS: "20" } });
+  const b = await startTestApp({ kvPath, env: { ...env, RATE_LIMIT_SHARE_MS: "20" } });
+  freezeClock(a);
+  freezeClock(b);
+  return {
+    a,
+    b,
+    /** Two sharing rounds: each app wrote its counts and read the other's. */
+    shared: () => new Promise((r) => setTimeout(r, 200)),
+    async close() {
+      await Promise.all([a.close(), b.close()]);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("[rate limits] a key's limit holds for every process on the store together, not for each", async () => {
+  const apps = await twoAppsOnOneStore({ RATE_LIMIT_PER_MINUTE: "4" });
+  try {
+    const { a, b } = apps;
+    for (let i = 0; i < 3; i++) assert.equal((await options(a, a.shop.apiKey)).status, 200);
+    await apps.shared();
+    // A process reads the others' counts of a key in the round after its own first call of the minute: until then
+    // it judges on its own count.
+    assert.equal((await options(b, a.shop.apiKey)).status, 200);
+    await apps.shared();
+    // Four calls in all: the limit, on either app.
+    assertRateLimited(await options(b, a.shop.apiKey));
+    await apps.shared();
+    assertRateLimited(await options(a, a.shop.apiKey));
+    // Another key's count is its own.
+    assert.equal((await options(b, b.shop.apiKey)).status, 200);
+  } finally {
+    await apps.close();
+  }
+});
+
+Deno.test("[rate limits] bad keys from one address count across processes: guesses spread over them still hit the limit", async () => {
+  const apps = await twoAppsOnOneStore({ RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" });
+  try {
+    const { a, b } = apps;
+    assert.deepEqual([(await options(a, "apay_sk_1")).status, (await options(a, "apay_sk_2")).status], [401, 401]);
+    await apps.shared();
+    assert.equal((await options(b, "apay_sk_3")).status, 401);
+    await apps.shared();
+    assertRateLimited(await options(b, "apay_sk_4"));
+    assertRateLimited(await options(a, "apay_sk_5"));
+  } finally {
+    await apps.close();
+  }
+});
+
 Deno.test("[rate limits] bad or missing keys are limited per client address; a valid key from it still works", async () => {
   const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
   try {

@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { authenticateShop } from "../../lib/auth/api_keys.ts";
-import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
+import { sharedLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
 import { UnauthorizedError, ValidationError } from "../../lib/errors.ts";
 import { clientAddress } from "../_client_address.ts";
 import { readJson } from "../_read_json.ts";
@@ -35,7 +35,7 @@ type Env = CheckoutEnv;
 /** The shop-facing JSON API: every route authenticates with the shop's key. */
 export function apiV1Routes(ctx: AppContext) {
   const app = new Hono<Env>();
-  const limiter = new RateLimiter(ctx.config.rateLimitPerMinute);
+  const limiter = sharedLimiter(ctx, "api_keys", ctx.config.rateLimitPerMinute);
   const unauthenticated = unauthenticatedLimiter(ctx);
 
   /**

@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
-import { RateLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
+import { sharedLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
 import { AppError, ConflictError, IdempotencyMismatchError, UpstreamError } from "../../lib/errors.ts";
 import { log, warnRepeatable } from "../../lib/log.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
@@ -36,7 +36,7 @@ export function formPageRoutes(ctx: AppContext) {
   const app = new Hono();
   // Every submit counts per address (a buyer sends one or two); bad tokens also count with the app's other
   // unauthenticated failures, so an address cannot spread its guesses over routes.
-  const submits = new RateLimiter(ctx.config.unauthenticatedPerMinute);
+  const submits = sharedLimiter(ctx, "form_submits", ctx.config.unauthenticatedPerMinute);
   const unauthenticated = unauthenticatedLimiter(ctx);
 
   const page = async (
