@@ -152,6 +152,7 @@ export function InvoiceDetail(
     ["Title", inv.title || null],
     ["Postback URL", inv.postbackUrl],
     ["Created", formatTime(inv.createdAt)],
+    ["Updated", formatTime(inv.updatedAt)],
     ["Expires", formatTime(inv.expiresAt)],
     ["Closed", formatTime(inv.closedAt)],
     ["Next poll", inv.checkAt ? formatTime(inv.checkAt) : null],

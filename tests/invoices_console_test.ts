@@ -60,6 +60,7 @@ Deno.test("[console] operators see invoices, a shop's address pool and an invoic
     assert.match(detail.text, /status changed/);
     assert.match(detail.text, /postback invoice\.finished attempt 1/);
     assert.match(detail.text, /Received<\/dt><dd>12\.5 USDT/);
+    assert.match(detail.text, /<dt>Updated<\/dt><dd>\d{4}-\d\d-\d\d /);
     assert.match(
       detail.text,
       new RegExp(`<dt>Shop</dt><dd><a href="/admin/shops/${app.shop.id}">Test shop</a></dd>`),

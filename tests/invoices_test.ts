@@ -1760,3 +1760,38 @@ Deno.test("[invoices] the chain's coin is read whatever its case; the simulator 
     await app.close();
   }
 });
+
+Deno.test("[invoices] updatedAt is when what the shop sees last changed: not moved by a poll that changes nothing, and a postback's data.updatedAt is its timestamp", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    const created = await createTestInvoice(app, { postbackUrl: shop.url });
+    assert.equal(created.updatedAt, created.createdAt);
+    const before = (await getInvoiceEntry(app.kv, created.id)).value!;
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const polled = (await getInvoiceEntry(app.kv, created.id)).value!;
+    assert.ok(polled.checkAt! > before.checkAt!, "the poll wrote the invoice (its next poll)");
+    assert.equal((await readInvoice(app, created.id)).updatedAt, created.createdAt, "nothing shown changed");
+
+    await chain.deposit(created.address, "12500000");
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const seen = await readInvoice(app, created.id);
+    assert.equal(seen.status, "payment_confirmation");
+    assert.ok(Date.parse(seen.updatedAt) > Date.parse(created.createdAt));
+    const postback = InvoicePostbackBody.parse(
+      await waitFor(
+        "the payment_confirmation postback",
+        () => postbacksOf(app, shop.received, created.id).find((b) => b.type === "invoice.payment_confirmation"),
+      ),
+    );
+    assert.equal(postback.data.updatedAt, postback.timestamp);
+    assert.equal(seen.updatedAt, postback.timestamp);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

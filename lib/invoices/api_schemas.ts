@@ -58,6 +58,9 @@ export const InvoiceView = z.object({
     seenAt: isoTime,
   })).describe("Every deposit to the address while it was this invoice's, oldest first."),
   createdAt: isoTime,
+  updatedAt: isoTime.describe(
+    "When anything this object shows last changed; a postback's data.updatedAt is its timestamp.",
+  ),
   expiresAt: isoTime,
   closedAt: isoTime.nullable().describe("When it finished, expired or was cancelled; null while open."),
 });

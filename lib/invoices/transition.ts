@@ -17,7 +17,7 @@ import {
 import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent } from "./types.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import type { InvoiceStat } from "../db/stats.ts";
-import { invoicePostbackBody } from "./view.ts";
+import { invoicePostbackBody, showsTheSame } from "./view.ts";
 import { noteAddressFreed } from "./pool.ts";
 
 /** What a caller wants done to an invoice, decided from the version just read. */
@@ -84,6 +84,10 @@ export async function updateInvoice(
       updatedAt: now,
       closedAt: closes ? now : inv.closedAt,
     };
+    // updatedAt is when what the shop sees changed (the API's view, which postbacks carry, so a postback's data has
+    // its timestamp), not when we last wrote: most writes of an open invoice only schedule its next poll, and a time
+    // that moved every 30 seconds would tell the shop nothing. A move always shows.
+    if (!moves && showsTheSame(inv, next)) next.updatedAt = inv.updatedAt;
     // A patch may set checkAt to null (stop polling); only one without it keeps what was.
     const asked = change.patch?.checkAt;
     const wanted = asked === undefined ? (closes ? now + ctx.config.chainPollMs : inv.checkAt) : asked;

@@ -31,6 +31,7 @@ export interface Invoice {
   /** Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. */
   deposits: InvoiceDeposit[];
   createdAt: number;
+  /** When what the shop sees of it (invoiceView, which postbacks carry) last changed; set by updateInvoice only. */
   updatedAt: number;
   expiresAt: number;
   /** When it left the open statuses (finished, expired, cancelled); null while open. */

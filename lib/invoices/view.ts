@@ -61,12 +61,19 @@ export function invoiceView(inv: Invoice, publicBaseUrl: string) {
       seenAt: iso(d.seenAt),
     })),
     createdAt: iso(inv.createdAt),
+    updatedAt: iso(inv.updatedAt),
     expiresAt: iso(inv.expiresAt),
     closedAt: iso(inv.closedAt),
   };
 }
 
 export type InvoiceView = ReturnType<typeof invoiceView>;
+
+/** True when the shop would see the same of both versions of an invoice (its view), whenever each was written. */
+export function showsTheSame(a: Invoice, b: Invoice): boolean {
+  const shown = (inv: Invoice) => JSON.stringify(invoiceView({ ...inv, updatedAt: 0 }, ""));
+  return shown(a) === shown(b);
+}
 
 /** The postback body (Standard Webhooks payload shape: type, timestamp, data). */
 export function invoicePostbackBody(inv: Invoice, type: InvoicePostbackType, now: number, base: string): string {
