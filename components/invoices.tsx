@@ -4,8 +4,8 @@ import type { InvoiceInfo, PoolNetwork } from "../lib/invoices/admin.ts";
 import { formatBaseUnits } from "../lib/invoices/amounts.ts";
 import { NETWORKS } from "../lib/invoices/coins.ts";
 import { INVOICE_STATUS_RULES } from "../lib/invoices/status.ts";
-import type { Invoice, InvoiceDeposit } from "../lib/invoices/types.ts";
-import { invoiceTotals } from "../lib/invoices/view.ts";
+import { type Invoice, type InvoiceDeposit, otherCoinDepositsOf } from "../lib/invoices/types.ts";
+import { invoiceTotals, otherCoinDepositsView } from "../lib/invoices/view.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
 import { timeline } from "./payments.tsx";
@@ -63,6 +63,8 @@ export function InvoicesList(props: {
                       {inv.status}
                       {t.late > 0n && " · "}
                       {t.late > 0n && <strong class="bad">late money</strong>}
+                      {otherCoinDepositsOf(inv).length > 0 && " · "}
+                      {otherCoinDepositsOf(inv).length > 0 && <strong class="bad">other coin</strong>}
                     </td>
                     <td class="num">{formatBaseUnits(inv.amount, inv.decimals)} {inv.coin}</td>
                     <td class="num">{formatBaseUnits(t.paid, inv.decimals)}</td>
@@ -206,6 +208,7 @@ export function InvoiceDetail(
           </table>
         </div>
       )}
+      {otherCoinDepositsOf(inv).length > 0 && <OtherCoins invoice={inv} />}
       <h2>Postbacks</h2>
       {props.deliveries.length === 0
         ? <p class="muted">{inv.postbackUrl ? "None yet." : "None: no postback URL for this invoice."}</p>
@@ -225,6 +228,60 @@ export function InvoiceDetail(
           </li>
         ))}
       </ol>
+    </>
+  );
+}
+
+/**
+ * Other coins sent to the invoice's address: counted nowhere, listed so the shop can return them (the amount as the
+ * shop's API shows it, otherCoinDepositsView).
+ */
+function OtherCoins({ invoice }: { invoice: Invoice }) {
+  const stored = otherCoinDepositsOf(invoice);
+  return (
+    <>
+      <h2>Other coins</h2>
+      <p class="muted">
+        Sent to this address in another coin than{" "}
+        {invoice.coin}: counted in no amount and no status. Return each confirmed one in the coin that was sent, to an
+        address the buyer gives.
+      </p>
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th>Seen</th>
+              <th>Coin</th>
+              <th>Transaction</th>
+              <th class="num">Amount</th>
+              <th class="num">Confirmations</th>
+              <th>To return</th>
+            </tr>
+          </thead>
+          <tbody>
+            {otherCoinDepositsView(invoice).map((d, i) => (
+              <tr key={`${d.coin} ${d.txid}`} data-other-coin={d.coin}>
+                <td>{formatTime(stored[i].seenAt)}</td>
+                <td>{d.coin}</td>
+                <td>
+                  <code class="small">{d.txid}</code>
+                </td>
+                <td class="num">
+                  {d.amount === null ? `${d.baseUnits} base units (decimals unknown to us)` : `${d.amount} ${d.coin}`}
+                </td>
+                <td class="num">{d.confirmations}</td>
+                <td>
+                  {d.dropped
+                    ? <strong class="bad">no: dropped from the chain before its confirmations</strong>
+                    : d.confirmed
+                    ? "yes"
+                    : "not yet: confirming"}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
     </>
   );
 }

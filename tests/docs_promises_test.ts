@@ -15,6 +15,7 @@ import {
 import type { OpenApiDocument } from "../lib/docs/openapi.ts";
 import { loadConfig } from "../lib/config.ts";
 import { INVOICE_STATUS_RULES, INVOICE_STATUSES } from "../lib/invoices/status.ts";
+import { MAX_OTHER_COIN_DEPOSITS } from "../lib/invoices/deposits.ts";
 
 const DOCS = new URL("../docs/public/", import.meta.url);
 const readDoc = (name: string) => Deno.readTextFile(new URL(name, DOCS));
@@ -275,6 +276,35 @@ Deno.test("[docs] invoices: a skipped payment_accepted, steps back, a cancel's r
     });
   } finally {
     shiftClock(app, 0);
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[docs] invoices.md on other coins: listed apart, never counted, bounded as it says; updatedAt orders with the postbacks' timestamps", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const invoices = (await readDoc("invoices.md")).replace(/\n */g, " ");
+    assert.ok(invoices.includes(`An invoice lists at most ${MAX_OTHER_COIN_DEPOSITS} such transfers`));
+    assert.match(invoices, /\*\*Return it yourself, by hand\*\*/);
+    assert.ok(!/is not listed on the invoice; we log it for our operators/.test(invoices), "the old promise is gone");
+    assert.match(invoices, /A postback's `data.updatedAt` is its `timestamp`/);
+
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "5", postbackUrl: shop.url });
+    await chain.deposit(inv.address, "2000000000000000", undefined, "ETH");
+    await chain.deposit(inv.address, "5000000", undefined, "USDT");
+    const confirming = await waitFor("both seen", async () => {
+      const read = await readInvoice(app, inv.id);
+      return read.status === "payment_confirmation" && read.otherCoinDeposits.length === 1 ? read : undefined;
+    });
+    assert.equal(confirming.pendingAmount, "5", "the ETH is in no amount");
+    assert.equal(confirming.otherCoinDeposits[0].amount, "0.002");
+    const postback = await waitFor("the postback", () => shop.received.find((r) => r.body.includes(inv.id)));
+    const body = JSON.parse(postback.body);
+    assert.equal(body.data.updatedAt, body.timestamp);
+  } finally {
     await shop.close();
     await app.close();
   }

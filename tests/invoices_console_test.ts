@@ -130,3 +130,35 @@ Deno.test("[console] a deposit the chain dropped is shown as not counted, with i
     await app.close();
   }
 });
+
+Deno.test("[console] another coin sent to an invoice's address is shown to operators and to the shop's portal, apart from what it counts", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const created = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "10" });
+    const eth = await chain.deposit(created.address, "1000000000000000", undefined, "ETH");
+    await waitFor(
+      "listed",
+      async () => (await readInvoice(app, created.id)).otherCoinDeposits.length === 1 || undefined,
+    );
+    const pages = [
+      [await operatorBrowser(app), "/admin/invoices"],
+      [await portalBrowser(app), "/portal/invoices"],
+    ] as const;
+    for (const [b, base] of pages) {
+      const list = await b.get(base);
+      assert.match(list.text, /waiting_for_deposit · <strong class="bad">other coin<\/strong>/, base);
+      const detail = await b.get(`${base}/${created.id}`);
+      assert.equal(detail.status, 200);
+      assert.match(detail.text, /<h2>Other coins<\/h2>/, base);
+      assert.ok(detail.text.includes(eth.txid), base);
+      assert.match(detail.text, /data-other-coin="ETH">.*0\.001 ETH.*not yet: confirming/s, base);
+      assert.match(detail.text, /Received<\/dt><dd>0 USDT/, `${base}: counted nowhere`);
+      assert.match(detail.text, /<dt>Updated<\/dt><dd>\d{4}-/, base);
+    }
+    const timeline = await pages[0][0].get(`/admin/invoices/${created.id}`);
+    assert.match(timeline.text, /other coin deposit/);
+  } finally {
+    await app.close();
+  }
+});

@@ -26,7 +26,7 @@ import {
   shiftClock,
   storedInvoice,
 } from "../fixtures/invoices.ts";
-import { getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
+import { getDepositClaims, getInvoiceEntry, listPoolAddresses } from "../lib/db/invoices.ts";
 import { createInvoiceSchema } from "../lib/invoices/schema.ts";
 import { parseOrThrow } from "../lib/validation.ts";
 import { ValidationError } from "../lib/errors.ts";
@@ -40,13 +40,16 @@ import {
   MAX_CLAIMS_PER_WRITE,
   MAX_DEPOSITS_PER_INVOICE,
   MAX_LISTED_WITH_DROPPED,
+  MAX_OTHER_COIN_DEPOSITS,
+  readClaims,
   syncInvoice,
 } from "../lib/invoices/deposits.ts";
 import { type InvoiceChange, updateInvoice } from "../lib/invoices/transition.ts";
 import type { Invoice } from "../lib/invoices/types.ts";
 import { InvoicePostbackBody, InvoiceResponse, InvoiceView } from "../lib/invoices/api_schemas.ts";
-import { buyerStatusView } from "../lib/invoices/view.ts";
+import { buyerStatusView, invoiceView } from "../lib/invoices/view.ts";
 import { ChainSimulator } from "../sandbox/chain.ts";
+import { requireChain } from "../lib/invoices/chain.ts";
 import { ADDRESS_BATCH } from "../lib/invoices/pool.ts";
 import { describePool } from "../lib/invoices/admin.ts";
 
@@ -1761,6 +1764,243 @@ Deno.test("[invoices] the chain's coin is read whatever its case; the simulator 
   }
 });
 
+Deno.test("[invoices] another coin sent to an invoice's address is listed in otherCoinDeposits, in that coin's units, for the shop to return: in the answer and the postbacks, never in an amount", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const chain = chainApi(app);
+    const inv = await createTestInvoice(app, {
+      coin: "USDT",
+      network: "ethereum",
+      amount: "10",
+      postbackUrl: shop.url,
+    });
+    assert.deepEqual(inv.otherCoinDeposits, []);
+    // 0.001 ETH: 10^15 wei, in ETH's 18 decimals (read as USDT's 6 it would be a billion).
+    const eth = await chain.deposit(inv.address, "1000000000000000", undefined, "ETH");
+    const listed = await waitFor("the ETH listed", async () => {
+      const read = await readInvoice(app, inv.id);
+      return read.otherCoinDeposits.length ? read : undefined;
+    });
+    const { seenAt, ...entry } = listed.otherCoinDeposits[0];
+    assert.deepEqual(entry, {
+      coin: "ETH",
+      txid: eth.txid,
+      amount: "0.001",
+      baseUnits: "1000000000000000",
+      confirmations: 0,
+      confirmed: false,
+      dropped: false,
+    });
+    assert.ok(Date.parse(seenAt) > 0);
+    assert.equal(listed.status, "waiting_for_deposit");
+    assert.deepEqual(listed.deposits, []);
+    assert.equal(listed.pendingAmount, "0");
+
+    await chain.mine(12, "ethereum");
+    await waitFor(
+      "the ETH confirmed",
+      async () => (await readInvoice(app, inv.id)).otherCoinDeposits[0].confirmed || undefined,
+    );
+    assert.equal((await readInvoice(app, inv.id)).paidAmount, "0", "confirmed, still counted nowhere");
+
+    // The invoice's own coin pays it; the ETH stays listed beside, and takes nothing from the overpayment.
+    await chain.deposit(inv.address, "10000000", undefined, "USDT");
+    await chain.mine(12, "ethereum");
+    const paid = await waitStatus(app, inv.id, "payment_accepted");
+    assert.equal(paid.paidAmount, "10");
+    assert.equal(paid.overpaidAmount, "0");
+    assert.deepEqual(paid.otherCoinDeposits.map((d: { txid: string }) => d.txid), [eth.txid]);
+    const accepted = await waitFor(
+      "the payment_accepted postback",
+      () => postbacksOf(app, shop.received, inv.id).find((b) => b.type === "invoice.payment_accepted"),
+    );
+    const shown = accepted.data.otherCoinDeposits as { coin: string; amount: string; confirmed: boolean }[];
+    assert.deepEqual(shown.map((d) => [d.coin, d.amount, d.confirmed]), [["ETH", "0.001", true]]);
+    // The answers and postbacks are what the OpenAPI document says.
+    for (const p of postbacksOf(app, shop.received, inv.id)) InvoicePostbackBody.strict().parse(p);
+    InvoiceView.strict().parse(paid);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a coin we do not know is listed in its base units with no amount, a transfer of nothing is not listed, and the list is bounded", () => {
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 100_000, checkAt: 1_000 });
+  const decided = decideAt(inv, [
+    // TRX has no row in COIN_OPTIONS: its decimals are not ours to guess.
+    { txid: "trx", coin: "TRX", amount: "0005000000", confirmations: 0, seenAt: 500 },
+    // A token contract's transfer of zero (address poisoning): nothing to return.
+    { txid: "zero", coin: "SPAM", amount: "0", confirmations: 0, seenAt: 600 },
+  ], 1_000)!;
+  assert.equal(decided.to, "waiting_for_deposit");
+  assert.deepEqual(decided.patch!.deposits, []);
+  assert.deepEqual(decided.patch!.otherCoinDeposits, [
+    { coin: "TRX", txid: "trx", amount: "5000000", confirmations: 0, seenAt: 500 },
+  ]);
+  assert.deepEqual(decided.claims, ["trx"]);
+  assert.deepEqual(decided.events.map((e) => e.type), ["other_coin_deposit"]);
+  const view = invoiceView({ ...inv, ...decided.patch }, "https://pay.example.com");
+  assert.equal(view.otherCoinDeposits[0].amount, null);
+  assert.equal(view.otherCoinDeposits[0].baseUnits, "5000000");
+  assert.equal(view.paidAmount, "0");
+  assert.equal(view.pendingAmount, "0");
+  InvoiceView.strict().parse(view);
+
+  // A stranger's airdrops fill MAX_OTHER_COIN_DEPOSITS places, then nothing more is listed, read after read.
+  const spam = Array.from({ length: MAX_OTHER_COIN_DEPOSITS + 5 }, (_, i) => ({
+    txid: `s${i}`,
+    coin: "SPAM",
+    amount: "1",
+    confirmations: 0,
+    seenAt: 700 + i,
+  }));
+  const full = decideAt(inv, spam, 1_000)!;
+  assert.equal(full.patch!.otherCoinDeposits!.length, MAX_OTHER_COIN_DEPOSITS);
+  assert.ok(full.patch!.checkAt! > 1_000, "full is not 'more to list': the next poll comes at its time");
+  const again = decideAt({ ...inv, ...full.patch, checkAt: 2_000 }, spam, 2_000)!;
+  assert.equal(again.patch!.otherCoinDeposits!.length, MAX_OTHER_COIN_DEPOSITS);
+  assert.deepEqual(again.claims, []);
+});
+
+Deno.test("[invoices] another coin's transfer is dropped as a deposit is (unconfirmed and missing for the grace), back when shown again, and kept once confirmed", () => {
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 1_000_000, checkAt: 0 });
+  const sent = { txid: "e1", coin: "ETH", amount: "7", confirmations: 1, seenAt: 500 };
+  const listed = { ...inv, ...decideAt(inv, [sent], 1_000)!.patch, checkAt: 0 };
+  const first = decideAt(listed, [], 10_000)!;
+  assert.equal(first.patch!.otherCoinDeposits![0].missingSince, 10_000, "one read without it is not a drop");
+  assert.equal(first.patch!.otherCoinDeposits![0].dropped, undefined);
+  const missing = { ...listed, ...first.patch, checkAt: 0 };
+  const gone = decideAt(missing, [], 10_000 + DROP_GRACE_MS)!;
+  assert.equal(gone.patch!.otherCoinDeposits![0].dropped, true);
+  const dropped = { ...missing, ...gone.patch, checkAt: 0 };
+  assert.equal(invoiceView(dropped, "https://x").otherCoinDeposits[0].dropped, true);
+  const back = decideAt(dropped, [{ ...sent, confirmations: 3 }], 500_000)!;
+  assert.deepEqual(back.patch!.otherCoinDeposits, [{
+    coin: "ETH",
+    txid: "e1",
+    amount: "7",
+    confirmations: 3,
+    seenAt: 500,
+  }]);
+  // Confirmed (tron takes 20), then gone: a reorganisation deeper than the confirmations; it stays as it was.
+  const confirmed = {
+    ...dropped,
+    ...back.patch,
+    otherCoinDeposits: [{ ...back.patch!.otherCoinDeposits![0], confirmations: 20 }],
+  };
+  const reorganised = decideAt({ ...confirmed, checkAt: 0 }, [], 600_000 + DROP_GRACE_MS)!;
+  assert.deepEqual(reorganised.patch!.otherCoinDeposits, confirmed.otherCoinDeposits);
+});
+
+Deno.test("[invoices] other coins' transfers are claimed as deposits are: one another invoice claimed is not listed, a transaction of two coins is claimed once, and the write's claim budget is shared", () => {
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 100_000, checkAt: 1_000 });
+  const theirs = { txid: "t-theirs", coin: "TRX", amount: "5", confirmations: 0, seenAt: 500 };
+  const decide = (shown: Parameters<typeof chainShowing>[0], claimedBy = new Map<string, string>()) =>
+    decideFromChain(inv, { state: chainShowing(shown), at: 1_000 }, { ...ALL_TIME, claimedBy }, 1_000, 30_000)!;
+  const skipped = decide([theirs], new Map([["t-theirs", "inv_earlier"]]));
+  assert.deepEqual(skipped.patch?.otherCoinDeposits ?? [], [], "the earlier invoice's, shown again in this one's time");
+
+  // One transaction moving the invoice's coin and another: both listed, one claim (the key is the transaction's).
+  const both = decide([
+    { txid: "t2", amount: "1000000", confirmations: 0, seenAt: 600 },
+    { txid: "t2", coin: "TRX", amount: "9", confirmations: 0, seenAt: 600 },
+  ]);
+  assert.equal(both.patch!.deposits!.length, 1);
+  assert.equal(both.patch!.otherCoinDeposits!.length, 1);
+  assert.deepEqual(both.claims, ["t2"]);
+
+  // Deposits take the whole budget: the other coin waits for the next read, which comes at once.
+  const payments = Array.from({ length: MAX_CLAIMS_PER_WRITE }, (_, i) => ({
+    txid: `p${i}`,
+    amount: "100000",
+    confirmations: 0,
+    seenAt: 100 + i,
+  }));
+  const other = { txid: "o1", coin: "TRX", amount: "9", confirmations: 0, seenAt: 50 };
+  const crowded = decide([...payments, other]);
+  assert.equal(crowded.claims!.length, MAX_CLAIMS_PER_WRITE);
+  assert.deepEqual(crowded.patch!.otherCoinDeposits ?? [], []);
+  assert.equal(crowded.patch!.checkAt, 1_000, "read again at once");
+  const claimedBy = new Map(crowded.claims!.map((txid) => [txid, inv.id]));
+  const next = decideFromChain(
+    { ...inv, ...crowded.patch },
+    { state: chainShowing([...payments, other]), at: 1_001 },
+    { ...ALL_TIME, claimedBy },
+    1_001,
+    30_000,
+  )!;
+  assert.deepEqual(next.patch!.otherCoinDeposits!.map((d) => d.txid), ["o1"]);
+  assert.deepEqual(next.claims, ["o1"]);
+});
+
+Deno.test("[invoices] another coin's transfer rebroadcast in the next invoice's time stays on the invoice that listed it: the shop is never shown it twice to return", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    const eth = { coin: "USDT", network: "ethereum", amount: "10" };
+    const first = await createTestInvoice(app, eth);
+    const sent = await chain.deposit(first.address, "2000000000000000", undefined, "ETH");
+    await waitFor("listed", async () => (await readInvoice(app, first.id)).otherCoinDeposits.length === 1 || undefined);
+    assert.equal((await getDepositClaims(app.kv, first, [sent.txid])).get(sent.txid), first.id, "claimed as listed");
+    assert.equal((await cancelInvoiceCall(app, first.id)).status, 200);
+    await chain.drop(sent.txid);
+    const second = await nextHolder(app, first.address, eth);
+    await new Promise((r) => setTimeout(r, 5));
+    await chain.deposit(first.address, "2000000000000000", sent.txid, "ETH"); // rebroadcast, in the second's time
+    await waitFor("shown again on the first invoice", async () => {
+      const d = (await getInvoiceEntry(app.kv, first.id)).value!.otherCoinDeposits![0];
+      return d.missingSince === undefined || undefined;
+    });
+    // The next invoice's decision reads the transfer's claim (one write would fail on it, and fail again).
+    const next = (await getInvoiceEntry(app.kv, second.id)).value!;
+    const state = await requireChain(app.server.ctx).getAddress("ethereum", first.address);
+    const { claimedBy } = await readClaims(app.kv, next, { state, at: app.server.ctx.now() }, {
+      from: next.createdAt,
+      until: null,
+    });
+    assert.equal(claimedBy.get(sent.txid), first.id);
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const polled = (await getInvoiceEntry(app.kv, second.id)).value!;
+    assert.ok(polled.checkAt! > app.server.ctx.now(), "its poll was applied, not refused by the claim");
+    assert.deepEqual((await readInvoice(app, second.id)).otherCoinDeposits, []);
+    const old = await readInvoice(app, first.id);
+    assert.deepEqual(old.otherCoinDeposits.map((d: { txid: string }) => d.txid), [sent.txid]);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] a closed invoice is read until the other coins it lists are final, so the shop sees them confirmed", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const chain = chainApi(app);
+    // Notices lost: only the invoice's own polls bring news.
+    await chain.knobs({ dropNotices: true });
+    const inv = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "10" });
+    await chain.deposit(inv.address, "10000000", undefined, "USDT");
+    await chain.mine(24, "ethereum");
+    await chain.deposit(inv.address, "3000000000000000", undefined, "ETH");
+    advanceClock(app, app.config.chainPollMs + 1000);
+    await app.server.runner.sweep();
+    const finished = await readInvoice(app, inv.id);
+    assert.equal(finished.status, "finished");
+    assert.equal(finished.otherCoinDeposits[0].confirmations, 0);
+    assert.notEqual((await getInvoiceEntry(app.kv, inv.id)).value!.checkAt, null, "read on for the ETH");
+    await chain.mine(24, "ethereum");
+    advanceClock(app, 3_600_000);
+    await app.server.runner.sweep();
+    const later = await readInvoice(app, inv.id);
+    assert.equal(later.otherCoinDeposits[0].confirmations, 24);
+    assert.equal(later.otherCoinDeposits[0].confirmed, true);
+    assert.equal((await getInvoiceEntry(app.kv, inv.id)).value!.checkAt, null, "final: nothing left to watch");
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[invoices] updatedAt is when what the shop sees last changed: not moved by a poll that changes nothing, and a postback's data.updatedAt is its timestamp", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   const shop = startShopReceiver();
@@ -1794,4 +2034,30 @@ Deno.test("[invoices] updatedAt is when what the shop sees last changed: not mov
     await shop.close();
     await app.close();
   }
+});
+
+Deno.test("[invoices] other coins' transfers share the record's bound with the deposits: deposits and transfers together list at most MAX_LISTED_WITH_DROPPED", () => {
+  // Dropped deposits fill the record to two places short of the bound (they take none of the buyer's 100).
+  const dropped = Array.from({ length: MAX_LISTED_WITH_DROPPED - 2 }, (_, i) => ({
+    txid: `d${i}`,
+    amount: "1000",
+    confirmations: 0,
+    seenAt: 10 + i,
+    late: false,
+    dropped: true,
+  }));
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: dropped, expiresAt: 100_000, checkAt: 1_000 });
+  const spam = Array.from({ length: 5 }, (_, i) => ({
+    txid: `s${i}`,
+    coin: "TRX",
+    amount: "1",
+    confirmations: 0,
+    seenAt: 500 + i,
+  }));
+  const decided = decideAt(inv, spam, 1_000)!;
+  assert.equal(decided.patch!.otherCoinDeposits!.length, 2);
+  // Full, the invoice's own coin is not listed either: the record would outgrow what KV takes.
+  const full = { ...inv, ...decided.patch, checkAt: 1_000 };
+  const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 900 };
+  assert.equal(decideAt(full, [...spam, payment], 1_000)!.patch!.deposits!.length, MAX_LISTED_WITH_DROPPED - 2);
 });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { COIN_IDS, NETWORK_IDS } from "./coins.ts";
+import { MAX_OTHER_COIN_DEPOSITS } from "./deposits.ts";
 import { INVOICE_POSTBACK_TYPES, INVOICE_STATUSES, type InvoicePostbackType } from "./status.ts";
 
 /**
@@ -57,6 +58,24 @@ export const InvoiceView = z.object({
     ),
     seenAt: isoTime,
   })).describe("Every deposit to the address while it was this invoice's, oldest first."),
+  otherCoinDeposits: z.array(z.object({
+    coin: z.string().describe("The coin sent, as the chain names it; possibly one we do not take."),
+    txid: z.string(),
+    amount: decimal.nullable().describe(
+      "What was sent, in that coin's units; null when we do not know its decimals (read baseUnits then).",
+    ),
+    baseUnits: z.string().regex(/^[0-9]+$/).describe("What was sent, as an integer of that coin's smallest unit."),
+    confirmations: z.int().nonnegative(),
+    confirmed: z.boolean().describe("True once it has the network's confirmationsNeeded: only then return it."),
+    dropped: z.boolean().describe(
+      "True when the chain stopped showing it before its confirmations: nothing arrived, nothing to return.",
+    ),
+    seenAt: isoTime,
+  })).describe(
+    "Other coins sent to the address while it was this invoice's (ETH to a USDT invoice on ethereum, say), oldest " +
+      `first, at most ${MAX_OTHER_COIN_DEPOSITS}: counted in no amount and no status. Return confirmed ones ` +
+      "yourself, in the coin that was sent, to an address the buyer gives you.",
+  ),
   createdAt: isoTime,
   updatedAt: isoTime.describe(
     "When anything this object shows last changed; a postback's data.updatedAt is its timestamp.",

@@ -16,7 +16,15 @@ import {
 } from "./chain_wire.ts";
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
-import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, type PoolAddress } from "./types.ts";
+import {
+  countsToward,
+  type Invoice,
+  type InvoiceDeposit,
+  type InvoiceEvent,
+  type OtherCoinDeposit,
+  otherCoinDepositsOf,
+  type PoolAddress,
+} from "./types.ts";
 import { arrivedInTime, heldOpenPastExpiry, isDust } from "./expiry.ts";
 
 /**
@@ -24,7 +32,10 @@ import { arrivedInTime, heldOpenPastExpiry, isDust } from "./expiry.ts";
  * record small.
  */
 export const MAX_DEPOSITS_PER_INVOICE = 100;
-/** Deposits listed on one invoice, dropped ones included: a bound on the record's size (KV takes 64 KiB a value). */
+/**
+ * Deposits listed on one invoice, dropped ones and other coins' transfers included (an entry of those is no larger
+ * than a deposit's): a bound on the record's size (KV takes 64 KiB a value).
+ */
 export const MAX_LISTED_WITH_DROPPED = 150;
 /**
  * Past this many, a deposit of less than a hundredth of the invoice's amount (dust: anyone can send it to the address
@@ -32,6 +43,11 @@ export const MAX_LISTED_WITH_DROPPED = 150;
  * is left of it takes only deposits the shop would want to hear of.
  */
 export const DUST_LISTED_UP_TO = 80;
+/**
+ * Other coins' transfers listed on one invoice, dropped ones included: enough for a buyer's mistakes; more are logged
+ * for operators. They also take places of MAX_LISTED_WITH_DROPPED, after the deposits.
+ */
+export const MAX_OTHER_COIN_DEPOSITS = 20;
 
 /**
  * When the chain saw the deposits that may be this invoice's: while it was the
@@ -61,7 +77,10 @@ export interface Attribution {
   window: ClaimWindow | null;
   /** The claims of the transactions the read shows, as read beside it (see readClaims); unclaimed ones absent. */
   claimedBy: ReadonlyMap<string, string>;
-  /** New transactions whose claims were not read (readClaims stopped once it had enough): listed by a later read. */
+  /**
+   * New transactions whose claims were not read (readClaims stopped once it had enough): listed by a later read. A
+   * claim is the transaction's, whatever its coins, so one read for a deposit serves its other coins too.
+   */
   unread?: ReadonlySet<string>;
 }
 
@@ -87,8 +106,9 @@ function newCandidates(inv: Invoice, read: ChainRead, window: ClaimWindow | null
 /**
  * The claims a decision on this read needs: those of the transactions the invoice lists, and of new ones in the
  * order they are listed, until more than one write can take are free to list (then the rest are `unread`) or none
- * are left. Those other invoices claimed do not count toward that: rebroadcasts of their money must not keep this
- * invoice from listing its own, read after read. At most the chain's answer (1,000 deposits).
+ * are left; the same for other coins' new transfers, until the places left for them are filled. Those other invoices
+ * claimed do not count toward that: rebroadcasts of their money must not keep this invoice from listing its own,
+ * read after read. At most the chain's answer (1,000 deposits).
  */
 export async function readClaims(
   kv: Deno.Kv,
@@ -98,29 +118,67 @@ export async function readClaims(
 ): Promise<Pick<Attribution, "claimedBy" | "unread">> {
   // Every listed one, shown or not: one listed before claims existed is claimed by its invoice's next write.
   const claimedBy = await getDepositClaims(kv, inv, inv.deposits.map((d) => d.txid));
+  const known = new Set<string>();
+  /** Reads the claims of `batch` not read yet; answers how many of it are free to list (unclaimed, or its own). */
+  const readBatch = async (batch: ChainDeposit[], listable: (d: ChainDeposit) => boolean) => {
+    const txids = [...new Set(batch.map((d) => d.txid).filter((txid) => !known.has(txid)))];
+    const claims = await getDepositClaims(kv, inv, txids);
+    for (const txid of txids) {
+      known.add(txid);
+      const claimant = claims.get(txid);
+      if (claimant !== undefined) claimedBy.set(txid, claimant);
+    }
+    return batch.filter((d) => (claimedBy.get(d.txid) ?? inv.id) === inv.id && listable(d)).length;
+  };
   const candidates = newCandidates(inv, read, window);
   const dustListed = inv.deposits.length >= DUST_LISTED_UP_TO;
   let free = 0;
   let next = 0;
   while (next < candidates.length && free <= MAX_CLAIMS_PER_WRITE) {
-    const batch = candidates.slice(next, next += CLAIM_READ_BATCH);
-    const claims = await getDepositClaims(kv, inv, batch.map((d) => d.txid));
-    for (const d of batch) {
-      const claimant = claims.get(d.txid);
-      if (claimant !== undefined) claimedBy.set(d.txid, claimant);
-      // Free to list: unclaimed (or its own), and not dust past the dust line (never listed).
-      if ((claimant ?? inv.id) === inv.id && (!dustListed || !isDust(inv, d.amount))) free++;
-    }
+    // Free to list: unclaimed (or its own), and not dust past the dust line (never listed).
+    free += await readBatch(
+      candidates.slice(next, next += CLAIM_READ_BATCH),
+      (d) => !dustListed || !isDust(inv, d.amount),
+    );
   }
-  return { claimedBy, unread: new Set(candidates.slice(next).map((d) => d.txid)) };
+  const others = newOtherCoinCandidates(inv, read, window);
+  const places = MAX_OTHER_COIN_DEPOSITS - otherCoinDepositsOf(inv).length;
+  let freeOthers = 0;
+  let nextOther = 0;
+  while (nextOther < others.length && freeOthers < places) {
+    freeOthers += await readBatch(others.slice(nextOther, nextOther += CLAIM_READ_BATCH), () => true);
+  }
+  const unread = [...candidates, ...others].map((d) => d.txid).filter((txid) => !known.has(txid));
+  return { claimedBy, unread: new Set(unread) };
 }
 
 /**
  * What the read shows of the invoice's own coin. An address takes every coin of its network, and another coin's
- * amount in the invoice's base units would be nonsense: a little ETH read as USDT base units is a fortune.
+ * amount in the invoice's base units would be nonsense: a little ETH read as USDT base units is a fortune. Other
+ * coins are listed apart, for the shop to return (otherCoinsFromChain).
  */
 function shownFor(inv: Invoice, read: ChainRead): ChainDeposit[] {
   return read.state.deposits.filter((d) => d.coin === inv.coin);
+}
+
+/**
+ * What the read shows of other coins than the invoice's, transfers of nothing aside (token contracts log transfers
+ * of zero, the stuff of address-poisoning spam: nothing to return).
+ */
+function otherCoinsShown(inv: Invoice, read: ChainRead): ChainDeposit[] {
+  return read.state.deposits.filter((d) => d.coin !== inv.coin && BigInt(d.amount) > 0n);
+}
+
+/** One transfer of another coin: a transaction may move several coins (a contract call), each listed apart. */
+const otherCoinKey = (d: Pick<ChainDeposit, "coin" | "txid">) => `${d.coin}\n${d.txid}`;
+
+/** Other coins' transfers new to the invoice that may be its (seen in its window), as the chain saw them. */
+function newOtherCoinCandidates(inv: Invoice, read: ChainRead, window: ClaimWindow | null): ChainDeposit[] {
+  if (!window) return [];
+  const taken = new Set(otherCoinDepositsOf(inv).map(otherCoinKey));
+  return otherCoinsShown(inv, read)
+    .filter((d) => inWindowOf(window, d.seenAt) && !taken.has(otherCoinKey(d)) && taken.add(otherCoinKey(d)))
+    .sort((a, b) => a.seenAt - b.seenAt);
 }
 
 function inWindowOf(window: ClaimWindow, seenAt: number): boolean {
@@ -253,6 +311,8 @@ export function decideFromChain(
 
   const fresh: InvoiceDeposit[] = [];
   const live = deposits.filter((d) => !d.dropped).length;
+  // Every listed entry takes room in the record, other coins' transfers too.
+  const listedBefore = deposits.length + otherCoinDepositsOf(inv).length;
   let dustLeft = 0;
   // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
   // which comes at once.
@@ -271,7 +331,7 @@ export function decideFromChain(
     // Dropped deposits count for nothing, so they take none of the places: deposits sent and taken back must not
     // crowd out a payment. They stay listed (shown again, they count again), within a bound on the record's size.
     if (
-      live + fresh.length >= MAX_DEPOSITS_PER_INVOICE || deposits.length + fresh.length >= MAX_LISTED_WITH_DROPPED
+      live + fresh.length >= MAX_DEPOSITS_PER_INVOICE || listedBefore + fresh.length >= MAX_LISTED_WITH_DROPPED
     ) {
       warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
@@ -312,14 +372,24 @@ export function decideFromChain(
       data: { txid: d.txid, amount: d.amount, confirmations: d.confirmations },
     });
   }
-  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]);
+  const freshClaims = fresh.map((d) => d.txid).filter((txid) => !claimedBy.has(txid));
+  const others = otherCoinsFromChain(inv, read, { window, claimedBy, unread }, {
+    deposits: listed.length,
+    claiming: new Set(freshClaims),
+    budget: MAX_CLAIMS_PER_WRITE - freshClaims.length,
+    now,
+    events,
+  });
+  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]) || others.changed;
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
-  const claims = [...fresh.map((d) => d.txid).filter((txid) => !claimedBy.has(txid)), ...unclaimed]
-    .slice(0, MAX_CLAIMS_PER_WRITE);
-  const nextPoll = more ? now : now + pollMs;
+  const claims = [...freshClaims, ...others.claims, ...unclaimed].slice(0, MAX_CLAIMS_PER_WRITE);
+  // Other coins left for the next read do not hold expiry back (they count for nothing), only bring that read on.
+  const nextPoll = more || others.more ? now : now + pollMs;
+  // Records that never listed another coin stay without the field.
+  const otherCoinDeposits = others.list.length || inv.otherCoinDeposits ? { otherCoinDeposits: others.list } : {};
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
-  if (!open) return { events, patch: { deposits: listed, checkAt: nextPoll }, claims };
+  if (!open) return { events, patch: { deposits: listed, ...otherCoinDeposits, checkAt: nextPoll }, claims };
   let to = statusFromDeposits(inv, listed, read.at);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
@@ -333,7 +403,69 @@ export function decideFromChain(
   // Read again at expiresAt while it could still expire then.
   const mayExpire = canMoveInvoice(to, "expired") && !heldOpenPastExpiry(inv, listed);
   const checkAt = mayExpire ? Math.min(inv.expiresAt, nextPoll) : nextPoll;
-  return { to, events, patch: { deposits: listed, checkAt }, claims };
+  return { to, events, patch: { deposits: listed, ...otherCoinDeposits, checkAt }, claims };
+}
+
+/**
+ * Other coins' transfers to the address, as the invoice lists them for the shop to return (counted nowhere): listed
+ * ones brought up to date as deposits are (confirmations only grow; one unconfirmed and missing for DROP_GRACE_MS is
+ * dropped, and back when shown again), new ones in its window listed, up to MAX_OTHER_COIN_DEPOSITS and, with the
+ * invoice's `deposits` (as listed by this write), MAX_LISTED_WITH_DROPPED.
+ *
+ * Claimed like deposits (the claim is the transaction's, whatever its coins): the chain may show a transfer again
+ * with a time in the next invoice's window (rebroadcast, re-mined), and listed on both invoices it would be returned
+ * twice. So a transfer another invoice claimed is not listed, and listing one claims it, within the write's budget
+ * (`budget`, what the deposits left of MAX_CLAIMS_PER_WRITE; `claiming`, what they claim already).
+ */
+function otherCoinsFromChain(
+  inv: Invoice,
+  read: ChainRead,
+  { window, claimedBy, unread }: Attribution,
+  write: { deposits: number; claiming: ReadonlySet<string>; budget: number; now: number; events: InvoiceEvent[] },
+): { list: OtherCoinDeposit[]; claims: string[]; more: boolean; changed: boolean } {
+  const needed = confirmationsNeeded(inv.network);
+  const shown = new Map(otherCoinsShown(inv, read).map((d) => [otherCoinKey(d), d]));
+  const before = otherCoinDepositsOf(inv);
+  const list = before.map((d): OtherCoinDeposit => {
+    const seen = shown.get(otherCoinKey(d));
+    if (seen) {
+      const confirmations = Math.max(d.confirmations, seen.confirmations);
+      if (confirmations === d.confirmations && d.missingSince === undefined && !d.dropped) return d;
+      const { missingSince: _shownAgain, dropped: _back, ...rest } = d;
+      return { ...rest, confirmations };
+    }
+    // Confirmed and gone (a reorganisation deeper than the confirmations) stays as it was, as a deposit does.
+    if (d.dropped || d.confirmations >= needed) return d;
+    if (d.missingSince === undefined) return { ...d, missingSince: read.at };
+    if (read.at - d.missingSince < DROP_GRACE_MS) return d;
+    const { missingSince: _gone, ...rest } = d;
+    return { ...rest, dropped: true };
+  });
+  const claims: string[] = [];
+  let more = false;
+  for (const d of newOtherCoinCandidates(inv, read, window)) {
+    const claimant = claimedBy.get(d.txid);
+    if (claimant !== undefined && claimant !== inv.id) continue;
+    if (list.length >= MAX_OTHER_COIN_DEPOSITS || write.deposits + list.length >= MAX_LISTED_WITH_DROPPED) {
+      warnRepeatable("invoice other coins full", "an invoice lists too many other coins' transfers; more are not", {
+        invoiceId: inv.id,
+        coin: d.coin,
+        txid: d.txid,
+      });
+      break;
+    }
+    const claim = claimant === undefined && !write.claiming.has(d.txid) && !claims.includes(d.txid);
+    if (unread?.has(d.txid) || (claim && claims.length >= write.budget)) {
+      more = true;
+      break;
+    }
+    if (claim) claims.push(d.txid);
+    const entry = { coin: d.coin, txid: d.txid, amount: BigInt(d.amount).toString(), confirmations: d.confirmations };
+    list.push({ ...entry, seenAt: d.seenAt });
+    write.events.push({ type: "other_coin_deposit", at: write.now, data: entry });
+  }
+  const changed = list.length !== before.length || list.some((d, i) => d !== before[i]);
+  return { list, claims, more, changed };
 }
 
 /**
@@ -349,16 +481,7 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
     const read = await readAddress(ctx, inv);
     const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
     const window = claimWindow(inv, address);
-    const other = window && read.state.deposits.find((d) => d.coin !== inv.coin && inWindowOf(window, d.seenAt));
-    if (other) {
-      // Counted nowhere: the buyer sent the wrong coin (or a stranger sent something); operators sort it out.
-      warnRepeatable("invoice other coin", "a deposit of another coin reached an invoice's address", {
-        invoiceId: inv.id,
-        coin: other.coin,
-        txid: other.txid,
-      });
-    }
-    if (!window && !inv.deposits.length) {
+    if (!window && !inv.deposits.length && !otherCoinDepositsOf(inv).length) {
       // Neither the address's holder nor the one before any more, and it lists nothing: no deposit there is its
       // news now (a claim is made only by listing), so it is polled no more either.
       if (inv.checkAt === null || isInvoiceOpen(inv.status)) return { outcome: "unchanged", invoice: inv };

@@ -14,7 +14,7 @@ import {
   isInvoiceOpen,
   LATE_PAYMENT_POSTBACK,
 } from "./status.ts";
-import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent } from "./types.ts";
+import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, otherCoinDepositsOf } from "./types.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import type { InvoiceStat } from "../db/stats.ts";
 import { invoicePostbackBody, showsTheSame } from "./view.ts";
@@ -26,8 +26,8 @@ export interface InvoiceChange {
   to?: InvoiceStatus;
   /** Why, for the timeline (deposit_seen, cancel_requested, ...); a status move adds its own entry. */
   events: InvoiceEvent[];
-  /** Fields set besides the status (deposits, the next poll). */
-  patch?: Partial<Pick<Invoice, "deposits" | "checkAt">>;
+  /** Fields set besides the status (deposits, other coins' transfers, the next poll). */
+  patch?: Partial<Pick<Invoice, "deposits" | "otherCoinDeposits" | "checkAt">>;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: string };
   /** Transactions to the invoice's address it lists for the first time: claimed for it in the same operation. */
@@ -191,7 +191,8 @@ const WATCH_INTERVAL_MAX_MS = 3_600_000;
 function nextCheck(inv: Invoice, wanted: number | null, now: number): number | null {
   if (isInvoiceOpen(inv.status)) return wanted;
   const final = confirmationsFinal(inv.network);
-  const unsettled = inv.deposits.some((d) => d.confirmations < final);
+  // Other coins' transfers too: the shop waits for their confirmations (or sees their drop) before it returns them.
+  const unsettled = [...inv.deposits, ...otherCoinDepositsOf(inv)].some((d) => d.confirmations < final);
   const closedAt = inv.closedAt ?? now;
   if (!unsettled || now >= closedAt + WATCH_AFTER_CLOSE_MS) return null;
   // At once stays at once: a read left deposits to list.

@@ -30,6 +30,11 @@ export interface Invoice {
   status: InvoiceStatus;
   /** Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. */
   deposits: InvoiceDeposit[];
+  /**
+   * Transfers of other coins to its address while it was the invoice's (an address takes every coin of its network):
+   * shown so the shop can return them, never counted. Absent on records that never listed one (otherCoinDepositsOf).
+   */
+  otherCoinDeposits?: OtherCoinDeposit[];
   createdAt: number;
   /** When what the shop sees of it (invoiceView, which postbacks carry) last changed; set by updateInvoice only. */
   updatedAt: number;
@@ -68,6 +73,30 @@ export interface InvoiceDeposit {
   inTime?: boolean;
 }
 
+/**
+ * A transfer of a coin other than the invoice's to its address, as the chain last showed it. Counted in no amount and
+ * in no status: another coin's base units are not the invoice's (see shownFor in deposits.ts).
+ */
+export interface OtherCoinDeposit {
+  /** As the chain service names it (capitals); possibly a coin we do not take, whose decimals we do not know. */
+  coin: string;
+  txid: string;
+  /** Base units of that coin: an integer string, never scaled by a guess at its decimals. */
+  amount: string;
+  confirmations: number;
+  /** When the chain first saw it (its own clock, ms). */
+  seenAt: number;
+  /** The chain stopped showing it before its confirmations (as InvoiceDeposit.dropped): nothing to return. */
+  dropped?: boolean;
+  /** When a read first lacked it, while it is missing (as InvoiceDeposit.missingSince). */
+  missingSince?: number;
+}
+
+/** The other coins' transfers an invoice lists (none on records from before they were listed). */
+export function otherCoinDepositsOf(inv: Pick<Invoice, "otherCoinDeposits">): OtherCoinDeposit[] {
+  return inv.otherCoinDeposits ?? [];
+}
+
 /** Whether a deposit counts toward the invoice's status and totals: on time, and still on the chain. */
 export function countsToward(d: InvoiceDeposit): boolean {
   return !d.late && d.dropped !== true;
@@ -84,7 +113,8 @@ export interface InvoiceEvent {
     | "late_deposit_confirmed"
     | "status_changed"
     | "chain_notice"
-    | "cancel_requested";
+    | "cancel_requested"
+    | "other_coin_deposit";
   at: number;
   data: Record<string, unknown>;
 }

@@ -1,8 +1,8 @@
 import { formatBaseUnits, sumUnits } from "./amounts.ts";
-import { confirmationsNeeded, NETWORKS } from "./coins.ts";
+import { confirmationsNeeded, findCoinOption, NETWORKS } from "./coins.ts";
 import { canMoveInvoice, type InvoicePostbackType } from "./status.ts";
 import { heldOpenPastExpiry } from "./expiry.ts";
-import { countsToward, type Invoice } from "./types.ts";
+import { countsToward, type Invoice, otherCoinDepositsOf } from "./types.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -60,6 +60,7 @@ export function invoiceView(inv: Invoice, publicBaseUrl: string) {
       dropped: d.dropped === true,
       seenAt: iso(d.seenAt),
     })),
+    otherCoinDeposits: otherCoinDepositsView(inv),
     createdAt: iso(inv.createdAt),
     updatedAt: iso(inv.updatedAt),
     expiresAt: iso(inv.expiresAt),
@@ -68,6 +69,28 @@ export function invoiceView(inv: Invoice, publicBaseUrl: string) {
 }
 
 export type InvoiceView = ReturnType<typeof invoiceView>;
+
+/**
+ * Other coins' transfers to the invoice's address, as the shop's API, its postbacks, the console and the portal show
+ * them. `amount` is in the coin's units when we know its decimals on the network, else null: a guess could misstate
+ * it a trillionfold, so only the integer `baseUnits` the chain reported is shown then.
+ */
+export function otherCoinDepositsView(inv: Invoice) {
+  const needed = confirmationsNeeded(inv.network);
+  return otherCoinDepositsOf(inv).map((d) => {
+    const decimals = findCoinOption(d.coin, inv.network)?.decimals;
+    return {
+      coin: d.coin,
+      txid: d.txid,
+      amount: decimals === undefined ? null : formatBaseUnits(d.amount, decimals),
+      baseUnits: d.amount,
+      confirmations: d.confirmations,
+      confirmed: d.confirmations >= needed,
+      dropped: d.dropped === true,
+      seenAt: iso(d.seenAt),
+    };
+  });
+}
 
 /** True when the shop would see the same of both versions of an invoice (its view), whenever each was written. */
 export function showsTheSame(a: Invoice, b: Invoice): boolean {
