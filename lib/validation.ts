@@ -25,14 +25,28 @@ export function wholeSeconds(min: number, max: number) {
   // A number past the safe integers fails the whole-number check as too big (or small): it breaks a bound.
   return z.int({
     error: (issue) =>
-      issue.input === undefined
-        ? "is required"
-        : issue.code === "too_big"
+      issue.code === "too_big"
         ? most
         : issue.code === "too_small"
         ? least
+        : typeof issue.input !== "number"
+        ? notANumber(issue.input, { of: "seconds", example: 3600 })
         : "must be a whole number of seconds",
   }).min(min, least).max(max, most);
+}
+
+/**
+ * What a field that takes a JSON number is told when it got another type. "1000" in quotes looks right to whoever
+ * sent it, so it is told it must be a number, not that it is not whole (which it would then try to fix). `unit` names
+ * what the number counts, with an example, where the field has one.
+ */
+export function notANumber(input: unknown, unit?: { of: string; example: number }): string {
+  if (input === undefined) return "is required";
+  const what = unit ? `a number (a JSON number of ${unit.of}, such as ${unit.example})` : "a number";
+  if (typeof input === "string") {
+    return `must be ${what}${unit ? "" : " (a JSON number, without quotes)"}, not a string`;
+  }
+  return input === null ? `must be ${what}, not null` : `must be ${what}`;
 }
 
 const TYPE_NAMES: Record<string, string> = {
@@ -60,6 +74,10 @@ export const productMessage: z.core.$ZodErrorMap = (issue) => {
   switch (issue.code) {
     case "invalid_type": {
       if (issue.input === undefined) return "is required";
+      // A number of the wrong type, such as "2" in quotes; a number that is not whole is told so below.
+      if ((issue.expected === "number" || issue.expected === "int") && typeof issue.input !== "number") {
+        return notANumber(issue.input);
+      }
       const name = TYPE_NAMES[issue.expected] ?? `of type ${issue.expected}`;
       if (!issue.path?.length && issue.expected === "object") return "must be a JSON object";
       return issue.input === null ? `must be ${name}, not null` : `must be ${name}`;

@@ -4,13 +4,16 @@ import { AppError } from "./errors.ts";
 import { initPaymentSchema } from "./payments/schema.ts";
 import { createInvoiceSchema } from "./invoices/schema.ts";
 import { checkoutSessionSchema } from "./checkout/schema.ts";
+import { refundRequestSchema } from "./refunds/schema.ts";
+import { checkFormRequest, formRequestSchema } from "./forms/schema.ts";
 
 /** The field messages a body is refused with. */
 function refused(schema: Parameters<typeof parseOrThrow>[0], body: unknown): Record<string, string> {
   try {
     parseOrThrow(schema, body);
   } catch (err) {
-    if (err instanceof AppError && err.fields) return err.fields;
+    // A plain object, so deepEqual compares fields only (they are kept without a prototype).
+    if (err instanceof AppError && err.fields) return { ...err.fields };
     throw err;
   }
   throw new Error("accepted");
@@ -67,4 +70,49 @@ Deno.test("[validation] an unknown field is named where it is", () => {
   });
   assert.equal(fields["lineItems.0.colour"], "unknown field");
   assert.equal(fields.extra, "unknown field");
+});
+
+Deno.test("[validation] a number sent as a string is told it must be a number, not that it is not whole", () => {
+  const minor = "must be a number (a JSON number of the currency's minor units, such as 1000), not a string";
+  const seconds = "must be a number (a JSON number of seconds, such as 3600), not a string";
+  const init = initPaymentSchema(1_000_000);
+  assert.deepEqual(refused(init, { ...payment, amount: "1000", expiresIn: "600" }), {
+    amount: minor,
+    expiresIn: seconds,
+  });
+  assert.equal(
+    refused(init, { ...payment, amount: null }).amount,
+    "must be a number (a JSON number of the currency's minor units, such as 1000), not null",
+  );
+  assert.equal(refused(refundRequestSchema, { amount: "500" }).amount, minor);
+  assert.equal(refused(refundRequestSchema, { amount: 5.5 }).amount.startsWith("must be a whole number"), true);
+  const session = { currency: "EUR", customerEmail: "a@example.com" };
+  assert.deepEqual(refused(checkoutSessionSchema(1_000_000), { ...session, amount: "1000", expiresIn: "600" }), {
+    amount: minor,
+    expiresIn: seconds,
+  });
+  const lines = refused(checkoutSessionSchema(1_000_000), {
+    ...session,
+    lineItems: [{ name: "Tea", unitAmount: "500", quantity: "2" }],
+  });
+  assert.deepEqual(lines, {
+    "lineItems.0.unitAmount": minor,
+    "lineItems.0.quantity": "must be a number (a JSON number, without quotes), not a string",
+  });
+  const invoice = { coin: "USDT", network: "tron", amount: "12.5" };
+  assert.equal(refused(createInvoiceSchema, { ...invoice, expiresIn: "600" }).expiresIn, seconds);
+  const form = parseOrThrow(formRequestSchema(1_000_000), {
+    kind: "fiat",
+    title: "Gift",
+    amount: "1000",
+    currency: "EUR",
+  });
+  assert.throws(() => checkFormRequest(form), (err) => {
+    assert.ok(err instanceof AppError);
+    assert.match(
+      err.fields!.amount,
+      /^must be a number for a fiat form \(a JSON number of minor units .*\), not a string$/,
+    );
+    return true;
+  });
 });

@@ -97,11 +97,17 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
         [{ expiresIn: 30 }, "expiresIn", "must be at least 60 seconds"],
         [{ expiresIn: 2_592_001 }, "expiresIn", "must be at most 2592000 seconds (30 days)"],
         [{ expiresIn: 90.5 }, "expiresIn", "must be a whole number of seconds"],
-        [{ expiresIn: "600" }, "expiresIn", "must be a whole number of seconds"],
+        [{ expiresIn: "600" }, "expiresIn", "must be a number (a JSON number of seconds, such as 3600), not a string"],
         [{ amount: 100_000_001 }, "amount", "must be at most 100000000 minor units"],
         [{ amount: 0 }, "amount", "must be more than 0"],
+        // A number in quotes is told it must be a number, not that it is not whole.
         [
           { amount: "1000" },
+          "amount",
+          "must be a number (a JSON number of the currency's minor units, such as 1000), not a string",
+        ],
+        [
+          { amount: 10.5 },
           "amount",
           "must be a whole number of the currency's minor unit (1000 with EUR is 10.00 EUR)",
         ],

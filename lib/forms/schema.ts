@@ -65,8 +65,11 @@ export function checkFormRequest(b: FormRequest): CheckedFormRequest {
   if (b.kind === "fiat") {
     if (b.coin !== undefined) fields.coin = "is only for crypto forms";
     if (b.network !== undefined) fields.network = "is only for crypto forms";
-    if (typeof b.amount === "string") fields.amount = "must be an integer of minor units for a fiat form";
-    else if (b.amount !== undefined && b.currency === undefined) {
+    if (typeof b.amount === "string") {
+      // "1000" in quotes: told it must be a number, as init-payment's amount is.
+      fields.amount = "must be a number for a fiat form (a JSON number of minor units of currency, such as 1000), " +
+        "not a string";
+    } else if (b.amount !== undefined && b.currency === undefined) {
       fields.currency = "is required with a fixed amount (the amount is in minor units of this currency)";
     }
     if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
+import { EVEN_AFTER_OTHER_FAILURES, notANumber, text, wholeSeconds } from "../validation.ts";
 
 /**
  * The init-payment body, as the original spec names its fields. Amounts are
@@ -20,14 +20,18 @@ export const MAX_EXPIRES_IN_S = 2_592_000;
 
 const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
 
-/** An amount in integer minor units from 1 to `maxAmount`, refused in those words. */
-export function minorAmount(maxAmount: number) {
+/**
+ * An amount in integer minor units from 1 to `maxAmount`, refused in those words. Without `maxAmount` (a refund,
+ * bounded by what is left of its payment) only the safe integers bound it.
+ */
+export function minorAmount(maxAmount?: number) {
   const unit = "must be a whole number of the currency's minor unit (1000 with EUR is 10.00 EUR)";
-  const most = `must be at most ${maxAmount} minor units`;
+  const most = `must be at most ${maxAmount ?? Number.MAX_SAFE_INTEGER} minor units`;
   // A number past the safe integers fails the whole-number check as too big: it is the maximum it breaks.
-  return z.number({ error: (issue) => (issue.input === undefined ? "is required" : unit) })
-    .int({ error: (issue) => (issue.code === "too_big" ? most : unit) })
-    .positive("must be more than 0").max(maxAmount, most);
+  const amount = z.number({
+    error: (issue) => notANumber(issue.input, { of: "the currency's minor units", example: 1000 }),
+  }).int({ error: (issue) => (issue.code === "too_big" ? most : unit) }).positive("must be more than 0");
+  return maxAmount === undefined ? amount : amount.max(maxAmount, most);
 }
 
 function buildInitPaymentSchema(maxAmount: number) {
