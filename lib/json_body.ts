@@ -1,4 +1,5 @@
 import { ValidationError } from "./errors.ts";
+import { echoedName } from "./validation.ts";
 
 const MAX_DEPTH = 8;
 
@@ -29,7 +30,11 @@ function checkKeysAndDepth(text: string) {
       if (expectKey) {
         const key = JSON.parse(text.slice(i, end + 1)) as string;
         const keys = stack[stack.length - 1]!;
-        if (keys.has(key)) throw new ValidationError(`Duplicated field "${key}".`, { [key]: "duplicated" });
+        if (keys.has(key)) {
+          // The sender's own text, echoed only as far as any field name is (a 16 KiB key would come back twice).
+          const name = echoedName(key);
+          throw new ValidationError(`Duplicated field "${name}".`, { [name]: "duplicated" });
+        }
         keys.add(key);
         expectKey = false;
       }

@@ -16,6 +16,14 @@ Deno.test("[json] rejects malformed, truncated and duplicated-key bodies", () =>
   );
   // The same key spelled with an escape is still the same key.
   assert.throws(() => parseStrictJson('{"id":"a","\\u0069d":"b"}'), ValidationError);
+  // A long duplicated name is echoed cut, as an unknown one is, not whole (twice).
+  const long = "k".repeat(5000);
+  assert.throws(() => parseStrictJson(`{"${long}":1,"${long}":2}`), (e) => {
+    assert.ok(e instanceof ValidationError);
+    assert.deepEqual(Object.keys(e.fields!), [`${"k".repeat(63)}…`]);
+    assert.ok(e.message.length < 100, e.message);
+    return true;
+  });
   // Same key in different objects is fine.
   assert.deepEqual(parseStrictJson('{"a":{"x":1},"b":{"x":2}}'), { a: { x: 1 }, b: { x: 2 } });
 });

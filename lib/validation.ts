@@ -153,18 +153,46 @@ export function idempotencyKeyOf(header: string | null | undefined): string | nu
   throw new ValidationError("The Idempotency-Key is invalid.", { "Idempotency-Key": parsed.error.issues[0].message });
 }
 
+/**
+ * The most unknown fields one answer names, and the most characters of a name it echoes. Names are the sender's own
+ * text: without a bound a body of junk keys (up to the body limit) would come back whole in `fields`.
+ */
+export const MAX_UNKNOWN_FIELDS_NAMED = 20;
+export const MAX_FIELD_NAME_CHARS = 64;
+
+/** A field name as an answer echoes it: at most MAX_FIELD_NAME_CHARS characters, a cut one ending in "…". */
+export function echoedName(name: string): string {
+  if (name.length <= MAX_FIELD_NAME_CHARS) return name;
+  // By code points, so a cut never leaves half of a surrogate pair.
+  const chars = Array.from(name);
+  return chars.length <= MAX_FIELD_NAME_CHARS ? name : chars.slice(0, MAX_FIELD_NAME_CHARS - 1).join("") + "…";
+}
+
+/**
+ * A zod error as the API's `fields`: each bad field's path and message. Unknown fields are named up to
+ * MAX_UNKNOWN_FIELDS_NAMED (each name cut to MAX_FIELD_NAME_CHARS); `body` counts the rest.
+ */
 export function fieldErrors(error: z.ZodError): Record<string, string> {
   // No prototype: a field named "__proto__" must become a key, not a prototype.
   const fields: Record<string, string> = Object.create(null);
+  let unknown = 0;
   for (const issue of error.issues) {
     if (issue.code === "unrecognized_keys") {
       // Named where it is: an unknown field inside a line item is lineItems.0.x, not a top-level x.
       const at = issue.path.map(String).join(".");
-      for (const key of issue.keys) fields[at ? `${at}.${key}` : key] ??= "unknown field";
+      for (const key of issue.keys) {
+        if (unknown++ >= MAX_UNKNOWN_FIELDS_NAMED) continue;
+        fields[at ? `${at}.${echoedName(key)}` : echoedName(key)] ??= "unknown field";
+      }
       continue;
     }
     const path = issue.path.map(String).join(".") || "body";
     fields[path] ??= issue.message;
+  }
+  const unnamed = unknown - MAX_UNKNOWN_FIELDS_NAMED;
+  if (unnamed > 0) {
+    const more = `has ${unnamed} more unknown field${unnamed === 1 ? "" : "s"} besides those named`;
+    fields.body = fields.body ? `${fields.body}; ${more}` : more;
   }
   return fields;
 }

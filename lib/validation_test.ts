@@ -116,3 +116,21 @@ Deno.test("[validation] a number sent as a string is told it must be a number, n
     return true;
   });
 });
+
+Deno.test("[validation] unknown fields are named up to twenty, each cut to 64 characters, the rest counted", () => {
+  const junk = Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`k${i}`, i]));
+  const session = checkoutSessionSchema(1_000_000);
+  const line = { name: "Tea", unitAmount: 5, quantity: 1, ["c".repeat(100)]: 1 };
+  const fields = refused(session, { currency: "EUR", customerEmail: "not an email", lineItems: [line], ...junk });
+  const unknown = Object.keys(fields).filter((k) => fields[k] === "unknown field");
+  assert.equal(unknown.length, 20);
+  assert.ok(unknown.includes(`lineItems.0.${"c".repeat(63)}…`), "a nested name is cut, its place kept");
+  assert.equal(fields.customerEmail, "must be an email address, such as name@example.com", "the other fields still");
+  assert.equal(fields.body, "has 6 more unknown fields besides those named");
+  assert.equal(
+    refused(session, { ...Object.fromEntries(Object.entries(junk).slice(1)), currency: "EUR" }).body,
+    "has 4 more unknown fields besides those named",
+  );
+  const few = refused(initPaymentSchema(1_000_000), { ...payment, amount: 5, a: 1, b: 2 });
+  assert.deepEqual(few, { a: "unknown field", b: "unknown field" }, "twenty or fewer: no count");
+});

@@ -134,6 +134,32 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
   }
 });
 
+Deno.test("[api] a body of junk keys is answered with twenty of them, each name cut to 64 characters, and a count of the rest", async () => {
+  const app = await startTestApp();
+  try {
+    // Just under the 16 KiB body limit: a valid payment and some 700 unknown keys, two of them very long.
+    const junk: Record<string, number> = { ["x".repeat(2000)]: 1, [`😀${"y".repeat(100)}`]: 1 };
+    for (let i = 0; JSON.stringify({ ...paymentBody(), ...junk }).length < 15_500; i++) junk[`junk_${i}_pad`] = 1;
+    const sent = Object.keys(junk).length;
+    const raw = JSON.stringify({ ...paymentBody(), ...junk });
+    assert.ok(raw.length > 15_000 && raw.length <= 16 * 1024, `${raw.length} bytes`);
+    const res = await callInit(app, undefined, { raw });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "invalid_request");
+    const fields: Record<string, string> = res.body.error.fields;
+    const named = Object.keys(fields).filter((k) => fields[k] === "unknown field");
+    assert.equal(named.length, 20);
+    assert.ok(named.every((k) => Array.from(k).length <= 64), "no name longer than 64 characters");
+    assert.ok(named.includes(`${"x".repeat(63)}…`), "a long name is cut, with an ellipsis");
+    assert.ok(named.includes(`😀${"y".repeat(62)}…`), "cut between characters, never inside one");
+    assert.equal(fields.body, `has ${sent - 20} more unknown fields besides those named`);
+    assert.ok(JSON.stringify(res.body).length < 2048, `answered in ${JSON.stringify(res.body).length} bytes`);
+    assert.equal(await countPayments(app), 0, "nothing was stored");
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[api] keys: missing, unknown and revoked keys get 401, even for a retry or a broken body; Token and Bearer both work", async () => {
   const app = await startTestApp();
   try {

@@ -10,7 +10,7 @@ import {
 } from "../db/accounts.ts";
 import { hasIdShape, randomId } from "../ids.ts";
 import { isCurrency } from "../money.ts";
-import { parseOrThrow, text } from "../validation.ts";
+import { fieldErrors, parseOrThrow, productMessage, text } from "../validation.ts";
 import {
   type AccountCredentials,
   DEFAULT_ACCOUNT_ID,
@@ -54,10 +54,11 @@ export const NewAccountSchema = z.strictObject({
 });
 
 function parseCredentials(provider: ProviderName, input: unknown): AccountCredentials {
-  const parsed = CREDENTIALS[provider].safeParse(input);
+  const parsed = CREDENTIALS[provider].safeParse(input, { error: productMessage });
   if (!parsed.success) {
+    // In the API's words and bounds: unknown names are echoed only as far as fieldErrors echoes them.
     const fields = Object.fromEntries(
-      parsed.error.issues.map((i) => [`credentials.${i.path.join(".") || "body"}`, i.message]),
+      Object.entries(fieldErrors(parsed.error)).map(([path, message]) => [`credentials.${path}`, message]),
     );
     throw new ValidationError("The credentials are invalid.", fields);
   }
