@@ -14,7 +14,7 @@ import type { Delivery } from "./relay/types.ts";
 import { createShopForm, disableForm, listForms } from "./forms/mod.ts";
 import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
-import { isCurrency, parseAmount } from "./money.ts";
+import { formatAmount, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
 import { hasIdShape } from "./ids.ts";
 import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
@@ -124,7 +124,7 @@ export async function createScopedForm(
   const shopId = shopOf(scope) ?? fields.shopId ?? "";
   const shop = shopId ? await getShop(ctx.kv, shopId) : null;
   if (!shop) throw new ValidationError("The form is invalid.", { shopId: "pick a shop" });
-  return await createShopForm(ctx, shop, formRequestFromFields(fields), opts);
+  return await createShopForm(ctx, shop, formRequestFromFields(fields, ctx.config.maxAmount), opts);
 }
 
 /** Disables a form within the scope; a portal naming another shop's form finds nothing. */
@@ -132,8 +132,11 @@ export function disableScopedForm(ctx: AppContext, scope: Scope, formId: string,
   return disableForm(ctx, formId, { actor: opts.actor, shopId: shopOf(scope) });
 }
 
-/** The HTML create form's fields as the API's body: empty fields are left out (the buyer fills them). */
-export function formRequestFromFields(f: Record<string, string>): Record<string, unknown> {
+/**
+ * The HTML create form's fields as the API's body: empty fields are left out (the buyer fills them). An amount over
+ * `maxAmount` minor units is told so here, in the currency's units the person typed, not as the API's minor units.
+ */
+export function formRequestFromFields(f: Record<string, string>, maxAmount: number): Record<string, unknown> {
   const given = (name: string) => (f[name] ?? "").trim() || undefined;
   const body: Record<string, unknown> = { kind: given("kind") ?? "fiat", title: given("title") ?? "" };
   const description = given("description");
@@ -154,6 +157,11 @@ export function formRequestFromFields(f: Record<string, string>): Record<string,
       });
     }
     const minor = parseAmount(amount, currency);
+    if (minor === null ? typedAmountAbove(amount, currency, maxAmount) : minor > maxAmount) {
+      throw new ValidationError("The form is invalid.", {
+        amount: `is too large: the most is ${formatAmount(maxAmount, currency)}`,
+      });
+    }
     if (minor === null) {
       throw new ValidationError("The form is invalid.", {
         amount: `must be an amount above 0 such as 10 or 10.50, with at most the decimals of ${currency}`,

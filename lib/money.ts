@@ -70,3 +70,15 @@ export function parseAmount(text: string, currency: string): number | null {
   const minor = Number(m[1] + (m[2] ?? "").padEnd(exp, "0"));
   return Number.isSafeInteger(minor) && minor > 0 ? minor : null;
 }
+
+/**
+ * Whether an amount a person typed that parseAmount refused is a number above `maxMinor` minor units of `currency`:
+ * more digits than it reads ("99999999999999999999") or exponent notation ("1e30"). So the person is told it is too
+ * large, not that it is no amount. Judged by magnitude (a float is exact enough this far past the limit); a refused
+ * amount at or below the limit is refused for its form, as before.
+ */
+export function typedAmountAbove(text: string, currency: string, maxMinor: number): boolean {
+  const typed = text.trim();
+  if (!/^\d+(\.\d*)?(e\+?\d+)?$/i.test(typed)) return false;
+  return Number(typed) * 10 ** currencyExponent(currency) > maxMinor;
+}

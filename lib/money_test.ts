@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { currencyExponent, formatAmount, formatDecimal, isCurrency, parseAmount } from "./money.ts";
+import { currencyExponent, formatAmount, formatDecimal, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
 
 Deno.test("[money] knows ISO 4217 exponents", () => {
   assert.equal(currencyExponent("EUR"), 2);
@@ -34,4 +34,15 @@ Deno.test("[money] parseAmount reads major units as integer minor units, without
   for (const bad of ["", "0", "0.00", "-1", "1.234", "1e3", "1,50", "abc", "99999999999999999"]) {
     assert.equal(parseAmount(bad, "EUR"), null, bad);
   }
+});
+
+Deno.test("[money] a typed amount too long to parse, or in exponent notation, is known to be above a limit", () => {
+  for (const typed of ["99999999999999999999", "1e30", "1E+30", " 1000000.01 ", "1000000.001"]) {
+    assert.equal(parseAmount(typed, "EUR") === null || parseAmount(typed, "EUR")! > 100_000_000, true, typed);
+    assert.equal(typedAmountAbove(typed, "EUR", 100_000_000), true, typed);
+  }
+  for (const typed of ["1000000", "1e2", "abc", "-1e30", "1,000,000,000", ""]) {
+    assert.equal(typedAmountAbove(typed, "EUR", 100_000_000), false, typed);
+  }
+  assert.equal(typedAmountAbove("100000001", "JPY", 100_000_000), true, "JPY has no minor digits");
 });

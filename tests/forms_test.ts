@@ -257,7 +257,23 @@ Deno.test("[forms] invalid input re-renders the page with messages and creates n
         ],
         [{ currency: "EUR", amount: "-5", email: "donor@example.com" }, /Enter an amount above 0\.</],
         [{ currency: "EUR", amount: "0.00", email: "donor@example.com" }, /Enter an amount above 0\.</],
-        [{ currency: "EUR", amount: "99999999999", email: "donor@example.com" }, /The most this form takes/],
+        // Too large is said so, with the limit in the currency, however large: past 15 digits it does not parse.
+        [
+          { currency: "EUR", amount: "99999999999", email: "donor@example.com" },
+          /That is too large: the most this form takes is 1,000,000\.00 EUR\./,
+        ],
+        [
+          { currency: "EUR", amount: "99999999999999999999", email: "donor@example.com" },
+          /That is too large: the most this form takes is 1,000,000\.00 EUR\./,
+        ],
+        [
+          { currency: "EUR", amount: "1e30", email: "donor@example.com" },
+          /That is too large: the most this form takes is 1,000,000\.00 EUR\./,
+        ],
+        [
+          { currency: "JPY", amount: "99999999999999999999", email: "donor@example.com" },
+          /That is too large: the most this form takes is 100,000,000 JPY\./,
+        ],
         [{ currency: "EUR", amount: "10", email: "not an email" }, /Enter your email address/],
         [{ currency: "ZZZ", amount: "10", email: "donor@example.com" }, /Pick a currency/],
       ] as [Record<string, string>, RegExp][]
@@ -574,6 +590,12 @@ Deno.test("[forms] shop staff create, list and disable their forms in the portal
       const bad = await b.post("/portal/forms", { kind: "fiat", title: "", amount: "5", currency: "" });
       assert.equal(bad.status, 400);
       assert.match(bad.text, /is required with a fixed amount/);
+      // A fixed amount over the limit is told so in the currency's units the person typed, not in minor units.
+      for (const amount of ["2000000", "99999999999999999999", "1e30"]) {
+        const huge = await b.post("/portal/forms", { kind: "fiat", title: "Huge", amount, currency: "EUR" });
+        assert.equal(huge.status, 400, amount);
+        assert.match(huge.text, /is too large: the most is 1,000,000\.00 EUR/, amount);
+      }
       const created = await b.post("/portal/forms", {
         kind: "fiat",
         title: "Gift card",
@@ -716,6 +738,7 @@ Deno.test("[forms] crypto forms: the buyer fills what is open, the invoice takes
         ["0", /Enter an amount above 0\.</],
         ["0012", /Leave out the zeros in front: 12\./],
         ["abc", /Enter an amount above 0\. Use digits with an optional decimal point \(at most 8 decimals\)/],
+        ["9".repeat(31), /That is too large: an amount of BTC has at most 30 digits before the point\./],
       ];
       for (const [amount, expect] of says) {
         const res = await submit(app, form.id, { _token: page.token, amount, email: "fan@example.com" });

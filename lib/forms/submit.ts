@@ -2,12 +2,13 @@ import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import type { Shop } from "../db/shops.ts";
 import { ValidationError } from "../errors.ts";
-import { currencyExponent, formatAmount, parseAmount } from "../money.ts";
+import { currencyExponent, formatAmount, parseAmount, typedAmountAbove } from "../money.ts";
 import { initPayment } from "../payments/init.ts";
 import { payUrl } from "../payments/view.ts";
 import { shopOptions } from "../accounts/routing.ts";
 import { COIN_CHOICES, type CoinChoice, createFormInvoice, formatCryptoAmount, parseCryptoAmount } from "./crypto.ts";
 import { formUrl } from "./mod.ts";
+import { MAX_WHOLE_DIGITS } from "../invoices/amounts.ts";
 import type { CryptoForm, FiatForm, PaymentForm } from "./types.ts";
 
 /** What the buyer typed, as strings, only ever read for the fields the form leaves open. */
@@ -175,16 +176,21 @@ async function fiatAmount(
   if (form.amount !== null) return { amount: form.amount, currency };
   const typed = typedAmount(input);
   const amount = typed ? parseAmount(typed, currency) : null;
+  const max = ctx.config.maxAmount;
+  // Too large whether or not it parses: past 15 digits (or as 1e30) it does not, and is no less too large.
+  if (amount === null ? typedAmountAbove(typed, currency, max) : amount > max) {
+    fields.amount = `That is too large: the most this form takes is ${formatAmount(max, currency)}.`;
+    return null;
+  }
   if (amount === null) {
     fields.amount = typed ? amountProblem(typed, currencyExponent(currency), currency) : "Enter an amount.";
     return null;
   }
-  if (amount > ctx.config.maxAmount) {
-    fields.amount = `The most this form takes is ${formatAmount(ctx.config.maxAmount, currency)}.`;
-    return null;
-  }
   return { amount, currency };
 }
+
+/** More whole digits (zeros in front aside) than an invoice reads: too large for any coin. */
+const TOO_MANY_WHOLE_DIGITS = new RegExp(`^0*[1-9]\\d{${MAX_WHOLE_DIGITS},}(\\.\\d*)?$`);
 
 function cryptoAmount(
   form: CryptoForm,
@@ -204,7 +210,12 @@ function cryptoAmount(
   const typed = typedAmount(input);
   const units = typed ? parseCryptoAmount(typed, choice.decimals) : null;
   if (units === null) {
-    fields.amount = typed ? amountProblem(typed, choice.decimals, choice.coin) : "Enter an amount.";
+    // A coin has no largest amount but the digits an invoice reads; more is too large, not "no amount".
+    fields.amount = TOO_MANY_WHOLE_DIGITS.test(typed)
+      ? `That is too large: an amount of ${choice.coin} has at most ${MAX_WHOLE_DIGITS} digits before the point.`
+      : typed
+      ? amountProblem(typed, choice.decimals, choice.coin)
+      : "Enter an amount.";
     return null;
   }
   return { choice, units };
