@@ -218,6 +218,11 @@ export function PaymentDetail(
     canRefund?: boolean;
     /** The operators' scope: where shops' pages are (`/admin/shops`), so the shop's name links to its page. */
     shopBase?: string;
+    /**
+     * The operators' scope: where provider accounts are listed (`/admin/accounts`), so the payment's account shows,
+     * linked to its row. Shops do not see our accounts.
+     */
+    accountBase?: string;
   },
 ) {
   const p = props.payment;
@@ -238,6 +243,12 @@ export function PaymentDetail(
     ["Success URL", p.successUrl],
     ["Error URL", p.errorUrl],
     ["Postback URL", p.shopTxId ? p.postbackUrl : "none: no postback is sent without the shop's id"],
+    ...(props.accountBase
+      ? [["Account", <AccountName key="account" account={props.account} base={props.accountBase} />] as [
+        string,
+        ComponentChildren,
+      ]]
+      : []),
     ["Provider", `${p.provider} ${p.providerRef ?? ""}`],
     ["Created", formatTime(p.createdAt)],
     ["Updated", formatTime(p.updatedAt)],
@@ -296,6 +307,26 @@ export function PaymentDetail(
         ))}
       </ol>
     </>
+  );
+}
+
+/**
+ * The merchant account a payment went through: its label linked to its row on the accounts page, its provider and
+ * its id; an account not there (any more) by its id alone.
+ */
+function AccountName({ account, base }: { account: PaymentInfo["account"]; base: string }) {
+  if (!account.record) {
+    return (
+      <span>
+        <code>{account.id}</code> (no such account now)
+      </span>
+    );
+  }
+  return (
+    <span>
+      <a href={`${base}#account-${account.id}`}>{account.record.label}</a> · {account.record.provider} ·{" "}
+      <code>{account.id}</code>
+    </span>
   );
 }
 

@@ -27,6 +27,7 @@ import {
   type TestShop,
   waitFor,
 } from "../fixtures/app.ts";
+import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 
 const MERCHANTS = {
   orgA: { apiToken: "token-org-a", webhookSecret: "whsec-org-a" },
@@ -289,6 +290,46 @@ Deno.test("[accounts] payments stored before accounts existed use the default ac
     assert.equal(res.status, 201, JSON.stringify(res.body));
     assert.equal(res.body.refund.status, "succeeded");
     assert.equal(app.sandbox.merchantOf((await getRefund(app.kv, res.body.refund.id))!.providerRef!), "default");
+  });
+});
+
+Deno.test("[console] a payment's page names the merchant account it went through and its provider, linked to the account's row; the portal does not", async () => {
+  await withApp({}, async (app) => {
+    const a = await bansky(app, "orgA");
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: a.id }, { actor: "test" });
+    const onA = await callInit(app, paymentBody());
+    assert.equal(onA.status, 201, JSON.stringify(onA.body));
+    const ops = await operatorBrowser(app);
+    const page = (await ops.get(`/admin/payments/${onA.body.id}`)).text;
+    assert.match(
+      page,
+      new RegExp(
+        `<dt>Account</dt><dd><span><a href="/admin/accounts#account-${a.id}">Bansky orgA</a> · bansky · <code>${a.id}</code>`,
+      ),
+    );
+    const accounts = (await ops.get("/admin/accounts")).text;
+    assert.ok(accounts.includes(`<tr id="account-${a.id}">`), "the link lands on the account's row");
+
+    // A payment from before accounts went through the default account, and says so.
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: null }, { actor: "test" });
+    const init = await callInit(app, paymentBody());
+    const entry = await getPaymentEntry(app.kv, init.body.id);
+    const { accountId: _, ...old } = entry.value!;
+    await commitPaymentMove(app.kv, entry as Deno.KvEntry<Payment>, old, {
+      events: [],
+      jobs: { queue: false, now: Date.now() },
+    });
+    const older = (await ops.get(`/admin/payments/${init.body.id}`)).text;
+    assert.match(
+      older,
+      /<dt>Account<\/dt><dd><span><a href="\/admin\/accounts#account-default">[^<]+<\/a> · bansky · <code>default<\/code>/,
+    );
+    assert.ok(accounts.includes(`<tr id="account-default">`));
+
+    const staff = await portalBrowser(app);
+    const shopsView = (await staff.get(`/portal/payments/${onA.body.id}`)).text;
+    assert.match(shopsView, /<dt>Payment id<\/dt>/);
+    assert.doesNotMatch(shopsView, /<dt>Account<\/dt>|Bansky orgA/, "a shop does not see our accounts");
   });
 });
 

@@ -104,10 +104,16 @@ export async function listAllAccounts(ctx: AppContext): Promise<ProviderAccount[
 
 /** An account by id (the default one included), or NotFoundError. */
 export async function getAccount(ctx: AppContext, id: string): Promise<ProviderAccount> {
+  const account = await findAccount(ctx, id);
+  if (!account) throw new NotFoundError("Unknown account.");
+  return account;
+}
+
+/** An account by id (the default one included), or null when there is none by that id. */
+export async function findAccount(ctx: AppContext, id: string): Promise<ProviderAccount | null> {
   if (id === DEFAULT_ACCOUNT_ID) return ctx.providers.defaultAccount.account;
   const entry = hasIdShape("account", id) ? await getAccountEntry(ctx.kv, id) : null;
-  if (!entry?.value) throw new NotFoundError("Unknown account.");
-  return entry.value;
+  return entry?.value ?? null;
 }
 
 /**

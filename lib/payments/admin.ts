@@ -1,4 +1,6 @@
 import type { AppContext } from "../context.ts";
+import { findAccount } from "../accounts/mod.ts";
+import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { writeAudit } from "../db/audit.ts";
 import { AppError, ConflictError, NotFoundError, UpstreamError, ValidationError } from "../errors.ts";
 import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
@@ -16,21 +18,29 @@ import type { PaymentEvent } from "./types.ts";
 import { movePayment } from "./transition.ts";
 import type { WebhookOutcome } from "./webhook.ts";
 
-/** Everything an operator needs about one payment: the record, its events, refunds and every postback attempt. */
+/**
+ * Everything an operator needs about one payment: the record, its events, refunds, every postback attempt and the
+ * provider account it went through.
+ */
 export async function describePayment(ctx: AppContext, paymentId: string) {
   const payment = await findPayment(ctx.kv, paymentId);
   if (!payment) throw new NotFoundError("Unknown payment.");
-  const [deliveries, refunds, reserved, events, shop] = await Promise.all([
+  // Payments older than accounts have no accountId: they went through the default account, and still do.
+  const accountId = payment.accountId ?? DEFAULT_ACCOUNT_ID;
+  const [deliveries, refunds, reserved, events, shop, account] = await Promise.all([
     listDeliveriesByPayment(ctx.kv, paymentId),
     listRefundsByPayment(ctx.kv, paymentId),
     getRefundReservation(ctx.kv, paymentId),
     listPaymentEvents(ctx.kv, payment),
     getShop(ctx.kv, payment.shopId),
+    findAccount(ctx, accountId),
   ]);
   return {
     payment,
     /** Its shop's name; null for a shop gone since. */
     shopName: shop?.name ?? null,
+    /** The provider account it went through, with its record (no credentials); null for one that is not there. */
+    account: { id: accountId, record: account },
     refunds,
     /** What is left to refund: the amount less pending and succeeded refunds. */
     refundable: Math.max(0, payment.amount - (reserved.value ?? 0)),

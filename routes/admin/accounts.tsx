@@ -344,7 +344,8 @@ function AccountTable({ accounts, csrf }: { accounts: ProviderAccount[]; csrf: s
           </thead>
           <tbody>
             {accounts.map((a) => (
-              <tr key={a.id}>
+              // The anchor a payment's page links to (its Account field).
+              <tr key={a.id} id={`account-${a.id}`}>
                 <td data-label="Account">
                   {a.label}
                   <div class="muted small">

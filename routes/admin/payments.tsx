@@ -37,6 +37,7 @@ export function paymentRoutes(ctx: AppContext) {
             csrf={c.var.csrf}
             basePath="/admin/payments"
             shopBase="/admin/shops"
+            accountBase="/admin/accounts"
             canRecheck
             canRefund
           />
