@@ -125,16 +125,31 @@ export function ConfirmQuestion({ children }: { children: ComponentChildren }) {
 }
 
 /**
+ * The button that carries out a destructive action: one that takes something away at once (money back to a buyer, a
+ * cancel, a key, a shop, form or account switched off, a secret or an embedding site that stops working). It looks
+ * the same wherever it is: on a confirmation page, or on a form whose question the page's script asks first. A button
+ * that only leads to a confirmation (Refund…) or takes nothing away (replay, resend, enable) is not one.
+ */
+export function DestructiveButton(props: { children: ComponentChildren; small?: boolean }) {
+  return <button type="submit" class={props.small ? "danger small" : "danger"}>{props.children}</button>;
+}
+
+/**
  * The confirmation step of a risky action when the page's script did not ask
- * (no JavaScript): the same form again, with confirm=yes and one button.
+ * (no JavaScript): the same form again, with confirm=yes and one button,
+ * styled as destructive when pressing it takes something away (every caller
+ * says which, so none is red by accident or plain by omission).
  */
 export function ConfirmStep(props: {
   question: string;
   action: string;
   fields?: Record<string, string>;
   button: string;
+  destructive: boolean;
   csrf: string;
   cancel: string;
+  /** The way back's words, where "Cancel" would read as the action itself (cancelling an invoice). */
+  cancelLabel?: string;
 }) {
   return (
     <div class="card">
@@ -147,9 +162,11 @@ export function ConfirmStep(props: {
         <CsrfField token={props.csrf} />
         {Object.entries(props.fields ?? {}).map(([k, v]) => <input key={k} type="hidden" name={k} value={v} />)}
         <input type="hidden" name="confirm" value="yes" />
-        <button type="submit" class="danger">{props.button}</button>
+        {props.destructive
+          ? <DestructiveButton>{props.button}</DestructiveButton>
+          : <button type="submit">{props.button}</button>}
       </form>{" "}
-      <a href={props.cancel}>Cancel</a>
+      <a href={props.cancel}>{props.cancelLabel ?? "Cancel"}</a>
     </div>
   );
 }

@@ -1,7 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { Page } from "./html.tsx";
 import { Island } from "./island.tsx";
-import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { currencyExponent, formatAmount } from "../lib/money.ts";
 import type { Shop } from "../lib/db/shops.ts";
 import { type CoinChoice, findCoinChoice, formatCryptoAmount } from "../lib/forms/crypto.ts";
@@ -220,7 +220,7 @@ export function FormsList(
                     data-confirm={`Disable the form "${f.title}"? Its page stops taking payments at once.`}
                   >
                     <CsrfField token={props.csrf} />
-                    <button type="submit" class="small danger">Disable</button>
+                    <DestructiveButton small>Disable</DestructiveButton>
                   </form>
                 )}
               </td>

@@ -6,7 +6,7 @@ import { NETWORKS } from "../lib/invoices/coins.ts";
 import { INVOICE_STATUS_RULES } from "../lib/invoices/status.ts";
 import { type Invoice, type InvoiceDeposit, otherCoinDepositsOf } from "../lib/invoices/types.ts";
 import { invoiceTotals, otherCoinDepositsView } from "../lib/invoices/view.ts";
-import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
 import { timeline } from "./payments.tsx";
 
@@ -123,6 +123,10 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
   );
 }
 
+/** Asked before an operator cancels an invoice: by the page's script, or else by a page of its own. */
+export const CANCEL_INVOICE_QUESTION =
+  "Cancel this invoice? Its address rests a day, then goes back to the pool; later deposits are recorded as late.";
+
 export function InvoiceDetail(
   props: InvoiceInfo & {
     csrf: string;
@@ -171,11 +175,11 @@ export function InvoiceDetail(
             method="post"
             action={`${props.basePath}/${inv.id}/cancel`}
             class="inline"
-            data-confirm="Cancel this invoice? Its address rests a day, then goes back to the pool; later deposits are recorded as late."
+            data-confirm={CANCEL_INVOICE_QUESTION}
             data-busy="Cancelling…"
           >
             <CsrfField token={props.csrf} />
-            <button type="submit" class="secondary">Cancel invoice</button>
+            <DestructiveButton>Cancel invoice</DestructiveButton>
           </form>
         )}
       </div>

@@ -7,7 +7,7 @@ import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import type { Shop } from "../lib/db/shops.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
-import { ConfirmQuestion, CsrfField, formatTime } from "./admin_layout.tsx";
+import { ConfirmQuestion, CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
 
 /** Payment list, filters and detail, shared by the operator console and the shop portal. */
@@ -426,7 +426,7 @@ export function RefundConfirm(
         <input type="hidden" name="amount" value={String(props.amount)} />
         <input type="hidden" name="reason" value={props.reason} />
         <input type="hidden" name="token" value={props.token} />
-        <button type="submit">Confirm refund</button>
+        <DestructiveButton>Confirm refund</DestructiveButton>
       </form>{" "}
       <a href={`${props.basePath}/${p.id}`}>Cancel</a>
     </div>

@@ -1,6 +1,6 @@
 import type { Shop } from "../lib/db/shops.ts";
 import { MAX_SIGNING_SECRETS, shopSigners, shopSigning, type SignerView, type SigningScheme } from "../lib/shops.ts";
-import { CsrfField, formatTime } from "./admin_layout.tsx";
+import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { Island } from "./island.tsx";
 
 /**
@@ -78,7 +78,7 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
               data-confirm={endOverlapQuestion(signers)}
             >
               <CsrfField token={manage.csrf} />
-              <button type="submit" class="danger">End the overlap now</button>
+              <DestructiveButton>End the overlap now</DestructiveButton>
             </form>
           )}
           <form
@@ -89,9 +89,9 @@ export function SigningCard(props: { shop: Shop; now: number; manage?: { csrf: s
           >
             <CsrfField token={manage.csrf} />
             <input type="hidden" name="on" value={signRedirects ? "0" : "1"} />
-            <button type="submit" class="secondary">
-              {signRedirects ? "Turn signed redirects off" : "Turn signed redirects on"}
-            </button>
+            {signRedirects
+              ? <DestructiveButton>Turn signed redirects off</DestructiveButton>
+              : <button type="submit" class="secondary">Turn signed redirects on</button>}
           </form>
         </div>
       )}

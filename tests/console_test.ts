@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
-import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
-import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, waitFor } from "../fixtures/app.ts";
+import { Browser, operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { getShop } from "../lib/db/shops.ts";
+import { getPayment } from "../lib/db/payments.ts";
 import { searchAudit } from "../lib/db/audit.ts";
+import { createAccount } from "../lib/accounts/mod.ts";
+import { rotateShopSecret } from "../lib/shops.ts";
 
 Deno.test("[console] pages need a session; sign-in sets a __Host- cookie and sign-out revokes it", async () => {
   const app = await startTestApp();
@@ -833,6 +836,94 @@ Deno.test("[console] a Replay naming a shop id of the wrong shape says there is 
     assert.match(both.text, /id="replay-since" aria-invalid="true"/);
     const audited = await searchAudit(app.kv, { query: "postback.replay", limit: 10 });
     assert.equal(audited.filter((e) => e.action === "postback.replay").length, 0, "nothing audited");
+  } finally {
+    await app.close();
+  }
+});
+
+/** The class of a page's submit button with this label ("" for none); fails when the page has no such button. */
+function buttonClass(html: string, label: string): string {
+  const found = html.match(new RegExp(`<button type="submit"(?: class="([^"]*)")?>${label}</button>`));
+  assert.ok(found, `a "${label}" button`);
+  return found[1] ?? "";
+}
+
+Deno.test("[console] every button that takes something away has the one destructive style, on confirmation pages and on forms the browser asks about; a step that takes nothing away does not", async (t) => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const ctx = app.server.ctx;
+    const shopPage = `/admin/shops/${app.shop.id}`;
+    await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: Date.now() });
+    await b.post(`${shopPage}/embed`, { embedOrigins: "https://shop.example https://www.shop.example" });
+
+    await t.step("the shop's page and each of its confirmation pages", async () => {
+      const page = (await b.get(shopPage)).text;
+      assert.equal(buttonClass(page, "Revoke"), "danger small");
+      assert.equal(buttonClass(page, "Disable shop"), "danger");
+      assert.equal(buttonClass(page, "End the overlap now"), "danger");
+      assert.equal(buttonClass(page, "Turn signed redirects off"), "danger");
+      const keyId = page.match(/\/keys\/([^/"]+)\/revoke/)![1];
+      const asks: [string, Record<string, string>, string][] = [
+        [`${shopPage}/keys/${keyId}/revoke`, {}, "Revoke key"],
+        [`${shopPage}/status`, { status: "disabled" }, "Disable shop"],
+        [`${shopPage}/signing/end-overlap`, {}, "End the overlap"],
+        [`${shopPage}/redirect-signing`, { on: "0" }, "Turn off"],
+        [`${shopPage}/embed`, { embedOrigins: "https://shop.example" }, "Save embedding sites"],
+      ];
+      for (const [path, fields, label] of asks) {
+        const ask = await b.post(path, fields);
+        assert.equal(ask.status, 200, path);
+        assert.match(ask.text, /name="confirm" value="yes"/, path);
+        assert.equal(buttonClass(ask.text, label), "danger", path);
+      }
+      // A rotation stops nothing now (the replaced secret signs through the overlap): no destructive look.
+      assert.equal(buttonClass((await b.post(`${shopPage}/signing`, { scheme: "hmac" })).text, "Rotate"), "");
+      assert.equal((await getShop(app.kv, app.shop.id))!.status, "active", "nothing was done by asking");
+    });
+
+    await t.step("a refund's confirmation", async () => {
+      const init = await callInit(app, paymentBody());
+      await buyerSettles(init.body.url, "paid");
+      await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+      const detail = (await b.get(`/admin/payments/${init.body.id}`)).text;
+      assert.equal(buttonClass(detail, "Refund…"), "secondary", "it only leads to the confirmation");
+      const confirm = await b.post(`/admin/payments/${init.body.id}/refund`, { amount: "1.00", reason: "" });
+      assert.equal(confirm.status, 200);
+      assert.equal(buttonClass(confirm.text, "Confirm refund"), "danger");
+    });
+
+    await t.step("forms, accounts and a replay", async () => {
+      await b.get("/admin/forms");
+      const created = await b.post("/admin/forms", { shopId: app.shop.id, kind: "fiat", title: "Gift" });
+      const formId = new URL(created.location!, app.baseUrl).searchParams.get("created")!;
+      assert.equal(buttonClass((await b.get("/admin/forms")).text, "Disable"), "danger small");
+      assert.equal(buttonClass((await b.post(`/admin/forms/${formId}/disable`, {})).text, "Disable form"), "danger");
+
+      const account = await createAccount(ctx, {
+        provider: "bansky",
+        label: "Org A",
+        orgId: "891027350515",
+        credentials: { apiUrl: "https://bansky.example", apiToken: "t", webhookSecret: "w" },
+      }, { actor: "test" });
+      assert.equal(buttonClass((await b.get("/admin/accounts")).text, "Disable"), "danger small");
+      const disable = await b.post(`/admin/accounts/${account.id}/active`, { active: "no" });
+      assert.equal(buttonClass(disable.text, "Disable account"), "danger");
+      const rotate = await b.post(`/admin/accounts/${account.id}/rotate`, {});
+      assert.equal(buttonClass(rotate.text, "Enter new credentials"), "", "it only leads to the form");
+      const form = await b.post(`/admin/accounts/${account.id}/rotate`, { confirm: "yes" });
+      assert.equal(buttonClass(form.text, "Replace credentials"), "danger");
+
+      const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since: "2026-01-01T00:00" });
+      assert.equal(buttonClass(replay.text, "Replay"), "", "sending postbacks again takes nothing away");
+    });
+
+    await t.step("the portal's removal of an embedding site", async () => {
+      const staff = await portalBrowser(app);
+      await staff.get("/portal/settings");
+      const ask = await staff.post("/portal/settings/embed", { embedOrigins: "" });
+      assert.equal(buttonClass(ask.text, "Save embedding sites"), "danger");
+    });
   } finally {
     await app.close();
   }

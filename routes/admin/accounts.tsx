@@ -20,7 +20,15 @@ import { listOperations, type OperationEntry, type Outcome, OUTCOMES } from "../
 import { ID_PATTERNS } from "../../lib/ids.ts";
 import { formatAmount } from "../../lib/money.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, ConfirmStep, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
+import {
+  AdminLayout,
+  ConfirmStep,
+  CsrfField,
+  DestructiveButton,
+  Field,
+  Flash,
+  formatTime,
+} from "../../components/admin_layout.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const ACCOUNT = `/:id{${ID_PATTERNS.account}}` as const;
@@ -95,6 +103,7 @@ export function accountRoutes(ctx: AppContext) {
           action={`/admin/accounts/${id}/active`}
           fields={{ active: "no" }}
           button="Disable account"
+          destructive
           csrf={c.var.csrf}
           cancel="/admin/accounts"
         />,
@@ -118,6 +127,8 @@ export function accountRoutes(ctx: AppContext) {
           question={`Replace the credentials of ${a.label} (${a.orgId})? The old ones stop working here within seconds.`}
           action={`/admin/accounts/${id}/rotate`}
           button="Enter new credentials"
+          // Only leads to the form: its Replace credentials button is the one that takes the old ones away.
+          destructive={false}
           csrf={c.var.csrf}
           cancel="/admin/accounts"
         />,
@@ -365,9 +376,9 @@ function AccountTable({ accounts, csrf }: { accounts: ProviderAccount[]; csrf: s
                       <form method="post" action={`/admin/accounts/${a.id}/active`} class="inline">
                         <CsrfField token={csrf} />
                         <input type="hidden" name="active" value={a.active ? "no" : "yes"} />
-                        <button type="submit" class={a.active ? "danger small" : "secondary small"}>
-                          {a.active ? "Disable" : "Enable"}
-                        </button>
+                        {a.active
+                          ? <DestructiveButton small>Disable</DestructiveButton>
+                          : <button type="submit" class="secondary small">Enable</button>}
                       </form>{" "}
                       <form method="post" action={`/admin/accounts/${a.id}/rotate`} class="inline">
                         <CsrfField token={csrf} />
@@ -522,7 +533,7 @@ function RotateForm(
           error={e["credentials.webhookSecret"]}
           required
         />
-        <button type="submit" class="danger">Replace credentials</button>
+        <DestructiveButton>Replace credentials</DestructiveButton>
       </form>
     </section>
   );

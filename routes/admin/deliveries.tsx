@@ -133,6 +133,8 @@ export function deliveryRoutes(ctx: AppContext) {
           <ConfirmStep
             question={replayQuestion(shop.name, formatTime(sinceMs))}
             button="Replay"
+            // Sends the shop's postbacks again: nothing is taken away.
+            destructive={false}
             fields={{ shopId, since }}
             action="/admin/deliveries/replay"
             csrf={c.var.csrf}
@@ -159,6 +161,7 @@ export function deliveryRoutes(ctx: AppContext) {
         <ConfirmStep
           question="Go on with the replay?"
           button="Go on"
+          destructive={false}
           fields={{ shopId, since, after: resumeAfter }}
           action="/admin/deliveries/replay"
           csrf={c.var.csrf}

@@ -97,6 +97,7 @@ export function formPages<E extends CsrfEnv>(ctx: AppContext, opts: FormPagesOpt
         <ConfirmStep
           question="Disable this form? Its page stops taking payments at once; this cannot be undone."
           button="Disable form"
+          destructive
           action={c.req.path}
           csrf={c.var.csrf}
           cancel={opts.basePath}

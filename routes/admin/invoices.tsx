@@ -4,8 +4,8 @@ import { describeScopedInvoice, listScopedInvoices } from "../../lib/console.ts"
 import { cancelInvoice } from "../../lib/invoices/cancel.ts";
 import { findInvoice } from "../../lib/invoices/query.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
-import { InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
+import { AdminLayout, ConfirmStep, Flash } from "../../components/admin_layout.tsx";
+import { CANCEL_INVOICE_QUESTION, InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const PAGE_SIZE = 100;
@@ -35,9 +35,25 @@ export function invoiceRoutes(ctx: AppContext) {
     ));
   });
 
-  // Asked first in the browser (data-confirm); the cancel and its audit entry commit together.
+  // Asked first: by the page's script (data-confirm), or else by a page of its own. The cancel and its audit entry
+  // commit together.
   app.post("/:id/cancel", async (c) => {
     const inv = await findInvoice(ctx, c.req.param("id"));
+    if (c.var.form.confirm !== "yes") {
+      return c.html(renderPage(
+        <AdminLayout title="Please confirm" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
+          <ConfirmStep
+            question={CANCEL_INVOICE_QUESTION}
+            button="Cancel invoice"
+            destructive
+            action={`/admin/invoices/${inv.id}/cancel`}
+            csrf={c.var.csrf}
+            cancel={`/admin/invoices/${inv.id}`}
+            cancelLabel="Keep the invoice"
+          />
+        </AdminLayout>,
+      ));
+    }
     await cancelInvoice(ctx, inv.id, { actor: c.var.operator.email });
     return c.redirect(`/admin/invoices/${inv.id}?done=cancelled`, 303);
   });

@@ -58,7 +58,7 @@ export function shopSigningRoutes(ctx: AppContext) {
   /** Without the page's script the question comes as a page of its own. */
   const askFirst = (
     c: Context<ConsoleEnv>,
-    step: { question: string; button: string; fields?: Record<string, string> },
+    step: { question: string; button: string; destructive: boolean; fields?: Record<string, string> },
   ) =>
     c.html(renderPage(
       <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
@@ -79,6 +79,8 @@ export function shopSigningRoutes(ctx: AppContext) {
         return askFirst(c, {
           question: signingQuestion(currentScheme, scheme, rotating),
           button: currentScheme === scheme ? "Rotate" : "Switch",
+          // Nothing stops now: the replaced secret or key keeps signing through the overlap.
+          destructive: false,
           fields: { scheme },
         });
       }
@@ -107,7 +109,11 @@ export function shopSigningRoutes(ctx: AppContext) {
         const current = await shopOf(c);
         const now = ctx.now();
         assertOverlapRunning(current, now);
-        return askFirst(c, { question: endOverlapQuestion(shopSigners(current, now)), button: "End the overlap" });
+        return askFirst(c, {
+          question: endOverlapQuestion(shopSigners(current, now)),
+          button: "End the overlap",
+          destructive: true,
+        });
       }
       await endSigningOverlap(ctx.kv, c.req.param("id"), { actor: c.var.operator.email, now: ctx.now() });
       return redirectWithReveal(c, {
@@ -121,7 +127,12 @@ export function shopSigningRoutes(ctx: AppContext) {
   app.post(`${SHOP}/redirect-signing` as const, async (c) => {
     const on = c.var.form.on === "1";
     if (!on && c.var.form.confirm !== "yes") {
-      return askFirst(c, { question: REDIRECT_SIGNING_OFF_QUESTION, button: "Turn off", fields: { on: "0" } });
+      return askFirst(c, {
+        question: REDIRECT_SIGNING_OFF_QUESTION,
+        button: "Turn off",
+        destructive: true,
+        fields: { on: "0" },
+      });
     }
     const shop = await setRedirectSigning(ctx.kv, c.req.param("id"), on, {
       actor: c.var.operator.email,

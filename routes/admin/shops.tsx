@@ -15,7 +15,15 @@ import {
   updateShopSettings,
 } from "../../lib/shops.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, ConfirmStep, CsrfField, Field, Flash, formatTime } from "../../components/admin_layout.tsx";
+import {
+  AdminLayout,
+  ConfirmStep,
+  CsrfField,
+  DestructiveButton,
+  Field,
+  Flash,
+  formatTime,
+} from "../../components/admin_layout.tsx";
 import { Island } from "../../components/island.tsx";
 import { SigningCard } from "../../components/signing.tsx";
 import { EmbeddingCard, embedRemovalConfirmed, embedRemovalQuestion } from "../../components/embedding.tsx";
@@ -125,7 +133,7 @@ export function shopRoutes(ctx: AppContext) {
   /** The question of a risky action on a page of its own, when the page's script did not ask: its form again. */
   const confirmPage = (
     c: Context<ConsoleEnv>,
-    step: { question: string; button: string; fields?: Record<string, string> },
+    step: { question: string; button: string; destructive: boolean; fields?: Record<string, string> },
   ) =>
     c.html(renderPage(
       <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
@@ -140,7 +148,7 @@ export function shopRoutes(ctx: AppContext) {
   /** Risky actions are confirmed: by the page's script, or else by this page. */
   const confirmFirst = (
     c: Context<ConsoleEnv>,
-    step: { question: string; button: string; fields?: Record<string, string> },
+    step: { question: string; button: string; destructive: boolean; fields?: Record<string, string> },
   ) => c.var.form.confirm === "yes" ? null : confirmPage(c, step);
   const shopPath = (c: Context<ConsoleEnv>) => `/admin/shops/${c.req.param("id")}`;
 
@@ -193,6 +201,7 @@ export function shopRoutes(ctx: AppContext) {
         return confirmPage(c, {
           question: embedRemovalQuestion(err.removed.join(", "), "this shop's"),
           button: "Save embedding sites",
+          destructive: true,
           fields: { embedOrigins: value, removing: err.removed.join(" ") },
         });
       }
@@ -210,6 +219,7 @@ export function shopRoutes(ctx: AppContext) {
     const ask = status === "disabled" && confirmFirst(c, {
       question: "Disable this shop? Its API keys stop working at once and it cannot start payments.",
       button: "Disable shop",
+      destructive: true,
       fields: { status },
     });
     if (ask) return ask;
@@ -238,6 +248,7 @@ export function shopRoutes(ctx: AppContext) {
     const ask = confirmFirst(c, {
       question: "Revoke this API key? Requests with it fail from the next one on; this cannot be undone.",
       button: "Revoke key",
+      destructive: true,
     });
     if (ask) return ask;
     await revokeShopKey(ctx.kv, { shopId: c.req.param("id"), keyId: c.req.param("keyId") }, {
@@ -446,7 +457,7 @@ function ShopDetail(props: {
                         data-confirm={`Revoke the key ${k.hint}…? Requests with it fail from the next one on.`}
                       >
                         <CsrfField token={csrf} />
-                        <button type="submit" class="danger small">Revoke</button>
+                        <DestructiveButton small>Revoke</DestructiveButton>
                       </form>
                     )}
                   </td>
@@ -481,9 +492,9 @@ function ShopDetail(props: {
         >
           <CsrfField token={csrf} />
           <input type="hidden" name="status" value={shop.status === "active" ? "disabled" : "active"} />
-          <button type="submit" class={shop.status === "active" ? "danger" : ""}>
-            {shop.status === "active" ? "Disable shop" : "Enable shop"}
-          </button>
+          {shop.status === "active"
+            ? <DestructiveButton>Disable shop</DestructiveButton>
+            : <button type="submit">Enable shop</button>}
         </form>
         <form method="post" action={`/admin/shops/${shop.id}/portal-link`}>
           <CsrfField token={csrf} />

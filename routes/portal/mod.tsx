@@ -288,6 +288,7 @@ export function portalRoutes(ctx: AppContext) {
           <ConfirmStep
             question={embedRemovalQuestion(err.removed.join(", "), "your")}
             button="Save embedding sites"
+            destructive
             action="/portal/settings/embed"
             fields={{ embedOrigins: value, removing: err.removed.join(" ") }}
             csrf={c.var.csrf}
