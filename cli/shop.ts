@@ -19,10 +19,12 @@ import {
   createShopKey,
   endSigningOverlap,
   revokeShopKey,
+  SECRET_OVERLAP_MS,
   setEmbedOrigins,
   setRedirectSigning,
   shopSigners,
   shopSigning,
+  SigningLimitError,
   switchShopSigning,
 } from "../lib/shops.ts";
 import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
@@ -35,10 +37,14 @@ const USAGE = `usage:
   deno task shop key create SHOP_ID [--publishable]   (a browser key for the embedded checkout)
   deno task shop key revoke SHOP_ID KEY_ID
   deno task shop list
-  deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too)
+  deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too;
+    0 to 720, 0: it stops at once and does not count toward the three that may sign)
   deno task shop signing SHOP_ID end-overlap   (every previous secret or key stops signing at once)
   deno task shop redirects SHOP_ID on|off
   deno task shop embed SHOP_ID [--origin ORIGIN]...   (sites that may frame its checkout and forms; none = nobody)`;
+
+/** The longest overlap a rotation takes (switchShopSigning's 30 days), in the hours the option is given in. */
+const MAX_OVERLAP_HOURS = (30 * SECRET_OVERLAP_MS) / 3_600_000;
 
 const { values, positionals } = parseCommandArgs({
   account: { type: "string" },
@@ -80,13 +86,22 @@ await runCommand(async (server) => {
     const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor: "cli" });
     printJson({ shopId: record.shopId, keyId: record.id, revokedAt: new Date(record.revokedAt!).toISOString() });
   } else if (cmd === "signing" && rest.length === 1 && (rest[0] === "ed25519" || rest[0] === "hmac")) {
-    const hours = values["overlap-hours"] === undefined ? 24 : Number(values["overlap-hours"]);
-    if (!Number.isFinite(hours)) fail(USAGE);
+    const given = values["overlap-hours"]?.trim();
+    const hours = given === undefined ? 24 : given === "" ? NaN : Number(given);
+    if (!(hours >= 0 && hours <= MAX_OVERLAP_HOURS)) {
+      fail(`--overlap-hours must be a number of hours from 0 (no overlap) to ${MAX_OVERLAP_HOURS}\n${USAGE}`);
+    }
     const { shop, secret, publicKey } = await switchShopSigning(kv, sub, {
       actor: "cli",
       now,
       scheme: rest[0],
       overlapMs: Math.round(hours * 3_600_000),
+    }).catch((err) => {
+      // The way out only the command line has: with no overlap the replaced one stops at once and does not count.
+      if (err instanceof SigningLimitError) {
+        fail(`${err.code}: ${err.message} Or rotate with --overlap-hours 0: the replaced one then stops at once.`);
+      }
+      throw err;
     });
     printJson({
       shopId: shop.id,

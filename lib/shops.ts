@@ -110,7 +110,9 @@ export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;
 /**
  * At most this many secrets or keys sign at once: the current one and two replaced ones in their overlap. A
  * rotation never ends another's overlap early (a shop may still verify with the oldest), so one that would make
- * a fourth sign is refused instead, until the first ends or an operator ends the overlap.
+ * a fourth sign is refused instead, until the first ends or an operator ends the overlap. A rotation with an
+ * overlap of 0 is one with no overlap: the replaced secret or key stops at once, so it never counts toward the
+ * three, and such a rotation goes through however many sign (after a leak it is the one that must).
  */
 export const MAX_SIGNING_SECRETS = 3;
 
@@ -137,7 +139,10 @@ export class NoSigningOverlapError extends AppError {
   }
 }
 
-/** The replaced secrets after a rotation at `now`: the current one for `overlapMs`, and every one still signing. */
+/**
+ * The replaced secrets after a rotation at `now`: the current one for `overlapMs` (not at all for 0: no overlap), and
+ * every one still signing.
+ */
 function previousAfterRotation(shop: Signer, now: number, overlapMs: number): PreviousSecret[] {
   const kept = previousSecretsAt(shop, now);
   const previous = overlapMs > 0 ? [{ secret: shop.webhookSecret, expiresAt: now + overlapMs }, ...kept] : kept;
@@ -145,9 +150,55 @@ function previousAfterRotation(shop: Signer, now: number, overlapMs: number): Pr
   return previous;
 }
 
-/** Throws SigningLimitError when a rotation now (with the usual overlap) would be refused: asked before confirming. */
-export function assertRotationRoom(shop: Signer, now: number): void {
-  previousAfterRotation(shop, now, SECRET_OVERLAP_MS);
+/**
+ * What the question before a rotation of a shop's signing to `scheme` (with the usual overlap) needs: the scheme it
+ * has, and whether a rotation's overlap is running. One that would be refused (SigningLimitError) is refused here
+ * already, and audited as a refused rotation, as the rotation itself would be.
+ */
+export async function previewShopRotation(
+  kv: Deno.Kv,
+  shopId: string,
+  opts: { actor: string; now: number; scheme: SigningScheme },
+): Promise<{ currentScheme: SigningScheme; rotating: boolean }> {
+  const shop = await getShop(kv, shopId);
+  if (!shop) throw new NotFoundError("Unknown shop.");
+  const currentScheme = shopSigning(shop).scheme;
+  try {
+    previousAfterRotation(shop, opts.now, SECRET_OVERLAP_MS);
+  } catch (err) {
+    if (err instanceof SigningLimitError) {
+      await auditRefusedRotation(kv, shop, err, { ...opts, current: currentScheme, overlapMs: SECRET_OVERLAP_MS });
+    }
+    throw err;
+  }
+  return { currentScheme, rotating: shopSigners(shop, opts.now).length > 1 };
+}
+
+/**
+ * Writes the audit entry of a rotation refused by rule (MAX_SIGNING_SECRETS sign already): the shop's signing as it
+ * stayed (kinds and ends only, never a secret), what was asked for, and why it was refused. Nothing else is written.
+ */
+async function auditRefusedRotation(
+  kv: Deno.Kv,
+  shop: Shop,
+  err: SigningLimitError,
+  opts: { actor: string; now: number; scheme: SigningScheme; current: SigningScheme; overlapMs: number },
+): Promise<void> {
+  const kept = redactShop(shop, opts.now);
+  await writeAudit(kv, {
+    at: opts.now,
+    actor: opts.actor,
+    action: `${opts.scheme === opts.current ? "shop.rotate_secret" : "shop.switch_signing"}.refused`,
+    target: shop.id,
+    before: kept,
+    after: {
+      ...kept,
+      requestedScheme: opts.scheme,
+      overlapHours: opts.overlapMs / 3_600_000,
+      refused: err.code,
+      reason: err.message,
+    },
+  });
 }
 
 /** Throws NoSigningOverlapError when no replaced secret or key signs: asked before confirming an end. */
@@ -360,14 +411,31 @@ export async function switchShopSigning(
     throw new ValidationError("The overlap is invalid.", { overlapMs: "must be between 0 and 30 days" });
   }
   let action = "shop.rotate_secret";
+  // The shop as the refusing read saw it (a property: a variable assigned in the callback would read as never set).
+  const refused: { shop?: Shop } = {};
   const shop = await changeShop(kv, shopId, opts.actor, () => action, opts.now, (s) => {
     const current = shopSigning(s).scheme;
     const scheme = opts.scheme ?? current;
     action = scheme === current ? "shop.rotate_secret" : "shop.switch_signing";
+    refused.shop = s;
     return {
       ...withPreviousSecrets(s, previousAfterRotation(s, opts.now, overlapMs)),
       webhookSecret: scheme === "ed25519" ? pair.privateKey : hmacSecret,
     };
+  }).catch(async (err) => {
+    // Refused by rule: nothing changes, but the attempt is on record with its reason (bad input is not: it names no
+    // rotation the rules judged).
+    if (err instanceof SigningLimitError && refused.shop) {
+      const current = shopSigning(refused.shop).scheme;
+      await auditRefusedRotation(kv, refused.shop, err, {
+        actor: opts.actor,
+        now: opts.now,
+        scheme: opts.scheme ?? current,
+        current,
+        overlapMs,
+      });
+    }
+    throw err;
   });
   return shopSigning(shop).scheme === "ed25519"
     ? { shop, secret: null, publicKey: pair.publicKey }

@@ -607,6 +607,27 @@ Deno.test("[console] a rotation within the overlap keeps the one before signing;
           assert.ok(!before.some((secret) => refused.text.includes(secret)), "never a secret");
         }
         assert.deepEqual(await signing(), before);
+        // Each refused attempt (the question's and the confirmed one's) is on record with its reason, nothing secret.
+        const entries = (await searchAudit(app.kv, { query: "signing_limit", limit: 10 }))
+          .filter((e) => e.action === "shop.switch_signing.refused");
+        assert.equal(entries.length, 2);
+        for (const e of entries) {
+          assert.equal(e.actor, "ops@example.com");
+          assert.equal(e.target, app.shop.id);
+          const after = e.after as Record<string, unknown>;
+          assert.equal(after.refused, "signing_limit");
+          assert.match(String(after.reason), /^3 secrets or keys sign this shop's postbacks already/);
+          assert.equal(after.requestedScheme, "hmac");
+          assert.equal(after.overlapHours, 24);
+          assert.deepEqual(after.previousSigning, (e.before as Record<string, unknown>).previousSigning);
+          assert.ok(!before.some((secret) => JSON.stringify(e).includes(secret)), "never a secret");
+        }
+        const audit = (await b.get("/admin/audit?q=refused")).text;
+        assert.match(
+          audit,
+          new RegExp(`was refused a switch of the postback signing of <a href="${shopPage}">Test shop</a>`),
+        );
+        assert.match(audit, /refused: <code>signing_limit<\/code>/);
       },
     );
     await t.step("ending the overlap asks first, naming what stops, then leaves the current key alone", async () => {

@@ -160,7 +160,42 @@ async function auditOf(app: TestApp, action: string): Promise<AuditEntry[]> {
   return all.map((e) => e.value).filter((e) => e.target === app.shop.id && e.action === action);
 }
 
-Deno.test("[signatures] a third rotation within the overlaps is refused and changes nothing; ending the overlap stops every previous one", async (t) => {
+Deno.test("[signatures] at three signing, an overlap of 0 is no overlap: the replaced one stops at once and does not count, so the rotation goes through", async () => {
+  const app = await startTestApp();
+  try {
+    const now = Date.now();
+    await switchShopSigning(app.kv, app.shop.id, { actor: "test", now, scheme: "ed25519" });
+    const rotated = await rotateShopSecret(app.kv, app.shop.id, { actor: "test", now: now + 1000 });
+    const [, ...previous] = signingSecrets((await getShop(app.kv, app.shop.id))!, now + 2000);
+    assert.equal(previous.length, 2, "three sign");
+    const none = await switchShopSigning(app.kv, app.shop.id, {
+      actor: "test",
+      now: now + 2000,
+      scheme: "hmac",
+      overlapMs: 0,
+    });
+    const shop = (await getShop(app.kv, app.shop.id))!;
+    assert.deepEqual(signingSecrets(shop, now + 2000), [none.secret!, ...previous], "the replaced one signs no more");
+    assert.ok(!signingSecrets(shop, now + 2000).includes(rotated.secret));
+    const [entry] = await auditOf(app, "shop.rotate_secret");
+    const { previousSigning: after } = entry.after as { previousSigning: string[] };
+    assert.equal(after.length, 2);
+    assert.deepEqual(
+      after,
+      (entry.before as { previousSigning: string[] }).previousSigning,
+      "the replaced one not added",
+    );
+    // Still three sign: a rotation with an overlap is refused, as before.
+    await assert.rejects(
+      switchShopSigning(app.kv, app.shop.id, { actor: "test", now: now + 3000, scheme: "hmac" }),
+      SigningLimitError,
+    );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[signatures] a third rotation within the overlaps is refused, changes nothing and is audited as refused; ending the overlap stops every previous one", async (t) => {
   const app = await startTestApp();
   try {
     const now = Date.now();
@@ -184,7 +219,27 @@ Deno.test("[signatures] a third rotation within the overlaps is refused and chan
       }
       const after = await getShopEntry(app.kv, app.shop.id);
       assert.equal(after.versionstamp, before.versionstamp, "nothing written");
-      assert.equal((await auditOf(app, "shop.switch_signing")).length, 2, "and nothing audited");
+      assert.equal((await auditOf(app, "shop.switch_signing")).length, 2, "no rotation audited");
+      // Each refusal is: the rotation asked for, why it was refused, the signing it left as it was; no secret.
+      const [rotation, switching, ...more] = [
+        ...await auditOf(app, "shop.rotate_secret.refused"),
+        ...await auditOf(app, "shop.switch_signing.refused"),
+      ];
+      assert.equal(more.length, 0);
+      assert.equal((rotation.after as Record<string, unknown>).requestedScheme, "hmac");
+      assert.equal((switching.after as Record<string, unknown>).requestedScheme, "ed25519");
+      for (const entry of [rotation, switching]) {
+        assert.equal(entry.actor, "test");
+        assert.equal(entry.at, now + 2000);
+        const { refused, reason, overlapHours, previousSigning } = entry.after as Record<string, unknown>;
+        assert.equal(refused, "signing_limit");
+        assert.match(String(reason), /^3 secrets or keys sign this shop's postbacks already, the most at once\./);
+        assert.equal(overlapHours, 24);
+        assert.deepEqual(previousSigning, (entry.before as Record<string, unknown>).previousSigning);
+        assert.equal((previousSigning as string[]).length, 2);
+      }
+      const audit = JSON.stringify(await Array.fromAsync(app.kv.list({ prefix: ["audit"] })));
+      assert.ok(!audit.includes("whsec_") && !audit.includes("whsk_"), "no secret in the audit log");
       assert.equal(
         signingSecrets(after.value!, now + SECRET_OVERLAP_MS).length,
         2,
@@ -552,6 +607,58 @@ Deno.test("[signatures] the CLI switches a shop to key pairs and lists its publi
     assert.ok(!list.text.includes("whsk_") && !list.text.includes("whsec_"));
     const off = await run("redirects", created.shopId, "off");
     assert.equal(off.json.signRedirects, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[signatures] the CLI at three signing: a rotation with an overlap is refused, audited and told the way out; --overlap-hours 0 goes through; a bad overlap changes nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const kvPath = `${dir}/kv.sqlite3`;
+  const run = (...args: string[]) => runShopCli(kvPath, ...args);
+  /** Runs the command expecting it to fail; its error output. */
+  const refused = async (...args: string[]) => {
+    const err = await run(...args).then(() => null, (e: Error) => e.message);
+    assert.ok(err, `${args.join(" ")} should fail`);
+    return err;
+  };
+  try {
+    const { shopId } = (await run("create", "--name", "Acme")).json;
+    await run("signing", shopId, "ed25519");
+    await run("signing", shopId, "hmac");
+    for (const hours of ["-1", "721", "abc", ""]) {
+      assert.match(
+        // Written with "=", as a value starting with "-" must be.
+        await refused("signing", shopId, "hmac", `--overlap-hours=${hours}`),
+        /--overlap-hours must be/,
+        hours,
+      );
+    }
+    const limit = await refused("signing", shopId, "hmac", "--overlap-hours", "1");
+    assert.match(limit, /signing_limit: 3 secrets or keys sign/);
+    assert.match(limit, /Or rotate with --overlap-hours 0: the replaced one then stops at once\./);
+    const none = await run("signing", shopId, "hmac", "--overlap-hours", "0");
+    assert.match(none.json.webhookSecret, /^whsec_/);
+    assert.deepEqual(
+      none.json.previousSigning.map((p: { signingScheme: string }) => p.signingScheme),
+      ["ed25519", "hmac"],
+      "the two that signed before it, not the one it replaced",
+    );
+
+    const kv = await Deno.openKv(kvPath);
+    try {
+      const audit = (await Array.fromAsync(kv.list<AuditEntry>({ prefix: ["audit"] }))).map((e) => e.value);
+      const refusals = audit.filter((e) => e.action.endsWith(".refused"));
+      assert.equal(refusals.length, 1, "the refused rotation, not the bad overlaps");
+      assert.equal(refusals[0].action, "shop.rotate_secret.refused");
+      assert.equal(refusals[0].actor, "cli");
+      const after = refusals[0].after as Record<string, unknown>;
+      assert.equal(after.overlapHours, 1);
+      assert.equal(after.refused, "signing_limit");
+      assert.ok(!JSON.stringify(audit).includes("whsec_") && !JSON.stringify(audit).includes("whsk_"), "no secret");
+    } finally {
+      kv.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -2,11 +2,10 @@ import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import {
   assertOverlapRunning,
-  assertRotationRoom,
   endSigningOverlap,
+  previewShopRotation,
   setRedirectSigning,
   shopSigners,
-  shopSigning,
   switchShopSigning,
 } from "../../lib/shops.ts";
 import { getShop } from "../../lib/db/shops.ts";
@@ -71,11 +70,11 @@ export function shopSigningRoutes(ctx: AppContext) {
     // Refused (three sign already): said above the signatures, with the way out.
     return await refusalShownOnPage("Not rotated", async () => {
       if (c.var.form.confirm !== "yes") {
-        const current = await shopOf(c);
-        const now = ctx.now();
-        assertRotationRoom(current, now);
-        const currentScheme = shopSigning(current).scheme;
-        const rotating = shopSigners(current, now).length > 1;
+        const { currentScheme, rotating } = await previewShopRotation(ctx.kv, c.req.param("id"), {
+          actor: c.var.operator.email,
+          now: ctx.now(),
+          scheme,
+        });
         return askFirst(c, {
           question: signingQuestion(currentScheme, scheme, rotating),
           button: currentScheme === scheme ? "Rotate" : "Switch",
