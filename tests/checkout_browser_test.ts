@@ -176,6 +176,9 @@ Deno.test({
         const frame = page.frameLocator("#pay iframe");
         await frame.getByRole("link", { name: "Pay 25.00 EUR" }).click();
         await frame.getByRole("heading", { name: "Bansky sandbox" }).waitFor();
+        // The provider's page cannot tell us its height: the frame makes room for it rather than cut it off.
+        const cut = await frame.locator("html").evaluate((el) => el.scrollHeight - el.clientHeight);
+        assert.ok(cut <= 0, `the provider's page is cut off by ${cut}px in the frame`);
         await page.screenshot({ path: `${ARTIFACTS}/checkout-02-provider-in-frame.png`, fullPage: true });
         await frame.getByRole("button", { name: "Pay", exact: true }).click();
         const sessionId = await waitForEvent(page, "succeeded");

@@ -7,6 +7,9 @@
  * message only to a parent of that origin) or, from the popup, only to our own origin.
  */
 
+/** Room made for the provider's pay page in the frame: it cannot tell us its height, as our own pages do. */
+const PROVIDER_HEIGHT = 640;
+
 const root = document.querySelector<HTMLElement>("[data-checkout]");
 if (root) run(root);
 
@@ -41,6 +44,13 @@ function run(root: HTMLElement) {
     new ResizeObserver(report).observe(document.body);
     report();
     if (event) post({ type: event });
+    // The provider's page comes next in this frame and would be cut off at our page's height: make room first.
+    // Our return page reports its own height again.
+    for (const link of root.querySelectorAll<HTMLAnchorElement>("a[data-pay=inline]")) {
+      link.addEventListener("click", () => {
+        post({ type: "resize", height: Math.max(document.body.getBoundingClientRect().height, PROVIDER_HEIGHT) });
+      });
+    }
   }
 
   // Waiting for the provider's word: look again shortly (a page load asks the provider), for a minute at most;
