@@ -1,5 +1,10 @@
 import { useEffect, useState } from "preact/hooks";
-import { INVOICE_STATUS_TEXT, isInvoiceOpen } from "../lib/invoices/status.ts";
+import {
+  INVOICE_CLOSED_HINT,
+  INVOICE_STATUS_TEXT,
+  INVOICE_TIME_UP_TEXT,
+  isInvoiceOpen,
+} from "../lib/invoices/status.ts";
 import type { BuyerStatus } from "../lib/invoices/view.ts";
 
 /** How often the page asks for news while the invoice is open. */
@@ -61,13 +66,24 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
   }, [s]);
 
   const left = s.expiresAt - (now + offset);
+  // Past expiresAt, money no longer pays for the order (it is late) even before the sweep records the expiry.
+  const timeUp = s.expires && left <= 0;
+  // The amount, address and QR code are drawn by the server: load the page again once they are no longer to be
+  // used (a second after, so that the server's clock is past expiresAt too). Only a page drawn before the time was
+  // up: one drawn after already shows none of them.
+  const drawnInTime = props.initial.expires && props.initial.now < props.initial.expiresAt;
+  useEffect(() => {
+    if (timeUp && drawnInTime && left <= -1000) location.reload();
+  }, [timeUp && left <= -1000]);
+  const stopped = timeUp || s.status === "expired" || s.status === "cancelled";
   return (
     <div class="invoice-status">
       {/* News is announced; the countdown below, which changes every second, is not. */}
       <div aria-live="polite">
-        <p class={`invoice-state state-${s.status}`} data-status={s.status}>
-          <strong>{INVOICE_STATUS_TEXT[s.status]}</strong>
+        <p class={`invoice-state state-${timeUp ? "expired" : s.status}`} data-status={s.status}>
+          <strong>{timeUp ? INVOICE_TIME_UP_TEXT : INVOICE_STATUS_TEXT[s.status]}</strong>
         </p>
+        {stopped && <p>{INVOICE_CLOSED_HINT}</p>}
         {s.paidAmount !== "0" && (
           <p>
             Received: {s.paidAmount} of {s.amount} {s.coin}
@@ -101,11 +117,7 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
           </p>
         )}
       </div>
-      {s.expires && (
-        <p class="muted">
-          {left > 0 ? <>Time left: {formatLeft(left)}</> : <>Time is up.</>}
-        </p>
-      )}
+      {s.expires && left > 0 && <p class="muted">Time left: {formatLeft(left)}</p>}
     </div>
   );
 }

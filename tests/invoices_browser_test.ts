@@ -46,6 +46,9 @@ phoneTest(
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(inv.checkoutUrl);
     await page.getByRole("heading", { name: "Umbrella, large" }).waitFor();
+    // Whom the buyer pays, as a form's and a checkout's pages say.
+    assert.equal(await page.locator(".invoice > p.muted").first().textContent(), "Test shop");
+    assert.equal(await page.getByText(/Reload the page/).count(), 0, "no words for browsers without JavaScript");
     assert.equal(await page.locator(".invoice-amount").textContent(), "25 USDT");
     assert.equal(await page.locator(".invoice-address").textContent(), inv.address);
     await page.getByRole("button", { name: "Copy address" }).waitFor();
@@ -125,5 +128,31 @@ phoneTest(
     await page.getByText("12.5 USDT came too late to count for this invoice, which expired").waitFor({
       timeout: 10_000,
     });
+  },
+);
+
+phoneTest(
+  "[browser] the invoice page stops asking for money once its time is up, before the sweep records the expiry",
+  async ({ app, page }) => {
+    const inv = await createTestInvoice(app, { expiresIn: 60 });
+    // The page's timers run on a clock the test moves.
+    await page.clock.install();
+    await page.goto(inv.checkoutUrl);
+    await page.locator(".invoice-address").waitFor();
+    // Past expiresAt, money sent is late and pays nothing, though the sweep (every minute or so) has not come by.
+    shiftClock(app, 61_000);
+    await page.clock.fastForward(62_000);
+    await page.getByText("Time is up").waitFor({ timeout: 10_000 });
+    await page.getByText("Do not send anything for this invoice now").waitFor();
+    assert.equal(await page.locator(".invoice-address").count(), 0, "no address to send to");
+    assert.equal(await page.locator("figure.qr").count(), 0, "no QR code to scan");
+    assert.equal(await page.getByRole("button", { name: "Copy amount" }).count(), 0);
+    assert.equal((await readInvoice(app, inv.id)).status, "waiting_for_deposit", "not yet recorded as expired");
+    await page.screenshot({ path: "test-artifacts/invoice-time-up.png", fullPage: true });
+
+    await app.server.runner.sweep();
+    await page.clock.fastForward(4_000);
+    await page.getByText("This invoice expired").waitFor({ timeout: 10_000 });
+    await page.getByText("Do not send anything for this invoice now").waitFor();
   },
 );

@@ -100,3 +100,13 @@ export const INVOICE_STATUS_TEXT = {
   expired: "This invoice expired",
   cancelled: "This invoice was cancelled",
 } as const satisfies Record<InvoiceStatus, string>;
+
+/**
+ * What the buyer reads once an invoice that expires is past `expiresAt` but not yet recorded as expired (the sweep
+ * comes by within a minute or so): money sent from then on is late and pays nothing, so the page stops asking for it.
+ */
+export const INVOICE_TIME_UP_TEXT = "Time is up";
+
+/** Under the status of an invoice that takes no more money (expired, cancelled, or its time up). */
+export const INVOICE_CLOSED_HINT =
+  "Do not send anything for this invoice now: it would not pay for your order. To pay, ask the shop for a new invoice.";

@@ -1,11 +1,11 @@
 import { Hono } from "hono";
 import { renderSVG } from "uqr";
 import type { AppContext } from "../../lib/context.ts";
-import { findInvoice } from "../../lib/invoices/query.ts";
+import { findBuyerInvoice, findInvoice } from "../../lib/invoices/query.ts";
 import { buyerStatusView, invoiceTotals, paymentUri } from "../../lib/invoices/view.ts";
 import { formatBaseUnits } from "../../lib/invoices/amounts.ts";
 import { NETWORKS } from "../../lib/invoices/coins.ts";
-import { INVOICE_STATUS_TEXT, isInvoiceOpen } from "../../lib/invoices/status.ts";
+import { INVOICE_STATUS_TEXT, INVOICE_TIME_UP_TEXT, isInvoiceOpen } from "../../lib/invoices/status.ts";
 import type { Invoice } from "../../lib/invoices/types.ts";
 import { Page, renderPage } from "../../components/html.tsx";
 import { Island } from "../../components/island.tsx";
@@ -27,8 +27,8 @@ export function invoicePageRoutes(ctx: AppContext) {
   });
 
   app.get("/:id", async (c) => {
-    const inv = await publicLookup(ctx, c, () => findInvoice(ctx, c.req.param("id")));
-    return c.html(renderPage(<InvoicePage inv={inv} now={ctx.now()} />));
+    const { invoice, shopName } = await publicLookup(ctx, c, () => findBuyerInvoice(ctx, c.req.param("id")));
+    return c.html(renderPage(<InvoicePage inv={invoice} shopName={shopName} now={ctx.now()} />));
   });
 
   app.get("/:id/status", async (c) => {
@@ -38,19 +38,27 @@ export function invoicePageRoutes(ctx: AppContext) {
   return app;
 }
 
-function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
+function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | null; now: number }) {
   const status = buyerStatusView(inv, now);
   const { due } = invoiceTotals(inv);
   const dueText = formatBaseUnits(due, inv.decimals);
   const uri = paymentUri(inv);
-  // Once the whole amount is on its way there is nothing left to send: no amount, no QR code.
-  const open = isInvoiceOpen(inv.status) && due > 0n;
+  // Past expiresAt, money sent no longer pays for the order, though the sweep may not have recorded the expiry yet.
+  const timeUp = status.expires && now >= inv.expiresAt;
+  // Once the whole amount is on its way, or the time is up, there is nothing to send: no amount, no QR code.
+  const open = isInvoiceOpen(inv.status) && due > 0n && !timeUp;
   const partly = due < BigInt(inv.amount);
   const network = NETWORKS[inv.network].label;
   return (
     // The tab says what the page asks now (the island reloads the page when that changes).
-    <Page title={`${open ? `Pay ${dueText} ${inv.coin}` : INVOICE_STATUS_TEXT[inv.status]} · AimbrellaPay`} script>
+    <Page
+      title={`${
+        open ? `Pay ${dueText} ${inv.coin}` : timeUp ? INVOICE_TIME_UP_TEXT : INVOICE_STATUS_TEXT[inv.status]
+      } · AimbrellaPay`}
+      script
+    >
       <div class="invoice">
+        {shopName && <p class="muted">{shopName}</p>}
         <h1>{inv.title || "Invoice"}</h1>
         {inv.description && <p>{inv.description}</p>}
         <Island
@@ -94,7 +102,7 @@ function InvoicePage({ inv, now }: { inv: Invoice; now: number }) {
                   unless your payment has arrived by then.{" "}
                 </>
               )}
-              Reload the page to see news without JavaScript.
+              <noscript>Reload the page to see news.</noscript>
             </p>
           </>
         )}
