@@ -65,7 +65,8 @@ export function BuyerFormPage(props: {
     ? (form.currency ? currencyExponent(form.currency) : 2)
     : (fixedCoin?.decimals ?? 8);
   return (
-    <Page title={`${form.title} · ${props.shopName}`} script>
+    // The tab's title is what a screen reader reads first on the page that came back: it says something went wrong.
+    <Page title={`${props.message ? "Error: " : ""}${form.title} · ${props.shopName}`} script>
       <p class="muted">{props.shopName}</p>
       <h1>{form.title}</h1>
       {form.description && <p>{form.description}</p>}

@@ -66,6 +66,7 @@ Deno.test({
       await t.step("on its own page, by keyboard, with a mistake first", async () => {
         await page.goto(formUrl);
         await page.getByRole("heading", { name: "Support the shelter" }).waitFor();
+        assert.equal(await page.title(), "Support the shelter · Test shop");
         assert.equal(await sideways(page), 0, "nothing wider than the phone");
         assert.equal(await page.getByLabel("Currency").count(), 0, "a fixed currency is not asked");
         await page.getByLabel("Amount (EUR)").focus();
@@ -74,6 +75,7 @@ Deno.test({
         await page.keyboard.type("donor@example.com");
         await page.keyboard.press("Enter");
         await page.getByText("Enter an amount above 0").waitFor();
+        assert.equal(await page.title(), "Error: Support the shelter · Test shop", "the title says it came back");
         assert.equal(await page.getByLabel("Amount (EUR)").getAttribute("aria-invalid"), "true");
         assert.equal(await page.getByLabel("Your email").inputValue(), "donor@example.com", "typed values are kept");
         await Deno.mkdir(ARTIFACTS, { recursive: true });
