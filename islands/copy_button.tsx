@@ -1,19 +1,33 @@
 import { useState } from "preact/hooks";
 
-/** Copies a value (a new API key, a secret) to the clipboard; without JavaScript the value is still shown to select. */
+const FAILED = "Not copied: select the text and copy it yourself";
+
+/**
+ * Copies a value (a new API key, a secret, a deposit address) to the clipboard; without JavaScript the value is still
+ * shown to select. The outcome is said in a status region as well as on the button, since a screen reader does not
+ * announce a focused button's new text; a browser that refuses the clipboard is said to have refused.
+ */
 export default function CopyButton(props: { text: string; label?: string }) {
-  const [copied, setCopied] = useState(false);
+  const [said, setSaid] = useState("");
   return (
-    <button
-      type="button"
-      class="secondary small"
-      onClick={async () => {
-        await navigator.clipboard.writeText(props.text);
-        setCopied(true);
-        setTimeout(() => setCopied(false), 1500);
-      }}
-    >
-      {copied ? "Copied" : props.label ?? "Copy"}
-    </button>
+    <>
+      <button
+        type="button"
+        class="secondary small"
+        onClick={async () => {
+          let outcome = "Copied";
+          try {
+            await navigator.clipboard.writeText(props.text);
+          } catch {
+            outcome = FAILED;
+          }
+          setSaid(outcome);
+          setTimeout(() => setSaid(""), outcome === FAILED ? 4000 : 1500);
+        }}
+      >
+        {said === "Copied" ? "Copied" : said === FAILED ? "Not copied" : props.label ?? "Copy"}
+      </button>
+      <span role="status" class="sr-only">{said}</span>
+    </>
   );
 }

@@ -28,7 +28,11 @@ function phoneTest(
         args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
       });
       try {
-        const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+        const page = await browser.newPage({
+          viewport: { width: 390, height: 844 },
+          isMobile: true,
+          permissions: ["clipboard-read", "clipboard-write"],
+        });
         await fn({ app, chain: chainApi(app), page });
       } finally {
         await browser.close();
@@ -51,8 +55,16 @@ phoneTest(
     assert.equal(await page.getByText(/Reload the page/).count(), 0, "no words for browsers without JavaScript");
     assert.equal(await page.locator(".invoice-amount").textContent(), "25 USDT");
     assert.equal(await page.locator(".invoice-address").textContent(), inv.address);
-    await page.getByRole("button", { name: "Copy address" }).waitFor();
     await page.getByRole("button", { name: "Copy amount" }).waitFor();
+    // Copying is told to a screen reader too (a button's changed text alone is not announced), by keyboard.
+    await page.getByRole("button", { name: "Copy address" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByRole("status").getByText("Copied", { exact: true }).waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), inv.address);
+    // A browser that refuses the clipboard: the buyer is told to copy by hand, not left believing it worked.
+    await page.evaluate(() => navigator.clipboard.writeText = () => Promise.reject(new DOMException("denied")));
+    await page.getByRole("button", { name: "Copy amount" }).click();
+    await page.getByRole("status").getByText("Not copied: select the text and copy it yourself").waitFor();
     assert.equal(await page.locator("figure.qr svg").count(), 1);
     await page.getByText(/Time left: (\d+:)?\d+:\d\d/).waitFor();
     assert.equal(await page.locator("[aria-live]").getByText(/Time left/).count(), 0, "the countdown is not announced");
