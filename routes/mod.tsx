@@ -176,6 +176,11 @@ function messagePage(c: Context, title: string, text: string, status: number) {
 function errorPage(c: Context, err: Error) {
   if (err instanceof AppError) {
     for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+    if (err.code === "rate_limited") {
+      // A person reads this page (a buyer on a form, an operator signing in): in their words, not the API's.
+      const wait = Number(err.headers?.["retry-after"] ?? 60);
+      return messagePage(c, "Too many tries", `Please wait ${wait} seconds, then try again.`, err.status);
+    }
     const title = err.status === 404 ? "Not found" : err.status === 403 ? "Not allowed" : "That did not work";
     const text = err.fields
       ? `${err.message} ${Object.entries(err.fields).map(([k, v]) => `${k} ${v}`).join("; ")}.`
