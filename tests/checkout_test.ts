@@ -585,3 +585,51 @@ Deno.test("[checkout] copies of a session racing in two isolates: the one stored
     await app.close();
   }
 });
+
+Deno.test("[checkout] the buyer's pages ask the provider about a payment at most once per interval, however often they are loaded", async () => {
+  // Webhooks are lost: only the page's question to the provider can find out the buyer paid.
+  const app = await startTestApp({ knobs: { dropWebhooks: true } });
+  try {
+    const { BUYER_RECHECK_INTERVAL_MS } = await import("../lib/checkout/sessions.ts");
+    const created = await api(app, "POST", "/checkout/sessions", app.shop.apiKey, session());
+    assert.equal(created.status, 201);
+    const returnUrl = `${app.baseUrl}/checkout/return/${created.body.sessionId}`;
+    const frameUrl = `${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(created.body.clientSecret)}`;
+    const load = async (url: string) => {
+      const res = await fetch(url);
+      const html = await res.text();
+      assert.equal(res.status, 200, url);
+      return html;
+    };
+    const paymentId = (await api(app, "POST", "/checkout/confirm", app.shop.apiKey, {
+      sessionId: created.body.sessionId,
+    })).body.session.paymentId;
+    const payment = (await getPayment(app.kv, paymentId))!;
+    // The buyer went to the provider's page (the frame asks the provider only after that).
+    const wrapper = await fetch(`${app.baseUrl}/integration/pay?id=${payment.id}`, { redirect: "manual" });
+    await wrapper.body?.cancel();
+    assert.equal(wrapper.status, 302);
+
+    // Anyone holding the page's address (every buyer has theirs) reloads it in a loop: one provider call, not fifty.
+    const before = app.sandbox.calls.status;
+    await Promise.all(Array.from({ length: 25 }, () => load(returnUrl)));
+    for (let i = 0; i < 25; i++) await load(i % 2 ? returnUrl : frameUrl);
+    assert.equal(app.sandbox.calls.status - before, 1, "provider status calls for 50 page loads");
+
+    // The buyer pays; the next page load past the interval asks again and shows it.
+    const paid = await fetch(`${payment.providerUrl}/paid`, { method: "POST", redirect: "manual" });
+    await paid.body?.cancel();
+    assert.match(await load(returnUrl), /Confirming your payment/, "within the interval: the payment as stored");
+    app.server.ctx.now = () => Date.now() + BUYER_RECHECK_INTERVAL_MS;
+    assert.match(await load(returnUrl), /Payment complete/);
+    assert.equal((await getPayment(app.kv, payment.id))!.status, "succeeded");
+    // Settled, a page never asks the provider again.
+    const settled = app.sandbox.calls.status;
+    app.server.ctx.now = () => Date.now() + 10 * BUYER_RECHECK_INTERVAL_MS;
+    await load(returnUrl);
+    await load(frameUrl);
+    assert.equal(app.sandbox.calls.status, settled);
+  } finally {
+    await app.close();
+  }
+});

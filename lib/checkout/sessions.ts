@@ -186,8 +186,35 @@ export async function recheckWithProvider(ctx: AppContext, p: Payment, by: strin
   return moved.payment;
 }
 
-/** The same, for a page the buyer sees: a provider that cannot be asked leaves the payment as we know it. */
+/**
+ * How often a buyer's page may ask the provider about one payment (per isolate). The pages are public (a session id
+ * or client secret opens them, and every buyer has theirs): without a bound each load was a provider call and an
+ * operation-log write, so anyone reloading one in a loop spent our provider account's rate limit and our store. The
+ * waiting page reloads every 1.5 s, so it still asks about every other load; a webhook is the usual news anyway.
+ */
+export const BUYER_RECHECK_INTERVAL_MS = 2_000;
+/** Payments whose buyer pages asked the provider lately, and when (bounded: when full it starts over). */
+const buyerRechecks = new WeakMap<AppContext, Map<string, number>>();
+const BUYER_RECHECKS_MAX = 10_000;
+
+/** True (and counted) when a buyer's page may ask the provider about this payment now. */
+function takeBuyerRecheck(ctx: AppContext, paymentId: string): boolean {
+  let asked = buyerRechecks.get(ctx);
+  if (!asked) buyerRechecks.set(ctx, asked = new Map());
+  const now = ctx.now();
+  const last = asked.get(paymentId);
+  if (last !== undefined && now - last < BUYER_RECHECK_INTERVAL_MS) return false;
+  if (asked.size >= BUYER_RECHECKS_MAX) asked.clear();
+  asked.set(paymentId, now);
+  return true;
+}
+
+/**
+ * The same, for a page the buyer sees: a provider that cannot be asked leaves the payment as we know it, and so does
+ * a page loaded again within BUYER_RECHECK_INTERVAL_MS of the last one that asked (the payment as stored then).
+ */
 export async function recheckQuietly(ctx: AppContext, p: Payment, by: string): Promise<Payment> {
+  if (p.status !== "pending" || !p.providerRef || !takeBuyerRecheck(ctx, p.id)) return p;
   try {
     return await recheckWithProvider(ctx, p, by);
   } catch (err) {
