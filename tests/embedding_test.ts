@@ -18,6 +18,10 @@ Deno.test("[embedding] embed origins are origins only, https unless local URLs a
   );
   assert.deepEqual(parseEmbedOrigins(["https://bücher.example"], false), ["https://xn--bcher-kva.example"]);
   assert.deepEqual(parseEmbedOrigins(["http://127.0.0.1:5173"], true), ["http://127.0.0.1:5173"]);
+  assert.deepEqual(parseEmbedOrigins(["http://[::1]:5173", "http://localhost:8000"], true), [
+    "http://[::1]:5173",
+    "http://localhost:8000",
+  ]);
   for (
     const bad of [
       "http://shop.example",
@@ -28,6 +32,13 @@ Deno.test("[embedding] embed origins are origins only, https unless local URLs a
       "javascript:alert(1)",
       "data:text/html,hi",
       "https://shop.example; script-src *",
+      // Hosts the URL parser takes but no site has: a wildcard would let every site frame the buyer pages, and ";"
+      // or "," would start another CSP directive or policy in the header the origin goes into.
+      "https://*",
+      "https://*.shop.example",
+      "https://shop.example;sandbox",
+      "https://shop.example,https://evil.example",
+      "https://shop.example'",
     ]
   ) {
     assert.throws(() => parseEmbedOrigins([bad], false), (err) => {
