@@ -2061,3 +2061,42 @@ Deno.test("[invoices] other coins' transfers share the record's bound with the d
   const payment = { txid: "pay", amount: "1000000", confirmations: 0, seenAt: 900 };
   assert.equal(decideAt(full, [...spam, payment], 1_000)!.patch!.deposits!.length, MAX_LISTED_WITH_DROPPED - 2);
 });
+
+Deno.test("[invoices] an open invoice nobody has paid is read less often as it ages, never past its expiry, and at the usual pace once money is seen", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  try {
+    const poll = app.config.chainPollMs;
+    const created = await createTestInvoice(app, { expiresIn: 3_600 });
+    const checkAfterSweep = async () => {
+      await app.server.runner.sweep();
+      const inv = (await getInvoiceEntry(app.kv, created.id)).value!;
+      return { inv, in: inv.checkAt! - app.server.ctx.now() };
+    };
+    // The sweep read the clock a few ms before this test does.
+    const near = (actual: number, expected: number) => assert.ok(Math.abs(actual - expected) < 200, `${actual} ms`);
+    // Two minutes old: a tenth of its age is less than the usual interval.
+    shiftClock(app, 2 * 60_000);
+    near((await checkAfterSweep()).in, poll);
+    // Twenty minutes old: a tenth of that.
+    shiftClock(app, 20 * 60_000);
+    near((await checkAfterSweep()).in, 2 * 60_000);
+    // Fifty minutes old: at most five minutes.
+    shiftClock(app, 50 * 60_000);
+    near((await checkAfterSweep()).in, 5 * 60_000);
+    // Two minutes before its expiry: read at the expiry, not after.
+    shiftClock(app, 58 * 60_000);
+    const late = await checkAfterSweep();
+    assert.equal(late.inv.checkAt, late.inv.expiresAt);
+    // Money seen: read at the usual pace, however old.
+    shiftClock(app, 0);
+    const paid = await createTestInvoice(app, { expiresIn: 3_600 });
+    await chainApi(app).deposit(paid.address, "1000000");
+    await waitStatus(app, paid.id, "payment_confirmation");
+    shiftClock(app, 20 * 60_000);
+    await app.server.runner.sweep();
+    const paying = (await getInvoiceEntry(app.kv, paid.id)).value!;
+    near(paying.checkAt! - app.server.ctx.now(), poll);
+  } finally {
+    await app.close();
+  }
+});
