@@ -4,17 +4,15 @@
  * these two lists; a new coin is one row here.
  */
 export const NETWORKS = {
-  bitcoin: { label: "Bitcoin", confirmations: 3, uriScheme: "bitcoin" },
-  ethereum: { label: "Ethereum", confirmations: 12, uriScheme: "ethereum" },
-  tron: { label: "Tron", confirmations: 20, uriScheme: "tron" },
+  bitcoin: { label: "Bitcoin", confirmations: 3 },
+  ethereum: { label: "Ethereum", confirmations: 12 },
+  tron: { label: "Tron", confirmations: 20 },
 } as const satisfies Record<string, NetworkRule>;
 
 interface NetworkRule {
   label: string;
   /** Blocks on top of a deposit's own before we count it as received (payment_accepted). */
   confirmations: number;
-  /** The payment URI scheme wallets read from the QR code. */
-  uriScheme: string;
 }
 
 export type Network = keyof typeof NETWORKS;
@@ -22,10 +20,22 @@ export const NETWORK_IDS = Object.keys(NETWORKS) as Network[];
 
 /** Each coin on each network it travels on, with its decimals there (USDT has 6 on Tron and Ethereum). */
 export const COIN_OPTIONS = [
-  { coin: "USDT", network: "tron", decimals: 6, label: "Tether USD (TRC-20)" },
-  { coin: "USDT", network: "ethereum", decimals: 6, label: "Tether USD (ERC-20)" },
-  { coin: "BTC", network: "bitcoin", decimals: 8, label: "Bitcoin" },
-  { coin: "ETH", network: "ethereum", decimals: 18, label: "Ether" },
+  {
+    coin: "USDT",
+    network: "tron",
+    decimals: 6,
+    label: "Tether USD (TRC-20)",
+    contract: "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+  },
+  {
+    coin: "USDT",
+    network: "ethereum",
+    decimals: 6,
+    label: "Tether USD (ERC-20)",
+    contract: "0xdAC17F958D2ee523a2206206994597C13D831ec7",
+  },
+  { coin: "BTC", network: "bitcoin", decimals: 8, label: "Bitcoin", contract: null },
+  { coin: "ETH", network: "ethereum", decimals: 18, label: "Ether", contract: null },
 ] as const satisfies readonly CoinOption[];
 
 export interface CoinOption {
@@ -33,6 +43,8 @@ export interface CoinOption {
   network: Network;
   decimals: number;
   label: string;
+  /** A token's contract on its network (Tether's own), which wallets send it through; null for the network's coin. */
+  contract: string | null;
 }
 
 export type Coin = typeof COIN_OPTIONS[number]["coin"];

@@ -1,5 +1,5 @@
 import { formatBaseUnits, sumUnits } from "./amounts.ts";
-import { confirmationsNeeded, findCoinOption, NETWORKS } from "./coins.ts";
+import { confirmationsNeeded, findCoinOption } from "./coins.ts";
 import { canMoveInvoice, type InvoicePostbackType } from "./status.ts";
 import { heldOpenPastExpiry } from "./expiry.ts";
 import { countsToward, type Invoice, otherCoinDepositsOf } from "./types.ts";
@@ -103,14 +103,37 @@ export function invoicePostbackBody(inv: Invoice, type: InvoicePostbackType, now
   return JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: invoiceView(inv, base) });
 }
 
-/** The payment URI wallets read from the QR code (BIP 21 style: scheme:address?amount=...), for what is still due. */
-export function paymentUri(inv: Invoice): string {
-  const amount = formatBaseUnits(invoiceTotals(inv).due, inv.decimals);
-  const params = new URLSearchParams({ amount });
-  // Tokens name their coin, since the address alone means the network's own coin to a wallet.
-  if (inv.coin === "USDT") params.set("token", inv.coin);
-  return `${NETWORKS[inv.network].uriScheme}:${inv.address}?${params}`;
+/**
+ * What the buyer's QR code holds and the wallet link opens, for what is still due; `link` is null where wallets share
+ * no payment URI.
+ * - Bitcoin: BIP 21, `bitcoin:ADDRESS?amount=BTC`.
+ * - Ethereum: EIP-681 on chain 1. Ether is `ethereum:ADDRESS@1?value=WEI`; a token is a call of its contract's
+ *   `transfer`, `ethereum:CONTRACT@1/transfer?address=ADDRESS&uint256=UNITS`. Given the address with
+ *   `?amount=…&token=USDT` (what this wrote before), a wallet may fill in an ether payment, which pays nothing here.
+ * - Tron: wallets share no URI; the code holds the bare address, which Tron wallets scan, and the amount is on the
+ *   page to copy.
+ */
+export function walletRequest(inv: Invoice): { qr: string; link: string | null } {
+  const due = invoiceTotals(inv).due;
+  const contract = findCoinOption(inv.coin, inv.network)?.contract ?? null;
+  switch (inv.network) {
+    case "bitcoin": {
+      const uri = `bitcoin:${inv.address}?amount=${formatBaseUnits(due, inv.decimals)}`;
+      return { qr: uri, link: uri };
+    }
+    case "ethereum": {
+      const uri = contract
+        ? `ethereum:${contract}@${ETHEREUM_CHAIN_ID}/transfer?address=${inv.address}&uint256=${due}`
+        : `ethereum:${inv.address}@${ETHEREUM_CHAIN_ID}?value=${due}`;
+      return { qr: uri, link: uri };
+    }
+    case "tron":
+      return { qr: inv.address, link: null };
+  }
 }
+
+/** Ethereum's main network, named in payment URIs so a wallet on another chain does not pay there. */
+const ETHEREUM_CHAIN_ID = 1;
 
 /** What the buyer's page and its status route show: the invoice's state, nothing of the shop's own. */
 export function buyerStatusView(inv: Invoice, now: number) {

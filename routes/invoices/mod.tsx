@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { renderSVG } from "uqr";
 import type { AppContext } from "../../lib/context.ts";
 import { findBuyerInvoice, findInvoice } from "../../lib/invoices/query.ts";
-import { buyerStatusView, invoiceTotals, paymentUri } from "../../lib/invoices/view.ts";
+import { buyerStatusView, invoiceTotals, walletRequest } from "../../lib/invoices/view.ts";
 import { formatBaseUnits } from "../../lib/invoices/amounts.ts";
 import { NETWORKS } from "../../lib/invoices/coins.ts";
 import { INVOICE_STATUS_TEXT, INVOICE_TIME_UP_TEXT, isInvoiceOpen } from "../../lib/invoices/status.ts";
@@ -42,7 +42,7 @@ function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | 
   const status = buyerStatusView(inv, now);
   const { due } = invoiceTotals(inv);
   const dueText = formatBaseUnits(due, inv.decimals);
-  const uri = paymentUri(inv);
+  const wallet = walletRequest(inv);
   // Past expiresAt, money sent no longer pays for the order, though the sweep may not have recorded the expiry yet.
   const timeUp = status.expires && now >= inv.expiresAt;
   // Once the whole amount is on its way, or the time is up, there is nothing to send: no amount, no QR code.
@@ -81,7 +81,7 @@ function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | 
                 <Island name="CopyButton" props={{ text: inv.address, label: "Copy address" }} />
               </div>
               <p class="muted small">
-                Only {inv.coin} on {network}: anything else sent here is lost.
+                Only {inv.coin} on {network}: anything else sent here does not pay this invoice.
               </p>
             </div>
             <figure class="qr">
@@ -89,10 +89,16 @@ function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | 
               <div
                 role="img"
                 aria-label={`QR code for paying ${dueText} ${inv.coin} to ${inv.address}`}
-                dangerouslySetInnerHTML={{ __html: renderSVG(uri, { border: 2 }) }}
+                dangerouslySetInnerHTML={{ __html: renderSVG(wallet.qr, { border: 2 }) }}
               />
               <figcaption class="muted small">
-                Scan with your wallet, or <a href={uri}>open it in your wallet app</a>.
+                {wallet.link
+                  ? (
+                    <>
+                      Scan with your wallet, or <a href={wallet.link}>open it in your wallet app</a>.
+                    </>
+                  )
+                  : <>Scan the address with your wallet, and send the amount above.</>}
               </figcaption>
             </figure>
             <p class="muted small">
