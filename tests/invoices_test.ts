@@ -2100,3 +2100,67 @@ Deno.test("[invoices] an open invoice nobody has paid is read less often as it a
     await app.close();
   }
 });
+
+Deno.test("[invoices] a full invoice of a shop that writes in Chinese still moves: its postback stays under KV's 64 KiB, other coins' transfers listed", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  try {
+    // V8 keeps a string with any character past U+00FF at two bytes a character: a title and description in Chinese
+    // made the whole postback body twice its length in KV.
+    const title = "订单".repeat(100);
+    const description = "商品".repeat(500);
+    const created = await createTestInvoice(app, {
+      coin: "USDT",
+      network: "ethereum",
+      amount: "10000",
+      id: crypto.randomUUID(),
+      title,
+      description,
+      postbackUrl: shop.url,
+    });
+    // What a stranger can list at little cost: dust up to the dust line, transfers at a hundredth of the amount taken
+    // back (dropped), and other coins' transfers of a token of their own, any amount; then the buyer pays.
+    const txid = (tag: string, i: number) => `0x${tag}${String(i).padStart(63, "0")}`;
+    const at = Date.parse(created.createdAt);
+    const dust = Array.from({ length: DUST_LISTED_UP_TO }, (_, i) => ({
+      txid: txid("a", i),
+      amount: "1",
+      confirmations: 12,
+      seenAt: at + i,
+      late: false,
+      inTime: true,
+    }));
+    const dropped = Array.from({ length: MAX_LISTED_WITH_DROPPED - DUST_LISTED_UP_TO - MAX_OTHER_COIN_DEPOSITS - 1 }, (
+      _,
+      i,
+    ) => ({ txid: txid("c", i), amount: "100000000", confirmations: 0, seenAt: at + i, late: false, dropped: true }));
+    const payment = { txid: txid("f", 1), amount: "10000000000", confirmations: 12, seenAt: at, late: false };
+    const junk = Array.from({ length: MAX_OTHER_COIN_DEPOSITS }, (_, i) => ({
+      coin: "ABCDEFGHIJKLMNOPQRST",
+      txid: txid("b", i),
+      amount: "9".repeat(40),
+      confirmations: 12,
+      seenAt: at + i,
+    }));
+    const full: InvoiceChange = { events: [], patch: { deposits: [...dust, ...dropped], otherCoinDeposits: junk } };
+    assert.equal((await updateInvoice(app.server.ctx, created.id, () => full)).outcome, "applied");
+    const paid = await updateInvoice(app.server.ctx, created.id, (inv) => ({
+      to: "payment_accepted",
+      events: [],
+      patch: { deposits: [...inv.deposits, payment] },
+    }));
+    assert.equal(paid.outcome, "applied");
+    const postback = await waitFor(
+      "the payment_accepted postback",
+      () => postbacksOf(app, shop.received, created.id).find((b) => b.type === "invoice.payment_accepted"),
+    );
+    const data = InvoicePostbackBody.parse(postback).data;
+    assert.equal(data.title, title, "the same JSON to the shop's parser");
+    assert.equal(data.description, description);
+    assert.equal(data.otherCoinDeposits.length, MAX_OTHER_COIN_DEPOSITS);
+    assert.equal(data.paidAmount, "10000.00008");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

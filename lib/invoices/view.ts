@@ -98,9 +98,25 @@ export function showsTheSame(a: Invoice, b: Invoice): boolean {
   return shown(a) === shown(b);
 }
 
-/** The postback body (Standard Webhooks payload shape: type, timestamp, data). */
+/** Characters V8 cannot keep at one byte (Latin-1 is what it can). */
+const WIDE = /[\u0100-\uffff]/;
+const WIDE_ALL = new RegExp(WIDE.source, "g");
+
+/**
+ * The postback body (Standard Webhooks payload shape: type, timestamp, data). The delivery keeps it in KV, which takes
+ * 64 KiB a value, and V8 stores a string holding any character past U+00FF at two bytes a character: a title in
+ * Chinese could double a full invoice's body (150 entries) past the limit, and its status could no longer move. So
+ * such characters are sent as JSON escapes (`\uXXXX`): the same JSON to any parser; the signature covers the bytes
+ * sent.
+ */
 export function invoicePostbackBody(inv: Invoice, type: InvoicePostbackType, now: number, base: string): string {
-  return JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: invoiceView(inv, base) });
+  const json = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: invoiceView(inv, base) });
+  if (!WIDE.test(json)) return json;
+  // JSON's own syntax is ASCII: such characters are only ever inside its strings, where an escape means the same.
+  const escaped = json.replace(WIDE_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  // V8 keeps the representation a string was built from (the escaped copy of a two-byte string is two-byte still):
+  // read back from its ASCII bytes, it is one byte a character.
+  return new TextDecoder().decode(new TextEncoder().encode(escaped));
 }
 
 /**
