@@ -2164,3 +2164,21 @@ Deno.test("[invoices] a full invoice of a shop that writes in Chinese still move
     await app.close();
   }
 });
+
+Deno.test("[invoices] another coin's transfer back from dropped shows the chain's confirmations, as a deposit does, not those it had before the drop", () => {
+  // Tron takes 20: dropped at 15 (a reorganisation took its block), sent again and shown with 1.
+  const inv = invoiceOf({
+    status: "waiting_for_deposit",
+    deposits: [{ txid: "d1", amount: "5", confirmations: 15, seenAt: 400, late: false, dropped: true }],
+    otherCoinDeposits: [{ coin: "TRX", txid: "e1", amount: "7", confirmations: 15, seenAt: 500, dropped: true }],
+    expiresAt: 1_000_000,
+    checkAt: 0,
+  });
+  const back = decideAt(inv, [
+    { txid: "d1", amount: "5", confirmations: 1, seenAt: 400 },
+    { txid: "e1", coin: "TRX", amount: "7", confirmations: 1, seenAt: 500 },
+  ], 500_000)!;
+  assert.equal(back.patch!.deposits![0].confirmations, 1);
+  assert.equal(back.patch!.otherCoinDeposits![0].confirmations, 1, "the shop would read 15 of 20 for a transfer at 1");
+  assert.equal(back.patch!.otherCoinDeposits![0].dropped, undefined);
+});

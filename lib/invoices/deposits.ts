@@ -429,7 +429,9 @@ function otherCoinsFromChain(
   const list = before.map((d): OtherCoinDeposit => {
     const seen = shown.get(otherCoinKey(d));
     if (seen) {
-      const confirmations = Math.max(d.confirmations, seen.confirmations);
+      // Back from dropped, it is a new inclusion (rebroadcast, re-mined): the chain's count, as a deposit's; otherwise
+      // confirmations only grow (a node a block behind).
+      const confirmations = d.dropped ? seen.confirmations : Math.max(d.confirmations, seen.confirmations);
       if (confirmations === d.confirmations && d.missingSince === undefined && !d.dropped) return d;
       const { missingSince: _shownAgain, dropped: _back, ...rest } = d;
       return { ...rest, confirmations };
