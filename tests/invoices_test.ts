@@ -2182,3 +2182,18 @@ Deno.test("[invoices] another coin's transfer back from dropped shows the chain'
   assert.equal(back.patch!.otherCoinDeposits![0].confirmations, 1, "the shop would read 15 of 20 for a transfer at 1");
   assert.equal(back.patch!.otherCoinDeposits![0].dropped, undefined);
 });
+
+Deno.test("[invoices] a transaction is claimed once by a write, also when its deposit was listed before claims existed and its other coin is new", () => {
+  const inv = invoiceOf({
+    status: "payment_confirmation",
+    deposits: [{ txid: "t1", amount: "1000000", confirmations: 1, seenAt: 500, late: false }],
+    expiresAt: 100_000,
+    checkAt: 1_000,
+  });
+  const decided = decideAt(inv, [
+    { txid: "t1", amount: "1000000", confirmations: 2, seenAt: 500 },
+    { txid: "t1", coin: "TRX", amount: "9", confirmations: 2, seenAt: 500 },
+  ], 1_000)!;
+  assert.equal(decided.patch!.otherCoinDeposits!.length, 1);
+  assert.deepEqual(decided.claims, ["t1"]);
+});

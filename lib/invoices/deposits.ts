@@ -383,7 +383,8 @@ export function decideFromChain(
   const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]) || others.changed;
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
-  const claims = [...freshClaims, ...others.claims, ...unclaimed].slice(0, MAX_CLAIMS_PER_WRITE);
+  // Once each: a deposit listed before claims existed may share its transaction with another coin's new transfer.
+  const claims = [...new Set([...freshClaims, ...others.claims, ...unclaimed])].slice(0, MAX_CLAIMS_PER_WRITE);
   // Other coins left for the next read do not hold expiry back (they count for nothing), only bring that read on.
   const nextPoll = more || others.more ? now : now + pollMs;
   // Records that never listed another coin stay without the field.
