@@ -17,6 +17,7 @@ import { type Resolver, resolveWithDns } from "./lib/relay/url_guard.ts";
 import { createApp } from "./routes/mod.tsx";
 import { operationWritesSettled } from "./lib/db/operations.ts";
 import { stopRateLimiters } from "./lib/auth/rate_limit.ts";
+import { closePinnedProxy } from "./lib/relay/pinned_proxy.ts";
 
 export interface ServerParts {
   app: ReturnType<typeof createApp>;
@@ -43,7 +44,13 @@ interface SandboxCredentials {
 export async function createServer(
   config: Config,
   kv: Deno.Kv,
-  opts: { resolve?: Resolver; sandboxKnobs?: Partial<SandboxKnobs>; chainKnobs?: Partial<ChainKnobs> } = {},
+  opts: {
+    resolve?: Resolver;
+    sandboxKnobs?: Partial<SandboxKnobs>;
+    chainKnobs?: Partial<ChainKnobs>;
+    /** Tests' own certificate authority, trusted for https postback URLs. */
+    postbackCaCerts?: string[];
+  } = {},
 ): Promise<ServerParts> {
   // Loopback address for calls to ourselves (the embedded sandbox, the demo shop).
   const selfUrl = `http://127.0.0.1:${config.port}`;
@@ -116,6 +123,7 @@ export async function createServer(
     chain,
     analytics: await createAnalytics(config),
     metrics,
+    postbackCaCerts: opts.postbackCaCerts,
   };
   const runner = new JobRunner(ctx);
   ctx.kick = runner.kick;
@@ -160,6 +168,8 @@ export async function createServer(
       chainSimulator?.close();
       stopRateLimiters(kv);
       await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
+      // After the relay's last attempts, which may use it.
+      closePinnedProxy(ctx);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.
       await operationWritesSettled(kv);
     },

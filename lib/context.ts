@@ -30,4 +30,6 @@ export interface AppContext {
   analytics?: Analytics;
   /** Prometheus metrics, kept only when METRICS_TOKEN is set. */
   metrics?: Metrics;
+  /** Certificates trusted for https postback URLs besides the system's: a test's own authority. */
+  postbackCaCerts?: string[];
 }

@@ -19,6 +19,8 @@ import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
 import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
+import { parseConnect, PinnedProxy } from "../lib/relay/pinned_proxy.ts";
+import { testCertificates } from "../fixtures/tls.ts";
 import { replayFailedDeliveries } from "../lib/relay/replay.ts";
 import {
   buyerSettles,
@@ -1513,4 +1515,81 @@ Deno.test("[relay] a shop that times out keeps its share: its attempts already w
     assert.ok(stored.every((e) => e.value?.lastError === "no answer within 100 ms"));
   });
   await hanging.close();
+});
+
+/** A shop answering 200 over TLS as `shop.test` on loopback, with the test's own authority. */
+async function startTlsShop() {
+  const certs = await testCertificates("shop.test");
+  const received: string[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert: certs.cert, key: certs.key, onListen() {} },
+    async (req) => (received.push(await req.text()), new Response("ok")),
+  );
+  return { url: `https://shop.test:${server.addr.port}/postback`, received, caCert: certs.caCert, server };
+}
+
+Deno.test("[relay] an https postback connects to the address our guard checked for its host, through the pinned proxy, TLS checked for the host's name", async () => {
+  const shop = await startTlsShop();
+  // shop.test is in no DNS the system knows: only our resolver names it, so fetch resolving it itself finds nothing.
+  const resolve: Resolver = (host) => Promise.resolve(host === "shop.test" ? ["127.0.0.1"] : []);
+  await withApp({ resolve, postbackCaCerts: [shop.caCert] }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor(
+      "the postback over TLS",
+      async () => (await deliveryOf(app, id))?.status === "delivered" || undefined,
+    );
+    assert.equal(shop.received.length, 1);
+    assert.match(shop.received[0], /"payment.succeeded"/);
+  });
+  await shop.server.shutdown();
+});
+
+Deno.test("[relay] a host that answers a private address when the postback connects (DNS rebinding) gets nothing, whatever it answered the check before", async () => {
+  const shop = await startTlsShop();
+  let lookups = 0;
+  // Our check before the send sees loopback (allowed in development); the connection's lookup, a private address.
+  const resolve: Resolver = (host) => {
+    if (host !== "shop.test") return Promise.resolve([]);
+    return Promise.resolve(++lookups <= 2 ? ["127.0.0.1"] : ["10.20.30.40"]);
+  };
+  await withApp({ resolve, postbackCaCerts: [shop.caCert] }, async (app) => {
+    // The payment's own URL check (one lookup) and the send's (another) pass; the proxy's does not.
+    const id = await paidPayment(app, shop.url);
+    await waitFor("the refused attempt", async () => ((await deliveryOf(app, id))?.attempts ?? 0) >= 1 || undefined);
+    const d = (await deliveryOf(app, id))!;
+    assert.equal(d.status, "pending");
+    assert.equal(
+      d.lastError,
+      "host shop.test resolves to a private address when connecting (refused by our address check)",
+    );
+    assert.equal(shop.received.length, 0);
+    assert.ok(lookups >= 3, `looked up ${lookups} times`);
+  });
+  await shop.server.shutdown();
+});
+
+Deno.test("[relay] the pinned proxy tunnels only for this process: another program's CONNECT gets 407, a malformed one 400", async () => {
+  const proxy = PinnedProxy.start({ allowLocal: true, resolve: () => Promise.resolve(["127.0.0.1"]) })!;
+  try {
+    const port = proxy.port;
+    const ask = async (request: string) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode(request));
+      const buf = new Uint8Array(256);
+      const n = await conn.read(buf);
+      conn.close();
+      return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0];
+    };
+    assert.equal(
+      await ask("CONNECT shop.test:443 HTTP/1.1\r\nHost: shop.test:443\r\n\r\n"),
+      "HTTP/1.1 407 Proxy Authentication Required",
+    );
+    assert.equal(await ask("GET http://shop.test/ HTTP/1.1\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+  } finally {
+    proxy.close();
+  }
+  assert.deepEqual(parseConnect("CONNECT [::1]:8443 HTTP/1.1\r\n"), { host: "::1", port: 8443 });
+  assert.deepEqual(parseConnect("CONNECT Shop.Test:443 HTTP/1.1"), { host: "shop.test", port: 443 });
+  assert.equal(parseConnect("CONNECT shop.test:70000 HTTP/1.1"), null);
+  assert.equal(parseConnect("CONNECT shop.test HTTP/1.1"), null);
 });

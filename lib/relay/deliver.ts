@@ -9,6 +9,7 @@ import { isTimeout, withTimeout } from "../timeout.ts";
 import type { Delivery, DeliveryAttempt } from "./types.ts";
 import { DELIVERY_LEASE_MS, leaseKeeper, leaseLeavesTimeToStart } from "./lease.ts";
 import { checkPostbackDestination, checkShopUrl, DnsTimeoutError } from "./url_guard.ts";
+import { pinnedClient, pinnedProxyOf } from "./pinned_proxy.ts";
 
 const RESPONSE_KEEP_BYTES = 1024;
 
@@ -174,12 +175,22 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
       const rules = { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve, signal };
       const addressProblem = await checkPostbackDestination(url, rules);
       if (addressProblem) return blocked(`postbackUrl ${addressProblem}`);
-      return await send(url, { headers, body: d.body, signal }, ctx.now());
+      // https goes through the pinned proxy, which connects only to an address it checked itself (DNS rebinding).
+      const client = url.protocol === "https:"
+        ? pinnedClient(ctx, { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve }, {
+          caCerts: ctx.postbackCaCerts,
+        })
+        : null;
+      return await send(url, { headers, body: d.body, signal, ...(client ? { client } : {}) }, ctx.now());
     });
   } catch (err) {
     if (err instanceof DnsTimeoutError) return blocked(`postbackUrl ${err.problem}`);
     const timedOut = isTimeout(err);
-    const error = timedOut ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : plainNetworkError(err);
+    // The pinned proxy's refusal reaches fetch only as "unsuccessful tunnel": it keeps the reason.
+    const refused = /unsuccessful tunnel/i.test(`${err} ${(err as Error)?.cause ?? ""}`)
+      ? pinnedProxyOf(ctx)?.refusal(url.hostname)
+      : null;
+    const error = timedOut ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : refused ?? plainNetworkError(err);
     const noAnswer = timedOut ? "timeout" as const : "connection" as const;
     return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error, noAnswer }, responseStart: "" };
   }
@@ -188,7 +199,7 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
 /** The POST itself: redirects are not followed and only the start of the answer is read. */
 async function send(
   url: URL,
-  init: { headers: Record<string, string>; body: string; signal: AbortSignal },
+  init: { headers: Record<string, string>; body: string; signal: AbortSignal; client?: Deno.HttpClient },
   now: number,
 ): Promise<{ outcome: AttemptOutcome; responseStart: string }> {
   const res = await fetch(url, { method: "POST", ...init, redirect: "manual" });

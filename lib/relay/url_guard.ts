@@ -168,7 +168,19 @@ export async function checkPostbackDestination(
   url: URL,
   opts: { allowLocal: boolean; resolve: Resolver; signal?: AbortSignal },
 ): Promise<string | null> {
-  const host = url.hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  const checked = await destinationAddresses(url.hostname, opts);
+  return "problem" in checked ? checked.problem : null;
+}
+
+/**
+ * The addresses a postback to `host` may connect to (every one it resolves to passes the rules), or why none may:
+ * the check above, and the pinned proxy's before it connects (pinned_proxy.ts). Throws DnsTimeoutError as above.
+ */
+export async function destinationAddresses(
+  hostname: string,
+  opts: { allowLocal: boolean; resolve: Resolver; signal?: AbortSignal },
+): Promise<{ addresses: string[] } | { problem: string }> {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, "");
   let addresses: string[];
   if (isIpLiteral(host)) {
     addresses = [host];
@@ -176,14 +188,14 @@ export async function checkPostbackDestination(
     addresses = ["127.0.0.1"];
   } else {
     addresses = await opts.resolve(host, opts.signal);
-    if (addresses.length === 0) return `host ${host} does not resolve`;
+    if (addresses.length === 0) return { problem: `host ${host} does not resolve` };
   }
   for (const address of addresses) {
     const kind = classifyAddress(address);
     if (kind === "public" || (kind === "loopback" && opts.allowLocal)) continue;
-    return `host ${host} resolves to a ${kind} address`;
+    return { problem: `host ${host} resolves to a ${kind} address` };
   }
-  return null;
+  return { addresses };
 }
 
 function isIpLiteral(host: string): boolean {

@@ -1,0 +1,255 @@
+import { base64url, randomBytes } from "../ids.ts";
+import { describeError, log } from "../log.ts";
+import { destinationAddresses, DnsTimeoutError, type Resolver } from "./url_guard.ts";
+
+/**
+ * Postbacks to https URLs go through a CONNECT proxy of this process's own, on 127.0.0.1: it resolves the shop's
+ * host with our resolver, checks every address against the URL guard's rules, and connects to an address it
+ * checked. So fetch never looks the name up itself, and a name that answers a public address to our check and a
+ * private one to the connection (DNS rebinding) cannot make a postback reach our own network. TLS stays end to end:
+ * fetch speaks it through the tunnel, checking the shop's certificate for its host name; the proxy copies bytes.
+ *
+ * A tunnel fetch keeps alive for later postbacks stays on the address it was opened to. Plain http postback URLs
+ * (development only, DEV_ALLOW_LOCAL_URLS) do not go through it.
+ */
+export class PinnedProxy {
+  readonly client: Deno.HttpClient;
+  /** Where it listens on 127.0.0.1. */
+  readonly port: number;
+  readonly #listener: Deno.Listener;
+  readonly #auth: string;
+  readonly #open = new Set<Deno.Conn>();
+  /** Why the proxy last refused each host, and when: fetch reports any refusal as "unsuccessful tunnel". */
+  readonly #refusals = new Map<string, { problem: string; at: number }>();
+
+  private constructor(listener: Deno.Listener, private readonly rules: ProxyRules, caCerts: string[] | undefined) {
+    this.#listener = listener;
+    const password = base64url(randomBytes(24));
+    // Only this process's fetch may use it: another program on the machine gets 407.
+    this.#auth = `Basic ${btoa(`relay:${password}`)}`;
+    const { port } = listener.addr as Deno.NetAddr;
+    this.port = port;
+    this.client = Deno.createHttpClient({
+      proxy: { url: `http://127.0.0.1:${port}`, basicAuth: { username: "relay", password } },
+      ...(caCerts ? { caCerts } : {}),
+    });
+    this.#serve();
+  }
+
+  /**
+   * Starts the proxy, or answers null where this runtime cannot listen (Deno Deploy, whose isolates cannot reach a
+   * private network anyway): postbacks then connect as fetch resolves.
+   */
+  static start(rules: ProxyRules, opts: { caCerts?: string[] } = {}): PinnedProxy | null {
+    let listener: Deno.Listener;
+    try {
+      listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    } catch (err) {
+      log.info("postbacks connect where fetch resolves their host (no local proxy here)", {
+        error: describeError(err),
+      });
+      return null;
+    }
+    return new PinnedProxy(listener, rules, opts.caCerts);
+  }
+
+  /** Why a tunnel to `host` was refused within the last REFUSAL_KEPT_MS, for the attempt's recorded error. */
+  refusal(host: string): string | null {
+    const r = this.#refusals.get(host.toLowerCase().replace(/^\[|\]$/g, ""));
+    return r && Date.now() - r.at < REFUSAL_KEPT_MS ? r.problem : null;
+  }
+
+  #refused(host: string, problem: string) {
+    if (this.#refusals.size >= 1_000) this.#refusals.clear();
+    this.#refusals.set(host, { problem, at: Date.now() });
+  }
+
+  close() {
+    this.client.close();
+    try {
+      this.#listener.close();
+    } catch {
+      // Closed already.
+    }
+    for (const conn of this.#open) closeQuietly(conn);
+    this.#open.clear();
+  }
+
+  async #serve() {
+    try {
+      for await (const conn of this.#listener) this.#tunnel(conn);
+    } catch {
+      // The listener was closed.
+    }
+  }
+
+  async #tunnel(conn: Deno.Conn) {
+    this.#open.add(conn);
+    let upstream: Deno.Conn | null = null;
+    try {
+      const head = await readHead(conn);
+      const asked = head && parseConnect(head.text);
+      if (!head || !asked) return await answer(conn, "400 Bad Request");
+      if (head.headers.get("proxy-authorization") !== this.#auth) {
+        return await answer(conn, "407 Proxy Authentication Required");
+      }
+      const checked = await destinationAddresses(asked.host, this.rules).catch((err) => {
+        if (err instanceof DnsTimeoutError) return { problem: err.problem };
+        throw err;
+      });
+      if ("problem" in checked) {
+        log.warn("postback refused at connection", { host: asked.host, problem: checked.problem });
+        this.#refused(asked.host, `${checked.problem} when connecting (refused by our address check)`);
+        return await answer(conn, "403 Forbidden");
+      }
+      upstream = await connectFirst(checked.addresses, asked.port);
+      if (!upstream) {
+        this.#refused(asked.host, `no address of host ${asked.host} accepted a connection`);
+        return await answer(conn, "502 Bad Gateway");
+      }
+      this.#open.add(upstream);
+      await answer(conn, "200 Connection Established", { keepOpen: true });
+      // Bytes the client sent past its request (it may not wait for our answer) go first.
+      if (head.rest.length) await writeAll(upstream, head.rest);
+      await Promise.allSettled([
+        conn.readable.pipeTo(upstream.writable),
+        upstream.readable.pipeTo(conn.writable),
+      ]);
+    } catch (err) {
+      log.debug("postback tunnel ended", { error: describeError(err) });
+    } finally {
+      this.#open.delete(conn);
+      closeQuietly(conn);
+      if (upstream) {
+        this.#open.delete(upstream);
+        closeQuietly(upstream);
+      }
+    }
+  }
+}
+
+/** What the proxy lets a postback connect to: the postback URL guard's address rules. */
+export interface ProxyRules {
+  allowLocal: boolean;
+  resolve: Resolver;
+}
+
+/** How long a refusal's reason is kept for the attempt that asked: it reads it right after fetch fails. */
+const REFUSAL_KEPT_MS = 30_000;
+/** The most a CONNECT request's head may take: fetch sends a few hundred bytes. */
+const MAX_HEAD_BYTES = 8 * 1024;
+/** How long a client may take to send its request, and we to connect on its behalf. */
+const HEAD_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Reads up to the blank line ending the request's head, within MAX_HEAD_BYTES and HEAD_TIMEOUT_MS; null otherwise. */
+async function readHead(
+  conn: Deno.Conn,
+): Promise<{ text: string; headers: Headers; rest: Uint8Array } | null> {
+  const buffer = new Uint8Array(MAX_HEAD_BYTES);
+  let length = 0;
+  const timer = setTimeout(() => closeQuietly(conn), HEAD_TIMEOUT_MS);
+  try {
+    while (length < buffer.length) {
+      const n = await conn.read(buffer.subarray(length));
+      if (n === null) return null;
+      length += n;
+      const end = indexOfBlankLine(buffer.subarray(0, length));
+      if (end >= 0) {
+        const text = new TextDecoder().decode(buffer.subarray(0, end));
+        const headers = new Headers();
+        for (const line of text.split("\r\n").slice(1)) {
+          const colon = line.indexOf(":");
+          if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+        }
+        return { text, headers, rest: buffer.slice(end + 4, length) };
+      }
+    }
+    return null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function indexOfBlankLine(bytes: Uint8Array): number {
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+/** `CONNECT host:port HTTP/1.1`, the host a name or an address (IPv6 in brackets). */
+export function parseConnect(head: string): { host: string; port: number } | null {
+  const m = head.match(/^CONNECT (\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):(\d{1,5}) HTTP\/1\.[01]\r?(\n|$)/);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65_535) return null;
+  return { host: m[1].replace(/^\[|\]$/g, "").toLowerCase(), port };
+}
+
+/** Connects to the first of the addresses that answers, each within CONNECT_TIMEOUT_MS; null when none does. */
+async function connectFirst(addresses: string[], port: number): Promise<Deno.Conn | null> {
+  for (const hostname of addresses) {
+    const attempt = Deno.connect({ hostname, port });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((r) => (timer = setTimeout(() => r(null), CONNECT_TIMEOUT_MS)));
+    try {
+      const conn = await Promise.race([attempt, late]);
+      if (conn) return conn;
+      // Too late: one that connects after all is closed.
+      attempt.then(closeQuietly, () => {});
+    } catch {
+      // Refused or unreachable: the next address.
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  return null;
+}
+
+async function answer(conn: Deno.Conn, status: string, opts: { keepOpen?: boolean } = {}) {
+  await writeAll(
+    conn,
+    new TextEncoder().encode(`HTTP/1.1 ${status}\r\n${opts.keepOpen ? "" : "Connection: close\r\n"}\r\n`),
+  );
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array) {
+  for (let written = 0; written < bytes.length;) written += await conn.write(bytes.subarray(written));
+}
+
+function closeQuietly(conn: Deno.Conn) {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}
+
+const proxies = new WeakMap<object, PinnedProxy | null>();
+
+/**
+ * The pinned proxy's client for `owner`'s postbacks (one per app context), started on first use; null where the
+ * runtime cannot listen.
+ */
+export function pinnedClient(
+  owner: object,
+  rules: ProxyRules,
+  opts: { caCerts?: string[] } = {},
+): Deno.HttpClient | null {
+  if (!proxies.has(owner)) proxies.set(owner, PinnedProxy.start(rules, opts));
+  return proxies.get(owner)?.client ?? null;
+}
+
+/** `owner`'s proxy, if it has started one. */
+export function pinnedProxyOf(owner: object): PinnedProxy | null {
+  return proxies.get(owner) ?? null;
+}
+
+/** Stops `owner`'s proxy, if it started one (the app's close). */
+export function closePinnedProxy(owner: object) {
+  proxies.get(owner)?.close();
+  proxies.delete(owner);
+}
