@@ -333,3 +333,36 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("[accounts] removing a routing rule asks first, and removes the rule the page showed, not whatever moved into its place", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const usd = { accountId: "default", currency: "USD", type: null };
+    const eur = { accountId: "default", currency: "EUR", type: "fiat" as const };
+    await setShopRouting(app.server.ctx, app.shop.id, { defaultAccountId: null, rules: [usd, eur] }, { actor: "test" });
+    const path = `/admin/shops/${app.shop.id}/routing`;
+    const page = await b.get(path);
+    assert.match(page.text, /data-confirm="Remove the rule &quot;USD, any type → /);
+
+    // Without the page's script: the question on a page of its own, nothing removed yet.
+    const asked = await b.post(path, { op: "remove", index: "0", rule: "default|USD|" });
+    assert.equal(asked.status, 200);
+    assert.match(asked.text, /Remove the rule &quot;USD, any type/);
+    assert.equal((await getShop(app.kv, app.shop.id))?.routing?.rules.length, 2);
+
+    await b.get(path);
+    const removed = await b.post(path, { op: "remove", index: "0", rule: "default|USD|", confirm: "yes" });
+    assert.equal(removed.status, 303);
+    assert.deepEqual((await getShop(app.kv, app.shop.id))?.routing?.rules, [eur]);
+
+    // A second operator's page still showed USD first: its removal of "rule 0" does not take EUR away.
+    await b.get(path);
+    const stale = await b.post(path, { op: "remove", index: "0", rule: "default|USD|", confirm: "yes" });
+    assert.equal(stale.status, 409);
+    assert.match(stale.text, /the rules changed since the page was shown/);
+    assert.deepEqual((await getShop(app.kv, app.shop.id))?.routing?.rules, [eur]);
+  } finally {
+    await app.close();
+  }
+});

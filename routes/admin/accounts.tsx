@@ -14,7 +14,12 @@ import {
   shownCredentials,
 } from "../../lib/accounts/mod.ts";
 import { setShopRouting, shopRouting } from "../../lib/accounts/routing.ts";
-import { DEFAULT_ACCOUNT_ID, type ProviderAccount, type ShopRouting } from "../../lib/accounts/types.ts";
+import {
+  DEFAULT_ACCOUNT_ID,
+  type ProviderAccount,
+  type RouteRule,
+  type ShopRouting,
+} from "../../lib/accounts/types.ts";
 import { getShop, listShops } from "../../lib/db/shops.ts";
 import { listOperations, type OperationEntry, type Outcome, OUTCOMES } from "../../lib/db/operations.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
@@ -210,9 +215,32 @@ export function routingRoutes(ctx: AppContext) {
           }],
         };
         break;
-      case "remove":
-        next = { ...current, rules: current.rules.filter((_, i) => String(i) !== f.index) };
+      case "remove": {
+        const index = current.rules.findIndex((r, i) => String(i) === f.index && ruleName(r) === f.rule);
+        // The rule as the page showed it: another operator's change meanwhile moved the list, and a position alone
+        // would take away a rule nobody asked to remove.
+        if (index < 0) {
+          return page(c, { error: "Not removed: the rules changed since the page was shown. Here they are now." }, 409);
+        }
+        if (f.confirm !== "yes") {
+          // Without the page's script the question comes as a page of its own.
+          return c.html(renderPage(
+            <AdminLayout title="Please confirm" path="/admin/shops" email={c.var.operator.email} csrf={c.var.csrf}>
+              <ConfirmStep
+                question={removeRuleQuestion(current.rules[index], labelsOf(await listAllAccounts(ctx)))}
+                button="Remove rule"
+                destructive
+                action={c.req.path}
+                fields={{ op: "remove", index: f.index ?? "", rule: f.rule ?? "" }}
+                csrf={c.var.csrf}
+                cancel={c.req.path}
+              />
+            </AdminLayout>,
+          ));
+        }
+        next = { ...current, rules: current.rules.filter((_, i) => i !== index) };
         break;
+      }
       default:
         next = { ...current, defaultAccountId: !f.defaultAccountId ? null : f.defaultAccountId };
     }
@@ -539,10 +567,29 @@ function RotateForm(
   );
 }
 
+/** A routing rule as its removal form names it, so the server removes the rule the operator saw. */
+function ruleName(r: RouteRule): string {
+  return `${r.accountId}|${r.currency ?? ""}|${r.type ?? ""}`;
+}
+
+function labelsOf(accounts: ProviderAccount[]): Map<string, string> {
+  return new Map(accounts.map((a) => [a.id, `${a.label} (${a.orgId || "—"})`]));
+}
+
+function describeRule(r: RouteRule, labels: Map<string, string>): string {
+  return `${r.currency ?? "any currency"}, ${r.type ?? "any type"} → ${labels.get(r.accountId) ?? r.accountId}`;
+}
+
+function removeRuleQuestion(r: RouteRule, labels: Map<string, string>): string {
+  return `Remove the rule "${
+    describeRule(r, labels)
+  }"? Its payments go by the next rule that matches, or the default account, from now on.`;
+}
+
 function RoutingEditor(
   props: { shopId: string; routing: ShopRouting; accounts: ProviderAccount[]; csrf: string },
 ) {
-  const labels = new Map(props.accounts.map((a) => [a.id, `${a.label} (${a.orgId || "—"})`]));
+  const labels = labelsOf(props.accounts);
   const action = `/admin/shops/${props.shopId}/routing`;
   const AccountSelect = ({ name, selected, none }: { name: string; selected?: string | null; none?: string }) => (
     <select name={name}>
@@ -564,12 +611,13 @@ function RoutingEditor(
           <ol class="routes">
             {props.routing.rules.map((r, i) => (
               <li key={i}>
-                {r.currency ?? "any currency"}, {r.type ?? "any type"} → {labels.get(r.accountId) ?? r.accountId}{" "}
-                <form method="post" action={action} class="inline">
+                {describeRule(r, labels)}{" "}
+                <form method="post" action={action} class="inline" data-confirm={removeRuleQuestion(r, labels)}>
                   <CsrfField token={props.csrf} />
                   <input type="hidden" name="op" value="remove" />
                   <input type="hidden" name="index" value={String(i)} />
-                  <button type="submit" class="secondary small">Remove</button>
+                  <input type="hidden" name="rule" value={ruleName(r)} />
+                  <DestructiveButton small>Remove</DestructiveButton>
                 </form>
               </li>
             ))}
