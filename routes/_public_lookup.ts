@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import type { AppContext } from "../lib/context.ts";
 import { unauthenticatedLimiter } from "../lib/auth/rate_limit.ts";
 import { NotFoundError } from "../lib/errors.ts";
-import { clientAddress } from "./_client_address.ts";
+import { limitedAddress } from "./_client_address.ts";
 
 /**
  * A lookup on a public page by an id its visitor was given (a buyer's invoice or payment form). The ids cannot be
@@ -11,7 +11,7 @@ import { clientAddress } from "./_client_address.ts";
  */
 export async function publicLookup<T>(ctx: AppContext, c: Context, find: () => Promise<T>): Promise<T> {
   const limiter = unauthenticatedLimiter(ctx);
-  const address = clientAddress(c);
+  const address = limitedAddress(c);
   limiter.refuseIfOver(address, ctx.now());
   try {
     return await find();

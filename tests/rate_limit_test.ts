@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { getShop } from "../lib/db/shops.ts";
+import { RateLimiter } from "../lib/auth/rate_limit.ts";
+import { addressForLimits } from "../routes/_client_address.ts";
 import { createShopKey, setShopRateLimit } from "../lib/shops.ts";
 import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { getPayment } from "../lib/db/payments.ts";
@@ -275,4 +277,41 @@ Deno.test("[rate limits] forged webhooks for a known account, over the limit and
   }
   // At most one: an earlier test in this process may have used up this minute's line of the same kind.
   assert.ok(lines.filter((l) => l.includes("webhook rejected")).length <= 1, lines.join("\n"));
+});
+
+Deno.test("[rate limits] a publishable key is counted per buyer's address, apart from the shop's secret keys: a stranger cannot spend its budget for everyone", async () => {
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "2", RATE_LIMIT_PER_MINUTE: "100" } });
+  try {
+    freezeClock(app);
+    const { apiKey: pk } = await createShopKey(app.kv, app.shop.id, { now: Date.now(), kind: "publishable" });
+    const config = async () =>
+      (await fetch(`${app.baseUrl}/api/v1/checkout/config`, { headers: { authorization: `Bearer ${pk}` } }))
+        .status;
+    // This address's share: a buyer's page asks once a visit.
+    assert.deepEqual([await config(), await config(), await config()], [200, 200, 429]);
+    // The shop's own calls are not held back by it.
+    assert.equal((await options(app, app.shop.apiKey)).status, 200);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[rate limits] an address's count survives a flood of other addresses: the keys forgotten past the bound are those idle longest", () => {
+  const limiter = new RateLimiter(2);
+  const now = Math.floor(Date.now() / 60_000) * 60_000 + 1_000;
+  limiter.take("guesser", now);
+  limiter.take("guesser", now);
+  for (let i = 0; i < 30_000; i++) {
+    limiter.take(`other-${i}`, now);
+    // The guesser keeps trying, and stays refused however many other addresses came meanwhile.
+    if (i % 1_000 === 0) assert.throws(() => limiter.take("guesser", now), { name: "AppError" }, `after ${i}`);
+  }
+});
+
+Deno.test("[rate limits] IPv6 clients are counted by their /64, the block one home or phone holds", () => {
+  assert.equal(addressForLimits("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+  assert.equal(addressForLimits("2001:0db8:0001:0002::abcd"), "2001:db8:1:2::/64");
+  assert.equal(addressForLimits("2001:db8::1"), "2001:db8:0:0::/64");
+  assert.equal(addressForLimits("::ffff:192.0.2.7"), "192.0.2.7");
+  assert.equal(addressForLimits("192.0.2.7"), "192.0.2.7");
 });

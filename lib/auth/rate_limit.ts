@@ -27,6 +27,8 @@ interface Window {
 }
 
 const COUNTS_PREFIX = "rate_limit_counts";
+/** Keys counted in memory at most (about 100 bytes each); past it, the key idle longest is forgotten. */
+const MAX_KEYS_KEPT = 10_000;
 /** Keys one sharing round writes and reads, the busiest first; the rest wait for the next round. */
 const MAX_KEYS_PER_ROUND = 200;
 /** Processes' counts read per key: more processes than that serving one key are rare, and each adds to the count. */
@@ -85,11 +87,14 @@ export class RateLimiter {
     const start = now - (now % 60_000);
     if (start > this.#minute) this.#minute = start;
     let w = this.windows.get(key);
+    // Kept in the order keys were last counted (moved to the end each time), so the bound below forgets the keys
+    // idle longest. Forgetting them all at once let anyone with enough addresses wipe everyone's counts.
+    this.windows.delete(key);
     if (!w || w.start !== start) {
-      if (this.windows.size > 10_000) this.windows.clear(); // bounded memory; a reset only forgives
       w = { start, count: 0, others: 0, written: 0, limit: this.perMinute };
-      this.windows.set(key, w);
+      if (this.windows.size >= MAX_KEYS_KEPT) this.windows.delete(this.windows.keys().next().value!);
     }
+    this.windows.set(key, w);
     return w;
   }
 

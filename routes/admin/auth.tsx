@@ -3,7 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { changePassword, signIn, signOut } from "../../lib/auth/operators.ts";
 import { AppError, ValidationError } from "../../lib/errors.ts";
 import { unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
-import { clientAddress } from "../_client_address.ts";
+import { clientAddress, limitedAddress } from "../_client_address.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, CsrfField, Field, Flash } from "../../components/admin_layout.tsx";
 import { Page } from "../../components/html.tsx";
@@ -20,7 +20,7 @@ export function authRoutes(ctx: AppContext) {
     const ip = clientAddress(c);
     try {
       // Every sign-in post counts against its address, on top of signIn's own throttle.
-      unauthenticatedLimiter(ctx).take(ip, ctx.now());
+      unauthenticatedLimiter(ctx).take(limitedAddress(c), ctx.now());
       const { token } = await signIn(ctx, { email: form.email ?? "", password: form.password ?? "", ip });
       setSessionCookie(c, token);
       return c.redirect(safeNext(form.next), 303);

@@ -3,7 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { authenticateShop } from "../../lib/auth/api_keys.ts";
 import { sharedLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
 import { UnauthorizedError, ValidationError } from "../../lib/errors.ts";
-import { clientAddress } from "../_client_address.ts";
+import { limitedAddress } from "../_client_address.ts";
 import { readJson } from "../_read_json.ts";
 import { initPayment, namedPaymentId } from "../../lib/payments/init.ts";
 import { paymentRecordKey } from "../../lib/db/payments.ts";
@@ -48,11 +48,17 @@ export function apiV1Routes(ctx: AppContext) {
       auth = await authenticateShop(ctx.kv, c.req.header("authorization"), { alsoRead });
     } catch (err) {
       // Bad or missing keys count per address; a valid key is never held back by its address.
-      if (err instanceof UnauthorizedError) unauthenticated.take(clientAddress(c), ctx.now());
+      if (err instanceof UnauthorizedError) unauthenticated.take(limitedAddress(c), ctx.now());
       throw err;
     }
     const { shop, keyId, kind } = auth;
-    limiter.take(keyId, ctx.now(), shop.rateLimitPerMinute ?? undefined);
+    if (kind === "publishable") {
+      // A publishable key is public: counted per buyer's address, a stranger cannot spend the shop's whole budget and
+      // stop its checkout for every buyer. A buyer's page mounts a checkout once per visit.
+      limiter.take(`${keyId} ${limitedAddress(c)}`, ctx.now(), ctx.config.unauthenticatedPerMinute);
+    } else {
+      limiter.take(keyId, ctx.now(), shop.rateLimitPerMinute ?? undefined);
+    }
     checkKeyScope(kind, c.req.method, c.req.path.replace(/^\/api\/v1/, ""));
     c.set("shop", shop);
     c.set("publishableKey", kind === "publishable" ? c.req.header("authorization")!.split(/\s+/)[1] : null);

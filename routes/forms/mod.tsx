@@ -17,7 +17,7 @@ import { checkFormToken, issueFormToken } from "../../lib/forms/token.ts";
 import { renderPage } from "../../components/html.tsx";
 import { MessagePage } from "../../components/message_page.tsx";
 import { BuyerFormPage } from "../../components/forms.tsx";
-import { clientAddress } from "../_client_address.ts";
+import { limitedAddress } from "../_client_address.ts";
 import { publicLookup } from "../_public_lookup.ts";
 import { allowFraming } from "../_headers.ts";
 
@@ -86,7 +86,7 @@ export function formPageRoutes(ctx: AppContext) {
   });
 
   app.post(`${FORM}/submit` as const, async (c) => {
-    const address = clientAddress(c);
+    const address = limitedAddress(c);
     submits.take(address, ctx.now());
     const target = await loadBuyerForm(ctx, c.req.param("id"));
     allowFraming(c, target.shop.embedOrigins ?? []);

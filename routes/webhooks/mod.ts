@@ -5,7 +5,7 @@ import { AppError } from "../../lib/errors.ts";
 import { DEFAULT_ACCOUNT_ID } from "../../lib/accounts/types.ts";
 import { handleProviderWebhook } from "../../lib/payments/webhook.ts";
 import { handleChainNotice } from "../../lib/invoices/deposits.ts";
-import { clientAddress } from "../_client_address.ts";
+import { limitedAddress } from "../_client_address.ts";
 import { requestText } from "../_body_limit.ts";
 
 /** Provider webhooks in. A 2xx means the change and its postback are committed. */
@@ -20,7 +20,7 @@ export function webhookRoutes(ctx: AppContext) {
    * egress) must not hold up a provider's news. One naming any other id is refused before any work.
    */
   const verify = async (c: Context, accountId?: string) => {
-    const address = clientAddress(c);
+    const address = limitedAddress(c);
     if (!ctx.providers.knows(accountId ?? DEFAULT_ACCOUNT_ID)) limiter.refuseIfOver(address, ctx.now());
     // The signature covers the exact bytes, so read raw text and parse only after verifying.
     const body = await requestText(c);
@@ -68,7 +68,7 @@ export function webhookRoutes(ctx: AppContext) {
   // The chain service's notices about deposits at our addresses (crypto invoices); same limits as provider webhooks.
   // Their signature is checked before anything is read, so one over the limit is verified too (see verify).
   app.post("/chain-notify", async (c) => {
-    const address = clientAddress(c);
+    const address = limitedAddress(c);
     const body = await requestText(c);
     try {
       return c.json({ status: "success", outcome: await handleChainNotice(ctx, c.req.raw.headers, body) });

@@ -8,7 +8,7 @@ import { accountView, OperationsQuery, operationView } from "../../../lib/accoun
 import { listOperations } from "../../../lib/db/operations.ts";
 import { UnauthorizedError } from "../../../lib/errors.ts";
 import { parseOrThrow } from "../../../lib/validation.ts";
-import { clientAddress } from "../../_client_address.ts";
+import { limitedAddress } from "../../_client_address.ts";
 import { readJson } from "../../_read_json.ts";
 
 type Env = { Variables: { actor: string } };
@@ -22,7 +22,7 @@ export function adminApiV1Routes(ctx: AppContext) {
     try {
       c.set("actor", (await authenticateOperatorToken(ctx, c.req.header("authorization"))).actor);
     } catch (err) {
-      if (err instanceof UnauthorizedError) unauthenticated.take(clientAddress(c), ctx.now());
+      if (err instanceof UnauthorizedError) unauthenticated.take(limitedAddress(c), ctx.now());
       throw err;
     }
     await next();
