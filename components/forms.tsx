@@ -2,7 +2,7 @@ import type { ComponentChildren } from "preact";
 import { Page } from "./html.tsx";
 import { Island } from "./island.tsx";
 import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
-import { currencyExponent, formatAmount } from "../lib/money.ts";
+import { currencyExponent, currencyName, formatAmount } from "../lib/money.ts";
 import type { Shop } from "../lib/db/shops.ts";
 import { type CoinChoice, findCoinChoice, formatCryptoAmount } from "../lib/forms/crypto.ts";
 import { coinChoiceValue } from "../lib/forms/submit.ts";
@@ -20,6 +20,11 @@ export function fixedAmountText(form: PaymentForm): string | null {
 
 function coinLabel(c: CoinChoice) {
   return `${c.coin} · ${c.label}`;
+}
+
+/** "EUR · Euro": the code first, so typing it in the list finds it, and the name, for a buyer who knows only that. */
+function currencyLabel(code: string) {
+  return `${code} · ${currencyName(code)}`;
 }
 
 /** A labelled control with its error (or hint) beside it, wired for screen readers. */
@@ -82,7 +87,7 @@ export function BuyerFormPage(props: {
           {!fixedAmount && form.kind === "fiat" && form.currency && (
             <>
               <dt>Currency</dt>
-              <dd>{form.currency}</dd>
+              <dd>{currencyLabel(form.currency)}</dd>
             </>
           )}
           {fixedCoin && (
@@ -107,7 +112,9 @@ export function BuyerFormPage(props: {
             {(a) => (
               <select {...a} name="currency" required>
                 <option value="">Choose…</option>
-                {props.currencies.map((c) => <option key={c} value={c} selected={values.currency === c}>{c}</option>)}
+                {props.currencies.map((c) => (
+                  <option key={c} value={c} selected={values.currency === c}>{currencyLabel(c)}</option>
+                ))}
               </select>
             )}
           </BuyerField>

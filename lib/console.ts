@@ -14,7 +14,7 @@ import type { Delivery } from "./relay/types.ts";
 import { createShopForm, disableForm, listForms } from "./forms/mod.ts";
 import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
-import { formatAmount, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
+import { currencyRefusal, formatAmount, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
 import { hasIdShape } from "./ids.ts";
 import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
@@ -153,7 +153,7 @@ export function formRequestFromFields(f: Record<string, string>, maxAmount: numb
     // The API takes minor units; people type major ones, so the currency decides the conversion.
     if (!currency || !isCurrency(currency)) {
       throw new ValidationError("The form is invalid.", {
-        currency: currency ? "is not an ISO 4217 currency" : "is required with a fixed amount",
+        currency: currency ? currencyRefusal(currency) : "is required with a fixed amount",
       });
     }
     const minor = parseAmount(amount, currency);

@@ -1,8 +1,8 @@
 /**
  * ISO 4217 active currency codes and their minor-unit exponents. Amounts are
  * always integers in the minor unit (1000 EUR = 10.00 EUR, 1000 JPY = 1000 JPY).
- * Precious metals and test codes (XAU, XTS, XXX...) have no minor unit and are
- * not accepted.
+ * Precious metals, the SDR and test codes (XAU, XDR, XTS, XXX...) have no minor
+ * unit and are not here at all; fund codes are here but not taken (FUND_CODES).
  */
 const EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF";
 const EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND";
@@ -15,18 +15,50 @@ const EXPONENT_2 = "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BMD BND BOB 
   "SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN " +
   "UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG";
 
+/**
+ * ISO 4217 fund codes: units of account for indexing and for settling between banks (Bolivia's Mvdol, Chile's
+ * Unidad de Fomento, the Swiss WIR money, the US next-day dollar...). No buyer holds or pays in one, yet a form
+ * listed them and a payment in BOV went through to the provider. Refused wherever a currency is taken and never
+ * listed; they keep their exponents so that amounts stored before still print.
+ */
+const FUND_CODES = new Set("BOV CHE CHW CLF COU MXV USN UYI UYW".split(" "));
+
 const exponents = new Map<string, number>();
 for (const [codes, exp] of [[EXPONENT_0, 0], [EXPONENT_2, 2], [EXPONENT_3, 3], [EXPONENT_4, 4]] as const) {
   for (const code of codes.split(" ")) exponents.set(code, exp);
 }
 
+/** True for a currency we take: an active ISO 4217 code (upper case) that buyers pay in, no fund code. */
 export function isCurrency(code: string): boolean {
-  return exponents.has(code);
+  return exponents.has(code) && !FUND_CODES.has(code);
 }
 
-/** Every currency we accept, sorted. */
+/** Why a code is not a currency we take, as a request's field is told (after the field's name). */
+export function currencyRefusal(code: string): string {
+  return FUND_CODES.has(code) ? "is a fund code, not a currency buyers pay in" : "is not an ISO 4217 currency";
+}
+
+/** Every currency we take, sorted. */
 export function listCurrencies(): string[] {
-  return [...exponents.keys()].sort();
+  return [...exponents.keys()].filter(isCurrency).sort();
+}
+
+/**
+ * Names for codes newer than the ICU data Deno ships (Sierra Leone's new leone of 2022, Venezuela's VED of 2021, the
+ * Zimbabwe Gold of 2024, the Caribbean guilder of 2025), which Intl.DisplayNames answers with the bare code.
+ */
+const NEWER_NAMES: Record<string, string> = {
+  SLE: "Sierra Leonean Leone",
+  VED: "Bolívar Soberano",
+  XCG: "Caribbean Guilder",
+  ZWG: "Zimbabwean Gold",
+};
+
+const displayNames = new Intl.DisplayNames("en", { type: "currency", fallback: "none" });
+
+/** A currency's English name ("Euro", "Japanese Yen"), for people picking one; the code itself if none is known. */
+export function currencyName(code: string): string {
+  return displayNames.of(code) ?? NEWER_NAMES[code] ?? code;
 }
 
 /** Minor-unit exponent of an ISO 4217 code; throws on an unknown code (a bug: validate first). */

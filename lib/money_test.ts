@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { currencyExponent, formatAmount, formatDecimal, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
+import {
+  currencyExponent,
+  currencyName,
+  formatAmount,
+  formatDecimal,
+  isCurrency,
+  listCurrencies,
+  parseAmount,
+  typedAmountAbove,
+} from "./money.ts";
 
 Deno.test("[money] knows ISO 4217 exponents", () => {
   assert.equal(currencyExponent("EUR"), 2);
@@ -9,6 +18,26 @@ Deno.test("[money] knows ISO 4217 exponents", () => {
   assert.equal(isCurrency("XAU"), false);
   assert.equal(isCurrency("EUR"), true);
   assert.equal(isCurrency("eur"), false);
+});
+
+Deno.test("[money] fund codes are not taken or listed, yet amounts stored in them still print", () => {
+  for (const code of ["BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW"]) {
+    assert.equal(isCurrency(code), false, code);
+    assert.ok(!listCurrencies().includes(code), code);
+  }
+  assert.equal(formatAmount(12345, "CLF"), "1.2345 CLF");
+  assert.equal(formatAmount(1000, "BOV"), "10.00 BOV");
+  // The currencies that share a region with a fund code stay.
+  for (const code of ["BOB", "CHF", "CLP", "COP", "MXN", "USD", "UYU"]) assert.ok(isCurrency(code), code);
+});
+
+Deno.test("[money] every currency we list has a name a buyer can find it by", () => {
+  assert.equal(currencyName("EUR"), "Euro");
+  assert.equal(currencyName("JPY"), "Japanese Yen");
+  assert.equal(currencyName("SLE"), "Sierra Leonean Leone");
+  for (const code of listCurrencies()) {
+    assert.notEqual(currencyName(code), code, `${code} has no name`);
+  }
 });
 
 Deno.test("[money] formats minor units with integer arithmetic only", () => {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ValidationError } from "./errors.ts";
+import { currencyRefusal, isCurrency } from "./money.ts";
 
 /**
  * Text a person typed: bounded, well-formed UTF-16 (no lone surrogates, which
@@ -10,6 +11,19 @@ export function text(min: number, max: number) {
     .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
     // deno-lint-ignore no-control-regex
     .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");
+}
+
+/** What a currency field that names no currency we take is told: a fund code is told it is one. */
+export const CURRENCY_REFUSED = { error: (issue: { input?: unknown }) => currencyRefusal(String(issue.input)) };
+
+/**
+ * A currency a request names: three letters in any case, answered upper case, and one we take (isCurrency). Every
+ * request that takes a currency parses it with this, so a code refused in one is refused in all.
+ */
+export function currencyCode() {
+  return z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
+    .transform((c) => c.toUpperCase())
+    .refine(isCurrency, CURRENCY_REFUSED);
 }
 
 /** A heading people read (a form's title): text that is more than spaces, which would show as nothing. */

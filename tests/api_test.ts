@@ -303,3 +303,67 @@ Deno.test("[api] a shop over its rate limit gets 429 with Retry-After", async ()
     await app.close();
   }
 });
+
+Deno.test("[api] fund, metal and test codes are no currency: init-payment, checkout, forms and routes refuse them, options never lists them", async (t) => {
+  const app = await startTestApp();
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  // Fund codes are ISO 4217 codes, told as such; metals, the SDR and test codes were never taken.
+  const FUNDS = ["BOV", "che", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW"];
+  const OTHERS = ["XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA", "XBA", "XBB", "XBC", "XBD", "XTS", "XXX"];
+  const expected = (code: string) =>
+    FUNDS.some((f) => f.toUpperCase() === code)
+      ? "is a fund code, not a currency buyers pay in"
+      : "is not an ISO 4217 currency";
+  try {
+    await t.step("init-payment", async () => {
+      for (const currency of [...FUNDS, ...OTHERS]) {
+        const res = await callInit(app, paymentBody({ currency }));
+        assert.equal(res.status, 400, currency);
+        assert.equal(res.body.error.fields.currency, expected(currency.toUpperCase()), currency);
+      }
+      assert.equal(await countPayments(app), 0);
+    });
+    await t.step("checkout sessions and forms", async () => {
+      for (const currency of ["BOV", "XDR"]) {
+        const session = await call("POST", "/checkout/sessions", {
+          amount: 2500,
+          currency,
+          customerEmail: "buyer@example.com",
+        });
+        assert.equal(session.status, 400, currency);
+        assert.equal(session.body.error.fields.currency, expected(currency));
+        const form = await call("POST", "/forms", { kind: "fiat", title: "Donate", currency });
+        assert.equal(form.status, 400, currency);
+        assert.equal(form.body.error.fields.currency, expected(currency));
+      }
+    });
+    await t.step("options", async () => {
+      const { fiat } = (await call("GET", "/options")).body;
+      assert.ok(fiat.currencies.includes("EUR"));
+      assert.ok(fiat.currencies.includes("XOF"), "CFA francs are money people hold");
+      for (const code of [...FUNDS, ...OTHERS]) assert.ok(!fiat.currencies.includes(code.toUpperCase()), code);
+    });
+    await t.step("a route rule", async () => {
+      const { setShopRouting } = await import("../lib/accounts/routing.ts");
+      await assert.rejects(
+        setShopRouting(app.server.ctx, app.shop.id, {
+          rules: [{ accountId: "default", currency: "USN", type: null }],
+          defaultAccountId: null,
+        }, { actor: "test" }),
+        (err: Error & { fields?: Record<string, string> }) => {
+          assert.equal(err.fields?.["rules.0.currency"], expected("USN"));
+          return true;
+        },
+      );
+    });
+  } finally {
+    await app.close();
+  }
+});

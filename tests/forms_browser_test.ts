@@ -87,6 +87,24 @@ Deno.test({
         await page.screenshot({ path: `${ARTIFACTS}/forms-02-pay-page.png`, fullPage: true });
       });
 
+      await t.step("the buyer picks the currency by typing its code; each is named, none is a fund code", async () => {
+        const open = await fetch(`${app.baseUrl}/api/v1/forms`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+          body: JSON.stringify({ kind: "fiat", title: "Pay what you like" }),
+        });
+        await page.goto((await open.json()).form.url);
+        const currency = page.getByLabel("Currency");
+        assert.equal(await sideways(page), 0, "the longest name fits the phone");
+        assert.equal(await currency.locator("option", { hasText: /^BOV|^CLF|^USN|^XAU|^XDR/ }).count(), 0);
+        assert.equal(await currency.locator("option", { hasText: "CHF · Swiss Franc" }).count(), 1);
+        await currency.focus();
+        await page.keyboard.type("EUR");
+        assert.equal(await currency.inputValue(), "EUR");
+        assert.equal(await currency.locator("option:checked").textContent(), "EUR · Euro");
+        await page.screenshot({ path: `${ARTIFACTS}/forms-02b-open-currency.png`, fullPage: true });
+      });
+
       await t.step("inside the shop's iframe: sending it opens the payment as the whole page", async () => {
         await page.goto(shopOrigin);
         const frame = page.frameLocator("iframe");

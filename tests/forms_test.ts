@@ -292,6 +292,39 @@ Deno.test("[forms] invalid input re-renders the page with messages and creates n
   }
 });
 
+Deno.test("[forms] an open currency is picked by code and name from money buyers hold; a fund code posted anyway is refused", async () => {
+  const app = await startTestApp();
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Any amount" });
+    const page = await openPage(app, form.id);
+    const options = [...page.html.matchAll(/<option value="([A-Z]{3})"[^>]*>([^<]*)</g)];
+    assert.ok(options.length > 100, `${options.length} currencies`);
+    const labels = new Map(options.map(([, code, label]) => [code, label]));
+    assert.equal(labels.get("EUR"), "EUR · Euro");
+    assert.equal(labels.get("KZT"), "KZT · Kazakhstani Tenge");
+    for (const [code, label] of labels) assert.notEqual(label, `${code} · ${code}`, `${code} is shown without a name`);
+    for (const code of ["BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW", "XAU", "XDR", "XTS", "XXX"]) {
+      assert.ok(!labels.has(code), `${code} is offered`);
+    }
+    for (const currency of ["BOV", "usn", "XAU"]) {
+      const res = await submit(app, form.id, {
+        _token: page.token,
+        currency,
+        amount: "10",
+        email: "donor@example.com",
+      });
+      assert.equal(res.status, 422, currency);
+      assert.match(res.html, /Pick a currency from the list\./);
+    }
+    assert.equal((await shopPayments(app)).length, 0, "nothing went to the provider");
+    // A fixed currency is named the same way.
+    const ticket = await createForm(app, { kind: "fiat", title: "Ticket", currency: "JPY" });
+    assert.match((await openPage(app, ticket.id)).html, /<dd>JPY · Japanese Yen<\/dd>/);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[forms] a forged, moved or expired token is refused with a message; a double submit makes one payment", async (t) => {
   let clock = Date.now();
   const app = await startTestApp();

@@ -10,7 +10,7 @@ import {
 } from "../db/accounts.ts";
 import { hasIdShape, randomId } from "../ids.ts";
 import { isCurrency } from "../money.ts";
-import { fieldErrors, parseOrThrow, productMessage, text } from "../validation.ts";
+import { CURRENCY_REFUSED, fieldErrors, parseOrThrow, productMessage, text } from "../validation.ts";
 import {
   type AccountCredentials,
   DEFAULT_ACCOUNT_ID,
@@ -48,7 +48,7 @@ export const NewAccountSchema = z.strictObject({
   label: text(1, 100),
   orgId: text(1, 64).describe("The organisation's identifier, e.g. a 12-digit BIN."),
   currencies: z.array(
-    z.string().transform((c) => c.trim().toUpperCase()).refine(isCurrency, "is not an ISO 4217 currency"),
+    z.string().transform((c) => c.trim().toUpperCase()).refine(isCurrency, CURRENCY_REFUSED),
   ).max(200).default([]),
   credentials: z.record(z.string(), z.unknown()),
 });

@@ -2,10 +2,10 @@ import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, ValidationError } from "../errors.ts";
 import { getShopEntry, replaceShop, type Shop } from "../db/shops.ts";
-import { isCurrency, listCurrencies } from "../money.ts";
+import { listCurrencies } from "../money.ts";
 import type { PaymentType } from "../payments/types.ts";
 import type { AccountAdapter } from "../providers/registry.ts";
-import { parseOrThrow } from "../validation.ts";
+import { currencyCode, parseOrThrow } from "../validation.ts";
 import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRule, type ShopRouting } from "./types.ts";
 
 /** 422: the account the shop's routes pick cannot take this payment (disabled, or not this currency or type). */
@@ -78,8 +78,7 @@ export async function shopOptions(ctx: AppContext, shop: Shop): Promise<{ fiatCu
   return { fiatCurrencies };
 }
 
-const Currency = z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
-  .transform((c) => c.toUpperCase()).refine(isCurrency, "is not an ISO 4217 currency");
+const Currency = currencyCode();
 
 export const RouteRuleSchema = z.strictObject({
   accountId: z.string().min(1).max(64),

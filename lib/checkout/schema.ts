@@ -1,7 +1,6 @@
 import { z } from "zod";
-import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
+import { currencyCode, EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
 import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S, minorAmount } from "../payments/schema.ts";
 
 /** More lines than any checkout shows; bounds what one request makes us add up and store. */
@@ -33,10 +32,9 @@ function buildSessionSchema(maxAmount: number) {
     lineItems: lineItemList.optional().describe(
       "The lines of the order; their unitAmount × quantity add up to the amount.",
     ),
-    currency: z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
-      .transform((c) => c.toUpperCase())
-      .refine(isCurrency, "is not an ISO 4217 currency")
-      .describe("ISO 4217 code, case-insensitive."),
+    currency: currencyCode().describe(
+      "ISO 4217 code, case-insensitive; no fund, metal or test codes (BOV, XAU, XTS...).",
+    ),
     customerEmail: z.email().max(254).describe("The buyer's email."),
     customerName: text(1, 200).optional().describe("The buyer's name."),
     id: text(1, 64).optional().describe(

@@ -1,16 +1,13 @@
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
-import { isCurrency } from "../money.ts";
-import { heading, text } from "../validation.ts";
+import { currencyCode, heading, text } from "../validation.ts";
 import { FORM_KINDS } from "./types.ts";
 import { type CoinChoice, findCoinChoice, parseCryptoAmount } from "./crypto.ts";
 
 export const MAX_TITLE_LENGTH = 120;
 export const MAX_DESCRIPTION_LENGTH = 1000;
 
-const Currency = z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
-  .transform((c) => c.toUpperCase())
-  .refine(isCurrency, "is not an ISO 4217 currency");
+const Currency = currencyCode();
 
 /**
  * The body of `POST /api/v1/forms` (the console and the portal build the same

@@ -1,7 +1,6 @@
 import { z } from "zod";
-import { isCurrency } from "../money.ts";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { EVEN_AFTER_OTHER_FAILURES, notANumber, text, wholeSeconds } from "../validation.ts";
+import { currencyCode, EVEN_AFTER_OTHER_FAILURES, notANumber, text, wholeSeconds } from "../validation.ts";
 
 /**
  * The init-payment body, as the original spec names its fields. Amounts are
@@ -43,10 +42,9 @@ function buildInitPaymentSchema(maxAmount: number) {
     email: z.email().max(254).describe("The buyer's validated email."),
     name: text(1, 200).optional().describe("The buyer's name."),
     amount: minorAmount(maxAmount).describe("Integer amount in the currency's minor unit: 1000 with EUR is 10.00 EUR."),
-    currency: z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
-      .transform((c) => c.toUpperCase())
-      .refine(isCurrency, "is not an ISO 4217 currency")
-      .describe("ISO 4217 code, case-insensitive."),
+    currency: currencyCode().describe(
+      "ISO 4217 code, case-insensitive; no fund, metal or test codes (BOV, XAU, XTS...).",
+    ),
     // Optional without a schema default: generators mark a field with a default as required in their models.
     type: z.enum(["fiat", "crypto"]).optional().describe("`fiat` (when left out) or `crypto`."),
     successUrl: url.optional().describe("Where the buyer goes after paying."),
