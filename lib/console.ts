@@ -14,7 +14,7 @@ import type { Delivery } from "./relay/types.ts";
 import { createShopForm, disableForm, listForms } from "./forms/mod.ts";
 import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
-import { currencyRefusal, formatAmount, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
+import { currencyRefusal, formatDecimal, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
 import { hasIdShape } from "./ids.ts";
 import { describeInvoice, describePool, listInvoicesFor } from "./invoices/admin.ts";
@@ -159,7 +159,8 @@ export function formRequestFromFields(f: Record<string, string>, maxAmount: numb
     const minor = parseAmount(amount, currency);
     if (minor === null ? typedAmountAbove(amount, currency, maxAmount) : minor > maxAmount) {
       throw new ValidationError("The form is invalid.", {
-        amount: `is too large: the most is ${formatAmount(maxAmount, currency)}`,
+        // As the field takes it, without thousands separators (see lib/forms/submit.ts).
+        amount: `is too large: the most is ${formatDecimal(maxAmount, currency)} ${currency}`,
       });
     }
     if (minor === null) {

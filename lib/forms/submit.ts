@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import type { Shop } from "../db/shops.ts";
 import { ValidationError } from "../errors.ts";
-import { currencyExponent, formatAmount, parseAmount, typedAmountAbove } from "../money.ts";
+import { currencyExponent, formatDecimal, parseAmount, typedAmountAbove } from "../money.ts";
 import { initPayment } from "../payments/init.ts";
 import { payUrl } from "../payments/view.ts";
 import { shopOptions } from "../accounts/routing.ts";
@@ -179,7 +179,8 @@ async function fiatAmount(
   const max = ctx.config.maxAmount;
   // Too large whether or not it parses: past 15 digits (or as 1e30) it does not, and is no less too large.
   if (amount === null ? typedAmountAbove(typed, currency, max) : amount > max) {
-    fields.amount = `That is too large: the most this form takes is ${formatAmount(max, currency)}.`;
+    // Written as the field takes it (no thousands separators): "1,000,000.00" would be refused if typed back.
+    fields.amount = `That is too large: the most this form takes is ${formatDecimal(max, currency)} ${currency}.`;
     return null;
   }
   if (amount === null) {
