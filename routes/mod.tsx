@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { AppContext } from "../lib/context.ts";
-import { AppError } from "../lib/errors.ts";
+import { AppError, NotFoundError } from "../lib/errors.ts";
 import { describeError, log } from "../lib/log.ts";
 import { healthRoutes } from "./health.ts";
 import { countRequests, metricsRoutes } from "./metrics.ts";
@@ -19,7 +19,7 @@ import { webhookRoutes } from "./webhooks/mod.ts";
 import { demoRoutes } from "./demo.tsx";
 import { staticRoutes } from "./static.ts";
 import { renderPage } from "../components/html.tsx";
-import { MessagePage } from "../components/message_page.tsx";
+import { BUYER_NOT_FOUND, MessagePage } from "../components/message_page.tsx";
 import { consoleRoutes, internalDocsBehindSignIn } from "./admin/mod.tsx";
 import type { ConsoleEnv } from "./admin/_session.ts";
 import { AdminLayout } from "../components/admin_layout.tsx";
@@ -119,6 +119,8 @@ export function createApp(ctx: AppContext, opts: AppOptions = {}) {
     if (c.req.path.startsWith("/api/")) {
       return c.json({ status: "error", error: { code: "not_found", message: "No such endpoint." } }, 404);
     }
+    const buyer = buyerPage(c.req.path);
+    if (buyer) return messagePage(c, BUYER_NOT_FOUND[buyer].title, BUYER_NOT_FOUND[buyer].text, 404);
     return messagePage(c, "Page not found", "There is nothing at this address.", 404);
   });
 
@@ -154,6 +156,12 @@ function isPagePath(path: string): boolean {
   return /^\/(admin|portal|internal|docs|demo|integration|forms|invoices)(\/|$)/.test(path);
 }
 
+/** The buyer's pages by their path (a form's and an invoice's), whose "not found" is told in the buyer's words. */
+function buyerPage(path: string): keyof typeof BUYER_NOT_FOUND | null {
+  const area = /^\/(forms|invoices)\//.exec(path)?.[1];
+  return area === "forms" ? "form" : area === "invoices" ? "invoice" : null;
+}
+
 /** A message page; inside the console, for a signed-in operator, with the console's menu around it. */
 function messagePage(c: Context, title: string, text: string, status: number) {
   const operator = (c as Context<ConsoleEnv>).get("operator");
@@ -181,6 +189,8 @@ function errorPage(c: Context, err: Error) {
       const wait = Number(err.headers?.["retry-after"] ?? 60);
       return messagePage(c, "Too many tries", `Please wait ${wait} seconds, then try again.`, err.status);
     }
+    const buyer = err instanceof NotFoundError ? buyerPage(c.req.path) : null;
+    if (buyer) return messagePage(c, BUYER_NOT_FOUND[buyer].title, BUYER_NOT_FOUND[buyer].text, 404);
     const title = err.status === 404 ? "Not found" : err.status === 403 ? "Not allowed" : "That did not work";
     const text = err.fields
       ? `${err.message} ${Object.entries(err.fields).map(([k, v]) => `${k} ${v}`).join("; ")}.`

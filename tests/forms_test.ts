@@ -576,9 +576,37 @@ Deno.test("[forms] a disabled form shows a friendly page and refuses submits", a
     const other = await createForm(app, { kind: "fiat", title: "Other", currency: "EUR" });
     await setShopStatus(app.kv, app.shop.id, "disabled", { actor: "test", now: Date.now() });
     assert.equal((await openPage(app, other.id)).status, 410);
-    const unknown = await fetch(`${app.baseUrl}/forms/form_AAAAAAAAAAAAAAAAAAAAAA`);
-    assert.equal(unknown.status, 404);
-    assert.match(await unknown.text(), /Not found/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a link to no form says what happened and what to do in the buyer's words, on each of its pages", async () => {
+  const app = await startTestApp();
+  try {
+    for (
+      const path of [
+        "/forms/form_AAAAAAAAAAAAAAAAAAAAAA",
+        "/forms/form_AAAAAAAAAAAAAAAAAAAAAA/thanks",
+        "/forms/form_AAAAAAAAAAAAAAAAAAAAAA/not-paid",
+        // Cut short in an email: not even the shape of a form's id.
+        "/forms/form_AAAAAAAAAA",
+      ]
+    ) {
+      const res = await fetch(app.baseUrl + path);
+      assert.equal(res.status, 404, path);
+      const html = await res.text();
+      assert.match(html, /<h1>Payment form not found<\/h1>/, path);
+      assert.match(html, /Check that you opened the whole link the shop gave you/, path);
+      assert.doesNotMatch(html, /Unknown form|<h1>Not found/, path);
+    }
+    const res = await fetch(`${app.baseUrl}/forms/form_AAAAAAAAAAAAAAAAAAAAAA/submit`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: app.baseUrl },
+      body: "email=donor%40example.com",
+    });
+    assert.equal(res.status, 404);
+    assert.match(await res.text(), /Payment form not found/);
   } finally {
     await app.close();
   }

@@ -608,6 +608,24 @@ Deno.test("[invoices] a retry of a stored invoice answers it even when its own t
   }
 });
 
+Deno.test("[invoices] a link to no invoice tells the buyer what happened and not to pay without their invoice's page", async () => {
+  const app = await startTestApp();
+  try {
+    // Unknown, and cut short in an email (not even an invoice id's shape).
+    for (const path of [`/invoices/inv_${"A".repeat(22)}`, "/invoices/inv_AAAAAAAA", "/invoices/inv_AAAAAAAA/more"]) {
+      const res = await fetch(app.baseUrl + path);
+      assert.equal(res.status, 404, path);
+      const html = await res.text();
+      assert.match(html, /<h1>Invoice not found<\/h1>/, path);
+      assert.match(html, /Check that you opened the whole link the shop gave you/, path);
+      assert.match(html, /Do not send any money without a page that shows your invoice/, path);
+      assert.doesNotMatch(html, /Unknown invoice|<h1>Not found/, path);
+    }
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[invoices] an address whose invoice lookups keep missing is refused for the minute; found ones never count", async () => {
   const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "3" } });
   try {

@@ -398,7 +398,7 @@ function formOperations(publicBaseUrl: string): Record<string, PathItem> {
         parameters: [idParam],
         responses: {
           "200": html("The form."),
-          "404": html("Unknown form."),
+          "404": html("No such form: a page telling the buyer to check the link or ask the shop for its current one."),
           "410": html("The form (or its shop) is disabled: a page saying so."),
         },
         "x-audience": "buyer",
