@@ -1,4 +1,10 @@
-import { COIN_OPTIONS, FINALITY_FACTOR, NETWORKS } from "../lib/invoices/coins.ts";
+import {
+  COIN_OPTIONS,
+  confirmationWaitSeconds,
+  FINALITY_FACTOR,
+  NETWORKS,
+  roughDuration,
+} from "../lib/invoices/coins.ts";
 import { INVOICE_STATUS_RULES, INVOICE_STATUSES } from "../lib/invoices/status.ts";
 
 /**
@@ -15,6 +21,7 @@ export function InvoiceCoinsTable() {
           <th>network</th>
           <th>decimals</th>
           <th>confirmations (payment_accepted)</th>
+          <th>usually takes</th>
           <th>final (finished)</th>
         </tr>
       </thead>
@@ -29,6 +36,7 @@ export function InvoiceCoinsTable() {
             </td>
             <td>{o.decimals}</td>
             <td>{NETWORKS[o.network].confirmations}</td>
+            <td>{roughDuration(confirmationWaitSeconds(o.network, 0))}</td>
             <td>{NETWORKS[o.network].confirmations * FINALITY_FACTOR}</td>
           </tr>
         ))}

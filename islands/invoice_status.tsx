@@ -6,6 +6,7 @@ import {
   isInvoiceOpen,
 } from "../lib/invoices/status.ts";
 import type { BuyerStatus } from "../lib/invoices/view.ts";
+import { confirmationWaitSeconds, NETWORKS, roughDuration } from "../lib/invoices/coins.ts";
 
 /** How often the page asks for news while the invoice is open. */
 const POLL_MS = 3000;
@@ -93,7 +94,10 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
         {s.pendingAmount !== "0" && (
           <p>
             On its way: {s.pendingAmount} {s.coin}
-            {s.confirmations !== null && ` (${s.confirmations} of ${s.confirmationsNeeded} confirmations)`}
+            {s.confirmations !== null &&
+              ` (${s.confirmations} of ${s.confirmationsNeeded} confirmations, ${
+                confirmationWait(s.network, s.confirmations)
+              })`}
           </p>
         )}
         {open && s.dueAmount !== "0" && s.dueAmount !== s.amount && (
@@ -120,6 +124,14 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
       {s.expires && left > 0 && <p class="muted">Time left: {formatLeft(left)}</p>}
     </div>
   );
+}
+
+/**
+ * "about 30 minutes on Bitcoin", "about a minute more on Tron": a buyer watching "0 of 3 confirmations" cannot tell
+ * whether that takes seconds or an hour, and may send again or give up.
+ */
+function confirmationWait(network: BuyerStatus["network"], have: number): string {
+  return `${roughDuration(confirmationWaitSeconds(network, have))}${have ? " more" : ""} on ${NETWORKS[network].label}`;
 }
 
 const LATE_TEXT: Partial<Record<BuyerStatus["status"], string>> = {

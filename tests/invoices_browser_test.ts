@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { chainApi, createTestInvoice, readInvoice, shiftClock } from "../fixtures/invoices.ts";
+import { LOCAL } from "../islands/local_time.tsx";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
@@ -32,6 +33,9 @@ function phoneTest(
           viewport: { width: 390, height: 844 },
           isMobile: true,
           permissions: ["clipboard-read", "clipboard-write"],
+          // A buyer far from UTC, so a time shown in UTC and one in the buyer's own zone differ.
+          locale: "en-US",
+          timezoneId: "Asia/Tokyo",
         });
         await fn({ app, chain: chainApi(app), page });
       } finally {
@@ -69,6 +73,18 @@ phoneTest(
     await page.getByText(/Time left: (\d+:)?\d+:\d\d/).waitFor();
     assert.equal(await page.locator("[aria-live]").getByText(/Time left/).count(), 0, "the countdown is not announced");
     await page.locator("[aria-live]").getByText("Waiting for your payment").waitFor();
+    // The expiry in the buyer's own time zone; the page as sent (what a browser without JavaScript shows) says UTC.
+    const expiresAt = Date.parse(inv.expiresAt);
+    const utc = new Date(expiresAt).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+    assert.ok((await (await fetch(inv.checkoutUrl)).text()).includes(`>${utc}</time>`), "UTC without JavaScript");
+    const tokyo = await page.evaluate(
+      ([at, options]) => new Intl.DateTimeFormat("en-US", { ...options, timeZone: "Asia/Tokyo" }).format(at),
+      [expiresAt, LOCAL] as const,
+    );
+    await page.locator("time", { hasText: tokyo }).waitFor();
+    assert.match(tokyo, /GMT\+9/);
+    assert.equal(await page.locator("time").getAttribute("datetime"), new Date(expiresAt).toISOString());
+    assert.equal(await page.getByText(/Expires at .+ unless your payment has arrived by then\./).count(), 1);
     await page.getByText("Waiting for your payment").waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`);
@@ -77,7 +93,7 @@ phoneTest(
 
     await chain.deposit(inv.address, "25000000");
     await page.getByText("Payment seen, waiting for confirmations").waitFor({ timeout: 15_000 });
-    await page.getByText("On its way: 25 USDT (0 of 20 confirmations)").waitFor();
+    await page.getByText("On its way: 25 USDT (0 of 20 confirmations, about a minute on Tron)").waitFor();
     await chain.mine(40, "tron");
     await page.getByText("Paid. Thank you!").waitFor({ timeout: 15_000 });
     await page.getByText("Received: 25 of 25 USDT").waitFor();

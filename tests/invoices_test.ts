@@ -531,8 +531,9 @@ Deno.test("[docs] the Invoices page draws its coin and status tables from the li
     }
     assert.match(
       html,
-      /<td><code>USDT<\/code> <span>\(Tether USD \(TRC-20\)\)<\/span><\/td><td><code>tron<\/code><\/td><td>6<\/td><td>20<\/td><td>40<\/td>/,
+      /<td><code>USDT<\/code> <span>\(Tether USD \(TRC-20\)\)<\/span><\/td><td><code>tron<\/code><\/td><td>6<\/td><td>20<\/td><td>about a minute<\/td><td>40<\/td>/,
     );
+    assert.match(html, /<td><code>bitcoin<\/code><\/td><td>8<\/td><td>3<\/td><td>about 30 minutes<\/td>/);
   } finally {
     await app.close();
   }

@@ -4,15 +4,20 @@
  * these two lists; a new coin is one row here.
  */
 export const NETWORKS = {
-  bitcoin: { label: "Bitcoin", confirmations: 3 },
-  ethereum: { label: "Ethereum", confirmations: 12 },
-  tron: { label: "Tron", confirmations: 20 },
+  bitcoin: { label: "Bitcoin", confirmations: 3, blockSeconds: 600 },
+  ethereum: { label: "Ethereum", confirmations: 12, blockSeconds: 12 },
+  tron: { label: "Tron", confirmations: 20, blockSeconds: 3 },
 } as const satisfies Record<string, NetworkRule>;
 
 interface NetworkRule {
   label: string;
   /** Blocks on top of a deposit's own before we count it as received (payment_accepted). */
   confirmations: number;
+  /**
+   * The network's usual time between blocks, in seconds (Ethereum's and Tron's slots are fixed; Bitcoin's ten minutes
+   * is an average, any one block may take far longer): only for telling a buyer roughly how long a deposit waits.
+   */
+  blockSeconds: number;
 }
 
 export type Network = keyof typeof NETWORKS;
@@ -70,6 +75,21 @@ export function confirmationsNeeded(network: Network): number {
 /** Confirmations after which a received deposit is final (see FINALITY_FACTOR). */
 export function confirmationsFinal(network: Network): number {
   return NETWORKS[network].confirmations * FINALITY_FACTOR;
+}
+
+/** Roughly the seconds a deposit with `have` confirmations waits for the rest it needs on `network`. */
+export function confirmationWaitSeconds(network: Network, have: number): number {
+  const { confirmations, blockSeconds } = NETWORKS[network];
+  return Math.max(0, confirmations - have) * blockSeconds;
+}
+
+/** A wait as a buyer reads it: "less than a minute", "about 2 minutes", "about an hour". Rough on purpose. */
+export function roughDuration(seconds: number): string {
+  if (seconds < 60) return "less than a minute";
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 90) return minutes === 1 ? "about a minute" : `about ${minutes} minutes`;
+  const hours = Math.round(minutes / 60);
+  return hours === 1 ? "about an hour" : `about ${hours} hours`;
 }
 
 /** Coins and their networks as `GET /api/v1/options` lists them (`crypto.coins`). */

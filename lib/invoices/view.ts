@@ -160,6 +160,8 @@ export function buyerStatusView(inv: Invoice, now: number) {
   return {
     status: inv.status,
     coin: inv.coin,
+    /** For how long confirmations take there (coins.ts). */
+    network: inv.network,
     amount: formatBaseUnits(inv.amount, inv.decimals),
     paidAmount: fmt(t.paid),
     pendingAmount: fmt(t.pending),

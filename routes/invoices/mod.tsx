@@ -104,7 +104,7 @@ function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | 
             <p class="muted small">
               {status.expires && (
                 <>
-                  Expires at <time dateTime={new Date(inv.expiresAt).toISOString()}>{utc(inv.expiresAt)}</time>{" "}
+                  Expires at <Island name="LocalTime" props={{ at: inv.expiresAt }} inline />{" "}
                   unless your payment has arrived by then.{" "}
                 </>
               )}
@@ -115,8 +115,4 @@ function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | 
       </div>
     </Page>
   );
-}
-
-function utc(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
