@@ -88,7 +88,13 @@ export default function InvoiceStatus(props: { statusUrl: string; initial: Buyer
         {s.paidAmount !== "0" && (
           <p>
             Received: {s.paidAmount} of {s.amount} {s.coin}
-            {s.overpaidAmount !== "0" && ` (${s.overpaidAmount} ${s.coin} more than asked)`}
+          </p>
+        )}
+        {s.overpaidAmount !== "0" && (
+          <p class="flash">
+            {/* Nothing sends the extra back by itself: the shop sees it (overpaidAmount) and decides. */}
+            That is {s.overpaidAmount} {s.coin}{" "}
+            more than asked. It is not sent back by itself: contact the shop about the extra; they can see it.
           </p>
         )}
         {s.pendingAmount !== "0" && (

@@ -49,3 +49,23 @@ Deno.test("[invoices] a deposit on its way says roughly how long its network tak
     assert.ok(text.includes(says), `${says} not in: ${text}`);
   }
 });
+
+Deno.test("[invoices] an overpaid invoice tells the buyer to contact the shop for the extra, which it can see", () => {
+  const text = shown(storedInvoice(now, {
+    status: "payment_accepted",
+    coin: "USDT",
+    network: "tron",
+    decimals: 6,
+    amount: "20000000",
+    deposits: [deposit("25000000", 20)],
+  }));
+  assert.ok(text.includes("Received: 25 of 20 USDT"), text);
+  assert.ok(
+    text.includes(
+      "That is 5 USDT more than asked. It is not sent back by itself: contact the shop about the extra; they can see it.",
+    ),
+    text,
+  );
+  const exact = shown(storedInvoice(now, { status: "payment_accepted", deposits: [deposit("12500000", 20)] }));
+  assert.ok(!exact.includes("more than asked"), exact);
+});

@@ -159,6 +159,11 @@ Deno.test("[invoices] a short deposit is partially_paid, a top-up completes it, 
     assert.equal(inv.paidAmount, "0.0011");
     assert.equal(inv.overpaidAmount, "0.0001");
     assert.equal(inv.deposits.length, 2);
+    // The buyer is told what becomes of the extra: the shop sees it; nothing sends it back by itself.
+    assert.match(
+      await (await fetch(created.checkoutUrl)).text(),
+      /That is 0\.0001 BTC more than asked\. It is not sent back by itself: contact the shop about the extra/,
+    );
   } finally {
     await app.close();
   }
