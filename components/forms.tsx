@@ -1,6 +1,8 @@
 import type { ComponentChildren } from "preact";
 import { Page } from "./html.tsx";
 import { Island } from "./island.tsx";
+import { MessagePage } from "./message_page.tsx";
+import type { Payment } from "../lib/payments/types.ts";
 import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { currencyExponent, currencyName, formatAmount } from "../lib/money.ts";
 import type { Shop } from "../lib/db/shops.ts";
@@ -330,4 +332,82 @@ export function EmbedSnippet(props: { url: string }) {
       <Island name="CopyButton" props={{ text: iframe, label: "Copy iframe code" }} />
     </div>
   );
+}
+
+/**
+ * A form's page for a buyer back from the payment provider: its thank-you page (`thanks`) or its try-again page
+ * (`not-paid`). Which one the provider sent the buyer to is only its word, and anyone may open either: the page tells
+ * the payment's status as we know it when it knows the payment, and otherwise only what is true without it.
+ */
+export function FormReturnPage(props: {
+  shopName: string;
+  landed: "thanks" | "not-paid";
+  payment: Payment | null;
+  /** The form's page, to pay again; null when the form no longer takes payments. */
+  retryHref: string | null;
+  /** This page again, for a payment still being confirmed. */
+  checkHref: string;
+}) {
+  const { shopName, payment } = props;
+  const retry = props.retryHref ? { href: props.retryHref, label: "Try again" } : undefined;
+  if (!payment) {
+    return props.landed === "thanks"
+      ? (
+        <MessagePage
+          title="Thank you"
+          text={`You are back from the payment page. ${shopName} confirms your payment once the payment provider ` +
+            `has told it the outcome. You can close this page.`}
+        />
+      )
+      : (
+        <MessagePage title="The payment did not go through" text={`Nothing was charged by ${shopName}.`} link={retry} />
+      );
+  }
+  const amount = formatAmount(payment.amount, payment.currency);
+  switch (payment.status) {
+    case "pending":
+      return (
+        <MessagePage
+          title="Your payment is being confirmed"
+          text={`The payment provider has not told us the outcome of your payment of ${amount} to ${shopName} yet. ` +
+            `${shopName} sees it as soon as it does. You can close this page, or check again in a moment.`}
+          link={{ href: props.checkHref, label: "Check again" }}
+        />
+      );
+    case "succeeded":
+      return (
+        <MessagePage
+          title="Thank you"
+          text={`Your payment of ${amount} to ${shopName} has been received. You can close this page.`}
+        />
+      );
+    case "partially_refunded":
+    case "refunded":
+      return (
+        <MessagePage
+          title="Payment received"
+          text={`Your payment of ${amount} to ${shopName} was received, and ${shopName} has refunded ` +
+            `${payment.status === "refunded" ? "it" : "part of it"}.`}
+        />
+      );
+    case "failed":
+      return (
+        <MessagePage
+          title="The payment did not go through"
+          text={`Your payment of ${amount} was declined. Nothing was charged by ${shopName}.`}
+          link={retry}
+        />
+      );
+    case "expired":
+    case "cancelled":
+      return (
+        <MessagePage
+          title="The payment was not completed"
+          text={`Your payment of ${amount} to ${shopName} ${
+            payment.status === "expired" ? "expired before it was paid" : "was cancelled"
+          }. Nothing was charged.`}
+          link={retry}
+        />
+      );
+  }
 }

@@ -85,6 +85,13 @@ Deno.test({
         await page.waitForURL(/\/sandbox\/bansky\//);
         await page.getByText(/12\.50/).first().waitFor();
         await page.screenshot({ path: `${ARTIFACTS}/forms-02-pay-page.png`, fullPage: true });
+        // Paid: the form's thank-you page says what happened to this payment, not that some payment is on its way.
+        await page.getByRole("button", { name: "Pay", exact: true }).focus();
+        await page.keyboard.press("Enter");
+        await page.waitForURL(/\/thanks\?/);
+        await page.getByText("Your payment of 12.50 EUR to Test shop has been received.").waitFor();
+        assert.equal(await sideways(page), 0);
+        await page.screenshot({ path: `${ARTIFACTS}/forms-02c-thanks.png`, fullPage: true });
       });
 
       await t.step("the buyer picks the currency by typing its code; each is named, none is a fund code", async () => {

@@ -201,6 +201,69 @@ Deno.test("[forms] a donation form asks only for the amount and email; its submi
   }
 });
 
+Deno.test("[forms] the pages a buyer comes back to tell the payment's real status when they know it, and claim nothing when not", async (t) => {
+  const app = await startTestApp();
+  try {
+    const form = await createForm(app, { kind: "fiat", title: "Support the shelter", currency: "EUR" });
+    const other = await createForm(app, { kind: "fiat", title: "Other", currency: "EUR" });
+    const pay = async (amount: string) => {
+      const page = await openPage(app, form.id);
+      const res = await submit(app, form.id, { _token: page.token, amount, email: "donor@example.com" });
+      assert.equal(res.status, 303);
+      return res.location!;
+    };
+    const text = async (url: string) => {
+      const res = await fetch(url.startsWith("/") ? app.baseUrl + url : url);
+      assert.equal(res.status, 200, url);
+      assert.match(res.headers.get("cache-control")!, /no-store/, "a status must not be cached");
+      return (await res.text()).replace(/&#39;/g, "'");
+    };
+
+    await t.step("paid: received, with the amount", async () => {
+      const back = await buyerSettles(await pay("25.50"), "paid");
+      assert.match(back, /\/thanks\?apay_payment=pay_/);
+      const html = await text(back);
+      assert.match(html, /Your payment of 25\.50 EUR to Test shop has been received\./);
+    });
+
+    await t.step("sent back before the provider told us: being confirmed, with a way to check again", async () => {
+      const payUrl = await pay("7");
+      const paymentId = new URL(payUrl).searchParams.get("id")!;
+      const html = await text(`/forms/${form.id}/thanks?apay_payment=${paymentId}`);
+      assert.match(html, /<h1>Your payment is being confirmed<\/h1>/);
+      assert.match(html, /has not told us the outcome of your payment of 7\.00 EUR to Test shop yet/);
+      assert.ok(html.includes(`href="/forms/${form.id}/thanks?apay_payment=${paymentId}"`), "Check again");
+      assert.doesNotMatch(html, /has been received|on its way/);
+    });
+
+    await t.step("declined: the try-again page says so from the payment, not from the provider's word", async () => {
+      const back = await buyerSettles(await pay("3"), "declined");
+      assert.match(back, /\/not-paid\?apay_payment=pay_/);
+      const html = await text(back);
+      assert.match(html, /Your payment of 3\.00 EUR was declined\. Nothing was charged by Test shop\./);
+      assert.ok(html.includes(`href="/forms/${form.id}"`), "Try again");
+      // Sent to the thank-you page anyway (a hand-made link), it does not thank for a declined payment.
+      const thanks = await text(back.replace("/not-paid?", "/thanks?"));
+      assert.match(thanks, /<h1>The payment did not go through<\/h1>/);
+    });
+
+    await t.step("no payment named, or one of another form: only what is true without it", async () => {
+      const otherPage = await openPage(app, other.id);
+      const otherPay = await submit(app, other.id, { _token: otherPage.token, amount: "5", email: "a@example.com" });
+      const otherId = new URL(otherPay.location!).searchParams.get("id")!;
+      for (
+        const query of ["", "?apay_payment=pay_AAAAAAAAAAAAAAAAAAAAAA", `?apay_payment=${otherId}`, "?apay_payment=x"]
+      ) {
+        const html = await text(`/forms/${form.id}/thanks${query}`);
+        assert.match(html, /You are back from the payment page\. Test shop confirms your payment once/, query);
+        assert.doesNotMatch(html, /on its way|has been received|7\.00 EUR|5\.00 EUR/, query);
+      }
+    });
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[forms] a tampered submit pays exactly what the merchant fixed", async () => {
   const app = await startTestApp();
   try {

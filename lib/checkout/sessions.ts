@@ -210,7 +210,7 @@ function takeBuyerRecheck(ctx: AppContext, paymentId: string): boolean {
 }
 
 /**
- * The same, for a page the buyer sees: a provider that cannot be asked leaves the payment as we know it, and so does
+ * The same, for a page the buyer sees (a checkout's, a form's thank-you page): a provider that cannot be asked leaves the payment as we know it, and so does
  * a page loaded again within BUYER_RECHECK_INTERVAL_MS of the last one that asked (the payment as stored then).
  */
 export async function recheckQuietly(ctx: AppContext, p: Payment, by: string): Promise<Payment> {
@@ -219,7 +219,7 @@ export async function recheckQuietly(ctx: AppContext, p: Payment, by: string): P
     return await recheckWithProvider(ctx, p, by);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
-    log.warn("checkout: provider unreachable on the buyer's return", { paymentId: p.id, detail: err.detail });
+    log.warn("provider unreachable on the buyer's return", { paymentId: p.id, by, detail: err.detail });
     return p;
   }
 }

@@ -7,6 +7,9 @@ import { shopOptions } from "../accounts/routing.ts";
 import { parseOrThrow } from "../validation.ts";
 import { checkFormRequest, formRequestSchema } from "./schema.ts";
 import type { PaymentForm } from "./types.ts";
+import type { Payment } from "../payments/types.ts";
+import { findPayment } from "../payments/query.ts";
+import { recheckQuietly } from "../checkout/sessions.ts";
 
 /** The buyer's link to a form: the plain link to share, and the page an iframe shows. */
 export function formUrl(formId: string, publicBaseUrl: string): string {
@@ -101,4 +104,24 @@ export async function loadBuyerForm(ctx: AppContext, formId: string) {
   const shop = await getShop(ctx.kv, form.shopId);
   if (!shop) throw new NotFoundError("Unknown form.");
   return { form, shop, open: form.status === "active" && shop.status === "active" };
+}
+
+/**
+ * The payment a buyer came back from to one of a form's result pages, as it stands: our redirect names it
+ * (`apay_payment`) unless the shop turned signed redirects off. Only a payment this form made counts (its result
+ * pages are the form's own); anything else is null, and the page says only what it knows. Still pending, the
+ * provider is asked (as a checkout's return page does, at most every few seconds per payment): its webhook often
+ * comes after the buyer. Payment ids are unguessable, so a miss is not counted as a guess.
+ */
+export async function findFormPayment(
+  ctx: AppContext,
+  form: PaymentForm,
+  paymentId: string | undefined,
+): Promise<Payment | null> {
+  if (!paymentId || paymentId.length > 100) return null;
+  const payment = await findPayment(ctx.kv, paymentId);
+  const made = payment?.shopId === form.shopId &&
+    payment.successUrl === `${formUrl(form.id, ctx.config.publicBaseUrl)}/thanks`;
+  if (!payment || !made) return null;
+  return await recheckQuietly(ctx, payment, "form.return");
 }

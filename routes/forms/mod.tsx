@@ -5,7 +5,7 @@ import { AppError, ConflictError, IdempotencyMismatchError, UpstreamError } from
 import { log, warnRepeatable } from "../../lib/log.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 import { DnsTimeoutError } from "../../lib/relay/url_guard.ts";
-import { loadBuyerForm } from "../../lib/forms/mod.ts";
+import { findFormPayment, loadBuyerForm } from "../../lib/forms/mod.ts";
 import {
   type BuyerInput,
   BuyerInputError,
@@ -16,7 +16,7 @@ import {
 import { checkFormToken, issueFormToken } from "../../lib/forms/token.ts";
 import { renderPage } from "../../components/html.tsx";
 import { MessagePage } from "../../components/message_page.tsx";
-import { BuyerFormPage } from "../../components/forms.tsx";
+import { BuyerFormPage, FormReturnPage } from "../../components/forms.tsx";
 import { limitedAddress } from "../_client_address.ts";
 import { publicLookup } from "../_public_lookup.ts";
 import { allowFraming } from "../_headers.ts";
@@ -161,26 +161,27 @@ export function formPageRoutes(ctx: AppContext) {
     }
   });
 
-  app.get(`${FORM}/thanks` as const, async (c) => {
-    const { shop } = await loadBuyerForm(ctx, c.req.param("id"));
-    return c.html(renderPage(
-      <MessagePage
-        title="Thank you"
-        text={`Your payment to ${shop.name} is on its way. You can close this page.`}
-      />,
-    ));
-  });
-
-  app.get(`${FORM}/not-paid` as const, async (c) => {
-    const { form, shop, open } = await loadBuyerForm(ctx, c.req.param("id"));
-    return c.html(renderPage(
-      <MessagePage
-        title="The payment did not go through"
-        text={`Nothing was charged by ${shop.name}.`}
-        link={open ? { href: `/forms/${form.id}`, label: "Try again" } : undefined}
-      />,
-    ));
-  });
+  for (const landed of ["thanks", "not-paid"] as const) {
+    app.get(`${FORM}/${landed}` as const, async (c) => {
+      const { form, shop, open } = await loadBuyerForm(ctx, c.req.param("id"));
+      const payment = await findFormPayment(ctx, form, c.req.query("apay_payment"));
+      const check = payment ? `/forms/${form.id}/${landed}?apay_payment=${encodeURIComponent(payment.id)}` : "";
+      return c.html(
+        renderPage(
+          <FormReturnPage
+            shopName={shop.name}
+            landed={landed}
+            payment={payment}
+            retryHref={open ? `/forms/${form.id}` : null}
+            checkHref={check}
+          />,
+        ),
+        200,
+        // The status changes: a cached page would show an old one.
+        { "cache-control": "no-store" },
+      );
+    });
+  }
   return app;
 }
 
