@@ -1593,3 +1593,100 @@ Deno.test("[relay] the pinned proxy tunnels only for this process: another progr
   assert.equal(parseConnect("CONNECT shop.test:70000 HTTP/1.1"), null);
   assert.equal(parseConnect("CONNECT shop.test HTTP/1.1"), null);
 });
+
+/**
+ * A port on loopback that takes no connection: its listener's backlog is full (filled here, never accepted), so a
+ * connection to it waits for the system's time-out, as one to a host that drops our packets does.
+ */
+async function startUnansweringPort() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const filling: Deno.Conn[] = [];
+  for (;;) {
+    const gaveUp = new AbortController();
+    const timer = setTimeout(() => gaveUp.abort(), 100);
+    try {
+      filling.push(await Deno.connect({ hostname: "127.0.0.1", port, signal: gaveUp.signal }));
+    } catch {
+      break;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  return {
+    port,
+    close() {
+      for (const conn of filling) conn.close();
+      listener.close();
+    },
+  };
+}
+
+/**
+ * Loopback TCP sockets of this machine in one of `states` (Linux's /proc/net/tcp: "01" open, "02" still connecting,
+ * "08" closed by the other side only), to or from the given ports: other tests' sockets (run in parallel in this
+ * process) have other ports.
+ */
+function loopbackSockets(ports: { local?: number; remote?: number }, states: string[]): number {
+  const port = (address: string) => parseInt(address.split(":")[1], 16);
+  return Deno.readTextFileSync("/proc/net/tcp").trim().split("\n").slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, local, remote, state]) =>
+      states.includes(state) && (ports.local === undefined || port(local) === ports.local) &&
+      (ports.remote === undefined || port(remote) === ports.remote)
+    ).length;
+}
+
+Deno.test({
+  name:
+    "[relay] a postback whose attempt ends while the pinned proxy still connects (a host dropping our packets) leaves no connection behind",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const unanswering = await startUnansweringPort();
+    const proxy = PinnedProxy.start({ allowLocal: true, resolve: () => Promise.resolve(["127.0.0.1"]) })!;
+    try {
+      const post = () =>
+        fetch(`https://shop.test:${unanswering.port}/postback`, {
+          method: "POST",
+          body: "{}",
+          client: proxy.client,
+          signal: AbortSignal.timeout(200),
+        }).then((res) => res.body?.cancel(), () => {});
+      await Promise.all([1, 2, 3, 4, 5].map(post));
+      await sleep(300);
+      // Before: the proxy went on connecting for 10 s after each attempt gave up, holding the attempt's connection,
+      // and a connection it abandoned then stayed with the system (about two minutes).
+      assert.equal(loopbackSockets({ remote: unanswering.port }, ["02"]), 0, "connections still being made");
+      assert.equal(loopbackSockets({ local: proxy.port }, ["01", "08"]), 0, "attempts' connections held");
+    } finally {
+      proxy.close();
+      unanswering.close();
+    }
+  },
+});
+
+Deno.test("[relay] a postback whose attempt ends while the pinned proxy still looks its host up abandons the lookup", async () => {
+  let abandoned = 0;
+  const lookups: string[] = [];
+  // A name server that never answers, except to give up when asked to.
+  const resolve: Resolver = (host, signal) => {
+    lookups.push(host);
+    return new Promise((_, reject) =>
+      signal?.addEventListener("abort", () => (abandoned++, reject(signal.reason)), { once: true })
+    );
+  };
+  const proxy = PinnedProxy.start({ allowLocal: true, resolve })!;
+  try {
+    await fetch("https://shop.test:8443/postback", {
+      method: "POST",
+      body: "{}",
+      client: proxy.client,
+      signal: AbortSignal.timeout(200),
+    }).catch(() => {});
+    await waitFor("the lookup abandoned", () => (abandoned === 1 ? true : undefined), 2_000).catch(() => {});
+    assert.deepEqual(lookups, ["shop.test"]);
+    assert.equal(abandoned, 1);
+  } finally {
+    proxy.close();
+  }
+});

@@ -187,10 +187,12 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
     if (err instanceof DnsTimeoutError) return blocked(`postbackUrl ${err.problem}`);
     const timedOut = isTimeout(err);
     // The pinned proxy's refusal reaches fetch only as "unsuccessful tunnel": it keeps the reason.
-    const refused = /unsuccessful tunnel/i.test(`${err} ${(err as Error)?.cause ?? ""}`)
+    const refused = !timedOut && /unsuccessful tunnel/i.test(`${err} ${(err as Error)?.cause ?? ""}`)
       ? pinnedProxyOf(ctx)?.refusal(url.hostname)
       : null;
-    const error = timedOut ? `no answer within ${ctx.config.postbackTimeoutMs} ms` : refused ?? plainNetworkError(err);
+    const error = timedOut
+      ? `no answer within ${ctx.config.postbackTimeoutMs} ms`
+      : refused?.problem ?? plainNetworkError(err);
     const noAnswer = timedOut ? "timeout" as const : "connection" as const;
     return { outcome: { kind: "retry", statusCode: null, retryAfterMs: null, error, noAnswer }, responseStart: "" };
   }

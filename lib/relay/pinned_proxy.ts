@@ -20,7 +20,9 @@ export class PinnedProxy {
   readonly #auth: string;
   readonly #open = new Set<Deno.Conn>();
   /** Why the proxy last refused each host, and when: fetch reports any refusal as "unsuccessful tunnel". */
-  readonly #refusals = new Map<string, { problem: string; at: number }>();
+  readonly #refusals = new Map<string, ProxyRefusal & { at: number }>();
+  /** Aborted by close: lookups and connections under way stop with it. */
+  readonly #closing = new AbortController();
 
   private constructor(listener: Deno.Listener, private readonly rules: ProxyRules, caCerts: string[] | undefined) {
     this.#listener = listener;
@@ -54,17 +56,18 @@ export class PinnedProxy {
   }
 
   /** Why a tunnel to `host` was refused within the last REFUSAL_KEPT_MS, for the attempt's recorded error. */
-  refusal(host: string): string | null {
+  refusal(host: string): ProxyRefusal | null {
     const r = this.#refusals.get(host.toLowerCase().replace(/^\[|\]$/g, ""));
-    return r && Date.now() - r.at < REFUSAL_KEPT_MS ? r.problem : null;
+    return r && Date.now() - r.at < REFUSAL_KEPT_MS ? { problem: r.problem, checked: r.checked } : null;
   }
 
-  #refused(host: string, problem: string) {
+  #refused(host: string, refusal: ProxyRefusal) {
     if (this.#refusals.size >= 1_000) this.#refusals.clear();
-    this.#refusals.set(host, { problem, at: Date.now() });
+    this.#refusals.set(host, { ...refusal, at: Date.now() });
   }
 
   close() {
+    this.#closing.abort();
     this.client.close();
     try {
       this.#listener.close();
@@ -93,18 +96,31 @@ export class PinnedProxy {
       if (head.headers.get("proxy-authorization") !== this.#auth) {
         return await answer(conn, "407 Proxy Authentication Required");
       }
-      const checked = await destinationAddresses(asked.host, this.rules).catch((err) => {
+      // The client's side is read from now on, so that the lookup and the connection stop when it leaves: fetch
+      // gives up at its attempt's deadline, and whatever we went on doing for it would be left open (an address
+      // that drops our packets holds a connection for minutes).
+      const client = clientStream(conn);
+      const signal = AbortSignal.any([client.left, this.#closing.signal]);
+      const checked = await destinationAddresses(asked.host, { ...this.rules, signal }).catch((err) => {
         if (err instanceof DnsTimeoutError) return { problem: err.problem };
         throw err;
       });
+      if (signal.aborted) return;
       if ("problem" in checked) {
         log.warn("postback refused at connection", { host: asked.host, problem: checked.problem });
-        this.#refused(asked.host, `${checked.problem} when connecting (refused by our address check)`);
+        this.#refused(asked.host, {
+          problem: `${checked.problem} when connecting (refused by our address check)`,
+          checked: true,
+        });
         return await answer(conn, "403 Forbidden");
       }
-      upstream = await connectFirst(checked.addresses, asked.port);
+      upstream = await connectFirst(checked.addresses, asked.port, signal);
+      if (signal.aborted) return;
       if (!upstream) {
-        this.#refused(asked.host, `no address of host ${asked.host} accepted a connection`);
+        this.#refused(asked.host, {
+          problem: `no address of host ${asked.host} accepted a connection`,
+          checked: false,
+        });
         return await answer(conn, "502 Bad Gateway");
       }
       this.#open.add(upstream);
@@ -112,7 +128,7 @@ export class PinnedProxy {
       // Bytes the client sent past its request (it may not wait for our answer) go first.
       if (head.rest.length) await writeAll(upstream, head.rest);
       await Promise.allSettled([
-        conn.readable.pipeTo(upstream.writable),
+        client.readable.pipeTo(upstream.writable),
         upstream.readable.pipeTo(conn.writable),
       ]);
     } catch (err) {
@@ -126,6 +142,36 @@ export class PinnedProxy {
       }
     }
   }
+}
+
+/**
+ * Why the proxy refused a tunnel: `checked` when our address check refused the host (nothing reached the shop), not
+ * when none of its addresses took the connection.
+ */
+export interface ProxyRefusal {
+  problem: string;
+  checked: boolean;
+}
+
+/**
+ * The client's side of a tunnel from the end of its request on, read at once: `left` fires when it closes (or
+ * fails) before we answer, and `readable` gives what it sends, a first read already under way included.
+ */
+function clientStream(conn: Deno.Conn): { left: AbortSignal; readable: ReadableStream<Uint8Array> } {
+  const reader = conn.readable.getReader();
+  const leaving = new AbortController();
+  let first: Promise<ReadableStreamReadResult<Uint8Array>> | null = reader.read();
+  first.then(({ done }) => done && leaving.abort(), () => leaving.abort());
+  const readable = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await (first ?? reader.read());
+      first = null;
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return { left: leaving.signal, readable };
 }
 
 /** What the proxy lets a postback connect to: the postback URL guard's address rules. */
@@ -189,19 +235,19 @@ export function parseConnect(head: string): { host: string; port: number } | nul
   return { host: m[1].replace(/^\[|\]$/g, "").toLowerCase(), port };
 }
 
-/** Connects to the first of the addresses that answers, each within CONNECT_TIMEOUT_MS; null when none does. */
-async function connectFirst(addresses: string[], port: number): Promise<Deno.Conn | null> {
+/**
+ * Connects to the first of the addresses that answers, each within CONNECT_TIMEOUT_MS; null when none does or
+ * `signal` fires. A connection given up on is closed at once, not left to the system's own time-out (minutes).
+ */
+async function connectFirst(addresses: string[], port: number, signal: AbortSignal): Promise<Deno.Conn | null> {
   for (const hostname of addresses) {
-    const attempt = Deno.connect({ hostname, port });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<null>((r) => (timer = setTimeout(() => r(null), CONNECT_TIMEOUT_MS)));
+    if (signal.aborted) return null;
+    const late = new AbortController();
+    const timer = setTimeout(() => late.abort(), CONNECT_TIMEOUT_MS);
     try {
-      const conn = await Promise.race([attempt, late]);
-      if (conn) return conn;
-      // Too late: one that connects after all is closed.
-      attempt.then(closeQuietly, () => {});
+      return await Deno.connect({ hostname, port, signal: AbortSignal.any([signal, late.signal]) });
     } catch {
-      // Refused or unreachable: the next address.
+      // Refused, unreachable or too late: the next address.
     } finally {
       clearTimeout(timer);
     }
