@@ -19,6 +19,7 @@ import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
 import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
+import { strainsDestination } from "../lib/relay/schedule.ts";
 import { parseConnect, PinnedProxy } from "../lib/relay/pinned_proxy.ts";
 import { testCertificates } from "../fixtures/tls.ts";
 import { replayFailedDeliveries } from "../lib/relay/replay.ts";
@@ -1689,4 +1690,29 @@ Deno.test("[relay] a postback whose attempt ends while the pinned proxy still lo
   } finally {
     proxy.close();
   }
+});
+
+Deno.test("[relay] a postback the pinned proxy refuses (DNS rebinding) does not shrink its destination's share: it never reached the shop", async () => {
+  const shop = await startTlsShop();
+  let lookups = 0;
+  // The send's own check sees loopback (allowed in development); the proxy's lookup, a private address.
+  const resolve: Resolver = (host) => {
+    if (host !== "shop.test") return Promise.resolve([]);
+    return Promise.resolve(++lookups <= 1 ? ["127.0.0.1"] : ["10.20.30.40"]);
+  };
+  await withApp({ resolve, postbackCaCerts: [shop.caCert] }, async (app) => {
+    const [d] = await storeDueDeliveries(app, shop.url, 1, "rebinding");
+    const outcome = await attemptDelivery(
+      app.server.ctx,
+      (await getDeliveryEntry(app.kv, d.id)) as Deno.KvEntry<Delivery>,
+    );
+    assert.ok(outcome && outcome.kind === "retry");
+    assert.equal(
+      outcome.error,
+      "host shop.test resolves to a private address when connecting (refused by our address check)",
+    );
+    assert.equal(strainsDestination(outcome), false);
+    assert.equal(shop.received.length, 0);
+  });
+  await shop.server.shutdown();
 });

@@ -190,6 +190,8 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
     const refused = !timedOut && /unsuccessful tunnel/i.test(`${err} ${(err as Error)?.cause ?? ""}`)
       ? pinnedProxyOf(ctx)?.refusal(url.hostname)
       : null;
+    // Refused by our address check, the attempt reached no shop, as one refused before the send (blocked).
+    if (refused?.checked) return blocked(refused.problem);
     const error = timedOut
       ? `no answer within ${ctx.config.postbackTimeoutMs} ms`
       : refused?.problem ?? plainNetworkError(err);
