@@ -9,7 +9,7 @@ import { getShop } from "../lib/db/shops.ts";
 import { RateLimiter } from "../lib/auth/rate_limit.ts";
 import { addressForLimits } from "../routes/_client_address.ts";
 import { createShopKey, setShopRateLimit } from "../lib/shops.ts";
-import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { buyerSettles, callInit, paymentBody, sleep, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 
@@ -314,4 +314,28 @@ Deno.test("[rate limits] IPv6 clients are counted by their /64, the block one ho
   assert.equal(addressForLimits("2001:db8::1"), "2001:db8:0:0::/64");
   assert.equal(addressForLimits("::ffff:192.0.2.7"), "192.0.2.7");
   assert.equal(addressForLimits("192.0.2.7"), "192.0.2.7");
+});
+
+Deno.test("[rate limits] keys near their limit are read again each sharing round only until their minute ends, not until the next request", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const list = kv.list.bind(kv);
+  let lists = 0;
+  kv.list = ((...args: Parameters<Deno.Kv["list"]>) => (lists++, list(...args))) as Deno.Kv["list"];
+  let clock = Math.floor(Date.now() / 60_000) * 60_000 + 30_000;
+  const limiter = new RateLimiter(4, { kv, name: "test", everyMs: 20, now: () => clock });
+  try {
+    for (let i = 0; i < 3; i++) limiter.take("203.0.113.9", clock);
+    await waitFor("a few rounds", () => (lists >= 3 ? true : undefined));
+    // The minute ends; no request comes after it.
+    clock += 60_000;
+    await sleep(60);
+    const after = lists;
+    await sleep(300);
+    // Before: a limiter that counted nothing since kept reading the key every round, for as long as none came.
+    assert.equal(lists, after);
+  } finally {
+    limiter.stop();
+    await sleep(30);
+    kv.close();
+  }
 });

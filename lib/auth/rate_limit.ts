@@ -11,6 +11,8 @@ export interface SharedCounts {
   /** The limiter's name in the store: one count per limiter, so two limiters never add up each other's keys. */
   name: string;
   everyMs: number;
+  /** The clock that tells when a minute has ended (the app's); Date.now by default. */
+  now?: () => number;
 }
 
 /** One key's count in the current minute. */
@@ -113,11 +115,15 @@ export class RateLimiter {
   }
 
   async #share() {
-    const { kv, name } = this.shared!;
+    const { kv, name, now = Date.now } = this.shared!;
     const minute = this.#minute;
+    // A minute that has ended has no more requests to judge: only counts not yet written are, for processes whose
+    // clocks lag. #minute moves only with a request, which may not come for hours (bad keys are rare).
+    const current = now() < minute + 60_000;
     // Keys counted here since the last round, and keys near their limit: the others' counts of those are read again
     // each round, so a process that has not counted one for a while does not judge it by what it read long ago.
-    const due = [...this.windows].filter(([, w]) => w.start === minute && (w.count !== w.written || nearLimit(w)))
+    const due = [...this.windows]
+      .filter(([, w]) => w.start === minute && (w.count !== w.written || (current && nearLimit(w))))
       .sort(([, a], [, b]) => b.count + b.others - a.count - a.others);
     const round = due.slice(0, MAX_KEYS_PER_ROUND);
     if (!round.length) return;
@@ -153,7 +159,7 @@ export class RateLimiter {
     }
     // Again after the next interval: what came meanwhile, what did not fit, and keys near their limit (until the
     // minute ends: then none of its keys is due).
-    if (this.#shareAgain || due.length > round.length || round.some(([, w]) => nearLimit(w))) {
+    if (this.#shareAgain || due.length > round.length || (current && round.some(([, w]) => nearLimit(w)))) {
       this.#shareAgain = false;
       this.#scheduleShare();
     }
@@ -187,7 +193,12 @@ export function stopRateLimiters(kv: Deno.Kv) {
 
 /** A limiter that shares its counts through the app's store (RATE_LIMIT_SHARE_MS), named `name` there. */
 export function sharedLimiter(ctx: AppContext, name: string, perMinute: number): RateLimiter {
-  return new RateLimiter(perMinute, { kv: ctx.kv, name, everyMs: ctx.config.rateLimitShareMs });
+  return new RateLimiter(perMinute, {
+    kv: ctx.kv,
+    name,
+    everyMs: ctx.config.rateLimitShareMs,
+    now: () => ctx.now(),
+  });
 }
 
 function rateLimited(windowStart: number, now: number): AppError {
