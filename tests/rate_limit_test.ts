@@ -339,3 +339,19 @@ Deno.test("[rate limits] keys near their limit are read again each sharing round
     kv.close();
   }
 });
+
+Deno.test("[rate limits] a flood of addresses making a request each costs the store nothing; a key counted a tenth of its limit is shared", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const limiter = new RateLimiter(60, { kv, name: "flood", everyMs: 10 });
+  try {
+    const now = Date.now();
+    for (let i = 0; i < 1_000; i++) limiter.take(`2001:db8:${i.toString(16)}::/64`, now);
+    for (let i = 0; i < 6; i++) limiter.take("busy", now);
+    await new Promise((r) => setTimeout(r, 100));
+    const stored = await Array.fromAsync(kv.list({ prefix: ["rate_limit_counts", "flood"] }));
+    assert.deepEqual(stored.map((e) => e.key[2]), ["busy"]);
+  } finally {
+    limiter.stop();
+    kv.close();
+  }
+});

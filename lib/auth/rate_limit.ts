@@ -123,7 +123,7 @@ export class RateLimiter {
     // Keys counted here since the last round, and keys near their limit: the others' counts of those are read again
     // each round, so a process that has not counted one for a while does not judge it by what it read long ago.
     const due = [...this.windows]
-      .filter(([, w]) => w.start === minute && (w.count !== w.written || (current && nearLimit(w))))
+      .filter(([, w]) => w.start === minute && ((w.count !== w.written && shared(w)) || (current && nearLimit(w))))
       .sort(([, a], [, b]) => b.count + b.others - a.count - a.others);
     const round = due.slice(0, MAX_KEYS_PER_ROUND);
     if (!round.length) return;
@@ -165,6 +165,16 @@ export class RateLimiter {
     }
   }
 }
+
+/**
+ * Counted here at least a tenth of its limit: worth telling the others. Below that a key costs the store nothing, so
+ * a flood of addresses making a request or two each (IPv6 ones cost nothing) writes and reads nothing, while each
+ * process can let at most a tenth of a key's limit more through than all of them together would.
+ */
+function shared(w: Window): boolean {
+  return w.count * SHARE_FROM_SHARE_OF_LIMIT >= w.limit;
+}
+const SHARE_FROM_SHARE_OF_LIMIT = 10;
 
 /** At least half its limit counted, here and elsewhere: what the others count next may put it over. */
 function nearLimit(w: Window): boolean {
