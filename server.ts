@@ -169,7 +169,7 @@ export async function createServer(
       stopRateLimiters(kv);
       await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
       // After the relay's last attempts, which may use it.
-      closePinnedProxy(ctx);
+      await closePinnedProxy(ctx);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.
       await operationWritesSettled(kv);
     },

@@ -20,7 +20,7 @@ import type { Delivery } from "../lib/relay/types.ts";
 import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
 import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
 import { strainsDestination } from "../lib/relay/schedule.ts";
-import { parseConnect, PinnedProxy } from "../lib/relay/pinned_proxy.ts";
+import { outboundProxySetting, parseConnect, PinnedProxy } from "../lib/relay/pinned_proxy.ts";
 import { testCertificates } from "../fixtures/tls.ts";
 import { replayFailedDeliveries } from "../lib/relay/replay.ts";
 import {
@@ -1570,7 +1570,7 @@ Deno.test("[relay] a host that answers a private address when the postback conne
 });
 
 Deno.test("[relay] the pinned proxy tunnels only for this process: another program's CONNECT gets 407, a malformed one 400", async () => {
-  const proxy = PinnedProxy.start({ allowLocal: true, resolve: () => Promise.resolve(["127.0.0.1"]) })!;
+  const proxy = (await PinnedProxy.start({ allowLocal: true, resolve: () => Promise.resolve(["127.0.0.1"]) }))!;
   try {
     const port = proxy.port;
     const ask = async (request: string) => {
@@ -1644,7 +1644,7 @@ Deno.test({
   ignore: Deno.build.os !== "linux",
   fn: async () => {
     const unanswering = await startUnansweringPort();
-    const proxy = PinnedProxy.start({ allowLocal: true, resolve: () => Promise.resolve(["127.0.0.1"]) })!;
+    const proxy = (await PinnedProxy.start({ allowLocal: true, resolve: () => Promise.resolve(["127.0.0.1"]) }))!;
     try {
       const post = () =>
         fetch(`https://shop.test:${unanswering.port}/postback`, {
@@ -1676,7 +1676,7 @@ Deno.test("[relay] a postback whose attempt ends while the pinned proxy still lo
       signal?.addEventListener("abort", () => (abandoned++, reject(signal.reason)), { once: true })
     );
   };
-  const proxy = PinnedProxy.start({ allowLocal: true, resolve })!;
+  const proxy = (await PinnedProxy.start({ allowLocal: true, resolve }))!;
   try {
     await fetch("https://shop.test:8443/postback", {
       method: "POST",
@@ -1715,4 +1715,12 @@ Deno.test("[relay] a postback the pinned proxy refuses (DNS rebinding) does not 
     assert.equal(shop.received.length, 0);
   });
   await shop.server.shutdown();
+});
+
+Deno.test("[relay] with an outbound proxy of the operator's (HTTPS_PROXY, ALL_PROXY), postbacks go through it, not the pinned one", () => {
+  const env = (values: Record<string, string>) => (name: string) => values[name];
+  assert.equal(outboundProxySetting(env({ HTTPS_PROXY: "http://proxy.internal:3128" })), "HTTPS_PROXY");
+  assert.equal(outboundProxySetting(env({ all_proxy: "socks5://proxy.internal:1080" })), "all_proxy");
+  // A plain-http proxy setting does not carry https postbacks.
+  assert.equal(outboundProxySetting(env({ HTTP_PROXY: "http://proxy.internal:3128" })), null);
 });

@@ -177,7 +177,7 @@ async function attempt(ctx: AppContext, d: Delivery): Promise<{ outcome: Attempt
       if (addressProblem) return blocked(`postbackUrl ${addressProblem}`);
       // https goes through the pinned proxy, which connects only to an address it checked itself (DNS rebinding).
       const client = url.protocol === "https:"
-        ? pinnedClient(ctx, { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve }, {
+        ? await pinnedClient(ctx, { allowLocal: ctx.config.allowLocalUrls, resolve: ctx.resolve }, {
           caCerts: ctx.postbackCaCerts,
         })
         : null;

@@ -39,13 +39,26 @@ export class PinnedProxy {
   }
 
   /**
-   * Starts the proxy, or answers null where this runtime cannot listen (Deno Deploy, whose isolates cannot reach a
-   * private network anyway): postbacks then connect as fetch resolves.
+   * Starts the proxy, or answers null where postbacks should connect as fetch resolves: where this runtime cannot
+   * listen, or connect to itself (Deno Deploy, whose isolates cannot reach a private network anyway), and where the
+   * operator sends outbound traffic through a proxy of their own (HTTPS_PROXY, ALL_PROXY), which looks names up
+   * itself and which an explicit proxy here would bypass.
    */
-  static start(rules: ProxyRules, opts: { caCerts?: string[] } = {}): PinnedProxy | null {
+  static async start(rules: ProxyRules, opts: { caCerts?: string[] } = {}): Promise<PinnedProxy | null> {
+    const outbound = outboundProxySetting((name) => Deno.env.get(name));
+    if (outbound) {
+      log.info("postbacks go through the outbound proxy, not the pinned one", { setting: outbound });
+      return null;
+    }
     let listener: Deno.Listener;
     try {
       listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const self = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: (listener.addr as Deno.NetAddr).port,
+        signal: AbortSignal.timeout(SELF_CHECK_TIMEOUT_MS),
+      });
+      self.close();
     } catch (err) {
       log.info("postbacks connect where fetch resolves their host (no local proxy here)", {
         error: describeError(err),
@@ -93,7 +106,7 @@ export class PinnedProxy {
       const head = await readHead(conn);
       const asked = head && parseConnect(head.text);
       if (!head || !asked) return await answer(conn, "400 Bad Request");
-      if (head.headers.get("proxy-authorization") !== this.#auth) {
+      if (!sameText(head.headers.get("proxy-authorization") ?? "", this.#auth)) {
         return await answer(conn, "407 Proxy Authentication Required");
       }
       // The client's side is read from now on, so that the lookup and the connection stop when it leaves: fetch
@@ -184,9 +197,16 @@ export interface ProxyRules {
 const REFUSAL_KEPT_MS = 30_000;
 /** The most a CONNECT request's head may take: fetch sends a few hundred bytes. */
 const MAX_HEAD_BYTES = 8 * 1024;
-/** How long a client may take to send its request, and we to connect on its behalf. */
+/** How long the proxy's check that it can reach itself may take at start. */
+const SELF_CHECK_TIMEOUT_MS = 2_000;
+/** How long a client may take to send its request. */
 const HEAD_TIMEOUT_MS = 10_000;
-const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * A backstop only: a connect ends when the attempt that asked for it does (its fetch leaves the tunnel). A host that
+ * drops our packets thus ends as a timeout, as it did without the proxy, which keeps the destination's share (see
+ * strainsDestination); a shorter limit here made it a refused connection, halving the share.
+ */
+const CONNECT_TIMEOUT_MS = 120_000;
 
 /** Reads up to the blank line ending the request's head, within MAX_HEAD_BYTES and HEAD_TIMEOUT_MS; null otherwise. */
 async function readHead(
@@ -274,28 +294,48 @@ function closeQuietly(conn: Deno.Conn) {
   }
 }
 
-const proxies = new WeakMap<object, PinnedProxy | null>();
+/** The setting that sends this process's https traffic through an operator's proxy (fetch reads them), if any. */
+export function outboundProxySetting(env: (name: string) => string | undefined): string | null {
+  return ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"].find((name) => env(name)) ?? null;
+}
+
+const proxies = new WeakMap<object, Promise<PinnedProxy | null>>();
+const started = new WeakMap<object, PinnedProxy>();
 
 /**
- * The pinned proxy's client for `owner`'s postbacks (one per app context), started on first use; null where the
- * runtime cannot listen.
+ * The pinned proxy's client for `owner`'s postbacks (one per app context), started on first use; null where
+ * postbacks connect as fetch resolves (see PinnedProxy.start).
  */
-export function pinnedClient(
+export async function pinnedClient(
   owner: object,
   rules: ProxyRules,
   opts: { caCerts?: string[] } = {},
-): Deno.HttpClient | null {
-  if (!proxies.has(owner)) proxies.set(owner, PinnedProxy.start(rules, opts));
-  return proxies.get(owner)?.client ?? null;
+): Promise<Deno.HttpClient | null> {
+  let proxy = proxies.get(owner);
+  if (!proxy) {
+    proxies.set(owner, proxy = PinnedProxy.start(rules, opts));
+    proxy.then((p) => p && started.set(owner, p));
+  }
+  return (await proxy)?.client ?? null;
 }
 
 /** `owner`'s proxy, if it has started one. */
 export function pinnedProxyOf(owner: object): PinnedProxy | null {
-  return proxies.get(owner) ?? null;
+  return started.get(owner) ?? null;
 }
 
 /** Stops `owner`'s proxy, if it started one (the app's close). */
-export function closePinnedProxy(owner: object) {
-  proxies.get(owner)?.close();
+export async function closePinnedProxy(owner: object) {
+  (await proxies.get(owner))?.close();
   proxies.delete(owner);
+  started.delete(owner);
+}
+
+/** Compares without stopping at the first difference, so the time taken tells nothing of the password. */
+function sameText(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < y.length; i++) diff |= (x[i] ?? 0) ^ y[i];
+  return diff === 0;
 }
