@@ -1853,8 +1853,10 @@ Deno.test("[invoices] another coin sent to an invoice's address is listed in oth
 Deno.test("[invoices] a coin we do not know is listed in its base units with no amount, a transfer of nothing is not listed, and the list is bounded", () => {
   const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 100_000, checkAt: 1_000 });
   const decided = decideAt(inv, [
-    // TRX has no row in COIN_OPTIONS: its decimals are not ours to guess.
+    // TRX, Tron's own coin (which we do not take), in its own units: 5 TRX.
     { txid: "trx", coin: "TRX", amount: "0005000000", confirmations: 0, seenAt: 500 },
+    // A token we know nothing of: its decimals are not ours to guess.
+    { txid: "tok", coin: "ABC", amount: "77", confirmations: 0, seenAt: 550 },
     // A token contract's transfer of zero (address poisoning): nothing to return.
     { txid: "zero", coin: "SPAM", amount: "0", confirmations: 0, seenAt: 600 },
   ], 1_000)!;
@@ -1862,12 +1864,15 @@ Deno.test("[invoices] a coin we do not know is listed in its base units with no 
   assert.deepEqual(decided.patch!.deposits, []);
   assert.deepEqual(decided.patch!.otherCoinDeposits, [
     { coin: "TRX", txid: "trx", amount: "5000000", confirmations: 0, seenAt: 500 },
+    { coin: "ABC", txid: "tok", amount: "77", confirmations: 0, seenAt: 550 },
   ]);
-  assert.deepEqual(decided.claims, ["trx"]);
-  assert.deepEqual(decided.events.map((e) => e.type), ["other_coin_deposit"]);
+  assert.deepEqual(decided.claims, ["trx", "tok"]);
+  assert.deepEqual(decided.events.map((e) => e.type), ["other_coin_deposit", "other_coin_deposit"]);
   const view = invoiceView({ ...inv, ...decided.patch }, "https://pay.example.com");
-  assert.equal(view.otherCoinDeposits[0].amount, null);
+  assert.equal(view.otherCoinDeposits[0].amount, "5");
   assert.equal(view.otherCoinDeposits[0].baseUnits, "5000000");
+  assert.equal(view.otherCoinDeposits[1].amount, null);
+  assert.equal(view.otherCoinDeposits[1].baseUnits, "77");
   assert.equal(view.paidAmount, "0");
   assert.equal(view.pendingAmount, "0");
   InvoiceView.strict().parse(view);

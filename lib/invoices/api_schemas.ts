@@ -62,7 +62,7 @@ export const InvoiceView = z.object({
     coin: z.string().describe("The coin sent, as the chain names it; possibly one we do not take."),
     txid: z.string(),
     amount: decimal.nullable().describe(
-      "What was sent, in that coin's units; null when we do not know its decimals (read baseUnits then).",
+      "What was sent, in that coin's units (a coin we take, or the network's own: BTC, ETH, TRX); null for another token, whose decimals we do not know (read baseUnits then).",
     ),
     baseUnits: z.string().regex(/^[0-9]+$/).describe("What was sent, as an integer of that coin's smallest unit."),
     confirmations: z.int().nonnegative(),

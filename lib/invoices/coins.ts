@@ -4,9 +4,9 @@
  * these two lists; a new coin is one row here.
  */
 export const NETWORKS = {
-  bitcoin: { label: "Bitcoin", confirmations: 3, blockSeconds: 600 },
-  ethereum: { label: "Ethereum", confirmations: 12, blockSeconds: 12 },
-  tron: { label: "Tron", confirmations: 20, blockSeconds: 3 },
+  bitcoin: { label: "Bitcoin", confirmations: 3, blockSeconds: 600, ownCoin: { coin: "BTC", decimals: 8 } },
+  ethereum: { label: "Ethereum", confirmations: 12, blockSeconds: 12, ownCoin: { coin: "ETH", decimals: 18 } },
+  tron: { label: "Tron", confirmations: 20, blockSeconds: 3, ownCoin: { coin: "TRX", decimals: 6 } },
 } as const satisfies Record<string, NetworkRule>;
 
 interface NetworkRule {
@@ -18,6 +18,11 @@ interface NetworkRule {
    * is an average, any one block may take far longer): only for telling a buyer roughly how long a deposit waits.
    */
   blockSeconds: number;
+  /**
+   * The network's own coin, which every address of it takes, whether we take it or not (TRX, which we do not): sent
+   * by mistake to a token's invoice, it is shown in its own units (otherCoinDeposits).
+   */
+  ownCoin: { coin: string; decimals: number };
 }
 
 export type Network = keyof typeof NETWORKS;
@@ -65,6 +70,12 @@ export const FINALITY_FACTOR = 2;
 /** The coin on a network, or undefined when we do not take that pair. */
 export function findCoinOption(coin: string, network: string): CoinOption | undefined {
   return COIN_OPTIONS.find((o) => o.coin === coin && o.network === network);
+}
+
+/** The decimals of `coin` on `network`: one we take, or the network's own coin; undefined for any other. */
+export function coinDecimals(coin: string, network: Network): number | undefined {
+  const own = NETWORKS[network].ownCoin;
+  return findCoinOption(coin, network)?.decimals ?? (own.coin === coin ? own.decimals : undefined);
 }
 
 /** Confirmations a deposit on `network` needs to count as received. */

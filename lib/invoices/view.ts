@@ -1,5 +1,5 @@
 import { formatBaseUnits, sumUnits } from "./amounts.ts";
-import { confirmationsNeeded, findCoinOption } from "./coins.ts";
+import { coinDecimals, confirmationsNeeded, findCoinOption } from "./coins.ts";
 import { canMoveInvoice, type InvoicePostbackType } from "./status.ts";
 import { heldOpenPastExpiry } from "./expiry.ts";
 import { countsToward, type Invoice, otherCoinDepositsOf } from "./types.ts";
@@ -78,7 +78,7 @@ export type InvoiceView = ReturnType<typeof invoiceView>;
 export function otherCoinDepositsView(inv: Invoice) {
   const needed = confirmationsNeeded(inv.network);
   return otherCoinDepositsOf(inv).map((d) => {
-    const decimals = findCoinOption(d.coin, inv.network)?.decimals;
+    const decimals = coinDecimals(d.coin, inv.network);
     return {
       coin: d.coin,
       txid: d.txid,
