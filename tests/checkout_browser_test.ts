@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import {
+  buyerSettles,
   serveOnLoopback,
   startShopReceiver,
   startTestApp,
@@ -412,6 +413,43 @@ Deno.test({
     } finally {
       await browser.close();
       await server.shutdown();
+      await app.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "[browser] a checkout waiting for the provider's word looks again in the background, without reloading the page under a screen reader, and shows the outcome once it comes",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp();
+    const api = (path: string, body: unknown) =>
+      fetch(`${app.baseUrl}/api/v1${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then((r) => r.json());
+    const created = await api("/checkout/sessions", { amount: 1250, currency: "EUR", customerEmail: "b@example.com" });
+    const confirmed = await api("/checkout/confirm", { sessionId: created.sessionId });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      page.setDefaultTimeout(15_000);
+      // Back from the provider, the buyer's payment not known yet: the page waits.
+      await page.goto(`${app.baseUrl}/checkout/return/${created.sessionId}`);
+      await page.getByText("Confirming your payment…").waitFor();
+      await page.evaluate(() => ((globalThis as { stayed?: boolean }).stayed = true));
+      // Several looks later (one each 1.5 s) it is the same page: nothing reloaded.
+      await new Promise((r) => setTimeout(r, 4_000));
+      assert.equal(await page.evaluate(() => (globalThis as { stayed?: boolean }).stayed), true);
+      // The buyer's payment reaches the provider: the next look shows it.
+      await buyerSettles(`${app.baseUrl}/integration/pay?id=${confirmed.session.paymentId}`, "paid");
+      await page.getByText("Payment complete").waitFor();
+    } finally {
+      await browser.close();
       await app.close();
     }
   },

@@ -53,14 +53,11 @@ function run(root: HTMLElement) {
     }
   }
 
-  // Waiting for the provider's word: look again shortly (a page load asks the provider), for a minute at most;
-  // after that the page keeps its Pay button for a buyer who came back without paying.
-  const looks = Number(new URLSearchParams(location.search).get("look") ?? 0);
-  if (state === "waiting" && looks < 40) {
-    const next = new URL(location.href);
-    next.searchParams.set("look", String(looks + 1));
-    setTimeout(() => location.replace(next), 1500);
-  }
+  // Waiting for the provider's word: look again shortly (a load of this page asks the provider), for a minute at
+  // most; after that the page keeps its Pay button for a buyer who came back without paying. Each look loads the
+  // page in the background and shows it only once its state has moved: reloading the page every 1.5 s moved a
+  // screen reader's place back to the top each time.
+  if (state === "waiting") lookAgainLater(Number(new URLSearchParams(location.search).get("look") ?? 0));
 
   // The Pay link looks like a button, so it answers Space as a button does (a link alone answers only Enter).
   for (const link of root.querySelectorAll<HTMLAnchorElement>("a[data-pay]")) {
@@ -95,4 +92,22 @@ function run(root: HTMLElement) {
       if (e.data?.source === "aimbrellapay-popup" && e.data.sessionId === sessionId) lookAgain();
     });
   }
+}
+
+/** Looks at the checkout again in 1.5 s, up to the 40th look, and shows it once it is no longer waiting. */
+function lookAgainLater(looks: number) {
+  if (looks >= 40) return;
+  setTimeout(async () => {
+    const next = new URL(location.href);
+    next.searchParams.set("look", String(looks + 1));
+    try {
+      const page = await (await fetch(next, { credentials: "same-origin" })).text();
+      const moved = new DOMParser().parseFromString(page, "text/html").querySelector<HTMLElement>("[data-checkout]")
+        ?.dataset.state;
+      if (moved !== "waiting") return location.replace(next);
+    } catch {
+      // Offline for a moment: the next look tries again.
+    }
+    lookAgainLater(looks + 1);
+  }, 1500);
 }
