@@ -2226,3 +2226,31 @@ Deno.test("[invoices] a transaction is claimed once by a write, also when its de
   assert.equal(decided.patch!.otherCoinDeposits!.length, 1);
   assert.deepEqual(decided.claims, ["t1"]);
 });
+
+Deno.test("[invoices] a returnUrl gives the buyer's page a way back to the shop, judged as a payment's URLs are", async () => {
+  const app = await startTestApp({ allowedHosts: ["127.0.0.1", "shop.example"] });
+  try {
+    const made = await createTestInvoice(app, { returnUrl: "https://shop.example/orders/17" });
+    assert.equal(made.returnUrl, "https://shop.example/orders/17");
+    const page = await (await fetch(made.checkoutUrl)).text();
+    assert.match(page, /<a href="https:\/\/shop\.example\/orders\/17">Back to /);
+    // Without one, no link (older invoices read the same).
+    const plain = await createTestInvoice(app);
+    assert.equal(plain.returnUrl, null);
+    assert.doesNotMatch(await (await fetch(plain.checkoutUrl)).text(), />Back to /);
+    // Refused like a success URL: a script, another site, credentials.
+    for (
+      const [returnUrl, problem] of [
+        ["javascript:alert(1)", /absolute http or https URL/],
+        ["https://evil.example/", /not in the shop's allowed hosts/],
+        ["https://user:pw@shop.example/", /credentials/],
+      ] as const
+    ) {
+      const res = await callCreateInvoice(app, invoiceBody({ returnUrl }));
+      assert.equal(res.status, 400, returnUrl);
+      assert.match(res.body.error.fields.returnUrl, problem);
+    }
+  } finally {
+    await app.close();
+  }
+});

@@ -39,6 +39,7 @@ export const InvoiceView = z.object({
   ),
   address: z.string().describe("Where the buyer sends the coin, on `network` only."),
   checkoutUrl: z.url().describe("The buyer's page: amount, address, QR code and live status."),
+  returnUrl: z.string().nullable().describe("Your page the buyer's page links back to, as you gave it, or null."),
   title: z.string(),
   description: z.string(),
   email: z.string().nullable().describe("The buyer's email, when you gave one (or the buyer did, on a form)."),

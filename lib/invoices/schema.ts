@@ -46,6 +46,10 @@ export const createInvoiceSchema = z.strictObject({
   postbackUrl: z.string().max(2048).optional().describe(
     "Where `invoice.<status>` postbacks go; defaults to the shop's postback URL.",
   ),
+  returnUrl: z.string().max(2048).optional().describe(
+    "Your page the buyer goes back to from the invoice's page (a link named after your shop); https, on your " +
+      "allowed hosts. Without it the page has no way back.",
+  ),
 }).superRefine((b, ctx) => {
   // Judged also when another field failed (EVEN_AFTER_OTHER_FAILURES): each value is checked before use.
   const { coin, network, amount } = b as Partial<Record<"coin" | "network" | "amount", unknown>>;

@@ -27,6 +27,8 @@ export interface Invoice {
   email?: string | null;
   address: string;
   postbackUrl: string | null;
+  /** The shop's page the buyer goes back to from the invoice's page (absent on older invoices, and when not given). */
+  returnUrl?: string | null;
   status: InvoiceStatus;
   /** Every deposit attributed to this invoice, oldest first; deposits after it closed are `late`. */
   deposits: InvoiceDeposit[];

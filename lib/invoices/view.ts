@@ -47,6 +47,7 @@ export function invoiceView(inv: Invoice, publicBaseUrl: string) {
     lateAmount: fmt(t.late),
     address: inv.address,
     checkoutUrl: checkoutUrl(inv.id, publicBaseUrl),
+    returnUrl: inv.returnUrl ?? null,
     title: inv.title,
     description: inv.description,
     email: inv.email ?? null,

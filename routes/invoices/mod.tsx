@@ -112,6 +112,12 @@ function InvoicePage({ inv, shopName, now }: { inv: Invoice; shopName: string | 
             </p>
           </>
         )}
+        {inv.returnUrl && (
+          <p>
+            {/* The shop's own URL, checked when the invoice was made (https, its allowed hosts). */}
+            <a href={inv.returnUrl}>Back to {shopName ?? "the shop"}</a>
+          </p>
+        )}
       </div>
     </Page>
   );
