@@ -264,6 +264,52 @@ Deno.test("[forms] the pages a buyer comes back to tell the payment's real statu
   }
 });
 
+Deno.test("[forms] one address loading the result pages of many pending payments asks the provider at most its per-minute budget", async () => {
+  // Payments from a public form cost a stranger nothing: each pending one's result page was a provider call every
+  // 2 s, so an address with a few hundred of them had us call the provider hundreds of times a second.
+  const app = await startTestApp({ env: { RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE: "10" } });
+  try {
+    const { BUYER_RECHECK_INTERVAL_MS } = await import("../lib/checkout/sessions.ts");
+    // Early in a minute, so the whole test is counted in one.
+    const start = Math.floor(Date.now() / 60_000) * 60_000 + 1_000;
+    let clock = start;
+    app.server.ctx.now = () => clock;
+    const form = await createForm(app, { kind: "fiat", title: "Support the shelter", currency: "EUR" });
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const page = await openPage(app, form.id);
+      const res = await submit(app, form.id, { _token: page.token, amount: "5", email: "a@example.com" });
+      assert.equal(res.status, 303);
+      ids.push(new URL(res.location!).searchParams.get("id")!);
+    }
+    const before = app.sandbox.calls.status;
+    const loadAll = async () => {
+      for (const [i, id] of ids.entries()) {
+        const res = await fetch(`${app.baseUrl}/forms/${form.id}/${i % 2 ? "thanks" : "not-paid"}?apay_payment=${id}`);
+        const html = await res.text();
+        assert.equal(res.status, 200);
+        assert.match(html, /Your payment is being confirmed/);
+      }
+    };
+    await loadAll();
+    for (let round = 1; round <= 3; round++) {
+      clock = start + round * BUYER_RECHECK_INTERVAL_MS;
+      await loadAll();
+    }
+    assert.equal(
+      app.sandbox.calls.status - before,
+      10,
+      "provider status calls for 40 loads by one address in a minute",
+    );
+    // The next minute, the address's pages ask again.
+    clock = start + 60_000;
+    await loadAll();
+    assert.equal(app.sandbox.calls.status - before, 20);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[forms] a tampered submit pays exactly what the merchant fixed", async () => {
   const app = await startTestApp();
   try {

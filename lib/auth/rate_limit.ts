@@ -64,11 +64,14 @@ export class RateLimiter {
 
   /** Counts one request; throws a 429 AppError when the key is over `limit` (the limiter's default if not given). */
   take(key: string, now: number, limit = this.perMinute) {
-    const w = this.#window(key, now);
-    w.count++;
-    w.limit = limit;
-    this.#scheduleShare();
+    const w = this.#count(key, now, limit);
     if (w.count + w.others > limit) throw rateLimited(w.start, now);
+  }
+
+  /** Counts one request like `take`, and answers whether the key is still within its limit instead of throwing. */
+  allows(key: string, now: number, limit = this.perMinute): boolean {
+    const w = this.#count(key, now, limit);
+    return w.count + w.others <= limit;
   }
 
   /** Throws the 429 when the key is already over its limit in this window, without counting the request. */
@@ -83,6 +86,14 @@ export class RateLimiter {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  #count(key: string, now: number, limit: number): Window {
+    const w = this.#window(key, now);
+    w.count++;
+    w.limit = limit;
+    this.#scheduleShare();
+    return w;
   }
 
   #window(key: string, now: number): Window {

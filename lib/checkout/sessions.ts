@@ -11,6 +11,7 @@ import { initPayment } from "../payments/init.ts";
 import { movePayment } from "../payments/transition.ts";
 import type { Payment } from "../payments/types.ts";
 import { log } from "../log.ts";
+import { type RateLimiter, sharedLimiter } from "../auth/rate_limit.ts";
 import { checkoutSessionSchema, sessionAmount } from "./schema.ts";
 import type { CheckoutSession, SessionStatus } from "./types.ts";
 
@@ -209,17 +210,42 @@ function takeBuyerRecheck(ctx: AppContext, paymentId: string): boolean {
   return true;
 }
 
+/** Each client address's budget of provider questions from buyer pages, per app (see buyerRecheckBudget). */
+const buyerRecheckBudgets = new WeakMap<AppContext, RateLimiter>();
+
 /**
- * The same, for a page the buyer sees (a checkout's, a form's thank-you page): a provider that cannot be asked leaves the payment as we know it, and so does
- * a page loaded again within BUYER_RECHECK_INTERVAL_MS of the last one that asked (the payment as stored then).
+ * True (and counted) while the buyer's address has provider questions left this minute:
+ * RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE of them. The interval bounds each payment, not whoever holds many: a form's
+ * payments cost a stranger one submit each, and every pending one's page asked again each interval, so an address
+ * with a few hundred had us call the provider a hundred times a second. A buyer's waiting page asks about 30 times a
+ * minute; past the budget a page shows the payment as stored, and the provider's webhook still brings the news.
  */
-export async function recheckQuietly(ctx: AppContext, p: Payment, by: string): Promise<Payment> {
+function buyerRecheckBudget(ctx: AppContext, address: string): boolean {
+  let budget = buyerRecheckBudgets.get(ctx);
+  if (!budget) {
+    buyerRecheckBudgets.set(ctx, budget = sharedLimiter(ctx, "buyer_rechecks", ctx.config.unauthenticatedPerMinute));
+  }
+  return budget.allows(address, ctx.now());
+}
+
+/**
+ * The same, for a page the buyer sees (a checkout's, a form's result pages): a provider that cannot be asked leaves
+ * the payment as we know it, and so does a page loaded again within BUYER_RECHECK_INTERVAL_MS of the last one that
+ * asked (the payment as stored then), or by an address past its budget of such questions (`address`, as rate limits
+ * count it).
+ */
+export async function recheckQuietly(
+  ctx: AppContext,
+  p: Payment,
+  opts: { by: string; address: string },
+): Promise<Payment> {
   if (p.status !== "pending" || !p.providerRef || !takeBuyerRecheck(ctx, p.id)) return p;
+  if (!buyerRecheckBudget(ctx, opts.address)) return p;
   try {
-    return await recheckWithProvider(ctx, p, by);
+    return await recheckWithProvider(ctx, p, opts.by);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
-    log.warn("provider unreachable on the buyer's return", { paymentId: p.id, by, detail: err.detail });
+    log.warn("provider unreachable on the buyer's return", { paymentId: p.id, by: opts.by, detail: err.detail });
     return p;
   }
 }

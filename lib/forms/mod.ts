@@ -110,18 +110,20 @@ export async function loadBuyerForm(ctx: AppContext, formId: string) {
  * The payment a buyer came back from to one of a form's result pages, as it stands: our redirect names it
  * (`apay_payment`) unless the shop turned signed redirects off. Only a payment this form made counts (its result
  * pages are the form's own); anything else is null, and the page says only what it knows. Still pending, the
- * provider is asked (as a checkout's return page does, at most every few seconds per payment): its webhook often
- * comes after the buyer. Payment ids are unguessable, so a miss is not counted as a guess.
+ * provider is asked (as a checkout's return page does, at most every few seconds per payment and within the
+ * `address`'s budget): its webhook often comes after the buyer. Payment ids are unguessable, so a miss is not counted
+ * as a guess.
  */
 export async function findFormPayment(
   ctx: AppContext,
   form: PaymentForm,
-  paymentId: string | undefined,
+  opts: { paymentId: string | undefined; address: string },
 ): Promise<Payment | null> {
+  const { paymentId } = opts;
   if (!paymentId || paymentId.length > 100) return null;
   const payment = await findPayment(ctx.kv, paymentId);
   const made = payment?.shopId === form.shopId &&
     payment.successUrl === `${formUrl(form.id, ctx.config.publicBaseUrl)}/thanks`;
   if (!payment || !made) return null;
-  return await recheckQuietly(ctx, payment, "form.return");
+  return await recheckQuietly(ctx, payment, { by: "form.return", address: opts.address });
 }

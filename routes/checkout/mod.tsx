@@ -9,6 +9,7 @@ import type { Payment } from "../../lib/payments/types.ts";
 import type { Shop } from "../../lib/db/shops.ts";
 import { payUrl } from "../../lib/payments/view.ts";
 import { allowFraming, allowOpener } from "../_headers.ts";
+import { limitedAddress } from "../_client_address.ts";
 import { CheckoutPage } from "./page.tsx";
 
 /**
@@ -25,7 +26,7 @@ export function checkoutPageRoutes(ctx: AppContext) {
     if (!opened) return notFound(c);
     // After a trip to the provider (a popup that closed), ask it rather than wait for its webhook.
     const payment = opened.payment.firstRedirectAt
-      ? await recheckQuietly(ctx, opened.payment, "checkout.page")
+      ? await recheckQuietly(ctx, opened.payment, { by: "checkout.page", address: limitedAddress(c) })
       : opened.payment;
     // Still pending here means not paid yet (a popup closed early): the checkout stays payable.
     return render(c, { ...opened, payment }, false);
@@ -34,7 +35,7 @@ export function checkoutPageRoutes(ctx: AppContext) {
   app.get("/return/:id", async (c) => {
     const opened = await openSessionById(ctx, c.req.param("id"));
     if (!opened) return notFound(c);
-    const payment = await recheckQuietly(ctx, opened.payment, "checkout.page");
+    const payment = await recheckQuietly(ctx, opened.payment, { by: "checkout.page", address: limitedAddress(c) });
     return render(c, { ...opened, payment }, true);
   });
 

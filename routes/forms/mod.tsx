@@ -164,7 +164,10 @@ export function formPageRoutes(ctx: AppContext) {
   for (const landed of ["thanks", "not-paid"] as const) {
     app.get(`${FORM}/${landed}` as const, async (c) => {
       const { form, shop, open } = await loadBuyerForm(ctx, c.req.param("id"));
-      const payment = await findFormPayment(ctx, form, c.req.query("apay_payment"));
+      const payment = await findFormPayment(ctx, form, {
+        paymentId: c.req.query("apay_payment"),
+        address: limitedAddress(c),
+      });
       const check = payment ? `/forms/${form.id}/${landed}?apay_payment=${encodeURIComponent(payment.id)}` : "";
       return c.html(
         renderPage(
