@@ -252,7 +252,9 @@ export function loadConfig(env: Env): Config {
     // Zero-config mode listens on this machine only: its built-in sandbox marks payments paid for whoever asks, so a
     // server left without a provider's settings must not offer that to the network. With one, every interface.
     hostname: e.HOSTNAME ?? (bansky ? "0.0.0.0" : "127.0.0.1"),
-    publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
+    // As the URL parser writes it (lower-case host, no default port), which is how init-payment stores our own URLs
+    // given as a payment's: a form finds its payments by comparing one with the URL it builds from this.
+    publicBaseUrl: new URL(e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).href.replace(/\/+$/, ""),
     kvPath: e.DENO_KV_PATH ?? (onDeploy ? undefined : "./data/kv.sqlite3"),
     bansky,
     defaultOrgId: e.BANSKY_ORG_ID ?? "",

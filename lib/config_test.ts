@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "./config.ts";
+import { normalizeShopUrl } from "./relay/url_guard.ts";
 
 Deno.test("[config] zero-config defaults use the sandbox, the demo and local URLs", () => {
   const c = loadConfig({});
@@ -207,4 +208,22 @@ Deno.test("[config] ANALYTICS_EMAIL=hash needs a hash secret; bad ids and polici
       return true;
     },
   );
+});
+
+Deno.test("[config] PUBLIC_BASE_URL is kept as a URL's own spelling, so our URLs read back from a payment match it", () => {
+  // init-payment stores a return URL as the URL parser writes it; a form finds its payments by comparing that with
+  // the form's own thank-you URL, built from the setting.
+  for (
+    const [typed, kept] of [
+      ["https://Pay.Example.com", "https://pay.example.com"],
+      ["https://pay.example.com:443/", "https://pay.example.com"],
+      ["https://pay.example.com/buyers/", "https://pay.example.com/buyers"],
+      ["https://pay.example.com", "https://pay.example.com"],
+    ]
+  ) {
+    const base = loadConfig({ PUBLIC_BASE_URL: typed }).publicBaseUrl;
+    assert.equal(base, kept, typed);
+    const thanks = `${base}/forms/form_abc/thanks`;
+    assert.equal(normalizeShopUrl(thanks, { allowedHosts: [], allowLocal: false }).url, thanks, typed);
+  }
 });
