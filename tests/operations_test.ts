@@ -366,3 +366,35 @@ Deno.test("[accounts] removing a routing rule asks first, and removes the rule t
     await app.close();
   }
 });
+
+Deno.test("[accounts] a routing change made while the console's removal was being saved is not written over", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const usd = { accountId: "default", currency: "USD", type: null };
+    const eur = { accountId: "default", currency: "EUR", type: "fiat" as const };
+    const gbp = { accountId: "default", currency: "GBP", type: null };
+    const ctx = app.server.ctx;
+    await setShopRouting(ctx, app.shop.id, { defaultAccountId: null, rules: [usd, eur] }, { actor: "test" });
+    const path = `/admin/shops/${app.shop.id}/routing`;
+    await b.get(path);
+    // Another operator adds a rule after this removal read the rules and before it saved them (while it checked the
+    // accounts its rules name).
+    const find = ctx.providers.find.bind(ctx.providers);
+    let raced = false;
+    ctx.providers.find = async (id: string) => {
+      if (!raced) {
+        raced = true;
+        await setShopRouting(ctx, app.shop.id, { defaultAccountId: null, rules: [usd, eur, gbp] }, { actor: "other" });
+      }
+      return await find(id);
+    };
+    const res = await b.post(path, { op: "remove", index: "0", rule: "default|USD|", confirm: "yes" });
+    assert.ok(raced);
+    assert.equal(res.status, 409);
+    assert.match(res.text, /the rules changed since the page was shown/);
+    assert.deepEqual((await getShop(app.kv, app.shop.id))?.routing?.rules, [usd, eur, gbp], "the other change stands");
+  } finally {
+    await app.close();
+  }
+});

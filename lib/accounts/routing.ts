@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { AppContext } from "../context.ts";
-import { AppError, NotFoundError, ValidationError } from "../errors.ts";
+import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { getShopEntry, replaceShop, type Shop } from "../db/shops.ts";
 import { listCurrencies } from "../money.ts";
 import type { PaymentType } from "../payments/types.ts";
@@ -106,12 +106,15 @@ export function shopRouting(shop: Shop): ShopRouting {
 /**
  * Replaces a shop's routes (checked: every account named exists), audited as
  * `shop.routing` in the same atomic operation; retried if the shop changed.
+ * A change made from routes read before (`opts.from`: a rule added to them or
+ * taken away) throws ConflictError when the stored routes are no longer those,
+ * rather than write over another change made meanwhile.
  */
 export async function setShopRouting(
   ctx: AppContext,
   shopId: string,
   input: unknown,
-  opts: { actor: string },
+  opts: { actor: string; from?: ShopRouting },
 ): Promise<ShopRouting> {
   const routing = parseOrThrow(ShopRoutingSchema, input, "routing");
   const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
@@ -123,6 +126,9 @@ export async function setShopRouting(
   for (;;) {
     const entry = await getShopEntry(ctx.kv, shopId);
     if (!entry.value) throw new NotFoundError("Unknown shop.");
+    if (opts.from && !sameRouting(shopRouting(entry.value), opts.from)) {
+      throw new ConflictError("The shop's routes changed meanwhile; nothing was saved.");
+    }
     const next: Shop = { ...entry.value, routing };
     const audit = {
       at: ctx.now(),
@@ -146,9 +152,17 @@ export async function addShopRoute(
   const entry = await getShopEntry(ctx.kv, shopId);
   if (!entry.value) throw new NotFoundError("Unknown shop.");
   const current = shopRouting(entry.value);
+  const change = { ...opts, from: current };
   if (!rule.currency && !rule.type) {
-    return setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, opts);
+    return setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, change);
   }
   const added: unknown = { accountId: rule.accountId, currency: rule.currency ?? null, type: rule.type ?? null };
-  return setShopRouting(ctx, shopId, { ...current, rules: [...current.rules, added as RouteRule] }, opts);
+  return setShopRouting(ctx, shopId, { ...current, rules: [...current.rules, added as RouteRule] }, change);
+}
+
+/** True when two routings send every payment the same way: the same rules in the same order, the same default. */
+function sameRouting(a: ShopRouting, b: ShopRouting): boolean {
+  const rule = (r: RouteRule) => [r.accountId, r.currency, r.type];
+  return a.defaultAccountId === b.defaultAccountId &&
+    JSON.stringify(a.rules.map(rule)) === JSON.stringify(b.rules.map(rule));
 }

@@ -2,7 +2,7 @@ import { requireKnownShop } from "../../lib/console.ts";
 import { type Context, Hono } from "hono";
 import type { ComponentChildren } from "preact";
 import type { AppContext } from "../../lib/context.ts";
-import { ValidationError } from "../../lib/errors.ts";
+import { ConflictError, ValidationError } from "../../lib/errors.ts";
 import {
   createAccount,
   describeAccount,
@@ -245,8 +245,12 @@ export function routingRoutes(ctx: AppContext) {
         next = { ...current, defaultAccountId: !f.defaultAccountId ? null : f.defaultAccountId };
     }
     try {
-      await setShopRouting(ctx, shopId, next, { actor: c.var.operator.email });
+      await setShopRouting(ctx, shopId, next, { actor: c.var.operator.email, from: current });
     } catch (err) {
+      if (err instanceof ConflictError) {
+        // Another change landed between this request's read and its write: what was made from the old rules is not.
+        return page(c, { error: "Not saved: the rules changed since the page was shown. Here they are now." }, 409);
+      }
       if (!(err instanceof ValidationError)) throw err;
       const detail = Object.entries(err.fields ?? {}).map(([k, v]) => `${k} ${v}`).join("; ");
       return page(c, { error: `Not saved: ${detail || err.message}` }, 400);
