@@ -139,10 +139,13 @@ export function walletRequest(inv: Invoice): { qr: string; link: string | null }
       return { qr: uri, link: uri };
     }
     case "ethereum": {
+      // Ether only for ETH itself: a token without its contract here must not become an ether request for its units.
       const uri = contract
         ? `ethereum:${contract}@${ETHEREUM_CHAIN_ID}/transfer?address=${inv.address}&uint256=${due}`
-        : `ethereum:${inv.address}@${ETHEREUM_CHAIN_ID}?value=${due}`;
-      return { qr: uri, link: uri };
+        : inv.coin === "ETH"
+        ? `ethereum:${inv.address}@${ETHEREUM_CHAIN_ID}?value=${due}`
+        : null;
+      return uri ? { qr: uri, link: uri } : { qr: inv.address, link: null };
     }
     case "tron":
       return { qr: inv.address, link: null };

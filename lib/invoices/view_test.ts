@@ -53,3 +53,15 @@ Deno.test("[invoices] on Tron, where wallets share no payment URI, the code hold
   const inv = storedInvoice(now, { address: "TXYZabc" });
   assert.deepEqual(walletRequest(inv), { qr: "TXYZabc", link: null });
 });
+
+Deno.test("[invoices] a token on Ethereum whose contract we do not know is never asked for as ether", () => {
+  // A coin row added without its contract: the address alone, as on Tron, rather than its units in wei.
+  const inv = storedInvoice(now, {
+    coin: "USDC" as "USDT",
+    network: "ethereum",
+    decimals: 6,
+    amount: "12500000",
+    address,
+  });
+  assert.deepEqual(walletRequest(inv), { qr: address, link: null });
+});
