@@ -360,7 +360,12 @@ export function FormReturnPage(props: {
         />
       )
       : (
-        <MessagePage title="The payment did not go through" text={`Nothing was charged by ${shopName}.`} link={retry} />
+        <MessagePage
+          title="The payment did not go through"
+          // Only the provider's word, which we have not checked: nothing more is claimed.
+          text={`The payment page sent you back without completing the payment. You can try again.`}
+          link={retry}
+        />
       );
   }
   const amount = formatAmount(payment.amount, payment.currency);
@@ -403,9 +408,11 @@ export function FormReturnPage(props: {
       return (
         <MessagePage
           title="The payment was not completed"
+          // A payment we gave up on can still succeed if the provider confirms money later (the status table allows
+          // it), so the page does not say nothing was charged.
           text={`Your payment of ${amount} to ${shopName} ${
             payment.status === "expired" ? "expired before it was paid" : "was cancelled"
-          }. Nothing was charged.`}
+          }. If money did leave your account, ${shopName} sees it once the payment provider confirms it.`}
           link={retry}
         />
       );

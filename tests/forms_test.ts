@@ -257,7 +257,23 @@ Deno.test("[forms] the pages a buyer comes back to tell the payment's real statu
         const html = await text(`/forms/${form.id}/thanks${query}`);
         assert.match(html, /You are back from the payment page\. Test shop confirms your payment once/, query);
         assert.doesNotMatch(html, /on its way|has been received|7\.00 EUR|5\.00 EUR/, query);
+        // Sent back by the provider without a payment we know: nothing said of money we have not seen.
+        const notPaid = await text(`/forms/${form.id}/not-paid${query}`);
+        assert.match(notPaid, /sent you back without completing the payment/, query);
+        assert.doesNotMatch(notPaid, /Nothing was charged/, query);
       }
+    });
+
+    await t.step("cancelled: not 'nothing was charged', since the provider may still confirm money", async () => {
+      const id = new URL(await pay("4")).searchParams.get("id")!;
+      const cancelled = await fetch(`${app.baseUrl}/api/v1/payments/${id}/cancel`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}` },
+      });
+      assert.equal(cancelled.status, 200, await cancelled.text());
+      const html = await text(`/forms/${form.id}/not-paid?apay_payment=${id}`);
+      assert.match(html, /4\.00 EUR to Test shop was cancelled\. If money did leave your account, Test shop sees it/);
+      assert.doesNotMatch(html, /Nothing was charged/);
     });
   } finally {
     await app.close();
