@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { serveOnLoopback, startTestApp } from "../fixtures/app.ts";
-import { setEmbedOrigins } from "../lib/shops.ts";
+import { createShop, setEmbedOrigins } from "../lib/shops.ts";
 import { createPortalLink } from "../lib/auth/portal.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -155,6 +155,42 @@ Deno.test({
     } finally {
       await browser.close();
       await shopSite.shutdown();
+      await app.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "[browser] a shop whose name is one long word still fits the buyer's pages on a phone",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp();
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+    });
+    try {
+      const { apiKey } = await createShop(app.kv, { name: "Schifffahrtsgesellschaft".repeat(4) }, {
+        allowLocalUrls: true,
+        now: Date.now(),
+      });
+      const created = await fetch(`${app.baseUrl}/api/v1/forms`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ kind: "fiat", title: "Donate", currency: "EUR" }),
+      });
+      assert.equal(created.status, 201);
+      const formUrl: string = (await created.json()).form.url;
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      // The form, and a page that names the shop in its text (the try-again page, no payment named).
+      for (const url of [formUrl, `${formUrl}/not-paid`, `${formUrl}/thanks`]) {
+        await page.goto(url);
+        assert.ok(await sideways(page) <= 0, `${url} is ${await sideways(page)} px wider than the phone`);
+      }
+    } finally {
+      await browser.close();
       await app.close();
     }
   },
