@@ -40,8 +40,9 @@ export function nextDeliveryState(
   scheduleMs: readonly number[],
   now: number,
 ): Delivery {
+  const { replayedFrom, ...rest } = d;
   const base = {
-    ...d,
+    ...rest,
     attempts: d.attempts + 1,
     leaseUntil: 0,
     lastStatusCode: outcome.statusCode,
@@ -53,6 +54,17 @@ export function nextDeliveryState(
     case "gone":
       return { ...base, status: "failed", lastError: "the shop answered 410 Gone" };
     case "retry": {
+      if (replayedFrom) {
+        // An operator's replay brought it forward: back to where it was, or later if the shop asks (replayedNow).
+        const asked = outcome.retryAfterMs === null ? 0 : now + Math.min(outcome.retryAfterMs, MAX_RETRY_AFTER_MS);
+        return {
+          ...base,
+          status: "pending",
+          scheduleStep: replayedFrom.scheduleStep,
+          nextAttemptAt: Math.max(replayedFrom.nextAttemptAt, asked),
+          lastError: outcome.error,
+        };
+      }
       const step = d.scheduleStep + 1;
       if (step >= scheduleMs.length) return { ...base, status: "failed", scheduleStep: step, lastError: outcome.error };
       const wait = outcome.retryAfterMs !== null
@@ -68,17 +80,18 @@ export function nextDeliveryState(
  * postback whose result the operator waits for, so if that attempt fails it is retried on the whole schedule again.
  */
 export function resentNow(d: Delivery, now: number): Delivery {
-  return { ...d, status: "pending", scheduleStep: 0, nextAttemptAt: now, leaseUntil: 0, updatedAt: now };
+  const { replayedFrom: _, ...rest } = d;
+  return { ...rest, status: "pending", scheduleStep: 0, nextAttemptAt: now, leaseUntil: 0, updatedAt: now };
 }
 
 /**
- * A postback an operator's replay sends now (replay.ts). One still retrying keeps its place in the schedule: the
- * replayed attempt is the one it was waiting for, brought forward, and if it fails the postback goes on from the
- * next step as any failed attempt does (nextDeliveryState), or ends failed when that was the last. Starting the
- * schedule again instead gave a postback to a shop that stays down a whole new run with every replay, and it never
- * ended failed. The wait it was on is dropped, a shop's Retry-After included (nextDeliveryState folds it into
- * nextAttemptAt; it is not kept apart): pressing Replay says "now", the shop's outage being over, and a shop that
- * still wants us to wait says so again to this attempt, which is honoured.
+ * A postback an operator's replay sends now (replay.ts). One still retrying gets an attempt now besides its schedule:
+ * if that fails, it goes back to the step and time it was waiting for (`replayedFrom`), or later if the shop asks
+ * (Retry-After), and its schedule goes on from there, ending failed on its own timeline. Starting the schedule again
+ * gave a postback to a shop that stays down a whole new run with every replay, so it never ended failed; counting the
+ * replayed attempt as its next step ended every postback waiting for its last attempt as failed at once, hours early,
+ * when a replay met a shop still down or answering the burst with 429. The wait it was on is not waited for, a shop's
+ * Retry-After included (nextDeliveryState folds it into nextAttemptAt): pressing Replay says "now".
  *
  * One that failed runs the schedule once more from its start: a shop that was down and is fixed expects its failed
  * postbacks, and a single attempt would leave failed again those it refuses for a moment (a replay sends many at
@@ -86,8 +99,10 @@ export function resentNow(d: Delivery, now: number): Delivery {
  * runs keep its place.
  */
 export function replayedNow(d: Delivery, now: number): Delivery {
-  const scheduleStep = d.status === "failed" ? 0 : d.scheduleStep;
-  return { ...d, status: "pending", scheduleStep, nextAttemptAt: now, leaseUntil: 0, updatedAt: now };
+  if (d.status === "failed") return resentNow(d, now);
+  // Replayed again before its replayed attempt ended: still back to where the first replay found it.
+  const replayedFrom = d.replayedFrom ?? { scheduleStep: d.scheduleStep, nextAttemptAt: d.nextAttemptAt };
+  return { ...d, status: "pending", nextAttemptAt: now, leaseUntil: 0, updatedAt: now, replayedFrom };
 }
 
 /** Retry-After as milliseconds (delta-seconds or an HTTP date), or null when absent or unreadable. */

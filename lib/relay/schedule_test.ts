@@ -59,10 +59,11 @@ Deno.test("[schedule] Retry-After on 429/503 delays the next attempt but never b
   assert.equal(sooner.nextAttemptAt, 5_000);
 });
 
-Deno.test("[schedule] a replayed postback still retrying keeps its place: its replayed attempt failing moves it on, to failed after the last step", () => {
-  const fail = { kind: "retry" as const, statusCode: 503, retryAfterMs: 3_600_000, error: "HTTP 503" };
+Deno.test("[schedule] a replayed postback still retrying gets an attempt besides its schedule: failing, it goes back to where it was, or later if the shop asks", () => {
+  const fail = { kind: "retry" as const, statusCode: 503, retryAfterMs: null, error: "HTTP 503" };
+  const failAskingAnHour = { ...fail, retryAfterMs: 3_600_000 };
   // Waiting an hour for its second attempt, as the shop asked (Retry-After).
-  const waiting = nextDeliveryState(base, fail, schedule, 1000);
+  const waiting = nextDeliveryState(base, failAskingAnHour, schedule, 1000);
   assert.deepEqual([waiting.scheduleStep, waiting.nextAttemptAt], [1, 3_601_000]);
   const replayed = replayedNow({ ...waiting, leaseUntil: 5 }, 2000);
   assert.deepEqual(
@@ -70,10 +71,25 @@ Deno.test("[schedule] a replayed postback still retrying keeps its place: its re
     ["pending", 1, 2000, 0, 1],
     "due now, the shop's Retry-After overridden, at the same step",
   );
-  const second = nextDeliveryState(replayed, fail, schedule, 2000);
-  assert.deepEqual([second.status, second.scheduleStep], ["pending", 2]);
-  const third = nextDeliveryState(replayedNow(second, 3000), fail, schedule, 3000);
-  assert.deepEqual([third.status, third.attempts], ["failed", 3], "the schedule's attempts, however often replayed");
+  // Replayed again before that attempt: still back to where the first replay found it.
+  assert.deepEqual(replayedNow(replayed, 2500).replayedFrom, { scheduleStep: 1, nextAttemptAt: 3_601_000 });
+
+  const back = nextDeliveryState(replayed, fail, schedule, 2000);
+  assert.deepEqual([back.status, back.scheduleStep, back.nextAttemptAt, back.attempts], ["pending", 1, 3_601_000, 2]);
+  assert.equal(back.replayedFrom, undefined);
+  // The shop asks for longer than the wait it was on: later, then.
+  const later = nextDeliveryState(replayed, { ...fail, retryAfterMs: 7_200_000 }, schedule, 2000);
+  assert.equal(later.nextAttemptAt, 7_202_000);
+  // However often replayed, its own schedule ends it failed on its own timeline.
+  let d = back;
+  for (let i = 0; i < 5; i++) d = nextDeliveryState(replayedNow(d, 4000 + i), fail, schedule, 4000 + i);
+  assert.deepEqual([d.status, d.scheduleStep], ["pending", 1]);
+  const third = nextDeliveryState(d, fail, schedule, 3_601_000);
+  const last = nextDeliveryState(third, fail, schedule, 3_901_000);
+  assert.deepEqual([third.scheduleStep, last.status], [2, "failed"]);
+  // Delivered from a replay: nothing of it is kept.
+  const delivered = nextDeliveryState(replayed, { kind: "delivered", statusCode: 200 }, schedule, 2000);
+  assert.deepEqual([delivered.status, delivered.replayedFrom], ["delivered", undefined]);
 });
 
 Deno.test("[schedule] a replayed failed postback, like a resent one, runs the schedule once more", () => {

@@ -22,6 +22,11 @@ export interface Delivery {
   leaseToken?: string;
   lastStatusCode: number | null;
   lastError: string | null;
+  /**
+   * Where an operator's replay brought a retrying postback forward from (its step and due time), until the replayed
+   * attempt ends: one that fails puts it back there (see replayedNow). Absent otherwise.
+   */
+  replayedFrom?: { scheduleStep: number; nextAttemptAt: number };
   createdAt: number;
   updatedAt: number;
 }
