@@ -445,6 +445,13 @@ Deno.test({
       // Several looks later (one each 1.5 s) it is the same page: nothing reloaded.
       await new Promise((r) => setTimeout(r, 4_000));
       assert.equal(await page.evaluate(() => (globalThis as { stayed?: boolean }).stayed), true);
+      // A look answered with an error page (here: the session gone for a moment) shows nothing new, not that page.
+      const sessionKey = ["checkout_sessions", created.sessionId];
+      const stored = await app.kv.get(sessionKey);
+      await app.kv.delete(sessionKey);
+      await new Promise((r) => setTimeout(r, 3_000));
+      assert.equal(await page.evaluate(() => (globalThis as { stayed?: boolean }).stayed), true, "an error page shown");
+      await app.kv.set(sessionKey, stored.value);
       // The buyer's payment reaches the provider: the next look shows it.
       await buyerSettles(`${app.baseUrl}/integration/pay?id=${confirmed.session.paymentId}`, "paid");
       await page.getByText("Payment complete").waitFor();

@@ -101,10 +101,12 @@ function lookAgainLater(looks: number) {
     const next = new URL(location.href);
     next.searchParams.set("look", String(looks + 1));
     try {
-      const page = await (await fetch(next, { credentials: "same-origin" })).text();
-      const moved = new DOMParser().parseFromString(page, "text/html").querySelector<HTMLElement>("[data-checkout]")
-        ?.dataset.state;
-      if (moved !== "waiting") return location.replace(next);
+      const res = await fetch(next, { credentials: "same-origin" });
+      // An error page has no state to read: nothing new yet (a page in its place would leave no way to pay).
+      const page = res.ok ? await res.text() : null;
+      const moved = page &&
+        new DOMParser().parseFromString(page, "text/html").querySelector<HTMLElement>("[data-checkout]")?.dataset.state;
+      if (moved && moved !== "waiting") return location.replace(next);
     } catch {
       // Offline for a moment: the next look tries again.
     }
