@@ -11,7 +11,11 @@ const optionalText = z.string().trim().min(1).optional();
 const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   HOSTNAME: z.string().min(1).optional(),
-  PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  // Every URL we hand out is built on it by adding a path: a query, a fragment or credentials would break them all.
+  PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).refine((u) => {
+    const url = new URL(u);
+    return !url.search && !url.hash && !url.username && !url.password;
+  }, "must be an address without a query (?), a fragment (#) or credentials").optional(),
   DENO_KV_PATH: z.string().min(1).optional(),
   // Set by Deno Deploy: there KV is the platform's database, queues are off and zero-config mode is refused.
   DENO_DEPLOYMENT_ID: z.string().optional(),
@@ -299,7 +303,8 @@ function checkDeploy(e: z.infer<typeof EnvSchema>): void {
   }
   if (e.JOBS_QUEUE === "on") problems.push("JOBS_QUEUE: Deno Deploy has no KV queues; leave it unset or set it to off");
   // The default (http://localhost:8000) would hand buyers and Bansky wrapper URLs that lead nowhere.
-  if (!e.PUBLIC_BASE_URL?.startsWith("https://")) {
+  // As the URL parser reads it: HTTPS://pay.example is https.
+  if (!e.PUBLIC_BASE_URL || new URL(e.PUBLIC_BASE_URL).protocol !== "https:") {
     problems.push("PUBLIC_BASE_URL: required on Deno Deploy, the https address buyers and Bansky reach the app at");
   }
   const banskyMissing = !e.BANSKY_API_URL || !e.BANSKY_API_TOKEN || !e.BANSKY_WEBHOOK_SECRET;

@@ -87,6 +87,8 @@ Deno.test("[config] on Deno Deploy a KV file or KV queues are refused with a cle
 });
 
 Deno.test("[config] on Deno Deploy the public URL must be set, and https", () => {
+  // However the scheme is written.
+  assert.equal(loadConfig({ ...DEPLOY, PUBLIC_BASE_URL: "HTTPS://pay.example" }).publicBaseUrl, "https://pay.example");
   for (const url of [undefined, "http://pay.example"]) {
     const env: Record<string, string> = { ...DEPLOY };
     if (url) env.PUBLIC_BASE_URL = url;
@@ -208,6 +210,16 @@ Deno.test("[config] ANALYTICS_EMAIL=hash needs a hash secret; bad ids and polici
       return true;
     },
   );
+});
+
+Deno.test("[config] PUBLIC_BASE_URL with a query, a fragment or credentials is refused: every URL built on it would break", () => {
+  for (const url of ["https://pay.example/?x=1", "https://pay.example/#top", "https://me:pw@pay.example"]) {
+    assert.throws(
+      () => loadConfig({ PUBLIC_BASE_URL: url }),
+      (err) => err instanceof ConfigError && /PUBLIC_BASE_URL: must be an address without a query/.test(err.message),
+      url,
+    );
+  }
 });
 
 Deno.test("[config] PUBLIC_BASE_URL is kept as a URL's own spelling, so our URLs read back from a payment match it", () => {
