@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { parseIpv6 } from "../lib/relay/url_guard.ts";
 
 /**
  * The connection's address, not X-Forwarded-For, which a client could forge to dodge a limit. Requests that did
@@ -17,15 +18,11 @@ export function limitedAddress(c: Context): string {
 }
 
 export function addressForLimits(address: string): string {
-  if (!address.includes(":")) return address;
-  // The first four groups, with "::" spelled out; an IPv4-mapped address counts as its IPv4 one.
-  const mapped = address.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i);
-  if (mapped) return mapped[1];
-  const [head, tail = ""] = address.toLowerCase().split("%")[0].split("::");
-  const headGroups = head ? head.split(":") : [];
-  const tailGroups = tail ? tail.split(":") : [];
-  const groups = address.includes("::")
-    ? [...headGroups, ...Array(Math.max(0, 8 - headGroups.length - tailGroups.length)).fill("0"), ...tailGroups]
-    : headGroups;
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+  const groups = address.includes(":") ? parseIpv6(address) : null;
+  if (!groups) return address;
+  // An IPv4-mapped address (::ffff:a.b.c.d) counts as its IPv4 one.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
+  }
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
 }

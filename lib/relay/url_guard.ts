@@ -248,7 +248,8 @@ function classifyIpv6(address: string): AddressKind {
   return "public";
 }
 
-function parseIpv6(address: string): number[] | null {
+/** An IPv6 address's eight 16-bit groups (a dotted IPv4 tail and a zone allowed), or null when it is not one. */
+export function parseIpv6(address: string): number[] | null {
   let text = address.toLowerCase().split("%")[0];
   const v4 = text.match(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
   if (v4) {
