@@ -64,13 +64,15 @@ export class RateLimiter {
 
   /** Counts one request; throws a 429 AppError when the key is over `limit` (the limiter's default if not given). */
   take(key: string, now: number, limit = this.perMinute) {
-    const w = this.#count(key, now, limit);
-    if (w.count + w.others > limit) throw rateLimited(w.start, now);
+    if (!this.allows(key, now, limit)) throw rateLimited(now - (now % 60_000), now);
   }
 
   /** Counts one request like `take`, and answers whether the key is still within its limit instead of throwing. */
   allows(key: string, now: number, limit = this.perMinute): boolean {
-    const w = this.#count(key, now, limit);
+    const w = this.#window(key, now);
+    w.count++;
+    w.limit = limit;
+    this.#scheduleShare();
     return w.count + w.others <= limit;
   }
 
@@ -86,14 +88,6 @@ export class RateLimiter {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-  }
-
-  #count(key: string, now: number, limit: number): Window {
-    const w = this.#window(key, now);
-    w.count++;
-    w.limit = limit;
-    this.#scheduleShare();
-    return w;
   }
 
   #window(key: string, now: number): Window {
