@@ -4,29 +4,14 @@
  * page land in test-artifacts/ for people to look at.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { HAS_CHROMIUM, launchChromium } from "../fixtures/chromium.ts";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { updateOperatorPassword } from "../lib/db/operators.ts";
 import { startTestApp } from "../fixtures/app.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 const ARTIFACTS = "test-artifacts";
-
-async function launch(): Promise<Browser> {
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-    ],
-  });
-}
 
 async function shot(page: Page, name: string) {
   await Deno.mkdir(ARTIFACTS, { recursive: true });
@@ -35,7 +20,7 @@ async function shot(page: Page, name: string) {
 
 Deno.test({
   name: "[browser] an operator signs in, manages a shop, follows a demo payment and resends its postback",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
   sanitizeOps: false,
   async fn(t) {
@@ -44,7 +29,7 @@ Deno.test({
     const base = app.baseUrl.replace("127.0.0.1", "localhost");
     const { operator } = await createOperatorAccount(app.server.ctx, "ops@example.com");
     await updateOperatorPassword(app.kv, operator.id, await hashPassword("correct horse battery", 1000));
-    const browser = await launch();
+    const browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
     try {
       await t.step("sign in", async () => {
@@ -196,7 +181,7 @@ function clickAndLook(b: SVGElement | HTMLElement) {
 Deno.test({
   name:
     "[browser] on a 390 px phone no page is wider than the screen; slow actions show progress; risky ones ask first",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -243,7 +228,7 @@ Deno.test({
     });
     const { operator } = await createOperatorAccount(app.server.ctx, "ops@example.com");
     await updateOperatorPassword(app.kv, operator.id, await hashPassword("correct horse battery", 1000));
-    const browser = await launch();
+    const browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     page.setDefaultTimeout(5000);
     try {

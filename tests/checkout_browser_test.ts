@@ -3,7 +3,8 @@
  * a strict CSP frames our checkout; the buyer pays inside it and the shop's page hears the outcome.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { HAS_CHROMIUM, launchChromium } from "../fixtures/chromium.ts";
 import {
   buyerSettles,
   serveOnLoopback,
@@ -15,17 +16,8 @@ import {
 import { createShopKey, setEmbedOrigins } from "../lib/shops.ts";
 import { verifyWebhook } from "../lib/relay/signing.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 const ARTIFACTS = "test-artifacts";
 const NONCE = "c2hvcC1ub25jZQ";
-
-function launch(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
-}
 
 interface ShopSite {
   origin: string;
@@ -134,7 +126,7 @@ async function withCheckout(
   const evil = startEvilSite(app);
   const shop = startShopSite(app, { postbackUrl: receiver.url, evilOrigin: evil.origin });
   await setEmbedOrigins(app.kv, app.shop.id, [shop.origin], { actor: "test", now: Date.now(), allowLocalUrls: true });
-  const browser = await launch();
+  const browser = await launchChromium();
   try {
     await fn({ app, browser, shop, evil, receiver });
   } finally {
@@ -148,7 +140,7 @@ async function withCheckout(
 
 Deno.test({
   name: "[browser] embedded checkout: the buyer pays inside the shop's page, which hears the outcome and never moves",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -260,7 +252,7 @@ Deno.test({
 
 Deno.test({
   name: "[browser] embedded checkout: a provider on another origin opens in a popup; a blocked popup is explained",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -304,12 +296,12 @@ Deno.test({
 
 Deno.test({
   name: "[browser] the demo shop's embedded checkout: pay inside its page, then see the verified postback",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const app = await startTestApp({ env: { DEMO: "1" } });
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
       page.setDefaultTimeout(10_000);
@@ -341,13 +333,13 @@ Deno.test({
 Deno.test({
   name:
     "[browser] the demo shop's embedded checkout with a provider that opens in a popup: the popup closes, the page hears succeeded",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     // The standalone sandbox is on its own origin: the checkout frame cannot show it, so it opens a popup.
     const app = await startTestApp({ env: { DEMO: "1" }, standaloneSandbox: true });
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
       page.setDefaultTimeout(10_000);
@@ -373,7 +365,7 @@ Deno.test({
 Deno.test({
   name:
     "[browser] a shop's page on another site reads the checkout's config and mounts a session with its publishable key",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -387,7 +379,7 @@ Deno.test({
     const { server, port } = serveOnLoopback(() =>
       new Response("<!doctype html><title>Shop</title><h1>Shop</h1>", { headers: { "content-type": "text/html" } })
     );
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       await page.goto(`http://127.0.0.1:${port}/`);
@@ -421,7 +413,7 @@ Deno.test({
 Deno.test({
   name:
     "[browser] a checkout waiting for the provider's word looks again in the background, without reloading the page under a screen reader, and shows the outcome once it comes",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -434,7 +426,7 @@ Deno.test({
       }).then((r) => r.json());
     const created = await api("/checkout/sessions", { amount: 1250, currency: "EUR", customerEmail: "b@example.com" });
     const confirmed = await api("/checkout/confirm", { sessionId: created.sessionId });
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
       page.setDefaultTimeout(15_000);

@@ -524,6 +524,7 @@ for case in json.load(sys.stdin):
         results.append({"ok": False, "error": str(e)})
 print(json.dumps(results))
 `;
+import { HAS_CHROMIUM, launchChromium } from "../fixtures/chromium.ts";
 
 Deno.test({
   name: "[docs] the Python snippet verifies postbacks signed by the relay",
@@ -590,21 +591,14 @@ Deno.test("[docs] the postbacks page shows exactly the snippet files the tests r
   }
 });
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-
 Deno.test({
   name: "[docs] every page loads in Chromium without a Content-Security-Policy violation",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
     const app = await startTestApp();
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const problems: string[] = [];

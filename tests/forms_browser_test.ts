@@ -5,13 +5,12 @@
  * whole page.
  */
 import assert from "node:assert/strict";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { HAS_CHROMIUM, launchChromium } from "../fixtures/chromium.ts";
 import { serveOnLoopback, startTestApp } from "../fixtures/app.ts";
 import { createShop, setEmbedOrigins } from "../lib/shops.ts";
 import { createPortalLink } from "../lib/auth/portal.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 const ARTIFACTS = "test-artifacts";
 
 async function sideways(page: Page): Promise<number> {
@@ -21,7 +20,7 @@ async function sideways(page: Page): Promise<number> {
 Deno.test({
   name:
     "[browser] a buyer fills a donation form on a phone, by keyboard and in a shop's iframe, and reaches the pay page",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
   sanitizeOps: false,
   async fn(t) {
@@ -36,10 +35,7 @@ Deno.test({
       )
     );
     const shopOrigin = `http://127.0.0.1:${shopPort}`;
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-    });
+    const browser = await launchChromium();
     try {
       await setEmbedOrigins(app.kv, app.shop.id, [shopOrigin], {
         actor: "test",
@@ -162,15 +158,12 @@ Deno.test({
 
 Deno.test({
   name: "[browser] a shop whose name is one long word still fits the buyer's pages on a phone",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const app = await startTestApp();
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-    });
+    const browser = await launchChromium();
     try {
       const { apiKey } = await createShop(app.kv, { name: "Schifffahrtsgesellschaft".repeat(4) }, {
         allowLocalUrls: true,

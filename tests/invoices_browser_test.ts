@@ -4,13 +4,11 @@
  * open as the chain simulator sees the deposit and mines its confirmations.
  */
 import assert from "node:assert/strict";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { HAS_CHROMIUM, launchChromium } from "../fixtures/chromium.ts";
 import { startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { chainApi, createTestInvoice, readInvoice, shiftClock } from "../fixtures/invoices.ts";
 import { LOCAL } from "../islands/local_time.tsx";
-
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 
 /** A test with the app, its chain simulator and a page on a 390 px phone in Chromium. */
 function phoneTest(
@@ -19,15 +17,12 @@ function phoneTest(
 ) {
   Deno.test({
     name,
-    ignore: !hasChromium,
+    ignore: !HAS_CHROMIUM,
     sanitizeResources: false, // Chromium's pipes outlive the test's bookkeeping
     sanitizeOps: false,
     async fn() {
       const app = await startTestApp();
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-      });
+      const browser = await launchChromium();
       try {
         const page = await browser.newPage({
           viewport: { width: 390, height: 844 },
