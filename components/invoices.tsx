@@ -275,11 +275,7 @@ function OtherCoins({ invoice }: { invoice: Invoice }) {
                 </td>
                 <td class="num">{d.confirmations}</td>
                 <td>
-                  {d.dropped
-                    ? <strong class="bad">no: dropped from the chain before its confirmations</strong>
-                    : d.confirmed
-                    ? "yes"
-                    : "not yet: confirming"}
+                  {d.dropped ? DROPPED : d.confirmed ? "yes" : "not yet: confirming"}
                 </td>
               </tr>
             ))}
@@ -290,9 +286,12 @@ function OtherCoins({ invoice }: { invoice: Invoice }) {
   );
 }
 
+/** A transfer the chain dropped before its confirmations: nothing arrived (a deposit counts none, another coin's is not returned). */
+const DROPPED = <strong class="bad">no: dropped from the chain before its confirmations</strong>;
+
 /** Whether a deposit counts, and if not why: the chain dropped it, or it came after the invoice closed. */
 function depositCounted(d: InvoiceDeposit) {
-  if (d.dropped) return <strong class="bad">no: dropped from the chain before its confirmations</strong>;
+  if (d.dropped) return DROPPED;
   if (d.late) return <strong class="bad">late: after the invoice closed</strong>;
   return "yes";
 }
