@@ -1,7 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { Page } from "./html.tsx";
 import { Island } from "./island.tsx";
-import { MessagePage } from "./message_page.tsx";
+import { backToShop, MessagePage } from "./message_page.tsx";
 import type { Payment } from "../lib/payments/types.ts";
 import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { currencyExponent, currencyName, formatAmount } from "../lib/money.ts";
@@ -313,6 +313,14 @@ export function NewFormCard(props: {
             </select>
           )}
         </BuyerField>
+        <BuyerField
+          name="returnUrl"
+          label="Return URL (optional)"
+          error={e.returnUrl}
+          hint="Your page the buyer goes back to after paying; https, on the shop's allowed hosts."
+        >
+          {(a) => <input {...a} name="returnUrl" type="url" maxLength={2048} value={v.returnUrl ?? ""} />}
+        </BuyerField>
         <button type="submit">Create form</button>
       </form>
     </section>
@@ -347,13 +355,17 @@ export function FormReturnPage(props: {
   retryHref: string | null;
   /** This page again, for a payment still being confirmed. */
   checkHref: string;
+  /** The form's way back to the shop's site, if it has one. */
+  returnUrl: string | null;
 }) {
   const { shopName, payment } = props;
+  const back = backToShop(props.returnUrl, shopName);
   const retry = props.retryHref ? { href: props.retryHref, label: "Try again" } : undefined;
   if (!payment) {
     return props.landed === "thanks"
       ? (
         <MessagePage
+          back={back}
           title="Thank you"
           text={`You are back from the payment page. ${shopName} confirms your payment once the payment provider ` +
             `has told it the outcome. You can close this page.`}
@@ -361,6 +373,7 @@ export function FormReturnPage(props: {
       )
       : (
         <MessagePage
+          back={back}
           title="The payment did not go through"
           // Only the provider's word, which we have not checked: nothing more is claimed.
           text={`The payment page sent you back without completing the payment. You can try again.`}
@@ -373,6 +386,7 @@ export function FormReturnPage(props: {
     case "pending":
       return (
         <MessagePage
+          back={back}
           title="Your payment is being confirmed"
           text={`The payment provider has not told us the outcome of your payment of ${amount} to ${shopName} yet. ` +
             `${shopName} sees it as soon as it does. You can close this page, or check again in a moment.`}
@@ -382,6 +396,7 @@ export function FormReturnPage(props: {
     case "succeeded":
       return (
         <MessagePage
+          back={back}
           title="Thank you"
           text={`Your payment of ${amount} to ${shopName} has been received. You can close this page.`}
         />
@@ -390,6 +405,7 @@ export function FormReturnPage(props: {
     case "refunded":
       return (
         <MessagePage
+          back={back}
           title="Payment received"
           text={`Your payment of ${amount} to ${shopName} was received, and ${shopName} has refunded ` +
             `${payment.status === "refunded" ? "it" : "part of it"}.`}
@@ -398,6 +414,7 @@ export function FormReturnPage(props: {
     case "failed":
       return (
         <MessagePage
+          back={back}
           title="The payment did not go through"
           text={`Your payment of ${amount} was declined. Nothing was charged by ${shopName}.`}
           link={retry}
@@ -407,6 +424,7 @@ export function FormReturnPage(props: {
     case "cancelled":
       return (
         <MessagePage
+          back={back}
           title="The payment was not completed"
           // A payment we gave up on can still succeed if the provider confirms money later (the status table allows
           // it), so the page does not say nothing was charged.

@@ -20,8 +20,16 @@ export const BUYER_NOT_FOUND = {
   },
 } as const;
 
-/** A friendly page for buyers and operators when something is missing or wrong. */
-export function MessagePage(props: { title: string; text: string; link?: { href: string; label: string } }) {
+interface Link {
+  href: string;
+  label: string;
+}
+
+/**
+ * A friendly page for buyers and operators when something is missing or wrong. `link` is what to do next (a button);
+ * `back` the buyer's way back to the shop's own site (a plain link under it).
+ */
+export function MessagePage(props: { title: string; text: string; link?: Link; back?: Link }) {
   return (
     <Page title={`${props.title} · AimbrellaPay`}>
       <h1>{props.title}</h1>
@@ -31,6 +39,16 @@ export function MessagePage(props: { title: string; text: string; link?: { href:
           <a class="button" href={props.link.href}>{props.link.label}</a>
         </p>
       )}
+      {props.back && (
+        <p>
+          <a href={props.back.href}>{props.back.label}</a>
+        </p>
+      )}
     </Page>
   );
+}
+
+/** A buyer's way back to a shop from one of our pages: the shop's own URL (checked when stored), named after it. */
+export function backToShop(url: string | null | undefined, shopName: string): Link | undefined {
+  return url ? { href: url, label: `Back to ${shopName}` } : undefined;
 }

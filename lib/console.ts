@@ -141,6 +141,8 @@ export function formRequestFromFields(f: Record<string, string>, maxAmount: numb
   const body: Record<string, unknown> = { kind: given("kind") ?? "fiat", title: given("title") ?? "" };
   const description = given("description");
   if (description) body.description = description;
+  const returnUrl = given("returnUrl");
+  if (returnUrl) body.returnUrl = returnUrl;
   const amount = given("amount");
   if (body.kind === "crypto") {
     for (const name of ["coin", "network"] as const) if (given(name)) body[name] = given(name);

@@ -16,11 +16,34 @@ import {
 import { sortableId } from "./ids.ts";
 import { writeAudit } from "./db/audit.ts";
 import { isKeyPairSecret, newSigningKeyPair, newWebhookSecret, publicKeyOf } from "./relay/signing.ts";
-import { DnsTimeoutError, normalizePostbackUrl, type Resolver, resolveWithDns } from "./relay/url_guard.ts";
+import {
+  DnsTimeoutError,
+  normalizePostbackUrl,
+  normalizeShopUrl,
+  type Resolver,
+  resolveWithDns,
+} from "./relay/url_guard.ts";
 import { parseOrThrow, text } from "./validation.ts";
 
 const Hostname = z.string().trim().toLowerCase().max(253)
   .regex(/^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "is not a hostname");
+
+/**
+ * A shop's page the buyer goes back to (an invoice's or a form's `returnUrl`), judged as a payment's success URL is:
+ * https, on the shop's allowed hosts; kept as normalized. Null for none; a refusal names `field`.
+ */
+export function checkReturnUrl(
+  shop: Pick<Shop, "allowedHosts">,
+  url: string | null,
+  opts: { allowLocalUrls: boolean; field?: string },
+): string | null {
+  if (!url) return null;
+  const checked = normalizeShopUrl(url, { allowLocal: opts.allowLocalUrls, allowedHosts: shop.allowedHosts });
+  if (checked.problem) {
+    throw new ValidationError("The request is invalid.", { [opts.field ?? "returnUrl"]: checked.problem });
+  }
+  return checked.url;
+}
 
 export const NewShopSchema = z.strictObject({
   name: text(1, 100),

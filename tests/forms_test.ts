@@ -818,6 +818,7 @@ Deno.test("[forms] shop staff create, list and disable their forms in the portal
         title: "Gift card",
         amount: "20.00",
         currency: "EUR",
+        returnUrl: "https://shop.example/gift-cards",
       });
       assert.equal(created.status, 303);
       const formId = new URL(created.location!, app.baseUrl).searchParams.get("created")!;
@@ -827,6 +828,7 @@ Deno.test("[forms] shop staff create, list and disable their forms in the portal
       assert.ok(list.text.includes(`&lt;iframe src=&quot;${app.baseUrl}/forms/${formId}&quot;`), "the embed snippet");
       const apiView = (await api(app, "GET", "/forms")).body.forms[0];
       assert.equal(apiView.amount, 2000);
+      assert.equal(apiView.returnUrl, "https://shop.example/gift-cards");
 
       // Disabling asks first when the page's script did not.
       const ask = await b.post(`/portal/forms/${formId}/disable`, {});
@@ -1034,6 +1036,68 @@ Deno.test("[forms] a crypto form sent in a burst that takes every address on off
     const invoices = await listInvoices(app.kv, { shopId: app.shop.id, limit: 200 });
     assert.equal(invoices.length, 100, "one invoice per page");
     assert.equal(new Set(invoices.map((inv) => inv.email)).size, 100);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a form's return URL leads the buyer back to the shop from every page after the form", async (t) => {
+  const app = await startTestApp();
+  const back = (html: string) => html.match(/<a[^>]*href="([^"]*)"[^>]*>Back to Test shop<\/a>/)?.[1] ?? null;
+  const page = async (url: string) => await (await fetch(url.startsWith("/") ? app.baseUrl + url : url)).text();
+  const returnUrl = "https://shop.example/donate?from=form";
+  try {
+    await t.step("judged as a payment's success URL is: https, on the shop's allowed hosts", async () => {
+      const before = (await getShop(app.kv, app.shop.id))!;
+      await setDefaultPostbackUrl(app, "https://shop.example/postbacks", ["shop.example"]);
+      for (const bad of ["https://elsewhere.example/", "javascript:alert(1)", "/donate", 7]) {
+        const res = await api(app, "POST", "/forms", { kind: "fiat", title: "x", currency: "EUR", returnUrl: bad });
+        assert.equal(res.status, 400, JSON.stringify(bad));
+        assert.ok(res.body.error.fields.returnUrl, JSON.stringify(res.body));
+      }
+      assert.equal((await api(app, "GET", "/forms")).body.forms.length, 0, "nothing was made");
+      await setDefaultPostbackUrl(app, before.defaultPostbackUrl!, before.allowedHosts);
+    });
+
+    await t.step("a fiat form: the thank-you and try-again pages link back; the API shows it", async () => {
+      const form = await createForm(app, { kind: "fiat", title: "Support the shelter", currency: "EUR", returnUrl });
+      const list = (await api(app, "GET", "/forms")).body;
+      FormListResponse.parse(list);
+      assert.equal(list.forms.find((f: { id: string }) => f.id === form.id).returnUrl, returnUrl);
+      for (const [amount, outcome] of [["9", "paid"], ["3", "declined"]] as const) {
+        const { token } = await openPage(app, form.id);
+        const res = await submit(app, form.id, { _token: token, amount, email: "donor@example.com" });
+        const landed = await buyerSettles(res.location!, outcome);
+        assert.equal(back(await page(landed)), returnUrl, landed);
+      }
+      // Without a payment named (signed redirects off), the pages still lead back.
+      assert.equal(back(await page(`/forms/${form.id}/thanks`)), returnUrl);
+      assert.equal(back(await page(`/forms/${form.id}/not-paid`)), returnUrl);
+      // A form without one has no such link.
+      const plain = await createForm(app, { kind: "fiat", title: "Plain", currency: "EUR" });
+      assert.equal(back(await page(`/forms/${plain.id}/thanks`)), null);
+      assert.equal((await api(app, "GET", "/forms")).body.forms[0].returnUrl, null);
+    });
+
+    await t.step("a crypto form: its invoice's page links back", async () => {
+      const form = await createForm(app, {
+        kind: "crypto",
+        title: "Tip jar",
+        coin: "USDT",
+        network: "tron",
+        returnUrl,
+      });
+      const { token } = await openPage(app, form.id);
+      const res = await submit(app, form.id, { _token: token, amount: "5", email: "fan@example.com" });
+      assert.equal(res.status, 303, res.html);
+      assert.equal(back(await page(res.location!)), returnUrl);
+    });
+
+    await t.step("a disabled form's page links back", async () => {
+      const form = await createForm(app, { kind: "fiat", title: "Old", currency: "EUR", returnUrl });
+      assert.equal((await api(app, "POST", `/forms/${form.id}/disable`)).status, 200);
+      assert.equal(back(await page(`/forms/${form.id}`)), returnUrl);
+    });
   } finally {
     await app.close();
   }

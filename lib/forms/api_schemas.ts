@@ -20,6 +20,9 @@ export const FormView = z.object({
   title: z.string(),
   description: z.string().nullable(),
   status: z.enum(FORM_STATUSES).describe("active: takes payments; disabled: its page says so and refuses submits."),
+  returnUrl: z.string().nullable().describe(
+    "Your page the buyer goes back to from the pages after the form, as you gave it, or null.",
+  ),
   amount: z.union([z.int().positive(), z.string()]).nullable().describe(
     "The fixed amount (fiat: integer minor units; crypto: a decimal string), or null when the buyer types it.",
   ),

@@ -43,6 +43,7 @@ export async function createFormInvoice(
     title: string;
     description?: string;
     email: string;
+    returnUrl?: string;
   },
 ): Promise<{ checkoutUrl: string }> {
   const { invoice } = await createInvoice(ctx, shop, input);

@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { createForm as storeForm, getFormEntry, listAllForms, listFormsByShop, replaceForm } from "../db/forms.ts";
 import { getShop, type Shop } from "../db/shops.ts";
+import { checkReturnUrl } from "../shops.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { hasIdShape, randomId, sortableId } from "../ids.ts";
 import { shopOptions } from "../accounts/routing.ts";
@@ -27,7 +28,11 @@ export async function createShopForm(
   body: unknown,
   opts: { actor: string },
 ): Promise<PaymentForm> {
-  const input = checkFormRequest(parseOrThrow(formRequestSchema(ctx.config.maxAmount), body));
+  const checked = checkFormRequest(parseOrThrow(formRequestSchema(ctx.config.maxAmount), body));
+  const input = {
+    ...checked,
+    returnUrl: checkReturnUrl(shop, checked.returnUrl, { allowLocalUrls: ctx.config.allowLocalUrls }),
+  };
   if (input.kind === "fiat" && input.currency) {
     const { fiatCurrencies } = await shopOptions(ctx, shop);
     if (!fiatCurrencies.includes(input.currency)) {

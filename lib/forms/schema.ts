@@ -2,6 +2,7 @@ import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { currencyCode, heading, text } from "../validation.ts";
 import { FORM_KINDS } from "./types.ts";
+import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
 import { type CoinChoice, findCoinChoice, parseCryptoAmount } from "./crypto.ts";
 
 export const MAX_TITLE_LENGTH = 120;
@@ -42,14 +43,19 @@ function buildFormRequestSchema(maxAmount: number) {
     ),
     coin: z.string().min(1).max(16).optional().describe("Crypto only: e.g. `USDT` (see GET /api/v1/options)."),
     network: z.string().min(1).max(32).optional().describe("Crypto only: e.g. `tron` (see GET /api/v1/options)."),
+    returnUrl: z.string().max(MAX_URL_LENGTH).optional().describe(
+      "Your page the buyer goes back to after the form: its thank-you and try-again pages, and a crypto form's " +
+        "invoice page, link to it (named after your shop). https, on your allowed hosts. Without it they have no " +
+        "way back.",
+    ),
   });
 }
 
 export type FormRequest = z.output<ReturnType<typeof buildFormRequestSchema>>;
 
-/** A checked request, with a crypto amount in base units. */
+/** A checked request, with a crypto amount in base units (the return URL is judged with the shop, in mod.ts). */
 export type CheckedFormRequest =
-  & { title: string; description: string | null }
+  & { title: string; description: string | null; returnUrl: string | null }
   & (
     | { kind: "fiat"; amount: number | null; currency: string | null }
     | { kind: "crypto"; coin: string | null; network: string | null; amount: string | null }
@@ -58,7 +64,7 @@ export type CheckedFormRequest =
 /** The rules between fields; throws one ValidationError naming each bad field. */
 export function checkFormRequest(b: FormRequest): CheckedFormRequest {
   const fields: Record<string, string> = Object.create(null);
-  const common = { title: b.title, description: b.description ?? null };
+  const common = { title: b.title, description: b.description ?? null, returnUrl: b.returnUrl ?? null };
   if (b.kind === "fiat") {
     if (b.coin !== undefined) fields.coin = "is only for crypto forms";
     if (b.network !== undefined) fields.network = "is only for crypto forms";

@@ -80,6 +80,7 @@ export async function submitForm(
     title: form.title,
     ...(form.description ? { description: form.description } : {}),
     email: email.data,
+    ...(form.returnUrl ? { returnUrl: form.returnUrl } : {}),
   });
   return { redirectTo: invoice.checkoutUrl };
 }

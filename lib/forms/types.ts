@@ -19,6 +19,11 @@ interface FormCommon {
   title: string;
   description: string | null;
   status: FormStatus;
+  /**
+   * The shop's page the buyer goes back to from every page after the form (its result pages, its invoice's page),
+   * judged when the form was made (https, the shop's allowed hosts). Absent on forms made before it existed.
+   */
+  returnUrl?: string | null;
   createdAt: number;
   disabledAt: number | null;
 }

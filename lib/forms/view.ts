@@ -13,6 +13,7 @@ export function formView(form: PaymentForm, publicBaseUrl: string) {
     title: form.title,
     description: form.description,
     status: form.status,
+    returnUrl: form.returnUrl ?? null,
     createdAt: iso(form.createdAt)!,
     disabledAt: iso(form.disabledAt),
   };

@@ -6,7 +6,8 @@ import { requireChain } from "./chain.ts";
 import type { Shop } from "../db/shops.ts";
 import { base64url, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
-import { normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
+import { normalizePostbackUrl } from "../relay/url_guard.ts";
+import { checkReturnUrl } from "../shops.ts";
 import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
 import { parseDecimalAmount } from "./amounts.ts";
 import { type Coin, findCoinOption } from "./coins.ts";
@@ -82,7 +83,7 @@ async function storeNewInvoice(
   const { id, idempotencyKey, requestHash } = req;
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
   const option = findCoinOption(body.coin, body.network)!;
-  const returnUrl = checkReturnUrl(ctx, shop, body.returnUrl ?? null);
+  const returnUrl = checkReturnUrl(shop, body.returnUrl ?? null, { allowLocalUrls: ctx.config.allowLocalUrls });
   const postbackUrl = await checkPostbackUrl(ctx, shop, body.postbackUrl ?? shop.defaultPostbackUrl);
   const now = req.now ?? ctx.now();
   const expiresAt = now + (body.expiresIn !== undefined ? body.expiresIn * 1000 : ctx.config.invoiceTtlMs);
@@ -167,14 +168,6 @@ interface InvoiceName {
 /** The invoice id for a named request: an HMAC of the shop and the name, like derived payment ids. */
 function derivedInvoiceId(key: Uint8Array, shopId: string, kind: string, value: string): string {
   return `inv_${base64url(hmacSha256(key, `invoice-id\0${shopId}\0${kind}\0${value}`).subarray(0, 16))}`;
-}
-
-/** The buyer's way back to the shop, judged as a payment's success URL is (https, the shop's allowed hosts). */
-function checkReturnUrl(ctx: AppContext, shop: Shop, url: string | null): string | null {
-  if (!url) return null;
-  const checked = normalizeShopUrl(url, { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts });
-  if (checked.problem) throw new ValidationError("The request is invalid.", { returnUrl: checked.problem });
-  return checked.url;
 }
 
 async function checkPostbackUrl(ctx: AppContext, shop: Shop, url: string | null): Promise<string | null> {

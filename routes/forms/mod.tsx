@@ -15,7 +15,7 @@ import {
 } from "../../lib/forms/submit.ts";
 import { checkFormToken, issueFormToken } from "../../lib/forms/token.ts";
 import { renderPage } from "../../components/html.tsx";
-import { MessagePage } from "../../components/message_page.tsx";
+import { backToShop, MessagePage } from "../../components/message_page.tsx";
 import { BuyerFormPage, FormReturnPage } from "../../components/forms.tsx";
 import { limitedAddress } from "../_client_address.ts";
 import { publicLookup } from "../_public_lookup.ts";
@@ -72,6 +72,7 @@ export function formPageRoutes(ctx: AppContext) {
         <MessagePage
           title="This form is closed"
           text={`${target.shop.name} no longer takes payments with this form. Nothing was charged.`}
+          back={backToShop(target.form.returnUrl, target.shop.name)}
         />,
       ),
       410,
@@ -177,6 +178,7 @@ export function formPageRoutes(ctx: AppContext) {
             payment={payment}
             retryHref={open ? `/forms/${form.id}` : null}
             checkHref={check}
+            returnUrl={form.returnUrl ?? null}
           />,
         ),
         200,
