@@ -51,7 +51,9 @@ type FieldAria = { id: string; "aria-invalid"?: "true"; "aria-describedby"?: str
  * The buyer's page of a form: what the merchant fixed, as text, and inputs
  * only for what it left open, plus the email. A plain post (no script needed);
  * `target="_top"` so that, in a shop's iframe, the payment opens as the whole
- * page rather than inside the frame.
+ * page rather than inside the frame. With script, a framed page sends it
+ * itself (data-framed-submit, islands/_client.ts), so that mistakes come back
+ * inside the frame.
  */
 export function BuyerFormPage(props: {
   form: PaymentForm;
@@ -106,6 +108,7 @@ export function BuyerFormPage(props: {
         target="_top"
         class="stack narrow"
         data-busy="Sending…"
+        data-framed-submit
         novalidate
       >
         <input type="hidden" name="_token" value={props.token} />

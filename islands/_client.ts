@@ -1,6 +1,7 @@
 /** Browser entry: hydrates every server-rendered island on the page with its serialized props. */
 import { h, hydrate } from "preact";
 import { islands } from "./mod.ts";
+import { FRAMED_SUBMIT_HEADER } from "../lib/forms/types.ts";
 
 for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
   const component = islands[el.dataset.island as keyof typeof islands];
@@ -26,14 +27,67 @@ addEventListener("submit", (e) => {
     hiddenField(form, "confirm").value = "yes";
   }
   if (busy === undefined) return;
+  // Read before the button is disabled and relabelled.
+  const framed = form.dataset.framedSubmit !== undefined && window.top !== window ? new FormData(form) : null;
   form.dataset.sent = "1";
   form.setAttribute("aria-busy", "true");
   const button = (e as SubmitEvent).submitter ?? form.querySelector("button");
   if (button instanceof HTMLButtonElement) {
+    button.dataset.label = button.textContent ?? "";
     button.disabled = true;
     button.textContent = busy;
   }
+  if (framed) {
+    e.preventDefault();
+    sendFromFrame(form, framed);
+  }
 });
+
+/**
+ * A buyer's form in a shop's frame (data-framed-submit) is sent from here: a mistake comes back into the frame, so the
+ * buyer stays on the shop's page, and the payment then opens as the whole window. Without this script the form posts
+ * to the whole window (target="_top"), which takes the buyer off the shop's page with the first mistake. Should the
+ * request not get through, the plain post goes instead (the page's token names the same payment, so it cannot make a
+ * second).
+ */
+async function sendFromFrame(form: HTMLFormElement, fields: FormData) {
+  let res: Response;
+  try {
+    res = await fetch(form.action, {
+      method: "POST",
+      headers: { [FRAMED_SUBMIT_HEADER]: "1" },
+      body: new URLSearchParams(fields as unknown as Record<string, string>),
+    });
+  } catch {
+    return form.submit();
+  }
+  if ((res.headers.get("content-type") ?? "").startsWith("application/json")) {
+    const { next } = await res.json() as { next: string };
+    openAsWholePage(form, next);
+    return;
+  }
+  // The page again with its messages (or any other page the submit answered): shown in the frame.
+  const page = new DOMParser().parseFromString(await res.text(), "text/html");
+  document.title = page.title;
+  document.body.replaceWith(page.body);
+  document.querySelector<HTMLElement>("[aria-invalid=true]")?.focus();
+}
+
+/**
+ * Opens where the submit leads (the payment or invoice page) as the whole window. Browsers let a frame do that after
+ * the buyer's own click; should one refuse, the form's button becomes a link that does it with the next click.
+ */
+function openAsWholePage(form: HTMLFormElement, next: string) {
+  try {
+    window.top!.location.href = next;
+  } catch {
+    // Refused: the link below.
+  }
+  const button = form.querySelector<HTMLButtonElement>("button[data-label]");
+  const link = Object.assign(document.createElement("a"), { href: next, target: "_top", className: "button" });
+  link.textContent = button?.dataset.label || "Continue";
+  (button ?? form).replaceWith(link);
+}
 
 /**
  * The question with each `{field}` replaced by the field's value as the person sees it: a select's chosen label, a

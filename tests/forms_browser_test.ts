@@ -108,17 +108,27 @@ Deno.test({
         await page.screenshot({ path: `${ARTIFACTS}/forms-02b-open-currency.png`, fullPage: true });
       });
 
-      await t.step("inside the shop's iframe: sending it opens the payment as the whole page", async () => {
-        await page.goto(shopOrigin);
-        const frame = page.frameLocator("iframe");
-        await frame.getByRole("heading", { name: "Support the shelter" }).waitFor();
-        await frame.getByLabel("Amount (EUR)").fill("5");
-        await frame.getByLabel("Your email").fill("donor@example.com");
-        await page.screenshot({ path: `${ARTIFACTS}/forms-03-in-iframe.png`, fullPage: true });
-        await frame.getByRole("button", { name: "Continue to payment" }).click();
-        await page.waitForURL(/\/sandbox\/bansky\//);
-        assert.equal(await sideways(page), 0);
-      });
+      await t.step(
+        "inside the shop's iframe: a mistake is shown in the frame; sent right, the payment opens as the whole page",
+        async () => {
+          await page.goto(shopOrigin);
+          const frame = page.frameLocator("iframe");
+          await frame.getByRole("heading", { name: "Support the shelter" }).waitFor();
+          await frame.getByLabel("Amount (EUR)").fill("5,5,5");
+          await frame.getByLabel("Your email").fill("donor@example.com");
+          await frame.getByRole("button", { name: "Continue to payment" }).click();
+          await frame.getByText(/Use a point for decimals/).waitFor();
+          assert.equal(new URL(page.url()).origin, shopOrigin, "the buyer is still on the shop's page");
+          assert.equal(await frame.getByLabel("Amount (EUR)").getAttribute("aria-invalid"), "true");
+          assert.equal(await frame.getByLabel("Your email").inputValue(), "donor@example.com", "typed values are kept");
+          await page.screenshot({ path: `${ARTIFACTS}/forms-03-in-iframe.png`, fullPage: true });
+          await frame.getByLabel("Amount (EUR)").fill("5");
+          await frame.getByRole("button", { name: "Continue to payment" }).click();
+          await page.waitForURL(/\/sandbox\/bansky\//);
+          await page.getByText(/5\.00/).first().waitFor();
+          assert.equal(await sideways(page), 0);
+        },
+      );
       await t.step(
         "shop staff create a form and disable it in the portal on a phone; disabling asks first",
         async () => {

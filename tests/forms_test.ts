@@ -10,6 +10,7 @@ import type { Payment } from "../lib/payments/types.ts";
 import { setEmbedOrigins } from "../lib/shops.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { FORM_TOKEN_TTL_MS } from "../lib/forms/token.ts";
+import { FRAMED_SUBMIT_HEADER } from "../lib/forms/types.ts";
 import { buyerSettles, startTestApp, type TestApp } from "../fixtures/app.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { chainApi, readInvoice } from "../fixtures/invoices.ts";
@@ -1098,6 +1099,48 @@ Deno.test("[forms] a form's return URL leads the buyer back to the shop from eve
       assert.equal((await api(app, "POST", `/forms/${form.id}/disable`)).status, 200);
       assert.equal(back(await page(`/forms/${form.id}`)), returnUrl);
     });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[forms] a submit sent by the page's script from a shop's frame is answered where to go next, or with the page and its messages", async () => {
+  const app = await startTestApp();
+  try {
+    const send = async (formId: string, fields: Record<string, string>) => {
+      const res = await fetch(`${app.baseUrl}/forms/${formId}/submit`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          origin: app.baseUrl,
+          "sec-fetch-site": "same-origin",
+          [FRAMED_SUBMIT_HEADER]: "1",
+        },
+        body: new URLSearchParams(fields),
+        redirect: "manual",
+      });
+      return { status: res.status, type: res.headers.get("content-type") ?? "", text: await res.text() };
+    };
+    const fiat = await createForm(app, { kind: "fiat", title: "Donate", currency: "EUR" });
+    const { token } = await openPage(app, fiat.id);
+    const bad = await send(fiat.id, { _token: token, amount: "5,5,5", email: "donor@example.com" });
+    assert.equal(bad.status, 422);
+    assert.match(bad.type, /^text\/html/);
+    assert.match(bad.text, /Use a point for decimals/);
+    assert.equal((await shopPayments(app)).length, 0, "nothing was made");
+    const good = await send(fiat.id, { _token: token, amount: "5", email: "donor@example.com" });
+    assert.equal(good.status, 200, good.text);
+    const [payment] = await shopPayments(app);
+    assert.deepEqual(JSON.parse(good.text), { next: `${app.baseUrl}/integration/pay?id=${payment.id}` });
+    // The same page sent again (the plain post, should the script's request have failed) names the same payment.
+    const plain = await submit(app, fiat.id, { _token: token, amount: "5", email: "donor@example.com" });
+    assert.equal(plain.location, JSON.parse(good.text).next);
+
+    const crypto = await createForm(app, { kind: "crypto", title: "Tips", coin: "USDT", network: "tron" });
+    const page = await openPage(app, crypto.id);
+    const made = await send(crypto.id, { _token: page.token, amount: "3", email: "fan@example.com" });
+    assert.equal(made.status, 200, made.text);
+    assert.match(JSON.parse(made.text).next, /\/invoices\/inv_/);
   } finally {
     await app.close();
   }

@@ -46,6 +46,12 @@ export interface CryptoForm extends FormCommon {
 
 export type PaymentForm = FiatForm | CryptoForm;
 
+/**
+ * The header a buyer's form page sends its submit with when it sits in a shop's frame (islands/_client.ts): the answer
+ * is then where to go next, as JSON, for the page to open as the whole window, instead of a redirect inside the frame.
+ */
+export const FRAMED_SUBMIT_HEADER = "x-apay-framed-submit";
+
 /** The fields a buyer may be asked for, in page order; which of them a form asks is `openFields(form)`. */
 export const BUYER_FIELDS = ["currency", "coin", "amount", "email"] as const;
 export type BuyerField = typeof BUYER_FIELDS[number];

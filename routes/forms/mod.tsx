@@ -14,6 +14,7 @@ import {
   submitForm,
 } from "../../lib/forms/submit.ts";
 import { checkFormToken, issueFormToken } from "../../lib/forms/token.ts";
+import { FRAMED_SUBMIT_HEADER } from "../../lib/forms/types.ts";
 import { renderPage } from "../../components/html.tsx";
 import { backToShop, MessagePage } from "../../components/message_page.tsx";
 import { BuyerFormPage, FormReturnPage } from "../../components/forms.tsx";
@@ -106,6 +107,10 @@ export function formPageRoutes(ctx: AppContext) {
     }
     try {
       const { redirectTo } = await submitForm(ctx, target, values, { submitName: token.nonce });
+      // Sent by the page's script from a shop's frame: it opens the next page as the whole window itself.
+      if (c.req.header(FRAMED_SUBMIT_HEADER) === "1") {
+        return c.json({ next: redirectTo }, 200, { "cache-control": "no-store" });
+      }
       return c.redirect(redirectTo, 303);
     } catch (err) {
       if (err instanceof BuyerInputError) {
