@@ -41,6 +41,7 @@ import {
   MAX_DEPOSITS_PER_INVOICE,
   MAX_LISTED_WITH_DROPPED,
   MAX_OTHER_COIN_DEPOSITS,
+  MAX_UNKNOWN_COIN_DEPOSITS,
   readClaims,
   syncInvoice,
 } from "../lib/invoices/deposits.ts";
@@ -1877,19 +1878,28 @@ Deno.test("[invoices] a coin we do not know is listed in its base units with no 
   assert.equal(view.pendingAmount, "0");
   InvoiceView.strict().parse(view);
 
-  // A stranger's airdrops fill MAX_OTHER_COIN_DEPOSITS places, then nothing more is listed, read after read.
-  const spam = Array.from({ length: MAX_OTHER_COIN_DEPOSITS + 5 }, (_, i) => ({
-    txid: `s${i}`,
-    coin: "SPAM",
-    amount: "1",
-    confirmations: 0,
-    seenAt: 700 + i,
-  }));
-  const full = decideAt(inv, spam, 1_000)!;
-  assert.equal(full.patch!.otherCoinDeposits!.length, MAX_OTHER_COIN_DEPOSITS);
+  // A stranger's airdrops of tokens we know nothing of take at most MAX_UNKNOWN_COIN_DEPOSITS places: a buyer's real
+  // mistake after them (the network's own coin, a coin we take) is still listed. Then nothing more, read after read.
+  const transfers = (coin: string, n: number, from: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      txid: `${coin}${i}`,
+      coin,
+      amount: "1",
+      confirmations: 0,
+      seenAt: from + i,
+    }));
+  const spam = transfers("SPAM", MAX_OTHER_COIN_DEPOSITS + 5, 700);
+  const mistakes = transfers("TRX", MAX_OTHER_COIN_DEPOSITS, 800);
+  const full = decideAt(inv, [...spam, ...mistakes], 1_000)!;
+  const listed = full.patch!.otherCoinDeposits!;
+  assert.equal(listed.length, MAX_OTHER_COIN_DEPOSITS);
+  // Half the places at most, so the other half is there for mistakes.
+  assert.ok(MAX_UNKNOWN_COIN_DEPOSITS <= MAX_OTHER_COIN_DEPOSITS / 2);
+  assert.equal(listed.filter((d) => d.coin === "SPAM").length, MAX_UNKNOWN_COIN_DEPOSITS);
+  assert.equal(listed.filter((d) => d.coin === "TRX").length, MAX_OTHER_COIN_DEPOSITS - MAX_UNKNOWN_COIN_DEPOSITS);
   assert.ok(full.patch!.checkAt! > 1_000, "full is not 'more to list': the next poll comes at its time");
-  const again = decideAt({ ...inv, ...full.patch, checkAt: 2_000 }, spam, 2_000)!;
-  assert.equal(again.patch!.otherCoinDeposits!.length, MAX_OTHER_COIN_DEPOSITS);
+  const again = decideAt({ ...inv, ...full.patch, checkAt: 2_000 }, [...spam, ...mistakes], 2_000)!;
+  assert.deepEqual(again.patch!.otherCoinDeposits, listed);
   assert.deepEqual(again.claims, []);
 });
 

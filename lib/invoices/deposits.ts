@@ -5,7 +5,7 @@ import { hasIdShape } from "../ids.ts";
 import { log, warnRepeatable } from "../log.ts";
 import { parseStrictJson } from "../json_body.ts";
 import { sumUnits } from "./amounts.ts";
-import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
+import { coinDecimals, confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import { requireChain } from "./chain.ts";
 import {
   type AddressState,
@@ -48,6 +48,13 @@ export const DUST_LISTED_UP_TO = 80;
  * for operators. They also take places of MAX_LISTED_WITH_DROPPED, after the deposits.
  */
 export const MAX_OTHER_COIN_DEPOSITS = 20;
+/**
+ * Of those, the most that may be of coins we know nothing of (neither the network's own coin nor one we take). Anyone
+ * can make a token and send it to every address a chain shows (airdrop spam, common on Tron): without this, twenty
+ * such transfers would fill the list before a buyer's real mistake (TRX or ETH sent instead of USDT), which the shop
+ * would then never see.
+ */
+export const MAX_UNKNOWN_COIN_DEPOSITS = MAX_OTHER_COIN_DEPOSITS / 2;
 
 /**
  * When the chain saw the deposits that may be this invoice's: while it was the
@@ -446,16 +453,21 @@ function otherCoinsFromChain(
   });
   const claims: string[] = [];
   let more = false;
+  const known = (d: { coin: string }) => coinDecimals(d.coin, inv.network) !== undefined;
+  let unknown = list.filter((d) => !known(d)).length;
   for (const d of newOtherCoinCandidates(inv, read, window)) {
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
-    if (list.length >= MAX_OTHER_COIN_DEPOSITS || write.deposits + list.length >= MAX_LISTED_WITH_DROPPED) {
+    const full = list.length >= MAX_OTHER_COIN_DEPOSITS || write.deposits + list.length >= MAX_LISTED_WITH_DROPPED;
+    if (full || (!known(d) && unknown >= MAX_UNKNOWN_COIN_DEPOSITS)) {
       warnRepeatable("invoice other coins full", "an invoice lists too many other coins' transfers; more are not", {
         invoiceId: inv.id,
         coin: d.coin,
         txid: d.txid,
       });
-      break;
+      // A coin we know may still have a place after the unknown ones' are taken.
+      if (full) break;
+      continue;
     }
     const claim = claimant === undefined && !write.claiming.has(d.txid) && !claims.includes(d.txid);
     if (unread?.has(d.txid) || (claim && claims.length >= write.budget)) {
@@ -465,6 +477,7 @@ function otherCoinsFromChain(
     if (claim) claims.push(d.txid);
     const entry = { coin: d.coin, txid: d.txid, amount: BigInt(d.amount).toString(), confirmations: d.confirmations };
     list.push({ ...entry, seenAt: d.seenAt });
+    if (!known(d)) unknown++;
     write.events.push({ type: "other_coin_deposit", at: write.now, data: entry });
   }
   const changed = list.length !== before.length || list.some((d, i) => d !== before[i]);
