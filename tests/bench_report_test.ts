@@ -238,12 +238,13 @@ Deno.test("[bench report] a throughput row's details split its CPU per request b
 });
 
 Deno.test("[bench] CPU by thread counts a deno run's JavaScript as main", async () => {
-  // A separate `deno run` (deno test runs its modules off the process's main thread): spins, then waits to be read.
+  // A separate `deno run` (deno test runs its modules off the process's main thread): spins until its main thread has
+  // used 300 ms of CPU (its own /proc ticks, so a busy machine only makes it take longer), then waits to be read.
+  const spin =
+    "const ticks = () => Number(Deno.readTextFileSync('/proc/thread-self/stat').split(') ')[1].split(' ')[11]);" +
+    "const t = ticks() + 30; while (ticks() < t); console.log('spun'); setTimeout(() => {}, 5000);";
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      "const t = performance.now() + 300; while (performance.now() < t); console.log('spun'); setTimeout(() => {}, 5000);",
-    ],
+    args: ["eval", spin],
     stdout: "piped",
     stderr: "null",
   }).spawn();
