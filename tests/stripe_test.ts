@@ -317,3 +317,42 @@ Deno.test("[stripe] a re-check of a payment Stripe does not know (404: made on t
     assert.deepEqual([status?.provider, status?.outcome], ["stripe", "error"], "the operation log has the call");
   });
 });
+
+Deno.test("[stripe] amounts go to Stripe in Stripe's own minor units: ISK with two decimals, MGA with none, three-decimal currencies in steps of ten; one Stripe cannot take is refused before it is asked", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const sent = async (amount: number, currency: string) => {
+      const init = await callInit(app, paymentBody({ amount, currency }));
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      const p = (await getPayment(app.kv, init.body.id))!;
+      assert.equal(p.amount, amount, "stored as the shop gave it, in ISO 4217 minor units");
+      return { payment: p, total: fake.sessions.get(p.providerRef!)!.amount_total };
+    };
+    // 1000 krónur: Stripe's API keeps ISK with two decimals ("an ISK amount of 100 represents 1 króna").
+    assert.equal((await sent(1000, "ISK")).total, 100_000);
+    // 1000.00 ariary (ISO 4217: two decimals): Stripe takes MGA with none.
+    assert.equal((await sent(100_000, "MGA")).total, 1000);
+    assert.equal((await sent(1000, "EUR")).total, 1000);
+    assert.equal((await sent(12_340, "KWD")).total, 12_340);
+
+    const sessions = fake.sessions.size;
+    for (const [amount, currency, why] of [[150, "MGA", /whole MGA/], [12_345, "KWD", /multiple of 10/]] as const) {
+      const refused = await callInit(app, paymentBody({ amount, currency }));
+      assert.equal(refused.status, 422, JSON.stringify(refused.body));
+      assert.match(refused.body.error.fields.amount, why);
+    }
+    assert.equal(fake.sessions.size, sessions, "Stripe was not asked");
+
+    // A refund goes in Stripe's units too: 300 krónur of a paid ISK payment.
+    const { payment } = await sent(2000, "ISK");
+    await buyerSettles(`${app.baseUrl}/integration/pay?id=${payment.id}`, "paid");
+    await waitFor("paid", async () => (await getPayment(app.kv, payment.id))?.status === "succeeded" || undefined);
+    const res = await api(app, app.shop.apiKey, "POST", `/payments/${payment.id}/refunds`, { amount: 300 });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.refund.amount, 300);
+    const intent = fake.sessions.get(payment.providerRef!)!.payment_intent;
+    assert.deepEqual([...fake.refunds.values()].filter((r) => r.payment_intent === intent).map((r) => r.amount), [
+      30_000,
+    ]);
+  });
+});

@@ -50,10 +50,10 @@ export class LoggedProvider implements PaymentProvider {
     }), { ref });
   }
 
-  refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
+  refund(ref: string, amount: number, refundId: string, currency: string): Promise<RefundResult> {
     return this.logged(
       "refund",
-      () => this.inner.refund(ref, amount, refundId),
+      () => this.inner.refund(ref, amount, refundId, currency),
       (r) => ({ providerRef: r.ref, status: r.status }),
       { ref, refundId, amount },
     );

@@ -1,5 +1,5 @@
 import Stripe from "stripe";
-import { UpstreamError } from "../errors.ts";
+import { AppError, UpstreamError } from "../errors.ts";
 import type { StripeCredentials } from "../accounts/types.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
@@ -9,6 +9,7 @@ import {
   STRIPE_SESSION_EVENTS,
   stripeRefundToOurs,
   stripeSessionToOurs,
+  toStripeAmount,
 } from "./stripe_wire.ts";
 import {
   type CancelResult,
@@ -66,6 +67,11 @@ export class StripeProvider implements PaymentProvider {
 
   async initiate(req: InitiateRequest): Promise<InitiateResult> {
     if (req.type !== "fiat") throw new UpstreamError(false, "Stripe takes fiat payments only");
+    const amount = toStripeAmount(req.amount, req.currency);
+    // Refused before Stripe is asked, naming the field: nothing is made, and the shop can send another amount.
+    if ("problem" in amount) {
+      throw new AppError(422, "amount_not_accepted", "The amount is invalid.", { amount: amount.problem });
+    }
     // An embedded checkout session is Stripe's own embedded Checkout, mounted by the shop's page with Stripe.js;
     // it completes in place (never a redirect) and our confirm asks Stripe, as for any session.
     const where = req.embedded
@@ -81,7 +87,7 @@ export class StripeProvider implements PaymentProvider {
           quantity: 1,
           price_data: {
             currency: req.currency.toLowerCase(),
-            unit_amount: req.amount,
+            unit_amount: amount.amount,
             product_data: { name: `Payment ${req.paymentId}` },
           },
         }],
@@ -125,7 +131,10 @@ export class StripeProvider implements PaymentProvider {
     }
   }
 
-  async refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
+  async refund(ref: string, amount: number, refundId: string, currency: string): Promise<RefundResult> {
+    const inStripeUnits = toStripeAmount(amount, currency);
+    // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount.
+    if ("problem" in inStripeUnits) throw new UpstreamError(false, `refund amount ${inStripeUnits.problem}`, 400);
     const session = await this.call(
       "GET /v1/checkout/sessions/{id}",
       () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
@@ -134,7 +143,7 @@ export class StripeProvider implements PaymentProvider {
     if (!intent) throw new UpstreamError(false, "the session has no payment intent to refund");
     const r = await this.call("POST /v1/refunds", () =>
       this.stripe.refunds.create(
-        { payment_intent: intent, amount, metadata: { refundId } },
+        { payment_intent: intent, amount: inStripeUnits.amount, metadata: { refundId } },
         { ...this.account, idempotencyKey: `refund-${refundId}` },
       ));
     return { ref: r.id, status: stripeRefundToOurs[refundState(r.status)] };

@@ -5,6 +5,33 @@
  */
 import type { ProviderStatus } from "./types.ts";
 import type { RefundStatus } from "../refunds/status.ts";
+import { currencyExponent } from "../money.ts";
+
+/**
+ * Stripe's decimals for a currency, where they are not ISO 4217's (https://docs.stripe.com/currencies): Stripe's API
+ * keeps ISK with two decimals (an amount of 100 is 1 króna, and it must be whole krónur) and takes MGA with none.
+ * Sent as ISO's minor units, a 1,000 ISK order charged 10 ISK, and a 1,000.00 MGA one 100,000 MGA.
+ */
+const STRIPE_DECIMALS: Readonly<Record<string, number>> = { ISK: 2, MGA: 0 };
+
+/**
+ * An amount in ISO 4217 minor units (ours) as Stripe's API takes it, or why Stripe cannot take it exactly: fewer
+ * decimals at Stripe than in ISO (MGA), or a three-decimal currency's amount whose last digit is not 0, which Stripe
+ * refuses ("to ensure compatibility with Stripe's payments partners").
+ */
+export function toStripeAmount(minor: number, currency: string): { amount: number } | { problem: string } {
+  const iso = currencyExponent(currency);
+  const stripe = STRIPE_DECIMALS[currency] ?? iso;
+  if (iso === 3 && minor % 10 !== 0) {
+    return { problem: `must be a multiple of 10 for ${currency} with this payment's provider (Stripe)` };
+  }
+  if (stripe >= iso) return { amount: minor * 10 ** (stripe - iso) };
+  const step = 10 ** (iso - stripe);
+  if (minor % step !== 0) {
+    return { problem: `must be in whole ${currency} (a multiple of ${step}) with this payment's provider (Stripe)` };
+  }
+  return { amount: minor / step };
+}
 
 /** A Checkout Session's `status` and `payment_status`, combined: what the session says about the money. */
 export type StripeSessionState =

@@ -88,11 +88,12 @@ export interface PaymentProvider {
   /** Throws WebhookRejectedError when the signature, timestamp or body is wrong (an adapter may verify synchronously). */
   verifyWebhook(headers: Headers, rawBody: string, now: number): WebhookNotice | Promise<WebhookNotice>;
   /**
-   * Refunds `amount` minor units of the payment `ref`. Idempotent on our
-   * `refundId`: asking again answers the same refund with its status now.
-   * The provider may settle it at once or later (then with a webhook).
+   * Refunds `amount` minor units (ISO 4217's, as we store amounts) of the
+   * payment `ref` in its `currency`. Idempotent on our `refundId`: asking
+   * again answers the same refund with its status now. The provider may
+   * settle it at once or later (then with a webhook).
    */
-  refund(ref: string, amount: number, refundId: string): Promise<RefundResult>;
+  refund(ref: string, amount: number, refundId: string, currency: string): Promise<RefundResult>;
   /** The status of a refund now, by the provider's reference. */
   getRefundStatus(refundRef: string): Promise<RefundStatus>;
   /** Asks the provider to stop taking money for a payment (expiry, the shop's cancel). */

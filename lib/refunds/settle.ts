@@ -92,7 +92,7 @@ async function askProvider(
   try {
     return r.providerRef
       ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef) }
-      : await adapter.refund(paymentRef, r.amount, r.id);
+      : await adapter.refund(paymentRef, r.amount, r.id, r.currency);
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
