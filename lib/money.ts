@@ -33,6 +33,14 @@ export function isCurrency(code: string): boolean {
   return exponents.has(code) && !FUND_CODES.has(code);
 }
 
+/**
+ * True for a code a stored record may hold: a currency we take, or a fund code, taken until 2026-11-29. A request that
+ * may retry such a record is read with these (currencyCode("stored")), so its retry is still answered.
+ */
+export function isStoredCurrency(code: string): boolean {
+  return exponents.has(code);
+}
+
 /** Why a code is not a currency we take, as a request's field is told (after the field's name). */
 export function currencyRefusal(code: string): string {
   return FUND_CODES.has(code) ? "is a fund code, not a currency buyers pay in" : "is not an ISO 4217 currency";

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ValidationError } from "./errors.ts";
-import { currencyRefusal, isCurrency } from "./money.ts";
+import { currencyRefusal, isCurrency, isStoredCurrency } from "./money.ts";
 
 /**
  * Text a person typed: bounded, well-formed UTF-16 (no lone surrogates, which
@@ -16,14 +16,43 @@ export function text(min: number, max: number) {
 /** What a currency field that names no currency we take is told: a fund code is told it is one. */
 export const CURRENCY_REFUSED = { error: (issue: { input?: unknown }) => currencyRefusal(String(issue.input)) };
 
+/** Which codes a currency field takes: those we take now, or also those only records stored before may hold. */
+export type CurrencyCodes = "taken" | "stored";
+
 /**
  * A currency a request names: three letters in any case, answered upper case, and one we take (isCurrency). Every
- * request that takes a currency parses it with this, so a code refused in one is refused in all.
+ * request that takes a currency parses it with this, so a code refused in one is refused in all. "stored" also takes
+ * the codes records stored before may hold (isStoredCurrency), to read a request as it was read when they were made:
+ * see parseAllowingStoredCurrencies.
  */
-export function currencyCode() {
+export function currencyCode(codes: CurrencyCodes = "taken") {
   return z.string().regex(/^[A-Za-z]{3}$/, "must be a three-letter ISO 4217 code")
     .transform((c) => c.toUpperCase())
-    .refine(isCurrency, CURRENCY_REFUSED);
+    .refine(codes === "stored" ? isStoredCurrency : isCurrency, CURRENCY_REFUSED);
+}
+
+/**
+ * Parses a request that may name a record stored in a code refused since (a fund code): `schemas.stored` (its
+ * currencies read with currencyCode("stored")) reads it as it was read when the record was made, with the same
+ * fingerprint, so the caller finds the record and answers as it always did (a retry gets it, another body is refused).
+ * A request wrong in any other way is refused at once as `schemas.taken` refuses it, its currency named with the
+ * rest. What the request adds anew in such a code is the caller's to refuse once it knows nothing stored is named
+ * (refuseUntakenCurrency), with the message currencyCode() gives.
+ */
+export function parseAllowingStoredCurrencies<T extends z.ZodType>(
+  schemas: { taken: T; stored: T },
+  input: unknown,
+  what = "request",
+): z.output<T> {
+  const asStored = schemas.stored.safeParse(input);
+  return asStored.success ? asStored.data : parseOrThrow(schemas.taken, input, what);
+}
+
+/** Refuses a new request whose currency (read with currencyCode("stored")) is not one we take, as currencyCode() does. */
+export function refuseUntakenCurrency(currency: string): void {
+  if (!isCurrency(currency)) {
+    throw new ValidationError("The request is invalid.", { currency: currencyRefusal(currency) });
+  }
 }
 
 /** A heading people read (a form's title): text that is more than spaces, which would show as nothing. */

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { createShopKey, revokeShopKey, setShopStatus } from "../lib/shops.ts";
 import { callInit, paymentBody, startTestApp, type TestApp } from "../fixtures/app.ts";
+import { sha256Hex } from "../lib/crypto.ts";
+import { initPaymentSchema, normalizeInit } from "../lib/payments/schema.ts";
+import type { Payment } from "../lib/payments/types.ts";
+import { checkoutSessionSchema } from "../lib/checkout/schema.ts";
+import { checkoutReturnUrl } from "../lib/checkout/sessions.ts";
+import type { CheckoutSession } from "../lib/checkout/types.ts";
 
 async function countPayments(app: TestApp): Promise<number> {
   let n = 0;
@@ -362,6 +368,116 @@ Deno.test("[api] fund, metal and test codes are no currency: init-payment, check
           return true;
         },
       );
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[api] a payment or checkout session stored in a fund code before fund codes were refused: its retry is answered with it, another body is refused, a new one is refused as before", async (t) => {
+  const app = await startTestApp();
+  const max = app.config.maxAmount;
+  // The fingerprint init-payment stored for `body` had it been sent in `currency` (taken then): the same fields, in
+  // the same order, with that currency.
+  const paymentHash = (body: Record<string, unknown>, currency: string) =>
+    sha256Hex(JSON.stringify({ ...normalizeInit(initPaymentSchema(max).parse(body)), currency }));
+  /** Rewrites a payment made in EUR as the code stored it in `currency` before fund codes were refused. */
+  const storeAsBefore = async (id: string, currency: string, requestHash: string) => {
+    const stored = (await app.kv.get<Payment>(["payments", id])).value!;
+    await app.kv.set(["payments", id], { ...stored, currency, requestHash });
+  };
+  const FUND_CODE = "is a fund code, not a currency buyers pay in";
+  try {
+    await t.step("init-payment, named by the shop's id or by an Idempotency-Key", async () => {
+      const postbackUrl = "http://127.0.0.1:9/postbacks";
+      const named: [string, Record<string, unknown>, Record<string, string>][] = [
+        ["id", { id: "order-bov", postbackUrl }, {}],
+        ["Idempotency-Key", {}, { "idempotency-key": "retry-bov" }],
+      ];
+      for (const [name, extra, headers] of named) {
+        const made = await callInit(app, paymentBody(extra), { headers });
+        assert.equal(made.status, 201, JSON.stringify(made.body));
+        await storeAsBefore(made.body.id, "BOV", paymentHash(paymentBody(extra), "BOV"));
+        const creates = app.sandbox.calls.create;
+
+        const retry = await callInit(app, paymentBody({ ...extra, currency: "bov" }), { headers });
+        assert.equal(retry.status, 200, `${name}: ${JSON.stringify(retry.body)}`);
+        assert.equal(retry.body.id, made.body.id);
+        assert.equal(retry.body.url, made.body.url);
+        const other = await callInit(app, paymentBody({ ...extra, currency: "BOV", amount: 1001 }), { headers });
+        assert.equal(other.status, 422, `${name}: ${JSON.stringify(other.body)}`);
+        assert.equal(other.body.error.code, "idempotency_mismatch");
+        // The payment it names is in BOV: the same body in a currency we take is another request.
+        const inEur = await callInit(app, paymentBody(extra), { headers });
+        assert.equal(inEur.body.error?.code, "idempotency_mismatch", `${name}: ${JSON.stringify(inEur.body)}`);
+        assert.equal(app.sandbox.calls.create, creates, "the provider was not asked again");
+      }
+    });
+
+    await t.step("a new payment in a fund code is refused as before, with every other problem", async () => {
+      const before = await countPayments(app);
+      for (const headers of [{}, { "idempotency-key": "new-bov" }] as Record<string, string>[]) {
+        const res = await callInit(app, paymentBody({ currency: "BOV" }), { headers });
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.equal(res.body.error.message, "The request is invalid.");
+        assert.deepEqual(res.body.error.fields, { currency: FUND_CODE });
+      }
+      const both = await callInit(app, paymentBody({ currency: "BOV", email: "nobody" }));
+      assert.deepEqual(Object.keys(both.body.error.fields).sort(), ["currency", "email"]);
+      assert.equal(both.body.error.fields.currency, FUND_CODE);
+      assert.equal(await countPayments(app), before);
+    });
+
+    await t.step("checkout sessions", async () => {
+      const call = async (body: unknown, key: string) => {
+        const res = await fetch(`${app.baseUrl}/api/v1/checkout/sessions`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${app.shop.apiKey}`,
+            "content-type": "application/json",
+            "idempotency-key": key,
+          },
+          body: JSON.stringify(body),
+        });
+        return { status: res.status, body: await res.json() };
+      };
+      const body = { amount: 2500, currency: "EUR", customerEmail: "buyer@example.com" };
+      const made = await call(body, "session-bov");
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      // As the code stored a session in BOV, and its payment.
+      const sessionKey = ["checkout_sessions", made.body.sessionId];
+      const session = (await app.kv.get<CheckoutSession>(sessionKey)).value!;
+      const parsed = checkoutSessionSchema(max).parse(body);
+      await app.kv.set(sessionKey, {
+        ...session,
+        currency: "BOV",
+        requestHash: sha256Hex(JSON.stringify({ ...parsed, currency: "BOV" })),
+      });
+      const returnUrl = checkoutReturnUrl(app.config.publicBaseUrl, session.id);
+      const paid = {
+        email: body.customerEmail,
+        amount: 2500,
+        currency: "EUR",
+        successUrl: returnUrl,
+        errorUrl: returnUrl,
+      };
+      await storeAsBefore(session.paymentId, "BOV", paymentHash(paid, "BOV"));
+      const creates = app.sandbox.calls.create;
+
+      const retry = await call({ ...body, currency: "BOV" }, "session-bov");
+      assert.equal(retry.status, 200, JSON.stringify(retry.body));
+      assert.equal(retry.body.sessionId, made.body.sessionId);
+      assert.equal(retry.body.clientSecret, made.body.clientSecret);
+      assert.equal(retry.body.currency, "BOV");
+      const other = await call({ ...body, currency: "BOV", amount: 2600 }, "session-bov");
+      assert.equal(other.status, 422, JSON.stringify(other.body));
+      assert.equal(other.body.error.code, "idempotency_mismatch");
+      const fresh = await call({ ...body, currency: "BOV" }, "session-bov-new");
+      assert.equal(fresh.status, 400, JSON.stringify(fresh.body));
+      assert.equal(fresh.body.error.message, "The request is invalid.");
+      assert.deepEqual(fresh.body.error.fields, { currency: FUND_CODE });
+      assert.equal(app.sandbox.calls.create, creates, "the provider was not asked again");
     });
   } finally {
     await app.close();

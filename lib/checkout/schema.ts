@@ -1,22 +1,26 @@
 import { z } from "zod";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { currencyCode, EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
+import { currencyCode, type CurrencyCodes, EVEN_AFTER_OTHER_FAILURES, text, wholeSeconds } from "../validation.ts";
 import { MAX_EXPIRES_IN_S, MIN_EXPIRES_IN_S, minorAmount } from "../payments/schema.ts";
 
 /** More lines than any checkout shows; bounds what one request makes us add up and store. */
 export const MAX_LINE_ITEMS = 100;
 export const MAX_QUANTITY = 10_000;
 
-const schemas = new Map<number, ReturnType<typeof buildSessionSchema>>();
+const schemas = new Map<string, ReturnType<typeof buildSessionSchema>>();
 
-/** The body of POST /api/v1/checkout/sessions (seed 003's names); built once per maximum amount. */
-export function checkoutSessionSchema(maxAmount: number) {
-  let schema = schemas.get(maxAmount);
-  if (!schema) schemas.set(maxAmount, schema = buildSessionSchema(maxAmount));
+/**
+ * The body of POST /api/v1/checkout/sessions (seed 003's names); built once per maximum amount. `codes` "stored" also
+ * reads a currency only stored sessions may hold (see currencyCode).
+ */
+export function checkoutSessionSchema(maxAmount: number, codes: CurrencyCodes = "taken") {
+  const key = `${codes} ${maxAmount}`;
+  let schema = schemas.get(key);
+  if (!schema) schemas.set(key, schema = buildSessionSchema(maxAmount, codes));
   return schema;
 }
 
-function buildSessionSchema(maxAmount: number) {
+function buildSessionSchema(maxAmount: number, codes: CurrencyCodes) {
   const amount = minorAmount(maxAmount);
   const lineItem = z.strictObject({
     name: text(1, 200).describe("What the buyer sees on the line."),
@@ -32,7 +36,7 @@ function buildSessionSchema(maxAmount: number) {
     lineItems: lineItemList.optional().describe(
       "The lines of the order; their unitAmount × quantity add up to the amount.",
     ),
-    currency: currencyCode().describe(
+    currency: currencyCode(codes).describe(
       "ISO 4217 code, case-insensitive; no fund, metal or test codes (BOV, XAU, XTS...).",
     ),
     customerEmail: z.email().max(254).describe("The buyer's email."),

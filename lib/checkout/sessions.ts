@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { idempotencyMismatch, NotFoundError, UpstreamError } from "../errors.ts";
 import { base64url, randomId } from "../ids.ts";
 import { constantTimeEqual, hmacSha256, sha256Hex } from "../crypto.ts";
-import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
+import { idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
 import type { Shop } from "../db/shops.ts";
 import { getShop } from "../db/shops.ts";
 import { getPayment } from "../db/payments.ts";
@@ -56,7 +56,11 @@ export async function createCheckoutSession(
   body: unknown,
   opts: { idempotencyKey?: string | null } = {},
 ): Promise<CreatedSession> {
-  const b = parseOrThrow(checkoutSessionSchema(ctx.config.maxAmount), body);
+  const maxAmount = ctx.config.maxAmount;
+  const b = parseAllowingStoredCurrencies({
+    taken: checkoutSessionSchema(maxAmount),
+    stored: checkoutSessionSchema(maxAmount, "stored"),
+  }, body);
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;
   // Which name a refused retry matched, for its message.
@@ -78,6 +82,8 @@ export async function createCheckoutSession(
       };
     }
   }
+  // Only now: a retry of a session stored in a fund code (taken before) is answered above; a new one is refused.
+  refuseUntakenCurrency(b.currency);
   const clientSecret = clientSecretOf(ctx, sessionId);
   const amount = sessionAmount(b);
   const returnUrl = checkoutReturnUrl(ctx.config.publicBaseUrl, sessionId);

@@ -6,7 +6,7 @@ import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { log } from "../log.ts";
 import { DnsTimeoutError, normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
-import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
+import { idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
@@ -70,7 +70,11 @@ export async function initPayment(
   body: unknown,
   opts: { idempotencyKey?: string | null; checkout?: CheckoutBinding; readAhead?: ReadAhead } = {},
 ): Promise<InitResult> {
-  const asSent = normalizeInit(parseOrThrow(initPaymentSchema(ctx.config.maxAmount), body));
+  const maxAmount = ctx.config.maxAmount;
+  const asSent = normalizeInit(parseAllowingStoredCurrencies({
+    taken: initPaymentSchema(maxAmount),
+    stored: initPaymentSchema(maxAmount, "stored"),
+  }, body));
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name: PaymentName | null = asSent.shopTxId
     ? { kind: "shop_ref", value: asSent.shopTxId }
@@ -86,10 +90,12 @@ export async function initPayment(
     : null;
   const id = name && (readAhead?.id ?? derivedPaymentId(ctx.paymentIdKey, shop.id, name));
   if (id) {
-    // A retry of a stored payment is answered before its URLs are judged again: they were accepted when it was made.
+    // A retry of a stored payment is answered before its currency and URLs are judged again: they were accepted when
+    // it was made (a fund code too, refused since).
     const entry = readAhead?.entry ?? await getPaymentEntryShared(ctx.kv, id);
     if (entry.value) return replay(entry.value, requestHash, name);
   }
+  refuseUntakenCurrency(asSent.currency);
   const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl }, {
     ownReturnUrls: !!opts.checkout,
   });

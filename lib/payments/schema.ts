@@ -1,23 +1,32 @@
 import { z } from "zod";
 import { MAX_URL_LENGTH } from "../relay/url_guard.ts";
-import { currencyCode, EVEN_AFTER_OTHER_FAILURES, notANumber, text, wholeSeconds } from "../validation.ts";
+import {
+  currencyCode,
+  type CurrencyCodes,
+  EVEN_AFTER_OTHER_FAILURES,
+  notANumber,
+  text,
+  wholeSeconds,
+} from "../validation.ts";
 
 /**
  * The init-payment body, as the original spec names its fields. Amounts are
  * integer minor units. `sussessUrl` is the spec's spelling of `successUrl`;
- * either is accepted, not both. Unknown fields are rejected.
+ * either is accepted, not both. Unknown fields are rejected. `codes` "stored"
+ * also reads a currency only stored payments may hold (see currencyCode).
  */
-export function initPaymentSchema(maxAmount: number) {
+export function initPaymentSchema(maxAmount: number, codes: CurrencyCodes = "taken") {
   // Building a zod schema is far costlier than using one: build once per maximum, not per request.
-  let schema = schemas.get(maxAmount);
-  if (!schema) schemas.set(maxAmount, schema = buildInitPaymentSchema(maxAmount));
+  const key = `${codes} ${maxAmount}`;
+  let schema = schemas.get(key);
+  if (!schema) schemas.set(key, schema = buildInitPaymentSchema(maxAmount, codes));
   return schema;
 }
 
 export const MIN_EXPIRES_IN_S = 60;
 export const MAX_EXPIRES_IN_S = 2_592_000;
 
-const schemas = new Map<number, ReturnType<typeof buildInitPaymentSchema>>();
+const schemas = new Map<string, ReturnType<typeof buildInitPaymentSchema>>();
 
 /**
  * An amount in integer minor units from 1 to `maxAmount`, refused in those words. Without `maxAmount` (a refund,
@@ -33,7 +42,7 @@ export function minorAmount(maxAmount?: number) {
   return maxAmount === undefined ? amount : amount.max(maxAmount, most);
 }
 
-function buildInitPaymentSchema(maxAmount: number) {
+function buildInitPaymentSchema(maxAmount: number, codes: CurrencyCodes) {
   const url = z.string().min(1).max(MAX_URL_LENGTH).meta({ format: "uri" });
   return z.strictObject({
     id: text(1, 64).optional().describe(
@@ -42,7 +51,7 @@ function buildInitPaymentSchema(maxAmount: number) {
     email: z.email().max(254).describe("The buyer's validated email."),
     name: text(1, 200).optional().describe("The buyer's name."),
     amount: minorAmount(maxAmount).describe("Integer amount in the currency's minor unit: 1000 with EUR is 10.00 EUR."),
-    currency: currencyCode().describe(
+    currency: currencyCode(codes).describe(
       "ISO 4217 code, case-insensitive; no fund, metal or test codes (BOV, XAU, XTS...).",
     ),
     // Optional without a schema default: generators mark a field with a default as required in their models.
