@@ -4,10 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { createAccount } from "../lib/accounts/mod.ts";
-import { setShopRouting } from "../lib/accounts/routing.ts";
+import { addShopRoute, setShopRouting } from "../lib/accounts/routing.ts";
+import type { ShopRouting } from "../lib/accounts/types.ts";
 import { getAccountWithCredentials } from "../lib/db/accounts.ts";
 import { getPayment } from "../lib/db/payments.ts";
-import { getShop } from "../lib/db/shops.ts";
+import { getShop, getShopEntry, replaceShop, type Shop } from "../lib/db/shops.ts";
 import { listOperations, type OperationEntry } from "../lib/db/operations.ts";
 import { createShop } from "../lib/shops.ts";
 import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
@@ -394,6 +395,82 @@ Deno.test("[accounts] a routing change made while the console's removal was bein
     assert.equal(res.status, 409);
     assert.match(res.text, /the rules changed since the page was shown/);
     assert.deepEqual((await getShop(app.kv, app.shop.id))?.routing?.rules, [usd, eur, gbp], "the other change stands");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[accounts] a routing rule stored in a fund code before they were refused stays while other rules change; a new or changed one is refused", async () => {
+  const app = await startTestApp();
+  const ctx = app.server.ctx;
+  const shopId = app.shop.id;
+  const FUND_CODE = "is a fund code, not a currency buyers pay in";
+  const bov = { accountId: "default", currency: "BOV", type: null };
+  const eur = { accountId: "default", currency: "EUR", type: "fiat" as const };
+  const usd = { accountId: "default", currency: "USD", type: null };
+  const gbp = { accountId: "default", currency: "GBP", type: null };
+  const currencies = async () => (await getShop(app.kv, shopId))?.routing?.rules.map((r) => r.currency);
+  const refused = async (change: Promise<unknown>, field: string) => {
+    await assert.rejects(change, (err: Error & { fields?: Record<string, string> }) => {
+      assert.deepEqual(err.fields, { [field]: FUND_CODE });
+      return true;
+    });
+  };
+  try {
+    // As the code stored a rule in BOV before fund codes were refused.
+    const entry = await getShopEntry(app.kv, shopId);
+    const stored: ShopRouting = { rules: [bov, eur], defaultAccountId: null };
+    const audit = {
+      at: Date.now(),
+      actor: "test",
+      action: "shop.routing",
+      target: shopId,
+      before: null,
+      after: stored,
+    };
+    assert.ok(await replaceShop(app.kv, entry as Deno.KvEntry<Shop>, { ...entry.value!, routing: stored }, audit));
+
+    // The admin API's PUT (the whole list, the BOV rule as it was, in any case), the CLI's add, the console's add.
+    await setShopRouting(ctx, shopId, { rules: [usd, { ...bov, currency: "bov" }, eur], defaultAccountId: null }, {
+      actor: "test",
+    });
+    await addShopRoute(ctx, shopId, { accountId: "default", currency: "GBP" }, { actor: "cli" });
+    const b = await operatorBrowser(app);
+    const path = `/admin/shops/${shopId}/routing`;
+    await b.get(path);
+    const added = await b.post(path, { op: "add", accountId: "default", currency: "JPY", type: "" });
+    assert.equal(added.status, 303, added.text);
+    assert.deepEqual(await currencies(), ["USD", "BOV", "EUR", "GBP", "JPY"]);
+
+    // A new rule in a fund code, or the stored one changed, is refused as before; nothing is saved.
+    await refused(
+      setShopRouting(ctx, shopId, { rules: [usd, bov, eur, { ...gbp, currency: "USN" }], defaultAccountId: null }, {
+        actor: "test",
+      }),
+      "rules.3.currency",
+    );
+    await refused(
+      setShopRouting(ctx, shopId, { rules: [usd, { ...bov, type: "fiat" }, eur], defaultAccountId: null }, {
+        actor: "test",
+      }),
+      "rules.1.currency",
+    );
+    await refused(
+      addShopRoute(ctx, shopId, { accountId: "default", currency: "CLF" }, { actor: "cli" }),
+      "rules.5.currency",
+    );
+    await b.get(path);
+    const bad = await b.post(path, { op: "add", accountId: "default", currency: "MXV", type: "" });
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /Not saved: rules\.5\.currency is a fund code, not a currency buyers pay in/);
+    assert.deepEqual(await currencies(), ["USD", "BOV", "EUR", "GBP", "JPY"]);
+
+    // Taken away, it does not come back.
+    await setShopRouting(ctx, shopId, { rules: [usd, eur], defaultAccountId: null }, { actor: "test" });
+    await refused(
+      setShopRouting(ctx, shopId, { rules: [usd, eur, bov], defaultAccountId: null }, { actor: "test" }),
+      "rules.2.currency",
+    );
   } finally {
     await app.close();
   }

@@ -2,10 +2,10 @@ import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { getShopEntry, replaceShop, type Shop } from "../db/shops.ts";
-import { listCurrencies } from "../money.ts";
+import { currencyRefusal, isCurrency, listCurrencies } from "../money.ts";
 import type { PaymentType } from "../payments/types.ts";
 import type { AccountAdapter } from "../providers/registry.ts";
-import { currencyCode, parseOrThrow } from "../validation.ts";
+import { currencyCode, type CurrencyCodes, parseAllowingStoredCurrencies } from "../validation.ts";
 import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRule, type ShopRouting } from "./types.ts";
 
 /** 422: the account the shop's routes pick cannot take this payment (disabled, or not this currency or type). */
@@ -78,18 +78,23 @@ export async function shopOptions(ctx: AppContext, shop: Shop): Promise<{ fiatCu
   return { fiatCurrencies };
 }
 
-const Currency = currencyCode();
+/** A shop's routes as a change gives them; `codes` "stored" also reads a currency only stored rules may hold. */
+function shopRoutingSchema(codes: CurrencyCodes) {
+  const rule = z.strictObject({
+    accountId: z.string().min(1).max(64),
+    currency: currencyCode(codes).nullable().default(null),
+    type: z.enum(["fiat", "crypto"]).nullable().default(null),
+  });
+  return z.strictObject({
+    rules: z.array(rule).max(MAX_ROUTE_RULES),
+    defaultAccountId: z.string().min(1).max(64).nullable(),
+  });
+}
 
-export const RouteRuleSchema = z.strictObject({
-  accountId: z.string().min(1).max(64),
-  currency: Currency.nullable().default(null),
-  type: z.enum(["fiat", "crypto"]).nullable().default(null),
-});
-
-export const ShopRoutingSchema = z.strictObject({
-  rules: z.array(RouteRuleSchema).max(MAX_ROUTE_RULES),
-  defaultAccountId: z.string().min(1).max(64).nullable(),
-});
+export const ShopRoutingSchema = shopRoutingSchema("taken");
+export const RouteRuleSchema = ShopRoutingSchema.shape.rules.element;
+/** The routes as read when a rule may have been stored in a fund code, taken before: see refuseNewUntakenRules. */
+const StoredShopRoutingSchema = shopRoutingSchema("stored");
 
 /** A shop's routes by the shop's id, or NotFoundError. */
 export async function getShopRouting(ctx: AppContext, shopId: string): Promise<ShopRouting> {
@@ -116,7 +121,11 @@ export async function setShopRouting(
   input: unknown,
   opts: { actor: string; from?: ShopRouting },
 ): Promise<ShopRouting> {
-  const routing = parseOrThrow(ShopRoutingSchema, input, "routing");
+  const routing = parseAllowingStoredCurrencies(
+    { taken: ShopRoutingSchema, stored: StoredShopRoutingSchema },
+    input,
+    "routing",
+  );
   const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
   const fields: Record<string, string> = {};
   for (const id of ids) {
@@ -129,6 +138,7 @@ export async function setShopRouting(
     if (opts.from && !sameRouting(shopRouting(entry.value), opts.from)) {
       throw new ConflictError("The shop's routes changed meanwhile; nothing was saved.");
     }
+    refuseNewUntakenRules(routing, shopRouting(entry.value));
     const next: Shop = { ...entry.value, routing };
     const audit = {
       at: ctx.now(),
@@ -160,9 +170,28 @@ export async function addShopRoute(
   return setShopRouting(ctx, shopId, { ...current, rules: [...current.rules, added as RouteRule] }, change);
 }
 
+/** What a rule does, as a string: two rules with the same send the same payments to the same account. */
+const ruleIdentity = (r: RouteRule) => JSON.stringify([r.accountId, r.currency, r.type]);
+
 /** True when two routings send every payment the same way: the same rules in the same order, the same default. */
 function sameRouting(a: ShopRouting, b: ShopRouting): boolean {
-  const rule = (r: RouteRule) => [r.accountId, r.currency, r.type];
   return a.defaultAccountId === b.defaultAccountId &&
-    JSON.stringify(a.rules.map(rule)) === JSON.stringify(b.rules.map(rule));
+    JSON.stringify(a.rules.map(ruleIdentity)) === JSON.stringify(b.rules.map(ruleIdentity));
+}
+
+/**
+ * Refuses the rules of a change in a currency we no longer take (a fund code, taken before), as currencyCode() does,
+ * unless the shop's routes hold that very rule already. Every change gives the whole list (the admin API's PUT, and
+ * the console's and the CLI's additions and removals made from the stored one): a rule stored in such a code stays
+ * while other rules change, instead of blocking every change until it is taken away; changed or new, it is refused.
+ */
+function refuseNewUntakenRules(next: ShopRouting, stored: ShopRouting): void {
+  const kept = new Set(stored.rules.map(ruleIdentity));
+  const fields: Record<string, string> = {};
+  next.rules.forEach((r, i) => {
+    if (r.currency !== null && !isCurrency(r.currency) && !kept.has(ruleIdentity(r))) {
+      fields[`rules.${i}.currency`] = currencyRefusal(r.currency);
+    }
+  });
+  if (Object.keys(fields).length) throw new ValidationError("The routing is invalid.", fields);
 }
