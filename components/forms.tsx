@@ -10,6 +10,7 @@ import { type CoinChoice, findCoinChoice, formatCryptoAmount } from "../lib/form
 import { coinChoiceValue } from "../lib/forms/submit.ts";
 import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from "../lib/forms/schema.ts";
 import { openFields, type PaymentForm } from "../lib/forms/types.ts";
+import { formOutOfOrder } from "../lib/forms/view.ts";
 import { amountExample, type BuyerInput } from "../lib/forms/submit.ts";
 
 /** "10.00 EUR", "12.5 USDT on tron", or null when the buyer types the amount. */
@@ -223,7 +224,7 @@ export function FormsList(
                   <code>{f.id}</code>
                 </a>
               </td>
-              <td data-label="Status">{f.status === "active" ? "active" : `disabled ${formatTime(f.disabledAt)}`}</td>
+              <td data-label="Status">{formStatus(f)}</td>
               <td class="row-actions">
                 {f.status === "active" && (
                   <form
@@ -243,6 +244,13 @@ export function FormsList(
       </table>
     </div>
   );
+}
+
+/** A form's status in the list: active, out of order (and why: see formOutOfOrder), or disabled since when. */
+function formStatus(f: PaymentForm) {
+  if (f.status !== "active") return `disabled ${formatTime(f.disabledAt)}`;
+  const outOfOrder = formOutOfOrder(f);
+  return outOfOrder ? <strong class="bad">out of order: {outOfOrder}</strong> : "active";
 }
 
 /** The create form of the console and the portal; the console also picks the shop. */

@@ -482,6 +482,54 @@ Deno.test("[forms] an open currency is picked by code and name from money buyers
   }
 });
 
+Deno.test("[forms] a form stored with a fixed fund code before they were refused is marked out of order in the portal and the console, and tells the buyer nothing of it", async () => {
+  const app = await startTestApp();
+  try {
+    const fixed = await createForm(app, { kind: "fiat", title: "Mvdol ticket", amount: 1000, currency: "EUR" });
+    const open = await createForm(app, { kind: "fiat", title: "Mvdol gift", currency: "EUR" });
+    const fine = await createForm(app, { kind: "fiat", title: "Euro gift", currency: "EUR" });
+    // As the code stored them in BOV before fund codes were refused.
+    for (const id of [fixed.id, open.id]) {
+      const stored = (await app.kv.get<Record<string, unknown>>(["forms", id])).value!;
+      await app.kv.set(["forms", id], { ...stored, currency: "BOV" });
+    }
+    const mark = "out of order: BOV is a fund code, not a currency buyers pay in; disable it and make a new one";
+    const rowOf = (html: string, id: string) =>
+      html.match(new RegExp(`<tr(?:(?!</tr>)[\\s\\S])*${id}(?:(?!</tr>)[\\s\\S])*</tr>`))?.[0] ?? "";
+    const portal = await portalBrowser(app);
+    const operator = await operatorBrowser(app);
+    const lists = { portal: await portal.get("/portal/forms"), console: await operator.get("/admin/forms") };
+    for (const [who, list] of Object.entries(lists)) {
+      assert.equal(list.status, 200, who);
+      assert.ok(rowOf(list.text, fixed.id).includes(mark), `${who}: ${rowOf(list.text, fixed.id)}`);
+      assert.ok(rowOf(list.text, fixed.id).includes("10.00 BOV"), who);
+      assert.ok(rowOf(list.text, open.id).includes(mark), who);
+      assert.doesNotMatch(rowOf(list.text, fine.id), /out of order/, who);
+    }
+
+    // The buyer's page and its submit say only what any form out of order says.
+    const page = await openPage(app, fixed.id);
+    assert.equal(page.status, 200);
+    assert.doesNotMatch(page.html, /out of order|fund code/i);
+    const { result: res, logged } = await capturingWarnings(() =>
+      submit(app, fixed.id, { _token: page.token, email: "donor@example.com" })
+    );
+    assert.equal(res.status, 503);
+    assert.match(res.html, /This form cannot take payments right now\./);
+    assert.doesNotMatch(res.html, /fund code/i);
+    assert.match(logged, /form submit refused.*is a fund code/);
+
+    // Disabled, it is no longer marked.
+    await portal.get("/portal/forms");
+    assert.equal((await portal.post(`/portal/forms/${fixed.id}/disable`, { confirm: "yes" })).status, 303);
+    const after = rowOf((await portal.get("/portal/forms")).text, fixed.id);
+    assert.match(after, /disabled/);
+    assert.doesNotMatch(after, /out of order/);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[forms] a forged, moved or expired token is refused with a message; a double submit makes one payment", async (t) => {
   let clock = Date.now();
   const app = await startTestApp();
