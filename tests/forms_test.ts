@@ -826,6 +826,16 @@ Deno.test("[forms] only the form page names the shop's embedding sites as frame 
     const invalid = await submit(app, form.id, { _token: page.token, amount: "", email: "x" });
     assert.equal(invalid.status, 422);
     assert.match(invalid.headers.get("content-security-policy")!, /frame-ancestors https:\/\/shop\.example/);
+    assert.equal(invalid.headers.get("x-frame-options"), null);
+    // A closed form's page and a framed submit's answer are shown in the frame too.
+    const framed = await fetch(`${app.baseUrl}/forms/${form.id}/submit`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", [FRAMED_SUBMIT_HEADER]: "1" },
+      body: new URLSearchParams({ _token: page.token, amount: "", email: "x" }),
+    });
+    await framed.body?.cancel();
+    assert.equal(framed.headers.get("x-frame-options"), null);
+    assert.match(framed.headers.get("content-security-policy")!, /frame-ancestors https:\/\/shop\.example/);
     // Nothing else: the thanks page, another shop's form, the console.
     const thanks = await fetch(`${form.url}/thanks`);
     await thanks.body?.cancel();

@@ -407,7 +407,7 @@ function ShopDetail(props: {
             label="Requests a minute per key"
             name="rateLimitPerMinute"
             value={v?.rateLimitPerMinute ?? (shop.rateLimitPerMinute ? String(shop.rateLimitPerMinute) : "")}
-            hint={`Empty for the default (${props.defaultRateLimit}). Counted per isolate.`}
+            hint={`Empty for the default (${props.defaultRateLimit}). Counted for all servers together.`}
             error={e.rateLimitPerMinute}
           />
           <button type="submit">Save rate limit</button>
