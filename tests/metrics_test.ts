@@ -195,3 +195,88 @@ Deno.test({
     }
   },
 });
+
+const ALERTS = "docs/internal/prometheus-alerts.yml";
+
+/** Runs promtool with `args`; what it printed, and whether it succeeded. */
+async function runPromtool(args: string[]): Promise<{ ok: boolean; output: string }> {
+  const out = await new Deno.Command("promtool", { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { ok: out.success, output: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
+}
+
+Deno.test("[metrics] the documented alerts are valid rules over metrics we export, and fire when they should: a failing shop endpoint, a stalled relay, a failing provider", async () => {
+  const check = await runPromtool(["check", "rules", ALERTS]);
+  assert.ok(check.ok, check.output);
+  // Every metric the rules read is one we document (and so export): a renamed metric breaks this, not the pager.
+  const rules = await Deno.readTextFile(ALERTS);
+  const table = await Deno.readTextFile("docs/internal/metrics.md");
+  for (const [name] of rules.matchAll(/aimbrellapay_[a-z_]+/g)) {
+    const base = name.replace(/_(count|sum|bucket)$/, "");
+    assert.ok(table.includes(`\`${base}\``), `${name} is in metrics.md's table`);
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    // promtool's own unit tests: series as Prometheus would scrape them, a minute apart.
+    const tests = {
+      rule_files: [`${Deno.cwd()}/${ALERTS}`],
+      evaluation_interval: "1m",
+      tests: [{
+        interval: "1m",
+        input_series: [
+          // A shop answering 500: two failed attempts a minute, while nothing is due (each waits for its next try).
+          { series: 'aimbrellapay_postback_attempts_total{outcome="retrying"}', values: "0+2x30" },
+          { series: 'aimbrellapay_postback_attempts_total{outcome="delivered"}', values: "0+50x30" },
+          { series: "aimbrellapay_postbacks_due", values: "0x10 150x20" },
+          {
+            series: 'aimbrellapay_provider_call_duration_seconds_count{provider="bansky",outcome="ok"}',
+            values: "0+8x30",
+          },
+          {
+            series: 'aimbrellapay_provider_call_duration_seconds_count{provider="bansky",outcome="timeout"}',
+            values: "0+2x30",
+          },
+          {
+            series: 'aimbrellapay_provider_call_duration_seconds_count{provider="stripe",outcome="ok"}',
+            values: "0+9x30",
+          },
+        ],
+        alert_rule_test: [
+          { eval_time: "5m", alertname: "AimbrellaPayPostbacksFailing", exp_alerts: [] },
+          {
+            eval_time: "20m",
+            alertname: "AimbrellaPayPostbacksFailing",
+            exp_alerts: [{
+              exp_labels: { severity: "warning" },
+              exp_annotations: { summary: "Postbacks are failing at a shop's endpoint (see failing-postbacks.md)" },
+            }],
+          },
+          // Due for 5 minutes is not yet an alert; for 11 it is.
+          { eval_time: "15m", alertname: "AimbrellaPayPostbacksPilingUp", exp_alerts: [] },
+          {
+            eval_time: "21m",
+            alertname: "AimbrellaPayPostbacksPilingUp",
+            exp_alerts: [{
+              exp_labels: { severity: "critical" },
+              exp_annotations: { summary: "Postbacks are due and not being sent" },
+            }],
+          },
+          {
+            eval_time: "20m",
+            alertname: "AimbrellaPayProviderFailing",
+            exp_alerts: [{
+              exp_labels: { severity: "critical", provider: "bansky" },
+              exp_annotations: { summary: "Calls to bansky are failing; the operation log says which account" },
+            }],
+          },
+        ],
+      }],
+    };
+    // JSON is YAML: promtool reads it as it is.
+    await Deno.writeTextFile(`${dir}/alerts_test.yml`, JSON.stringify(tests));
+    const run = await runPromtool(["test", "rules", `${dir}/alerts_test.yml`]);
+    assert.ok(run.ok, run.output);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
