@@ -113,7 +113,8 @@ export async function startStack(dir: string): Promise<Stack> {
 async function createShop(env: Record<string, string>, postbackUrl: string) {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", "cli/shop.ts", "create", "--name", "Bench shop", "--postback-url", postbackUrl],
-    env: childEnv(env),
+    // The bench's store is new: the shop is made before the app first starts.
+    env: childEnv({ ...env, NEW_DATABASE: "1" }),
     clearEnv: true,
     stdin: "null",
   }).output();

@@ -4,18 +4,23 @@ import { AppError } from "../lib/errors.ts";
 import { KvFileError, openKv } from "../lib/db/kv.ts";
 import { createServer, type ServerParts } from "../server.ts";
 
-/** Opens the same KV and provider the server uses, for operator commands. */
+/**
+ * Opens the same KV and provider the server uses, for operator commands. A KV file that is not there is not made
+ * unless NEW_DATABASE=1 asks for it: a command pointed at the wrong file would otherwise make a new, empty database
+ * and, say, print a working-looking API key for a shop the server never sees.
+ */
 export async function openCliServer(): Promise<ServerParts> {
   try {
     const config = { ...loadConfig(Deno.env.toObject()), demo: false };
     const isNew = config.kvPath !== undefined && isLocalFile(config.kvPath) && !exists(config.kvPath);
-    const server = await createServer(config, await openKv(config.kvPath));
-    // A command pointed at the wrong file would answer "not found", or make a shop the server never sees.
-    if (isNew) {
-      console.error(
-        `note: ${config.kvPath} did not exist; a new, empty database was made there (the server must open the same file)`,
+    if (isNew && Deno.env.get("NEW_DATABASE") !== "1") {
+      fail(
+        `no database at ${config.kvPath}: the server makes it when it first starts. Point DENO_KV_PATH at the ` +
+          `server's file (unset for both uses the default), or set NEW_DATABASE=1 to make a new, empty one there.`,
       );
     }
+    const server = await createServer(config, await openKv(config.kvPath));
+    if (isNew) console.error(`note: ${config.kvPath} did not exist; a new, empty database was made there`);
     return server;
   } catch (err) {
     if (err instanceof ConfigError || err instanceof KvFileError) fail(err.message);

@@ -4,11 +4,18 @@ import { createPayment } from "../lib/db/payments.ts";
 import { storedPayment } from "../fixtures/payments.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 
-/** Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. */
+/**
+ * Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. The file is made
+ * if it is not there (NEW_DATABASE=1), as the server makes it at its first start; cliWith runs it with other variables.
+ */
 async function cli(kvPath: string, script: string, ...args: string[]) {
+  return await cliWith({ NEW_DATABASE: "1" }, kvPath, script, ...args);
+}
+
+async function cliWith(env: Record<string, string>, kvPath: string, script: string, ...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `cli/${script}.ts`, ...args],
-    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", PASSWORD_ITERATIONS: "1000" },
+    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", PASSWORD_ITERATIONS: "1000", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -21,13 +28,20 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
   try {
+    // A command pointed at a file that is not there (the wrong path) makes nothing: it says so and how to go on.
+    const nowhere = await cliWith({}, kv, "shop", "create", "--name", "Acme", "--allowed-host", "shop.example");
+    assert.equal(nowhere.code, 2);
+    assert.match(nowhere.stderr, /no database at .*kv\.sqlite3: the server makes it when it first starts/);
+    assert.match(nowhere.stderr, /NEW_DATABASE=1/);
+    assert.equal(await Deno.stat(kv).then(() => true, () => false), false, "no file was made");
+
     const created = await cli(kv, "shop", "create", "--name", "Acme", "--allowed-host", "shop.example");
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.json.shopId, /^shop_/);
     assert.match(created.json.apiKey, /^apay_sk_/);
     assert.match(created.json.webhookSecret, /^whsec_/);
 
-    // The first command made the file, and says so: one pointed at the wrong file would act on an empty store.
+    // Asked to, the first command made the file, and says so.
     assert.match(created.stderr, /kv\.sqlite3 did not exist; a new, empty database was made there/);
     const key = await cli(kv, "shop", "key", "create", created.json.shopId);
     assert.match(key.json.apiKey, /^apay_sk_/);
