@@ -362,6 +362,33 @@ Deno.test("[relay] an operator resend delivers a failed postback with the same w
   await shop.close();
 });
 
+Deno.test("[relay] an operator resend of a postback still retrying sends it now and keeps its place: refused again, it waits where it was", async () => {
+  let down = true;
+  const shop = startShopReceiver(() => new Response(down ? "down" : "ok", { status: down ? 503 : 200 }));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,0.1,3600,3600" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const id = await paidPayment(app, shop.url);
+    const waiting = await waitFor("two attempts, the next an hour away", async () => {
+      const d = await deliveryOf(app, id);
+      return d?.attempts === 2 ? d : undefined;
+    });
+    assert.deepEqual([waiting.status, waiting.scheduleStep], ["pending", 2]);
+    // Resent while the shop is still down, twice: each is one attempt now, and the postback goes back to its step and
+    // its hour-away try. Before, each resend started the schedule again (its next try 0.1 s away, then an hour, and
+    // so on), so a shop that stayed down never ended failed.
+    for (const n of [3, 4]) {
+      const d = await resendPostback(ctx, id, { actor: "test" });
+      assert.equal(d.attempts, n);
+      assert.deepEqual([d.status, d.scheduleStep], ["pending", 2], `resend ${n - 2}: the same step`);
+      assert.ok(d.nextAttemptAt >= waiting.nextAttemptAt, "its next try is no sooner than it was");
+    }
+    down = false;
+    assert.equal((await resendPostback(ctx, id, { actor: "test" })).status, "delivered");
+    assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, 1, "one webhook-id throughout");
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] an operator resend while the postback's attempt is under way is refused, not sent a second time beside it", async () => {
   const { shop, answer } = startHeldShop();
   await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "15000" } }, async (app) => {

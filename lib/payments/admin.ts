@@ -7,7 +7,7 @@ import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } fro
 import { addPaymentEvent, addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
 import { getShop } from "../db/shops.ts";
 import { runDelivery } from "../relay/deliver.ts";
-import { resentNow } from "../relay/schedule.ts";
+import { replayedNow, resentNow } from "../relay/schedule.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -76,7 +76,9 @@ export async function resendPostback(
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
   const rescheduled = await rescheduleDelivery(ctx.kv, chosen.id, now, { queue: false, now }, {
-    putBack: resentNow,
+    // One still retrying keeps its place in its schedule, as a replay's does (replayedNow says why); a failed or a
+    // delivered one (the shop lost it) runs the schedule again.
+    putBack: (d, at) => d.status === "pending" ? replayedNow(d, at) : resentNow(d, at),
     refuseInFlight: true,
     // The payment's timeline says so, in the same commit (invoices have no payment timeline).
     extraOps: hasIdShape("payment", paymentId)
