@@ -28,7 +28,7 @@ addEventListener("submit", (e) => {
   }
   if (busy === undefined) return;
   // Read before the button is disabled and relabelled.
-  const framed = form.dataset.framedSubmit !== undefined && window.top !== window ? new FormData(form) : null;
+  const framed = form.dataset.framedSubmit !== undefined && self.top !== self ? new FormData(form) : null;
   form.dataset.sent = "1";
   form.setAttribute("aria-busy", "true");
   const button = (e as SubmitEvent).submitter ?? form.querySelector("button");
@@ -79,7 +79,7 @@ async function sendFromFrame(form: HTMLFormElement, fields: FormData) {
  */
 function openAsWholePage(form: HTMLFormElement, next: string) {
   try {
-    window.top!.location.href = next;
+    self.top!.location.href = next;
   } catch {
     // Refused: the link below.
   }
