@@ -11,6 +11,7 @@ const CONSOLE_NAV: readonly (readonly [string, string])[] = [
   ["/admin/operations", "Operations"],
   ["/admin/stats", "Stats"],
   ["/admin/audit", "Audit log"],
+  ["/admin/operators", "Operators"],
   ["/internal", "Internal docs"],
 ];
 

@@ -132,6 +132,7 @@ export const ID_PATTERNS = {
   form: "form_[A-Za-z0-9_-]{22}",
   invoice: "inv_[A-Za-z0-9_-]{22}",
   postback: "msg_[A-Za-z0-9_-]{22}",
+  operator: "op_[A-Za-z0-9_-]{22}",
 } as const;
 
 const ID_REGEXPS = Object.fromEntries(

@@ -228,6 +228,11 @@ Deno.test({
     });
     const { operator } = await createOperatorAccount(app.server.ctx, "ops@example.com");
     await updateOperatorPassword(app.kv, operator.id, await hashPassword("correct horse battery", 1000));
+    // A long address on the operators page, and a row with a Disable button.
+    await createOperatorAccount(
+      app.server.ctx,
+      "a.rather.long.operator.address@example-company-with-a-long-domain.com",
+    );
     const browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     page.setDefaultTimeout(5000);
@@ -250,6 +255,7 @@ Deno.test({
           "/admin/deliveries",
           "/admin/stats",
           "/admin/audit",
+          "/admin/operators",
           "/admin/no-such-page",
           "/demo",
         ];
@@ -259,6 +265,12 @@ Deno.test({
           assert.equal(await widerThanViewport(page), null, path);
           await shot(page, `phone${path.replaceAll("/", "-")}`.slice(0, 60));
         }
+        // Another operator's row has its Disable button on the screen, and the question comes first.
+        await page.goto(`${base}/admin/operators`);
+        const disable = page.getByRole("row", { name: /a\.rather\.long/ }).getByRole("button", { name: "Disable" });
+        const box = await disable.boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= 390, JSON.stringify(box));
+        assert.match((await disable.evaluate((b) => (b as HTMLButtonElement).form?.dataset.confirm))!, /^Disable /);
         // A refund's own id stays in the value column, under ours, not under the label.
         await page.goto(`${base}/admin/payments/${ids[0]}`);
         const ours = await page.locator('td[data-label="Refund"] code').first().boundingBox();

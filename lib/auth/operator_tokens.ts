@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { NotFoundError, UnauthorizedError } from "../errors.ts";
+import { AppError, NotFoundError, UnauthorizedError } from "../errors.ts";
 import { sha256Hex } from "../crypto.ts";
 import { base64url, randomBytes, randomId } from "../ids.ts";
 import { getOperator, getOperatorByEmail } from "../db/operators.ts";
@@ -25,6 +25,9 @@ export async function createOperatorToken(
 ): Promise<{ token: string; record: OperatorToken }> {
   const operator = await getOperatorByEmail(ctx.kv, email.trim().toLowerCase());
   if (!operator) throw new NotFoundError("Unknown operator.");
+  if (operator.disabledAt) {
+    throw new AppError(409, "operator_disabled", "This operator is disabled: enable them first.");
+  }
   const token = OPERATOR_TOKEN_PREFIX + base64url(randomBytes(24));
   const now = ctx.now();
   const record: OperatorToken = {
@@ -68,7 +71,7 @@ export function listTokens(ctx: AppContext): Promise<OperatorToken[]> {
 
 /**
  * The operator behind an Authorization header (`Bearer apay_ot_...`), looked up on every request so a revocation
- * (or the operator's removal) takes effect at once. Anything else is 401 with one message.
+ * (or disabling its operator) takes effect at once. Anything else is 401 with one message.
  */
 export async function authenticateOperatorToken(
   ctx: AppContext,
@@ -78,6 +81,9 @@ export async function authenticateOperatorToken(
   const match = authorization?.match(/^Bearer\s+(\S{1,200})$/i);
   if (!match || !match[1].startsWith(OPERATOR_TOKEN_PREFIX)) throw fail();
   const token = await getOperatorTokenByHash(ctx.kv, sha256Hex(match[1]));
-  if (!token || token.revokedAt !== null || !(await getOperator(ctx.kv, token.operatorId))) throw fail();
+  if (!token || token.revokedAt !== null) throw fail();
+  // Disabling revokes the operator's tokens; one made while the disabling committed is refused here all the same.
+  const operator = await getOperator(ctx.kv, token.operatorId);
+  if (!operator || operator.disabledAt) throw fail();
   return { token, actor: `${token.email} (token ${token.id})` };
 }

@@ -1,6 +1,6 @@
 import { jwtVerify, SignJWT } from "jose";
 import type { AppContext } from "../context.ts";
-import { AppError, ValidationError } from "../errors.ts";
+import { AppError, NotFoundError, ValidationError } from "../errors.ts";
 import { writeAudit } from "../db/audit.ts";
 import {
   createOperator,
@@ -8,13 +8,18 @@ import {
   deleteSession,
   getOperator,
   getOperatorByEmail,
+  getOperatorEntry,
   getSession,
+  lastSignIns,
+  listOperatorEntries,
   type Operator,
   releaseSigninAttempt,
+  replaceOperator,
   reserveSigninAttempt,
   type Session,
   updateOperatorPassword,
 } from "../db/operators.ts";
+import { activeTokenEntries, listOperatorTokens } from "../db/operator_tokens.ts";
 import { randomId } from "../ids.ts";
 import { hashPassword, newPassword, verifyPassword } from "./passwords.ts";
 
@@ -81,7 +86,10 @@ export async function signIn(
   const ok = operator
     ? await verifyPassword(password, operator.passwordHash)
     : (await verifyPassword(password, DUMMY_HASH), false);
-  if (!operator || !ok) {
+  // A disabled operator's right password gets the answer of a wrong one, and stays counted, so a guesser learns
+  // nothing of the account's state (not from the words, nor from the throttle). The audit says why, for operators.
+  const disabled = ok && !!operator?.disabledAt;
+  if (!operator || !ok || disabled) {
     // The reserved attempt stays counted as a failure.
     await writeAudit(ctx.kv, {
       at: ctx.now(),
@@ -89,12 +97,12 @@ export async function signIn(
       action: "signin.failed",
       target: ip,
       before: null,
-      after: null,
+      after: disabled ? { reason: "operator disabled" } : null,
     });
     throw new AppError(401, "invalid_credentials", "Wrong email or password.");
   }
   await releaseSigninAttempt(ctx.kv, [...scopes], { ...window, now: ctx.now() });
-  const opened = await openSession(ctx, operator);
+  const opened = await openSession(ctx, operator, { signIn: true });
   await writeAudit(ctx.kv, {
     at: ctx.now(),
     actor: operator.email,
@@ -107,7 +115,11 @@ export async function signIn(
 }
 
 /** A new session for the operator, at their current session epoch, and its signed token. */
-async function openSession(ctx: AppContext, operator: Operator): Promise<{ token: string; session: Session }> {
+async function openSession(
+  ctx: AppContext,
+  operator: Operator,
+  opts: { signIn: boolean },
+): Promise<{ token: string; session: Session }> {
   const now = ctx.now();
   const session: Session = {
     id: randomId("ses"),
@@ -117,7 +129,7 @@ async function openSession(ctx: AppContext, operator: Operator): Promise<{ token
     createdAt: now,
     expiresAt: now + SESSION_TTL_MS,
   };
-  await createSession(ctx.kv, session);
+  await createSession(ctx.kv, session, opts);
   const token = await new SignJWT({ sid: session.id })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(operator.id)
@@ -143,8 +155,9 @@ export async function authenticateOperator(
     const session = typeof payload.sid === "string" ? await getSession(ctx.kv, payload.sid) : null;
     if (!session || session.expiresAt <= ctx.now() || session.operatorId !== payload.sub) return null;
     const operator = await getOperator(ctx.kv, session.operatorId);
-    // A password change since this session opened ends it.
-    if (!operator || (session.epoch ?? 0) !== (operator.sessionEpoch ?? 0)) return null;
+    // A password change or a disabling since this session opened ends it (both raise the epoch). Disabled is refused
+    // on its own too: whatever opened a session, it must not outlive the operator's access.
+    if (!operator || operator.disabledAt || (session.epoch ?? 0) !== (operator.sessionEpoch ?? 0)) return null;
     return { session, operator };
   } catch {
     return null;
@@ -190,7 +203,7 @@ export async function changePassword(
   );
   if (!updated) throw new AppError(401, "signin_required", "Please sign in.");
   await deleteSession(ctx.kv, session.id);
-  const { token } = await openSession(ctx, updated);
+  const { token } = await openSession(ctx, updated, { signIn: false });
   await writeAudit(ctx.kv, {
     at: ctx.now(),
     actor: operator.email,
@@ -200,4 +213,154 @@ export async function changePassword(
     after: null,
   });
   return { token };
+}
+
+/** An operator named by email (as the command line names them), or 404. */
+export async function operatorByEmail(ctx: AppContext, email: string): Promise<Operator> {
+  const operator = await getOperatorByEmail(ctx.kv, email.trim().toLowerCase());
+  if (!operator) throw new NotFoundError("Unknown operator.");
+  return operator;
+}
+
+/** One operator as the console and the command line list them. */
+export interface OperatorSummary {
+  operator: Operator;
+  /** Null for operators who have not signed in since sign-ins are recorded. */
+  lastSignInAt: number | null;
+  activeTokens: number;
+}
+
+/** Every operator, oldest first, with their last sign-in and how many API tokens of theirs work. */
+export async function listOperatorSummaries(ctx: AppContext): Promise<OperatorSummary[]> {
+  const [entries, signIns, tokens] = await Promise.all([
+    listOperatorEntries(ctx.kv),
+    lastSignIns(ctx.kv),
+    listOperatorTokens(ctx.kv),
+  ]);
+  return entries.map(({ value: operator }) => ({
+    operator,
+    lastSignInAt: signIns.get(operator.id) ?? null,
+    activeTokens: tokens.filter((t) => t.operatorId === operator.id && t.revokedAt === null).length,
+  })).sort((a, b) => a.operator.createdAt - b.operator.createdAt);
+}
+
+/** Why an operator may not be disabled: by themself from the console, or as the last one who can sign in. */
+export class OperatorDisableRefusedError extends AppError {
+  constructor(code: "own_account" | "last_active_operator", message: string) {
+    super(409, code, message);
+  }
+}
+
+/**
+ * The operator who stays active beside the one disabled (the one acting, from the console; else the first other
+ * active one), or the refusal. Checked unchanged when the disabling commits: two operators disabling each other at
+ * the same moment cannot leave nobody able to sign in, and one disabled meanwhile disables nobody.
+ */
+function activeKeeper(
+  target: Operator,
+  entries: Deno.KvEntry<Operator>[],
+  by: Operator | undefined,
+): Deno.KvEntry<Operator> {
+  if (by?.id === target.id) {
+    throw new OperatorDisableRefusedError(
+      "own_account",
+      "You cannot disable your own account: you would be signed out in the middle of it. Ask another operator, or " +
+        "use the command line (deno task operator disable).",
+    );
+  }
+  const keeper = by
+    ? entries.find((e) => e.value.id === by.id && !e.value.disabledAt)
+    : entries.find((e) => e.value.id !== target.id && !e.value.disabledAt);
+  // The one acting was disabled meanwhile: their request ends as their sessions have.
+  if (by && !keeper) throw new AppError(401, "signin_required", "Please sign in.");
+  if (!keeper) {
+    throw new OperatorDisableRefusedError(
+      "last_active_operator",
+      `${target.email} is the last active operator: disabled, nobody could sign in to the console again. Create or ` +
+        "enable another operator first.",
+    );
+  }
+  return keeper;
+}
+
+/** What disabling would do, for the question asked first; refused as disableOperator would refuse it. */
+export async function previewOperatorDisable(
+  ctx: AppContext,
+  id: string,
+  opts: { by?: Operator },
+): Promise<{ operator: Operator; activeTokens: number }> {
+  const entries = await listOperatorEntries(ctx.kv);
+  const target = entries.find((e) => e.value.id === id);
+  if (!target) throw new NotFoundError("Unknown operator.");
+  if (!target.value.disabledAt) activeKeeper(target.value, entries, opts.by);
+  return { operator: target.value, activeTokens: (await activeTokenEntries(ctx.kv, id)).length };
+}
+
+/**
+ * Disables an operator, keeping their record for the audit trail: their password no longer signs in, every session
+ * of theirs ends (the epoch rises, and every server reads it on each request) and their API tokens are revoked, all in
+ * one atomic write with its audit entry (`operator.disable`, naming the tokens revoked). Refused for the last active
+ * operator and, with `by` (the console's signed-in operator), for themself. Every operator may disable another: there
+ * are no roles. An operator disabled already is left as they are (`changed` false).
+ */
+export async function disableOperator(
+  ctx: AppContext,
+  id: string,
+  opts: { actor: string; by?: Operator },
+): Promise<{ operator: Operator; revokedTokenIds: string[]; changed: boolean }> {
+  for (;;) {
+    const entries = await listOperatorEntries(ctx.kv);
+    const entry = entries.find((e) => e.value.id === id);
+    if (!entry) throw new NotFoundError("Unknown operator.");
+    if (entry.value.disabledAt) return { operator: entry.value, revokedTokenIds: [], changed: false };
+    const keeper = activeKeeper(entry.value, entries, opts.by);
+    const tokens = await activeTokenEntries(ctx.kv, id);
+    const now = ctx.now();
+    const next: Operator = { ...entry.value, disabledAt: now, sessionEpoch: (entry.value.sessionEpoch ?? 0) + 1 };
+    const revokedTokenIds = tokens.map((t) => t.value.id);
+    const done = await replaceOperator(ctx.kv, entry, next, {
+      unchanged: [keeper],
+      revokeTokens: tokens,
+      now,
+      audit: {
+        at: now,
+        actor: opts.actor,
+        action: "operator.disable",
+        target: next.email,
+        before: { status: "active" },
+        after: { status: "disabled", revoked: revokedTokenIds },
+      },
+    });
+    if (done) return { operator: next, revokedTokenIds, changed: true };
+  }
+}
+
+/**
+ * Lets a disabled operator sign in with their password again (`operator.enable`). Their sessions stay ended and
+ * their tokens revoked: whatever they held when disabled is not trusted again; they sign in afresh and get new tokens.
+ */
+export async function enableOperator(
+  ctx: AppContext,
+  id: string,
+  opts: { actor: string },
+): Promise<{ operator: Operator; changed: boolean }> {
+  for (;;) {
+    const entry = await getOperatorEntry(ctx.kv, id);
+    if (!entry) throw new NotFoundError("Unknown operator.");
+    if (!entry.value.disabledAt) return { operator: entry.value, changed: false };
+    const now = ctx.now();
+    const next: Operator = { ...entry.value, disabledAt: null };
+    const done = await replaceOperator(ctx.kv, entry, next, {
+      now,
+      audit: {
+        at: now,
+        actor: opts.actor,
+        action: "operator.enable",
+        target: next.email,
+        before: { status: "disabled" },
+        after: { status: "active" },
+      },
+    });
+    if (done) return { operator: next, changed: true };
+  }
 }

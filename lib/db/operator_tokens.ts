@@ -42,6 +42,29 @@ export function listOperatorTokens(kv: Deno.Kv): Promise<OperatorToken[]> {
   return collectValues(kv.list<OperatorToken>({ prefix: ["operator_tokens"] }));
 }
 
+/** An operator's tokens not revoked yet, as entries, for a change that revokes them with it. */
+export async function activeTokenEntries(kv: Deno.Kv, operatorId: string): Promise<Deno.KvEntry<OperatorToken>[]> {
+  const out: Deno.KvEntry<OperatorToken>[] = [];
+  for await (const e of kv.list<OperatorToken>({ prefix: ["operator_tokens"] })) {
+    if (e.value.operatorId === operatorId && e.value.revokedAt === null) out.push(e);
+  }
+  return out;
+}
+
+/**
+ * Adds the revocation of these tokens (from their next request on) to an atomic operation. Not checked: a token
+ * revoked meanwhile stays revoked (its time moves by those moments), and an operation takes at most 100 checks where
+ * an operator may hold more tokens.
+ */
+export function addTokenRevocationOps(
+  op: Deno.AtomicOperation,
+  entries: Deno.KvEntry<OperatorToken>[],
+  now: number,
+): Deno.AtomicOperation {
+  for (const e of entries) op.set(tokenKey(e.value.id), { ...e.value, revokedAt: now });
+  return op;
+}
+
 /** Marks a token revoked (from its next request on) with its audit entry; revoking twice keeps the first time. */
 export async function revokeOperatorTokenRecord(
   kv: Deno.Kv,

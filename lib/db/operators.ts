@@ -1,5 +1,6 @@
 import { ConflictError } from "../errors.ts";
-import { collectValues } from "./kv.ts";
+import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addTokenRevocationOps, type OperatorToken } from "./operator_tokens.ts";
 
 export interface Operator {
   id: string;
@@ -10,6 +11,11 @@ export interface Operator {
   /** Raised by each password change: sessions opened before it carry a lower epoch and stop working. */
   sessionEpoch?: number;
   createdAt: number;
+  /**
+   * When the operator was disabled (absent or null: active). The record stays, so the audit log keeps naming them;
+   * their password no longer signs in.
+   */
+  disabledAt?: number | null;
 }
 
 export interface Session {
@@ -25,6 +31,8 @@ export interface Session {
 const operatorKey = (id: string) => ["operators", id] as const;
 const byEmailKey = (email: string) => ["operators_by_email", email] as const;
 const sessionKey = (id: string) => ["operator_sessions", id] as const;
+/** Kept apart from the operator's record, so a sign-in never makes a change to that record fail its check. */
+const lastSignInKey = (operatorId: string) => ["operator_last_signin", operatorId] as const;
 const failureKey = (scope: "email" | "ip", value: string) => ["signin_failures", scope, value] as const;
 
 /** Stores a new operator; the email is unique. */
@@ -44,6 +52,12 @@ export async function getOperatorByEmail(kv: Deno.Kv, email: string): Promise<Op
 
 export async function getOperator(kv: Deno.Kv, id: string): Promise<Operator | null> {
   return (await kv.get<Operator>(operatorKey(id))).value;
+}
+
+/** The operator as an entry, for a change that checks it; null when there is none. */
+export async function getOperatorEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntry<Operator> | null> {
+  const entry = await kv.get<Operator>(operatorKey(id));
+  return entry.value ? entry as Deno.KvEntry<Operator> : null;
 }
 
 /**
@@ -77,12 +91,47 @@ export async function updateOperatorPassword(
   return next;
 }
 
-export function listOperators(kv: Deno.Kv): Promise<Operator[]> {
-  return collectValues(kv.list<Operator>({ prefix: ["operators"] }));
+/** Every operator as an entry, for a change whose checks need the records it was decided on. */
+export async function listOperatorEntries(kv: Deno.Kv): Promise<Deno.KvEntry<Operator>[]> {
+  const out: Deno.KvEntry<Operator>[] = [];
+  for await (const entry of kv.list<Operator>({ prefix: ["operators"] })) out.push(entry);
+  return out;
 }
 
-export async function createSession(kv: Deno.Kv, s: Session) {
-  await kv.set(sessionKey(s.id), s, { expireIn: s.expiresAt - s.createdAt });
+/**
+ * Replaces an operator's record (`entry`, as read) with `next`, revokes `revokeTokens` and writes the audit entry, in
+ * one atomic operation. False, with nothing written, when the operator or any of `unchanged` (the other records the
+ * change was decided on) changed meanwhile: the caller reads again and decides again.
+ */
+export async function replaceOperator(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Operator>,
+  next: Operator,
+  opts: {
+    unchanged?: Deno.KvEntry<Operator>[];
+    revokeTokens?: Deno.KvEntry<OperatorToken>[];
+    now: number;
+    audit: Omit<AuditEntry, "id">;
+  },
+): Promise<boolean> {
+  const op = kv.atomic().check(entry).set(operatorKey(next.id), next);
+  for (const other of opts.unchanged ?? []) op.check(other);
+  addTokenRevocationOps(op, opts.revokeTokens ?? [], opts.now);
+  return (await addAuditOps(op, opts.audit).commit()).ok;
+}
+
+/** Stores a session; one opened by a sign-in (not by a password change) is also the operator's last sign-in. */
+export async function createSession(kv: Deno.Kv, s: Session, opts: { signIn: boolean }) {
+  const op = kv.atomic().set(sessionKey(s.id), s, { expireIn: s.expiresAt - s.createdAt });
+  if (opts.signIn) op.set(lastSignInKey(s.operatorId), s.createdAt);
+  await op.commit();
+}
+
+/** Each operator's last sign-in by their id; operators who have not signed in since it was recorded are missing. */
+export async function lastSignIns(kv: Deno.Kv): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const e of kv.list<number>({ prefix: ["operator_last_signin"] })) out.set(e.key[1] as string, e.value);
+  return out;
 }
 
 export async function getSession(kv: Deno.Kv, id: string): Promise<Session | null> {

@@ -12,6 +12,8 @@ const ACTION_WORDS: Record<string, string> = {
   "key.create": "created an API key for",
   "key.revoke": "revoked an API key of",
   "operator.create": "created the operator",
+  "operator.disable": "disabled the operator",
+  "operator.enable": "enabled the operator",
   "operator_token.create": "created an API token",
   "operator_token.revoke": "revoked the API token",
   "operator.password": "changed the password of",

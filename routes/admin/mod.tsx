@@ -9,6 +9,7 @@ import { paymentCsvRoute, paymentRoutes } from "./payments.tsx";
 import { deliveryRoutes } from "./deliveries.tsx";
 import { invoiceRoutes } from "./invoices.tsx";
 import { auditRoutes } from "./audit.tsx";
+import { operatorRoutes } from "./operators.tsx";
 import { statsRoutes } from "./stats.tsx";
 import { accountRoutes, operationRoutes, routingRoutes } from "./accounts.tsx";
 import { internalDocsRoutes } from "../docs/internal.tsx";
@@ -33,6 +34,7 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/deliveries", deliveryRoutes(ctx));
   app.route("/invoices", invoiceRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
+  app.route("/operators", operatorRoutes(ctx));
   app.route("/stats", statsRoutes(ctx));
   app.route("/accounts", accountRoutes(ctx));
   app.route("/shops", routingRoutes(ctx));

@@ -1,0 +1,270 @@
+/**
+ * Disabling an operator (a departed one): from the command line and from the console's Operators page, their
+ * password stops signing in (with the wrong password's answer), every session of theirs ends on every server, and
+ * their API tokens get 401; enabled, the password signs in again and the old sessions and tokens stay ended. Nobody
+ * disables themself from the console, nor the last active operator.
+ */
+import assert from "node:assert/strict";
+import {
+  createOperatorAccount,
+  disableOperator,
+  enableOperator,
+  OperatorDisableRefusedError,
+} from "../lib/auth/operators.ts";
+import { createOperatorToken } from "../lib/auth/operator_tokens.ts";
+import { getOperatorByEmail, updateOperatorPassword } from "../lib/db/operators.ts";
+import { hashPassword } from "../lib/auth/passwords.ts";
+import { searchAudit } from "../lib/db/audit.ts";
+import { startTestApp, type TestApp } from "../fixtures/app.ts";
+import { Browser, operatorBrowser } from "../fixtures/browser.ts";
+
+const PASSWORD = "correct horse battery";
+
+async function cli(kvPath: string, ...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli/operator.ts", ...args],
+    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", PASSWORD_ITERATIONS: "1000" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  return {
+    code: out.code,
+    json: out.code === 0 ? JSON.parse(stdout) : null,
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** An admin API call with an operator token: its status. */
+async function adminStatus(app: TestApp, token: string): Promise<number> {
+  const res = await fetch(`${app.baseUrl}/api/admin/v1/accounts`, { headers: { authorization: `Bearer ${token}` } });
+  await res.body?.cancel();
+  return res.status;
+}
+
+/** A sign-in from a fresh browser: its status and the line the page says on top. */
+async function signIn(app: TestApp, email: string, password: string) {
+  const b = new Browser(app);
+  await b.get("/admin/login");
+  const res = await b.post("/admin/login", { email, password });
+  return { status: res.status, said: res.text.match(/<p class="flash bad"[^>]*>([^<]*)<\/p>/)?.[1] ?? null };
+}
+
+/** Whether a browser's session still opens the console: 200, or 303 to the sign-in page. */
+async function consoleStatus(b: Browser): Promise<number> {
+  return (await b.get("/admin")).status;
+}
+
+Deno.test("[operators] disabled from the command line: password, sessions on every server and API tokens stop at once; enabled, the password signs in again", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const kvPath = `${dir}/kv.sqlite3`;
+  const app = await startTestApp({ kvPath });
+  // A second server on the same store, as Deploy's isolates or several processes are.
+  const other = await startTestApp({ kvPath });
+  try {
+    await operatorBrowser(app, "ops@example.com");
+    const leaver = await operatorBrowser(app, "leaver@example.com");
+    const elsewhere = new Browser(other);
+    elsewhere.cookies = new Map(leaver.cookies);
+    const { token, record } = await createOperatorToken(app.server.ctx, "leaver@example.com", { actor: "test" });
+    assert.equal(await consoleStatus(leaver), 200);
+    assert.equal(await consoleStatus(elsewhere), 200, "the same session on the other server");
+    assert.equal(await adminStatus(app, token), 200);
+    const wrongPassword = await signIn(app, "leaver@example.com", "not the password");
+
+    await t.step("disable: done, credited to the command line, the token named as revoked", async () => {
+      const disabled = await cli(kvPath, "disable", "--email", "Leaver@Example.com");
+      assert.equal(disabled.code, 0, disabled.stderr);
+      assert.equal(disabled.json.email, "leaver@example.com");
+      assert.equal(disabled.json.status, "disabled");
+      assert.deepEqual(disabled.json.revokedTokenIds, [record.id]);
+      const [entry] = await searchAudit(app.kv, { query: "operator.disable", limit: 5 });
+      assert.equal(entry.actor, "cli");
+      assert.equal(entry.target, "leaver@example.com");
+      assert.deepEqual(entry.after, { status: "disabled", revoked: [record.id] });
+    });
+
+    await t.step("the password no longer signs in, with the wrong password's answer", async () => {
+      const refused = await signIn(app, "leaver@example.com", PASSWORD);
+      assert.equal(refused.status, 401);
+      assert.equal(refused.said, wrongPassword.said);
+      assert.equal(refused.said, "Wrong email or password.");
+      // The audit tells operators what the guesser is not told.
+      const [failed] = await searchAudit(app.kv, { query: "signin.failed", limit: 1 });
+      assert.deepEqual(failed.after, { reason: "operator disabled" });
+    });
+
+    await t.step("every session ends, on both servers, and the token gets 401", async () => {
+      assert.equal(await consoleStatus(leaver), 303);
+      assert.equal(await consoleStatus(elsewhere), 303);
+      assert.equal(await adminStatus(app, token), 401);
+      assert.equal(await adminStatus(other, token), 401);
+    });
+
+    await t.step("the list shows it; a new token for them is refused", async () => {
+      const listed = await cli(kvPath, "list");
+      const row = listed.json.find((o: { email: string }) => o.email === "leaver@example.com");
+      assert.equal(row.status, "disabled");
+      assert.equal(row.activeTokens, 0);
+      assert.ok(row.lastSignInAt, "their last sign-in is recorded");
+      const refused = await cli(kvPath, "token", "create", "leaver@example.com");
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /operator_disabled/);
+    });
+
+    await t.step("enable: the password signs in again; the old session and token stay ended", async () => {
+      const enabled = await cli(kvPath, "enable", "--email", "leaver@example.com");
+      assert.equal(enabled.code, 0, enabled.stderr);
+      assert.equal(enabled.json.status, "active");
+      assert.equal((await signIn(app, "leaver@example.com", PASSWORD)).status, 303);
+      assert.equal(await consoleStatus(leaver), 303);
+      assert.equal(await consoleStatus(elsewhere), 303);
+      assert.equal(await adminStatus(app, token), 401);
+      const [entry] = await searchAudit(app.kv, { query: "operator.enable", limit: 1 });
+      assert.equal(entry.actor, "cli");
+      assert.equal(entry.target, "leaver@example.com");
+    });
+
+    await t.step("the last active operator cannot be disabled", async () => {
+      assert.equal((await cli(kvPath, "disable", "--email", "leaver@example.com")).code, 0);
+      const refused = await cli(kvPath, "disable", "--email", "ops@example.com");
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /last_active_operator: ops@example\.com is the last active operator/);
+      assert.equal((await signIn(app, "ops@example.com", PASSWORD)).status, 303, "still signs in");
+    });
+
+    await t.step("usage: disable and enable listed once, the token commands once", async () => {
+      const usage = await cli(kvPath, "disable");
+      assert.equal(usage.code, 2);
+      for (const line of ["disable --email EMAIL", "enable --email EMAIL", "token create EMAIL", "token revoke"]) {
+        assert.equal(usage.stderr.split(line).length - 1, 1, line);
+      }
+      assert.equal((await cli(kvPath, "disable", "--email", "nobody@example.com")).code, 2);
+    });
+  } finally {
+    await other.close();
+    await app.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[operators] the console's Operators page: Disable asks first, then ends the operator's access; nobody disables themself; Enable", async (t) => {
+  const app = await startTestApp();
+  try {
+    const ops = await operatorBrowser(app, "ops@example.com");
+    const leaver = await operatorBrowser(app, "leaver@example.com");
+    const { token } = await createOperatorToken(app.server.ctx, "leaver@example.com", { actor: "test" });
+    const ids = {
+      ops: (await getOperatorByEmail(app.kv, "ops@example.com"))!.id,
+      leaver: (await getOperatorByEmail(app.kv, "leaver@example.com"))!.id,
+    };
+    const leaverStatus = `/admin/operators/${ids.leaver}/status`;
+
+    await t.step("the page lists operators, is in the navigation, and asks before Disable", async () => {
+      const page = await ops.get("/admin/operators");
+      assert.equal(page.status, 200);
+      assert.match(page.text, /<a href="\/admin\/operators" aria-current="page">Operators<\/a>/);
+      assert.match(page.text, /<div>ops@example\.com \(you\)<\/div>/);
+      assert.match(page.text, /leaver@example\.com/);
+      assert.match(page.text, /there are no roles/);
+      assert.match(
+        page.text,
+        /data-confirm="Disable leaver@example\.com\? Their password stops signing in and their sessions end at once; their API token is revoked\."/,
+      );
+      assert.ok(!page.text.includes(`/admin/operators/${ids.ops}/status`), "no Disable on your own row");
+      assert.match(page.text, /<td data-label="API tokens">1 active<\/td>/);
+      assert.equal(buttonClass(page.text, "Disable"), "danger small");
+    });
+
+    await t.step("without the page's script, a page of its own asks; nothing is done yet", async () => {
+      const ask = await ops.post(leaverStatus, { status: "disabled" });
+      assert.equal(ask.status, 200);
+      assert.match(ask.text, /Please confirm/);
+      assert.match(ask.text, /Disable leaver@example\.com\?/);
+      assert.match(ask.text, /name="confirm" value="yes"/);
+      assert.match(ask.text, /name="status" value="disabled"/);
+      assert.equal(buttonClass(ask.text, "Disable operator"), "danger");
+      assert.equal(await consoleStatus(leaver), 200, "still signed in");
+      assert.equal(await adminStatus(app, token), 200);
+    });
+
+    await t.step("confirmed: disabled, their session and token end, the audit names who did it", async () => {
+      const done = await ops.post(leaverStatus, { status: "disabled", confirm: "yes" });
+      assert.equal(done.status, 303);
+      assert.equal(done.location, "/admin/operators");
+      const page = await ops.get("/admin/operators");
+      assert.match(page.text, /leaver@example\.com is disabled: their password no longer signs in/);
+      assert.match(page.text, /<span class="bad">disabled /);
+      assert.equal(buttonClass(page.text, "Enable"), "secondary small", "enabling takes nothing away");
+      assert.equal(await consoleStatus(leaver), 303);
+      assert.equal(await adminStatus(app, token), 401);
+      assert.equal((await signIn(app, "leaver@example.com", PASSWORD)).status, 401);
+      const [entry] = await searchAudit(app.kv, { query: "operator.disable", limit: 1 });
+      assert.equal(entry.actor, "ops@example.com");
+      assert.equal(entry.target, "leaver@example.com");
+      assert.match((await ops.get("/admin/audit")).text, /disabled the operator <code>leaver@example\.com<\/code>/);
+    });
+
+    await t.step("their own account: refused, asked or confirmed, with the reason", async () => {
+      for (const confirm of ["", "yes"]) {
+        await ops.get("/admin/operators");
+        const refused = await ops.post(`/admin/operators/${ids.ops}/status`, { status: "disabled", confirm });
+        assert.equal(refused.status, 422, confirm);
+        assert.match(refused.text, /Not disabled: You cannot disable your own account/, confirm);
+      }
+      assert.equal(await consoleStatus(ops), 200);
+    });
+
+    await t.step("enable: the password signs in again, the old session stays ended", async () => {
+      await ops.get("/admin/operators");
+      const done = await ops.post(leaverStatus, { status: "active" });
+      assert.equal(done.status, 303);
+      assert.match((await ops.get("/admin/operators")).text, /leaver@example\.com is enabled/);
+      assert.equal((await signIn(app, "leaver@example.com", PASSWORD)).status, 303);
+      assert.equal(await consoleStatus(leaver), 303);
+      const [entry] = await searchAudit(app.kv, { query: "operator.enable", limit: 1 });
+      assert.equal(entry.actor, "ops@example.com");
+    });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[operators] two disablings at once leave an operator who can sign in", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const [a, b] = await Promise.all(["a@example.com", "b@example.com"].map(async (email) => {
+      const { operator } = await createOperatorAccount(ctx, email);
+      await updateOperatorPassword(app.kv, operator.id, await hashPassword(PASSWORD, 1000));
+      return (await getOperatorByEmail(app.kv, email))!;
+    }));
+    // From the console, each disabling the other.
+    const crossed = await Promise.allSettled([
+      disableOperator(ctx, b.id, { actor: a.email, by: a }),
+      disableOperator(ctx, a.id, { actor: b.email, by: b }),
+    ]);
+    assert.equal(crossed.filter((r) => r.status === "fulfilled").length, 1, JSON.stringify(crossed));
+    // From the command line, both at once.
+    const enabled = crossed[0].status === "fulfilled" ? b : a;
+    await enableOperator(ctx, enabled.id, { actor: "test" });
+    const both = await Promise.allSettled([
+      disableOperator(ctx, a.id, { actor: "cli" }),
+      disableOperator(ctx, b.id, { actor: "cli" }),
+    ]);
+    const refused = both.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason);
+    assert.equal(refused.length, 1);
+    assert.ok(refused[0] instanceof OperatorDisableRefusedError);
+    assert.equal(refused[0].code, "last_active_operator");
+    const statuses = await Promise.all([a, b].map((o) => signIn(app, o.email, PASSWORD)));
+    assert.deepEqual(statuses.map((s) => s.status).sort(), [303, 401]);
+  } finally {
+    await app.close();
+  }
+});
+
+function buttonClass(html: string, label: string): string {
+  const found = html.match(new RegExp(`<button type="submit"(?: class="([^"]*)")?>${label}</button>`));
+  assert.ok(found, `a "${label}" button`);
+  return found[1] ?? "";
+}
