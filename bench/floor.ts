@@ -42,9 +42,10 @@ async function pay(url: URL): Promise<Response> {
 async function initPayment(req: Request): Promise<Response> {
   const request = await req.json();
   // Our ids' shape and length (pay_ + 22 characters).
-  const id = `pay_${crypto.randomUUID().replaceAll("-", "").slice(0, 22)}`;
+  const uuid = crypto.randomUUID().replaceAll("-", "");
+  const id = `pay_${uuid.slice(0, 22)}`;
   const wrapper = (kind: string) => `${baseUrl}/integration/${kind}?id=${id}`;
-  // The provider gets what the spec says it gets, byte for byte the shape the app sends: our id, our wrapper URLs,
+  // The provider gets what the spec says it gets, byte for byte the shape the app sends: our request's id, our wrapper URLs,
   // our webhook URL. The size matters: Deno.serve 2.9.5 (the sandbox) answers "Connection: close" to requests over
   // about 512 bytes (denoland/deno#36657, fixed in 2.9.6), so a shorter request would keep its connection alive
   // where the app's may not.
@@ -52,7 +53,8 @@ async function initPayment(req: Request): Promise<Response> {
     method: "POST",
     headers: { authorization: `Bearer ${sandboxToken}`, "content-type": "application/json" },
     body: JSON.stringify({
-      id,
+      // As the app names the request at the provider: the payment id and 12 characters of its fingerprint.
+      id: `${id}.${uuid.slice(20, 32)}`,
       email: request.email,
       amount: request.amount,
       currency: request.currency,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
-import { iteratePaymentIds } from "../lib/db/payments.ts";
+import { getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
 import { updateShopSettings } from "../lib/shops.ts";
+import { providerRequestId } from "../lib/providers/request_id.ts";
 
 Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
@@ -161,7 +162,8 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
     const res = await fetch(`${app.sandboxUrl}/payments/${a.payment.providerRef}`, {
       headers: { authorization: "Bearer test-sandbox-token" },
     });
-    assert.equal((await res.json()).merchantId, a.payment.id);
+    // Bansky knows the request by our payment id and its fingerprint (lib/providers/request_id.ts).
+    assert.equal((await res.json()).merchantId, providerRequestId(a.payment.id, a.payment.requestHash));
     assert.equal(b.payment.providerRef, a.payment.providerRef, "Bansky deduplicated on our id");
   } finally {
     await app.close();
@@ -227,5 +229,44 @@ Deno.test("[idempotency] a shop's names outlive a session-secret rotation: looku
   } finally {
     await after.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[idempotency] after a provider failure stored nothing, another body with the same id is charged as that body, never as the first", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  // Bansky makes the payment but its answer is lost on the way back (a reset connection): we answer 502.
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = async (input, init) => {
+    const res = await realFetch(input, init);
+    if (String(input).startsWith(app.sandboxUrl) && String(input).endsWith("/payments") && init?.method === "POST") {
+      globalThis.fetch = realFetch;
+      await res.body?.cancel();
+      throw new TypeError("connection reset");
+    }
+    return res;
+  };
+  // deno-lint-ignore no-explicit-any
+  const atBansky = (ref: string) => (app.sandbox as any).payments.get(ref) as { amount: number; currency: string };
+  try {
+    const order = { id: "order-504", postbackUrl: "http://127.0.0.1:9/pb" };
+    const first = await callInit(app, paymentBody({ ...order, amount: 1000 }));
+    globalThis.fetch = realFetch;
+    assert.equal(first.status, 502, JSON.stringify(first.body));
+    // The shop changes the order (another amount and currency) and sends the same id again. Nothing was stored, so
+    // this is the payment now; what the buyer pays at the provider is what the shop is told.
+    const second = await callInit(app, paymentBody({ ...order, amount: 250_000, currency: "USD" }));
+    assert.equal(second.status, 201, JSON.stringify(second.body));
+    const stored = (await getPayment(app.kv, second.body.id))!;
+    assert.deepEqual(
+      { amount: atBansky(stored.providerRef!).amount, currency: atBansky(stored.providerRef!).currency },
+      { amount: 250_000, currency: "USD" },
+      "the provider charges the body we stored, not the failed attempt's",
+    );
+    // From now on the stored payment is what the id names: the first body is refused, the second answered.
+    assert.equal((await callInit(app, paymentBody({ ...order, amount: 1000 }))).status, 422);
+    assert.equal((await callInit(app, paymentBody({ ...order, amount: 250_000, currency: "USD" }))).status, 200);
+  } finally {
+    globalThis.fetch = realFetch;
+    await app.close();
   }
 });

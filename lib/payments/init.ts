@@ -14,6 +14,7 @@ import { firstCheckAt } from "./janitor.ts";
 import { routePayment } from "../accounts/routing.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { insertOperation } from "../db/operations.ts";
+import { providerRequestId } from "../providers/request_id.ts";
 
 export interface InitResult {
   payment: Payment;
@@ -58,11 +59,12 @@ export interface CheckoutBinding {
  *
  * Idempotency without an index: a request with the shop's `id` (or an
  * Idempotency-Key) gets a payment id derived from it, so a retry, or a copy
- * racing in another isolate, asks the provider for the same payment (Bansky
- * is idempotent on our id) and the store's uniqueness check on the payment's
- * key lets exactly one of them commit. Copies in the same isolate share one
- * provider call. A finished request is answered again without calling the
- * provider; the same id with another body is refused.
+ * racing in another isolate, asks the provider for the same payment (it
+ * deduplicates on the request's name, lib/providers/request_id.ts) and the
+ * store's uniqueness check on the payment's key lets exactly one of them
+ * commit. Copies in the same isolate share one provider call. A finished
+ * request is answered again without calling the provider; the same id with
+ * another body is refused.
  */
 export async function initPayment(
   ctx: AppContext,
@@ -203,6 +205,7 @@ async function createAtProvider(
   logged?.holdEntries();
   const result = await adapter.initiate({
     paymentId: id,
+    requestId: providerRequestId(id, extra.requestHash),
     email: input.email,
     name: input.name,
     amount: input.amount,

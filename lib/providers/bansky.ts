@@ -13,6 +13,7 @@ import {
   WebhookBody,
 } from "./bansky_wire.ts";
 import type { z } from "zod";
+import { paymentIdOfRequestId } from "./request_id.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
   type CancelResult,
@@ -43,7 +44,8 @@ export class BanskyProvider implements PaymentProvider {
 
   async initiate(req: InitiateRequest): Promise<InitiateResult> {
     const body = {
-      id: req.paymentId,
+      // Bansky deduplicates on it and echoes it in its webhooks (paymentIdOfRequestId reads our id back).
+      id: req.requestId,
       email: req.email,
       name: req.name ?? undefined,
       amount: req.amount,
@@ -120,7 +122,7 @@ export class BanskyProvider implements PaymentProvider {
     return {
       kind: "payment",
       eventId: parsed.eventId,
-      paymentId: parsed.id,
+      paymentId: paymentIdOfRequestId(parsed.id),
       ref: parsed.ref,
       claimedStatus: banskyStatusToOurs[parsed.status],
     };

@@ -93,7 +93,7 @@ export class StripeProvider implements PaymentProvider {
         }],
         metadata: { paymentId: req.paymentId },
         payment_intent_data: { metadata: { paymentId: req.paymentId } },
-      }, { ...this.account, idempotencyKey: `create-${req.paymentId}` }));
+      }, { ...this.account, idempotencyKey: `create-${req.requestId}` }));
     if (req.embedded) {
       if (!session.client_secret) {
         throw new UpstreamError(

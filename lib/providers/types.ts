@@ -7,6 +7,8 @@ export type ProviderStatus = PaymentStatus;
 
 export interface InitiateRequest {
   paymentId: string;
+  /** What names this request at the provider, which deduplicates on it (request_id.ts: providerRequestId). */
+  requestId: string;
   email: string;
   name: string | null;
   amount: number;
