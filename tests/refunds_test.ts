@@ -1,11 +1,22 @@
 /**
  * Refunds over real HTTP with the Bansky sandbox: amounts reserved atomically
- * (concurrent over-refunds), sync and async provider answers, failures that
- * give the amount back, signed refund postbacks, idempotency and errors.
+ * (concurrent over-refunds, two instances on one store), sync, async, late and
+ * lost provider answers, failures that give the amount back, signed refund
+ * postbacks, idempotency and errors.
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { getRefundEntry } from "../lib/db/refunds.ts";
+import {
+  getRefund,
+  getRefundEntry,
+  getRefundReservation,
+  insertRefund,
+  listRefundsByPayment,
+} from "../lib/db/refunds.ts";
+import { getPayment as getPaymentRecord } from "../lib/db/payments.ts";
+import { refundEvents } from "../lib/refunds/view.ts";
+import type { Refund } from "../lib/refunds/types.ts";
+import { sortableId } from "../lib/ids.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listActivity } from "../lib/db/activity.ts";
 import { listOperations } from "../lib/db/operations.ts";
@@ -17,6 +28,8 @@ import {
   paymentBody,
   type ReceivedPostback,
   recordDeliveryWrites,
+  SANDBOX_SECRET,
+  SANDBOX_TOKEN,
   startShopReceiver,
   startTestApp,
   type TestApp,
@@ -33,9 +46,10 @@ async function withApp(opts: TestAppOptions, fn: (app: TestApp) => Promise<void>
   }
 }
 
-/** A payment with the shop's id and postback URL, paid by the buyer and settled here. */
-async function paidPayment(app: TestApp, postbackUrl: string, amount = 1000): Promise<string> {
-  const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl, amount }));
+/** A payment paid by the buyer and settled here; with the shop's id and postback URL unless `postbackUrl` is null. */
+async function paidPayment(app: TestApp, postbackUrl: string | null, amount = 1000): Promise<string> {
+  const named = postbackUrl === null ? {} : { id: `o-${crypto.randomUUID()}`, postbackUrl };
+  const init = await callInit(app, paymentBody({ ...named, amount }));
   assert.equal(init.status, 201, JSON.stringify(init.body));
   await buyerSettles(init.body.url, "paid");
   await waitFor(
@@ -72,6 +86,19 @@ async function getPayment(app: TestApp, id: string) {
   assert.equal(res.status, 200, JSON.stringify(res.body));
   PaymentResponse.parse(res.body);
   return res.body.payment;
+}
+
+/** Runs the due jobs as if the clock were `aheadMs` later. */
+async function sweepAt(app: TestApp, aheadMs: number) {
+  const ctx = app.server.ctx;
+  const realNow = ctx.now;
+  ctx.now = () => realNow() + aheadMs;
+  try {
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+  } finally {
+    ctx.now = realNow;
+  }
 }
 
 /** The postbacks of one type received so far, verified with the standardwebhooks library. */
@@ -348,20 +375,118 @@ Deno.test("[refunds] with the provider down the refund stays pending, and the jo
     assert.equal(await countScheduledJobs(app.kv, "refund"), 1);
 
     app.sandbox.knobs.failureRate = 0;
-    const ctx = app.server.ctx;
-    const realNow = ctx.now;
-    ctx.now = () => realNow() + 20 * 60_000;
-    try {
-      await app.server.runner.sweep();
-    } finally {
-      ctx.now = realNow;
-    }
+    await sweepAt(app, 20 * 60_000);
     const after = (await getRefundEntry(app.kv, r.body.refund.id)).value!;
     assert.equal(after.status, "succeeded");
     assert.ok(after.providerRef);
     assert.equal((await getPayment(app, id)).refundedAmount, 250);
     assert.equal(await countScheduledJobs(app.kv, "refund"), 0);
     await shop.close();
+  });
+});
+
+Deno.test("[refunds] concurrent refunds of one payment from two app instances on one store never exceed the payment or disagree with the provider", async () => {
+  const kvPath = await Deno.makeTempFile({ suffix: ".kv" });
+  const a = await startTestApp({ standaloneSandbox: true, kvPath, env: { JOBS_QUEUE: "off" } });
+  const b = await startTestApp({
+    kvPath,
+    env: {
+      JOBS_QUEUE: "off",
+      BANSKY_API_URL: a.sandboxUrl,
+      BANSKY_API_TOKEN: SANDBOX_TOKEN,
+      BANSKY_WEBHOOK_SECRET: SANDBOX_SECRET,
+    },
+  });
+  try {
+    const id = await paidPayment(a, null);
+    const shots = Array.from(
+      { length: 60 },
+      (_, i) => api(i % 2 ? b : a, "POST", `/payments/${id}/refunds`, { amount: 37 }, { key: a.shop.apiKey }),
+    );
+    const answers = await Promise.all(shots);
+    const byStatus: Record<number, number> = {};
+    for (const r of answers) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+    const accepted = answers.filter((r) => r.status === 201);
+    const refunds = await listRefundsByPayment(a.kv, id);
+    const p = (await getPaymentRecord(a.kv, id))!;
+    assert.ok(accepted.length * 37 <= 1000);
+    assert.equal(refunds.length, accepted.length, "every stored refund was answered 201 (none hidden behind an error)");
+    assert.equal(p.refundedAmount, refunds.filter((r) => r.status === "succeeded").reduce((n, r) => n + r.amount, 0));
+    assert.equal(
+      (await getRefundReservation(a.kv, id)).value,
+      refunds.reduce((n, r) => n + (r.status === "failed" ? 0 : r.amount), 0),
+    );
+    assert.equal(a.sandbox.calls.refund >= accepted.length, true);
+    assert.ok(answers.every((r) => r.status === 201 || r.status === 422 || r.status === 409), JSON.stringify(byStatus));
+  } finally {
+    await b.close();
+    await a.close();
+    await Deno.remove(kvPath).catch(() => {});
+  }
+});
+
+Deno.test("[refunds] a provider that answers after our timeout: the refund stays pending, and the job's retry (same refund id) finds the one refund, never a second", async () => {
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const id = await paidPayment(app, null);
+    app.sandbox.knobs.latencyMs = 2600; // PROVIDER_TIMEOUT_MS is 2000 in tests: we give up, Bansky goes on
+    const r = await refund(app, id, { amount: 400 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.refund.status, "pending");
+    await new Promise((res) => setTimeout(res, 1000)); // Bansky made the refund meanwhile
+    app.sandbox.knobs.latencyMs = 0;
+    await sweepAt(app, 120_000);
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+    assert.equal((await getPayment(app, id)).refundedAmount, 400);
+    // The sandbox's own ledger: 400 refunded, once (a second refund would have made it 800).
+    const rest = await refund(app, id, {});
+    assert.equal(rest.body.refund.amount, 600);
+    assert.equal(rest.body.refund.status, "succeeded", "Bansky agrees 600 is what is left");
+  });
+});
+
+Deno.test("[refunds] a crash between the provider's answer and our commit: the job asks again with the same refund id and records the one refund", async () => {
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const id = await paidPayment(app, null);
+    const p = (await getPaymentRecord(app.kv, id))!;
+    const now = Date.now();
+    // What createRefund stores before it calls the provider (the process then dies after the call).
+    const stored: Refund = {
+      id: `re_crash${crypto.randomUUID().replaceAll("-", "").slice(0, 14)}`,
+      seq: sortableId(now),
+      paymentId: id,
+      shopId: p.shopId,
+      shopRefundId: null,
+      idempotencyKey: null,
+      requestHash: "x",
+      amount: 700,
+      currency: p.currency,
+      reason: null,
+      status: "pending",
+      providerRef: null,
+      failureReason: null,
+      requestedBy: "api",
+      checks: 0,
+      nextCheckAt: now + 60_000,
+      createdAt: now,
+      updatedAt: now,
+      settledAt: null,
+    };
+    const reservation = await getRefundReservation(app.kv, id);
+    const jobs = { queue: false, now };
+    assert.ok(await insertRefund(app.kv, { refund: stored, reservation, event: refundEvents(stored).requested, jobs }));
+    const landed = await fetch(`${app.sandboxUrl}/payments/${p.providerRef}/refunds`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${SANDBOX_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ id: stored.id, amount: 700 }),
+    });
+    assert.equal(landed.status, 201);
+    await landed.body?.cancel();
+    await sweepAt(app, 61_000);
+    assert.equal((await getRefund(app.kv, stored.id))!.status, "succeeded");
+    assert.equal((await getPayment(app, id)).refundedAmount, 700);
+    const rest = await refund(app, id, {});
+    assert.equal(rest.body.refund.amount, 300);
+    assert.equal(rest.body.refund.status, "succeeded");
   });
 });
 
