@@ -18,10 +18,14 @@ import { operatorBrowser } from "../fixtures/browser.ts";
 const STRIPE_KEY = "sk_test_platform";
 const ORG2 = "acct_1Org2";
 
-async function withStripe(fn: (app: TestApp, fake: StripeFake, stripe: ProviderAccount) => Promise<void>) {
+async function withStripe(
+  fn: (app: TestApp, fake: StripeFake, stripe: ProviderAccount) => Promise<void>,
+  env: Record<string, string> = {},
+) {
   const app = await startTestApp({
     standaloneSandbox: true,
     merchants: { orgA: { apiToken: "token-org-a", webhookSecret: "whsec-org-a" } },
+    env,
   });
   const fake = new StripeFake(STRIPE_KEY, {
     [ORG2]: { webhookSecret: "whsec_stripe_org2" },
@@ -54,6 +58,54 @@ async function api(app: TestApp, key: string, method: string, path: string, body
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: await res.json() };
+}
+
+/**
+ * A payment of the shop's, routed to the Stripe account, paid by the buyer and settled here; with the shop's id and
+ * postback URL when one is given.
+ */
+async function paidOnStripe(
+  app: TestApp,
+  fake: StripeFake,
+  stripe: ProviderAccount,
+  amount: number,
+  postbackUrl?: string,
+) {
+  await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+  const named = postbackUrl ? { id: `o-${crypto.randomUUID()}`, postbackUrl } : {};
+  const init = await callInit(app, paymentBody({ ...named, amount }));
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  await buyerSettles(init.body.url, "paid");
+  await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+  const session = fake.sessions.get((await getPayment(app.kv, init.body.id))!.providerRef!)!;
+  return { id: init.body.id as string, session };
+}
+
+/** Runs the due jobs as if the clock were `aheadMs` later. */
+async function sweepAt(app: TestApp, aheadMs: number) {
+  const ctx = app.server.ctx;
+  const realNow = ctx.now;
+  ctx.now = () => realNow() + aheadMs;
+  try {
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+  } finally {
+    ctx.now = realNow;
+  }
+}
+
+/** Wraps the fake's request handler (to delay or replace its answers); the returned function puts it back. */
+function interceptFake(
+  fake: StripeFake,
+  wrap: (req: Request, handle: (req: Request) => Promise<Response>) => Promise<Response>,
+) {
+  // deno-lint-ignore no-explicit-any
+  const f = fake as any;
+  const handle = f.handle.bind(fake);
+  f.handle = (req: Request) => wrap(req, handle);
+  return () => {
+    f.handle = handle;
+  };
 }
 
 Deno.test("[stripe] two shops routed to a Bansky account and a Stripe connected account each take a payment end to end, the log names each orgId, and each refund goes to its own account", async () => {
@@ -355,4 +407,36 @@ Deno.test("[stripe] amounts go to Stripe in Stripe's own minor units: ISK with t
       30_000,
     ]);
   });
+});
+
+Deno.test("[stripe] a refund whose answer was lost is found by its id in Stripe's list before it is asked for again, so a retry after Stripe's 24 h idempotency window refunds once", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const { id } = await paidOnStripe(app, fake, stripe, 5000);
+    // The first POST /v1/refunds lands at Stripe, but its answer comes after our timeout (2 s in tests).
+    let slow = true;
+    interceptFake(fake, async (req, handle) => {
+      const res = await handle(req);
+      if (slow && req.method === "POST" && new URL(req.url).pathname === "/v1/refunds") {
+        slow = false;
+        await new Promise((r) => setTimeout(r, 2500));
+      }
+      return res;
+    });
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 2000 });
+    assert.equal(r.body.refund.status, "pending");
+    assert.equal([...fake.refunds.values()].length, 1, "Stripe made the refund");
+    await new Promise((res) => setTimeout(res, 700));
+    // No webhook reached us and no job ran for a day (the process was down); Stripe prunes idempotency keys after
+    // 24 hours.
+    // deno-lint-ignore no-explicit-any
+    (fake as any).idempotent.clear();
+    await sweepAt(app, 25 * 3_600_000);
+    const ours = (await getRefund(app.kv, r.body.refund.id))!;
+    const atStripe = [...fake.refunds.values()].filter((x) => x.metadata.refundId === r.body.refund.id);
+    assert.equal(atStripe.length, 1, "one refund of ours is one refund at Stripe");
+    assert.deepEqual([ours.status, ours.providerRef], ["succeeded", atStripe[0].id]);
+    assert.equal((await getPayment(app.kv, id))!.refundedAmount, 2000);
+    assert.equal(fake.calls["GET /v1/refunds"], 1, "the retry looked first");
+    assert.equal(fake.calls["POST /v1/refunds"], 1, "and found it: no second request");
+  }, { JOBS_QUEUE: "off" });
 });

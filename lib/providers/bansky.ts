@@ -75,6 +75,7 @@ export class BanskyProvider implements PaymentProvider {
       : { cancelled: false, status: banskyStatusToOurs[res.status] };
   }
 
+  // A retry needs nothing more: Bansky is idempotent on our refund id for good, not for a window.
   async refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
     const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/refunds`, RefundResponse, {
       id: refundId,

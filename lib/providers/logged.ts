@@ -9,6 +9,7 @@ import type {
   InitiateResult,
   PaymentProvider,
   ProviderStatus,
+  RefundOptions,
   RefundResult,
   WebhookNotice,
 } from "./types.ts";
@@ -50,10 +51,10 @@ export class LoggedProvider implements PaymentProvider {
     }), { ref });
   }
 
-  refund(ref: string, amount: number, refundId: string, currency: string): Promise<RefundResult> {
+  refund(ref: string, amount: number, refundId: string, currency: string, opts?: RefundOptions): Promise<RefundResult> {
     return this.logged(
       "refund",
-      () => this.inner.refund(ref, amount, refundId, currency),
+      () => this.inner.refund(ref, amount, refundId, currency, opts),
       (r) => ({ providerRef: r.ref, status: r.status }),
       { ref, refundId, amount },
     );

@@ -18,6 +18,7 @@ import {
   type PaymentProvider,
   type ProviderEmbedConfig,
   type ProviderStatus,
+  type RefundOptions,
   type RefundResult,
   type WebhookNotice,
   WebhookRejectedError,
@@ -131,7 +132,13 @@ export class StripeProvider implements PaymentProvider {
     }
   }
 
-  async refund(ref: string, amount: number, refundId: string, currency: string): Promise<RefundResult> {
+  async refund(
+    ref: string,
+    amount: number,
+    refundId: string,
+    currency: string,
+    opts: RefundOptions = {},
+  ): Promise<RefundResult> {
     const inStripeUnits = toStripeAmount(amount, currency);
     // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount.
     if ("problem" in inStripeUnits) throw new UpstreamError(false, `refund amount ${inStripeUnits.problem}`, 400);
@@ -141,12 +148,28 @@ export class StripeProvider implements PaymentProvider {
     );
     const intent = typeof session.payment_intent === "string" ? session.payment_intent : session.payment_intent?.id;
     if (!intent) throw new UpstreamError(false, "the session has no payment intent to refund");
+    // Stripe forgets an Idempotency-Key after 24 hours: past that, the same key makes a second refund. A retry may
+    // come later than that (a long outage, a process down), so it first looks for the refund an earlier call made,
+    // by our id in its metadata. Retries are rare (the first call's answer was lost): one more call for each.
+    const made = opts.retry ? await this.findRefund(intent, refundId) : null;
+    if (made) return { ref: made.id, status: stripeRefundToOurs[refundState(made.status)] };
     const r = await this.call("POST /v1/refunds", () =>
       this.stripe.refunds.create(
         { payment_intent: intent, amount: inStripeUnits.amount, metadata: { refundId } },
         { ...this.account, idempotencyKey: `refund-${refundId}` },
       ));
     return { ref: r.id, status: stripeRefundToOurs[refundState(r.status)] };
+  }
+
+  /** Our refund of a payment intent, made by an earlier call, by its id in the metadata; null when there is none. */
+  private findRefund(intent: string, refundId: string): Promise<Stripe.Refund | null> {
+    return this.call("GET /v1/refunds", async () => {
+      // Newest first, page by page: ours is among the newest unless many refunds were made in the Dashboard since.
+      for await (const r of this.stripe.refunds.list({ payment_intent: intent, limit: 100 }, this.account)) {
+        if (r.metadata?.refundId === refundId) return r;
+      }
+      return null;
+    });
   }
 
   async getRefundStatus(refundRef: string): Promise<RefundStatus> {

@@ -82,6 +82,12 @@ export interface RefundResult {
   status: RefundStatus;
 }
 
+/** How a refund call is made (see PaymentProvider.refund). */
+export interface RefundOptions {
+  /** An earlier call for this refund may have reached the provider; false for the first call, in the request. */
+  retry?: boolean;
+}
+
 /** The fixed verbs every upstream implements. Domain code never sees provider JSON. */
 export interface PaymentProvider {
   readonly name: string;
@@ -93,9 +99,12 @@ export interface PaymentProvider {
    * Refunds `amount` minor units (ISO 4217's, as we store amounts) of the
    * payment `ref` in its `currency`. Idempotent on our `refundId`: asking
    * again answers the same refund with its status now. The provider may
-   * settle it at once or later (then with a webhook).
+   * settle it at once or later (then with a webhook). `retry`: an earlier
+   * call for this refund may have reached the provider (its answer was
+   * lost), so an adapter whose provider forgets idempotency keys (Stripe,
+   * after 24 hours) looks for the refund before it asks again.
    */
-  refund(ref: string, amount: number, refundId: string, currency: string): Promise<RefundResult>;
+  refund(ref: string, amount: number, refundId: string, currency: string, opts?: RefundOptions): Promise<RefundResult>;
   /** The status of a refund now, by the provider's reference. */
   getRefundStatus(refundRef: string): Promise<RefundStatus>;
   /** Asks the provider to stop taking money for a payment (expiry, the shop's cancel). */

@@ -48,7 +48,7 @@ export async function submitRefund(
   if (!payment.value.providerRef) throw new NotFoundError("Unknown payment.");
   // The call's log entry is stored with its outcome, in the same commit (one commit instead of two).
   const held = { operations: [] as OperationEntry[] };
-  const result = await askProvider(ctx, entry.value, payment.value.providerRef, held);
+  const result = await askProvider(ctx, entry.value, payment.value.providerRef, { held });
   try {
     return await applyRefundResult(ctx, entry.value.id, result, { entry, payment, ...held });
   } finally {
@@ -71,34 +71,36 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
   if (!(await commitRefundUpdate(ctx.kv, entry as Deno.KvEntry<Refund>, claimed, jobs(ctx, now)))) return;
   const payment = await getPaymentEntry(ctx.kv, r.paymentId);
   if (!payment.value?.providerRef) return;
-  const result = await askProvider(ctx, r, payment.value.providerRef);
+  // The job may be a retry of a request whose answer was lost (a timeout, a crash): the refund may exist already.
+  const result = await askProvider(ctx, r, payment.value.providerRef, { retry: true });
   await applyRefundResult(ctx, id, result, { payment: payment as Deno.KvEntry<Payment> });
 }
 
 /**
  * The provider's answer about a refund, or null when it failed to give one (retried later). With `held`, the
- * call's operation-log entry is handed over there for the caller's commit instead of being written at once.
+ * call's operation-log entry is handed over there for the caller's commit instead of being written at once;
+ * `retry` tells the provider an earlier call may have made the refund already.
  */
 async function askProvider(
   ctx: AppContext,
   r: Refund,
   paymentRef: string,
-  held?: { operations: OperationEntry[] },
+  opts: { held?: { operations: OperationEntry[] }; retry?: boolean },
 ): Promise<RefundResult | null> {
   // The refund goes to its payment's own account. The provider is idempotent on our refund id, so asking
   // again never refunds twice.
   const { adapter, logged } = await ctx.providers.forPayment(refundScope(r));
-  if (held) logged?.holdEntries();
+  if (opts.held) logged?.holdEntries();
   try {
     return r.providerRef
       ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef) }
-      : await adapter.refund(paymentRef, r.amount, r.id, r.currency);
+      : await adapter.refund(paymentRef, r.amount, r.id, r.currency, { retry: opts.retry ?? false });
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
     return null;
   } finally {
-    if (held && logged) held.operations.push(...logged.takeHeld());
+    if (opts.held && logged) opts.held.operations.push(...logged.takeHeld());
   }
 }
 
