@@ -71,3 +71,35 @@ export class UpstreamError extends AppError {
     );
   }
 }
+
+/**
+ * The provider answered and said no to the request itself (400, 402, 404, 409, 422): asking again the same way gets
+ * the same no, unlike no answer (a timeout, a connection error, a 5xx, a 429), which may pass. A refund it refuses
+ * fails (lib/refunds/settle.ts). `detail` may quote the provider's reason, for operators only (the operation log);
+ * the shop sees the same message as for any provider failure.
+ */
+export class ProviderRefusedError extends UpstreamError {
+  constructor(detail: string, answered: number) {
+    super(false, detail, answered);
+  }
+}
+
+/** The HTTP answers that refuse the request itself (see ProviderRefusedError); an adapter may narrow them. */
+export function isRefusalStatus(status: number): boolean {
+  return status === 400 || status === 402 || status === 404 || status === 409 || status === 422;
+}
+
+/**
+ * A provider's reason for a refusal, fit for the operation log: one line, at most 200 characters, without anything
+ * shaped like a key or a token (a provider may echo a credential in its message).
+ */
+export function providerReason(text: string): string {
+  return text
+    .replace(/\p{Cc}+/gu, " ")
+    .replace(/\b(sk|rk|pk)_(live|test)_[\w*]+/g, "[key]")
+    .replace(/\bwhsec_[\w*]+/g, "[secret]")
+    .replace(/\bBearer\s+\S+/gi, "Bearer [token]")
+    .replace(/\s+/g, " ")
+    .trim()
+    .slice(0, 200);
+}

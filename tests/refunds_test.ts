@@ -1,8 +1,8 @@
 /**
  * Refunds over real HTTP with the Bansky sandbox: amounts reserved atomically
  * (concurrent over-refunds, two instances on one store), sync, async, late and
- * lost provider answers, failures that give the amount back, signed refund
- * postbacks, idempotency and errors.
+ * lost provider answers, refusals and failures that give the amount back,
+ * signed refund postbacks, idempotency and errors.
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
@@ -14,6 +14,8 @@ import {
   listRefundsByPayment,
 } from "../lib/db/refunds.ts";
 import { getPayment as getPaymentRecord } from "../lib/db/payments.ts";
+import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts";
+import { setShopRouting } from "../lib/accounts/routing.ts";
 import { refundEvents } from "../lib/refunds/view.ts";
 import type { Refund } from "../lib/refunds/types.ts";
 import { sortableId } from "../lib/ids.ts";
@@ -383,6 +385,52 @@ Deno.test("[refunds] with the provider down the refund stays pending, and the jo
     assert.equal(await countScheduledJobs(app.kv, "refund"), 0);
     await shop.close();
   });
+});
+
+Deno.test("[refunds] a refund Bansky refuses outright (4xx: the payment's account now reaches another merchant) fails at once: its amount is free again, the shop gets refund.failed, and the operation log has Bansky's reason", async () => {
+  const shop = startShopReceiver();
+  const orgA = { apiToken: "token-org-a", webhookSecret: "whsec-org-a" };
+  await withApp({ standaloneSandbox: true, merchants: { orgA }, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const account = await createAccount(ctx, {
+      provider: "bansky",
+      label: "Bansky org A",
+      orgId: "891027350515",
+      credentials: { apiUrl: app.sandboxUrl, ...orgA },
+    }, { actor: "test" });
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: account.id }, { actor: "test" });
+    const id = await paidPayment(app, shop.url);
+    // The account's credentials now name another merchant, which does not know the payment: Bansky answers 404.
+    const credentials = (token: { apiToken: string; webhookSecret: string }) => ({ apiUrl: app.sandboxUrl, ...token });
+    const other = { apiToken: SANDBOX_TOKEN, webhookSecret: SANDBOX_SECRET };
+    await rotateAccountCredentials(ctx, account.id, credentials(other), { actor: "test" });
+    const r = await refund(app, id, { amount: 400 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.refund.status, "failed");
+    assert.equal(r.body.refund.failureReason, "The provider refused the refund request.");
+    assert.equal((await getRefundReservation(app.kv, id)).value, 0, "its amount is free again");
+    assert.equal(await countScheduledJobs(app.kv, "refund"), 0, "no job asks again: the answer would be the same");
+    const [failed] = await waitFor("refund.failed postback", () => {
+      const got = verified(app, shop.received, "refund.failed");
+      return got.length ? got : undefined;
+    });
+    assert.equal(failed.data.id, r.body.refund.id);
+    const call = await waitFor(
+      "the refused call logged",
+      async () =>
+        (await listOperations(app.kv, { shopId: app.shop.id, limit: 20 })).find((e) => e.operation === "refund"),
+    );
+    assert.equal(call.outcome, "error");
+    assert.match(call.error!, /answered 404: not found$/);
+    assert.ok(!call.error!.includes(SANDBOX_TOKEN), "never our token");
+
+    // With the right credentials back, all of it can be refunded.
+    await rotateAccountCredentials(ctx, account.id, credentials(orgA), { actor: "test" });
+    const again = await refund(app, id, {});
+    assert.equal(again.body.refund.amount, 1000);
+    assert.equal(again.body.refund.status, "succeeded");
+  });
+  await shop.close();
 });
 
 Deno.test("[refunds] concurrent refunds of one payment from two app instances on one store never exceed the payment or disagree with the provider", async () => {

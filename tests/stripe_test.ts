@@ -8,10 +8,19 @@ import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts"
 import { setShopRouting } from "../lib/accounts/routing.ts";
 import type { ProviderAccount } from "../lib/accounts/types.ts";
 import { getPayment } from "../lib/db/payments.ts";
-import { getRefund } from "../lib/db/refunds.ts";
+import { getRefund, getRefundReservation } from "../lib/db/refunds.ts";
+import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listOperations } from "../lib/db/operations.ts";
 import { createShop } from "../lib/shops.ts";
-import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  startShopReceiver,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "../fixtures/app.ts";
 import { StripeFake } from "../fixtures/stripe_fake.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
 
@@ -93,6 +102,9 @@ async function sweepAt(app: TestApp, aheadMs: number) {
     ctx.now = realNow;
   }
 }
+
+/** The types of the postbacks a shop's receiver got, in order. */
+const postbackTypes = (shop: { received: { body: string }[] }) => shop.received.map((x) => JSON.parse(x.body).type);
 
 /** Wraps the fake's request handler (to delay or replace its answers); the returned function puts it back. */
 function interceptFake(
@@ -407,6 +419,86 @@ Deno.test("[stripe] amounts go to Stripe in Stripe's own minor units: ISK with t
       30_000,
     ]);
   });
+});
+
+Deno.test("[stripe] a refund Stripe refuses outright (400: more than is left there, say after a Dashboard refund) fails at once: its amount is free again, the shop gets refund.failed, and the operation log has Stripe's reason", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    const { id, session } = await paidOnStripe(app, fake, stripe, 4200, shop.url);
+    // The merchant refunded 2000 in Stripe's Dashboard (no metadata: our webhook handler ignores it).
+    fake.refunds.set("re_dashboard", {
+      id: "re_dashboard",
+      object: "refund",
+      account: ORG2,
+      amount: 2000,
+      payment_intent: session.payment_intent!,
+      status: "succeeded",
+      metadata: {},
+      created: Math.floor(Date.now() / 1000),
+    });
+    // The shop refunds the whole order through us: Stripe answers 400 "Refund exceeds the charge".
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, {});
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.refund.status, "failed");
+    assert.equal(r.body.refund.failureReason, "The provider refused the refund request.");
+    assert.equal((await getRefundReservation(app.kv, id)).value, 0, "its amount is free again");
+    assert.equal(await countScheduledJobs(app.kv, "refund"), 0);
+    await waitFor("refund.failed postback", () => postbackTypes(shop).includes("refund.failed") || undefined);
+    const call = await waitFor(
+      "the refused call logged",
+      async () =>
+        (await listOperations(app.kv, { shopId: app.shop.id, limit: 20 })).find((e) => e.operation === "refund"),
+    );
+    assert.equal(call.outcome, "error");
+    assert.match(
+      call.error!,
+      /POST \/v1\/refunds answered 400 \(StripeInvalidRequestError\): Refund exceeds the charge\./,
+    );
+    assert.ok(!call.error!.includes(STRIPE_KEY), "never our key");
+    // A day of sweeps asks Stripe nothing more: its answer would be the same.
+    const asked = fake.calls["POST /v1/refunds"];
+    await sweepAt(app, 86_400_000);
+    assert.equal(fake.calls["POST /v1/refunds"], asked);
+    // What is really left at Stripe stays refundable.
+    const remainder = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 2200 });
+    assert.equal(remainder.status, 201, JSON.stringify(remainder.body));
+    assert.equal(remainder.body.refund.status, "succeeded");
+  }, { JOBS_QUEUE: "off" });
+  await shop.close();
+});
+
+Deno.test("[stripe] a refund Stripe does not answer (429, 500, or 409: the same key in flight) stays pending with its amount held, and the job asks again until Stripe answers", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const { id } = await paidOnStripe(app, fake, stripe, 3000);
+    const answers = [
+      [429, "rate_limit_error", null],
+      [500, "api_error", null],
+      [409, "invalid_request_error", "idempotency_key_in_use"],
+    ] as const;
+    let n = 0;
+    const restore = interceptFake(fake, (req, handle) => {
+      if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/refunds" || n >= answers.length) {
+        return handle(req);
+      }
+      const [status, type, code] = answers[n++];
+      const error = { type, message: "Try again later.", ...(code ? { code } : {}) };
+      return Promise.resolve(Response.json({ error }, { status }));
+    });
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.refund.status, "pending");
+    for (const ahead of [61_000, 5 * 60_000]) {
+      await sweepAt(app, ahead);
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+      assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
+    }
+    assert.equal(n, 3, "every answer was no answer");
+    await sweepAt(app, 30 * 60_000);
+    restore();
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+    assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
+    assert.equal([...fake.refunds.values()].length, 1);
+  }, { JOBS_QUEUE: "off" });
 });
 
 Deno.test("[stripe] a refund whose answer was lost is found by its id in Stripe's list before it is asked for again, so a retry after Stripe's 24 h idempotency window refunds once", async () => {

@@ -1,4 +1,4 @@
-import { UpstreamError } from "../errors.ts";
+import { isRefusalStatus, providerReason, ProviderRefusedError, UpstreamError } from "../errors.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
 import {
   banskyRefundStatusToOurs,
@@ -36,7 +36,8 @@ export interface BanskyOptions {
 /**
  * Bansky over HTTP with our credentials. The token goes only into the
  * Authorization header; errors carry the status code, never the token or the
- * provider's body.
+ * provider's body, except a refusal's own reason (its `error` field, see
+ * ProviderRefusedError) for the operators' log.
  */
 export class BanskyProvider implements PaymentProvider {
   readonly name = "bansky";
@@ -155,6 +156,15 @@ export class BanskyProvider implements PaymentProvider {
         throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
       }
       if (!res.ok && !answers.includes(res.status)) {
+        if (isRefusalStatus(res.status)) {
+          // Bansky said no to the request itself: its reason is for the operators, who need it to act.
+          const said = await res.json().then((b) => (typeof b?.error === "string" ? b.error : ""), () => "");
+          const reason = providerReason(said);
+          throw new ProviderRefusedError(
+            `${method} ${path} answered ${res.status}${reason ? `: ${reason}` : ""}`,
+            res.status,
+          );
+        }
         await res.body?.cancel();
         throw new UpstreamError(false, `${method} ${path} answered ${res.status}`, res.status);
       }

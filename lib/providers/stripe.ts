@@ -1,5 +1,5 @@
 import Stripe from "stripe";
-import { AppError, UpstreamError } from "../errors.ts";
+import { AppError, isRefusalStatus, providerReason, ProviderRefusedError, UpstreamError } from "../errors.ts";
 import type { StripeCredentials } from "../accounts/types.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
@@ -238,17 +238,31 @@ export class StripeProvider implements PaymentProvider {
   }
 }
 
+/**
+ * Whether Stripe refused the request itself (ProviderRefusedError): an invalid request or a declined card. Not an
+ * idempotency conflict: a 409 is another request with the same key still in flight (it passes), and a key reused
+ * with other parameters says nothing about the refund.
+ */
+function isStripeRefusal(err: InstanceType<typeof Stripe.errors.StripeError>, status: number): boolean {
+  if (status === 409 || err instanceof Stripe.errors.StripeIdempotencyError || err.rawType === "idempotency_error") {
+    return false;
+  }
+  return isRefusalStatus(status) && !(err instanceof Stripe.errors.StripeRateLimitError);
+}
+
 function toUpstream(what: string, err: unknown): UpstreamError {
   if (err instanceof Stripe.errors.StripeConnectionError) {
     const timedOut = /timed? ?out|timeout/i.test(err.message);
     return new UpstreamError(timedOut, timedOut ? `${what} timed out` : `${what} unreachable`);
   }
   if (err instanceof Stripe.errors.StripeError) {
-    return new UpstreamError(
-      false,
-      `${what} answered ${err.statusCode ?? "an error"} (${err.type})`,
-      err.statusCode ?? null,
-    );
+    const detail = `${what} answered ${err.statusCode ?? "an error"} (${err.type})`;
+    if (err.statusCode && isStripeRefusal(err, err.statusCode)) {
+      // Stripe's code and message say why (e.g. "Refund exceeds the charge"), for the operators' log only.
+      const reason = providerReason([err.code, err.message].filter(Boolean).join(": "));
+      return new ProviderRefusedError(reason ? `${detail}: ${reason}` : detail, err.statusCode);
+    }
+    return new UpstreamError(false, detail, err.statusCode ?? null);
   }
   if (err instanceof UpstreamError) return err;
   return new UpstreamError(false, `${what} failed`);

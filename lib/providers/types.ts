@@ -103,6 +103,7 @@ export interface PaymentProvider {
    * call for this refund may have reached the provider (its answer was
    * lost), so an adapter whose provider forgets idempotency keys (Stripe,
    * after 24 hours) looks for the refund before it asks again.
+   * Throws ProviderRefusedError when the provider refuses the request itself.
    */
   refund(ref: string, amount: number, refundId: string, currency: string, opts?: RefundOptions): Promise<RefundResult>;
   /** The status of a refund now, by the provider's reference. */

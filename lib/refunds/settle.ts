@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { AppError, ConflictError, NotFoundError, UpstreamError } from "../errors.ts";
+import { AppError, ConflictError, NotFoundError, ProviderRefusedError, UpstreamError } from "../errors.ts";
 import { getPaymentEntry } from "../db/payments.ts";
 import {
   addRefundSuccessOps,
@@ -13,14 +13,14 @@ import { describeError, log } from "../log.ts";
 import { addOperationOps, insertOperation, type OperationEntry } from "../db/operations.ts";
 import { movePayment } from "../payments/transition.ts";
 import type { Payment } from "../payments/types.ts";
-import type { RefundNotice, RefundResult } from "../providers/types.ts";
+import type { RefundNotice } from "../providers/types.ts";
 import type { PaymentScope } from "../providers/registry.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
 import { sendCommitted } from "../relay/pool.ts";
 import type { Delivery } from "../relay/types.ts";
-import { canMoveRefund, refundPostbackType } from "./status.ts";
+import { canMoveRefund, refundPostbackType, type RefundStatus } from "./status.ts";
 import type { Refund } from "./types.ts";
 import { refundEvents, refundPostbackBody } from "./view.ts";
 
@@ -28,7 +28,8 @@ import { refundEvents, refundPostbackBody } from "./view.ts";
  * When a pending refund is asked about again, by the number of provider calls
  * made so far: soon at first (the provider's webhook usually comes first), then
  * further apart, then every 6 hours for as long as it stays pending. We never
- * call a refund failed unless the provider says so: money may be on its way.
+ * call a refund failed unless the provider says so (it failed it, or refused
+ * the request outright): money may be on its way.
  */
 const CHECK_BACKOFF_MS = [10_000, 30_000, 120_000, 600_000, 3_600_000, 21_600_000];
 /** A job run holds the refund this long, so a sweep does not ask the provider twice at once. */
@@ -77,16 +78,23 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
 }
 
 /**
- * The provider's answer about a refund, or null when it failed to give one (retried later). With `held`, the
- * call's operation-log entry is handed over there for the caller's commit instead of being written at once;
- * `retry` tells the provider an earlier call may have made the refund already.
+ * What the provider said about a refund: its reference (null when it refused the request before making one) and
+ * the refund's status; `refused` when it said no to the request itself. Null when it gave no answer (asked again
+ * later).
+ */
+export type RefundAnswer = { ref: string | null; status: RefundStatus; refused?: boolean } | null;
+
+/**
+ * The provider's answer about a refund. With `held`, the call's operation-log entry is handed over there for the
+ * caller's commit instead of being written at once; `retry` tells the provider an earlier call may have made the
+ * refund already.
  */
 async function askProvider(
   ctx: AppContext,
   r: Refund,
   paymentRef: string,
   opts: { held?: { operations: OperationEntry[] }; retry?: boolean },
-): Promise<RefundResult | null> {
+): Promise<RefundAnswer> {
   // The refund goes to its payment's own account. The provider is idempotent on our refund id, so asking
   // again never refunds twice.
   const { adapter, logged } = await ctx.providers.forPayment(refundScope(r));
@@ -97,6 +105,13 @@ async function askProvider(
       : await adapter.refund(paymentRef, r.amount, r.id, r.currency, { retry: opts.retry ?? false });
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
+    // A refund the provider refused outright (more than is left at the provider, a payment it does not know) was
+    // not made, and asking again gets the same no: it fails, and its amount is free again. A refused status read
+    // says nothing about the refund's money (our reference or credentials may be wrong): it stays as it is.
+    if (err instanceof ProviderRefusedError && !r.providerRef) {
+      log.warn("provider refused the refund; it fails", { refundId: r.id, paymentId: r.paymentId, detail: err.detail });
+      return { ref: null, status: "failed", refused: true };
+    }
     log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
     return null;
   } finally {
@@ -132,7 +147,7 @@ class StaleTarget extends Error {}
 export async function applyRefundResult(
   ctx: AppContext,
   id: string,
-  result: RefundResult | null,
+  result: RefundAnswer,
   known: { entry?: Deno.KvEntry<Refund>; payment?: Deno.KvEntry<Payment>; operations?: OperationEntry[] } = {},
 ): Promise<Refund> {
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
@@ -156,7 +171,7 @@ export async function applyRefundResult(
         case "succeeded":
           return await succeed(ctx, write, i === 0 ? known.payment : undefined);
         case "failed":
-          return await fail(ctx, write, i === 0 ? known.payment : undefined);
+          return await fail(ctx, write, i === 0 ? known.payment : undefined, result?.refused ?? false);
       }
     })();
     if (done) {
@@ -238,12 +253,18 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
   return settled;
 }
 
-async function fail(ctx: AppContext, { entry, base, now, operations }: RefundWrite, read?: Deno.KvEntry<Payment>) {
+async function fail(
+  ctx: AppContext,
+  { entry, base, now, operations }: RefundWrite,
+  read: Deno.KvEntry<Payment> | undefined,
+  refused: boolean,
+) {
   const failed: Refund = {
     ...base,
     status: "failed",
     settledAt: now,
-    failureReason: "The provider declined the refund.",
+    // The provider's own reason is in the operation log, for operators: it is not the shop's to read.
+    failureReason: refused ? "The provider refused the refund request." : "The provider declined the refund.",
   };
   const payment = read ?? await getPaymentEntry(ctx.kv, failed.paymentId);
   if (!payment.value) throw new NotFoundError("Unknown payment.");
