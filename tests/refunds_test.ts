@@ -1,8 +1,9 @@
 /**
  * Refunds over real HTTP with the Bansky sandbox: amounts reserved atomically
  * (concurrent over-refunds, two instances on one store), sync, async, late and
- * lost provider answers, refusals and failures that give the amount back,
- * signed refund postbacks, idempotency and errors.
+ * lost provider answers, refusals and failures that give the amount back, a
+ * success the provider reverses, signed refund postbacks, idempotency and
+ * errors.
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
@@ -14,8 +15,10 @@ import {
   listRefundsByPayment,
 } from "../lib/db/refunds.ts";
 import { getPayment as getPaymentRecord } from "../lib/db/payments.ts";
+import { readStats, utcDay } from "../lib/db/stats.ts";
 import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts";
 import { setShopRouting } from "../lib/accounts/routing.ts";
+import { applyRefundResult } from "../lib/refunds/settle.ts";
 import { refundEvents } from "../lib/refunds/view.ts";
 import type { Refund } from "../lib/refunds/types.ts";
 import { sortableId } from "../lib/ids.ts";
@@ -429,6 +432,71 @@ Deno.test("[refunds] a refund Bansky refuses outright (4xx: the payment's accoun
     const again = await refund(app, id, {});
     assert.equal(again.body.refund.amount, 1000);
     assert.equal(again.body.refund.status, "succeeded");
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] a 'failed' from the provider for a refund that succeeded, however it is read (a webhook, a status check), reverses it: the payment's refundedAmount and status go back down, the amount is free again, the stats take it back, the shop gets refund.failed and the timeline shows both", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    assert.equal((await refund(app, id, { amount: 300 })).body.refund.status, "succeeded");
+    const reversed = await refund(app, id, {});
+    assert.equal(reversed.body.refund.status, "succeeded");
+    assert.equal((await getPayment(app, id)).status, "refunded");
+    await waitFor("the payment's and two refunds' postbacks", () => (shop.received.length === 3 ? true : undefined));
+    const ref = (await getRefund(app.kv, reversed.body.refund.id))!.providerRef!;
+
+    // What the refund job or a webhook's confirmation hands over when the provider now says the refund failed.
+    const after = await applyRefundResult(app.server.ctx, reversed.body.refund.id, { ref, status: "failed" });
+    assert.equal(after.status, "failed");
+    assert.match(after.failureReason!, /reversed the refund after it had succeeded/);
+    const p = await getPayment(app, id);
+    assert.deepEqual([p.status, p.refundedAmount], ["partially_refunded", 300]);
+    assert.equal((await getRefundReservation(app.kv, id)).value, 300);
+    const [postback] = await waitFor("refund.failed postback", () => {
+      const got = verified(app, shop.received, "refund.failed");
+      return got.length ? got : undefined;
+    });
+    assert.equal(postback.data.id, reversed.body.refund.id);
+    assert.equal(postback.data.status, "failed");
+    assert.deepEqual(postback.data.payment, {
+      id,
+      shopTxId: p.shopTxId,
+      status: "partially_refunded",
+      amount: 1000,
+      refundedAmount: 300,
+    });
+    RefundPostbackBody.strict().parse(postback);
+    // A move back within the paid statuses is no new success: no second payment.succeeded.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(verified(app, shop.received, "payment.succeeded").length, 1);
+
+    // Asked again (a duplicate webhook, another check), nothing changes.
+    assert.equal(
+      (await applyRefundResult(app.server.ctx, reversed.body.refund.id, { ref, status: "failed" })).status,
+      "failed",
+    );
+    assert.equal(
+      (await applyRefundResult(app.server.ctx, reversed.body.refund.id, { ref, status: "succeeded" })).status,
+      "failed",
+    );
+    assert.equal((await getPayment(app, id)).refundedAmount, 300);
+
+    const today = utcDay(Date.now());
+    const stats = (await readStats(app.kv, today, today, app.shop.id)).find((s) => s.status === "refund")!;
+    assert.deepEqual([stats.count, stats.amount], [1, 300], "only the refund that stands is counted");
+    const types = (await listActivity(app.kv, { limit: 1000 })).flatMap(({ ref }) =>
+      ref.kind === "event" && ref.paymentId === id && ref.event?.data.refundId === reversed.body.refund.id
+        ? [ref.event!.type]
+        : []
+    );
+    assert.deepEqual(types.sort(), ["refund_failed", "refund_requested", "refund_succeeded"]);
+    const { operatorBrowser } = await import("../fixtures/browser.ts");
+    const page = await (await operatorBrowser(app)).get(`/admin/payments/${id}`);
+    assert.match(page.text, /refund succeeded/);
+    assert.match(page.text, /refund failed.*reversed: true/);
+    assert.match(page.text, /status changed.*from: refunded, to: partially_refunded/);
   });
   await shop.close();
 });

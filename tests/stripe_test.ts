@@ -501,6 +501,34 @@ Deno.test("[stripe] a refund Stripe does not answer (429, 500, or 409: the same 
   }, { JOBS_QUEUE: "off" });
 });
 
+Deno.test("[stripe] a refund Stripe reverses after it succeeded (refund.updated: succeeded -> failed, the card was closed) fails: the payment's refundedAmount goes down and its status back, the amount is free again, and the shop gets refund.failed", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    const { id } = await paidOnStripe(app, fake, stripe, 5000, shop.url);
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 5000 });
+    assert.equal(r.body.refund.status, "succeeded");
+    assert.equal((await getPayment(app.kv, id))!.status, "refunded");
+    await waitFor("refund.succeeded", () => postbackTypes(shop).includes("refund.succeeded") || undefined);
+    const ref = (await getRefund(app.kv, r.body.refund.id))!.providerRef!;
+    // Days later Stripe reports the refund failed (failure_reason expired_or_canceled_card).
+    assert.equal(await fake.settleRefund(ref, "failed"), 200);
+    const stored = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.equal(stored.status, "failed", "Stripe says the buyer did not get the money back");
+    const p = (await getPayment(app.kv, id))!;
+    assert.deepEqual([p.status, p.refundedAmount], ["succeeded", 0]);
+    assert.equal((await getRefundReservation(app.kv, id)).value, 0);
+    await waitFor("refund.failed", () => postbackTypes(shop).includes("refund.failed") || undefined);
+    // The same news again is a duplicate.
+    assert.equal(await fake.settleRefund(ref, "failed"), 200);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.deepEqual(postbackTypes(shop), ["payment.succeeded", "refund.succeeded", "refund.failed"]);
+    // Stripe gave the money back to the merchant's balance: the shop can refund it again.
+    const again = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, {});
+    assert.deepEqual([again.status, again.body.refund.amount, again.body.refund.status], [201, 5000, "succeeded"]);
+  });
+  await shop.close();
+});
+
 Deno.test("[stripe] a refund whose answer was lost is found by its id in Stripe's list before it is asked for again, so a retry after Stripe's 24 h idempotency window refunds once", async () => {
   await withStripe(async (app, fake, stripe) => {
     const { id } = await paidOnStripe(app, fake, stripe, 5000);

@@ -188,3 +188,21 @@ export function addRefundSuccessOps(
   addStatsOps(op, more.stats);
   if (more.delivery) addDeliveryOps(op, more.delivery, more.jobs);
 }
+
+/**
+ * Ops a refund's reversal (it succeeded, then the provider failed it) adds to its payment's move back: the refund's
+ * new state, its amount given back to what is left to refund (checked against the reservation as read), its counter
+ * taken back and its postback.
+ */
+export function addRefundReversalOps(
+  op: Deno.AtomicOperation,
+  entry: Deno.KvEntry<Refund>,
+  next: Refund,
+  more: { reservation: Deno.KvEntryMaybe<number>; stats: StatEvent; delivery?: Delivery; jobs: ScheduleOptions },
+) {
+  op.check(more.reservation)
+    .set(reservedKey(next.paymentId), Math.max(0, (more.reservation.value ?? 0) - next.amount));
+  addRefundUpdateOps(op, entry, next, more.jobs);
+  addStatsOps(op, more.stats);
+  if (more.delivery) addDeliveryOps(op, more.delivery, more.jobs);
+}

@@ -684,7 +684,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           operationId: "createRefund",
           summary: "Refund a payment",
           description:
-            "Gives back all or part of a `succeeded` or `partially_refunded` payment. The amount is reserved at once: pending refunds count as spent, so concurrent refunds never add up to more than the payment. The provider may settle the refund at once (`status` succeeded or failed in the answer) or later (`pending`, then a `refund.succeeded` or `refund.failed` postback). A failed refund gives its amount back. Retrying with the same `id` (or Idempotency-Key) and body answers 200 with the same refund.",
+            "Gives back all or part of a `succeeded` or `partially_refunded` payment. The amount is reserved at once: pending refunds count as spent, so concurrent refunds never add up to more than the payment. The provider may settle the refund at once (`status` succeeded or failed in the answer) or later (`pending`, then a `refund.succeeded` or `refund.failed` postback). A failed refund gives its amount back, also one the provider reverses after it succeeded (`refund.failed` after `refund.succeeded`; the payment's refundedAmount goes down). Retrying with the same `id` (or Idempotency-Key) and body answers 200 with the same refund.",
           tags: ["Refunds"],
           security: bearer,
           parameters: [

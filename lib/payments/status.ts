@@ -38,8 +38,11 @@ export const STATUS_RULES = {
   // The provider may still confirm money after we gave up on a payment: it is never hidden, so it can succeed late.
   expired: { next: ["succeeded"], postback: "payment.expired", counted: true },
   cancelled: { next: ["succeeded"], postback: "payment.cancelled", counted: true },
-  partially_refunded: { next: ["partially_refunded", "refunded"], postback: null, counted: false },
-  refunded: { next: [], postback: null, counted: false },
+  // A refund the provider reverses after it succeeded gives its amount back: the payment moves back down, to
+  // partially_refunded or succeeded. Moves within the paid statuses send no payment postback and count nothing
+  // (transition.ts): the refund's own postback and counters say it.
+  partially_refunded: { next: ["partially_refunded", "refunded", "succeeded"], postback: null, counted: false },
+  refunded: { next: ["partially_refunded", "succeeded"], postback: null, counted: false },
 } as const satisfies Record<PaymentStatus, StatusRule>;
 
 /** Every postback type a payment's status move can send, derived from the table. */

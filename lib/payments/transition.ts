@@ -8,7 +8,15 @@ import { statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
-import { canTransition, isCounted, isLateSuccess, isOpen, type PaymentStatus, postbackEventType } from "./status.ts";
+import {
+  canTransition,
+  isCounted,
+  isLateSuccess,
+  isOpen,
+  isPaid,
+  type PaymentStatus,
+  postbackEventType,
+} from "./status.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
 import { postbackBody } from "./view.ts";
 
@@ -70,7 +78,10 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     };
     // Money the provider confirms after we gave up (expired, cancelled): the shop is told it is late.
     if (isLateSuccess(p.status, req.to)) next.late = true;
-    const delivery = postbackFor(next, now, firstAttemptLease(now));
+    // A refund or its reversal moves the payment within its paid statuses: its money came long ago, so a reversal
+    // back to succeeded is no new success to tell or count. The refund's own postback and counters say it.
+    const refundMove = isPaid(p.status) && isPaid(req.to);
+    const delivery = refundMove ? null : postbackFor(next, now, firstAttemptLease(now));
     const stored = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
       events: [
         ...(req.becauseIsDerived ? [] : [req.because]),
@@ -78,7 +89,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
         ...(p.status === req.to ? [] : [statusChanged(p.status, req.to, now)]),
       ],
       derivedEvents: req.becauseIsDerived ? [req.because] : undefined,
-      stats: statsFor(p, next, now),
+      stats: refundMove ? [] : statsFor(p, next, now),
       delivery: delivery ?? undefined,
       webhookEventId: req.webhookEventId,
       audit: req.audit && statusMoveAudit(req.audit, { at: now, target: p.id, from: p.status, to: req.to }),

@@ -12,7 +12,8 @@ const isoTime = z.iso.datetime().describe("ISO 8601 time in UTC.");
 
 export const RefundStatusSchema = z.enum(REFUND_STATUSES).describe(
   "pending: asked, not settled yet (its amount counts as spent); succeeded: the money went back; failed: it did " +
-    "not, and the amount can be refunded again.",
+    "not (the provider declined or refused it, or reversed it after it succeeded), and the amount can be refunded " +
+    "again.",
 );
 
 export const RefundView = z.object({
@@ -45,7 +46,10 @@ export const RefundPostbackBody = z.object({
       shopTxId: z.string().describe("Your `id` from init-payment (postbacks are sent only for payments with one)."),
       status: PaymentStatusSchema,
       amount: z.int().positive(),
-      refundedAmount: z.int().nonnegative().describe("The sum of the payment's succeeded refunds, this one included."),
+      refundedAmount: z.int().nonnegative().describe(
+        "The sum of the payment's succeeded refunds: this one included when it succeeded, taken out again when the " +
+          "provider reversed it.",
+      ),
     }).describe("Where the payment stands after this refund."),
   }),
 });

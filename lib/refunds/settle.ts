@@ -2,11 +2,13 @@ import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError, ProviderRefusedError, UpstreamError } from "../errors.ts";
 import { getPaymentEntry } from "../db/payments.ts";
 import {
+  addRefundReversalOps,
   addRefundSuccessOps,
   commitRefundFailure,
   commitRefundUpdate,
   getRefund,
   getRefundEntry,
+  getRefundReservation,
 } from "../db/refunds.ts";
 import { hasIdShape } from "../ids.ts";
 import { describeError, log } from "../log.ts";
@@ -138,11 +140,12 @@ class StaleTarget extends Error {}
  * Applies what the provider said about a refund (null: it said nothing). A
  * success moves the payment (partially_refunded or refunded) with the refund,
  * its counters and the shop's postback in one atomic operation; a failure
- * gives the amount back; pending schedules the next check. A refund that
- * settled already is left as it is. `known` saves reads: the refund's entry
- * and its payment's as recently read (first try only: a stale one only costs
- * a retry). Its `operations` (provider calls' log entries) are written by the
- * commit that lands and taken out of the list.
+ * gives the amount back; pending schedules the next check. A failure of a
+ * refund that succeeded is the provider's reversal (see reverse). A refund
+ * that settled already is otherwise left as it is. `known` saves reads: the
+ * refund's entry and its payment's as recently read (first try only: a stale
+ * one only costs a retry). Its `operations` (provider calls' log entries) are
+ * written by the commit that lands and taken out of the list.
  */
 export async function applyRefundResult(
   ctx: AppContext,
@@ -155,7 +158,9 @@ export async function applyRefundResult(
     if (!entry.value) throw new NotFoundError("Unknown refund.");
     const r = entry.value;
     const status = result?.status ?? "pending";
-    if (r.status !== "pending" || (status !== "pending" && !canMoveRefund(r.status, status))) return r;
+    if (status === "pending" ? r.status !== "pending" : !canMoveRefund(r.status, status)) return r;
+    // A refusal is about a request to make a refund, never about one the provider made and settled.
+    if (r.status !== "pending" && result?.refused) return r;
     const now = ctx.now();
     const base: Refund = {
       ...r,
@@ -171,7 +176,9 @@ export async function applyRefundResult(
         case "succeeded":
           return await succeed(ctx, write, i === 0 ? known.payment : undefined);
         case "failed":
-          return await fail(ctx, write, i === 0 ? known.payment : undefined, result?.refused ?? false);
+          return r.status === "succeeded"
+            ? await reverse(ctx, write, i === 0 ? known.payment : undefined)
+            : await fail(ctx, write, i === 0 ? known.payment : undefined, result?.refused ?? false);
       }
     })();
     if (done) {
@@ -283,6 +290,83 @@ async function fail(
 }
 
 /**
+ * A refund that succeeded, failed by the provider afterwards (Stripe: the buyer's card was closed, so the money went
+ * back to the merchant's balance): the buyer never got it. In one atomic operation the refund fails, its payment's
+ * refundedAmount goes down by its amount and its status back (refunded to partially_refunded or succeeded), the
+ * amount is free to refund again, the refund's counter is taken back on the day it counted, and the shop gets
+ * refund.failed; the payment's timeline shows the reversal after the success. Operators get a warning: the shop may
+ * have to pay the buyer another way.
+ */
+async function reverse(
+  ctx: AppContext,
+  { entry, base, now, operations }: RefundWrite,
+  read?: Deno.KvEntry<Payment>,
+) {
+  const succeededAt = entry.value.settledAt ?? entry.value.updatedAt;
+  const reversed: Refund = {
+    ...base,
+    status: "failed",
+    settledAt: now,
+    succeededAt,
+    failureReason: "The provider reversed the refund after it had succeeded: the buyer did not get the money back.",
+  };
+  const paymentEntry = read ?? await getPaymentEntry(ctx.kv, reversed.paymentId);
+  if (!paymentEntry.value) throw new NotFoundError("Unknown payment.");
+  // Read before the move: its check fails the move if another refund of the payment reserved meanwhile.
+  const reservation = await getRefundReservation(ctx.kv, reversed.paymentId);
+  const target = (refundedAfter: number) => (refundedAfter > 0 ? "partially_refunded" : "succeeded");
+  let delivery: Delivery | null = null;
+  let stored: string | null = null;
+  try {
+    const moved = await movePayment(ctx, {
+      paymentId: reversed.paymentId,
+      read: paymentEntry as Deno.KvEntry<Payment>,
+      to: target((paymentEntry.value.refundedAmount ?? 0) - reversed.amount),
+      because: refundEvents(reversed).reversed!,
+      becauseIsDerived: true,
+      patch: (p) => ({ refundedAmount: Math.max(0, (p.refundedAmount ?? 0) - reversed.amount) }),
+      extraOps: (op, next) => {
+        // Another refund of this payment settled since we read it: the target may differ now.
+        if (target(next.refundedAmount ?? 0) !== next.status) throw new StaleTarget();
+        delivery = postbackFor(reversed, next, now);
+        addRefundReversalOps(op, entry, reversed, {
+          reservation,
+          stats: {
+            at: succeededAt,
+            shopId: reversed.shopId,
+            currency: reversed.currency,
+            status: "refund",
+            amount: reversed.amount,
+            withdrawn: true,
+          },
+          delivery: delivery ?? undefined,
+          jobs: jobs(ctx, now),
+        });
+        for (const e of operations) addOperationOps(op, e);
+      },
+    });
+    if (moved.outcome === "refused") {
+      throw new Error(`payment ${reversed.paymentId} refused a refund reversal from ${moved.payment.status}`);
+    }
+    stored = moved.versionstamp;
+  } catch (err) {
+    // The refund, the payment or the reservation changed under us: read again.
+    if (err instanceof StaleTarget || err instanceof ConflictError) return null;
+    throw err;
+  }
+  log.warn("refund reversed by the provider after it succeeded: the buyer did not get the money back", {
+    refundId: reversed.id,
+    paymentId: reversed.paymentId,
+    shopId: reversed.shopId,
+    amount: reversed.amount,
+    currency: reversed.currency,
+  });
+  const sent = delivery as Delivery | null;
+  if (sent && stored) sendCommitted(ctx, sent, stored);
+  return reversed;
+}
+
+/**
  * The shop's postback for a settled refund, when the shop asked for postbacks for its payment: born leased to
  * this process, which sends it right after the commit (sendCommitted).
  */
@@ -306,7 +390,9 @@ const jobs = (ctx: AppContext, now: number) => ({ queue: ctx.config.jobsQueue, n
  * A provider webhook about a refund: the refund must be ours and match the
  * provider's reference; its status is confirmed with the provider (the
  * webhook is only a hint) before it is applied. A claim the provider does not
- * confirm yet is refused (409) so the provider's retry applies it.
+ * confirm yet is refused (409) so the provider's retry applies it. News of a
+ * settled refund is a duplicate, except a failure of one that succeeded: the
+ * provider reversed it.
  */
 export async function handleRefundWebhook(
   ctx: AppContext,
@@ -318,10 +404,13 @@ export async function handleRefundWebhook(
   if ((r.providerRef && r.providerRef !== notice.ref) || (r.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw new AppError(400, "invalid_webhook", "Webhook reference does not match the refund.");
   }
-  if (r.status !== "pending") return "duplicate";
+  // Only a claimed failure can change a succeeded refund; anything else about a settled one asks the provider nothing.
+  const reversal = r.status === "succeeded" && notice.claimedStatus === "failed";
+  if (r.status !== "pending" && !reversal) return "duplicate";
   const { adapter } = await ctx.providers.forPayment(refundScope(r));
   const confirmed = await adapter.getRefundStatus(notice.ref);
-  if (confirmed === "pending") {
+  // A claim the provider does not confirm yet (a reversal it still reports as a success, too): its retry brings it.
+  if (confirmed === "pending" || (reversal && confirmed !== "failed")) {
     if (notice.claimedStatus === "pending") return "unchanged";
     throw new AppError(
       409,

@@ -3,7 +3,8 @@ import type { PaymentStatus } from "../payments/status.ts";
 /**
  * Refund statuses and the moves between them, as data (like
  * lib/payments/status.ts for payments). A refund is stored `pending` with its
- * amount reserved on the payment before the provider is asked; it settles once.
+ * amount reserved on the payment before the provider is asked; it settles once,
+ * unless the provider reverses a success.
  */
 export const REFUND_STATUSES = ["pending", "succeeded", "failed"] as const;
 
@@ -20,7 +21,9 @@ interface RefundStatusRule {
 
 export const REFUND_STATUS_RULES = {
   pending: { next: ["succeeded", "failed"], postback: null, holdsAmount: true },
-  succeeded: { next: [], postback: "refund.succeeded", holdsAmount: true },
+  // The provider may reverse a refund that succeeded (Stripe: the buyer's card was closed, so the money went back to
+  // the merchant's balance): the buyer never got it, so it fails, and its amount is given back to the payment.
+  succeeded: { next: ["failed"], postback: "refund.succeeded", holdsAmount: true },
   // A failed refund gives its amount back to what is left to refund.
   failed: { next: [], postback: "refund.failed", holdsAmount: false },
 } as const satisfies Record<RefundStatus, RefundStatusRule>;

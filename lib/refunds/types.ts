@@ -31,5 +31,8 @@ export interface Refund {
   nextCheckAt: number;
   createdAt: number;
   updatedAt: number;
+  /** When it succeeded or failed (for a refund the provider reversed: when it failed). */
   settledAt: number | null;
+  /** Only on a refund the provider reversed after it had succeeded (now failed): when it had succeeded. */
+  succeededAt?: number;
 }

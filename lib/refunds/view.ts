@@ -39,24 +39,35 @@ export function refundPostbackBody(r: Refund, p: Payment, type: RefundPostbackTy
 }
 
 /**
- * A refund's entries on its payment's timeline: requested, then succeeded or failed. They are made from the
- * refund record, both when the refund is written (for the activity log, hence the export) and when the
- * timeline is shown, so the payment's own event list does not store a copy of them (fewer keys per refund).
+ * A refund's entries on its payment's timeline: requested, then succeeded or failed, and for a refund the provider
+ * reversed both, the failure (`reversed`) after the success. They are made from the refund record, both when the
+ * refund is written (for the activity log, hence the export) and when the timeline is shown, so the payment's own
+ * event list does not store a copy of them (fewer keys per refund).
  */
-export function refundEvents(r: Refund): { requested: PaymentEvent; settled: PaymentEvent | null } {
+export function refundEvents(
+  r: Refund,
+): { requested: PaymentEvent; settled: PaymentEvent | null; reversed: PaymentEvent | null } {
   const requested: PaymentEvent = {
     type: "refund_requested",
     at: r.createdAt,
     data: { refundId: r.id, amount: r.amount, by: r.requestedBy, reason: r.reason },
   };
   const data = { refundId: r.id, amount: r.amount };
+  const at = r.settledAt ?? r.updatedAt;
   switch (r.status) {
     case "pending":
-      return { requested, settled: null };
+      return { requested, settled: null, reversed: null };
     case "succeeded":
-      return { requested, settled: { type: "refund_succeeded", at: r.settledAt ?? r.updatedAt, data } };
+      return { requested, settled: { type: "refund_succeeded", at, data }, reversed: null };
     case "failed":
-      return { requested, settled: { type: "refund_failed", at: r.settledAt ?? r.updatedAt, data } };
+      if (r.succeededAt === undefined) {
+        return { requested, settled: { type: "refund_failed", at, data }, reversed: null };
+      }
+      return {
+        requested,
+        settled: { type: "refund_succeeded", at: r.succeededAt, data },
+        reversed: { type: "refund_failed", at, data: { ...data, reversed: true } },
+      };
   }
 }
 
@@ -67,8 +78,8 @@ export function refundEvents(r: Refund): { requested: PaymentEvent; settled: Pay
 export function withRefundEvents(stored: PaymentEvent[], refunds: Refund[]): PaymentEvent[] {
   const have = new Set(stored.map((e) => `${e.type}|${e.data?.refundId ?? ""}`));
   const derived = refunds.flatMap((r) => {
-    const { requested, settled } = refundEvents(r);
-    return settled ? [requested, settled] : [requested];
+    const { requested, settled, reversed } = refundEvents(r);
+    return [requested, settled, reversed].filter((e) => e !== null);
   }).filter((e) => !have.has(`${e.type}|${e.data.refundId}`));
   // A stable sort keeps stored events in their written order where times tie.
   return [...stored, ...derived].sort((a, b) => a.at - b.at);
