@@ -249,11 +249,11 @@ Deno.test("[console] accounts: create, disable and rotate with a confirmation st
   });
 });
 
-/** Runs an operator command against a KV file; returns its parsed JSON output. */
+/** Runs an operator command against a KV file (made if it is not there yet); returns its parsed JSON output. */
 async function cli(kvPath: string, script: string, args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `cli/${script}.ts`, ...args],
-    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", ...env },
+    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", NEW_DATABASE: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

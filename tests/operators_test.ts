@@ -23,7 +23,7 @@ const PASSWORD = "correct horse battery";
 async function cli(kvPath: string, ...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "cli/operator.ts", ...args],
-    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", PASSWORD_ITERATIONS: "1000" },
+    env: { DENO_KV_PATH: kvPath, LOG_LEVEL: "warn", PASSWORD_ITERATIONS: "1000", NEW_DATABASE: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();

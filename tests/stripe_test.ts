@@ -418,6 +418,15 @@ Deno.test("[stripe] amounts go to Stripe in Stripe's own minor units: ISK with t
     assert.deepEqual([...fake.refunds.values()].filter((r) => r.payment_intent === intent).map((r) => r.amount), [
       30_000,
     ]);
+
+    // A refund Stripe cannot take exactly (part of an ariary) fails at once, and its amount stays refundable.
+    const mga = (await sent(100_000, "MGA")).payment;
+    await buyerSettles(`${app.baseUrl}/integration/pay?id=${mga.id}`, "paid");
+    await waitFor("paid", async () => (await getPayment(app.kv, mga.id))?.status === "succeeded" || undefined);
+    const part = await api(app, app.shop.apiKey, "POST", `/payments/${mga.id}/refunds`, { amount: 150 });
+    assert.equal(part.body.refund.status, "failed", JSON.stringify(part.body));
+    const whole = await api(app, app.shop.apiKey, "POST", `/payments/${mga.id}/refunds`, { amount: 100_000 });
+    assert.equal(whole.body.refund.status, "succeeded", JSON.stringify(whole.body));
   });
 });
 

@@ -141,7 +141,7 @@ export class StripeProvider implements PaymentProvider {
   ): Promise<RefundResult> {
     const inStripeUnits = toStripeAmount(amount, currency);
     // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount.
-    if ("problem" in inStripeUnits) throw new UpstreamError(false, `refund amount ${inStripeUnits.problem}`, 400);
+    if ("problem" in inStripeUnits) throw new ProviderRefusedError(`refund amount ${inStripeUnits.problem}`, 400);
     const session = await this.call(
       "GET /v1/checkout/sessions/{id}",
       () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
