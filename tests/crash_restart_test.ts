@@ -11,6 +11,7 @@
  * webhook-id and body (a shop deduplicates on webhook-id).
  */
 import assert from "node:assert/strict";
+import { paymentIdOfRequestId } from "../lib/providers/request_id.ts";
 import { Webhook } from "standardwebhooks";
 import { Sandbox } from "../sandbox/bansky.tsx";
 import {
@@ -65,7 +66,8 @@ Deno.test({
       const sent = await req.text();
       const res = await sandbox.app.fetch(new Request(req.url, { method: "POST", headers: req.headers, body: sent }));
       const answer = await res.text();
-      if (res.ok) refByPaymentId.set(JSON.parse(sent).id, JSON.parse(answer).id);
+      // The id Bansky gets names our payment and the request (lib/providers/request_id.ts).
+      if (res.ok) refByPaymentId.set(paymentIdOfRequestId(JSON.parse(sent).id), JSON.parse(answer).id);
       return new Response(answer, { status: res.status, headers: res.headers });
     });
 
