@@ -14,7 +14,7 @@ import {
   type Shop,
 } from "./db/shops.ts";
 import { sortableId } from "./ids.ts";
-import { writeAudit } from "./db/audit.ts";
+import { type AuditAction, writeAudit } from "./db/audit.ts";
 import { isKeyPairSecret, newSigningKeyPair, newWebhookSecret, publicKeyOf } from "./relay/signing.ts";
 import {
   DnsTimeoutError,
@@ -288,7 +288,7 @@ async function changeShop(
   kv: Deno.Kv,
   shopId: string,
   actor: string,
-  action: string | (() => string),
+  action: AuditAction | (() => AuditAction),
   now: number,
   change: (shop: Shop) => Shop,
 ): Promise<Shop> {
@@ -433,7 +433,7 @@ export async function switchShopSigning(
   if (!Number.isInteger(overlapMs) || overlapMs < 0 || overlapMs > 30 * SECRET_OVERLAP_MS) {
     throw new ValidationError("The overlap is invalid.", { overlapMs: "must be between 0 and 30 days" });
   }
-  let action = "shop.rotate_secret";
+  let action: AuditAction = "shop.rotate_secret";
   // The shop as the refusing read saw it (a property: a variable assigned in the callback would read as never set).
   const refused: { shop?: Shop } = {};
   const shop = await changeShop(kv, shopId, opts.actor, () => action, opts.now, (s) => {

@@ -949,3 +949,44 @@ Deno.test("[console] every button that takes something away has the one destruct
     await app.close();
   }
 });
+
+Deno.test("[console] every audited action reads as a sentence in the audit log; one no longer written shows its code", async () => {
+  const { AUDIT_ACTIONS, writeAudit } = await import("../lib/db/audit.ts");
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const at = Date.now();
+    // One entry of each action the code writes, each naming its own target so its row is found below.
+    for (const [i, action] of AUDIT_ACTIONS.entries()) {
+      await writeAudit(app.kv, { at, actor: "ops@example.com", action, target: `t-${i}`, before: null, after: null });
+    }
+    // Written by an older version: the type allows only today's actions.
+    await writeAudit(app.kv, {
+      at,
+      actor: "ops@example.com",
+      action: "shop.retired_action" as (typeof AUDIT_ACTIONS)[number],
+      target: "t-old",
+      before: null,
+      after: null,
+    });
+    const page = (await b.get("/admin/audit")).text;
+    /** The words between the actor and the target of the row naming `target`. */
+    const wordsOf = (target: string) => {
+      const row = page.match(new RegExp(`<strong>ops@example.com</strong> ([^<]*)<code>${target}</code>`));
+      assert.ok(row, `a row for ${target}`);
+      return row[1].trim();
+    };
+    for (const [i, action] of AUDIT_ACTIONS.entries()) {
+      const words = wordsOf(`t-${i}`);
+      assert.ok(words.length > 0 && !words.includes(action), `${action} reads as a sentence, not its code: "${words}"`);
+    }
+    assert.equal(wordsOf(`t-${AUDIT_ACTIONS.indexOf("form.create")}`), "created the payment form");
+    assert.equal(
+      wordsOf(`t-${AUDIT_ACTIONS.indexOf("shop.embed_origins")}`),
+      "changed the sites that may embed the pages of",
+    );
+    assert.equal(wordsOf("t-old"), "shop.retired_action");
+  } finally {
+    await app.close();
+  }
+});

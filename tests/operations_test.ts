@@ -423,7 +423,7 @@ Deno.test("[accounts] a routing rule stored in a fund code before they were refu
     const audit = {
       at: Date.now(),
       actor: "test",
-      action: "shop.routing",
+      action: "shop.routing" as const,
       target: shopId,
       before: null,
       after: stored,

@@ -291,7 +291,14 @@ Deno.test("[signatures] a shop stored with the one previous secret of before kee
     const entry = await getShopEntry(app.kv, app.shop.id);
     const legacy = newWebhookSecret();
     const until = Date.now() + 3_600_000;
-    const audit = { at: Date.now(), actor: "test", action: "test", target: app.shop.id, before: null, after: null };
+    const audit = {
+      at: Date.now(),
+      actor: "test",
+      action: "shop.update" as const,
+      target: app.shop.id,
+      before: null,
+      after: null,
+    };
     assert.ok(
       await replaceShop(app.kv, entry as Deno.KvEntry<NonNullable<typeof entry.value>>, {
         ...entry.value!,
@@ -391,7 +398,7 @@ Deno.test("[signatures] a change made by another isolate reaches this one's redi
     const audit = {
       at: Date.now(),
       actor: "test",
-      action: "shop.rotate_secret",
+      action: "shop.rotate_secret" as const,
       target: app.shop.id,
       before: null,
       after: null,

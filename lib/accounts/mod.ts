@@ -1,3 +1,4 @@
+import type { AuditAction } from "../db/audit.ts";
 import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../errors.ts";
@@ -164,7 +165,7 @@ export async function describeAccount(
 async function changeAccount(
   ctx: AppContext,
   id: string,
-  action: string,
+  action: AuditAction,
   actor: string,
   change: (a: ProviderAccount) => { next: ProviderAccount; credentials?: AccountCredentials },
 ): Promise<ProviderAccount> {

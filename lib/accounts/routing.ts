@@ -1,3 +1,4 @@
+import type { NewAuditEntry } from "../db/audit.ts";
 import { z } from "zod";
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.ts";
@@ -140,7 +141,7 @@ export async function setShopRouting(
     }
     refuseNewUntakenRules(routing, shopRouting(entry.value));
     const next: Shop = { ...entry.value, routing };
-    const audit = {
+    const audit: NewAuditEntry = {
       at: ctx.now(),
       actor: opts.actor,
       action: "shop.routing",

@@ -1,7 +1,7 @@
 import { ConflictError } from "../errors.ts";
 import type { AccountCredentials, ProviderAccount } from "../accounts/types.ts";
 import { collectValues } from "./kv.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 
 /**
  * Provider accounts. The credentials live under their own key, so a listing
@@ -15,7 +15,7 @@ export async function insertAccount(
   kv: Deno.Kv,
   account: ProviderAccount,
   credentials: AccountCredentials,
-  audit: Omit<AuditEntry, "id">,
+  audit: NewAuditEntry,
 ): Promise<void> {
   const op = kv.atomic()
     .check({ key: accountKey(account.id), versionstamp: null })
@@ -52,7 +52,7 @@ export async function replaceAccount(
   kv: Deno.Kv,
   entry: Deno.KvEntry<ProviderAccount>,
   next: ProviderAccount,
-  opts: { credentials?: AccountCredentials; audit: Omit<AuditEntry, "id"> },
+  opts: { credentials?: AccountCredentials; audit: NewAuditEntry },
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(accountKey(next.id), next);
   if (opts.credentials) op.set(credentialsKey(next.id), opts.credentials);

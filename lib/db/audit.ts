@@ -1,6 +1,56 @@
 import { sortableId } from "../ids.ts";
 
-/** One operator action: who did what to which thing, with the state before and after. */
+/**
+ * Every action the audit log records, written once: each write names one of these (NewAuditEntry), and the console
+ * reads each as a sentence (routes/admin/audit.tsx, a table over this list), so a new action is a type error until it
+ * is listed here and has its sentence there.
+ */
+export const AUDIT_ACTIONS = [
+  "account.create",
+  "account.disable",
+  "account.enable",
+  "account.rotate",
+  "form.create",
+  "form.disable",
+  "invoice.cancel",
+  "key.create",
+  "key.revoke",
+  "operator.create",
+  "operator.disable",
+  "operator.enable",
+  "operator.password",
+  "operator_token.create",
+  "operator_token.revoke",
+  "payment.recheck",
+  "payment.refund",
+  "portal.link",
+  "portal.signin",
+  "postback.replay",
+  "postback.resend",
+  "shop.create",
+  "shop.update",
+  "shop.enable",
+  "shop.disable",
+  "shop.rotate_secret",
+  "shop.rotate_secret.refused",
+  "shop.switch_signing",
+  "shop.switch_signing.refused",
+  "shop.end_signing_overlap",
+  "shop.redirect_signing",
+  "shop.routing",
+  "shop.rate_limit",
+  "shop.embed_origins",
+  "signin",
+  "signin.failed",
+  "signout",
+] as const;
+
+export type AuditAction = typeof AUDIT_ACTIONS[number];
+
+/**
+ * One operator action as stored: who did what to which thing, with the state before and after. `action` is a string
+ * as read: an entry written by an older version may name an action no longer written.
+ */
 export interface AuditEntry {
   id: string;
   at: number;
@@ -11,11 +61,14 @@ export interface AuditEntry {
   after: unknown;
 }
 
+/** An entry to write: its action one of AUDIT_ACTIONS. */
+export type NewAuditEntry = Omit<AuditEntry, "id" | "action"> & { action: AuditAction };
+
 /** The audit entry of an operator's status move (a payment's, an invoice's): who, what, from where to where. */
 export function statusMoveAudit(
-  by: { actor: string; action: string },
+  by: { actor: string; action: AuditAction },
   move: { at: number; target: string; from: string; to: string },
-): Omit<AuditEntry, "id"> {
+): NewAuditEntry {
   return {
     at: move.at,
     actor: by.actor,
@@ -29,12 +82,12 @@ export function statusMoveAudit(
 const auditKey = (id: string) => ["audit", id] as const;
 
 /** Adds an audit entry to an atomic operation, so the action and its record commit together. */
-export function addAuditOps(op: Deno.AtomicOperation, entry: Omit<AuditEntry, "id">): Deno.AtomicOperation {
+export function addAuditOps(op: Deno.AtomicOperation, entry: NewAuditEntry): Deno.AtomicOperation {
   const id = sortableId();
   return op.set(auditKey(id), { id, ...entry });
 }
 
-export async function writeAudit(kv: Deno.Kv, entry: Omit<AuditEntry, "id">) {
+export async function writeAudit(kv: Deno.Kv, entry: NewAuditEntry) {
   await addAuditOps(kv.atomic(), entry).commit();
 }
 

@@ -1,5 +1,5 @@
 import { ConflictError } from "../errors.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import type { PaymentForm } from "../forms/types.ts";
 
 const formKey = (id: string) => ["forms", id] as const;
@@ -11,7 +11,7 @@ const bySeqKey = (seq: string) => ["forms_by_seq", seq] as const;
 export const MAX_LISTED_FORMS = 200;
 
 /** Stores a new form, its two indexes and its audit entry in one atomic operation. */
-export async function createForm(kv: Deno.Kv, form: PaymentForm, audit: Omit<AuditEntry, "id">): Promise<void> {
+export async function createForm(kv: Deno.Kv, form: PaymentForm, audit: NewAuditEntry): Promise<void> {
   const op = kv.atomic()
     .check({ key: formKey(form.id), versionstamp: null })
     .set(formKey(form.id), form)
@@ -34,7 +34,7 @@ export async function replaceForm(
   kv: Deno.Kv,
   entry: Deno.KvEntry<PaymentForm>,
   next: PaymentForm,
-  audit: Omit<AuditEntry, "id">,
+  audit: NewAuditEntry,
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(formKey(next.id), next);
   return (await addAuditOps(op, audit).commit()).ok;

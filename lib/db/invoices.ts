@@ -4,7 +4,7 @@ import type { Delivery } from "../relay/types.ts";
 import { sortableId } from "../ids.ts";
 import { collectValues, getManyEntries } from "./kv.ts";
 import { addActivityOps } from "./activity.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { addInvoiceStatsOps, type InvoiceStat } from "./stats.ts";
@@ -182,7 +182,7 @@ export interface InvoiceWrite {
   events: InvoiceEvent[];
   /** Postbacks the change sends (a status move's, late money's), each written with it. */
   deliveries: Delivery[];
-  audit?: Omit<AuditEntry, "id">;
+  audit?: NewAuditEntry;
   /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
   stat?: InvoiceStat;
   /** The invoice's pool address as read, when this write frees it (the invoice closes), and when it may be taken. */

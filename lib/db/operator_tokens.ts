@@ -1,5 +1,5 @@
 import { ConflictError, NotFoundError } from "../errors.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { collectValues } from "./kv.ts";
 
 /** An operator API token as stored: never the token, only its SHA-256 (as the lookup key's last part). */
@@ -21,7 +21,7 @@ export async function insertOperatorToken(
   kv: Deno.Kv,
   token: OperatorToken,
   hash: string,
-  audit: Omit<AuditEntry, "id">,
+  audit: NewAuditEntry,
 ): Promise<void> {
   const op = kv.atomic()
     .check({ key: byHashKey(hash), versionstamp: null })
@@ -69,7 +69,7 @@ export function addTokenRevocationOps(
 export async function revokeOperatorTokenRecord(
   kv: Deno.Kv,
   id: string,
-  opts: { now: number; audit: (before: OperatorToken, after: OperatorToken) => Omit<AuditEntry, "id"> },
+  opts: { now: number; audit: (before: OperatorToken, after: OperatorToken) => NewAuditEntry },
 ): Promise<OperatorToken> {
   for (;;) {
     const entry = await kv.get<OperatorToken>(tokenKey(id));

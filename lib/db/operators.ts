@@ -1,5 +1,5 @@
 import { ConflictError } from "../errors.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addTokenRevocationOps, type OperatorToken } from "./operator_tokens.ts";
 
 export interface Operator {
@@ -111,7 +111,7 @@ export async function replaceOperator(
     unchanged?: Deno.KvEntry<Operator>[];
     revokeTokens?: Deno.KvEntry<OperatorToken>[];
     now: number;
-    audit: Omit<AuditEntry, "id">;
+    audit: NewAuditEntry;
   },
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(operatorKey(next.id), next);

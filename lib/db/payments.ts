@@ -7,7 +7,7 @@ import { groupReader } from "./group_read.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addActivityOps } from "./activity.ts";
 import { sha256Base64url } from "../crypto.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
@@ -145,7 +145,7 @@ export interface PaymentMove {
   /** Marks a provider webhook as handled, so a duplicate is ignored. */
   webhookEventId?: string;
   /** An operator's action, recorded with the change. */
-  audit?: Omit<AuditEntry, "id">;
+  audit?: NewAuditEntry;
   jobs: ScheduleOptions;
   /** What else commits with the move (a refund's own state change); its checks fail the move too. */
   extraOps?: (op: Deno.AtomicOperation) => void;
@@ -288,7 +288,7 @@ export async function addPaymentEvent(
   kv: Deno.Kv,
   payment: Payment,
   event: PaymentEvent,
-  opts: { audit?: Omit<AuditEntry, "id"> } = {},
+  opts: { audit?: NewAuditEntry } = {},
 ) {
   const op = kv.atomic();
   addEventOps(op, payment.id, payment.shopId, event);

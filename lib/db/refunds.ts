@@ -1,7 +1,7 @@
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Refund } from "../refunds/types.ts";
 import type { Delivery } from "../relay/types.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
@@ -78,7 +78,7 @@ export interface NewRefund {
   reservation: Deno.KvEntryMaybe<number>;
   /** The payment's timeline entry for the request (shown from the refund record: an activity entry only). */
   event: PaymentEvent;
-  audit?: Omit<AuditEntry, "id">;
+  audit?: NewAuditEntry;
   jobs: ScheduleOptions;
 }
 

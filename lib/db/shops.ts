@@ -1,7 +1,7 @@
 import { ConflictError } from "../errors.ts";
 import { collectValues } from "./kv.ts";
 import { groupReader } from "./group_read.ts";
-import { addAuditOps, type AuditEntry } from "./audit.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import type { ShopRouting } from "../accounts/types.ts";
 
 export interface Shop {
@@ -82,7 +82,7 @@ export function getShopEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe
 }
 
 /** Replaces a shop read as `entry`, with its audit record, in one atomic operation; false if it changed meanwhile. */
-export async function replaceShop(kv: Deno.Kv, entry: Deno.KvEntry<Shop>, next: Shop, audit: Omit<AuditEntry, "id">) {
+export async function replaceShop(kv: Deno.Kv, entry: Deno.KvEntry<Shop>, next: Shop, audit: NewAuditEntry) {
   const op = kv.atomic().check(entry).set(shopKey(next.id), next);
   return (await addAuditOps(op, audit).commit()).ok;
 }

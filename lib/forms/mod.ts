@@ -1,3 +1,4 @@
+import type { NewAuditEntry } from "../db/audit.ts";
 import type { AppContext } from "../context.ts";
 import { createForm as storeForm, getFormEntry, listAllForms, listFormsByShop, replaceForm } from "../db/forms.ts";
 import { getShop, type Shop } from "../db/shops.ts";
@@ -86,7 +87,7 @@ export async function disableForm(
     if (entry.value.status === "disabled") return entry.value;
     const now = ctx.now();
     const next: PaymentForm = { ...entry.value, status: "disabled", disabledAt: now };
-    const audit = {
+    const audit: NewAuditEntry = {
       at: now,
       actor: opts.actor,
       action: "form.disable",

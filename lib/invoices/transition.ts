@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitInvoiceWrite, getInvoiceEntry, getPoolAddressEntry } from "../db/invoices.ts";
 import { log } from "../log.ts";
-import { statusMoveAudit } from "../db/audit.ts";
+import { type AuditAction, statusMoveAudit } from "../db/audit.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
 import { sendCommitted } from "../relay/pool.ts";
@@ -29,7 +29,7 @@ export interface InvoiceChange {
   /** Fields set besides the status (deposits, other coins' transfers, the next poll). */
   patch?: Partial<Pick<Invoice, "deposits" | "otherCoinDeposits" | "checkAt">>;
   /** An operator's action: audited in the same operation. */
-  audit?: { actor: string; action: string };
+  audit?: { actor: string; action: AuditAction };
   /** Transactions to the invoice's address it lists for the first time: claimed for it in the same operation. */
   claims?: string[];
 }

@@ -4,7 +4,7 @@ import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
 import { sendCommitted } from "../relay/pool.ts";
 import type { StatEvent } from "../db/stats.ts";
-import { statusMoveAudit } from "../db/audit.ts";
+import { type AuditAction, statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
 import { newDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
@@ -33,7 +33,7 @@ export interface MoveRequest {
   /** A provider webhook being handled: marked seen in the same operation, so a duplicate is ignored. */
   webhookEventId?: string;
   /** An operator's action: audited in the same operation. */
-  audit?: { actor: string; action: string };
+  audit?: { actor: string; action: AuditAction };
   /** Fields the move sets besides its status (a refunded amount, a late success). */
   patch?: (p: Payment) => Partial<Payment>;
   /**

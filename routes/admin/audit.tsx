@@ -1,28 +1,39 @@
 import { Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
-import { type AuditEntry, searchAudit } from "../../lib/db/audit.ts";
+import { type AuditAction, type AuditEntry, searchAudit } from "../../lib/db/audit.ts";
+import { hasIdShape } from "../../lib/ids.ts";
 import { listShops } from "../../lib/db/shops.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, formatTime } from "../../components/admin_layout.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
-/** Audit actions in words; an action missing here is shown by its code. */
-const ACTION_WORDS: Record<string, string> = {
-  "account.create": "created an upstream account",
+/**
+ * Each audited action as the middle of a sentence: "<actor> <words> <target>". Over every action the code writes
+ * (AUDIT_ACTIONS), so an action without its words is a type error; an entry of an action no longer written (an older
+ * version's) is shown by its code.
+ */
+const ACTION_WORDS = {
+  "account.create": "created the provider account",
+  "account.disable": "disabled the provider account",
+  "account.enable": "enabled the provider account",
+  "account.rotate": "replaced the credentials of the provider account",
+  "form.create": "created the payment form",
+  "form.disable": "disabled the payment form",
+  "invoice.cancel": "cancelled the invoice",
   "key.create": "created an API key for",
   "key.revoke": "revoked an API key of",
   "operator.create": "created the operator",
   "operator.disable": "disabled the operator",
   "operator.enable": "enabled the operator",
-  "operator_token.create": "created an API token",
-  "operator_token.revoke": "revoked the API token",
   "operator.password": "changed the password of",
-  "payment.recheck": "re-checked with the provider",
+  "operator_token.create": "created the API token",
+  "operator_token.revoke": "revoked the API token",
+  "payment.recheck": "asked the provider again about",
   "payment.refund": "refunded",
   "portal.link": "created a portal sign-in link for",
   "portal.signin": "signed in to the portal of",
-  "postback.replay": "replayed the failed postbacks of",
-  "postback.resend": "resent the postback of",
+  "postback.replay": "replayed the failed and retrying postbacks of",
+  "postback.resend": "resent a postback of",
   "shop.create": "created the shop",
   "shop.update": "changed the settings of",
   "shop.enable": "enabled the shop",
@@ -35,10 +46,16 @@ const ACTION_WORDS: Record<string, string> = {
   "shop.redirect_signing": "changed redirect signing of",
   "shop.routing": "changed the routing of",
   "shop.rate_limit": "changed the rate limit of",
+  "shop.embed_origins": "changed the sites that may embed the pages of",
   "signin": "signed in from",
   "signin.failed": "failed to sign in from",
-  "signout": "signed out (session)",
-};
+  "signout": "signed out of the session",
+} as const satisfies Record<AuditAction, string>;
+
+/** What an entry's action says, in words when it is one the code writes (see ACTION_WORDS). */
+function actionWords(action: string): string {
+  return (ACTION_WORDS as Record<string, string>)[action] ?? action;
+}
 
 /** Fields that hold secrets or their hashes: the audit names the change, never the value. */
 const HIDDEN_FIELDS = /secret|hash|token|password/i;
@@ -71,7 +88,7 @@ export function auditRoutes(ctx: AppContext) {
                 <tr key={e.id}>
                   <td data-label="When">{formatTime(e.at)}</td>
                   <td data-label="What">
-                    <strong>{e.actor}</strong> {ACTION_WORDS[e.action] ?? e.action}{" "}
+                    <strong>{e.actor}</strong> {actionWords(e.action)}{" "}
                     <AuditTarget target={e.target} shopNames={shopNames} /> <code class="muted">{e.action}</code>
                   </td>
                   <td data-label="Changes" class="small">
@@ -93,9 +110,16 @@ function AuditTarget({ target, shopNames }: { target: string; shopNames: Map<str
   if (target.startsWith("shop_")) {
     return <a href={`/admin/shops/${target}`}>{shopNames.get(target) ?? target}</a>;
   }
-  if (target.startsWith("pay_")) {
+  const page = hasIdShape("payment", target)
+    ? `/admin/payments/${target}`
+    : hasIdShape("invoice", target)
+    ? `/admin/invoices/${target}`
+    : hasIdShape("account", target)
+    ? `/admin/accounts#account-${target}`
+    : null;
+  if (page) {
     return (
-      <a href={`/admin/payments/${target}`}>
+      <a href={page}>
         <code>{target}</code>
       </a>
     );
