@@ -449,6 +449,44 @@ Deno.test("[docs] the internal handbook renders from internalDocsRoutes()", asyn
   assert.ok(moved.includes('href="/ops/handbook/failing-postbacks"'), "links follow the mount point");
 });
 
+/**
+ * The command forms a CLI script's usage text gives (its USAGE constant, read from the source: the scripts run when
+ * imported): continuation lines joined, notes in parentheses and lines that only carry a note dropped.
+ */
+async function usageForms(script: string): Promise<string[]> {
+  const source = await Deno.readTextFile(new URL(`cli/${script}.ts`, REPO));
+  const literal = source.match(/const USAGE =\s*(`[^`]*`|"[^"]*")/)?.[1];
+  assert.ok(literal, `${script}: its USAGE`);
+  const text = literal.startsWith('"') ? JSON.parse(literal) : literal.slice(1, -1).replaceAll("\\\\", "\\");
+  const forms: string[] = [];
+  let pending = "";
+  for (const raw of (text as string).split("\n").slice(1)) {
+    const line = raw.trim();
+    if (!/^(deno task|[A-Z_]+=)/.test(line) && !pending) continue; // the rest of a note
+    const joined = pending + line;
+    if (joined.endsWith("\\")) {
+      pending = joined.slice(0, -1);
+      continue;
+    }
+    pending = "";
+    forms.push(joined.split(/\s{2,}\(/)[0].trim());
+  }
+  return forms;
+}
+
+Deno.test("[docs] the handbook's command table gives every shop, account and payment command as its usage does", async () => {
+  const index = await Deno.readTextFile(new URL("internal/index.md", DOCS_ROOT));
+  // The table's code spans, with the pipes a Markdown table escapes read as the usage writes them.
+  const table = index.split("\n").filter((line) => line.startsWith("| `"));
+  const spans = table.flatMap((row) => [...row.matchAll(/`([^`]+)`/g)].map((m) => m[1].replaceAll("\\|", "|")));
+  // The operator commands' rows are kept with operator sign-in (cli/operator.ts); BigQuery's in docs/bigquery.
+  for (const script of ["shop", "account", "payment"]) {
+    const forms = await usageForms(script);
+    assert.ok(forms.length >= 3, `${script}: its usage read`);
+    for (const form of forms) assert.ok(spans.includes(form), `docs/internal/index.md lacks \`${form}\``);
+  }
+});
+
 // The verification snippets, run against what our relay really sends.
 
 async function signedPostback(secrets: string[], opts: { timestamp?: number } = {}) {
