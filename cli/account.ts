@@ -13,7 +13,7 @@
  * Credentials are never printed back.
  */
 import { createAccount, listAllAccounts, setAccountActive } from "../lib/accounts/mod.ts";
-import type { ProviderAccount } from "../lib/accounts/types.ts";
+import { accountWebhookPath, type ProviderAccount } from "../lib/accounts/types.ts";
 import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
@@ -65,7 +65,7 @@ await runCommand(async (server) => {
           webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
         },
     }, { actor: "cli" });
-    printJson({ ...shown(account), webhookPath: `/api/payment-verify/${account.id}` });
+    printJson({ ...shown(account), webhookPath: accountWebhookPath(account.id) });
   } else if (cmd === "list" && !id) {
     printJson((await listAllAccounts(ctx)).map(shown));
   } else if ((cmd === "disable" || cmd === "enable") && id && !extra.length) {

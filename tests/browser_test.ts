@@ -233,6 +233,14 @@ Deno.test({
       app.server.ctx,
       "a.rather.long.operator.address@example-company-with-a-long-domain.com",
     );
+    // An account, so the accounts page has a row beside the default one and the note of a new account's webhook URL.
+    const { createAccount } = await import("../lib/accounts/mod.ts");
+    const account = await createAccount(app.server.ctx, {
+      provider: "bansky",
+      label: "An organisation with a rather long name",
+      orgId: "891027350515",
+      credentials: { apiUrl: "https://bansky.example", apiToken: "t", webhookSecret: "w" },
+    }, { actor: "test" });
     const browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     page.setDefaultTimeout(5000);
@@ -253,6 +261,8 @@ Deno.test({
           "/admin/payments",
           `/admin/payments/${ids[0]}`,
           "/admin/deliveries",
+          "/admin/invoices",
+          `/admin/accounts?created=${account.id}`,
           "/admin/stats",
           "/admin/audit",
           "/admin/operators",
@@ -263,7 +273,7 @@ Deno.test({
           await page.goto(base + path);
           if (path === "/admin/stats") await page.locator(".uplot canvas").first().waitFor();
           assert.equal(await widerThanViewport(page), null, path);
-          await shot(page, `phone${path.replaceAll("/", "-")}`.slice(0, 60));
+          await shot(page, `phone${path.replace(/\?.*/, "").replaceAll("/", "-")}`.slice(0, 60));
         }
         // Another operator's row has its Disable button on the screen, and the question comes first.
         await page.goto(`${base}/admin/operators`);

@@ -990,3 +990,42 @@ Deno.test("[console] every audited action reads as a sentence in the audit log; 
     await app.close();
   }
 });
+
+Deno.test("[console] a shop's page leads to its routing; a new account's page gives the webhook URL onboarding needs", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const shopPage = (await b.get(`/admin/shops/${app.shop.id}`)).text;
+    assert.match(shopPage, new RegExp(`<a href="/admin/shops/${app.shop.id}/routing">Routing of this shop</a>`));
+    assert.match(shopPage, /No rules: the platform's default account takes every payment\./);
+    assert.equal((await b.get(`/admin/shops/${app.shop.id}/routing`)).status, 200);
+
+    await b.get("/admin/accounts");
+    const made = await b.post("/admin/accounts", {
+      provider: "bansky",
+      label: "Org A",
+      orgId: "891027350515",
+      currencies: "",
+      apiUrl: "https://bansky.example",
+      apiToken: "token-a",
+      webhookSecret: "secret-a",
+    });
+    assert.equal(made.status, 303);
+    const id = made.location!.match(/created=(pa_[\w-]+)#account-\1$/)?.[1];
+    assert.ok(id, made.location!);
+    const page = (await b.get(made.location!)).text;
+    const url = `${app.config.publicBaseUrl}/api/payment-verify/${id}`;
+    assert.match(page, /<h2 id="created-account">Account created: Org A<\/h2>/);
+    assert.ok(page.includes(`<code class="select-all" data-webhook-url="${id}">${url}</code>`), "on top, to copy");
+    assert.ok(page.includes(`webhooks at <code>${url}</code>`), "and on the account's row");
+    assert.ok(
+      page.includes(`webhooks at <code>${app.config.publicBaseUrl}/api/payment-verify</code>`),
+      "the default's",
+    );
+    assert.doesNotMatch(page, /token-a|secret-a/);
+    // Any other value names no account and shows nothing.
+    assert.doesNotMatch((await b.get("/admin/accounts?created=%3Cb%3E")).text, /Account created/);
+  } finally {
+    await app.close();
+  }
+});

@@ -8,6 +8,16 @@ export type ProviderName = typeof PROVIDER_NAMES[number];
 export const DEFAULT_ACCOUNT_ID = "default";
 
 /**
+ * Where an account's webhooks arrive, below the public base URL: what we give the provider with each payment, and
+ * what onboarding points the provider's dashboard at. The default account keeps the path it always had.
+ */
+export function accountWebhookPath(accountId: string): string {
+  return accountId === DEFAULT_ACCOUNT_ID
+    ? "/api/payment-verify"
+    : `/api/payment-verify/${encodeURIComponent(accountId)}`;
+}
+
+/**
  * A merchant account at a provider. What is safe to show: the credentials are
  * kept apart (AccountCredentials) and never shown back, logged or exported.
  */

@@ -12,7 +12,7 @@ import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
 import { firstCheckAt } from "./janitor.ts";
 import { routePayment } from "../accounts/routing.ts";
-import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import { accountWebhookPath } from "../accounts/types.ts";
 import { insertOperation } from "../db/operations.ts";
 import { providerRequestId } from "../providers/request_id.ts";
 
@@ -213,7 +213,7 @@ async function createAtProvider(
     type: input.type,
     successUrl: wrapper("success"),
     errorUrl: wrapper("error"),
-    webhookUrl: webhookUrl(base, account.id),
+    webhookUrl: base + accountWebhookPath(account.id),
     ...(extra.checkout ? { embedded: { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } } : {}),
   }).catch((err) => {
     if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
@@ -263,13 +263,6 @@ async function createAtProvider(
     throw new AlreadyStored();
   }
   return payment;
-}
-
-/** Where an account's webhooks arrive; the default account keeps the path it always had. */
-function webhookUrl(base: string, accountId: string): string {
-  return accountId === DEFAULT_ACCOUNT_ID
-    ? `${base}/api/payment-verify`
-    : `${base}/api/payment-verify/${encodeURIComponent(accountId)}`;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
 } from "../../lib/accounts/mod.ts";
 import { setShopRouting, shopRouting } from "../../lib/accounts/routing.ts";
 import {
+  accountWebhookPath,
   DEFAULT_ACCOUNT_ID,
   type ProviderAccount,
   type RouteRule,
@@ -34,6 +35,7 @@ import {
   Flash,
   formatTime,
 } from "../../components/admin_layout.tsx";
+import { Island } from "../../components/island.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const ACCOUNT = `/:id{${ID_PATTERNS.account}}` as const;
@@ -52,37 +54,56 @@ export function accountRoutes(ctx: AppContext) {
       status as 200,
     );
 
+  /** Where an account's webhooks arrive, as the provider's dashboard needs it: on our public address. */
+  const webhookUrl = (accountId: string) => ctx.config.publicBaseUrl + accountWebhookPath(accountId);
+
   const list = async (
     c: Context<ConsoleEnv>,
-    extra: { flash?: string; errors?: Record<string, string>; values?: Record<string, string> } = {},
+    extra: {
+      flash?: string;
+      /** The account just created: its webhook URL is the next step of onboarding, said on top. */
+      createdId?: string;
+      errors?: Record<string, string>;
+      values?: Record<string, string>;
+    } = {},
     status = 200,
-  ) =>
-    layout(
+  ) => {
+    const accounts = await listAllAccounts(ctx);
+    const created = extra.createdId ? accounts.find((a) => a.id === extra.createdId) : undefined;
+    return layout(
       c,
       "Provider accounts",
       <>
         {extra.flash && <Flash kind="ok">{extra.flash}</Flash>}
         {extra.errors && <Flash kind="bad">The account was not created: see the fields below.</Flash>}
-        <AccountTable accounts={await listAllAccounts(ctx)} csrf={c.var.csrf} />
+        {created && <CreatedAccount account={created} webhookUrl={webhookUrl(created.id)} />}
+        <AccountTable accounts={accounts} csrf={c.var.csrf} webhookUrl={webhookUrl} />
         <ShopRoutingLinks shops={await listShops(ctx.kv)} />
         <NewAccountForm csrf={c.var.csrf} values={extra.values} errors={extra.errors} />
       </>,
       status,
     );
+  };
 
-  app.get("/", (c) => list(c, { flash: c.req.query("done") ? "Saved." : undefined }));
+  app.get("/", (c) =>
+    list(c, {
+      flash: c.req.query("done") ? "Saved." : undefined,
+      // Only ever an account's own id: anything else finds no account and shows nothing.
+      createdId: c.req.query("created"),
+    }));
 
   app.post("/", async (c) => {
     const f = c.var.form;
     try {
-      await createAccount(ctx, {
+      const account = await createAccount(ctx, {
         provider: f.provider,
         label: f.label,
         orgId: f.orgId,
         currencies: (f.currencies ?? "").split(/[\s,]+/).filter(Boolean),
         credentials: { apiUrl: f.apiUrl, apiToken: f.apiToken, webhookSecret: f.webhookSecret },
       }, { actor: c.var.operator.email });
-      return c.redirect("/admin/accounts?done=1", 303);
+      // Redirected, so a reload does not create it again; the page then names its webhook URL, as the CLI prints it.
+      return c.redirect(`/admin/accounts?created=${account.id}#account-${account.id}`, 303);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
       // The credentials typed are not sent back into the page, and the URL only as far as it is no secret.
@@ -140,7 +161,11 @@ export function accountRoutes(ctx: AppContext) {
       );
     }
     if (!f.webhookSecret) {
-      return layout(c, `Rotate: ${a.label}`, <RotateForm account={a} shown={shown} csrf={c.var.csrf} />);
+      return layout(
+        c,
+        `Rotate: ${a.label}`,
+        <RotateForm account={a} shown={shown} csrf={c.var.csrf} webhookUrl={webhookUrl(a.id)} />,
+      );
     }
     try {
       const credentials = a.provider === "stripe"
@@ -161,7 +186,14 @@ export function accountRoutes(ctx: AppContext) {
       return layout(
         c,
         `Rotate: ${a.label}`,
-        <RotateForm account={a} shown={typed} csrf={c.var.csrf} errors={err.fields} current={shown} />,
+        <RotateForm
+          account={a}
+          shown={typed}
+          csrf={c.var.csrf}
+          errors={err.fields}
+          current={shown}
+          webhookUrl={webhookUrl(a.id)}
+        />,
         400,
       );
     }
@@ -368,7 +400,31 @@ function OperationRow({ e, shop, label }: { e: OperationEntry; shop?: string; la
   );
 }
 
-function AccountTable({ accounts, csrf }: { accounts: ProviderAccount[]; csrf: string }) {
+/** Said once an account is created: where the provider's webhooks for it go, the next step of onboarding. */
+function CreatedAccount({ account, webhookUrl }: { account: ProviderAccount; webhookUrl: string }) {
+  return (
+    <section class="card" aria-labelledby="created-account">
+      <h2 id="created-account">Account created: {account.label}</h2>
+      <p>
+        In the provider's dashboard, point this merchant account's webhooks at this address, with the webhook secret you
+        entered. Then route shops to it (below) and take a test payment.
+      </p>
+      <div class="secret-row">
+        <span>Webhook URL</span>
+        <code class="select-all" data-webhook-url={account.id}>{webhookUrl}</code>
+        <Island name="CopyButton" props={{ text: webhookUrl, label: "Copy" }} />
+      </div>
+    </section>
+  );
+}
+
+function AccountTable(
+  { accounts, csrf, webhookUrl }: {
+    accounts: ProviderAccount[];
+    csrf: string;
+    webhookUrl: (accountId: string) => string;
+  },
+) {
   return (
     <section class="card">
       <h2>Accounts</h2>
@@ -390,9 +446,15 @@ function AccountTable({ accounts, csrf }: { accounts: ProviderAccount[]; csrf: s
               // The anchor a payment's page links to (its Account field).
               <tr key={a.id} id={`account-${a.id}`}>
                 <td data-label="Account">
-                  {a.label}
-                  <div class="muted small">
-                    <code>{a.id}</code> · <a href={`/admin/operations?accountId=${a.id}`}>operations</a>
+                  {/* One block: on a phone the cell is a grid of its children, the label's column and the value's. */}
+                  <div>
+                    {a.label}
+                    <div class="muted small">
+                      <code>{a.id}</code> · <a href={`/admin/operations?accountId=${a.id}`}>operations</a>
+                    </div>
+                    <div class="muted small">
+                      webhooks at <code>{webhookUrl(a.id)}</code>
+                    </div>
                   </div>
                 </td>
                 <td data-label="Provider">{a.provider}</td>
@@ -492,6 +554,8 @@ function RotateForm(
     current?: ShownCredentials;
     csrf: string;
     errors?: Record<string, string>;
+    /** Where the provider sends this account's webhooks. */
+    webhookUrl: string;
   },
 ) {
   const e = props.errors ?? {};
@@ -501,9 +565,7 @@ function RotateForm(
     <section class="card">
       <p>
         New credentials for <strong>{props.account.label}</strong>{" "}
-        ({props.account.orgId}). Point the provider's webhooks at <code>/api/payment-verify/{props.account.id}</code>
-        {" "}
-        with the new secret.
+        ({props.account.orgId}). Point the provider's webhooks at <code>{props.webhookUrl}</code> with the new secret.
       </p>
       {current.apiUrl && (
         <p>

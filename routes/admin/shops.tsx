@@ -30,6 +30,7 @@ import { EmbeddingCard, embedRemovalConfirmed, embedRemovalQuestion } from "../.
 import { type ConsoleEnv, redirectWithReveal, takeReveal } from "./_session.ts";
 import { createPortalLink } from "../../lib/auth/portal.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
+import { shopRouting } from "../../lib/accounts/routing.ts";
 
 /** A shop id in the path; any other shape is not found before it reaches KV. */
 const SHOP = `/:id{${ID_PATTERNS.shop}}` as const;
@@ -413,6 +414,7 @@ function ShopDetail(props: {
           <button type="submit">Save rate limit</button>
         </form>
       </section>
+      <RoutingCard shop={shop} />
       <EmbeddingCard
         action={`/admin/shops/${shop.id}/embed`}
         csrf={csrf}
@@ -502,9 +504,29 @@ function ShopDetail(props: {
         </form>
         <p>
           <a href={`/admin/payments?shopId=${shop.id}`}>Payments of this shop</a> ·{" "}
+          <a href={`/admin/invoices?shopId=${shop.id}`}>Invoices and deposit addresses</a> ·{" "}
           <a href={`/admin/deliveries?shopId=${shop.id}`}>Failing postbacks</a>
         </p>
       </section>
     </>
+  );
+}
+
+/** Which provider accounts take the shop's payments, in short, and the way to its routing page. */
+function RoutingCard({ shop }: { shop: Shop }) {
+  const routing = shopRouting(shop);
+  const rules = routing.rules.length;
+  return (
+    <section class="card">
+      <h2>Routing</h2>
+      <p class="muted">
+        {rules ? `${rules} ${rules === 1 ? "rule" : "rules"} by currency and type, then ` : "No rules: "}
+        {routing.defaultAccountId ? <code>{routing.defaultAccountId}</code> : "the platform's default account"}
+        {rules ? " for the rest." : " takes every payment."}
+      </p>
+      <p>
+        <a href={`/admin/shops/${shop.id}/routing`}>Routing of this shop</a>
+      </p>
+    </section>
   );
 }
