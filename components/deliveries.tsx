@@ -1,4 +1,5 @@
 import { hasIdShape } from "../lib/ids.ts";
+import { attemptUnderWay } from "../lib/db/deliveries.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 
@@ -22,9 +23,26 @@ export function lastAttemptText(d: Pick<Delivery, "lastStatusCode" | "lastError"
 }
 
 /**
+ * When a postback is tried next, as of `now` (the page's making): a time, or that it is being sent or due now (a
+ * replay or a resend just brought it forward: its status and last error are still those of the attempt before).
+ */
+function nextTryText(d: Delivery, now: number): string {
+  if (d.status !== "pending") return "none: gave up, resend to try again";
+  if (attemptUnderWay(d, now)) return "being sent now";
+  return d.nextAttemptAt <= now ? "due now" : formatTime(d.nextAttemptAt);
+}
+
+/** What a postback is about and where that is shown: its payment's page, or its invoice's (same relay, same list). */
+function postbackSubject(paymentBase: string, id: string): { kind: "Payment" | "Invoice"; href: string } {
+  return hasIdShape("invoice", id)
+    ? { kind: "Invoice", href: `${paymentBase.replace(/\/payments$/, "/invoices")}/${id}` }
+    : { kind: "Payment", href: `${paymentBase}/${id}` };
+}
+
+/**
  * Postbacks needing attention, for the console and the portal, each row with a Resend button (a form posting
  * to `resendAction` the ids of the payment, or invoice, and of the postback); `shopNames`
- * (the operators' scope) adds a Shop column.
+ * (the operators' scope) adds a Shop column. `now` is when the list was read, for what is due.
  */
 export function DeliveryTable(
   props: {
@@ -32,17 +50,21 @@ export function DeliveryTable(
     paymentBase: string;
     resendAction: string;
     csrf: string;
+    now: number;
     shopNames?: Map<string, string>;
   },
 ) {
   if (props.deliveries.length === 0) return <p>No postback is retrying or failed.</p>;
+  const kinds = new Set(props.deliveries.map((d) => postbackSubject(props.paymentBase, d.paymentId).kind));
+  // Named for what the column holds: payments, invoices, or both.
+  const subjectHeading = kinds.size === 2 ? "Payment or invoice" : [...kinds][0];
   return (
     <div class="table-wrap">
       <table class="stack-phone">
         <thead>
           <tr>
             <th>Updated</th>
-            <th>Payment</th>
+            <th>{subjectHeading}</th>
             {props.shopNames && <th>Shop</th>}
             <th>Event</th>
             <th>Status</th>
@@ -53,43 +75,39 @@ export function DeliveryTable(
           </tr>
         </thead>
         <tbody>
-          {props.deliveries.map((d) => (
-            <tr key={d.id}>
-              <td data-label="Updated">{formatTime(d.updatedAt)}</td>
-              <td data-label="Payment">
-                <a href={`${subjectBase(props.paymentBase, d.paymentId)}/${d.paymentId}`}>
-                  <code>{d.paymentId}</code>
-                </a>
-              </td>
-              {props.shopNames && (
-                <td data-label="Shop">
-                  <a href={`/admin/shops/${d.shopId}`}>{props.shopNames.get(d.shopId) ?? d.shopId}</a>
+          {props.deliveries.map((d) => {
+            const subject = postbackSubject(props.paymentBase, d.paymentId);
+            return (
+              <tr key={d.id}>
+                <td data-label="Updated">{formatTime(d.updatedAt)}</td>
+                <td data-label={subject.kind}>
+                  <a href={subject.href}>
+                    <code>{d.paymentId}</code>
+                  </a>
                 </td>
-              )}
-              <td data-label="Event">{d.eventType}</td>
-              <td data-label="Status" class={d.status === "failed" ? "bad" : ""}>{deliveryStatusLabel(d)}</td>
-              <td data-label="Attempts" class="num">{d.attempts}</td>
-              <td data-label="Last error">{lastAttemptText(d)}</td>
-              <td data-label="Next retry">
-                {d.status === "pending" ? formatTime(d.nextAttemptAt) : "none: gave up, resend to try again"}
-              </td>
-              <td class="row-actions">
-                <form method="post" action={props.resendAction} class="inline" data-busy="Resending…">
-                  <CsrfField token={props.csrf} />
-                  <input type="hidden" name="paymentId" value={d.paymentId} />
-                  <input type="hidden" name="deliveryId" value={d.id} />
-                  <button type="submit" class="small">Resend</button>
-                </form>
-              </td>
-            </tr>
-          ))}
+                {props.shopNames && (
+                  <td data-label="Shop">
+                    <a href={`/admin/shops/${d.shopId}`}>{props.shopNames.get(d.shopId) ?? d.shopId}</a>
+                  </td>
+                )}
+                <td data-label="Event">{d.eventType}</td>
+                <td data-label="Status" class={d.status === "failed" ? "bad" : ""}>{deliveryStatusLabel(d)}</td>
+                <td data-label="Attempts" class="num">{d.attempts}</td>
+                <td data-label="Last error">{lastAttemptText(d)}</td>
+                <td data-label="Next retry">{nextTryText(d, props.now)}</td>
+                <td class="row-actions">
+                  <form method="post" action={props.resendAction} class="inline" data-busy="Resending…">
+                    <CsrfField token={props.csrf} />
+                    <input type="hidden" name="paymentId" value={d.paymentId} />
+                    <input type="hidden" name="deliveryId" value={d.id} />
+                    <button type="submit" class="small">Resend</button>
+                  </form>
+                </td>
+              </tr>
+            );
+          })}
         </tbody>
       </table>
     </div>
   );
-}
-
-/** Where a delivery's subject is shown: its payment's page, or its invoice's (invoice postbacks ride the same relay). */
-function subjectBase(paymentBase: string, id: string): string {
-  return hasIdShape("invoice", id) ? paymentBase.replace(/\/payments$/, "/invoices") : paymentBase;
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
 import { buyerSettles, callInit, paymentBody, startTestApp, waitFor } from "../fixtures/app.ts";
 import { Browser, operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
+import { formatTime } from "../components/admin_layout.tsx";
 import { getShop } from "../lib/db/shops.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { searchAudit } from "../lib/db/audit.ts";
@@ -175,7 +176,7 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.match(sentForm, /<small id="replay-shop-error" class="error">Choose the shop whose failed postbacks/);
     assert.match(
       sentForm,
-      /name="since" value="2026-01-01T00:00" required id="replay-since"\/>/,
+      /name="since" value="2026-01-01T00:00" required id="replay-since" aria-describedby="replay-since-hint"\/>/,
       "the time typed is kept",
     );
     const noTime = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since: "soon", confirm: "yes" });
@@ -205,7 +206,10 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.equal(shop.received.length, 2, "nothing sent yet");
     const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(replay.status, 303);
-    assert.match((await b.get(replay.location!)).text, /role="status">Replayed 1 postback\.<\/p>/);
+    assert.match(
+      (await b.get(replay.location!)).text,
+      /role="status">Sent 1 postback again\. They are being tried now/,
+    );
     await waitFor(
       "the replayed postback",
       () => (shop.received.at(-1) && healthy && shop.received.length >= 3 ? true : undefined),
@@ -252,7 +256,7 @@ Deno.test("[console] a replay of a long backlog goes a batch a request, and Go o
     const since = new Date(now - 120_000).toISOString().slice(0, 16);
     const first = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
     assert.equal(first.status, 200);
-    assert.match(first.text, new RegExp(`Replayed ${REPLAY_BATCH} postbacks\\. More are left to look at\\.`));
+    assert.match(first.text, new RegExp(`Sent ${REPLAY_BATCH} postbacks again\\. .* More are left to look at\\.`));
     const after = first.text.match(/name="after" value="([^"]+)"/)?.[1];
     assert.equal(after, backlog[REPLAY_BATCH - 1].id, "Go on starts after the last one looked at");
     const rest = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, after, confirm: "yes" });
@@ -309,7 +313,7 @@ Deno.test("[console] a replay says how many postbacks it left alone because they
     assert.equal(replay.location, "/admin/deliveries?done=replayed-2-2");
     assert.match(
       (await b.get(replay.location!)).text,
-      /role="status">Replayed 2 postbacks; 2 were being sent and were left alone\.<\/p>/,
+      /role="status">Sent 2 postbacks again; 2 were being sent already and were left alone\. They are being tried now/,
     );
     const [audited] = await searchAudit(app.kv, { query: "postback.replay", limit: 1 });
     assert.deepEqual(audited.after, { since: `${since}:00.000Z`, count: 2, leftInFlight: 2 });
@@ -319,11 +323,68 @@ Deno.test("[console] a replay says how many postbacks it left alone because they
     // One left alone reads in the singular; a link from before the count (replayed-N) says none were.
     assert.match(
       (await b.get("/admin/deliveries?done=replayed-1-1")).text,
-      /Replayed 1 postback; 1 was being sent and was left alone\./,
+      /Sent 1 postback again; 1 was being sent already and was left alone\./,
     );
-    assert.match((await b.get("/admin/deliveries?done=replayed-3")).text, /role="status">Replayed 3 postbacks\.<\/p>/);
-    assert.doesNotMatch((await b.get("/admin/deliveries?done=replayed-3-x")).text, /Replayed/);
+    assert.match((await b.get("/admin/deliveries?done=replayed-3")).text, /role="status">Sent 3 postbacks again\./);
+    assert.match(
+      (await b.get("/admin/deliveries?done=replayed-0-0")).text,
+      /No postback was sent again: none needed it\./,
+    );
+    assert.doesNotMatch((await b.get("/admin/deliveries?done=replayed-3-x")).text, /role="status"/);
   } finally {
+    await app.close();
+    await shop.close();
+  }
+});
+
+Deno.test("[console] right after a replay the list marks its postbacks due or being sent, not retrying later; the subject column names payments and invoices; the time comes filled in", async () => {
+  const { startShopReceiver } = await import("../fixtures/app.ts");
+  const { failedDelivery, storeAttentionDeliveries } = await import("../fixtures/deliveries.ts");
+  // The shop holds its answers until the end: the replayed attempts are under way while the page is made.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const shop = startShopReceiver(async () => (await gate, new Response("ok")));
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "20000" } });
+  try {
+    const now = Date.now();
+    const to = (paymentId: string) => ({ paymentId, shopId: app.shop.id, url: shop.url });
+    const hourLater = now + 3_600_000;
+    const retrying = failedDelivery(now - 20_000, to("pay_retrying_000000000001"), {
+      status: "pending",
+      attempts: 3,
+      scheduleStep: 3,
+      nextAttemptAt: hourLater,
+      lastError: "connection refused",
+    });
+    const invoiceId = "inv_" + "A".repeat(22);
+    const failed = failedDelivery(now - 10_000, to(invoiceId), { eventType: "invoice.finished" });
+    await storeAttentionDeliveries(app.kv, [retrying, failed]);
+    const b = await operatorBrowser(app);
+
+    const list = (await b.get("/admin/deliveries")).text;
+    assert.match(list, /<th>Payment or invoice<\/th>/, "named for both");
+    assert.match(list, new RegExp(`<td data-label="Invoice"><a href="/admin/invoices/${invoiceId}">`));
+    assert.match(list, /<td data-label="Payment"><a href="\/admin\/payments\/pay_retrying_000000000001">/);
+    assert.ok(list.includes(`<td data-label="Next retry">${formatTime(hourLater)}</td>`), "waiting for its time");
+    // The time to replay from comes filled in: as long ago as the schedule runs (here under an hour: an hour), to
+    // the hour, in UTC.
+    const hourAgo = (t: number) => new Date(Math.floor((t - 3_600_000) / 3_600_000) * 3_600_000).toISOString();
+    const since = list.match(/name="since" value="([^"]*)"/)?.[1];
+    assert.ok([hourAgo(now), hourAgo(Date.now())].some((v) => v.slice(0, 16) === since), since);
+    assert.match(list, /id="replay-since-hint" class="muted">Filled in with an hour ago: every postback still on its/);
+
+    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since: since!, confirm: "yes" });
+    assert.equal(replay.location, "/admin/deliveries?done=replayed-2-0");
+    const after = (await b.get(replay.location!)).text;
+    assert.match(
+      after,
+      /role="status">Sent 2 postbacks again\. They are being tried now, so the list below shows them as due now or being sent, with the error of the attempt before: reload in a moment to see which were delivered\.<\/p>/,
+    );
+    const nextTries = [...after.matchAll(/<td data-label="Next retry">([^<]*)<\/td>/g)].map((m) => m[1]);
+    assert.equal(nextTries.length, 2);
+    for (const next of nextTries) assert.match(next, /^(being sent now|due now)$/, "not its old time, nor 'gave up'");
+  } finally {
+    open();
     await app.close();
     await shop.close();
   }

@@ -59,6 +59,11 @@ export function isDeliveryDue(d: Delivery | null, now: number): d is Delivery {
   return d !== null && d.status === "pending" && d.nextAttemptAt <= now && liveLeaseLeft(d, now) === 0;
 }
 
+/** True while an attempt at the delivery is under way at `now` (a live lease holds it), as the console shows it. */
+export function attemptUnderWay(d: Delivery, now: number): boolean {
+  return liveLeaseLeft(d, now) > 0;
+}
+
 /** How long a live attempt still holds the delivery's lease at `now`; 0 for none, expired or stale (see above). */
 function liveLeaseLeft(d: Delivery, now: number): number {
   const held = d.leaseUntil - now;

@@ -38,6 +38,7 @@ export function deliveryRoutes(ctx: AppContext) {
       listScopedDeliveries(ctx, "operator", { shopId }),
       listShops(ctx.kv),
     ]);
+    const sinceDefault = replaySinceDefault(ctx.now(), ctx.config.postbackScheduleMs);
     const shopChoices = (chosen: string | undefined) =>
       shops.map((s) => <option key={s.id} value={s.id} selected={s.id === chosen}>{s.name}</option>);
     return c.html(
@@ -60,6 +61,7 @@ export function deliveryRoutes(ctx: AppContext) {
             paymentBase="/admin/payments"
             resendAction="/admin/deliveries/resend"
             csrf={c.var.csrf}
+            now={ctx.now()}
             shopNames={new Map(shops.map((s) => [s.id, s.name]))}
           />
           <section class="card">
@@ -81,8 +83,21 @@ export function deliveryRoutes(ctx: AppContext) {
                   </select>
                 )}
               </ReplayField>
-              <ReplayField id="replay-since" label="Created since (UTC)" error={errors.since}>
-                {(aria) => <input type="datetime-local" name="since" value={replay?.since ?? ""} required {...aria} />}
+              <ReplayField
+                id="replay-since"
+                label="Created since (UTC)"
+                error={errors.since}
+                hint={`Filled in with ${sinceDefault.ago}: every postback still on its schedule was created since then. Earlier for older failed ones.`}
+              >
+                {(aria) => (
+                  <input
+                    type="datetime-local"
+                    name="since"
+                    value={replay ? replay.since : sinceDefault.value}
+                    required
+                    {...aria}
+                  />
+                )}
               </ReplayField>
               <button type="submit">Replay</button>
             </form>
@@ -182,21 +197,42 @@ interface ReplayAsSent {
 
 type FieldAria = { id: string; "aria-invalid"?: "true"; "aria-describedby"?: string; autofocus?: boolean };
 
-/** A labelled control of the replay form with its error beside it; the first one at fault takes the keyboard. */
+/**
+ * A labelled control of the replay form with its error beside it (else its hint); the first one at fault takes the
+ * keyboard.
+ */
 function ReplayField(
-  props: { id: string; label: string; error?: string; children: (aria: FieldAria) => ComponentChildren },
+  props: { id: string; label: string; error?: string; hint?: string; children: (aria: FieldAria) => ComponentChildren },
 ) {
   const errorId = `${props.id}-error`;
+  const hintId = `${props.id}-hint`;
   return (
     <div class={props.error ? "field invalid" : "field"}>
       <label for={props.id}>{props.label}</label>
       {props.children({
         id: props.id,
-        ...(props.error ? { "aria-invalid": "true", "aria-describedby": errorId, autofocus: true } : {}),
+        ...(props.error
+          ? { "aria-invalid": "true", "aria-describedby": errorId, autofocus: true }
+          : props.hint
+          ? { "aria-describedby": hintId }
+          : {}),
       })}
-      {props.error && <small id={errorId} class="error">{props.error}</small>}
+      {props.error
+        ? <small id={errorId} class="error">{props.error}</small>
+        : props.hint && <small id={hintId} class="muted">{props.hint}</small>}
     </div>
   );
+}
+
+/**
+ * The replay form's time, filled in: as long ago as the postback schedule runs (its delays summed, in whole hours,
+ * the time down to the hour), so every postback still retrying on its schedule was created since then (one a shop's
+ * Retry-After held back may be older). A datetime-local value, in UTC as the label says.
+ */
+function replaySinceDefault(now: number, scheduleMs: readonly number[]): { ago: string; value: string } {
+  const hours = Math.max(1, Math.ceil(scheduleMs.reduce((sum, ms) => sum + ms, 0) / 3_600_000));
+  const since = Math.floor((now - hours * 3_600_000) / 3_600_000) * 3_600_000;
+  return { ago: hours === 1 ? "an hour ago" : `${hours} hours ago`, value: new Date(since).toISOString().slice(0, 16) };
 }
 
 /**
@@ -220,13 +256,19 @@ export function deliveriesDoneNote(done: string | undefined): PageNote | undefin
 }
 
 /**
- * What a replay did, in a sentence: those sent now, and those it left alone because they were being sent at that
- * moment (another attempt holds them; replaying them would send them twice), which an operator would otherwise look
- * for among the ones replayed.
+ * What a replay did: those sent again, and those it left alone because they were being sent at that moment (another
+ * attempt holds them; replaying them would send them twice), which an operator would otherwise look for among the
+ * ones replayed. The attempts it started end after the page is made: the list under the note shows those postbacks
+ * as they were then (due now or being sent, with the error of the attempt before), which is said, rather than
+ * letting the old error read as the replay's outcome.
  */
 function replayNote({ queued, inFlight }: Pick<ReplayResult, "queued" | "inFlight">): string {
-  const replayed = `Replayed ${queued} ${queued === 1 ? "postback" : "postbacks"}`;
-  if (inFlight === 0) return `${replayed}.`;
   const were = inFlight === 1 ? "was" : "were";
-  return `${replayed}; ${inFlight} ${were} being sent and ${were} left alone.`;
+  const leftAlone = inFlight ? `; ${inFlight} ${were} being sent already and ${were} left alone` : "";
+  if (queued === 0) {
+    return inFlight ? `No postback was sent again${leftAlone}.` : "No postback was sent again: none needed it.";
+  }
+  const sent = `Sent ${queued} ${queued === 1 ? "postback" : "postbacks"} again${leftAlone}.`;
+  return `${sent} They are being tried now, so the list below shows them as due now or being sent, with the error ` +
+    "of the attempt before: reload in a moment to see which were delivered.";
 }

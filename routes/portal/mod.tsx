@@ -203,6 +203,7 @@ export function portalRoutes(ctx: AppContext) {
             paymentBase="/portal/payments"
             resendAction="/portal/deliveries/resend"
             csrf={c.var.csrf}
+            now={ctx.now()}
           />
           {shop && <SigningCard shop={shop} now={ctx.now()} />}
         </>,
