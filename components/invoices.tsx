@@ -4,7 +4,7 @@ import type { InvoiceInfo, PoolNetwork } from "../lib/invoices/admin.ts";
 import { formatBaseUnits } from "../lib/invoices/amounts.ts";
 import { NETWORKS } from "../lib/invoices/coins.ts";
 import { INVOICE_STATUS_RULES } from "../lib/invoices/status.ts";
-import { type Invoice, type InvoiceDeposit, otherCoinDepositsOf } from "../lib/invoices/types.ts";
+import { hasLateMoney, type Invoice, type InvoiceDeposit, otherCoinDepositsOf } from "../lib/invoices/types.ts";
 import { invoiceTotals, otherCoinDepositsView } from "../lib/invoices/view.ts";
 import { CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
@@ -16,12 +16,14 @@ export function InvoicesList(props: {
   pool?: PoolNetwork[];
   shops?: Shop[];
   shopId: string | null;
+  /** Only invoices holding late money are listed (`late=1`). */
+  lateMoney: boolean;
   basePath: string;
 }) {
   return (
     <>
-      {props.shops && (
-        <form method="get" action={props.basePath} class="filters" role="search">
+      <form method="get" action={props.basePath} class="filters" role="search">
+        {props.shops && (
           <label>
             Shop
             <select name="shopId">
@@ -31,54 +33,66 @@ export function InvoicesList(props: {
               ))}
             </select>
           </label>
-          <button type="submit" class="secondary">Show</button>
-        </form>
-      )}
+        )}
+        <label class="check">
+          <input type="checkbox" name="late" value="1" checked={props.lateMoney} /> Only those with late money
+        </label>
+        <button type="submit" class="secondary">Show</button>
+      </form>
       {props.pool && <PoolView pool={props.pool} />}
-      <h2>Invoices</h2>
-      {props.invoices.length === 0 ? <p class="muted">No invoices yet.</p> : (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>Created</th>
-                <th>Invoice</th>
-                <th>Status</th>
-                <th class="num">Amount</th>
-                <th class="num">Received</th>
-                <th>Address</th>
-              </tr>
-            </thead>
-            <tbody>
-              {props.invoices.map((inv) => {
-                const t = invoiceTotals(inv);
-                return (
-                  <tr key={inv.id}>
-                    <td>{formatTime(inv.createdAt)}</td>
-                    <td>
-                      <a href={`${props.basePath}/${inv.id}`}>{inv.shopInvoiceId ?? inv.id}</a>
-                      {inv.title && <div class="muted small">{inv.title}</div>}
-                    </td>
-                    <td>
-                      {inv.status}
-                      {t.late > 0n && " · "}
-                      {t.late > 0n && <strong class="bad">late money</strong>}
-                      {otherCoinDepositsOf(inv).length > 0 && " · "}
-                      {otherCoinDepositsOf(inv).length > 0 && <strong class="bad">other coin</strong>}
-                    </td>
-                    <td class="num">{formatBaseUnits(inv.amount, inv.decimals)} {inv.coin}</td>
-                    <td class="num">{formatBaseUnits(t.paid, inv.decimals)}</td>
-                    <td>
-                      <code class="small">{inv.address}</code>
-                      <div class="muted small">{NETWORKS[inv.network].label}</div>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+      <h2>{props.lateMoney ? "Invoices with late money" : "Invoices"}</h2>
+      {props.lateMoney && (
+        <p class="muted">
+          Money that reached an invoice's address after the invoice closed (or after its expiry): counted in nothing,
+          shown on the invoice, and sent to the shop as <code>invoice.late_payment</code>{" "}
+          once confirmed. The shop decides with the buyer what to do with it (ship, or send it back).
+        </p>
       )}
+      {props.invoices.length === 0
+        ? <p class="muted">{props.lateMoney ? "None." : "No invoices yet."}</p>
+        : (
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th>Created</th>
+                  <th>Invoice</th>
+                  <th>Status</th>
+                  <th class="num">Amount</th>
+                  <th class="num">Received</th>
+                  <th>Address</th>
+                </tr>
+              </thead>
+              <tbody>
+                {props.invoices.map((inv) => {
+                  const t = invoiceTotals(inv);
+                  return (
+                    <tr key={inv.id}>
+                      <td>{formatTime(inv.createdAt)}</td>
+                      <td>
+                        <a href={`${props.basePath}/${inv.id}`}>{inv.shopInvoiceId ?? inv.id}</a>
+                        {inv.title && <div class="muted small">{inv.title}</div>}
+                      </td>
+                      <td>
+                        {inv.status}
+                        {hasLateMoney(inv) && " · "}
+                        {hasLateMoney(inv) && <strong class="bad">late money</strong>}
+                        {otherCoinDepositsOf(inv).length > 0 && " · "}
+                        {otherCoinDepositsOf(inv).length > 0 && <strong class="bad">other coin</strong>}
+                      </td>
+                      <td class="num">{formatBaseUnits(inv.amount, inv.decimals)} {inv.coin}</td>
+                      <td class="num">{formatBaseUnits(t.paid, inv.decimals)}</td>
+                      <td>
+                        <code class="small">{inv.address}</code>
+                        <div class="muted small">{NETWORKS[inv.network].label}</div>
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+        )}
     </>
   );
 }

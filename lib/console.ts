@@ -175,7 +175,10 @@ export function formRequestFromFields(f: Record<string, string>, maxAmount: numb
   return body;
 }
 
-/** The invoices page: newest invoices in the scope and, for one shop, its address pool by network. */
+/**
+ * The invoices page: newest invoices in the scope (`late=1`: only those holding late money) and, for one shop, its
+ * address pool by network.
+ */
 export async function listScopedInvoices(
   ctx: AppContext,
   scope: Scope,
@@ -185,13 +188,14 @@ export async function listScopedInvoices(
   // An operator may narrow to a shop (the pool is per shop); a portal is always its own shop.
   const asked = query.shopId?.slice(0, 64) || undefined;
   const shopId = shopOf(scope) ?? asked ?? null;
+  const lateMoney = query.late === "1";
   const [invoices, pool, shops] = await Promise.all([
-    listInvoicesFor(ctx, shopId, opts.limit),
+    listInvoicesFor(ctx, shopId, { limit: opts.limit, lateMoney }),
     shopId ? describePool(ctx, shopId) : undefined,
     scope === "operator" ? listShops(ctx.kv) : undefined,
   ]);
   if (shops) requireKnownShop(shops, shopId);
-  return { invoices, pool, shops, shopId: scope === "operator" ? shopId : null };
+  return { invoices, pool, shops, shopId: scope === "operator" ? shopId : null, lateMoney };
 }
 
 /** One invoice with its timeline and postbacks; another shop's is not found from a portal. */

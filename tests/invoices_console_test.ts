@@ -11,7 +11,7 @@ import { listDeliveriesByPayment } from "../lib/db/deliveries.ts";
 import { createShop } from "../lib/shops.ts";
 import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
-import { chainApi, createTestInvoice, dropFromChain, readInvoice } from "../fixtures/invoices.ts";
+import { cancelInvoiceCall, chainApi, createTestInvoice, dropFromChain, readInvoice } from "../fixtures/invoices.ts";
 
 Deno.test("[console] operators see invoices, a shop's address pool and an invoice's timeline, cancel with an audit entry, and the stats count them", async () => {
   const app = await startTestApp();
@@ -165,6 +165,48 @@ Deno.test("[console] another coin sent to an invoice's address is shown to opera
     }
     const timeline = await pages[0][0].get(`/admin/invoices/${created.id}`);
     assert.match(timeline.text, /other coin deposit/);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] the overview counts invoices holding late money and links to them; the list filters to them, for the portal too", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const b = await operatorBrowser(app);
+    const card = async () =>
+      (await b.get("/admin")).text.match(/<a href="\/admin\/invoices\?late=1" data-late-invoices="true">(.*?)<\/a>/s)
+        ?.[1].replace(/<[^>]+>/g, "").replace(/\s+/g, " ").trim();
+    assert.equal(await card(), "0 invoices with late money");
+
+    // Cancelled, then paid: the money is the closed invoice's late money. (The tests' addresses rest for no time: the
+    // open one is made first, so it holds another address.)
+    const open = await createTestInvoice(app, { title: "Still open" });
+    const closed = await createTestInvoice(app, { title: "Paid too late", amount: "3" });
+    assert.equal((await cancelInvoiceCall(app, closed.id)).status, 200);
+    const late = await chain.deposit(closed.address, "3000000");
+    await waitFor("the late money", async () => (await readInvoice(app, closed.id)).lateAmount === "3" || undefined);
+
+    assert.equal(await card(), "1 invoice with late money");
+    const list = (await b.get("/admin/invoices?late=1")).text;
+    assert.match(list, /<h2>Invoices with late money<\/h2>/);
+    assert.match(list, /Paid too late/);
+    assert.doesNotMatch(list, /Still open/);
+    assert.match(list, /<input type="checkbox" name="late" value="1" checked\/> Only those with late money/);
+    assert.match((await b.get(`/admin/invoices?late=1&shopId=${app.shop.id}`)).text, /Paid too late/);
+    assert.match((await b.get("/admin/invoices")).text, new RegExp(`${open.id}`), "unfiltered, every invoice");
+    const portal = (await (await portalBrowser(app)).get("/portal/invoices?late=1")).text;
+    assert.match(portal, /Paid too late/);
+    assert.doesNotMatch(portal, /Still open/);
+
+    // Late money the chain drops was never there: the invoice leaves the count and the list.
+    await dropFromChain(app, closed.id, late.txid);
+    assert.equal(await card(), "0 invoices with late money");
+    assert.match(
+      (await b.get("/admin/invoices?late=1")).text,
+      /<h2>Invoices with late money<\/h2>\s*<p class="muted">[^]*?<p class="muted">None\.<\/p>/,
+    );
   } finally {
     await app.close();
   }

@@ -1,4 +1,4 @@
-import type { Invoice, InvoiceEvent, PoolAddress } from "../invoices/types.ts";
+import { hasLateMoney, type Invoice, type InvoiceEvent, type PoolAddress } from "../invoices/types.ts";
 import type { Network } from "../invoices/coins.ts";
 import type { Delivery } from "../relay/types.ts";
 import { sortableId } from "../ids.ts";
@@ -46,6 +46,13 @@ const ownerKey = (network: Network, address: string) => ["invoice_address_owner"
  */
 const depositClaimKey = (network: Network, address: string, txid: string) =>
   ["invoice_deposit_claims", network, address, txid] as const;
+/**
+ * Invoices holding late money (hasLateMoney), everyone's and by shop, newest first: the console's count and list of
+ * them. An index of what the record holds now: an invoice whose late money the chain then drops leaves it.
+ */
+const lateKey = (seq: string) => ["invoices_late", seq] as const;
+const lateByShopKey = (shopId: string, seq: string) => ["invoices_late_by_shop", shopId, seq] as const;
+const latePrefix = (shopId?: string) => shopId ? ["invoices_late_by_shop", shopId] : ["invoices_late"];
 const checkJob = (id: string) => ({ kind: "invoice_check" as const, id });
 
 export async function getInvoice(kv: Deno.Kv, id: string): Promise<Invoice | null> {
@@ -221,6 +228,13 @@ export async function commitInvoiceWrite(
         .set(freeKey(next.shopId, next.network, readyAt, next.address), free);
     }
   }
+  // Written whenever it holds late money, not only when that starts: an invoice that got it before the index existed
+  // is listed by its next write (such an invoice is read for a week after it closed, while its deposits settle).
+  if (hasLateMoney(next)) {
+    op.set(lateKey(next.seq), next.id).set(lateByShopKey(next.shopId, next.seq), next.id);
+  } else if (hasLateMoney(before)) {
+    op.delete(lateKey(next.seq)).delete(lateByShopKey(next.shopId, next.seq));
+  }
   for (const txid of w.claims ?? []) {
     const key = depositClaimKey(next.network, next.address, txid);
     op.check({ key, versionstamp: null }).set(key, next.id);
@@ -261,11 +275,31 @@ export async function listInvoiceEvents(kv: Deno.Kv, inv: Invoice, limit = 500):
   return [createdEvent(inv), ...stored.filter((e) => e.type !== "created")];
 }
 
-/** Invoices newest first: one shop's or everyone's, at most `limit`. */
-export async function listInvoices(kv: Deno.Kv, opts: { shopId?: string; limit: number }): Promise<Invoice[]> {
-  const prefix = opts.shopId ? ["invoices_by_shop", opts.shopId] : ["invoices_by_time"];
+/** Invoices newest first: one shop's or everyone's, at most `limit`; `lateMoney`: only those holding late money. */
+export async function listInvoices(
+  kv: Deno.Kv,
+  opts: { shopId?: string; limit: number; lateMoney?: boolean },
+): Promise<Invoice[]> {
+  const prefix = opts.lateMoney
+    ? latePrefix(opts.shopId)
+    : opts.shopId
+    ? ["invoices_by_shop", opts.shopId]
+    : ["invoices_by_time"];
   const ids = await collectValues(kv.list<string>({ prefix }, { reverse: true, limit: opts.limit }));
   return await getInvoices(kv, ids);
+}
+
+/**
+ * How many invoices hold late money, one shop's or everyone's, counted up to `max` (keys only): `more` when there may
+ * be others, so the number is shown as a lower bound.
+ */
+export async function countLateInvoices(
+  kv: Deno.Kv,
+  opts: { shopId?: string; max: number },
+): Promise<{ count: number; more: boolean }> {
+  let count = 0;
+  for await (const _ of kv.list({ prefix: latePrefix(opts.shopId) }, { limit: opts.max })) count++;
+  return { count, more: count >= opts.max };
 }
 
 /** Reads invoices by id (those that exist), in the order of `ids`. */

@@ -36,9 +36,13 @@ export async function describeInvoice(ctx: AppContext, id: string, shopId: strin
 
 export type InvoiceInfo = Awaited<ReturnType<typeof describeInvoice>>;
 
-/** Newest invoices, one shop's or everyone's (bounded). */
-export function listInvoicesFor(ctx: AppContext, shopId: string | null, limit: number): Promise<Invoice[]> {
-  return listInvoices(ctx.kv, { shopId: shopId ?? undefined, limit });
+/** Newest invoices, one shop's or everyone's (bounded); `lateMoney`: only those holding late money. */
+export function listInvoicesFor(
+  ctx: AppContext,
+  shopId: string | null,
+  opts: { limit: number; lateMoney: boolean },
+): Promise<Invoice[]> {
+  return listInvoices(ctx.kv, { shopId: shopId ?? undefined, ...opts });
 }
 
 export interface PoolNetwork {

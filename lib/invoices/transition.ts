@@ -14,7 +14,14 @@ import {
   isInvoiceOpen,
   LATE_PAYMENT_POSTBACK,
 } from "./status.ts";
-import { countsToward, type Invoice, type InvoiceDeposit, type InvoiceEvent, otherCoinDepositsOf } from "./types.ts";
+import {
+  countsToward,
+  type Invoice,
+  type InvoiceDeposit,
+  type InvoiceEvent,
+  isLateMoney,
+  otherCoinDepositsOf,
+} from "./types.ts";
 import { confirmationsFinal, confirmationsNeeded } from "./coins.ts";
 import type { InvoiceStat } from "../db/stats.ts";
 import { invoicePostbackBody, showsTheSame } from "./view.ts";
@@ -150,7 +157,7 @@ export async function updateInvoice(
  */
 function newlyConfirmedLate(before: Invoice, after: Invoice): InvoiceDeposit[] {
   const needed = confirmationsNeeded(after.network);
-  const real = (d: InvoiceDeposit) => d.late && d.dropped !== true && d.confirmations >= needed;
+  const real = (d: InvoiceDeposit) => isLateMoney(d) && d.confirmations >= needed;
   const known = new Set(before.deposits.filter(real).map((d) => d.txid));
   return after.deposits.filter((d) => real(d) && !known.has(d.txid));
 }

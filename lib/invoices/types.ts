@@ -99,6 +99,19 @@ export function otherCoinDepositsOf(inv: Pick<Invoice, "otherCoinDeposits">): Ot
   return inv.otherCoinDeposits ?? [];
 }
 
+/**
+ * Whether a deposit is late money: it came after the invoice closed (or past its expiry) and the chain still shows it.
+ * Never counted; shown, announced once confirmed (invoice.late_payment), and listed for operators.
+ */
+export function isLateMoney(d: InvoiceDeposit): boolean {
+  return d.late && d.dropped !== true;
+}
+
+/** Whether an invoice holds late money (more than nothing of it): the console's late-money list and count. */
+export function hasLateMoney(inv: Pick<Invoice, "deposits">): boolean {
+  return inv.deposits.some((d) => isLateMoney(d) && BigInt(d.amount) > 0n);
+}
+
 /** Whether a deposit counts toward the invoice's status and totals: on time, and still on the chain. */
 export function countsToward(d: InvoiceDeposit): boolean {
   return !d.late && d.dropped !== true;

@@ -2,7 +2,7 @@ import { formatBaseUnits, sumUnits } from "./amounts.ts";
 import { coinDecimals, confirmationsNeeded, findCoinOption } from "./coins.ts";
 import { canMoveInvoice, type InvoicePostbackType } from "./status.ts";
 import { heldOpenPastExpiry } from "./expiry.ts";
-import { countsToward, type Invoice, otherCoinDepositsOf } from "./types.ts";
+import { countsToward, type Invoice, isLateMoney, otherCoinDepositsOf } from "./types.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -20,7 +20,7 @@ export function invoiceTotals(inv: Invoice) {
   const counted = inv.deposits.filter(countsToward);
   const paid = sumUnits(counted.filter((d) => d.confirmations >= needed).map((d) => d.amount));
   const pending = sumUnits(counted.filter((d) => d.confirmations < needed).map((d) => d.amount));
-  const late = sumUnits(inv.deposits.filter((d) => d.late && !d.dropped).map((d) => d.amount));
+  const late = sumUnits(inv.deposits.filter(isLateMoney).map((d) => d.amount));
   const dropped = sumUnits(inv.deposits.filter((d) => !d.late && d.dropped).map((d) => d.amount));
   const amount = BigInt(inv.amount);
   const arrived = paid + pending;

@@ -42,6 +42,19 @@ export function overviewRoutes(ctx: AppContext) {
             <code>payment.succeeded</code> postback with <code>late: true</code>; refund the ones it will not ship.
           </p>
           <PaymentTable payments={o.latePayments} basePath="/admin/payments" shopNames={o.shopNames} empty="None." />
+          <h3>Crypto invoices</h3>
+          <p>
+            <a href="/admin/invoices?late=1" data-late-invoices>
+              <strong class={o.lateInvoices.count ? "bad" : ""}>
+                {attentionCount(o.lateInvoices.count, o.lateInvoices.more)}
+              </strong>{" "}
+              {o.lateInvoices.count === 1 && !o.lateInvoices.more ? "invoice" : "invoices"} with late money
+            </a>
+          </p>
+          <p class="muted">
+            Coins that reached an invoice's address after it closed (or after its expiry): counted in nothing. The shop
+            got an <code>invoice.late_payment</code> postback once they were confirmed; it settles with the buyer.
+          </p>
         </section>
         <section class="card">
           <h2>BigQuery export</h2>
