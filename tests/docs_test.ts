@@ -487,6 +487,44 @@ Deno.test("[docs] the handbook's command table gives every shop, account and pay
   }
 });
 
+/** The text of every .ts and .tsx file under `dir` of the repository (not tests). */
+async function sourcesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(new URL(dir, REPO))) {
+    const path = `${dir}${e.name}`;
+    if (e.isDirectory) out.push(...await sourcesUnder(`${path}/`));
+    else if (/\.tsx?$/.test(e.name) && !/_test\.tsx?$/.test(e.name)) {
+      out.push(await Deno.readTextFile(new URL(path, REPO)));
+    }
+  }
+  return out;
+}
+
+Deno.test("[docs] the handbook's crypto invoices page is linked from its index and late payments; every setting and log line it names is real", async () => {
+  const library = docLibrary(INTERNAL_DOCS);
+  const page = await library.page("invoices");
+  assert.ok(page, "docs/internal/invoices.md in the handbook");
+  for (const slug of ["", "late-payments"]) {
+    assert.ok((await library.page(slug))!.html.includes('href="/internal/invoices'), `${slug || "index"} links to it`);
+  }
+  // Every invoice and chain setting the configuration reads, named on the page and in .env.example.
+  const config = await Deno.readTextFile(new URL("lib/config.ts", REPO));
+  const settings = [...config.matchAll(/^ {2}((?:CHAIN|INVOICE)_[A-Z_]+):/gm)].map((m) => m[1]);
+  assert.ok(settings.length >= 6, settings.join());
+  const example = await Deno.readTextFile(new URL(".env.example", REPO));
+  for (const name of settings) {
+    assert.ok(page.html.includes(`<code>${name}</code>`), `the page names ${name}`);
+    assert.match(example, new RegExp(`^${name}=`, "m"), `.env.example has ${name}`);
+  }
+  // The log lines its table names are the code's own words.
+  const markdown = await Deno.readTextFile(new URL("internal/invoices.md", DOCS_ROOT));
+  const table = markdown.slice(markdown.indexOf("| log line")).split("\n\n")[0].split("\n").slice(2);
+  const lines = table.map((row) => row.match(/^\| `([^`]+)`/)?.[1]);
+  assert.ok(lines.length >= 5 && lines.every(Boolean), "the log lines' table");
+  const sources = (await Promise.all(["lib/", "routes/"].map(sourcesUnder))).flat().join("\n");
+  for (const line of lines) assert.ok(sources.includes(`"${line}"`), `the code logs "${line}"`);
+});
+
 // The verification snippets, run against what our relay really sends.
 
 async function signedPostback(secrets: string[], opts: { timestamp?: number } = {}) {

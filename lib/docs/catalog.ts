@@ -34,6 +34,7 @@ export const INTERNAL_DOCS: DocSet = {
     { slug: "rotating-secrets", nav: "Rotating secrets", file: "internal/rotating-secrets.md" },
     { slug: "bansky", nav: "Configuring Bansky", file: "internal/bansky.md" },
     { slug: "accounts", nav: "Accounts and routing", file: "internal/accounts.md" },
+    { slug: "invoices", nav: "Crypto invoices", file: "internal/invoices.md" },
     { slug: "stats", nav: "Reading the stats", file: "internal/stats.md" },
     { slug: "metrics", nav: "Metrics", file: "internal/metrics.md" },
     { slug: "admin-api", nav: "Admin API and tokens", file: "internal/admin-api.md" },
