@@ -2,7 +2,7 @@ import type { ComponentChildren } from "preact";
 import type { Shop } from "../lib/db/shops.ts";
 import type { InvoiceInfo, PoolNetwork } from "../lib/invoices/admin.ts";
 import { formatBaseUnits } from "../lib/invoices/amounts.ts";
-import { NETWORKS } from "../lib/invoices/coins.ts";
+import { NETWORKS, roughDuration } from "../lib/invoices/coins.ts";
 import { INVOICE_STATUS_RULES } from "../lib/invoices/status.ts";
 import { hasLateMoney, type Invoice, type InvoiceDeposit, otherCoinDepositsOf } from "../lib/invoices/types.ts";
 import { invoiceTotals, otherCoinDepositsView } from "../lib/invoices/view.ts";
@@ -138,14 +138,25 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
 }
 
 /** Asked before an operator cancels an invoice: by the page's script, or else by a page of its own. */
-export const CANCEL_INVOICE_QUESTION =
-  "Cancel this invoice? Its address rests a day, then goes back to the pool; later deposits are recorded as late.";
+export function cancelInvoiceQuestion(addressRestMs: number): string {
+  return `Cancel this invoice? Its address ${addressAfterCancel(addressRestMs)}; later deposits are recorded as late.`;
+}
+
+/** What becomes of a cancelled invoice's address, as INVOICE_ADDRESS_REST_S sets it (the config's addressRestMs). */
+export function addressAfterCancel(addressRestMs: number): string {
+  if (addressRestMs <= 0) return "goes back to the pool at once";
+  const days = addressRestMs / 86_400_000;
+  const rest = days === 1 ? "a day" : Number.isInteger(days) ? `${days} days` : roughDuration(addressRestMs / 1000);
+  return `rests ${rest}, then goes back to the pool`;
+}
 
 export function InvoiceDetail(
   props: InvoiceInfo & {
     csrf: string;
     basePath: string;
     canCancel: boolean;
+    /** How long a freed address rests (INVOICE_ADDRESS_REST_S), for the question before a cancel. */
+    addressRestMs: number;
     /** The operators' scope: where shops' pages are (`/admin/shops`), so the shop's name links to its page. */
     shopBase?: string;
   },
@@ -189,7 +200,7 @@ export function InvoiceDetail(
             method="post"
             action={`${props.basePath}/${inv.id}/cancel`}
             class="inline"
-            data-confirm={CANCEL_INVOICE_QUESTION}
+            data-confirm={cancelInvoiceQuestion(props.addressRestMs)}
             data-busy="Cancelling…"
           >
             <CsrfField token={props.csrf} />

@@ -211,3 +211,26 @@ Deno.test("[console] the overview counts invoices holding late money and links t
     await app.close();
   }
 });
+
+Deno.test("[console] cancelling an invoice says how long its address rests, as INVOICE_ADDRESS_REST_S sets it", async () => {
+  for (
+    const [rest, words] of [["7200", /rests about 2 hours, then goes back to the pool/], [
+      "0",
+      /goes back to the pool at once/,
+    ]] as const
+  ) {
+    const app = await startTestApp({ env: { INVOICE_ADDRESS_REST_S: rest } });
+    try {
+      const open = await createTestInvoice(app, { title: "Still open" });
+      const b = await operatorBrowser(app);
+      const page = await b.get(`/admin/invoices/${open.id}`);
+      assert.match(page.text.replaceAll("&#39;", "'"), words, "the question the page's script asks");
+      const ask = await b.post(`/admin/invoices/${open.id}/cancel`, {});
+      assert.match(ask.text, words, "the question's page");
+      const done = await b.post(`/admin/invoices/${open.id}/cancel`, { confirm: "yes" });
+      assert.match((await b.get(done.location!)).text, words, "the note after");
+    } finally {
+      await app.close();
+    }
+  }
+});

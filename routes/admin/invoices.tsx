@@ -5,7 +5,7 @@ import { cancelInvoice } from "../../lib/invoices/cancel.ts";
 import { findInvoice } from "../../lib/invoices/query.ts";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout, ConfirmStep, Flash } from "../../components/admin_layout.tsx";
-import { CANCEL_INVOICE_QUESTION, InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
+import { addressAfterCancel, cancelInvoiceQuestion, InvoiceDetail, InvoicesList } from "../../components/invoices.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 
 const PAGE_SIZE = 100;
@@ -28,9 +28,16 @@ export function invoiceRoutes(ctx: AppContext) {
     return c.html(renderPage(
       <AdminLayout title="Invoice" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
         {c.req.query("done") === "cancelled" && (
-          <Flash kind="ok">Invoice cancelled; its address rests a day, then is free again.</Flash>
+          <Flash kind="ok">Invoice cancelled; its address {addressAfterCancel(ctx.config.addressRestMs)}.</Flash>
         )}
-        <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/admin/invoices" canCancel shopBase="/admin/shops" />
+        <InvoiceDetail
+          {...info}
+          csrf={c.var.csrf}
+          basePath="/admin/invoices"
+          canCancel
+          addressRestMs={ctx.config.addressRestMs}
+          shopBase="/admin/shops"
+        />
       </AdminLayout>,
     ));
   });
@@ -43,7 +50,7 @@ export function invoiceRoutes(ctx: AppContext) {
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
-            question={CANCEL_INVOICE_QUESTION}
+            question={cancelInvoiceQuestion(ctx.config.addressRestMs)}
             button="Cancel invoice"
             destructive
             action={`/admin/invoices/${inv.id}/cancel`}

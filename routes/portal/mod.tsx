@@ -143,7 +143,13 @@ export function portalRoutes(ctx: AppContext) {
     return c.html(layout(
       c,
       "Invoice",
-      <InvoiceDetail {...info} csrf={c.var.csrf} basePath="/portal/invoices" canCancel={false} />,
+      <InvoiceDetail
+        {...info}
+        csrf={c.var.csrf}
+        basePath="/portal/invoices"
+        canCancel={false}
+        addressRestMs={ctx.config.addressRestMs}
+      />,
     ));
   });
 
