@@ -16,6 +16,8 @@ import { getOperatorByEmail, updateOperatorPassword } from "../lib/db/operators.
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { startTestApp, type TestApp } from "../fixtures/app.ts";
+import { AppError } from "../lib/errors.ts";
+import { listOperatorTokens } from "../lib/db/operator_tokens.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 
 const PASSWORD = "correct horse battery";
@@ -268,3 +270,42 @@ function buttonClass(html: string, label: string): string {
   assert.ok(found, `a "${label}" button`);
   return found[1] ?? "";
 }
+
+Deno.test("[operators] an API token asked for while its operator is being disabled is refused, not stored beside the revoked ones (and so not working again after an enable)", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const { operator: leaving } = await createOperatorAccount(ctx, "leaving@example.com");
+    await createOperatorAccount(ctx, "staying@example.com");
+    // The token's maker reads the operator (active); the disabling commits; then the token would be stored. The
+    // disabling revoked the tokens it listed, which this one was not among.
+    let raced = false;
+    const kv = new Proxy(ctx.kv, {
+      get(target, prop) {
+        if (prop === "get") {
+          return async (key: Deno.KvKey) => {
+            const entry = await target.get(key);
+            if (!raced && key[0] === "operators" && key[1] === leaving.id) {
+              raced = true;
+              await disableOperator(ctx, leaving.id, { actor: "test" });
+            }
+            return entry;
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const racing = { ...ctx, kv } as typeof ctx;
+    await assert.rejects(
+      createOperatorToken(racing, leaving.email, { actor: "test" }),
+      (err: unknown) => err instanceof AppError && err.code === "operator_disabled",
+    );
+    assert.ok(raced);
+    await enableOperator(ctx, leaving.id, { actor: "test" });
+    const tokens = (await listOperatorTokens(app.kv)).filter((t) => t.operatorId === leaving.id);
+    assert.deepEqual(tokens.filter((t) => t.revokedAt === null), [], "no token of theirs works after the enable");
+  } finally {
+    await app.close();
+  }
+});

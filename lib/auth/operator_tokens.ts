@@ -1,8 +1,8 @@
 import type { AppContext } from "../context.ts";
-import { AppError, NotFoundError, UnauthorizedError } from "../errors.ts";
+import { AppError, ConflictError, NotFoundError, UnauthorizedError } from "../errors.ts";
 import { sha256Hex } from "../crypto.ts";
 import { base64url, randomBytes, randomId } from "../ids.ts";
-import { getOperator, getOperatorByEmail } from "../db/operators.ts";
+import { getOperator, getOperatorByEmail, getOperatorEntry, type Operator } from "../db/operators.ts";
 import {
   getOperatorTokenByHash,
   insertOperatorToken,
@@ -23,11 +23,28 @@ export async function createOperatorToken(
   email: string,
   opts: { actor: string },
 ): Promise<{ token: string; record: OperatorToken }> {
-  const operator = await getOperatorByEmail(ctx.kv, email.trim().toLowerCase());
-  if (!operator) throw new NotFoundError("Unknown operator.");
-  if (operator.disabledAt) {
-    throw new AppError(409, "operator_disabled", "This operator is disabled: enable them first.");
+  const found = await getOperatorByEmail(ctx.kv, email.trim().toLowerCase());
+  if (!found) throw new NotFoundError("Unknown operator.");
+  // The token commits only with the operator as read: a disabling that commits in between (it revokes the tokens it
+  // lists, and this one would not be among them) makes the write fail, and the operator is read again.
+  for (let tries = 0; tries < 3; tries++) {
+    const operator = await getOperatorEntry(ctx.kv, found.id);
+    if (!operator) throw new NotFoundError("Unknown operator.");
+    if (operator.value.disabledAt) {
+      throw new AppError(409, "operator_disabled", "This operator is disabled: enable them first.");
+    }
+    const made = await makeToken(ctx, operator, opts);
+    if (made) return made;
   }
+  throw new ConflictError("The operator changed meanwhile; try again.");
+}
+
+/** Stores a new token of the operator as read; null when the operator changed since. */
+async function makeToken(
+  ctx: AppContext,
+  { key, value: operator, versionstamp }: Deno.KvEntry<Operator>,
+  opts: { actor: string },
+): Promise<{ token: string; record: OperatorToken } | null> {
   const token = OPERATOR_TOKEN_PREFIX + base64url(randomBytes(24));
   const now = ctx.now();
   const record: OperatorToken = {
@@ -38,15 +55,15 @@ export async function createOperatorToken(
     createdAt: now,
     revokedAt: null,
   };
-  await insertOperatorToken(ctx.kv, record, sha256Hex(token), {
+  const stored = await insertOperatorToken(ctx.kv, record, sha256Hex(token), {
     at: now,
     actor: opts.actor,
     action: "operator_token.create",
     target: record.id,
     before: null,
     after: record,
-  });
-  return { token, record };
+  }, { key, versionstamp });
+  return stored ? { token, record } : null;
 }
 
 /** Revokes a token from its next request on. Audited as `operator_token.revoke`. */

@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { collectValues } from "./kv.ts";
 
@@ -22,13 +22,16 @@ export async function insertOperatorToken(
   token: OperatorToken,
   hash: string,
   audit: NewAuditEntry,
-): Promise<void> {
+  operator: Deno.AtomicCheck,
+): Promise<boolean> {
   const op = kv.atomic()
     .check({ key: byHashKey(hash), versionstamp: null })
     .check({ key: tokenKey(token.id), versionstamp: null })
+    .check(operator)
     .set(tokenKey(token.id), token)
     .set(byHashKey(hash), token.id);
-  if (!(await addAuditOps(op, audit).commit()).ok) throw new ConflictError("The token exists already.");
+  // Random ids and secrets never collide: a failed check is the operator's record, changed since it was read.
+  return (await addAuditOps(op, audit).commit()).ok;
 }
 
 /** The token whose SHA-256 this is, or null. */
