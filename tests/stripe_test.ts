@@ -22,6 +22,7 @@ import {
   waitFor,
 } from "../fixtures/app.ts";
 import { StripeFake } from "../fixtures/stripe_fake.ts";
+import { ErrorResponse } from "../lib/payments/api_schemas.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
 
 const STRIPE_KEY = "sk_test_platform";
@@ -404,6 +405,7 @@ Deno.test("[stripe] amounts go to Stripe in Stripe's own minor units: ISK with t
       const refused = await callInit(app, paymentBody({ amount, currency }));
       assert.equal(refused.status, 422, JSON.stringify(refused.body));
       assert.match(refused.body.error.fields.amount, why);
+      ErrorResponse.parse(refused.body);
     }
     assert.equal(fake.sessions.size, sessions, "Stripe was not asked");
 

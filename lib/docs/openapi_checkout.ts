@@ -96,6 +96,7 @@ export function checkoutPaths(publicBaseUrl: string): Record<string, PathItem> {
             "publishable_key_not_allowed",
             "idempotency_mismatch",
             "no_route",
+            "amount_not_accepted",
             "dns_timeout",
             "provider_error",
             "provider_timeout",

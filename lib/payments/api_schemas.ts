@@ -99,6 +99,12 @@ export const API_ERRORS = [
     when: "Init: the shop's routes have no account that takes this currency and type (see GET /api/v1/options).",
   },
   {
+    code: "amount_not_accepted",
+    status: 422,
+    when: "Init: the provider the payment goes to cannot take this amount exactly in its currency " +
+      "(Stripe: MGA in whole ariary, BHD, JOD, KWD, OMR and TND in steps of 10 minor units); `fields.amount` says so.",
+  },
+  {
     code: "refund_exceeds_payment",
     status: 422,
     when: "Refund: more than is left of the payment (pending refunds count as spent).",
