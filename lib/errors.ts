@@ -15,6 +15,16 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * 422: the provider a payment goes to cannot take its amount exactly in its currency (Stripe takes MGA in whole
+ * ariary): it takes multiples of `step` minor units. `problem` is the shop's message for `fields.amount`.
+ */
+export class AmountNotAcceptedError extends AppError {
+  constructor(readonly currency: string, readonly step: number, problem: string) {
+    super(422, "amount_not_accepted", "The amount is invalid.", { amount: problem });
+  }
+}
+
 export class ValidationError extends AppError {
   constructor(message: string, fields?: Record<string, string>) {
     super(400, "invalid_request", message, fields);

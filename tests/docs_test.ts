@@ -25,6 +25,7 @@ import { postbackBody } from "../lib/payments/view.ts";
 import { PaymentNotCancellableError } from "../lib/payments/cancel.ts";
 import { storedPayment } from "../fixtures/payments.ts";
 import {
+  AmountNotAcceptedError,
   AppError,
   ConflictError,
   IdempotencyMismatchError,
@@ -297,6 +298,7 @@ Deno.test("[docs] the error catalogue covers every code the API answers, and the
     new IdempotencyMismatchError("x"),
     new PaymentNotCancellableError("succeeded"),
     new NoRouteError("EUR", "crypto"),
+    new AmountNotAcceptedError("MGA", 100, "x"),
     new UpstreamError(true, "x"),
     new UpstreamError(false, "x"),
   ];

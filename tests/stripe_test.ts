@@ -571,3 +571,28 @@ Deno.test("[stripe] a refund whose answer was lost is found by its id in Stripe'
     assert.equal(fake.calls["POST /v1/refunds"], 1, "and found it: no second request");
   }, { JOBS_QUEUE: "off" });
 });
+
+Deno.test("[stripe] a buyer who types an amount the shop's provider cannot take exactly (MGA in part of an ariary) is asked to round it on the amount field, not told the form is out of order", async () => {
+  await withStripe(async (app, _fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const form = (await api(app, app.shop.apiKey, "POST", "/forms", { kind: "fiat", title: "Gift", currency: "MGA" }))
+      .body.form;
+    const submit = async (amount: string) => {
+      const page = await (await fetch(`${app.baseUrl}/forms/${form.id}`)).text();
+      const token = page.match(/name="_token" value="([^"]+)"/)![1];
+      const res = await fetch(`${app.baseUrl}/forms/${form.id}/submit`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+        body: new URLSearchParams({ _token: token, amount, email: "buyer@example.com" }),
+        redirect: "manual",
+      });
+      return { status: res.status, html: await res.text() };
+    };
+    const odd = await submit("10.50");
+    assert.equal(odd.status, 422, odd.html);
+    assert.match(odd.html, /aria-invalid="true"/);
+    assert.match(odd.html, /Enter a whole amount of MGA, such as 10\./);
+    assert.doesNotMatch(odd.html, /Stripe|cannot take payments right now/, "no provider's name, no 'out of order'");
+    assert.equal((await submit("10")).status, 303, "rounded, it goes through");
+  });
+});

@@ -143,8 +143,22 @@ export function amountProblem(typed: string, decimals: number, unit: string): st
   return `Enter an amount above 0. ${amountFormat(decimals)}`;
 }
 
+/**
+ * What a buyer is told when the shop's provider takes their currency in coarser steps than its minor unit (Stripe
+ * takes MGA in whole ariary): a whole amount, or a multiple of `step` minor units. The provider is not named: it is
+ * the shop's set-up, and the buyer only needs the amount to type.
+ */
+export function amountStepProblem(currency: string, step: number): string {
+  if (step === 10 ** currencyExponent(currency)) return `Enter a whole amount of ${currency}, such as 10.`;
+  return `Round the amount to a multiple of ${formatDecimal(step, currency)} ${currency}, such as ` +
+    `${formatDecimal(step * 1000, currency)}.`;
+}
+
+/** Above a page whose fields are marked wrong. */
+export const INVALID_FIELDS_MESSAGE = "Please check the fields marked below.";
+
 function invalid(fields: Record<string, string>) {
-  return new BuyerInputError("Please check the fields marked below.", fields);
+  return new BuyerInputError(INVALID_FIELDS_MESSAGE, fields);
 }
 
 /**

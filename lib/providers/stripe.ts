@@ -1,5 +1,11 @@
 import Stripe from "stripe";
-import { AppError, isRefusalStatus, providerReason, ProviderRefusedError, UpstreamError } from "../errors.ts";
+import {
+  AmountNotAcceptedError,
+  isRefusalStatus,
+  providerReason,
+  ProviderRefusedError,
+  UpstreamError,
+} from "../errors.ts";
 import type { StripeCredentials } from "../accounts/types.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
@@ -71,7 +77,7 @@ export class StripeProvider implements PaymentProvider {
     const amount = toStripeAmount(req.amount, req.currency);
     // Refused before Stripe is asked, naming the field: nothing is made, and the shop can send another amount.
     if ("problem" in amount) {
-      throw new AppError(422, "amount_not_accepted", "The amount is invalid.", { amount: amount.problem });
+      throw new AmountNotAcceptedError(req.currency, amount.step, amount.problem);
     }
     // An embedded checkout session is Stripe's own embedded Checkout, mounted by the shop's page with Stripe.js;
     // it completes in place (never a redirect) and our confirm asks Stripe, as for any session.

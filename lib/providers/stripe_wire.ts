@@ -19,16 +19,22 @@ const STRIPE_DECIMALS: Readonly<Record<string, number>> = { ISK: 2, MGA: 0 };
  * decimals at Stripe than in ISO (MGA), or a three-decimal currency's amount whose last digit is not 0, which Stripe
  * refuses ("to ensure compatibility with Stripe's payments partners").
  */
-export function toStripeAmount(minor: number, currency: string): { amount: number } | { problem: string } {
+export function toStripeAmount(
+  minor: number,
+  currency: string,
+): { amount: number } | { problem: string; step: number } {
   const iso = currencyExponent(currency);
   const stripe = STRIPE_DECIMALS[currency] ?? iso;
   if (iso === 3 && minor % 10 !== 0) {
-    return { problem: `must be a multiple of 10 for ${currency} with this payment's provider (Stripe)` };
+    return { problem: `must be a multiple of 10 for ${currency} with this payment's provider (Stripe)`, step: 10 };
   }
   if (stripe >= iso) return { amount: minor * 10 ** (stripe - iso) };
   const step = 10 ** (iso - stripe);
   if (minor % step !== 0) {
-    return { problem: `must be in whole ${currency} (a multiple of ${step}) with this payment's provider (Stripe)` };
+    return {
+      problem: `must be in whole ${currency} (a multiple of ${step}) with this payment's provider (Stripe)`,
+      step,
+    };
   }
   return { amount: minor / step };
 }

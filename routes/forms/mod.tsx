@@ -1,20 +1,28 @@
 import { type Context, Hono } from "hono";
 import type { AppContext } from "../../lib/context.ts";
 import { sharedLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit.ts";
-import { AppError, ConflictError, IdempotencyMismatchError, UpstreamError } from "../../lib/errors.ts";
+import {
+  AmountNotAcceptedError,
+  AppError,
+  ConflictError,
+  IdempotencyMismatchError,
+  UpstreamError,
+} from "../../lib/errors.ts";
 import { log, warnRepeatable } from "../../lib/log.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
 import { DnsTimeoutError } from "../../lib/relay/url_guard.ts";
 import { findFormPayment, loadBuyerForm } from "../../lib/forms/mod.ts";
 import {
+  amountStepProblem,
   type BuyerInput,
   BuyerInputError,
   coinChoicesFor,
   currencyChoicesFor,
+  INVALID_FIELDS_MESSAGE,
   submitForm,
 } from "../../lib/forms/submit.ts";
 import { checkFormToken, issueFormToken } from "../../lib/forms/token.ts";
-import { FRAMED_SUBMIT_HEADER } from "../../lib/forms/types.ts";
+import { FRAMED_SUBMIT_HEADER, openFields } from "../../lib/forms/types.ts";
 import { renderPage } from "../../components/html.tsx";
 import { backToShop, MessagePage } from "../../components/message_page.tsx";
 import { BuyerFormPage, FormReturnPage } from "../../components/forms.tsx";
@@ -140,6 +148,12 @@ export function formPageRoutes(ctx: AppContext) {
         const message = "Many payments are being started at this moment, and yours did not go through. " +
           "Nothing was charged; please send the form again.";
         return await page(c, target, { values, message, token: posted._token }, 409);
+      }
+      if (err instanceof AmountNotAcceptedError && openFields(target.form).includes("amount")) {
+        // The amount the buyer typed is right for the currency but not for the provider the shop's payments go to
+        // (Stripe and MGA in part of an ariary): theirs to round, not the form out of order.
+        const errors = { amount: amountStepProblem(err.currency, err.step) };
+        return await page(c, target, { values, errors, message: INVALID_FIELDS_MESSAGE }, 422);
       }
       if (err instanceof DnsTimeoutError) {
         // The shop's postback host could not be looked up in time (logged where it happened): nothing was made.
