@@ -596,3 +596,23 @@ Deno.test("[stripe] a buyer who types an amount the shop's provider cannot take 
     assert.equal((await submit("10")).status, 303, "rounded, it goes through");
   });
 });
+
+Deno.test("[stripe] a payment whose session was made before amounts went in Stripe's units is refunded on the scale it was charged: an MGA buyer gets back all that was taken", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody({ amount: 100_000, currency: "MGA" }));
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    await buyerSettles(init.body.url, "paid");
+    await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+    const p = (await getPayment(app.kv, init.body.id))!;
+    const session = fake.sessions.get(p.providerRef!)!;
+    assert.equal(session.metadata.amountUnits, "stripe", "made in Stripe's units now");
+    // As such a session was made before: our minor units sent as they were (100,000 MGA charged), no mark.
+    session.amount_total = 100_000;
+    delete session.metadata.amountUnits;
+    const res = await api(app, app.shop.apiKey, "POST", `/payments/${p.id}/refunds`, {});
+    assert.equal(res.body.refund.status, "succeeded", JSON.stringify(res.body));
+    const atStripe = [...fake.refunds.values()].filter((r) => r.payment_intent === session.payment_intent);
+    assert.deepEqual(atStripe.map((r) => r.amount), [100_000], "what the buyer was charged goes back");
+  });
+});

@@ -34,6 +34,9 @@ export interface StripeOptions extends Omit<StripeCredentials, "provider"> {
   timeoutMs: number;
 }
 
+/** Marks a session whose amounts went in Stripe's own minor units (toStripeAmount), in its metadata. */
+const STRIPE_UNITS = "stripe";
+
 /** Stripe's default tolerance for a webhook's timestamp, as Bansky's. */
 const WEBHOOK_TOLERANCE_S = 300;
 
@@ -98,7 +101,9 @@ export class StripeProvider implements PaymentProvider {
             product_data: { name: `Payment ${req.paymentId}` },
           },
         }],
-        metadata: { paymentId: req.paymentId },
+        // amountUnits: this session's amounts are in Stripe's minor units (toStripeAmount); sessions made before were
+        // sent ours, and are refunded on that scale (see refund).
+        metadata: { paymentId: req.paymentId, amountUnits: STRIPE_UNITS },
         payment_intent_data: { metadata: { paymentId: req.paymentId } },
       }, { ...this.account, idempotencyKey: `create-${req.requestId}` }));
     if (req.embedded) {
@@ -145,13 +150,17 @@ export class StripeProvider implements PaymentProvider {
     currency: string,
     opts: RefundOptions = {},
   ): Promise<RefundResult> {
-    const inStripeUnits = toStripeAmount(amount, currency);
-    // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount.
-    if ("problem" in inStripeUnits) throw new ProviderRefusedError(`refund amount ${inStripeUnits.problem}`, 400);
     const session = await this.call(
       "GET /v1/checkout/sessions/{id}",
       () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
     );
+    // A session made before amounts went in Stripe's units was charged our amount as it was (a 1,000.00 MGA order,
+    // stored 100000, was charged 100,000 MGA): it is refunded on that scale, so the buyer gets back what was taken.
+    const inStripeUnits = session.metadata?.amountUnits === STRIPE_UNITS
+      ? toStripeAmount(amount, currency)
+      : { amount };
+    // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount.
+    if ("problem" in inStripeUnits) throw new ProviderRefusedError(`refund amount ${inStripeUnits.problem}`, 400);
     const intent = typeof session.payment_intent === "string" ? session.payment_intent : session.payment_intent?.id;
     if (!intent) throw new UpstreamError(false, "the session has no payment intent to refund");
     // Stripe forgets an Idempotency-Key after 24 hours: past that, the same key makes a second refund. A retry may
