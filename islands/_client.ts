@@ -70,7 +70,11 @@ async function sendFromFrame(form: HTMLFormElement, fields: FormData) {
   const page = new DOMParser().parseFromString(await res.text(), "text/html");
   document.title = page.title;
   document.body.replaceWith(page.body);
-  document.querySelector<HTMLElement>("[aria-invalid=true]")?.focus();
+  // Keyboard and screen-reader users go on where the answer is: the first field marked wrong, else its message.
+  const next = document.querySelector<HTMLElement>("[aria-invalid=true]") ??
+    document.querySelector<HTMLElement>("[role=alert], h1");
+  if (next && !next.matches("input, select, textarea, button, a")) next.tabIndex = -1;
+  next?.focus();
 }
 
 /**

@@ -190,6 +190,14 @@ Deno.test("[operators] the console's Operators page: Disable asks first, then en
       assert.equal(await adminStatus(app, token), 200);
     });
 
+    await t.step("a post naming no status changes nothing, confirmed or not", async () => {
+      for (const fields of [{ confirm: "yes" }, { status: "off", confirm: "yes" }] as Record<string, string>[]) {
+        const odd = await ops.post(leaverStatus, fields);
+        assert.ok(odd.status >= 400, `${JSON.stringify(fields)}: ${odd.status}`);
+        assert.equal(await consoleStatus(leaver), 200, "still signed in");
+      }
+    });
+
     await t.step("confirmed: disabled, their session and token end, the audit names who did it", async () => {
       const done = await ops.post(leaverStatus, { status: "disabled", confirm: "yes" });
       assert.equal(done.status, 303);

@@ -8,6 +8,7 @@ import {
   previewOperatorDisable,
 } from "../../lib/auth/operators.ts";
 import { ID_PATTERNS } from "../../lib/ids.ts";
+import { ValidationError } from "../../lib/errors.ts";
 import { renderPage } from "../../components/html.tsx";
 import {
   AdminLayout,
@@ -60,7 +61,13 @@ export function operatorRoutes(ctx: AppContext) {
     // Refused (their own account, the last active operator): said above the list, as it is now.
     refusalShownOnPage("Not disabled", async () => {
       const id = c.req.param("id");
-      if (c.var.form.status === "active") {
+      const status = c.var.form.status;
+      // Each change is asked for by name: a post naming neither (a mistyped tool, a form missing its field) changes
+      // nothing rather than disabling.
+      if (status !== "active" && status !== "disabled") {
+        throw new ValidationError("The form is invalid.", { status: 'must be "active" or "disabled"' });
+      }
+      if (status === "active") {
         const { operator, changed } = await enableOperator(ctx, id, { actor: c.var.operator.email });
         return redirectWithReveal(c, {
           path: BASE,
