@@ -8,6 +8,7 @@ import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts"
 import { setShopRouting } from "../lib/accounts/routing.ts";
 import type { ProviderAccount } from "../lib/accounts/types.ts";
 import { getPayment } from "../lib/db/payments.ts";
+import { runPaymentCheck } from "../lib/payments/janitor.ts";
 import { getRefund, getRefundReservation } from "../lib/db/refunds.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listOperations } from "../lib/db/operations.ts";
@@ -615,4 +616,54 @@ Deno.test("[stripe] a payment whose session was made before amounts went in Stri
     const atStripe = [...fake.refunds.values()].filter((r) => r.payment_intent === session.payment_intent);
     assert.deepEqual(atStripe.map((r) => r.amount), [100_000], "what the buyer was charged goes back");
   });
+});
+
+Deno.test("[stripe] a delayed payment (a bank debit) that fails makes the payment failed, not expired: Stripe's async_payment_failed is confirmed by the session's payment intent, and a status check finds the failure when that webhook is lost", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const start = async (id: string) => {
+      const init = await callInit(app, paymentBody({ id, postbackUrl: shop.url, expiresIn: 60 }));
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
+      // The buyer finishes Checkout with a bank debit: complete, unpaid, the money on its way.
+      assert.equal(await fake.payDelayed(ref), 200);
+      assert.equal((await getPayment(app.kv, init.body.id))?.status, "pending");
+      return { id: init.body.id as string, ref };
+    };
+    const told = await start("order-sepa");
+    // Days later the debit fails. The session stays complete and unpaid (its payment_status has no "failed"); the
+    // payment intent says so, and Stripe sends checkout.session.async_payment_failed.
+    assert.equal(await fake.settleDelayed(told.ref, "failed"), 200, "confirmed at once, not 409 on every retry");
+    assert.equal((await getPayment(app.kv, told.id))?.status, "failed");
+    assert.equal(fake.calls["GET /v1/payment_intents/{id}"] ?? 0, 0, "the intent came expanded with the session");
+
+    // The same failure whose webhook is lost: the check at the expiry asks Stripe and finds it failed.
+    const lost = await start("order-sepa-lost");
+    await fake.settleDelayed(lost.ref, "failed", { sendEvent: false });
+    const realNow = app.server.ctx.now;
+    app.server.ctx.now = () => realNow() + 61_000;
+    try {
+      await runPaymentCheck(app.server.ctx, lost.id);
+    } finally {
+      app.server.ctx.now = realNow;
+    }
+    assert.equal((await getPayment(app.kv, lost.id))?.status, "failed");
+
+    // And one whose debit goes through is paid.
+    const paid = await start("order-sepa-paid");
+    assert.equal(await fake.settleDelayed(paid.ref, "succeeded"), 200);
+    assert.equal((await getPayment(app.kv, paid.id))?.status, "succeeded");
+
+    const byOrder = await waitFor("three postbacks", () => {
+      const all = shop.received.map((r) => JSON.parse(r.body));
+      return all.length >= 3 ? Object.fromEntries(all.map((b) => [b.data.id, b.type])) : undefined;
+    });
+    assert.deepEqual(byOrder, {
+      "order-sepa": "payment.failed",
+      "order-sepa-lost": "payment.failed",
+      "order-sepa-paid": "payment.succeeded",
+    });
+  });
+  await shop.close();
 });

@@ -9,10 +9,12 @@ import {
 import type { StripeCredentials } from "../accounts/types.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
+  intentState,
   refundState,
   sessionState,
   STRIPE_REFUND_EVENTS,
   STRIPE_SESSION_EVENTS,
+  stripeIntentToOurs,
   stripeRefundToOurs,
   stripeSessionToOurs,
   toStripeAmount,
@@ -45,7 +47,8 @@ const cryptoProvider = Stripe.createSubtleCryptoProvider();
 /**
  * Stripe with the official SDK: a Checkout Session (the redirect flow, like
  * Bansky's pay page) on the organisation's connected account (`Stripe-Account`),
- * its status from the session, refunds of its payment intent, and webhooks
+ * its status from the session (and its PaymentIntent, for a delayed payment
+ * method), refunds of its payment intent, and webhooks
  * verified with the SDK's WebCrypto verifier. Our payment id is the session's
  * `client_reference_id` and the idempotency key of its creation, so a retry
  * gets the same session.
@@ -124,12 +127,21 @@ export class StripeProvider implements PaymentProvider {
     return { publishableKey: this.opts.publishableKey ?? null, accountId: this.opts.connectedAccountId };
   }
 
+  /**
+   * The session's status, and for a complete but unpaid one (a delayed payment method) its PaymentIntent's: the
+   * session stays complete and unpaid after the debit failed, so only the intent tells a failure from money on its
+   * way. It comes expanded in the same call, so a status check is one request whatever the session's state.
+   */
   async getStatus(ref: string): Promise<ProviderStatus> {
     const s = await this.call(
       "GET /v1/checkout/sessions/{id}",
-      () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
+      () => this.stripe.checkout.sessions.retrieve(ref, { expand: ["payment_intent"] }, this.account),
     );
-    return stripeSessionToOurs[sessionState(s)];
+    const state = sessionState(s);
+    if (state !== "complete_unpaid") return stripeSessionToOurs[state];
+    // Expanded, it is an object; a bare id (or none) would mean Stripe did not expand it: nothing is known of a failure.
+    const intent = typeof s.payment_intent === "object" ? s.payment_intent : null;
+    return stripeIntentToOurs[intentState(intent)];
   }
 
   async cancel(ref: string): Promise<CancelResult> {

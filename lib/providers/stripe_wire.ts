@@ -50,11 +50,34 @@ export type StripeSessionState =
 export const stripeSessionToOurs = {
   open: "pending",
   complete_paid: "succeeded",
-  // Delayed payment methods (bank debits): the buyer finished, the money is still on its way.
+  // Delayed payment methods (bank debits): the buyer finished and the money is on its way, or it failed: the session
+  // cannot tell (its payment_status has no "failed", and it stays complete and unpaid after a failure). Its payment
+  // intent can (stripeIntentToOurs), so the adapter reads that for this state.
   complete_unpaid: "pending",
   complete_no_payment_required: "succeeded",
   expired: "expired",
 } as const satisfies Record<StripeSessionState, ProviderStatus>;
+
+/**
+ * A complete but unpaid session's PaymentIntent, as far as the money goes: still on its way (`processing`, or any
+ * status that can still lead to a charge), failed (the debit came back: the intent is back in
+ * `requires_payment_method`, with the reason in `last_payment_error`), or canceled (by the merchant, or by Stripe once
+ * it gave up on it). Checkout does not let the buyer try again on a complete session, so a failure is final.
+ */
+export type StripeIntentState = "in_flight" | "failed" | "canceled";
+
+export const stripeIntentToOurs = {
+  in_flight: "pending",
+  failed: "failed",
+  canceled: "failed",
+} as const satisfies Record<StripeIntentState, ProviderStatus>;
+
+export function intentState(pi: { status: string; last_payment_error?: unknown } | null): StripeIntentState {
+  if (pi?.status === "canceled") return "canceled";
+  // requires_payment_method without an error is an intent no one tried to pay yet: not a failure.
+  if (pi?.status === "requires_payment_method" && pi.last_payment_error) return "failed";
+  return "in_flight";
+}
 
 export const STRIPE_REFUND_STATUSES = ["pending", "requires_action", "succeeded", "failed", "canceled"] as const;
 export type StripeRefundStatus = typeof STRIPE_REFUND_STATUSES[number];
