@@ -12,7 +12,13 @@ import { getPayment, getPaymentEntry } from "../lib/db/payments.ts";
 import { readStats, utcDay } from "../lib/db/stats.ts";
 import { summarize } from "../lib/stats.ts";
 import { recheckPaymentStatus } from "../lib/payments/admin.ts";
-import { CHECK_BACKOFF_MS, nextCheckAt } from "../lib/payments/janitor.ts";
+import {
+  CHECK_BACKOFF_MS,
+  CHECK_RETRY_MS,
+  LATE_CHECK_MS,
+  nextCheckAt,
+  runPaymentCheck,
+} from "../lib/payments/janitor.ts";
 import {
   buyerSettles,
   callInit,
@@ -341,6 +347,97 @@ Deno.test("[expiry] money the provider confirms after expiry makes the payment s
   }
 });
 
+Deno.test("[expiry] money that arrives after an expiry the provider could not cancel is found by a late status check when its webhook is lost", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true, dropWebhooks: true } });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPayment(app, shop.url, { expiresIn: 60 });
+    // Our expiry: Bansky refuses the cancel (money on its way), the payment is expired anyway, with late checks kept.
+    shiftClock(app, 61_000);
+    await runPaymentCheck(app.server.ctx, p.id);
+    const expired = (await getPayment(app.kv, p.id))!;
+    assert.equal(expired.status, "expired");
+    assert.equal(expired.checkAt, expired.finalizedAt! + LATE_CHECK_MS[0], "the first late check, 10 minutes on");
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 1);
+    // The first late check finds it still on its way: the next one is an hour after the expiry.
+    shiftClock(app, 61_000 + LATE_CHECK_MS[0]);
+    await runPaymentCheck(app.server.ctx, p.id);
+    const waiting = (await getPayment(app.kv, p.id))!;
+    assert.deepEqual([waiting.status, waiting.checkAt], ["expired", expired.finalizedAt! + LATE_CHECK_MS[1]]);
+    // The money arrives at Bansky; its webhook is lost (dropWebhooks stands for a provider that gave up retrying).
+    assert.equal(await payAtSandbox(app, p.ref), 200);
+    // Days go by; every check the janitor would run.
+    for (const days of [1, 2, 7]) {
+      shiftClock(app, days * 86_400_000);
+      await runPaymentCheck(app.server.ctx, p.id);
+    }
+    const after = (await getPayment(app.kv, p.id))!;
+    // "We never hide money" (expiry-and-cancellation.md): succeeded, late, and no more checks.
+    assert.deepEqual({ status: after.status, late: after.late, checkAt: after.checkAt }, {
+      status: "succeeded",
+      late: true,
+      checkAt: null,
+    });
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 0);
+    const postbacks = await waitFor("two postbacks", () => {
+      const got = postbacksOf(shop.received, p.id);
+      return got.length === 2 ? got : undefined;
+    });
+    const success = postbacks.find((b) => b.type === "payment.succeeded");
+    assert.equal(success?.data.late, true);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[janitor] late checks of an expiry the provider could not confirm follow LATE_CHECK_MS and end: after the last, or when the provider says no money comes; one it could not be asked about is asked again", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true, dropWebhooks: true } });
+  const shop = startShopReceiver();
+  try {
+    const expire = async () => {
+      shiftClock(app, 0);
+      const p = await createPayment(app, shop.url, { expiresIn: 60 });
+      shiftClock(app, 61_000);
+      await runPaymentCheck(app.server.ctx, p.id);
+      const stored = (await getPayment(app.kv, p.id))!;
+      assert.equal(stored.status, "expired");
+      return { ...p, givenUpAt: stored.finalizedAt! };
+    };
+    // Nothing comes: one check per step, then none.
+    const quiet = await expire();
+    const seen: (number | null | undefined)[] = [];
+    for (const step of LATE_CHECK_MS) {
+      app.server.ctx.now = () => quiet.givenUpAt + step;
+      await runPaymentCheck(app.server.ctx, quiet.id);
+      seen.push((await getPayment(app.kv, quiet.id))!.checkAt);
+    }
+    assert.deepEqual(seen, [...LATE_CHECK_MS.slice(1).map((ms) => quiet.givenUpAt + ms), null]);
+    assert.equal((await getPayment(app.kv, quiet.id))!.status, "expired");
+
+    // The buyer's payment is declined at Bansky after all: no money will come, the checks end at the next one.
+    const declined = await expire();
+    assert.equal(await payAtSandbox(app, declined.ref, "declined"), 200);
+    app.server.ctx.now = () => declined.givenUpAt + LATE_CHECK_MS[0];
+    await runPaymentCheck(app.server.ctx, declined.id);
+    const ended = (await getPayment(app.kv, declined.id))!;
+    assert.deepEqual([ended.status, ended.checkAt], ["expired", null]);
+
+    // Bansky cannot be reached at a late check: asked again in CHECK_RETRY_MS (the next step is further off).
+    const unreachable = await expire();
+    app.sandbox.knobs.failureRate = 1;
+    const at = unreachable.givenUpAt + LATE_CHECK_MS[0];
+    app.server.ctx.now = () => at;
+    await runPaymentCheck(app.server.ctx, unreachable.id);
+    assert.equal((await getPayment(app.kv, unreachable.id))!.checkAt, at + CHECK_RETRY_MS);
+    app.sandbox.knobs.failureRate = 0;
+    assert.equal(await countScheduledJobs(app.kv, "payment_check"), 1, "only the one still owed an answer");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
 Deno.test("[cancel] a pending payment is cancelled: postback, the sandbox refuses money, the pay link says so", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
   const other = await startTestApp({ standaloneSandbox: true });
@@ -422,7 +519,7 @@ Deno.test("[cancel] a settled payment is not cancellable, and one paid before it
   }
 });
 
-Deno.test("[cancel] money after a cancel the provider could not honour succeeds late", async () => {
+Deno.test("[cancel] money after a cancel the provider could not honour succeeds late, also when its webhook is lost", async () => {
   const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true } });
   const shop = startShopReceiver();
   try {
@@ -430,6 +527,8 @@ Deno.test("[cancel] money after a cancel the provider could not honour succeeds 
     const res = await cancel(app, p.id);
     assert.equal(res.status, 200);
     assert.equal(res.body.payment.status, "cancelled");
+    const cancelled = (await getPayment(app.kv, p.id))!;
+    assert.equal(cancelled.checkAt, cancelled.finalizedAt! + LATE_CHECK_MS[0], "late checks, as after an expiry");
     assert.equal(await payAtSandbox(app, p.ref), 200);
     const late = await waitFor("the late success", async () => {
       const got = await readPayment(app, p.id);
@@ -440,6 +539,18 @@ Deno.test("[cancel] money after a cancel the provider could not honour succeeds 
       return postbacksOf(shop.received, p.id).find((b) => b.type === "payment.succeeded");
     });
     assert.equal(success.data.late, true);
+    assert.equal((await getPayment(app.kv, p.id))!.checkAt, null, "found by its webhook: no more checks");
+
+    // The same with the webhook lost: the sweep's late check finds the money.
+    app.sandbox.knobs.dropWebhooks = true;
+    const lost = await createPayment(app, shop.url);
+    assert.equal((await cancel(app, lost.id)).status, 200);
+    assert.equal(await payAtSandbox(app, lost.ref), 200);
+    shiftClock(app, LATE_CHECK_MS[0] + 1_000);
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+    const found = (await getPayment(app.kv, lost.id))!;
+    assert.deepEqual([found.status, found.late, found.checkAt], ["succeeded", true, null]);
   } finally {
     await shop.close();
     await app.close();

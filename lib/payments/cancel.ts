@@ -2,6 +2,7 @@ import type { AppContext } from "../context.ts";
 import { AppError } from "../errors.ts";
 import type { Shop } from "../db/shops.ts";
 import { movePayment } from "./transition.ts";
+import { LATE_CHECK_MS } from "./janitor.ts";
 import { getShopPayment } from "./query.ts";
 import type { Payment } from "./types.ts";
 
@@ -18,8 +19,9 @@ export class PaymentNotCancellableError extends AppError {
  * `payment.cancelled`). If the buyer paid before the cancel arrived, the
  * payment takes the provider's status and the cancel is refused. A provider
  * that cannot cancel (money already on its way) does not stop ours: money it
- * confirms later still succeeds, marked late. A provider that cannot be
- * reached changes nothing (502/504): the shop tries again.
+ * confirms later still succeeds, marked late, by its webhook or one of the
+ * late checks the payment keeps (janitor.ts, LATE_CHECK_MS). A provider that
+ * cannot be reached changes nothing (502/504): the shop tries again.
  */
 export async function cancelPayment(ctx: AppContext, shop: Shop, paymentId: string): Promise<Payment> {
   const p = await getShopPayment(ctx, shop, paymentId);
@@ -38,6 +40,7 @@ export async function cancelPayment(ctx: AppContext, shop: Shop, paymentId: stri
     paymentId: p.id,
     to: "cancelled",
     because: { type: "cancel_requested", at: now, data: { by: "shop", providerCancelled: result.cancelled } },
+    checkAfterMs: result.cancelled ? undefined : LATE_CHECK_MS[0],
   });
   if (moved.outcome === "refused") throw new PaymentNotCancellableError(moved.payment.status);
   return moved.payment;

@@ -37,6 +37,13 @@ export interface MoveRequest {
   /** Fields the move sets besides its status (a refunded amount, a late success). */
   patch?: (p: Payment) => Partial<Payment>;
   /**
+   * How long after a move out of `pending` the payment's next status check comes (none when absent). A payment we
+   * give up on (expiry, the shop's cancel) without the provider's word that it stopped taking money keeps a few, so
+   * money the provider confirms later is found even when its webhook is lost (janitor.ts, LATE_CHECK_MS, counted
+   * from the move's time, which is its finalizedAt).
+   */
+  checkAfterMs?: number;
+  /**
    * More writes for the same atomic operation (a refund's own new state), given
    * the payment's next version; called again on every retry. Throwing stops
    * the move and reaches the caller.
@@ -73,8 +80,9 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
       status: req.to,
       updatedAt: now,
       finalizedAt: isOpen(p.status) ? now : p.finalizedAt,
-      // A settled payment needs no more status checks: its check job goes in the same operation.
-      checkAt: isOpen(req.to) ? p.checkAt : null,
+      // A settled payment needs no more status checks unless the caller keeps some (late money): its check job moves
+      // or goes in the same operation.
+      checkAt: isOpen(req.to) ? p.checkAt : req.checkAfterMs !== undefined ? now + req.checkAfterMs : null,
     };
     // Money the provider confirms after we gave up (expired, cancelled): the shop is told it is late.
     if (isLateSuccess(p.status, req.to)) next.late = true;

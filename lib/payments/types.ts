@@ -35,7 +35,10 @@ export interface Payment {
   firstRedirectAt?: number | null;
   /** When we give up waiting for the buyer: the janitor expires the payment if the provider still has it pending. */
   expiresAt?: number;
-  /** The due time of the payment's next status check at the provider (its payment_check job); null once settled. */
+  /**
+   * The due time of the payment's next status check at the provider (its payment_check job); null once settled, except
+   * for a few late checks after an expiry or cancel the provider did not confirm (janitor.ts, LATE_CHECK_MS).
+   */
   checkAt?: number | null;
   /** Succeeded after we had expired or cancelled it: the shop may have to refund it. */
   late?: boolean;
