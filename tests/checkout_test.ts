@@ -361,6 +361,77 @@ Deno.test("[checkout] confirm asks the provider, not the browser; the postback a
   }
 });
 
+Deno.test("[checkout] past expiresAt confirm says open until the payment really expired: a buyer still on the provider's page can pay, and the payment succeeds, not late; the buyer's page starts no new payment", async () => {
+  const app = await startTestApp();
+  const shop = startShopReceiver();
+  try {
+    const key = app.shop.apiKey;
+    const create = async (id: string) => {
+      const created = await api(
+        app,
+        "POST",
+        "/checkout/sessions",
+        key,
+        session({ id, postbackUrl: shop.url, expiresIn: 60 }),
+      );
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body as { sessionId: string; clientSecret: string };
+    };
+    const confirm = async (sessionId: string) =>
+      (await api(app, "POST", "/checkout/confirm", key, { sessionId })).body.session;
+    const frame = async (clientSecret: string) => {
+      const html = await (await fetch(`${app.baseUrl}/checkout/frame?secret=${clientSecret}`)).text();
+      return { state: html.match(/data-state="(\w+)"/)?.[1], payLink: html.includes("data-pay=") };
+    };
+    const paying = await create("order-late-confirm");
+    const idle = await create("order-never-paid");
+    // The buyer of the first goes on to the provider's page through our pay link, before the expiry.
+    const paymentId = (await confirm(paying.sessionId)).paymentId;
+    const toProvider = await fetch(`${app.baseUrl}/integration/pay?id=${paymentId}`, { redirect: "manual" });
+    await toProvider.body?.cancel();
+    assert.equal(toProvider.status, 302);
+
+    // expiresAt has passed; the janitor's expiry has not run yet (it runs on the next sweep).
+    app.server.ctx.now = () => Date.now() + 61_000;
+    const said = await confirm(paying.sessionId);
+    assert.deepEqual([said.status, said.paymentStatus], ["open", "pending"], "not expired while the buyer can pay");
+    // The buyer's page waits for the provider's word without offering to start a payment; the other buyer, who never
+    // went to the provider, can pay nothing any more: their page says expired.
+    assert.deepEqual(await frame(paying.clientSecret), { state: "waiting", payLink: false });
+    assert.deepEqual(await frame(idle.clientSecret), { state: "expired", payLink: false });
+
+    // The buyer, still on the provider's page, pays.
+    const payment = (await getPayment(app.kv, paymentId))!;
+    const paid = await fetch(`${payment.providerUrl}/paid`, { method: "POST", redirect: "manual" });
+    await paid.body?.cancel();
+    const settled = await waitFor("succeeded", async () => {
+      const p = await getPayment(app.kv, payment.id);
+      return p?.status === "succeeded" ? p : undefined;
+    });
+    const told = await waitFor("a postback", () => shop.received.length ? shop.received : undefined);
+    assert.deepEqual(
+      {
+        confirmSaid: said.status,
+        late: settled.late ?? false,
+        postbacks: told.map((r) => JSON.parse(r.body).type),
+        now: (await confirm(paying.sessionId)).status,
+      },
+      { confirmSaid: "open", late: false, postbacks: ["payment.succeeded"], now: "complete" },
+    );
+
+    // The other session is expired once the janitor's expiry has stopped its payment at the provider.
+    assert.equal((await confirm(idle.sessionId)).status, "open");
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+    const expired = await confirm(idle.sessionId);
+    assert.deepEqual([expired.status, expired.paymentStatus], ["expired", "expired"]);
+    assert.equal(app.sandbox.calls.cancel, 1, "the provider was told to stop first");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
 Deno.test("[checkout] only the shop's embedding sites may frame its checkout pages; the rest of the app refuses", async () => {
   const app = await startTestApp();
   try {

@@ -11,7 +11,8 @@ const LineItemView = z.object({
 });
 
 export const SessionStatusSchema = z.enum(["open", "complete", "expired"]).describe(
-  "open: can be paid; complete: paid (refunds later do not change it); expired: expired, cancelled or declined.",
+  "open: not paid yet, and the money can still come (past expiresAt too, until the payment has expired at the " +
+    "provider); complete: paid (refunds later do not change it); expired: expired, cancelled or declined.",
 );
 
 export const CheckoutConfigResponse = z.object({

@@ -19,10 +19,25 @@ const FRAMABLE_PROVIDERS: ReadonlySet<string> = new Set(["bansky"]);
 
 export function pageState(p: Payment, now: number, returned: boolean): PageState {
   if (p.status === "failed") return "failed";
-  const status = sessionStatus(p, now);
+  const status = sessionStatus(p);
   if (status !== "open") return status;
+  if (isPastExpiry(p, now)) {
+    // The pay link no longer leads to the provider (lib/payments/query.ts), so a buyer who never went there cannot pay
+    // any more. One who did may still be paying, or the provider's word has not reached us: the page waits for it, or
+    // for our expiry (which stops the provider first), rather than tell the shop's page "expired" while money may come.
+    return returned || p.firstRedirectAt ? "waiting" : "expired";
+  }
   // Back from the provider but its word has not reached us yet: the page waits and looks again.
   return returned ? "waiting" : "open";
+}
+
+/** Whether the buyer may still start paying from our page: the pay link leads to the provider until expiresAt. */
+export function isPayable(p: Payment, now: number): boolean {
+  return p.status === "pending" && !isPastExpiry(p, now);
+}
+
+function isPastExpiry(p: Payment, now: number): boolean {
+  return p.expiresAt !== undefined && p.expiresAt <= now;
 }
 
 /**
@@ -46,6 +61,8 @@ export interface CheckoutPageProps {
   state: PageState;
   shopName: string;
   payUrl: string;
+  /** Whether the Pay button is shown: not once expiresAt passed, even while the page waits for the provider's word. */
+  payable: boolean;
   inline: boolean;
   /** The shop's embedding sites: the only origins the page posts its events to. */
   origins: string[];

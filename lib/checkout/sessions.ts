@@ -162,16 +162,28 @@ async function withPaymentAndShop(ctx: AppContext, session: CheckoutSession) {
   return { session, payment, shop };
 }
 
-/** A session's status follows its payment's: paid is complete; open while the payment can still be paid. */
-export function sessionStatus(p: Payment, now: number): SessionStatus {
+/**
+ * A session's status follows its payment's: paid is complete; open while the payment is pending, past its expiresAt
+ * too. Until the janitor's expiry has told the provider to stop taking money and moved the payment to expired (within
+ * a sweep of expiresAt), a buyer already on the provider's page can still pay: "expired" then would tell the shop's
+ * server to give up on an order whose money may yet come, and a new checkout for it could charge the buyer twice.
+ *
+ * Confirm does not run that expiry itself: it is called by the shop's server and, through the same status, our
+ * buyer's pages, often at once, and the expiry is a provider cancel (for Stripe, a status read too when it refuses) on
+ * top of the status read confirm already makes, by every caller past expiresAt. Reporting the payment as it stands
+ * costs nothing and keeps confirm to one provider call; the janitor's own expiry is only a minute or so away.
+ */
+export function sessionStatus(p: Payment): SessionStatus {
   switch (p.status) {
     case "succeeded":
     case "partially_refunded":
     case "refunded":
       return "complete";
     case "pending":
-      return p.expiresAt !== undefined && p.expiresAt <= now ? "expired" : "open";
-    default:
+      return "open";
+    case "failed":
+    case "expired":
+    case "cancelled":
       return "expired";
   }
 }
@@ -264,14 +276,14 @@ export async function confirmCheckoutSession(ctx: AppContext, shop: Shop, sessio
   const stored = await getPayment(ctx.kv, session.paymentId);
   if (!stored) throw new Error(`checkout session ${sessionId} has no payment ${session.paymentId}`);
   const payment = await recheckWithProvider(ctx, stored, "checkout.confirm");
-  return sessionView(session, payment, ctx.now());
+  return sessionView(session, payment);
 }
 
 /** A session as the shop's API shows it. */
-export function sessionView(s: CheckoutSession, p: Payment, now: number) {
+export function sessionView(s: CheckoutSession, p: Payment) {
   return {
     id: s.id,
-    status: sessionStatus(p, now),
+    status: sessionStatus(p),
     paymentId: p.id,
     paymentStatus: p.status,
     amount: s.amount,

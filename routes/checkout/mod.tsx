@@ -3,7 +3,7 @@ import type { AppContext } from "../../lib/context.ts";
 import { renderPage } from "../../components/html.tsx";
 import { MessagePage } from "../../components/message_page.tsx";
 import { openSessionById, openSessionBySecret, recheckQuietly } from "../../lib/checkout/sessions.ts";
-import { opensInline, pageState } from "../../lib/checkout/page_state.ts";
+import { isPayable, opensInline, pageState } from "../../lib/checkout/page_state.ts";
 import type { CheckoutSession } from "../../lib/checkout/types.ts";
 import type { Payment } from "../../lib/payments/types.ts";
 import type { Shop } from "../../lib/db/shops.ts";
@@ -54,6 +54,7 @@ export function checkoutPageRoutes(ctx: AppContext) {
         session={session}
         payment={payment}
         state={pageState(payment, ctx.now(), returned)}
+        payable={isPayable(payment, ctx.now())}
         shopName={shop.name}
         payUrl={payUrl(payment.id, ctx.config.publicBaseUrl)}
         inline={opensInline(payment, ctx.config.publicBaseUrl)}

@@ -18,6 +18,10 @@ const TEXTS = {
   expired: "It can no longer be paid. The shop can start a new checkout for you.",
 } as const;
 
+/** Waiting past the session's expiry: the buyer can no longer start paying, only finish what they started. */
+const CLOSING_TEXT =
+  "The payment provider has not confirmed it yet. This page looks again in a moment. The checkout has expired, so it cannot be paid from here any more: if you did not pay, the shop can start a new checkout for you.";
+
 /**
  * The buyer's checkout page, shown inside the shop's frame (or our payment popup): the order, one Pay
  * button, and the outcome. Its script (static/checkout_frame.js) tells the embedding page what happened.
@@ -58,8 +62,8 @@ export function CheckoutPage(props: CheckoutPageProps) {
           <p class="total">
             Total <strong>{formatAmount(session.amount, session.currency)}</strong>
           </p>
-          {TEXTS[state] && <p role="status">{TEXTS[state]}</p>}
-          {(state === "open" || state === "waiting") && (
+          {TEXTS[state] && <p role="status">{state === "waiting" && !props.payable ? CLOSING_TEXT : TEXTS[state]}</p>}
+          {(state === "open" || state === "waiting") && props.payable && (
             <>
               <p>
                 <a

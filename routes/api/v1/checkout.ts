@@ -93,7 +93,7 @@ export function checkoutApiRoutes(ctx: AppContext) {
       status: "success",
       session: {
         id: session.id,
-        status: sessionStatus(payment, ctx.now()),
+        status: sessionStatus(payment),
         amount: session.amount,
         currency: session.currency,
         lineItems: session.lineItems,
