@@ -292,10 +292,14 @@ export function PaymentDetail(
         : props.deliveries.map((d) => (
           <p key={d.id}>
             <code>{d.id}</code> {d.eventType} → {d.url}:{" "}
-            <strong class={d.status === "delivered" ? "ok" : "bad"}>{deliveryStatusLabel(d)}</strong> after {d.attempts}
-            {" "}
-            attempt{d.attempts === 1 ? "" : "s"}
+            <strong class={d.status === "delivered" ? "ok" : d.status === "superseded" ? undefined : "bad"}>
+              {deliveryStatusLabel(d)}
+            </strong>{" "}
+            after {d.attempts} attempt{d.attempts === 1 ? "" : "s"}
             {d.status === "pending" && <span class="muted">; next retry {formatTime(d.nextAttemptAt)}</span>}
+            {d.status === "superseded" && (
+              <span class="muted">; not sent again: {d.supersededBy} says where the payment stands now</span>
+            )}
           </p>
         ))}
       <h2>Timeline</h2>

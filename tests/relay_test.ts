@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
-import { ConflictError } from "../lib/errors.ts";
+import { type AppError, ConflictError } from "../lib/errors.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { createShop, updateShopSettings } from "../lib/shops.ts";
 import {
@@ -10,8 +10,11 @@ import {
   getDeliveryEntry,
   isDeliveryDue,
   listAttentionDeliveries,
+  listSupersedableDeliveries,
   storedDelivery,
 } from "../lib/db/deliveries.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { runPaymentCheck } from "../lib/payments/janitor.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { failedDelivery, storeAttentionDeliveries } from "../fixtures/deliveries.ts";
 import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
@@ -28,6 +31,7 @@ import {
   callInit,
   paymentBody,
   recordDeliveryWrites,
+  SANDBOX_TOKEN,
   sleep,
   startShopReceiver,
   startTestApp,
@@ -1756,4 +1760,124 @@ Deno.test("[relay] with an outbound proxy of the operator's (HTTPS_PROXY, ALL_PR
   assert.equal(outboundProxySetting(env({ all_proxy: "socks5://proxy.internal:1080" })), "all_proxy");
   // A plain-http proxy setting does not carry https postbacks.
   assert.equal(outboundProxySetting(env({ HTTP_PROXY: "http://proxy.internal:3128" })), null);
+});
+
+/**
+ * A payment with a postback to `shop`, expired by the janitor while Bansky keeps its money on the way (refuseCancels).
+ * Our clock stays past its expiry from then on (within the 5 minutes a webhook's timestamp may be off).
+ */
+async function expiredWithMoneyOnItsWay(app: TestApp, shop: { url: string }) {
+  const init = await callInit(
+    app,
+    paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: shop.url, expiresIn: 60 }),
+  );
+  assert.equal(init.status, 201, JSON.stringify(init.body));
+  const id: string = init.body.id;
+  app.server.ctx.now = () => Date.now() + 61_000;
+  await runPaymentCheck(app.server.ctx, id);
+  assert.equal((await getPayment(app.kv, id))?.status, "expired");
+  return { id, ref: (await getPayment(app.kv, id))!.providerRef! };
+}
+
+/** The late money arrives at Bansky, whose webhook makes the payment succeed late. */
+async function lateMoney(app: TestApp, payment: { id: string; ref: string }) {
+  const res = await fetch(`${app.sandboxUrl}/payments/${payment.ref}/complete`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${SANDBOX_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ outcome: "paid" }),
+  });
+  await res.body?.cancel();
+  assert.equal(res.status, 200);
+  await waitFor(
+    "the late success",
+    async () => (await getPayment(app.kv, payment.id))?.status === "succeeded" || undefined,
+  );
+}
+
+Deno.test("[relay] a payment.expired still retrying when the late payment.succeeded is made is superseded: it is never sent after it, so the shop's last word is payment.succeeded", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { refuseCancels: true },
+    env: { POSTBACK_SCHEDULE: "0,3" },
+  });
+  // The shop's endpoint has a hiccup on the first postback only.
+  const shop = startShopReceiver((n) => new Response(n === 1 ? "busy" : "ok", { status: n === 1 ? 503 : 200 }));
+  try {
+    const payment = await expiredWithMoneyOnItsWay(app, shop);
+    // The payment.expired was refused; its retry is due 3 s later.
+    const refused = await waitFor("the first attempt recorded", async () => {
+      const d = await deliveryOf(app, payment.id);
+      return d?.attempts === 1 ? d : undefined;
+    });
+    assert.equal(refused.status, "pending");
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded", () => shop.received.length >= 2 || undefined);
+    // Well past the expired one's retry, the sweep finds nothing more to send.
+    app.server.ctx.now = () => Date.now() + 61_000 + 10 * 60_000;
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+    app.server.ctx.now = () => Date.now() + 61_000;
+    const delivered = shop.received.map((r) => JSON.parse(r.body));
+    assert.deepEqual(delivered.map((b) => b.type), ["payment.expired", "payment.succeeded"], "the first one got 503");
+    assert.equal(delivered[1].data.late, true);
+    assert.ok(delivered[1].timestamp > delivered[0].timestamp, "timestamps order a payment's postbacks");
+
+    const { deliveries } = await describePayment(app.server.ctx, payment.id);
+    const expired = deliveries.find((d) => d.eventType === "payment.expired")!;
+    const succeeded = deliveries.find((d) => d.eventType === "payment.succeeded")!;
+    assert.deepEqual([expired.status, expired.supersededBy, expired.attempts], ["superseded", succeeded.id, 1]);
+    assert.equal(succeeded.status, "delivered");
+    assert.deepEqual(await countAttentionDeliveries(app.kv, app.shop.id), { failing: 0, failed: 0, more: false });
+    // A resend sends the newest that says where the payment stands; the superseded one is refused by name.
+    assert.equal((await resendPostback(app.server.ctx, payment.id, { actor: "test" })).id, succeeded.id);
+    await assert.rejects(
+      resendPostback(app.server.ctx, payment.id, { actor: "test", deliveryId: expired.id }),
+      (err: AppError) => err.status === 409 && err.code === "postback_superseded",
+    );
+    assert.deepEqual(shop.received.slice(2).map((r) => JSON.parse(r.body).type), ["payment.succeeded"]);
+    // The console says why it was not sent again.
+    const ops = await operatorBrowser(app);
+    assert.match(
+      (await ops.get(`/admin/payments/${payment.id}`)).text,
+      new RegExp(`superseded</strong>.*${succeeded.id}`),
+    );
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[relay] a payment.expired that failed for good is superseded by the late success too, so a replay of the shop's failed postbacks does not send it after the success", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { refuseCancels: true },
+    env: { POSTBACK_SCHEDULE: "0" },
+  });
+  const shop = startShopReceiver((n) => new Response(n === 1 ? "down" : "ok", { status: n === 1 ? 500 : 200 }));
+  try {
+    const payment = await expiredWithMoneyOnItsWay(app, shop);
+    await waitFor(
+      "the postback failed",
+      async () => (await deliveryOf(app, payment.id))?.status === "failed" || undefined,
+    );
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded", () => shop.received.length >= 2 || undefined);
+    const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0);
+    assert.equal(replay.queued, 0);
+    await app.server.runner.idle();
+    assert.deepEqual(shop.received.map((r) => JSON.parse(r.body).type), ["payment.expired", "payment.succeeded"]);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[relay] a payment's postback whose attempt is under way is not superseded beside it: it is left to that attempt, until its lease runs out", async () => {
+  await withApp({}, async (app) => {
+    const now = Date.now();
+    const { delivery } = await storeLeasedDelivery(app, "http://127.0.0.1:9/pb", now, now + DELIVERY_LEASE_MS);
+    assert.deepEqual(await listSupersedableDeliveries(app.kv, delivery.paymentId, now), [], "held by its attempt");
+    const later = await listSupersedableDeliveries(app.kv, delivery.paymentId, now + DELIVERY_LEASE_MS + 1);
+    assert.deepEqual(later.map((e) => e.value.id), [delivery.id], "once the lease ran out (its process died)");
+  });
 });

@@ -219,6 +219,34 @@ export async function rescheduleDelivery(
   }
 }
 
+/**
+ * A payment's postbacks not delivered yet (retrying or failed) that no live attempt holds, as read (with their
+ * versions): those a newer postback about the payment supersedes (see supersededDelivery). One an attempt holds right
+ * now is left to that attempt, whose outcome is checked against the version it claimed.
+ */
+export async function listSupersedableDeliveries(
+  kv: Deno.Kv,
+  paymentId: string,
+  now: number,
+): Promise<Deno.KvEntry<Delivery>[]> {
+  const ids = await collectValues(kv.list<string>({ prefix: ["deliveries_by_payment", paymentId] }));
+  if (!ids.length) return [];
+  const entries = await getManyEntries<Delivery>(kv, ids.map(deliveryKey));
+  return entries.filter((e): e is Deno.KvEntry<Delivery> => {
+    const d = e.value;
+    return d !== null && (d.status === "failed" || (d.status === "pending" && liveLeaseLeft(d, now) === 0));
+  });
+}
+
+/**
+ * Marks a delivery read as `entry` superseded (`next`, see supersededDelivery), checked against that version, in the
+ * operation of the change that makes the newer postback: its due-index key and its place on the attention list go.
+ */
+export function addSupersedeOps(op: Deno.AtomicOperation, entry: Deno.KvEntry<Delivery>, next: Delivery) {
+  op.check(entry).set(deliveryKey(next.id), next).delete(attentionKey(next.shopId, next.id));
+  if (entry.value.status === "pending") unscheduleJob(op, job(next.id), entry.value.nextAttemptAt);
+}
+
 export async function listDeliveriesByPayment(kv: Deno.Kv, paymentId: string): Promise<Delivery[]> {
   const ids = await collectValues(kv.list<string>({ prefix: ["deliveries_by_payment", paymentId] }));
   const entries = ids.length ? await kv.getMany<Delivery[]>(ids.map(deliveryKey)) : [];

@@ -4,7 +4,7 @@ import { decodeTime, encodeTime, sortableId } from "../ids.ts";
 import { collectValues, getManyEntries } from "./kv.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
 import { groupReader } from "./group_read.ts";
-import { addDeliveryOps } from "./deliveries.ts";
+import { addDeliveryOps, addSupersedeOps } from "./deliveries.ts";
 import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { addStatsOps, type StatEvent } from "./stats.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
@@ -142,6 +142,8 @@ export interface PaymentMove {
   stats?: StatEvent[];
   /** A postback to schedule in the same atomic operation as the change that causes it. */
   delivery?: Delivery;
+  /** Older postbacks of the payment that `delivery` supersedes, as read and as they become (see addSupersedeOps). */
+  superseded?: { entry: Deno.KvEntry<Delivery>; next: Delivery }[];
   /** Marks a provider webhook as handled, so a duplicate is ignored. */
   webhookEventId?: string;
   /** An operator's action, recorded with the change. */
@@ -182,6 +184,7 @@ function addMoveOps(op: Deno.AtomicOperation, { entry, next, move }: Move) {
   for (const event of move.derivedEvents ?? []) addDerivedEventOps(op, next.id, next.shopId, event);
   for (const stat of move.stats ?? []) addStatsOps(op, stat);
   if (move.delivery) addDeliveryOps(op, move.delivery, move.jobs);
+  for (const { entry, next } of move.superseded ?? []) addSupersedeOps(op, entry, next);
   if (move.audit) addAuditOps(op, move.audit);
   move.extraOps?.(op);
   if (move.webhookEventId) {

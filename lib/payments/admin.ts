@@ -72,6 +72,14 @@ export async function resendPostback(
   if (deliveries.length === 0) throw new ValidationError("This payment has no postback to resend.");
   const chosen = deliveryId === undefined ? postbackToResend(deliveries) : deliveries.find((d) => d.id === deliveryId);
   if (!chosen) throw new NotFoundError("This payment has no such postback.");
+  // Sent now, it would reach the shop after the newer one that says where the payment stands.
+  if (chosen.status === "superseded") {
+    throw new AppError(
+      409,
+      "postback_superseded",
+      `This postback was superseded by a newer one about the same payment (${chosen.supersededBy}); resend that one.`,
+    );
+  }
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
@@ -110,10 +118,10 @@ export async function resendPostback(
 /**
  * The postback a resend without a choice sends: the newest one not delivered (a payment's own postback that
  * failed, say, while its refund's got through), or the newest of all when every one was delivered (the shop lost
- * it and asks again).
+ * it and asks again). A superseded one never: a newer one about the payment says more.
  */
 function postbackToResend(deliveries: Delivery[]): Delivery | undefined {
-  const newestFirst = deliveries.toSorted((a, b) => b.createdAt - a.createdAt);
+  const newestFirst = deliveries.filter((d) => d.status !== "superseded").toSorted((a, b) => b.createdAt - a.createdAt);
   return newestFirst.find((d) => d.status !== "delivered") ?? newestFirst[0];
 }
 

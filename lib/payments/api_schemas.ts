@@ -168,7 +168,10 @@ const POSTBACK_STATUSES = PAYMENT_STATUSES.filter((s) => postbackEventType(s) !=
 /** The body of a postback to the shop (Standard Webhooks payload: type, timestamp, data). */
 export const PostbackBody = z.object({
   type: z.enum(POSTBACK_EVENT_TYPES),
-  timestamp: isoTime.describe("When the postback was created; the same on every retry."),
+  timestamp: isoTime.describe(
+    "When the postback was created (the status change); the same on every retry. Postbacks are not ordered: apply " +
+      "one only if its timestamp is later than the last one you applied for the same payment.",
+  ),
   data: z.object({
     id: z.string().describe("Your `id` from init-payment (postbacks are sent only for payments with one)."),
     paymentId: z.string(),

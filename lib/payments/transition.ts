@@ -1,12 +1,13 @@
 import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
+import { listSupersedableDeliveries } from "../db/deliveries.ts";
 import { firstAttemptLease } from "../relay/deliver.ts";
 import { sendCommitted } from "../relay/pool.ts";
 import type { StatEvent } from "../db/stats.ts";
 import { type AuditAction, statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
-import { newDelivery } from "../relay/delivery.ts";
+import { newDelivery, supersededDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
 import {
   canTransition,
@@ -14,6 +15,7 @@ import {
   isLateSuccess,
   isOpen,
   isPaid,
+  PAYMENT_POSTBACK_TYPES,
   type PaymentStatus,
   postbackEventType,
 } from "./status.ts";
@@ -90,6 +92,11 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     // back to succeeded is no new success to tell or count. The refund's own postback and counters say it.
     const refundMove = isPaid(p.status) && isPaid(req.to);
     const delivery = refundMove ? null : postbackFor(next, now, firstAttemptLease(now));
+    // A payment that had settled before (a late success after payment.expired or payment.cancelled) may have an older
+    // postback still retrying, or failed (a replay would send it). The new one says where the payment stands: the
+    // older ones are superseded in the same operation, so none reaches the shop after it. A first settlement has no
+    // older postback, so the hot path reads nothing more.
+    const superseded = delivery && !isOpen(p.status) ? await supersededBy(ctx, delivery, now) : [];
     const stored = await commitPaymentMove(ctx.kv, entry as Deno.KvEntry<Payment>, next, {
       events: [
         ...(req.becauseIsDerived ? [] : [req.because]),
@@ -99,6 +106,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
       derivedEvents: req.becauseIsDerived ? [req.because] : undefined,
       stats: refundMove ? [] : statsFor(p, next, now),
       delivery: delivery ?? undefined,
+      superseded,
       webhookEventId: req.webhookEventId,
       audit: req.audit && statusMoveAudit(req.audit, { at: now, target: p.id, from: p.status, to: req.to }),
       jobs: { queue: ctx.config.jobsQueue, now },
@@ -134,6 +142,18 @@ function statsFor(before: Payment, next: Payment, at: number): StatEvent[] {
     return [entered];
   }
   return [{ ...before, at: before.finalizedAt, status: before.status, withdrawn: true }, entered];
+}
+
+/**
+ * The payment's own postbacks (not its refunds', which each speak of their refund) that `newer` supersedes: those not
+ * delivered, retrying or failed, that no attempt holds right now. One being sent at this moment may still arrive after
+ * the newer one; postbacks.md tells shops to keep the newest `timestamp` for that.
+ */
+async function supersededBy(ctx: AppContext, newer: Delivery, now: number) {
+  const older = await listSupersedableDeliveries(ctx.kv, newer.paymentId, now);
+  return older
+    .filter((e) => (PAYMENT_POSTBACK_TYPES as readonly string[]).includes(e.value.eventType))
+    .map((entry) => ({ entry, next: supersededDelivery(entry.value, newer, now) }));
 }
 
 /** The postback entering this status sends, when the shop asked for postbacks (it gave its own id). */

@@ -41,3 +41,12 @@ export function newDelivery(d: NewDelivery): Delivery {
     updatedAt: d.now,
   };
 }
+
+/**
+ * A postback made old news by `newer`, a later postback about the same payment: it is not sent again (nor replayed),
+ * so a shop that applies postbacks in the order they arrive cannot end on it. Its attempts so far stay on record.
+ */
+export function supersededDelivery(d: Delivery, newer: Delivery, now: number): Delivery {
+  const { replayedFrom: _, ...rest } = d;
+  return { ...rest, status: "superseded", supersededBy: newer.id, leaseUntil: 0, updatedAt: now };
+}

@@ -29,6 +29,9 @@ export function strainsDestination(outcome: AttemptOutcome): boolean {
   return outcome.noAnswer === "connection" || code === 429 || code === 502 || code === 503 || code === 504;
 }
 
+/** Where an attempt leaves a delivery: only a newer postback supersedes one (supersededDelivery). */
+type AttemptedStatus = Exclude<Delivery["status"], "superseded">;
+
 /**
  * The delivery's state after one attempt: 2xx delivers, 410 stops, anything
  * else retries on the schedule (or after Retry-After for 429/503) until the
@@ -39,7 +42,7 @@ export function nextDeliveryState(
   outcome: AttemptOutcome,
   scheduleMs: readonly number[],
   now: number,
-): Delivery {
+): Delivery & { status: AttemptedStatus } {
   const { replayedFrom, ...rest } = d;
   const base = {
     ...rest,

@@ -7,7 +7,13 @@ export interface Delivery {
   eventType: string;
   /** The exact body sent on every attempt, fixed when the delivery is created. */
   body: string;
-  status: "pending" | "delivered" | "failed";
+  /**
+   * `superseded`: a payment's postback not delivered yet when a newer one about the same payment was made (a late
+   * success after payment.expired): it is never sent again, so it cannot reach the shop after the newer one.
+   */
+  status: "pending" | "delivered" | "failed" | "superseded";
+  /** The newer postback that superseded this one (status `superseded` only). */
+  supersededBy?: string;
   /** Attempts made so far, across manual resends; numbers the attempt records. */
   attempts: number;
   /** Position in the retry schedule; a manual resend, or a replay of a failed one, starts it again (schedule.ts). */
