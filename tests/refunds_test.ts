@@ -37,6 +37,7 @@ import {
   SANDBOX_TOKEN,
   startShopReceiver,
   startTestApp,
+  sweepAt,
   type TestApp,
   type TestAppOptions,
   waitFor,
@@ -91,19 +92,6 @@ async function getPayment(app: TestApp, id: string) {
   assert.equal(res.status, 200, JSON.stringify(res.body));
   PaymentResponse.parse(res.body);
   return res.body.payment;
-}
-
-/** Runs the due jobs as if the clock were `aheadMs` later. */
-async function sweepAt(app: TestApp, aheadMs: number) {
-  const ctx = app.server.ctx;
-  const realNow = ctx.now;
-  ctx.now = () => realNow() + aheadMs;
-  try {
-    await app.server.runner.sweep();
-    await app.server.runner.idle();
-  } finally {
-    ctx.now = realNow;
-  }
 }
 
 /** The postbacks of one type received so far, verified with the standardwebhooks library. */

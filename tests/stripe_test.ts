@@ -19,6 +19,7 @@ import {
   paymentBody,
   startShopReceiver,
   startTestApp,
+  sweepAt,
   type TestApp,
   waitFor,
 } from "../fixtures/app.ts";
@@ -90,19 +91,6 @@ async function paidOnStripe(
   await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
   const session = fake.sessions.get((await getPayment(app.kv, init.body.id))!.providerRef!)!;
   return { id: init.body.id as string, session };
-}
-
-/** Runs the due jobs as if the clock were `aheadMs` later. */
-async function sweepAt(app: TestApp, aheadMs: number) {
-  const ctx = app.server.ctx;
-  const realNow = ctx.now;
-  ctx.now = () => realNow() + aheadMs;
-  try {
-    await app.server.runner.sweep();
-    await app.server.runner.idle();
-  } finally {
-    ctx.now = realNow;
-  }
 }
 
 /** The types of the postbacks a shop's receiver got, in order. */
