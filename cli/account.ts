@@ -20,7 +20,8 @@ const USAGE = `usage:
   ACCOUNT_API_TOKEN=... ACCOUNT_WEBHOOK_SECRET=... \\
   deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
   ACCOUNT_SECRET_KEY=... ACCOUNT_WEBHOOK_SECRET=... \\
-  deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]...
+  deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]... \\
+    [--publishable-key pk_...]
   deno task account list
   deno task account disable ACCOUNT_ID
   deno task account enable ACCOUNT_ID`;
