@@ -2264,3 +2264,27 @@ Deno.test("[invoices] a returnUrl gives the buyer's page a way back to the shop,
     await app.close();
   }
 });
+
+Deno.test("[invoices] when the chain service cannot make addresses, the invoice is refused as a provider error and the log says why, once a minute", async () => {
+  const app = await startTestApp({
+    env: { CHAIN_API_URL: "http://127.0.0.1:9", CHAIN_API_TOKEN: "chain-token", CHAIN_WEBHOOK_SECRET: "chain-secret" },
+  });
+  const lines: string[] = [];
+  const saved = console.error;
+  console.error = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+  try {
+    for (let i = 0; i < 3; i++) {
+      const res = await callCreateInvoice(app, invoiceBody());
+      assert.equal(res.status, 502, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, "provider_error");
+    }
+  } finally {
+    console.error = saved;
+    await app.close();
+  }
+  const failures = lines.filter((l) => l.includes("chain address batch failed"));
+  assert.equal(failures.length, 1, lines.join("\n"));
+  assert.match(failures[0], /"network":"tron"/);
+  assert.match(failures[0], /"detail":"chain POST \/addresses/);
+  assert.doesNotMatch(lines.join("\n"), /chain-token|chain-secret/, "no secret in the log");
+});

@@ -2,7 +2,8 @@ import type { AppContext } from "../context.ts";
 import { type AddressPick, listFreeAddresses } from "../db/invoices.ts";
 import type { Network } from "./coins.ts";
 import { requireChain } from "./chain.ts";
-import { ConflictError } from "../errors.ts";
+import { ConflictError, UpstreamError } from "../errors.ts";
+import { warnRepeatable } from "../log.ts";
 import type { PoolAddress } from "./types.ts";
 
 /**
@@ -113,7 +114,18 @@ export async function pickAddress(
     if (cache.fresh.length < REFILL_BELOW) {
       // Ahead of need: a failure is reported to the request that has to wait for this batch (below).
       cache.refilling ??= refill(ctx, cache, shopId, network, opts.notifyUrl)
-        .then(() => null, (err) => err)
+        .then(() => null, (err) => {
+          // The requests waiting for this batch are refused (502/504) with nothing more said: the log says why, the
+          // first of a minute per network (a burst of invoices would otherwise write a line each).
+          if (err instanceof UpstreamError) {
+            warnRepeatable(`chain address batch ${network}`, "chain address batch failed; new invoices wait for it", {
+              network,
+              shopId,
+              detail: err.detail,
+            });
+          }
+          return err;
+        })
         .finally(() => (cache.refilling = null));
     }
     const address = cache.fresh.shift();
