@@ -744,3 +744,67 @@ Deno.test("[refunds] a refund's postback is born leased to the process that sett
   });
   await shop.close();
 });
+
+Deno.test("[refunds] a refund Bansky made whose answer was lost is not failed when the job's retry is refused (404: the account's credentials changed merchant meanwhile): the buyer has the money", async () => {
+  const orgA = { apiToken: "token-org-a", webhookSecret: "whsec-org-a" };
+  await withApp({ standaloneSandbox: true, merchants: { orgA }, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const account = await createAccount(ctx, {
+      provider: "bansky",
+      label: "Bansky org A",
+      orgId: "891027350515",
+      credentials: { apiUrl: app.sandboxUrl, ...orgA },
+    }, { actor: "test" });
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: account.id }, { actor: "test" });
+    const id = await paidPayment(app, null);
+    app.sandbox.knobs.latencyMs = 2600; // PROVIDER_TIMEOUT_MS is 2000 in tests: we give up, Bansky goes on
+    const r = await refund(app, id, { amount: 400 });
+    assert.equal(r.body.refund.status, "pending");
+    await new Promise((res) => setTimeout(res, 1000)); // Bansky made the refund meanwhile
+    app.sandbox.knobs.latencyMs = 0;
+    // An operator rotates the account's credentials to another merchant's (by mistake, or the merchant moved).
+    const credentials = (token: { apiToken: string; webhookSecret: string }) => ({ apiUrl: app.sandboxUrl, ...token });
+    await rotateAccountCredentials(
+      ctx,
+      account.id,
+      credentials({ apiToken: SANDBOX_TOKEN, webhookSecret: SANDBOX_SECRET }),
+      {
+        actor: "test",
+      },
+    );
+    await sweepAt(app, 120_000);
+    const after = (await getRefund(app.kv, r.body.refund.id))!;
+    // Bansky refunded 400 to the buyer: a refused *retry* says nothing about whether the first call made it.
+    assert.notEqual(after.status, "failed", `refund ${after.status}: ${after.failureReason}`);
+  });
+});
+
+Deno.test("[refunds] docs/bigquery/README.md's refunded volume over the exported rows agrees with refunded_amount after a reversed refund", async () => {
+  const { eventRow } = await import("../lib/analytics/rows.ts");
+  await withApp({ standaloneSandbox: true }, async (app) => {
+    const id = await paidPayment(app, null);
+    assert.equal((await refund(app, id, { amount: 300 })).body.refund.status, "succeeded");
+    const reversed = await refund(app, id, {});
+    const ref = (await getRefund(app.kv, reversed.body.refund.id))!.providerRef!;
+    await applyRefundResult(app.server.ctx, reversed.body.refund.id, { ref, status: "failed" });
+    const p = await getPayment(app, id);
+    assert.equal(p.refundedAmount, 300);
+    // The rows the export makes of the payment's events, as payment_events_unique holds them.
+    const rows = (await listActivity(app.kv, { limit: 1000 })).flatMap(({ seq, ref }) =>
+      ref.kind === "event" && ref.paymentId === id && ref.event
+        ? [eventRow({ activitySeq: seq, paymentId: id, shopId: app.shop.id }, seq, ref.event).json]
+        : []
+    );
+    // The README's query, as it reads: succeeded refunds, less those a refund_failed row marks reversed.
+    const readme = await Deno.readTextFile(new URL("../docs/bigquery/README.md", import.meta.url));
+    assert.match(readme, /SUM\(IF\(type = 'refund_succeeded', amount, -amount\)\)/);
+    assert.match(readme, /type = 'refund_failed' AND JSON_VALUE\(data, '\$\.reversed'\) = 'true'/);
+    const reversedRow = (r: Record<string, unknown>) =>
+      r.type === "refund_failed" && JSON.parse(String(r.data ?? "{}")).reversed === true;
+    const documented = rows.reduce(
+      (n, r) => n + (r.type === "refund_succeeded" ? Number(r.amount) : reversedRow(r) ? -Number(r.amount) : 0),
+      0,
+    );
+    assert.equal(documented, p.refundedAmount);
+  });
+});

@@ -107,12 +107,22 @@ async function askProvider(
       : await adapter.refund(paymentRef, r.amount, r.id, r.currency, { retry: opts.retry ?? false });
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
-    // A refund the provider refused outright (more than is left at the provider, a payment it does not know) was
-    // not made, and asking again gets the same no: it fails, and its amount is free again. A refused status read
-    // says nothing about the refund's money (our reference or credentials may be wrong): it stays as it is.
-    if (err instanceof ProviderRefusedError && !r.providerRef) {
+    // A refund the provider refused outright when first asked (more than is left at the provider, a payment it
+    // does not know) was not made, and asking again gets the same no: it fails, and its amount is free again. A
+    // refusal of a retry says nothing of what the call whose answer was lost did (the provider may have made the
+    // refund, and our credentials changed since), nor does a refused status read (our reference or credentials may
+    // be wrong): the refund stays as it is, and operators are told.
+    if (err instanceof ProviderRefusedError && !r.providerRef && !opts.retry) {
       log.warn("provider refused the refund; it fails", { refundId: r.id, paymentId: r.paymentId, detail: err.detail });
       return { ref: null, status: "failed", refused: true };
+    }
+    if (err instanceof ProviderRefusedError) {
+      log.warn("provider refused a refund's retry or status read; it stays pending: check it at the provider", {
+        refundId: r.id,
+        paymentId: r.paymentId,
+        detail: err.detail,
+      });
+      return null;
     }
     log.warn("provider refund call failed; will retry", { refundId: r.id, detail: err.detail });
     return null;
