@@ -238,6 +238,17 @@ export async function listSupersedableDeliveries(
   });
 }
 
+/** Marks a delivery read (or claimed) as `entry` superseded on its own (see addSupersedeOps); false when it changed. */
+export async function supersedeDelivery(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Delivery>,
+  next: Delivery,
+): Promise<boolean> {
+  const op = kv.atomic();
+  addSupersedeOps(op, entry, next);
+  return (await op.commit()).ok;
+}
+
 /**
  * Marks a delivery read as `entry` superseded (`next`, see supersededDelivery), checked against that version, in the
  * operation of the change that makes the newer postback: its due-index key and its place on the attention list go.

@@ -3,7 +3,12 @@ import { findAccount } from "../accounts/mod.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { writeAudit } from "../db/audit.ts";
 import { AppError, ConflictError, NotFoundError, UpstreamError, ValidationError } from "../errors.ts";
-import { listDeliveriesByPayment, listDeliveryAttempts, rescheduleDelivery } from "../db/deliveries.ts";
+import {
+  getDeliveryEntry,
+  listDeliveriesByPayment,
+  listDeliveryAttempts,
+  rescheduleDelivery,
+} from "../db/deliveries.ts";
 import { addPaymentEvent, addPaymentEventOps, listPaymentEvents } from "../db/payments.ts";
 import { getShop } from "../db/shops.ts";
 import { runDelivery } from "../relay/deliver.ts";
@@ -73,13 +78,13 @@ export async function resendPostback(
   const chosen = deliveryId === undefined ? postbackToResend(deliveries) : deliveries.find((d) => d.id === deliveryId);
   if (!chosen) throw new NotFoundError("This payment has no such postback.");
   // Sent now, it would reach the shop after the newer one that says where the payment stands.
-  if (chosen.status === "superseded") {
-    throw new AppError(
+  const supersededRefusal = (d: Delivery) =>
+    new AppError(
       409,
       "postback_superseded",
-      `This postback was superseded by a newer one about the same payment (${chosen.supersededBy}); resend that one.`,
+      `This postback was superseded by a newer one about the same payment (${d.supersededBy}); resend that one.`,
     );
-  }
+  if (chosen.status === "superseded") throw supersededRefusal(chosen);
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
@@ -87,6 +92,8 @@ export async function resendPostback(
     // One still retrying keeps its place in its schedule, as a replay's does (replayedNow says why); a failed or a
     // delivered one (the shop lost it) runs the schedule again.
     putBack: (d, at) => d.status === "pending" ? replayedNow(d, at) : resentNow(d, at),
+    // Superseded since it was read (a late success came meanwhile): never put back.
+    onlyIf: (d) => d.status !== "superseded",
     refuseInFlight: true,
     // The payment's timeline says so, in the same commit (invoices have no payment timeline).
     extraOps: hasIdShape("payment", paymentId)
@@ -94,6 +101,10 @@ export async function resendPostback(
         addPaymentEventOps(op, paymentId, d.shopId, { type: "postback_resent", at: now, data: { deliveryId: d.id } })
       : undefined,
   });
+  if (rescheduled === null) {
+    const current = (await getDeliveryEntry(ctx.kv, chosen.id)).value;
+    if (current?.status === "superseded") throw supersededRefusal(current);
+  }
   if (rescheduled && "inFlightMs" in rescheduled) {
     throw new ConflictError(
       `This postback is being sent right now (held for ${

@@ -1,5 +1,13 @@
 import type { AppContext } from "../context.ts";
-import { claimDeliveryEntry, getDeliveryEntry, recordDeliveryAttempt } from "../db/deliveries.ts";
+import {
+  claimDeliveryEntry,
+  getDeliveryEntry,
+  listDeliveriesByPayment,
+  recordDeliveryAttempt,
+  supersedeDelivery,
+} from "../db/deliveries.ts";
+import { PAYMENT_POSTBACK_TYPES } from "../payments/status.ts";
+import { supersededDelivery } from "./delivery.ts";
 import { getShopShared } from "../db/shops.ts";
 import { signingSecrets } from "../shops.ts";
 import { describeError, log } from "../log.ts";
@@ -42,7 +50,30 @@ export async function attemptDelivery(
     claimed = await claimDeliveryEntry(ctx.kv, unleased(claimed), ctx.now(), DELIVERY_LEASE_MS);
   }
   if (!claimed) return false;
+  if (await supersededMeanwhile(ctx, claimed)) return false;
   return await attemptClaimed(ctx, claimed);
+}
+
+/**
+ * Supersedes, instead of sending, a retry of a payment's own postback that a newer one about the payment made old
+ * news (a late payment.succeeded after this payment.expired): the move that made the newer one supersedes the older
+ * ones no attempt holds, and this one was held then, by an attempt that failed since, or was put back by a resend or
+ * a replay. Sent, it would reach the shop after the newer one. Only retries of payment postbacks read the payment's
+ * others; first attempts and every other postback go as they are.
+ */
+async function supersededMeanwhile(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<boolean> {
+  const d = claimed.value;
+  if (d.attempts === 0 || !isPaymentPostback(d.eventType)) return false;
+  const newer = (await listDeliveriesByPayment(ctx.kv, d.paymentId))
+    .find((o) => o.id !== d.id && o.createdAt > d.createdAt && isPaymentPostback(o.eventType));
+  if (!newer) return false;
+  const superseded = await supersedeDelivery(ctx.kv, claimed, supersededDelivery(d, newer, ctx.now()));
+  if (superseded) log.info("postback superseded before its retry", { deliveryId: d.id, by: newer.id });
+  return superseded;
+}
+
+function isPaymentPostback(type: string): boolean {
+  return (PAYMENT_POSTBACK_TYPES as readonly string[]).includes(type);
 }
 
 /** Claims in a row whose commit stalled before attemptDelivery gives the delivery up to a later sweep. */
