@@ -94,9 +94,13 @@ export class ProviderRefusedError extends UpstreamError {
   }
 }
 
-/** The HTTP answers that refuse the request itself (see ProviderRefusedError); an adapter may narrow them. */
+/**
+ * The HTTP answers that refuse the request itself (see ProviderRefusedError); an adapter may narrow them. Not 409: a
+ * conflict is as often another request for the same thing still under way (Stripe's idempotency conflicts are), and
+ * failing a refund on it could fail one that request is making.
+ */
 export function isRefusalStatus(status: number): boolean {
-  return status === 400 || status === 402 || status === 404 || status === 409 || status === 422;
+  return status === 400 || status === 402 || status === 404 || status === 422;
 }
 
 /**
