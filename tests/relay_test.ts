@@ -1847,6 +1847,84 @@ Deno.test("[relay] a payment.expired still retrying when the late payment.succee
   }
 });
 
+Deno.test("[relay] a payment.expired whose attempt was under way when the late payment.succeeded came, and then failed, is not retried after the success", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { refuseCancels: true },
+    env: { POSTBACK_SCHEDULE: "0,3", POSTBACK_TIMEOUT_MS: "30000" },
+  });
+  // The shop's endpoint is slow on the first postback (the payment.expired) and then answers 503.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const shop = startShopReceiver(async (n) => {
+    if (n === 1) {
+      await gate;
+      return new Response("busy", { status: 503 });
+    }
+    return new Response("ok");
+  });
+  try {
+    const payment = await expiredWithMoneyOnItsWay(app, shop);
+    await waitFor("the payment.expired attempt under way", () => shop.received.length === 1 || undefined);
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded", () => shop.received.length >= 2 || undefined);
+    // The slow attempt at payment.expired now ends with a 503: its retry is due 3 s later.
+    release();
+    await waitFor("the expired one's attempt recorded", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, payment.id);
+      const expired = deliveries.find((d) => d.eventType === "payment.expired")!;
+      return expired.attempts === 1 || undefined;
+    });
+    app.server.ctx.now = () => Date.now() + 61_000 + 10 * 60_000;
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+    const types = shop.received.map((r) => JSON.parse(r.body).type);
+    const { deliveries } = await describePayment(app.server.ctx, payment.id);
+    assert.deepEqual(
+      types,
+      ["payment.expired", "payment.succeeded"],
+      `nothing after the success; deliveries: ${JSON.stringify(deliveries.map((d) => [d.eventType, d.status]))}`,
+    );
+  } finally {
+    release();
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[relay] an operator's resend of a failed payment.expired racing the late success that supersedes it does not send it after the success", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { refuseCancels: true },
+    env: { POSTBACK_SCHEDULE: "0" },
+  });
+  const shop = startShopReceiver((n) => new Response(n === 1 ? "down" : "ok", { status: n === 1 ? 500 : 200 }));
+  try {
+    const payment = await expiredWithMoneyOnItsWay(app, shop);
+    const expired = await waitFor("the postback failed", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, payment.id);
+      return deliveries[0]?.status === "failed" ? deliveries[0] : undefined;
+    });
+    // The operator's resend reads the payment's postbacks (payment.expired: failed) and is held right there.
+    const reads = holdFirstDeliveryRead(app.kv);
+    const resend = resendPostback(app.server.ctx, payment.id, { actor: "test", deliveryId: expired.id }).then(
+      (d) => d.status,
+      (err) => `refused: ${err.code ?? err.message}`,
+    );
+    await reads.held;
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded", () => shop.received.length >= 2 || undefined);
+    reads.release();
+    const outcome = await resend;
+    await app.server.runner.idle();
+    const types = shop.received.map((r) => JSON.parse(r.body).type);
+    assert.deepEqual(types, ["payment.expired", "payment.succeeded"], `resend: ${outcome}`);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
 Deno.test("[relay] a payment.expired that failed for good is superseded by the late success too, so a replay of the shop's failed postbacks does not send it after the success", async () => {
   const app = await startTestApp({
     standaloneSandbox: true,
