@@ -72,7 +72,7 @@ async function sendFromFrame(form: HTMLFormElement, fields: FormData) {
   document.body.replaceWith(page.body);
   // Keyboard and screen-reader users go on where the answer is: the first field marked wrong, else its message.
   const next = document.querySelector<HTMLElement>("[aria-invalid=true]") ??
-    document.querySelector<HTMLElement>("[role=alert], h1");
+    document.querySelector<HTMLElement>("[role=alert]") ?? document.querySelector<HTMLElement>("h1");
   if (next && !next.matches("input, select, textarea, button, a")) next.tabIndex = -1;
   next?.focus();
 }

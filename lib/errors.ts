@@ -83,13 +83,17 @@ export class UpstreamError extends AppError {
 }
 
 /**
- * The provider answered and said no to the request itself (400, 402, 404, 409, 422): asking again the same way gets
- * the same no, unlike no answer (a timeout, a connection error, a 5xx, a 429), which may pass. A refund it refuses
- * fails (lib/refunds/settle.ts). `detail` may quote the provider's reason, for operators only (the operation log);
- * the shop sees the same message as for any provider failure.
+ * The provider answered and said no to the request itself (400, 402, 404, 422): asking again the same way gets the
+ * same no, unlike no answer (a timeout, a connection error, a 5xx, a 429), which may pass. A refund it refuses when
+ * first asked fails (lib/refunds/settle.ts). `detail` may quote the provider's reason, for operators only (the
+ * operation log); the shop sees the same message as for any provider failure.
+ *
+ * `madeNothing`: the adapter knows the refusal also means no earlier call for the same thing was made (Bansky is
+ * idempotent on our refund id, so it would answer a refund it made; Stripe's retry looked for one first and found
+ * none). Without it, a refusal of a retry says nothing of what a call whose answer was lost did.
  */
 export class ProviderRefusedError extends UpstreamError {
-  constructor(detail: string, answered: number) {
+  constructor(detail: string, answered: number, readonly madeNothing = false) {
     super(false, detail, answered);
   }
 }

@@ -198,3 +198,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "[browser] a framed form's answer with no field marked (502: the provider did not answer) puts focus on its message, as the commit says, not on the heading above it",
+  ignore: !HAS_CHROMIUM,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const app = await startTestApp({ knobs: { failureRate: 1 } });
+    let formUrl = "";
+    const { server: shopSite, port } = serveOnLoopback(() =>
+      new Response(`<!doctype html><html><body><iframe src="${formUrl}" title="Donate"></iframe></body></html>`, {
+        headers: { "content-type": "text/html" },
+      })
+    );
+    const shopOrigin = `http://127.0.0.1:${port}`;
+    const browser = await launchChromium();
+    try {
+      await setEmbedOrigins(app.kv, app.shop.id, [shopOrigin], {
+        actor: "test",
+        now: Date.now(),
+        allowLocalUrls: true,
+      });
+      const created = await fetch(`${app.baseUrl}/api/v1/forms`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ kind: "fiat", title: "Support the shelter", currency: "EUR" }),
+      });
+      formUrl = (await created.json()).form.url;
+      const page = await browser.newPage();
+      page.setDefaultTimeout(8000);
+      await page.goto(shopOrigin);
+      const frame = page.frameLocator("iframe");
+      await frame.getByLabel("Amount (EUR)").fill("5");
+      await frame.getByLabel("Your email").fill("donor@example.com");
+      await frame.getByRole("button", { name: "Continue to payment" }).click();
+      await frame.getByText(/did not answer/).waitFor();
+      const focused = await page.frames()[1].evaluate(() =>
+        `${document.activeElement?.tagName} ${document.activeElement?.getAttribute("role") ?? ""}`.trim()
+      );
+      assert.equal(focused, "P alert", "focus is on the message");
+    } finally {
+      await browser.close();
+      await shopSite.shutdown();
+      await app.close();
+    }
+  },
+});

@@ -11,7 +11,7 @@ import {
   enableOperator,
   OperatorDisableRefusedError,
 } from "../lib/auth/operators.ts";
-import { createOperatorToken } from "../lib/auth/operator_tokens.ts";
+import { authenticateOperatorToken, createOperatorToken } from "../lib/auth/operator_tokens.ts";
 import { getOperatorByEmail, updateOperatorPassword } from "../lib/db/operators.ts";
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { searchAudit } from "../lib/db/audit.ts";
@@ -313,6 +313,41 @@ Deno.test("[operators] an API token asked for while its operator is being disabl
     await enableOperator(ctx, leaving.id, { actor: "test" });
     const tokens = (await listOperatorTokens(app.kv)).filter((t) => t.operatorId === leaving.id);
     assert.deepEqual(tokens.filter((t) => t.revokedAt === null), [], "no token of theirs works after the enable");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[operators] an API token made while its operator is being disabled (after the disabling listed their tokens, before it committed) does not outlive the disabling and work again after an enable", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const { operator: leaving } = await createOperatorAccount(ctx, "leaving@example.com");
+    await createOperatorAccount(ctx, "staying@example.com");
+    // The disabling lists the operator's tokens; right then a token is asked for (the operator still reads active),
+    // and only then does the disabling commit.
+    let made: string | null = null;
+    const kv = new Proxy(ctx.kv, {
+      get(target, prop) {
+        if (prop === "list") {
+          return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+            const inner = target.list(selector, options);
+            if (made !== null || !("prefix" in selector) || selector.prefix[0] !== "operator_tokens") return inner;
+            return (async function* () {
+              for await (const e of inner) yield e;
+              made = (await createOperatorToken(ctx, leaving.email, { actor: "test" })).token;
+            })();
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    await disableOperator({ ...ctx, kv } as typeof ctx, leaving.id, { actor: "test" });
+    assert.ok(made, "the token was made during the disabling");
+    await enableOperator(ctx, leaving.id, { actor: "test" });
+    const works = await authenticateOperatorToken(ctx, `Bearer ${made}`).then(() => true, () => false);
+    assert.equal(works, false, "a token made before the disabling committed is not trusted after the enable");
   } finally {
     await app.close();
   }

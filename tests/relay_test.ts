@@ -35,6 +35,7 @@ import {
   sleep,
   startShopReceiver,
   startTestApp,
+  sweepAt,
   type TestApp,
   type TestAppOptions,
   waitFor,
@@ -1766,14 +1767,14 @@ Deno.test("[relay] with an outbound proxy of the operator's (HTTPS_PROXY, ALL_PR
  * A payment with a postback to `shop`, expired by the janitor while Bansky keeps its money on the way (refuseCancels).
  * Our clock stays past its expiry from then on (within the 5 minutes a webhook's timestamp may be off).
  */
-async function expiredWithMoneyOnItsWay(app: TestApp, shop: { url: string }) {
+async function expiredWithMoneyOnItsWay(app: TestApp, shop: { url: string }, clockAheadMs = 61_000) {
   const init = await callInit(
     app,
     paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: shop.url, expiresIn: 60 }),
   );
   assert.equal(init.status, 201, JSON.stringify(init.body));
   const id: string = init.body.id;
-  app.server.ctx.now = () => Date.now() + 61_000;
+  app.server.ctx.now = () => Date.now() + clockAheadMs;
   await runPaymentCheck(app.server.ctx, id);
   assert.equal((await getPayment(app.kv, id))?.status, "expired");
   return { id, ref: (await getPayment(app.kv, id))!.providerRef! };
@@ -1958,4 +1959,71 @@ Deno.test("[relay] a payment's postback whose attempt is under way is not supers
     const later = await listSupersedableDeliveries(app.kv, delivery.paymentId, now + DELIVERY_LEASE_MS + 1);
     assert.deepEqual(later.map((e) => e.value.id), [delivery.id], "once the lease ran out (its process died)");
   });
+});
+
+Deno.test("[relay] a retry of a late payment.succeeded is never superseded by the payment.expired it came after, even when the expiry's process clock ran ahead (createdAt is not the order of meaning)", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { refuseCancels: true },
+    env: { POSTBACK_SCHEDULE: "0,3" },
+  });
+  // payment.expired is delivered; the late payment.succeeded's first attempt meets a 503, its retry would be fine.
+  const shop = startShopReceiver((n) => new Response(n === 2 ? "busy" : "ok", { status: n === 2 ? 503 : 200 }));
+  try {
+    // The janitor that expires the payment runs on a server whose clock is 61 s ahead of the one that takes the
+    // provider's webhook a moment later (or the clock stepped back in between).
+    const payment = await expiredWithMoneyOnItsWay(app, shop, 61_000);
+    await waitFor("payment.expired delivered", () => shop.received.length === 1 || undefined);
+    app.server.ctx.now = () => Date.now() + 50_000;
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded's first attempt", () => shop.received.length === 2 || undefined);
+    await waitFor("its failure recorded", async () => {
+      const { deliveries } = await describePayment(app.server.ctx, payment.id);
+      return deliveries.find((d) => d.eventType === "payment.succeeded")?.attempts === 1 || undefined;
+    });
+    await sweepAt(app, 10 * 60_000);
+    const { deliveries } = await describePayment(app.server.ctx, payment.id);
+    const succeeded = deliveries.find((d) => d.eventType === "payment.succeeded")!;
+    assert.deepEqual(
+      shop.received.map((r) => JSON.parse(r.body).type),
+      ["payment.expired", "payment.succeeded", "payment.succeeded"],
+      `the paid order's success reaches the shop; deliveries: ${
+        JSON.stringify(deliveries.map((d) => [d.eventType, d.status, d.supersededBy ?? null]))
+      }`,
+    );
+    assert.equal(succeeded.status, "delivered");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[relay] an operator's resend by name of a payment.expired the shop got before the late success is refused (409 postback_superseded), not answered 200 while its delivered record is rewritten 'superseded'", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true } });
+  const shop = startShopReceiver();
+  try {
+    const payment = await expiredWithMoneyOnItsWay(app, shop, 61_000);
+    await waitFor("payment.expired delivered", () => shop.received.length === 1 || undefined);
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded delivered", () => shop.received.length === 2 || undefined);
+    const expired = (await describePayment(app.server.ctx, payment.id)).deliveries.find((d) =>
+      d.eventType === "payment.expired"
+    )!;
+    assert.equal(expired.status, "delivered");
+    const outcome = await resendPostback(app.server.ctx, payment.id, { actor: "test", deliveryId: expired.id }).then(
+      (d) => `200 ${d.status}`,
+      (err) => `${err.status} ${err.code}`,
+    );
+    await app.server.runner.idle();
+    const after = await describePayment(app.server.ctx, payment.id);
+    const record = after.deliveries.find((d) => d.id === expired.id)!;
+    const resentEvents = after.events.filter((e) => e.type === "postback_resent").length;
+    assert.deepEqual(
+      { outcome, status: record.status, resentEvents },
+      { outcome: "409 postback_superseded", status: "delivered", resentEvents: 0 },
+    );
+  } finally {
+    await shop.close();
+    await app.close();
+  }
 });

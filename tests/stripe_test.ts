@@ -655,3 +655,54 @@ Deno.test("[stripe] a delayed payment (a bank debit) that fails makes the paymen
   });
   await shop.close();
 });
+
+Deno.test("[stripe] a Stripe refund whose first call met a 500 and whose retry Stripe refuses outright (400: a Dashboard refund took the rest; the retry found no earlier refund of ours) fails as refunds.md says, instead of staying pending forever with its amount held", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody({ amount: 4200 }));
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    await buyerSettles(init.body.url, "paid");
+    await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+    const id: string = init.body.id;
+    const session = fake.sessions.get((await getPayment(app.kv, id))!.providerRef!)!;
+    // Stripe's first answer to POST /v1/refunds is a 500 (nothing made); later ones are its own.
+    // deno-lint-ignore no-explicit-any
+    const f = fake as any;
+    const handle = f.handle.bind(fake);
+    let failed = false;
+    f.handle = (req: Request) => {
+      if (!failed && req.method === "POST" && new URL(req.url).pathname === "/v1/refunds") {
+        failed = true;
+        return Promise.resolve(Response.json({ error: { type: "api_error", message: "boom" } }, { status: 500 }));
+      }
+      return handle(req);
+    };
+    const res = await fetch(`${app.baseUrl}/api/v1/payments/${id}/refunds`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    const r = await res.json();
+    assert.equal(r.refund.status, "pending");
+    // Meanwhile the merchant refunds 2000 in Stripe's Dashboard.
+    fake.refunds.set("re_dashboard", {
+      id: "re_dashboard",
+      object: "refund",
+      account: ORG2,
+      amount: 2000,
+      payment_intent: session.payment_intent!,
+      status: "succeeded",
+      metadata: {},
+      created: Math.floor(Date.now() / 1000),
+    });
+    // Days of the job's checks: each looks for an earlier refund of ours (none) and asks again (400).
+    for (const ahead of [61_000, 10 * 60_000, 3_600_000, 86_400_000, 7 * 86_400_000]) await sweepAt(app, ahead);
+    const stored = (await getRefund(app.kv, r.refund.id))!;
+    assert.ok(fake.calls["GET /v1/refunds"] >= 1, "the retries looked for an earlier refund and found none");
+    assert.deepEqual(
+      { status: stored.status, held: (await getRefundReservation(app.kv, id)).value },
+      { status: "failed", held: 0 },
+      `a week later: ${stored.status} after ${stored.checks} checks, ${fake.calls["POST /v1/refunds"]} POSTs`,
+    );
+  }, { JOBS_QUEUE: "off" });
+});

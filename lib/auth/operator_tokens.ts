@@ -42,9 +42,10 @@ export async function createOperatorToken(
 /** Stores a new token of the operator as read; null when the operator changed since. */
 async function makeToken(
   ctx: AppContext,
-  { key, value: operator, versionstamp }: Deno.KvEntry<Operator>,
+  entry: Deno.KvEntry<Operator>,
   opts: { actor: string },
 ): Promise<{ token: string; record: OperatorToken } | null> {
+  const operator = entry.value;
   const token = OPERATOR_TOKEN_PREFIX + base64url(randomBytes(24));
   const now = ctx.now();
   const record: OperatorToken = {
@@ -62,7 +63,7 @@ async function makeToken(
     target: record.id,
     before: null,
     after: record,
-  }, { key, versionstamp });
+  }, entry);
   return stored ? { token, record } : null;
 }
 

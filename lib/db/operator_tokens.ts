@@ -1,5 +1,6 @@
 import { NotFoundError } from "../errors.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
+import type { Operator } from "./operators.ts";
 import { collectValues } from "./kv.ts";
 
 /** An operator API token as stored: never the token, only its SHA-256 (as the lookup key's last part). */
@@ -22,12 +23,15 @@ export async function insertOperatorToken(
   token: OperatorToken,
   hash: string,
   audit: NewAuditEntry,
-  operator: Deno.AtomicCheck,
+  operator: Deno.KvEntry<Operator>,
 ): Promise<boolean> {
+  // The operator's record is written again as it is: a disabling that listed their tokens before this one was stored
+  // then fails its check of the record, and lists them again (it revokes what it listed).
   const op = kv.atomic()
     .check({ key: byHashKey(hash), versionstamp: null })
     .check({ key: tokenKey(token.id), versionstamp: null })
     .check(operator)
+    .set(operator.key, operator.value)
     .set(tokenKey(token.id), token)
     .set(byHashKey(hash), token.id);
   // Random ids and secrets never collide: a failed check is the operator's record, changed since it was read.

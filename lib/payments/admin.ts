@@ -16,6 +16,7 @@ import { replayedNow, resentNow } from "../relay/schedule.ts";
 import { hasIdShape } from "../ids.ts";
 import { findPayment } from "./query.ts";
 import type { Delivery } from "../relay/types.ts";
+import { supersederOf } from "../relay/delivery.ts";
 import { getRefundReservation, listRefundsByPayment } from "../db/refunds.ts";
 import { withRefundEvents } from "../refunds/view.ts";
 import { settlement } from "./settlement.ts";
@@ -85,6 +86,9 @@ export async function resendPostback(
       `This postback was superseded by a newer one about the same payment (${d.supersededBy}); resend that one.`,
     );
   if (chosen.status === "superseded") throw supersededRefusal(chosen);
+  // Old news that is not marked so yet (delivered before the late success came, or held by an attempt then).
+  const superseder = supersederOf(chosen, deliveries);
+  if (superseder) throw supersededRefusal({ ...chosen, supersededBy: superseder.id });
   const now = ctx.now();
   // No queue wake-up: we send right here, and a queue worker racing us would leave the operator
   // looking at "pending". If this process dies first, the due index still gets it sent.
@@ -132,7 +136,8 @@ export async function resendPostback(
  * it and asks again). A superseded one never: a newer one about the payment says more.
  */
 function postbackToResend(deliveries: Delivery[]): Delivery | undefined {
-  const newestFirst = deliveries.filter((d) => d.status !== "superseded").toSorted((a, b) => b.createdAt - a.createdAt);
+  const newestFirst = deliveries.filter((d) => d.status !== "superseded" && !supersederOf(d, deliveries))
+    .toSorted((a, b) => b.createdAt - a.createdAt);
   return newestFirst.find((d) => d.status !== "delivered") ?? newestFirst[0];
 }
 

@@ -51,6 +51,16 @@ export const PAYMENT_POSTBACK_TYPES = [
   ...new Set(PAYMENT_STATUSES.map((s) => STATUS_RULES[s].postback).filter((t) => t !== null)),
 ] as PaymentPostbackType[];
 
+/**
+ * Whether a payment's postback of type `newer` makes one of type `older` old news, by what they say, never by when
+ * they were made (clocks of two servers differ): a late success's payment.succeeded after the payment.expired or
+ * payment.cancelled it came after, the only move out of a settled status that sends a postback.
+ */
+export function supersedesPostback(newer: string, older: string): boolean {
+  return newer === STATUS_RULES.succeeded.postback &&
+    PAYMENT_STATUSES.some((s) => isLateSuccess(s, "succeeded") && STATUS_RULES[s].postback === older);
+}
+
 /** The statuses whose entry is counted in the daily stats, derived from the table. */
 export const COUNTED_STATUSES = PAYMENT_STATUSES.filter((s) => STATUS_RULES[s].counted) as CountedStatus[];
 export type CountedStatus = {

@@ -15,9 +15,9 @@ import {
   isLateSuccess,
   isOpen,
   isPaid,
-  PAYMENT_POSTBACK_TYPES,
   type PaymentStatus,
   postbackEventType,
+  supersedesPostback,
 } from "./status.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
 import { postbackBody } from "./view.ts";
@@ -152,7 +152,7 @@ function statsFor(before: Payment, next: Payment, at: number): StatEvent[] {
 async function supersededBy(ctx: AppContext, newer: Delivery, now: number) {
   const older = await listSupersedableDeliveries(ctx.kv, newer.paymentId, now);
   return older
-    .filter((e) => (PAYMENT_POSTBACK_TYPES as readonly string[]).includes(e.value.eventType))
+    .filter((e) => supersedesPostback(newer.eventType, e.value.eventType))
     .map((entry) => ({ entry, next: supersededDelivery(entry.value, newer, now) }));
 }
 

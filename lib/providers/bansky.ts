@@ -78,11 +78,20 @@ export class BanskyProvider implements PaymentProvider {
 
   // A retry needs nothing more: Bansky is idempotent on our refund id for good, not for a window.
   async refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
-    const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/refunds`, RefundResponse, {
-      id: refundId,
-      amount,
-    });
-    return { ref: res.id, status: banskyRefundStatusToOurs[res.status] };
+    try {
+      const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/refunds`, RefundResponse, {
+        id: refundId,
+        amount,
+      });
+      return { ref: res.id, status: banskyRefundStatusToOurs[res.status] };
+    } catch (err) {
+      // Bansky answers a refund it made under our id with that refund, whenever asked: a refusal says it made none.
+      // Not a 404: it does not know the payment, so these credentials may not be those it was made with.
+      if (err instanceof ProviderRefusedError && err.answered !== 404) {
+        throw new ProviderRefusedError(err.detail, err.answered!, true);
+      }
+      throw err;
+    }
   }
 
   async getRefundStatus(refundRef: string): Promise<RefundStatus> {

@@ -171,8 +171,11 @@ export class StripeProvider implements PaymentProvider {
     const inStripeUnits = session.metadata?.amountUnits === STRIPE_UNITS
       ? toStripeAmount(amount, currency)
       : { amount };
-    // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount.
-    if ("problem" in inStripeUnits) throw new ProviderRefusedError(`refund amount ${inStripeUnits.problem}`, 400);
+    // Stripe would refuse it (an MGA refund in part of an ariary): a refusal, never a refund of another amount; no call
+    // for it ever reached Stripe.
+    if ("problem" in inStripeUnits) {
+      throw new ProviderRefusedError(`refund amount ${inStripeUnits.problem}`, 400, true);
+    }
     const intent = typeof session.payment_intent === "string" ? session.payment_intent : session.payment_intent?.id;
     if (!intent) throw new UpstreamError(false, "the session has no payment intent to refund");
     // Stripe forgets an Idempotency-Key after 24 hours: past that, the same key makes a second refund. A retry may
@@ -184,7 +187,12 @@ export class StripeProvider implements PaymentProvider {
       this.stripe.refunds.create(
         { payment_intent: intent, amount: inStripeUnits.amount, metadata: { refundId } },
         { ...this.account, idempotencyKey: `refund-${refundId}` },
-      ));
+      )).catch((err) => {
+        // Asked first, or asked again after looking for the refund an earlier call made and finding none: Stripe
+        // refusing this one means no refund of ours is there.
+        if (err instanceof ProviderRefusedError) throw new ProviderRefusedError(err.detail, err.answered!, true);
+        throw err;
+      });
     return { ref: r.id, status: stripeRefundToOurs[refundState(r.status)] };
   }
 

@@ -108,11 +108,12 @@ async function askProvider(
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     // A refund the provider refused outright when first asked (more than is left at the provider, a payment it
-    // does not know) was not made, and asking again gets the same no: it fails, and its amount is free again. A
-    // refusal of a retry says nothing of what the call whose answer was lost did (the provider may have made the
-    // refund, and our credentials changed since), nor does a refused status read (our reference or credentials may
-    // be wrong): the refund stays as it is, and operators are told.
-    if (err instanceof ProviderRefusedError && !r.providerRef && !opts.retry) {
+    // does not know) was not made, and asking again gets the same no: it fails, and its amount is free again. So
+    // does a retry's refusal when the adapter knows no earlier call made it (madeNothing). Any other refusal of a
+    // retry says nothing of what the call whose answer was lost did (the provider may have made the refund, and our
+    // credentials changed since), nor does a refused status read (our reference or credentials may be wrong): the
+    // refund stays as it is, and operators are told.
+    if (err instanceof ProviderRefusedError && !r.providerRef && (!opts.retry || err.madeNothing)) {
       log.warn("provider refused the refund; it fails", { refundId: r.id, paymentId: r.paymentId, detail: err.detail });
       return { ref: null, status: "failed", refused: true };
     }

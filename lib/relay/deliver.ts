@@ -6,8 +6,8 @@ import {
   recordDeliveryAttempt,
   supersedeDelivery,
 } from "../db/deliveries.ts";
-import { PAYMENT_POSTBACK_TYPES } from "../payments/status.ts";
-import { supersededDelivery } from "./delivery.ts";
+import { STATUS_RULES, supersedesPostback } from "../payments/status.ts";
+import { supersededDelivery, supersederOf } from "./delivery.ts";
 import { getShopShared } from "../db/shops.ts";
 import { signingSecrets } from "../shops.ts";
 import { describeError, log } from "../log.ts";
@@ -63,17 +63,17 @@ export async function attemptDelivery(
  */
 async function supersededMeanwhile(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<boolean> {
   const d = claimed.value;
-  if (d.attempts === 0 || !isPaymentPostback(d.eventType)) return false;
-  const newer = (await listDeliveriesByPayment(ctx.kv, d.paymentId))
-    .find((o) => o.id !== d.id && o.createdAt > d.createdAt && isPaymentPostback(o.eventType));
+  if (d.attempts === 0 || !supersedable(d.eventType)) return false;
+  const newer = supersederOf(d, await listDeliveriesByPayment(ctx.kv, d.paymentId));
   if (!newer) return false;
   const superseded = await supersedeDelivery(ctx.kv, claimed, supersededDelivery(d, newer, ctx.now()));
   if (superseded) log.info("postback superseded before its retry", { deliveryId: d.id, by: newer.id });
   return superseded;
 }
 
-function isPaymentPostback(type: string): boolean {
-  return (PAYMENT_POSTBACK_TYPES as readonly string[]).includes(type);
+/** Whether a postback of this type may be made old news (only a payment.expired or payment.cancelled may). */
+function supersedable(type: string): boolean {
+  return supersedesPostback(STATUS_RULES.succeeded.postback, type);
 }
 
 /** Claims in a row whose commit stalled before attemptDelivery gives the delivery up to a later sweep. */
