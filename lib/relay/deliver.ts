@@ -68,7 +68,8 @@ async function supersededMeanwhile(ctx: AppContext, claimed: Deno.KvEntry<Delive
   if (!newer) return false;
   const superseded = await supersedeDelivery(ctx.kv, claimed, supersededDelivery(d, newer, ctx.now()));
   if (superseded) log.info("postback superseded before its retry", { deliveryId: d.id, by: newer.id });
-  return superseded;
+  // Not stored: the record changed since our claim, so the claim is no longer ours to send on. Either way, no send.
+  return true;
 }
 
 /** Whether a postback of this type may be made old news (only a payment.expired or payment.cancelled may). */
