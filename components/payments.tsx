@@ -372,6 +372,14 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
                         {r.status}
                       </strong>
                       {r.failureReason && <div class="muted">{r.failureReason}</div>}
+                      {r.status === "pending" && r.checks > 0 && (
+                        // Waiting on the provider (no answer, or a refusal it could not take as final): how long
+                        // for, so a refund stuck at the provider stands out. Operators can read each answer.
+                        <div class="muted">
+                          Asked the provider {r.checks} {r.checks === 1 ? "time" : "times"} so far; next at{" "}
+                          {formatTime(r.nextCheckAt)}.{props.canRefund && " The operation log has each answer."}
+                        </div>
+                      )}
                     </div>
                   </td>
                   <td data-label="Reason">{r.reason ?? "—"}</td>

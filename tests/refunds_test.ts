@@ -366,6 +366,10 @@ Deno.test("[refunds] with the provider down the refund stays pending, and the jo
     const stored = (await getRefundEntry(app.kv, r.body.refund.id)).value!;
     assert.equal(stored.providerRef, null);
     assert.equal(await countScheduledJobs(app.kv, "refund"), 1);
+    // The console says it is waiting on the provider, how often it asked and when it asks next.
+    const { operatorBrowser } = await import("../fixtures/browser.ts");
+    const page = await (await operatorBrowser(app)).get(`/admin/payments/${id}`);
+    assert.match(page.text, /Asked the provider 1 time so far; next at [^<]+\. The operation log has each answer\./);
 
     app.sandbox.knobs.failureRate = 0;
     await sweepAt(app, 20 * 60_000);
