@@ -88,9 +88,9 @@ export class UpstreamError extends AppError {
  * first asked fails (lib/refunds/settle.ts). `detail` may quote the provider's reason, for operators only (the
  * operation log); the shop sees the same message as for any provider failure.
  *
- * `madeNothing`: the adapter knows the refusal also means no earlier call for the same thing was made (Bansky is
- * idempotent on our refund id, so it would answer a refund it made; Stripe's retry looked for one first and found
- * none). Without it, a refusal of a retry says nothing of what a call whose answer was lost did.
+ * `madeNothing`: the adapter knows the refusal also means no earlier call for the same thing was made (Stripe's retry
+ * looked for one first and found none). Without it, a refusal of a retry says nothing of what a call whose answer was
+ * lost did.
  */
 export class ProviderRefusedError extends UpstreamError {
   constructor(detail: string, answered: number, readonly madeNothing = false) {

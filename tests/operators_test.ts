@@ -352,3 +352,50 @@ Deno.test("[operators] an API token made while its operator is being disabled (a
     await app.close();
   }
 });
+
+Deno.test("[operators] several API tokens asked for at once for one operator are all made", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const { operator } = await createOperatorAccount(ctx, "bot@example.com");
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, () => createOperatorToken(ctx, operator.email, { actor: "test" })),
+    );
+    const failed = results.filter((r) => r.status === "rejected").map((r) =>
+      String((r as PromiseRejectedResult).reason)
+    );
+    assert.deepEqual(failed, [], "no token creation fails because another token of the same operator was made");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[operators] a password change is not refused because an API token of the operator was made meanwhile", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const { operator } = await createOperatorAccount(ctx, "pw@example.com");
+    // Right after the password change reads the operator, a token is made (an API client of theirs, say).
+    let made = false;
+    const kv = new Proxy(ctx.kv, {
+      get(target, prop) {
+        if (prop === "get") {
+          return async (key: Deno.KvKey, o?: { consistency?: Deno.KvConsistencyLevel }) => {
+            const e = await target.get(key, o);
+            if (!made && key[0] === "operators") {
+              made = true;
+              await createOperatorToken(ctx, operator.email, { actor: "test" });
+            }
+            return e;
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    await updateOperatorPassword(kv, operator.id, "new-hash", operator);
+    assert.ok(made);
+  } finally {
+    await app.close();
+  }
+});

@@ -19,7 +19,7 @@ import {
   type Session,
   updateOperatorPassword,
 } from "../db/operators.ts";
-import { activeTokenEntries, listOperatorTokens } from "../db/operator_tokens.ts";
+import { activeTokenEntries, listOperatorTokens, tokensRevision } from "../db/operator_tokens.ts";
 import { randomId } from "../ids.ts";
 import { hashPassword, newPassword, verifyPassword } from "./passwords.ts";
 
@@ -314,12 +314,15 @@ export async function disableOperator(
     if (!entry) throw new NotFoundError("Unknown operator.");
     if (entry.value.disabledAt) return { operator: entry.value, revokedTokenIds: [], changed: false };
     const keeper = activeKeeper(entry.value, entries, opts.by);
+    // Read before the listing and checked at the commit: a token made in between makes this try again.
+    const revision = await tokensRevision(ctx.kv, id);
     const tokens = await activeTokenEntries(ctx.kv, id);
     const now = ctx.now();
     const next: Operator = { ...entry.value, disabledAt: now, sessionEpoch: (entry.value.sessionEpoch ?? 0) + 1 };
     const revokedTokenIds = tokens.map((t) => t.value.id);
     const done = await replaceOperator(ctx.kv, entry, next, {
       unchanged: [keeper],
+      checks: [revision],
       revokeTokens: tokens,
       now,
       audit: {

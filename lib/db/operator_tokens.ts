@@ -25,13 +25,14 @@ export async function insertOperatorToken(
   audit: NewAuditEntry,
   operator: Deno.KvEntry<Operator>,
 ): Promise<boolean> {
-  // The operator's record is written again as it is: a disabling that listed their tokens before this one was stored
-  // then fails its check of the record, and lists them again (it revokes what it listed).
+  // The operator's tokens' revision moves with each new one: a disabling that listed their tokens before this one
+  // was stored checks it, fails, and lists them again (it revokes what it listed). Their record is only checked, so
+  // tokens made at once, or a password change, do not get in each other's way.
   const op = kv.atomic()
     .check({ key: byHashKey(hash), versionstamp: null })
     .check({ key: tokenKey(token.id), versionstamp: null })
     .check(operator)
-    .set(operator.key, operator.value)
+    .set(tokensRevisionKey(token.operatorId), token.id)
     .set(tokenKey(token.id), token)
     .set(byHashKey(hash), token.id);
   // Random ids and secrets never collide: a failed check is the operator's record, changed since it was read.
@@ -50,6 +51,15 @@ export function listOperatorTokens(kv: Deno.Kv): Promise<OperatorToken[]> {
 }
 
 /** An operator's tokens not revoked yet, as entries, for a change that revokes them with it. */
+/** Moves with every token made for an operator (insertOperatorToken): what a disabling checks its listing against. */
+const tokensRevisionKey = (operatorId: string) => ["operator_tokens_revision", operatorId] as const;
+
+/** The operator's tokens' revision as read now, for a check that no token was made since (see insertOperatorToken). */
+export async function tokensRevision(kv: Deno.Kv, operatorId: string): Promise<Deno.AtomicCheck> {
+  const { key, versionstamp } = await kv.get(tokensRevisionKey(operatorId));
+  return { key, versionstamp };
+}
+
 export async function activeTokenEntries(kv: Deno.Kv, operatorId: string): Promise<Deno.KvEntry<OperatorToken>[]> {
   const out: Deno.KvEntry<OperatorToken>[] = [];
   for await (const e of kv.list<OperatorToken>({ prefix: ["operator_tokens"] })) {

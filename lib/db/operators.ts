@@ -109,6 +109,8 @@ export async function replaceOperator(
   next: Operator,
   opts: {
     unchanged?: Deno.KvEntry<Operator>[];
+    /** Other keys that must be as read (the operator's tokens' revision, for a disabling). */
+    checks?: Deno.AtomicCheck[];
     revokeTokens?: Deno.KvEntry<OperatorToken>[];
     now: number;
     audit: NewAuditEntry;
@@ -116,6 +118,7 @@ export async function replaceOperator(
 ): Promise<boolean> {
   const op = kv.atomic().check(entry).set(operatorKey(next.id), next);
   for (const other of opts.unchanged ?? []) op.check(other);
+  for (const check of opts.checks ?? []) op.check(check);
   addTokenRevocationOps(op, opts.revokeTokens ?? [], opts.now);
   return (await addAuditOps(op, opts.audit).commit()).ok;
 }

@@ -78,20 +78,14 @@ export class BanskyProvider implements PaymentProvider {
 
   // A retry needs nothing more: Bansky is idempotent on our refund id for good, not for a window.
   async refund(ref: string, amount: number, refundId: string): Promise<RefundResult> {
-    try {
-      const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/refunds`, RefundResponse, {
-        id: refundId,
-        amount,
-      });
-      return { ref: res.id, status: banskyRefundStatusToOurs[res.status] };
-    } catch (err) {
-      // Bansky answers a refund it made under our id with that refund, whenever asked: a refusal says it made none.
-      // Not a 404: it does not know the payment, so these credentials may not be those it was made with.
-      if (err instanceof ProviderRefusedError && err.answered !== 404) {
-        throw new ProviderRefusedError(err.detail, err.answered!, true);
-      }
-      throw err;
-    }
+    // A refusal of a retry is not taken as proof that no earlier call made the refund (ProviderRefusedError's
+    // madeNothing): whether Bansky answers a refund made under our id before it checks the amount left is not
+    // confirmed, and taken wrongly, the refund would fail while its money went back, and could be made again.
+    const res = await this.call("POST", `/payments/${encodeURIComponent(ref)}/refunds`, RefundResponse, {
+      id: refundId,
+      amount,
+    });
+    return { ref: res.id, status: banskyRefundStatusToOurs[res.status] };
   }
 
   async getRefundStatus(refundRef: string): Promise<RefundStatus> {

@@ -43,16 +43,17 @@ export function newDelivery(d: NewDelivery): Delivery {
   };
 }
 
-/**
- * A postback made old news by `newer`, a later postback about the same payment: it is not sent again (nor replayed),
- * so a shop that applies postbacks in the order they arrive cannot end on it. Its attempts so far stay on record.
- */
 /** The payment's postback among `others` that makes `d` old news (supersedesPostback), if any. */
 export function supersederOf(d: Delivery, others: Delivery[]): Delivery | undefined {
   return others.find((o) =>
     o.id !== d.id && o.paymentId === d.paymentId && supersedesPostback(o.eventType, d.eventType)
   );
 }
+
+/**
+ * A postback made old news by `newer`, a later postback about the same payment: it is not sent again (nor replayed),
+ * so a shop that applies postbacks in the order they arrive cannot end on it. Its attempts so far stay on record.
+ */
 
 export function supersededDelivery(d: Delivery, newer: Delivery, now: number): Delivery {
   const { replayedFrom: _, ...rest } = d;
