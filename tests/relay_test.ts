@@ -17,7 +17,7 @@ import { getPayment } from "../lib/db/payments.ts";
 import { runPaymentCheck } from "../lib/payments/janitor.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { failedDelivery, storeAttentionDeliveries } from "../fixtures/deliveries.ts";
-import { attemptDelivery, firstAttemptLease } from "../lib/relay/deliver.ts";
+import { attemptDelivery, attemptHandedOver, firstAttemptLease } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
 import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
@@ -2026,4 +2026,34 @@ Deno.test("[relay] an operator's resend by name of a payment.expired the shop go
     await shop.close();
     await app.close();
   }
+});
+
+Deno.test("[relay] a payment.expired whose first attempt waited in the pool with its lease while the late success came is superseded, not sent after the success", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const now = Date.now();
+    const made = (eventType: string, at: number, leaseUntil?: number) =>
+      newDelivery({
+        paymentId: "pay_AAAAAAAAAAAAAAAAAAAAAA",
+        shopId: app.shop.id,
+        url: shop.url,
+        eventType,
+        body: JSON.stringify({ type: eventType }),
+        now: at,
+        leaseUntil,
+      });
+    // The expiry's postback, born leased to the process that will send it (handed to its pool), and the late
+    // success's, made before the pool got to the first one.
+    const expired = made("payment.expired", now, firstAttemptLease(now));
+    const succeeded = made("payment.succeeded", now + 1);
+    const op = app.kv.atomic();
+    addDeliveryOps(op, expired, { queue: false, now });
+    addDeliveryOps(op, succeeded, { queue: false, now });
+    assert.ok((await op.commit()).ok);
+    const stored = await getDeliveryEntry(app.kv, expired.id);
+    assert.equal(await attemptHandedOver(app.server.ctx, stored as Deno.KvEntry<Delivery>), false);
+    assert.equal((await getDeliveryEntry(app.kv, expired.id)).value!.status, "superseded");
+    assert.equal(shop.received.length, 0, "the expiry was not sent");
+  });
+  await shop.close();
 });

@@ -55,15 +55,15 @@ export async function attemptDelivery(
 }
 
 /**
- * Supersedes, instead of sending, a retry of a payment's own postback that a newer one about the payment made old
- * news (a late payment.succeeded after this payment.expired): the move that made the newer one supersedes the older
- * ones no attempt holds, and this one was held then, by an attempt that failed since, or was put back by a resend or
- * a replay. Sent, it would reach the shop after the newer one. Only retries of payment postbacks read the payment's
- * others; first attempts and every other postback go as they are.
+ * Supersedes, instead of sending, a payment.expired or payment.cancelled that a late payment.succeeded made old news
+ * while a lease held it: the move that made the newer one supersedes only the older ones no lease holds, and this one
+ * was held then (its first attempt waiting in the pool, or an attempt that failed since), or was put back by a resend
+ * or a replay. Sent, it would reach the shop after the newer one. Only such postbacks read the payment's others: a
+ * payment.succeeded, a refund's or an invoice's goes as it is. True when it must not be sent.
  */
 async function supersededMeanwhile(ctx: AppContext, claimed: Deno.KvEntry<Delivery>): Promise<boolean> {
   const d = claimed.value;
-  if (d.attempts === 0 || !supersedable(d.eventType)) return false;
+  if (!supersedable(d.eventType)) return false;
   const newer = supersederOf(d, await listDeliveriesByPayment(ctx.kv, d.paymentId));
   if (!newer) return false;
   const superseded = await supersedeDelivery(ctx.kv, claimed, supersededDelivery(d, newer, ctx.now()));
@@ -104,7 +104,10 @@ export async function attemptHandedOver(
   ctx: AppContext,
   stored: Deno.KvEntry<Delivery>,
 ): Promise<AttemptOutcome | false> {
-  if (leaseLeavesTimeToStart(stored.value, ctx.now())) return await attemptClaimed(ctx, stored);
+  if (leaseLeavesTimeToStart(stored.value, ctx.now())) {
+    if (await supersededMeanwhile(ctx, stored)) return false;
+    return await attemptClaimed(ctx, stored);
+  }
   return await attemptDelivery(ctx, unleased(stored));
 }
 
