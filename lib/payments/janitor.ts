@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { getPaymentEntry, reschedulePaymentCheck } from "../db/payments.ts";
 import { UpstreamError } from "../errors.ts";
 import { describeError, log } from "../log.ts";
-import type { CancelResult, ProviderStatus } from "../providers/types.ts";
+import type { CancelResult, PaymentProvider, ProviderStatus } from "../providers/types.ts";
 import { isLateSuccess, isOpen } from "./status.ts";
 import { movePayment } from "./transition.ts";
 import type { Payment } from "./types.ts";
@@ -86,12 +86,8 @@ async function checkPending(ctx: AppContext, current: Deno.KvEntry<Payment>, ref
   const paymentId = p.id;
   const expiresAt = p.expiresAt ?? p.createdAt + ctx.config.paymentTtlMs;
   const { adapter } = await ctx.providers.forPayment(p);
-  let confirmed: ProviderStatus;
-  try {
-    confirmed = await adapter.getStatus(ref);
-  } catch (err) {
-    if (!(err instanceof UpstreamError)) throw err;
-    log.warn(`payment check: ${whatFailed(err)}, trying again later`, { paymentId, detail: err.detail });
+  const confirmed = await providerStatus(adapter, p, ref, "payment check");
+  if (confirmed === null) {
     await reschedulePaymentCheck(ctx.kv, current, retryAt(ctx, p, expiresAt, now));
     return;
   }
@@ -142,12 +138,8 @@ async function checkGivenUp(
 ): Promise<void> {
   const p = current.value;
   const { adapter } = await ctx.providers.forPayment(p);
-  let confirmed: ProviderStatus;
-  try {
-    confirmed = await adapter.getStatus(ref);
-  } catch (err) {
-    if (!(err instanceof UpstreamError)) throw err;
-    log.warn(`late payment check: ${whatFailed(err)}, trying again later`, { paymentId: p.id, detail: err.detail });
+  const confirmed = await providerStatus(adapter, p, ref, "late payment check");
+  if (confirmed === null) {
     const next = nextLateCheckAt(givenUpAt, now);
     const lastChance = now < givenUpAt + LATE_CHECK_MS.at(-1)! + LATE_RETRY_WINDOW_MS;
     const retry = next !== null ? Math.min(next, now + CHECK_RETRY_MS) : lastChance ? now + CHECK_RETRY_MS : null;
@@ -199,6 +191,22 @@ function retryAt(ctx: AppContext, p: Payment, expiresAt: number, now: number): n
  * What a failed status call means, for the log line an operator reads first: a provider that does not know the
  * payment (its account's credentials changed?) calls for other checks than one that cannot be reached.
  */
+/** The payment's status as its provider says it now; null (logged as `what` failing) when the provider did not say. */
+async function providerStatus(
+  adapter: PaymentProvider,
+  p: Payment,
+  ref: string,
+  what: string,
+): Promise<ProviderStatus | null> {
+  try {
+    return await adapter.getStatus(ref);
+  } catch (err) {
+    if (!(err instanceof UpstreamError)) throw err;
+    log.warn(`${what}: ${whatFailed(err)}, trying again later`, { paymentId: p.id, detail: err.detail });
+    return null;
+  }
+}
+
 function whatFailed(err: UpstreamError): string {
   if (err.timedOut) return "provider did not answer in time";
   if (err.answered === 404) return "provider does not know this payment (check its account)";
