@@ -6,7 +6,7 @@ import {
   recordDeliveryAttempt,
   supersedeDelivery,
 } from "../db/deliveries.ts";
-import { STATUS_RULES, supersedesPostback } from "../payments/status.ts";
+import { PAYMENT_POSTBACK_TYPES, STATUS_RULES, supersedesPostback } from "../payments/status.ts";
 import { supersededDelivery, supersederOf } from "./delivery.ts";
 import { getShopShared } from "../db/shops.ts";
 import { signingSecrets } from "../shops.ts";
@@ -72,9 +72,14 @@ async function supersededMeanwhile(ctx: AppContext, claimed: Deno.KvEntry<Delive
   return true;
 }
 
-/** Whether a postback of this type may be made old news (only a payment.expired or payment.cancelled may). */
+/** The postback types that may be made old news (a payment.expired, a payment.cancelled): worked out once. */
+const SUPERSEDABLE: ReadonlySet<string> = new Set(
+  PAYMENT_POSTBACK_TYPES.filter((t) => supersedesPostback(STATUS_RULES.succeeded.postback, t)),
+);
+
+/** Whether a postback of this type may be made old news; checked before every send, so a set lookup. */
 function supersedable(type: string): boolean {
-  return supersedesPostback(STATUS_RULES.succeeded.postback, type);
+  return SUPERSEDABLE.has(type);
 }
 
 /** Claims in a row whose commit stalled before attemptDelivery gives the delivery up to a later sweep. */
