@@ -1,6 +1,7 @@
 import { analyticsStatus, createAnalytics, startAnalyticsExport } from "./lib/analytics/mod.ts";
 import { countDueJobs } from "./lib/db/jobs.ts";
-import { DUE_POSTBACKS_CAP, Metrics } from "./lib/metrics.ts";
+import { readPendingRefunds } from "./lib/db/refunds.ts";
+import { DUE_POSTBACKS_CAP, Metrics, PENDING_REFUNDS_CAP } from "./lib/metrics.ts";
 import type { Config } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { initSetting } from "./lib/db/settings.ts";
@@ -97,6 +98,7 @@ export async function createServer(
   const metrics = config.metricsToken
     ? new Metrics({
       duePostbacks: () => countDueJobs(kv, "postback", Date.now(), DUE_POSTBACKS_CAP),
+      pendingRefunds: () => readPendingRefunds(kv, PENDING_REFUNDS_CAP),
       export: async () => ctx.analytics ? await analyticsStatus(ctx) : null,
       now: () => Date.now(),
     })

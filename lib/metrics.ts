@@ -20,10 +20,18 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 /** The due-postback gauge counts at most this many index keys per scrape, so a huge backlog cannot slow a scrape. */
 export const DUE_POSTBACKS_CAP = 10_000;
 
+/**
+ * The pending-refund gauges read at most this many refunds per scrape. Pending refunds are few (most settle in the
+ * request); past this many the count says "at least", which is alarm enough.
+ */
+export const PENDING_REFUNDS_CAP = 1_000;
+
 /** What the scrape-time gauges read; computed when Prometheus asks, never on the request path. */
 export interface ScrapeSources {
   /** Postbacks due now and not yet delivered, counted up to DUE_POSTBACKS_CAP. */
   duePostbacks(): Promise<number>;
+  /** Refunds waiting on their provider (pending), up to PENDING_REFUNDS_CAP, and when the oldest was asked for. */
+  pendingRefunds(): Promise<{ count: number; oldestCreatedAt: number | null }>;
   /** The BigQuery export's state, or null when the export is off. */
   export(): Promise<{ backlog: number; lastSuccessAt: number | null; failures: number } | null>;
   now(): number;
@@ -50,6 +58,8 @@ export class Metrics {
   private readonly providerCalls: Histogram<"provider" | "operation" | "outcome">;
   private readonly postbacks: Counter<"outcome">;
   private readonly duePostbacks: Gauge;
+  private readonly pendingRefunds: Gauge;
+  private readonly pendingRefundAge: Gauge;
   private readonly exportBacklog: Gauge;
   private readonly exportLag: Gauge;
   private readonly exportLastSuccess: Gauge;
@@ -77,6 +87,16 @@ export class Metrics {
     this.duePostbacks = new Gauge({
       name: "aimbrellapay_postbacks_due",
       help: `Postbacks due now and not delivered yet, counted at scrape time up to ${DUE_POSTBACKS_CAP}.`,
+      registers,
+    });
+    this.pendingRefunds = new Gauge({
+      name: "aimbrellapay_refunds_pending",
+      help: `Refunds waiting on their provider (pending), counted at scrape time up to ${PENDING_REFUNDS_CAP}.`,
+      registers,
+    });
+    this.pendingRefundAge = new Gauge({
+      name: "aimbrellapay_refunds_pending_oldest_age_seconds",
+      help: "Seconds since the oldest refund still waiting on its provider was asked for; 0 when none waits.",
       registers,
     });
     this.exportBacklog = new Gauge({
@@ -129,8 +149,15 @@ export class Metrics {
 
   /** The text Prometheus scrapes; the gauges are computed now. */
   async render(): Promise<string> {
-    const [due, exp] = await Promise.all([this.sources.duePostbacks(), this.sources.export()]);
+    const [due, refunds, exp] = await Promise.all([
+      this.sources.duePostbacks(),
+      this.sources.pendingRefunds(),
+      this.sources.export(),
+    ]);
     this.duePostbacks.set(due);
+    this.pendingRefunds.set(refunds.count);
+    const oldest = refunds.oldestCreatedAt;
+    this.pendingRefundAge.set(oldest === null ? 0 : Math.max(0, (this.sources.now() - oldest) / 1000));
     const exportMetrics = [this.exportBacklog, this.exportLag, this.exportLastSuccess, this.exportFailures];
     if (exp) {
       this.exportBacklog.set(exp.backlog);

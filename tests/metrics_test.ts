@@ -4,12 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { scheduleJob } from "../lib/db/jobs.ts";
+import { commitRefundUpdate, getRefundEntry } from "../lib/db/refunds.ts";
+import type { Refund } from "../lib/refunds/types.ts";
 import {
   buyerSettles,
   callInit,
   paymentBody,
   startShopReceiver,
   startTestApp,
+  sweepAt,
   type TestApp,
   waitFor,
 } from "../fixtures/app.ts";
@@ -156,6 +159,64 @@ Deno.test("[metrics] the due-postback backlog is counted at scrape time, only wh
   }
 });
 
+Deno.test("[metrics] refunds waiting on the provider are a count and the age of the oldest, read at scrape time; settled ones leave both", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN: TOKEN, JOBS_QUEUE: "off" } });
+  try {
+    const paid = async (amount: number) => {
+      const init = await callInit(app, paymentBody({ amount }));
+      assert.equal(init.status, 201);
+      await buyerSettles(init.body.url, "paid");
+      await waitFor("paid", async () => {
+        const res = await fetch(`${app.baseUrl}/api/v1/payments/${init.body.id}`, {
+          headers: { authorization: `Bearer ${app.shop.apiKey}` },
+        });
+        return (await res.json()).payment?.status === "succeeded" || undefined;
+      });
+      return init.body.id as string;
+    };
+    const refund = async (paymentId: string) => {
+      const res = await fetch(`${app.baseUrl}/api/v1/payments/${paymentId}/refunds`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({}),
+      });
+      return (await res.json()).refund as { id: string; status: string };
+    };
+    const payments = [await paid(300), await paid(500), await paid(700)];
+    const before = await scrape(app);
+    assert.equal(sample(before.text, "aimbrellapay_refunds_pending"), 0);
+    assert.equal(sample(before.text, "aimbrellapay_refunds_pending_oldest_age_seconds"), 0);
+
+    // A refund that succeeded is not counted; the provider then stops answering, and two stay pending.
+    assert.equal((await refund(payments[0])).status, "succeeded");
+    app.sandbox.knobs.failureRate = 1;
+    const stuck = await refund(payments[1]);
+    const recent = await refund(payments[2]);
+    assert.deepEqual([stuck.status, recent.status], ["pending", "pending"]);
+    // One of them has waited 7 hours (as if asked for then).
+    const entry = (await getRefundEntry(app.kv, stuck.id)) as Deno.KvEntry<Refund>;
+    const sevenHours = 7 * 3_600_000;
+    const older = { ...entry.value, createdAt: entry.value.createdAt - sevenHours };
+    assert.ok(await commitRefundUpdate(app.kv, entry, older, { queue: false, now: Date.now() }));
+
+    const { text } = await scrape(app);
+    assert.equal(sample(text, "aimbrellapay_refunds_pending"), 2);
+    const age = sample(text, "aimbrellapay_refunds_pending_oldest_age_seconds")!;
+    assert.ok(age >= sevenHours / 1000 && age < sevenHours / 1000 + 120, `oldest waited 7 hours, not ${age} s`);
+    const check = await promtool(text);
+    assert.ok(check.ok, `promtool check metrics: ${check.output}`);
+
+    // The provider answers again: the job settles both, and the gauges go back to nothing waiting.
+    app.sandbox.knobs.failureRate = 0;
+    await sweepAt(app, 20 * 60_000);
+    const after = (await scrape(app)).text;
+    assert.equal(sample(after, "aimbrellapay_refunds_pending"), 0);
+    assert.equal(sample(after, "aimbrellapay_refunds_pending_oldest_age_seconds"), 0);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test({
   name: "[metrics] with the BigQuery export on, its backlog, lag and failures are gauges",
   sanitizeResources: false,
@@ -205,7 +266,7 @@ async function runPromtool(args: string[]): Promise<{ ok: boolean; output: strin
   return { ok: out.success, output: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
 }
 
-Deno.test("[metrics] the documented alerts are valid rules over metrics we export, and fire when they should: a failing shop endpoint, a stalled relay, a failing provider", async () => {
+Deno.test("[metrics] the documented alerts are valid rules over metrics we export, and fire when they should: a failing shop endpoint, a stalled relay, a failing provider, a refund stuck at its provider", async () => {
   const check = await runPromtool(["check", "rules", ALERTS]);
   assert.ok(check.ok, check.output);
   // Every metric the rules read is one we document (and so export): a renamed metric breaks this, not the pager.
@@ -240,6 +301,16 @@ Deno.test("[metrics] the documented alerts are valid rules over metrics we expor
             series: 'aimbrellapay_provider_call_duration_seconds_count{provider="stripe",outcome="ok"}',
             values: "0+9x30",
           },
+          // Two processes scrape the same store: a refund pending since minute 0 ages a minute a scrape, settles at
+          // minute 400, and none waits after; the newer one (counted too) is younger.
+          {
+            series: 'aimbrellapay_refunds_pending_oldest_age_seconds{instance="a"}',
+            values: "0+60x400 0x20",
+          },
+          {
+            series: 'aimbrellapay_refunds_pending_oldest_age_seconds{instance="b"}',
+            values: "0+60x400 0x20",
+          },
         ],
         alert_rule_test: [
           { eval_time: "5m", alertname: "AimbrellaPayPostbacksFailing", exp_alerts: [] },
@@ -269,6 +340,21 @@ Deno.test("[metrics] the documented alerts are valid rules over metrics we expor
               exp_annotations: { summary: "Calls to bansky are failing; the operation log says which account" },
             }],
           },
+          // Waiting 5 hours is not yet an alert (the job asks every 6 hours by then); 6 h 10 min is, once, not per
+          // process; settled, it stops.
+          { eval_time: "300m", alertname: "AimbrellaPayRefundStuckAtProvider", exp_alerts: [] },
+          {
+            eval_time: "370m",
+            alertname: "AimbrellaPayRefundStuckAtProvider",
+            exp_alerts: [{
+              exp_labels: { severity: "warning" },
+              exp_annotations: {
+                summary: "A refund has waited on its provider for over 6 hours (see accounts.md, refunds waiting on " +
+                  "the provider)",
+              },
+            }],
+          },
+          { eval_time: "410m", alertname: "AimbrellaPayRefundStuckAtProvider", exp_alerts: [] },
         ],
       }],
     };

@@ -44,6 +44,13 @@ export async function countScheduledJobs(kv: Deno.Kv, kind: JobKind): Promise<nu
   return n;
 }
 
+/** Ids of the jobs of one kind waiting, due or not, soonest due first, at most `max` of them. */
+export async function listScheduledJobIds(kv: Deno.Kv, kind: JobKind, max: number): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const entry of kv.list({ prefix: ["jobs_due", kind] }, { limit: max })) ids.push(entry.key[3] as string);
+  return ids;
+}
+
 /** Number of jobs of a kind due at or before `now`, counting at most `max` index keys. */
 export async function countDueJobs(kv: Deno.Kv, kind: JobKind, now: number, max: number): Promise<number> {
   let n = 0;

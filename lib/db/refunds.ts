@@ -3,7 +3,7 @@ import type { Refund } from "../refunds/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
-import { scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { listScheduledJobIds, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
@@ -45,6 +45,33 @@ export async function listRefundsByPayment(kv: Deno.Kv, paymentId: string): Prom
     for (const e of entries) if (e.value) out.push(e.value);
   }
   return out;
+}
+
+/** How many refunds wait on their provider, and since when the oldest of them does (null when none does). */
+export interface PendingRefunds {
+  count: number;
+  oldestCreatedAt: number | null;
+}
+
+/**
+ * The refunds still pending (asked of the provider, not settled), found through their jobs: every pending refund has
+ * exactly one `refund` job due, and no other refund has one. Reads at most `max` of them, so a huge backlog cannot
+ * slow a scrape; pending refunds are few (most settle in the request), so reading their records costs little.
+ */
+export async function readPendingRefunds(kv: Deno.Kv, max: number): Promise<PendingRefunds> {
+  const ids = await listScheduledJobIds(kv, "refund", max);
+  const batches: Promise<Deno.KvEntryMaybe<Refund>[]>[] = [];
+  for (let i = 0; i < ids.length; i += 10) batches.push(kv.getMany<Refund[]>(ids.slice(i, i + 10).map(refundKey)));
+  let count = 0;
+  let oldestCreatedAt: number | null = null;
+  for (const entries of await Promise.all(batches)) {
+    for (const { value: r } of entries) {
+      if (r?.status !== "pending") continue;
+      count++;
+      if (oldestCreatedAt === null || r.createdAt < oldestCreatedAt) oldestCreatedAt = r.createdAt;
+    }
+  }
+  return { count, oldestCreatedAt };
 }
 
 /** What a new refund is decided on: its payment, the amount its refunds hold, and a refund already stored under its id. */
