@@ -4,6 +4,7 @@ import { isJobMessage, iterateDueJobs, JOB_KINDS, type JobKind, type JobMessage 
 import { describeError, log } from "./log.ts";
 import { relayPool } from "./relay/pool.ts";
 import { runRefundJob } from "./refunds/settle.ts";
+import { runRefundRecheck } from "./refunds/recheck.ts";
 import { runPaymentCheck } from "./payments/janitor.ts";
 import { runInvoiceCheck } from "./invoices/deposits.ts";
 
@@ -18,6 +19,7 @@ const SWEEP_CONCURRENCY: Record<JobKind, number> = {
   analytics: 32,
   payment_check: 32,
   refund: 32,
+  refund_recheck: 32,
   invoice_check: 32,
 };
 /** Longer waits are left to the sweep, which survives restarts. */
@@ -40,6 +42,7 @@ const handlers = {
   analytics: runAnalyticsExport,
   payment_check: runPaymentCheck,
   refund: runRefundJob,
+  refund_recheck: runRefundRecheck,
   invoice_check: runInvoiceCheck,
 } satisfies Record<JobKind, Handler>;
 

@@ -382,6 +382,21 @@ Deno.test("[refunds] with the provider down the refund stays pending, and the jo
   });
 });
 
+Deno.test("[refunds] a refund Bansky made is final: no re-check is planned and none asks Bansky later (Bansky does not reverse a refund)", async () => {
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const id = await paidPayment(app, null);
+    const r = await refund(app, id, {});
+    assert.equal(r.body.refund.status, "succeeded");
+    const stored = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.ok(!stored.recheckAt, "no re-check planned");
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 0);
+    const asked = app.sandbox.calls.refundStatus;
+    for (const days of [1, 5, 10, 30]) await sweepAt(app, days * 86_400_000 + 60_000);
+    assert.equal(app.sandbox.calls.refundStatus, asked);
+    assert.deepEqual(await getRefund(app.kv, r.body.refund.id), stored);
+  });
+});
+
 Deno.test("[refunds] a refund Bansky refuses outright (4xx: the payment's account now reaches another merchant) fails at once: its amount is free again, the shop gets refund.failed, and the operation log has Bansky's reason", async () => {
   const shop = startShopReceiver();
   const orgA = { apiToken: "token-org-a", webhookSecret: "whsec-org-a" };

@@ -10,6 +10,7 @@ import type { ProviderAccount } from "../lib/accounts/types.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { runPaymentCheck } from "../lib/payments/janitor.ts";
 import { getRefund, getRefundReservation } from "../lib/db/refunds.ts";
+import { runRefundRecheck } from "../lib/refunds/recheck.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listOperations } from "../lib/db/operations.ts";
 import { createShop } from "../lib/shops.ts";
@@ -517,6 +518,7 @@ Deno.test("[stripe] a refund Stripe reverses after it succeeded (refund.updated:
     const p = (await getPayment(app.kv, id))!;
     assert.deepEqual([p.status, p.refundedAmount], ["succeeded", 0]);
     assert.equal((await getRefundReservation(app.kv, id)).value, 0);
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 0, "the webhook's reversal ends the re-checks");
     await waitFor("refund.failed", () => postbackTypes(shop).includes("refund.failed") || undefined);
     // The same news again is a duplicate.
     assert.equal(await fake.settleRefund(ref, "failed"), 200);
@@ -526,6 +528,96 @@ Deno.test("[stripe] a refund Stripe reverses after it succeeded (refund.updated:
     const again = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, {});
     assert.deepEqual([again.status, again.body.refund.amount, again.body.refund.status], [201, 5000, "succeeded"]);
   });
+  await shop.close();
+});
+
+const DAY_MS = 86_400_000;
+
+Deno.test("[stripe] a refund Stripe reverses days after its success, its webhook lost, is found by the re-check a day after the success (an hour after Stripe failed to answer): it fails, the payment's refundedAmount and status go back, the amount is free again, and the shop gets refund.failed, once however many runs", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    const { id } = await paidOnStripe(app, fake, stripe, 5000, shop.url);
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 3000 });
+    assert.equal(r.body.refund.status, "succeeded", JSON.stringify(r.body));
+    assert.equal((await getPayment(app.kv, id))!.status, "partially_refunded");
+    await waitFor("refund.succeeded", () => postbackTypes(shop).includes("refund.succeeded") || undefined);
+    const refundId = r.body.refund.id as string;
+    const ref = (await getRefund(app.kv, refundId))!.providerRef!;
+    // Hours later the buyer's bank sends the refund back, and Stripe's refund.failed never reaches us.
+    assert.equal(await fake.reverseRefund(ref, { sendEvent: false }), 0);
+    let reads = 0;
+    let down = false;
+    interceptFake(fake, (req, handle) => {
+      if (req.method !== "GET" || !new URL(req.url).pathname.startsWith("/v1/refunds/")) return handle(req);
+      reads++;
+      return down ? Promise.resolve(Response.json({ error: { type: "api_error" } }, { status: 500 })) : handle(req);
+    });
+
+    // Within the day, nothing asks Stripe: its webhook has every chance first.
+    await sweepAt(app, 12 * 3_600_000);
+    assert.equal(reads, 0);
+    // A day after the success the re-check asks; Stripe answers 500: nothing changes, and it asks again an hour on.
+    down = true;
+    await sweepAt(app, DAY_MS + 60_000);
+    assert.equal(reads, 1);
+    assert.equal((await getRefund(app.kv, refundId))!.status, "succeeded");
+    assert.equal((await getPayment(app.kv, id))!.refundedAmount, 3000);
+    down = false;
+    await sweepAt(app, DAY_MS + 30 * 60_000);
+    assert.equal(reads, 1, "the retry waits its hour");
+    // Two runs at once (two processes' sweeps): one reversal.
+    const ctx = app.server.ctx;
+    const realNow = ctx.now;
+    ctx.now = () => realNow() + DAY_MS + 62 * 60_000;
+    try {
+      await Promise.all([runRefundRecheck(ctx, refundId), runRefundRecheck(ctx, refundId)]);
+    } finally {
+      ctx.now = realNow;
+    }
+    const stored = (await getRefund(app.kv, refundId))!;
+    assert.equal(stored.status, "failed");
+    assert.match(stored.failureReason!, /reversed the refund after it had succeeded/);
+    const p = (await getPayment(app.kv, id))!;
+    assert.deepEqual([p.status, p.refundedAmount], ["succeeded", 0]);
+    assert.equal((await getRefundReservation(app.kv, id)).value, 0);
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 0, "its re-checks ended with it");
+    await waitFor("refund.failed", () => postbackTypes(shop).includes("refund.failed") || undefined);
+    // Later sweeps ask Stripe nothing more and tell the shop nothing more.
+    const asked = reads;
+    await sweepAt(app, 40 * DAY_MS);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(reads, asked);
+    assert.deepEqual(postbackTypes(shop), ["payment.succeeded", "refund.succeeded", "refund.failed"]);
+    // The money is back in the account's balance at Stripe: the shop can refund it again.
+    const again = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, {});
+    assert.deepEqual([again.status, again.body.refund.amount, again.body.refund.status], [201, 5000, "succeeded"]);
+  }, { JOBS_QUEUE: "off" });
+  await shop.close();
+});
+
+Deno.test("[stripe] a refund that stands is asked about 1, 5, 10 and 30 days after its success and then never again; each re-check changes nothing but its job", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    const { id } = await paidOnStripe(app, fake, stripe, 5000, shop.url);
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, {});
+    assert.equal(r.body.refund.status, "succeeded", JSON.stringify(r.body));
+    await waitFor("refund.succeeded", () => postbackTypes(shop).includes("refund.succeeded") || undefined);
+    const before = (await getRefund(app.kv, r.body.refund.id))!;
+    const paymentBefore = await getPayment(app.kv, id);
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 1);
+    const reads = () => fake.calls["GET /v1/refunds/{id}"] ?? 0;
+    for (const [days, asked] of [[0.5, 0], [1, 1], [3, 1], [5, 2], [9, 2], [10, 3], [29, 3], [30, 4], [90, 4]]) {
+      await sweepAt(app, days * DAY_MS + 60_000);
+      assert.equal(reads(), asked, `asked ${asked} times after ${days} days`);
+    }
+    const after = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.equal(after.recheckAt, null, "its re-checks are through");
+    assert.deepEqual({ ...after, recheckAt: before.recheckAt }, before, "nothing else of the refund changed");
+    assert.deepEqual(await getPayment(app.kv, id), paymentBefore);
+    assert.equal((await getRefundReservation(app.kv, id)).value, 5000);
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 0);
+    assert.deepEqual(postbackTypes(shop), ["payment.succeeded", "refund.succeeded"]);
+  }, { JOBS_QUEUE: "off" });
   await shop.close();
 });
 

@@ -4,7 +4,14 @@
  * where queues exist an enqueue in the same atomic operation wakes the job on
  * time without waiting for the sweep.
  */
-export const JOB_KINDS = ["postback", "analytics", "payment_check", "refund", "invoice_check"] as const;
+export const JOB_KINDS = [
+  "postback",
+  "analytics",
+  "payment_check",
+  "refund",
+  "refund_recheck",
+  "invoice_check",
+] as const;
 /** A kind of background job; its handler is registered in lib/jobs.ts, checked by the compiler to cover every kind. */
 export type JobKind = typeof JOB_KINDS[number];
 

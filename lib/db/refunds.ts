@@ -3,7 +3,7 @@ import type { Refund } from "../refunds/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
-import { listScheduledJobIds, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { type JobMessage, listScheduledJobIds, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues } from "./kv.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
@@ -21,12 +21,24 @@ const byPaymentKey = (paymentId: string, seq: string) => ["refunds_by_payment", 
 const reservedKey = (paymentId: string) => ["refund_reserved", paymentId] as const;
 
 const job = (id: string) => ({ kind: "refund" as const, id });
+const recheckJob = (id: string) => ({ kind: "refund_recheck" as const, id });
 /**
  * A refund's job is a backup (the request or a webhook settles it), so it is a
  * due-index key only: no queue message to write and later consume per refund.
- * The in-process kick and the cron sweep run it.
+ * The in-process kick and the cron sweep run it. The same goes for a succeeded
+ * refund's re-checks, days apart: the cron sweep runs them.
  */
 const noQueue = (jobs: ScheduleOptions): ScheduleOptions => ({ ...jobs, queue: false });
+
+/**
+ * The job a refund has due, if any: a pending one's `refund` job (only pending refunds have one, which the
+ * pending-refund gauge relies on), or a succeeded one's `refund_recheck` while its re-checks last.
+ */
+function dueJobOf(r: Refund): { msg: JobMessage; at: number } | null {
+  if (r.status === "pending") return { msg: job(r.id), at: r.nextCheckAt };
+  if (r.status === "succeeded" && r.recheckAt) return { msg: recheckJob(r.id), at: r.recheckAt };
+  return null;
+}
 
 export async function getRefund(kv: Deno.Kv, id: string): Promise<Refund | null> {
   return (await kv.get<Refund>(refundKey(id))).value;
@@ -149,13 +161,16 @@ export function addRefundUpdateOps(
   jobs: ScheduleOptions,
 ) {
   op.check(entry).set(refundKey(next.id), next);
-  if (entry.value.status === "pending") unscheduleJob(op, job(next.id), entry.value.nextCheckAt);
-  if (next.status === "pending") scheduleJob(op, job(next.id), next.nextCheckAt, noQueue(jobs));
+  const before = dueJobOf(entry.value);
+  const after = dueJobOf(next);
+  if (before && after && before.msg.kind === after.msg.kind && before.at === after.at) return;
+  if (before) unscheduleJob(op, before.msg, before.at);
+  if (after) scheduleJob(op, after.msg, after.at, noQueue(jobs));
 }
 
 /**
- * Writes a new version of a refund that stays pending (its provider reference, its next check), with the
- * log entries of the provider calls that led to it.
+ * Writes a new version of a refund that stays as it is (a pending one's provider reference and next check, a
+ * succeeded one's next re-check), with the log entries of the provider calls that led to it.
  */
 export async function commitRefundUpdate(
   kv: Deno.Kv,

@@ -41,6 +41,11 @@ export interface BanskyOptions {
  */
 export class BanskyProvider implements PaymentProvider {
   readonly name = "bansky";
+  /**
+   * Bansky settles a refund once: `refunded` is final in its API as the sandbox imitates it, and nothing of a later
+   * reversal is documented (bansky_wire.ts, docs/internal/bansky.md). Its refunds are not asked about again.
+   */
+  readonly refundsCanReverse = false;
   constructor(private readonly opts: BanskyOptions) {}
 
   async initiate(req: InitiateRequest): Promise<InitiateResult> {

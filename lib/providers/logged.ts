@@ -25,6 +25,7 @@ import type { Metrics } from "../metrics.ts";
  */
 export class LoggedProvider implements PaymentProvider {
   readonly name: string;
+  readonly refundsCanReverse: boolean;
 
   constructor(
     private readonly kv: Deno.Kv,
@@ -34,6 +35,7 @@ export class LoggedProvider implements PaymentProvider {
     private readonly opts: { now: () => number; metrics?: Metrics },
   ) {
     this.name = inner.name;
+    this.refundsCanReverse = inner.refundsCanReverse;
   }
 
   initiate(req: InitiateRequest): Promise<InitiateResult> {

@@ -55,6 +55,8 @@ const cryptoProvider = Stripe.createSubtleCryptoProvider();
  */
 export class StripeProvider implements PaymentProvider {
   readonly name = "stripe";
+  /** A refund Stripe reported succeeded fails later when the buyer's bank returns it (a closed card). */
+  readonly refundsCanReverse = true;
   private readonly stripe: Stripe;
 
   constructor(private readonly opts: StripeOptions) {

@@ -91,6 +91,11 @@ export interface RefundOptions {
 /** The fixed verbs every upstream implements. Domain code never sees provider JSON. */
 export interface PaymentProvider {
   readonly name: string;
+  /**
+   * Whether a refund this provider reported `succeeded` can still fail later (Stripe: the buyer's bank sends it
+   * back). Such refunds are asked about again for a while (lib/refunds/recheck.ts), in case the news is lost.
+   */
+  readonly refundsCanReverse: boolean;
   initiate(req: InitiateRequest): Promise<InitiateResult>;
   getStatus(ref: string): Promise<ProviderStatus>;
   /** Throws WebhookRejectedError when the signature, timestamp or body is wrong (an adapter may verify synchronously). */

@@ -34,6 +34,25 @@ import { refundEvents, refundPostbackBody } from "./view.ts";
  * the request outright): money may be on its way.
  */
 const CHECK_BACKOFF_MS = [10_000, 30_000, 120_000, 600_000, 3_600_000, 21_600_000];
+/**
+ * When a succeeded refund is asked about again, at a provider that can reverse it (refundsCanReverse: Stripe), counted
+ * from its success: 1, 5, 10 and 30 days. A reversal comes when the buyer's bank or card issuer sends the refund back
+ * (a closed card, a closed account), and the provider's webhook is what tells us of it; these find one whose webhook
+ * never comes (an endpoint misconfigured, the event left out of it, a bug of ours), which would otherwise stay hidden
+ * for good: the shop, and we, would believe the buyer has the money. 1 day: the webhook has had its chance, and the
+ * shop still hears within a day of when it would have. 5 days: past Stripe's three days of webhook retries, and a
+ * business week over a weekend. 10 days: two business weeks, for issuers and banks slow to send a refund back.
+ * 30 days: the last, for the slowest; past that an operator's look is the way. Four reads of a refund over a month
+ * cost the provider little, and only refunds that succeeded get them.
+ */
+export const REVERSAL_CHECK_MS: readonly number[] = [1, 5, 10, 30].map((days) => days * 24 * 60 * 60_000);
+
+/** The re-check after `now` of a refund that succeeded at `succeededAt`; null once the schedule is through. */
+export function nextReversalCheckAt(succeededAt: number, now: number): number | null {
+  const step = REVERSAL_CHECK_MS.find((ms) => succeededAt + ms > now);
+  return step === undefined ? null : succeededAt + step;
+}
+
 /** A job run holds the refund this long, so a sweep does not ask the provider twice at once. */
 const JOB_LEASE_MS = 60_000;
 const MAX_CONFLICT_RETRIES = 10;
@@ -81,10 +100,11 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
 
 /**
  * What the provider said about a refund: its reference (null when it refused the request before making one) and
- * the refund's status; `refused` when it said no to the request itself. Null when it gave no answer (asked again
- * later).
+ * the refund's status; `refused` when it said no to the request itself; `reversible` when the provider can still
+ * reverse a success (refundsCanReverse), so that a success is checked again later. Null when it gave no answer (asked
+ * again later).
  */
-export type RefundAnswer = { ref: string | null; status: RefundStatus; refused?: boolean } | null;
+export type RefundAnswer = { ref: string | null; status: RefundStatus; refused?: boolean; reversible?: boolean } | null;
 
 /**
  * The provider's answer about a refund. With `held`, the call's operation-log entry is handed over there for the
@@ -102,9 +122,10 @@ async function askProvider(
   const { adapter, logged } = await ctx.providers.forPayment(refundScope(r));
   if (opts.held) logged?.holdEntries();
   try {
+    const reversible = adapter.refundsCanReverse;
     return r.providerRef
-      ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef) }
-      : await adapter.refund(paymentRef, r.amount, r.id, r.currency, { retry: opts.retry ?? false });
+      ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef), reversible }
+      : { ...await adapter.refund(paymentRef, r.amount, r.id, r.currency, { retry: opts.retry ?? false }), reversible };
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     // A refund the provider refused outright when first asked (more than is left at the provider, a payment it
@@ -133,7 +154,7 @@ async function askProvider(
 }
 
 /** What a refund's provider calls are made for: its payment's account, its own amount. */
-function refundScope(r: Refund): PaymentScope {
+export function refundScope(r: Refund): PaymentScope {
   return {
     id: r.paymentId,
     shopId: r.shopId,
@@ -185,7 +206,7 @@ export async function applyRefundResult(
         case "pending":
           return await stillPending(ctx, write);
         case "succeeded":
-          return await succeed(ctx, write, i === 0 ? known.payment : undefined);
+          return await succeed(ctx, write, i === 0 ? known.payment : undefined, result?.reversible ?? false);
         case "failed":
           return r.status === "succeeded"
             ? await reverse(ctx, write, i === 0 ? known.payment : undefined)
@@ -217,8 +238,15 @@ async function stillPending(ctx: AppContext, { entry, base, now, operations }: R
   return next;
 }
 
-async function succeed(ctx: AppContext, { entry, base, now, operations }: RefundWrite, read?: Deno.KvEntry<Payment>) {
-  const settled: Refund = { ...base, status: "succeeded", settledAt: now };
+async function succeed(
+  ctx: AppContext,
+  { entry, base, now, operations }: RefundWrite,
+  read: Deno.KvEntry<Payment> | undefined,
+  reversible: boolean,
+) {
+  // A provider that can reverse it is asked again later (REVERSAL_CHECK_MS), in the same operation as the success.
+  const recheckAt = reversible ? nextReversalCheckAt(now, now) : null;
+  const settled: Refund = { ...base, status: "succeeded", settledAt: now, recheckAt };
   // The payment as read a moment ago picks the target; if it changed since, the move sees it and we try again.
   const paymentEntry = read ?? await getPaymentEntry(ctx.kv, settled.paymentId);
   if (!paymentEntry.value) throw new NotFoundError("Unknown payment.");
@@ -257,6 +285,8 @@ async function succeed(ctx: AppContext, { entry, base, now, operations }: Refund
       },
     });
     if (moved.outcome === "refused") {
+      // Another run settled this refund first (its webhook and a job at once) and moved the payment: read again.
+      if (await refundChanged(ctx.kv, entry)) return null;
       throw new Error(`payment ${settled.paymentId} refused a refund move from ${moved.payment.status}`);
     }
     stored = moved.versionstamp;
@@ -319,6 +349,8 @@ async function reverse(
     status: "failed",
     settledAt: now,
     succeededAt,
+    // Its re-checks end with it (the same operation takes their job out).
+    recheckAt: null,
     failureReason: "The provider reversed the refund after it had succeeded: the buyer did not get the money back.",
   };
   const paymentEntry = read ?? await getPaymentEntry(ctx.kv, reversed.paymentId);
@@ -357,6 +389,8 @@ async function reverse(
       },
     });
     if (moved.outcome === "refused") {
+      // Another run settled this refund first (its webhook and a job at once) and moved the payment: read again.
+      if (await refundChanged(ctx.kv, entry)) return null;
       throw new Error(`payment ${reversed.paymentId} refused a refund reversal from ${moved.payment.status}`);
     }
     stored = moved.versionstamp;
@@ -375,6 +409,11 @@ async function reverse(
   const sent = delivery as Delivery | null;
   if (sent && stored) sendCommitted(ctx, sent, stored);
   return reversed;
+}
+
+/** Whether a refund was written since it was read as `entry`. */
+async function refundChanged(kv: Deno.Kv, entry: Deno.KvEntry<Refund>): Promise<boolean> {
+  return (await getRefundEntry(kv, entry.value.id)).versionstamp !== entry.versionstamp;
 }
 
 /**
@@ -431,7 +470,8 @@ export async function handleRefundWebhook(
       { "retry-after": "30" },
     );
   }
-  const after = await applyRefundResult(ctx, r.id, { ref: notice.ref, status: confirmed }).catch((err) => {
+  const answer = { ref: notice.ref, status: confirmed, reversible: adapter.refundsCanReverse };
+  const after = await applyRefundResult(ctx, r.id, answer).catch((err) => {
     log.warn("refund webhook not applied", { refundId: r.id, error: describeError(err) });
     throw err;
   });

@@ -31,6 +31,11 @@ export interface Refund {
   nextCheckAt: number;
   createdAt: number;
   updatedAt: number;
+  /**
+   * Only on a succeeded refund whose provider can still reverse it: when the `refund_recheck` job asks the provider
+   * whether it stands (lib/refunds/recheck.ts); null (or absent) once those checks are through, or never planned.
+   */
+  recheckAt?: number | null;
   /** When it succeeded or failed (for a refund the provider reversed: when it failed). */
   settledAt: number | null;
   /** Only on a refund the provider reversed after it had succeeded (now failed): when it had succeeded. */
