@@ -797,3 +797,69 @@ Deno.test("[stripe] a Stripe refund whose first call met a 500 and whose retry S
     );
   }, { JOBS_QUEUE: "off" });
 });
+
+Deno.test("[stripe] a shop's retry of a payment whose session Stripe made but answered too late, or whose routes changed meanwhile, is the same request at Stripe: the session it made is answered, never an idempotency_error", async (t) => {
+  await withStripe(async (app, fake, stripe) => {
+    const ctx = app.server.ctx;
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    // The first POST /v1/checkout/sessions under each key lands at Stripe, but its answer comes after our timeout.
+    const late = new Set<string>();
+    interceptFake(fake, async (req, handle) => {
+      const res = await handle(req);
+      const key = req.headers.get("idempotency-key") ?? "";
+      if (req.method === "POST" && new URL(req.url).pathname === "/v1/checkout/sessions" && !late.has(key)) {
+        late.add(key);
+        await new Promise((r) => setTimeout(r, 2500));
+      }
+      return res;
+    });
+    const body = (id: string) => paymentBody({ id, postbackUrl: "http://127.0.0.1:9/pb", amount: 4200 });
+    const lastSession = () => [...fake.sessions.keys()].at(-1)!;
+
+    await t.step("a retry with the same body", async () => {
+      const first = await callInit(app, body("o-late"));
+      assert.equal(first.status, 504, JSON.stringify(first.body));
+      assert.equal(fake.sessions.size, 1, "Stripe made the session");
+      const retry = await callInit(app, body("o-late"));
+      assert.equal(retry.status, 201, JSON.stringify(retry.body));
+      assert.equal((await getPayment(app.kv, retry.body.id))!.providerRef, lastSession(), "the session made first");
+      assert.equal(fake.sessions.size, 1);
+    });
+
+    await t.step("a retry after the shop's routes moved to another account on the same connected account", async () => {
+      const first = await callInit(app, body("o-moved"));
+      assert.equal(first.status, 504, JSON.stringify(first.body));
+      const made = lastSession();
+      const renewed = await createAccount(ctx, {
+        provider: "stripe",
+        label: "Stripe org 2, renewed",
+        orgId: "991011000048",
+        credentials: {
+          secretKey: STRIPE_KEY,
+          webhookSecret: "whsec_stripe_org2",
+          connectedAccountId: ORG2,
+          apiUrl: fake.url,
+        },
+      }, { actor: "test" });
+      await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: renewed.id }, { actor: "test" });
+      const retry = await callInit(app, body("o-moved"));
+      assert.equal(retry.status, 201, JSON.stringify(retry.body));
+      const p = (await getPayment(app.kv, retry.body.id))!;
+      assert.deepEqual([p.accountId, p.providerRef], [renewed.id, made], "the session made first, on the new account");
+      assert.equal(fake.sessions.size, 2, "one session for each order");
+    });
+
+    await t.step(
+      "an order sent again with another body after a failure (a buyer's form changed) is another request",
+      async () => {
+        const first = await callInit(app, body("o-changed"));
+        assert.equal(first.status, 504, JSON.stringify(first.body));
+        const changed = await callInit(app, { ...body("o-changed"), amount: 4300 });
+        assert.equal(changed.status, 504, "a new key: Stripe makes it (and answers late, here)");
+        const again = await callInit(app, { ...body("o-changed"), amount: 4300 });
+        assert.equal(again.status, 201, JSON.stringify(again.body));
+        assert.equal(fake.sessions.get((await getPayment(app.kv, again.body.id))!.providerRef!)!.amount_total, 4300);
+      },
+    );
+  });
+});
