@@ -863,3 +863,40 @@ Deno.test("[stripe] a shop's retry of a payment whose session Stripe made but an
     );
   });
 });
+
+Deno.test("[stripe] a payment whose session creation Stripe answered 500 is asked again under another key, and a shop's retry of one that failed so gets a session, instead of Stripe's stored 500 again for a day", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const body = (id: string) => paymentBody({ id, postbackUrl: "http://127.0.0.1:9/pb", amount: 4200 });
+    // Stripe fails the creation once it began: it stores that 500 under the key, and answers it to every retry.
+    fake.failing["POST /v1/checkout/sessions"] = 1;
+    const once = await callInit(app, body("o-500"));
+    assert.equal(once.status, 201, JSON.stringify(once.body));
+    assert.equal(fake.sessions.get((await getPayment(app.kv, once.body.id))!.providerRef!)?.amount_total, 4200);
+    assert.equal(fake.sessions.size, 1);
+
+    // Twice: the shop is answered 502, and its retry (Stripe answering the first key's 500 again) gets a session.
+    fake.failing["POST /v1/checkout/sessions"] = 2;
+    const failed = await callInit(app, body("o-500-twice"));
+    assert.equal(failed.status, 502, JSON.stringify(failed.body));
+    const retry = await callInit(app, body("o-500-twice"));
+    assert.equal(retry.status, 201, JSON.stringify(retry.body));
+    const ref = (await getPayment(app.kv, retry.body.id))!.providerRef!;
+    assert.equal(fake.sessions.size, 2, "nothing was made by the failed tries");
+    const again = await callInit(app, body("o-500-twice"));
+    assert.equal((await getPayment(app.kv, again.body.id))!.providerRef, ref, "later retries: the stored payment");
+    assert.equal(fake.sessions.size, 2);
+
+    // A refusal (4xx) is not asked again: it is about the request, and another key gets the same answer.
+    let asked = 0;
+    interceptFake(fake, (req, handle) => {
+      if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/checkout/sessions") return handle(req);
+      asked++;
+      const error = { type: "invalid_request_error", message: "Invalid currency." };
+      return Promise.resolve(Response.json({ error }, { status: 400 }));
+    });
+    const refused = await callInit(app, body("o-refused"));
+    assert.equal(refused.status, 502, JSON.stringify(refused.body));
+    assert.equal(asked, 1);
+  });
+});

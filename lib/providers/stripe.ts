@@ -19,6 +19,7 @@ import {
   stripeSessionToOurs,
   toStripeAmount,
 } from "./stripe_wire.ts";
+import { randomId } from "../ids.ts";
 import {
   type CancelResult,
   type InitiateRequest,
@@ -92,25 +93,37 @@ export class StripeProvider implements PaymentProvider {
     const where = req.embedded
       ? { ui_mode: "embedded" as const, redirect_on_completion: "never" as const }
       : { success_url: req.successUrl, cancel_url: req.errorUrl };
-    const session = await this.call("POST /v1/checkout/sessions", () =>
-      this.stripe.checkout.sessions.create({
-        ...where,
-        mode: "payment",
-        client_reference_id: req.paymentId,
-        customer_email: req.email,
-        line_items: [{
-          quantity: 1,
-          price_data: {
-            currency: req.currency.toLowerCase(),
-            unit_amount: amount.amount,
-            product_data: { name: `Payment ${req.paymentId}` },
-          },
-        }],
-        // amountUnits: this session's amounts are in Stripe's minor units (toStripeAmount); sessions made before were
-        // sent ours, and are refunded on that scale (see refund).
-        metadata: { paymentId: req.paymentId, amountUnits: STRIPE_UNITS },
-        payment_intent_data: { metadata: { paymentId: req.paymentId } },
-      }, { ...this.account, idempotencyKey: `create-${req.requestId}` }));
+    const params: Stripe.Checkout.SessionCreateParams = {
+      ...where,
+      mode: "payment",
+      client_reference_id: req.paymentId,
+      customer_email: req.email,
+      line_items: [{
+        quantity: 1,
+        price_data: {
+          currency: req.currency.toLowerCase(),
+          unit_amount: amount.amount,
+          product_data: { name: `Payment ${req.paymentId}` },
+        },
+      }],
+      // amountUnits: this session's amounts are in Stripe's minor units (toStripeAmount); sessions made before were
+      // sent ours, and are refunded on that scale (see refund).
+      metadata: { paymentId: req.paymentId, amountUnits: STRIPE_UNITS },
+      payment_intent_data: { metadata: { paymentId: req.paymentId } },
+    };
+    const create = (idempotencyKey: string) =>
+      this.call(
+        "POST /v1/checkout/sessions",
+        () => this.stripe.checkout.sessions.create(params, { ...this.account, idempotencyKey }),
+      );
+    // Named by the request, so a retry after an answer we lost (a timeout) gets the session Stripe made. But Stripe
+    // also stores a 500 it met under the key and answers every retry with it for 24 hours: the shop's retries of that
+    // order would all fail for a day. A session takes no money until a buyer pays on its page, and a page reaches a
+    // buyer only from a stored payment: after a 500 another key is safe, and a new one each time goes through.
+    const session = await create(`create-${req.requestId}`).catch((err) => {
+      if (!(err instanceof UpstreamError) || (err.answered ?? 0) < 500) throw err;
+      return create(`create-${req.requestId}.${randomId("after500")}`);
+    });
     if (req.embedded) {
       if (!session.client_secret) {
         throw new UpstreamError(
