@@ -900,3 +900,73 @@ Deno.test("[stripe] a payment whose session creation Stripe answered 500 is aske
     assert.equal(asked, 1);
   });
 });
+
+Deno.test("[stripe] a refund the job asks for again is the same request at Stripe under the stricter fake, on a session made before metadata.amountUnits too; a stored 500 or a key Stripe says was used with other parameters leaves it pending with its amount held, and it is made once", async (t) => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const refunds = (intent: string | null) => [...fake.refunds.values()].filter((r) => r.payment_intent === intent);
+
+    await t.step("a session made before amountUnits, its first call met a 500 in front of Stripe", async () => {
+      const init = await callInit(app, paymentBody({ amount: 100_000, currency: "MGA" }));
+      await buyerSettles(init.body.url, "paid");
+      await waitFor("paid", async () => (await getPayment(app.kv, init.body.id))?.status === "succeeded" || undefined);
+      const session = fake.sessions.get((await getPayment(app.kv, init.body.id))!.providerRef!)!;
+      // As such a session was made before: our minor units sent as they were (100,000 MGA charged), no mark.
+      session.amount_total = 100_000;
+      delete session.metadata.amountUnits;
+      let failed = false;
+      const restore = interceptFake(fake, (req, handle) => {
+        if (failed || req.method !== "POST" || new URL(req.url).pathname !== "/v1/refunds") return handle(req);
+        failed = true;
+        return Promise.resolve(Response.json({ error: { type: "api_error", message: "boom" } }, { status: 500 }));
+      });
+      const r = await api(app, app.shop.apiKey, "POST", `/payments/${init.body.id}/refunds`, {});
+      assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+      await sweepAt(app, 61_000);
+      restore();
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+      assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [100_000], "all that was charged");
+    });
+
+    await t.step("a first call Stripe failed with a 500 it keeps under the key", async () => {
+      const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+      fake.failing["POST /v1/refunds"] = 1;
+      const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+      assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+      // Its outcome is unknown at Stripe: asking under another key could refund twice. Stripe answers the same 500.
+      for (const ahead of [61_000, 10 * 60_000, 3_600_000]) {
+        await sweepAt(app, ahead);
+        assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+        assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
+      }
+      assert.equal(refunds(session.payment_intent).length, 0);
+      // A day later Stripe has forgotten the key; nothing of ours is at Stripe, so the job asks anew.
+      fake.now = () => Date.now() + 25 * 3_600_000;
+      await sweepAt(app, 25 * 3_600_000);
+      fake.now = Date.now;
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+      assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000]);
+    });
+
+    await t.step("a key Stripe says was used with other parameters (an older deploy's call)", async () => {
+      const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+      let refusals = 2;
+      const restore = interceptFake(fake, (req, handle) => {
+        if (!refusals || req.method !== "POST" || new URL(req.url).pathname !== "/v1/refunds") return handle(req);
+        refusals--;
+        const message =
+          "Keys for idempotent requests can only be used with the same parameters they were first used with.";
+        return Promise.resolve(Response.json({ error: { type: "idempotency_error", message } }, { status: 400 }));
+      });
+      const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+      assert.equal(r.body.refund.status, "pending", "not failed: the first request under the key may have refunded");
+      await sweepAt(app, 61_000);
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+      assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
+      await sweepAt(app, 10 * 60_000);
+      restore();
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+      assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000]);
+    });
+  }, { JOBS_QUEUE: "off" });
+});
