@@ -970,3 +970,37 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
     });
   }, { JOBS_QUEUE: "off" });
 });
+
+Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge in its currency (10.50 MGA at Stripe, which takes whole ariary) is refused when it is made, naming the amount, instead of a page that answers every buyer 503", async () => {
+  await withStripe(async (app, _fake, stripe) => {
+    const form = (amount: number, currency: string) =>
+      api(app, app.shop.apiKey, "POST", "/forms", { kind: "fiat", title: "Ticket", amount, currency });
+    // On the platform's Bansky account any amount goes.
+    assert.equal((await form(1050, "MGA")).status, 201);
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    for (
+      const [amount, currency, why] of [[1050, "MGA", /multiple of 100 for MGA \(1\.00 MGA\)/], [
+        12_345,
+        "KWD",
+        /multiple of 10 for KWD \(0\.010 KWD\)/,
+      ]] as const
+    ) {
+      const refused = await form(amount, currency);
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      assert.match(refused.body.error.fields.amount, why);
+      assert.doesNotMatch(refused.body.error.fields.amount, /Stripe/, "the shop's set-up, not a provider's name");
+    }
+    const whole = await form(1000, "MGA");
+    assert.equal(whole.status, 201, JSON.stringify(whole.body));
+    const page = await (await fetch(`${app.baseUrl}/forms/${whole.body.form.id}`)).text();
+    const token = page.match(/name="_token" value="([^"]+)"/)![1];
+    const res = await fetch(`${app.baseUrl}/forms/${whole.body.form.id}/submit`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+      body: new URLSearchParams({ _token: token, email: "buyer@example.com" }),
+      redirect: "manual",
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 303, "10.00 MGA goes through");
+  });
+});

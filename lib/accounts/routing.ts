@@ -6,6 +6,7 @@ import { getShopEntry, replaceShop, type Shop } from "../db/shops.ts";
 import { currencyRefusal, isCurrency, listCurrencies } from "../money.ts";
 import type { PaymentType } from "../payments/types.ts";
 import type { AccountAdapter } from "../providers/registry.ts";
+import { amountStep } from "../providers/amount_steps.ts";
 import { currencyCode, type CurrencyCodes, parseAllowingStoredCurrencies } from "../validation.ts";
 import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRule, type ShopRouting } from "./types.ts";
 
@@ -68,15 +69,24 @@ export async function routePayment(
  * once (cached per isolate).
  */
 export async function shopOptions(ctx: AppContext, shop: Shop): Promise<{ fiatCurrencies: string[] }> {
+  return { fiatCurrencies: [...(await shopFiatSteps(ctx, shop)).keys()] };
+}
+
+/**
+ * The fiat currencies a shop's routes take (as shopOptions), each with the step its amounts must be a multiple of
+ * (minor units) at the provider of the account its payments in it go to: 1 mostly, 100 for MGA at Stripe.
+ */
+export async function shopFiatSteps(ctx: AppContext, shop: Shop): Promise<Map<string, number>> {
   const routing = shopRouting(shop);
   const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
   const accounts = new Map<string, ProviderAccount | null>();
   await Promise.all([...ids].map(async (id) => accounts.set(id, (await ctx.providers.find(id))?.account ?? null)));
-  const fiatCurrencies = listCurrencies().filter((c) => {
+  const steps = new Map<string, number>();
+  for (const c of listCurrencies()) {
     const account = accounts.get(pickAccountId(routing, c, "fiat"));
-    return account ? accountAccepts(account, c, "fiat") : false;
-  });
-  return { fiatCurrencies };
+    if (account && accountAccepts(account, c, "fiat")) steps.set(c, amountStep(account.provider, c));
+  }
+  return steps;
 }
 
 /** A shop's routes as a change gives them; `codes` "stored" also reads a currency only stored rules may hold. */

@@ -5,7 +5,8 @@ import { getShop, type Shop } from "../db/shops.ts";
 import { checkReturnUrl } from "../shops.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { hasIdShape, randomId, sortableId } from "../ids.ts";
-import { shopOptions } from "../accounts/routing.ts";
+import { shopFiatSteps } from "../accounts/routing.ts";
+import { formatDecimal } from "../money.ts";
 import { parseOrThrow } from "../validation.ts";
 import { checkFormRequest, formRequestSchema } from "./schema.ts";
 import type { PaymentForm } from "./types.ts";
@@ -35,10 +36,17 @@ export async function createShopForm(
     returnUrl: checkReturnUrl(shop, checked.returnUrl, { allowLocalUrls: ctx.config.allowLocalUrls }),
   };
   if (input.kind === "fiat" && input.currency) {
-    const { fiatCurrencies } = await shopOptions(ctx, shop);
-    if (!fiatCurrencies.includes(input.currency)) {
+    const step = (await shopFiatSteps(ctx, shop)).get(input.currency);
+    if (step === undefined) {
       throw new ValidationError("The request is invalid.", {
         currency: `is not one your shop takes (see GET /api/v1/options)`,
+      });
+    }
+    // The provider your payments in this currency go to would refuse every submit (Stripe takes MGA in whole ariary).
+    if (input.amount !== null && input.amount % step !== 0) {
+      throw new ValidationError("The request is invalid.", {
+        amount: `must be a multiple of ${step} for ${input.currency} (${formatDecimal(step, input.currency)} ` +
+          `${input.currency}): the provider your shop's payments in ${input.currency} go to takes no other amounts`,
       });
     }
   }

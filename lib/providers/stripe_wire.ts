@@ -15,9 +15,22 @@ import { currencyExponent } from "../money.ts";
 const STRIPE_DECIMALS: Readonly<Record<string, number>> = { ISK: 2, MGA: 0 };
 
 /**
- * An amount in ISO 4217 minor units (ours) as Stripe's API takes it, or why Stripe cannot take it exactly: fewer
- * decimals at Stripe than in ISO (MGA), or a three-decimal currency's amount whose last digit is not 0, which Stripe
- * refuses ("to ensure compatibility with Stripe's payments partners").
+ * The step, in ISO 4217 minor units (ours), of the amounts Stripe takes in a currency: 1, or 10 ** n where Stripe has n
+ * decimals fewer than ISO (MGA: 100, whole ariary), or 10 for a three-decimal currency, whose last digit Stripe wants 0
+ * ("to ensure compatibility with Stripe's payments partners"). The one rule: toStripeAmount checks amounts with it, and
+ * what shops and buyers are offered and shown (forms' currencies, amount hints) is derived from it.
+ */
+export function stripeAmountStep(currency: string): number {
+  const iso = currencyExponent(currency);
+  const stripe = STRIPE_DECIMALS[currency] ?? iso;
+  if (stripe < iso) return 10 ** (iso - stripe);
+  return iso === 3 ? 10 : 1;
+}
+
+/**
+ * An amount in ISO 4217 minor units (ours) as Stripe's API takes it, or why Stripe cannot take it exactly (it is not a
+ * multiple of stripeAmountStep): fewer decimals at Stripe than in ISO (MGA), or a three-decimal currency's amount whose
+ * last digit is not 0.
  */
 export function toStripeAmount(
   minor: number,
@@ -25,18 +38,16 @@ export function toStripeAmount(
 ): { amount: number } | { problem: string; step: number } {
   const iso = currencyExponent(currency);
   const stripe = STRIPE_DECIMALS[currency] ?? iso;
-  if (iso === 3 && minor % 10 !== 0) {
-    return { problem: `must be a multiple of 10 for ${currency} with this payment's provider (Stripe)`, step: 10 };
-  }
-  if (stripe >= iso) return { amount: minor * 10 ** (stripe - iso) };
-  const step = 10 ** (iso - stripe);
+  const step = stripeAmountStep(currency);
   if (minor % step !== 0) {
     return {
-      problem: `must be in whole ${currency} (a multiple of ${step}) with this payment's provider (Stripe)`,
+      problem: iso === 3 && stripe === iso
+        ? `must be a multiple of 10 for ${currency} with this payment's provider (Stripe)`
+        : `must be in whole ${currency} (a multiple of ${step}) with this payment's provider (Stripe)`,
       step,
     };
   }
-  return { amount: minor / step };
+  return { amount: stripe >= iso ? minor * 10 ** (stripe - iso) : minor / step };
 }
 
 /** A Checkout Session's `status` and `payment_status`, combined: what the session says about the money. */
