@@ -65,6 +65,8 @@ export function BuyerFormPage(props: {
   message?: string;
   currencies: string[];
   coins: CoinChoice[];
+  /** The step (minor units) the shop's provider takes a fixed currency's amounts in, for the amount's hint. */
+  amountStep?: number;
 }) {
   const { form, values, errors = {} } = props;
   const open = new Set(openFields(form));
@@ -149,7 +151,7 @@ export function BuyerFormPage(props: {
             label={unit ? `Amount (${unit})` : "Amount"}
             error={errors.amount}
             hint={form.kind === "fiat" && form.currency
-              ? `For example ${amountExample(form.currency)}`
+              ? `For example ${amountExample(form.currency, props.amountStep)}`
               : decimals
               ? "For example 10 or 10.5"
               : "For example 10"}

@@ -1004,3 +1004,31 @@ Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge 
     assert.equal(res.status, 303, "10.00 MGA goes through");
   });
 });
+
+Deno.test("[stripe] a form's amount hint shows the decimals the shop's provider takes the currency in: MGA at Stripe in whole ariary (10), KWD in tens of the third decimal (10 or 10.50); the same forms on Bansky keep ISO's decimals", async () => {
+  await withStripe(async (app, _fake, stripe) => {
+    const forms = new Map<string, string>();
+    for (const currency of ["MGA", "KWD", "EUR", "JPY"]) {
+      const made = await api(app, app.shop.apiKey, "POST", "/forms", { kind: "fiat", title: "Gift", currency });
+      forms.set(currency, made.body.form.id);
+    }
+    const hint = async (currency: string) => {
+      const html = await (await fetch(`${app.baseUrl}/forms/${forms.get(currency)}`)).text();
+      return html.match(/id="f-amount-hint"[^>]*>([^<]*)</)?.[1];
+    };
+    const onBansky = {
+      MGA: "For example 10 or 10.50",
+      KWD: "For example 10 or 10.500",
+      EUR: "For example 10 or 10.50",
+    };
+    for (const [currency, text] of Object.entries(onBansky)) assert.equal(await hint(currency), text, currency);
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const onStripe = {
+      MGA: "For example 10",
+      KWD: "For example 10 or 10.50",
+      EUR: "For example 10 or 10.50",
+      JPY: "For example 10",
+    };
+    for (const [currency, text] of Object.entries(onStripe)) assert.equal(await hint(currency), text, currency);
+  });
+});

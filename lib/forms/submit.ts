@@ -5,7 +5,7 @@ import { ValidationError } from "../errors.ts";
 import { currencyExponent, formatDecimal, parseAmount, typedAmountAbove } from "../money.ts";
 import { initPayment } from "../payments/init.ts";
 import { payUrl } from "../payments/view.ts";
-import { shopOptions } from "../accounts/routing.ts";
+import { shopFiatSteps, shopOptions } from "../accounts/routing.ts";
 import { COIN_CHOICES, type CoinChoice, createFormInvoice, formatCryptoAmount, parseCryptoAmount } from "./crypto.ts";
 import { formUrl } from "./mod.ts";
 import { MAX_WHOLE_DIGITS } from "../invoices/amounts.ts";
@@ -97,10 +97,19 @@ function typedAmount(input: BuyerInput): string {
   return /^\d+,\d{1,2}$/.test(typed) ? typed.replace(",", ".") : typed;
 }
 
-/** "10 or 10.50" (JPY: "10", KWD: "10 or 10.500"): what a valid amount looks like in this currency. */
-export function amountExample(currency: string): string {
-  const exp = currencyExponent(currency);
-  return exp ? `10 or 10.5${"0".repeat(exp - 1)}` : "10";
+/**
+ * "10 or 10.50" (JPY: "10", KWD: "10 or 10.500"): what a valid amount looks like in this currency, with the decimals
+ * the shop's provider takes it in (`step`, minor units: amountStepFor): MGA at Stripe (whole ariary) "10", KWD at
+ * Stripe (tens of the third decimal) "10 or 10.50".
+ */
+export function amountExample(currency: string, step = 1): string {
+  const decimals = currencyExponent(currency) - Math.round(Math.log10(step));
+  return decimals > 0 ? `10 or 10.5${"0".repeat(decimals - 1)}` : "10";
+}
+
+/** The step (minor units) of the amounts the shop's provider for `currency` takes (1 when its routes take none). */
+export async function amountStepFor(ctx: AppContext, shop: Shop, currency: string): Promise<number> {
+  return (await shopFiatSteps(ctx, shop)).get(currency) ?? 1;
 }
 
 /**

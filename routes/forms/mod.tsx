@@ -13,6 +13,7 @@ import { ID_PATTERNS } from "../../lib/ids.ts";
 import { DnsTimeoutError } from "../../lib/relay/url_guard.ts";
 import { findFormPayment, loadBuyerForm } from "../../lib/forms/mod.ts";
 import {
+  amountStepFor,
   amountStepProblem,
   type BuyerInput,
   BuyerInputError,
@@ -57,6 +58,10 @@ export function formPageRoutes(ctx: AppContext) {
     const { form, shop } = target;
     const currencies = form.kind === "fiat" && form.currency === null ? await currencyChoicesFor(ctx, shop) : [];
     const coins = form.kind === "crypto" ? coinChoicesFor(form) : [];
+    // A typed amount in a fixed currency: its hint shows the decimals the shop's provider takes it in.
+    const amountStep = form.kind === "fiat" && form.currency && form.amount === null
+      ? await amountStepFor(ctx, shop, form.currency)
+      : 1;
     return c.html(
       renderPage(
         <BuyerFormPage
@@ -68,6 +73,7 @@ export function formPageRoutes(ctx: AppContext) {
           message={extra.message}
           currencies={currencies}
           coins={coins}
+          amountStep={amountStep}
         />,
       ),
       status,
