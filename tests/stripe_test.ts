@@ -1032,3 +1032,24 @@ Deno.test("[stripe] a form's amount hint shows the decimals the shop's provider 
     for (const [currency, text] of Object.entries(onStripe)) assert.equal(await hint(currency), text, currency);
   });
 });
+
+Deno.test("[stripe] a shop's retry of a payment whose key Stripe says was used with other parameters (its first try made by a deploy that sent a session's parameters otherwise) gets a session under a new key, instead of a 502 for a day", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const keys: string[] = [];
+    interceptFake(fake, (req, handle) => {
+      if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/checkout/sessions") return handle(req);
+      const key = req.headers.get("idempotency-key") ?? "";
+      keys.push(key);
+      if (keys.length > 1) return handle(req);
+      const message = "Keys for idempotent requests can only be used with the same parameters they were first used " +
+        `with. Try using a key other than '${key}' if you meant to execute a different request.`;
+      return Promise.resolve(Response.json({ error: { type: "idempotency_error", message } }, { status: 400 }));
+    });
+    const retry = await callInit(app, paymentBody({ id: "o-redeployed", postbackUrl: "http://127.0.0.1:9/pb" }));
+    assert.equal(retry.status, 201, JSON.stringify(retry.body));
+    assert.equal(fake.sessions.size, 1);
+    assert.equal(keys.length, 2);
+    assert.notEqual(keys[1], keys[0], "asked again under another key");
+  });
+});

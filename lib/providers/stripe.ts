@@ -112,18 +112,20 @@ export class StripeProvider implements PaymentProvider {
       payment_intent_data: { metadata: { paymentId: req.paymentId } },
     };
     const create = (idempotencyKey: string) =>
-      this.call(
-        "POST /v1/checkout/sessions",
-        () => this.stripe.checkout.sessions.create(params, { ...this.account, idempotencyKey }),
-      );
-    // Named by the request, so a retry after an answer we lost (a timeout) gets the session Stripe made. But Stripe
-    // also stores a 500 it met under the key and answers every retry with it for 24 hours: the shop's retries of that
-    // order would all fail for a day. A session takes no money until a buyer pays on its page, and a page reaches a
-    // buyer only from a stored payment: after a 500 another key is safe, and a new one each time goes through.
-    const session = await create(`create-${req.requestId}`).catch((err) => {
-      if (!(err instanceof UpstreamError) || (err.answered ?? 0) < 500) throw err;
-      return create(`create-${req.requestId}.${randomId("after500")}`);
-    });
+      this.stripe.checkout.sessions.create(params, { ...this.account, idempotencyKey });
+    // Named by the request, so a retry after an answer we lost (a timeout) gets the session Stripe made. But the key
+    // can be spoiled for 24 hours: Stripe answers every retry with a 500 it met under it, and refuses it if the first
+    // try sent other parameters (a deploy that changed what a session is made with): the shop's retries of that order
+    // would all fail for a day. A session takes no money until a buyer pays on its page, and a page reaches a buyer
+    // only from a stored payment: another key is safe then, and a new one each time goes through.
+    const session = await this.call(
+      "POST /v1/checkout/sessions",
+      () =>
+        create(`create-${req.requestId}`).catch((err) => {
+          if (!spoiledKey(err)) throw err;
+          return create(`create-${req.requestId}.${randomId("again")}`);
+        }),
+    );
     if (req.embedded) {
       if (!session.client_secret) {
         throw new UpstreamError(
@@ -288,15 +290,25 @@ export class StripeProvider implements PaymentProvider {
   }
 }
 
+/** Whether Stripe's answer to a request is tied to its idempotency key for 24 hours: a 500 it met, or the key's reuse. */
+function spoiledKey(err: unknown): boolean {
+  if (!(err instanceof Stripe.errors.StripeError)) return false;
+  return (err.statusCode ?? 0) >= 500 || isIdempotencyRefusal(err);
+}
+
+/** Stripe's refusal of a key used before with other parameters (not a 409: that is one still in flight). */
+function isIdempotencyRefusal(err: InstanceType<typeof Stripe.errors.StripeError>): boolean {
+  return err.statusCode !== 409 &&
+    (err instanceof Stripe.errors.StripeIdempotencyError || err.rawType === "idempotency_error");
+}
+
 /**
  * Whether Stripe refused the request itself (ProviderRefusedError): an invalid request or a declined card. Not an
  * idempotency conflict: a 409 is another request with the same key still in flight (it passes), and a key reused
  * with other parameters says nothing about the refund.
  */
 function isStripeRefusal(err: InstanceType<typeof Stripe.errors.StripeError>, status: number): boolean {
-  if (status === 409 || err instanceof Stripe.errors.StripeIdempotencyError || err.rawType === "idempotency_error") {
-    return false;
-  }
+  if (status === 409 || isIdempotencyRefusal(err)) return false;
   return isRefusalStatus(status) && !(err instanceof Stripe.errors.StripeRateLimitError);
 }
 
