@@ -10,7 +10,6 @@ import { type CoinChoice, findCoinChoice, formatCryptoAmount } from "../lib/form
 import { coinChoiceValue } from "../lib/forms/submit.ts";
 import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from "../lib/forms/schema.ts";
 import { openFields, type PaymentForm } from "../lib/forms/types.ts";
-import { formOutOfOrder } from "../lib/forms/view.ts";
 import { amountExample, type BuyerInput } from "../lib/forms/submit.ts";
 
 /** "10.00 EUR", "12.5 USDT on tron", or null when the buyer types the amount. */
@@ -187,6 +186,8 @@ export function BuyerFormPage(props: {
 export function FormsList(
   props: {
     forms: PaymentForm[];
+    /** Why each form out of order is, by id (lib/forms/mod.ts: formsOutOfOrder). */
+    outOfOrder: Map<string, string>;
     basePath: string;
     csrf: string;
     publicBaseUrl: string;
@@ -226,7 +227,7 @@ export function FormsList(
                   <code>{f.id}</code>
                 </a>
               </td>
-              <td data-label="Status">{formStatus(f)}</td>
+              <td data-label="Status">{formStatus(f, props.outOfOrder.get(f.id))}</td>
               <td class="row-actions">
                 {f.status === "active" && (
                   <form
@@ -248,10 +249,9 @@ export function FormsList(
   );
 }
 
-/** A form's status in the list: active, out of order (and why: see formOutOfOrder), or disabled since when. */
-function formStatus(f: PaymentForm) {
+/** A form's status in the list: active, out of order (and why: see formsOutOfOrder), or disabled since when. */
+function formStatus(f: PaymentForm, outOfOrder: string | undefined) {
   if (f.status !== "active") return `disabled ${formatTime(f.disabledAt)}`;
-  const outOfOrder = formOutOfOrder(f);
   return outOfOrder ? <strong class="bad">out of order: {outOfOrder}</strong> : "active";
 }
 

@@ -11,7 +11,7 @@ import {
 } from "./payments/search.ts";
 import { type DailyPoint, dailySeries } from "./stats.ts";
 import type { Delivery } from "./relay/types.ts";
-import { createShopForm, disableForm, listForms } from "./forms/mod.ts";
+import { createShopForm, disableForm, formsOutOfOrder, listForms } from "./forms/mod.ts";
 import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
 import { currencyRefusal, formatDecimal, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
@@ -105,9 +105,13 @@ export async function listScopedDeliveries(
   return await listAttentionDeliveries(ctx.kv, { shopId, limit: 200 });
 }
 
-/** The forms within the scope, newest first. */
-export function listScopedForms(ctx: AppContext, scope: Scope): Promise<PaymentForm[]> {
-  return listForms(ctx, shopOf(scope));
+/** The forms within the scope, newest first, and why those out of order are (formsOutOfOrder). */
+export async function listScopedForms(
+  ctx: AppContext,
+  scope: Scope,
+): Promise<{ forms: PaymentForm[]; outOfOrder: Map<string, string> }> {
+  const forms = await listForms(ctx, shopOf(scope));
+  return { forms, outOfOrder: await formsOutOfOrder(ctx, forms) };
 }
 
 /**

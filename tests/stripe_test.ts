@@ -26,7 +26,7 @@ import {
 } from "../fixtures/app.ts";
 import { StripeFake } from "../fixtures/stripe_fake.ts";
 import { ErrorResponse } from "../lib/payments/api_schemas.ts";
-import { operatorBrowser } from "../fixtures/browser.ts";
+import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 
 const STRIPE_KEY = "sk_test_platform";
 const ORG2 = "acct_1Org2";
@@ -1051,5 +1051,39 @@ Deno.test("[stripe] a shop's retry of a payment whose key Stripe says was used w
     assert.equal(fake.sessions.size, 1);
     assert.equal(keys.length, 2);
     assert.notEqual(keys[1], keys[0], "asked again under another key");
+  });
+});
+
+Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge since its routes moved (10.50 MGA, made on Bansky, now routed to Stripe) is marked out of order in the portal and the console; its buyer is told only that it cannot take payments now", async () => {
+  await withStripe(async (app, _fake, stripe) => {
+    const made = async (amount: number) =>
+      (await api(app, app.shop.apiKey, "POST", "/forms", { kind: "fiat", title: "Ticket", amount, currency: "MGA" }))
+        .body.form.id as string;
+    const odd = await made(1050);
+    const whole = await made(1000);
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const mark = "out of order: 10.50 MGA cannot be charged: the provider your routes pick for MGA takes it in steps " +
+      "of 1.00 MGA; disable it and make a new one";
+    const rowOf = (html: string, id: string) =>
+      html.match(new RegExp(`<tr(?:(?!</tr>)[\\s\\S])*${id}(?:(?!</tr>)[\\s\\S])*</tr>`))?.[0] ?? "";
+    const lists = {
+      portal: await (await portalBrowser(app)).get("/portal/forms"),
+      console: await (await operatorBrowser(app)).get("/admin/forms"),
+    };
+    for (const [who, list] of Object.entries(lists)) {
+      assert.equal(list.status, 200, who);
+      assert.ok(rowOf(list.text, odd).includes(mark), `${who}: ${rowOf(list.text, odd)}`);
+      assert.doesNotMatch(rowOf(list.text, whole), /out of order/, who);
+    }
+    const page = await (await fetch(`${app.baseUrl}/forms/${odd}`)).text();
+    const token = page.match(/name="_token" value="([^"]+)"/)![1];
+    const res = await fetch(`${app.baseUrl}/forms/${odd}/submit`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+      body: new URLSearchParams({ _token: token, email: "buyer@example.com" }),
+      redirect: "manual",
+    });
+    assert.equal(res.status, 503);
+    assert.doesNotMatch(await res.text(), /Stripe|ariary|steps of/, "nothing of the shop's set-up");
   });
 });

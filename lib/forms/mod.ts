@@ -6,7 +6,8 @@ import { checkReturnUrl } from "../shops.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { hasIdShape, randomId, sortableId } from "../ids.ts";
 import { shopFiatSteps } from "../accounts/routing.ts";
-import { formatDecimal } from "../money.ts";
+import { formatAmount, formatDecimal } from "../money.ts";
+import { formOutOfOrder } from "./view.ts";
 import { parseOrThrow } from "../validation.ts";
 import { checkFormRequest, formRequestSchema } from "./schema.ts";
 import type { PaymentForm } from "./types.ts";
@@ -140,4 +141,37 @@ export async function findFormPayment(
     payment.successUrl === `${formUrl(form.id, ctx.config.publicBaseUrl)}/thanks`;
   if (!payment || !made) return null;
   return await recheckQuietly(ctx, payment, { by: "form.return", address: opts.address });
+}
+
+/**
+ * Why each active form of these takes no payment whatever its buyer types, by form id, for the shop and its operator
+ * (the buyer is told only that the form cannot take payments now): formOutOfOrder, or a fixed amount the provider the
+ * shop's routes now pick for its currency cannot charge exactly. The amount is checked when a form is made, but the
+ * routes may change after (a shop moved to Stripe with a 10.50 MGA form).
+ */
+export async function formsOutOfOrder(ctx: AppContext, forms: PaymentForm[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const steps = new Map<string, Promise<Map<string, number> | null>>();
+  const stepsOf = (shopId: string) => {
+    let found = steps.get(shopId);
+    if (!found) {
+      steps.set(shopId, found = getShop(ctx.kv, shopId).then((shop) => shop && shopFiatSteps(ctx, shop)));
+    }
+    return found;
+  };
+  for (const form of forms) {
+    const reason = formOutOfOrder(form);
+    if (reason) out.set(form.id, reason);
+    if (reason || form.status !== "active" || form.kind !== "fiat" || !form.currency || form.amount === null) continue;
+    const step = (await stepsOf(form.shopId))?.get(form.currency);
+    if (step !== undefined && form.amount % step !== 0) {
+      out.set(
+        form.id,
+        `${formatAmount(form.amount, form.currency)} cannot be charged: the provider your routes pick for ` +
+          `${form.currency} takes it in steps of ${formatDecimal(step, form.currency)} ${form.currency}; disable it ` +
+          `and make a new one`,
+      );
+    }
+  }
+  return out;
 }

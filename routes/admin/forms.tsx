@@ -36,7 +36,7 @@ export function formPages<E extends CsrfEnv>(ctx: AppContext, opts: FormPagesOpt
     status: 200 | 400 = 200,
   ) => {
     const scope = opts.scope(c);
-    const [forms, shops] = await Promise.all([
+    const [{ forms, outOfOrder }, shops] = await Promise.all([
       listScopedForms(ctx, scope),
       scope === "operator" ? listShops(ctx.kv) : undefined,
     ]);
@@ -57,6 +57,7 @@ export function formPages<E extends CsrfEnv>(ctx: AppContext, opts: FormPagesOpt
           {extra.errors && <Flash kind="bad">The form was not created: see the fields below.</Flash>}
           <FormsList
             forms={forms}
+            outOfOrder={outOfOrder}
             basePath={opts.basePath}
             csrf={c.var.csrf}
             publicBaseUrl={base}
