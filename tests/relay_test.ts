@@ -2057,3 +2057,52 @@ Deno.test("[relay] a payment.expired whose first attempt waited in the pool with
   });
   await shop.close();
 });
+
+Deno.test("[relay] a payment with more than ten postbacks (its refunds' too) still lists them all, is resent, and its payment.expired is still superseded before a retry", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const id = await paidPayment(app, shop.url);
+    await waitFor(
+      "its postback delivered",
+      async () => ((await deliveryOf(app, id))?.status === "delivered" || undefined),
+    );
+    // Ten refunds' postbacks beside it, delivered (a shop refunding an order item by item), and a payment.expired
+    // that an attempt held when the late success came, retrying since: twelve postbacks of one payment.
+    const now = Date.now();
+    const op = app.kv.atomic();
+    const store = (d: Delivery) => op.set(["deliveries", d.id], d).set(["deliveries_by_payment", id, d.id], d.id);
+    for (let i = 0; i < 10; i++) {
+      store(failedDelivery(now + i, { paymentId: id, shopId: app.shop.id, url: shop.url }, {
+        eventType: "refund.succeeded",
+        status: "delivered",
+        attempts: 1,
+        lastStatusCode: 200,
+        lastError: null,
+      }));
+    }
+    const expired = failedDelivery(now - 60_000, { paymentId: id, shopId: app.shop.id, url: shop.url }, {
+      eventType: "payment.expired",
+      status: "pending",
+      attempts: 1,
+      scheduleStep: 1,
+      nextAttemptAt: now,
+    });
+    store(expired);
+    assert.ok((await op.commit()).ok);
+
+    const { deliveries } = await describePayment(ctx, id);
+    assert.equal(deliveries.length, 12);
+    const own = deliveries.find((d) => d.eventType === "payment.succeeded")!;
+    assert.equal((await resendPostback(ctx, id, { actor: "test", deliveryId: own.id })).status, "delivered");
+    assert.equal(shop.received.length, 2, "the payment.succeeded, then its resend");
+
+    assert.equal(
+      await attemptDelivery(ctx, (await getDeliveryEntry(app.kv, expired.id)) as Deno.KvEntry<Delivery>),
+      false,
+    );
+    assert.equal((await getDeliveryEntry(app.kv, expired.id)).value!.status, "superseded");
+    assert.equal(shop.received.length, 2, "the expiry was not sent after the success");
+  });
+  await shop.close();
+});

@@ -258,9 +258,13 @@ export function addSupersedeOps(op: Deno.AtomicOperation, entry: Deno.KvEntry<De
   if (entry.value.status === "pending") unscheduleJob(op, job(next.id), entry.value.nextAttemptAt);
 }
 
+/**
+ * A payment's (or an invoice's) postbacks, its refunds' included. Read 10 at a time (KV's getMany limit): a payment
+ * refunded item by item, or an invoice whose status went back and forth, has more than 10.
+ */
 export async function listDeliveriesByPayment(kv: Deno.Kv, paymentId: string): Promise<Delivery[]> {
   const ids = await collectValues(kv.list<string>({ prefix: ["deliveries_by_payment", paymentId] }));
-  const entries = ids.length ? await kv.getMany<Delivery[]>(ids.map(deliveryKey)) : [];
+  const entries = await getManyEntries<Delivery>(kv, ids.map(deliveryKey));
   return entries.flatMap((e) => (e.value ? [e.value] : []));
 }
 
