@@ -17,15 +17,16 @@ import { getPayment } from "../lib/db/payments.ts";
 import { runPaymentCheck } from "../lib/payments/janitor.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
 import { failedDelivery, storeAttentionDeliveries } from "../fixtures/deliveries.ts";
-import { attemptDelivery, attemptHandedOver, firstAttemptLease } from "../lib/relay/deliver.ts";
+import { attemptDelivery, attemptHandedOver } from "../lib/relay/deliver.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import type { Delivery } from "../lib/relay/types.ts";
-import { DEFAULT_POOL_LIMITS, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
+import { DEFAULT_POOL_LIMITS, firstAttemptLease, type PoolLimits, RelayPool, relayPool } from "../lib/relay/pool.ts";
 import { DnsTimeoutError, type Resolver } from "../lib/relay/url_guard.ts";
 import { strainsDestination } from "../lib/relay/schedule.ts";
 import { outboundProxySetting, parseConnect, PinnedProxy } from "../lib/relay/pinned_proxy.ts";
 import { testCertificates } from "../fixtures/tls.ts";
 import { replayFailedDeliveries } from "../lib/relay/replay.ts";
+import { JobRunner } from "../lib/jobs.ts";
 import {
   buyerSettles,
   callInit,
@@ -1286,7 +1287,7 @@ Deno.test("[relay] a new postback is born leased to the process that commits it,
 
     // As if the process committing it died before its attempt: nobody was handed the delivery.
     const now = app.server.ctx.now();
-    const { delivery: orphan } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(now));
+    const { delivery: orphan } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(app.server.ctx, now));
     await app.server.runner.sweep();
     assert.equal(shop.received.length, 1, "leased: not sent yet");
     const leaseMs = orphan.leaseUntil - now;
@@ -1306,7 +1307,7 @@ Deno.test("[relay] a postback a sweep offers between its commit and its hand-ove
       app,
       shop.url,
       now,
-      firstAttemptLease(now),
+      firstAttemptLease(app.server.ctx, now),
     );
     const pool = new RelayPool(app.server.ctx);
     // The sweep's offer reads the stored entry (leased, so not due) while the committing code hands it over.
@@ -2044,7 +2045,7 @@ Deno.test("[relay] a payment.expired whose first attempt waited in the pool with
       });
     // The expiry's postback, born leased to the process that will send it (handed to its pool), and the late
     // success's, made before the pool got to the first one.
-    const expired = made("payment.expired", now, firstAttemptLease(now));
+    const expired = made("payment.expired", now, firstAttemptLease(app.server.ctx, now));
     const succeeded = made("payment.succeeded", now + 1);
     const op = app.kv.atomic();
     addDeliveryOps(op, expired, { queue: false, now });
@@ -2103,6 +2104,30 @@ Deno.test("[relay] a payment with more than ten postbacks (its refunds' too) sti
     );
     assert.equal((await getDeliveryEntry(app.kv, expired.id)).value!.status, "superseded");
     assert.equal(shop.received.length, 2, "the expiry was not sent after the success");
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a postback made while the process stops (a webhook answered during a deploy) is free for the next process's start-up sweep at once, not leased to the one stopping", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const init = await callInit(app, paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: shop.url }));
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    // The stop begins: jobs and postbacks take nothing new, while requests already in (the provider's webhook) are
+    // still answered.
+    await app.server.runner.stop();
+    await buyerSettles(init.body.url, "paid");
+    const made = await waitFor("the postback made", async () => await deliveryOf(app, init.body.id));
+    assert.equal(shop.received.length, 0, "the stopping process sends nothing");
+    // The next process starts: its start-up sweep sends the postback at once, not after the stopping one's lease.
+    const next = new JobRunner({ ...app.server.ctx });
+    try {
+      assert.equal(await next.sweep(), 1);
+      assert.equal(shop.received.length, 1);
+      assert.equal(shop.received[0].headers.get("webhook-id"), made.id);
+    } finally {
+      await next.stop();
+    }
   });
   await shop.close();
 });

@@ -4,8 +4,7 @@ import { commitInvoiceWrite, getInvoiceEntry, getPoolAddressEntry } from "../db/
 import { log } from "../log.ts";
 import { type AuditAction, statusMoveAudit } from "../db/audit.ts";
 import { newDelivery } from "../relay/delivery.ts";
-import { firstAttemptLease } from "../relay/deliver.ts";
-import { sendCommitted } from "../relay/pool.ts";
+import { firstAttemptLease, sendCommitted } from "../relay/pool.ts";
 import {
   canMoveInvoice,
   type InvoicePostbackType,
@@ -119,7 +118,7 @@ export async function updateInvoice(
           body: invoicePostbackBody(next, type, now, ctx.config.publicBaseUrl),
           now,
           // Sent by this process right after the commit (sendCommitted).
-          leaseUntil: firstAttemptLease(now),
+          leaseUntil: firstAttemptLease(ctx, now),
         })
       )
       : [];

@@ -2,8 +2,7 @@ import type { AppContext } from "../context.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { commitPaymentMove, getPaymentEntry } from "../db/payments.ts";
 import { listSupersedableDeliveries } from "../db/deliveries.ts";
-import { firstAttemptLease } from "../relay/deliver.ts";
-import { sendCommitted } from "../relay/pool.ts";
+import { firstAttemptLease, sendCommitted } from "../relay/pool.ts";
 import type { StatEvent } from "../db/stats.ts";
 import { type AuditAction, statusMoveAudit } from "../db/audit.ts";
 import { log } from "../log.ts";
@@ -91,7 +90,7 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     // A refund or its reversal moves the payment within its paid statuses: its money came long ago, so a reversal
     // back to succeeded is no new success to tell or count. The refund's own postback and counters say it.
     const refundMove = isPaid(p.status) && isPaid(req.to);
-    const delivery = refundMove ? null : postbackFor(next, now, firstAttemptLease(now));
+    const delivery = refundMove ? null : postbackFor(next, now, firstAttemptLease(ctx, now));
     // A payment that had settled before (a late success after payment.expired or payment.cancelled) may have an older
     // postback still retrying, or failed (a replay would send it). The new one says where the payment stands: the
     // older ones are superseded in the same operation, so none reaches the shop after it. A first settlement has no

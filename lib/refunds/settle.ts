@@ -19,8 +19,7 @@ import type { RefundNotice } from "../providers/types.ts";
 import type { PaymentScope } from "../providers/registry.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { newDelivery } from "../relay/delivery.ts";
-import { firstAttemptLease } from "../relay/deliver.ts";
-import { sendCommitted } from "../relay/pool.ts";
+import { firstAttemptLease, sendCommitted } from "../relay/pool.ts";
 import type { Delivery } from "../relay/types.ts";
 import { canMoveRefund, refundPostbackType, type RefundStatus } from "./status.ts";
 import type { Refund } from "./types.ts";
@@ -269,7 +268,7 @@ async function succeed(
         if (target({ ...next, refundedAmount: (next.refundedAmount ?? 0) - settled.amount }) !== next.status) {
           throw new StaleTarget();
         }
-        delivery = postbackFor(settled, next, now);
+        delivery = postbackFor(settled, next, now, firstAttemptLease(ctx, now));
         addRefundSuccessOps(op, entry, settled, {
           stats: {
             at: now,
@@ -316,7 +315,7 @@ async function fail(
   };
   const payment = read ?? await getPaymentEntry(ctx.kv, failed.paymentId);
   if (!payment.value) throw new NotFoundError("Unknown payment.");
-  const delivery = postbackFor(failed, payment.value, now);
+  const delivery = postbackFor(failed, payment.value, now, firstAttemptLease(ctx, now));
   const stored = await commitRefundFailure(ctx.kv, entry, failed, {
     payment: payment as Deno.KvEntry<Payment>,
     event: refundEvents(failed).settled!,
@@ -371,7 +370,7 @@ async function reverse(
       extraOps: (op, next) => {
         // Another refund of this payment settled since we read it: the target may differ now.
         if (target(next.refundedAmount ?? 0) !== next.status) throw new StaleTarget();
-        delivery = postbackFor(reversed, next, now);
+        delivery = postbackFor(reversed, next, now, firstAttemptLease(ctx, now));
         addRefundReversalOps(op, entry, reversed, {
           reservation,
           stats: {
@@ -418,9 +417,9 @@ async function refundChanged(kv: Deno.Kv, entry: Deno.KvEntry<Refund>): Promise<
 
 /**
  * The shop's postback for a settled refund, when the shop asked for postbacks for its payment: born leased to
- * this process, which sends it right after the commit (sendCommitted).
+ * this process (`leaseUntil`, firstAttemptLease), which sends it right after the commit (sendCommitted).
  */
-function postbackFor(r: Refund, p: Payment, now: number): Delivery | null {
+function postbackFor(r: Refund, p: Payment, now: number, leaseUntil: number): Delivery | null {
   const type = refundPostbackType(r.status);
   if (!type || !p.shopTxId || !p.postbackUrl) return null;
   return newDelivery({
@@ -430,7 +429,7 @@ function postbackFor(r: Refund, p: Payment, now: number): Delivery | null {
     eventType: type,
     body: refundPostbackBody(r, p, type, now),
     now,
-    leaseUntil: firstAttemptLease(now),
+    leaseUntil,
   });
 }
 

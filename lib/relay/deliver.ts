@@ -91,15 +91,6 @@ function unleased(entry: Deno.KvEntry<Delivery>): Deno.KvEntry<Delivery> {
 }
 
 /**
- * The lease a new delivery is born with when the process committing it makes its first attempt itself (no
- * claim of its own, see RelayPool.handOver). Should that process die first, the delivery waits this long,
- * as one whose attempt a crash cut short does, and then any sweep sends it.
- */
-export function firstAttemptLease(now: number): number {
-  return now + DELIVERY_LEASE_MS;
-}
-
-/**
  * The first attempt at a delivery this process committed with its first lease (see RelayPool.handOver). While
  * that lease still leaves time for the keeper to renew it, the attempt goes as it is; otherwise (it waited in the
  * pool) the lease is renewed first by a claim checked against the version this process stored, so a delivery

@@ -2,6 +2,7 @@ import type { AppContext } from "../context.ts";
 import { getDeliveryEntryShared, isDeliveryDue, storedDelivery } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
+import { DELIVERY_LEASE_MS } from "./lease.ts";
 import { type AttemptOutcome, strainsDestination } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
 
@@ -182,6 +183,11 @@ export class RelayPool {
     this.#queue.push(id);
     this.#pump();
     return { done, taken };
+  }
+
+  /** Whether it has stopped taking new work (see stop). */
+  get stopped(): boolean {
+    return this.#stopped;
   }
 
   /** How many deliveries this process holds: offered and not finished. */
@@ -432,6 +438,17 @@ export function relayPool(ctx: AppContext): RelayPool {
   let pool = pools.get(ctx);
   if (!pool) pools.set(ctx, pool = new RelayPool(ctx));
   return pool;
+}
+
+/**
+ * The lease a new delivery is born with when the process committing it makes its first attempt itself (no
+ * claim of its own, see RelayPool.handOver). Should that process die first, the delivery waits this long,
+ * as one whose attempt a crash cut short does, and then any sweep sends it. None once the pool has stopped (the
+ * process is stopping, its requests still answered): it would not send it, and the next process's start-up sweep
+ * would find it leased and leave it to the cron's run after the lease, a minute later.
+ */
+export function firstAttemptLease(ctx: AppContext, now: number): number {
+  return relayPool(ctx).stopped ? 0 : now + DELIVERY_LEASE_MS;
 }
 
 /**
