@@ -2131,3 +2131,27 @@ Deno.test("[relay] a postback made while the process stops (a webhook answered d
   });
   await shop.close();
 });
+
+Deno.test("[relay] a late payment.succeeded made on a server whose clock is behind the expiry's still has the later timestamp, so a shop keeping a payment's newest postback ships the order", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { refuseCancels: true } });
+  const shop = startShopReceiver();
+  try {
+    // The janitor that expires the payment runs on a server whose clock is 61 s ahead of the one that takes the
+    // provider's webhook a moment later.
+    const payment = await expiredWithMoneyOnItsWay(app, shop, 61_000);
+    await waitFor("payment.expired delivered", () => shop.received.length === 1 || undefined);
+    app.server.ctx.now = () => Date.now();
+    await lateMoney(app, payment);
+    await waitFor("payment.succeeded delivered", () => shop.received.length === 2 || undefined);
+    // The shop applies a payment's postback only when its timestamp is later than the last one's (postbacks.md).
+    let applied: { type: string; timestamp: string } | null = null;
+    for (const { body } of shop.received) {
+      const postback = JSON.parse(body);
+      if (!applied || Date.parse(postback.timestamp) > Date.parse(applied.timestamp)) applied = postback;
+    }
+    assert.equal(applied?.type, "payment.succeeded", "the shop ends on the success");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

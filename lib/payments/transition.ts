@@ -90,7 +90,12 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     // A refund or its reversal moves the payment within its paid statuses: its money came long ago, so a reversal
     // back to succeeded is no new success to tell or count. The refund's own postback and counters say it.
     const refundMove = isPaid(p.status) && isPaid(req.to);
-    const delivery = refundMove ? null : postbackFor(next, now, firstAttemptLease(ctx, now));
+    // The postback's timestamp orders a payment's postbacks for the shop (postbacks.md): a late success's comes after
+    // the expiry or cancel it follows, also when this server's clock is behind the one that made that (finalizedAt).
+    const postbackAt = isOpen(p.status) ? now : Math.max(now, (p.finalizedAt ?? 0) + 1);
+    const delivery = refundMove
+      ? null
+      : postbackFor(next, now, { at: postbackAt, leaseUntil: firstAttemptLease(ctx, now) });
     // A payment that had settled before (a late success after payment.expired or payment.cancelled) may have an older
     // postback still retrying, or failed (a replay would send it). The new one says where the payment stands: the
     // older ones are superseded in the same operation, so none reaches the shop after it. A first settlement has no
@@ -155,8 +160,11 @@ async function supersededBy(ctx: AppContext, newer: Delivery, now: number) {
     .map((entry) => ({ entry, next: supersededDelivery(entry.value, newer, now) }));
 }
 
-/** The postback entering this status sends, when the shop asked for postbacks (it gave its own id). */
-function postbackFor(p: Payment, now: number, leaseUntil: number): Delivery | null {
+/**
+ * The postback entering this status sends, when the shop asked for postbacks (it gave its own id); its body says it
+ * happened `at`.
+ */
+function postbackFor(p: Payment, now: number, { at, leaseUntil }: { at: number; leaseUntil: number }): Delivery | null {
   const type = postbackEventType(p.status);
   if (!type || !p.shopTxId || !p.postbackUrl) return null;
   return newDelivery({
@@ -164,7 +172,7 @@ function postbackFor(p: Payment, now: number, leaseUntil: number): Delivery | nu
     shopId: p.shopId,
     url: p.postbackUrl,
     eventType: type,
-    body: postbackBody(p, type, now),
+    body: postbackBody(p, type, at),
     now,
     leaseUntil,
   });
