@@ -2288,3 +2288,29 @@ Deno.test("[invoices] when the chain service cannot make addresses, the invoice 
   assert.match(failures[0], /"detail":"chain POST \/addresses/);
   assert.doesNotMatch(lines.join("\n"), /chain-token|chain-secret/, "no secret in the log");
 });
+
+Deno.test("[invoices] a status change made on a server whose clock is behind the one that made the last carries the later timestamp, so a shop keeping an invoice's newest postback ends on it", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
+  const shop = startShopReceiver();
+  try {
+    await chainApi(app).knobs({ dropNotices: true });
+    const created = await createTestInvoice(app, { postbackUrl: shop.url });
+    // A chain notice handled on a server whose clock runs 5 s ahead sees the deposit; the poll on another server,
+    // a moment later, sees it confirmed.
+    shiftClock(app, 5_000);
+    await updateInvoice(app.server.ctx, created.id, () => ({ to: "payment_confirmation", events: [] }));
+    shiftClock(app, 0);
+    await updateInvoice(app.server.ctx, created.id, () => ({ to: "payment_accepted", events: [] }));
+    const postbacks = await waitFor("both postbacks", () => {
+      const got = postbacksOf(app, shop.received, created.id) as unknown as { type: string; timestamp: string }[];
+      return got.length === 2 ? got : undefined;
+    });
+    // The shop keeps the postback with the latest timestamp, whatever order they came in (invoices.md).
+    const current = postbacks.reduce((a, b) => (Date.parse(b.timestamp) > Date.parse(a.timestamp) ? b : a));
+    assert.equal(current.type, "invoice.payment_accepted", "the shop ends on the invoice paid");
+    assert.equal((await readInvoice(app, created.id)).updatedAt, current.timestamp, "the invoice read says the same");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

@@ -87,7 +87,9 @@ export async function updateInvoice(
       ...change.patch,
       ...(deposits ? { deposits } : {}),
       status: to,
-      updatedAt: now,
+      // Shops order an invoice's postbacks by their timestamp, which is this (invoices.md): after the last change's,
+      // also when this server's clock is behind the one that made that.
+      updatedAt: Math.max(now, inv.updatedAt + 1),
       closedAt: closes ? now : inv.closedAt,
     };
     // updatedAt is when what the shop sees changed (the API's view, which postbacks carry, so a postback's data has
@@ -115,7 +117,7 @@ export async function updateInvoice(
           shopId: next.shopId,
           url: postbackUrl,
           eventType: type,
-          body: invoicePostbackBody(next, type, now, ctx.config.publicBaseUrl),
+          body: invoicePostbackBody(next, type, next.updatedAt, ctx.config.publicBaseUrl),
           now,
           // Sent by this process right after the commit (sendCommitted).
           leaseUntil: firstAttemptLease(ctx, now),
