@@ -150,8 +150,8 @@ export class JobRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
-    relayPool(this.ctx).stop();
-    await this.idle();
+    // The pool's stop gives back the leases of new postbacks it will not send, before the store may close.
+    await Promise.all([relayPool(this.ctx).stop(), this.idle()]);
   }
 
   /**

@@ -2155,3 +2155,33 @@ Deno.test("[relay] a late payment.succeeded made on a server whose clock is behi
     await app.close();
   }
 });
+
+Deno.test("[relay] postbacks handed to the pool and not attempted yet when the process stops are given back, so the next process's start-up sweep sends them at once", async () => {
+  const { shop, answer } = startHeldShop();
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_TIMEOUT_MS: "30000" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const pool = new RelayPool(ctx, { perDestination: 1 });
+    const handed: Delivery[] = [];
+    for (let i = 0; i < 3; i++) {
+      const now = ctx.now();
+      const { delivery, versionstamp } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(ctx, now));
+      pool.handOver(storedDelivery(delivery, versionstamp));
+      handed.push(delivery);
+    }
+    // The first is attempted (the shop holds its answer), the second waits behind the shop's share, the third's kick
+    // has not come yet, when the stop begins (a deploy at a busy moment).
+    const offers = handed.slice(0, 2).map((d) => pool.offer(d.id));
+    await waitFor("the first attempt", () => shop.received.length === 1 || undefined);
+    pool.stop();
+    answer();
+    await Promise.all(offers);
+    await pool.idle();
+    assert.equal((await getDeliveryEntry(app.kv, handed[0].id)).value?.status, "delivered");
+    for (const d of handed.slice(1)) {
+      const stored = (await getDeliveryEntry(app.kv, d.id)).value;
+      assert.ok(isDeliveryDue(stored, Date.now()), `free for the next process at once: ${JSON.stringify(stored)}`);
+    }
+    assert.equal(shop.received.length, 1, "the stopping process sent nothing more");
+  });
+  await shop.close();
+});

@@ -112,7 +112,18 @@ export function renewDeliveryLease(
   return commitLease(kv, entry, { ...entry.value, leaseUntil });
 }
 
-/** Writes a claim or a renewal of `entry`'s lease, checked against its version: the stored entry, or null. */
+/**
+ * Gives back the lease of a delivery this process holds and will not attempt (as stored in `entry`, checked against
+ * its version): due for any worker at once. Null when it changed since.
+ */
+export function releaseDeliveryLease(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<Delivery>,
+): Promise<Deno.KvEntry<Delivery> | null> {
+  return commitLease(kv, entry, { ...entry.value, leaseUntil: 0 });
+}
+
+/** Writes a claim, a renewal or a release of `entry`'s lease, checked against its version: the stored entry, or null. */
 async function commitLease(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Delivery>,

@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { getDeliveryEntryShared, isDeliveryDue, storedDelivery } from "../db/deliveries.ts";
+import { getDeliveryEntryShared, isDeliveryDue, releaseDeliveryLease, storedDelivery } from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
 import { DELIVERY_LEASE_MS } from "./lease.ts";
@@ -145,6 +145,8 @@ export class RelayPool {
   readonly #shrunkShares = new Map<string, { share: number; until: number }>();
   /** New deliveries this process committed leased to itself (handOver), by id, until their first attempt. */
   readonly #handedOver = new Map<string, Deno.KvEntry<Delivery>>();
+  /** The stop's writes giving back the leases of handed-over deliveries it let go (see stop), waited for by idle. */
+  #givingBack: Promise<unknown>[] = [];
   #stopped = false;
 
   private readonly limits: PoolLimits;
@@ -195,20 +197,38 @@ export class RelayPool {
     return this.#known.size;
   }
 
-  /** Takes nothing new and lets queued and parked ids go (they stay due); running attempts finish. */
-  stop() {
+  /**
+   * Takes nothing new and lets queued and parked ids go (they stay due); running attempts finish. Resolves once the
+   * leases of the handed-over ones it let go are given back (below).
+   */
+  stop(): Promise<void> {
     this.#stopped = true;
+    // New deliveries handed over and not attempted yet (queued, parked, or their kick still to come) hold a lease of
+    // this process's, which sends nothing more: given back, the next process's start-up sweep sends them at once,
+    // rather than the cron's run after the lease (a deploy at a busy moment). A failed write leaves the lease to run out.
+    const letGo = new Set(this.#queue.slice(this.#head));
+    for (const d of this.#destinations.values()) for (const p of d.parked) letGo.add(p.id);
+    for (const [id, entry] of this.#handedOver) {
+      if (this.#known.has(id) && !letGo.has(id)) continue;
+      this.#givingBack.push(releaseDeliveryLease(this.ctx.kv, entry).catch(() => {}));
+    }
     this.#handedOver.clear();
     for (const id of this.#queue.slice(this.#head)) this.#finish(id);
     this.#queue = [];
     this.#head = 0;
     for (const d of this.#destinations.values()) d.parked.splice(0).forEach((p) => this.#finish(p.id));
     this.#parked = 0;
+    return this.#givenBack();
   }
 
   /** Resolves once this process holds no delivery: after `stop`, once the attempts that were running have ended. */
   async idle(): Promise<void> {
     while (this.#known.size) await Promise.all([...this.#known.values()].map((k) => k.done));
+    await this.#givenBack();
+  }
+
+  async #givenBack() {
+    await Promise.all(this.#givingBack);
   }
 
   /**
