@@ -745,6 +745,48 @@ Deno.test("[relay] an attempt's outcome that the store fails to take is tried ag
   await shop.close();
 });
 
+/** Makes every commit that records a postback attempt fail with a store error for the next `ms` (a store away a moment). */
+function failOutcomeCommitsFor(kv: Deno.Kv, ms: number) {
+  const atomic = kv.atomic;
+  const until = Date.now() + ms;
+  let failures = 0;
+  kv.atomic = () => {
+    const op = atomic.call(kv);
+    const set = op.set.bind(op);
+    const commit = op.commit.bind(op);
+    let recordsAttempt = false;
+    op.set = (key, value, options) => {
+      if (key[0] === "delivery_attempts") recordsAttempt = true;
+      return set(key, value, options);
+    };
+    op.commit = async () => {
+      if (!recordsAttempt || Date.now() >= until) return await commit();
+      failures++;
+      throw new TypeError("store unavailable (test)");
+    };
+    return op;
+  };
+  return { failures: () => failures, restore: () => (kv.atomic = atomic) };
+}
+
+Deno.test("[relay] an attempt's outcome the store fails to take for a moment is stored once it is back, so the shop's 2xx costs it no second delivery", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const [d] = await storeDueDeliveries(app, shop.url, 1, "away", Date.now() - 1);
+    const away = failOutcomeCommitsFor(app.kv, 300);
+    try {
+      const entry = await getDeliveryEntry(app.kv, d.id) as Deno.KvEntry<Delivery>;
+      assert.equal((await attemptDelivery(app.server.ctx, entry) || null)?.kind, "delivered");
+    } finally {
+      away.restore();
+    }
+    assert.ok(away.failures() > 1, "the store refused it more than once");
+    assert.equal((await getDeliveryEntry(app.kv, d.id)).value?.status, "delivered");
+    assert.equal(shop.received.length, 1);
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] outcomes stored by a group commit that reported an error count as stored, though the group's write-by-write retry refuses them", async () => {
   // Each postback's first attempt fails (500), its retry is delivered.
   const seen = new Set<string>();

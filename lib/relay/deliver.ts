@@ -151,8 +151,12 @@ export async function attemptClaimed(ctx: AppContext, claimed: Deno.KvEntry<Deli
   return outcome;
 }
 
-/** Tries of an attempt's outcome commit that fail with a store error, before the error goes up. */
-const OUTCOME_TRIES = 3;
+/**
+ * Pauses before each further try of an attempt's outcome commit that failed with a store error; past the last, the
+ * error goes up. Tried again at once, a store away for a moment failed all three tries within a millisecond. They end
+ * well within what the lease has left when the attempt ends (at least 5 s, see lease.ts).
+ */
+const OUTCOME_RETRY_PAUSES_MS = [200, 1_000];
 
 /**
  * Commits an attempt's outcome, checked against the lease's version: true when it is stored. A store error is
@@ -173,8 +177,9 @@ async function recordOutcome(
         return true;
       }
     } catch (err) {
-      if (tries >= OUTCOME_TRIES) throw err;
+      if (tries > OUTCOME_RETRY_PAUSES_MS.length) throw err;
       log.warn("postback outcome not stored; trying again", { deliveryId: next.id, error: describeError(err) });
+      await new Promise((r) => setTimeout(r, OUTCOME_RETRY_PAUSES_MS[tries - 1]));
       continue;
     }
     // Refused: read back, on a first try too, since the group committer hides an error of its own: a group that
