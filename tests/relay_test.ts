@@ -2227,3 +2227,22 @@ Deno.test("[relay] postbacks handed to the pool and not attempted yet when the p
   });
   await shop.close();
 });
+
+Deno.test("[relay] a postback whose commit ends after the process began to stop is given back, though it was made leased before the stop", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const pool = new RelayPool(ctx);
+    const now = ctx.now();
+    // Made (and leased) before the stop began; its commit came back after.
+    const { delivery, versionstamp } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(ctx, now));
+    await pool.stop();
+    pool.handOver(storedDelivery(delivery, versionstamp));
+    await pool.offer(delivery.id);
+    await pool.idle();
+    const stored = (await getDeliveryEntry(app.kv, delivery.id)).value;
+    assert.ok(isDeliveryDue(stored, Date.now()), `free for the next process at once: ${JSON.stringify(stored)}`);
+    assert.equal(shop.received.length, 0);
+  });
+  await shop.close();
+});

@@ -157,10 +157,12 @@ export class RelayPool {
 
   /**
    * A delivery this process just committed with its first lease (firstAttemptLease), as stored: when it is
-   * offered, its first attempt needs neither a read nor a claim. The caller offers it next (a kick).
+   * offered, its first attempt needs neither a read nor a claim. The caller offers it next (a kick). Handed over
+   * once stopped (made leased before the stop, its commit back after), its lease is given back, as stop does.
    */
   handOver(entry: Deno.KvEntry<Delivery>) {
     if (!this.#stopped) this.#handedOver.set(entry.value.id, entry);
+    else if (entry.value.leaseUntil > 0) this.#giveBack(entry);
   }
 
   /** Attempts the delivery if it is due; resolves once this process is done with it (attempted or not). */
@@ -210,7 +212,7 @@ export class RelayPool {
     for (const d of this.#destinations.values()) for (const p of d.parked) letGo.add(p.id);
     for (const [id, entry] of this.#handedOver) {
       if (this.#known.has(id) && !letGo.has(id)) continue;
-      this.#givingBack.push(releaseDeliveryLease(this.ctx.kv, entry).catch(() => {}));
+      this.#giveBack(entry);
     }
     this.#handedOver.clear();
     for (const id of this.#queue.slice(this.#head)) this.#finish(id);
@@ -225,6 +227,11 @@ export class RelayPool {
   async idle(): Promise<void> {
     while (this.#known.size) await Promise.all([...this.#known.values()].map((k) => k.done));
     await this.#givenBack();
+  }
+
+  /** Gives back the first lease of a handed-over delivery this process will not attempt; a failure leaves it to run out. */
+  #giveBack(entry: Deno.KvEntry<Delivery>) {
+    this.#givingBack.push(releaseDeliveryLease(this.ctx.kv, entry).catch(() => {}));
   }
 
   async #givenBack() {
