@@ -2246,3 +2246,18 @@ Deno.test("[relay] a postback whose commit ends after the process began to stop 
   });
   await shop.close();
 });
+
+Deno.test("[relay] a postback a killed process left leased is sent once the lease runs out, not at the cron's next run a minute later", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const now = app.server.ctx.now();
+    // Its attempt was under way when the process was killed: its lease has a moment left when the next one starts.
+    const { delivery } = await storeLeasedDelivery(app, shop.url, now, now + 500);
+    // The start-up sweep finds it leased and leaves it.
+    assert.equal(await app.server.runner.startSweep(), 1);
+    assert.equal(shop.received.length, 0, "not beside the attempt its lease may still cover");
+    await waitFor("the postback, once the lease ran out", () => shop.received[0], 3_000);
+    assert.equal(shop.received[0].headers.get("webhook-id"), delivery.id);
+  });
+  await shop.close();
+});

@@ -59,6 +59,11 @@ export function isDeliveryDue(d: Delivery | null, now: number): d is Delivery {
   return d !== null && d.status === "pending" && d.nextAttemptAt <= now && liveLeaseLeft(d, now) === 0;
 }
 
+/** How long a live lease still holds a delivery that is otherwise due at `now` (pending, its time come); 0 for none. */
+export function heldWhileDue(d: Delivery | null, now: number): number {
+  return d !== null && d.status === "pending" && d.nextAttemptAt <= now ? liveLeaseLeft(d, now) : 0;
+}
+
 /** True while an attempt at the delivery is under way at `now` (a live lease holds it), as the console shows it. */
 export function attemptUnderWay(d: Delivery, now: number): boolean {
   return liveLeaseLeft(d, now) > 0;

@@ -1,5 +1,11 @@
 import type { AppContext } from "../context.ts";
-import { getDeliveryEntryShared, isDeliveryDue, releaseDeliveryLease, storedDelivery } from "../db/deliveries.ts";
+import {
+  getDeliveryEntryShared,
+  heldWhileDue,
+  isDeliveryDue,
+  releaseDeliveryLease,
+  storedDelivery,
+} from "../db/deliveries.ts";
 import { describeError, log } from "../log.ts";
 import { attemptDelivery, attemptHandedOver } from "./deliver.ts";
 import { DELIVERY_LEASE_MS } from "./lease.ts";
@@ -293,7 +299,14 @@ export class RelayPool {
         : isDeliveryDue(entry.value, this.ctx.now())
         ? entry.value
         : null;
-      if (this.#stopped || !delivery) return this.#finish(id);
+      if (this.#stopped) return this.#finish(id);
+      if (!delivery) {
+        // Due but held by a live lease: an attempt under way elsewhere, or one a killed process left (what a restart's
+        // sweep finds). Looked at again once the lease ends, rather than at the cron's next run, a minute later.
+        const held = heldWhileDue(entry.value, this.ctx.now());
+        if (held > 0) this.ctx.kick({ kind: "postback", id }, held + 1);
+        return this.#finish(id);
+      }
       if (!slot) {
         const name = destinationOf(delivery);
         const destination = this.#destinations.get(name) ?? this.#newDestination(name);
