@@ -2261,3 +2261,24 @@ Deno.test("[relay] a postback a killed process left leased is sent once the leas
   });
   await shop.close();
 });
+
+Deno.test("[relay] sweeps that find the same postback held by another's lease plan one look at it, not one each", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const now = ctx.now();
+    const { delivery } = await storeLeasedDelivery(app, shop.url, now, now + 1_000);
+    const kick = ctx.kick;
+    const looks: number[] = [];
+    ctx.kick = (msg, delayMs) => {
+      if (msg.id === delivery.id && (delayMs ?? 0) > 0) looks.push(delayMs!);
+      kick(msg, delayMs);
+    };
+    // Several processes draining one store sweep it often, and each sweep finds the delivery still held.
+    for (let i = 0; i < 3; i++) assert.equal(await app.server.runner.startSweep(), 1);
+    assert.equal(looks.length, 1);
+    await waitFor("the postback, once the lease ran out", () => shop.received[0], 3_000);
+    assert.equal(shop.received.length, 1);
+  });
+  await shop.close();
+});

@@ -129,6 +129,8 @@ interface Parked {
  */
 export class RelayPool {
   readonly #known = new Map<string, Offered>();
+  /** Deliveries found held by another's live lease: when the look at them planned for the lease's end comes. */
+  readonly #relooks = new Map<string, number>();
   /** Offered ids not read yet, in order; `#head` is the next one (a moving index instead of Array.shift). */
   #queue: string[] = [];
   #head = 0;
@@ -303,10 +305,17 @@ export class RelayPool {
       if (!delivery) {
         // Due but held by a live lease: an attempt under way elsewhere, or one a killed process left (what a restart's
         // sweep finds). Looked at again once the lease ends, rather than at the cron's next run, a minute later.
-        const held = heldWhileDue(entry.value, this.ctx.now());
-        if (held > 0) this.ctx.kick({ kind: "postback", id }, held + 1);
+        // One look per lease: sweeps of a store several processes drain find the same held deliveries again and again.
+        const now = this.ctx.now();
+        const held = heldWhileDue(entry.value, now);
+        const planned = this.#relooks.get(id) ?? 0;
+        if (held > 0 && planned <= now) {
+          this.#relooks.set(id, now + held + 1);
+          this.ctx.kick({ kind: "postback", id }, held + 1);
+        } else if (held === 0) this.#relooks.delete(id);
         return this.#finish(id);
       }
+      this.#relooks.delete(id);
       if (!slot) {
         const name = destinationOf(delivery);
         const destination = this.#destinations.get(name) ?? this.#newDestination(name);
