@@ -70,8 +70,10 @@ export function nextDeliveryState(
       }
       const step = d.scheduleStep + 1;
       if (step >= scheduleMs.length) return { ...base, status: "failed", scheduleStep: step, lastError: outcome.error };
+      // The shop may ask for more time, up to MAX_RETRY_AFTER_MS, never for less than the schedule's own step (which
+      // an operator may have set longer than that cap).
       const wait = outcome.retryAfterMs !== null
-        ? Math.min(Math.max(outcome.retryAfterMs, scheduleMs[step]), MAX_RETRY_AFTER_MS)
+        ? Math.max(Math.min(outcome.retryAfterMs, MAX_RETRY_AFTER_MS), scheduleMs[step])
         : scheduleMs[step];
       return { ...base, status: "pending", scheduleStep: step, nextAttemptAt: now + wait, lastError: outcome.error };
     }

@@ -120,3 +120,14 @@ Deno.test("[schedule] only a failed connection, 429 and a gateway's 502/503/504 
   assert.equal(strainsDestination({ kind: "delivered", statusCode: 200 }), false);
   assert.equal(strainsDestination({ kind: "gone", statusCode: 410 }), false);
 });
+
+Deno.test("[schedule] a Retry-After never shortens a schedule step longer than the most we honour", () => {
+  const twoDays = 2 * 24 * 60 * 60_000;
+  const next = nextDeliveryState(
+    base,
+    { kind: "retry", statusCode: 503, retryAfterMs: 3 * 24 * 60 * 60_000, error: "HTTP 503" },
+    [0, twoDays],
+    0,
+  );
+  assert.equal(next.nextAttemptAt, twoDays);
+});
