@@ -8,6 +8,7 @@ import { initSetting } from "./lib/db/settings.ts";
 import { type DemoShop, ensureDemoOperator, ensureDemoShop } from "./lib/demo.ts";
 import { randomId } from "./lib/ids.ts";
 import { startEmailIndexBackfill } from "./lib/payments/search.ts";
+import { startBackfills } from "./lib/backfills/mod.ts";
 import { JobRunner } from "./lib/jobs.ts";
 import { adapterFor, ProviderRegistry } from "./lib/providers/registry.ts";
 import { type BanskyCredentials, DEFAULT_ACCOUNT_ID, type ProviderAccount } from "./lib/accounts/types.ts";
@@ -133,6 +134,9 @@ export async function createServer(
   await startAnalyticsExport(ctx);
   // Payments stored before the email index existed: guarded by its progress record, so once done it is one read.
   const emailIndexBackfill = await startEmailIndexBackfill(kv);
+  // Checks and indexes that records stored before this version lack (lib/backfills/): the same guard, so an operator
+  // who upgrades in place need not remember them, and a start-up once they are done costs a read each.
+  const backfills = await startBackfills(ctx);
 
   const demo = config.demo ? await ensureDemoShop(ctx) : undefined;
   if (config.demo) await ensureDemoOperator(ctx);
@@ -169,7 +173,7 @@ export async function createServer(
       sandbox?.close();
       chainSimulator?.close();
       stopRateLimiters(kv);
-      await Promise.all([runner.stop(), emailIndexBackfill.stop()]);
+      await Promise.all([runner.stop(), emailIndexBackfill.stop(), backfills.stop()]);
       // After the relay's last attempts, which may use it.
       await closePinnedProxy(ctx);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.

@@ -5,21 +5,32 @@
  *                                         send a postback again now: the one named (msg_...), else its
  *                                         newest not delivered, else its newest
  *   deno task payment reindex             put payments stored before the email index into it, to the end
+ *   deno task payment backfill            give records stored before this version the checks and indexes new ones
+ *                                         get (late checks, refunds' reversal checks, the late-invoice index), to the
+ *                                         end; start-up runs the same in the background. Prints where each stands
  */
 import { backfillPaymentEmailIndex } from "../lib/db/payments.ts";
+import { BACKFILL_RUNS, describeBackfills } from "../lib/backfills/mod.ts";
+import { runBackfill } from "../lib/backfills/run.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE =
-  "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID [DELIVERY_ID]\n  deno task payment reindex";
+  "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID [DELIVERY_ID]\n  deno task payment reindex\n  deno task payment backfill";
 const [cmd, id, deliveryId] = Deno.args;
-if (cmd !== "reindex" && (!id || (cmd !== "show" && cmd !== "resend"))) fail(USAGE);
+if (cmd !== "reindex" && cmd !== "backfill" && (!id || (cmd !== "show" && cmd !== "resend"))) fail(USAGE);
 
 await runCommand(async (server) => {
   if (cmd === "reindex") {
     // Start-up does the same in the background; this runs it to the end and says when it is.
     const { indexed, done } = await backfillPaymentEmailIndex(server.ctx.kv);
     printJson({ emailIndex: done ? "complete" : "incomplete", indexedNow: indexed });
+  } else if (cmd === "backfill") {
+    // Start-up runs these in the background; this runs each to the end (resuming where it stands) and says so.
+    const ran = new Map<string, number>();
+    for (const backfill of BACKFILL_RUNS) ran.set(backfill.name, (await runBackfill(server.ctx, backfill)).written);
+    const backfills = (await describeBackfills(server.ctx)).map((b) => ({ ...b, writtenNow: ran.get(b.name) ?? 0 }));
+    printJson({ backfills });
   } else if (cmd === "show") {
     const { payment, events, deliveries } = await describePayment(server.ctx, id);
     // Delivery bodies are the shop's own data; operators see them, secrets are never stored there. A lease's token

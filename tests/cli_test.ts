@@ -85,6 +85,9 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
     const reindex = await cli(kv, "payment", "reindex");
     assert.equal(reindex.code, 0, reindex.stderr);
     assert.equal(reindex.json.emailIndex, "complete");
+    const backfill = await cli(kv, "payment", "backfill");
+    assert.equal(backfill.code, 0, backfill.stderr);
+    for (const b of backfill.json.backfills) assert.equal(b.state, "complete", b.name);
 
     const op = await cli(kv, "operator", "create", "ops@example.com");
     assert.equal(op.json.email, "ops@example.com");

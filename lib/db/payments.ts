@@ -456,6 +456,11 @@ export async function* iteratePaymentIds(
   yield* pending;
 }
 
+/** Reads payments by id with their versions, in the order of `ids` (an id of none: an empty entry). */
+export function getPaymentEntries(kv: Deno.Kv, ids: string[]): Promise<Deno.KvEntryMaybe<Payment>[]> {
+  return getManyEntries<Payment>(kv, ids.map(paymentKey));
+}
+
 /** Reads payments by id (those that exist), in the order of `ids`. */
 export async function getPayments(kv: Deno.Kv, ids: string[]): Promise<Payment[]> {
   return (await getManyEntries<Payment>(kv, ids.map(paymentKey))).flatMap((e) => (e.value ? [e.value] : []));
