@@ -9,7 +9,12 @@ import { setShopRouting } from "../lib/accounts/routing.ts";
 import type { ProviderAccount } from "../lib/accounts/types.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { runPaymentCheck } from "../lib/payments/janitor.ts";
-import { getRefund, getRefundReservation } from "../lib/db/refunds.ts";
+import { commitRefundUpdate, getRefund, getRefundEntry, getRefundReservation } from "../lib/db/refunds.ts";
+import { deleteBackfillState } from "../lib/db/backfills.ts";
+import { runBackfill } from "../lib/backfills/run.ts";
+import { REVERSAL_CHECK_CATCH_UP_MS, reversalCheckBackfill } from "../lib/refunds/backfill.ts";
+import { REVERSAL_CHECK_MS } from "../lib/refunds/settle.ts";
+import type { Refund } from "../lib/refunds/types.ts";
 import { runRefundRecheck } from "../lib/refunds/recheck.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listOperations } from "../lib/db/operations.ts";
@@ -1086,4 +1091,87 @@ Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge 
     assert.equal(res.status, 503);
     assert.doesNotMatch(await res.text(), /Stripe|ariary|steps of/, "nothing of the shop's set-up");
   });
+});
+
+Deno.test("[backfill] Stripe refunds that succeeded before re-checks existed get them, within 30 days of their success: a reversal whose webhook was lost is found", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    const ctx = app.server.ctx;
+    const refund = async (paymentId: string, amount?: number) => {
+      const r = await api(app, app.shop.apiKey, "POST", `/payments/${paymentId}/refunds`, amount ? { amount } : {});
+      assert.equal(r.body.refund.status, "succeeded", JSON.stringify(r.body));
+      return r.body.refund.id as string;
+    };
+    /** The refund as the version before re-checks stored it (no recheckAt, no job), with `patch` (an older success). */
+    const asStoredBefore = async (id: string, patch: Partial<Refund> = {}) => {
+      const entry = (await getRefundEntry(app.kv, id)) as Deno.KvEntry<Refund>;
+      const { recheckAt: _, ...old } = entry.value;
+      assert.ok(await commitRefundUpdate(app.kv, entry, { ...old, ...patch }, { queue: false, now: ctx.now() }));
+    };
+    // A Bansky refund first (the shop's default routing): Bansky never reverses one, so it gets no re-checks.
+    const onBansky = await callInit(app, paymentBody({ amount: 2000 }));
+    await buyerSettles(onBansky.body.url, "paid");
+    await waitFor(
+      "paid",
+      async () => (await getPayment(app.kv, onBansky.body.id))?.status === "succeeded" || undefined,
+    );
+    const bansky = await refund(onBansky.body.id);
+    const reversed = await paidOnStripe(app, fake, stripe, 5000, shop.url);
+    const reversedRefund = await refund(reversed.id, 3000);
+    const standing = await refund((await paidOnStripe(app, fake, stripe, 4000)).id);
+    const tooOld = await refund((await paidOnStripe(app, fake, stripe, 4000)).id);
+    const own = await refund((await paidOnStripe(app, fake, stripe, 4000)).id);
+    const ownBefore = (await getRefund(app.kv, own))!;
+    await asStoredBefore(bansky);
+    await asStoredBefore(reversedRefund);
+    await asStoredBefore(standing);
+    // Succeeded 31 days before the run: past the last re-check.
+    await asStoredBefore(tooOld, { settledAt: Date.now() - 29 * DAY_MS });
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 1, "only this version's own refund");
+
+    // The store as the earlier version left it; two processes run the backfill at once, two days on.
+    await deleteBackfillState(app.kv, "refund_reversal_checks");
+    const at = Date.now() + 2 * DAY_MS;
+    ctx.now = () => at;
+    const runs = await Promise.all([
+      runBackfill(ctx, reversalCheckBackfill, { batchSize: 3 }),
+      runBackfill(ctx, reversalCheckBackfill, { batchSize: 3 }),
+    ]);
+    assert.equal(runs[0].written + runs[1].written, 2, "each Stripe refund within its re-checks gets them once");
+    for (const id of [reversedRefund, standing]) {
+      // The 1-day re-check passed unchecked: one catch-up within 6 hours, before the 5-day step.
+      const recheckAt = (await getRefund(app.kv, id))!.recheckAt!;
+      assert.ok(recheckAt > at && recheckAt <= at + REVERSAL_CHECK_CATCH_UP_MS, `${id}: ${recheckAt - at}`);
+    }
+    assert.equal((await getRefund(app.kv, bansky))!.recheckAt, undefined, "Bansky never reverses: left alone");
+    assert.equal((await getRefund(app.kv, tooOld))!.recheckAt, undefined, "past its last re-check: left alone");
+    assert.deepEqual(await getRefund(app.kv, own), ownBefore, "this version's own re-checks unchanged");
+    assert.equal(await countScheduledJobs(app.kv, "refund_recheck"), 3);
+
+    // Idempotent: once done, a run reads its progress; forgotten, a run from scratch finds nothing to add.
+    const stamps = async () =>
+      await Promise.all(
+        [reversedRefund, standing, bansky, tooOld].map(async (id) => (await getRefundEntry(app.kv, id)).versionstamp),
+      );
+    const before = await stamps();
+    assert.equal((await runBackfill(ctx, reversalCheckBackfill)).written, 0);
+    await deleteBackfillState(app.kv, "refund_reversal_checks");
+    assert.equal((await runBackfill(ctx, reversalCheckBackfill)).written, 0);
+    assert.deepEqual(await stamps(), before);
+
+    // Stripe reverses one, its webhook lost: the catch-up re-check finds it, and the shop hears refund.failed.
+    const ref = (await getRefund(app.kv, reversedRefund))!.providerRef!;
+    assert.equal(await fake.reverseRefund(ref, { sendEvent: false }), 0);
+    ctx.now = () => at + REVERSAL_CHECK_CATCH_UP_MS + 1_000;
+    await app.server.runner.sweep();
+    await app.server.runner.idle();
+    assert.equal((await getRefund(app.kv, reversedRefund))!.status, "failed");
+    const p = (await getPayment(app.kv, reversed.id))!;
+    assert.deepEqual([p.status, p.refundedAmount], ["succeeded", 0]);
+    await waitFor("refund.failed", () => postbackTypes(shop).includes("refund.failed") || undefined);
+    // The one that stands goes on at the schedule's own next step, 5 days after its success.
+    const stands = (await getRefund(app.kv, standing))!;
+    assert.deepEqual([stands.status, stands.recheckAt], ["succeeded", stands.settledAt! + REVERSAL_CHECK_MS[1]]);
+  }, { JOBS_QUEUE: "off" });
+  await shop.close();
 });

@@ -2,10 +2,11 @@ import type { AppContext } from "../context.ts";
 import { getBackfillState } from "../db/backfills.ts";
 import { describeError, log } from "../log.ts";
 import { lateCheckBackfill } from "../payments/backfill.ts";
+import { reversalCheckBackfill } from "../refunds/backfill.ts";
 import { type Backfill, runBackfill } from "./run.ts";
 
 /** Every backfill, in the order start-up runs them. */
-export const BACKFILL_RUNS: readonly Backfill[] = [lateCheckBackfill];
+export const BACKFILL_RUNS: readonly Backfill[] = [lateCheckBackfill, reversalCheckBackfill];
 
 /** Every backfill's progress, for the CLI: done or not, when, and what it wrote. */
 export async function describeBackfills(ctx: AppContext) {

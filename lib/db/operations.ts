@@ -173,6 +173,24 @@ export async function listOperations(kv: Deno.Kv, f: OperationFilter): Promise<O
   return out;
 }
 
+/**
+ * The log's own keys strictly after `afterSeq` (or from `fromSeq`) and before `toSeq`, oldest first, at most `limit`
+ * keys, each with the entries it holds (one, or a group commit's): for a walk of the log in time order (a backfill).
+ */
+export async function listLoggedOperations(
+  kv: Deno.Kv,
+  opts: { afterSeq: string | null; fromSeq: string; toSeq: string; limit: number },
+): Promise<{ seq: string; entries: OperationEntry[] }[]> {
+  const start = opts.afterSeq ? [...allKey(opts.afterSeq), ""] : allKey(opts.fromSeq);
+  const out: { seq: string; entries: OperationEntry[] }[] = [];
+  const list = kv.list<OperationEntry | OperationEntry[]>({ start, end: allKey(opts.toSeq) }, {
+    limit: opts.limit,
+    batchSize: GATHERED_LIST_BATCH,
+  });
+  for await (const e of list) out.push({ seq: e.key[1] as string, entries: gatheredRecords(e.value) });
+  return out;
+}
+
 function isInLog(value: StoredOperations): value is InLog {
   return !Array.isArray(value) && typeof value === "object" && "inLog" in value;
 }

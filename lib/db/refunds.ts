@@ -4,7 +4,7 @@ import type { Delivery } from "../relay/types.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
 import { type JobMessage, listScheduledJobIds, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
-import { collectValues } from "./kv.ts";
+import { collectValues, getManyEntries } from "./kv.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
 import { addDerivedEventOps, paymentRecordKey } from "./payments.ts";
@@ -46,6 +46,11 @@ export async function getRefund(kv: Deno.Kv, id: string): Promise<Refund | null>
 
 export function getRefundEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Refund>> {
   return kv.get<Refund>(refundKey(id));
+}
+
+/** Reads refunds by id with their versions, in the order of `ids` (an id of none: an empty entry). */
+export function getRefundEntries(kv: Deno.Kv, ids: string[]): Promise<Deno.KvEntryMaybe<Refund>[]> {
+  return getManyEntries<Refund>(kv, ids.map(refundKey));
 }
 
 /** A payment's refunds, oldest first. */
