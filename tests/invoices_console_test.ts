@@ -6,7 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { searchAudit } from "../lib/db/audit.ts";
-import { listPoolAddresses } from "../lib/db/invoices.ts";
+import { countLateInvoices, getInvoice, listPoolAddresses } from "../lib/db/invoices.ts";
+import { deleteBackfillState } from "../lib/db/backfills.ts";
+import { runBackfill } from "../lib/backfills/run.ts";
+import { lateInvoiceIndexBackfill } from "../lib/invoices/backfill.ts";
 import { listDeliveriesByPayment } from "../lib/db/deliveries.ts";
 import { createShop } from "../lib/shops.ts";
 import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
@@ -207,6 +210,58 @@ Deno.test("[console] the overview counts invoices holding late money and links t
       (await b.get("/admin/invoices?late=1")).text,
       /<h2>Invoices with late money<\/h2>\s*<p class="muted">[^]*?<p class="muted">None\.<\/p>/,
     );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[backfill] invoices holding late money written before the late-invoice index get into it: the overview counts them and the list shows them", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    const b = await operatorBrowser(app);
+    const card = async () =>
+      (await b.get("/admin")).text.match(/<a href="\/admin\/invoices\?late=1" data-late-invoices="true">(.*?)<\/a>/s)
+        ?.[1].replace(/<[^>]+>/g, "").replace(/\s+/g, " ").trim();
+    // Two closed invoices paid late, one whose late money the chain then dropped, and one still open.
+    const open = await createTestInvoice(app, { title: "Still open" });
+    const late = [];
+    for (const title of ["Paid too late", "Paid too late as well", "Dropped"]) {
+      const inv = await createTestInvoice(app, { title, amount: "3" });
+      assert.equal((await cancelInvoiceCall(app, inv.id)).status, 200);
+      const tx = await chain.deposit(inv.address, "3000000");
+      await waitFor("the late money", async () => (await readInvoice(app, inv.id)).lateAmount === "3" || undefined);
+      late.push({ ...inv, txid: tx.txid });
+    }
+    const dropped = late.pop()!;
+    await dropFromChain(app, dropped.id, dropped.txid);
+    assert.equal(await card(), "2 invoices with late money");
+    // As the version before the index stored them: the invoices as they are, the index's keys absent.
+    for (const inv of late) {
+      const { seq, shopId } = (await getInvoice(app.kv, inv.id))!;
+      await app.kv.delete(["invoices_late", seq]);
+      await app.kv.delete(["invoices_late_by_shop", shopId, seq]);
+    }
+    assert.equal(await card(), "0 invoices with late money");
+
+    // The store as the earlier version left it; two processes run the backfill at once.
+    await deleteBackfillState(app.kv, "invoice_late_index");
+    const runs = await Promise.all([
+      runBackfill(app.server.ctx, lateInvoiceIndexBackfill, { batchSize: 2 }),
+      runBackfill(app.server.ctx, lateInvoiceIndexBackfill, { batchSize: 2 }),
+    ]);
+    assert.equal(runs[0].written + runs[1].written, 2, "each invoice holding late money indexed once");
+    assert.equal(await card(), "2 invoices with late money");
+    const list = (await b.get("/admin/invoices?late=1")).text;
+    for (const inv of late) assert.match(list, new RegExp(inv.id));
+    assert.doesNotMatch(list, new RegExp(`${open.id}|${dropped.id}`), "neither the open one nor the dropped one");
+    assert.deepEqual(await countLateInvoices(app.kv, { shopId: app.shop.id, max: 10 }), { count: 2, more: false });
+
+    // Idempotent: once done, a run reads its progress; forgotten, a run from scratch finds nothing to add.
+    assert.equal((await runBackfill(app.server.ctx, lateInvoiceIndexBackfill)).written, 0);
+    await deleteBackfillState(app.kv, "invoice_late_index");
+    assert.equal((await runBackfill(app.server.ctx, lateInvoiceIndexBackfill)).written, 0);
+    assert.equal(await card(), "2 invoices with late money");
   } finally {
     await app.close();
   }

@@ -3,7 +3,7 @@
  * record (lib/backfills/): one record per backfill, read and written with a check on the version read, so runners
  * on several processes share one cut and one cursor, never step back, and a finished one costs a read.
  */
-export const BACKFILLS = ["payment_late_checks", "refund_reversal_checks"] as const;
+export const BACKFILLS = ["payment_late_checks", "refund_reversal_checks", "invoice_late_index"] as const;
 export type BackfillName = typeof BACKFILLS[number];
 
 export interface BackfillState {

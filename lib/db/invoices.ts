@@ -229,7 +229,7 @@ export async function commitInvoiceWrite(
     }
   }
   // Written whenever it holds late money, not only when that starts: an invoice that got it before the index existed
-  // is listed by its next write (such an invoice is read for a week after it closed, while its deposits settle).
+  // is listed by its next write, or by the backfill (indexLateInvoicesBatch) if it is never written again.
   if (hasLateMoney(next)) {
     op.set(lateKey(next.seq), next.id).set(lateByShopKey(next.shopId, next.seq), next.id);
   } else if (hasLateMoney(before)) {
@@ -305,4 +305,37 @@ export async function countLateInvoices(
 /** Reads invoices by id (those that exist), in the order of `ids`. */
 export async function getInvoices(kv: Deno.Kv, ids: string[]): Promise<Invoice[]> {
   return (await getManyEntries<Invoice>(kv, ids.map(invoiceKey))).flatMap((e) => (e.value ? [e.value] : []));
+}
+
+/**
+ * One batch of the late-invoice index's backfill: invoices listed after `afterSeq` (oldest first) and before `endSeq`,
+ * at most `limit`; those holding late money whose index keys are missing get them, each in one atomic operation
+ * checked against the invoice and the keys as read (an invoice written meanwhile was indexed by that write). The seq of the last invoice
+ * listed, how many were listed, and how many were indexed.
+ */
+export async function indexLateInvoicesBatch(
+  kv: Deno.Kv,
+  opts: { afterSeq: string | null; endSeq: string; limit: number },
+): Promise<{ last: string | null; listed: number; indexed: number }> {
+  const start = opts.afterSeq ? [...byTimeKey(opts.afterSeq), ""] : ["invoices_by_time"];
+  const ids: string[] = [];
+  let last: string | null = null;
+  const list = kv.list<string>({ start, end: byTimeKey(opts.endSeq) }, { limit: opts.limit, batchSize: opts.limit });
+  for await (const e of list) {
+    ids.push(e.value);
+    last = e.key[1] as string;
+  }
+  const holding = (await getManyEntries<Invoice>(kv, ids.map(invoiceKey)))
+    .filter((e): e is Deno.KvEntry<Invoice> => e.value !== null && hasLateMoney(e.value));
+  const indexed = await Promise.all(holding.map(async (entry) => {
+    const inv = entry.value;
+    const [all, byShop] = await kv.getMany([lateKey(inv.seq), lateByShopKey(inv.shopId, inv.seq)]);
+    if (all.versionstamp && byShop.versionstamp) return false;
+    // The keys as read too: two runners that read them missing at once write them once.
+    const op = kv.atomic().check(entry, all, byShop)
+      .set(lateKey(inv.seq), inv.id)
+      .set(lateByShopKey(inv.shopId, inv.seq), inv.id);
+    return (await op.commit()).ok;
+  }));
+  return { last, listed: ids.length, indexed: indexed.filter(Boolean).length };
 }
