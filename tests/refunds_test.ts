@@ -382,6 +382,39 @@ Deno.test("[refunds] with the provider down the refund stays pending, and the jo
   });
 });
 
+Deno.test("[refunds] a refund its provider still holds pending 6 hours after it was asked for (the stuck-refund alert's threshold) is named in a warning with its refundId and paymentId at each check, so the operator the alert pages can find it", async () => {
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const id = await paidPayment(app, null);
+    // Bansky holds the refund pending for an hour of real time: every check finds it pending.
+    Object.assign(app.sandbox.knobs, { asyncRefunds: true, webhookDelayMs: 3_600_000 });
+    const r = await refund(app, id, {});
+    assert.equal(r.body.refund.status, "pending");
+    const named = (lines: string[]) =>
+      lines.map((l) => JSON.parse(l)).filter((l) => l.level === "warn" && l.refundId === r.body.refund.id);
+    // An hour on the provider still says pending: nothing for an operator yet (the alert waits 6 hours too).
+    const early = await capturingWarnings(() => sweepAt(app, 3_600_000));
+    assert.deepEqual(named(early), []);
+    const late = await capturingWarnings(() => sweepAt(app, 7 * 3_600_000));
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+    const [warning] = named(late);
+    assert.ok(warning, `a warning names the refund: ${late.join("\n")}`);
+    assert.equal(warning.paymentId, id);
+  });
+});
+
+/** Runs `fn` with the warnings and errors the app logs (console.error) captured, one line each. */
+async function capturingWarnings(fn: () => Promise<unknown>): Promise<string[]> {
+  const lines: string[] = [];
+  const saved = console.error;
+  console.error = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+  try {
+    await fn();
+    return lines;
+  } finally {
+    console.error = saved;
+  }
+}
+
 Deno.test("[refunds] a refund Bansky made is final: no re-check is planned and none asks Bansky later (Bansky does not reverse a refund)", async () => {
   await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
     const id = await paidPayment(app, null);

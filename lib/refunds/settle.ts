@@ -34,6 +34,13 @@ import { refundEvents, refundPostbackBody } from "./view.ts";
  */
 const CHECK_BACKOFF_MS = [10_000, 30_000, 120_000, 600_000, 3_600_000, 21_600_000];
 /**
+ * A refund still pending this long after it was asked for is named in a warning at each check (every 6 hours by
+ * then): the threshold of the alert AimbrellaPayRefundStuckAtProvider, whose gauge has no labels, so the operator it
+ * pages finds the refund and its payment in the log even when the provider only keeps answering "pending" (the
+ * operation log shows such answers as `ok`).
+ */
+const STUCK_WARN_MS = 6 * 3_600_000;
+/**
  * When a succeeded refund is asked about again, at a provider that can reverse it (refundsCanReverse: Stripe), counted
  * from its success: 1, 5, 10 and 30 days. A reversal comes when the buyer's bank or card issuer sends the refund back
  * (a closed card, a closed account), and the provider's webhook is what tells us of it; these find one whose webhook
@@ -232,6 +239,15 @@ async function stillPending(ctx: AppContext, { entry, base, now, operations }: R
   const delay = CHECK_BACKOFF_MS[Math.min(base.checks - 1, CHECK_BACKOFF_MS.length - 1)];
   const next: Refund = { ...base, nextCheckAt: now + delay };
   if (!(await commitRefundUpdate(ctx.kv, entry, next, jobs(ctx, now), operations))) return null;
+  if (now - next.createdAt >= STUCK_WARN_MS) {
+    log.warn("refund still pending at its provider after 6 hours: check it there", {
+      refundId: next.id,
+      paymentId: next.paymentId,
+      shopId: next.shopId,
+      checks: next.checks,
+      nextCheckAt: new Date(next.nextCheckAt).toISOString(),
+    });
+  }
   // No queue message wakes it (see lib/db/refunds.ts): the kick does, or the cron sweep after a restart.
   ctx.kick({ kind: "refund", id: next.id }, delay);
   return next;
