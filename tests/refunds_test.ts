@@ -19,6 +19,8 @@ import { readStats, utcDay } from "../lib/db/stats.ts";
 import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts";
 import { setShopRouting } from "../lib/accounts/routing.ts";
 import { applyRefundResult } from "../lib/refunds/settle.ts";
+import { recheckPaymentStatus } from "../lib/payments/admin.ts";
+import { signBanskyWebhook } from "../lib/providers/bansky_wire.ts";
 import { refundEvents } from "../lib/refunds/view.ts";
 import type { Refund } from "../lib/refunds/types.ts";
 import { sortableId } from "../lib/ids.ts";
@@ -414,6 +416,33 @@ async function capturingWarnings(fn: () => Promise<unknown>): Promise<string[]> 
     console.error = saved;
   }
 }
+
+Deno.test("[refunds] a refunded payment the provider still calls paid (an operator's re-check, a late webhook) keeps its refund status and amount: only its refunds move it back to succeeded", async () => {
+  await withApp({ standaloneSandbox: true }, async (app) => {
+    const ctx = app.server.ctx;
+    for (const [amount, status] of [[400, "partially_refunded"], [1000, "refunded"]] as const) {
+      const id = await paidPayment(app, null);
+      assert.equal((await refund(app, id, { amount })).body.refund.status, "succeeded");
+      assert.equal((await getPayment(app, id)).status, status);
+      // Bansky still says the payment is paid, as Stripe says a refunded session is: no news about its refunds.
+      assert.equal(await recheckPaymentStatus(ctx, id, { actor: "ops@example.com" }), "unchanged");
+      const ref = (await getPaymentRecord(app.kv, id))!.providerRef!;
+      const body = JSON.stringify({ eventId: `evt_late_${id}`, id, ref, status: "paid" });
+      const ts = Math.floor(Date.now() / 1000);
+      const late = await fetch(`${app.baseUrl}/api/payment-verify`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "bansky-signature": signBanskyWebhook(SANDBOX_SECRET, ts, body),
+        },
+        body,
+      });
+      assert.equal(late.status, 200, await late.text());
+      const p = (await getPaymentRecord(app.kv, id))!;
+      assert.deepEqual([p.status, p.refundedAmount], [status, amount]);
+    }
+  });
+});
 
 Deno.test("[refunds] a refund Bansky made is final: no re-check is planned and none asks Bansky later (Bansky does not reverse a refund)", async () => {
   await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {

@@ -72,6 +72,16 @@ export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
   return (STATUS_RULES[from].next as readonly PaymentStatus[]).includes(to);
 }
 
+/**
+ * True when news of the payment itself (its provider's status, by webhook or status check) may move it from `from` to
+ * `to`: the table's moves but those within the paid statuses, which only its refunds and their reversals make (their
+ * amounts say where it goes). The provider still calls a refunded payment paid: that is no news, and must not move a
+ * partially_refunded or refunded payment back to succeeded with its refundedAmount kept.
+ */
+export function canProviderMove(from: PaymentStatus, to: PaymentStatus): boolean {
+  return canTransition(from, to) && !(isPaid(from) && isPaid(to));
+}
+
 /** True while the payment waits for the buyer or the provider. */
 export function isOpen(status: PaymentStatus): boolean {
   return status === "pending";

@@ -9,6 +9,7 @@ import { log } from "../log.ts";
 import { newDelivery, supersededDelivery } from "../relay/delivery.ts";
 import type { Delivery } from "../relay/types.ts";
 import {
+  canProviderMove,
   canTransition,
   isCounted,
   isLateSuccess,
@@ -35,6 +36,11 @@ export interface MoveRequest {
   webhookEventId?: string;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: AuditAction };
+  /**
+   * A refund's move or its reversal: the only moves within the paid statuses. Any other move is news of the payment
+   * itself and takes only the moves canProviderMove allows.
+   */
+  byRefund?: boolean;
   /** Fields the move sets besides its status (a refunded amount, a late success). */
   patch?: (p: Payment) => Partial<Payment>;
   /**
@@ -73,7 +79,8 @@ export async function movePayment(ctx: AppContext, req: MoveRequest): Promise<Mo
     const entry = i === 0 && req.read ? req.read : await getPaymentEntry(ctx.kv, req.paymentId);
     if (!entry.value) throw new NotFoundError("Unknown payment.");
     const p: Payment = entry.value;
-    if (!canTransition(p.status, req.to)) return { outcome: "refused", payment: p };
+    const allowed = req.byRefund ? canTransition(p.status, req.to) : canProviderMove(p.status, req.to);
+    if (!allowed) return { outcome: "refused", payment: p };
     const now = ctx.now();
     const next: Payment = {
       ...p,

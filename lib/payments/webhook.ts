@@ -8,7 +8,7 @@ import {
 } from "../db/payments.ts";
 import { log, warnRepeatable } from "../log.ts";
 import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
-import { canTransition } from "./status.ts";
+import { canProviderMove } from "./status.ts";
 import { movePayment, type MoveResult } from "./transition.ts";
 import { addOperationOps, insertOperation } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
@@ -96,7 +96,7 @@ export async function handleProviderWebhook(
   if (!moved) return "duplicate";
   if (moved.outcome === "applied") return "applied";
   const p = moved.payment;
-  if (canTransition(p.status, notice.claimedStatus)) {
+  if (canProviderMove(p.status, notice.claimedStatus)) {
     // The webhook brings news the provider's status API does not show yet. Marking it seen would
     // drop the provider's retry as a duplicate, so refuse it for now: the retry will find it confirmed.
     // The timeline records the claim once, however often the provider (or a replay) sends it again.

@@ -278,6 +278,7 @@ async function succeed(
       to: target(payment),
       because: refundEvents(settled).settled!,
       becauseIsDerived: true,
+      byRefund: true,
       patch: (p) => ({ refundedAmount: (p.refundedAmount ?? 0) + settled.amount }),
       extraOps: (op, next) => {
         // Another refund of this payment succeeded since we read it: the target may differ now.
@@ -382,6 +383,7 @@ async function reverse(
       to: target((paymentEntry.value.refundedAmount ?? 0) - reversed.amount),
       because: refundEvents(reversed).reversed!,
       becauseIsDerived: true,
+      byRefund: true,
       patch: (p) => ({ refundedAmount: Math.max(0, (p.refundedAmount ?? 0) - reversed.amount) }),
       extraOps: (op, next) => {
         // Another refund of this payment settled since we read it: the target may differ now.
