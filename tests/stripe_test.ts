@@ -15,6 +15,8 @@ import { runBackfill } from "../lib/backfills/run.ts";
 import { REVERSAL_CHECK_CATCH_UP_MS, reversalCheckBackfill } from "../lib/refunds/backfill.ts";
 import { REVERSAL_CHECK_MS } from "../lib/refunds/settle.ts";
 import type { Refund } from "../lib/refunds/types.ts";
+import { describePayment } from "../lib/payments/admin.ts";
+import type { Payment } from "../lib/payments/types.ts";
 import { runRefundRecheck } from "../lib/refunds/recheck.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listOperations } from "../lib/db/operations.ts";
@@ -32,6 +34,7 @@ import {
 import { StripeFake } from "../fixtures/stripe_fake.ts";
 import { ErrorResponse } from "../lib/payments/api_schemas.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
+import { log } from "../lib/log.ts";
 
 const STRIPE_KEY = "sk_test_platform";
 const ORG2 = "acct_1Org2";
@@ -1174,4 +1177,123 @@ Deno.test("[backfill] Stripe refunds that succeeded before re-checks existed get
     assert.deepEqual([stands.status, stands.recheckAt], ["succeeded", stands.settledAt! + REVERSAL_CHECK_MS[1]]);
   }, { JOBS_QUEUE: "off" });
   await shop.close();
+});
+
+/** Runs `fn` with every line the app logs captured (info to console.log, warnings and errors to console.error). */
+async function capturingLog<T>(fn: () => Promise<T>): Promise<{ result: T; lines: { level: string; msg: string }[] }> {
+  const lines: { level: string; msg: string }[] = [];
+  const saved = { log: console.log, error: console.error };
+  const keep = (...args: unknown[]) => {
+    try {
+      lines.push(JSON.parse(String(args[0])));
+    } catch { /* not one of the app's lines */ }
+  };
+  console.log = console.error = keep;
+  try {
+    return { result: await fn(), lines };
+  } finally {
+    Object.assign(console, saved);
+  }
+}
+
+Deno.test("[stripe] news of a session made for one of our payments that no stored payment names (its creation asked again after a 500, or the order sent again after its routes moved) is acknowledged and changes nothing when it expires; a buyer paying on one is refused and logged as an error", async (t) => {
+  await withStripe(async (app, fake, stripe) => {
+    const ctx = app.server.ctx;
+    await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    // Stripe makes the session, but a proxy in front of it answers 500 (the first `lost` creations).
+    let lost = 0;
+    interceptFake(fake, async (req, handle) => {
+      const res = await handle(req);
+      if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/checkout/sessions" || lost <= 0) return res;
+      lost--;
+      await res.body?.cancel();
+      return Response.json({ error: { type: "api_error", message: "An unknown error occurred" } }, { status: 500 });
+    });
+    const body = (id: string) => paymentBody({ id, postbackUrl: "http://127.0.0.1:9/pb", amount: 4200 });
+    /** An order whose first session is an orphan; answers the payment and the orphan session's id. */
+    const withOrphan = async (id: string) => {
+      lost = 1;
+      const init = await callInit(app, body(id));
+      assert.equal(init.status, 201, JSON.stringify(init.body));
+      const p = (await getPayment(app.kv, init.body.id))!;
+      const orphan = [...fake.sessions.values()].find((s) => s.client_reference_id === p.id && s.id !== p.providerRef);
+      assert.ok(orphan, "Stripe made two sessions for the payment");
+      return { p, orphan };
+    };
+    const unchanged = async (p: Payment) => {
+      const now = await describePayment(ctx, p.id);
+      assert.deepEqual(
+        [now.payment.status, now.payment.providerRef, now.payment.updatedAt],
+        [p.status, p.providerRef, p.updatedAt],
+      );
+      return now;
+    };
+
+    await t.step(
+      "an orphan's expiry is acknowledged (before: 400, retried by Stripe for days), once, at info",
+      async () => {
+        const { p, orphan } = await withOrphan("o-orphan-expires");
+        const eventsBefore = (await describePayment(ctx, p.id)).events.length;
+        orphan.status = "expired";
+        const { result: status, lines } = await capturingLog(() =>
+          fake.sendEvent(ORG2, "checkout.session.expired", orphan)
+        );
+        assert.equal(status, 200);
+        const now = await unchanged(p);
+        assert.equal(now.events.length, eventsBefore, "nothing on the payment's timeline");
+        assert.ok(!lines.some((l) => l.level === "warn" || l.level === "error"), JSON.stringify(lines));
+        // The suite runs with LOG_LEVEL=warn, which leaves info out: a line of our own says whether it is written.
+        const probe = await capturingLog(() => Promise.resolve(log.info("probe")));
+        const infoLogged = probe.lines.length > 0;
+        const said = lines.filter((l) => /no stored payment names/.test(l.msg));
+        assert.deepEqual(said.map((l) => l.level), infoLogged ? ["info"] : []);
+        // The payment's own session still settles it.
+        assert.equal(await fake.sendEvent(ORG2, "checkout.session.expired", fake.sessions.get(p.providerRef!)), 409);
+      },
+    );
+
+    await t.step(
+      "a buyer paying on an orphan is money no payment names: refused (Stripe keeps retrying) and an error",
+      async () => {
+        const { p, orphan } = await withOrphan("o-orphan-paid");
+        const { lines } = await capturingLog(async () => {
+          const paid = await fetch(`${orphan.url}/paid`, { method: "POST", redirect: "manual" });
+          await paid.body?.cancel();
+        });
+        assert.equal(fake.delivered.at(-1)?.type, "checkout.session.completed");
+        assert.equal(fake.delivered.at(-1)?.status, 400);
+        await unchanged(p);
+        assert.ok(
+          lines.some((l) => l.level === "error" && /no stored payment names/.test(l.msg)),
+          JSON.stringify(lines),
+        );
+      },
+    );
+
+    await t.step("an orphan left on the account the shop's routes moved away from", async () => {
+      lost = 2;
+      const made = fake.sessions.size;
+      const failed = await callInit(app, body("o-orphan-moved"));
+      assert.equal(failed.status, 502, JSON.stringify(failed.body));
+      const orphans = [...fake.sessions.values()].slice(made);
+      assert.equal(orphans.length, 2, "both tries made a session at Stripe");
+      const bansky = await createAccount(ctx, {
+        provider: "bansky",
+        label: "Bansky org 1",
+        orgId: "891027350515",
+        credentials: { apiUrl: app.sandboxUrl, apiToken: "token-org-a", webhookSecret: "whsec-org-a" },
+      }, { actor: "test" });
+      await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: bansky.id }, { actor: "test" });
+      const retry = await callInit(app, body("o-orphan-moved"));
+      assert.equal(retry.status, 201, JSON.stringify(retry.body));
+      const p = (await getPayment(app.kv, retry.body.id))!;
+      assert.equal(p.accountId, bansky.id);
+      assert.ok(orphans.every((s) => s.client_reference_id === p.id));
+      for (const orphan of orphans) {
+        orphan.status = "expired";
+        assert.equal(await fake.sendEvent(ORG2, "checkout.session.expired", orphan), 200);
+      }
+      await unchanged(p);
+    });
+  });
 });

@@ -288,3 +288,30 @@ Deno.test("[webhook] past WEBHOOKS_IN_FLIGHT_MAX at once a webhook gets 503 with
     await app.close();
   }
 });
+
+Deno.test("[webhook] Bansky's news of a payment made for one of ours that the payment does not name (the order sent again with another body) is acknowledged when it expires or fails and changes nothing; a claim that it was paid is refused", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    const before = await describePayment(app.server.ctx, p.id);
+    // Bansky echoes the id we sent: our payment id and another request's fingerprint.
+    const orphan = { id: `${p.id}.0123456789ab`, ref: "bsk_orphan" };
+    for (const status of ["expired", "declined"]) {
+      const res = await sendWebhook(app, { eventId: `evt_orphan_${status}`, ...orphan, status });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.outcome, "unchanged");
+    }
+    const paid = await sendWebhook(app, { eventId: "evt_orphan_paid", ...orphan, status: "paid" });
+    assert.equal(paid.status, 400);
+    assert.equal(paid.body.error.code, "invalid_webhook");
+    const after = await describePayment(app.server.ctx, p.id);
+    assert.deepEqual(after.payment, before.payment);
+    assert.equal(after.events.length, before.events.length);
+    assert.equal(app.sandbox.calls.status, 0, "the provider was not asked about the payment");
+    assert.equal(shop.received.length, 0);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});

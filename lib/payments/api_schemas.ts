@@ -125,7 +125,12 @@ export const API_ERRORS = [
   { code: "provider_error", status: 502, when: "The provider failed." },
   { code: "provider_timeout", status: 504, when: "The provider did not answer in time." },
   { code: "invalid_webhook", status: 401, when: "Provider webhook: bad or stale signature, or malformed body." },
-  { code: "invalid_webhook", status: 400, when: "Provider webhook: its reference does not match the payment." },
+  {
+    code: "invalid_webhook",
+    status: 400,
+    when:
+      "Provider webhook: its reference or account is not the payment's (news that another payment the provider made for it expired or failed is answered 200).",
+  },
   {
     code: "conflict",
     status: 409,

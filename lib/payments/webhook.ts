@@ -7,8 +7,8 @@ import {
   recordUnconfirmedWebhook,
 } from "../db/payments.ts";
 import { log, warnRepeatable } from "../log.ts";
-import { type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
-import { canProviderMove } from "./status.ts";
+import { type PaymentNotice, type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
+import { canProviderMove, type PaymentStatus } from "./status.ts";
 import { movePayment, type MoveResult } from "./transition.ts";
 import { addOperationOps, insertOperation } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
@@ -62,8 +62,10 @@ export async function handleProviderWebhook(
   const payment = target.payment.value;
   // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
   if (!payment) throw new NotFoundError("Unknown payment.");
+  // Signed by this account and naming our payment, but about another of the provider's payments made for it.
+  if (payment.providerRef && payment.providerRef !== notice.ref) return orphanNews(notice, payment, accountId);
   if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
-    throw new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
+    throw referenceMismatch();
   }
   // The status call's log entry is written by the move's commit when there is one (one commit instead of two).
   const { adapter, logged } = await ctx.providers.forPayment(payment);
@@ -113,4 +115,49 @@ export async function handleProviderWebhook(
   // Old news (a stale "pending", a payment already settled): recorded, and never handled again.
   await markWebhookEventSeen(ctx.kv, accountId, notice.eventId, p, because);
   return "unchanged";
+}
+
+const referenceMismatch = () => new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
+
+/**
+ * News of an orphan: a payment at the provider made for one of ours that the payment does not name (a creation asked
+ * again under a new key after a 500 or an idempotency refusal, an order sent again with another body or after its
+ * routes moved). Its page never reached a buyer, so its news is its expiry (or a failure): acknowledged, so the
+ * provider stops retrying it for days, and it changes nothing. News that it took money (or that a buyer finished on it,
+ * money on its way) cannot come from a page we handed out: it is refused as before, so the provider keeps it and
+ * retries, and logged as an error for an operator, who refunds it at the provider or finds how its page got out.
+ */
+function orphanNews(notice: PaymentNotice, payment: Payment, accountId: string): WebhookOutcome {
+  const fields = {
+    accountId,
+    paymentId: payment.id,
+    ref: notice.ref,
+    storedRef: payment.providerRef,
+    eventId: notice.eventId,
+    claimed: notice.claimedStatus,
+  };
+  if (mayHoldMoney(notice.claimedStatus)) {
+    log.error("money at the provider on a payment of ours that no stored payment names", fields);
+    throw referenceMismatch();
+  }
+  log.info(
+    "webhook about a payment at the provider that no stored payment names: acknowledged, nothing changed",
+    fields,
+  );
+  return "unchanged";
+}
+
+/** Whether news claiming this status can mean a buyer paid (or money is on its way: Stripe's complete but unpaid). */
+function mayHoldMoney(claimed: PaymentStatus): boolean {
+  switch (claimed) {
+    case "pending":
+    case "succeeded":
+    case "partially_refunded":
+    case "refunded":
+      return true;
+    case "failed":
+    case "expired":
+    case "cancelled":
+      return false;
+  }
 }
