@@ -12,6 +12,7 @@ import {
 import { type DailyPoint, dailySeries } from "./stats.ts";
 import type { Delivery } from "./relay/types.ts";
 import { createShopForm, disableForm, formsOutOfOrder, listForms } from "./forms/mod.ts";
+import { amountDecimals, amountExample, amountStepFor } from "./forms/submit.ts";
 import type { PaymentForm } from "./forms/types.ts";
 import { getShop } from "./db/shops.ts";
 import { currencyRefusal, formatDecimal, isCurrency, parseAmount, typedAmountAbove } from "./money.ts";
@@ -128,7 +129,9 @@ export async function createScopedForm(
   const shopId = shopOf(scope) ?? fields.shopId ?? "";
   const shop = shopId ? await getShop(ctx.kv, shopId) : null;
   if (!shop) throw new ValidationError("The form is invalid.", { shopId: "pick a shop" });
-  return await createShopForm(ctx, shop, formRequestFromFields(fields, ctx.config.maxAmount), opts);
+  // A refused amount is told with the decimals the provider the shop's routes pick for the currency takes it in.
+  const amountStep = await amountStepFor(ctx, shop, (fields.currency ?? "").trim().toUpperCase());
+  return await createShopForm(ctx, shop, formRequestFromFields(fields, ctx.config.maxAmount, { amountStep }), opts);
 }
 
 /** Disables a form within the scope; a portal naming another shop's form finds nothing. */
@@ -138,9 +141,15 @@ export function disableScopedForm(ctx: AppContext, scope: Scope, formId: string,
 
 /**
  * The HTML create form's fields as the API's body: empty fields are left out (the buyer fills them). An amount over
- * `maxAmount` minor units is told so here, in the currency's units the person typed, not as the API's minor units.
+ * `maxAmount` minor units is told so here, in the currency's units the person typed, not as the API's minor units; one
+ * that is no amount is given an example with the decimals of `amountStep` (amountStepFor: the shop's provider's), as
+ * the buyer's page hints.
  */
-export function formRequestFromFields(f: Record<string, string>, maxAmount: number): Record<string, unknown> {
+export function formRequestFromFields(
+  f: Record<string, string>,
+  maxAmount: number,
+  opts: { amountStep?: number } = {},
+): Record<string, unknown> {
   const given = (name: string) => (f[name] ?? "").trim() || undefined;
   const body: Record<string, unknown> = { kind: given("kind") ?? "fiat", title: given("title") ?? "" };
   const description = given("description");
@@ -171,12 +180,20 @@ export function formRequestFromFields(f: Record<string, string>, maxAmount: numb
     }
     if (minor === null) {
       throw new ValidationError("The form is invalid.", {
-        amount: `must be an amount above 0 such as 10 or 10.50, with at most the decimals of ${currency}`,
+        amount: amountRefusal(currency, opts.amountStep),
       });
     }
     body.amount = minor;
   }
   return body;
+}
+
+/** Why a typed amount is no amount, with an example in the decimals the shop's provider takes `currency` in. */
+function amountRefusal(currency: string, step = 1): string {
+  const decimals = amountDecimals(currency, step);
+  if (!decimals) return `must be a whole amount of ${currency} above 0, such as ${amountExample(currency, step)}`;
+  return `must be an amount above 0 such as ${amountExample(currency, step)}, with at most ${decimals} ` +
+    `decimal${decimals === 1 ? "" : "s"} for ${currency}`;
 }
 
 /**

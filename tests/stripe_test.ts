@@ -1297,3 +1297,36 @@ Deno.test("[stripe] news of a session made for one of our payments that no store
     });
   });
 });
+
+Deno.test("[stripe] the console's and the portal's refusal of a form's typed amount gives an example with the decimals the shop's provider takes the currency in (MGA at Stripe: whole ariary; KWD there: two decimals), as the buyer's hint does, instead of \"such as 10 or 10.50\" for every currency", async () => {
+  await withStripe(async (app, _fake, stripe) => {
+    const portal = await portalBrowser(app);
+    const operator = await operatorBrowser(app);
+    await portal.get("/portal/forms");
+    await operator.get("/admin/forms");
+    const refusal = async (amount: string, currency: string) => {
+      const fields = { kind: "fiat", title: "Ticket", amount, currency };
+      const [mine, theirs] = [
+        await portal.post("/portal/forms", fields),
+        await operator.post("/admin/forms", { ...fields, shopId: app.shop.id }),
+      ];
+      assert.deepEqual([mine.status, theirs.status], [400, 400], `${amount} ${currency}`);
+      const said = (html: string) => html.match(/must be [^<]*/)?.[0];
+      assert.equal(said(mine.text), said(theirs.text), "one message in both");
+      return said(mine.text);
+    };
+    const onBansky = {
+      EUR: "must be an amount above 0 such as 10 or 10.50, with at most 2 decimals for EUR",
+      JPY: "must be a whole amount of JPY above 0, such as 10",
+      KWD: "must be an amount above 0 such as 10 or 10.500, with at most 3 decimals for KWD",
+    };
+    for (const [currency, text] of Object.entries(onBansky)) assert.equal(await refusal("1.23456", currency), text);
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const onStripe = {
+      MGA: "must be a whole amount of MGA above 0, such as 10",
+      KWD: "must be an amount above 0 such as 10 or 10.50, with at most 2 decimals for KWD",
+      EUR: onBansky.EUR,
+    };
+    for (const [currency, text] of Object.entries(onStripe)) assert.equal(await refusal("1.23456", currency), text);
+  });
+});

@@ -103,8 +103,13 @@ function typedAmount(input: BuyerInput): string {
  * Stripe (tens of the third decimal) "10 or 10.50".
  */
 export function amountExample(currency: string, step = 1): string {
-  const decimals = currencyExponent(currency) - Math.round(Math.log10(step));
+  const decimals = amountDecimals(currency, step);
   return decimals > 0 ? `10 or 10.5${"0".repeat(decimals - 1)}` : "10";
+}
+
+/** The decimals an amount in `currency` can have where the shop's provider takes it in steps of `step` minor units. */
+export function amountDecimals(currency: string, step = 1): number {
+  return Math.max(0, currencyExponent(currency) - Math.round(Math.log10(step)));
 }
 
 /** The step (minor units) of the amounts the shop's provider for `currency` takes (1 when its routes take none). */
