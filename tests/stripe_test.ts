@@ -33,6 +33,7 @@ import {
 } from "../fixtures/app.ts";
 import { StripeFake } from "../fixtures/stripe_fake.ts";
 import { ErrorResponse } from "../lib/payments/api_schemas.ts";
+import { OptionsResponse } from "../lib/accounts/api_schemas.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { log } from "../lib/log.ts";
 
@@ -1328,5 +1329,26 @@ Deno.test("[stripe] the console's and the portal's refusal of a form's typed amo
       EUR: onBansky.EUR,
     };
     for (const [currency, text] of Object.entries(onStripe)) assert.equal(await refusal("1.23456", currency), text);
+  });
+});
+
+Deno.test("[stripe] GET /api/v1/options tells, for each fiat currency, the step its amounts must be a multiple of at the provider the shop's routes pick (MGA at Stripe: 100, whole ariary; KWD: 10); the same currencies on Bansky take any amount", async () => {
+  await withStripe(async (app, _fake, stripe) => {
+    const options = async () => {
+      const res = await api(app, app.shop.apiKey, "GET", "/options");
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const parsed = OptionsResponse.parse(res.body);
+      assert.deepEqual(Object.keys(parsed.fiat.amountSteps).sort(), parsed.fiat.currencies, "one step per currency");
+      return parsed.fiat.amountSteps;
+    };
+    const pick = (steps: Record<string, number>) => [steps.MGA, steps.KWD, steps.EUR, steps.ISK, steps.JPY];
+    assert.deepEqual(pick(await options()), [1, 1, 1, 1, 1]);
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const onStripe = await options();
+    assert.deepEqual(pick(onStripe), [100, 10, 1, 1, 1]);
+    // What it says is what init-payment takes.
+    const init = (amount: number) => callInit(app, paymentBody({ amount, currency: "MGA" }));
+    assert.equal((await init(onStripe.MGA * 10 + 50)).body.error?.code, "amount_not_accepted");
+    assert.equal((await init(onStripe.MGA * 10)).status, 201);
   });
 });

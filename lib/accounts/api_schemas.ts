@@ -9,6 +9,11 @@ export const OptionsResponse = z.object({
     currencies: z.array(z.string().length(3)).describe(
       "ISO 4217 codes (upper case) of the fiat payments init-payment would route for this shop.",
     ),
+    amountSteps: z.record(z.string().length(3), z.int().positive()).describe(
+      "For each of `currencies`, the step in minor units an amount must be a multiple of at the provider the shop's " +
+        "routes pick for it (1: any amount; 100 for MGA at Stripe, which takes whole ariary); init-payment refuses " +
+        "another with 422 amount_not_accepted. Added 2026-11-30.",
+    ),
   }),
   crypto: z.object({
     coins: z.array(z.object({

@@ -65,11 +65,16 @@ export async function routePayment(
 
 /**
  * What a shop's routes accept: the fiat currencies for which init-payment
- * would find an account that takes them. Reads each account the routes name
+ * would find an account that takes them, each with the step its amounts must
+ * be a multiple of there (shopFiatSteps). Reads each account the routes name
  * once (cached per isolate).
  */
-export async function shopOptions(ctx: AppContext, shop: Shop): Promise<{ fiatCurrencies: string[] }> {
-  return { fiatCurrencies: [...(await shopFiatSteps(ctx, shop)).keys()] };
+export async function shopOptions(
+  ctx: AppContext,
+  shop: Shop,
+): Promise<{ fiatCurrencies: string[]; fiatAmountSteps: Record<string, number> }> {
+  const steps = await shopFiatSteps(ctx, shop);
+  return { fiatCurrencies: [...steps.keys()], fiatAmountSteps: Object.fromEntries(steps) };
 }
 
 /**

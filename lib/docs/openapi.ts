@@ -767,14 +767,18 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           operationId: "getOptions",
           summary: "What your shop may take",
           description:
-            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. `crypto.coins`: the coins and networks POST /api/v1/invoices takes, with each one's decimals and confirmations.",
+            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. `fiat.amountSteps`: for each, the step in minor units its amounts must be a multiple of at that account's provider (MGA at Stripe: 100, whole ariary); another amount is answered 422 amount_not_accepted. `crypto.coins`: the coins and networks POST /api/v1/invoices takes, with each one's decimals and confirmations.",
           tags: ["Payments"],
           security: bearer,
           responses: {
             "200": {
               description: "The options.",
               content: json(ref("OptionsResponse"), {
-                example: { status: "success", fiat: { currencies: ["EUR", "KZT", "USD"] }, crypto: cryptoOptions() },
+                example: {
+                  status: "success",
+                  fiat: { currencies: ["EUR", "MGA", "USD"], amountSteps: { EUR: 1, MGA: 100, USD: 1 } },
+                  crypto: cryptoOptions(),
+                },
               }),
             },
             ...errorResponses([...SHOP_ERRORS]),

@@ -119,8 +119,12 @@ export function apiV1Routes(ctx: AppContext) {
 
   // Crypto coins and networks come from the one list in lib/invoices/coins.ts.
   app.get("/options", async (c) => {
-    const { fiatCurrencies } = await shopOptions(ctx, c.var.shop);
-    return c.json({ status: "success", fiat: { currencies: fiatCurrencies }, crypto: cryptoOptions() });
+    const { fiatCurrencies, fiatAmountSteps } = await shopOptions(ctx, c.var.shop);
+    return c.json({
+      status: "success",
+      fiat: { currencies: fiatCurrencies, amountSteps: fiatAmountSteps },
+      crypto: cryptoOptions(),
+    });
   });
 
   app.post("/invoices", async (c) => {
