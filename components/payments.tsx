@@ -7,6 +7,8 @@ import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import type { Payment } from "../lib/payments/types.ts";
 import type { Shop } from "../lib/db/shops.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
+import { REVERSAL_CHECK_MS } from "../lib/refunds/settle.ts";
+import { providerDisplayName } from "../lib/accounts/types.ts";
 import { ConfirmQuestion, CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
 
@@ -334,6 +336,23 @@ function AccountName({ account, base }: { account: PaymentInfo["account"]; base:
   );
 }
 
+/** The days after its success on which a refund its provider can reverse is asked about: "1, 5, 10 and 30". */
+const RECHECK_DAYS = REVERSAL_CHECK_MS.map((ms) => ms / 86_400_000).join(", ").replace(/, (\d+)$/, " and $1");
+
+/**
+ * A succeeded refund its provider can still reverse (Stripe: the buyer's bank sends it back) is asked about again
+ * (lib/refunds/recheck.ts), in case the news of a reversal is lost: when, so nobody takes it as final yet.
+ */
+function RecheckNote({ provider, at }: { provider: string; at: number }) {
+  const name = providerDisplayName(provider);
+  return (
+    <div class="muted">
+      {name} can still reverse it: we ask {name} again on {formatTime(at)} whether it still stands ({RECHECK_DAYS}{" "}
+      days after it succeeded).
+    </div>
+  );
+}
+
 /** A payment's refunds and, for operators, the form that starts one (a confirmation page follows). */
 function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefund?: boolean }) {
   const p = props.payment;
@@ -372,6 +391,9 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
                         {r.status}
                       </strong>
                       {r.failureReason && <div class="muted">{r.failureReason}</div>}
+                      {r.status === "succeeded" && r.recheckAt && (
+                        <RecheckNote provider={p.provider} at={r.recheckAt} />
+                      )}
                       {r.status === "pending" && r.checks > 0 && (
                         // Waiting on the provider (no answer, or a refusal it could not take as final): how long
                         // for, so a refund stuck at the provider stands out. Operators can read each answer.

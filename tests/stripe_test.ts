@@ -36,6 +36,7 @@ import { ErrorResponse } from "../lib/payments/api_schemas.ts";
 import { OptionsResponse } from "../lib/accounts/api_schemas.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { log } from "../lib/log.ts";
+import { formatTime } from "../components/admin_layout.tsx";
 
 const STRIPE_KEY = "sk_test_platform";
 const ORG2 = "acct_1Org2";
@@ -1351,4 +1352,39 @@ Deno.test("[stripe] GET /api/v1/options tells, for each fiat currency, the step 
     assert.equal((await init(onStripe.MGA * 10 + 50)).body.error?.code, "amount_not_accepted");
     assert.equal((await init(onStripe.MGA * 10)).status, 201);
   });
+});
+
+Deno.test("[stripe] a succeeded Stripe refund's page says when we ask Stripe again whether it still stands, in the console and the portal, until its re-checks are through", async () => {
+  const shop = startShopReceiver();
+  await withStripe(async (app, fake, stripe) => {
+    const { id } = await paidOnStripe(app, fake, stripe, 5000, shop.url);
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+    assert.equal(r.body.refund.status, "succeeded", JSON.stringify(r.body));
+    const pages = { console: await operatorBrowser(app), portal: await portalBrowser(app) };
+    const notes = async () => {
+      const said = [];
+      for (const [who, b] of Object.entries(pages)) {
+        const page = await b.get(`/${who === "console" ? "admin" : "portal"}/payments/${id}`);
+        assert.equal(page.status, 200, who);
+        said.push(page.text.match(/Stripe can still reverse it[^<]*/)?.[0] ?? null);
+      }
+      assert.equal(said[0], said[1], "the same words to operators and to the shop");
+      return said[0];
+    };
+    const note = (at: number) =>
+      `Stripe can still reverse it: we ask Stripe again on ${
+        formatTime(at)
+      } whether it still stands (1, 5, 10 and 30 ` +
+      "days after it succeeded).";
+    const first = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.equal(await notes(), note(first.recheckAt!));
+    await sweepAt(app, DAY_MS + 60_000);
+    const second = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.equal(second.recheckAt, first.settledAt! + 5 * DAY_MS);
+    assert.equal(await notes(), note(second.recheckAt!), "the next one once the first was made");
+    await sweepAt(app, 31 * DAY_MS);
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.recheckAt, null);
+    assert.equal(await notes(), null, "nothing once they are through");
+  }, { JOBS_QUEUE: "off" });
+  await shop.close();
 });

@@ -4,6 +4,17 @@ import type { PaymentType } from "../payments/types.ts";
 export const PROVIDER_NAMES = ["bansky", "stripe"] as const;
 export type ProviderName = typeof PROVIDER_NAMES[number];
 
+/** How each provider is named to buyers, shops and operators. */
+export const PROVIDER_DISPLAY_NAMES = { bansky: "Bansky", stripe: "Stripe" } as const satisfies Record<
+  ProviderName,
+  string
+>;
+
+/** A provider's display name; a name we do not know (a record older than its provider's removal) as it is stored. */
+export function providerDisplayName(provider: string): string {
+  return (PROVIDER_DISPLAY_NAMES as Record<string, string>)[provider] ?? provider;
+}
+
 /** The account built from the environment's Bansky settings (or the built-in sandbox) at start-up. */
 export const DEFAULT_ACCOUNT_ID = "default";
 

@@ -1,11 +1,8 @@
 import type { AppContext } from "../context.ts";
 import { shopOptions, shopRouting } from "../accounts/routing.ts";
-import { DEFAULT_ACCOUNT_ID, type ProviderName } from "../accounts/types.ts";
+import { DEFAULT_ACCOUNT_ID, PROVIDER_DISPLAY_NAMES } from "../accounts/types.ts";
 import { listApiKeys, type Shop } from "../db/shops.ts";
 import { keyKind } from "../auth/api_keys.ts";
-
-/** How each provider is named to buyers and shops. */
-const PROVIDER_NAMES: Record<ProviderName, string> = { bansky: "Bansky", stripe: "Stripe" };
 
 /**
  * What GET /api/v1/checkout/config answers: the provider that takes the shop's payments by default (its
@@ -28,7 +25,7 @@ export async function checkoutConfig(ctx: AppContext, shop: Shop, callerPublisha
   return {
     status: "success" as const,
     provider,
-    providerName: PROVIDER_NAMES[provider],
+    providerName: PROVIDER_DISPLAY_NAMES[provider],
     publishableKey: callerPublishableKey ?? newest?.publishableKey ?? null,
     supportedCurrencies: options.fiatCurrencies,
     // A provider whose own embedded checkout the page mounts (Stripe.js) needs its public keys too.
