@@ -135,6 +135,28 @@ Deno.test("[docs] the quick start runs the CLI through the npm-installed Deno ag
   assert.match(readme, /npm install && npm test/);
 });
 
+Deno.test("[docs] the quick start's payment, copied as it stands, is refused as the page says, and goes through with a local postbackUrl", async () => {
+  // No DNS here: shop.example resolves to nothing, as it does for a reader.
+  const app = await startTestApp({ resolve: () => Promise.resolve([]) });
+  try {
+    const page = await readDoc("quick-start.md");
+    const body = JSON.parse(page.match(/init-payment" \\\n(?:.*\n)*?\s+-d '(\{[^']*\})'/)![1]);
+    assert.equal(body.postbackUrl, "https://shop.example/postbacks");
+    const copied = await callInit(app, body);
+    assert.equal(copied.status, 400);
+    const said = page.replace(/\n */g, " ");
+    assert.ok(
+      said.includes(`"postbackUrl": ${JSON.stringify(copied.body.error.fields.postbackUrl)}`),
+      "the page quotes the answer",
+    );
+    const local = said.match(/such as `(http:\/\/localhost:\d+\/postbacks)`/)![1];
+    const own = await callInit(app, { ...body, postbackUrl: local });
+    assert.equal(own.status, 201, JSON.stringify(own.body));
+  } finally {
+    await app.close();
+  }
+});
+
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function invoiceStatus(app: TestApp, id: string, status: string) {
   return waitFor(`invoice ${id} to be ${status}`, async () => {
