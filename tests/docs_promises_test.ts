@@ -157,6 +157,40 @@ Deno.test("[docs] the quick start's payment, copied as it stands, is refused as 
   }
 });
 
+Deno.test("[docs] every init-payment and checkout session example with an id is taken, as written, by a shop without a default postback URL", async () => {
+  // shop.example stands for the reader's own site: here it resolves to a public address.
+  const app = await startTestApp({ resolve: () => Promise.resolve(["93.184.215.14"]) });
+  try {
+    const examples: { page: string; body: Record<string, unknown> }[] = [];
+    for await (const file of Deno.readDir(DOCS)) {
+      if (!file.name.endsWith(".md")) continue;
+      const page = await readDoc(file.name);
+      for (const [, block] of page.matchAll(/```sh\n([\s\S]*?)```/g)) {
+        if (!block.includes("/api/v1/init-payment")) continue;
+        const data = block.match(/-d '(\{[^']*\})'/);
+        if (data) examples.push({ page: file.name, body: JSON.parse(data[1]) });
+      }
+    }
+    assert.ok(examples.filter((e) => e.body.id).length >= 3, "the examples with an id are found");
+    for (const { page, body } of examples) {
+      const answer = await callInit(app, { ...body, id: body.id && `${page}:${body.id}` });
+      assert.equal(answer.status, 201, `${page}: ${JSON.stringify(answer.body)}`);
+    }
+    // The embedded checkout's server code, as Node.js or Deno would run it.
+    const checkout = await readDoc("embedded-checkout.md");
+    const code = checkout.match(/body: JSON\.stringify\((\{[\s\S]*?\})\),\n/)![1];
+    const order = { id: "embedded-checkout.md:order-1", email: "buyer@example.com" };
+    const session = await fetch(`${app.baseUrl}/api/v1/checkout/sessions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify(new Function("order", `return (${code});`)(order)),
+    });
+    assert.equal(session.status, 201, await session.text());
+  } finally {
+    await app.close();
+  }
+});
+
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function invoiceStatus(app: TestApp, id: string, status: string) {
   return waitFor(`invoice ${id} to be ${status}`, async () => {
