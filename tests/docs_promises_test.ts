@@ -191,6 +191,35 @@ Deno.test("[docs] every init-payment and checkout session example with an id is 
   }
 });
 
+Deno.test("[docs] the invoice and checkout session examples show every field the API answers", async () => {
+  const app = await startTestApp();
+  try {
+    const examples = async (name: string) =>
+      [...(await readDoc(name)).matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]));
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${app.baseUrl}/api/v1/${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 201);
+      return await res.json();
+    };
+    const keys = (o: object) => Object.keys(o).sort();
+
+    const invoice = await post("invoices", { coin: "USDT", network: "tron", amount: "12.50", title: "Order 17" });
+    const invoices = await examples("invoices.md");
+    assert.deepEqual(keys(invoices.find((e) => e.invoice).invoice), keys(invoice.invoice), "the create answer");
+    assert.deepEqual(keys(invoices.find((e) => e.type).data), keys(invoice.invoice), "the postback's data");
+
+    const session = await post("checkout/sessions", { amount: 2500, currency: "EUR", customerEmail: "b@example.com" });
+    const sessions = await examples("embedded-checkout.md");
+    assert.deepEqual(keys(sessions.find((e) => e.sessionId)), keys(session));
+  } finally {
+    await app.close();
+  }
+});
+
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function invoiceStatus(app: TestApp, id: string, status: string) {
   return waitFor(`invoice ${id} to be ${status}`, async () => {
