@@ -220,6 +220,22 @@ Deno.test("[docs] the invoice and checkout session examples show every field the
   }
 });
 
+Deno.test("[docs] the API reference says postbackUrl is required with id when the shop has no default, as the API answers", async () => {
+  const app = await startTestApp();
+  try {
+    const refused = await callInit(app, paymentBody({ id: "no-postback-url" }));
+    assert.equal(refused.status, 400);
+    assert.match(refused.body.error.fields.postbackUrl, /required when id is given and the shop has no default/);
+    const spec = await (await fetch(`${app.baseUrl}/openapi.json`)).json();
+    for (const schema of ["InitPaymentRequest", "CheckoutSessionRequest"]) {
+      const said = spec.components.schemas[schema].properties.postbackUrl.description;
+      assert.match(said, /required with `id` when the shop has no default/, schema);
+    }
+  } finally {
+    await app.close();
+  }
+});
+
 /** Waits until the invoice reaches `status` (notices are handled in the background). */
 function invoiceStatus(app: TestApp, id: string, status: string) {
   return waitFor(`invoice ${id} to be ${status}`, async () => {

@@ -46,7 +46,8 @@ function buildSessionSchema(maxAmount: number, codes: CurrencyCodes) {
     ),
     description: text(1, 500).optional().describe("Shown to the buyer above the pay button."),
     postbackUrl: z.string().min(1).max(MAX_URL_LENGTH).meta({ format: "uri" }).optional().describe(
-      "Where the signed postback goes; defaults to the shop's. Only sessions with `id` get postbacks.",
+      "Where the signed postback goes; defaults to the shop's, and required with `id` when the shop has no default. " +
+        "Only sessions with `id` get postbacks.",
     ),
     expiresIn: wholeSeconds(MIN_EXPIRES_IN_S, MAX_EXPIRES_IN_S).optional().describe(
       "Seconds the session stays open for the buyer (60 to 2592000). Default 86400 (a day).",

@@ -60,7 +60,8 @@ function buildInitPaymentSchema(maxAmount: number, codes: CurrencyCodes) {
     sussessUrl: url.optional().describe("The original spec's spelling of successUrl."),
     errorUrl: url.describe("Where the buyer goes after a failed or cancelled payment."),
     postbackUrl: url.optional().describe(
-      "Where the signed postback goes; defaults to the shop's. Only payments with `id` get postbacks.",
+      "Where the signed postback goes; defaults to the shop's, and required with `id` when the shop has no default. " +
+        "Only payments with `id` get postbacks.",
     ),
     expiresIn: wholeSeconds(MIN_EXPIRES_IN_S, MAX_EXPIRES_IN_S).optional().describe(
       "Seconds the payment waits for the buyer (60 to 2592000, 30 days); then it expires. Default 86400 (a day).",
