@@ -41,9 +41,19 @@ export function isStoredCurrency(code: string): boolean {
   return exponents.has(code);
 }
 
+/**
+ * ISO 4217 codes that are no money at all: precious metals, the SDR and its kin (units of account), and the test and
+ * "no currency" codes. Never taken and not in the exponents' table, yet ISO 4217 codes all the same.
+ */
+const NON_MONEY_CODES = new Set("XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX".split(" "));
+
 /** Why a code is not a currency we take, as a request's field is told (after the field's name). */
 export function currencyRefusal(code: string): string {
-  return FUND_CODES.has(code) ? "is a fund code, not a currency buyers pay in" : "is not an ISO 4217 currency";
+  if (FUND_CODES.has(code)) return "is a fund code, not a currency buyers pay in";
+  if (NON_MONEY_CODES.has(code)) {
+    return "is a precious metal, unit of account or test code, not a currency buyers pay in";
+  }
+  return "is not an ISO 4217 currency";
 }
 
 /** Every currency we take, sorted. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   currencyExponent,
   currencyName,
+  currencyRefusal,
   formatAmount,
   formatDecimal,
   isCurrency,
@@ -29,6 +30,18 @@ Deno.test("[money] fund codes are not taken or listed, yet amounts stored in the
   assert.equal(formatAmount(1000, "BOV"), "10.00 BOV");
   // The currencies that share a region with a fund code stay.
   for (const code of ["BOB", "CHF", "CLP", "COP", "MXN", "USD", "UYU"]) assert.ok(isCurrency(code), code);
+});
+
+Deno.test("[money] a refused code is told what it is: a fund code, a metal, unit of account or test code, or no ISO 4217 code", () => {
+  assert.equal(currencyRefusal("BOV"), "is a fund code, not a currency buyers pay in");
+  for (const code of ["XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA", "XBA", "XBB", "XBC", "XBD", "XTS", "XXX"]) {
+    assert.equal(
+      currencyRefusal(code),
+      "is a precious metal, unit of account or test code, not a currency buyers pay in",
+      code,
+    );
+  }
+  for (const code of ["EURO", "ABC", "eur"]) assert.equal(currencyRefusal(code), "is not an ISO 4217 currency", code);
 });
 
 Deno.test("[money] every currency we list has a name a buyer can find it by", () => {

@@ -320,13 +320,13 @@ Deno.test("[api] fund, metal and test codes are no currency: init-payment, check
     });
     return { status: res.status, body: await res.json() };
   };
-  // Fund codes are ISO 4217 codes, told as such; metals, the SDR and test codes were never taken.
+  // Fund codes are ISO 4217 codes, told as such; metals, the SDR and test codes were never taken, and are told so.
   const FUNDS = ["BOV", "che", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW"];
   const OTHERS = ["XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA", "XBA", "XBB", "XBC", "XBD", "XTS", "XXX"];
   const expected = (code: string) =>
     FUNDS.some((f) => f.toUpperCase() === code)
       ? "is a fund code, not a currency buyers pay in"
-      : "is not an ISO 4217 currency";
+      : "is a precious metal, unit of account or test code, not a currency buyers pay in";
   try {
     await t.step("init-payment", async () => {
       for (const currency of [...FUNDS, ...OTHERS]) {
