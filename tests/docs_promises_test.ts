@@ -15,6 +15,7 @@ import {
 import type { OpenApiDocument } from "../lib/docs/openapi.ts";
 import { loadConfig } from "../lib/config.ts";
 import { INVOICE_STATUS_RULES, INVOICE_STATUSES } from "../lib/invoices/status.ts";
+import { PAYMENT_STATUSES } from "../lib/payments/status.ts";
 import { MAX_OTHER_COIN_DEPOSITS } from "../lib/invoices/deposits.ts";
 
 const DOCS = new URL("../docs/public/", import.meta.url);
@@ -233,6 +234,15 @@ Deno.test("[docs] the API reference says postbackUrl is required with id when th
     }
   } finally {
     await app.close();
+  }
+});
+
+Deno.test("[docs] the payment status tables of how-it-works.md and payment-status.md list every status a payment can have", async () => {
+  for (const name of ["how-it-works.md", "payment-status.md"]) {
+    const page = await readDoc(name);
+    const table = page.slice(page.indexOf("| status"));
+    const listed = [...table.matchAll(/^\| `([a-z_]+)` /gm)].map((m) => m[1]);
+    assert.deepEqual(listed, [...PAYMENT_STATUSES], name);
   }
 });
 
