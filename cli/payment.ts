@@ -4,6 +4,11 @@
  *   deno task payment resend PAYMENT_ID [DELIVERY_ID]
  *                                         send a postback again now: the one named (msg_...), else its
  *                                         newest not delivered, else its newest
+ *   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE
+ *                                         settle a refund its provider leaves pending, with what you learnt at the
+ *                                         provider (its dashboard, its support): failed (it made no refund) or
+ *                                         succeeded (it made it); NOTE says how you know. The shop is told, as when
+ *                                         the provider answers; audited with the note
  *   deno task payment reindex             put payments stored before the email index into it, to the end
  *   deno task payment backfill            give records stored before this version the checks and indexes new ones
  *                                         get (late checks, refunds' reversal checks, the late-invoice index), to the
@@ -13,12 +18,20 @@ import { backfillPaymentEmailIndex } from "../lib/db/payments.ts";
 import { BACKFILL_RUNS, describeBackfills } from "../lib/backfills/mod.ts";
 import { runBackfill } from "../lib/backfills/run.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
+import { settleRefundByHand } from "../lib/refunds/admin.ts";
+import { refundView } from "../lib/refunds/view.ts";
 import { fail, printJson, runCommand } from "./_context.ts";
 
-const USAGE =
-  "usage:\n  deno task payment show PAYMENT_ID\n  deno task payment resend PAYMENT_ID [DELIVERY_ID]\n  deno task payment reindex\n  deno task payment backfill";
+const USAGE = `usage:
+  deno task payment show PAYMENT_ID
+  deno task payment resend PAYMENT_ID [DELIVERY_ID]
+  deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE
+  deno task payment reindex
+  deno task payment backfill`;
 const [cmd, id, deliveryId] = Deno.args;
-if (cmd !== "reindex" && cmd !== "backfill" && (!id || (cmd !== "show" && cmd !== "resend"))) fail(USAGE);
+const known = ["show", "resend", "settle-refund"];
+if (cmd !== "reindex" && cmd !== "backfill" && (!id || !known.includes(cmd))) fail(USAGE);
+if (cmd === "settle-refund" && Deno.args.length !== 5) fail(USAGE);
 
 await runCommand(async (server) => {
   if (cmd === "reindex") {
@@ -39,6 +52,15 @@ await runCommand(async (server) => {
       d.status === "pending" ? d : { ...d, nextAttemptAt: null }
     );
     printJson({ payment, events, deliveries: shown });
+  } else if (cmd === "settle-refund") {
+    const [, , refundId, outcome, note] = Deno.args;
+    const r = await settleRefundByHand(server.ctx, id, refundId, { outcome, note }, { actor: "cli" });
+    const { payment } = await describePayment(server.ctx, id);
+    printJson({
+      refund: refundView(r),
+      settledBy: r.settledBy,
+      payment: { id: payment.id, status: payment.status, refundedAmount: payment.refundedAmount ?? 0 },
+    });
   } else {
     const d = await resendPostback(server.ctx, id, { actor: "cli", deliveryId });
     printJson({

@@ -9,6 +9,8 @@ import type { Shop } from "../lib/db/shops.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
 import { REVERSAL_CHECK_MS } from "../lib/refunds/settle.ts";
 import { providerDisplayName } from "../lib/accounts/types.ts";
+import type { RecordedOutcome } from "../lib/refunds/admin.ts";
+import type { Refund } from "../lib/refunds/types.ts";
 import { ConfirmQuestion, CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
 import { deliveryStatusLabel } from "./deliveries.tsx";
 
@@ -394,6 +396,10 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
                       {r.status === "succeeded" && r.recheckAt && (
                         <RecheckNote provider={p.provider} at={r.recheckAt} />
                       )}
+                      {props.canRefund && r.settledBy && (
+                        // Operators only: the note is ours, not the shop's.
+                        <div class="muted">Recorded by hand by {r.settledBy.actor}: {r.settledBy.note}</div>
+                      )}
                       {r.status === "pending" && r.checks > 0 && (
                         // Waiting on the provider (no answer, or a refusal it could not take as final): how long
                         // for, so a refund stuck at the provider stands out. Operators can read each answer.
@@ -413,6 +419,15 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
           </table>
         </div>
       )}
+      {props.canRefund &&
+        props.refunds.filter((r) => r.status === "pending").map((r) => (
+          <SettleByHand
+            key={r.id}
+            refund={r}
+            csrf={props.csrf}
+            action={`${props.basePath}/${p.id}/refunds/${r.id}/settle`}
+          />
+        ))}
       {canRefund && (
         <form method="post" action={`${props.basePath}/${p.id}/refund`} class="filters">
           <CsrfField token={props.csrf} />
@@ -437,6 +452,63 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
         </form>
       )}
     </>
+  );
+}
+
+/** The outcomes an operator may record of a pending refund, in the words its form and its question use. */
+export const OUTCOME_WORDS = {
+  failed: "The provider made no refund: it fails, and its amount can be refunded again",
+  succeeded: "The provider made the refund: it succeeds",
+} as const satisfies Record<RecordedOutcome, string>;
+
+/**
+ * The question before a refund is settled by hand, with the outcome's words and the note; the form's own question has
+ * `{outcome}` and `{note}` there, filled in by the page's script as chosen and typed.
+ */
+export function settleQuestion(r: Refund, outcome: string, note: string): string {
+  return `Record this for refund ${r.id} of ${formatAmount(r.amount, r.currency)}? ${outcome}. Note: “${note}”. ` +
+    "The shop is told at once, and this cannot be undone.";
+}
+
+/**
+ * A pending refund's form to settle it by hand, for operators who checked with the provider (its dashboard, its
+ * support) when its API leaves the refund pending. Asks first (the page's script, else a page of its own), shows
+ * progress while it runs, and takes no outcome for granted.
+ */
+function SettleByHand({ refund: r, csrf, action }: { refund: Refund; csrf: string; action: string }) {
+  const id = `settle-${r.id}`;
+  return (
+    <form
+      method="post"
+      action={action}
+      class="filters settle-refund"
+      aria-labelledby={`${id}-title`}
+      data-busy="Recording…"
+      data-confirm={settleQuestion(r, "{outcome}", "{note}")}
+    >
+      <CsrfField token={csrf} />
+      <p id={`${id}-title`}>
+        <strong>
+          Settle <code>{r.id}</code> ({formatAmount(r.amount, r.currency)}) by hand
+        </strong>{" "}
+        <span class="muted">
+          once you have checked with the provider (its dashboard, its support) what it did with this refund.
+        </span>
+      </p>
+      <label>
+        What the provider did
+        <select name="outcome" required>
+          <option value="" selected>Choose…</option>
+          <option value="failed">{OUTCOME_WORDS.failed}</option>
+          <option value="succeeded">{OUTCOME_WORDS.succeeded}</option>
+        </select>
+      </label>
+      <label>
+        Note (how you know)
+        <input name="note" required maxlength={500} placeholder="Bansky support confirmed no refund on 2026-11-30" />
+      </label>
+      <DestructiveButton>Record outcome</DestructiveButton>
+    </form>
   );
 }
 

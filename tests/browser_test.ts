@@ -424,6 +424,63 @@ Deno.test({
       });
 
       await t.step(
+        "settling a refund stuck at the provider by hand asks first, from the keyboard, fits the phone and shows progress",
+        async () => {
+          const { getRefund } = await import("../lib/db/refunds.ts");
+          // Bansky holds this one pending for an hour: the console offers to settle it by hand.
+          Object.assign(app.sandbox.knobs, { asyncRefunds: true, webhookDelayMs: 3_600_000 });
+          const asked = await fetch(`${app.baseUrl}/api/v1/payments/${ids[0]}/refunds`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+            body: JSON.stringify({ amount: 500 }),
+          });
+          Object.assign(app.sandbox.knobs, { asyncRefunds: false, webhookDelayMs: 0 });
+          const { refund } = await asked.json();
+          assert.equal(refund.status, "pending");
+          await page.goto(`${base}/admin/payments/${ids[0]}`);
+          const form = page.locator(`form[action$="/refunds/${refund.id}/settle"]`);
+          assert.equal(await widerThanViewport(page), null, "the payment's page with its settle form");
+          await form.screenshot({ path: `${ARTIFACTS}/phone-admin-refund-settle.png` });
+          const questions: string[] = [];
+          page.on("dialog", (d) => {
+            questions.push(d.message());
+            d.dismiss();
+          });
+          try {
+            // No outcome is taken for granted: without one the browser asks for it, and nothing is sent.
+            await form.getByLabel("Note (how you know)").fill("Bansky support confirmed no refund on 2026-11-30");
+            await form.getByRole("button", { name: "Record outcome" }).press("Enter");
+            const outcome = form.getByLabel("What the provider did");
+            assert.equal(await outcome.evaluate((el) => (el as HTMLSelectElement).validity.valueMissing), true);
+            assert.equal(questions.length, 0);
+            await outcome.focus();
+            await outcome.selectOption({
+              label: "The provider made no refund: it fails, and its amount can be refunded again",
+            });
+            await form.getByRole("button", { name: "Record outcome" }).press("Enter");
+            await waitFor("the question", () => questions[0]);
+            assert.equal(
+              questions[0],
+              `Record this for refund ${refund.id} of 5.00 EUR? The provider made no refund: it fails, and its amount ` +
+                "can be refunded again. Note: “Bansky support confirmed no refund on 2026-11-30”. The shop is told at " +
+                "once, and this cannot be undone.",
+            );
+            assert.match(page.url(), new RegExp(`/admin/payments/${ids[0]}$`), "answered no: nothing was sent");
+            assert.equal((await getRefund(app.kv, refund.id))!.status, "pending");
+          } finally {
+            page.removeAllListeners("dialog");
+          }
+          page.once("dialog", (d) => d.accept());
+          // Clicked from inside the page, and looked at in the same turn, before the answer replaces the page.
+          const state = await form.getByRole("button", { name: "Record outcome" }).evaluate(clickAndLook);
+          assert.deepEqual(state, { disabled: true, text: "Recording…", busy: "true" });
+          await page.waitForURL(/done=settled-failed/);
+          await page.getByText("Recorded: the refund failed").waitFor();
+          assert.equal((await getRefund(app.kv, refund.id))!.status, "failed");
+        },
+      );
+
+      await t.step(
         "a confirmation page starts the keyboard on its question: Tab reaches its button at once",
         async () => {
           // The refund's own confirmation page.

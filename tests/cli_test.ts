@@ -3,6 +3,11 @@ import { addDeliveryOps } from "../lib/db/deliveries.ts";
 import { createPayment } from "../lib/db/payments.ts";
 import { storedPayment } from "../fixtures/payments.ts";
 import { newDelivery } from "../lib/relay/delivery.ts";
+import { getRefundReservation, insertRefund } from "../lib/db/refunds.ts";
+import { searchAudit } from "../lib/db/audit.ts";
+import { refundEvents } from "../lib/refunds/view.ts";
+import type { Refund } from "../lib/refunds/types.ts";
+import { sortableId } from "../lib/ids.ts";
 
 /**
  * Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. The file is made
@@ -141,6 +146,86 @@ Deno.test("[cli] payment show lists a payment's postbacks without the relay's le
     assert.equal(listed.id, d.id);
     assert.ok(!("leaseToken" in listed), "no lease token");
     assert.equal(listed.nextAttemptAt, null, "a failed postback has no next attempt");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[cli] payment settle-refund settles a refund its provider leaves pending, audited with the note; a refund not pending is refused, saying how it settled", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/kv.sqlite3`;
+  try {
+    const now = Date.now();
+    const kv = await Deno.openKv(path);
+    const payment = storedPayment(now, {
+      shopId: "shop_00000000000000000000000000",
+      status: "succeeded",
+      providerRef: "bsk_cli",
+      finalizedAt: now,
+    });
+    assert.ok(await createPayment(kv, payment));
+    const refund: Refund = {
+      id: "re_cliAAAAAAAAAAAAAAAAAAA",
+      seq: sortableId(now),
+      paymentId: payment.id,
+      shopId: payment.shopId,
+      shopRefundId: null,
+      idempotencyKey: null,
+      requestHash: "x",
+      amount: 400,
+      currency: "EUR",
+      reason: null,
+      status: "pending",
+      providerRef: null,
+      failureReason: null,
+      requestedBy: "api",
+      checks: 7,
+      // Its next check is hours away: the command's own start-up sweep asks the provider nothing.
+      nextCheckAt: now + 6 * 3_600_000,
+      createdAt: now,
+      updatedAt: now,
+      settledAt: null,
+    };
+    const reservation = await getRefundReservation(kv, payment.id);
+    const stored = await insertRefund(kv, {
+      refund,
+      reservation,
+      event: refundEvents(refund).requested,
+      jobs: { queue: false, now },
+    });
+    assert.ok(stored);
+    kv.close();
+
+    const args = ["payment", "settle-refund", payment.id, refund.id] as const;
+    const noNote = await cli(path, ...args, "failed", "");
+    assert.equal(noNote.code, 2);
+    assert.match(noNote.stderr, /say in the note how you know/);
+
+    const note = "Bansky support confirmed no refund on 2026-11-30";
+    const done = await cli(path, ...args, "failed", note);
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal(done.json.refund.status, "failed");
+    assert.match(done.json.refund.failureReason, /An operator recorded, after checking with the provider/);
+    assert.deepEqual(done.json.settledBy, { actor: "cli", note });
+    assert.deepEqual(done.json.payment, { id: payment.id, status: "succeeded", refundedAmount: 0 });
+
+    const again = await cli(path, ...args, "succeeded", "second try");
+    assert.equal(again.code, 2);
+    assert.match(
+      again.stderr,
+      /refund_not_pending: This refund is not pending any more: it failed at .* UTC, recorded by cli/,
+    );
+
+    const check = await Deno.openKv(path);
+    try {
+      assert.equal((await getRefundReservation(check, payment.id)).value, 0, "its amount is free again");
+      const audit = await searchAudit(check, { query: "refund.settle", limit: 10 });
+      assert.deepEqual(audit.map((e) => [e.actor, e.target, e.after]), [
+        ["cli", payment.id, { refund: refund.id, status: "failed", note }],
+      ]);
+    } finally {
+      check.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

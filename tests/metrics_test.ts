@@ -351,6 +351,10 @@ Deno.test("[metrics] the documented alerts are valid rules over metrics we expor
               exp_annotations: {
                 summary: "A refund has waited on its provider for over 6 hours (see accounts.md, refunds waiting on " +
                   "the provider)",
+                runbook: 'Find the refund in the log ("refund still pending at its provider after 6 hours": ' +
+                  "refundId, paymentId), ask the provider what it did with it (its dashboard, its support), then " +
+                  "record that on the payment's page (Settle by hand, with a note saying how you know) or with " +
+                  "`deno task payment settle-refund`: the alert clears at the next scrape.",
               },
             }],
           },

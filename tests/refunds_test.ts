@@ -27,6 +27,7 @@ import { sortableId } from "../lib/ids.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { listActivity } from "../lib/db/activity.ts";
 import { listOperations } from "../lib/db/operations.ts";
+import { searchAudit } from "../lib/db/audit.ts";
 import { RefundListResponse, RefundPostbackBody, RefundResponse, RefundView } from "../lib/refunds/api_schemas.ts";
 import { PaymentResponse } from "../lib/payments/api_schemas.ts";
 import {
@@ -888,4 +889,224 @@ Deno.test("[refunds] docs/bigquery/README.md's refunded volume over the exported
     );
     assert.equal(documented, p.refundedAmount);
   });
+});
+
+/** A paid payment with one refund its provider holds pending for an hour of real time (every check finds it so). */
+async function stuckRefund(app: TestApp, postbackUrl: string | null, amount = 400) {
+  const id = await paidPayment(app, postbackUrl);
+  Object.assign(app.sandbox.knobs, { asyncRefunds: true, webhookDelayMs: 3_600_000 });
+  const r = await refund(app, id, { amount, id: `rf-${crypto.randomUUID()}` });
+  assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+  Object.assign(app.sandbox.knobs, { asyncRefunds: false, webhookDelayMs: 0 });
+  return {
+    paymentId: id,
+    refundId: r.body.refund.id as string,
+    settle: `/admin/payments/${id}/refunds/${r.body.refund.id}/settle`,
+  };
+}
+
+Deno.test("[refunds] an operator settles a refund stuck at its provider as not made, from the payment's page after a question: its amount is free again, the shop gets refund.failed saying an operator recorded it, and the audit log has who and their note, in the same write", async () => {
+  const { operatorBrowser, Browser } = await import("../fixtures/browser.ts");
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const { paymentId: id, refundId, settle } = await stuckRefund(app, shop.url);
+    const b = await operatorBrowser(app);
+    const page = await b.get(`/admin/payments/${id}`);
+    assert.match(page.text, new RegExp(`<form method="post" action="${settle}"[^>]*data-busy="Recording…"`));
+    assert.match(
+      page.text,
+      /data-confirm="Record this for refund re_[^"]+ of 4.00 EUR\? \{outcome\}\. Note: “\{note\}”/,
+    );
+    const note = "Bansky support confirmed no refund on 2026-11-30";
+
+    // Without the page's script the question comes as a page of its own; nothing changes before it is answered.
+    const asked = await b.post(settle, { outcome: "failed", note });
+    assert.equal(asked.status, 200);
+    assert.match(asked.text, /Please confirm/);
+    assert.match(
+      asked.text,
+      new RegExp(`Record this for refund ${refundId} of 4.00 EUR\\? The provider made no refund`),
+    );
+    assert.match(asked.text, /name="confirm" value="yes"/);
+    assert.equal((await getRefund(app.kv, refundId))!.status, "pending");
+
+    // No outcome, or no note: said on the page, nothing recorded.
+    await b.get(`/admin/payments/${id}`);
+    const noNote = await b.post(settle, { outcome: "failed", note: "  ", confirm: "yes" });
+    assert.equal(noNote.status, 422);
+    assert.match(
+      noNote.text,
+      /Not recorded: Choose what the provider did with the refund, and say in the note how you know/,
+    );
+    const noOutcome = await b.post(settle, { outcome: "maybe", note, confirm: "yes" });
+    assert.equal(noOutcome.status, 422);
+    // Without the CSRF token it is refused.
+    const forged = new Browser(app);
+    forged.cookies = new Map(b.cookies);
+    assert.equal(
+      (await forged.post(settle, { outcome: "failed", note, confirm: "yes" }, { csrf: "nope" })).status,
+      403,
+    );
+    assert.equal((await getRefund(app.kv, refundId))!.status, "pending");
+    assert.deepEqual(await searchAudit(app.kv, { query: "refund.settle", limit: 10 }), []);
+
+    const done = await b.post(settle, { outcome: "failed", note, confirm: "yes" });
+    assert.equal(done.status, 303, done.text);
+    assert.equal(done.location, `/admin/payments/${id}?done=settled-failed`);
+    const after = (await getRefund(app.kv, refundId))!;
+    assert.equal(after.status, "failed");
+    assert.equal(
+      after.failureReason,
+      "An operator recorded, after checking with the provider, that the provider made no refund.",
+    );
+    assert.deepEqual(after.settledBy, { actor: "ops@example.com", note });
+    assert.equal((await getRefundReservation(app.kv, id)).value, 0, "its amount is free again");
+    assert.equal(await countScheduledJobs(app.kv, "refund"), 0, "no check is left: the stuck-refund gauge clears");
+    const p = await getPayment(app, id);
+    assert.equal(p.status, "succeeded");
+    assert.equal(p.refundedAmount, 0);
+
+    // The shop hears as from the provider: refund.failed, with the reason; never the operator or their note.
+    const [failed] = await waitFor("refund.failed postback", () => {
+      const got = verified(app, shop.received, "refund.failed");
+      return got.length ? got : undefined;
+    });
+    RefundPostbackBody.parse(failed);
+    assert.equal(failed.data.id, refundId);
+    assert.equal(failed.data.failureReason, after.failureReason);
+    assert.doesNotMatch(JSON.stringify(failed), /ops@example\.com|Bansky support/);
+    const listed = (await api(app, "GET", `/payments/${id}/refunds`)).body.refunds[0];
+    assert.equal(listed.status, "failed");
+    assert.doesNotMatch(JSON.stringify(listed), /ops@example\.com|Bansky support/);
+
+    // One audit entry: who, which refund, from pending to failed, and the note.
+    const audit = await searchAudit(app.kv, { query: "refund.settle", limit: 10 });
+    assert.equal(audit.length, 1);
+    assert.deepEqual(
+      { actor: audit[0].actor, target: audit[0].target, before: audit[0].before, after: audit[0].after },
+      {
+        actor: "ops@example.com",
+        target: id,
+        before: { status: "pending" },
+        after: { refund: refundId, status: "failed", note },
+      },
+    );
+    const auditPage = await b.get("/admin/audit?q=refund.settle");
+    assert.match(auditPage.text, /settled by hand, after checking with the provider, a refund of/);
+
+    const shown = await b.get(`/admin/payments/${id}?done=settled-failed`);
+    assert.match(shown.text, /Recorded: the refund failed, its amount can be refunded again; the shop is told\./);
+    assert.match(shown.text, new RegExp(`Recorded by hand by ops@example.com: ${note}`));
+    assert.match(
+      shown.text,
+      /refund failed<\/strong> <span class="muted">refundId: re_[^,]+, amount: 400, by: ops@example.com/,
+    );
+    assert.doesNotMatch(shown.text, new RegExp(`action="${settle}"`), "no form for a refund that is not pending");
+
+    // Sent again (a second tab, a reload): refused, saying how it settled; nothing more is written or sent.
+    const again = await b.post(settle, { outcome: "succeeded", note: "second try", confirm: "yes" });
+    assert.equal(again.status, 422);
+    assert.match(
+      again.text,
+      /Not recorded: This refund is not pending any more: it failed at [0-9-]+ [0-9:]+ UTC, recorded by ops@example.com \(&quot;Bansky support confirmed no refund on 2026-11-30&quot;\)\. Nothing was recorded or changed\./,
+    );
+    assert.equal((await searchAudit(app.kv, { query: "refund.settle", limit: 10 })).length, 1);
+    assert.equal((await getRefund(app.kv, refundId))!.status, "failed");
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] an operator settles a refund stuck at its provider as made: the payment's refundedAmount and status move as for any success, the shop gets refund.succeeded, the stats count it", async () => {
+  const { operatorBrowser } = await import("../fixtures/browser.ts");
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const { paymentId: id, refundId, settle } = await stuckRefund(app, shop.url);
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/payments/${id}`);
+    const note = "Seen as refunded in the Bansky dashboard on 2026-11-30";
+    const done = await b.post(settle, { outcome: "succeeded", note, confirm: "yes" });
+    assert.equal(done.status, 303, done.text);
+    assert.equal(done.location, `/admin/payments/${id}?done=settled-succeeded`);
+    const after = (await getRefund(app.kv, refundId))!;
+    assert.equal(after.status, "succeeded");
+    assert.equal(after.failureReason, null);
+    assert.equal(after.recheckAt ?? null, null, "Bansky does not reverse a refund: no re-check");
+    const p = await getPayment(app, id);
+    assert.equal(p.status, "partially_refunded");
+    assert.equal(p.refundedAmount, 400);
+    assert.equal((await getRefundReservation(app.kv, id)).value, 400);
+    const today = utcDay(Date.now());
+    const stats = (await readStats(app.kv, today, today, app.shop.id)).find((s) => s.status === "refund")!;
+    assert.deepEqual([stats.count, stats.amount], [1, 400], "counted as any refund that succeeded");
+    const [succeeded] = await waitFor("refund.succeeded postback", () => {
+      const got = verified(app, shop.received, "refund.succeeded");
+      return got.length ? got : undefined;
+    });
+    RefundPostbackBody.parse(succeeded);
+    assert.equal(succeeded.data.id, refundId);
+    assert.deepEqual(
+      (succeeded.data.payment as { status: string; refundedAmount: number }).status,
+      "partially_refunded",
+    );
+    assert.equal((succeeded.data.payment as { refundedAmount: number }).refundedAmount, 400);
+    const [entry] = await searchAudit(app.kv, { query: refundId, limit: 10 });
+    assert.deepEqual(entry.after, { refund: refundId, status: "succeeded", note });
+    const shown = await b.get(`/admin/payments/${id}?done=settled-succeeded`);
+    assert.match(shown.text, /Recorded: the refund succeeded; the shop is told\./);
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] an operator's record loses to the provider's answer that settles the refund while it is written: nothing of it is stored, the shop hears only the provider's outcome, and the page says how the refund settled", async () => {
+  const { operatorBrowser } = await import("../fixtures/browser.ts");
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const { paymentId: id, refundId, settle } = await stuckRefund(app, shop.url);
+    const ctx = app.server.ctx;
+    const ref = (await getRefund(app.kv, refundId))!.providerRef;
+    const b = await operatorBrowser(app);
+    await b.get(`/admin/payments/${id}`);
+    // The provider's webhook lands between the operator's read and their commit: the commit finds the refund changed.
+    const atomic = app.kv.atomic.bind(app.kv);
+    let raced = false;
+    app.kv.atomic = () => {
+      const op = atomic();
+      const set = op.set.bind(op);
+      const commit = op.commit.bind(op);
+      let recording = false;
+      op.set = (key, value, options) => {
+        if (key[0] === "audit" && (value as { action?: string }).action === "refund.settle") recording = true;
+        return set(key, value, options);
+      };
+      op.commit = async () => {
+        if (recording && !raced) {
+          raced = true;
+          app.kv.atomic = atomic;
+          await applyRefundResult(ctx, refundId, { ref, status: "succeeded" });
+        }
+        return await commit();
+      };
+      return op;
+    };
+    let res;
+    try {
+      res = await b.post(settle, { outcome: "failed", note: "Bansky support said no refund", confirm: "yes" });
+    } finally {
+      app.kv.atomic = atomic;
+    }
+    assert.ok(raced, "the provider's answer came during the operator's write");
+    assert.equal(res.status, 422);
+    assert.match(
+      res.text,
+      /Not recorded: This refund is not pending any more: it succeeded at [0-9-]+ [0-9:]+ UTC, by the provider's own answer\. Nothing was recorded or changed\./,
+    );
+    const after = (await getRefund(app.kv, refundId))!;
+    assert.equal(after.status, "succeeded");
+    assert.equal(after.settledBy, undefined);
+    assert.equal((await getPayment(app, id)).refundedAmount, 400);
+    assert.deepEqual(await searchAudit(app.kv, { query: "refund.settle", limit: 10 }), []);
+    await waitFor("refund.succeeded postback", () => verified(app, shop.received, "refund.succeeded")[0]);
+    assert.deepEqual(verified(app, shop.received, "refund.failed"), []);
+  });
+  await shop.close();
 });

@@ -27,6 +27,7 @@ export const AUDIT_ACTIONS = [
   "portal.signin",
   "postback.replay",
   "postback.resend",
+  "refund.settle",
   "shop.create",
   "shop.update",
   "shop.enable",

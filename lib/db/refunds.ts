@@ -199,12 +199,14 @@ export interface RefundFailure {
   jobs: ScheduleOptions;
   /** Log entries of the provider calls that led to it. */
   operations?: OperationEntry[];
+  /** The operator's entry, when one recorded the failure (lib/refunds/admin.ts). */
+  audit?: NewAuditEntry;
 }
 
 /**
  * Records a failed refund and gives its amount back to the payment (a
  * checked read-modify-write of the reservation), with the payment's timeline
- * entry and the shop's postback, in one atomic operation. Answers the commit's
+ * entry, the shop's postback and an operator's audit entry, in one atomic operation. Answers the commit's
  * versionstamp, or null when anything read changed meanwhile.
  */
 export async function commitRefundFailure(
@@ -220,6 +222,7 @@ export async function commitRefundFailure(
   addDerivedEventOps(op, next.paymentId, next.shopId, f.event);
   if (f.delivery) addDeliveryOps(op, f.delivery, f.jobs);
   for (const e of f.operations ?? []) addOperationOps(op, e);
+  if (f.audit) addAuditOps(op, f.audit);
   const res = await op.commit();
   return res.ok ? res.versionstamp : null;
 }

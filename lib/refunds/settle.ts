@@ -13,6 +13,7 @@ import {
 import { hasIdShape } from "../ids.ts";
 import { describeError, log } from "../log.ts";
 import { addOperationOps, insertOperation, type OperationEntry } from "../db/operations.ts";
+import { addAuditOps, type NewAuditEntry } from "../db/audit.ts";
 import { movePayment } from "../payments/transition.ts";
 import type { Payment } from "../payments/types.ts";
 import type { RefundNotice } from "../providers/types.ts";
@@ -110,7 +111,28 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
  * reverse a success (refundsCanReverse), so that a success is checked again later. Null when it gave no answer (asked
  * again later).
  */
-export type RefundAnswer = { ref: string | null; status: RefundStatus; refused?: boolean; reversible?: boolean } | null;
+export type RefundAnswer = {
+  ref: string | null;
+  status: RefundStatus;
+  refused?: boolean;
+  reversible?: boolean;
+  /**
+   * The answer as an operator read it at the provider (its dashboard, its support) and recorded it, when its API would
+   * not say (lib/refunds/admin.ts): it settles only a refund still pending (never a reversal), and the operator's audit
+   * entry is written in the same atomic operation.
+   */
+  recordedBy?: RefundRecordedBy;
+} | null;
+
+/** Who recorded a refund's outcome by hand, and why (their short note: what the provider said, and when). */
+export interface RefundRecordedBy {
+  actor: string;
+  note: string;
+}
+
+/** The failureReason of a refund an operator recorded as not made: for the shop to read, as the others. */
+export const RECORDED_NO_REFUND_REASON =
+  "An operator recorded, after checking with the provider, that the provider made no refund.";
 
 /**
  * The provider's answer about a refund. With `held`, the call's operation-log entry is handed over there for the
@@ -191,22 +213,49 @@ export async function applyRefundResult(
   result: RefundAnswer,
   known: { entry?: Deno.KvEntry<Refund>; payment?: Deno.KvEntry<Payment>; operations?: OperationEntry[] } = {},
 ): Promise<Refund> {
+  return (await settleRefund(ctx, id, result, known)).refund;
+}
+
+/**
+ * applyRefundResult, saying whether this call wrote the refund (`written`) or left it as another writer had settled
+ * it: an operator's record (answer.recordedBy) is refused, not overwritten, when the refund settled meanwhile.
+ */
+export async function settleRefund(
+  ctx: AppContext,
+  id: string,
+  result: RefundAnswer,
+  known: { entry?: Deno.KvEntry<Refund>; payment?: Deno.KvEntry<Payment>; operations?: OperationEntry[] } = {},
+): Promise<{ refund: Refund; written: boolean }> {
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
     const entry = i === 0 && known.entry ? known.entry : await getRefundEntry(ctx.kv, id);
     if (!entry.value) throw new NotFoundError("Unknown refund.");
     const r = entry.value;
     const status = result?.status ?? "pending";
-    if (status === "pending" ? r.status !== "pending" : !canMoveRefund(r.status, status)) return r;
+    const unchanged = { refund: r, written: false };
+    if (status === "pending" ? r.status !== "pending" : !canMoveRefund(r.status, status)) return unchanged;
     // A refusal is about a request to make a refund, never about one the provider made and settled.
-    if (r.status !== "pending" && result?.refused) return r;
+    if (r.status !== "pending" && result?.refused) return unchanged;
+    // An operator's record settles a refund still pending, and only that: what settled it first stands.
+    const recorded = result?.recordedBy;
+    if (recorded && (r.status !== "pending" || status === "pending")) return unchanged;
     const now = ctx.now();
     const base: Refund = {
       ...r,
       providerRef: r.providerRef ?? result?.ref ?? null,
-      checks: r.checks + 1,
+      // An operator's record is no call to the provider.
+      checks: r.checks + (recorded ? 0 : 1),
       updatedAt: now,
+      ...(recorded ? { settledBy: { actor: recorded.actor, note: recorded.note } } : {}),
     };
-    const write = { entry: entry as Deno.KvEntry<Refund>, base, now, operations: known.operations ?? [] };
+    const audit: NewAuditEntry | undefined = recorded && {
+      at: now,
+      actor: recorded.actor,
+      action: "refund.settle",
+      target: r.paymentId,
+      before: { status: r.status },
+      after: { refund: r.id, status, note: recorded.note },
+    };
+    const write = { entry: entry as Deno.KvEntry<Refund>, base, now, operations: known.operations ?? [], audit };
     const done = await (async () => {
       switch (status) {
         case "pending":
@@ -221,18 +270,22 @@ export async function applyRefundResult(
     })();
     if (done) {
       known.operations?.splice(0);
-      return done;
+      return { refund: done, written: true };
     }
   }
   throw new ConflictError("The refund is busy; retry.");
 }
 
-/** One settling write of a refund: the version read, the next one's base, and log entries to store with it. */
+/**
+ * One settling write of a refund: the version read, the next one's base, log entries to store with it, and the
+ * operator's audit entry when one recorded the outcome.
+ */
 interface RefundWrite {
   entry: Deno.KvEntry<Refund>;
   base: Refund;
   now: number;
   operations: OperationEntry[];
+  audit?: NewAuditEntry;
 }
 
 async function stillPending(ctx: AppContext, { entry, base, now, operations }: RefundWrite) {
@@ -255,7 +308,7 @@ async function stillPending(ctx: AppContext, { entry, base, now, operations }: R
 
 async function succeed(
   ctx: AppContext,
-  { entry, base, now, operations }: RefundWrite,
+  { entry, base, now, operations, audit }: RefundWrite,
   read: Deno.KvEntry<Payment> | undefined,
   reversible: boolean,
 ) {
@@ -298,6 +351,7 @@ async function succeed(
           jobs: jobs(ctx, now),
         });
         for (const e of operations) addOperationOps(op, e);
+        if (audit) addAuditOps(op, audit);
       },
     });
     if (moved.outcome === "refused") {
@@ -311,7 +365,12 @@ async function succeed(
     if (err instanceof StaleTarget || err instanceof ConflictError) return null;
     throw err;
   }
-  log.info("refund succeeded", { refundId: settled.id, paymentId: settled.paymentId, amount: settled.amount });
+  log.info("refund succeeded", {
+    refundId: settled.id,
+    paymentId: settled.paymentId,
+    amount: settled.amount,
+    ...(settled.settledBy ? { recordedBy: settled.settledBy.actor } : {}),
+  });
   const sent = delivery as Delivery | null;
   if (sent && stored) sendCommitted(ctx, sent, stored);
   return settled;
@@ -319,7 +378,7 @@ async function succeed(
 
 async function fail(
   ctx: AppContext,
-  { entry, base, now, operations }: RefundWrite,
+  { entry, base, now, operations, audit }: RefundWrite,
   read: Deno.KvEntry<Payment> | undefined,
   refused: boolean,
 ) {
@@ -328,7 +387,11 @@ async function fail(
     status: "failed",
     settledAt: now,
     // The provider's own reason is in the operation log, for operators: it is not the shop's to read.
-    failureReason: refused ? "The provider refused the refund request." : "The provider declined the refund.",
+    failureReason: base.settledBy
+      ? RECORDED_NO_REFUND_REASON
+      : refused
+      ? "The provider refused the refund request."
+      : "The provider declined the refund.",
   };
   const payment = read ?? await getPaymentEntry(ctx.kv, failed.paymentId);
   if (!payment.value) throw new NotFoundError("Unknown payment.");
@@ -339,9 +402,15 @@ async function fail(
     delivery: delivery ?? undefined,
     jobs: jobs(ctx, now),
     operations,
+    audit,
   });
   if (!stored) return null;
-  log.info("refund failed", { refundId: failed.id, paymentId: failed.paymentId, amount: failed.amount });
+  log.info("refund failed", {
+    refundId: failed.id,
+    paymentId: failed.paymentId,
+    amount: failed.amount,
+    ...(failed.settledBy ? { recordedBy: failed.settledBy.actor } : {}),
+  });
   if (delivery) sendCommitted(ctx, delivery, stored);
   return failed;
 }

@@ -40,4 +40,9 @@ export interface Refund {
   settledAt: number | null;
   /** Only on a refund the provider reversed after it had succeeded (now failed): when it had succeeded. */
   succeededAt?: number;
+  /**
+   * Only on a refund an operator settled by hand after checking with the provider (lib/refunds/admin.ts): who, and
+   * their note. For operators: the shop's API and postbacks never show it.
+   */
+  settledBy?: { actor: string; note: string };
 }

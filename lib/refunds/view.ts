@@ -39,8 +39,9 @@ export function refundPostbackBody(r: Refund, p: Payment, type: RefundPostbackTy
 }
 
 /**
- * A refund's entries on its payment's timeline: requested, then succeeded or failed, and for a refund the provider
- * reversed both, the failure (`reversed`) after the success. They are made from the refund record, both when the
+ * A refund's entries on its payment's timeline: requested, then succeeded or failed (`by` the operator who recorded
+ * it, when one settled it by hand), and for a refund the provider reversed both, the failure (`reversed`) after the
+ * success. They are made from the refund record, both when the
  * refund is written (for the activity log, hence the export) and when the timeline is shown, so the payment's own
  * event list does not store a copy of them (fewer keys per refund).
  */
@@ -53,19 +54,21 @@ export function refundEvents(
     data: { refundId: r.id, amount: r.amount, by: r.requestedBy, reason: r.reason },
   };
   const data = { refundId: r.id, amount: r.amount };
+  // Settled by an operator's record (lib/refunds/admin.ts): who recorded it. A reversal after it is the provider's.
+  const settledData = r.settledBy ? { ...data, by: r.settledBy.actor } : data;
   const at = r.settledAt ?? r.updatedAt;
   switch (r.status) {
     case "pending":
       return { requested, settled: null, reversed: null };
     case "succeeded":
-      return { requested, settled: { type: "refund_succeeded", at, data }, reversed: null };
+      return { requested, settled: { type: "refund_succeeded", at, data: settledData }, reversed: null };
     case "failed":
       if (r.succeededAt === undefined) {
-        return { requested, settled: { type: "refund_failed", at, data }, reversed: null };
+        return { requested, settled: { type: "refund_failed", at, data: settledData }, reversed: null };
       }
       return {
         requested,
-        settled: { type: "refund_succeeded", at: r.succeededAt, data },
+        settled: { type: "refund_succeeded", at: r.succeededAt, data: settledData },
         reversed: { type: "refund_failed", at, data: { ...data, reversed: true } },
       };
   }

@@ -34,6 +34,7 @@ const ACTION_WORDS = {
   "portal.signin": "signed in to the portal of",
   "postback.replay": "replayed the failed and retrying postbacks of",
   "postback.resend": "resent a postback of",
+  "refund.settle": "settled by hand, after checking with the provider, a refund of",
   "shop.create": "created the shop",
   "shop.update": "changed the settings of",
   "shop.enable": "enabled the shop",

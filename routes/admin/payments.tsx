@@ -1,12 +1,23 @@
 import { type Context, Hono } from "hono";
 import { ValidationError } from "../../lib/errors.ts";
-import { confirmOperatorRefund, previewOperatorRefund } from "../../lib/refunds/admin.ts";
+import {
+  confirmOperatorRefund,
+  previewOperatorRefund,
+  previewRefundSettlement,
+  settleRefundByHand,
+} from "../../lib/refunds/admin.ts";
 import type { AppContext } from "../../lib/context.ts";
 import { describePayment, recheckPaymentStatus, resendPostback } from "../../lib/payments/admin.ts";
 import { listScopedPayments, scopedPaymentsCsv } from "../../lib/console.ts";
 import { renderPage } from "../../components/html.tsx";
-import { AdminLayout, Flash } from "../../components/admin_layout.tsx";
-import { PaymentDetail, PaymentsList, RefundConfirm } from "../../components/payments.tsx";
+import { AdminLayout, ConfirmStep, Flash } from "../../components/admin_layout.tsx";
+import {
+  OUTCOME_WORDS,
+  PaymentDetail,
+  PaymentsList,
+  RefundConfirm,
+  settleQuestion,
+} from "../../components/payments.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note.ts";
 
@@ -76,6 +87,34 @@ export function paymentRoutes(ctx: AppContext) {
     }, (note) => detailPage(c, id, note));
   });
 
+  // A pending refund settled by hand: the page's script asks first; without it the question is a page of its own.
+  app.post("/:id/refunds/:refundId/settle", async (c) => {
+    const id = c.req.param("id");
+    const refundId = c.req.param("refundId");
+    // Refused (no outcome or note, settled meanwhile): said on the payment's page, with how it settled.
+    return await refusalShownOnPage("Not recorded", async () => {
+      if (c.var.form.confirm !== "yes") {
+        const s = await previewRefundSettlement(ctx, id, refundId, c.var.form);
+        return c.html(renderPage(
+          <AdminLayout title="Please confirm" path="/admin/payments" email={c.var.operator.email} csrf={c.var.csrf}>
+            <ConfirmStep
+              question={settleQuestion(s.refund, OUTCOME_WORDS[s.outcome], s.note)}
+              button="Record outcome"
+              // Money: the amount is freed or the payment counted refunded, and the shop is told; no way back.
+              destructive
+              fields={{ outcome: s.outcome, note: s.note }}
+              action={c.req.path}
+              csrf={c.var.csrf}
+              cancel={`/admin/payments/${encodeURIComponent(id)}`}
+            />
+          </AdminLayout>,
+        ));
+      }
+      const r = await settleRefundByHand(ctx, id, refundId, c.var.form, { actor: c.var.operator.email });
+      return c.redirect(`/admin/payments/${encodeURIComponent(id)}?done=settled-${r.status}`, 303);
+    }, (note) => detailPage(c, id, note));
+  });
+
   app.post("/:id/recheck", async (c) => {
     const id = c.req.param("id");
     // Refused (the provider does not know the payment) or failed at the provider: said on the payment's page.
@@ -119,6 +158,12 @@ export function doneNote(done: string | undefined): PageNote | undefined {
     if (result === "succeeded") return ok("Refunded.");
     if (result === "failed") return ok("The provider declined the refund; its amount can be refunded again.");
     if (result === "pending") return ok("Refund requested: the provider settles it shortly.");
+  }
+  if (what === "settled") {
+    if (result === "failed") {
+      return ok("Recorded: the refund failed, its amount can be refunded again; the shop is told.");
+    }
+    if (result === "succeeded") return ok("Recorded: the refund succeeded; the shop is told.");
   }
   if (what === "recheck") {
     if (result === "applied") return ok("Re-checked: the status changed.");
