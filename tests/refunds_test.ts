@@ -1110,3 +1110,33 @@ Deno.test("[refunds] an operator's record loses to the provider's answer that se
   });
   await shop.close();
 });
+
+Deno.test("[refunds] a provider's webhook that says otherwise than an operator's record leaves the record as it is (the shop was told) and warns, naming the refund and who recorded it", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const { paymentId: id, refundId } = await stuckRefund(app, shop.url);
+    const ctx = app.server.ctx;
+    const { settleRefundByHand } = await import("../lib/refunds/admin.ts");
+    const { handleRefundWebhook } = await import("../lib/refunds/settle.ts");
+    await settleRefundByHand(ctx, id, refundId, { outcome: "failed", note: "Bansky support: no refund" }, {
+      actor: "ops@example.com",
+    });
+    const ref = (await getRefund(app.kv, refundId))!.providerRef!;
+    const notice = { kind: "refund" as const, eventId: "evt_late", refundId, ref, claimedStatus: "succeeded" as const };
+    let outcome = "";
+    const lines = await capturingWarnings(async () => {
+      outcome = await handleRefundWebhook(ctx, notice, "default");
+    });
+    assert.equal(outcome, "duplicate");
+    assert.equal((await getRefund(app.kv, refundId))!.status, "failed");
+    const [warning] = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "error" && l.refundId === refundId);
+    assert.ok(warning, lines.join("\n"));
+    assert.deepEqual([warning.paymentId, warning.recorded, warning.recordedBy, warning.claimed], [
+      id,
+      "failed",
+      "ops@example.com",
+      "succeeded",
+    ]);
+  });
+  await shop.close();
+});

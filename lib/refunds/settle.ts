@@ -542,7 +542,21 @@ export async function handleRefundWebhook(
   }
   // Only a claimed failure can change a succeeded refund; anything else about a settled one asks the provider nothing.
   const reversal = r.status === "succeeded" && notice.claimedStatus === "failed";
-  if (r.status !== "pending" && !reversal) return "duplicate";
+  if (r.status !== "pending" && !reversal) {
+    // Settled by an operator's record, which stands (the shop was told): news that says otherwise is for them to look
+    // into at the provider, and to settle with the shop (the buyer may have the money after all, or not).
+    if (r.settledBy && notice.claimedStatus !== "pending" && notice.claimedStatus !== r.status) {
+      log.error("provider's webhook disagrees with the outcome an operator recorded for a refund: check it there", {
+        refundId: r.id,
+        paymentId: r.paymentId,
+        shopId: r.shopId,
+        recorded: r.status,
+        recordedBy: r.settledBy.actor,
+        claimed: notice.claimedStatus,
+      });
+    }
+    return "duplicate";
+  }
   const { adapter } = await ctx.providers.forPayment(refundScope(r));
   const confirmed = await adapter.getRefundStatus(notice.ref);
   // A claim the provider does not confirm yet (a reversal it still reports as a success, too): its retry brings it.
