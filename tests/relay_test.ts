@@ -2282,3 +2282,25 @@ Deno.test("[relay] sweeps that find the same postback held by another's lease pl
   });
   await shop.close();
 });
+
+Deno.test("[relay] a postback handed over while a sweep's read of it is out, when the stop begins, is given back too", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const pool = new RelayPool(ctx);
+    const now = ctx.now();
+    const { delivery, versionstamp } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(ctx, now));
+    // A sweep lists the due index between the commit and its hand-over, and its read of the postback is out when the
+    // hand-over comes, and then the stop (a deploy at a busy moment).
+    const offered = pool.offer(delivery.id);
+    pool.handOver(storedDelivery(delivery, versionstamp));
+    const stopped = pool.stop();
+    await offered;
+    await stopped;
+    await pool.idle();
+    const stored = (await getDeliveryEntry(app.kv, delivery.id)).value;
+    assert.ok(isDeliveryDue(stored, Date.now()), `free for the next process at once: ${JSON.stringify(stored)}`);
+    assert.equal(shop.received.length, 0);
+  });
+  await shop.close();
+});

@@ -218,11 +218,13 @@ export class RelayPool {
     // rather than the cron's run after the lease (a deploy at a busy moment). A failed write leaves the lease to run out.
     const letGo = new Set(this.#queue.slice(this.#head));
     for (const d of this.#destinations.values()) for (const p of d.parked) letGo.add(p.id);
+    // One a take holds is left to it: its attempt runs on, or its read (a sweep's, out when the hand-over came) ends
+    // in the take's own give-back.
     for (const [id, entry] of this.#handedOver) {
       if (this.#known.has(id) && !letGo.has(id)) continue;
       this.#giveBack(entry);
+      this.#handedOver.delete(id);
     }
-    this.#handedOver.clear();
     for (const id of this.#queue.slice(this.#head)) this.#finish(id);
     this.#queue = [];
     this.#head = 0;
@@ -301,7 +303,10 @@ export class RelayPool {
         : isDeliveryDue(entry.value, this.ctx.now())
         ? entry.value
         : null;
-      if (this.#stopped) return this.#finish(id);
+      if (this.#stopped) {
+        if (handed) this.#giveBack(handed);
+        return this.#finish(id);
+      }
       if (!delivery) {
         // Due but held by a live lease: an attempt under way elsewhere, or one a killed process left (what a restart's
         // sweep finds). Looked at again once the lease ends, rather than at the cron's next run, a minute later.
