@@ -1,6 +1,7 @@
 import type { OperationEntry } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "../payments/types.ts";
 import type { Delivery, DeliveryAttempt } from "../relay/types.ts";
+import { supersederOf } from "../relay/delivery.ts";
 import type { EmailOptions, InsertRow } from "./types.ts";
 import type { Invoice } from "../invoices/types.ts";
 import { formatBaseUnits } from "../invoices/amounts.ts";
@@ -60,7 +61,10 @@ export async function paymentRow(
   { deliveries, events }: PaymentRecords,
   email: EmailOptions,
 ): Promise<InsertRow> {
-  const latest = deliveries.reduce<Delivery | null>((a, d) => (!a || d.createdAt > a.createdAt ? d : a), null);
+  // Newest by when it was made, among those no other makes old news (supersederOf): a late payment.succeeded made on
+  // a server whose clock is behind the expiry's is the payment's latest postback, not the payment.expired it follows.
+  const latest = deliveries.filter((d) => !supersederOf(d, deliveries))
+    .reduce<Delivery | null>((a, d) => (!a || d.createdAt > a.createdAt ? d : a), null);
   const updatedAt = Math.max(p.updatedAt, p.firstRedirectAt ?? 0, ...deliveries.map((d) => d.updatedAt));
   return {
     insertId: `${p.id}:${updatedAt}`,

@@ -6,6 +6,7 @@ import type { PaymentEvent } from "../payments/types.ts";
 import { importEmailHashKey, invoiceDepositRows, invoiceRow, type PaymentRecords, paymentRow } from "./rows.ts";
 import { TABLES } from "./schema.ts";
 import type { EmailOptions, TableId } from "./types.ts";
+import { newDelivery } from "../relay/delivery.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:00Z");
 
@@ -105,4 +106,17 @@ Deno.test("[analytics] settled_at is when the money came: a success's finalized_
     assert.equal(never.settled_at, null, status);
   }
   assert.equal((await row({})).settled_at, null, "pending");
+});
+
+Deno.test("[analytics] a late payment's row shows its payment.succeeded's postback, also when made on a server whose clock is behind the expiry's", async () => {
+  const p = storedPayment(NOW, { status: "succeeded", late: true, finalizedAt: NOW, updatedAt: NOW });
+  const made = (eventType: string, at: number) =>
+    newDelivery({ paymentId: p.id, shopId: p.shopId, url: "https://shop.example/pb", eventType, body: "{}", now: at });
+  // The expiry's postback went out; the late success's, made 3 s "before" it by a clock behind, keeps failing.
+  const expired = { ...made("payment.expired", NOW), status: "delivered" as const, attempts: 1, lastStatusCode: 200 };
+  const succeeded = { ...made("payment.succeeded", NOW - 3_000), attempts: 2, lastStatusCode: 500 };
+  for (const deliveries of [[expired, succeeded], [succeeded, expired]]) {
+    const row = (await paymentRow(p, { deliveries, events: [] }, raw)).json;
+    assert.deepEqual([row.postback_status, row.postback_attempts, row.postback_last_status_code], ["pending", 2, 500]);
+  }
 });
