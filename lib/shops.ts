@@ -63,7 +63,7 @@ export async function createShop(
   input: z.input<typeof NewShopSchema>,
   opts: { allowLocalUrls: boolean; now: number; actor?: string; resolve?: Resolver },
 ): Promise<NewShop> {
-  const data = parseOrThrow(NewShopSchema, input, "shop");
+  const data = parseOrThrow(NewShopSchema, input, { what: "shop" });
   data.defaultPostbackUrl = await checkDefaultPostbackUrl(data, opts);
   const shop: Shop = {
     id: `shop_${sortableId().toLowerCase()}`,
@@ -398,7 +398,7 @@ export async function updateShopSettings(
   input: z.input<typeof ShopSettingsSchema>,
   opts: { actor: string; allowLocalUrls: boolean; now: number; resolve?: Resolver },
 ): Promise<Shop> {
-  const data = parseOrThrow(ShopSettingsSchema, input, "shop");
+  const data = parseOrThrow(ShopSettingsSchema, input, { what: "shop" });
   data.defaultPostbackUrl = await checkDefaultPostbackUrl(data, opts);
   return await changeShop(kv, shopId, opts.actor, "shop.update", opts.now, (s) => ({ ...s, ...data }));
 }

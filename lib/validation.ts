@@ -32,26 +32,49 @@ export function currencyCode(codes: CurrencyCodes = "taken") {
 }
 
 /**
+ * The checks of a request beyond its schema that need nothing but the body as sent and what the caller already holds
+ * (a URL against the shop's allowed hosts, a rule between fields): their problems by field. Asked only when the schema
+ * refuses the body, so that one answer names these too (a field the schema names keeps the schema's message); they
+ * cost nothing on a valid request. The body may be anything: each judges only values of the type it takes, and
+ * `named` (the schema's refusals by field) says which values are not to be relied on.
+ */
+export type OtherProblems = (input: unknown, named: Readonly<Record<string, string>>) => Record<string, string>;
+
+/** A body's fields when it is a JSON object (for OtherProblems, which see it before the schema has); else null. */
+export function bodyFields(input: unknown): Record<string, unknown> | null {
+  return typeof input === "object" && input !== null && !Array.isArray(input) ? input as Record<string, unknown> : null;
+}
+
+/** How a request is parsed: `what` its refusal names ("The shop is invalid."), and its other problems. */
+export interface ParseOptions {
+  what?: string;
+  others?: OtherProblems;
+}
+
+/**
  * Parses a request that may name a record stored in a code refused since (a fund code): `schemas.stored` (its
  * currencies read with currencyCode("stored")) reads it as it was read when the record was made, with the same
  * fingerprint, so the caller finds the record and answers as it always did (a retry gets it, another body is refused).
  * A request wrong in any other way is refused at once as `schemas.taken` refuses it, its currency named with the
- * rest. What the request adds anew in such a code is the caller's to refuse once it knows nothing stored is named
- * (refuseUntakenCurrency), with the message currencyCode() gives.
+ * rest (and `others`). What the request adds anew in such a code is the caller's to refuse once it knows nothing
+ * stored is named (refuseUntakenCurrency), with the message currencyCode() gives.
  */
 export function parseAllowingStoredCurrencies<T extends z.ZodType>(
   schemas: { taken: T; stored: T },
   input: unknown,
-  what = "request",
+  opts: ParseOptions = {},
 ): z.output<T> {
   const asStored = schemas.stored.safeParse(input);
-  return asStored.success ? asStored.data : parseOrThrow(schemas.taken, input, what);
+  return asStored.success ? asStored.data : parseOrThrow(schemas.taken, input, opts);
 }
 
-/** Refuses a new request whose currency (read with currencyCode("stored")) is not one we take, as currencyCode() does. */
-export function refuseUntakenCurrency(currency: string): void {
+/**
+ * Refuses a new request whose currency (read with currencyCode("stored")) is not one we take, as currencyCode() does,
+ * with the problems `others` finds in the rest of the request.
+ */
+export function refuseUntakenCurrency(currency: string, others?: () => Record<string, string>): void {
   if (!isCurrency(currency)) {
-    throw new ValidationError("The request is invalid.", { currency: currencyRefusal(currency) });
+    throw new ValidationError("The request is invalid.", { currency: currencyRefusal(currency), ...others?.() });
   }
 }
 
@@ -179,11 +202,18 @@ export const EVEN_AFTER_OTHER_FAILURES = {
     typeof payload.value === "object" && payload.value !== null && !Array.isArray(payload.value),
 };
 
-/** Parses with a zod schema or throws one ValidationError listing every bad field, in the product's words. */
-export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, what = "request"): z.output<T> {
+/**
+ * Parses with a zod schema or throws one ValidationError listing every bad field, in the product's words, with what
+ * `opts.others` finds besides.
+ */
+export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, opts: ParseOptions = {}): z.output<T> {
   const parsed = schema.safeParse(input, { error: productMessage });
   if (parsed.success) return parsed.data;
-  throw new ValidationError(`The ${what} is invalid.`, fieldErrors(parsed.error));
+  const fields = fieldErrors(parsed.error);
+  if (opts.others) {
+    for (const [field, problem] of Object.entries(opts.others(input, fields))) fields[field] ??= problem;
+  }
+  throw new ValidationError(`The ${opts.what ?? "request"} is invalid.`, fields);
 }
 
 const IdempotencyKey = text(1, 255);

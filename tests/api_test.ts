@@ -483,3 +483,86 @@ Deno.test("[api] a payment or checkout session stored in a fund code before fund
     await app.close();
   }
 });
+
+Deno.test("[api] init-payment names every bad field in one 400, its URLs' with those the schema refuses, without asking DNS; a stored payment's retry is still answered from the store", async (t) => {
+  const lookups: string[] = [];
+  const app = await startTestApp({
+    allowedHosts: ["127.0.0.1", "shop.example"],
+    resolve: (host) => (lookups.push(host), Promise.resolve(["93.184.216.34"])),
+  });
+  const postbackUrl = "https://shop.example/postbacks";
+  try {
+    const cases: [string, Record<string, unknown>, Record<string, string>][] = [
+      [
+        "a bad email and an ftp successUrl",
+        { email: "nobody", successUrl: "ftp://x", postbackUrl },
+        {
+          email: "must be an email address, such as name@example.com",
+          successUrl: "must be an absolute http or https URL",
+        },
+      ],
+      [
+        "a metal and a host off the allowed list",
+        { currency: "XAU", errorUrl: "https://evil.example/x" },
+        {
+          currency: "is a precious metal, unit of account or test code, not a currency buyers pay in",
+          errorUrl: "host evil.example is not in the shop's allowed hosts",
+        },
+      ],
+      [
+        "a fund code and a postback URL with credentials",
+        { currency: "BOV", postbackUrl: "https://u:p@shop.example/pb" },
+        { currency: "is a fund code, not a currency buyers pay in", postbackUrl: "must not contain credentials" },
+      ],
+      [
+        "a bad amount and an id without a postback URL",
+        { id: "order-many", amount: 0 },
+        {
+          amount: "must be more than 0",
+          postbackUrl: "is required when id is given and the shop has no default postback URL",
+        },
+      ],
+      [
+        "the spec's spelling of successUrl, bad, beside a bad expiresIn",
+        { successUrl: undefined, sussessUrl: "javascript:alert(1)", expiresIn: 5 },
+        { expiresIn: "must be at least 60 seconds", successUrl: "must be an absolute http or https URL" },
+      ],
+    ];
+    for (const [name, extra, fields] of cases) {
+      await t.step(name, async () => {
+        const res = await callInit(app, paymentBody(extra));
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.deepEqual(res.body.error.fields, fields);
+      });
+    }
+    assert.deepEqual(lookups, [], "no request refused anyway asked DNS for its postback host");
+    assert.equal(await countPayments(app), 0);
+
+    await t.step("a stored payment's retry is answered from the store though the shop's hosts changed", async () => {
+      const body = paymentBody({ id: "order-kept", postbackUrl });
+      const made = await callInit(app, body);
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const { updateShopSettings } = await import("../lib/shops.ts");
+      await updateShopSettings(app.kv, app.shop.id, {
+        name: "Test shop",
+        allowedHosts: ["shop.example"],
+        defaultPostbackUrl: null,
+      }, {
+        actor: "test",
+        allowLocalUrls: true,
+        now: Date.now(),
+        resolve: () => Promise.resolve(["93.184.216.34"]),
+      });
+      const retry = await callInit(app, body);
+      assert.equal(retry.status, 200, JSON.stringify(retry.body));
+      assert.equal(retry.body.id, made.body.id);
+      // A new payment with those URLs is refused for each, with a bad email beside them.
+      const fresh = await callInit(app, { ...body, id: "order-new", email: "nobody" });
+      assert.equal(fresh.status, 400, JSON.stringify(fresh.body));
+      assert.deepEqual(Object.keys(fresh.body.error.fields).sort(), ["email", "errorUrl", "successUrl"]);
+    });
+  } finally {
+    await app.close();
+  }
+});

@@ -704,3 +704,68 @@ Deno.test("[checkout] the buyer's pages ask the provider about a payment at most
     await app.close();
   }
 });
+
+Deno.test("[checkout] sessions name every bad field in one 400, the postback URL's with those the schema refuses; a stored session's retry is still answered from the store", async (t) => {
+  const app = await startTestApp();
+  const key = app.shop.apiKey;
+  try {
+    const cases: [string, Record<string, unknown>, Record<string, string>][] = [
+      [
+        "a bad email and an ftp postback URL",
+        { customerEmail: "nope", postbackUrl: "ftp://x" },
+        {
+          customerEmail: "must be an email address, such as name@example.com",
+          postbackUrl: "must be an absolute http or https URL",
+        },
+      ],
+      [
+        "a metal and a postback URL with credentials",
+        { currency: "XAU", postbackUrl: "http://u:p@127.0.0.1:9/pb" },
+        {
+          currency: "is a precious metal, unit of account or test code, not a currency buyers pay in",
+          postbackUrl: "must not contain credentials",
+        },
+      ],
+      [
+        "a fund code and an id without a postback URL",
+        { currency: "BOV", id: "order-bov" },
+        {
+          currency: "is a fund code, not a currency buyers pay in",
+          postbackUrl: "is required when id is given and the shop has no default postback URL",
+        },
+      ],
+    ];
+    for (const [name, extra, fields] of cases) {
+      await t.step(name, async () => {
+        const res = await api(app, "POST", "/checkout/sessions", key, session(extra));
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.deepEqual(res.body.error.fields, fields);
+      });
+    }
+    assert.equal((await Array.fromAsync(app.kv.list({ prefix: ["checkout_sessions"] }))).length, 0);
+
+    await t.step("a stored session's retry is answered from the store though the shop's hosts changed", async () => {
+      const body = session({ id: "order-kept", postbackUrl: "http://127.0.0.1:9/postbacks" });
+      const made = await api(app, "POST", "/checkout/sessions", key, body);
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const { updateShopSettings } = await import("../lib/shops.ts");
+      await updateShopSettings(app.kv, app.shop.id, {
+        name: "Test shop",
+        allowedHosts: ["shop.example"],
+        defaultPostbackUrl: null,
+      }, { actor: "test", allowLocalUrls: true, now: Date.now(), resolve: () => Promise.resolve(["127.0.0.1"]) });
+      const retry = await api(app, "POST", "/checkout/sessions", key, body);
+      assert.equal(retry.status, 200, JSON.stringify(retry.body));
+      assert.equal(retry.body.sessionId, made.body.sessionId);
+      const fresh = await api(app, "POST", "/checkout/sessions", key, { ...body, id: "order-new", amount: 0 });
+      assert.equal(fresh.status, 400, JSON.stringify(fresh.body));
+      assert.deepEqual(fresh.body.error.fields, {
+        amount: "must be more than 0",
+        postbackUrl: "host 127.0.0.1 is not in the shop's allowed hosts",
+      });
+    });
+  } finally {
+    await app.close();
+  }
+});

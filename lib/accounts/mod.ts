@@ -72,7 +72,7 @@ export async function createAccount(
   input: unknown,
   opts: { actor: string },
 ): Promise<ProviderAccount> {
-  const body = parseOrThrow(NewAccountSchema, input, "account");
+  const body = parseOrThrow(NewAccountSchema, input, { what: "account" });
   const credentials = parseCredentials(body.provider, body.credentials);
   const now = ctx.now();
   const account: ProviderAccount = {

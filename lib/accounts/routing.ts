@@ -140,7 +140,7 @@ export async function setShopRouting(
   const routing = parseAllowingStoredCurrencies(
     { taken: ShopRoutingSchema, stored: StoredShopRoutingSchema },
     input,
-    "routing",
+    { what: "routing" },
   );
   const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
   const fields: Record<string, string> = {};

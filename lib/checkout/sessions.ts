@@ -2,12 +2,12 @@ import type { AppContext } from "../context.ts";
 import { idempotencyMismatch, NotFoundError, UpstreamError } from "../errors.ts";
 import { base64url, randomId } from "../ids.ts";
 import { constantTimeEqual, hmacSha256, sha256Hex } from "../crypto.ts";
-import { idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
+import { bodyFields, idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
 import type { Shop } from "../db/shops.ts";
 import { getShop } from "../db/shops.ts";
 import { getPayment } from "../db/payments.ts";
 import { addCheckoutSessionOps, getCheckoutSession } from "../db/checkout.ts";
-import { initPayment } from "../payments/init.ts";
+import { initPayment, judgeShopUrls } from "../payments/init.ts";
 import { movePayment } from "../payments/transition.ts";
 import type { Payment } from "../payments/types.ts";
 import { log } from "../log.ts";
@@ -57,10 +57,21 @@ export async function createCheckoutSession(
   opts: { idempotencyKey?: string | null } = {},
 ): Promise<CreatedSession> {
   const maxAmount = ctx.config.maxAmount;
-  const b = parseAllowingStoredCurrencies({
-    taken: checkoutSessionSchema(maxAmount),
-    stored: checkoutSessionSchema(maxAmount, "stored"),
-  }, body);
+  // The postback URL's problems that need no DNS, named with the rest of a request refused anyway (its success and
+  // error URLs are our own page).
+  const postbackProblems = (b: { id?: unknown; postbackUrl?: unknown }) =>
+    judgeShopUrls(ctx, shop, {
+      postbackUrl: b.postbackUrl ?? shop.defaultPostbackUrl,
+      shopTxId: b.id !== undefined && b.id !== null,
+    }, { ownReturnUrls: true }).fields;
+  const b = parseAllowingStoredCurrencies(
+    {
+      taken: checkoutSessionSchema(maxAmount),
+      stored: checkoutSessionSchema(maxAmount, "stored"),
+    },
+    body,
+    { others: (raw) => postbackProblems(bodyFields(raw) ?? {}) },
+  );
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;
   // Which name a refused retry matched, for its message.
@@ -83,7 +94,7 @@ export async function createCheckoutSession(
     }
   }
   // Only now: a retry of a session stored in a fund code (taken before) is answered above; a new one is refused.
-  refuseUntakenCurrency(b.currency);
+  refuseUntakenCurrency(b.currency, () => postbackProblems(b));
   const clientSecret = clientSecretOf(ctx, sessionId);
   const amount = sessionAmount(b);
   const returnUrl = checkoutReturnUrl(ctx.config.publicBaseUrl, sessionId);

@@ -5,8 +5,8 @@ import type { Shop } from "../db/shops.ts";
 import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { log } from "../log.ts";
-import { DnsTimeoutError, normalizePostbackUrl, normalizeShopUrl } from "../relay/url_guard.ts";
-import { idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
+import { checkPostbackDestination, DnsTimeoutError, normalizeShopUrl, type UrlRules } from "../relay/url_guard.ts";
+import { bodyFields, idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
@@ -73,10 +73,15 @@ export async function initPayment(
   opts: { idempotencyKey?: string | null; checkout?: CheckoutBinding; readAhead?: ReadAhead } = {},
 ): Promise<InitResult> {
   const maxAmount = ctx.config.maxAmount;
-  const asSent = normalizeInit(parseAllowingStoredCurrencies({
-    taken: initPaymentSchema(maxAmount),
-    stored: initPaymentSchema(maxAmount, "stored"),
-  }, body));
+  const ownReturnUrls = !!opts.checkout;
+  const asSent = normalizeInit(parseAllowingStoredCurrencies(
+    {
+      taken: initPaymentSchema(maxAmount),
+      stored: initPaymentSchema(maxAmount, "stored"),
+    },
+    body,
+    { others: (raw) => urlProblemsAsSent(ctx, shop, raw, { ownReturnUrls }) },
+  ));
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name: PaymentName | null = asSent.shopTxId
     ? { kind: "shop_ref", value: asSent.shopTxId }
@@ -97,10 +102,10 @@ export async function initPayment(
     const entry = readAhead?.entry ?? await getPaymentEntryShared(ctx.kv, id);
     if (entry.value) return replay(entry.value, requestHash, name);
   }
-  refuseUntakenCurrency(asSent.currency);
-  const urls = await checkUrls(ctx, shop, { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl }, {
-    ownReturnUrls: !!opts.checkout,
-  });
+  const withPostback = { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl };
+  // A currency refused with its URLs' problems, but without asking DNS for a request refused anyway.
+  refuseUntakenCurrency(asSent.currency, () => judgeShopUrls(ctx, shop, withPostback, { ownReturnUrls }).fields);
+  const urls = await checkUrls(ctx, shop, withPostback, { ownReturnUrls });
   // The URLs are kept as we send them (ASCII).
   const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
   const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey, checkout: opts.checkout };
@@ -265,31 +270,71 @@ async function createAtProvider(
   return payment;
 }
 
+/** A request's URLs as judgeShopUrls takes them: values of any type (the schema refuses those not strings). */
+interface RequestUrls {
+  successUrl?: unknown;
+  errorUrl?: unknown;
+  postbackUrl?: unknown;
+  /** The request gives an `id`, so it needs a postback URL. */
+  shopTxId?: unknown;
+}
+
 /**
- * Checks the shop's URLs against the URL rules and its allowed hosts, and
- * returns them as we store them; throws one ValidationError for all.
+ * The checks of a payment's URLs that need nothing but the request and the shop's settings (scheme, shape, length,
+ * allowed hosts; a postback URL with `id`): the problems by field, and each URL as we keep it when it passes. A value
+ * that is not a string, or is empty, is the schema's to refuse, and left alone here. Whether the postback URL's host
+ * resolves, and where to, is not judged here: it asks DNS (checkUrls).
  */
-async function checkUrls(ctx: AppContext, shop: Shop, input: InitPaymentInput, opts: { ownReturnUrls: boolean }) {
+export function judgeShopUrls(ctx: AppContext, shop: Shop, input: RequestUrls, opts: { ownReturnUrls: boolean }) {
   const rules = { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts };
   const fields: Record<string, string> = {};
   // An embedded checkout returns to our own page, which the shop's allowed hosts do not name.
   const returnRules = opts.ownReturnUrls ? { ...rules, allowLocal: true, allowedHosts: [] } : rules;
-  const success = normalizeShopUrl(input.successUrl, returnRules);
-  if (success.problem) fields.successUrl = success.problem;
-  const error = normalizeShopUrl(input.errorUrl, returnRules);
-  if (error.problem) fields.errorUrl = error.problem;
-  let postbackUrl: string | null = null;
-  if (input.postbackUrl) {
-    const postback = await normalizePostbackUrl(input.postbackUrl, { ...rules, resolve: ctx.resolve }).catch((err) => {
-      // A request that is wrong anyway is told so at once, not asked to come back in a few seconds.
-      if (err instanceof DnsTimeoutError && Object.keys(fields).length) return { url: null, problem: err.problem };
-      throw err;
-    });
-    if (postback.problem) fields.postbackUrl = postback.problem;
-    postbackUrl = postback.url;
-  } else if (input.shopTxId) {
+  const judge = (field: string, url: unknown, urlRules: UrlRules) => {
+    if (typeof url !== "string" || !url) return null;
+    const checked = normalizeShopUrl(url, urlRules);
+    if (checked.problem) fields[field] = checked.problem;
+    return checked.url;
+  };
+  const successUrl = judge("successUrl", input.successUrl, returnRules);
+  const errorUrl = judge("errorUrl", input.errorUrl, returnRules);
+  const postbackUrl = judge("postbackUrl", input.postbackUrl, rules);
+  if (!input.postbackUrl && input.shopTxId) {
     fields.postbackUrl = "is required when id is given and the shop has no default postback URL";
   }
+  return { fields, successUrl, errorUrl, postbackUrl };
+}
+
+/** What judgeShopUrls finds in an init-payment body as sent, before the schema has read it (for its refusal). */
+function urlProblemsAsSent(ctx: AppContext, shop: Shop, body: unknown, opts: { ownReturnUrls: boolean }) {
+  const b = bodyFields(body);
+  if (!b) return {};
+  return judgeShopUrls(ctx, shop, {
+    successUrl: b.successUrl ?? b.sussessUrl,
+    errorUrl: b.errorUrl,
+    postbackUrl: b.postbackUrl ?? shop.defaultPostbackUrl,
+    // An id the schema refuses (too long, say) still asks for a postback URL once it is fixed.
+    shopTxId: b.id !== undefined && b.id !== null,
+  }, opts).fields;
+}
+
+/**
+ * Checks the shop's URLs against the URL rules and its allowed hosts, then where the postback URL's host resolves
+ * to, and returns them as we store them; throws one ValidationError for all.
+ */
+async function checkUrls(ctx: AppContext, shop: Shop, input: InitPaymentInput, opts: { ownReturnUrls: boolean }) {
+  const { fields, ...urls } = judgeShopUrls(ctx, shop, input, opts);
+  if (urls.postbackUrl) {
+    const problem = await checkPostbackDestination(new URL(urls.postbackUrl), {
+      allowLocal: ctx.config.allowLocalUrls,
+      resolve: ctx.resolve,
+    }).catch((err) => {
+      // A request that is wrong anyway is told so at once, not asked to come back in a few seconds.
+      if (err instanceof DnsTimeoutError && Object.keys(fields).length) return err.problem;
+      throw err;
+    });
+    if (problem) fields.postbackUrl = problem;
+  }
   if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
-  return { successUrl: success.url!, errorUrl: error.url!, postbackUrl };
+  return { successUrl: urls.successUrl!, errorUrl: urls.errorUrl!, postbackUrl: urls.postbackUrl };
 }

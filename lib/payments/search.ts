@@ -35,7 +35,7 @@ export type PaymentFilter = z.output<typeof PaymentFilterSchema>;
 /** Reads filters from query parameters, ignoring empty ones. */
 export function parsePaymentFilter(query: Record<string, string | undefined>): PaymentFilter {
   const present = Object.fromEntries(Object.entries(query).filter(([k, v]) => v && k in PaymentFilterSchema.shape));
-  return parseOrThrow(PaymentFilterSchema, present, "filter");
+  return parseOrThrow(PaymentFilterSchema, present, { what: "filter" });
 }
 
 /** The scan budget of one page: filters that match rarely stop here and offer "more" rather than run away. */

@@ -49,7 +49,7 @@ export function adminApiV1Routes(ctx: AppContext) {
   });
 
   app.get("/operations", async (c) => {
-    const q = parseOrThrow(OperationsQuery, c.req.query(), "query");
+    const q = parseOrThrow(OperationsQuery, c.req.query(), { what: "query" });
     const operations = await listOperations(ctx.kv, q);
     return c.json({ status: "success", operations: operations.map(operationView) });
   });
