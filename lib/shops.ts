@@ -18,6 +18,7 @@ import { type AuditAction, writeAudit } from "./db/audit.ts";
 import { isKeyPairSecret, newSigningKeyPair, newWebhookSecret, publicKeyOf } from "./relay/signing.ts";
 import {
   DnsTimeoutError,
+  type NormalizedUrl,
   normalizePostbackUrl,
   normalizeShopUrl,
   type Resolver,
@@ -30,19 +31,32 @@ const Hostname = z.string().trim().toLowerCase().max(253)
 
 /**
  * A shop's page the buyer goes back to (an invoice's or a form's `returnUrl`), judged as a payment's success URL is:
- * https, on the shop's allowed hosts; kept as normalized. Null for none; a refusal names `field`.
+ * https, on the shop's allowed hosts: as we keep it (normalized), or why not. Null for none, or for a value that is not
+ * a string (the schema's to refuse).
+ */
+export function judgeReturnUrl(
+  shop: Pick<Shop, "allowedHosts">,
+  url: unknown,
+  opts: { allowLocalUrls: boolean },
+): NormalizedUrl | null {
+  if (typeof url !== "string" || !url) return null;
+  return normalizeShopUrl(url, { allowLocal: opts.allowLocalUrls, allowedHosts: shop.allowedHosts });
+}
+
+/**
+ * A shop's page the buyer goes back to (a form's `returnUrl`), judged as a payment's success URL is: https, on the
+ * shop's allowed hosts; kept as normalized. Null for none; a refusal names `field`.
  */
 export function checkReturnUrl(
   shop: Pick<Shop, "allowedHosts">,
   url: string | null,
   opts: { allowLocalUrls: boolean; field?: string },
 ): string | null {
-  if (!url) return null;
-  const checked = normalizeShopUrl(url, { allowLocal: opts.allowLocalUrls, allowedHosts: shop.allowedHosts });
-  if (checked.problem) {
+  const checked = judgeReturnUrl(shop, url, opts);
+  if (checked?.problem) {
     throw new ValidationError("The request is invalid.", { [opts.field ?? "returnUrl"]: checked.problem });
   }
-  return checked.url;
+  return checked?.url ?? null;
 }
 
 export const NewShopSchema = z.strictObject({

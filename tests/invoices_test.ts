@@ -418,6 +418,73 @@ Deno.test("[invoices] a request with several bad fields names each of them at on
   }
 });
 
+Deno.test("[invoices] a request's bad URLs are named with the fields the schema refuses, and with each other, without asking DNS; a stored invoice's retry is still answered", async (t) => {
+  const lookups: string[] = [];
+  const app = await startTestApp({
+    allowedHosts: ["127.0.0.1", "shop.example"],
+    resolve: (host) => (lookups.push(host), Promise.resolve(["93.184.216.34"])),
+  });
+  try {
+    const cases: [string, Record<string, unknown>, Record<string, string>][] = [
+      [
+        "a bad amount and an ftp returnUrl",
+        { amount: "0", returnUrl: "ftp://x", postbackUrl: "https://shop.example/hooks" },
+        { amount: "must be more than zero", returnUrl: "must be an absolute http or https URL" },
+      ],
+      [
+        "an unknown coin and a postback URL off the allowed hosts",
+        { coin: "DOGE", postbackUrl: "https://evil.example/hooks" },
+        {
+          coin: "must be one of USDT, BTC, ETH",
+          postbackUrl: "host evil.example is not in the shop's allowed hosts",
+        },
+      ],
+      [
+        "a returnUrl off the allowed hosts and a postback URL with credentials",
+        { returnUrl: "https://evil.example/back", postbackUrl: "https://u:p@shop.example/hooks" },
+        {
+          returnUrl: "host evil.example is not in the shop's allowed hosts",
+          postbackUrl: "must not contain credentials",
+        },
+      ],
+    ];
+    for (const [name, extra, fields] of cases) {
+      await t.step(name, async () => {
+        const res = await callCreateInvoice(app, invoiceBody(extra));
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.deepEqual(res.body.error.fields, fields);
+      });
+    }
+    assert.deepEqual(lookups, [], "no request refused anyway asked DNS for its postback host");
+    assert.equal((await listPoolAddresses(app.kv, app.shop.id)).length, 0, "no address was made");
+
+    await t.step("a stored invoice's retry is answered though the shop's hosts changed", async () => {
+      const body = invoiceBody({
+        id: "order-kept",
+        returnUrl: "https://shop.example/back",
+        postbackUrl: "https://shop.example/hooks",
+      });
+      const made = await callCreateInvoice(app, body);
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const { updateShopSettings } = await import("../lib/shops.ts");
+      await updateShopSettings(app.kv, app.shop.id, {
+        name: "Test shop",
+        allowedHosts: ["127.0.0.1"],
+        defaultPostbackUrl: null,
+      }, { actor: "test", allowLocalUrls: true, now: Date.now(), resolve: () => Promise.resolve(["127.0.0.1"]) });
+      const retry = await callCreateInvoice(app, body);
+      assert.equal(retry.status, 200, JSON.stringify(retry.body));
+      assert.equal(retry.body.invoice.id, made.body.invoice.id);
+      const fresh = await callCreateInvoice(app, { ...body, id: "order-new" });
+      assert.equal(fresh.status, 400, JSON.stringify(fresh.body));
+      assert.deepEqual(Object.keys(fresh.body.error.fields).sort(), ["postbackUrl", "returnUrl"]);
+    });
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[invoices] the merchant cancels an open invoice; a paid one cannot be cancelled; another shop's is not found", async () => {
   const app = await startTestApp();
   try {

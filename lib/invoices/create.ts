@@ -6,9 +6,9 @@ import { requireChain } from "./chain.ts";
 import type { Shop } from "../db/shops.ts";
 import { base64url, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
-import { normalizePostbackUrl } from "../relay/url_guard.ts";
-import { checkReturnUrl } from "../shops.ts";
-import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
+import { checkPostbackDestination } from "../relay/url_guard.ts";
+import { judgeReturnUrl } from "../shops.ts";
+import { bodyFields, idempotencyKeyOf, parseOrThrow } from "../validation.ts";
 import { parseDecimalAmount } from "./amounts.ts";
 import { type Coin, findCoinOption } from "./coins.ts";
 import { type CreateInvoiceInput, createInvoiceSchema } from "./schema.ts";
@@ -44,7 +44,12 @@ export async function createInvoice(
   opts: { idempotencyKey?: string | null; now?: number } = {},
 ): Promise<{ invoice: InvoiceView; created: boolean }> {
   requireChain(ctx);
-  const body = parseOrThrow(createInvoiceSchema, input);
+  const body = parseOrThrow(createInvoiceSchema, input, {
+    others: (raw) => {
+      const b = bodyFields(raw);
+      return b ? judgeInvoiceUrls(ctx, shop, { returnUrl: b.returnUrl, postbackUrl: b.postbackUrl }).fields : {};
+    },
+  });
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name: InvoiceName | null = body.id
     ? { kind: "shop_ref", value: body.id }
@@ -83,8 +88,7 @@ async function storeNewInvoice(
   const { id, idempotencyKey, requestHash } = req;
   const view = (inv: Invoice) => invoiceView(inv, ctx.config.publicBaseUrl);
   const option = findCoinOption(body.coin, body.network)!;
-  const returnUrl = checkReturnUrl(shop, body.returnUrl ?? null, { allowLocalUrls: ctx.config.allowLocalUrls });
-  const postbackUrl = await checkPostbackUrl(ctx, shop, body.postbackUrl ?? shop.defaultPostbackUrl);
+  const { returnUrl, postbackUrl } = await checkInvoiceUrls(ctx, shop, body);
   const now = req.now ?? ctx.now();
   const expiresAt = now + (body.expiresIn !== undefined ? body.expiresIn * 1000 : ctx.config.invoiceTtlMs);
   const base: Omit<Invoice, "address"> = {
@@ -170,10 +174,38 @@ function derivedInvoiceId(key: Uint8Array, shopId: string, kind: string, value: 
   return `inv_${base64url(hmacSha256(key, `invoice-id\0${shopId}\0${kind}\0${value}`).subarray(0, 16))}`;
 }
 
-async function checkPostbackUrl(ctx: AppContext, shop: Shop, url: string | null): Promise<string | null> {
-  if (!url) return null;
-  const rules = { allowLocal: ctx.config.allowLocalUrls, allowedHosts: shop.allowedHosts, resolve: ctx.resolve };
-  const checked = await normalizePostbackUrl(url, rules);
-  if (checked.problem) throw new ValidationError("The request is invalid.", { postbackUrl: checked.problem });
-  return checked.url;
+/**
+ * The checks of an invoice's URLs that need nothing but the request and the shop's settings (scheme, shape, length,
+ * allowed hosts; the shop's default postback URL when the request gives none): the problems by field, and each URL as
+ * we keep it when it passes. A value that is not a string is the schema's to refuse. Where the postback URL's host
+ * resolves to is judged after (checkInvoiceUrls): it asks DNS.
+ */
+function judgeInvoiceUrls(ctx: AppContext, shop: Shop, urls: { returnUrl?: unknown; postbackUrl?: unknown }) {
+  const fields: Record<string, string> = {};
+  const judge = (field: string, url: unknown) => {
+    const checked = judgeReturnUrl(shop, url, { allowLocalUrls: ctx.config.allowLocalUrls });
+    if (checked?.problem) fields[field] = checked.problem;
+    return checked?.url ?? null;
+  };
+  const returnUrl = judge("returnUrl", urls.returnUrl);
+  // A postback URL is judged by the same rules before its host is looked up.
+  const postbackUrl = judge("postbackUrl", urls.postbackUrl ?? shop.defaultPostbackUrl);
+  return { fields, returnUrl, postbackUrl };
+}
+
+/**
+ * An invoice's URLs as we keep them, or one ValidationError naming each bad one. The postback URL's host is looked up
+ * only when the rest is right: a request refused anyway asks no DNS.
+ */
+async function checkInvoiceUrls(ctx: AppContext, shop: Shop, body: CreateInvoiceInput) {
+  const { fields, returnUrl, postbackUrl } = judgeInvoiceUrls(ctx, shop, body);
+  if (postbackUrl && !Object.keys(fields).length) {
+    const problem = await checkPostbackDestination(new URL(postbackUrl), {
+      allowLocal: ctx.config.allowLocalUrls,
+      resolve: ctx.resolve,
+    });
+    if (problem) fields.postbackUrl = problem;
+  }
+  if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
+  return { returnUrl, postbackUrl };
 }
