@@ -43,22 +43,6 @@ export function judgeReturnUrl(
   return normalizeShopUrl(url, { allowLocal: opts.allowLocalUrls, allowedHosts: shop.allowedHosts });
 }
 
-/**
- * A shop's page the buyer goes back to (a form's `returnUrl`), judged as a payment's success URL is: https, on the
- * shop's allowed hosts; kept as normalized. Null for none; a refusal names `field`.
- */
-export function checkReturnUrl(
-  shop: Pick<Shop, "allowedHosts">,
-  url: string | null,
-  opts: { allowLocalUrls: boolean; field?: string },
-): string | null {
-  const checked = judgeReturnUrl(shop, url, opts);
-  if (checked?.problem) {
-    throw new ValidationError("The request is invalid.", { [opts.field ?? "returnUrl"]: checked.problem });
-  }
-  return checked?.url ?? null;
-}
-
 export const NewShopSchema = z.strictObject({
   name: text(1, 100),
   allowedHosts: z.array(Hostname).max(50).default([]),

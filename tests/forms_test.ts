@@ -168,6 +168,63 @@ Deno.test("[forms] the API creates, lists and disables forms; bad input names ea
   }
 });
 
+Deno.test("[forms] a form with several bad fields is answered with all of them at once: the schema's, the rules between fields and the return URL", async (t) => {
+  const app = await startTestApp({ allowedHosts: ["127.0.0.1"] });
+  try {
+    const ONLY_CRYPTO = "is only for crypto forms";
+    const OFF_HOSTS = "host evil.example is not in the shop's allowed hosts";
+    const cases: [string, Record<string, unknown>, Record<string, string>][] = [
+      [
+        "a blank title, a coin on a fiat form and an ftp return URL",
+        { kind: "fiat", title: "  ", coin: "USDT", returnUrl: "ftp://x" },
+        { title: "must not be blank", coin: ONLY_CRYPTO, returnUrl: "must be an absolute http or https URL" },
+      ],
+      [
+        "a bad amount, a fixed amount without its currency, and a return URL off the allowed hosts",
+        { kind: "fiat", title: "Gift", amount: 0, network: "tron", returnUrl: "https://evil.example/back" },
+        {
+          amount: "must be more than 0",
+          currency: "is required with a fixed amount (the amount is in minor units of this currency)",
+          network: ONLY_CRYPTO,
+          returnUrl: OFF_HOSTS,
+        },
+      ],
+      [
+        "a crypto form's fixed amount with a coin but no network, and a bad return URL",
+        { kind: "crypto", title: "Tip", coin: "USDT", amount: "5", returnUrl: "https://evil.example/back" },
+        { amount: "needs coin and network: a fixed amount is in a fixed coin", returnUrl: OFF_HOSTS },
+      ],
+      [
+        "a missing title beside a crypto amount with neither coin nor network",
+        { kind: "crypto", amount: "5" },
+        {
+          title: "is required",
+          amount: "needs coin and network: a fixed amount is in a fixed coin",
+        },
+      ],
+      [
+        "a coin the schema refuses is named, not said to be missing",
+        { kind: "crypto", title: "Tip", coin: "X".repeat(17), network: "tron", amount: "5", currency: "EUR" },
+        {
+          coin: "must be at most 16 characters long",
+          currency: "is only for fiat forms; a crypto form has a coin and a network",
+        },
+      ],
+    ];
+    for (const [name, body, fields] of cases) {
+      await t.step(name, async () => {
+        const res = await api(app, "POST", "/forms", body);
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, "invalid_request");
+        assert.deepEqual(res.body.error.fields, fields);
+      });
+    }
+    assert.deepEqual((await api(app, "GET", "/forms")).body.forms, []);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[forms] a donation form asks only for the amount and email; its submit makes that payment and goes to the pay wrapper", async () => {
   const app = await startTestApp();
   try {

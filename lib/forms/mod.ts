@@ -2,14 +2,14 @@ import type { NewAuditEntry } from "../db/audit.ts";
 import type { AppContext } from "../context.ts";
 import { createForm as storeForm, getFormEntry, listAllForms, listFormsByShop, replaceForm } from "../db/forms.ts";
 import { getShop, type Shop } from "../db/shops.ts";
-import { checkReturnUrl } from "../shops.ts";
+import { judgeReturnUrl } from "../shops.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { hasIdShape, randomId, sortableId } from "../ids.ts";
 import { shopFiatSteps } from "../accounts/routing.ts";
 import { formatAmount, formatDecimal } from "../money.ts";
 import { formOutOfOrder } from "./view.ts";
-import { parseOrThrow } from "../validation.ts";
-import { checkFormRequest, formRequestSchema } from "./schema.ts";
+import { bodyFields, parseOrThrow } from "../validation.ts";
+import { checkFormRequest, formRequestSchema, formRuleProblems } from "./schema.ts";
 import type { PaymentForm } from "./types.ts";
 import type { Payment } from "../payments/types.ts";
 import { findPayment } from "../payments/query.ts";
@@ -31,11 +31,20 @@ export async function createShopForm(
   body: unknown,
   opts: { actor: string },
 ): Promise<PaymentForm> {
-  const checked = checkFormRequest(parseOrThrow(formRequestSchema(ctx.config.maxAmount), body));
-  const input = {
-    ...checked,
-    returnUrl: checkReturnUrl(shop, checked.returnUrl, { allowLocalUrls: ctx.config.allowLocalUrls }),
+  const judgeUrl = (url: unknown) => {
+    const checked = judgeReturnUrl(shop, url, { allowLocalUrls: ctx.config.allowLocalUrls });
+    const problems: Record<string, string> = checked?.problem ? { returnUrl: checked.problem } : {};
+    return { url: checked?.url ?? null, problems };
   };
+  // A body the schema refuses is also judged by the rules between its fields and its return URL, in one answer.
+  const parsed = parseOrThrow(formRequestSchema(ctx.config.maxAmount), body, {
+    others: (raw, named) => {
+      const b = bodyFields(raw);
+      return b ? { ...formRuleProblems(b, named), ...judgeUrl(b.returnUrl).problems } : {};
+    },
+  });
+  const returnUrl = judgeUrl(parsed.returnUrl);
+  const input = { ...checkFormRequest(parsed, returnUrl.problems), returnUrl: returnUrl.url };
   if (input.kind === "fiat" && input.currency) {
     const step = (await shopFiatSteps(ctx, shop)).get(input.currency);
     if (step === undefined) {

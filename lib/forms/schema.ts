@@ -14,7 +14,7 @@ const Currency = currencyCode();
  * The body of `POST /api/v1/forms` (the console and the portal build the same
  * object from their HTML fields). Every value given is fixed for the buyer;
  * every one left out is the buyer's to fill. The rules that tie fields
- * together (a fixed amount needs its currency or coin) are in `checkFormRequest`.
+ * together (a fixed amount needs its currency or coin) are in `formRuleProblems`.
  */
 export function formRequestSchema(maxAmount: number) {
   let schema = schemas.get(maxAmount);
@@ -61,26 +61,33 @@ export type CheckedFormRequest =
     | { kind: "crypto"; coin: string | null; network: string | null; amount: string | null }
   );
 
-/** The rules between fields; throws one ValidationError naming each bad field. */
-export function checkFormRequest(b: FormRequest): CheckedFormRequest {
+/**
+ * The rules between a form's fields, by field: none when they hold. `b` may be a body the schema refused (its values
+ * anything); `refused` names the fields it refused, whose rules are not judged on what was sent, only on whether it
+ * was sent. Without a valid kind there is nothing to judge: every rule depends on it.
+ */
+export function formRuleProblems(
+  b: { [K in keyof FormRequest]?: unknown },
+  refused: Readonly<Record<string, string>> = {},
+): Record<string, string> {
   const fields: Record<string, string> = Object.create(null);
-  const common = { title: b.title, description: b.description ?? null, returnUrl: b.returnUrl ?? null };
-  if (b.kind === "fiat") {
+  const valid = (field: keyof FormRequest) => b[field] !== undefined && !(field in refused);
+  if (b.kind === "fiat" && !("kind" in refused)) {
     if (b.coin !== undefined) fields.coin = "is only for crypto forms";
     if (b.network !== undefined) fields.network = "is only for crypto forms";
-    if (typeof b.amount === "string") {
+    if (valid("amount") && typeof b.amount === "string") {
       // "1000" in quotes: told it must be a number, as init-payment's amount is.
       fields.amount = "must be a number for a fiat form (a JSON number of minor units of currency, such as 1000), " +
         "not a string";
     } else if (b.amount !== undefined && b.currency === undefined) {
       fields.currency = "is required with a fixed amount (the amount is in minor units of this currency)";
     }
-    if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
-    return { ...common, kind: "fiat", amount: (b.amount as number | undefined) ?? null, currency: b.currency ?? null };
+    return fields;
   }
+  if (b.kind !== "crypto" || "kind" in refused) return fields;
   if (b.currency !== undefined) fields.currency = "is only for fiat forms; a crypto form has a coin and a network";
-  const coin = b.coin?.toUpperCase();
-  const network = b.network?.toLowerCase();
+  const coin = valid("coin") ? (b.coin as string).toUpperCase() : undefined;
+  const network = valid("network") ? (b.network as string).toLowerCase() : undefined;
   let choice: CoinChoice | undefined;
   if (coin !== undefined && !findCoinChoice(coin)) fields.coin = "is not a coin we take (see GET /api/v1/options)";
   if (network !== undefined && !findCoinChoice(undefined, network)) {
@@ -90,18 +97,34 @@ export function checkFormRequest(b: FormRequest): CheckedFormRequest {
     choice = findCoinChoice(coin, network);
     if (!choice) fields.network = `${coin} is not taken on ${network}`;
   }
-  let amount: string | null = null;
-  if (b.amount !== undefined) {
+  if (valid("amount")) {
     if (typeof b.amount !== "string") fields.amount = 'must be a decimal string for a crypto form, e.g. "12.50"';
-    else if (coin === undefined || network === undefined) {
+    else if (b.coin === undefined || b.network === undefined) {
       fields.amount = "needs coin and network: a fixed amount is in a fixed coin";
     } else if (choice) {
       const units = parseCryptoAmount(b.amount, choice.decimals);
       if (units === null) {
         fields.amount = `must be a decimal above 0 with at most ${choice.decimals} decimals, e.g. "12.50"`;
-      } else amount = units;
+      }
     }
   }
+  return fields;
+}
+
+/**
+ * A request the schema took, checked by the rules between its fields (formRuleProblems); throws one ValidationError
+ * naming each bad field, with `others` (the problems of its return URL, judged with the shop).
+ */
+export function checkFormRequest(b: FormRequest, others: Record<string, string> = {}): CheckedFormRequest {
+  const fields = { ...formRuleProblems(b), ...others };
   if (Object.keys(fields).length) throw new ValidationError("The request is invalid.", fields);
-  return { ...common, kind: "crypto", coin: coin ?? null, network: network ?? null, amount };
+  const common = { title: b.title, description: b.description ?? null, returnUrl: b.returnUrl ?? null };
+  if (b.kind === "fiat") {
+    return { ...common, kind: "fiat", amount: (b.amount as number | undefined) ?? null, currency: b.currency ?? null };
+  }
+  const coin = b.coin?.toUpperCase() ?? null;
+  const network = b.network?.toLowerCase() ?? null;
+  const choice = coin !== null && network !== null ? findCoinChoice(coin, network) : undefined;
+  const amount = typeof b.amount === "string" && choice ? parseCryptoAmount(b.amount, choice.decimals) : null;
+  return { ...common, kind: "crypto", coin, network, amount };
 }
