@@ -192,15 +192,20 @@ Deno.test("[forms] a form with several bad fields is answered with all of them a
       [
         "a crypto form's fixed amount with a coin but no network, and a bad return URL",
         { kind: "crypto", title: "Tip", coin: "USDT", amount: "5", returnUrl: "https://evil.example/back" },
-        { amount: "needs coin and network: a fixed amount is in a fixed coin", returnUrl: OFF_HOSTS },
+        { amount: "needs a network: a fixed amount is in a fixed coin on a fixed network", returnUrl: OFF_HOSTS },
       ],
       [
         "a missing title beside a crypto amount with neither coin nor network",
         { kind: "crypto", amount: "5" },
         {
           title: "is required",
-          amount: "needs coin and network: a fixed amount is in a fixed coin",
+          amount: "needs a coin and a network: a fixed amount is in a fixed coin on a fixed network",
         },
+      ],
+      [
+        "a crypto form's fixed amount with a network but no coin",
+        { kind: "crypto", title: "Tip", network: "tron", amount: "5" },
+        { amount: "needs a coin: a fixed amount is in a fixed coin on a fixed network" },
       ],
       [
         "a coin the schema refuses is named, not said to be missing",

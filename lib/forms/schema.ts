@@ -98,9 +98,11 @@ export function formRuleProblems(
     if (!choice) fields.network = `${coin} is not taken on ${network}`;
   }
   if (valid("amount")) {
+    // What is missing for a fixed amount: a coin given but refused is named already, and is not missing.
+    const missing = [b.coin === undefined && "a coin", b.network === undefined && "a network"].filter(Boolean);
     if (typeof b.amount !== "string") fields.amount = 'must be a decimal string for a crypto form, e.g. "12.50"';
-    else if (b.coin === undefined || b.network === undefined) {
-      fields.amount = "needs coin and network: a fixed amount is in a fixed coin";
+    else if (missing.length) {
+      fields.amount = `needs ${missing.join(" and ")}: a fixed amount is in a fixed coin on a fixed network`;
     } else if (choice) {
       const units = parseCryptoAmount(b.amount, choice.decimals);
       if (units === null) {
