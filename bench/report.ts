@@ -713,6 +713,12 @@ its own), where keys written in time order share pages. The last part was about 
   collection a second, 6 KB an init-payment; sampled by where they were made (the inspector's heap sampling, objects
   a major collection took included), the survivors are flat: \`fetch\`'s request and streams, the body reader, zod,
   timers and hashes, none over 3.5 %.
+- **The day's changes side by side with the code before them** (2026-11-30): the full run after them gave init-payment
+  0.73 × its floor and refunds 0.53 on a slow stretch of the machine (the BullMQ peer's drain 3,270 a second against
+  3,923 the night before, the app's CPU per init-payment 0.38 ms against 0.28). Side by side with the session's first
+  commit in one stack (a second app in place of the floor, 6 rounds), init-payment ran 1.01 × (CPU 0.343 and 0.336 ms a
+  request); refunds, each build against its own floor twice in turn, took 0.50 and 0.46 ms of CPU a request against
+  0.54 and 0.45. Neither moved: the ratios follow the machine.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
