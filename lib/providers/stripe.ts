@@ -247,10 +247,10 @@ export class StripeProvider implements PaymentProvider {
       const message = err instanceof Error ? err.message : "";
       throw new WebhookRejectedError(/timestamp/i.test(message) ? "stale timestamp" : "signature mismatch");
     }
-    // A Connect endpoint hears every connected account: only this account's own events count here.
-    if (event.account && event.account !== this.opts.connectedAccountId) {
-      throw new WebhookRejectedError("event of another connected account");
-    }
+    // A Connect endpoint hears every connected account: only this account's own events count here. Another's is
+    // acknowledged, not refused: its own endpoint gets it too, and Stripe retries a refused event for days and may
+    // disable an endpoint that keeps refusing, which with two of our accounts on one platform would be every endpoint.
+    if (event.account && event.account !== this.opts.connectedAccountId) return { kind: "ignored", eventId: event.id };
     if (event.type in STRIPE_SESSION_EVENTS) {
       const s = event.data.object as Stripe.Checkout.Session;
       // Ours carry our payment id; a session without one was made by someone else on the account (a payment link).
