@@ -122,8 +122,13 @@ export class JobRunner {
     }
   }
 
-  /** Handler for `kv.listenQueue`. */
+  /**
+   * Handler for `kv.listenQueue`. Once stopping it refuses the message (it throws), so the queue delivers it again,
+   * to a process still running: acknowledged here, a postback whose lease the stop gave back (RelayPool.stop) waited
+   * for the cron's next run in every other process.
+   */
   onQueueMessage = async (value: unknown): Promise<void> => {
+    if (this.stopped) throw new Error("stopping: the job is left to a process still running");
     if (isJobMessage(value)) await this.run(value);
   };
 

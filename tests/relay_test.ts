@@ -2304,3 +2304,28 @@ Deno.test("[relay] a postback handed over while a sweep's read of it is out, whe
   });
   await shop.close();
 });
+
+Deno.test("[relay] where a queue exists, a postback given back at a stop is sent at once by a process still running, not at its cron's next run", async () => {
+  const shop = startShopReceiver();
+  await withApp({ env: { JOBS_QUEUE: "on" } }, async (app) => {
+    const ctx = app.server.ctx;
+    // The stopping process's pool; the app's own runner and its queue listener stand for another process still up.
+    const stopping = new RelayPool(ctx);
+    const now = ctx.now();
+    const { delivery, versionstamp } = await storeLeasedDelivery(app, shop.url, now, firstAttemptLease(ctx, now));
+    stopping.handOver(storedDelivery(delivery, versionstamp));
+    await stopping.stop();
+    // No sweep runs: only the queue's message can bring it to the running process.
+    await waitFor("the postback, sent by the process still running", () => shop.received[0], 3_000);
+    assert.equal(shop.received[0].headers.get("webhook-id"), delivery.id);
+  });
+  await shop.close();
+});
+
+Deno.test("[relay] a stopping process refuses queue messages, so the queue delivers them to a process still running", async () => {
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const runner = new JobRunner(app.server.ctx);
+    await runner.stop();
+    await assert.rejects(runner.onQueueMessage({ kind: "postback", id: "d-1" }));
+  });
+});

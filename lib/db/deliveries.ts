@@ -119,13 +119,15 @@ export function renewDeliveryLease(
 
 /**
  * Gives back the lease of a delivery this process holds and will not attempt (as stored in `entry`, checked against
- * its version): due for any worker at once. Null when it changed since.
+ * its version): due for any worker at once. Null when it changed since. With `queue` (where KV queues exist), a
+ * message in the same atomic operation tells another running process to send it now, not at its cron's next run.
  */
 export function releaseDeliveryLease(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Delivery>,
+  opts: { queue: boolean } = { queue: false },
 ): Promise<Deno.KvEntry<Delivery> | null> {
-  return commitLease(kv, entry, { ...entry.value, leaseUntil: 0 });
+  return commitLease(kv, entry, { ...entry.value, leaseUntil: 0 }, opts.queue);
 }
 
 /** Writes a claim, a renewal or a release of `entry`'s lease, checked against its version: the stored entry, or null. */
@@ -133,18 +135,22 @@ async function commitLease(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Delivery>,
   claimed: Delivery,
+  wake = false,
 ): Promise<Deno.KvEntry<Delivery> | null> {
-  const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed });
+  const versionstamp = await claimWriter(kv).commitStamped({ entry, claimed, wake });
   return versionstamp === null ? null : { key: entry.key, value: claimed, versionstamp };
 }
 
 interface Claim {
   entry: Deno.KvEntry<Delivery>;
   claimed: Delivery;
+  /** A lease given back: also a queue message that wakes a process to send it (the due-index key stays as it is). */
+  wake?: boolean;
 }
 
-function addClaimOps(op: Deno.AtomicOperation, { entry, claimed }: Claim) {
+function addClaimOps(op: Deno.AtomicOperation, { entry, claimed, wake }: Claim) {
   op.check(entry).set(deliveryKey(claimed.id), claimed);
+  if (wake) op.enqueue(job(claimed.id));
 }
 
 /**
