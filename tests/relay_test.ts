@@ -2329,3 +2329,22 @@ Deno.test("[relay] a stopping process refuses queue messages, so the queue deliv
     await assert.rejects(runner.onQueueMessage({ kind: "postback", id: "d-1" }));
   });
 });
+
+Deno.test("[relay] an operator resend of a postback still waiting for its first attempt is that first attempt: refused, it waits the schedule's next step, not sent again at once at the same step", async () => {
+  const shop = startShopReceiver(() => new Response("down", { status: 503 }));
+  await withApp({ env: { JOBS_QUEUE: "off", POSTBACK_SCHEDULE: "0,3600,3600" } }, async (app) => {
+    const ctx = app.server.ctx;
+    // The process sends nothing (it is stopping, say): the payment's postback is made and waits for its first attempt.
+    await relayPool(ctx).stop();
+    const id = await paidPayment(app, shop.url);
+    const waiting = await waitFor("the postback made", async () => await deliveryOf(app, id));
+    assert.deepEqual([waiting.status, waiting.attempts, waiting.scheduleStep], ["pending", 0, 0]);
+    const before = Date.now();
+    const d = await resendPostback(ctx, id, { actor: "test" });
+    assert.equal(shop.received.length, 1);
+    assert.deepEqual([d.status, d.attempts, d.scheduleStep], ["pending", 1, 1], "on to the schedule's next step");
+    const stored = (await getDeliveryEntry(app.kv, d.id)).value!;
+    assert.ok(stored.nextAttemptAt >= before + 3_600_000, `its next try an hour away: ${JSON.stringify(stored)}`);
+  });
+  await shop.close();
+});

@@ -94,8 +94,10 @@ export async function resendPostback(
   // looking at "pending". If this process dies first, the due index still gets it sent.
   const rescheduled = await rescheduleDelivery(ctx.kv, chosen.id, now, { queue: false, now }, {
     // One still retrying keeps its place in its schedule, as a replay's does (replayedNow says why); a failed or a
-    // delivered one (the shop lost it) runs the schedule again.
-    putBack: (d, at) => d.status === "pending" ? replayedNow(d, at) : resentNow(d, at),
+    // delivered one (the shop lost it) runs the schedule again. One still waiting for its first attempt has no place
+    // to keep: the resend is that attempt, and if it fails the schedule goes on to its next step. Kept at its first,
+    // due already, a refused resend was sent again at once by the next sweep, still at the first step.
+    putBack: (d, at) => d.status === "pending" && d.attempts > 0 ? replayedNow(d, at) : resentNow(d, at),
     // Superseded since it was read (a late success came meanwhile): never put back.
     onlyIf: (d) => d.status !== "superseded",
     refuseInFlight: true,
