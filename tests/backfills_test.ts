@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { deleteBackfillState, getBackfillState } from "../lib/db/backfills.ts";
 import { countScheduledJobs } from "../lib/db/jobs.ts";
 import { getPayment, getPaymentEntry, reschedulePaymentCheck } from "../lib/db/payments.ts";
-import { runBackfill } from "../lib/backfills/run.ts";
+import { type Backfill, runBackfill } from "../lib/backfills/run.ts";
+import { startBackfills } from "../lib/backfills/mod.ts";
 import { LATE_CHECK_CATCH_UP_MS, lateCheckBackfill } from "../lib/payments/backfill.ts";
 import { LATE_CHECK_MS, runPaymentCheck } from "../lib/payments/janitor.ts";
 import type { Payment } from "../lib/payments/types.ts";
@@ -19,6 +20,7 @@ import {
   startShopReceiver,
   startTestApp,
   type TestApp,
+  waitFor,
 } from "../fixtures/app.ts";
 
 const HOUR = 60 * 60_000;
@@ -135,6 +137,54 @@ Deno.test("[backfill] payments given up on before late checks existed get them, 
     assert.deepEqual([waiting.status, waiting.checkAt], ["cancelled", waiting.finalizedAt! + LATE_CHECK_MS[2]]);
   } finally {
     await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[backfill] a backfill that fails is tried again in the same process after a pause, not left to the next start", async () => {
+  const app = await startTestApp();
+  try {
+    await deleteBackfillState(app.kv, lateCheckBackfill.name);
+    let failures = 0;
+    // The store refuses its first two batches (locked for a moment, say), then takes them.
+    const flaky: Backfill = {
+      ...lateCheckBackfill,
+      step(ctx, state, batchSize) {
+        if (failures < 2) {
+          failures++;
+          return Promise.reject(new Error("database is locked"));
+        }
+        return lateCheckBackfill.step(ctx, state, batchSize);
+      },
+    };
+    const running = await startBackfills(app.server.ctx, { runs: [flaky], retry: { firstMs: 20, longestMs: 40 } });
+    try {
+      await waitFor(
+        "the backfill done",
+        async () => (await getBackfillState(app.kv, flaky.name)).value?.done || undefined,
+      );
+      assert.equal(failures, 2);
+    } finally {
+      await running.stop();
+    }
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[backfill] a stop does not wait out the pause before a failed backfill's next try", async () => {
+  const app = await startTestApp();
+  try {
+    await deleteBackfillState(app.kv, lateCheckBackfill.name);
+    const failing: Backfill = { ...lateCheckBackfill, step: () => Promise.reject(new Error("database is locked")) };
+    const running = await startBackfills(app.server.ctx, {
+      runs: [failing],
+      retry: { firstMs: 60_000, longestMs: 60_000 },
+    });
+    const asked = Date.now();
+    await running.stop();
+    assert.ok(Date.now() - asked < 1_000);
+  } finally {
     await app.close();
   }
 });

@@ -31,24 +31,58 @@ export async function describeBackfills(ctx: AppContext) {
 }
 
 /**
+ * How long a backfill that failed waits before it is tried again in the same process: the first pause, doubling with
+ * each failure in a row up to the longest. Left to the next start, a store that failed for a moment (locked, a disk
+ * briefly full) could stay unbackfilled past the windows its checks matter in (7 days for a late check).
+ */
+export const BACKFILL_RETRY = { firstMs: 60_000, longestMs: 60 * 60_000 };
+
+/**
  * Runs every backfill at start-up (startEmailIndexBackfill's pattern): a first batch of each before this returns, so
  * a small store is done at once, the rest in the background, logged when done; an interrupted run resumes at the next
- * start. `stop` waits for it.
+ * start. A backfill that fails (its first batch or a later one) is tried again after a pause (BACKFILL_RETRY), while
+ * the others go on; each failure is logged once. `stop` waits for it, pauses included.
  */
-export async function startBackfills(ctx: AppContext): Promise<{ stop(): Promise<void> }> {
-  const pending: Backfill[] = [];
-  for (const backfill of BACKFILL_RUNS) {
-    const first = await runOrLog(ctx, backfill, { maxBatches: 1 });
-    if (first && !first.done) pending.push(backfill);
-    else if (first?.written) log.info(`${backfill.name} backfill done`, { written: first.written });
+export async function startBackfills(
+  ctx: AppContext,
+  opts: { runs?: readonly Backfill[]; retry?: typeof BACKFILL_RETRY } = {},
+): Promise<{ stop(): Promise<void> }> {
+  const retry = opts.retry ?? BACKFILL_RETRY;
+  /** Each backfill left to the background: when it runs next, and the pause after its next failure. */
+  const pending: { backfill: Backfill; at: number; pauseMs: number; started?: boolean }[] = [];
+  for (const backfill of opts.runs ?? BACKFILL_RUNS) {
+    const first = await runOrLog(ctx, backfill, { maxBatches: 1 }, retry.firstMs);
+    const twice = Math.min(retry.firstMs * 2, retry.longestMs);
+    if (!first) pending.push({ backfill, at: Date.now() + retry.firstMs, pauseMs: twice });
+    else if (!first.done) pending.push({ backfill, at: 0, pauseMs: retry.firstMs });
+    else if (first.written) log.info(`${backfill.name} backfill done`, { written: first.written });
   }
   if (!pending.length) return { stop: () => Promise.resolve() };
   const abort = new AbortController();
+  const signal = abort.signal;
   const running = (async () => {
-    for (const backfill of pending) {
-      log.info(`${backfill.name} backfill started in the background`, { what: backfill.what });
-      const r = await runOrLog(ctx, backfill, { signal: abort.signal });
-      if (r) log.info(`${backfill.name} backfill ${r.done ? "done" : "paused"}`, { written: r.written });
+    let left = pending;
+    while (left.length && !signal.aborted) {
+      const later: typeof pending = [];
+      for (const run of left) {
+        if (signal.aborted) return;
+        if (run.at > Date.now()) {
+          later.push(run);
+          continue;
+        }
+        const { backfill } = run;
+        if (!run.started) log.info(`${backfill.name} backfill started in the background`, { what: backfill.what });
+        const r = await runOrLog(ctx, backfill, { signal }, run.pauseMs);
+        if (r) {
+          log.info(`${backfill.name} backfill ${r.done ? "done" : "paused"}`, { written: r.written });
+          continue;
+        }
+        // Failed: tried again after a pause, doubling with each failure in a row; the others go on meanwhile.
+        const pauseMs = Math.min(run.pauseMs * 2, retry.longestMs);
+        later.push({ backfill, at: Date.now() + run.pauseMs, pauseMs, started: true });
+      }
+      left = later;
+      if (left.length) await pauseUntil(Math.min(...left.map((r) => r.at)), signal);
     }
   })();
   return {
@@ -59,11 +93,31 @@ export async function startBackfills(ctx: AppContext): Promise<{ stop(): Promise
   };
 }
 
-async function runOrLog(ctx: AppContext, backfill: Backfill, opts: { maxBatches?: number; signal?: AbortSignal }) {
+/** Resolves at `at` (wall clock), or at once when `signal` aborts (a stop does not wait out a pause). */
+function pauseUntil(at: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, at - Date.now()));
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+async function runOrLog(
+  ctx: AppContext,
+  backfill: Backfill,
+  opts: { maxBatches?: number; signal?: AbortSignal },
+  retryInMs: number,
+) {
   try {
     return await runBackfill(ctx, backfill, opts);
   } catch (err) {
-    log.error(`${backfill.name} backfill failed; it resumes at the next start`, { error: describeError(err) });
+    log.error(`${backfill.name} backfill failed; it is tried again in ${Math.round(retryInMs / 1000)} s`, {
+      error: describeError(err),
+    });
     return null;
   }
 }
