@@ -571,7 +571,7 @@ Deno.test({
           const form = page.locator('form[action="/admin/deliveries/replay"]');
           const shop = form.getByLabel("Shop");
           assert.equal(await shop.inputValue(), "", "no shop is chosen for the operator");
-          await form.getByLabel("Created since (UTC)").fill("2026-01-02T03:04");
+          await form.getByLabel("Failed since (UTC)").fill("2026-01-02T03:04");
           const questions: string[] = [];
           page.on("dialog", (d) => {
             questions.push(d.message());
@@ -585,7 +585,7 @@ Deno.test({
           await form.getByRole("button", { name: "Replay" }).press("Enter");
           await waitFor("the question", () => questions[0]);
           assert.deepEqual(questions, [
-            "Send the failed and retrying postbacks of Test shop created since 2026-01-02 03:04 UTC now? Those it refused with 410 Gone are left alone.",
+            "Send the failed and retrying postbacks of Test shop whose last attempt failed since 2026-01-02 03:04 UTC now? Those it refused with 410 Gone are left alone.",
           ]);
           page.removeAllListeners("dialog");
           assert.match(page.url(), /\/admin\/deliveries$/, "answered no: nothing was sent");

@@ -156,7 +156,7 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     assert.doesNotMatch(replayForm.slice(0, replayForm.indexOf("</select>")), /value="shop_[^"]*" selected/);
     assert.match(
       replayForm,
-      /data-confirm="Send the failed and retrying postbacks of \{shopId\} created since \{since\} UTC now\?/,
+      /data-confirm="Send the failed and retrying postbacks of \{shopId\} whose last attempt failed since \{since\} UTC now\?/,
     );
     const filtered = await b.get(`/admin/deliveries?shopId=${app.shop.id}`);
     const chosen = filtered.text.slice(filtered.text.indexOf('action="/admin/deliveries/replay"'));
@@ -200,7 +200,11 @@ Deno.test("[console] failing postbacks are listed, replayed for a shop since a t
     healthy = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
     const ask = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since });
-    assert.match(ask.text, /Send the failed and retrying postbacks of Test shop created since/, "asks first");
+    assert.match(
+      ask.text,
+      /Send the failed and retrying postbacks of Test shop whose last attempt failed since/,
+      "asks first",
+    );
     // On a page of its own, away from the form, the question names the shop and the time it asks about.
     assert.ok(ask.text.includes(`since ${since.replace("T", " ")}:00 UTC now?`), "names the time");
     assert.equal(shop.received.length, 2, "nothing sent yet");

@@ -2348,3 +2348,40 @@ Deno.test("[relay] an operator resend of a postback still waiting for its first 
   });
   await shop.close();
 });
+
+Deno.test("[relay] a replay's window is about when a postback last failed, not when it was made: one resent days after it was made and still retrying is in the default window", async () => {
+  const shop = startShopReceiver(() => new Response("down", { status: 503 }));
+  await withApp({ env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const ctx = app.server.ctx;
+    const now = Date.now();
+    // Made three days ago, failed, resent an hour ago: pending on its schedule again, its next try due now.
+    const resent = failedDelivery(
+      now - 3 * 86_400_000,
+      { paymentId: "pay_resent", shopId: app.shop.id, url: shop.url },
+      {
+        status: "pending",
+        attempts: 9,
+        scheduleStep: 1,
+        nextAttemptAt: now,
+        updatedAt: now - 3_600_000,
+      },
+    );
+    // Failed for good three days ago, and not touched since: out of the window.
+    const old = failedDelivery(now - 3 * 86_400_000, { paymentId: "pay_old", shopId: app.shop.id, url: shop.url }, {
+      updatedAt: now - 3 * 86_400_000 + 60_000,
+    });
+    await storeAttentionDeliveries(app.kv, [resent, old]);
+    // Its try fails again now (the shop is still down): it stays on its schedule.
+    assert.ok(await attemptDelivery(ctx, (await getDeliveryEntry(app.kv, resent.id)) as Deno.KvEntry<Delivery>));
+    assert.equal((await getDeliveryEntry(app.kv, resent.id)).value?.status, "pending");
+    // The console's default: as long ago as the schedule runs (28 hours).
+    const since = now - 28 * 3_600_000;
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, since), {
+      queued: 1,
+      inFlight: 0,
+      resumeAfter: null,
+    });
+    assert.equal((await getDeliveryEntry(app.kv, old.id)).value?.status, "failed", "the old failed one is left alone");
+  });
+  await shop.close();
+});

@@ -14,6 +14,14 @@ const attemptKey = (id: string, n: number) => ["delivery_attempts", id, n] as co
 export const deliveryAttemptKey = attemptKey;
 /** Deliveries that failed at least once and are not delivered: the console's "needs attention" list. */
 const attentionKey = (shopId: string, id: string) => ["deliveries_attention", shopId, id] as const;
+/**
+ * An attention entry's value: when the delivery was made (the console's listing, newest first) and when an attempt at
+ * it last failed (a replay's window). Written before the second, it is the creation time alone, read as both until the
+ * delivery's next failed attempt writes it again.
+ */
+type AttentionMark = number | { createdAt: number; failedAt: number };
+const markMadeAt = (m: AttentionMark) => typeof m === "number" ? m : m.createdAt;
+const markFailedAt = (m: AttentionMark) => typeof m === "number" ? m : m.failedAt;
 
 const job = (id: string) => ({ kind: "postback" as const, id });
 
@@ -190,8 +198,10 @@ function addOutcomeOps(op: Deno.AtomicOperation, { claimed, attempt, next, jobs 
     attempt: attempt.n,
   });
   // Only a delivery that had an attempt before can be on the attention list: a first success has nothing to delete.
-  if (next.status !== "delivered") op.set(attentionKey(next.shopId, next.id), next.createdAt);
-  else if (claimed.value.attempts > 0) op.delete(attentionKey(next.shopId, next.id));
+  if (next.status !== "delivered") {
+    const mark: AttentionMark = { createdAt: next.createdAt, failedAt: next.updatedAt };
+    op.set(attentionKey(next.shopId, next.id), mark);
+  } else if (claimed.value.attempts > 0) op.delete(attentionKey(next.shopId, next.id));
 }
 
 // One group committer per store and kind of write. A group holds one write per delivery (the identity), and
@@ -295,9 +305,10 @@ export function listDeliveryAttempts(kv: Deno.Kv, id: string): Promise<DeliveryA
 }
 
 /**
- * Ids of a shop's deliveries needing attention (failing or failed) created at `since` or later, in id order after
- * `after` (a replay going on where its last request stopped), streamed from the whole index (whose values are the
- * creation times), however long the shop's backlog.
+ * Ids of a shop's deliveries needing attention (failing or failed) whose last attempt failed at `since` or later, in
+ * id order after `after` (a replay going on where its last request stopped), streamed from the whole index (whose
+ * values hold that time), however long the shop's backlog. By the last failure, not the creation: a postback resent or
+ * replayed days after it was made and still retrying failed within its schedule's span, whenever it was made.
  */
 export async function* iterateAttentionDeliveryIds(
   kv: Deno.Kv,
@@ -308,9 +319,9 @@ export async function* iterateAttentionDeliveryIds(
   const prefix = ["deliveries_attention", shopId];
   // KV's start is inclusive: the id the last request stopped at was handled there.
   const selector = after ? { prefix, start: [...prefix, after] } : { prefix };
-  for await (const e of kv.list<number>(selector)) {
+  for await (const e of kv.list<AttentionMark>(selector)) {
     const id = e.key[e.key.length - 1] as string;
-    if (e.value >= since && id !== after) yield id;
+    if (markFailedAt(e.value) >= since && id !== after) yield id;
   }
 }
 
@@ -319,8 +330,8 @@ const ATTENTION_MERGE_BATCH = 100;
 
 /**
  * Deliveries needing attention (failing or failed), most recently updated first; one shop's or all: the `limit`
- * newest by creation, from each shop's index newest first (the index holds each one's creation time), so a shop's
- * long backlog or shops listed before others in key order never hide another's newest failures. Across shops the
+ * newest by creation, from each shop's index newest first (the index holds each one's creation time: AttentionMark),
+ * so a shop's long backlog or shops listed before others in key order never hide another's newest failures. Across shops the
  * listings are merged as they are read: `limit` entries are taken in all, and each shop's listing holds one batch
  * at a time, however many shops there are and however long their backlogs (failed ones stay on the index).
  */
@@ -331,7 +342,11 @@ export async function listAttentionDeliveries(
   const shopIds = opts.shopId ? [opts.shopId] : (await listShops(kv)).map((s) => s.id);
   const batchSize = shopIds.length > 1 ? Math.min(opts.limit, ATTENTION_MERGE_BATCH) : undefined;
   const lists = shopIds.map((shopId) =>
-    kv.list<number>({ prefix: ["deliveries_attention", shopId] }, { reverse: true, limit: opts.limit, batchSize })
+    kv.list<AttentionMark>({ prefix: ["deliveries_attention", shopId] }, {
+      reverse: true,
+      limit: opts.limit,
+      batchSize,
+    })
   );
   // Each listing's next entry (null once it has none), and ids taken newest first across them.
   const next = async (i: number) => (await lists[i].next()).value ?? null;
@@ -340,7 +355,7 @@ export async function listAttentionDeliveries(
   while (ids.length < opts.limit) {
     let newest = -1;
     heads.forEach((h, i) => {
-      if (h && (newest < 0 || h.value > heads[newest]!.value)) newest = i;
+      if (h && (newest < 0 || markMadeAt(h.value) > markMadeAt(heads[newest]!.value))) newest = i;
     });
     if (newest < 0) break;
     const key = heads[newest]!.key;

@@ -20,7 +20,7 @@ export interface ReplayResult {
 }
 
 /**
- * Sends the failed and still retrying postbacks of a shop created since `since` now (same webhook-ids, so shops can
+ * Sends the failed and still retrying postbacks of a shop whose last attempt failed since `since` now (same webhook-ids, so shops can
  * deduplicate): after an outage the shop is back, and a retrying one's next attempt may be hours away. A retrying one
  * keeps its place in the schedule and a failed one runs the schedule once more (replayedNow says why). Up to `batch`
  * of the postbacks needing attention at a time, after `after` when going on. Each is judged as it stands when it is

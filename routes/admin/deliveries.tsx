@@ -19,7 +19,7 @@ import { type PageNote, pageNoteStatus, refusalShownOnPage } from "../_page_note
  * fills with the shop chosen and the time typed).
  */
 function replayQuestion(shop: string, since: string): string {
-  return `Send the failed and retrying postbacks of ${shop} created since ${since} now? Those it refused with 410 Gone are left alone.`;
+  return `Send the failed and retrying postbacks of ${shop} whose last attempt failed since ${since} now? Those it refused with 410 Gone are left alone.`;
 }
 
 /** Postbacks that need attention across shops: resend one, or replay a shop's failures since a time. */
@@ -85,9 +85,9 @@ export function deliveryRoutes(ctx: AppContext) {
               </ReplayField>
               <ReplayField
                 id="replay-since"
-                label="Created since (UTC)"
+                label="Failed since (UTC)"
                 error={errors.since}
-                hint={`Filled in with ${sinceDefault.ago}: every postback still on its schedule was created since then. Earlier for older failed ones.`}
+                hint={`Filled in with ${sinceDefault.ago}: every postback still on its schedule last failed since then. Earlier for older failed ones.`}
               >
                 {(aria) => (
                   <input
@@ -127,7 +127,7 @@ export function deliveryRoutes(ctx: AppContext) {
     const shop = hasIdShape("shop", shopId) ? await getShop(ctx.kv, shopId) : null;
     const errors: ReplayAsSent["errors"] = {};
     if (!shop) errors.shopId = shopId ? "No such shop." : "Choose the shop whose failed postbacks to send again.";
-    if (Number.isNaN(sinceMs)) errors.since = "Give the time (UTC) the postbacks were created since.";
+    if (Number.isNaN(sinceMs)) errors.since = "Give the time (UTC) the postbacks failed since.";
     if (!shop || errors.since) {
       // Without a shop or a time (a browser that skipped `required`, a form sent by hand) the form came incomplete
       // (400); complete but naming no shop, it is refused (422). Either way the list again, as sent.
@@ -226,8 +226,9 @@ function ReplayField(
 
 /**
  * The replay form's time, filled in: as long ago as the postback schedule runs (its delays summed, in whole hours,
- * the time down to the hour), so every postback still retrying on its schedule was created since then (one a shop's
- * Retry-After held back may be older). A datetime-local value, in UTC as the label says.
+ * the time down to the hour), so every postback still retrying on its schedule had its last attempt fail since then,
+ * however long ago it was made or resent (one a shop's Retry-After held back longer than the whole schedule may have
+ * failed earlier). A datetime-local value, in UTC as the label says.
  */
 function replaySinceDefault(now: number, scheduleMs: readonly number[]): { ago: string; value: string } {
   const hours = Math.max(1, Math.ceil(scheduleMs.reduce((sum, ms) => sum + ms, 0) / 3_600_000));
