@@ -11,7 +11,8 @@ export const OptionsResponse = z.object({
     ),
     amountSteps: z.record(z.string().length(3), z.int().positive()).describe(
       "For each of `currencies`, the step in minor units an amount must be a multiple of at the provider the shop's " +
-        "routes pick for it (1: any amount; 100 for MGA at Stripe, which takes whole ariary); init-payment refuses " +
+        "routes pick for it (1: any amount; 100 for MGA at Stripe, which takes whole ariary; 10 for a three-decimal " +
+        "currency such as KWD at Stripe, whose last digit it wants 0); init-payment refuses " +
         "another with 422 amount_not_accepted. Added 2026-11-30.",
     ),
   }),

@@ -767,7 +767,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           operationId: "getOptions",
           summary: "What your shop may take",
           description:
-            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. `fiat.amountSteps`: for each, the step in minor units its amounts must be a multiple of at that account's provider (MGA at Stripe: 100, whole ariary); another amount is answered 422 amount_not_accepted. `crypto.coins`: the coins and networks POST /api/v1/invoices takes, with each one's decimals and confirmations.",
+            "The currencies init-payment accepts for your shop (its routes pick an account that takes them); anything else is answered 422 no_route. `fiat.amountSteps`: for each, the step in minor units its amounts must be a multiple of at that account's provider (1 for most; MGA at Stripe: 100, whole ariary; three-decimal currencies at Stripe, such as KWD: 10); another amount is answered 422 amount_not_accepted. `crypto.coins`: the coins and networks POST /api/v1/invoices takes, with each one's decimals and confirmations.",
           tags: ["Payments"],
           security: bearer,
           responses: {
