@@ -76,17 +76,13 @@ export interface PendingRefunds {
  * slow a scrape; pending refunds are few (most settle in the request), so reading their records costs little.
  */
 export async function readPendingRefunds(kv: Deno.Kv, max: number): Promise<PendingRefunds> {
-  const ids = await listScheduledJobIds(kv, "refund", max);
-  const batches: Promise<Deno.KvEntryMaybe<Refund>[]>[] = [];
-  for (let i = 0; i < ids.length; i += 10) batches.push(kv.getMany<Refund[]>(ids.slice(i, i + 10).map(refundKey)));
+  const entries = await getRefundEntries(kv, await listScheduledJobIds(kv, "refund", max));
   let count = 0;
   let oldestCreatedAt: number | null = null;
-  for (const entries of await Promise.all(batches)) {
-    for (const { value: r } of entries) {
-      if (r?.status !== "pending") continue;
-      count++;
-      if (oldestCreatedAt === null || r.createdAt < oldestCreatedAt) oldestCreatedAt = r.createdAt;
-    }
+  for (const { value: r } of entries) {
+    if (r?.status !== "pending") continue;
+    count++;
+    if (oldestCreatedAt === null || r.createdAt < oldestCreatedAt) oldestCreatedAt = r.createdAt;
   }
   return { count, oldestCreatedAt };
 }
