@@ -1,5 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { getPaymentEntry, reschedulePaymentCheck } from "../db/payments.ts";
+import { nextScheduledCheckAt, scheduledCheckRetryAt } from "../check_schedule.ts";
 import { UpstreamError } from "../errors.ts";
 import { describeError, log } from "../log.ts";
 import type { CancelResult, PaymentProvider, ProviderStatus } from "../providers/types.ts";
@@ -43,8 +44,7 @@ const LATE_RETRY_WINDOW_MS = 24 * 60 * 60_000;
 
 /** The late check after `now` of a payment given up on at `givenUpAt`; null once the schedule is through. */
 export function nextLateCheckAt(givenUpAt: number, now: number): number | null {
-  const step = LATE_CHECK_MS.find((ms) => givenUpAt + ms > now);
-  return step === undefined ? null : givenUpAt + step;
+  return nextScheduledCheckAt(LATE_CHECK_MS, givenUpAt, now);
 }
 
 /** The first check of a payment created at `createdAt`. */
@@ -140,9 +140,10 @@ async function checkGivenUp(
   const { adapter } = await ctx.providers.forPayment(p);
   const confirmed = await providerStatus(adapter, p, ref, "late payment check");
   if (confirmed === null) {
-    const next = nextLateCheckAt(givenUpAt, now);
-    const lastChance = now < givenUpAt + LATE_CHECK_MS.at(-1)! + LATE_RETRY_WINDOW_MS;
-    const retry = next !== null ? Math.min(next, now + CHECK_RETRY_MS) : lastChance ? now + CHECK_RETRY_MS : null;
+    const retry = scheduledCheckRetryAt(LATE_CHECK_MS, givenUpAt, now, {
+      retryMs: CHECK_RETRY_MS,
+      windowMs: LATE_RETRY_WINDOW_MS,
+    });
     await reschedulePaymentCheck(ctx.kv, current, retry);
     return;
   }

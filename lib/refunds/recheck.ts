@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { commitRefundUpdate, getRefundEntry } from "../db/refunds.ts";
 import { UpstreamError } from "../errors.ts";
+import { scheduledCheckRetryAt } from "../check_schedule.ts";
 import { log } from "../log.ts";
 import { applyRefundResult, nextReversalCheckAt, refundScope, REVERSAL_CHECK_MS } from "./settle.ts";
 import type { RefundStatus } from "./status.ts";
@@ -45,9 +46,10 @@ export async function runRefundRecheck(ctx: AppContext, id: string): Promise<voi
 
 /** After a failed try: in RECHECK_RETRY_MS (or at the next check, if sooner), up to a day past the last check. */
 function retryAt(succeededAt: number, now: number): number | null {
-  const next = nextReversalCheckAt(succeededAt, now);
-  if (next !== null) return Math.min(next, now + RECHECK_RETRY_MS);
-  return now < succeededAt + REVERSAL_CHECK_MS.at(-1)! + RECHECK_RETRY_WINDOW_MS ? now + RECHECK_RETRY_MS : null;
+  return scheduledCheckRetryAt(REVERSAL_CHECK_MS, succeededAt, now, {
+    retryMs: RECHECK_RETRY_MS,
+    windowMs: RECHECK_RETRY_WINDOW_MS,
+  });
 }
 
 /** The refund's status as its provider says it now; null (logged) when the provider did not say. */

@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { AppError, ConflictError, NotFoundError, ProviderRefusedError, UpstreamError } from "../errors.ts";
 import { getPaymentEntry } from "../db/payments.ts";
+import { nextScheduledCheckAt } from "../check_schedule.ts";
 import {
   addRefundReversalOps,
   addRefundSuccessOps,
@@ -56,8 +57,7 @@ export const REVERSAL_CHECK_MS: readonly number[] = [1, 5, 10, 30].map((days) =>
 
 /** The re-check after `now` of a refund that succeeded at `succeededAt`; null once the schedule is through. */
 export function nextReversalCheckAt(succeededAt: number, now: number): number | null {
-  const step = REVERSAL_CHECK_MS.find((ms) => succeededAt + ms > now);
-  return step === undefined ? null : succeededAt + step;
+  return nextScheduledCheckAt(REVERSAL_CHECK_MS, succeededAt, now);
 }
 
 /** A job run holds the refund this long, so a sweep does not ask the provider twice at once. */
