@@ -37,8 +37,19 @@ if (config.sweepIntervalMs) setInterval(() => parts.runner.startSweep(), config.
 const httpServer = Deno.serve({
   port: config.port,
   hostname: config.hostname,
-  onListen() {
-    log.info("AimbrellaPay listening", { url: config.publicBaseUrl, ...parts.integrations });
+  onListen(addr) {
+    log.info("AimbrellaPay listening", {
+      url: config.publicBaseUrl,
+      on: `${addr.hostname}:${addr.port}`,
+      ...parts.integrations,
+    });
+    // In a container the old way to open it up (HOSTNAME) now leaves it on loopback: say why, and how to open it.
+    if (config.ignoredHostname && !config.bansky) {
+      log.warn("HOSTNAME names a machine, not an address, so this server listens on this machine only", {
+        hostname: config.ignoredHostname,
+        toServeOthers: "set BIND_ADDRESS=0.0.0.0 (the built-in sandbox then marks payments paid for anyone who asks)",
+      });
+    }
     // Catch up on anything that fell due while we were down.
     parts.runner.startSweep();
   },

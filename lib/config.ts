@@ -10,6 +10,9 @@ const optionalText = z.string().trim().min(1).optional();
 
 const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  // Where the server listens. Not HOSTNAME alone: Docker and Kubernetes set that to the machine's own name, whose
+  // address is the network's (see listenAddress).
+  BIND_ADDRESS: z.string().trim().min(1).optional(),
   HOSTNAME: z.string().min(1).optional(),
   // Every URL we hand out is built on it by adding a path: a query, a fragment or credentials would break them all.
   PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).refine((u) => {
@@ -96,7 +99,10 @@ export interface ChainConfig {
 
 export interface Config {
   port: number;
+  /** The address the server listens on (see listenAddress). */
   hostname: string;
+  /** A HOSTNAME that is a machine's name, not an address, so not listened on (said at start). */
+  ignoredHostname: string | null;
   publicBaseUrl: string;
   /** A SQLite file, ":memory:", a KV Connect URL, or undefined for the platform's KV (Deno Deploy). */
   kvPath: string | undefined;
@@ -188,6 +194,26 @@ export interface AnalyticsConfig {
 
 export class ConfigError extends Error {}
 
+/**
+ * Where the server listens: BIND_ADDRESS, or else HOSTNAME when it is an address (as the docs once said to set it),
+ * or else the mode's default. Zero-config mode listens on this machine only: its built-in sandbox marks payments paid
+ * for whoever asks, so a server left without a provider's settings must not offer that to the network. With one,
+ * every interface. A HOSTNAME that is a name is ignored, and said so at start: Docker sets it to the container's id
+ * and Kubernetes to the pod's name, which resolve to the container's own network address, so a zero-config server
+ * in a container would have served its sandbox to that network.
+ */
+function listenAddress(e: { BIND_ADDRESS?: string; HOSTNAME?: string }, withProvider: boolean) {
+  const fallback = withProvider ? "0.0.0.0" : "127.0.0.1";
+  if (e.BIND_ADDRESS) return { hostname: e.BIND_ADDRESS, ignoredHostname: null };
+  if (e.HOSTNAME && isAddress(e.HOSTNAME)) return { hostname: e.HOSTNAME, ignoredHostname: null };
+  return { hostname: fallback, ignoredHostname: e.HOSTNAME ?? null };
+}
+
+/** An IPv4 or IPv6 address, or `localhost`: what a person sets to choose an interface, never a machine's name. */
+function isAddress(text: string): boolean {
+  return text === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(text) || /^\[?[0-9a-f:.]*:[0-9a-f:.]*\]?$/i.test(text);
+}
+
 /** Parses the environment once; a bad value throws one ConfigError naming every bad variable. */
 export function loadConfig(env: Env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
@@ -253,9 +279,7 @@ export function loadConfig(env: Env): Config {
     bigquery,
     analytics,
     port: e.PORT,
-    // Zero-config mode listens on this machine only: its built-in sandbox marks payments paid for whoever asks, so a
-    // server left without a provider's settings must not offer that to the network. With one, every interface.
-    hostname: e.HOSTNAME ?? (bansky ? "0.0.0.0" : "127.0.0.1"),
+    ...listenAddress(e, !!bansky),
     // As the URL parser writes it (lower-case host, no default port), which is how init-payment stores our own URLs
     // given as a payment's: a form finds its payments by comparing one with the URL it builds from this.
     publicBaseUrl: new URL(e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).href.replace(/\/+$/, ""),

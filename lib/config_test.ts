@@ -13,7 +13,25 @@ Deno.test("[config] zero-config defaults use the sandbox, the demo and local URL
   assert.equal(c.jobsQueue, true);
   assert.equal(c.hostname, "127.0.0.1", "its sandbox marks payments paid for whoever asks: this machine only");
   assert.equal(loadConfig({ HOSTNAME: "0.0.0.0" }).hostname, "0.0.0.0");
+  assert.equal(loadConfig({ BIND_ADDRESS: "0.0.0.0" }).hostname, "0.0.0.0");
   assert.deepEqual(c.postbackScheduleMs, [0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
+});
+
+Deno.test("[config] HOSTNAME is listened on only when it is an address: containers set it to their own name", () => {
+  const bansky = { BANSKY_API_URL: "https://api.bansky.example/", BANSKY_API_TOKEN: "t", BANSKY_WEBHOOK_SECRET: "s" };
+  for (const name of ["3f4e5a6b7c8d", "payments-7d9f8-abcde", "shop.internal"]) {
+    const zeroConfig = loadConfig({ HOSTNAME: name });
+    assert.equal(zeroConfig.hostname, "127.0.0.1", name);
+    assert.equal(zeroConfig.ignoredHostname, name);
+    assert.equal(loadConfig({ ...bansky, HOSTNAME: name }).hostname, "0.0.0.0", name);
+    assert.equal(loadConfig({ HOSTNAME: name, BIND_ADDRESS: "0.0.0.0" }).hostname, "0.0.0.0", name);
+  }
+  for (const address of ["0.0.0.0", "127.0.0.1", "10.1.2.3", "::", "::1", "localhost"]) {
+    const c = loadConfig({ HOSTNAME: address });
+    assert.equal(c.hostname, address);
+    assert.equal(c.ignoredHostname, null);
+  }
+  assert.equal(loadConfig({ BIND_ADDRESS: "::1", HOSTNAME: "0.0.0.0" }).hostname, "::1", "BIND_ADDRESS comes first");
 });
 
 Deno.test("[config] configuring Bansky turns local URLs and the demo off unless asked", () => {

@@ -89,3 +89,55 @@ Deno.test("[startup] Deno.cron is registered before start-up can stop, as Deploy
     await Deno.remove(preload);
   }
 });
+
+Deno.test("[startup] zero-config in a container stays on loopback: a HOSTNAME that names the machine is not listened on", async () => {
+  // Docker sets HOSTNAME to the container's id, Kubernetes to the pod's name; both resolve to the container's network
+  // address, where the built-in sandbox would mark payments paid for anyone who reached it.
+  const dir = await Deno.makeTempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts"],
+    cwd: REPO_ROOT,
+    env: { PORT: "0", HOSTNAME: "3f4e5a6b7c8d", DEMO: "0", LOG_LEVEL: "info", DENO_KV_PATH: `${dir}/kv.sqlite3` },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  try {
+    const lines = readLines(child.stdout);
+    let listening: { on: string } | undefined;
+    for await (const line of lines) {
+      if (line.includes("AimbrellaPay listening")) {
+        listening = JSON.parse(line);
+        break;
+      }
+    }
+    assert.ok(listening, "the server started");
+    assert.match(listening.on, /^127\.0\.0\.1:\d+$/);
+    const res = await fetch(`http://${listening.on}/healthz`);
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    child.kill("SIGTERM");
+    const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+    const warning = stderr.split("\n").find((l) => l.includes("HOSTNAME names a machine"));
+    assert.ok(warning, stderr);
+    assert.match(warning, /BIND_ADDRESS=0\.0\.0\.0/);
+    assert.match(warning, /3f4e5a6b7c8d/);
+    await lines.return(undefined);
+    await child.status;
+  } finally {
+    clearTimeout(timer);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A child's output, line by line. */
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop()!;
+    yield* parts;
+  }
+  if (rest) yield rest;
+}
