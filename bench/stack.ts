@@ -40,7 +40,7 @@ export async function startStack(dir: string): Promise<Stack> {
 
   const appEnv: Record<string, string> = {
     PORT: String(appPort),
-    HOSTNAME: "127.0.0.1",
+    BIND_ADDRESS: "127.0.0.1",
     PUBLIC_BASE_URL: `http://127.0.0.1:${appPort}`,
     DENO_KV_PATH: `${dir}/app.sqlite3`,
     BANSKY_API_URL: sandboxUrl,

@@ -10,7 +10,7 @@ async function startOnce(env: Record<string, string>, asUser?: number, preload?:
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", ...(preload ? ["--preload", preload] : []), "main.ts"],
     cwd: REPO_ROOT,
-    env: { PORT: "0", HOSTNAME: "127.0.0.1", DEMO: "0", LOG_LEVEL: "warn", ...env },
+    env: { PORT: "0", BIND_ADDRESS: "127.0.0.1", DEMO: "0", LOG_LEVEL: "warn", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
