@@ -21,8 +21,9 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 export const DUE_POSTBACKS_CAP = 10_000;
 
 /**
- * The pending-refund gauges read at most this many refunds per scrape. Pending refunds are few (most settle in the
- * request); past this many the count says "at least", which is alarm enough.
+ * The pending-refund count reads at most this many index keys per scrape, so a huge backlog cannot slow a scrape;
+ * past this many it says "at least", which is alarm enough. The oldest's age is exact at any number (the index's
+ * first key).
  */
 export const PENDING_REFUNDS_CAP = 1_000;
 
@@ -30,7 +31,7 @@ export const PENDING_REFUNDS_CAP = 1_000;
 export interface ScrapeSources {
   /** Postbacks due now and not yet delivered, counted up to DUE_POSTBACKS_CAP. */
   duePostbacks(): Promise<number>;
-  /** Refunds waiting on their provider (pending), up to PENDING_REFUNDS_CAP, and when the oldest was asked for. */
+  /** Refunds waiting on their provider (pending), counted up to PENDING_REFUNDS_CAP, and when the oldest was asked for. */
   pendingRefunds(): Promise<{ count: number; oldestCreatedAt: number | null }>;
   /** The BigQuery export's state, or null when the export is off. */
   export(): Promise<{ backlog: number; lastSuccessAt: number | null; failures: number } | null>;
@@ -91,12 +92,14 @@ export class Metrics {
     });
     this.pendingRefunds = new Gauge({
       name: "aimbrellapay_refunds_pending",
-      help: `Refunds waiting on their provider (pending), counted at scrape time up to ${PENDING_REFUNDS_CAP}.`,
+      help:
+        `Refunds waiting on their provider (pending), counted at scrape time up to ${PENDING_REFUNDS_CAP} (that many means at least that many).`,
       registers,
     });
     this.pendingRefundAge = new Gauge({
       name: "aimbrellapay_refunds_pending_oldest_age_seconds",
-      help: "Seconds since the oldest refund still waiting on its provider was asked for; 0 when none waits.",
+      help:
+        "Seconds since the oldest refund still waiting on its provider was asked for, however many wait; 0 when none waits.",
       registers,
     });
     this.exportBacklog = new Gauge({

@@ -4,8 +4,18 @@
  */
 import assert from "node:assert/strict";
 import { scheduleJob } from "../lib/db/jobs.ts";
-import { commitRefundUpdate, getRefundEntry } from "../lib/db/refunds.ts";
+import {
+  commitRefundUpdate,
+  getRefundEntry,
+  getRefundReservation,
+  insertRefund,
+  readPendingRefunds,
+} from "../lib/db/refunds.ts";
+import { sequentialId, sortableId } from "../lib/ids.ts";
+import { PENDING_REFUNDS_CAP } from "../lib/metrics.ts";
+import { settleRefundByHand } from "../lib/refunds/admin.ts";
 import type { Refund } from "../lib/refunds/types.ts";
+import { refundEvents } from "../lib/refunds/view.ts";
 import {
   buyerSettles,
   callInit,
@@ -154,6 +164,104 @@ Deno.test("[metrics] the due-postback backlog is counted at scrape time, only wh
     assert.ok((await op.commit()).ok);
     const { text } = await scrape(app);
     assert.equal(sample(text, "aimbrellapay_postbacks_due"), 3);
+  } finally {
+    await app.close();
+  }
+});
+
+const HOUR_MS = 3_600_000;
+
+/** A paid payment of the test shop, through the API and the sandbox's pay page. */
+async function paidPayment(app: TestApp, amount: number): Promise<string> {
+  const init = await callInit(app, paymentBody({ amount }));
+  assert.equal(init.status, 201);
+  await buyerSettles(init.body.url, "paid");
+  await waitFor("paid", async () => {
+    const res = await fetch(`${app.baseUrl}/api/v1/payments/${init.body.id}`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    });
+    return (await res.json()).payment?.status === "succeeded" || undefined;
+  });
+  return init.body.id as string;
+}
+
+/** A refund of the whole payment through the shop's API; with the sandbox failing, it stays pending. */
+async function refundAll(app: TestApp, paymentId: string): Promise<{ id: string; status: string }> {
+  const res = await fetch(`${app.baseUrl}/api/v1/payments/${paymentId}/refunds`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({}),
+  });
+  return (await res.json()).refund;
+}
+
+/** Rewrites a stored refund through the db layer, as if asked for and next checked at other times. */
+async function moveRefund(app: TestApp, id: string, patch: Partial<Refund>) {
+  const entry = (await getRefundEntry(app.kv, id)) as Deno.KvEntry<Refund>;
+  assert.ok(await commitRefundUpdate(app.kv, entry, { ...entry.value, ...patch }, { queue: false, now: Date.now() }));
+}
+
+Deno.test("[metrics] the oldest pending refund's age is exact past the count's cap, though its next check comes after a thousand others', and it leaves the gauge once settled", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN: TOKEN, JOBS_QUEUE: "off" } });
+  try {
+    const paymentId = await paidPayment(app, 900);
+    app.sandbox.knobs.failureRate = 1;
+    const stuck = await refundAll(app, paymentId);
+    assert.equal(stuck.status, "pending");
+    // Asked for 7 hours ago, and checked again in 5 (its backoff reached 6-hourly checks).
+    const now = Date.now();
+    await moveRefund(app, stuck.id, { createdAt: now - 7 * HOUR_MS, nextCheckAt: now + 5 * HOUR_MS });
+    // As many newer refunds as the count reads, each checked again sooner: the first ones by next check.
+    const newer = Array.from({ length: PENDING_REFUNDS_CAP }, (_, i): Refund => ({
+      id: sequentialId("re", now),
+      seq: sortableId(now),
+      paymentId: sequentialId("pay", now),
+      shopId: app.shop.id,
+      shopRefundId: null,
+      idempotencyKey: null,
+      requestHash: "x",
+      amount: 100,
+      currency: "EUR",
+      reason: null,
+      status: "pending",
+      providerRef: null,
+      failureReason: null,
+      requestedBy: "api",
+      checks: 1,
+      nextCheckAt: now + 60_000 + i,
+      createdAt: now,
+      updatedAt: now,
+      settledAt: null,
+    }));
+    for (let i = 0; i < newer.length; i += 50) {
+      await Promise.all(
+        newer.slice(i, i + 50).map(async (refund) => {
+          const reservation = await getRefundReservation(app.kv, refund.paymentId);
+          const jobs = { queue: false, now };
+          assert.ok(await insertRefund(app.kv, { refund, reservation, event: refundEvents(refund).requested, jobs }));
+        }),
+      );
+    }
+
+    const { text } = await scrape(app);
+    assert.equal(sample(text, "aimbrellapay_refunds_pending"), PENDING_REFUNDS_CAP, "counting stops at the cap");
+    const age = sample(text, "aimbrellapay_refunds_pending_oldest_age_seconds")!;
+    assert.ok(age >= 7 * 3600 && age < 7 * 3600 + 120, `the oldest waited 7 hours, not ${age} s`);
+    assert.equal((await readPendingRefunds(app.kv, 10_000)).count, PENDING_REFUNDS_CAP + 1);
+
+    // An operator settles it by hand: it leaves the index, and the oldest is one of the newer ones.
+    const settled = await settleRefundByHand(
+      app.server.ctx,
+      paymentId,
+      stuck.id,
+      { outcome: "failed", note: "Bansky support confirmed no refund" },
+      { actor: "ops@example.com" },
+    );
+    assert.equal(settled.status, "failed");
+    const after = (await scrape(app)).text;
+    const newest = sample(after, "aimbrellapay_refunds_pending_oldest_age_seconds")!;
+    assert.ok(newest < 120, `the newer refunds waited moments, not ${newest} s`);
+    assert.equal((await readPendingRefunds(app.kv, 10_000)).count, PENDING_REFUNDS_CAP);
   } finally {
     await app.close();
   }

@@ -3,7 +3,7 @@ import type { Refund } from "../refunds/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
-import { type JobMessage, listScheduledJobIds, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import { type JobMessage, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
 import { collectValues, getManyEntries } from "./kv.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
@@ -19,6 +19,13 @@ const byPaymentKey = (paymentId: string, seq: string) => ["refunds_by_payment", 
  * version read: concurrent refunds can never spend more than the payment.
  */
 const reservedKey = (paymentId: string) => ["refund_reserved", paymentId] as const;
+/**
+ * The refunds waiting on their provider, oldest first: by when they were asked for, not by id (a refund named by the
+ * shop has a random id) nor by next check (a refund asked about often may be the oldest). Derived from the record in
+ * every write of it (addPendingIndexOps), so the pending-refund gauges read the oldest as the first key, however many
+ * wait.
+ */
+const pendingKey = (createdAt: number, id: string) => ["refunds_pending", createdAt, id] as const;
 
 const job = (id: string) => ({ kind: "refund" as const, id });
 const recheckJob = (id: string) => ({ kind: "refund_recheck" as const, id });
@@ -31,13 +38,34 @@ const recheckJob = (id: string) => ({ kind: "refund_recheck" as const, id });
 const noQueue = (jobs: ScheduleOptions): ScheduleOptions => ({ ...jobs, queue: false });
 
 /**
- * The job a refund has due, if any: a pending one's `refund` job (only pending refunds have one, which the
- * pending-refund gauge relies on), or a succeeded one's `refund_recheck` while its re-checks last.
+ * The job a refund has due, if any: a pending one's `refund` job (only pending refunds have one), or a succeeded one's
+ * `refund_recheck` while its re-checks last.
  */
 function dueJobOf(r: Refund): { msg: JobMessage; at: number } | null {
   if (r.status === "pending") return { msg: job(r.id), at: r.nextCheckAt };
   if (r.status === "succeeded" && r.recheckAt) return { msg: recheckJob(r.id), at: r.recheckAt };
   return null;
+}
+
+/** A refund's key in the pending index, while it is pending; null once it settled. */
+function pendingKeyOf(r: Refund): Deno.KvKey | null {
+  return r.status === "pending" ? pendingKey(r.createdAt, r.id) : null;
+}
+
+/**
+ * Keeps the pending index in step with a refund's new version (`before`: the version replaced, null for a new one).
+ * The key is set on every write of a pending refund, not only on the move into pending: a refund stored before the
+ * index existed gets its key at its next write (the job writes each one at least every 6 hours), the backfill aside.
+ */
+function addPendingIndexOps(op: Deno.AtomicOperation, before: Refund | null, next: Refund) {
+  const was = before && pendingKeyOf(before);
+  const is = pendingKeyOf(next);
+  if (was && !(is && sameKey(was, is))) op.delete(was);
+  if (is) op.set(is, true);
+}
+
+function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {
+  return a.length === b.length && a.every((part, i) => part === b[i]);
 }
 
 export async function getRefund(kv: Deno.Kv, id: string): Promise<Refund | null> {
@@ -71,18 +99,15 @@ export interface PendingRefunds {
 }
 
 /**
- * The refunds still pending (asked of the provider, not settled), found through their jobs: every pending refund has
- * exactly one `refund` job due, and no other refund has one. Reads at most `max` of them, so a huge backlog cannot
- * slow a scrape; pending refunds are few (most settle in the request), so reading their records costs little.
+ * The refunds still pending (asked of the provider, not settled), read from the pending index: the oldest is its first
+ * key, exact however many wait; the count stops at `max` keys, so a huge backlog cannot slow a scrape (`max` then
+ * means at least that many). Reads index keys only, no refund records.
  */
 export async function readPendingRefunds(kv: Deno.Kv, max: number): Promise<PendingRefunds> {
-  const entries = await getRefundEntries(kv, await listScheduledJobIds(kv, "refund", max));
   let count = 0;
   let oldestCreatedAt: number | null = null;
-  for (const { value: r } of entries) {
-    if (r?.status !== "pending") continue;
-    count++;
-    if (oldestCreatedAt === null || r.createdAt < oldestCreatedAt) oldestCreatedAt = r.createdAt;
+  for await (const e of kv.list<true>({ prefix: ["refunds_pending"] }, { limit: max })) {
+    if (count++ === 0) oldestCreatedAt = e.key[1] as number;
   }
   return { count, oldestCreatedAt };
 }
@@ -149,6 +174,7 @@ function addInsertRefundOps(op: Deno.AtomicOperation, n: NewRefund) {
     .set(reservedKey(r.paymentId), (n.reservation.value ?? 0) + r.amount)
     .set(refundKey(r.id), r)
     .set(byPaymentKey(r.paymentId, r.seq), r.id);
+  addPendingIndexOps(op, null, r);
   scheduleJob(op, job(r.id), r.nextCheckAt, noQueue(n.jobs));
   addDerivedEventOps(op, r.paymentId, r.shopId, n.event);
   if (n.audit) addAuditOps(op, n.audit);
@@ -162,6 +188,7 @@ export function addRefundUpdateOps(
   jobs: ScheduleOptions,
 ) {
   op.check(entry).set(refundKey(next.id), next);
+  addPendingIndexOps(op, entry.value, next);
   const before = dueJobOf(entry.value);
   const after = dueJobOf(next);
   if (before && after && before.msg.kind === after.msg.kind && before.at === after.at) return;
