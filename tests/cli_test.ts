@@ -94,7 +94,12 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
     assert.equal(backfill.code, 0, backfill.stderr);
     assert.deepEqual(
       backfill.json.backfills.map((b: { name: string; state: string }) => [b.name, b.state]),
-      [["payment_late_checks", "complete"], ["refund_reversal_checks", "complete"], ["invoice_late_index", "complete"]],
+      [
+        ["payment_late_checks", "complete"],
+        ["refund_reversal_checks", "complete"],
+        ["refund_pending_index", "complete"],
+        ["invoice_late_index", "complete"],
+      ],
     );
 
     const op = await cli(kv, "operator", "create", "ops@example.com");

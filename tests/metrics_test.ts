@@ -3,9 +3,12 @@
  * it counts, checked by Prometheus's own `promtool check metrics`.
  */
 import assert from "node:assert/strict";
+import { runBackfill } from "../lib/backfills/run.ts";
+import { deleteBackfillState } from "../lib/db/backfills.ts";
 import { scheduleJob } from "../lib/db/jobs.ts";
 import {
   commitRefundUpdate,
+  getRefund,
   getRefundEntry,
   getRefundReservation,
   insertRefund,
@@ -14,6 +17,7 @@ import {
 import { sequentialId, sortableId } from "../lib/ids.ts";
 import { PENDING_REFUNDS_CAP } from "../lib/metrics.ts";
 import { settleRefundByHand } from "../lib/refunds/admin.ts";
+import { pendingRefundIndexBackfill } from "../lib/refunds/backfill.ts";
 import type { Refund } from "../lib/refunds/types.ts";
 import { refundEvents } from "../lib/refunds/view.ts";
 import {
@@ -262,6 +266,52 @@ Deno.test("[metrics] the oldest pending refund's age is exact past the count's c
     const newest = sample(after, "aimbrellapay_refunds_pending_oldest_age_seconds")!;
     assert.ok(newest < 120, `the newer refunds waited moments, not ${newest} s`);
     assert.equal((await readPendingRefunds(app.kv, 10_000)).count, PENDING_REFUNDS_CAP);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[backfill] refunds pending since before the pending index get into it, so the gauge's oldest age finds them", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN: TOKEN, JOBS_QUEUE: "off" } });
+  try {
+    const settled = await refundAll(app, await paidPayment(app, 300));
+    assert.equal(settled.status, "succeeded");
+    const payments = [await paidPayment(app, 400), await paidPayment(app, 500), await paidPayment(app, 600)];
+    app.sandbox.knobs.failureRate = 1;
+    const pending = [];
+    for (const id of payments) pending.push(await refundAll(app, id));
+    assert.deepEqual(pending.map((r) => r.status), ["pending", "pending", "pending"]);
+    await moveRefund(app, pending[1].id, { createdAt: Date.now() - 7 * HOUR_MS });
+    // As the version before the index stored them: the refunds and their jobs as they are, the index's keys absent.
+    for (const { id } of pending) {
+      const { createdAt } = (await getRefund(app.kv, id))!;
+      await app.kv.delete(["refunds_pending", createdAt, id]);
+    }
+    assert.equal(sample((await scrape(app)).text, "aimbrellapay_refunds_pending"), 0);
+
+    // The store as the earlier version left it; two processes run the backfill at once.
+    await deleteBackfillState(app.kv, "refund_pending_index");
+    const runs = await Promise.all([
+      runBackfill(app.server.ctx, pendingRefundIndexBackfill, { batchSize: 2 }),
+      runBackfill(app.server.ctx, pendingRefundIndexBackfill, { batchSize: 2 }),
+    ]);
+    assert.equal(runs[0].written + runs[1].written, 3, "each pending refund indexed once, the settled one not");
+    const { text } = await scrape(app);
+    assert.equal(sample(text, "aimbrellapay_refunds_pending"), 3);
+    const age = sample(text, "aimbrellapay_refunds_pending_oldest_age_seconds")!;
+    assert.ok(age >= 7 * 3600 && age < 7 * 3600 + 120, `the oldest waited 7 hours, not ${age} s`);
+
+    // Idempotent: once done, a run reads its progress; forgotten, a run from scratch finds nothing to add.
+    assert.equal((await runBackfill(app.server.ctx, pendingRefundIndexBackfill)).written, 0);
+    await deleteBackfillState(app.kv, "refund_pending_index");
+    assert.equal((await runBackfill(app.server.ctx, pendingRefundIndexBackfill)).written, 0);
+
+    // The provider answers again: the job settles them, and they leave the index.
+    app.sandbox.knobs.failureRate = 0;
+    await sweepAt(app, 20 * 60_000);
+    const after = (await scrape(app)).text;
+    assert.equal(sample(after, "aimbrellapay_refunds_pending"), 0);
+    assert.equal(sample(after, "aimbrellapay_refunds_pending_oldest_age_seconds"), 0);
   } finally {
     await app.close();
   }

@@ -2,7 +2,7 @@ import type { AppContext } from "../context.ts";
 import { getBackfillState } from "../db/backfills.ts";
 import { describeError, log } from "../log.ts";
 import { lateCheckBackfill } from "../payments/backfill.ts";
-import { reversalCheckBackfill } from "../refunds/backfill.ts";
+import { pendingRefundIndexBackfill, reversalCheckBackfill } from "../refunds/backfill.ts";
 import { lateInvoiceIndexBackfill } from "../invoices/backfill.ts";
 import { type Backfill, runBackfill } from "./run.ts";
 
@@ -10,11 +10,16 @@ import { type Backfill, runBackfill } from "./run.ts";
  * Every backfill, in the order start-up runs them. All run at start-up as well as from the CLI, with their progress
  * record as the marker that they are done: the checks they schedule matter only within days of the record's event (7
  * for a late check, 30 for a refund's re-check), so one that waits for an operator to remember it misses them, and the
- * index's missing invoices would stay out of the count unnoticed. The CLI runs them to the end where no server runs
+ * indexes' missing records would stay out of their counts unnoticed. The CLI runs them to the end where no server runs
  * against the store, and says whether they are done. The most urgent first (late checks: the shortest window), the one
  * that reads most (every older invoice) last.
  */
-export const BACKFILL_RUNS: readonly Backfill[] = [lateCheckBackfill, reversalCheckBackfill, lateInvoiceIndexBackfill];
+export const BACKFILL_RUNS: readonly Backfill[] = [
+  lateCheckBackfill,
+  reversalCheckBackfill,
+  pendingRefundIndexBackfill,
+  lateInvoiceIndexBackfill,
+];
 
 /** Every backfill's progress, for the CLI: done or not, when, and what it wrote. */
 export async function describeBackfills(ctx: AppContext) {

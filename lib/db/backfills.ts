@@ -3,7 +3,12 @@
  * record (lib/backfills/): one record per backfill, read and written with a check on the version read, so runners
  * on several processes share one cut and one cursor, never step back, and a finished one costs a read.
  */
-export const BACKFILLS = ["payment_late_checks", "refund_reversal_checks", "invoice_late_index"] as const;
+export const BACKFILLS = [
+  "payment_late_checks",
+  "refund_reversal_checks",
+  "refund_pending_index",
+  "invoice_late_index",
+] as const;
 export type BackfillName = typeof BACKFILLS[number];
 
 export interface BackfillState {
@@ -14,7 +19,10 @@ export interface BackfillState {
    * first run on any process, so later runs (a restart, another process, the CLI) read up to the same point.
    */
   cut: number;
-  /** Where the walk stands: the key part (a ULID) of the last record read; null before the first batch. */
+  /**
+   * Where the walk stands: the key part (a ULID) of the last record read, or for a walk of a job index the last job
+   * (JSON); null before the first batch.
+   */
   after: string | null;
   /** Records the backfill wrote, over all runs. */
   written: number;

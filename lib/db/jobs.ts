@@ -51,11 +51,26 @@ export async function countScheduledJobs(kv: Deno.Kv, kind: JobKind): Promise<nu
   return n;
 }
 
-/** Ids of the jobs of one kind waiting, due or not, soonest due first, at most `max` of them. */
-export async function listScheduledJobIds(kv: Deno.Kv, kind: JobKind, max: number): Promise<string[]> {
-  const ids: string[] = [];
-  for await (const entry of kv.list({ prefix: ["jobs_due", kind] }, { limit: max })) ids.push(entry.key[3] as string);
-  return ids;
+/** Where a walk of a kind's jobs stands: the due time and id of the last job read. */
+export interface ScheduledJob {
+  at: number;
+  id: string;
+}
+
+/** The jobs of one kind waiting, due or not, soonest due first, after `after` (from the first when null), at most `limit`. */
+export async function listScheduledJobs(
+  kv: Deno.Kv,
+  kind: JobKind,
+  opts: { after: ScheduledJob | null; limit: number },
+): Promise<ScheduledJob[]> {
+  const prefix = ["jobs_due", kind];
+  // A key with one more part sorts right after the key itself: the walk goes on past the last job read.
+  const selector = opts.after ? { prefix, start: [...dueKey(kind, opts.after.at, opts.after.id), ""] } : { prefix };
+  const jobs: ScheduledJob[] = [];
+  for await (const e of kv.list(selector, { limit: opts.limit })) {
+    jobs.push({ at: e.key[2] as number, id: e.key[3] as string });
+  }
+  return jobs;
 }
 
 /** Number of jobs of a kind due at or before `now`, counting at most `max` index keys. */

@@ -3,7 +3,14 @@ import type { Refund } from "../refunds/types.ts";
 import type { Delivery } from "../relay/types.ts";
 import { addAuditOps, type NewAuditEntry } from "./audit.ts";
 import { addDeliveryOps } from "./deliveries.ts";
-import { type JobMessage, scheduleJob, type ScheduleOptions, unscheduleJob } from "./jobs.ts";
+import {
+  type JobMessage,
+  listScheduledJobs,
+  type ScheduledJob,
+  scheduleJob,
+  type ScheduleOptions,
+  unscheduleJob,
+} from "./jobs.ts";
 import { collectValues, getManyEntries } from "./kv.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { groupCommitterPerStore } from "./group_commit.ts";
@@ -110,6 +117,28 @@ export async function readPendingRefunds(kv: Deno.Kv, max: number): Promise<Pend
     if (count++ === 0) oldestCreatedAt = e.key[1] as number;
   }
   return { count, oldestCreatedAt };
+}
+
+/**
+ * One batch of the pending index's backfill (lib/refunds/backfill.ts): the refunds of the next `limit` `refund` jobs
+ * after `after` (every pending refund has one, and only pending refunds do), each still pending and missing from the
+ * index given its key, checked against the refund and the key as read (a refund settled meanwhile, or indexed by
+ * another runner, is left as it is). The last job read, how many were read, and how many refunds were indexed.
+ */
+export async function indexPendingRefundsBatch(
+  kv: Deno.Kv,
+  opts: { after: ScheduledJob | null; limit: number },
+): Promise<{ last: ScheduledJob | null; listed: number; indexed: number }> {
+  const jobs = await listScheduledJobs(kv, "refund", opts);
+  const pending = (await getRefundEntries(kv, jobs.map((j) => j.id)))
+    .filter((e): e is Deno.KvEntry<Refund> => e.value?.status === "pending");
+  const keys = pending.map((e) => pendingKeyOf(e.value)!);
+  const indexes = await getManyEntries<true>(kv, keys);
+  const indexed = await Promise.all(pending.map(async (entry, i) => {
+    if (indexes[i].versionstamp) return false;
+    return (await kv.atomic().check(entry, indexes[i]).set(keys[i], true).commit()).ok;
+  }));
+  return { last: jobs.at(-1) ?? null, listed: jobs.length, indexed: indexed.filter(Boolean).length };
 }
 
 /** What a new refund is decided on: its payment, the amount its refunds hold, and a refund already stored under its id. */

@@ -2,7 +2,7 @@ import { type Backfill, catchUpCheckAt } from "../backfills/run.ts";
 import type { AppContext } from "../context.ts";
 import type { BackfillState } from "../db/backfills.ts";
 import { listLoggedOperations } from "../db/operations.ts";
-import { commitRefundUpdate, getRefundEntries } from "../db/refunds.ts";
+import { commitRefundUpdate, getRefundEntries, indexPendingRefundsBatch } from "../db/refunds.ts";
 import { encodeTime } from "../ids.ts";
 import { nextReversalCheckAt, refundScope, REVERSAL_CHECK_MS } from "./settle.ts";
 import type { Refund } from "./types.ts";
@@ -86,4 +86,35 @@ async function canReverse(ctx: AppContext, r: Refund): Promise<boolean> {
     // An account no longer known: nothing could ask it anyway.
     return false;
   }
+}
+
+/**
+ * The pending index (lib/db/refunds.ts: the refunds waiting on their provider, oldest first, which the pending-refund
+ * gauges read) for refunds pending since before it existed: this version writes a refund's key with every write of it,
+ * so one left pending by an earlier version is missing until its job writes it (within 6 hours), and the gauge's
+ * oldest age would leave it out meanwhile, the one the alert is for.
+ *
+ * Every pending refund has a `refund` job and only pending refunds do, so the walk reads the refund job index in its
+ * own order (due time, then id) and only those refunds: few, whatever the number of refunds ever made. The cursor is
+ * the last job read. A job that moves meanwhile was moved by a write of this version, which indexed its refund; one
+ * read twice is found indexed. Refunds pending since the cut were indexed as they were written, so nothing bounds the
+ * walk but the index's end.
+ */
+export const pendingRefundIndexBackfill: Backfill = {
+  name: "refund_pending_index",
+  what:
+    "the index of refunds waiting on their provider (the pending-refund gauges) for refunds pending before it existed",
+  step: backfillPendingRefundIndex,
+};
+
+async function backfillPendingRefundIndex(ctx: AppContext, state: BackfillState, batchSize: number) {
+  const batch = await indexPendingRefundsBatch(ctx.kv, {
+    after: state.after ? JSON.parse(state.after) : null,
+    limit: batchSize,
+  });
+  return {
+    after: batch.last ? JSON.stringify(batch.last) : state.after,
+    done: batch.listed < batchSize,
+    written: batch.indexed,
+  };
 }
