@@ -243,6 +243,9 @@ Deno.test("[metrics] the oldest pending refund's age is exact past the count's c
           const reservation = await getRefundReservation(app.kv, refund.paymentId);
           const jobs = { queue: false, now };
           assert.ok(await insertRefund(app.kv, { refund, reservation, event: refundEvents(refund).requested, jobs }));
+          // The provider's answer (none yet: ask again later) is stored, as a request's is: that puts it in the index.
+          const entry = (await getRefundEntry(app.kv, refund.id)) as Deno.KvEntry<Refund>;
+          assert.ok(await commitRefundUpdate(app.kv, entry, entry.value, jobs));
         }),
       );
     }
@@ -284,8 +287,8 @@ Deno.test("[backfill] refunds pending since before the pending index get into it
     await moveRefund(app, pending[1].id, { createdAt: Date.now() - 7 * HOUR_MS });
     // As the version before the index stored them: the refunds and their jobs as they are, the index's keys absent.
     for (const { id } of pending) {
-      const { createdAt } = (await getRefund(app.kv, id))!;
-      await app.kv.delete(["refunds_pending", createdAt, id]);
+      const { pendingIndexed: _, ...stored } = (await getRefund(app.kv, id))!;
+      await app.kv.atomic().delete(["refunds_pending", stored.createdAt, id]).set(["refunds", id], stored).commit();
     }
     assert.equal(sample((await scrape(app)).text, "aimbrellapay_refunds_pending"), 0);
 

@@ -54,25 +54,23 @@ function dueJobOf(r: Refund): { msg: JobMessage; at: number } | null {
   return null;
 }
 
-/** A refund's key in the pending index, while it is pending; null once it settled. */
-function pendingKeyOf(r: Refund): Deno.KvKey | null {
-  return r.status === "pending" ? pendingKey(r.createdAt, r.id) : null;
-}
-
 /**
- * Keeps the pending index in step with a refund's new version (`before`: the version replaced, null for a new one).
- * The key is set on every write of a pending refund, not only on the move into pending: a refund stored before the
- * index existed gets its key at its next write (the job writes each one at least every 6 hours), the backfill aside.
+ * Keeps the pending index in step with a refund's new version, and returns the version to store (marked when it is
+ * in the index). The key is set on every update that leaves a refund pending, not only on the move into pending: a
+ * refund stored before the index existed gets its key at its next write (the job writes each one at least every 6
+ * hours), the backfill aside. A new refund is not indexed: most settle in their request, in the update that stores
+ * the provider's answer, and would cost every refund a key written and deleted; one the provider left pending is
+ * indexed by that update (or, if its request died before the answer, by its job's first check, minutes later).
  */
-function addPendingIndexOps(op: Deno.AtomicOperation, before: Refund | null, next: Refund) {
-  const was = before && pendingKeyOf(before);
-  const is = pendingKeyOf(next);
-  if (was && !(is && sameKey(was, is))) op.delete(was);
-  if (is) op.set(is, true);
-}
-
-function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {
-  return a.length === b.length && a.every((part, i) => part === b[i]);
+function withPendingIndex(op: Deno.AtomicOperation, before: Refund, next: Refund): Refund {
+  const stays = next.status === "pending" && next.createdAt === before.createdAt;
+  if (before.pendingIndexed && !stays) op.delete(pendingKey(before.createdAt, before.id));
+  if (next.status !== "pending") {
+    const { pendingIndexed: _, ...settled } = next;
+    return settled;
+  }
+  op.set(pendingKey(next.createdAt, next.id), true);
+  return { ...next, pendingIndexed: true };
 }
 
 export async function getRefund(kv: Deno.Kv, id: string): Promise<Refund | null> {
@@ -121,22 +119,22 @@ export async function readPendingRefunds(kv: Deno.Kv, max: number): Promise<Pend
 
 /**
  * One batch of the pending index's backfill (lib/refunds/backfill.ts): the refunds of the next `limit` `refund` jobs
- * after `after` (every pending refund has one, and only pending refunds do), each still pending and missing from the
- * index given its key, checked against the refund and the key as read (a refund settled meanwhile, or indexed by
- * another runner, is left as it is). The last job read, how many were read, and how many refunds were indexed.
+ * after `after` (every pending refund has one, and only pending refunds do), each still pending and not in the index
+ * yet, written again as they are (which indexes them), checked against the version read: a refund settled meanwhile,
+ * or indexed by another runner, is left as it is. The last job read, how many were read, and how many were indexed.
  */
 export async function indexPendingRefundsBatch(
   kv: Deno.Kv,
-  opts: { after: ScheduledJob | null; limit: number },
+  opts: { after: ScheduledJob | null; limit: number; now: number },
 ): Promise<{ last: ScheduledJob | null; listed: number; indexed: number }> {
   const jobs = await listScheduledJobs(kv, "refund", opts);
-  const pending = (await getRefundEntries(kv, jobs.map((j) => j.id)))
-    .filter((e): e is Deno.KvEntry<Refund> => e.value?.status === "pending");
-  const keys = pending.map((e) => pendingKeyOf(e.value)!);
-  const indexes = await getManyEntries<true>(kv, keys);
-  const indexed = await Promise.all(pending.map(async (entry, i) => {
-    if (indexes[i].versionstamp) return false;
-    return (await kv.atomic().check(entry, indexes[i]).set(keys[i], true).commit()).ok;
+  const unindexed = (await getRefundEntries(kv, jobs.map((j) => j.id)))
+    .filter((e): e is Deno.KvEntry<Refund> => e.value?.status === "pending" && !e.value.pendingIndexed);
+  const indexed = await Promise.all(unindexed.map(async (entry) => {
+    const op = kv.atomic();
+    // Its job stays as it is: the same refund's due time.
+    addRefundUpdateOps(op, entry, entry.value, { queue: false, now: opts.now });
+    return (await op.commit()).ok;
   }));
   return { last: jobs.at(-1) ?? null, listed: jobs.length, indexed: indexed.filter(Boolean).length };
 }
@@ -203,7 +201,6 @@ function addInsertRefundOps(op: Deno.AtomicOperation, n: NewRefund) {
     .set(reservedKey(r.paymentId), (n.reservation.value ?? 0) + r.amount)
     .set(refundKey(r.id), r)
     .set(byPaymentKey(r.paymentId, r.seq), r.id);
-  addPendingIndexOps(op, null, r);
   scheduleJob(op, job(r.id), r.nextCheckAt, noQueue(n.jobs));
   addDerivedEventOps(op, r.paymentId, r.shopId, n.event);
   if (n.audit) addAuditOps(op, n.audit);
@@ -216,8 +213,7 @@ export function addRefundUpdateOps(
   next: Refund,
   jobs: ScheduleOptions,
 ) {
-  op.check(entry).set(refundKey(next.id), next);
-  addPendingIndexOps(op, entry.value, next);
+  op.check(entry).set(refundKey(next.id), withPendingIndex(op, entry.value, next));
   const before = dueJobOf(entry.value);
   const after = dueJobOf(next);
   if (before && after && before.msg.kind === after.msg.kind && before.at === after.at) return;

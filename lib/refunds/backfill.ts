@@ -111,6 +111,7 @@ async function backfillPendingRefundIndex(ctx: AppContext, state: BackfillState,
   const batch = await indexPendingRefundsBatch(ctx.kv, {
     after: state.after ? JSON.parse(state.after) : null,
     limit: batchSize,
+    now: ctx.now(),
   });
   return {
     after: batch.last ? JSON.stringify(batch.last) : state.after,

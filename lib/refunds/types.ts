@@ -45,4 +45,9 @@ export interface Refund {
    * their note. For operators: the shop's API and postbacks never show it.
    */
   settledBy?: { actor: string; note: string };
+  /**
+   * Only while it is pending and has its key in the pending index (lib/db/refunds.ts, withPendingIndex), which the
+   * pending-refund gauges read: the write that settles it then deletes that key.
+   */
+  pendingIndexed?: true;
 }
