@@ -484,9 +484,10 @@ Deno.test("[stripe] a refund Stripe refuses outright (400: more than is left the
 Deno.test("[stripe] a refund Stripe does not answer (429, 500, or 409: the same key in flight) stays pending with its amount held, and the job asks again until Stripe answers", async () => {
   await withStripe(async (app, fake, stripe) => {
     const { id } = await paidOnStripe(app, fake, stripe, 3000);
+    // The 500 first: a retry met by one asks again at once under a new key (once it found no refund of ours).
     const answers = [
-      [429, "rate_limit_error", null],
       [500, "api_error", null],
+      [429, "rate_limit_error", null],
       [409, "invalid_request_error", "idempotency_key_in_use"],
     ] as const;
     let n = 0;
@@ -914,7 +915,7 @@ Deno.test("[stripe] a payment whose session creation Stripe answered 500 is aske
   });
 });
 
-Deno.test("[stripe] a refund the job asks for again is the same request at Stripe under the stricter fake, on a session made before metadata.amountUnits too; a stored 500 or a key Stripe says was used with other parameters leaves it pending with its amount held, and it is made once", async (t) => {
+Deno.test("[stripe] a refund the job asks for again is the same request at Stripe under the stricter fake, on a session made before metadata.amountUnits too; a key Stripe spoiled (a stored 500, or used with other parameters) is asked again under a new key by the job's first retry, once it found no refund of ours, so it is made at once and once", async (t) => {
   await withStripe(async (app, fake, stripe) => {
     await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
     const refunds = (intent: string | null) => [...fake.refunds.values()].filter((r) => r.payment_intent === intent);
@@ -943,22 +944,32 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
 
     await t.step("a first call Stripe failed with a 500 it keeps under the key", async () => {
       const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+      const keys: string[] = [];
+      const restore = interceptFake(fake, (req, handle) => {
+        if (req.method === "POST" && new URL(req.url).pathname === "/v1/refunds") {
+          keys.push(req.headers.get("idempotency-key") ?? "");
+        }
+        return handle(req);
+      });
       fake.failing["POST /v1/refunds"] = 1;
+      const lookedBefore = fake.calls["GET /v1/refunds"] ?? 0;
       const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
       assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
-      // Its outcome is unknown at Stripe: asking under another key could refund twice. Stripe answers the same 500.
-      for (const ahead of [61_000, 10 * 60_000, 3_600_000]) {
-        await sweepAt(app, ahead);
-        assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
-        assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
-      }
       assert.equal(refunds(session.payment_intent).length, 0);
-      // A day later Stripe has forgotten the key; nothing of ours is at Stripe, so the job asks anew.
-      fake.now = () => Date.now() + 25 * 3_600_000;
-      await sweepAt(app, 25 * 3_600_000);
-      fake.now = Date.now;
+      // The job's first retry: no refund of ours at Stripe, the key answers its stored 500 again, so after looking once
+      // more it asks under a new key. Before, every retry got the 500 until Stripe forgot the key a day later.
+      await sweepAt(app, 61_000);
+      restore();
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
-      assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000]);
+      assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
+      assert.deepEqual(refunds(session.payment_intent).map((x) => [x.amount, x.metadata.refundId]), [
+        [1000, r.body.refund.id],
+      ]);
+      const key = `refund-${r.body.refund.id}`;
+      assert.deepEqual(keys.slice(0, 2), [key, key], "the first call and the retry's, under the refund's own key");
+      assert.equal(keys.length, 3);
+      assert.ok(keys[2].startsWith(`${key}.`) && keys[2].length > key.length + 10, `a new key: ${keys[2]}`);
+      assert.equal((fake.calls["GET /v1/refunds"] ?? 0) - lookedBefore, 2, "looked before asking, and again after");
     });
 
     await t.step("a key Stripe says was used with other parameters (an older deploy's call)", async () => {
@@ -973,14 +984,66 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
       });
       const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
       assert.equal(r.body.refund.status, "pending", "not failed: the first request under the key may have refunded");
-      await sweepAt(app, 61_000);
-      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
       assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
-      await sweepAt(app, 10 * 60_000);
+      // The first call did not look, so it asked no further; the retry looks, is refused again, and asks anew.
+      await sweepAt(app, 61_000);
       restore();
+      assert.equal(refusals, 0);
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
       assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000]);
     });
+  }, { JOBS_QUEUE: "off" });
+});
+
+Deno.test("[stripe] a refund's retry asks under a new key only when Stripe has no refund of ours: one found by its metadata before asking, or after the retry's own 500 (Stripe made it and failed to answer), is taken, and no second refund is made", async (t) => {
+  await withStripe(async (app, fake, stripe) => {
+    const refunds = (intent: string | null) => [...fake.refunds.values()].filter((r) => r.payment_intent === intent);
+    const posts = () => fake.calls["POST /v1/refunds"] ?? 0;
+    /** Answers the n-th POST /v1/refunds from now as given: 500 in front of Stripe, or made by Stripe and then 500. */
+    const answer500 = (plan: ("in_front" | "after_making" | "pass")[]) => {
+      let n = 0;
+      return interceptFake(fake, async (req, handle) => {
+        if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/refunds") return handle(req);
+        const how = plan[n++] ?? "pass";
+        if (how === "pass") return handle(req);
+        if (how === "after_making") await (await handle(req)).body?.cancel();
+        return Response.json({ error: { type: "api_error", message: "boom" } }, { status: 500 });
+      });
+    };
+
+    await t.step(
+      "the first call made it and met a 500: the retry finds it by its metadata, and asks nothing",
+      async () => {
+        const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+        const restore = answer500(["after_making"]);
+        const before = posts();
+        const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+        assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+        await sweepAt(app, 61_000);
+        restore();
+        assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+        assert.equal(posts() - before, 1, "no second POST");
+        assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000]);
+      },
+    );
+
+    await t.step(
+      "the retry's own call made it and met a 500: it looks again before a new key, and finds it",
+      async () => {
+        const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+        // The first call's 500 comes from in front of Stripe (nothing made, nothing kept under the key); the retry's call
+        // under the key is Stripe's first, which makes the refund and answers 500.
+        const restore = answer500(["in_front", "after_making"]);
+        const before = posts();
+        const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+        assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+        await sweepAt(app, 61_000);
+        restore();
+        assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
+        assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000], "one refund, not two");
+        assert.equal(posts() - before, 1, "the retry's call alone reached Stripe: nothing asked under a new key");
+      },
+    );
   }, { JOBS_QUEUE: "off" });
 });
 

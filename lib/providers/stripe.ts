@@ -200,16 +200,29 @@ export class StripeProvider implements PaymentProvider {
     // by our id in its metadata. Retries are rare (the first call's answer was lost): one more call for each.
     const made = opts.retry ? await this.findRefund(intent, refundId) : null;
     if (made) return { ref: made.id, status: stripeRefundToOurs[refundState(made.status)] };
-    const r = await this.call("POST /v1/refunds", () =>
+    const create = (idempotencyKey: string) =>
       this.stripe.refunds.create(
         { payment_intent: intent, amount: inStripeUnits.amount, metadata: { refundId } },
-        { ...this.account, idempotencyKey: `refund-${refundId}` },
-      )).catch((err) => {
-        // Asked first, or asked again after looking for the refund an earlier call made and finding none: Stripe
-        // refusing this one means no refund of ours is there.
-        if (err instanceof ProviderRefusedError) throw new ProviderRefusedError(err.detail, err.answered!, true);
-        throw err;
-      });
+        { ...this.account, idempotencyKey },
+      );
+    // A key can be spoiled for 24 hours, as a session's (see initiate): Stripe answers a 500 it met under it to every
+    // retry, and refuses it if an older deploy sent other parameters, so the buyer would wait a day. Only a retry asks
+    // again under a new key: it looked for our refund first, and looks again now that the key's request is over (a
+    // 500's outcome is Stripe's to reconcile, and this call's own 500 may have made it), so a second refund is never
+    // made. The first call has not looked; a 409 (the key's request still running) is not spoiled, and waits.
+    const r = await create(`refund-${refundId}`).catch(async (err) => {
+      if (!opts.retry || !spoiledKey(err)) throw err;
+      return await this.findRefund(intent, refundId) ?? await create(`refund-${refundId}.${randomId("again")}`);
+    }).catch((err) => {
+      // The look's own failure is ours already, and says nothing of a refund.
+      if (err instanceof UpstreamError) throw err;
+      // Asked first, or asked again after looking for the refund an earlier call made and finding none: Stripe
+      // refusing a request for it means no refund of ours is there.
+      const failed = toUpstream("POST /v1/refunds", err);
+      throw failed instanceof ProviderRefusedError
+        ? new ProviderRefusedError(failed.detail, failed.answered!, true)
+        : failed;
+    });
     return { ref: r.id, status: stripeRefundToOurs[refundState(r.status)] };
   }
 
