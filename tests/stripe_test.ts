@@ -1047,6 +1047,68 @@ Deno.test("[stripe] a refund's retry asks under a new key only when Stripe has n
   }, { JOBS_QUEUE: "off" });
 });
 
+Deno.test("[stripe] a refund's retry that meets its first call still running at Stripe (409 idempotency_key_in_use) stays pending with its amount held and asks under no other key; the next retry finds the refund that call made, and it is made once", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+    const keys: string[] = [];
+    interceptFake(fake, (req, handle) => {
+      if (req.method === "POST" && new URL(req.url).pathname === "/v1/refunds") {
+        keys.push(req.headers.get("idempotency-key") ?? "");
+      }
+      return handle(req);
+    });
+    // Stripe works on the first call longer than we wait (2 s in tests), and makes the refund at the end; the job's
+    // retry comes meanwhile.
+    fake.slow["POST /v1/refunds"] = 4000;
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+    assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+    await sweepAt(app, 61_000);
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending", "not failed: the first call goes on");
+    assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
+    const key = `refund-${r.body.refund.id}`;
+    assert.deepEqual(keys, [key, key], "the retry met the 409 and asked under no other key");
+    const made = await waitFor(
+      "the first call's refund",
+      () => [...fake.refunds.values()].find((x) => x.payment_intent === session.payment_intent),
+    );
+    fake.slow["POST /v1/refunds"] = 0;
+    await sweepAt(app, 10 * 60_000);
+    const ours = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.deepEqual([ours.status, ours.providerRef], ["succeeded", made.id]);
+    assert.equal([...fake.refunds.values()].filter((x) => x.payment_intent === session.payment_intent).length, 1);
+    assert.equal(keys.length, 2, "found by its metadata: nothing asked");
+  }, { JOBS_QUEUE: "off" });
+});
+
+Deno.test("[stripe] a shop's retry of a payment whose session Stripe is still making (409 idempotency_key_in_use) is answered 502 provider_error, to retry, with nothing stored and no session asked for under another key; the retry after that gets the session the first request made", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const body = paymentBody({ id: "o-in-flight", postbackUrl: "http://127.0.0.1:9/pb", amount: 4200 });
+    const keys: string[] = [];
+    interceptFake(fake, (req, handle) => {
+      if (req.method === "POST" && new URL(req.url).pathname === "/v1/checkout/sessions") {
+        keys.push(req.headers.get("idempotency-key") ?? "");
+      }
+      return handle(req);
+    });
+    // Stripe works on the session longer than we wait (2 s in tests); the shop retries at once.
+    fake.slow["POST /v1/checkout/sessions"] = 4000;
+    const first = await callInit(app, body);
+    assert.equal(first.status, 504, JSON.stringify(first.body));
+    const retry = await callInit(app, body);
+    assert.equal(retry.status, 502, JSON.stringify(retry.body));
+    assert.equal(retry.body.error.code, "provider_error");
+    assert.deepEqual(keys, [keys[0], keys[0]], "asked under no other key");
+    assert.equal(fake.sessions.size, 0, "the first request's session is still being made");
+    await waitFor("the first request's session", () => fake.sessions.size === 1 || undefined);
+    fake.slow["POST /v1/checkout/sessions"] = 0;
+    const later = await callInit(app, body);
+    assert.equal(later.status, 201, JSON.stringify(later.body));
+    assert.equal((await getPayment(app.kv, later.body.id))!.providerRef, [...fake.sessions.keys()][0]);
+    assert.equal(fake.sessions.size, 1);
+  });
+});
+
 Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge in its currency (10.50 MGA at Stripe, which takes whole ariary) is refused when it is made, naming the amount, instead of a page that answers every buyer 503", async () => {
   await withStripe(async (app, _fake, stripe) => {
     const form = (amount: number, currency: string) =>
