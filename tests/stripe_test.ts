@@ -1109,6 +1109,47 @@ Deno.test("[stripe] a shop's retry of a payment whose session Stripe is still ma
   });
 });
 
+Deno.test("[stripe] a payment whose session creation is asked again under a new key waits at most the provider timeout in all (2 s in tests), not that timeout for each call: a slow 500 and a slow retry answer 504 at the timeout, and the shop's retry gets a page", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const body = paymentBody({ id: "o-slow-500", postbackUrl: "http://127.0.0.1:9/pb", amount: 4200 });
+    // Stripe takes 1.8 s over each try, and fails the first (keeping that 500 under its key): two tries, each within
+    // the timeout, but together past it.
+    fake.slow["POST /v1/checkout/sessions"] = 1800;
+    fake.failing["POST /v1/checkout/sessions"] = 1;
+    const started = Date.now();
+    const slow = await callInit(app, body);
+    const waited = Date.now() - started;
+    assert.equal(slow.status, 504, `${JSON.stringify(slow.body)} after ${waited} ms`);
+    assert.ok(waited < 3000, `answered after ${waited} ms, not once both tries were over (3.6 s)`);
+    fake.slow["POST /v1/checkout/sessions"] = 0;
+    const retry = await callInit(app, body);
+    assert.equal(retry.status, 201, JSON.stringify(retry.body));
+  });
+});
+
+Deno.test("[stripe] a refund's calls to Stripe (its session, then the refund) take at most the provider timeout in all: slow ones leave the refund pending at the timeout, and the job takes the refund Stripe made", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+    fake.slow["GET /v1/checkout/sessions/{id}"] = 1800;
+    fake.slow["POST /v1/refunds"] = 1800;
+    const started = Date.now();
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+    const waited = Date.now() - started;
+    assert.equal(r.body.refund.status, "pending", `${JSON.stringify(r.body)} after ${waited} ms`);
+    assert.ok(waited < 3000, `answered after ${waited} ms, not once both calls were over (3.6 s)`);
+    const made = await waitFor(
+      "the refund Stripe made",
+      () => [...fake.refunds.values()].find((x) => x.payment_intent === session.payment_intent),
+    );
+    fake.slow["GET /v1/checkout/sessions/{id}"] = 0;
+    fake.slow["POST /v1/refunds"] = 0;
+    await sweepAt(app, 61_000);
+    const ours = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.deepEqual([ours.status, ours.providerRef], ["succeeded", made.id]);
+  }, { JOBS_QUEUE: "off" });
+});
+
 Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge in its currency (10.50 MGA at Stripe, which takes whole ariary) is refused when it is made, naming the amount, instead of a page that answers every buyer 503", async () => {
   await withStripe(async (app, _fake, stripe) => {
     const form = (amount: number, currency: string) =>

@@ -111,8 +111,13 @@ export class StripeProvider implements PaymentProvider {
       metadata: { paymentId: req.paymentId, amountUnits: STRIPE_UNITS },
       payment_intent_data: { metadata: { paymentId: req.paymentId } },
     };
-    const create = (idempotencyKey: string) =>
-      this.stripe.checkout.sessions.create(params, { ...this.account, idempotencyKey });
+    const within = deadline(this.opts.timeoutMs);
+    const create = async (idempotencyKey: string) =>
+      await this.stripe.checkout.sessions.create(params, {
+        ...this.account,
+        idempotencyKey,
+        ...within("POST /v1/checkout/sessions"),
+      });
     // Named by the request, so a retry after an answer we lost (a timeout) gets the session Stripe made. But the key
     // can be spoiled for 24 hours: Stripe answers every retry with a 500 it met under it, and refuses it if the first
     // try sent other parameters (a deploy that changed what a session is made with): the shop's retries of that order
@@ -179,9 +184,14 @@ export class StripeProvider implements PaymentProvider {
     currency: string,
     opts: RefundOptions = {},
   ): Promise<RefundResult> {
+    const within = deadline(this.opts.timeoutMs);
     const session = await this.call(
       "GET /v1/checkout/sessions/{id}",
-      () => this.stripe.checkout.sessions.retrieve(ref, {}, this.account),
+      () =>
+        this.stripe.checkout.sessions.retrieve(ref, {}, {
+          ...this.account,
+          ...within("GET /v1/checkout/sessions/{id}"),
+        }),
     );
     // A session made before amounts went in Stripe's units was charged our amount as it was (a 1,000.00 MGA order,
     // stored 100000, was charged 100,000 MGA): it is refunded on that scale, so the buyer gets back what was taken.
@@ -198,12 +208,12 @@ export class StripeProvider implements PaymentProvider {
     // Stripe forgets an Idempotency-Key after 24 hours: past that, the same key makes a second refund. A retry may
     // come later than that (a long outage, a process down), so it first looks for the refund an earlier call made,
     // by our id in its metadata. Retries are rare (the first call's answer was lost): one more call for each.
-    const made = opts.retry ? await this.findRefund(intent, refundId) : null;
+    const made = opts.retry ? await this.findRefund(intent, refundId, within) : null;
     if (made) return { ref: made.id, status: stripeRefundToOurs[refundState(made.status)] };
-    const create = (idempotencyKey: string) =>
-      this.stripe.refunds.create(
+    const create = async (idempotencyKey: string) =>
+      await this.stripe.refunds.create(
         { payment_intent: intent, amount: inStripeUnits.amount, metadata: { refundId } },
-        { ...this.account, idempotencyKey },
+        { ...this.account, idempotencyKey, ...within("POST /v1/refunds") },
       );
     // A key can be spoiled for 24 hours, as a session's (see initiate): Stripe answers a 500 it met under it to every
     // retry, and refuses it if an older deploy sent other parameters, so the buyer would wait a day. Only a retry asks
@@ -212,7 +222,7 @@ export class StripeProvider implements PaymentProvider {
     // made. The first call has not looked; a 409 (the key's request still running) is not spoiled, and waits.
     const r = await create(`refund-${refundId}`).catch(async (err) => {
       if (!opts.retry || !spoiledKey(err)) throw err;
-      return await this.findRefund(intent, refundId) ?? await create(`refund-${refundId}.${randomId("again")}`);
+      return await this.findRefund(intent, refundId, within) ?? await create(`refund-${refundId}.${randomId("again")}`);
     }).catch((err) => {
       // The look's own failure is ours already, and says nothing of a refund.
       if (err instanceof UpstreamError) throw err;
@@ -227,10 +237,13 @@ export class StripeProvider implements PaymentProvider {
   }
 
   /** Our refund of a payment intent, made by an earlier call, by its id in the metadata; null when there is none. */
-  private findRefund(intent: string, refundId: string): Promise<Stripe.Refund | null> {
+  private findRefund(intent: string, refundId: string, within: Deadline): Promise<Stripe.Refund | null> {
     return this.call("GET /v1/refunds", async () => {
       // Newest first, page by page: ours is among the newest unless many refunds were made in the Dashboard since.
-      for await (const r of this.stripe.refunds.list({ payment_intent: intent, limit: 100 }, this.account)) {
+      // Each page may take what was left at the first (the SDK pages with the first page's options): more than one
+      // page is rare.
+      const options = { ...this.account, ...within("GET /v1/refunds") };
+      for await (const r of this.stripe.refunds.list({ payment_intent: intent, limit: 100 }, options)) {
         if (r.metadata?.refundId === refundId) return r;
       }
       return null;
@@ -301,6 +314,25 @@ export class StripeProvider implements PaymentProvider {
       throw toUpstream(what, err);
     }
   }
+}
+
+/** What is left of a verb's deadline for its next call, as the SDK's per-request option; see deadline. */
+type Deadline = (what: string) => { timeout: number };
+
+/**
+ * One provider timeout for all the calls of a verb (a session asked again under a new key; a refund's session read,
+ * its search for an earlier refund and its request, maybe twice): each call gets what is left, so a shop's init-payment
+ * or refund waits at most the configured timeout, as documented, and a refund job's run ends well within its lease
+ * (with new keys, two runs at once could each make a refund).
+ */
+function deadline(timeoutMs: number): Deadline {
+  const end = Date.now() + timeoutMs;
+  return (what) => {
+    const left = end - Date.now();
+    // The SDK takes a whole number above 0 (0 would be its own default): with nothing left, the verb has timed out.
+    if (left < 1) throw new UpstreamError(true, `${what} timed out`);
+    return { timeout: left };
+  };
 }
 
 /** Whether Stripe's answer to a request is tied to its idempotency key for 24 hours: a 500 it met, or the key's reuse. */
