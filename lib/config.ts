@@ -47,7 +47,10 @@ const EnvSchema = z.object({
   POSTBACK_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   // Provider webhooks handled at once per process; more get 503 with Retry-After (providers retry).
   WEBHOOKS_IN_FLIGHT_MAX: z.coerce.number().int().min(1).max(100_000).default(128),
-  PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  // At most 30 s: a refund job's run holds its refund 60 s (JOB_LEASE_MS in lib/refunds/settle.ts), and its provider
+  // calls share one such timeout; a run outlasting the hold could meet another run of the same refund, and a retry
+  // under a new Idempotency-Key (Stripe) could then make a second refund.
+  PROVIDER_TIMEOUT_MS: z.coerce.number().int().positive().max(30_000).default(10_000),
   PAYMENT_TTL_S: z.coerce.number().int().min(60).max(2_592_000).default(86_400),
   // When a pending payment is asked about at the provider again, in seconds after its creation (then at expiry).
   PAYMENT_CHECK_SCHEDULE: z.string().regex(/^\d+(,\d+)*$/, "comma-separated whole seconds, e.g. 120,600,3600")

@@ -34,6 +34,11 @@ Deno.test("[config] HOSTNAME is listened on only when it is an address: containe
   assert.equal(loadConfig({ BIND_ADDRESS: "::1", HOSTNAME: "0.0.0.0" }).hostname, "::1", "BIND_ADDRESS comes first");
 });
 
+Deno.test("[config] PROVIDER_TIMEOUT_MS stays within a refund job's hold on its refund (30 s at most)", () => {
+  assert.equal(loadConfig({ PROVIDER_TIMEOUT_MS: "30000" }).providerTimeoutMs, 30_000);
+  assert.throws(() => loadConfig({ PROVIDER_TIMEOUT_MS: "60000" }), /PROVIDER_TIMEOUT_MS/);
+});
+
 Deno.test("[config] configuring Bansky turns local URLs and the demo off unless asked", () => {
   const bansky = { BANSKY_API_URL: "https://api.bansky.example/", BANSKY_API_TOKEN: "t", BANSKY_WEBHOOK_SECRET: "s" };
   const c = loadConfig(bansky);

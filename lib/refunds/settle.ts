@@ -60,7 +60,10 @@ export function nextReversalCheckAt(succeededAt: number, now: number): number | 
   return nextScheduledCheckAt(REVERSAL_CHECK_MS, succeededAt, now);
 }
 
-/** A job run holds the refund this long, so a sweep does not ask the provider twice at once. */
+/**
+ * A job run holds the refund this long, so a sweep does not ask the provider twice at once. Twice the longest
+ * PROVIDER_TIMEOUT_MS the configuration takes (30 s), which bounds a run's provider calls together.
+ */
 const JOB_LEASE_MS = 60_000;
 const MAX_CONFLICT_RETRIES = 10;
 
