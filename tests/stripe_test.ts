@@ -24,6 +24,7 @@ import { createShop } from "../lib/shops.ts";
 import {
   buyerSettles,
   callInit,
+  capturingLog,
   paymentBody,
   startShopReceiver,
   startTestApp,
@@ -1350,23 +1351,6 @@ Deno.test("[backfill] Stripe refunds that succeeded before re-checks existed get
   await shop.close();
 });
 
-/** Runs `fn` with every line the app logs captured (info to console.log, warnings and errors to console.error). */
-async function capturingLog<T>(fn: () => Promise<T>): Promise<{ result: T; lines: { level: string; msg: string }[] }> {
-  const lines: { level: string; msg: string }[] = [];
-  const saved = { log: console.log, error: console.error };
-  const keep = (...args: unknown[]) => {
-    try {
-      lines.push(JSON.parse(String(args[0])));
-    } catch { /* not one of the app's lines */ }
-  };
-  console.log = console.error = keep;
-  try {
-    return { result: await fn(), lines };
-  } finally {
-    Object.assign(console, saved);
-  }
-}
-
 Deno.test("[stripe] news of a session made for one of our payments that no stored payment names (its creation asked again after a 500, or the order sent again after its routes moved) is acknowledged and changes nothing when it expires; a buyer paying on one is refused and logged as an error", async (t) => {
   await withStripe(async (app, fake, stripe) => {
     const ctx = app.server.ctx;
@@ -1466,6 +1450,68 @@ Deno.test("[stripe] news of a session made for one of our payments that no store
       }
       await unchanged(p);
     });
+  });
+});
+
+Deno.test("[stripe] news of a session made for a payment id of ours that was never stored (the shop's init answered 502 and was not tried again) is acknowledged and changes nothing when it expires; a buyer paying on one, at once or by a bank debit, is refused and logged as an error", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    // Stripe makes each session, but a proxy in front of it answers 500: the creation and its retry under a new key.
+    let lost = 0;
+    interceptFake(fake, async (req, handle) => {
+      const res = await handle(req);
+      if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/checkout/sessions" || lost <= 0) return res;
+      lost--;
+      await res.body?.cancel();
+      return Response.json({ error: { type: "api_error", message: "An unknown error occurred" } }, { status: 500 });
+    });
+    /** Sessions at Stripe for an order whose init failed: they name a payment id that nothing stored. */
+    const unstored = async () => {
+      const made = fake.sessions.size;
+      lost = 2;
+      const init = await callInit(
+        app,
+        paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: "http://127.0.0.1:9/pb" }),
+      );
+      assert.equal(init.status, 502, JSON.stringify(init.body));
+      const sessions = [...fake.sessions.values()].slice(made);
+      assert.equal(sessions.length, 2, "both tries made a session at Stripe");
+      const paymentId = sessions[0].client_reference_id!;
+      assert.ok(sessions.every((s) => s.client_reference_id === paymentId));
+      assert.equal(await getPayment(app.kv, paymentId), null, "no payment stored");
+      return { paymentId, sessions };
+    };
+
+    const expiring = await unstored();
+    for (const session of expiring.sessions) {
+      session.status = "expired";
+      assert.equal(await fake.sendEvent(ORG2, "checkout.session.expired", session), 200, "before: 404, for 3 days");
+    }
+    assert.equal(await getPayment(app.kv, expiring.paymentId), null, "nothing stored");
+
+    const paid = await unstored();
+    const { lines } = await capturingLog(async () => {
+      const pay = await fetch(`${paid.sessions[0].url}/paid`, { method: "POST", redirect: "manual" });
+      await pay.body?.cancel();
+      // A bank debit: the buyer finished, the money is on its way.
+      assert.equal(await fake.payDelayed(paid.sessions[1].id), 404);
+    });
+    assert.deepEqual(fake.delivered.slice(-2), [
+      { type: "checkout.session.completed", status: 404 },
+      { type: "checkout.session.completed", status: 404 },
+    ]);
+    const errors = lines.filter((l) => l.level === "error" && /no stored payment names/.test(l.msg));
+    assert.deepEqual(
+      errors.map((l) => [l.paymentId, l.ref, l.paymentStored, l.claimed]),
+      [[paid.paymentId, paid.sessions[0].id, false, "succeeded"], [
+        paid.paymentId,
+        paid.sessions[1].id,
+        false,
+        "pending",
+      ]],
+    );
+    assert.doesNotMatch(JSON.stringify(lines), /whsec_|sk_test/);
+    assert.equal(await getPayment(app.kv, paid.paymentId), null);
   });
 });
 

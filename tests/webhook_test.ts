@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { signBanskyWebhook } from "../lib/providers/bansky_wire.ts";
 import { describePayment } from "../lib/payments/admin.ts";
+import { getPayment } from "../lib/db/payments.ts";
+import { paymentIdOfRequestId } from "../lib/providers/request_id.ts";
 import {
   buyerSettles,
   callInit,
+  capturingLog,
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
@@ -34,6 +37,9 @@ async function sendWebhook(
   });
   return { status: res.status, body: await res.json() };
 }
+
+/** A payment id of our shape that no test stores. */
+const UNSTORED_ID = "pay_AAAAAAAAAAAAAAAAAAAAAA";
 
 async function settleAtProvider(app: TestApp, ref: string, outcome: "paid" | "declined") {
   // Settle without the sandbox's own webhook racing the test: pause its webhooks far into the future.
@@ -107,7 +113,7 @@ Deno.test("[webhook] a replayed webhook is ignored and a wrong ref is refused", 
     assert.equal((await sendWebhook(app, { ...event, eventId: "evt_other" })).body.outcome, "unchanged");
     const wrongRef = await sendWebhook(app, { ...event, eventId: "evt_ref", ref: "bsk_someone_else" });
     assert.equal(wrongRef.status, 400);
-    const unknown = await sendWebhook(app, { ...event, eventId: "evt_unknown", id: "pay_unknown" });
+    const unknown = await sendWebhook(app, { ...event, eventId: "evt_unknown", id: UNSTORED_ID });
     assert.equal(unknown.status, 404);
     await waitFor("the postback", () => shop.received[0]);
     await new Promise((r) => setTimeout(r, 300));
@@ -289,7 +295,7 @@ Deno.test("[webhook] past WEBHOOKS_IN_FLIGHT_MAX at once a webhook gets 503 with
   }
 });
 
-Deno.test("[webhook] Bansky's news of a payment made for one of ours that the payment does not name (the order sent again with another body) is acknowledged when it expires or fails and changes nothing; a claim that it was paid is refused", async () => {
+Deno.test("[webhook] Bansky's news of a payment made for one of ours that the payment does not name (the order sent again with another body) is acknowledged when it is still open, expires or fails and changes nothing (a pending one was refused before: Bansky's pending is a payment still open); a claim that it was paid is refused", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
   const shop = startShopReceiver();
   try {
@@ -297,7 +303,7 @@ Deno.test("[webhook] Bansky's news of a payment made for one of ours that the pa
     const before = await describePayment(app.server.ctx, p.id);
     // Bansky echoes the id we sent: our payment id and another request's fingerprint.
     const orphan = { id: `${p.id}.0123456789ab`, ref: "bsk_orphan" };
-    for (const status of ["expired", "declined"]) {
+    for (const status of ["pending", "expired", "declined"]) {
       const res = await sendWebhook(app, { eventId: `evt_orphan_${status}`, ...orphan, status });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.outcome, "unchanged");
@@ -312,6 +318,133 @@ Deno.test("[webhook] Bansky's news of a payment made for one of ours that the pa
     assert.equal(shop.received.length, 0);
   } finally {
     await shop.close();
+    await app.close();
+  }
+});
+
+/**
+ * An order whose init reached Bansky but whose payment the store failed to commit (a store error after Bansky made
+ * it): the shop got a 500 and never the page, and Bansky holds a payment naming an id of ours that nothing stored.
+ * Answers that id and Bansky's reference and pay page, as its API answered them to us.
+ */
+async function unstoredAtBansky(app: TestApp) {
+  const made: { paymentId: string; ref: string; payUrl: string }[] = [];
+  const sandboxFetch = app.sandbox.app.fetch;
+  app.sandbox.app.fetch = async (req, ...rest) => {
+    const sent = req.method === "POST" && new URL(req.url).pathname === "/payments" ? await req.clone().json() : null;
+    const res = await sandboxFetch(req, ...rest);
+    if (sent) {
+      const answer = await res.clone().json();
+      made.push({ paymentId: paymentIdOfRequestId(sent.id), ref: answer.id, payUrl: answer.url });
+    }
+    return res;
+  };
+  const atomic = app.kv.atomic.bind(app.kv);
+  app.kv.atomic = () => {
+    const op = atomic();
+    let storesPayment = false;
+    const set = op.set.bind(op);
+    op.set = (key, value, options) => {
+      storesPayment ||= key[0] === "payments";
+      return set(key, value, options);
+    };
+    const commit = op.commit.bind(op);
+    op.commit = () => storesPayment ? Promise.reject(new Error("simulated store error")) : commit();
+    return op;
+  };
+  try {
+    const init = await callInit(
+      app,
+      paymentBody({ id: `o-${crypto.randomUUID()}`, postbackUrl: "http://127.0.0.1:9/pb" }),
+    );
+    assert.equal(init.status, 500, JSON.stringify(init.body));
+  } finally {
+    app.sandbox.app.fetch = sandboxFetch;
+    app.kv.atomic = atomic;
+  }
+  assert.equal(made.length, 1, "Bansky made the payment");
+  assert.equal(await getPayment(app.kv, made[0].paymentId), null, "and nothing stored it");
+  return made[0];
+}
+
+/**
+ * What the store holds about these payment ids and references, and every webhook marked seen: what a webhook about
+ * them could have written. Not the provider call log (the failed init's call is logged after its commit failed).
+ */
+async function storedAbout(kv: Deno.Kv, ...names: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of kv.list({ prefix: [] })) {
+    if (String(e.key[0]).startsWith("provider_ops")) continue;
+    const text = JSON.stringify([e.key, e.value], (_k, v) => typeof v === "bigint" ? String(v) : v);
+    if (e.key[0] === "webhook_events_seen" || names.some((n) => text.includes(n))) out.push(text);
+  }
+  return out;
+}
+
+Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that was never stored (our commit failed) is acknowledged when it took no money and changes nothing; news that it was paid is refused and logged as an error naming both", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    const declined = await unstoredAtBansky(app);
+    const before = await storedAbout(app.kv, declined.paymentId, declined.ref);
+    // Its page never reached a buyer; a decline on it is news Bansky sends us all the same.
+    const decline = await fetch(`${declined.payUrl}/declined`, { method: "POST", redirect: "manual" });
+    await decline.body?.cancel();
+    await waitFor(
+      "Bansky's webhook answered 2xx (before: 404, retried)",
+      () => app.sandbox.webhooksAccepted || undefined,
+    );
+    assert.deepEqual(await storedAbout(app.kv, declined.paymentId, declined.ref), before);
+    // Still open, expired or cancelled: no money either (signed as Bansky would).
+    for (const status of ["pending", "expired", "cancelled"]) {
+      const news = { eventId: `evt_unstored_${status}`, id: `${declined.paymentId}.0123456789ab`, ref: declined.ref };
+      const res = await sendWebhook(app, { ...news, status });
+      assert.equal(res.status, 200, `${status}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.outcome, "unchanged");
+    }
+    assert.deepEqual(await storedAbout(app.kv, declined.paymentId, declined.ref), before);
+    assert.equal(app.sandbox.calls.status, 0, "Bansky was not asked about it");
+
+    const paid = await unstoredAtBansky(app);
+    const accepted = app.sandbox.webhooksAccepted;
+    const { lines } = await capturingLog(async (lines) => {
+      const pay = await fetch(`${paid.payUrl}/paid`, { method: "POST", redirect: "manual" });
+      await pay.body?.cancel();
+      await waitFor("the refusal logged", () => lines.find((l) => l.level === "error") && true);
+    });
+    const said = lines.find((l) => l.level === "error")!;
+    assert.match(said.msg, /money at the provider on a payment of ours that no stored payment names/);
+    assert.deepEqual([said.paymentId, said.ref, said.paymentStored, said.claimed], [
+      paid.paymentId,
+      paid.ref,
+      false,
+      "succeeded",
+    ]);
+    assert.doesNotMatch(JSON.stringify(lines), new RegExp(`${SANDBOX_SECRET}|${SANDBOX_TOKEN}`));
+    assert.equal(app.sandbox.webhooksAccepted, accepted, "refused: Bansky keeps it and retries");
+    assert.equal(await getPayment(app.kv, paid.paymentId), null);
+    const signed = await sendWebhook(app, {
+      eventId: "evt_unstored_paid",
+      id: paid.paymentId,
+      ref: paid.ref,
+      status: "paid",
+    });
+    assert.equal(signed.status, 404);
+    assert.equal(signed.body.error.code, "not_found");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] news naming a payment id we never make (someone else's payment on the account) is acknowledged and ignored, paid or not", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  try {
+    for (const status of ["paid", "expired"]) {
+      const res = await sendWebhook(app, { eventId: `evt_foreign_${status}`, id: "order-77", ref: "bsk_x", status });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.outcome, "unchanged");
+    }
+    assert.deepEqual(await storedAbout(app.kv, "order-77", "bsk_x"), []);
+  } finally {
     await app.close();
   }
 });

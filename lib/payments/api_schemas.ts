@@ -129,7 +129,7 @@ export const API_ERRORS = [
     code: "invalid_webhook",
     status: 400,
     when:
-      "Provider webhook: its reference or account is not the payment's (news that another payment the provider made for it expired or failed is answered 200).",
+      "Provider webhook: its reference or account is not the payment's (news that another payment the provider made for it took no money, still open, expired or failed, is answered 200).",
   },
   {
     code: "conflict",

@@ -8,7 +8,7 @@ import {
 } from "../db/payments.ts";
 import { log, warnRepeatable } from "../log.ts";
 import { type PaymentNotice, type WebhookNotice, WebhookRejectedError } from "../providers/types.ts";
-import { canProviderMove, type PaymentStatus } from "./status.ts";
+import { canProviderMove } from "./status.ts";
 import { movePayment, type MoveResult } from "./transition.ts";
 import { addOperationOps, insertOperation } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
@@ -56,12 +56,22 @@ export async function handleProviderWebhook(
     if (notice.warning) log.warn("webhook ignored", { accountId, eventId: notice.eventId, reason: notice.warning });
     return "unchanged";
   }
+  // Every payment we make has an id of our shape: another (a Stripe payment link's own client_reference_id) is news
+  // of a payment someone else made on the account, as one without an id is.
+  if (!hasIdShape("payment", notice.paymentId)) {
+    warnRepeatable(`webhook ignored:${accountId}:not our id`, "webhook ignored", {
+      accountId,
+      eventId: notice.eventId,
+      reason: "its payment id is not one we make",
+    });
+    return "unchanged";
+  }
   // One read for both: handled before, and the payment (its version saves the move a read of its own).
   const target = await getWebhookTarget(ctx.kv, accountId, notice.eventId, notice.paymentId);
   if (target.seen) return "duplicate";
   const payment = target.payment.value;
-  // A webhook can beat our own commit of a new payment: 404 makes the provider retry, and it will find it.
-  if (!payment) throw new NotFoundError("Unknown payment.");
+  // Our id, but no payment: its commit failed, or the request was lost, after the provider made it.
+  if (!payment) return orphanNews(notice, null, accountId);
   // Signed by this account and naming our payment, but about another of the provider's payments made for it.
   if (payment.providerRef && payment.providerRef !== notice.ref) return orphanNews(notice, payment, accountId);
   if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
@@ -120,44 +130,33 @@ export async function handleProviderWebhook(
 const referenceMismatch = () => new AppError(400, "invalid_webhook", "Webhook reference does not match the payment.");
 
 /**
- * News of an orphan: a payment at the provider made for one of ours that the payment does not name (a creation asked
- * again under a new key after a 500 or an idempotency refusal, an order sent again with another body or after its
- * routes moved). Its page never reached a buyer, so its news is its expiry (or a failure): acknowledged, so the
- * provider stops retrying it for days, and it changes nothing. News that it took money (or that a buyer finished on it,
- * money on its way) cannot come from a page we handed out: it is refused as before, so the provider keeps it and
- * retries, and logged as an error for an operator, who refunds it at the provider or finds how its page got out.
+ * News of an orphan: a payment at the provider made for one of ours that no stored payment names. Either the payment
+ * is stored and names another (a creation asked again under a new key after a 500 or an idempotency refusal, an order
+ * sent again with another body or after its routes moved), or none was stored (`payment` null: our commit failed, or
+ * the shop's request was lost, after the provider made it). Its page never reached a buyer, so its news is that it is
+ * still open, expired or failed: acknowledged, so the provider stops retrying it for days, and it changes nothing.
+ * News that it took money (or that a buyer finished on it, money on its way) cannot come from a page we handed out:
+ * it is refused, so the provider keeps it and retries, and logged as an error for an operator, who refunds it at the
+ * provider or finds how its page got out. Refused with 404 when none is stored: a webhook that beat our own commit of
+ * a new payment (its page not handed out yet, so never paid news in practice) finds it on the provider's retry.
  */
-function orphanNews(notice: PaymentNotice, payment: Payment, accountId: string): WebhookOutcome {
+function orphanNews(notice: PaymentNotice, payment: Payment | null, accountId: string): WebhookOutcome {
   const fields = {
     accountId,
-    paymentId: payment.id,
+    paymentId: notice.paymentId,
     ref: notice.ref,
-    storedRef: payment.providerRef,
+    paymentStored: payment !== null,
+    storedRef: payment?.providerRef ?? null,
     eventId: notice.eventId,
     claimed: notice.claimedStatus,
   };
-  if (mayHoldMoney(notice.claimedStatus)) {
+  if (notice.claimsMoney) {
     log.error("money at the provider on a payment of ours that no stored payment names", fields);
-    throw referenceMismatch();
+    throw payment ? referenceMismatch() : new NotFoundError("Unknown payment.");
   }
   log.info(
     "webhook about a payment at the provider that no stored payment names: acknowledged, nothing changed",
     fields,
   );
   return "unchanged";
-}
-
-/** Whether news claiming this status can mean a buyer paid (or money is on its way: Stripe's complete but unpaid). */
-function mayHoldMoney(claimed: PaymentStatus): boolean {
-  switch (claimed) {
-    case "pending":
-    case "succeeded":
-    case "partially_refunded":
-    case "refunded":
-      return true;
-    case "failed":
-    case "expired":
-    case "cancelled":
-      return false;
-  }
 }

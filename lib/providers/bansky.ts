@@ -135,6 +135,8 @@ export class BanskyProvider implements PaymentProvider {
       paymentId: paymentIdOfRequestId(parsed.id),
       ref: parsed.ref,
       claimedStatus: banskyStatusToOurs[parsed.status],
+      // Bansky's pending is a payment still open: only paid took money.
+      claimsMoney: parsed.status === "paid",
     };
   }
 

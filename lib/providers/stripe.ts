@@ -289,6 +289,8 @@ export class StripeProvider implements PaymentProvider {
         paymentId: s.client_reference_id,
         ref: s.id,
         claimedStatus: claimed,
+        // A completed session (paid, or pending: a bank debit's money on its way) or a delayed payment that succeeded.
+        claimsMoney: claimed === "succeeded" || claimed === "pending",
       };
     }
     if ((STRIPE_REFUND_EVENTS as readonly string[]).includes(event.type)) {

@@ -63,6 +63,12 @@ export interface PaymentNotice {
   paymentId: string;
   ref: string;
   claimedStatus: ProviderStatus;
+  /**
+   * Whether the news says a buyer paid: the money taken, or on its way (Stripe's session completed while a bank debit
+   * is still processing, which it claims as pending). News of a payment still open, failed, expired or cancelled does
+   * not. Only the adapter can tell: a claimed \`pending\` is Bansky's open payment but Stripe's money on its way.
+   */
+  claimsMoney: boolean;
 }
 
 /** A provider's news about a refund. */
