@@ -58,6 +58,7 @@ export class Metrics {
   private readonly requests = new Map<string, Map<number, RequestTally>>();
   private readonly providerCalls: Histogram<"provider" | "operation" | "outcome">;
   private readonly postbacks: Counter<"outcome">;
+  private readonly paidOrphans: Counter<"provider" | "account">;
   private readonly duePostbacks: Gauge;
   private readonly pendingRefunds: Gauge;
   private readonly pendingRefundAge: Gauge;
@@ -83,6 +84,13 @@ export class Metrics {
       help:
         "Postback attempts by outcome: delivered, retrying (another attempt is scheduled) or failed (no attempt left).",
       labelNames: ["outcome"],
+      registers,
+    });
+    this.paidOrphans = new Counter({
+      name: "aimbrellapay_paid_orphan_webhooks_total",
+      help:
+        "Provider webhooks refused because they say a buyer paid on a payment made for one of ours that no stored payment names (another of a stored payment's, or one never stored), by provider and account; every retry of one counts.",
+      labelNames: ["provider", "account"],
       registers,
     });
     this.duePostbacks = new Gauge({
@@ -148,6 +156,14 @@ export class Metrics {
   /** One postback attempt and where it left the delivery. */
   countPostbackAttempt(outcome: "delivered" | "retrying" | "failed"): void {
     this.postbacks.labels(outcome).inc();
+  }
+
+  /**
+   * One refused webhook saying money was taken on a payment no stored payment names, for the alert an operator needs:
+   * the log line says which. Labelled by provider and account only, which operators create: bounded.
+   */
+  countPaidOrphan(provider: string, account: string): void {
+    this.paidOrphans.labels(provider, account).inc();
   }
 
   /** The text Prometheus scrapes; the gauges are computed now. */

@@ -23,6 +23,7 @@ import { refundEvents } from "../lib/refunds/view.ts";
 import {
   buyerSettles,
   callInit,
+  metricSample as sample,
   paymentBody,
   startShopReceiver,
   startTestApp,
@@ -54,16 +55,6 @@ async function promtool(text: string): Promise<{ ok: boolean; output: string }> 
   const out = await child.output();
   const dec = new TextDecoder();
   return { ok: out.success, output: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
-}
-
-/** The value of one sample line (`name{labels} value`), or undefined when there is none. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
-    const wanted = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
-    if (wanted) return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return undefined;
 }
 
 Deno.test("[metrics] without METRICS_TOKEN the route is off: /metrics answers 404", async () => {
@@ -427,7 +418,7 @@ async function runPromtool(args: string[]): Promise<{ ok: boolean; output: strin
   return { ok: out.success, output: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
 }
 
-Deno.test("[metrics] the documented alerts are valid rules over metrics we export, and fire when they should: a failing shop endpoint, a stalled relay, a failing provider, a refund stuck at its provider", async () => {
+Deno.test("[metrics] the documented alerts are valid rules over metrics we export, and fire when they should: a failing shop endpoint, a stalled relay, a failing provider, a refund stuck at its provider, a buyer's payment no stored payment names", async () => {
   const check = await runPromtool(["check", "rules", ALERTS]);
   assert.ok(check.ok, check.output);
   // Every metric the rules read is one we document (and so export): a renamed metric breaks this, not the pager.
@@ -437,6 +428,20 @@ Deno.test("[metrics] the documented alerts are valid rules over metrics we expor
     const base = name.replace(/_(count|sum|bucket)$/, "");
     assert.ok(table.includes(`\`${base}\``), `${name} is in metrics.md's table`);
   }
+  const paidOrphanAlert = (provider: string, account: string) => ({
+    exp_labels: { severity: "warning", provider, account },
+    exp_annotations: {
+      summary: `A buyer paid at ${provider} (account ${account}) on a payment no stored payment names; we refuse the ` +
+        "news (see metrics.md, paid orphans)",
+      runbook: 'Find the log\'s error "money at the provider on a payment of ours that no stored payment names" for ' +
+        "the account: ref is the provider's payment, paymentId ours, paymentStored whether a payment of the shop " +
+        "has that id (it then names another ref). Look ref up at the provider (Stripe: the connected account's " +
+        "Checkout Session; Bansky: its dashboard) and refund it there, or, if the shop wants the order, attach it " +
+        "by hand: give the shop the reference, amount and buyer, and it fulfils the order itself. The provider " +
+        "retries the refused news (Stripe for 3 days), each retry counted: once it is handled, silence this alert " +
+        "for the account until the retries stop.",
+    },
+  });
   const dir = await Deno.makeTempDir();
   try {
     // promtool's own unit tests: series as Prometheus would scrape them, a minute apart.
@@ -471,6 +476,17 @@ Deno.test("[metrics] the documented alerts are valid rules over metrics we expor
           {
             series: 'aimbrellapay_refunds_pending_oldest_age_seconds{instance="b"}',
             values: "0+60x400 0x20",
+          },
+          // A buyer paid on a Stripe session no payment names: the first refusal at minute 30 makes the series, at
+          // 1; Stripe's retry at minute 41 makes it 2, and none comes after.
+          {
+            series: 'aimbrellapay_paid_orphan_webhooks_total{provider="stripe",account="pa_s",instance="a"}',
+            values: "_x30 1x10 2x400",
+          },
+          // Another process refused one at minute 0 on the default Bansky account.
+          {
+            series: 'aimbrellapay_paid_orphan_webhooks_total{provider="bansky",account="default",instance="b"}',
+            values: "1x440",
           },
         ],
         alert_rule_test: [
@@ -520,6 +536,20 @@ Deno.test("[metrics] the documented alerts are valid rules over metrics we expor
             }],
           },
           { eval_time: "410m", alertname: "AimbrellaPayRefundStuckAtProvider", exp_alerts: [] },
+          // Each account's refusals fire from the scrape that first shows them (the new series, before increase()
+          // sees any), until 6 hours pass without one.
+          {
+            eval_time: "29m",
+            alertname: "AimbrellaPayPaidOrphan",
+            exp_alerts: [paidOrphanAlert("bansky", "default")],
+          },
+          {
+            eval_time: "31m",
+            alertname: "AimbrellaPayPaidOrphan",
+            exp_alerts: [paidOrphanAlert("bansky", "default"), paidOrphanAlert("stripe", "pa_s")],
+          },
+          { eval_time: "370m", alertname: "AimbrellaPayPaidOrphan", exp_alerts: [paidOrphanAlert("stripe", "pa_s")] },
+          { eval_time: "410m", alertname: "AimbrellaPayPaidOrphan", exp_alerts: [] },
         ],
       }],
     };

@@ -26,6 +26,7 @@ import {
   callInit,
   capturingLog,
   paymentBody,
+  scrapeSample,
   startShopReceiver,
   startTestApp,
   sweepAt,
@@ -104,6 +105,15 @@ async function paidOnStripe(
   const session = fake.sessions.get((await getPayment(app.kv, init.body.id))!.providerRef!)!;
   return { id: init.body.id as string, session };
 }
+
+const METRICS_TOKEN = "metrics-token-for-tests-0123456789";
+
+/** Refused news of money on sessions no stored payment names, as /metrics counts them for the account. */
+const paidOrphans = (app: TestApp, account: ProviderAccount) =>
+  scrapeSample(app, METRICS_TOKEN, "aimbrellapay_paid_orphan_webhooks_total", {
+    provider: "stripe",
+    account: account.id,
+  });
 
 /** The types of the postbacks a shop's receiver got, in order. */
 const postbackTypes = (shop: { received: { body: string }[] }) => shop.received.map((x) => JSON.parse(x.body).type);
@@ -1351,7 +1361,7 @@ Deno.test("[backfill] Stripe refunds that succeeded before re-checks existed get
   await shop.close();
 });
 
-Deno.test("[stripe] news of a session made for one of our payments that no stored payment names (its creation asked again after a 500, or the order sent again after its routes moved) is acknowledged and changes nothing when it expires; a buyer paying on one is refused and logged as an error", async (t) => {
+Deno.test("[stripe] news of a session made for one of our payments that no stored payment names (its creation asked again after a 500, or the order sent again after its routes moved) is acknowledged and changes nothing when it expires; a buyer paying on one is refused and logged as an error and counted", async (t) => {
   await withStripe(async (app, fake, stripe) => {
     const ctx = app.server.ctx;
     await setShopRouting(ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
@@ -1422,6 +1432,7 @@ Deno.test("[stripe] news of a session made for one of our payments that no store
           lines.some((l) => l.level === "error" && /no stored payment names/.test(l.msg)),
           JSON.stringify(lines),
         );
+        assert.equal(await paidOrphans(app, stripe), 1, "counted for the operators' alert (the expiry was not)");
       },
     );
 
@@ -1450,7 +1461,7 @@ Deno.test("[stripe] news of a session made for one of our payments that no store
       }
       await unchanged(p);
     });
-  });
+  }, { METRICS_TOKEN });
 });
 
 Deno.test("[stripe] news of a session made for a payment id of ours that was never stored (the shop's init answered 502 and was not tried again) is acknowledged and changes nothing when it expires; a buyer paying on one, at once or by a bank debit, is refused and logged as an error", async () => {
@@ -1512,7 +1523,8 @@ Deno.test("[stripe] news of a session made for a payment id of ours that was nev
     );
     assert.doesNotMatch(JSON.stringify(lines), /whsec_|sk_test/);
     assert.equal(await getPayment(app.kv, paid.paymentId), null);
-  });
+    assert.equal(await paidOrphans(app, stripe), 2, "counted for the operators' alert (the expiries are not)");
+  }, { METRICS_TOKEN });
 });
 
 Deno.test("[stripe] the console's and the portal's refusal of a form's typed amount gives an example with the decimals the shop's provider takes the currency in (MGA at Stripe: whole ariary; KWD there: two decimals), as the buyer's hint does, instead of \"such as 10 or 10.50\" for every currency", async () => {

@@ -10,6 +10,8 @@ import {
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
+  scrapeSample,
+  sleep,
   startShopReceiver,
   startTestApp,
   type TestApp,
@@ -37,6 +39,15 @@ async function sendWebhook(
   });
   return { status: res.status, body: await res.json() };
 }
+
+const METRICS_TOKEN = "metrics-token-for-tests-0123456789";
+
+/** Refused news of money on a payment no stored payment names, as /metrics counts them for the default account. */
+const paidOrphans = (app: TestApp) =>
+  scrapeSample(app, METRICS_TOKEN, "aimbrellapay_paid_orphan_webhooks_total", {
+    provider: "bansky",
+    account: "default",
+  });
 
 /** A payment id of our shape that no test stores. */
 const UNSTORED_ID = "pay_AAAAAAAAAAAAAAAAAAAAAA";
@@ -295,8 +306,8 @@ Deno.test("[webhook] past WEBHOOKS_IN_FLIGHT_MAX at once a webhook gets 503 with
   }
 });
 
-Deno.test("[webhook] Bansky's news of a payment made for one of ours that the payment does not name (the order sent again with another body) is acknowledged when it is still open, expires or fails and changes nothing (a pending one was refused before: Bansky's pending is a payment still open); a claim that it was paid is refused", async () => {
-  const app = await startTestApp({ standaloneSandbox: true });
+Deno.test("[webhook] Bansky's news of a payment made for one of ours that the payment does not name (the order sent again with another body) is acknowledged when it is still open, expires or fails and changes nothing (a pending one was refused before: Bansky's pending is a payment still open); a claim that it was paid is refused and counted for the operators' alert", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN } });
   const shop = startShopReceiver();
   try {
     const p = await createPending(app, shop.url);
@@ -308,9 +319,11 @@ Deno.test("[webhook] Bansky's news of a payment made for one of ours that the pa
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.outcome, "unchanged");
     }
+    assert.equal(await paidOrphans(app), undefined, "news of no money is not counted");
     const paid = await sendWebhook(app, { eventId: "evt_orphan_paid", ...orphan, status: "paid" });
     assert.equal(paid.status, 400);
     assert.equal(paid.body.error.code, "invalid_webhook");
+    assert.equal(await paidOrphans(app), 1);
     const after = await describePayment(app.server.ctx, p.id);
     assert.deepEqual(after.payment, before.payment);
     assert.equal(after.events.length, before.events.length);
@@ -381,8 +394,8 @@ async function storedAbout(kv: Deno.Kv, ...names: string[]): Promise<string[]> {
   return out;
 }
 
-Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that was never stored (our commit failed) is acknowledged when it took no money and changes nothing; news that it was paid is refused and logged as an error naming both", async () => {
-  const app = await startTestApp({ standaloneSandbox: true });
+Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that was never stored (our commit failed) is acknowledged when it took no money and changes nothing; news that it was paid is refused, logged as an error naming both and counted for the operators' alert", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN } });
   try {
     const declined = await unstoredAtBansky(app);
     const before = await storedAbout(app.kv, declined.paymentId, declined.ref);
@@ -403,6 +416,7 @@ Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that w
     }
     assert.deepEqual(await storedAbout(app.kv, declined.paymentId, declined.ref), before);
     assert.equal(app.sandbox.calls.status, 0, "Bansky was not asked about it");
+    assert.equal(await paidOrphans(app), undefined, "news of no money is not counted");
 
     const paid = await unstoredAtBansky(app);
     const accepted = app.sandbox.webhooksAccepted;
@@ -410,7 +424,12 @@ Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that w
       const pay = await fetch(`${paid.payUrl}/paid`, { method: "POST", redirect: "manual" });
       await pay.body?.cancel();
       await waitFor("the refusal logged", () => lines.find((l) => l.level === "error") && true);
+      // Bansky retries within a second: stop it, and let a retry already sent finish, to count what was refused.
+      app.sandbox.close();
+      await sleep(300);
     });
+    const refusals = lines.filter((l) => l.level === "error" && /no stored payment names/.test(l.msg)).length;
+    assert.equal(await paidOrphans(app), refusals);
     const said = lines.find((l) => l.level === "error")!;
     assert.match(said.msg, /money at the provider on a payment of ours that no stored payment names/);
     assert.deepEqual([said.paymentId, said.ref, said.paymentStored, said.claimed], [
@@ -430,6 +449,7 @@ Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that w
     });
     assert.equal(signed.status, 404);
     assert.equal(signed.body.error.code, "not_found");
+    assert.equal(await paidOrphans(app), refusals + 1);
   } finally {
     await app.close();
   }

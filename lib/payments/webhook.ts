@@ -13,7 +13,7 @@ import { movePayment, type MoveResult } from "./transition.ts";
 import { addOperationOps, insertOperation } from "../db/operations.ts";
 import type { Payment, PaymentEvent } from "./types.ts";
 import { handleRefundWebhook } from "../refunds/settle.ts";
-import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import { DEFAULT_ACCOUNT_ID, type ProviderAccount } from "../accounts/types.ts";
 import { hasIdShape } from "../ids.ts";
 
 export type WebhookOutcome = "applied" | "duplicate" | "unchanged";
@@ -71,9 +71,11 @@ export async function handleProviderWebhook(
   if (target.seen) return "duplicate";
   const payment = target.payment.value;
   // Our id, but no payment: its commit failed, or the request was lost, after the provider made it.
-  if (!payment) return orphanNews(notice, null, accountId);
+  if (!payment) return orphanNews(ctx, notice, { account: account.account, payment: null });
   // Signed by this account and naming our payment, but about another of the provider's payments made for it.
-  if (payment.providerRef && payment.providerRef !== notice.ref) return orphanNews(notice, payment, accountId);
+  if (payment.providerRef && payment.providerRef !== notice.ref) {
+    return orphanNews(ctx, notice, { account: account.account, payment });
+  }
   if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw referenceMismatch();
   }
@@ -136,13 +138,17 @@ const referenceMismatch = () => new AppError(400, "invalid_webhook", "Webhook re
  * the shop's request was lost, after the provider made it). Its page never reached a buyer, so its news is that it is
  * still open, expired or failed: acknowledged, so the provider stops retrying it for days, and it changes nothing.
  * News that it took money (or that a buyer finished on it, money on its way) cannot come from a page we handed out:
- * it is refused, so the provider keeps it and retries, and logged as an error for an operator, who refunds it at the
- * provider or finds how its page got out. Refused with 404 when none is stored: a webhook that beat our own commit of
+ * it is refused, so the provider keeps it and retries, logged as an error and counted for an operator's alert: they
+ * refund it at the provider (or the shop takes the order by hand) and find how its page got out. Refused with 404 when none is stored: a webhook that beat our own commit of
  * a new payment (its page not handed out yet, so never paid news in practice) finds it on the provider's retry.
  */
-function orphanNews(notice: PaymentNotice, payment: Payment | null, accountId: string): WebhookOutcome {
+function orphanNews(
+  ctx: AppContext,
+  notice: PaymentNotice,
+  { account, payment }: { account: ProviderAccount; payment: Payment | null },
+): WebhookOutcome {
   const fields = {
-    accountId,
+    accountId: account.id,
     paymentId: notice.paymentId,
     ref: notice.ref,
     paymentStored: payment !== null,
@@ -151,6 +157,7 @@ function orphanNews(notice: PaymentNotice, payment: Payment | null, accountId: s
     claimed: notice.claimedStatus,
   };
   if (notice.claimsMoney) {
+    ctx.metrics?.countPaidOrphan(account.provider, account.id);
     log.error("money at the provider on a payment of ours that no stored payment names", fields);
     throw payment ? referenceMismatch() : new NotFoundError("Unknown payment.");
   }
