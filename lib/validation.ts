@@ -221,9 +221,19 @@ const IdempotencyKey = text(1, 255);
 /** The request's Idempotency-Key header, checked (1 to 255 characters); null when it has none. */
 export function idempotencyKeyOf(header: string | null | undefined): string | null {
   if (!header) return null;
+  const problems = idempotencyKeyProblems(header);
+  if (Object.keys(problems).length) throw new ValidationError("The Idempotency-Key is invalid.", problems);
+  return header;
+}
+
+/**
+ * The Idempotency-Key header's problem by name (`"Idempotency-Key"`), or none: for the `others` of a request's parse,
+ * so a bad header is named in the same 400 as the body's bad fields rather than after they are fixed.
+ */
+export function idempotencyKeyProblems(header: string | null | undefined): Record<string, string> {
+  if (!header) return {};
   const parsed = IdempotencyKey.safeParse(header, { error: productMessage });
-  if (parsed.success) return parsed.data;
-  throw new ValidationError("The Idempotency-Key is invalid.", { "Idempotency-Key": parsed.error.issues[0].message });
+  return parsed.success ? {} : { "Idempotency-Key": parsed.error.issues[0].message };
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, waitFor } from "../fixtures/app.ts";
+import { invoiceBody } from "../fixtures/invoices.ts";
 import { getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
 import { updateShopSettings } from "../lib/shops.ts";
 import { providerRequestId } from "../lib/providers/request_id.ts";
@@ -267,6 +268,52 @@ Deno.test("[idempotency] after a provider failure stored nothing, another body w
     assert.equal((await callInit(app, paymentBody({ ...order, amount: 250_000, currency: "USD" }))).status, 200);
   } finally {
     globalThis.fetch = realFetch;
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] a bad Idempotency-Key is named in the same 400 as the body's bad fields (init-payment, checkout sessions, invoices, refunds), and nothing is stored", async (t) => {
+  const app = await startTestApp();
+  try {
+    const paid = await callInit(app, paymentBody());
+    assert.equal(paid.status, 201, JSON.stringify(paid.body));
+    await buyerSettles(paid.body.url, "paid");
+    await waitFor(
+      "the payment succeeded",
+      async () => (await getPayment(app.kv, paid.body.id))?.status === "succeeded",
+    );
+    // Every record a create could write: payments, sessions, invoices, refunds.
+    const stored = async () => {
+      let n = 0;
+      for (const prefix of ["payments", "checkout_sessions", "invoices", "refunds"]) {
+        for await (const _ of app.kv.list({ prefix: [prefix] })) n++;
+      }
+      return n;
+    };
+    const before = await stored();
+    const headers = { authorization: `Bearer ${app.shop.apiKey}`, "idempotency-key": "k".repeat(256) };
+    const cases: [string, Record<string, unknown>, string][] = [
+      ["/init-payment", paymentBody({ email: "not-an-email" }), "email"],
+      ["/checkout/sessions", { amount: 2500, currency: "EUR", customerEmail: "not-an-email" }, "customerEmail"],
+      ["/invoices", invoiceBody({ amount: "-1" }), "amount"],
+      [`/payments/${paid.body.id}/refunds`, { amount: -5 }, "amount"],
+    ];
+    for (const [path, body, field] of cases) {
+      await t.step(`${path.replace(/pay_[^/]+/, "{id}")} names Idempotency-Key and ${field}`, async () => {
+        const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+          method: "POST",
+          headers: { ...headers, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        const answer = await res.json();
+        assert.equal(res.status, 400, JSON.stringify(answer));
+        assert.equal(answer.error.code, "invalid_request");
+        assert.deepEqual(Object.keys(answer.error.fields).sort(), ["Idempotency-Key", field].sort());
+        assert.equal(answer.error.fields["Idempotency-Key"], "must be at most 255 characters long");
+      });
+    }
+    assert.equal(await stored(), before, "nothing was stored");
+  } finally {
     await app.close();
   }
 });

@@ -2,7 +2,13 @@ import type { AppContext } from "../context.ts";
 import { idempotencyMismatch, NotFoundError, UpstreamError } from "../errors.ts";
 import { base64url, randomId } from "../ids.ts";
 import { constantTimeEqual, hmacSha256, sha256Hex } from "../crypto.ts";
-import { bodyFields, idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
+import {
+  bodyFields,
+  idempotencyKeyOf,
+  idempotencyKeyProblems,
+  parseAllowingStoredCurrencies,
+  refuseUntakenCurrency,
+} from "../validation.ts";
 import type { Shop } from "../db/shops.ts";
 import { getShop } from "../db/shops.ts";
 import { getPayment } from "../db/payments.ts";
@@ -70,7 +76,9 @@ export async function createCheckoutSession(
       stored: checkoutSessionSchema(maxAmount, "stored"),
     },
     body,
-    { others: (raw) => postbackProblems(bodyFields(raw) ?? {}) },
+    {
+      others: (raw) => ({ ...idempotencyKeyProblems(opts.idempotencyKey), ...postbackProblems(bodyFields(raw) ?? {}) }),
+    },
   );
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;

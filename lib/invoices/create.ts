@@ -8,7 +8,7 @@ import { base64url, sequentialId, sortableId } from "../ids.ts";
 import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { checkPostbackDestination } from "../relay/url_guard.ts";
 import { judgeReturnUrl } from "../shops.ts";
-import { bodyFields, idempotencyKeyOf, parseOrThrow } from "../validation.ts";
+import { bodyFields, idempotencyKeyOf, idempotencyKeyProblems, parseOrThrow } from "../validation.ts";
 import { parseDecimalAmount } from "./amounts.ts";
 import { type Coin, findCoinOption } from "./coins.ts";
 import { type CreateInvoiceInput, createInvoiceSchema } from "./schema.ts";
@@ -47,7 +47,10 @@ export async function createInvoice(
   const body = parseOrThrow(createInvoiceSchema, input, {
     others: (raw) => {
       const b = bodyFields(raw);
-      return b ? judgeInvoiceUrls(ctx, shop, { returnUrl: b.returnUrl, postbackUrl: b.postbackUrl }).fields : {};
+      return {
+        ...idempotencyKeyProblems(opts.idempotencyKey),
+        ...(b ? judgeInvoiceUrls(ctx, shop, { returnUrl: b.returnUrl, postbackUrl: b.postbackUrl }).fields : {}),
+      };
     },
   });
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);

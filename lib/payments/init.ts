@@ -6,7 +6,13 @@ import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { log } from "../log.ts";
 import { checkPostbackDestination, DnsTimeoutError, normalizeShopUrl, type UrlRules } from "../relay/url_guard.ts";
-import { bodyFields, idempotencyKeyOf, parseAllowingStoredCurrencies, refuseUntakenCurrency } from "../validation.ts";
+import {
+  bodyFields,
+  idempotencyKeyOf,
+  idempotencyKeyProblems,
+  parseAllowingStoredCurrencies,
+  refuseUntakenCurrency,
+} from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
 import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
@@ -80,7 +86,12 @@ export async function initPayment(
       stored: initPaymentSchema(maxAmount, "stored"),
     },
     body,
-    { others: (raw) => urlProblemsAsSent(ctx, shop, raw, { ownReturnUrls }) },
+    {
+      others: (raw) => ({
+        ...idempotencyKeyProblems(opts.idempotencyKey),
+        ...urlProblemsAsSent(ctx, shop, raw, { ownReturnUrls }),
+      }),
+    },
   ));
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   const name: PaymentName | null = asSent.shopTxId

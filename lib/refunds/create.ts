@@ -6,7 +6,7 @@ import { hmacSha256, sha256Hex } from "../crypto.ts";
 import { formatAmount } from "../money.ts";
 import type { Payment } from "../payments/types.ts";
 import type { Shop } from "../db/shops.ts";
-import { idempotencyKeyOf, parseOrThrow } from "../validation.ts";
+import { idempotencyKeyOf, idempotencyKeyProblems, parseOrThrow } from "../validation.ts";
 import { type RefundRequest, refundRequestSchema } from "./schema.ts";
 import { submitRefund } from "./settle.ts";
 import { isRefundable } from "./status.ts";
@@ -46,7 +46,7 @@ export async function createRefund(
   body: unknown,
   opts: CreateRefundOptions = {},
 ): Promise<CreateRefundResult> {
-  const input = parseOrThrow(refundRequestSchema, body);
+  const input = parseOrThrow(refundRequestSchema, body, { others: () => idempotencyKeyProblems(opts.idempotencyKey) });
   const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
   // An id of the wrong shape is simply not found (and never reaches KV).
   if (!hasIdShape("payment", owner.paymentId)) throw new NotFoundError("Unknown payment.");
