@@ -265,6 +265,14 @@ Deno.test("[webhooks] an event id is one account's: another account's webhook wi
     const pb = await paidAtProvider(app, "orgB", other.apiKey);
     assert.equal((await send(a, "orgA", pa)).body.outcome, "applied");
     assert.equal((await send(a, "orgA", pa)).body.outcome, "duplicate", "the same account's again");
+    // Signed by B, at B's address, but about A's payment: refused (errors.md's provider webhook table says so).
+    const elsewhere = await sendBanskyWebhook(app, `/${b.id}`, MERCHANTS.orgB.webhookSecret, {
+      eventId: "evt_elsewhere",
+      id: pa.id,
+      ref: pa.providerRef,
+      status: "paid",
+    });
+    assert.deepEqual([elsewhere.status, elsewhere.body.error?.code], [400, "invalid_webhook"]);
     const second = await send(b, "orgB", pb);
     assert.equal(second.status, 200, JSON.stringify(second.body));
     assert.equal(second.body.outcome, "applied");
