@@ -3,10 +3,10 @@
 const el = document.getElementById("demo-checkout");
 const list = document.getElementById("demo-events");
 const checkout = globalThis.AimbrellaPay.checkout({ clientSecret: el.dataset.clientSecret });
-for (const name of ["ready", "succeeded", "failed", "expired"]) {
-  checkout.on(name, ({ sessionId }) => {
+for (const name of ["ready", "succeeded", "failed", "expired", "error"]) {
+  checkout.on(name, ({ sessionId, code }) => {
     const li = document.createElement("li");
-    li.textContent = `${name} (${sessionId})`;
+    li.textContent = code ? `${name}: ${code} (${sessionId})` : `${name} (${sessionId})`;
     list.append(li);
   });
 }

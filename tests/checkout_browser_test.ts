@@ -46,7 +46,12 @@ function startShopSite(app: TestApp, opts: { postbackUrl: string; evilOrigin?: s
         postbackUrl: opts.postbackUrl,
       }),
     });
-    const { clientSecret, sessionId } = await res.json();
+    const made = await res.json();
+    const sessionId = made.sessionId;
+    // `/unknown`: a client secret of the right shape that no session has (one mistyped into the page, say).
+    const clientSecret = url.pathname === "/unknown"
+      ? `cs_${"A".repeat(22)}_secret_${"B".repeat(43)}`
+      : made.clientSecret;
     const forged = url.pathname === "/forged" && opts.evilOrigin;
     const frameSrc = forged ? `${ours} ${opts.evilOrigin}` : ours;
     const html = `<!doctype html><html><head><title>Shop</title></head><body>
@@ -56,13 +61,15 @@ ${forged ? `<iframe src="${opts.evilOrigin}/evil"></iframe>` : ""}
 <script nonce="${NONCE}">
   window.shopEvents = [];
   const log = (name) => (detail) => {
-    window.shopEvents.push([name, detail.sessionId]);
+    // An error's code goes with its name: "error:load_failed".
+    const said = detail.code ? name + ":" + detail.code : name;
+    window.shopEvents.push([said, detail.sessionId]);
     const li = document.createElement("li");
-    li.textContent = name + " " + detail.sessionId;
+    li.textContent = said + " " + detail.sessionId;
     document.getElementById("events").append(li);
   };
   window.checkout = AimbrellaPay.checkout({ clientSecret: ${JSON.stringify(clientSecret)} });
-  for (const e of ["ready", "succeeded", "failed", "expired"]) window.checkout.on(e, log(e));
+  for (const e of ["ready", "succeeded", "failed", "expired", "error"]) window.checkout.on(e, log(e));
   window.checkout.mount("#pay");
   window.sessionId = ${JSON.stringify(sessionId)};
 </script></body></html>`;
@@ -76,7 +83,10 @@ ${forged ? `<iframe src="${opts.evilOrigin}/evil"></iframe>` : ""}
   return { origin: `http://127.0.0.1:${port}`, close: () => server.shutdown() };
 }
 
-/** A site nobody allowed: it frames a checkout it got hold of, and posts fake outcomes to its parent. */
+/**
+ * A site nobody allowed: it frames a checkout it got hold of (`/`), or frames our checkout page itself naming
+ * a listed site as its origin (`/lying?as=ORIGIN`), and posts fake outcomes to its parent.
+ */
 function startEvilSite(app: TestApp): ShopSite {
   const { server, port } = serveOnLoopback(async (req) => {
     const url = new URL(req.url);
@@ -89,11 +99,19 @@ function startEvilSite(app: TestApp): ShopSite {
       headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
       body: JSON.stringify({ amount: 500, currency: "EUR", customerEmail: "buyer@example.com" }),
     });
-    const { clientSecret } = await res.json();
-    const html = `<!doctype html><div id="pay"></div><script src="${app.baseUrl}/checkout.js"></script><script>
+    const { clientSecret, sessionId } = await res.json();
+    const claimed = url.searchParams.get("as");
+    const html = claimed
+      ? `<!doctype html><iframe src="${app.baseUrl}/checkout/frame?secret=${encodeURIComponent(clientSecret)}&origin=${
+        encodeURIComponent(claimed)
+      }"></iframe><script>window.shopEvents = [];
+      addEventListener("message", (e) => window.shopEvents.push([e.data?.type, JSON.stringify(e.data)]));</script>`
+      : `<!doctype html><div id="pay"></div><script src="${app.baseUrl}/checkout.js"></script><script>
       window.shopEvents = [];
+      window.sessionId = ${JSON.stringify(sessionId)};
+      const record = (name) => (d) => window.shopEvents.push([d.code ? name + ":" + d.code : name, d.sessionId]);
       AimbrellaPay.checkout({ clientSecret: ${JSON.stringify(clientSecret)} })
-        .on("ready", (d) => window.shopEvents.push(["ready", d.sessionId])).mount("#pay");
+        .on("ready", record("ready")).on("error", record("error")).mount("#pay");
     </script>`;
     return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
   });
@@ -180,6 +198,7 @@ Deno.test({
         assert.deepEqual(topNavigations, [`${shop.origin}/`], "the shop's page never navigated");
         assert.equal(page.url(), `${shop.origin}/`);
         assert.deepEqual(cspErrors, [], "the shop's strict CSP let everything through");
+        assert.deepEqual((await shopEvents(page)).filter(([n]) => n.startsWith("error")), [], "no error events");
 
         const confirm = await fetch(`${app.baseUrl}/api/v1/checkout/confirm`, {
           method: "POST",
@@ -234,16 +253,57 @@ Deno.test({
         assert.ok(events.every(([, id]) => !id.startsWith("cs_forged")));
       });
 
-      await t.step("a page on a site the shop did not allow cannot frame the checkout", async () => {
+      await t.step(
+        "a page on a site the shop did not allow gets no checkout, only error origin_not_allowed",
+        async () => {
+          const other = await browser.newPage();
+          await other.goto(`${evil.origin}/`);
+          await other.frameLocator("iframe").getByRole("heading", { name: "This checkout cannot be shown here" })
+            .waitFor();
+          const sessionId = await other.evaluate(() => (globalThis as unknown as { sessionId: string }).sessionId);
+          const deadline = Date.now() + 5_000;
+          while (!(await shopEvents(other)).length && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          assert.deepEqual(await shopEvents(other), [["error:origin_not_allowed", sessionId]]);
+          const frame = other.frameLocator("iframe");
+          assert.equal(await frame.getByRole("link", { name: /^Pay / }).count(), 0);
+          // Nothing of the session: not its amount, nor the shop's name.
+          assert.doesNotMatch(await frame.locator("body").innerText(), /5\.00|EUR|Test shop/i);
+          await other.close();
+        },
+      );
+
+      await t.step("a page that names a listed site as its origin is still refused by the browser", async () => {
         const other = await browser.newPage();
         const blocked: string[] = [];
         other.on("console", (m) => /frame-ancestors/.test(m.text()) && blocked.push(m.text()));
-        await other.goto(`${evil.origin}/`);
+        await other.goto(`${evil.origin}/lying?as=${encodeURIComponent(shop.origin)}`);
         const deadline = Date.now() + 5_000;
         while (!blocked.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         assert.ok(blocked.length, "Chromium refused the frame for its frame-ancestors");
+        await new Promise((r) => setTimeout(r, 300));
         assert.deepEqual(await shopEvents(other), []);
         assert.equal(await other.frameLocator("iframe").getByRole("link", { name: /^Pay / }).count(), 0);
+        await other.close();
+      });
+
+      await t.step("a client secret no session has gives error session_not_found", async () => {
+        const other = await browser.newPage();
+        await other.goto(`${shop.origin}/unknown`);
+        const sessionId = await waitForEvent(other, "error:session_not_found");
+        assert.equal(sessionId, `cs_${"A".repeat(22)}`);
+        await other.frameLocator("#pay iframe").getByRole("heading", { name: "Checkout not found" }).waitFor();
+        await other.close();
+      });
+
+      await t.step("a frame that cannot load (a network error) gives error load_failed", async () => {
+        const other = await browser.newPage();
+        await other.route(/\/checkout\/frame/, (route) => route.abort("connectionrefused"));
+        await other.goto(`${shop.origin}/`);
+        const sessionId = await waitForEvent(other, "error:load_failed");
+        assert.equal(sessionId, await other.evaluate(() => (globalThis as unknown as { sessionId: string }).sessionId));
+        assert.deepEqual((await shopEvents(other)).map(([n]) => n), ["error:load_failed"]);
         await other.close();
       });
     });

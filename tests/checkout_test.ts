@@ -505,6 +505,76 @@ Deno.test("[checkout] only the shop's embedding sites may frame its checkout pag
   }
 });
 
+Deno.test("[checkout] a frame asked for by a site the shop did not list, or for a session we do not know, tells that page only why (checkout.js's error event)", async () => {
+  const app = await startTestApp();
+  try {
+    const created = await api(
+      app,
+      "POST",
+      "/checkout/sessions",
+      app.shop.apiKey,
+      session({ description: "Blue umbrella" }),
+    );
+    const secret = created.body.clientSecret;
+    await setEmbedOrigins(app.kv, app.shop.id, ["https://shop.example"], {
+      actor: "test",
+      now: Date.now(),
+      allowLocalUrls: true,
+    });
+    const frame = async (secret: string, origin?: string) => {
+      const query = `secret=${encodeURIComponent(secret)}${
+        origin === undefined ? "" : `&origin=${encodeURIComponent(origin)}`
+      }`;
+      const res = await fetch(`${app.baseUrl}/checkout/frame?${query}`);
+      return { status: res.status, html: await res.text(), csp: res.headers.get("content-security-policy")! };
+    };
+
+    const listed = await frame(secret, "https://shop.example");
+    assert.equal(listed.status, 200);
+    assert.match(listed.html, /Blue umbrella/);
+    assert.match(listed.csp, /frame-ancestors https:\/\/shop\.example(;|$)/);
+
+    const staging = await frame(secret, "https://staging.shop.example");
+    assert.equal(staging.status, 403);
+    assert.match(staging.html, /data-checkout-error="origin_not_allowed"/);
+    assert.match(staging.html, /data-origin="https:\/\/staging\.shop\.example"/);
+    // Framable by that page alone, so it can hear why; nothing of the session, the shop or its list is in it.
+    assert.match(staging.csp, /frame-ancestors https:\/\/staging\.shop\.example(;|$)/);
+    for (
+      const secretOrDetail of [
+        secret,
+        created.body.sessionId,
+        "Blue umbrella",
+        "25.00",
+        "Test shop",
+        '"https://shop.example"',
+        "&quot;https://shop.example",
+      ]
+    ) {
+      assert.ok(!staging.html.includes(secretOrDetail), `the refusal shows ${secretOrDetail}`);
+    }
+
+    const unknown = await frame(`cs_${"A".repeat(22)}_secret_${"B".repeat(43)}`, "https://staging.shop.example");
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.html, /data-checkout-error="session_not_found"/);
+    assert.match(unknown.csp, /frame-ancestors https:\/\/staging\.shop\.example(;|$)/);
+
+    // Without a usable origin (an older checkout.js, a sandboxed page's "null", anything but an origin) the answers are
+    // as before: the checkout for the listed sites, or a not-found page nobody may frame. A CSP is never written from it.
+    for (const origin of [undefined, "null", "https://x.example; script-src *", "https://x.example/", "javascript:1"]) {
+      const page = await frame(secret, origin);
+      assert.equal(page.status, 200, String(origin));
+      assert.match(page.csp, /frame-ancestors https:\/\/shop\.example(;|$)/, String(origin));
+      const gone = await frame("nope", origin);
+      assert.equal(gone.status, 404, String(origin));
+      assert.match(gone.csp, /frame-ancestors 'none'/, String(origin));
+      assert.doesNotMatch(gone.html, /data-checkout-error/, String(origin));
+    }
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[checkout] publishable keys are created, listed and revoked from the console and the CLI", async () => {
   const app = await startTestApp();
   try {

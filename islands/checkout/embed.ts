@@ -9,13 +9,22 @@
  * (the CSSOM is not inline style to CSP), no network calls of its own: a shop's CSP needs only our origin
  * in script-src and frame-src.
  */
+import { EMBED_ERROR_CODES, type EmbedErrorCode } from "../../lib/checkout/embed_errors.ts";
 
-type EventName = "ready" | "succeeded" | "failed" | "expired";
-type Handler = (detail: { sessionId: string }) => void;
-const EVENTS: readonly string[] = ["ready", "succeeded", "failed", "expired"];
-const SECRET = /^cs_[A-Za-z0-9_-]{22}_secret_[A-Za-z0-9_-]{43}$/;
+type EventName = "ready" | "succeeded" | "failed" | "expired" | "error";
+type Handler = (detail: { sessionId: string; code?: EmbedErrorCode }) => void;
+const EVENTS: readonly string[] = ["ready", "succeeded", "failed", "expired", "error"];
+const ERROR_CODES: readonly string[] = EMBED_ERROR_CODES;
+const SECRET = /^(cs_[A-Za-z0-9_-]{22})_secret_[A-Za-z0-9_-]{43}$/;
 const MIN_HEIGHT = 120;
 const MAX_HEIGHT = 4000;
+/**
+ * How long the frame has to say anything before the page gets `error` with `load_failed`: from mount (a server that
+ * never answers), and once the frame has loaded (our page speaks as it loads, so a loaded frame that said nothing is
+ * a browser's error page, or a page the browser would not frame).
+ */
+const LOAD_TIMEOUT_MS = 20_000;
+const SILENT_AFTER_LOAD_MS = 2_000;
 
 // Read while the script runs: our origin is wherever this script came from.
 const script = document.currentScript as HTMLScriptElement | null;
@@ -24,21 +33,22 @@ const ORIGIN = new URL(script?.src || location.href).origin;
 class Checkout {
   private frame: HTMLIFrameElement | null = null;
   private readonly handlers = new Map<EventName, Set<Handler>>();
+  private readonly sessionId: string;
+  /** Set while the frame has said nothing yet: fires `load_failed` (see LOAD_TIMEOUT_MS). */
+  private silence: ReturnType<typeof setTimeout> | undefined;
   private readonly onMessage = (e: MessageEvent) => {
     // Exact checks: our origin, our own frame's window, our message shape.
     if (!this.frame || e.origin !== ORIGIN || e.source !== this.frame.contentWindow) return;
     const d = e.data;
     if (typeof d !== "object" || d === null || d.source !== "aimbrellapay") return;
+    this.heard();
     if (d.type === "resize" && typeof d.height === "number") {
       this.frame.style.height = `${Math.min(MAX_HEIGHT, Math.max(MIN_HEIGHT, Math.ceil(d.height)))}px`;
-    } else if (EVENTS.includes(d.type) && typeof d.sessionId === "string") {
-      for (const cb of this.handlers.get(d.type) ?? []) {
-        try {
-          cb({ sessionId: d.sessionId });
-        } catch (err) {
-          console.error(err);
-        }
-      }
+    } else if (d.type === "error" && ERROR_CODES.includes(d.code)) {
+      // The session is the one this page mounted: the frame's error message names none.
+      this.emit("error", { sessionId: this.sessionId, code: d.code });
+    } else if (EVENTS.includes(d.type) && d.type !== "error" && typeof d.sessionId === "string") {
+      this.emit(d.type, { sessionId: d.sessionId });
     }
   };
 
@@ -46,7 +56,33 @@ class Checkout {
     if (/^cs_(test|live)_/.test(clientSecret)) {
       throw new Error("AimbrellaPay: this is a Stripe client secret: mount it with Stripe.js (initEmbeddedCheckout)");
     }
-    if (!SECRET.test(clientSecret)) throw new Error("AimbrellaPay: clientSecret is not a checkout client secret");
+    const match = SECRET.exec(clientSecret);
+    if (!match) throw new Error("AimbrellaPay: clientSecret is not a checkout client secret");
+    this.sessionId = match[1];
+  }
+
+  private emit(event: EventName, detail: Parameters<Handler>[0]) {
+    for (const cb of this.handlers.get(event) ?? []) {
+      try {
+        cb(detail);
+      } catch (err) {
+        console.error(err);
+      }
+    }
+  }
+
+  /** Waits `ms` more for the frame's first word, then tells the page it failed to load. */
+  private awaitWord(ms: number) {
+    clearTimeout(this.silence);
+    this.silence = setTimeout(() => {
+      this.silence = undefined;
+      this.emit("error", { sessionId: this.sessionId, code: "load_failed" });
+    }, ms);
+  }
+
+  private heard() {
+    clearTimeout(this.silence);
+    this.silence = undefined;
   }
 
   /** Frames the checkout in the element (or the first one the selector finds). */
@@ -55,7 +91,11 @@ class Checkout {
     if (!el) throw new Error(`AimbrellaPay: nothing matches ${String(target)}`);
     this.unmount();
     const frame = document.createElement("iframe");
-    frame.src = `${ORIGIN}/checkout/frame?secret=${encodeURIComponent(this.clientSecret)}`;
+    // Our page's origin, so that a site the shop has not listed is told so (origin_not_allowed) instead of getting a
+    // frame the browser refuses. Only a hint: the browser still enforces the shop's list (frame-ancestors).
+    frame.src = `${ORIGIN}/checkout/frame?secret=${encodeURIComponent(this.clientSecret)}&origin=${
+      encodeURIComponent(location.origin)
+    }`;
     frame.title = "Payment";
     frame.allow = "payment";
     frame.style.border = "0";
@@ -64,6 +104,13 @@ class Checkout {
     frame.style.height = `${MIN_HEIGHT * 2}px`;
     this.frame = frame;
     addEventListener("message", this.onMessage);
+    // Only the first page counts: the provider's pay page that follows in the frame says nothing to us.
+    let loaded = false;
+    frame.addEventListener("load", () => {
+      if (!loaded && this.silence !== undefined) this.awaitWord(SILENT_AFTER_LOAD_MS);
+      loaded = true;
+    });
+    this.awaitWord(LOAD_TIMEOUT_MS);
     el.appendChild(frame);
     return this;
   }
@@ -77,6 +124,7 @@ class Checkout {
   }
 
   unmount(): void {
+    this.heard();
     removeEventListener("message", this.onMessage);
     this.frame?.remove();
     this.frame = null;

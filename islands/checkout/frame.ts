@@ -12,6 +12,19 @@ const PROVIDER_HEIGHT = 640;
 
 const root = document.querySelector<HTMLElement>("[data-checkout]");
 if (root) run(root);
+const refusal = document.querySelector<HTMLElement>("[data-checkout-error]");
+if (refusal) tellRefusal(refusal);
+
+/**
+ * Our page that shows no checkout (a site the shop has not listed, a session we do not know) tells the embedding page
+ * why, so it can say something to its buyer: the code alone, and only to the origin the page named, which is the only
+ * one allowed to frame this page.
+ */
+function tellRefusal(el: HTMLElement) {
+  const origin = el.dataset.origin;
+  if (window.parent === window || !origin) return;
+  window.parent.postMessage({ source: "aimbrellapay", type: "error", code: el.dataset.checkoutError }, origin);
+}
 
 function run(root: HTMLElement) {
   const sessionId = root.dataset.checkout!;

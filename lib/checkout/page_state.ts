@@ -54,6 +54,21 @@ export function opensInline(p: Payment, publicBaseUrl: string): boolean {
   }
 }
 
+/**
+ * The embedding page's origin as checkout.js names it (`origin=`), when it is a plain http(s) origin; else null (an
+ * old script's frame, a sandboxed page's "null"). It only picks the page we answer: a listed origin gets the checkout,
+ * whose frame-ancestors the browser still enforces, and any other gets a refusal that it alone may frame.
+ */
+export function embeddingOrigin(hint: string | undefined): string | null {
+  if (!hint || hint.length > 300) return null;
+  try {
+    const url = new URL(hint);
+    return (url.protocol === "https:" || url.protocol === "http:") && url.origin === hint ? hint : null;
+  } catch {
+    return null;
+  }
+}
+
 /** What the page needs to render, from the session and its payment. */
 export interface CheckoutPageProps {
   session: CheckoutSession;

@@ -3,14 +3,15 @@ import type { AppContext } from "../../lib/context.ts";
 import { renderPage } from "../../components/html.tsx";
 import { MessagePage } from "../../components/message_page.tsx";
 import { openSessionById, openSessionBySecret, recheckQuietly } from "../../lib/checkout/sessions.ts";
-import { isPayable, opensInline, pageState } from "../../lib/checkout/page_state.ts";
+import { embeddingOrigin, isPayable, opensInline, pageState } from "../../lib/checkout/page_state.ts";
+import type { FrameErrorCode } from "../../lib/checkout/embed_errors.ts";
 import type { CheckoutSession } from "../../lib/checkout/types.ts";
 import type { Payment } from "../../lib/payments/types.ts";
 import type { Shop } from "../../lib/db/shops.ts";
 import { payUrl } from "../../lib/payments/view.ts";
 import { allowFraming, allowOpener } from "../_headers.ts";
 import { limitedAddress } from "../_client_address.ts";
-import { CheckoutPage } from "./page.tsx";
+import { CheckoutErrorPage, CheckoutPage } from "./page.tsx";
 
 /**
  * The buyer's pages of an embedded checkout, framed by the shop's page (checkout.js): `/checkout/frame`
@@ -22,8 +23,14 @@ export function checkoutPageRoutes(ctx: AppContext) {
 
   app.get("/frame", async (c) => {
     const secret = c.req.query("secret") ?? "";
+    const embedder = embeddingOrigin(c.req.query("origin"));
     const opened = secret.length <= 200 ? await openSessionBySecret(ctx, secret) : null;
-    if (!opened) return notFound(c);
+    if (!opened) return embedder ? refusal(c, "session_not_found", embedder) : notFound(c);
+    // The shop's own page on a site it has not listed (a staging site, say): told so, instead of a frame the browser
+    // refuses and the page never hears of. It holds the client secret already; the refusal shows nothing of the session.
+    if (embedder && !(opened.shop.embedOrigins ?? []).includes(embedder)) {
+      return refusal(c, "origin_not_allowed", embedder);
+    }
     // After a trip to the provider (a popup that closed), ask it rather than wait for its webhook.
     const payment = opened.payment.firstRedirectAt
       ? await recheckQuietly(ctx, opened.payment, { by: "checkout.page", address: limitedAddress(c) })
@@ -64,6 +71,19 @@ export function checkoutPageRoutes(ctx: AppContext) {
   }
 
   return app;
+}
+
+/**
+ * A frame that shows no checkout, framable by the page that asked for it (`origin`, which the page's script gave) and
+ * telling it only the code: its text and that code are all it holds, so nothing goes to a site the shop did not list.
+ */
+function refusal(c: Context, code: FrameErrorCode, origin: string) {
+  allowFraming(c, [origin]);
+  c.header("cache-control", "no-store");
+  return c.html(
+    renderPage(<CheckoutErrorPage code={code} origin={origin} />),
+    code === "origin_not_allowed" ? 403 : 404,
+  );
 }
 
 function notFound(c: Context) {

@@ -1,5 +1,6 @@
 import { formatAmount } from "../../lib/money.ts";
 import { type CheckoutPageProps, STATE_EVENTS } from "../../lib/checkout/page_state.ts";
+import type { FrameErrorCode } from "../../lib/checkout/embed_errors.ts";
 
 const HEADINGS = {
   open: "Pay",
@@ -83,6 +84,43 @@ export function CheckoutPage(props: CheckoutPageProps) {
               )}
             </>
           )}
+        </main>
+      </body>
+    </html>
+  );
+}
+
+/** What the buyer reads in a frame that shows no checkout; the shop's page gets the code (checkout.js `error`). */
+const REFUSALS = {
+  origin_not_allowed: {
+    title: "This checkout cannot be shown here",
+    text: "The shop has not allowed this site to show its checkout. Please tell the shop, or pay on its own site.",
+  },
+  session_not_found: {
+    title: "Checkout not found",
+    text: "We could not find this checkout. Please reload the shop's page and try again.",
+  },
+} as const satisfies Record<FrameErrorCode, { title: string; text: string }>;
+
+/**
+ * Our page in the shop's frame when it shows no checkout: a few words for the buyer, and its script tells the
+ * embedding page (`origin`, the only one that may frame it) the code, nothing else.
+ */
+export function CheckoutErrorPage(props: { code: FrameErrorCode; origin: string }) {
+  const { title, text } = REFUSALS[props.code];
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{`${title} · AimbrellaPay`}</title>
+        <link rel="stylesheet" href="/static/style.css" />
+        <script type="module" src="/static/checkout_frame.js" defer />
+      </head>
+      <body class="checkout">
+        <main data-checkout-error={props.code} data-origin={props.origin}>
+          <h1>{title}</h1>
+          <p>{text}</p>
         </main>
       </body>
     </html>
