@@ -529,6 +529,18 @@ Deno.test("[docs] the handbook's crypto invoices page is linked from its index a
   for (const line of lines) assert.ok(sources.includes(`"${line}"`), `the code logs "${line}"`);
 });
 
+Deno.test("[docs] .env.example lists every variable the configuration reads, as the README and the handbook say", async () => {
+  const config = await Deno.readTextFile(new URL("lib/config.ts", REPO));
+  const names = [...config.matchAll(/^ {2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1]);
+  assert.ok(names.length >= 40 && names.includes("PORT"), names.join());
+  const example = await Deno.readTextFile(new URL(".env.example", REPO));
+  // Deno Deploy sets these two itself, and Docker or Kubernetes set HOSTNAME (the file's BIND_ADDRESS note names it):
+  // nobody sets them by hand.
+  const setForUs = ["DENO_DEPLOYMENT_ID", "DENO_TIMELINE", "HOSTNAME"];
+  const missing = names.filter((name) => !setForUs.includes(name) && !new RegExp(`^${name}=`, "m").test(example));
+  assert.deepEqual(missing, [], ".env.example lacks these");
+});
+
 // The verification snippets, run against what our relay really sends.
 
 async function signedPostback(secrets: string[], opts: { timestamp?: number } = {}) {
