@@ -66,15 +66,26 @@ export function printJson(value: unknown) {
 
 /**
  * Runs an operator command against the server's store: domain errors become
- * one line on stderr and exit code 2; the store is always closed.
+ * one line on stderr and exit code 2; the store is always closed. `givenAs` names, by the field an error names (list
+ * positions left out: `rules.2.type` is `rules.type`), the option or variable the operator gave it with, so the line
+ * says `ACCOUNT_API_TOKEN`, not the API's `credentials.apiToken`.
  */
-export async function runCommand(command: (server: ServerParts) => Promise<void>) {
+export async function runCommand(
+  command: (server: ServerParts) => Promise<void>,
+  opts: { givenAs?: Record<string, string> } = {},
+) {
   const server = await openCliServer();
   try {
     await command(server);
   } catch (err) {
     if (err instanceof AppError) {
-      fail(`${err.code}: ${err.message}${err.fields ? " " + JSON.stringify(err.fields) : ""}`);
+      const fields = err.fields && Object.fromEntries(
+        Object.entries(err.fields).map(([field, problem]) => {
+          const given = opts.givenAs?.[field.replace(/\.\d+(?=\.|$)/g, "")];
+          return [given ?? field, problem];
+        }),
+      );
+      fail(`${err.code}: ${err.message}${fields ? " " + JSON.stringify(fields) : ""}`);
     }
     throw err;
   } finally {

@@ -5,7 +5,6 @@
  *     so they stay out of shell history and process listings)
  *   ACCOUNT_SECRET_KEY=sk_... ACCOUNT_WEBHOOK_SECRET=whsec_... \
  *   deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]...
-    [--publishable-key pk_...]
  *     [--publishable-key pk_...]   (public; needed for Stripe's embedded checkout)
  *   deno task account list
  *   deno task account disable ACCOUNT_ID
@@ -35,6 +34,20 @@ const { values, positionals } = parseCommandArgs({
   "connected-account": { type: "string" },
   "publishable-key": { type: "string" },
 }, USAGE);
+
+/** Where the operator gives each field createAccount checks: an option, or the variable a secret comes from. */
+const GIVEN_AS = {
+  provider: "--provider",
+  label: "--label",
+  orgId: "--org-id",
+  currencies: "--currency",
+  "credentials.apiUrl": "--api-url",
+  "credentials.apiToken": "ACCOUNT_API_TOKEN",
+  "credentials.secretKey": "ACCOUNT_SECRET_KEY",
+  "credentials.webhookSecret": "ACCOUNT_WEBHOOK_SECRET",
+  "credentials.connectedAccountId": "--connected-account",
+  "credentials.publishableKey": "--publishable-key",
+};
 
 const shown = (a: ProviderAccount) => ({
   ...a,
@@ -74,4 +87,4 @@ await runCommand(async (server) => {
   } else {
     fail(USAGE);
   }
-});
+}, { givenAs: GIVEN_AS });

@@ -43,6 +43,17 @@ const USAGE = `usage:
   deno task shop redirects SHOP_ID on|off
   deno task shop embed SHOP_ID [--origin ORIGIN]...   (sites that may frame its checkout and forms; none = nobody)`;
 
+/** Where the operator gives each field a refusal names: the option (a route's fields are its rule's). */
+const GIVEN_AS = {
+  name: "--name",
+  allowedHosts: "--allowed-host",
+  defaultPostbackUrl: "--postback-url",
+  embedOrigins: "--origin",
+  "rules.accountId": "--account",
+  "rules.currency": "--currency",
+  "rules.type": "--type",
+};
+
 /** The longest overlap a rotation takes (switchShopSigning's 30 days), in the hours the option is given in. */
 const MAX_OVERLAP_HOURS = (30 * SECRET_OVERLAP_MS) / 3_600_000;
 
@@ -146,7 +157,7 @@ await runCommand(async (server) => {
   } else {
     fail(USAGE);
   }
-});
+}, { givenAs: GIVEN_AS });
 
 type ShopRecord = Parameters<typeof shopSigning>[0];
 

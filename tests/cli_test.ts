@@ -111,6 +111,38 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
   }
 });
 
+Deno.test("[cli] a refused account or route names the option or variable the operator gives, not the API's field", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    // The secrets come from the environment, so the line names the variable to set; the rest by their options.
+    const bansky = await cli(kv, "account", "create", "--label", "Acme", "--api-url", "https://api.bansky.example/v1");
+    assert.equal(bansky.code, 2);
+    assert.match(bansky.stderr, /"--org-id":"is required"/);
+    const noSecrets = await cli(kv, "account", "create", "--label", "Acme", "--org-id", "BIN1");
+    assert.equal(noSecrets.code, 2);
+    assert.match(noSecrets.stderr, /"--api-url":"is required"/);
+    assert.match(noSecrets.stderr, /"ACCOUNT_API_TOKEN":"is required"/);
+    assert.match(noSecrets.stderr, /"ACCOUNT_WEBHOOK_SECRET":"is required"/);
+    const stripe = await cli(kv, "account", "create", "--provider", "stripe", "--label", "S", "--org-id", "BIN1");
+    assert.match(stripe.stderr, /"ACCOUNT_SECRET_KEY":"is required"/);
+    assert.match(stripe.stderr, /"--connected-account":"is required"/);
+    assert.doesNotMatch(noSecrets.stderr + stripe.stderr + bansky.stderr, /credentials\.|orgId/);
+    assert.deepEqual((await cli(kv, "account", "list")).json.map((a: { id: string }) => a.id), ["default"]);
+
+    // A route's rule by its options, not by the place the new rule would take in the list.
+    const shop = await cli(kv, "shop", "create", "--name", "Acme");
+    const route = await cli(kv, "shop", "route", shop.json.shopId, "--account", "default", "--type", "card");
+    assert.equal(route.code, 2);
+    assert.match(route.stderr, /"--type":"must be one of/);
+    assert.doesNotMatch(route.stderr, /rules\./);
+    const badHost = await cli(kv, "shop", "create", "--name", "B", "--allowed-host", "not a host");
+    assert.match(badHost.stderr, /"--allowed-host":"is not a hostname"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] payment show lists a payment's postbacks without the relay's lease token or a stale next attempt", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/kv.sqlite3`;

@@ -296,7 +296,7 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
       "https://x.example",
     ]);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /credentials\.apiToken/);
+    assert.match(missing.stderr, /"ACCOUNT_API_TOKEN":"is required"/);
 
     const stripe = await cli(kv, "account", [
       "create",
