@@ -491,6 +491,57 @@ Deno.test("[docs] the handbook's command table gives every shop, account and pay
   }
 });
 
+/** README.md and every Markdown page under docs/, by path. */
+async function markdownPages(): Promise<Map<string, string>> {
+  const pages = new Map([["README.md", await Deno.readTextFile(new URL("README.md", REPO))]]);
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(new URL(dir, REPO))) {
+      if (e.isDirectory) await walk(`${dir}${e.name}/`);
+      else if (e.name.endsWith(".md")) {
+        pages.set(`${dir}${e.name}`, await Deno.readTextFile(new URL(`${dir}${e.name}`, REPO)));
+      }
+    }
+  };
+  await walk("docs/");
+  return pages;
+}
+
+Deno.test("[docs] every `deno task` the docs name is a task, with a subcommand and options its script's usage gives", async () => {
+  const tasks = Object.keys(JSON.parse(await Deno.readTextFile(new URL("deno.json", REPO))).tasks);
+  // The scripts whose usage lists their subcommands and options (cli/NAME.ts), as the usage prints them.
+  const usages = new Map<string, string>();
+  for (const name of tasks) {
+    const source = await Deno.readTextFile(new URL(`cli/${name}.ts`, REPO)).catch(() => null);
+    const usage = source?.match(/const USAGE =\s*`([^`]*)`/)?.[1];
+    if (usage) usages.set(name, usage);
+  }
+  assert.deepEqual([...usages.keys()].sort(), ["account", "bq", "operator", "payment", "shop"]);
+  const subcommands = (usage: string, name: string) =>
+    [...usage.matchAll(new RegExp(`deno task ${name} ([a-z][a-z-]*)`, "g"))].map((m) => m[1]);
+  let seen = 0;
+  for (const [path, text] of await markdownPages()) {
+    // A command runs to the end of its line, a code span or a table cell.
+    for (const [, name, rest] of text.matchAll(/deno task ([a-z][a-z:-]*)([^\n`|]*)/g)) {
+      seen++;
+      assert.ok(tasks.includes(name), `${path}: \`deno task ${name}\` is not a task in deno.json`);
+      const usage = usages.get(name);
+      if (!usage) continue;
+      const sub = rest.match(/^ ([a-z][a-z-]*)/)?.[1];
+      if (sub) {
+        assert.ok(subcommands(usage, name).includes(sub), `${path}: \`deno task ${name} ${sub}\` is not in its usage`);
+      }
+      for (const [option] of rest.matchAll(/--[a-z][a-z-]*/g)) {
+        assert.match(
+          usage,
+          new RegExp(`${option}(?![a-z-])`),
+          `${path}: \`deno task ${name}${rest}\`: ${option} is not in its usage`,
+        );
+      }
+    }
+  }
+  assert.ok(seen >= 100, `the docs' commands read (${seen})`);
+});
+
 /** The text of every .ts and .tsx file under `dir` of the repository (not tests). */
 async function sourcesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
