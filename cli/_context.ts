@@ -47,11 +47,23 @@ function exists(path: string): boolean {
  * value ends the command with the message and the usage, not a stack trace.
  */
 export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
+  exitWithUsageIfAsked(usage);
   try {
     return parseArgs({ args: Deno.args, allowPositionals: true, options });
   } catch (err) {
     if (err instanceof TypeError) fail(`${err.message}\n${usage}`);
     throw err;
+  }
+}
+
+/**
+ * `--help` or `-h` anywhere prints the usage and ends the command with 0, before any store is opened: parseArgs
+ * would call it an unknown option and suggest passing it as an argument after `--`.
+ */
+export function exitWithUsageIfAsked(usage: string) {
+  if (Deno.args.some((arg) => arg === "--help" || arg === "-h")) {
+    console.log(usage);
+    Deno.exit(0);
   }
 }
 

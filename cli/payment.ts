@@ -20,7 +20,7 @@ import { runBackfill } from "../lib/backfills/run.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { settleRefundByHand } from "../lib/refunds/admin.ts";
 import { refundView } from "../lib/refunds/view.ts";
-import { fail, printJson, runCommand } from "./_context.ts";
+import { exitWithUsageIfAsked, fail, printJson, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   deno task payment show PAYMENT_ID
@@ -28,6 +28,7 @@ const USAGE = `usage:
   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE
   deno task payment reindex
   deno task payment backfill`;
+exitWithUsageIfAsked(USAGE);
 const [cmd, id, deliveryId] = Deno.args;
 const known = ["show", "resend", "settle-refund"];
 if (cmd !== "reindex" && cmd !== "backfill" && (!id || !known.includes(cmd))) fail(USAGE);

@@ -84,6 +84,19 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
       assert.match(typo.stderr, /usage:/, args.join(" "));
       assert.doesNotMatch(typo.stderr, /Uncaught|^\s+at /m, args.join(" "));
     }
+    // Asked for help, each command prints its usage and succeeds, without a store (none is needed to read it).
+    for (const script of ["shop", "account", "operator", "payment", "bq"]) {
+      const help = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `cli/${script}.ts`, "--help"],
+        env: { DENO_KV_PATH: `${dir}/none.sqlite3` },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const [stdout, stderr] = [help.stdout, help.stderr].map((b) => new TextDecoder().decode(b));
+      assert.equal(help.code, 0, `${script} --help: ${stderr}`);
+      assert.match(stdout, new RegExp(`^usage:\\n  .*deno task ${script} `, "s"), script);
+      assert.equal(stderr, "", script);
+    }
     const unknown = await cli(kv, "payment", "show", "pay_nope");
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /not_found/);
