@@ -159,6 +159,8 @@ export function InvoiceDetail(
     addressRestMs: number;
     /** The operators' scope: where shops' pages are (`/admin/shops`), so the shop's name links to its page. */
     shopBase?: string;
+    /** The operators' scope: the timeline names the operator behind an entry (see timeline). */
+    nameOperators?: boolean;
   },
 ) {
   const inv = props.invoice;
@@ -251,7 +253,7 @@ export function InvoiceDetail(
         ))}
       <h2>Timeline</h2>
       <ol class="timeline">
-        {timeline(props, { namePostbacks: true }).map((item, i) => (
+        {timeline(props, { namePostbacks: true, nameOperators: props.nameOperators }).map((item, i) => (
           <li key={i}>
             <time>{formatTime(item.at)}</time> <strong>{item.what}</strong> <span class="muted">{item.detail}</span>
           </li>

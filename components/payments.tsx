@@ -9,6 +9,7 @@ import type { Shop } from "../lib/db/shops.ts";
 import { isRefundable } from "../lib/refunds/status.ts";
 import { REVERSAL_CHECK_MS } from "../lib/refunds/settle.ts";
 import { providerDisplayName } from "../lib/accounts/types.ts";
+import { isOperatorActor } from "../lib/auth/operators.ts";
 import type { RecordedOutcome } from "../lib/refunds/admin.ts";
 import type { Refund } from "../lib/refunds/types.ts";
 import { ConfirmQuestion, CsrfField, DestructiveButton, formatTime } from "./admin_layout.tsx";
@@ -192,13 +193,19 @@ interface TimelineSource {
 
 /**
  * Events and postback attempts, merged in time order. `namePostbacks` says which postback an attempt was for,
- * where a record has several kinds (an invoice's status postbacks).
+ * where a record has several kinds (an invoice's status postbacks). `nameOperators` is the operators' scope: an entry
+ * one of us caused names who (their email, or `cli`); elsewhere (the shop's portal) it reads "AimbrellaPay", as the
+ * shop's postbacks and API never name an operator either.
  */
-export function timeline(info: TimelineSource, opts: { namePostbacks?: boolean } = {}): TimelineItem[] {
+export function timeline(
+  info: TimelineSource,
+  opts: { namePostbacks?: boolean; nameOperators?: boolean } = {},
+): TimelineItem[] {
+  const shown = (k: string, v: unknown) => (k === "by" ? actorShown(v, opts.nameOperators) : v);
   const items: TimelineItem[] = info.events.map((e) => ({
     at: e.at,
     what: e.type.replace(/_/g, " "),
-    detail: Object.entries(e.data).map(([k, v]) => `${k}: ${v}`).join(", "),
+    detail: Object.entries(e.data).map(([k, v]) => `${k}: ${shown(k, v)}`).join(", "),
   }));
   for (const d of info.deliveries) {
     for (const a of d.attemptLog) {
@@ -214,6 +221,11 @@ export function timeline(info: TimelineSource, opts: { namePostbacks?: boolean }
   return items.sort((a, b) => a.at - b.at);
 }
 
+/** Who acted, as the page's audience may read it: an operator by name for operators, as "AimbrellaPay" for a shop. */
+function actorShown<T>(actor: T, nameOperators = false): T | string {
+  return !nameOperators && isOperatorActor(actor) ? "AimbrellaPay" : actor;
+}
+
 export function PaymentDetail(
   props: PaymentInfo & {
     csrf: string;
@@ -227,6 +239,8 @@ export function PaymentDetail(
      * linked to its row. Shops do not see our accounts.
      */
     accountBase?: string;
+    /** The operators' scope: the timeline names the operator behind an entry (see timeline). */
+    nameOperators?: boolean;
   },
 ) {
   const p = props.payment;
@@ -308,7 +322,7 @@ export function PaymentDetail(
         ))}
       <h2>Timeline</h2>
       <ol class="timeline">
-        {timeline(props).map((t, i) => (
+        {timeline(props, { nameOperators: props.nameOperators }).map((t, i) => (
           <li key={i}>
             <time>{formatTime(t.at)}</time> <strong>{t.what}</strong> <span class="muted">{t.detail}</span>
           </li>
@@ -356,7 +370,9 @@ function RecheckNote({ provider, at }: { provider: string; at: number }) {
 }
 
 /** A payment's refunds and, for operators, the form that starts one (a confirmation page follows). */
-function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefund?: boolean }) {
+function Refunds(
+  props: PaymentInfo & { csrf: string; basePath: string; canRefund?: boolean; nameOperators?: boolean },
+) {
   const p = props.payment;
   const canRefund = props.canRefund && isRefundable(p.status) && props.refundable > 0;
   if (!props.refunds.length && !canRefund) return null;
@@ -411,7 +427,7 @@ function Refunds(props: PaymentInfo & { csrf: string; basePath: string; canRefun
                     </div>
                   </td>
                   <td data-label="Reason">{r.reason ?? "—"}</td>
-                  <td data-label="By">{r.requestedBy}</td>
+                  <td data-label="By">{actorShown(r.requestedBy, props.nameOperators)}</td>
                   <td data-label="Requested">{formatTime(r.createdAt)}</td>
                 </tr>
               ))}

@@ -84,6 +84,15 @@ Deno.test("[console] operators see invoices, a shop's address pool and an invoic
     const audit = await searchAudit(app.kv, { query: open.id, limit: 5 });
     assert.equal(audit[0]?.action, "invoice.cancel");
     assert.equal(audit[0]?.actor, "ops@example.com");
+    // The console's timeline names who cancelled; the shop's portal says it was us, never who.
+    assert.match(
+      (await b.get(`/admin/invoices/${open.id}`)).text,
+      /cancel requested<\/strong> <span class="muted">by: ops@example\.com</,
+    );
+    const staff = await portalBrowser(app);
+    const shopsView = await staff.get(`/portal/invoices/${open.id}`);
+    assert.match(shopsView.text, /cancel requested<\/strong> <span class="muted">by: AimbrellaPay</);
+    assert.doesNotMatch(shopsView.text, /ops@example\.com/);
 
     // The overview's counters are kept in the same writes: two created, one paid, one cancelled.
     const overview = await b.get("/admin");

@@ -6,7 +6,16 @@ import { getPayments, iteratePaymentIds } from "../lib/db/payments.ts";
 import { createShop, setShopStatus } from "../lib/shops.ts";
 import { getShop } from "../lib/db/shops.ts";
 import { searchAudit } from "../lib/db/audit.ts";
-import { callInit, paymentBody, SANDBOX_TOKEN, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import {
+  buyerSettles,
+  callInit,
+  paymentBody,
+  SANDBOX_TOKEN,
+  startTestApp,
+  type TestApp,
+  waitFor,
+} from "../fixtures/app.ts";
+import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 
 /** Cookie-keeping fetch with the CSRF token of the last page, as a browser would send it. */
 function browser(app: TestApp) {
@@ -229,6 +238,46 @@ Deno.test("[portal] shop staff set their own embedding sites; a removal asks fir
     const made = entries.find((e) => e.action === "portal.link" && (e.after as { link?: string })?.link === link);
     assert.ok(made, "the link's own entry");
     assert.doesNotMatch(made.actor, /^portal:/, "made by an operator");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[portal] a payment's page names no operator: a re-check and a refund from the console read as AimbrellaPay's, where the console names who", async () => {
+  const app = await startTestApp();
+  try {
+    const init = await callInit(app, paymentBody());
+    assert.equal(init.status, 201);
+    const id = init.body.id;
+    await buyerSettles(init.body.url, "paid");
+    await waitFor("paid", async () => (await getPayments(app.kv, [id]))[0]?.status === "succeeded" || undefined);
+    const ops = await operatorBrowser(app, "night.shift@example.com");
+    await ops.get(`/admin/payments/${id}`);
+    assert.equal((await ops.post(`/admin/payments/${id}/recheck`, {})).status, 303);
+    await ops.get(`/admin/payments/${id}`);
+    assert.equal(
+      (await ops.post(`/admin/payments/${id}/refund/confirm`, { amount: "100", token: "rfk_portal" })).status,
+      303,
+    );
+
+    const staff = await portalBrowser(app);
+    const page = await staff.get(`/portal/payments/${id}`);
+    assert.equal(page.status, 200);
+    assert.match(page.text, /status checked<\/strong> <span class="muted">confirmed: succeeded, by: AimbrellaPay</);
+    assert.match(
+      page.text,
+      /refund requested<\/strong> <span class="muted">refundId: re_[^,]+, amount: 100, by: AimbrellaPay,/,
+    );
+    assert.match(page.text, /<td data-label="By">AimbrellaPay<\/td>/);
+    assert.doesNotMatch(page.text, /night\.shift/);
+
+    // The console names the operator, in the same places.
+    const consolePage = await ops.get(`/admin/payments/${id}`);
+    assert.match(
+      consolePage.text,
+      /status checked<\/strong> <span class="muted">confirmed: succeeded, by: night\.shift@example\.com</,
+    );
+    assert.match(consolePage.text, /<td data-label="By">night\.shift@example\.com<\/td>/);
   } finally {
     await app.close();
   }

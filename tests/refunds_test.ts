@@ -906,7 +906,7 @@ async function stuckRefund(app: TestApp, postbackUrl: string | null, amount = 40
 }
 
 Deno.test("[refunds] an operator settles a refund stuck at its provider as not made, from the payment's page after a question: its amount is free again, the shop gets refund.failed saying an operator recorded it, and the audit log has who and their note, in the same write", async () => {
-  const { operatorBrowser, Browser } = await import("../fixtures/browser.ts");
+  const { operatorBrowser, portalBrowser, Browser } = await import("../fixtures/browser.ts");
   const shop = startShopReceiver();
   await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
     const { paymentId: id, refundId, settle } = await stuckRefund(app, shop.url);
@@ -978,6 +978,15 @@ Deno.test("[refunds] an operator settles a refund stuck at its provider as not m
     const listed = (await api(app, "GET", `/payments/${id}/refunds`)).body.refunds[0];
     assert.equal(listed.status, "failed");
     assert.doesNotMatch(JSON.stringify(listed), /ops@example\.com|Bansky support/);
+    // Nor does the shop's portal: its payment page says "AimbrellaPay" where the console names the operator.
+    const staff = await portalBrowser(app);
+    const portalPage = await staff.get(`/portal/payments/${id}`);
+    assert.equal(portalPage.status, 200);
+    assert.match(
+      portalPage.text,
+      /refund failed<\/strong> <span class="muted">refundId: re_[^,]+, amount: 400, by: AimbrellaPay/,
+    );
+    assert.doesNotMatch(portalPage.text, /ops@example\.com|Bansky support/);
 
     // One audit entry: who, which refund, from pending to failed, and the note.
     const audit = await searchAudit(app.kv, { query: "refund.settle", limit: 10 });

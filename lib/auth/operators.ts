@@ -24,6 +24,15 @@ import { randomId } from "../ids.ts";
 import { hashPassword, newPassword, verifyPassword } from "./passwords.ts";
 
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
+
+/**
+ * Whether an actor written on a record (an event's `by`, a refund's requestedBy) is one of our operators: their email
+ * (the console; an operator token's actor starts with it) or `cli` (a shell on our servers). The others are the shop's
+ * own (`api`, `shop`) or our automatic checks (`janitor`, `checkout.page`...).
+ */
+export function isOperatorActor(actor: unknown): boolean {
+  return typeof actor === "string" && (actor === "cli" || actor.includes("@"));
+}
 const FAILURE_WINDOW_MS = 15 * 60 * 1000;
 /** Five failures are allowed in the window; further attempts are refused before the password is checked. */
 const MAX_FAILURES = 5;

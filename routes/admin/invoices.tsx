@@ -37,6 +37,7 @@ export function invoiceRoutes(ctx: AppContext) {
           canCancel
           addressRestMs={ctx.config.addressRestMs}
           shopBase="/admin/shops"
+          nameOperators
         />
       </AdminLayout>,
     ));

@@ -51,6 +51,7 @@ export function paymentRoutes(ctx: AppContext) {
             accountBase="/admin/accounts"
             canRecheck
             canRefund
+            nameOperators
           />
         </AdminLayout>,
       ),
