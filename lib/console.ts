@@ -127,7 +127,8 @@ export async function createScopedForm(
   opts: { actor: string },
 ): Promise<PaymentForm> {
   const shopId = shopOf(scope) ?? fields.shopId ?? "";
-  const shop = shopId ? await getShop(ctx.kv, shopId) : null;
+  // A shop picked by hand (a post not from the page) that cannot be one is none: KV refuses an over-long key.
+  const shop = hasIdShape("shop", shopId) ? await getShop(ctx.kv, shopId) : null;
   if (!shop) throw new ValidationError("The form is invalid.", { shopId: "pick a shop" });
   // A refused amount is told with the decimals the provider the shop's routes pick for the currency takes it in.
   const amountStep = await amountStepFor(ctx, shop, (fields.currency ?? "").trim().toUpperCase());

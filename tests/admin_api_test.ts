@@ -164,6 +164,13 @@ Deno.test("[admin api] accounts, routing and the operation log, in the shop API'
       const unknownShop = await admin(app, token, "GET", "/shops/shop_nope/routing");
       assert.equal(unknownShop.status, 404);
       ErrorResponse.parse(unknownShop.body);
+      // An id too long to be a shop's (or for a KV key) is not found either, read or written; nothing changes.
+      const overLong = `/shops/shop_${"x".repeat(3000)}/routing`;
+      for (const res of [await admin(app, token, "GET", overLong), await admin(app, token, "PUT", overLong, routing)]) {
+        assert.equal(res.status, 404, JSON.stringify(res.body));
+        assert.deepEqual(res.body, { status: "error", error: { code: "not_found", message: "Unknown shop." } });
+      }
+      assert.deepEqual((await admin(app, token, "GET", `/shops/${app.shop.id}/routing`)).body.routing, routing);
     });
 
     await t.step("GET /operations filters by shop and account, newest first, with a limit", async () => {

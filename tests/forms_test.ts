@@ -977,6 +977,21 @@ Deno.test("[forms] shop staff create, list and disable their forms in the portal
       assert.equal(page.status, 200);
       assert.match(page.text, /Gift card/, "every shop's forms");
       assert.match(page.text, /Theirs/);
+      // A shop id typed by hand that cannot be one (longer than KV takes in a key) is no shop: the form page again,
+      // the shop field marked, nothing made.
+      const formsBefore = (await api(app, "GET", "/forms")).body.forms.length;
+      await b.get("/admin/forms");
+      const noShop = await b.post("/admin/forms", {
+        shopId: "shop_" + "x".repeat(3000),
+        kind: "fiat",
+        title: "No shop",
+      });
+      assert.equal(noShop.status, 400);
+      assert.match(noShop.text, /The form was not created: see the fields below/);
+      assert.match(noShop.text, /pick a shop/);
+      assert.equal((await api(app, "GET", "/forms")).body.forms.length, formsBefore);
+      assert.equal((await searchAudit(app.kv, { query: "No shop", limit: 10 })).length, 0);
+
       const created = await b.post("/admin/forms", { shopId: app.shop.id, kind: "fiat", title: "Console made" });
       assert.equal(created.status, 303);
       const formId = new URL(created.location!, app.baseUrl).searchParams.get("created")!;

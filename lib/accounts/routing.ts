@@ -7,6 +7,7 @@ import { currencyRefusal, isCurrency, listCurrencies } from "../money.ts";
 import type { PaymentType } from "../payments/types.ts";
 import type { AccountAdapter } from "../providers/registry.ts";
 import { amountStep } from "../providers/amount_steps.ts";
+import { hasIdShape } from "../ids.ts";
 import { currencyCode, type CurrencyCodes, parseAllowingStoredCurrencies } from "../validation.ts";
 import { DEFAULT_ACCOUNT_ID, PROVIDER_TYPES, type ProviderAccount, type RouteRule, type ShopRouting } from "./types.ts";
 
@@ -114,9 +115,17 @@ const StoredShopRoutingSchema = shopRoutingSchema("stored");
 
 /** A shop's routes by the shop's id, or NotFoundError. */
 export async function getShopRouting(ctx: AppContext, shopId: string): Promise<ShopRouting> {
-  const shop = (await getShopEntry(ctx.kv, shopId)).value;
-  if (!shop) throw new NotFoundError("Unknown shop.");
-  return shopRouting(shop);
+  return shopRouting((await readShopEntry(ctx, shopId)).value);
+}
+
+/**
+ * The shop whose routes are read or changed, by an id from a request (the admin API's path, the console's, the CLI's
+ * argument): one that cannot be a shop's is not found without a read, as KV refuses an over-long key (a 500 before).
+ */
+async function readShopEntry(ctx: AppContext, shopId: string): Promise<Deno.KvEntry<Shop>> {
+  const entry = hasIdShape("shop", shopId) ? await getShopEntry(ctx.kv, shopId) : null;
+  if (!entry?.value) throw new NotFoundError("Unknown shop.");
+  return entry as Deno.KvEntry<Shop>;
 }
 
 /** A shop's routes as stored (none: every payment goes to the platform default). */
@@ -149,8 +158,7 @@ export async function setShopRouting(
   }
   if (Object.keys(fields).length) throw new ValidationError("The routing names unknown accounts.", fields);
   for (;;) {
-    const entry = await getShopEntry(ctx.kv, shopId);
-    if (!entry.value) throw new NotFoundError("Unknown shop.");
+    const entry = await readShopEntry(ctx, shopId);
     if (opts.from && !sameRouting(shopRouting(entry.value), opts.from)) {
       throw new ConflictError("The shop's routes changed meanwhile; nothing was saved.");
     }
@@ -164,7 +172,7 @@ export async function setShopRouting(
       before: shopRouting(entry.value),
       after: routing,
     };
-    if (await replaceShop(ctx.kv, entry as Deno.KvEntry<Shop>, next, audit)) return routing;
+    if (await replaceShop(ctx.kv, entry, next, audit)) return routing;
   }
 }
 
@@ -175,9 +183,7 @@ export async function addShopRoute(
   rule: { accountId: string; currency?: string | null; type?: string | null },
   opts: { actor: string },
 ): Promise<ShopRouting> {
-  const entry = await getShopEntry(ctx.kv, shopId);
-  if (!entry.value) throw new NotFoundError("Unknown shop.");
-  const current = shopRouting(entry.value);
+  const current = shopRouting((await readShopEntry(ctx, shopId)).value);
   const change = { ...opts, from: current };
   if (!rule.currency && !rule.type) {
     return setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, change);
