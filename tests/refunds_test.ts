@@ -1140,12 +1140,48 @@ Deno.test("[refunds] a provider's webhook that says otherwise than an operator's
     assert.equal((await getRefund(app.kv, refundId))!.status, "failed");
     const [warning] = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "error" && l.refundId === refundId);
     assert.ok(warning, lines.join("\n"));
-    assert.deepEqual([warning.paymentId, warning.recorded, warning.recordedBy, warning.claimed], [
+    assert.deepEqual([warning.paymentId, warning.recorded, warning.recordedBy, warning.claimed, warning.by], [
       id,
       "failed",
       "ops@example.com",
       "succeeded",
+      "webhook",
     ]);
+  });
+  await shop.close();
+});
+
+Deno.test("[refunds] a provider's answer to a check under way when an operator recorded the refund as not made, saying it was made, leaves the record as it is and logs the error a webhook's would", async () => {
+  const shop = startShopReceiver();
+  await withApp({ standaloneSandbox: true, env: { JOBS_QUEUE: "off" } }, async (app) => {
+    const { paymentId: id, refundId } = await stuckRefund(app, shop.url);
+    const ctx = app.server.ctx;
+    const { settleRefundByHand } = await import("../lib/refunds/admin.ts");
+    const ref = (await getRefund(app.kv, refundId))!.providerRef!;
+    // The job's check asked the provider just before the operator's record; its answer comes after it.
+    await settleRefundByHand(ctx, id, refundId, { outcome: "failed", note: "Bansky support: no refund" }, {
+      actor: "ops@example.com",
+    });
+    const lines = await capturingWarnings(() => applyRefundResult(ctx, refundId, { ref, status: "succeeded" }));
+    const after = (await getRefund(app.kv, refundId))!;
+    assert.equal(after.status, "failed", "the operator's record stands: the shop was told");
+    assert.equal((await getRefundReservation(app.kv, id)).value, 0);
+    const [error] = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "error" && l.refundId === refundId);
+    assert.ok(error, `an error names the refund: ${lines.join("\n")}`);
+    assert.equal(error.msg, "provider disagrees with the outcome an operator recorded for a refund: check it there");
+    assert.deepEqual([error.paymentId, error.recorded, error.recordedBy, error.claimed, error.by], [
+      id,
+      "failed",
+      "ops@example.com",
+      "succeeded",
+      "answer",
+    ]);
+
+    // An answer that agrees, or says it is still pending, is no news: nothing is logged.
+    for (const status of ["failed", "pending"] as const) {
+      const quiet = await capturingWarnings(() => applyRefundResult(ctx, refundId, { ref, status }));
+      assert.deepEqual(quiet.filter((l) => JSON.parse(l).level === "error"), [], status);
+    }
   });
   await shop.close();
 });

@@ -235,7 +235,12 @@ export async function settleRefund(
     const r = entry.value;
     const status = result?.status ?? "pending";
     const unchanged = { refund: r, written: false };
-    if (status === "pending" ? r.status !== "pending" : !canMoveRefund(r.status, status)) return unchanged;
+    if (status === "pending" ? r.status !== "pending" : !canMoveRefund(r.status, status)) {
+      // A provider call under way when an operator recorded the outcome (the job's check, the request's own call) may
+      // answer otherwise: told as the webhook's news is, not dropped unseen.
+      if (!result?.recordedBy) logDisputedRecord(r, status, "answer");
+      return unchanged;
+    }
     // A refusal is about a request to make a refund, never about one the provider made and settled.
     if (r.status !== "pending" && result?.refused) return unchanged;
     // An operator's record settles a refund still pending, and only that: what settled it first stands.
@@ -526,6 +531,25 @@ function postbackFor(r: Refund, p: Payment, now: number, leaseUntil: number): De
 const jobs = (ctx: AppContext, now: number) => ({ queue: ctx.config.jobsQueue, now });
 
 /**
+ * The provider's word (its webhook's claim, its answer to a call) that says otherwise than the outcome an operator
+ * recorded for a refund: the record stands (the shop was told), so this error is how the operator learns to look at the
+ * provider again and settle it with the shop (a refund recorded as not made that the provider did make must not be
+ * made a second time). Nothing for a refund no one recorded, or news that agrees or is still pending.
+ */
+function logDisputedRecord(r: Refund, said: RefundStatus, by: "webhook" | "answer") {
+  if (!r.settledBy || said === "pending" || said === r.status) return;
+  log.error("provider disagrees with the outcome an operator recorded for a refund: check it there", {
+    refundId: r.id,
+    paymentId: r.paymentId,
+    shopId: r.shopId,
+    recorded: r.status,
+    recordedBy: r.settledBy.actor,
+    claimed: said,
+    by,
+  });
+}
+
+/**
  * A provider webhook about a refund: the refund must be ours and match the
  * provider's reference; its status is confirmed with the provider (the
  * webhook is only a hint) before it is applied. A claim the provider does not
@@ -548,16 +572,7 @@ export async function handleRefundWebhook(
   if (r.status !== "pending" && !reversal) {
     // Settled by an operator's record, which stands (the shop was told): news that says otherwise is for them to look
     // into at the provider, and to settle with the shop (the buyer may have the money after all, or not).
-    if (r.settledBy && notice.claimedStatus !== "pending" && notice.claimedStatus !== r.status) {
-      log.error("provider's webhook disagrees with the outcome an operator recorded for a refund: check it there", {
-        refundId: r.id,
-        paymentId: r.paymentId,
-        shopId: r.shopId,
-        recorded: r.status,
-        recordedBy: r.settledBy.actor,
-        claimed: notice.claimedStatus,
-      });
-    }
+    logDisputedRecord(r, notice.claimedStatus, "webhook");
     return "duplicate";
   }
   const { adapter } = await ctx.providers.forPayment(refundScope(r));
