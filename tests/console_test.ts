@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createOperatorAccount } from "../lib/auth/operators.ts";
-import { buyerSettles, callInit, paymentBody, startTestApp, waitFor } from "../fixtures/app.ts";
+import { buyerSettles, callInit, paymentBody, recordCommits, startTestApp, waitFor } from "../fixtures/app.ts";
 import { Browser, operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
 import { formatTime } from "../components/admin_layout.tsx";
 import { getShop } from "../lib/db/shops.ts";
@@ -312,15 +312,33 @@ Deno.test("[console] a replay says how many postbacks it left alone because they
     const b = await operatorBrowser(app);
     await b.get("/admin/deliveries");
     const since = new Date(now - 120_000).toISOString().slice(0, 16);
-    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" });
+    const recorded = recordCommits(app.kv);
+    const replay = await b.post("/admin/deliveries/replay", { shopId: app.shop.id, since, confirm: "yes" })
+      .finally(recorded.stop);
     assert.equal(replay.status, 303);
     assert.equal(replay.location, "/admin/deliveries?done=replayed-2-2");
+    // Each postback sent again is audited in the commit that puts it back; those left alone are not.
+    const audits = recorded.commits.filter((keys) => keys.includes("audit"));
+    assert.equal(audits.length, 2);
+    for (const keys of audits) assert.ok(keys.includes("deliveries"), `audited with its put-back: ${keys}`);
     assert.match(
       (await b.get(replay.location!)).text,
       /role="status">Sent 2 postbacks again; 2 were being sent already and were left alone\. They are being tried now/,
     );
-    const [audited] = await searchAudit(app.kv, { query: "postback.replay", limit: 1 });
-    assert.deepEqual(audited.after, { since: `${since}:00.000Z`, count: 2, leftInFlight: 2 });
+    const audited = await searchAudit(app.kv, { query: "postback.replay", limit: 10 });
+    const byId = (e: { deliveryId: string }) => e.deliveryId;
+    assert.deepEqual(
+      audited.map((e) => ({ actor: e.actor, target: e.target, ...(e.after as { deliveryId: string }) }))
+        .toSorted((x, y) => byId(x).localeCompare(byId(y))),
+      failed.map((d) => ({
+        actor: "ops@example.com",
+        target: app.shop.id,
+        deliveryId: d.id,
+        paymentId: d.paymentId,
+        status: "pending",
+        since: `${since}:00.000Z`,
+      })).toSorted((x, y) => byId(x).localeCompare(byId(y))),
+    );
     await waitFor("the failed ones", () => (shop.received.length === 2 ? true : undefined));
     const sent = shop.received.map((r) => r.headers.get("webhook-id")).sort();
     assert.deepEqual(sent, failed.map((d) => d.id).sort(), "not those being sent");

@@ -26,11 +26,13 @@ import { strainsDestination } from "../lib/relay/schedule.ts";
 import { outboundProxySetting, parseConnect, PinnedProxy } from "../lib/relay/pinned_proxy.ts";
 import { testCertificates } from "../fixtures/tls.ts";
 import { replayFailedDeliveries } from "../lib/relay/replay.ts";
+import { searchAudit } from "../lib/db/audit.ts";
 import { JobRunner } from "../lib/jobs.ts";
 import {
   buyerSettles,
   callInit,
   paymentBody,
+  recordCommits,
   recordDeliveryWrites,
   SANDBOX_TOKEN,
   sleep,
@@ -368,6 +370,34 @@ Deno.test("[relay] an operator resend delivers a failed postback with the same w
   await shop.close();
 });
 
+Deno.test("[relay] a resend's audit entry commits with the put-back of its postback, before the shop is called, whatever the shop then answers", async () => {
+  const shop = startShopReceiver(() => new Response("", { status: 500 }));
+  await withApp({ env: { POSTBACK_SCHEDULE: "0,0.1" } }, async (app) => {
+    const id = await paidPayment(app, shop.url);
+    await waitFor("failure", async () => ((await deliveryOf(app, id))?.status === "failed" ? true : undefined));
+    const failed = await deliveryOf(app, id);
+    const sentBefore = shop.received.length;
+    // The shop still refuses it: the resend is audited all the same, its answer being the attempt's own record.
+    const recorded = recordCommits(app.kv);
+    const d = await resendPostback(app.server.ctx, id, { actor: "ops@example.com" }).finally(recorded.stop);
+    assert.equal(shop.received.length, sentBefore + 1, "sent once");
+    assert.notEqual(d.status, "delivered");
+    const audited = recorded.commits.filter((keys) => keys.includes("audit"));
+    assert.equal(audited.length, 1, "one audit entry");
+    assert.deepEqual(
+      audited[0].filter((k) => k === "deliveries" || k === "payment_events" || k === "audit"),
+      ["deliveries", "payment_events", "audit"],
+      "in the commit that puts the postback back and adds it to the timeline",
+    );
+    const [entry] = await searchAudit(app.kv, { query: "postback.resend", limit: 1 });
+    assert.equal(entry.actor, "ops@example.com");
+    assert.equal(entry.target, id);
+    assert.deepEqual(entry.before, { deliveryId: failed.id, status: "failed" });
+    assert.deepEqual(entry.after, { deliveryId: failed.id, status: "pending" });
+  });
+  await shop.close();
+});
+
 Deno.test("[relay] an operator resend of a postback still retrying sends it now and keeps its place: refused again, it waits where it was", async () => {
   let down = true;
   const shop = startShopReceiver(() => new Response(down ? "down" : "ok", { status: down ? 503 : 200 }));
@@ -516,7 +546,7 @@ Deno.test("[relay] a replay that found a postback failed leaves it alone once an
     // The replay reads the postback (failed) and is held right there, as a replay of many is between its reads and
     // its writes, while the shop's staff resend it.
     const reads = holdFirstDeliveryRead(app.kv);
-    const replay = replayFailedDeliveries(ctx, app.shop.id, 0);
+    const replay = replayFailedDeliveries(ctx, app.shop.id, 0, { actor: "test" });
     await reads.held;
     const resend = resendPostback(ctx, id, { actor: "test" });
     await waitFor("the resend under way", () => (shop.received.length === 2 ? true : undefined));
@@ -560,13 +590,16 @@ Deno.test("[relay] a replay puts back every failed postback of the shop since th
     assert.deepEqual(listed.slice(0, 2), [gone.id, recent.id]);
     // In batches of a request each (the console's "Go on"), then the recent one: the newest ids come last.
     const since = now - 3_600_000;
-    const first = await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { batch: 1 });
+    const first = await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { actor: "test", batch: 1 });
     assert.deepEqual(first, { queued: 1, inFlight: 0, resumeAfter: recent.id });
-    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { batch: 1, after: recent.id }), {
-      queued: 0,
-      inFlight: 0,
-      resumeAfter: null,
-    });
+    assert.deepEqual(
+      await replayFailedDeliveries(app.server.ctx, app.shop.id, since, { actor: "test", batch: 1, after: recent.id }),
+      {
+        queued: 0,
+        inFlight: 0,
+        resumeAfter: null,
+      },
+    );
     await waitFor("the recent postback", () => (shop.received.length === 1 ? true : undefined));
     assert.equal(shop.received[0].headers.get("webhook-id"), recent.id);
     assert.equal((await getDeliveryEntry(app.kv, gone.id)).value?.status, "failed", "the gone one stays failed");
@@ -1443,7 +1476,7 @@ Deno.test("[relay] a replay of a postback still retrying sends it now besides it
     // The operator's replay means "now": the shop's Retry-After does not hold it back. Refused again, the postback
     // goes back to its step, its next attempt as late as the shop now asks.
     for (const n of [2, 3]) {
-      assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), {
+      assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0, { actor: "test" }), {
         queued: 1,
         inFlight: 0,
         resumeAfter: null,
@@ -1455,7 +1488,11 @@ Deno.test("[relay] a replay of a postback still retrying sends it now besides it
 
     // Back up: the next replay delivers it.
     down = false;
-    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0), { queued: 1, inFlight: 0, resumeAfter: null });
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, 0, { actor: "test" }), {
+      queued: 1,
+      inFlight: 0,
+      resumeAfter: null,
+    });
     const delivered = await afterAttempt(4);
     assert.equal(delivered.status, "delivered");
     assert.equal(new Set(shop.received.map((r) => r.headers.get("webhook-id"))).size, 1, "one webhook-id throughout");
@@ -1478,7 +1515,7 @@ Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at 
     });
     assert.ok(retrying.nextAttemptAt > Date.now() + 3_000_000, "its next try is an hour away");
     down = false;
-    const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0);
+    const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0, { actor: "test" });
     assert.deepEqual(replay, { queued: 1, inFlight: 0, resumeAfter: null });
     const delivered = await waitFor("sent now", async () => {
       const d = (await getDeliveryEntry(app.kv, retrying.id)).value!;
@@ -1496,7 +1533,7 @@ Deno.test("[relay] a replay sends a shop's postbacks still retrying now, not at 
       leaseUntil: now + 10_000,
     });
     await storeAttentionDeliveries(app.kv, [sending]);
-    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, 0), {
+    assert.deepEqual(await replayFailedDeliveries(app.server.ctx, app.shop.id, 0, { actor: "test" }), {
       queued: 0,
       inFlight: 1,
       resumeAfter: null,
@@ -1529,7 +1566,7 @@ Deno.test("[relay] a replay that has run for seconds still sees the live lease o
     // An older failed one comes first (ids follow creation), and is replayed.
     const failed = failedDelivery(now - 120_000, { paymentId: "pay_failed", shopId: app.shop.id, url: shop.url });
     await storeAttentionDeliveries(app.kv, [failed, sending]);
-    const replay = await replayFailedDeliveries(ctx, app.shop.id, 0);
+    const replay = await replayFailedDeliveries(ctx, app.shop.id, 0, { actor: "test" });
     ctx.now = real;
     assert.deepEqual(replay, { queued: 1, inFlight: 1, resumeAfter: null }, "the failed one, not the one under way");
     assert.equal((await getDeliveryEntry(app.kv, sending.id)).value!.leaseUntil, sending.leaseUntil, "its lease kept");
@@ -1986,7 +2023,7 @@ Deno.test("[relay] a payment.expired that failed for good is superseded by the l
     );
     await lateMoney(app, payment);
     await waitFor("payment.succeeded", () => shop.received.length >= 2 || undefined);
-    const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0);
+    const replay = await replayFailedDeliveries(app.server.ctx, app.shop.id, 0, { actor: "test" });
     assert.equal(replay.queued, 0);
     await app.server.runner.idle();
     assert.deepEqual(shop.received.map((r) => JSON.parse(r.body).type), ["payment.expired", "payment.succeeded"]);
@@ -2378,7 +2415,7 @@ Deno.test("[relay] a replay's window is about when a postback last failed, not w
     assert.equal((await getDeliveryEntry(app.kv, resent.id)).value?.status, "pending");
     // The console's default: as long ago as the schedule runs (28 hours).
     const since = now - 28 * 3_600_000;
-    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, since), {
+    assert.deepEqual(await replayFailedDeliveries(ctx, app.shop.id, since, { actor: "test" }), {
       queued: 1,
       inFlight: 0,
       resumeAfter: null,

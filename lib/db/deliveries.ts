@@ -222,7 +222,8 @@ const outcomeWriter = groupCommitterPerStore<Outcome>({
  * With `onlyIf` (a replay of failed postbacks), one it refuses as the delivery stands
  * now is left alone (null): a replay reads its postbacks long before it writes the last of them, and one resent
  * meanwhile was put back under way (its lease cleared, so sent a second time beside the resend) or delivered again.
- * `extraOps` adds what commits with it (a resend's timeline event).
+ * `extraOps` adds what commits with it (a resend's timeline event, the operator's audit entry), given the delivery as
+ * read and as put back.
  */
 export async function rescheduleDelivery(
   kv: Deno.Kv,
@@ -233,7 +234,7 @@ export async function rescheduleDelivery(
     putBack: (d: Delivery, now: number) => Delivery;
     refuseInFlight?: boolean;
     onlyIf?: (d: Delivery) => boolean;
-    extraOps?: (op: Deno.AtomicOperation, d: Delivery) => void;
+    extraOps?: (op: Deno.AtomicOperation, d: Delivery, next: Delivery) => void;
   },
 ): Promise<Delivery | { inFlightMs: number } | null> {
   for (;;) {
@@ -246,7 +247,7 @@ export async function rescheduleDelivery(
     const op = kv.atomic().check(entry).set(deliveryKey(id), next);
     if (d.status === "pending") unscheduleJob(op, job(id), d.nextAttemptAt);
     scheduleJob(op, job(id), next.nextAttemptAt, jobs);
-    opts.extraOps?.(op, d);
+    opts.extraOps?.(op, d, next);
     if ((await op.commit()).ok) return next;
   }
 }

@@ -1,7 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { findAccount } from "../accounts/mod.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
-import { writeAudit } from "../db/audit.ts";
+import { addAuditOps } from "../db/audit.ts";
 import { AppError, ConflictError, NotFoundError, UpstreamError, ValidationError } from "../errors.ts";
 import {
   getDeliveryEntry,
@@ -101,11 +101,23 @@ export async function resendPostback(
     // Superseded since it was read (a late success came meanwhile): never put back.
     onlyIf: (d) => d.status !== "superseded",
     refuseInFlight: true,
-    // The payment's timeline says so, in the same commit (invoices have no payment timeline).
-    extraOps: hasIdShape("payment", paymentId)
-      ? (op, d) =>
-        addPaymentEventOps(op, paymentId, d.shopId, { type: "postback_resent", at: now, data: { deliveryId: d.id } })
-      : undefined,
+    // The payment's timeline (invoices have none) and the audit entry say so in the same commit as the put-back: the
+    // resend is recorded exactly when it is decided. The POST to the shop, an outside effect no commit can hold,
+    // follows; its result is the delivery's own attempt record, and if this process dies before it the due index
+    // still sends it, so an audited resend is always one that is sent.
+    extraOps: (op, d, next) => {
+      if (hasIdShape("payment", paymentId)) {
+        addPaymentEventOps(op, paymentId, d.shopId, { type: "postback_resent", at: now, data: { deliveryId: d.id } });
+      }
+      addAuditOps(op, {
+        at: now,
+        actor,
+        action: "postback.resend",
+        target: paymentId,
+        before: { deliveryId: d.id, status: d.status },
+        after: { deliveryId: d.id, status: next.status },
+      });
+    },
   });
   if (rescheduled === null) {
     const current = (await getDeliveryEntry(ctx.kv, chosen.id)).value;
@@ -120,16 +132,7 @@ export async function resendPostback(
     );
   }
   await runDelivery(ctx, chosen.id);
-  const result = (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === chosen.id)!;
-  await writeAudit(ctx.kv, {
-    at: ctx.now(),
-    actor,
-    action: "postback.resend",
-    target: paymentId,
-    before: null,
-    after: { deliveryId: result.id, status: result.status },
-  });
-  return result;
+  return (await listDeliveriesByPayment(ctx.kv, paymentId)).find((d) => d.id === chosen.id)!;
 }
 
 /**

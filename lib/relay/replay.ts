@@ -1,4 +1,5 @@
 import type { AppContext } from "../context.ts";
+import { addAuditOps } from "../db/audit.ts";
 import { iterateAttentionDeliveryIds, rescheduleDelivery } from "../db/deliveries.ts";
 import { replayedNow } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
@@ -25,13 +26,15 @@ export interface ReplayResult {
  * keeps its place in the schedule and a failed one runs the schedule once more (replayedNow says why). Up to `batch`
  * of the postbacks needing attention at a time, after `after` when going on. Each is judged as it stands when it is
  * written (`onlyIf`): one resent since the replay began is left alone, and so is one being sent (counted in
- * `inFlight`, so the operator hears of it).
+ * `inFlight`, so the operator hears of it). Each postback put back is audited under `actor` in its own commit: a
+ * replay is many writes, and one entry for all, written before or after them, would be wrong for those a crash or a
+ * store error cut off.
  */
 export async function replayFailedDeliveries(
   ctx: AppContext,
   shopId: string,
   since: number,
-  opts: { after?: string; batch?: number } = {},
+  opts: { actor: string; after?: string; batch?: number },
 ): Promise<ReplayResult> {
   const batch = opts.batch ?? REPLAY_BATCH;
   let queued = 0;
@@ -50,6 +53,22 @@ export async function replayFailedDeliveries(
       putBack: replayedNow,
       onlyIf: replayable,
       refuseInFlight: true,
+      // The shop's POST follows (by the queue, the kick or the sweep), as for a resend: the entry records the
+      // decision with the put-back, and the delivery's attempt records what the shop answered.
+      extraOps: (op, d, next) =>
+        addAuditOps(op, {
+          at: now,
+          actor: opts.actor,
+          action: "postback.replay",
+          target: shopId,
+          before: { deliveryId: d.id, status: d.status },
+          after: {
+            deliveryId: d.id,
+            paymentId: d.paymentId,
+            status: next.status,
+            since: new Date(since).toISOString(),
+          },
+        }),
     });
     if (!put) continue;
     if ("inFlightMs" in put) {

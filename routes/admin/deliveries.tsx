@@ -1,7 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { ComponentChildren } from "preact";
 import type { AppContext } from "../../lib/context.ts";
-import { writeAudit } from "../../lib/db/audit.ts";
 import { listScopedDeliveries } from "../../lib/console.ts";
 import { getShop, listShops } from "../../lib/db/shops.ts";
 import { resendPostback } from "../../lib/payments/admin.ts";
@@ -158,16 +157,8 @@ export function deliveryRoutes(ctx: AppContext) {
         </AdminLayout>,
       ));
     }
-    const replayed = await replayFailedDeliveries(ctx, shopId, sinceMs, { after });
+    const replayed = await replayFailedDeliveries(ctx, shopId, sinceMs, { actor: c.var.operator.email, after });
     const { queued, inFlight, resumeAfter } = replayed;
-    await writeAudit(ctx.kv, {
-      at: ctx.now(),
-      actor: c.var.operator.email,
-      action: "postback.replay",
-      target: shopId,
-      before: null,
-      after: { since: new Date(sinceMs).toISOString(), count: queued, leftInFlight: inFlight },
-    });
     if (resumeAfter === null) return c.redirect(`/admin/deliveries?done=replayed-${queued}-${inFlight}`, 303);
     // A request does a bounded share of a large backlog (REPLAY_BATCH); the operator goes on with one click.
     return c.html(renderPage(
