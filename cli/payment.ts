@@ -1,14 +1,16 @@
 /**
  * Operator commands for payments:
  *   deno task payment show PAYMENT_ID     the payment, its events and postback attempts
- *   deno task payment resend PAYMENT_ID [DELIVERY_ID]
+ *   deno task payment resend PAYMENT_ID [DELIVERY_ID] --actor EMAIL
  *                                         send a postback again now: the one named (msg_...), else its
  *                                         newest not delivered, else its newest
- *   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE
+ *   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE --actor EMAIL
  *                                         settle a refund its provider leaves pending, with what you learnt at the
  *                                         provider (its dashboard, its support): failed (it made no refund) or
  *                                         succeeded (it made it); NOTE says how you know. The shop is told, as when
  *                                         the provider answers; audited with the note
+ * The two that act are audited under the operator who runs them: --actor is their operator email (an active
+ * operator's), recorded as `EMAIL (cli)`. It is required: a shell knows no sign-in to tell who it is.
  *   deno task payment reindex             put payments stored before the email index into it, to the end
  *   deno task payment backfill            give records stored before this version the checks and indexes new ones
  *                                         get (late checks, refunds' reversal checks, the late-invoice index), to the
@@ -20,21 +22,30 @@ import { runBackfill } from "../lib/backfills/run.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { settleRefundByHand } from "../lib/refunds/admin.ts";
 import { refundView } from "../lib/refunds/view.ts";
-import { exitWithUsageIfAsked, fail, printJson, runCommand } from "./_context.ts";
+import { commandLineActor } from "../lib/auth/operators.ts";
+import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   deno task payment show PAYMENT_ID
-  deno task payment resend PAYMENT_ID [DELIVERY_ID]
-  deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE
+  deno task payment resend PAYMENT_ID [DELIVERY_ID] --actor EMAIL
+  deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE --actor EMAIL
   deno task payment reindex
-  deno task payment backfill`;
-exitWithUsageIfAsked(USAGE);
-const [cmd, id, deliveryId] = Deno.args;
+  deno task payment backfill
+--actor: your operator email, for the audit log (required where the command acts)`;
+const { values, positionals } = parseCommandArgs({ actor: { type: "string" } }, USAGE);
+const [cmd, id, deliveryId] = positionals;
 const known = ["show", "resend", "settle-refund"];
 if (cmd !== "reindex" && cmd !== "backfill" && (!id || !known.includes(cmd))) fail(USAGE);
-if (cmd === "settle-refund" && Deno.args.length !== 5) fail(USAGE);
+if (cmd === "settle-refund" && positionals.length !== 5) fail(USAGE);
+if (cmd === "resend" && positionals.length > 3) fail(USAGE);
+const audited = cmd === "resend" || cmd === "settle-refund";
+if (audited && !values.actor) {
+  fail(`--actor EMAIL is required: ${cmd} is audited under the operator who runs it.\n${USAGE}`);
+}
 
 await runCommand(async (server) => {
+  // Checked before anything is done: an action is never recorded under a name that is not an operator's.
+  const actor = audited ? await commandLineActor(server.ctx, values.actor!) : "";
   if (cmd === "reindex") {
     // Start-up does the same in the background; this runs it to the end and says when it is.
     const { indexed, done } = await backfillPaymentEmailIndex(server.ctx.kv);
@@ -54,8 +65,8 @@ await runCommand(async (server) => {
     );
     printJson({ payment, events, deliveries: shown });
   } else if (cmd === "settle-refund") {
-    const [, , refundId, outcome, note] = Deno.args;
-    const r = await settleRefundByHand(server.ctx, id, refundId, { outcome, note }, { actor: "cli" });
+    const [, , refundId, outcome, note] = positionals;
+    const r = await settleRefundByHand(server.ctx, id, refundId, { outcome, note }, { actor });
     const { payment } = await describePayment(server.ctx, id);
     printJson({
       refund: refundView(r),
@@ -63,7 +74,7 @@ await runCommand(async (server) => {
       payment: { id: payment.id, status: payment.status, refundedAmount: payment.refundedAmount ?? 0 },
     });
   } else {
-    const d = await resendPostback(server.ctx, id, { actor: "cli", deliveryId });
+    const d = await resendPostback(server.ctx, id, { actor, deliveryId });
     printJson({
       deliveryId: d.id,
       status: d.status,
@@ -72,4 +83,4 @@ await runCommand(async (server) => {
       lastError: d.lastError,
     });
   }
-});
+}, { givenAs: { actor: "--actor" } });

@@ -156,7 +156,7 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
   }
 });
 
-Deno.test("[cli] payment show lists a payment's postbacks without the relay's lease token or a stale next attempt", async () => {
+Deno.test("[cli] payment show lists a payment's postbacks without the relay's lease token or a stale next attempt; a resend naming no operator (--actor) is refused and changes nothing", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/kv.sqlite3`;
   try {
@@ -196,12 +196,28 @@ Deno.test("[cli] payment show lists a payment's postbacks without the relay's le
     assert.equal(listed.id, d.id);
     assert.ok(!("leaseToken" in listed), "no lease token");
     assert.equal(listed.nextAttemptAt, null, "a failed postback has no next attempt");
+
+    // A resend says who runs it (an operator's email) or is refused before anything is sent, changed or audited.
+    const anonymous = await cli(path, "payment", "resend", payment.id);
+    assert.equal(anonymous.code, 2);
+    assert.match(anonymous.stderr, /--actor EMAIL is required: resend is audited under the operator who runs it/);
+    const stranger = await cli(path, "payment", "resend", payment.id, "--actor", "nobody@example.com");
+    assert.equal(stranger.code, 2);
+    assert.match(stranger.stderr, /--actor names no operator/);
+    const after = await cli(path, "payment", "show", payment.id);
+    assert.deepEqual(after.json.deliveries, shown.json.deliveries, "the postback is as it was");
+    const check = await Deno.openKv(path);
+    try {
+      assert.deepEqual(await searchAudit(check, { query: "postback.resend", limit: 10 }), []);
+    } finally {
+      check.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("[cli] payment settle-refund settles a refund its provider leaves pending, audited with the note; a refund not pending is refused, saying how it settled", async () => {
+Deno.test("[cli] payment settle-refund settles a refund its provider leaves pending, audited with the note under the operator who ran it; a refund not pending is refused, saying how it settled", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/kv.sqlite3`;
   try {
@@ -246,24 +262,46 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
     assert.ok(stored);
     kv.close();
 
+    assert.equal((await cli(path, "operator", "create", "ops@example.com")).code, 0);
+    assert.equal((await cli(path, "operator", "create", "gone@example.com")).code, 0);
+    assert.equal((await cli(path, "operator", "disable", "--email", "gone@example.com")).code, 0);
     const args = ["payment", "settle-refund", payment.id, refund.id] as const;
-    const noNote = await cli(path, ...args, "failed", "");
+    const note = "Bansky support confirmed no refund on 2026-11-30";
+    // Who ran it is asked, and must be an active operator: otherwise nothing is done or recorded.
+    const anonymous = await cli(path, ...args, "failed", note);
+    assert.equal(anonymous.code, 2);
+    assert.match(
+      anonymous.stderr,
+      /--actor EMAIL is required: settle-refund is audited under the operator who runs it/,
+    );
+    for (
+      const [actor, said] of [
+        ["nobody@example.com", /--actor names no operator.*"--actor":"is not an operator's email"/],
+        ["gone@example.com", /--actor names a disabled operator/],
+        ["not an email", /"--actor":"is not an email"/],
+        ["x".repeat(5000), /"--actor":"is not an email"/],
+      ] as const
+    ) {
+      const refused = await cli(path, ...args, "failed", note, "--actor", actor);
+      assert.equal(refused.code, 2, actor);
+      assert.match(refused.stderr, said);
+    }
+    const noNote = await cli(path, ...args, "failed", "", "--actor", "ops@example.com");
     assert.equal(noNote.code, 2);
     assert.match(noNote.stderr, /say in the note how you know/);
 
-    const note = "Bansky support confirmed no refund on 2026-11-30";
-    const done = await cli(path, ...args, "failed", note);
+    const done = await cli(path, ...args, "failed", note, "--actor", "Ops@Example.com");
     assert.equal(done.code, 0, done.stderr);
     assert.equal(done.json.refund.status, "failed");
     assert.match(done.json.refund.failureReason, /An operator recorded, after checking with the provider/);
-    assert.deepEqual(done.json.settledBy, { actor: "cli", note });
+    assert.deepEqual(done.json.settledBy, { actor: "ops@example.com (cli)", note });
     assert.deepEqual(done.json.payment, { id: payment.id, status: "succeeded", refundedAmount: 0 });
 
-    const again = await cli(path, ...args, "succeeded", "second try");
+    const again = await cli(path, ...args, "succeeded", "second try", "--actor", "ops@example.com");
     assert.equal(again.code, 2);
     assert.match(
       again.stderr,
-      /refund_not_pending: This refund is not pending any more: it failed at .* UTC, recorded by cli/,
+      /refund_not_pending: This refund is not pending any more: it failed at .* UTC, recorded by ops@example\.com \(cli\)/,
     );
 
     const check = await Deno.openKv(path);
@@ -271,7 +309,7 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
       assert.equal((await getRefundReservation(check, payment.id)).value, 0, "its amount is free again");
       const audit = await searchAudit(check, { query: "refund.settle", limit: 10 });
       assert.deepEqual(audit.map((e) => [e.actor, e.target, e.after]), [
-        ["cli", payment.id, { refund: refund.id, status: "failed", note }],
+        ["ops@example.com (cli)", payment.id, { refund: refund.id, status: "failed", note }],
       ]);
     } finally {
       check.close();

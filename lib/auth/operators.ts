@@ -27,8 +27,9 @@ export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
 
 /**
  * Whether an actor written on a record (an event's `by`, a refund's requestedBy) is one of our operators: their email
- * (the console; an operator token's actor starts with it) or `cli` (a shell on our servers). The others are the shop's
- * own (`api`, `shop`) or our automatic checks (`janitor`, `checkout.page`...).
+ * (the console; an operator token's actor and the command line's start with it) or `cli` (a shell on our servers,
+ * before the command line asked who ran it). The others are the shop's own (`api`, `shop`) or our automatic checks
+ * (`janitor`, `checkout.page`...).
  */
 export function isOperatorActor(actor: unknown): boolean {
   return typeof actor === "string" && (actor === "cli" || actor.includes("@"));
@@ -64,10 +65,10 @@ export async function createOperatorAccount(
   return { operator, password };
 }
 
-function normalizeEmail(email: string): string {
+function normalizeEmail(email: string, field = "email"): string {
   const e = email.trim().toLowerCase();
   if (!/^[^\s@]{1,64}@[^\s@]{1,253}$/.test(e)) {
-    throw new ValidationError("Enter a valid email.", { email: "is not an email" });
+    throw new ValidationError("Enter a valid email.", { [field]: "is not an email" });
   }
   return e;
 }
@@ -222,6 +223,27 @@ export async function changePassword(
     after: null,
   });
   return { token };
+}
+
+/**
+ * The actor an audited command-line action is recorded under: the operator who ran it (`--actor EMAIL`), as
+ * `EMAIL (cli)`, beside the console's plain email and a token's `EMAIL (token ID)`. Only an active operator's email is
+ * taken: a shell on our servers knows no sign-in, so this is what names a person the audit log can be asked about, and
+ * a typo or a departed operator's name would name no one who answers for it.
+ */
+export async function commandLineActor(ctx: AppContext, email: string): Promise<string> {
+  const operator = await getOperatorByEmail(ctx.kv, normalizeEmail(email, "actor"));
+  if (!operator) {
+    throw new ValidationError("--actor names no operator: give your own operator email (deno task operator list).", {
+      actor: "is not an operator's email",
+    });
+  }
+  if (operator.disabledAt) {
+    throw new ValidationError("--actor names a disabled operator: give your own operator email.", {
+      actor: "is a disabled operator",
+    });
+  }
+  return `${operator.email} (cli)`;
 }
 
 /** An operator named by email (as the command line names them), or 404. */
