@@ -399,3 +399,36 @@ Deno.test("[operators] a password change is not refused because an API token of 
     await app.close();
   }
 });
+
+Deno.test("[operators] a session token names its audience, and a portal session token is never taken for an operator's, even with an operator and a session stored under its ids; one issued before audiences still works", async () => {
+  const { decodeJwt, SignJWT } = await import("jose");
+  const { authenticateOperator, signIn } = await import("../lib/auth/operators.ts");
+  const { createPortalLink, signInWithLink } = await import("../lib/auth/portal.ts");
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const { password } = await createOperatorAccount(ctx, "ops@example.com");
+    const { token, session, operator } = await signIn(ctx, { email: "ops@example.com", password, ip: "127.0.0.1" });
+    assert.equal(decodeJwt(token).aud, "operator-session");
+    assert.equal((await authenticateOperator(ctx, token))?.session.id, session.id);
+    // A token from before audiences (live for up to 12 hours after an upgrade) still opens its session.
+    const now = Math.floor(Date.now() / 1000);
+    const legacy = (sid: string, sub: string) =>
+      new SignJWT({ sid }).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setIssuedAt(now)
+        .setExpirationTime(now + 3600).sign(ctx.sessionKey);
+    assert.equal((await authenticateOperator(ctx, await legacy(session.id, operator.id)))?.session.id, session.id);
+
+    // A shop's staff session: signed with the same key. Were the store ever to hold an operator and an operator
+    // session under its ids, its token still is not an operator's.
+    const link = await createPortalLink(ctx, app.shop.id, "ops@example.com");
+    const portalToken = await signInWithLink(ctx, new URL(link).searchParams.get("token")!);
+    const { sid, sub } = decodeJwt(portalToken) as { sid: string; sub: string };
+    await app.kv.set(["operators", sub], { ...operator, id: sub });
+    await app.kv.set(["operator_sessions", sid], { ...session, id: sid, operatorId: sub });
+    assert.equal(await authenticateOperator(ctx, portalToken), null, "a portal session token");
+    // Without an audience, only an operator session's id is taken.
+    assert.equal(await authenticateOperator(ctx, await legacy(sid, sub)), null, "no audience, a portal session's id");
+  } finally {
+    await app.close();
+  }
+});

@@ -376,3 +376,23 @@ Deno.test("[stats] counters match a recount over the payments after a randomized
     await app.close();
   }
 });
+
+Deno.test("[portal] an operator's session token is never taken for a portal session, even with a shop and a portal session stored under its ids", async () => {
+  const { decodeJwt } = await import("jose");
+  const { createOperatorAccount, signIn } = await import("../lib/auth/operators.ts");
+  const { authenticatePortal } = await import("../lib/auth/portal.ts");
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const { password } = await createOperatorAccount(ctx, "ops@example.com");
+    const { token } = await signIn(ctx, { email: "ops@example.com", password, ip: "127.0.0.1" });
+    const { sid, sub } = decodeJwt(token) as { sid: string; sub: string };
+    const shop = await getShop(app.kv, app.shop.id);
+    await app.kv.set(["shops", sub], { ...shop, id: sub });
+    const now = Date.now();
+    await app.kv.set(["portal_sessions", sid], { id: sid, shopId: sub, createdAt: now, expiresAt: now + 3_600_000 });
+    assert.equal(await authenticatePortal(ctx, token), null);
+  } finally {
+    await app.close();
+  }
+});

@@ -1,4 +1,4 @@
-import { jwtVerify, SignJWT } from "jose";
+import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, ValidationError } from "../errors.ts";
 import { writeAudit } from "../db/audit.ts";
@@ -24,6 +24,11 @@ import { randomId } from "../ids.ts";
 import { hashPassword, newPassword, verifyPassword } from "./passwords.ts";
 
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
+/**
+ * The audience of an operator's session token. The portal's tokens share the signing key (lib/auth/portal.ts, with
+ * audiences of their own), so each kind names what it is and is checked for it, whatever the store holds.
+ */
+const SESSION_AUDIENCE = "operator-session";
 
 /**
  * Whether an actor written on a record (an event's `by`, a refund's requestedBy) is one of our operators: their email
@@ -143,6 +148,7 @@ async function openSession(
   const token = await new SignJWT({ sid: session.id })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(operator.id)
+    .setAudience(SESSION_AUDIENCE)
     .setIssuedAt(Math.floor(now / 1000))
     .setExpirationTime(Math.floor(session.expiresAt / 1000))
     .sign(ctx.sessionKey);
@@ -162,7 +168,8 @@ export async function authenticateOperator(
       algorithms: ["HS256"],
       currentDate: new Date(ctx.now()),
     });
-    const session = typeof payload.sid === "string" ? await getSession(ctx.kv, payload.sid) : null;
+    if (!isOperatorSessionClaim(payload)) return null;
+    const session = await getSession(ctx.kv, payload.sid);
     if (!session || session.expiresAt <= ctx.now() || session.operatorId !== payload.sub) return null;
     const operator = await getOperator(ctx.kv, session.operatorId);
     // A password change or a disabling since this session opened ends it (both raise the epoch). Disabled is refused
@@ -172,6 +179,18 @@ export async function authenticateOperator(
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether a verified token's claims are an operator session's: our audience and a session id. A token with no audience
+ * was issued before tokens named theirs (at most SESSION_TTL_MS ago); it is taken only with an operator session's id
+ * (`ses_`), as the record it names is read from operator sessions alone, where no portal session ever is. Every portal
+ * token has always carried its audience, so it is never one of these.
+ */
+function isOperatorSessionClaim(payload: JWTPayload): payload is JWTPayload & { sid: string } {
+  if (typeof payload.sid !== "string") return false;
+  if (payload.aud === undefined) return payload.sid.startsWith("ses_");
+  return payload.aud === SESSION_AUDIENCE;
 }
 
 /** Ends a session at once: the token stops working even before it expires. */
