@@ -73,8 +73,7 @@ export async function createShop(
     createdAt: opts.now,
   };
   const key = newApiKey(shop.id, opts.now);
-  await createShopWithKey(kv, shop, key.record, key.hash);
-  await writeAudit(kv, {
+  await createShopWithKey(kv, shop, key, {
     at: opts.now,
     actor: opts.actor ?? "system",
     action: "shop.create",
@@ -93,8 +92,7 @@ export async function createShopKey(
 ): Promise<{ apiKey: string; record: ApiKeyRecord }> {
   if (!(await getShop(kv, shopId))) throw new NotFoundError("Unknown shop.");
   const key = newApiKey(shopId, now, kind);
-  await addApiKey(kv, key.record, key.hash);
-  await writeAudit(kv, { at: now, actor, action: "key.create", target: shopId, before: null, after: key.record });
+  await addApiKey(kv, key, { at: now, actor, action: "key.create", target: shopId, before: null, after: key.record });
   return { apiKey: key.key, record: key.record };
 }
 
@@ -104,10 +102,11 @@ export async function revokeShopKey(
   key: { shopId: string; keyId: string },
   { now, actor = "system" }: { now: number; actor?: string },
 ): Promise<ApiKeyRecord> {
-  const { shopId, keyId } = key;
-  const revoked = await revokeApiKey(kv, shopId, keyId, now);
+  const revoked = await revokeApiKey(kv, key, {
+    now,
+    audit: (after) => ({ at: now, actor, action: "key.revoke", target: key.shopId, before: null, after }),
+  });
   if (!revoked) throw new NotFoundError("Unknown key for this shop.");
-  await writeAudit(kv, { at: now, actor, action: "key.revoke", target: shopId, before: null, after: revoked });
   return revoked;
 }
 

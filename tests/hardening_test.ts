@@ -404,9 +404,11 @@ Deno.test("[hardening] a password change made meanwhile is not overwritten by a 
   try {
     const { operator } = await createOperatorAccount(app.server.ctx, "race@example.com");
     // Both requests checked the current password against this record; the first to commit wins.
-    await updateOperatorPassword(app.kv, operator.id, await hashPassword("the victim's new one", 1000), operator);
+    await updateOperatorPassword(app.kv, operator.id, await hashPassword("the victim's new one", 1000), {
+      expected: operator,
+    });
     await assert.rejects(
-      updateOperatorPassword(app.kv, operator.id, await hashPassword("the attacker's", 1000), operator),
+      updateOperatorPassword(app.kv, operator.id, await hashPassword("the attacker's", 1000), { expected: operator }),
       (err: Error) => err instanceof ConflictError && /changed meanwhile/.test(err.message),
     );
     const b = new Browser(app);

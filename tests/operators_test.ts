@@ -393,7 +393,7 @@ Deno.test("[operators] a password change is not refused because an API token of 
         return typeof v === "function" ? v.bind(target) : v;
       },
     });
-    await updateOperatorPassword(kv, operator.id, "new-hash", operator);
+    await updateOperatorPassword(kv, operator.id, "new-hash", { expected: operator });
     assert.ok(made);
   } finally {
     await app.close();

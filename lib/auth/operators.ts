@@ -1,8 +1,10 @@
 import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { AppContext } from "../context.ts";
 import { AppError, NotFoundError, ValidationError } from "../errors.ts";
-import { writeAudit } from "../db/audit.ts";
+import { addAuditOps, writeAudit } from "../db/audit.ts";
 import {
+  addEndSessionOps,
+  addSessionOps,
   createOperator,
   createSession,
   deleteSession,
@@ -58,8 +60,7 @@ export async function createOperatorAccount(
     mustChangePassword: true,
     createdAt: ctx.now(),
   };
-  await createOperator(ctx.kv, operator);
-  await writeAudit(ctx.kv, {
+  await createOperator(ctx.kv, operator, {
     at: ctx.now(),
     actor: "cli",
     action: "operator.create",
@@ -117,26 +118,17 @@ export async function signIn(
     throw new AppError(401, "invalid_credentials", "Wrong email or password.");
   }
   await releaseSigninAttempt(ctx.kv, [...scopes], { ...window, now: ctx.now() });
-  const opened = await openSession(ctx, operator, { signIn: true });
-  await writeAudit(ctx.kv, {
-    at: ctx.now(),
-    actor: operator.email,
-    action: "signin",
-    target: ip,
-    before: null,
-    after: null,
+  const session = newSession(operator, ctx.now());
+  await createSession(ctx.kv, session, {
+    signIn: true,
+    audit: { at: session.createdAt, actor: operator.email, action: "signin", target: ip, before: null, after: null },
   });
-  return { ...opened, operator };
+  return { token: await sessionToken(ctx, session), session, operator };
 }
 
-/** A new session for the operator, at their current session epoch, and its signed token. */
-async function openSession(
-  ctx: AppContext,
-  operator: Operator,
-  opts: { signIn: boolean },
-): Promise<{ token: string; session: Session }> {
-  const now = ctx.now();
-  const session: Session = {
+/** A new session for the operator, at their current session epoch (stored by the caller, with what opens it). */
+function newSession(operator: Operator, now: number): Session {
+  return {
     id: randomId("ses"),
     operatorId: operator.id,
     email: operator.email,
@@ -144,15 +136,17 @@ async function openSession(
     createdAt: now,
     expiresAt: now + SESSION_TTL_MS,
   };
-  await createSession(ctx.kv, session, opts);
-  const token = await new SignJWT({ sid: session.id })
+}
+
+/** A session's signed token, for its cookie. */
+async function sessionToken(ctx: AppContext, session: Session): Promise<string> {
+  return await new SignJWT({ sid: session.id })
     .setProtectedHeader({ alg: "HS256" })
-    .setSubject(operator.id)
+    .setSubject(session.operatorId)
     .setAudience(SESSION_AUDIENCE)
-    .setIssuedAt(Math.floor(now / 1000))
+    .setIssuedAt(Math.floor(session.createdAt / 1000))
     .setExpirationTime(Math.floor(session.expiresAt / 1000))
     .sign(ctx.sessionKey);
-  return { token, session };
 }
 
 const DUMMY_HASH = "pbkdf2-sha256$600000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -195,8 +189,7 @@ function isOperatorSessionClaim(payload: JWTPayload): payload is JWTPayload & { 
 
 /** Ends a session at once: the token stops working even before it expires. */
 export async function signOut(ctx: AppContext, session: Session) {
-  await deleteSession(ctx.kv, session.id);
-  await writeAudit(ctx.kv, {
+  await deleteSession(ctx.kv, session.id, {
     at: ctx.now(),
     actor: session.email,
     action: "signout",
@@ -224,24 +217,32 @@ export async function changePassword(
     });
   }
   if (next !== repeat) throw new ValidationError("The passwords differ.", { repeat: "does not match" });
+  const now = ctx.now();
+  let fresh: Session | undefined;
+  // The new password, the end of the session it was changed in, the session that replaces it and the audit entry
+  // commit together: no moment (or crash) leaves the operator signed out by a change the log does not have.
   const updated = await updateOperatorPassword(
     ctx.kv,
     operator.id,
     await hashPassword(next, ctx.config.passwordIterations),
-    operator,
+    {
+      expected: operator,
+      extraOps: (op, changed) => {
+        addEndSessionOps(op, session.id);
+        addSessionOps(op, fresh = newSession(changed, now), { signIn: false });
+        addAuditOps(op, {
+          at: now,
+          actor: operator.email,
+          action: "operator.password",
+          target: operator.email,
+          before: null,
+          after: null,
+        });
+      },
+    },
   );
-  if (!updated) throw new AppError(401, "signin_required", "Please sign in.");
-  await deleteSession(ctx.kv, session.id);
-  const { token } = await openSession(ctx, updated, { signIn: false });
-  await writeAudit(ctx.kv, {
-    at: ctx.now(),
-    actor: operator.email,
-    action: "operator.password",
-    target: operator.email,
-    before: null,
-    after: null,
-  });
-  return { token };
+  if (!updated || !fresh) throw new AppError(401, "signin_required", "Please sign in.");
+  return { token: await sessionToken(ctx, fresh) };
 }
 
 /**

@@ -1,13 +1,7 @@
 import { jwtVerify, SignJWT } from "jose";
 import type { AppContext } from "../context.ts";
 import { writeAudit } from "../db/audit.ts";
-import {
-  createPortalSession,
-  deletePortalSession,
-  getPortalSession,
-  type PortalSession,
-  useSigninLink,
-} from "../db/portal.ts";
+import { deletePortalSession, getPortalSession, openPortalSession, type PortalSession } from "../db/portal.ts";
 import { getShop } from "../db/shops.ts";
 import { AppError, NotFoundError } from "../errors.ts";
 import { randomId } from "../ids.ts";
@@ -31,7 +25,8 @@ export async function createPortalLink(ctx: AppContext, shopId: string, actor: s
     .setIssuedAt(Math.floor(now / 1000))
     .setExpirationTime(Math.floor((now + LINK_TTL_MS) / 1000))
     .sign(ctx.sessionKey);
-  // The link's id is what ties the session it opens (and everything done in it) to the operator who made it.
+  // The link's id is what ties the session it opens (and everything done in it) to the operator who made it. The link
+  // is a signed token and nothing else is stored: recorded first, it is handed out only once the log has it.
   await writeAudit(ctx.kv, { at: now, actor, action: "portal.link", target: shopId, before: null, after: { link } });
   return `${ctx.config.publicBaseUrl}/portal/signin?token=${encodeURIComponent(token)}`;
 }
@@ -54,13 +49,9 @@ export async function peekPortalLink(ctx: AppContext, token: string): Promise<{ 
 /** Uses a sign-in link (once) and opens a portal session for its shop. */
 export async function signInWithLink(ctx: AppContext, token: string): Promise<string> {
   const { shopId, jti } = await peekPortalLink(ctx, token);
-  if (!(await useSigninLink(ctx.kv, jti, LINK_TTL_MS))) {
-    throw new AppError(401, "invalid_link", "This sign-in link was already used. Ask your contact for a new one.");
-  }
   const now = ctx.now();
   const session: PortalSession = { id: randomId("pses"), shopId, createdAt: now, expiresAt: now + SESSION_TTL_MS };
-  await createPortalSession(ctx.kv, session);
-  await writeAudit(ctx.kv, {
+  const opened = await openPortalSession(ctx.kv, { jti, ttlMs: LINK_TTL_MS }, session, {
     at: now,
     actor: portalActor(session),
     action: "portal.signin",
@@ -68,6 +59,9 @@ export async function signInWithLink(ctx: AppContext, token: string): Promise<st
     before: null,
     after: { link: jti },
   });
+  if (!opened) {
+    throw new AppError(401, "invalid_link", "This sign-in link was already used. Ask your contact for a new one.");
+  }
   return await new SignJWT({ sid: session.id })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(shopId)

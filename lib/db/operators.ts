@@ -35,13 +35,13 @@ const sessionKey = (id: string) => ["operator_sessions", id] as const;
 const lastSignInKey = (operatorId: string) => ["operator_last_signin", operatorId] as const;
 const failureKey = (scope: "email" | "ip", value: string) => ["signin_failures", scope, value] as const;
 
-/** Stores a new operator; the email is unique. */
-export async function createOperator(kv: Deno.Kv, op: Operator) {
-  const res = await kv.atomic()
+/** Stores a new operator with its audit entry, in one atomic operation; the email is unique. */
+export async function createOperator(kv: Deno.Kv, op: Operator, audit: NewAuditEntry) {
+  const write = kv.atomic()
     .check({ key: byEmailKey(op.email), versionstamp: null })
     .set(operatorKey(op.id), op)
-    .set(byEmailKey(op.email), op.id)
-    .commit();
+    .set(byEmailKey(op.email), op.id);
+  const res = await addAuditOps(write, audit).commit();
   if (!res.ok) throw new ConflictError("An operator with this email exists.", "operator_exists");
 }
 
@@ -64,13 +64,19 @@ export async function getOperatorEntry(kv: Deno.Kv, id: string): Promise<Deno.Kv
  * Sets a new password and ends every session opened with the old one; returns
  * the updated operator. With `expected` (the record the caller checked the
  * current password against), a change made meanwhile wins: ConflictError.
+ * `extraOps` adds what commits with it, given the updated record (the caller's
+ * new session, the audit entry).
  */
 export async function updateOperatorPassword(
   kv: Deno.Kv,
   id: string,
   passwordHash: string,
-  expected?: Pick<Operator, "passwordHash" | "sessionEpoch">,
+  opts: {
+    expected?: Pick<Operator, "passwordHash" | "sessionEpoch">;
+    extraOps?: (op: Deno.AtomicOperation, next: Operator) => void;
+  } = {},
 ): Promise<Operator | null> {
+  const { expected } = opts;
   const entry = await kv.get<Operator>(operatorKey(id));
   if (!entry.value) return null;
   if (
@@ -86,8 +92,9 @@ export async function updateOperatorPassword(
     mustChangePassword: false,
     sessionEpoch: (entry.value.sessionEpoch ?? 0) + 1,
   };
-  const res = await kv.atomic().check(entry).set(operatorKey(id), next).commit();
-  if (!res.ok) throw new ConflictError();
+  const op = kv.atomic().check(entry).set(operatorKey(id), next);
+  opts.extraOps?.(op, next);
+  if (!(await op.commit()).ok) throw new ConflictError();
   return next;
 }
 
@@ -123,11 +130,25 @@ export async function replaceOperator(
   return (await addAuditOps(op, opts.audit).commit()).ok;
 }
 
-/** Stores a session; one opened by a sign-in (not by a password change) is also the operator's last sign-in. */
-export async function createSession(kv: Deno.Kv, s: Session, opts: { signIn: boolean }) {
-  const op = kv.atomic().set(sessionKey(s.id), s, { expireIn: s.expiresAt - s.createdAt });
+/**
+ * Stores a session with its audit entry (the sign-in), in one atomic operation; one opened by a sign-in (not by a
+ * password change) is also the operator's last sign-in.
+ */
+export async function createSession(kv: Deno.Kv, s: Session, opts: { signIn: boolean; audit: NewAuditEntry }) {
+  const op = kv.atomic();
+  addSessionOps(op, s, opts);
+  await addAuditOps(op, opts.audit).commit();
+}
+
+/** Adds a new session to an atomic operation (see createSession), for a change that opens one with its own write. */
+export function addSessionOps(op: Deno.AtomicOperation, s: Session, opts: { signIn: boolean }) {
+  op.set(sessionKey(s.id), s, { expireIn: s.expiresAt - s.createdAt });
   if (opts.signIn) op.set(lastSignInKey(s.operatorId), s.createdAt);
-  await op.commit();
+}
+
+/** Adds the end of a session to an atomic operation: its token stops working once that commits. */
+export function addEndSessionOps(op: Deno.AtomicOperation, id: string) {
+  op.delete(sessionKey(id));
 }
 
 /** Each operator's last sign-in by their id; operators who have not signed in since it was recorded are missing. */
@@ -141,8 +162,11 @@ export async function getSession(kv: Deno.Kv, id: string): Promise<Session | nul
   return (await kv.get<Session>(sessionKey(id))).value;
 }
 
-export async function deleteSession(kv: Deno.Kv, id: string) {
-  await kv.delete(sessionKey(id));
+/** Ends a session with its audit entry (the sign-out), in one atomic operation. */
+export async function deleteSession(kv: Deno.Kv, id: string, audit: NewAuditEntry) {
+  const op = kv.atomic();
+  addEndSessionOps(op, id);
+  await addAuditOps(op, audit).commit();
 }
 
 export interface ThrottleScope {

@@ -1,3 +1,5 @@
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
+
 /** Shop-portal sign-in links (single use) and sessions scoped to one shop. */
 export interface PortalSession {
   id: string;
@@ -9,17 +11,21 @@ export interface PortalSession {
 const usedLinkKey = (jti: string) => ["portal_links_used", jti] as const;
 const sessionKey = (id: string) => ["portal_sessions", id] as const;
 
-/** Marks a sign-in link used; false when it was used before (links work once). */
-export async function useSigninLink(kv: Deno.Kv, jti: string, ttlMs: number): Promise<boolean> {
-  const res = await kv.atomic()
-    .check({ key: usedLinkKey(jti), versionstamp: null })
-    .set(usedLinkKey(jti), true, { expireIn: ttlMs })
-    .commit();
-  return res.ok;
-}
-
-export async function createPortalSession(kv: Deno.Kv, s: PortalSession) {
-  await kv.set(sessionKey(s.id), s, { expireIn: s.expiresAt - s.createdAt });
+/**
+ * Uses a sign-in link up (links work once) and opens the session it signs in to, with its audit entry, in one atomic
+ * operation; false, with nothing written, when the link was used before.
+ */
+export async function openPortalSession(
+  kv: Deno.Kv,
+  link: { jti: string; ttlMs: number },
+  s: PortalSession,
+  audit: NewAuditEntry,
+): Promise<boolean> {
+  const op = kv.atomic()
+    .check({ key: usedLinkKey(link.jti), versionstamp: null })
+    .set(usedLinkKey(link.jti), true, { expireIn: link.ttlMs })
+    .set(sessionKey(s.id), s, { expireIn: s.expiresAt - s.createdAt });
+  return (await addAuditOps(op, audit).commit()).ok;
 }
 
 export async function getPortalSession(kv: Deno.Kv, id: string): Promise<PortalSession | null> {

@@ -65,16 +65,20 @@ const shopKey = (id: string) => ["shops", id] as const;
 const apiKeyKey = (hash: string) => ["api_keys", hash] as const;
 const apiKeyByShopKey = (shopId: string, keyId: string) => ["api_keys_by_shop", shopId, keyId] as const;
 
-/** Stores a shop together with its first API key. */
-export async function createShopWithKey(kv: Deno.Kv, shop: Shop, key: ApiKeyRecord, keyHash: string) {
-  const res = await kv.atomic()
+/** Stores a shop together with its first API key and its audit entry, in one atomic operation. */
+export async function createShopWithKey(
+  kv: Deno.Kv,
+  shop: Shop,
+  key: { record: ApiKeyRecord; hash: string },
+  audit: NewAuditEntry,
+) {
+  const op = kv.atomic()
     .check({ key: shopKey(shop.id), versionstamp: null })
-    .check({ key: apiKeyKey(keyHash), versionstamp: null })
+    .check({ key: apiKeyKey(key.hash), versionstamp: null })
     .set(shopKey(shop.id), shop)
-    .set(apiKeyKey(keyHash), key)
-    .set(apiKeyByShopKey(shop.id, key.id), keyHash)
-    .commit();
-  if (!res.ok) throw new ConflictError("Shop or key already exists.");
+    .set(apiKeyKey(key.hash), key.record)
+    .set(apiKeyByShopKey(shop.id, key.record.id), key.hash);
+  if (!(await addAuditOps(op, audit).commit()).ok) throw new ConflictError("Shop or key already exists.");
 }
 
 export function getShopEntry(kv: Deno.Kv, id: string): Promise<Deno.KvEntryMaybe<Shop>> {
@@ -114,13 +118,13 @@ export function listShops(kv: Deno.Kv): Promise<Shop[]> {
   return collectValues(kv.list<Shop>({ prefix: ["shops"] }));
 }
 
-export async function addApiKey(kv: Deno.Kv, key: ApiKeyRecord, keyHash: string) {
-  const res = await kv.atomic()
-    .check({ key: apiKeyKey(keyHash), versionstamp: null })
-    .set(apiKeyKey(keyHash), key)
-    .set(apiKeyByShopKey(key.shopId, key.id), keyHash)
-    .commit();
-  if (!res.ok) throw new ConflictError("Key already exists.");
+/** Stores another key of a shop with its audit entry, in one atomic operation. */
+export async function addApiKey(kv: Deno.Kv, key: { record: ApiKeyRecord; hash: string }, audit: NewAuditEntry) {
+  const op = kv.atomic()
+    .check({ key: apiKeyKey(key.hash), versionstamp: null })
+    .set(apiKeyKey(key.hash), key.record)
+    .set(apiKeyByShopKey(key.record.shopId, key.record.id), key.hash);
+  if (!(await addAuditOps(op, audit).commit()).ok) throw new ConflictError("Key already exists.");
 }
 
 /**
@@ -147,20 +151,22 @@ export async function getApiKeyAndShop(
   return { record, shop: shop.value as Shop | null, also };
 }
 
-/** Marks a key revoked; the very next request with it fails because lookups are never cached. */
+/**
+ * Marks a key revoked, with its audit entry (given the key as revoked) in one atomic operation; the very next request
+ * with it fails because lookups are never cached.
+ */
 export async function revokeApiKey(
   kv: Deno.Kv,
-  shopId: string,
-  keyId: string,
-  now: number,
+  key: { shopId: string; keyId: string },
+  opts: { now: number; audit: (revoked: ApiKeyRecord) => NewAuditEntry },
 ): Promise<ApiKeyRecord | null> {
-  const hash = (await kv.get<string>(apiKeyByShopKey(shopId, keyId))).value;
+  const hash = (await kv.get<string>(apiKeyByShopKey(key.shopId, key.keyId))).value;
   if (!hash) return null;
   const entry = await kv.get<ApiKeyRecord>(apiKeyKey(hash));
   if (!entry.value) return null;
-  const revoked = { ...entry.value, revokedAt: entry.value.revokedAt ?? now };
-  const res = await kv.atomic().check(entry).set(apiKeyKey(hash), revoked).commit();
-  if (!res.ok) throw new ConflictError();
+  const revoked = { ...entry.value, revokedAt: entry.value.revokedAt ?? opts.now };
+  const op = kv.atomic().check(entry).set(apiKeyKey(hash), revoked);
+  if (!(await addAuditOps(op, opts.audit(revoked)).commit()).ok) throw new ConflictError();
   return revoked;
 }
 
