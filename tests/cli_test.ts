@@ -8,6 +8,8 @@ import { searchAudit } from "../lib/db/audit.ts";
 import { refundEvents } from "../lib/refunds/view.ts";
 import type { Refund } from "../lib/refunds/types.ts";
 import { sortableId } from "../lib/ids.ts";
+import { startTestApp } from "../fixtures/app.ts";
+import { operatorBrowser } from "../fixtures/browser.ts";
 
 /**
  * Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. The file is made
@@ -313,6 +315,15 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
       ]);
     } finally {
       check.close();
+    }
+    // The console's audit log names the operator, and that it was from the command line.
+    const app = await startTestApp({ kvPath: path });
+    try {
+      const b = await operatorBrowser(app, "reader@example.com");
+      const page = await b.get("/admin/audit?q=refund.settle");
+      assert.match(page.text, /<strong>ops@example\.com \(cli\)<\/strong> settled by hand/);
+    } finally {
+      await app.close();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
