@@ -56,10 +56,15 @@ const shown = (a: ProviderAccount) => ({
   credentialsUpdatedAt: new Date(a.credentialsUpdatedAt).toISOString(),
 });
 
+// Checked before the store is opened, as every command here: a wrong call gets the usage, not a word on the database.
+const [cmd, id, ...extra] = positionals;
+const valid = ((cmd === "create" || cmd === "list") && !id) ||
+  ((cmd === "disable" || cmd === "enable") && id && !extra.length);
+if (!valid) fail(USAGE);
+
 await runCommand(async (server) => {
   const ctx = server.ctx;
-  const [cmd, id, ...extra] = positionals;
-  if (cmd === "create" && !id) {
+  if (cmd === "create") {
     const account = await createAccount(ctx, {
       provider: values.provider,
       label: values.label,
@@ -80,11 +85,9 @@ await runCommand(async (server) => {
         },
     }, { actor: "cli" });
     printJson({ ...shown(account), webhookPath: accountWebhookPath(account.id) });
-  } else if (cmd === "list" && !id) {
+  } else if (cmd === "list") {
     printJson((await listAllAccounts(ctx)).map(shown));
-  } else if ((cmd === "disable" || cmd === "enable") && id && !extra.length) {
-    printJson(shown(await setAccountActive(ctx, id, cmd === "enable", { actor: "cli" })));
   } else {
-    fail(USAGE);
+    printJson(shown(await setAccountActive(ctx, id, cmd === "enable", { actor: "cli" })));
   }
 }, { givenAs: GIVEN_AS });

@@ -69,22 +69,31 @@ const { values, positionals } = parseCommandArgs({
   publishable: { type: "boolean" },
 }, USAGE);
 
+// Checked before the store is opened: a call that is not one of the commands above gets the usage, not a complaint
+// about the database it never needed.
+const [cmd, sub, ...rest] = positionals;
+const signing = cmd === "signing" && rest.length === 1 ? rest[0] : undefined;
+const valid = (cmd === "route" && sub && !rest.length && values.account) || (cmd === "create" && values.name) ||
+  (cmd === "key" && ((sub === "create" && rest.length === 1) || (sub === "revoke" && rest.length === 2))) ||
+  signing === "ed25519" || signing === "hmac" || signing === "end-overlap" ||
+  (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) ||
+  (cmd === "embed" && sub && !rest.length) || cmd === "list";
+if (!valid) fail(USAGE);
+const overlapHours = signing === "ed25519" || signing === "hmac" ? parseOverlapHours(values["overlap-hours"]) : 0;
+
 await runCommand(async (server) => {
   const { kv, config } = server.ctx;
   const now = Date.now();
-  const [cmd, sub, ...rest] = positionals;
   if (cmd === "route") {
-    if (!sub || rest.length || !values.account) fail(USAGE);
     const routing = await addShopRoute(server.ctx, sub, {
-      accountId: values.account,
+      accountId: values.account!, // checked above, before the store was opened
       currency: values.currency,
       type: values.type,
     }, { actor: "cli" });
     printJson({ shopId: sub, routing });
   } else if (cmd === "create") {
-    if (!values.name) fail(USAGE);
     const { shop, apiKey } = await createShop(kv, {
-      name: values.name,
+      name: values.name!, // checked above
       allowedHosts: values["allowed-host"] ?? [],
       defaultPostbackUrl: values["postback-url"] ?? null,
     }, { allowLocalUrls: config.allowLocalUrls, now, actor: "cli" });
@@ -96,17 +105,12 @@ await runCommand(async (server) => {
   } else if (cmd === "key" && sub === "revoke" && rest.length === 2) {
     const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor: "cli" });
     printJson({ shopId: record.shopId, keyId: record.id, revokedAt: new Date(record.revokedAt!).toISOString() });
-  } else if (cmd === "signing" && rest.length === 1 && (rest[0] === "ed25519" || rest[0] === "hmac")) {
-    const given = values["overlap-hours"]?.trim();
-    const hours = given === undefined ? 24 : given === "" ? NaN : Number(given);
-    if (!(hours >= 0 && hours <= MAX_OVERLAP_HOURS)) {
-      fail(`--overlap-hours must be a number of hours from 0 (no overlap) to ${MAX_OVERLAP_HOURS}\n${USAGE}`);
-    }
+  } else if (signing === "ed25519" || signing === "hmac") {
     const { shop, secret, publicKey } = await switchShopSigning(kv, sub, {
       actor: "cli",
       now,
-      scheme: rest[0],
-      overlapMs: Math.round(hours * 3_600_000),
+      scheme: signing,
+      overlapMs: Math.round(overlapHours * 3_600_000),
     }).catch((err) => {
       // The way out only the command line has: with no overlap the replaced one stops at once and does not count.
       if (err instanceof SigningLimitError) {
@@ -116,24 +120,24 @@ await runCommand(async (server) => {
     });
     printJson({
       shopId: shop.id,
-      signingScheme: rest[0],
+      signingScheme: signing,
       ...(publicKey ? { publicKey } : { webhookSecret: secret }),
       previousSigning: previousSigning(shop, now),
     });
-  } else if (cmd === "signing" && rest.length === 1 && rest[0] === "end-overlap") {
+  } else if (signing === "end-overlap") {
     const shop = await endSigningOverlap(kv, sub, { actor: "cli", now });
     printJson({ shopId: shop.id, ...signingView(shop, now) });
-  } else if (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) {
+  } else if (cmd === "redirects") {
     const shop = await setRedirectSigning(kv, sub, rest[0] === "on", { actor: "cli", now });
     printJson({ shopId: shop.id, signRedirects: shopSigning(shop).signRedirects });
-  } else if (cmd === "embed" && sub && rest.length === 0) {
+  } else if (cmd === "embed") {
     const shop = await setEmbedOrigins(kv, sub, values.origin ?? [], {
       actor: "cli",
       now,
       allowLocalUrls: config.allowLocalUrls,
     });
     printJson({ shopId: shop.id, embedOrigins: shop.embedOrigins });
-  } else if (cmd === "list") {
+  } else {
     const shops = await listShops(kv);
     printJson(
       await Promise.all(shops.map(async (s) => ({
@@ -154,10 +158,18 @@ await runCommand(async (server) => {
         })),
       }))),
     );
-  } else {
-    fail(USAGE);
   }
 }, { givenAs: GIVEN_AS });
+
+/** --overlap-hours as hours (24 when not given), or the command ends saying what it takes. */
+function parseOverlapHours(option: string | undefined): number {
+  const given = option?.trim();
+  const hours = given === undefined ? 24 : given === "" ? NaN : Number(given);
+  if (!(hours >= 0 && hours <= MAX_OVERLAP_HOURS)) {
+    fail(`--overlap-hours must be a number of hours from 0 (no overlap) to ${MAX_OVERLAP_HOURS}\n${USAGE}`);
+  }
+  return hours;
+}
 
 type ShopRecord = Parameters<typeof shopSigning>[0];
 

@@ -126,6 +126,38 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
   }
 });
 
+Deno.test("[cli] every command called with no arguments, an unknown subcommand or one missing its arguments prints its usage before opening a store, not that there is no database", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/none.sqlite3`;
+  try {
+    const calls = [
+      ["shop"],
+      ["shop", "nope"],
+      ["shop", "route", "shop_x"],
+      ["shop", "signing", "shop_x", "rsa"],
+      ["account"],
+      ["account", "nope"],
+      ["account", "disable"],
+      ["operator"],
+      ["operator", "nope"],
+      ["payment"],
+      ["payment", "nope", "pay_x"],
+      ["bq"],
+      ["bq", "nope"],
+    ];
+    for (const [script, ...args] of calls) {
+      const out = await cliWith({}, kv, script, ...args);
+      const call = [script, ...args].join(" ");
+      assert.equal(out.code, 2, call);
+      assert.match(out.stderr, new RegExp(`^usage:\\n  .*deno task ${script} `, "s"), call);
+      assert.doesNotMatch(out.stderr, /no database/, call);
+    }
+    assert.equal(await Deno.stat(kv).then(() => true, () => false), false, "no file was made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] a refused account or route names the option or variable the operator gives, not the API's field", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
