@@ -85,11 +85,12 @@ await runCommand(async (server) => {
   const { kv, config } = server.ctx;
   const now = Date.now();
   if (cmd === "route") {
-    const routing = await addShopRoute(server.ctx, sub, {
+    const { routing, changed } = await addShopRoute(server.ctx, sub, {
       accountId: values.account!, // checked above, before the store was opened
       currency: values.currency,
       type: values.type,
     }, { actor: "cli" });
+    if (!changed) console.error(`note: shop ${sub} is already routed so; nothing changed`);
     printJson({ shopId: sub, routing });
   } else if (cmd === "create") {
     const { shop, apiKey } = await createShop(kv, {

@@ -190,6 +190,43 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
   }
 });
 
+Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    const shop = await cli(kv, "shop", "create", "--name", "Acme");
+    const route = (...args: string[]) => cli(kv, "shop", "route", shop.json.shopId, "--account", "default", ...args);
+    const first = await route("--currency", "EUR", "--type", "fiat");
+    assert.equal(first.code, 0, first.stderr);
+    assert.doesNotMatch(first.stderr, /already routed/);
+    // Asked again, in another case: the same rule.
+    const again = await route("--currency", "eur", "--type", "fiat");
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /already routed so; nothing changed/);
+    assert.deepEqual(again.json.routing.rules, [{ accountId: "default", currency: "EUR", type: "fiat" }]);
+    // Another rule is added as before.
+    const other = await route("--currency", "EUR");
+    assert.equal(other.json.routing.rules.length, 2, other.stderr);
+
+    const byDefault = await route();
+    assert.equal(byDefault.json.routing.defaultAccountId, "default");
+    assert.doesNotMatch(byDefault.stderr, /already routed/);
+    const defaultAgain = await route();
+    assert.equal(defaultAgain.code, 0, defaultAgain.stderr);
+    assert.match(defaultAgain.stderr, /already routed so/);
+
+    const srv = await Deno.openKv(kv);
+    try {
+      const audited = await searchAudit(srv, { query: "shop.routing", limit: 10 });
+      assert.equal(audited.length, 3, "the changes that were made, not the ones asked again");
+    } finally {
+      srv.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] payment show lists a payment's postbacks without the relay's lease token or a stale next attempt; a resend naming no operator (--actor) is refused and changes nothing", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/kv.sqlite3`;

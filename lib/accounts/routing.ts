@@ -176,20 +176,39 @@ export async function setShopRouting(
   }
 }
 
-/** Adds one rule at the end of a shop's rules, or sets its default account when the rule names neither currency nor type (the CLI's `shop route`). */
+/**
+ * Adds one rule at the end of a shop's rules, or sets its default account when the rule names neither currency nor
+ * type (the CLI's `shop route`). A rule the shop has already (the same account, currency and type), or the default it
+ * has, changes nothing (`changed` false), not even the audit log: asked twice (a runbook run again), the shop is
+ * routed as asked, and a second copy of a rule could never match (the first match wins), only confuse a reader.
+ */
 export async function addShopRoute(
   ctx: AppContext,
   shopId: string,
   rule: { accountId: string; currency?: string | null; type?: string | null },
   opts: { actor: string },
-): Promise<ShopRouting> {
+): Promise<{ routing: ShopRouting; changed: boolean }> {
   const current = shopRouting((await readShopEntry(ctx, shopId)).value);
   const change = { ...opts, from: current };
   if (!rule.currency && !rule.type) {
-    return setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, change);
+    if (current.defaultAccountId === rule.accountId) return { routing: current, changed: false };
+    const routing = await setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, change);
+    return { routing, changed: true };
   }
   const added: unknown = { accountId: rule.accountId, currency: rule.currency ?? null, type: rule.type ?? null };
-  return setShopRouting(ctx, shopId, { ...current, rules: [...current.rules, added as RouteRule] }, change);
+  // Read as a stored rule is (a currency in any case; a fund code a stored rule may hold), to compare like with like;
+  // a rule that is not one at all is refused below, by setShopRouting.
+  const asRule = StoredShopRoutingSchema.shape.rules.element.safeParse(added);
+  if (asRule.success && current.rules.some((r) => ruleIdentity(r) === ruleIdentity(asRule.data))) {
+    return { routing: current, changed: false };
+  }
+  const routing = await setShopRouting(
+    ctx,
+    shopId,
+    { ...current, rules: [...current.rules, added as RouteRule] },
+    change,
+  );
+  return { routing, changed: true };
 }
 
 /** What a rule does, as a string: two rules with the same send the same payments to the same account. */
