@@ -50,6 +50,7 @@ const GIVEN_AS = {
   defaultPostbackUrl: "--postback-url",
   embedOrigins: "--origin",
   "rules.accountId": "--account",
+  defaultAccountId: "--account",
   "rules.currency": "--currency",
   "rules.type": "--type",
 };

@@ -155,12 +155,17 @@ Deno.test("[admin api] accounts, routing and the operation log, in the shop API'
       assert.equal(got.status, 200);
       assert.deepEqual(got.body, { status: "success", shopId: app.shop.id, routing });
 
+      // Named by the field that holds it, as every refusal: the second rule's, and the default's.
       const unknownAccount = await admin(app, token, "PUT", `/shops/${app.shop.id}/routing`, {
-        rules: [],
+        rules: [{ accountId, currency: "EUR", type: null }, { accountId: "pa_nope", currency: "USD", type: null }],
         defaultAccountId: "pa_nope",
       });
       assert.equal(unknownAccount.status, 400);
       ErrorResponse.parse(unknownAccount.body);
+      assert.deepEqual(unknownAccount.body.error.fields, {
+        "rules.1.accountId": "is not an account",
+        defaultAccountId: "is not an account",
+      });
       const unknownShop = await admin(app, token, "GET", "/shops/shop_nope/routing");
       assert.equal(unknownShop.status, 404);
       ErrorResponse.parse(unknownShop.body);

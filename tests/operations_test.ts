@@ -325,7 +325,7 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
     assert.equal(def.json.routing.defaultAccountId, made.json.id);
     const unknown = await cli(kv, "shop", ["route", shop.json.shopId, "--account", "pa_nope"]);
     assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /invalid_request/);
+    assert.match(unknown.stderr, /invalid_request: .* \{"--account":"is not an account"\}/);
 
     const disabled = await cli(kv, "account", ["disable", made.json.id]);
     assert.equal(disabled.json.active, false);

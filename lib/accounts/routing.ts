@@ -151,11 +151,16 @@ export async function setShopRouting(
     input,
     { what: "routing" },
   );
-  const ids = new Set([...routing.rules.map((r) => r.accountId), routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID]);
-  const fields: Record<string, string> = {};
-  for (const id of ids) {
-    if (!(await ctx.providers.find(id))) fields[id] = "is not an account";
-  }
+  // By the field that names it, as every other refusal of the routing: the id itself is what the caller sent.
+  const named = [
+    ...routing.rules.map((r, i) => [`rules.${i}.accountId`, r.accountId]),
+    ["defaultAccountId", routing.defaultAccountId ?? DEFAULT_ACCOUNT_ID],
+  ];
+  const known = new Map<string, boolean>();
+  for (const [, id] of named) if (!known.has(id)) known.set(id, !!(await ctx.providers.find(id)));
+  const fields = Object.fromEntries(
+    named.filter(([, id]) => !known.get(id)).map(([field]) => [field, "is not an account"]),
+  );
   if (Object.keys(fields).length) throw new ValidationError("The routing names unknown accounts.", fields);
   for (;;) {
     const entry = await readShopEntry(ctx, shopId);
