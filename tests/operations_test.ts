@@ -462,7 +462,12 @@ Deno.test("[accounts] a routing rule stored in a fund code before they were refu
     await b.get(path);
     const bad = await b.post(path, { op: "add", accountId: "default", currency: "MXV", type: "" });
     assert.equal(bad.status, 400);
-    assert.match(bad.text, /Not saved: rules\.5\.currency is a fund code, not a currency buyers pay in/);
+    // Named as the page numbers its rules (the one added is the sixth), not by the API's position from 0.
+    assert.match(bad.text, /Not saved: Rule 6: currency is a fund code, not a currency buyers pay in/);
+    assert.doesNotMatch(bad.text, /rules\.5/);
+    const noAccount = await b.post(path, { op: "add", accountId: "pa_nope", currency: "EUR", type: "" });
+    assert.equal(noAccount.status, 400);
+    assert.match(noAccount.text, /Not saved: Rule 6: account is not an account/);
     assert.deepEqual(await currencies(), ["USD", "BOV", "EUR", "GBP", "JPY"]);
 
     // Taken away, it does not come back.

@@ -284,7 +284,7 @@ export function routingRoutes(ctx: AppContext) {
         return page(c, { error: "Not saved: the rules changed since the page was shown. Here they are now." }, 409);
       }
       if (!(err instanceof ValidationError)) throw err;
-      const detail = Object.entries(err.fields ?? {}).map(([k, v]) => `${k} ${v}`).join("; ");
+      const detail = Object.entries(err.fields ?? {}).map(([k, v]) => `${routingFieldLabel(k)} ${v}`).join("; ");
       return page(c, { error: `Not saved: ${detail || err.message}` }, 400);
     }
     return c.redirect(`/admin/shops/${shopId}/routing?done=1`, 303);
@@ -644,6 +644,16 @@ function labelsOf(accounts: ProviderAccount[]): Map<string, string> {
 
 function describeRule(r: RouteRule, labels: Map<string, string>): string {
   return `${r.currency ?? "any currency"}, ${r.type ?? "any type"} → ${labels.get(r.accountId) ?? r.accountId}`;
+}
+
+/**
+ * A refused field of the routing as this page shows it: the rules are numbered from 1 in its list, so `rules.5.currency`
+ * is "Rule 6: currency" (an added rule takes the next number), where the API's position sends the operator counting.
+ */
+function routingFieldLabel(field: string): string {
+  const rule = field.match(/^rules\.(\d+)\.(accountId|currency|type)$/);
+  if (rule) return `Rule ${Number(rule[1]) + 1}: ${rule[2] === "accountId" ? "account" : rule[2]}`;
+  return field === "defaultAccountId" ? "The default account" : field;
 }
 
 function removeRuleQuestion(r: RouteRule, labels: Map<string, string>): string {
