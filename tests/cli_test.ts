@@ -175,6 +175,14 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
     assert.match(stripe.stderr, /"ACCOUNT_SECRET_KEY":"is required"/);
     assert.match(stripe.stderr, /"--connected-account":"is required"/);
     assert.doesNotMatch(noSecrets.stderr + stripe.stderr + bansky.stderr, /credentials\.|orgId/);
+    // An account's URL is the provider's API, not a shop's page: the example says so.
+    const ftp = await cli(kv, "account", "create", "--label", "Acme", "--org-id", "BIN1", "--api-url", "ftp://x");
+    assert.equal(ftp.code, 2);
+    assert.match(
+      ftp.stderr,
+      /"--api-url":"must be the provider's API base URL, such as https:\/\/api\.provider\.example\/v1"/,
+    );
+    assert.doesNotMatch(ftp.stderr, /shop\.example/);
     assert.deepEqual((await cli(kv, "account", "list")).json.map((a: { id: string }) => a.id), ["default"]);
 
     // A route's rule by its options, not by the place the new rule would take in the list.

@@ -22,7 +22,16 @@ import {
 
 const Secret = z.string().trim().min(1).max(500);
 // A base address only: credentials go in their own fields, never in the URL, which the console shows (rotation).
-const ApiUrl = z.url({ protocol: /^https?$/ }).max(500)
+// A URL that is not one gets its own example: the general one (a shop's page, https://shop.example/path) reads as the
+// wrong kind of address here. Anything else (missing, not text) is told as every field is.
+const ApiUrl = z.url({
+  protocol: /^https?$/,
+  error: (issue) =>
+    issue.code === "invalid_format"
+      ? "must be the provider's API base URL, such as https://api.provider.example/v1"
+      : undefined,
+})
+  .max(500)
   .refine((u) => {
     const url = URL.parse(u); // null when the URL check above failed: that issue is already reported
     // An empty "?" or "#" parses away, but the requests built on it would carry it.
