@@ -1161,6 +1161,33 @@ Deno.test("[stripe] a refund's calls to Stripe (its session, then the refund) ta
   }, { JOBS_QUEUE: "off" });
 });
 
+Deno.test("[stripe] a cancel's calls to Stripe (the expire it refuses, then the session's status) take at most the provider timeout in all: slow ones answer 504 at the timeout and change nothing", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const init = await callInit(app, paymentBody({ currency: "USD" }));
+    assert.equal(init.status, 201, JSON.stringify(init.body));
+    // The session ended at Stripe meanwhile: its expire is refused, and the adapter reads the session's status.
+    const ref = (await getPayment(app.kv, init.body.id))!.providerRef!;
+    fake.sessions.get(ref)!.status = "expired";
+    // Each call within the timeout (2 s in tests), both together past it.
+    fake.slow["POST /v1/checkout/sessions/{id}/expire"] = 1800;
+    fake.slow["GET /v1/checkout/sessions/{id}"] = 1800;
+    const started = Date.now();
+    const cancelled = await api(app, app.shop.apiKey, "POST", `/payments/${init.body.id}/cancel`);
+    const waited = Date.now() - started;
+    assert.equal(cancelled.status, 504, `${JSON.stringify(cancelled.body)} after ${waited} ms`);
+    assert.equal(cancelled.body.error.code, "provider_timeout");
+    assert.ok(waited < 3000, `answered after ${waited} ms, not once both calls were over (3.6 s)`);
+    assert.equal((await getPayment(app.kv, init.body.id))!.status, "pending");
+    fake.slow["POST /v1/checkout/sessions/{id}/expire"] = 0;
+    fake.slow["GET /v1/checkout/sessions/{id}"] = 0;
+    // Asked again once Stripe is quick, it says what the session is.
+    const again = await api(app, app.shop.apiKey, "POST", `/payments/${init.body.id}/cancel`);
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    assert.equal((await getPayment(app.kv, init.body.id))!.status, "expired");
+  });
+});
+
 Deno.test("[stripe] a form whose fixed amount the shop's provider cannot charge in its currency (10.50 MGA at Stripe, which takes whole ariary) is refused when it is made, naming the amount, instead of a page that answers every buyer 503", async () => {
   await withStripe(async (app, _fake, stripe) => {
     const form = (amount: number, currency: string) =>

@@ -154,10 +154,14 @@ export class StripeProvider implements PaymentProvider {
    * session stays complete and unpaid after the debit failed, so only the intent tells a failure from money on its
    * way. It comes expanded in the same call, so a status check is one request whatever the session's state.
    */
-  async getStatus(ref: string): Promise<ProviderStatus> {
+  async getStatus(ref: string, within: Deadline = deadline(this.opts.timeoutMs)): Promise<ProviderStatus> {
     const s = await this.call(
       "GET /v1/checkout/sessions/{id}",
-      () => this.stripe.checkout.sessions.retrieve(ref, { expand: ["payment_intent"] }, this.account),
+      () =>
+        this.stripe.checkout.sessions.retrieve(ref, { expand: ["payment_intent"] }, {
+          ...this.account,
+          ...within("GET /v1/checkout/sessions/{id}"),
+        }),
     );
     const state = sessionState(s);
     if (state !== "complete_unpaid") return stripeSessionToOurs[state];
@@ -167,13 +171,16 @@ export class StripeProvider implements PaymentProvider {
   }
 
   async cancel(ref: string): Promise<CancelResult> {
+    // Its expire and the status read after it share one timeout, as a refund's calls do: a shop's cancel waits at most
+    // the configured timeout in all.
+    const within = deadline(this.opts.timeoutMs);
     try {
-      await this.stripe.checkout.sessions.expire(ref, {}, this.account);
+      await this.stripe.checkout.sessions.expire(ref, {}, { ...this.account, ...within("POST .../expire") });
       return { cancelled: true };
     } catch (err) {
       // Only an open session can be expired; otherwise it says what it is instead.
       if (!(err instanceof Stripe.errors.StripeInvalidRequestError)) throw toUpstream("POST .../expire", err);
-      return { cancelled: false, status: await this.getStatus(ref) };
+      return { cancelled: false, status: await this.getStatus(ref, within) };
     }
   }
 
@@ -323,8 +330,9 @@ type Deadline = (what: string) => { timeout: number };
 
 /**
  * One provider timeout for all the calls of a verb (a session asked again under a new key; a refund's session read,
- * its search for an earlier refund and its request, maybe twice): each call gets what is left, so a shop's init-payment
- * or refund waits at most the configured timeout, as documented, and a refund job's run ends well within its lease
+ * its search for an earlier refund and its request, maybe twice; a cancel's expire and the status read after a refusal):
+ * each call gets what is left, so a shop's init-payment, refund or cancel waits at most the configured timeout, as
+ * documented, and a refund job's run ends well within its lease
  * (with new keys, two runs at once could each make a refund).
  */
 function deadline(timeoutMs: number): Deadline {
