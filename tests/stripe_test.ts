@@ -1110,6 +1110,11 @@ Deno.test("[stripe] a shop's retry of a payment whose session Stripe is still ma
     assert.equal(retry.status, 502, JSON.stringify(retry.body));
     assert.equal(retry.body.error.code, "provider_error");
     assert.deepEqual(keys, [keys[0], keys[0]], "asked under no other key");
+    // The operation log names Stripe's code, which tells this 409 from any other, and never its message (which
+    // quotes the key).
+    const logged = await listOperations(app.kv, { shopId: app.shop.id, limit: 20 });
+    const refused = logged.find((e) => e.outcome === "error" && e.operation === "create");
+    assert.equal(refused?.error, "POST /v1/checkout/sessions answered 409 (StripeAPIError, idempotency_key_in_use)");
     assert.equal(fake.sessions.size, 0, "the first request's session is still being made");
     await waitFor("the first request's session", () => fake.sessions.size === 1 || undefined);
     fake.slow["POST /v1/checkout/sessions"] = 0;
@@ -1117,6 +1122,24 @@ Deno.test("[stripe] a shop's retry of a payment whose session Stripe is still ma
     assert.equal(later.status, 201, JSON.stringify(later.body));
     assert.equal((await getPayment(app.kv, later.body.id))!.providerRef, [...fake.sessions.keys()][0]);
     assert.equal(fake.sessions.size, 1);
+  });
+});
+
+Deno.test("[stripe] an error's code that is not a short machine code (a key-shaped one) stays out of the operation log and the shop's answer", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    await setShopRouting(app.server.ctx, app.shop.id, { rules: [], defaultAccountId: stripe.id }, { actor: "test" });
+    const leak = "sk_test_leaked";
+    interceptFake(fake, (req, handle) => {
+      if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/checkout/sessions") return handle(req);
+      const body = { error: { type: "api_error", code: leak, message: `Something with ${leak}` } };
+      return Promise.resolve(Response.json(body, { status: 500 }));
+    });
+    const init = await callInit(app, paymentBody({ id: "o-leak", postbackUrl: "http://127.0.0.1:9/pb", amount: 4200 }));
+    assert.equal(init.status, 502, JSON.stringify(init.body));
+    const logged = await listOperations(app.kv, { shopId: app.shop.id, limit: 20 });
+    const failed = logged.find((e) => e.operation === "create" && e.outcome === "error");
+    assert.equal(failed?.error, "POST /v1/checkout/sessions answered 500 (StripeAPIError)");
+    assert.doesNotMatch(JSON.stringify(logged) + JSON.stringify(init.body), /sk_test|leaked/);
   });
 });
 

@@ -373,14 +373,26 @@ function toUpstream(what: string, err: unknown): UpstreamError {
     return new UpstreamError(timedOut, timedOut ? `${what} timed out` : `${what} unreachable`);
   }
   if (err instanceof Stripe.errors.StripeError) {
-    const detail = `${what} answered ${err.statusCode ?? "an error"} (${err.type})`;
+    // Stripe's code tells answers of one status apart in the operation log (a 409 idempotency_key_in_use from another).
+    const code = machineCode(err.code);
+    const detail = `${what} answered ${err.statusCode ?? "an error"} (${err.type}${code ? `, ${code}` : ""})`;
     if (err.statusCode && isStripeRefusal(err, err.statusCode)) {
-      // Stripe's code and message say why (e.g. "Refund exceeds the charge"), for the operators' log only.
-      const reason = providerReason([err.code, err.message].filter(Boolean).join(": "));
+      // Stripe's message says why (e.g. "Refund exceeds the charge"), for the operators' log only.
+      const reason = providerReason(err.message ?? "");
       return new ProviderRefusedError(reason ? `${detail}: ${reason}` : detail, err.statusCode);
     }
     return new UpstreamError(false, detail, err.statusCode ?? null);
   }
   if (err instanceof UpstreamError) return err;
   return new UpstreamError(false, `${what} failed`);
+}
+
+/**
+ * Stripe's error code (`idempotency_key_in_use`, `resource_missing`) when it is one: a short lowercase word, never text
+ * that could carry a parameter, a key or a secret (those go through providerReason, and only from a refusal's message).
+ */
+function machineCode(code: unknown): string | null {
+  if (typeof code !== "string" || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) return null;
+  // A key or secret has this shape too, if lowercase: what providerReason would hide is not a code.
+  return providerReason(code) === code ? code : null;
 }
