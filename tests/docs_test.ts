@@ -11,7 +11,8 @@ import { callInit, paymentBody, startTestApp } from "../fixtures/app.ts";
 import { INTERNAL_DOCS, PUBLIC_DOCS } from "../lib/docs/catalog.ts";
 import { DocLibrary, DOCS_ROOT } from "../lib/docs/library.ts";
 import { escapeHtml, renderMarkdown, safeHref } from "../lib/docs/markdown.ts";
-import { HTTP_METHODS, type OpenApiDocument } from "../lib/docs/openapi.ts";
+import { buildOpenApi, HTTP_METHODS, type OpenApiDocument } from "../lib/docs/openapi.ts";
+import { ProviderWebhookResponse } from "../lib/payments/api_schemas.ts";
 import { parseSequence } from "../lib/docs/sequence.ts";
 import {
   API_ERRORS,
@@ -265,6 +266,16 @@ Deno.test("[docs] the public pages and /openapi.json over HTTP", async (t) => {
     });
   } finally {
     await app.close();
+  }
+});
+
+Deno.test("[docs] the provider webhook's 200 names every outcome it is answered with, news that changes nothing included", () => {
+  const spec = buildOpenApi({ maxAmount: 1_000_000, publicBaseUrl: "https://pay.example" });
+  for (const path of ["/api/payment-verify", "/api/payment-verify/{accountId}"]) {
+    const description = spec.paths[path].post!.responses["200"].description;
+    for (const outcome of ProviderWebhookResponse.shape.outcome.options) {
+      assert.ok(description.includes(`\`${outcome}\``), `${path}: ${outcome} in "${description}"`);
+    }
   }
 });
 
