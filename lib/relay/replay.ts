@@ -1,5 +1,5 @@
 import type { AppContext } from "../context.ts";
-import { addAuditOps } from "../db/audit.ts";
+import { writeAudit } from "../db/audit.ts";
 import { iterateAttentionDeliveryIds, rescheduleDelivery } from "../db/deliveries.ts";
 import { replayedNow } from "./schedule.ts";
 import type { Delivery } from "./types.ts";
@@ -26,9 +26,12 @@ export interface ReplayResult {
  * keeps its place in the schedule and a failed one runs the schedule once more (replayedNow says why). Up to `batch`
  * of the postbacks needing attention at a time, after `after` when going on. Each is judged as it stands when it is
  * written (`onlyIf`): one resent since the replay began is left alone, and so is one being sent (counted in
- * `inFlight`, so the operator hears of it). Each postback put back is audited under `actor` in its own commit: a
- * replay is many writes, and one entry for all, written before or after them, would be wrong for those a crash or a
- * store error cut off.
+ * `inFlight`, so the operator hears of it). The request is audited once under `actor`, before anything is put back:
+ * the entry records the command (the shop, the time, where it went on from), which stays true of a replay a crash cuts
+ * short, as an entry written after it, with its count, would not be of one cut short before it. Not one entry per
+ * postback: a click puts back up to a thousand, and a shop's outage tens of thousands, which would crowd every other
+ * operator action out of the audit log's search (the newest 10,000 entries). What each postback went through is on its
+ * own record (`replayedFrom`, its attempts).
  */
 export async function replayFailedDeliveries(
   ctx: AppContext,
@@ -37,6 +40,14 @@ export async function replayFailedDeliveries(
   opts: { actor: string; after?: string; batch?: number },
 ): Promise<ReplayResult> {
   const batch = opts.batch ?? REPLAY_BATCH;
+  await writeAudit(ctx.kv, {
+    at: ctx.now(),
+    actor: opts.actor,
+    action: "postback.replay",
+    target: shopId,
+    before: null,
+    after: { since: new Date(since).toISOString(), ...(opts.after ? { goesOnAfter: opts.after } : {}) },
+  });
   let queued = 0;
   let inFlight = 0;
   let looked = 0;
@@ -53,22 +64,6 @@ export async function replayFailedDeliveries(
       putBack: replayedNow,
       onlyIf: replayable,
       refuseInFlight: true,
-      // The shop's POST follows (by the queue, the kick or the sweep), as for a resend: the entry records the
-      // decision with the put-back, and the delivery's attempt records what the shop answered.
-      extraOps: (op, d, next) =>
-        addAuditOps(op, {
-          at: now,
-          actor: opts.actor,
-          action: "postback.replay",
-          target: shopId,
-          before: { deliveryId: d.id, status: d.status },
-          after: {
-            deliveryId: d.id,
-            paymentId: d.paymentId,
-            status: next.status,
-            since: new Date(since).toISOString(),
-          },
-        }),
     });
     if (!put) continue;
     if ("inFlightMs" in put) {

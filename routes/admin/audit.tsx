@@ -32,7 +32,7 @@ const ACTION_WORDS = {
   "payment.refund": "refunded",
   "portal.link": "created a portal sign-in link for",
   "portal.signin": "signed in to the portal of",
-  "postback.replay": "replayed a failed or retrying postback of",
+  "postback.replay": "replayed the failed and retrying postbacks of",
   "postback.resend": "resent a postback of",
   "refund.settle": "settled by hand, after checking with the provider, a refund of",
   "shop.create": "created the shop",
