@@ -224,12 +224,15 @@ export class StripeProvider implements PaymentProvider {
       );
     // A key can be spoiled for 24 hours, as a session's (see initiate): Stripe answers a 500 it met under it to every
     // retry, and refuses it if an older deploy sent other parameters, so the buyer would wait a day. Only a retry asks
-    // again under a new key: it looked for our refund first, and looks again now that the key's request is over (a
-    // 500's outcome is Stripe's to reconcile, and this call's own 500 may have made it), so a second refund is never
-    // made. The first call has not looked; a 409 (the key's request still running) is not spoiled, and waits.
+    // again under a second key: it looked for our refund first, and looks again now that the key's request is over (a
+    // 500's outcome is Stripe's to reconcile, and this call's own 500 may have made it). The second key is the same for
+    // every retry, never a random one: a retry's call under it may outlast our timeout at Stripe (or not be listed yet)
+    // when the next retry looks and finds nothing, and two runs may ask at once; under one key Stripe answers those 409
+    // or the refund it made, never a second refund. The first call has not looked; a 409 (the key's request still
+    // running) is not spoiled, and waits.
     const r = await create(`refund-${refundId}`).catch(async (err) => {
       if (!opts.retry || !spoiledKey(err)) throw err;
-      return await this.findRefund(intent, refundId, within) ?? await create(`refund-${refundId}.${randomId("again")}`);
+      return await this.findRefund(intent, refundId, within) ?? await create(`refund-${refundId}.again`);
     }).catch((err) => {
       // The look's own failure is ours already, and says nothing of a refund.
       if (err instanceof UpstreamError) throw err;
