@@ -967,28 +967,38 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
       const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
       assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
       assert.equal(refunds(session.payment_intent).length, 0);
-      // The job's first retry: no refund of ours at Stripe, the key answers its stored 500 again, so after looking once
-      // more it asks under a new key. Before, every retry got the 500 until Stripe forgot the key a day later.
+      // The job's first retry, a minute on: no refund of ours at Stripe, the key answers its stored 500 again, and
+      // after looking once more it waits: the 500 is too recent for what Stripe did about it to show.
       await sweepAt(app, 61_000);
+      const key = `refund-${r.body.refund.id}`;
+      assert.deepEqual(keys, [key, key], "the first call and the retry's, under the refund's own key");
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+      // The retry ten minutes after the request asks under a second key. Before, every retry got the 500 until Stripe
+      // forgot the key a day later.
+      await sweepAt(app, 11 * 60_000);
       restore();
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
       assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
       assert.deepEqual(refunds(session.payment_intent).map((x) => [x.amount, x.metadata.refundId]), [
         [1000, r.body.refund.id],
       ]);
-      const key = `refund-${r.body.refund.id}`;
-      assert.deepEqual(keys.slice(0, 2), [key, key], "the first call and the retry's, under the refund's own key");
-      assert.equal(keys.length, 3);
-      assert.equal(keys[2], `${key}.again`, "a second key, the same for every retry");
-      assert.equal((fake.calls["GET /v1/refunds"] ?? 0) - lookedBefore, 2, "looked before asking, and again after");
+      assert.deepEqual(keys, [key, key, key, `${key}.again`], "a second key, the same for every retry");
+      assert.equal(
+        (fake.calls["GET /v1/refunds"] ?? 0) - lookedBefore,
+        4,
+        "each retry looked before asking, and after",
+      );
     });
 
     await t.step("a key Stripe says was used with other parameters (an older deploy's call)", async () => {
       const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
-      let refusals = 2;
+      let refusals = 0;
       const restore = interceptFake(fake, (req, handle) => {
-        if (!refusals || req.method !== "POST" || new URL(req.url).pathname !== "/v1/refunds") return handle(req);
-        refusals--;
+        const key = req.headers.get("idempotency-key") ?? "";
+        if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/refunds" || key.endsWith(".again")) {
+          return handle(req);
+        }
+        refusals++;
         const message =
           "Keys for idempotent requests can only be used with the same parameters they were first used with.";
         return Promise.resolve(Response.json({ error: { type: "idempotency_error", message } }, { status: 400 }));
@@ -996,10 +1006,13 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
       const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
       assert.equal(r.body.refund.status, "pending", "not failed: the first request under the key may have refunded");
       assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
-      // The first call did not look, so it asked no further; the retry looks, is refused again, and asks anew.
+      // The first call did not look, so it asked no further; the retries look, are refused again, and the one ten
+      // minutes after the request asks anew.
       await sweepAt(app, 61_000);
+      assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+      await sweepAt(app, 11 * 60_000);
       restore();
-      assert.equal(refusals, 0);
+      assert.equal(refusals, 3);
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
       assert.deepEqual(refunds(session.payment_intent).map((x) => x.amount), [1000]);
     });
@@ -1091,6 +1104,50 @@ Deno.test("[stripe] a refund's retry that meets its first call still running at 
   }, { JOBS_QUEUE: "off" });
 });
 
+Deno.test("[stripe] a refund's retry whose own call under the refund's key met a 500 asks under no second key at once, though Stripe's list shows no refund of ours yet: Stripe made it, the list caught up later, and it is made once", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+    const ours = (refundId: string) =>
+      [...fake.refunds.values()].filter((x) =>
+        x.payment_intent === session.payment_intent && x.metadata.refundId === refundId
+      );
+    const keys: string[] = [];
+    let posts = 0;
+    // Stripe's list lags behind what it made (it is eventually consistent) until the test says otherwise.
+    let listLags = true;
+    const restore = interceptFake(fake, async (req, handle) => {
+      const path = new URL(req.url).pathname;
+      if (req.method === "GET" && path === "/v1/refunds" && listLags) {
+        return Response.json({ object: "list", url: "/v1/refunds", has_more: false, data: [] });
+      }
+      if (req.method !== "POST" || path !== "/v1/refunds") return handle(req);
+      keys.push(req.headers.get("idempotency-key") ?? "");
+      posts++;
+      // The request's call: a 500 in front of Stripe (nothing made, nothing kept under the key).
+      if (posts === 1) return Response.json({ error: { type: "api_error", message: "boom" } }, { status: 500 });
+      // The retry's call under the refund's key: Stripe makes the refund, then answers 500.
+      if (posts === 2) await (await handle(req)).body?.cancel();
+      if (posts === 2) return Response.json({ error: { type: "api_error", message: "boom" } }, { status: 500 });
+      return handle(req);
+    });
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+    assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+    // Ten minutes on, past the wait for an earlier call's spoiled answer: this 500 is the retry's own, just met.
+    await sweepAt(app, 11 * 60_000);
+    const key = `refund-${r.body.refund.id}`;
+    assert.deepEqual(keys, [key, key], "no second key after the retry's own 500");
+    assert.equal(ours(r.body.refund.id).length, 1, "one refund at Stripe");
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+    listLags = false;
+    await sweepAt(app, 30 * 60_000);
+    restore();
+    const settled = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.deepEqual([settled.status, settled.providerRef], ["succeeded", ours(r.body.refund.id)[0].id]);
+    assert.equal(ours(r.body.refund.id).length, 1);
+    assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
+  }, { JOBS_QUEUE: "off" });
+});
+
 Deno.test("[stripe] a refund's retry under a new key whose call Stripe is still making when the next run comes is the same request at Stripe in that run (409, then its answer): two runs never make two refunds", async () => {
   await withStripe(async (app, fake, stripe) => {
     const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
@@ -1105,16 +1162,16 @@ Deno.test("[stripe] a refund's retry under a new key whose call Stripe is still 
     // Stripe then works on a refund longer than we wait (2 s in tests), and makes it at the end (an incident's slow
     // API): the first retry's call under the new key is still running when the next retry looks and finds nothing.
     fake.slow["POST /v1/refunds"] = 6000;
-    await sweepAt(app, 61_000);
+    await sweepAt(app, 11 * 60_000);
     assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
-    await sweepAt(app, 10 * 60_000);
+    await sweepAt(app, 30 * 60_000);
     assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
     await waitFor("the first retry's refund", () => ours(r.body.refund.id).length > 0 || undefined);
     // Long enough for a second run's call, started within the timeout after the first's, to end too.
     await new Promise((res) => setTimeout(res, 4000));
     assert.equal(ours(r.body.refund.id).length, 1, "one refund at Stripe, not one for each retry");
     fake.slow["POST /v1/refunds"] = 0;
-    await sweepAt(app, 60 * 60_000);
+    await sweepAt(app, 2 * 60 * 60_000);
     const settled = (await getRefund(app.kv, r.body.refund.id))!;
     assert.deepEqual([settled.status, settled.providerRef], ["succeeded", ours(r.body.refund.id)[0].id]);
     assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);

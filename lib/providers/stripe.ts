@@ -224,15 +224,19 @@ export class StripeProvider implements PaymentProvider {
       );
     // A key can be spoiled for 24 hours, as a session's (see initiate): Stripe answers a 500 it met under it to every
     // retry, and refuses it if an older deploy sent other parameters, so the buyer would wait a day. Only a retry asks
-    // again under a second key: it looked for our refund first, and looks again now that the key's request is over (a
-    // 500's outcome is Stripe's to reconcile, and this call's own 500 may have made it). The second key is the same for
-    // every retry, never a random one: a retry's call under it may outlast our timeout at Stripe (or not be listed yet)
-    // when the next retry looks and finds nothing, and two runs may ask at once; under one key Stripe answers those 409
-    // or the refund it made, never a second refund. The first call has not looked; a 409 (the key's request still
-    // running) is not spoiled, and waits.
+    // again under a second key: it looked for our refund first, and looks again now that the key's request is over
+    // (this call's own 500 may have made it). It asks only when the spoiled answer is an earlier call's
+    // (settledSpoil): a 500 leaves the refund's fate to Stripe, which may make it after our look or list it late.
+    // The second key is the same for every retry, never a random one: a retry's call under it may outlast our timeout
+    // at Stripe (or not be listed yet) when the next retry looks and finds nothing, and two runs may ask at once; under
+    // one key Stripe answers those 409 or the refund it made, never a second refund. The first call has not looked; a
+    // 409 (the key's request still running) is not spoiled, and waits.
     const r = await create(`refund-${refundId}`).catch(async (err) => {
       if (!opts.retry || !spoiledKey(err)) throw err;
-      return await this.findRefund(intent, refundId, within) ?? await create(`refund-${refundId}.again`);
+      const found = await this.findRefund(intent, refundId, within);
+      if (found) return found;
+      if (!settledSpoil(err, opts.askedMsAgo ?? 0)) throw err;
+      return await create(`refund-${refundId}.again`);
     }).catch((err) => {
       // The look's own failure is ours already, and says nothing of a refund.
       if (err instanceof UpstreamError) throw err;
@@ -352,6 +356,25 @@ function deadline(timeoutMs: number): Deadline {
 function spoiledKey(err: unknown): boolean {
   if (!(err instanceof Stripe.errors.StripeError)) return false;
   return (err.statusCode ?? 0) >= 500 || isIdempotencyRefusal(err);
+}
+
+/**
+ * How long after a refund was asked for a spoiled answer to its key is taken as settled: the request that met it, and
+ * whatever Stripe does about a 500 it answered (the refund made late, or listed late), are over. Minutes, where a
+ * request at Stripe takes seconds; the refund is then made at the job's check after it (about 13 minutes on), not a
+ * day later.
+ */
+const SPOILED_KEY_SETTLE_MS = 10 * 60_000;
+
+/**
+ * Whether a spoiled key's answer (spoiledKey) is an earlier call's, and old enough that its request's outcome shows in
+ * Stripe's list by now: Stripe replayed it (`Idempotent-Replayed`) or refused the key as used with other parameters,
+ * and the refund was asked for (its key's first call) at least SPOILED_KEY_SETTLE_MS ago. A 500 this call met itself
+ * is not: its request just ended, and what it did may not show yet.
+ */
+function settledSpoil(err: unknown, askedMsAgo: number): boolean {
+  if (!(err instanceof Stripe.errors.StripeError) || askedMsAgo < SPOILED_KEY_SETTLE_MS) return false;
+  return err.headers?.["idempotent-replayed"] === "true" || isIdempotencyRefusal(err);
 }
 
 /** Stripe's refusal of a key used before with other parameters (not a 409: that is one still in flight). */

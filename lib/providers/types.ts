@@ -92,6 +92,8 @@ export interface RefundResult {
 export interface RefundOptions {
   /** An earlier call for this refund may have reached the provider; false for the first call, in the request. */
   retry?: boolean;
+  /** How long ago the refund was asked for (when its first call was made), by the app's clock. */
+  askedMsAgo?: number;
 }
 
 /** The fixed verbs every upstream implements. Domain code never sees provider JSON. */

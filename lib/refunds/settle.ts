@@ -154,9 +154,9 @@ async function askProvider(
   if (opts.held) logged?.holdEntries();
   try {
     const reversible = adapter.refundsCanReverse;
-    return r.providerRef
-      ? { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef), reversible }
-      : { ...await adapter.refund(paymentRef, r.amount, r.id, r.currency, { retry: opts.retry ?? false }), reversible };
+    if (r.providerRef) return { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef), reversible };
+    const asked = { retry: opts.retry ?? false, askedMsAgo: ctx.now() - r.createdAt };
+    return { ...await adapter.refund(paymentRef, r.amount, r.id, r.currency, asked), reversible };
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;
     // A refund the provider refused outright when first asked (more than is left at the provider, a payment it
