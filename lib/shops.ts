@@ -560,6 +560,15 @@ export function setEmbedOrigins(
 /** An embedding site's host as the URL parser leaves it: DNS labels (punycode, lower case), or an IP address. */
 const ORIGIN_HOST = /^(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)$/;
 
+/**
+ * Whether a parsed URL's host is one a site can have, fit to be written into a CSP header as it is. The URL parser
+ * takes hosts no site has ("*", "a.example;sandbox", "a,b.example"): "https://*" would let every site frame the page,
+ * and ";" or "," would start another directive or policy.
+ */
+export function isSiteHost(hostname: string): boolean {
+  return ORIGIN_HOST.test(hostname);
+}
+
 /** Checks and normalises a list of embed origins; throws a ValidationError naming `embedOrigins`. */
 export function parseEmbedOrigins(origins: string[], allowLocalUrls: boolean): string[] {
   const refuse = (why: string) => {
@@ -583,10 +592,8 @@ export function parseEmbedOrigins(origins: string[], allowLocalUrls: boolean): s
     if (url.origin === "null" || url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
       refuse(`"${text.slice(0, 60)}" must be an origin only (scheme, host and port), such as https://shop.example`);
     }
-    // The URL parser takes hosts no site has ("*", "a.example;sandbox", "a,b.example"), and the origin goes into a
-    // CSP header as it is: "https://*" would let every site frame the shop's buyer pages, and ";" or "," would start
-    // another directive or policy. Only a host name or an IP address, as browsers serialise an origin's host.
-    if (!ORIGIN_HOST.test(url.hostname)) {
+    // Only a host name or an IP address, as browsers serialise an origin's host: the origin goes into a CSP header.
+    if (!isSiteHost(url.hostname)) {
       refuse(`"${text.slice(0, 60)}" is not an origin such as https://shop.example (a host name, no wildcards)`);
     }
     out.add(url.origin);

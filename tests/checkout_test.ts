@@ -561,7 +561,17 @@ Deno.test("[checkout] a frame asked for by a site the shop did not list, or for 
 
     // Without a usable origin (an older checkout.js, a sandboxed page's "null", anything but an origin) the answers are
     // as before: the checkout for the listed sites, or a not-found page nobody may frame. A CSP is never written from it.
-    for (const origin of [undefined, "null", "https://x.example; script-src *", "https://x.example/", "javascript:1"]) {
+    // Nor from a host no site has, which the URL parser takes and a CSP would read as a wildcard, another directive
+    // (";") or another policy (","), or a quoted keyword.
+    const origins = [undefined, "null", "https://x.example; script-src *", "https://x.example/", "javascript:1"];
+    origins.push(
+      "https://*",
+      "https://*.example",
+      "https://x.example;sandbox",
+      "https://a,b.example",
+      "https://'self'",
+    );
+    for (const origin of origins) {
       const page = await frame(secret, origin);
       assert.equal(page.status, 200, String(origin));
       assert.match(page.csp, /frame-ancestors https:\/\/shop\.example(;|$)/, String(origin));

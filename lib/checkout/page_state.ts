@@ -1,6 +1,7 @@
 import type { Payment } from "../payments/types.ts";
 import type { CheckoutSession } from "./types.ts";
 import { sessionStatus } from "./sessions.ts";
+import { isSiteHost } from "../shops.ts";
 
 /** What the buyer's checkout page shows, and which event it tells the embedding page. */
 export type PageState = "open" | "waiting" | "complete" | "failed" | "expired";
@@ -63,7 +64,10 @@ export function embeddingOrigin(hint: string | undefined): string | null {
   if (!hint || hint.length > 300) return null;
   try {
     const url = new URL(hint);
-    return (url.protocol === "https:" || url.protocol === "http:") && url.origin === hint ? hint : null;
+    // The answer's CSP names it (frame-ancestors): a host no site has ("*", "a.example;sandbox") would widen or
+    // rewrite that policy, so it is no origin here either.
+    const plain = (url.protocol === "https:" || url.protocol === "http:") && isSiteHost(url.hostname);
+    return plain && url.origin === hint ? hint : null;
   } catch {
     return null;
   }
