@@ -3,7 +3,7 @@
 const el = document.getElementById("demo-checkout");
 const list = document.getElementById("demo-events");
 const checkout = globalThis.AimbrellaPay.checkout({ clientSecret: el.dataset.clientSecret });
-for (const name of ["ready", "succeeded", "failed", "expired", "error"]) {
+for (const name of ["ready", "succeeded", "failed", "expired", "error", "recovered"]) {
   checkout.on(name, ({ sessionId, code }) => {
     const li = document.createElement("li");
     li.textContent = code ? `${name}: ${code} (${sessionId})` : `${name} (${sessionId})`;

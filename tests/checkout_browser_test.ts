@@ -69,7 +69,7 @@ ${forged ? `<iframe src="${opts.evilOrigin}/evil"></iframe>` : ""}
     document.getElementById("events").append(li);
   };
   window.checkout = AimbrellaPay.checkout({ clientSecret: ${JSON.stringify(clientSecret)} });
-  for (const e of ["ready", "succeeded", "failed", "expired", "error"]) window.checkout.on(e, log(e));
+  for (const e of ["ready", "succeeded", "failed", "expired", "error", "recovered"]) window.checkout.on(e, log(e));
   window.checkout.mount("#pay");
   window.sessionId = ${JSON.stringify(sessionId)};
 </script></body></html>`;
@@ -306,6 +306,37 @@ Deno.test({
         assert.deepEqual((await shopEvents(other)).map(([n]) => n), ["error:load_failed"]);
         await other.close();
       });
+
+      await t.step(
+        "a frame slower than checkout.js waits for gives load_failed, then recovered once it shows",
+        async () => {
+          const other = await browser.newPage();
+          // The page's clock, so its 20 s wait passes at once; the frame's answer is held until then.
+          await other.clock.install();
+          const requested = other.waitForRequest(/\/checkout\/frame/, { timeout: 10_000 });
+          let release!: () => void;
+          const held = new Promise<void>((resolve) => release = resolve);
+          await other.route(/\/checkout\/frame/, async (route) => {
+            await held;
+            await route.continue();
+          });
+          // Not "load": the page's load waits for its frame, which is held.
+          await other.goto(`${shop.origin}/`, { waitUntil: "domcontentloaded" });
+          await requested;
+          await other.clock.runFor(20_001);
+          await waitForEvent(other, "error:load_failed");
+          release();
+          const sessionId = await waitForEvent(other, "recovered");
+          assert.equal(
+            sessionId,
+            await other.evaluate(() => (globalThis as unknown as { sessionId: string }).sessionId),
+          );
+          await waitForEvent(other, "ready");
+          await other.frameLocator("#pay iframe").getByRole("link", { name: "Pay 25.00 EUR" }).waitFor();
+          assert.deepEqual((await shopEvents(other)).map(([n]) => n), ["error:load_failed", "recovered", "ready"]);
+          await other.close();
+        },
+      );
     });
   },
 });

@@ -11,9 +11,11 @@
  */
 import { EMBED_ERROR_CODES, type EmbedErrorCode } from "../../lib/checkout/embed_errors.ts";
 
-type EventName = "ready" | "succeeded" | "failed" | "expired" | "error";
+type EventName = "ready" | "succeeded" | "failed" | "expired" | "error" | "recovered";
 type Handler = (detail: { sessionId: string; code?: EmbedErrorCode }) => void;
-const EVENTS: readonly string[] = ["ready", "succeeded", "failed", "expired", "error"];
+/** The events our frame says, each naming its session; the others the script says itself. */
+const FRAME_EVENTS: readonly string[] = ["ready", "succeeded", "failed", "expired"];
+const EVENTS: readonly string[] = [...FRAME_EVENTS, "error", "recovered"];
 const ERROR_CODES: readonly string[] = EMBED_ERROR_CODES;
 const SECRET = /^(cs_[A-Za-z0-9_-]{22})_secret_[A-Za-z0-9_-]{43}$/;
 const MIN_HEIGHT = 120;
@@ -36,18 +38,22 @@ class Checkout {
   private readonly sessionId: string;
   /** Set while the frame has said nothing yet: fires `load_failed` (see LOAD_TIMEOUT_MS). */
   private silence: ReturnType<typeof setTimeout> | undefined;
+  /** Set once the page was told `load_failed` and the frame has said nothing since. */
+  private toldLoadFailed = false;
   private readonly onMessage = (e: MessageEvent) => {
     // Exact checks: our origin, our own frame's window, our message shape.
     if (!this.frame || e.origin !== ORIGIN || e.source !== this.frame.contentWindow) return;
     const d = e.data;
     if (typeof d !== "object" || d === null || d.source !== "aimbrellapay") return;
-    this.heard();
+    // A frame slower than our wait (a slow network, a slow device), not a broken one: the page that was told it
+    // failed hears that it shows after all. Not for a refusal, which is an error of its own.
+    if (this.heard() && d.type !== "error") this.emit("recovered", { sessionId: this.sessionId });
     if (d.type === "resize" && typeof d.height === "number") {
       this.frame.style.height = `${Math.min(MAX_HEIGHT, Math.max(MIN_HEIGHT, Math.ceil(d.height)))}px`;
     } else if (d.type === "error" && ERROR_CODES.includes(d.code)) {
       // The session is the one this page mounted: the frame's error message names none.
       this.emit("error", { sessionId: this.sessionId, code: d.code });
-    } else if (EVENTS.includes(d.type) && d.type !== "error" && typeof d.sessionId === "string") {
+    } else if (FRAME_EVENTS.includes(d.type) && typeof d.sessionId === "string") {
       this.emit(d.type, { sessionId: d.sessionId });
     }
   };
@@ -76,13 +82,18 @@ class Checkout {
     clearTimeout(this.silence);
     this.silence = setTimeout(() => {
       this.silence = undefined;
+      this.toldLoadFailed = true;
       this.emit("error", { sessionId: this.sessionId, code: "load_failed" });
     }, ms);
   }
 
-  private heard() {
+  /** The frame said something (or is gone): no more waiting. True when the page was told `load_failed` meanwhile. */
+  private heard(): boolean {
     clearTimeout(this.silence);
     this.silence = undefined;
+    const late = this.toldLoadFailed;
+    this.toldLoadFailed = false;
+    return late;
   }
 
   /** Frames the checkout in the element (or the first one the selector finds). */
