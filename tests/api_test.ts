@@ -426,6 +426,13 @@ Deno.test("[api] a payment or checkout session stored in a fund code before fund
       const both = await callInit(app, paymentBody({ currency: "BOV", email: "nobody" }));
       assert.deepEqual(Object.keys(both.body.error.fields).sort(), ["currency", "email"]);
       assert.equal(both.body.error.fields.currency, FUND_CODE);
+      // A bad Idempotency-Key is named with it, not once the header is right.
+      const badKey = await callInit(app, paymentBody({ currency: "BOV" }), {
+        headers: { "idempotency-key": "k".repeat(256) },
+      });
+      assert.equal(badKey.status, 400, JSON.stringify(badKey.body));
+      assert.deepEqual(Object.keys(badKey.body.error.fields).sort(), ["Idempotency-Key", "currency"]);
+      assert.equal(badKey.body.error.fields.currency, FUND_CODE);
       assert.equal(await countPayments(app), before);
     });
 
@@ -477,6 +484,9 @@ Deno.test("[api] a payment or checkout session stored in a fund code before fund
       assert.equal(fresh.status, 400, JSON.stringify(fresh.body));
       assert.equal(fresh.body.error.message, "The request is invalid.");
       assert.deepEqual(fresh.body.error.fields, { currency: FUND_CODE });
+      const badKey = await call({ ...body, currency: "BOV" }, "k".repeat(256));
+      assert.equal(badKey.status, 400, JSON.stringify(badKey.body));
+      assert.deepEqual(Object.keys(badKey.body.error.fields).sort(), ["Idempotency-Key", "currency"]);
       assert.equal(app.sandbox.calls.create, creates, "the provider was not asked again");
     });
   } finally {
