@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from "./lib/config.ts";
+import { ConfigError, listenWarning, loadConfig } from "./lib/config.ts";
 import { KvFileError, openKv } from "./lib/db/kv.ts";
 import { log } from "./lib/log.ts";
 import { createServer, type ServerParts } from "./server.ts";
@@ -43,13 +43,8 @@ const httpServer = Deno.serve({
       on: `${addr.hostname}:${addr.port}`,
       ...parts.integrations,
     });
-    // In a container the old way to open it up (HOSTNAME) now leaves it on loopback: say why, and how to open it.
-    if (config.ignoredHostname && !config.bansky) {
-      log.warn("HOSTNAME names a machine, not an address, so this server listens on this machine only", {
-        hostname: config.ignoredHostname,
-        toServeOthers: "set BIND_ADDRESS=0.0.0.0 (the built-in sandbox then marks payments paid for anyone who asks)",
-      });
-    }
+    const warning = listenWarning(config);
+    if (warning) log.warn(warning.msg, warning.fields);
     // Catch up on anything that fell due while we were down.
     parts.runner.startSweep();
   },

@@ -212,6 +212,34 @@ function listenAddress(e: { BIND_ADDRESS?: string; HOSTNAME?: string }, withProv
   return { hostname: fallback, ignoredHostname: e.HOSTNAME ?? null };
 }
 
+/**
+ * What to tell the operator at start about where a zero-config server listens, if anything: its built-in sandbox marks
+ * payments paid for whoever asks, so it listens on loopback unless told otherwise. A HOSTNAME ignored (a container's
+ * name) leaves it there, which someone opening it up the old way needs to hear; a bind address others can reach
+ * serves the sandbox to them, which must be a choice made knowingly.
+ */
+export function listenWarning(config: Config): { msg: string; fields: Record<string, string> } | null {
+  if (config.bansky) return null;
+  if (!LOOPBACK.has(config.hostname.toLowerCase())) {
+    return {
+      msg: "the built-in sandbox is reachable from other machines: it marks payments paid for anyone who asks",
+      fields: { on: config.hostname, toKeepItHere: "unset BIND_ADDRESS (and HOSTNAME), or set it to 127.0.0.1" },
+    };
+  }
+  if (config.ignoredHostname) {
+    return {
+      msg: "HOSTNAME names a machine, not an address, so this server listens on this machine only",
+      fields: {
+        hostname: config.ignoredHostname,
+        toServeOthers: "set BIND_ADDRESS=0.0.0.0 (the built-in sandbox then marks payments paid for anyone who asks)",
+      },
+    };
+  }
+  return null;
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "[::1]", "localhost"]);
+
 /** An IPv4 or IPv6 address, or `localhost`: what a person sets to choose an interface, never a machine's name. */
 function isAddress(text: string): boolean {
   return text === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(text) || /^\[?[0-9a-f:.]*:[0-9a-f:.]*\]?$/i.test(text);

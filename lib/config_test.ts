@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, listenWarning, loadConfig } from "./config.ts";
 import { normalizeShopUrl } from "./relay/url_guard.ts";
 
 Deno.test("[config] zero-config defaults use the sandbox, the demo and local URLs", () => {
@@ -37,6 +37,18 @@ Deno.test("[config] HOSTNAME is listened on only when it is an address: containe
 Deno.test("[config] PROVIDER_TIMEOUT_MS stays within a refund job's hold on its refund (30 s at most)", () => {
   assert.equal(loadConfig({ PROVIDER_TIMEOUT_MS: "30000" }).providerTimeoutMs, 30_000);
   assert.throws(() => loadConfig({ PROVIDER_TIMEOUT_MS: "60000" }), /PROVIDER_TIMEOUT_MS/);
+});
+
+Deno.test("[config] a zero-config server reachable from other machines is told so at start, its sandbox being open to them", () => {
+  const bansky = { BANSKY_API_URL: "https://api.bansky.example/", BANSKY_API_TOKEN: "t", BANSKY_WEBHOOK_SECRET: "s" };
+  for (const open of [{ BIND_ADDRESS: "0.0.0.0" }, { HOSTNAME: "0.0.0.0" }, { BIND_ADDRESS: "10.1.2.3" }]) {
+    assert.match(listenWarning(loadConfig(open))?.msg ?? "", /sandbox is reachable from other machines/);
+    assert.equal(listenWarning(loadConfig({ ...bansky, ...open })), null, "a real provider's server is meant to be");
+  }
+  for (const here of [{}, { BIND_ADDRESS: "127.0.0.1" }, { HOSTNAME: "::1" }, { BIND_ADDRESS: "localhost" }]) {
+    assert.equal(listenWarning(loadConfig(here)), null);
+  }
+  assert.match(listenWarning(loadConfig({ HOSTNAME: "3f4e5a6b7c8d" }))?.msg ?? "", /HOSTNAME names a machine/);
 });
 
 Deno.test("[config] configuring Bansky turns local URLs and the demo off unless asked", () => {
