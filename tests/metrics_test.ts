@@ -314,26 +314,8 @@ Deno.test("[backfill] refunds pending since before the pending index get into it
 Deno.test("[metrics] refunds waiting on the provider are a count and the age of the oldest, read at scrape time; settled ones leave both", async () => {
   const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN: TOKEN, JOBS_QUEUE: "off" } });
   try {
-    const paid = async (amount: number) => {
-      const init = await callInit(app, paymentBody({ amount }));
-      assert.equal(init.status, 201);
-      await buyerSettles(init.body.url, "paid");
-      await waitFor("paid", async () => {
-        const res = await fetch(`${app.baseUrl}/api/v1/payments/${init.body.id}`, {
-          headers: { authorization: `Bearer ${app.shop.apiKey}` },
-        });
-        return (await res.json()).payment?.status === "succeeded" || undefined;
-      });
-      return init.body.id as string;
-    };
-    const refund = async (paymentId: string) => {
-      const res = await fetch(`${app.baseUrl}/api/v1/payments/${paymentId}/refunds`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
-        body: JSON.stringify({}),
-      });
-      return (await res.json()).refund as { id: string; status: string };
-    };
+    const paid = (amount: number) => paidPayment(app, amount);
+    const refund = (paymentId: string) => refundAll(app, paymentId);
     const payments = [await paid(300), await paid(500), await paid(700)];
     const before = await scrape(app);
     assert.equal(sample(before.text, "aimbrellapay_refunds_pending"), 0);
