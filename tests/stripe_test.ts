@@ -973,9 +973,9 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
       const key = `refund-${r.body.refund.id}`;
       assert.deepEqual(keys, [key, key], "the first call and the retry's, under the refund's own key");
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
-      // The retry ten minutes after the request asks under a second key. Before, every retry got the 500 until Stripe
-      // forgot the key a day later.
-      await sweepAt(app, 11 * 60_000);
+      // The retry ten minutes after the one before (and so after every call that could have met the 500) asks under a
+      // second key. Before, every retry got the 500 until Stripe forgot the key a day later.
+      await sweepAt(app, 12 * 60_000);
       restore();
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
       assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
@@ -1007,10 +1007,10 @@ Deno.test("[stripe] a refund the job asks for again is the same request at Strip
       assert.equal(r.body.refund.status, "pending", "not failed: the first request under the key may have refunded");
       assert.equal((await getRefundReservation(app.kv, id)).value, 1000);
       // The first call did not look, so it asked no further; the retries look, are refused again, and the one ten
-      // minutes after the request asks anew.
+      // minutes after the retry before it asks anew.
       await sweepAt(app, 61_000);
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
-      await sweepAt(app, 11 * 60_000);
+      await sweepAt(app, 12 * 60_000);
       restore();
       assert.equal(refusals, 3);
       assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "succeeded");
@@ -1147,6 +1147,71 @@ Deno.test("[stripe] a refund's retry whose own call under the refund's key met a
     assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
   }, { JOBS_QUEUE: "off" });
 });
+
+Deno.test("[stripe] a refund whose request's call never reached Stripe asks under no second key a minute after the first call that did met a 500, however long ago the refund was asked for: Stripe made that call's refund late, and it is made once", async () => {
+  await withStripe(async (app, fake, stripe) => {
+    const { id, session } = await paidOnStripe(app, fake, stripe, 3000);
+    const ours = (refundId: string) =>
+      [...fake.refunds.values()].filter((x) =>
+        x.payment_intent === session.payment_intent && x.metadata.refundId === refundId
+      );
+    const keys: string[] = [];
+    let posts = 0;
+    // Stripe's list lags behind what it made (it is eventually consistent) until the test says otherwise.
+    let listLags = true;
+    const restore = interceptFake(fake, async (req, handle) => {
+      const path = new URL(req.url).pathname;
+      if (req.method === "GET" && path === "/v1/refunds" && listLags) {
+        return Response.json({ object: "list", url: "/v1/refunds", has_more: false, data: [] });
+      }
+      if (req.method !== "POST" || path !== "/v1/refunds") return handle(req);
+      keys.push(req.headers.get("idempotency-key") ?? "");
+      posts++;
+      // The request's call: a 500 in front of Stripe (nothing made, nothing kept under the key).
+      if (posts === 1) return Response.json({ error: { type: "api_error", message: "boom" } }, { status: 500 });
+      if (posts === 2) {
+        // The first call that reaches Stripe, long after the request (the process was down meanwhile): Stripe keeps
+        // its 500 under the key, and makes its refund a moment later.
+        const late = new Request(req.url, {
+          method: "POST",
+          headers: stripeHeadersWithoutKey(req),
+          body: await req.clone().text(),
+        });
+        fake.failing["POST /v1/refunds"] = 1;
+        const answer = await handle(req);
+        await (await handle(late)).body?.cancel();
+        return answer;
+      }
+      return handle(req);
+    });
+    const r = await api(app, app.shop.apiKey, "POST", `/payments/${id}/refunds`, { amount: 1000 });
+    assert.equal(r.body.refund.status, "pending", JSON.stringify(r.body));
+    await sweepAt(app, 20 * 60_000);
+    const key = `refund-${r.body.refund.id}`;
+    assert.deepEqual(keys, [key, key]);
+    assert.equal(ours(r.body.refund.id).length, 1, "Stripe made the 500's refund");
+    // The next check, a minute on: the key answers the 500 kept a minute ago, too recent for what Stripe did about it
+    // to show, though the refund was asked for twenty minutes before.
+    await sweepAt(app, 21 * 60_000);
+    assert.deepEqual(keys, [key, key, key], "no second key a minute after the 500");
+    assert.equal(ours(r.body.refund.id).length, 1, "one refund at Stripe");
+    assert.equal((await getRefund(app.kv, r.body.refund.id))!.status, "pending");
+    listLags = false;
+    await sweepAt(app, 60 * 60_000);
+    restore();
+    const settled = (await getRefund(app.kv, r.body.refund.id))!;
+    assert.deepEqual([settled.status, settled.providerRef], ["succeeded", ours(r.body.refund.id)[0].id]);
+    assert.equal(ours(r.body.refund.id).length, 1);
+    assert.equal((await getPayment(app.kv, id))!.refundedAmount, 1000);
+  }, { JOBS_QUEUE: "off" });
+});
+
+/** A request's headers without its Idempotency-Key: the same call, made by Stripe apart from the key's stored answer. */
+function stripeHeadersWithoutKey(req: Request): Headers {
+  const headers = new Headers(req.headers);
+  headers.delete("idempotency-key");
+  return headers;
+}
 
 Deno.test("[stripe] a refund's retry under a new key whose call Stripe is still making when the next run comes is the same request at Stripe in that run (409, then its answer): two runs never make two refunds", async () => {
   await withStripe(async (app, fake, stripe) => {

@@ -235,7 +235,7 @@ export class StripeProvider implements PaymentProvider {
       if (!opts.retry || !spoiledKey(err)) throw err;
       const found = await this.findRefund(intent, refundId, within);
       if (found) return found;
-      if (!settledSpoil(err, opts.askedMsAgo ?? 0)) throw err;
+      if (!settledSpoil(err, opts.lastAskedMsAgo ?? 0)) throw err;
       return await create(`refund-${refundId}.again`);
     }).catch((err) => {
       // The look's own failure is ours already, and says nothing of a refund.
@@ -359,21 +359,23 @@ function spoiledKey(err: unknown): boolean {
 }
 
 /**
- * How long after a refund was asked for a spoiled answer to its key is taken as settled: the request that met it, and
- * whatever Stripe does about a 500 it answered (the refund made late, or listed late), are over. Minutes, where a
- * request at Stripe takes seconds; the refund is then made at the job's check after it (about 13 minutes on), not a
- * day later.
+ * How long after the latest earlier call for a refund a spoiled answer to its key is taken as settled: the request that
+ * met it (that call or an older one), and whatever Stripe does about a 500 it answered (the refund made late, or listed
+ * late), are over. Minutes, where a request at Stripe takes seconds; the job's checks are 10 minutes apart by then, so
+ * the refund is made at the check 10 minutes after the one before (about 13 minutes after the request), not a day later.
  */
 const SPOILED_KEY_SETTLE_MS = 10 * 60_000;
 
 /**
  * Whether a spoiled key's answer (spoiledKey) is an earlier call's, and old enough that its request's outcome shows in
  * Stripe's list by now: Stripe replayed it (`Idempotent-Replayed`) or refused the key as used with other parameters,
- * and the refund was asked for (its key's first call) at least SPOILED_KEY_SETTLE_MS ago. A 500 this call met itself
- * is not: its request just ended, and what it did may not show yet.
+ * and the latest earlier call for the refund began at least SPOILED_KEY_SETTLE_MS ago. Not since the refund was asked
+ * for: the request's call may never have reached Stripe (a 500 in front of it, a timeout, a crash before it), so the
+ * answer kept under the key can be a later call's, a minute old. A 500 this call met itself is not either: its request
+ * just ended, and what it did may not show yet.
  */
-function settledSpoil(err: unknown, askedMsAgo: number): boolean {
-  if (!(err instanceof Stripe.errors.StripeError) || askedMsAgo < SPOILED_KEY_SETTLE_MS) return false;
+function settledSpoil(err: unknown, lastAskedMsAgo: number): boolean {
+  if (!(err instanceof Stripe.errors.StripeError) || lastAskedMsAgo < SPOILED_KEY_SETTLE_MS) return false;
   return err.headers?.["idempotent-replayed"] === "true" || isIdempotencyRefusal(err);
 }
 

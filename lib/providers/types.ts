@@ -92,8 +92,11 @@ export interface RefundResult {
 export interface RefundOptions {
   /** An earlier call for this refund may have reached the provider; false for the first call, in the request. */
   retry?: boolean;
-  /** How long ago the refund was asked for (when its first call was made), by the app's clock. */
-  askedMsAgo?: number;
+  /**
+   * How long ago the latest earlier call for this refund began (the request's, or the job run's before this one), by
+   * the app's clock: an answer the provider keeps under the refund's key is from that call or an older one.
+   */
+  lastAskedMsAgo?: number;
 }
 
 /** The fixed verbs every upstream implements. Domain code never sees provider JSON. */

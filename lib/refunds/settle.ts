@@ -99,11 +99,13 @@ export async function runRefundJob(ctx: AppContext, id: string): Promise<void> {
   const r = entry.value;
   const now = ctx.now();
   if (!r || r.status !== "pending" || r.nextCheckAt > now) return;
-  const claimed: Refund = { ...r, nextCheckAt: now + JOB_LEASE_MS };
+  // The claim records when this run's call begins, before it is made: a crash after the call still leaves its time.
+  const claimed: Refund = { ...r, nextCheckAt: now + JOB_LEASE_MS, askedAt: now };
   if (!(await commitRefundUpdate(ctx.kv, entry as Deno.KvEntry<Refund>, claimed, jobs(ctx, now)))) return;
   const payment = await getPaymentEntry(ctx.kv, r.paymentId);
   if (!payment.value?.providerRef) return;
-  // The job may be a retry of a request whose answer was lost (a timeout, a crash): the refund may exist already.
+  // The job may be a retry of a request whose answer was lost (a timeout, a crash): the refund may exist already. `r`
+  // is the refund as read before the claim, so its askedAt is the latest earlier call's.
   const result = await askProvider(ctx, r, payment.value.providerRef, { retry: true });
   await applyRefundResult(ctx, id, result, { payment: payment as Deno.KvEntry<Payment> });
 }
@@ -155,7 +157,7 @@ async function askProvider(
   try {
     const reversible = adapter.refundsCanReverse;
     if (r.providerRef) return { ref: r.providerRef, status: await adapter.getRefundStatus(r.providerRef), reversible };
-    const asked = { retry: opts.retry ?? false, askedMsAgo: ctx.now() - r.createdAt };
+    const asked = { retry: opts.retry ?? false, lastAskedMsAgo: ctx.now() - (r.askedAt ?? r.createdAt) };
     return { ...await adapter.refund(paymentRef, r.amount, r.id, r.currency, asked), reversible };
   } catch (err) {
     if (!(err instanceof UpstreamError)) throw err;

@@ -32,6 +32,11 @@ export interface Refund {
   createdAt: number;
   updatedAt: number;
   /**
+   * When a job run last began a provider call for it (absent: only the request's call, at createdAt). How long ago the
+   * latest call before the current one began bounds how recent an answer Stripe keeps under the refund's key can be.
+   */
+  askedAt?: number;
+  /**
    * Only on a succeeded refund whose provider can still reverse it: when the `refund_recheck` job asks the provider
    * whether it stands (lib/refunds/recheck.ts); null (or absent) once those checks are through, or never planned.
    */
