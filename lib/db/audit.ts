@@ -90,8 +90,8 @@ export function addAuditOps(op: Deno.AtomicOperation, entry: NewAuditEntry): Den
 
 /**
  * Writes an audit entry on its own: only for an entry that is the whole of what happened (a refused change, a failed
- * sign-in, a link recorded before it is handed out). An action that changes state adds its entry to that change's
- * atomic operation (addAuditOps), so neither lands without the other.
+ * sign-in, a link recorded before it is handed out, a replay's command before its many writes). An action that changes
+ * state in one write adds its entry to that change's atomic operation (addAuditOps), so neither lands without the other.
  */
 export async function writeAudit(kv: Deno.Kv, entry: NewAuditEntry) {
   await addAuditOps(kv.atomic(), entry).commit();
