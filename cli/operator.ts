@@ -59,7 +59,7 @@ await runCommand(async (server) => {
       activeTokens,
     })));
   } else if (cmd === "disable") {
-    // Credited to "cli", as every command here is: the command line knows no operator.
+    // Credited to "cli", as every command here is: these manage operators, and the first has none to name.
     const target = await operatorByEmail(ctx, email);
     const { operator, revokedTokenIds, changed } = await disableOperator(ctx, target.id, { actor: "cli" });
     if (!changed) console.error(`note: ${operator.email} was disabled already; nothing changed`);

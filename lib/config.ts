@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { classifyAddress } from "./relay/url_guard.ts";
 
 /**
  * Every environment variable the app reads, in one schema. `loadConfig` is the
@@ -220,7 +221,7 @@ function listenAddress(e: { BIND_ADDRESS?: string; HOSTNAME?: string }, withProv
  */
 export function listenWarning(config: Config): { msg: string; fields: Record<string, string> } | null {
   if (config.bansky) return null;
-  if (!LOOPBACK.has(config.hostname.toLowerCase())) {
+  if (!isLoopback(config.hostname)) {
     return {
       msg: "the built-in sandbox is reachable from other machines: it marks payments paid for anyone who asks",
       fields: { on: config.hostname, toKeepItHere: "unset BIND_ADDRESS (and HOSTNAME), or set it to 127.0.0.1" },
@@ -238,7 +239,11 @@ export function listenWarning(config: Config): { msg: string; fields: Record<str
   return null;
 }
 
-const LOOPBACK = new Set(["127.0.0.1", "::1", "[::1]", "localhost"]);
+/** This machine only: `localhost`, or an address of the loopback range (127.0.0.0/8, ::1 however written). */
+function isLoopback(host: string): boolean {
+  const bare = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return bare === "localhost" || classifyAddress(bare) === "loopback";
+}
 
 /** An IPv4 or IPv6 address, or `localhost`: what a person sets to choose an interface, never a machine's name. */
 function isAddress(text: string): boolean {

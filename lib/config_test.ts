@@ -45,7 +45,8 @@ Deno.test("[config] a zero-config server reachable from other machines is told s
     assert.match(listenWarning(loadConfig(open))?.msg ?? "", /sandbox is reachable from other machines/);
     assert.equal(listenWarning(loadConfig({ ...bansky, ...open })), null, "a real provider's server is meant to be");
   }
-  for (const here of [{}, { BIND_ADDRESS: "127.0.0.1" }, { HOSTNAME: "::1" }, { BIND_ADDRESS: "localhost" }]) {
+  const loopback = ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "0:0:0:0:0:0:0:1", "localhost"];
+  for (const here of [{}, ...loopback.map((a) => ({ BIND_ADDRESS: a })), { HOSTNAME: "::1" }]) {
     assert.equal(listenWarning(loadConfig(here)), null);
   }
   assert.match(listenWarning(loadConfig({ HOSTNAME: "3f4e5a6b7c8d" }))?.msg ?? "", /HOSTNAME names a machine/);
