@@ -124,8 +124,8 @@ export class JobRunner {
 
   /**
    * Handler for `kv.listenQueue`. Once stopping it refuses the message (it throws), so the queue delivers it again,
-   * to a process still running: acknowledged here, a postback whose lease the stop gave back (RelayPool.stop) waited
-   * for the cron's next run in every other process.
+   * to a process still running, when that one next looks at the queue (on a SQLite file, another process does so on
+   * its own at most once a minute): acknowledged here, the others would have only their sweeps to find its job.
    */
   onQueueMessage = async (value: unknown): Promise<void> => {
     if (this.stopped) throw new Error("stopping: the job is left to a process still running");

@@ -128,7 +128,8 @@ export function renewDeliveryLease(
 /**
  * Gives back the lease of a delivery this process holds and will not attempt (as stored in `entry`, checked against
  * its version): due for any worker at once. Null when it changed since. With `queue` (where KV queues exist), a
- * message in the same atomic operation tells another running process to send it now, not at its cron's next run.
+ * message in the same atomic operation tells a running process to send it, once that one looks at the queue (on a
+ * SQLite file another process does so on its own at most once a minute: its sweep may come first).
  */
 export function releaseDeliveryLease(
   kv: Deno.Kv,

@@ -215,8 +215,8 @@ export class RelayPool {
     this.#stopped = true;
     // New deliveries handed over and not attempted yet (queued, parked, or their kick still to come) hold a lease of
     // this process's, which sends nothing more: given back, the next process's start-up sweep sends them at once,
-    // rather than the cron's run after the lease (a deploy at a busy moment), and where a queue exists its message
-    // (#giveBack) has another process already running send them at once. A failed write leaves the lease to run out.
+    // rather than the cron's run after the lease (a deploy at a busy moment), and another process already running at
+    // its next sweep. A failed write leaves the lease to run out.
     const letGo = new Set(this.#queue.slice(this.#head));
     for (const d of this.#destinations.values()) for (const p of d.parked) letGo.add(p.id);
     // One a take holds is left to it: its attempt runs on, or its read (a sweep's, out when the hand-over came) ends
@@ -242,7 +242,8 @@ export class RelayPool {
 
   /** Gives back the first lease of a handed-over delivery this process will not attempt; a failure leaves it to run out. */
   #giveBack(entry: Deno.KvEntry<Delivery>) {
-    // Where a queue exists, its message in the same write wakes another running process to send it now.
+    // Where a queue exists, its message goes in the same write; on a SQLite file it reaches another process only when
+    // that one next looks at the queue (at most a minute), so processes sharing a file sweep (JOBS_SWEEP_INTERVAL_MS).
     const given = releaseDeliveryLease(this.ctx.kv, entry, { queue: this.ctx.config.jobsQueue });
     this.#givingBack.push(given.catch(() => {}));
   }
