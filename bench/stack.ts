@@ -109,17 +109,42 @@ export async function startStack(dir: string): Promise<Stack> {
   return stack;
 }
 
-/** The operator's way to add a shop (cli/shop.ts), with its default postback URL at the bench shop. */
+/** The operator the bench's new store gets first (so without --actor), who then adds the bench shop. */
+const BENCH_OPERATOR = "bench-ops@example.com";
+
+/**
+ * The operator's way to add a shop, as the docs give it: the store's first operator (cli/operator.ts create), then
+ * the shop under their --actor (cli/shop.ts create), with its default postback URL at the bench shop.
+ */
 async function createShop(env: Record<string, string>, postbackUrl: string) {
+  await runCli(env, "operator", "create", BENCH_OPERATOR);
+  const text = await runCli(
+    env,
+    "shop",
+    "create",
+    "--name",
+    "Bench shop",
+    "--postback-url",
+    postbackUrl,
+    "--actor",
+    BENCH_OPERATOR,
+  );
+  const { shopId, apiKey } = JSON.parse(text) as { shopId: string; apiKey: string };
+  return { shopId, apiKey };
+}
+
+/** Runs an operator command (cli/SCRIPT.ts) against the bench's store: its output, or it throws saying why. */
+async function runCli(env: Record<string, string>, script: string, ...args: string[]): Promise<string> {
   const out = await new Deno.Command(DENO, {
-    args: ["run", "-A", "cli/shop.ts", "create", "--name", "Bench shop", "--postback-url", postbackUrl],
-    // The bench's store is new: the shop is made before the app first starts.
+    args: ["run", "-A", `cli/${script}.ts`, ...args],
+    // The bench's store is new: the operator and shop are made before the app first starts.
     env: childEnv({ ...env, NEW_DATABASE: "1" }),
     clearEnv: true,
     stdin: "null",
   }).output();
   const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) throw new Error(`cli/shop.ts create failed:\n${new TextDecoder().decode(out.stderr)}${text}`);
-  const { shopId, apiKey } = JSON.parse(text) as { shopId: string; apiKey: string };
-  return { shopId, apiKey };
+  if (!out.success) {
+    throw new Error(`cli/${script}.ts ${args[0]} failed:\n${new TextDecoder().decode(out.stderr)}${text}`);
+  }
+  return text;
 }

@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { AppError } from "../lib/errors.ts";
 import { KvFileError, openKv } from "../lib/db/kv.ts";
+import { commandLineActor } from "../lib/auth/operators.ts";
 import { createServer, type ServerParts } from "../server.ts";
 
 /**
@@ -67,6 +68,22 @@ export function exitWithUsageIfAsked(usage: string) {
   }
 }
 
+/** The option every command that writes an audit entry takes: the operator who runs it. */
+export const ACTOR_OPTION = { actor: { type: "string" } } as const;
+
+/** The usage's line for --actor, the same in every command. */
+export const ACTOR_USAGE =
+  "--actor: your operator email, for the audit log (required where a command changes anything)";
+
+/**
+ * --actor's email for a command that writes an audit entry, or the command ends (exit 2) before any store is opened:
+ * a shell on our servers knows no sign-in, so the operator names themselves. runCommand checks it is an operator's.
+ */
+export function requireActor(actor: string | undefined, command: string, usage: string): string {
+  if (!actor) fail(`--actor EMAIL is required: ${command} is audited under the operator who runs it.\n${usage}`);
+  return actor;
+}
+
 export function fail(message: string): never {
   console.error(message);
   Deno.exit(2);
@@ -80,20 +97,24 @@ export function printJson(value: unknown) {
  * Runs an operator command against the server's store: domain errors become
  * one line on stderr and exit code 2; the store is always closed. `givenAs` names, by the field an error names (list
  * positions left out: `rules.2.type` is `rules.type`), the option or variable the operator gave it with, so the line
- * says `ACCOUNT_API_TOKEN`, not the API's `credentials.apiToken`.
+ * says `ACCOUNT_API_TOKEN`, not the API's `credentials.apiToken`. `actor` (requireActor's email) is checked before the
+ * command does anything, and the command gets it as the audit log names it (`EMAIL (cli)`); "" when none was given.
  */
 export async function runCommand(
-  command: (server: ServerParts) => Promise<void>,
-  opts: { givenAs?: Record<string, string> } = {},
+  command: (server: ServerParts, actor: string) => Promise<void>,
+  opts: { givenAs?: Record<string, string>; actor?: string } = {},
 ) {
   const server = await openCliServer();
+  const givenAs: Record<string, string> = { actor: "--actor", ...opts.givenAs };
   try {
-    await command(server);
+    // Checked first: an action is never recorded under a name that is not an active operator's.
+    const actor = opts.actor === undefined ? "" : await commandLineActor(server.ctx, opts.actor);
+    await command(server, actor);
   } catch (err) {
     if (err instanceof AppError) {
       const fields = err.fields && Object.fromEntries(
         Object.entries(err.fields).map(([field, problem]) => {
-          const given = opts.givenAs?.[field.replace(/\.\d+(?=\.|$)/g, "")];
+          const given = givenAs[field.replace(/\.\d+(?=\.|$)/g, "")];
           return [given ?? field, problem];
         }),
       );

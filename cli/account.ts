@@ -1,29 +1,33 @@
 /**
  * Operator commands for provider accounts:
- *   deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
+ *   deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]... --actor EMAIL
  *     (the token and webhook secret come from ACCOUNT_API_TOKEN and ACCOUNT_WEBHOOK_SECRET,
  *     so they stay out of shell history and process listings)
  *   ACCOUNT_SECRET_KEY=sk_... ACCOUNT_WEBHOOK_SECRET=whsec_... \
- *   deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]...
- *     [--publishable-key pk_...]   (public; needed for Stripe's embedded checkout)
+ *   deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_...
+ *     [--currency C]... [--publishable-key pk_...] --actor EMAIL   (the publishable key is public; needed for Stripe's
+ *     embedded checkout)
  *   deno task account list
- *   deno task account disable ACCOUNT_ID
- *   deno task account enable ACCOUNT_ID
+ *   deno task account disable ACCOUNT_ID --actor EMAIL
+ *   deno task account enable ACCOUNT_ID --actor EMAIL
+ * All but list are audited under the operator who runs them: --actor is their (active) operator email, recorded as
+ * `EMAIL (cli)`.
  * Credentials are never printed back.
  */
 import { createAccount, listAllAccounts, setAccountActive } from "../lib/accounts/mod.ts";
 import { accountWebhookPath, type ProviderAccount } from "../lib/accounts/types.ts";
-import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
+import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   ACCOUNT_API_TOKEN=... ACCOUNT_WEBHOOK_SECRET=... \\
-  deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]...
+  deno task account create --label LABEL --org-id ORG --api-url URL [--currency C]... --actor EMAIL
   ACCOUNT_SECRET_KEY=... ACCOUNT_WEBHOOK_SECRET=... \\
-  deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... [--currency C]... \\
-    [--publishable-key pk_...]
+  deno task account create --provider stripe --label LABEL --org-id ORG --connected-account acct_... \\
+    [--currency C]... [--publishable-key pk_...] --actor EMAIL
   deno task account list
-  deno task account disable ACCOUNT_ID
-  deno task account enable ACCOUNT_ID`;
+  deno task account disable ACCOUNT_ID --actor EMAIL
+  deno task account enable ACCOUNT_ID --actor EMAIL
+${ACTOR_USAGE}`;
 
 const { values, positionals } = parseCommandArgs({
   provider: { type: "string", default: "bansky" },
@@ -33,6 +37,7 @@ const { values, positionals } = parseCommandArgs({
   currency: { type: "string", multiple: true },
   "connected-account": { type: "string" },
   "publishable-key": { type: "string" },
+  ...ACTOR_OPTION,
 }, USAGE);
 
 /** Where the operator gives each field createAccount checks: an option, or the variable a secret comes from. */
@@ -61,8 +66,9 @@ const [cmd, id, ...extra] = positionals;
 const valid = ((cmd === "create" || cmd === "list") && !id) ||
   ((cmd === "disable" || cmd === "enable") && id && !extra.length);
 if (!valid) fail(USAGE);
+const actorEmail = cmd === "list" ? undefined : requireActor(values.actor, `account ${cmd}`, USAGE);
 
-await runCommand(async (server) => {
+await runCommand(async (server, actor) => {
   const ctx = server.ctx;
   if (cmd === "create") {
     const account = await createAccount(ctx, {
@@ -83,11 +89,11 @@ await runCommand(async (server) => {
           apiToken: Deno.env.get("ACCOUNT_API_TOKEN"),
           webhookSecret: Deno.env.get("ACCOUNT_WEBHOOK_SECRET"),
         },
-    }, { actor: "cli" });
+    }, { actor });
     printJson({ ...shown(account), webhookPath: accountWebhookPath(account.id) });
   } else if (cmd === "list") {
     printJson((await listAllAccounts(ctx)).map(shown));
   } else {
-    printJson(shown(await setAccountActive(ctx, id, cmd === "enable", { actor: "cli" })));
+    printJson(shown(await setAccountActive(ctx, id, cmd === "enable", { actor })));
   }
-}, { givenAs: GIVEN_AS });
+}, { givenAs: GIVEN_AS, actor: actorEmail });

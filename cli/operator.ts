@@ -3,27 +3,33 @@
  * one-time password, which the operator replaces at first sign-in; `token create` prints the token once. `disable`
  * keeps the record for the audit trail: the password stops signing in, every session ends and every token is revoked
  * at once; `enable` lets the password sign in again (sessions and tokens stay ended).
+ * Every command that changes something is audited under the operator who runs it: --actor is their (active) operator
+ * email, recorded as `EMAIL (cli)`. The one exception is `create` while no operator can sign in (the store's first):
+ * there is no one to name, so --actor may be left out and it is recorded as `cli`.
  */
 import {
   createOperatorAccount,
   disableOperator,
   enableOperator,
+  hasActiveOperator,
   listOperatorSummaries,
   operatorByEmail,
 } from "../lib/auth/operators.ts";
 import { createOperatorToken, listTokens, revokeOperatorToken } from "../lib/auth/operator_tokens.ts";
-import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
+import { ValidationError } from "../lib/errors.ts";
+import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
-  deno task operator create EMAIL
+  deno task operator create EMAIL --actor EMAIL   (the first operator: no --actor)
   deno task operator list
-  deno task operator disable --email EMAIL   (password, sessions and API tokens stop working at once)
-  deno task operator enable --email EMAIL    (the password signs in again)
-  deno task operator token create EMAIL
+  deno task operator disable --email EMAIL --actor EMAIL   (password, sessions and API tokens stop working at once)
+  deno task operator enable --email EMAIL --actor EMAIL    (the password signs in again)
+  deno task operator token create EMAIL --actor EMAIL
   deno task operator token list
-  deno task operator token revoke TOKEN_ID`;
+  deno task operator token revoke TOKEN_ID --actor EMAIL
+${ACTOR_USAGE}`;
 
-const { values, positionals } = parseCommandArgs({ email: { type: "string" } }, USAGE);
+const { values, positionals } = parseCommandArgs({ email: { type: "string" }, ...ACTOR_OPTION }, USAGE);
 const [cmd, arg, arg2] = positionals;
 // The email as --email, or where create and token create take it.
 const email = values.email ?? arg;
@@ -31,6 +37,11 @@ const valid = (cmd === "create" && arg) || cmd === "list" ||
   ((cmd === "disable" || cmd === "enable") && email && !(values.email && arg)) ||
   (cmd === "token" && ((arg === "create" && arg2) || arg === "list" || (arg === "revoke" && arg2)));
 if (!valid) fail(USAGE);
+const command = cmd === "token" ? `operator token ${arg}` : `operator ${cmd}`;
+// create may go without --actor while no operator can sign in; runCommand's command checks that.
+const actorEmail = cmd === "list" || (cmd === "token" && arg === "list") || (cmd === "create" && !values.actor)
+  ? undefined
+  : requireActor(values.actor, command, USAGE);
 
 const tokenView = (t: Awaited<ReturnType<typeof listTokens>>[number]) => ({
   tokenId: t.id,
@@ -42,10 +53,17 @@ const tokenView = (t: Awaited<ReturnType<typeof listTokens>>[number]) => ({
 
 const iso = (ms: number | null | undefined) => ms ? new Date(ms).toISOString() : null;
 
-await runCommand(async (server) => {
+await runCommand(async (server, actor) => {
   const ctx = server.ctx;
   if (cmd === "create") {
-    const { operator, password } = await createOperatorAccount(ctx, arg);
+    // Without --actor only while no operator can sign in (there is no one to name); the first is made so.
+    if (!actor && await hasActiveOperator(ctx)) {
+      throw new ValidationError(
+        "--actor EMAIL is required: operator create is audited under the operator who runs it once one can sign in.",
+        { actor: "is required" },
+      );
+    }
+    const { operator, password } = await createOperatorAccount(ctx, arg, { actor: actor || "cli" });
     printJson({ operatorId: operator.id, email: operator.email, oneTimePassword: password });
   } else if (cmd === "list") {
     printJson((await listOperatorSummaries(ctx)).map(({ operator: o, lastSignInAt, activeTokens }) => ({
@@ -59,9 +77,8 @@ await runCommand(async (server) => {
       activeTokens,
     })));
   } else if (cmd === "disable") {
-    // Credited to "cli", as every command here is: these manage operators, and the first has none to name.
     const target = await operatorByEmail(ctx, email);
-    const { operator, revokedTokenIds, changed } = await disableOperator(ctx, target.id, { actor: "cli" });
+    const { operator, revokedTokenIds, changed } = await disableOperator(ctx, target.id, { actor });
     if (!changed) console.error(`note: ${operator.email} was disabled already; nothing changed`);
     printJson({
       operatorId: operator.id,
@@ -72,16 +89,16 @@ await runCommand(async (server) => {
     });
   } else if (cmd === "enable") {
     const target = await operatorByEmail(ctx, email);
-    const { operator, changed } = await enableOperator(ctx, target.id, { actor: "cli" });
+    const { operator, changed } = await enableOperator(ctx, target.id, { actor });
     if (!changed) console.error(`note: ${operator.email} was active already; nothing changed`);
     printJson({ operatorId: operator.id, email: operator.email, status: "active" });
   } else if (arg === "create") {
-    const { token, record } = await createOperatorToken(ctx, arg2, { actor: "cli" });
+    const { token, record } = await createOperatorToken(ctx, arg2, { actor });
     // The only time the token is shown: only its hash is kept.
     printJson({ ...tokenView(record), token });
   } else if (arg === "list") {
     printJson((await listTokens(ctx)).map(tokenView));
   } else {
-    printJson(tokenView(await revokeOperatorToken(ctx, arg2, { actor: "cli" })));
+    printJson(tokenView(await revokeOperatorToken(ctx, arg2, { actor })));
   }
-});
+}, { actor: actorEmail });

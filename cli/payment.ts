@@ -22,8 +22,7 @@ import { runBackfill } from "../lib/backfills/run.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { settleRefundByHand } from "../lib/refunds/admin.ts";
 import { refundView } from "../lib/refunds/view.ts";
-import { commandLineActor } from "../lib/auth/operators.ts";
-import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
+import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   deno task payment show PAYMENT_ID
@@ -31,21 +30,17 @@ const USAGE = `usage:
   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE --actor EMAIL
   deno task payment reindex
   deno task payment backfill
---actor: your operator email, for the audit log (required where the command acts)`;
-const { values, positionals } = parseCommandArgs({ actor: { type: "string" } }, USAGE);
+${ACTOR_USAGE}`;
+const { values, positionals } = parseCommandArgs(ACTOR_OPTION, USAGE);
 const [cmd, id, deliveryId] = positionals;
 const known = ["show", "resend", "settle-refund"];
 if (cmd !== "reindex" && cmd !== "backfill" && (!id || !known.includes(cmd))) fail(USAGE);
 if (cmd === "settle-refund" && positionals.length !== 5) fail(USAGE);
 if (cmd === "resend" && positionals.length > 3) fail(USAGE);
 const audited = cmd === "resend" || cmd === "settle-refund";
-if (audited && !values.actor) {
-  fail(`--actor EMAIL is required: ${cmd} is audited under the operator who runs it.\n${USAGE}`);
-}
+const actorEmail = audited ? requireActor(values.actor, cmd, USAGE) : undefined;
 
-await runCommand(async (server) => {
-  // Checked before anything is done: an action is never recorded under a name that is not an operator's.
-  const actor = audited ? await commandLineActor(server.ctx, values.actor!) : "";
+await runCommand(async (server, actor) => {
   if (cmd === "reindex") {
     // Start-up does the same in the background; this runs it to the end and says when it is.
     const { indexed, done } = await backfillPaymentEmailIndex(server.ctx.kv);
@@ -83,4 +78,4 @@ await runCommand(async (server) => {
       lastError: d.lastError,
     });
   }
-}, { givenAs: { actor: "--actor" } });
+}, { actor: actorEmail });

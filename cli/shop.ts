@@ -1,15 +1,19 @@
 /**
  * Operator commands for shops and keys:
- *   deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto]
+ *   deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto] --actor EMAIL
  *     (adds a rule; with neither --currency nor --type it sets the shop's default account)
- *   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
- *   deno task shop key create SHOP_ID [--publishable]   (apay_pk_: for the embedded checkout in the browser)
- *   deno task shop key revoke SHOP_ID KEY_ID
+ *   deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL] --actor EMAIL
+ *   deno task shop key create SHOP_ID [--publishable] --actor EMAIL
+ *     (--publishable: apay_pk_, for the embedded checkout in the browser)
+ *   deno task shop key revoke SHOP_ID KEY_ID --actor EMAIL
  *   deno task shop list
- *   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]
- *   deno task shop signing SHOP_ID end-overlap   (every previous secret or key stops signing now)
- *   deno task shop redirects SHOP_ID on|off
- *   deno task shop embed SHOP_ID [--origin https://shop.example]...   (no --origin: nobody may frame its pages)
+ *   deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H] --actor EMAIL
+ *   deno task shop signing SHOP_ID end-overlap --actor EMAIL   (every previous secret or key stops signing now)
+ *   deno task shop redirects SHOP_ID on|off --actor EMAIL
+ *   deno task shop embed SHOP_ID [--origin https://shop.example]... --actor EMAIL
+ *     (no --origin: nobody may frame its pages)
+ * Every command but list is audited under the operator who runs it: --actor is their (active) operator email,
+ * recorded as `EMAIL (cli)`.
  * Keys and secrets are printed once, at creation; we keep only the key's hash.
  * A shop on key pairs gets its public key (`whpk_...`) from `list` at any time.
  */
@@ -27,21 +31,24 @@ import {
   SigningLimitError,
   switchShopSigning,
 } from "../lib/shops.ts";
-import { fail, parseCommandArgs, printJson, runCommand } from "./_context.ts";
+import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
 import { addShopRoute } from "../lib/accounts/routing.ts";
 import { keyKind } from "../lib/auth/api_keys.ts";
 
 const USAGE = `usage:
-  deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto]
-  deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL]
-  deno task shop key create SHOP_ID [--publishable]   (a browser key for the embedded checkout)
-  deno task shop key revoke SHOP_ID KEY_ID
+  deno task shop route SHOP_ID --account ACCOUNT_ID [--currency C] [--type fiat|crypto] --actor EMAIL
+  deno task shop create --name NAME [--allowed-host HOST]... [--postback-url URL] --actor EMAIL
+  deno task shop key create SHOP_ID [--publishable] --actor EMAIL   (a browser key for the embedded checkout)
+  deno task shop key revoke SHOP_ID KEY_ID --actor EMAIL
   deno task shop list
-  deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H]   (default 24: the old secret or key signs too;
-    0 to 720, 0: it stops at once and does not count toward the three that may sign)
-  deno task shop signing SHOP_ID end-overlap   (every previous secret or key stops signing at once)
-  deno task shop redirects SHOP_ID on|off
-  deno task shop embed SHOP_ID [--origin ORIGIN]...   (sites that may frame its checkout and forms; none = nobody)`;
+  deno task shop signing SHOP_ID ed25519|hmac [--overlap-hours H] --actor EMAIL
+    (--overlap-hours: default 24, the old secret or key signs too; 0 to 720, 0: it stops at once and does not count
+    toward the three that may sign)
+  deno task shop signing SHOP_ID end-overlap --actor EMAIL   (every previous secret or key stops signing at once)
+  deno task shop redirects SHOP_ID on|off --actor EMAIL
+  deno task shop embed SHOP_ID [--origin ORIGIN]... --actor EMAIL
+    (sites that may frame its checkout and forms; none = nobody)
+${ACTOR_USAGE}`;
 
 /** Where the operator gives each field a refusal names: the option (a route's fields are its rule's). */
 const GIVEN_AS = {
@@ -68,6 +75,7 @@ const { values, positionals } = parseCommandArgs({
   "overlap-hours": { type: "string" },
   origin: { type: "string", multiple: true },
   publishable: { type: "boolean" },
+  ...ACTOR_OPTION,
 }, USAGE);
 
 // Checked before the store is opened: a call that is not one of the commands above gets the usage, not a complaint
@@ -80,9 +88,11 @@ const valid = (cmd === "route" && sub && !rest.length && values.account) || (cmd
   (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) ||
   (cmd === "embed" && sub && !rest.length) || cmd === "list";
 if (!valid) fail(USAGE);
+const command = cmd === "key" ? `shop key ${sub}` : `shop ${cmd}`;
+const actorEmail = cmd === "list" ? undefined : requireActor(values.actor, command, USAGE);
 const overlapHours = signing === "ed25519" || signing === "hmac" ? parseOverlapHours(values["overlap-hours"]) : 0;
 
-await runCommand(async (server) => {
+await runCommand(async (server, actor) => {
   const { kv, config } = server.ctx;
   const now = Date.now();
   if (cmd === "route") {
@@ -90,7 +100,7 @@ await runCommand(async (server) => {
       accountId: values.account!, // checked above, before the store was opened
       currency: values.currency,
       type: values.type,
-    }, { actor: "cli" });
+    }, { actor });
     if (!changed) console.error(`note: shop ${sub} is already routed so; nothing changed`);
     printJson({ shopId: sub, routing });
   } else if (cmd === "create") {
@@ -98,18 +108,18 @@ await runCommand(async (server) => {
       name: values.name!, // checked above
       allowedHosts: values["allowed-host"] ?? [],
       defaultPostbackUrl: values["postback-url"] ?? null,
-    }, { allowLocalUrls: config.allowLocalUrls, now, actor: "cli" });
+    }, { allowLocalUrls: config.allowLocalUrls, now, actor });
     printJson({ shopId: shop.id, apiKey, webhookSecret: shop.webhookSecret });
   } else if (cmd === "key" && sub === "create" && rest.length === 1) {
     const kind = values.publishable ? "publishable" : "secret";
-    const { apiKey, record } = await createShopKey(kv, rest[0], { now, actor: "cli", kind });
+    const { apiKey, record } = await createShopKey(kv, rest[0], { now, actor, kind });
     printJson({ shopId: record.shopId, keyId: record.id, kind, apiKey });
   } else if (cmd === "key" && sub === "revoke" && rest.length === 2) {
-    const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor: "cli" });
+    const record = await revokeShopKey(kv, { shopId: rest[0], keyId: rest[1] }, { now, actor });
     printJson({ shopId: record.shopId, keyId: record.id, revokedAt: new Date(record.revokedAt!).toISOString() });
   } else if (signing === "ed25519" || signing === "hmac") {
     const { shop, secret, publicKey } = await switchShopSigning(kv, sub, {
-      actor: "cli",
+      actor,
       now,
       scheme: signing,
       overlapMs: Math.round(overlapHours * 3_600_000),
@@ -127,14 +137,14 @@ await runCommand(async (server) => {
       previousSigning: previousSigning(shop, now),
     });
   } else if (signing === "end-overlap") {
-    const shop = await endSigningOverlap(kv, sub, { actor: "cli", now });
+    const shop = await endSigningOverlap(kv, sub, { actor, now });
     printJson({ shopId: shop.id, ...signingView(shop, now) });
   } else if (cmd === "redirects") {
-    const shop = await setRedirectSigning(kv, sub, rest[0] === "on", { actor: "cli", now });
+    const shop = await setRedirectSigning(kv, sub, rest[0] === "on", { actor, now });
     printJson({ shopId: shop.id, signRedirects: shopSigning(shop).signRedirects });
   } else if (cmd === "embed") {
     const shop = await setEmbedOrigins(kv, sub, values.origin ?? [], {
-      actor: "cli",
+      actor,
       now,
       allowLocalUrls: config.allowLocalUrls,
     });
@@ -161,7 +171,7 @@ await runCommand(async (server) => {
       }))),
     );
   }
-}, { givenAs: GIVEN_AS });
+}, { givenAs: GIVEN_AS, actor: actorEmail });
 
 /** --overlap-hours as hours (24 when not given), or the command ends saying what it takes. */
 function parseOverlapHours(option: string | undefined): number {

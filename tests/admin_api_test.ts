@@ -44,7 +44,7 @@ Deno.test("[admin api] a token from the CLI is shown once, stored hashed, works,
   const kvPath = `${dir}/kv.sqlite3`;
   try {
     assert.equal((await cli(kvPath, "create", "ops@example.com")).code, 0);
-    const created = await cli(kvPath, "token", "create", "ops@example.com");
+    const created = await cli(kvPath, "token", "create", "ops@example.com", "--actor", "ops@example.com");
     assert.equal(created.code, 0);
     const token: string = created.json.token;
     await t.step("prefixed, at least 128 random bits", () => {
@@ -72,7 +72,7 @@ Deno.test("[admin api] a token from the CLI is shown once, stored hashed, works,
         const ok = await admin(app, token, "GET", "/accounts");
         assert.equal(ok.status, 200);
         AccountListResponse.strict().parse(ok.body);
-        const revoked = await cli(kvPath, "token", "revoke", created.json.tokenId);
+        const revoked = await cli(kvPath, "token", "revoke", created.json.tokenId, "--actor", "ops@example.com");
         assert.equal(revoked.code, 0);
         assert.ok(revoked.json.revokedAt);
         const refused = await admin(app, token, "GET", "/accounts");
@@ -89,7 +89,10 @@ Deno.test("[admin api] a token from the CLI is shown once, stored hashed, works,
       }
     });
     await t.step("an unknown operator gets no token", async () => {
-      assert.notEqual((await cli(kvPath, "token", "create", "nobody@example.com")).code, 0);
+      assert.notEqual(
+        (await cli(kvPath, "token", "create", "nobody@example.com", "--actor", "ops@example.com")).code,
+        0,
+      );
     });
   } finally {
     await Deno.remove(dir, { recursive: true });

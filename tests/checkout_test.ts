@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runShopCli, startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
+import { addCliOperator, runShopCli, startShopReceiver, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { createShop, createShopKey, revokeShopKey, setEmbedOrigins } from "../lib/shops.ts";
 import { verifyWebhook } from "../lib/relay/signing.ts";
 import { apiV1Routes } from "../routes/api/v1.ts";
@@ -607,6 +607,7 @@ Deno.test("[checkout] publishable keys are created, listed and revoked from the 
 
   const dir = await Deno.makeTempDir();
   try {
+    await addCliOperator(`${dir}/kv.sqlite3`);
     const cli = async (...args: string[]) => (await runShopCli(`${dir}/kv.sqlite3`, ...args)).json;
     const shop = await cli("create", "--name", "Acme");
     const key = await cli("key", "create", shop.shopId, "--publishable");

@@ -11,6 +11,9 @@ import { sortableId } from "../lib/ids.ts";
 import { startTestApp } from "../fixtures/app.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
 
+/** The --actor of the operator each test makes first (`operator create ops@example.com`, which needs none). */
+const AS_OPS = ["--actor", "ops@example.com"];
+
 /**
  * Runs an operator command against a KV file, as an operator would; returns its parsed JSON output. The file is made
  * if it is not there (NEW_DATABASE=1), as the server makes it at its first start; cliWith runs it with other variables.
@@ -36,24 +39,39 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
   const kv = `${dir}/kv.sqlite3`;
   try {
     // A command pointed at a file that is not there (the wrong path) makes nothing: it says so and how to go on.
-    const nowhere = await cliWith({}, kv, "shop", "create", "--name", "Acme", "--allowed-host", "shop.example");
+    const nowhere = await cliWith(
+      {},
+      kv,
+      "shop",
+      "create",
+      "--name",
+      "Acme",
+      "--allowed-host",
+      "shop.example",
+      ...AS_OPS,
+    );
     assert.equal(nowhere.code, 2);
     assert.match(nowhere.stderr, /no database at .*kv\.sqlite3: the server makes it when it first starts/);
     assert.match(nowhere.stderr, /NEW_DATABASE=1/);
     assert.equal(await Deno.stat(kv).then(() => true, () => false), false, "no file was made");
 
-    const created = await cli(kv, "shop", "create", "--name", "Acme", "--allowed-host", "shop.example");
+    // The store's first operator, who names no one (there is no one yet); every change after names them.
+    const op = await cli(kv, "operator", "create", "ops@example.com");
+    assert.equal(op.code, 0, op.stderr);
+    assert.equal(op.json.email, "ops@example.com");
+    assert.ok(op.json.oneTimePassword.length >= 20);
+    // Asked to, the first command made the file, and says so.
+    assert.match(op.stderr, /kv\.sqlite3 did not exist; a new, empty database was made there/);
+
+    const created = await cli(kv, "shop", "create", "--name", "Acme", "--allowed-host", "shop.example", ...AS_OPS);
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.json.shopId, /^shop_/);
     assert.match(created.json.apiKey, /^apay_sk_/);
     assert.match(created.json.webhookSecret, /^whsec_/);
-
-    // Asked to, the first command made the file, and says so.
-    assert.match(created.stderr, /kv\.sqlite3 did not exist; a new, empty database was made there/);
-    const key = await cli(kv, "shop", "key", "create", created.json.shopId);
+    assert.doesNotMatch(created.stderr, /did not exist/, "not once the file is there");
+    const key = await cli(kv, "shop", "key", "create", created.json.shopId, ...AS_OPS);
     assert.match(key.json.apiKey, /^apay_sk_/);
-    assert.doesNotMatch(key.stderr, /did not exist/, "not once the file is there");
-    const revoked = await cli(kv, "shop", "key", "revoke", created.json.shopId, key.json.keyId);
+    const revoked = await cli(kv, "shop", "key", "revoke", created.json.shopId, key.json.keyId, ...AS_OPS);
     assert.equal(revoked.code, 0, revoked.stderr);
 
     const list = await cli(kv, "shop", "list");
@@ -67,15 +85,23 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
       "no secrets in listings",
     );
 
-    const embed = await cli(kv, "shop", "embed", created.json.shopId, "--origin", "https://Shop.Example");
+    const embed = await cli(kv, "shop", "embed", created.json.shopId, "--origin", "https://Shop.Example", ...AS_OPS);
     assert.equal(embed.code, 0, embed.stderr);
     assert.deepEqual(embed.json.embedOrigins, ["https://shop.example"]);
-    const badEmbed = await cli(kv, "shop", "embed", created.json.shopId, "--origin", "https://shop.example/pay");
+    const badEmbed = await cli(
+      kv,
+      "shop",
+      "embed",
+      created.json.shopId,
+      "--origin",
+      "https://shop.example/pay",
+      ...AS_OPS,
+    );
     assert.equal(badEmbed.code, 2);
     assert.match(badEmbed.stderr, /origin only/);
     assert.deepEqual((await cli(kv, "shop", "list")).json[0].embedOrigins, ["https://shop.example"]);
 
-    const bad = await cli(kv, "shop", "create", "--name", "");
+    const bad = await cli(kv, "shop", "create", "--name", "", ...AS_OPS);
     assert.equal(bad.code, 2);
     // A mistyped option or one missing its value is told with the usage, not a stack trace.
     for (
@@ -117,10 +143,7 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
       ],
     );
 
-    const op = await cli(kv, "operator", "create", "ops@example.com");
-    assert.equal(op.json.email, "ops@example.com");
-    assert.ok(op.json.oneTimePassword.length >= 20);
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 2, "emails are unique");
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com", ...AS_OPS)).code, 2, "emails are unique");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -162,21 +185,23 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
   try {
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+    const account = (...args: string[]) => cli(kv, "account", "create", ...args, ...AS_OPS);
     // The secrets come from the environment, so the line names the variable to set; the rest by their options.
-    const bansky = await cli(kv, "account", "create", "--label", "Acme", "--api-url", "https://api.bansky.example/v1");
+    const bansky = await account("--label", "Acme", "--api-url", "https://api.bansky.example/v1");
     assert.equal(bansky.code, 2);
     assert.match(bansky.stderr, /"--org-id":"is required"/);
-    const noSecrets = await cli(kv, "account", "create", "--label", "Acme", "--org-id", "BIN1");
+    const noSecrets = await account("--label", "Acme", "--org-id", "BIN1");
     assert.equal(noSecrets.code, 2);
     assert.match(noSecrets.stderr, /"--api-url":"is required"/);
     assert.match(noSecrets.stderr, /"ACCOUNT_API_TOKEN":"is required"/);
     assert.match(noSecrets.stderr, /"ACCOUNT_WEBHOOK_SECRET":"is required"/);
-    const stripe = await cli(kv, "account", "create", "--provider", "stripe", "--label", "S", "--org-id", "BIN1");
+    const stripe = await account("--provider", "stripe", "--label", "S", "--org-id", "BIN1");
     assert.match(stripe.stderr, /"ACCOUNT_SECRET_KEY":"is required"/);
     assert.match(stripe.stderr, /"--connected-account":"is required"/);
     assert.doesNotMatch(noSecrets.stderr + stripe.stderr + bansky.stderr, /credentials\.|orgId/);
     // An account's URL is the provider's API, not a shop's page: the example says so.
-    const ftp = await cli(kv, "account", "create", "--label", "Acme", "--org-id", "BIN1", "--api-url", "ftp://x");
+    const ftp = await account("--label", "Acme", "--org-id", "BIN1", "--api-url", "ftp://x");
     assert.equal(ftp.code, 2);
     assert.match(
       ftp.stderr,
@@ -186,12 +211,12 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
     assert.deepEqual((await cli(kv, "account", "list")).json.map((a: { id: string }) => a.id), ["default"]);
 
     // A route's rule by its options, not by the place the new rule would take in the list.
-    const shop = await cli(kv, "shop", "create", "--name", "Acme");
-    const route = await cli(kv, "shop", "route", shop.json.shopId, "--account", "default", "--type", "card");
+    const shop = await cli(kv, "shop", "create", "--name", "Acme", ...AS_OPS);
+    const route = await cli(kv, "shop", "route", shop.json.shopId, "--account", "default", "--type", "card", ...AS_OPS);
     assert.equal(route.code, 2);
     assert.match(route.stderr, /"--type":"must be one of/);
     assert.doesNotMatch(route.stderr, /rules\./);
-    const badHost = await cli(kv, "shop", "create", "--name", "B", "--allowed-host", "not a host");
+    const badHost = await cli(kv, "shop", "create", "--name", "B", "--allowed-host", "not a host", ...AS_OPS);
     assert.match(badHost.stderr, /"--allowed-host":"is not a hostname"/);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -202,8 +227,10 @@ Deno.test("[cli] shop route asked for a rule or a default the shop has already c
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
   try {
-    const shop = await cli(kv, "shop", "create", "--name", "Acme");
-    const route = (...args: string[]) => cli(kv, "shop", "route", shop.json.shopId, "--account", "default", ...args);
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+    const shop = await cli(kv, "shop", "create", "--name", "Acme", ...AS_OPS);
+    const route = (...args: string[]) =>
+      cli(kv, "shop", "route", shop.json.shopId, "--account", "default", ...args, ...AS_OPS);
     const first = await route("--currency", "EUR", "--type", "fiat");
     assert.equal(first.code, 0, first.stderr);
     assert.doesNotMatch(first.stderr, /already routed/);
@@ -342,8 +369,8 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
     kv.close();
 
     assert.equal((await cli(path, "operator", "create", "ops@example.com")).code, 0);
-    assert.equal((await cli(path, "operator", "create", "gone@example.com")).code, 0);
-    assert.equal((await cli(path, "operator", "disable", "--email", "gone@example.com")).code, 0);
+    assert.equal((await cli(path, "operator", "create", "gone@example.com", ...AS_OPS)).code, 0);
+    assert.equal((await cli(path, "operator", "disable", "--email", "gone@example.com", ...AS_OPS)).code, 0);
     const args = ["payment", "settle-refund", payment.id, refund.id] as const;
     const note = "Bansky support confirmed no refund on 2026-11-30";
     // Who ran it is asked, and must be an active operator: otherwise nothing is done or recorded.
@@ -402,6 +429,91 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
     } finally {
       await app.close();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Every record in the store, to show a refused command changed nothing (audit entries included). */
+async function storeSnapshot(path: string) {
+  const kv = await Deno.openKv(path);
+  try {
+    const entries: [Deno.KvKey, unknown][] = [];
+    for await (const e of kv.list({ prefix: [] })) entries.push([e.key, e.value]);
+    return entries;
+  } finally {
+    kv.close();
+  }
+}
+
+Deno.test("[cli] every command that writes an audit entry is refused without --actor, changing nothing, and with it is audited under that operator; only the first operator is made without one", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/kv.sqlite3`;
+  const accountEnv = { NEW_DATABASE: "1", ACCOUNT_API_TOKEN: "tok_cli_test", ACCOUNT_WEBHOOK_SECRET: "whsec_cli_test" };
+  /** Refused without --actor, exit 2 and nothing written; then, with it, done and audited as `EMAIL (cli)`. */
+  const actsAs = async (label: string, args: string[]) => {
+    const before = await storeSnapshot(path);
+    const anonymous = await cliWith(accountEnv, path, args[0], ...args.slice(1));
+    assert.equal(anonymous.code, 2, label);
+    assert.match(anonymous.stderr, /--actor EMAIL is required: .* is audited under the operator who runs it/, label);
+    assert.deepEqual(await storeSnapshot(path), before, `${label}: nothing changed or audited`);
+    // An email in another case is the same operator, named as the store spells it.
+    const done = await cliWith(accountEnv, path, args[0], ...args.slice(1), "--actor", "Ops@Example.com");
+    assert.equal(done.code, 0, `${label}: ${done.stderr}`);
+    const kv = await Deno.openKv(path);
+    try {
+      const [newest] = await searchAudit(kv, { limit: 1 });
+      assert.equal(newest.actor, "ops@example.com (cli)", label);
+    } finally {
+      kv.close();
+    }
+    return done.json;
+  };
+  try {
+    // The store's first operator: there is no one to name yet, so it needs no --actor and is made as `cli`.
+    const first = await cli(path, "operator", "create", "ops@example.com");
+    assert.equal(first.code, 0, first.stderr);
+    const check = await Deno.openKv(path);
+    try {
+      assert.deepEqual((await searchAudit(check, { query: "operator.create", limit: 10 })).map((e) => e.actor), [
+        "cli",
+      ]);
+    } finally {
+      check.close();
+    }
+    // An email that is not an operator's is refused as well, before anything is done.
+    const before = await storeSnapshot(path);
+    const stranger = await cli(path, "shop", "create", "--name", "Acme", "--actor", "nobody@example.com");
+    assert.equal(stranger.code, 2);
+    assert.match(stranger.stderr, /--actor names no operator/);
+    assert.deepEqual(await storeSnapshot(path), before, "nothing changed");
+
+    const shop = await actsAs("shop create", ["shop", "create", "--name", "Acme", "--allowed-host", "shop.example"]);
+    const key = await actsAs("shop key create", ["shop", "key", "create", shop.shopId]);
+    await actsAs("shop key revoke", ["shop", "key", "revoke", shop.shopId, key.keyId]);
+    await actsAs("shop route", ["shop", "route", shop.shopId, "--account", "default"]);
+    await actsAs("shop signing", ["shop", "signing", shop.shopId, "ed25519"]);
+    await actsAs("shop signing end-overlap", ["shop", "signing", shop.shopId, "end-overlap"]);
+    await actsAs("shop redirects", ["shop", "redirects", shop.shopId, "on"]);
+    await actsAs("shop embed", ["shop", "embed", shop.shopId, "--origin", "https://shop.example"]);
+    const account = await actsAs("account create", [
+      "account",
+      "create",
+      "--label",
+      "Acme",
+      "--org-id",
+      "BIN1",
+      "--api-url",
+      "https://api.bansky.example/v1",
+    ]);
+    await actsAs("account disable", ["account", "disable", account.id]);
+    await actsAs("account enable", ["account", "enable", account.id]);
+    // Once an operator can sign in, a new one is made by one of them.
+    await actsAs("operator create", ["operator", "create", "two@example.com"]);
+    const token = await actsAs("operator token create", ["operator", "token", "create", "two@example.com"]);
+    await actsAs("operator token revoke", ["operator", "token", "revoke", token.tokenId]);
+    await actsAs("operator disable", ["operator", "disable", "--email", "two@example.com"]);
+    await actsAs("operator enable", ["operator", "enable", "--email", "two@example.com"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

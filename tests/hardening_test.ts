@@ -15,6 +15,7 @@ import { createServer } from "../server.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 import { DnsTimeoutError } from "../lib/relay/url_guard.ts";
 import {
+  addCliOperator,
   callInit,
   freePort,
   loopbackAppEnv,
@@ -367,6 +368,7 @@ Deno.test("[hardening] a key revoked by the operator CLI in another process fail
   const dir = await Deno.makeTempDir();
   const kvPath = `${dir}/kv.sqlite3`;
   const app = await startTestApp({ kvPath });
+  await addCliOperator(kvPath);
   const cli = async (...args: string[]) => (await runShopCli(kvPath, ...args)).json;
   try {
     const key = await cli("key", "create", app.shop.id);

@@ -249,6 +249,9 @@ Deno.test("[console] accounts: create, disable and rotate with a confirmation st
   });
 });
 
+/** The --actor of the operator a CLI test makes first (`operator create ops@example.com`, which needs none). */
+const AS_OPS = ["--actor", "ops@example.com"];
+
 /** Runs an operator command against a KV file (made if it is not there yet); returns its parsed JSON output. */
 async function cli(kvPath: string, script: string, args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -270,6 +273,8 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
   try {
+    // The store's first operator needs no --actor; every change after names them.
+    assert.equal((await cli(kv, "operator", ["create", "ops@example.com"], { PASSWORD_ITERATIONS: "1000" })).code, 0);
     const secrets = { ACCOUNT_API_TOKEN: "cli-token", ACCOUNT_WEBHOOK_SECRET: "cli-secret" };
     const made = await cli(kv, "account", [
       "create",
@@ -281,6 +286,7 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
       "https://bansky.example/v1",
       "--currency",
       "KZT",
+      ...AS_OPS,
     ], secrets);
     assert.equal(made.code, 0, made.stderr);
     assert.match(made.json.id, /^pa_/);
@@ -294,6 +300,7 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
       "1",
       "--api-url",
       "https://x.example",
+      ...AS_OPS,
     ]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /"ACCOUNT_API_TOKEN":"is required"/);
@@ -308,6 +315,7 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
       "991011000048",
       "--connected-account",
       "acct_1OrgB",
+      ...AS_OPS,
     ], { ACCOUNT_SECRET_KEY: "sk_test_cli", ACCOUNT_WEBHOOK_SECRET: "whsec_cli" });
     assert.equal(stripe.code, 0, stripe.stderr);
     assert.equal(stripe.json.provider, "stripe");
@@ -317,19 +325,31 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
     assert.deepEqual(list.json.map((a: { id: string }) => a.id), ["default", made.json.id, stripe.json.id]);
     assert.doesNotMatch(list.stdout, /cli-token|cli-secret/);
 
-    const shop = await cli(kv, "shop", ["create", "--name", "Acme"]);
-    const rule = await cli(kv, "shop", ["route", shop.json.shopId, "--account", made.json.id, "--currency", "kzt"]);
+    const shop = await cli(kv, "shop", ["create", "--name", "Acme", ...AS_OPS]);
+    const rule = await cli(kv, "shop", [
+      "route",
+      shop.json.shopId,
+      "--account",
+      made.json.id,
+      "--currency",
+      "kzt",
+      ...AS_OPS,
+    ]);
     assert.equal(rule.code, 0, rule.stderr);
     assert.deepEqual(rule.json.routing.rules, [{ accountId: made.json.id, currency: "KZT", type: null }]);
-    const def = await cli(kv, "shop", ["route", shop.json.shopId, "--account", made.json.id]);
+    const def = await cli(kv, "shop", ["route", shop.json.shopId, "--account", made.json.id, ...AS_OPS]);
     assert.equal(def.json.routing.defaultAccountId, made.json.id);
-    const unknown = await cli(kv, "shop", ["route", shop.json.shopId, "--account", "pa_nope"]);
+    const unknown = await cli(kv, "shop", ["route", shop.json.shopId, "--account", "pa_nope", ...AS_OPS]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /invalid_request: .* \{"--account":"is not an account"\}/);
 
-    const disabled = await cli(kv, "account", ["disable", made.json.id]);
+    const disabled = await cli(kv, "account", ["disable", made.json.id, ...AS_OPS]);
     assert.equal(disabled.json.active, false);
-    assert.equal((await cli(kv, "account", ["disable", "default"])).code, 2, "the default account lives in the env");
+    assert.equal(
+      (await cli(kv, "account", ["disable", "default", ...AS_OPS])).code,
+      2,
+      "the default account lives in the env",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

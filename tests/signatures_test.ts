@@ -7,8 +7,10 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import {
+  addCliOperator,
   buyerSettles,
   callInit,
+  CLI_OPERATOR,
   paymentBody,
   runShopCli,
   startShopReceiver,
@@ -586,6 +588,7 @@ Deno.test("[signatures] the CLI switches a shop to key pairs and lists its publi
   const dir = await Deno.makeTempDir();
   const run = (...args: string[]) => runShopCli(`${dir}/kv.sqlite3`, ...args);
   try {
+    await addCliOperator(`${dir}/kv.sqlite3`);
     const created = (await run("create", "--name", "Acme")).json;
     const switched = await run("signing", created.shopId, "ed25519", "--overlap-hours", "2");
     assert.match(switched.json.publicKey, /^whpk_/);
@@ -630,6 +633,7 @@ Deno.test("[signatures] the CLI at three signing: a rotation with an overlap is 
     return err;
   };
   try {
+    await addCliOperator(kvPath);
     const { shopId } = (await run("create", "--name", "Acme")).json;
     await run("signing", shopId, "ed25519");
     await run("signing", shopId, "hmac");
@@ -658,7 +662,7 @@ Deno.test("[signatures] the CLI at three signing: a rotation with an overlap is 
       const refusals = audit.filter((e) => e.action.endsWith(".refused"));
       assert.equal(refusals.length, 1, "the refused rotation, not the bad overlaps");
       assert.equal(refusals[0].action, "shop.rotate_secret.refused");
-      assert.equal(refusals[0].actor, "cli");
+      assert.equal(refusals[0].actor, `${CLI_OPERATOR} (cli)`);
       const after = refusals[0].after as Record<string, unknown>;
       assert.equal(after.overlapHours, 1);
       assert.equal(after.refused, "signing_limit");

@@ -46,10 +46,14 @@ const FAILURE_WINDOW_MS = 15 * 60 * 1000;
 const MAX_FAILURES = 5;
 const MIN_PASSWORD_LENGTH = 12;
 
-/** Creates an operator with a random one-time password, returned once to print; they set their own at first sign-in. */
+/**
+ * Creates an operator with a random one-time password, returned once to print; they set their own at first sign-in.
+ * Audited under `actor`, the operator who made it (`EMAIL (cli)`), or `cli` when there was none to name.
+ */
 export async function createOperatorAccount(
   ctx: AppContext,
   email: string,
+  opts: { actor?: string } = {},
 ): Promise<{ operator: Operator; password: string }> {
   const normalized = normalizeEmail(email);
   const password = newPassword();
@@ -62,13 +66,22 @@ export async function createOperatorAccount(
   };
   await createOperator(ctx.kv, operator, {
     at: ctx.now(),
-    actor: "cli",
+    actor: opts.actor ?? "cli",
     action: "operator.create",
     target: operator.email,
     before: null,
     after: { id: operator.id, email: operator.email },
   });
   return { operator, password };
+}
+
+/**
+ * Whether an operator who can sign in exists. While none does (the first is yet to be made) a new operator has no one
+ * to name as its maker, so the command line makes it as `cli`; after that, one of them. Disabled ones do not count: they
+ * cannot be named (and the last active operator cannot be disabled, so this is the first).
+ */
+export async function hasActiveOperator(ctx: AppContext): Promise<boolean> {
+  return (await listOperatorEntries(ctx.kv)).some((entry) => !entry.value.disabledAt);
 }
 
 function normalizeEmail(email: string, field = "email"): string {
