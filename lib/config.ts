@@ -241,13 +241,22 @@ export function listenWarning(config: Config): { msg: string; fields: Record<str
 
 /** This machine only: `localhost`, or an address of the loopback range (127.0.0.0/8, ::1 however written). */
 function isLoopback(host: string): boolean {
-  const bare = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  const bare = unbracketed(host);
   return bare === "localhost" || classifyAddress(bare) === "loopback";
 }
 
-/** An IPv4 or IPv6 address, or `localhost`: what a person sets to choose an interface, never a machine's name. */
+/**
+ * An IPv4 or IPv6 address (as the URL guard reads them), or `localhost`: what a person sets to choose an interface,
+ * never a machine's name.
+ */
 function isAddress(text: string): boolean {
-  return text === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(text) || /^\[?[0-9a-f:.]*:[0-9a-f:.]*\]?$/i.test(text);
+  const bare = unbracketed(text);
+  return bare === "localhost" || classifyAddress(bare) !== "invalid";
+}
+
+/** `[::1]` as `::1`, lower-case: how an address may be written in a URL, read as the address. */
+function unbracketed(host: string): string {
+  return host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
 }
 
 /** Parses the environment once; a bad value throws one ConfigError naming every bad variable. */
