@@ -218,12 +218,19 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, opt
 
 const IdempotencyKey = text(1, 255);
 
-/** The request's Idempotency-Key header, checked (1 to 255 characters); null when it has none. */
-export function idempotencyKeyOf(header: string | null | undefined): string | null {
+/**
+ * The request's Idempotency-Key header, checked once (1 to 255 characters); null when it has none. A bad one is
+ * refused; `refuseFirst` may refuse it first with other problems found only now, named beside the header's.
+ */
+export function idempotencyKeyOf(
+  header: string | null | undefined,
+  refuseFirst?: (problems: Record<string, string>) => void,
+): string | null {
   if (!header) return null;
   const problems = idempotencyKeyProblems(header);
-  if (Object.keys(problems).length) throw new ValidationError("The Idempotency-Key is invalid.", problems);
-  return header;
+  if (!Object.keys(problems).length) return header;
+  refuseFirst?.(problems);
+  throw new ValidationError("The Idempotency-Key is invalid.", problems);
 }
 
 /**

@@ -82,11 +82,10 @@ export async function createCheckoutSession(
   );
   // The header is read before a retry is looked for: a new session in a fund code is refused with its problem too,
   // not once the header is right.
-  const keyProblems = idempotencyKeyProblems(opts.idempotencyKey);
-  if (Object.keys(keyProblems).length) {
-    refuseUntakenCurrency(b.currency, () => ({ ...keyProblems, ...postbackProblems(b) }));
-  }
-  const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
+  const idempotencyKey = idempotencyKeyOf(
+    opts.idempotencyKey,
+    (keyProblems) => refuseUntakenCurrency(b.currency, () => ({ ...keyProblems, ...postbackProblems(b) })),
+  );
   const name = b.id ? `shop_ref\0${b.id}` : idempotencyKey ? `idempotency_key\0${idempotencyKey}` : null;
   // Which name a refused retry matched, for its message.
   const by = b.id ? "shop_ref" : "idempotency_key";

@@ -95,14 +95,14 @@ export async function initPayment(
   ));
   // The header is read before a retry is looked for: a new payment in a fund code is refused with its problem too,
   // not once the header is right.
-  const keyProblems = idempotencyKeyProblems(opts.idempotencyKey);
-  if (Object.keys(keyProblems).length) {
-    refuseUntakenCurrency(asSent.currency, () => ({
-      ...keyProblems,
-      ...urlProblemsAsSent(ctx, shop, body, { ownReturnUrls }),
-    }));
-  }
-  const idempotencyKey = idempotencyKeyOf(opts.idempotencyKey);
+  const idempotencyKey = idempotencyKeyOf(
+    opts.idempotencyKey,
+    (keyProblems) =>
+      refuseUntakenCurrency(asSent.currency, () => ({
+        ...keyProblems,
+        ...urlProblemsAsSent(ctx, shop, body, { ownReturnUrls }),
+      })),
+  );
   const name: PaymentName | null = asSent.shopTxId
     ? { kind: "shop_ref", value: asSent.shopTxId }
     : idempotencyKey
