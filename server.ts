@@ -1,7 +1,8 @@
 import { analyticsStatus, createAnalytics, startAnalyticsExport } from "./lib/analytics/mod.ts";
 import { countDueJobs } from "./lib/db/jobs.ts";
 import { readPendingRefunds } from "./lib/db/refunds.ts";
-import { DUE_POSTBACKS_CAP, Metrics, PENDING_REFUNDS_CAP } from "./lib/metrics.ts";
+import { DUE_POSTBACKS_CAP, Metrics, PAID_ORPHANS_CAP, PENDING_REFUNDS_CAP } from "./lib/metrics.ts";
+import { countUnhandledPaidOrphans } from "./lib/db/paid_orphans.ts";
 import type { Config } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { initSetting } from "./lib/db/settings.ts";
@@ -100,6 +101,7 @@ export async function createServer(
     ? new Metrics({
       duePostbacks: () => countDueJobs(kv, "postback", Date.now(), DUE_POSTBACKS_CAP),
       pendingRefunds: () => readPendingRefunds(kv, PENDING_REFUNDS_CAP),
+      unhandledPaidOrphans: () => countUnhandledPaidOrphans(kv, PAID_ORPHANS_CAP),
       export: async () => ctx.analytics ? await analyticsStatus(ctx) : null,
       now: () => Date.now(),
     })

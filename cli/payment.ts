@@ -9,7 +9,13 @@
  *                                         provider (its dashboard, its support): failed (it made no refund) or
  *                                         succeeded (it made it); NOTE says how you know. The shop is told, as when
  *                                         the provider answers; audited with the note
- * The two that act are audited under the operator who runs them: --actor is their operator email (an active
+ *   deno task payment orphans             the paid orphans: money a provider took on a payment it made for one of our
+ *                                         ids that no stored payment names; those waiting first, then the latest handled
+ *   deno task payment handle-orphan ACCOUNT_ID REF NOTE --actor EMAIL
+ *                                         mark one handled once it is refunded at the provider or taken by the shop by
+ *                                         hand (NOTE says which): its provider's news about it is acknowledged from
+ *                                         then on and the alert clears; audited with the note
+ * The three that act are audited under the operator who runs them: --actor is their operator email (an active
  * operator's), recorded as `EMAIL (cli)`. It is required: a shell knows no sign-in to tell who it is.
  *   deno task payment reindex             put payments stored before the email index into it, to the end
  *   deno task payment backfill            give records stored before this version the checks and indexes new ones
@@ -22,22 +28,27 @@ import { runBackfill } from "../lib/backfills/run.ts";
 import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { settleRefundByHand } from "../lib/refunds/admin.ts";
 import { refundView } from "../lib/refunds/view.ts";
+import { listOrphans, markOrphanHandled } from "../lib/payments/orphans.ts";
 import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
   deno task payment show PAYMENT_ID
   deno task payment resend PAYMENT_ID [DELIVERY_ID] --actor EMAIL
   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE --actor EMAIL
+  deno task payment orphans
+  deno task payment handle-orphan ACCOUNT_ID REF NOTE --actor EMAIL
   deno task payment reindex
   deno task payment backfill
 ${ACTOR_USAGE}`;
 const { values, positionals } = parseCommandArgs(ACTOR_OPTION, USAGE);
 const [cmd, id, deliveryId] = positionals;
-const known = ["show", "resend", "settle-refund"];
-if (cmd !== "reindex" && cmd !== "backfill" && (!id || !known.includes(cmd))) fail(USAGE);
+const known = ["show", "resend", "settle-refund", "handle-orphan"];
+const bare = ["reindex", "backfill", "orphans"];
+if (!bare.includes(cmd) && (!id || !known.includes(cmd))) fail(USAGE);
 if (cmd === "settle-refund" && positionals.length !== 5) fail(USAGE);
+if (cmd === "handle-orphan" && positionals.length !== 4) fail(USAGE);
 if (cmd === "resend" && positionals.length > 3) fail(USAGE);
-const audited = cmd === "resend" || cmd === "settle-refund";
+const audited = cmd === "resend" || cmd === "settle-refund" || cmd === "handle-orphan";
 const actorEmail = audited ? requireActor(values.actor, cmd, USAGE) : undefined;
 
 await runCommand(async (server, actor) => {
@@ -51,6 +62,11 @@ await runCommand(async (server, actor) => {
     for (const backfill of BACKFILL_RUNS) ran.set(backfill.name, (await runBackfill(server.ctx, backfill)).written);
     const backfills = (await describeBackfills(server.ctx)).map((b) => ({ ...b, writtenNow: ran.get(b.name) ?? 0 }));
     printJson({ backfills });
+  } else if (cmd === "orphans") {
+    printJson(await listOrphans(server.ctx));
+  } else if (cmd === "handle-orphan") {
+    const [, accountId, ref, note] = positionals;
+    printJson({ orphan: await markOrphanHandled(server.ctx, { accountId, ref, note }, { actor }) });
   } else if (cmd === "show") {
     const { payment, events, deliveries } = await describePayment(server.ctx, id);
     // Delivery bodies are the shop's own data; operators see them, secrets are never stored there. A lease's token

@@ -27,12 +27,20 @@ export const DUE_POSTBACKS_CAP = 10_000;
  */
 export const PENDING_REFUNDS_CAP = 1_000;
 
+/**
+ * The unhandled paid-orphan gauge reads at most this many index keys per scrape; past it the counts say "at least",
+ * which is alarm enough (each one is a buyer's money an operator has to look at).
+ */
+export const PAID_ORPHANS_CAP = 1_000;
+
 /** What the scrape-time gauges read; computed when Prometheus asks, never on the request path. */
 export interface ScrapeSources {
   /** Postbacks due now and not yet delivered, counted up to DUE_POSTBACKS_CAP. */
   duePostbacks(): Promise<number>;
   /** Refunds waiting on their provider (pending), counted up to PENDING_REFUNDS_CAP, and when the oldest was asked for. */
   pendingRefunds(): Promise<{ count: number; oldestCreatedAt: number | null }>;
+  /** Paid orphans no operator has marked handled, by provider and account, counted up to PAID_ORPHANS_CAP. */
+  unhandledPaidOrphans(): Promise<{ provider: string; account: string; count: number }[]>;
   /** The BigQuery export's state, or null when the export is off. */
   export(): Promise<{ backlog: number; lastSuccessAt: number | null; failures: number } | null>;
   now(): number;
@@ -59,6 +67,7 @@ export class Metrics {
   private readonly providerCalls: Histogram<"provider" | "operation" | "outcome">;
   private readonly postbacks: Counter<"outcome">;
   private readonly paidOrphans: Counter<"provider" | "account">;
+  private readonly unhandledPaidOrphans: Gauge<"provider" | "account">;
   private readonly duePostbacks: Gauge;
   private readonly pendingRefunds: Gauge;
   private readonly pendingRefundAge: Gauge;
@@ -89,7 +98,14 @@ export class Metrics {
     this.paidOrphans = new Counter({
       name: "aimbrellapay_paid_orphan_webhooks_total",
       help:
-        "Provider webhooks refused because they say a buyer paid on a payment made for one of ours that no stored payment names (another of a stored payment's, or one never stored), by provider and account; every retry of one counts.",
+        "Provider webhooks refused because they say a buyer paid on a payment made for one of ours that no stored payment names (another of a stored payment's, or one never stored), by provider and account; every retry of one counts, until an operator marks it handled (then it is acknowledged, not refused).",
+      labelNames: ["provider", "account"],
+      registers,
+    });
+    this.unhandledPaidOrphans = new Gauge({
+      name: "aimbrellapay_paid_orphans_unhandled",
+      help:
+        `Payments at a provider that took money for one of our ids that no stored payment names, not marked handled by an operator yet, by provider and account; counted at scrape time up to ${PAID_ORPHANS_CAP}.`,
       labelNames: ["provider", "account"],
       registers,
     });
@@ -168,11 +184,15 @@ export class Metrics {
 
   /** The text Prometheus scrapes; the gauges are computed now. */
   async render(): Promise<string> {
-    const [due, refunds, exp] = await Promise.all([
+    const [due, refunds, orphans, exp] = await Promise.all([
       this.sources.duePostbacks(),
       this.sources.pendingRefunds(),
+      this.sources.unhandledPaidOrphans(),
       this.sources.export(),
     ]);
+    // Only the accounts with some: one handled goes from its series at once (absent reads as none to the alert).
+    this.unhandledPaidOrphans.reset();
+    for (const o of orphans) this.unhandledPaidOrphans.labels(o.provider, o.account).set(o.count);
     this.duePostbacks.set(due);
     this.pendingRefunds.set(refunds.count);
     const oldest = refunds.oldestCreatedAt;

@@ -241,6 +241,27 @@ Deno.test({
       orgId: "891027350515",
       credentials: { apiUrl: "https://bansky.example", apiToken: "t", webhookSecret: "w" },
     }, { actor: "test" });
+    // Two paid orphans with long references, one waiting with its form and one handled with its note.
+    const { recordPaidOrphanSighting, getPaidOrphan } = await import("../lib/db/paid_orphans.ts");
+    const { markOrphanHandled } = await import("../lib/payments/orphans.ts");
+    const orphanRef = (n: number) => `cs_test_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4y5Z6${n}`;
+    for (const n of [1, 2]) {
+      await recordPaidOrphanSighting(app.kv, {
+        provider: "bansky",
+        accountId: "default",
+        ref: orphanRef(n),
+        paymentId: ids[n],
+        paymentStored: true,
+        storedRef: (await describePayment(app.server.ctx, ids[n])).payment.providerRef,
+        claimed: "succeeded",
+        lastEventId: `evt_phone_${n}`,
+      }, Date.now());
+    }
+    await markOrphanHandled(app.server.ctx, {
+      accountId: "default",
+      ref: orphanRef(2),
+      note: "Refunded in Bansky's dashboard on 2026-11-30 after a call with the buyer, who had paid twice by mistake",
+    }, { actor: "ops@example.com" });
     const browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     page.setDefaultTimeout(5000);
@@ -266,6 +287,7 @@ Deno.test({
           "/admin/stats",
           "/admin/audit",
           "/admin/operators",
+          "/admin/paid-orphans",
           "/admin/no-such-page",
           "/demo",
         ];
@@ -378,6 +400,37 @@ Deno.test({
           assert.deepEqual(await sites(), []);
         },
       );
+
+      await t.step("a paid orphan is marked handled from the keyboard, after the question", async () => {
+        await page.goto(`${base}/admin/paid-orphans`);
+        const note = page.getByLabel("What was done");
+        assert.equal(await note.count(), 1, "only the waiting one has a form");
+        const box = await page.getByRole("button", { name: "Mark handled" }).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= 390, JSON.stringify(box));
+        const questions: string[] = [];
+        page.on("dialog", (d) => {
+          questions.push(d.message());
+          questions.length === 1 ? d.dismiss() : d.accept();
+        });
+        try {
+          await note.fill("Refunded at Bansky");
+          await note.press("Tab");
+          await page.keyboard.press("Enter");
+          await waitFor("the question", () => questions[0]);
+          assert.match(
+            questions[0],
+            new RegExp(`^Mark Bansky's payment ${orphanRef(1)} .* Note: “Refunded at Bansky”`),
+          );
+          assert.equal((await getPaidOrphan(app.kv, "default", orphanRef(1)))?.handled, null, "answered no");
+          await page.getByRole("button", { name: "Mark handled" }).focus();
+          await page.keyboard.press("Enter");
+          await page.getByText("Marked handled").waitFor();
+        } finally {
+          page.removeAllListeners("dialog");
+        }
+        assert.equal((await getPaidOrphan(app.kv, "default", orphanRef(1)))?.handled?.note, "Refunded at Bansky");
+        assert.equal(await widerThanViewport(page), null);
+      });
 
       await t.step("the shop's portal fits the screen too", async () => {
         const link = new URL(await createPortalLink(app.server.ctx, app.shop.id, "test"));

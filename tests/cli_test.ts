@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { recordPaidOrphanSighting } from "../lib/db/paid_orphans.ts";
 import { addDeliveryOps } from "../lib/db/deliveries.ts";
 import { createPayment } from "../lib/db/payments.ts";
 import { storedPayment } from "../fixtures/payments.ts";
@@ -165,6 +166,7 @@ Deno.test("[cli] every command called with no arguments, an unknown subcommand o
       ["operator", "nope"],
       ["payment"],
       ["payment", "nope", "pay_x"],
+      ["payment", "handle-orphan", "default", "bsk_x"],
       ["bq"],
       ["bq", "nope"],
     ];
@@ -514,6 +516,38 @@ Deno.test("[cli] every command that writes an audit entry is refused without --a
     await actsAs("operator token revoke", ["operator", "token", "revoke", token.tokenId]);
     await actsAs("operator disable", ["operator", "disable", "--email", "two@example.com"]);
     await actsAs("operator enable", ["operator", "enable", "--email", "two@example.com"]);
+    // A paid orphan, as a refused webhook records it; the list shows it waiting, the mark is audited with its note.
+    const kv = await Deno.openKv(path);
+    try {
+      await recordPaidOrphanSighting(kv, {
+        provider: "bansky",
+        accountId: "default",
+        ref: "bsk_cli_orphan",
+        paymentId: "pay_AAAAAAAAAAAAAAAAAAAAAA",
+        paymentStored: false,
+        storedRef: null,
+        claimed: "succeeded",
+        lastEventId: "evt_cli",
+      }, Date.now());
+    } finally {
+      kv.close();
+    }
+    const listed = await cli(path, "payment", "orphans");
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(listed.json.unhandled.map((o: { ref: string }) => o.ref), ["bsk_cli_orphan"]);
+    const note = "Refunded in Bansky's dashboard";
+    const marked = await actsAs("payment handle-orphan", [
+      "payment",
+      "handle-orphan",
+      "default",
+      "bsk_cli_orphan",
+      note,
+    ]);
+    assert.deepEqual([marked.orphan.handled.by, marked.orphan.handled.note], ["ops@example.com (cli)", note]);
+    const after = await cli(path, "payment", "orphans");
+    assert.deepEqual([after.json.unhandled, after.json.handled.map((o: { ref: string }) => o.ref)], [[], [
+      "bsk_cli_orphan",
+    ]]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,6 +8,8 @@ import { createAccount, rotateAccountCredentials } from "../lib/accounts/mod.ts"
 import { setShopRouting } from "../lib/accounts/routing.ts";
 import type { ProviderAccount } from "../lib/accounts/types.ts";
 import { getPayment } from "../lib/db/payments.ts";
+import { getPaidOrphan } from "../lib/db/paid_orphans.ts";
+import { markOrphanHandled } from "../lib/payments/orphans.ts";
 import { runPaymentCheck } from "../lib/payments/janitor.ts";
 import { commitRefundUpdate, getRefund, getRefundEntry, getRefundReservation } from "../lib/db/refunds.ts";
 import { deleteBackfillState } from "../lib/db/backfills.ts";
@@ -114,6 +116,10 @@ const paidOrphans = (app: TestApp, account: ProviderAccount) =>
     provider: "stripe",
     account: account.id,
   });
+
+/** Paid orphans no operator has marked handled on the account, as /metrics counts them from the store. */
+const unhandledOrphans = (app: TestApp, account: ProviderAccount) =>
+  scrapeSample(app, METRICS_TOKEN, "aimbrellapay_paid_orphans_unhandled", { provider: "stripe", account: account.id });
 
 /** The types of the postbacks a shop's receiver got, in order. */
 const postbackTypes = (shop: { received: { body: string }[] }) => shop.received.map((x) => JSON.parse(x.body).type);
@@ -1726,6 +1732,24 @@ Deno.test("[stripe] news of a session made for a payment id of ours that was nev
     assert.doesNotMatch(JSON.stringify(lines), /whsec_|sk_test/);
     assert.equal(await getPayment(app.kv, paid.paymentId), null);
     assert.equal(await paidOrphans(app, stripe), 2, "counted for the operators' alert (the expiries are not)");
+    // Each session is a paid orphan of its own until an operator marks it handled; Stripe's retries after the mark
+    // are acknowledged, so it stops, and not counted.
+    const recorded = await Promise.all(paid.sessions.map((s) => getPaidOrphan(app.kv, stripe.id, s.id)));
+    assert.deepEqual(recorded.map((o) => [o?.provider, o?.paymentId, o?.paymentStored, o?.claimed, o?.timesSeen]), [
+      ["stripe", paid.paymentId, false, "succeeded", 1],
+      ["stripe", paid.paymentId, false, "pending", 1],
+    ]);
+    assert.equal(await unhandledOrphans(app, stripe), 2);
+    const note = "Refunded in Stripe's Dashboard";
+    await markOrphanHandled(app.server.ctx, { accountId: stripe.id, ref: paid.sessions[0].id, note }, {
+      actor: "ops@example.com",
+    });
+    assert.equal(await unhandledOrphans(app, stripe), 1);
+    assert.equal(await fake.sendEvent(ORG2, "checkout.session.completed", paid.sessions[0]), 200);
+    assert.equal(await fake.sendEvent(ORG2, "checkout.session.completed", paid.sessions[1]), 404, "not handled yet");
+    assert.equal(await paidOrphans(app, stripe), 3, "the handled one's news not counted");
+    assert.equal((await getPaidOrphan(app.kv, stripe.id, paid.sessions[0].id))?.timesSeen, 1);
+    assert.equal((await getPaidOrphan(app.kv, stripe.id, paid.sessions[1].id))?.timesSeen, 2);
   }, { METRICS_TOKEN });
 });
 

@@ -3,6 +3,8 @@ import { signBanskyWebhook } from "../lib/providers/bansky_wire.ts";
 import { describePayment } from "../lib/payments/admin.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { paymentIdOfRequestId } from "../lib/providers/request_id.ts";
+import { getPaidOrphan } from "../lib/db/paid_orphans.ts";
+import { searchAudit } from "../lib/db/audit.ts";
 import {
   buyerSettles,
   callInit,
@@ -48,6 +50,10 @@ const paidOrphans = (app: TestApp) =>
     provider: "bansky",
     account: "default",
   });
+
+/** Paid orphans no operator has marked handled, as /metrics counts them from the store for the default account. */
+const unhandledOrphans = (app: TestApp) =>
+  scrapeSample(app, METRICS_TOKEN, "aimbrellapay_paid_orphans_unhandled", { provider: "bansky", account: "default" });
 
 /** A payment id of our shape that no test stores. */
 const UNSTORED_ID = "pay_AAAAAAAAAAAAAAAAAAAAAA";
@@ -329,6 +335,139 @@ Deno.test("[webhook] Bansky's news of a payment made for one of ours that the pa
     assert.equal(after.events.length, before.events.length);
     assert.equal(app.sandbox.calls.status, 0, "the provider was not asked about the payment");
     assert.equal(shop.received.length, 0);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[webhook] a paid orphan is recorded once per payment at Bansky and counted by the unhandled gauge; an operator marks it handled on the console's page (a note required, asked first, audited in the same write), which clears the gauge, and Bansky's further news of it is then acknowledged and not counted", async (t) => {
+  const { operatorBrowser, Browser } = await import("../fixtures/browser.ts");
+  const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN } });
+  const shop = startShopReceiver();
+  try {
+    const p = await createPending(app, shop.url);
+    const orphan = { id: `${p.id}.0123456789ab`, ref: "bsk_orphan_paid" };
+    const page = "/admin/paid-orphans";
+    const handle = `${page}/handle`;
+    const note = "Refunded in Bansky's dashboard on 2026-11-30";
+    const b = await operatorBrowser(app);
+
+    await t.step("news of no money writes no record", async () => {
+      const res = await sendWebhook(app, { eventId: "evt_po_declined", ...orphan, status: "declined" });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.outcome, "unchanged");
+      assert.equal(await getPaidOrphan(app.kv, "default", orphan.ref), null);
+      assert.equal(await unhandledOrphans(app), undefined);
+    });
+
+    await t.step(
+      "each refusal updates the one record; the gauge counts the payment, the counter each refusal",
+      async () => {
+        for (const eventId of ["evt_po_paid", "evt_po_paid"]) {
+          const res = await sendWebhook(app, { eventId, ...orphan, status: "paid" });
+          assert.equal(res.status, 400, "refused: Bansky keeps it and retries");
+        }
+        const record = (await getPaidOrphan(app.kv, "default", orphan.ref))!;
+        assert.ok(record.firstSeenAt <= record.lastSeenAt);
+        assert.deepEqual({ ...record, firstSeenAt: 0, lastSeenAt: 0 }, {
+          provider: "bansky",
+          accountId: "default",
+          ref: orphan.ref,
+          paymentId: p.id,
+          paymentStored: true,
+          storedRef: p.ref,
+          claimed: "succeeded",
+          lastEventId: "evt_po_paid",
+          firstSeenAt: 0,
+          lastSeenAt: 0,
+          timesSeen: 2,
+          handled: null,
+        });
+        assert.equal(await unhandledOrphans(app), 1);
+        assert.equal(await paidOrphans(app), 2);
+        const overview = await b.get("/admin");
+        assert.match(
+          overview.text,
+          /<a href="\/admin\/paid-orphans" data-paid-orphans="true"><strong class="bad">1<\/strong> waiting/,
+        );
+        const list = await b.get(page);
+        assert.equal(list.status, 200);
+        assert.match(
+          list.text,
+          new RegExp(`<table class="stack-phone" data-orphans="unhandled">[\\s\\S]*${orphan.ref}`),
+        );
+        assert.match(list.text, new RegExp(`<form method="post" action="${handle}"[^>]*data-busy="Marking…"`));
+        assert.match(
+          list.text,
+          /data-confirm="Mark Bansky's payment bsk_orphan_paid \(made for pay_[^)]+\) handled\? Note: “\{note\}”/,
+        );
+      },
+    );
+
+    await t.step("a mark without a note, or without the CSRF token, is refused and changes nothing", async () => {
+      const noNote = await b.post(handle, { accountId: "default", ref: orphan.ref, note: "  ", confirm: "yes" });
+      assert.equal(noNote.status, 422);
+      assert.match(noNote.text, /Not marked: Say in the note what was done about it/);
+      assert.match(
+        noNote.text,
+        /<input id="note-default-bsk_orphan_paid" name="note" required maxlength="500"[^>]*autofocus/,
+      );
+      const forged = new Browser(app);
+      forged.cookies = new Map(b.cookies);
+      const refused = await forged.post(handle, { accountId: "default", ref: orphan.ref, note, confirm: "yes" }, {
+        csrf: "nope",
+      });
+      assert.equal(refused.status, 403);
+      // Without the page's script the question is a page of its own; nothing changes before it is answered.
+      await b.get(page);
+      const asked = await b.post(handle, { accountId: "default", ref: orphan.ref, note });
+      assert.equal(asked.status, 200);
+      assert.match(asked.text, /Please confirm/);
+      assert.match(asked.text, /name="confirm" value="yes"/);
+      assert.equal((await getPaidOrphan(app.kv, "default", orphan.ref))!.handled, null);
+      assert.deepEqual(await searchAudit(app.kv, { query: "paid_orphan.handle", limit: 10 }), []);
+      assert.equal(await unhandledOrphans(app), 1);
+    });
+
+    await t.step("the confirmed mark is recorded with its audit entry and clears the gauge", async () => {
+      const done = await b.post(handle, { accountId: "default", ref: orphan.ref, note, confirm: "yes" });
+      assert.equal(done.status, 303, done.text);
+      assert.equal(done.location, `${page}?done=handled`);
+      const record = (await getPaidOrphan(app.kv, "default", orphan.ref))!;
+      assert.equal(record.handled?.by, "ops@example.com");
+      assert.equal(record.handled?.note, note);
+      const [entry, ...more] = await searchAudit(app.kv, { query: "paid_orphan.handle", limit: 10 });
+      assert.equal(more.length, 0);
+      assert.deepEqual({ actor: entry.actor, target: entry.target, at: entry.at, after: entry.after }, {
+        actor: "ops@example.com",
+        target: orphan.ref,
+        at: record.handled?.at,
+        after: { accountId: "default", paymentId: p.id, handled: true, note },
+      });
+      assert.equal(await unhandledOrphans(app), undefined, "the gauge has no series left for the account");
+      const list = await b.get(`${page}?done=handled`);
+      assert.match(list.text, /Marked handled/);
+      assert.match(
+        list.text,
+        new RegExp(`data-orphans="handled">[\\s\\S]*${orphan.ref}[\\s\\S]*ops@example.com: ${note}`),
+      );
+      const again = await b.post(handle, { accountId: "default", ref: orphan.ref, note, confirm: "yes" });
+      assert.equal(again.status, 422);
+      assert.match(again.text, /Not marked: This paid orphan was marked handled already, by ops@example.com/);
+    });
+
+    await t.step("Bansky's further news of it is acknowledged, changes nothing and is not counted", async () => {
+      const before = await getPaidOrphan(app.kv, "default", orphan.ref);
+      const res = await sendWebhook(app, { eventId: "evt_po_paid", ...orphan, status: "paid" });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.outcome, "orphan_handled");
+      assert.deepEqual(await getPaidOrphan(app.kv, "default", orphan.ref), before);
+      assert.equal(await paidOrphans(app), 2);
+      assert.equal(await unhandledOrphans(app), undefined);
+      assert.equal((await describePayment(app.server.ctx, p.id)).payment.status, "pending");
+      assert.equal(shop.received.length, 0);
+    });
   } finally {
     await shop.close();
     await app.close();

@@ -21,6 +21,7 @@ export const AUDIT_ACTIONS = [
   "operator.password",
   "operator_token.create",
   "operator_token.revoke",
+  "paid_orphan.handle",
   "payment.recheck",
   "payment.refund",
   "portal.link",

@@ -851,7 +851,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           responses: {
             "200": {
               description:
-                "Committed (outcome `applied`), a duplicate (`duplicate`), or news that changes nothing and needs no retry (`unchanged`): a payment at the provider made for an id of ours that no stored payment names and that took no money (still open, expired or failed), or news without an id of ours. The provider may stop retrying. See the errors page for what is refused instead.",
+                "Committed (outcome `applied`), a duplicate (`duplicate`), or news that changes nothing and needs no retry (`unchanged`): a payment at the provider made for an id of ours that no stored payment names and that took no money (still open, expired or failed), or news without an id of ours; or news that such a payment took money, once an operator has marked it handled (`orphan_handled`: refunded at the provider, or taken by the shop by hand; until then it is refused). The provider may stop retrying. See the errors page for what is refused instead.",
               content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
             },
             ...errorResponses(PROVIDER_WEBHOOK_ERRORS),
@@ -900,7 +900,7 @@ export function buildOpenApi(opts: OpenApiOptions): OpenApiDocument {
           responses: {
             "200": {
               description:
-                "As above: committed (`applied`), a duplicate (`duplicate`), or news that changes nothing (`unchanged`), which for a Stripe account also takes in an event of another connected account of our platform, a session or refund not made by us (a payment link's), and an event type we do not use.",
+                "As above: committed (`applied`), a duplicate (`duplicate`), news of money no payment names that an operator has marked handled (`orphan_handled`), or news that changes nothing (`unchanged`), which for a Stripe account also takes in an event of another connected account of our platform, a session or refund not made by us (a payment link's), and an event type we do not use.",
               content: json(ref("ProviderWebhookResponse"), { example: { status: "success", outcome: "applied" } }),
             },
             ...errorResponses(PROVIDER_WEBHOOK_ERRORS),

@@ -196,9 +196,13 @@ export const PostbackBody = z.object({
   }),
 });
 
+/** What a provider's webhook did, as its 200 says (lib/payments/webhook.ts answers one of these). */
+export const WEBHOOK_OUTCOMES = ["applied", "duplicate", "unchanged", "orphan_handled"] as const;
+
 export const ProviderWebhookResponse = z.object({
   status: z.literal("success"),
-  outcome: z.enum(["applied", "duplicate", "unchanged"]).describe(
-    "applied: the status changed; duplicate: this event was handled before; unchanged: nothing new.",
+  outcome: z.enum(WEBHOOK_OUTCOMES).describe(
+    "applied: the status changed; duplicate: this event was handled before; unchanged: nothing new; orphan_handled: " +
+      "news of money on a payment no stored payment names, which an operator has marked handled.",
   ),
 });

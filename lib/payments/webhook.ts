@@ -15,8 +15,11 @@ import type { Payment, PaymentEvent } from "./types.ts";
 import { handleRefundWebhook } from "../refunds/settle.ts";
 import { DEFAULT_ACCOUNT_ID, type ProviderAccount } from "../accounts/types.ts";
 import { hasIdShape } from "../ids.ts";
+import type { WEBHOOK_OUTCOMES } from "./api_schemas.ts";
+import { orphanSighting } from "./orphans.ts";
+import { recordPaidOrphanSighting } from "../db/paid_orphans.ts";
 
-export type WebhookOutcome = "applied" | "duplicate" | "unchanged";
+export type WebhookOutcome = typeof WEBHOOK_OUTCOMES[number];
 
 /**
  * Handles a provider webhook: verify its signature, ignore duplicates, confirm
@@ -71,10 +74,10 @@ export async function handleProviderWebhook(
   if (target.seen) return "duplicate";
   const payment = target.payment.value;
   // Our id, but no payment: its commit failed, or the request was lost, after the provider made it.
-  if (!payment) return orphanNews(ctx, notice, { account: account.account, payment: null });
+  if (!payment) return await orphanNews(ctx, notice, { account: account.account, payment: null });
   // Signed by this account and naming our payment, but about another of the provider's payments made for it.
   if (payment.providerRef && payment.providerRef !== notice.ref) {
-    return orphanNews(ctx, notice, { account: account.account, payment });
+    return await orphanNews(ctx, notice, { account: account.account, payment });
   }
   if (payment.providerRef !== notice.ref || (payment.accountId ?? DEFAULT_ACCOUNT_ID) !== accountId) {
     throw referenceMismatch();
@@ -138,15 +141,18 @@ const referenceMismatch = () => new AppError(400, "invalid_webhook", "Webhook re
  * the shop's request was lost, after the provider made it). Its page never reached a buyer, so its news is that it is
  * still open, expired or failed: acknowledged, so the provider stops retrying it for days, and it changes nothing.
  * News that it took money (or that a buyer finished on it, money on its way) cannot come from a page we handed out:
- * it is refused, so the provider keeps it and retries, logged as an error and counted for an operator's alert: they
- * refund it at the provider (or the shop takes the order by hand) and find how its page got out. Refused with 404 when none is stored: a webhook that beat our own commit of
- * a new payment (its page not handed out yet, so never paid news in practice) finds it on the provider's retry.
+ * it is refused, so the provider keeps it and retries, recorded as a paid orphan (the console's list, the gauge the
+ * operators' alert reads), logged as an error and counted: they refund it at the provider (or the shop takes the
+ * order by hand), find how its page got out, and mark it handled. From then on its news is acknowledged
+ * (`orphan_handled`) and changes nothing, so the provider stops retrying. Refused with 404 when none is stored: a
+ * webhook that beat our own commit of a new payment (its page not handed out yet, so never paid news in practice)
+ * finds it on the provider's retry.
  */
-function orphanNews(
+async function orphanNews(
   ctx: AppContext,
   notice: PaymentNotice,
   { account, payment }: { account: ProviderAccount; payment: Payment | null },
-): WebhookOutcome {
+): Promise<WebhookOutcome> {
   const fields = {
     accountId: account.id,
     paymentId: notice.paymentId,
@@ -157,6 +163,28 @@ function orphanNews(
     claimed: notice.claimedStatus,
   };
   if (notice.claimsMoney) {
+    const orphan = await recordPaidOrphanSighting(
+      ctx.kv,
+      orphanSighting(
+        {
+          provider: account.provider,
+          accountId: account.id,
+          ref: notice.ref,
+          paymentId: notice.paymentId,
+          claimed: notice.claimedStatus,
+        },
+        fields,
+        notice.eventId,
+      ),
+      ctx.now(),
+    );
+    if (orphan.handled) {
+      log.info("webhook about a paid orphan an operator marked handled: acknowledged, nothing changed", {
+        ...fields,
+        handledBy: orphan.handled.by,
+      });
+      return "orphan_handled";
+    }
     ctx.metrics?.countPaidOrphan(account.provider, account.id);
     log.error("money at the provider on a payment of ours that no stored payment names", fields);
     throw payment ? referenceMismatch() : new NotFoundError("Unknown payment.");

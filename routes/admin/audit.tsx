@@ -28,6 +28,7 @@ const ACTION_WORDS = {
   "operator.password": "changed the password of",
   "operator_token.create": "created the API token",
   "operator_token.revoke": "revoked the API token",
+  "paid_orphan.handle": "marked handled the paid orphan (money at the provider no payment names)",
   "payment.recheck": "asked the provider again about",
   "payment.refund": "refunded",
   "portal.link": "created a portal sign-in link for",

@@ -14,6 +14,7 @@ import { statsRoutes } from "./stats.tsx";
 import { accountRoutes, operationRoutes, routingRoutes } from "./accounts.tsx";
 import { internalDocsRoutes } from "../docs/internal.tsx";
 import { formPages } from "./forms.tsx";
+import { paidOrphanRoutes } from "./paid_orphans.tsx";
 import { renderPage } from "../../components/html.tsx";
 import { AdminLayout } from "../../components/admin_layout.tsx";
 
@@ -33,6 +34,7 @@ export function consoleRoutes(ctx: AppContext) {
   app.route("/payments", paymentRoutes(ctx));
   app.route("/deliveries", deliveryRoutes(ctx));
   app.route("/invoices", invoiceRoutes(ctx));
+  app.route("/paid-orphans", paidOrphanRoutes(ctx));
   app.route("/audit", auditRoutes(ctx));
   app.route("/operators", operatorRoutes(ctx));
   app.route("/stats", statsRoutes(ctx));

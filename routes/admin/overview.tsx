@@ -9,11 +9,16 @@ import { Island } from "../../components/island.tsx";
 import { attentionCount } from "../../components/deliveries.tsx";
 import type { ConsoleEnv } from "./_session.ts";
 import { PaymentTable } from "../../components/payments.tsx";
+import { countOrphansWaiting } from "../../lib/payments/orphans.ts";
 
 export function overviewRoutes(ctx: AppContext) {
   const app = new Hono<ConsoleEnv>();
   app.get("/", async (c) => {
-    const [o, bq] = await Promise.all([overview(ctx.kv, ctx.now()), analyticsStatus(ctx)]);
+    const [o, bq, orphans] = await Promise.all([
+      overview(ctx.kv, ctx.now()),
+      analyticsStatus(ctx),
+      countOrphansWaiting(ctx),
+    ]);
     return c.html(renderPage(
       <AdminLayout title="Overview" path="/admin" email={c.var.operator.email} csrf={c.var.csrf}>
         <div class="grid2">
@@ -54,6 +59,19 @@ export function overviewRoutes(ctx: AppContext) {
           <p class="muted">
             Coins that reached an invoice's address after it closed (or after its expiry): counted in nothing. The shop
             got an <code>invoice.late_payment</code> postback once they were confirmed; it settles with the buyer.
+          </p>
+        </section>
+        <section class="card" id="paid-orphans">
+          <h2>Paid orphans</h2>
+          <p>
+            <a href="/admin/paid-orphans" data-paid-orphans>
+              <strong class={orphans.count ? "bad" : ""}>{attentionCount(orphans.count, orphans.more)}</strong>{" "}
+              waiting for an operator
+            </a>
+          </p>
+          <p class="muted">
+            Money a provider took on a payment it made for one of our ids that no stored payment names: no shop knows of
+            it. Refund it at the provider or give it to the shop, then mark it handled.
           </p>
         </section>
         <section class="card">

@@ -1,0 +1,134 @@
+import type { PaidOrphan, PaidOrphanHandled } from "../payments/orphans.ts";
+import { ConflictError, NotFoundError } from "../errors.ts";
+import { addAuditOps, type NewAuditEntry } from "./audit.ts";
+
+/**
+ * One payment at a provider that took money for an id of ours that no stored payment names. A provider's reference
+ * names one payment within one of its accounts, and every webhook arrives on the account it is about: the account and
+ * the reference identify it, whichever of our ids it names.
+ */
+const orphanKey = (accountId: string, ref: string) => ["paid_orphans", accountId, ref] as const;
+/**
+ * The paid orphans nobody has handled yet, by provider and account: the gauge counts them by reading these keys
+ * alone (no records), and the console lists them first. Written and removed in the same write as the record.
+ */
+const unhandledKey = (provider: string, accountId: string, ref: string) =>
+  ["paid_orphans_unhandled", provider, accountId, ref] as const;
+/** The handled ones, newest handling last: the console lists the recent ones below those still waiting. */
+const handledKey = (at: number, accountId: string, ref: string) =>
+  ["paid_orphans_handled", at, accountId, ref] as const;
+
+/** How often a sighting is tried again when copies of the same webhook write its record at once. */
+const SIGHTING_ATTEMPTS = 5;
+
+/** A refused webhook's news of a paid orphan, as the record keeps it (the strings already capped). */
+export type OrphanSighting = Omit<PaidOrphan, "firstSeenAt" | "lastSeenAt" | "timesSeen" | "handled">;
+
+/**
+ * Records one refused webhook about a paid orphan: a new record (and its unhandled index key), or one more sighting
+ * of a known one, in one atomic write checked against the record read. One already handled is left as it is and
+ * answered as it stands, so the caller acknowledges the news instead.
+ */
+export async function recordPaidOrphanSighting(kv: Deno.Kv, seen: OrphanSighting, now: number): Promise<PaidOrphan> {
+  const key = orphanKey(seen.accountId, seen.ref);
+  for (let attempt = 0; attempt < SIGHTING_ATTEMPTS; attempt++) {
+    const entry = await kv.get<PaidOrphan>(key);
+    const before = entry.value;
+    if (before?.handled) return before;
+    const next: PaidOrphan = {
+      ...seen,
+      firstSeenAt: before?.firstSeenAt ?? now,
+      lastSeenAt: now,
+      timesSeen: (before?.timesSeen ?? 0) + 1,
+      handled: null,
+    };
+    const res = await kv.atomic().check(entry).set(key, next)
+      .set(unhandledKey(next.provider, next.accountId, next.ref), true).commit();
+    if (res.ok) return next;
+  }
+  throw new ConflictError("The paid orphan's record is being written by another copy of this webhook; retry.");
+}
+
+export async function getPaidOrphan(kv: Deno.Kv, accountId: string, ref: string): Promise<PaidOrphan | null> {
+  return (await kv.get<PaidOrphan>(orphanKey(accountId, ref))).value;
+}
+
+/**
+ * The unhandled paid orphans by provider and account, from the index keys alone; counting stops at `max` keys so a
+ * flood of them cannot slow a scrape (then the counts say at least that many in all).
+ */
+export async function countUnhandledPaidOrphans(
+  kv: Deno.Kv,
+  max: number,
+): Promise<{ provider: string; account: string; count: number }[]> {
+  const counts = new Map<string, { provider: string; account: string; count: number }>();
+  for await (const e of kv.list<true>({ prefix: ["paid_orphans_unhandled"] }, { limit: max })) {
+    const [, provider, account] = e.key as unknown as [string, string, string];
+    const k = JSON.stringify([provider, account]);
+    const c = counts.get(k) ?? { provider, account, count: 0 };
+    c.count++;
+    counts.set(k, c);
+  }
+  return [...counts.values()];
+}
+
+/** The unhandled paid orphans (up to `unhandled`, by provider and account) and the most recently handled ones. */
+export async function listPaidOrphans(
+  kv: Deno.Kv,
+  limits: { unhandled: number; handled: number },
+): Promise<{ unhandled: PaidOrphan[]; handled: PaidOrphan[] }> {
+  const read = async (prefix: string, opts: Deno.KvListOptions) => {
+    const keys: Deno.KvKey[] = [];
+    for await (const e of kv.list<true>({ prefix: [prefix] }, opts)) {
+      const [accountId, ref] = e.key.slice(-2) as [string, string];
+      keys.push(orphanKey(accountId, ref));
+    }
+    const out: PaidOrphan[] = [];
+    for (let i = 0; i < keys.length; i += 10) {
+      for (const e of await kv.getMany<PaidOrphan[]>(keys.slice(i, i + 10))) if (e.value) out.push(e.value);
+    }
+    return out;
+  };
+  const [unhandled, handled] = await Promise.all([
+    read("paid_orphans_unhandled", { limit: limits.unhandled }),
+    read("paid_orphans_handled", { limit: limits.handled, reverse: true }),
+  ]);
+  return { unhandled: unhandled.toSorted((a, b) => b.lastSeenAt - a.lastSeenAt), handled };
+}
+
+/**
+ * Marks a paid orphan handled: the record's mark, its removal from the unhandled index, its place among the handled
+ * and the operator's audit entry, in one atomic write checked against the record read. NotFoundError for none;
+ * ConflictError when it was handled already (the refusal says by whom) or changed meanwhile.
+ */
+export async function markPaidOrphanHandled(
+  kv: Deno.Kv,
+  which: { accountId: string; ref: string },
+  handled: PaidOrphanHandled,
+  audit: (before: PaidOrphan, after: PaidOrphan) => NewAuditEntry,
+): Promise<PaidOrphan> {
+  const key = orphanKey(which.accountId, which.ref);
+  const entry = await kv.get<PaidOrphan>(key);
+  const before = entry.value;
+  if (!before) throw new NotFoundError("Unknown paid orphan.");
+  if (before.handled) throw alreadyHandled(before.handled);
+  const after: PaidOrphan = { ...before, handled };
+  const op = kv.atomic().check(entry).set(key, after)
+    .delete(unhandledKey(before.provider, before.accountId, before.ref))
+    .set(handledKey(handled.at, before.accountId, before.ref), true);
+  const res = await addAuditOps(op, audit(before, after)).commit();
+  if (!res.ok) {
+    const now = await getPaidOrphan(kv, which.accountId, which.ref);
+    if (now?.handled) throw alreadyHandled(now.handled);
+    throw new ConflictError("The paid orphan changed while it was being marked (its provider sent it again); retry.");
+  }
+  return after;
+}
+
+function alreadyHandled(h: PaidOrphanHandled): ConflictError {
+  const when = new Date(h.at).toISOString().replace("T", " ").slice(0, 19);
+  return new ConflictError(
+    `This paid orphan was marked handled already, by ${h.by} at ${when} UTC ("${h.note}"). Nothing was changed.`,
+    "orphan_already_handled",
+  );
+}

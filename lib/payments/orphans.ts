@@ -1,0 +1,133 @@
+import type { AppContext } from "../context.ts";
+import { NotFoundError, ValidationError } from "../errors.ts";
+import { hasIdShape } from "../ids.ts";
+import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
+import type { ProviderStatus } from "../providers/types.ts";
+import {
+  countUnhandledPaidOrphans,
+  getPaidOrphan,
+  listPaidOrphans,
+  markPaidOrphanHandled,
+  type OrphanSighting,
+} from "../db/paid_orphans.ts";
+
+/** Who marked a paid orphan handled, when, and what they did about it. */
+export interface PaidOrphanHandled {
+  at: number;
+  by: string;
+  note: string;
+}
+
+/**
+ * A payment at a provider that took money (or has it on its way) for an id of ours that no stored payment names, as
+ * its refused webhooks told us: the provider retries the news until it is answered 2xx, which it is once an operator
+ * has marked it handled. The provider's news carries no amount (Bansky's has none), so none is kept: the operator
+ * reads it at the provider by `ref`.
+ */
+export interface PaidOrphan {
+  provider: string;
+  accountId: string;
+  /** The provider's reference of the payment: with the account, what identifies it. */
+  ref: string;
+  /** Our payment id it was made for. */
+  paymentId: string;
+  /** Whether a payment with that id was stored when last seen (it then names another reference: storedRef). */
+  paymentStored: boolean;
+  storedRef: string | null;
+  /** The status the latest news claimed (succeeded; pending for a Stripe bank debit on its way). */
+  claimed: ProviderStatus;
+  lastEventId: string;
+  firstSeenAt: number;
+  lastSeenAt: number;
+  timesSeen: number;
+  handled: PaidOrphanHandled | null;
+}
+
+/**
+ * The longest provider reference and event id kept. The webhook is signed, but a provider (or whoever holds its
+ * secret) decides these strings: what it can make us store stays small. Bansky's are at most 200 (its schema);
+ * Stripe's session and event ids are under 100. A longer reference is kept cut, and its key with it, consistently.
+ */
+export const ORPHAN_REF_MAX = 255;
+const EVENT_ID_MAX = 200;
+/** The longest note an operator's mark takes: a sentence or two, like a refund settled by hand. */
+export const ORPHAN_NOTE_MAX = 500;
+
+/** What a refused webhook about a paid orphan says, capped to what the record keeps. */
+export function orphanSighting(
+  news: { provider: string; accountId: string; ref: string; paymentId: string; claimed: ProviderStatus },
+  stored: { paymentStored: boolean; storedRef: string | null },
+  eventId: string,
+): OrphanSighting {
+  return {
+    provider: news.provider,
+    accountId: news.accountId,
+    ref: news.ref.slice(0, ORPHAN_REF_MAX),
+    paymentId: news.paymentId,
+    paymentStored: stored.paymentStored,
+    storedRef: stored.storedRef?.slice(0, ORPHAN_REF_MAX) ?? null,
+    claimed: news.claimed,
+    lastEventId: eventId.slice(0, EVENT_ID_MAX),
+  };
+}
+
+/** The paid orphans for the console's page and the CLI: every unhandled one (up to 500), then the latest handled. */
+export function listOrphans(ctx: AppContext) {
+  return listPaidOrphans(ctx.kv, { unhandled: 500, handled: 50 });
+}
+
+/** How many paid orphans wait for an operator, for the console's overview: counted up to `max` (then "at least"). */
+export async function countOrphansWaiting(ctx: AppContext, max = 1_000): Promise<{ count: number; more: boolean }> {
+  const count = (await countUnhandledPaidOrphans(ctx.kv, max)).reduce((n, c) => n + c.count, 0);
+  return { count, more: count >= max };
+}
+
+/** An operator's mark as read from a form or the command line, for its confirmation: the orphan and the note. */
+export async function previewOrphanHandling(
+  ctx: AppContext,
+  form: { accountId?: string; ref?: string; note?: string },
+): Promise<{ orphan: PaidOrphan; note: string }> {
+  const accountId = form.accountId ?? "";
+  const ref = form.ref ?? "";
+  // An id that cannot be one names none, and must not reach KV (which refuses over-long keys).
+  const known = (accountId === DEFAULT_ACCOUNT_ID || hasIdShape("account", accountId)) && ref.length > 0 &&
+    ref.length <= ORPHAN_REF_MAX;
+  const orphan = known ? await getPaidOrphan(ctx.kv, accountId, ref) : null;
+  if (!orphan) throw new NotFoundError("Unknown paid orphan.");
+  const note = (form.note ?? "").trim();
+  const problem = !note
+    ? "is required"
+    : note.length > ORPHAN_NOTE_MAX
+    ? `is longer than ${ORPHAN_NOTE_MAX} characters`
+    : null;
+  if (problem) {
+    throw new ValidationError(
+      `Say in the note what was done about it (up to ${ORPHAN_NOTE_MAX} characters), e.g. "refunded in Stripe's ` +
+        `Dashboard on 2026-11-30" or "the shop took the order by hand".`,
+      { note: problem },
+    );
+  }
+  return { orphan, note };
+}
+
+/**
+ * An operator marks a paid orphan handled (refunded at the provider, or the shop took the order by hand): it leaves
+ * the unhandled gauge (so the alert clears), its provider's further news about it is acknowledged (so the retries
+ * stop), and the audit log keeps who and their note, all in one write.
+ */
+export async function markOrphanHandled(
+  ctx: AppContext,
+  form: { accountId?: string; ref?: string; note?: string },
+  { actor }: { actor: string },
+): Promise<PaidOrphan> {
+  const { orphan, note } = await previewOrphanHandling(ctx, form);
+  const handled = { at: ctx.now(), by: actor, note };
+  return await markPaidOrphanHandled(ctx.kv, orphan, handled, (before, after) => ({
+    at: handled.at,
+    actor,
+    action: "paid_orphan.handle",
+    target: after.ref,
+    before: { handled: null, timesSeen: before.timesSeen },
+    after: { accountId: after.accountId, paymentId: after.paymentId, handled: true, note },
+  }));
+}
