@@ -18,7 +18,7 @@ const unhandledKey = (provider: string, accountId: string, ref: string) =>
 const handledKey = (at: number, accountId: string, ref: string) =>
   ["paid_orphans_handled", at, accountId, ref] as const;
 
-/** How often a sighting is tried again when copies of the same webhook write its record at once. */
+/** How often a write of a record is tried again when others (copies of its webhook, a mark) write it at once. */
 const SIGHTING_ATTEMPTS = 5;
 
 /** A refused webhook's news of a paid orphan, as the record keeps it (the strings already capped). */
@@ -98,8 +98,9 @@ export async function listPaidOrphans(
 
 /**
  * Marks a paid orphan handled: the record's mark, its removal from the unhandled index, its place among the handled
- * and the operator's audit entry, in one atomic write checked against the record read. NotFoundError for none;
- * ConflictError when it was handled already (the refusal says by whom) or changed meanwhile.
+ * and the operator's audit entry, in one atomic write checked against the record read. A sighting written meanwhile
+ * (its provider's retry) is read again and marked with it: the operator's word does not depend on how often it was
+ * seen. NotFoundError for none; ConflictError when it was handled already (the refusal says by whom).
  */
 export async function markPaidOrphanHandled(
   kv: Deno.Kv,
@@ -108,21 +109,18 @@ export async function markPaidOrphanHandled(
   audit: (before: PaidOrphan, after: PaidOrphan) => NewAuditEntry,
 ): Promise<PaidOrphan> {
   const key = orphanKey(which.accountId, which.ref);
-  const entry = await kv.get<PaidOrphan>(key);
-  const before = entry.value;
-  if (!before) throw new NotFoundError("Unknown paid orphan.");
-  if (before.handled) throw alreadyHandled(before.handled);
-  const after: PaidOrphan = { ...before, handled };
-  const op = kv.atomic().check(entry).set(key, after)
-    .delete(unhandledKey(before.provider, before.accountId, before.ref))
-    .set(handledKey(handled.at, before.accountId, before.ref), true);
-  const res = await addAuditOps(op, audit(before, after)).commit();
-  if (!res.ok) {
-    const now = await getPaidOrphan(kv, which.accountId, which.ref);
-    if (now?.handled) throw alreadyHandled(now.handled);
-    throw new ConflictError("The paid orphan changed while it was being marked (its provider sent it again); retry.");
+  for (let attempt = 0; attempt < SIGHTING_ATTEMPTS; attempt++) {
+    const entry = await kv.get<PaidOrphan>(key);
+    const before = entry.value;
+    if (!before) throw new NotFoundError("Unknown paid orphan.");
+    if (before.handled) throw alreadyHandled(before.handled);
+    const after: PaidOrphan = { ...before, handled };
+    const op = kv.atomic().check(entry).set(key, after)
+      .delete(unhandledKey(before.provider, before.accountId, before.ref))
+      .set(handledKey(handled.at, before.accountId, before.ref), true);
+    if ((await addAuditOps(op, audit(before, after)).commit()).ok) return after;
   }
-  return after;
+  throw new ConflictError("The paid orphan kept changing while it was being marked (its provider sends it); retry.");
 }
 
 function alreadyHandled(h: PaidOrphanHandled): ConflictError {
