@@ -4,19 +4,18 @@
  * keeps the record for the audit trail: the password stops signing in, every session ends and every token is revoked
  * at once; `enable` lets the password sign in again (sessions and tokens stay ended).
  * Every command that changes something is audited under the operator who runs it: --actor is their (active) operator
- * email, recorded as `EMAIL (cli)`. The one exception is `create` while no operator can sign in (the store's first):
+ * email, recorded as `EMAIL (cli)`. The one exception is `create` while the store has no operator (the store's first):
  * there is no one to name, so --actor may be left out and it is recorded as `cli`.
  */
 import {
+  createFirstOperatorAccount,
   createOperatorAccount,
   disableOperator,
   enableOperator,
-  hasActiveOperator,
   listOperatorSummaries,
   operatorByEmail,
 } from "../lib/auth/operators.ts";
 import { createOperatorToken, listTokens, revokeOperatorToken } from "../lib/auth/operator_tokens.ts";
-import { ValidationError } from "../lib/errors.ts";
 import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
 
 const USAGE = `usage:
@@ -38,7 +37,7 @@ const valid = (cmd === "create" && arg) || cmd === "list" ||
   (cmd === "token" && ((arg === "create" && arg2) || arg === "list" || (arg === "revoke" && arg2)));
 if (!valid) fail(USAGE);
 const command = cmd === "token" ? `operator token ${arg}` : `operator ${cmd}`;
-// create may go without --actor while no operator can sign in; runCommand's command checks that.
+// create may go without --actor while the store has no operator; createFirstOperatorAccount checks that.
 const actorEmail = cmd === "list" || (cmd === "token" && arg === "list") || (cmd === "create" && !values.actor)
   ? undefined
   : requireActor(values.actor, command, USAGE);
@@ -56,14 +55,10 @@ const iso = (ms: number | null | undefined) => ms ? new Date(ms).toISOString() :
 await runCommand(async (server, actor) => {
   const ctx = server.ctx;
   if (cmd === "create") {
-    // Without --actor only while no operator can sign in (there is no one to name); the first is made so.
-    if (!actor && await hasActiveOperator(ctx)) {
-      throw new ValidationError(
-        "--actor EMAIL is required: operator create is audited under the operator who runs it once one can sign in.",
-        { actor: "is required" },
-      );
-    }
-    const { operator, password } = await createOperatorAccount(ctx, arg, { actor: actor || "cli" });
+    // Without --actor only while the store has no operator (there is no one to name): the first is made so.
+    const { operator, password } = actor
+      ? await createOperatorAccount(ctx, arg, { actor })
+      : await createFirstOperatorAccount(ctx, arg);
     printJson({ operatorId: operator.id, email: operator.email, oneTimePassword: password });
   } else if (cmd === "list") {
     printJson((await listOperatorSummaries(ctx)).map(({ operator: o, lastSignInAt, activeTokens }) => ({

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  createFirstOperatorAccount,
   createOperatorAccount,
   disableOperator,
   enableOperator,
@@ -16,7 +17,7 @@ import { getOperatorByEmail, updateOperatorPassword } from "../lib/db/operators.
 import { hashPassword } from "../lib/auth/passwords.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import { startTestApp, type TestApp } from "../fixtures/app.ts";
-import { AppError } from "../lib/errors.ts";
+import { AppError, ValidationError } from "../lib/errors.ts";
 import { listOperatorTokens } from "../lib/db/operator_tokens.ts";
 import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 
@@ -241,6 +242,57 @@ Deno.test("[operators] the console's Operators page: Disable asks first, then en
       const [entry] = await searchAudit(app.kv, { query: "operator.enable", limit: 1 });
       assert.equal(entry.actor, "ops@example.com");
     });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[operators] of two first operators made at once with no one to name (no --actor), one is made, as cli; the other is refused and makes nothing", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    // Both read a store with no operator before either writes: the write itself must refuse the second.
+    const both = await Promise.allSettled([
+      createFirstOperatorAccount(ctx, "one@example.com"),
+      createFirstOperatorAccount(ctx, "two@example.com"),
+    ]);
+    const refused = both.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason);
+    assert.equal(refused.length, 1, JSON.stringify(both.map((r) => r.status)));
+    assert.ok(refused[0] instanceof ValidationError);
+    assert.match(refused[0].message, /^--actor EMAIL is required: another operator was made at the same moment/);
+    assert.deepEqual(refused[0].fields, { actor: "is required" });
+    const made = (both.find((r) => r.status === "fulfilled") as PromiseFulfilledResult<{ operator: { email: string } }>)
+      .value.operator.email;
+    const other = made === "one@example.com" ? "two@example.com" : "one@example.com";
+    assert.equal(await getOperatorByEmail(app.kv, other), null, "the refused one made nothing");
+    const audit = (await searchAudit(app.kv, { query: "operator.create", limit: 10 }))
+      .filter((e) => e.action === "operator.create");
+    assert.deepEqual(audit.map((e) => [e.actor, e.target]), [["cli", made]]);
+
+    // Later, one at a time: refused by the read, and an operator named as its maker still makes one.
+    await assert.rejects(
+      createFirstOperatorAccount(ctx, other),
+      (err: Error) => err instanceof ValidationError && /the store has an operator already/.test(err.message),
+    );
+    await createOperatorAccount(ctx, other, { actor: `${made} (cli)` });
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[operators] a store whose operators were made before the first operator's mark still refuses a first operator", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    await createOperatorAccount(ctx, "old@example.com");
+    // As an older version left it: operators, and no mark that there are.
+    await app.kv.delete(["operators_any"]);
+    await assert.rejects(
+      createFirstOperatorAccount(ctx, "new@example.com"),
+      (err: Error) => err instanceof ValidationError && /the store has an operator already/.test(err.message),
+    );
+    await createOperatorAccount(ctx, "new@example.com", { actor: "old@example.com (cli)" });
+    assert.ok(await getOperatorByEmail(app.kv, "new@example.com"));
   } finally {
     await app.close();
   }

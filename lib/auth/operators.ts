@@ -1,6 +1,6 @@
 import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { AppContext } from "../context.ts";
-import { AppError, NotFoundError, ValidationError } from "../errors.ts";
+import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.ts";
 import { addAuditOps, writeAudit } from "../db/audit.ts";
 import {
   addEndSessionOps,
@@ -12,6 +12,7 @@ import {
   getOperatorByEmail,
   getOperatorEntry,
   getSession,
+  hasOperators,
   lastSignIns,
   listOperatorEntries,
   type Operator,
@@ -53,7 +54,7 @@ const MIN_PASSWORD_LENGTH = 12;
 export async function createOperatorAccount(
   ctx: AppContext,
   email: string,
-  opts: { actor?: string } = {},
+  opts: { actor?: string; first?: boolean } = {},
 ): Promise<{ operator: Operator; password: string }> {
   const normalized = normalizeEmail(email);
   const password = newPassword();
@@ -71,17 +72,35 @@ export async function createOperatorAccount(
     target: operator.email,
     before: null,
     after: { id: operator.id, email: operator.email },
-  });
+  }, { first: opts.first });
   return { operator, password };
 }
 
 /**
- * Whether an operator who can sign in exists. While none does (the first is yet to be made) a new operator has no one
- * to name as its maker, so the command line makes it as `cli`; after that, one of them. Disabled ones do not count: they
- * cannot be named (and the last active operator cannot be disabled, so this is the first).
+ * Creates the store's first operator (as createOperatorAccount), audited as `cli`: there is no one yet to name as its
+ * maker. Refused once the store has an operator, one made by another command at the same moment included (the
+ * write checks there is none, not only the read before it): from then on an operator is made by one (--actor).
  */
-export async function hasActiveOperator(ctx: AppContext): Promise<boolean> {
-  return (await listOperatorEntries(ctx.kv)).some((entry) => !entry.value.disabledAt);
+export async function createFirstOperatorAccount(
+  ctx: AppContext,
+  email: string,
+): Promise<{ operator: Operator; password: string }> {
+  if (await hasOperators(ctx.kv)) throw actorRequired("the store has an operator already");
+  try {
+    return await createOperatorAccount(ctx, email, { actor: "cli", first: true });
+  } catch (err) {
+    if (err instanceof ConflictError && err.code === "operators_exist") {
+      throw actorRequired("another operator was made at the same moment, the store's first; nothing was made");
+    }
+    throw err;
+  }
+}
+
+function actorRequired(why: string): ValidationError {
+  return new ValidationError(
+    `--actor EMAIL is required: ${why}, and operator create is audited under the operator who runs it.`,
+    { actor: "is required" },
+  );
 }
 
 function normalizeEmail(email: string, field = "email"): string {

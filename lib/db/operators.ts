@@ -35,14 +35,31 @@ const sessionKey = (id: string) => ["operator_sessions", id] as const;
 const lastSignInKey = (operatorId: string) => ["operator_last_signin", operatorId] as const;
 const failureKey = (scope: "email" | "ip", value: string) => ["signin_failures", scope, value] as const;
 
-/** Stores a new operator with its audit entry, in one atomic operation; the email is unique. */
-export async function createOperator(kv: Deno.Kv, op: Operator, audit: NewAuditEntry) {
-  const write = kv.atomic()
-    .check({ key: byEmailKey(op.email), versionstamp: null })
-    .set(operatorKey(op.id), op)
-    .set(byEmailKey(op.email), op.id);
+/**
+ * Set by every operator's creation, so that "the store has no operator yet" is one key the first one's write can
+ * check: two first operators made at once cannot both be. A store from before it has operators without it, which its
+ * listing shows (operators are never deleted), so it needs no backfill.
+ */
+const anyOperatorKey = ["operators_any"] as const;
+
+/**
+ * Stores a new operator with its audit entry, in one atomic operation; the email is unique. With `first`, only while
+ * the store has no operator (the caller has read that none is listed): else ConflictError `operators_exist`.
+ */
+export async function createOperator(kv: Deno.Kv, op: Operator, audit: NewAuditEntry, opts: { first?: boolean } = {}) {
+  const write = kv.atomic().check({ key: byEmailKey(op.email), versionstamp: null });
+  if (opts.first) write.check({ key: anyOperatorKey, versionstamp: null });
+  write.set(operatorKey(op.id), op).set(byEmailKey(op.email), op.id).set(anyOperatorKey, true);
   const res = await addAuditOps(write, audit).commit();
+  // A first operator's write fails only when some operator was made since the caller's read, whatever its email.
+  if (!res.ok && opts.first) throw new ConflictError("An operator was made meanwhile.", "operators_exist");
   if (!res.ok) throw new ConflictError("An operator with this email exists.", "operator_exists");
+}
+
+/** Whether the store has any operator, disabled or not. */
+export async function hasOperators(kv: Deno.Kv): Promise<boolean> {
+  for await (const _ of kv.list({ prefix: ["operators"] }, { limit: 1 })) return true;
+  return false;
 }
 
 export async function getOperatorByEmail(kv: Deno.Kv, email: string): Promise<Operator | null> {
