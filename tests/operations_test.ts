@@ -10,6 +10,7 @@ import { getAccountWithCredentials } from "../lib/db/accounts.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { getShop, getShopEntry, replaceShop, type Shop } from "../lib/db/shops.ts";
 import { listOperations, type OperationEntry } from "../lib/db/operations.ts";
+import { searchAudit } from "../lib/db/audit.ts";
 import { createShop } from "../lib/shops.ts";
 import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { operatorBrowser } from "../fixtures/browser.ts";
@@ -352,6 +353,56 @@ Deno.test("[cli] account create, list and disable; shop route adds a rule or set
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("[accounts] the console's Add rule for a rule the shop has already adds no second copy and says so, as the CLI's shop route does", async () => {
+  const app = await startTestApp();
+  try {
+    const b = await operatorBrowser(app);
+    const path = `/admin/shops/${app.shop.id}/routing`;
+    const rules = async () => (await getShop(app.kv, app.shop.id))?.routing?.rules;
+    const audited = async () =>
+      (await searchAudit(app.kv, { query: "shop.routing", limit: 100 })).filter((e) => e.action === "shop.routing")
+        .length;
+    await b.get(path);
+    const added = await b.post(path, { op: "add", accountId: "default", currency: "usd", type: "fiat" });
+    assert.equal(added.status, 303, added.text);
+    assert.deepEqual(await rules(), [{ accountId: "default", currency: "USD", type: "fiat" }]);
+    assert.equal(await audited(), 1);
+
+    // The same rule again (the form sent twice, or another operator's page): the page says so, nothing is written.
+    await b.get(path);
+    const again = await b.post(path, { op: "add", accountId: "default", currency: "USD", type: "fiat" });
+    assert.equal(again.status, 200);
+    assert.match(
+      again.text,
+      /<p class="flash ok" role="status">Not added: the shop has this rule already\. Nothing changed\.<\/p>/,
+    );
+    assert.match(again.text, /<ol class="routes">/, "the routing page, with its rules");
+    assert.deepEqual(await rules(), [{ accountId: "default", currency: "USD", type: "fiat" }]);
+    assert.equal(await audited(), 1, "no audit entry for a change that was not made");
+
+    // The CLI's check is the same one: a rule the console added is one it has, and the other way round.
+    assert.equal(
+      (await addShopRoute(app.server.ctx, app.shop.id, { accountId: "default", currency: "usd", type: "fiat" }, {
+        actor: "cli",
+      })).changed,
+      false,
+    );
+    await addShopRoute(app.server.ctx, app.shop.id, { accountId: "default", currency: "EUR" }, { actor: "cli" });
+    await b.get(path);
+    const cliRule = await b.post(path, { op: "add", accountId: "default", currency: "eur", type: "" });
+    assert.equal(cliRule.status, 200);
+    assert.match(cliRule.text, /Not added: the shop has this rule already/);
+
+    // Another rule for the same currency (another type) is a rule of its own.
+    await b.get(path);
+    const other = await b.post(path, { op: "add", accountId: "default", currency: "USD", type: "" });
+    assert.equal(other.status, 303);
+    assert.equal((await rules())?.length, 3);
+  } finally {
+    await app.close();
   }
 });
 

@@ -182,24 +182,44 @@ export async function setShopRouting(
 }
 
 /**
- * Adds one rule at the end of a shop's rules, or sets its default account when the rule names neither currency nor
- * type (the CLI's `shop route`). A rule the shop has already (the same account, currency and type), or the default it
- * has, changes nothing (`changed` false), not even the audit log: asked twice (a runbook run again), the shop is
- * routed as asked, and a second copy of a rule could never match (the first match wins), only confuse a reader.
+ * Adds one rule at the end of a shop's rules (addShopRule), or sets its default account when the rule names neither
+ * currency nor type (the CLI's `shop route`). The default it has already changes nothing (`changed` false), as a rule
+ * it has does.
  */
 export async function addShopRoute(
   ctx: AppContext,
   shopId: string,
-  rule: { accountId: string; currency?: string | null; type?: string | null },
+  rule: NewRouteRule,
+  opts: { actor: string },
+): Promise<{ routing: ShopRouting; changed: boolean }> {
+  if (rule.currency || rule.type) return await addShopRule(ctx, shopId, rule, opts);
+  const current = shopRouting((await readShopEntry(ctx, shopId)).value);
+  if (current.defaultAccountId === rule.accountId) return { routing: current, changed: false };
+  const change = { ...opts, from: current };
+  const routing = await setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, change);
+  return { routing, changed: true };
+}
+
+/** A rule as an operator asks for it (the console's form, the CLI's options): no currency or type matches any. */
+export interface NewRouteRule {
+  accountId: string;
+  currency?: string | null;
+  type?: string | null;
+}
+
+/**
+ * Adds one rule at the end of a shop's rules (the console's Add rule, the CLI's `shop route` with a currency or type).
+ * A rule the shop has already (the same account, currency and type) changes nothing (`changed` false), not even the
+ * audit log: asked twice (a runbook run again, a form sent twice), the shop is routed as asked, and a second copy of a
+ * rule could never match (the first match wins), only confuse a reader.
+ */
+export async function addShopRule(
+  ctx: AppContext,
+  shopId: string,
+  rule: NewRouteRule,
   opts: { actor: string },
 ): Promise<{ routing: ShopRouting; changed: boolean }> {
   const current = shopRouting((await readShopEntry(ctx, shopId)).value);
-  const change = { ...opts, from: current };
-  if (!rule.currency && !rule.type) {
-    if (current.defaultAccountId === rule.accountId) return { routing: current, changed: false };
-    const routing = await setShopRouting(ctx, shopId, { ...current, defaultAccountId: rule.accountId }, change);
-    return { routing, changed: true };
-  }
   const added: unknown = { accountId: rule.accountId, currency: rule.currency ?? null, type: rule.type ?? null };
   // Read as a stored rule is (a currency in any case; a fund code a stored rule may hold), to compare like with like;
   // a rule that is not one at all is refused below, by setShopRouting.
@@ -211,7 +231,7 @@ export async function addShopRoute(
     ctx,
     shopId,
     { ...current, rules: [...current.rules, added as RouteRule] },
-    change,
+    { ...opts, from: current },
   );
   return { routing, changed: true };
 }

@@ -13,7 +13,7 @@ import {
   type ShownCredentials,
   shownCredentials,
 } from "../../lib/accounts/mod.ts";
-import { setShopRouting, shopRouting } from "../../lib/accounts/routing.ts";
+import { addShopRule, setShopRouting, shopRouting } from "../../lib/accounts/routing.ts";
 import {
   accountWebhookPath,
   DEFAULT_ACCOUNT_ID,
@@ -235,18 +235,15 @@ export function routingRoutes(ctx: AppContext) {
     const shop = await getShop(ctx.kv, shopId);
     if (!shop) return c.notFound();
     const current = shopRouting(shop);
-    let next: ShopRouting;
+    const change = { actor: c.var.operator.email, from: current };
+    // Whether the routing changed (false: the shop had the rule already).
+    let save: () => Promise<{ changed: boolean }>;
     switch (f.op) {
-      case "add":
-        next = {
-          ...current,
-          rules: [...current.rules, {
-            accountId: f.accountId ?? "",
-            currency: f.currency || null,
-            type: (f.type || null) as "fiat" | "crypto" | null,
-          }],
-        };
+      case "add": {
+        const rule = { accountId: f.accountId ?? "", currency: f.currency || null, type: f.type || null };
+        save = () => addShopRule(ctx, shopId, rule, change);
         break;
+      }
       case "remove": {
         const index = current.rules.findIndex((r, i) => String(i) === f.index && ruleName(r) === f.rule);
         // The rule as the page showed it: another operator's change meanwhile moved the list, and a position alone
@@ -270,14 +267,20 @@ export function routingRoutes(ctx: AppContext) {
             </AdminLayout>,
           ));
         }
-        next = { ...current, rules: current.rules.filter((_, i) => i !== index) };
+        const next = { ...current, rules: current.rules.filter((_, i) => i !== index) };
+        save = async () => (await setShopRouting(ctx, shopId, next, change), { changed: true });
         break;
       }
-      default:
-        next = { ...current, defaultAccountId: !f.defaultAccountId ? null : f.defaultAccountId };
+      default: {
+        const next = { ...current, defaultAccountId: !f.defaultAccountId ? null : f.defaultAccountId };
+        save = async () => (await setShopRouting(ctx, shopId, next, change), { changed: true });
+      }
     }
     try {
-      await setShopRouting(ctx, shopId, next, { actor: c.var.operator.email, from: current });
+      if (!(await save()).changed) {
+        // Nothing failed: the shop is routed as asked, as the command line's `shop route` says when asked twice.
+        return page(c, { flash: "Not added: the shop has this rule already. Nothing changed." });
+      }
     } catch (err) {
       if (err instanceof ConflictError) {
         // Another change landed between this request's read and its write: what was made from the old rules is not.
