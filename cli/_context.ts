@@ -45,24 +45,41 @@ function exists(path: string): boolean {
 
 /**
  * A command's options and positionals (node:util's parseArgs over Deno.args); an unknown option or one missing its
- * value ends the command with the message and the usage, not a stack trace.
+ * value ends the command with the message and the usage, not a stack trace. An option that takes a value takes the
+ * next argument whatever it begins with (`--note "-5 EUR kept"`, `--name -h`): free text may begin with a dash, and
+ * parseArgs refuses such a value as ambiguous unless written `--note=-5 EUR kept`.
  */
 export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
-  exitWithUsageIfAsked(usage);
+  const args = withValuesJoined(Deno.args, options ?? {});
+  exitWithUsageIfAsked(args, usage);
   try {
-    return parseArgs({ args: Deno.args, allowPositionals: true, options });
+    return parseArgs({ args, allowPositionals: true, options });
   } catch (err) {
     if (err instanceof TypeError) fail(`${err.message}\n${usage}`);
     throw err;
   }
 }
 
+/** The arguments with each value-taking option's value written into it (`--note=VALUE`); all after `--` as they are. */
+function withValuesJoined(args: string[], options: NonNullable<ParseArgsConfig["options"]>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return [...out, ...args.slice(i)];
+    const takesValue = arg.startsWith("--") && options[arg.slice(2)]?.type === "string";
+    out.push(takesValue && i + 1 < args.length ? `${arg}=${args[++i]}` : arg);
+  }
+  return out;
+}
+
 /**
- * `--help` or `-h` anywhere prints the usage and ends the command with 0, before any store is opened: parseArgs
- * would call it an unknown option and suggest passing it as an argument after `--`.
+ * `--help` or `-h` as a flag prints the usage and ends the command with 0, before any store is opened: parseArgs
+ * would call it an unknown option and suggest passing it as an argument after `--`. An option's value (`--note -h`, as
+ * withValuesJoined wrote it) or an argument after `--` is not one.
  */
-export function exitWithUsageIfAsked(usage: string) {
-  if (Deno.args.some((arg) => arg === "--help" || arg === "-h")) {
+function exitWithUsageIfAsked(args: string[], usage: string) {
+  const flags = args.includes("--") ? args.slice(0, args.indexOf("--")) : args;
+  if (flags.some((arg) => arg === "--help" || arg === "-h")) {
     console.log(usage);
     Deno.exit(0);
   }

@@ -4,17 +4,19 @@
  *   deno task payment resend PAYMENT_ID [DELIVERY_ID] --actor EMAIL
  *                                         send a postback again now: the one named (msg_...), else its
  *                                         newest not delivered, else its newest
- *   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE --actor EMAIL
+ *   deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded --note NOTE --actor EMAIL
  *                                         settle a refund its provider leaves pending, with what you learnt at the
  *                                         provider (its dashboard, its support): failed (it made no refund) or
  *                                         succeeded (it made it); NOTE says how you know. The shop is told, as when
- *                                         the provider answers; audited with the note
+ *                                         the provider answers; audited with the note. The note may also come last
+ *                                         without --note, as before it was an option, unless it begins with a dash
  *   deno task payment orphans             the paid orphans: money a provider took on a payment it made for one of our
  *                                         ids that no stored payment names; those waiting first, then the latest handled
- *   deno task payment handle-orphan ACCOUNT_ID REF NOTE --actor EMAIL
+ *   deno task payment handle-orphan ACCOUNT_ID REF --note NOTE --actor EMAIL
  *                                         mark one handled once it is refunded at the provider or taken by the shop by
  *                                         hand (NOTE says which): its provider's news about it is acknowledged from
- *                                         then on and the alert clears; audited with the note
+ *                                         then on and the alert clears; audited with the note (which may also come
+ *                                         last without --note)
  * The three that act are audited under the operator who runs them: --actor is their operator email (an active
  * operator's), recorded as `EMAIL (cli)`. It is required: a shell knows no sign-in to tell who it is.
  *   deno task payment reindex             put payments stored before the email index into it, to the end
@@ -34,19 +36,21 @@ import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireAc
 const USAGE = `usage:
   deno task payment show PAYMENT_ID
   deno task payment resend PAYMENT_ID [DELIVERY_ID] --actor EMAIL
-  deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded NOTE --actor EMAIL
+  deno task payment settle-refund PAYMENT_ID REFUND_ID failed|succeeded --note NOTE --actor EMAIL
   deno task payment orphans
-  deno task payment handle-orphan ACCOUNT_ID REF NOTE --actor EMAIL
+  deno task payment handle-orphan ACCOUNT_ID REF --note NOTE --actor EMAIL
   deno task payment reindex
   deno task payment backfill
 ${ACTOR_USAGE}`;
-const { values, positionals } = parseCommandArgs(ACTOR_OPTION, USAGE);
+const { values, positionals } = parseCommandArgs({ note: { type: "string" }, ...ACTOR_OPTION }, USAGE);
 const [cmd, id, deliveryId] = positionals;
 const known = ["show", "resend", "settle-refund", "handle-orphan"];
 const bare = ["reindex", "backfill", "orphans"];
 if (!bare.includes(cmd) && (!id || !known.includes(cmd))) fail(USAGE);
-if (cmd === "settle-refund" && positionals.length !== 5) fail(USAGE);
-if (cmd === "handle-orphan" && positionals.length !== 4) fail(USAGE);
+// The note as --note, or as the last argument (as the commands took it first); one of the two.
+const noteArgs = values.note === undefined ? 1 : 0;
+if (cmd === "settle-refund" && positionals.length !== 4 + noteArgs) fail(USAGE);
+if (cmd === "handle-orphan" && positionals.length !== 3 + noteArgs) fail(USAGE);
 if (cmd === "resend" && positionals.length > 3) fail(USAGE);
 const audited = cmd === "resend" || cmd === "settle-refund" || cmd === "handle-orphan";
 const actorEmail = audited ? requireActor(values.actor, cmd, USAGE) : undefined;
@@ -65,7 +69,7 @@ await runCommand(async (server, actor) => {
   } else if (cmd === "orphans") {
     printJson(await listOrphans(server.ctx));
   } else if (cmd === "handle-orphan") {
-    const [, accountId, ref, note] = positionals;
+    const [, accountId, ref, note = values.note!] = positionals;
     printJson({ orphan: await markOrphanHandled(server.ctx, { accountId, ref, note }, { actor }) });
   } else if (cmd === "show") {
     const { payment, events, deliveries } = await describePayment(server.ctx, id);
@@ -76,7 +80,7 @@ await runCommand(async (server, actor) => {
     );
     printJson({ payment, events, deliveries: shown });
   } else if (cmd === "settle-refund") {
-    const [, , refundId, outcome, note] = positionals;
+    const [, , refundId, outcome, note = values.note!] = positionals;
     const r = await settleRefundByHand(server.ctx, id, refundId, { outcome, note }, { actor });
     const { payment } = await describePayment(server.ctx, id);
     printJson({

@@ -225,6 +225,38 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
   }
 });
 
+Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h, --help); -h and --help ask for help only as flags", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+    for (const name of ["-5 EUR kept", "-h", "--help", "--actor"]) {
+      const made = await cli(kv, "shop", "create", "--name", name, ...AS_OPS);
+      assert.equal(made.code, 0, `${name}: ${made.stderr}`);
+    }
+    const names = (await cli(kv, "shop", "list")).json.map((s: { name: string }) => s.name).sort();
+    assert.deepEqual(names, ["--actor", "--help", "-5 EUR kept", "-h"]);
+    // After --, an argument is no flag: the shop's id "-h" is looked for, not the usage printed.
+    const afterDashes = await cli(kv, "payment", "show", "--", "-h");
+    assert.equal(afterDashes.code, 2);
+    assert.doesNotMatch(afterDashes.stderr, /usage:/);
+    // As a flag, anywhere: the usage, and nothing done.
+    for (const flag of ["-h", "--help"]) {
+      const help = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "cli/shop.ts", "create", "--name", "Helped", flag, ...AS_OPS],
+        env: { DENO_KV_PATH: kv },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(help.code, 0, flag);
+      assert.match(new TextDecoder().decode(help.stdout), /^usage:\n  deno task shop /, flag);
+    }
+    assert.equal((await cli(kv, "shop", "list")).json.length, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
@@ -398,11 +430,16 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
     assert.equal(noNote.code, 2);
     assert.match(noNote.stderr, /say in the note how you know/);
 
-    const done = await cli(path, ...args, "failed", note, "--actor", "Ops@Example.com");
+    // The note as --note, where it may begin with a dash (as may any option's value), or last, as before.
+    const both = await cli(path, ...args, "failed", note, "--note", note, "--actor", "ops@example.com");
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /^usage:/);
+    const dashed = "-5 EUR kept: Bansky support confirmed they refunded the rest, not this";
+    const done = await cli(path, ...args, "failed", "--note", dashed, "--actor", "Ops@Example.com");
     assert.equal(done.code, 0, done.stderr);
     assert.equal(done.json.refund.status, "failed");
     assert.match(done.json.refund.failureReason, /An operator recorded, after checking with the provider/);
-    assert.deepEqual(done.json.settledBy, { actor: "ops@example.com (cli)", note });
+    assert.deepEqual(done.json.settledBy, { actor: "ops@example.com (cli)", note: dashed });
     assert.deepEqual(done.json.payment, { id: payment.id, status: "succeeded", refundedAmount: 0 });
 
     const again = await cli(path, ...args, "succeeded", "second try", "--actor", "ops@example.com");
@@ -417,7 +454,7 @@ Deno.test("[cli] payment settle-refund settles a refund its provider leaves pend
       assert.equal((await getRefundReservation(check, payment.id)).value, 0, "its amount is free again");
       const audit = await searchAudit(check, { query: "refund.settle", limit: 10 });
       assert.deepEqual(audit.map((e) => [e.actor, e.target, e.after]), [
-        ["ops@example.com (cli)", payment.id, { refund: refund.id, status: "failed", note }],
+        ["ops@example.com (cli)", payment.id, { refund: refund.id, status: "failed", note: dashed }],
       ]);
     } finally {
       check.close();
@@ -541,6 +578,7 @@ Deno.test("[cli] every command that writes an audit entry is refused without --a
       "handle-orphan",
       "default",
       "bsk_cli_orphan",
+      "--note",
       note,
     ]);
     assert.deepEqual([marked.orphan.handled.by, marked.orphan.handled.note], ["ops@example.com (cli)", note]);
