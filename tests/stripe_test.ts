@@ -36,6 +36,8 @@ import {
   waitFor,
 } from "../fixtures/app.ts";
 import { StripeFake } from "../fixtures/stripe_fake.ts";
+import { StripeProvider } from "../lib/providers/stripe.ts";
+import { UpstreamError } from "../lib/errors.ts";
 import { ErrorResponse } from "../lib/payments/api_schemas.ts";
 import { OptionsResponse } from "../lib/accounts/api_schemas.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
@@ -1340,6 +1342,77 @@ Deno.test("[stripe] a refund's calls to Stripe (its session, then the refund) ta
     const ours = (await getRefund(app.kv, r.body.refund.id))!;
     assert.deepEqual([ours.status, ours.providerRef], ["succeeded", made.id]);
   }, { JOBS_QUEUE: "off" });
+});
+
+Deno.test("[stripe] a refund's retry looking for its earlier refund among hundreds (three pages of Stripe's list) gives each page what is left of the one provider timeout, not what the first page had: too slow, it times out at the deadline instead of answering after it", async () => {
+  const fake = new StripeFake(STRIPE_KEY, { [ORG2]: { webhookSecret: "whsec_stripe_org2" } });
+  try {
+    const provider = new StripeProvider({
+      secretKey: STRIPE_KEY,
+      webhookSecret: "whsec_stripe_org2",
+      connectedAccountId: ORG2,
+      apiUrl: fake.url,
+      timeoutMs: 2000,
+    });
+    const created = Math.floor(Date.now() / 1000);
+    fake.paymentIntents.set("pi_many", {
+      id: "pi_many",
+      object: "payment_intent",
+      account: ORG2,
+      amount: 100_000,
+      currency: "eur",
+      status: "succeeded",
+      last_payment_error: null,
+      metadata: {},
+    });
+    fake.sessions.set("cs_many", {
+      id: "cs_many",
+      object: "checkout.session",
+      account: ORG2,
+      status: "complete",
+      payment_status: "paid",
+      payment_intent: "pi_many",
+      client_reference_id: "pay_many",
+      customer_email: null,
+      amount_total: 100_000,
+      currency: "eur",
+      success_url: null,
+      cancel_url: null,
+      url: null,
+      ui_mode: "hosted",
+      client_secret: null,
+      metadata: { paymentId: "pay_many", amountUnits: "stripe" },
+    });
+    // Ours, made by the call whose answer was lost, then 249 made in the Dashboard since: newest first, ours is on
+    // the third page of 100.
+    const refund = (id: string, metadata: Record<string, string>) =>
+      fake.refunds.set(id, {
+        id,
+        object: "refund",
+        account: ORG2,
+        amount: 100,
+        payment_intent: "pi_many",
+        status: "succeeded",
+        metadata,
+        created,
+      });
+    refund("re_ours", { refundId: "rf_ours" });
+    for (let n = 0; n < 249; n++) refund(`re_dashboard_${n}`, {});
+    // Each page takes 800 ms: the third begins about 1.6 s into the refund's 2 s, with about 0.4 s left for it.
+    fake.slow["GET /v1/refunds"] = 800;
+    await assert.rejects(
+      provider.refund("cs_many", 100, "rf_ours", "EUR", { retry: true, lastAskedMsAgo: 60_000 }),
+      (err: Error) => err instanceof UpstreamError && err.timedOut && /GET \/v1\/refunds timed out/.test(err.detail),
+    );
+    assert.equal(fake.calls["POST /v1/refunds"] ?? 0, 0, "nothing asked past the deadline");
+    // Quick enough, the same walk finds ours on the third page.
+    fake.slow["GET /v1/refunds"] = 0;
+    const found = await provider.refund("cs_many", 100, "rf_ours", "EUR", { retry: true, lastAskedMsAgo: 60_000 });
+    assert.deepEqual(found, { ref: "re_ours", status: "succeeded" });
+    assert.equal(fake.calls["POST /v1/refunds"] ?? 0, 0);
+  } finally {
+    await fake.close();
+  }
 });
 
 Deno.test("[stripe] a cancel's calls to Stripe (the expire it refuses, then the session's status) take at most the provider timeout in all: slow ones answer 504 at the timeout and change nothing", async () => {

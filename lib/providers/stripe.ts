@@ -254,13 +254,19 @@ export class StripeProvider implements PaymentProvider {
   private findRefund(intent: string, refundId: string, within: Deadline): Promise<Stripe.Refund | null> {
     return this.call("GET /v1/refunds", async () => {
       // Newest first, page by page: ours is among the newest unless many refunds were made in the Dashboard since.
-      // Each page may take what was left at the first (the SDK pages with the first page's options): more than one
-      // page is rare.
-      const options = { ...this.account, ...within("GET /v1/refunds") };
-      for await (const r of this.stripe.refunds.list({ payment_intent: intent, limit: 100 }, options)) {
-        if (r.metadata?.refundId === refundId) return r;
+      // Paged here, not by the SDK's auto-paging, which asks every page with the first page's options: each page gets
+      // what is left of the verb's deadline, so a payment with hundreds of refunds cannot hold the verb past it.
+      let after: string | undefined;
+      for (;;) {
+        const page = await this.stripe.refunds.list(
+          { payment_intent: intent, limit: 100, ...(after ? { starting_after: after } : {}) },
+          { ...this.account, ...within("GET /v1/refunds") },
+        );
+        const ours = page.data.find((r) => r.metadata?.refundId === refundId);
+        if (ours) return ours;
+        if (!page.has_more || !page.data.length) return null;
+        after = page.data[page.data.length - 1].id;
       }
-      return null;
     });
   }
 
