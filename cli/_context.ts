@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { AppError } from "../lib/errors.ts";
-import { KvFileError, openKv } from "../lib/db/kv.ts";
+import { isKvConnectUrl, KvFileError, openKv } from "../lib/db/kv.ts";
 import { commandLineActor } from "../lib/auth/operators.ts";
 import { createServer, type ServerParts } from "../server.ts";
 
@@ -31,7 +31,7 @@ export async function openCliServer(): Promise<ServerParts> {
 
 /** A KV path that names a file here (not ":memory:" or a KV Connect URL). */
 function isLocalFile(path: string): boolean {
-  return path !== ":memory:" && !/^https?:\/\//.test(path);
+  return path !== ":memory:" && !isKvConnectUrl(path);
 }
 
 function exists(path: string): boolean {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { classifyAddress } from "./relay/url_guard.ts";
+import { isKvConnectUrl } from "./db/kv.ts";
 
 /**
  * Every environment variable the app reads, in one schema. `loadConfig` is the
@@ -270,6 +271,15 @@ export function loadConfig(env: Env): Config {
   const e = parsed.data;
   const onDeploy = e.DENO_DEPLOYMENT_ID !== undefined;
   if (onDeploy) checkDeploy(e);
+  // KV Connect (denokv's remote protocol) has no queues: a write holding an enqueue fails whole ("Enqueue operations
+  // are not supported in KV Connect"), and every write that schedules a job holds one while queues are on.
+  const kvConnect = e.DENO_KV_PATH !== undefined && isKvConnectUrl(e.DENO_KV_PATH);
+  if (kvConnect && !onDeploy && e.JOBS_QUEUE === "on") {
+    throw new ConfigError(
+      "Invalid configuration:\n  JOBS_QUEUE: KV Connect (DENO_KV_PATH is a URL) has no KV queues, and every write " +
+        "that schedules a job would fail; leave it unset or set it to off, and set JOBS_SWEEP_INTERVAL_MS (1000, say)",
+    );
+  }
   const banskyParts = [e.BANSKY_API_URL, e.BANSKY_API_TOKEN, e.BANSKY_WEBHOOK_SECRET];
   const banskyCount = banskyParts.filter(Boolean).length;
   if (banskyCount > 0 && banskyCount < 3) {
@@ -337,8 +347,8 @@ export function loadConfig(env: Env): Config {
     addressRestMs: e.INVOICE_ADDRESS_REST_S * 1000,
     // Local URLs are a development convenience: on in zero-config mode, off once a real provider is set or on Deploy.
     allowLocalUrls: e.DEV_ALLOW_LOCAL_URLS ?? (!bansky && !onDeploy),
-    // Deno Deploy has no KV queues: the cron sweep alone runs jobs there.
-    jobsQueue: (e.JOBS_QUEUE ?? (onDeploy ? "off" : "on")) === "on",
+    // Deno Deploy and KV Connect have no KV queues: sweeps alone run jobs there.
+    jobsQueue: (e.JOBS_QUEUE ?? (onDeploy || kvConnect ? "off" : "on")) === "on",
     sweepIntervalMs: e.JOBS_SWEEP_INTERVAL_MS,
     maxAmount: e.MAX_AMOUNT,
     postbackScheduleMs: e.POSTBACK_SCHEDULE.split(",").map((s) => Math.round(Number(s) * 1000)),

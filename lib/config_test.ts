@@ -122,6 +122,24 @@ Deno.test("[config] on Deno Deploy a KV file or KV queues are refused with a cle
   );
 });
 
+Deno.test("[config] with a KV Connect URL (a denokv server) queues are off, and JOBS_QUEUE=on is refused: KV Connect has no queues", () => {
+  for (const url of ["http://denokv.internal:4512", "https://api.deno.com/v2/databases/0e6a5b1c/connect"]) {
+    const c = loadConfig({ DENO_KV_PATH: url });
+    assert.equal(c.kvPath, url);
+    assert.equal(c.jobsQueue, false, url);
+    assert.equal(loadConfig({ DENO_KV_PATH: url, JOBS_QUEUE: "off" }).jobsQueue, false);
+    assert.throws(
+      () => loadConfig({ DENO_KV_PATH: url, JOBS_QUEUE: "on" }),
+      (err) =>
+        err instanceof ConfigError &&
+        /JOBS_QUEUE: KV Connect \(DENO_KV_PATH is a URL\) has no KV queues/.test(err.message) &&
+        /JOBS_SWEEP_INTERVAL_MS/.test(err.message),
+    );
+  }
+  // A file keeps its queue.
+  assert.equal(loadConfig({ DENO_KV_PATH: "./data/kv.sqlite3" }).jobsQueue, true);
+});
+
 Deno.test("[config] on Deno Deploy the public URL must be set, and https", () => {
   // However the scheme is written.
   assert.equal(loadConfig({ ...DEPLOY, PUBLIC_BASE_URL: "HTTPS://pay.example" }).publicBaseUrl, "https://pay.example");

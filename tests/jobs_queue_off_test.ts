@@ -63,8 +63,11 @@ interface QueueOffApp {
   close(): Promise<void>;
 }
 
-/** The app in process with JOBS_QUEUE=off, its embedded sandbox, and no sweep until the test runs one. */
-async function startQueueOffApp(opts: { kick: boolean }): Promise<QueueOffApp> {
+/**
+ * The app in process with JOBS_QUEUE=off (or as `env` sets it), its embedded sandbox, and no sweep until the test runs
+ * one; its KV is in memory whatever DENO_KV_PATH says.
+ */
+async function startQueueOffApp(opts: { kick: boolean; env?: Record<string, string> }): Promise<QueueOffApp> {
   const http = serveOnLoopback();
   const port = http.port;
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -74,8 +77,8 @@ async function startQueueOffApp(opts: { kick: boolean }): Promise<QueueOffApp> {
     POSTBACK_SCHEDULE: "0,0.3,0.3,0.3,0.3",
     POSTBACK_TIMEOUT_MS: "2000",
     PROVIDER_TIMEOUT_MS: "2000",
+    ...opts.env,
   });
-  assert.equal(config.jobsQueue, false);
   const rawKv = await Deno.openKv(":memory:");
   const queueUses: string[] = [];
   const kv = kvWithoutQueues(rawKv, queueUses);
@@ -215,6 +218,29 @@ Deno.test("[queue-off] with no queue and no kick, the sweep alone sends a postba
     assert.equal(payload.data.id, "order-q1");
     assert.equal(payload.data.paymentId, init.id);
     assert.deepEqual(app.queueUses, [], "the app used a KV queue with JOBS_QUEUE=off");
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
+Deno.test("[queue-off] with DENO_KV_PATH a KV Connect URL (a denokv server, which has no queues) and JOBS_QUEUE unset, no write holds an enqueue: a postback's failed attempt is recorded and retried, where that write failed whole", async () => {
+  // An empty value is an unset variable: JOBS_QUEUE takes its default.
+  const app = await startQueueOffApp({ kick: true, env: { DENO_KV_PATH: "http://127.0.0.1:4512", JOBS_QUEUE: "" } });
+  // Answered 500 first: the attempt's record schedules its retry, a write that held an enqueue with queues on.
+  const shop = failingShop(1);
+  try {
+    const init = await initPayment(
+      app.baseUrl,
+      app.shop.apiKey,
+      paymentBody({ id: "order-kvc", postbackUrl: shop.url }),
+    );
+    await buyerSettles(init.url, "paid");
+    await waitFor("the postback's retry", () => shop.answers.length === 2 || undefined);
+    const { d, log } = await onlyDelivery(app.kv, init.id);
+    assert.equal(d.status, "delivered");
+    assert.deepEqual(log.map((a) => [a.n, a.statusCode]), [[1, 500], [2, 200]]);
+    assert.deepEqual(app.queueUses, [], "a write held an enqueue");
   } finally {
     await shop.close();
     await app.close();

@@ -4,7 +4,7 @@
  * platform's own KV on Deno Deploy.
  */
 export async function openKv(path: string | undefined): Promise<Deno.Kv> {
-  if (path === undefined || path === ":memory:" || /^https?:\/\//.test(path)) return await Deno.openKv(path);
+  if (path === undefined || path === ":memory:" || isKvConnectUrl(path)) return await Deno.openKv(path);
   let kv: Deno.Kv | undefined;
   let reader: Deno.Kv;
   try {
@@ -21,6 +21,11 @@ export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   }
   // Another process may write to the same file (several app processes, the operator CLI).
   return readThroughSecondConnection(retryWritesOnLock(kv), reader);
+}
+
+/** A KV path that names a KV Connect database (a denokv server, a Deploy database from elsewhere), not a file. */
+export function isKvConnectUrl(path: string): boolean {
+  return /^https?:\/\//.test(path);
 }
 
 /**
