@@ -977,6 +977,37 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
   }
 });
 
+Deno.test("[invoices] a payment dropped and sent again under its txid with less money pays only as late money: what the chain shows now is what it holds", async () => {
+  const app = await startTestApp();
+  try {
+    const { chain, created, sent } = await confirmingInvoice(app);
+    // The sandbox lets a sender name the txid: the whole payment is taken back and one base unit sent in its name.
+    await chain.drop(sent.txid);
+    await chain.deposit(created.address, "1", sent.txid);
+    await chain.mine(40, "tron");
+    const inv = await waitFor("the chain's amount", async () => {
+      const read = await readInvoice(app, created.id);
+      return read.deposits[0]?.amount === "0.000001" && read.deposits[0].confirmed ? read : undefined;
+    });
+    assert.equal(inv.status, "waiting_for_deposit");
+    assert.equal(inv.paidAmount, "0");
+    assert.equal(inv.deposits[0].late, true, "shown, never counted");
+    assert.equal(inv.lateAmount, "0.000001");
+    // Other coins' transfers, listed for the shop to return, follow the chain the same way.
+    const eth = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "3" });
+    const big = await chain.deposit(eth.address, "5000000000000000000", undefined, "ETH");
+    await waitFor("the ETH listed", async () => (await readInvoice(app, eth.id)).otherCoinDeposits.length || undefined);
+    await chain.drop(big.txid);
+    await chain.deposit(eth.address, "1", big.txid, "ETH");
+    await waitFor("the ETH as the chain shows it", async () => {
+      const read = await readInvoice(app, eth.id);
+      return read.otherCoinDeposits[0].amount === "0.000000000000000001" ? read : undefined;
+    });
+  } finally {
+    await app.close();
+  }
+});
+
 /** An invoice of a minute made and expired by the sweep, our clock left a minute ahead (the chain's is not). */
 async function expiredInvoice(app: TestApp, fields: Record<string, unknown> = {}) {
   const inv = await createTestInvoice(app, { ...fields, expiresIn: 60 });

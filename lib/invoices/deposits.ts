@@ -267,6 +267,7 @@ export function decideFromChain(
     const mine = ours(d.txid, (seen ?? d).seenAt);
     if (mine && !claimedBy.has(d.txid)) unclaimed.push(d.txid);
     if (!seen) return missing(d);
+    if (mine && d.confirmations < needed && BigInt(seen.amount) !== BigInt(d.amount)) return otherAmount(d, seen);
     if (d.dropped) {
       // Shown again (rebroadcast, or a reorganisation undone): money back after the invoice closed is late.
       if (!mine) return d;
@@ -292,6 +293,25 @@ export function decideFromChain(
     const { missingSince: _shownAgain, ...shown } = d;
     return { ...shown, confirmations };
   });
+
+  /**
+   * A listed deposit, not confirmed yet, that the chain now shows under its txid with another amount. A transaction
+   * cannot change what it sent, so this is other money under the same name (re-executed after a reorganisation, or
+   * a sender that names its txid, as the sandbox's may): counted at the amount first seen, it would let a payment
+   * seen in full, dropped and sent again with one base unit pay the invoice. It is recorded as the chain shows it and
+   * late (shown, never counted, announced once confirmed): what it listed under the old amount no longer holds the
+   * invoice open, and no amount shown later can pay an order at the price of an earlier read.
+   */
+  function otherAmount(d: InvoiceDeposit, seen: ChainDeposit): InvoiceDeposit {
+    const amount = BigInt(seen.amount).toString();
+    events.push({
+      type: "late_deposit",
+      at: now,
+      data: { txid: d.txid, amount, confirmations: seen.confirmations, amountChanged: true },
+    });
+    const { missingSince: _shownAgain, dropped: _back, ...rest } = d;
+    return { ...rest, amount, confirmations: seen.confirmations, late: true };
+  }
 
   /**
    * A listed deposit the read lacks. Unconfirmed, and missing for DROP_GRACE_MS, it was replaced, double-spent or
@@ -436,6 +456,18 @@ function otherCoinsFromChain(
   const before = otherCoinDepositsOf(inv);
   const list = before.map((d): OtherCoinDeposit => {
     const seen = shown.get(otherCoinKey(d));
+    if (seen && d.confirmations < needed && BigInt(seen.amount).toString() !== d.amount) {
+      // Other money under the same txid, as for a deposit (otherAmount in decideFromChain): the shop returns what
+      // the chain shows, not what an earlier read did.
+      const entry = { coin: d.coin, txid: d.txid, amount: BigInt(seen.amount).toString() };
+      write.events.push({
+        type: "other_coin_deposit",
+        at: write.now,
+        data: { ...entry, confirmations: seen.confirmations, amountChanged: true },
+      });
+      const { missingSince: _shownAgain, dropped: _back, ...rest } = d;
+      return { ...rest, amount: entry.amount, confirmations: seen.confirmations };
+    }
     if (seen) {
       // Back from dropped, it is a new inclusion (rebroadcast, re-mined): the chain's count, as a deposit's; otherwise
       // confirmations only grow (a node a block behind).
