@@ -1714,12 +1714,61 @@ Deno.test("[invoices] dropped deposits take none of the list's places: deposits 
   assert.equal(listed.length, MAX_DEPOSITS_PER_INVOICE + 1, "the dropped ones stay listed");
   assert.ok(listed.some((d) => d.txid === "pay" && d.inTime && !d.late));
   assert.equal(decided.to, "payment_confirmation");
-  // The record's size stays bounded: with MAX_LISTED_WITH_DROPPED listed, nothing more is.
+  // The record's size stays bounded: with MAX_LISTED_WITH_DROPPED listed, the oldest dropped one gives its place up to
+  // the payment (its claim stays: shown again, it is listed again), so dropped ones cannot keep a payment off it.
   const more = Array.from({ length: MAX_LISTED_WITH_DROPPED - MAX_DEPOSITS_PER_INVOICE }, (_, i) => ({
     ...filler[MAX_DEPOSITS_PER_INVOICE - 1],
     txid: `g${i}`,
   }));
-  assert.equal(decide([...filler, ...more]).patch!.deposits!.length, MAX_LISTED_WITH_DROPPED);
+  const full = decide([...filler, ...more]);
+  const kept = full.patch!.deposits!;
+  assert.equal(kept.length, MAX_LISTED_WITH_DROPPED);
+  assert.ok(kept.some((d) => d.txid === "pay" && d.inTime && !d.late));
+  assert.equal(kept.some((d) => d.txid === filler[DUST_LISTED_UP_TO].txid), false, "the oldest dropped one gave way");
+  assert.equal(full.to, "payment_confirmation");
+  // Dropped ones give way; live ones do not: with MAX_DEPOSITS_PER_INVOICE of them listed, nothing more is.
+  const live = Array.from({ length: MAX_LISTED_WITH_DROPPED }, (_, i) => ({ ...filler[0], txid: `h${i}` }));
+  assert.equal(
+    decide(live).patch?.deposits?.some((d) => d.txid === "pay") ?? false,
+    false,
+  );
+});
+
+Deno.test("[invoices] deposits sent to an invoice's address and taken back cannot keep the buyer's payment off it, however many", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    // Polls decide, each after the chain has settled (notices would race the drops).
+    await chain.knobs({ dropNotices: true });
+    const created = await createTestInvoice(app, { coin: "USDT", network: "tron", amount: "3" });
+    const stored = async () => (await getInvoiceEntry(app.kv, created.id)).value!;
+    const poll = async () => {
+      advanceClock(app, DROP_GRACE_MS + app.config.chainPollMs);
+      await app.server.runner.sweep();
+    };
+    // A stranger sends the list's worth of deposits just over the dust line, and takes each back before it confirms.
+    for (const batch of [MAX_DEPOSITS_PER_INVOICE, MAX_LISTED_WITH_DROPPED - MAX_DEPOSITS_PER_INVOICE]) {
+      const sent = [];
+      for (let i = 0; i < batch; i++) sent.push(await chain.deposit(created.address, "30000"));
+      await poll();
+      await poll();
+      for (const s of sent) await chain.drop(s.txid);
+      await poll();
+      await poll();
+    }
+    const filled = await stored();
+    assert.equal(filled.deposits.length, MAX_LISTED_WITH_DROPPED);
+    assert.ok(filled.deposits.every((d) => d.dropped));
+    // The buyer pays: listed, and it counts.
+    const paid = await chain.deposit(created.address, "3000000");
+    await poll();
+    const inv = await stored();
+    assert.equal(inv.deposits.length, MAX_LISTED_WITH_DROPPED);
+    assert.ok(inv.deposits.some((d) => d.txid === paid.txid && !d.late && !d.dropped));
+    assert.equal(inv.status, "payment_confirmation");
+  } finally {
+    await app.close();
+  }
 });
 
 Deno.test("[invoices] a closed invoice's polls thin out as time passes (a tenth of the time since it closed, at most hourly); notices still come at once", async () => {
@@ -1949,7 +1998,7 @@ Deno.test("[invoices] another coin sent to an invoice's address is listed in oth
   }
 });
 
-Deno.test("[invoices] a coin we do not know is listed in its base units with no amount, a transfer of nothing is not listed, and the list is bounded", () => {
+Deno.test("[invoices] a coin we do not know is listed in its base units with no amount, a transfer of nothing is not listed, and the list is bounded: dropped transfers give their places up", () => {
   const inv = invoiceOf({ status: "waiting_for_deposit", deposits: [], expiresAt: 100_000, checkAt: 1_000 });
   const decided = decideAt(inv, [
     // TRX, Tron's own coin (which we do not take), in its own units: 5 TRX.
@@ -1999,6 +2048,21 @@ Deno.test("[invoices] a coin we do not know is listed in its base units with no 
   const again = decideAt({ ...inv, ...full.patch, checkAt: 2_000 }, [...spam, ...mistakes], 2_000)!;
   assert.deepEqual(again.patch!.otherCoinDeposits, listed);
   assert.deepEqual(again.claims, []);
+
+  // Transfers taken back (dropped: nothing to return) give their places up, oldest first, to a buyer's later mistake.
+  const takenBack = mistakes.map(({ coin, txid, amount, confirmations, seenAt }) => ({
+    coin,
+    txid,
+    amount,
+    confirmations,
+    seenAt,
+    dropped: true,
+  }));
+  const late = { txid: "late-trx", coin: "TRX", amount: "9", confirmations: 0, seenAt: 900 };
+  const gaveWay = decideAt({ ...inv, otherCoinDeposits: takenBack, checkAt: 2_000 }, [late], 2_000)!;
+  const kept = gaveWay.patch!.otherCoinDeposits!;
+  assert.equal(kept.length, MAX_OTHER_COIN_DEPOSITS);
+  assert.deepEqual(kept.map((d) => d.txid), [...takenBack.slice(1).map((d) => d.txid), "late-trx"]);
 });
 
 Deno.test("[invoices] another coin's transfer is dropped as a deposit is (unconfirmed and missing for the grace), back when shown again, and kept once confirmed", () => {

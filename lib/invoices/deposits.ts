@@ -340,6 +340,10 @@ export function decideFromChain(
   const live = deposits.filter((d) => !d.dropped).length;
   // Every listed entry takes room in the record, other coins' transfers too.
   const listedBefore = deposits.length + otherCoinDepositsOf(inv).length;
+  // Dropped deposits, oldest first, give their places up to new ones once the record is full (below), so deposits
+  // sent and taken back cannot keep a payment off it. Their claims stay: shown again, one is listed again.
+  const givable = deposits.filter((d) => d.dropped).map((d) => d.txid);
+  const given = new Set<string>();
   let dustLeft = 0;
   // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
   // which comes at once.
@@ -357,18 +361,19 @@ export function decideFromChain(
     }
     // Dropped deposits count for nothing, so they take none of the places: deposits sent and taken back must not
     // crowd out a payment. They stay listed (shown again, they count again), within a bound on the record's size.
-    if (
-      live + fresh.length >= MAX_DEPOSITS_PER_INVOICE || listedBefore + fresh.length >= MAX_LISTED_WITH_DROPPED
-    ) {
+    const full = listedBefore - given.size + fresh.length >= MAX_LISTED_WITH_DROPPED;
+    if (live + fresh.length >= MAX_DEPOSITS_PER_INVOICE || (full && given.size >= givable.length)) {
       warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
     }
+    if (full) given.add(givable[given.size]);
     // Arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
     const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
     fresh.push({ ...d, late: !open, inTime });
   }
   // Listed oldest first, as the chain saw them.
   fresh.sort((a, b) => a.seenAt - b.seenAt);
+  const kept = given.size ? deposits.filter((d) => !given.has(d.txid)) : deposits;
   // Unlisted, the same dust is found again at every poll: a line a minute says it.
   if (dustLeft) {
     warnRepeatable("invoice dust", "dust deposits not listed on a full invoice", {
@@ -380,12 +385,12 @@ export function decideFromChain(
   // asked for before may not show a payment made just before). Without money that holds it open by then, the
   // invoice expired at expiresAt, whenever the sweep comes by: what the chain saw since is late.
   // Not while some of the read's deposits wait to be listed: one of them may be the payment.
-  const expiring = open && !more && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...deposits, ...fresh]) &&
+  const expiring = open && !more && read.at >= inv.expiresAt && !heldOpenPastExpiry(inv, [...kept, ...fresh]) &&
     canMoveInvoice(inv.status, "expired");
   // Expiring, money that came after expiresAt is late, also money listed while something else held the invoice open
   // that is gone now (dropped).
   const isLate = (d: InvoiceDeposit) => expiring && countsToward(d) && !arrivedInTime(d);
-  const listed = deposits.map((d) => {
+  const listed = kept.map((d) => {
     if (!isLate(d)) return d;
     events.push({ type: "late_deposit", at: now, data: { txid: d.txid, amount: d.amount, afterExpiry: true } });
     return { ...d, late: true };
@@ -491,7 +496,9 @@ function otherCoinsFromChain(
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
     const full = list.length >= MAX_OTHER_COIN_DEPOSITS || write.deposits + list.length >= MAX_LISTED_WITH_DROPPED;
-    if (full || (!known(d) && unknown >= MAX_UNKNOWN_COIN_DEPOSITS)) {
+    // A dropped transfer (nothing to return) gives its place up, oldest first, as a dropped deposit does.
+    const givable = full ? list.findIndex((o) => o.dropped) : -1;
+    if ((full && givable < 0) || (!known(d) && unknown >= MAX_UNKNOWN_COIN_DEPOSITS)) {
       warnRepeatable("invoice other coins full", "an invoice lists too many other coins' transfers; more are not", {
         invoiceId: inv.id,
         coin: d.coin,
@@ -507,6 +514,10 @@ function otherCoinsFromChain(
       break;
     }
     if (claim) claims.push(d.txid);
+    if (givable >= 0) {
+      const [given] = list.splice(givable, 1);
+      if (!known(given)) unknown--;
+    }
     const entry = { coin: d.coin, txid: d.txid, amount: BigInt(d.amount).toString(), confirmations: d.confirmations };
     list.push({ ...entry, seenAt: d.seenAt });
     if (!known(d)) unknown++;
