@@ -113,16 +113,23 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
                   <strong data-pool-free={p.network}>{p.free.length}</strong> free ·{" "}
                   <strong data-pool-resting={p.network}>{p.resting.length}</strong> resting ·{" "}
                   <strong data-pool-in-use={p.network}>{p.inUse.length}</strong> in use
+                  {p.retired.length > 0 && (
+                    <>
+                      {" "}· <strong data-pool-retired={p.network}>{p.retired.length}</strong> retired
+                    </>
+                  )}
                 </p>
                 <details>
                   <summary>Addresses</summary>
                   <ul class="small">
-                    {[...p.inUse, ...p.resting, ...p.free].slice(0, 200).map((a) => (
+                    {[...p.inUse, ...p.resting, ...p.free, ...p.retired].slice(0, 200).map((a) => (
                       <li key={a.address}>
                         <code>{a.address}</code> {a.heldBy
                           ? <>held by {a.heldBy}</>
                           : p.resting.includes(a)
                           ? <>resting until {formatTime(a.readyAt!)} (late money stays its last invoice's)</>
+                          : p.retired.includes(a)
+                          ? <>retired: too many transfers there to read (late money stays its last invoice's)</>
                           : <span class="ok">free</span>}
                         <span class="muted">· used {a.uses}×</span>
                       </li>

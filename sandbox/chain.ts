@@ -8,6 +8,7 @@ import {
   type AddressState,
   CHAIN_SIGNATURE_HEADER,
   type ChainNotice,
+  MAX_DEPOSITS_SHOWN,
   NetworkSchema,
   signChainNotice,
 } from "../lib/invoices/chain_wire.ts";
@@ -55,7 +56,7 @@ interface SimAddress {
 /** Notices about a deposit stop once it is this deep; nobody waits for more. */
 const NOTIFY_UP_TO_CONFIRMATIONS = 100;
 const RETRY_MS = [200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
-const MAX_DEPOSITS_PER_ADDRESS = 1000;
+const MAX_DEPOSITS_PER_ADDRESS = MAX_DEPOSITS_SHOWN;
 
 const NewAddress = z.strictObject({
   network: NetworkSchema,

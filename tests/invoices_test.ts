@@ -33,6 +33,7 @@ import { ValidationError } from "../lib/errors.ts";
 import { sha256Hex } from "../lib/crypto.ts";
 import { AddressState, signChainNotice } from "../lib/invoices/chain_wire.ts";
 import {
+  ADDRESS_RETIRES_AT,
   type Attribution,
   decideFromChain,
   DROP_GRACE_MS,
@@ -214,6 +215,34 @@ Deno.test("[invoices] a finished or cancelled invoice frees its address in the s
     assert.equal((await cancelInvoiceCall(app, busy.id)).status, 200);
     const after = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "5" });
     assert.equal(after.address, busy.address, "addresses are per network, whatever the coin");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[invoices] an address showing too many transfers for the chain's answer leaves the pool when its invoice closes, so no later invoice holds an address it cannot read", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    const worn = await createTestInvoice(app);
+    // Transfers only pile up at a reused address (buyers' payments, strangers' dust); past MAX_DEPOSITS_SHOWN the
+    // chain's answer about it is refused, and an invoice there could never be read, paid or expired.
+    for (let i = 0; i < ADDRESS_RETIRES_AT; i++) await chain.deposit(worn.address, "1");
+    assert.equal((await cancelInvoiceCall(app, worn.id)).status, 200);
+    const next = await createTestInvoice(app);
+    assert.notEqual(next.address, worn.address, "a new address, not the worn one");
+    const [pool] = await describePool(app.server.ctx, app.shop.id);
+    assert.deepEqual(pool.retired.map((a) => a.address), [worn.address]);
+    assert.deepEqual([pool.free.length, pool.resting.length], [0, 0]);
+    // Late money there is still its last invoice's.
+    const late = await chain.deposit(worn.address, "5000000");
+    await syncInvoice(app.server.ctx, worn.id);
+    const closed = await readInvoice(app, worn.id);
+    assert.ok(closed.deposits.some((d: { txid: string; late: boolean }) => d.txid === late.txid && d.late));
+    // An address with fewer goes back to the pool as before.
+    assert.equal((await cancelInvoiceCall(app, next.id)).status, 200);
+    assert.equal((await createTestInvoice(app)).address, next.address);
   } finally {
     await app.close();
   }

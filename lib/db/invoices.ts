@@ -192,8 +192,11 @@ export interface InvoiceWrite {
   audit?: NewAuditEntry;
   /** The counter the change adds (paid, expired, cancelled), when it is one the stats keep. */
   stat?: InvoiceStat;
-  /** The invoice's pool address as read, when this write frees it (the invoice closes), and when it may be taken. */
-  release?: { entry: Deno.KvEntry<PoolAddress>; readyAt: number };
+  /**
+   * The invoice's pool address as read, when this write frees it (the invoice closes), and when it may be taken;
+   * `retire`: never again (too many transfers there for the chain's answer, Invoice.addressWorn).
+   */
+  release?: { entry: Deno.KvEntry<PoolAddress>; readyAt: number; retire?: boolean };
   /** Transactions to its address this write claims for the invoice: the write fails if another claimed one first. */
   claims?: string[];
   jobs: ScheduleOptions;
@@ -220,8 +223,12 @@ export async function commitInvoiceWrite(
   }
   if (w.release) {
     // Only the holder frees its address; a record that moved on (never expected) is left alone.
-    const { entry, readyAt } = w.release;
-    if (entry.value.heldBy === next.id) {
+    const { entry, readyAt, retire } = w.release;
+    if (entry.value.heldBy === next.id && retire) {
+      // Held by nobody and no free marker: no pick finds it again.
+      const retired: PoolAddress = { ...entry.value, heldBy: null, retiredAt: next.updatedAt };
+      op.check(entry).set(addressKey(next.shopId, next.network, next.address), retired);
+    } else if (entry.value.heldBy === next.id) {
       const free: PoolAddress = { ...entry.value, heldBy: null, readyAt };
       op.check(entry)
         .set(addressKey(next.shopId, next.network, next.address), free)

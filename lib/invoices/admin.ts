@@ -51,20 +51,24 @@ export interface PoolNetwork {
   /** Freed by a closed invoice and not to be taken yet (PoolAddress.readyAt). */
   resting: PoolAddress[];
   inUse: PoolAddress[];
+  /** Out of the pool for good: too many transfers at it for the chain's answer (PoolAddress.retiredAt). */
+  retired: PoolAddress[];
 }
 
 /** A shop's deposit-address pool by network: which addresses are free, resting, or held by an open invoice. */
 export async function describePool(ctx: AppContext, shopId: string): Promise<PoolNetwork[]> {
   const addresses = await listPoolAddresses(ctx.kv, shopId);
   const now = ctx.now();
-  const rests = (a: PoolAddress) => a.heldBy === null && (a.readyAt ?? 0) > now;
+  const released = (a: PoolAddress) => a.heldBy === null && a.retiredAt === undefined;
+  const rests = (a: PoolAddress) => released(a) && (a.readyAt ?? 0) > now;
   return NETWORK_IDS.map((network) => {
     const mine = addresses.filter((a) => a.network === network);
     return {
       network,
-      free: mine.filter((a) => a.heldBy === null && !rests(a)),
+      free: mine.filter((a) => released(a) && !rests(a)),
       resting: mine.filter(rests),
       inUse: mine.filter((a) => a.heldBy !== null),
+      retired: mine.filter((a) => a.heldBy === null && a.retiredAt !== undefined),
     };
-  }).filter((p) => p.free.length + p.resting.length + p.inUse.length > 0);
+  }).filter((p) => p.free.length + p.resting.length + p.inUse.length + p.retired.length > 0);
 }

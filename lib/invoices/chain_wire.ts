@@ -25,12 +25,15 @@ export const ChainDeposit = z.object({
 });
 export type ChainDeposit = z.infer<typeof ChainDeposit>;
 
+/** The most transfers one answer about an address may list: an address showing more cannot be read at all. */
+export const MAX_DEPOSITS_SHOWN = 1000;
+
 /** An address's deposits, one entry per transaction (its outputs to the address summed). */
 export const AddressState = z.object({
   network: NetworkSchema,
   address: z.string().min(1).max(200),
   height: z.int().nonnegative(),
-  deposits: z.array(ChainDeposit).max(1000),
+  deposits: z.array(ChainDeposit).max(MAX_DEPOSITS_SHOWN),
 });
 export type AddressState = z.infer<typeof AddressState>;
 

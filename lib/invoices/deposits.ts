@@ -13,6 +13,7 @@ import {
   type ChainDeposit,
   ChainNotice,
   checkChainSignature,
+  MAX_DEPOSITS_SHOWN,
 } from "./chain_wire.ts";
 import { canMoveInvoice, type InvoiceStatus, isInvoiceOpen } from "./status.ts";
 import { type InvoiceChange, type InvoiceUpdate, updateInvoice } from "./transition.ts";
@@ -55,6 +56,15 @@ export const MAX_OTHER_COIN_DEPOSITS = 20;
  * would then never see.
  */
 export const MAX_UNKNOWN_COIN_DEPOSITS = MAX_OTHER_COIN_DEPOSITS / 2;
+
+/**
+ * Transfers at an address (of every coin, every invoice's that held it) from which it leaves the pool once its invoice
+ * closes (Invoice.addressWorn). An address is reused for good and only ever gains transfers, a shop's buyers' and
+ * strangers' dust alike; past MAX_DEPOSITS_SHOWN the chain's answer about it is refused, and an invoice holding it
+ * could then never be read: never paid, never expired, its buyer's money unseen. Half of that leaves room for the
+ * invoice holding it when it gets there.
+ */
+export const ADDRESS_RETIRES_AT = MAX_DEPOSITS_SHOWN / 2;
 
 /**
  * When the chain saw the deposits that may be this invoice's: while it was the
@@ -412,17 +422,22 @@ export function decideFromChain(
     now,
     events,
   });
-  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]) || others.changed;
+  // Said once, on the record, so whichever write closes the invoice (a cancel too) retires the address.
+  const worn = !inv.addressWorn && read.state.deposits.length >= ADDRESS_RETIRES_AT;
+  const changed = events.length > 0 || listed.some((d, i) => d !== inv.deposits[i]) || others.changed || worn;
   const pollDue = inv.checkAt !== null && inv.checkAt <= now;
   if (!changed && !pollDue) return null;
   // Once each: a deposit listed before claims existed may share its transaction with another coin's new transfer.
   const claims = [...new Set([...freshClaims, ...others.claims, ...unclaimed])].slice(0, MAX_CLAIMS_PER_WRITE);
   // Other coins left for the next read do not hold expiry back (they count for nothing), only bring that read on.
   const nextPoll = more || others.more ? now : now + pollMs;
-  // Records that never listed another coin stay without the field.
-  const otherCoinDeposits = others.list.length || inv.otherCoinDeposits ? { otherCoinDeposits: others.list } : {};
+  // Records that never listed another coin stay without the field; a worn address is said once.
+  const fields = {
+    ...(others.list.length || inv.otherCoinDeposits ? { otherCoinDeposits: others.list } : {}),
+    ...(worn ? { addressWorn: true as const } : {}),
+  };
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
-  if (!open) return { events, patch: { deposits: listed, ...otherCoinDeposits, checkAt: nextPoll }, claims };
+  if (!open) return { events, patch: { deposits: listed, ...fields, checkAt: nextPoll }, claims };
   let to = statusFromDeposits(inv, listed, read.at);
   // Statuses move only along the table; the deposits decide among the moves it allows.
   if (to !== inv.status && !canMoveInvoice(inv.status, to)) to = inv.status;
@@ -436,7 +451,7 @@ export function decideFromChain(
   // Read again at expiresAt while it could still expire then.
   const mayExpire = canMoveInvoice(to, "expired") && !heldOpenPastExpiry(inv, listed);
   const checkAt = mayExpire ? Math.min(inv.expiresAt, nextPoll) : nextPoll;
-  return { to, events, patch: { deposits: listed, ...otherCoinDeposits, checkAt }, claims };
+  return { to, events, patch: { deposits: listed, ...fields, checkAt }, claims };
 }
 
 /**

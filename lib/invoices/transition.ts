@@ -33,7 +33,7 @@ export interface InvoiceChange {
   /** Why, for the timeline (deposit_seen, cancel_requested, ...); a status move adds its own entry. */
   events: InvoiceEvent[];
   /** Fields set besides the status (deposits, other coins' transfers, the next poll). */
-  patch?: Partial<Pick<Invoice, "deposits" | "otherCoinDeposits" | "checkAt">>;
+  patch?: Partial<Pick<Invoice, "deposits" | "otherCoinDeposits" | "checkAt" | "addressWorn">>;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: AuditAction };
   /** Transactions to the invoice's address it lists for the first time: claimed for it in the same operation. */
@@ -132,7 +132,11 @@ export async function updateInvoice(
       stat,
       // Without a rest (INVOICE_ADDRESS_REST_S=0) free at once, whatever the clock says then.
       release: release?.value
-        ? { entry: release as Deno.KvEntry<typeof release.value>, readyAt: restedAt(now, ctx.config.addressRestMs) }
+        ? {
+          entry: release as Deno.KvEntry<typeof release.value>,
+          readyAt: restedAt(now, ctx.config.addressRestMs),
+          retire: next.addressWorn === true,
+        }
         : undefined,
       audit: change.audit && statusMoveAudit(change.audit, { at: now, target: inv.id, from: inv.status, to }),
       claims: change.claims,
@@ -141,7 +145,7 @@ export async function updateInvoice(
     if (saved) {
       if (moves) log.info("invoice status changed", { invoiceId: inv.id, from: inv.status, to });
       for (const delivery of deliveries) sendCommitted(ctx, delivery, saved);
-      if (release?.value) noteAddressFreed(ctx.kv, next.shopId, next.network);
+      if (release?.value && !next.addressWorn) noteAddressFreed(ctx.kv, next.shopId, next.network);
       return { outcome: "applied", invoice: next };
     }
     // Decided on something read beside the invoice (the chain, the deposits' claims): what failed the write may

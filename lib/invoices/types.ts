@@ -37,6 +37,11 @@ export interface Invoice {
    * shown so the shop can return them, never counted. Absent on records that never listed one (otherCoinDepositsOf).
    */
   otherCoinDeposits?: OtherCoinDeposit[];
+  /**
+   * A read of its address showed ADDRESS_RETIRES_AT transfers or more (every invoice's that held it, of every coin):
+   * freed, the address leaves the pool (PoolAddress.retiredAt). Absent: it goes back to the pool.
+   */
+  addressWorn?: true;
   createdAt: number;
   /** When what the shop sees of it (invoiceView, which postbacks carry) last changed; set by updateInvoice only. */
   updatedAt: number;
@@ -155,4 +160,9 @@ export interface PoolAddress {
    * is the closed invoice's late money, not a payment for whoever took the address next. Absent: at once.
    */
   readyAt?: number;
+  /**
+   * When it left the pool, never to be taken again: the chain showed too many transfers there (Invoice.addressWorn).
+   * Kept, so late money there is still its last invoice's.
+   */
+  retiredAt?: number;
 }
