@@ -144,17 +144,33 @@ async function demoKeys(ctx: AppContext, demo: DemoShop): Promise<string[]> {
 
 export type DemoRedirectCheck =
   | { state: "verified"; status: string; paymentId: string }
-  | { state: "invalid" | "unsigned" };
+  | { state: "invalid" | "unsigned" | "other_order" };
 
-/** The demo shop's result page checks the signed parameters of the redirect the way a shop's page would. */
+/**
+ * The demo shop's result page checks the signed parameters of the redirect the way a shop's page must: the signature,
+ * and that the payment it names is the one of the order its own URL names (`order`, asked of our API by order id as
+ * any shop can), so a buyer cannot bring one order's signed "succeeded" to another order's page.
+ */
 export async function checkDemoRedirect(
   ctx: AppContext,
   demo: DemoShop,
-  query: URLSearchParams,
+  opts: { query: URLSearchParams; order: string; selfUrl: string },
 ): Promise<DemoRedirectCheck> {
-  if (!query.has("apay_sig")) return { state: "unsigned" };
-  const ok = verifyRedirect(await demoKeys(ctx, demo), query, Math.floor(ctx.now() / 1000));
-  return ok ? { state: "verified", ...ok } : { state: "invalid" };
+  if (!opts.query.has("apay_sig")) return { state: "unsigned" };
+  const ok = verifyRedirect(await demoKeys(ctx, demo), opts.query, Math.floor(ctx.now() / 1000));
+  if (!ok) return { state: "invalid" };
+  return ok.paymentId === await demoOrderPayment(demo, opts) ? { state: "verified", ...ok } : { state: "other_order" };
+}
+
+/** Our payment id of a demo order, as the shop's API answers it by the order's id; null when there is none. */
+async function demoOrderPayment(demo: DemoShop, opts: { order: string; selfUrl: string }): Promise<string | null> {
+  if (!opts.order) return null;
+  const res = await fetch(`${opts.selfUrl}/api/v1/payments?shopTxId=${encodeURIComponent(opts.order)}`, {
+    headers: { authorization: `Bearer ${demo.apiKey}` },
+    signal: AbortSignal.timeout(5_000),
+  });
+  const body = await res.json().catch(() => null);
+  return res.ok && typeof body?.payment?.id === "string" ? body.payment.id : null;
 }
 
 export function recentDemoPostbacks(ctx: AppContext) {

@@ -31,9 +31,11 @@ export function demoRoutes(ctx: AppContext, demo: DemoShop, selfUrl: string) {
     return c.html(renderPage(<EmbeddedPage {...session} script={checkoutScriptPath()} />));
   });
   app.get("/result", async (c) => {
-    const ok = c.req.query("outcome") === "success";
-    const check = await checkDemoRedirect(ctx, demo, new URL(c.req.url).searchParams);
-    return c.html(renderPage(<ResultPage ok={ok} order={c.req.query("order") ?? ""} check={check} />));
+    const order = c.req.query("order") ?? "";
+    const check = await checkDemoRedirect(ctx, demo, { query: new URL(c.req.url).searchParams, order, selfUrl });
+    return c.html(
+      renderPage(<ResultPage declined={c.req.query("outcome") === "error"} order={order} check={check} />),
+    );
   });
   app.post("/postback", async (c) => {
     const verified = await receiveDemoPostback(ctx, demo, c.req.raw.headers, await requestText(c));
@@ -108,19 +110,38 @@ function EmbeddedPage(props: { order: string; sessionId: string; clientSecret: s
   );
 }
 
-function ResultPage({ ok, order, check }: { ok: boolean; order: string; check: DemoRedirectCheck }) {
+/** What the demo's result page tells the buyer: only what the verified redirect says, never the URL's own words. */
+function resultText(declined: boolean, check: DemoRedirectCheck): { title: string; text: string } {
+  const status = check.state === "verified" ? check.status : null;
+  if (status === "succeeded" || status === "partially_refunded" || status === "refunded") {
+    return { title: "Thank you!", text: "you paid. The shop ships on the signed postback, not on this page." };
+  }
+  // Unsigned or pending, "success" in the URL proves nothing (anyone can type it): the postback will tell.
+  if (status === "pending" || (status === null && !declined)) {
+    return { title: "We are confirming your payment", text: "the shop will know once the signed postback arrives." };
+  }
+  return { title: "Payment not completed", text: "the payment was declined or cancelled." };
+}
+
+const SIGNATURE_TEXT = {
+  verified: "verified",
+  invalid: "INVALID",
+  unsigned: "not signed",
+  other_order: "INVALID: another order's payment",
+} as const satisfies Record<DemoRedirectCheck["state"], string>;
+
+function ResultPage({ declined, order, check }: { declined: boolean; order: string; check: DemoRedirectCheck }) {
+  const { title, text } = resultText(declined, check);
   return (
     <Page title="Demo shop · AimbrellaPay">
-      <h1>{ok ? "Thank you!" : "Payment not completed"}</h1>
+      <h1>{title}</h1>
       <p>
-        Order {order}: {ok
-          ? "the provider says you paid. The shop trusts the signed postback, not this page."
-          : "the payment was declined or cancelled."}
+        Order {order}: {text}
       </p>
       <p>
         Redirect signature:{" "}
         <strong class={check.state === "verified" ? "ok" : "bad"} data-redirect-signature={check.state}>
-          {check.state === "verified" ? "verified" : check.state === "invalid" ? "INVALID" : "not signed"}
+          {SIGNATURE_TEXT[check.state]}
         </strong>
         {check.state === "verified" && <>{" "}· status {check.status}</>}
       </p>

@@ -511,6 +511,35 @@ Deno.test("[signatures] the demo shop shows verified for the redirect and the po
       });
       assert.ok(kept.every((p) => p.verified));
     });
+    await t.step(
+      "the page says paid only on a verified redirect of its own order, never on the URL's word",
+      async () => {
+        const buy = await fetch(`${app.baseUrl}/demo/buy`, { method: "POST", redirect: "manual" });
+        await buy.body?.cancel();
+        const back = new URL(await buyerSettles(buy.headers.get("location")!, "paid"));
+        const order = back.searchParams.get("order")!;
+        // Back through our success wrapper once the provider's word has come: signed as succeeded.
+        const paid = await waitFor("the payment succeeded", async () => {
+          const res = await fetch(`${app.baseUrl}/integration/success?id=${back.searchParams.get("apay_payment")}`, {
+            redirect: "manual",
+          });
+          await res.body?.cancel();
+          const to = new URL(res.headers.get("location")!);
+          return to.searchParams.get("apay_status") === "succeeded" ? to : undefined;
+        });
+        const own = await fetch(paid).then((r) => r.text());
+        assert.match(own, /<h1>Thank you!<\/h1>/);
+        // The same signed parameters on another order's page: refused, and no thanks.
+        paid.searchParams.set("order", "demo_someone_else");
+        const other = await fetch(paid).then((r) => r.text());
+        assert.match(other, /data-redirect-signature="other_order">INVALID: another order's payment</);
+        assert.doesNotMatch(other, /Thank you/);
+        // "success" typed into the URL by hand proves nothing.
+        const typed = await fetch(`${app.baseUrl}/demo/result?outcome=success&order=${order}`).then((r) => r.text());
+        assert.match(typed, /<h1>We are confirming your payment<\/h1>/);
+        assert.doesNotMatch(typed, /Thank you/);
+      },
+    );
     await t.step("a tampered redirect shows INVALID", async () => {
       const html = await fetch(
         `${app.baseUrl}/demo/result?outcome=success&order=x&apay_payment=pay_x&apay_status=succeeded&apay_ts=${
