@@ -1872,6 +1872,25 @@ Deno.test("[invoices] a closed invoice's address rests before another invoice ta
   }
 });
 
+Deno.test("[invoices] late money sent while a closed invoice's address rests is found by a read as the rest ends, though its notice was lost", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off", INVOICE_ADDRESS_REST_S: "3600" } });
+  try {
+    const chain = chainApi(app);
+    const first = await expiredInvoice(app);
+    await chain.knobs({ dropNotices: true });
+    const late = await chain.deposit(first.address, "12500000");
+    // Nothing of its own left to watch, the invoice is still read once, as its address's rest ends: whatever the chain
+    // saw there meanwhile is its late money, and a later invoice there would not count it.
+    advanceClock(app, 3_600_000);
+    await app.server.runner.sweep();
+    const inv = await readInvoice(app, first.id);
+    assert.deepEqual(inv.deposits.map((d: { txid: string; late: boolean }) => [d.txid, d.late]), [[late.txid, true]]);
+    assert.equal(inv.lateAmount, "12.5");
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[invoices] late money is announced once it is confirmed (invoice.late_payment), once for each change that confirms some, never while it may drop", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   const shop = startShopReceiver();

@@ -99,7 +99,7 @@ export async function updateInvoice(
     // A patch may set checkAt to null (stop polling); only one without it keeps what was.
     const asked = change.patch?.checkAt;
     const wanted = asked === undefined ? (closes ? now + ctx.config.chainPollMs : inv.checkAt) : asked;
-    next.checkAt = nextCheck(next, wanted, now);
+    next.checkAt = nextCheck(next, wanted, now, ctx.config.addressRestMs);
     if (moves) events.push({ type: "status_changed", at: now, data: { from: inv.status, to } });
     const lateConfirmed = newlyConfirmedLate(inv, next);
     for (const d of lateConfirmed) {
@@ -214,14 +214,19 @@ const WATCH_INTERVAL_MAX_MS = 3_600_000;
  * rebroadcast or a late deposit's confirmations would otherwise reach it only if a notice did. Notices still bring
  * news at once; the polls that stand in for lost ones thin out, so a stranger's dust left unconfirmed at an address
  * costs a few hundred reads over the week, not one every 30 seconds.
+ *
+ * With nothing of its own to watch, it is still read once as its address's rest (`restMs`) ends: money its buyer sends
+ * meanwhile is its late money, which only a notice would bring otherwise, and once another invoice takes the address
+ * nobody reads that money again (it is not the next invoice's). One read then finds all of it.
  */
-function nextCheck(inv: Invoice, wanted: number | null, now: number): number | null {
+function nextCheck(inv: Invoice, wanted: number | null, now: number, restMs: number): number | null {
   if (isInvoiceOpen(inv.status)) return thinnedWhileNothingSeen(inv, wanted, now);
   const final = confirmationsFinal(inv.network);
   // Other coins' transfers too: the shop waits for their confirmations (or sees their drop) before it returns them.
   const unsettled = [...inv.deposits, ...otherCoinDepositsOf(inv)].some((d) => d.confirmations < final);
   const closedAt = inv.closedAt ?? now;
-  if (!unsettled || now >= closedAt + WATCH_AFTER_CLOSE_MS) return null;
+  if (!unsettled) return now < closedAt + restMs ? closedAt + restMs : null;
+  if (now >= closedAt + WATCH_AFTER_CLOSE_MS) return null;
   // At once stays at once: a read left deposits to list.
   if (wanted === null || wanted <= now) return wanted;
   return Math.max(wanted, now + Math.min(WATCH_INTERVAL_MAX_MS, Math.floor((now - closedAt) / WATCH_INTERVAL_SHARE)));
