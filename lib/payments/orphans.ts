@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { hasIdShape } from "../ids.ts";
+import { sha256Hex } from "../crypto.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import type { ProviderStatus } from "../providers/types.ts";
 import {
@@ -46,12 +47,23 @@ export interface PaidOrphan {
 /**
  * The longest provider reference and event id kept. The webhook is signed, but a provider (or whoever holds its
  * secret) decides these strings: what it can make us store stays small. Bansky's are at most 200 (its schema);
- * Stripe's session and event ids are under 100. A longer reference is kept cut, and its key with it, consistently.
+ * Stripe's session and event ids are under 100. A longer reference is kept cut (keptRef).
  */
 export const ORPHAN_REF_MAX = 255;
 const EVENT_ID_MAX = 200;
 /** The longest note an operator's mark takes: a sentence or two, like a refund settled by hand. */
 export const ORPHAN_NOTE_MAX = 500;
+
+/**
+ * A provider's reference as a record keeps it and keys it: as given when it fits, else cut with the SHA-256 of the
+ * whole in place of its end. A plain cut would make two references that agree up to the cap one record, and an
+ * operator's mark of one would acknowledge the other's news of money too.
+ */
+function keptRef(ref: string): string {
+  if (ref.length <= ORPHAN_REF_MAX) return ref;
+  const hash = sha256Hex(ref);
+  return `${ref.slice(0, ORPHAN_REF_MAX - hash.length - 1)}#${hash}`;
+}
 
 /** What a refused webhook about a paid orphan says, capped to what the record keeps. */
 export function orphanSighting(
@@ -62,7 +74,7 @@ export function orphanSighting(
   return {
     provider: news.provider,
     accountId: news.accountId,
-    ref: news.ref.slice(0, ORPHAN_REF_MAX),
+    ref: keptRef(news.ref),
     paymentId: news.paymentId,
     paymentStored: stored.paymentStored,
     storedRef: stored.storedRef?.slice(0, ORPHAN_REF_MAX) ?? null,
