@@ -28,8 +28,9 @@ export const DUE_POSTBACKS_CAP = 10_000;
 export const PENDING_REFUNDS_CAP = 1_000;
 
 /**
- * The unhandled paid-orphan gauge reads at most this many index keys per scrape; past it the counts say "at least",
- * which is alarm enough (each one is a buyer's money an operator has to look at).
+ * The unhandled paid-orphan gauge reads at most this many index keys of each provider's account per scrape; past it
+ * that account's count says "at least", which is alarm enough (each one is a buyer's money an operator has to look at),
+ * and another account's are counted still.
  */
 export const PAID_ORPHANS_CAP = 1_000;
 
@@ -39,7 +40,7 @@ export interface ScrapeSources {
   duePostbacks(): Promise<number>;
   /** Refunds waiting on their provider (pending), counted up to PENDING_REFUNDS_CAP, and when the oldest was asked for. */
   pendingRefunds(): Promise<{ count: number; oldestCreatedAt: number | null }>;
-  /** Paid orphans no operator has marked handled, by provider and account, counted up to PAID_ORPHANS_CAP. */
+  /** Paid orphans no operator has marked handled, by provider and account, counted up to PAID_ORPHANS_CAP each. */
   unhandledPaidOrphans(): Promise<{ provider: string; account: string; count: number }[]>;
   /** The BigQuery export's state, or null when the export is off. */
   export(): Promise<{ backlog: number; lastSuccessAt: number | null; failures: number } | null>;
@@ -105,7 +106,7 @@ export class Metrics {
     this.unhandledPaidOrphans = new Gauge({
       name: "aimbrellapay_paid_orphans_unhandled",
       help:
-        `Payments at a provider that took money for one of our ids that no stored payment names, not marked handled by an operator yet, by provider and account; counted at scrape time up to ${PAID_ORPHANS_CAP}.`,
+        `Payments at a provider that took money for one of our ids that no stored payment names, not marked handled by an operator yet, by provider and account; counted at scrape time up to ${PAID_ORPHANS_CAP} each.`,
       labelNames: ["provider", "account"],
       registers,
     });

@@ -54,16 +54,43 @@ export async function getPaidOrphan(kv: Deno.Kv, accountId: string, ref: string)
 }
 
 /**
- * The unhandled paid orphans by provider and account, from the index keys alone; counting stops at `max` keys so a
- * flood of them cannot slow a scrape (then the counts say at least that many in all).
+ * The unhandled index's keys, at most `perAccount` of each provider's account: a cap on all of them together would let a
+ * flood on one account (its webhook secret out, a provider's bug) hide every later account's orphans from the gauge,
+ * its alert and the console. Past an account's cap the list starts again after its last possible key (a boolean part
+ * sorts after every string), so a scan reads at most one key more than it keeps per account.
+ */
+async function* unhandledIndex(kv: Deno.Kv, perAccount: number): AsyncGenerator<[string, string, string]> {
+  const prefix = ["paid_orphans_unhandled"];
+  let start: Deno.KvKey | null = null;
+  while (true) {
+    let group: Deno.KvKey = [];
+    let kept = 0;
+    const from: Deno.KvKey | null = start;
+    start = null;
+    for await (const e of kv.list<true>(from ? { prefix, start: from } : { prefix })) {
+      const [, provider, account, ref] = e.key as unknown as [string, string, string, string];
+      if (group[0] !== provider || group[1] !== account) [group, kept] = [[provider, account], 0];
+      if (kept === perAccount) {
+        start = [...prefix, provider, account, true];
+        break;
+      }
+      kept++;
+      yield [provider, account, ref];
+    }
+    if (!start) return;
+  }
+}
+
+/**
+ * The unhandled paid orphans by provider and account, from the index keys alone; counting stops at `max` keys of an
+ * account so a flood of them cannot slow a scrape (then its count says at least that many).
  */
 export async function countUnhandledPaidOrphans(
   kv: Deno.Kv,
   max: number,
 ): Promise<{ provider: string; account: string; count: number }[]> {
   const counts = new Map<string, { provider: string; account: string; count: number }>();
-  for await (const e of kv.list<true>({ prefix: ["paid_orphans_unhandled"] }, { limit: max })) {
-    const [, provider, account] = e.key as unknown as [string, string, string];
+  for await (const [provider, account] of unhandledIndex(kv, max)) {
     const k = JSON.stringify([provider, account]);
     const c = counts.get(k) ?? { provider, account, count: 0 };
     c.count++;
@@ -72,27 +99,28 @@ export async function countUnhandledPaidOrphans(
   return [...counts.values()];
 }
 
-/** The unhandled paid orphans (up to `unhandled`, by provider and account) and the most recently handled ones. */
+/** The unhandled paid orphans (up to `unhandled` of each provider's account) and the most recently handled ones. */
 export async function listPaidOrphans(
   kv: Deno.Kv,
   limits: { unhandled: number; handled: number },
 ): Promise<{ unhandled: PaidOrphan[]; handled: PaidOrphan[] }> {
-  const read = async (prefix: string, opts: Deno.KvListOptions) => {
+  const records = async (ids: AsyncIterable<string[]>) => {
     const keys: Deno.KvKey[] = [];
-    for await (const e of kv.list<true>({ prefix: [prefix] }, opts)) {
-      const [accountId, ref] = e.key.slice(-2) as [string, string];
-      keys.push(orphanKey(accountId, ref));
-    }
+    for await (const [accountId, ref] of ids) keys.push(orphanKey(accountId, ref));
     const out: PaidOrphan[] = [];
     for (let i = 0; i < keys.length; i += 10) {
       for (const e of await kv.getMany<PaidOrphan[]>(keys.slice(i, i + 10))) if (e.value) out.push(e.value);
     }
     return out;
   };
-  const [unhandled, handled] = await Promise.all([
-    read("paid_orphans_unhandled", { limit: limits.unhandled }),
-    read("paid_orphans_handled", { limit: limits.handled, reverse: true }),
-  ]);
+  async function* unhandledIds() {
+    for await (const [, accountId, ref] of unhandledIndex(kv, limits.unhandled)) yield [accountId, ref];
+  }
+  async function* handledIds() {
+    const latest = kv.list<true>({ prefix: ["paid_orphans_handled"] }, { limit: limits.handled, reverse: true });
+    for await (const e of latest) yield e.key.slice(-2) as string[];
+  }
+  const [unhandled, handled] = await Promise.all([records(unhandledIds()), records(handledIds())]);
   return { unhandled: unhandled.toSorted((a, b) => b.lastSeenAt - a.lastSeenAt), handled };
 }
 

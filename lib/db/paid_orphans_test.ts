@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { getPaidOrphan, markPaidOrphanHandled, recordPaidOrphanSighting } from "./paid_orphans.ts";
+import {
+  countUnhandledPaidOrphans,
+  getPaidOrphan,
+  listPaidOrphans,
+  markPaidOrphanHandled,
+  recordPaidOrphanSighting,
+} from "./paid_orphans.ts";
 import { searchAudit } from "./audit.ts";
 import type { OrphanSighting } from "./paid_orphans.ts";
 
@@ -51,6 +57,23 @@ Deno.test("[paid orphans] a provider's retry written while an operator marks the
     // A further sighting leaves a handled orphan as it is.
     assert.deepEqual(await recordPaidOrphanSighting(kv, { ...sighting, lastEventId: "evt_3" }, 4_000), after);
     assert.deepEqual(await getPaidOrphan(kv, "default", "bsk_race"), after);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("[paid orphans] the gauge's and the console's caps hold per provider and account: a flood of orphans on one account does not hide another's", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    for (const ref of ["bsk_1", "bsk_2", "bsk_3"]) await recordPaidOrphanSighting(kv, { ...sighting, ref }, 1_000);
+    const other = { ...sighting, provider: "stripe", accountId: "pa_other", ref: "cs_1" };
+    await recordPaidOrphanSighting(kv, other, 2_000);
+    assert.deepEqual(await countUnhandledPaidOrphans(kv, 2), [
+      { provider: "bansky", account: "default", count: 2 },
+      { provider: "stripe", account: "pa_other", count: 1 },
+    ]);
+    const { unhandled } = await listPaidOrphans(kv, { unhandled: 2, handled: 10 });
+    assert.deepEqual(unhandled.map((o) => o.ref), ["cs_1", "bsk_1", "bsk_2"]);
   } finally {
     kv.close();
   }

@@ -83,15 +83,15 @@ export function orphanSighting(
   };
 }
 
-/** The paid orphans for the console's page and the CLI: every unhandled one (up to 500), then the latest handled. */
+/** The paid orphans for the console's page and the CLI: every unhandled one (up to 500 an account), then the latest handled. */
 export function listOrphans(ctx: AppContext) {
   return listPaidOrphans(ctx.kv, { unhandled: 500, handled: 50 });
 }
 
-/** How many paid orphans wait for an operator, for the console's overview: counted up to `max` (then "at least"). */
+/** How many paid orphans wait for an operator, for the console's overview: counted up to `max` an account (then "at least"). */
 export async function countOrphansWaiting(ctx: AppContext, max = 1_000): Promise<{ count: number; more: boolean }> {
-  const count = (await countUnhandledPaidOrphans(ctx.kv, max)).reduce((n, c) => n + c.count, 0);
-  return { count, more: count >= max };
+  const counts = await countUnhandledPaidOrphans(ctx.kv, max);
+  return { count: counts.reduce((n, c) => n + c.count, 0), more: counts.some((c) => c.count >= max) };
 }
 
 /** An operator's mark as read from a form or the command line, for its confirmation: the orphan and the note. */
