@@ -9,7 +9,8 @@ import { CsrfField, formatTime } from "./admin_layout.tsx";
 export function handleOrphanQuestion(o: PaidOrphan, note: string): string {
   return `Mark ${providerDisplayName(o.provider)}'s payment ${o.ref} (made for ${o.paymentId}) handled? ` +
     `Note: “${note}”. Its provider's news about it is then acknowledged, so it stops retrying, and the alert ` +
-    "clears; this cannot be undone.";
+    "clears; this cannot be undone." +
+    (o.claimed === "pending" ? " Its money is still on its way: if it arrives, the orphan waits for you again." : "");
 }
 
 /** Which orphan a refused mark was about, to put the keyboard back on its note. */
@@ -132,7 +133,17 @@ function OrphanCells({ orphan: o }: { orphan: PaidOrphan }) {
           </div>
         </div>
       </td>
-      <td data-label="Claimed">{o.claimed === "pending" ? "paying (money on its way)" : o.claimed}</td>
+      <td data-label="Claimed">
+        <div>
+          {o.claimed === "pending" ? "paying (money on its way)" : o.claimed}
+          {o.earlierMark && (
+            <div class="muted small" data-earlier-mark>
+              marked handled while its money was on its way, {formatTime(o.earlierMark.at)} by {o.earlierMark.by}:{" "}
+              {o.earlierMark.note}
+            </div>
+          )}
+        </div>
+      </td>
       <td data-label="Seen">
         <div>
           {o.timesSeen} {o.timesSeen === 1 ? "time" : "times"}

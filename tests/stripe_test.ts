@@ -1823,6 +1823,26 @@ Deno.test("[stripe] news of a session made for a payment id of ours that was nev
     assert.equal(await paidOrphans(app, stripe), 3, "the handled one's news not counted");
     assert.equal((await getPaidOrphan(app.kv, stripe.id, paid.sessions[0].id))?.timesSeen, 1);
     assert.equal((await getPaidOrphan(app.kv, stripe.id, paid.sessions[1].id))?.timesSeen, 2);
+    // The bank debit, marked while its money is on its way: a retry of that news is acknowledged, but the news that
+    // the money arrived is more than the operator answered, so it waits for one again and the alert fires again.
+    const debit = { accountId: stripe.id, ref: paid.sessions[1].id, note: "The shop takes it once it clears" };
+    const operator = await operatorBrowser(app);
+    assert.match(
+      (await operator.get("/admin/paid-orphans")).text,
+      new RegExp(`data-confirm="Mark Stripe's payment ${debit.ref} [^"]+ Its money is still on its way: if it arrives`),
+    );
+    await markOrphanHandled(app.server.ctx, debit, { actor: "ops@example.com" });
+    assert.equal(await unhandledOrphans(app, stripe), undefined);
+    assert.equal(await fake.sendEvent(ORG2, "checkout.session.completed", paid.sessions[1]), 200);
+    assert.equal(await fake.settleDelayed(paid.sessions[1].id, "succeeded"), 404);
+    const arrived = await getPaidOrphan(app.kv, stripe.id, paid.sessions[1].id);
+    assert.deepEqual([arrived?.claimed, arrived?.handled, arrived?.earlierMark?.note], ["succeeded", null, debit.note]);
+    assert.equal(await unhandledOrphans(app, stripe), 1);
+    const page = await operator.get("/admin/paid-orphans");
+    assert.match(
+      page.text,
+      /data-earlier-mark[^>]*>marked handled while its money was on its way, [^<]+ by ops@example.com: The shop takes/,
+    );
   }, { METRICS_TOKEN });
 });
 

@@ -22,29 +22,34 @@ const handledKey = (at: number, accountId: string, ref: string) =>
 const SIGHTING_ATTEMPTS = 5;
 
 /** A refused webhook's news of a paid orphan, as the record keeps it (the strings already capped). */
-export type OrphanSighting = Omit<PaidOrphan, "firstSeenAt" | "lastSeenAt" | "timesSeen" | "handled">;
+export type OrphanSighting = Omit<PaidOrphan, "firstSeenAt" | "lastSeenAt" | "timesSeen" | "handled" | "earlierMark">;
 
 /**
  * Records one refused webhook about a paid orphan: a new record (and its unhandled index key), or one more sighting
  * of a known one, in one atomic write checked against the record read. One already handled is left as it is and
- * answered as it stands, so the caller acknowledges the news instead.
+ * answered as it stands, so the caller acknowledges the news instead; unless it was marked while its money was on its
+ * way and the news is that it arrived: the mark answered less than that, so it waits for an operator again (its mark
+ * kept as earlierMark, out of the handled index).
  */
 export async function recordPaidOrphanSighting(kv: Deno.Kv, seen: OrphanSighting, now: number): Promise<PaidOrphan> {
   const key = orphanKey(seen.accountId, seen.ref);
   for (let attempt = 0; attempt < SIGHTING_ATTEMPTS; attempt++) {
     const entry = await kv.get<PaidOrphan>(key);
     const before = entry.value;
-    if (before?.handled) return before;
+    const arrived = before?.claimed === "pending" && seen.claimed === "succeeded";
+    if (before?.handled && !arrived) return before;
+    const earlierMark = before?.handled ?? before?.earlierMark;
     const next: PaidOrphan = {
       ...seen,
       firstSeenAt: before?.firstSeenAt ?? now,
       lastSeenAt: now,
       timesSeen: (before?.timesSeen ?? 0) + 1,
       handled: null,
+      ...(earlierMark ? { earlierMark } : {}),
     };
-    const res = await kv.atomic().check(entry).set(key, next)
-      .set(unhandledKey(next.provider, next.accountId, next.ref), true).commit();
-    if (res.ok) return next;
+    const op = kv.atomic().check(entry).set(key, next).set(unhandledKey(next.provider, next.accountId, next.ref), true);
+    if (before?.handled) op.delete(handledKey(before.handled.at, before.accountId, before.ref));
+    if ((await op.commit()).ok) return next;
   }
   throw new ConflictError("The paid orphan's record is being written by another copy of this webhook; retry.");
 }

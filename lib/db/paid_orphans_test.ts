@@ -78,3 +78,47 @@ Deno.test("[paid orphans] the gauge's and the console's caps hold per provider a
     kv.close();
   }
 });
+
+Deno.test("[paid orphans] one marked handled while its money was on its way (pending) waits again when the provider says the money arrived, the earlier mark kept beside it; news of no more than what was marked is still acknowledged", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const onItsWay = { ...sighting, ref: "cs_debit", claimed: "pending" as const };
+    await recordPaidOrphanSighting(kv, onItsWay, 1_000);
+    const handled = { at: 2_000, by: "ops@example.com", note: "the shop will take it by hand once it clears" };
+    await markPaidOrphanHandled(kv, onItsWay, handled, (before) => ({
+      at: handled.at,
+      actor: handled.by,
+      action: "paid_orphan.handle",
+      target: before.ref,
+      before: null,
+      after: { note: handled.note },
+    }));
+    // A retry of the news the operator saw is acknowledged.
+    assert.deepEqual((await recordPaidOrphanSighting(kv, onItsWay, 2_500)).handled, handled);
+    const arrived = await recordPaidOrphanSighting(
+      kv,
+      { ...onItsWay, claimed: "succeeded", lastEventId: "evt_9" },
+      3_000,
+    );
+    assert.equal(arrived.handled, null, "refused again: the operator marked money on its way, not money taken");
+    assert.deepEqual([arrived.claimed, arrived.earlierMark, arrived.timesSeen], ["succeeded", handled, 2]);
+    assert.deepEqual(await countUnhandledPaidOrphans(kv, 10), [{ provider: "bansky", account: "default", count: 1 }]);
+    const listed = await listPaidOrphans(kv, { unhandled: 10, handled: 10 });
+    assert.deepEqual([listed.unhandled.map((o) => o.ref), listed.handled.map((o) => o.ref)], [["cs_debit"], []]);
+    // Marked again, the money's further news is acknowledged, and the earlier mark stays on the record.
+    const again = { at: 4_000, by: "ops@example.com", note: "refunded in Stripe's Dashboard" };
+    const after = await markPaidOrphanHandled(kv, onItsWay, again, (before) => ({
+      at: again.at,
+      actor: again.by,
+      action: "paid_orphan.handle",
+      target: before.ref,
+      before: null,
+      after: { note: again.note },
+    }));
+    assert.deepEqual([after.handled, after.earlierMark], [again, handled]);
+    const retry = await recordPaidOrphanSighting(kv, { ...onItsWay, claimed: "succeeded" }, 5_000);
+    assert.deepEqual(retry, after);
+  } finally {
+    kv.close();
+  }
+});

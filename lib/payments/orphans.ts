@@ -42,6 +42,11 @@ export interface PaidOrphan {
   lastSeenAt: number;
   timesSeen: number;
   handled: PaidOrphanHandled | null;
+  /**
+   * A mark made while the money was on its way (claimed pending), undone when the provider said it arrived: the
+   * operator answered news of money that might not come, and now it has. Absent on the others.
+   */
+  earlierMark?: PaidOrphanHandled;
 }
 
 /**
