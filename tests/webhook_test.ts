@@ -3,7 +3,8 @@ import { signBanskyWebhook } from "../lib/providers/bansky_wire.ts";
 import { describePayment } from "../lib/payments/admin.ts";
 import { getPayment } from "../lib/db/payments.ts";
 import { paymentIdOfRequestId } from "../lib/providers/request_id.ts";
-import { getPaidOrphan } from "../lib/db/paid_orphans.ts";
+import { getPaidOrphan, type OrphanSighting, recordPaidOrphanSighting } from "../lib/db/paid_orphans.ts";
+import { markOrphanHandled } from "../lib/payments/orphans.ts";
 import { searchAudit } from "../lib/db/audit.ts";
 import {
   buyerSettles,
@@ -532,6 +533,40 @@ async function storedAbout(kv: Deno.Kv, ...names: string[]): Promise<string[]> {
   }
   return out;
 }
+
+Deno.test("[webhook] a paid-orphan record under the reference a stored payment names (news that beat our commit of it), handled or not, neither acknowledges nor refuses that payment's news: the stored payment is looked at first, and its paid news applied", async () => {
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const [handled, waiting] = [await createPending(app, shop.url), await createPending(app, shop.url)];
+    for (const p of [handled, waiting]) {
+      const early: OrphanSighting = {
+        provider: "bansky",
+        accountId: "default",
+        ref: p.ref,
+        paymentId: p.id,
+        paymentStored: false,
+        storedRef: null,
+        claimed: "succeeded",
+        lastEventId: `evt_early_${p.id}`,
+      };
+      await recordPaidOrphanSighting(app.kv, early, Date.now());
+    }
+    await markOrphanHandled(app.server.ctx, { accountId: "default", ref: handled.ref, note: "its payment is stored" }, {
+      actor: "ops@example.com",
+    });
+    for (const p of [handled, waiting]) {
+      await settleAtProvider(app, p.ref, "paid");
+      const res = await sendWebhook(app, { eventId: `evt_real_${p.id}`, id: p.id, ref: p.ref, status: "paid" });
+      assert.deepEqual([res.status, res.body.outcome], [200, "applied"]);
+      assert.equal((await getPayment(app.kv, p.id))?.status, "succeeded");
+    }
+    await waitFor("both postbacks", () => shop.received[1]);
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
 
 Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that was never stored (our commit failed) is acknowledged when it took no money and changes nothing; news that it was paid is refused, logged as an error naming both and counted for the operators' alert", async () => {
   const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN } });
