@@ -39,8 +39,11 @@ export async function recordPaidOrphanSighting(kv: Deno.Kv, seen: OrphanSighting
     const arrived = before?.claimed === "pending" && seen.claimed === "succeeded";
     if (before?.handled && !arrived) return before;
     const earlierMark = before?.handled ?? before?.earlierMark;
+    // Retries come out of order (Stripe's do): a late one of "on its way" does not take back "arrived".
+    const stepBack = before?.claimed === "succeeded" && seen.claimed === "pending";
     const next: PaidOrphan = {
       ...seen,
+      claimed: stepBack ? before.claimed : seen.claimed,
       firstSeenAt: before?.firstSeenAt ?? now,
       lastSeenAt: now,
       timesSeen: (before?.timesSeen ?? 0) + 1,

@@ -122,3 +122,27 @@ Deno.test("[paid orphans] one marked handled while its money was on its way (pen
     kv.close();
   }
 });
+
+Deno.test("[paid orphans] a late retry of the news that the money was on its way does not take back the news that it arrived: the record still says succeeded, and once marked the money's news stays acknowledged", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const debit = { ...sighting, ref: "cs_late", claimed: "pending" as const };
+    await recordPaidOrphanSighting(kv, debit, 1_000);
+    await recordPaidOrphanSighting(kv, { ...debit, claimed: "succeeded", lastEventId: "evt_arrived" }, 2_000);
+    const late = await recordPaidOrphanSighting(kv, { ...debit, lastEventId: "evt_1_retry" }, 3_000);
+    assert.deepEqual([late.claimed, late.lastEventId, late.timesSeen], ["succeeded", "evt_1_retry", 3]);
+    const handled = { at: 4_000, by: "ops@example.com", note: "refunded in Stripe's Dashboard" };
+    await markPaidOrphanHandled(kv, debit, handled, (before) => ({
+      at: handled.at,
+      actor: handled.by,
+      action: "paid_orphan.handle",
+      target: before.ref,
+      before: null,
+      after: { note: handled.note },
+    }));
+    const retry = await recordPaidOrphanSighting(kv, { ...debit, claimed: "succeeded" }, 5_000);
+    assert.deepEqual([retry.handled, retry.earlierMark], [handled, undefined], "not waiting again");
+  } finally {
+    kv.close();
+  }
+});

@@ -35,7 +35,10 @@ export interface PaidOrphan {
   /** Whether a payment with that id was stored when last seen (it then names another reference: storedRef). */
   paymentStored: boolean;
   storedRef: string | null;
-  /** The status the latest news claimed (succeeded; pending for a Stripe bank debit on its way). */
+  /**
+   * What the news claimed (succeeded; pending for a Stripe bank debit on its way): succeeded once any said so, since
+   * a late retry of the older news does not take the money back.
+   */
   claimed: ProviderStatus;
   lastEventId: string;
   firstSeenAt: number;
