@@ -1006,7 +1006,7 @@ Deno.test("[invoices] a deposit dropped from the chain before its confirmations 
   }
 });
 
-Deno.test("[invoices] a payment dropped and sent again under its txid with less money pays only as late money: what the chain shows now is what it holds", async () => {
+Deno.test("[invoices] a payment dropped and sent again under its txid with less money pays only what the chain shows now", async () => {
   const app = await startTestApp();
   try {
     const { chain, created, sent } = await confirmingInvoice(app);
@@ -1018,10 +1018,9 @@ Deno.test("[invoices] a payment dropped and sent again under its txid with less 
       const read = await readInvoice(app, created.id);
       return read.deposits[0]?.amount === "0.000001" && read.deposits[0].confirmed ? read : undefined;
     });
-    assert.equal(inv.status, "waiting_for_deposit");
-    assert.equal(inv.paidAmount, "0");
-    assert.equal(inv.deposits[0].late, true, "shown, never counted");
-    assert.equal(inv.lateAmount, "0.000001");
+    assert.equal(inv.status, "partially_paid");
+    assert.equal(inv.paidAmount, "0.000001", "what the chain shows, never what an earlier read did");
+    assert.equal(inv.deposits[0].late, false);
     // Other coins' transfers, listed for the shop to return, follow the chain the same way.
     const eth = await createTestInvoice(app, { coin: "USDT", network: "ethereum", amount: "3" });
     const big = await chain.deposit(eth.address, "5000000000000000000", undefined, "ETH");
@@ -1035,6 +1034,43 @@ Deno.test("[invoices] a payment dropped and sent again under its txid with less 
   } finally {
     await app.close();
   }
+});
+
+Deno.test("[invoices] a deposit the chain shows again with another amount counts as the chain shows it, judged as money arriving now", () => {
+  // A chain service whose first sighting of a pending transfer was short: the whole payment, shown in time, counts.
+  const short = { txid: "t1", amount: "400000", confirmations: 0, seenAt: 100, late: false, inTime: true };
+  const pending = invoiceOf({ status: "partially_paid", deposits: [short] });
+  const grown = decideAt(pending, [{ ...short, amount: "1000000" }], 500)!;
+  assert.equal(grown.to, "payment_confirmation");
+  assert.deepEqual(
+    grown.patch!.deposits!.map(({ amount, late }) => ({ amount, late })),
+    [{ amount: "1000000", late: false }],
+  );
+  // Seen in full, then one base unit under its name: one base unit is what counts.
+  const full = { ...short, amount: "1000000" };
+  const shrunk = decideAt(
+    invoiceOf({ status: "payment_confirmation", deposits: [full] }),
+    [{ ...full, amount: "1" }],
+    500,
+  )!;
+  assert.equal(shrunk.patch!.deposits![0].amount, "1");
+  assert.equal(shrunk.to, "payment_confirmation", "one base unit still confirming");
+  // A hundredth sent before expiresAt holds the invoice open; the whole amount in its name after expiresAt is late.
+  const hold = { ...short, amount: "10000" };
+  const afterExpiry = 1_000 + 300_000;
+  const raised = decideAt(
+    invoiceOf({ status: "payment_confirmation", deposits: [hold] }),
+    [{ ...hold, amount: "1000000", seenAt: afterExpiry - 60_000 }],
+    afterExpiry,
+  )!;
+  assert.equal(raised.to, "expired");
+  assert.equal(raised.patch!.deposits![0].late, true, "never at the old price");
+  // Closed, it is late money as shown.
+  const closed = decideAt(invoiceOf({ status: "expired", deposits: [{ ...hold, late: true }] }), [full], 500)!;
+  assert.deepEqual(
+    closed.patch!.deposits!.map(({ amount, late }) => ({ amount, late })),
+    [{ amount: "1000000", late: true }],
+  );
 });
 
 /** An invoice of a minute made and expired by the sweep, our clock left a minute ahead (the chain's is not). */

@@ -307,20 +307,25 @@ export function decideFromChain(
   /**
    * A listed deposit, not confirmed yet, that the chain now shows under its txid with another amount. A transaction
    * cannot change what it sent, so this is other money under the same name (re-executed after a reorganisation, or
-   * a sender that names its txid, as the sandbox's may): counted at the amount first seen, it would let a payment
-   * seen in full, dropped and sent again with one base unit pay the invoice. It is recorded as the chain shows it and
-   * late (shown, never counted, announced once confirmed): what it listed under the old amount no longer holds the
-   * invoice open, and no amount shown later can pay an order at the price of an earlier read.
+   * a sender that names its txid, as the sandbox's may), or a chain service whose first sighting of a pending
+   * transfer was short of what was mined. It is taken as the chain shows it and judged as money arriving now, as a
+   * new transaction would be: counted at the amount the chain shows (never at an earlier read's, so a payment seen in
+   * full, dropped and sent again with one base unit pays one base unit), in time only by the chain's time of it or
+   * this read's (so money first shown small before expiresAt cannot grow into a payment at the old price), late once
+   * the invoice closed or late already. Made late for good instead, a genuine payment whose first sighting was short
+   * would never count.
    */
   function otherAmount(d: InvoiceDeposit, seen: ChainDeposit): InvoiceDeposit {
     const amount = BigInt(seen.amount).toString();
+    const late = d.late || !open;
+    const inTime = seen.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
     events.push({
-      type: "late_deposit",
+      type: late ? "late_deposit" : "deposit_seen",
       at: now,
       data: { txid: d.txid, amount, confirmations: seen.confirmations, amountChanged: true },
     });
     const { missingSince: _shownAgain, dropped: _back, ...rest } = d;
-    return { ...rest, amount, confirmations: seen.confirmations, late: true };
+    return { ...rest, amount, confirmations: seen.confirmations, seenAt: seen.seenAt, late, inTime };
   }
 
   /**
