@@ -248,6 +248,31 @@ Deno.test("[invoices] an address showing too many transfers for the chain's answ
   }
 });
 
+Deno.test("[invoices] an address that gets too many transfers while it rests leaves the pool when its invoice's read finds them, before any invoice takes it", async () => {
+  const app = await startTestApp({ env: { JOBS_QUEUE: "off", INVOICE_ADDRESS_REST_S: "3600" } });
+  try {
+    const chain = chainApi(app);
+    const other = await createTestInvoice(app);
+    const first = await createTestInvoice(app);
+    assert.equal((await cancelInvoiceCall(app, other.id)).status, 200);
+    assert.equal((await cancelInvoiceCall(app, first.id)).status, 200);
+    // Dust sent while it rests, its notices lost: the read as the rest ends is the first to see it.
+    await chain.knobs({ dropNotices: true });
+    for (let i = 0; i < ADDRESS_RETIRES_AT; i++) await chain.deposit(first.address, "1");
+    advanceClock(app, 3_600_000);
+    // An invoice made just before that read takes the address that rested longest; this process keeps the worn one's
+    // free marker listed for its next pick.
+    assert.equal((await createTestInvoice(app)).address, other.address);
+    await app.server.runner.sweep();
+    const [pool] = await describePool(app.server.ctx, app.shop.id);
+    assert.deepEqual(pool.retired.map((a) => a.address), [first.address]);
+    assert.deepEqual([pool.free.length, pool.resting.length], [0, 0]);
+    assert.notEqual((await createTestInvoice(app)).address, first.address, "a new address, not the worn one");
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[invoices] an invoice expires at expiresAt unless money arrived, and a late deposit is recorded and shown", async () => {
   const app = await startTestApp({ env: { JOBS_QUEUE: "off" } });
   const shop = startShopReceiver();

@@ -197,6 +197,11 @@ export interface InvoiceWrite {
    * `retire`: never again (too many transfers there for the chain's answer, Invoice.addressWorn).
    */
   release?: { entry: Deno.KvEntry<PoolAddress>; readyAt: number; retire?: boolean };
+  /**
+   * The invoice's pool address as read, when this write of the closed invoice that freed it finds it worn (a read
+   * while it rests, or as its rest ends): it leaves the pool if nobody took it since.
+   */
+  retireFreed?: Deno.KvEntry<PoolAddress>;
   /** Transactions to its address this write claims for the invoice: the write fails if another claimed one first. */
   claims?: string[];
   jobs: ScheduleOptions;
@@ -233,6 +238,19 @@ export async function commitInvoiceWrite(
       op.check(entry)
         .set(addressKey(next.shopId, next.network, next.address), free)
         .set(freeKey(next.shopId, next.network, readyAt, next.address), free);
+    }
+  }
+  if (w.retireFreed) {
+    // Freed by this invoice and not taken since (a taker would have made itself the last invoice): its free marker
+    // goes, checked with the record, so no pick can take it from here on, a list cached by a process included.
+    const { value } = w.retireFreed;
+    if (value.heldBy === null && value.lastInvoiceId === next.id && value.retiredAt === undefined) {
+      const marker = value.readyAt === undefined
+        ? [...oldFreePrefix(next.shopId, next.network), next.address]
+        : freeKey(next.shopId, next.network, value.readyAt, next.address);
+      op.check(w.retireFreed)
+        .set(addressKey(next.shopId, next.network, next.address), { ...value, retiredAt: next.updatedAt })
+        .delete(marker);
     }
   }
   // Written whenever it holds late money, not only when that starts: an invoice that got it before the index existed

@@ -125,6 +125,10 @@ export async function updateInvoice(
       )
       : [];
     const release = closes ? await getPoolAddressEntry(ctx.kv, inv) : null;
+    // Worn as found by a read after it closed (its address freed already): the address leaves the pool now, else the
+    // next invoice would take an address nearer the chain answer's bound than ADDRESS_RETIRES_AT allows for.
+    const wornAfterClose = !closes && !isInvoiceOpen(next.status) && next.addressWorn === true && !inv.addressWorn;
+    const retireFreed = wornAfterClose ? await getPoolAddressEntry(ctx.kv, inv) : null;
     const stat = moves ? statFor(inv.status, to) : undefined;
     const saved = await commitInvoiceWrite(ctx.kv, entry as Deno.KvEntry<Invoice>, next, {
       events,
@@ -139,6 +143,7 @@ export async function updateInvoice(
         }
         : undefined,
       audit: change.audit && statusMoveAudit(change.audit, { at: now, target: inv.id, from: inv.status, to }),
+      retireFreed: retireFreed?.value ? retireFreed as Deno.KvEntry<typeof retireFreed.value> : undefined,
       claims: change.claims,
       jobs: { queue: ctx.config.jobsQueue, now },
     });
