@@ -1824,6 +1824,43 @@ Deno.test("[invoices] dropped deposits take none of the list's places: deposits 
   );
 });
 
+Deno.test("[invoices] a dropped deposit listed before claims existed gives its place up only once its claim is stored, so shown again it is never another invoice's", () => {
+  // A full record of deposits taken back, listed before claims existed (none stored), and a read with many new ones.
+  const dropped = Array.from({ length: MAX_LISTED_WITH_DROPPED }, (_, i) => ({
+    txid: `d${i}`,
+    amount: "20000",
+    confirmations: 0,
+    seenAt: 100 + i,
+    late: false,
+    inTime: true,
+    dropped: true,
+  }));
+  const inv = invoiceOf({ status: "waiting_for_deposit", deposits: dropped, expiresAt: 100_000, checkAt: 1_000 });
+  const fresh = Array.from({ length: MAX_CLAIMS_PER_WRITE }, (_, i) => ({
+    txid: `n${i}`,
+    amount: "20000",
+    confirmations: 0,
+    seenAt: 1_000 + i,
+  }));
+  const state = chainShowing(fresh);
+  /** Every transaction the write leaves off the record is claimed for it: stored before, or by the write. */
+  const unlistedAreClaimed = (before: Invoice, change: InvoiceChange, claimedBy: ReadonlyMap<string, string>) => {
+    const listed = new Set(change.patch!.deposits!.map((d) => d.txid));
+    const claimed = new Set([...claimedBy.keys(), ...change.claims ?? []]);
+    const lost = before.deposits.filter((d) => !listed.has(d.txid) && !claimed.has(d.txid)).map((d) => d.txid);
+    assert.deepEqual(lost, []);
+  };
+  const first = decideFromChain(inv, { state, at: 2_000 }, ALL_TIME, 2_000, 30_000)!;
+  unlistedAreClaimed(inv, first, new Map());
+  assert.equal(first.patch!.checkAt, 2_000, "what waits for the claims is read again at once");
+  // Once the claims are stored, those dropped deposits give their places up to the new ones.
+  const claimedBy = new Map(first.claims!.map((txid) => [txid, inv.id]));
+  const next = { ...inv, ...first.patch } as Invoice;
+  const second = decideFromChain(next, { state, at: 3_000 }, { ...ALL_TIME, claimedBy }, 3_000, 30_000)!;
+  unlistedAreClaimed(next, second, claimedBy);
+  assert.ok(fresh.every((d) => second.patch!.deposits!.some((l) => l.txid === d.txid)), "the new ones are listed");
+});
+
 Deno.test("[invoices] deposits sent to an invoice's address and taken back cannot keep the buyer's payment off it, however many", async () => {
   const app = await startTestApp();
   try {

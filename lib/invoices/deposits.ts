@@ -356,8 +356,12 @@ export function decideFromChain(
   // Every listed entry takes room in the record, other coins' transfers too.
   const listedBefore = deposits.length + otherCoinDepositsOf(inv).length;
   // Dropped deposits, oldest first, give their places up to new ones once the record is full (below), so deposits
-  // sent and taken back cannot keep a payment off it. Their claims stay: shown again, one is listed again.
-  const givable = deposits.filter((d) => d.dropped).map((d) => d.txid);
+  // sent and taken back cannot keep a payment off it. Their claims stay: shown again, one is listed again. One listed
+  // before claims existed waits for its claim, which this write makes only if it has room (MAX_CLAIMS_PER_WRITE, new
+  // deposits first): unlisted and unclaimed, its money shown again would be the next invoice's.
+  const claimPending = new Set(unclaimed);
+  const givable = deposits.filter((d) => d.dropped && !claimPending.has(d.txid)).map((d) => d.txid);
+  const awaitingClaims = deposits.some((d) => d.dropped && claimPending.has(d.txid));
   const given = new Set<string>();
   let dustLeft = 0;
   // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
@@ -377,6 +381,11 @@ export function decideFromChain(
     // Dropped deposits count for nothing, so they take none of the places: deposits sent and taken back must not
     // crowd out a payment. They stay listed (shown again, they count again), within a bound on the record's size.
     const full = listedBefore - given.size + fresh.length >= MAX_LISTED_WITH_DROPPED;
+    if (full && given.size >= givable.length && awaitingClaims && live + fresh.length < MAX_DEPOSITS_PER_INVOICE) {
+      // Their claims are made by this write: the next read, at once, lists what waits (nothing expires meanwhile).
+      more = true;
+      break;
+    }
     if (live + fresh.length >= MAX_DEPOSITS_PER_INVOICE || (full && given.size >= givable.length)) {
       warnRepeatable("invoice full", "invoice holds too many deposits; more are not listed", { invoiceId: inv.id });
       break;
