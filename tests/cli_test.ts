@@ -249,7 +249,7 @@ Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h,
         stderr: "piped",
       }).output();
       assert.equal(help.code, 0, flag);
-      assert.match(new TextDecoder().decode(help.stdout), /^usage:\n  deno task shop /, flag);
+      assert.match(new TextDecoder().decode(help.stdout), /^usage:\n {2}deno task shop /, flag);
     }
     assert.equal((await cli(kv, "shop", "list")).json.length, 4);
   } finally {
