@@ -220,13 +220,14 @@ const IdempotencyKey = text(1, 255);
 
 /**
  * The request's Idempotency-Key header, checked once (1 to 255 characters); null when it has none. A bad one is
- * refused; `refuseFirst` may refuse it first with other problems found only now, named beside the header's.
+ * refused, an empty one too: taken as no key, a shop whose key came out blank would get a second payment per retry.
+ * `refuseFirst` may refuse it first with other problems found only now, named beside the header's.
  */
 export function idempotencyKeyOf(
   header: string | null | undefined,
   refuseFirst?: (problems: Record<string, string>) => void,
 ): string | null {
-  if (!header) return null;
+  if (header == null) return null;
   const problems = idempotencyKeyProblems(header);
   if (!Object.keys(problems).length) return header;
   refuseFirst?.(problems);
@@ -238,7 +239,7 @@ export function idempotencyKeyOf(
  * so a bad header is named in the same 400 as the body's bad fields rather than after they are fixed.
  */
 export function idempotencyKeyProblems(header: string | null | undefined): Record<string, string> {
-  if (!header) return {};
+  if (header == null) return {};
   const parsed = IdempotencyKey.safeParse(header, { error: productMessage });
   return parsed.success ? {} : { "Idempotency-Key": parsed.error.issues[0].message };
 }

@@ -317,3 +317,52 @@ Deno.test("[idempotency] a bad Idempotency-Key is named in the same 400 as the b
     await app.close();
   }
 });
+
+Deno.test("[idempotency] an empty Idempotency-Key is refused (init-payment, checkout sessions, invoices, refunds) rather than taken as no key, and nothing is stored", async (t) => {
+  const app = await startTestApp();
+  try {
+    const paid = await callInit(app, paymentBody());
+    assert.equal(paid.status, 201, JSON.stringify(paid.body));
+    await buyerSettles(paid.body.url, "paid");
+    await waitFor(
+      "the payment succeeded",
+      async () => (await getPayment(app.kv, paid.body.id))?.status === "succeeded",
+    );
+    const stored = async () => {
+      let n = 0;
+      for (const prefix of ["payments", "checkout_sessions", "invoices", "refunds"]) {
+        for await (const _ of app.kv.list({ prefix: [prefix] })) n++;
+      }
+      return n;
+    };
+    const before = await stored();
+    // Bodies that are right in every other way: a shop whose key variable came out blank would otherwise get a
+    // payment, invoice or refund with no idempotency, and a second one on each retry.
+    const cases: [string, Record<string, unknown>][] = [
+      ["/init-payment", paymentBody()],
+      ["/checkout/sessions", { amount: 2500, currency: "EUR", customerEmail: "buyer@example.com" }],
+      ["/invoices", invoiceBody()],
+      [`/payments/${paid.body.id}/refunds`, { amount: 100 }],
+    ];
+    for (const [path, body] of cases) {
+      await t.step(path.replace(/pay_[^/]+/, "{id}"), async () => {
+        const res = await fetch(`${app.baseUrl}/api/v1${path}`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${app.shop.apiKey}`,
+            "content-type": "application/json",
+            "idempotency-key": "",
+          },
+          body: JSON.stringify(body),
+        });
+        const answer = await res.json();
+        assert.equal(res.status, 400, JSON.stringify(answer));
+        assert.equal(answer.error.code, "invalid_request");
+        assert.deepEqual(answer.error.fields, { "Idempotency-Key": "must not be empty" });
+      });
+    }
+    assert.equal(await stored(), before, "nothing was stored");
+  } finally {
+    await app.close();
+  }
+});
