@@ -50,5 +50,5 @@ export async function verifyRedirect(
 }
 
 // On the success page: check that apay_payment is the payment of the order in your own URL, then
-//   const result = await verifyRedirect(env.APAY_KEY, req.url);
+//   const result = await verifyRedirect(env.APAY_WEBHOOK_SECRET, req.url);
 //   result?.status === "succeeded" ? "Thank you, your payment went through." : "We are confirming your payment…";

@@ -58,11 +58,11 @@ export async function verifyPostback(
 
 // A fetch-style handler (Deno.serve, a Cloudflare Worker's fetch, a Vercel Edge function):
 // export default {
-//   async fetch(req: Request, env: { APAY_KEY: string }) {
+//   async fetch(req: Request, env: { APAY_WEBHOOK_SECRET: string }) {
 //     const rawBody = await req.text();
 //     let postback;
 //     try {
-//       postback = await verifyPostback(env.APAY_KEY, req.headers, rawBody);
+//       postback = await verifyPostback(env.APAY_WEBHOOK_SECRET, req.headers, rawBody);
 //     } catch {
 //       return new Response("bad signature", { status: 400 });
 //     }
