@@ -422,3 +422,35 @@ Deno.test("[docs] invoices.md on other coins: listed apart, never counted, bound
     await app.close();
   }
 });
+
+Deno.test("[docs] idempotency.md's retry policy names every status init-payment can answer that errors.md says to retry", async () => {
+  const app = await startTestApp();
+  try {
+    const spec: OpenApiDocument = await (await fetch(`${app.baseUrl}/openapi.json`)).json();
+    const responses = spec.paths["/api/v1/init-payment"].post!.responses as Record<
+      string,
+      { content?: Record<string, { examples?: Record<string, unknown> }> }
+    >;
+    const answered = new Set(
+      Object.values(responses).flatMap((r) => Object.keys(r.content?.["application/json"]?.examples ?? {})),
+    );
+    const errors = await readDoc("errors.md");
+    const shopTable = errors.slice(errors.indexOf("## Codes of the shop's API"), errors.indexOf("## Rate limits"));
+    const retried = shopTable.split("\n")
+      .map((line) => line.match(/^\| (\d{3}) +\| `([a-z_]+)` +\|[^|]*\| yes/))
+      .filter((m) => m !== null && answered.has(m[2]))
+      .map((m) => [m![1], m![2]]);
+    assert.ok(retried.length >= 5, `read the table: ${JSON.stringify(retried)}`);
+    const idempotency = await readDoc("idempotency.md");
+    const advice = idempotency.slice(idempotency.indexOf("## A simple retry policy"));
+    for (const [status, code] of retried) {
+      // A status retried whatever its code (`502`), or this code alone (`400 body_unreadable`).
+      assert.ok(
+        advice.includes(`\`${status}\``) || advice.includes(`\`${status} ${code}\``),
+        `the retry policy names ${status} ${code}`,
+      );
+    }
+  } finally {
+    await app.close();
+  }
+});
