@@ -454,3 +454,29 @@ Deno.test("[docs] idempotency.md's retry policy names every status init-payment 
     await app.close();
   }
 });
+
+Deno.test("[docs] errors.md: a body not read as a JSON object has no fields, and a field given twice is named alone", async () => {
+  const app = await startTestApp();
+  try {
+    const send = async (raw: string) => {
+      const res = await fetch(`${app.baseUrl}/api/v1/init-payment`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${app.shop.apiKey}`, "content-type": "application/json" },
+        body: raw,
+      });
+      return { status: res.status, error: (await res.json()).error };
+    };
+    for (const raw of ['{"amount":', "[]"]) {
+      const answer = await send(raw);
+      assert.equal(answer.status, 400);
+      assert.equal(answer.error.code, "invalid_request");
+      assert.equal(answer.error.fields, undefined, raw);
+    }
+    const twice = await send('{"amount":1000,"amount":1000,"email":"not-an-email"}');
+    assert.equal(twice.status, 400);
+    assert.deepEqual(twice.error.fields, { amount: "duplicated" });
+    assert.ok((await readDoc("errors.md")).includes('(`"amount": "duplicated"`)'));
+  } finally {
+    await app.close();
+  }
+});
