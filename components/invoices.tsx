@@ -145,12 +145,18 @@ export function PoolView({ pool }: { pool: PoolNetwork[] }) {
 }
 
 /** Asked before an operator cancels an invoice: by the page's script, or else by a page of its own. */
-export function cancelInvoiceQuestion(addressRestMs: number): string {
-  return `Cancel this invoice? Its address ${addressAfterCancel(addressRestMs)}; later deposits are recorded as late.`;
+export function cancelInvoiceQuestion(addressRestMs: number, inv: Pick<Invoice, "addressWorn">): string {
+  return `Cancel this invoice? Its address ${
+    addressAfterCancel(addressRestMs, inv)
+  }; later deposits are recorded as late.`;
 }
 
-/** What becomes of a cancelled invoice's address, as INVOICE_ADDRESS_REST_S sets it (the config's addressRestMs). */
-export function addressAfterCancel(addressRestMs: number): string {
+/**
+ * What becomes of a cancelled invoice's address: retired when the chain showed it too many transfers (Invoice.
+ * addressWorn), or else back to the pool after the rest INVOICE_ADDRESS_REST_S sets (the config's addressRestMs).
+ */
+export function addressAfterCancel(addressRestMs: number, inv: Pick<Invoice, "addressWorn">): string {
+  if (inv.addressWorn) return "leaves the pool for good (too many transfers there for the chain's answer)";
   if (addressRestMs <= 0) return "goes back to the pool at once";
   const days = addressRestMs / 86_400_000;
   const rest = days === 1 ? "a day" : Number.isInteger(days) ? `${days} days` : roughDuration(addressRestMs / 1000);
@@ -209,7 +215,7 @@ export function InvoiceDetail(
             method="post"
             action={`${props.basePath}/${inv.id}/cancel`}
             class="inline"
-            data-confirm={cancelInvoiceQuestion(props.addressRestMs)}
+            data-confirm={cancelInvoiceQuestion(props.addressRestMs, inv)}
             data-busy="Cancelling…"
           >
             <CsrfField token={props.csrf} />

@@ -10,6 +10,7 @@ import { countLateInvoices, getInvoice, listPoolAddresses } from "../lib/db/invo
 import { deleteBackfillState } from "../lib/db/backfills.ts";
 import { runBackfill } from "../lib/backfills/run.ts";
 import { lateInvoiceIndexBackfill } from "../lib/invoices/backfill.ts";
+import { ADDRESS_RETIRES_AT, syncInvoice } from "../lib/invoices/deposits.ts";
 import { listDeliveriesByPayment } from "../lib/db/deliveries.ts";
 import { createShop } from "../lib/shops.ts";
 import { startShopReceiver, startTestApp, waitFor } from "../fixtures/app.ts";
@@ -271,6 +272,27 @@ Deno.test("[backfill] invoices holding late money written before the late-invoic
     await deleteBackfillState(app.kv, "invoice_late_index");
     assert.equal((await runBackfill(app.server.ctx, lateInvoiceIndexBackfill)).written, 0);
     assert.equal(await card(), "2 invoices with late money");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[console] cancelling an invoice whose address showed too many transfers says the address leaves the pool, not that it rests and comes back", async () => {
+  const app = await startTestApp();
+  try {
+    const chain = chainApi(app);
+    await chain.knobs({ dropNotices: true });
+    const worn = await createTestInvoice(app, { title: "Worn address" });
+    for (let i = 0; i < ADDRESS_RETIRES_AT; i++) await chain.deposit(worn.address, "1");
+    await syncInvoice(app.server.ctx, worn.id);
+    const words = /leaves the pool for good/;
+    const b = await operatorBrowser(app);
+    const page = await b.get(`/admin/invoices/${worn.id}`);
+    assert.match(page.text.replaceAll("&#39;", "'"), words, "the question the page's script asks");
+    assert.doesNotMatch(page.text, /goes back to the pool/);
+    assert.match((await b.post(`/admin/invoices/${worn.id}/cancel`, {})).text, words, "the question's page");
+    const done = await b.post(`/admin/invoices/${worn.id}/cancel`, { confirm: "yes" });
+    assert.match((await b.get(done.location!)).text, words, "the note after");
   } finally {
     await app.close();
   }

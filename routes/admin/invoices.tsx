@@ -28,7 +28,9 @@ export function invoiceRoutes(ctx: AppContext) {
     return c.html(renderPage(
       <AdminLayout title="Invoice" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
         {c.req.query("done") === "cancelled" && (
-          <Flash kind="ok">Invoice cancelled; its address {addressAfterCancel(ctx.config.addressRestMs)}.</Flash>
+          <Flash kind="ok">
+            Invoice cancelled; its address {addressAfterCancel(ctx.config.addressRestMs, info.invoice)}.
+          </Flash>
         )}
         <InvoiceDetail
           {...info}
@@ -51,7 +53,7 @@ export function invoiceRoutes(ctx: AppContext) {
       return c.html(renderPage(
         <AdminLayout title="Please confirm" path="/admin/invoices" email={c.var.operator.email} csrf={c.var.csrf}>
           <ConfirmStep
-            question={cancelInvoiceQuestion(ctx.config.addressRestMs)}
+            question={cancelInvoiceQuestion(ctx.config.addressRestMs, inv)}
             button="Cancel invoice"
             destructive
             action={`/admin/invoices/${inv.id}/cancel`}
