@@ -144,7 +144,7 @@ async function demoKeys(ctx: AppContext, demo: DemoShop): Promise<string[]> {
 
 export type DemoRedirectCheck =
   | { state: "verified"; status: string; paymentId: string }
-  | { state: "invalid" | "unsigned" | "other_order" };
+  | { state: "invalid" | "unsigned" | "other_order" | "unchecked" };
 
 /**
  * The demo shop's result page checks the signed parameters of the redirect the way a shop's page must: the signature,
@@ -159,10 +159,16 @@ export async function checkDemoRedirect(
   if (!opts.query.has("apay_sig")) return { state: "unsigned" };
   const ok = verifyRedirect(await demoKeys(ctx, demo), opts.query, Math.floor(ctx.now() / 1000));
   if (!ok) return { state: "invalid" };
-  return ok.paymentId === await demoOrderPayment(demo, opts) ? { state: "verified", ...ok } : { state: "other_order" };
+  // A lookup that did not answer proves neither way: the page waits for the postback, as for an unsigned return.
+  const orderPayment = await demoOrderPayment(demo, opts).catch(() => undefined);
+  if (orderPayment === undefined) return { state: "unchecked" };
+  return ok.paymentId === orderPayment ? { state: "verified", ...ok } : { state: "other_order" };
 }
 
-/** Our payment id of a demo order, as the shop's API answers it by the order's id; null when there is none. */
+/**
+ * Our payment id of a demo order, as the shop's API answers it by the order's id; null when the API says there is
+ * none (404). Throws when it gave no answer (timeout, a 5xx, a 429), which says nothing about the order.
+ */
 async function demoOrderPayment(demo: DemoShop, opts: { order: string; selfUrl: string }): Promise<string | null> {
   if (!opts.order) return null;
   const res = await fetch(`${opts.selfUrl}/api/v1/payments?shopTxId=${encodeURIComponent(opts.order)}`, {
@@ -170,7 +176,9 @@ async function demoOrderPayment(demo: DemoShop, opts: { order: string; selfUrl: 
     signal: AbortSignal.timeout(5_000),
   });
   const body = await res.json().catch(() => null);
-  return res.ok && typeof body?.payment?.id === "string" ? body.payment.id : null;
+  if (res.status === 404) return null;
+  if (!res.ok || typeof body?.payment?.id !== "string") throw new Error(`order lookup answered ${res.status}`);
+  return body.payment.id;
 }
 
 export function recentDemoPostbacks(ctx: AppContext) {

@@ -128,6 +128,7 @@ const SIGNATURE_TEXT = {
   invalid: "INVALID",
   unsigned: "not signed",
   other_order: "INVALID: another order's payment",
+  unchecked: "signed, but the order could not be looked up",
 } as const satisfies Record<DemoRedirectCheck["state"], string>;
 
 function ResultPage({ declined, order, check }: { declined: boolean; order: string; check: DemoRedirectCheck }) {

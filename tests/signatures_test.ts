@@ -11,6 +11,7 @@ import {
   buyerSettles,
   callInit,
   CLI_OPERATOR,
+  freePort,
   paymentBody,
   runShopCli,
   startShopReceiver,
@@ -22,6 +23,7 @@ import { Browser, operatorBrowser } from "../fixtures/browser.ts";
 import { createPortalLink } from "../lib/auth/portal.ts";
 import { getShop, getShopEntry, replaceShop } from "../lib/db/shops.ts";
 import { listDemoPostbacks } from "../lib/db/demo.ts";
+import { checkDemoRedirect } from "../lib/demo.ts";
 import { newSigningKeyPair, newWebhookSecret, webhookHeaders } from "../lib/relay/signing.ts";
 import {
   endSigningOverlap,
@@ -534,6 +536,13 @@ Deno.test("[signatures] the demo shop shows verified for the redirect and the po
         const other = await fetch(paid).then((r) => r.text());
         assert.match(other, /data-redirect-signature="other_order">INVALID: another order's payment</);
         assert.doesNotMatch(other, /Thank you/);
+        // A lookup of the order that got no answer proves neither way: not "another order's", and no thanks.
+        const unanswered = await checkDemoRedirect(app.server.ctx, app.server.demo!, {
+          query: new URL(paid).searchParams,
+          order,
+          selfUrl: `http://127.0.0.1:${freePort()}`,
+        });
+        assert.deepEqual(unanswered, { state: "unchecked" });
         // "success" typed into the URL by hand proves nothing.
         const typed = await fetch(`${app.baseUrl}/demo/result?outcome=success&order=${order}`).then((r) => r.text());
         assert.match(typed, /<h1>We are confirming your payment<\/h1>/);
