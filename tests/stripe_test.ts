@@ -37,7 +37,7 @@ import {
 } from "../fixtures/app.ts";
 import { StripeFake } from "../fixtures/stripe_fake.ts";
 import { StripeProvider } from "../lib/providers/stripe.ts";
-import { UpstreamError } from "../lib/errors.ts";
+import { ProviderRefusedError, UpstreamError } from "../lib/errors.ts";
 import { ErrorResponse } from "../lib/payments/api_schemas.ts";
 import { OptionsResponse } from "../lib/accounts/api_schemas.ts";
 import { operatorBrowser, portalBrowser } from "../fixtures/browser.ts";
@@ -1412,6 +1412,53 @@ Deno.test("[stripe] a refund's retry looking for its earlier refund among hundre
     assert.equal(fake.calls["POST /v1/refunds"] ?? 0, 0);
   } finally {
     await fake.close();
+  }
+});
+
+Deno.test("[stripe] a refund's retry that meets a page of Stripe's list with nothing on it but more to come fails, asking for no refund: a list it could not read to its end is not a list without ours", async () => {
+  // Stripe itself never answers so; a proxy or an outage in front of it may. The fake cannot, so a server of our own
+  // stands in for Stripe: the session, an empty page that says more follow, and any refund asked for counted.
+  let refundsAsked = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const { pathname } = new URL(req.url);
+    if (req.method === "GET" && pathname === "/v1/checkout/sessions/cs_gap") {
+      return Response.json({
+        id: "cs_gap",
+        object: "checkout.session",
+        payment_intent: "pi_gap",
+        metadata: { paymentId: "pay_gap", amountUnits: "stripe" },
+      });
+    }
+    if (req.method === "GET" && pathname === "/v1/refunds") {
+      return Response.json({ object: "list", url: "/v1/refunds", has_more: true, data: [] });
+    }
+    if (req.method === "POST" && pathname === "/v1/refunds") {
+      refundsAsked++;
+      return Response.json({
+        id: "re_second",
+        object: "refund",
+        status: "succeeded",
+        metadata: { refundId: "rf_gap" },
+      });
+    }
+    return Response.json({ error: { type: "invalid_request_error", message: "Unknown" } }, { status: 404 });
+  });
+  try {
+    const provider = new StripeProvider({
+      secretKey: STRIPE_KEY,
+      webhookSecret: "whsec_stripe_org2",
+      connectedAccountId: ORG2,
+      apiUrl: `http://127.0.0.1:${server.addr.port}`,
+      timeoutMs: 5000,
+    });
+    // The earlier call was a day ago: its key is forgotten, so a refund asked for now would be a second one.
+    await assert.rejects(
+      provider.refund("cs_gap", 100, "rf_gap", "EUR", { retry: true, lastAskedMsAgo: 25 * 3_600_000 }),
+      (err: Error) => err instanceof UpstreamError && !(err instanceof ProviderRefusedError) && !err.timedOut,
+    );
+    assert.equal(refundsAsked, 0, "no refund asked for");
+  } finally {
+    await server.shutdown();
   }
 });
 

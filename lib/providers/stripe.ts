@@ -264,7 +264,12 @@ export class StripeProvider implements PaymentProvider {
         );
         const ours = page.data.find((r) => r.metadata?.refundId === refundId);
         if (ours) return ours;
-        if (!page.has_more || !page.data.length) return null;
+        if (!page.has_more) return null;
+        // More said to follow a page with nothing to page from: the list was not read to its end, and "not found"
+        // would ask Stripe for the refund again (a second one, once the first key is forgotten).
+        if (!page.data.length) {
+          throw new UpstreamError(false, "GET /v1/refunds answered an empty page with more to come");
+        }
         after = page.data[page.data.length - 1].id;
       }
     });
