@@ -32,9 +32,12 @@ const { values, positionals } = parseCommandArgs({ email: { type: "string" }, ..
 const [cmd, arg, arg2] = positionals;
 // The email as --email, or where create and token create take it.
 const email = values.email ?? arg;
-const valid = (cmd === "create" && arg) || cmd === "list" ||
-  ((cmd === "disable" || cmd === "enable") && email && !(values.email && arg)) ||
-  (cmd === "token" && ((arg === "create" && arg2) || arg === "list" || (arg === "revoke" && arg2)));
+// An argument too many is refused: it is what is left of an option whose value was forgotten (see parseCommandArgs).
+const count = positionals.length;
+const valid = (cmd === "create" && count === 2) || (cmd === "list" && count === 1) ||
+  ((cmd === "disable" || cmd === "enable") && email && count === (values.email ? 1 : 2)) ||
+  (cmd === "token" && ((arg === "create" && count === 3) || (arg === "list" && count === 2) ||
+    (arg === "revoke" && count === 3)));
 if (!valid) fail(USAGE);
 const command = cmd === "token" ? `operator token ${arg}` : `operator ${cmd}`;
 // create may go without --actor while the store has no operator; createFirstOperatorAccount checks that.

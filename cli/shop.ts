@@ -79,14 +79,16 @@ const { values, positionals } = parseCommandArgs({
 }, USAGE);
 
 // Checked before the store is opened: a call that is not one of the commands above gets the usage, not a complaint
-// about the database it never needed.
+// about the database it never needed. An argument too many is refused too: it is what is left of an option whose value
+// was forgotten (`--name --allowed-host shop.example` names the shop "--allowed-host"), as an option's value is taken
+// whatever it begins with.
 const [cmd, sub, ...rest] = positionals;
 const signing = cmd === "signing" && rest.length === 1 ? rest[0] : undefined;
-const valid = (cmd === "route" && sub && !rest.length && values.account) || (cmd === "create" && values.name) ||
+const valid = (cmd === "route" && sub && !rest.length && values.account) || (cmd === "create" && values.name && !sub) ||
   (cmd === "key" && ((sub === "create" && rest.length === 1) || (sub === "revoke" && rest.length === 2))) ||
   signing === "ed25519" || signing === "hmac" || signing === "end-overlap" ||
   (cmd === "redirects" && rest.length === 1 && (rest[0] === "on" || rest[0] === "off")) ||
-  (cmd === "embed" && sub && !rest.length) || cmd === "list";
+  (cmd === "embed" && sub && !rest.length) || (cmd === "list" && !sub);
 if (!valid) fail(USAGE);
 const command = cmd === "key" ? `shop key ${sub}` : `shop ${cmd}`;
 const actorEmail = cmd === "list" ? undefined : requireActor(values.actor, command, USAGE);

@@ -257,6 +257,35 @@ Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h,
   }
 });
 
+Deno.test("[cli] an option left without its value takes the next option as it, and the argument that option was given is then refused as one too many: nothing is made", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+    // The name forgotten: --name takes "--allowed-host" as the name, and the host is left over.
+    const noName = await cli(kv, "shop", "create", "--name", "--allowed-host", "shop.example", ...AS_OPS);
+    assert.equal(noName.code, 2, noName.stderr);
+    assert.match(noName.stderr, /^usage:/);
+    assert.deepEqual((await cli(kv, "shop", "list")).json, []);
+    // The same for an operator: --email takes "--actor", and the actor's email is left over.
+    const extra = await cli(kv, "operator", "create", "new@example.com", "--email", ...AS_OPS);
+    assert.equal(extra.code, 2, extra.stderr);
+    assert.match(extra.stderr, /^usage:/);
+    const emails = (await cli(kv, "operator", "list")).json.map((o: { email: string }) => o.email);
+    assert.deepEqual(emails, ["ops@example.com"]);
+    // Every command: one that acts on nothing (a list) and one that reads one thing.
+    for (
+      const args of [["shop", "list", "extra"], ["operator", "list", "extra"], ["payment", "show", "pay_x", "extra"]]
+    ) {
+      const refused = await cli(kv, args[0], ...args.slice(1));
+      assert.equal(refused.code, 2, args.join(" "));
+      assert.match(refused.stderr, /^usage:/, args.join(" "));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
