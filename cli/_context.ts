@@ -46,13 +46,14 @@ function exists(path: string): boolean {
 /**
  * A command's options and positionals (node:util's parseArgs over Deno.args); an unknown option or one missing its
  * value ends the command with the message and the usage, not a stack trace. An option that takes a value takes the
- * next argument whatever it begins with (`--note "-5 EUR kept"`, `--name -h`): free text may begin with a dash, and
- * parseArgs refuses such a value as ambiguous unless written `--note=-5 EUR kept`.
+ * next argument whatever it begins with (`--note "-5 EUR kept"`, `--name -h`), unless that is one of the command's
+ * options (see withValuesJoined): free text may begin with a dash, and parseArgs refuses such a value as ambiguous
+ * unless written `--note=-5 EUR kept`.
  */
 export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
-  const args = withValuesJoined(Deno.args, options ?? {});
-  exitWithUsageIfAsked(args, usage);
   try {
+    const args = withValuesJoined(Deno.args, options ?? {});
+    exitWithUsageIfAsked(args, usage);
     return parseArgs({ args, allowPositionals: true, options });
   } catch (err) {
     if (err instanceof TypeError) fail(`${err.message}\n${usage}`);
@@ -60,13 +61,21 @@ export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: 
   }
 }
 
-/** The arguments with each value-taking option's value written into it (`--note=VALUE`); all after `--` as they are. */
+/**
+ * The arguments with each value-taking option's value written into it (`--note=VALUE`); all after `--` as they are. A
+ * value that is one of the command's own options (`--name --allowed-host=shop.example`) is refused (TypeError, as
+ * parseArgs refuses): its option's value was forgotten, and taken it would do the command with both options wrong.
+ */
 function withValuesJoined(args: string[], options: NonNullable<ParseArgsConfig["options"]>): string[] {
+  const isOption = (arg: string) => arg.startsWith("--") && Object.hasOwn(options, arg.slice(2).split("=")[0]);
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") return [...out, ...args.slice(i)];
-    const takesValue = arg.startsWith("--") && options[arg.slice(2)]?.type === "string";
+    const takesValue = isOption(arg) && !arg.includes("=") && options[arg.slice(2)].type === "string";
+    if (takesValue && i + 1 < args.length && isOption(args[i + 1])) {
+      throw new TypeError(`Option '${arg}' has no value: '${args[i + 1]}' after it is an option of this command`);
+    }
     out.push(takesValue && i + 1 < args.length ? `${arg}=${args[++i]}` : arg);
   }
   return out;

@@ -230,12 +230,12 @@ Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h,
   const kv = `${dir}/kv.sqlite3`;
   try {
     assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
-    for (const name of ["-5 EUR kept", "-h", "--help", "--actor"]) {
+    for (const name of ["-5 EUR kept", "-h", "--help", "--actors"]) {
       const made = await cli(kv, "shop", "create", "--name", name, ...AS_OPS);
       assert.equal(made.code, 0, `${name}: ${made.stderr}`);
     }
     const names = (await cli(kv, "shop", "list")).json.map((s: { name: string }) => s.name).sort();
-    assert.deepEqual(names, ["--actor", "--help", "-5 EUR kept", "-h"]);
+    assert.deepEqual(names, ["--actors", "--help", "-5 EUR kept", "-h"]);
     // After --, an argument is no flag: the shop's id "-h" is looked for, not the usage printed.
     const afterDashes = await cli(kv, "payment", "show", "--", "-h");
     assert.equal(afterDashes.code, 2);
@@ -257,18 +257,21 @@ Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h,
   }
 });
 
-Deno.test("[cli] an option left without its value takes the next option as it, and the argument that option was given is then refused as one too many: nothing is made", async () => {
+Deno.test("[cli] an option left without its value is refused, not given the option after it as its value, and an argument a command does not take is refused: nothing is made", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
   try {
     assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
-    // The name forgotten: --name takes "--allowed-host" as the name, and the host is left over.
-    const noName = await cli(kv, "shop", "create", "--name", "--allowed-host", "shop.example", ...AS_OPS);
-    assert.equal(noName.code, 2, noName.stderr);
-    assert.match(noName.stderr, /^usage:/);
+    // The name forgotten: the option after --name is not taken as the name, however it is written.
+    for (const next of [["--allowed-host", "shop.example"], ["--allowed-host=shop.example"], ["--actor"]]) {
+      const noName = await cli(kv, "shop", "create", "--name", ...next, ...AS_OPS);
+      assert.equal(noName.code, 2, noName.stderr);
+      assert.match(noName.stderr, /^Option '--name' has no value: '--(allowed-host|actor)[^']*' after it is an option/);
+      assert.match(noName.stderr, /\nusage:/);
+    }
     assert.deepEqual((await cli(kv, "shop", "list")).json, []);
-    // The same for an operator: --email takes "--actor", and the actor's email is left over.
-    const extra = await cli(kv, "operator", "create", "new@example.com", "--email", ...AS_OPS);
+    // An argument left over (what --email=... would leave, were the value forgotten) is refused too.
+    const extra = await cli(kv, "operator", "create", "new@example.com", "other@example.com", ...AS_OPS);
     assert.equal(extra.code, 2, extra.stderr);
     assert.match(extra.stderr, /^usage:/);
     const emails = (await cli(kv, "operator", "list")).json.map((o: { email: string }) => o.email);
