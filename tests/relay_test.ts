@@ -1268,6 +1268,7 @@ Deno.test("[relay] a shop that answers again after hanging has its attempts coun
   const recovered = new Promise<void>((r) => (recover = r));
   let holding = 0;
   let mostHeld = 0;
+  let hungAnswered = 0;
   const server = startShopReceiver(async (n) => {
     holding++;
     mostHeld = Math.max(mostHeld, holding);
@@ -1276,6 +1277,7 @@ Deno.test("[relay] a shop that answers again after hanging has its attempts coun
       return new Response("ok");
     } finally {
       holding--;
+      if (n <= 2) hungAnswered++;
     }
   });
   const origin = new URL(server.url).origin;
@@ -1287,7 +1289,11 @@ Deno.test("[relay] a shop that answers again after hanging has its attempts coun
     // Both attempts run long, and the shop answers again: its next attempts take their slots.
     await sleep(1_600);
     recover();
-    await sleep(100);
+    // Counted once both long attempts have answered (a loaded machine can take longer than any fixed pause to get
+    // there), and the next attempts have answered too: each long one hands its slot on as long-running, so for one
+    // round of quick attempts (40 ms) four are held; then the quick answers put them back under the total.
+    await waitFor("the long attempts answered", () => hungAnswered === 2 || undefined);
+    await sleep(200);
     mostHeld = holding;
     const fast = await storeDueDeliveries(app, `${origin}/fast`, 6, "fast", Date.now(), other.shop.id);
     await Promise.all([...offers, ...fast.map((d) => pool.offer(d.id))]);
