@@ -4,6 +4,7 @@ import { hasIdShape } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import type { ProviderStatus } from "../providers/types.ts";
+import { PAID_ORPHANS_CAP } from "../metrics.ts";
 import {
   countUnhandledPaidOrphans,
   getPaidOrphan,
@@ -96,10 +97,13 @@ export function listOrphans(ctx: AppContext) {
   return listPaidOrphans(ctx.kv, { unhandled: 500, handled: 50 });
 }
 
-/** How many paid orphans wait for an operator, for the console's overview: counted up to `max` an account (then "at least"). */
-export async function countOrphansWaiting(ctx: AppContext, max = 1_000): Promise<{ count: number; more: boolean }> {
-  const counts = await countUnhandledPaidOrphans(ctx.kv, max);
-  return { count: counts.reduce((n, c) => n + c.count, 0), more: counts.some((c) => c.count >= max) };
+/**
+ * How many paid orphans wait for an operator, for the console's overview: counted up to the gauge's cap an account
+ * (then "at least"), so the page and the alert agree.
+ */
+export async function countOrphansWaiting(ctx: AppContext): Promise<{ count: number; more: boolean }> {
+  const counts = await countUnhandledPaidOrphans(ctx.kv, PAID_ORPHANS_CAP);
+  return { count: counts.reduce((n, c) => n + c.count, 0), more: counts.some((c) => c.count >= PAID_ORPHANS_CAP) };
 }
 
 /** An operator's mark as read from a form or the command line, for its confirmation: the orphan and the note. */
