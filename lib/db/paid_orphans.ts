@@ -18,8 +18,11 @@ const unhandledKey = (provider: string, accountId: string, ref: string) =>
 const handledKey = (at: number, accountId: string, ref: string) =>
   ["paid_orphans_handled", at, accountId, ref] as const;
 
-/** How often a write of a record is tried again when others (copies of its webhook, a mark) write it at once. */
-const SIGHTING_ATTEMPTS = 5;
+/**
+ * How often a write of a record (a sighting or a mark) is tried again when others (copies of its webhook, a mark)
+ * write it at once.
+ */
+const WRITE_ATTEMPTS = 5;
 
 /** A refused webhook's news of a paid orphan, as the record keeps it (the strings already capped). */
 export type OrphanSighting = Omit<PaidOrphan, "firstSeenAt" | "lastSeenAt" | "timesSeen" | "handled" | "earlierMark">;
@@ -33,7 +36,7 @@ export type OrphanSighting = Omit<PaidOrphan, "firstSeenAt" | "lastSeenAt" | "ti
  */
 export async function recordPaidOrphanSighting(kv: Deno.Kv, seen: OrphanSighting, now: number): Promise<PaidOrphan> {
   const key = orphanKey(seen.accountId, seen.ref);
-  for (let attempt = 0; attempt < SIGHTING_ATTEMPTS; attempt++) {
+  for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
     const entry = await kv.get<PaidOrphan>(key);
     const before = entry.value;
     const arrived = before?.claimed === "pending" && seen.claimed === "succeeded";
@@ -145,7 +148,7 @@ export async function markPaidOrphanHandled(
   audit: (before: PaidOrphan, after: PaidOrphan) => NewAuditEntry,
 ): Promise<PaidOrphan> {
   const key = orphanKey(which.accountId, which.ref);
-  for (let attempt = 0; attempt < SIGHTING_ATTEMPTS; attempt++) {
+  for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
     const entry = await kv.get<PaidOrphan>(key);
     const before = entry.value;
     if (!before) throw new NotFoundError("Unknown paid orphan.");
