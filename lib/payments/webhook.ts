@@ -163,21 +163,9 @@ async function orphanNews(
     claimed: notice.claimedStatus,
   };
   if (notice.claimsMoney) {
-    const orphan = await recordPaidOrphanSighting(
-      ctx.kv,
-      orphanSighting(
-        {
-          provider: account.provider,
-          accountId: account.id,
-          ref: notice.ref,
-          paymentId: notice.paymentId,
-          claimed: notice.claimedStatus,
-        },
-        fields,
-        notice.eventId,
-      ),
-      ctx.now(),
-    );
+    // The record keeps what the log line says (orphanSighting caps it), and the provider besides.
+    const seen = orphanSighting({ ...fields, provider: account.provider }, fields, notice.eventId);
+    const orphan = await recordPaidOrphanSighting(ctx.kv, seen, ctx.now());
     if (orphan.handled) {
       log.info("webhook about a paid orphan an operator marked handled: acknowledged, nothing changed", {
         ...fields,
