@@ -10,6 +10,7 @@ import {
   recentDemoPostbacks,
 } from "../lib/demo.ts";
 import type { DemoPostback } from "../lib/db/demo.ts";
+import { isPaid, type PaymentStatus } from "../lib/payments/status.ts";
 import { Page, renderPage } from "../components/html.tsx";
 import { checkoutScriptPath } from "./checkout/script.ts";
 import { allowFrameSources, allowPopups } from "./_headers.ts";
@@ -112,8 +113,9 @@ function EmbeddedPage(props: { order: string; sessionId: string; clientSecret: s
 
 /** What the demo's result page tells the buyer: only what the verified redirect says, never the URL's own words. */
 function resultText(declined: boolean, check: DemoRedirectCheck): { title: string; text: string } {
-  const status = check.state === "verified" ? check.status : null;
-  if (status === "succeeded" || status === "partially_refunded" || status === "refunded") {
+  // Signed by us (verified), so one of our payment statuses.
+  const status = check.state === "verified" ? check.status as PaymentStatus : null;
+  if (status !== null && isPaid(status)) {
     return { title: "Thank you!", text: "you paid. The shop ships on the signed postback, not on this page." };
   }
   // Unsigned or pending, "success" in the URL proves nothing (anyone can type it): the postback will tell.
