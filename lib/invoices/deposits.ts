@@ -261,6 +261,8 @@ export function decideFromChain(
 ): InvoiceChange | null {
   const needed = confirmationsNeeded(inv.network);
   const open = isInvoiceOpen(inv.status);
+  // Money arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
+  const seenInTime = (seenAt: number) => seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
   // Whether a listed transaction is still this invoice's: its claim says; unclaimed (listed before claims), the
   // window, and without one (two holders back) it stays the invoice's that listed it.
   const ours = (txid: string, seenAt: number) => {
@@ -318,7 +320,7 @@ export function decideFromChain(
   function otherAmount(d: InvoiceDeposit, seen: ChainDeposit): InvoiceDeposit {
     const amount = BigInt(seen.amount).toString();
     const late = d.late || !open;
-    const inTime = seen.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
+    const inTime = seenInTime(seen.seenAt);
     events.push({
       type: late ? "late_deposit" : "deposit_seen",
       at: now,
@@ -391,9 +393,7 @@ export function decideFromChain(
       break;
     }
     if (full) given.add(givable[given.size]);
-    // Arrived in time when the chain saw it before expiresAt, or when this read came back before our expiresAt.
-    const inTime = d.seenAt < inv.expiresAt || (read.answeredAt ?? read.at) < inv.expiresAt;
-    fresh.push({ ...d, late: !open, inTime });
+    fresh.push({ ...d, late: !open, inTime: seenInTime(d.seenAt) });
   }
   // Listed oldest first, as the chain saw them.
   fresh.sort((a, b) => a.seenAt - b.seenAt);
