@@ -48,7 +48,8 @@ function exists(path: string): boolean {
  * value ends the command with the message and the usage, not a stack trace. An option that takes a value takes the
  * next argument whatever it begins with (`--note "-5 EUR kept"`, `--name -h`), unless that is one of the command's
  * options (see withValuesJoined): free text may begin with a dash, and parseArgs refuses such a value as ambiguous
- * unless written `--note=-5 EUR kept`.
+ * unless written `--note=-5 EUR kept`. Each command then refuses a positional argument it does not take: the rest of a
+ * value left unquoted (`--name My Shop` names the shop "My") would otherwise be dropped without a word.
  */
 export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
   try {

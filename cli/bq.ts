@@ -17,7 +17,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 
 const { values, positionals } = parseCommandArgs({ from: { type: "string" }, to: { type: "string" } }, USAGE);
 const [cmd] = positionals;
-// An argument too many is refused: it is what is left of an option whose value was forgotten (`--from --to DATE`).
+// An argument too many is refused, not ignored (see parseCommandArgs).
 if ((cmd !== "setup" && cmd !== "backfill" && cmd !== "status") || positionals.length !== 1) fail(USAGE);
 const range = cmd === "backfill" ? parseRange(values.from, values.to) : null;
 

@@ -32,7 +32,7 @@ const { values, positionals } = parseCommandArgs({ email: { type: "string" }, ..
 const [cmd, arg, arg2] = positionals;
 // The email as --email, or where create and token create take it.
 const email = values.email ?? arg;
-// An argument too many is refused: it is what is left of an option whose value was forgotten (see parseCommandArgs).
+// An argument too many is refused, not ignored (see parseCommandArgs).
 const count = positionals.length;
 const valid = (cmd === "create" && count === 2) || (cmd === "list" && count === 1) ||
   ((cmd === "disable" || cmd === "enable") && email && count === (values.email ? 1 : 2)) ||

@@ -52,7 +52,7 @@ const noteArgs = values.note === undefined ? 1 : 0;
 if (cmd === "settle-refund" && positionals.length !== 4 + noteArgs) fail(USAGE);
 if (cmd === "handle-orphan" && positionals.length !== 3 + noteArgs) fail(USAGE);
 if (cmd === "resend" && positionals.length > 3) fail(USAGE);
-// An argument too many is refused: it is what is left of an option whose value was forgotten (see parseCommandArgs).
+// An argument too many is refused, not ignored (see parseCommandArgs).
 if (cmd === "show" && positionals.length !== 2) fail(USAGE);
 if (bare.includes(cmd) && positionals.length !== 1) fail(USAGE);
 const audited = cmd === "resend" || cmd === "settle-refund" || cmd === "handle-orphan";

@@ -79,9 +79,7 @@ const { values, positionals } = parseCommandArgs({
 }, USAGE);
 
 // Checked before the store is opened: a call that is not one of the commands above gets the usage, not a complaint
-// about the database it never needed. An argument too many is refused too: it is what is left of an option whose value
-// was forgotten (`--name --allowed-host shop.example` names the shop "--allowed-host"), as an option's value is taken
-// whatever it begins with.
+// about the database it never needed. An argument too many is refused too, not ignored (see parseCommandArgs).
 const [cmd, sub, ...rest] = positionals;
 const signing = cmd === "signing" && rest.length === 1 ? rest[0] : undefined;
 const valid = (cmd === "route" && sub && !rest.length && values.account) || (cmd === "create" && values.name && !sub) ||
