@@ -44,17 +44,18 @@ const USAGE = `usage:
 ${ACTOR_USAGE}`;
 const { values, positionals } = parseCommandArgs({ note: { type: "string" }, ...ACTOR_OPTION }, USAGE);
 const [cmd, id, deliveryId] = positionals;
-const known = ["show", "resend", "settle-refund", "handle-orphan"];
-const bare = ["reindex", "backfill", "orphans"];
-if (!bare.includes(cmd) && (!id || !known.includes(cmd))) fail(USAGE);
-// The note as --note, or as the last argument (as the commands took it first); one of the two.
+const withId = ["show", "resend", "settle-refund", "handle-orphan"];
+const withoutArgs = ["reindex", "backfill", "orphans"];
+if (!withoutArgs.includes(cmd) && (!id || !withId.includes(cmd))) fail(USAGE);
+// The note as --note, or as the last argument (as settle-refund took it before --note existed, and handle-orphan
+// alike); one of the two.
 const noteArgs = values.note === undefined ? 1 : 0;
 if (cmd === "settle-refund" && positionals.length !== 4 + noteArgs) fail(USAGE);
 if (cmd === "handle-orphan" && positionals.length !== 3 + noteArgs) fail(USAGE);
 if (cmd === "resend" && positionals.length > 3) fail(USAGE);
 // An argument too many is refused, not ignored (see parseCommandArgs).
 if (cmd === "show" && positionals.length !== 2) fail(USAGE);
-if (bare.includes(cmd) && positionals.length !== 1) fail(USAGE);
+if (withoutArgs.includes(cmd) && positionals.length !== 1) fail(USAGE);
 const audited = cmd === "resend" || cmd === "settle-refund" || cmd === "handle-orphan";
 const actorEmail = audited ? requireActor(values.actor, cmd, USAGE) : undefined;
 
