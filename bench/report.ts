@@ -719,6 +719,11 @@ its own), where keys written in time order share pages. The last part was about 
   commit in one stack (a second app in place of the floor, 6 rounds), init-payment ran 1.01 × (CPU 0.343 and 0.336 ms a
   request); refunds, each build against its own floor twice in turn, took 0.50 and 0.46 ms of CPU a request against
   0.54 and 0.45. Neither moved: the ratios follow the machine.
+- **Measured and set aside** (2026-11-30, later): V8's \`--single-threaded-gc\` (collection on the main thread only, in
+  case parallel collection costs more on 2 cores shared by four busy processes) beside the start task's flags, one code
+  in both apps of one stack, 8 rounds: the default ran 1.04 × as fast (rounds 0.97-1.11), at the same CPU a request
+  (0.369 and 0.370 ms). The same code against the code at the start of the session (6 rounds): 1.02 ×, CPU 0.300
+  against 0.315 ms a request: the day's changes cost init-payment nothing.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
