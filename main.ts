@@ -1,4 +1,4 @@
-import { ConfigError, listenWarning, loadConfig } from "./lib/config.ts";
+import { ConfigError, loadConfig, startupWarnings } from "./lib/config.ts";
 import { KvFileError, openKv } from "./lib/db/kv.ts";
 import { log } from "./lib/log.ts";
 import { createServer, type ServerParts } from "./server.ts";
@@ -43,8 +43,7 @@ const httpServer = Deno.serve({
       on: `${addr.hostname}:${addr.port}`,
       ...parts.integrations,
     });
-    const warning = listenWarning(config);
-    if (warning) log.warn(warning.msg, warning.fields);
+    for (const warning of startupWarnings(config)) log.warn(warning.msg, warning.fields);
     // Catch up on anything that fell due while we were down.
     parts.runner.startSweep();
   },

@@ -199,6 +199,9 @@ export interface AnalyticsConfig {
 
 export class ConfigError extends Error {}
 
+/** What a process sharing a store over KV Connect should set, so jobs run within a second rather than a minute. */
+const SWEEP_ADVICE = "JOBS_SWEEP_INTERVAL_MS=1000";
+
 /**
  * Where the server listens: BIND_ADDRESS, or else HOSTNAME when it is an address (as the docs once said to set it),
  * or else the mode's default. Zero-config mode listens on this machine only: its built-in sandbox marks payments paid
@@ -214,13 +217,24 @@ function listenAddress(e: { BIND_ADDRESS?: string; HOSTNAME?: string }, withProv
   return { hostname: fallback, ignoredHostname: e.HOSTNAME ?? null };
 }
 
+/** Something the operator should hear once at start: a line for the log and the fields that go with it. */
+export interface StartupWarning {
+  msg: string;
+  fields: Record<string, string>;
+}
+
+/** Everything to tell the operator at start about a configuration that runs, but not as they may think. */
+export function startupWarnings(config: Config): StartupWarning[] {
+  return [listenWarning(config), sweepWarning(config)].filter((w) => w !== null);
+}
+
 /**
  * What to tell the operator at start about where a zero-config server listens, if anything: its built-in sandbox marks
  * payments paid for whoever asks, so it listens on loopback unless told otherwise. A HOSTNAME ignored (a container's
  * name) leaves it there, which someone opening it up the old way needs to hear; a bind address others can reach
  * serves the sandbox to them, which must be a choice made knowingly.
  */
-export function listenWarning(config: Config): { msg: string; fields: Record<string, string> } | null {
+function listenWarning(config: Config): StartupWarning | null {
   if (config.bansky) return null;
   if (!isLoopback(config.hostname)) {
     return {
@@ -238,6 +252,20 @@ export function listenWarning(config: Config): { msg: string; fields: Record<str
     };
   }
   return null;
+}
+
+/**
+ * Over KV Connect there are no queues, so jobs wait for a sweep: without JOBS_SWEEP_INTERVAL_MS that is the cron's,
+ * once a minute. It runs all the same, which is why it is a warning and not a refusal: one process alone, a minute
+ * late, may be what someone wants.
+ */
+function sweepWarning(config: Config): StartupWarning | null {
+  if (config.kvPath === undefined || !isKvConnectUrl(config.kvPath) || config.sweepIntervalMs) return null;
+  return {
+    msg: "KV Connect has no queues and JOBS_SWEEP_INTERVAL_MS is unset: background work (postback retries, postbacks " +
+      "a stopping process hands over, invoice reads) waits for the once-a-minute cron",
+    fields: { toRunItSooner: `set ${SWEEP_ADVICE} (each process then sweeps every second)` },
+  };
 }
 
 /** This machine only: `localhost`, or an address of the loopback range (127.0.0.0/8, ::1 however written). */

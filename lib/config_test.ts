@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, listenWarning, loadConfig } from "./config.ts";
+import { ConfigError, type Env, loadConfig, startupWarnings } from "./config.ts";
 import { normalizeShopUrl } from "./relay/url_guard.ts";
 
 Deno.test("[config] zero-config defaults use the sandbox, the demo and local URLs", () => {
@@ -39,17 +39,44 @@ Deno.test("[config] PROVIDER_TIMEOUT_MS stays within a refund job's hold on its 
   assert.throws(() => loadConfig({ PROVIDER_TIMEOUT_MS: "60000" }), /PROVIDER_TIMEOUT_MS/);
 });
 
+/** What start-up tells the operator under `env`, one message a warning. */
+const warningsFor = (env: Env) => startupWarnings(loadConfig(env)).map((w) => w.msg);
+
 Deno.test("[config] a zero-config server reachable from other machines is told so at start, its sandbox being open to them", () => {
   const bansky = { BANSKY_API_URL: "https://api.bansky.example/", BANSKY_API_TOKEN: "t", BANSKY_WEBHOOK_SECRET: "s" };
   for (const open of [{ BIND_ADDRESS: "0.0.0.0" }, { HOSTNAME: "0.0.0.0" }, { BIND_ADDRESS: "10.1.2.3" }]) {
-    assert.match(listenWarning(loadConfig(open))?.msg ?? "", /sandbox is reachable from other machines/);
-    assert.equal(listenWarning(loadConfig({ ...bansky, ...open })), null, "a real provider's server is meant to be");
+    const [warning, ...more] = warningsFor(open);
+    assert.match(warning ?? "", /sandbox is reachable from other machines/);
+    assert.deepEqual(more, []);
+    assert.deepEqual(warningsFor({ ...bansky, ...open }), [], "a real provider's server is meant to be");
   }
   const loopback = ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "0:0:0:0:0:0:0:1", "localhost"];
   for (const here of [{}, ...loopback.map((a) => ({ BIND_ADDRESS: a })), { HOSTNAME: "::1" }]) {
-    assert.equal(listenWarning(loadConfig(here)), null);
+    assert.deepEqual(warningsFor(here), []);
   }
-  assert.match(listenWarning(loadConfig({ HOSTNAME: "3f4e5a6b7c8d" }))?.msg ?? "", /HOSTNAME names a machine/);
+  const [ignored, ...more] = warningsFor({ HOSTNAME: "3f4e5a6b7c8d" });
+  assert.match(ignored ?? "", /HOSTNAME names a machine/);
+  assert.deepEqual(more, []);
+});
+
+Deno.test("[config] with a KV Connect URL and no JOBS_SWEEP_INTERVAL_MS start-up warns that jobs wait for the minute's cron, suggesting 1000, beside any other warning", () => {
+  for (const url of ["http://denokv.internal:4512", "https://api.deno.com/v2/databases/0e6a5b1c/connect"]) {
+    const [warning, ...more] = startupWarnings(loadConfig({ DENO_KV_PATH: url }));
+    assert.match(warning?.msg ?? "", /KV Connect has no queues and JOBS_SWEEP_INTERVAL_MS is unset/);
+    assert.match(warning?.msg ?? "", /postback retries, postbacks a stopping process hands over, invoice reads/);
+    assert.match(warning?.fields.toRunItSooner ?? "", /JOBS_SWEEP_INTERVAL_MS=1000/);
+    assert.ok(!JSON.stringify(warning).includes(url), "the store's address is not logged");
+    assert.deepEqual(more, []);
+    assert.deepEqual(warningsFor({ DENO_KV_PATH: url, JOBS_SWEEP_INTERVAL_MS: "1000" }), []);
+    assert.deepEqual(warningsFor({ DENO_KV_PATH: url, JOBS_QUEUE: "off", JOBS_SWEEP_INTERVAL_MS: "5000" }), []);
+    // Both at once: each is said.
+    const both = warningsFor({ DENO_KV_PATH: url, BIND_ADDRESS: "0.0.0.0" });
+    assert.equal(both.length, 2, JSON.stringify(both));
+    assert.match(both[0], /sandbox is reachable/);
+    assert.match(both[1], /KV Connect has no queues/);
+  }
+  // A file has its queue: nothing waits for the cron.
+  for (const path of ["./data/kv.sqlite3", ":memory:"]) assert.deepEqual(warningsFor({ DENO_KV_PATH: path }), []);
 });
 
 Deno.test("[config] configuring Bansky turns local URLs and the demo off unless asked", () => {
