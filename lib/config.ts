@@ -301,11 +301,14 @@ export function loadConfig(env: Env): Config {
   if (onDeploy) checkDeploy(e);
   // KV Connect (denokv's remote protocol) has no queues: a write holding an enqueue fails whole ("Enqueue operations
   // are not supported in KV Connect"), and every write that schedules a job holds one while queues are on.
+  // The CLI reads its config here too and shows this refusal as it is, so the sweep advice is addressed to a server:
+  // a command runs no sweeps.
   const kvConnect = e.DENO_KV_PATH !== undefined && isKvConnectUrl(e.DENO_KV_PATH);
   if (kvConnect && !onDeploy && e.JOBS_QUEUE === "on") {
     throw new ConfigError(
       "Invalid configuration:\n  JOBS_QUEUE: KV Connect (DENO_KV_PATH is a URL) has no KV queues, and every write " +
-        "that schedules a job would fail; leave it unset or set it to off, and set JOBS_SWEEP_INTERVAL_MS (1000, say)",
+        "that schedules a job would fail; leave it unset or set it to off (a server then runs its jobs by sweeps: " +
+        `give it ${SWEEP_ADVICE} too)`,
     );
   }
   const banskyParts = [e.BANSKY_API_URL, e.BANSKY_API_TOKEN, e.BANSKY_WEBHOOK_SECRET];
