@@ -1,5 +1,5 @@
 import { providerDisplayName } from "../lib/accounts/types.ts";
-import { ORPHAN_NOTE_MAX, type PaidOrphan } from "../lib/payments/orphans.ts";
+import { type ListedOrphan, ORPHAN_NOTE_MAX, type PaidOrphan } from "../lib/payments/orphans.ts";
 import { CsrfField, formatTime } from "./admin_layout.tsx";
 
 /**
@@ -24,7 +24,7 @@ export interface OrphanRef {
  * Rows stack on a phone (stack-phone), and every form is reachable and sent by keyboard.
  */
 export function PaidOrphansList(
-  props: { unhandled: PaidOrphan[]; handled: PaidOrphan[]; csrf: string; action: string; refused?: OrphanRef },
+  props: { unhandled: ListedOrphan[]; handled: ListedOrphan[]; csrf: string; action: string; refused?: OrphanRef },
 ) {
   return (
     <>
@@ -105,7 +105,7 @@ function OrphanHeadings() {
   );
 }
 
-function OrphanCells({ orphan: o }: { orphan: PaidOrphan }) {
+function OrphanCells({ orphan: o }: { orphan: ListedOrphan }) {
   // Each cell holds one element: on a phone a cell is a grid of its label and its value (stack-phone).
   return (
     <>
@@ -121,15 +121,8 @@ function OrphanCells({ orphan: o }: { orphan: PaidOrphan }) {
       <td data-label="Made for">
         <div>
           <code>{o.paymentId}</code>
-          <div class="muted small">
-            {o.paymentStored
-              ? (
-                <>
-                  stored, <a href={`/admin/payments/${o.paymentId}`}>its payment</a> names{" "}
-                  <code>{o.storedRef ?? "no reference yet"}</code>
-                </>
-              )
-              : "never stored"}
+          <div class="muted small" data-stored-now={o.paymentNow ? "yes" : "no"}>
+            <StoredNow orphan={o} />
           </div>
         </div>
       </td>
@@ -152,6 +145,25 @@ function OrphanCells({ orphan: o }: { orphan: PaidOrphan }) {
           </div>
         </div>
       </td>
+    </>
+  );
+}
+
+/**
+ * Whether a payment with the orphan's id is stored now, linked when it is. The record says what its news found when
+ * last seen: news that beat our commit of a new payment found none, and that payment, naming this very reference, is
+ * the one to look at (its own news is applied from then on).
+ */
+function StoredNow({ orphan: o }: { orphan: ListedOrphan }) {
+  if (!o.paymentNow) return <>{o.paymentStored ? "not stored now (it was when last seen)" : "not stored"}</>;
+  const link = <a href={`/admin/payments/${o.paymentId}`}>its payment</a>;
+  if (o.paymentNow.providerRef === o.ref) {
+    return <>stored now, and {link} names this reference: its news beat our commit of it</>;
+  }
+  return (
+    <>
+      stored{o.paymentStored ? "" : " now (not when last seen)"}, {link} names{" "}
+      <code>{o.paymentNow.providerRef ?? "no reference yet"}</code>
     </>
   );
 }

@@ -568,6 +568,62 @@ Deno.test("[webhook] a paid-orphan record under the reference a stored payment n
   }
 });
 
+Deno.test("[webhook] the console's paid-orphans page says whether a payment with each record's id is stored now, linking to it: one whose news beat our commit shows its payment naming that very reference", async () => {
+  const { operatorBrowser } = await import("../fixtures/browser.ts");
+  const app = await startTestApp({ standaloneSandbox: true });
+  const shop = startShopReceiver();
+  try {
+    const [beat, retried] = [await createPending(app, shop.url), await createPending(app, shop.url)];
+    const sighting = (
+      s: Pick<OrphanSighting, "ref" | "paymentId" | "paymentStored" | "storedRef">,
+    ): OrphanSighting => ({
+      provider: "bansky",
+      accountId: "default",
+      claimed: "succeeded",
+      lastEventId: `evt_${s.ref}`,
+      ...s,
+    });
+    const seen = [
+      // News that beat our commit: nothing was stored when it came, its payment is now.
+      sighting({ ref: beat.ref, paymentId: beat.id, paymentStored: false, storedRef: null }),
+      // A retry's second payment at Bansky: stored then and now, naming the first.
+      sighting({
+        ref: `bsk_second_${retried.ref}`,
+        paymentId: retried.id,
+        paymentStored: true,
+        storedRef: retried.ref,
+      }),
+      sighting({ ref: "bsk_never_stored", paymentId: UNSTORED_ID, paymentStored: false, storedRef: null }),
+    ];
+    for (const s of seen) await recordPaidOrphanSighting(app.kv, s, Date.now());
+    await markOrphanHandled(app.server.ctx, { accountId: "default", ref: seen[1].ref, note: "refunded at Bansky" }, {
+      actor: "ops@example.com",
+    });
+
+    const b = await operatorBrowser(app);
+    const page = await b.get("/admin/paid-orphans");
+    assert.equal(page.status, 200);
+    const row = (ref: string) => {
+      const found = page.text.split("<tr").find((r) => r.includes(`<code>${ref}</code>`));
+      assert.ok(found, `a row for ${ref}`);
+      return found;
+    };
+    const link = (id: string) => `<a href="/admin/payments/${id}">its payment</a>`;
+    assert.match(row(beat.ref), /data-stored-now="yes"/);
+    assert.ok(
+      row(beat.ref).includes(`stored now, and ${link(beat.id)} names this reference: its news beat our commit of it`),
+      row(beat.ref),
+    );
+    assert.match(row(seen[1].ref), /data-stored-now="yes"/);
+    assert.ok(row(seen[1].ref).includes(`stored, ${link(retried.id)} names <code>${retried.ref}</code>`));
+    assert.match(row(seen[2].ref), /data-stored-now="no">not stored</);
+    assert.ok(!row(seen[2].ref).includes("/admin/payments/"));
+  } finally {
+    await shop.close();
+    await app.close();
+  }
+});
+
 Deno.test("[webhook] Bansky's news of a payment it made for an id of ours that was never stored (our commit failed) is acknowledged when it took no money and changes nothing; news that it was paid is refused, logged as an error naming both and counted for the operators' alert", async () => {
   const app = await startTestApp({ standaloneSandbox: true, env: { METRICS_TOKEN } });
   try {

@@ -12,6 +12,7 @@ import {
   markPaidOrphanHandled,
   type OrphanSighting,
 } from "../db/paid_orphans.ts";
+import { getPayments } from "../db/payments.ts";
 
 /** Who marked a paid orphan handled, when, and what they did about it. */
 export interface PaidOrphanHandled {
@@ -92,9 +93,28 @@ export function orphanSighting(
   };
 }
 
-/** The paid orphans for the console's page and the CLI: every unhandled one (up to 500 an account), then the latest handled. */
-export function listOrphans(ctx: AppContext) {
-  return listPaidOrphans(ctx.kv, { unhandled: 500, handled: 50 });
+/**
+ * A paid orphan as listed, with the payment stored under its id now (null: none). The record says what was stored when
+ * its news was last seen; news that beat our commit of a new payment found none, and its payment is there now.
+ */
+export interface ListedOrphan extends PaidOrphan {
+  paymentNow: { providerRef: string | null } | null;
+}
+
+/**
+ * The paid orphans for the console's page and the CLI: every unhandled one (up to 500 an account), then the latest
+ * handled, each with whether a payment with its id is stored now, read for the ids listed in one getMany.
+ */
+export async function listOrphans(ctx: AppContext): Promise<{ unhandled: ListedOrphan[]; handled: ListedOrphan[] }> {
+  const { unhandled, handled } = await listPaidOrphans(ctx.kv, { unhandled: 500, handled: 50 });
+  // A provider's news names the id: one not of our shape names no payment, and must not reach KV as a key.
+  const ids = new Set([...unhandled, ...handled].map((o) => o.paymentId).filter((id) => hasIdShape("payment", id)));
+  const stored = new Map((await getPayments(ctx.kv, [...ids])).map((p) => [p.id, p]));
+  const listed = (o: PaidOrphan): ListedOrphan => {
+    const payment = stored.get(o.paymentId);
+    return { ...o, paymentNow: payment ? { providerRef: payment.providerRef } : null };
+  };
+  return { unhandled: unhandled.map(listed), handled: handled.map(listed) };
 }
 
 /**
