@@ -50,12 +50,15 @@ function exists(path: string): boolean {
  * options (see withValuesJoined): free text may begin with a dash, and parseArgs refuses such a value as ambiguous
  * unless written `--note=-5 EUR kept`. Each command then refuses a positional argument it does not take: the rest of a
  * value left unquoted (`--name My Shop` names the shop "My") would otherwise be dropped without a word.
+ * An option that takes one value is refused when given twice (see refuseRepeatedOptions).
  */
 export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
   try {
     const args = withValuesJoined(Deno.args, options ?? {});
     exitWithUsageIfAsked(args, usage);
-    return parseArgs({ args, allowPositionals: true, options });
+    const { tokens, ...parsed } = parseArgs({ args, allowPositionals: true, options, tokens: true });
+    refuseRepeatedOptions(tokens, options ?? {});
+    return parsed;
   } catch (err) {
     if (err instanceof TypeError) fail(`${err.message}\n${usage}`);
     throw err;
@@ -80,6 +83,23 @@ function withValuesJoined(args: string[], options: NonNullable<ParseArgsConfig["
     out.push(takesValue && i + 1 < args.length ? `${arg}=${args[++i]}` : arg);
   }
   return out;
+}
+
+/**
+ * An option that takes one value given twice is refused (TypeError, as parseArgs refuses): parseArgs keeps the last
+ * and drops the first without a word, so `--actor a@x ... --actor b@x` would be audited under b, and a second --note
+ * or --name would replace the first the operator meant.
+ */
+function refuseRepeatedOptions(
+  tokens: { kind: string; name?: string }[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+) {
+  const seen = new Set<string>();
+  for (const { kind, name } of tokens) {
+    if (kind !== "option" || !name || options[name]?.multiple) continue;
+    if (seen.has(name)) throw new TypeError(`Option '--${name}' is given twice: give it once`);
+    seen.add(name);
+  }
 }
 
 /**

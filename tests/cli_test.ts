@@ -289,6 +289,47 @@ Deno.test("[cli] an option left without its value is refused, not given the opti
   }
 });
 
+Deno.test("[cli] an option that takes one value given twice is refused, not the first dropped: nothing is made under either --actor", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+    assert.equal((await cli(kv, "operator", "create", "second@example.com", ...AS_OPS)).code, 0);
+    for (
+      const args of [
+        ["--name", "Acme", ...AS_OPS, "--actor", "second@example.com"],
+        ["--name", "Acme", "--name=Other", ...AS_OPS],
+      ]
+    ) {
+      const twice = await cli(kv, "shop", "create", ...args);
+      assert.equal(twice.code, 2, args.join(" "));
+      assert.match(twice.stderr, /^Option '--(actor|name)' is given twice/, args.join(" "));
+      assert.match(twice.stderr, /\nusage:/);
+    }
+    assert.deepEqual((await cli(kv, "shop", "list")).json, []);
+    // One an option may repeat is still taken each time.
+    const hosts = await cli(
+      kv,
+      "shop",
+      "create",
+      "--name",
+      "Acme",
+      "--allowed-host",
+      "a.example",
+      "--allowed-host",
+      "b.example",
+      ...AS_OPS,
+    );
+    assert.equal(hosts.code, 0, hosts.stderr);
+    assert.deepEqual((await cli(kv, "shop", "list")).json.map((s: { allowedHosts: string[] }) => s.allowedHosts), [[
+      "a.example",
+      "b.example",
+    ]]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
