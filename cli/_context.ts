@@ -58,7 +58,8 @@ export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: 
     exitWithUsageIfAsked(args, usage);
     const { tokens, ...parsed } = parseArgs({ args, allowPositionals: true, options, tokens: true });
     refuseRepeatedOptions(tokens, options ?? {});
-    return parsed;
+    const given = new Set(tokens.flatMap((t) => t.kind === "option" ? [t.name] : []));
+    return { ...parsed, given };
   } catch (err) {
     if (err instanceof TypeError) fail(`${err.message}\n${usage}`);
     throw err;
@@ -113,6 +114,17 @@ function exitWithUsageIfAsked(args: string[], usage: string) {
     console.log(usage);
     Deno.exit(0);
   }
+}
+
+/**
+ * Ends the command with the usage when an option it was given is not one `command` takes: parseArgs takes every
+ * option any of a script's commands has, and one the command does not read (`payment resend --note ...`, the note
+ * never recorded) would otherwise be dropped without a word. `given` is parseCommandArgs's. --actor is taken by
+ * every command that has it: one that changes nothing records no one, and scripts pass it to every call.
+ */
+export function refuseOptionsNotTaken(given: Set<string>, taken: readonly string[], command: string, usage: string) {
+  const extra = [...given].filter((name) => name !== "actor" && !taken.includes(name));
+  if (extra.length) fail(`${command} takes no ${extra.map((name) => `--${name}`).join(" or ")}\n${usage}`);
 }
 
 /** The option every command that writes an audit entry takes: the operator who runs it. */

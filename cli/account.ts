@@ -16,7 +16,16 @@
  */
 import { createAccount, listAllAccounts, setAccountActive } from "../lib/accounts/mod.ts";
 import { accountWebhookPath, type ProviderAccount } from "../lib/accounts/types.ts";
-import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
+import {
+  ACTOR_OPTION,
+  ACTOR_USAGE,
+  fail,
+  parseCommandArgs,
+  printJson,
+  refuseOptionsNotTaken,
+  requireActor,
+  runCommand,
+} from "./_context.ts";
 
 const USAGE = `usage:
   ACCOUNT_API_TOKEN=... ACCOUNT_WEBHOOK_SECRET=... \\
@@ -29,7 +38,7 @@ const USAGE = `usage:
   deno task account enable ACCOUNT_ID --actor EMAIL
 ${ACTOR_USAGE}`;
 
-const { values, positionals } = parseCommandArgs({
+const { values, positionals, given } = parseCommandArgs({
   provider: { type: "string", default: "bansky" },
   label: { type: "string" },
   "org-id": { type: "string" },
@@ -66,6 +75,11 @@ const [cmd, id, ...extra] = positionals;
 const valid = ((cmd === "create" || cmd === "list") && !id) ||
   ((cmd === "disable" || cmd === "enable") && id && !extra.length);
 if (!valid) fail(USAGE);
+// A Bansky account has no connected account or publishable key: given, they would be dropped.
+const createOptions = ["provider", "label", "org-id", "api-url", "currency"];
+const stripeOptions = [...createOptions, "connected-account", "publishable-key"];
+const taken = cmd !== "create" ? [] : values.provider === "stripe" ? stripeOptions : createOptions;
+refuseOptionsNotTaken(given, taken, `account ${cmd}`, USAGE);
 const actorEmail = cmd === "list" ? undefined : requireActor(values.actor, `account ${cmd}`, USAGE);
 
 await runCommand(async (server, actor) => {

@@ -7,7 +7,7 @@
  */
 import { analyticsStatus, backfillAnalytics } from "../lib/analytics/mod.ts";
 import { describeBigQueryError } from "../lib/analytics/_errors.ts";
-import { fail, openCliServer, parseCommandArgs, printJson } from "./_context.ts";
+import { fail, openCliServer, parseCommandArgs, printJson, refuseOptionsNotTaken } from "./_context.ts";
 
 const USAGE = `usage:
   deno task bq setup
@@ -15,10 +15,11 @@ const USAGE = `usage:
   deno task bq status`;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-const { values, positionals } = parseCommandArgs({ from: { type: "string" }, to: { type: "string" } }, USAGE);
+const { values, positionals, given } = parseCommandArgs({ from: { type: "string" }, to: { type: "string" } }, USAGE);
 const [cmd] = positionals;
 // An argument too many is refused, not ignored (see parseCommandArgs).
 if ((cmd !== "setup" && cmd !== "backfill" && cmd !== "status") || positionals.length !== 1) fail(USAGE);
+refuseOptionsNotTaken(given, cmd === "backfill" ? ["from", "to"] : [], `bq ${cmd}`, USAGE);
 const range = cmd === "backfill" ? parseRange(values.from, values.to) : null;
 
 const server = await openCliServer();

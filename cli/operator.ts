@@ -16,7 +16,16 @@ import {
   operatorByEmail,
 } from "../lib/auth/operators.ts";
 import { createOperatorToken, listTokens, revokeOperatorToken } from "../lib/auth/operator_tokens.ts";
-import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
+import {
+  ACTOR_OPTION,
+  ACTOR_USAGE,
+  fail,
+  parseCommandArgs,
+  printJson,
+  refuseOptionsNotTaken,
+  requireActor,
+  runCommand,
+} from "./_context.ts";
 
 const USAGE = `usage:
   deno task operator create EMAIL --actor EMAIL   (the first operator: no --actor)
@@ -28,7 +37,7 @@ const USAGE = `usage:
   deno task operator token revoke TOKEN_ID --actor EMAIL
 ${ACTOR_USAGE}`;
 
-const { values, positionals } = parseCommandArgs({ email: { type: "string" }, ...ACTOR_OPTION }, USAGE);
+const { values, positionals, given } = parseCommandArgs({ email: { type: "string" }, ...ACTOR_OPTION }, USAGE);
 const [cmd, arg, arg2] = positionals;
 // The email as --email, or where create and token create take it.
 const email = values.email ?? arg;
@@ -40,8 +49,10 @@ const valid = (cmd === "create" && count === 2) || (cmd === "list" && count === 
     (arg === "revoke" && count === 3)));
 if (!valid) fail(USAGE);
 const command = cmd === "token" ? `operator token ${arg}` : `operator ${cmd}`;
+const lists = cmd === "list" || (cmd === "token" && arg === "list");
+refuseOptionsNotTaken(given, cmd === "disable" || cmd === "enable" ? ["email"] : [], command, USAGE);
 // create may go without --actor while the store has no operator; createFirstOperatorAccount checks that.
-const actorEmail = cmd === "list" || (cmd === "token" && arg === "list") || (cmd === "create" && !values.actor)
+const actorEmail = lists || (cmd === "create" && !values.actor)
   ? undefined
   : requireActor(values.actor, command, USAGE);
 

@@ -31,7 +31,16 @@ import { describePayment, resendPostback } from "../lib/payments/admin.ts";
 import { settleRefundByHand } from "../lib/refunds/admin.ts";
 import { refundView } from "../lib/refunds/view.ts";
 import { listOrphans, markOrphanHandled } from "../lib/payments/orphans.ts";
-import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
+import {
+  ACTOR_OPTION,
+  ACTOR_USAGE,
+  fail,
+  parseCommandArgs,
+  printJson,
+  refuseOptionsNotTaken,
+  requireActor,
+  runCommand,
+} from "./_context.ts";
 
 const USAGE = `usage:
   deno task payment show PAYMENT_ID
@@ -42,7 +51,7 @@ const USAGE = `usage:
   deno task payment reindex
   deno task payment backfill
 ${ACTOR_USAGE}`;
-const { values, positionals } = parseCommandArgs({ note: { type: "string" }, ...ACTOR_OPTION }, USAGE);
+const { values, positionals, given } = parseCommandArgs({ note: { type: "string" }, ...ACTOR_OPTION }, USAGE);
 const [cmd, id, deliveryId] = positionals;
 const withId = ["show", "resend", "settle-refund", "handle-orphan"];
 const withoutArgs = ["reindex", "backfill", "orphans"];
@@ -57,6 +66,8 @@ if (cmd === "resend" && positionals.length > 3) fail(USAGE);
 if (cmd === "show" && positionals.length !== 2) fail(USAGE);
 if (withoutArgs.includes(cmd) && positionals.length !== 1) fail(USAGE);
 const audited = cmd === "resend" || cmd === "settle-refund" || cmd === "handle-orphan";
+const withNote = cmd === "settle-refund" || cmd === "handle-orphan";
+refuseOptionsNotTaken(given, withNote ? ["note"] : [], `payment ${cmd}`, USAGE);
 const actorEmail = audited ? requireActor(values.actor, cmd, USAGE) : undefined;
 
 await runCommand(async (server, actor) => {

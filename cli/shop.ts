@@ -31,7 +31,16 @@ import {
   SigningLimitError,
   switchShopSigning,
 } from "../lib/shops.ts";
-import { ACTOR_OPTION, ACTOR_USAGE, fail, parseCommandArgs, printJson, requireActor, runCommand } from "./_context.ts";
+import {
+  ACTOR_OPTION,
+  ACTOR_USAGE,
+  fail,
+  parseCommandArgs,
+  printJson,
+  refuseOptionsNotTaken,
+  requireActor,
+  runCommand,
+} from "./_context.ts";
 import { addShopRoute } from "../lib/accounts/routing.ts";
 import { keyKind } from "../lib/auth/api_keys.ts";
 
@@ -65,7 +74,7 @@ const GIVEN_AS = {
 /** The longest overlap a rotation takes (switchShopSigning's 30 days), in the hours the option is given in. */
 const MAX_OVERLAP_HOURS = (30 * SECRET_OVERLAP_MS) / 3_600_000;
 
-const { values, positionals } = parseCommandArgs({
+const { values, positionals, given } = parseCommandArgs({
   account: { type: "string" },
   currency: { type: "string" },
   type: { type: "string" },
@@ -89,6 +98,15 @@ const valid = (cmd === "route" && sub && !rest.length && values.account) || (cmd
   (cmd === "embed" && sub && !rest.length) || (cmd === "list" && !sub);
 if (!valid) fail(USAGE);
 const command = cmd === "key" ? `shop key ${sub}` : `shop ${cmd}`;
+/** The options each command reads besides --actor. */
+const OPTIONS_TAKEN: Record<string, string[]> = {
+  route: ["account", "currency", "type"],
+  create: ["name", "allowed-host", "postback-url"],
+  "key create": ["publishable"],
+  signing: signing === "end-overlap" ? [] : ["overlap-hours"],
+  embed: ["origin"],
+};
+refuseOptionsNotTaken(given, OPTIONS_TAKEN[cmd === "key" ? command.slice(5) : cmd] ?? [], command, USAGE);
 const actorEmail = cmd === "list" ? undefined : requireActor(values.actor, command, USAGE);
 const overlapHours = signing === "ed25519" || signing === "hmac" ? parseOverlapHours(values["overlap-hours"]) : 0;
 

@@ -330,6 +330,31 @@ Deno.test("[cli] an option that takes one value given twice is refused, not the 
   }
 });
 
+Deno.test("[cli] an option the command does not take is refused, not dropped: nothing is made", async () => {
+  const dir = await Deno.makeTempDir();
+  const kv = `${dir}/kv.sqlite3`;
+  try {
+    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+    const cases = [
+      ["shop", "create", "--name", "Acme", "--account", "acc_x", ...AS_OPS],
+      ["operator", "token", "create", "ops@example.com", "--email", "other@example.com", ...AS_OPS],
+      ["payment", "resend", "pay_x", "--note", "the shop asked", ...AS_OPS],
+    ];
+    for (const [script, ...args] of cases) {
+      const refused = await cli(kv, script, ...args);
+      assert.equal(refused.code, 2, args.join(" "));
+      assert.match(
+        refused.stderr,
+        /^(shop create|operator token create|payment resend) takes no --(account|email|note)\nusage:/,
+      );
+    }
+    assert.deepEqual((await cli(kv, "shop", "list")).json, []);
+    assert.deepEqual((await cli(kv, "operator", "token", "list")).json, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", async () => {
   const dir = await Deno.makeTempDir();
   const kv = `${dir}/kv.sqlite3`;
