@@ -1824,6 +1824,56 @@ Deno.test("[invoices] dropped deposits take none of the list's places: deposits 
   );
 });
 
+Deno.test("[invoices] a dropped deposit whose place was given up, shown again once the next invoice holds the address, comes back to its invoice as late money", async () => {
+  // A full record of dropped deposits: the oldest gives its place up to a new one, and the record says it gave one up.
+  const dropped = Array.from({ length: MAX_LISTED_WITH_DROPPED }, (_, i) => ({
+    txid: `d${i}`,
+    amount: "1000000",
+    confirmations: 0,
+    seenAt: 100 + i,
+    late: false,
+    inTime: true,
+    dropped: true,
+  }));
+  const open = invoiceOf({ status: "waiting_for_deposit", deposits: dropped, expiresAt: 100_000, checkAt: 100_000 });
+  const gaveUp = decideFromChain(
+    open,
+    { state: chainShowing([{ txid: "new", amount: "1000000", confirmations: 0, seenAt: 1_000 }]), at: 1_500 },
+    { ...ALL_TIME, claimedBy: new Map(dropped.map((d) => [d.txid, open.id])) },
+    1_500,
+    30_000,
+  )!;
+  assert.equal(gaveUp.patch!.deposits!.some((d) => d.txid === "d0"), false, "d0 gave its place up");
+  assert.equal(gaveUp.patch!.depositsGivenUp, true);
+  // Closed since, and the next invoice took the address at 5,000; d0 is rebroadcast then, its claim still this one's.
+  const closed: Invoice = {
+    ...open,
+    ...gaveUp.patch!,
+    status: "expired",
+    deposits: gaveUp.patch!.deposits!.map((d) => ({ ...d, late: true })),
+  };
+  const read = { state: chainShowing([{ txid: "d0", amount: "1000000", confirmations: 1, seenAt: 6_000 }]), at: 7_000 };
+  const window = { from: 0, until: 5_000 };
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // The claims listing made (depositClaimKey), d0's kept when it gave its place up.
+    for (const txid of ["d0", ...closed.deposits.map((d) => d.txid)]) {
+      await kv.set(["invoice_deposit_claims", closed.network, closed.address, txid], closed.id);
+    }
+    const { claimedBy, unread } = await readClaims(kv, closed, read, window);
+    assert.equal(claimedBy.get("d0"), closed.id);
+    const back = decideFromChain(closed, read, { window, claimedBy, unread }, 7_000, 30_000)!;
+    const d0 = back.patch!.deposits!.find((d) => d.txid === "d0");
+    assert.deepEqual(d0 && { amount: d0.amount, late: d0.late }, { amount: "1000000", late: true });
+    assert.equal(back.to, undefined, "a closed invoice moves nowhere");
+    // Two holders back (no window), it still comes back by its claim.
+    const farBack = decideFromChain(closed, read, { window: null, claimedBy, unread }, 7_000, 30_000)!;
+    assert.ok(farBack.patch!.deposits!.some((d) => d.txid === "d0" && d.late));
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("[invoices] a dropped deposit listed before claims existed gives its place up only once its claim is stored, so shown again it is never another invoice's", () => {
   // A full record of deposits taken back, listed before claims existed (none stored), and a read with many new ones.
   const dropped = Array.from({ length: MAX_LISTED_WITH_DROPPED }, (_, i) => ({

@@ -158,6 +158,11 @@ export async function readClaims(
       (d) => !dustListed || !isDust(inv, d.amount),
     );
   }
+  // Those it gave up, shown past its window: each claim is read, since only its own are listed (at most the answer).
+  const reclaimable = reclaimedShown(inv, read, window);
+  for (let at = 0; at < reclaimable.length; at += CLAIM_READ_BATCH) {
+    await readBatch(reclaimable.slice(at, at + CLAIM_READ_BATCH), () => true);
+  }
   const others = newOtherCoinCandidates(inv, read, window);
   const places = MAX_OTHER_COIN_DEPOSITS - otherCoinDepositsOf(inv).length;
   let freeOthers = 0;
@@ -196,6 +201,25 @@ function newOtherCoinCandidates(inv: Invoice, read: ChainRead, window: ClaimWind
   return otherCoinsShown(inv, read)
     .filter((d) => inWindowOf(window, d.seenAt) && !taken.has(otherCoinKey(d)) && taken.add(otherCoinKey(d)))
     .sort((a, b) => a.seenAt - b.seenAt);
+}
+
+/**
+ * Deposits it gave the entry of up (Invoice.depositsGivenUp), as far as the read shows them outside its window: shown
+ * again after the next invoice took the address, no window makes them a candidate, and the next invoice must not
+ * count them (they are claimed), so only their claim brings them back (`claimedBy`; without it, all that may be).
+ */
+function reclaimedShown(
+  inv: Invoice,
+  read: ChainRead,
+  window: ClaimWindow | null,
+  claimedBy?: ReadonlyMap<string, string>,
+): ChainDeposit[] {
+  if (!inv.depositsGivenUp) return [];
+  const taken = new Set(inv.deposits.map((d) => d.txid));
+  return shownFor(inv, read).filter((d) =>
+    !(window && inWindowOf(window, d.seenAt)) && !taken.has(d.txid) && taken.add(d.txid) &&
+    (claimedBy === undefined || claimedBy.get(d.txid) === inv.id)
+  );
 }
 
 function inWindowOf(window: ClaimWindow, seenAt: number): boolean {
@@ -369,7 +393,8 @@ export function decideFromChain(
   // New deposits this write cannot take (more than it may claim, or claims not read): listed by the next poll,
   // which comes at once.
   let more = false;
-  for (const d of newCandidates(inv, read, window)) {
+  // Deposits it gave up and claimed, shown again past its window, come after those its window brings.
+  for (const d of [...newCandidates(inv, read, window), ...reclaimedShown(inv, read, window, claimedBy)]) {
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
     if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && isDust(inv, d.amount)) {
@@ -449,6 +474,7 @@ export function decideFromChain(
   const fields = {
     ...(others.list.length || inv.otherCoinDeposits ? { otherCoinDeposits: others.list } : {}),
     ...(worn ? { addressWorn: true as const } : {}),
+    ...(given.size && !inv.depositsGivenUp ? { depositsGivenUp: true as const } : {}),
   };
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
   if (!open) return { events, patch: { deposits: listed, ...fields, checkAt: nextPoll }, claims };
@@ -569,7 +595,7 @@ export async function syncInvoice(ctx: AppContext, invoiceId: string): Promise<I
     const read = await readAddress(ctx, inv);
     const address = (await getPoolAddressEntry(ctx.kv, inv)).value;
     const window = claimWindow(inv, address);
-    if (!window && !inv.deposits.length && !otherCoinDepositsOf(inv).length) {
+    if (!window && !inv.deposits.length && !otherCoinDepositsOf(inv).length && !inv.depositsGivenUp) {
       // Neither the address's holder nor the one before any more, and it lists nothing: no deposit there is its
       // news now (a claim is made only by listing), so it is polled no more either.
       if (inv.checkAt === null || isInvoiceOpen(inv.status)) return { outcome: "unchanged", invoice: inv };

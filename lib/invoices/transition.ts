@@ -33,7 +33,7 @@ export interface InvoiceChange {
   /** Why, for the timeline (deposit_seen, cancel_requested, ...); a status move adds its own entry. */
   events: InvoiceEvent[];
   /** Fields set besides the status (deposits, other coins' transfers, the next poll). */
-  patch?: Partial<Pick<Invoice, "deposits" | "otherCoinDeposits" | "checkAt" | "addressWorn">>;
+  patch?: Partial<Pick<Invoice, "deposits" | "otherCoinDeposits" | "checkAt" | "addressWorn" | "depositsGivenUp">>;
   /** An operator's action: audited in the same operation. */
   audit?: { actor: string; action: AuditAction };
   /** Transactions to the invoice's address it lists for the first time: claimed for it in the same operation. */

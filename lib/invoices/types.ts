@@ -42,6 +42,12 @@ export interface Invoice {
    * freed, the address leaves the pool (PoolAddress.retiredAt). Absent: it goes back to the pool.
    */
   addressWorn?: true;
+  /**
+   * It gave a dropped deposit's entry up (a full record, see MAX_LISTED_WITH_DROPPED): the deposit stays claimed by
+   * it, and shown again, even with a time past its window (rebroadcast once the next invoice holds the address), the
+   * claim brings it back to it (see reclaimedShown in deposits.ts). Absent: it never gave one up.
+   */
+  depositsGivenUp?: true;
   createdAt: number;
   /** When what the shop sees of it (invoiceView, which postbacks carry) last changed; set by updateInvoice only. */
   updatedAt: number;
