@@ -1869,6 +1869,19 @@ Deno.test("[invoices] a dropped deposit whose place was given up, shown again on
     // Two holders back (no window), it still comes back by its claim.
     const farBack = decideFromChain(closed, read, { window: null, claimedBy, unread }, 7_000, 30_000)!;
     assert.ok(farBack.patch!.deposits!.some((d) => d.txid === "d0" && d.late));
+    // Another coin's transfer it gave up (a record with room by now) comes back alike, to be returned.
+    const roomy = { ...closed, deposits: [] };
+    await kv.set(["invoice_deposit_claims", closed.network, closed.address, "o0"], closed.id);
+    const trx = {
+      state: chainShowing([{ txid: "o0", coin: "TRX", amount: "7", confirmations: 1, seenAt: 6_000 }]),
+      at: 7_000,
+    };
+    const other = await readClaims(kv, roomy, trx, window);
+    const returned = decideFromChain(roomy, trx, { window, ...other }, 7_000, 30_000)!;
+    assert.deepEqual(returned.patch!.otherCoinDeposits!.map(({ coin, txid }) => ({ coin, txid })), [{
+      coin: "TRX",
+      txid: "o0",
+    }]);
   } finally {
     kv.close();
   }

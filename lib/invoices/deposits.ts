@@ -159,7 +159,10 @@ export async function readClaims(
     );
   }
   // Those it gave up, shown past its window: each claim is read, since only its own are listed (at most the answer).
-  const reclaimable = reclaimedShown(inv, read, window);
+  const reclaimable = [
+    ...reclaimedShown(inv, read, window),
+    ...reclaimedShown(inv, read, window, { otherCoins: true }),
+  ];
   for (let at = 0; at < reclaimable.length; at += CLAIM_READ_BATCH) {
     await readBatch(reclaimable.slice(at, at + CLAIM_READ_BATCH), () => true);
   }
@@ -204,20 +207,24 @@ function newOtherCoinCandidates(inv: Invoice, read: ChainRead, window: ClaimWind
 }
 
 /**
- * Deposits it gave the entry of up (Invoice.depositsGivenUp), as far as the read shows them outside its window: shown
- * again after the next invoice took the address, no window makes them a candidate, and the next invoice must not
- * count them (they are claimed), so only their claim brings them back (`claimedBy`; without it, all that may be).
+ * Deposits (or, `otherCoins`, other coins' transfers) it gave the entry of up (Invoice.depositsGivenUp), as far as the
+ * read shows them outside its window: shown again after the next invoice took the address, no window makes them a
+ * candidate, and the next invoice must not list them (they are claimed), so only their claim brings them back
+ * (`claimedBy`; without it, all that may be).
  */
 function reclaimedShown(
   inv: Invoice,
   read: ChainRead,
   window: ClaimWindow | null,
-  claimedBy?: ReadonlyMap<string, string>,
+  { claimedBy, otherCoins = false }: { claimedBy?: ReadonlyMap<string, string>; otherCoins?: boolean } = {},
 ): ChainDeposit[] {
   if (!inv.depositsGivenUp) return [];
-  const taken = new Set(inv.deposits.map((d) => d.txid));
-  return shownFor(inv, read).filter((d) =>
-    !(window && inWindowOf(window, d.seenAt)) && !taken.has(d.txid) && taken.add(d.txid) &&
+  const keyOf = (d: Pick<ChainDeposit, "txid"> & { coin?: string }) =>
+    otherCoins ? otherCoinKey({ coin: d.coin ?? "", txid: d.txid }) : d.txid;
+  const listed: { txid: string; coin?: string }[] = otherCoins ? otherCoinDepositsOf(inv) : inv.deposits;
+  const taken = new Set(listed.map(keyOf));
+  return (otherCoins ? otherCoinsShown(inv, read) : shownFor(inv, read)).filter((d) =>
+    !(window && inWindowOf(window, d.seenAt)) && !taken.has(keyOf(d)) && taken.add(keyOf(d)) &&
     (claimedBy === undefined || claimedBy.get(d.txid) === inv.id)
   );
 }
@@ -394,7 +401,7 @@ export function decideFromChain(
   // which comes at once.
   let more = false;
   // Deposits it gave up and claimed, shown again past its window, come after those its window brings.
-  for (const d of [...newCandidates(inv, read, window), ...reclaimedShown(inv, read, window, claimedBy)]) {
+  for (const d of [...newCandidates(inv, read, window), ...reclaimedShown(inv, read, window, { claimedBy })]) {
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
     if (deposits.length + fresh.length >= DUST_LISTED_UP_TO && isDust(inv, d.amount)) {
@@ -474,7 +481,7 @@ export function decideFromChain(
   const fields = {
     ...(others.list.length || inv.otherCoinDeposits ? { otherCoinDeposits: others.list } : {}),
     ...(worn ? { addressWorn: true as const } : {}),
-    ...(given.size && !inv.depositsGivenUp ? { depositsGivenUp: true as const } : {}),
+    ...((given.size || others.gaveUp) && !inv.depositsGivenUp ? { depositsGivenUp: true as const } : {}),
   };
   // Closed, it is read only for its deposits' news (updateInvoice says until when).
   if (!open) return { events, patch: { deposits: listed, ...fields, checkAt: nextPoll }, claims };
@@ -510,7 +517,7 @@ function otherCoinsFromChain(
   read: ChainRead,
   { window, claimedBy, unread }: Attribution,
   write: { deposits: number; claiming: ReadonlySet<string>; budget: number; now: number; events: InvoiceEvent[] },
-): { list: OtherCoinDeposit[]; claims: string[]; more: boolean; changed: boolean } {
+): { list: OtherCoinDeposit[]; claims: string[]; more: boolean; changed: boolean; gaveUp: boolean } {
   const needed = confirmationsNeeded(inv.network);
   const shown = new Map(otherCoinsShown(inv, read).map((d) => [otherCoinKey(d), d]));
   const before = otherCoinDepositsOf(inv);
@@ -547,7 +554,9 @@ function otherCoinsFromChain(
   let more = false;
   const known = (d: { coin: string }) => coinDecimals(d.coin, inv.network) !== undefined;
   let unknown = list.filter((d) => !known(d)).length;
-  for (const d of newOtherCoinCandidates(inv, read, window)) {
+  let gaveUp = false;
+  const reclaimed = reclaimedShown(inv, read, window, { claimedBy, otherCoins: true });
+  for (const d of [...newOtherCoinCandidates(inv, read, window), ...reclaimed]) {
     const claimant = claimedBy.get(d.txid);
     if (claimant !== undefined && claimant !== inv.id) continue;
     const full = list.length >= MAX_OTHER_COIN_DEPOSITS || write.deposits + list.length >= MAX_LISTED_WITH_DROPPED;
@@ -571,6 +580,7 @@ function otherCoinsFromChain(
     if (claim) claims.push(d.txid);
     if (givable >= 0) {
       const [given] = list.splice(givable, 1);
+      gaveUp = true;
       if (!known(given)) unknown--;
     }
     const entry = { coin: d.coin, txid: d.txid, amount: BigInt(d.amount).toString(), confirmations: d.confirmations };
@@ -579,7 +589,7 @@ function otherCoinsFromChain(
     write.events.push({ type: "other_coin_deposit", at: write.now, data: entry });
   }
   const changed = list.length !== before.length || list.some((d, i) => d !== before[i]);
-  return { list, claims, more, changed };
+  return { list, claims, more, changed, gaveUp };
 }
 
 /**

@@ -43,9 +43,10 @@ export interface Invoice {
    */
   addressWorn?: true;
   /**
-   * It gave a dropped deposit's entry up (a full record, see MAX_LISTED_WITH_DROPPED): the deposit stays claimed by
-   * it, and shown again, even with a time past its window (rebroadcast once the next invoice holds the address), the
-   * claim brings it back to it (see reclaimedShown in deposits.ts). Absent: it never gave one up.
+   * It gave a dropped deposit's entry up, or another coin's dropped transfer's (a full record, see
+   * MAX_LISTED_WITH_DROPPED): the transaction stays claimed by it, and shown again, even with a time past its window
+   * (rebroadcast once the next invoice holds the address), the claim brings it back to it (see reclaimedShown in
+   * deposits.ts). Absent: it never gave one up.
    */
   depositsGivenUp?: true;
   createdAt: number;
