@@ -1105,3 +1105,24 @@ Deno.test("[console] a shop's page leads to its routing; a new account's page gi
     await app.close();
   }
 });
+
+Deno.test("[console] the CSV export runs no shop's or buyer's text as a formula, split at commas or at semicolons", async () => {
+  const app = await startTestApp();
+  try {
+    const name = "x;=cmd|' /C calc'!A0;";
+    const made = await callInit(
+      app,
+      paymentBody({ id: "=1+1", name, email: "-1+1@example.com", postbackUrl: "http://127.0.0.1:9/pb" }),
+    );
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const b = await operatorBrowser(app);
+    const csv = (await b.get("/admin/payments.csv")).text;
+    const row = csv.trim().split("\r\n").find((r) => r.startsWith(`"${made.body.id}"`))!;
+    assert.match(row, /"'=1\+1","pending",.*"'-1\+1@example\.com","x;'=cmd\|' \/C calc'!A0;"/);
+    // A spreadsheet whose list separator is ";" splits the file at every ";", in quotes or not: no piece may start a
+    // formula.
+    for (const piece of csv.split(/[;\r\n]/)) assert.doesNotMatch(piece, /^[=+\-@]/, piece);
+  } finally {
+    await app.close();
+  }
+});

@@ -205,7 +205,7 @@ const CSV_COLUMNS = [
 
 /**
  * Every payment matching the filter as CSV, streamed page by page. Cells are
- * quoted and formula-neutralised. Unlike the console's pages, the export goes
+ * quoted and formula-neutralised (at their start and after any ";" in them). Unlike the console's pages, the export goes
  * on through every scan window until the filter's range is exhausted.
  * `amount` stays in minor units for programs; `amountDecimal` is the same in
  * major units for spreadsheets; times are ISO 8601 in UTC.
@@ -256,7 +256,10 @@ export function paymentsCsv(
 
 function csvCell(value: unknown): string {
   let s = value === null || value === undefined ? "" : String(value);
-  // A leading =, +, - or @ would run as a formula in spreadsheet apps.
+  // A leading =, +, - or @ would run as a formula in spreadsheet apps. So would one after a ";" inside a value: a
+  // spreadsheet whose list separator is ";" (most of Europe's) splits this comma file there, quotes or not, and the
+  // rest of a shop's or buyer's text (a name "x;=cmd|' /C calc'!A0;") becomes a cell of its own.
   if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+  s = s.replace(/;(?=[=+\-@\t\r])/g, ";'");
   return `"${s.replace(/"/g, '""')}"`;
 }
