@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { buyerSettles, callInit, paymentBody, startTestApp, waitFor } from "../fixtures/app.ts";
+import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { invoiceBody } from "../fixtures/invoices.ts";
 import { getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
 import { updateShopSettings } from "../lib/shops.ts";
@@ -275,21 +275,8 @@ Deno.test("[idempotency] after a provider failure stored nothing, another body w
 Deno.test("[idempotency] a bad Idempotency-Key is named in the same 400 as the body's bad fields (init-payment, checkout sessions, invoices, refunds), and nothing is stored", async (t) => {
   const app = await startTestApp();
   try {
-    const paid = await callInit(app, paymentBody());
-    assert.equal(paid.status, 201, JSON.stringify(paid.body));
-    await buyerSettles(paid.body.url, "paid");
-    await waitFor(
-      "the payment succeeded",
-      async () => (await getPayment(app.kv, paid.body.id))?.status === "succeeded",
-    );
-    // Every record a create could write: payments, sessions, invoices, refunds.
-    const stored = async () => {
-      let n = 0;
-      for (const prefix of ["payments", "checkout_sessions", "invoices", "refunds"]) {
-        for await (const _ of app.kv.list({ prefix: [prefix] })) n++;
-      }
-      return n;
-    };
+    const paid = await paidPayment(app);
+    const stored = () => storedCreates(app);
     const before = await stored();
     const headers = { authorization: `Bearer ${app.shop.apiKey}`, "idempotency-key": "k".repeat(256) };
     const cases: [string, Record<string, unknown>, string][] = [
@@ -321,20 +308,8 @@ Deno.test("[idempotency] a bad Idempotency-Key is named in the same 400 as the b
 Deno.test("[idempotency] an empty Idempotency-Key is refused (init-payment, checkout sessions, invoices, refunds) rather than taken as no key, and nothing is stored", async (t) => {
   const app = await startTestApp();
   try {
-    const paid = await callInit(app, paymentBody());
-    assert.equal(paid.status, 201, JSON.stringify(paid.body));
-    await buyerSettles(paid.body.url, "paid");
-    await waitFor(
-      "the payment succeeded",
-      async () => (await getPayment(app.kv, paid.body.id))?.status === "succeeded",
-    );
-    const stored = async () => {
-      let n = 0;
-      for (const prefix of ["payments", "checkout_sessions", "invoices", "refunds"]) {
-        for await (const _ of app.kv.list({ prefix: [prefix] })) n++;
-      }
-      return n;
-    };
+    const paid = await paidPayment(app);
+    const stored = () => storedCreates(app);
     const before = await stored();
     // Bodies that are right in every other way: a shop whose key variable came out blank would otherwise get a
     // payment, invoice or refund with no idempotency, and a second one on each retry.
@@ -366,3 +341,21 @@ Deno.test("[idempotency] an empty Idempotency-Key is refused (init-payment, chec
     await app.close();
   }
 });
+
+/** A payment the buyer paid, so a refund of it can be asked for. */
+async function paidPayment(app: TestApp) {
+  const paid = await callInit(app, paymentBody());
+  assert.equal(paid.status, 201, JSON.stringify(paid.body));
+  await buyerSettles(paid.body.url, "paid");
+  await waitFor("the payment succeeded", async () => (await getPayment(app.kv, paid.body.id))?.status === "succeeded");
+  return paid;
+}
+
+/** How many records the creates could have written: payments, checkout sessions, invoices, refunds. */
+async function storedCreates(app: TestApp): Promise<number> {
+  let n = 0;
+  for (const prefix of ["payments", "checkout_sessions", "invoices", "refunds"]) {
+    for await (const _ of app.kv.list({ prefix: [prefix] })) n++;
+  }
+  return n;
+}
