@@ -53,22 +53,27 @@ const USAGE = `usage:
 ${ACTOR_USAGE}`;
 const { values, positionals, given } = parseCommandArgs({ note: { type: "string" }, ...ACTOR_OPTION }, USAGE);
 const [cmd, id, deliveryId] = positionals;
-const withId = ["show", "resend", "settle-refund", "handle-orphan"];
-const withoutArgs = ["reindex", "backfill", "orphans"];
-if (!withoutArgs.includes(cmd) && (!id || !withId.includes(cmd))) fail(USAGE);
+/**
+ * Each command once: how many arguments it takes, its name included (a note given last, without --note, is one more),
+ * whether it acts (audited under --actor) and whether it takes a note. An argument too many is refused, not ignored
+ * (see parseCommandArgs).
+ */
+const COMMANDS = new Map<string, { args: [min: number, max: number]; audited?: true; note?: true }>([
+  ["show", { args: [2, 2] }],
+  ["resend", { args: [2, 3], audited: true }],
+  ["settle-refund", { args: [4, 4], audited: true, note: true }],
+  ["handle-orphan", { args: [3, 3], audited: true, note: true }],
+  ["reindex", { args: [1, 1] }],
+  ["backfill", { args: [1, 1] }],
+  ["orphans", { args: [1, 1] }],
+]);
+const command = COMMANDS.get(cmd) ?? fail(USAGE);
 // The note as --note, or as the last argument (as settle-refund took it before --note existed, and handle-orphan
 // alike); one of the two.
-const noteArgs = values.note === undefined ? 1 : 0;
-if (cmd === "settle-refund" && positionals.length !== 4 + noteArgs) fail(USAGE);
-if (cmd === "handle-orphan" && positionals.length !== 3 + noteArgs) fail(USAGE);
-if (cmd === "resend" && positionals.length > 3) fail(USAGE);
-// An argument too many is refused, not ignored (see parseCommandArgs).
-if (cmd === "show" && positionals.length !== 2) fail(USAGE);
-if (withoutArgs.includes(cmd) && positionals.length !== 1) fail(USAGE);
-const audited = cmd === "resend" || cmd === "settle-refund" || cmd === "handle-orphan";
-const withNote = cmd === "settle-refund" || cmd === "handle-orphan";
-refuseOptionsNotTaken(given, withNote ? ["note"] : [], `payment ${cmd}`, USAGE);
-const actorEmail = audited ? requireActor(values.actor, cmd, USAGE) : undefined;
+const args = positionals.length - (command.note && values.note === undefined ? 1 : 0);
+if (args < command.args[0] || args > command.args[1] || (command.args[0] > 1 && !id)) fail(USAGE);
+refuseOptionsNotTaken(given, command.note ? ["note"] : [], `payment ${cmd}`, USAGE);
+const actorEmail = command.audited ? requireActor(values.actor, cmd, USAGE) : undefined;
 
 await runCommand(async (server, actor) => {
   if (cmd === "reindex") {
