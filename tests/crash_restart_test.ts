@@ -13,7 +13,6 @@
 import assert from "node:assert/strict";
 import { paymentIdOfRequestId } from "../lib/providers/request_id.ts";
 import { Webhook } from "standardwebhooks";
-import { Sandbox } from "../sandbox/bansky.tsx";
 import {
   type AppProcess,
   type AppProcessExit,
@@ -23,6 +22,7 @@ import {
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
+  serveSandbox,
   sleep,
   spawnApp,
   startShopReceiver,
@@ -57,11 +57,8 @@ Deno.test({
     const baseUrl = `http://127.0.0.1:${appPort}`;
 
     // The sandbox, outside the app so it outlives every crash. Its POST /payments answers tell us each ref.
-    const sandboxPort = freePort();
-    const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
-    const sandbox = new Sandbox({ apiToken: SANDBOX_TOKEN, webhookSecret: SANDBOX_SECRET, publicUrl: sandboxUrl });
     const refByPaymentId = new Map<string, string>();
-    const sandboxServer = Deno.serve({ hostname: "127.0.0.1", port: sandboxPort, onListen() {} }, async (req) => {
+    const { sandbox, url: sandboxUrl, close: closeSandbox } = serveSandbox(async (req, sandbox) => {
       if (req.method !== "POST" || new URL(req.url).pathname !== "/payments") return sandbox.app.fetch(req);
       const sent = await req.text();
       const res = await sandbox.app.fetch(new Request(req.url, { method: "POST", headers: req.headers, body: sent }));
@@ -254,8 +251,7 @@ Deno.test({
       stopTraffic = true;
       await traffic.catch(() => {});
       if (app) await stopApp(app, "SIGKILL");
-      sandbox.close();
-      await sandboxServer.shutdown();
+      await closeSandbox();
       await shop.close();
       await Deno.remove(dir, { recursive: true });
     }

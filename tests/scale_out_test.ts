@@ -15,7 +15,6 @@
  */
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { Sandbox } from "../sandbox/bansky.tsx";
 import { iteratePaymentIds } from "../lib/db/payments.ts";
 import {
   type AppProcess,
@@ -25,6 +24,7 @@ import {
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
+  serveSandbox,
   spawnApp,
   startShopReceiver,
   stopApp,
@@ -58,10 +58,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "aimbrella-scale-" });
     const kvPath = `${dir}/kv.sqlite3`;
 
-    const sandboxPort = freePort();
-    const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
-    const sandbox = new Sandbox({ apiToken: SANDBOX_TOKEN, webhookSecret: SANDBOX_SECRET, publicUrl: sandboxUrl });
-    const sandboxServer = Deno.serve({ hostname: "127.0.0.1", port: sandboxPort, onListen() {} }, sandbox.app.fetch);
+    const { sandbox, url: sandboxUrl, close: closeSandbox } = serveSandbox();
     const shop = startShopReceiver();
 
     const envFor = (port: number): Record<string, string> => ({
@@ -185,8 +182,7 @@ Deno.test({
       for (const mb of rss) if (mb !== null) assert.ok(mb < MAX_RSS_MB, `peak RSS ${mb.toFixed(0)} MB`);
     } finally {
       await Promise.all(nodes.map((node) => stopApp(node.app, "SIGKILL")));
-      sandbox.close();
-      await sandboxServer.shutdown();
+      await closeSandbox();
       await shop.close();
       await Deno.remove(dir, { recursive: true });
     }

@@ -16,7 +16,6 @@ import assert from "node:assert/strict";
 import { getDeliveryEntry } from "../lib/db/deliveries.ts";
 import { DELIVERY_LEASE_MS } from "../lib/relay/lease.ts";
 import { DEFAULT_POOL_LIMITS } from "../lib/relay/pool.ts";
-import { Sandbox } from "../sandbox/bansky.tsx";
 import {
   type AppProcess,
   createShopWithCli,
@@ -25,6 +24,7 @@ import {
   paymentBody,
   SANDBOX_SECRET,
   SANDBOX_TOKEN,
+  serveSandbox,
   sleep,
   spawnApp,
   startShopReceiver,
@@ -45,10 +45,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "aimbrella-stop-" });
     const kvPath = `${dir}/kv.sqlite3`;
 
-    const sandboxPort = freePort();
-    const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
-    const sandbox = new Sandbox({ apiToken: SANDBOX_TOKEN, webhookSecret: SANDBOX_SECRET, publicUrl: sandboxUrl });
-    const sandboxServer = Deno.serve({ hostname: "127.0.0.1", port: sandboxPort, onListen() {} }, sandbox.app.fetch);
+    const { sandbox, url: sandboxUrl, close: closeSandbox } = serveSandbox();
 
     // The shop holds every answer until it is released.
     let release!: () => void;
@@ -147,8 +144,7 @@ Deno.test({
     } finally {
       release();
       await Promise.all(apps.map((app) => stopApp(app, "SIGKILL")));
-      await sandboxServer.shutdown();
-      sandbox.close();
+      await closeSandbox();
       await shop.close();
       await Deno.remove(dir, { recursive: true });
     }
