@@ -21,6 +21,7 @@ import { createApp } from "./routes/mod.tsx";
 import { operationWritesSettled } from "./lib/db/operations.ts";
 import { stopRateLimiters } from "./lib/auth/rate_limit.ts";
 import { closePinnedProxy } from "./lib/relay/pinned_proxy.ts";
+import { providerTransport } from "./lib/providers/http1_client.ts";
 
 export interface ServerParts {
   app: ReturnType<typeof createApp>;
@@ -106,10 +107,13 @@ export async function createServer(
       now: () => Date.now(),
     })
     : undefined;
+  // Every account's adapter calls its provider through one pool of kept-alive connections (or fetch behind a proxy).
+  const providerHttp = providerTransport((name) => Deno.env.get(name));
+  const adapterOpts = { timeoutMs: config.providerTimeoutMs, http: providerHttp };
   const providers = new ProviderRegistry(
     kv,
-    { account: defaultAccount, adapter: await adapterFor(credentials, { timeoutMs: config.providerTimeoutMs }) },
-    { timeoutMs: config.providerTimeoutMs, now: () => Date.now(), metrics },
+    { account: defaultAccount, adapter: await adapterFor(credentials, adapterOpts) },
+    { ...adapterOpts, now: () => Date.now(), metrics },
   );
 
   const sessionSecret = config.sessionSecret ??
@@ -176,6 +180,7 @@ export async function createServer(
       chainSimulator?.close();
       stopRateLimiters(kv);
       await Promise.all([runner.stop(), emailIndexBackfill.stop(), backfills.stop()]);
+      providerHttp.close();
       // After the relay's last attempts, which may use it.
       await closePinnedProxy(ctx);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.

@@ -4,6 +4,7 @@ import { invoiceBody } from "../fixtures/invoices.ts";
 import { getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
 import { updateShopSettings } from "../lib/shops.ts";
 import { providerRequestId } from "../lib/providers/request_id.ts";
+import { TcpRelay } from "../fixtures/tcp_relay.ts";
 
 Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
@@ -234,24 +235,17 @@ Deno.test("[idempotency] a shop's names outlive a session-secret rotation: looku
 });
 
 Deno.test("[idempotency] after a provider failure stored nothing, another body with the same id is charged as that body, never as the first", async () => {
-  const app = await startTestApp({ standaloneSandbox: true });
   // Bansky makes the payment but its answer is lost on the way back (a reset connection): we answer 502.
-  const realFetch = globalThis.fetch;
-  globalThis.fetch = async (input, init) => {
-    const res = await realFetch(input, init);
-    if (String(input).startsWith(app.sandboxUrl) && String(input).endsWith("/payments") && init?.method === "POST") {
-      globalThis.fetch = realFetch;
-      await res.body?.cancel();
-      throw new TypeError("connection reset");
-    }
-    return res;
-  };
+  const network = new TcpRelay();
+  const app = await startTestApp({ standaloneSandbox: true, env: { BANSKY_API_URL: network.url } });
+  network.relayTo(app.sandboxUrl);
   // deno-lint-ignore no-explicit-any
   const atBansky = (ref: string) => (app.sandbox as any).payments.get(ref) as { amount: number; currency: string };
   try {
     const order = { id: "order-504", postbackUrl: "http://127.0.0.1:9/pb" };
+    network.loseAnswerTo("POST /payments HTTP/1.1");
     const first = await callInit(app, paymentBody({ ...order, amount: 1000 }));
-    globalThis.fetch = realFetch;
+    assert.equal(network.lost, 1, "Bansky made the payment, and its answer was lost");
     assert.equal(first.status, 502, JSON.stringify(first.body));
     // The shop changes the order (another amount and currency) and sends the same id again. Nothing was stored, so
     // this is the payment now; what the buyer pays at the provider is what the shop is told.
@@ -267,8 +261,8 @@ Deno.test("[idempotency] after a provider failure stored nothing, another body w
     assert.equal((await callInit(app, paymentBody({ ...order, amount: 1000 }))).status, 422);
     assert.equal((await callInit(app, paymentBody({ ...order, amount: 250_000, currency: "USD" }))).status, 200);
   } finally {
-    globalThis.fetch = realFetch;
     await app.close();
+    network.close();
   }
 });
 

@@ -13,6 +13,7 @@ import {
   WebhookBody,
 } from "./bansky_wire.ts";
 import type { z } from "zod";
+import type { HttpAnswer, HttpTransport } from "./http1_client.ts";
 import { paymentIdOfRequestId } from "./request_id.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
@@ -31,6 +32,8 @@ export interface BanskyOptions {
   apiToken: string;
   webhookSecret: string;
   timeoutMs: number;
+  /** How calls reach Bansky (kept-alive connections, or fetch behind an operator's proxy): shared by the adapters. */
+  http: HttpTransport;
 }
 
 /**
@@ -149,42 +152,49 @@ export class BanskyProvider implements PaymentProvider {
     answers: number[] = [],
   ): Promise<T> {
     return withTimeout(this.opts.timeoutMs, async (signal) => {
-      let res: Response;
+      let res: HttpAnswer;
       try {
-        res = await fetch(this.opts.apiUrl + path, {
+        res = await this.opts.http.send(this.opts.apiUrl + path, {
           method,
           headers: {
             authorization: `Bearer ${this.opts.apiToken}`,
             ...(body ? { "content-type": "application/json" } : {}),
           },
           body: body ? JSON.stringify(body) : undefined,
-          redirect: "manual",
           signal,
         });
       } catch (err) {
         const timedOut = isTimeout(err);
         throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
       }
-      if (!res.ok && !answers.includes(res.status)) {
+      const ok = res.status >= 200 && res.status < 300;
+      if (!ok && !answers.includes(res.status)) {
         if (isRefusalStatus(res.status)) {
           // Bansky said no to the request itself: its reason is for the operators, who need it to act.
-          const said = await res.json().then((b) => (typeof b?.error === "string" ? b.error : ""), () => "");
-          const reason = providerReason(said);
+          const said = parseJson(res.body);
+          const reason = providerReason(typeof said?.error === "string" ? said.error : "");
           throw new ProviderRefusedError(
             `${method} ${path} answered ${res.status}${reason ? `: ${reason}` : ""}`,
             res.status,
           );
         }
-        await res.body?.cancel();
         throw new UpstreamError(false, `${method} ${path} answered ${res.status}`, res.status);
       }
-      const json = await res.json().catch((err) => {
-        if (isTimeout(err)) throw new UpstreamError(true, `${method} ${path} timed out`);
-        return undefined;
-      });
+      const json = parseJson(res.body);
       const parsed = schema.safeParse(json);
       if (!parsed.success) throw new UpstreamError(false, `${method} ${path} answered an unexpected body`);
       return parsed.data;
     });
+  }
+}
+
+const decoder = new TextDecoder();
+
+/** An answer's body as JSON, or undefined when it is not JSON. */
+function parseJson(body: Uint8Array): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(decoder.decode(body));
+  } catch {
+    return undefined;
   }
 }

@@ -5,6 +5,7 @@ import { BanskyProvider } from "./bansky.ts";
 import type { PaymentProvider } from "./types.ts";
 import { LoggedProvider } from "./logged.ts";
 import type { Metrics } from "../metrics.ts";
+import type { HttpTransport } from "./http1_client.ts";
 
 /** An account with the adapter that speaks to it. */
 export interface AccountAdapter {
@@ -29,11 +30,11 @@ export interface PaymentScope {
 /** Turns an account's credentials into the adapter for its provider. */
 export async function adapterFor(
   credentials: AccountCredentials,
-  opts: { timeoutMs: number },
+  opts: { timeoutMs: number; http: HttpTransport },
 ): Promise<PaymentProvider> {
   switch (credentials.provider) {
     case "bansky":
-      return new BanskyProvider({ ...credentials, timeoutMs: opts.timeoutMs });
+      return new BanskyProvider({ ...credentials, timeoutMs: opts.timeoutMs, http: opts.http });
     case "stripe": {
       // Stripe's SDK (about 10 MB of a process's memory) is loaded once an account needs it, not by every process.
       const { StripeProvider } = await import("./stripe.ts");
@@ -61,7 +62,7 @@ export class ProviderRegistry {
   constructor(
     private readonly kv: Deno.Kv,
     readonly defaultAccount: AccountAdapter,
-    private readonly opts: { timeoutMs: number; now: () => number; metrics?: Metrics },
+    private readonly opts: { timeoutMs: number; http: HttpTransport; now: () => number; metrics?: Metrics },
   ) {}
 
   /** The account with this id, or null when there is none. */

@@ -1,0 +1,337 @@
+import assert from "node:assert/strict";
+import { Http1Client, HttpTransportError, MAX_ANSWER_BYTES } from "./http1_client.ts";
+import { isTimeout, withTimeout } from "../timeout.ts";
+import { testCertificates } from "../../fixtures/tls.ts";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A call with a deadline, as the adapters make them. */
+function call(client: Http1Client, url: string, init: { method?: string; body?: string; timeoutMs?: number } = {}) {
+  return withTimeout(
+    init.timeoutMs ?? 5_000,
+    (signal) =>
+      client.send(url, {
+        method: init.method ?? "POST",
+        headers: { "content-type": "application/json" },
+        body: init.body,
+        signal,
+      }),
+  );
+}
+
+/** A Deno.serve server on loopback that notes the client port of each request (one port = one connection). */
+function servedWithPorts(handler: (req: Request) => Response | Promise<Response>) {
+  const ports: number[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
+    ports.push(info.remoteAddr.port);
+    return handler(req);
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, ports, server };
+}
+
+/**
+ * A raw TCP server on loopback that reads each request (head and Content-Length body) and answers with what `answer`
+ * returns: bytes to write, "close" to close the connection without answering, or "hang" to say nothing.
+ */
+function scripted(answer: (request: string, n: number) => string | Uint8Array | "close" | "hang") {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let requests = 0;
+  let connections = 0;
+  (async () => {
+    for await (const conn of listener) {
+      connections++;
+      conns.add(conn);
+      (async () => {
+        let held = "";
+        const buf = new Uint8Array(64 * 1024);
+        try {
+          for (;;) {
+            const end = held.indexOf("\r\n\r\n");
+            const length = Number(/content-length: (\d+)/i.exec(held)?.[1] ?? 0);
+            if (end >= 0 && held.length >= end + 4 + length) {
+              const request = held.slice(0, end + 4 + length);
+              held = held.slice(end + 4 + length);
+              const out = answer(request, requests++);
+              if (out === "close") break;
+              if (out === "hang") continue;
+              const bytes = typeof out === "string" ? encoder.encode(out) : out;
+              for (let w = 0; w < bytes.length;) w += await conn.write(bytes.subarray(w));
+              continue;
+            }
+            const n = await conn.read(buf);
+            if (n === null) break;
+            held += decoder.decode(buf.subarray(0, n));
+          }
+        } catch {
+          // The client went away.
+        }
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      })();
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    get requests() {
+      return requests;
+    },
+    get connections() {
+      return connections;
+    },
+    close() {
+      listener.close();
+      for (const conn of conns) conn.close();
+    },
+  };
+}
+
+const ok = (body: string, extra = "") =>
+  `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${
+    encoder.encode(body).length
+  }\r\n${extra}\r\n${body}`;
+
+Deno.test("[http1] keeps a connection alive across calls, and opens one per call under way at once", async () => {
+  const served = servedWithPorts(async (req) => Response.json({ echo: await req.json() }));
+  const client = new Http1Client();
+  try {
+    for (let i = 0; i < 10; i++) {
+      const res = await call(client, `${served.url}/payments?n=${i}`, { body: JSON.stringify({ i }) });
+      assert.equal(res.status, 200);
+      assert.deepEqual(JSON.parse(decoder.decode(res.body)), { echo: { i } });
+    }
+    assert.equal(new Set(served.ports).size, 1, "ten calls one after another share one connection");
+    await Promise.all(Array.from({ length: 5 }, (_, i) => call(client, `${served.url}/x`, { body: String(i) })));
+    assert.ok(
+      new Set(served.ports).size <= 5,
+      `at most one connection per call at once: ${new Set(served.ports).size}`,
+    );
+    assert.ok(new Set(served.ports).size >= 2, "calls under way at once do not queue for one connection");
+  } finally {
+    client.close();
+    await served.server.shutdown();
+  }
+});
+
+Deno.test("[http1] reads Content-Length, chunked and read-to-close bodies, skips 100 Continue, and honours Connection: close", async () => {
+  const server = scripted((_, n) => {
+    switch (n) {
+      case 0:
+        return ok('{"a":1}');
+      case 1:
+        return "HTTP/1.1 100 Continue\r\n\r\n" + ok('{"b":2}');
+      case 2:
+        return 'HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{"c"\r\n3;ext=1\r\n:3}\r\n0\r\nx-trailer: y\r\n\r\n';
+      case 3:
+        return ok('{"d":4}', "connection: close\r\n");
+      default:
+        return ok("{}");
+    }
+  });
+  const client = new Http1Client();
+  try {
+    const bodies = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await call(client, `${server.url}/p`);
+      bodies.push([res.status, decoder.decode(res.body)]);
+    }
+    assert.equal(server.connections, 1, "kept alive until the server said close");
+    assert.deepEqual(bodies, [[200, '{"a":1}'], [200, '{"b":2}'], [201, '{"c":3}'], [200, '{"d":4}']]);
+    await call(client, `${server.url}/p`);
+    assert.equal(server.connections, 2, "a connection the server closed is not used again");
+  } finally {
+    client.close();
+    server.close();
+  }
+  const toClose = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of toClose) {
+      await conn.read(new Uint8Array(4096));
+      await conn.write(encoder.encode('HTTP/1.1 200 OK\r\n\r\n{"e":5}'));
+      conn.close();
+    }
+  })();
+  const again = new Http1Client();
+  try {
+    const res = await call(again, `http://127.0.0.1:${(toClose.addr as Deno.NetAddr).port}/p`);
+    assert.equal(decoder.decode(res.body), '{"e":5}', "without a length, the body is what comes until the close");
+  } finally {
+    again.close();
+    toClose.close();
+  }
+});
+
+Deno.test("[http1] a call past its deadline ends as a timeout, and its connection is not used again", async () => {
+  let first = true;
+  const served = servedWithPorts(async () => {
+    if (first) {
+      first = false;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return Response.json({ ok: true });
+  });
+  const client = new Http1Client();
+  try {
+    const started = Date.now();
+    const err = await call(client, `${served.url}/slow`, { timeoutMs: 100 }).then(() => null, (e) => e);
+    assert.ok(isTimeout(err), `a timeout, not ${err}`);
+    assert.ok(Date.now() - started < 400, "the call ends at its deadline, not when the server answers");
+    const res = await call(client, `${served.url}/fast`);
+    assert.equal(res.status, 200);
+    assert.equal(new Set(served.ports).size, 2, "the timed-out connection was closed, the next call opened another");
+  } finally {
+    client.close();
+    await served.server.shutdown();
+  }
+});
+
+Deno.test("[http1] a kept-alive connection the server closed unanswered is replaced once; a new one that fails is not retried", async () => {
+  // Request 0 is answered; request 1 (the second call, on the kept-alive connection) is closed on, as a server
+  // closing an idle connection does; the call goes again on a new connection (request 2) and is answered.
+  const server = scripted((_, n) => (n === 1 ? "close" : ok(`{"n":${n}}`)));
+  const client = new Http1Client();
+  try {
+    await call(client, `${server.url}/a`);
+    const res = await call(client, `${server.url}/b`);
+    assert.equal(decoder.decode(res.body), '{"n":2}');
+    assert.deepEqual([server.requests, server.connections], [3, 2]);
+  } finally {
+    client.close();
+    server.close();
+  }
+  const closing = scripted(() => "close");
+  const fresh = new Http1Client();
+  try {
+    const err = await call(fresh, `${closing.url}/a`).then(() => null, (e) => e);
+    assert.ok(err instanceof HttpTransportError, String(err));
+    assert.match(err.message, /closed the connection before its answer/);
+    assert.equal(closing.requests, 1, "a new connection's failure is the call's: not sent twice");
+  } finally {
+    fresh.close();
+    closing.close();
+  }
+});
+
+Deno.test("[http1] a connection idle past its limit is closed rather than reused", async () => {
+  const served = servedWithPorts(() => Response.json({}));
+  let now = 1_000_000;
+  const client = new Http1Client({ now: () => now });
+  try {
+    await call(client, served.url);
+    now += 3_000;
+    await call(client, served.url);
+    assert.equal(new Set(served.ports).size, 1, "idle 3 s: reused");
+    now += 4_001;
+    await call(client, served.url);
+    assert.equal(new Set(served.ports).size, 2, "idle over 4 s: a new connection");
+  } finally {
+    client.close();
+    await served.server.shutdown();
+  }
+});
+
+Deno.test("[http1] refuses answers it cannot trust: too large, a huge head, compressed, bad framing, not HTTP", async (t) => {
+  const big = "x".repeat(MAX_ANSWER_BYTES + 1);
+  const cases: [string, string | Uint8Array, RegExp][] = [
+    [
+      "a body over 1 MiB by its length",
+      `HTTP/1.1 200 OK\r\ncontent-length: ${MAX_ANSWER_BYTES + 1}\r\n\r\n`,
+      /over 1 MiB/,
+    ],
+    [
+      "a chunked body over 1 MiB",
+      `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${
+        (MAX_ANSWER_BYTES + 1).toString(16)
+      }\r\n${big}\r\n0\r\n\r\n`,
+      /over 1 MiB/,
+    ],
+    ["a head over 64 KiB", `HTTP/1.1 200 OK\r\nx-big: ${"y".repeat(70_000)}\r\n\r\n`, /head over 64 KiB/],
+    [
+      "a compressed body",
+      "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 2\r\n\r\n{}",
+      /gzip, which was not asked for/,
+    ],
+    [
+      "two Content-Lengths that differ",
+      "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}",
+      /bad Content-Length/,
+    ],
+    [
+      "a malformed chunk size",
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+      /malformed chunk/,
+    ],
+    ["another transfer coding", "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", /transfer-encoding gzip/],
+    ["something not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", /not HTTP\/1.x/],
+  ];
+  for (const [name, answer, message] of cases) {
+    await t.step(name, async () => {
+      const server = scripted(() => answer);
+      const client = new Http1Client();
+      try {
+        const err = await call(client, `${server.url}/p`).then(() => null, (e) => e);
+        assert.ok(err instanceof HttpTransportError, String(err));
+        assert.match(err.message, message);
+      } finally {
+        client.close();
+        server.close();
+      }
+    });
+  }
+});
+
+Deno.test("[http1] refuses to send a header or path that would start another line, before connecting", async () => {
+  const server = scripted(() => ok("{}"));
+  const client = new Http1Client();
+  try {
+    for (
+      const headers of [{ authorization: "Bearer x\r\nx-injected: 1" }, { "bad name": "1" }, { ok: "a\nb" }] as Record<
+        string,
+        string
+      >[]
+    ) {
+      const err = await withTimeout(
+        1_000,
+        (signal) => client.send(`${server.url}/p`, { method: "GET", headers, signal }),
+      ).then(() => null, (e) => e);
+      assert.ok(err instanceof HttpTransportError, String(err));
+      assert.match(err.message, /invalid header/);
+    }
+    assert.equal(server.connections, 0);
+    // URL parsing turns a raw line break in a path into %0A / drops it: the request line stays one line.
+    const res = await withTimeout(
+      1_000,
+      (signal) => client.send(`${server.url}/p\r\nx: 1`, { method: "GET", headers: {}, signal }),
+    );
+    assert.equal(res.status, 200);
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+Deno.test("[http1] speaks TLS to a server its authority vouches for, and refuses one it does not", async () => {
+  const certs = await testCertificates("127.0.0.1");
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert: certs.cert, key: certs.key, onListen() {} },
+    () => Response.json({ tls: true }),
+  );
+  const url = `https://127.0.0.1:${server.addr.port}/payments`;
+  const trusting = new Http1Client({ caCerts: [certs.caCert] });
+  const stranger = new Http1Client();
+  try {
+    const res = await call(trusting, url, { body: "{}" });
+    assert.deepEqual(JSON.parse(decoder.decode(res.body)), { tls: true });
+    const err = await call(stranger, url, { body: "{}" }).then(() => null, (e) => e);
+    assert.ok(err instanceof HttpTransportError, String(err));
+  } finally {
+    trusting.close();
+    stranger.close();
+    await server.shutdown();
+  }
+});
