@@ -3,14 +3,22 @@ import { ValidationError } from "./errors.ts";
 import { currencyRefusal, isCurrency, isStoredCurrency } from "./money.ts";
 
 /**
+ * Control characters text never needs: C0 and C1 controls, line and paragraph separators, and the direction
+ * embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069). A name or order id holding U+202E shows its
+ * characters in reverse on the operators' and shops' pages, and can run into what follows it, so "order 1" can be
+ * made to read as another. The marks U+200E and U+200F, which right-to-left text does use, are kept.
+ */
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/**
  * Text a person typed: bounded, well-formed UTF-16 (no lone surrogates, which
  * break JSON encoders downstream) and free of control characters.
  */
 export function text(min: number, max: number) {
   return z.string().min(min).max(max)
     .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
-    // deno-lint-ignore no-control-regex
-    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");
+    .refine((s) => !CONTROL_CHARACTERS.test(s), "must not contain control characters");
 }
 
 /** What a currency field that names no currency we take is told: a fund code is told it is one. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseOrThrow } from "./validation.ts";
+import { parseOrThrow, text } from "./validation.ts";
 import { AppError } from "./errors.ts";
 import { initPaymentSchema } from "./payments/schema.ts";
 import { createInvoiceSchema } from "./invoices/schema.ts";
@@ -133,4 +133,16 @@ Deno.test("[validation] unknown fields are named up to twenty, each cut to 64 ch
   );
   const few = refused(initPaymentSchema(1_000_000), { ...payment, amount: 5, a: 1, b: 2 });
   assert.deepEqual(few, { a: "unknown field", b: "unknown field" }, "twenty or fewer: no count");
+});
+
+Deno.test("[validation] text refuses direction overrides, isolates, C1 controls and line separators, and keeps the marks right-to-left text uses", () => {
+  const schema = text(1, 100);
+  for (const bad of ["order\u202E1gpj", "a\u2066b\u2069", "a\u0085b", "a\u009bb", "a\u2028b", "a\u202Ab", "a\u2067b"]) {
+    const r = schema.safeParse(bad);
+    assert.equal(r.success, false, JSON.stringify(bad));
+    assert.equal(r.error!.issues[0].message, "must not contain control characters");
+  }
+  for (const good of ["שלום\u200F עולם", "Ελένη", "Zoë O'Brien", "مرحبا\u200E 42", "a\u00A0b"]) {
+    assert.equal(schema.safeParse(good).success, true, JSON.stringify(good));
+  }
 });

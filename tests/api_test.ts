@@ -71,6 +71,8 @@ Deno.test("[api] bad input gets a clear 4xx JSON error, stores nothing and the s
       ],
       ["a control character in the name", { body: { ...ok, name: "a\u0007b" } }, 400, "name"],
       ["a control character in the id", { body: { ...ok, id: "o\n1" } }, 400, "id"],
+      ["a direction override in the id", { body: { ...ok, id: "order-\u202E1fdp" } }, 400, "id"],
+      ["a C1 control in the name", { body: { ...ok, name: "a\u0085b" } }, 400, "name"],
       ["both successUrl spellings", { body: { ...ok, sussessUrl: ok.successUrl } }, 400, "sussessUrl"],
       ["no success URL", { body: { ...ok, successUrl: undefined } }, 400, "successUrl"],
       ["an unknown type", { body: { ...ok, type: "barter" } }, 400, "type"],
