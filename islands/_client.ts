@@ -95,14 +95,14 @@ function openAsWholePage(form: HTMLFormElement, next: string) {
 
 /**
  * The question with each `{field}` replaced by the field's value as the person sees it: a select's chosen label, a
- * date and time without the "T". Braces naming no field of the form are left as they are (a name in a question may
- * have some).
+ * date and time without the "T". Braces naming no field the person can see are left as they are: a question may
+ * hold a shop's or buyer's text (a form's title), and `{_csrf}` there must not show the form's hidden token.
  */
 function fillFields(question: string, form: HTMLFormElement): string {
   return question.replace(/\{(\w+)\}/g, (whole, name: string) => {
     const field = form.elements.namedItem(name);
     if (field instanceof HTMLSelectElement) return field.selectedOptions[0]?.text ?? "";
-    if (field instanceof HTMLInputElement) {
+    if (field instanceof HTMLInputElement && field.type !== "hidden") {
       return field.type === "datetime-local" ? field.value.replace("T", " ") : field.value;
     }
     return whole;
