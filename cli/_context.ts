@@ -50,7 +50,8 @@ function exists(path: string): boolean {
  * options (see withValuesJoined): free text may begin with a dash, and parseArgs refuses such a value as ambiguous
  * unless written `--note=-5 EUR kept`. Each command then refuses a positional argument it does not take: the rest of a
  * value left unquoted (`--name My Shop` names the shop "My") would otherwise be dropped without a word.
- * An option that takes one value is refused when given twice (see refuseRepeatedOptions).
+ * An option that takes one value is refused when given twice (see refuseRepeatedOptions), and any option given an
+ * empty value (refuseEmptyValues).
  */
 export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: T, usage: string) {
   try {
@@ -58,6 +59,7 @@ export function parseCommandArgs<T extends ParseArgsConfig["options"]>(options: 
     exitWithUsageIfAsked(args, usage);
     const { tokens, ...parsed } = parseArgs({ args, allowPositionals: true, options, tokens: true });
     refuseRepeatedOptions(tokens, options ?? {});
+    refuseEmptyValues(tokens);
     const given = new Set(tokens.flatMap((t) => t.kind === "option" ? [t.name] : []));
     return { ...parsed, given };
   } catch (err) {
@@ -84,6 +86,16 @@ function withValuesJoined(args: string[], options: NonNullable<ParseArgsConfig["
     out.push(takesValue && i + 1 < args.length ? `${arg}=${args[++i]}` : arg);
   }
   return out;
+}
+
+/**
+ * An option given an empty value is refused (TypeError, as parseArgs refuses): `--currency ""` (a variable that came
+ * out blank) is not "no currency", and taken as none, `shop route` set the shop's default account instead of adding a
+ * rule. No option of ours means anything by an empty value.
+ */
+function refuseEmptyValues(tokens: { kind: string; rawName?: string; value?: string }[]) {
+  const empty = tokens.find((t) => t.kind === "option" && t.value === "");
+  if (empty) throw new TypeError(`Option '${empty.rawName}' has an empty value`);
 }
 
 /**

@@ -381,6 +381,12 @@ Deno.test("[cli] shop route asked for a rule or a default the shop has already c
     const defaultAgain = await route();
     assert.equal(defaultAgain.code, 0, defaultAgain.stderr);
     assert.match(defaultAgain.stderr, /already routed so/);
+    // A blank value (a variable that came out empty) is refused, not read as "no currency": that set the default.
+    for (const blank of [["--currency", ""], ["--type", ""], ["--currency="]]) {
+      const refused = await route(...blank);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, /^Option '--(currency|type)' has an empty value/);
+    }
 
     const srv = await Deno.openKv(kv);
     try {
