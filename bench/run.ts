@@ -92,6 +92,15 @@ try {
     request: (who) => ({ kind: "init", apiKey: stack!.shop.apiKey, txPrefix: `bench-${who}-${crypto.randomUUID()}` }),
     saveIds: true,
   }, driver);
+  // The floor calls its provider with fetch, the app with its own cheaper client: the same rounds against a floor
+  // with the app's client show how much of the ratio that is (shown, not judged).
+  log("POST /api/v1/init-payment against a floor with the app's HTTP client");
+  const initSameClient = await compareThroughput({ ...stack, floor: stack.floorSameClient }, profile, {
+    endpoint: "POST /api/v1/init-payment, floor with the app's HTTP client",
+    target: 0.9,
+    expectStatus: 201,
+    request: (who) => ({ kind: "init", apiKey: stack!.shop.apiKey, txPrefix: `same-${who}-${crypto.randomUUID()}` }),
+  }, driver);
   // The pay rounds cycle through payments created above, the same number for both targets.
   const appIds = await readIds(init.idFiles.app);
   const floorIds = await readIds(init.idFiles.floor);
@@ -205,6 +214,7 @@ try {
     syncWriteUs,
     pay,
     init,
+    initSameClient,
     invoice,
     refund,
     webhook,

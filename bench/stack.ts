@@ -24,6 +24,8 @@ export interface Stack {
   /** A second receiver that answers each postback after 8 s (one shop's slowness must not hold up others). */
   slowShop: { proc: Proc; port: number; postbackUrl: string };
   floor: { proc: Proc; port: number };
+  /** The same floor calling the sandbox with the app's HTTP client instead of fetch (init-payment's second row). */
+  floorSameClient: { proc: Proc; port: number };
   app: { proc: Proc; port: number };
   /** Starts the app again on the same port and KV file once it is stopped (for the drain); resolves when it answers. */
   startApp(): Promise<Proc>;
@@ -35,6 +37,7 @@ export async function startStack(dir: string): Promise<Stack> {
   const shopPort = freePort();
   const slowShopPort = freePort();
   const floorPort = freePort();
+  const floorSameClientPort = freePort();
   const appPort = freePort();
   const postbackUrl = `http://127.0.0.1:${shopPort}/postback`;
 
@@ -60,7 +63,7 @@ export async function startStack(dir: string): Promise<Stack> {
     PAYMENT_CHECK_SCHEDULE: "3600,21600",
   };
 
-  const [sandbox, shop, slowShop, floor] = await Promise.all([
+  const [sandbox, shop, slowShop, floor, floorSameClient] = await Promise.all([
     startDeno("sandbox", "sandbox/main.ts", {
       SANDBOX_PORT: String(sandboxPort),
       SANDBOX_HOSTNAME: "127.0.0.1",
@@ -78,6 +81,13 @@ export async function startStack(dir: string): Promise<Stack> {
       SANDBOX_URL: sandboxUrl,
       SANDBOX_TOKEN: SANDBOX_TOKEN,
     }, dir),
+    startDeno("floor-same-client", "bench/floor.ts", {
+      FLOOR_PORT: String(floorSameClientPort),
+      FLOOR_KV_PATH: `${dir}/floor-same-client.sqlite3`,
+      SANDBOX_URL: sandboxUrl,
+      SANDBOX_TOKEN: SANDBOX_TOKEN,
+      FLOOR_PROVIDER_CLIENT: "http1",
+    }, dir),
   ]);
   const created = await createShop(appEnv, postbackUrl);
 
@@ -92,6 +102,7 @@ export async function startStack(dir: string): Promise<Stack> {
     waitForHttp(`http://127.0.0.1:${shopPort}/stats`, shop),
     waitForHttp(`http://127.0.0.1:${slowShopPort}/stats`, slowShop),
     waitForHttp(`http://127.0.0.1:${floorPort}/`, floor),
+    waitForHttp(`http://127.0.0.1:${floorSameClientPort}/`, floorSameClient),
   ]);
 
   const stack: Stack = {
@@ -100,6 +111,7 @@ export async function startStack(dir: string): Promise<Stack> {
     shop: { proc: shop, port: shopPort, postbackUrl, ...created },
     slowShop: { proc: slowShop, port: slowShopPort, postbackUrl: `http://127.0.0.1:${slowShopPort}/postback` },
     floor: { proc: floor, port: floorPort },
+    floorSameClient: { proc: floorSameClient, port: floorSameClientPort },
     app: { proc: app, port: appPort },
     async startApp() {
       stack.app.proc = await startApp();

@@ -66,6 +66,7 @@ function results(drainRate: number, peer: BenchResults["peer"], lost = 0): Bench
     syncWriteUs: 135.4,
     pay: throughput("GET /integration/pay"),
     init: throughput("POST /api/v1/init-payment"),
+    initSameClient: throughput("POST /api/v1/init-payment, floor with the app's HTTP client"),
     invoice: throughput("POST /api/v1/invoices"),
     refund: throughput("POST /api/v1/payments/{id}/refunds"),
     webhook,
@@ -262,4 +263,14 @@ Deno.test("[bench] CPU by thread counts a deno run's JavaScript as main", async 
     await child.status;
     await child.stdout.cancel().catch(() => {});
   }
+});
+
+Deno.test("[bench report] init-payment against a floor with the app's HTTP client is shown beside the judged row, never judged", () => {
+  const r = results(2_000, measuredPeer(1_500));
+  r.init = { ...r.init, target: 0.9, ratio: 0.92 };
+  r.initSameClient = { ...r.initSameClient, target: 0.9, ratio: 0.8, roundRatios: [0.78, 0.82] };
+  assert.deepEqual(failures(r), [], "below 0.9, and still not a failure");
+  const line = renderText(r).split("\n").find((l) => l.startsWith("POST /api/v1/init-payment, floor with"))!;
+  assert.match(line, /0\.80 \(rounds 0\.78-0\.82\)\s+shown, not judged\s+n\/a/);
+  assert.match(renderMarkdown(r), /init-payment, floor with the app's HTTP client \(req\/s\)/);
 });
