@@ -83,7 +83,11 @@ export async function createServer(
     chainSimulator = new ChainSimulator({ ...creds, knobs: opts.chainKnobs });
     chainCredentials = { apiUrl: `${selfUrl}/sandbox/chain`, ...creds };
   }
-  const chain = chainCredentials && new ChainClient({ ...chainCredentials, timeoutMs: config.providerTimeoutMs });
+  // Every upstream API call (each account's provider, the chain service) goes through one pool of kept-alive
+  // connections, or through fetch behind an operator's outbound proxy.
+  const upstreamHttp = providerTransport((name) => Deno.env.get(name));
+  const chain = chainCredentials &&
+    new ChainClient({ ...chainCredentials, timeoutMs: config.providerTimeoutMs, http: upstreamHttp });
   // The environment's Bansky settings (or the sandbox's) are the default account, so existing set-ups keep working.
   const startedAt = Date.now();
   const defaultAccount: ProviderAccount = {
@@ -107,9 +111,7 @@ export async function createServer(
       now: () => Date.now(),
     })
     : undefined;
-  // Every account's adapter calls its provider through one pool of kept-alive connections (or fetch behind a proxy).
-  const providerHttp = providerTransport((name) => Deno.env.get(name));
-  const adapterOpts = { timeoutMs: config.providerTimeoutMs, http: providerHttp };
+  const adapterOpts = { timeoutMs: config.providerTimeoutMs, http: upstreamHttp };
   const providers = new ProviderRegistry(
     kv,
     { account: defaultAccount, adapter: await adapterFor(credentials, adapterOpts) },
@@ -180,7 +182,7 @@ export async function createServer(
       chainSimulator?.close();
       stopRateLimiters(kv);
       await Promise.all([runner.stop(), emailIndexBackfill.stop(), backfills.stop()]);
-      providerHttp.close();
+      upstreamHttp.close();
       // After the relay's last attempts, which may use it.
       await closePinnedProxy(ctx);
       // Provider calls' log entries are written without their callers waiting: they must land before the store closes.

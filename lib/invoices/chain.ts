@@ -3,6 +3,8 @@ import { AppError, UpstreamError } from "../errors.ts";
 import type { AppContext } from "../context.ts";
 import type { Network } from "./coins.ts";
 import { AddressState, NewAddressResponse } from "./chain_wire.ts";
+import type { HttpAnswer, HttpTransport } from "../providers/http1_client.ts";
+import { isTimeout, withTimeout } from "../timeout.ts";
 
 export interface ChainSettings {
   /** The chain service's API (the simulator at /sandbox/chain when none is configured). */
@@ -11,6 +13,8 @@ export interface ChainSettings {
   /** Signs the service's notices to us. */
   webhookSecret: string;
   timeoutMs: number;
+  /** How calls reach it: the provider adapters' kept-alive connections (or fetch behind an operator's proxy). */
+  http: HttpTransport;
 }
 
 /**
@@ -47,23 +51,29 @@ export class ChainClient {
     body: unknown,
     schema: T,
   ): Promise<z.output<T>> {
-    let res: Response;
+    let res: HttpAnswer;
     try {
-      res = await fetch(this.settings.apiUrl + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.settings.apiToken}`,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.settings.timeoutMs),
-      });
+      res = await withTimeout(
+        this.settings.timeoutMs,
+        (signal) =>
+          this.settings.http.send(this.settings.apiUrl + path, {
+            method,
+            headers: {
+              authorization: `Bearer ${this.settings.apiToken}`,
+              ...(body === undefined ? {} : { "content-type": "application/json" }),
+            },
+            body: body === undefined ? undefined : JSON.stringify(body),
+            signal,
+          }),
+      );
     } catch (err) {
-      const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+      const timedOut = isTimeout(err);
       throw new UpstreamError(timedOut, `chain ${method} ${path}: ${timedOut ? "timeout" : String(err)}`);
     }
-    const text = await res.text();
-    if (!res.ok) throw new UpstreamError(false, `chain ${method} ${path}: HTTP ${res.status}`);
+    if (res.status < 200 || res.status > 299) {
+      throw new UpstreamError(false, `chain ${method} ${path}: HTTP ${res.status}`);
+    }
+    const text = decoder.decode(res.body);
     let json: unknown = null;
     try {
       json = JSON.parse(text);
@@ -81,6 +91,8 @@ export class ChainClient {
     return parsed.data;
   }
 }
+
+const decoder = new TextDecoder();
 
 /** The chain service, or 503 `invoices_unavailable` when this server has none (a real provider, no CHAIN_*). */
 export function requireChain(ctx: AppContext): ChainClient {

@@ -1,5 +1,6 @@
 /**
- * How the provider adapters reach their provider's API: HTTP/1.1 over kept-alive connections, one pool per origin.
+ * How we reach upstream APIs (each account's payment provider, the chain service behind invoices): HTTP/1.1 over
+ * kept-alive connections, one pool per origin.
  *
  * Why not fetch: every init-payment makes one provider call, and fetch (its Request, Headers, body streams and
  * hyper's client behind them) cost that call about 45 µs of CPU and its garbage in a side-by-side loop, against
@@ -85,8 +86,9 @@ export class Http1Client implements HttpTransport {
       return await this.#exchange(target.origin, conn, request, call);
     } catch (err) {
       // A kept-alive connection the server closed meanwhile fails before any byte of an answer. The request is sent
-      // once more on a new connection, once: the server may have got it, so this is safe only because the
-      // provider APIs we call are idempotent on our ids (payments, refunds) or read-only.
+      // once more on a new connection, once: the server may have got it, so this is safe only because the calls
+      // we make are idempotent on our ids (Bansky's payments and refunds) or read-only, and the one that is neither
+      // (the chain service's new addresses) at worst leaves a batch of addresses nobody was ever shown.
       if (!reused || conn.answered || call.signal.aborted) throw err;
       return await this.#exchange(target.origin, await this.#connect(target, call.signal), request, call);
     }
