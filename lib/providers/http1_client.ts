@@ -104,6 +104,8 @@ export class Http1Client implements HttpTransport {
     const onAbort = () => conn.close();
     call.signal.addEventListener("abort", onAbort, { once: true });
     try {
+      // The signal may have fired while the connection was made (its listener above would never run).
+      call.signal.throwIfAborted();
       const answer = await conn.exchange(request, call.method === "HEAD");
       if (answer.keepAlive) this.#release(origin, conn);
       else conn.close();

@@ -190,6 +190,37 @@ Deno.test("[http1] a call past its deadline ends as a timeout, and its connectio
   }
 });
 
+Deno.test("[http1] a deadline that passes as the connection is made still ends the call", async () => {
+  // The signal fires between the connect and the request (here, as Deno.connect returns; in production, during the
+  // TLS set-up or a busy event loop): the call must end then, not wait for a server that says nothing.
+  const server = scripted(() => "hang");
+  const client = new Http1Client();
+  const controller = new AbortController();
+  const connect = Deno.connect;
+  const connectThenTimeOut = async (opts: Deno.ConnectOptions) => {
+    const conn = await connect(opts);
+    controller.abort(new DOMException("timed out", "TimeoutError"));
+    return conn;
+  };
+  Object.assign(Deno, { connect: connectThenTimeOut });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const err = await Promise.race([
+      client.send(`${server.url}/p`, { method: "GET", headers: {}, signal: controller.signal }).then(
+        () => null,
+        (e) => e,
+      ),
+      new Promise((resolve) => timer = setTimeout(() => resolve("still waiting after 1 s"), 1_000)),
+    ]);
+    assert.ok(isTimeout(err), `a timeout, not ${err}`);
+  } finally {
+    clearTimeout(timer);
+    Object.assign(Deno, { connect });
+    client.close();
+    server.close();
+  }
+});
+
 Deno.test("[http1] a kept-alive connection the server closed unanswered is replaced once; a new one that fails is not retried", async () => {
   // Request 0 is answered; request 1 (the second call, on the kept-alive connection) is closed on, as a server
   // closing an idle connection does; the call goes again on a new connection (request 2) and is answered.
