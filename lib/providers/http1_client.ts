@@ -151,7 +151,12 @@ export class Http1Client implements HttpTransport {
     conn.idleSince = this.#now();
     let list = this.#idle.get(origin);
     if (!list) this.#idle.set(origin, list = []);
-    list.push(conn);
+    const idle = list;
+    idle.push(conn);
+    conn.watchIdle(() => {
+      const at = idle.indexOf(conn);
+      if (at >= 0) idle.splice(at, 1);
+    });
     if (list.length > MAX_IDLE_PER_ORIGIN) list.shift()!.close();
   }
 
@@ -171,6 +176,9 @@ class Connection {
   #start = 0;
   #end = 0;
   #closed = false;
+  /** A read begun while the connection sat idle in the pool (see watchIdle), which the next exchange takes over. */
+  #idleRead: Promise<number | null> | null = null;
+  #inUse = true;
   /** True once any byte of an answer to the current request arrived (a retry is no longer safe). */
   answered = false;
   idleSince: number;
@@ -191,7 +199,25 @@ class Connection {
     }
   }
 
+  /**
+   * Reads from the connection while it is idle: bytes the server sends, or its close, before the next request is
+   * written make the connection unusable (it is closed and `onGone` drops it from the pool). Such bytes are not an
+   * answer to anything we will send, and must never be read as the next request's answer. Once an exchange begins,
+   * the read is its first.
+   */
+  watchIdle(onGone: () => void) {
+    this.#inUse = false;
+    const read = this.#idleRead = this.conn.read(this.#buf.subarray(this.#end));
+    const gone = () => {
+      if (this.#inUse) return;
+      this.close();
+      onGone();
+    };
+    read.then(gone, gone);
+  }
+
   async exchange(request: Uint8Array, head: boolean): Promise<Answer> {
+    this.#inUse = true;
     this.answered = false;
     for (let written = 0; written < request.length;) written += await this.conn.write(request.subarray(written));
     let parsed = this.#parseHead(await this.#readHead());
@@ -307,6 +333,12 @@ class Connection {
 
   /** Reads more bytes into the buffer; false when the server closed the connection. */
   async #fill(): Promise<boolean> {
+    const idleRead = this.#idleRead;
+    if (idleRead) {
+      // Begun while idle, into the then empty buffer (a connection goes idle only with nothing held).
+      this.#idleRead = null;
+      return this.#filled(await idleRead);
+    }
     if (this.#end === this.#buf.length) {
       const held = this.#end - this.#start;
       // Room is made by moving what is held to the front, or by a larger buffer when it is mostly full.
@@ -316,7 +348,10 @@ class Connection {
       this.#start = 0;
       this.#end = held;
     }
-    const n = await this.conn.read(this.#buf.subarray(this.#end));
+    return this.#filled(await this.conn.read(this.#buf.subarray(this.#end)));
+  }
+
+  #filled(n: number | null): boolean {
     if (n === null) return false;
     this.#end += n;
     this.answered = true;

@@ -248,6 +248,55 @@ Deno.test("[http1] a kept-alive connection the server closed unanswered is repla
   }
 });
 
+Deno.test("[http1] bytes a server sends after an answer are never read as the next call's answer", async () => {
+  // The first connection answers, then (as a confused or hostile server, or one that sent more body than its
+  // Content-Length said) sends a second answer nobody asked for. Kept in the pool, the connection would hand those
+  // bytes to the next call, say a payment's status read as another payment's.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  let firstClosedByClient!: () => void;
+  const firstClosed = new Promise<void>((resolve) => firstClosedByClient = resolve);
+  const served = (async () => {
+    const handlers = [];
+    for await (const conn of listener) {
+      const n = connections++;
+      handlers.push((async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          await conn.read(buf);
+          await conn.write(encoder.encode(ok(`{"n":"answer ${n}"}`)));
+          if (n === 0) {
+            await new Promise((r) => setTimeout(r, 20));
+            await conn.write(encoder.encode(ok('{"n":"unasked"}')));
+            if ((await conn.read(buf)) === null) firstClosedByClient();
+          } else {
+            await conn.read(buf);
+          }
+        } catch {
+          // The client went away.
+        }
+        conn.close();
+      })());
+    }
+    await Promise.all(handlers);
+  })();
+  const client = new Http1Client();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/p`;
+    assert.equal(decoder.decode((await call(client, url, { method: "GET" })).body), '{"n":"answer 0"}');
+    // The unasked answer is in flight: the client drops the connection once it sees it (or a second passes).
+    await Promise.race([firstClosed, new Promise((r) => timer = setTimeout(r, 1_000))]);
+    assert.equal(decoder.decode((await call(client, url, { method: "GET" })).body), '{"n":"answer 1"}');
+    assert.equal(connections, 2);
+  } finally {
+    clearTimeout(timer);
+    client.close();
+    listener.close();
+    await served;
+  }
+});
+
 Deno.test("[http1] a connection idle past its limit is closed rather than reused", async () => {
   const served = servedWithPorts(() => Response.json({}));
   let now = 1_000_000;
@@ -348,9 +397,13 @@ Deno.test("[http1] refuses to send a header or path that would start another lin
 
 Deno.test("[http1] speaks TLS to a server its authority vouches for, and refuses one it does not", async () => {
   const certs = await testCertificates("127.0.0.1");
+  const ports = new Set<number>();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, cert: certs.cert, key: certs.key, onListen() {} },
-    () => Response.json({ tls: true }),
+    (_, info) => {
+      ports.add(info.remoteAddr.port);
+      return Response.json({ tls: true });
+    },
   );
   const url = `https://127.0.0.1:${server.addr.port}/payments`;
   const trusting = new Http1Client({ caCerts: [certs.caCert] });
@@ -358,6 +411,9 @@ Deno.test("[http1] speaks TLS to a server its authority vouches for, and refuses
   try {
     const res = await call(trusting, url, { body: "{}" });
     assert.deepEqual(JSON.parse(decoder.decode(res.body)), { tls: true });
+    const again = await call(trusting, url, { body: "{}" });
+    assert.deepEqual(JSON.parse(decoder.decode(again.body)), { tls: true });
+    assert.equal(ports.size, 1, "the TLS connection is kept alive and reused");
     const err = await call(stranger, url, { body: "{}" }).then(() => null, (e) => e);
     assert.ok(err instanceof HttpTransportError, String(err));
   } finally {
