@@ -241,10 +241,13 @@ class Connection {
     if (head || status === 204 || status === 304) {
       body = new Uint8Array(0);
     } else if (transferEncoding !== undefined) {
-      if (!/(^|,)\s*chunked\s*$/.test(transferEncoding)) {
+      // Chunked alone: a coding before it (gzip, chunked) is compression that was not asked for.
+      if (transferEncoding !== "chunked") {
         throw new HttpTransportError(`answered with transfer-encoding ${transferEncoding}`);
       }
       body = await this.#readChunked();
+      // With a Content-Length too, the two sides may not agree where the answer ended (RFC 9112 §6.3).
+      if (headers.has("content-length")) keepAlive = false;
     } else if (headers.has("content-length")) {
       body = await this.#readExactly(contentLength(headers.get("content-length")!));
     } else {

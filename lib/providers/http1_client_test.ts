@@ -148,6 +148,21 @@ Deno.test("[http1] reads Content-Length, chunked and read-to-close bodies, skips
     client.close();
     server.close();
   }
+  // Chunked and a Content-Length at once: the chunks are the body, and the connection is not trusted again.
+  const both = scripted((_, n) =>
+    n === 0
+      ? 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 7\r\n\r\n7\r\n{"f":6}\r\n0\r\n\r\n'
+      : ok("{}")
+  );
+  const wary = new Http1Client();
+  try {
+    assert.equal(decoder.decode((await call(wary, `${both.url}/p`)).body), '{"f":6}');
+    await call(wary, `${both.url}/p`);
+    assert.equal(both.connections, 2, "an answer with both framings closes its connection");
+  } finally {
+    wary.close();
+    both.close();
+  }
   const toClose = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   (async () => {
     for await (const conn of toClose) {
@@ -347,6 +362,11 @@ Deno.test("[http1] refuses answers it cannot trust: too large, a huge head, comp
       /malformed chunk/,
     ],
     ["another transfer coding", "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", /transfer-encoding gzip/],
+    [
+      "a transfer coding before chunked",
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+      /transfer-encoding gzip, chunked/,
+    ],
     ["something not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", /not HTTP\/1.x/],
   ];
   for (const [name, answer, message] of cases) {
