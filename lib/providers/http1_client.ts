@@ -143,7 +143,12 @@ export class Http1Client implements HttpTransport {
     const now = this.#now();
     // The list is oldest first: connections idle too long are at its front.
     while (list.length && now - list[0].idleSince > list[0].idleLimitMs) list.shift()!.close();
-    return list.pop() ?? null;
+    // The newest is taken, held to its own limit: a server's Keep-Alive timeout may make it shorter than others'.
+    for (let conn = list.pop(); conn; conn = list.pop()) {
+      if (now - conn.idleSince <= conn.idleLimitMs) return conn;
+      conn.close();
+    }
+    return null;
   }
 
   #release(origin: string, conn: Connection) {

@@ -330,6 +330,46 @@ Deno.test("[http1] a connection idle past its limit is closed rather than reused
   }
 });
 
+Deno.test("[http1] each idle connection is held to its own server's Keep-Alive timeout", async () => {
+  // Two connections go idle: the first with no Keep-Alive timeout (4 s), the second, newer, whose answer said
+  // timeout=2 (reused within 1 s). After 1.5 s the second must not be reused though the first still may be.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  const served = (async () => {
+    const handlers = [];
+    for await (const conn of listener) {
+      const k = connections++;
+      handlers.push((async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          for (let n = 0; (await conn.read(buf)) !== null; n++) {
+            if (k === 1 && n === 0) await new Promise((r) => setTimeout(r, 50));
+            await conn.write(encoder.encode(ok(`{"conn":${k}}`, k === 1 ? "keep-alive: timeout=2\r\n" : "")));
+          }
+        } catch {
+          // The client went away.
+        }
+        conn.close();
+      })());
+    }
+    await Promise.all(handlers);
+  })();
+  let now = 1_000_000;
+  const client = new Http1Client({ now: () => now });
+  try {
+    const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/p`;
+    await Promise.all([call(client, url, { method: "GET" }), call(client, url, { method: "GET" })]);
+    assert.equal(connections, 2);
+    now += 1_500;
+    const res = await call(client, url, { method: "GET" });
+    assert.equal(decoder.decode(res.body), '{"conn":0}', "the connection past its server's timeout is not reused");
+  } finally {
+    client.close();
+    listener.close();
+    await served;
+  }
+});
+
 Deno.test("[http1] refuses answers it cannot trust: too large, a huge head, compressed, bad framing, not HTTP", async (t) => {
   const big = "x".repeat(MAX_ANSWER_BYTES + 1);
   const cases: [string, string | Uint8Array, RegExp][] = [
