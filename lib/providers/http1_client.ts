@@ -49,6 +49,8 @@ const MAX_CHUNK_LINE_BYTES = 4 * 1024;
  * seconds (Node's default is 5), and a request written into one the server is closing fails.
  */
 const IDLE_REUSE_MS = 4_000;
+/** A connection's read buffer to begin with, and again once it goes idle (it grows for a larger answer). */
+const BUFFER_BYTES = 16 * 1024;
 /** Idle connections kept per origin; more are closed as they come back. */
 const MAX_IDLE_PER_ORIGIN = 64;
 
@@ -177,7 +179,7 @@ interface Answer extends HttpAnswer {
 
 /** One connection and the bytes read from it but not yet used. Requests on it are strictly one at a time. */
 class Connection {
-  #buf = new Uint8Array(16 * 1024);
+  #buf = new Uint8Array(BUFFER_BYTES);
   #start = 0;
   #end = 0;
   #closed = false;
@@ -212,6 +214,8 @@ class Connection {
    */
   watchIdle(onGone: () => void) {
     this.#inUse = false;
+    // Nothing is held now: a buffer grown for a large answer is let go, or 64 idle connections could keep 2 MiB each.
+    if (this.#buf.length > BUFFER_BYTES) this.#buf = new Uint8Array(BUFFER_BYTES);
     const read = this.#idleRead = this.conn.read(this.#buf.subarray(this.#end));
     const gone = () => {
       if (this.#inUse) return;
