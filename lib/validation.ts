@@ -224,7 +224,15 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, opt
   throw new ValidationError(`The ${opts.what ?? "request"} is invalid.`, fields);
 }
 
-const IdempotencyKey = text(1, 255);
+/**
+ * The Idempotency-Key header: a token, not text anyone reads, so only C0 controls and DEL are refused (as text() did
+ * before it refused more). A header's value arrives a byte a character: a key sent as UTF-8 ("€" is E2 82 AC) holds
+ * "C1 controls" that are only its bytes, and a direction override cannot be in a header at all.
+ */
+const IdempotencyKey = z.string().min(1).max(255)
+  .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
+  // deno-lint-ignore no-control-regex
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");
 
 /**
  * The request's Idempotency-Key header, checked once (1 to 255 characters); null when it has none. A bad one is

@@ -353,3 +353,23 @@ async function storedCreates(app: TestApp): Promise<number> {
   }
   return n;
 }
+
+Deno.test("[idempotency] an Idempotency-Key sent as UTF-8 is a key like any other: its bytes are not read as C1 controls", async () => {
+  const app = await startTestApp();
+  try {
+    // A header's value reaches the app a byte a character: "order-€" sent as UTF-8 (E2 82 AC) reads as "order-â\x82¬".
+    // Text fields refuse C1 controls, but a key is no text anyone reads, and its 0x82 is only a byte of the euro sign.
+    const key = String.fromCharCode(...new TextEncoder().encode("order-€"));
+    const first = await callInit(app, paymentBody(), { headers: { "idempotency-key": key } });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const retry = await callInit(app, paymentBody(), { headers: { "idempotency-key": key } });
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal(retry.body.paymentId ?? retry.body.id, first.body.paymentId ?? first.body.id);
+    // Control characters a header can carry are refused as before.
+    const tab = await callInit(app, paymentBody(), { headers: { "idempotency-key": "order\t1" } });
+    assert.equal(tab.status, 400);
+    assert.equal(tab.body.error.fields["Idempotency-Key"], "must not contain control characters");
+  } finally {
+    await app.close();
+  }
+});
