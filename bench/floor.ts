@@ -31,6 +31,11 @@ const kv = await Deno.openKv(Deno.env.get("FLOOR_KV_PATH")!);
 /** Provider reference per payment id, for the refund floor. */
 const refs = new Map<string, string>();
 const http1 = Deno.env.get("FLOOR_PROVIDER_CLIENT") === "http1" ? new Http1Client() : null;
+/**
+ * The client's calls take a signal; the floor's fetch has no deadline, so neither do they: a signal that never fires,
+ * not an AbortSignal.timeout per call (about 2 µs more and a live timer each), which the other floor does not pay.
+ */
+const noDeadline = new AbortController().signal;
 const decoder = new TextDecoder();
 
 /** POSTs JSON to the sandbox: its parsed answer, or the floor's 502 when it did not answer 2xx. */
@@ -41,12 +46,11 @@ async function postToSandbox(path: string, body: unknown): Promise<
 > {
   const headers = { authorization: `Bearer ${sandboxToken}`, "content-type": "application/json" };
   if (http1) {
-    const signal = AbortSignal.timeout(30_000);
     const res = await http1.send(`${sandboxUrl}${path}`, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
-      signal,
+      signal: noDeadline,
     });
     if (res.status < 200 || res.status > 299) {
       return { failed: new Response(decoder.decode(res.body), { status: 502 }) };
