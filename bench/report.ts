@@ -404,7 +404,9 @@ to it, which cancels out the machine and the load generator.
   provider call's operation-log entry in a second shared commit. The refund's timeline entries are made from its
   record when shown, so the payment's event list stores no copy of them. Without a shop id the app's payments have ids
   it made (\`sequentialId\`, time first), and they were made within seconds of each other, so their records sit on
-  few pages of the store: refunds of payments made far apart would write more pages.
+  few pages of the store: refunds of payments made far apart would write more pages. As at init-payment, the app's
+  provider call goes through its own HTTP/1.1 client and the floor's through \`fetch\`: part of this ratio is that
+  difference too, and no row shows it without it.
 
 ## The delivery measurements
 
