@@ -247,7 +247,8 @@ try {
   if (!interrupted) {
     console.error(err instanceof Error ? err.stack : err);
     if (stack) {
-      for (const proc of [stack.app.proc, stack.sandbox.proc, stack.floor.proc, stack.shop.proc]) {
+      const procs = [stack.app, stack.sandbox, stack.floor, stack.floorSameClient, stack.shop].map((p) => p.proc);
+      for (const proc of procs) {
         console.error(`--- ${proc.name} log ---\n${await tail(proc.logPath)}`);
       }
     }
