@@ -66,7 +66,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-// The whole run is bounded (about 3 minutes is normal); past this something hangs, so stop and say so.
+// The whole run is bounded (5 to 6 minutes is normal); past this something hangs, so stop and say so.
 const WATCHDOG_MS = 600_000;
 const watchdog = setTimeout(() => {
   log(`bench: still running after ${WATCHDOG_MS / 1000} s; giving up`);
