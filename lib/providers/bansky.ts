@@ -13,7 +13,7 @@ import {
   WebhookBody,
 } from "./bansky_wire.ts";
 import type { z } from "zod";
-import type { HttpAnswer, HttpTransport } from "./http1_client.ts";
+import { type HttpAnswer, type HttpTransport, HttpTransportError } from "./http1_client.ts";
 import { paymentIdOfRequestId } from "./request_id.ts";
 import type { RefundStatus } from "../refunds/status.ts";
 import {
@@ -165,7 +165,10 @@ export class BanskyProvider implements PaymentProvider {
         });
       } catch (err) {
         const timedOut = isTimeout(err);
-        throw new UpstreamError(timedOut, timedOut ? `${method} ${path} timed out` : `${method} ${path} unreachable`);
+        // The transport's words say what went wrong (no connection, one closed before its answer, an answer over
+        // 1 MiB); they hold no header of ours, so never the token.
+        const why = timedOut ? "timed out" : err instanceof HttpTransportError ? err.message : "unreachable";
+        throw new UpstreamError(timedOut, `${method} ${path} ${why}`);
       }
       const ok = res.status >= 200 && res.status < 300;
       if (!ok && !answers.includes(res.status)) {

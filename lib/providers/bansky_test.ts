@@ -37,8 +37,8 @@ Deno.test("[bansky] calls over the kept-alive client map answers as the fetch co
       ["503", false, /^GET \/payments\/ref-1 answered 503$/, false],
       ["redirect", false, /^GET \/payments\/ref-1 answered 302$/, false],
       ["not JSON", false, /^GET \/payments\/ref-1 answered an unexpected body$/, false],
-      // Refused, not read whole (its wording is not pinned: "unreachable" today, though it did answer).
-      ["big", false, /^GET \/payments\/ref-1 /, false],
+      // Refused, not read whole, and said so (it did answer: not "unreachable").
+      ["big", false, /^GET \/payments\/ref-1 answered a body over 1 MiB$/, false],
     ];
     for (const [m, timedOut, detail, refused] of cases) {
       mode = m;
