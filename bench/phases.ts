@@ -27,6 +27,8 @@ export interface Driver {
 
 export interface ThroughputResult {
   endpoint: string;
+  /** The app against the case's second floor, from the same rounds (when the case has one). */
+  alsoAgainst?: ThroughputResult;
   target: number;
   rounds: Record<Who, ClosedResult[]>;
   /** Median requests per second over the measured rounds. */
@@ -66,6 +68,11 @@ export interface ThroughputCase {
   warmupRequests?: number;
   /** Warm-up time after that first pass (default: the profile's). */
   warmupMs?: number;
+  /**
+   * A second floor run in the same rounds (its turn beside the other two, in the same rotation), so that its store
+   * grows as theirs do: the result's `alsoAgainst` is the app against it. Asked as the floor is.
+   */
+  secondFloor?: { proc: { pid: number }; port: number };
 }
 
 /**
@@ -79,17 +86,28 @@ export async function compareThroughput(
   c: ThroughputCase,
   driver: Driver,
 ): Promise<ThroughputResult> {
-  const port: Record<Who, number> = { app: stack.app.port, floor: stack.floor.port };
-  const rounds: Record<Who, ClosedResult[]> = { app: [], floor: [] };
-  const cpu: Record<Who, number[]> = { app: [], floor: [] };
+  // The targets measured: the app, the floor and, when the case has one, a second floor.
+  type Target = Who | "second";
+  const targets: Target[] = c.secondFloor ? ["app", "floor", "second"] : ["app", "floor"];
+  const port: Record<Target, number> = {
+    app: stack.app.port,
+    floor: stack.floor.port,
+    second: c.secondFloor?.port ?? 0,
+  };
+  const pids: Record<Target, number> = {
+    app: stack.app.proc.pid,
+    floor: stack.floor.proc.pid,
+    second: c.secondFloor?.proc.pid ?? 0,
+  };
+  const rounds: Record<Target, ClosedResult[]> = { app: [], floor: [], second: [] };
+  const cpu: Record<Target, number[]> = { app: [], floor: [], second: [] };
   // CPU by thread kind of each round, like `cpu` (ms, not per request).
-  const threadMs: Record<Who, Record<ThreadKind, number>[]> = { app: [], floor: [] };
+  const threadMs: Record<Target, Record<ThreadKind, number>[]> = { app: [], floor: [], second: [] };
   const idFiles: Record<Who, string[]> = { app: [], floor: [] };
   const foreign: number[] = [];
   let seq = 0;
-  const pid = (who: Who) => (who === "app" ? stack.app.proc.pid : stack.floor.proc.pid);
-  const once = async (who: Who, durationMs: number, maxRequests?: number) => {
-    const saveIdsTo = c.saveIds ? `${stack.dir}/ids-${who}-${seq++}.json` : undefined;
+  const once = async (who: Target, durationMs: number, maxRequests?: number) => {
+    const saveIdsTo = c.saveIds && who !== "second" ? `${stack.dir}/ids-${who}-${seq++}.json` : undefined;
     const spec: ClosedSpec = {
       mode: "closed",
       port: port[who],
@@ -97,15 +115,15 @@ export async function compareThroughput(
       durationMs,
       maxRequests,
       expectStatus: c.expectStatus,
-      request: c.request(who),
+      request: c.request(who === "second" ? "floor" : who),
       saveIdsTo,
     };
     const before = cpuSample();
-    const cpuBefore = cpuTimeMs(pid(who));
-    const threadsBefore = cpuByThreadMs(pid(who));
+    const cpuBefore = cpuTimeMs(pids[who]);
+    const threadsBefore = cpuByThreadMs(pids[who]);
     const result = await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
-    cpu[who].push((cpuTimeMs(pid(who)) - cpuBefore) / result.ok);
-    const threadsAfter = cpuByThreadMs(pid(who));
+    cpu[who].push((cpuTimeMs(pids[who]) - cpuBefore) / result.ok);
+    const threadsAfter = cpuByThreadMs(pids[who]);
     threadMs[who].push(
       Object.fromEntries(THREAD_KINDS.map((k) => [k, threadsAfter[k] - threadsBefore[k]])) as Record<
         ThreadKind,
@@ -114,49 +132,56 @@ export async function compareThroughput(
     );
     const share = foreignShare(before, cpuSample());
     if (share !== null) foreign.push(share);
-    if (saveIdsTo) idFiles[who].push(saveIdsTo);
+    if (saveIdsTo && who !== "second") idFiles[who].push(saveIdsTo);
     return result;
   };
 
-  for (const who of ["app", "floor"] as const) {
+  for (const who of targets) {
     if (c.warmupRequests) await once(who, 10_000, c.warmupRequests);
     await once(who, c.warmupMs ?? profile.warmupMs);
   }
   foreign.length = 0;
-  cpu.app.length = cpu.floor.length = 0;
-  threadMs.app.length = threadMs.floor.length = 0;
+  for (const t of targets) cpu[t].length = threadMs[t].length = 0;
   for (let i = 0; i < profile.rounds; i++) {
-    const order: Who[] = i % 2 === 0 ? ["app", "floor"] : ["floor", "app"];
+    // ABBA (with a second floor, ABC CBA) so drift over the run hits every target alike.
+    const order = i % 2 === 0 ? targets : targets.toReversed();
     for (const who of order) {
       await driver.settle();
       rounds[who].push(await once(who, profile.roundMs));
     }
-    const line = (w: Who) => `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req)`;
-    driver.log(`  ${c.endpoint} round ${i + 1}/${profile.rounds}: ${line("app")}, ${line("floor")}`);
+    const line = (w: Target) => `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req)`;
+    driver.log(`  ${c.endpoint} round ${i + 1}/${profile.rounds}: ${targets.map(line).join(", ")}`);
   }
 
-  const per = <T>(f: (who: Who) => T): Record<Who, T> => ({ app: f("app"), floor: f("floor") });
-  const rps = per((w) => median(rounds[w].map((r) => r.rps)));
+  /** The app against `floor` (the floor, or the second floor), from the rounds above. */
+  const against = (floor: Target, endpoint: string): ThroughputResult => {
+    const per = <T>(f: (who: Target) => T): Record<Who, T> => ({ app: f("app"), floor: f(floor) });
+    const rps = per((w) => median(rounds[w].map((r) => r.rps)));
+    return {
+      endpoint,
+      target: c.target,
+      rounds: per((w) => rounds[w]),
+      rps,
+      cpuMsPerRequest: per((w) => median(cpu[w])),
+      threadCpuMsPerRequest: per((w) => {
+        const answered = Math.max(1, rounds[w].reduce((n, r) => n + r.ok, 0));
+        return Object.fromEntries(
+          THREAD_KINDS.map((k) => [k, threadMs[w].reduce((ms, round) => ms + round[k], 0) / answered]),
+        ) as Record<ThreadKind, number>;
+      }),
+      p50Ms: per((w) => median(rounds[w].map((r) => r.p50Ms))),
+      p99Ms: per((w) => median(rounds[w].map((r) => r.p99Ms))),
+      ratio: rps.app / rps.floor,
+      roundRatios: rounds.app.map((a, i) => a.rps / rounds[floor][i].rps),
+      errors: per((w) => rounds[w].reduce((n, r) => n + r.errors, 0)),
+      firstError: [...rounds.app, ...rounds[floor]].find((r) => r.firstError)?.firstError ?? null,
+      idFiles,
+      foreign,
+    };
+  };
   return {
-    endpoint: c.endpoint,
-    target: c.target,
-    rounds,
-    rps,
-    cpuMsPerRequest: per((w) => median(cpu[w])),
-    threadCpuMsPerRequest: per((w) => {
-      const answered = Math.max(1, rounds[w].reduce((n, r) => n + r.ok, 0));
-      return Object.fromEntries(
-        THREAD_KINDS.map((k) => [k, threadMs[w].reduce((ms, round) => ms + round[k], 0) / answered]),
-      ) as Record<ThreadKind, number>;
-    }),
-    p50Ms: per((w) => median(rounds[w].map((r) => r.p50Ms))),
-    p99Ms: per((w) => median(rounds[w].map((r) => r.p99Ms))),
-    ratio: rps.app / rps.floor,
-    roundRatios: rounds.app.map((a, i) => a.rps / rounds.floor[i].rps),
-    errors: per((w) => rounds[w].reduce((n, r) => n + r.errors, 0)),
-    firstError: [...rounds.app, ...rounds.floor].find((r) => r.firstError)?.firstError ?? null,
-    idFiles,
-    foreign,
+    ...against("floor", c.endpoint),
+    ...(c.secondFloor ? { alsoAgainst: against("second", `${c.endpoint}, floor with the app's HTTP client`) } : {}),
   };
 }
 

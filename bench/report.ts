@@ -381,8 +381,9 @@ to it, which cancels out the machine and the load generator.
   shop's transaction id, the provider adapter, and the indexes, activity entry and counters it writes with the payment.
   The app's provider call goes through its own HTTP/1.1 client, about 28 µs of CPU cheaper than the floor's \`fetch\`
   (see "Provider calls without fetch" below): part of the ratio is that difference, not less work of the app's own.
-  The row after it runs the same rounds against a second floor process calling with the app's client
-  (\`FLOOR_PROVIDER_CLIENT=http1\`), and shows that ratio without judging it.
+  The row after it holds the same app rounds against a second floor process calling with the app's client
+  (\`FLOOR_PROVIDER_CLIENT=http1\`), which takes its turn in every round beside the other two (rounds in the order app,
+  floor, second floor, then the reverse), so its store grows as theirs do; that ratio is shown, not judged.
   Requests carry a fresh shop transaction id each.
 - **\`POST /api/v1/invoices\`**: bare \`Deno.serve\`, read the JSON body, one atomic commit of the invoice. The app adds
   Hono middleware, API-key authentication, validation (the coin and network, the decimal amount parsed to base units),
