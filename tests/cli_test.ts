@@ -23,6 +23,18 @@ async function cli(kvPath: string, script: string, ...args: string[]) {
   return await cliWith({ NEW_DATABASE: "1" }, kvPath, script, ...args);
 }
 
+/** A new store holding its first operator (ops@example.com, see AS_OPS) for `test`; removed after it. */
+async function withOperatorStore(test: (kvPath: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  try {
+    const kvPath = `${dir}/kv.sqlite3`;
+    assert.equal((await cli(kvPath, "operator", "create", "ops@example.com")).code, 0);
+    await test(kvPath);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 async function cliWith(env: Record<string, string>, kvPath: string, script: string, ...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `cli/${script}.ts`, ...args],
@@ -183,11 +195,8 @@ Deno.test("[cli] every command called with no arguments, an unknown subcommand o
   }
 });
 
-Deno.test("[cli] a refused account or route names the option or variable the operator gives, not the API's field", async () => {
-  const dir = await Deno.makeTempDir();
-  const kv = `${dir}/kv.sqlite3`;
-  try {
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+Deno.test("[cli] a refused account or route names the option or variable the operator gives, not the API's field", () =>
+  withOperatorStore(async (kv) => {
     const account = (...args: string[]) => cli(kv, "account", "create", ...args, ...AS_OPS);
     // The secrets come from the environment, so the line names the variable to set; the rest by their options.
     const bansky = await account("--label", "Acme", "--api-url", "https://api.bansky.example/v1");
@@ -220,16 +229,10 @@ Deno.test("[cli] a refused account or route names the option or variable the ope
     assert.doesNotMatch(route.stderr, /rules\./);
     const badHost = await cli(kv, "shop", "create", "--name", "B", "--allowed-host", "not a host", ...AS_OPS);
     assert.match(badHost.stderr, /"--allowed-host":"is not a hostname"/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h, --help); -h and --help ask for help only as flags", async () => {
-  const dir = await Deno.makeTempDir();
-  const kv = `${dir}/kv.sqlite3`;
-  try {
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h, --help); -h and --help ask for help only as flags", () =>
+  withOperatorStore(async (kv) => {
     for (const name of ["-5 EUR kept", "-h", "--help", "--actors"]) {
       const made = await cli(kv, "shop", "create", "--name", name, ...AS_OPS);
       assert.equal(made.code, 0, `${name}: ${made.stderr}`);
@@ -252,16 +255,10 @@ Deno.test("[cli] an option's value is taken whatever it begins with (a dash, -h,
       assert.match(new TextDecoder().decode(help.stdout), /^usage:\n {2}deno task shop /, flag);
     }
     assert.equal((await cli(kv, "shop", "list")).json.length, 4);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("[cli] an option left without its value is refused, not given the option after it as its value, and an argument a command does not take is refused: nothing is made", async () => {
-  const dir = await Deno.makeTempDir();
-  const kv = `${dir}/kv.sqlite3`;
-  try {
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+Deno.test("[cli] an option left without its value is refused, not given the option after it as its value, and an argument a command does not take is refused: nothing is made", () =>
+  withOperatorStore(async (kv) => {
     // The name forgotten: the option after --name is not taken as the name, however it is written.
     for (const next of [["--allowed-host", "shop.example"], ["--allowed-host=shop.example"], ["--actor"]]) {
       const noName = await cli(kv, "shop", "create", "--name", ...next, ...AS_OPS);
@@ -284,16 +281,10 @@ Deno.test("[cli] an option left without its value is refused, not given the opti
       assert.equal(refused.code, 2, args.join(" "));
       assert.match(refused.stderr, /^usage:/, args.join(" "));
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("[cli] an option that takes one value given twice is refused, not the first dropped: nothing is made under either --actor", async () => {
-  const dir = await Deno.makeTempDir();
-  const kv = `${dir}/kv.sqlite3`;
-  try {
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+Deno.test("[cli] an option that takes one value given twice is refused, not the first dropped: nothing is made under either --actor", () =>
+  withOperatorStore(async (kv) => {
     assert.equal((await cli(kv, "operator", "create", "second@example.com", ...AS_OPS)).code, 0);
     for (
       const args of [
@@ -325,16 +316,10 @@ Deno.test("[cli] an option that takes one value given twice is refused, not the 
       "a.example",
       "b.example",
     ]]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("[cli] an option the command does not take is refused, not dropped: nothing is made", async () => {
-  const dir = await Deno.makeTempDir();
-  const kv = `${dir}/kv.sqlite3`;
-  try {
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+Deno.test("[cli] an option the command does not take is refused, not dropped: nothing is made", () =>
+  withOperatorStore(async (kv) => {
     const cases = [
       ["shop", "create", "--name", "Acme", "--account", "acc_x", ...AS_OPS],
       ["operator", "token", "create", "ops@example.com", "--email", "other@example.com", ...AS_OPS],
@@ -350,16 +335,10 @@ Deno.test("[cli] an option the command does not take is refused, not dropped: no
     }
     assert.deepEqual((await cli(kv, "shop", "list")).json, []);
     assert.deepEqual((await cli(kv, "operator", "token", "list")).json, []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", async () => {
-  const dir = await Deno.makeTempDir();
-  const kv = `${dir}/kv.sqlite3`;
-  try {
-    assert.equal((await cli(kv, "operator", "create", "ops@example.com")).code, 0);
+Deno.test("[cli] shop route asked for a rule or a default the shop has already changes nothing and says it is already routed", () =>
+  withOperatorStore(async (kv) => {
     const shop = await cli(kv, "shop", "create", "--name", "Acme", ...AS_OPS);
     const route = (...args: string[]) =>
       cli(kv, "shop", "route", shop.json.shopId, "--account", "default", ...args, ...AS_OPS);
@@ -395,10 +374,7 @@ Deno.test("[cli] shop route asked for a rule or a default the shop has already c
     } finally {
       srv.close();
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("[cli] payment show lists a payment's postbacks without the relay's lease token or a stale next attempt; a resend naming no operator (--actor) is refused and changes nothing", async () => {
   const dir = await Deno.makeTempDir();
