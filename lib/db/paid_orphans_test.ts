@@ -8,7 +8,7 @@ import {
 } from "./paid_orphans.ts";
 import { searchAudit } from "./audit.ts";
 import type { OrphanSighting } from "./paid_orphans.ts";
-import type { PaidOrphanHandled } from "../payments/orphans.ts";
+import { markOrphanHandledInStore } from "../../fixtures/paid_orphans.ts";
 
 const sighting: OrphanSighting = {
   provider: "bansky",
@@ -86,7 +86,7 @@ Deno.test("[paid orphans] one marked handled while its money was on its way (pen
     const onItsWay = { ...sighting, ref: "cs_debit", claimed: "pending" as const };
     await recordPaidOrphanSighting(kv, onItsWay, 1_000);
     const handled = { at: 2_000, by: "ops@example.com", note: "the shop will take it by hand once it clears" };
-    await markHandled(kv, onItsWay, handled);
+    await markOrphanHandledInStore(kv, onItsWay, handled);
     // A retry of the news the operator saw is acknowledged.
     assert.deepEqual((await recordPaidOrphanSighting(kv, onItsWay, 2_500)).handled, handled);
     const arrived = await recordPaidOrphanSighting(
@@ -101,7 +101,7 @@ Deno.test("[paid orphans] one marked handled while its money was on its way (pen
     assert.deepEqual([listed.unhandled.map((o) => o.ref), listed.handled.map((o) => o.ref)], [["cs_debit"], []]);
     // Marked again, the money's further news is acknowledged, and the earlier mark stays on the record.
     const again = { at: 4_000, by: "ops@example.com", note: "refunded in Stripe's Dashboard" };
-    const after = await markHandled(kv, onItsWay, again);
+    const after = await markOrphanHandledInStore(kv, onItsWay, again);
     assert.deepEqual([after.handled, after.earlierMark], [again, handled]);
     const retry = await recordPaidOrphanSighting(kv, { ...onItsWay, claimed: "succeeded" }, 5_000);
     assert.deepEqual(retry, after);
@@ -119,22 +119,10 @@ Deno.test("[paid orphans] a late retry of the news that the money was on its way
     const late = await recordPaidOrphanSighting(kv, { ...debit, lastEventId: "evt_1_retry" }, 3_000);
     assert.deepEqual([late.claimed, late.lastEventId, late.timesSeen], ["succeeded", "evt_1_retry", 3]);
     const handled = { at: 4_000, by: "ops@example.com", note: "refunded in Stripe's Dashboard" };
-    await markHandled(kv, debit, handled);
+    await markOrphanHandledInStore(kv, debit, handled);
     const retry = await recordPaidOrphanSighting(kv, { ...debit, claimed: "succeeded" }, 5_000);
     assert.deepEqual([retry.handled, retry.earlierMark], [handled, undefined], "not waiting again");
   } finally {
     kv.close();
   }
 });
-
-/** An operator's mark, with the audit entry the console's would carry (the entry's content is not what these test). */
-function markHandled(kv: Deno.Kv, which: { accountId: string; ref: string }, handled: PaidOrphanHandled) {
-  return markPaidOrphanHandled(kv, which, handled, (before) => ({
-    at: handled.at,
-    actor: handled.by,
-    action: "paid_orphan.handle",
-    target: before.ref,
-    before: null,
-    after: { note: handled.note },
-  }));
-}

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ORPHAN_REF_MAX, orphanSighting } from "./orphans.ts";
-import { getPaidOrphan, markPaidOrphanHandled, recordPaidOrphanSighting } from "../db/paid_orphans.ts";
+import { getPaidOrphan, recordPaidOrphanSighting } from "../db/paid_orphans.ts";
+import { markOrphanHandledInStore } from "../../fixtures/paid_orphans.ts";
 
 const news = (ref: string) => ({
   provider: "stripe",
@@ -28,14 +29,7 @@ Deno.test("[paid orphans] two references longer than the cap that agree in their
     await recordPaidOrphanSighting(kv, a, 1_000);
     await recordPaidOrphanSighting(kv, b, 1_000);
     const handled = { at: 2_000, by: "ops@example.com", note: "refunded in Stripe's Dashboard" };
-    await markPaidOrphanHandled(kv, a, handled, (before) => ({
-      at: handled.at,
-      actor: handled.by,
-      action: "paid_orphan.handle",
-      target: before.ref,
-      before: null,
-      after: { note: handled.note },
-    }));
+    await markOrphanHandledInStore(kv, a, handled);
     assert.equal((await recordPaidOrphanSighting(kv, b, 3_000)).handled, null, "the other's news is still refused");
     assert.equal((await getPaidOrphan(kv, "default", b.ref))?.timesSeen, 2);
   } finally {
