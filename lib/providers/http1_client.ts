@@ -13,6 +13,8 @@
  * through fetch, which honours it (fetchTransport).
  */
 
+import { outboundProxySetting } from "../outbound_proxy.ts";
+
 /** An API's answer: its status and body (headers are not needed by the adapters beyond the framing). */
 export interface HttpAnswer {
   status: number;
@@ -56,13 +58,8 @@ const MAX_IDLE_PER_ORIGIN = 64;
 
 /** The transport for an environment: fetch where an outbound proxy is set, kept-alive connections otherwise. */
 export function providerTransport(env: (name: string) => string | undefined): HttpTransport {
-  return outboundProxyVariable(env) ? fetchTransport() : new Http1Client();
-}
-
-/** The first proxy variable fetch would honour for a provider's URL, if any is set. */
-export function outboundProxyVariable(env: (name: string) => string | undefined): string | null {
-  return ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].find((n) => env(n)) ??
-    null;
+  // Provider and chain URLs may be http (development) or https.
+  return outboundProxySetting(env, ["https:", "http:"]) ? fetchTransport() : new Http1Client();
 }
 
 const encoder = new TextEncoder();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Http1Client, HttpTransportError, MAX_ANSWER_BYTES } from "./http1_client.ts";
+import { Http1Client, HttpTransportError, MAX_ANSWER_BYTES, providerTransport } from "./http1_client.ts";
 import { isTimeout, withTimeout } from "../timeout.ts";
 import { testCertificates } from "../../fixtures/tls.ts";
 
@@ -480,5 +480,15 @@ Deno.test("[http1] speaks TLS to a server its authority vouches for, and refuses
     trusting.close();
     stranger.close();
     await server.shutdown();
+  }
+});
+
+Deno.test("[http1] where an operator's proxy is set for http or https URLs, calls go through fetch, which honours it", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  assert.ok(providerTransport(env({})) instanceof Http1Client);
+  for (const name of ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]) {
+    const transport = providerTransport(env({ [name]: "http://proxy.internal:3128" }));
+    assert.ok(!(transport instanceof Http1Client), name);
+    transport.close();
   }
 });

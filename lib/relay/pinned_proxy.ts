@@ -1,4 +1,5 @@
 import { base64url, randomBytes } from "../ids.ts";
+import { outboundProxySetting } from "../outbound_proxy.ts";
 import { describeError, log } from "../log.ts";
 import { destinationAddresses, DnsTimeoutError, type Resolver } from "./url_guard.ts";
 
@@ -292,11 +293,6 @@ function closeQuietly(conn: Deno.Conn) {
   } catch {
     // Closed already.
   }
-}
-
-/** The setting that sends this process's https traffic through an operator's proxy (fetch reads them), if any. */
-export function outboundProxySetting(env: (name: string) => string | undefined): string | null {
-  return ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"].find((name) => env(name)) ?? null;
 }
 
 const proxies = new WeakMap<object, Promise<PinnedProxy | null>>();
