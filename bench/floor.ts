@@ -22,6 +22,7 @@
  * Env: FLOOR_PORT, FLOOR_KV_PATH, SANDBOX_URL, SANDBOX_TOKEN, FLOOR_PROVIDER_CLIENT (unset: fetch; http1).
  */
 import { Http1Client } from "../lib/providers/http1_client.ts";
+import { sequentialId } from "../lib/ids.ts";
 
 const port = Number(Deno.env.get("FLOOR_PORT"));
 const sandboxUrl = Deno.env.get("SANDBOX_URL")!;
@@ -78,9 +79,8 @@ async function pay(url: URL): Promise<Response> {
 
 async function initPayment(req: Request): Promise<Response> {
   const request = await req.json();
-  // Our ids' shape and length (pay_ + 22 characters).
-  const uuid = crypto.randomUUID().replaceAll("-", "");
-  const id = `pay_${uuid.slice(0, 22)}`;
+  // Our ids, made as the app makes them: time-ordered, so new records share pages of the store.
+  const id = sequentialId("pay");
   const wrapper = (kind: string) => `${baseUrl}/integration/${kind}?id=${id}`;
   // The provider gets what the spec says it gets, byte for byte the shape the app sends: our request's id, our wrapper URLs,
   // our webhook URL. The size matters: Deno.serve 2.9.5 (the sandbox) answers "Connection: close" to requests over
@@ -88,7 +88,7 @@ async function initPayment(req: Request): Promise<Response> {
   // where the app's may not.
   const res = await postToSandbox("/payments", {
     // As the app names the request at the provider: the payment id and 12 characters of its fingerprint.
-    id: `${id}.${uuid.slice(20, 32)}`,
+    id: `${id}.${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`,
     email: request.email,
     amount: request.amount,
     currency: request.currency,
@@ -115,8 +115,8 @@ async function refund(req: Request, paymentId: string): Promise<Response> {
   const request = await req.json();
   const ref = refs.get(paymentId);
   if (!ref) return new Response("not found", { status: 404 });
-  // Our refund ids' shape and length (re_ + 22 characters).
-  const id = `re_${crypto.randomUUID().replaceAll("-", "").slice(0, 22)}`;
+  // Our refund ids, made as the app makes them (the bench's refunds are not named: time-ordered).
+  const id = sequentialId("re");
   const res = await postToSandbox(`/payments/${encodeURIComponent(ref)}/refunds`, { id, amount: request.amount });
   if ("failed" in res) return res.failed;
   const provider = res.json;
@@ -127,7 +127,8 @@ async function refund(req: Request, paymentId: string): Promise<Response> {
 
 async function invoice(req: Request): Promise<Response> {
   const request = await req.json();
-  // Our ids' shape and length (inv_ + 22 characters).
+  // Our ids' shape and length (inv_ + 22 characters): the bench's invoices are named, and a named invoice's id is an
+  // HMAC of its name, so not time-ordered.
   const id = `inv_${crypto.randomUUID().replaceAll("-", "").slice(0, 22)}`;
   const record = { id, request, status: "waiting_for_deposit", address: `T${id}`, createdAt: Date.now() };
   await kv.atomic().check({ key: ["invoices", id], versionstamp: null }).set(["invoices", id], record).commit();

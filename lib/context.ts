@@ -16,7 +16,10 @@ export interface AppContext {
   now: () => number;
   /** HMAC key for operator session tokens. */
   sessionKey: Uint8Array<ArrayBuffer>;
-  /** HMAC key of the payment ids derived from a shop's own id or Idempotency-Key (see payments/derived_id.ts). */
+  /**
+   * HMAC key of the ids derived from a shop's own id or Idempotency-Key: refunds', invoices', checkout sessions', and
+   * payments' before payment names were stored (payments/names.ts).
+   */
   paymentIdKey: Uint8Array<ArrayBuffer>;
   /** Runs a scheduled job in this process after a delay (used when no KV queue wakes it). */
   kick: (msg: JobMessage, delayMs?: number) => void;

@@ -153,6 +153,7 @@ Deno.test("[cli] shops, keys and operators from the command line", async () => {
         ["refund_reversal_checks", "complete"],
         ["refund_pending_index", "complete"],
         ["invoice_late_index", "complete"],
+        ["payment_names", "complete"],
       ],
     );
 

@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
 import { buyerSettles, callInit, paymentBody, startTestApp, type TestApp, waitFor } from "../fixtures/app.ts";
 import { invoiceBody } from "../fixtures/invoices.ts";
-import { getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
 import { updateShopSettings } from "../lib/shops.ts";
 import { providerRequestId } from "../lib/providers/request_id.ts";
 import { TcpRelay } from "../fixtures/tcp_relay.ts";
+import { createPayment, getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
+import { legacyPaymentId } from "../lib/payments/names.ts";
+import { type InitPaymentBody, normalizeInit } from "../lib/payments/schema.ts";
+import { paymentNameBackfill } from "../lib/payments/backfill.ts";
+import { runBackfill } from "../lib/backfills/run.ts";
+import { sha256Hex } from "../lib/crypto.ts";
+import { sortableId } from "../lib/ids.ts";
 
 Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
@@ -145,7 +151,7 @@ Deno.test("[idempotency] a provider that does not answer in time gets 504", asyn
   }
 });
 
-Deno.test("[idempotency] copies racing in two isolates commit one payment, and Bansky sees one id", async () => {
+Deno.test("[idempotency] copies racing in two isolates commit one payment, and both are answered with it", async () => {
   const app = await startTestApp({ standaloneSandbox: true, knobs: { latencyMs: 100 } });
   try {
     const { initPayment } = await import("../lib/payments/init.ts");
@@ -155,8 +161,10 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
     // A second context on the same store stands for another isolate: no shared in-memory single flight.
     const otherIsolate = { ...app.server.ctx };
     const [a, b] = await Promise.all([initPayment(app.server.ctx, shop, body), initPayment(otherIsolate, shop, body)]);
+    // Each isolate asked the provider under an id of its own; the one whose commit took the name is every copy's
+    // answer, and the other's payment at Bansky is never shown to anyone (its URL would have been our wrapper's).
     assert.equal(app.sandbox.calls.create, 2, "both isolates asked the provider");
-    assert.equal(a.payment.id, b.payment.id, "for the same payment id");
+    assert.equal(a.payment.id, b.payment.id, "both are answered with one payment");
     assert.deepEqual([a.replay, b.replay].sort(), [false, true], "and exactly one committed");
     let stored = 0;
     for await (const _ of iteratePaymentIds(app.kv, { shopId: shop.id })) stored++;
@@ -166,7 +174,6 @@ Deno.test("[idempotency] copies racing in two isolates commit one payment, and B
     });
     // Bansky knows the request by our payment id and its fingerprint (lib/providers/request_id.ts).
     assert.equal((await res.json()).merchantId, providerRequestId(a.payment.id, a.payment.requestHash));
-    assert.equal(b.payment.providerRef, a.payment.providerRef, "Bansky deduplicated on our id");
   } finally {
     await app.close();
   }
@@ -373,3 +380,100 @@ Deno.test("[idempotency] an Idempotency-Key sent as UTF-8 is a key like any othe
     await app.close();
   }
 });
+
+/** The id a shop's name for a payment names, as its name's key holds it. */
+async function idUnderName(app: TestApp, kind: "shop_ref" | "idempotency_key", value: string) {
+  return (await app.kv.get<string>(["payment_names", app.shop.id, kind, value])).value;
+}
+
+Deno.test("[idempotency] a named payment gets a time-ordered id like any other, and its name's key says which payment the name names", async () => {
+  const app = await startTestApp();
+  try {
+    const first = await callInit(app, paymentBody({ id: "order-1001", postbackUrl: "http://127.0.0.1:9/pb" }));
+    const second = await callInit(app, paymentBody({ id: "order-1002", postbackUrl: "http://127.0.0.1:9/pb" }));
+    const keyed = await callInit(app, paymentBody(), { headers: { "idempotency-key": "key-1003" } });
+    const ids = [first, second, keyed].map((r) => (assert.equal(r.status, 201), r.body.id as string));
+    // Made one after another, their ids sort in that order (written next to each other in the store).
+    assert.deepEqual(ids.toSorted(), ids);
+    assert.equal(await idUnderName(app, "shop_ref", "order-1001"), ids[0]);
+    assert.equal(await idUnderName(app, "shop_ref", "order-1002"), ids[1]);
+    assert.equal(await idUnderName(app, "idempotency_key", "key-1003"), ids[2]);
+    assert.notEqual(
+      ids[0],
+      legacyPaymentId(app.server.ctx.paymentIdKey, app.shop.id, { kind: "shop_ref", value: "order-1001" }),
+    );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] a retry after Bansky answered too late asks it for the same payment: the id the failed attempt kept under the name", async () => {
+  const app = await startTestApp({
+    standaloneSandbox: true,
+    knobs: { latencyMs: 600 },
+    env: { PROVIDER_TIMEOUT_MS: "200" },
+  });
+  try {
+    const body = paymentBody({ id: "order-late", postbackUrl: "http://127.0.0.1:9/pb" });
+    assert.equal((await callInit(app, body)).status, 504);
+    const kept = await idUnderName(app, "shop_ref", "order-late");
+    assert.ok(kept, "the attempt's id is kept under the name");
+    assert.equal(await getPayment(app.kv, kept), null, "but no payment is stored");
+    // Bansky made the payment after all; the retry finds it there under the same request.
+    await new Promise((r) => setTimeout(r, 600));
+    app.sandbox.knobs.latencyMs = 0;
+    const retried = await callInit(app, body);
+    assert.equal(retried.status, 201);
+    assert.equal(retried.body.id, kept);
+    const stored = (await getPayment(app.kv, kept))!;
+    const there = await fetch(`${app.sandboxUrl}/payments/${stored.providerRef}`, {
+      headers: { authorization: "Bearer test-sandbox-token" },
+    }).then((r) => r.json());
+    assert.equal(there.merchantId, providerRequestId(kept, stored.requestHash), "the request the first attempt sent");
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("[idempotency] a payment named before names were stored is found by its name (retries, lookups) until the backfill gives it its name's key", async () => {
+  const app = await startTestApp();
+  try {
+    const ctx = app.server.ctx;
+    const name = { kind: "shop_ref", value: "order-old" } as const;
+    const body = paymentBody({ id: "order-old", postbackUrl: "http://127.0.0.1:9/pb" });
+    // As an earlier version stored it: under the id derived from the name, with no name's key, and the store not
+    // yet backfilled (this version's first start on it).
+    const id = legacyPaymentId(ctx.paymentIdKey, app.shop.id, name);
+    // (The template is unnamed: a named request would find the store backfilled, which this process then remembers.)
+    const made = await callInit(app, paymentBody());
+    const template = (await getPayment(app.kv, made.body.id))!;
+    const requestHash = requestHashOf(body);
+    assert.ok(await createPayment(app.kv, { ...template, id, shopTxId: "order-old", requestHash, seq: sortableId() }));
+    await app.kv.delete(["payment_names", app.shop.id, "shop_ref", "order-old"]);
+    await app.kv.delete(["backfill_state", "payment_names"]);
+    const creates = app.sandbox.calls.create;
+
+    const retried = await callInit(app, body);
+    assert.equal(retried.status, 200, JSON.stringify(retried.body));
+    assert.equal(retried.body.id, id);
+    assert.equal(app.sandbox.calls.create, creates, "answered without asking the provider");
+    const looked = await fetch(`${app.baseUrl}/api/v1/payments?shopTxId=order-old`, {
+      headers: { authorization: `Bearer ${app.shop.apiKey}` },
+    }).then((r) => r.json());
+    assert.equal(looked.payment.id, id);
+
+    const run = await runBackfill(ctx, paymentNameBackfill);
+    assert.deepEqual([run.done, run.written], [true, 1], "only the old payment needed its name's key");
+    assert.equal(await idUnderName(app, "shop_ref", "order-old"), id);
+    await app.kv.delete(["backfill_state", "payment_names"]);
+    assert.equal((await runBackfill(ctx, paymentNameBackfill)).written, 0, "a second run writes nothing");
+    assert.equal((await callInit(app, body)).body.id, id, "found by its name's key now");
+  } finally {
+    await app.close();
+  }
+});
+
+/** The fingerprint init-payment keeps of a body (what a retry is matched against), worked out as init.ts does. */
+function requestHashOf(body: Record<string, unknown>): string {
+  return sha256Hex(JSON.stringify(normalizeInit(body as InitPaymentBody)));
+}

@@ -1,7 +1,7 @@
 import type { AppContext } from "../context.ts";
 import { getBackfillState } from "../db/backfills.ts";
 import { describeError, log } from "../log.ts";
-import { lateCheckBackfill } from "../payments/backfill.ts";
+import { lateCheckBackfill, paymentNameBackfill } from "../payments/backfill.ts";
 import { pendingRefundIndexBackfill, reversalCheckBackfill } from "../refunds/backfill.ts";
 import { lateInvoiceIndexBackfill } from "../invoices/backfill.ts";
 import { type Backfill, runBackfill } from "./run.ts";
@@ -11,14 +11,15 @@ import { type Backfill, runBackfill } from "./run.ts";
  * record as the marker that they are done: the checks they schedule matter only within days of the record's event (7
  * for a late check, 30 for a refund's re-check), so one that waits for an operator to remember it misses them, and the
  * indexes' missing records would stay out of their counts unnoticed. The CLI runs them to the end where no server runs
- * against the store, and says whether they are done. The most urgent first (late checks: the shortest window), the one
- * that reads most (every older invoice) last.
+ * against the store, and says whether they are done. The most urgent first (late checks: the shortest window), the ones
+ * that read most (every older invoice, then every older payment) last.
  */
 export const BACKFILL_RUNS: readonly Backfill[] = [
   lateCheckBackfill,
   reversalCheckBackfill,
   pendingRefundIndexBackfill,
   lateInvoiceIndexBackfill,
+  paymentNameBackfill,
 ];
 
 /** Every backfill's progress, for the CLI: done or not, when, and what it wrote. */

@@ -8,6 +8,7 @@ export const BACKFILLS = [
   "refund_reversal_checks",
   "refund_pending_index",
   "invoice_late_index",
+  "payment_names",
 ] as const;
 export type BackfillName = typeof BACKFILLS[number];
 

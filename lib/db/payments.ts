@@ -13,10 +13,17 @@ import { sha256Base64url } from "../crypto.ts";
 import { DEFAULT_ACCOUNT_ID } from "../accounts/types.ts";
 import { addOperationOps, type OperationEntry } from "./operations.ts";
 import { Collector } from "./collected.ts";
+import { type PaymentName, paymentNameOf } from "../payments/names.ts";
 
 const WEBHOOK_DEDUP_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
 const paymentKey = (id: string) => ["payments", id] as const;
+/**
+ * Which payment a shop's name for it (its own `id`, or an Idempotency-Key) names: the payment's id. The name is the key
+ * as the shop wrote it, so a shop that numbers its orders adds its names next to each other, to a few pages of the
+ * store, where a hash of the name would put each on a page of its own.
+ */
+const paymentNameKey = (shopId: string, name: PaymentName) => ["payment_names", shopId, name.kind, name.value] as const;
 const byShopKey = (shopId: string, seq: string) => ["payments_by_shop", shopId, seq] as const;
 const byTimeKey = (seq: string) => ["payments_by_time", seq] as const;
 /** The buyer's email is in the key only as a hash (see paymentEmailHash). */
@@ -56,10 +63,10 @@ export function addDerivedEventOps(op: Deno.AtomicOperation, paymentId: string, 
 const webhookSeenKey = (accountId: string, eventId: string) => ["webhook_events_seen", accountId, eventId] as const;
 
 /**
- * Stores a new payment (already known to the provider) with its indexes,
- * "created" activity entry and counters in one atomic operation. False when a
- * payment with this id exists: a request with a derived id (a shop's own id or
- * Idempotency-Key) lost the race to a copy of itself.
+ * Stores a new payment (already known to the provider) with its name, indexes,
+ * "created" activity entry and counters in one atomic operation. False when
+ * its name (a shop's own id or Idempotency-Key) is taken: the request lost the
+ * race to a copy of itself.
  *
  * Concurrent requests share commits (group commit, see group_commit.ts), and
  * each payment writes as few keys as it can, since every key costs the store
@@ -69,9 +76,19 @@ const webhookSeenKey = (accountId: string, eventId: string) => ["webhook_events_
 export function createPayment(
   kv: Deno.Kv,
   payment: Payment,
-  opts: { operations?: OperationEntry[]; extraOps?: (op: Deno.AtomicOperation) => void } = {},
+  opts: {
+    operations?: OperationEntry[];
+    extraOps?: (op: Deno.AtomicOperation) => void;
+    /** The version of the name's key when read: null when unused, an attempt's when its id is used again. */
+    nameVersion?: string | null;
+  } = {},
 ): Promise<boolean> {
-  return paymentWriter(kv).commit({ payment, operations: opts.operations ?? [], extraOps: opts.extraOps });
+  return paymentWriter(kv).commit({
+    payment,
+    operations: opts.operations ?? [],
+    extraOps: opts.extraOps,
+    nameVersion: opts.nameVersion ?? null,
+  });
 }
 
 /** A new payment and the provider calls that made it, whose log entries ride in the same commit. */
@@ -80,19 +97,33 @@ interface NewPaymentWrite {
   operations: OperationEntry[];
   /** Another record born with the payment (an embedded checkout's session), in the same commit. */
   extraOps?: (op: Deno.AtomicOperation) => void;
+  nameVersion: string | null;
 }
 
 const paymentWriter = groupCommitterPerStore<NewPaymentWrite>({
   addOps: addCreatePaymentOps,
-  identity: (w) => w.payment.id,
+  // Two payments under one name never share a group: both checks of the name's key would pass within it.
+  identity: (w) => {
+    const name = paymentNameOf(w.payment);
+    return name ? JSON.stringify([w.payment.shopId, name.kind, name.value]) : w.payment.id;
+  },
   maxGroup: 32,
 });
 
-function addCreatePaymentOps(op: Deno.AtomicOperation, { payment, operations, extraOps }: NewPaymentWrite) {
+function addCreatePaymentOps(
+  op: Deno.AtomicOperation,
+  { payment, operations, extraOps, nameVersion }: NewPaymentWrite,
+) {
   for (const entry of operations) addOperationOps(op, entry);
   extraOps?.(op);
   op.check({ key: paymentKey(payment.id), versionstamp: null })
     .set(paymentKey(payment.id), payment);
+  // The name is the uniqueness check: a copy of the request that stored its payment first fails this one.
+  const name = paymentNameOf(payment);
+  if (name) {
+    const key = paymentNameKey(payment.shopId, name);
+    op.check({ key, versionstamp: nameVersion }).set(key, payment.id);
+  }
   addListingOps(op, {
     seq: payment.seq,
     id: payment.id,
@@ -454,6 +485,46 @@ export async function* iteratePaymentIds(
     if (inRange.length) pending = [...pending, ...inRange].sort((a, b) => (a.seq < b.seq ? 1 : -1));
   }
   yield* pending;
+}
+
+/** The key of the id a payment name names, read with the API key by init-payment (one trip for both). */
+export const paymentNameRecordKey = paymentNameKey;
+
+/**
+ * The key of a payment name as read: the id it holds (a stored payment's, or an attempt's that stored none, see
+ * reservePaymentName) and its version; both null for a name nobody used, or used only by a payment stored before
+ * names were (lib/payments/names.ts).
+ */
+export interface PaymentNameEntry {
+  id: string | null;
+  versionstamp: string | null;
+}
+
+/** A name's key as read (see PaymentNameEntry), sharing its read with concurrent ones. */
+export async function getPaymentNameEntry(kv: Deno.Kv, shopId: string, name: PaymentName): Promise<PaymentNameEntry> {
+  const [entry] = await groupReader(kv).getMany<[string]>([paymentNameKey(shopId, name)]);
+  return { id: entry.value, versionstamp: entry.versionstamp };
+}
+
+/**
+ * Keeps an id for a name whose request reached the provider but stored no payment (the call failed or timed out):
+ * the shop's retry asks the provider again under the same id, the same request there (it deduplicates on it), so a
+ * payment it made but answered too late is the one the retry gets. False when the name's key is taken meanwhile.
+ */
+export async function reservePaymentName(kv: Deno.Kv, shopId: string, name: PaymentName, id: string) {
+  const key = paymentNameKey(shopId, name);
+  return (await kv.atomic().check({ key, versionstamp: null }).set(key, id).commit()).ok;
+}
+
+/**
+ * Gives a payment stored before names its name's key (the payment_names backfill): true when written, false when the
+ * name already names a payment (this one, written by an earlier run).
+ */
+export async function addPaymentName(kv: Deno.Kv, p: Payment): Promise<boolean> {
+  const name = paymentNameOf(p);
+  if (!name) return false;
+  const key = paymentNameKey(p.shopId, name);
+  return (await kv.atomic().check({ key, versionstamp: null }).set(key, p.id).commit()).ok;
 }
 
 /** Reads payments by id with their versions, in the order of `ids` (an id of none: an empty entry). */

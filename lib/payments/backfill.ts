@@ -1,6 +1,7 @@
 import { type Backfill, catchUpCheckAt } from "../backfills/run.ts";
 import type { BackfillState } from "../db/backfills.ts";
 import {
+  addPaymentName,
   getPaymentEntries,
   iteratePaymentIds,
   type ListedPayment,
@@ -13,6 +14,7 @@ import { LATE_CHECK_MS, nextLateCheckAt } from "./janitor.ts";
 import { MAX_EXPIRES_IN_S } from "./schema.ts";
 import { isLateSuccess } from "./status.ts";
 import type { Payment } from "./types.ts";
+import { legacyPaymentId, paymentNameOf } from "./names.ts";
 
 /**
  * How far back a payment can have been created and still be within its late checks: given up at the latest at its
@@ -88,4 +90,35 @@ async function givenUpWithoutProviderWord(kv: Deno.Kv, p: Payment): Promise<bool
   );
   // None: the provider itself said so (a webhook or a check brought expired or cancelled), and nothing can come.
   return gaveUp?.data.providerCancelled === false;
+}
+
+/**
+ * Names' keys for payments named before names were stored (names.ts: their ids were derived from the name). Until it
+ * is done, a name is also looked for under that id (query.ts: findNamedPayment), a second read; so it reads every
+ * payment stored before the cut, newest first through the time listing, and gives each named one with a derived id
+ * its name's key, checked to be unused (a second run writes nothing).
+ */
+export const paymentNameBackfill: Backfill = {
+  name: "payment_names",
+  what: "name keys for payments named by a shop's id or Idempotency-Key before names were stored",
+  step: backfillPaymentNames,
+};
+
+async function backfillPaymentNames(ctx: AppContext, state: BackfillState, batchSize: number) {
+  const listed: ListedPayment[] = [];
+  for await (const p of iteratePaymentIds(ctx.kv, { endSeq: state.after ?? encodeTime(state.cut + 1) })) {
+    listed.push(p);
+    if (listed.length >= batchSize) break;
+  }
+  const entries = await getPaymentEntries(ctx.kv, listed.map((p) => p.id));
+  const written = await Promise.all(entries.map((entry) => {
+    const p = entry.value;
+    const name = p && paymentNameOf(p);
+    return p && name && p.id === legacyPaymentId(ctx.paymentIdKey, p.shopId, name) ? addPaymentName(ctx.kv, p) : false;
+  }));
+  return {
+    after: listed.at(-1)?.seq ?? state.after,
+    done: listed.length < batchSize,
+    written: written.filter(Boolean).length,
+  };
 }

@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.ts";
 import { idempotencyMismatch, UpstreamError, ValidationError } from "../errors.ts";
-import { createPayment, getPayment, getPaymentEntryShared } from "../db/payments.ts";
+import { createPayment, type PaymentNameEntry, paymentNameRecordKey, reservePaymentName } from "../db/payments.ts";
 import type { Shop } from "../db/shops.ts";
 import { sequentialId, sortableId } from "../ids.ts";
 import { sha256Hex } from "../crypto.ts";
@@ -15,7 +15,8 @@ import {
 } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
-import { derivedPaymentId, type PaymentName } from "./derived_id.ts";
+import type { PaymentName } from "./names.ts";
+import { findNamedPayment, lookUpPaymentName } from "./query.ts";
 import { firstCheckAt } from "./janitor.ts";
 import { routePayment } from "../accounts/routing.ts";
 import { accountWebhookPath } from "../accounts/types.ts";
@@ -29,7 +30,7 @@ export interface InitResult {
 }
 
 /**
- * Requests in flight in this app instance (one per isolate), by payment id:
+ * Requests in flight in this app instance (one per isolate), by shop and name:
  * concurrent copies of one request share a single provider call.
  */
 const inFlightByApp = new WeakMap<AppContext, Map<string, Promise<Flight>>>();
@@ -63,14 +64,15 @@ export interface CheckoutBinding {
  * Creates a payment for a shop: validates the body, asks the provider, and
  * stores the payment in one atomic operation.
  *
- * Idempotency without an index: a request with the shop's `id` (or an
- * Idempotency-Key) gets a payment id derived from it, so a retry, or a copy
- * racing in another isolate, asks the provider for the same payment (it
- * deduplicates on the request's name, lib/providers/request_id.ts) and the
- * store's uniqueness check on the payment's key lets exactly one of them
- * commit. Copies in the same isolate share one provider call. A finished
- * request is answered again without calling the provider; the same id with
- * another body is refused.
+ * Idempotency by name: a request with the shop's `id` (or an Idempotency-Key)
+ * is stored with that name's key (lib/db/payments.ts), which says which
+ * payment the name names and lets exactly one payment take it. A finished
+ * request is answered again from there without calling the provider; the same
+ * name with another body is refused. Copies in the same isolate share one
+ * provider call. A copy racing in another isolate, or a retry after an attempt
+ * that reached the provider but stored nothing, asks the provider for a
+ * payment of its own; only the one stored under the name is ever shown (its
+ * URL is our wrapper's), and every copy is answered with it.
  */
 export async function initPayment(
   ctx: AppContext,
@@ -115,13 +117,10 @@ export async function initPayment(
       ahead.name.value === name.value
     ? ahead
     : null;
-  const id = name && (readAhead?.id ?? derivedPaymentId(ctx.paymentIdKey, shop.id, name));
-  if (id) {
-    // A retry of a stored payment is answered before its currency and URLs are judged again: they were accepted when
-    // it was made (a fund code too, refused since).
-    const entry = readAhead?.entry ?? await getPaymentEntryShared(ctx.kv, id);
-    if (entry.value) return replay(entry.value, requestHash, name);
-  }
+  const named = name ? await lookUpPaymentName(ctx, shop.id, name, readAhead?.key) : null;
+  // A retry of a stored payment is answered before its currency and URLs are judged again: they were accepted when
+  // it was made (a fund code too, refused since).
+  if (name && named?.payment) return replay(named.payment, requestHash, name);
   const withPostback = { ...asSent, postbackUrl: asSent.postbackUrl ?? shop.defaultPostbackUrl };
   // A currency refused with its URLs' problems, but without asking DNS for a request refused anyway.
   refuseUntakenCurrency(asSent.currency, () => judgeShopUrls(ctx, shop, withPostback, { ownReturnUrls }).fields);
@@ -130,76 +129,82 @@ export async function initPayment(
   const input: InitPaymentInput = { ...asSent, successUrl: urls.successUrl, errorUrl: urls.errorUrl };
   const extra: RequestExtras = { postbackUrl: urls.postbackUrl, requestHash, idempotencyKey, checkout: opts.checkout };
 
-  if (!name || !id) {
-    return { payment: await createAtProvider(ctx, shop, sequentialId("pay", ctx.now()), input, extra), replay: false };
-  }
+  if (!name || !named) return { payment: await createAtProvider(ctx, shop, input, extra), replay: false };
 
   let inFlight = inFlightByApp.get(ctx);
   if (!inFlight) inFlightByApp.set(ctx, inFlight = new Map());
-  const running = inFlight.get(id);
+  const flightKey = JSON.stringify([shop.id, name.kind, name.value]);
+  const running = inFlight.get(flightKey);
   if (running) return replay((await running).payment, requestHash, name);
-  const flight = storeOnce(ctx, shop, id, input, extra);
-  inFlight.set(id, flight);
+  const flight = storeOnce(ctx, shop, { name, key: named.key }, input, extra);
+  inFlight.set(flightKey, flight);
   try {
     const { payment, stored } = await flight;
     return stored ? { payment, replay: false } : replay(payment, requestHash, name);
   } finally {
-    inFlight.delete(id);
+    inFlight.delete(flightKey);
   }
 }
 
-/** The stored payment a request names, read ahead of initPayment (with the API key: see namedPaymentId). */
+/** Which payment a request's name names, read ahead of initPayment (with the API key: see requestNameKey). */
 export interface ReadAhead {
-  /** The shop and name the id was derived for, and the id. */
+  /** The shop and name read for. */
   shopId: string;
   name: PaymentName;
-  id: string;
-  entry: Deno.KvEntryMaybe<Payment>;
+  /** The name's key as read. */
+  key: PaymentNameEntry;
 }
 
 /**
- * The id of the payment a request for `shopId` names, worked out from the body as sent (before validation), so
- * the route can read it in the same trip as the API key. Null when the request names none. Only a guess:
- * initPayment uses what was read when its own id (from the validated body) is the same, and reads again otherwise.
+ * The name a request for `shopId` gives its payment and that name's key, worked out from the body as sent (before
+ * validation), so the route can read it in the same trip as the API key. Null when the request names none. Only a
+ * guess: initPayment uses what was read when its own name (from the validated body) is the same, and reads again
+ * otherwise.
  */
-export function namedPaymentId(
-  ctx: AppContext,
+export function requestNameKey(
   shopId: string,
   body: unknown,
   idempotencyKey: string | null | undefined,
-): { name: PaymentName; id: string } | null {
+): { name: PaymentName; key: Deno.KvKey } | null {
   const shopTxId = (body as { id?: unknown } | null)?.id;
   const name: PaymentName | null = typeof shopTxId === "string"
     ? { kind: "shop_ref", value: shopTxId }
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
-  return name && { name, id: derivedPaymentId(ctx.paymentIdKey, shopId, name) };
+  return name && { name, key: paymentNameRecordKey(shopId, name) };
 }
 
 /**
  * Creates the payment, or, when another request (another isolate, or an
- * earlier try) stored it first, finds that one. Copies waiting on this flight
- * get the same answer.
+ * earlier try) stored one under the name first, finds that one. Copies waiting
+ * on this flight get the same answer.
  */
 async function storeOnce(
   ctx: AppContext,
   shop: Shop,
-  id: string,
+  named: NameToStore,
   input: InitPaymentInput,
   extra: RequestExtras,
 ): Promise<Flight> {
+  const { name } = named;
   try {
-    return { payment: await createAtProvider(ctx, shop, id, input, extra), stored: true };
+    return { payment: await createAtProvider(ctx, shop, input, extra, named), stored: true };
   } catch (err) {
     if (!(err instanceof AlreadyStored)) throw err;
-    const winner = await getPayment(ctx.kv, id);
-    if (!winner) throw new Error(`payment ${id} reported stored but missing`);
+    const winner = await findNamedPayment(ctx, shop.id, name);
+    if (!winner) throw new Error(`payment name ${name.kind} of shop ${shop.id} reported taken but names none`);
     return { payment: winner, stored: false };
   }
 }
 
-/** Another request (another isolate, or an earlier try) stored this payment first. */
+/** A request's name, with its key as read before the provider call (the commit checks it is still so). */
+interface NameToStore {
+  name: PaymentName;
+  key: PaymentNameEntry;
+}
+
+/** Another request (another isolate, or an earlier try) stored a payment under this name first. */
 class AlreadyStored extends Error {
   constructor() {
     super("payment already stored");
@@ -212,17 +217,20 @@ function replay(payment: Payment, requestHash: string, name: PaymentName): InitR
 }
 
 /**
- * Asks the provider for the payment, then stores it with its indexes, events
- * and counters in one atomic operation. A provider failure stores nothing, so
- * the shop's retry starts clean (with the same derived id).
+ * Asks the provider for the payment, then stores it with its name, indexes,
+ * events and counters in one atomic operation. The id is time-ordered (new
+ * payments sit next to each other in the store, a few pages for many), or the
+ * one an earlier attempt under the name kept. A provider failure stores no
+ * payment; a named request's id is kept under its name for the retry.
  */
 async function createAtProvider(
   ctx: AppContext,
   shop: Shop,
-  id: string,
   input: InitPaymentInput,
   extra: RequestExtras,
+  named?: NameToStore,
 ): Promise<Payment> {
+  const id = named?.key.id ?? sequentialId("pay", ctx.now());
   const base = ctx.config.publicBaseUrl;
   const wrapper = (kind: string) => `${base}/integration/${kind}?id=${encodeURIComponent(id)}`;
   const { account, adapter, logged } = await routePayment(ctx, shop, { ...input, id });
@@ -240,8 +248,10 @@ async function createAtProvider(
     errorUrl: wrapper("error"),
     webhookUrl: base + accountWebhookPath(account.id),
     ...(extra.checkout ? { embedded: { frameAncestors: [new URL(base).origin, ...(shop.embedOrigins ?? [])] } } : {}),
-  }).catch((err) => {
+  }).catch(async (err) => {
     if (err instanceof UpstreamError) log.warn("provider init failed", { paymentId: id, detail: err.detail });
+    // The provider may have made the payment and answered too late: the retry asks for the same one.
+    if (named && !named.key.id) await reservePaymentName(ctx.kv, shop.id, named.name, id).catch(() => {});
     throw err;
   });
   const now = ctx.now();
@@ -278,7 +288,8 @@ async function createAtProvider(
   const binding = extra.checkout;
   const extraOps = binding &&
     ((op: Deno.AtomicOperation) => binding.extraOps(op, payment, result.clientSecret ?? null));
-  const stored = await createPayment(ctx.kv, payment, { operations, extraOps }).catch((err) => {
+  const nameVersion = named?.key.versionstamp ?? null;
+  const stored = await createPayment(ctx.kv, payment, { operations, extraOps, nameVersion }).catch((err) => {
     for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
     throw err;
   });

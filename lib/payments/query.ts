@@ -1,9 +1,16 @@
 import type { AppContext } from "../context.ts";
 import { NotFoundError } from "../errors.ts";
-import { getPayment, getPaymentEntryShared, markBuyerRedirected } from "../db/payments.ts";
+import {
+  getPayment,
+  getPaymentEntryShared,
+  getPaymentNameEntry,
+  markBuyerRedirected,
+  type PaymentNameEntry,
+} from "../db/payments.ts";
+import { getBackfillState } from "../db/backfills.ts";
 import type { Shop } from "../db/shops.ts";
 import type { Payment } from "./types.ts";
-import { derivedPaymentId } from "./derived_id.ts";
+import { legacyPaymentId, type PaymentName } from "./names.ts";
 import { hasIdShape } from "../ids.ts";
 import { describeError, log } from "../log.ts";
 import { redirectSigningSecrets } from "../shops.ts";
@@ -21,8 +28,51 @@ export async function getShopPayment(ctx: AppContext, shop: Shop, paymentId: str
   return p;
 }
 
-export function getShopPaymentByTxId(ctx: AppContext, shop: Shop, shopTxId: string): Promise<Payment> {
-  return getShopPayment(ctx, shop, derivedPaymentId(ctx.paymentIdKey, shop.id, { kind: "shop_ref", value: shopTxId }));
+export async function getShopPaymentByTxId(ctx: AppContext, shop: Shop, shopTxId: string): Promise<Payment> {
+  const p = await findNamedPayment(ctx, shop.id, { kind: "shop_ref", value: shopTxId });
+  if (!p) throw new NotFoundError("Unknown payment.");
+  return p;
+}
+
+/** The payment a shop's name for it names, or null (see lookUpPaymentName). Read-only: reads are shared. */
+export async function findNamedPayment(
+  ctx: Pick<AppContext, "kv" | "paymentIdKey">,
+  shopId: string,
+  name: PaymentName,
+): Promise<Payment | null> {
+  return (await lookUpPaymentName(ctx, shopId, name)).payment;
+}
+
+/**
+ * What a shop's name for a payment names: the payment stored under it (through the name's key, or, until the
+ * payment_names backfill is done, under the id a payment named before names were stored was given: names.ts), and the
+ * name's key as read. `known`: that key as already read (init-payment reads it with the API key). Shares its reads
+ * with concurrent ones, so the payment is read-only.
+ */
+export async function lookUpPaymentName(
+  ctx: Pick<AppContext, "kv" | "paymentIdKey">,
+  shopId: string,
+  name: PaymentName,
+  known?: PaymentNameEntry,
+): Promise<{ payment: Payment | null; key: PaymentNameEntry }> {
+  const key = known ?? await getPaymentNameEntry(ctx.kv, shopId, name);
+  if (key.id) return { payment: (await getPaymentEntryShared(ctx.kv, key.id)).value, key };
+  if (await everyPaymentNamed(ctx.kv)) return { payment: null, key };
+  const legacy = await getPaymentEntryShared(ctx.kv, legacyPaymentId(ctx.paymentIdKey, shopId, name));
+  return { payment: legacy.value, key };
+}
+
+const namedStores = new WeakSet<Deno.Kv>();
+
+/**
+ * True once every payment stored before names has its name's key (the payment_names backfill is done): from then on a
+ * name's key is the only place to look. Remembered per store once true, as it stays.
+ */
+async function everyPaymentNamed(kv: Deno.Kv): Promise<boolean> {
+  if (namedStores.has(kv)) return true;
+  const done = (await getBackfillState(kv, "payment_names")).value?.done === true;
+  if (done) namedStores.add(kv);
+  return done;
 }
 
 export type RedirectKind = "pay" | "success" | "error";

@@ -9,7 +9,7 @@ import {
 } from "../db/payments.ts";
 import { describeError, log } from "../log.ts";
 import { listShops } from "../db/shops.ts";
-import { derivedPaymentId } from "./derived_id.ts";
+import { findNamedPayment } from "./query.ts";
 import { PAYMENT_STATUSES } from "./status.ts";
 import type { Payment } from "./types.ts";
 import { parseOrThrow } from "../validation.ts";
@@ -77,12 +77,11 @@ export async function searchPayments(
   const kv = ctx.kv;
   if (filter.id) return exactPage(await getPayments(kv, [filter.id]), filter);
   if (filter.shopTxId && !opts.cursor) {
-    // A shop's order id names the payment (derived_id.ts): one read per shop, no index to write.
+    // A shop's order id names its payment (the name's key, lib/db/payments.ts): a read or two per shop.
     const shopIds = filter.shopId ? [filter.shopId] : (await listShops(kv)).map((s) => s.id);
-    const ids = shopIds.map((shopId) =>
-      derivedPaymentId(ctx.paymentIdKey, shopId, { kind: "shop_ref", value: filter.shopTxId! })
-    );
-    const found = await getPayments(kv, ids);
+    const name = { kind: "shop_ref", value: filter.shopTxId } as const;
+    const found = (await Promise.all(shopIds.map((shopId) => findNamedPayment(ctx, shopId, name))))
+      .filter((p) => p !== null);
     // No order id is exactly this: read it as the start of one and scan.
     if (found.length) return exactPage(found, filter);
   }

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { backfillPaymentEmailIndex, createPayment } from "../db/payments.ts";
 import { randomBytes } from "../ids.ts";
 import { createShop } from "../shops.ts";
-import { derivedPaymentId } from "./derived_id.ts";
 import { parsePaymentFilter, paymentsCsv, searchPayments } from "./search.ts";
 import type { Payment } from "./types.ts";
 import { storedPayment } from "../../fixtures/payments.ts";
@@ -36,15 +35,11 @@ async function seed(
   const start = Date.now() - 10 * 86_400_000;
   const payments = Array.from({ length: n }, (_, i) => {
     const at = start + i;
-    const p = storedPayment(at, {
+    return storedPayment(at, {
       shopId: store.shops[i % store.shops.length],
       email: `buyer${i}@example.com`,
       ...make(i),
     });
-    if (p.shopTxId) {
-      p.id = derivedPaymentId(store.paymentIdKey, p.shopId, { kind: "shop_ref", value: p.shopTxId });
-    }
-    return p;
   });
   for (let i = 0; i < payments.length; i += 64) {
     const stored = await Promise.all(payments.slice(i, i + 64).map((p) => createPayment(store.kv, p)));

@@ -1,7 +1,8 @@
 /**
  * What names a payment request at a provider, which deduplicates on it (Bansky's `id`, Stripe's idempotency key): our
- * payment id and the request's fingerprint. A retry of the same request gets the same provider payment, so a buyer
- * can only be charged once. Another body under the same payment id (the shop changed its order after a failed
+ * payment id and the request's fingerprint. A retry of the same request gets the same provider payment (an attempt
+ * that stored nothing keeps its payment id under the request's name for it, lib/payments/init.ts), so a buyer can only
+ * be charged once. Another body under the same payment id (the shop changed its order after a failed
  * attempt, which stored nothing here) is another payment there: named by the id alone, the provider answered the
  * failed attempt's payment, and the buyer paid the old amount while the shop was told of the new one. The failed
  * attempt's payment at the provider is never shown to a buyer (its URL never reached the shop).

@@ -5,10 +5,8 @@ import { sharedLimiter, unauthenticatedLimiter } from "../../lib/auth/rate_limit
 import { UnauthorizedError, ValidationError } from "../../lib/errors.ts";
 import { limitedAddress } from "../_client_address.ts";
 import { readJson } from "../_read_json.ts";
-import { initPayment, namedPaymentId } from "../../lib/payments/init.ts";
-import { paymentRecordKey } from "../../lib/db/payments.ts";
-import type { Payment } from "../../lib/payments/types.ts";
-import type { PaymentName } from "../../lib/payments/derived_id.ts";
+import { initPayment, requestNameKey } from "../../lib/payments/init.ts";
+import type { PaymentName } from "../../lib/payments/names.ts";
 import { cancelPayment } from "../../lib/payments/cancel.ts";
 import { createShopRefund } from "../../lib/refunds/create.ts";
 import { listShopRefunds } from "../../lib/refunds/query.ts";
@@ -78,15 +76,17 @@ export function apiV1Routes(ctx: AppContext) {
     const idempotencyKey = c.req.header("idempotency-key");
     // A body that cannot be read is reported only once the key is good: strangers learn nothing but 401.
     const body = await readJson(c).then((value) => ({ value }), (error: unknown) => ({ error }));
-    // The payment a retry names is read with the key; asked again if the key's shop was not the one remembered.
-    let named = null as { shopId: string; name: PaymentName; id: string } | null;
+    // Which payment a retry's name names is read with the key; asked again if the key's shop was not the one remembered.
+    let named = null as { shopId: string; name: PaymentName } | null;
     const [entry] = await authorize(c, (shopId) => {
-      const guess = "value" in body ? namedPaymentId(ctx, shopId, body.value, idempotencyKey) : null;
-      named = guess && { shopId, ...guess };
-      return named ? [paymentRecordKey(named.id)] : [];
+      const guess = "value" in body ? requestNameKey(shopId, body.value, idempotencyKey) : null;
+      named = guess && { shopId, name: guess.name };
+      return guess ? [guess.key] : [];
     });
     if ("error" in body) throw body.error;
-    const readAhead = named && entry ? { ...named, entry: entry as Deno.KvEntryMaybe<Payment> } : undefined;
+    const readAhead = named && entry
+      ? { ...named, key: { id: (entry as Deno.KvEntryMaybe<string>).value, versionstamp: entry.versionstamp } }
+      : undefined;
     const { payment, replay } = await initPayment(ctx, c.var.shop, body.value, { idempotencyKey, readAhead });
     return c.json(
       { status: "success", id: payment.id, url: payUrl(payment.id, ctx.config.publicBaseUrl) },
