@@ -4,13 +4,13 @@ import { invoiceBody } from "../fixtures/invoices.ts";
 import { updateShopSettings } from "../lib/shops.ts";
 import { providerRequestId } from "../lib/providers/request_id.ts";
 import { TcpRelay } from "../fixtures/tcp_relay.ts";
-import { createPayment, getPayment, iteratePaymentIds } from "../lib/db/payments.ts";
+import { createPayment, getPayment, iteratePaymentIds, reservePaymentName } from "../lib/db/payments.ts";
 import { legacyPaymentId } from "../lib/payments/names.ts";
 import { type InitPaymentBody, normalizeInit } from "../lib/payments/schema.ts";
 import { paymentNameBackfill } from "../lib/payments/backfill.ts";
 import { runBackfill } from "../lib/backfills/run.ts";
 import { sha256Hex } from "../lib/crypto.ts";
-import { sortableId } from "../lib/ids.ts";
+import { sequentialId, sortableId } from "../lib/ids.ts";
 
 Deno.test("[idempotency] the same id and body returns the first answer without a second provider call", async () => {
   const app = await startTestApp({ standaloneSandbox: true });
@@ -477,3 +477,24 @@ Deno.test("[idempotency] a payment named before names were stored is found by it
 function requestHashOf(body: Record<string, unknown>): string {
   return sha256Hex(JSON.stringify(normalizeInit(body as InitPaymentBody)));
 }
+
+Deno.test("[idempotency] a payment made while another isolate's failed attempt kept its id under the name is stored, not refused", async () => {
+  const app = await startTestApp({ standaloneSandbox: true, knobs: { latencyMs: 300 } });
+  try {
+    const { initPayment } = await import("../lib/payments/init.ts");
+    const { getShop } = await import("../lib/db/shops.ts");
+    const shop = (await getShop(app.kv, app.shop.id))!;
+    const body = paymentBody({ id: "order-crossed", postbackUrl: "http://127.0.0.1:9/pb" });
+    const made = initPayment(app.server.ctx, shop, body);
+    // While this request waits on the provider, a copy in another isolate fails there and keeps its id for a retry.
+    await new Promise((r) => setTimeout(r, 100));
+    const kept = sequentialId("pay");
+    assert.ok(await reservePaymentName(app.kv, shop.id, { kind: "shop_ref", value: "order-crossed" }, kept));
+    const { payment, replay } = await made;
+    assert.equal(replay, false);
+    assert.equal(await idUnderName(app, "shop_ref", "order-crossed"), payment.id);
+    assert.equal((await callInit(app, body)).body.id, payment.id, "the retry is answered with it");
+  } finally {
+    await app.close();
+  }
+});

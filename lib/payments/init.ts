@@ -288,11 +288,18 @@ async function createAtProvider(
   const binding = extra.checkout;
   const extraOps = binding &&
     ((op: Deno.AtomicOperation) => binding.extraOps(op, payment, result.clientSecret ?? null));
-  const nameVersion = named?.key.versionstamp ?? null;
-  const stored = await createPayment(ctx.kv, payment, { operations, extraOps, nameVersion }).catch((err) => {
-    for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
-    throw err;
-  });
+  const commit = (nameVersion: string | null) =>
+    createPayment(ctx.kv, payment, { operations, extraOps, nameVersion }).catch((err) => {
+      for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
+      throw err;
+    });
+  let stored = await commit(named?.key.versionstamp ?? null);
+  if (!stored && named) {
+    // The name changed since it was read: a copy of this request stored its payment (found by storeOnce), or an
+    // attempt in another isolate that stored nothing kept its id for a retry. That gives way to this payment, made.
+    const now = await lookUpPaymentName(ctx, shop.id, named.name);
+    if (!now.payment && now.key.id) stored = await commit(now.key.versionstamp);
+  }
   if (!stored) {
     // A copy of this request stored the payment first; this call to the provider is still logged.
     for (const entry of operations) insertOperation(ctx.kv, entry).catch(() => {});
