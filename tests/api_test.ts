@@ -222,6 +222,28 @@ Deno.test("[api] init-payment reads its name in the same read as the key: a new 
   }
 });
 
+Deno.test("[api] init-payment refuses an id or Idempotency-Key too long for a name with 400 (a revoked key with 401), not a 500 from reading it ahead", async () => {
+  const app = await startTestApp();
+  try {
+    // Once the isolate knows the key's shop, the name is read with the key (before the body is validated).
+    const second = await createShopKey(app.kv, app.shop.id, { now: Date.now() });
+    assert.equal((await callInit(app, paymentBody())).status, 201);
+    assert.equal((await callInit(app, paymentBody(), { key: second.apiKey })).status, 201);
+    const longId = paymentBody({ id: "x".repeat(3000), postbackUrl: "http://127.0.0.1:9/pb" });
+    const byId = await callInit(app, longId);
+    assert.equal(byId.status, 400, JSON.stringify(byId.body));
+    assert.ok(byId.body.error.fields.id, JSON.stringify(byId.body));
+    const byKey = await callInit(app, paymentBody(), { headers: { "idempotency-key": "k".repeat(3000) } });
+    assert.equal(byKey.status, 400, JSON.stringify(byKey.body));
+    assert.equal(byKey.body.error.fields["Idempotency-Key"], "must be at most 255 characters long");
+    await revokeShopKey(app.kv, { shopId: app.shop.id, keyId: second.record.id }, { now: Date.now() });
+    assert.equal((await callInit(app, longId, { key: second.apiKey })).status, 401);
+    assert.equal(await countPayments(app), 2);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("[api] disabling a shop refuses its keys on the very next request, and enabling lets them in again", async () => {
   const app = await startTestApp();
   try {

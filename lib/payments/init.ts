@@ -172,8 +172,13 @@ export function requestNameKey(
     : idempotencyKey
     ? { kind: "idempotency_key", value: idempotencyKey }
     : null;
-  return name && { name, key: paymentNameRecordKey(shopId, name) };
+  // A name longer than any the validation takes is refused there: read ahead, its key could pass KV's key size limit,
+  // and the read (with the API key's) would fail the request with a 500 before the key or the body is judged.
+  return name && name.value.length <= MAX_NAME_LENGTH ? { name, key: paymentNameRecordKey(shopId, name) } : null;
 }
+
+/** The longest name a request can give its payment: an Idempotency-Key's 255 characters (an `id` takes 64). */
+const MAX_NAME_LENGTH = 255;
 
 /**
  * Creates the payment, or, when another request (another isolate, or an
