@@ -522,9 +522,7 @@ export async function reservePaymentName(kv: Deno.Kv, shopId: string, name: Paym
  */
 export async function addPaymentName(kv: Deno.Kv, p: Payment): Promise<boolean> {
   const name = paymentNameOf(p);
-  if (!name) return false;
-  const key = paymentNameKey(p.shopId, name);
-  return (await kv.atomic().check({ key, versionstamp: null }).set(key, p.id).commit()).ok;
+  return name ? await reservePaymentName(kv, p.shopId, name, p.id) : false;
 }
 
 /** Reads payments by id with their versions, in the order of `ids` (an id of none: an empty entry). */

@@ -302,8 +302,8 @@ async function createAtProvider(
   if (!stored && named) {
     // The name changed since it was read: a copy of this request stored its payment (found by storeOnce), or an
     // attempt in another isolate that stored nothing kept its id for a retry. That gives way to this payment, made.
-    const now = await lookUpPaymentName(ctx, shop.id, named.name);
-    if (!now.payment && now.key.id) stored = await commit(now.key.versionstamp);
+    const current = await lookUpPaymentName(ctx, shop.id, named.name);
+    if (!current.payment && current.key.id) stored = await commit(current.key.versionstamp);
   }
   if (!stored) {
     // A copy of this request stored the payment first; this call to the provider is still logged.
