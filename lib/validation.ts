@@ -229,7 +229,9 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, opt
  * before it refused more). A header's value arrives a byte a character: a key sent as UTF-8 ("€" is E2 82 AC) holds
  * "C1 controls" that are only its bytes, and a direction override cannot be in a header at all.
  */
-const IdempotencyKey = z.string().min(1).max(255)
+/** The longest Idempotency-Key taken. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+const IdempotencyKey = z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH)
   .refine((s) => s.isWellFormed(), "must not contain lone surrogates")
   // deno-lint-ignore no-control-regex
   .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), "must not contain control characters");

@@ -10,12 +10,13 @@ import {
   bodyFields,
   idempotencyKeyOf,
   idempotencyKeyProblems,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
   parseAllowingStoredCurrencies,
   refuseUntakenCurrency,
 } from "../validation.ts";
 import { type InitPaymentInput, initPaymentSchema, normalizeInit } from "./schema.ts";
 import type { Payment } from "./types.ts";
-import type { PaymentName } from "./names.ts";
+import { type PaymentName, paymentNameOf } from "./names.ts";
 import { findNamedPayment, lookUpPaymentName } from "./query.ts";
 import { firstCheckAt } from "./janitor.ts";
 import { routePayment } from "../accounts/routing.ts";
@@ -105,11 +106,7 @@ export async function initPayment(
         ...urlProblemsAsSent(ctx, shop, body, { ownReturnUrls }),
       })),
   );
-  const name: PaymentName | null = asSent.shopTxId
-    ? { kind: "shop_ref", value: asSent.shopTxId }
-    : idempotencyKey
-    ? { kind: "idempotency_key", value: idempotencyKey }
-    : null;
+  const name = paymentNameOf({ shopTxId: asSent.shopTxId, idempotencyKey });
   // The request's fingerprint is that of what the shop sent, so a retry matches whatever rules changed since.
   const requestHash = sha256Hex(JSON.stringify(asSent));
   const ahead = opts.readAhead;
@@ -167,18 +164,17 @@ export function requestNameKey(
   idempotencyKey: string | null | undefined,
 ): { name: PaymentName; key: Deno.KvKey } | null {
   const shopTxId = (body as { id?: unknown } | null)?.id;
-  const name: PaymentName | null = typeof shopTxId === "string"
-    ? { kind: "shop_ref", value: shopTxId }
-    : idempotencyKey
-    ? { kind: "idempotency_key", value: idempotencyKey }
+  const name = paymentNameOf({
+    shopTxId: typeof shopTxId === "string" ? shopTxId : null,
+    idempotencyKey: idempotencyKey ?? null,
+  });
+  // A name longer than any the validation takes (an Idempotency-Key's; an `id` takes fewer) is refused there: read
+  // ahead, its key could pass KV's key size limit, and the read (with the API key's) would fail the request with a
+  // 500 before the key or the body is judged.
+  return name && name.value.length <= MAX_IDEMPOTENCY_KEY_LENGTH
+    ? { name, key: paymentNameRecordKey(shopId, name) }
     : null;
-  // A name longer than any the validation takes is refused there: read ahead, its key could pass KV's key size limit,
-  // and the read (with the API key's) would fail the request with a 500 before the key or the body is judged.
-  return name && name.value.length <= MAX_NAME_LENGTH ? { name, key: paymentNameRecordKey(shopId, name) } : null;
 }
-
-/** The longest name a request can give its payment: an Idempotency-Key's 255 characters (an `id` takes 64). */
-const MAX_NAME_LENGTH = 255;
 
 /**
  * Creates the payment, or, when another request (another isolate, or an

@@ -8,7 +8,10 @@ export interface PaymentName {
   value: string;
 }
 
-/** The name a payment was made under (its shop's `id`, else its Idempotency-Key), or null for an unnamed one. */
+/**
+ * The name a payment is made under (its shop's `id`, else its Idempotency-Key), or null for an unnamed one: of a
+ * stored payment, or of a request.
+ */
 export function paymentNameOf(p: Pick<Payment, "shopTxId" | "idempotencyKey">): PaymentName | null {
   if (p.shopTxId) return { kind: "shop_ref", value: p.shopTxId };
   if (p.idempotencyKey) return { kind: "idempotency_key", value: p.idempotencyKey };
