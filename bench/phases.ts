@@ -52,6 +52,12 @@ export interface ThroughputResult {
   idFiles: Record<Who, string[]>;
   /** Share of the machine (0..1) other programs used during each measured round (empty where unknown). */
   foreign: number[];
+  /**
+   * The provider sandbox's CPU time per answered request in each measured round, in ms (zero where the endpoint does
+   * not call it). The sandbox does the same work for every call, whoever calls, so its spread over the rounds is how
+   * much the machine's own speed moved during the run.
+   */
+  sandboxCpuMsPerRequest: Record<Who, number[]>;
 }
 
 export interface ThroughputCase {
@@ -101,6 +107,7 @@ export async function compareThroughput(
   };
   const rounds: Record<Target, ClosedResult[]> = { app: [], floor: [], second: [] };
   const cpu: Record<Target, number[]> = { app: [], floor: [], second: [] };
+  const sandboxCpu: Record<Target, number[]> = { app: [], floor: [], second: [] };
   // CPU by thread kind of each round, like `cpu` (ms, not per request).
   const threadMs: Record<Target, Record<ThreadKind, number>[]> = { app: [], floor: [], second: [] };
   const idFiles: Record<Who, string[]> = { app: [], floor: [] };
@@ -120,9 +127,11 @@ export async function compareThroughput(
     };
     const before = cpuSample();
     const cpuBefore = cpuTimeMs(pids[who]);
+    const sandboxBefore = cpuTimeMs(stack.sandbox.proc.pid);
     const threadsBefore = cpuByThreadMs(pids[who]);
     const result = await runDenoJson<ClosedResult>("bench/load.ts", [JSON.stringify(spec)]);
     cpu[who].push((cpuTimeMs(pids[who]) - cpuBefore) / result.ok);
+    sandboxCpu[who].push((cpuTimeMs(stack.sandbox.proc.pid) - sandboxBefore) / result.ok);
     const threadsAfter = cpuByThreadMs(pids[who]);
     threadMs[who].push(
       Object.fromEntries(THREAD_KINDS.map((k) => [k, threadsAfter[k] - threadsBefore[k]])) as Record<
@@ -141,7 +150,7 @@ export async function compareThroughput(
     await once(who, c.warmupMs ?? profile.warmupMs);
   }
   foreign.length = 0;
-  for (const t of targets) cpu[t].length = threadMs[t].length = 0;
+  for (const t of targets) cpu[t].length = sandboxCpu[t].length = threadMs[t].length = 0;
   for (let i = 0; i < profile.rounds; i++) {
     // ABBA (with a second floor, ABC CBA) so drift over the run hits every target alike.
     const order = i % 2 === 0 ? targets : targets.toReversed();
@@ -149,7 +158,13 @@ export async function compareThroughput(
       await driver.settle();
       rounds[who].push(await once(who, profile.roundMs));
     }
-    const line = (w: Target) => `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req)`;
+    const line = (w: Target) => {
+      const t = threadMs[w][i];
+      const us = (k: ThreadKind) => (t[k] * 1000 / rounds[w][i].ok).toFixed(0);
+      return `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req: main ${
+        us("main")
+      }, store ${us("store")}, v8 ${us("v8")} µs)`;
+    };
     driver.log(`  ${c.endpoint} round ${i + 1}/${profile.rounds}: ${targets.map(line).join(", ")}`);
   }
 
@@ -177,6 +192,7 @@ export async function compareThroughput(
       firstError: [...rounds.app, ...rounds[floor]].find((r) => r.firstError)?.firstError ?? null,
       idFiles,
       foreign,
+      sandboxCpuMsPerRequest: per((w) => sandboxCpu[w]),
     };
   };
   return {
