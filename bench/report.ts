@@ -227,7 +227,10 @@ function mainThreadBusy(x: ThroughputResult, who: Who): string {
   return `${(x.threadCpuMsPerRequest[who].main * x.rps[who] / 10).toFixed(0)} %`;
 }
 
-/** The sandbox's CPU per call over the rounds (µs, lowest-highest) of each target; empty when the row makes no call. */
+/**
+ * The sandbox's CPU per answered request over the rounds (µs, lowest-highest) of each target; empty when the app's
+ * requests make no call to it (the provider's or the chain's).
+ */
 function sandboxSpread(x: ThroughputResult): string {
   const spread = (ms: number[]) => {
     const us = ms.map((v) => v * 1000);
@@ -235,7 +238,7 @@ function sandboxSpread(x: ThroughputResult): string {
   };
   const { app, floor } = x.sandboxCpuMsPerRequest;
   if (!app.length || median(app) < 0.001) return "";
-  return `; the provider sandbox's CPU per call over the rounds ${spread(app)} µs in the app's, ${
+  return `; the sandbox's CPU per request over the rounds ${spread(app)} µs in the app's, ${
     spread(floor)
   } µs in the floor's`;
 }
@@ -818,7 +821,7 @@ its own), where keys written in time order share pages. The last part was about 
   2-s windows: every process's CPU per request (the app's main and store threads, and the sandbox's, whose work per
   call never changes) rose together by 20-30 % for stretches of 10-20 s and fell back, with no other program busy
   (\`/proc/stat\`) and no steal time reported. The machine's own speed moves under the run; the details now show
-  it as the sandbox's CPU per call over the rounds, beside each server's main-thread busy share. In those runs the
+  it as the sandbox's CPU per request over the rounds, beside each server's main-thread busy share. In those runs the
   app's slow rounds (25-40 % more CPU a request) came beside floor rounds at their usual rate: the floor waits partly
   on its store's synchronous write per request, which such a stretch slows less.
   Tried side by side (the app against itself with the change in the floor's place, 8-10 rounds), none kept:
