@@ -834,7 +834,13 @@ its own), where keys written in time order share pages. The last part was about 
   (1.5 keys a request; in a microbenchmark a read's synchronous part costs about 12 µs a call and 5 µs a key),
   KV commits 19 against 7, garbage collection 14.5 against 2.6, and 25 against 7 on V8's helper threads (75 KB
   allocated a request, no site over 4 %). So the row moves only with less work on the main thread spread over many
-  places, and one run's verdict is within the machine's own noise of 0.9.
+  places, and one run's verdict is within the machine's own noise of 0.9. Full runs on this code before the one on
+  this page: 0.92 (rounds 0.83-1.00) and 0.897 (the details' sandbox CPU per request moved 38-49 µs over the app's
+  rounds). The first of them also had the only webhook stall of the session: postbacks at 100/s took up to 190 ms
+  for a moment (p99 99.5 ms), with the load generator's own lag at most 5.4 ms and the 500/s phase right after it
+  normal; the sandbox, which keeps every payment in memory (about 170,000 by then), paused at most 15 ms for
+  garbage collection when filled with 200,000 on its own, so the cause is not known. The earlier note's 142 ms stall
+  looked the same.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
