@@ -829,7 +829,7 @@ its own), where keys written in time order share pages. The last part was about 
   no operation-log keys of its own (the entries in the activity log only, an upper bound) 1.00 ×; no per-request
   timers (the body's and the provider call's deadlines) 1.00 ×; a 32 MB young generation 0.97 ×; a group's first
   write waiting one microtask for the rest of its burst (commit groups of one fell from about 500 to 185 in 3 s)
-  1.01 ×; V8's memory reducer off, with idle gaps of 12 s after the first 30 s, no difference. Where the app's main
+  1.01 ×. Where the app's main
   thread spends more than the floor's with the same HTTP client (profile, µs a request): KV reads 18.5 against none
   (1.5 keys a request; in a microbenchmark a read's synchronous part costs about 12 µs a call and 5 µs a key),
   KV commits 19 against 7, garbage collection 14.5 against 2.6, and 25 against 7 on V8's helper threads (75 KB
@@ -841,6 +841,14 @@ its own), where keys written in time order share pages. The last part was about 
   normal; the sandbox, which keeps every payment in memory (about 170,000 by then), paused at most 15 ms for
   garbage collection when filled with 200,000 on its own, so the cause is not known. The earlier note's 142 ms stall
   looked the same.
+- **V8's memory reducer off** (\`--no-memory-reducer\` in \`deno task start\`, 2026-11-30, fourth session): in the
+  init phase the app's fourth round, the one after its longest gap (14 s, while both floors ran), cost 25-40 % more
+  CPU a request than the others in every run (three full runs above, 0.412, 0.413 and 0.383 ms against 0.30-0.34, and
+  six runs of the phase alone). \`--trace-memory-reducer\` showed why: from 30 s after start, V8 runs two full
+  collections that shrink the heap once the process has allocated little for a few seconds, and the next traffic pays
+  for it for several seconds. With the reducer off, that round was slow in one run of four of the phase alone, which
+  read 0.97, 0.95, 0.92 and 0.86. The heap keeps the size the load gave it, bounded by
+  \`--heap-growing-percent\`; the app alone with 12-s idle gaps ran the same either way.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
