@@ -30,6 +30,7 @@ function throughput(endpoint: string): ThroughputResult {
     firstError: null,
     idFiles: both([]),
     foreign: [0],
+    sandboxCpuMsPerRequest: { app: [0.041, 0.049], floor: [0.066, 0.077] },
   };
 }
 
@@ -236,6 +237,21 @@ Deno.test("[bench report] a throughput row's details split its CPU per request b
     text,
     /POST \/api\/v1\/init-payment: CPU per request app 1\.000 ms, floor 1\.000 ms \(floor\/app 1\.00; by thread app main 0\.600 \+ store 0\.300 \+ v8 0\.100, floor main 0\.600/,
   );
+});
+
+Deno.test("[bench report] a throughput row's details give the main thread's busy share and the sandbox's CPU per request over the rounds", () => {
+  const r = results(1_000, measuredPeer(1_000));
+  const details = (text: string) => text.split("\n").find((l) => l.includes("POST /api/v1/init-payment: CPU"))!;
+  // 0.6 ms of main thread a request at 1,000 requests a second: 60 % of a core.
+  assert.match(
+    details(renderText(r)),
+    /main thread busy app 60 %, floor 60 %; the sandbox's CPU per request over the rounds 41-49 µs in the app's, 66-77 µs in the floor's\)/,
+  );
+  // A row whose requests never reach the sandbox (the pay redirect) says nothing of it.
+  r.pay.sandboxCpuMsPerRequest = { app: [0, 0], floor: [0, 0] };
+  const pay = renderText(r).split("\n").find((l) => l.includes("GET /integration/pay: CPU"))!;
+  assert.doesNotMatch(pay, /sandbox/);
+  assert.match(pay, /main thread busy app 60 %, floor 60 %\)/);
 });
 
 Deno.test("[bench] CPU by thread counts a deno run's JavaScript as main", async () => {
