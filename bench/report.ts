@@ -814,16 +814,16 @@ its own), where keys written in time order share pages. The last part was about 
   as before in the app, read 0.57 and 0.64. Those two rows were flattered by their floors' random keys; they are not
   now. A retry that reached the provider but stored nothing (a timeout, a 5xx) keeps its id under the name, so
   the provider still gets the same request again.
-- **How much of init-payment's row is the machine** (2026-11-30, fourth session; nothing on the request path
-  changed). The init phase alone, as \`bench/run.ts\` runs it (both floors, 5 rounds), gave 0.94, 0.91, 0.92, 0.89
-  and 0.88 × the floor in five runs within an hour, and 0.83 and 0.87 with the bench's wait for a quiet machine
-  between rounds; the full runs of the session before gave 0.77-0.82. The app alone under steady load, measured in
-  2-s windows: every process's CPU per request (the app's main and store threads, and the sandbox's, whose work per
-  call never changes) rose together by 20-30 % for stretches of 10-20 s and fell back, with no other program busy
-  (\`/proc/stat\`) and no steal time reported. The machine's own speed moves under the run; the details now show
-  it as the sandbox's CPU per request over the rounds, beside each server's main-thread busy share. In those runs the
-  app's slow rounds (25-40 % more CPU a request) came beside floor rounds at their usual rate: the floor waits partly
-  on its store's synchronous write per request, which such a stretch slows less.
+- **How much of init-payment's row is the machine** (2026-11-30, fourth session; nothing on the request path changed).
+  The init phase alone, as \`bench/run.ts\` runs it (both floors, 5 rounds), gave 0.94, 0.91, 0.92, 0.89 and 0.88 ×
+  the floor in five runs within an hour, and 0.83 and 0.87 with the bench's wait for a quiet machine between rounds;
+  the full runs of the session before gave 0.77-0.82. The app alone under steady load, measured in 2-s windows: every
+  process's CPU per request (the app's main and store threads, and the sandbox's, whose work per call never changes)
+  rose together by 20-30 % for stretches of 10-20 s and fell back, with no other program busy (\`/proc/stat\`) and no
+  steal time reported. The machine's own speed moves under the run; the details now show it as the sandbox's CPU per
+  request over the rounds, beside each server's main-thread busy share. In those runs the app's slowest round was
+  nearly always its fourth, beside floor rounds at their usual rate: V8's memory reducer (below). The floor waits
+  partly on its store's synchronous write per request, which a slow stretch of the machine slows less.
   Tried side by side (the app against itself with the change in the floor's place, 8-10 rounds), none kept:
   reads through the writer's connection 0.98 × (1.11 × before payment names took most of the reader's pages away);
   no operation-log keys of its own (the entries in the activity log only, an upper bound) 1.00 ×; no per-request
@@ -842,13 +842,15 @@ its own), where keys written in time order share pages. The last part was about 
   garbage collection when filled with 200,000 on its own, so the cause is not known. The earlier note's 142 ms stall
   looked the same.
 - **V8's memory reducer off** (\`--no-memory-reducer\` in \`deno task start\`, 2026-11-30, fourth session): in the
-  init phase the app's fourth round, the one after its longest gap (14 s, while both floors ran), cost 25-40 % more
-  CPU a request than the others in every run (three full runs above, 0.412, 0.413 and 0.383 ms against 0.30-0.34, and
-  six runs of the phase alone). \`--trace-memory-reducer\` showed why: from 30 s after start, V8 runs two full
-  collections that shrink the heap once the process has allocated little for a few seconds, and the next traffic pays
-  for it for several seconds. With the reducer off, that round was slow in one run of four of the phase alone, which
-  read 0.97, 0.95, 0.92 and 0.86. The heap keeps the size the load gave it, bounded by
-  \`--heap-growing-percent\`; the app alone with 12-s idle gaps ran the same either way.
+  init phase the app's fourth round, the one after its longest gap (14 s, while both floors ran), was the costliest of
+  the five in every run: in the three full runs above 0.412, 0.387 and 0.413 ms of CPU a request against 0.301, 0.335
+  and 0.331 in the round before the gap (16-37 % more), and likewise in the four runs of the phase alone that logged
+  it. \`--trace-memory-reducer\` showed why: from 30 s after start, V8 runs two full collections that shrink the heap
+  once the process has allocated little for a few seconds, and the next traffic pays for it for several seconds. With
+  the reducer off that round cost 0.318 and 0.340 ms against 0.303 and 0.327 in the two full runs since (0.95 × the
+  floor, and 0.93 on this page), and was not slow in two runs of the phase alone (0.97 and 0.95); it was in one of two
+  more in which the floors ran with the setting too (0.92 and 0.86). The heap keeps the size the load gave it, bounded
+  by \`--heap-growing-percent\`; the app alone with 12-s idle gaps ran the same either way.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */
