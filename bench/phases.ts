@@ -53,9 +53,10 @@ export interface ThroughputResult {
   /** Share of the machine (0..1) other programs used during each measured round (empty where unknown). */
   foreign: number[];
   /**
-   * The provider sandbox's CPU time per answered request in each measured round, in ms (zero where the endpoint does
-   * not call it). The sandbox does the same work for every call, whoever calls, so its spread over the rounds is how
-   * much the machine's own speed moved during the run.
+   * The provider sandbox's CPU time per answered request in each measured round, in ms (zero where the target's
+   * requests do not call it). Compare one target's rounds with each other: the app's calls ask the same of the sandbox
+   * every round, so their spread shows roughly how much the machine's own speed moved (the sandbox's heap, which holds
+   * every payment, grows over the run too). The floor's `fetch` costs the sandbox more per call than the app's client.
    */
   sandboxCpuMsPerRequest: Record<Who, number[]>;
 }
@@ -159,11 +160,9 @@ export async function compareThroughput(
       rounds[who].push(await once(who, profile.roundMs));
     }
     const line = (w: Target) => {
-      const t = threadMs[w][i];
-      const us = (k: ThreadKind) => (t[k] * 1000 / rounds[w][i].ok).toFixed(0);
-      return `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req: main ${
-        us("main")
-      }, store ${us("store")}, v8 ${us("v8")} µs)`;
+      const microsPerRequest = (k: ThreadKind) => (threadMs[w][i][k] * 1000 / rounds[w][i].ok).toFixed(0);
+      const byThread = THREAD_KINDS.map((k) => `${k} ${microsPerRequest(k)}`).join(", ");
+      return `${w} ${rounds[w][i].rps.toFixed(0)} req/s (${cpu[w][i].toFixed(3)} ms CPU/req: ${byThread} µs)`;
     };
     driver.log(`  ${c.endpoint} round ${i + 1}/${profile.rounds}: ${targets.map(line).join(", ")}`);
   }
@@ -296,6 +295,25 @@ export interface WebhookResult extends Delivered {
   sendErrors: number;
   generatorLagMs: number;
   foreign: number | null;
+  /** Where the phase's slowest postback spent its time (null when none arrived). */
+  slowest: SlowestPostback | null;
+}
+
+/**
+ * Where one postback spent its time, from the app's own record of its payment (`deno task payment show`), so a
+ * stall shows on which side it was: before the app moved the payment (the sandbox's webhook, the app's check of it and
+ * of the status with the sandbox), between that and the relay's first attempt (the commit, the relay), or after (the
+ * way to the shop). Each time is in ms after the settlement at the sandbox; null where the record does not give it.
+ * The app's times are whole milliseconds of its clock, the bench's of the same machine's.
+ */
+export interface SlowestPostback {
+  paymentId: string;
+  /** When the shop had it: the postback's latency. */
+  latencyMs: number;
+  /** When the app moved the payment to its new status (its events' time, taken before the move's commit). */
+  statusChangedMs: number | null;
+  /** When the relay started the postback's first attempt after that (after the commit). */
+  attemptMs: number | null;
 }
 
 /** Settles the payments in `idsFile` at the sandbox, `rate` a second (the load generator's paced mode). */
@@ -373,9 +391,14 @@ export async function webhookLatency(
   await other;
 
   const latencies: number[] = [];
+  let slowest: { paymentId: string; settledAt: number; arrivedAt: number } | null = null;
   for (const [paymentId, sentAt] of paced.sent) {
     const first = arrivals.firstAt.get(paymentId);
-    if (first !== undefined) latencies.push(first - sentAt);
+    if (first === undefined) continue;
+    latencies.push(first - sentAt);
+    if (!slowest || first - sentAt > slowest.arrivedAt - slowest.settledAt) {
+      slowest = { paymentId, settledAt: sentAt, arrivedAt: first };
+    }
   }
   const sorted = sortedCopy(latencies);
   return {
@@ -388,6 +411,42 @@ export async function webhookLatency(
     sendErrors: paced.errors,
     generatorLagMs: paced.maxLagMs,
     foreign,
+    slowest: slowest && await explainPostback(stack, slowest),
+  };
+}
+
+/** The app's events shown by `deno task payment show`, as far as explainPostback reads them. */
+interface ShownPayment {
+  events: { type: string; at: number }[];
+  deliveries: { attemptLog: { at: number }[] }[];
+}
+
+/** Times one postback's way from the app's record of it (see SlowestPostback), read after the phase. */
+async function explainPostback(
+  stack: Stack,
+  p: { paymentId: string; settledAt: number; arrivedAt: number },
+): Promise<SlowestPostback> {
+  const explained: SlowestPostback = {
+    paymentId: p.paymentId,
+    latencyMs: p.arrivedAt - p.settledAt,
+    statusChangedMs: null,
+    attemptMs: null,
+  };
+  let shown: ShownPayment;
+  try {
+    shown = JSON.parse(await stack.operatorCommand("payment", "show", p.paymentId));
+  } catch {
+    // The explanation is a diagnosis, never the measurement: without it the row stands.
+    return explained;
+  }
+  const since = (at: number | null) => (at === null ? null : at - p.settledAt);
+  const changedAt = shown.events.find((e) => e.type === "status_changed")?.at ?? null;
+  const attempts = shown.deliveries.flatMap((d) => d.attemptLog.map((a) => a.at))
+    .filter((at) => changedAt !== null && at >= changedAt);
+  return {
+    ...explained,
+    statusChangedMs: since(changedAt),
+    attemptMs: since(attempts.length ? Math.min(...attempts) : null),
   };
 }
 

@@ -7,6 +7,7 @@ import type {
   Delivered,
   DrainResult,
   DrainRuns,
+  SlowestPostback,
   SlowShopResult,
   ThroughputResult,
   WebhookResult,
@@ -219,28 +220,36 @@ function byThread(ms: Record<ThreadKind, number>): string {
 }
 
 /**
- * Share of one core the server's main (JavaScript) thread was busy while it was measured: its CPU per request times
- * its requests a second. A server whose main thread has time to spare waits on something else (the floors: their
- * store's synchronous write per request).
+ * Share of one core the server's main (JavaScript) thread was busy while it was measured: its CPU per request (over
+ * all rounds) times its median requests a second, so an approximation. Below 100 % it waited: on I/O (the floors'
+ * store writes one request at a time), or for a core it shares with the load generator and the sandbox.
  */
 function mainThreadBusy(x: ThroughputResult, who: Who): string {
   return `${(x.threadCpuMsPerRequest[who].main * x.rps[who] / 10).toFixed(0)} %`;
 }
 
 /**
- * The sandbox's CPU per answered request over the rounds (µs, lowest-highest) of each target; empty when the app's
- * requests make no call to it (the provider's or the chain's).
+ * The sandbox's CPU per answered request over each target's rounds (µs, lowest-highest), for a row whose requests
+ * call it (the provider's or the chain's); a target that made no calls says so, and a row where neither did says
+ * nothing.
  */
 function sandboxSpread(x: ThroughputResult): string {
+  const calls = (ms: number[]) => ms.length > 0 && ms.every(Number.isFinite) && median(ms) >= 0.001;
   const spread = (ms: number[]) => {
+    if (!calls(ms)) return "no calls";
     const us = ms.map((v) => v * 1000);
-    return `${Math.min(...us).toFixed(0)}-${Math.max(...us).toFixed(0)}`;
+    return `${Math.min(...us).toFixed(0)}-${Math.max(...us).toFixed(0)} µs`;
   };
   const { app, floor } = x.sandboxCpuMsPerRequest;
-  if (!app.length || median(app) < 0.001) return "";
-  return `; the sandbox's CPU per request over the rounds ${spread(app)} µs in the app's, ${
-    spread(floor)
-  } µs in the floor's`;
+  if (!calls(app) && !calls(floor)) return "";
+  return `; the sandbox's CPU per request over the rounds ${spread(app)} in the app's, ${spread(floor)} in the floor's`;
+}
+
+/** Where a phase's slowest postback spent its time: what the shop saw, then the app's times on the way. */
+function slowestText(p: SlowestPostback | null): string {
+  if (!p) return "none arrived";
+  const at = (label: string, ms: number | null) => `${label} ${ms === null ? "n/a" : fmtMs(ms)}`;
+  return `${fmtMs(p.latencyMs)} (${at("status changed", p.statusChangedMs)}, ${at("first attempt", p.attemptMs)})`;
 }
 
 function detailLines(r: BenchResults): string[] {
@@ -271,6 +280,11 @@ function detailLines(r: BenchResults): string[] {
       fmtMs(r.webhookPeak.generatorLagMs)
     } ms`,
     `Beside the slow shop: ${r.besideSlowShop.slowRate} postbacks/s made for it, ${r.besideSlowShop.slowReceived} received by it while the fast shop got all of its own`,
+    `Slowest postback of each webhook phase, ms after its settlement (the app's times from its record of the payment): at ${w.rate}/s ${
+      slowestText(w.slowest)
+    }; at ${r.webhookPeak.rate}/s ${slowestText(r.webhookPeak.slowest)}; beside the slow shop ${
+      slowestText(r.besideSlowShop.slowest)
+    }`,
     `Drain${runRates(d.rates)}: seeded in ${fmtMs(d.seedMs / 1000)} s; app up in ${
       fmtMs(d.startupMs / 1000)
     } s; first → last postback ${fmtMs(d.drainMs / 1000)} s; app start → last postback ${fmtMs(d.totalMs / 1000)} s`,
@@ -818,39 +832,39 @@ its own), where keys written in time order share pages. The last part was about 
   The init phase alone, as \`bench/run.ts\` runs it (both floors, 5 rounds), gave 0.94, 0.91, 0.92, 0.89 and 0.88 ×
   the floor in five runs within an hour, and 0.83 and 0.87 with the bench's wait for a quiet machine between rounds;
   the full runs of the session before gave 0.77-0.82. The app alone under steady load, measured in 2-s windows: every
-  process's CPU per request (the app's main and store threads, and the sandbox's, whose work per call never changes)
-  rose together by 20-30 % for stretches of 10-20 s and fell back, with no other program busy (\`/proc/stat\`) and no
-  steal time reported. The machine's own speed moves under the run; the details now show it as the sandbox's CPU per
-  request over the rounds, beside each server's main-thread busy share. In those runs the app's slowest round was
-  nearly always its fourth, beside floor rounds at their usual rate: V8's memory reducer (below). The floor waits
-  partly on its store's synchronous write per request, which a slow stretch of the machine slows less.
-  Tried side by side (the app against itself with the change in the floor's place, 8-10 rounds), none kept:
-  reads through the writer's connection 0.98 × (1.11 × before payment names took most of the reader's pages away);
-  no operation-log keys of its own (the entries in the activity log only, an upper bound) 1.00 ×; no per-request
-  timers (the body's and the provider call's deadlines) 1.00 ×; a 32 MB young generation 0.97 ×; a group's first
-  write waiting one microtask for the rest of its burst (commit groups of one fell from about 500 to 185 in 3 s)
-  1.01 ×. Where the app's main
-  thread spends more than the floor's with the same HTTP client (profile, µs a request): KV reads 18.5 against none
-  (1.5 keys a request; in a microbenchmark a read's synchronous part costs about 12 µs a call and 5 µs a key),
-  KV commits 19 against 7, garbage collection 14.5 against 2.6, and 25 against 7 on V8's helper threads (75 KB
-  allocated a request, no site over 4 %). So the row moves only with less work on the main thread spread over many
-  places, and one run's verdict is within the machine's own noise of 0.9. Full runs on this code before the one on
-  this page: 0.92 (rounds 0.83-1.00) and 0.897 (the details' sandbox CPU per request moved 38-49 µs over the app's
-  rounds). The first of them also had the only webhook stall of the session: postbacks at 100/s took up to 190 ms
-  for a moment (p99 99.5 ms), with the load generator's own lag at most 5.4 ms and the 500/s phase right after it
-  normal; the sandbox, which keeps every payment in memory (about 170,000 by then), paused at most 15 ms for
+  process's CPU per request (the app's main and store threads, and the sandbox's, whose work per call from the app
+  does not change) rose together by 20-30 % for stretches of 10-20 s and fell back, with no other program busy
+  (\`/proc/stat\`) and no steal time reported. The machine's own speed moves under the run; the details now show it as
+  the sandbox's CPU per request over the rounds, beside each server's main-thread busy share. In those runs the app's
+  slowest round was nearly always its fourth, beside floor rounds at their usual rate: V8's memory reducer (below).
+  The floor waits partly on its store's synchronous write per request, which a slow stretch of the machine slows less.
+  Tried side by side (the app against itself with the change in the floor's place, 8-10 rounds), none kept: reads
+  through the writer's connection 0.98 × (1.11 × before payment names took most of the reader's pages away); no
+  operation-log keys of its own (the entries in the activity log only, an upper bound) 1.00 ×; no per-request timers
+  (the body's and the provider call's deadlines) 1.00 ×; a 32 MB young generation 0.97 ×; a group's first write
+  waiting one microtask for the rest of its burst (commit groups of one fell from about 500 to 185 in 3 s) 1.01 ×.
+  Where the app's main thread spends more than the floor's with the same HTTP client (profile, µs a request): KV reads
+  18.5 against none (1.5 keys a request; in a microbenchmark a read's synchronous part costs about 12 µs a call and 5
+  µs a key), KV commits 19 against 7, garbage collection 14.5 against 2.6, and 25 against 7 on V8's helper threads (75
+  KB allocated a request, no site over 4 %). So the row moves only with less work on the main thread spread over many
+  places, and one run's verdict is within the machine's own noise of 0.9. Full runs of the session before the memory
+  reducer was turned off (below): 0.92 (rounds 0.83-1.00; the details' sandbox CPU per request moved 38-49 µs over the
+  app's rounds), 0.897 and 0.87. The first also had the only webhook stall of the session: postbacks at 100/s took up
+  to 190 ms for a moment (p99 99.5 ms), with the load generator's own lag at most 5.4 ms and the 500/s phase right
+  after it normal; the sandbox, which keeps every payment in memory (about 170,000 by then), paused at most 15 ms for
   garbage collection when filled with 200,000 on its own, so the cause is not known. The earlier note's 142 ms stall
-  looked the same.
+  looked the same. The details now time each webhook phase's slowest postback from the app's record of its payment
+  (when the app moved it, when the relay first tried it), so the next stall shows on which side it was.
 - **V8's memory reducer off** (\`--no-memory-reducer\` in \`deno task start\`, 2026-11-30, fourth session): in the
   init phase the app's fourth round, the one after its longest gap (14 s, while both floors ran), was the costliest of
   the five in every run: in the three full runs above 0.412, 0.387 and 0.413 ms of CPU a request against 0.301, 0.335
   and 0.331 in the round before the gap (16-37 % more), and likewise in the four runs of the phase alone that logged
   it. \`--trace-memory-reducer\` showed why: from 30 s after start, V8 runs two full collections that shrink the heap
   once the process has allocated little for a few seconds, and the next traffic pays for it for several seconds. With
-  the reducer off that round cost 0.318 and 0.340 ms against 0.303 and 0.327 in the two full runs since (0.95 × the
-  floor, and 0.93 on this page), and was not slow in two runs of the phase alone (0.97 and 0.95); it was in one of two
-  more in which the floors ran with the setting too (0.92 and 0.86). The heap keeps the size the load gave it, bounded
-  by \`--heap-growing-percent\`; the app alone with 12-s idle gaps ran the same either way.
+  the reducer off that round cost 0.318 and 0.340 ms against 0.303 and 0.327 in the next two full runs (0.95 and 0.93
+  × the floor; this page's run is a third), and was not slow in two runs of the phase alone (0.97 and 0.95); it was in
+  one of two more in which the floors ran with the setting too (0.92 and 0.86). The heap keeps the size the load gave
+  it, bounded by \`--heap-growing-percent\`; the app alone with 12-s idle gaps ran the same either way.
 `;
 
 /** The peer's settings, for the doc: what a reader needs to rebuild it. */

@@ -29,6 +29,8 @@ export interface Stack {
   app: { proc: Proc; port: number };
   /** Starts the app again on the same port and KV file once it is stopped (for the drain); resolves when it answers. */
   startApp(): Promise<Proc>;
+  /** Runs an operator command (cli/SCRIPT.ts) against the app's store, as an operator would beside the running app. */
+  operatorCommand(script: string, ...args: string[]): Promise<string>;
 }
 
 export async function startStack(dir: string): Promise<Stack> {
@@ -117,6 +119,7 @@ export async function startStack(dir: string): Promise<Stack> {
       stack.app.proc = await startApp();
       return stack.app.proc;
     },
+    operatorCommand: (script, ...args) => runCli(appEnv, script, ...args),
   };
   return stack;
 }

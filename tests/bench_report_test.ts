@@ -46,6 +46,7 @@ function results(drainRate: number, peer: BenchResults["peer"], lost = 0): Bench
     sendErrors: 0,
     generatorLagMs: 1,
     foreign: 0,
+    slowest: { paymentId: "pay_1", latencyMs: 190, statusChangedMs: 181, attemptMs: 182 },
   };
   const drain: DrainRuns<DrainResult> = {
     ...delivered,
@@ -252,6 +253,24 @@ Deno.test("[bench report] a throughput row's details give the main thread's busy
   const pay = renderText(r).split("\n").find((l) => l.includes("GET /integration/pay: CPU"))!;
   assert.doesNotMatch(pay, /sandbox/);
   assert.match(pay, /main thread busy app 60 %, floor 60 %\)/);
+  // A row where only the app calls it (invoices: the floor asks no chain for addresses) says the floor made none.
+  r.invoice.sandboxCpuMsPerRequest = { app: [0.021, 0.026], floor: [0, 0] };
+  const invoice = renderText(r).split("\n").find((l) => l.includes("POST /api/v1/invoices: CPU"))!;
+  assert.match(
+    invoice,
+    /the sandbox's CPU per request over the rounds 21-26 µs in the app's, no calls in the floor's\)/,
+  );
+});
+
+Deno.test("[bench report] the details say where each webhook phase's slowest postback spent its time", () => {
+  const r = results(1_000, measuredPeer(1_000));
+  r.webhookPeak = { ...r.webhookPeak, slowest: { ...r.webhook.slowest!, statusChangedMs: null, attemptMs: null } };
+  r.besideSlowShop = { ...r.besideSlowShop, slowest: null };
+  const line = renderText(r).split("\n").find((l) => l.includes("Slowest postback of each webhook phase"))!;
+  assert.match(line, /ms after its settlement .*: at 50\/s 190 \(status changed 181, first attempt 182\)/);
+  // A time the app's record does not give is said to be missing, not shown as zero.
+  assert.match(line, /at 200\/s 190 \(status changed n\/a, first attempt n\/a\)/);
+  assert.match(line, /beside the slow shop none arrived/);
 });
 
 Deno.test("[bench] CPU by thread counts a deno run's JavaScript as main", async () => {
