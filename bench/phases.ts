@@ -391,14 +391,13 @@ export async function webhookLatency(
   await other;
 
   const latencies: number[] = [];
-  let slowest: { paymentId: string; settledAt: number; arrivedAt: number } | null = null;
+  let slowest: { paymentId: string; settledAt: number; latencyMs: number } | null = null;
   for (const [paymentId, sentAt] of paced.sent) {
     const first = arrivals.firstAt.get(paymentId);
     if (first === undefined) continue;
-    latencies.push(first - sentAt);
-    if (!slowest || first - sentAt > slowest.arrivedAt - slowest.settledAt) {
-      slowest = { paymentId, settledAt: sentAt, arrivedAt: first };
-    }
+    const latencyMs = first - sentAt;
+    latencies.push(latencyMs);
+    if (!slowest || latencyMs > slowest.latencyMs) slowest = { paymentId, settledAt: sentAt, latencyMs };
   }
   const sorted = sortedCopy(latencies);
   return {
@@ -424,11 +423,11 @@ interface ShownPayment {
 /** Times one postback's way from the app's record of it (see SlowestPostback), read after the phase. */
 async function explainPostback(
   stack: Stack,
-  p: { paymentId: string; settledAt: number; arrivedAt: number },
+  p: { paymentId: string; settledAt: number; latencyMs: number },
 ): Promise<SlowestPostback> {
   const explained: SlowestPostback = {
     paymentId: p.paymentId,
-    latencyMs: p.arrivedAt - p.settledAt,
+    latencyMs: p.latencyMs,
     statusChangedMs: null,
     attemptMs: null,
   };

@@ -119,7 +119,8 @@ export async function startStack(dir: string): Promise<Stack> {
       stack.app.proc = await startApp();
       return stack.app.proc;
     },
-    operatorCommand: (script, ...args) => runCli(appEnv, script, ...args),
+    // The store exists by now: a command that found none (a wrong path) would fail rather than make an empty one.
+    operatorCommand: (script, ...args) => runCli({ ...appEnv, NEW_DATABASE: "0" }, script, ...args),
   };
   return stack;
 }
@@ -152,8 +153,9 @@ async function createShop(env: Record<string, string>, postbackUrl: string) {
 async function runCli(env: Record<string, string>, script: string, ...args: string[]): Promise<string> {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", `cli/${script}.ts`, ...args],
-    // The bench's store is new: the operator and shop are made before the app first starts.
-    env: childEnv({ ...env, NEW_DATABASE: "1" }),
+    // The bench's store is new when the operator and shop are made, before the app first starts (NEW_DATABASE=1);
+    // later commands are given "0".
+    env: childEnv({ NEW_DATABASE: "1", ...env }),
     clearEnv: true,
     stdin: "null",
   }).output();
